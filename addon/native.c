@@ -1,0 +1,1118 @@
+/*
+ * ckrun_native: what Node cannot do by itself.
+ *
+ *   spawn(opts)              clone3 (optionally with set_tid / new PID+mount
+ *                            namespace with its own /proc) + execve, errors
+ *                            reported through a close-on-exec pipe
+ *   setChildSubreaper()      prctl(PR_SET_CHILD_SUBREAPER)
+ *   onChildExit(cb)          a reaper thread: wait4(-1, __WALL) delivered to
+ *                            JS through an unref'd threadsafe function
+ *   watchSignal(sig, cb)     a libuv signal watcher for any signal number
+ *   unwatchSignal(id)        (Node's process.on knows no real-time signals)
+ *   crc32c(buf, crc?)        CRC-32C of a Uint8Array / ArrayBuffer
+ *   crc32cFile(path, off, n) CRC-32C of a byte range of a file (pread)
+ *
+ * Plain N-API (node_api.h) plus libuv for the signal watcher.
+ */
+#define _GNU_SOURCE
+#include <node_api.h>
+#include <uv.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "crc32c.h" /* preload/: the shim's CRC-32C */
+
+/* struct clone_args of <linux/sched.h>, declared here so that header's
+ * CLONE_* macros do not clash with <sched.h>'s. */
+struct ck_clone_args {
+	uint64_t flags;
+	uint64_t pidfd;
+	uint64_t child_tid;
+	uint64_t parent_tid;
+	uint64_t exit_signal;
+	uint64_t stack;
+	uint64_t stack_size;
+	uint64_t tls;
+	uint64_t set_tid;
+	uint64_t set_tid_size;
+	uint64_t cgroup;
+};
+
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+
+#define CK_NSIG 64          /* highest signal number on x86-64 Linux */
+#define CK_MAX_FDS 4096     /* sanity limit on opts.fds */
+#define CK_CRC_CHUNK (4u << 20)
+
+/* ------------------------------------------------------------------ */
+/* error helpers                                                       */
+
+static const char *errno_name(int err)
+{
+	const char *n = strerrorname_np(err);
+	return n ? n : "EUNKNOWN";
+}
+
+/* Throws an Error with .code = code and the formatted message, unless an
+ * exception is already pending (then that one wins). */
+static void throw_coded(napi_env env, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void throw_coded(napi_env env, const char *code, const char *fmt, ...)
+{
+	bool pending = false;
+	if (napi_is_exception_pending(env, &pending) == napi_ok && pending)
+		return;
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	napi_value jcode, jmsg, err;
+	if (napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &jcode) != napi_ok ||
+	    napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &jmsg) != napi_ok ||
+	    napi_create_error(env, jcode, jmsg, &err) != napi_ok ||
+	    napi_throw(env, err) != napi_ok)
+		napi_throw_error(env, code, msg);
+}
+
+static void throw_type(napi_env env, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void throw_type(napi_env env, const char *fmt, ...)
+{
+	bool pending = false;
+	if (napi_is_exception_pending(env, &pending) == napi_ok && pending)
+		return;
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
+}
+
+/* An N-API call failed: throw a generic error naming it (unless one is
+ * already pending). */
+static void throw_napi(napi_env env, const char *what)
+{
+	const napi_extended_error_info *info = NULL;
+	const char *why = "unknown N-API error";
+	if (napi_get_last_error_info(env, &info) == napi_ok && info && info->error_message)
+		why = info->error_message;
+	throw_coded(env, "ERR_CKRUN_NAPI", "%s failed: %s", what, why);
+}
+
+#define NAPI_CALL(env, call)                          \
+	do {                                          \
+		if ((call) != napi_ok) {              \
+			throw_napi((env), #call);     \
+			goto fail;                    \
+		}                                     \
+	} while (0)
+
+/* ------------------------------------------------------------------ */
+/* argument helpers                                                    */
+
+/* Looks up obj[name]; *present is false when missing, undefined or null. */
+static bool get_opt(napi_env env, napi_value obj, const char *name, napi_value *out, bool *present)
+{
+	bool has = false;
+	*present = false;
+	if (napi_has_named_property(env, obj, name, &has) != napi_ok) {
+		throw_napi(env, "napi_has_named_property");
+		return false;
+	}
+	if (!has)
+		return true;
+	if (napi_get_named_property(env, obj, name, out) != napi_ok) {
+		throw_napi(env, "napi_get_named_property");
+		return false;
+	}
+	napi_valuetype t;
+	if (napi_typeof(env, *out, &t) != napi_ok) {
+		throw_napi(env, "napi_typeof");
+		return false;
+	}
+	*present = t != napi_undefined && t != napi_null;
+	return true;
+}
+
+/* Copies a JS string into a fresh malloc'd NUL-terminated buffer.
+ * Rejects strings containing NUL bytes (they cannot go to execve). */
+static char *dup_string(napi_env env, napi_value v, const char *what)
+{
+	napi_valuetype t;
+	size_t len = 0, got = 0;
+	char *s;
+	if (napi_typeof(env, v, &t) != napi_ok) {
+		throw_napi(env, "napi_typeof");
+		return NULL;
+	}
+	if (t != napi_string) {
+		throw_type(env, "%s must be a string", what);
+		return NULL;
+	}
+	if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) {
+		throw_napi(env, "napi_get_value_string_utf8");
+		return NULL;
+	}
+	s = malloc(len + 1);
+	if (!s) {
+		throw_coded(env, "ENOMEM", "out of memory copying %s", what);
+		return NULL;
+	}
+	if (napi_get_value_string_utf8(env, v, s, len + 1, &got) != napi_ok) {
+		free(s);
+		throw_napi(env, "napi_get_value_string_utf8");
+		return NULL;
+	}
+	if (strlen(s) != got) {
+		free(s);
+		throw_type(env, "%s must not contain NUL characters", what);
+		return NULL;
+	}
+	return s;
+}
+
+static void free_strv(char **v)
+{
+	if (!v)
+		return;
+	for (char **p = v; *p; p++)
+		free(*p);
+	free(v);
+}
+
+/* JS string[] -> malloc'd NULL-terminated char*[] */
+static char **dup_strv(napi_env env, napi_value arr, const char *what)
+{
+	bool is_array = false;
+	uint32_t n = 0;
+	char **v = NULL;
+	char label[64];
+	if (napi_is_array(env, arr, &is_array) != napi_ok) {
+		throw_napi(env, "napi_is_array");
+		return NULL;
+	}
+	if (!is_array) {
+		throw_type(env, "%s must be an array of strings", what);
+		return NULL;
+	}
+	if (napi_get_array_length(env, arr, &n) != napi_ok) {
+		throw_napi(env, "napi_get_array_length");
+		return NULL;
+	}
+	v = calloc((size_t)n + 1, sizeof *v);
+	if (!v) {
+		throw_coded(env, "ENOMEM", "out of memory copying %s", what);
+		return NULL;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		napi_value e;
+		if (napi_get_element(env, arr, i, &e) != napi_ok) {
+			throw_napi(env, "napi_get_element");
+			free_strv(v);
+			return NULL;
+		}
+		snprintf(label, sizeof label, "%s[%u]", what, i);
+		v[i] = dup_string(env, e, label);
+		if (!v[i]) {
+			free_strv(v);
+			return NULL;
+		}
+	}
+	return v;
+}
+
+static bool get_int(napi_env env, napi_value v, const char *what, int64_t lo, int64_t hi, int64_t *out)
+{
+	napi_valuetype t;
+	double d;
+	if (napi_typeof(env, v, &t) != napi_ok) {
+		throw_napi(env, "napi_typeof");
+		return false;
+	}
+	if (t != napi_number) {
+		throw_type(env, "%s must be a number", what);
+		return false;
+	}
+	if (napi_get_value_double(env, v, &d) != napi_ok) {
+		throw_napi(env, "napi_get_value_double");
+		return false;
+	}
+	if (d != d || d < (double)lo || d > (double)hi || d != (double)(int64_t)d) {
+		napi_throw_range_error(env, "ERR_OUT_OF_RANGE", what);
+		return false;
+	}
+	*out = (int64_t)d;
+	return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* reaper: wait4(-1) in a thread                                       */
+
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint64_t spawn_gen;   /* bumped on every successful clone */
+	bool started;
+	bool tsfn_dead;       /* the threadsafe function was finalized */
+	napi_threadsafe_function tsfn;
+} reaper = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, false, false, NULL };
+
+static void reaper_note_spawn(void)
+{
+	pthread_mutex_lock(&reaper.mu);
+	reaper.spawn_gen++;
+	pthread_cond_broadcast(&reaper.cv);
+	pthread_mutex_unlock(&reaper.mu);
+}
+
+/* pid and wait status travel inside the pointer: no allocation, no leak. */
+static void *pack_exit(pid_t pid, int status)
+{
+	return (void *)(uintptr_t)(((uint64_t)(uint32_t)pid << 32) | (uint32_t)status);
+}
+
+static void *reaper_main(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		uint64_t gen;
+		int status = 0;
+		pthread_mutex_lock(&reaper.mu);
+		gen = reaper.spawn_gen;
+		pthread_mutex_unlock(&reaper.mu);
+
+		pid_t pid = wait4(-1, &status, __WALL, NULL);
+		if (pid > 0) {
+			pthread_mutex_lock(&reaper.mu);
+			if (!reaper.tsfn_dead)
+				(void)napi_call_threadsafe_function(reaper.tsfn, pack_exit(pid, status),
+								    napi_tsfn_nonblocking);
+			pthread_mutex_unlock(&reaper.mu);
+			continue;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == ECHILD) {
+			/* No children at all: sleep until the next spawn. */
+			pthread_mutex_lock(&reaper.mu);
+			while (reaper.spawn_gen == gen)
+				pthread_cond_wait(&reaper.cv, &reaper.mu);
+			pthread_mutex_unlock(&reaper.mu);
+			continue;
+		}
+		/* Unexpected: do not spin. */
+		struct timespec ts = { 0, 100 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	return NULL;
+}
+
+static void reaper_call_js(napi_env env, napi_value cb, void *context, void *data)
+{
+	(void)context;
+	if (!env || !cb)
+		return;
+	uint64_t packed = (uint64_t)(uintptr_t)data;
+	pid_t pid = (pid_t)(uint32_t)(packed >> 32);
+	int status = (int)(uint32_t)packed;
+	napi_value argv[3], undef;
+	if (napi_get_undefined(env, &undef) != napi_ok || napi_get_null(env, &argv[1]) != napi_ok ||
+	    napi_get_null(env, &argv[2]) != napi_ok || napi_create_int32(env, pid, &argv[0]) != napi_ok)
+		return;
+	if (WIFEXITED(status)) {
+		if (napi_create_int32(env, WEXITSTATUS(status), &argv[1]) != napi_ok)
+			return;
+	} else if (WIFSIGNALED(status)) {
+		if (napi_create_int32(env, WTERMSIG(status), &argv[2]) != napi_ok)
+			return;
+	} else {
+		return; /* stopped/continued are not requested; ignore */
+	}
+	/* An exception thrown by cb is left pending: Node reports it as
+	 * uncaught when call_js returns. */
+	(void)napi_call_function(env, undef, cb, 3, argv, NULL);
+}
+
+static void reaper_finalize(napi_env env, void *data, void *hint)
+{
+	(void)env;
+	(void)data;
+	(void)hint;
+	pthread_mutex_lock(&reaper.mu);
+	reaper.tsfn_dead = true;
+	pthread_mutex_unlock(&reaper.mu);
+}
+
+static napi_value js_on_child_exit(napi_env env, napi_callback_info info)
+{
+	size_t argc = 1;
+	napi_value argv[1], name;
+	napi_valuetype t;
+	napi_threadsafe_function tsfn = NULL;
+	sigset_t all, old;
+	pthread_attr_t attr;
+	pthread_t thr;
+	int err;
+
+	NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	if (argc < 1 || napi_typeof(env, argv[0], &t) != napi_ok || t != napi_function) {
+		throw_type(env, "onChildExit(cb): cb must be a function");
+		return NULL;
+	}
+	pthread_mutex_lock(&reaper.mu);
+	bool started = reaper.started;
+	pthread_mutex_unlock(&reaper.mu);
+	if (started) {
+		throw_coded(env, "ERR_CKRUN_REAPER", "onChildExit: a reaper is already installed in this process");
+		return NULL;
+	}
+	NAPI_CALL(env, napi_create_string_utf8(env, "ckrun-reaper", NAPI_AUTO_LENGTH, &name));
+	NAPI_CALL(env, napi_create_threadsafe_function(env, argv[0], NULL, name, 0, 1, NULL,
+						       reaper_finalize, NULL, reaper_call_js, &tsfn));
+	/* ckrun stays alive through its socket server, not through this. */
+	if (napi_unref_threadsafe_function(env, tsfn) != napi_ok) {
+		throw_napi(env, "napi_unref_threadsafe_function");
+		napi_release_threadsafe_function(tsfn, napi_tsfn_abort);
+		return NULL;
+	}
+	pthread_mutex_lock(&reaper.mu);
+	reaper.tsfn = tsfn;
+	reaper.tsfn_dead = false;
+	pthread_mutex_unlock(&reaper.mu);
+
+	/* The thread inherits a fully blocked mask: signals go to Node's threads. */
+	sigfillset(&all);
+	if ((err = pthread_attr_init(&attr)) != 0)
+		goto thread_fail;
+	if ((err = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED)) != 0 ||
+	    (err = pthread_attr_setstacksize(&attr, 64 * 1024)) != 0) {
+		pthread_attr_destroy(&attr);
+		goto thread_fail;
+	}
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	err = pthread_create(&thr, &attr, reaper_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	if (err != 0)
+		goto thread_fail;
+	pthread_mutex_lock(&reaper.mu);
+	reaper.started = true;
+	pthread_mutex_unlock(&reaper.mu);
+	return NULL;
+
+thread_fail:
+	pthread_mutex_lock(&reaper.mu);
+	reaper.tsfn = NULL;
+	pthread_mutex_unlock(&reaper.mu);
+	napi_release_threadsafe_function(tsfn, napi_tsfn_abort);
+	throw_coded(env, errno_name(err), "onChildExit: cannot start the reaper thread: %s", strerror(err));
+	return NULL;
+fail:
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* spawn                                                               */
+
+enum { STAGE_SETUP = 1, STAGE_FD = 2, STAGE_CHDIR = 3, STAGE_EXEC = 4, STAGE_PROC = 5 };
+
+struct child_report {
+	int32_t stage;
+	int32_t err;
+	int32_t arg;   /* for STAGE_FD: index of the descriptor */
+};
+
+struct spawn_req {
+	char *file;
+	char **argv;
+	char **envp;
+	char *cwd;
+	int *fds;      /* child fd i <- parent fd fds[i]; -1 = closed */
+	int *tmp;      /* scratch for the child (its own copy of the memory) */
+	int nfds;
+	bool have_tid;
+	pid_t tid;
+	bool newns;
+	bool mount_proc; /* only with newns: private mounts + a fresh /proc */
+	int pdeathsig;
+};
+
+static void spawn_req_free(struct spawn_req *q)
+{
+	free(q->file);
+	free_strv(q->argv);
+	free_strv(q->envp);
+	free(q->cwd);
+	free(q->fds);
+	free(q->tmp);
+	memset(q, 0, sizeof *q);
+}
+
+/* The kernel's struct sigaction for rt_sigaction (x86-64). */
+struct k_sigaction {
+	void (*handler)(int);
+	unsigned long flags;
+	void (*restorer)(void);
+	uint64_t mask;
+};
+
+static __attribute__((noreturn)) void child_fail(int efd, int stage, int err, int arg)
+{
+	struct child_report r = { stage, err, arg };
+	ssize_t n;
+	do
+		n = write(efd, &r, sizeof r);
+	while (n < 0 && errno == EINTR);
+	syscall(SYS_exit_group, 127);
+	__builtin_unreachable();
+}
+
+/* Runs in the child of clone3 (a copy of the calling thread, no CLONE_VM).
+ * Only async-signal-safe calls: no malloc, no stdio, no locks. */
+static __attribute__((noreturn)) void child_main(struct spawn_req *q, int efd, pid_t parent)
+{
+	struct k_sigaction dfl;
+	uint64_t none = 0;
+	int n = q->nfds;
+
+	if (q->pdeathsig) {
+		if (prctl(PR_SET_PDEATHSIG, q->pdeathsig, 0, 0, 0) < 0)
+			child_fail(efd, STAGE_SETUP, errno, 0);
+		/* The parent may have died before prctl: then nobody will
+		 * send the signal (in a new PID namespace getppid() is 0). */
+		if (!q->newns && getppid() != parent)
+			syscall(SYS_exit_group, 127);
+	}
+
+	/* Every disposition back to default (Node ignores SIGPIPE, libuv
+	 * has handlers), then unblock everything (the parent blocked all
+	 * signals around clone3, so nothing ran a Node handler here). */
+	memset(&dfl, 0, sizeof dfl);
+	dfl.handler = SIG_DFL;
+	for (int s = 1; s <= CK_NSIG; s++) {
+		if (s == SIGKILL || s == SIGSTOP)
+			continue;
+		if (syscall(SYS_rt_sigaction, s, &dfl, NULL, sizeof(uint64_t)) < 0)
+			child_fail(efd, STAGE_SETUP, errno, s);
+	}
+
+	/* Descriptors: move the error pipe and every source above the target
+	 * range first, so no dup2 can clobber a source still needed. */
+	int e2 = fcntl(efd, F_DUPFD_CLOEXEC, n);
+	if (e2 < 0)
+		child_fail(efd, STAGE_SETUP, errno, 0);
+	efd = e2;
+	for (int i = 0; i < n; i++) {
+		q->tmp[i] = -1;
+		if (q->fds[i] < 0)
+			continue;
+		q->tmp[i] = fcntl(q->fds[i], F_DUPFD_CLOEXEC, n);
+		if (q->tmp[i] < 0)
+			child_fail(efd, STAGE_FD, errno, i);
+	}
+	for (int i = 0; i < n; i++) {
+		if (q->tmp[i] >= 0) {
+			if (dup2(q->tmp[i], i) < 0) /* dup2 clears FD_CLOEXEC on i */
+				child_fail(efd, STAGE_FD, errno, i);
+		} else {
+			(void)close(i); /* EBADF when already closed is fine */
+		}
+	}
+	/* Close everything from n up, except the error pipe. */
+	if (efd > n && syscall(SYS_close_range, (unsigned)n, (unsigned)efd - 1, 0) < 0)
+		child_fail(efd, STAGE_SETUP, errno, 0);
+	if (syscall(SYS_close_range, (unsigned)efd + 1, ~0U, 0) < 0)
+		child_fail(efd, STAGE_SETUP, errno, 0);
+
+	/* In a new PID namespace, /proc must show that namespace: stop mount
+	 * propagation back to ckrun's namespace first. */
+	if (q->mount_proc) {
+		if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+			child_fail(efd, STAGE_PROC, errno, 0);
+		if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+			child_fail(efd, STAGE_PROC, errno, 1);
+	}
+
+	if (q->cwd && chdir(q->cwd) < 0)
+		child_fail(efd, STAGE_CHDIR, errno, 0);
+
+	if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof none) < 0)
+		child_fail(efd, STAGE_SETUP, errno, 0);
+
+	execve(q->file, q->argv, q->envp);
+	child_fail(efd, STAGE_EXEC, errno, 0);
+}
+
+static bool parse_spawn(napi_env env, napi_value opts, struct spawn_req *q)
+{
+	napi_value v;
+	bool present;
+	int64_t x;
+	napi_valuetype t;
+
+	memset(q, 0, sizeof *q);
+	q->pdeathsig = SIGKILL;
+	if (napi_typeof(env, opts, &t) != napi_ok || t != napi_object) {
+		throw_type(env, "spawn(opts): opts must be an object");
+		return false;
+	}
+	if (!get_opt(env, opts, "file", &v, &present))
+		return false;
+	if (!present) {
+		throw_type(env, "spawn: opts.file is required");
+		return false;
+	}
+	if (!(q->file = dup_string(env, v, "opts.file")))
+		return false;
+	if (!q->file[0]) {
+		throw_type(env, "spawn: opts.file must not be empty");
+		return false;
+	}
+
+	if (!get_opt(env, opts, "argv", &v, &present))
+		return false;
+	if (!present) {
+		throw_type(env, "spawn: opts.argv is required");
+		return false;
+	}
+	if (!(q->argv = dup_strv(env, v, "opts.argv")))
+		return false;
+
+	if (!get_opt(env, opts, "env", &v, &present))
+		return false;
+	if (!present) {
+		throw_type(env, "spawn: opts.env is required");
+		return false;
+	}
+	if (!(q->envp = dup_strv(env, v, "opts.env")))
+		return false;
+
+	if (!get_opt(env, opts, "cwd", &v, &present))
+		return false;
+	if (present && !(q->cwd = dup_string(env, v, "opts.cwd")))
+		return false;
+
+	if (!get_opt(env, opts, "fds", &v, &present))
+		return false;
+	if (present) {
+		bool is_array = false;
+		uint32_t n = 0;
+		if (napi_is_array(env, v, &is_array) != napi_ok || !is_array) {
+			throw_type(env, "spawn: opts.fds must be an array of descriptor numbers");
+			return false;
+		}
+		if (napi_get_array_length(env, v, &n) != napi_ok) {
+			throw_napi(env, "napi_get_array_length");
+			return false;
+		}
+		if (n > CK_MAX_FDS) {
+			napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "spawn: opts.fds is too long");
+			return false;
+		}
+		q->nfds = (int)n;
+		q->fds = calloc(n ? n : 1, sizeof *q->fds);
+		if (!q->fds) {
+			throw_coded(env, "ENOMEM", "spawn: out of memory");
+			return false;
+		}
+		for (uint32_t i = 0; i < n; i++) {
+			napi_value e;
+			char label[32];
+			snprintf(label, sizeof label, "opts.fds[%u]", i);
+			if (napi_get_element(env, v, i, &e) != napi_ok) {
+				throw_napi(env, "napi_get_element");
+				return false;
+			}
+			if (!get_int(env, e, label, -1, INT_MAX, &x))
+				return false;
+			q->fds[i] = (int)x;
+		}
+	} else {
+		q->nfds = 3;
+		q->fds = malloc(3 * sizeof *q->fds);
+		if (!q->fds) {
+			throw_coded(env, "ENOMEM", "spawn: out of memory");
+			return false;
+		}
+		q->fds[0] = 0;
+		q->fds[1] = 1;
+		q->fds[2] = 2;
+	}
+	q->tmp = calloc(q->nfds ? (size_t)q->nfds : 1, sizeof *q->tmp);
+	if (!q->tmp) {
+		throw_coded(env, "ENOMEM", "spawn: out of memory");
+		return false;
+	}
+
+	if (!get_opt(env, opts, "setTid", &v, &present))
+		return false;
+	if (present) {
+		if (!get_int(env, v, "opts.setTid", 1, INT_MAX, &x))
+			return false;
+		q->have_tid = true;
+		q->tid = (pid_t)x;
+	}
+
+	if (!get_opt(env, opts, "newPidNs", &v, &present))
+		return false;
+	if (present) {
+		bool b = false;
+		if (napi_get_value_bool(env, v, &b) != napi_ok) {
+			throw_type(env, "spawn: opts.newPidNs must be a boolean");
+			return false;
+		}
+		q->newns = b;
+	}
+	q->mount_proc = q->newns;
+	if (!get_opt(env, opts, "mountProc", &v, &present))
+		return false;
+	if (present) {
+		bool b = false;
+		if (napi_get_value_bool(env, v, &b) != napi_ok) {
+			throw_type(env, "spawn: opts.mountProc must be a boolean");
+			return false;
+		}
+		if (b && !q->newns) {
+			throw_type(env, "spawn: opts.mountProc needs opts.newPidNs");
+			return false;
+		}
+		q->mount_proc = b;
+	}
+
+	if (!get_opt(env, opts, "pdeathsig", &v, &present))
+		return false;
+	if (present) {
+		if (!get_int(env, v, "opts.pdeathsig", 0, CK_NSIG, &x))
+			return false;
+		q->pdeathsig = (int)x;
+	}
+	return true;
+}
+
+static napi_value js_spawn(napi_env env, napi_callback_info info)
+{
+	size_t argc = 1;
+	napi_value argv[1], result = NULL;
+	struct spawn_req q;
+	int pfd[2] = { -1, -1 };
+	sigset_t all, old;
+	struct ck_clone_args ca;
+	uint64_t tid_arr[1];
+	pid_t parent = getpid();
+	long r;
+	int err;
+
+	memset(&q, 0, sizeof q);
+	NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	if (argc < 1) {
+		throw_type(env, "spawn(opts): opts is required");
+		goto fail;
+	}
+	if (!parse_spawn(env, argv[0], &q))
+		goto fail;
+
+	if (pipe2(pfd, O_CLOEXEC) < 0) {
+		err = errno;
+		throw_coded(env, errno_name(err), "spawn %s: cannot create a pipe: %s", q.file, strerror(err));
+		goto fail;
+	}
+
+	memset(&ca, 0, sizeof ca);
+	ca.flags = q.newns ? (uint64_t)(CLONE_NEWPID | CLONE_NEWNS) : 0;
+	ca.exit_signal = SIGCHLD;
+	if (q.have_tid) {
+		tid_arr[0] = (uint64_t)q.tid;
+		ca.set_tid = (uint64_t)(uintptr_t)tid_arr;
+		ca.set_tid_size = 1;
+	}
+
+	/* Block every signal around clone3 so the child cannot run one of
+	 * Node's handlers before it has reset them (as posix_spawn does). */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = syscall(SYS_clone3, &ca, sizeof ca);
+	if (r == 0)
+		child_main(&q, pfd[1], parent); /* never returns */
+	err = errno;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	close(pfd[1]);
+	pfd[1] = -1;
+
+	if (r < 0) {
+		if (err == EEXIST || err == EBUSY) {
+			throw_coded(env, "EEXIST", "spawn %s: PID %d is already in use", q.file, (int)q.tid);
+		} else if (err == ENOSYS) {
+			throw_coded(env, "ENOSYS", "spawn %s: this kernel has no clone3 (Linux 5.3 or newer is needed)", q.file);
+		} else if (err == EPERM && (q.have_tid || q.newns)) {
+			throw_coded(env, "EPERM", "spawn %s: %s needs CAP_CHECKPOINT_RESTORE/CAP_SYS_ADMIN: %s", q.file,
+				    q.have_tid ? "choosing the PID" : "a new PID namespace", strerror(err));
+		} else {
+			throw_coded(env, errno_name(err), "spawn %s: clone3 failed: %s", q.file, strerror(err));
+		}
+		goto fail;
+	}
+	pid_t pid = (pid_t)r;
+	reaper_note_spawn();
+
+	struct child_report rep;
+	ssize_t n;
+	size_t got = 0;
+	do {
+		n = read(pfd[0], (char *)&rep + got, sizeof rep - got);
+		if (n > 0)
+			got += (size_t)n;
+	} while ((n < 0 && errno == EINTR) || (n > 0 && got < sizeof rep));
+	err = n < 0 ? errno : 0;
+	close(pfd[0]);
+	pfd[0] = -1;
+
+	if (got == 0 && n == 0) {
+		NAPI_CALL(env, napi_create_int32(env, pid, &result));
+		spawn_req_free(&q);
+		return result;
+	}
+
+	/* The child failed (or we could not hear from it): make sure it is
+	 * gone and reaped (unless the reaper thread got it first). */
+	if (got != sizeof rep)
+		kill(pid, SIGKILL);
+	{
+		int st;
+		pid_t w;
+		do
+			w = waitpid(pid, &st, __WALL);
+		while (w < 0 && errno == EINTR);
+	}
+	if (got != sizeof rep) {
+		throw_coded(env, errno_name(err ? err : EIO), "spawn %s: lost contact with the child: %s", q.file,
+			    strerror(err ? err : EIO));
+		goto fail;
+	}
+	switch (rep.stage) {
+	case STAGE_CHDIR:
+		throw_coded(env, errno_name(rep.err), "spawn %s: cannot change directory to %s: %s", q.file,
+			    q.cwd ? q.cwd : "?", strerror(rep.err));
+		break;
+	case STAGE_FD:
+		throw_coded(env, errno_name(rep.err), "spawn %s: cannot pass descriptor %d as the child's %d: %s",
+			    q.file, rep.arg >= 0 && rep.arg < q.nfds ? q.fds[rep.arg] : -1, rep.arg,
+			    strerror(rep.err));
+		break;
+	case STAGE_EXEC:
+		throw_coded(env, errno_name(rep.err), "cannot execute %s: %s", q.file, strerror(rep.err));
+		break;
+	case STAGE_PROC:
+		throw_coded(env, errno_name(rep.err), "spawn %s: cannot %s in the new namespace: %s", q.file,
+			    rep.arg ? "mount /proc" : "make the mounts private", strerror(rep.err));
+		break;
+	default:
+		throw_coded(env, errno_name(rep.err), "spawn %s: setting up the child failed: %s", q.file,
+			    strerror(rep.err));
+		break;
+	}
+fail:
+	if (pfd[0] >= 0)
+		close(pfd[0]);
+	if (pfd[1] >= 0)
+		close(pfd[1]);
+	spawn_req_free(&q);
+	return NULL;
+}
+
+static napi_value js_set_child_subreaper(napi_env env, napi_callback_info info)
+{
+	(void)info;
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) {
+		int err = errno;
+		throw_coded(env, errno_name(err), "prctl(PR_SET_CHILD_SUBREAPER): %s", strerror(err));
+	}
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* signal watchers (libuv)                                             */
+
+struct sigwatch {
+	uv_signal_t handle;
+	napi_env env;
+	napi_ref cb;
+	napi_async_context actx;
+	int32_t id;
+	struct sigwatch *next;
+};
+
+static struct sigwatch *sigwatches; /* main thread only */
+static int32_t sigwatch_next_id = 1;
+
+static void sigwatch_on_signal(uv_signal_t *h, int signum)
+{
+	struct sigwatch *w = h->data;
+	napi_env env = w->env;
+	napi_handle_scope scope;
+	napi_value fn, recv, arg, res;
+	if (napi_open_handle_scope(env, &scope) != napi_ok)
+		return;
+	if (napi_get_reference_value(env, w->cb, &fn) == napi_ok && fn && napi_get_global(env, &recv) == napi_ok &&
+	    napi_create_int32(env, signum, &arg) == napi_ok) {
+		napi_status s = napi_make_callback(env, w->actx, recv, fn, 1, &arg, &res);
+		if (s == napi_pending_exception) {
+			napi_value exc;
+			if (napi_get_and_clear_last_exception(env, &exc) == napi_ok)
+				napi_fatal_exception(env, exc);
+		}
+	}
+	napi_close_handle_scope(env, scope);
+}
+
+static void sigwatch_closed(uv_handle_t *h)
+{
+	struct sigwatch *w = h->data;
+	napi_delete_reference(w->env, w->cb);
+	napi_async_destroy(w->env, w->actx);
+	free(w);
+}
+
+static napi_value js_watch_signal(napi_env env, napi_callback_info info)
+{
+	size_t argc = 2;
+	napi_value argv[2], name, result = NULL;
+	napi_valuetype t;
+	int64_t sig;
+	uv_loop_t *loop;
+	struct sigwatch *w = NULL;
+	int err;
+
+	NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	if (argc < 2) {
+		throw_type(env, "watchSignal(signal, cb): two arguments are required");
+		return NULL;
+	}
+	if (!get_int(env, argv[0], "watchSignal: signal number", 1, CK_NSIG, &sig))
+		return NULL;
+	if (napi_typeof(env, argv[1], &t) != napi_ok || t != napi_function) {
+		throw_type(env, "watchSignal(signal, cb): cb must be a function");
+		return NULL;
+	}
+	NAPI_CALL(env, napi_get_uv_event_loop(env, &loop));
+	w = calloc(1, sizeof *w);
+	if (!w) {
+		throw_coded(env, "ENOMEM", "watchSignal: out of memory");
+		return NULL;
+	}
+	w->env = env;
+	NAPI_CALL(env, napi_create_string_utf8(env, "ckrun-signal", NAPI_AUTO_LENGTH, &name));
+	NAPI_CALL(env, napi_async_init(env, NULL, name, &w->actx));
+	if (napi_create_reference(env, argv[1], 1, &w->cb) != napi_ok) {
+		throw_napi(env, "napi_create_reference");
+		napi_async_destroy(env, w->actx);
+		free(w);
+		return NULL;
+	}
+	if ((err = uv_signal_init(loop, &w->handle)) != 0) {
+		napi_delete_reference(env, w->cb);
+		napi_async_destroy(env, w->actx);
+		free(w);
+		throw_coded(env, uv_err_name(err), "watchSignal(%d): %s", (int)sig, uv_strerror(err));
+		return NULL;
+	}
+	w->handle.data = w;
+	if ((err = uv_signal_start(&w->handle, sigwatch_on_signal, (int)sig)) != 0) {
+		uv_close((uv_handle_t *)&w->handle, sigwatch_closed);
+		throw_coded(env, uv_err_name(err), "watchSignal(%d): %s", (int)sig, uv_strerror(err));
+		return NULL;
+	}
+	uv_unref((uv_handle_t *)&w->handle); /* never keeps ckrun alive */
+	w->id = sigwatch_next_id++;
+	w->next = sigwatches;
+	sigwatches = w;
+	NAPI_CALL(env, napi_create_int32(env, w->id, &result));
+	return result;
+fail:
+	if (w && !w->cb) {
+		if (w->actx)
+			napi_async_destroy(env, w->actx);
+		free(w);
+	}
+	return NULL;
+}
+
+static napi_value js_unwatch_signal(napi_env env, napi_callback_info info)
+{
+	size_t argc = 1;
+	napi_value argv[1];
+	int64_t id;
+	NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	if (argc < 1) {
+		throw_type(env, "unwatchSignal(id): id is required");
+		return NULL;
+	}
+	if (!get_int(env, argv[0], "unwatchSignal: id", 0, INT32_MAX, &id))
+		return NULL;
+	for (struct sigwatch **pp = &sigwatches; *pp; pp = &(*pp)->next) {
+		struct sigwatch *w = *pp;
+		if (w->id != id)
+			continue;
+		*pp = w->next;
+		uv_signal_stop(&w->handle);
+		uv_close((uv_handle_t *)&w->handle, sigwatch_closed);
+		break;
+	}
+fail:
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* crc32c                                                              */
+
+static napi_value js_crc32c(napi_env env, napi_callback_info info)
+{
+	size_t argc = 2;
+	napi_value argv[2], result = NULL;
+	void *data = NULL;
+	size_t len = 0;
+	bool is;
+	uint32_t crc = 0;
+
+	NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	if (argc < 1) {
+		throw_type(env, "crc32c(buf, crc?): buf is required");
+		return NULL;
+	}
+	NAPI_CALL(env, napi_is_typedarray(env, argv[0], &is));
+	if (is) {
+		napi_typedarray_type tt;
+		size_t count;
+		NAPI_CALL(env, napi_get_typedarray_info(env, argv[0], &tt, &count, &data, NULL, NULL));
+		if (tt != napi_uint8_array && tt != napi_uint8_clamped_array && tt != napi_int8_array) {
+			throw_type(env, "crc32c: buf must be a Uint8Array (or Buffer)");
+			return NULL;
+		}
+		len = count;
+	} else {
+		NAPI_CALL(env, napi_is_arraybuffer(env, argv[0], &is));
+		if (!is) {
+			throw_type(env, "crc32c: buf must be a Uint8Array (or Buffer)");
+			return NULL;
+		}
+		NAPI_CALL(env, napi_get_arraybuffer_info(env, argv[0], &data, &len));
+	}
+	if (argc >= 2) {
+		napi_valuetype t;
+		NAPI_CALL(env, napi_typeof(env, argv[1], &t));
+		if (t != napi_undefined) {
+			int64_t x;
+			if (!get_int(env, argv[1], "crc32c: crc (0 .. 2^32-1)", 0, UINT32_MAX, &x))
+				return NULL;
+			crc = (uint32_t)x;
+		}
+	}
+	crc = ck_crc32c(crc, data ? data : "", len);
+	NAPI_CALL(env, napi_create_uint32(env, crc, &result));
+	return result;
+fail:
+	return NULL;
+}
+
+static napi_value js_crc32c_file(napi_env env, napi_callback_info info)
+{
+	size_t argc = 3;
+	napi_value argv[3], result = NULL;
+	char *path = NULL;
+	unsigned char *buf = NULL;
+	int fd = -1;
+	int64_t off, len;
+	uint32_t crc = 0;
+
+	NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	if (argc < 3) {
+		throw_type(env, "crc32cFile(path, offset, length): three arguments are required");
+		return NULL;
+	}
+	if (!(path = dup_string(env, argv[0], "crc32cFile: path")))
+		return NULL;
+	if (!get_int(env, argv[1], "crc32cFile: offset", 0, (int64_t)1 << 53, &off) ||
+	    !get_int(env, argv[2], "crc32cFile: length", 0, (int64_t)1 << 53, &len))
+		goto fail;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		int err = errno;
+		throw_coded(env, errno_name(err), "cannot open %s: %s", path, strerror(err));
+		goto fail;
+	}
+	size_t chunk = len < CK_CRC_CHUNK ? (size_t)len : CK_CRC_CHUNK;
+	buf = malloc(chunk ? chunk : 1);
+	if (!buf) {
+		throw_coded(env, "ENOMEM", "crc32cFile %s: out of memory", path);
+		goto fail;
+	}
+	int64_t pos = off, end = off + len;
+	while (pos < end) {
+		size_t want = (size_t)(end - pos) < chunk ? (size_t)(end - pos) : chunk;
+		ssize_t n = pread(fd, buf, want, (off_t)pos);
+		if (n < 0) {
+			int err = errno;
+			if (err == EINTR)
+				continue;
+			throw_coded(env, errno_name(err), "cannot read %s at offset %lld: %s", path, (long long)pos,
+				    strerror(err));
+			goto fail;
+		}
+		if (n == 0) {
+			throw_coded(env, "ERR_CKRUN_SHORT_FILE",
+				    "%s ends at byte %lld, but %lld bytes from offset %lld were expected", path,
+				    (long long)pos, (long long)len, (long long)off);
+			goto fail;
+		}
+		crc = ck_crc32c(crc, buf, (size_t)n);
+		pos += n;
+	}
+	NAPI_CALL(env, napi_create_uint32(env, crc, &result));
+fail:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	free(path);
+	return result;
+}
+
+/* ------------------------------------------------------------------ */
+
+NAPI_MODULE_INIT()
+{
+	napi_property_descriptor props[] = {
+		{ "spawn", NULL, js_spawn, NULL, NULL, NULL, napi_enumerable, NULL },
+		{ "setChildSubreaper", NULL, js_set_child_subreaper, NULL, NULL, NULL, napi_enumerable, NULL },
+		{ "onChildExit", NULL, js_on_child_exit, NULL, NULL, NULL, napi_enumerable, NULL },
+		{ "watchSignal", NULL, js_watch_signal, NULL, NULL, NULL, napi_enumerable, NULL },
+		{ "unwatchSignal", NULL, js_unwatch_signal, NULL, NULL, NULL, napi_enumerable, NULL },
+		{ "crc32c", NULL, js_crc32c, NULL, NULL, NULL, napi_enumerable, NULL },
+		{ "crc32cFile", NULL, js_crc32c_file, NULL, NULL, NULL, napi_enumerable, NULL },
+	};
+	if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)
+		return NULL;
+	return exports;
+}
