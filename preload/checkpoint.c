@@ -1,0 +1,508 @@
+/* The checkpoint protocol inside the program.
+ *
+ * ckrun writes a request on the shim's connection; O_ASYNC turns it into
+ * the internal signal. The thread that takes it is the leader: it stops
+ * every other thread by sending them the same signal (tagged with the
+ * checkpoint's epoch), writes the image while they wait in the handler,
+ * then releases them. Every thread saves a resume context inside the
+ * handler; a restored process continues from exactly there (see
+ * docs/design.md). Only raw syscalls from here on: this is signal context. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+
+#include "ckrun.h"
+#include "crc32c.h"
+#include "sys.h"
+
+CK_HIDDEN struct ck_thread ck_threads[CK_MAX_THREADS];
+CK_HIDDEN volatile int ck_nthreads;
+
+enum { ST_IDLE, ST_STOPPING, ST_RELEASING };
+static volatile int state;
+static volatile int arrived;   /* participants parked in the handler */
+static volatile int departed;  /* participants that left after release */
+static volatile int epoch;
+static int overflowed;         /* more threads than slots */
+
+#define SA_RESTORER 0x04000000
+#define CK_QUEUE_MAGIC 0x636bUL  /* tags our own thread-directed signals */
+
+static char request_buf[4224];
+static size_t request_len;
+static char request_path[4096];
+
+static uint64_t now_ns(void)
+{
+	struct ck_timespec ts;
+	ck_clock_gettime(1 /* CLOCK_MONOTONIC */, &ts);
+	return (uint64_t)ts.sec * 1000000000ULL + (uint64_t)ts.nsec;
+}
+
+static void futex_wait(volatile int *addr, int val, long timeout_ns)
+{
+	struct ck_timespec ts = {timeout_ns / 1000000000L, timeout_ns % 1000000000L};
+	ck_futex(addr, FUTEX_WAIT_PRIVATE, val, timeout_ns ? &ts : 0);
+}
+
+static void futex_wake_all(volatile int *addr)
+{
+	ck_futex(addr, FUTEX_WAKE_PRIVATE, INT_MAX, 0);
+}
+
+/* Takes one complete "checkpoint <path>" line from the connection, if any. */
+static int take_request(void)
+{
+	for (;;) {
+		char *nl = 0;
+		for (size_t i = 0; i < request_len; i++) {
+			if (request_buf[i] == '\n') {
+				nl = request_buf + i;
+				break;
+			}
+		}
+		if (nl) {
+			size_t linelen = (size_t)(nl - request_buf);
+			int ok = 0;
+			if (linelen > 11 && ck_strneq(request_buf, "checkpoint ", 11) && linelen - 11 < sizeof request_path - 8) {
+				ck_memcpy(request_path, request_buf + 11, linelen - 11);
+				request_path[linelen - 11] = 0;
+				ok = 1;
+			}
+			request_len -= linelen + 1;
+			for (size_t i = 0; i < request_len; i++)
+				request_buf[i] = nl[1 + i];
+			if (ok)
+				return 1;
+			continue;
+		}
+		if (request_len == sizeof request_buf)
+			request_len = 0; /* a line longer than any path: drop it */
+		long r = ck_recvfrom(ck_session.ctl_fd, request_buf + request_len,
+				     sizeof request_buf - request_len, MSG_DONTWAIT);
+		if (r == -EINTR)
+			continue;
+		if (r <= 0)
+			return 0;
+		request_len += (size_t)r;
+	}
+}
+
+static void reply_error(struct ck_scratch *s, const char *what, const char *detail)
+{
+	char buf[768];
+	struct ck_str m;
+	ck_str_init(&m, buf, sizeof buf);
+	ck_str_add(&m, "error ");
+	ck_str_add(&m, what);
+	if (detail && *detail) {
+		ck_str_add(&m, ": ");
+		ck_str_add(&m, detail);
+	}
+	ck_str_add(&m, "\n");
+	(void)s;
+	ck_session_reply(buf);
+}
+
+static struct ck_scratch *map_scratch(void)
+{
+	long p = ck_mmap(0, CK_SCRATCH_SIZE, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p < 0 && p > -4096)
+		return 0;
+	struct ck_scratch *s = (struct ck_scratch *)p;
+	char *base = (char *)p;
+	size_t off = CK_PAGE_UP(sizeof *s);
+	s->start = (uint64_t)p;
+	s->end = (uint64_t)p + CK_SCRATCH_SIZE;
+	cb_init(&s->w.meta, base + off, CK_SCRATCH_META);
+	off += CK_SCRATCH_META;
+	s->text = base + off;
+	off += CK_SCRATCH_TEXT;
+	s->pagemap = (uint64_t *)(base + off);
+	off += CK_SCRATCH_PM;
+	s->w.bounce = base + off;
+	s->w.bounce_len = CK_SCRATCH_BOUNCE;
+	s->w.fd = -1;
+	return s;
+}
+
+/* ---- stopping the other threads ---- */
+
+static int already_signaled(struct ck_scratch *s, int tid)
+{
+	for (int i = 0; i < s->nsignaled; i++)
+		if (s->signaled[i] == tid)
+			return 1;
+	return 0;
+}
+
+static int has_arrived(int tid)
+{
+	int n = ck_nthreads;
+	for (int i = 1; i < n && i < CK_MAX_THREADS; i++)
+		if (ck_threads[i].tid == tid)
+			return 1;
+	return 0;
+}
+
+static long signal_thread(int pid, int tid)
+{
+	siginfo_t si;
+	ck_memset(&si, 0, sizeof si);
+	si.si_signo = ck_session.sig;
+	si.si_code = SI_QUEUE;
+	si.si_pid = pid;
+	si.si_value.sival_ptr = (void *)((CK_QUEUE_MAGIC << 32) | (unsigned)epoch);
+	return CK_SYS4(SYS_rt_tgsigqueueinfo, pid, tid, ck_session.sig, &si);
+}
+
+/* Signals every thread not yet signaled; returns how many were new, or -errno. */
+static long signal_new_threads(struct ck_scratch *s, int taskfd, int pid, int self)
+{
+	char buf[4096];
+	long found = 0;
+	ck_lseek(taskfd, 0, 0);
+	for (;;) {
+		long n = ck_getdents64(taskfd, buf, sizeof buf);
+		if (n < 0)
+			return n;
+		if (n == 0)
+			break;
+		for (long off = 0; off < n;) {
+			struct {
+				uint64_t ino;
+				int64_t off;
+				unsigned short reclen;
+				unsigned char type;
+				char name[];
+			} *d = (void *)(buf + off);
+			off += d->reclen;
+			const char *p = d->name;
+			uint64_t tid;
+			if (!ck_parse_dec(&p, &tid) || *p)
+				continue;
+			if ((int)tid == self || already_signaled(s, (int)tid))
+				continue;
+			if (s->nsignaled >= CK_MAX_THREADS)
+				return -E2BIG;
+			long r = signal_thread(pid, (int)tid);
+			if (r == -ESRCH)
+				continue;
+			if (r < 0)
+				return r;
+			s->signaled[s->nsignaled++] = (int)tid;
+			found++;
+		}
+	}
+	return found;
+}
+
+/* Threads signaled but neither arrived nor still alive have exited. */
+static int expected_arrivals(struct ck_scratch *s, int pid)
+{
+	int expected = 0;
+	for (int i = 0; i < s->nsignaled; i++) {
+		int tid = s->signaled[i];
+		if (has_arrived(tid) || ck_tgkill(pid, tid, 0) == 0)
+			expected++;
+	}
+	return expected;
+}
+
+static int first_missing(struct ck_scratch *s)
+{
+	for (int i = 0; i < s->nsignaled; i++)
+		if (!has_arrived(s->signaled[i]))
+			return s->signaled[i];
+	return 0;
+}
+
+static long stop_timeout_ns(void)
+{
+	return 10L * 1000000000L;
+}
+
+static int stop_other_threads(struct ck_scratch *s, int pid, int self)
+{
+	int taskfd = (int)ck_openat(AT_FDCWD, "/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	struct ck_str m;
+	ck_str_init(&m, s->msg, sizeof s->msg);
+	if (taskfd < 0) {
+		ck_str_add(&m, "cannot list threads in /proc/self/task: ");
+		ck_str_errno(&m, taskfd);
+		return 0;
+	}
+	uint64_t deadline = now_ns() + (uint64_t)stop_timeout_ns();
+	int ok = 1;
+	for (;;) {
+		long found = signal_new_threads(s, taskfd, pid, self);
+		if (found < 0) {
+			ck_str_add(&m, found == -E2BIG ? "more threads than ckrun supports (1024)" : "cannot signal a thread: ");
+			if (found != -E2BIG)
+				ck_str_errno(&m, found);
+			ok = 0;
+			break;
+		}
+		int expected;
+		while ((expected = expected_arrivals(s, pid)) > arrived) {
+			if (now_ns() > deadline) {
+				ck_str_add(&m, "thread ");
+				ck_str_dec(&m, first_missing(s));
+				ck_str_add(&m, " did not stop within 10 s (is it blocking signal ");
+				ck_str_dec(&m, ck_session.sig);
+				ck_str_add(&m, " with a raw system call, or stuck in the kernel?)");
+				ok = 0;
+				break;
+			}
+			futex_wait(&arrived, arrived, 5 * 1000000L);
+		}
+		if (!ok || found == 0)
+			break;
+	}
+	ck_close(taskfd);
+	if (ok && overflowed) {
+		ck_str_add(&m, "more threads than ckrun supports (1024)");
+		ok = 0;
+	}
+	return ok;
+}
+
+static void release_threads(void)
+{
+	__atomic_store_n(&state, ST_RELEASING, __ATOMIC_SEQ_CST);
+	futex_wake_all(&state);
+	int d;
+	while ((d = departed) < ck_nthreads - 1)
+		futex_wait(&departed, d, 0);
+	__atomic_store_n(&state, ST_IDLE, __ATOMIC_SEQ_CST);
+}
+
+/* ---- the image ---- */
+
+static int write_image(struct ck_scratch *s, const char *path, int nthreads, uint64_t t0)
+{
+	struct ck_writer *w = &s->w;
+	struct ck_str tmp;
+	ck_str_init(&tmp, s->path_tmp, sizeof s->path_tmp);
+	ck_str_add(&tmp, path);
+	ck_str_add(&tmp, ".tmp");
+	if (ck_image_open(w, s->path_tmp) < 0)
+		return 0;
+
+	struct cb_enc *e = &w->meta;
+	cb_map_open(e);
+	cb_kv_uint(e, "version", CK_IMAGE_VERSION);
+	ck_process_save(w, s);
+	ck_threads_save(w, nthreads);
+	ck_signals_save(w);
+	ck_files_save(w, s);
+	ck_memory_save(w, s);
+	cb_text(e, "stats");
+	cb_map(e, 3);
+	cb_kv_uint(e, "pause_ns", now_ns() - t0);
+	cb_kv_uint(e, "pages", w->pages);
+	cb_kv_uint(e, "bytes", w->data_end);
+	cb_close(e);
+	if (e->overflow && !w->err)
+		ck_writer_fail(w, -ENOMEM, "the image metadata is larger than 64 MiB");
+	return ck_image_finish(w, s->path_tmp, path) == 0;
+}
+
+static void after_restore_leader(struct ck_restore_info *ri)
+{
+	struct ck_thread *me = &ck_threads[0];
+	ck_thread_after_restore(me);
+
+	int n = (int)ri->nthreads, r;
+	while ((r = ri->restored) < n - 1)
+		futex_wait(&ri->restored, r, 0);
+
+	ck_session.ctl_fd = ri->ctl_fd;
+	ck_memcpy(ck_session.sock, ri->sock, sizeof ck_session.sock);
+	for (int i = 0; i < 3; i++) {
+		ck_session.stdio_dev[i] = ri->stdio_dev[i];
+		ck_session.stdio_ino[i] = ri->stdio_ino[i];
+	}
+	ck_session.have_stdio = 1;
+	request_len = 0;
+	uint64_t hole = ri->hole_start, hole_len = ri->hole_len;
+	/* Every thread has left the restore core: the hole can go. */
+	ck_munmap((void *)hole, hole_len);
+
+	ck_signals_after_restore(n);
+
+	char buf[64];
+	struct ck_str m;
+	ck_str_init(&m, buf, sizeof buf);
+	ck_str_add(&m, "restored ");
+	ck_str_dec(&m, ck_getpid());
+	ck_str_add(&m, "\n");
+	ck_session_reply(buf);
+	release_threads();
+}
+
+static void lead_checkpoint(void)
+{
+	if (!take_request())
+		return;
+	if (!__sync_bool_compare_and_swap(&state, ST_IDLE, ST_STOPPING)) {
+		reply_error(0, "a checkpoint is already running", 0);
+		return;
+	}
+	uint64_t t0 = now_ns();
+	int pid = (int)ck_getpid(), self = (int)ck_gettid();
+	struct ck_scratch *s = map_scratch();
+	if (!s) {
+		__atomic_store_n(&state, ST_IDLE, __ATOMIC_SEQ_CST);
+		reply_error(0, "cannot map the checkpoint's scratch memory", "ENOMEM (out of memory)");
+		return;
+	}
+	epoch++;
+	arrived = 0;
+	departed = 0;
+	overflowed = 0;
+	ck_nthreads = 1;
+
+	struct ck_thread *me = &ck_threads[0];
+	int ok = stop_other_threads(s, pid, self);
+	if (!ok) {
+		release_threads();
+		reply_error(s, "cannot stop the program", s->msg);
+		ck_munmap((void *)s->start, CK_SCRATCH_SIZE);
+		return;
+	}
+	ck_signals_capture();
+
+	long ri = ck_ctx_save(&me->resume);
+	if (ri) {
+		after_restore_leader((struct ck_restore_info *)ri);
+		return;
+	}
+
+	int n = ck_nthreads;
+	ok = write_image(s, request_path, n, t0);
+	uint64_t pause = now_ns() - t0;
+	release_threads();
+	uint64_t total = now_ns() - t0;
+
+	char buf[768];
+	struct ck_str m;
+	ck_str_init(&m, buf, sizeof buf);
+	if (ok) {
+		ck_str_add(&m, "ok ");
+		ck_str_udec(&m, s->w.data_end);
+		ck_str_add(&m, " ");
+		ck_str_udec(&m, pause);
+		ck_str_add(&m, " ");
+		ck_str_udec(&m, total);
+		ck_str_add(&m, "\n");
+	} else {
+		ck_str_add(&m, "error ");
+		ck_str_add(&m, s->w.err_what ? s->w.err_what : "writing the image failed");
+		ck_str_add(&m, ": ");
+		ck_str_add(&m, s->w.err_detail);
+		ck_str_add(&m, "\n");
+	}
+	ck_munmap((void *)s->start, CK_SCRATCH_SIZE);
+	ck_session_reply(buf);
+}
+
+static void participate(ucontext_t *uc, siginfo_t *si)
+{
+	uint64_t tag = (uint64_t)si->si_value.sival_ptr;
+	if ((tag >> 32) != CK_QUEUE_MAGIC || (int)(tag & 0xffffffffu) != epoch || state != ST_STOPPING)
+		return; /* left over from an earlier, aborted stop */
+
+	int idx = __atomic_fetch_add(&ck_nthreads, 1, __ATOMIC_SEQ_CST);
+	if (idx >= CK_MAX_THREADS) {
+		overflowed = 1;
+		__atomic_fetch_sub(&ck_nthreads, 1, __ATOMIC_SEQ_CST);
+		__atomic_fetch_add(&arrived, 1, __ATOMIC_SEQ_CST);
+		futex_wake_all(&arrived);
+		while (state == ST_STOPPING)
+			futex_wait(&state, ST_STOPPING, 0);
+		return;
+	}
+	struct ck_thread *t = &ck_threads[idx];
+	ck_thread_capture(t, uc);
+	t->leader = 0;
+
+	long ri = ck_ctx_save(&t->resume);
+	if (ri) {
+		struct ck_restore_info *info = (struct ck_restore_info *)ri;
+		ck_thread_after_restore(t);
+		__atomic_fetch_add(&info->restored, 1, __ATOMIC_SEQ_CST);
+		futex_wake_all(&info->restored);
+	} else {
+		__atomic_fetch_add(&arrived, 1, __ATOMIC_SEQ_CST);
+		futex_wake_all(&arrived);
+	}
+	while (state == ST_STOPPING)
+		futex_wait(&state, ST_STOPPING, 0);
+	__atomic_fetch_add(&departed, 1, __ATOMIC_SEQ_CST);
+	futex_wake_all(&departed);
+}
+
+/* The program's own handler for our signal number, when it installed one. */
+CK_HIDDEN struct sigaction ck_virtual_action;
+
+static void forward_to_program(int sig, siginfo_t *si, void *uc)
+{
+	struct sigaction *a = &ck_virtual_action;
+	if (a->sa_flags & SA_SIGINFO) {
+		if (a->sa_sigaction)
+			a->sa_sigaction(sig, si, uc);
+	} else if (a->sa_handler != SIG_DFL && a->sa_handler != SIG_IGN && a->sa_handler) {
+		a->sa_handler(sig);
+	}
+}
+
+CK_HIDDEN void ck_signal_handler(int sig, siginfo_t *si, void *ucv)
+{
+	ucontext_t *uc = ucv;
+	int pid = (int)ck_getpid();
+	if (si->si_code == SI_QUEUE && si->si_pid == pid && ((uint64_t)si->si_value.sival_ptr >> 32) == CK_QUEUE_MAGIC) {
+		participate(uc, si);
+		return;
+	}
+	if (si->si_code > 0 && si->si_code <= POLL_HUP && si->si_fd == ck_session.ctl_fd && ck_session.ctl_fd >= 0) {
+		struct ck_thread *me = &ck_threads[0];
+		if (state == ST_IDLE) {
+			ck_thread_capture(me, uc);
+			me->leader = 1;
+		}
+		lead_checkpoint();
+		return;
+	}
+	forward_to_program(sig, si, ucv);
+}
+
+CK_HIDDEN void ck_install_handler(void)
+{
+	struct ck_ksigaction ka;
+	ck_memset(&ka, 0, sizeof ka);
+	extern void ck_sigreturn_trampoline(void);
+	ka.handler = (unsigned long)ck_signal_handler;
+	ka.flags = SA_SIGINFO | SA_RESTART | SA_RESTORER;
+	ka.restorer = (unsigned long)ck_sigreturn_trampoline;
+	ka.mask = ~0ULL;
+	ck_rt_sigaction(ck_session.sig, &ka, 0);
+}
+
+/* Our own restorer, so the handler does not depend on libc's. */
+__asm__(
+	".text\n"
+	".globl ck_sigreturn_trampoline\n"
+	".hidden ck_sigreturn_trampoline\n"
+	".type ck_sigreturn_trampoline,@function\n"
+	"ck_sigreturn_trampoline:\n"
+	"	mov $15, %eax\n"
+	"	syscall\n"
+	"	ud2\n"
+	".size ck_sigreturn_trampoline, .-ck_sigreturn_trampoline\n");

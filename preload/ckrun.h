@@ -1,0 +1,166 @@
+/* Shared declarations of the ckrun shim. Each kind of state has one file
+ * holding both its save and its restore half:
+ *   memory.c   mappings, pages, vdso, brk/mm
+ *   threads.c  thread contexts, TIDs, rseq, robust lists
+ *   signals.c  dispositions, pending signals, interval timers
+ *   files.c    descriptors
+ *   process.c  cwd, umask, rlimits, identity
+ * checkpoint.c runs the stop-the-world protocol, image.c frames the file,
+ * restore.c is the restore host's side, restore_core.c the code that runs
+ * after the old address space is gone, shim.c the wrappers. */
+#ifndef CKRUN_H
+#define CKRUN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <signal.h>
+#include <ucontext.h>
+
+#include "cbor.h"
+#include "util.h"
+
+#define CK_IMAGE_VERSION 1
+#define CK_MAX_THREADS 1024
+#define CK_RESTORE_INFO_MAGIC 0x636b7269u /* "ckri" */
+
+/* ---- resume context: a setjmp-like save inside the signal handler ---- */
+struct ck_ctx {
+	uint64_t rbx, rbp, r12, r13, r14, r15, rsp, rip;
+	uint32_t mxcsr;
+	uint16_t fpucw;
+	uint16_t pad;
+};
+
+/* Returns 0 when saving; returns the value given to ck_ctx_resume when a
+ * restored thread arrives here. */
+CK_HIDDEN long ck_ctx_save(struct ck_ctx *c) __attribute__((returns_twice));
+CK_CORE __attribute__((noreturn)) void ck_ctx_resume(const struct ck_ctx *c, long value);
+
+/* ---- one stopped thread ---- */
+struct ck_thread {
+	int tid;
+	int leader;
+	uint64_t fs_base;
+	ucontext_t *uc;          /* kernel's signal frame on the thread's stack */
+	struct ck_ctx resume;
+	uint64_t robust_head;
+	uint64_t robust_len;
+	uint64_t clear_tid;
+	uint64_t rseq_addr;      /* 0 when not registered */
+	uint32_t rseq_len;
+	uint32_t rseq_sig;
+	uint64_t pending;        /* signals pending for this thread only */
+	char comm[16];
+};
+
+/* ---- what the restore host hands to the restored shim ---- */
+struct ck_restore_info {
+	uint32_t magic;
+	uint32_t nthreads;
+	volatile int restored;   /* threads that reached the shim; futex word */
+	int ctl_fd;
+	uint64_t hole_start;
+	uint64_t hole_len;
+	char sock[108];          /* the new session's socket name */
+	uint64_t stdio_dev[3];
+	uint64_t stdio_ino[3];
+};
+
+/* ---- session state kept by the shim ---- */
+struct ck_session {
+	int ctl_fd;              /* connection to ckrun, -1 when not in a session */
+	int sig;                 /* internal signal */
+	char sock[108];
+	uint64_t stdio_dev[3];
+	uint64_t stdio_ino[3];
+	int have_stdio;
+	uint64_t rw_start, rw_end; /* the shim's own writable data */
+};
+CK_HIDDEN extern struct ck_session ck_session;
+
+/* ---- a checkpoint in progress (lives in the scratch mapping) ---- */
+struct ck_scratch;
+struct ck_writer;
+
+/* image.c */
+struct ck_writer {
+	int fd;
+	uint64_t data_end;       /* next free byte of the data area */
+	struct cb_enc meta;
+	long err;                /* first error, -errno */
+	const char *err_what;    /* what failed */
+	char err_detail[256];
+	uint64_t pages;          /* pages stored */
+	/* ranges whose contents may change while they are written (the
+	 * leader's own stack, TLS, the shim's data): copied first */
+	uint64_t volatile_lo[4], volatile_hi[4];
+	int nvolatile;
+	char *bounce;
+	size_t bounce_len;
+};
+CK_HIDDEN int ck_writer_fail(struct ck_writer *w, long err, const char *what);
+/* Stores len bytes (len a multiple of the page size) of memory or of a
+ * file read through /proc/self/mem; returns the data offset or 0. */
+CK_HIDDEN uint64_t ck_image_put_memory(struct ck_writer *w, uint64_t addr, size_t len, int readable, uint32_t *crc);
+CK_HIDDEN uint64_t ck_image_put_fd(struct ck_writer *w, int fd, uint64_t off, uint64_t len, uint32_t *crc);
+CK_HIDDEN long ck_image_open(struct ck_writer *w, const char *tmp_path);
+CK_HIDDEN long ck_image_finish(struct ck_writer *w, const char *tmp_path, const char *path);
+
+/* ---- the scratch mapping: everything a checkpoint needs, excluded from
+ * the image and unmapped afterwards ---- */
+#define CK_SCRATCH_META   (64UL << 20)
+#define CK_SCRATCH_TEXT   (8UL << 20)   /* /proc text (maps) */
+#define CK_SCRATCH_PM     (512UL << 10) /* pagemap entries */
+#define CK_SCRATCH_BOUNCE (1UL << 20)
+#define CK_SCRATCH_SIZE   (CK_SCRATCH_META + CK_SCRATCH_TEXT + CK_SCRATCH_PM + CK_SCRATCH_BOUNCE + (1UL << 20))
+
+struct ck_scratch {
+	struct ck_writer w;
+	int signaled[CK_MAX_THREADS];
+	int nsignaled;
+	char path_tmp[4096];
+	char msg[512];
+	char *text;              /* CK_SCRATCH_TEXT bytes */
+	uint64_t *pagemap;       /* CK_SCRATCH_PM bytes */
+	uint64_t start, end;     /* the scratch mapping itself */
+};
+
+/* checkpoint.c */
+CK_HIDDEN extern struct ck_thread ck_threads[CK_MAX_THREADS];
+CK_HIDDEN extern volatile int ck_nthreads;
+CK_HIDDEN void ck_install_handler(void);
+CK_HIDDEN void ck_signal_handler(int sig, siginfo_t *si, void *ucv);
+
+/* threads.c */
+CK_HIDDEN void ck_thread_capture(struct ck_thread *t, ucontext_t *uc);
+CK_HIDDEN void ck_threads_save(struct ck_writer *w, int n);
+CK_HIDDEN void ck_thread_after_restore(struct ck_thread *t);
+
+/* signals.c */
+struct ck_saved_timers {
+	struct {
+		long isec, iusec, vsec, vusec;
+	} it[3];
+	uint64_t shared_pending;
+};
+CK_HIDDEN extern struct ck_saved_timers ck_saved_timers;
+CK_HIDDEN void ck_signals_capture(void);
+CK_HIDDEN void ck_signals_save(struct ck_writer *w);
+CK_HIDDEN void ck_signals_after_restore(int nthreads);
+CK_HIDDEN uint64_t ck_read_pending_mask(const char *status_path, const char *field);
+
+/* files.c */
+CK_HIDDEN void ck_files_save(struct ck_writer *w, struct ck_scratch *s);
+
+/* process.c */
+CK_HIDDEN void ck_process_save(struct ck_writer *w, struct ck_scratch *s);
+CK_HIDDEN long ck_read_file(const char *path, char *buf, size_t cap);
+
+/* memory.c */
+CK_HIDDEN void ck_memory_save(struct ck_writer *w, struct ck_scratch *s);
+
+/* shim.c */
+CK_HIDDEN void ck_session_reply(const char *line);
+CK_HIDDEN int ck_is_session_fd(int fd);
+
+#endif

@@ -1,0 +1,436 @@
+/* Descriptors: regular files, directories, devices, the session's stdio
+ * and files deleted while open. Pipes, sockets and event descriptors are
+ * refused at checkpoint time with a message naming the descriptor.
+ *
+ * Policy for files the program writes: at restart a file opened for
+ * writing is cut back to its size at checkpoint time, so output continues
+ * without duplicates or a stale tail; a file that became shorter than that
+ * is refused (what the program believes it wrote is gone). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kcmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ckrun.h"
+#include "crc32c.h"
+#include "restore.h"
+#include "sys.h"
+
+struct fd_seen {
+	int fd;
+	uint64_t dev, ino;
+};
+
+static const char *kind_of(const struct ck_stat *st, const char *link, int fd, int *stdio_index)
+{
+	*stdio_index = -1;
+	if (ck_session.have_stdio) {
+		for (int k = 0; k < 3; k++) {
+			if (st->dev == ck_session.stdio_dev[k] && st->ino == ck_session.stdio_ino[k]) {
+				*stdio_index = k;
+				return "stdio";
+			}
+		}
+	}
+	(void)fd;
+	switch (st->mode & S_IFMT) {
+	case S_IFREG:
+		return (st->nlink == 0 || ck_ends_with(link, " (deleted)")) ? "deleted" : "file";
+	case S_IFDIR:
+		return "dir";
+	case S_IFCHR:
+	case S_IFBLK:
+		return "device";
+	default:
+		return 0;
+	}
+}
+
+static const char *describe_unsupported(const struct ck_stat *st, const char *link)
+{
+	switch (st->mode & S_IFMT) {
+	case S_IFIFO:
+		return "a pipe or FIFO";
+	case S_IFSOCK:
+		return "a socket";
+	default:
+		if (ck_starts_with(link, "anon_inode:"))
+			return "an event descriptor (epoll, eventfd, timerfd, signalfd, inotify, ...)";
+		return "of a kind ckrun cannot save";
+	}
+}
+
+static int same_description(int pid, int a, int b)
+{
+	return CK_SYS5(SYS_kcmp, pid, pid, KCMP_FILE, a, b) == 0;
+}
+
+static void save_deleted_contents(struct ck_writer *w, int fd, uint64_t size)
+{
+	char path[64];
+	struct ck_str s;
+	ck_str_init(&s, path, sizeof path);
+	ck_str_add(&s, "/proc/self/fd/");
+	ck_str_dec(&s, fd);
+	/* a fresh description, so the program's offset is untouched */
+	int rfd = (int)ck_openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
+	struct cb_enc *e = &w->meta;
+	if (rfd < 0) {
+		ck_writer_fail(w, rfd, "cannot read a deleted file the program has open");
+		return;
+	}
+	uint32_t crc = 0;
+	uint64_t off = ck_image_put_fd(w, rfd, 0, size, &crc);
+	ck_close(rfd);
+	cb_text(e, "data");
+	cb_array(e, 3);
+	cb_uint(e, off);
+	cb_uint(e, size);
+	cb_uint(e, crc);
+}
+
+static int list_fds(int *fds, int max, struct ck_writer *w)
+{
+	int dfd = (int)ck_openat(AT_FDCWD, "/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	int n = 0;
+	char buf[4096];
+	if (dfd < 0) {
+		ck_writer_fail(w, dfd, "cannot list descriptors in /proc/self/fd");
+		return 0;
+	}
+	for (;;) {
+		long r = ck_getdents64(dfd, buf, sizeof buf);
+		if (r <= 0)
+			break;
+		for (long off = 0; off < r;) {
+			struct {
+				uint64_t ino;
+				int64_t off;
+				unsigned short reclen;
+				unsigned char type;
+				char name[];
+			} *d = (void *)(buf + off);
+			off += d->reclen;
+			const char *p = d->name;
+			uint64_t fd;
+			if (!ck_parse_dec(&p, &fd) || *p || (int)fd == dfd || n >= max)
+				continue;
+			fds[n++] = (int)fd;
+		}
+	}
+	ck_close(dfd);
+	/* the kernel lists them in order already; keep it certain */
+	for (int i = 1; i < n; i++)
+		for (int j = i; j > 0 && fds[j - 1] > fds[j]; j--) {
+			int t = fds[j];
+			fds[j] = fds[j - 1];
+			fds[j - 1] = t;
+		}
+	return n;
+}
+
+CK_HIDDEN void ck_files_save(struct ck_writer *w, struct ck_scratch *s)
+{
+	struct cb_enc *e = &w->meta;
+	int *fds = (int *)s->text;
+	int maxfds = (int)(CK_SCRATCH_TEXT / 2 / sizeof(int));
+	struct fd_seen *seen = (struct fd_seen *)(s->text + CK_SCRATCH_TEXT / 2);
+	int nseen = 0;
+	int pid = (int)ck_getpid();
+	int n = list_fds(fds, maxfds, w);
+
+	cb_text(e, "files");
+	cb_array_open(e);
+	for (int i = 0; i < n && !w->err; i++) {
+		int fd = fds[i];
+		if (fd == w->fd || ck_is_session_fd(fd))
+			continue;
+		struct ck_stat st;
+		char link[4096], path[64];
+		struct ck_str ps;
+		ck_str_init(&ps, path, sizeof path);
+		ck_str_add(&ps, "/proc/self/fd/");
+		ck_str_dec(&ps, fd);
+		long ll = ck_readlinkat(AT_FDCWD, path, link, sizeof link - 1);
+		if (ck_fstat(fd, &st) < 0 || ll < 0)
+			continue; /* closed meanwhile: nothing to save */
+		link[ll] = 0;
+		int stdio_index;
+		const char *kind = kind_of(&st, link, fd, &stdio_index);
+		if (!kind) {
+			struct ck_str m;
+			ck_writer_fail(w, -EOPNOTSUPP, "the program has a descriptor ckrun cannot save yet");
+			ck_str_init(&m, w->err_detail, sizeof w->err_detail);
+			ck_str_add(&m, "descriptor ");
+			ck_str_dec(&m, fd);
+			ck_str_add(&m, " (");
+			ck_str_add(&m, link);
+			ck_str_add(&m, ") is ");
+			ck_str_add(&m, describe_unsupported(&st, link));
+			ck_str_add(&m, "; see the README's table of what is supported");
+			break;
+		}
+		int same_as = -1;
+		for (int j = 0; j < nseen; j++) {
+			if (seen[j].dev == st.dev && seen[j].ino == st.ino && same_description(pid, seen[j].fd, fd)) {
+				same_as = seen[j].fd;
+				break;
+			}
+		}
+		if (nseen < (int)(CK_SCRATCH_TEXT / 2 / sizeof *seen))
+			seen[nseen++] = (struct fd_seen){fd, st.dev, st.ino};
+
+		long flags = ck_fcntl(fd, F_GETFL, 0);
+		long fdflags = ck_fcntl(fd, F_GETFD, 0);
+		long offset = ck_lseek(fd, 0, SEEK_CUR);
+		int deleted = ck_streq(kind, "deleted");
+		cb_map_open(e);
+		cb_kv_uint(e, "fd", (uint64_t)fd);
+		cb_kv_text(e, "kind", kind);
+		if (deleted && ck_ends_with(link, " (deleted)"))
+			link[ll - 10] = 0;
+		cb_kv_text(e, "path", link);
+		cb_kv_uint(e, "flags", (uint64_t)(flags < 0 ? 0 : flags));
+		cb_kv_bool(e, "cloexec", fdflags > 0 && (fdflags & FD_CLOEXEC));
+		if (offset >= 0)
+			cb_kv_uint(e, "offset", (uint64_t)offset);
+		cb_kv_uint(e, "size", (uint64_t)st.size);
+		cb_kv_uint(e, "mode", st.mode);
+		cb_kv_uint(e, "dev", st.dev);
+		cb_kv_uint(e, "ino", st.ino);
+		cb_kv_uint(e, "rdev", st.rdev);
+		cb_kv_uint(e, "mtime_ns", st.mtime * 1000000000ULL + st.mtime_ns);
+		if (stdio_index >= 0)
+			cb_kv_uint(e, "stdio", (uint64_t)stdio_index);
+		if (same_as >= 0)
+			cb_kv_uint(e, "same_as", (uint64_t)same_as);
+		else if (deleted)
+			save_deleted_contents(w, fd, (uint64_t)st.size);
+		cb_close(e);
+	}
+	cb_close(e);
+}
+
+/* ---- restore host ---- */
+
+CK_HIDDEN int ck_files_parse(struct cb_dec *d, struct ck_image *img)
+{
+	int64_t n;
+	size_t cap = 16;
+	if (!cbd_array(d, &n))
+		return 0;
+	img->files = calloc(cap, sizeof *img->files);
+	while (cbd_next_item(d, &n)) {
+		if (img->nfiles == cap) {
+			cap *= 2;
+			img->files = realloc(img->files, cap * sizeof *img->files);
+		}
+		struct ck_img_file *f = &img->files[img->nfiles++];
+		memset(f, 0, sizeof *f);
+		f->stdio = -1;
+		f->same_as = -1;
+		f->newfd = -1;
+		int64_t left;
+		const char *k;
+		size_t kl;
+		uint64_t v;
+		if (!cbd_map(d, &left))
+			return 0;
+		while (cbd_next_key(d, &left, &k, &kl)) {
+			const char *s;
+			size_t sl;
+			if (cbd_key_is(k, kl, "kind") || cbd_key_is(k, kl, "path")) {
+				if (!cbd_text(d, &s, &sl))
+					return 0;
+				if (k[0] == 'k') {
+					if (sl >= sizeof f->kind)
+						return 0;
+					memcpy(f->kind, s, sl);
+				} else {
+					f->path = ck_dup_text(s, sl);
+				}
+			} else if (cbd_key_is(k, kl, "cloexec")) {
+				if (!cbd_bool(d, &f->cloexec))
+					return 0;
+			} else if (cbd_key_is(k, kl, "data")) {
+				int64_t m;
+				uint64_t crc;
+				if (!cbd_array(d, &m) || m != 3 || !cbd_uint(d, &f->data_off) ||
+				    !cbd_uint(d, &f->data_len) || !cbd_uint(d, &crc))
+					return 0;
+				f->data_crc = (uint32_t)crc;
+			} else if (cbd_peek(d) == CB_UINT && cbd_uint(d, &v)) {
+				if (cbd_key_is(k, kl, "fd")) f->fd = (int)v;
+				else if (cbd_key_is(k, kl, "flags")) f->flags = (int)v;
+				else if (cbd_key_is(k, kl, "offset")) { f->offset = (int64_t)v; f->has_offset = 1; }
+				else if (cbd_key_is(k, kl, "size")) f->size = v;
+				else if (cbd_key_is(k, kl, "mode")) f->mode = v;
+				else if (cbd_key_is(k, kl, "dev")) f->dev = v;
+				else if (cbd_key_is(k, kl, "ino")) f->ino = v;
+				else if (cbd_key_is(k, kl, "rdev")) f->rdev = v;
+				else if (cbd_key_is(k, kl, "mtime_ns")) f->mtime_ns = v;
+				else if (cbd_key_is(k, kl, "stdio")) f->stdio = (int)v;
+				else if (cbd_key_is(k, kl, "same_as")) f->same_as = (int)v;
+			} else if (!cbd_skip(d)) {
+				return 0;
+			}
+		}
+		if (!f->kind[0] || (!f->path && f->stdio < 0 && f->same_as < 0))
+			return 0;
+	}
+	return !d->error;
+}
+
+static int writable(int flags)
+{
+	return (flags & O_ACCMODE) != O_RDONLY;
+}
+
+/* Everything is checked before anything is changed. */
+CK_HIDDEN void ck_files_check(struct ck_image *img)
+{
+	for (size_t i = 0; i < img->nfiles; i++) {
+		struct ck_img_file *f = &img->files[i];
+		struct stat st;
+		if (f->same_as >= 0 || f->stdio >= 0 || !strcmp(f->kind, "deleted"))
+			continue;
+		if (stat(f->path, &st) != 0)
+			ck_refuse("descriptor %d refers to %s, which is gone (%s); put the file back or restart from an image taken without it",
+				  f->fd, f->path, strerror(errno));
+		if (!strcmp(f->kind, "file")) {
+			if (!S_ISREG(st.st_mode))
+				ck_refuse("descriptor %d refers to %s, which is no longer a regular file", f->fd, f->path);
+			if (writable(f->flags) && (uint64_t)st.st_size < f->size)
+				ck_refuse("%s (descriptor %d) is shorter than at checkpoint time (%lld < %llu bytes): "
+					  "output the program already wrote is gone; restore the file or restart from an older image",
+					  f->path, f->fd, (long long)st.st_size, (unsigned long long)f->size);
+		} else if (!strcmp(f->kind, "dir") && !S_ISDIR(st.st_mode)) {
+			ck_refuse("descriptor %d refers to %s, which is no longer a directory", f->fd, f->path);
+		}
+	}
+}
+
+static int reopen_deleted(struct ck_image *img, struct ck_img_file *f, int flags)
+{
+	/* Recreate it under its old name (so /proc shows "name (deleted)"),
+	 * or as an anonymous file in the same directory if the name is taken. */
+	int fd = open(f->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, f->mode & 07777);
+	if (fd >= 0) {
+		unlink(f->path);
+	} else {
+		char dir[4096];
+		snprintf(dir, sizeof dir, "%s", f->path);
+		char *slash = strrchr(dir, '/');
+		if (slash && slash != dir)
+			*slash = 0;
+		fd = open(slash ? dir : "/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, f->mode & 07777);
+		if (fd < 0)
+			fd = open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, f->mode & 07777);
+	}
+	if (fd < 0)
+		ck_refuse("cannot recreate the deleted file %s (descriptor %d): %s", f->path, f->fd, strerror(errno));
+	char *buf = malloc(1 << 20);
+	uint32_t crc = 0;
+	for (uint64_t done = 0; done < f->data_len;) {
+		size_t chunk = f->data_len - done > (1 << 20) ? (1 << 20) : (size_t)(f->data_len - done);
+		if (ck_pread_all(img->fd, buf, chunk, f->data_off + done) < 0)
+			ck_refuse("image %s: cannot read the saved contents of %s", img->path, f->path);
+		crc = ck_crc32c(crc, buf, chunk);
+		if (write(fd, buf, chunk) != (ssize_t)chunk)
+			ck_refuse("cannot recreate the deleted file %s: %s", f->path, strerror(errno));
+		done += chunk;
+	}
+	free(buf);
+	if (crc != f->data_crc)
+		ck_refuse("image %s is corrupted: the saved contents of the deleted file %s fail their checksum", img->path, f->path);
+	/* reopen through /proc to get the program's access mode and flags */
+	char proc[64];
+	snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+	int fd2 = open(proc, (flags & ~(O_CREAT | O_EXCL | O_TRUNC)) | O_CLOEXEC);
+	close(fd);
+	if (fd2 < 0)
+		ck_refuse("cannot reopen the recreated file %s: %s", f->path, strerror(errno));
+	return fd2;
+}
+
+/* Opens every descriptor at a number >= base_fd; ck_files_install moves
+ * them into place once nothing else can fail. */
+CK_HIDDEN void ck_files_open(struct ck_image *img, int base_fd)
+{
+	for (size_t i = 0; i < img->nfiles; i++) {
+		struct ck_img_file *f = &img->files[i];
+		int flags = f->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY);
+		int fd;
+		if (f->same_as >= 0)
+			continue;
+		if (f->stdio >= 0) {
+			fd = dup(f->stdio);
+			if (fd < 0)
+				ck_refuse("descriptor %d was the session's stdio %d, but ckrun restart has no fd %d", f->fd, f->stdio, f->stdio);
+		} else if (!strcmp(f->kind, "deleted")) {
+			fd = reopen_deleted(img, f, flags);
+		} else {
+			fd = open(f->path, flags | O_CLOEXEC | O_NOCTTY);
+			if (fd < 0)
+				ck_refuse("cannot reopen %s as descriptor %d: %s", f->path, f->fd, strerror(errno));
+		}
+		int moved = fcntl(fd, F_DUPFD_CLOEXEC, base_fd);
+		if (moved < 0)
+			ck_refuse("cannot place descriptor %d: %s", f->fd, strerror(errno));
+		close(fd);
+		f->newfd = moved;
+	}
+}
+
+static struct ck_img_file *find_fd(struct ck_image *img, int fd)
+{
+	for (size_t i = 0; i < img->nfiles; i++)
+		if (img->files[i].fd == fd)
+			return &img->files[i];
+	return 0;
+}
+
+/* The point of no return for descriptors: truncation and final numbers. */
+CK_HIDDEN void ck_files_install(struct ck_image *img)
+{
+	for (size_t i = 0; i < img->nfiles; i++) {
+		struct ck_img_file *f = &img->files[i];
+		if (f->same_as >= 0) {
+			struct ck_img_file *src = find_fd(img, f->same_as);
+			if (!src || src->newfd < 0)
+				ck_refuse("descriptor %d shares its file with descriptor %d, which the image lacks", f->fd, f->same_as);
+			continue;
+		}
+		if (!strcmp(f->kind, "file") && writable(f->flags)) {
+			struct stat st;
+			if (fstat(f->newfd, &st) == 0 && (uint64_t)st.st_size > f->size && ftruncate(f->newfd, (off_t)f->size) != 0)
+				ck_refuse("cannot cut %s back to its checkpoint size (%llu bytes): %s", f->path,
+					  (unsigned long long)f->size, strerror(errno));
+		}
+		if (f->has_offset && f->stdio < 0 && lseek(f->newfd, f->offset, SEEK_SET) < 0 && errno != ESPIPE)
+			ck_refuse("cannot seek %s to offset %lld: %s", f->path, (long long)f->offset, strerror(errno));
+	}
+	for (size_t i = 0; i < img->nfiles; i++) {
+		struct ck_img_file *f = &img->files[i];
+		int src = f->same_as >= 0 ? find_fd(img, f->same_as)->newfd : f->newfd;
+		if (dup3(src, f->fd, f->cloexec ? O_CLOEXEC : 0) < 0)
+			ck_refuse("cannot install descriptor %d: %s", f->fd, strerror(errno));
+		if (f->stdio >= 0) {
+			/* the description is ckrun's stdio: only the status flags the program set */
+			int fl = fcntl(f->fd, F_GETFL);
+			fcntl(f->fd, F_SETFL, (fl & ~O_NONBLOCK) | (f->flags & O_NONBLOCK));
+		}
+	}
+	for (size_t i = 0; i < img->nfiles; i++) {
+		struct ck_img_file *f = &img->files[i];
+		if (f->newfd >= 0) {
+			close(f->newfd);
+			f->newfd = -1;
+		}
+	}
+}

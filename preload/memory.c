@@ -1,0 +1,777 @@
+/* Memory: every mapping, the pages worth storing, the vdso block and the
+ * mm fields (brk, stack, arguments, auxv).
+ *
+ * Stored: pages of private anonymous memory (heap, stacks, anonymous
+ * mappings) that exist, pages of private file mappings that the program
+ * changed (pagemap says they are no longer the file's), shared anonymous
+ * memory, and whole private mappings of files that are gone. Not stored:
+ * pages never touched, unchanged file pages, shared file mappings (the
+ * file is their storage). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ckrun.h"
+#include "crc32c.h"
+#include "restore.h"
+#include "sys.h"
+
+#define PM_PRESENT (1ULL << 63)
+#define PM_SWAP (1ULL << 62)
+#define PM_FILE (1ULL << 61)
+
+enum mm_field {
+	MM_START_CODE, MM_END_CODE, MM_START_DATA, MM_END_DATA, MM_START_BRK, MM_BRK,
+	MM_START_STACK, MM_ARG_START, MM_ARG_END, MM_ENV_START, MM_ENV_END, MM_COUNT
+};
+static const char *const mm_names[MM_COUNT] = {
+	"start_code", "end_code", "start_data", "end_data", "start_brk", "brk",
+	"start_stack", "arg_start", "arg_end", "env_start", "env_end",
+};
+
+struct map_line {
+	uint64_t start, end, offset, dev, ino;
+	int prot, shared;
+	const char *name; /* NUL-terminated inside the maps text */
+};
+
+static uint64_t kernel_dev(uint64_t major, uint64_t minor)
+{
+	return ((major & 0xfff) << 8) | (minor & 0xff) | ((minor & ~0xffULL) << 12) | ((major & ~0xfffULL) << 32);
+}
+
+/* Parses one line of /proc/self/maps in place; returns the next line. */
+static char *parse_map_line(char *p, struct map_line *m)
+{
+	const char *q = p;
+	uint64_t major, minor;
+	ck_parse_hex(&q, &m->start);
+	q++;
+	ck_parse_hex(&q, &m->end);
+	q++;
+	m->prot = (q[0] == 'r' ? PROT_READ : 0) | (q[1] == 'w' ? PROT_WRITE : 0) | (q[2] == 'x' ? PROT_EXEC : 0);
+	m->shared = q[3] == 's';
+	q += 5;
+	ck_parse_hex(&q, &m->offset);
+	q++;
+	ck_parse_hex(&q, &major);
+	q++;
+	ck_parse_hex(&q, &minor);
+	m->dev = kernel_dev(major, minor);
+	q++;
+	ck_parse_dec(&q, &m->ino);
+	while (*q == ' ')
+		q++;
+	char *name = (char *)q;
+	char *e = name;
+	while (*e && *e != '\n')
+		e++;
+	char *next = *e ? e + 1 : e;
+	*e = 0;
+	m->name = name;
+	return next;
+}
+
+/* ---- checkpoint ---- */
+
+static void save_mm(struct ck_writer *w, struct ck_scratch *s)
+{
+	struct cb_enc *e = &w->meta;
+	uint64_t f[MM_COUNT];
+	ck_memset(f, 0, sizeof f);
+	long n = ck_read_file("/proc/self/stat", s->text, 4096);
+	const char *p = s->text, *last = 0;
+	for (long i = 0; i < n; i++)
+		if (s->text[i] == ')')
+			last = s->text + i;
+	if (last) {
+		/* field 3 starts after ") " */
+		p = last + 2;
+		for (int field = 3; field <= 51 && *p; field++) {
+			uint64_t v = 0;
+			if (*p == '-')
+				p++;
+			ck_parse_dec(&p, &v);
+			switch (field) {
+			case 26: f[MM_START_CODE] = v; break;
+			case 27: f[MM_END_CODE] = v; break;
+			case 28: f[MM_START_STACK] = v; break;
+			case 45: f[MM_START_DATA] = v; break;
+			case 46: f[MM_END_DATA] = v; break;
+			case 47: f[MM_START_BRK] = v; break;
+			case 48: f[MM_ARG_START] = v; break;
+			case 49: f[MM_ARG_END] = v; break;
+			case 50: f[MM_ENV_START] = v; break;
+			case 51: f[MM_ENV_END] = v; break;
+			default: break;
+			}
+			while (*p && *p != ' ')
+				p++;
+			while (*p == ' ')
+				p++;
+		}
+	}
+	f[MM_BRK] = (uint64_t)CK_SYS1(SYS_brk, 0);
+	cb_text(e, "mm");
+	cb_map(e, MM_COUNT);
+	for (int i = 0; i < MM_COUNT; i++)
+		cb_kv_uint(e, mm_names[i], f[i]);
+	n = ck_read_file("/proc/self/auxv", s->text, 4096);
+	cb_text(e, "auxv");
+	cb_bytes(e, s->text, n > 0 ? (size_t)n : 0);
+}
+
+static void add_volatile(struct ck_writer *w, uint64_t lo, uint64_t hi)
+{
+	if (w->nvolatile < 4 && hi > lo) {
+		w->volatile_lo[w->nvolatile] = CK_PAGE_DOWN(lo);
+		w->volatile_hi[w->nvolatile] = CK_PAGE_UP(hi);
+		w->nvolatile++;
+	}
+}
+
+static int contains(const struct map_line *m, uint64_t a)
+{
+	return a >= m->start && a < m->end;
+}
+
+struct region_kind {
+	const char *kind;
+	int store_all;   /* every page, present or not */
+	int anon_only;   /* only pages that are no longer the file's */
+	int store_none;
+};
+
+/* Decides what a mapping is and which of its pages are worth storing. */
+static struct region_kind classify(const struct map_line *m, int file_replaced)
+{
+	struct region_kind k = {"anon", 0, 0, 0};
+	const char *n = m->name;
+	if (ck_streq(n, "[heap]")) {
+		k.kind = "heap";
+	} else if (ck_streq(n, "[stack]")) {
+		k.kind = "stack";
+	} else if (n[0] == '/') {
+		int gone = ck_ends_with(n, " (deleted)") || file_replaced;
+		if (m->shared) {
+			if (gone || ck_starts_with(n, "/SYSV")) {
+				k.kind = "shmem";
+			} else {
+				k.kind = "file";
+				k.store_none = 1;
+			}
+		} else if (gone) {
+			k.kind = "deleted";
+			k.store_all = 1;
+		} else {
+			k.kind = "file";
+			k.anon_only = 1;
+		}
+	} else if (m->shared) {
+		k.kind = "shmem";
+	}
+	return k;
+}
+
+static int page_wanted(const struct region_kind *k, uint64_t pm)
+{
+	if (k->store_all)
+		return 1;
+	if (k->store_none)
+		return 0;
+	if (pm & PM_SWAP)
+		return 1;
+	if (!(pm & PM_PRESENT))
+		return 0;
+	return k->anon_only ? !(pm & PM_FILE) : 1;
+}
+
+static void emit_run(struct ck_writer *w, uint64_t addr, uint64_t npages, int readable, uint64_t *bytes)
+{
+	struct cb_enc *e = &w->meta;
+	uint32_t crc = 0;
+	uint64_t off = ck_image_put_memory(w, addr, npages * CK_PAGE, readable, &crc);
+	if (w->err)
+		return;
+	cb_array(e, 4);
+	cb_uint(e, addr);
+	cb_uint(e, npages);
+	cb_uint(e, off);
+	cb_uint(e, crc);
+	*bytes += npages * CK_PAGE;
+}
+
+static void save_runs(struct ck_writer *w, struct ck_scratch *s, int pmfd, const struct map_line *m,
+		      const struct region_kind *k, uint64_t *bytes)
+{
+	uint64_t npages = (m->end - m->start) / CK_PAGE;
+	uint64_t chunk = CK_SCRATCH_PM / sizeof(uint64_t);
+	uint64_t run_start = 0, run_len = 0;
+	if (k->store_none)
+		return;
+	for (uint64_t base = 0; base < npages && !w->err; base += chunk) {
+		uint64_t count = npages - base < chunk ? npages - base : chunk;
+		if (!k->store_all) {
+			long r = ck_pread_all(pmfd, s->pagemap, count * 8, (m->start / CK_PAGE + base) * 8);
+			if (r < 0) {
+				ck_writer_fail(w, r, "cannot read /proc/self/pagemap");
+				return;
+			}
+		}
+		for (uint64_t i = 0; i < count; i++) {
+			uint64_t addr = m->start + (base + i) * CK_PAGE;
+			if (k->store_all || page_wanted(k, s->pagemap[i])) {
+				if (run_len && run_start + run_len * CK_PAGE == addr) {
+					run_len++;
+				} else {
+					if (run_len)
+						emit_run(w, run_start, run_len, m->prot & PROT_READ, bytes);
+					run_start = addr;
+					run_len = 1;
+				}
+			}
+		}
+	}
+	if (run_len && !w->err)
+		emit_run(w, run_start, run_len, m->prot & PROT_READ, bytes);
+}
+
+/* The identity of the file actually mapped (not whatever the path names now). */
+static int mapped_file_stat(const struct map_line *m, struct ck_stat *st)
+{
+	char path[96];
+	struct ck_str p;
+	ck_str_init(&p, path, sizeof path);
+	ck_str_add(&p, "/proc/self/map_files/");
+	char hex[20];
+	struct ck_str h;
+	ck_str_init(&h, hex, sizeof hex);
+	ck_str_hex(&h, m->start);
+	ck_str_add(&p, hex + 2);
+	ck_str_add(&p, "-");
+	ck_str_init(&h, hex, sizeof hex);
+	ck_str_hex(&h, m->end);
+	ck_str_add(&p, hex + 2);
+	return CK_SYS4(SYS_newfstatat, AT_FDCWD, path, st, 0) == 0;
+}
+
+static void save_region(struct ck_writer *w, struct ck_scratch *s, int pmfd, const struct map_line *m)
+{
+	struct cb_enc *e = &w->meta;
+	struct ck_stat st, now;
+	int have_file = 0, replaced = 0;
+	if (m->name[0] == '/' && !ck_ends_with(m->name, " (deleted)") && m->ino) {
+		have_file = mapped_file_stat(m, &st);
+		replaced = !have_file || CK_SYS4(SYS_newfstatat, AT_FDCWD, m->name, &now, 0) != 0 ||
+			   now.ino != st.ino || now.dev != st.dev;
+	}
+	struct region_kind k = classify(m, replaced);
+	uint64_t bytes = 0;
+
+	cb_map_open(e);
+	cb_kv_uint(e, "start", m->start);
+	cb_kv_uint(e, "end", m->end);
+	cb_kv_uint(e, "prot", (uint64_t)m->prot);
+	cb_kv_bool(e, "shared", m->shared);
+	cb_kv_text(e, "kind", k.kind);
+	cb_kv_text(e, "name", m->name);
+	if (ck_streq(k.kind, "file")) {
+		cb_text(e, "file");
+		cb_map(e, 6);
+		cb_kv_text(e, "path", m->name);
+		cb_kv_uint(e, "offset", m->offset);
+		cb_kv_uint(e, "dev", st.dev);
+		cb_kv_uint(e, "ino", st.ino);
+		cb_kv_uint(e, "size", (uint64_t)st.size);
+		cb_kv_uint(e, "mtime_ns", st.mtime * 1000000000ULL + st.mtime_ns);
+	}
+	cb_text(e, "runs");
+	cb_array_open(e);
+	save_runs(w, s, pmfd, m, &k, &bytes);
+	cb_close(e);
+	cb_kv_uint(e, "bytes", bytes);
+	cb_close(e);
+}
+
+static void save_vdso(struct ck_writer *w, const struct map_line *maps, int n)
+{
+	struct cb_enc *e = &w->meta;
+	static const char *const names[3] = {"[vvar]", "[vvar_vclock]", "[vdso]"};
+	static const char *const keys[3] = {"vvar", "vvar_vclock", "vdso"};
+	uint32_t crc = 0;
+	cb_text(e, "vdso");
+	cb_map_open(e);
+	for (int k = 0; k < 3; k++) {
+		for (int i = 0; i < n; i++) {
+			if (!ck_streq(maps[i].name, names[k]))
+				continue;
+			cb_kv_range(e, keys[k], maps[i].start, maps[i].end);
+			if (k == 2)
+				crc = ck_crc32c(0, (const void *)maps[i].start, maps[i].end - maps[i].start);
+		}
+	}
+	cb_kv_uint(e, "vdso_crc", crc);
+	cb_close(e);
+}
+
+CK_HIDDEN void ck_memory_save(struct ck_writer *w, struct ck_scratch *s)
+{
+	struct cb_enc *e = &w->meta;
+	save_mm(w, s);
+
+	long len = ck_read_file("/proc/self/maps", s->text, CK_SCRATCH_TEXT / 2);
+	if (len < 0 || len >= (long)(CK_SCRATCH_TEXT / 2) - 1) {
+		ck_writer_fail(w, len < 0 ? len : -E2BIG, "cannot read /proc/self/maps");
+		return;
+	}
+	struct map_line *maps = (struct map_line *)(s->text + CK_SCRATCH_TEXT / 2);
+	int max = (int)(CK_SCRATCH_TEXT / 2 / sizeof *maps), n = 0;
+	for (char *p = s->text; *p && n < max;)
+		p = parse_map_line(p, &maps[n++]);
+
+	/* What changes while it is being written: the leader's stack and its
+	 * thread area (the kernel updates rseq), and the shim's own data. */
+	uint64_t sp = (uint64_t)&len;
+	for (int i = 0; i < n; i++)
+		if (contains(&maps[i], sp))
+			add_volatile(w, maps[i].start, maps[i].end);
+	add_volatile(w, ck_threads[0].fs_base - CK_PAGE, ck_threads[0].fs_base + 2 * CK_PAGE);
+	add_volatile(w, ck_session.rw_start, ck_session.rw_end);
+
+	save_vdso(w, maps, n);
+
+	int pmfd = (int)ck_openat(AT_FDCWD, "/proc/self/pagemap", O_RDONLY | O_CLOEXEC, 0);
+	if (pmfd < 0) {
+		ck_writer_fail(w, pmfd, "cannot open /proc/self/pagemap");
+		return;
+	}
+	cb_text(e, "memory");
+	cb_array_open(e);
+	for (int i = 0; i < n && !w->err; i++) {
+		const struct map_line *m = &maps[i];
+		if (m->name[0] == '[' && (ck_streq(m->name, "[vsyscall]") || ck_streq(m->name, "[vvar]") ||
+					  ck_streq(m->name, "[vvar_vclock]") || ck_streq(m->name, "[vdso]") ||
+					  ck_streq(m->name, "[uprobes]")))
+			continue;
+		if (m->start >= s->start && m->end <= s->end)
+			continue;
+		save_region(w, s, pmfd, m);
+	}
+	cb_close(e);
+	ck_close(pmfd);
+}
+
+/* ---- restore host ---- */
+
+static int parse_region(struct cb_dec *d, struct ck_img_region *r)
+{
+	int64_t left;
+	const char *k;
+	size_t kl;
+	uint64_t v;
+	if (!cbd_map(d, &left))
+		return 0;
+	r->fd = -1;
+	while (cbd_next_key(d, &left, &k, &kl)) {
+		const char *s;
+		size_t sl;
+		if (cbd_key_is(k, kl, "start")) {
+			if (!cbd_uint(d, &r->start)) return 0;
+		} else if (cbd_key_is(k, kl, "end")) {
+			if (!cbd_uint(d, &r->end)) return 0;
+		} else if (cbd_key_is(k, kl, "prot")) {
+			if (!cbd_uint(d, &v)) return 0;
+			r->prot = (int)v;
+		} else if (cbd_key_is(k, kl, "shared")) {
+			if (!cbd_bool(d, &r->shared)) return 0;
+		} else if (cbd_key_is(k, kl, "kind")) {
+			if (!cbd_text(d, &s, &sl) || sl >= sizeof r->kind) return 0;
+			memcpy(r->kind, s, sl);
+		} else if (cbd_key_is(k, kl, "name")) {
+			if (!cbd_text(d, &s, &sl)) return 0;
+			r->name = ck_dup_text(s, sl);
+		} else if (cbd_key_is(k, kl, "file")) {
+			int64_t fl;
+			const char *fk;
+			size_t fkl;
+			if (!cbd_map(d, &fl)) return 0;
+			r->has_file = 1;
+			while (cbd_next_key(d, &fl, &fk, &fkl)) {
+				if (cbd_key_is(fk, fkl, "path")) {
+					if (!cbd_text(d, &s, &sl)) return 0;
+					r->path = ck_dup_text(s, sl);
+					continue;
+				}
+				if (!cbd_uint(d, &v)) return 0;
+				if (cbd_key_is(fk, fkl, "offset")) r->foff = v;
+				else if (cbd_key_is(fk, fkl, "dev")) r->dev = v;
+				else if (cbd_key_is(fk, fkl, "ino")) r->ino = v;
+				else if (cbd_key_is(fk, fkl, "size")) r->size = v;
+				else if (cbd_key_is(fk, fkl, "mtime_ns")) r->mtime_ns = v;
+			}
+		} else if (cbd_key_is(k, kl, "runs")) {
+			int64_t n;
+			size_t cap = 4;
+			if (!cbd_array(d, &n)) return 0;
+			r->runs = malloc(cap * sizeof *r->runs);
+			while (cbd_next_item(d, &n)) {
+				int64_t m;
+				uint64_t crc;
+				if (r->nruns == cap) {
+					cap *= 2;
+					r->runs = realloc(r->runs, cap * sizeof *r->runs);
+				}
+				struct ck_img_run *run = &r->runs[r->nruns++];
+				if (!cbd_array(d, &m) || m != 4 || !cbd_uint(d, &run->addr) || !cbd_uint(d, &run->npages) ||
+				    !cbd_uint(d, &run->off) || !cbd_uint(d, &crc))
+					return 0;
+				run->crc = (uint32_t)crc;
+			}
+		} else if (!cbd_skip(d)) {
+			return 0;
+		}
+	}
+	return !d->error && r->end > r->start && r->kind[0] && (!r->has_file || r->path);
+}
+
+static int parse_vdso(struct cb_dec *d, struct ck_image *img)
+{
+	int64_t left;
+	const char *k;
+	size_t kl;
+	if (!cbd_map(d, &left))
+		return 0;
+	while (cbd_next_key(d, &left, &k, &kl)) {
+		int idx = cbd_key_is(k, kl, "vvar") ? 0 : cbd_key_is(k, kl, "vvar_vclock") ? 1 : cbd_key_is(k, kl, "vdso") ? 2 : -1;
+		if (idx >= 0) {
+			int64_t m;
+			if (!cbd_array(d, &m) || m != 2 || !cbd_uint(d, &img->vdso[idx][0]) || !cbd_uint(d, &img->vdso[idx][1]))
+				return 0;
+		} else if (cbd_key_is(k, kl, "vdso_crc")) {
+			uint64_t v;
+			if (!cbd_uint(d, &v))
+				return 0;
+			img->vdso_crc = (uint32_t)v;
+		} else if (!cbd_skip(d)) {
+			return 0;
+		}
+	}
+	return !d->error;
+}
+
+/* Handles the top-level keys about the address space. */
+CK_HIDDEN int ck_memory_parse(struct cb_dec *d, struct ck_image *img)
+{
+	int64_t n;
+	size_t cap = 64;
+	if (!cbd_array(d, &n))
+		return 0;
+	img->regions = calloc(cap, sizeof *img->regions);
+	while (cbd_next_item(d, &n)) {
+		if (img->nregions == cap) {
+			cap *= 2;
+			img->regions = realloc(img->regions, cap * sizeof *img->regions);
+			memset(img->regions + img->nregions, 0, (cap - img->nregions) * sizeof *img->regions);
+		}
+		if (!parse_region(d, &img->regions[img->nregions++]))
+			return 0;
+	}
+	return !d->error;
+}
+
+CK_HIDDEN int ck_vdso_parse(struct cb_dec *d, struct ck_image *img)
+{
+	return parse_vdso(d, img);
+}
+
+CK_HIDDEN int ck_mm_parse(struct cb_dec *d, const char *k, size_t kl, struct ck_image *img)
+{
+	if (cbd_key_is(k, kl, "auxv")) {
+		if (!cbd_bytes(d, &img->auxv, &img->auxv_len) || img->auxv_len > 64 * 8)
+			return -1;
+		return 1;
+	}
+	if (!cbd_key_is(k, kl, "mm"))
+		return 0;
+	int64_t left;
+	const char *mk;
+	size_t mkl;
+	if (!cbd_map(d, &left))
+		return -1;
+	while (cbd_next_key(d, &left, &mk, &mkl)) {
+		int found = 0;
+		for (int i = 0; i < MM_COUNT; i++) {
+			if (cbd_key_is(mk, mkl, mm_names[i])) {
+				if (!cbd_uint(d, &img->mm[i]))
+					return -1;
+				found = 1;
+			}
+		}
+		if (!found && !cbd_skip(d))
+			return -1;
+	}
+	img->have_mm = 1;
+	return d->error ? -1 : 1;
+}
+
+static void verify_runs(struct ck_image *img, struct ck_img_region *r)
+{
+	static char *buf;
+	const size_t cap = 8 << 20;
+	if (!buf)
+		buf = malloc(cap);
+	for (size_t i = 0; i < r->nruns; i++) {
+		struct ck_img_run *run = &r->runs[i];
+		uint64_t len = run->npages * CK_PAGE;
+		uint32_t crc = 0;
+		if (run->addr < r->start || run->addr + len > r->end || run->off % CK_PAGE ||
+		    run->off < img->data_offset || run->off + len > img->data_offset + img->data_length)
+			ck_refuse("image %s is corrupted: a page run of region %#llx-%#llx lies outside it", img->path,
+				  (unsigned long long)r->start, (unsigned long long)r->end);
+		for (uint64_t done = 0; done < len;) {
+			size_t chunk = len - done > cap ? cap : (size_t)(len - done);
+			if (ck_pread_all(img->fd, buf, chunk, run->off + done) < 0)
+				ck_refuse("image %s is truncated: cannot read the pages of region %#llx-%#llx", img->path,
+					  (unsigned long long)r->start, (unsigned long long)r->end);
+			crc = ck_crc32c(crc, buf, chunk);
+			done += chunk;
+		}
+		if (crc != run->crc)
+			ck_refuse("image %s is corrupted: the saved pages at %#llx (region %s) fail their checksum; "
+				  "restart from an earlier image", img->path, (unsigned long long)run->addr,
+				  r->name && r->name[0] ? r->name : r->kind);
+	}
+}
+
+static int same_file_ok(const struct ck_img_region *r, const struct stat *st)
+{
+	uint64_t mt = (uint64_t)st->st_mtim.tv_sec * 1000000000ULL + (uint64_t)st->st_mtim.tv_nsec;
+	return (uint64_t)st->st_size == r->size && mt == r->mtime_ns;
+}
+
+/* Files the image maps must be the very files it was taken with; saved
+ * pages must pass their checksums. Nothing is changed here. */
+CK_HIDDEN void ck_memory_check(struct ck_image *img)
+{
+	for (size_t i = 0; i < img->nregions; i++) {
+		struct ck_img_region *r = &img->regions[i];
+		if (r->start % CK_PAGE || r->end % CK_PAGE)
+			ck_refuse("image %s is corrupted: region %#llx-%#llx is not page aligned", img->path,
+				  (unsigned long long)r->start, (unsigned long long)r->end);
+		if (r->has_file) {
+			struct stat st;
+			if (stat(r->path, &st) != 0)
+				ck_refuse("%s is gone (%s), but the program had it mapped; the image needs that file",
+					  r->path, strerror(errno));
+			if (!same_file_ok(r, &st))
+				ck_refuse("%s changed since the checkpoint (size %lld, was %llu; modified %lld.%09ld, was %llu.%09llu); "
+					  "the image needs the file as it was (reinstall that version, or take a new checkpoint)",
+					  r->path, (long long)st.st_size, (unsigned long long)r->size, (long long)st.st_mtim.tv_sec,
+					  st.st_mtim.tv_nsec, (unsigned long long)(r->mtime_ns / 1000000000ULL),
+					  (unsigned long long)(r->mtime_ns % 1000000000ULL));
+		}
+		verify_runs(img, r);
+	}
+}
+
+CK_HIDDEN void ck_memory_open(struct ck_image *img, int base_fd)
+{
+	for (size_t i = 0; i < img->nregions; i++) {
+		struct ck_img_region *r = &img->regions[i];
+		if (!r->has_file)
+			continue;
+		int want_rw = r->shared && (r->prot & PROT_WRITE);
+		for (size_t j = 0; j < i; j++) {
+			struct ck_img_region *o = &img->regions[j];
+			if (o->fd >= 0 && !strcmp(o->path, r->path) && (o->shared && (o->prot & PROT_WRITE)) == want_rw) {
+				r->fd = o->fd;
+				break;
+			}
+		}
+		if (r->fd >= 0)
+			continue;
+		int fd = open(r->path, (want_rw ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+		if (fd < 0)
+			ck_refuse("cannot open %s to map it again: %s", r->path, strerror(errno));
+		r->fd = fcntl(fd, F_DUPFD_CLOEXEC, base_fd);
+		close(fd);
+		if (r->fd < 0)
+			ck_refuse("cannot place a descriptor for %s: %s", r->path, strerror(errno));
+	}
+}
+
+CK_HIDDEN void ck_memory_plan(struct ck_image *img, struct ck_plan *plan,
+			      struct ck_plan_region *regions, struct ck_plan_run *runs)
+{
+	uint64_t nruns = 0;
+	for (size_t i = 0; i < img->nregions; i++) {
+		struct ck_img_region *r = &img->regions[i];
+		struct ck_plan_region *p = &regions[i];
+		p->start = r->start;
+		p->end = r->end;
+		p->prot = r->prot;
+		p->shared = r->shared;
+		p->fd = r->has_file ? r->fd : -1;
+		p->foff = r->foff;
+		p->anon = !r->has_file;
+		p->growsdown = !strcmp(r->kind, "stack");
+		p->first_run = nruns;
+		p->nruns = r->nruns;
+		for (size_t j = 0; j < r->nruns; j++) {
+			runs[nruns].addr = r->runs[j].addr;
+			runs[nruns].len = r->runs[j].npages * CK_PAGE;
+			runs[nruns].off = r->runs[j].off;
+			nruns++;
+		}
+	}
+	plan->regions = regions;
+	plan->nregions = img->nregions;
+	plan->runs = runs;
+	plan->nruns = nruns;
+	for (int i = 0; i < MM_COUNT; i++)
+		plan->mm[i] = img->mm[i];
+	plan->have_mm = img->have_mm;
+	memcpy(plan->auxv, img->auxv, img->auxv_len);
+	plan->auxv_len = img->auxv_len;
+}
+
+static void own_vdso(uint64_t out[3][2])
+{
+	static const char *const names[3] = {"[vvar]", "[vvar_vclock]", "[vdso]"};
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[4096];
+	memset(out, 0, sizeof(uint64_t) * 6);
+	while (f && fgets(line, sizeof line, f)) {
+		struct map_line m;
+		parse_map_line(line, &m);
+		for (int k = 0; k < 3; k++)
+			if (!strcmp(m.name, names[k])) {
+				out[k][0] = m.start;
+				out[k][1] = m.end;
+			}
+	}
+	if (f)
+		fclose(f);
+}
+
+/* The saved program holds pointers into its vdso; the restore core moves
+ * this kernel's vdso block to the same place. That is only right when the
+ * block is the same: same sizes, same offsets, same code. */
+CK_HIDDEN void ck_vdso_check(struct ck_image *img, struct ck_plan *plan)
+{
+	uint64_t now[3][2];
+	own_vdso(now);
+	uint32_t crc = now[2][0] ? ck_crc32c(0, (const void *)now[2][0], now[2][1] - now[2][0]) : 0;
+	for (int k = 0; k < 3; k++) {
+		uint64_t a = now[k][1] - now[k][0], b = img->vdso[k][1] - img->vdso[k][0];
+		uint64_t oa = now[k][0] - now[0][0], ob = img->vdso[k][0] - img->vdso[0][0];
+		if (a != b || (now[k][0] && oa != ob))
+			ck_refuse("this kernel's vdso layout differs from the one the image was taken on (kernel %s); "
+				  "restart it on the kernel build it was taken on", img->kernel ? img->kernel : "unknown");
+	}
+	if (crc != img->vdso_crc)
+		ck_refuse("this kernel's vdso code differs from the one the image was taken on (kernel %s); "
+			  "restart it on the kernel build it was taken on", img->kernel ? img->kernel : "unknown");
+	memcpy(plan->vdso_now, now, sizeof now);
+	memcpy(plan->vdso_want, img->vdso, sizeof now);
+}
+
+/* ---- restore core ---- */
+
+CK_CORE void ck_core_move_vdso(struct ck_plan *p)
+{
+	if (!p->vdso_now[0][0] || p->vdso_now[0][0] == p->vdso_want[0][0])
+		return;
+	/* through a spot inside the hole: old and new ranges may overlap */
+	for (int k = 0; k < 3; k++) {
+		uint64_t len = p->vdso_now[k][1] - p->vdso_now[k][0];
+		if (!len)
+			continue;
+		uint64_t tmp = p->vdso_tmp + (p->vdso_now[k][0] - p->vdso_now[0][0]);
+		long r = ck_mremap((void *)p->vdso_now[k][0], len, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)tmp);
+		if (r < 0)
+			ck_core_fail(p, "moving the vdso aside failed", r);
+	}
+	for (int k = 0; k < 3; k++) {
+		uint64_t len = p->vdso_now[k][1] - p->vdso_now[k][0];
+		if (!len)
+			continue;
+		uint64_t tmp = p->vdso_tmp + (p->vdso_now[k][0] - p->vdso_now[0][0]);
+		long r = ck_mremap((void *)tmp, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)p->vdso_want[k][0]);
+		if (r < 0)
+			ck_core_fail(p, "moving the vdso to its saved address failed", r);
+	}
+}
+
+static CK_CORE_FN void fill_runs(struct ck_plan *p, struct ck_plan_region *r)
+{
+	for (uint64_t i = 0; i < r->nruns; i++) {
+		struct ck_plan_run *run = &p->runs[r->first_run + i];
+		long e = ck_pread_all(p->image_fd, (void *)run->addr, run->len, run->off);
+		if (e < 0)
+			ck_core_fail(p, "reading saved pages from the image failed", e);
+	}
+}
+
+CK_CORE void ck_core_map_regions(struct ck_plan *p)
+{
+	for (uint64_t i = 0; i < p->nregions; i++) {
+		struct ck_plan_region *r = &p->regions[i];
+		int prot = r->prot | (r->nruns ? PROT_READ | PROT_WRITE : 0);
+		int flags = MAP_FIXED | (r->shared ? MAP_SHARED : MAP_PRIVATE);
+		long a;
+		if (r->anon)
+			a = ck_mmap((void *)r->start, r->end - r->start, prot,
+				    flags | MAP_ANONYMOUS | (r->growsdown ? MAP_GROWSDOWN : 0), -1, 0);
+		else
+			a = ck_mmap((void *)r->start, r->end - r->start, prot, flags, r->fd, (int64_t)r->foff);
+		if (a < 0 && a > -4096)
+			ck_core_fail(p, "mapping a saved region failed", a);
+		fill_runs(p, r);
+		if (prot != r->prot) {
+			long e = ck_mprotect((void *)r->start, r->end - r->start, r->prot);
+			if (e < 0)
+				ck_core_fail(p, "setting a region's protection failed", e);
+		}
+	}
+}
+
+struct ck_prctl_mm_map {
+	uint64_t start_code, end_code, start_data, end_data, start_brk, brk, start_stack;
+	uint64_t arg_start, arg_end, env_start, env_end;
+	uint64_t *auxv;
+	uint32_t auxv_size;
+	uint32_t exe_fd;
+};
+
+CK_CORE void ck_core_set_mm(struct ck_plan *p)
+{
+	if (!p->have_mm)
+		return;
+	struct ck_prctl_mm_map m;
+	m.start_code = p->mm[MM_START_CODE];
+	m.end_code = p->mm[MM_END_CODE];
+	m.start_data = p->mm[MM_START_DATA];
+	m.end_data = p->mm[MM_END_DATA];
+	m.start_brk = p->mm[MM_START_BRK];
+	m.brk = p->mm[MM_BRK];
+	m.start_stack = p->mm[MM_START_STACK];
+	m.arg_start = p->mm[MM_ARG_START];
+	m.arg_end = p->mm[MM_ARG_END];
+	m.env_start = p->mm[MM_ENV_START];
+	m.env_end = p->mm[MM_ENV_END];
+	m.auxv = p->auxv;
+	m.auxv_size = (uint32_t)p->auxv_len;
+	m.exe_fd = (uint32_t)p->exe_fd;
+	long e = ck_prctl(PR_SET_MM, PR_SET_MM_MAP, (long)&m, sizeof m, 0);
+	if (e < 0)
+		ck_core_fail(p, "setting the memory layout (PR_SET_MM_MAP) failed", e);
+}

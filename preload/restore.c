@@ -1,0 +1,502 @@
+/* The restore host's side of a restart: read and check the image, set up
+ * what survives an address-space switch (descriptors, cwd, rlimits, signal
+ * actions), then hand over to the restore core in a hole no saved mapping
+ * uses. Everything that can fail is tried before anything is destroyed;
+ * see docs/design.md. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <link.h>
+#include <linux/sched.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ckrun.h"
+#include "restore.h"
+#include "sys.h"
+
+#define CK_EXPORT __attribute__((visibility("default")))
+#define CORE_STACK (256UL << 10)
+
+CK_HIDDEN const char *ck_image_name;
+
+CK_HIDDEN void ck_refuse(const char *fmt, ...)
+{
+	va_list ap;
+	fputs("ckrun restart: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(CK_EXIT_REFUSED);
+}
+
+CK_HIDDEN void ck_verbose(const char *fmt, ...)
+{
+	if (!getenv("CKRUN_VERBOSE"))
+		return;
+	va_list ap;
+	fputs("ckrun restore: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+CK_HIDDEN char *ck_dup_text(const char *s, size_t n)
+{
+	char *p = malloc(n + 1);
+	memcpy(p, s, n);
+	p[n] = 0;
+	return p;
+}
+
+static void parse_metadata(struct ck_image *img)
+{
+	struct cb_dec d;
+	int64_t left;
+	const char *k;
+	size_t kl;
+	char key[64] = "";
+	cbd_init(&d, img->meta, img->meta_len);
+	int ok = cbd_map(&d, &left);
+	img->ctl_fd = -1;
+	while (ok && cbd_next_key(&d, &left, &k, &kl)) {
+		snprintf(key, sizeof key, "%.*s", (int)kl, k);
+		if (cbd_key_is(k, kl, "threads"))
+			ok = ck_threads_parse(&d, img);
+		else if (cbd_key_is(k, kl, "signals"))
+			ok = ck_signals_parse(&d, img);
+		else if (cbd_key_is(k, kl, "files"))
+			ok = ck_files_parse(&d, img);
+		else if (cbd_key_is(k, kl, "memory"))
+			ok = ck_memory_parse(&d, img);
+		else if (cbd_key_is(k, kl, "vdso"))
+			ok = ck_vdso_parse(&d, img);
+		else {
+			int r = ck_process_parse(&d, k, kl, img);
+			if (r == 0)
+				r = ck_mm_parse(&d, k, kl, img);
+			if (r == 0)
+				r = cbd_skip(&d) ? 1 : -1;
+			ok = r > 0;
+		}
+	}
+	if (!ok || d.error)
+		ck_refuse("image %s is corrupted: its metadata cannot be read (at \"%s\")", img->path, key);
+	if (!img->pid || !img->nthreads || !img->nregions)
+		ck_refuse("image %s is incomplete: it lacks the process, its threads or its memory", img->path);
+}
+
+/* ---- the session connection ---- */
+
+static int connect_ckrun(int sig)
+{
+	const char *name = getenv("CKRUN_SOCK");
+	struct sockaddr_un a;
+	if (!name || !*name)
+		return -1;
+	size_t n = strlen(name);
+	if (n + 1 > sizeof a.sun_path)
+		ck_refuse("the session socket name %s is too long", name);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	memset(&a, 0, sizeof a);
+	a.sun_family = AF_UNIX;
+	memcpy(a.sun_path + 1, name, n);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)) != 0)
+		ck_refuse("cannot reach ckrun at @%s: %s", name, strerror(errno));
+	if (fcntl(fd, F_SETSIG, sig) != 0 || fcntl(fd, F_SETOWN, getpid()) != 0 ||
+	    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_ASYNC) != 0)
+		ck_refuse("cannot arm the session connection: %s", strerror(errno));
+	return fd;
+}
+
+static void fill_session_info(struct ck_restore_info *ri)
+{
+	const char *name = getenv("CKRUN_SOCK");
+	const char *s = getenv("CKRUN_STDIO");
+	if (name)
+		snprintf(ri->sock, sizeof ri->sock, "%s", name);
+	for (int k = 0; k < 3 && s && *s; k++) {
+		unsigned long long dev, ino;
+		int used;
+		if (sscanf(s, "%llu:%llu%n", &dev, &ino, &used) != 2)
+			break;
+		ri->stdio_dev[k] = dev;
+		ri->stdio_ino[k] = ino;
+		s += used;
+		if (*s == ',')
+			s++;
+	}
+}
+
+/* ---- the hole ---- */
+
+struct span {
+	uint64_t lo, hi;
+};
+
+static int by_lo(const void *a, const void *b)
+{
+	const struct span *x = a, *y = b;
+	return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/* A free range that neither this process nor the image uses. */
+static uint64_t find_hole(struct ck_image *img, uint64_t size)
+{
+	size_t cap = img->nregions + 4096, n = 0;
+	struct span *s = malloc(cap * sizeof *s);
+	for (size_t i = 0; i < img->nregions; i++)
+		s[n++] = (struct span){img->regions[i].start, img->regions[i].end};
+	for (int k = 0; k < 3; k++)
+		if (img->vdso[k][0])
+			s[n++] = (struct span){img->vdso[k][0], img->vdso[k][1]};
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[4096];
+	while (f && fgets(line, sizeof line, f) && n < cap) {
+		unsigned long long lo, hi;
+		if (sscanf(line, "%llx-%llx", &lo, &hi) == 2)
+			s[n++] = (struct span){lo, hi};
+	}
+	if (f)
+		fclose(f);
+	qsort(s, n, sizeof *s, by_lo);
+	/* keep clear of the lowest 1 GiB (where brk heaps of non-PIE programs live) */
+	uint64_t cand = 1ULL << 30, guard = 1ULL << 20;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i].lo >= cand + size + guard)
+			break;
+		if (s[i].hi + guard > cand)
+			cand = CK_PAGE_UP(s[i].hi + guard);
+	}
+	free(s);
+	if (cand + size >= 0x7fffffff0000ULL)
+		ck_refuse("no room in the address space for the restore code");
+	return cand;
+}
+
+struct lib_span {
+	uint64_t base, size;
+	struct dl_phdr_info info;
+};
+
+static int find_self(struct dl_phdr_info *info, size_t size, void *data)
+{
+	(void)size;
+	struct lib_span *ls = data;
+	uint64_t me = (uint64_t)&find_self;
+	uint64_t hi = 0;
+	int mine = 0;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type != PT_LOAD)
+			continue;
+		uint64_t lo = info->dlpi_addr + ph->p_vaddr, end = lo + ph->p_memsz;
+		if (me >= lo && me < end)
+			mine = 1;
+		if (ph->p_vaddr + ph->p_memsz > hi)
+			hi = ph->p_vaddr + ph->p_memsz;
+	}
+	if (!mine)
+		return 0;
+	ls->base = info->dlpi_addr;
+	ls->size = CK_PAGE_UP(hi);
+	ls->info = *info;
+	return 1;
+}
+
+/* The shim copied into the hole, segment by segment at the same offsets,
+ * so the restore core's rip-relative references stay right. */
+static void copy_self(const struct lib_span *ls, uint64_t dst)
+{
+	for (int i = 0; i < ls->info.dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &ls->info.dlpi_phdr[i];
+		if (ph->p_type == PT_LOAD)
+			memcpy((void *)(dst + ph->p_vaddr), (const void *)(ls->base + ph->p_vaddr), ph->p_memsz);
+	}
+}
+
+static int max_program_fd(struct ck_image *img)
+{
+	int m = img->ctl_fd > 2 ? img->ctl_fd : 2;
+	for (size_t i = 0; i < img->nfiles; i++)
+		if (img->files[i].fd > m)
+			m = img->files[i].fd;
+	return m;
+}
+
+static int is_kept(const int *keep, int nkeep, int fd)
+{
+	for (int i = 0; i < nkeep; i++)
+		if (keep[i] == fd)
+			return 1;
+	return 0;
+}
+
+static void close_others(const int *keep, int nkeep)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int fds[4096], n = 0;
+	struct dirent *e;
+	while (d && (e = readdir(d)) && n < 4096) {
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		int fd = atoi(e->d_name);
+		if (fd != dirfd(d) && !is_kept(keep, nkeep, fd))
+			fds[n++] = fd;
+	}
+	if (d)
+		closedir(d);
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+}
+
+static void unregister_rseq(void)
+{
+	extern const unsigned int __rseq_size __attribute__((weak));
+	extern const ptrdiff_t __rseq_offset __attribute__((weak));
+	if (&__rseq_size && __rseq_size && &__rseq_offset) {
+		uint64_t fs;
+		ck_arch_prctl(0x1003, (unsigned long)&fs);
+		CK_SYS4(SYS_rseq, fs + (uint64_t)__rseq_offset, 32, 1 /* RSEQ_FLAG_UNREGISTER */, 0x53053053);
+	}
+}
+
+CK_HIDDEN void ck_jump_to_core(void *arg, void *stack_top, void (*entry)(void *)) __attribute__((noreturn));
+CK_CORE __attribute__((noreturn)) void ck_core_main(struct ck_plan *p);
+
+static __attribute__((noreturn)) void restore_image(const char *path)
+{
+	static struct ck_image img;
+	ck_image_name = path;
+	ck_image_load(&img, path);
+	parse_metadata(&img);
+	ck_verbose("image %s: pid %d, %zu threads, %zu regions, %zu descriptors", path, img.pid, img.nthreads,
+		   img.nregions, img.nfiles);
+
+	/* 1. checks: nothing changes yet */
+	ck_threads_check(&img);
+	ck_files_check(&img);
+	ck_memory_check(&img);
+
+	struct lib_span ls;
+	memset(&ls, 0, sizeof ls);
+	if (!dl_iterate_phdr(find_self, &ls))
+		ck_refuse("cannot find the shim's own code");
+
+	size_t nruns = 0;
+	for (size_t i = 0; i < img.nregions; i++)
+		nruns += img.regions[i].nruns;
+	uint64_t vdso_len = img.vdso[2][1] - img.vdso[0][0];
+	uint64_t plan_size = CK_PAGE_UP(sizeof(struct ck_plan) + img.nregions * sizeof(struct ck_plan_region) +
+					nruns * sizeof(struct ck_plan_run) + img.nthreads * sizeof(struct ck_plan_thread) + 64);
+	uint64_t stacks_size = (img.nthreads + 1) * CK_THREAD_STACK;
+	uint64_t hole_size = ls.size + plan_size + CORE_STACK + stacks_size + CK_PAGE_UP(vdso_len) + CK_PAGE;
+	uint64_t hole = find_hole(&img, hole_size);
+	long m = ck_mmap((void *)hole, hole_size, PROT_READ | PROT_WRITE | PROT_EXEC,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	if (m != (long)hole)
+		ck_refuse("cannot map the restore code at %#llx: %s", (unsigned long long)hole, ck_errno_name(m));
+
+	uint64_t plan_at = hole + ls.size;
+	struct ck_plan *plan = (struct ck_plan *)plan_at;
+	struct ck_plan_region *regions = (struct ck_plan_region *)(plan_at + sizeof *plan);
+	struct ck_plan_run *runs = (struct ck_plan_run *)(regions + img.nregions);
+	struct ck_plan_thread *threads = (struct ck_plan_thread *)(runs + nruns);
+	uint64_t core_stack_top = plan_at + plan_size + CORE_STACK;
+	uint64_t stacks = core_stack_top;
+	plan->vdso_tmp = stacks + stacks_size;
+	ck_vdso_check(&img, plan);
+
+	/* 2. descriptors the restore needs, above every number the program uses */
+	int base = max_program_fd(&img) + 1;
+	struct rlimit nofile;
+	getrlimit(RLIMIT_NOFILE, &nofile);
+	if ((rlim_t)base + 64 + img.nregions > nofile.rlim_cur) {
+		nofile.rlim_cur = nofile.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &nofile);
+	}
+	plan->image_fd = fcntl(img.fd, F_DUPFD_CLOEXEC, base);
+	if (plan->image_fd < 0)
+		ck_refuse("cannot place the image descriptor: %s", strerror(errno));
+	close(img.fd);
+	img.fd = plan->image_fd;
+	plan->exe_fd = -1;
+	if (img.exe) {
+		int fd = open(img.exe, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			plan->exe_fd = fcntl(fd, F_DUPFD_CLOEXEC, base);
+			close(fd);
+		}
+	}
+	int ctl = connect_ckrun(img.sig);
+	if (ctl >= 0) {
+		int moved = fcntl(ctl, F_DUPFD_CLOEXEC, base);
+		close(ctl);
+		ctl = moved;
+	}
+	ck_memory_open(&img, base);
+	ck_files_open(&img, base);
+
+	/* 3. process state; from here on the restore host is becoming the program */
+	ck_process_restore(&img);
+	ck_signals_restore(&img);
+	ck_files_install(&img);
+	if (ctl >= 0 && img.ctl_fd >= 0) {
+		if (dup3(ctl, img.ctl_fd, O_CLOEXEC) < 0)
+			ck_refuse("cannot place the session connection at descriptor %d: %s", img.ctl_fd, strerror(errno));
+		close(ctl);
+	}
+
+	int keep[1024], nkeep = 0;
+	for (size_t i = 0; i < img.nfiles && nkeep < 1000; i++)
+		keep[nkeep++] = img.files[i].fd;
+	keep[nkeep++] = img.ctl_fd;
+	keep[nkeep++] = plan->image_fd;
+	keep[nkeep++] = plan->exe_fd;
+	plan->nclose = 0;
+	plan->close_fds[plan->nclose++] = plan->image_fd;
+	if (plan->exe_fd >= 0)
+		plan->close_fds[plan->nclose++] = plan->exe_fd;
+	for (size_t i = 0; i < img.nregions; i++) {
+		int fd = img.regions[i].fd;
+		if (fd >= 0 && !is_kept(keep, nkeep, fd) && nkeep < 1024 && plan->nclose < 512) {
+			keep[nkeep++] = fd;
+			plan->close_fds[plan->nclose++] = fd;
+		}
+	}
+	close_others(keep, nkeep);
+
+	/* 4. the plan */
+	ck_memory_plan(&img, plan, regions, runs);
+	ck_threads_plan(&img, plan, threads, stacks);
+	plan->err_fd = 2;
+	plan->pid = img.pid;
+	plan->nofile_cur = img.rlim[RLIMIT_NOFILE][0] < 0 ? ~0ULL : (uint64_t)img.rlim[RLIMIT_NOFILE][0];
+	plan->nofile_max = img.rlim[RLIMIT_NOFILE][1] < 0 ? ~0ULL : (uint64_t)img.rlim[RLIMIT_NOFILE][1];
+	plan->info.magic = CK_RESTORE_INFO_MAGIC;
+	plan->info.nthreads = (uint32_t)img.nthreads;
+	plan->info.restored = 0;
+	plan->info.ctl_fd = ctl >= 0 ? img.ctl_fd : -1;
+	plan->info.hole_start = hole;
+	plan->info.hole_len = hole_size;
+	fill_session_info(&plan->info);
+
+	copy_self(&ls, hole);
+	void (*entry)(void *) = (void (*)(void *))(hole + ((uint64_t)&ck_core_main - ls.base));
+	fflush(stdout);
+	fflush(stderr);
+	unregister_rseq();
+	ck_jump_to_core(plan, (void *)core_stack_top, entry);
+}
+
+/* ---- PID 1 of a fresh PID namespace ---- */
+
+static volatile pid_t init_child;
+
+static void forward_signal(int sig)
+{
+	if (init_child > 0)
+		kill(init_child, sig);
+}
+
+static int image_pid(const char *path)
+{
+	static struct ck_image img;
+	ck_image_load(&img, path);
+	struct cb_dec d;
+	int64_t left;
+	const char *k;
+	size_t kl;
+	cbd_init(&d, img.meta, img.meta_len);
+	if (cbd_map(&d, &left))
+		while (cbd_next_key(&d, &left, &k, &kl)) {
+			uint64_t v;
+			if (cbd_key_is(k, kl, "pid") && cbd_uint(&d, &v))
+				return (int)v;
+			if (!cbd_skip(&d))
+				break;
+		}
+	ck_refuse("image %s is corrupted: it names no process ID", path);
+}
+
+static __attribute__((noreturn)) void run_init(const char *path)
+{
+	int pid = image_pid(path);
+	if (pid == 1)
+		ck_refuse("image %s is of a process with PID 1, which ckrun cannot restore", path);
+	if (mount(0, "/", 0, MS_REC | MS_PRIVATE, 0) != 0 ||
+	    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, 0) != 0)
+		ck_refuse("cannot mount /proc for the new PID namespace: %s", strerror(errno));
+	static const int fwd[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGCONT, SIGWINCH};
+	for (size_t i = 0; i < sizeof fwd / sizeof fwd[0]; i++)
+		signal(fwd[i], forward_signal);
+
+	struct clone_args args;
+	pid_t want = pid;
+	memset(&args, 0, sizeof args);
+	args.exit_signal = SIGCHLD;
+	args.set_tid = (uint64_t)&want;
+	args.set_tid_size = 1;
+	long child = syscall(SYS_clone3, &args, sizeof args);
+	if (child < 0)
+		ck_refuse("cannot create PID %d in the new PID namespace: %s", pid, strerror(errno));
+	if (child == 0) {
+		for (size_t i = 0; i < sizeof fwd / sizeof fwd[0]; i++)
+			signal(fwd[i], SIG_DFL);
+		char *argv[] = {"ckrun-restore", (char *)path, 0};
+		execv("/proc/self/exe", argv);
+		_exit(127);
+	}
+	init_child = (pid_t)child;
+	for (;;) {
+		int st;
+		pid_t w = wait(&st);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			exit(1);
+		if (w == init_child) {
+			if (WIFEXITED(st))
+				exit(WEXITSTATUS(st));
+			exit(128 + WTERMSIG(st));
+		}
+	}
+}
+
+CK_EXPORT int ckrun_restore_main(int argc, char **argv)
+{
+	int init = 0;
+	const char *path = 0;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--init"))
+			init = 1;
+		else if (!strcmp(argv[i], "--help")) {
+			printf("usage: ckrun-restore [--init] IMAGE\n"
+			       "Turns this process into the one saved in IMAGE. Run by `ckrun restart`.\n"
+			       "  --init  be PID 1 of a fresh PID namespace and restore IMAGE as its child\n");
+			return 0;
+		} else
+			path = argv[i];
+	}
+	if (!path)
+		ck_refuse("no image given (usage: ckrun-restore [--init] IMAGE)");
+	if (init)
+		run_init(path);
+	restore_image(path);
+}

@@ -1,0 +1,174 @@
+/* The restore side: the image as the restore host reads it, and the plan
+ * it hands to the restore core. */
+#ifndef CK_RESTORE_H
+#define CK_RESTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ckrun.h"
+
+#define CK_EXIT_REFUSED 2       /* nothing was changed; the message says why */
+#define CK_EXIT_PIDS_TAKEN 75   /* PIDs/TIDs in use: ckrun retries in a new PID namespace */
+#define CK_EXIT_CORE_FAILED 70  /* failed after the old address space was gone */
+
+struct ck_img_run {
+	uint64_t addr, npages, off;
+	uint32_t crc;
+};
+
+struct ck_img_region {
+	uint64_t start, end;
+	int prot, shared;
+	char kind[12];
+	const char *name;
+	int has_file;
+	const char *path;
+	uint64_t foff, dev, ino, size, mtime_ns;
+	struct ck_img_run *runs;
+	size_t nruns;
+	int fd; /* opened by the restore host */
+};
+
+struct ck_img_thread {
+	int tid, leader;
+	uint64_t fs_base, clear_tid;
+	struct ck_ctx resume;
+	int has_resume;
+};
+
+struct ck_img_file {
+	int fd;
+	char kind[12];
+	const char *path;
+	int flags, cloexec, stdio, same_as, has_offset;
+	int64_t offset;
+	uint64_t size, mode, dev, ino, rdev, mtime_ns;
+	uint64_t data_off, data_len;
+	uint32_t data_crc;
+	int newfd; /* where the restore host opened it */
+};
+
+struct ck_img_action {
+	int sig;
+	uint64_t handler, flags, restorer, mask;
+};
+
+struct ck_image {
+	const char *path;
+	int fd;
+	uint64_t file_len;
+	uint64_t data_offset, data_length;
+	uint8_t *meta;
+	size_t meta_len;
+
+	int pid;
+	const char *exe, *cwd, *kernel;
+	uint64_t umask, personality;
+	int nrlimits;
+	int64_t rlim[16][2];
+	uint64_t mm[11];
+	int have_mm;
+	const uint8_t *auxv;
+	size_t auxv_len;
+	uint64_t vdso[3][2]; /* vvar, vvar_vclock, vdso; 0 when absent */
+	uint32_t vdso_crc;
+	int sig, ctl_fd;
+
+	struct ck_img_thread *threads;
+	size_t nthreads;
+	struct ck_img_region *regions;
+	size_t nregions;
+	struct ck_img_file *files;
+	size_t nfiles;
+	struct ck_img_action *actions;
+	size_t nactions;
+};
+
+/* ---- the plan: everything the restore core needs, inside the hole ---- */
+struct ck_plan_region {
+	uint64_t start, end, foff;
+	int prot, shared, fd, anon, growsdown;
+	uint64_t first_run, nruns;
+};
+
+struct ck_plan_run {
+	uint64_t addr, len, off;
+};
+
+#define CK_THREAD_STACK 16384 /* each new thread's stack inside the hole */
+
+struct ck_plan_thread {
+	int tid;
+	uint64_t fs_base, clear_tid;
+	struct ck_ctx resume;
+	uint64_t stack_top;
+	uint64_t info; /* resume value: the restore info for the shim */
+};
+
+struct ck_plan {
+	int image_fd;
+	int exe_fd;
+	int err_fd;
+	int pid;
+	uint64_t vdso_now[3][2];
+	uint64_t vdso_want[3][2];
+	uint64_t vdso_tmp;      /* free spot inside the hole for moves */
+	uint64_t mm[11];
+	uint64_t auxv[64];
+	uint64_t auxv_len;
+	int have_mm;
+	uint64_t nofile_cur, nofile_max;
+	int close_fds[512];
+	int nclose;
+	struct ck_plan_region *regions;
+	uint64_t nregions;
+	struct ck_plan_run *runs;
+	uint64_t nruns;
+	struct ck_plan_thread *threads;
+	uint64_t nthreads;
+	struct ck_restore_info info;
+};
+
+/* image.c */
+CK_HIDDEN void ck_image_load(struct ck_image *img, const char *path);
+
+/* restore.c helpers */
+__attribute__((format(printf, 1, 2), noreturn)) CK_HIDDEN void ck_refuse(const char *fmt, ...);
+__attribute__((format(printf, 1, 2))) CK_HIDDEN void ck_verbose(const char *fmt, ...);
+CK_HIDDEN extern const char *ck_image_name;
+CK_HIDDEN char *ck_dup_text(const char *s, size_t n);
+
+/* per-kind parsers (restore host) */
+CK_HIDDEN int ck_process_parse(struct cb_dec *d, const char *key, size_t klen, struct ck_image *img);
+CK_HIDDEN int ck_threads_parse(struct cb_dec *d, struct ck_image *img);
+CK_HIDDEN int ck_signals_parse(struct cb_dec *d, struct ck_image *img);
+CK_HIDDEN int ck_files_parse(struct cb_dec *d, struct ck_image *img);
+CK_HIDDEN int ck_memory_parse(struct cb_dec *d, struct ck_image *img);
+CK_HIDDEN int ck_vdso_parse(struct cb_dec *d, struct ck_image *img);
+CK_HIDDEN int ck_mm_parse(struct cb_dec *d, const char *k, size_t kl, struct ck_image *img);
+
+/* per-kind checks and set-up before the switch (restore host) */
+CK_HIDDEN void ck_memory_check(struct ck_image *img);
+CK_HIDDEN void ck_vdso_check(struct ck_image *img, struct ck_plan *plan);
+CK_HIDDEN void ck_threads_check(struct ck_image *img);
+CK_HIDDEN void ck_files_check(struct ck_image *img);
+CK_HIDDEN void ck_files_open(struct ck_image *img, int base_fd);
+CK_HIDDEN void ck_files_install(struct ck_image *img);
+CK_HIDDEN void ck_process_restore(struct ck_image *img);
+CK_HIDDEN void ck_signals_restore(struct ck_image *img);
+CK_HIDDEN void ck_memory_open(struct ck_image *img, int base_fd);
+CK_HIDDEN void ck_memory_plan(struct ck_image *img, struct ck_plan *plan,
+			      struct ck_plan_region *regions, struct ck_plan_run *runs);
+CK_HIDDEN void ck_threads_plan(struct ck_image *img, struct ck_plan *plan,
+			       struct ck_plan_thread *threads, uint64_t stacks);
+
+/* the restore core (no libc from here) */
+CK_CORE __attribute__((noreturn)) void ck_core_fail(struct ck_plan *p, const char *what, long err);
+CK_CORE void ck_core_unmap_all(struct ck_plan *p, uint64_t keep_lo, uint64_t keep_hi);
+CK_CORE void ck_core_move_vdso(struct ck_plan *p);
+CK_CORE void ck_core_map_regions(struct ck_plan *p);
+CK_CORE void ck_core_set_mm(struct ck_plan *p);
+CK_CORE __attribute__((noreturn)) void ck_core_start_threads(struct ck_plan *p);
+
+#endif

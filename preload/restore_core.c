@@ -1,0 +1,79 @@
+/* The restore core: runs inside a copy of the shim placed in the hole,
+ * on its own stack, after the restore host's address space is gone. No
+ * libc, no TLS, no relocations (scripts/check-restore-code.sh verifies the
+ * ckcore section with objdump). A failure here can only end the
+ * process; ckrun reports that the restart failed. */
+#include <errno.h>
+#include <sys/mman.h>
+
+#include "restore.h"
+#include "sys.h"
+
+#define USER_TOP 0x7ffffffff000ULL
+
+CK_CORE __attribute__((noreturn)) void ck_core_fail(struct ck_plan *p, const char *what, long err)
+{
+	char buf[256];
+	struct ck_str m;
+	ck_str_init(&m, buf, sizeof buf);
+	ck_str_add(&m, "ckrun restart: ");
+	ck_str_add(&m, what);
+	ck_str_add(&m, ": ");
+	ck_str_errno(&m, err);
+	ck_str_add(&m, " (the half-restored process is ended)\n");
+	ck_write(p->err_fd, buf, m.len);
+	ck_exit_group(CK_EXIT_CORE_FAILED);
+	__builtin_unreachable();
+}
+
+static CK_CORE_FN void unmap_range(struct ck_plan *p, uint64_t lo, uint64_t hi)
+{
+	if (hi > lo) {
+		long r = ck_munmap((void *)lo, hi - lo);
+		if (r < 0)
+			ck_core_fail(p, "unmapping the restore host failed", r);
+	}
+}
+
+/* Everything goes except the hole and this kernel's vdso block. */
+CK_CORE void ck_core_unmap_all(struct ck_plan *p, uint64_t keep_lo, uint64_t keep_hi)
+{
+	uint64_t v_lo = p->vdso_now[0][0], v_hi = p->vdso_now[2][1];
+	uint64_t a_lo = keep_lo, a_hi = keep_hi, b_lo = v_lo, b_hi = v_hi;
+	if (!v_lo) {
+		b_lo = b_hi = USER_TOP;
+	} else if (v_lo < keep_lo) {
+		a_lo = v_lo;
+		a_hi = v_hi;
+		b_lo = keep_lo;
+		b_hi = keep_hi;
+	}
+	unmap_range(p, CK_PAGE, a_lo);
+	unmap_range(p, a_hi, b_lo);
+	unmap_range(p, b_hi, USER_TOP);
+}
+
+static CK_CORE_FN void close_plan_fds(struct ck_plan *p)
+{
+	for (int i = 0; i < p->nclose; i++)
+		ck_close(p->close_fds[i]);
+}
+
+static CK_CORE_FN void set_nofile(struct ck_plan *p)
+{
+	uint64_t lim[2] = {p->nofile_cur, p->nofile_max};
+	long r = CK_SYS4(SYS_prlimit64, 0, 7 /* RLIMIT_NOFILE */, lim, 0);
+	if (r < 0)
+		ck_core_fail(p, "setting RLIMIT_NOFILE back to the saved value failed", r);
+}
+
+CK_CORE __attribute__((noreturn)) void ck_core_main(struct ck_plan *p)
+{
+	ck_core_unmap_all(p, p->info.hole_start, p->info.hole_start + p->info.hole_len);
+	ck_core_move_vdso(p);
+	ck_core_map_regions(p);
+	ck_core_set_mm(p);
+	close_plan_fds(p);
+	set_nofile(p);
+	ck_core_start_threads(p);
+}

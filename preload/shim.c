@@ -1,0 +1,372 @@
+/* The shim's entry points: joining the session at load time, and the
+ * libc calls it must see.
+ *
+ * Wrapped, and why:
+ *  - sigaction, signal, sysv_signal, bsd_signal, sigset: the internal
+ *    signal is ours; the program's own handler for that number is kept
+ *    virtually and called for signals that are not checkpoint requests.
+ *  - sigprocmask, pthread_sigmask, sigsuspend, sigwait, sigwaitinfo,
+ *    sigtimedwait, signalfd: the internal signal can never be blocked or
+ *    taken away by the program.
+ *  - close, close_range, closefrom, dup2, dup3: the connection to ckrun
+ *    survives programs that close or overwrite every descriptor.
+ * Each wrapper does one comparison on its fast path. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <link.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "ckrun.h"
+#include "sys.h"
+
+#define CK_EXPORT __attribute__((visibility("default")))
+#define CK_DEFAULT_SIGNAL 63
+#define CK_CTL_FD_MIN 600
+
+CK_HIDDEN struct ck_session ck_session = {.ctl_fd = -1, .sig = CK_DEFAULT_SIGNAL};
+CK_HIDDEN extern struct sigaction ck_virtual_action;
+static int active; /* the handler is installed: the internal signal is ours */
+
+/* Present only in the restore host, which must not join a session. */
+extern int ckrun_restore_host __attribute__((weak));
+
+static int (*real_sigaction)(int, const struct sigaction *, struct sigaction *);
+static int (*real_sigprocmask)(int, const sigset_t *, sigset_t *);
+static int (*real_pthread_sigmask)(int, const sigset_t *, sigset_t *);
+static int (*real_sigsuspend)(const sigset_t *);
+static int (*real_sigwait)(const sigset_t *, int *);
+static int (*real_sigwaitinfo)(const sigset_t *, siginfo_t *);
+static int (*real_sigtimedwait)(const sigset_t *, siginfo_t *, const struct timespec *);
+static int (*real_signalfd)(int, const sigset_t *, int);
+static sighandler_t (*real_signal)(int, sighandler_t);
+static sighandler_t (*real_sysv_signal)(int, sighandler_t);
+static sighandler_t (*real_bsd_signal)(int, sighandler_t);
+static sighandler_t (*real_sigset)(int, sighandler_t);
+static int (*real_close)(int);
+static int (*real_close_range)(unsigned, unsigned, int);
+static void (*real_closefrom)(int);
+static int (*real_dup2)(int, int);
+static int (*real_dup3)(int, int, int);
+
+#define RESOLVE(name) (real_##name = (__typeof__(real_##name))dlsym(RTLD_NEXT, #name))
+
+static void resolve_all(void)
+{
+	RESOLVE(sigaction);
+	RESOLVE(sigprocmask);
+	RESOLVE(pthread_sigmask);
+	RESOLVE(sigsuspend);
+	RESOLVE(sigwait);
+	RESOLVE(sigwaitinfo);
+	RESOLVE(sigtimedwait);
+	RESOLVE(signalfd);
+	RESOLVE(signal);
+	RESOLVE(sysv_signal);
+	RESOLVE(bsd_signal);
+	RESOLVE(sigset);
+	RESOLVE(close);
+	RESOLVE(close_range);
+	RESOLVE(closefrom);
+	RESOLVE(dup2);
+	RESOLVE(dup3);
+}
+
+/* A wrapper may run before our constructor (another library's). */
+#define REAL(name) (real_##name ? real_##name : (resolve_all(), real_##name))
+
+CK_HIDDEN int ck_is_session_fd(int fd)
+{
+	return fd >= 0 && fd == ck_session.ctl_fd;
+}
+
+CK_HIDDEN void ck_session_reply(const char *line)
+{
+	if (ck_session.ctl_fd >= 0)
+		ck_sendto(ck_session.ctl_fd, line, ck_strlen(line), MSG_NOSIGNAL);
+}
+
+/* ---- joining the session ---- */
+
+static void parse_stdio_ids(const char *s)
+{
+	for (int k = 0; k < 3 && s && *s; k++) {
+		uint64_t dev, ino;
+		if (!ck_parse_dec(&s, &dev) || *s++ != ':' || !ck_parse_dec(&s, &ino))
+			return;
+		ck_session.stdio_dev[k] = dev;
+		ck_session.stdio_ino[k] = ino;
+		if (*s == ',')
+			s++;
+		if (k == 2)
+			ck_session.have_stdio = 1;
+	}
+}
+
+static int find_rw_segment(struct dl_phdr_info *info, size_t size, void *data)
+{
+	(void)size;
+	(void)data;
+	uint64_t me = (uint64_t)&ck_session;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		uint64_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
+		if (ph->p_type == PT_LOAD && (ph->p_flags & PF_W) && me >= lo && me < hi) {
+			ck_session.rw_start = lo;
+			ck_session.rw_end = hi;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static int connect_session(const char *name)
+{
+	struct sockaddr_un a;
+	size_t n = strlen(name);
+	if (n + 1 > sizeof a.sun_path)
+		return -1;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	memset(&a, 0, sizeof a);
+	a.sun_family = AF_UNIX;
+	memcpy(a.sun_path + 1, name, n); /* abstract name: leading NUL */
+	if (connect(fd, (struct sockaddr *)&a, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)) != 0) {
+		REAL(close)(fd);
+		return -1;
+	}
+	int high = fcntl(fd, F_DUPFD_CLOEXEC, CK_CTL_FD_MIN);
+	if (high < 0)
+		high = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	REAL(close)(fd);
+	return high;
+}
+
+/* Requests arriving on the connection raise the internal signal. */
+CK_HIDDEN int ck_arm_async(int fd, int sig)
+{
+	if (fcntl(fd, F_SETSIG, sig) != 0 || fcntl(fd, F_SETOWN, getpid()) != 0)
+		return -1;
+	int fl = fcntl(fd, F_GETFL);
+	return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_ASYNC);
+}
+
+static void leave_session_in_child(void)
+{
+	/* A forked child is not (yet) part of the session: it must not read
+	 * or answer its parent's requests. */
+	if (ck_session.ctl_fd >= 0)
+		ck_close(ck_session.ctl_fd);
+	ck_session.ctl_fd = -1;
+	active = 0;
+}
+
+__attribute__((constructor)) static void ck_init(void)
+{
+	resolve_all();
+	if (&ckrun_restore_host)
+		return;
+	const char *sock = getenv("CKRUN_SOCK");
+	if (!sock || !*sock)
+		return;
+	const char *sig = getenv("CKRUN_SIGNAL");
+	if (sig && *sig) {
+		int v = atoi(sig);
+		if (v >= SIGRTMIN && v <= SIGRTMAX)
+			ck_session.sig = v;
+	}
+	parse_stdio_ids(getenv("CKRUN_STDIO"));
+	strncpy(ck_session.sock, sock, sizeof ck_session.sock - 1);
+	dl_iterate_phdr(find_rw_segment, 0);
+
+	int fd = connect_session(sock);
+	if (fd < 0)
+		return; /* no coordinator: run as if not under ckrun */
+	ck_session.ctl_fd = fd;
+	ck_install_handler();
+	active = 1;
+	if (ck_arm_async(fd, ck_session.sig) != 0) {
+		leave_session_in_child();
+		return;
+	}
+	pthread_atfork(0, 0, leave_session_in_child);
+	char hello[64];
+	struct ck_str m;
+	ck_str_init(&m, hello, sizeof hello);
+	ck_str_add(&m, "hello ");
+	ck_str_dec(&m, getpid());
+	ck_str_add(&m, "\n");
+	ck_session_reply(hello);
+}
+
+/* ---- signal wrappers ---- */
+
+static int ours(int sig)
+{
+	return active && sig == ck_session.sig;
+}
+
+static const sigset_t *without_ours(const sigset_t *set, sigset_t *copy)
+{
+	if (!active || !set || !sigismember(set, ck_session.sig))
+		return set;
+	*copy = *set;
+	sigdelset(copy, ck_session.sig);
+	return copy;
+}
+
+CK_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+	if (ours(sig)) {
+		if (old)
+			*old = ck_virtual_action;
+		if (act)
+			ck_virtual_action = *act;
+		return 0;
+	}
+	struct sigaction copy;
+	if (act && active && sigismember(&act->sa_mask, ck_session.sig)) {
+		copy = *act;
+		sigdelset(&copy.sa_mask, ck_session.sig);
+		act = &copy;
+	}
+	return REAL(sigaction)(sig, act, old);
+}
+
+static sighandler_t virtual_signal(int sig, sighandler_t h, int flags)
+{
+	struct sigaction a, old;
+	memset(&a, 0, sizeof a);
+	a.sa_handler = h;
+	a.sa_flags = flags;
+	sigaction(sig, &a, &old);
+	return old.sa_handler;
+}
+
+CK_EXPORT sighandler_t signal(int sig, sighandler_t h)
+{
+	return ours(sig) ? virtual_signal(sig, h, SA_RESTART) : REAL(signal)(sig, h);
+}
+
+CK_EXPORT sighandler_t sysv_signal(int sig, sighandler_t h)
+{
+	return ours(sig) ? virtual_signal(sig, h, SA_RESETHAND | SA_NODEFER) : REAL(sysv_signal)(sig, h);
+}
+
+CK_EXPORT sighandler_t bsd_signal(int sig, sighandler_t h)
+{
+	return ours(sig) ? virtual_signal(sig, h, SA_RESTART) : REAL(bsd_signal)(sig, h);
+}
+
+CK_EXPORT sighandler_t sigset(int sig, sighandler_t h)
+{
+	return ours(sig) ? virtual_signal(sig, h, 0) : REAL(sigset)(sig, h);
+}
+
+CK_EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old)
+{
+	sigset_t copy;
+	return REAL(sigprocmask)(how, how == SIG_UNBLOCK ? set : without_ours(set, &copy), old);
+}
+
+CK_EXPORT int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
+{
+	sigset_t copy;
+	return REAL(pthread_sigmask)(how, how == SIG_UNBLOCK ? set : without_ours(set, &copy), old);
+}
+
+CK_EXPORT int sigsuspend(const sigset_t *mask)
+{
+	sigset_t copy;
+	return REAL(sigsuspend)(without_ours(mask, &copy));
+}
+
+CK_EXPORT int sigwait(const sigset_t *set, int *sig)
+{
+	sigset_t copy;
+	return REAL(sigwait)(without_ours(set, &copy), sig);
+}
+
+CK_EXPORT int sigwaitinfo(const sigset_t *set, siginfo_t *info)
+{
+	sigset_t copy;
+	return REAL(sigwaitinfo)(without_ours(set, &copy), info);
+}
+
+CK_EXPORT int sigtimedwait(const sigset_t *set, siginfo_t *info, const struct timespec *timeout)
+{
+	sigset_t copy;
+	return REAL(sigtimedwait)(without_ours(set, &copy), info, timeout);
+}
+
+CK_EXPORT int signalfd(int fd, const sigset_t *mask, int flags)
+{
+	sigset_t copy;
+	return REAL(signalfd)(fd, without_ours(mask, &copy), flags);
+}
+
+/* ---- descriptor wrappers ---- */
+
+CK_EXPORT int close(int fd)
+{
+	if (ck_is_session_fd(fd))
+		return 0; /* the program believes it closed it; nothing it opens will get this number */
+	return REAL(close)(fd);
+}
+
+static void move_session_fd(void)
+{
+	int fd = fcntl(ck_session.ctl_fd, F_DUPFD_CLOEXEC, ck_session.ctl_fd + 1);
+	if (fd >= 0) {
+		REAL(close)(ck_session.ctl_fd);
+		ck_session.ctl_fd = fd;
+	}
+}
+
+CK_EXPORT int dup2(int oldfd, int newfd)
+{
+	if (ck_is_session_fd(newfd) && oldfd != newfd)
+		move_session_fd();
+	return REAL(dup2)(oldfd, newfd);
+}
+
+CK_EXPORT int dup3(int oldfd, int newfd, int flags)
+{
+	if (ck_is_session_fd(newfd) && oldfd != newfd)
+		move_session_fd();
+	return REAL(dup3)(oldfd, newfd, flags);
+}
+
+CK_EXPORT int close_range(unsigned first, unsigned last, int flags)
+{
+	int fd = ck_session.ctl_fd;
+	if (fd < 0 || (unsigned)fd < first || (unsigned)fd > last || (flags & CLOSE_RANGE_CLOEXEC))
+		return REAL(close_range)(first, last, flags);
+	int r = 0;
+	if ((unsigned)fd > first)
+		r = REAL(close_range)(first, (unsigned)fd - 1, flags);
+	if (r == 0 && (unsigned)fd < last)
+		r = REAL(close_range)((unsigned)fd + 1, last, flags);
+	return r;
+}
+
+CK_EXPORT void closefrom(int lowfd)
+{
+	int fd = ck_session.ctl_fd;
+	if (fd < 0 || fd < lowfd) {
+		REAL(closefrom)(lowfd);
+		return;
+	}
+	if (fd > lowfd)
+		REAL(close_range)((unsigned)lowfd, (unsigned)fd - 1, 0);
+	REAL(closefrom)(fd + 1);
+}

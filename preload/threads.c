@@ -1,0 +1,249 @@
+/* Threads: what each thread records in the handler, how it is written,
+ * how the restore core recreates it with its original TID, and what it
+ * re-registers once it runs in the restored shim. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/sched.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <ucontext.h>
+
+#include "ckrun.h"
+#include "restore.h"
+#include "sys.h"
+
+#define RSEQ_SIG 0x53053053u
+/* glibc registers 32 bytes although __rseq_size says 20 (see the notes). */
+#define RSEQ_AREA_LEN 32
+
+extern const unsigned int __rseq_size __attribute__((weak));
+extern const ptrdiff_t __rseq_offset __attribute__((weak));
+
+CK_HIDDEN void ck_thread_capture(struct ck_thread *t, ucontext_t *uc)
+{
+	t->tid = (int)ck_gettid();
+	t->uc = uc;
+	ck_arch_prctl(0x1003 /* ARCH_GET_FS */, (unsigned long)&t->fs_base);
+	t->robust_head = 0;
+	t->robust_len = 0;
+	CK_SYS3(SYS_get_robust_list, 0, &t->robust_head, &t->robust_len);
+	t->clear_tid = 0;
+	ck_prctl(PR_GET_TID_ADDRESS, (long)&t->clear_tid, 0, 0, 0);
+	t->rseq_addr = 0;
+	if (&__rseq_size && __rseq_size > 0 && &__rseq_offset) {
+		uint64_t area = t->fs_base + (uint64_t)__rseq_offset;
+		int32_t cpu_id = *(volatile int32_t *)(area + 4);
+		if (cpu_id >= 0) {
+			t->rseq_addr = area;
+			t->rseq_len = RSEQ_AREA_LEN;
+			t->rseq_sig = RSEQ_SIG;
+		}
+	}
+	ck_memset(t->comm, 0, sizeof t->comm);
+	ck_prctl(PR_GET_NAME, (long)t->comm, 0, 0, 0);
+	t->pending = 0;
+}
+
+static void save_regs(struct cb_enc *e, const ucontext_t *uc)
+{
+	static const struct {
+		const char *name;
+		int reg;
+	} regs[] = {
+		{"r8", REG_R8}, {"r9", REG_R9}, {"r10", REG_R10}, {"r11", REG_R11},
+		{"r12", REG_R12}, {"r13", REG_R13}, {"r14", REG_R14}, {"r15", REG_R15},
+		{"rdi", REG_RDI}, {"rsi", REG_RSI}, {"rbp", REG_RBP}, {"rbx", REG_RBX},
+		{"rdx", REG_RDX}, {"rax", REG_RAX}, {"rcx", REG_RCX}, {"rsp", REG_RSP},
+		{"rip", REG_RIP}, {"eflags", REG_EFL},
+	};
+	cb_map(e, sizeof regs / sizeof regs[0]);
+	for (size_t i = 0; i < sizeof regs / sizeof regs[0]; i++)
+		cb_kv_uint(e, regs[i].name, (uint64_t)uc->uc_mcontext.gregs[regs[i].reg]);
+}
+
+CK_HIDDEN void ck_threads_save(struct ck_writer *w, int n)
+{
+	struct cb_enc *e = &w->meta;
+	cb_text(e, "threads");
+	cb_array(e, (uint64_t)n);
+	for (int i = 0; i < n; i++) {
+		struct ck_thread *t = &ck_threads[i];
+		const ucontext_t *uc = t->uc;
+		uint64_t mask;
+		ck_memcpy(&mask, &uc->uc_sigmask, sizeof mask);
+		cb_map(e, 12);
+		cb_kv_uint(e, "tid", (uint64_t)t->tid);
+		cb_kv_bool(e, "leader", i == 0);
+		cb_kv_uint(e, "fs_base", t->fs_base);
+		cb_kv_text(e, "comm", t->comm);
+		cb_kv_uint(e, "sigmask", mask);
+		cb_kv_uint(e, "pending", t->pending);
+		cb_text(e, "regs");
+		save_regs(e, uc);
+		cb_text(e, "resume");
+		cb_bytes(e, &t->resume, sizeof t->resume);
+		cb_text(e, "sigaltstack");
+		cb_array(e, 3);
+		cb_uint(e, (uint64_t)uc->uc_stack.ss_sp);
+		cb_uint(e, (uint64_t)uc->uc_stack.ss_size);
+		cb_uint(e, (uint64_t)(unsigned)uc->uc_stack.ss_flags);
+		cb_kv_range(e, "robust_list", t->robust_head, t->robust_len);
+		cb_kv_uint(e, "clear_tid", t->clear_tid);
+		cb_text(e, "rseq");
+		if (t->rseq_addr) {
+			cb_array(e, 3);
+			cb_uint(e, t->rseq_addr);
+			cb_uint(e, t->rseq_len);
+			cb_uint(e, t->rseq_sig);
+		} else {
+			cb_null(e);
+		}
+	}
+}
+
+/* In the restored shim: what the kernel kept per thread and we must
+ * register again. The signal mask, FPU state and alternate stack come
+ * back with rt_sigreturn when the handler returns. */
+CK_HIDDEN void ck_thread_after_restore(struct ck_thread *t)
+{
+	if (t->rseq_addr)
+		CK_SYS4(SYS_rseq, t->rseq_addr, t->rseq_len, 0, t->rseq_sig);
+	if (t->robust_head)
+		CK_SYS2(SYS_set_robust_list, t->robust_head, t->robust_len);
+	if (t->comm[0])
+		ck_prctl(PR_SET_NAME, (long)t->comm, 0, 0, 0);
+}
+
+/* ---- restore host ---- */
+
+CK_HIDDEN int ck_threads_parse(struct cb_dec *d, struct ck_image *img)
+{
+	int64_t n;
+	if (!cbd_array(d, &n) || n < 1 || n > CK_MAX_THREADS)
+		return 0;
+	img->threads = calloc((size_t)n, sizeof *img->threads);
+	img->nthreads = (size_t)n;
+	for (int64_t i = 0; i < n; i++) {
+		struct ck_img_thread *t = &img->threads[i];
+		int64_t left;
+		const char *k;
+		size_t kl;
+		uint64_t v;
+		if (!cbd_map(d, &left))
+			return 0;
+		while (cbd_next_key(d, &left, &k, &kl)) {
+			if (cbd_key_is(k, kl, "tid") && cbd_uint(d, &v)) {
+				t->tid = (int)v;
+			} else if (cbd_key_is(k, kl, "leader")) {
+				if (!cbd_bool(d, &t->leader))
+					return 0;
+			} else if (cbd_key_is(k, kl, "fs_base")) {
+				if (!cbd_uint(d, &t->fs_base))
+					return 0;
+			} else if (cbd_key_is(k, kl, "clear_tid")) {
+				if (!cbd_uint(d, &t->clear_tid))
+					return 0;
+			} else if (cbd_key_is(k, kl, "resume")) {
+				const uint8_t *b;
+				size_t bl;
+				if (!cbd_bytes(d, &b, &bl) || bl != sizeof t->resume)
+					return 0;
+				memcpy(&t->resume, b, bl);
+				t->has_resume = 1;
+			} else if (!cbd_skip(d)) {
+				return 0;
+			}
+		}
+		if (d->error || !t->tid || !t->has_resume)
+			return 0;
+	}
+	return !d->error;
+}
+
+/* TIDs must be free before anything is torn down: clone3 cannot fail
+ * gracefully once the old address space is gone. */
+CK_HIDDEN void ck_threads_check(struct ck_image *img)
+{
+	int pid = (int)ck_getpid();
+	int has_main = 0;
+	for (size_t i = 0; i < img->nthreads; i++) {
+		int tid = img->threads[i].tid;
+		if (tid == img->pid) {
+			has_main = 1;
+			continue;
+		}
+		if (ck_kill(tid, 0) != -ESRCH) {
+			ck_verbose("thread ID %d is in use here", tid);
+			exit(CK_EXIT_PIDS_TAKEN);
+		}
+	}
+	if (!has_main)
+		ck_refuse("the image has no thread with the process's own ID %d (its main thread had exited); "
+			  "ckrun cannot restore such a process yet", img->pid);
+	if (pid != img->pid) {
+		ck_verbose("the restore host runs as PID %d, the image needs %d", pid, img->pid);
+		exit(CK_EXIT_PIDS_TAKEN);
+	}
+}
+
+CK_HIDDEN void ck_threads_plan(struct ck_image *img, struct ck_plan *plan,
+			       struct ck_plan_thread *threads, uint64_t stacks)
+{
+	/* The main thread goes first: the restore host's own thread becomes it. */
+	size_t j = 1;
+	for (size_t i = 0; i < img->nthreads; i++) {
+		struct ck_img_thread *t = &img->threads[i];
+		struct ck_plan_thread *p = t->tid == img->pid ? &threads[0] : &threads[j++];
+		p->tid = t->tid;
+		p->fs_base = t->fs_base;
+		p->clear_tid = t->clear_tid;
+		p->resume = t->resume;
+		p->stack_top = stacks + (uint64_t)(p - threads + 1) * CK_THREAD_STACK;
+	}
+	plan->threads = threads;
+	plan->nthreads = img->nthreads;
+}
+
+/* ---- restore core ---- */
+
+struct ck_clone_args {
+	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
+};
+
+CK_CORE long ck_clone3_thread(struct ck_clone_args *args, size_t size, void (*fn)(void *), void *arg);
+
+static CK_CORE_FN __attribute__((noreturn)) void thread_entry(void *arg)
+{
+	struct ck_plan_thread *t = arg;
+	ck_ctx_resume(&t->resume, (long)t->info);
+}
+
+CK_CORE __attribute__((noreturn)) void ck_core_start_threads(struct ck_plan *p)
+{
+	long info = (long)&p->info;
+	for (uint64_t i = 1; i < p->nthreads; i++) {
+		struct ck_plan_thread *t = &p->threads[i];
+		struct ck_clone_args a;
+		uint64_t tid = (uint64_t)t->tid;
+		ck_memset(&a, 0, sizeof a);
+		a.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
+			  CLONE_SYSVSEM | CLONE_SETTLS | CLONE_CHILD_CLEARTID;
+		a.child_tid = t->clear_tid;
+		a.tls = t->fs_base;
+		a.stack = t->stack_top - CK_THREAD_STACK;
+		a.stack_size = CK_THREAD_STACK;
+		a.set_tid = (uint64_t)&tid;
+		a.set_tid_size = 1;
+		t->info = (uint64_t)info;
+		long r = ck_clone3_thread(&a, sizeof a, thread_entry, t);
+		if (r < 0)
+			ck_core_fail(p, "creating a thread with its original TID failed", r);
+	}
+	struct ck_plan_thread *m = &p->threads[0];
+	ck_arch_prctl(0x1002 /* ARCH_SET_FS */, m->fs_base);
+	CK_SYS1(SYS_set_tid_address, m->clear_tid);
+	ck_ctx_resume(&m->resume, info);
+}
