@@ -1,0 +1,407 @@
+// The ckrun command line: a thin layer over the library (index.ts).
+import { NoSessionError } from './protocol.js';
+import { CheckpointError, requestCheckpoint, sessionStatus } from './checkpoint-client.js';
+import { ManifestError } from './generations.js';
+import { ImageError } from './image.js';
+import { formatInspection, inspectImage, inspectionJson, InspectError } from './inspect.js';
+import { displayPath, writeErr, writeOut } from './output.js';
+import { restart } from './restart.js';
+import { launch, SessionError } from './session.js';
+import { internalSignalProblem, parseSignal, signalName, triggerSignalProblem } from './signals.js';
+
+const VERSION = '0.1.0';
+
+const MAIN_HELP = `Usage: ckrun [OPTIONS] [--] PROGRAM [ARGS...]
+       ckrun checkpoint [--dir DIR]
+       ckrun restart [--dir DIR | IMAGE] [OPTIONS]
+       ckrun inspect IMAGE [--json] [--no-verify-data]
+       ckrun status [--dir DIR] [--json]
+
+Transparent checkpoint/restart for unmodified, dynamically linked Linux
+programs. The first form runs PROGRAM under ckrun's shim: its stdin, stdout
+and stderr are ckrun's, and ckrun exits with its status (128+N when a signal
+N killed it). A checkpoint writes DIR/N/ (one image per process and a
+manifest); \`ckrun restart\` continues the program from the newest one.
+
+Options (first form):
+  --dir DIR               checkpoint directory (default ./ckpt); only one
+                          ckrun session may write to a directory at a time
+  --interval SECONDS      take a checkpoint every SECONDS (fractions allowed)
+  --signal NAME           the signal to ckrun that takes a checkpoint
+                          (default USR2): USR1, SIGHUP, RTMIN+3, 12, ...
+                          It is never passed on to the program.
+  --internal-signal N     the real-time signal the shim uses inside the
+                          program (default 63, must be 34..64)
+  -v, --verbose           log every checkpoint and process on stderr
+  -h, --help              show this help; \`ckrun COMMAND --help\` for a command
+  --version               print ckrun's version
+
+Signals: SIGINT is ignored by ckrun (the program, in the same process group,
+gets it from the terminal); SIGTERM, SIGHUP and SIGQUIT are passed on to the
+program; the trigger signal takes a checkpoint.
+
+Commands:
+  checkpoint   ask the session writing to DIR for a checkpoint now
+  restart      continue a program from a checkpoint
+  inspect      show what an image holds
+  status       show the session writing to DIR
+
+Examples:
+  ckrun --dir ckpt -- python3 loop.py &
+  kill -USR2 %1                  # or: ckrun checkpoint --dir ckpt
+  kill -9 %1; ckrun restart --dir ckpt
+  ckrun inspect ckpt/1
+
+Environment (for development and tests):
+  CKRUN_SHIM_PATH     the shim to preload (empty: do not preload one)
+  CKRUN_RESTORE_HOST  the restore host to run on restart
+`;
+
+const CHECKPOINT_HELP = `Usage: ckrun checkpoint [--dir DIR]
+
+Asks the ckrun session writing to DIR for a checkpoint, waits until every
+image is complete and on disk, and prints the new generation directory.
+Exits 1 with the reason when no session writes to DIR or the checkpoint
+failed (the program keeps running unharmed in that case).
+
+Options:
+  --dir DIR     the session's checkpoint directory (default ./ckpt)
+  -h, --help    show this help
+`;
+
+const RESTART_HELP = `Usage: ckrun restart [--dir DIR | IMAGE] [OPTIONS]
+
+Continues a program from a checkpoint: the newest complete generation in DIR
+(default ./ckpt), or IMAGE, which may be a generation directory (DIR/N), a
+.ckpt file, or a checkpoint directory. The image is verified first (header,
+metadata and data checksums); a damaged image is refused with the name of
+the newest older one that verifies. The program gets its original PID back
+(in a new PID namespace when that PID is taken), its stdio are now this
+ckrun's, ckrun exits with its status, and it can be checkpointed again.
+
+Options:
+  --dir DIR               where further checkpoints go; without IMAGE also
+                          where the image comes from (default: the directory
+                          the image came from, else ./ckpt)
+  --interval SECONDS      take a checkpoint every SECONDS
+  --signal NAME           the signal to ckrun that takes a checkpoint (default USR2)
+  --new-pid-namespace     restore in a new PID namespace even if the PID is free
+  --no-verify-data        check only the header and metadata checksums
+                          (the restore host still checks the data)
+  -v, --verbose           log every checkpoint and process on stderr
+  -h, --help              show this help
+`;
+
+const INSPECT_HELP = `Usage: ckrun inspect IMAGE [--json] [--no-verify-data]
+
+Shows what an image holds: program, PID, threads (TID, instruction and stack
+pointer, name), memory regions (address range, size, protection, what backs
+them, bytes stored), descriptors, signal dispositions, pending signals,
+timers and sizes. IMAGE is a .ckpt file, a generation directory (every
+process in it) or a checkpoint directory (its newest generation). The image
+is verified first (header, metadata and data checksums); a damaged image is
+reported with the reason (exit status 1).
+
+Options:
+  --json             print the decoded metadata as JSON (64-bit integers
+                     become numbers when exact, strings otherwise; byte
+                     strings are hex)
+  --no-verify-data   check only the header and metadata checksums (faster
+                     for large images)
+  -h, --help         show this help
+`;
+
+const STATUS_HELP = `Usage: ckrun status [--dir DIR] [--json]
+
+Shows the ckrun session writing to DIR (default ./ckpt): ckrun's PID, the
+program, its processes, the last generation. Exits 1 when no session answers.
+
+Options:
+  --dir DIR   the session's checkpoint directory (default ./ckpt)
+  --json      print the status as JSON
+  -h, --help  show this help
+`;
+
+class UsageError extends Error {
+  constructor(
+    message: string,
+    readonly command: string,
+  ) {
+    super(message);
+  }
+}
+
+interface OptionSpec {
+  /** Long name without dashes. */
+  name: string;
+  short?: string;
+  /** Takes a value. */
+  value?: boolean;
+}
+
+interface Parsed {
+  opts: Map<string, string | true>;
+  positionals: string[];
+  /** For the launch form: PROGRAM and its arguments. */
+  rest: string[];
+}
+
+/**
+ * Parses options. With stopAtPositional, the first non-option token and
+ * everything after it are `rest` (PROGRAM ARGS...).
+ */
+function parse(command: string, specs: OptionSpec[], args: string[], stopAtPositional: boolean): Parsed {
+  const opts = new Map<string, string | true>();
+  const positionals: string[] = [];
+  const where = command === '' ? '' : ` for ckrun ${command}`;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--') {
+      if (stopAtPositional) return { opts, positionals, rest: args.slice(i + 1) };
+      positionals.push(...args.slice(i + 1));
+      break;
+    }
+    if (a.startsWith('-') && a !== '-') {
+      let name: string;
+      let inline: string | undefined;
+      if (a.startsWith('--')) {
+        const eq = a.indexOf('=');
+        name = eq < 0 ? a.slice(2) : a.slice(2, eq);
+        inline = eq < 0 ? undefined : a.slice(eq + 1);
+      } else {
+        if (a.length !== 2) throw new UsageError(`unknown option '${a}'${where}`, command);
+        const s = specs.find((x) => x.short === a.slice(1));
+        if (!s) throw new UsageError(`unknown option '${a}'${where}`, command);
+        name = s.name;
+      }
+      const spec = specs.find((x) => x.name === name);
+      if (!spec) throw new UsageError(`unknown option '${a}'${where}`, command);
+      if (spec.value) {
+        let v = inline;
+        if (v === undefined) {
+          if (i + 1 >= args.length) throw new UsageError(`option '--${name}' needs a value`, command);
+          v = args[++i]!;
+        }
+        opts.set(name, v);
+      } else {
+        if (inline !== undefined) throw new UsageError(`option '--${name}' takes no value`, command);
+        opts.set(name, true);
+      }
+      continue;
+    }
+    if (stopAtPositional) return { opts, positionals, rest: args.slice(i) };
+    positionals.push(a);
+  }
+  return { opts, positionals, rest: [] };
+}
+
+function str(p: Parsed, name: string): string | undefined {
+  const v = p.opts.get(name);
+  return typeof v === 'string' ? v : undefined;
+}
+
+function flag(p: Parsed, name: string): boolean {
+  return p.opts.get(name) === true;
+}
+
+function seconds(p: Parsed, command: string): number | undefined {
+  const v = str(p, 'interval');
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || n <= 0)
+    throw new UsageError(`--interval needs a positive number of seconds, not '${v}'`, command);
+  return n;
+}
+
+function triggerSignal(p: Parsed, command: string): number | undefined {
+  const v = str(p, 'signal');
+  if (v === undefined) return undefined;
+  let n: number;
+  try {
+    n = parseSignal(v);
+  } catch (e) {
+    throw new UsageError(`--signal: ${(e as Error).message}`, command);
+  }
+  const problem = triggerSignalProblem(n);
+  if (problem) throw new UsageError(`--signal ${v}: ${signalName(n)} cannot trigger checkpoints: ${problem}`, command);
+  return n;
+}
+
+function internalSignal(p: Parsed, command: string): number | undefined {
+  const v = str(p, 'internal-signal');
+  if (v === undefined) return undefined;
+  let n: number;
+  try {
+    n = parseSignal(v);
+  } catch (e) {
+    throw new UsageError(`--internal-signal: ${(e as Error).message}`, command);
+  }
+  const problem = internalSignalProblem(n);
+  if (problem) throw new UsageError(`--internal-signal ${v}: ${problem}`, command);
+  return n;
+}
+
+const HELP: OptionSpec[] = [{ name: 'help', short: 'h' }];
+const VERBOSE: OptionSpec = { name: 'verbose', short: 'v' };
+
+async function runLaunch(args: string[]): Promise<number> {
+  const p = parse(
+    '',
+    [...HELP, VERBOSE, { name: 'dir', value: true }, { name: 'interval', value: true }, { name: 'signal', value: true }, { name: 'internal-signal', value: true }, { name: 'version' }],
+    args,
+    true,
+  );
+  if (flag(p, 'help')) {
+    writeOut(MAIN_HELP);
+    return 0;
+  }
+  if (flag(p, 'version')) {
+    writeOut(`ckrun ${VERSION}\n`);
+    return 0;
+  }
+  if (p.rest.length === 0) throw new UsageError('no PROGRAM given', '');
+  const session = await launch({
+    program: p.rest[0]!,
+    args: p.rest.slice(1),
+    dir: str(p, 'dir'),
+    interval: seconds(p, ''),
+    triggerSignal: triggerSignal(p, ''),
+    internalSignal: internalSignal(p, ''),
+    verbose: flag(p, 'verbose'),
+  });
+  const st = await session.exited;
+  return st.status;
+}
+
+async function runCheckpoint(args: string[]): Promise<number> {
+  const p = parse('checkpoint', [...HELP, { name: 'dir', value: true }], args, false);
+  if (flag(p, 'help')) {
+    writeOut(CHECKPOINT_HELP);
+    return 0;
+  }
+  if (p.positionals.length > 0) throw new UsageError(`unexpected argument '${p.positionals[0]}' (use --dir DIR)`, 'checkpoint');
+  try {
+    writeOut(`${await requestCheckpoint(str(p, 'dir'))}\n`);
+    return 0;
+  } catch (e) {
+    if (e instanceof CheckpointError) {
+      writeErr(`ckrun checkpoint: the checkpoint failed: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
+}
+
+async function runRestart(args: string[]): Promise<number> {
+  const p = parse(
+    'restart',
+    [
+      ...HELP,
+      VERBOSE,
+      { name: 'dir', value: true },
+      { name: 'interval', value: true },
+      { name: 'signal', value: true },
+      { name: 'new-pid-namespace' },
+      { name: 'no-verify-data' },
+    ],
+    args,
+    false,
+  );
+  if (flag(p, 'help')) {
+    writeOut(RESTART_HELP);
+    return 0;
+  }
+  if (p.positionals.length > 1) throw new UsageError(`more than one IMAGE given ('${p.positionals[1]}')`, 'restart');
+  const session = await restart({
+    image: p.positionals[0],
+    dir: str(p, 'dir'),
+    interval: seconds(p, 'restart'),
+    triggerSignal: triggerSignal(p, 'restart'),
+    verbose: flag(p, 'verbose'),
+    newPidNamespace: flag(p, 'new-pid-namespace'),
+    verifyData: !flag(p, 'no-verify-data'),
+  });
+  const st = await session.exited;
+  if (!st.joined) {
+    const how = st.signal !== null ? `was killed by ${signalName(st.signal)}` : `exited with status ${st.code}`;
+    writeErr(
+      `ckrun restart: restoring ${displayPath(session.image.path)} failed: the restore host ${how} before the program ran again ` +
+        `(its reason is above); the image is unchanged\n`,
+    );
+    return st.status !== 0 ? st.status : 1;
+  }
+  return st.status;
+}
+
+async function runInspect(args: string[]): Promise<number> {
+  const p = parse('inspect', [...HELP, { name: 'json' }, { name: 'no-verify-data' }], args, false);
+  if (flag(p, 'help')) {
+    writeOut(INSPECT_HELP);
+    return 0;
+  }
+  if (p.positionals.length === 0) throw new UsageError('no IMAGE given', 'inspect');
+  if (p.positionals.length > 1) throw new UsageError(`more than one IMAGE given ('${p.positionals[1]}')`, 'inspect');
+  const i = await inspectImage(p.positionals[0]!, { verifyData: !flag(p, 'no-verify-data') });
+  writeOut(flag(p, 'json') ? JSON.stringify(inspectionJson(i), null, 2) + '\n' : formatInspection(i));
+  return 0;
+}
+
+async function runStatus(args: string[]): Promise<number> {
+  const p = parse('status', [...HELP, { name: 'dir', value: true }, { name: 'json' }], args, false);
+  if (flag(p, 'help')) {
+    writeOut(STATUS_HELP);
+    return 0;
+  }
+  if (p.positionals.length > 0) throw new UsageError(`unexpected argument '${p.positionals[0]}' (use --dir DIR)`, 'status');
+  const s = await sessionStatus(str(p, 'dir'));
+  if (!s) throw new NoSessionError(displayPath(str(p, 'dir') ?? 'ckpt'), 'none');
+  if (flag(p, 'json')) writeOut(JSON.stringify(s, null, 2) + '\n');
+  else
+    writeOut(
+      `ckrun ${s.pid} writes to ${s.dir}\n` +
+        `program: ${s.argv.join(' ')} (pid ${s.root ?? '?'})\n` +
+        `processes: ${s.processes.length ? s.processes.join(' ') : 'none connected'}\n` +
+        `last generation: ${s.lastGeneration ?? 'none in this session'}${s.checkpointing ? ' (checkpoint running)' : ''}\n` +
+        (s.restoredFrom ? `restored from: ${s.restoredFrom}\n` : ''),
+    );
+  return 0;
+}
+
+const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
+  checkpoint: runCheckpoint,
+  restart: runRestart,
+  inspect: runInspect,
+  status: runStatus,
+};
+
+/** Runs the command line; resolves with the exit status. */
+export async function main(args: string[]): Promise<number> {
+  const cmd = args[0] !== undefined && Object.hasOwn(COMMANDS, args[0]) ? args[0] : '';
+  const prefix = cmd === '' ? 'ckrun' : `ckrun ${cmd}`;
+  try {
+    if (args[0] === 'help') {
+      writeOut(MAIN_HELP);
+      return 0;
+    }
+    return cmd === '' ? await runLaunch(args) : await COMMANDS[cmd]!(args.slice(1));
+  } catch (e) {
+    if (e instanceof UsageError) {
+      writeErr(`${prefix}: ${e.message}\nTry '${e.command === '' ? 'ckrun' : `ckrun ${e.command}`} --help' for more information.\n`);
+      return 2;
+    }
+    if (e instanceof NoSessionError) {
+      writeErr(`${prefix}: ${e.message}\n`);
+      return 1;
+    }
+    if (e instanceof SessionError) {
+      writeErr(`${prefix}: ${e.message}\n`);
+      return e.exitCode;
+    }
+    if (e instanceof ImageError || e instanceof InspectError || e instanceof ManifestError) {
+      writeErr(`${prefix}: ${e.message}\n`);
+      return 1;
+    }
+    writeErr(`${prefix}: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    return 70;
+  }
+}

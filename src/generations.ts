@@ -1,0 +1,246 @@
+// Generation directories inside a checkpoint DIR, and the session manifest.
+//
+//   DIR/N/            a complete generation (manifest.cbor written last)
+//   DIR/.N.partial/   a generation being written (or abandoned by a crash)
+import { Encoder } from 'cbor-x';
+import { constants } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { asArray, asMap, asNumber, asBigInt, asString, decodeCbor, type CborValue } from './image.js';
+
+export const MANIFEST = 'manifest.cbor';
+
+export interface ManifestProcess {
+  pid: number;
+  /** File name inside the generation directory. */
+  image: string;
+  bytes: number;
+  pause_ns: number;
+}
+
+export interface Manifest {
+  format: 'ckrun-session';
+  version: 1;
+  generation: number;
+  created_ns: bigint;
+  argv: string[];
+  cwd: string;
+  /** PID (as the program sees it) of the process ckrun started. */
+  root: number;
+  processes: ManifestProcess[];
+}
+
+export interface GenerationEntry {
+  number: number;
+  path: string;
+  /** A `.N.partial` directory: never complete, ignored by restart. */
+  partial: boolean;
+}
+
+export interface Generation {
+  number: number;
+  path: string;
+  manifest: Manifest;
+}
+
+const COMPLETE = /^[1-9][0-9]{0,15}$/;
+const PARTIAL = /^\.([1-9][0-9]{0,15})\.partial$/;
+
+/** Every generation-like entry of DIR (complete and partial), by ascending number. */
+export async function listGenerations(dir: string): Promise<GenerationEntry[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
+  }
+  const out: GenerationEntry[] = [];
+  for (const name of names) {
+    let m: RegExpExecArray | null;
+    if (COMPLETE.test(name)) out.push({ number: Number(name), path: join(dir, name), partial: false });
+    else if ((m = PARTIAL.exec(name))) out.push({ number: Number(m[1]), path: join(dir, name), partial: true });
+  }
+  out.sort((a, b) => a.number - b.number || Number(a.partial) - Number(b.partial));
+  return out;
+}
+
+/** The number the next generation gets: one more than any existing one, partial ones included. */
+export async function nextGenerationNumber(dir: string): Promise<number> {
+  const all = await listGenerations(dir);
+  return all.length === 0 ? 1 : all[all.length - 1]!.number + 1;
+}
+
+/** Complete generations (those with a readable manifest), newest first. */
+export async function completeGenerations(dir: string): Promise<Generation[]> {
+  const all = (await listGenerations(dir)).filter((g) => !g.partial).reverse();
+  const out: Generation[] = [];
+  for (const g of all) {
+    try {
+      out.push({ number: g.number, path: g.path, manifest: await readManifest(g.path) });
+    } catch {
+      // not complete (no manifest or an unreadable one)
+    }
+  }
+  return out;
+}
+
+/** The newest complete generation in DIR, or undefined. */
+export async function findNewestGeneration(dir: string): Promise<Generation | undefined> {
+  const all = (await listGenerations(dir)).filter((g) => !g.partial).reverse();
+  for (const g of all) {
+    try {
+      return { number: g.number, path: g.path, manifest: await readManifest(g.path) };
+    } catch {
+      // keep looking
+    }
+  }
+  return undefined;
+}
+
+/** True when `path` is a directory holding a manifest. */
+export async function isGenerationDir(path: string): Promise<boolean> {
+  try {
+    return (await stat(join(path, MANIFEST))).isFile();
+  } catch {
+    return false;
+  }
+}
+
+export class ManifestError extends Error {
+  constructor(
+    readonly path: string,
+    detail: string,
+  ) {
+    super(`manifest ${path} ${detail}`);
+    this.name = 'ManifestError';
+  }
+}
+
+/** Reads and checks DIR/N/manifest.cbor. */
+export async function readManifest(genDir: string): Promise<Manifest> {
+  const path = join(genDir, MANIFEST);
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (e) {
+    throw new ManifestError(path, `cannot be read: ${(e as Error).message}`);
+  }
+  let v: CborValue;
+  try {
+    v = decodeCbor(bytes);
+  } catch (e) {
+    throw new ManifestError(path, `is not valid CBOR: ${(e as Error).message}`);
+  }
+  const m = asMap(v);
+  if (m['format'] !== 'ckrun-session') throw new ManifestError(path, "is not a ckrun session manifest (format is not 'ckrun-session')");
+  if (asNumber(m['version']) !== 1) throw new ManifestError(path, `has version ${String(m['version'])}; this ckrun reads version 1`);
+  const generation = asNumber(m['generation']);
+  const root = asNumber(m['root']);
+  if (generation === undefined || root === undefined) throw new ManifestError(path, 'lacks generation or root');
+  const processes: ManifestProcess[] = asArray(m['processes']).map((p) => {
+    const pm = asMap(p);
+    return {
+      pid: asNumber(pm['pid']) ?? -1,
+      image: asString(pm['image']) ?? '',
+      bytes: asNumber(pm['bytes']) ?? 0,
+      pause_ns: asNumber(pm['pause_ns']) ?? 0,
+    };
+  });
+  if (processes.length === 0 || processes.some((p) => p.pid <= 0 || !/^[^/]+\.ckpt$/.test(p.image)))
+    throw new ManifestError(path, 'lists no valid process image');
+  return {
+    format: 'ckrun-session',
+    version: 1,
+    generation,
+    created_ns: asBigInt(m['created_ns']) ?? 0n,
+    argv: asArray(m['argv']).map((a) => asString(a) ?? ''),
+    cwd: asString(m['cwd']) ?? '',
+    root,
+    processes,
+  };
+}
+
+const encoder = new Encoder({ useRecords: false, variableMapSize: true, tagUint8Array: false });
+
+/** Safe bigints become numbers so that every integer gets its shortest encoding. */
+function shortest(v: unknown): unknown {
+  if (typeof v === 'bigint') return v >= -(2n ** 53n) && v <= 2n ** 53n ? Number(v) : v;
+  if (Array.isArray(v)) return v.map(shortest);
+  if (typeof v === 'object' && v !== null && !(v instanceof Uint8Array)) {
+    const o: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) o[k] = shortest(x);
+    return o;
+  }
+  return v;
+}
+
+export function encodeManifest(m: Manifest): Buffer {
+  return encoder.encode(shortest(m));
+}
+
+/** fsync a directory (after creating, renaming or removing entries in it). */
+export async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Writes `name.tmp`, fsyncs it and renames it to `name`, then fsyncs the directory. */
+export async function writeFileDurably(dir: string, name: string, data: Uint8Array, mode = 0o600): Promise<void> {
+  const tmp = join(dir, `${name}.tmp`);
+  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, mode);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, join(dir, name));
+  await fsyncDir(dir);
+}
+
+/** Writes the manifest into a generation directory atomically. */
+export async function writeManifest(genDir: string, m: Manifest): Promise<void> {
+  await writeFileDurably(genDir, MANIFEST, encodeManifest(m));
+}
+
+/**
+ * Creates `DIR/.N.partial` for the next number N (never reusing one, even
+ * when another writer races for it).
+ */
+export async function createPartialGeneration(dir: string): Promise<{ number: number; path: string }> {
+  let n = await nextGenerationNumber(dir);
+  for (let tries = 0; tries < 1000; tries++, n++) {
+    const path = join(dir, `.${n}.partial`);
+    try {
+      await stat(join(dir, String(n)));
+      continue; // a complete one appeared meanwhile
+    } catch {
+      // free
+    }
+    try {
+      await mkdir(path, { mode: 0o700 });
+      return { number: n, path };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+  }
+  throw new Error(`cannot find a free generation number in ${dir}`);
+}
+
+/** Turns `.N.partial` into `N` and makes that durable. */
+export async function completeGeneration(dir: string, number: number, partialPath: string): Promise<string> {
+  const final = join(dir, String(number));
+  await fsyncDir(partialPath);
+  await rename(partialPath, final);
+  await fsyncDir(dir);
+  return final;
+}
+
+export async function removePartialGeneration(path: string): Promise<void> {
+  await rm(path, { recursive: true, force: true });
+}

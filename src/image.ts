@@ -1,0 +1,494 @@
+// Reading and verifying a process image (docs/image-format.md).
+import { Decoder } from 'cbor-x';
+import { closeSync, openSync, readSync } from 'node:fs';
+import { open, stat } from 'node:fs/promises';
+import { crc32c, crc32cFile, isNativeError } from './native.js';
+import { displayPath, formatBytes, hex } from './output.js';
+
+export const IMAGE_VERSION = 1;
+export const HEADER_BLOCK = 4096;
+export const PAGE_SIZE = 4096;
+
+/** A decoded CBOR value as cbor-x hands it out (maps as plain objects). */
+export type CborValue =
+  | number
+  | bigint
+  | string
+  | boolean
+  | null
+  | undefined
+  | Uint8Array
+  | CborValue[]
+  | { [key: string]: CborValue };
+export type CborMap = { [key: string]: CborValue };
+
+export interface ImageHeader {
+  magic: string;
+  version: number;
+  data_offset: number;
+  data_length: number;
+  meta_offset: number;
+  meta_length: number;
+  meta_crc: number;
+  file_length: number;
+}
+
+export interface Image {
+  /** Absolute path of the .ckpt file. */
+  path: string;
+  /** Its size on disk. */
+  size: number;
+  header: ImageHeader;
+  /** The metadata map, as decoded (see the accessors below for typed views). */
+  meta: CborMap;
+  /** True when every data chunk was checked against its CRC. */
+  dataVerified: boolean;
+}
+
+export type ImageProblem = 'missing' | 'unreadable' | 'truncated' | 'corrupt' | 'version' | 'not-image';
+
+/** A bad image. The message names the image and the problem. */
+export class ImageError extends Error {
+  constructor(
+    readonly path: string,
+    readonly problem: ImageProblem,
+    readonly detail: string,
+  ) {
+    super(`image ${displayPath(path)} ${detail}`);
+    this.name = 'ImageError';
+  }
+}
+
+const decoder = new Decoder({ mapsAsObjects: true, useRecords: false });
+
+function isMap(v: CborValue): v is CborMap {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
+}
+
+/** A CBOR integer as a JS number; undefined when it is not a safe integer. */
+export function asNumber(v: CborValue): number | undefined {
+  if (typeof v === 'number') return Number.isSafeInteger(v) ? v : undefined;
+  if (typeof v === 'bigint') return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : undefined;
+  return undefined;
+}
+
+/** A CBOR integer as a bigint; undefined when it is not an integer. */
+export function asBigInt(v: CborValue): bigint | undefined {
+  if (typeof v === 'bigint') return v;
+  if (typeof v === 'number' && Number.isInteger(v)) return BigInt(v);
+  return undefined;
+}
+
+export function asString(v: CborValue): string | undefined {
+  return typeof v === 'string' ? v : undefined;
+}
+
+export function asArray(v: CborValue): CborValue[] {
+  return Array.isArray(v) ? v : [];
+}
+
+export function asMap(v: CborValue): CborMap {
+  return isMap(v) ? v : {};
+}
+
+/** Decodes exactly one CBOR item (trailing bytes are an error). */
+export function decodeCbor(bytes: Uint8Array): CborValue {
+  return decoder.decode(bytes) as CborValue;
+}
+
+/**
+ * Where the CBOR item starting at `off` ends (definite-length integers,
+ * strings and arrays only: what a header block holds). undefined if malformed.
+ */
+function cborItemEnd(b: Uint8Array, off: number): number | undefined {
+  if (off >= b.length) return undefined;
+  const major = b[off]! >> 5;
+  const info = b[off]! & 31;
+  let p = off + 1;
+  let arg: number;
+  if (info < 24) arg = info;
+  else if (info <= 27) {
+    const n = 1 << (info - 24);
+    if (p + n > b.length) return undefined;
+    arg = 0;
+    for (let i = 0; i < n; i++) arg = arg * 256 + b[p + i]!;
+    p += n;
+  } else return undefined;
+  switch (major) {
+    case 0:
+    case 1:
+      return p;
+    case 2:
+    case 3:
+      return p + arg <= b.length ? p + arg : undefined;
+    case 4:
+      for (let i = 0; i < arg; i++) {
+        const e = cborItemEnd(b, p);
+        if (e === undefined) return undefined;
+        p = e;
+      }
+      return p;
+    default:
+      return undefined;
+  }
+}
+
+const HEADER_FIELDS = ['data_offset', 'data_length', 'meta_offset', 'meta_length', 'meta_crc', 'file_length'] as const;
+
+function parseHeader(path: string, block: Buffer, size: number): ImageHeader {
+  if (block.every((b) => b === 0))
+    throw new ImageError(path, 'corrupt', 'is incomplete: its header block is empty (the image was never finished)');
+  const end = cborItemEnd(block, 0);
+  let arr: CborValue;
+  try {
+    if (end === undefined) throw new Error('malformed');
+    arr = decodeCbor(block.subarray(0, end));
+  } catch {
+    throw new ImageError(path, 'not-image', 'is corrupted or not a ckrun image (its first block is not a CBOR header)');
+  }
+  if (!Array.isArray(arr) || arr.length !== 2 || !(arr[0] instanceof Uint8Array) || asNumber(arr[1]) === undefined)
+    throw new ImageError(path, 'not-image', 'is corrupted or not a ckrun image (its first block is not a [header, crc] pair)');
+  if (!block.subarray(end).every((x) => x === 0))
+    throw new ImageError(path, 'corrupt', 'is corrupted: stray bytes in the padding of its header block');
+  const bytes = arr[0];
+  const want = asNumber(arr[1]);
+  let map: CborValue;
+  try {
+    map = decodeCbor(bytes);
+  } catch {
+    map = undefined;
+  }
+  const h = asMap(map);
+  const claimed = asNumber(h['version']);
+  if (crc32c(bytes) !== want) {
+    const extra =
+      claimed !== undefined && claimed !== IMAGE_VERSION
+        ? `; it claims format version ${claimed}, this ckrun reads version ${IMAGE_VERSION}`
+        : '';
+    throw new ImageError(path, 'corrupt', `is corrupted: the header checksum does not match${extra}`);
+  }
+  if (!isMap(map) || h['magic'] !== 'ckrun-image')
+    throw new ImageError(path, 'not-image', "is not a ckrun image (its header has no 'ckrun-image' magic)");
+  if (claimed !== IMAGE_VERSION)
+    throw new ImageError(
+      path,
+      'version',
+      `has format version ${String(h['version'])}; this ckrun reads version ${IMAGE_VERSION} (restart it with the ckrun that wrote it)`,
+    );
+  const out: Partial<ImageHeader> = { magic: 'ckrun-image', version: IMAGE_VERSION };
+  for (const k of HEADER_FIELDS) {
+    const v = asNumber(h[k]);
+    if (v === undefined || v < 0) throw new ImageError(path, 'corrupt', `is corrupted: header field '${k}' is missing or invalid`);
+    out[k] = v;
+  }
+  const hdr = out as ImageHeader;
+  if (size < hdr.file_length)
+    throw new ImageError(
+      path,
+      'truncated',
+      `is truncated (expected ${formatBytes(hdr.file_length)}, found ${formatBytes(size)})`,
+    );
+  if (size > hdr.file_length)
+    throw new ImageError(
+      path,
+      'corrupt',
+      `is corrupted: it is ${formatBytes(size)} long but its header says ${formatBytes(hdr.file_length)}`,
+    );
+  if (
+    hdr.data_offset !== HEADER_BLOCK ||
+    hdr.data_length % PAGE_SIZE !== 0 ||
+    hdr.meta_offset < hdr.data_offset + hdr.data_length ||
+    hdr.meta_offset + hdr.meta_length > hdr.file_length
+  )
+    throw new ImageError(path, 'corrupt', 'is corrupted: its header describes an impossible layout');
+  return hdr;
+}
+
+export interface ReadImageOptions {
+  /** Also check every data chunk's CRC (reads the whole file). Default false. */
+  verifyData?: boolean;
+}
+
+/**
+ * Reads an image's header and metadata and verifies the header CRC, the
+ * metadata CRC, the version and the length (and with verifyData every data
+ * chunk). Throws ImageError with a message naming the image and the problem.
+ */
+export async function readImage(path: string, opts: ReadImageOptions = {}): Promise<Image> {
+  let size: number;
+  try {
+    const st = await stat(path);
+    if (!st.isFile()) throw new ImageError(path, 'not-image', 'is not a regular file');
+    size = st.size;
+  } catch (e) {
+    if (e instanceof ImageError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new ImageError(path, 'missing', 'does not exist');
+    throw new ImageError(path, 'unreadable', `cannot be read: ${(e as Error).message}`);
+  }
+  if (size === 0) throw new ImageError(path, 'truncated', 'is empty (truncated to 0 bytes)');
+  if (size < HEADER_BLOCK)
+    throw new ImageError(path, 'truncated', `is truncated (expected at least ${formatBytes(HEADER_BLOCK)}, found ${formatBytes(size)})`);
+  const fh = await open(path, 'r').catch((e: Error) => {
+    throw new ImageError(path, 'unreadable', `cannot be opened: ${e.message}`);
+  });
+  try {
+    const block = Buffer.alloc(HEADER_BLOCK);
+    await fh.read(block, 0, HEADER_BLOCK, 0);
+    const header = parseHeader(path, block, size);
+    const metaBytes = Buffer.alloc(header.meta_length);
+    const { bytesRead } = await fh.read(metaBytes, 0, header.meta_length, header.meta_offset);
+    if (bytesRead !== header.meta_length)
+      throw new ImageError(path, 'truncated', `is truncated (its metadata ends at ${formatBytes(header.meta_offset + bytesRead)})`);
+    if (crc32c(metaBytes) !== header.meta_crc)
+      throw new ImageError(path, 'corrupt', 'is corrupted: the metadata checksum does not match');
+    let meta: CborValue;
+    try {
+      meta = decodeCbor(metaBytes);
+    } catch (e) {
+      throw new ImageError(path, 'corrupt', `is corrupted: its metadata is not valid CBOR (${(e as Error).message})`);
+    }
+    if (!isMap(meta)) throw new ImageError(path, 'corrupt', 'is corrupted: its metadata is not a map');
+    if (asNumber(meta['version']) !== header.version)
+      throw new ImageError(path, 'corrupt', `is corrupted: metadata version ${String(meta['version'])} differs from the header's`);
+    if (asNumber(meta['pid']) === undefined) throw new ImageError(path, 'corrupt', 'is corrupted: its metadata has no pid');
+    const img: Image = { path, size, header, meta, dataVerified: false };
+    if (opts.verifyData) verifyImageData(img);
+    return img;
+  } finally {
+    await fh.close();
+  }
+}
+
+/** One stored chunk of the data area, with what it belongs to. */
+export interface DataChunk {
+  what: string;
+  offset: number;
+  length: number;
+  crc: number;
+}
+
+/** Every chunk of the data area that carries a CRC: page runs and deleted files' contents. */
+export function dataChunks(img: Image): DataChunk[] {
+  const out: DataChunk[] = [];
+  for (const r of regions(img.meta)) {
+    for (const run of r.runs) {
+      out.push({
+        what: `the pages at ${hex(run.address)} of region ${hex(r.start)}-${hex(r.end)}${r.name ? ` (${r.name})` : ''}`,
+        offset: run.offset,
+        length: run.pages * PAGE_SIZE,
+        crc: run.crc,
+      });
+    }
+  }
+  for (const f of files(img.meta)) {
+    if (f.data)
+      out.push({ what: `the saved contents of descriptor ${f.fd} (${f.path})`, offset: f.data.offset, length: f.data.length, crc: f.data.crc });
+  }
+  return out;
+}
+
+/** Throws unless bytes [from, to) of the file are all zero. */
+function checkZero(img: Image, fd: number, from: number, to: number, what: string): void {
+  const buf = Buffer.alloc(Math.min(1 << 20, Math.max(0, to - from)));
+  for (let pos = from; pos < to; ) {
+    const want = Math.min(buf.length, to - pos);
+    const n = readSync(fd, buf, 0, want, pos);
+    if (n === 0) throw new ImageError(img.path, 'truncated', `is truncated at ${formatBytes(pos)}`);
+    if (!buf.subarray(0, n).every((x) => x === 0))
+      throw new ImageError(img.path, 'corrupt', `is corrupted: stray bytes in ${what} (offset ${pos} to ${pos + n})`);
+    pos += n;
+  }
+}
+
+/**
+ * Checks every data chunk against its CRC, and that every byte no chunk
+ * covers (padding) is zero; throws ImageError naming the first bad place.
+ */
+export function verifyImageData(img: Image): void {
+  const { data_offset, data_length, meta_offset, meta_length, file_length } = img.header;
+  const chunks = dataChunks(img);
+  for (const c of chunks) {
+    if (c.offset < data_offset || c.offset + c.length > data_offset + data_length)
+      throw new ImageError(img.path, 'corrupt', `is corrupted: ${c.what} lie outside the data area`);
+    let got: number;
+    try {
+      got = crc32cFile(img.path, c.offset, c.length);
+    } catch (e) {
+      if (isNativeError(e) && e.code === 'ERR_CKRUN_SHORT_FILE')
+        throw new ImageError(img.path, 'truncated', `is truncated: ${c.what} are missing`);
+      throw new ImageError(img.path, 'unreadable', `cannot be read: ${(e as Error).message}`);
+    }
+    if (got !== c.crc) throw new ImageError(img.path, 'corrupt', `is corrupted: ${c.what} do not match their checksum`);
+  }
+  // Padding: the gaps between chunks, between the data area and the
+  // metadata, and after the metadata, hold zeros.
+  const sorted = chunks.map((c) => [c.offset, c.offset + c.length] as const).sort((a, b) => a[0] - b[0]);
+  const fd = openSync(img.path, 'r');
+  try {
+    let pos = data_offset;
+    for (const [from, to] of sorted) {
+      if (from > pos) checkZero(img, fd, pos, from, 'the padding of the data area');
+      pos = Math.max(pos, to);
+    }
+    checkZero(img, fd, pos, meta_offset, 'the padding of the data area');
+    checkZero(img, fd, meta_offset + meta_length, file_length, 'the padding after the metadata');
+  } finally {
+    closeSync(fd);
+  }
+  img.dataVerified = true;
+}
+
+// ---------------------------------------------------------------------------
+// Typed views of the metadata (tolerant: missing fields become defaults).
+
+export interface ThreadInfo {
+  tid: number;
+  leader: boolean;
+  comm: string;
+  rip: bigint | undefined;
+  rsp: bigint | undefined;
+  fsBase: bigint | undefined;
+  sigmask: bigint;
+  pending: bigint;
+}
+
+export function threads(meta: CborMap): ThreadInfo[] {
+  return asArray(meta['threads']).map((t) => {
+    const m = asMap(t);
+    const regs = asMap(m['regs']);
+    return {
+      tid: asNumber(m['tid']) ?? -1,
+      leader: m['leader'] === true,
+      comm: asString(m['comm']) ?? '',
+      rip: asBigInt(regs['rip']),
+      rsp: asBigInt(regs['rsp']),
+      fsBase: asBigInt(m['fs_base']),
+      sigmask: asBigInt(m['sigmask']) ?? 0n,
+      pending: asBigInt(m['pending']) ?? 0n,
+    };
+  });
+}
+
+export interface RunInfo {
+  address: bigint;
+  pages: number;
+  offset: number;
+  crc: number;
+}
+
+export interface RegionInfo {
+  start: bigint;
+  end: bigint;
+  prot: number;
+  shared: boolean;
+  kind: string;
+  name: string;
+  file: { path: string; offset: bigint } | undefined;
+  runs: RunInfo[];
+  bytes: number;
+}
+
+export function regions(meta: CborMap): RegionInfo[] {
+  return asArray(meta['memory']).map((r) => {
+    const m = asMap(r);
+    const f = m['file'];
+    const fm = asMap(f);
+    return {
+      start: asBigInt(m['start']) ?? 0n,
+      end: asBigInt(m['end']) ?? 0n,
+      prot: asNumber(m['prot']) ?? 0,
+      shared: m['shared'] === true,
+      kind: asString(m['kind']) ?? '?',
+      name: asString(m['name']) ?? '',
+      file: isMap(f) ? { path: asString(fm['path']) ?? '?', offset: asBigInt(fm['offset']) ?? 0n } : undefined,
+      runs: asArray(m['runs']).map((x) => {
+        const a = asArray(x);
+        return {
+          address: asBigInt(a[0]) ?? 0n,
+          pages: asNumber(a[1]) ?? 0,
+          offset: asNumber(a[2]) ?? 0,
+          crc: asNumber(a[3]) ?? 0,
+        };
+      }),
+      bytes: asNumber(m['bytes']) ?? 0,
+    };
+  });
+}
+
+export interface FileInfo {
+  fd: number;
+  kind: string;
+  path: string;
+  flags: number;
+  cloexec: boolean;
+  offset: bigint;
+  size: bigint | undefined;
+  stdio: number | undefined;
+  sameAs: number | undefined;
+  data: { offset: number; length: number; crc: number } | undefined;
+}
+
+export function files(meta: CborMap): FileInfo[] {
+  return asArray(meta['files']).map((x) => {
+    const m = asMap(x);
+    const d = m['data'];
+    const da = asArray(d);
+    return {
+      fd: asNumber(m['fd']) ?? -1,
+      kind: asString(m['kind']) ?? '?',
+      path: asString(m['path']) ?? '',
+      flags: asNumber(m['flags']) ?? 0,
+      cloexec: m['cloexec'] === true,
+      offset: asBigInt(m['offset']) ?? 0n,
+      size: asBigInt(m['size']),
+      stdio: asNumber(m['stdio']),
+      sameAs: asNumber(m['same_as']),
+      data: Array.isArray(d) ? { offset: asNumber(da[0]) ?? 0, length: asNumber(da[1]) ?? 0, crc: asNumber(da[2]) ?? 0 } : undefined,
+    };
+  });
+}
+
+export interface SignalAction {
+  signal: number;
+  handler: bigint;
+  flags: bigint;
+  restorer: bigint;
+  mask: bigint;
+}
+
+export interface SignalsInfo {
+  actions: SignalAction[];
+  pending: bigint;
+  itimers: { interval_us: bigint; value_us: bigint }[];
+}
+
+export function signalsOf(meta: CborMap): SignalsInfo {
+  const s = asMap(meta['signals']);
+  return {
+    actions: asArray(s['actions']).map((x) => {
+      const a = asArray(x);
+      return {
+        signal: asNumber(a[0]) ?? 0,
+        handler: asBigInt(a[1]) ?? 0n,
+        flags: asBigInt(a[2]) ?? 0n,
+        restorer: asBigInt(a[3]) ?? 0n,
+        mask: asBigInt(a[4]) ?? 0n,
+      };
+    }),
+    pending: asBigInt(s['pending']) ?? 0n,
+    itimers: asArray(s['itimers']).map((x) => {
+      const a = asArray(x);
+      return { interval_us: asBigInt(a[0]) ?? 0n, value_us: asBigInt(a[1]) ?? 0n };
+    }),
+  };
+}
+
+/** The image's PID and every thread's TID. */
+export function imagePid(img: Image): number {
+  return asNumber(img.meta['pid']) ?? -1;
+}
+
+export function imageTids(img: Image): number[] {
+  return threads(img.meta).map((t) => t.tid).filter((t) => t > 0);
+}

@@ -1,0 +1,40 @@
+// ckrun's library API: everything the command line does, callable from tests
+// and programs.
+export { launch, SessionError, DEFAULT_INTERNAL_SIGNAL, DEFAULT_TRIGGER_SIGNAL, CHECKPOINT_TIMEOUT_MS } from './session.js';
+export type { Session, SessionOptions, LaunchOptions, CheckpointResult, SessionExit } from './session.js';
+export { requestCheckpoint, sessionStatus, CheckpointError } from './checkpoint-client.js';
+export { restart, pickImage, RestartError } from './restart.js';
+export type { RestartOptions, RestartedSession, RestartSource } from './restart.js';
+export {
+  readImage,
+  verifyImageData,
+  dataChunks,
+  threads,
+  regions,
+  files,
+  signalsOf,
+  imagePid,
+  imageTids,
+  ImageError,
+  IMAGE_VERSION,
+} from './image.js';
+export type { Image, ImageHeader, ImageProblem, ReadImageOptions, CborValue, CborMap } from './image.js';
+export { inspectImage, formatInspection, formatImage, inspectionJson, InspectError } from './inspect.js';
+export type { Inspection } from './inspect.js';
+export {
+  findNewestGeneration,
+  completeGenerations,
+  listGenerations,
+  nextGenerationNumber,
+  readManifest,
+  writeManifest,
+  encodeManifest,
+  ManifestError,
+} from './generations.js';
+export type { Manifest, ManifestProcess, Generation, GenerationEntry } from './generations.js';
+export { canonicalDir, socketNameFor, NoSessionError, DEFAULT_DIR } from './protocol.js';
+export type { SessionStatus } from './protocol.js';
+export { parseSignal, signalName } from './signals.js';
+export { crc32c, crc32cFile } from './native.js';
+export type { ExitStatus } from './native.js';
+export { main } from './cli.js';

@@ -1,0 +1,284 @@
+// `ckrun inspect`: what an image holds, as a table or as JSON.
+import { stat } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+import { findNewestGeneration, isGenerationDir, readManifest, type Manifest } from './generations.js';
+import {
+  asNumber,
+  asString,
+  asArray,
+  files,
+  readImage,
+  regions,
+  signalsOf,
+  threads,
+  type CborValue,
+  type Image,
+  type RegionInfo,
+} from './image.js';
+import { displayPath, formatBytes, formatDuration, hex } from './output.js';
+import { maskToNames, signalName } from './signals.js';
+
+export interface Inspection {
+  /** The generation, when IMAGE was a generation directory or a checkpoint DIR. */
+  generation: { path: string; manifest: Manifest } | undefined;
+  images: Image[];
+}
+
+export class InspectError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InspectError';
+  }
+}
+
+/**
+ * Reads what `target` names: a `.ckpt` file, a generation directory (every
+ * process in it) or a checkpoint DIR (its newest complete generation).
+ * Verifies header and metadata (and with verifyData every data chunk);
+ * throws ImageError / InspectError with a clear message.
+ */
+export async function inspectImage(target: string, opts: { verifyData?: boolean } = {}): Promise<Inspection> {
+  const path = resolve(target);
+  let st;
+  try {
+    st = await stat(path);
+  } catch {
+    throw new InspectError(`${displayPath(path)} does not exist`);
+  }
+  if (!st.isDirectory()) return { generation: undefined, images: [await readImage(path, opts)] };
+  let genPath = path;
+  if (!(await isGenerationDir(path))) {
+    if (/^\.[0-9]+\.partial$/.test(basename(path)))
+      throw new InspectError(`${displayPath(path)} is an unfinished checkpoint (no manifest); inspect one of its .ckpt files instead`);
+    const g = await findNewestGeneration(path);
+    if (!g) throw new InspectError(`${displayPath(path)} holds no complete checkpoint`);
+    genPath = g.path;
+  }
+  const manifest = await readManifest(genPath).catch((e: Error) => {
+    throw new InspectError(e.message);
+  });
+  const images: Image[] = [];
+  for (const p of manifest.processes) images.push(await readImage(join(genPath, p.image), opts));
+  return { generation: { path: genPath, manifest }, images };
+}
+
+// ---------------------------------------------------------------------------
+// JSON
+
+/** A decoded CBOR value made JSON-safe: big integers as numbers when safe, else strings; bytes as hex. */
+export function jsonSafe(v: unknown): unknown {
+  if (typeof v === 'bigint') return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString();
+  if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex');
+  if (Array.isArray(v)) return v.map(jsonSafe);
+  if (v instanceof Map) return Object.fromEntries([...v.entries()].map(([k, x]) => [String(k), jsonSafe(x)]));
+  if (typeof v === 'object' && v !== null) {
+    const o: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) o[k] = jsonSafe(x);
+    return o;
+  }
+  return v;
+}
+
+function imageJson(img: Image): unknown {
+  return { path: img.path, size: img.size, dataVerified: img.dataVerified, header: img.header, meta: jsonSafe(img.meta) };
+}
+
+/** `{path, size, header, meta}` for one image; `{generation, manifest, images}` for a generation. */
+export function inspectionJson(i: Inspection): unknown {
+  if (!i.generation) return imageJson(i.images[0]!);
+  return { generation: i.generation.path, manifest: jsonSafe(i.generation.manifest), images: i.images.map(imageJson) };
+}
+
+// ---------------------------------------------------------------------------
+// Table
+
+function table(headers: string[], rows: string[][], indent = '  '): string {
+  const widths = headers.map((h, c) => Math.max(h.length, ...rows.map((r) => (r[c] ?? '').length)));
+  const line = (cells: string[]): string =>
+    indent +
+    cells
+      .map((x, c) => (c === cells.length - 1 ? x : x.padEnd(widths[c]!)))
+      .join('  ')
+      .trimEnd();
+  return [line(headers), ...rows.map(line)].join('\n') + '\n';
+}
+
+export function protString(prot: number, shared: boolean): string {
+  return (prot & 1 ? 'r' : '-') + (prot & 2 ? 'w' : '-') + (prot & 4 ? 'x' : '-') + (shared ? 's' : 'p');
+}
+
+function backing(r: RegionInfo): string {
+  if (r.file) return `${r.file.path} @${hex(r.file.offset)}`;
+  if (r.name) return r.name;
+  return r.kind === 'anon' ? '(anonymous)' : `(${r.kind})`;
+}
+
+const SA_FLAGS: [number, string][] = [
+  [0x1, 'SA_NOCLDSTOP'],
+  [0x2, 'SA_NOCLDWAIT'],
+  [0x4, 'SA_SIGINFO'],
+  [0x04000000, 'SA_RESTORER'],
+  [0x08000000, 'SA_ONSTACK'],
+  [0x10000000, 'SA_RESTART'],
+  [0x40000000, 'SA_NODEFER'],
+  [0x80000000, 'SA_RESETHAND'],
+];
+
+function saFlags(f: bigint): string {
+  const names = SA_FLAGS.filter(([bit]) => (f & BigInt(bit)) !== 0n && bit !== 0x04000000).map(([, n]) => n);
+  return names.length ? names.join('|') : '0';
+}
+
+function openFlags(flags: number, cloexec: boolean): string {
+  const acc = ['r', 'w', 'rw', '?'][flags & 3]!;
+  const extra: string[] = [];
+  if (flags & 0o2000) extra.push('append');
+  if (flags & 0o4000) extra.push('nonblock');
+  if (flags & 0o4010000) extra.push('sync');
+  if (cloexec) extra.push('cloexec');
+  return [acc, ...extra].join(',');
+}
+
+function usec(us: bigint): string {
+  return formatDuration(us * 1000n);
+}
+
+const STDIO_NAMES = ['stdin', 'stdout', 'stderr'];
+
+function metaText(meta: Record<string, CborValue>, key: string): string {
+  return asString(meta[key]) ?? '?';
+}
+
+/** One image as a human-readable report. */
+export function formatImage(img: Image): string {
+  const m = img.meta;
+  const out: string[] = [];
+  const created = asNumber(m['created_ns']) ?? Number((m['created_ns'] as bigint | undefined) ?? 0n);
+  const when = created ? new Date(created / 1e6).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC') : '?';
+  const stats = (m['stats'] ?? {}) as Record<string, CborValue>;
+  const h = img.header;
+  const kv: [string, string][] = [
+    ['Image', displayPath(img.path)],
+    [
+      'Format',
+      `version ${h.version}, ${formatBytes(img.size)} (data ${formatBytes(h.data_length)}, metadata ${formatBytes(h.meta_length)}); ` +
+        (img.dataVerified ? 'data checksums verified' : 'header and metadata checksums verified'),
+    ],
+    ['Taken', `${when} on ${metaText(m, 'hostname')} (Linux ${metaText(m, 'kernel')}, ${metaText(m, 'machine')})`],
+    ['Program', metaText(m, 'exe')],
+    ['Command', asArray(m['cmdline']).map((a) => asString(a) ?? '').join(' ')],
+    [
+      'PID',
+      `${String(m['pid'])} (ppid ${String(m['ppid'] ?? '?')}, pgid ${String(m['pgid'] ?? '?')}, sid ${String(m['sid'] ?? '?')})`,
+    ],
+    ['Directory', `${metaText(m, 'cwd')} (umask ${(asNumber(m['umask']) ?? 0).toString(8).padStart(4, '0')})`],
+    ['Signal', `the shim uses ${signalName(asNumber(m['signal']) ?? 0)} (${String(m['signal'])}); connection on descriptor ${String(m['ctl_fd'] ?? '?')}`],
+  ];
+  if (stats['pause_ns'] !== undefined) kv.push(['Pause', formatDuration(BigInt(stats['pause_ns'] as number | bigint))]);
+  const w = Math.max(...kv.map(([k]) => k.length));
+  for (const [k, v] of kv) out.push(`${k.padEnd(w)}  ${v}\n`);
+
+  const ts = threads(m);
+  out.push(`\nThreads (${ts.length})\n`);
+  out.push(
+    table(
+      ['TID', 'RIP', 'RSP', 'NAME', 'BLOCKED'],
+      ts.map((t) => [
+        `${t.tid}${t.leader ? '*' : ''}`,
+        t.rip !== undefined ? hex(t.rip, 16) : '?',
+        t.rsp !== undefined ? hex(t.rsp, 16) : '?',
+        t.comm,
+        maskToNames(t.sigmask).join(' ') || '-',
+      ]),
+    ),
+  );
+  if (ts.some((t) => t.leader)) out.push('  (* wrote the image)\n');
+
+  const rs = regions(m);
+  const mapped = rs.reduce((a, r) => a + (r.end - r.start), 0n);
+  const stored = rs.reduce((a, r) => a + r.bytes, 0);
+  out.push(`\nMemory (${rs.length} region${rs.length === 1 ? '' : 's'}, ${formatBytes(mapped)} mapped, ${formatBytes(stored)} stored)\n`);
+  out.push(
+    table(
+      ['START', 'END', 'SIZE', 'PROT', 'KIND', 'STORED', 'BACKING'],
+      rs.map((r) => [
+        hex(r.start, 12),
+        hex(r.end, 12),
+        formatBytes(r.end - r.start),
+        protString(r.prot, r.shared),
+        r.kind,
+        r.bytes ? formatBytes(r.bytes) : '-',
+        backing(r),
+      ]),
+    ),
+  );
+
+  const fs = files(m);
+  out.push(`\nDescriptors (${fs.length})\n`);
+  out.push(
+    table(
+      ['FD', 'KIND', 'FLAGS', 'OFFSET', 'WHAT'],
+      fs.map((f) => [
+        String(f.fd),
+        f.kind,
+        openFlags(f.flags, f.cloexec),
+        f.kind === 'file' || f.kind === 'deleted' ? String(f.offset) : '-',
+        (f.stdio !== undefined ? `session ${STDIO_NAMES[f.stdio] ?? f.stdio} (was ${f.path})` : f.path) +
+          (f.sameAs !== undefined ? ` (same as ${f.sameAs})` : '') +
+          (f.data ? ` (contents saved, ${formatBytes(f.data.length)})` : '') +
+          (f.size !== undefined && f.kind === 'file' ? ` [${formatBytes(f.size)}]` : ''),
+      ]),
+    ),
+  );
+
+  const sg = signalsOf(m);
+  out.push('\nSignals\n');
+  if (sg.actions.length === 0) out.push('  every disposition is the default\n');
+  else
+    out.push(
+      table(
+        ['SIGNAL', 'ACTION', 'FLAGS', 'MASK'],
+        sg.actions.map((a) => [
+          signalName(a.signal),
+          a.handler === 0n ? 'default' : a.handler === 1n ? 'ignore' : `handler ${hex(a.handler)}`,
+          saFlags(a.flags),
+          maskToNames(a.mask).join(' ') || '-',
+        ]),
+      ),
+    );
+  const pending: string[] = maskToNames(sg.pending).map((n) => `${n} (process)`);
+  for (const t of ts) for (const n of maskToNames(t.pending)) pending.push(`${n} (thread ${t.tid})`);
+  out.push(`  pending: ${pending.length ? pending.join(', ') : 'none'}\n`);
+  const timerNames = ['ITIMER_REAL', 'ITIMER_VIRTUAL', 'ITIMER_PROF'];
+  const timers = sg.itimers
+    .map((t, i) =>
+      t.value_us === 0n && t.interval_us === 0n
+        ? undefined
+        : `${timerNames[i] ?? i}: ${usec(t.value_us)} left` + (t.interval_us ? `, then every ${usec(t.interval_us)}` : ''),
+    )
+    .filter((x): x is string => x !== undefined);
+  out.push(`  timers: ${timers.length ? timers.join('; ') : 'none'}\n`);
+
+  out.push('\nSizes\n');
+  out.push(
+    `  file ${formatBytes(img.size)}: header 4 KiB, data ${formatBytes(h.data_length)} ` +
+      `(${asNumber(stats['pages']) ?? '?'} page${asNumber(stats['pages']) === 1 ? '' : 's'}), metadata ${formatBytes(h.meta_length)}\n`,
+  );
+  return out.join('');
+}
+
+/** The whole inspection as text. */
+export function formatInspection(i: Inspection): string {
+  const parts: string[] = [];
+  if (i.generation) {
+    const g = i.generation.manifest;
+    const when = g.created_ns ? new Date(Number(g.created_ns / 1_000_000n)).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC') : '?';
+    parts.push(
+      `Generation ${g.generation} in ${displayPath(i.generation.path)}, completed ${when}: ` +
+        `${g.processes.length} process${g.processes.length === 1 ? '' : 'es'}, root PID ${g.root}, ` +
+        `started as \`${g.argv.join(' ')}\` in ${g.cwd}\n\n`,
+    );
+  }
+  parts.push(i.images.map(formatImage).join('\n' + '-'.repeat(72) + '\n\n'));
+  return parts.join('');
+}

@@ -1,0 +1,124 @@
+// Typed wrapper over the native addon (addon/native.c).
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { buildDir, packageRoot } from './paths.js';
+
+export interface SpawnOptions {
+  /** Path of the program to execve (no PATH search). */
+  file: string;
+  argv: string[];
+  /** "KEY=VALUE" strings. */
+  env: string[];
+  cwd?: string;
+  /** The child's descriptor i is the parent's fds[i] (-1: closed). Default [0, 1, 2]. */
+  fds?: number[];
+  /** Create the child with exactly this PID (clone3 set_tid). */
+  setTid?: number;
+  /** CLONE_NEWPID | CLONE_NEWNS: the child is PID 1 of a new PID namespace. */
+  newPidNs?: boolean;
+  /** With newPidNs: make mounts private and mount a fresh /proc (default true). */
+  mountProc?: boolean;
+  /** Signal the child gets when ckrun dies (default SIGKILL; 0 = none). */
+  pdeathsig?: number;
+}
+
+export type ChildExitCallback = (pid: number, code: number | null, signal: number | null) => void;
+
+export interface NativeAddon {
+  spawn(opts: SpawnOptions): number;
+  setChildSubreaper(): void;
+  onChildExit(cb: ChildExitCallback): void;
+  watchSignal(signal: number, cb: (signal: number) => void): number;
+  unwatchSignal(id: number): void;
+  crc32c(buf: Uint8Array, crc?: number): number;
+  crc32cFile(path: string, offset: number, length: number): number;
+}
+
+/** Errors thrown by the addon carry the errno name in `code`. */
+export interface NativeError extends Error {
+  code: string;
+}
+
+export function isNativeError(e: unknown): e is NativeError {
+  return e instanceof Error && typeof (e as { code?: unknown }).code === 'string';
+}
+
+let addon: NativeAddon | undefined;
+
+export function native(): NativeAddon {
+  if (addon) return addon;
+  const require = createRequire(import.meta.url);
+  type Bindings = (opts: { bindings: string; module_root: string }) => unknown;
+  const bindings = require('bindings') as Bindings;
+  try {
+    addon = bindings({ bindings: 'ckrun_native', module_root: packageRoot() }) as NativeAddon;
+  } catch (e) {
+    const why = e instanceof Error ? e.message.split('\n')[0] : String(e);
+    throw new Error(
+      `ckrun's native addon ${join(buildDir(), 'ckrun_native.node')} cannot be loaded (${why}); build it with npm install`,
+    );
+  }
+  return addon;
+}
+
+export interface ExitStatus {
+  /** Exit code, or null when killed by a signal. */
+  code: number | null;
+  /** Signal number that killed it, or null. */
+  signal: number | null;
+  /** Shell-style status: the code, or 128 + signal. */
+  status: number;
+}
+
+export function exitStatus(code: number | null, signal: number | null): ExitStatus {
+  return { code, signal, status: signal !== null ? 128 + signal : (code ?? 0) };
+}
+
+const exitWatchers = new Map<number, (st: ExitStatus) => void>();
+let reaperStarted = false;
+
+function ensureReaper(): void {
+  if (reaperStarted) return;
+  const n = native();
+  n.setChildSubreaper();
+  n.onChildExit((pid, code, signal) => {
+    const cb = exitWatchers.get(pid);
+    if (!cb) return; // an orphan of the session, or a child whose exec failed
+    exitWatchers.delete(pid);
+    cb(exitStatus(code, signal));
+  });
+  reaperStarted = true;
+}
+
+/**
+ * Spawns a child through clone3 and calls onExit when it is reaped.
+ * Makes this process a child subreaper and starts the reaper thread on first
+ * use; from then on every child of this process is reaped by that thread, so
+ * do not mix with node:child_process in the same process.
+ */
+export function spawnChild(opts: SpawnOptions, onExit: (st: ExitStatus) => void): number {
+  ensureReaper();
+  const pid = native().spawn(opts);
+  // The exit can only be delivered on a later turn of the event loop.
+  exitWatchers.set(pid, onExit);
+  return pid;
+}
+
+/** Watches a signal (any number, real-time ones included); returns a function that stops it. */
+export function watchSignal(signal: number, cb: (signal: number) => void): () => void {
+  const n = native();
+  const id = n.watchSignal(signal, cb);
+  let active = true;
+  return () => {
+    if (active) n.unwatchSignal(id);
+    active = false;
+  };
+}
+
+export function crc32c(buf: Uint8Array, crc?: number): number {
+  return native().crc32c(buf, crc);
+}
+
+export function crc32cFile(path: string, offset: number, length: number): number {
+  return native().crc32cFile(path, offset, length);
+}

@@ -1,0 +1,290 @@
+// `ckrun restart`: pick and verify an image, then spawn the restore host
+// with the image's PID (or as PID 1 of a new PID namespace when that PID is
+// taken) and coordinate the restarted session like a launched one.
+import { existsSync } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { sessionEnv, stdioIdentity } from './environment.js';
+import {
+  completeGenerations,
+  findNewestGeneration,
+  isGenerationDir,
+  readManifest,
+  type Generation,
+} from './generations.js';
+import { asArray, asNumber, asString, ImageError, imagePid, imageTids, readImage, type Image } from './image.js';
+import { isNativeError, spawnChild } from './native.js';
+import { displayPath } from './output.js';
+import { restoreHostPath, shimPath } from './paths.js';
+import { DEFAULT_DIR } from './protocol.js';
+import { Coordinator, DEFAULT_INTERNAL_SIGNAL, openSession, SessionError, type Session, type SessionOptions } from './session.js';
+
+export interface RestartOptions extends SessionOptions {
+  /**
+   * IMAGE: a `.ckpt` file, a generation directory, or a checkpoint DIR
+   * (its newest complete generation). Default: the newest complete
+   * generation in `dir` (./ckpt).
+   */
+  image?: string;
+  /** Check every data chunk's CRC before restoring (default true). */
+  verifyData?: boolean;
+  /** The restore host (default build/Release/ckrun-restore, or CKRUN_RESTORE_HOST). */
+  restoreHost?: string;
+  /** How long to wait for the image's PID to be freed by a dying process (default 3000 ms). */
+  pidWaitMs?: number;
+  /** Restore as PID 1 of a new PID namespace even when the PID is free. */
+  newPidNamespace?: boolean;
+}
+
+export interface RestartedSession extends Session {
+  /** The verified image being restored. */
+  readonly image: Image;
+  /** The generation it belongs to, if any. */
+  readonly generation: Generation | undefined;
+  /** True when the restore runs in a new PID namespace (`ckrun-restore --init`). */
+  readonly pidNamespace: boolean;
+}
+
+/** The restart could not happen; the message names the image, the reason and the way out. */
+export class RestartError extends SessionError {
+  constructor(message: string, exitCode = 1) {
+    super(message, exitCode);
+    this.name = 'RestartError';
+  }
+}
+
+export interface RestartSource {
+  image: Image;
+  generation: Generation | undefined;
+  /** The checkpoint DIR the image came from, when it came from one. */
+  sourceDir: string | undefined;
+}
+
+async function kindOf(path: string): Promise<'file' | 'dir' | 'missing'> {
+  try {
+    const st = await stat(path);
+    return st.isDirectory() ? 'dir' : 'file';
+  } catch {
+    return 'missing';
+  }
+}
+
+/** The root process's image of a generation. */
+function rootImagePath(g: Generation): string {
+  const procs = g.manifest.processes;
+  if (procs.length > 1)
+    throw new RestartError(
+      `generation ${displayPath(g.path)} holds ${procs.length} processes; restarting more than one process is not supported yet`,
+    );
+  const root = procs.find((p) => p.pid === g.manifest.root) ?? procs[0]!;
+  return join(g.path, root.image);
+}
+
+/** Newest complete generation older than `before` whose root image verifies. */
+async function newestGoodOlder(dir: string, before: number, verifyData: boolean): Promise<Generation | undefined> {
+  for (const g of await completeGenerations(dir)) {
+    if (g.number >= before) continue;
+    try {
+      await readImage(rootImagePath(g), { verifyData });
+      return g;
+    } catch {
+      // keep looking
+    }
+  }
+  return undefined;
+}
+
+async function newestIn(dir: string): Promise<Generation> {
+  if ((await kindOf(dir)) !== 'dir')
+    throw new RestartError(`${displayPath(dir)} does not exist: no checkpoint was ever written there (use --dir or name an image)`);
+  const g = await findNewestGeneration(dir);
+  if (!g)
+    throw new RestartError(
+      `${displayPath(dir)} holds no complete checkpoint (take one with ckrun checkpoint --dir ${displayPath(dir)} while the program runs)`,
+    );
+  return g;
+}
+
+/**
+ * Finds the image a restart would use and verifies it (header, metadata and,
+ * unless verifyData is false, every data chunk). A damaged image gives a
+ * RestartError that names the newest older generation that verifies.
+ */
+export async function pickImage(opts: { image?: string; dir?: string; verifyData?: boolean }): Promise<RestartSource> {
+  const verifyData = opts.verifyData ?? true;
+  let generation: Generation | undefined;
+  let sourceDir: string | undefined;
+  let imagePath: string;
+  if (opts.image === undefined) {
+    sourceDir = resolve(opts.dir ?? DEFAULT_DIR);
+    generation = await newestIn(sourceDir);
+    imagePath = rootImagePath(generation);
+  } else {
+    const target = resolve(opts.image);
+    const kind = await kindOf(target);
+    if (kind === 'missing') throw new RestartError(`${displayPath(target)} does not exist`);
+    if (kind === 'file') {
+      imagePath = target;
+      const genDir = dirname(target);
+      if (/^[1-9][0-9]*$/.test(basename(genDir)) && (await isGenerationDir(genDir))) {
+        generation = { number: Number(basename(genDir)), path: genDir, manifest: await readManifest(genDir) };
+        sourceDir = dirname(genDir);
+      }
+    } else if (await isGenerationDir(target)) {
+      const manifest = await readManifest(target).catch((e: Error) => {
+        throw new RestartError(e.message);
+      });
+      generation = { number: manifest.generation, path: target, manifest };
+      sourceDir = dirname(target);
+      imagePath = rootImagePath(generation);
+    } else if (/^\.[0-9]+\.partial$/.test(basename(target))) {
+      throw new RestartError(
+        `${displayPath(target)} is an unfinished checkpoint (it has no manifest); restart from a complete generation instead`,
+      );
+    } else {
+      sourceDir = target;
+      generation = await newestIn(target);
+      imagePath = rootImagePath(generation);
+    }
+  }
+  try {
+    const image = await readImage(imagePath, { verifyData });
+    return { image, generation, sourceDir };
+  } catch (e) {
+    if (!(e instanceof ImageError)) throw e;
+    let hint = '';
+    if (sourceDir && generation) {
+      const older = await newestGoodOlder(sourceDir, generation.number, verifyData);
+      hint = older
+        ? `; the newest complete image is ${displayPath(older.path)} (ckrun restart ${displayPath(older.path)})`
+        : `; no older checkpoint in ${displayPath(sourceDir)} verifies either`;
+    }
+    throw new RestartError(`${e.message}${hint}`);
+  }
+}
+
+type PidState = 'free' | 'dying' | 'live';
+
+/** Whether a PID/TID is free, held by a zombie or a process being killed, or by a live task. */
+export async function pidState(pid: number): Promise<PidState> {
+  let stat: string;
+  try {
+    stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return 'free';
+  }
+  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  if (state === 'Z' || state === 'X' || state === 'x') return 'dying';
+  try {
+    const status = await readFile(`/proc/${pid}/status`, 'utf8');
+    for (const field of ['SigPnd', 'ShdPnd']) {
+      const m = new RegExp(`^${field}:\\s*([0-9a-f]+)`, 'm').exec(status);
+      if (m && (BigInt('0x' + m[1]) >> 8n) & 1n) return 'dying'; // SIGKILL pending
+    }
+  } catch {
+    return 'free';
+  }
+  return 'live';
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+async function describePid(pid: number): Promise<string> {
+  try {
+    const comm = (await readFile(`/proc/${pid}/comm`, 'utf8')).trim();
+    return `PID ${pid} (${comm})`;
+  } catch {
+    return `PID ${pid}`;
+  }
+}
+
+/**
+ * Restarts a program from an image and returns at once; await
+ * `session.ready` (rejects if the restore fails) and `session.exited`.
+ */
+export async function restart(opts: RestartOptions = {}): Promise<RestartedSession> {
+  const baseEnv = opts.env ?? process.env;
+  const host = opts.restoreHost ?? restoreHostPath(baseEnv);
+  const src = await pickImage({ image: opts.image, dir: opts.image === undefined ? opts.dir : undefined, verifyData: opts.verifyData });
+  const { image, generation } = src;
+  const imageName = displayPath(image.path);
+  if (!existsSync(host))
+    throw new RestartError(`the restore host ${host} is missing: build ckrun with npm install (or set CKRUN_RESTORE_HOST)`);
+  const pid = imagePid(image);
+  if (generation) {
+    const entry = generation.manifest.processes.find((p) => resolve(generation.path, p.image) === image.path);
+    if (entry && entry.pid !== pid)
+      throw new RestartError(`image ${imageName} holds PID ${pid} but the manifest says ${entry.pid}; the generation is inconsistent`);
+  }
+  const internalSignal = asNumber(image.meta['signal']) ?? DEFAULT_INTERNAL_SIGNAL;
+  const checkpointDir = opts.dir ?? src.sourceDir ?? DEFAULT_DIR;
+  const session = await openSession({ ...opts, dir: checkpointDir }, internalSignal);
+  const stdio = opts.stdio ?? [0, 1, 2];
+  const env = sessionEnv(baseEnv, {
+    sock: session.socketName,
+    stdio: stdioIdentity(stdio),
+    signal: internalSignal,
+    preload: null,
+    stripPreload: shimPath(baseEnv),
+  });
+  const onExit = (st: Parameters<Coordinator['onChildExit']>[0]): void => void session.onChildExit(st);
+  const tids = [...new Set([pid, ...imageTids(image)])];
+
+  let child: number | undefined;
+  let pidNamespace = opts.newPidNamespace === true;
+  try {
+    if (!pidNamespace) {
+      const deadline = Date.now() + (opts.pidWaitMs ?? 3000);
+      for (;;) {
+        const states = await Promise.all(tids.map(async (t) => [t, await pidState(t)] as const));
+        const live = states.find(([, s]) => s === 'live');
+        if (live) {
+          session.verboseLog(`${await describePid(live[0])} is in use: restoring in a new PID namespace`);
+          pidNamespace = true;
+          break;
+        }
+        if (states.every(([, s]) => s === 'free')) {
+          try {
+            child = spawnChild({ file: host, argv: [host, image.path], env, fds: [...stdio], setTid: pid }, onExit);
+            break;
+          } catch (e) {
+            if (!isNativeError(e) || e.code !== 'EEXIST') throw e;
+            // taken meanwhile: look again
+          }
+        }
+        if (Date.now() >= deadline) {
+          session.verboseLog(`PID ${pid} did not become free within ${opts.pidWaitMs ?? 3000} ms: restoring in a new PID namespace`);
+          pidNamespace = true;
+          break;
+        }
+        await sleep(50);
+      }
+    }
+    if (child === undefined) {
+      child = spawnChild({ file: host, argv: [host, '--init', image.path], env, fds: [...stdio], newPidNs: true }, onExit);
+    }
+  } catch (e) {
+    await session.close();
+    if (isNativeError(e)) {
+      if (e.code === 'EPERM')
+        throw new RestartError(
+          `cannot restore ${imageName}: ${pidNamespace ? 'a new PID namespace' : `creating PID ${pid}`} needs root ` +
+            `(CAP_SYS_ADMIN and CAP_CHECKPOINT_RESTORE); run ckrun restart as root`,
+        );
+      throw new RestartError(`cannot start the restore host for ${imageName}: ${e.message}`, e.code === 'ENOENT' ? 127 : 126);
+    }
+    throw e;
+  }
+  const manifest = generation?.manifest;
+  session.start({
+    pid: child,
+    programPid: pid,
+    joinBy: 'restored',
+    argv: manifest?.argv ?? asArray(image.meta['cmdline']).map((a) => asString(a) ?? ''),
+    cwd: manifest?.cwd ?? asString(image.meta['cwd']) ?? '',
+    restoredFrom: image.path,
+  });
+  return Object.assign(session, { image, generation, pidNamespace }) as Coordinator & RestartedSession;
+}

@@ -1,0 +1,718 @@
+// The session: ckrun's coordinator. It listens on the session socket, keeps
+// the registry of the program's processes (those whose shim said hello),
+// takes checkpoints (trigger signal, --interval, `ckrun checkpoint`), and
+// ends with the program's exit status.
+import { existsSync } from 'node:fs';
+import { access, mkdir, stat } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
+import { constants as osConstants } from 'node:os';
+import { join } from 'node:path';
+import { constants as fsConstants } from 'node:fs';
+import { ProgramNotFoundError, resolveProgram, sessionEnv, stdioIdentity } from './environment.js';
+import {
+  completeGeneration,
+  createPartialGeneration,
+  removePartialGeneration,
+  writeManifest,
+  type Manifest,
+  type ManifestProcess,
+} from './generations.js';
+import { isNativeError, spawnChild, watchSignal, type ExitStatus, type SpawnOptions } from './native.js';
+import { formatBytes, formatDuration, writeErr } from './output.js';
+import { shimPath } from './paths.js';
+import {
+  abstractAddress,
+  canonicalDir,
+  DEFAULT_DIR,
+  oneLine,
+  querySession,
+  readLines,
+  socketNameFor,
+  splitLine,
+  type SessionStatus,
+} from './protocol.js';
+import { signalName } from './signals.js';
+
+export const DEFAULT_INTERNAL_SIGNAL = 63;
+export const DEFAULT_TRIGGER_SIGNAL = osConstants.signals.SIGUSR2;
+export const CHECKPOINT_TIMEOUT_MS = 60_000;
+/** How long a launched program has to say hello before a checkpoint gives up on it. */
+export const HELLO_TIMEOUT_MS = 5_000;
+
+export interface SessionOptions {
+  /** Checkpoint directory (default ./ckpt), created when missing. */
+  dir?: string;
+  /** Take a checkpoint every this many seconds. */
+  interval?: number;
+  /** Signal to ckrun that triggers a checkpoint (default SIGUSR2); null: none. */
+  triggerSignal?: number | null;
+  /**
+   * Handle ckrun's signals like the command does: ignore SIGINT, forward
+   * SIGTERM, SIGHUP and SIGQUIT to the program (default true).
+   */
+  handleSignals?: boolean;
+  /** The shim's internal signal (CKRUN_SIGNAL, default 63). */
+  internalSignal?: number;
+  /** Log every checkpoint and every process joining or leaving. */
+  verbose?: boolean;
+  /** Where log lines go (default: ckrun's stderr); null: nowhere. Failures are always logged. */
+  log?: ((line: string) => void) | null;
+  /** The program's base environment (default process.env). */
+  env?: NodeJS.ProcessEnv;
+  /** Working directory for the program (default: ckrun's). */
+  cwd?: string;
+  /** The program's descriptors 0, 1, 2 (default ckrun's own [0, 1, 2]). */
+  stdio?: [number, number, number];
+  /** Per-process checkpoint answer timeout (default 60 s). */
+  checkpointTimeoutMs?: number;
+}
+
+export interface LaunchOptions extends SessionOptions {
+  /** PROGRAM: a path, or a name looked up on PATH. */
+  program: string;
+  /** ARGS (argv[1..]). */
+  args?: string[];
+  /** The shim to preload (default build/Release/libckrun.so, or CKRUN_SHIM_PATH); null: none. */
+  shim?: string | null;
+}
+
+export interface CheckpointResult {
+  generation: number;
+  /** Absolute path of the generation directory. */
+  path: string;
+  processes: ManifestProcess[];
+  /** Wall time of the whole checkpoint, in ms. */
+  ms: number;
+}
+
+export interface SessionExit extends ExitStatus {
+  /** Whether the root process ever joined (said hello, or restored for a restart). */
+  joined: boolean;
+}
+
+export interface Session {
+  /** Canonical checkpoint directory. */
+  readonly dir: string;
+  /** Abstract socket name (without the NUL). */
+  readonly socketName: string;
+  /** The child ckrun started, in ckrun's PID namespace. */
+  readonly pid: number;
+  /** The program's root PID as the program sees it (the image's PID after a restart). */
+  readonly programPid: number;
+  /** Resolves when the root process joined (hello / restored); rejects if it exits first. */
+  readonly ready: Promise<void>;
+  /** Resolves when the child exits, with its status. */
+  readonly exited: Promise<SessionExit>;
+  /** Takes a checkpoint now (joins one already running). */
+  checkpoint(): Promise<CheckpointResult>;
+  /** Sends a signal to the child. */
+  kill(signal?: number): void;
+  /** Stops the coordinator; kills the program (SIGKILL) if it still runs, and waits for it. */
+  close(): Promise<void>;
+}
+
+/** A session could not start, or a checkpoint failed. exitCode is what the command exits with. */
+export class SessionError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+    this.name = 'SessionError';
+  }
+}
+
+interface Pending {
+  answer(line: string): void;
+  fail(err: Error): void;
+}
+
+interface Proc {
+  sock: Socket;
+  pid: number;
+  restored: boolean;
+  pending: Pending | undefined;
+}
+
+interface ImageAnswer {
+  bytes: number;
+  pauseNs: number;
+  totalNs: number;
+}
+
+interface Deferred<T> {
+  promise: Promise<T>;
+  resolve(v: T): void;
+  reject(e: Error): void;
+  settled: boolean;
+}
+
+function deferred<T>(): Deferred<T> {
+  let resolve!: (v: T) => void;
+  let reject!: (e: Error) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  const d: Deferred<T> = {
+    promise,
+    settled: false,
+    resolve: (v) => {
+      if (!d.settled) (d.settled = true), resolve(v);
+    },
+    reject: (e) => {
+      if (!d.settled) (d.settled = true), reject(e);
+    },
+  };
+  return d;
+}
+
+function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** How the root process joins: a launched program says hello, a restored one says restored. */
+export type JoinKind = 'hello' | 'restored';
+
+export interface StartInfo {
+  /** Child PID in ckrun's namespace. */
+  pid: number;
+  /** Root PID as the program sees it. */
+  programPid: number;
+  joinBy: JoinKind;
+  /** For the manifest: how the session was started. */
+  argv: string[];
+  cwd: string;
+  /** Shown by status. */
+  restoredFrom?: string;
+}
+
+/**
+ * The coordinator. Created by openSession (socket listening, nothing
+ * spawned yet); start() attaches the spawned child.
+ */
+export class Coordinator implements Session {
+  readonly dir: string;
+  readonly socketName: string;
+  pid = -1;
+  programPid = -1;
+  private readonly server: Server;
+  private readonly opts: SessionOptions;
+  private readonly log: (line: string) => void;
+  private readonly internalSignal: number;
+  private readonly conns = new Set<Socket>();
+  private readonly procs = new Map<Socket, Proc>();
+  private readonly readyD = deferred<void>();
+  private readonly exitedD = deferred<SessionExit>();
+  private running: Promise<CheckpointResult> | undefined;
+  private stopSignals: (() => void)[] = [];
+  private intervalTimer: NodeJS.Timeout | undefined;
+  private startedAt = 0;
+  private joinBy: JoinKind = 'hello';
+  private joined = false;
+  private exiting = false;
+  private closed = false;
+  private argv: string[] = [];
+  private cwd = '';
+  private restoredFrom: string | null = null;
+  private lastGeneration: number | null = null;
+
+  constructor(dir: string, server: Server, opts: SessionOptions, internalSignal: number) {
+    this.dir = dir;
+    this.socketName = socketNameFor(dir);
+    this.server = server;
+    this.opts = opts;
+    this.internalSignal = internalSignal;
+    const sink = opts.log === undefined ? (l: string) => writeErr(`ckrun: ${l}\n`) : opts.log;
+    this.log = sink ?? (() => undefined);
+    // Nobody has to observe these; callers that await them still see rejections.
+    this.readyD.promise.catch(() => undefined);
+    server.on('connection', (sock) => this.onConnection(sock));
+  }
+
+  get ready(): Promise<void> {
+    return this.readyD.promise;
+  }
+
+  get exited(): Promise<SessionExit> {
+    return this.exitedD.promise;
+  }
+
+  private verbose(line: string): void {
+    if (this.opts.verbose) this.log(line);
+  }
+
+  /** Logs a line when the session is verbose. */
+  verboseLog(line: string): void {
+    this.verbose(line);
+  }
+
+  /** Attaches the spawned child and installs signals and the interval timer. */
+  start(info: StartInfo): void {
+    this.pid = info.pid;
+    this.programPid = info.programPid;
+    this.joinBy = info.joinBy;
+    this.argv = info.argv;
+    this.cwd = info.cwd;
+    this.restoredFrom = info.restoredFrom ?? null;
+    this.startedAt = Date.now();
+    this.installSignals();
+    this.scheduleInterval();
+  }
+
+  private installSignals(): void {
+    const trigger = this.opts.triggerSignal === undefined ? DEFAULT_TRIGGER_SIGNAL : this.opts.triggerSignal;
+    if (trigger !== null) {
+      this.stopSignals.push(
+        watchSignal(trigger, () => {
+          this.verbose(`${signalName(trigger)} received: taking a checkpoint`);
+          this.checkpoint().catch(() => undefined); // failures are logged by checkpoint()
+        }),
+      );
+    }
+    if (this.opts.handleSignals === false) return;
+    const s = osConstants.signals;
+    if (trigger !== s.SIGINT) this.stopSignals.push(watchSignal(s.SIGINT, () => undefined));
+    for (const sig of [s.SIGTERM, s.SIGHUP, s.SIGQUIT]) {
+      if (sig === trigger) continue;
+      this.stopSignals.push(watchSignal(sig, () => this.kill(sig)));
+    }
+  }
+
+  private scheduleInterval(): void {
+    const secs = this.opts.interval;
+    if (secs === undefined || this.exiting) return;
+    this.intervalTimer = setTimeout(() => {
+      this.intervalTimer = undefined;
+      this.checkpoint()
+        .catch(() => undefined)
+        .finally(() => this.scheduleInterval());
+    }, secs * 1000);
+    this.intervalTimer.unref();
+  }
+
+  kill(signal: number = osConstants.signals.SIGTERM): void {
+    if (this.pid <= 0 || this.exitedD.settled || this.exiting) return;
+    try {
+      process.kill(this.pid, signal);
+    } catch {
+      // already gone
+    }
+  }
+
+  // ---- connections ---------------------------------------------------
+
+  private onConnection(sock: Socket): void {
+    if (this.closed) {
+      sock.destroy();
+      return;
+    }
+    this.conns.add(sock);
+    sock.on('error', () => undefined);
+    sock.on('close', () => this.onClose(sock));
+    readLines(
+      sock,
+      (line) => this.onLine(sock, line),
+      () => {
+        this.verbose('a connection sent an overlong line; closing it');
+        sock.destroy();
+      },
+    );
+  }
+
+  private send(sock: Socket, line: string): void {
+    if (!sock.destroyed) sock.write(line + '\n');
+  }
+
+  private onLine(sock: Socket, line: string): void {
+    const [word, rest] = splitLine(line);
+    const proc = this.procs.get(sock);
+    if (proc) {
+      if (word === 'ok' || word === 'error') {
+        const p = proc.pending;
+        proc.pending = undefined;
+        if (p) p.answer(line);
+        else this.verbose(`process ${proc.pid} answered '${oneLine(line)}' to no request`);
+        return;
+      }
+      if (word === 'hello' || word === 'restored') {
+        this.join(sock, word, rest);
+        return;
+      }
+      this.verbose(`process ${proc.pid} sent an unknown line '${oneLine(line)}'`);
+      return;
+    }
+    switch (word) {
+      case 'hello':
+      case 'restored':
+        this.join(sock, word, rest);
+        return;
+      case 'checkpoint':
+        this.checkpoint().then(
+          (r) => this.send(sock, `ok ${r.path}`),
+          (e: unknown) => this.send(sock, `error ${oneLine(errorMessage(e))}`),
+        );
+        return;
+      case 'status':
+        this.send(sock, `ok ${JSON.stringify(this.status())}`);
+        return;
+      default:
+        this.send(sock, `error unknown request '${oneLine(line).slice(0, 80)}'`);
+        return;
+    }
+  }
+
+  private join(sock: Socket, word: JoinKind, rest: string): void {
+    const pid = Number(rest.trim());
+    if (!Number.isSafeInteger(pid) || pid <= 0) {
+      this.send(sock, `error bad ${word} line`);
+      sock.destroy();
+      return;
+    }
+    // A process that exec'd comes back with the same PID on a new
+    // connection; the old one is stale.
+    for (const [s, p] of this.procs) {
+      if (p.pid === pid && s !== sock) {
+        this.dropProc(s, p, `process ${pid} started over (exec) during the checkpoint`);
+        s.destroy();
+      }
+    }
+    const existing = this.procs.get(sock);
+    const proc: Proc = existing ?? { sock, pid, restored: false, pending: undefined };
+    proc.pid = pid;
+    proc.restored = word === 'restored';
+    this.procs.set(sock, proc);
+    this.verbose(word === 'hello' ? `process ${pid} joined` : `process ${pid} restored`);
+    if (pid === this.programPid && (word === this.joinBy || this.joined)) {
+      this.joined = true;
+      this.readyD.resolve();
+    }
+  }
+
+  private dropProc(sock: Socket, proc: Proc, why: string): void {
+    this.procs.delete(sock);
+    const p = proc.pending;
+    proc.pending = undefined;
+    if (p) p.fail(new Error(why));
+  }
+
+  private onClose(sock: Socket): void {
+    this.conns.delete(sock);
+    const proc = this.procs.get(sock);
+    if (proc) {
+      this.dropProc(sock, proc, `process ${proc.pid} closed its connection during the checkpoint (it exited or exec'd)`);
+      this.verbose(`process ${proc.pid} left`);
+    }
+  }
+
+  status(): SessionStatus {
+    return {
+      pid: process.pid,
+      dir: this.dir,
+      argv: this.argv,
+      root: this.programPid > 0 ? this.programPid : null,
+      processes: [...this.procs.values()].map((p) => p.pid),
+      checkpointing: this.running !== undefined,
+      lastGeneration: this.lastGeneration,
+      restoredFrom: this.restoredFrom,
+    };
+  }
+
+  // ---- checkpoints ---------------------------------------------------
+
+  checkpoint(): Promise<CheckpointResult> {
+    if (this.running) return this.running; // coalesce
+    const run = this.runCheckpoint().then(
+      (r) => {
+        this.lastGeneration = r.generation;
+        const bytes = r.processes.reduce((a, p) => a + p.bytes, 0);
+        const pause = r.processes.reduce((a, p) => Math.max(a, p.pause_ns), 0);
+        this.verbose(
+          `checkpoint ${r.generation} written to ${r.path}: ${r.processes.length} process${r.processes.length === 1 ? '' : 'es'}, ` +
+            `${formatBytes(bytes)}, program paused ${formatDuration(pause)}, took ${formatDuration(r.ms * 1e6)}`,
+        );
+        return r;
+      },
+      (e: unknown) => {
+        this.log(`checkpoint failed: ${errorMessage(e)}`);
+        throw e;
+      },
+    );
+    this.running = run;
+    const clear = (): void => {
+      if (this.running === run) this.running = undefined;
+    };
+    run.then(clear, clear);
+    return run;
+  }
+
+  private async waitReady(): Promise<void> {
+    if (this.joined) return;
+    if (this.exiting || this.exitedD.settled) throw new SessionError('the program has exited');
+    if (this.joinBy === 'restored') {
+      await this.readyD.promise.catch(() => {
+        throw new SessionError('the program exited before it was restored');
+      });
+      return;
+    }
+    const left = this.startedAt + HELLO_TIMEOUT_MS - Date.now();
+    if (left > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<void>((res) => {
+        timer = setTimeout(res, left);
+      });
+      await Promise.race([this.readyD.promise.catch(() => undefined), timeout]);
+      if (timer) clearTimeout(timer);
+    }
+    if (!this.joined) {
+      if (this.exiting || this.exitedD.settled) throw new SessionError('the program has exited');
+      throw new SessionError(
+        `the program (pid ${this.programPid}) never connected to ckrun: it is statically linked, ` +
+          `or LD_PRELOAD was removed from its environment, so the shim is not in it and it cannot be checkpointed ` +
+          `(ckrun checkpoints dynamically linked programs that keep LD_PRELOAD)`,
+      );
+    }
+  }
+
+  private async runCheckpoint(): Promise<CheckpointResult> {
+    const t0 = Date.now();
+    await this.waitReady();
+    const rootProc = [...this.procs.values()].find((p) => p.pid === this.programPid);
+    if (!rootProc)
+      throw new SessionError(
+        `the program (pid ${this.programPid}) is no longer connected to ckrun: it exec'd a statically linked ` +
+          `program or one started without LD_PRELOAD, so it cannot be checkpointed`,
+      );
+    const procs = [rootProc, ...[...this.procs.values()].filter((p) => p !== rootProc)];
+    const dirOk = await stat(this.dir).then(
+      (s) => s.isDirectory(),
+      () => false,
+    );
+    if (!dirOk) await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    const gen = await createPartialGeneration(this.dir);
+    try {
+      const results = await Promise.allSettled(procs.map((p) => this.requestImage(p, join(gen.path, `${p.pid}.ckpt`))));
+      const failures = results.flatMap((r) => (r.status === 'rejected' ? [errorMessage(r.reason)] : []));
+      if (failures.length > 0) throw new SessionError(failures.join('; '));
+      const processes: ManifestProcess[] = [];
+      for (let i = 0; i < procs.length; i++) {
+        const r = results[i]!;
+        const p = procs[i]!;
+        if (r.status !== 'fulfilled') continue;
+        const image = `${p.pid}.ckpt`;
+        if (!existsSync(join(gen.path, image)))
+          throw new SessionError(`process ${p.pid} answered ok, but its image ${join(gen.path, image)} is not there`);
+        processes.push({ pid: p.pid, image, bytes: r.value.bytes, pause_ns: r.value.pauseNs });
+      }
+      const manifest: Manifest = {
+        format: 'ckrun-session',
+        version: 1,
+        generation: gen.number,
+        created_ns: BigInt(Date.now()) * 1_000_000n,
+        argv: this.argv,
+        cwd: this.cwd,
+        root: this.programPid,
+        processes,
+      };
+      await writeManifest(gen.path, manifest);
+      const path = await completeGeneration(this.dir, gen.number, gen.path);
+      return { generation: gen.number, path, processes, ms: Date.now() - t0 };
+    } catch (e) {
+      await removePartialGeneration(gen.path).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  private requestImage(proc: Proc, path: string): Promise<ImageAnswer> {
+    const timeoutMs = this.opts.checkpointTimeoutMs ?? CHECKPOINT_TIMEOUT_MS;
+    return new Promise<ImageAnswer>((resolve, reject) => {
+      if (proc.pending) {
+        reject(new SessionError(`process ${proc.pid} is still busy with an earlier checkpoint request`));
+        return;
+      }
+      const timer = setTimeout(() => {
+        if (proc.pending === pending) proc.pending = undefined;
+        reject(
+          new SessionError(
+            `process ${proc.pid} did not answer the checkpoint request within ${Math.round(timeoutMs / 1000)} s ` +
+              `(does it block signal ${this.internalSignal}?)`,
+          ),
+        );
+      }, timeoutMs);
+      const pending: Pending = {
+        answer: (line) => {
+          clearTimeout(timer);
+          const [word, rest] = splitLine(line);
+          if (word === 'error') {
+            reject(new SessionError(`process ${proc.pid}: ${rest || 'unknown error'}`));
+            return;
+          }
+          const [bytes, pauseNs, totalNs] = rest.split(/\s+/).map(Number);
+          resolve({ bytes: bytes || 0, pauseNs: pauseNs || 0, totalNs: totalNs || 0 });
+        },
+        fail: (err) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      };
+      proc.pending = pending;
+      this.send(proc.sock, `checkpoint ${path}`);
+    });
+  }
+
+  // ---- the end ---------------------------------------------------------
+
+  /** Called with the child's status when it has been reaped. */
+  async onChildExit(st: ExitStatus): Promise<void> {
+    if (this.exiting) return;
+    this.exiting = true;
+    this.readyD.reject(new SessionError(`the program exited (status ${st.status}) before it ${this.joinBy === 'restored' ? 'was restored' : 'connected to ckrun'}`));
+    this.stopTimersAndSignals();
+    if (this.running) await this.running.catch(() => undefined);
+    await this.shutdownServer();
+    this.exitedD.resolve({ ...st, joined: this.joined });
+  }
+
+  private stopTimersAndSignals(): void {
+    if (this.intervalTimer) clearTimeout(this.intervalTimer);
+    this.intervalTimer = undefined;
+    for (const stop of this.stopSignals) stop();
+    this.stopSignals = [];
+  }
+
+  private async shutdownServer(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const s of this.conns) s.destroy();
+    await new Promise<void>((res) => this.server.close(() => res()));
+  }
+
+  async close(): Promise<void> {
+    if (this.pid > 0 && !this.exitedD.settled) {
+      try {
+        process.kill(this.pid, osConstants.signals.SIGKILL);
+      } catch {
+        // gone
+      }
+      await this.exitedD.promise;
+    }
+    this.stopTimersAndSignals();
+    await this.shutdownServer();
+  }
+}
+
+/** Fails when another session answers on DIR's socket. */
+async function refuseIfRunning(dir: string): Promise<void> {
+  let other: SessionStatus | undefined;
+  try {
+    other = await querySession(dir, 2000);
+  } catch (e) {
+    throw new SessionError(
+      `something already listens on the session socket of ${dir} (${socketNameFor(dir)}) but does not answer like ckrun: ${errorMessage(e)}`,
+    );
+  }
+  if (other) {
+    const what = other.argv.length > 0 ? `, running ${other.argv.join(' ')}` : '';
+    throw new SessionError(
+      `another ckrun session (pid ${other.pid}${what}) is already writing to ${dir}; stop it first or choose another --dir`,
+    );
+  }
+}
+
+function listen(server: Server, name: string, dir: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (e: NodeJS.ErrnoException): void => {
+      server.off('listening', onListening);
+      if (e.code === 'EADDRINUSE')
+        reject(new SessionError(`another ckrun session is already writing to ${dir}; stop it first or choose another --dir`));
+      else reject(new SessionError(`cannot listen on the session socket ${name}: ${e.message}`));
+    };
+    const onListening = (): void => {
+      server.off('error', onError);
+      resolve();
+    };
+    server.once('error', onError);
+    server.once('listening', onListening);
+    server.listen({ path: abstractAddress(name) });
+  });
+}
+
+/**
+ * Prepares a session on DIR: creates DIR, refuses if another session
+ * answers on its socket, listens. The caller spawns the child and calls
+ * start(); on failure it must close() the coordinator.
+ */
+export async function openSession(opts: SessionOptions, internalSignal: number): Promise<Coordinator> {
+  const requested = opts.dir ?? DEFAULT_DIR;
+  try {
+    await mkdir(requested, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    throw new SessionError(`cannot create the checkpoint directory ${requested}: ${errorMessage(e)}`);
+  }
+  const dir = canonicalDir(requested);
+  const st = await stat(dir);
+  if (!st.isDirectory()) throw new SessionError(`${dir} is not a directory; choose another --dir`);
+  try {
+    await access(dir, fsConstants.W_OK);
+  } catch {
+    throw new SessionError(`cannot write checkpoints to ${dir}: permission denied; choose another --dir`);
+  }
+  if (opts.interval !== undefined && !(opts.interval > 0 && Number.isFinite(opts.interval)))
+    throw new SessionError(`the interval must be a positive number of seconds (got ${opts.interval})`, 2);
+  await refuseIfRunning(dir);
+  const server = createServer();
+  await listen(server, socketNameFor(dir), dir);
+  return new Coordinator(dir, server, opts, internalSignal);
+}
+
+/** Exit status a shell would give for a program that could not be started. */
+function spawnFailureStatus(code: string | undefined): number {
+  return code === 'ENOENT' ? 127 : 126;
+}
+
+/**
+ * Starts PROGRAM under the shim in a new session and returns at once; await
+ * `session.exited` for its end.
+ */
+export async function launch(opts: LaunchOptions): Promise<Session> {
+  const internalSignal = opts.internalSignal ?? DEFAULT_INTERNAL_SIGNAL;
+  const baseEnv = opts.env ?? process.env;
+  const shim = opts.shim === undefined ? shimPath(baseEnv) : opts.shim;
+  if (shim !== null && !existsSync(shim))
+    throw new SessionError(
+      `the shim ${shim} is missing: build ckrun with npm install (or point CKRUN_SHIM_PATH at libckrun.so)`,
+    );
+  const cwd = opts.cwd ?? process.cwd();
+  let file: string;
+  try {
+    file = resolveProgram(opts.program, baseEnv['PATH'], cwd);
+  } catch (e) {
+    if (e instanceof ProgramNotFoundError) throw new SessionError(e.message, 127);
+    throw e;
+  }
+  const session = await openSession(opts, internalSignal);
+  const stdio = opts.stdio ?? [0, 1, 2];
+  const argv = [opts.program, ...(opts.args ?? [])];
+  const spawnOpts: SpawnOptions = {
+    file,
+    argv,
+    env: sessionEnv(baseEnv, {
+      sock: session.socketName,
+      stdio: stdioIdentity(stdio),
+      signal: internalSignal,
+      preload: shim,
+    }),
+    cwd,
+    fds: [...stdio],
+  };
+  let pid: number;
+  try {
+    pid = spawnChild(spawnOpts, (st) => void session.onChildExit(st));
+  } catch (e) {
+    await session.close();
+    if (isNativeError(e)) throw new SessionError(e.message, spawnFailureStatus(e.code));
+    throw e;
+  }
+  session.start({ pid, programPid: pid, joinBy: 'hello', argv, cwd });
+  return session;
+}
