@@ -11,6 +11,10 @@
  *   unwatchSignal(id)        (Node's process.on knows no real-time signals)
  *   crc32c(buf, crc?)        CRC-32C of a Uint8Array / ArrayBuffer
  *   crc32cFile(path, off, n) CRC-32C of a byte range of a file (pread)
+ *   unixListen(name)         listening socket on an abstract name
+ *   unixConnect(name)        connected socket to an abstract name
+ *                            (Node 20's net pads abstract names to 108
+ *                            bytes; the shim uses the exact length)
  *
  * Plain N-API (node_api.h) plus libuv for the signal watcher.
  */
@@ -25,6 +29,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +37,9 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1100,6 +1107,92 @@ fail:
 }
 
 /* ------------------------------------------------------------------ */
+/* abstract Unix sockets, addressed by their exact length               */
+
+static bool abstract_addr(napi_env env, napi_value v, struct sockaddr_un *a, socklen_t *len, char **name)
+{
+	*name = dup_string(env, v, "socket name");
+	if (!*name)
+		return false;
+	size_t n = strlen(*name);
+	if (n == 0 || n + 1 > sizeof a->sun_path) {
+		napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "abstract socket name must be 1 to 107 bytes");
+		return false;
+	}
+	memset(a, 0, sizeof *a);
+	a->sun_family = AF_UNIX;
+	memcpy(a->sun_path + 1, *name, n); /* sun_path[0] = 0: abstract */
+	*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
+	return true;
+}
+
+static napi_value unix_socket(napi_env env, napi_callback_info info, bool listening)
+{
+	size_t argc = 2;
+	napi_value argv[2], result = NULL;
+	struct sockaddr_un a;
+	socklen_t len;
+	char *name = NULL;
+	int fd = -1, err;
+	int64_t backlog = 64;
+
+	NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	if (argc < 1) {
+		throw_type(env, "a socket name is required");
+		return NULL;
+	}
+	if (!abstract_addr(env, argv[0], &a, &len, &name))
+		goto fail;
+	if (listening && argc >= 2) {
+		napi_valuetype t;
+		NAPI_CALL(env, napi_typeof(env, argv[1], &t));
+		if (t != napi_undefined && !get_int(env, argv[1], "backlog", 1, 65535, &backlog))
+			goto fail;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		err = errno;
+		throw_coded(env, errno_name(err), "socket: %s", strerror(err));
+		goto fail;
+	}
+	if (listening) {
+		if (bind(fd, (struct sockaddr *)&a, len) < 0 || listen(fd, (int)backlog) < 0) {
+			err = errno;
+			throw_coded(env, errno_name(err), "cannot listen on @%s: %s", name, strerror(err));
+			goto fail;
+		}
+	} else {
+		int r;
+		do
+			r = connect(fd, (struct sockaddr *)&a, len);
+		while (r < 0 && errno == EINTR);
+		if (r < 0) {
+			err = errno;
+			throw_coded(env, errno_name(err), "cannot connect to @%s: %s", name, strerror(err));
+			goto fail;
+		}
+	}
+	NAPI_CALL(env, napi_create_int32(env, fd, &result));
+	free(name);
+	return result;
+fail:
+	if (fd >= 0)
+		close(fd);
+	free(name);
+	return NULL;
+}
+
+static napi_value js_unix_listen(napi_env env, napi_callback_info info)
+{
+	return unix_socket(env, info, true);
+}
+
+static napi_value js_unix_connect(napi_env env, napi_callback_info info)
+{
+	return unix_socket(env, info, false);
+}
+
+/* ------------------------------------------------------------------ */
 
 NAPI_MODULE_INIT()
 {
@@ -1111,6 +1204,8 @@ NAPI_MODULE_INIT()
 		{ "unwatchSignal", NULL, js_unwatch_signal, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "crc32c", NULL, js_crc32c, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "crc32cFile", NULL, js_crc32c_file, NULL, NULL, NULL, napi_enumerable, NULL },
+		{ "unixListen", NULL, js_unix_listen, NULL, NULL, NULL, napi_enumerable, NULL },
+		{ "unixConnect", NULL, js_unix_connect, NULL, NULL, NULL, napi_enumerable, NULL },
 	};
 	if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)
 		return NULL;

@@ -15,6 +15,11 @@ import { Encoder, Decoder } from 'cbor-x';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
+import { createRequire } from 'node:module';
+
+// Node's net pads abstract socket names to 108 bytes; ckrun's addon connects
+// with the exact length, like the real shim.
+const addon = createRequire(import.meta.url)('../build/Release/ckrun_native.node');
 
 const PAGE = 4096;
 
@@ -195,8 +200,15 @@ function connectSession(firstLine) {
     err('CKRUN_SOCK is not set: not running under ckrun');
     return;
   }
-  const sock = net.connect({ path: '\0' + name });
-  sock.on('connect', () => sock.write(firstLine + '\n'));
+  let fd;
+  try {
+    fd = addon.unixConnect(name);
+  } catch (e) {
+    err(`cannot connect to ckrun: ${e.message}`);
+    return;
+  }
+  const sock = new net.Socket({ fd, readable: true, writable: true });
+  sock.write(firstLine + '\n');
   sock.on('error', (e) => err(`session connection: ${e.message}`));
   sock.unref();
   let buf = '';

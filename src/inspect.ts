@@ -16,7 +16,7 @@ import {
   type RegionInfo,
 } from './image.js';
 import { displayPath, formatBytes, formatDuration, hex } from './output.js';
-import { maskToNames, signalName } from './signals.js';
+import { formatMask, maskToNames, signalName } from './signals.js';
 
 export interface Inspection {
   /** The generation, when IMAGE was a generation directory or a checkpoint DIR. */
@@ -188,7 +188,7 @@ export function formatImage(img: Image): string {
         t.rip !== undefined ? hex(t.rip, 16) : '?',
         t.rsp !== undefined ? hex(t.rsp, 16) : '?',
         t.comm,
-        maskToNames(t.sigmask).join(' ') || '-',
+        formatMask(t.sigmask),
       ]),
     ),
   );
@@ -242,7 +242,7 @@ export function formatImage(img: Image): string {
           signalName(a.signal),
           a.handler === 0n ? 'default' : a.handler === 1n ? 'ignore' : `handler ${hex(a.handler)}`,
           saFlags(a.flags),
-          maskToNames(a.mask).join(' ') || '-',
+          formatMask(a.mask),
         ]),
       ),
     );

@@ -32,6 +32,10 @@ export interface NativeAddon {
   unwatchSignal(id: number): void;
   crc32c(buf: Uint8Array, crc?: number): number;
   crc32cFile(path: string, offset: number, length: number): number;
+  /** A listening socket bound to the abstract name (exact length), close-on-exec. */
+  unixListen(name: string, backlog?: number): number;
+  /** A socket connected to the abstract name (exact length), close-on-exec. */
+  unixConnect(name: string): number;
 }
 
 /** Errors thrown by the addon carry the errno name in `code`. */

@@ -1,9 +1,10 @@
 // The session socket: its name, line framing, and a one-request client.
 import { createHash } from 'node:crypto';
 import { realpathSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import { Socket } from 'node:net';
 import { resolve } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
+import { isNativeError, native } from './native.js';
 
 /** Default checkpoint directory. */
 export const DEFAULT_DIR = 'ckpt';
@@ -23,9 +24,21 @@ export function socketNameFor(canonical: string): string {
   return 'ckrun-' + createHash('sha256').update(canonical).digest('hex').slice(0, 16);
 }
 
-/** The address Node's net module needs for an abstract socket. */
-export function abstractAddress(name: string): string {
-  return '\0' + name;
+/**
+ * Connects to the abstract socket `name`. Node 20's net module pads
+ * abstract names to the full 108 bytes of sun_path, which is a different
+ * address than the shim's exact-length one, so the addon makes the socket.
+ * Throws NoSessionError when nothing listens there.
+ */
+export function connectAbstract(name: string, dirForErrors: string): Socket {
+  let fd: number;
+  try {
+    fd = native().unixConnect(name);
+  } catch (e) {
+    if (isNativeError(e) && (e.code === 'ECONNREFUSED' || e.code === 'ENOENT')) throw new NoSessionError(dirForErrors, e.code);
+    throw e;
+  }
+  return new Socket({ fd, readable: true, writable: true });
 }
 
 export const MAX_LINE = 1 << 20;
@@ -85,8 +98,13 @@ export function request(canonical: string, line: string, opts: RequestOptions = 
   const name = socketNameFor(canonical);
   return new Promise((resolvePromise, reject) => {
     let settled = false;
-    let connected = false;
-    const sock = connect({ path: abstractAddress(name) });
+    let sock: Socket;
+    try {
+      sock = connectAbstract(name, canonical);
+    } catch (e) {
+      reject(e instanceof Error ? e : new Error(String(e)));
+      return;
+    }
     const done = (err: Error | null, answer?: string): void => {
       if (settled) return;
       settled = true;
@@ -98,30 +116,17 @@ export function request(canonical: string, line: string, opts: RequestOptions = 
     const timer =
       opts.timeoutMs !== undefined
         ? setTimeout(
-            () =>
-              done(
-                connected
-                  ? new Error(`the session writing to ${canonical} did not answer within ${opts.timeoutMs} ms`)
-                  : new NoSessionError(canonical, 'connection timed out'),
-              ),
+            () => done(new Error(`the session writing to ${canonical} did not answer within ${opts.timeoutMs} ms`)),
             opts.timeoutMs,
           )
         : undefined;
-    sock.on('connect', () => {
-      connected = true;
-      sock.write(line + '\n');
-    });
     sock.on('error', (e: NodeJS.ErrnoException) => {
-      if (!connected) done(new NoSessionError(canonical, e.code ?? e.message));
-      else done(new Error(`lost the connection to the session writing to ${canonical}: ${e.message}`));
+      done(new Error(`lost the connection to the session writing to ${canonical}: ${e.message}`));
     });
     sock.on('close', () => {
-      done(
-        connected
-          ? new Error(`the session writing to ${canonical} closed the connection without answering (did it exit?)`)
-          : new NoSessionError(canonical, 'closed'),
-      );
+      done(new Error(`the session writing to ${canonical} closed the connection without answering (did it exit?)`));
     });
+    sock.write(line + '\n');
     readLines(
       sock,
       (answer) => done(null, answer),

@@ -2,7 +2,7 @@
 // the registry of the program's processes (those whose shim said hello),
 // takes checkpoints (trigger signal, --interval, `ckrun checkpoint`), and
 // ends with the program's exit status.
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync } from 'node:fs';
 import { access, mkdir, stat } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
@@ -17,11 +17,10 @@ import {
   type Manifest,
   type ManifestProcess,
 } from './generations.js';
-import { isNativeError, spawnChild, watchSignal, type ExitStatus, type SpawnOptions } from './native.js';
+import { isNativeError, native, spawnChild, watchSignal, type ExitStatus, type SpawnOptions } from './native.js';
 import { formatBytes, formatDuration, writeErr } from './output.js';
 import { shimPath } from './paths.js';
 import {
-  abstractAddress,
   canonicalDir,
   DEFAULT_DIR,
   oneLine,
@@ -534,7 +533,7 @@ export class Coordinator implements Session {
         if (proc.pending === pending) proc.pending = undefined;
         reject(
           new SessionError(
-            `process ${proc.pid} did not answer the checkpoint request within ${Math.round(timeoutMs / 1000)} s ` +
+            `process ${proc.pid} did not answer the checkpoint request within ${+(timeoutMs / 1000).toFixed(1)} s ` +
               `(does it block signal ${this.internalSignal}?)`,
           ),
         );
@@ -619,13 +618,25 @@ async function refuseIfRunning(dir: string): Promise<void> {
   }
 }
 
+/** Listens on the abstract name (made by the addon: see connectAbstract for why). */
 function listen(server: Server, name: string, dir: string): Promise<void> {
+  let fd: number;
+  try {
+    fd = native().unixListen(name);
+  } catch (e) {
+    if (isNativeError(e) && e.code === 'EADDRINUSE')
+      throw new SessionError(`another ckrun session is already writing to ${dir}; stop it first or choose another --dir`);
+    throw new SessionError(`cannot listen on the session socket @${name}: ${errorMessage(e)}`);
+  }
   return new Promise((resolve, reject) => {
-    const onError = (e: NodeJS.ErrnoException): void => {
+    const onError = (e: Error): void => {
       server.off('listening', onListening);
-      if (e.code === 'EADDRINUSE')
-        reject(new SessionError(`another ckrun session is already writing to ${dir}; stop it first or choose another --dir`));
-      else reject(new SessionError(`cannot listen on the session socket ${name}: ${e.message}`));
+      try {
+        closeSync(fd);
+      } catch {
+        // already closed by the server
+      }
+      reject(new SessionError(`cannot listen on the session socket @${name}: ${e.message}`));
     };
     const onListening = (): void => {
       server.off('error', onError);
@@ -633,7 +644,7 @@ function listen(server: Server, name: string, dir: string): Promise<void> {
     };
     server.once('error', onError);
     server.once('listening', onListening);
-    server.listen({ path: abstractAddress(name) });
+    server.listen({ fd });
   });
 }
 

@@ -80,3 +80,15 @@ export function maskToNames(mask: bigint): string[] {
   for (let n = 1; n <= 64; n++) if ((mask >> BigInt(n - 1)) & 1n) out.push(signalName(n));
   return out;
 }
+
+/** A signal mask for people: names, or "all but ..." when most are set. */
+export function formatMask(mask: bigint): string {
+  const set = maskToNames(mask);
+  if (set.length === 0) return '-';
+  if (set.length <= 16) return set.join(' ');
+  const unset: string[] = [];
+  for (let n = 1; n <= 64; n++) if (n !== 9 && n !== 19 && !((mask >> BigInt(n - 1)) & 1n)) unset.push(signalName(n));
+  if (unset.length === 0) return 'all';
+  if (unset.length <= 8) return `all but ${unset.join(' ')}`;
+  return `${set.length} signals (0x${mask.toString(16)})`;
+}
