@@ -203,6 +203,7 @@ export class Coordinator implements Session {
   private readonly procs = new Map<Socket, Proc>();
   private readonly readyD = deferred<void>();
   private readonly exitedD = deferred<SessionExit>();
+  private readonly startedD = deferred<void>();
   private running: Promise<CheckpointResult> | undefined;
   private stopSignals: (() => void)[] = [];
   private intervalTimer: NodeJS.Timeout | undefined;
@@ -226,6 +227,7 @@ export class Coordinator implements Session {
     this.log = sink ?? (() => undefined);
     // Nobody has to observe these; callers that await them still see rejections.
     this.readyD.promise.catch(() => undefined);
+    this.startedD.promise.catch(() => undefined);
     server.on('connection', (sock) => this.onConnection(sock));
   }
 
@@ -257,6 +259,7 @@ export class Coordinator implements Session {
     this.startedAt = Date.now();
     this.installSignals();
     this.scheduleInterval();
+    this.startedD.resolve();
   }
 
   private installSignals(): void {
@@ -447,6 +450,10 @@ export class Coordinator implements Session {
 
   private async waitReady(): Promise<void> {
     if (this.joined) return;
+    // A request can arrive while restart still waits for the image's PID.
+    await this.startedD.promise.catch(() => {
+      throw new SessionError('the session is shutting down');
+    });
     if (this.exiting || this.exitedD.settled) throw new SessionError('the program has exited');
     if (this.joinBy === 'restored') {
       await this.readyD.promise.catch(() => {
@@ -582,7 +589,12 @@ export class Coordinator implements Session {
   private async shutdownServer(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const s of this.conns) s.destroy();
+    this.startedD.reject(new SessionError('the session is shutting down'));
+    // end() lets answers already written reach their clients.
+    for (const s of this.conns) {
+      s.end();
+      setTimeout(() => s.destroy(), 200).unref();
+    }
     await new Promise<void>((res) => this.server.close(() => res()));
   }
 
