@@ -1,8 +1,9 @@
 // The ckrun command line: a thin layer over the library (index.ts).
-import { NoSessionError } from './protocol.js';
+import { canonicalDir, DEFAULT_DIR, NoSessionError } from './protocol.js';
 import { CheckpointError, requestCheckpoint, sessionStatus } from './checkpoint-client.js';
 import { ManifestError } from './generations.js';
 import { ImageError } from './image.js';
+import { NativeLoadError } from './native.js';
 import { formatInspection, inspectImage, inspectionJson, InspectError } from './inspect.js';
 import { displayPath, writeErr, writeOut } from './output.js';
 import { restart } from './restart.js';
@@ -354,7 +355,7 @@ async function runStatus(args: string[]): Promise<number> {
   }
   if (p.positionals.length > 0) throw new UsageError(`unexpected argument '${p.positionals[0]}' (use --dir DIR)`, 'status');
   const s = await sessionStatus(str(p, 'dir'));
-  if (!s) throw new NoSessionError(displayPath(str(p, 'dir') ?? 'ckpt'), 'none');
+  if (!s) throw new NoSessionError(canonicalDir(str(p, 'dir') ?? DEFAULT_DIR), 'none');
   if (flag(p, 'json')) writeOut(JSON.stringify(s, null, 2) + '\n');
   else
     writeOut(
@@ -396,6 +397,10 @@ export async function main(args: string[]): Promise<number> {
     if (e instanceof SessionError) {
       writeErr(`${prefix}: ${e.message}\n`);
       return e.exitCode;
+    }
+    if (e instanceof NativeLoadError) {
+      writeErr(`${prefix}: ${e.message}\n`);
+      return 70;
     }
     if (e instanceof ImageError || e instanceof InspectError || e instanceof ManifestError) {
       writeErr(`${prefix}: ${e.message}\n`);

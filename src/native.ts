@@ -47,6 +47,14 @@ export function isNativeError(e: unknown): e is NativeError {
   return e instanceof Error && typeof (e as { code?: unknown }).code === 'string';
 }
 
+/** The addon is not built (or not loadable). */
+export class NativeLoadError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'NativeLoadError';
+  }
+}
+
 let addon: NativeAddon | undefined;
 
 export function native(): NativeAddon {
@@ -58,7 +66,7 @@ export function native(): NativeAddon {
     addon = bindings({ bindings: 'ckrun_native', module_root: packageRoot() }) as NativeAddon;
   } catch (e) {
     const why = e instanceof Error ? e.message.split('\n')[0] : String(e);
-    throw new Error(
+    throw new NativeLoadError(
       `ckrun's native addon ${join(buildDir(), 'ckrun_native.node')} cannot be loaded (${why}); build it with npm install`,
     );
   }

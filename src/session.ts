@@ -2,12 +2,11 @@
 // the registry of the program's processes (those whose shim said hello),
 // takes checkpoints (trigger signal, --interval, `ckrun checkpoint`), and
 // ends with the program's exit status.
-import { closeSync, existsSync } from 'node:fs';
+import { closeSync, constants as fsConstants, existsSync } from 'node:fs';
 import { access, mkdir, stat } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
-import { constants as fsConstants } from 'node:fs';
 import { ProgramNotFoundError, resolveProgram, sessionEnv, stdioIdentity } from './environment.js';
 import {
   completeGeneration,
@@ -17,7 +16,7 @@ import {
   type Manifest,
   type ManifestProcess,
 } from './generations.js';
-import { isNativeError, native, spawnChild, watchSignal, type ExitStatus, type SpawnOptions } from './native.js';
+import { isNativeError, native, NativeLoadError, spawnChild, watchSignal, type ExitStatus, type SpawnOptions } from './native.js';
 import { formatBytes, formatDuration, writeErr } from './output.js';
 import { shimPath } from './paths.js';
 import {
@@ -618,6 +617,7 @@ async function refuseIfRunning(dir: string): Promise<void> {
   try {
     other = await querySession(dir, 2000);
   } catch (e) {
+    if (e instanceof NativeLoadError) throw e;
     throw new SessionError(
       `something already listens on the session socket of ${dir} (${socketNameFor(dir)}) but does not answer like ckrun: ${errorMessage(e)}`,
     );
