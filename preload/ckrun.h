@@ -17,6 +17,7 @@
 #include <ucontext.h>
 
 #include "cbor.h"
+#include "sys.h"
 #include "util.h"
 
 #define CK_IMAGE_VERSION 1
@@ -102,6 +103,7 @@ CK_HIDDEN int ck_writer_fail(struct ck_writer *w, long err, const char *what);
 /* Stores len bytes (len a multiple of the page size) of memory or of a
  * file read through /proc/self/mem; returns the data offset or 0. */
 CK_HIDDEN uint64_t ck_image_put_memory(struct ck_writer *w, uint64_t addr, size_t len, int readable, uint32_t *crc);
+CK_HIDDEN uint64_t ck_image_put_bytes(struct ck_writer *w, const void *buf, size_t len, uint32_t *crc);
 CK_HIDDEN uint64_t ck_image_put_fd(struct ck_writer *w, int fd, uint64_t off, uint64_t len, uint32_t *crc);
 CK_HIDDEN long ck_image_open(struct ck_writer *w, const char *tmp_path);
 CK_HIDDEN long ck_image_finish(struct ck_writer *w, const char *tmp_path, const char *path);
@@ -149,8 +151,25 @@ CK_HIDDEN void ck_signals_save(struct ck_writer *w);
 CK_HIDDEN void ck_signals_after_restore(int nthreads);
 CK_HIDDEN uint64_t ck_read_pending_mask(const char *status_path, const char *field);
 
-/* files.c */
+/* files.c: every descriptor, as seen while the program is stopped */
+struct ck_fd {
+	int fd;
+	int cloexec;
+	long flags;              /* F_GETFL */
+	struct ck_stat st;
+	const char *link;        /* readlink of /proc/self/fd/N */
+};
+struct ck_fdtab {
+	struct ck_fd *fds;
+	int n;
+};
 CK_HIDDEN void ck_files_save(struct ck_writer *w, struct ck_scratch *s);
+CK_HIDDEN long ck_read_fdinfo(int fd, char *buf, size_t cap);
+
+/* pipes.c and events.c add their keys to a descriptor's map */
+CK_HIDDEN void ck_pipe_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f);
+CK_HIDDEN void ck_eventfd_save(struct ck_writer *w, const struct ck_fd *f);
+CK_HIDDEN void ck_epoll_save(struct ck_writer *w, const struct ck_fd *f);
 
 /* process.c */
 CK_HIDDEN void ck_process_save(struct ck_writer *w, struct ck_scratch *s);
@@ -162,5 +181,6 @@ CK_HIDDEN void ck_memory_save(struct ck_writer *w, struct ck_scratch *s);
 /* shim.c */
 CK_HIDDEN void ck_session_reply(const char *line);
 CK_HIDDEN int ck_is_session_fd(int fd);
+CK_HIDDEN int ck_arm_async(int fd, int sig);
 
 #endif

@@ -1,6 +1,8 @@
-/* Descriptors: regular files, directories, devices, the session's stdio
- * and files deleted while open. Pipes, sockets and event descriptors are
- * refused at checkpoint time with a message naming the descriptor.
+/* Descriptors: the walk over all of them, and the kinds that are files:
+ * regular files, directories, devices, the session's stdio and files
+ * deleted while open. Pipes are in pipes.c, epoll and eventfd in events.c;
+ * a kind ckrun cannot save yet fails the checkpoint with a message naming
+ * the descriptor.
  *
  * Policy for files the program writes: at restart a file opened for
  * writing is cut back to its size at checkpoint time, so output continues
@@ -21,46 +23,46 @@
 #include "restore.h"
 #include "sys.h"
 
-struct fd_seen {
-	int fd;
-	uint64_t dev, ino;
-};
-
-static const char *kind_of(const struct ck_stat *st, const char *link, int fd, int *stdio_index)
+static const char *kind_of(const struct ck_fd *f, int *stdio_index)
 {
 	*stdio_index = -1;
 	if (ck_session.have_stdio) {
 		for (int k = 0; k < 3; k++) {
-			if (st->dev == ck_session.stdio_dev[k] && st->ino == ck_session.stdio_ino[k]) {
+			if (f->st.dev == ck_session.stdio_dev[k] && f->st.ino == ck_session.stdio_ino[k]) {
 				*stdio_index = k;
 				return "stdio";
 			}
 		}
 	}
-	(void)fd;
-	switch (st->mode & S_IFMT) {
+	switch (f->st.mode & S_IFMT) {
 	case S_IFREG:
-		return (st->nlink == 0 || ck_ends_with(link, " (deleted)")) ? "deleted" : "file";
+		return (f->st.nlink == 0 || ck_ends_with(f->link, " (deleted)")) ? "deleted" : "file";
 	case S_IFDIR:
 		return "dir";
 	case S_IFCHR:
 	case S_IFBLK:
 		return "device";
+	case S_IFIFO:
+		return ck_starts_with(f->link, "pipe:") ? "pipe" : 0;
 	default:
+		if (ck_streq(f->link, "anon_inode:[eventfd]"))
+			return "eventfd";
+		if (ck_streq(f->link, "anon_inode:[eventpoll]"))
+			return "epoll";
 		return 0;
 	}
 }
 
-static const char *describe_unsupported(const struct ck_stat *st, const char *link)
+static const char *describe_unsupported(const struct ck_fd *f)
 {
-	switch (st->mode & S_IFMT) {
+	switch (f->st.mode & S_IFMT) {
 	case S_IFIFO:
-		return "a pipe or FIFO";
+		return "a named FIFO";
 	case S_IFSOCK:
 		return "a socket";
 	default:
-		if (ck_starts_with(link, "anon_inode:"))
-			return "an event descriptor (epoll, eventfd, timerfd, signalfd, inotify, ...)";
+		if (ck_starts_with(f->link, "anon_inode:"))
+			return "an event descriptor ckrun does not know yet";
 		return "of a kind ckrun cannot save";
 	}
 }
@@ -68,6 +70,16 @@ static const char *describe_unsupported(const struct ck_stat *st, const char *li
 static int same_description(int pid, int a, int b)
 {
 	return CK_SYS5(SYS_kcmp, pid, pid, KCMP_FILE, a, b) == 0;
+}
+
+CK_HIDDEN long ck_read_fdinfo(int fd, char *buf, size_t cap)
+{
+	char path[64];
+	struct ck_str s;
+	ck_str_init(&s, path, sizeof path);
+	ck_str_add(&s, "/proc/self/fdinfo/");
+	ck_str_dec(&s, fd);
+	return ck_read_file(path, buf, cap);
 }
 
 static void save_deleted_contents(struct ck_writer *w, int fd, uint64_t size)
@@ -134,83 +146,115 @@ static int list_fds(int *fds, int max, struct ck_writer *w)
 	return n;
 }
 
-CK_HIDDEN void ck_files_save(struct ck_writer *w, struct ck_scratch *s)
+/* Describes every descriptor of the program (not the shim's own). */
+static void build_table(struct ck_writer *w, struct ck_scratch *s, struct ck_fdtab *t)
 {
-	struct cb_enc *e = &w->meta;
+	const size_t half = CK_SCRATCH_TEXT / 2;
 	int *fds = (int *)s->text;
-	int maxfds = (int)(CK_SCRATCH_TEXT / 2 / sizeof(int));
-	struct fd_seen *seen = (struct fd_seen *)(s->text + CK_SCRATCH_TEXT / 2);
-	int nseen = 0;
-	int pid = (int)ck_getpid();
-	int n = list_fds(fds, maxfds, w);
-
-	cb_text(e, "files");
-	cb_array_open(e);
-	for (int i = 0; i < n && !w->err; i++) {
+	int n = list_fds(fds, (int)(half / 2 / sizeof(int)), w);
+	char *links = s->text + half / 2, *links_end = s->text + half;
+	t->fds = (struct ck_fd *)(s->text + half);
+	t->n = 0;
+	for (int i = 0; i < n && t->n < (int)(half / sizeof(struct ck_fd)); i++) {
 		int fd = fds[i];
 		if (fd == w->fd || ck_is_session_fd(fd))
 			continue;
-		struct ck_stat st;
-		char link[4096], path[64];
+		struct ck_fd *f = &t->fds[t->n];
+		char path[64];
 		struct ck_str ps;
 		ck_str_init(&ps, path, sizeof path);
 		ck_str_add(&ps, "/proc/self/fd/");
 		ck_str_dec(&ps, fd);
-		long ll = ck_readlinkat(AT_FDCWD, path, link, sizeof link - 1);
-		if (ck_fstat(fd, &st) < 0 || ll < 0)
-			continue; /* closed meanwhile: nothing to save */
-		link[ll] = 0;
+		if (links_end - links < 4097)
+			break;
+		long ll = ck_readlinkat(AT_FDCWD, path, links, 4096);
+		if (ck_fstat(fd, &f->st) < 0 || ll < 0)
+			continue; /* not ours to see (closed meanwhile) */
+		links[ll] = 0;
+		f->link = links;
+		links += ll + 1;
+		f->fd = fd;
+		f->flags = ck_fcntl(fd, F_GETFL, 0);
+		long fdflags = ck_fcntl(fd, F_GETFD, 0);
+		f->cloexec = fdflags > 0 && (fdflags & FD_CLOEXEC);
+		t->n++;
+	}
+}
+
+static void fail_unsupported(struct ck_writer *w, const struct ck_fd *f)
+{
+	struct ck_str m;
+	ck_writer_fail(w, -EOPNOTSUPP, "the program has a descriptor ckrun cannot save yet");
+	ck_str_init(&m, w->err_detail, sizeof w->err_detail);
+	ck_str_add(&m, "descriptor ");
+	ck_str_dec(&m, f->fd);
+	ck_str_add(&m, " (");
+	ck_str_add(&m, f->link);
+	ck_str_add(&m, ") is ");
+	ck_str_add(&m, describe_unsupported(f));
+	ck_str_add(&m, "; see the README's table of what is supported");
+}
+
+/* The lowest descriptor sharing f's open file description, or -1. */
+static int shares_with(const struct ck_fdtab *t, const struct ck_fd *f, int pid)
+{
+	for (const struct ck_fd *o = t->fds; o < f; o++)
+		if (o->st.dev == f->st.dev && o->st.ino == f->st.ino && same_description(pid, o->fd, f->fd))
+			return o->fd;
+	return -1;
+}
+
+CK_HIDDEN void ck_files_save(struct ck_writer *w, struct ck_scratch *s)
+{
+	struct cb_enc *e = &w->meta;
+	struct ck_fdtab t;
+	int pid = (int)ck_getpid();
+	build_table(w, s, &t);
+
+	cb_text(e, "files");
+	cb_array_open(e);
+	for (int i = 0; i < t.n && !w->err; i++) {
+		const struct ck_fd *f = &t.fds[i];
 		int stdio_index;
-		const char *kind = kind_of(&st, link, fd, &stdio_index);
+		const char *kind = kind_of(f, &stdio_index);
 		if (!kind) {
-			struct ck_str m;
-			ck_writer_fail(w, -EOPNOTSUPP, "the program has a descriptor ckrun cannot save yet");
-			ck_str_init(&m, w->err_detail, sizeof w->err_detail);
-			ck_str_add(&m, "descriptor ");
-			ck_str_dec(&m, fd);
-			ck_str_add(&m, " (");
-			ck_str_add(&m, link);
-			ck_str_add(&m, ") is ");
-			ck_str_add(&m, describe_unsupported(&st, link));
-			ck_str_add(&m, "; see the README's table of what is supported");
+			fail_unsupported(w, f);
 			break;
 		}
-		int same_as = -1;
-		for (int j = 0; j < nseen; j++) {
-			if (seen[j].dev == st.dev && seen[j].ino == st.ino && same_description(pid, seen[j].fd, fd)) {
-				same_as = seen[j].fd;
-				break;
-			}
-		}
-		if (nseen < (int)(CK_SCRATCH_TEXT / 2 / sizeof *seen))
-			seen[nseen++] = (struct fd_seen){fd, st.dev, st.ino};
-
-		long flags = ck_fcntl(fd, F_GETFL, 0);
-		long fdflags = ck_fcntl(fd, F_GETFD, 0);
-		long offset = ck_lseek(fd, 0, SEEK_CUR);
+		int same_as = shares_with(&t, f, pid);
+		long offset = ck_lseek(f->fd, 0, SEEK_CUR);
 		int deleted = ck_streq(kind, "deleted");
 		cb_map_open(e);
-		cb_kv_uint(e, "fd", (uint64_t)fd);
+		cb_kv_uint(e, "fd", (uint64_t)f->fd);
 		cb_kv_text(e, "kind", kind);
-		if (deleted && ck_ends_with(link, " (deleted)"))
-			link[ll - 10] = 0;
-		cb_kv_text(e, "path", link);
-		cb_kv_uint(e, "flags", (uint64_t)(flags < 0 ? 0 : flags));
-		cb_kv_bool(e, "cloexec", fdflags > 0 && (fdflags & FD_CLOEXEC));
+		cb_text(e, "path");
+		if (deleted && ck_ends_with(f->link, " (deleted)"))
+			cb_textn(e, f->link, ck_strlen(f->link) - 10);
+		else
+			cb_text(e, f->link);
+		cb_kv_uint(e, "flags", (uint64_t)(f->flags < 0 ? 0 : f->flags));
+		cb_kv_bool(e, "cloexec", f->cloexec);
 		if (offset >= 0)
 			cb_kv_uint(e, "offset", (uint64_t)offset);
-		cb_kv_uint(e, "size", (uint64_t)st.size);
-		cb_kv_uint(e, "mode", st.mode);
-		cb_kv_uint(e, "dev", st.dev);
-		cb_kv_uint(e, "ino", st.ino);
-		cb_kv_uint(e, "rdev", st.rdev);
-		cb_kv_uint(e, "mtime_ns", st.mtime * 1000000000ULL + st.mtime_ns);
+		cb_kv_uint(e, "size", (uint64_t)f->st.size);
+		cb_kv_uint(e, "mode", f->st.mode);
+		cb_kv_uint(e, "dev", f->st.dev);
+		cb_kv_uint(e, "ino", f->st.ino);
+		cb_kv_uint(e, "rdev", f->st.rdev);
+		cb_kv_uint(e, "mtime_ns", f->st.mtime * 1000000000ULL + f->st.mtime_ns);
 		if (stdio_index >= 0)
 			cb_kv_uint(e, "stdio", (uint64_t)stdio_index);
-		if (same_as >= 0)
+		if (same_as >= 0) {
 			cb_kv_uint(e, "same_as", (uint64_t)same_as);
-		else if (deleted)
-			save_deleted_contents(w, fd, (uint64_t)st.size);
+		} else if (deleted) {
+			save_deleted_contents(w, f->fd, (uint64_t)f->st.size);
+		} else if (ck_streq(kind, "pipe")) {
+			ck_pipe_save(w, &t, f);
+		} else if (ck_streq(kind, "eventfd")) {
+			ck_eventfd_save(w, f);
+		} else if (ck_streq(kind, "epoll")) {
+			ck_epoll_save(w, f);
+		}
 		cb_close(e);
 	}
 	cb_close(e);
@@ -239,6 +283,7 @@ CK_HIDDEN int ck_files_parse(struct cb_dec *d, struct ck_image *img)
 		const char *k;
 		size_t kl;
 		uint64_t v;
+		int r;
 		if (!cbd_map(d, &left))
 			return 0;
 		while (cbd_next_key(d, &left, &k, &kl)) {
@@ -264,6 +309,12 @@ CK_HIDDEN int ck_files_parse(struct cb_dec *d, struct ck_image *img)
 				    !cbd_uint(d, &f->data_len) || !cbd_uint(d, &crc))
 					return 0;
 				f->data_crc = (uint32_t)crc;
+			} else if (cbd_key_is(k, kl, "pipe")) {
+				if (!ck_pipe_parse(d, f))
+					return 0;
+			} else if ((r = ck_events_parse(d, k, kl, f)) != 0) {
+				if (r < 0)
+					return 0;
 			} else if (cbd_peek(d) == CB_UINT && cbd_uint(d, &v)) {
 				if (cbd_key_is(k, kl, "fd")) f->fd = (int)v;
 				else if (cbd_key_is(k, kl, "flags")) f->flags = (int)v;
@@ -297,7 +348,7 @@ CK_HIDDEN void ck_files_check(struct ck_image *img)
 	for (size_t i = 0; i < img->nfiles; i++) {
 		struct ck_img_file *f = &img->files[i];
 		struct stat st;
-		if (f->same_as >= 0 || f->stdio >= 0 || !strcmp(f->kind, "deleted"))
+		if (f->same_as >= 0 || f->stdio >= 0 || (strcmp(f->kind, "file") && strcmp(f->kind, "dir") && strcmp(f->kind, "device")))
 			continue;
 		if (stat(f->path, &st) != 0)
 			ck_refuse("descriptor %d refers to %s, which is gone (%s); put the file back or restart from an image taken without it",
@@ -374,6 +425,12 @@ CK_HIDDEN void ck_files_open(struct ck_image *img, int base_fd)
 				ck_refuse("descriptor %d was the session's stdio %d, but ckrun restart has no fd %d", f->fd, f->stdio, f->stdio);
 		} else if (!strcmp(f->kind, "deleted")) {
 			fd = reopen_deleted(img, f, flags);
+		} else if (!strcmp(f->kind, "pipe")) {
+			fd = ck_pipe_open(img, f, base_fd);
+		} else if (!strcmp(f->kind, "eventfd")) {
+			fd = ck_eventfd_open(f);
+		} else if (!strcmp(f->kind, "epoll")) {
+			fd = ck_epoll_open(f);
 		} else {
 			fd = open(f->path, flags | O_CLOEXEC | O_NOCTTY);
 			if (fd < 0)
@@ -433,4 +490,6 @@ CK_HIDDEN void ck_files_install(struct ck_image *img)
 			f->newfd = -1;
 		}
 	}
+	ck_pipes_close_spares();
+	ck_epoll_fill(img);
 }

@@ -122,6 +122,18 @@ CK_HIDDEN uint64_t ck_image_put_memory(struct ck_writer *w, uint64_t addr, size_
 	return off;
 }
 
+/* Bytes that are not page-sized memory (pipe contents): padded to a page. */
+CK_HIDDEN uint64_t ck_image_put_bytes(struct ck_writer *w, const void *buf, size_t len, uint32_t *crc)
+{
+	uint64_t at = w->data_end;
+	*crc = ck_crc32c(*crc, buf, len);
+	write_out(w, buf, len);
+	w->data_end = at + CK_PAGE_UP(len);
+	if (!w->err)
+		ck_lseek(w->fd, (int64_t)w->data_end, SEEK_SET);
+	return at;
+}
+
 CK_HIDDEN uint64_t ck_image_put_fd(struct ck_writer *w, int fd, uint64_t off, uint64_t len, uint32_t *crc)
 {
 	uint64_t at = w->data_end;

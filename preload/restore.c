@@ -104,7 +104,7 @@ static void parse_metadata(struct ck_image *img)
 
 /* ---- the session connection ---- */
 
-static int connect_ckrun(int sig)
+static int connect_ckrun(void)
 {
 	const char *name = getenv("CKRUN_SOCK");
 	struct sockaddr_un a;
@@ -119,9 +119,6 @@ static int connect_ckrun(int sig)
 	memcpy(a.sun_path + 1, name, n);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&a, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)) != 0)
 		ck_refuse("cannot reach ckrun at @%s: %s", name, strerror(errno));
-	if (fcntl(fd, F_SETSIG, sig) != 0 || fcntl(fd, F_SETOWN, getpid()) != 0 ||
-	    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_ASYNC) != 0)
-		ck_refuse("cannot arm the session connection: %s", strerror(errno));
 	return fd;
 }
 
@@ -344,7 +341,7 @@ static __attribute__((noreturn)) void restore_image(const char *path)
 			close(fd);
 		}
 	}
-	int ctl = connect_ckrun(img.sig);
+	int ctl = connect_ckrun();
 	if (ctl >= 0) {
 		int moved = fcntl(ctl, F_DUPFD_CLOEXEC, base);
 		close(ctl);
@@ -358,7 +355,7 @@ static __attribute__((noreturn)) void restore_image(const char *path)
 	ck_signals_restore(&img);
 	ck_files_install(&img);
 	if (ctl >= 0 && img.ctl_fd >= 0) {
-		if (dup3(ctl, img.ctl_fd, O_CLOEXEC) < 0)
+		if (dup3(ctl, img.ctl_fd, O_CLOEXEC) < 0 || ck_arm_async(img.ctl_fd, img.sig) != 0)
 			ck_refuse("cannot place the session connection at descriptor %d: %s", img.ctl_fd, strerror(errno));
 		close(ctl);
 	}

@@ -47,6 +47,18 @@ struct ck_img_file {
 	uint64_t data_off, data_len;
 	uint32_t data_crc;
 	int newfd; /* where the restore host opened it */
+	/* pipes.c */
+	int is_pipe, pipe_read_end, pipe_peer_outside;
+	uint64_t pipe_id, pipe_capacity;
+	/* events.c */
+	uint64_t eventfd_count;
+	int eventfd_semaphore;
+	struct ck_img_epoll {
+		int tfd;
+		uint32_t events;
+		uint64_t data;
+	} *epoll;
+	size_t nepoll;
 };
 
 struct ck_img_action {
@@ -162,6 +174,15 @@ CK_HIDDEN void ck_memory_plan(struct ck_image *img, struct ck_plan *plan,
 			      struct ck_plan_region *regions, struct ck_plan_run *runs);
 CK_HIDDEN void ck_threads_plan(struct ck_image *img, struct ck_plan *plan,
 			       struct ck_plan_thread *threads, uint64_t stacks);
+
+/* pipes.c, events.c */
+CK_HIDDEN int ck_pipe_parse(struct cb_dec *d, struct ck_img_file *f);
+CK_HIDDEN int ck_pipe_open(struct ck_image *img, struct ck_img_file *f, int base_fd);
+CK_HIDDEN void ck_pipes_close_spares(void);
+CK_HIDDEN int ck_events_parse(struct cb_dec *d, const char *k, size_t kl, struct ck_img_file *f);
+CK_HIDDEN int ck_eventfd_open(struct ck_img_file *f);
+CK_HIDDEN int ck_epoll_open(struct ck_img_file *f);
+CK_HIDDEN void ck_epoll_fill(struct ck_image *img);
 
 /* the restore core (no libc from here) */
 CK_CORE __attribute__((noreturn)) void ck_core_fail(struct ck_plan *p, const char *what, long err);

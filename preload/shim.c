@@ -151,13 +151,17 @@ static int connect_session(const char *name)
 	return high;
 }
 
-/* Requests arriving on the connection raise the internal signal. */
+/* Requests arriving on the connection raise the internal signal. The
+ * kernel remembers the descriptor number O_ASYNC was set through (it is
+ * si_fd), so this is done again whenever the connection moves. */
 CK_HIDDEN int ck_arm_async(int fd, int sig)
 {
-	if (fcntl(fd, F_SETSIG, sig) != 0 || fcntl(fd, F_SETOWN, getpid()) != 0)
+	if (ck_fcntl(fd, F_SETSIG, sig) != 0 || ck_fcntl(fd, F_SETOWN, ck_getpid()) != 0)
 		return -1;
-	int fl = fcntl(fd, F_GETFL);
-	return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_ASYNC);
+	long fl = ck_fcntl(fd, F_GETFL, 0);
+	if (fl < 0 || ck_fcntl(fd, F_SETFL, fl & ~O_ASYNC) != 0)
+		return -1;
+	return ck_fcntl(fd, F_SETFL, fl | O_ASYNC) == 0 ? 0 : -1;
 }
 
 static void leave_session_in_child(void)
@@ -329,6 +333,7 @@ static void move_session_fd(void)
 	if (fd >= 0) {
 		REAL(close)(ck_session.ctl_fd);
 		ck_session.ctl_fd = fd;
+		ck_arm_async(fd, ck_session.sig);
 	}
 }
 

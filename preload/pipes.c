@@ -1,0 +1,214 @@
+/* Pipes: both ends, their capacity, their flags, and the bytes in flight.
+ *
+ * The bytes are copied with tee(2) into a private pipe, so the program's
+ * pipe is never consumed: a checkpoint that fails later changes nothing.
+ * At restart the pipe is created again, given its capacity, and refilled
+ * before any descriptor is installed. A pipe whose other end is outside
+ * the program comes back with that end closed (reads see EOF, writes
+ * EPIPE), as if the peer had gone away; its bytes in flight are not saved. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "ckrun.h"
+#include "crc32c.h"
+#include "restore.h"
+#include "sys.h"
+
+static int is_read_end(const struct ck_fd *f)
+{
+	return (f->flags & O_ACCMODE) == O_RDONLY;
+}
+
+static const struct ck_fd *find_end(const struct ck_fdtab *t, uint64_t ino, int read_end)
+{
+	for (int i = 0; i < t->n; i++)
+		if ((t->fds[i].st.mode & S_IFMT) == S_IFIFO && t->fds[i].st.ino == ino && is_read_end(&t->fds[i]) == read_end)
+			return &t->fds[i];
+	return 0;
+}
+
+static int first_of_pipe(const struct ck_fdtab *t, const struct ck_fd *f)
+{
+	for (const struct ck_fd *o = t->fds; o < f; o++)
+		if ((o->st.mode & S_IFMT) == S_IFIFO && o->st.ino == f->st.ino)
+			return 0;
+	return 1;
+}
+
+/* Copies the bytes in flight without consuming them; returns their count. */
+static long peek_pipe(struct ck_writer *w, int rfd, long capacity, char **data)
+{
+	int tmp[2];
+	long r = CK_SYS2(SYS_pipe2, tmp, O_CLOEXEC | O_NONBLOCK);
+	if (r < 0)
+		return ck_writer_fail(w, r, "cannot create a pipe to copy a pipe's contents"), -1;
+	ck_fcntl(tmp[1], F_SETPIPE_SZ, capacity);
+	long n = CK_SYS4(SYS_tee, rfd, tmp[1], capacity, 2 /* SPLICE_F_NONBLOCK */);
+	if (n == -EAGAIN)
+		n = 0;
+	if (n > 0) {
+		long buf = ck_mmap(0, CK_PAGE_UP(n), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (buf < 0 && buf > -4096) {
+			n = buf;
+		} else {
+			*data = (char *)buf;
+			for (long got = 0; got < n;) {
+				long k = ck_read(tmp[0], *data + got, (size_t)(n - got));
+				if (k <= 0) {
+					n = k < 0 ? k : -EIO;
+					break;
+				}
+				got += k;
+			}
+		}
+	}
+	ck_close(tmp[0]);
+	ck_close(tmp[1]);
+	if (n < 0)
+		ck_writer_fail(w, n, "cannot copy the bytes in flight in a pipe");
+	return n;
+}
+
+CK_HIDDEN void ck_pipe_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f)
+{
+	struct cb_enc *e = &w->meta;
+	const struct ck_fd *r = find_end(t, f->st.ino, 1), *wr = find_end(t, f->st.ino, 0);
+	int first = first_of_pipe(t, f);
+	cb_text(e, "pipe");
+	cb_map_open(e);
+	cb_kv_uint(e, "id", f->st.ino);
+	cb_kv_text(e, "end", is_read_end(f) ? "read" : "write");
+	cb_kv_bool(e, "peer_outside", !(r && wr));
+	if (first) {
+		long capacity = ck_fcntl(f->fd, F_GETPIPE_SZ, 0);
+		cb_kv_uint(e, "capacity", (uint64_t)(capacity > 0 ? capacity : 65536));
+		if (r && wr && capacity > 0) {
+			char *data = 0;
+			long n = peek_pipe(w, r->fd, capacity, &data);
+			if (n > 0) {
+				uint32_t crc = 0;
+				uint64_t off = ck_image_put_bytes(w, data, (size_t)n, &crc);
+				cb_text(e, "data");
+				cb_array(e, 3);
+				cb_uint(e, off);
+				cb_uint(e, (uint64_t)n);
+				cb_uint(e, crc);
+			}
+			if (data)
+				ck_munmap(data, CK_PAGE_UP(n));
+		}
+	}
+	cb_close(e);
+}
+
+/* ---- restore host ---- */
+
+CK_HIDDEN int ck_pipe_parse(struct cb_dec *d, struct ck_img_file *f)
+{
+	int64_t left;
+	const char *k;
+	size_t kl;
+	if (!cbd_map(d, &left))
+		return 0;
+	f->is_pipe = 1;
+	while (cbd_next_key(d, &left, &k, &kl)) {
+		uint64_t v;
+		if (cbd_key_is(k, kl, "end")) {
+			const char *s;
+			size_t sl;
+			if (!cbd_text(d, &s, &sl))
+				return 0;
+			f->pipe_read_end = sl == 4 && !memcmp(s, "read", 4);
+		} else if (cbd_key_is(k, kl, "peer_outside")) {
+			if (!cbd_bool(d, &f->pipe_peer_outside))
+				return 0;
+		} else if (cbd_key_is(k, kl, "data")) {
+			int64_t m;
+			uint64_t crc;
+			if (!cbd_array(d, &m) || m != 3 || !cbd_uint(d, &f->data_off) || !cbd_uint(d, &f->data_len) ||
+			    !cbd_uint(d, &crc))
+				return 0;
+			f->data_crc = (uint32_t)crc;
+		} else if (cbd_key_is(k, kl, "id")) {
+			if (!cbd_uint(d, &f->pipe_id))
+				return 0;
+		} else if (cbd_key_is(k, kl, "capacity")) {
+			if (!cbd_uint(d, &v))
+				return 0;
+			f->pipe_capacity = v;
+		} else if (!cbd_skip(d)) {
+			return 0;
+		}
+	}
+	return !d->error;
+}
+
+struct made_pipe {
+	uint64_t id;
+	int ends[2];
+};
+static struct made_pipe *made;
+static size_t nmade;
+
+static void refill(struct ck_image *img, struct ck_img_file *f, int wfd)
+{
+	char *buf = malloc(f->data_len ? f->data_len : 1);
+	if (ck_pread_all(img->fd, buf, f->data_len, f->data_off) < 0)
+		ck_refuse("image %s is truncated: cannot read the bytes in flight of the pipe at descriptor %d", img->path, f->fd);
+	if (ck_crc32c(0, buf, f->data_len) != f->data_crc)
+		ck_refuse("image %s is corrupted: the bytes in flight of the pipe at descriptor %d fail their checksum",
+			  img->path, f->fd);
+	if (write(wfd, buf, f->data_len) != (ssize_t)f->data_len)
+		ck_refuse("cannot put back the bytes in flight of the pipe at descriptor %d: %s", f->fd, strerror(errno));
+	free(buf);
+}
+
+/* Returns a descriptor for f's end of its pipe, creating the pipe the
+ * first time one of its ends is seen. */
+CK_HIDDEN int ck_pipe_open(struct ck_image *img, struct ck_img_file *f, int base_fd)
+{
+	struct made_pipe *p = 0;
+	for (size_t i = 0; i < nmade; i++)
+		if (made[i].id == f->pipe_id)
+			p = &made[i];
+	if (!p) {
+		made = realloc(made, (nmade + 1) * sizeof *made);
+		p = &made[nmade++];
+		p->id = f->pipe_id;
+		int ends[2];
+		if (pipe2(ends, O_CLOEXEC) != 0)
+			ck_refuse("cannot create the pipe for descriptor %d: %s", f->fd, strerror(errno));
+		/* above the program's numbers, which are installed later */
+		for (int k = 0; k < 2; k++) {
+			p->ends[k] = fcntl(ends[k], F_DUPFD_CLOEXEC, base_fd);
+			close(ends[k]);
+			if (p->ends[k] < 0)
+				ck_refuse("cannot place a pipe end: %s", strerror(errno));
+		}
+		if (f->pipe_capacity && fcntl(p->ends[0], F_SETPIPE_SZ, (int)f->pipe_capacity) < 0)
+			ck_refuse("cannot give the pipe at descriptor %d its capacity of %llu bytes: %s", f->fd,
+				  (unsigned long long)f->pipe_capacity, strerror(errno));
+		if (f->data_len)
+			refill(img, f, p->ends[1]);
+	}
+	int fd = dup(p->ends[f->pipe_read_end ? 0 : 1]);
+	if (fd < 0)
+		ck_refuse("cannot duplicate a pipe end: %s", strerror(errno));
+	fcntl(fd, F_SETFL, f->flags & (O_NONBLOCK | O_DIRECT));
+	return fd;
+}
+
+/* Ends nobody had stay closed: the restore host's copies go away. */
+CK_HIDDEN void ck_pipes_close_spares(void)
+{
+	for (size_t i = 0; i < nmade; i++) {
+		close(made[i].ends[0]);
+		close(made[i].ends[1]);
+	}
+	nmade = 0;
+}
