@@ -273,6 +273,35 @@ static int stop_other_threads(struct ck_scratch *s, int pid, int self)
 	return ok;
 }
 
+/* State this version cannot save fails the checkpoint, loudly, rather than
+ * producing an image that would restart into something different. */
+static int refuse_unsupported(struct ck_scratch *s)
+{
+	struct ck_str m;
+	ck_str_init(&m, s->msg, sizeof s->msg);
+	long n = ck_read_file("/proc/self/timers", s->text, 4096);
+	if (n > 0) {
+		ck_str_add(&m, "the program uses POSIX timers (timer_create), which ckrun cannot save yet");
+		return 0;
+	}
+	for (int i = 0; i < ck_nthreads; i++) {
+		char path[64];
+		struct ck_str p;
+		ck_str_init(&p, path, sizeof path);
+		ck_str_add(&p, "/proc/self/task/");
+		ck_str_dec(&p, ck_threads[i].tid);
+		ck_str_add(&p, "/children");
+		n = ck_read_file(path, s->text, 4096);
+		if (n > 0) {
+			ck_str_add(&m, "the program has child processes (");
+			ck_str_addn(&m, s->text, 64);
+			ck_str_add(&m, "); checkpointing process trees is not supported yet");
+			return 0;
+		}
+	}
+	return 1;
+}
+
 static void release_threads(void)
 {
 	__atomic_store_n(&state, ST_RELEASING, __ATOMIC_SEQ_CST);
@@ -347,7 +376,7 @@ static void after_restore_leader(struct ck_restore_info *ri)
 	release_threads();
 }
 
-static void lead_checkpoint(void)
+static void lead_checkpoint(ucontext_t *uc)
 {
 	if (!take_request())
 		return;
@@ -370,10 +399,12 @@ static void lead_checkpoint(void)
 	ck_nthreads = 1;
 
 	struct ck_thread *me = &ck_threads[0];
-	int ok = stop_other_threads(s, pid, self);
+	ck_thread_capture(me, uc);
+	me->leader = 1;
+	int ok = stop_other_threads(s, pid, self) && refuse_unsupported(s);
 	if (!ok) {
 		release_threads();
-		reply_error(s, "cannot stop the program", s->msg);
+		reply_error(s, "cannot checkpoint the program", s->msg);
 		ck_munmap((void *)s->start, CK_SCRATCH_SIZE);
 		return;
 	}
@@ -472,12 +503,7 @@ CK_HIDDEN void ck_signal_handler(int sig, siginfo_t *si, void *ucv)
 		return;
 	}
 	if (si->si_code > 0 && si->si_code <= POLL_HUP && si->si_fd == ck_session.ctl_fd && ck_session.ctl_fd >= 0) {
-		struct ck_thread *me = &ck_threads[0];
-		if (state == ST_IDLE) {
-			ck_thread_capture(me, uc);
-			me->leader = 1;
-		}
-		lead_checkpoint();
+		lead_checkpoint(uc);
 		return;
 	}
 	forward_to_program(sig, si, ucv);
