@@ -1,0 +1,49 @@
+// The test harness's own pieces (no ckrun needed): CRC-32C, the CBOR codec
+// used to read and rewrite images, line bookkeeping.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { cborDecode, cborEncode, crc32c, findSlice, stepOf, toPlain } from './helpers.js';
+
+test('crc32c matches the Castagnoli check values', () => {
+  assert.is(crc32c(Buffer.from('123456789')), 0xe3069283);
+  assert.is(crc32c(Buffer.alloc(32)), 0x8a9136aa);
+  assert.is(crc32c(Buffer.alloc(32, 0xff)), 0x62a8ab43);
+  assert.is(crc32c(Buffer.alloc(0)), 0);
+  // incremental
+  const b = Buffer.from('hello, checkpoint');
+  assert.is(crc32c(b.subarray(5), crc32c(b.subarray(0, 5))), crc32c(b));
+});
+
+test('cbor round trip of a header-like map, shortest integers', () => {
+  const h = { magic: 'ckrun-image', version: 1, data_offset: 4096, data_length: 2 ** 33, meta_crc: 0xffffffff, big: 2n ** 63n + 5n, neg: -300 };
+  const enc = cborEncode(h);
+  assert.is(enc[0], 0xa7); // map of 7
+  const { value, end } = cborDecode(enc);
+  assert.is(end, enc.length);
+  assert.equal(value, h);
+  assert.equal(cborEncode(1), Buffer.from([0x01]));
+  assert.equal(cborEncode(24), Buffer.from([0x18, 24]));
+  assert.equal(cborEncode(4096), Buffer.from([0x19, 0x10, 0x00]));
+  assert.equal(cborEncode(-1), Buffer.from([0x20]));
+});
+
+test('cbor decodes indefinite lengths, nested arrays, byte strings, trailing bytes', () => {
+  // [_ 1, h'0102', {_ "a": [2, 3]}] followed by padding
+  const b = Buffer.from([0x9f, 0x01, 0x42, 0x01, 0x02, 0xbf, 0x61, 0x61, 0x82, 0x02, 0x03, 0xff, 0xff, 0, 0, 0]);
+  const { value, end } = cborDecode(b);
+  assert.is(end, 13);
+  assert.equal(toPlain(value), [1, Buffer.from([1, 2]), { a: [2, 3] }]);
+  assert.throws(() => cborDecode(Buffer.from([0x82, 0x01])), /truncated/);
+  // uint64 above 2^53 stays exact
+  const big = cborDecode(Buffer.from([0x1b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])).value;
+  assert.is(big, 2n ** 64n - 1n);
+});
+
+test('line bookkeeping', () => {
+  assert.is(stepOf('step 17 chunk=1'), 17);
+  assert.is(stepOf('stepper 1'), undefined);
+  assert.is(findSlice(['a', 'b', 'c', 'd'], ['c', 'd']), 2);
+  assert.is(findSlice(['a', 'b', 'c', 'd'], ['c', 'x']), -1);
+});
+
+test.run();
