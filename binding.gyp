@@ -10,7 +10,7 @@
         {
           "action_name": "build_shim",
           "inputs": [
-            "<!@(ls -1 preload/*.c preload/*.h preload/*.S preload/*.map preload/Makefile 2>/dev/null)"
+            "<!@(ls -1 preload/*.c preload/*.h preload/*.map preload/Makefile 2>/dev/null)"
           ],
           "outputs": [
             "<(module_root_dir)/build/Release/libckrun.so",
