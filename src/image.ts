@@ -268,7 +268,33 @@ export interface DataChunk {
   crc: number;
 }
 
-/** Every chunk of the data area that carries a CRC: page runs and deleted files' contents. */
+/** `[offset, length, crc]` with three non-negative safe integers. */
+function chunkTriple(v: CborValue): [number, number, number] | undefined {
+  if (!Array.isArray(v) || v.length !== 3) return undefined;
+  const t = v.map(asNumber);
+  if (t.some((x) => x === undefined || x < 0)) return undefined;
+  return t as [number, number, number];
+}
+
+/** Every `data: [offset, length, crc]` below a metadata value (saved file, pipe, … contents). */
+function findDataTriples(v: CborValue, where: string, out: DataChunk[]): void {
+  if (Array.isArray(v)) {
+    v.forEach((x, i) => findDataTriples(x, `${where}[${i}]`, out));
+    return;
+  }
+  if (!isMap(v)) return;
+  for (const [k, x] of Object.entries(v)) {
+    const t = k === 'data' ? chunkTriple(x) : undefined;
+    if (t) out.push({ what: `the saved contents of ${where}`, offset: t[0], length: t[1], crc: t[2] });
+    else findDataTriples(x, `${where}.${k}`, out);
+  }
+}
+
+/**
+ * Every chunk of the data area that carries a CRC: the page runs of the
+ * memory regions, and every `data: [offset, length, crc]` elsewhere
+ * (deleted files' contents, pipe buffers, …).
+ */
 export function dataChunks(img: Image): DataChunk[] {
   const out: DataChunk[] = [];
   for (const r of regions(img.meta)) {
@@ -281,10 +307,13 @@ export function dataChunks(img: Image): DataChunk[] {
       });
     }
   }
-  for (const f of files(img.meta)) {
-    if (f.data)
-      out.push({ what: `the saved contents of descriptor ${f.fd} (${f.path})`, offset: f.data.offset, length: f.data.length, crc: f.data.crc });
+  for (const f of asArray(img.meta['files'])) {
+    const m = asMap(f);
+    const fd = asNumber(m['fd']);
+    const path = asString(m['path']);
+    findDataTriples(f, `descriptor ${fd ?? '?'}${path ? ` (${path})` : ''}`, out);
   }
+  for (const [k, v] of Object.entries(img.meta)) if (k !== 'memory' && k !== 'files') findDataTriples(v, k, out);
   return out;
 }
 
@@ -302,8 +331,10 @@ function checkZero(img: Image, fd: number, from: number, to: number, what: strin
 }
 
 /**
- * Checks every data chunk against its CRC, and that every byte no chunk
- * covers (padding) is zero; throws ImageError naming the first bad place.
+ * Checks every data chunk against its CRC, and that nothing but zeros
+ * follows the data area and the metadata; throws ImageError naming the
+ * first bad place. (Padding inside the data area is not checked: it
+ * carries nothing a restore reads.)
  */
 export function verifyImageData(img: Image): void {
   const { data_offset, data_length, meta_offset, meta_length, file_length } = img.header;
@@ -321,17 +352,9 @@ export function verifyImageData(img: Image): void {
     }
     if (got !== c.crc) throw new ImageError(img.path, 'corrupt', `is corrupted: ${c.what} do not match their checksum`);
   }
-  // Padding: the gaps between chunks, between the data area and the
-  // metadata, and after the metadata, hold zeros.
-  const sorted = chunks.map((c) => [c.offset, c.offset + c.length] as const).sort((a, b) => a[0] - b[0]);
   const fd = openSync(img.path, 'r');
   try {
-    let pos = data_offset;
-    for (const [from, to] of sorted) {
-      if (from > pos) checkZero(img, fd, pos, from, 'the padding of the data area');
-      pos = Math.max(pos, to);
-    }
-    checkZero(img, fd, pos, meta_offset, 'the padding of the data area');
+    checkZero(img, fd, data_offset + data_length, meta_offset, 'the gap between the data area and the metadata');
     checkZero(img, fd, meta_offset + meta_length, file_length, 'the padding after the metadata');
   } finally {
     closeSync(fd);
