@@ -23,16 +23,23 @@
 #include "restore.h"
 #include "sys.h"
 
+static int is_session_stdio(const struct ck_fd *f, int k)
+{
+	return f->st.dev == ck_session.stdio_dev[k] && f->st.ino == ck_session.stdio_ino[k];
+}
+
 static const char *kind_of(const struct ck_fd *f, int *stdio_index)
 {
 	*stdio_index = -1;
 	if (ck_session.have_stdio) {
-		for (int k = 0; k < 3; k++) {
-			if (f->st.dev == ck_session.stdio_dev[k] && f->st.ino == ck_session.stdio_ino[k]) {
+		/* ckrun's stdio may all be one file (/dev/null): fd k is stdio k first */
+		if (f->fd < 3 && is_session_stdio(f, f->fd))
+			*stdio_index = f->fd;
+		for (int k = 0; k < 3 && *stdio_index < 0; k++)
+			if (is_session_stdio(f, k))
 				*stdio_index = k;
-				return "stdio";
-			}
-		}
+		if (*stdio_index >= 0)
+			return "stdio";
 	}
 	switch (f->st.mode & S_IFMT) {
 	case S_IFREG:

@@ -571,7 +571,11 @@ CK_HIDDEN void ck_memory_check(struct ck_image *img)
 			if (stat(r->path, &st) != 0)
 				ck_refuse("%s is gone (%s), but the program had it mapped; the image needs that file",
 					  r->path, strerror(errno));
-			if (!same_file_ok(r, &st))
+			/* a shared mapping's file is its storage: it may have changed, it must still cover the mapping */
+			if (r->shared && (uint64_t)st.st_size < r->foff + (r->end - r->start) && (uint64_t)st.st_size < r->size)
+				ck_refuse("%s is shorter than at checkpoint time (%lld bytes, was %llu) and no longer covers the "
+					  "program's shared mapping of it", r->path, (long long)st.st_size, (unsigned long long)r->size);
+			if (!r->shared && !same_file_ok(r, &st))
 				ck_refuse("%s changed since the checkpoint (size %lld, was %llu; modified %lld.%09ld, was %llu.%09llu); "
 					  "the image needs the file as it was (reinstall that version, or take a new checkpoint)",
 					  r->path, (long long)st.st_size, (unsigned long long)r->size, (long long)st.st_mtim.tv_sec,
