@@ -343,6 +343,19 @@ static int write_image(struct ck_scratch *s, const char *path, int nthreads, uin
 	return ck_image_finish(w, s->path_tmp, path) == 0;
 }
 
+/* Writing past RLIMIT_FSIZE queues SIGXFSZ, whose default action would
+ * kill the program once released: the failure is ours, not the program's. */
+static void forget_own_sigxfsz(void)
+{
+	uint64_t pending = 0, was = ck_threads[0].pending | ck_saved_timers.shared_pending;
+	uint64_t bit = 1ULL << (SIGXFSZ - 1);
+	CK_SYS2(SYS_rt_sigpending, &pending, 8);
+	if ((pending & bit) && !(was & bit)) {
+		struct ck_timespec zero = {0, 0};
+		CK_SYS4(SYS_rt_sigtimedwait, &bit, 0, &zero, 8);
+	}
+}
+
 static void after_restore_leader(struct ck_restore_info *ri)
 {
 	struct ck_thread *me = &ck_threads[0];
@@ -418,6 +431,7 @@ static void lead_checkpoint(ucontext_t *uc)
 
 	int n = ck_nthreads;
 	ok = write_image(s, request_path, n, t0);
+	forget_own_sigxfsz();
 	uint64_t pause = now_ns() - t0;
 	release_threads();
 	uint64_t total = now_ns() - t0;
