@@ -129,13 +129,18 @@ int main(int argc, char **argv)
 		records++;
 	}
 
-	/* descriptors are the same files at the same numbers */
+	/* descriptors are the same files at the same numbers (the deleted
+	 * scratch file cannot keep its inode across a restart: it must still be
+	 * open, deleted, and hold every record) */
 	int same = 1;
-	for (int i = 0; i < 6; i++) {
+	for (int i = 0; i < 5; i++) {
 		struct stat st;
 		if (fstat(fds[i], &st) || st.st_ino != sts[i].st_ino || st.st_dev != sts[i].st_dev)
 			same = 0;
 	}
+	struct stat sst;
+	int scratch_deleted = fstat(scratch, &sst) == 0 && sst.st_nlink == 0 && S_ISREG(sst.st_mode) &&
+			      sst.st_size == (off_t)STEPS * RECORD;
 	struct stat lst;
 	memset(&lst, 0, sizeof lst);
 	int dir_ok = fstatat(dfd, logpath, &lst, 0) == 0 && lst.st_ino == sts[2].st_ino;
@@ -145,6 +150,7 @@ int main(int argc, char **argv)
 	int fl = fcntl(log, F_GETFL);
 	say("fds: %s dirfd: %s cwd: %s umask: %03o", same ? "same" : "changed", dir_ok ? "ok" : "bad",
 	    cwd_ok ? "ok" : "changed", (unsigned)um);
+	say("scratch: %s", scratch_deleted ? "open, deleted, complete" : "changed");
 	say("flags: log append=%d wronly=%d cloexec in=%d dup=%d", !!(fl & O_APPEND),
 	    (fl & O_ACCMODE) == O_WRONLY, !!(fcntl(in, F_GETFD) & FD_CLOEXEC),
 	    !!(fcntl(in2, F_GETFD) & FD_CLOEXEC));
