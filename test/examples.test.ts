@@ -77,7 +77,7 @@ test('every example is deterministic when run natively (twice, in parallel)', as
       const expect: Partial<Record<ExampleName, string[]>> = {
         threads: ['errorcheck unlock: 0', 'robust: EOWNERDEAD', 'pthread_kill: 0 delivered 19', 'join robust owner: 0'],
         signals: ['alarm: fired 1', 'usr2 pending before unblock: 1, delivered on unblock: 1', 'dispositions: usr1 ok usr2 ok int ignored'],
-        files: ['fds: same dirfd: ok cwd: ok umask: 027'],
+        files: ['fds: same dirfd: ok cwd: ok umask: 027', 'scratch: open, deleted, complete'],
         mmap: ['guard: rw-p ---p r--p'],
       };
       for (const l of expect[name] ?? []) assert.ok(ra.lines.includes(l), `${name}: no line ${JSON.stringify(l)}`);

@@ -2,7 +2,8 @@
 // used to read and rewrite images, line bookkeeping.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { cborDecode, cborEncode, crc32c, findSlice, stepOf, toPlain } from './helpers.js';
+import { type Proc, cborDecode, cborEncode, crc32c, findSlice, stepOf, toPlain } from './helpers.js';
+import { assertResumed, stepReachedBefore } from './spine.js';
 
 test('crc32c matches the Castagnoli check values', () => {
   assert.is(crc32c(Buffer.from('123456789')), 0xe3069283);
@@ -44,6 +45,24 @@ test('line bookkeeping', () => {
   assert.is(stepOf('stepper 1'), undefined);
   assert.is(findSlice(['a', 'b', 'c', 'd'], ['c', 'd']), 2);
   assert.is(findSlice(['a', 'b', 'c', 'd'], ['c', 'x']), -1);
+});
+
+test('continuation check: accepts a true continuation, rejects starting over, skipping, older state, divergence', () => {
+  const ref = ['demo: start', ...Array.from({ length: 20 }, (_, i) => `step ${i + 1} x=${i * i}`), 'demo: done'];
+  const fake = (lines: string[]) => ({ lines, describe: () => lines.join('\n') }) as unknown as Proc;
+  const before = ref.slice(0, 12); // printed up to step 11, checkpoint requested after line 8
+  const check = (after: string[], complete = false) =>
+    assertResumed({ beforeLines: before, requestedAt: 8, after: fake(after), ref, complete, what: 'demo' });
+  assert.is(check(ref.slice(10, 15)), 10);
+  assert.is(check(ref.slice(9), true), 9);
+  assert.is(check(ref.slice(7, 9)), 7); // a line whose flush the checkpoint interrupted
+  assert.throws(() => check(ref.slice(0, 5)), /started over/);
+  assert.throws(() => check(ref.slice(15, 18)), /beyond what the checkpointed run ever printed/);
+  assert.throws(() => check(ref.slice(3, 6)), /older than the checkpoint/);
+  assert.throws(() => check([...ref.slice(10, 12), 'step 12 x=0']), /differs/);
+  assert.throws(() => check(ref.slice(10, 15), true), /stopped early/);
+  assert.throws(() => check([]), /printed nothing/);
+  assert.is(stepReachedBefore(ref, 10), 9);
 });
 
 test.run();

@@ -248,10 +248,7 @@ export class Proc {
     const drained = Promise.all(ends);
     this.done = this.exited.then(async (x) => {
       // a program that outlives ckrun may keep the pipe open; do not wait for it forever
-      await Promise.race([drained, sleep(5000)]);
-      if (this.partial) {
-        // a last line without newline: keep it visible in stdout, not in lines
-      }
+      await within(drained, 5000);
       this.notify();
       return x;
     });
@@ -357,7 +354,7 @@ export class Proc {
 
   /** Wait until the command exits and its output is collected. */
   async waitExit(timeoutMs = T_EXIT): Promise<Exit> {
-    const r = await Promise.race([this.done, sleep(timeoutMs).then(() => undefined)]);
+    const r = await within(this.done, timeoutMs);
     if (!r) throw new Error(`${this.label}: did not finish within ${timeoutMs / 1000} s\n${this.describe()}`);
     return r;
   }
@@ -365,6 +362,16 @@ export class Proc {
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** p's value, or undefined if it takes longer than ms (the timer never keeps the process alive). */
+export function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<undefined>((r) => {
+    timer = setTimeout(() => r(undefined), ms);
+    timer.unref();
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
 
 /** Parent PID of every process, from /proc/PID/stat. */
@@ -455,6 +462,40 @@ export async function killTree(root: number): Promise<number[]> {
   const left = await waitGone([...killed]);
   if (left.length) process.stderr.write(`warning: processes still present after kill -9: ${left.join(' ')}\n`);
   return [...killed];
+}
+
+/** The PIDs of a process in each PID namespace, outermost first (NSpid of /proc/PID/status). */
+export function nsPids(pid: number, tid?: number): number[] {
+  try {
+    const st = fs.readFileSync(tid === undefined ? `/proc/${pid}/status` : `/proc/${pid}/task/${tid}/status`, 'utf8');
+    const m = /^NSpid:\s*(.*)$/m.exec(st);
+    return m ? m[1].trim().split(/\s+/).map(Number) : [];
+  } catch {
+    return [];
+  }
+}
+
+/** Thread IDs of a process as it sees them (innermost namespace). */
+export function innerTids(pid: number): number[] {
+  let tasks: string[] = [];
+  try {
+    tasks = fs.readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return [];
+  }
+  return tasks.map((t) => nsPids(pid, Number(t)).pop()).filter((t): t is number => t !== undefined);
+}
+
+/**
+ * The process below `root` (a ckrun) that is the restored program with
+ * original PID `pid`: its PID in its innermost namespace is `pid`.
+ */
+export function findRestored(root: number, pid: number): { outer: number; levels: number } | undefined {
+  for (const d of descendants(root)) {
+    const ns = nsPids(d);
+    if (ns.length && ns[ns.length - 1] === pid && !isZombie(d)) return { outer: d, levels: ns.length };
+  }
+  return undefined;
 }
 
 export interface ProcInfo {

@@ -1,7 +1,11 @@
 // counter: 64 MiB of memory filled as it goes, a growing heap and stack.
 // Checkpoint with `ckrun checkpoint`, then with kill -USR2.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { test } from 'uvu';
-import { spine } from './spine.js';
+import * as assert from 'uvu/assert';
+import { Scope, checkpoint, exampleProgram, findRestored, readManifest, runNative } from './helpers.js';
+import { assertResumed, spine } from './spine.js';
 
 test('counter: checkpoint, kill -9, restart; again; memory, heap and stack survive', async () => {
   await spine({
@@ -12,6 +16,34 @@ test('counter: checkpoint, kill -9, restart; again; memory, heap and stack survi
     triggers: ['cli', 'signal'],
     expectLines: [/^counter: done steps=200 nodes=200 /],
   });
+});
+
+test('restart while the original still runs (its PID is taken): both finish, the copy in a fresh PID namespace', async () => {
+  const scope = new Scope('pidns');
+  try {
+    const refRun = runNative(exampleProgram('counter'));
+    const ckpt = scope.ckptDir();
+    const s = scope.launch({ dir: ckpt, program: exampleProgram('counter') });
+    await s.waitForStep(30);
+    const req = s.lines.length;
+    const gen = await checkpoint(ckpt);
+    // a copy of the generation in another directory (the original session owns ckpt)
+    const copy = scope.ckptDir('copy');
+    fs.cpSync(gen, path.join(copy, '1'), { recursive: true });
+    const pid = Number(readManifest(gen).processes?.[0]?.pid);
+    const r = scope.restart({ dir: copy });
+    await r.waitForStep(s.maxStep + 1);
+    const where = findRestored(r.pid, pid);
+    assert.ok(where, `the restarted copy does not run with PID ${pid} in any namespace\n${r.describe()}`);
+    assert.ok(where.levels >= 2 && where.outer !== pid, `PID ${pid} is taken: the copy must be in a new PID namespace (NSpid levels ${where.levels})`);
+    const [e1, e2, ref] = await Promise.all([s.waitExit(), r.waitExit(), refRun]);
+    assert.is(e1.code, 0, s.describe());
+    assert.is(e2.code, 0, r.describe());
+    assert.equal(s.lines, ref.lines, 'the original ran on undisturbed');
+    assertResumed({ beforeLines: s.lines, requestedAt: req, after: r, ref: ref.lines, complete: true, what: 'the copy' });
+  } finally {
+    await scope.cleanup();
+  }
 });
 
 test.run();

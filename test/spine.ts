@@ -18,7 +18,12 @@ import {
   Scope,
   checkpoint,
   checkpointBySignal,
+  descendants,
   exampleProgram,
+  findRestored,
+  innerTids,
+  nsPids,
+  readImage,
   excerptAround,
   generations,
   imagesOf,
@@ -144,6 +149,26 @@ export function assertPrefix(p: Proc, ref: string[], what: string): void {
   }
 }
 
+/**
+ * The restarted program runs with the PID it had at the checkpoint (in a
+ * fresh PID namespace if need be) and every thread of the image is back
+ * with its TID.
+ */
+export function assertOriginalIds(restarted: Proc, gen: string, what: string): void {
+  const m = readManifest(gen);
+  const pid = Number(m.processes?.[0]?.pid ?? m.root);
+  const found = findRestored(restarted.pid, pid);
+  if (!found) {
+    const below = descendants(restarted.pid).map((d) => `${d} (NSpid ${nsPids(d).join(' ')})`);
+    throw new Error(`${what}: no process below ckrun restart runs with the original PID ${pid}; below it: ${below.join(', ') || 'nothing'}`);
+  }
+  const img = readImage(imagesOf(gen)[0]);
+  const want = ((img.meta.threads as { tid: number }[] | undefined) ?? []).map((t) => Number(t.tid)).sort((a, b) => a - b);
+  const have = innerTids(found.outer).sort((a, b) => a - b);
+  const missing = want.filter((t) => !have.includes(t));
+  if (missing.length) throw new Error(`${what}: threads ${missing.join(', ')} of the image are not back with their TIDs (now: ${have.join(', ')})`);
+}
+
 /** The highest step among lines[0 .. k): the step the program had finished when it was checkpointed. */
 export function stepReachedBefore(lines: string[], k: number): number {
   let m = 0;
@@ -192,6 +217,7 @@ export async function spine(o: SpineOptions): Promise<void> {
     const r1 = scope.restart({ dir: ckpt, cwd: elsewhere, label: `restart 1 of ${o.example}` });
     await r1.waitForStep(o.second);
     const k1 = assertResumed({ beforeLines: s1.lines, requestedAt: req1, after: r1, ref: ref.lines, complete: false, what: `${o.name}, first restart` });
+    assertOriginalIds(r1, gen1, o.name);
     await o.check?.({ stage: 1, work, refDir, ref, proc: r1, resumedAt: k1, ckpt });
     const req2 = r1.lines.length;
     const gen2 = await trigger(t2, r1, ckpt);
