@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 
 #include "ckrun.h"
 #include "crc32c.h"
@@ -314,7 +315,9 @@ static void release_threads(void)
 
 /* ---- the image ---- */
 
-static int write_image(struct ck_scratch *s, const char *path, int nthreads, uint64_t t0)
+/* What must be read while the program stands still: identity, threads,
+ * signals, descriptors (offsets, bytes in pipes, event counters). */
+static int write_image_state(struct ck_scratch *s, const char *path, int nthreads)
 {
 	struct ck_writer *w = &s->w;
 	struct ck_str tmp;
@@ -323,7 +326,6 @@ static int write_image(struct ck_scratch *s, const char *path, int nthreads, uin
 	ck_str_add(&tmp, ".tmp");
 	if (ck_image_open(w, s->path_tmp) < 0)
 		return 0;
-
 	struct cb_enc *e = &w->meta;
 	cb_map_open(e);
 	cb_kv_uint(e, "version", CK_IMAGE_VERSION);
@@ -331,16 +333,204 @@ static int write_image(struct ck_scratch *s, const char *path, int nthreads, uin
 	ck_threads_save(w, nthreads);
 	ck_signals_save(w);
 	ck_files_save(w, s);
+	if (w->err)
+		ck_image_finish(w, s->path_tmp, path);
+	return !w->err;
+}
+
+/* Memory, which a forked copy of the address space can write while the
+ * program runs on. */
+static int write_image_memory(struct ck_scratch *s, const char *path, uint64_t pause_ns)
+{
+	struct ck_writer *w = &s->w;
+	struct cb_enc *e = &w->meta;
 	ck_memory_save(w, s);
 	cb_text(e, "stats");
 	cb_map(e, 3);
-	cb_kv_uint(e, "pause_ns", now_ns() - t0);
+	cb_kv_uint(e, "pause_ns", pause_ns);
 	cb_kv_uint(e, "pages", w->pages);
 	cb_kv_uint(e, "bytes", w->data_end);
 	cb_close(e);
 	if (e->overflow && !w->err)
 		ck_writer_fail(w, -ENOMEM, "the image metadata is larger than 64 MiB");
 	return ck_image_finish(w, s->path_tmp, path) == 0;
+}
+
+static void reply_result(struct ck_scratch *s, int ok, uint64_t pause, uint64_t total)
+{
+	char buf[768];
+	struct ck_str m;
+	ck_str_init(&m, buf, sizeof buf);
+	if (ok) {
+		ck_str_add(&m, "ok ");
+		ck_str_udec(&m, s->w.data_end);
+		ck_str_add(&m, " ");
+		ck_str_udec(&m, pause);
+		ck_str_add(&m, " ");
+		ck_str_udec(&m, total);
+		ck_str_add(&m, "\n");
+	} else {
+		ck_str_add(&m, "error ");
+		ck_str_add(&m, s->w.err_what ? s->w.err_what : "writing the image failed");
+		ck_str_add(&m, ": ");
+		ck_str_add(&m, s->w.err_detail);
+		ck_str_add(&m, "\n");
+	}
+	ck_session_reply(buf);
+}
+
+/* Set by the madvise wrapper: some memory is MADV_DONTFORK or
+ * MADV_WIPEONFORK, which a forked writer would not see as it is. */
+CK_HIDDEN volatile int ck_fork_flags_used;
+/* CKRUN_SYNC_CHECKPOINT: write from the stopped program, no fork. */
+CK_HIDDEN int ck_write_sync;
+
+struct fork_flag_region {
+	uint64_t start, end;
+	int advice; /* what to set again after the fork */
+};
+
+/* One line of /proc/self/smaps: a region's header, or its VmFlags, whose
+ * "dc" (don't copy) and "wf" (wipe on fork) marks are lifted. */
+static void smaps_line(const char *line, uint64_t *start, uint64_t *end, struct fork_flag_region *out, int *n, int max)
+{
+	const char *q = line;
+	uint64_t a, b;
+	if (ck_parse_hex(&q, &a) && *q == '-') {
+		q++;
+		if (ck_parse_hex(&q, &b) && *q == ' ') {
+			*start = a;
+			*end = b;
+		}
+		return;
+	}
+	if (!ck_starts_with(line, "VmFlags:"))
+		return;
+	for (const char *f = line + 8; *f; f++) {
+		if (f[0] != ' ' || !f[1] || !f[2] || (f[3] && f[3] != ' '))
+			continue;
+		int advice = ck_strneq(f + 1, "dc", 2) ? MADV_DONTFORK : ck_strneq(f + 1, "wf", 2) ? MADV_WIPEONFORK : 0;
+		if (!advice || *n >= max)
+			continue;
+		int undo = advice == MADV_DONTFORK ? MADV_DOFORK : MADV_KEEPONFORK;
+		if (CK_SYS3(SYS_madvise, *start, *end - *start, undo) == 0)
+			out[(*n)++] = (struct fork_flag_region){*start, *end, advice};
+	}
+}
+
+/* Lets the fork see every region as it is; returns how many were changed. */
+static int unmark_fork_flags(struct ck_scratch *s, struct fork_flag_region *out, int max)
+{
+	int fd = (int)ck_openat(AT_FDCWD, "/proc/self/smaps", O_RDONLY | O_CLOEXEC, 0);
+	int n = 0;
+	uint64_t start = 0, end = 0;
+	char *buf = s->text;
+	size_t len = 0;
+	if (fd < 0)
+		return -1;
+	for (;;) {
+		long r = ck_read(fd, buf + len, CK_SCRATCH_TEXT - 1 - len);
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+		buf[len] = 0;
+		char *line = buf;
+		for (;;) {
+			char *nl = line;
+			while (*nl && *nl != '\n')
+				nl++;
+			if (!*nl)
+				break;
+			*nl = 0;
+			smaps_line(line, &start, &end, out, &n, max);
+			line = nl + 1;
+		}
+		len = (size_t)(buf + len - line);
+		for (size_t i = 0; i < len; i++)
+			buf[i] = line[i];
+	}
+	ck_close(fd);
+	return n;
+}
+
+static void mark_fork_flags(const struct fork_flag_region *r, int n)
+{
+	for (int i = 0; i < n; i++)
+		CK_SYS3(SYS_madvise, r[i].start, r[i].end - r[i].start, r[i].advice);
+}
+
+static void close_all_but(const int *keep, int n)
+{
+	unsigned lo = 0;
+	for (;;) {
+		unsigned next = ~0U;
+		for (int i = 0; i < n; i++)
+			if (keep[i] >= 0 && (unsigned)keep[i] >= lo && (unsigned)keep[i] < next)
+				next = (unsigned)keep[i];
+		if (next > lo)
+			CK_SYS3(SYS_close_range, lo, next == ~0U ? ~0U : next - 1, 0);
+		if (next == ~0U)
+			break;
+		lo = next + 1;
+	}
+}
+
+/* The writer: a copy of the stopped program that writes the memory while
+ * the program runs on. It holds none of the program's descriptors (a pipe
+ * reader must see EOF when the program closes its end), learns the pause
+ * from the program, answers ckrun itself, and exits. */
+static __attribute__((noreturn)) void run_writer(struct ck_scratch *s, const char *path, int pause_fd, uint64_t t0)
+{
+	int keep[3] = {s->w.fd, ck_session.ctl_fd, pause_fd};
+	close_all_but(keep, 3);
+	uint64_t pause = 0;
+	if (ck_read(pause_fd, &pause, sizeof pause) != sizeof pause)
+		pause = 0;
+	int ok = write_image_memory(s, path, pause);
+	reply_result(s, ok, pause, now_ns() - t0);
+	ck_exit_group(ok ? 0 : 1);
+	__builtin_unreachable();
+}
+
+/* Forks the writer through a short-lived middle process, so the writer is
+ * the session's (ckrun is a child subreaper) and never the program's child:
+ * no SIGCHLD, nothing for the program's wait() to find. Returns 1 when the
+ * writer runs, 0 when the program must write the image itself. */
+static int fork_writer(struct ck_scratch *s, const char *path, int *pause_fd, uint64_t t0)
+{
+	int p[2], nflags = 0;
+	struct fork_flag_region *flags = (struct fork_flag_region *)s->pagemap;
+	if (ck_write_sync || CK_SYS2(SYS_pipe2, p, O_CLOEXEC) < 0)
+		return 0;
+	if (ck_fork_flags_used) {
+		nflags = unmark_fork_flags(s, flags, (int)(CK_SCRATCH_PM / sizeof *flags));
+		if (nflags < 0) {
+			ck_close(p[0]);
+			ck_close(p[1]);
+			return 0;
+		}
+	}
+	long mid = CK_SYS5(SYS_clone, 0 /* no exit signal */, 0, 0, 0, 0);
+	if (mid == 0) {
+		long w = CK_SYS5(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+		if (w == 0) {
+			ck_close(p[1]);
+			run_writer(s, path, p[0], t0);
+		}
+		ck_exit_group(w > 0 ? 0 : 1);
+	}
+	int status = 1;
+	if (mid > 0)
+		while (CK_SYS4(SYS_wait4, mid, &status, __WALL, 0) == -EINTR)
+			;
+	mark_fork_flags(flags, nflags);
+	ck_close(p[0]);
+	if (mid < 0 || status != 0) {
+		ck_close(p[1]);
+		return 0;
+	}
+	*pause_fd = p[1];
+	return 1;
 }
 
 /* Writing past RLIMIT_FSIZE queues SIGXFSZ, whose default action would
@@ -429,33 +619,24 @@ static void lead_checkpoint(ucontext_t *uc)
 		return;
 	}
 
-	int n = ck_nthreads;
-	ok = write_image(s, request_path, n, t0);
+	int n = ck_nthreads, pause_fd = -1;
+	ok = write_image_state(s, request_path, n);
+	int forked = ok && fork_writer(s, request_path, &pause_fd, t0);
+	if (ok && !forked)
+		ok = write_image_memory(s, request_path, now_ns() - t0);
 	forget_own_sigxfsz();
 	uint64_t pause = now_ns() - t0;
 	release_threads();
-	uint64_t total = now_ns() - t0;
-
-	char buf[768];
-	struct ck_str m;
-	ck_str_init(&m, buf, sizeof buf);
-	if (ok) {
-		ck_str_add(&m, "ok ");
-		ck_str_udec(&m, s->w.data_end);
-		ck_str_add(&m, " ");
-		ck_str_udec(&m, pause);
-		ck_str_add(&m, " ");
-		ck_str_udec(&m, total);
-		ck_str_add(&m, "\n");
+	if (forked) {
+		/* the writer answers ckrun */
+		ck_write(pause_fd, &pause, sizeof pause);
+		ck_close(pause_fd);
+		if (s->w.fd >= 0)
+			ck_close(s->w.fd);
 	} else {
-		ck_str_add(&m, "error ");
-		ck_str_add(&m, s->w.err_what ? s->w.err_what : "writing the image failed");
-		ck_str_add(&m, ": ");
-		ck_str_add(&m, s->w.err_detail);
-		ck_str_add(&m, "\n");
+		reply_result(s, ok, pause, now_ns() - t0);
 	}
 	ck_munmap((void *)s->start, CK_SCRATCH_SIZE);
-	ck_session_reply(buf);
 }
 
 static void participate(ucontext_t *uc, siginfo_t *si)

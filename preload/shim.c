@@ -10,6 +10,9 @@
  *    taken away by the program.
  *  - close, close_range, closefrom, dup2, dup3: the connection to ckrun
  *    survives programs that close or overwrite every descriptor.
+ *  - madvise: memory marked MADV_DONTFORK or MADV_WIPEONFORK would not be
+ *    seen as it is by the forked writer; the checkpoint then looks for such
+ *    regions and lifts the marks for the moment of the fork.
  * Each wrapper does one comparison on its fast path. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -20,6 +23,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -34,6 +38,8 @@
 
 CK_HIDDEN struct ck_session ck_session = {.ctl_fd = -1, .sig = CK_DEFAULT_SIGNAL};
 CK_HIDDEN extern struct sigaction ck_virtual_action;
+CK_HIDDEN extern volatile int ck_fork_flags_used;
+CK_HIDDEN extern int ck_write_sync;
 static int active; /* the handler is installed: the internal signal is ours */
 
 /* Present only in the restore host, which must not join a session. */
@@ -56,6 +62,7 @@ static int (*real_close_range)(unsigned, unsigned, int);
 static void (*real_closefrom)(int);
 static int (*real_dup2)(int, int);
 static int (*real_dup3)(int, int, int);
+static int (*real_madvise)(void *, size_t, int);
 
 #define RESOLVE(name) (real_##name = (__typeof__(real_##name))dlsym(RTLD_NEXT, #name))
 
@@ -78,6 +85,7 @@ static void resolve_all(void)
 	RESOLVE(closefrom);
 	RESOLVE(dup2);
 	RESOLVE(dup3);
+	RESOLVE(madvise);
 }
 
 /* A wrapper may run before our constructor (another library's). */
@@ -189,6 +197,9 @@ __attribute__((constructor)) static void ck_init(void)
 			ck_session.sig = v;
 	}
 	parse_stdio_ids(getenv("CKRUN_STDIO"));
+	const char *sync = getenv("CKRUN_SYNC_CHECKPOINT");
+	if (sync && *sync && *sync != '0')
+		ck_write_sync = 1;
 	strncpy(ck_session.sock, sock, sizeof ck_session.sock - 1);
 	dl_iterate_phdr(find_rw_segment, 0);
 
@@ -374,4 +385,11 @@ CK_EXPORT void closefrom(int lowfd)
 	if (fd > lowfd)
 		REAL(close_range)((unsigned)lowfd, (unsigned)fd - 1, 0);
 	REAL(closefrom)(fd + 1);
+}
+
+CK_EXPORT int madvise(void *addr, size_t len, int advice)
+{
+	if (advice == MADV_DONTFORK || advice == MADV_WIPEONFORK)
+		ck_fork_flags_used = 1;
+	return REAL(madvise)(addr, len, advice);
 }
