@@ -209,14 +209,14 @@ static void emit_run(struct ck_writer *w, uint64_t addr, uint64_t npages, int re
 	*bytes += npages * CK_PAGE;
 }
 
-static void save_runs(struct ck_writer *w, struct ck_scratch *s, int pmfd, const struct map_line *m,
-		      const struct region_kind *k, uint64_t *bytes)
+/* Runs of pages to store, found through pagemap: present (or swapped)
+ * pages that are not unchanged file pages. */
+static void save_runs_pagemap(struct ck_writer *w, struct ck_scratch *s, int pmfd, const struct map_line *m,
+			      const struct region_kind *k, uint64_t *bytes)
 {
 	uint64_t npages = (m->end - m->start) / CK_PAGE;
 	uint64_t chunk = CK_SCRATCH_PM / sizeof(uint64_t);
 	uint64_t run_start = 0, run_len = 0;
-	if (k->store_none)
-		return;
 	for (uint64_t base = 0; base < npages && !w->err; base += chunk) {
 		uint64_t count = npages - base < chunk ? npages - base : chunk;
 		if (!k->store_all) {
@@ -244,15 +244,12 @@ static void save_runs(struct ck_writer *w, struct ck_scratch *s, int pmfd, const
 		emit_run(w, run_start, run_len, m->prot & PROT_READ, bytes);
 }
 
-/* The identity of the file actually mapped (not whatever the path names now). */
-static int mapped_file_stat(const struct map_line *m, struct ck_stat *st)
+static void map_files_path(const struct map_line *m, char *path, size_t cap)
 {
-	char path[96];
-	struct ck_str p;
-	ck_str_init(&p, path, sizeof path);
-	ck_str_add(&p, "/proc/self/map_files/");
 	char hex[20];
-	struct ck_str h;
+	struct ck_str p, h;
+	ck_str_init(&p, path, cap);
+	ck_str_add(&p, "/proc/self/map_files/");
 	ck_str_init(&h, hex, sizeof hex);
 	ck_str_hex(&h, m->start);
 	ck_str_add(&p, hex + 2);
@@ -260,6 +257,51 @@ static int mapped_file_stat(const struct map_line *m, struct ck_stat *st)
 	ck_str_init(&h, hex, sizeof hex);
 	ck_str_hex(&h, m->end);
 	ck_str_add(&p, hex + 2);
+}
+
+/* Shared memory: its page tables are not what counts (a forked writer has
+ * none of them); the shmem file knows which ranges hold data, swapped or not. */
+static int save_runs_shmem(struct ck_writer *w, const struct map_line *m, uint64_t *bytes)
+{
+	char path[96];
+	map_files_path(m, path, sizeof path);
+	int fd = (int)ck_openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0)
+		return 0;
+	uint64_t lo = m->offset, hi = m->offset + (m->end - m->start);
+	for (uint64_t pos = lo; pos < hi && !w->err;) {
+		long data = ck_lseek(fd, (int64_t)pos, 3 /* SEEK_DATA */);
+		if (data < 0 || (uint64_t)data >= hi)
+			break;
+		long hole = ck_lseek(fd, data, 4 /* SEEK_HOLE */);
+		uint64_t a = CK_PAGE_DOWN((uint64_t)data), b = hole < 0 ? hi : CK_PAGE_UP((uint64_t)hole);
+		if (b > hi)
+			b = hi;
+		emit_run(w, m->start + (a - lo), (b - a) / CK_PAGE, m->prot & PROT_READ, bytes);
+		pos = b;
+	}
+	ck_close(fd);
+	return 1;
+}
+
+static void save_runs(struct ck_writer *w, struct ck_scratch *s, int pmfd, const struct map_line *m,
+		      const struct region_kind *k, uint64_t *bytes)
+{
+	if (k->store_none)
+		return;
+	if (ck_streq(k->kind, "shmem") && save_runs_shmem(w, m, bytes))
+		return;
+	struct region_kind all = *k;
+	if (ck_streq(k->kind, "shmem"))
+		all.store_all = 1;
+	save_runs_pagemap(w, s, pmfd, m, &all, bytes);
+}
+
+/* The identity of the file actually mapped (not whatever the path names now). */
+static int mapped_file_stat(const struct map_line *m, struct ck_stat *st)
+{
+	char path[96];
+	map_files_path(m, path, sizeof path);
 	return CK_SYS4(SYS_newfstatat, AT_FDCWD, path, st, 0) == 0;
 }
 
