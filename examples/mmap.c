@@ -114,11 +114,12 @@ int main(int argc, char **argv)
 		uint64_t pvs = hash_bytes(0, pp, PAGE);
 
 		/* shared anonymous */
-		shm[(size_t)(s % SHM_PAGES) * (PAGE / 8) + (size_t)s % 64] += (uint64_t)s * 0x1234567ULL;
+		uint64_t *w = &shm[(size_t)(s % SHM_PAGES) * (PAGE / 8) + (size_t)s % 64];
+		*w += (uint64_t)s * 0x1234567ULL;
 
-		run = mix64(mix64(run, shs), pvs);
-		say("step %d shared=%08" PRIx64 " private=%08" PRIx64 " run=%016" PRIx64, s, shs & 0xffffffff,
-		    pvs & 0xffffffff, run);
+		run = mix64(mix64(mix64(run, shs), pvs), *w);
+		say("step %d shared=%08" PRIx64 " private=%08" PRIx64 " shmem=%08" PRIx64 " run=%016" PRIx64, s,
+		    shs & 0xffffffff, pvs & 0xffffffff, *w & 0xffffffff, run);
 		pace_ms(PACE_MS);
 	}
 
