@@ -4,7 +4,8 @@
  * It fills a 64 MiB buffer a slice per step (deterministic contents), reads
  * back an older slice, grows a linked list on the heap (brk must keep working
  * after a restart) and recurses deeper every step (the stack must keep
- * growing after a restart). Each step prints a line with hashes of what it
+ * growing after a restart); a constructor prints a line before main (a
+ * restart must run neither again). Each step prints a line with hashes of what it
  * wrote and read; the last line hashes the whole buffer and the whole list.
  *
  *   counter [--steps N] [--exit STATUS] [--signal SIGNO]
@@ -36,6 +37,13 @@ static uint64_t __attribute__((noinline)) deep(int depth, uint64_t h)
 	for (int i = 0; i < 4096; i += 64)
 		h = mix64(h, frame[i]);
 	return h;
+}
+
+/* A restart must not run the program's initialization again: this line
+ * appears once, at the very start, and never in a restarted run. */
+__attribute__((constructor)) static void announce(void)
+{
+	say("counter: constructor ran");
 }
 
 static size_t slice_lo(int s, int steps) { return NWORDS * (size_t)(s - 1) / (size_t)steps; }

@@ -13,7 +13,8 @@
  * Also kept across a checkpoint: a scratch file that is deleted while open
  * (records appended every step, read back at the end), a descriptor for
  * /dev/null, a directory descriptor, the working directory (chdir to LOG's
- * directory), the umask, close-on-exec flags and O_APPEND.
+ * directory), the umask, a lowered RLIMIT_NOFILE, close-on-exec flags and
+ * O_APPEND.
  *
  * After a restart the log must hold every line exactly once: ckrun puts a
  * file the program writes back to its size at checkpoint time.
@@ -22,6 +23,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -58,6 +60,12 @@ int main(int argc, char **argv)
 	snprintf(dirbuf, sizeof dirbuf, "%s", argv[1]);
 	snprintf(logpath, sizeof logpath, "%s", basename(dirbuf)); /* relative to cwd */
 	umask(027);
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		die("getrlimit");
+	rl.rlim_cur = 200; /* a soft limit of its own, below any usual default */
+	if (setrlimit(RLIMIT_NOFILE, &rl))
+		die("setrlimit");
 
 	int in = open(inpath, O_RDONLY | O_CLOEXEC);
 	if (in < 0)
@@ -151,6 +159,8 @@ int main(int argc, char **argv)
 	say("fds: %s dirfd: %s cwd: %s umask: %03o", same ? "same" : "changed", dir_ok ? "ok" : "bad",
 	    cwd_ok ? "ok" : "changed", (unsigned)um);
 	say("scratch: %s", scratch_deleted ? "open, deleted, complete" : "changed");
+	getrlimit(RLIMIT_NOFILE, &rl);
+	say("rlimit nofile: %llu", (unsigned long long)rl.rlim_cur);
 	say("flags: log append=%d wronly=%d cloexec in=%d dup=%d", !!(fl & O_APPEND),
 	    (fl & O_ACCMODE) == O_WRONLY, !!(fcntl(in, F_GETFD) & FD_CLOEXEC),
 	    !!(fcntl(in2, F_GETFD) & FD_CLOEXEC));

@@ -38,7 +38,8 @@ function checkShape(name: ExampleName, r: NativeRun): void {
   assert.is(r.code, 0, `${name} exited with ${r.code} (signal ${r.signal}):\n${r.stdout.slice(-2000)}\n${r.stderr}`);
   assert.ok(r.stdout.endsWith('\n'), `${name}: output does not end with a newline`);
   const base = name.replace(/\.(py|js)$/, '');
-  assert.match(r.lines[0], new RegExp(`^${base}(\\.py|\\.js)?: start`), `${name}: first line ${r.lines[0]}`);
+  const first = r.lines.find((l) => !l.endsWith(': constructor ran')) ?? '';
+  assert.match(first, new RegExp(`^${base}(\\.py|\\.js)?: start`), `${name}: first line ${first}`);
   const steps = r.lines.map(stepOf).filter((s): s is number => s !== undefined);
   assert.ok(steps.length >= 100 && steps.length <= 300, `${name}: ${steps.length} steps`);
   steps.forEach((s, i) => assert.is(s, i + 1, `${name}: step lines out of order at ${i}`));
@@ -77,7 +78,8 @@ test('every example is deterministic when run natively (twice, in parallel)', as
       const expect: Partial<Record<ExampleName, string[]>> = {
         threads: ['errorcheck unlock: 0', 'robust: EOWNERDEAD', 'pthread_kill: 0 delivered 19', 'join robust owner: 0'],
         signals: ['alarm: fired 1', 'usr2 pending before unblock: 1, delivered on unblock: 1', 'dispositions: usr1 ok usr2 ok int ignored'],
-        files: ['fds: same dirfd: ok cwd: ok umask: 027', 'scratch: open, deleted, complete'],
+        files: ['fds: same dirfd: ok cwd: ok umask: 027', 'scratch: open, deleted, complete', 'rlimit nofile: 200'],
+        counter: ['counter: constructor ran'],
         mmap: ['guard: rw-p ---p r--p'],
       };
       for (const l of expect[name] ?? []) assert.ok(ra.lines.includes(l), `${name}: no line ${JSON.stringify(l)}`);

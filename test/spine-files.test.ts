@@ -28,6 +28,7 @@ test('files: log lines exactly once, input offsets and descriptors survive check
       'fds: same dirfd: ok cwd: ok umask: 027',
       'flags: log append=1 wronly=1 cloexec in=1 dup=0',
       'scratch: open, deleted, complete',
+      'rlimit nofile: 200',
       /^files: done lines=200 log=\d+ bytes input=7400 records=200 /,
     ],
     check({ stage, work, refDir, ref, resumedAt }) {

@@ -102,8 +102,9 @@ export function assertResumed(o: {
   const { beforeLines, after, ref } = o;
   const part = after.lines;
   if (!part.length) throw new Error(`${o.what}: the restarted program printed nothing\n${after.describe()}`);
-  if (part[0] === ref[0])
-    throw new Error(`${o.what}: the restarted program started over (printed its first line again)\n${after.describe(8)}`);
+  const init = part.find((l) => l === ref[0] || /^[\w.-]+: (start|constructor ran)\b/.test(l));
+  if (init !== undefined)
+    throw new Error(`${o.what}: the restarted program ran its initialization again (printed ${JSON.stringify(init)})\n${after.describe(8)}`);
   const lo = Math.max(1, o.requestedAt - 1);
   const hi = beforeLines.length;
   for (let k = lo; k <= hi; k++) {
