@@ -333,6 +333,7 @@ static int write_image_state(struct ck_scratch *s, const char *path, int nthread
 	ck_threads_save(w, nthreads);
 	ck_signals_save(w);
 	ck_files_save(w, s);
+	ck_memory_save_shared(w, s);
 	if (w->err)
 		ck_image_finish(w, s->path_tmp, path);
 	return !w->err;

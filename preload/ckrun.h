@@ -116,8 +116,19 @@ CK_HIDDEN long ck_image_finish(struct ck_writer *w, const char *tmp_path, const 
 #define CK_SCRATCH_BOUNCE (1UL << 20)
 #define CK_SCRATCH_SIZE   (CK_SCRATCH_META + CK_SCRATCH_TEXT + CK_SCRATCH_PM + CK_SCRATCH_BOUNCE + (1UL << 20))
 
+/* Shared memory is stored while the program is stopped (a forked writer
+ * shares it with the running program); the writer only lists these runs. */
+#define CK_MAX_SHARED_RUNS 8192
+struct ck_shared_run {
+	uint64_t addr, npages, off;
+	uint32_t crc;
+};
+
 struct ck_scratch {
 	struct ck_writer w;
+	struct ck_shared_run shared_runs[CK_MAX_SHARED_RUNS];
+	int nshared_runs;
+	int collecting_shared;
 	int signaled[CK_MAX_THREADS];
 	int nsignaled;
 	char path_tmp[4096];
@@ -176,6 +187,7 @@ CK_HIDDEN void ck_process_save(struct ck_writer *w, struct ck_scratch *s);
 CK_HIDDEN long ck_read_file(const char *path, char *buf, size_t cap);
 
 /* memory.c */
+CK_HIDDEN void ck_memory_save_shared(struct ck_writer *w, struct ck_scratch *s);
 CK_HIDDEN void ck_memory_save(struct ck_writer *w, struct ck_scratch *s);
 
 /* shim.c */

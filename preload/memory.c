@@ -194,18 +194,32 @@ static int page_wanted(const struct region_kind *k, uint64_t pm)
 	return k->anon_only ? !(pm & PM_FILE) : 1;
 }
 
-static void emit_run(struct ck_writer *w, uint64_t addr, uint64_t npages, int readable, uint64_t *bytes)
+static void list_run(struct cb_enc *e, uint64_t addr, uint64_t npages, uint64_t off, uint32_t crc)
 {
-	struct cb_enc *e = &w->meta;
-	uint32_t crc = 0;
-	uint64_t off = ck_image_put_memory(w, addr, npages * CK_PAGE, readable, &crc);
-	if (w->err)
-		return;
 	cb_array(e, 4);
 	cb_uint(e, addr);
 	cb_uint(e, npages);
 	cb_uint(e, off);
 	cb_uint(e, crc);
+}
+
+/* Stores a run of pages; lists it in the metadata, or, while shared memory
+ * is collected before the fork, in the scratch table. */
+static void emit_run(struct ck_writer *w, struct ck_scratch *s, uint64_t addr, uint64_t npages, int readable,
+		     uint64_t *bytes)
+{
+	uint32_t crc = 0;
+	if (s->collecting_shared && s->nshared_runs >= CK_MAX_SHARED_RUNS) {
+		ck_writer_fail(w, -E2BIG, "the program's shared memory is too fragmented (more than 8192 runs)");
+		return;
+	}
+	uint64_t off = ck_image_put_memory(w, addr, npages * CK_PAGE, readable, &crc);
+	if (w->err)
+		return;
+	if (s->collecting_shared)
+		s->shared_runs[s->nshared_runs++] = (struct ck_shared_run){addr, npages, off, crc};
+	else
+		list_run(&w->meta, addr, npages, off, crc);
 	*bytes += npages * CK_PAGE;
 }
 
@@ -233,7 +247,7 @@ static void save_runs_pagemap(struct ck_writer *w, struct ck_scratch *s, int pmf
 					run_len++;
 				} else {
 					if (run_len)
-						emit_run(w, run_start, run_len, m->prot & PROT_READ, bytes);
+						emit_run(w, s, run_start, run_len, m->prot & PROT_READ, bytes);
 					run_start = addr;
 					run_len = 1;
 				}
@@ -241,7 +255,7 @@ static void save_runs_pagemap(struct ck_writer *w, struct ck_scratch *s, int pmf
 		}
 	}
 	if (run_len && !w->err)
-		emit_run(w, run_start, run_len, m->prot & PROT_READ, bytes);
+		emit_run(w, s, run_start, run_len, m->prot & PROT_READ, bytes);
 }
 
 static void map_files_path(const struct map_line *m, char *path, size_t cap)
@@ -261,7 +275,7 @@ static void map_files_path(const struct map_line *m, char *path, size_t cap)
 
 /* Shared memory: its page tables are not what counts (a forked writer has
  * none of them); the shmem file knows which ranges hold data, swapped or not. */
-static int save_runs_shmem(struct ck_writer *w, const struct map_line *m, uint64_t *bytes)
+static int save_runs_shmem(struct ck_writer *w, struct ck_scratch *s, const struct map_line *m, uint64_t *bytes)
 {
 	char path[96];
 	map_files_path(m, path, sizeof path);
@@ -277,11 +291,33 @@ static int save_runs_shmem(struct ck_writer *w, const struct map_line *m, uint64
 		uint64_t a = CK_PAGE_DOWN((uint64_t)data), b = hole < 0 ? hi : CK_PAGE_UP((uint64_t)hole);
 		if (b > hi)
 			b = hi;
-		emit_run(w, m->start + (a - lo), (b - a) / CK_PAGE, m->prot & PROT_READ, bytes);
+		emit_run(w, s, m->start + (a - lo), (b - a) / CK_PAGE, m->prot & PROT_READ, bytes);
 		pos = b;
 	}
 	ck_close(fd);
 	return 1;
+}
+
+/* Shared memory, already stored before the fork: only listed. */
+static void list_shared_runs(struct ck_writer *w, struct ck_scratch *s, const struct map_line *m, uint64_t *bytes)
+{
+	for (int i = 0; i < s->nshared_runs; i++) {
+		const struct ck_shared_run *r = &s->shared_runs[i];
+		if (r->addr >= m->start && r->addr < m->end) {
+			list_run(&w->meta, r->addr, r->npages, r->off, r->crc);
+			*bytes += r->npages * CK_PAGE;
+		}
+	}
+}
+
+static void save_shmem_runs(struct ck_writer *w, struct ck_scratch *s, int pmfd, const struct map_line *m,
+			    const struct region_kind *k, uint64_t *bytes)
+{
+	if (save_runs_shmem(w, s, m, bytes))
+		return;
+	struct region_kind all = *k;
+	all.store_all = 1;
+	save_runs_pagemap(w, s, pmfd, m, &all, bytes);
 }
 
 static void save_runs(struct ck_writer *w, struct ck_scratch *s, int pmfd, const struct map_line *m,
@@ -289,12 +325,10 @@ static void save_runs(struct ck_writer *w, struct ck_scratch *s, int pmfd, const
 {
 	if (k->store_none)
 		return;
-	if (ck_streq(k->kind, "shmem") && save_runs_shmem(w, m, bytes))
-		return;
-	struct region_kind all = *k;
 	if (ck_streq(k->kind, "shmem"))
-		all.store_all = 1;
-	save_runs_pagemap(w, s, pmfd, m, &all, bytes);
+		list_shared_runs(w, s, m, bytes);
+	else
+		save_runs_pagemap(w, s, pmfd, m, k, bytes);
 }
 
 /* The identity of the file actually mapped (not whatever the path names now). */
@@ -305,17 +339,24 @@ static int mapped_file_stat(const struct map_line *m, struct ck_stat *st)
 	return CK_SYS4(SYS_newfstatat, AT_FDCWD, path, st, 0) == 0;
 }
 
+/* What a mapping is, with the identity of its file when it has one. */
+static struct region_kind region_of(const struct map_line *m, struct ck_stat *st)
+{
+	struct ck_stat now;
+	int replaced = 0;
+	if (m->name[0] == '/' && !ck_ends_with(m->name, " (deleted)") && m->ino) {
+		int have_file = mapped_file_stat(m, st);
+		replaced = !have_file || CK_SYS4(SYS_newfstatat, AT_FDCWD, m->name, &now, 0) != 0 ||
+			   now.ino != st->ino || now.dev != st->dev;
+	}
+	return classify(m, replaced);
+}
+
 static void save_region(struct ck_writer *w, struct ck_scratch *s, int pmfd, const struct map_line *m)
 {
 	struct cb_enc *e = &w->meta;
-	struct ck_stat st, now;
-	int have_file = 0, replaced = 0;
-	if (m->name[0] == '/' && !ck_ends_with(m->name, " (deleted)") && m->ino) {
-		have_file = mapped_file_stat(m, &st);
-		replaced = !have_file || CK_SYS4(SYS_newfstatat, AT_FDCWD, m->name, &now, 0) != 0 ||
-			   now.ino != st.ino || now.dev != st.dev;
-	}
-	struct region_kind k = classify(m, replaced);
+	struct ck_stat st;
+	struct region_kind k = region_of(m, &st);
 	uint64_t bytes = 0;
 
 	cb_map_open(e);
@@ -364,24 +405,55 @@ static void save_vdso(struct ck_writer *w, const struct map_line *maps, int n)
 	cb_close(e);
 }
 
-CK_HIDDEN void ck_memory_save(struct ck_writer *w, struct ck_scratch *s)
+static int read_maps(struct ck_writer *w, struct ck_scratch *s, struct map_line **out)
 {
-	struct cb_enc *e = &w->meta;
-	save_mm(w, s);
-
 	long len = ck_read_file("/proc/self/maps", s->text, CK_SCRATCH_TEXT / 2);
 	if (len < 0 || len >= (long)(CK_SCRATCH_TEXT / 2) - 1) {
 		ck_writer_fail(w, len < 0 ? len : -E2BIG, "cannot read /proc/self/maps");
-		return;
+		return 0;
 	}
 	struct map_line *maps = (struct map_line *)(s->text + CK_SCRATCH_TEXT / 2);
 	int max = (int)(CK_SCRATCH_TEXT / 2 / sizeof *maps), n = 0;
 	for (char *p = s->text; *p && n < max;)
 		p = parse_map_line(p, &maps[n++]);
+	*out = maps;
+	return n;
+}
+
+/* While the program is stopped: the pages of its shared memory, which no
+ * fork can freeze. */
+CK_HIDDEN void ck_memory_save_shared(struct ck_writer *w, struct ck_scratch *s)
+{
+	struct map_line *maps;
+	int n = read_maps(w, s, &maps);
+	int pmfd = -1;
+	s->collecting_shared = 1;
+	for (int i = 0; i < n && !w->err; i++) {
+		struct ck_stat st;
+		struct region_kind k = region_of(&maps[i], &st);
+		if (!ck_streq(k.kind, "shmem") || (maps[i].start >= s->start && maps[i].end <= s->end))
+			continue;
+		if (pmfd < 0)
+			pmfd = (int)ck_openat(AT_FDCWD, "/proc/self/pagemap", O_RDONLY | O_CLOEXEC, 0);
+		uint64_t bytes = 0;
+		save_shmem_runs(w, s, pmfd, &maps[i], &k, &bytes);
+	}
+	s->collecting_shared = 0;
+	if (pmfd >= 0)
+		ck_close(pmfd);
+}
+
+CK_HIDDEN void ck_memory_save(struct ck_writer *w, struct ck_scratch *s)
+{
+	struct cb_enc *e = &w->meta;
+	save_mm(w, s);
+
+	struct map_line *maps;
+	int n = read_maps(w, s, &maps);
 
 	/* What changes while it is being written: the leader's stack and its
 	 * thread area (the kernel updates rseq), and the shim's own data. */
-	uint64_t sp = (uint64_t)&len;
+	uint64_t sp = (uint64_t)__builtin_frame_address(0);
 	for (int i = 0; i < n; i++)
 		if (contains(&maps[i], sp))
 			add_volatile(w, maps[i].start, maps[i].end);
