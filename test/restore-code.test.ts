@@ -1,0 +1,37 @@
+// The code that runs after the restore host's address space is gone (the
+// shim's `ckcore` section) must be self-contained: no libc calls, no
+// PLT/GOT references, no TLS, no data relocations into it. objdump checks.
+import { execFileSync } from 'node:child_process';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+test('the restore core in libckrun.so calls nothing outside itself', () => {
+  const out = execFileSync(path.join(root, 'scripts/check-restore-code.sh'), [path.join(root, 'build/Release/libckrun.so')], {
+    encoding: 'utf8',
+  });
+  assert.match(out, /ckcore ok .*self-contained/);
+});
+
+test('the shim depends on libc only and exports only what it wraps', () => {
+  const lib = path.join(root, 'build/Release/libckrun.so');
+  const needed = execFileSync('readelf', ['-dW', lib], { encoding: 'utf8' })
+    .split('\n')
+    .filter((l) => l.includes('(NEEDED)'))
+    .map((l) => /\[(.*)\]/.exec(l)?.[1]);
+  assert.equal(needed, ['libc.so.6']);
+  const exported = execFileSync('nm', ['-D', '--defined-only', lib], { encoding: 'utf8' })
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.split(' ').pop());
+  const wrapped = [
+    'bsd_signal', 'close', 'close_range', 'closefrom', 'dup2', 'dup3', 'madvise', 'pthread_sigmask', 'sigaction',
+    'signal', 'signalfd', 'sigprocmask', 'sigset', 'sigsuspend', 'sigtimedwait', 'sigwait', 'sigwaitinfo', 'sysv_signal',
+  ];
+  assert.equal(exported.filter((s) => s !== 'ckrun_restore_main').sort(), wrapped.sort());
+});
+
+test.run();
