@@ -445,7 +445,7 @@ fail:
 /* ------------------------------------------------------------------ */
 /* spawn                                                               */
 
-enum { STAGE_SETUP = 1, STAGE_FD = 2, STAGE_CHDIR = 3, STAGE_EXEC = 4, STAGE_PROC = 5 };
+enum { STAGE_SETUP = 1, STAGE_FD = 2, STAGE_CHDIR = 3, STAGE_EXEC = 4, STAGE_PROC = 5, STAGE_USERNS = 6 };
 
 struct child_report {
 	int32_t stage;
@@ -464,6 +464,7 @@ struct spawn_req {
 	bool have_tid;
 	pid_t tid;
 	bool newns;
+	bool newuser;    /* only with newns: a user namespace too (not root) */
 	bool mount_proc; /* only with newns: private mounts + a fresh /proc */
 	int pdeathsig;
 };
@@ -498,13 +499,49 @@ static __attribute__((noreturn)) void child_fail(int efd, int stage, int err, in
 	__builtin_unreachable();
 }
 
+/* In a new user namespace the child has every capability until it execs
+ * as its own (non-zero) UID; the two a restore needs are made ambient so
+ * they survive exec. The restored threads drop them again. */
+static int keep_restore_caps(void)
+{
+	struct { uint32_t version; int pid; } hdr = { 0x20080522 /* v3 */, 0 };
+	struct { uint32_t effective, permitted, inheritable; } data[2];
+	static const int caps[] = { 21 /* CAP_SYS_ADMIN */, 40 /* CAP_CHECKPOINT_RESTORE */ };
+	if (syscall(SYS_capget, &hdr, data) < 0)
+		return -1;
+	for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++)
+		data[caps[i] / 32].inheritable |= 1u << (caps[i] % 32);
+	if (syscall(SYS_capset, &hdr, data) < 0)
+		return -1;
+	for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++)
+		if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, caps[i], 0, 0) < 0)
+			return -1;
+	return 0;
+}
+
 /* Runs in the child of clone3 (a copy of the calling thread, no CLONE_VM).
  * Only async-signal-safe calls: no malloc, no stdio, no locks. */
-static __attribute__((noreturn)) void child_main(struct spawn_req *q, int efd, pid_t parent)
+static __attribute__((noreturn)) void child_main(struct spawn_req *q, int efd, const int *idsync, pid_t parent)
 {
 	struct k_sigaction dfl;
 	uint64_t none = 0;
 	int n = q->nfds;
+
+	if (q->newuser) {
+		/* wait until the parent has written our UID and GID maps */
+		char b;
+		ssize_t got;
+		close(idsync[1]);
+		do
+			got = read(idsync[0], &b, 1);
+		while (got < 0 && errno == EINTR);
+		if (got != 1)
+			syscall(SYS_exit_group, 127);
+		if (keep_restore_caps() < 0)
+			child_fail(efd, STAGE_USERNS, errno, 0);
+	}
+	if (idsync[0] >= 0)
+		close(idsync[0]);
 
 	if (q->pdeathsig) {
 		if (prctl(PR_SET_PDEATHSIG, q->pdeathsig, 0, 0, 0) < 0)
@@ -694,6 +731,20 @@ static bool parse_spawn(napi_env env, napi_value opts, struct spawn_req *q)
 		}
 		q->newns = b;
 	}
+	if (!get_opt(env, opts, "newUserNs", &v, &present))
+		return false;
+	if (present) {
+		bool b = false;
+		if (napi_get_value_bool(env, v, &b) != napi_ok) {
+			throw_type(env, "spawn: opts.newUserNs must be a boolean");
+			return false;
+		}
+		if (b && !q->newns) {
+			throw_type(env, "spawn: opts.newUserNs needs opts.newPidNs");
+			return false;
+		}
+		q->newuser = b;
+	}
 	q->mount_proc = q->newns;
 	if (!get_opt(env, opts, "mountProc", &v, &present))
 		return false;
@@ -720,12 +771,41 @@ static bool parse_spawn(napi_env env, napi_value opts, struct spawn_req *q)
 	return true;
 }
 
+/* Maps the child's UID and GID to ours, one to one: the restored program
+ * keeps its own identity inside its user namespace. */
+static int write_id_maps(pid_t pid)
+{
+	char path[64], line[64];
+	struct { const char *file; const char *text; } steps[3];
+	char uidl[32], gidl[32];
+	snprintf(uidl, sizeof uidl, "%u %u 1\n", (unsigned)geteuid(), (unsigned)geteuid());
+	snprintf(gidl, sizeof gidl, "%u %u 1\n", (unsigned)getegid(), (unsigned)getegid());
+	steps[0].file = "setgroups", steps[0].text = "deny\n";
+	steps[1].file = "uid_map", steps[1].text = uidl;
+	steps[2].file = "gid_map", steps[2].text = gidl;
+	for (int i = 0; i < 3; i++) {
+		snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, steps[i].file);
+		int fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd < 0)
+			return -1;
+		snprintf(line, sizeof line, "%s", steps[i].text);
+		ssize_t w = write(fd, line, strlen(line));
+		int e = errno;
+		close(fd);
+		if (w != (ssize_t)strlen(line)) {
+			errno = w < 0 ? e : EIO;
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static napi_value js_spawn(napi_env env, napi_callback_info info)
 {
 	size_t argc = 1;
 	napi_value argv[1], result = NULL;
 	struct spawn_req q;
-	int pfd[2] = { -1, -1 };
+	int pfd[2] = { -1, -1 }, idsync[2] = { -1, -1 };
 	sigset_t all, old;
 	struct ck_clone_args ca;
 	uint64_t tid_arr[1];
@@ -748,8 +828,16 @@ static napi_value js_spawn(napi_env env, napi_callback_info info)
 		goto fail;
 	}
 
+	if (q.newuser && pipe2(idsync, O_CLOEXEC) < 0) {
+		err = errno;
+		throw_coded(env, errno_name(err), "spawn %s: cannot create a pipe: %s", q.file, strerror(err));
+		goto fail;
+	}
+
 	memset(&ca, 0, sizeof ca);
 	ca.flags = q.newns ? (uint64_t)(CLONE_NEWPID | CLONE_NEWNS) : 0;
+	if (q.newuser)
+		ca.flags |= CLONE_NEWUSER;
 	ca.exit_signal = SIGCHLD;
 	if (q.have_tid) {
 		tid_arr[0] = (uint64_t)q.tid;
@@ -763,11 +851,33 @@ static napi_value js_spawn(napi_env env, napi_callback_info info)
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	r = syscall(SYS_clone3, &ca, sizeof ca);
 	if (r == 0)
-		child_main(&q, pfd[1], parent); /* never returns */
+		child_main(&q, pfd[1], idsync, parent); /* never returns */
 	err = errno;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	close(pfd[1]);
 	pfd[1] = -1;
+	if (idsync[0] >= 0) {
+		close(idsync[0]);
+		idsync[0] = -1;
+	}
+	if (r > 0 && q.newuser) {
+		int merr = write_id_maps((pid_t)r) < 0 ? errno : 0;
+		if (!merr && write(idsync[1], "x", 1) != 1)
+			merr = errno;
+		close(idsync[1]);
+		idsync[1] = -1;
+		if (merr) {
+			int st;
+			kill((pid_t)r, SIGKILL);
+			while (waitpid((pid_t)r, &st, __WALL) < 0 && errno == EINTR)
+				;
+			close(pfd[0]);
+			pfd[0] = -1;
+			throw_coded(env, errno_name(merr), "spawn %s: cannot map the user and group IDs into the new user namespace: %s",
+				    q.file, strerror(merr));
+			goto fail;
+		}
+	}
 
 	if (r < 0) {
 		if (err == EEXIST || err == EBUSY) {
@@ -836,6 +946,10 @@ static napi_value js_spawn(napi_env env, napi_callback_info info)
 		throw_coded(env, errno_name(rep.err), "spawn %s: cannot %s in the new namespace: %s", q.file,
 			    rep.arg ? "mount /proc" : "make the mounts private", strerror(rep.err));
 		break;
+	case STAGE_USERNS:
+		throw_coded(env, errno_name(rep.err), "spawn %s: cannot keep the capabilities a restore needs in the new user namespace: %s",
+			    q.file, strerror(rep.err));
+		break;
 	default:
 		throw_coded(env, errno_name(rep.err), "spawn %s: setting up the child failed: %s", q.file,
 			    strerror(rep.err));
@@ -846,6 +960,10 @@ fail:
 		close(pfd[0]);
 	if (pfd[1] >= 0)
 		close(pfd[1]);
+	if (idsync[0] >= 0)
+		close(idsync[0]);
+	if (idsync[1] >= 0)
+		close(idsync[1]);
 	spawn_req_free(&q);
 	return NULL;
 }

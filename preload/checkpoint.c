@@ -550,7 +550,7 @@ static void forget_own_sigxfsz(void)
 static void after_restore_leader(struct ck_restore_info *ri)
 {
 	struct ck_thread *me = &ck_threads[0];
-	ck_thread_after_restore(me);
+	ck_thread_after_restore(me, ri);
 
 	int n = (int)ri->nthreads, r;
 	while ((r = ri->restored) < n - 1)
@@ -663,7 +663,7 @@ static void participate(ucontext_t *uc, siginfo_t *si)
 	long ri = ck_ctx_save(&t->resume);
 	if (ri) {
 		struct ck_restore_info *info = (struct ck_restore_info *)ri;
-		ck_thread_after_restore(t);
+		ck_thread_after_restore(t, info);
 		__atomic_fetch_add(&info->restored, 1, __ATOMIC_SEQ_CST);
 		futex_wake_all(&info->restored);
 	} else {

@@ -65,6 +65,8 @@ struct ck_restore_info {
 	char sock[108];          /* the new session's socket name */
 	uint64_t stdio_dev[3];
 	uint64_t stdio_ino[3];
+	int drop_caps;           /* restored in a user namespace: give up the
+	                          * capabilities the restore needed */
 };
 
 /* ---- session state kept by the shim ---- */
@@ -147,7 +149,7 @@ CK_HIDDEN void ck_signal_handler(int sig, siginfo_t *si, void *ucv);
 /* threads.c */
 CK_HIDDEN void ck_thread_capture(struct ck_thread *t, ucontext_t *uc);
 CK_HIDDEN void ck_threads_save(struct ck_writer *w, int n);
-CK_HIDDEN void ck_thread_after_restore(struct ck_thread *t);
+CK_HIDDEN void ck_thread_after_restore(struct ck_thread *t, const struct ck_restore_info *ri);
 
 /* signals.c */
 struct ck_saved_timers {

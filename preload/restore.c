@@ -122,8 +122,23 @@ static int connect_ckrun(void)
 	return fd;
 }
 
+/* Restored inside a user namespace of ckrun's own (not root): the
+ * identity map is not the full one. */
+static int in_own_user_ns(void)
+{
+	char buf[128];
+	unsigned long a, b, n;
+	FILE *f = fopen("/proc/self/uid_map", "r");
+	int full = f && fgets(buf, sizeof buf, f) && sscanf(buf, "%lu %lu %lu", &a, &b, &n) == 3 && a == 0 && b == 0 &&
+		   n == 4294967295UL;
+	if (f)
+		fclose(f);
+	return !full;
+}
+
 static void fill_session_info(struct ck_restore_info *ri)
 {
+	ri->drop_caps = in_own_user_ns();
 	const char *name = getenv("CKRUN_SOCK");
 	const char *s = getenv("CKRUN_STDIO");
 	if (name)

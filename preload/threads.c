@@ -107,8 +107,22 @@ CK_HIDDEN void ck_threads_save(struct ck_writer *w, int n)
 /* In the restored shim: what the kernel kept per thread and we must
  * register again. The signal mask, FPU state and alternate stack come
  * back with rt_sigreturn when the handler returns. */
-CK_HIDDEN void ck_thread_after_restore(struct ck_thread *t)
+/* Capabilities are per thread: each restored thread gives up its own. */
+static void drop_capabilities(void)
 {
+	struct {
+		uint32_t version;
+		int pid;
+	} hdr = {0x20080522 /* v3 */, 0};
+	uint32_t data[6] = {0};
+	ck_prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+	CK_SYS2(SYS_capset, &hdr, data);
+}
+
+CK_HIDDEN void ck_thread_after_restore(struct ck_thread *t, const struct ck_restore_info *ri)
+{
+	if (ri->drop_caps)
+		drop_capabilities();
 	if (t->rseq_addr)
 		CK_SYS4(SYS_rseq, t->rseq_addr, t->rseq_len, 0, t->rseq_sig);
 	if (t->robust_head)

@@ -16,6 +16,8 @@ export interface SpawnOptions {
   setTid?: number;
   /** CLONE_NEWPID | CLONE_NEWNS: the child is PID 1 of a new PID namespace. */
   newPidNs?: boolean;
+  /** With newPidNs: a new user namespace too, the caller's UID and GID mapped to themselves (for non-root restarts). */
+  newUserNs?: boolean;
   /** With newPidNs: make mounts private and mount a fresh /proc (default true). */
   mountProc?: boolean;
   /** Signal the child gets when ckrun dies (default SIGKILL; 0 = none). */

@@ -233,7 +233,10 @@ export async function restart(opts: RestartOptions = {}): Promise<RestartedSessi
   const tids = [...new Set([pid, ...imageTids(image)])];
 
   let child: number | undefined;
-  let pidNamespace = opts.newPidNamespace === true;
+  // Choosing a PID in ckrun's own namespace takes root; anyone can in a
+  // user and PID namespace of their own.
+  const root = process.geteuid?.() === 0;
+  let pidNamespace = opts.newPidNamespace === true || !root;
   try {
     if (!pidNamespace) {
       const deadline = Date.now() + (opts.pidWaitMs ?? 3000);
@@ -263,15 +266,20 @@ export async function restart(opts: RestartOptions = {}): Promise<RestartedSessi
       }
     }
     if (child === undefined) {
-      child = spawnChild({ file: host, argv: [host, '--init', image.path], env, fds: [...stdio], newPidNs: true }, onExit);
+      child = spawnChild(
+        { file: host, argv: [host, '--init', image.path], env, fds: [...stdio], newPidNs: true, newUserNs: !root },
+        onExit,
+      );
     }
   } catch (e) {
     await session.close();
     if (isNativeError(e)) {
       if (e.code === 'EPERM')
         throw new RestartError(
-          `cannot restore ${imageName}: ${pidNamespace ? 'a new PID namespace' : `creating PID ${pid}`} needs root ` +
-            `(CAP_SYS_ADMIN and CAP_CHECKPOINT_RESTORE); run ckrun restart as root`,
+          root
+            ? `cannot restore ${imageName}: ${pidNamespace ? 'a new PID namespace' : `creating PID ${pid}`} was refused: ${e.message}`
+            : `cannot restore ${imageName}: this system does not let ordinary users create user namespaces ` +
+                `(${e.message}); run ckrun restart as root, or allow unprivileged user namespaces`,
         );
       throw new RestartError(`cannot start the restore host for ${imageName}: ${e.message}`, e.code === 'ENOENT' ? 127 : 126);
     }

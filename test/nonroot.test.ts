@@ -1,0 +1,79 @@
+// Restart as an ordinary user: the PID can't be chosen in ckrun's own PID
+// namespace without root, so restart goes through a user and PID namespace
+// of its own. The program keeps its UID, has no capabilities afterwards,
+// continues where it was, and can be checkpointed and restarted again.
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Scope, exampleProgram, lastLine, runNative, stepOf } from './helpers.js';
+
+const NOBODY = 65534;
+const CKRUN = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../bin/ckrun.js');
+
+function asNobody(script: string, timeoutMs = 60_000): string {
+  return execFileSync('setpriv', ['--reuid', String(NOBODY), '--regid', String(NOBODY), '--clear-groups', 'bash', '-c', script], {
+    encoding: 'utf8',
+    timeout: timeoutMs,
+  });
+}
+
+/** Can nobody run ckrun and the example from where they are? */
+function nobodyCanRun(program: string): boolean {
+  if (process.geteuid?.() !== 0) return false;
+  try {
+    asNobody(`test -r ${CKRUN} && test -x ${program} && node -e 'require("${path.dirname(CKRUN)}/../build/Release/ckrun_native.node")'`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+test('an ordinary user restarts in a user namespace of their own, twice', async () => {
+  const [program, ...args] = exampleProgram('counter', ['--steps', '120']);
+  if (!nobodyCanRun(program!)) {
+    console.log('  (skipped: not root, or the checkout is not readable by nobody)');
+    return;
+  }
+  const scope = new Scope('nonroot');
+  try {
+    fs.chmodSync(scope.root, 0o755);
+    const work = scope.dir('work');
+    fs.chownSync(work, NOBODY, NOBODY);
+    const ck = path.join(work, 'ck');
+    const ref = await runNative([program!, ...args]);
+    const cmd = [program, ...args].join(' ');
+    // launch, checkpoint mid-work, kill -9, restart, checkpoint the
+    // restarted process, kill -9, restart from that, run to the end
+    const out = asNobody(
+      `set -e; cd ${work}
+      node ${CKRUN} --dir ${ck} -- ${cmd} > run1.txt 2>&1 & ck=$!
+      while [ "$(grep -c '^step' run1.txt 2>/dev/null || true)" -lt 30 ]; do sleep 0.05; done
+      node ${CKRUN} checkpoint --dir ${ck}
+      kill -9 $ck; wait $ck 2>/dev/null || true   # the program dies with ckrun (parent-death signal)
+      node ${CKRUN} restart --dir ${ck} > run2.txt 2>&1 & ck=$!
+      while [ "$(grep -c '^step' run2.txt 2>/dev/null || true)" -lt 20 ]; do sleep 0.05; done
+      prog=$(pgrep -n -x counter)
+      grep -E '^(Uid|CapEff):' /proc/$prog/status
+      node ${CKRUN} checkpoint --dir ${ck}
+      kill -9 $ck; wait $ck 2>/dev/null || true   # and with it the namespace's init and everything in it
+      node ${CKRUN} restart --dir ${ck} > run3.txt 2>&1`,
+      120_000,
+    );
+    assert.match(out, new RegExp(`Uid:\\s+${NOBODY}\\s`), `the restored program should keep UID ${NOBODY}:\n${out}`);
+    assert.match(out, /CapEff:\s+0+\n/, `the restored program should have no capabilities:\n${out}`);
+    assert.match(out, /\/1\n[\s\S]*\/2\n/, `both checkpoints should be generations 1 and 2:\n${out}`);
+    const run2 = fs.readFileSync(path.join(work, 'run2.txt'), 'utf8').split('\n').filter(Boolean);
+    const run3 = fs.readFileSync(path.join(work, 'run3.txt'), 'utf8').split('\n').filter(Boolean);
+    const first2 = run2.find((l) => stepOf(l) !== undefined);
+    const first3 = run3.find((l) => stepOf(l) !== undefined);
+    assert.ok(first2 && ref.lines.includes(first2) && stepOf(first2)! >= 30, `the first restart should continue, not start over:\n${run2.slice(0, 3).join('\n')}`);
+    assert.ok(first3 && ref.lines.includes(first3) && stepOf(first3)! > stepOf(first2)!, `the second restart should continue after the first:\n${run3.slice(0, 3).join('\n')}`);
+    assert.is(lastLine(run3), lastLine(ref.lines), 'the final state should be an uninterrupted run\'s');
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+test.run();
