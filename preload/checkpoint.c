@@ -563,6 +563,8 @@ static void after_restore_leader(struct ck_restore_info *ri)
 		ck_session.stdio_ino[i] = ri->stdio_ino[i];
 	}
 	ck_session.have_stdio = 1;
+	ck_session.image_dev = ri->image_dev;
+	ck_session.image_ino = ri->image_ino;
 	request_len = 0;
 	uint64_t hole = ri->hole_start, hole_len = ri->hole_len;
 	/* Every thread has left the restore core: the hole can go. */

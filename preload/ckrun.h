@@ -67,6 +67,7 @@ struct ck_restore_info {
 	uint64_t stdio_ino[3];
 	int drop_caps;           /* restored in a user namespace: give up the
 	                          * capabilities the restore needed */
+	uint64_t image_dev, image_ino; /* the image memory is mapped from */
 };
 
 /* ---- session state kept by the shim ---- */
@@ -78,6 +79,10 @@ struct ck_session {
 	uint64_t stdio_ino[3];
 	int have_stdio;
 	uint64_t rw_start, rw_end; /* the shim's own writable data */
+	/* The image this process was restored from: its memory is partly
+	 * mapped from that file, and such regions are stored in full by the
+	 * next checkpoint, so no image ever depends on an older one. */
+	uint64_t image_dev, image_ino;
 };
 CK_HIDDEN extern struct ck_session ck_session;
 

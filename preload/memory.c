@@ -150,12 +150,21 @@ struct region_kind {
 	int store_none;
 };
 
+/* Memory that a restart mapped from its image: anonymous memory, stored in
+ * full (pages not yet touched since the restart live in the old image). */
+static int from_restore_image(const struct map_line *m)
+{
+	return ck_session.image_ino && m->ino == ck_session.image_ino && m->dev == ck_session.image_dev && !m->shared;
+}
+
 /* Decides what a mapping is and which of its pages are worth storing. */
 static struct region_kind classify(const struct map_line *m, int file_replaced)
 {
 	struct region_kind k = {"anon", 0, 0, 0};
 	const char *n = m->name;
-	if (ck_streq(n, "[heap]")) {
+	if (from_restore_image(m)) {
+		k.store_all = 1;
+	} else if (ck_streq(n, "[heap]")) {
 		k.kind = "heap";
 	} else if (ck_streq(n, "[stack]")) {
 		k.kind = "stack";
@@ -365,7 +374,7 @@ static void save_region(struct ck_writer *w, struct ck_scratch *s, int pmfd, con
 	cb_kv_uint(e, "prot", (uint64_t)m->prot);
 	cb_kv_bool(e, "shared", m->shared);
 	cb_kv_text(e, "kind", k.kind);
-	cb_kv_text(e, "name", m->name);
+	cb_kv_text(e, "name", from_restore_image(m) ? "" : m->name);
 	if (ck_streq(k.kind, "file")) {
 		cb_text(e, "file");
 		cb_map(e, 6);
@@ -636,29 +645,27 @@ CK_HIDDEN int ck_mm_parse(struct cb_dec *d, const char *k, size_t kl, struct ck_
 	return d->error ? -1 : 1;
 }
 
-static void verify_runs(struct ck_image *img, struct ck_img_region *r)
+/* Every run must lie inside its region and inside the data area; with
+ * verify_data, its bytes must pass their checksum (read through a
+ * read-only mapping of the image: no copy). */
+static void check_runs(struct ck_image *img, struct ck_img_region *r, int verify_data)
 {
-	static char *buf;
-	const size_t cap = 8 << 20;
-	if (!buf)
-		buf = malloc(cap);
+	static const uint8_t *whole;
+	if (verify_data && !whole) {
+		void *a = mmap(0, img->file_len, PROT_READ, MAP_PRIVATE, img->fd, 0);
+		if (a == MAP_FAILED)
+			ck_refuse("cannot read image %s: %s", img->path, strerror(errno));
+		madvise(a, img->file_len, MADV_SEQUENTIAL);
+		whole = a;
+	}
 	for (size_t i = 0; i < r->nruns; i++) {
 		struct ck_img_run *run = &r->runs[i];
 		uint64_t len = run->npages * CK_PAGE;
-		uint32_t crc = 0;
 		if (run->addr < r->start || run->addr + len > r->end || run->off % CK_PAGE ||
 		    run->off < img->data_offset || run->off + len > img->data_offset + img->data_length)
 			ck_refuse("image %s is corrupted: a page run of region %#llx-%#llx lies outside it", img->path,
 				  (unsigned long long)r->start, (unsigned long long)r->end);
-		for (uint64_t done = 0; done < len;) {
-			size_t chunk = len - done > cap ? cap : (size_t)(len - done);
-			if (ck_pread_all(img->fd, buf, chunk, run->off + done) < 0)
-				ck_refuse("image %s is truncated: cannot read the pages of region %#llx-%#llx", img->path,
-					  (unsigned long long)r->start, (unsigned long long)r->end);
-			crc = ck_crc32c(crc, buf, chunk);
-			done += chunk;
-		}
-		if (crc != run->crc)
+		if (verify_data && ck_crc32c(0, whole + run->off, len) != run->crc)
 			ck_refuse("image %s is corrupted: the saved pages at %#llx (region %s) fail their checksum; "
 				  "restart from an earlier image", img->path, (unsigned long long)run->addr,
 				  r->name && r->name[0] ? r->name : r->kind);
@@ -673,7 +680,7 @@ static int same_file_ok(const struct ck_img_region *r, const struct stat *st)
 
 /* Files the image maps must be the very files it was taken with; saved
  * pages must pass their checksums. Nothing is changed here. */
-CK_HIDDEN void ck_memory_check(struct ck_image *img)
+CK_HIDDEN void ck_memory_check(struct ck_image *img, int verify_data)
 {
 	for (size_t i = 0; i < img->nregions; i++) {
 		struct ck_img_region *r = &img->regions[i];
@@ -696,7 +703,7 @@ CK_HIDDEN void ck_memory_check(struct ck_image *img)
 					  st.st_mtim.tv_nsec, (unsigned long long)(r->mtime_ns / 1000000000ULL),
 					  (unsigned long long)(r->mtime_ns % 1000000000ULL));
 		}
-		verify_runs(img, r);
+		check_runs(img, r, verify_data);
 	}
 }
 
@@ -829,10 +836,17 @@ CK_CORE void ck_core_move_vdso(struct ck_plan *p)
 	}
 }
 
-static CK_CORE_FN void fill_runs(struct ck_plan *p, struct ck_plan_region *r)
+static CK_CORE_FN void fill_runs(struct ck_plan *p, struct ck_plan_region *r, int prot)
 {
+	int mappable = p->map_runs && !r->shared && !r->growsdown;
 	for (uint64_t i = 0; i < r->nruns; i++) {
 		struct ck_plan_run *run = &p->runs[r->first_run + i];
+		if (mappable && run->len >= CK_MAP_RUN_MIN) {
+			long a = ck_mmap((void *)run->addr, run->len, prot, MAP_PRIVATE | MAP_FIXED, p->image_fd, (int64_t)run->off);
+			if (a == (long)run->addr)
+				continue;
+			/* not mappable (a file system without mmap): read it */
+		}
 		long e = ck_pread_all(p->image_fd, (void *)run->addr, run->len, run->off);
 		if (e < 0)
 			ck_core_fail(p, "reading saved pages from the image failed", e);
@@ -853,7 +867,7 @@ CK_CORE void ck_core_map_regions(struct ck_plan *p)
 			a = ck_mmap((void *)r->start, r->end - r->start, prot, flags, r->fd, (int64_t)r->foff);
 		if (a < 0 && a > -4096)
 			ck_core_fail(p, "mapping a saved region failed", a);
-		fill_runs(p, r);
+		fill_runs(p, r, prot);
 		if (prot != r->prot) {
 			long e = ck_mprotect((void *)r->start, r->end - r->start, r->prot);
 			if (e < 0)

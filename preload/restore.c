@@ -292,7 +292,7 @@ static void unregister_rseq(void)
 CK_HIDDEN void ck_jump_to_core(void *arg, void *stack_top, void (*entry)(void *)) __attribute__((noreturn));
 CK_CORE __attribute__((noreturn)) void ck_core_main(struct ck_plan *p);
 
-static __attribute__((noreturn)) void restore_image(const char *path)
+static __attribute__((noreturn)) void restore_image(const char *path, int verify_data)
 {
 	static struct ck_image img;
 	ck_image_name = path;
@@ -304,7 +304,7 @@ static __attribute__((noreturn)) void restore_image(const char *path)
 	/* 1. checks: nothing changes yet */
 	ck_threads_check(&img);
 	ck_files_check(&img);
-	ck_memory_check(&img);
+	ck_memory_check(&img, verify_data);
 
 	struct lib_span ls;
 	memset(&ls, 0, sizeof ls);
@@ -398,6 +398,7 @@ static __attribute__((noreturn)) void restore_image(const char *path)
 	ck_memory_plan(&img, plan, regions, runs);
 	ck_threads_plan(&img, plan, threads, stacks);
 	plan->err_fd = 2;
+	plan->map_runs = !getenv("CKRUN_RESTORE_READ");
 	plan->pid = img.pid;
 	plan->nofile_cur = img.rlim[RLIMIT_NOFILE][0] < 0 ? ~0ULL : (uint64_t)img.rlim[RLIMIT_NOFILE][0];
 	plan->nofile_max = img.rlim[RLIMIT_NOFILE][1] < 0 ? ~0ULL : (uint64_t)img.rlim[RLIMIT_NOFILE][1];
@@ -405,6 +406,11 @@ static __attribute__((noreturn)) void restore_image(const char *path)
 	plan->info.nthreads = (uint32_t)img.nthreads;
 	plan->info.restored = 0;
 	plan->info.ctl_fd = ctl >= 0 ? img.ctl_fd : -1;
+	struct stat ist;
+	if (fstat(plan->image_fd, &ist) == 0) {
+		plan->info.image_dev = ist.st_dev;
+		plan->info.image_ino = ist.st_ino;
+	}
 	plan->info.hole_start = hole;
 	plan->info.hole_len = hole_size;
 	fill_session_info(&plan->info);
@@ -447,7 +453,7 @@ static int image_pid(const char *path)
 	ck_refuse("image %s is corrupted: it names no process ID", path);
 }
 
-static __attribute__((noreturn)) void run_init(const char *path)
+static __attribute__((noreturn)) void run_init(const char *path, int verify_data)
 {
 	int pid = image_pid(path);
 	if (pid == 1)
@@ -471,7 +477,7 @@ static __attribute__((noreturn)) void run_init(const char *path)
 	if (child == 0) {
 		for (size_t i = 0; i < sizeof fwd / sizeof fwd[0]; i++)
 			signal(fwd[i], SIG_DFL);
-		char *argv[] = {"ckrun-restore", (char *)path, 0};
+		char *argv[] = {"ckrun-restore", verify_data ? (char *)path : "--no-verify-data", verify_data ? 0 : (char *)path, 0};
 		execv("/proc/self/exe", argv);
 		_exit(127);
 	}
@@ -493,22 +499,25 @@ static __attribute__((noreturn)) void run_init(const char *path)
 
 CK_EXPORT int ckrun_restore_main(int argc, char **argv)
 {
-	int init = 0;
+	int init = 0, verify_data = 1;
 	const char *path = 0;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--init"))
 			init = 1;
+		else if (!strcmp(argv[i], "--no-verify-data"))
+			verify_data = 0;
 		else if (!strcmp(argv[i], "--help")) {
-			printf("usage: ckrun-restore [--init] IMAGE\n"
+			printf("usage: ckrun-restore [--init] [--no-verify-data] IMAGE\n"
 			       "Turns this process into the one saved in IMAGE. Run by `ckrun restart`.\n"
-			       "  --init  be PID 1 of a fresh PID namespace and restore IMAGE as its child\n");
+			       "  --init            be PID 1 of a fresh PID namespace and restore IMAGE as its child\n"
+			       "  --no-verify-data  do not check the saved pages' checksums (ckrun already did)\n");
 			return 0;
 		} else
 			path = argv[i];
 	}
 	if (!path)
-		ck_refuse("no image given (usage: ckrun-restore [--init] IMAGE)");
+		ck_refuse("no image given (usage: ckrun-restore [--init] [--no-verify-data] IMAGE)");
 	if (init)
-		run_init(path);
-	restore_image(path);
+		run_init(path, verify_data);
+	restore_image(path, verify_data);
 }

@@ -104,6 +104,10 @@ struct ck_plan_region {
 	uint64_t first_run, nruns;
 };
 
+/* Runs at least this long are mapped from the image (private, copy on
+ * write) instead of read: restart time does not grow with memory size. */
+#define CK_MAP_RUN_MIN (64UL << 10)
+
 struct ck_plan_run {
 	uint64_t addr, len, off;
 };
@@ -120,6 +124,7 @@ struct ck_plan_thread {
 
 struct ck_plan {
 	int image_fd;
+	int map_runs;           /* 0: read every run (CKRUN_RESTORE_READ=1) */
 	int exe_fd;
 	int err_fd;
 	int pid;
@@ -161,7 +166,7 @@ CK_HIDDEN int ck_vdso_parse(struct cb_dec *d, struct ck_image *img);
 CK_HIDDEN int ck_mm_parse(struct cb_dec *d, const char *k, size_t kl, struct ck_image *img);
 
 /* per-kind checks and set-up before the switch (restore host) */
-CK_HIDDEN void ck_memory_check(struct ck_image *img);
+CK_HIDDEN void ck_memory_check(struct ck_image *img, int verify_data);
 CK_HIDDEN void ck_vdso_check(struct ck_image *img, struct ck_plan *plan);
 CK_HIDDEN void ck_threads_check(struct ck_image *img);
 CK_HIDDEN void ck_files_check(struct ck_image *img);

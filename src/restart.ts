@@ -231,6 +231,8 @@ export async function restart(opts: RestartOptions = {}): Promise<RestartedSessi
   });
   const onExit = (st: Parameters<Coordinator['onChildExit']>[0]): void => void session.onChildExit(st);
   const tids = [...new Set([pid, ...imageTids(image)])];
+  // ckrun has verified the data already (or was told not to): one read is enough.
+  const hostArgs = ['--no-verify-data', image.path];
 
   let child: number | undefined;
   // Choosing a PID in ckrun's own namespace takes root; anyone can in a
@@ -250,7 +252,7 @@ export async function restart(opts: RestartOptions = {}): Promise<RestartedSessi
         }
         if (states.every(([, s]) => s === 'free')) {
           try {
-            child = spawnChild({ file: host, argv: [host, image.path], env, fds: [...stdio], setTid: pid }, onExit);
+            child = spawnChild({ file: host, argv: [host, ...hostArgs], env, fds: [...stdio], setTid: pid }, onExit);
             break;
           } catch (e) {
             if (!isNativeError(e) || e.code !== 'EEXIST') throw e;
@@ -267,7 +269,7 @@ export async function restart(opts: RestartOptions = {}): Promise<RestartedSessi
     }
     if (child === undefined) {
       child = spawnChild(
-        { file: host, argv: [host, '--init', image.path], env, fds: [...stdio], newPidNs: true, newUserNs: !root },
+        { file: host, argv: [host, '--init', ...hostArgs], env, fds: [...stdio], newPidNs: true, newUserNs: !root },
         onExit,
       );
     }
