@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <linux/sched.h>
 
 #include "ckrun.h"
 #include "crc32c.h"
@@ -43,6 +44,24 @@ static uint64_t now_ns(void)
 	struct ck_timespec ts;
 	ck_clock_gettime(1 /* CLOCK_MONOTONIC */, &ts);
 	return (uint64_t)ts.sec * 1000000000ULL + (uint64_t)ts.nsec;
+}
+
+/* CKRUN_TRACE=1: how long each phase of a checkpoint took, on stderr. */
+static void trace(const char *phase, uint64_t since)
+{
+	if (!ck_session.trace)
+		return;
+	char buf[128];
+	struct ck_str m;
+	ck_str_init(&m, buf, sizeof buf);
+	ck_str_add(&m, "ckrun[");
+	ck_str_dec(&m, ck_getpid());
+	ck_str_add(&m, "]: ");
+	ck_str_add(&m, phase);
+	ck_str_add(&m, " ");
+	ck_str_udec(&m, (now_ns() - since) / 1000);
+	ck_str_add(&m, " us\n");
+	ck_write(2, buf, m.len);
 }
 
 static void futex_wait(volatile int *addr, int val, long timeout_ns)
@@ -129,6 +148,8 @@ static struct ck_scratch *map_scratch(void)
 	off += CK_SCRATCH_PM;
 	s->w.bounce = base + off;
 	s->w.bounce_len = CK_SCRATCH_BOUNCE;
+	off += CK_SCRATCH_BOUNCE;
+	s->writer_stack = (uint64_t)(base + off);
 	s->w.fd = -1;
 	return s;
 }
@@ -482,21 +503,47 @@ static void close_all_but(const int *keep, int n)
  * from the program, answers ckrun itself, and exits. */
 static __attribute__((noreturn)) void run_writer(struct ck_scratch *s, const char *path, int pause_fd, uint64_t t0)
 {
-	int keep[3] = {s->w.fd, ck_session.ctl_fd, pause_fd};
-	close_all_but(keep, 3);
+	int keep[4] = {s->w.fd, ck_session.ctl_fd, pause_fd, ck_session.trace ? 2 : -1};
+	close_all_but(keep, 4);
 	uint64_t pause = 0;
 	if (ck_read(pause_fd, &pause, sizeof pause) != sizeof pause)
 		pause = 0;
 	int ok = write_image_memory(s, path, pause);
+	trace("writer done", t0);
 	reply_result(s, ok, pause, now_ns() - t0);
 	ck_exit_group(ok ? 0 : 1);
 	__builtin_unreachable();
 }
 
-/* Forks the writer through a short-lived middle process, so the writer is
- * the session's (ckrun is a child subreaper) and never the program's child:
- * no SIGCHLD, nothing for the program's wait() to find. Returns 1 when the
- * writer runs, 0 when the program must write the image itself. */
+struct writer_start {
+	struct ck_scratch *s;
+	const char *path;
+	int pause_fd;
+	uint64_t t0;
+	long writer; /* set by the middle process, which shares our memory */
+};
+
+
+/* The middle process shares the program's memory (no copy): it forks the
+ * writer, the one copy of the address space, and exits at once. */
+static __attribute__((noreturn)) void middle_main(void *arg)
+{
+	struct writer_start *ws = arg;
+	long w = CK_SYS5(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+	if (w == 0)
+		run_writer(ws->s, ws->path, ws->pause_fd, ws->t0);
+	ws->writer = w;
+	CK_SYS1(SYS_exit, 0);
+	__builtin_unreachable();
+}
+
+/* Starts the writer through a middle process, so the writer is the
+ * session's (ckrun is a child subreaper, the middle process is gone at
+ * once) and never the program's child: no SIGCHLD, nothing for the
+ * program's wait() to find. The middle process runs on a stack in the
+ * scratch mapping, which the writer then keeps using: it is not part of
+ * the image. Returns 1 when the writer runs, 0 when the program must write
+ * the image itself. */
 static int fork_writer(struct ck_scratch *s, const char *path, int *pause_fd, uint64_t t0)
 {
 	int p[2], nflags = 0;
@@ -511,22 +558,22 @@ static int fork_writer(struct ck_scratch *s, const char *path, int *pause_fd, ui
 			return 0;
 		}
 	}
-	long mid = CK_SYS5(SYS_clone, 0 /* no exit signal */, 0, 0, 0, 0);
-	if (mid == 0) {
-		long w = CK_SYS5(SYS_clone, SIGCHLD, 0, 0, 0, 0);
-		if (w == 0) {
-			ck_close(p[1]);
-			run_writer(s, path, p[0], t0);
-		}
-		ck_exit_group(w > 0 ? 0 : 1);
-	}
-	int status = 1;
-	if (mid > 0)
+	struct writer_start ws = {s, path, p[0], t0, -1};
+	struct ck_clone_args a;
+	ck_memset(&a, 0, sizeof a);
+	a.flags = CLONE_VM | CLONE_VFORK;
+	a.exit_signal = 0;
+	a.stack = s->writer_stack;
+	a.stack_size = CK_SCRATCH_STACK;
+	long mid = ck_clone3_thread(&a, sizeof a, middle_main, &ws);
+	if (mid > 0) {
+		int status;
 		while (CK_SYS4(SYS_wait4, mid, &status, __WALL, 0) == -EINTR)
 			;
+	}
 	mark_fork_flags(flags, nflags);
 	ck_close(p[0]);
-	if (mid < 0 || status != 0) {
+	if (mid < 0 || ws.writer < 0) {
 		ck_close(p[1]);
 		return 0;
 	}
@@ -623,8 +670,11 @@ static void lead_checkpoint(ucontext_t *uc)
 	}
 
 	int n = ck_nthreads, pause_fd = -1;
+	trace("stopped", t0);
 	ok = write_image_state(s, request_path, n);
+	trace("state saved", t0);
 	int forked = ok && fork_writer(s, request_path, &pause_fd, t0);
+	trace("forked", t0);
 	if (ok && !forked)
 		ok = write_image_memory(s, request_path, now_ns() - t0);
 	forget_own_sigxfsz();

@@ -37,6 +37,13 @@ struct ck_ctx {
 CK_HIDDEN long ck_ctx_save(struct ck_ctx *c) __attribute__((returns_twice));
 CK_CORE __attribute__((noreturn)) void ck_ctx_resume(const struct ck_ctx *c, long value);
 
+/* clone3's arguments; ck_clone3_thread starts fn(arg) on the given stack
+ * in the new task (a thread at restore, the writer's middle process). */
+struct ck_clone_args {
+	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
+};
+CK_CORE long ck_clone3_thread(struct ck_clone_args *args, size_t size, void (*fn)(void *), void *arg);
+
 /* ---- one stopped thread ---- */
 struct ck_thread {
 	int tid;
@@ -83,6 +90,7 @@ struct ck_session {
 	 * mapped from that file, and such regions are stored in full by the
 	 * next checkpoint, so no image ever depends on an older one. */
 	uint64_t image_dev, image_ino;
+	int trace;               /* CKRUN_TRACE: phase timings on stderr */
 };
 CK_HIDDEN extern struct ck_session ck_session;
 
@@ -121,7 +129,8 @@ CK_HIDDEN long ck_image_finish(struct ck_writer *w, const char *tmp_path, const 
 #define CK_SCRATCH_TEXT   (8UL << 20)   /* /proc text (maps) */
 #define CK_SCRATCH_PM     (512UL << 10) /* pagemap entries */
 #define CK_SCRATCH_BOUNCE (1UL << 20)
-#define CK_SCRATCH_SIZE   (CK_SCRATCH_META + CK_SCRATCH_TEXT + CK_SCRATCH_PM + CK_SCRATCH_BOUNCE + (1UL << 20))
+#define CK_SCRATCH_STACK  (1UL << 20)   /* the writer's stack */
+#define CK_SCRATCH_SIZE   (CK_SCRATCH_META + CK_SCRATCH_TEXT + CK_SCRATCH_PM + CK_SCRATCH_BOUNCE + CK_SCRATCH_STACK + (1UL << 20))
 
 /* Shared memory is stored while the program is stopped (a forked writer
  * shares it with the running program); the writer only lists these runs. */
@@ -142,6 +151,7 @@ struct ck_scratch {
 	char msg[512];
 	char *text;              /* CK_SCRATCH_TEXT bytes */
 	uint64_t *pagemap;       /* CK_SCRATCH_PM bytes */
+	uint64_t writer_stack;   /* CK_SCRATCH_STACK bytes */
 	uint64_t start, end;     /* the scratch mapping itself */
 };
 

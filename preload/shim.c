@@ -197,6 +197,8 @@ __attribute__((constructor)) static void ck_init(void)
 			ck_session.sig = v;
 	}
 	parse_stdio_ids(getenv("CKRUN_STDIO"));
+	const char *tr = getenv("CKRUN_TRACE");
+	ck_session.trace = tr && *tr && *tr != '0';
 	const char *sync = getenv("CKRUN_SYNC_CHECKPOINT");
 	if (sync && *sync && *sync != '0')
 		ck_write_sync = 1;

@@ -223,11 +223,7 @@ CK_HIDDEN void ck_threads_plan(struct ck_image *img, struct ck_plan *plan,
 
 /* ---- restore core ---- */
 
-struct ck_clone_args {
-	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
-};
 
-CK_CORE long ck_clone3_thread(struct ck_clone_args *args, size_t size, void (*fn)(void *), void *arg);
 
 static CK_CORE_FN __attribute__((noreturn)) void thread_entry(void *arg)
 {
