@@ -10,7 +10,7 @@
  *   watchSignal(sig, cb)     a libuv signal watcher for any signal number
  *   unwatchSignal(id)        (Node's process.on knows no real-time signals)
  *   crc32c(buf, crc?)        CRC-32C of a Uint8Array / ArrayBuffer
- *   crc32cFile(path, off, n) CRC-32C of a byte range of a file (pread)
+ *   crc32cFile(path, off, n) CRC-32C of a byte range of a file (mapped, not copied)
  *   unixListen(name)         listening socket on an abstract name
  *   unixConnect(name)        connected socket to an abstract name
  *                            (Node 20's net pads abstract names to 108
@@ -34,7 +34,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -71,7 +73,6 @@ struct ck_clone_args {
 
 #define CK_NSIG 64          /* highest signal number on x86-64 Linux */
 #define CK_MAX_FDS 4096     /* sanity limit on opts.fds */
-#define CK_CRC_CHUNK (4u << 20)
 
 /* ------------------------------------------------------------------ */
 /* error helpers                                                       */
@@ -1162,15 +1163,16 @@ fail:
 	return NULL;
 }
 
+/* CRC-32C of a byte range, checksummed straight from a read-only mapping
+ * of the file (no copy through a buffer). */
 static napi_value js_crc32c_file(napi_env env, napi_callback_info info)
 {
 	size_t argc = 3;
 	napi_value argv[3], result = NULL;
 	char *path = NULL;
-	unsigned char *buf = NULL;
 	int fd = -1;
 	int64_t off, len;
-	uint32_t crc = 0;
+	struct stat st;
 
 	NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
 	if (argc < 3) {
@@ -1183,43 +1185,33 @@ static napi_value js_crc32c_file(napi_env env, napi_callback_info info)
 	    !get_int(env, argv[2], "crc32cFile: length", 0, (int64_t)1 << 53, &len))
 		goto fail;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
+	if (fd < 0 || fstat(fd, &st) < 0) {
 		int err = errno;
 		throw_coded(env, errno_name(err), "cannot open %s: %s", path, strerror(err));
 		goto fail;
 	}
-	size_t chunk = len < CK_CRC_CHUNK ? (size_t)len : CK_CRC_CHUNK;
-	buf = malloc(chunk ? chunk : 1);
-	if (!buf) {
-		throw_coded(env, "ENOMEM", "crc32cFile %s: out of memory", path);
+	if (st.st_size < off + len) {
+		throw_coded(env, "ERR_CKRUN_SHORT_FILE", "%s ends at byte %lld, but %lld bytes from offset %lld were expected",
+			    path, (long long)st.st_size, (long long)len, (long long)off);
 		goto fail;
 	}
-	int64_t pos = off, end = off + len;
-	while (pos < end) {
-		size_t want = (size_t)(end - pos) < chunk ? (size_t)(end - pos) : chunk;
-		ssize_t n = pread(fd, buf, want, (off_t)pos);
-		if (n < 0) {
+	uint32_t crc = 0;
+	if (len > 0) {
+		int64_t base = off & ~(int64_t)4095, skip = off - base;
+		void *m = mmap(NULL, (size_t)(len + skip), PROT_READ, MAP_PRIVATE, fd, base);
+		if (m == MAP_FAILED) {
 			int err = errno;
-			if (err == EINTR)
-				continue;
-			throw_coded(env, errno_name(err), "cannot read %s at offset %lld: %s", path, (long long)pos,
-				    strerror(err));
+			throw_coded(env, errno_name(err), "cannot read %s: %s", path, strerror(err));
 			goto fail;
 		}
-		if (n == 0) {
-			throw_coded(env, "ERR_CKRUN_SHORT_FILE",
-				    "%s ends at byte %lld, but %lld bytes from offset %lld were expected", path,
-				    (long long)pos, (long long)len, (long long)off);
-			goto fail;
-		}
-		crc = ck_crc32c(crc, buf, (size_t)n);
-		pos += n;
+		madvise(m, (size_t)(len + skip), MADV_SEQUENTIAL);
+		crc = ck_crc32c(0, (const char *)m + skip, (size_t)len);
+		munmap(m, (size_t)(len + skip));
 	}
 	NAPI_CALL(env, napi_create_uint32(env, crc, &result));
 fail:
 	if (fd >= 0)
 		close(fd);
-	free(buf);
 	free(path);
 	return result;
 }

@@ -21,6 +21,10 @@
 #include "util.h"
 
 #define CK_IMAGE_VERSION 1
+/* The contract between a restore host and the shim inside an image (the
+ * resume context, struct ck_restore_info): images carry the shim's code, so
+ * a newer ckrun restores older images as long as this is the same. */
+#define CK_SHIM_ABI 1
 #define CK_MAX_THREADS 1024
 #define CK_RESTORE_INFO_MAGIC 0x636b7269u /* "ckri" */
 
@@ -86,6 +90,7 @@ struct ck_session {
 	uint64_t stdio_ino[3];
 	int have_stdio;
 	uint64_t rw_start, rw_end; /* the shim's own writable data */
+	uint64_t lo, hi;         /* the shim's whole load range */
 	/* The image this process was restored from: its memory is partly
 	 * mapped from that file, and such regions are stored in full by the
 	 * next checkpoint, so no image ever depends on an older one. */

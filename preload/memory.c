@@ -164,6 +164,10 @@ static struct region_kind classify(const struct map_line *m, int file_replaced)
 	const char *n = m->name;
 	if (from_restore_image(m)) {
 		k.store_all = 1;
+	} else if (n[0] == '/' && !m->shared && m->start >= ck_session.lo && m->end <= ck_session.hi) {
+		/* the shim's own code travels with the image */
+		k.kind = "stored";
+		k.store_all = 1;
 	} else if (ck_streq(n, "[heap]")) {
 		k.kind = "heap";
 	} else if (ck_streq(n, "[stack]")) {

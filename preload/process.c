@@ -101,6 +101,7 @@ CK_HIDDEN void ck_process_save(struct ck_writer *w, struct ck_scratch *s)
 		for (int k = 0; k < 2; k++)
 			cb_int(e, lim[k] == ~0ULL ? -1 : (int64_t)lim[k]);
 	}
+	cb_kv_uint(e, "shim_abi", CK_SHIM_ABI);
 	cb_kv_uint(e, "signal", (uint64_t)ck_session.sig);
 	cb_kv_int(e, "ctl_fd", ck_session.ctl_fd);
 }
@@ -139,6 +140,10 @@ CK_HIDDEN int ck_process_parse(struct cb_dec *d, const char *k, size_t kl, struc
 	} else if (cbd_key_is(k, kl, "personality")) {
 		if (!cbd_uint(d, &img->personality))
 			return -1;
+	} else if (cbd_key_is(k, kl, "shim_abi")) {
+		if (!cbd_uint(d, &v))
+			return -1;
+		img->shim_abi = (int)v;
 	} else if (cbd_key_is(k, kl, "signal")) {
 		if (!cbd_uint(d, &v))
 			return -1;

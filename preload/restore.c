@@ -100,6 +100,9 @@ static void parse_metadata(struct ck_image *img)
 		ck_refuse("image %s is corrupted: its metadata cannot be read (at \"%s\")", img->path, key);
 	if (!img->pid || !img->nthreads || !img->nregions)
 		ck_refuse("image %s is incomplete: it lacks the process, its threads or its memory", img->path);
+	if (img->shim_abi != CK_SHIM_ABI)
+		ck_refuse("image %s was taken by a ckrun whose shim works differently (shim ABI %d; this ckrun's is %d); "
+			  "restart it with the ckrun version that took it", img->path, img->shim_abi, CK_SHIM_ABI);
 }
 
 /* ---- the session connection ---- */

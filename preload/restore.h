@@ -85,7 +85,7 @@ struct ck_image {
 	size_t auxv_len;
 	uint64_t vdso[3][2]; /* vvar, vvar_vclock, vdso; 0 when absent */
 	uint32_t vdso_crc;
-	int sig, ctl_fd;
+	int sig, ctl_fd, shim_abi;
 
 	struct ck_img_thread *threads;
 	size_t nthreads;

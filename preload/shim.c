@@ -119,21 +119,33 @@ static void parse_stdio_ids(const char *s)
 	}
 }
 
-static int find_rw_segment(struct dl_phdr_info *info, size_t size, void *data)
+/* Where the shim itself is loaded: its writable data (written while an
+ * image is being written) and its whole range (stored in every image, so
+ * an image does not need this very build of ckrun to restart). */
+static int find_self(struct dl_phdr_info *info, size_t size, void *data)
 {
 	(void)size;
 	(void)data;
-	uint64_t me = (uint64_t)&ck_session;
+	uint64_t me = (uint64_t)&ck_session, lo_all = ~0ULL, hi_all = 0;
+	int mine = 0;
 	for (int i = 0; i < info->dlpi_phnum; i++) {
 		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type != PT_LOAD)
+			continue;
 		uint64_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
-		if (ph->p_type == PT_LOAD && (ph->p_flags & PF_W) && me >= lo && me < hi) {
+		lo_all = lo < lo_all ? lo : lo_all;
+		hi_all = hi > hi_all ? hi : hi_all;
+		if ((ph->p_flags & PF_W) && me >= lo && me < hi) {
 			ck_session.rw_start = lo;
 			ck_session.rw_end = hi;
-			return 1;
+			mine = 1;
 		}
 	}
-	return 0;
+	if (mine) {
+		ck_session.lo = CK_PAGE_DOWN(lo_all);
+		ck_session.hi = CK_PAGE_UP(hi_all);
+	}
+	return mine;
 }
 
 static int connect_session(const char *name)
@@ -203,7 +215,7 @@ __attribute__((constructor)) static void ck_init(void)
 	if (sync && *sync && *sync != '0')
 		ck_write_sync = 1;
 	strncpy(ck_session.sock, sock, sizeof ck_session.sock - 1);
-	dl_iterate_phdr(find_rw_segment, 0);
+	dl_iterate_phdr(find_self, 0);
 
 	int fd = connect_session(sock);
 	if (fd < 0)
