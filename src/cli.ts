@@ -1,13 +1,7 @@
 // The ckrun command line: a thin layer over the library (index.ts).
-import { canonicalDir, DEFAULT_DIR, NoSessionError } from './protocol.js';
-import { CheckpointError, requestCheckpoint, sessionStatus } from './checkpoint-client.js';
-import { ManifestError } from './generations.js';
-import { ImageError } from './image.js';
-import { NativeLoadError } from './native.js';
-import { formatInspection, inspectImage, inspectionJson, InspectError } from './inspect.js';
+// Each command imports what it needs when it runs: a restart starts its
+// program sooner when it does not load inspect's or launch's code first.
 import { displayPath, writeErr, writeOut } from './output.js';
-import { restart } from './restart.js';
-import { launch, SessionError } from './session.js';
 import { internalSignalProblem, parseSignal, signalName, triggerSignalProblem } from './signals.js';
 
 const VERSION = '0.1.0';
@@ -261,6 +255,7 @@ async function runLaunch(args: string[]): Promise<number> {
     return 0;
   }
   if (p.rest.length === 0) throw new UsageError('no PROGRAM given', '');
+  const { launch } = await import('./session.js');
   const session = await launch({
     program: p.rest[0]!,
     args: p.rest.slice(1),
@@ -281,6 +276,7 @@ async function runCheckpoint(args: string[]): Promise<number> {
     return 0;
   }
   if (p.positionals.length > 0) throw new UsageError(`unexpected argument '${p.positionals[0]}' (use --dir DIR)`, 'checkpoint');
+  const { CheckpointError, requestCheckpoint } = await import('./checkpoint-client.js');
   try {
     writeOut(`${await requestCheckpoint(str(p, 'dir'))}\n`);
     return 0;
@@ -313,6 +309,7 @@ async function runRestart(args: string[]): Promise<number> {
     return 0;
   }
   if (p.positionals.length > 1) throw new UsageError(`more than one IMAGE given ('${p.positionals[1]}')`, 'restart');
+  const { restart } = await import('./restart.js');
   const session = await restart({
     image: p.positionals[0],
     dir: str(p, 'dir'),
@@ -342,6 +339,7 @@ async function runInspect(args: string[]): Promise<number> {
   }
   if (p.positionals.length === 0) throw new UsageError('no IMAGE given', 'inspect');
   if (p.positionals.length > 1) throw new UsageError(`more than one IMAGE given ('${p.positionals[1]}')`, 'inspect');
+  const { formatInspection, inspectImage, inspectionJson } = await import('./inspect.js');
   const i = await inspectImage(p.positionals[0]!, { verifyData: !flag(p, 'no-verify-data') });
   writeOut(flag(p, 'json') ? JSON.stringify(inspectionJson(i), null, 2) + '\n' : formatInspection(i));
   return 0;
@@ -354,6 +352,8 @@ async function runStatus(args: string[]): Promise<number> {
     return 0;
   }
   if (p.positionals.length > 0) throw new UsageError(`unexpected argument '${p.positionals[0]}' (use --dir DIR)`, 'status');
+  const { sessionStatus } = await import('./checkpoint-client.js');
+  const { canonicalDir, DEFAULT_DIR, NoSessionError } = await import('./protocol.js');
   const s = await sessionStatus(str(p, 'dir'));
   if (!s) throw new NoSessionError(canonicalDir(str(p, 'dir') ?? DEFAULT_DIR), 'none');
   if (flag(p, 'json')) writeOut(JSON.stringify(s, null, 2) + '\n');
@@ -390,6 +390,16 @@ export async function main(args: string[]): Promise<number> {
       writeErr(`${prefix}: ${e.message}\nTry '${e.command === '' ? 'ckrun' : `ckrun ${e.command}`} --help' for more information.\n`);
       return 2;
     }
+    // the modules that throw these are loaded already
+    const [{ NoSessionError }, { SessionError }, { NativeLoadError }, { ImageError }, { InspectError }, { ManifestError }] =
+      await Promise.all([
+        import('./protocol.js'),
+        import('./session.js'),
+        import('./native.js'),
+        import('./image.js'),
+        import('./inspect.js'),
+        import('./generations.js'),
+      ]);
     if (e instanceof NoSessionError) {
       writeErr(`${prefix}: ${e.message}\n`);
       return 1;

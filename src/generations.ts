@@ -2,7 +2,6 @@
 //
 //   DIR/N/            a complete generation (manifest.cbor written last)
 //   DIR/.N.partial/   a generation being written (or abandoned by a crash)
-import { Encoder } from 'cbor-x';
 import { constants } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -161,7 +160,18 @@ export async function readManifest(genDir: string): Promise<Manifest> {
   };
 }
 
-const encoder = new Encoder({ useRecords: false, variableMapSize: true, tagUint8Array: false });
+// The encoder is only needed when a checkpoint completes: loaded then, so
+// that restart and inspect start faster.
+type EncoderLike = { encode(v: unknown): Buffer };
+let encoder: EncoderLike | undefined;
+
+async function manifestEncoder(): Promise<EncoderLike> {
+  if (!encoder) {
+    const { Encoder } = await import('cbor-x/encode');
+    encoder = new Encoder({ useRecords: false, variableMapSize: true, tagUint8Array: false });
+  }
+  return encoder;
+}
 
 /** Safe bigints become numbers so that every integer gets its shortest encoding. */
 function shortest(v: unknown): unknown {
@@ -175,8 +185,8 @@ function shortest(v: unknown): unknown {
   return v;
 }
 
-export function encodeManifest(m: Manifest): Buffer {
-  return encoder.encode(shortest(m));
+export async function encodeManifest(m: Manifest): Promise<Buffer> {
+  return (await manifestEncoder()).encode(shortest(m));
 }
 
 /** fsync a directory (after creating, renaming or removing entries in it). */
@@ -205,7 +215,7 @@ export async function writeFileDurably(dir: string, name: string, data: Uint8Arr
 
 /** Writes the manifest into a generation directory atomically. */
 export async function writeManifest(genDir: string, m: Manifest): Promise<void> {
-  await writeFileDurably(genDir, MANIFEST, encodeManifest(m));
+  await writeFileDurably(genDir, MANIFEST, await encodeManifest(m));
 }
 
 /**

@@ -1,5 +1,5 @@
 // Reading and verifying a process image (docs/image-format.md).
-import { Decoder } from 'cbor-x';
+import { Decoder } from 'cbor-x/decode';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { crc32c, crc32cFile, isNativeError } from './native.js';
