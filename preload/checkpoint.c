@@ -35,9 +35,10 @@ static int overflowed;         /* more threads than slots */
 #define SA_RESTORER 0x04000000
 #define CK_QUEUE_MAGIC 0x636bUL  /* tags our own thread-directed signals */
 
-static char request_buf[4224];
+static char request_buf[8320];
 static size_t request_len;
 static char request_path[4096];
+static char request_parent[4096]; /* "parent <path>": the image to be incremental to */
 
 static uint64_t now_ns(void)
 {
@@ -75,7 +76,20 @@ static void futex_wake_all(volatile int *addr)
 	ck_futex(addr, FUTEX_WAKE_PRIVATE, INT_MAX, 0);
 }
 
-/* Takes one complete "checkpoint <path>" line from the connection, if any. */
+/* Copies the rest of a "<word> <path>" line into out; 0 if it is not one. */
+static int line_arg(const char *line, size_t len, const char *word, char *out, size_t cap)
+{
+	size_t wl = ck_strlen(word);
+	if (len <= wl + 1 || !ck_strneq(line, word, wl) || line[wl] != ' ' || len - wl - 1 >= cap)
+		return 0;
+	ck_memcpy(out, line + wl + 1, len - wl - 1);
+	out[len - wl - 1] = 0;
+	return 1;
+}
+
+/* Takes one "checkpoint <path>" request from the connection, if a complete
+ * one is there; a "parent <path>" line before it names the image the
+ * checkpoint may be incremental to. */
 static int take_request(void)
 {
 	for (;;) {
@@ -88,12 +102,8 @@ static int take_request(void)
 		}
 		if (nl) {
 			size_t linelen = (size_t)(nl - request_buf);
-			int ok = 0;
-			if (linelen > 11 && ck_strneq(request_buf, "checkpoint ", 11) && linelen - 11 < sizeof request_path - 8) {
-				ck_memcpy(request_path, request_buf + 11, linelen - 11);
-				request_path[linelen - 11] = 0;
-				ok = 1;
-			}
+			int ok = line_arg(request_buf, linelen, "checkpoint", request_path, sizeof request_path - 8);
+			line_arg(request_buf, linelen, "parent", request_parent, sizeof request_parent);
 			request_len -= linelen + 1;
 			for (size_t i = 0; i < request_len; i++)
 				request_buf[i] = nl[1 + i];
@@ -150,6 +160,10 @@ static struct ck_scratch *map_scratch(void)
 	s->w.bounce_len = CK_SCRATCH_BOUNCE;
 	off += CK_SCRATCH_BOUNCE;
 	s->writer_stack = (uint64_t)(base + off);
+	off += CK_SCRATCH_STACK;
+	s->written = (struct ck_written *)(base + off);
+	off += CK_MAX_WRITTEN * sizeof(struct ck_written);
+	s->index = (struct ck_parent_run *)(base + off);
 	s->w.fd = -1;
 	return s;
 }
@@ -354,7 +368,7 @@ static int write_image_state(struct ck_scratch *s, const char *path, int nthread
 	ck_threads_save(w, nthreads);
 	ck_signals_save(w);
 	ck_files_save(w, s);
-	ck_memory_save_shared(w, s);
+	ck_memory_save_stopped(w, s);
 	if (w->err)
 		ck_image_finish(w, s->path_tmp, path);
 	return !w->err;
@@ -366,7 +380,9 @@ static int write_image_memory(struct ck_scratch *s, const char *path, uint64_t p
 {
 	struct ck_writer *w = &s->w;
 	struct cb_enc *e = &w->meta;
+	ck_parent_load(s, s->parent, path);
 	ck_memory_save(w, s);
+	ck_refs_save(w, s);
 	cb_text(e, "stats");
 	cb_map(e, 3);
 	cb_kv_uint(e, "pause_ns", pause_ns);
@@ -610,14 +626,21 @@ static void after_restore_leader(struct ck_restore_info *ri)
 		ck_session.stdio_ino[i] = ri->stdio_ino[i];
 	}
 	ck_session.have_stdio = 1;
-	ck_session.image_dev = ri->image_dev;
-	ck_session.image_ino = ri->image_ino;
+	ck_session.nimages = ri->nimages;
+	for (int i = 0; i < ri->nimages && i < CK_MAX_IMAGES; i++) {
+		ck_session.image_dev[i] = ri->image_dev[i];
+		ck_session.image_ino[i] = ri->image_ino[i];
+	}
+	uint64_t track_id = ri->track_id;
 	request_len = 0;
+	request_parent[0] = 0;
 	uint64_t hole = ri->hole_start, hole_len = ri->hole_len;
 	/* Every thread has left the restore core: the hole can go. */
 	ck_munmap((void *)hole, hole_len);
 
 	ck_signals_after_restore(n);
+	if (ck_track_restore_begin(track_id))
+		ck_memory_protect_after_restore();
 
 	char buf[64];
 	struct ck_str m;
@@ -645,6 +668,8 @@ static void lead_checkpoint(ucontext_t *uc)
 		reply_error(0, "cannot map the checkpoint's scratch memory", "ENOMEM (out of memory)");
 		return;
 	}
+	ck_memcpy(s->parent, request_parent, sizeof s->parent);
+	request_parent[0] = 0;
 	epoch++;
 	arrived = 0;
 	departed = 0;

@@ -27,6 +27,7 @@
 #define CK_SHIM_ABI 1
 #define CK_MAX_THREADS 1024
 #define CK_RESTORE_INFO_MAGIC 0x636b7269u /* "ckri" */
+#define CK_MAX_IMAGES 64 /* files one image may refer to, itself included */
 
 /* ---- resume context: a setjmp-like save inside the signal handler ---- */
 struct ck_ctx {
@@ -78,7 +79,9 @@ struct ck_restore_info {
 	uint64_t stdio_ino[3];
 	int drop_caps;           /* restored in a user namespace: give up the
 	                          * capabilities the restore needed */
-	uint64_t image_dev, image_ino; /* the image memory is mapped from */
+	uint64_t track_id;       /* the image's: its content is the memory's now */
+	int nimages;             /* the image and every image it refers to */
+	uint64_t image_dev[CK_MAX_IMAGES], image_ino[CK_MAX_IMAGES];
 };
 
 /* ---- session state kept by the shim ---- */
@@ -91,10 +94,11 @@ struct ck_session {
 	int have_stdio;
 	uint64_t rw_start, rw_end; /* the shim's own writable data */
 	uint64_t lo, hi;         /* the shim's whole load range */
-	/* The image this process was restored from: its memory is partly
-	 * mapped from that file, and such regions are stored in full by the
-	 * next checkpoint, so no image ever depends on an older one. */
-	uint64_t image_dev, image_ino;
+	/* The images this process was restored from: its memory is partly
+	 * mapped from those files; the next checkpoint refers to them (hard
+	 * links) or stores such regions in full. */
+	int nimages;
+	uint64_t image_dev[CK_MAX_IMAGES], image_ino[CK_MAX_IMAGES];
 	int trace;               /* CKRUN_TRACE: phase timings on stderr */
 };
 CK_HIDDEN extern struct ck_session ck_session;
@@ -135,7 +139,37 @@ CK_HIDDEN long ck_image_finish(struct ck_writer *w, const char *tmp_path, const 
 #define CK_SCRATCH_PM     (512UL << 10) /* pagemap entries */
 #define CK_SCRATCH_BOUNCE (1UL << 20)
 #define CK_SCRATCH_STACK  (1UL << 20)   /* the writer's stack */
-#define CK_SCRATCH_SIZE   (CK_SCRATCH_META + CK_SCRATCH_TEXT + CK_SCRATCH_PM + CK_SCRATCH_BOUNCE + CK_SCRATCH_STACK + (1UL << 20))
+#define CK_MAX_WRITTEN    (1UL << 20)   /* written ranges found by one scan */
+#define CK_MAX_INDEX      (1UL << 20)   /* runs of the parent image */
+#define CK_SCRATCH_SIZE   (CK_SCRATCH_META + CK_SCRATCH_TEXT + CK_SCRATCH_PM + CK_SCRATCH_BOUNCE + CK_SCRATCH_STACK + \
+			   CK_MAX_WRITTEN * sizeof(struct ck_written) + CK_MAX_INDEX * sizeof(struct ck_parent_run) + (1UL << 20))
+
+/* ---- incremental checkpoints (incremental.c) ---- */
+struct ck_range {
+	uint64_t start, end;
+};
+struct ck_written {             /* as PAGEMAP_SCAN reports it */
+	uint64_t start, end, categories;
+};
+struct ck_parent_run {          /* where the parent chain holds a run */
+	uint64_t addr, npages, off;
+	int cand;               /* index into the scratch's refs */
+};
+#define CK_MAX_REFS 64
+#define CK_MAX_UNTRACKED 4096
+struct ck_ref {                 /* a file the new image may refer to */
+	uint64_t dev, ino;
+	int index;              /* in the image's "images" list; -1 until linked */
+	int failed;
+	char name[48];          /* ref-<inode>.ckpt */
+	char src[4096];         /* where to link it from */
+};
+struct ck_tracking {
+	int uffd;
+	int failed;             /* -errno of a failed set-up: checkpoints stay full */
+	uint64_t base_id;       /* track_id of the image the memory was protected against */
+};
+CK_HIDDEN extern struct ck_tracking ck_tracking;
 
 /* Shared memory is stored while the program is stopped (a forked writer
  * shares it with the running program); the writer only lists these runs. */
@@ -147,6 +181,21 @@ struct ck_shared_run {
 
 struct ck_scratch {
 	struct ck_writer w;
+	/* incremental: found while stopped */
+	uint64_t scan_base, track_id;
+	struct ck_written *written;
+	uint64_t nwritten;
+	struct ck_range untracked[CK_MAX_UNTRACKED];
+	uint64_t nuntracked;
+	int written_overflow;
+	/* incremental: the writer's view of the parent */
+	char parent[4096];
+	char new_dir[4096];
+	int parent_valid;
+	struct ck_parent_run *index;
+	uint64_t nindex;
+	struct ck_ref refs[CK_MAX_REFS];
+	int nrefs, nused;
 	struct ck_shared_run shared_runs[CK_MAX_SHARED_RUNS];
 	int nshared_runs;
 	int collecting_shared;
@@ -208,9 +257,23 @@ CK_HIDDEN void ck_epoll_save(struct ck_writer *w, const struct ck_fd *f);
 CK_HIDDEN void ck_process_save(struct ck_writer *w, struct ck_scratch *s);
 CK_HIDDEN long ck_read_file(const char *path, char *buf, size_t cap);
 
+/* incremental.c */
+CK_HIDDEN void ck_track_begin(struct ck_scratch *s);
+CK_HIDDEN void ck_track_region(struct ck_scratch *s, int pmfd, uint64_t start, uint64_t end);
+CK_HIDDEN void ck_track_end(struct ck_scratch *s);
+CK_HIDDEN void ck_parent_load(struct ck_scratch *s, const char *parent, const char *image);
+CK_HIDDEN int ck_track_covers(struct ck_scratch *s, uint64_t start, uint64_t end);
+CK_HIDDEN int ck_track_written(struct ck_scratch *s, uint64_t page);
+CK_HIDDEN int ck_parent_lookup(struct ck_scratch *s, uint64_t page, int *file, uint64_t *off);
+CK_HIDDEN int ck_ref_for_mapping(struct ck_scratch *s, const char *map_files_path);
+CK_HIDDEN void ck_refs_save(struct ck_writer *w, struct ck_scratch *s);
+CK_HIDDEN int ck_track_restore_begin(uint64_t image_track_id);
+CK_HIDDEN void ck_track_protect(uint64_t start, uint64_t end);
+
 /* memory.c */
-CK_HIDDEN void ck_memory_save_shared(struct ck_writer *w, struct ck_scratch *s);
+CK_HIDDEN void ck_memory_save_stopped(struct ck_writer *w, struct ck_scratch *s);
 CK_HIDDEN void ck_memory_save(struct ck_writer *w, struct ck_scratch *s);
+CK_HIDDEN void ck_memory_protect_after_restore(void);
 
 /* shim.c */
 CK_HIDDEN void ck_session_reply(const char *line);

@@ -150,11 +150,16 @@ struct region_kind {
 	int store_none;
 };
 
-/* Memory that a restart mapped from its image: anonymous memory, stored in
- * full (pages not yet touched since the restart live in the old image). */
+/* Memory that a restart mapped from an image: anonymous memory whose
+ * pages not changed since the restart are still the image's. */
 static int from_restore_image(const struct map_line *m)
 {
-	return ck_session.image_ino && m->ino == ck_session.image_ino && m->dev == ck_session.image_dev && !m->shared;
+	if (m->shared || !m->ino)
+		return 0;
+	for (int i = 0; i < ck_session.nimages && i < CK_MAX_IMAGES; i++)
+		if (m->ino == ck_session.image_ino[i] && m->dev == ck_session.image_dev[i])
+			return 1;
+	return 0;
 }
 
 /* Decides what a mapping is and which of its pages are worth storing. */
@@ -236,17 +241,67 @@ static void emit_run(struct ck_writer *w, struct ck_scratch *s, uint64_t addr, u
 	*bytes += npages * CK_PAGE;
 }
 
-/* Runs of pages to store, found through pagemap: present (or swapped)
- * pages that are not unchanged file pages. */
+static void list_ref_run(struct cb_enc *e, uint64_t addr, uint64_t npages, uint64_t off, int file)
+{
+	cb_array(e, 5);
+	cb_uint(e, addr);
+	cb_uint(e, npages);
+	cb_uint(e, off);
+	cb_int(e, -1); /* checked by the image that holds it */
+	cb_uint(e, (uint64_t)file);
+}
+
+/* Consecutive pages with the same source become one run: stored here
+ * (file -1), or referred to in another image at consecutive offsets. */
+struct run_builder {
+	uint64_t start, n, off;
+	int file;
+	int readable;
+};
+
+static void flush_run(struct ck_writer *w, struct ck_scratch *s, struct run_builder *rb, uint64_t *bytes)
+{
+	if (!rb->n || w->err)
+		return;
+	if (rb->file < 0)
+		emit_run(w, s, rb->start, rb->n, rb->readable, bytes);
+	else
+		list_ref_run(&w->meta, rb->start, rb->n, rb->off, rb->file);
+	rb->n = 0;
+}
+
+static void add_page(struct ck_writer *w, struct ck_scratch *s, struct run_builder *rb, uint64_t addr, int file,
+		     uint64_t off, uint64_t *bytes)
+{
+	if (rb->n && rb->start + rb->n * CK_PAGE == addr && rb->file == file &&
+	    (file < 0 || rb->off + rb->n * CK_PAGE == off)) {
+		rb->n++;
+		return;
+	}
+	flush_run(w, s, rb, bytes);
+	rb->start = addr;
+	rb->n = 1;
+	rb->file = file;
+	rb->off = off;
+}
+
+/* How the pages of one region are found: by pagemap alone, against the
+ * image the region was mapped from, or against the parent image. */
+enum page_mode { BY_PAGEMAP, BY_MAPPED_IMAGE, BY_PARENT };
+
+/* Runs of pages, found through pagemap: present (or swapped) pages that are
+ * not unchanged file pages; in incremental checkpoints, unchanged pages
+ * refer to where an older image holds them. */
 static void save_runs_pagemap(struct ck_writer *w, struct ck_scratch *s, int pmfd, const struct map_line *m,
-			      const struct region_kind *k, uint64_t *bytes)
+			      const struct region_kind *k, enum page_mode mode, int image_file, uint64_t *bytes)
 {
 	uint64_t npages = (m->end - m->start) / CK_PAGE;
 	uint64_t chunk = CK_SCRATCH_PM / sizeof(uint64_t);
-	uint64_t run_start = 0, run_len = 0;
+	struct run_builder rb = {0, 0, 0, -1, m->prot & PROT_READ};
+	int need_pagemap = !k->store_all || mode != BY_PAGEMAP;
 	for (uint64_t base = 0; base < npages && !w->err; base += chunk) {
 		uint64_t count = npages - base < chunk ? npages - base : chunk;
-		if (!k->store_all) {
+		if (need_pagemap) {
 			long r = ck_pread_all(pmfd, s->pagemap, count * 8, (m->start / CK_PAGE + base) * 8);
 			if (r < 0) {
 				ck_writer_fail(w, r, "cannot read /proc/self/pagemap");
@@ -254,21 +309,27 @@ static void save_runs_pagemap(struct ck_writer *w, struct ck_scratch *s, int pmf
 			}
 		}
 		for (uint64_t i = 0; i < count; i++) {
-			uint64_t addr = m->start + (base + i) * CK_PAGE;
-			if (k->store_all || page_wanted(k, s->pagemap[i])) {
-				if (run_len && run_start + run_len * CK_PAGE == addr) {
-					run_len++;
-				} else {
-					if (run_len)
-						emit_run(w, s, run_start, run_len, m->prot & PROT_READ, bytes);
-					run_start = addr;
-					run_len = 1;
+			uint64_t addr = m->start + (base + i) * CK_PAGE, pm = need_pagemap ? s->pagemap[i] : 0;
+			int file = -1;
+			uint64_t off = 0;
+			if (mode == BY_MAPPED_IMAGE) {
+				/* a changed page is an anonymous copy; the others are the image's */
+				if (!(pm & PM_SWAP) && !((pm & PM_PRESENT) && !(pm & PM_FILE))) {
+					file = image_file;
+					off = m->offset + (addr - m->start);
 				}
+			} else if (mode == BY_PARENT) {
+				if (!(pm & (PM_PRESENT | PM_SWAP)))
+					continue; /* released since: zero */
+				if (!ck_track_written(s, addr) && !ck_parent_lookup(s, addr, &file, &off))
+					continue; /* never stored and never written: the zero page */
+			} else if (!k->store_all && !page_wanted(k, pm)) {
+				continue;
 			}
+			add_page(w, s, &rb, addr, file, off, bytes);
 		}
 	}
-	if (run_len && !w->err)
-		emit_run(w, s, run_start, run_len, m->prot & PROT_READ, bytes);
+	flush_run(w, s, &rb, bytes);
 }
 
 static void map_files_path(const struct map_line *m, char *path, size_t cap)
@@ -330,7 +391,14 @@ static void save_shmem_runs(struct ck_writer *w, struct ck_scratch *s, int pmfd,
 		return;
 	struct region_kind all = *k;
 	all.store_all = 1;
-	save_runs_pagemap(w, s, pmfd, m, &all, bytes);
+	save_runs_pagemap(w, s, pmfd, m, &all, BY_PAGEMAP, -1, bytes);
+}
+
+/* Memory that can be write-protected to find what changed. */
+static int trackable(const struct map_line *m, const struct region_kind *k)
+{
+	return !m->shared && !from_restore_image(m) &&
+	       (ck_streq(k->kind, "anon") || ck_streq(k->kind, "heap") || ck_streq(k->kind, "stack"));
 }
 
 static void save_runs(struct ck_writer *w, struct ck_scratch *s, int pmfd, const struct map_line *m,
@@ -338,10 +406,23 @@ static void save_runs(struct ck_writer *w, struct ck_scratch *s, int pmfd, const
 {
 	if (k->store_none)
 		return;
-	if (ck_streq(k->kind, "shmem"))
+	if (ck_streq(k->kind, "shmem")) {
 		list_shared_runs(w, s, m, bytes);
-	else
-		save_runs_pagemap(w, s, pmfd, m, k, bytes);
+		return;
+	}
+	if (from_restore_image(m)) {
+		char path[96];
+		map_files_path(m, path, sizeof path);
+		int file = ck_ref_for_mapping(s, path);
+		if (file >= 0) {
+			save_runs_pagemap(w, s, pmfd, m, k, BY_MAPPED_IMAGE, file, bytes);
+			return;
+		}
+	} else if (trackable(m, k) && ck_track_covers(s, m->start, m->end)) {
+		save_runs_pagemap(w, s, pmfd, m, k, BY_PARENT, -1, bytes);
+		return;
+	}
+	save_runs_pagemap(w, s, pmfd, m, k, BY_PAGEMAP, -1, bytes);
 }
 
 /* The identity of the file actually mapped (not whatever the path names now). */
@@ -434,26 +515,53 @@ static int read_maps(struct ck_writer *w, struct ck_scratch *s, struct map_line 
 }
 
 /* While the program is stopped: the pages of its shared memory, which no
- * fork can freeze. */
-CK_HIDDEN void ck_memory_save_shared(struct ck_writer *w, struct ck_scratch *s)
+ * fork can freeze, and which pages of the rest changed since the last
+ * checkpoint (protected again for the next one). */
+CK_HIDDEN void ck_memory_save_stopped(struct ck_writer *w, struct ck_scratch *s)
 {
 	struct map_line *maps;
 	int n = read_maps(w, s, &maps);
-	int pmfd = -1;
-	s->collecting_shared = 1;
+	int pmfd = (int)ck_openat(AT_FDCWD, "/proc/self/pagemap", O_RDONLY | O_CLOEXEC, 0);
+	if (pmfd < 0) {
+		ck_writer_fail(w, pmfd, "cannot open /proc/self/pagemap");
+		return;
+	}
+	ck_track_begin(s);
 	for (int i = 0; i < n && !w->err; i++) {
 		struct ck_stat st;
 		struct region_kind k = region_of(&maps[i], &st);
-		if (!ck_streq(k.kind, "shmem") || (maps[i].start >= s->start && maps[i].end <= s->end))
+		if (maps[i].start >= s->start && maps[i].end <= s->end)
 			continue;
-		if (pmfd < 0)
-			pmfd = (int)ck_openat(AT_FDCWD, "/proc/self/pagemap", O_RDONLY | O_CLOEXEC, 0);
-		uint64_t bytes = 0;
-		save_shmem_runs(w, s, pmfd, &maps[i], &k, &bytes);
+		if (ck_streq(k.kind, "shmem")) {
+			uint64_t bytes = 0;
+			s->collecting_shared = 1;
+			save_shmem_runs(w, s, pmfd, &maps[i], &k, &bytes);
+			s->collecting_shared = 0;
+		} else if (trackable(&maps[i], &k)) {
+			ck_track_region(s, pmfd, maps[i].start, maps[i].end);
+		}
 	}
-	s->collecting_shared = 0;
-	if (pmfd >= 0)
-		ck_close(pmfd);
+	ck_track_end(s);
+	ck_close(pmfd);
+}
+
+/* In a restored process: its private anonymous memory is the image's now;
+ * protected, the next checkpoint finds what changed since. */
+CK_HIDDEN void ck_memory_protect_after_restore(void)
+{
+	long buf = ck_mmap(0, CK_SCRATCH_TEXT, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (buf < 0 && buf > -4096)
+		return;
+	char *text = (char *)buf;
+	long len = ck_read_file("/proc/self/maps", text, CK_SCRATCH_TEXT);
+	for (char *p = text; len > 0 && *p;) {
+		struct map_line ml;
+		p = parse_map_line(p, &ml);
+		struct region_kind k = classify(&ml, 0);
+		if (trackable(&ml, &k) && !(ml.start <= (uint64_t)buf && (uint64_t)buf < ml.end))
+			ck_track_protect(ml.start, ml.end);
+	}
+	ck_munmap(text, CK_SCRATCH_TEXT);
 }
 
 CK_HIDDEN void ck_memory_save(struct ck_writer *w, struct ck_scratch *s)
@@ -551,16 +659,20 @@ static int parse_region(struct cb_dec *d, struct ck_img_region *r)
 			r->runs = malloc(cap * sizeof *r->runs);
 			while (cbd_next_item(d, &n)) {
 				int64_t m;
-				uint64_t crc;
 				if (r->nruns == cap) {
 					cap *= 2;
 					r->runs = realloc(r->runs, cap * sizeof *r->runs);
 				}
 				struct ck_img_run *run = &r->runs[r->nruns++];
-				if (!cbd_array(d, &m) || m != 4 || !cbd_uint(d, &run->addr) || !cbd_uint(d, &run->npages) ||
-				    !cbd_uint(d, &run->off) || !cbd_uint(d, &crc))
+				int64_t c;
+				uint64_t f = 0;
+				if (!cbd_array(d, &m) || (m != 4 && m != 5) || !cbd_uint(d, &run->addr) || !cbd_uint(d, &run->npages) ||
+				    !cbd_uint(d, &run->off) || !cbd_int(d, &c) || (m == 5 && !cbd_uint(d, &f)))
 					return 0;
-				run->crc = (uint32_t)crc;
+				run->crc = (uint32_t)c;
+				run->file = m == 5 ? (int)f : -1;
+				if (m == 5 && f >= CK_MAX_IMAGES)
+					return 0;
 			}
 		} else if (!cbd_skip(d)) {
 			return 0;
@@ -621,6 +733,21 @@ CK_HIDDEN int ck_vdso_parse(struct cb_dec *d, struct ck_image *img)
 
 CK_HIDDEN int ck_mm_parse(struct cb_dec *d, const char *k, size_t kl, struct ck_image *img)
 {
+	if (cbd_key_is(k, kl, "track_id"))
+		return cbd_uint(d, &img->track_id) ? 1 : -1;
+	if (cbd_key_is(k, kl, "images")) {
+		int64_t n;
+		if (!cbd_array(d, &n))
+			return -1;
+		while (cbd_next_item(d, &n)) {
+			const char *s;
+			size_t sl;
+			if (!cbd_text(d, &s, &sl) || img->nimages >= CK_MAX_IMAGES || memchr(s, '/', sl))
+				return -1;
+			img->images[img->nimages++] = ck_dup_text(s, sl);
+		}
+		return d->error ? -1 : 1;
+	}
 	if (cbd_key_is(k, kl, "auxv")) {
 		if (!cbd_bytes(d, &img->auxv, &img->auxv_len) || img->auxv_len > 64 * 8)
 			return -1;
@@ -665,8 +792,16 @@ static void check_runs(struct ck_image *img, struct ck_img_region *r, int verify
 	for (size_t i = 0; i < r->nruns; i++) {
 		struct ck_img_run *run = &r->runs[i];
 		uint64_t len = run->npages * CK_PAGE;
-		if (run->addr < r->start || run->addr + len > r->end || run->off % CK_PAGE ||
-		    run->off < img->data_offset || run->off + len > img->data_offset + img->data_length)
+		if (run->addr < r->start || run->addr + len > r->end || run->off % CK_PAGE)
+			ck_refuse("image %s is corrupted: a page run of region %#llx-%#llx lies outside it", img->path,
+				  (unsigned long long)r->start, (unsigned long long)r->end);
+		if (run->file >= 0) {
+			if (run->file >= img->nimages)
+				ck_refuse("image %s is corrupted: a page run refers to image %d of %d", img->path, run->file,
+					  img->nimages);
+			continue; /* in an older image, checked as part of it */
+		}
+		if (run->off < img->data_offset || run->off + len > img->data_offset + img->data_length)
 			ck_refuse("image %s is corrupted: a page run of region %#llx-%#llx lies outside it", img->path,
 				  (unsigned long long)r->start, (unsigned long long)r->end);
 		if (verify_data && ck_crc32c(0, whole + run->off, len) != run->crc)
@@ -737,6 +872,30 @@ CK_HIDDEN void ck_memory_open(struct ck_image *img, int base_fd)
 	}
 }
 
+/* The older images an incremental one refers to: hard links beside it. */
+CK_HIDDEN void ck_memory_open_refs(struct ck_image *img, int base_fd)
+{
+	char dir[4096];
+	snprintf(dir, sizeof dir, "%s", img->path);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = 0;
+	else
+		snprintf(dir, sizeof dir, ".");
+	for (int i = 0; i < img->nimages; i++) {
+		char path[8192];
+		static struct ck_image ref;
+		snprintf(path, sizeof path, "%s/%s", dir, img->images[i]);
+		memset(&ref, 0, sizeof ref);
+		ck_image_load(&ref, path); /* header and metadata checks; refuses with the reason */
+		img->image_fds[i] = fcntl(ref.fd, F_DUPFD_CLOEXEC, base_fd);
+		close(ref.fd);
+		free(ref.meta);
+		if (img->image_fds[i] < 0)
+			ck_refuse("cannot place a descriptor for %s: %s", path, strerror(errno));
+	}
+}
+
 CK_HIDDEN void ck_memory_plan(struct ck_image *img, struct ck_plan *plan,
 			      struct ck_plan_region *regions, struct ck_plan_run *runs)
 {
@@ -758,6 +917,7 @@ CK_HIDDEN void ck_memory_plan(struct ck_image *img, struct ck_plan *plan,
 			runs[nruns].addr = r->runs[j].addr;
 			runs[nruns].len = r->runs[j].npages * CK_PAGE;
 			runs[nruns].off = r->runs[j].off;
+			runs[nruns].fd = r->runs[j].file < 0 ? plan->image_fd : img->image_fds[r->runs[j].file];
 			nruns++;
 		}
 	}
@@ -846,12 +1006,12 @@ static CK_CORE_FN void fill_runs(struct ck_plan *p, struct ck_plan_region *r, in
 	for (uint64_t i = 0; i < r->nruns; i++) {
 		struct ck_plan_run *run = &p->runs[r->first_run + i];
 		if (mappable && run->len >= CK_MAP_RUN_MIN) {
-			long a = ck_mmap((void *)run->addr, run->len, prot, MAP_PRIVATE | MAP_FIXED, p->image_fd, (int64_t)run->off);
+			long a = ck_mmap((void *)run->addr, run->len, prot, MAP_PRIVATE | MAP_FIXED, run->fd, (int64_t)run->off);
 			if (a == (long)run->addr)
 				continue;
 			/* not mappable (a file system without mmap): read it */
 		}
-		long e = ck_pread_all(p->image_fd, (void *)run->addr, run->len, run->off);
+		long e = ck_pread_all(run->fd, (void *)run->addr, run->len, run->off);
 		if (e < 0)
 			ck_core_fail(p, "reading saved pages from the image failed", e);
 	}

@@ -366,6 +366,7 @@ static __attribute__((noreturn)) void restore_image(const char *path, int verify
 		ctl = moved;
 	}
 	ck_memory_open(&img, base);
+	ck_memory_open_refs(&img, base);
 	ck_files_open(&img, base);
 
 	/* 3. process state; from here on the restore host is becoming the program */
@@ -386,6 +387,10 @@ static __attribute__((noreturn)) void restore_image(const char *path, int verify
 	keep[nkeep++] = plan->exe_fd;
 	plan->nclose = 0;
 	plan->close_fds[plan->nclose++] = plan->image_fd;
+	for (int i = 0; i < img.nimages; i++) {
+		keep[nkeep++] = img.image_fds[i];
+		plan->close_fds[plan->nclose++] = img.image_fds[i];
+	}
 	if (plan->exe_fd >= 0)
 		plan->close_fds[plan->nclose++] = plan->exe_fd;
 	for (size_t i = 0; i < img.nregions; i++) {
@@ -409,10 +414,14 @@ static __attribute__((noreturn)) void restore_image(const char *path, int verify
 	plan->info.nthreads = (uint32_t)img.nthreads;
 	plan->info.restored = 0;
 	plan->info.ctl_fd = ctl >= 0 ? img.ctl_fd : -1;
-	struct stat ist;
-	if (fstat(plan->image_fd, &ist) == 0) {
-		plan->info.image_dev = ist.st_dev;
-		plan->info.image_ino = ist.st_ino;
+	plan->info.track_id = img.track_id;
+	plan->info.nimages = 0;
+	for (int i = -1; i < img.nimages; i++) {
+		struct stat ist;
+		if (fstat(i < 0 ? plan->image_fd : img.image_fds[i], &ist) == 0) {
+			plan->info.image_dev[plan->info.nimages] = ist.st_dev;
+			plan->info.image_ino[plan->info.nimages++] = ist.st_ino;
+		}
 	}
 	plan->info.hole_start = hole;
 	plan->info.hole_len = hole_size;

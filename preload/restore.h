@@ -15,6 +15,7 @@
 struct ck_img_run {
 	uint64_t addr, npages, off;
 	uint32_t crc;
+	int file; /* -1: this image; else index into the image's "images" */
 };
 
 struct ck_img_region {
@@ -95,6 +96,12 @@ struct ck_image {
 	size_t nfiles;
 	struct ck_img_action *actions;
 	size_t nactions;
+
+	/* incremental: the files runs may refer to, in this image's directory */
+	uint64_t track_id;
+	const char *images[CK_MAX_IMAGES];
+	int nimages;
+	int image_fds[CK_MAX_IMAGES];
 };
 
 /* ---- the plan: everything the restore core needs, inside the hole ---- */
@@ -110,6 +117,7 @@ struct ck_plan_region {
 
 struct ck_plan_run {
 	uint64_t addr, len, off;
+	int fd; /* the image file that holds it */
 };
 
 #define CK_THREAD_STACK 16384 /* each new thread's stack inside the hole */
@@ -175,6 +183,7 @@ CK_HIDDEN void ck_files_install(struct ck_image *img);
 CK_HIDDEN void ck_process_restore(struct ck_image *img);
 CK_HIDDEN void ck_signals_restore(struct ck_image *img);
 CK_HIDDEN void ck_memory_open(struct ck_image *img, int base_fd);
+CK_HIDDEN void ck_memory_open_refs(struct ck_image *img, int base_fd);
 CK_HIDDEN void ck_memory_plan(struct ck_image *img, struct ck_plan *plan,
 			      struct ck_plan_region *regions, struct ck_plan_run *runs);
 CK_HIDDEN void ck_threads_plan(struct ck_image *img, struct ck_plan *plan,

@@ -91,9 +91,11 @@ static void resolve_all(void)
 /* A wrapper may run before our constructor (another library's). */
 #define REAL(name) (real_##name ? real_##name : (resolve_all(), real_##name))
 
+/* The shim's own descriptors: the connection to ckrun and the
+ * userfaultfd that tracks changed pages. */
 CK_HIDDEN int ck_is_session_fd(int fd)
 {
-	return fd >= 0 && fd == ck_session.ctl_fd;
+	return fd >= 0 && (fd == ck_session.ctl_fd || fd == ck_tracking.uffd);
 }
 
 CK_HIDDEN void ck_session_reply(const char *line)
@@ -187,10 +189,15 @@ CK_HIDDEN int ck_arm_async(int fd, int sig)
 static void leave_session_in_child(void)
 {
 	/* A forked child is not (yet) part of the session: it must not read
-	 * or answer its parent's requests. */
+	 * or answer its parent's requests. Its memory is not tracked (fork
+	 * drops the registrations): its first checkpoint is full. */
 	if (ck_session.ctl_fd >= 0)
 		ck_close(ck_session.ctl_fd);
 	ck_session.ctl_fd = -1;
+	if (ck_tracking.uffd >= 0)
+		ck_close(ck_tracking.uffd);
+	ck_tracking.uffd = -1;
+	ck_tracking.base_id = 0;
 	active = 0;
 }
 
@@ -352,53 +359,62 @@ CK_EXPORT int close(int fd)
 	return REAL(close)(fd);
 }
 
-static void move_session_fd(void)
+/* The program wants this number: our descriptor moves out of its way. */
+static void move_session_fd(int fd)
 {
-	int fd = fcntl(ck_session.ctl_fd, F_DUPFD_CLOEXEC, ck_session.ctl_fd + 1);
-	if (fd >= 0) {
-		REAL(close)(ck_session.ctl_fd);
-		ck_session.ctl_fd = fd;
-		ck_arm_async(fd, ck_session.sig);
+	int moved = fcntl(fd, F_DUPFD_CLOEXEC, fd + 1);
+	if (moved < 0)
+		return;
+	REAL(close)(fd);
+	if (fd == ck_session.ctl_fd) {
+		ck_session.ctl_fd = moved;
+		ck_arm_async(moved, ck_session.sig);
+	} else {
+		ck_tracking.uffd = moved;
 	}
 }
 
 CK_EXPORT int dup2(int oldfd, int newfd)
 {
 	if (ck_is_session_fd(newfd) && oldfd != newfd)
-		move_session_fd();
+		move_session_fd(newfd);
 	return REAL(dup2)(oldfd, newfd);
 }
 
 CK_EXPORT int dup3(int oldfd, int newfd, int flags)
 {
 	if (ck_is_session_fd(newfd) && oldfd != newfd)
-		move_session_fd();
+		move_session_fd(newfd);
 	return REAL(dup3)(oldfd, newfd, flags);
+}
+
+/* Closes [first, last] except the shim's own descriptors. */
+static int close_range_around(unsigned first, unsigned last, int flags)
+{
+	int keep[2] = {ck_session.ctl_fd, ck_tracking.uffd};
+	for (int i = 0; i < 2; i++) {
+		int fd = keep[i];
+		if (fd < 0 || (unsigned)fd < first || (unsigned)fd > last)
+			continue;
+		int r = (unsigned)fd > first ? close_range_around(first, (unsigned)fd - 1, flags) : 0;
+		if (r == 0 && (unsigned)fd < last)
+			r = close_range_around((unsigned)fd + 1, last, flags);
+		return r;
+	}
+	return REAL(close_range)(first, last, flags);
 }
 
 CK_EXPORT int close_range(unsigned first, unsigned last, int flags)
 {
-	int fd = ck_session.ctl_fd;
-	if (fd < 0 || (unsigned)fd < first || (unsigned)fd > last || (flags & CLOSE_RANGE_CLOEXEC))
+	if (flags & CLOSE_RANGE_CLOEXEC)
 		return REAL(close_range)(first, last, flags);
-	int r = 0;
-	if ((unsigned)fd > first)
-		r = REAL(close_range)(first, (unsigned)fd - 1, flags);
-	if (r == 0 && (unsigned)fd < last)
-		r = REAL(close_range)((unsigned)fd + 1, last, flags);
-	return r;
+	return close_range_around(first, last, flags);
 }
 
 CK_EXPORT void closefrom(int lowfd)
 {
-	int fd = ck_session.ctl_fd;
-	if (fd < 0 || fd < lowfd) {
-		REAL(closefrom)(lowfd);
-		return;
-	}
-	if (fd > lowfd)
-		REAL(close_range)((unsigned)lowfd, (unsigned)fd - 1, 0);
-	REAL(closefrom)(fd + 1);
+	if (lowfd >= 0)
+		close_range_around((unsigned)lowfd, ~0U, 0);
 }
 
 CK_EXPORT int madvise(void *addr, size_t len, int advice)

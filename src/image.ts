@@ -2,6 +2,7 @@
 import { Decoder } from 'cbor-x/decode';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { crc32c, crc32cFile, isNativeError } from './native.js';
 import { displayPath, formatBytes, hex } from './output.js';
 
@@ -215,6 +216,13 @@ export interface ReadImageOptions {
  * chunk). Throws ImageError with a message naming the image and the problem.
  */
 export async function readImage(path: string, opts: ReadImageOptions = {}): Promise<Image> {
+  const img = await loadImage(path, opts.verifyData === true);
+  await checkReferredImages(img, opts.verifyData === true);
+  return img;
+}
+
+/** Reads and checks one image file, not the images it refers to. */
+async function loadImage(path: string, verifyData: boolean): Promise<Image> {
   let size: number;
   try {
     const st = await stat(path);
@@ -253,10 +261,35 @@ export async function readImage(path: string, opts: ReadImageOptions = {}): Prom
       throw new ImageError(path, 'corrupt', `is corrupted: metadata version ${String(meta['version'])} differs from the header's`);
     if (asNumber(meta['pid']) === undefined) throw new ImageError(path, 'corrupt', 'is corrupted: its metadata has no pid');
     const img: Image = { path, size, header, meta, dataVerified: false };
-    if (opts.verifyData) verifyImageData(img);
+    if (verifyData) verifyImageData(img);
     return img;
   } finally {
     await fh.close();
+  }
+}
+
+/** The older images an incremental image refers to (hard links beside it). */
+export function referredImages(img: Image): string[] {
+  return asArray(img.meta['images']).map((n) => join(dirname(img.path), asString(n) ?? '?'));
+}
+
+/**
+ * Every image a (flattened) incremental chain refers to must be there and
+ * intact: header and metadata always, their own data with verifyData.
+ */
+async function checkReferredImages(img: Image, verifyData: boolean): Promise<void> {
+  const refs = referredImages(img);
+  for (const [k, run] of regions(img.meta).flatMap((r) => r.runs.map((x) => [r, x] as const)))
+    if (run.image !== undefined && run.image >= refs.length)
+      throw new ImageError(img.path, 'corrupt', `is corrupted: the pages at ${hex(run.address)} of region ${hex(k.start)} refer to image ${run.image} of ${refs.length}`);
+  for (const ref of refs) {
+    try {
+      await loadImage(ref, verifyData);
+    } catch (e) {
+      if (e instanceof ImageError)
+        throw new ImageError(img.path, e.problem, `refers to ${basename(ref)} for unchanged pages, which ${e.detail}`);
+      throw e;
+    }
   }
 }
 
@@ -299,6 +332,7 @@ export function dataChunks(img: Image): DataChunk[] {
   const out: DataChunk[] = [];
   for (const r of regions(img.meta)) {
     for (const run of r.runs) {
+      if (run.image !== undefined) continue; // in an older image, checked as part of it
       out.push({
         what: `the pages at ${hex(run.address)} of region ${hex(r.start)}-${hex(r.end)}${r.name ? ` (${r.name})` : ''}`,
         offset: run.offset,
@@ -398,6 +432,8 @@ export interface RunInfo {
   pages: number;
   offset: number;
   crc: number;
+  /** For a run an incremental image refers to: index into its `images` (the run is in that file). */
+  image?: number;
 }
 
 export interface RegionInfo {
@@ -432,6 +468,7 @@ export function regions(meta: CborMap): RegionInfo[] {
           pages: asNumber(a[1]) ?? 0,
           offset: asNumber(a[2]) ?? 0,
           crc: asNumber(a[3]) ?? 0,
+          ...(a.length === 5 ? { image: asNumber(a[4]) ?? 0 } : {}),
         };
       }),
       bytes: asNumber(m['bytes']) ?? 0,

@@ -6,6 +6,8 @@ import {
   asNumber,
   asString,
   asArray,
+  asMap,
+  referredImages,
   files,
   readImage,
   regions,
@@ -175,6 +177,15 @@ export function formatImage(img: Image): string {
     ['Signal', `the shim uses ${signalName(asNumber(m['signal']) ?? 0)} (${String(m['signal'])}); connection on descriptor ${String(m['ctl_fd'] ?? '?')}`],
   ];
   if (stats['pause_ns'] !== undefined) kv.push(['Pause', formatDuration(BigInt(stats['pause_ns'] as number | bigint))]);
+  const refs = referredImages(img);
+  const referred = regions(m).reduce((a, r) => a + r.runs.reduce((b, x) => b + (x.image !== undefined ? x.pages * 4096 : 0), 0), 0);
+  const inc = asMap(m['incremental']);
+  kv.push([
+    'Incremental',
+    refs.length
+      ? `yes: ${formatBytes(referred)} of unchanged pages are in ${refs.map((r) => basename(r)).join(', ')} (hard links here)`
+      : `no (full image${asString(inc['tracking']) ? `; change tracking: ${asString(inc['tracking'])}` : ''})`,
+  ]);
   const w = Math.max(...kv.map(([k]) => k.length));
   for (const [k, v] of kv) out.push(`${k.padEnd(w)}  ${v}\n`);
 

@@ -215,6 +215,8 @@ export class Coordinator implements Session {
   private cwd = '';
   private restoredFrom: string | null = null;
   private lastGeneration: number | null = null;
+  /** Each process's newest complete image: its next checkpoint may store only what changed since. */
+  private readonly lastImages = new Map<number, string>();
 
   constructor(dir: string, server: Server, opts: SessionOptions, internalSignal: number) {
     this.dir = dir;
@@ -255,6 +257,7 @@ export class Coordinator implements Session {
     this.argv = info.argv;
     this.cwd = info.cwd;
     this.restoredFrom = info.restoredFrom ?? null;
+    if (info.restoredFrom) this.lastImages.set(info.programPid, info.restoredFrom);
     this.startedAt = Date.now();
     this.installSignals();
     this.scheduleInterval();
@@ -521,6 +524,7 @@ export class Coordinator implements Session {
       };
       await writeManifest(gen.path, manifest);
       const path = await completeGeneration(this.dir, gen.number, gen.path);
+      for (const p of processes) this.lastImages.set(p.pid, join(path, p.image));
       return { generation: gen.number, path, processes, ms: Date.now() - t0 };
     } catch (e) {
       await removePartialGeneration(gen.path).catch(() => undefined);
@@ -561,6 +565,8 @@ export class Coordinator implements Session {
         },
       };
       proc.pending = pending;
+      const parent = this.lastImages.get(proc.pid);
+      if (parent) this.send(proc.sock, `parent ${parent}`);
       this.send(proc.sock, `checkpoint ${path}`);
     });
   }

@@ -1,0 +1,465 @@
+/* Incremental checkpoints: which pages changed since the last checkpoint,
+ * and where the unchanged ones are already stored (see docs/design.md).
+ *
+ * Save half: while the program is stopped, PAGEMAP_SCAN collects the pages
+ * written since the last protection (userfaultfd write-protect in async
+ * mode) and protects them again; regions not yet tracked are registered.
+ * The writer then reads the parent image's metadata to learn, for every
+ * address, which file and offset hold its page, and hard-links those files
+ * into the new generation. Restore half: the restored process protects its
+ * memory at once, so its next checkpoint is incremental too. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+#include "ckrun.h"
+#include "crc32c.h"
+#include "sys.h"
+
+/* From the kernel's uapi (Debian's headers predate them). */
+#define CK_UFFD_FEATURE_WP_UNPOPULATED (1 << 13)
+#define CK_UFFD_FEATURE_WP_ASYNC (1 << 15)
+struct pm_page_region {
+	uint64_t start, end, categories;
+};
+struct pm_scan_arg {
+	uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
+	uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
+};
+#define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
+#define PAGE_IS_WRITTEN (1 << 1)
+#define PM_SCAN_WP_MATCHING (1 << 0)
+#define PM_SCAN_CHECK_WPASYNC (1 << 1)
+
+CK_HIDDEN struct ck_tracking ck_tracking = {.uffd = -1};
+
+static long tracking_setup(void)
+{
+	long fd = CK_SYS1(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (fd == -EPERM)
+		fd = CK_SYS1(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+	if (fd < 0)
+		return fd;
+	struct uffdio_api api = {UFFD_API, CK_UFFD_FEATURE_WP_ASYNC | CK_UFFD_FEATURE_WP_UNPOPULATED, 0};
+	long r = CK_SYS3(SYS_ioctl, fd, UFFDIO_API, &api);
+	if (r < 0) {
+		ck_close((int)fd);
+		return r;
+	}
+	/* out of the program's way, like the session connection */
+	long high = ck_fcntl((int)fd, F_DUPFD_CLOEXEC, 590);
+	if (high >= 0) {
+		ck_close((int)fd);
+		fd = high;
+	}
+	return fd;
+}
+
+/* A fresh id for every image: the shim remembers the id of the image its
+ * memory was protected against. */
+static uint64_t new_track_id(void)
+{
+	uint64_t id = 0;
+	CK_SYS3(SYS_getrandom, &id, sizeof id, 0);
+	return id ? id : 1;
+}
+
+CK_HIDDEN void ck_track_begin(struct ck_scratch *s)
+{
+	s->scan_base = ck_tracking.base_id;
+	s->track_id = new_track_id();
+	s->nwritten = 0;
+	s->nuntracked = 0;
+	s->written_overflow = 0;
+	if (ck_tracking.uffd < 0 && !ck_tracking.failed) {
+		long fd = tracking_setup();
+		if (fd < 0)
+			ck_tracking.failed = (int)-fd;
+		else
+			ck_tracking.uffd = (int)fd;
+	}
+}
+
+static void add_untracked(struct ck_scratch *s, uint64_t start, uint64_t end)
+{
+	if (s->nuntracked < CK_MAX_UNTRACKED)
+		s->untracked[s->nuntracked++] = (struct ck_range){start, end};
+	else
+		s->written_overflow = 1;
+}
+
+static int protect_range(uint64_t start, uint64_t end);
+
+CK_HIDDEN void ck_track_protect(uint64_t start, uint64_t end)
+{
+	if (ck_tracking.uffd >= 0)
+		protect_range(start, end);
+}
+
+static int protect_range(uint64_t start, uint64_t end)
+{
+	struct uffdio_register reg = {{start, end - start}, UFFDIO_REGISTER_MODE_WP, 0};
+	if (CK_SYS3(SYS_ioctl, ck_tracking.uffd, UFFDIO_REGISTER, &reg) < 0)
+		return 0;
+	struct uffdio_writeprotect wp = {{start, end - start}, UFFDIO_WRITEPROTECT_MODE_WP};
+	return CK_SYS3(SYS_ioctl, ck_tracking.uffd, UFFDIO_WRITEPROTECT, &wp) == 0;
+}
+
+/* One private anonymous region, while the program is stopped: its pages
+ * written since the last checkpoint (protected again as they are found),
+ * or, when it is not tracked yet, registered now for the next one. */
+CK_HIDDEN void ck_track_region(struct ck_scratch *s, int pmfd, uint64_t start, uint64_t end)
+{
+	if (ck_tracking.uffd < 0)
+		return;
+	uint64_t pos = start;
+	while (pos < end) {
+		uint64_t room = CK_MAX_WRITTEN - s->nwritten;
+		if (room == 0) {
+			s->written_overflow = 1;
+			return;
+		}
+		struct pm_scan_arg a;
+		ck_memset(&a, 0, sizeof a);
+		a.size = sizeof a;
+		a.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC;
+		a.start = pos;
+		a.end = end;
+		a.vec = (uint64_t)(s->written + s->nwritten);
+		/* struct ck_written is struct page_region */
+		a.vec_len = room;
+		a.category_mask = PAGE_IS_WRITTEN;
+		a.return_mask = PAGE_IS_WRITTEN;
+		long n = CK_SYS3(SYS_ioctl, pmfd, PAGEMAP_SCAN, &a);
+		if (n < 0) {
+			/* a region created since the last checkpoint: stored in full now,
+			 * tracked from now on */
+			add_untracked(s, start, end);
+			protect_range(start, end);
+			return;
+		}
+		s->nwritten += (uint64_t)n;
+		if (a.walk_end <= pos)
+			break;
+		pos = a.walk_end;
+	}
+}
+
+CK_HIDDEN void ck_track_end(struct ck_scratch *s)
+{
+	if (ck_tracking.uffd >= 0)
+		ck_tracking.base_id = s->track_id;
+}
+
+/* ---- the writer: what changed, and where the rest is ---- */
+
+CK_HIDDEN int ck_track_covers(struct ck_scratch *s, uint64_t start, uint64_t end)
+{
+	if (!s->parent_valid || s->written_overflow)
+		return 0;
+	for (uint64_t i = 0; i < s->nuntracked; i++)
+		if (s->untracked[i].start < end && start < s->untracked[i].end)
+			return 0;
+	return 1;
+}
+
+CK_HIDDEN int ck_track_written(struct ck_scratch *s, uint64_t page)
+{
+	/* PAGEMAP_SCAN reports regions in address order, and regions are
+	 * scanned in address order */
+	uint64_t lo = 0, hi = s->nwritten;
+	while (lo < hi) {
+		uint64_t mid = (lo + hi) / 2;
+		if (page < s->written[mid].start)
+			hi = mid;
+		else if (page >= s->written[mid].end)
+			lo = mid + 1;
+		else
+			return 1;
+	}
+	return 0;
+}
+
+static int lookup_index(const struct ck_parent_run *idx, uint64_t n, uint64_t page, uint64_t *i_out)
+{
+	uint64_t lo = 0, hi = n;
+	while (lo < hi) {
+		uint64_t mid = (lo + hi) / 2;
+		if (page < idx[mid].addr)
+			hi = mid;
+		else if (page >= idx[mid].addr + idx[mid].npages * CK_PAGE)
+			lo = mid + 1;
+		else {
+			*i_out = mid;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static void dirname_of(const char *path, char *out, size_t cap)
+{
+	struct ck_str d;
+	size_t len = ck_strlen(path), cut = 0;
+	for (size_t i = 0; i < len; i++)
+		if (path[i] == '/')
+			cut = i;
+	ck_str_init(&d, out, cap);
+	ck_str_addn(&d, path, cut ? cut : 1);
+}
+
+/* A file the new image may refer to: registered with where to link it from. */
+static int ref_candidate(struct ck_scratch *s, const char *src)
+{
+	struct ck_stat st;
+	if (CK_SYS4(SYS_newfstatat, AT_FDCWD, src, &st, 0) < 0)
+		return -1;
+	for (int i = 0; i < s->nrefs; i++)
+		if (s->refs[i].ino == st.ino && s->refs[i].dev == st.dev)
+			return i;
+	if (s->nrefs >= CK_MAX_REFS)
+		return -1;
+	struct ck_ref *r = &s->refs[s->nrefs];
+	r->dev = st.dev;
+	r->ino = st.ino;
+	r->index = -1;
+	struct ck_str p;
+	ck_str_init(&p, r->src, sizeof r->src);
+	ck_str_add(&p, src);
+	ck_str_init(&p, r->name, sizeof r->name);
+	ck_str_add(&p, "ref-");
+	ck_str_udec(&p, st.ino);
+	ck_str_add(&p, ".ckpt");
+	return s->nrefs++;
+}
+
+/* Links a referred file into the new generation (once); returns its index
+ * in the image's "images" list, or -1 when it cannot be referred to. */
+CK_HIDDEN int ck_ref_use(struct ck_scratch *s, int cand)
+{
+	if (cand < 0)
+		return -1;
+	struct ck_ref *r = &s->refs[cand];
+	if (r->index >= 0 || r->failed)
+		return r->index;
+	char dst[4096 + 64];
+	struct ck_str d;
+	ck_str_init(&d, dst, sizeof dst);
+	ck_str_add(&d, s->new_dir);
+	ck_str_add(&d, "/");
+	ck_str_add(&d, r->name);
+	long e = CK_SYS5(SYS_linkat, AT_FDCWD, r->src, AT_FDCWD, dst, AT_SYMLINK_FOLLOW);
+	if (e < 0 && e != -EEXIST) {
+		r->failed = 1;
+		return -1;
+	}
+	r->index = s->nused++;
+	return r->index;
+}
+
+/* An image file the program maps (a region a restart mapped): the file
+ * to refer to for its unchanged pages. */
+CK_HIDDEN int ck_ref_for_mapping(struct ck_scratch *s, const char *map_files_path)
+{
+	return ck_ref_use(s, ref_candidate(s, map_files_path));
+}
+
+/* Where the parent (or an image it refers to) holds a page unchanged since. */
+CK_HIDDEN int ck_parent_lookup(struct ck_scratch *s, uint64_t page, int *file, uint64_t *off)
+{
+	uint64_t i;
+	if (!lookup_index(s->index, s->nindex, page, &i))
+		return 0;
+	int f = ck_ref_use(s, s->index[i].cand);
+	if (f < 0)
+		return 0;
+	*file = f;
+	*off = s->index[i].off + (page - s->index[i].addr);
+	return 1;
+}
+
+static int parse_parent_runs(struct ck_scratch *s, struct cb_dec *d, const int *cand_of, int ncand)
+{
+	int64_t nregions;
+	if (!cbd_array(d, &nregions))
+		return 0;
+	while (cbd_next_item(d, &nregions)) {
+		int64_t left;
+		const char *k;
+		size_t kl;
+		if (!cbd_map(d, &left))
+			return 0;
+		while (cbd_next_key(d, &left, &k, &kl)) {
+			if (!cbd_key_is(k, kl, "runs")) {
+				if (!cbd_skip(d))
+					return 0;
+				continue;
+			}
+			int64_t nruns;
+			if (!cbd_array(d, &nruns))
+				return 0;
+			while (cbd_next_item(d, &nruns)) {
+				int64_t m, crc;
+				uint64_t addr, np, off, f = 0;
+				if (!cbd_array(d, &m) || (m != 4 && m != 5) || !cbd_uint(d, &addr) || !cbd_uint(d, &np) ||
+				    !cbd_uint(d, &off) || !cbd_int(d, &crc) || (m == 5 && !cbd_uint(d, &f)))
+					return 0;
+				if (s->nindex >= CK_MAX_INDEX)
+					return 0;
+				int cand = m == 4 ? cand_of[0] : ((int64_t)f + 1 < ncand ? cand_of[f + 1] : -1);
+				s->index[s->nindex++] = (struct ck_parent_run){addr, np, off, cand};
+			}
+		}
+	}
+	return !d->error;
+}
+
+/* Reads the parent image's metadata (through a read-only mapping: the
+ * writer may not allocate). Incremental only if the parent is the image
+ * the memory was protected against, and it reads back cleanly. */
+CK_HIDDEN void ck_parent_load(struct ck_scratch *s, const char *parent, const char *image)
+{
+	s->parent_valid = 0;
+	s->nindex = 0;
+	s->nrefs = 0;
+	s->nused = 0;
+	dirname_of(image, s->new_dir, sizeof s->new_dir);
+	if (!parent || !*parent || ck_tracking.uffd < 0 || !s->scan_base)
+		return;
+	int fd = (int)ck_openat(AT_FDCWD, parent, O_RDONLY | O_CLOEXEC, 0);
+	struct ck_stat st;
+	if (fd < 0)
+		return;
+	if (ck_fstat(fd, &st) < 0 || st.size < 4096) {
+		ck_close(fd);
+		return;
+	}
+	long m = ck_mmap(0, (size_t)st.size, PROT_READ, MAP_PRIVATE, fd, 0);
+	ck_close(fd);
+	if (m < 0 && m > -4096)
+		return;
+	const uint8_t *img = (const uint8_t *)m;
+	struct cb_dec d, h;
+	int64_t n;
+	const uint8_t *hb;
+	size_t hl;
+	uint64_t crc, meta_off = 0, meta_len = 0, meta_crc = 0, track_id = 0;
+	const char *k;
+	size_t kl;
+	cbd_init(&d, img, 4096);
+	if (!cbd_array(&d, &n) || n != 2 || !cbd_bytes(&d, &hb, &hl) || !cbd_uint(&d, &crc) ||
+	    ck_crc32c(0, hb, hl) != (uint32_t)crc)
+		goto out;
+	cbd_init(&h, hb, hl);
+	if (!cbd_map(&h, &n))
+		goto out;
+	while (cbd_next_key(&h, &n, &k, &kl)) {
+		uint64_t v = 0;
+		if (cbd_peek(&h) != CB_UINT) {
+			if (!cbd_skip(&h))
+				goto out;
+			continue;
+		}
+		cbd_uint(&h, &v);
+		if (cbd_key_is(k, kl, "meta_offset"))
+			meta_off = v;
+		else if (cbd_key_is(k, kl, "meta_length"))
+			meta_len = v;
+		else if (cbd_key_is(k, kl, "meta_crc"))
+			meta_crc = v;
+	}
+	if (meta_off + meta_len > (uint64_t)st.size || ck_crc32c(0, img + meta_off, meta_len) != (uint32_t)meta_crc)
+		goto out;
+
+	/* the files the parent's runs live in: itself, then its "images" */
+	int cand_of[CK_MAX_REFS + 1], ncand = 0;
+	char pdir[4096];
+	dirname_of(parent, pdir, sizeof pdir);
+	cand_of[ncand++] = ref_candidate(s, parent);
+	const uint8_t *memory = 0;
+	cbd_init(&d, img + meta_off, meta_len);
+	if (!cbd_map(&d, &n))
+		goto out;
+	while (cbd_next_key(&d, &n, &k, &kl)) {
+		if (cbd_key_is(k, kl, "track_id")) {
+			if (!cbd_uint(&d, &track_id))
+				goto out;
+		} else if (cbd_key_is(k, kl, "images")) {
+			int64_t ni;
+			if (!cbd_array(&d, &ni))
+				goto out;
+			while (cbd_next_item(&d, &ni)) {
+				const char *name;
+				size_t nl;
+				char path[4096 + 64];
+				struct ck_str p;
+				if (!cbd_text(&d, &name, &nl) || ncand > CK_MAX_REFS)
+					goto out;
+				ck_str_init(&p, path, sizeof path);
+				ck_str_add(&p, pdir);
+				ck_str_add(&p, "/");
+				ck_str_addn(&p, name, nl);
+				cand_of[ncand++] = ref_candidate(s, path);
+			}
+		} else if (cbd_key_is(k, kl, "memory")) {
+			memory = d.p;
+			if (!cbd_skip(&d))
+				goto out;
+		} else if (!cbd_skip(&d)) {
+			goto out;
+		}
+	}
+	if (!memory || track_id != s->scan_base)
+		goto out;
+	cbd_init(&d, memory, (size_t)(img + meta_off + meta_len - memory));
+	if (parse_parent_runs(s, &d, cand_of, ncand))
+		s->parent_valid = 1;
+out:
+	ck_munmap((void *)m, (size_t)st.size);
+	if (!s->parent_valid) {
+		s->nindex = 0;
+		s->nrefs = 0;
+	}
+}
+
+CK_HIDDEN void ck_refs_save(struct ck_writer *w, struct ck_scratch *s)
+{
+	struct cb_enc *e = &w->meta;
+	cb_kv_uint(e, "track_id", s->track_id);
+	cb_text(e, "images");
+	cb_array(e, (uint64_t)s->nused);
+	for (int idx = 0; idx < s->nused; idx++)
+		for (int i = 0; i < s->nrefs; i++)
+			if (s->refs[i].index == idx)
+				cb_text(e, s->refs[i].name);
+	cb_text(e, "incremental");
+	cb_map(e, 2);
+	cb_kv_bool(e, "parent_used", s->parent_valid);
+	cb_text(e, "tracking");
+	if (ck_tracking.uffd >= 0)
+		cb_text(e, "userfaultfd write-protect");
+	else
+		cb_text(e, ck_errno_name(ck_tracking.failed) ? ck_errno_name(ck_tracking.failed) : "unavailable");
+}
+
+/* ---- restore: the restored memory is the image's; protect it now ---- */
+
+/* Returns 1 when tracking works; the caller then protects every private
+ * anonymous region (ck_track_protect). */
+CK_HIDDEN int ck_track_restore_begin(uint64_t image_track_id)
+{
+	ck_tracking.uffd = -1;
+	ck_tracking.failed = 0;
+	ck_tracking.base_id = 0;
+	long fd = tracking_setup();
+	if (fd < 0) {
+		ck_tracking.failed = (int)-fd;
+		return 0;
+	}
+	ck_tracking.uffd = (int)fd;
+	ck_tracking.base_id = image_track_id;
+	return 1;
+}
