@@ -41,7 +41,7 @@ export const T_GONE = 15_000; // for killed processes to be reaped
 
 // ---------------------------------------------------------------- examples
 
-export const C_EXAMPLES = ['counter', 'threads', 'files', 'signals', 'mmap'] as const;
+export const C_EXAMPLES = ['counter', 'threads', 'files', 'signals', 'mmap', 'dirty'] as const;
 export type CExample = (typeof C_EXAMPLES)[number];
 export type ExampleName = CExample | 'loop.py' | 'timer.js';
 export const ALL_EXAMPLES: ExampleName[] = [...C_EXAMPLES, 'loop.py', 'timer.js'];
