@@ -4,7 +4,7 @@
  *
  *   dirty [--mib N] [--steps S]
  *
- * Fills N MiB (default 128) with pseudo-random words, then each step
+ * Fills N MiB (default 64) with pseudo-random words, then each step
  * rewrites one word in each of 0.5% of the pages (different pages every
  * step) and prints a hash of the whole buffer; the last line is the final
  * hash.
@@ -13,8 +13,8 @@
 
 int main(int argc, char **argv)
 {
-	size_t mib = 128;
-	int steps = 150;
+	size_t mib = 64;
+	int steps = 120;
 	for (int i = 1; i + 1 < argc; i += 2) {
 		if (!strcmp(argv[i], "--mib"))
 			mib = (size_t)atoi(argv[i + 1]);
