@@ -27,15 +27,15 @@ int main(int argc, char **argv)
 		die("malloc");
 	for (size_t i = 0; i < words; i++)
 		buf[i] = splitmix64(i);
-	say("dirty: start mib=%zu steps=%d\n", mib, steps);
+	say("dirty: start mib=%zu steps=%d", mib, steps);
 	for (int s = 1; s <= steps; s++) {
 		for (size_t k = 0; k < pages / 200; k++) {
 			size_t page = (k * 7919 + (size_t)s * 104729) % pages;
 			buf[page * 512 + (size_t)s % 512] = mix64(buf[page * 512], (uint64_t)s);
 		}
-		say("step %d hash=%016" PRIx64 "\n", s, hash_words(0, buf, words));
+		say("step %d hash=%016" PRIx64, s, hash_words(0, buf, words));
 		pace_ms(15);
 	}
-	say("dirty: done hash=%016" PRIx64 "\n", hash_words(0, buf, words));
+	say("dirty: done hash=%016" PRIx64, hash_words(0, buf, words));
 	return 0;
 }
