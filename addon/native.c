@@ -15,6 +15,10 @@
  *   unixConnect(name)        connected socket to an abstract name
  *                            (Node 20's net pads abstract names to 108
  *                            bytes; the shim uses the exact length)
+ *   kcmpFile(p1, fd1, p2, fd2) kcmp(KCMP_FILE): do two descriptors of two
+ *                            processes share one open file description?
+ *   unixPeers(name)          inodes of the client ends of every connection
+ *                            accepted on the abstract name (sock_diag)
  *
  * Plain N-API (node_api.h) plus libuv for the signal watcher.
  */
@@ -45,6 +49,10 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
 
 #include "crc32c.h" /* preload/: the shim's CRC-32C */
 
@@ -1303,6 +1311,165 @@ static napi_value js_unix_connect(napi_env env, napi_callback_info info)
 }
 
 /* ------------------------------------------------------------------ */
+/* kcmp: shared open file descriptions across processes                */
+
+#ifndef SYS_kcmp
+#define SYS_kcmp 312
+#endif
+#define CK_KCMP_FILE 0
+
+static napi_value js_kcmp_file(napi_env env, napi_callback_info info)
+{
+	size_t argc = 4;
+	napi_value argv[4], result = NULL;
+	int64_t v[4];
+	static const char *const what[4] = { "kcmpFile: pid1", "kcmpFile: fd1", "kcmpFile: pid2", "kcmpFile: fd2" };
+
+	NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	if (argc < 4) {
+		throw_type(env, "kcmpFile(pid1, fd1, pid2, fd2): four arguments are required");
+		return NULL;
+	}
+	for (int i = 0; i < 4; i++)
+		if (!get_int(env, argv[i], what[i], i % 2 ? 0 : 1, INT_MAX, &v[i]))
+			return NULL;
+	long r = syscall(SYS_kcmp, (pid_t)v[0], (pid_t)v[2], CK_KCMP_FILE, (unsigned long)v[1], (unsigned long)v[3]);
+	if (r < 0) {
+		int err = errno;
+		throw_coded(env, errno_name(err), "kcmp(%lld, %lld, KCMP_FILE, %lld, %lld): %s", (long long)v[0],
+			    (long long)v[2], (long long)v[1], (long long)v[3], strerror(err));
+		return NULL;
+	}
+	NAPI_CALL(env, napi_get_boolean(env, r == 0, &result));
+	return result;
+fail:
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* unixPeers: the client ends of the connections ckrun accepted         */
+
+/* A connection accepted on a listening socket carries the listener's
+ * address, so a sock_diag dump of every Unix socket with its name and its
+ * peer finds, for the abstract name, the inode of each connected client's
+ * socket: what /proc/PID/fd/N of the shim's connection links to. */
+static napi_value js_unix_peers(napi_env env, napi_callback_info info)
+{
+	size_t argc = 1;
+	napi_value argv[1], result = NULL;
+	char *name = NULL;
+	int fd = -1, err = 0;
+	uint32_t *peers = NULL;
+	size_t npeers = 0, cap = 0;
+	static char buf[32768] __attribute__((aligned(NLMSG_ALIGNTO)));
+
+	NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	if (argc < 1) {
+		throw_type(env, "unixPeers(name): a socket name is required");
+		return NULL;
+	}
+	if (!(name = dup_string(env, argv[0], "unixPeers: name")))
+		return NULL;
+	size_t nlen = strlen(name);
+	fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (fd < 0) {
+		err = errno;
+		throw_coded(env, errno_name(err), "sock_diag: socket: %s", strerror(err));
+		goto fail;
+	}
+	struct {
+		struct nlmsghdr nlh;
+		struct unix_diag_req req;
+	} q;
+	memset(&q, 0, sizeof q);
+	q.nlh.nlmsg_len = sizeof q;
+	q.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+	q.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	q.nlh.nlmsg_seq = 1;
+	q.req.sdiag_family = AF_UNIX;
+	q.req.udiag_states = 1u << 1; /* TCP_ESTABLISHED */
+	q.req.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER;
+	struct sockaddr_nl nladdr = { .nl_family = AF_NETLINK };
+	ssize_t sent;
+	do
+		sent = sendto(fd, &q, sizeof q, 0, (struct sockaddr *)&nladdr, sizeof nladdr);
+	while (sent < 0 && errno == EINTR);
+	if (sent < 0) {
+		err = errno;
+		throw_coded(env, errno_name(err), "sock_diag: send: %s", strerror(err));
+		goto fail;
+	}
+	for (bool done = false; !done;) {
+		ssize_t n = recv(fd, buf, sizeof buf, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			err = errno;
+			throw_coded(env, errno_name(err), "sock_diag: recv: %s", strerror(err));
+			goto fail;
+		}
+		if (n == 0)
+			break;
+		for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+			if (h->nlmsg_type == NLMSG_DONE) {
+				done = true;
+				break;
+			}
+			if (h->nlmsg_type == NLMSG_ERROR) {
+				struct nlmsgerr *e = NLMSG_DATA(h);
+				err = e->error < 0 ? -e->error : EPROTO;
+				throw_coded(env, errno_name(err), "sock_diag: %s", strerror(err));
+				goto fail;
+			}
+			if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY)
+				continue;
+			struct unix_diag_msg *m = NLMSG_DATA(h);
+			size_t alen = h->nlmsg_len - NLMSG_LENGTH(sizeof *m);
+			bool named = false;
+			uint32_t peer = 0;
+			for (struct rtattr *a = (struct rtattr *)(m + 1); RTA_OK(a, alen); a = RTA_NEXT(a, alen)) {
+				if (a->rta_type == UNIX_DIAG_NAME) {
+					const char *nm = RTA_DATA(a);
+					size_t l = RTA_PAYLOAD(a);
+					named = l == nlen + 1 && nm[0] == 0 && memcmp(nm + 1, name, nlen) == 0;
+				} else if (a->rta_type == UNIX_DIAG_PEER && RTA_PAYLOAD(a) >= sizeof(uint32_t)) {
+					memcpy(&peer, RTA_DATA(a), sizeof peer);
+				}
+			}
+			if (!named || peer == 0)
+				continue;
+			if (npeers == cap) {
+				size_t ncap = cap ? cap * 2 : 64;
+				uint32_t *np = realloc(peers, ncap * sizeof *np);
+				if (!np) {
+					throw_coded(env, "ENOMEM", "unixPeers: out of memory");
+					goto fail;
+				}
+				peers = np;
+				cap = ncap;
+			}
+			peers[npeers++] = peer;
+		}
+	}
+	NAPI_CALL(env, napi_create_array_with_length(env, npeers, &result));
+	for (size_t i = 0; i < npeers; i++) {
+		napi_value x;
+		NAPI_CALL(env, napi_create_uint32(env, peers[i], &x));
+		NAPI_CALL(env, napi_set_element(env, result, (uint32_t)i, x));
+	}
+	close(fd);
+	free(peers);
+	free(name);
+	return result;
+fail:
+	if (fd >= 0)
+		close(fd);
+	free(peers);
+	free(name);
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
 
 NAPI_MODULE_INIT()
 {
@@ -1316,6 +1483,8 @@ NAPI_MODULE_INIT()
 		{ "crc32cFile", NULL, js_crc32c_file, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "unixListen", NULL, js_unix_listen, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "unixConnect", NULL, js_unix_connect, NULL, NULL, NULL, napi_enumerable, NULL },
+		{ "kcmpFile", NULL, js_kcmp_file, NULL, NULL, NULL, napi_enumerable, NULL },
+		{ "unixPeers", NULL, js_unix_peers, NULL, NULL, NULL, napi_enumerable, NULL },
 	};
 	if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)
 		return NULL;

@@ -38,6 +38,10 @@ export interface NativeAddon {
   unixListen(name: string, backlog?: number): number;
   /** A socket connected to the abstract name (exact length), close-on-exec. */
   unixConnect(name: string): number;
+  /** kcmp(pid1, pid2, KCMP_FILE, fd1, fd2) == 0: the two descriptors share one open file description. */
+  kcmpFile(pid1: number, fd1: number, pid2: number, fd2: number): boolean;
+  /** Inodes of the client sockets of every connection accepted on the abstract name (sock_diag). */
+  unixPeers(name: string): number[];
 }
 
 /** Errors thrown by the addon carry the errno name in `code`. */
@@ -135,4 +139,14 @@ export function crc32c(buf: Uint8Array, crc?: number): number {
 
 export function crc32cFile(path: string, offset: number, length: number): number {
   return native().crc32cFile(path, offset, length);
+}
+
+/** True when fd1 of pid1 and fd2 of pid2 are one open file description (kcmp KCMP_FILE). */
+export function kcmpFile(pid1: number, fd1: number, pid2: number, fd2: number): boolean {
+  return native().kcmpFile(pid1, fd1, pid2, fd2);
+}
+
+/** Inodes of the client ends of the connections accepted on the abstract socket `name`. */
+export function unixPeers(name: string): number[] {
+  return native().unixPeers(name);
 }
