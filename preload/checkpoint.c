@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <linux/sched.h>
 
@@ -87,39 +88,113 @@ static int line_arg(const char *line, size_t len, const char *word, char *out, s
 	return 1;
 }
 
-/* Takes one "checkpoint <path>" request from the connection, if a complete
- * one is there; a "parent <path>" line before it names the image the
- * checkpoint may be incremental to. */
-static int take_request(void)
+/* The next complete line from ckrun, waiting up to timeout_ms for it (0:
+ * only what is there already). Returns its length, or -1. */
+static long next_line(char *out, size_t cap, int timeout_ms)
 {
 	for (;;) {
-		char *nl = 0;
 		for (size_t i = 0; i < request_len; i++) {
-			if (request_buf[i] == '\n') {
-				nl = request_buf + i;
-				break;
-			}
-		}
-		if (nl) {
-			size_t linelen = (size_t)(nl - request_buf);
-			int ok = line_arg(request_buf, linelen, "checkpoint", request_path, sizeof request_path - 8);
-			line_arg(request_buf, linelen, "parent", request_parent, sizeof request_parent);
-			request_len -= linelen + 1;
-			for (size_t i = 0; i < request_len; i++)
-				request_buf[i] = nl[1 + i];
-			if (ok)
-				return 1;
-			continue;
+			if (request_buf[i] != '\n')
+				continue;
+			size_t n = i < cap - 1 ? i : cap - 1;
+			ck_memcpy(out, request_buf, n);
+			out[n] = 0;
+			request_len -= i + 1;
+			for (size_t j = 0; j < request_len; j++)
+				request_buf[j] = request_buf[i + 1 + j];
+			return (long)n;
 		}
 		if (request_len == sizeof request_buf)
 			request_len = 0; /* a line longer than any path: drop it */
-		long r = ck_recvfrom(ck_session.ctl_fd, request_buf + request_len,
-				     sizeof request_buf - request_len, MSG_DONTWAIT);
+		long r = ck_recvfrom(ck_session.ctl_fd, request_buf + request_len, sizeof request_buf - request_len,
+				     MSG_DONTWAIT);
+		if (r > 0) {
+			request_len += (size_t)r;
+			continue;
+		}
 		if (r == -EINTR)
 			continue;
-		if (r <= 0)
+		if (r != -EAGAIN || timeout_ms <= 0)
+			return -1;
+		struct {
+			int fd;
+			short events, revents;
+		} pfd = {ck_session.ctl_fd, 1 /* POLLIN */, 0};
+		r = CK_SYS3(SYS_poll, &pfd, 1, timeout_ms);
+		if (r <= 0 && r != -EINTR)
+			return -1;
+	}
+}
+
+enum { REQ_NONE, REQ_AUTONOMOUS, REQ_BARRIER };
+
+/* A "checkpoint <path>" request (this process decides everything itself)
+ * or a "stop <path>" request (the first of ckrun's barrier steps, see
+ * docs/design.md), if one is there; a "parent <path>" line before it names
+ * the image the checkpoint may be incremental to. */
+static int take_request(void)
+{
+	char line[sizeof request_buf];
+	long n;
+	while ((n = next_line(line, sizeof line, 0)) >= 0) {
+		if (line_arg(line, (size_t)n, "checkpoint", request_path, sizeof request_path - 8))
+			return REQ_AUTONOMOUS;
+		if (line_arg(line, (size_t)n, "stop", request_path, sizeof request_path - 8))
+			return REQ_BARRIER;
+		line_arg(line, (size_t)n, "parent", request_parent, sizeof request_parent);
+	}
+	return REQ_NONE;
+}
+
+/* Waits for ckrun's next barrier step; a lost connection or a minute of
+ * silence counts as "abort": the program must not stay stopped. */
+static int await_step(const char *word, char *args, size_t cap)
+{
+	char line[sizeof request_buf];
+	long n;
+	size_t wl = ck_strlen(word);
+	while ((n = next_line(line, sizeof line, 60000)) >= 0) {
+		if ((size_t)n >= wl && ck_strneq(line, word, wl) && (line[wl] == 0 || line[wl] == ' ')) {
+			if (args) {
+				struct ck_str a;
+				ck_str_init(&a, args, cap);
+				ck_str_add(&a, line[wl] ? line + wl + 1 : "");
+			}
+			return 1;
+		}
+		if (ck_strneq(line, "abort", 5))
 			return 0;
-		request_len += (size_t)r;
+	}
+	return 0;
+}
+
+static void reply_pid(const char *word)
+{
+	char buf[64];
+	struct ck_str m;
+	ck_str_init(&m, buf, sizeof buf);
+	ck_str_add(&m, word);
+	ck_str_add(&m, " ");
+	ck_str_dec(&m, ck_getpid());
+	ck_str_add(&m, "\n");
+	ck_session_reply(buf);
+}
+
+/* "skip=<dev>:<ino>,..." — shared memory another process's image stores */
+static void parse_skip(struct ck_scratch *s, const char *args)
+{
+	s->nskip = 0;
+	const char *p = args;
+	if (!ck_starts_with(p, "skip="))
+		return;
+	p += 5;
+	while (*p && s->nskip < CK_MAX_SKIP) {
+		uint64_t dev, ino;
+		if (!ck_parse_dec(&p, &dev) || *p++ != ':' || !ck_parse_dec(&p, &ino))
+			return;
+		s->skip[s->nskip++] = (struct ck_range){dev, ino};
+		if (*p == ',')
+			p++;
 	}
 }
 
@@ -310,7 +385,8 @@ static int stop_other_threads(struct ck_scratch *s, int pid, int self)
 }
 
 /* State this version cannot save fails the checkpoint, loudly, rather than
- * producing an image that would restart into something different. */
+ * producing an image that would restart into something different. (Child
+ * processes are saved by their own shims: ckrun checkpoints the family.) */
 static int refuse_unsupported(struct ck_scratch *s)
 {
 	struct ck_str m;
@@ -319,21 +395,6 @@ static int refuse_unsupported(struct ck_scratch *s)
 	if (n > 0) {
 		ck_str_add(&m, "the program uses POSIX timers (timer_create), which ckrun cannot save yet");
 		return 0;
-	}
-	for (int i = 0; i < ck_nthreads; i++) {
-		char path[64];
-		struct ck_str p;
-		ck_str_init(&p, path, sizeof path);
-		ck_str_add(&p, "/proc/self/task/");
-		ck_str_dec(&p, ck_threads[i].tid);
-		ck_str_add(&p, "/children");
-		n = ck_read_file(path, s->text, 4096);
-		if (n > 0) {
-			ck_str_add(&m, "the program has child processes (");
-			ck_str_addn(&m, s->text, 64);
-			ck_str_add(&m, "); checkpointing process trees is not supported yet");
-			return 0;
-		}
 	}
 	return 1;
 }
@@ -521,9 +582,13 @@ static __attribute__((noreturn)) void run_writer(struct ck_scratch *s, const cha
 {
 	int keep[4] = {s->w.fd, ck_session.ctl_fd, pause_fd, ck_session.trace ? 2 : -1};
 	close_all_but(keep, 4);
+	ck_prctl(PR_SET_NAME, (long)"ckrun-writer", 0, 0, 0);
 	uint64_t pause = 0;
-	if (ck_read(pause_fd, &pause, sizeof pause) != sizeof pause)
-		pause = 0;
+	if (ck_read(pause_fd, &pause, sizeof pause) != sizeof pause) {
+		/* the checkpoint was abandoned (ckrun said abort) */
+		ck_unlinkat(AT_FDCWD, s->path_tmp, 0);
+		ck_exit_group(1);
+	}
 	int ok = write_image_memory(s, path, pause);
 	trace("writer done", t0);
 	reply_result(s, ok, pause, now_ns() - t0);
@@ -654,7 +719,8 @@ static void after_restore_leader(struct ck_restore_info *ri)
 
 static void lead_checkpoint(ucontext_t *uc)
 {
-	if (!take_request())
+	int mode = take_request();
+	if (mode == REQ_NONE)
 		return;
 	if (!__sync_bool_compare_and_swap(&state, ST_IDLE, ST_STOPPING)) {
 		reply_error(0, "a checkpoint is already running", 0);
@@ -686,6 +752,17 @@ static void lead_checkpoint(ucontext_t *uc)
 		ck_munmap((void *)s->start, CK_SCRATCH_SIZE);
 		return;
 	}
+	if (mode == REQ_BARRIER) {
+		/* nothing is read until every process of the session is stopped */
+		char args[2048];
+		reply_pid("stopped");
+		if (!await_step("save", args, sizeof args)) {
+			release_threads();
+			ck_munmap((void *)s->start, CK_SCRATCH_SIZE);
+			return;
+		}
+		parse_skip(s, args);
+	}
 	ck_signals_capture();
 
 	long ri = ck_ctx_save(&me->resume);
@@ -703,15 +780,24 @@ static void lead_checkpoint(ucontext_t *uc)
 	if (ok && !forked)
 		ok = write_image_memory(s, request_path, now_ns() - t0);
 	forget_own_sigxfsz();
+	int go = 1;
+	if (mode == REQ_BARRIER) {
+		if (ok)
+			reply_pid("saved");
+		else
+			reply_result(s, 0, 0, 0);
+		go = ok && await_step("resume", 0, 0);
+	}
 	uint64_t pause = now_ns() - t0;
 	release_threads();
 	if (forked) {
-		/* the writer answers ckrun */
-		ck_write(pause_fd, &pause, sizeof pause);
+		/* the writer answers ckrun; without a pause to read it gives up */
+		if (go)
+			ck_write(pause_fd, &pause, sizeof pause);
 		ck_close(pause_fd);
 		if (s->w.fd >= 0)
 			ck_close(s->w.fd);
-	} else {
+	} else if (go) {
 		reply_result(s, ok, pause, now_ns() - t0);
 	}
 	ck_munmap((void *)s->start, CK_SCRATCH_SIZE);

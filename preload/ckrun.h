@@ -157,6 +157,7 @@ struct ck_parent_run {          /* where the parent chain holds a run */
 };
 #define CK_MAX_REFS 64
 #define CK_MAX_UNTRACKED 4096
+#define CK_MAX_SKIP 256
 struct ck_ref {                 /* a file the new image may refer to */
 	uint64_t dev, ino;
 	int index;              /* in the image's "images" list; -1 until linked */
@@ -196,6 +197,9 @@ struct ck_scratch {
 	uint64_t nindex;
 	struct ck_ref refs[CK_MAX_REFS];
 	int nrefs, nused;
+	/* shared memory another process's image stores (barrier "save skip=") */
+	struct ck_range skip[CK_MAX_SKIP]; /* {dev, ino} */
+	int nskip;
 	struct ck_shared_run shared_runs[CK_MAX_SHARED_RUNS];
 	int nshared_runs;
 	int collecting_shared;
@@ -228,6 +232,7 @@ struct ck_saved_timers {
 	uint64_t shared_pending;
 };
 CK_HIDDEN extern struct ck_saved_timers ck_saved_timers;
+CK_HIDDEN extern int ck_saved_pdeathsig; /* put back by the restored leader */
 CK_HIDDEN void ck_signals_capture(void);
 CK_HIDDEN void ck_signals_save(struct ck_writer *w);
 CK_HIDDEN void ck_signals_after_restore(int nthreads);

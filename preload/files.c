@@ -416,47 +416,99 @@ static int reopen_deleted(struct ck_image *img, struct ck_img_file *f, int flags
 	return fd2;
 }
 
-/* Opens every descriptor at a number >= base_fd; ck_files_install moves
- * them into place once nothing else can fail. */
-CK_HIDDEN void ck_files_open(struct ck_image *img, int base_fd)
-{
-	for (size_t i = 0; i < img->nfiles; i++) {
-		struct ck_img_file *f = &img->files[i];
-		int flags = f->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY);
-		int fd;
-		if (f->same_as >= 0)
-			continue;
-		if (f->stdio >= 0) {
-			fd = dup(f->stdio);
-			if (fd < 0)
-				ck_refuse("descriptor %d was the session's stdio %d, but ckrun restart has no fd %d", f->fd, f->stdio, f->stdio);
-		} else if (!strcmp(f->kind, "deleted")) {
-			fd = reopen_deleted(img, f, flags);
-		} else if (!strcmp(f->kind, "pipe")) {
-			fd = ck_pipe_open(img, f, base_fd);
-		} else if (!strcmp(f->kind, "eventfd")) {
-			fd = ck_eventfd_open(f);
-		} else if (!strcmp(f->kind, "epoll")) {
-			fd = ck_epoll_open(f);
-		} else {
-			fd = open(f->path, flags | O_CLOEXEC | O_NOCTTY);
-			if (fd < 0)
-				ck_refuse("cannot reopen %s as descriptor %d: %s", f->path, f->fd, strerror(errno));
-		}
-		int moved = fcntl(fd, F_DUPFD_CLOEXEC, base_fd);
-		if (moved < 0)
-			ck_refuse("cannot place descriptor %d: %s", f->fd, strerror(errno));
-		close(fd);
-		f->newfd = moved;
-	}
-}
-
 static struct ck_img_file *find_fd(struct ck_image *img, int fd)
 {
 	for (size_t i = 0; i < img->nfiles; i++)
 		if (img->files[i].fd == fd)
 			return &img->files[i];
 	return 0;
+}
+
+static int shared_description(const struct ck_objects *objs, int pid, int fd)
+{
+	for (size_t i = 0; objs && i < objs->nshared; i++)
+		if (objs->shared[i].pid == pid && objs->shared[i].fd == fd)
+			return objs->shared[i].ofd;
+	return -1;
+}
+
+static int shm_object(const struct ck_objects *objs, const struct ck_img_file *f)
+{
+	for (size_t i = 0; objs && i < objs->nshm; i++)
+		if (objs->shm[i].dev == f->dev && objs->shm[i].ino == f->ino)
+			return objs->shm[i].fd;
+	return -1;
+}
+
+/* A new open file description for one descriptor of an image. */
+static int open_entry(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs)
+{
+	int flags = f->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY);
+	int fd, shared = shared_description(objs, img->pid, f->fd), shm = shm_object(objs, f);
+	if (shared >= 0 || (shm >= 0 && !strcmp(f->kind, "deleted"))) {
+		/* one description for the whole tree: inherited, duplicated here */
+		fd = dup(shared >= 0 ? shared : shm);
+	} else if (f->stdio >= 0) {
+		fd = dup(f->stdio);
+		if (fd < 0)
+			ck_refuse("descriptor %d was the session's stdio %d, but ckrun restart has no fd %d", f->fd, f->stdio, f->stdio);
+	} else if (!strcmp(f->kind, "deleted")) {
+		fd = reopen_deleted(img, f, flags);
+	} else if (!strcmp(f->kind, "pipe")) {
+		fd = ck_pipe_open(img, f, base_fd, objs);
+	} else if (!strcmp(f->kind, "eventfd")) {
+		fd = ck_eventfd_open(f);
+	} else if (!strcmp(f->kind, "epoll")) {
+		fd = ck_epoll_open(f);
+	} else {
+		fd = open(f->path, flags | O_CLOEXEC | O_NOCTTY);
+		if (fd < 0)
+			ck_refuse("cannot reopen %s as descriptor %d: %s", f->path, f->fd, strerror(errno));
+	}
+	if (fd < 0)
+		ck_refuse("cannot set up descriptor %d: %s", f->fd, strerror(errno));
+	int moved = fcntl(fd, F_DUPFD_CLOEXEC, base_fd);
+	if (moved < 0)
+		ck_refuse("cannot place descriptor %d: %s", f->fd, strerror(errno));
+	close(fd);
+	return moved;
+}
+
+/* Opens every descriptor at a number >= base_fd; ck_files_install moves
+ * them into place once nothing else can fail. */
+CK_HIDDEN void ck_files_open(struct ck_image *img, int base_fd, const struct ck_objects *objs)
+{
+	for (size_t i = 0; i < img->nfiles; i++) {
+		struct ck_img_file *f = &img->files[i];
+		if (f->same_as < 0)
+			f->newfd = open_entry(img, f, base_fd, objs);
+	}
+}
+
+/* For a tree: every open file description that processes shared (groups
+ * of (pid, fd, group) from the manifest) is opened once, here, before the
+ * processes are forked, so they all inherit the same one. */
+CK_HIDDEN void ck_files_open_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, const int (*groups)[3],
+				   size_t ngroups, int base_fd)
+{
+	objs->shared = calloc(ngroups ? ngroups : 1, sizeof *objs->shared);
+	for (size_t g = 0; g < ngroups; g++) {
+		int ofd = -1;
+		for (size_t k = 0; k < objs->nshared; k++)
+			if (objs->shared[k].ofd >= 0 && groups[k][2] == groups[g][2])
+				ofd = objs->shared[k].ofd;
+		for (size_t i = 0; ofd < 0 && i < n; i++) {
+			if (imgs[i]->pid != groups[g][0])
+				continue;
+			struct ck_img_file *f = find_fd(imgs[i], groups[g][1]);
+			if (f)
+				ofd = open_entry(imgs[i], f, base_fd, objs);
+		}
+		if (ofd < 0)
+			ck_refuse("the manifest says process %d shares descriptor %d, but its image has no such descriptor",
+				  groups[g][0], groups[g][1]);
+		objs->shared[objs->nshared++] = (struct ck_obj_shared){groups[g][0], groups[g][1], ofd};
+	}
 }
 
 /* The point of no return for descriptors: truncation and final numbers. */

@@ -460,6 +460,15 @@ static void save_region(struct ck_writer *w, struct ck_scratch *s, int pmfd, con
 	cb_kv_bool(e, "shared", m->shared);
 	cb_kv_text(e, "kind", k.kind);
 	cb_kv_text(e, "name", from_restore_image(m) ? "" : m->name);
+	if (ck_streq(k.kind, "shmem")) {
+		/* the object's identity, shared between processes, and where this
+		 * mapping starts in it */
+		cb_text(e, "shm");
+		cb_array(e, 3);
+		cb_uint(e, m->dev);
+		cb_uint(e, m->ino);
+		cb_uint(e, m->offset);
+	}
 	if (ck_streq(k.kind, "file")) {
 		cb_text(e, "file");
 		cb_map(e, 6);
@@ -514,6 +523,15 @@ static int read_maps(struct ck_writer *w, struct ck_scratch *s, struct map_line 
 	return n;
 }
 
+/* Shared memory whose pages another process's image holds. */
+static int skipped(const struct ck_scratch *s, const struct map_line *m)
+{
+	for (int i = 0; i < s->nskip; i++)
+		if (s->skip[i].start == m->dev && s->skip[i].end == m->ino)
+			return 1;
+	return 0;
+}
+
 /* While the program is stopped: the pages of its shared memory, which no
  * fork can freeze, and which pages of the rest changed since the last
  * checkpoint (protected again for the next one). */
@@ -532,7 +550,7 @@ CK_HIDDEN void ck_memory_save_stopped(struct ck_writer *w, struct ck_scratch *s)
 		struct region_kind k = region_of(&maps[i], &st);
 		if (maps[i].start >= s->start && maps[i].end <= s->end)
 			continue;
-		if (ck_streq(k.kind, "shmem")) {
+		if (ck_streq(k.kind, "shmem") && !skipped(s, &maps[i])) {
 			uint64_t bytes = 0;
 			s->collecting_shared = 1;
 			save_shmem_runs(w, s, pmfd, &maps[i], &k, &bytes);
@@ -652,6 +670,12 @@ static int parse_region(struct cb_dec *d, struct ck_img_region *r)
 				else if (cbd_key_is(fk, fkl, "size")) r->size = v;
 				else if (cbd_key_is(fk, fkl, "mtime_ns")) r->mtime_ns = v;
 			}
+		} else if (cbd_key_is(k, kl, "shm")) {
+			int64_t sn;
+			if (!cbd_array(d, &sn) || sn != 3 || !cbd_uint(d, &r->shm_dev) || !cbd_uint(d, &r->shm_ino) ||
+			    !cbd_uint(d, &r->shm_off))
+				return 0;
+			r->has_shm = 1;
 		} else if (cbd_key_is(k, kl, "runs")) {
 			int64_t n;
 			size_t cap = 4;
@@ -896,8 +920,56 @@ CK_HIDDEN void ck_memory_open_refs(struct ck_image *img, int base_fd)
 	}
 }
 
+static const struct ck_obj_shm *find_shm(const struct ck_objects *objs, uint64_t dev, uint64_t ino)
+{
+	for (size_t i = 0; objs && i < objs->nshm; i++)
+		if (objs->shm[i].dev == dev && objs->shm[i].ino == ino)
+			return &objs->shm[i];
+	return 0;
+}
+
+/* For a tree: every shared memory object once, as a memfd filled with the
+ * pages the image that holds them saved; every process maps the same one. */
+CK_HIDDEN void ck_shm_create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd)
+{
+	objs->shm = calloc(1, sizeof *objs->shm);
+	for (size_t i = 0; i < n; i++) {
+		for (size_t j = 0; j < imgs[i]->nregions; j++) {
+			struct ck_img_region *r = &imgs[i]->regions[j];
+			if (!r->has_shm)
+				continue;
+			const struct ck_obj_shm *o = find_shm(objs, r->shm_dev, r->shm_ino);
+			if (!o) {
+				objs->shm = realloc(objs->shm, (objs->nshm + 1) * sizeof *objs->shm);
+				struct ck_obj_shm *nw = &objs->shm[objs->nshm++];
+				nw->dev = r->shm_dev;
+				nw->ino = r->shm_ino;
+				int fd = memfd_create("ckrun-shm", MFD_CLOEXEC);
+				if (fd < 0)
+					ck_refuse("cannot create shared memory for the tree: %s", strerror(errno));
+				nw->fd = fcntl(fd, F_DUPFD_CLOEXEC, base_fd);
+				close(fd);
+				o = nw;
+			}
+			struct stat st;
+			uint64_t need = r->shm_off + (r->end - r->start);
+			if (fstat(o->fd, &st) == 0 && (uint64_t)st.st_size < need && ftruncate(o->fd, (off_t)need) != 0)
+				ck_refuse("cannot size shared memory for the tree: %s", strerror(errno));
+			for (size_t k = 0; k < r->nruns; k++) {
+				struct ck_img_run *run = &r->runs[k];
+				uint64_t len = run->npages * CK_PAGE, at = r->shm_off + (run->addr - r->start);
+				char *buf = malloc(len);
+				if (!buf || ck_pread_all(imgs[i]->fd, buf, len, run->off) < 0 ||
+				    pwrite(o->fd, buf, len, (off_t)at) != (ssize_t)len)
+					ck_refuse("cannot fill shared memory from image %s", imgs[i]->path);
+				free(buf);
+			}
+		}
+	}
+}
+
 CK_HIDDEN void ck_memory_plan(struct ck_image *img, struct ck_plan *plan,
-			      struct ck_plan_region *regions, struct ck_plan_run *runs)
+			      struct ck_plan_region *regions, struct ck_plan_run *runs, const struct ck_objects *objs)
 {
 	uint64_t nruns = 0;
 	for (size_t i = 0; i < img->nregions; i++) {
@@ -913,6 +985,15 @@ CK_HIDDEN void ck_memory_plan(struct ck_image *img, struct ck_plan *plan,
 		p->growsdown = !strcmp(r->kind, "stack");
 		p->first_run = nruns;
 		p->nruns = r->nruns;
+		const struct ck_obj_shm *o = r->has_shm ? find_shm(objs, r->shm_dev, r->shm_ino) : 0;
+		if (o) {
+			/* the tree's one copy, filled already */
+			p->anon = 0;
+			p->fd = o->fd;
+			p->foff = r->shm_off;
+			p->nruns = 0;
+			continue;
+		}
 		for (size_t j = 0; j < r->nruns; j++) {
 			runs[nruns].addr = r->runs[j].addr;
 			runs[nruns].len = r->runs[j].npages * CK_PAGE;

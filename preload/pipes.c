@@ -168,10 +168,66 @@ static void refill(struct ck_image *img, struct ck_img_file *f, int wfd)
 	free(buf);
 }
 
-/* Returns a descriptor for f's end of its pipe, creating the pipe the
- * first time one of its ends is seen. */
-CK_HIDDEN int ck_pipe_open(struct ck_image *img, struct ck_img_file *f, int base_fd)
+/* A descriptor for f's end, with the flags f had. */
+static int pipe_end(const struct ck_img_file *f, const int ends[2])
 {
+	int fd = dup(ends[f->pipe_read_end ? 0 : 1]);
+	if (fd < 0)
+		ck_refuse("cannot duplicate a pipe end: %s", strerror(errno));
+	fcntl(fd, F_SETFL, f->flags & (O_NONBLOCK | O_DIRECT));
+	return fd;
+}
+
+static void create_pipe(struct ck_image *img, struct ck_img_file *f, int ends_out[2], int base_fd)
+{
+	int ends[2];
+	if (pipe2(ends, O_CLOEXEC) != 0)
+		ck_refuse("cannot create the pipe for descriptor %d: %s", f->fd, strerror(errno));
+	/* above the program's numbers, which are installed later */
+	for (int k = 0; k < 2; k++) {
+		ends_out[k] = fcntl(ends[k], F_DUPFD_CLOEXEC, base_fd);
+		close(ends[k]);
+		if (ends_out[k] < 0)
+			ck_refuse("cannot place a pipe end: %s", strerror(errno));
+	}
+	if (f->pipe_capacity && fcntl(ends_out[0], F_SETPIPE_SZ, (int)f->pipe_capacity) < 0)
+		ck_refuse("cannot give the pipe at descriptor %d its capacity of %llu bytes: %s", f->fd,
+			  (unsigned long long)f->pipe_capacity, strerror(errno));
+	if (f->data_len)
+		refill(img, f, ends_out[1]);
+}
+
+/* For a tree: every pipe once, refilled from the image whose process
+ * could read it (it saved the bytes in flight); ends nobody had close
+ * when every restore host has installed its descriptors. */
+CK_HIDDEN void ck_pipes_create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd)
+{
+	objs->pipes = calloc(1, sizeof *objs->pipes);
+	for (int with_data = 1; with_data >= 0; with_data--)
+		for (size_t i = 0; i < n; i++)
+			for (size_t j = 0; j < imgs[i]->nfiles; j++) {
+				struct ck_img_file *f = &imgs[i]->files[j];
+				if (!f->is_pipe || (with_data && !f->data_len))
+					continue;
+				size_t k;
+				for (k = 0; k < objs->npipes && objs->pipes[k].id != f->pipe_id; k++)
+					;
+				if (k < objs->npipes)
+					continue;
+				objs->pipes = realloc(objs->pipes, (objs->npipes + 1) * sizeof *objs->pipes);
+				objs->pipes[objs->npipes].id = f->pipe_id;
+				create_pipe(imgs[i], f, objs->pipes[objs->npipes].ends, base_fd);
+				objs->npipes++;
+			}
+}
+
+/* Returns a descriptor for f's end of its pipe: the tree's pipe, or one
+ * created the first time one of its ends is seen. */
+CK_HIDDEN int ck_pipe_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs)
+{
+	for (size_t i = 0; objs && i < objs->npipes; i++)
+		if (objs->pipes[i].id == f->pipe_id)
+			return pipe_end(f, objs->pipes[i].ends);
 	struct made_pipe *p = 0;
 	for (size_t i = 0; i < nmade; i++)
 		if (made[i].id == f->pipe_id)
@@ -180,28 +236,12 @@ CK_HIDDEN int ck_pipe_open(struct ck_image *img, struct ck_img_file *f, int base
 		made = realloc(made, (nmade + 1) * sizeof *made);
 		p = &made[nmade++];
 		p->id = f->pipe_id;
-		int ends[2];
-		if (pipe2(ends, O_CLOEXEC) != 0)
-			ck_refuse("cannot create the pipe for descriptor %d: %s", f->fd, strerror(errno));
-		/* above the program's numbers, which are installed later */
-		for (int k = 0; k < 2; k++) {
-			p->ends[k] = fcntl(ends[k], F_DUPFD_CLOEXEC, base_fd);
-			close(ends[k]);
-			if (p->ends[k] < 0)
-				ck_refuse("cannot place a pipe end: %s", strerror(errno));
-		}
-		if (f->pipe_capacity && fcntl(p->ends[0], F_SETPIPE_SZ, (int)f->pipe_capacity) < 0)
-			ck_refuse("cannot give the pipe at descriptor %d its capacity of %llu bytes: %s", f->fd,
-				  (unsigned long long)f->pipe_capacity, strerror(errno));
-		if (f->data_len)
-			refill(img, f, p->ends[1]);
+		create_pipe(img, f, p->ends, base_fd);
 	}
-	int fd = dup(p->ends[f->pipe_read_end ? 0 : 1]);
-	if (fd < 0)
-		ck_refuse("cannot duplicate a pipe end: %s", strerror(errno));
-	fcntl(fd, F_SETFL, f->flags & (O_NONBLOCK | O_DIRECT));
-	return fd;
+	return pipe_end(f, p->ends);
 }
+
+
 
 /* Ends nobody had stay closed: the restore host's copies go away. */
 CK_HIDDEN void ck_pipes_close_spares(void)

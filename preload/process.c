@@ -64,6 +64,69 @@ static uint64_t status_umask(void)
 	return 022;
 }
 
+/* One field (1-based, after the command) of /proc/<pid>/stat. */
+static int stat_field(int pid, int field, uint64_t *out, char *state)
+{
+	char path[48], buf[1024];
+	struct ck_str p;
+	ck_str_init(&p, path, sizeof path);
+	ck_str_add(&p, "/proc/");
+	ck_str_dec(&p, pid);
+	ck_str_add(&p, "/stat");
+	long n = ck_read_file(path, buf, sizeof buf);
+	const char *q = 0;
+	for (long i = 0; i < n; i++)
+		if (buf[i] == ')')
+			q = buf + i;
+	if (!q)
+		return 0;
+	q += 2;
+	if (state)
+		*state = *q;
+	for (int f = 3; f < field && *q; f++) {
+		while (*q && *q != ' ')
+			q++;
+		while (*q == ' ')
+			q++;
+	}
+	if (*q == '-')
+		q++;
+	return ck_parse_dec(&q, out);
+}
+
+/* Children of every thread: live ones have images of their own; zombies
+ * are recorded here with their wait status, so the parent's wait() still
+ * finds them after a restart. */
+static void save_children(struct cb_enc *e, struct ck_scratch *s)
+{
+	cb_text(e, "children");
+	cb_array_open(e);
+	for (int t = 0; t < ck_nthreads; t++) {
+		char path[64];
+		struct ck_str p;
+		ck_str_init(&p, path, sizeof path);
+		ck_str_add(&p, "/proc/self/task/");
+		ck_str_dec(&p, ck_threads[t].tid);
+		ck_str_add(&p, "/children");
+		long n = ck_read_file(path, s->text, 65536);
+		for (const char *q = s->text; n > 0 && *q;) {
+			uint64_t pid, status = 0;
+			char state = '?';
+			if (!ck_parse_dec(&q, &pid))
+				break;
+			while (*q == ' ')
+				q++;
+			int zombie = stat_field((int)pid, 52 /* exit_code */, &status, &state) && state == 'Z';
+			cb_map(e, zombie ? 3 : 2);
+			cb_kv_uint(e, "pid", pid);
+			cb_kv_bool(e, "zombie", zombie);
+			if (zombie)
+				cb_kv_uint(e, "status", status);
+		}
+	}
+	cb_close(e);
+}
+
 CK_HIDDEN void ck_process_save(struct ck_writer *w, struct ck_scratch *s)
 {
 	struct cb_enc *e = &w->meta;
@@ -80,6 +143,11 @@ CK_HIDDEN void ck_process_save(struct ck_writer *w, struct ck_scratch *s)
 	cb_kv_uint(e, "ppid", (uint64_t)CK_SYS0(SYS_getppid));
 	cb_kv_uint(e, "pgid", (uint64_t)CK_SYS1(SYS_getpgid, 0));
 	cb_kv_uint(e, "sid", (uint64_t)CK_SYS1(SYS_getsid, 0));
+	uint64_t tty = 0;
+	stat_field((int)ck_getpid(), 7 /* tty_nr */, &tty, 0);
+	cb_kv_uint(e, "tty", tty);
+	cb_kv_uint(e, "pdeathsig", (uint64_t)ck_saved_pdeathsig);
+	save_children(e, s);
 	save_link(e, "exe", "/proc/self/exe");
 	save_cmdline(e, s);
 	{
@@ -140,6 +208,47 @@ CK_HIDDEN int ck_process_parse(struct cb_dec *d, const char *k, size_t kl, struc
 	} else if (cbd_key_is(k, kl, "personality")) {
 		if (!cbd_uint(d, &img->personality))
 			return -1;
+	} else if (cbd_key_is(k, kl, "ppid") || cbd_key_is(k, kl, "pgid") || cbd_key_is(k, kl, "sid")) {
+		if (!cbd_uint(d, &v))
+			return -1;
+		int *field = cbd_key_is(k, kl, "ppid") ? &img->ppid : cbd_key_is(k, kl, "pgid") ? &img->pgid : &img->sid;
+		*field = (int)v;
+	} else if (cbd_key_is(k, kl, "pdeathsig")) {
+		if (!cbd_uint(d, &img->pdeathsig))
+			return -1;
+	} else if (cbd_key_is(k, kl, "children")) {
+		int64_t n;
+		size_t cap = 4;
+		if (!cbd_array(d, &n))
+			return -1;
+		img->children = calloc(cap, sizeof *img->children);
+		while (cbd_next_item(d, &n)) {
+			int64_t left;
+			const char *ck;
+			size_t ckl;
+			uint64_t cv;
+			if (img->nchildren == cap) {
+				cap *= 2;
+				img->children = realloc(img->children, cap * sizeof *img->children);
+			}
+			struct ck_img_child *c = &img->children[img->nchildren++];
+			memset(c, 0, sizeof *c);
+			if (!cbd_map(d, &left))
+				return -1;
+			while (cbd_next_key(d, &left, &ck, &ckl)) {
+				if (cbd_key_is(ck, ckl, "zombie")) {
+					if (!cbd_bool(d, &c->zombie))
+						return -1;
+				} else if (cbd_peek(d) == CB_UINT && cbd_uint(d, &cv)) {
+					if (cbd_key_is(ck, ckl, "pid"))
+						c->pid = (int)cv;
+					else if (cbd_key_is(ck, ckl, "status"))
+						c->status = (int)cv;
+				} else if (!cbd_skip(d)) {
+					return -1;
+				}
+			}
+		}
 	} else if (cbd_key_is(k, kl, "shim_abi")) {
 		if (!cbd_uint(d, &v))
 			return -1;

@@ -295,19 +295,27 @@ static void unregister_rseq(void)
 CK_HIDDEN void ck_jump_to_core(void *arg, void *stack_top, void (*entry)(void *)) __attribute__((noreturn));
 CK_CORE __attribute__((noreturn)) void ck_core_main(struct ck_plan *p);
 
-static __attribute__((noreturn)) void restore_image(const char *path, int verify_data)
+/* Loads one image and checks what can be checked without changing
+ * anything (files, pages, vdso). */
+static void load_and_check(struct ck_image *img, const char *path, int verify_data)
 {
-	static struct ck_image img;
 	ck_image_name = path;
-	ck_image_load(&img, path);
-	parse_metadata(&img);
-	ck_verbose("image %s: pid %d, %zu threads, %zu regions, %zu descriptors", path, img.pid, img.nthreads,
-		   img.nregions, img.nfiles);
+	ck_image_load(img, path);
+	parse_metadata(img);
+	ck_verbose("image %s: pid %d, %zu threads, %zu regions, %zu descriptors", path, img->pid, img->nthreads,
+		   img->nregions, img->nfiles);
+	ck_files_check(img);
+	ck_memory_check(img, verify_data);
+	struct ck_plan probe;
+	ck_vdso_check(img, &probe);
+}
 
-	/* 1. checks: nothing changes yet */
-	ck_threads_check(&img);
-	ck_files_check(&img);
-	ck_memory_check(&img, verify_data);
+/* Turns this process into the one in img (whose checks passed); objs are
+ * the objects a tree's processes share, or NULL. */
+static __attribute__((noreturn)) void become(struct ck_image *img, const struct ck_objects *objs)
+{
+	ck_image_name = img->path;
+	ck_threads_check(img);
 
 	struct lib_span ls;
 	memset(&ls, 0, sizeof ls);
@@ -315,14 +323,14 @@ static __attribute__((noreturn)) void restore_image(const char *path, int verify
 		ck_refuse("cannot find the shim's own code");
 
 	size_t nruns = 0;
-	for (size_t i = 0; i < img.nregions; i++)
-		nruns += img.regions[i].nruns;
-	uint64_t vdso_len = img.vdso[2][1] - img.vdso[0][0];
-	uint64_t plan_size = CK_PAGE_UP(sizeof(struct ck_plan) + img.nregions * sizeof(struct ck_plan_region) +
-					nruns * sizeof(struct ck_plan_run) + img.nthreads * sizeof(struct ck_plan_thread) + 64);
-	uint64_t stacks_size = (img.nthreads + 1) * CK_THREAD_STACK;
+	for (size_t i = 0; i < img->nregions; i++)
+		nruns += img->regions[i].nruns;
+	uint64_t vdso_len = img->vdso[2][1] - img->vdso[0][0];
+	uint64_t plan_size = CK_PAGE_UP(sizeof(struct ck_plan) + img->nregions * sizeof(struct ck_plan_region) +
+					nruns * sizeof(struct ck_plan_run) + img->nthreads * sizeof(struct ck_plan_thread) + 64);
+	uint64_t stacks_size = (img->nthreads + 1) * CK_THREAD_STACK;
 	uint64_t hole_size = ls.size + plan_size + CORE_STACK + stacks_size + CK_PAGE_UP(vdso_len) + CK_PAGE;
-	uint64_t hole = find_hole(&img, hole_size);
+	uint64_t hole = find_hole(img, hole_size);
 	long m = ck_mmap((void *)hole, hole_size, PROT_READ | PROT_WRITE | PROT_EXEC,
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
 	if (m != (long)hole)
@@ -331,29 +339,29 @@ static __attribute__((noreturn)) void restore_image(const char *path, int verify
 	uint64_t plan_at = hole + ls.size;
 	struct ck_plan *plan = (struct ck_plan *)plan_at;
 	struct ck_plan_region *regions = (struct ck_plan_region *)(plan_at + sizeof *plan);
-	struct ck_plan_run *runs = (struct ck_plan_run *)(regions + img.nregions);
+	struct ck_plan_run *runs = (struct ck_plan_run *)(regions + img->nregions);
 	struct ck_plan_thread *threads = (struct ck_plan_thread *)(runs + nruns);
 	uint64_t core_stack_top = plan_at + plan_size + CORE_STACK;
 	uint64_t stacks = core_stack_top;
 	plan->vdso_tmp = stacks + stacks_size;
-	ck_vdso_check(&img, plan);
+	ck_vdso_check(img, plan);
 
-	/* 2. descriptors the restore needs, above every number the program uses */
-	int base = max_program_fd(&img) + 1;
+	/* descriptors the restore needs, above every number the program uses */
+	int base = max_program_fd(img) + 1;
 	struct rlimit nofile;
 	getrlimit(RLIMIT_NOFILE, &nofile);
-	if ((rlim_t)base + 64 + img.nregions > nofile.rlim_cur) {
+	if ((rlim_t)base + 64 + img->nregions > nofile.rlim_cur) {
 		nofile.rlim_cur = nofile.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &nofile);
 	}
-	plan->image_fd = fcntl(img.fd, F_DUPFD_CLOEXEC, base);
+	plan->image_fd = fcntl(img->fd, F_DUPFD_CLOEXEC, base);
 	if (plan->image_fd < 0)
 		ck_refuse("cannot place the image descriptor: %s", strerror(errno));
-	close(img.fd);
-	img.fd = plan->image_fd;
+	close(img->fd);
+	img->fd = plan->image_fd;
 	plan->exe_fd = -1;
-	if (img.exe) {
-		int fd = open(img.exe, O_RDONLY | O_CLOEXEC);
+	if (img->exe) {
+		int fd = open(img->exe, O_RDONLY | O_CLOEXEC);
 		if (fd >= 0) {
 			plan->exe_fd = fcntl(fd, F_DUPFD_CLOEXEC, base);
 			close(fd);
@@ -365,60 +373,65 @@ static __attribute__((noreturn)) void restore_image(const char *path, int verify
 		close(ctl);
 		ctl = moved;
 	}
-	ck_memory_open(&img, base);
-	ck_memory_open_refs(&img, base);
-	ck_files_open(&img, base);
+	ck_memory_open(img, base);
+	ck_memory_open_refs(img, base);
+	ck_files_open(img, base, objs);
 
-	/* 3. process state; from here on the restore host is becoming the program */
-	ck_process_restore(&img);
-	ck_signals_restore(&img);
-	ck_files_install(&img);
-	if (ctl >= 0 && img.ctl_fd >= 0) {
-		if (dup3(ctl, img.ctl_fd, O_CLOEXEC) < 0 || ck_arm_async(img.ctl_fd, img.sig) != 0)
-			ck_refuse("cannot place the session connection at descriptor %d: %s", img.ctl_fd, strerror(errno));
+	/* process state; from here on the restore host is becoming the program */
+	ck_process_restore(img);
+	ck_signals_restore(img);
+	ck_files_install(img);
+	if (ctl >= 0 && img->ctl_fd >= 0) {
+		if (dup3(ctl, img->ctl_fd, O_CLOEXEC) < 0 || ck_arm_async(img->ctl_fd, img->sig) != 0)
+			ck_refuse("cannot place the session connection at descriptor %d: %s", img->ctl_fd, strerror(errno));
 		close(ctl);
 	}
 
 	int keep[1024], nkeep = 0;
-	for (size_t i = 0; i < img.nfiles && nkeep < 1000; i++)
-		keep[nkeep++] = img.files[i].fd;
-	keep[nkeep++] = img.ctl_fd;
+	for (size_t i = 0; i < img->nfiles && nkeep < 900; i++)
+		keep[nkeep++] = img->files[i].fd;
+	keep[nkeep++] = img->ctl_fd;
 	keep[nkeep++] = plan->image_fd;
 	keep[nkeep++] = plan->exe_fd;
 	plan->nclose = 0;
 	plan->close_fds[plan->nclose++] = plan->image_fd;
-	for (int i = 0; i < img.nimages; i++) {
-		keep[nkeep++] = img.image_fds[i];
-		plan->close_fds[plan->nclose++] = img.image_fds[i];
+	for (int i = 0; i < img->nimages; i++) {
+		keep[nkeep++] = img->image_fds[i];
+		plan->close_fds[plan->nclose++] = img->image_fds[i];
 	}
 	if (plan->exe_fd >= 0)
 		plan->close_fds[plan->nclose++] = plan->exe_fd;
-	for (size_t i = 0; i < img.nregions; i++) {
-		int fd = img.regions[i].fd;
+	for (size_t i = 0; i < img->nregions; i++) {
+		int fd = img->regions[i].fd;
 		if (fd >= 0 && !is_kept(keep, nkeep, fd) && nkeep < 1024 && plan->nclose < 512) {
 			keep[nkeep++] = fd;
 			plan->close_fds[plan->nclose++] = fd;
 		}
 	}
+	/* shared memory this process maps: its descriptor lives until the map */
+	for (size_t i = 0; objs && i < objs->nshm && nkeep < 1024 && plan->nclose < 512; i++) {
+		keep[nkeep++] = objs->shm[i].fd;
+		plan->close_fds[plan->nclose++] = objs->shm[i].fd;
+	}
 	close_others(keep, nkeep);
 
-	/* 4. the plan */
-	ck_memory_plan(&img, plan, regions, runs);
-	ck_threads_plan(&img, plan, threads, stacks);
+	/* the plan */
+	ck_memory_plan(img, plan, regions, runs, objs);
+	ck_threads_plan(img, plan, threads, stacks);
 	plan->err_fd = 2;
 	plan->map_runs = !getenv("CKRUN_RESTORE_READ");
-	plan->pid = img.pid;
-	plan->nofile_cur = img.rlim[RLIMIT_NOFILE][0] < 0 ? ~0ULL : (uint64_t)img.rlim[RLIMIT_NOFILE][0];
-	plan->nofile_max = img.rlim[RLIMIT_NOFILE][1] < 0 ? ~0ULL : (uint64_t)img.rlim[RLIMIT_NOFILE][1];
+	plan->pid = img->pid;
+	plan->nofile_cur = img->rlim[RLIMIT_NOFILE][0] < 0 ? ~0ULL : (uint64_t)img->rlim[RLIMIT_NOFILE][0];
+	plan->nofile_max = img->rlim[RLIMIT_NOFILE][1] < 0 ? ~0ULL : (uint64_t)img->rlim[RLIMIT_NOFILE][1];
 	plan->info.magic = CK_RESTORE_INFO_MAGIC;
-	plan->info.nthreads = (uint32_t)img.nthreads;
+	plan->info.nthreads = (uint32_t)img->nthreads;
 	plan->info.restored = 0;
-	plan->info.ctl_fd = ctl >= 0 ? img.ctl_fd : -1;
-	plan->info.track_id = img.track_id;
+	plan->info.ctl_fd = ctl >= 0 ? img->ctl_fd : -1;
+	plan->info.track_id = img->track_id;
 	plan->info.nimages = 0;
-	for (int i = -1; i < img.nimages; i++) {
+	for (int i = -1; i < img->nimages; i++) {
 		struct stat ist;
-		if (fstat(i < 0 ? plan->image_fd : img.image_fds[i], &ist) == 0) {
+		if (fstat(i < 0 ? plan->image_fd : img->image_fds[i], &ist) == 0) {
 			plan->info.image_dev[plan->info.nimages] = ist.st_dev;
 			plan->info.image_ino[plan->info.nimages++] = ist.st_ino;
 		}
@@ -433,6 +446,13 @@ static __attribute__((noreturn)) void restore_image(const char *path, int verify
 	fflush(stderr);
 	unregister_rseq();
 	ck_jump_to_core(plan, (void *)core_stack_top, entry);
+}
+
+static __attribute__((noreturn)) void restore_image(const char *path, int verify_data)
+{
+	static struct ck_image img;
+	load_and_check(&img, path, verify_data);
+	become(&img, 0);
 }
 
 /* ---- PID 1 of a fresh PID namespace ---- */

@@ -29,6 +29,8 @@ struct ck_img_region {
 	struct ck_img_run *runs;
 	size_t nruns;
 	int fd; /* opened by the restore host */
+	int has_shm;
+	uint64_t shm_dev, shm_ino, shm_off; /* a shared memory object's identity */
 };
 
 struct ck_img_thread {
@@ -62,6 +64,10 @@ struct ck_img_file {
 	size_t nepoll;
 };
 
+struct ck_img_child {
+	int pid, zombie, status;
+};
+
 struct ck_img_action {
 	int sig;
 	uint64_t handler, flags, restorer, mask;
@@ -75,7 +81,10 @@ struct ck_image {
 	uint8_t *meta;
 	size_t meta_len;
 
-	int pid;
+	int pid, ppid, pgid, sid;
+	uint64_t pdeathsig;
+	struct ck_img_child *children;
+	size_t nchildren;
 	const char *exe, *cwd, *kernel;
 	uint64_t umask, personality;
 	int nrlimits;
@@ -102,6 +111,29 @@ struct ck_image {
 	const char *images[CK_MAX_IMAGES];
 	int nimages;
 	int image_fds[CK_MAX_IMAGES];
+};
+
+/* ---- objects a tree's processes share, created once by the orchestrator
+ * and inherited by every restore host it forks ---- */
+struct ck_obj_pipe {
+	uint64_t id;
+	int ends[2];
+};
+struct ck_obj_shm {
+	uint64_t dev, ino;
+	int fd; /* a memfd holding the object's pages */
+};
+struct ck_obj_shared {
+	int pid, fd; /* a descriptor of a process */
+	int ofd;     /* the one open file description, opened once */
+};
+struct ck_objects {
+	struct ck_obj_pipe *pipes;
+	size_t npipes;
+	struct ck_obj_shm *shm;
+	size_t nshm;
+	struct ck_obj_shared *shared;
+	size_t nshared;
 };
 
 /* ---- the plan: everything the restore core needs, inside the hole ---- */
@@ -178,20 +210,23 @@ CK_HIDDEN void ck_memory_check(struct ck_image *img, int verify_data);
 CK_HIDDEN void ck_vdso_check(struct ck_image *img, struct ck_plan *plan);
 CK_HIDDEN void ck_threads_check(struct ck_image *img);
 CK_HIDDEN void ck_files_check(struct ck_image *img);
-CK_HIDDEN void ck_files_open(struct ck_image *img, int base_fd);
+CK_HIDDEN void ck_files_open(struct ck_image *img, int base_fd, const struct ck_objects *objs);
+CK_HIDDEN void ck_files_open_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, const int (*groups)[3], size_t ngroups, int base_fd);
 CK_HIDDEN void ck_files_install(struct ck_image *img);
 CK_HIDDEN void ck_process_restore(struct ck_image *img);
 CK_HIDDEN void ck_signals_restore(struct ck_image *img);
 CK_HIDDEN void ck_memory_open(struct ck_image *img, int base_fd);
 CK_HIDDEN void ck_memory_open_refs(struct ck_image *img, int base_fd);
 CK_HIDDEN void ck_memory_plan(struct ck_image *img, struct ck_plan *plan,
-			      struct ck_plan_region *regions, struct ck_plan_run *runs);
+			      struct ck_plan_region *regions, struct ck_plan_run *runs, const struct ck_objects *objs);
+CK_HIDDEN void ck_shm_create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd);
 CK_HIDDEN void ck_threads_plan(struct ck_image *img, struct ck_plan *plan,
 			       struct ck_plan_thread *threads, uint64_t stacks);
 
 /* pipes.c, events.c */
 CK_HIDDEN int ck_pipe_parse(struct cb_dec *d, struct ck_img_file *f);
-CK_HIDDEN int ck_pipe_open(struct ck_image *img, struct ck_img_file *f, int base_fd);
+CK_HIDDEN int ck_pipe_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs);
+CK_HIDDEN void ck_pipes_create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd);
 CK_HIDDEN void ck_pipes_close_spares(void);
 CK_HIDDEN int ck_events_parse(struct cb_dec *d, const char *k, size_t kl, struct ck_img_file *f);
 CK_HIDDEN int ck_eventfd_open(struct ck_img_file *f);

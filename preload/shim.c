@@ -10,6 +10,9 @@
  *    taken away by the program.
  *  - close, close_range, closefrom, dup2, dup3: the connection to ckrun
  *    survives programs that close or overwrite every descriptor.
+ *  - execve, execv, execvp, execvpe, execl, execle, execlp, fexecve,
+ *    execveat, posix_spawn, posix_spawnp: a program exec'd in the session
+ *    gets the shim and the session's variables back in its environment.
  *  - madvise: memory marked MADV_DONTFORK or MADV_WIPEONFORK would not be
  *    seen as it is by the forked writer; the checkpoint then looks for such
  *    regions and lifts the marks for the moment of the fork.
@@ -20,6 +23,8 @@
 #include <fcntl.h>
 #include <link.h>
 #include <pthread.h>
+#include <spawn.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +46,7 @@ CK_HIDDEN extern struct sigaction ck_virtual_action;
 CK_HIDDEN extern volatile int ck_fork_flags_used;
 CK_HIDDEN extern int ck_write_sync;
 static int active; /* the handler is installed: the internal signal is ours */
+static char shim_path[4096]; /* for LD_PRELOAD in the environments of exec'd programs */
 
 /* Present only in the restore host, which must not join a session. */
 extern int ckrun_restore_host __attribute__((weak));
@@ -63,6 +69,13 @@ static void (*real_closefrom)(int);
 static int (*real_dup2)(int, int);
 static int (*real_dup3)(int, int, int);
 static int (*real_madvise)(void *, size_t, int);
+static int (*real_execve)(const char *, char *const[], char *const[]);
+static int (*real_execvpe)(const char *, char *const[], char *const[]);
+static int (*real_fexecve)(int, char *const[], char *const[]);
+static int (*real_posix_spawn)(pid_t *, const char *, const posix_spawn_file_actions_t *, const posix_spawnattr_t *,
+			       char *const[], char *const[]);
+static int (*real_posix_spawnp)(pid_t *, const char *, const posix_spawn_file_actions_t *, const posix_spawnattr_t *,
+				char *const[], char *const[]);
 
 #define RESOLVE(name) (real_##name = (__typeof__(real_##name))dlsym(RTLD_NEXT, #name))
 
@@ -86,6 +99,11 @@ static void resolve_all(void)
 	RESOLVE(dup2);
 	RESOLVE(dup3);
 	RESOLVE(madvise);
+	RESOLVE(execve);
+	RESOLVE(execvpe);
+	RESOLVE(fexecve);
+	RESOLVE(posix_spawn);
+	RESOLVE(posix_spawnp);
 }
 
 /* A wrapper may run before our constructor (another library's). */
@@ -146,6 +164,8 @@ static int find_self(struct dl_phdr_info *info, size_t size, void *data)
 	if (mine) {
 		ck_session.lo = CK_PAGE_DOWN(lo_all);
 		ck_session.hi = CK_PAGE_UP(hi_all);
+		if (info->dlpi_name && info->dlpi_name[0] == '/')
+			strncpy(shim_path, info->dlpi_name, sizeof shim_path - 1);
 	}
 	return mine;
 }
@@ -186,11 +206,25 @@ CK_HIDDEN int ck_arm_async(int fd, int sig)
 	return ck_fcntl(fd, F_SETFL, fl | O_ASYNC) == 0 ? 0 : -1;
 }
 
-static void leave_session_in_child(void)
+static void say_hello(void)
 {
-	/* A forked child is not (yet) part of the session: it must not read
-	 * or answer its parent's requests. Its memory is not tracked (fork
-	 * drops the registrations): its first checkpoint is full. */
+	char hello[64];
+	struct ck_str m;
+	ck_str_init(&m, hello, sizeof hello);
+	ck_str_add(&m, "hello ");
+	ck_str_dec(&m, ck_getpid());
+	ck_str_add(&m, " ");
+	ck_str_dec(&m, CK_SYS0(SYS_getppid));
+	ck_str_add(&m, "\n");
+	ck_session_reply(hello);
+}
+
+/* A forked child joins the session on a connection of its own: it must
+ * not read or answer its parent's requests. Its memory is not tracked
+ * (fork drops the registrations): its first checkpoint is full. Runs in
+ * the child of fork(): async-signal-safe calls only. */
+static void join_session_in_child(void)
+{
 	if (ck_session.ctl_fd >= 0)
 		ck_close(ck_session.ctl_fd);
 	ck_session.ctl_fd = -1;
@@ -198,7 +232,18 @@ static void leave_session_in_child(void)
 		ck_close(ck_tracking.uffd);
 	ck_tracking.uffd = -1;
 	ck_tracking.base_id = 0;
-	active = 0;
+	ck_tracking.failed = 0;
+	if (!active)
+		return;
+	int fd = connect_session(ck_session.sock);
+	if (fd < 0 || ck_arm_async(fd, ck_session.sig) != 0) {
+		if (fd >= 0)
+			ck_close(fd);
+		active = 0;
+		return;
+	}
+	ck_session.ctl_fd = fd;
+	say_hello();
 }
 
 __attribute__((constructor)) static void ck_init(void)
@@ -231,17 +276,196 @@ __attribute__((constructor)) static void ck_init(void)
 	ck_install_handler();
 	active = 1;
 	if (ck_arm_async(fd, ck_session.sig) != 0) {
-		leave_session_in_child();
+		ck_close(fd);
+		ck_session.ctl_fd = -1;
+		active = 0;
 		return;
 	}
-	pthread_atfork(0, 0, leave_session_in_child);
-	char hello[64];
-	struct ck_str m;
-	ck_str_init(&m, hello, sizeof hello);
-	ck_str_add(&m, "hello ");
-	ck_str_dec(&m, getpid());
-	ck_str_add(&m, "\n");
-	ck_session_reply(hello);
+	pthread_atfork(0, 0, join_session_in_child);
+	say_hello();
+}
+
+/* ---- exec: the shim stays in the environment ---- */
+
+static int env_is(const char *entry, const char *name)
+{
+	size_t n = strlen(name);
+	return !strncmp(entry, name, n) && entry[n] == '=';
+}
+
+static int preload_has_shim(const char *value)
+{
+	size_t n = strlen(shim_path);
+	for (const char *p = value; *p;) {
+		if (!strncmp(p, shim_path, n) && (p[n] == 0 || p[n] == ':' || p[n] == ' '))
+			return 1;
+		while (*p && *p != ':' && *p != ' ')
+			p++;
+		while (*p == ':' || *p == ' ')
+			p++;
+	}
+	return 0;
+}
+
+/* Copies envp into out (room for n + 5 entries) with the session's
+ * variables put back. No allocation (this may run in a vfork child):
+ * new strings go into buf. */
+static char *const *session_env(char *const *envp, const char **out, char *buf, size_t cap)
+{
+	struct ck_str b;
+	size_t k = 0;
+	const char *preload = 0;
+	ck_str_init(&b, buf, cap);
+	for (char *const *e = envp; e && *e; e++) {
+		if (env_is(*e, "CKRUN_SOCK") || env_is(*e, "CKRUN_STDIO") || env_is(*e, "CKRUN_SIGNAL"))
+			continue;
+		if (env_is(*e, "LD_PRELOAD")) {
+			preload = *e + 11;
+			continue;
+		}
+		out[k++] = *e;
+	}
+	const char *start = b.buf + b.len;
+	if (preload && preload_has_shim(preload)) {
+		ck_str_add(&b, "LD_PRELOAD=");
+		ck_str_add(&b, preload);
+	} else {
+		ck_str_add(&b, "LD_PRELOAD=");
+		ck_str_add(&b, shim_path);
+		if (preload && *preload) {
+			ck_str_add(&b, ":");
+			ck_str_add(&b, preload);
+		}
+	}
+	out[k++] = start;
+	b.len++; /* keep the NUL */
+	start = b.buf + b.len;
+	ck_str_add(&b, "CKRUN_SOCK=");
+	ck_str_add(&b, ck_session.sock);
+	out[k++] = start;
+	b.len++;
+	start = b.buf + b.len;
+	ck_str_add(&b, "CKRUN_SIGNAL=");
+	ck_str_dec(&b, ck_session.sig);
+	out[k++] = start;
+	b.len++;
+	if (ck_session.have_stdio) {
+		start = b.buf + b.len;
+		ck_str_add(&b, "CKRUN_STDIO=");
+		for (int i = 0; i < 3; i++) {
+			if (i)
+				ck_str_add(&b, ",");
+			ck_str_udec(&b, ck_session.stdio_dev[i]);
+			ck_str_add(&b, ":");
+			ck_str_udec(&b, ck_session.stdio_ino[i]);
+		}
+		out[k++] = start;
+		b.len++;
+	}
+	out[k] = 0;
+	return (char *const *)out;
+}
+
+static size_t env_count(char *const *envp)
+{
+	size_t n = 0;
+	while (envp && envp[n])
+		n++;
+	return n;
+}
+
+/* In a session, every exec'd program gets the shim again. */
+#define WITH_SESSION_ENV(envp, fixed)                                                     \
+	const char *fixed##_v[active && shim_path[0] ? env_count(envp) + 6 : 1];         \
+	char fixed##_buf[active && shim_path[0] ? 8192 + sizeof shim_path : 1];            \
+	char *const *fixed = active && shim_path[0]                                        \
+				     ? session_env(envp, fixed##_v, fixed##_buf, sizeof fixed##_buf) \
+				     : (envp)
+
+CK_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+{
+	WITH_SESSION_ENV(envp, env);
+	return REAL(execve)(path, argv, env);
+}
+
+CK_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+	WITH_SESSION_ENV(envp, env);
+	return REAL(execvpe)(file, argv, env);
+}
+
+CK_EXPORT int execv(const char *path, char *const argv[])
+{
+	return execve(path, argv, environ);
+}
+
+CK_EXPORT int execvp(const char *file, char *const argv[])
+{
+	return execvpe(file, argv, environ);
+}
+
+CK_EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
+{
+	WITH_SESSION_ENV(envp, env);
+	return REAL(fexecve)(fd, argv, env);
+}
+
+CK_EXPORT int execveat(int dirfd, const char *path, char *const argv[], char *const envp[], int flags)
+{
+	WITH_SESSION_ENV(envp, env);
+	return (int)syscall(SYS_execveat, dirfd, path, argv, env, flags);
+}
+
+/* execl, execle, execlp: the arguments gathered on the stack */
+#define GATHER_ARGS(first, ap, argv)                       \
+	size_t n_##argv = 1;                               \
+	va_start(ap, first);                               \
+	while (va_arg(ap, const char *))                   \
+		n_##argv++;                                \
+	va_end(ap);                                        \
+	const char *argv[n_##argv + 1];                    \
+	argv[0] = first;                                   \
+	va_start(ap, first);                               \
+	for (size_t i_ = 1; i_ <= n_##argv; i_++)          \
+		argv[i_] = i_ < n_##argv ? va_arg(ap, const char *) : 0
+
+CK_EXPORT int execl(const char *path, const char *arg, ...)
+{
+	va_list ap;
+	GATHER_ARGS(arg, ap, argv);
+	va_end(ap);
+	return execve(path, (char *const *)argv, environ);
+}
+
+CK_EXPORT int execlp(const char *file, const char *arg, ...)
+{
+	va_list ap;
+	GATHER_ARGS(arg, ap, argv);
+	va_end(ap);
+	return execvpe(file, (char *const *)argv, environ);
+}
+
+CK_EXPORT int execle(const char *path, const char *arg, ...)
+{
+	va_list ap;
+	GATHER_ARGS(arg, ap, argv);
+	char *const *envp = va_arg(ap, char *const *);
+	va_end(ap);
+	return execve(path, (char *const *)argv, envp);
+}
+
+CK_EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa, const posix_spawnattr_t *at,
+			  char *const argv[], char *const envp[])
+{
+	WITH_SESSION_ENV(envp, env);
+	return REAL(posix_spawn)(pid, path, fa, at, argv, env);
+}
+
+CK_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa, const posix_spawnattr_t *at,
+			   char *const argv[], char *const envp[])
+{
+	WITH_SESSION_ENV(envp, env);
+	return REAL(posix_spawnp)(pid, file, fa, at, argv, env);
 }
 
 /* ---- signal wrappers ---- */

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/time.h>
 
 #include "ckrun.h"
@@ -15,6 +16,7 @@
 #include "sys.h"
 
 CK_HIDDEN struct ck_saved_timers ck_saved_timers;
+CK_HIDDEN int ck_saved_pdeathsig;
 
 struct ck_kitimerval {
 	long isec, iusec, vsec, vusec;
@@ -82,6 +84,8 @@ CK_HIDDEN void ck_signals_capture(void)
 		ck_saved_timers.it[i].vsec = v.vsec;
 		ck_saved_timers.it[i].vusec = v.vusec;
 	}
+	ck_saved_pdeathsig = 0;
+	ck_prctl(PR_GET_PDEATHSIG, (long)&ck_saved_pdeathsig, 0, 0, 0);
 	uint64_t ours = sigbit(ck_session.sig);
 	ck_saved_timers.shared_pending = ck_read_pending_mask("/proc/self/status", "ShdPnd:") & ~ours;
 	int n = ck_nthreads;
@@ -140,6 +144,9 @@ CK_HIDDEN void ck_signals_after_restore(int nthreads)
 		if (v.vsec || v.vusec)
 			CK_SYS3(SYS_setitimer, i, &v, 0);
 	}
+	/* a restore host dies with its parent while it restores; the program
+	 * gets its own parent-death signal back */
+	ck_prctl(PR_SET_PDEATHSIG, ck_saved_pdeathsig, 0, 0, 0);
 	int pid = (int)ck_getpid();
 	for (int sig = 1; sig <= 64; sig++)
 		if (ck_saved_timers.shared_pending & sigbit(sig))

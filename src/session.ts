@@ -3,10 +3,11 @@
 // takes checkpoints (trigger signal, --interval, `ckrun checkpoint`), and
 // ends with the program's exit status.
 import { closeSync, constants as fsConstants, existsSync } from 'node:fs';
-import { access, mkdir, stat } from 'node:fs/promises';
+import { access, mkdir, stat, unlink } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
+import { compressLevel } from './compress.js';
 import { ProgramNotFoundError, resolveProgram, sessionEnv, stdioIdentity } from './environment.js';
 import {
   completeGeneration,
@@ -63,6 +64,12 @@ export interface SessionOptions {
   stdio?: [number, number, number];
   /** Per-process checkpoint answer timeout (default 60 s). */
   checkpointTimeoutMs?: number;
+  /**
+   * gzip every image once it is complete (`<pid>.ckpt.gz`): true for level 1
+   * (fastest), or a level from 1 to 9. Compressed images are always full:
+   * the shim is never asked for an incremental one.
+   */
+  compress?: boolean | number;
 }
 
 export interface LaunchOptions extends SessionOptions {
@@ -183,6 +190,12 @@ export interface StartInfo {
   cwd: string;
   /** Shown by status. */
   restoredFrom?: string;
+  /**
+   * The image the restored process's memory came from, which its next
+   * checkpoint may be incremental to (default: restoredFrom); null when
+   * there is none to offer (a compressed image restored from a temporary file).
+   */
+  parentImage?: string | null;
 }
 
 /**
@@ -198,6 +211,8 @@ export class Coordinator implements Session {
   private readonly opts: SessionOptions;
   private readonly log: (line: string) => void;
   private readonly internalSignal: number;
+  /** gzip level for images, or undefined: not compressed. */
+  private readonly compressLevel: number | undefined;
   private readonly conns = new Set<Socket>();
   private readonly procs = new Map<Socket, Proc>();
   private readonly readyD = deferred<void>();
@@ -224,6 +239,7 @@ export class Coordinator implements Session {
     this.server = server;
     this.opts = opts;
     this.internalSignal = internalSignal;
+    this.compressLevel = compressLevel(opts.compress);
     const sink = opts.log === undefined ? (l: string) => writeErr(`ckrun: ${l}\n`) : opts.log;
     this.log = sink ?? (() => undefined);
     // Nobody has to observe these; callers that await them still see rejections.
@@ -257,7 +273,8 @@ export class Coordinator implements Session {
     this.argv = info.argv;
     this.cwd = info.cwd;
     this.restoredFrom = info.restoredFrom ?? null;
-    if (info.restoredFrom) this.lastImages.set(info.programPid, info.restoredFrom);
+    const parent = info.parentImage === undefined ? info.restoredFrom : info.parentImage;
+    if (parent && this.compressLevel === undefined) this.lastImages.set(info.programPid, parent);
     this.startedAt = Date.now();
     this.installSignals();
     this.scheduleInterval();
@@ -367,7 +384,7 @@ export class Coordinator implements Session {
   }
 
   private join(sock: Socket, word: JoinKind, rest: string): void {
-    const pid = Number(rest.trim());
+    const pid = Number(rest.trim().split(/\s+/)[0]); // "hello <pid> <ppid>": the parent is known from /proc too
     if (!Number.isSafeInteger(pid) || pid <= 0) {
       this.send(sock, `error bad ${word} line`);
       sock.destroy();
@@ -430,10 +447,11 @@ export class Coordinator implements Session {
       (r) => {
         this.lastGeneration = r.generation;
         const bytes = r.processes.reduce((a, p) => a + p.bytes, 0);
+        const gz = r.processes.reduce((a, p) => a + (p.compressed_bytes ?? 0), 0);
         const pause = r.processes.reduce((a, p) => Math.max(a, p.pause_ns), 0);
         this.verbose(
           `checkpoint ${r.generation} written to ${r.path}: ${r.processes.length} process${r.processes.length === 1 ? '' : 'es'}, ` +
-            `${formatBytes(bytes)}, program paused ${formatDuration(pause)}, took ${formatDuration(r.ms * 1e6)}`,
+            `${formatBytes(bytes)}${this.compressLevel !== undefined ? ` (compressed to ${formatBytes(gz)})` : ''}, program paused ${formatDuration(pause)}, took ${formatDuration(r.ms * 1e6)}`,
         );
         return r;
       },
@@ -512,6 +530,7 @@ export class Coordinator implements Session {
           throw new SessionError(`process ${p.pid} answered ok, but its image ${join(gen.path, image)} is not there`);
         processes.push({ pid: p.pid, image, bytes: r.value.bytes, pause_ns: r.value.pauseNs });
       }
+      if (this.compressLevel !== undefined) await this.compressImages(gen.path, processes, this.compressLevel);
       const manifest: Manifest = {
         format: 'ckrun-session',
         version: 1,
@@ -521,15 +540,46 @@ export class Coordinator implements Session {
         cwd: this.cwd,
         root: this.programPid,
         processes,
+        ...(this.compressLevel !== undefined ? { compressed: 'gzip' as const } : {}),
       };
       await writeManifest(gen.path, manifest);
       const path = await completeGeneration(this.dir, gen.number, gen.path);
-      for (const p of processes) this.lastImages.set(p.pid, join(path, p.image));
+      // a compressed image cannot be a parent: the shim reads its parent as it is
+      if (this.compressLevel === undefined) for (const p of processes) this.lastImages.set(p.pid, join(path, p.image));
       return { generation: gen.number, path, processes, ms: Date.now() - t0 };
     } catch (e) {
       await removePartialGeneration(gen.path).catch(() => undefined);
       throw e;
     }
+  }
+
+  /**
+   * Replaces each complete `<pid>.ckpt` by `<pid>.ckpt.gz` (fsync'd; the
+   * directory is fsync'd when the generation completes) and updates the
+   * manifest entries.
+   */
+  private async compressImages(genPath: string, processes: ManifestProcess[], level: number): Promise<void> {
+    const { compressImage } = await import('./flatten.js');
+    const referred = new Set<string>();
+    for (const p of processes) {
+      const t0 = Date.now();
+      let r;
+      try {
+        r = await compressImage(join(genPath, p.image), level);
+      } catch (e) {
+        throw new SessionError(`process ${p.pid}: ${errorMessage(e)}`);
+      }
+      for (const f of r.referred) referred.add(f);
+      p.image = `${p.image}.gz`;
+      p.bytes = r.imageBytes;
+      p.compressed_bytes = r.bytes;
+      this.verbose(
+        `process ${p.pid}: image compressed from ${formatBytes(r.imageBytes)} to ${formatBytes(r.bytes)} in ${formatDuration((Date.now() - t0) * 1e6)}` +
+          (r.referred.length ? ` (made self-contained: it referred to ${r.referred.length} older image${r.referred.length === 1 ? '' : 's'})` : ''),
+      );
+    }
+    // compressed images hold everything: the hard links to older images go
+    for (const f of referred) await unlink(f);
   }
 
   private requestImage(proc: Proc, path: string): Promise<ImageAnswer> {
@@ -565,7 +615,7 @@ export class Coordinator implements Session {
         },
       };
       proc.pending = pending;
-      const parent = this.lastImages.get(proc.pid);
+      const parent = this.compressLevel === undefined ? this.lastImages.get(proc.pid) : undefined;
       if (parent) this.send(proc.sock, `parent ${parent}`);
       this.send(proc.sock, `checkpoint ${path}`);
     });
@@ -688,6 +738,11 @@ export async function openSession(opts: SessionOptions, internalSignal: number):
   }
   if (opts.interval !== undefined && !(opts.interval > 0 && Number.isFinite(opts.interval)))
     throw new SessionError(`the interval must be a positive number of seconds (got ${opts.interval})`, 2);
+  try {
+    compressLevel(opts.compress);
+  } catch (e) {
+    throw new SessionError(errorMessage(e), 2);
+  }
   await refuseIfRunning(dir);
   const server = createServer();
   await listen(server, socketNameFor(dir), dir);
