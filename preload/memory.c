@@ -805,14 +805,14 @@ CK_HIDDEN int ck_mm_parse(struct cb_dec *d, const char *k, size_t kl, struct ck_
  * read-only mapping of the image: no copy). */
 static void check_runs(struct ck_image *img, struct ck_img_region *r, int verify_data)
 {
-	static const uint8_t *whole;
-	if (verify_data && !whole) {
+	if (verify_data && !img->whole) {
 		void *a = mmap(0, img->file_len, PROT_READ, MAP_PRIVATE, img->fd, 0);
 		if (a == MAP_FAILED)
 			ck_refuse("cannot read image %s: %s", img->path, strerror(errno));
 		madvise(a, img->file_len, MADV_SEQUENTIAL);
-		whole = a;
+		img->whole = a;
 	}
+	const uint8_t *whole = img->whole;
 	for (size_t i = 0; i < r->nruns; i++) {
 		struct ck_img_run *run = &r->runs[i];
 		uint64_t len = run->npages * CK_PAGE;
@@ -867,6 +867,10 @@ CK_HIDDEN void ck_memory_check(struct ck_image *img, int verify_data)
 					  (unsigned long long)(r->mtime_ns % 1000000000ULL));
 		}
 		check_runs(img, r, verify_data);
+	}
+	if (img->whole) {
+		munmap((void *)img->whole, img->file_len);
+		img->whole = 0;
 	}
 }
 

@@ -455,6 +455,262 @@ static __attribute__((noreturn)) void restore_image(const char *path, int verify
 	become(&img, 0);
 }
 
+/* ---- a process tree (docs/design.md, "Restoring a tree") ---- */
+
+struct tree_proc {
+	int pid;
+	const char *image;
+	struct ck_image img;
+};
+
+struct tree {
+	const char *dir;
+	int root;
+	struct tree_proc *procs;
+	size_t n;
+	int (*groups)[3]; /* pid, fd, group: descriptors sharing one open file description */
+	size_t ngroups;
+	struct ck_objects objs;
+};
+
+static void read_manifest(struct tree *t, const char *dir)
+{
+	char path[8192];
+	snprintf(path, sizeof path, "%s/manifest.cbor", dir);
+	FILE *f = fopen(path, "rb");
+	static uint8_t buf[4 << 20];
+	size_t len = f ? fread(buf, 1, sizeof buf, f) : 0;
+	if (f)
+		fclose(f);
+	if (!len)
+		ck_refuse("cannot read the manifest of %s (%s)", dir, f ? "it is empty" : strerror(errno));
+	struct cb_dec d;
+	int64_t left;
+	const char *k;
+	size_t kl;
+	uint64_t v;
+	cbd_init(&d, buf, len);
+	int ok = cbd_map(&d, &left);
+	t->dir = dir;
+	while (ok && cbd_next_key(&d, &left, &k, &kl)) {
+		if (cbd_key_is(k, kl, "root")) {
+			ok = cbd_uint(&d, &v);
+			t->root = (int)v;
+		} else if (cbd_key_is(k, kl, "processes")) {
+			int64_t n;
+			ok = cbd_array(&d, &n);
+			while (ok && cbd_next_item(&d, &n)) {
+				int64_t m;
+				const char *pk;
+				size_t pkl;
+				t->procs = realloc(t->procs, (t->n + 1) * sizeof *t->procs);
+				struct tree_proc *p = &t->procs[t->n++];
+				memset(p, 0, sizeof *p);
+				ok = cbd_map(&d, &m);
+				while (ok && cbd_next_key(&d, &m, &pk, &pkl)) {
+					const char *s;
+					size_t sl;
+					if (cbd_key_is(pk, pkl, "pid")) {
+						ok = cbd_uint(&d, &v);
+						p->pid = (int)v;
+					} else if (cbd_key_is(pk, pkl, "image")) {
+						ok = cbd_text(&d, &s, &sl) && !memchr(s, '/', sl);
+						p->image = ok ? ck_dup_text(s, sl) : 0;
+					} else {
+						ok = cbd_skip(&d);
+					}
+				}
+				ok = ok && p->pid && p->image;
+			}
+		} else if (cbd_key_is(k, kl, "shared_files")) {
+			int64_t ng, group = 0;
+			ok = cbd_array(&d, &ng);
+			while (ok && cbd_next_item(&d, &ng)) {
+				int64_t nm;
+				ok = cbd_array(&d, &nm);
+				while (ok && cbd_next_item(&d, &nm)) {
+					int64_t two;
+					uint64_t pid, fd;
+					ok = cbd_array(&d, &two) && two == 2 && cbd_uint(&d, &pid) && cbd_uint(&d, &fd);
+					t->groups = realloc(t->groups, (t->ngroups + 1) * sizeof *t->groups);
+					t->groups[t->ngroups][0] = (int)pid;
+					t->groups[t->ngroups][1] = (int)fd;
+					t->groups[t->ngroups++][2] = (int)group;
+				}
+				group++;
+			}
+		} else {
+			ok = cbd_skip(&d);
+		}
+	}
+	if (!ok || d.error || !t->n)
+		ck_refuse("the manifest of %s is damaged (it cannot be read)", dir);
+}
+
+static struct tree_proc *tree_find(struct tree *t, int pid)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (t->procs[i].pid == pid)
+			return &t->procs[i];
+	return 0;
+}
+
+static int by_pid(const void *a, const void *b)
+{
+	return ((const struct tree_proc *)a)->pid - ((const struct tree_proc *)b)->pid;
+}
+
+static long spawn_with_pid(int pid)
+{
+	struct clone_args args;
+	pid_t want = pid;
+	memset(&args, 0, sizeof args);
+	args.exit_signal = SIGCHLD;
+	args.set_tid = (uint64_t)&want;
+	args.set_tid_size = 1;
+	long child = syscall(SYS_clone3, &args, sizeof args);
+	if (child < 0)
+		ck_refuse("cannot create process %d with its original PID: %s", pid, strerror(errno));
+	return child;
+}
+
+/* A child that had exited and was not yet reaped: it exits again, the same
+ * way, and waits for its parent's wait() like the original did. */
+static void spawn_zombie(int pid, int status)
+{
+	if (spawn_with_pid(pid))
+		return;
+	if (WIFSIGNALED(status)) {
+		struct rlimit none = {0, 0};
+		setrlimit(RLIMIT_CORE, &none);
+		signal(WTERMSIG(status), SIG_DFL);
+		sigset_t all;
+		sigfillset(&all);
+		sigprocmask(SIG_UNBLOCK, &all, 0);
+		kill(getpid(), WTERMSIG(status));
+	}
+	_exit(WEXITSTATUS(status));
+}
+
+static void spawn_member(struct tree *t, struct tree_proc *p);
+
+/* In the forked restore host of one process: its children first (they
+ * inherit everything shared), then its zombies, its session and group,
+ * then it becomes the process. */
+static __attribute__((noreturn)) void member_main(struct tree *t, struct tree_proc *p)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL); /* the restored shim sets the program's own back */
+	for (size_t i = 0; i < t->n; i++) {
+		struct tree_proc *c = &t->procs[i];
+		if (c->img.ppid != p->pid)
+			continue;
+		spawn_member(t, c);
+		if (tree_find(t, c->img.pgid))
+			setpgid(c->pid, c->img.pgid); /* as shells do; the child does it too */
+	}
+	for (size_t i = 0; i < p->img.nchildren; i++)
+		if (p->img.children[i].zombie)
+			spawn_zombie(p->img.children[i].pid, p->img.children[i].status);
+	if (p->img.sid == p->pid && setsid() < 0)
+		ck_refuse("process %d cannot lead its own session again: %s", p->pid, strerror(errno));
+	/* a group of the tree is joined; the group ckrun runs in is inherited */
+	if (tree_find(t, p->img.pgid) && getpgid(0) != p->img.pgid && setpgid(0, p->img.pgid) < 0)
+		ck_refuse("process %d cannot join its process group %d again: %s", p->pid, p->img.pgid, strerror(errno));
+	become(&p->img, &t->objs);
+}
+
+static void spawn_member(struct tree *t, struct tree_proc *p)
+{
+	if (spawn_with_pid(p->pid) == 0)
+		member_main(t, p);
+}
+
+static volatile pid_t tree_root;
+
+static void forward_to_root(int sig)
+{
+	if (tree_root > 0)
+		kill(tree_root, sig);
+}
+
+static const int forwarded_signals[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGCONT, SIGWINCH};
+
+/* Reaps until every process of the session is gone; the root's status is
+ * the orchestrator's. */
+static __attribute__((noreturn)) void reap_tree(int root)
+{
+	int code = 0;
+	tree_root = root;
+	for (;;) {
+		int st;
+		pid_t w = wait(&st);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			exit(code);
+		if (w == root)
+			code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	}
+}
+
+static __attribute__((noreturn)) void restore_tree(const char *dir, int verify_data, int fresh_namespace)
+{
+	static struct tree t;
+	read_manifest(&t, dir);
+	qsort(t.procs, t.n, sizeof *t.procs, by_pid);
+	struct ck_image **imgs = calloc(t.n, sizeof *imgs);
+	int base = 3;
+	for (size_t i = 0; i < t.n; i++) {
+		char path[8192];
+		snprintf(path, sizeof path, "%s/%s", dir, t.procs[i].image);
+		load_and_check(&t.procs[i].img, ck_dup_text(path, strlen(path)), verify_data);
+		if (t.procs[i].img.pid != t.procs[i].pid)
+			ck_refuse("image %s holds PID %d, the manifest says %d", path, t.procs[i].img.pid, t.procs[i].pid);
+		imgs[i] = &t.procs[i].img;
+		int m = max_program_fd(imgs[i]) + 1;
+		base = m > base ? m : base;
+	}
+	/* every PID and TID of the family must be free, before anything starts */
+	for (size_t i = 0; !fresh_namespace && i < t.n; i++) {
+		struct ck_image *img = imgs[i];
+		for (size_t j = 0; j < img->nthreads; j++)
+			if (kill(img->threads[j].tid, 0) == 0 || errno != ESRCH) {
+				ck_verbose("thread ID %d is in use here", img->threads[j].tid);
+				exit(CK_EXIT_PIDS_TAKEN);
+			}
+		for (size_t j = 0; j < img->nchildren; j++)
+			if (img->children[j].zombie && (kill(img->children[j].pid, 0) == 0 || errno != ESRCH))
+				exit(CK_EXIT_PIDS_TAKEN);
+	}
+	struct rlimit nofile;
+	getrlimit(RLIMIT_NOFILE, &nofile);
+	nofile.rlim_cur = nofile.rlim_max;
+	setrlimit(RLIMIT_NOFILE, &nofile);
+	ck_pipes_create_shared(imgs, t.n, &t.objs, base + 64);
+	ck_shm_create_shared(imgs, t.n, &t.objs, base + 64);
+	ck_files_open_shared(imgs, t.n, &t.objs, (const int(*)[3])t.groups, t.ngroups, base + 64);
+
+	if (!fresh_namespace)
+		prctl(PR_SET_CHILD_SUBREAPER, 1);
+	for (size_t i = 0; i < sizeof forwarded_signals / sizeof forwarded_signals[0]; i++)
+		signal(forwarded_signals[i], forward_to_root);
+	/* processes whose parent is not in the session (the root, daemons that
+	 * became ckrun's) are the orchestrator's children */
+	for (size_t i = 0; i < t.n; i++)
+		if (!tree_find(&t, t.procs[i].img.ppid))
+			spawn_member(&t, &t.procs[i]);
+	/* the orchestrator keeps nothing the processes share open */
+	for (size_t i = 0; i < t.objs.npipes; i++) {
+		close(t.objs.pipes[i].ends[0]);
+		close(t.objs.pipes[i].ends[1]);
+	}
+	for (size_t i = 0; i < t.objs.nshm; i++)
+		close(t.objs.shm[i].fd);
+	for (size_t i = 0; i < t.objs.nshared; i++)
+		close(t.objs.shared[i].ofd);
+	reap_tree(t.root ? t.root : t.procs[0].pid);
+}
+
 /* ---- PID 1 of a fresh PID namespace ---- */
 
 static volatile pid_t init_child;
@@ -485,8 +741,14 @@ static int image_pid(const char *path)
 	ck_refuse("image %s is corrupted: it names no process ID", path);
 }
 
-static __attribute__((noreturn)) void run_init(const char *path, int verify_data)
+static __attribute__((noreturn)) void run_init(const char *path, int verify_data, int tree)
 {
+	if (tree) {
+		if (mount(0, "/", 0, MS_REC | MS_PRIVATE, 0) != 0 ||
+		    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, 0) != 0)
+			ck_refuse("cannot mount /proc for the new PID namespace: %s", strerror(errno));
+		restore_tree(path, verify_data, 1);
+	}
 	int pid = image_pid(path);
 	if (pid == 1)
 		ck_refuse("image %s is of a process with PID 1, which ckrun cannot restore", path);
@@ -531,17 +793,22 @@ static __attribute__((noreturn)) void run_init(const char *path, int verify_data
 
 CK_EXPORT int ckrun_restore_main(int argc, char **argv)
 {
-	int init = 0, verify_data = 1;
+	int init = 0, verify_data = 1, tree = 0;
 	const char *path = 0;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--init"))
 			init = 1;
+		else if (!strcmp(argv[i], "--tree"))
+			tree = 1;
 		else if (!strcmp(argv[i], "--no-verify-data"))
 			verify_data = 0;
 		else if (!strcmp(argv[i], "--help")) {
 			printf("usage: ckrun-restore [--init] [--no-verify-data] IMAGE\n"
-			       "Turns this process into the one saved in IMAGE. Run by `ckrun restart`.\n"
-			       "  --init            be PID 1 of a fresh PID namespace and restore IMAGE as its child\n"
+			       "       ckrun-restore [--init] [--no-verify-data] --tree GENERATION_DIR\n"
+			       "Turns this process into the one saved in IMAGE, or restores every process of a\n"
+			       "generation as their orchestrator. Run by `ckrun restart`.\n"
+			       "  --init            be PID 1 of a fresh PID namespace\n"
+			       "  --tree            restore the whole family of GENERATION_DIR (manifest.cbor)\n"
 			       "  --no-verify-data  do not check the saved pages' checksums (ckrun already did)\n");
 			return 0;
 		} else
@@ -550,6 +817,8 @@ CK_EXPORT int ckrun_restore_main(int argc, char **argv)
 	if (!path)
 		ck_refuse("no image given (usage: ckrun-restore [--init] [--no-verify-data] IMAGE)");
 	if (init)
-		run_init(path, verify_data);
+		run_init(path, verify_data, tree);
+	if (tree)
+		restore_tree(path, verify_data, 0);
 	restore_image(path, verify_data);
 }

@@ -80,6 +80,7 @@ struct ck_image {
 	uint64_t data_offset, data_length;
 	uint8_t *meta;
 	size_t meta_len;
+	const uint8_t *whole; /* the file mapped read-only while its data is checked */
 
 	int pid, ppid, pgid, sid;
 	uint64_t pdeathsig;
