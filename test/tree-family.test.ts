@@ -1,0 +1,73 @@
+// A C family (issue 3): a parent and two children in a ring of pipes with
+// data in flight, a shared anonymous mapping incremented under a
+// process-shared mutex, a zombie reaped only at the end, and waitpid
+// statuses that must come out right after a restart.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Scope, lastLine, runNative } from './helpers.js';
+import { assertPrefix, assertResumed } from './spine.js';
+import { sharedGroupOf, treeProgram, treeScenario } from './tree.js';
+
+test('family: pipes in flight, shared memory and mutex, zombie, waitpid; checkpoint, kill -9, restart; twice', async () => {
+  const scope = new Scope('tree-family');
+  try {
+    const program = treeProgram('family');
+    const refRun = runNative(program);
+    let req1 = 0;
+    let req2 = 0;
+    let k1 = 0;
+    await treeScenario(scope, {
+      name: 'family',
+      program,
+      cwd: scope.dir('work'),
+      minProcesses: 3,
+      async progress({ stage, proc }) {
+        if (stage === 0) {
+          await proc.waitForStep(40);
+          req1 = proc.lines.length;
+        } else {
+          await proc.waitFor(() => proc.lines.length >= 30, '30 lines from the restarted family');
+          req2 = proc.lines.length;
+        }
+      },
+      checkGeneration(gen, m) {
+        assert.is(m.processes.length, 3, `${gen}: the parent and children A and B (the zombie has no image): ${JSON.stringify(m.processes)}`);
+        const parent = m.processes.find((p) => !m.processes.some((q) => q.pid === p.ppid));
+        assert.ok(parent, `${gen}: no process is the parent of the others: ${JSON.stringify(m.processes)}`);
+        const kids = m.processes.filter((p) => p !== parent);
+        for (const k of kids) assert.is(k.ppid, parent.pid, `${gen}: process ${k.pid} is a child of the parent`);
+        for (const k of kids) assert.is(k.pgid, parent.pgid, `${gen}: process ${k.pid} is in the parent's process group`);
+        assert.equal(
+          (m.shm_owners ?? []).map((o) => o[2]),
+          [parent.pid],
+          `${gen}: one shared memory object, stored by the parent (lowest PID): ${JSON.stringify(m.shm_owners)}`,
+        );
+        assert.ok(
+          sharedGroupOf(m, m.processes.map((p) => p.pid), 1),
+          `${gen}: the three share their stdout (one open file description): ${JSON.stringify(m.shared_files)}`,
+        );
+      },
+      async runsOn({ proc }) {
+        const n = proc.maxStep;
+        await proc.waitForStep(n + 1);
+      },
+      async verify([s1, r1, r2]) {
+        const ref = (await refRun).lines;
+        assertPrefix(s1, ref, 'family, launched run');
+        const k = assertResumed({ beforeLines: s1.lines, requestedAt: req1, after: r1, ref, complete: false, what: 'family, first restart' });
+        k1 = k;
+        const r1Lines = ref.slice(0, k1).concat(r1.lines);
+        assertResumed({ beforeLines: r1Lines, requestedAt: k1 + req2, after: r2, ref, complete: true, what: 'family, second restart' });
+        assert.is(lastLine(r2.lines), lastLine(ref), 'the final summary (hash, shared counter, waitpid statuses) is the uninterrupted run\'s');
+        assert.match(lastLine(ref), / total=96000 seen=160,160,160 a=3 b=5 zombie=42$/);
+        assert.ok(r2.lines.includes('family: zombie state before wait: Z'), `the zombie is still a zombie after the restarts\n${r2.describe()}`);
+        const errors = [...s1.lines, ...r1.lines, ...r2.lines].filter((l) => l.startsWith('error:'));
+        assert.equal(errors, [], 'no process reported an error');
+      },
+    });
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+test.run();
