@@ -3,9 +3,11 @@
  * The bytes are copied with tee(2) into a private pipe, so the program's
  * pipe is never consumed: a checkpoint that fails later changes nothing.
  * At restart the pipe is created again, given its capacity, and refilled
- * before any descriptor is installed. A pipe whose other end is outside
- * the program comes back with that end closed (reads see EOF, writes
- * EPIPE), as if the peer had gone away; its bytes in flight are not saved. */
+ * before any descriptor is installed. In a process tree every pipe is
+ * created once and its ends inherited; its bytes were saved by a process
+ * that could read it. A pipe whose other end is outside the session comes
+ * back with that end closed (reads see what was in flight, then EOF;
+ * writes EPIPE), as if the peer had gone away. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -87,7 +89,9 @@ CK_HIDDEN void ck_pipe_save(struct ck_writer *w, const struct ck_fdtab *t, const
 	if (first) {
 		long capacity = ck_fcntl(f->fd, F_GETPIPE_SZ, 0);
 		cb_kv_uint(e, "capacity", (uint64_t)(capacity > 0 ? capacity : 65536));
-		if (r && wr && capacity > 0) {
+		/* the process that can read the pipe saves its bytes: with the
+		 * writer in this process or in another of the stopped session */
+		if (r && capacity > 0) {
 			char *data = 0;
 			long n = peek_pipe(w, r->fd, capacity, &data);
 			if (n > 0) {

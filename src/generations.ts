@@ -15,6 +15,10 @@ export interface ManifestProcess {
   image: string;
   bytes: number;
   pause_ns: number;
+  /** Parent, process group and session as the process saw them at the checkpoint (absent in older manifests). */
+  ppid?: number;
+  pgid?: number;
+  sid?: number;
 }
 
 export interface Manifest {
@@ -27,6 +31,13 @@ export interface Manifest {
   /** PID (as the program sees it) of the process ckrun started. */
   root: number;
   processes: ManifestProcess[];
+  /**
+   * Descriptors that share one open file description across processes:
+   * each group lists `[pid, fd]` of two or more processes (absent in older manifests).
+   */
+  shared_files?: [number, number][][];
+  /** `[dev, ino, pid]`: the image of pid stores the shared memory object (dev, ino); the others skip it. */
+  shm_owners?: [number, number, number][];
 }
 
 export interface GenerationEntry {
@@ -116,6 +127,28 @@ export class ManifestError extends Error {
   }
 }
 
+/** ppid, pgid and sid of a manifest's process entry, those present. */
+function relations(pm: Record<string, CborValue>): Pick<ManifestProcess, 'ppid' | 'pgid' | 'sid'> {
+  const out: Pick<ManifestProcess, 'ppid' | 'pgid' | 'sid'> = {};
+  for (const k of ['ppid', 'pgid', 'sid'] as const) {
+    const v = asNumber(pm[k]);
+    if (v !== undefined) out[k] = v;
+  }
+  return out;
+}
+
+/** Numbers of a CBOR array of arrays … of integers, or undefined when it is not one of `depth` levels. */
+function intTree(v: CborValue, depth: number): unknown {
+  if (!Array.isArray(v)) return undefined;
+  const out: unknown[] = [];
+  for (const x of v) {
+    const y = depth === 1 ? asNumber(x) : intTree(x, depth - 1);
+    if (y === undefined) return undefined;
+    out.push(y);
+  }
+  return out;
+}
+
 /** Reads and checks DIR/N/manifest.cbor. */
 export async function readManifest(genDir: string): Promise<Manifest> {
   const path = join(genDir, MANIFEST);
@@ -144,6 +177,7 @@ export async function readManifest(genDir: string): Promise<Manifest> {
       image: asString(pm['image']) ?? '',
       bytes: asNumber(pm['bytes']) ?? 0,
       pause_ns: asNumber(pm['pause_ns']) ?? 0,
+      ...relations(pm),
     };
   });
   if (processes.length === 0 || processes.some((p) => p.pid <= 0 || !/^[^/]+\.ckpt$/.test(p.image)))
@@ -157,7 +191,26 @@ export async function readManifest(genDir: string): Promise<Manifest> {
     cwd: asString(m['cwd']) ?? '',
     root,
     processes,
+    ...sharedObjects(path, m),
   };
+}
+
+/** shared_files and shm_owners, checked, those present. */
+function sharedObjects(path: string, m: Record<string, CborValue>): Pick<Manifest, 'shared_files' | 'shm_owners'> {
+  const out: Pick<Manifest, 'shared_files' | 'shm_owners'> = {};
+  if (m['shared_files'] !== undefined) {
+    const groups = intTree(m['shared_files'], 3) as number[][][] | undefined;
+    if (!groups || groups.some((g) => g.some((r) => r.length !== 2)))
+      throw new ManifestError(path, 'has a malformed shared_files (expected [[[pid, fd], ...], ...])');
+    out.shared_files = groups as [number, number][][];
+  }
+  if (m['shm_owners'] !== undefined) {
+    const owners = intTree(m['shm_owners'], 2) as number[][] | undefined;
+    if (!owners || owners.some((o) => o.length !== 3))
+      throw new ManifestError(path, 'has a malformed shm_owners (expected [[dev, ino, pid], ...])');
+    out.shm_owners = owners as [number, number, number][];
+  }
+  return out;
 }
 
 // The encoder is only needed when a checkpoint completes: loaded then, so
