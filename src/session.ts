@@ -17,9 +17,11 @@ import {
   type Manifest,
   type ManifestProcess,
 } from './generations.js';
-import { isNativeError, native, NativeLoadError, spawnChild, watchSignal, type ExitStatus, type SpawnOptions } from './native.js';
+import { checkpointBarrier, STEP_TIMEOUT_MS, type BarrierHost } from './barrier.js';
+import { isNativeError, native, NativeLoadError, spawnChild, unixPeers, watchSignal, type ExitStatus, type SpawnOptions } from './native.js';
 import { formatBytes, formatDuration, writeErr } from './output.js';
 import { shimPath } from './paths.js';
+import { isLive, ProcessGoneError, sessionProcesses } from './proctree.js';
 import {
   canonicalDir,
   DEFAULT_DIR,
@@ -106,13 +108,17 @@ export interface Session {
   readonly programPid: number;
   /** Resolves when the root process joined (hello / restored); rejects if it exits first. */
   readonly ready: Promise<void>;
-  /** Resolves when the child exits, with its status. */
+  /**
+   * Resolves when the session is over, with the root process's status: the
+   * root has exited and no other process of the session is left (after a
+   * restart of a family: when the restore orchestrator, which outlives it, exits).
+   */
   readonly exited: Promise<SessionExit>;
   /** Takes a checkpoint now (joins one already running). */
   checkpoint(): Promise<CheckpointResult>;
-  /** Sends a signal to the child. */
+  /** Sends a signal to the child (once it has exited: to every process of the session left). */
   kill(signal?: number): void;
-  /** Stops the coordinator; kills the program (SIGKILL) if it still runs, and waits for it. */
+  /** Stops the coordinator; kills the program and every process of the session (SIGKILL), and waits for the end. */
   close(): Promise<void>;
 }
 
@@ -128,22 +134,26 @@ export class SessionError extends Error {
 }
 
 interface Pending {
+  /** First words of the answers awaited; an `error` line always answers. */
+  words: readonly string[];
   answer(line: string): void;
   fail(err: Error): void;
 }
 
 interface Proc {
   sock: Socket;
+  /** PID as the program sees it. */
   pid: number;
+  /** Its parent's, as hello said it (older shims say none; the barrier reads it from /proc). */
+  ppid: number | null;
   restored: boolean;
+  /** The connection closed: the process exited, or exec'd and came back on a new one. */
+  gone: boolean;
   pending: Pending | undefined;
 }
 
-interface ImageAnswer {
-  bytes: number;
-  pauseNs: number;
-  totalNs: number;
-}
+/** How long after the root's exit the session looks again for processes left (daemons). */
+const SESSION_END_POLL_MS = 100;
 
 interface Deferred<T> {
   promise: Promise<T>;
@@ -196,6 +206,12 @@ export interface StartInfo {
    * there is none to offer (a compressed image restored from a temporary file).
    */
   parentImage?: string | null;
+  /** A restored family: the session is ready once every one of these PIDs said restored. */
+  expectRestored?: number[];
+  /** The child is the restore orchestrator of a family: its exit, not the root's, ends the session. */
+  endsWithChild?: boolean;
+  /** A restored family: [pid, image] for every process, which its next checkpoint may be incremental to. */
+  parentImages?: [number, string][];
 }
 
 /**
@@ -225,6 +241,11 @@ export class Coordinator implements Session {
   private joinBy: JoinKind = 'hello';
   private joined = false;
   private exiting = false;
+  /** The root's status, once it (or, for a restored family, the orchestrator) has exited. */
+  private rootExit: ExitStatus | undefined;
+  private endsWithChild = false;
+  private expectRestored: Set<number> | undefined;
+  private readonly restoredPids = new Set<number>();
   private closed = false;
   private argv: string[] = [];
   private cwd = '';
@@ -275,6 +296,9 @@ export class Coordinator implements Session {
     this.restoredFrom = info.restoredFrom ?? null;
     const parent = info.parentImage === undefined ? info.restoredFrom : info.parentImage;
     if (parent && this.compressLevel === undefined) this.lastImages.set(info.programPid, parent);
+    if (this.compressLevel === undefined) for (const [pid, image] of info.parentImages ?? []) this.lastImages.set(pid, image);
+    this.endsWithChild = info.endsWithChild === true;
+    if (info.expectRestored) this.expectRestored = new Set(info.expectRestored);
     this.startedAt = Date.now();
     this.installSignals();
     this.scheduleInterval();
@@ -314,10 +338,14 @@ export class Coordinator implements Session {
 
   kill(signal: number = osConstants.signals.SIGTERM): void {
     if (this.pid <= 0 || this.exitedD.settled || this.exiting) return;
-    try {
-      process.kill(this.pid, signal);
-    } catch {
-      // already gone
+    // once the root has gone, what is left of the session (daemons) gets it
+    const targets = this.rootExit ? sessionProcesses(process.pid).filter(isLive).map((p) => p.outer) : [this.pid];
+    for (const pid of targets) {
+      try {
+        process.kill(pid, signal);
+      } catch {
+        // already gone
+      }
     }
   }
 
@@ -349,11 +377,12 @@ export class Coordinator implements Session {
     const [word, rest] = splitLine(line);
     const proc = this.procs.get(sock);
     if (proc) {
-      if (word === 'ok' || word === 'error') {
+      if (word === 'ok' || word === 'error' || word === 'stopped' || word === 'saved') {
         const p = proc.pending;
-        proc.pending = undefined;
-        if (p) p.answer(line);
-        else this.verbose(`process ${proc.pid} answered '${oneLine(line)}' to no request`);
+        if (p && (word === 'error' || p.words.includes(word))) {
+          proc.pending = undefined;
+          p.answer(line);
+        } else this.verbose(`process ${proc.pid} answered '${oneLine(line)}' to no request`);
         return;
       }
       if (word === 'hello' || word === 'restored') {
@@ -384,8 +413,11 @@ export class Coordinator implements Session {
   }
 
   private join(sock: Socket, word: JoinKind, rest: string): void {
-    const pid = Number(rest.trim().split(/\s+/)[0]); // "hello <pid> <ppid>": the parent is known from /proc too
-    if (!Number.isSafeInteger(pid) || pid <= 0) {
+    // "hello <pid> <ppid>" (older shims: "hello <pid>"), "restored <pid>"
+    const [pidText, ppidText] = rest.trim().split(/\s+/);
+    const pid = Number(pidText);
+    const ppid = ppidText === undefined ? null : Number(ppidText);
+    if (!Number.isSafeInteger(pid) || pid <= 0 || (ppid !== null && !(Number.isSafeInteger(ppid) && ppid >= 0))) {
       this.send(sock, `error bad ${word} line`);
       sock.destroy();
       return;
@@ -399,12 +431,19 @@ export class Coordinator implements Session {
       }
     }
     const existing = this.procs.get(sock);
-    const proc: Proc = existing ?? { sock, pid, restored: false, pending: undefined };
+    const proc: Proc = existing ?? { sock, pid, ppid, restored: false, gone: false, pending: undefined };
     proc.pid = pid;
+    if (ppid !== null) proc.ppid = ppid;
     proc.restored = word === 'restored';
     this.procs.set(sock, proc);
-    this.verbose(word === 'hello' ? `process ${pid} joined` : `process ${pid} restored`);
-    if (pid === this.programPid && (word === this.joinBy || this.joined)) {
+    this.verbose(word === 'hello' ? `process ${pid} joined${ppid ? ` (child of ${ppid})` : ''}` : `process ${pid} restored`);
+    if (this.expectRestored) {
+      if (word === 'restored') this.restoredPids.add(pid);
+      if (!this.joined && [...this.expectRestored].every((p) => this.restoredPids.has(p))) {
+        this.joined = true;
+        this.readyD.resolve();
+      }
+    } else if (pid === this.programPid && (word === this.joinBy || this.joined)) {
       this.joined = true;
       this.readyD.resolve();
     }
@@ -412,9 +451,10 @@ export class Coordinator implements Session {
 
   private dropProc(sock: Socket, proc: Proc, why: string): void {
     this.procs.delete(sock);
+    proc.gone = true;
     const p = proc.pending;
     proc.pending = undefined;
-    if (p) p.fail(new Error(why));
+    if (p) p.fail(new ProcessGoneError(proc.pid, why));
   }
 
   private onClose(sock: Socket): void {
@@ -503,13 +543,6 @@ export class Coordinator implements Session {
   private async runCheckpoint(): Promise<CheckpointResult> {
     const t0 = Date.now();
     await this.waitReady();
-    const rootProc = [...this.procs.values()].find((p) => p.pid === this.programPid);
-    if (!rootProc)
-      throw new SessionError(
-        `the program (pid ${this.programPid}) is no longer connected to ckrun: it exec'd a statically linked ` +
-          `program or one started without LD_PRELOAD, so it cannot be checkpointed`,
-      );
-    const procs = [rootProc, ...[...this.procs.values()].filter((p) => p !== rootProc)];
     const dirOk = await stat(this.dir).then(
       (s) => s.isDirectory(),
       () => false,
@@ -517,19 +550,23 @@ export class Coordinator implements Session {
     if (!dirOk) await mkdir(this.dir, { recursive: true, mode: 0o700 });
     const gen = await createPartialGeneration(this.dir);
     try {
-      const results = await Promise.allSettled(procs.map((p) => this.requestImage(p, join(gen.path, `${p.pid}.ckpt`))));
-      const failures = results.flatMap((r) => (r.status === 'rejected' ? [errorMessage(r.reason)] : []));
-      if (failures.length > 0) throw new SessionError(failures.join('; '));
+      const answerMs = this.opts.checkpointTimeoutMs ?? CHECKPOINT_TIMEOUT_MS;
+      const r = await checkpointBarrier(this.barrierHost(), {
+        genPath: gen.path,
+        self: process.pid,
+        stepTimeoutMs: Math.min(STEP_TIMEOUT_MS, answerMs),
+        answerTimeoutMs: answerMs,
+      }).catch((e: unknown) => {
+        throw new SessionError(errorMessage(e));
+      });
       const processes: ManifestProcess[] = [];
-      for (let i = 0; i < procs.length; i++) {
-        const r = results[i]!;
-        const p = procs[i]!;
-        if (r.status !== 'fulfilled') continue;
-        const image = `${p.pid}.ckpt`;
-        if (!existsSync(join(gen.path, image)))
-          throw new SessionError(`process ${p.pid} answered ok, but its image ${join(gen.path, image)} is not there`);
-        processes.push({ pid: p.pid, image, bytes: r.value.bytes, pause_ns: r.value.pauseNs });
+      for (const p of r.processes) {
+        if (!existsSync(join(gen.path, p.image)))
+          throw new SessionError(`process ${p.pid} answered ok, but its image ${join(gen.path, p.image)} is not there`);
+        processes.push({ pid: p.pid, image: p.image, bytes: p.bytes, pause_ns: p.pauseNs, ppid: p.ppid, pgid: p.pgid, sid: p.sid });
       }
+      // the root first, then by PID
+      processes.sort((a, b) => Number(b.pid === this.programPid) - Number(a.pid === this.programPid) || a.pid - b.pid);
       if (this.compressLevel !== undefined) await this.compressImages(gen.path, processes, this.compressLevel);
       const manifest: Manifest = {
         format: 'ckrun-session',
@@ -540,6 +577,8 @@ export class Coordinator implements Session {
         cwd: this.cwd,
         root: this.programPid,
         processes,
+        shared_files: r.sharedFiles,
+        shm_owners: r.shmOwners,
         ...(this.compressLevel !== undefined ? { compressed: 'gzip' as const } : {}),
       };
       await writeManifest(gen.path, manifest);
@@ -582,32 +621,51 @@ export class Coordinator implements Session {
     for (const f of referred) await unlink(f);
   }
 
-  private requestImage(proc: Proc, path: string): Promise<ImageAnswer> {
-    const timeoutMs = this.opts.checkpointTimeoutMs ?? CHECKPOINT_TIMEOUT_MS;
-    return new Promise<ImageAnswer>((resolve, reject) => {
+  /** What the checkpoint barrier needs of the coordinator. */
+  private barrierHost(): BarrierHost<Proc> {
+    return {
+      connected: () => [...this.procs.values()],
+      send: (p, line) => this.send(p.sock, line),
+      expect: (p, words, timeoutMs, what) => this.expect(p, words, timeoutMs, what),
+      cancel: (p) => {
+        const pending = p.pending;
+        p.pending = undefined;
+        pending?.fail(new SessionError('the checkpoint was abandoned'));
+      },
+      // a compressed image cannot be a parent: the shim reads its parent as it is
+      parentImage: (p) => (this.compressLevel === undefined ? this.lastImages.get(p.pid) : undefined),
+      ownSockets: () => unixPeers(this.socketName),
+      verbose: (line) => this.verbose(line),
+    };
+  }
+
+  /**
+   * The next answer of p whose first word is one of `words` (`stopped`,
+   * `saved`, `ok`). An `error` line, a timeout or the connection closing
+   * (ProcessGoneError) rejects.
+   */
+  private expect(proc: Proc, words: readonly string[], timeoutMs: number, what: string): Promise<string> {
+    return new Promise<string>((resolve, reject) => {
+      if (proc.gone) {
+        reject(new ProcessGoneError(proc.pid));
+        return;
+      }
       if (proc.pending) {
         reject(new SessionError(`process ${proc.pid} is still busy with an earlier checkpoint request`));
         return;
       }
       const timer = setTimeout(() => {
         if (proc.pending === pending) proc.pending = undefined;
-        reject(
-          new SessionError(
-            `process ${proc.pid} did not answer the checkpoint request within ${+(timeoutMs / 1000).toFixed(1)} s ` +
-              `(does it block signal ${this.internalSignal}?)`,
-          ),
-        );
+        const hint = what === 'stop' ? ` (does it block signal ${this.internalSignal}?)` : '';
+        reject(new SessionError(`process ${proc.pid} did not answer the ${what} request within ${+(timeoutMs / 1000).toFixed(1)} s${hint}`));
       }, timeoutMs);
       const pending: Pending = {
+        words,
         answer: (line) => {
           clearTimeout(timer);
           const [word, rest] = splitLine(line);
-          if (word === 'error') {
-            reject(new SessionError(`process ${proc.pid}: ${rest || 'unknown error'}`));
-            return;
-          }
-          const [bytes, pauseNs, totalNs] = rest.split(/\s+/).map(Number);
-          resolve({ bytes: bytes || 0, pauseNs: pauseNs || 0, totalNs: totalNs || 0 });
+          if (word === 'error') reject(new SessionError(`process ${proc.pid}: ${rest || 'unknown error'}`));
+          else resolve(line);
         },
         fail: (err) => {
           clearTimeout(timer);
@@ -615,23 +673,37 @@ export class Coordinator implements Session {
         },
       };
       proc.pending = pending;
-      const parent = this.compressLevel === undefined ? this.lastImages.get(proc.pid) : undefined;
-      if (parent) this.send(proc.sock, `parent ${parent}`);
-      this.send(proc.sock, `checkpoint ${path}`);
     });
   }
 
   // ---- the end ---------------------------------------------------------
 
-  /** Called with the child's status when it has been reaped. */
+  /**
+   * Called with the child's status when it has been reaped. The session
+   * ends when no other process of it is left (daemons keep it going), or
+   * at once when the child was a family's restore orchestrator.
+   */
   async onChildExit(st: ExitStatus): Promise<void> {
+    if (this.exiting || this.rootExit) return;
+    this.rootExit = st;
+    this.readyD.reject(new SessionError(`the program exited (status ${st.status}) before it ${this.joinBy === 'restored' ? 'was restored' : 'connected to ckrun'}`));
+    if (!this.endsWithChild) await this.sessionGone();
     if (this.exiting) return;
     this.exiting = true;
-    this.readyD.reject(new SessionError(`the program exited (status ${st.status}) before it ${this.joinBy === 'restored' ? 'was restored' : 'connected to ckrun'}`));
     this.stopTimersAndSignals();
     if (this.running) await this.running.catch(() => undefined);
     await this.shutdownServer();
     this.exitedD.resolve({ ...st, joined: this.joined });
+  }
+
+  /** Resolves when no process of the session is left below ckrun (writers of a checkpoint aside). */
+  private async sessionGone(): Promise<void> {
+    for (;;) {
+      if (this.closed) return;
+      const left = sessionProcesses(process.pid).filter(isLive);
+      if (left.length === 0) return;
+      await new Promise((r) => setTimeout(r, SESSION_END_POLL_MS));
+    }
   }
 
   private stopTimersAndSignals(): void {
@@ -655,10 +727,12 @@ export class Coordinator implements Session {
 
   async close(): Promise<void> {
     if (this.pid > 0 && !this.exitedD.settled) {
-      try {
-        process.kill(this.pid, osConstants.signals.SIGKILL);
-      } catch {
-        // gone
+      for (const pid of [this.pid, ...sessionProcesses(process.pid).map((p) => p.outer)]) {
+        try {
+          process.kill(pid, osConstants.signals.SIGKILL);
+        } catch {
+          // gone
+        }
       }
       await this.exitedD.promise;
     }

@@ -1,0 +1,342 @@
+// The checkpoint barrier (docs/design.md, "The checkpoint barrier"): every
+// process of the session is stopped, then saved, then resumed, so that no
+// process runs while another is being saved.
+//
+//   ckrun → shim                         shim → ckrun
+//   [parent <image>] stop <image path>   stopped <pid>
+//   save [skip=<dev>:<ino>,...]          saved <pid>
+//   resume | abort                       (the writer) ok <bytes> <pause_ns> <total_ns>
+//
+// Between "stopped" from everyone and "save", ckrun walks /proc below
+// itself: a process that joined meanwhile (forked just before the stop) is
+// stopped too; one that never joins (no shim in it) fails the checkpoint.
+// While everyone is stopped it finds the open file descriptions processes
+// share and picks the one image that stores each shared memory object.
+import { join } from 'node:path';
+import {
+  describeProcess,
+  innerIds,
+  isLive,
+  nsPids,
+  ProcessGoneError,
+  saveLine,
+  sessionProcesses,
+  sharedFiles,
+  shimDescriptors,
+  shmObjectsOf,
+  shmPlan,
+  type FdRef,
+  type InnerIds,
+  type Member,
+  type ShmObject,
+  type TreeProcess,
+} from './proctree.js';
+
+/** A connected process as the barrier sees it. */
+export interface Participant {
+  /** PID as the program sees it (what it said in hello / restored). */
+  readonly pid: number;
+  /** Its connection closed (it exited or exec'd). */
+  readonly gone: boolean;
+}
+
+export interface BarrierHost<P extends Participant> {
+  /** Every process connected right now. */
+  connected(): P[];
+  send(p: P, line: string): void;
+  /**
+   * The next line from p whose first word is one of `words`. Rejects with
+   * an Error for an `error` line or a timeout, and with ProcessGoneError
+   * when p's connection closes first.
+   */
+  expect(p: P, words: readonly string[], timeoutMs: number, what: string): Promise<string>;
+  /** Forget any answer still awaited from p. */
+  cancel(p: P): void;
+  /** The image p's next one may be incremental to (`parent <path>`), if any. */
+  parentImage(p: P): string | undefined;
+  /** The client inodes of ckrun's connections: the shims' own sockets. */
+  ownSockets(): number[];
+  verbose(line: string): void;
+}
+
+export interface BarrierOptions {
+  /** The partial generation directory the images go to. */
+  genPath: string;
+  /** ckrun's PID: the session is every process below it. */
+  self: number;
+  /** For `stopped` and `saved` (default 30 s). */
+  stepTimeoutMs?: number;
+  /** For the writer's `ok` (default 60 s). */
+  answerTimeoutMs?: number;
+  /** How long a process below ckrun may take to say hello (default 2 s). */
+  helloGraceMs?: number;
+}
+
+export interface SavedProcess<P extends Participant> {
+  proc: P;
+  pid: number;
+  ppid: number;
+  pgid: number;
+  sid: number;
+  /** File name inside the generation directory. */
+  image: string;
+  bytes: number;
+  pauseNs: number;
+  totalNs: number;
+}
+
+export interface BarrierResult<P extends Participant> {
+  processes: SavedProcess<P>[];
+  /** Descriptor groups sharing one open file description across processes. */
+  sharedFiles: FdRef[][];
+  /** [dev, ino, pid]: the image of pid stores the shared memory object. */
+  shmOwners: [number, number, number][];
+}
+
+export const STEP_TIMEOUT_MS = 30_000;
+export const ANSWER_TIMEOUT_MS = 60_000;
+export const HELLO_GRACE_MS = 2_000;
+
+/** A checkpoint the barrier could not complete; the program runs on. */
+export class BarrierError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'BarrierError';
+  }
+}
+
+interface Part<P extends Participant> {
+  proc: P;
+  stopped: boolean;
+  /** Left during the checkpoint (exited): not in this generation. */
+  dropped: boolean;
+  outer?: number;
+  ids?: InnerIds;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+export function imageName(pid: number): string {
+  return `${pid}.ckpt`;
+}
+
+/** Takes one checkpoint of every process of the session. */
+export async function checkpointBarrier<P extends Participant>(host: BarrierHost<P>, opts: BarrierOptions): Promise<BarrierResult<P>> {
+  return new Barrier(host, opts).run();
+}
+
+class Barrier<P extends Participant> {
+  private readonly parts = new Map<P, Part<P>>();
+  private readonly firstSeen = new Map<number, number>();
+  private readonly stepMs: number;
+  private readonly answerMs: number;
+  private readonly graceMs: number;
+  private resumed = false;
+
+  constructor(
+    private readonly host: BarrierHost<P>,
+    private readonly opts: BarrierOptions,
+  ) {
+    this.stepMs = opts.stepTimeoutMs ?? STEP_TIMEOUT_MS;
+    this.answerMs = opts.answerTimeoutMs ?? ANSWER_TIMEOUT_MS;
+    this.graceMs = opts.helloGraceMs ?? HELLO_GRACE_MS;
+  }
+
+  async run(): Promise<BarrierResult<P>> {
+    try {
+      const first = this.host.connected().filter((p) => !p.gone);
+      if (first.length === 0) throw new BarrierError('no process of the session is connected to ckrun');
+      await this.stopAll(first);
+      await this.sweep();
+      const plan = this.examine();
+      await this.save(plan.skip);
+      this.resumed = true;
+      const answers = await this.resume();
+      return {
+        processes: answers,
+        sharedFiles: plan.sharedFiles.map((g) => g.filter(([pid]) => answers.some((a) => a.pid === pid))).filter((g) => new Set(g.map(([pid]) => pid)).size >= 2),
+        shmOwners: plan.owners,
+      };
+    } catch (e) {
+      if (!this.resumed) this.abort();
+      throw e instanceof BarrierError ? e : new BarrierError(errorMessage(e));
+    }
+  }
+
+  private live(): Part<P>[] {
+    return [...this.parts.values()].filter((x) => !x.dropped);
+  }
+
+  // ---- stop ----------------------------------------------------------
+
+  private async stopAll(procs: P[]): Promise<void> {
+    const results = await Promise.allSettled(procs.map((p) => this.stop(p)));
+    const failures = results.flatMap((r) => (r.status === 'rejected' ? [errorMessage(r.reason)] : []));
+    if (failures.length > 0) throw new BarrierError(failures.join('; '));
+  }
+
+  private async stop(p: P): Promise<void> {
+    const part: Part<P> = { proc: p, stopped: false, dropped: false };
+    this.parts.set(p, part);
+    const parent = this.host.parentImage(p);
+    if (parent) this.host.send(p, `parent ${parent}`);
+    this.host.send(p, `stop ${join(this.opts.genPath, imageName(p.pid))}`);
+    try {
+      await this.host.expect(p, ['stopped'], this.stepMs, 'stop');
+      part.stopped = true;
+    } catch (e) {
+      if (!(e instanceof ProcessGoneError)) throw e;
+      part.dropped = true;
+      this.host.verbose(`process ${p.pid} left before it stopped: not in this checkpoint`);
+    }
+  }
+
+  /**
+   * Until every live process below ckrun is stopped: stops the ones that
+   * joined meanwhile, waits a little for ones that have not said hello yet,
+   * and fails for one that never does.
+   */
+  private async sweep(): Promise<void> {
+    for (;;) {
+      const fresh = this.host.connected().filter((p) => !p.gone && !this.parts.has(p));
+      if (fresh.length > 0) {
+        await this.stopAll(fresh);
+        continue;
+      }
+      const stoppedByPid = new Map<number, Part<P>>();
+      for (const x of this.live()) if (x.stopped && !x.proc.gone) stoppedByPid.set(x.proc.pid, x);
+      const unknown: TreeProcess[] = [];
+      for (const d of sessionProcesses(this.opts.self)) {
+        if (!isLive(d)) continue;
+        const ids = innerIds(d.outer);
+        if (!ids) continue; // gone meanwhile
+        const x = stoppedByPid.get(ids.pid);
+        if (x) {
+          x.outer = d.outer;
+          x.ids = ids;
+          continue;
+        }
+        unknown.push(d);
+      }
+      for (const x of this.live()) {
+        if (x.proc.gone) {
+          // it exited while stopped (killed): nothing of it to save
+          x.dropped = true;
+          this.host.verbose(`process ${x.proc.pid} left during the checkpoint: not in this checkpoint`);
+        }
+      }
+      if (unknown.length === 0) return;
+      const now = Date.now();
+      for (const u of unknown) if (!this.firstSeen.has(u.outer)) this.firstSeen.set(u.outer, now);
+      const late = unknown.find((u) => now - this.firstSeen.get(u.outer)! >= this.graceMs);
+      if (late) {
+        const { comm, exe } = describeProcess(late.outer);
+        const shown = nsPids(late.outer).pop() ?? late.outer;
+        throw new BarrierError(
+          `process ${shown} (${comm}, ${exe}) is not under ckrun's shim (statically linked, or started without LD_PRELOAD); it cannot be checkpointed`,
+        );
+      }
+      await sleep(50);
+    }
+  }
+
+  // ---- while everyone is stopped -----------------------------------------
+
+  private examine(): { sharedFiles: FdRef[][]; owners: [number, number, number][]; skip: Map<number, ShmObject[]> } {
+    const own = shimDescriptors(this.host.ownSockets());
+    for (let attempt = 0; ; attempt++) {
+      const members: Member[] = [];
+      for (const x of this.live()) {
+        if (x.outer === undefined) {
+          // connected, but not below ckrun: seen through its own PID if /proc has it
+          const ns = nsPids(x.proc.pid);
+          if (ns.length === 1 && ns[0] === x.proc.pid) {
+            x.outer = x.proc.pid;
+            x.ids = innerIds(x.proc.pid);
+          }
+        }
+        if (x.outer === undefined || !x.ids) {
+          this.host.verbose(`process ${x.proc.pid} is not below ckrun: its shared files and memory are not examined`);
+          continue;
+        }
+        members.push({ pid: x.proc.pid, outer: x.outer });
+      }
+      try {
+        const shared = sharedFiles(members, own);
+        const maps = new Map<number, ShmObject[]>();
+        for (const m of members) maps.set(m.pid, shmObjectsOf(m));
+        const plan = shmPlan(maps);
+        return { sharedFiles: shared, owners: plan.owners, skip: plan.skip };
+      } catch (e) {
+        if (!(e instanceof ProcessGoneError) || attempt >= 3) throw e;
+        for (const x of this.live()) if (x.proc.pid === e.pid) x.dropped = true;
+        this.host.verbose(`process ${e.pid} left during the checkpoint: not in this checkpoint`);
+      }
+    }
+  }
+
+  // ---- save and resume ---------------------------------------------------
+
+  private async save(skip: Map<number, ShmObject[]>): Promise<void> {
+    const parts = this.live();
+    const results = await Promise.allSettled(
+      parts.map(async (x) => {
+        this.host.send(x.proc, saveLine(skip.get(x.proc.pid)));
+        try {
+          await this.host.expect(x.proc, ['saved'], this.stepMs, 'save');
+        } catch (e) {
+          if (e instanceof ProcessGoneError) throw new BarrierError(`process ${x.proc.pid} exited while it was being saved`);
+          throw e;
+        }
+      }),
+    );
+    const failures = results.flatMap((r) => (r.status === 'rejected' ? [errorMessage(r.reason)] : []));
+    if (failures.length > 0) throw new BarrierError(failures.join('; '));
+  }
+
+  private async resume(): Promise<SavedProcess<P>[]> {
+    const parts = this.live();
+    for (const x of parts) this.host.send(x.proc, 'resume');
+    const results = await Promise.allSettled(
+      parts.map(async (x): Promise<SavedProcess<P>> => {
+        let line: string;
+        try {
+          line = await this.host.expect(x.proc, ['ok'], this.answerMs, 'write');
+        } catch (e) {
+          if (e instanceof ProcessGoneError) throw new BarrierError(`process ${x.proc.pid} exited before its image was complete`);
+          throw e;
+        }
+        const [bytes, pauseNs, totalNs] = line.split(/\s+/).slice(1).map(Number);
+        const ids = x.ids ?? { pid: x.proc.pid, ppid: 0, pgid: 0, sid: 0, depth: 1 };
+        return {
+          proc: x.proc,
+          pid: x.proc.pid,
+          ppid: ids.ppid,
+          pgid: ids.pgid,
+          sid: ids.sid,
+          image: imageName(x.proc.pid),
+          bytes: bytes || 0,
+          pauseNs: pauseNs || 0,
+          totalNs: totalNs || 0,
+        };
+      }),
+    );
+    const failures = results.flatMap((r) => (r.status === 'rejected' ? [errorMessage(r.reason)] : []));
+    if (failures.length > 0) throw new BarrierError(failures.join('; '));
+    return results.map((r) => (r as PromiseFulfilledResult<SavedProcess<P>>).value);
+  }
+
+  /** Every process that was asked to stop is released (its writer, if any, killed). */
+  private abort(): void {
+    for (const x of this.parts.values()) {
+      this.host.cancel(x.proc);
+      if (!x.proc.gone) this.host.send(x.proc, 'abort');
+    }
+  }
+}

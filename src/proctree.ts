@@ -1,0 +1,388 @@
+// The session's processes as /proc shows them: every descendant of ckrun
+// (ckrun is a child subreaper, so daemons stay below it), their IDs in the
+// session's PID namespace, the open file descriptions they share, and the
+// shared memory objects they map. Used by the checkpoint barrier while
+// every process is stopped, and to know when a session has ended.
+import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { kcmpFile } from './native.js';
+
+/** Checkpoint writers (forked by the shims, children of ckrun): not session processes. */
+export const WRITER_COMM = 'ckrun-writer';
+/** The restore orchestrator / restore host before it becomes the program. */
+export const RESTORE_COMM = 'ckrun-restore';
+
+export interface TreeProcess {
+  /** PID in ckrun's (and /proc's) PID namespace. */
+  outer: number;
+  /** Parent's PID in ckrun's namespace. */
+  outerPpid: number;
+  /** Process state letter of /proc/PID/stat (R, S, D, Z, …). */
+  state: string;
+  comm: string;
+}
+
+interface StatLine {
+  pid: number;
+  comm: string;
+  state: string;
+  ppid: number;
+}
+
+function parseStat(pid: number, text: string): StatLine | undefined {
+  const open = text.indexOf('(');
+  const close = text.lastIndexOf(')');
+  if (open < 0 || close < open) return undefined;
+  const rest = text.slice(close + 2).split(' ');
+  return { pid, comm: text.slice(open + 1, close), state: rest[0] ?? '?', ppid: Number(rest[1]) };
+}
+
+function readStat(pid: number): StatLine | undefined {
+  try {
+    return parseStat(pid, readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Every process below `root` (by parent links), without checkpoint writers
+ * and their descendants and without restore orchestrators themselves (their
+ * descendants are included). Zombies are included; callers filter on state.
+ */
+export function sessionProcesses(root: number = process.pid): TreeProcess[] {
+  const kids = new Map<number, StatLine[]>();
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return [];
+  }
+  for (const e of entries) {
+    if (!/^[0-9]+$/.test(e)) continue;
+    const s = readStat(Number(e));
+    if (!s) continue;
+    let list = kids.get(s.ppid);
+    if (!list) kids.set(s.ppid, (list = []));
+    list.push(s);
+  }
+  const out: TreeProcess[] = [];
+  const queue = [root];
+  const seen = new Set<number>([root]);
+  while (queue.length > 0) {
+    const p = queue.shift()!;
+    for (const c of kids.get(p) ?? []) {
+      if (seen.has(c.pid)) continue;
+      seen.add(c.pid);
+      if (c.comm === WRITER_COMM) continue;
+      queue.push(c.pid);
+      if (c.comm === RESTORE_COMM) continue;
+      out.push({ outer: c.pid, outerPpid: c.ppid, state: c.state, comm: c.comm });
+    }
+  }
+  return out;
+}
+
+/** True for a process that runs (not a zombie, not being torn down). */
+export function isLive(p: TreeProcess): boolean {
+  return p.state !== 'Z' && p.state !== 'X' && p.state !== 'x';
+}
+
+function statusField(text: string, field: string): number[] {
+  const m = new RegExp(`^${field}:\\s*(.*)$`, 'm').exec(text);
+  return m ? m[1]!.trim().split(/\s+/).filter(Boolean).map(Number) : [];
+}
+
+/** The process's IDs as it sees them (its innermost PID namespace). */
+export interface InnerIds {
+  pid: number;
+  ppid: number;
+  pgid: number;
+  sid: number;
+  /** How many PID namespaces deep the process is, seen from /proc's (1: the same as ckrun's). */
+  depth: number;
+}
+
+/** NSpid of a process: its PID in every namespace from /proc's down. */
+export function nsPids(outer: number): number[] {
+  try {
+    return statusField(readFileSync(`/proc/${outer}/status`, 'utf8'), 'NSpid');
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * A process's PID, parent, process group and session as it sees them. IDs
+ * of processes outside its namespace are 0, as getppid() would say.
+ * Undefined when the process is gone.
+ */
+export function innerIds(outer: number): InnerIds | undefined {
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${outer}/status`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const pids = statusField(status, 'NSpid');
+  const depth = pids.length;
+  if (depth === 0) return undefined;
+  const last = (xs: number[]): number => (xs.length === depth ? xs[depth - 1]! : 0);
+  const outerPpid = statusField(status, 'PPid')[0] ?? 0;
+  let ppid = 0;
+  if (outerPpid > 0) {
+    const pp = nsPids(outerPpid);
+    ppid = pp.length >= depth ? pp[depth - 1]! : 0;
+  }
+  return { pid: pids[depth - 1]!, ppid, pgid: last(statusField(status, 'NSpgid')), sid: last(statusField(status, 'NSsid')), depth };
+}
+
+/** Command name and executable of a process, for messages. */
+export function describeProcess(outer: number): { comm: string; exe: string } {
+  let comm = '?';
+  let exe = '?';
+  try {
+    comm = readFileSync(`/proc/${outer}/comm`, 'utf8').trim();
+  } catch {
+    // gone
+  }
+  try {
+    exe = readlinkSync(`/proc/${outer}/exe`);
+  } catch {
+    // gone, or not ours to read
+  }
+  return { comm, exe };
+}
+
+// ---------------------------------------------------------------------------
+// Shared open file descriptions
+
+/** A process of the checkpoint: its PID as it sees it and in ckrun's namespace. */
+export interface Member {
+  pid: number;
+  outer: number;
+}
+
+/** One descriptor: [pid as the program sees it, fd]. */
+export type FdRef = [number, number];
+
+/** A process vanished while it was being examined. */
+export class ProcessGoneError extends Error {
+  constructor(
+    readonly pid: number,
+    message = `process ${pid} exited during the checkpoint`,
+  ) {
+    super(message);
+    this.name = 'ProcessGoneError';
+  }
+}
+
+interface FdEntry {
+  member: Member;
+  fd: number;
+}
+
+/** Is this descriptor one of the shim's own (its connection to ckrun, its userfaultfd)? */
+export type OwnDescriptor = (link: string) => boolean;
+
+/**
+ * The shim's descriptors: the session connection (a socket whose peer is a
+ * connection ckrun accepted: `ownSockets` holds their client inodes) and
+ * the userfaultfd it tracks changed pages with.
+ */
+export function shimDescriptors(ownSockets: Iterable<number>): OwnDescriptor {
+  const socks = new Set<number>(ownSockets);
+  return (link) => {
+    if (link === 'anon_inode:[userfaultfd]') return true;
+    const m = /^socket:\[([0-9]+)\]$/.exec(link);
+    return m !== null && socks.has(Number(m[1]));
+  };
+}
+
+function listFds(m: Member, own: OwnDescriptor): { fd: number; key: string }[] {
+  let names: string[];
+  try {
+    names = readdirSync(`/proc/${m.outer}/fd`);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new ProcessGoneError(m.pid);
+    throw e;
+  }
+  const out: { fd: number; key: string }[] = [];
+  for (const n of names) {
+    const fd = Number(n);
+    const path = `/proc/${m.outer}/fd/${n}`;
+    let link: string;
+    try {
+      link = readlinkSync(path);
+    } catch {
+      continue; // closed meanwhile (it cannot be: the process is stopped) or unreadable
+    }
+    if (own(link)) continue;
+    try {
+      const st = statSync(path, { bigint: true });
+      out.push({ fd, key: `${st.dev}:${st.ino}` });
+    } catch {
+      // a descriptor whose file cannot be stat'ed cannot be compared either
+    }
+  }
+  return out;
+}
+
+/**
+ * Groups of descriptors, in different processes, that share one open file
+ * description (one offset, one set of status flags): candidates are
+ * descriptors referring to the same (dev, ino); the kernel decides with
+ * kcmp(KCMP_FILE). Only groups spanning two or more processes, each sorted
+ * by pid and fd; groups sorted by their first member.
+ */
+export function sharedFiles(members: Member[], own: OwnDescriptor): FdRef[][] {
+  const byKey = new Map<string, FdEntry[]>();
+  for (const m of members) {
+    for (const { fd, key } of listFds(m, own)) {
+      let list = byKey.get(key);
+      if (!list) byKey.set(key, (list = []));
+      list.push({ member: m, fd });
+    }
+  }
+  const groups: FdRef[][] = [];
+  for (const list of byKey.values()) {
+    if (new Set(list.map((e) => e.member)).size < 2) continue;
+    // union-find by comparing each descriptor with one representative of every class so far
+    const classes: FdEntry[][] = [];
+    for (const e of list) {
+      const home = classes.find((c) => same(c[0]!, e));
+      if (home) home.push(e);
+      else classes.push([e]);
+    }
+    for (const c of classes) {
+      if (new Set(c.map((e) => e.member)).size < 2) continue;
+      const refs: FdRef[] = c.map((e) => [e.member.pid, e.fd]);
+      refs.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+      groups.push(refs);
+    }
+  }
+  groups.sort((a, b) => a[0]![0] - b[0]![0] || a[0]![1] - b[0]![1]);
+  return groups;
+}
+
+function same(a: FdEntry, b: FdEntry): boolean {
+  try {
+    return kcmpFile(a.member.outer, a.fd, b.member.outer, b.fd);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ESRCH') throw new ProcessGoneError(goneOf(a, b));
+    if (code === 'EBADF') return false; // closed meanwhile
+    throw new Error(
+      `cannot tell whether processes ${a.member.pid} and ${b.member.pid} share an open file (kcmp: ${(e as Error).message})`,
+    );
+  }
+}
+
+/** Which of the two vanished. */
+function goneOf(a: FdEntry, b: FdEntry): number {
+  return existsProc(a.member.outer) ? b.member.pid : a.member.pid;
+}
+
+function existsProc(outer: number): boolean {
+  try {
+    statSync(`/proc/${outer}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Shared memory
+
+/** The kernel's dev_t encoding (new_encode_dev, as stat's st_dev gives it). */
+export function makeDev(major: number, minor: number): number {
+  return ((major & 0xfff) << 8) + (minor & 0xff) + (minor - (minor & 0xff)) * 4096 + (major - (major & 0xfff)) * 2 ** 32;
+}
+
+/** A shared memory object: tmpfs/shmem identity. */
+export interface ShmObject {
+  dev: number;
+  ino: number;
+}
+
+/** Whether a shared mapping's name is a shared memory object (not a file mapped from a disk). */
+export function isShmName(name: string): boolean {
+  return (
+    name === '/dev/zero (deleted)' ||
+    (name.startsWith('/memfd:') && name.endsWith(' (deleted)')) ||
+    name.startsWith('/SYSV') ||
+    name.startsWith('/dev/shm/')
+  );
+}
+
+/** The shared memory objects a process maps (MAP_SHARED anonymous, memfd, SysV, /dev/shm). */
+export function shmObjectsOf(m: Member): ShmObject[] {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${m.outer}/maps`, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ESRCH')
+      throw new ProcessGoneError(m.pid);
+    throw e;
+  }
+  return parseShmMaps(text);
+}
+
+/** Shared memory objects named in a maps text, each once. */
+export function parseShmMaps(text: string): ShmObject[] {
+  const seen = new Set<string>();
+  const out: ShmObject[] = [];
+  for (const line of text.split('\n')) {
+    // start-end perms offset major:minor inode name
+    const m = /^[0-9a-f]+-[0-9a-f]+ (\S{4}) [0-9a-f]+ ([0-9a-f]+):([0-9a-f]+) ([0-9]+)\s+(.*)$/.exec(line);
+    if (!m || m[1]![3] !== 's') continue;
+    const name = m[5]!;
+    if (!isShmName(name)) continue;
+    const dev = makeDev(parseInt(m[2]!, 16), parseInt(m[3]!, 16));
+    const ino = Number(m[4]);
+    const key = `${dev}:${ino}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push({ dev, ino });
+  }
+  return out;
+}
+
+export interface ShmPlan {
+  /** [dev, ino, pid of the process whose image stores it]: the lowest PID mapping it. */
+  owners: [number, number, number][];
+  /** For every pid: the objects it must not store (`save skip=`). */
+  skip: Map<number, ShmObject[]>;
+}
+
+/** Chooses, for every shared memory object, the one process whose image stores it. */
+export function shmPlan(maps: Map<number, ShmObject[]>): ShmPlan {
+  const holders = new Map<string, { obj: ShmObject; pids: number[] }>();
+  for (const [pid, objs] of maps) {
+    for (const o of objs) {
+      const key = `${o.dev}:${o.ino}`;
+      let h = holders.get(key);
+      if (!h) holders.set(key, (h = { obj: o, pids: [] }));
+      h.pids.push(pid);
+    }
+  }
+  const owners: [number, number, number][] = [];
+  const skip = new Map<number, ShmObject[]>();
+  for (const { obj, pids } of holders.values()) {
+    const owner = Math.min(...pids);
+    owners.push([obj.dev, obj.ino, owner]);
+    for (const p of pids) {
+      if (p === owner) continue;
+      let list = skip.get(p);
+      if (!list) skip.set(p, (list = []));
+      list.push(obj);
+    }
+  }
+  owners.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  return { owners, skip };
+}
+
+/** The `save` line for a process: `save` or `save skip=<dev>:<ino>,...`. */
+export function saveLine(skip: ShmObject[] | undefined): string {
+  return skip && skip.length > 0 ? `save skip=${skip.map((o) => `${o.dev}:${o.ino}`).join(',')}` : 'save';
+}
