@@ -466,6 +466,7 @@ struct tree_proc {
 struct tree {
 	const char *dir;
 	int root;
+	int outside_sid; /* the session ckrun ran in, as the images saw it */
 	struct tree_proc *procs;
 	size_t n;
 	int (*groups)[3]; /* pid, fd, group: descriptors sharing one open file description */
@@ -619,8 +620,27 @@ static __attribute__((noreturn)) void member_main(struct tree *t, struct tree_pr
 	become(&p->img, &t->objs);
 }
 
+/* A process whose session leader is gone (a daemon after the classic
+ * double fork): a stand-in with the leader's PID opens the session again,
+ * forks the process into it and exits, as the original leader did. */
+static int needs_session_stand_in(struct tree *t, struct tree_proc *p)
+{
+	int s = p->img.sid;
+	return s != p->pid && s != t->outside_sid && !tree_find(t, s) && getsid(0) != s;
+}
+
 static void spawn_member(struct tree *t, struct tree_proc *p)
 {
+	if (needs_session_stand_in(t, p)) {
+		if (spawn_with_pid(p->img.sid) == 0) {
+			if (setsid() < 0)
+				ck_refuse("cannot open session %d again for process %d: %s", p->img.sid, p->pid, strerror(errno));
+			if (spawn_with_pid(p->pid) == 0)
+				member_main(t, p);
+			_exit(0);
+		}
+		return;
+	}
 	if (spawn_with_pid(p->pid) == 0)
 		member_main(t, p);
 }
@@ -658,6 +678,7 @@ static __attribute__((noreturn)) void restore_tree(const char *dir, int verify_d
 	static struct tree t;
 	read_manifest(&t, dir);
 	qsort(t.procs, t.n, sizeof *t.procs, by_pid);
+	t.outside_sid = -1;
 	struct ck_image **imgs = calloc(t.n, sizeof *imgs);
 	int base = 3;
 	for (size_t i = 0; i < t.n; i++) {
@@ -667,6 +688,9 @@ static __attribute__((noreturn)) void restore_tree(const char *dir, int verify_d
 		if (t.procs[i].img.pid != t.procs[i].pid)
 			ck_refuse("image %s holds PID %d, the manifest says %d", path, t.procs[i].img.pid, t.procs[i].pid);
 		imgs[i] = &t.procs[i].img;
+		/* ckrun started the root without a session of its own */
+		if (t.procs[i].pid == t.root && imgs[i]->sid != imgs[i]->pid)
+			t.outside_sid = imgs[i]->sid;
 		int m = max_program_fd(imgs[i]) + 1;
 		base = m > base ? m : base;
 	}

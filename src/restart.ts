@@ -69,12 +69,12 @@ async function kindOf(path: string): Promise<'file' | 'dir' | 'missing'> {
   }
 }
 
-/** The root process's image of a generation. */
+/** The image of a single-process generation (a family is restarted as a whole, by restart-tree.ts). */
 function rootImagePath(g: Generation): string {
   const procs = g.manifest.processes;
   if (procs.length > 1)
     throw new RestartError(
-      `generation ${displayPath(g.path)} holds ${procs.length} processes; restarting more than one process is not supported yet`,
+      `generation ${displayPath(g.path)} holds a family of ${procs.length} processes, which is restarted as a whole (ckrun restart ${displayPath(g.path)})`,
     );
   const root = procs.find((p) => p.pid === g.manifest.root) ?? procs[0]!;
   return join(g.path, root.image);
@@ -207,6 +207,14 @@ async function describePid(pid: number): Promise<string> {
 export async function restart(opts: RestartOptions = {}): Promise<RestartedSession> {
   const baseEnv = opts.env ?? process.env;
   const host = opts.restoreHost ?? restoreHostPath(baseEnv);
+  // A family (a generation of more than one process) is rebuilt by the restore orchestrator.
+  const { familyGeneration, restartFamily } = await import('./restart-tree.js');
+  const family = await familyGeneration({ image: opts.image, dir: opts.image === undefined ? opts.dir : undefined });
+  if (family) {
+    if (!existsSync(host))
+      throw new RestartError(`the restore host ${host} is missing: build ckrun with npm install (or set CKRUN_RESTORE_HOST)`);
+    return restartFamily(opts, host, family);
+  }
   const src = await pickImage({ image: opts.image, dir: opts.image === undefined ? opts.dir : undefined, verifyData: opts.verifyData });
   const { image, generation } = src;
   const imageName = displayPath(image.path);
