@@ -35,6 +35,7 @@ test('daemon: double fork + setsid, the session outlives the program ckrun start
     assert.ok(ref.slice(0, LINES).every((l) => / sid=kept$/.test(l)), 'the daemon keeps the session its middle process made');
 
     let seen = 0;
+    let daemonPid = 0;
     await treeScenario(scope, {
       name: 'daemon',
       program: treeProgram('daemon', [out]),
@@ -50,10 +51,12 @@ test('daemon: double fork + setsid, the session outlives the program ckrun start
         await until(proc, () => fileLines(out).length >= from + 40, `40 more lines in ${out}`);
         seen = fileLines(out).length;
       },
-      checkGeneration(gen, m) {
+      checkGeneration(gen, m, stage) {
         assert.is(m.processes.length, 1, `${gen}: only the daemon is left: ${JSON.stringify(m.processes)}`);
         const d = m.processes[0]!;
         assert.is.not(d.pid, m.root, `${gen}: the daemon is not the program ckrun started`);
+        if (stage === 0) daemonPid = d.pid;
+        else assert.is(d.pid, daemonPid, `${gen}: the restarted daemon has its PID`);
         assert.is.not(d.sid, d.pid, `${gen}: the daemon is not a session leader (double fork)`);
       },
       async runsOn() {

@@ -28,6 +28,7 @@ import {
   readManifest,
   sessionSocketName,
   sleep,
+  within,
 } from './helpers.js';
 
 // ---------------------------------------------------------------- examples
@@ -101,11 +102,14 @@ export function sessionByEnv(ckptDir: string): number[] {
   return out;
 }
 
+/** How long the processes of a session may take to die after ckrun was killed. */
+export const T_DIE = 1_000;
+
 /**
  * kill -9 ckrun, and only ckrun: every process of its session must die
- * with it. Waits until none is left (zombies waiting for init do not
- * count); throws naming the survivors otherwise (after killing them, so
- * that the next step starts clean).
+ * with it, at once (within T_DIE: not by finishing their work). Zombies
+ * waiting for init do not count. Throws naming the survivors otherwise
+ * (after killing them, so that the next step starts clean).
  */
 export async function kill9Session(p: Proc, ckptDir: string, what: string): Promise<void> {
   const below = descendants(p.pid);
@@ -115,16 +119,20 @@ export async function kill9Session(p: Proc, ckptDir: string, what: string): Prom
   } catch {
     // already gone
   }
-  await p.waitExit(T_GONE);
+  // not waitExit: that also waits for stdout to drain, which a survivor holding it open delays
+  await within(p.exited, T_GONE);
   const watch = [...new Set([...below, ...byEnv])];
-  const end = Date.now() + T_GONE;
+  const end = Date.now() + T_DIE;
   let left: number[] = [];
   for (;;) {
     left = [...new Set([...watch, ...sessionByEnv(ckptDir)])].filter((pid) => alive(pid) && !isZombie(pid));
     if (left.length === 0 || Date.now() > end) break;
     await sleep(50);
   }
-  if (left.length === 0) return;
+  if (left.length === 0) {
+    await p.waitExit(T_GONE);
+    return;
+  }
   const info = left.map(describeLeft).filter((x): x is Left => x !== undefined);
   for (const x of info) {
     try {
@@ -134,7 +142,7 @@ export async function kill9Session(p: Proc, ckptDir: string, what: string): Prom
     }
   }
   throw new Error(
-    `${what}: kill -9 of ckrun (pid ${p.pid}) left ${info.length} process(es) of its session running after ${T_GONE / 1000} s: ` +
+    `${what}: kill -9 of ckrun (pid ${p.pid}) left ${info.length} process(es) of its session running after ${T_DIE / 1000} s: ` +
       info.map((x) => `${x.pid} (${x.comm}, state ${x.state})`).join(', '),
   );
 }
