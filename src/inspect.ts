@@ -17,6 +17,7 @@ import {
   type Image,
   type RegionInfo,
 } from './image.js';
+import { familyOf, formatFamily } from './inspect-tree.js';
 import { displayPath, formatBytes, formatDuration, hex } from './output.js';
 import { formatMask, maskToNames, signalName } from './signals.js';
 
@@ -85,10 +86,20 @@ function imageJson(img: Image): unknown {
   return { path: img.path, size: img.size, dataVerified: img.dataVerified, header: img.header, meta: jsonSafe(img.meta) };
 }
 
-/** `{path, size, header, meta}` for one image; `{generation, manifest, images}` for a generation. */
+/**
+ * `{path, size, header, meta}` for one image; `{generation, manifest,
+ * images}` for a generation, with `family` (tree, shared files, shared
+ * memory) when it holds several processes.
+ */
 export function inspectionJson(i: Inspection): unknown {
   if (!i.generation) return imageJson(i.images[0]!);
-  return { generation: i.generation.path, manifest: jsonSafe(i.generation.manifest), images: i.images.map(imageJson) };
+  const family = familyOf(i);
+  return {
+    generation: i.generation.path,
+    manifest: jsonSafe(i.generation.manifest),
+    ...(family ? { family } : {}),
+    images: i.images.map(imageJson),
+  };
 }
 
 // ---------------------------------------------------------------------------
@@ -289,6 +300,8 @@ export function formatInspection(i: Inspection): string {
         `${g.processes.length} process${g.processes.length === 1 ? '' : 'es'}, root PID ${g.root}, ` +
         `started as \`${g.argv.join(' ')}\` in ${g.cwd}\n\n`,
     );
+    const family = familyOf(i);
+    if (family) parts.push(formatFamily(family) + '\n' + '-'.repeat(72) + '\n\n');
   }
   parts.push(i.images.map(formatImage).join('\n' + '-'.repeat(72) + '\n\n'));
   return parts.join('');

@@ -2,9 +2,10 @@
 // data in flight, a shared anonymous mapping incremented under a
 // process-shared mutex, a zombie reaped only at the end, and waitpid
 // statuses that must come out right after a restart.
+import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Scope, lastLine, runNative } from './helpers.js';
+import { Scope, ckrun, lastLine, runNative } from './helpers.js';
 import { assertPrefix, assertResumed } from './spine.js';
 import { sharedGroupOf, treeProgram, treeScenario } from './tree.js';
 
@@ -15,7 +16,6 @@ test('family: pipes in flight, shared memory and mutex, zombie, waitpid; checkpo
     const refRun = runNative(program);
     let req1 = 0;
     let req2 = 0;
-    let k1 = 0;
     await treeScenario(scope, {
       name: 'family',
       program,
@@ -47,15 +47,31 @@ test('family: pipes in flight, shared memory and mutex, zombie, waitpid; checkpo
           `${gen}: the three share their stdout (one open file description): ${JSON.stringify(m.shared_files)}`,
         );
       },
-      async runsOn({ proc }) {
+      async runsOn({ stage, proc, ckpt }) {
         const n = proc.maxStep;
         await proc.waitForStep(n + 1);
+        if (stage !== 0) return;
+        // ckrun inspect shows the tree and what the processes share
+        const gen = path.join(ckpt, '1');
+        const text = await ckrun(['inspect', gen]);
+        assert.is(text.code, 0, text.describe());
+        assert.match(text.stdout, /^Process tree \(3 processes\)$/m);
+        assert.match(text.stdout, /\(zombies: \d+ exited 42\)/);
+        assert.match(text.stdout, /^Shared memory \(1\)$/m);
+        assert.match(text.stdout, /session stdout/);
+        assert.ok(text.stdout.indexOf('Process tree') < text.stdout.indexOf('Threads ('), 'the tree comes before the per-process details');
+        const json = await ckrun(['inspect', gen, '--json']);
+        assert.is(json.code, 0, json.describe());
+        const j = JSON.parse(json.stdout) as { family?: { processes: { pid: number; depth: number }[]; sharedMemory: { owner: number; mappedBy: number[] }[] } };
+        assert.ok(j.family, 'inspect --json has the family');
+        assert.equal(j.family.processes.map((p) => p.depth), [0, 1, 1]);
+        assert.is(j.family.sharedMemory.length, 1);
+        assert.is(j.family.sharedMemory[0]!.mappedBy.length, 3);
       },
       async verify([s1, r1, r2]) {
         const ref = (await refRun).lines;
         assertPrefix(s1, ref, 'family, launched run');
-        const k = assertResumed({ beforeLines: s1.lines, requestedAt: req1, after: r1, ref, complete: false, what: 'family, first restart' });
-        k1 = k;
+        const k1 = assertResumed({ beforeLines: s1.lines, requestedAt: req1, after: r1, ref, complete: false, what: 'family, first restart' });
         const r1Lines = ref.slice(0, k1).concat(r1.lines);
         assertResumed({ beforeLines: r1Lines, requestedAt: k1 + req2, after: r2, ref, complete: true, what: 'family, second restart' });
         assert.is(lastLine(r2.lines), lastLine(ref), 'the final summary (hash, shared counter, waitpid statuses) is the uninterrupted run\'s');
