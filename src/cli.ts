@@ -27,6 +27,11 @@ Options (first form):
                           It is never passed on to the program.
   --internal-signal N     the real-time signal the shim uses inside the
                           program (default 63, must be 34..64)
+  --compress[=LEVEL]      gzip every image once it is complete, to
+                          DIR/N/<pid>.ckpt.gz (LEVEL 1..9, default 1: the
+                          fastest). Trades checkpoint time for space:
+                          compressed checkpoints are always full, never
+                          incremental; restart decompresses them first.
   -v, --verbose           log every checkpoint and process on stderr
   -h, --help              show this help; \`ckrun COMMAND --help\` for a command
   --version               print ckrun's version
@@ -68,9 +73,11 @@ const RESTART_HELP = `Usage: ckrun restart [--dir DIR | IMAGE] [OPTIONS]
 
 Continues a program from a checkpoint: the newest complete generation in DIR
 (default ./ckpt), or IMAGE, which may be a generation directory (DIR/N), a
-.ckpt file, or a checkpoint directory. The image is verified first (header,
-metadata and data checksums); a damaged image is refused with the name of
-the newest older one that verifies. The program gets its original PID back
+.ckpt or .ckpt.gz file, or a checkpoint directory. A compressed image is
+decompressed into a hidden temporary file beside it, removed once the
+program runs again. The image is verified first (header, metadata and data
+checksums); a damaged image is refused with the name of the newest older
+one that verifies. The program gets its original PID back
 (in a new PID namespace when that PID is taken), its stdio are now this
 ckrun's, ckrun exits with its status, and it can be checkpointed again.
 
@@ -80,6 +87,10 @@ Options:
                           the image came from, else ./ckpt)
   --interval SECONDS      take a checkpoint every SECONDS
   --signal NAME           the signal to ckrun that takes a checkpoint (default USR2)
+  --compress[=LEVEL]      gzip the restarted program's checkpoints (LEVEL
+                          1..9, default 1); they are then always full, never
+                          incremental. Without it they are not compressed,
+                          whatever the image restarted from was.
   --new-pid-namespace     restore in a new PID namespace even if the PID is free
   --no-verify-data        check only the header and metadata checksums
                           (the restore host still checks the data)
@@ -92,7 +103,8 @@ const INSPECT_HELP = `Usage: ckrun inspect IMAGE [--json] [--no-verify-data]
 Shows what an image holds: program, PID, threads (TID, instruction and stack
 pointer, name), memory regions (address range, size, protection, what backs
 them, bytes stored), descriptors, signal dispositions, pending signals,
-timers and sizes. IMAGE is a .ckpt file, a generation directory (every
+timers and sizes. IMAGE is a .ckpt or .ckpt.gz file (decompressed into a
+temporary file to be read), a generation directory (every
 process in it) or a checkpoint directory (its newest generation). The image
 is verified first (header, metadata and data checksums); a damaged image is
 reported with the reason (exit status 1).
@@ -132,6 +144,8 @@ interface OptionSpec {
   short?: string;
   /** Takes a value. */
   value?: boolean;
+  /** May take a value, only as `--name=VALUE` (a bare `--name` is a flag). */
+  optionalValue?: boolean;
 }
 
 interface Parsed {
@@ -171,7 +185,9 @@ function parse(command: string, specs: OptionSpec[], args: string[], stopAtPosit
       }
       const spec = specs.find((x) => x.name === name);
       if (!spec) throw new UsageError(`unknown option '${a}'${where}`, command);
-      if (spec.value) {
+      if (spec.optionalValue) {
+        opts.set(name, inline ?? true);
+      } else if (spec.value) {
         let v = inline;
         if (v === undefined) {
           if (i + 1 >= args.length) throw new UsageError(`option '--${name}' needs a value`, command);
@@ -236,13 +252,33 @@ function internalSignal(p: Parsed, command: string): number | undefined {
   return n;
 }
 
+/** `--compress` → true (the default level), `--compress=LEVEL` → LEVEL; undefined when absent. */
+function compression(p: Parsed, command: string): boolean | number | undefined {
+  const v = p.opts.get('compress');
+  if (v === undefined || v === true) return v;
+  const n = Number(v);
+  if (!/^[1-9]$/.test(v.trim()) || !Number.isInteger(n))
+    throw new UsageError(`--compress=LEVEL needs a level from 1 (fastest) to 9 (smallest), not '${v}'`, command);
+  return n;
+}
+
+const COMPRESS: OptionSpec = { name: 'compress', optionalValue: true };
 const HELP: OptionSpec[] = [{ name: 'help', short: 'h' }];
 const VERBOSE: OptionSpec = { name: 'verbose', short: 'v' };
 
 async function runLaunch(args: string[]): Promise<number> {
   const p = parse(
     '',
-    [...HELP, VERBOSE, { name: 'dir', value: true }, { name: 'interval', value: true }, { name: 'signal', value: true }, { name: 'internal-signal', value: true }, { name: 'version' }],
+    [
+      ...HELP,
+      VERBOSE,
+      COMPRESS,
+      { name: 'dir', value: true },
+      { name: 'interval', value: true },
+      { name: 'signal', value: true },
+      { name: 'internal-signal', value: true },
+      { name: 'version' },
+    ],
     args,
     true,
   );
@@ -263,6 +299,7 @@ async function runLaunch(args: string[]): Promise<number> {
     interval: seconds(p, ''),
     triggerSignal: triggerSignal(p, ''),
     internalSignal: internalSignal(p, ''),
+    compress: compression(p, ''),
     verbose: flag(p, 'verbose'),
   });
   const st = await session.exited;
@@ -295,6 +332,7 @@ async function runRestart(args: string[]): Promise<number> {
     [
       ...HELP,
       VERBOSE,
+      COMPRESS,
       { name: 'dir', value: true },
       { name: 'interval', value: true },
       { name: 'signal', value: true },
@@ -315,6 +353,7 @@ async function runRestart(args: string[]): Promise<number> {
     dir: str(p, 'dir'),
     interval: seconds(p, 'restart'),
     triggerSignal: triggerSignal(p, 'restart'),
+    compress: compression(p, 'restart'),
     verbose: flag(p, 'verbose'),
     newPidNamespace: flag(p, 'new-pid-namespace'),
     verifyData: !flag(p, 'no-verify-data'),

@@ -11,14 +11,17 @@ export const MANIFEST = 'manifest.cbor';
 
 export interface ManifestProcess {
   pid: number;
-  /** File name inside the generation directory. */
+  /** File name inside the generation directory: `<pid>.ckpt`, or `<pid>.ckpt.gz` when compressed. */
   image: string;
+  /** The image's size (uncompressed). */
   bytes: number;
   pause_ns: number;
   /** Parent, process group and session as the process saw them at the checkpoint (absent in older manifests). */
   ppid?: number;
   pgid?: number;
   sid?: number;
+  /** For a compressed image: its size on disk. */
+  compressed_bytes?: number;
 }
 
 export interface Manifest {
@@ -38,7 +41,12 @@ export interface Manifest {
   shared_files?: [number, number][][];
   /** `[dev, ino, pid]`: the image of pid stores the shared memory object (dev, ino); the others skip it. */
   shm_owners?: [number, number, number][];
+  /** 'gzip' when the images are compressed (`<pid>.ckpt.gz`); absent otherwise. */
+  compressed?: 'gzip';
 }
+
+/** A process's image name in a generation: `<pid>.ckpt`, or `<pid>.ckpt.gz` when compressed. */
+export const IMAGE_NAME = /^[^/]+\.ckpt(\.gz)?$/;
 
 export interface GenerationEntry {
   number: number;
@@ -172,16 +180,21 @@ export async function readManifest(genDir: string): Promise<Manifest> {
   if (generation === undefined || root === undefined) throw new ManifestError(path, 'lacks generation or root');
   const processes: ManifestProcess[] = asArray(m['processes']).map((p) => {
     const pm = asMap(p);
+    const compressedBytes = asNumber(pm['compressed_bytes']);
     return {
       pid: asNumber(pm['pid']) ?? -1,
       image: asString(pm['image']) ?? '',
       bytes: asNumber(pm['bytes']) ?? 0,
       pause_ns: asNumber(pm['pause_ns']) ?? 0,
       ...relations(pm),
+      ...(compressedBytes !== undefined ? { compressed_bytes: compressedBytes } : {}),
     };
   });
-  if (processes.length === 0 || processes.some((p) => p.pid <= 0 || !/^[^/]+\.ckpt$/.test(p.image)))
+  if (processes.length === 0 || processes.some((p) => p.pid <= 0 || !IMAGE_NAME.test(p.image)))
     throw new ManifestError(path, 'lists no valid process image');
+  const compressed = m['compressed'];
+  if (compressed !== undefined && compressed !== 'gzip')
+    throw new ManifestError(path, `says its images are compressed with ${String(compressed)}; this ckrun reads gzip only`);
   return {
     format: 'ckrun-session',
     version: 1,
@@ -192,6 +205,7 @@ export async function readManifest(genDir: string): Promise<Manifest> {
     root,
     processes,
     ...sharedObjects(path, m),
+    ...(compressed === 'gzip' ? { compressed } : {}),
   };
 }
 

@@ -1,8 +1,10 @@
 // Reading and verifying a process image (docs/image-format.md).
 import { Decoder } from 'cbor-x/decode';
 import { closeSync, openSync, readSync } from 'node:fs';
-import { open, stat } from 'node:fs/promises';
+import { open, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
+import { DecompressError, decompressImageFile, isCompressedImage } from './compress.js';
 import { crc32c, crc32cFile, isNativeError } from './native.js';
 import { displayPath, formatBytes, hex } from './output.js';
 
@@ -35,10 +37,12 @@ export interface ImageHeader {
 }
 
 export interface Image {
-  /** Absolute path of the .ckpt file. */
+  /** Absolute path of the image: its .ckpt file, or its .ckpt.gz. */
   path: string;
-  /** Its size on disk. */
+  /** Its size on disk (for a .ckpt.gz the compressed size; header.file_length is the image's). */
   size: number;
+  /** 'gzip' for a `.ckpt.gz` (decompressed to be read), undefined for a `.ckpt`. */
+  compressed: 'gzip' | undefined;
   header: ImageHeader;
   /** The metadata map, as decoded (see the accessors below for typed views). */
   meta: CborMap;
@@ -46,7 +50,11 @@ export interface Image {
   dataVerified: boolean;
 }
 
-export type ImageProblem = 'missing' | 'unreadable' | 'truncated' | 'corrupt' | 'version' | 'not-image';
+/**
+ * What is wrong. 'unwritable': a compressed image could not be decompressed
+ * beside itself (disk full, read-only directory); the image may be fine.
+ */
+export type ImageProblem = 'missing' | 'unreadable' | 'unwritable' | 'truncated' | 'corrupt' | 'version' | 'not-image';
 
 /** A bad image. The message names the image and the problem. */
 export class ImageError extends Error {
@@ -208,24 +216,77 @@ function parseHeader(path: string, block: Buffer, size: number): ImageHeader {
 export interface ReadImageOptions {
   /** Also check every data chunk's CRC (reads the whole file). Default false. */
   verifyData?: boolean;
+  /**
+   * For a `.ckpt.gz`: the file it was decompressed to already
+   * (decompressImage). Without it, readImage decompresses it into a
+   * temporary file of its own and removes it before returning.
+   */
+  decompressed?: string;
 }
 
 /**
  * Reads an image's header and metadata and verifies the header CRC, the
  * metadata CRC, the version and the length (and with verifyData every data
- * chunk). Throws ImageError with a message naming the image and the problem.
+ * chunk). A `.ckpt.gz` is decompressed first. Throws ImageError with a
+ * message naming the image and the problem.
  */
 export async function readImage(path: string, opts: ReadImageOptions = {}): Promise<Image> {
-  const img = await loadImage(path, opts.verifyData === true);
-  await checkReferredImages(img, opts.verifyData === true);
-  return img;
+  const verifyData = opts.verifyData === true;
+  if (!isCompressedImage(path)) {
+    const img = await loadImage(path, verifyData);
+    await checkReferredImages(img, verifyData);
+    return img;
+  }
+  const file = opts.decompressed ?? (await decompressForReading(path));
+  try {
+    const img = await loadImage(file, verifyData, path);
+    await checkReferredImages(img, verifyData);
+    return img;
+  } finally {
+    if (opts.decompressed === undefined) await rm(file, { force: true });
+  }
 }
 
-/** Reads and checks one image file, not the images it refers to. */
-async function loadImage(path: string, verifyData: boolean): Promise<Image> {
+/**
+ * Decompresses a `.ckpt.gz` into a hidden temporary file beside it
+ * (`.restore-<pid>-<random>.ckpt`, mode 0600) and returns its path; the
+ * caller removes it. A damaged file gives an ImageError naming it.
+ */
+export async function decompressImage(path: string, opts: { pid?: number; dir?: string } = {}): Promise<string> {
+  try {
+    await stat(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new ImageError(path, 'missing', 'does not exist');
+    throw new ImageError(path, 'unreadable', `cannot be read: ${(e as Error).message}`);
+  }
+  try {
+    return await decompressImageFile(path, opts);
+  } catch (e) {
+    if (e instanceof DecompressError) throw new ImageError(path, e.problem, e.message);
+    throw e;
+  }
+}
+
+/** For reading only: beside the image, else (a directory we may not write to) in the temporary directory. */
+async function decompressForReading(path: string): Promise<string> {
+  try {
+    return await decompressImage(path);
+  } catch (e) {
+    if (!(e instanceof ImageError) || e.problem !== 'unwritable') throw e;
+    return await decompressImage(path, { dir: tmpdir() });
+  }
+}
+
+/**
+ * Reads and checks one image file, not the images it refers to. `name`:
+ * the image as errors and Image.path name it (a .ckpt.gz whose contents
+ * are in `file`).
+ */
+async function loadImage(file: string, verifyData: boolean, name: string = file): Promise<Image> {
+  const path = name;
   let size: number;
   try {
-    const st = await stat(path);
+    const st = await stat(file);
     if (!st.isFile()) throw new ImageError(path, 'not-image', 'is not a regular file');
     size = st.size;
   } catch (e) {
@@ -234,10 +295,12 @@ async function loadImage(path: string, verifyData: boolean): Promise<Image> {
     if (code === 'ENOENT') throw new ImageError(path, 'missing', 'does not exist');
     throw new ImageError(path, 'unreadable', `cannot be read: ${(e as Error).message}`);
   }
-  if (size === 0) throw new ImageError(path, 'truncated', 'is empty (truncated to 0 bytes)');
+  const compressed = name !== file;
+  const what = compressed ? ' once decompressed' : '';
+  if (size === 0) throw new ImageError(path, 'truncated', `is empty${what} (truncated to 0 bytes)`);
   if (size < HEADER_BLOCK)
-    throw new ImageError(path, 'truncated', `is truncated (expected at least ${formatBytes(HEADER_BLOCK)}, found ${formatBytes(size)})`);
-  const fh = await open(path, 'r').catch((e: Error) => {
+    throw new ImageError(path, 'truncated', `is truncated${what} (expected at least ${formatBytes(HEADER_BLOCK)}, found ${formatBytes(size)})`);
+  const fh = await open(file, 'r').catch((e: Error) => {
     throw new ImageError(path, 'unreadable', `cannot be opened: ${e.message}`);
   });
   try {
@@ -260,8 +323,9 @@ async function loadImage(path: string, verifyData: boolean): Promise<Image> {
     if (asNumber(meta['version']) !== header.version)
       throw new ImageError(path, 'corrupt', `is corrupted: metadata version ${String(meta['version'])} differs from the header's`);
     if (asNumber(meta['pid']) === undefined) throw new ImageError(path, 'corrupt', 'is corrupted: its metadata has no pid');
-    const img: Image = { path, size, header, meta, dataVerified: false };
-    if (verifyData) verifyImageData(img);
+    const onDisk = compressed ? await stat(name).then((s) => s.size, () => size) : size;
+    const img: Image = { path, size: onDisk, compressed: compressed ? 'gzip' : undefined, header, meta, dataVerified: false };
+    if (verifyData) verifyImageData(img, file);
     return img;
   } finally {
     await fh.close();
@@ -368,9 +432,12 @@ function checkZero(img: Image, fd: number, from: number, to: number, what: strin
  * Checks every data chunk against its CRC, and that nothing but zeros
  * follows the data area and the metadata; throws ImageError naming the
  * first bad place. (Padding inside the data area is not checked: it
- * carries nothing a restore reads.)
+ * carries nothing a restore reads.) `file`: where the image's bytes are
+ * (for a compressed image, the file it was decompressed to).
  */
-export function verifyImageData(img: Image): void {
+export function verifyImageData(img: Image, file: string = img.path): void {
+  if (img.compressed && file === img.path)
+    throw new ImageError(img.path, 'unreadable', 'is compressed: its data can only be verified once decompressed (readImage does both)');
   const { data_offset, data_length, meta_offset, meta_length, file_length } = img.header;
   const chunks = dataChunks(img);
   for (const c of chunks) {
@@ -378,7 +445,7 @@ export function verifyImageData(img: Image): void {
       throw new ImageError(img.path, 'corrupt', `is corrupted: ${c.what} lie outside the data area`);
     let got: number;
     try {
-      got = crc32cFile(img.path, c.offset, c.length);
+      got = crc32cFile(file, c.offset, c.length);
     } catch (e) {
       if (isNativeError(e) && e.code === 'ERR_CKRUN_SHORT_FILE')
         throw new ImageError(img.path, 'truncated', `is truncated: ${c.what} are missing`);
@@ -386,7 +453,7 @@ export function verifyImageData(img: Image): void {
     }
     if (got !== c.crc) throw new ImageError(img.path, 'corrupt', `is corrupted: ${c.what} do not match their checksum`);
   }
-  const fd = openSync(img.path, 'r');
+  const fd = openSync(file, 'r');
   try {
     checkZero(img, fd, data_offset + data_length, meta_offset, 'the gap between the data area and the metadata');
     checkZero(img, fd, meta_offset + meta_length, file_length, 'the padding after the metadata');

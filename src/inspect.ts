@@ -35,7 +35,7 @@ export class InspectError extends Error {
 }
 
 /**
- * Reads what `target` names: a `.ckpt` file, a generation directory (every
+ * Reads what `target` names: a `.ckpt` or `.ckpt.gz` file, a generation directory (every
  * process in it) or a checkpoint DIR (its newest complete generation).
  * Verifies header and metadata (and with verifyData every data chunk);
  * throws ImageError / InspectError with a clear message.
@@ -52,7 +52,7 @@ export async function inspectImage(target: string, opts: { verifyData?: boolean 
   let genPath = path;
   if (!(await isGenerationDir(path))) {
     if (/^\.[0-9]+\.partial$/.test(basename(path)))
-      throw new InspectError(`${displayPath(path)} is an unfinished checkpoint (no manifest); inspect one of its .ckpt files instead`);
+      throw new InspectError(`${displayPath(path)} is an unfinished checkpoint (no manifest); inspect one of its image files instead`);
     const g = await findNewestGeneration(path);
     if (!g) throw new InspectError(`${displayPath(path)} holds no complete checkpoint`);
     genPath = g.path;
@@ -83,7 +83,14 @@ export function jsonSafe(v: unknown): unknown {
 }
 
 function imageJson(img: Image): unknown {
-  return { path: img.path, size: img.size, dataVerified: img.dataVerified, header: img.header, meta: jsonSafe(img.meta) };
+  return {
+    path: img.path,
+    size: img.size,
+    ...(img.compressed ? { compressed: img.compressed } : {}),
+    dataVerified: img.dataVerified,
+    header: img.header,
+    meta: jsonSafe(img.meta),
+  };
 }
 
 /**
@@ -174,7 +181,8 @@ export function formatImage(img: Image): string {
     ['Image', displayPath(img.path)],
     [
       'Format',
-      `version ${h.version}, ${formatBytes(img.size)} (data ${formatBytes(h.data_length)}, metadata ${formatBytes(h.meta_length)}); ` +
+      `version ${h.version}, ${formatBytes(h.file_length)} (data ${formatBytes(h.data_length)}, metadata ${formatBytes(h.meta_length)}); ` +
+        (img.compressed ? `compressed with ${img.compressed} to ${formatBytes(img.size)}; ` : '') +
         (img.dataVerified ? 'data checksums verified' : 'header and metadata checksums verified'),
     ],
     ['Taken', `${when} on ${metaText(m, 'hostname')} (Linux ${metaText(m, 'kernel')}, ${metaText(m, 'machine')})`],
@@ -283,7 +291,7 @@ export function formatImage(img: Image): string {
 
   out.push('\nSizes\n');
   out.push(
-    `  file ${formatBytes(img.size)}: header 4 KiB, data ${formatBytes(h.data_length)} ` +
+    `  file ${formatBytes(h.file_length)}${img.compressed ? ` (${formatBytes(img.size)} compressed with ${img.compressed})` : ''}: header 4 KiB, data ${formatBytes(h.data_length)} ` +
       `(${asNumber(stats['pages']) ?? '?'} page${asNumber(stats['pages']) === 1 ? '' : 's'}), metadata ${formatBytes(h.meta_length)}\n`,
   );
   return out.join('');

@@ -2,7 +2,7 @@
 // with the image's PID (or as PID 1 of a new PID namespace when that PID is
 // taken) and coordinate the restarted session like a launched one.
 import { existsSync } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { sessionEnv, stdioIdentity } from './environment.js';
 import {
@@ -12,7 +12,8 @@ import {
   readManifest,
   type Generation,
 } from './generations.js';
-import { asArray, asNumber, asString, ImageError, imagePid, imageTids, readImage, type Image } from './image.js';
+import { isCompressedImage } from './compress.js';
+import { asArray, asNumber, asString, decompressImage, ImageError, imagePid, imageTids, readImage, type Image } from './image.js';
 import { isNativeError, spawnChild } from './native.js';
 import { displayPath } from './output.js';
 import { restoreHostPath, shimPath } from './paths.js';
@@ -21,7 +22,7 @@ import { Coordinator, DEFAULT_INTERNAL_SIGNAL, openSession, SessionError, type S
 
 export interface RestartOptions extends SessionOptions {
   /**
-   * IMAGE: a `.ckpt` file, a generation directory, or a checkpoint DIR
+   * IMAGE: a `.ckpt` or `.ckpt.gz` file, a generation directory, or a checkpoint DIR
    * (its newest complete generation). Default: the newest complete
    * generation in `dir` (./ckpt).
    */
@@ -105,13 +106,14 @@ async function newestIn(dir: string): Promise<Generation> {
   return g;
 }
 
-/**
- * Finds the image a restart would use and verifies it (header, metadata and,
- * unless verifyData is false, every data chunk). A damaged image gives a
- * RestartError that names the newest older generation that verifies.
- */
-export async function pickImage(opts: { image?: string; dir?: string; verifyData?: boolean }): Promise<RestartSource> {
-  const verifyData = opts.verifyData ?? true;
+interface Located {
+  imagePath: string;
+  generation: Generation | undefined;
+  sourceDir: string | undefined;
+}
+
+/** Which image a restart would use (not yet read). */
+async function locateImage(opts: { image?: string; dir?: string }): Promise<Located> {
   let generation: Generation | undefined;
   let sourceDir: string | undefined;
   let imagePath: string;
@@ -147,19 +149,59 @@ export async function pickImage(opts: { image?: string; dir?: string; verifyData
       imagePath = rootImagePath(generation);
     }
   }
+  return { imagePath, generation, sourceDir };
+}
+
+/** A bad image as a RestartError that names the newest older generation that verifies. */
+async function refusal(e: ImageError, loc: Located, verifyData: boolean): Promise<RestartError> {
+  let hint = '';
+  if (e.problem === 'unwritable') return new RestartError(e.message); // the image may well be fine
+  if (loc.sourceDir && loc.generation) {
+    const older = await newestGoodOlder(loc.sourceDir, loc.generation.number, verifyData);
+    hint = older
+      ? `; the newest complete image is ${displayPath(older.path)} (ckrun restart ${displayPath(older.path)})`
+      : `; no older checkpoint in ${displayPath(loc.sourceDir)} verifies either`;
+  }
+  return new RestartError(`${e.message}${hint}`);
+}
+
+/** Reads and verifies the located image (a .ckpt.gz from `decompressed` when given). */
+async function verifyLocated(loc: Located, verifyData: boolean, decompressed?: string): Promise<Image> {
   try {
-    const image = await readImage(imagePath, { verifyData });
-    return { image, generation, sourceDir };
+    return await readImage(loc.imagePath, { verifyData, decompressed });
   } catch (e) {
     if (!(e instanceof ImageError)) throw e;
-    let hint = '';
-    if (sourceDir && generation) {
-      const older = await newestGoodOlder(sourceDir, generation.number, verifyData);
-      hint = older
-        ? `; the newest complete image is ${displayPath(older.path)} (ckrun restart ${displayPath(older.path)})`
-        : `; no older checkpoint in ${displayPath(sourceDir)} verifies either`;
-    }
-    throw new RestartError(`${e.message}${hint}`);
+    throw await refusal(e, loc, verifyData);
+  }
+}
+
+/**
+ * Finds the image a restart would use and verifies it (header, metadata and,
+ * unless verifyData is false, every data chunk; a `.ckpt.gz` is decompressed
+ * into a temporary file for this and that file removed). A damaged image
+ * gives a RestartError that names the newest older generation that verifies.
+ */
+export async function pickImage(opts: { image?: string; dir?: string; verifyData?: boolean }): Promise<RestartSource> {
+  const loc = await locateImage(opts);
+  const image = await verifyLocated(loc, opts.verifyData ?? true);
+  return { image, generation: loc.generation, sourceDir: loc.sourceDir };
+}
+
+/**
+ * For a compressed image: decompresses it beside itself, into the file the
+ * restore host will map (`.restore-<pid>-<random>.ckpt`). undefined for an
+ * uncompressed image.
+ */
+async function decompressLocated(loc: Located, verifyData: boolean): Promise<string | undefined> {
+  if (!isCompressedImage(loc.imagePath)) return undefined;
+  const entry = loc.generation?.manifest.processes.find((p) => resolve(loc.generation!.path, p.image) === loc.imagePath);
+  const named = /^([0-9]+)\.ckpt\.gz$/.exec(basename(loc.imagePath));
+  const pid = entry?.pid ?? (named ? Number(named[1]) : undefined);
+  try {
+    return await decompressImage(loc.imagePath, { pid });
+  } catch (e) {
+    if (!(e instanceof ImageError)) throw e;
+    throw await refusal(e, loc, verifyData);
   }
 }
 
@@ -215,11 +257,36 @@ export async function restart(opts: RestartOptions = {}): Promise<RestartedSessi
       throw new RestartError(`the restore host ${host} is missing: build ckrun with npm install (or set CKRUN_RESTORE_HOST)`);
     return restartFamily(opts, host, family);
   }
-  const src = await pickImage({ image: opts.image, dir: opts.image === undefined ? opts.dir : undefined, verifyData: opts.verifyData });
-  const { image, generation } = src;
-  const imageName = displayPath(image.path);
   if (!existsSync(host))
     throw new RestartError(`the restore host ${host} is missing: build ckrun with npm install (or set CKRUN_RESTORE_HOST)`);
+  const verifyData = opts.verifyData ?? true;
+  const loc = await locateImage({ image: opts.image, dir: opts.image === undefined ? opts.dir : undefined });
+  // A compressed image is restored from a temporary file beside it,
+  // removed once the program runs again (its memory stays mapped) or the
+  // restart fails.
+  const temporary = await decompressLocated(loc, verifyData);
+  const removeTemporary = (): Promise<void> => (temporary ? rm(temporary, { force: true }).catch(() => undefined) : Promise.resolve());
+  try {
+    const session = await restartFrom(opts, host, loc, verifyData, temporary);
+    session.ready.then(removeTemporary, removeTemporary);
+    return session;
+  } catch (e) {
+    await removeTemporary();
+    throw e;
+  }
+}
+
+async function restartFrom(
+  opts: RestartOptions,
+  host: string,
+  loc: Located,
+  verifyData: boolean,
+  temporary: string | undefined,
+): Promise<RestartedSession> {
+  const baseEnv = opts.env ?? process.env;
+  const image = await verifyLocated(loc, verifyData, temporary);
+  const { generation } = loc;
+  const imageName = displayPath(image.path);
   const pid = imagePid(image);
   if (generation) {
     const entry = generation.manifest.processes.find((p) => resolve(generation.path, p.image) === image.path);
@@ -227,7 +294,7 @@ export async function restart(opts: RestartOptions = {}): Promise<RestartedSessi
       throw new RestartError(`image ${imageName} holds PID ${pid} but the manifest says ${entry.pid}; the generation is inconsistent`);
   }
   const internalSignal = asNumber(image.meta['signal']) ?? DEFAULT_INTERNAL_SIGNAL;
-  const checkpointDir = opts.dir ?? src.sourceDir ?? DEFAULT_DIR;
+  const checkpointDir = opts.dir ?? loc.sourceDir ?? DEFAULT_DIR;
   const session = await openSession({ ...opts, dir: checkpointDir }, internalSignal);
   const stdio = opts.stdio ?? [0, 1, 2];
   const env = sessionEnv(baseEnv, {
@@ -240,7 +307,7 @@ export async function restart(opts: RestartOptions = {}): Promise<RestartedSessi
   const onExit = (st: Parameters<Coordinator['onChildExit']>[0]): void => void session.onChildExit(st);
   const tids = [...new Set([pid, ...imageTids(image)])];
   // ckrun has verified the data already (or was told not to): one read is enough.
-  const hostArgs = ['--no-verify-data', image.path];
+  const hostArgs = ['--no-verify-data', temporary ?? image.path];
 
   let child: number | undefined;
   // Choosing a PID in ckrun's own namespace takes root; anyone can in a
@@ -303,6 +370,8 @@ export async function restart(opts: RestartOptions = {}): Promise<RestartedSessi
     argv: manifest?.argv ?? asArray(image.meta['cmdline']).map((a) => asString(a) ?? ''),
     cwd: manifest?.cwd ?? asString(image.meta['cwd']) ?? '',
     restoredFrom: image.path,
+    // the temporary file is gone by the next checkpoint: nothing to be incremental to
+    parentImage: temporary ? null : undefined,
   });
   return Object.assign(session, { image, generation, pidNamespace }) as Coordinator & RestartedSession;
 }
