@@ -14,8 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <sys/ipc.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/shm.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -180,7 +182,9 @@ static struct region_kind classify(const struct map_line *m, int file_replaced)
 	} else if (n[0] == '/') {
 		int gone = ck_ends_with(n, " (deleted)") || file_replaced;
 		if (m->shared) {
-			if (gone || ck_starts_with(n, "/SYSV")) {
+			/* POSIX shared memory lives in tmpfs, which a reboot empties:
+			 * saved like any shared memory */
+			if (gone || ck_starts_with(n, "/SYSV") || ck_starts_with(n, "/dev/shm/")) {
 				k.kind = "shmem";
 			} else {
 				k.kind = "file";
@@ -433,6 +437,72 @@ static int mapped_file_stat(const struct map_line *m, struct ck_stat *st)
 	return CK_SYS4(SYS_newfstatat, AT_FDCWD, path, st, 0) == 0;
 }
 
+/* What kind of shared memory object a mapping is, so that restart makes
+ * the same kind again: memfd (with its name), SysV segment (key, id,
+ * mode), POSIX shared memory (its path under /dev/shm), or anonymous. */
+static void save_shm_object(struct cb_enc *e, const struct map_line *m)
+{
+	const char *n = m->name;
+	cb_text(e, "shm_object");
+	if (ck_starts_with(n, "/memfd:")) {
+		size_t l = ck_strlen(n) - 7;
+		if (ck_ends_with(n, " (deleted)"))
+			l -= 10;
+		cb_map(e, 2);
+		cb_kv_text(e, "kind", "memfd");
+		cb_text(e, "name");
+		cb_textn(e, n + 7, l);
+	} else if (ck_starts_with(n, "/SYSV")) {
+		const char *q = n + 5;
+		uint64_t key = 0, mode = 0600, size = 0;
+		ck_parse_hex(&q, &key);
+		char buf[8192];
+		/* "key shmid perms size ..." for every segment */
+		long len = ck_read_file("/proc/sysvipc/shm", buf, sizeof buf);
+		for (const char *p = buf; len > 0 && *p;) {
+			uint64_t k2, id, perms, sz;
+			const char *r = p;
+			while (*r == ' ')
+				r++;
+			int neg = *r == '-';
+			r += neg;
+			if (ck_parse_dec(&r, &k2)) {
+				while (*r == ' ')
+					r++;
+				ck_parse_dec(&r, &id);
+				while (*r == ' ')
+					r++;
+				ck_parse_dec(&r, &perms);
+				while (*r == ' ')
+					r++;
+				ck_parse_dec(&r, &sz);
+				if (id == m->ino) {
+					mode = perms;
+					size = sz;
+				}
+			}
+			while (*p && *p != '\n')
+				p++;
+			if (*p)
+				p++;
+		}
+		cb_map(e, 5);
+		cb_kv_text(e, "kind", "sysv");
+		cb_kv_uint(e, "key", key);
+		cb_kv_uint(e, "id", m->ino);
+		cb_kv_uint(e, "mode", mode);
+		cb_kv_uint(e, "size", size);
+	} else if (ck_starts_with(n, "/dev/shm/")) {
+		cb_map(e, 2);
+		cb_kv_text(e, "kind", "posix");
+		cb_text(e, "path");
+		cb_textn(e, n, ck_ends_with(n, " (deleted)") ? ck_strlen(n) - 10 : ck_strlen(n));
+	} else {
+		cb_map(e, 1);
+		cb_kv_text(e, "kind", "anon");
+	}
+}
+
 /* What a mapping is, with the identity of its file when it has one. */
 static struct region_kind region_of(const struct map_line *m, struct ck_stat *st)
 {
@@ -468,6 +538,7 @@ static void save_region(struct ck_writer *w, struct ck_scratch *s, int pmfd, con
 		cb_uint(e, m->dev);
 		cb_uint(e, m->ino);
 		cb_uint(e, m->offset);
+		save_shm_object(e, m);
 	}
 	if (ck_streq(k.kind, "file")) {
 		cb_text(e, "file");
@@ -669,6 +740,33 @@ static int parse_region(struct cb_dec *d, struct ck_img_region *r)
 				else if (cbd_key_is(fk, fkl, "ino")) r->ino = v;
 				else if (cbd_key_is(fk, fkl, "size")) r->size = v;
 				else if (cbd_key_is(fk, fkl, "mtime_ns")) r->mtime_ns = v;
+			}
+		} else if (cbd_key_is(k, kl, "shm_object")) {
+			int64_t ol;
+			const char *ok;
+			size_t okl;
+			if (!cbd_map(d, &ol))
+				return 0;
+			while (cbd_next_key(d, &ol, &ok, &okl)) {
+				if (cbd_key_is(ok, okl, "kind") || cbd_key_is(ok, okl, "name") || cbd_key_is(ok, okl, "path")) {
+					if (!cbd_text(d, &s, &sl))
+						return 0;
+					if (ok[0] == 'k') {
+						if (sl >= sizeof r->shm_kind)
+							return 0;
+						memcpy(r->shm_kind, s, sl);
+					} else {
+						r->shm_name = ck_dup_text(s, sl);
+					}
+				} else if (cbd_key_is(ok, okl, "key")) {
+					if (!cbd_uint(d, &r->shm_key)) return 0;
+				} else if (cbd_key_is(ok, okl, "id")) {
+					if (!cbd_uint(d, &r->shm_id)) return 0;
+				} else if (cbd_key_is(ok, okl, "mode")) {
+					if (!cbd_uint(d, &r->shm_mode)) return 0;
+				} else if (!cbd_skip(d)) {
+					return 0;
+				}
 			}
 		} else if (cbd_key_is(k, kl, "shm")) {
 			int64_t sn;
@@ -932,8 +1030,57 @@ static const struct ck_obj_shm *find_shm(const struct ck_objects *objs, uint64_t
 	return 0;
 }
 
-/* For a tree: every shared memory object once, as a memfd filled with the
- * pages the image that holds them saved; every process maps the same one. */
+/* A SysV segment with its key and, through shm_next_id, its id again;
+ * mapped once to get a descriptor for its shmem file (whose mmap keeps it a
+ * SysV attachment: shmdt works on it), then detached. */
+static int create_sysv(const struct ck_img_region *r)
+{
+	FILE *f = fopen("/proc/sys/kernel/shm_next_id", "w");
+	if (f) {
+		fprintf(f, "%llu", (unsigned long long)r->shm_id);
+		fclose(f);
+	}
+	uint64_t size = r->shm_off + (r->end - r->start);
+	int id = shmget((key_t)r->shm_key, size, IPC_CREAT | IPC_EXCL | (int)(r->shm_mode & 0777));
+	if (id < 0)
+		ck_refuse("cannot create the SysV shared memory segment (key %#llx) again: %s%s", (unsigned long long)r->shm_key,
+			  strerror(errno), errno == EEXIST ? " (a segment with that key exists; remove it with ipcrm)" : "");
+	if ((uint64_t)id != r->shm_id)
+		ck_refuse("the SysV shared memory segment (key %#llx) got id %d, not its original %llu", (unsigned long long)r->shm_key,
+			  id, (unsigned long long)r->shm_id);
+	void *a = shmat(id, 0, 0);
+	if (a == (void *)-1)
+		ck_refuse("cannot attach the SysV segment %d: %s", id, strerror(errno));
+	char path[96];
+	snprintf(path, sizeof path, "/proc/self/map_files/%lx-%lx", (unsigned long)a, (unsigned long)a + (unsigned long)CK_PAGE_UP(size));
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	shmdt(a);
+	if (fd < 0)
+		ck_refuse("cannot open the SysV segment %d: %s", id, strerror(errno));
+	return fd;
+}
+
+/* The same kind of object as the saved one, empty. */
+static int create_shm_object(const struct ck_img_region *r)
+{
+	int fd;
+	if (!strcmp(r->shm_kind, "sysv"))
+		return create_sysv(r);
+	if (!strcmp(r->shm_kind, "posix") && r->shm_name) {
+		fd = open(r->shm_name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		if (fd < 0)
+			ck_refuse("cannot create the POSIX shared memory %s again: %s", r->shm_name, strerror(errno));
+		return fd;
+	}
+	fd = memfd_create(!strcmp(r->shm_kind, "memfd") && r->shm_name ? r->shm_name : "ckrun-shm", MFD_CLOEXEC);
+	if (fd < 0)
+		ck_refuse("cannot create shared memory: %s", strerror(errno));
+	return fd;
+}
+
+/* Every shared memory object once, of its kind, filled with the pages the
+ * image that holds them saved; every process maps (and may hold a
+ * descriptor of) the same one. */
 CK_HIDDEN void ck_shm_create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd)
 {
 	objs->shm = calloc(1, sizeof *objs->shm);
@@ -948,11 +1095,11 @@ CK_HIDDEN void ck_shm_create_shared(struct ck_image **imgs, size_t n, struct ck_
 				struct ck_obj_shm *nw = &objs->shm[objs->nshm++];
 				nw->dev = r->shm_dev;
 				nw->ino = r->shm_ino;
-				int fd = memfd_create("ckrun-shm", MFD_CLOEXEC);
-				if (fd < 0)
-					ck_refuse("cannot create shared memory for the tree: %s", strerror(errno));
+				int fd = create_shm_object(r);
 				nw->fd = fcntl(fd, F_DUPFD_CLOEXEC, base_fd);
 				close(fd);
+				if (nw->fd < 0)
+					ck_refuse("cannot place a shared memory descriptor: %s", strerror(errno));
 				o = nw;
 			}
 			struct stat st;
@@ -989,13 +1136,16 @@ CK_HIDDEN void ck_memory_plan(struct ck_image *img, struct ck_plan *plan,
 		p->growsdown = !strcmp(r->kind, "stack");
 		p->first_run = nruns;
 		p->nruns = r->nruns;
+		p->sysv_id = -1;
 		const struct ck_obj_shm *o = r->has_shm ? find_shm(objs, r->shm_dev, r->shm_ino) : 0;
 		if (o) {
-			/* the tree's one copy, filled already */
+			/* the one object, filled already */
 			p->anon = 0;
 			p->fd = o->fd;
 			p->foff = r->shm_off;
 			p->nruns = 0;
+			if (!strcmp(r->shm_kind, "sysv"))
+				p->sysv_id = (int)r->shm_id;
 			continue;
 		}
 		for (size_t j = 0; j < r->nruns; j++) {
@@ -1109,7 +1259,10 @@ CK_CORE void ck_core_map_regions(struct ck_plan *p)
 		int prot = r->prot | (r->nruns ? PROT_READ | PROT_WRITE : 0);
 		int flags = MAP_FIXED | (r->shared ? MAP_SHARED : MAP_PRIVATE);
 		long a;
-		if (r->anon)
+		if (r->sysv_id >= 0)
+			/* a SysV attachment (shmdt must work on it), not a mapping of its file */
+			a = CK_SYS3(SYS_shmat, r->sysv_id, r->start, SHM_REMAP | ((r->prot & PROT_WRITE) ? 0 : SHM_RDONLY));
+		else if (r->anon)
 			a = ck_mmap((void *)r->start, r->end - r->start, prot,
 				    flags | MAP_ANONYMOUS | (r->growsdown ? MAP_GROWSDOWN : 0), -1, 0);
 		else

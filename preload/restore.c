@@ -451,8 +451,14 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
 static __attribute__((noreturn)) void restore_image(const char *path, int verify_data)
 {
 	static struct ck_image img;
+	static struct ck_objects objs;
+	struct ck_image *one = &img;
 	load_and_check(&img, path, verify_data);
-	become(&img, 0);
+	/* shared memory and pipes are made as a tree makes them: a memfd
+	 * mapped and held as a descriptor stays one object */
+	ck_pipes_create_shared(&one, 1, &objs, max_program_fd(&img) + 64);
+	ck_shm_create_shared(&one, 1, &objs, max_program_fd(&img) + 64);
+	become(&img, &objs);
 }
 
 /* ---- a process tree (docs/design.md, "Restoring a tree") ---- */

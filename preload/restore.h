@@ -31,6 +31,9 @@ struct ck_img_region {
 	int fd; /* opened by the restore host */
 	int has_shm;
 	uint64_t shm_dev, shm_ino, shm_off; /* a shared memory object's identity */
+	char shm_kind[8];                    /* anon, memfd, sysv, posix */
+	const char *shm_name;                /* memfd name, or path under /dev/shm */
+	uint64_t shm_key, shm_id, shm_mode;  /* SysV */
 };
 
 struct ck_img_thread {
@@ -141,6 +144,7 @@ struct ck_objects {
 struct ck_plan_region {
 	uint64_t start, end, foff;
 	int prot, shared, fd, anon, growsdown;
+	int sysv_id; /* a SysV segment: attached with shmat, not mapped; else -1 */
 	uint64_t first_run, nruns;
 };
 
