@@ -532,12 +532,14 @@ export function findProcesses(pred: (p: ProcInfo) => boolean): ProcInfo[] {
 
 // ---------------------------------------------------------------- ckrun
 
-/** Start `ckrun [--dir DIR] [--interval S] [--signal SIG] -- PROGRAM...`. */
+/** Start `ckrun [--dir DIR] [--interval S] [--signal SIG] [EXTRA...] -- PROGRAM...`. */
 export function launch(o: {
   program: string[];
   dir?: string;
   interval?: number;
   signal?: string;
+  /** more options for ckrun (before `--`) */
+  extra?: string[];
   cwd?: string;
   env?: Record<string, string>;
   input?: string;
@@ -547,7 +549,7 @@ export function launch(o: {
   if (o.dir !== undefined) args.push('--dir', o.dir);
   if (o.interval !== undefined) args.push('--interval', String(o.interval));
   if (o.signal !== undefined) args.push('--signal', o.signal);
-  args.push('--', ...o.program);
+  args.push(...(o.extra ?? []), '--', ...o.program);
   return new Proc(NODE, args, { cwd: o.cwd, env: o.env, input: o.input, label: o.label ?? `ckrun ${path.basename(o.program[0])}` });
 }
 
