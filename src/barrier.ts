@@ -28,6 +28,7 @@ import {
   type FdRef,
   type InnerIds,
   type Member,
+  type OwnDescriptor,
   type ShmObject,
   type TreeProcess,
 } from './proctree.js';
@@ -249,7 +250,7 @@ class Barrier<P extends Participant> {
   // ---- while everyone is stopped -----------------------------------------
 
   private examine(): { sharedFiles: FdRef[][]; owners: [number, number, number][]; skip: Map<number, ShmObject[]> } {
-    const own = shimDescriptors(this.host.ownSockets());
+    let own: OwnDescriptor | undefined;
     for (let attempt = 0; ; attempt++) {
       const members: Member[] = [];
       for (const x of this.live()) {
@@ -268,7 +269,9 @@ class Barrier<P extends Participant> {
         members.push({ pid: x.proc.pid, outer: x.outer });
       }
       try {
-        const shared = sharedFiles(members, own);
+        // one process shares nothing with another
+        if (members.length > 1) own ??= shimDescriptors(this.host.ownSockets());
+        const shared = own && members.length > 1 ? sharedFiles(members, own) : [];
         const maps = new Map<number, ShmObject[]>();
         for (const m of members) maps.set(m.pid, shmObjectsOf(m));
         const plan = shmPlan(maps);

@@ -44,18 +44,48 @@ function readStat(pid: number): StatLine | undefined {
   }
 }
 
-/**
- * Every process below `root` (by parent links), without checkpoint writers
- * and their descendants and without restore orchestrators themselves (their
- * descendants are included). Zombies are included; callers filter on state.
- */
-export function sessionProcesses(root: number = process.pid): TreeProcess[] {
+/** The children of every thread of a process (/proc/PID/task/TID/children). */
+function childrenOf(pid: number): number[] {
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return [];
+  }
+  const out: number[] = [];
+  for (const t of tasks) {
+    try {
+      for (const c of readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').split(' ')) if (c) out.push(Number(c));
+    } catch {
+      // the thread exited
+    }
+  }
+  return out;
+}
+
+let childrenFiles: boolean | undefined;
+
+/** Whether the kernel has /proc/PID/task/TID/children (CONFIG_PROC_CHILDREN). */
+function haveChildrenFiles(): boolean {
+  if (childrenFiles === undefined) {
+    try {
+      statSync(`/proc/self/task/${process.pid}/children`);
+      childrenFiles = true;
+    } catch {
+      childrenFiles = false;
+    }
+  }
+  return childrenFiles;
+}
+
+/** Parent links of every process (the slow way: every /proc/PID/stat). */
+function allChildren(): Map<number, StatLine[]> {
   const kids = new Map<number, StatLine[]>();
   let entries: string[];
   try {
     entries = readdirSync('/proc');
   } catch {
-    return [];
+    return kids;
   }
   for (const e of entries) {
     if (!/^[0-9]+$/.test(e)) continue;
@@ -65,12 +95,25 @@ export function sessionProcesses(root: number = process.pid): TreeProcess[] {
     if (!list) kids.set(s.ppid, (list = []));
     list.push(s);
   }
+  return kids;
+}
+
+/**
+ * Every process below `root` (by parent links), without checkpoint writers
+ * and their descendants and without restore orchestrators themselves (their
+ * descendants are included). Zombies are included; callers filter on state.
+ * Reads only the tree's own /proc entries where the kernel lists children.
+ */
+export function sessionProcesses(root: number = process.pid): TreeProcess[] {
+  const all = haveChildrenFiles() ? undefined : allChildren();
+  const kidsOf = (pid: number): StatLine[] =>
+    all ? (all.get(pid) ?? []) : childrenOf(pid).flatMap((c) => readStat(c) ?? []);
   const out: TreeProcess[] = [];
   const queue = [root];
   const seen = new Set<number>([root]);
   while (queue.length > 0) {
     const p = queue.shift()!;
-    for (const c of kids.get(p) ?? []) {
+    for (const c of kidsOf(p)) {
       if (seen.has(c.pid)) continue;
       seen.add(c.pid);
       if (c.comm === WRITER_COMM) continue;
