@@ -5,7 +5,11 @@ export type { Session, SessionOptions, LaunchOptions, CheckpointResult, SessionE
 export { requestCheckpoint, sessionStatus, CheckpointError } from './checkpoint-client.js';
 export { restart, pickImage, RestartError } from './restart.js';
 export type { RestartOptions, RestartedSession, RestartSource } from './restart.js';
+export { compressLevel, isCompressedImage, CompressError, DEFAULT_COMPRESS_LEVEL, GZIP_SUFFIX } from './compress.js';
+export { compressImage, openFlatImage } from './flatten.js';
+export type { CompressedImage, ImageSource } from './flatten.js';
 export {
+  decompressImage,
   readImage,
   verifyImageData,
   dataChunks,
