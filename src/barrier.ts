@@ -156,14 +156,11 @@ class Barrier<P extends Participant> {
       await this.stopAll(first);
       await this.sweep();
       const plan = this.examine();
+      if (this.live().length === 0) throw new BarrierError('every process of the session exited during the checkpoint');
       await this.save(plan.skip);
       this.resumed = true;
-      const answers = await this.resume();
-      return {
-        processes: answers,
-        sharedFiles: plan.sharedFiles.map((g) => g.filter(([pid]) => answers.some((a) => a.pid === pid))).filter((g) => new Set(g.map(([pid]) => pid)).size >= 2),
-        shmOwners: plan.owners,
-      };
+      // every process saved answers, or the checkpoint fails: the plan holds
+      return { processes: await this.resume(), sharedFiles: plan.sharedFiles, shmOwners: plan.owners };
     } catch (e) {
       if (!this.resumed) this.abort();
       throw e instanceof BarrierError ? e : new BarrierError(errorMessage(e));
