@@ -4,11 +4,20 @@
 // PID 1 of a fresh PID namespace when a PID of the family is taken) rebuilds
 // the tree; the session is ready once every process said `restored`, and it
 // ends when the orchestrator, which outlives the family, exits.
-import { stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { sessionEnv, stdioIdentity } from './environment.js';
-import { completeGenerations, findNewestGeneration, isGenerationDir, readManifest, type Generation } from './generations.js';
-import { asArray, asMap, asNumber, ImageError, imagePid, imageTids, readImage, type Image } from './image.js';
+import {
+  completeGenerations,
+  encodeManifest,
+  findNewestGeneration,
+  isGenerationDir,
+  MANIFEST,
+  readManifest,
+  type Generation,
+} from './generations.js';
+import { asArray, asMap, asNumber, decompressImage, ImageError, imagePid, imageTids, readImage, type Image } from './image.js';
 import { exitStatus, isNativeError, spawnChild, type ExitStatus } from './native.js';
 import { displayPath } from './output.js';
 import { shimPath } from './paths.js';
@@ -76,11 +85,15 @@ export async function familyGeneration(opts: { image?: string; dir?: string }): 
   return g && isFamily(g) ? { generation: g, sourceDir: target } : undefined;
 }
 
-/** Reads and verifies every image of a generation, in manifest order. */
-async function verifyFamily(g: Generation, verifyData: boolean): Promise<Image[]> {
+/**
+ * Reads and verifies every image of a generation, in manifest order
+ * (compressed ones from `staged`, where stageCompressed put them).
+ */
+async function verifyFamily(g: Generation, verifyData: boolean, staged?: string): Promise<Image[]> {
   const images: Image[] = [];
   for (const p of g.manifest.processes) {
-    const img = await readImage(join(g.path, p.image), { verifyData });
+    const decompressed = staged !== undefined ? join(staged, stagedName(p.pid)) : undefined;
+    const img = await readImage(join(g.path, p.image), { verifyData, decompressed });
     if (imagePid(img) !== p.pid)
       throw new ImageError(
         img.path,
@@ -90,6 +103,38 @@ async function verifyFamily(g: Generation, verifyData: boolean): Promise<Image[]
     images.push(img);
   }
   return images;
+}
+
+function stagedName(pid: number): string {
+  return `${pid}.ckpt`;
+}
+
+/**
+ * A generation of compressed images is restored from a hidden directory
+ * beside them, `.restore-<random>/`, holding every image decompressed
+ * (`<pid>.ckpt`) and the manifest naming them: what the orchestrator reads.
+ * Compressed images refer to no other file, so nothing else is needed.
+ * The caller removes the directory (once the family is restored).
+ */
+async function stageCompressed(g: Generation): Promise<string> {
+  const dir = join(g.path, `.restore-${randomBytes(6).toString('hex')}`);
+  await mkdir(dir, { mode: 0o700 }).catch((e: Error) => {
+    throw new RestartError(`cannot decompress the images of ${displayPath(g.path)} beside them: ${e.message}`);
+  });
+  try {
+    for (const p of g.manifest.processes) {
+      const tmp = await decompressImage(join(g.path, p.image), { pid: p.pid, dir });
+      await rename(tmp, join(dir, stagedName(p.pid)));
+    }
+    const manifest = { ...g.manifest, processes: g.manifest.processes.map((p) => ({ ...p, image: stagedName(p.pid) })) };
+    delete manifest.compressed;
+    await writeFile(join(dir, MANIFEST), await encodeManifest(manifest), { mode: 0o600 });
+    return dir;
+  } catch (e) {
+    await rm(dir, { recursive: true, force: true });
+    if (e instanceof ImageError && e.problem === 'unwritable') throw new RestartError(e.message);
+    throw e;
+  }
 }
 
 /** The newest generation older than g whose images all verify, as a hint for a refusal. */
@@ -129,20 +174,40 @@ function sleep(ms: number): Promise<void> {
 export async function restartFamily(opts: RestartOptions, host: string, src: FamilySource): Promise<RestartedSession> {
   const { generation } = src;
   const m = generation.manifest;
-  const where = displayPath(generation.path);
-  if (m.compressed !== undefined)
-    throw new RestartError(
-      `generation ${where} holds a family of ${m.processes.length} processes in compressed images; ` +
-        `restarting a family from compressed images is not supported yet (take checkpoints without --compress)`,
-    );
   const verifyData = opts.verifyData ?? true;
+  // compressed images: restored from a hidden directory of decompressed
+  // copies, removed once every process runs again or the restart fails
+  let staged: string | undefined;
+  const removeStaged = (): Promise<void> => (staged ? rm(staged, { recursive: true, force: true }).catch(() => undefined) : Promise.resolve());
   let images: Image[];
   try {
-    images = await verifyFamily(generation, verifyData);
+    if (m.compressed !== undefined) staged = await stageCompressed(generation);
+    images = await verifyFamily(generation, verifyData, staged);
   } catch (e) {
+    await removeStaged();
     if (!(e instanceof ImageError)) throw e;
     throw new RestartError(`${e.message}${await olderHint(src, verifyData)}`);
   }
+  try {
+    const session = await restartStaged(opts, host, src, images, staged);
+    session.ready.then(removeStaged, removeStaged);
+    return session;
+  } catch (e) {
+    await removeStaged();
+    throw e;
+  }
+}
+
+async function restartStaged(
+  opts: RestartOptions,
+  host: string,
+  src: FamilySource,
+  images: Image[],
+  staged: string | undefined,
+): Promise<RestartedSession> {
+  const { generation } = src;
+  const m = generation.manifest;
+  const where = displayPath(generation.path);
   const rootIndex = Math.max(
     0,
     m.processes.findIndex((p) => p.pid === m.root),
@@ -160,7 +225,7 @@ export async function restartFamily(opts: RestartOptions, host: string, src: Fam
     stripPreload: shimPath(baseEnv),
   });
   // ckrun has verified the data already (or was told not to): one read is enough.
-  const hostArgs = ['--no-verify-data', '--tree', generation.path];
+  const hostArgs = ['--no-verify-data', '--tree', staged ?? generation.path];
   const ids = familyIds(images);
   const root = process.geteuid?.() === 0;
   const state = { pidNamespace: opts.newPidNamespace === true || !root, ready: false };
@@ -239,7 +304,8 @@ export async function restartFamily(opts: RestartOptions, host: string, src: Fam
     cwd: m.cwd,
     restoredFrom: generation.path,
     parentImage: null,
-    parentImages: m.processes.map((p) => [p.pid, join(generation.path, p.image)]),
+    // a compressed image cannot be a parent (the shim reads its parent as it is)
+    parentImages: staged ? [] : m.processes.map((p) => [p.pid, join(generation.path, p.image)]),
     expectRestored: m.processes.map((p) => p.pid),
     endsWithChild: true,
   });

@@ -25,6 +25,7 @@ import {
   stepOf,
 } from './helpers.js';
 import { assertPrefix, assertResumed } from './spine.js';
+import { checkTreeGeneration, kill9Session, treeProgram } from './tree.js';
 
 /** Every `.restore-*` temporary image below dir. */
 function temporaries(dir: string): string[] {
@@ -172,6 +173,50 @@ test('restart --compress from an uncompressed checkpoint: the next image is comp
   }
 });
 
+test('a family (parent, children, pipes, shared memory, zombie) checkpointed compressed restarts exactly, twice', async () => {
+  const scope = new Scope('compress-family');
+  try {
+    const program = treeProgram('family');
+    const refRun = runNative(program);
+    const ckpt = scope.ckptDir();
+    const checkGen = (gen: string, n: number, what: string): void => {
+      const m = checkTreeGeneration(gen, n, 3, what);
+      assert.is(readManifest(gen).compressed, 'gzip', `${what}: compressed`);
+      assert.equal(
+        fs.readdirSync(gen).sort(),
+        [...m.processes.map((p) => `${p.pid}.ckpt.gz`), 'manifest.cbor'].sort(),
+        `${what}: only compressed images and the manifest`,
+      );
+    };
+    const s1 = scope.launch({ dir: ckpt, program, cwd: scope.dir('work'), extra: ['--compress'] });
+    await s1.waitForStep(40);
+    const req1 = s1.lines.length;
+    checkGen(await checkpoint(ckpt), 1, 'first checkpoint');
+    await s1.waitForStep(s1.maxStep + 1);
+    await kill9Session(s1, ckpt, 'launched family');
+
+    const r1 = scope.restart({ dir: ckpt, extra: ['--compress'] });
+    await r1.waitFor(() => r1.lines.length >= 30, '30 lines from the restarted family');
+    const req2 = r1.lines.length;
+    await assertNoTemporaries(ckpt, 'after the family was restored');
+    checkGen(await checkpoint(ckpt), 2, 'checkpoint of the restarted family');
+    await r1.waitForStep(r1.maxStep + 1);
+    await kill9Session(r1, ckpt, 'restarted family');
+
+    const r2 = scope.restart({ dir: ckpt });
+    const ex = await r2.waitExit();
+    assert.is(ex.code, 0, r2.describe());
+    const ref = (await refRun).lines;
+    assertPrefix(s1, ref, 'family, launched run');
+    const k1 = assertResumed({ beforeLines: s1.lines, requestedAt: req1, after: r1, ref, complete: false, what: 'family, first restart' });
+    assertResumed({ beforeLines: ref.slice(0, k1).concat(r1.lines), requestedAt: k1 + req2, after: r2, ref, complete: true, what: 'family, second restart' });
+    assert.is(lastLine(r2.lines), lastLine(ref));
+    await assertNoTemporaries(ckpt, 'after the second restart');
+  } finally {
+    await scope.cleanup();
+  }
+});
+
 test('a truncated or corrupted .ckpt.gz is refused with a clear message; nothing is left running or behind', async () => {
   const scope = new Scope('compress-bad');
   try {
@@ -223,8 +268,8 @@ test('a truncated or corrupted .ckpt.gz is refused with a clear message; nothing
     fs.writeFileSync(file, good);
     const r = scope.restart({ image: g1 });
     await r.waitFor(() => r.lines.some((l) => stepOf(l) !== undefined), 'a step of the restarted program');
-    await scope.kill9(r);
     await assertNoTemporaries(ckpt, 'after restarting the good generation');
+    await scope.kill9(r);
   } finally {
     await scope.cleanup();
   }
