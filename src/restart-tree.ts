@@ -6,6 +6,7 @@
 // ends when the orchestrator, which outlives the family, exits.
 import { randomBytes } from 'node:crypto';
 import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { sessionEnv, stdioIdentity } from './environment.js';
 import {
@@ -117,10 +118,17 @@ function stagedName(pid: number): string {
  * The caller removes the directory (once the family is restored).
  */
 async function stageCompressed(g: Generation): Promise<string> {
-  const dir = join(g.path, `.restore-${randomBytes(6).toString('hex')}`);
-  await mkdir(dir, { mode: 0o700 }).catch((e: Error) => {
-    throw new RestartError(`cannot decompress the images of ${displayPath(g.path)} beside them: ${e.message}`);
-  });
+  const name = `.restore-${randomBytes(6).toString('hex')}`;
+  let dir = join(g.path, name);
+  try {
+    await mkdir(dir, { mode: 0o700 });
+  } catch (e) {
+    // a directory we cannot write to (read-only media): any other will do
+    dir = join(tmpdir(), name);
+    await mkdir(dir, { mode: 0o700 }).catch(() => {
+      throw new RestartError(`cannot decompress the images of ${displayPath(g.path)} beside them: ${(e as Error).message}`);
+    });
+  }
   try {
     for (const p of g.manifest.processes) {
       const tmp = await decompressImage(join(g.path, p.image), { pid: p.pid, dir });

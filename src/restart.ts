@@ -3,6 +3,7 @@
 // taken) and coordinate the restarted session like a launched one.
 import { existsSync } from 'node:fs';
 import { readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { sessionEnv, stdioIdentity } from './environment.js';
 import {
@@ -198,7 +199,16 @@ async function decompressLocated(loc: Located, verifyData: boolean): Promise<str
   const named = /^([0-9]+)\.ckpt\.gz$/.exec(basename(loc.imagePath));
   const pid = entry?.pid ?? (named ? Number(named[1]) : undefined);
   try {
-    return await decompressImage(loc.imagePath, { pid });
+    try {
+      return await decompressImage(loc.imagePath, { pid });
+    } catch (e) {
+      // a directory we cannot write to (read-only media): a compressed
+      // image refers to no other file, so any directory will do
+      if (!(e instanceof ImageError) || e.problem !== 'unwritable') throw e;
+      return await decompressImage(loc.imagePath, { pid, dir: tmpdir() }).catch(() => {
+        throw e;
+      });
+    }
   } catch (e) {
     if (!(e instanceof ImageError)) throw e;
     throw await refusal(e, loc, verifyData);
