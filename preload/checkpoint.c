@@ -38,6 +38,7 @@ static int overflowed;         /* more threads than slots */
 
 static char request_buf[8320];
 static size_t request_len;
+static int session_gone; /* ckrun closed the connection: it died */
 static char request_path[4096];
 static char request_parent[4096]; /* "parent <path>": the image to be incremental to */
 
@@ -114,6 +115,8 @@ static long next_line(char *out, size_t cap, int timeout_ms)
 		}
 		if (r == -EINTR)
 			continue;
+		if (r == 0)
+			session_gone = 1;
 		if (r != -EAGAIN || timeout_ms <= 0)
 			return -1;
 		struct {
@@ -717,11 +720,21 @@ static void after_restore_leader(struct ck_restore_info *ri)
 	release_threads();
 }
 
+/* ckrun is gone (killed, crashed): the family it ran ends with it, as a
+ * terminal's processes end when it hangs up. */
+static void end_with_session(void)
+{
+	if (session_gone)
+		ck_kill((int)ck_getpid(), SIGKILL);
+}
+
 static void lead_checkpoint(ucontext_t *uc)
 {
 	int mode = take_request();
-	if (mode == REQ_NONE)
+	if (mode == REQ_NONE) {
+		end_with_session();
 		return;
+	}
 	if (!__sync_bool_compare_and_swap(&state, ST_IDLE, ST_STOPPING)) {
 		reply_error(0, "a checkpoint is already running", 0);
 		return;
@@ -759,6 +772,7 @@ static void lead_checkpoint(ucontext_t *uc)
 		if (!await_step("save", args, sizeof args)) {
 			release_threads();
 			ck_munmap((void *)s->start, CK_SCRATCH_SIZE);
+			end_with_session();
 			return;
 		}
 		parse_skip(s, args);
@@ -801,6 +815,7 @@ static void lead_checkpoint(ucontext_t *uc)
 		reply_result(s, ok, pause, now_ns() - t0);
 	}
 	ck_munmap((void *)s->start, CK_SCRATCH_SIZE);
+	end_with_session();
 }
 
 static void participate(ucontext_t *uc, siginfo_t *si)

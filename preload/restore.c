@@ -604,9 +604,12 @@ static void spawn_member(struct tree *t, struct tree_proc *p);
 /* In the forked restore host of one process: its children first (they
  * inherit everything shared), then its zombies, its session and group,
  * then it becomes the process. */
-static __attribute__((noreturn)) void member_main(struct tree *t, struct tree_proc *p)
+static __attribute__((noreturn)) void member_main(struct tree *t, struct tree_proc *p, int via_stand_in)
 {
-	prctl(PR_SET_PDEATHSIG, SIGKILL); /* the restored shim sets the program's own back */
+	/* dies with the restore if its parent does (the restored shim sets the
+	 * program's own back); not under a stand-in, which exits at once */
+	if (!via_stand_in)
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 	for (size_t i = 0; i < t->n; i++) {
 		struct tree_proc *c = &t->procs[i];
 		if (c->img.ppid != p->pid)
@@ -642,13 +645,13 @@ static void spawn_member(struct tree *t, struct tree_proc *p)
 			if (setsid() < 0)
 				ck_refuse("cannot open session %d again for process %d: %s", p->img.sid, p->pid, strerror(errno));
 			if (spawn_with_pid(p->pid) == 0)
-				member_main(t, p);
+				member_main(t, p, 1);
 			_exit(0);
 		}
 		return;
 	}
 	if (spawn_with_pid(p->pid) == 0)
-		member_main(t, p);
+		member_main(t, p, 0);
 }
 
 static volatile pid_t tree_root;
