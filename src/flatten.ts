@@ -74,6 +74,9 @@ function encodeInto(v: CborValue, out: number[]): void {
   else if (v === null) out.push(0xf6);
   else if (v === undefined) out.push(0xf7);
   else {
+    const proto: unknown = Object.getPrototypeOf(v);
+    if (proto !== Object.prototype && proto !== null)
+      throw new TypeError('the metadata holds a CBOR item this ckrun does not re-encode (a tag?)');
     const entries = Object.entries(v);
     head(5, BigInt(entries.length), out);
     for (const [k, x] of entries) {
@@ -151,13 +154,15 @@ class PieceSource implements ImageSource {
 
 /**
  * Opens an image for compression: as it is when it refers to no other
- * image, else flattened (see above). The image and the files it refers to
- * are checked (header and metadata) first; the referred pages get
- * checksums of their own in the flat image.
+ * image, else flattened (see above). The image is checked (header and
+ * metadata) first; one that refers to others is verified in full, with
+ * them (every data checksum), since the referred pages get checksums of
+ * their own in the flat image.
  */
 export async function openFlatImage(path: string): Promise<ImageSource> {
   const img = await readImage(path);
   const refs = referredImages(img);
+  if (refs.length > 0) await readImage(path, { verifyData: true });
   const files: FileHandle[] = [];
   try {
     files.push(await open(path, 'r'));

@@ -279,18 +279,19 @@ test('a disk that fills up while an image is compressed fails the checkpoint cle
   const scope = new Scope('compress-enospc');
   const ckpt = scope.ckptDir();
   try {
-    // room for the image (about 14 MiB at step 40) but not for it and its compressed copy
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=20m', 'tmpfs', ckpt], { stdio: 'ignore' });
+    // room for the image (17 MiB: 16 MiB of random data, whenever it is
+    // taken) but not for it and its compressed copy (random data stays as big)
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=24m', 'tmpfs', ckpt], { stdio: 'ignore' });
   } catch {
     console.log('  (skipped: cannot mount a small tmpfs here)');
     await scope.cleanup();
     return;
   }
   try {
-    const program = exampleProgram('counter');
+    const program = exampleProgram('dirty', ['--mib', '16', '--steps', '300']);
     const refRun = runNative(program);
     const s = scope.launch({ dir: ckpt, program, extra: ['--compress'] });
-    await s.waitForStep(40);
+    await s.waitForStep(20);
     const r = await ckrun(['checkpoint', '--dir', ckpt]);
     assert.ok(r.code !== 0 && r.code !== null, `the checkpoint should fail on a full disk:\n${r.describe()}`);
     assert.match(r.stderr, /compress/i, `the message says compressing failed:\n${r.describe()}`);
