@@ -258,6 +258,15 @@ CK_HIDDEN void ck_pipe_save(struct ck_writer *w, const struct ck_fdtab *t, const
 CK_HIDDEN void ck_eventfd_save(struct ck_writer *w, const struct ck_fd *f);
 CK_HIDDEN void ck_epoll_save(struct ck_writer *w, const struct ck_fd *f);
 
+/* sockets.c: a socket's family, type and options; the family's own part
+ * from sk-unix.c or sk-inet.c, which add their keys to the "socket" map */
+CK_HIDDEN void ck_socket_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f);
+CK_HIDDEN void ck_sockopt_put(struct cb_enc *e, int fd, int level, int name);
+CK_HIDDEN void ck_unix_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f, int type);
+CK_HIDDEN void ck_inet_options_save(struct cb_enc *e, const struct ck_fd *f);
+CK_HIDDEN void ck_inet_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f, int family, int type,
+			    int protocol);
+
 /* process.c */
 CK_HIDDEN void ck_process_save(struct ck_writer *w, struct ck_scratch *s);
 CK_HIDDEN long ck_read_file(const char *path, char *buf, size_t cap);

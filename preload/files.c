@@ -1,6 +1,7 @@
 /* Descriptors: the walk over all of them, and the kinds that are files:
  * regular files, directories, devices, the session's stdio and files
- * deleted while open. Pipes are in pipes.c, epoll and eventfd in events.c;
+ * deleted while open. Pipes are in pipes.c, epoll and eventfd in events.c,
+ * sockets in sockets.c;
  * a kind ckrun cannot save yet fails the checkpoint with a message naming
  * the descriptor.
  *
@@ -51,6 +52,8 @@ static const char *kind_of(const struct ck_fd *f, int *stdio_index)
 		return "device";
 	case S_IFIFO:
 		return ck_starts_with(f->link, "pipe:") ? "pipe" : 0;
+	case S_IFSOCK:
+		return "socket";
 	default:
 		if (ck_streq(f->link, "anon_inode:[eventfd]"))
 			return "eventfd";
@@ -65,8 +68,6 @@ static const char *describe_unsupported(const struct ck_fd *f)
 	switch (f->st.mode & S_IFMT) {
 	case S_IFIFO:
 		return "a named FIFO";
-	case S_IFSOCK:
-		return "a socket";
 	default:
 		if (ck_starts_with(f->link, "anon_inode:"))
 			return "an event descriptor ckrun does not know yet";
@@ -261,6 +262,8 @@ CK_HIDDEN void ck_files_save(struct ck_writer *w, struct ck_scratch *s)
 			ck_eventfd_save(w, f);
 		} else if (ck_streq(kind, "epoll")) {
 			ck_epoll_save(w, f);
+		} else if (ck_streq(kind, "socket")) {
+			ck_socket_save(w, &t, f);
 		}
 		cb_close(e);
 	}
@@ -318,6 +321,9 @@ CK_HIDDEN int ck_files_parse(struct cb_dec *d, struct ck_image *img)
 				f->data_crc = (uint32_t)crc;
 			} else if (cbd_key_is(k, kl, "pipe")) {
 				if (!ck_pipe_parse(d, f))
+					return 0;
+			} else if (cbd_key_is(k, kl, "socket")) {
+				if (!ck_socket_parse(d, f))
 					return 0;
 			} else if ((r = ck_events_parse(d, k, kl, f)) != 0) {
 				if (r < 0)
@@ -460,6 +466,8 @@ static int open_entry(struct ck_image *img, struct ck_img_file *f, int base_fd, 
 		fd = ck_eventfd_open(f);
 	} else if (!strcmp(f->kind, "epoll")) {
 		fd = ck_epoll_open(f);
+	} else if (!strcmp(f->kind, "socket")) {
+		fd = ck_socket_open(img, f, base_fd, objs);
 	} else {
 		fd = open(f->path, flags | O_CLOEXEC | O_NOCTTY);
 		if (fd < 0)

@@ -457,6 +457,7 @@ static __attribute__((noreturn)) void restore_image(const char *path, int verify
 	/* shared memory and pipes are made as a tree makes them: a memfd
 	 * mapped and held as a descriptor stays one object */
 	ck_pipes_create_shared(&one, 1, &objs, max_program_fd(&img) + 64);
+	ck_sockets_create_shared(&one, 1, &objs, max_program_fd(&img) + 64);
 	ck_shm_create_shared(&one, 1, &objs, max_program_fd(&img) + 64);
 	become(&img, &objs);
 }
@@ -720,6 +721,7 @@ static __attribute__((noreturn)) void restore_tree(const char *dir, int verify_d
 	nofile.rlim_cur = nofile.rlim_max;
 	setrlimit(RLIMIT_NOFILE, &nofile);
 	ck_pipes_create_shared(imgs, t.n, &t.objs, base + 64);
+	ck_sockets_create_shared(imgs, t.n, &t.objs, base + 64);
 	ck_shm_create_shared(imgs, t.n, &t.objs, base + 64);
 	ck_files_open_shared(imgs, t.n, &t.objs, (const int(*)[3])t.groups, t.ngroups, base + 64);
 
@@ -737,6 +739,7 @@ static __attribute__((noreturn)) void restore_tree(const char *dir, int verify_d
 		close(t.objs.pipes[i].ends[0]);
 		close(t.objs.pipes[i].ends[1]);
 	}
+	ck_sockets_close_objects(&t.objs);
 	for (size_t i = 0; i < t.objs.nshm; i++)
 		close(t.objs.shm[i].fd);
 	for (size_t i = 0; i < t.objs.nshared; i++)

@@ -43,6 +43,23 @@ struct ck_img_thread {
 	int has_resume;
 };
 
+/* sockets.c: what every socket has; sk-unix.c and sk-inet.c hang their
+ * own part on it */
+struct ck_img_sockopt {
+	int level, name;
+	unsigned len;
+	uint8_t val[32];
+};
+struct ck_img_unix;
+struct ck_img_inet;
+struct ck_img_socket {
+	int family, type, protocol;
+	struct ck_img_sockopt *opts;
+	size_t nopts;
+	struct ck_img_unix *unix_part;
+	struct ck_img_inet *inet_part;
+};
+
 struct ck_img_file {
 	int fd;
 	char kind[12];
@@ -65,6 +82,8 @@ struct ck_img_file {
 		uint64_t data;
 	} *epoll;
 	size_t nepoll;
+	/* sockets.c */
+	struct ck_img_socket *sock;
 };
 
 struct ck_img_child {
@@ -131,7 +150,13 @@ struct ck_obj_shared {
 	int pid, fd; /* a descriptor of a process */
 	int ofd;     /* the one open file description, opened once */
 };
+struct ck_obj_socket {
+	uint64_t ino; /* the socket's inode at checkpoint time */
+	int fd;       /* its end, made by the orchestrator, or -1 */
+};
 struct ck_objects {
+	struct ck_obj_socket *sockets;
+	size_t nsockets;
 	struct ck_obj_pipe *pipes;
 	size_t npipes;
 	struct ck_obj_shm *shm;
@@ -237,6 +262,19 @@ CK_HIDDEN int ck_events_parse(struct cb_dec *d, const char *k, size_t kl, struct
 CK_HIDDEN int ck_eventfd_open(struct ck_img_file *f);
 CK_HIDDEN int ck_epoll_open(struct ck_img_file *f);
 CK_HIDDEN void ck_epoll_fill(struct ck_image *img);
+
+/* sockets.c, sk-unix.c, sk-inet.c */
+CK_HIDDEN int ck_socket_parse(struct cb_dec *d, struct ck_img_file *f);
+CK_HIDDEN void ck_sockopts_apply(int fd, const struct ck_img_file *f, int level, const int *except);
+CK_HIDDEN int ck_socket_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs);
+CK_HIDDEN void ck_sockets_create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd);
+CK_HIDDEN void ck_sockets_close_objects(struct ck_objects *objs);
+CK_HIDDEN int ck_unix_parse(struct cb_dec *d, const char *k, size_t kl, struct ck_img_socket *s);
+CK_HIDDEN int ck_unix_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs);
+CK_HIDDEN void ck_unix_create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd);
+CK_HIDDEN int ck_inet_parse(struct cb_dec *d, const char *k, size_t kl, struct ck_img_socket *s);
+CK_HIDDEN int ck_inet_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs);
+CK_HIDDEN void ck_inet_create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd);
 
 /* the restore core (no libc from here) */
 CK_CORE __attribute__((noreturn)) void ck_core_fail(struct ck_plan *p, const char *what, long err);

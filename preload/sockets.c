@@ -1,0 +1,202 @@
+/* Sockets: what every socket has (family, type, protocol, the options
+ * programs rely on), and the dispatch to the family's own file: sk-unix.c
+ * for AF_UNIX, sk-inet.c for AF_INET and AF_INET6.
+ *
+ * A descriptor's map gets "socket": {family, type, protocol, options:
+ * [[level, name, bytes], ...], ...the family's keys}. Options are stored as
+ * the raw getsockopt bytes of a fixed list, so restore is one setsockopt
+ * each; the family file decides when (an option such as SO_REUSEADDR must
+ * be set before bind). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ckrun.h"
+#include "restore.h"
+#include "sys.h"
+
+static long get_sockopt(int fd, int level, int name, void *val, unsigned *len)
+{
+	return CK_SYS5(SYS_getsockopt, fd, level, name, val, len);
+}
+
+static int sockopt_int(int fd, int level, int name, int *v)
+{
+	unsigned len = sizeof *v;
+	return get_sockopt(fd, level, name, v, &len) == 0;
+}
+
+/* One [level, name, bytes] entry, or nothing if the kernel has no such
+ * option for this socket. */
+CK_HIDDEN void ck_sockopt_put(struct cb_enc *e, int fd, int level, int name)
+{
+	uint8_t val[32];
+	unsigned len = sizeof val;
+	if (get_sockopt(fd, level, name, val, &len) != 0)
+		return;
+	cb_array(e, 3);
+	cb_uint(e, (uint64_t)level);
+	cb_uint(e, (uint64_t)name);
+	cb_bytes(e, val, len);
+}
+
+/* Options of the socket layer itself. Buffer sizes are left to the family
+ * file: the kernel reports them doubled and tunes TCP's by itself unless
+ * the program set them. */
+static const int socket_level_options[] = {
+	SO_REUSEADDR, SO_REUSEPORT, SO_KEEPALIVE, SO_BROADCAST, SO_OOBINLINE, SO_PASSCRED,
+	SO_RCVTIMEO, SO_SNDTIMEO, SO_LINGER, SO_RCVLOWAT,
+};
+
+static void save_options(struct cb_enc *e, const struct ck_fd *f, int family)
+{
+	cb_text(e, "options");
+	cb_array_open(e);
+	for (size_t i = 0; i < sizeof socket_level_options / sizeof socket_level_options[0]; i++)
+		ck_sockopt_put(e, f->fd, SOL_SOCKET, socket_level_options[i]);
+	if (family == AF_INET || family == AF_INET6)
+		ck_inet_options_save(e, f);
+	cb_close(e);
+}
+
+CK_HIDDEN void ck_socket_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f)
+{
+	struct cb_enc *e = &w->meta;
+	int family, type, protocol;
+	if (!sockopt_int(f->fd, SOL_SOCKET, SO_DOMAIN, &family) || !sockopt_int(f->fd, SOL_SOCKET, SO_TYPE, &type) ||
+	    !sockopt_int(f->fd, SOL_SOCKET, SO_PROTOCOL, &protocol)) {
+		ck_writer_fail(w, -EIO, "cannot read a socket's family and type");
+		return;
+	}
+	cb_text(e, "socket");
+	cb_map_open(e);
+	cb_kv_uint(e, "family", (uint64_t)family);
+	cb_kv_uint(e, "type", (uint64_t)type);
+	cb_kv_uint(e, "protocol", (uint64_t)protocol);
+	save_options(e, f, family);
+	switch (family) {
+	case AF_UNIX:
+		ck_unix_save(w, t, f, type);
+		break;
+	case AF_INET:
+	case AF_INET6:
+		ck_inet_save(w, t, f, family, type, protocol);
+		break;
+	default:
+		ck_writer_fail(w, -EOPNOTSUPP, "the program has a socket of a family ckrun cannot save (only Unix, IPv4 and IPv6)");
+		break;
+	}
+	cb_close(e);
+}
+
+/* ---- restore host ---- */
+
+static int parse_options(struct cb_dec *d, struct ck_img_socket *s)
+{
+	int64_t n;
+	size_t cap = 8;
+	if (!cbd_array(d, &n))
+		return 0;
+	s->opts = calloc(cap, sizeof *s->opts);
+	while (cbd_next_item(d, &n)) {
+		int64_t m;
+		uint64_t level, name;
+		const uint8_t *p;
+		size_t len;
+		if (!cbd_array(d, &m) || m != 3 || !cbd_uint(d, &level) || !cbd_uint(d, &name) || !cbd_bytes(d, &p, &len) ||
+		    len > sizeof s->opts[0].val)
+			return 0;
+		if (s->nopts == cap) {
+			cap *= 2;
+			s->opts = realloc(s->opts, cap * sizeof *s->opts);
+		}
+		struct ck_img_sockopt *o = &s->opts[s->nopts++];
+		o->level = (int)level;
+		o->name = (int)name;
+		o->len = (unsigned)len;
+		memcpy(o->val, p, len);
+	}
+	return !d->error;
+}
+
+CK_HIDDEN int ck_socket_parse(struct cb_dec *d, struct ck_img_file *f)
+{
+	int64_t left;
+	const char *k;
+	size_t kl;
+	struct ck_img_socket *s = calloc(1, sizeof *s);
+	f->sock = s;
+	if (!cbd_map(d, &left))
+		return 0;
+	while (cbd_next_key(d, &left, &k, &kl)) {
+		uint64_t v;
+		int r;
+		if (cbd_key_is(k, kl, "family") || cbd_key_is(k, kl, "type") || cbd_key_is(k, kl, "protocol")) {
+			if (!cbd_uint(d, &v))
+				return 0;
+			if (k[0] == 'f') s->family = (int)v;
+			else if (k[0] == 't') s->type = (int)v;
+			else s->protocol = (int)v;
+		} else if (cbd_key_is(k, kl, "options")) {
+			if (!parse_options(d, s))
+				return 0;
+		} else if ((r = ck_unix_parse(d, k, kl, s)) != 0 || (r = ck_inet_parse(d, k, kl, s)) != 0) {
+			if (r < 0)
+				return 0;
+		} else if (!cbd_skip(d)) {
+			return 0;
+		}
+	}
+	return !d->error && s->family != 0;
+}
+
+/* Sets the saved options of one level (SOL_SOCKET, IPPROTO_TCP, ...) or of
+ * every level (level < 0), skipping those in except[] (ending with -1). */
+CK_HIDDEN void ck_sockopts_apply(int fd, const struct ck_img_file *f, int level, const int *except)
+{
+	const struct ck_img_socket *s = f->sock;
+	for (size_t i = 0; i < s->nopts; i++) {
+		const struct ck_img_sockopt *o = &s->opts[i];
+		int skip = level >= 0 && o->level != level;
+		for (const int *x = except; x && *x >= 0 && !skip; x++)
+			skip = *x == o->name && o->level == SOL_SOCKET;
+		if (skip)
+			continue;
+		if (setsockopt(fd, o->level, o->name, o->val, o->len) != 0 && errno != ENOPROTOOPT && errno != EPERM)
+			ck_refuse("cannot set option %d:%d of the socket at descriptor %d: %s", o->level, o->name, f->fd,
+				  strerror(errno));
+	}
+}
+
+CK_HIDDEN int ck_socket_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs)
+{
+	switch (f->sock->family) {
+	case AF_UNIX:
+		return ck_unix_open(img, f, base_fd, objs);
+	case AF_INET:
+	case AF_INET6:
+		return ck_inet_open(img, f, base_fd, objs);
+	default:
+		ck_refuse("descriptor %d is a socket of family %d, which this ckrun cannot restore", f->fd, f->sock->family);
+	}
+}
+
+/* Sockets connected to each other inside the session are made once, here,
+ * before any process is forked (as pipes are), and inherited. */
+CK_HIDDEN void ck_sockets_create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd)
+{
+	ck_unix_create_shared(imgs, n, objs, base_fd);
+	ck_inet_create_shared(imgs, n, objs, base_fd);
+}
+
+CK_HIDDEN void ck_sockets_close_objects(struct ck_objects *objs)
+{
+	for (size_t i = 0; i < objs->nsockets; i++)
+		if (objs->sockets[i].fd >= 0)
+			close(objs->sockets[i].fd);
+}
