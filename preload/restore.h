@@ -52,6 +52,30 @@ struct ck_img_sockopt {
 };
 struct ck_img_unix;
 struct ck_img_inet;
+/* sk-inet.c: an address is kept as 16 bytes (IPv4 as ::ffff:a.b.c.d) so
+ * ends of one connection compare equal whatever their socket's family */
+struct ck_img_inaddr {
+	int set;
+	uint8_t addr[16];
+	int port;
+};
+struct ck_img_dgram {
+	struct ck_img_inaddr from;
+	uint64_t off, len;
+	uint32_t crc;
+};
+struct ck_img_queue {
+	uint64_t off, len;
+	uint32_t crc;
+};
+struct ck_img_inet {
+	struct ck_img_inaddr local, peer;
+	int tcp_state; /* TCP_ESTABLISHED...; 0 for UDP */
+	uint64_t backlog;
+	struct ck_img_queue recv_q, unsent_q;
+	struct ck_img_dgram *dgrams;
+	size_t ndgrams;
+};
 struct ck_img_socket {
 	int family, type, protocol;
 	struct ck_img_sockopt *opts;

@@ -67,6 +67,12 @@ CK_INLINE long ck_arch_prctl(int code, unsigned long addr) { return CK_SYS2(SYS_
 CK_INLINE long ck_exit_group(int code) { return CK_SYS1(SYS_exit_group, code); }
 CK_INLINE long ck_sendto(int fd, const void *buf, size_t n, int flags) { return CK_SYS6(SYS_sendto, fd, buf, n, flags, 0, 0); }
 CK_INLINE long ck_recvfrom(int fd, void *buf, size_t n, int flags) { return CK_SYS6(SYS_recvfrom, fd, buf, n, flags, 0, 0); }
+CK_INLINE long ck_recvfrom_addr(int fd, void *buf, size_t n, int flags, void *addr, unsigned *alen) { return CK_SYS6(SYS_recvfrom, fd, buf, n, flags, addr, alen); }
+CK_INLINE long ck_getsockname(int fd, void *addr, unsigned *alen) { return CK_SYS3(SYS_getsockname, fd, addr, alen); }
+CK_INLINE long ck_getpeername(int fd, void *addr, unsigned *alen) { return CK_SYS3(SYS_getpeername, fd, addr, alen); }
+CK_INLINE long ck_getsockopt(int fd, int level, int name, void *val, unsigned *len) { return CK_SYS5(SYS_getsockopt, fd, level, name, val, len); }
+CK_INLINE long ck_setsockopt(int fd, int level, int name, const void *val, unsigned len) { return CK_SYS5(SYS_setsockopt, fd, level, name, val, len); }
+CK_INLINE long ck_ioctl(int fd, unsigned long req, void *arg) { return CK_SYS3(SYS_ioctl, fd, req, arg); }
 
 /* Kernel's struct sigaction for rt_sigaction (not glibc's). */
 struct ck_ksigaction {
