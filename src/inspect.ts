@@ -18,6 +18,7 @@ import {
   type RegionInfo,
 } from './image.js';
 import { familyOf, formatFamily } from './inspect-tree.js';
+import { formatInet, setInetSession } from './inspect-inet.js';
 import { displayPath, formatBytes, formatDuration, hex } from './output.js';
 import { formatMask, maskToNames, signalName } from './signals.js';
 
@@ -261,6 +262,8 @@ export function formatImage(img: Image): string {
     ),
   );
 
+  out.push(formatInet(img));
+
   const sg = signalsOf(m);
   out.push('\nSignals\n');
   if (sg.actions.length === 0) out.push('  every disposition is the default\n');
@@ -311,6 +314,7 @@ export function formatInspection(i: Inspection): string {
     const family = familyOf(i);
     if (family) parts.push(formatFamily(family) + '\n' + '-'.repeat(72) + '\n\n');
   }
+  setInetSession(i.images);
   parts.push(i.images.map(formatImage).join('\n' + '-'.repeat(72) + '\n\n'));
   return parts.join('');
 }

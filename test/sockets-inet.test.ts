@@ -90,8 +90,14 @@ async function scenario(mode: 'pair' | 'fork' | 'udp', fam: '4' | '6', outside =
       client = await connectTo(port, host);
       assert.is(await ask(client, 'hello'), 'echo hello', 'an outside client is served before the checkpoint');
     }
-    await checkpoint(ckpt);
+    const gen1 = await checkpoint(ckpt);
     const at1 = p1.maxStep;
+    if (mode === 'pair') {
+      const shown = await ckrun(['inspect', gen1]);
+      assert.match(shown.stdout, /TCP and UDP sockets \(\d+\)/, shown.describe());
+      assert.match(shown.stdout, /ESTABLISHED .* in session +2 KiB received/, shown.describe());
+      if (outside) assert.match(shown.stdout, /outside: comes back reset/, shown.describe());
+    }
     const lost = client ? ended(client) : undefined;
     await scope.kill9(p1);
     noErrors(p1);
