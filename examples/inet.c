@@ -5,6 +5,9 @@
  *                          record in flight; outside clients get an echo
  *   inet fork  STEPS 4|6   the same connection between a parent and a child
  *   inet udp   STEPS 4|6   two UDP sockets with three datagrams queued
+ *   inet half  STEPS 4|6   a connection its listener has not accepted yet
+ *                          and one whose server end wrote "bye" and shut
+ *                          down writing: accepted and read after the steps
  *
  * Every record carries its number: one lost or delivered twice prints
  * ERROR and exits 1. Addresses and options are checked at every step. */
@@ -313,6 +316,50 @@ static void run_udp(int steps)
 	printf("done\n");
 }
 
+static void run_half(int steps)
+{
+	int l = bound_socket(SOCK_STREAM, 0);
+	if (listen(l, 8) != 0)
+		die("listen");
+	int port = port_of(l, 0);
+	int b = socket(family, SOCK_STREAM, 0);
+	connect_port(b, port);
+	int bs = accept(l, 0, 0);
+	if (bs < 0 || write(bs, "bye", 3) != 3 || shutdown(bs, SHUT_WR) != 0)
+		die("half-close");
+	int a = socket(family, SOCK_STREAM, 0);
+	connect_port(a, port); /* not accepted until the end */
+	int aport = port_of(a, 0);
+	printf("listening port %d pending client port %d\n", port, aport);
+	for (int i = 0; i < steps; i++) {
+		pause_step();
+		printf("step %d\n", i);
+	}
+	int as = accept(l, 0, 0);
+	if (as < 0 || port_of(as, 1) != aport) {
+		printf("ERROR the pending connection is not in the listener's queue (%s)\n", as < 0 ? strerror(errno) : "another port");
+		exit(1);
+	}
+	if (write(a, "hi", 2) != 2)
+		die("write on the pending connection");
+	char buf[8];
+	if (read(as, buf, sizeof buf) != 2 || memcmp(buf, "hi", 2) != 0)
+		die("read on the accepted connection");
+	ssize_t r = read(b, buf, sizeof buf);
+	ssize_t eof = read(b, buf + 3, sizeof buf - 3);
+	if (r != 3 || memcmp(buf, "bye", 3) != 0 || eof != 0) {
+		printf("ERROR the half-closed connection gave %zd then %zd bytes\n", r, eof);
+		exit(1);
+	}
+	if (write(bs, "x", 1) != -1 || errno != EPIPE) {
+		printf("ERROR the end that shut down writing can still write\n");
+		exit(1);
+	}
+	if (write(b, "still", 5) != 5)
+		die("write towards the half-closed end");
+	printf("done\n");
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 4) {
@@ -327,6 +374,8 @@ int main(int argc, char **argv)
 		run_pair(steps);
 	else if (!strcmp(argv[1], "fork"))
 		run_fork(steps);
+	else if (!strcmp(argv[1], "half"))
+		run_half(steps);
 	else
 		run_udp(steps);
 	return 0;

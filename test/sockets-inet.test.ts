@@ -73,7 +73,7 @@ function ended(s: net.Socket): Promise<string> {
   });
 }
 
-async function scenario(mode: 'pair' | 'fork' | 'udp', fam: '4' | '6', outside = false): Promise<void> {
+async function scenario(mode: 'pair' | 'fork' | 'udp' | 'half', fam: '4' | '6', outside = false): Promise<void> {
   const scope = new Scope(`inet-${mode}-${fam}`);
   const bin = buildInet();
   const host = fam === '6' ? '::1' : '127.0.0.1';
@@ -148,6 +148,10 @@ test('UDP (IPv4): bound and connected addresses, queued datagrams delivered in o
 
 test('UDP (IPv6)', async () => {
   await scenario('udp', '6');
+});
+
+test('TCP: a connection its listener had not accepted waits in the queue again; a half-closed one gives its bytes, then EOF', async () => {
+  await scenario('half', '4');
 });
 
 test('restart refuses, naming the port, when another program took the listening port', async () => {
