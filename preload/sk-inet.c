@@ -598,24 +598,41 @@ static void bind_to(const struct end *e, int fd, const struct ck_img_inaddr *a, 
 		  e->f->fd, address_text(a, text, sizeof text), a->port, strerror(errno));
 }
 
-/* connect(2), waiting out a TIME_WAIT of the old connection on the same
- * four addresses (the kernel lets a loopback one be reused a second
- * later). */
-static void connect_to(const struct end *e, int fd, const struct ck_img_inaddr *a)
+/* The client end of a connection inside the session: bound to its old
+ * address and port and connected. The killed run's connection may still
+ * hold that port (TIME_WAIT, for a minute, when the old socket had no
+ * SO_REUSEADDR) or the four addresses: then the client gets a fresh port
+ * on the same address, since both ends come back together and no one
+ * outside knew the old one. */
+static void connect_client(struct end *c, int base_fd, const struct ck_img_inaddr *to)
 {
 	struct sockaddr_storage ss;
 	char text[64];
-	socklen_t len = to_sockaddr(e->f->sock->family, a, &ss);
-	for (int tries = 0;; tries++) {
-		if (connect(fd, (struct sockaddr *)&ss, len) == 0)
-			return;
-		if (errno != EADDRNOTAVAIL || tries >= 40)
-			break;
-		struct timespec ts = {0, 50 * 1000 * 1000};
-		nanosleep(&ts, 0);
+	struct ck_img_inaddr fresh = c->in->local;
+	fresh.port = 0;
+	socklen_t len = to_sockaddr(c->f->sock->family, &c->in->local, &ss);
+	c->fd = new_socket(c, base_fd);
+	if (bind(c->fd, (struct sockaddr *)&ss, len) != 0) {
+		if (errno != EADDRINUSE)
+			bind_to(c, c->fd, &c->in->local, "client");
+		ck_verbose("process %d descriptor %d: port %d is still held by the old connection; a new port is used",
+			   c->img->pid, c->f->fd, c->in->local.port);
+		bind_to(c, c->fd, &fresh, "client");
 	}
-	ck_refuse("cannot connect the TCP socket of process %d (descriptor %d) to %s port %d again: %s", e->img->pid,
-		  e->f->fd, address_text(a, text, sizeof text), a->port, strerror(errno));
+	len = to_sockaddr(c->f->sock->family, to, &ss);
+	if (connect(c->fd, (struct sockaddr *)&ss, len) == 0)
+		return;
+	if (errno == EADDRNOTAVAIL) {
+		ck_verbose("process %d descriptor %d: the old connection is in TIME_WAIT; a new port is used", c->img->pid,
+			   c->f->fd);
+		close(c->fd);
+		c->fd = new_socket(c, base_fd);
+		bind_to(c, c->fd, &fresh, "client");
+		if (connect(c->fd, (struct sockaddr *)&ss, len) == 0)
+			return;
+	}
+	ck_refuse("cannot connect the TCP socket of process %d (descriptor %d) to %s port %d again: %s", c->img->pid,
+		  c->f->fd, address_text(to, text, sizeof text), to->port, strerror(errno));
 }
 
 static char *read_queue(struct ck_image *img, const struct ck_img_file *f, uint64_t off, uint64_t len, uint32_t crc)
@@ -629,14 +646,15 @@ static char *read_queue(struct ck_image *img, const struct ck_img_file *f, uint6
 	return buf;
 }
 
-/* Writes a saved queue of `to` through the other end `via`; what does not
- * fit in the peer's receive buffer waits in via's send buffer, made larger
- * if it has to be. */
-static void send_queue(const struct end *to, int via, const struct ck_img_queue *q)
+/* Writes a queue saved in holder's image through `via` (the receiving
+ * end's peer, or for unsent bytes the sender itself); what does not fit in
+ * the peer's receive buffer waits in via's send buffer, made larger if it
+ * has to be. */
+static void send_queue(const struct end *holder, int via, const struct ck_img_queue *q)
 {
 	if (!q->len)
 		return;
-	char *buf = read_queue(to->img, to->f, q->off, q->len, q->crc);
+	char *buf = read_queue(holder->img, holder->f, q->off, q->len, q->crc);
 	uint64_t done = 0;
 	int grown = 0;
 	while (done < q->len) {
@@ -654,7 +672,7 @@ static void send_queue(const struct end *to, int via, const struct ck_img_queue 
 		}
 		ck_refuse("cannot put back the %llu bytes queued on the TCP connection at descriptor %d of process %d "
 			  "(%llu written): %s",
-			  (unsigned long long)q->len, to->f->fd, to->img->pid, (unsigned long long)done,
+			  (unsigned long long)q->len, holder->f->fd, holder->img->pid, (unsigned long long)done,
 			  k < 0 ? strerror(errno) : "no room");
 	}
 	free(buf);
@@ -698,14 +716,12 @@ static struct end *listener_at(struct end *ends, size_t n, const struct ck_img_i
  * sent, then the shutdowns. */
 static void make_pair(struct end *c, struct end *s, int base_fd)
 {
-	c->fd = new_socket(c, base_fd);
-	bind_to(c, c->fd, &c->in->local, "client");
 	int t = new_socket(s, base_fd);
 	bind_to(s, t, &s->in->local, "server");
 	if (listen(t, 1) != 0)
 		ck_refuse("cannot listen on port %d to connect descriptor %d of process %d again: %s", s->in->local.port,
 			  s->f->fd, s->img->pid, strerror(errno));
-	connect_to(c, c->fd, &s->in->local);
+	connect_client(c, base_fd, &s->in->local);
 	int a = accept4(t, 0, 0, SOCK_CLOEXEC);
 	close(t);
 	if (a < 0)
@@ -719,9 +735,9 @@ static void make_pair(struct end *c, struct end *s, int base_fd)
 	ck_sockopts_apply(s->fd, s->f, IPPROTO_TCP, 0);
 	ck_sockopts_apply(s->fd, s->f, IPPROTO_IP, 0);
 	send_queue(s, c->fd, &s->in->recv_q);
-	send_queue(s, c->fd, &c->in->unsent_q);
+	send_queue(c, c->fd, &c->in->unsent_q);
 	send_queue(c, s->fd, &c->in->recv_q);
-	send_queue(c, s->fd, &s->in->unsent_q);
+	send_queue(s, s->fd, &s->in->unsent_q);
 	if (shut_write(c->in->tcp_state))
 		shutdown(c->fd, SHUT_WR);
 	if (shut_write(s->in->tcp_state))
@@ -796,9 +812,7 @@ static void make_listener(struct end *e, int base_fd)
  * it waits in the restored listener's queue. */
 static void make_pending(struct end *e, int base_fd)
 {
-	e->fd = new_socket(e, base_fd);
-	bind_to(e, e->fd, &e->in->local, "client");
-	connect_to(e, e->fd, &e->in->peer);
+	connect_client(e, base_fd, &e->in->peer);
 }
 
 /* UDP: bound again, its datagrams sent to it (from their old source
