@@ -116,4 +116,59 @@ test('one process: socketpair, named and abstract stream, datagrams, seqpacket, 
   }
 });
 
+/** The highest "got N" a run printed. */
+function gotSoFar(p: Proc): number {
+  let n = 0;
+  for (const l of p.lines) {
+    const m = /^got (\d+)$/.exec(l);
+    if (m) n = Math.max(n, Number(m[1]));
+  }
+  return n;
+}
+
+/** Progress lines over the three runs: each restart continues where its checkpoint was, without a gap or a repeat past it. */
+function assertContinues(before: Proc, after: Proc, what: string): void {
+  const last = gotSoFar(before);
+  const first = after.lines.map((l) => /^got (\d+)$/.exec(l)).find((m) => m);
+  if (first && Number(first[1]) > last + 100) throw new Error(`${what}: the restarted run skipped from got ${last} to ${first[1]}`);
+}
+
+test('two processes: parent and child exchange numbered messages over socketpairs across checkpoints', async () => {
+  const scope = new Scope('sockets-unix-pair');
+  try {
+    const bin = buildExample('unixpair');
+    const ckpt = scope.ckptDir('ckpt');
+    const elsewhere = scope.dir('elsewhere');
+    const COUNT = 4000;
+    let p = scope.launch({ dir: ckpt, program: [bin, String(COUNT)], cwd: scope.dir('work'), label: 'ckrun unixpair' });
+    const runs = [p];
+    for (const r of [1, 2]) {
+      const from = r === 1 ? 300 : 200;
+      await p.waitFor(() => gotSoFar(p) >= from, `got ${from} (run ${r})`);
+      const gen = await checkpoint(ckpt).catch((e: Error) => {
+        throw new Error(`unixpair: checkpoint ${r} failed: ${e.message}\n${p.describe()}`);
+      });
+      const images = fs.readdirSync(gen).filter((f) => /^\d+\.ckpt$/.test(f));
+      assert.is(images.length, 2, `${gen} holds the parent and the child: ${images.join(', ')}`);
+      if (r === 1) {
+        const ins = await ckrun(['inspect', gen]);
+        assert.match(ins.stdout, /unix seqpacket, connected, peer process \d+ fd \d+/, `inspect finds the peer in the other process:\n${ins.stdout}`);
+      }
+      await kill9Session(p, ckpt, `unixpair, run ${r}`);
+      const next = scope.restart({ dir: ckpt, cwd: elsewhere, label: `restart ${r} of unixpair` });
+      runs.push(next);
+      assertContinues(p, next, `restart ${r}`);
+      p = next;
+    }
+    const exit = await p.waitExit();
+    noFailure(p, 'unixpair, second restart');
+    assert.is(exit.code, 0, p.describe());
+    assert.is(p.lines[p.lines.length - 1], `done ${COUNT}`, p.describe());
+    // (the killed runs may print FAIL: kill -9 ends one process before the other)
+    assert.is(runs.length, 3);
+  } finally {
+    await scope.cleanup();
+  }
+});
+
 test.run();
