@@ -133,39 +133,97 @@ function assertContinues(before: Proc, after: Proc, what: string): void {
   if (first && Number(first[1]) > last + 100) throw new Error(`${what}: the restarted run skipped from got ${last} to ${first[1]}`);
 }
 
+interface Exchange {
+  name: string;
+  program: string[];
+  cwd: string;
+  count: number;
+  /** processes every generation holds */
+  processes: number;
+  /** checks a generation's inspection (the first one) */
+  inspect?(text: string): void;
+}
+
+/** launch → got ≥300 → checkpoint → kill -9 → restart → 200 more → checkpoint → kill -9 → restart → "done COUNT", no FAIL. */
+async function numberedExchange(scope: Scope, o: Exchange): Promise<void> {
+  const ckpt = scope.ckptDir('ckpt');
+  const elsewhere = scope.dir('elsewhere');
+  let p = scope.launch({ dir: ckpt, program: o.program, cwd: o.cwd, label: `ckrun ${o.name}` });
+  for (const r of [1, 2]) {
+    const from = r === 1 ? 300 : gotSoFar(p) + 200;
+    await p.waitFor(() => gotSoFar(p) >= from, `got ${from} (run ${r})`);
+    const gen = await checkpoint(ckpt).catch((e: Error) => {
+      throw new Error(`${o.name}: checkpoint ${r} failed: ${e.message}\n${p.describe()}`);
+    });
+    const images = fs.readdirSync(gen).filter((f) => /^\d+\.ckpt$/.test(f));
+    assert.is(images.length, o.processes, `${gen} holds ${o.processes} processes: ${images.join(', ')}`);
+    if (r === 1 && o.inspect) {
+      const ins = await ckrun(['inspect', gen]);
+      assert.is(ins.code, 0, ins.describe());
+      o.inspect(ins.stdout);
+    }
+    await kill9Session(p, ckpt, `${o.name}, run ${r}`);
+    const next = scope.restart({ dir: ckpt, cwd: elsewhere, label: `restart ${r} of ${o.name}` });
+    await next.waitFor(() => gotSoFar(next) > 0 || !next.running, `progress after restart ${r}`).catch(() => {});
+    assertContinues(p, next, `${o.name}, restart ${r}`);
+    p = next;
+  }
+  const exit = await p.waitExit();
+  // (the killed runs may print FAIL: kill -9 ends one process before the other)
+  noFailure(p, `${o.name}, second restart`);
+  assert.is(exit.code, 0, p.describe());
+  assert.ok(p.lines.includes(`done ${o.count}`), p.describe());
+}
+
 test('two processes: parent and child exchange numbered messages over socketpairs across checkpoints', async () => {
   const scope = new Scope('sockets-unix-pair');
   try {
-    const bin = buildExample('unixpair');
-    const ckpt = scope.ckptDir('ckpt');
-    const elsewhere = scope.dir('elsewhere');
-    const COUNT = 4000;
-    let p = scope.launch({ dir: ckpt, program: [bin, String(COUNT)], cwd: scope.dir('work'), label: 'ckrun unixpair' });
-    const runs = [p];
-    for (const r of [1, 2]) {
-      const from = r === 1 ? 300 : 200;
-      await p.waitFor(() => gotSoFar(p) >= from, `got ${from} (run ${r})`);
-      const gen = await checkpoint(ckpt).catch((e: Error) => {
-        throw new Error(`unixpair: checkpoint ${r} failed: ${e.message}\n${p.describe()}`);
-      });
-      const images = fs.readdirSync(gen).filter((f) => /^\d+\.ckpt$/.test(f));
-      assert.is(images.length, 2, `${gen} holds the parent and the child: ${images.join(', ')}`);
-      if (r === 1) {
-        const ins = await ckrun(['inspect', gen]);
-        assert.match(ins.stdout, /unix seqpacket, connected, peer process \d+ fd \d+/, `inspect finds the peer in the other process:\n${ins.stdout}`);
-      }
-      await kill9Session(p, ckpt, `unixpair, run ${r}`);
-      const next = scope.restart({ dir: ckpt, cwd: elsewhere, label: `restart ${r} of unixpair` });
-      runs.push(next);
-      assertContinues(p, next, `restart ${r}`);
-      p = next;
-    }
-    const exit = await p.waitExit();
-    noFailure(p, 'unixpair, second restart');
-    assert.is(exit.code, 0, p.describe());
-    assert.is(p.lines[p.lines.length - 1], `done ${COUNT}`, p.describe());
-    // (the killed runs may print FAIL: kill -9 ends one process before the other)
-    assert.is(runs.length, 3);
+    await numberedExchange(scope, {
+      name: 'unixpair',
+      program: [buildExample('unixpair'), '4000'],
+      cwd: scope.dir('work'),
+      count: 4000,
+      processes: 2,
+      inspect: (t) => assert.match(t, /unix seqpacket, connected, peer process \d+ fd \d+/, `inspect finds the peer in the other process:\n${t}`),
+    });
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+test('python asyncio echo server (start_unix_server) and its client process: numbered messages across checkpoints', async () => {
+  const scope = new Scope('sockets-unix-asyncio');
+  try {
+    const work = scope.dir('work');
+    await numberedExchange(scope, {
+      name: 'asyncio unix',
+      program: [python3(), path.join(EXAMPLES, 'echo_asyncio.py'), 'unix', work, '3000'],
+      cwd: work,
+      count: 3000,
+      processes: 2,
+      inspect: (t) => assert.match(t, /listening, name \S*echo\.sock/, `inspect shows the server's listener:\n${t}`),
+    });
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+// The same over TCP: passes once TCP support (branch inet) is in; until then
+// the checkpoint refuses the TCP socket by name and the test says so.
+test('python asyncio echo server over TCP on 127.0.0.1 (a free port) and its client process', async () => {
+  const scope = new Scope('sockets-unix-asyncio-tcp');
+  try {
+    const work = scope.dir('work');
+    await numberedExchange(scope, {
+      name: 'asyncio tcp',
+      program: [python3(), path.join(EXAMPLES, 'echo_asyncio.py'), 'tcp', work, '3000'],
+      cwd: work,
+      count: 3000,
+      processes: 2,
+    });
+  } catch (e) {
+    if (!/TCP\/UDP socket, which ckrun cannot save yet/.test(String(e))) throw e;
+    console.log('  (asyncio over TCP: skipped, this ckrun cannot save TCP sockets yet)');
   } finally {
     await scope.cleanup();
   }
