@@ -6,8 +6,9 @@
  * Sets up, in one process: a stream socketpair, a stream connection through
  * a listener at DIR/srv.sock, a datagram receiver at DIR/dgram.sock, a
  * seqpacket pair, an abstract-name listener with a connection, a connection
- * not yet accepted and (with OUTSIDE_PATH) a connection to a server outside
- * the session. Each round puts bytes in flight in every direction, reads
+ * not yet accepted, descriptors in flight (SCM_RIGHTS: a file, a pipe end,
+ * a socket) and (with OUTSIDE_PATH) a connection to a server outside the
+ * session. Each round puts bytes in flight in every direction, reads
  * part of them, prints "armed R", and waits for DIR/goR to exist (the test
  * checkpoints, kills and restarts meanwhile). Then it checks that every
  * byte and message arrives exactly once, in order, with names, peers and
@@ -162,6 +163,54 @@ static int int_opt(int fd, int name)
 	return v;
 }
 
+/* Sends a file (opened here, at offset 5, then closed: only in flight),
+ * the write end of pipe pp and socket `sock` over fd. */
+static void pass_fds(int fd, int round, int pipe_w, int sock)
+{
+	char p[4200];
+	snprintf(p, sizeof p, "%s/passed%d.txt", dir, round);
+	int f = open(p, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (f < 0 || write(f, "0123456789abcdef", 16) != 16 || lseek(f, 5, SEEK_SET) != 5)
+		die("passed file");
+	int fds[3] = {f, pipe_w, sock};
+	char control[CMSG_SPACE(sizeof fds)];
+	memset(control, 0, sizeof control);
+	char text[16];
+	int n = snprintf(text, sizeof text, "fds %d", round);
+	struct iovec iov = {text, (size_t)n};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof fds);
+	memcpy(CMSG_DATA(c), fds, sizeof fds);
+	if (sendmsg(fd, &mh, 0) != n)
+		die("sendmsg SCM_RIGHTS");
+	close(f);
+}
+
+static void receive_fds(int fd, int round, int pipe_r, int sock)
+{
+	int fds[3];
+	char control[CMSG_SPACE(sizeof fds)], text[16], want[16];
+	struct iovec iov = {text, sizeof text};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};
+	ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT);
+	int wn = snprintf(want, sizeof want, "fds %d", round);
+	check(n == wn && !memcmp(text, want, (size_t)n), "SCM_RIGHTS: the message");
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	check(c && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof fds), "SCM_RIGHTS: three descriptors");
+	memcpy(fds, CMSG_DATA(c), sizeof fds);
+	char b[4];
+	check(read(fds[0], b, 3) == 3 && !memcmp(b, "567", 3), "SCM_RIGHTS: the file at its offset");
+	check(write(fds[0], "X", 1) == 1, "SCM_RIGHTS: the file is writable");
+	check(write(fds[1], "z", 1) == 1 && read(pipe_r, b, 1) == 1 && b[0] == 'z', "SCM_RIGHTS: the pipe end");
+	struct stat a, s2;
+	check(fstat(fds[2], &a) == 0 && fstat(sock, &s2) == 0 && a.st_ino == s2.st_ino, "SCM_RIGHTS: the same socket");
+	for (int i = 0; i < 3; i++)
+		close(fds[i]);
+}
+
 static void wait_go(int round)
 {
 	char p[4200];
@@ -210,6 +259,9 @@ int main(int argc, char **argv)
 		o = connect_to(SOCK_STREAM, &out, ol);
 	}
 	static const size_t dlens[] = {10, 0, 30, 1, 200};
+	int fp[2], pp[2];
+	if (socketpair(AF_UNIX, SOCK_DGRAM, 0, fp) != 0 || pipe(pp) != 0)
+		die("fd passing");
 
 	for (int r = 1; r <= 2; r++) {
 		/* a connection not yet accepted, accepted after the restart */
@@ -235,6 +287,7 @@ int main(int argc, char **argv)
 		send_msg(qp[1], r, 7, 5);
 		send_msg(qp[1], r, 7, 6);
 		send_all(ac, r, 8, 0, 100);
+		pass_fds(fp[0], r, pp[1], ac);
 		if (o >= 0 && r == 1) {
 			char b[4];
 			check(recv(o, b, 4, MSG_WAITALL) == 4 && !memcmp(b, "outs", 4), "outside, before");
@@ -261,6 +314,8 @@ int main(int argc, char **argv)
 		expect_empty(qp[0], "seqpacket back");
 		expect_bytes(as, r, 8, 0, 100, "abstract");
 		expect_empty(as, "abstract");
+		receive_fds(fp[1], r, pp[0], ac);
+		expect_empty(fp[1], "SCM_RIGHTS");
 
 		/* names, peers, types and options */
 		expect_name(L, 0, &srv, srv_len, "listener's name");

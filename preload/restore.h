@@ -84,8 +84,17 @@ struct ck_img_unix {
 	uint64_t backlog, shutdown, sndbuf, rcvbuf;
 	uint64_t *pending;   /* listening: the clients of connections not yet accepted */
 	size_t npending;
-	uint64_t *msgs;      /* datagram, seqpacket: the lengths of the queued messages */
+	uint64_t *msgs;      /* the lengths of the queued messages (stream: runs) */
 	size_t nmsgs;
+	struct ck_img_passed { /* descriptors in flight (SCM_RIGHTS) */
+		size_t msg;      /* with message msgs[msg] */
+		char kind[8];    /* file, pipe, socket */
+		char *path;
+		int flags, read_end;
+		int64_t offset;
+		uint64_t id;     /* a pipe's id, a socket's inode */
+	} *passed;
+	size_t npassed;
 	int has_msgs;
 	uint64_t qoff, qlen; /* the receive queue's bytes in the image */
 	uint32_t qcrc;

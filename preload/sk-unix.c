@@ -199,42 +199,100 @@ struct peek_state {
 	char *buf;
 	size_t len;
 	long nmsgs;
-	uint64_t run; /* stream: bytes of the current run without descriptors */
 };
 
-/* Descriptors a peek installed are copies: closed again at once. Walks
- * the control messages by hand (no libc in the signal handler). */
-static int close_passed(const struct msghdr *mh)
+static char passed_link[4096];
+
+/* One descriptor in flight, as the peek installed a copy of it: a regular
+ * file (reopened by path at restart), a pipe or a socket (found by inode
+ * among what the session's processes hold). */
+static void describe_passed(struct ck_writer *w, const struct ck_fd *f, int fd)
 {
-	int found = 0;
+	struct cb_enc *e = &w->meta;
+	struct ck_stat st;
+	char path[64];
+	struct ck_str ps;
+	if (ck_fstat(fd, &st) < 0)
+		return fail_socket(w, -EBADF, "cannot look at a descriptor in flight", f->fd, "fstat failed");
+	cb_map_open(e);
+	switch (st.mode & S_IFMT) {
+	case S_IFREG: {
+		ck_str_init(&ps, path, sizeof path);
+		ck_str_add(&ps, "/proc/self/fd/");
+		ck_str_dec(&ps, fd);
+		long n = ck_readlinkat(AT_FDCWD, path, passed_link, sizeof passed_link - 1);
+		if (n < 0 || st.nlink == 0)
+			fail_socket(w, -EOPNOTSUPP, "a descriptor in flight is a deleted file", f->fd,
+				    "a message in its queue carries a file that was deleted (ckrun reopens passed files by path)");
+		cb_kv_text(e, "kind", "file");
+		cb_text(e, "path");
+		cb_textn(e, passed_link, n > 0 ? (size_t)n : 0);
+		cb_kv_uint(e, "flags", (uint64_t)ck_fcntl(fd, F_GETFL, 0));
+		cb_kv_uint(e, "offset", (uint64_t)ck_lseek(fd, 0, SEEK_CUR));
+		break;
+	}
+	case S_IFIFO:
+		cb_kv_text(e, "kind", "pipe");
+		cb_kv_uint(e, "id", st.ino);
+		cb_kv_text(e, "end", (ck_fcntl(fd, F_GETFL, 0) & O_ACCMODE) == O_RDONLY ? "read" : "write");
+		break;
+	case S_IFSOCK:
+		cb_kv_text(e, "kind", "socket");
+		cb_kv_uint(e, "ino", st.ino);
+		break;
+	default:
+		fail_socket(w, -EOPNOTSUPP, "a descriptor in flight is of a kind ckrun cannot pass again", f->fd,
+			    "a message in its queue carries a descriptor that is neither a regular file, a pipe nor a socket "
+			    "(SCM_RIGHTS); checkpoint again once the program has received it");
+	}
+	cb_close(e);
+}
+
+/* The descriptors a peek installed (SCM_RIGHTS) are described, then
+ * closed again: they are copies. SCM_CREDENTIALS are dropped (see
+ * docs/design.md). Walks the control messages by hand (no libc here). */
+static int passed_count(const struct msghdr *mh, const int **fds)
+{
 	size_t off = 0;
 	while (off + sizeof(struct cmsghdr) <= mh->msg_controllen) {
 		const struct cmsghdr *c = (const struct cmsghdr *)((const char *)mh->msg_control + off);
 		if (c->cmsg_len < sizeof *c || off + c->cmsg_len > mh->msg_controllen)
 			break;
 		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-			/* SCM_CREDENTIALS are dropped (see docs/design.md) */
-			const int *fds = (const int *)CMSG_DATA(c);
-			size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-			for (size_t i = 0; i < k; i++)
-				ck_close(fds[i]);
-			found = 1;
+			*fds = (const int *)CMSG_DATA(c);
+			return (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
 		}
 		off += CMSG_ALIGN(c->cmsg_len);
 	}
-	return found;
+	return 0;
 }
 
-/* Peeks the whole receive queue into s->buf; for datagrams and
- * seqpackets the message lengths go to "msgs" as they come. */
+static void put_message(struct ck_writer *w, const struct ck_fd *f, const struct msghdr *mh, long len)
+{
+	struct cb_enc *e = &w->meta;
+	const int *fds = 0;
+	int n = passed_count(mh, &fds);
+	if (!n) {
+		cb_uint(e, (uint64_t)len);
+		return;
+	}
+	cb_array(e, 2);
+	cb_uint(e, (uint64_t)len);
+	cb_array(e, (uint64_t)n);
+	for (int i = 0; i < n; i++) {
+		describe_passed(w, f, fds[i]);
+		ck_close(fds[i]);
+	}
+}
+
+/* Peeks the whole receive queue into s->buf; the messages (for a stream,
+ * the runs the kernel returns at once) go to "msgs" as they come. */
 static void peek_queue(struct ck_writer *w, const struct ck_fd *f, int type, uint32_t shutdown, struct peek_state *s)
 {
 	struct cb_enc *e = &w->meta;
 	int stream = type == SOCK_STREAM;
-	if (!stream) {
-		cb_text(e, "msgs");
-		cb_array_open(e);
-	}
+	cb_text(e, "msgs");
+	cb_array_open(e);
 	for (;;) {
 		char control[CMSG_SPACE(253 * sizeof(int))] __attribute__((aligned(8)));
 		struct iovec iov = {s->buf + s->len, UNIX_QUEUE_MAX - s->len};
@@ -251,23 +309,15 @@ static void peek_queue(struct ck_writer *w, const struct ck_fd *f, int type, uin
 			fail_socket(w, r, "cannot read the bytes in flight of a Unix socket", f->fd, "MSG_PEEK failed");
 			break;
 		}
-		if (close_passed(&mh)) {
-			fail_socket(w, -EOPNOTSUPP, "a descriptor is in flight on a Unix socket", f->fd,
-				    "a message in its receive queue carries descriptors (SCM_RIGHTS), which ckrun cannot save yet; "
-				    "checkpoint again once the program has received them");
-			break;
-		}
-		if ((size_t)r > UNIX_QUEUE_MAX - s->len || (mh.msg_flags & MSG_TRUNC) || ++s->nmsgs > UNIX_MSGS_MAX) {
-			fail_socket(w, -EFBIG, "a Unix socket holds more bytes in flight than ckrun saves", f->fd,
-				    "its receive queue holds more than 16 MiB or 65536 messages");
+		put_message(w, f, &mh, r);
+		if ((size_t)r > UNIX_QUEUE_MAX - s->len || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || ++s->nmsgs > UNIX_MSGS_MAX) {
+			fail_socket(w, -EFBIG, "a Unix socket holds more in flight than ckrun saves", f->fd,
+				    "its receive queue holds more than 16 MiB, 65536 messages or 253 descriptors in one message");
 			break;
 		}
 		s->len += (size_t)r;
-		if (!stream)
-			cb_uint(e, (uint64_t)r);
 	}
-	if (!stream)
-		cb_close(e);
+	cb_close(e);
 }
 
 static void save_queue(struct ck_writer *w, const struct ck_fd *f, int type, uint32_t shutdown)
@@ -379,6 +429,72 @@ static int parse_queue(struct cb_dec *d, struct ck_img_unix *u)
 	return 1;
 }
 
+static int parse_passed(struct cb_dec *d, struct ck_img_unix *u)
+{
+	int64_t left;
+	const char *k;
+	size_t kl;
+	u->passed = realloc(u->passed, (u->npassed + 1) * sizeof *u->passed);
+	struct ck_img_passed *p = &u->passed[u->npassed++];
+	memset(p, 0, sizeof *p);
+	p->msg = u->nmsgs;
+	if (!cbd_map(d, &left))
+		return 0;
+	while (cbd_next_key(d, &left, &k, &kl)) {
+		const char *t;
+		size_t tl;
+		uint64_t v;
+		int ok = 1;
+		if (cbd_peek(d) == CB_TEXT) {
+			ok = cbd_text(d, &t, &tl);
+			if (ok && cbd_key_is(k, kl, "kind") && tl < sizeof p->kind)
+				memcpy(p->kind, t, tl);
+			else if (ok && cbd_key_is(k, kl, "path"))
+				p->path = ck_dup_text(t, tl);
+			else if (ok && cbd_key_is(k, kl, "end"))
+				p->read_end = tl == 4 && !memcmp(t, "read", 4);
+		} else if (cbd_peek(d) == CB_UINT) {
+			ok = cbd_uint(d, &v);
+			if (cbd_key_is(k, kl, "flags")) p->flags = (int)v;
+			else if (cbd_key_is(k, kl, "offset")) p->offset = (int64_t)v;
+			else if (cbd_key_is(k, kl, "id") || cbd_key_is(k, kl, "ino")) p->id = v;
+		} else {
+			ok = cbd_skip(d);
+		}
+		if (!ok)
+			return 0;
+	}
+	return p->kind[0] && !d->error;
+}
+
+/* "msgs": each a length, or [length, [descriptor, ...]]. */
+static int parse_msgs(struct cb_dec *d, struct ck_img_unix *u)
+{
+	int64_t m;
+	size_t cap = 8;
+	if (!cbd_array(d, &m))
+		return 0;
+	u->msgs = calloc(cap, sizeof *u->msgs);
+	while (cbd_next_item(d, &m)) {
+		if (u->nmsgs == cap) {
+			cap *= 2;
+			u->msgs = realloc(u->msgs, cap * sizeof *u->msgs);
+		}
+		if (cbd_peek(d) == CB_ARRAY) {
+			int64_t two, nfds;
+			if (!cbd_array(d, &two) || two != 2 || !cbd_uint(d, &u->msgs[u->nmsgs]) || !cbd_array(d, &nfds))
+				return 0;
+			while (cbd_next_item(d, &nfds))
+				if (!parse_passed(d, u))
+					return 0;
+		} else if (!cbd_uint(d, &u->msgs[u->nmsgs])) {
+			return 0;
+		}
+		u->nmsgs++;
+	}
+	return !d->error;
+}
+
 static int parse_number(struct cb_dec *d, const char *k, size_t kl, struct ck_img_unix *u)
 {
 	uint64_t v;
@@ -415,7 +531,7 @@ CK_HIDDEN int ck_unix_parse(struct cb_dec *d, const char *k, size_t kl, struct c
 		else if (cbd_key_is(uk, ukl, "pending"))
 			ok = parse_list(d, &u->pending, &u->npending);
 		else if (cbd_key_is(uk, ukl, "msgs"))
-			ok = (u->has_msgs = 1) && parse_list(d, &u->msgs, &u->nmsgs);
+			ok = (u->has_msgs = 1) && parse_msgs(d, u);
 		else if (cbd_key_is(uk, ukl, "queue"))
 			ok = parse_queue(d, u);
 		else if (cbd_peek(d) == CB_UINT)
@@ -628,15 +744,83 @@ static struct usock *pending_on(const struct usock *c)
 	return 0;
 }
 
+static const struct ck_objects *cur_objs;
+
+/* A new descriptor for one that was in flight: a file reopened by path (a
+ * new open file description at the saved offset), the session's pipe end
+ * or socket with that identity. */
+static int open_passed(const struct usock *s, const struct ck_img_passed *p)
+{
+	int fd = -1;
+	if (!strcmp(p->kind, "file")) {
+		fd = open(p->path, (p->flags & ~(O_CREAT | O_EXCL | O_TRUNC)) | O_CLOEXEC | O_NOCTTY);
+		if (fd < 0 || lseek(fd, p->offset, SEEK_SET) < 0)
+			ck_refuse("cannot reopen %s, a file in flight to " WHO ": %s", p->path, WHO_ARGS(s), strerror(errno));
+		return fd;
+	}
+	if (!strcmp(p->kind, "pipe"))
+		for (size_t i = 0; cur_objs && i < cur_objs->npipes && fd < 0; i++)
+			if (cur_objs->pipes[i].id == p->id)
+				fd = fcntl(cur_objs->pipes[i].ends[p->read_end ? 0 : 1], F_DUPFD_CLOEXEC, 0);
+	if (!strcmp(p->kind, "socket")) {
+		const struct usock *u = find_ino(p->id);
+		if (u && u->fd >= 0)
+			fd = fcntl(u->fd, F_DUPFD_CLOEXEC, 0);
+		for (size_t i = 0; fd < 0 && cur_objs && i < cur_objs->nsockets; i++)
+			if (cur_objs->sockets[i].ino == p->id && cur_objs->sockets[i].fd >= 0)
+				fd = fcntl(cur_objs->sockets[i].fd, F_DUPFD_CLOEXEC, 0);
+	}
+	if (fd < 0)
+		ck_refuse("a %s in flight to " WHO " (SCM_RIGHTS) is held by no process of the session, so ckrun cannot pass it "
+			  "again; restart from a checkpoint taken when it was not in flight",
+			  p->kind, WHO_ARGS(s));
+	return fd;
+}
+
+/* Sends one message (or stream run) with the descriptors it carried. */
+static ssize_t send_part(const struct usock *s, size_t msg, int from, const char *buf, size_t len,
+			 const struct sockaddr_un *to, socklen_t tolen)
+{
+	int fds[253], n = 0;
+	char control[CMSG_SPACE(sizeof fds)] __attribute__((aligned(8)));
+	struct iovec iov = {(void *)buf, len};
+	struct msghdr mh;
+	memset(&mh, 0, sizeof mh);
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_name = (void *)to;
+	mh.msg_namelen = to ? tolen : 0;
+	for (size_t i = 0; i < s->u->npassed && n < 253; i++)
+		if (s->u->passed[i].msg == msg)
+			fds[n++] = open_passed(s, &s->u->passed[i]);
+	if (n) {
+		memset(control, 0, sizeof control);
+		mh.msg_control = control;
+		mh.msg_controllen = CMSG_SPACE(n * sizeof(int));
+		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(n * sizeof(int));
+		memcpy(CMSG_DATA(c), fds, n * sizeof(int));
+	}
+	ssize_t r = sendmsg(from, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+	int e = errno;
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+	errno = e;
+	return r;
+}
+
 /* Sends s's saved receive queue into it from `from` (its peer, or a
- * temporary socket addressing it by name): message by message for
- * datagrams and seqpackets, so their boundaries come back. */
+ * temporary socket addressing it by name): message by message, so the
+ * boundaries of datagrams and seqpackets come back, and the descriptors
+ * in flight with the bytes they came with. */
 static void refill(const struct usock *s, int from, const struct sockaddr_un *to, socklen_t tolen)
 {
 	const struct ck_img_unix *u = s->u;
-	if (!u->qlen)
+	if (!u->qlen && !u->nmsgs)
 		return;
-	char *buf = malloc(u->qlen);
+	char *buf = malloc(u->qlen ? u->qlen : 1);
 	if (ck_pread_all(s->img->fd, buf, u->qlen, u->qoff) < 0)
 		ck_refuse("image %s is truncated: cannot read the bytes in flight of " WHO, s->img->path, WHO_ARGS(s));
 	if (ck_crc32c(0, buf, u->qlen) != u->qcrc)
@@ -652,8 +836,10 @@ static void refill(const struct usock *s, int from, const struct sockaddr_un *to
 	for (size_t i = 0; i < nparts; i++) {
 		uint64_t len = u->has_msgs ? u->msgs[i] : u->qlen, done = 0;
 		do {
-			ssize_t r = sendto(from, buf + off + done, len - done, MSG_DONTWAIT | MSG_NOSIGNAL,
-					   (const struct sockaddr *)to, to ? tolen : 0);
+			/* the descriptors go with the first bytes of their part */
+			ssize_t r = done ? sendto(from, buf + off + done, len - done, MSG_DONTWAIT | MSG_NOSIGNAL,
+						  (const struct sockaddr *)to, to ? tolen : 0)
+					 : send_part(s, i, from, buf + off, len, to, tolen);
 			if (r < 0)
 				ck_refuse("cannot put back the bytes in flight of " WHO " (%llu of %llu bytes): %s", WHO_ARGS(s),
 					  (unsigned long long)(off + done), (unsigned long long)u->qlen, strerror(errno));
@@ -662,6 +848,39 @@ static void refill(const struct usock *s, int from, const struct sockaddr_un *to
 		off += len;
 	}
 	free(buf);
+}
+
+/* Queues that carry descriptors are refilled last, when every socket the
+ * descriptors may name exists; `from` stays open until then. */
+struct refill_job {
+	const struct usock *s;
+	int from, close_from;
+};
+static struct refill_job *jobs;
+static size_t njobs;
+
+static void refill_from(const struct usock *s, int from, int close_from)
+{
+	if (s->u->npassed) {
+		jobs = realloc(jobs, (njobs + 1) * sizeof *jobs);
+		jobs[njobs++] = (struct refill_job){s, from, close_from};
+		return;
+	}
+	refill(s, from, 0, 0);
+	if (close_from)
+		close(from);
+}
+
+static void run_deferred_refills(void)
+{
+	for (size_t i = 0; i < njobs; i++) {
+		refill(jobs[i].s, jobs[i].from, 0, 0);
+		if (jobs[i].close_from)
+			close(jobs[i].from);
+	}
+	free(jobs);
+	jobs = 0;
+	njobs = 0;
 }
 
 /* ---- the order of creation ---- */
@@ -752,8 +971,8 @@ static void connect_pair(struct usock *a, struct usock *b, int base_fd)
 			bind_name(cli, cli->fd);
 		srv->fd = accept_end(srv, cli, cli->fd, base_fd);
 	}
-	refill(a, b->fd, 0, 0);
-	refill(b, a->fd, 0, 0);
+	refill_from(a, b->fd, 0);
+	refill_from(b, a->fd, 0);
 }
 
 /* An end whose peer is not in the session, or had closed: connected to a
@@ -786,8 +1005,7 @@ static void connect_to_gone(struct usock *s, int base_fd)
 		configure(s, s->fd);
 		other = sv[1];
 	}
-	refill(s, other, 0, 0);
-	close(other);
+	refill_from(s, other, 1);
 }
 
 /* 3. Datagram sockets: pairs made by socketpair, then connections to
@@ -827,7 +1045,7 @@ static void connect_datagrams(int base_fd)
 	for (size_t i = 0; i < nsocks; i++) {
 		struct usock *s = &socks[i], *p = mutual_peer(s);
 		if (s->type == SOCK_DGRAM && p)
-			refill(s, p->fd, 0, 0);
+			refill_from(s, p->fd, 0);
 		else if (s->type == SOCK_DGRAM && s->u->qlen && !named(s) && find_ino(s->u->peer))
 			ck_refuse(WHO " has messages queued but no name and no peer that could send them again", WHO_ARGS(s));
 	}
@@ -860,7 +1078,6 @@ static void connect_pending(int base_fd)
 			if (named(c))
 				bind_name(c, c->fd);
 			connect_to(c, c->fd, l);
-			refill(c, -1, 0, 0);
 		}
 	}
 }
@@ -903,6 +1120,7 @@ CK_HIDDEN void ck_unix_create_shared(struct ck_image **imgs, size_t n, struct ck
 	collect(imgs, n);
 	if (!nsocks)
 		return;
+	cur_objs = objs;
 	for (size_t i = 0; i < nsocks; i++)
 		if (socks[i].type != SOCK_STREAM && socks[i].type != SOCK_DGRAM && socks[i].type != SOCK_SEQPACKET)
 			ck_refuse(WHO " is of type %d, which ckrun cannot restore", WHO_ARGS(&socks[i]), socks[i].type);
@@ -910,10 +1128,12 @@ CK_HIDDEN void ck_unix_create_shared(struct ck_image **imgs, size_t n, struct ck
 	connect_streams(base_fd);
 	connect_datagrams(base_fd);
 	connect_pending(base_fd);
+	for (size_t i = 0; i < nsocks; i++)
+		if (socks[i].fd < 0)
+			socks[i].fd = new_socket(&socks[i], base_fd); /* never connected, never named */
+	run_deferred_refills();
 	for (size_t i = 0; i < nsocks; i++) {
 		struct usock *s = &socks[i];
-		if (s->fd < 0)
-			s->fd = new_socket(s, base_fd); /* never connected, never named */
 		apply_shutdown(s);
 		objs->sockets = realloc(objs->sockets, (objs->nsockets + 1) * sizeof *objs->sockets);
 		objs->sockets[objs->nsockets++] = (struct ck_obj_socket){s->u->ino, s->fd};
