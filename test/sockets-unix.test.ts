@@ -229,4 +229,40 @@ test('python asyncio echo server over TCP on 127.0.0.1 (a free port) and its cli
   }
 });
 
+// Bytes a client sent on a connection the program has not accepted wait
+// where only accept() reaches them: the checkpoint refuses, names the
+// reason, and the program goes on with its queues untouched.
+const PENDING_PY = `
+import os, socket, sys, time
+d = sys.argv[1]
+l = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+l.bind(d + "/l.sock"); l.listen(4)
+c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+c.connect(d + "/l.sock"); c.sendall(b"early bytes")
+print("ready", flush=True)
+while not os.path.exists(d + "/go"): time.sleep(0.02)
+s, _ = l.accept()
+print("read", s.recv(100).decode(), flush=True)
+`;
+
+test('a connection not yet accepted with bytes in it: the checkpoint fails clearly and changes nothing', async () => {
+  const scope = new Scope('sockets-unix-pending');
+  try {
+    const work = scope.dir('work');
+    const ckpt = scope.ckptDir('ckpt');
+    const p = scope.launch({ dir: ckpt, program: [python3(), '-c', PENDING_PY, work], cwd: work, label: 'ckrun pending' });
+    await p.waitForLine('ready');
+    const r = await ckrun(['checkpoint', '--dir', ckpt]);
+    assert.is.not(r.code, 0, r.describe());
+    assert.match(r.stderr + r.stdout, /not accepted yet/, r.describe());
+    assert.equal(generations(ckpt), [], 'no generation was written');
+    fs.writeFileSync(path.join(work, 'go'), '');
+    const exit = await p.waitExit();
+    assert.is(exit.code, 0, p.describe());
+    assert.ok(p.lines.includes('read early bytes'), p.describe());
+  } finally {
+    await scope.cleanup();
+  }
+});
+
 test.run();
