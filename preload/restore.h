@@ -50,7 +50,7 @@ struct ck_img_sockopt {
 	unsigned len;
 	uint8_t val[32];
 };
-struct ck_img_unix;
+struct ck_img_unix; /* sk-unix.c: the "unix" map of a Unix socket */
 struct ck_img_inet;
 /* sk-inet.c: an address is kept as 16 bytes (IPv4 as ::ffff:a.b.c.d) so
  * ends of one connection compare equal whatever their socket's family */
@@ -75,6 +75,29 @@ struct ck_img_inet {
 	struct ck_img_queue recv_q, unsent_q;
 	struct ck_img_dgram *dgrams;
 	size_t ndgrams;
+};
+struct ck_img_unix {
+	uint64_t ino, peer;  /* inodes at checkpoint time; peer 0: none or gone */
+	int state;           /* 1 connected, 7 unconnected, 10 listening */
+	uint8_t name[108], peer_name[108]; /* sun_path bytes; abstract: a leading 0 */
+	unsigned namelen, peer_namelen;
+	uint64_t backlog, shutdown, sndbuf, rcvbuf;
+	uint64_t *pending;   /* listening: the clients of connections not yet accepted */
+	size_t npending;
+	uint64_t *msgs;      /* the lengths of the queued messages (stream: runs) */
+	size_t nmsgs;
+	struct ck_img_passed { /* descriptors in flight (SCM_RIGHTS) */
+		size_t msg;      /* with message msgs[msg] */
+		char kind[8];    /* file, pipe, socket */
+		char *path;
+		int flags, read_end;
+		int64_t offset;
+		uint64_t id;     /* a pipe's id, a socket's inode */
+	} *passed;
+	size_t npassed;
+	int has_msgs;
+	uint64_t qoff, qlen; /* the receive queue's bytes in the image */
+	uint32_t qcrc;
 };
 struct ck_img_socket {
 	int family, type, protocol;

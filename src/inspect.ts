@@ -19,6 +19,7 @@ import {
 } from './image.js';
 import { familyOf, formatFamily } from './inspect-tree.js';
 import { formatInet, setInetSession } from './inspect-inet.js';
+import { formatUnixSockets } from './inspect-unix.js';
 import { displayPath, formatBytes, formatDuration, hex } from './output.js';
 import { formatMask, maskToNames, signalName } from './signals.js';
 
@@ -316,5 +317,6 @@ export function formatInspection(i: Inspection): string {
   }
   setInetSession(i.images);
   parts.push(i.images.map(formatImage).join('\n' + '-'.repeat(72) + '\n\n'));
+  parts.push(formatUnixSockets(i));
   return parts.join('');
 }
