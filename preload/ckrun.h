@@ -257,6 +257,11 @@ CK_HIDDEN long ck_read_fdinfo(int fd, char *buf, size_t cap);
 CK_HIDDEN void ck_pipe_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f);
 CK_HIDDEN void ck_eventfd_save(struct ck_writer *w, const struct ck_fd *f);
 CK_HIDDEN void ck_epoll_save(struct ck_writer *w, const struct ck_fd *f);
+CK_HIDDEN void ck_timerfd_save(struct ck_writer *w, const struct ck_fd *f);
+CK_HIDDEN void ck_signalfd_save(struct ck_writer *w, const struct ck_fd *f);
+CK_HIDDEN void ck_inotify_save(struct ck_writer *w, const struct ck_fd *f);
+CK_HIDDEN void ck_pidfd_save(struct ck_writer *w, const struct ck_fd *f);
+CK_HIDDEN void ck_inotify_record(int fd, int wd, const char *path); /* shim.c's inotify_add_watch */
 
 /* sockets.c: a socket's family, type and options; the family's own part
  * from sk-unix.c or sk-inet.c, which add their keys to the "socket" map */

@@ -1,7 +1,10 @@
-/* Event descriptors: eventfd (counter and flags) and epoll (the whole
+/* Event descriptors: eventfd (counter and flags), epoll (the whole
  * interest list: events, flags such as EPOLLET and EPOLLONESHOT, and the
- * user data). Readiness is not saved: the kernel derives it again from
- * the watched descriptors when they are added back. */
+ * user data), timerfd (clock, remaining time, interval, expirations not
+ * yet read), signalfd (its mask), inotify (every watch, with its watch
+ * descriptor number) and pidfd (the process it refers to). Readiness is
+ * not saved: the kernel derives it again from the watched descriptors,
+ * timers and queues when they are set up again. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -9,6 +12,13 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "ckrun.h"
@@ -89,10 +99,543 @@ CK_HIDDEN void ck_epoll_save(struct ck_writer *w, const struct ck_fd *f)
 	cb_close(e);
 }
 
+/* Fails the checkpoint with the descriptor named in the detail. */
+static void fail_fd(struct ck_writer *w, long err, const char *what, int fd, const char *detail)
+{
+	struct ck_str m;
+	ck_writer_fail(w, err, what);
+	ck_str_init(&m, w->err_detail, sizeof w->err_detail);
+	ck_str_add(&m, "descriptor ");
+	ck_str_dec(&m, fd);
+	ck_str_add(&m, ": ");
+	ck_str_add(&m, detail);
+}
+
+static int parse_field_dec(const char *text, const char *field, uint64_t *v)
+{
+	const char *p = find_field(text, field);
+	if (!p)
+		return 0;
+	p = skip_spaces(p);
+	return ck_parse_dec(&p, v);
+}
+
+/* A signed decimal such as fdinfo's "Pid:\t-1". */
+static int parse_field_int(const char *text, const char *field, int64_t *v)
+{
+	const char *p = find_field(text, field);
+	uint64_t u;
+	if (!p)
+		return 0;
+	p = skip_spaces(p);
+	int neg = *p == '-';
+	if (neg)
+		p++;
+	if (!ck_parse_dec(&p, &u))
+		return 0;
+	*v = neg ? -(int64_t)u : (int64_t)u;
+	return 1;
+}
+
+static uint64_t timespec_ns(const struct ck_timespec *t)
+{
+	return (uint64_t)t->sec * 1000000000ULL + (uint64_t)t->nsec;
+}
+
+/* timerfd. timerfd_gettime first: for an interval timer that expired
+ * and was not read, it moves the timer to its next expiry and adds the
+ * missed periods to the tick count, so fdinfo then shows both exactly.
+ * An absolute CLOCK_REALTIME timer keeps its deadline (wall time), every
+ * other one its remaining time (the clocks it counts on start again at a
+ * reboot, and time spent checkpointed is not the program's). */
+CK_HIDDEN void ck_timerfd_save(struct ck_writer *w, const struct ck_fd *f)
+{
+	char buf[1024];
+	struct cb_enc *e = &w->meta;
+	struct ck_timespec cur[2], now;
+	uint64_t clock = 0, ticks = 0, tflags = 0;
+	long r = CK_SYS2(SYS_timerfd_gettime, f->fd, cur);
+	if (r < 0 || ck_read_fdinfo(f->fd, buf, sizeof buf) <= 0 || !parse_field_dec(buf, "clockid:", &clock)) {
+		fail_fd(w, r < 0 ? r : -EIO, "cannot read a timerfd's state", f->fd, "timerfd_gettime or /proc/self/fdinfo failed");
+		return;
+	}
+	parse_field_dec(buf, "ticks:", &ticks);
+	const char *p = find_field(buf, "settime flags:");
+	if (p) {
+		p = skip_spaces(p);
+		while (*p >= '0' && *p <= '7')
+			tflags = tflags * 8 + (uint64_t)(*p++ - '0'); /* printed in octal */
+	}
+	uint64_t value = timespec_ns(&cur[1]), interval = timespec_ns(&cur[0]);
+	int wall = (clock == CLOCK_REALTIME || clock == CLOCK_REALTIME_ALARM) && (tflags & TFD_TIMER_ABSTIME) && value;
+	cb_text(e, "timerfd");
+	cb_map(e, wall ? 6 : 5);
+	cb_kv_uint(e, "clock", clock);
+	cb_kv_uint(e, "settime_flags", tflags);
+	cb_kv_uint(e, "value_ns", value);
+	cb_kv_uint(e, "interval_ns", interval);
+	cb_kv_uint(e, "ticks", ticks);
+	if (wall) {
+		ck_clock_gettime(CLOCK_REALTIME, &now);
+		cb_kv_uint(e, "deadline_ns", timespec_ns(&now) + value);
+	}
+}
+
+/* signalfd: the mask as the kernel holds it, which never contains the
+ * shim's internal signal (shim.c's signalfd wrapper takes it out). */
+CK_HIDDEN void ck_signalfd_save(struct ck_writer *w, const struct ck_fd *f)
+{
+	char buf[1024];
+	uint64_t mask = 0;
+	const char *p;
+	if (ck_read_fdinfo(f->fd, buf, sizeof buf) <= 0 || !(p = find_field(buf, "sigmask:"))) {
+		fail_fd(w, -EIO, "cannot read a signalfd's mask", f->fd, "no sigmask in /proc/self/fdinfo");
+		return;
+	}
+	p = skip_spaces(p);
+	ck_parse_hex(&p, &mask);
+	cb_text(&w->meta, "signalfd");
+	cb_map(&w->meta, 1);
+	cb_kv_uint(&w->meta, "mask", mask);
+}
+
+
+/* ---- the paths of inotify watches, recorded by shim.c's wrapper ----
+ * A wrapper runs in the program's threads at any time, and the save reads
+ * the table from a signal handler: no locks. Entries are claimed with an
+ * atomic add and published by a release store of `ready`; an entry is
+ * never changed afterwards. The newest entry for (fd, wd) wins, and the
+ * save checks that its path still names the watched inode, so entries
+ * left by closed descriptors or removed watches do no harm. When the
+ * table is full, later watches are not recorded (the file handle is then
+ * the only way to find their path). */
+#define WATCH_SLOTS 1024
+#define WATCH_TEXT (128 * 1024)
+
+static struct watch_rec {
+	int fd, wd;
+	uint32_t off;
+	int ready;
+} watch_recs[WATCH_SLOTS];
+static char watch_text[WATCH_TEXT];
+static unsigned watch_nrecs, watch_ntext;
+
+CK_HIDDEN void ck_inotify_record(int fd, int wd, const char *path)
+{
+	char cwd[4096];
+	size_t cl = 0, pl = ck_strlen(path);
+	if (path[0] != '/') {
+		/* relative to the working directory of now: one getcwd, only here */
+		long r = CK_SYS2(SYS_getcwd, cwd, sizeof cwd);
+		if (r <= 0 || cwd[0] != '/')
+			return;
+		cl = ck_strlen(cwd);
+	}
+	size_t need = cl + 1 + pl + 1;
+	unsigned slot = __atomic_fetch_add(&watch_nrecs, 1, __ATOMIC_RELAXED);
+	unsigned off = __atomic_fetch_add(&watch_ntext, (unsigned)need, __ATOMIC_RELAXED);
+	if (slot >= WATCH_SLOTS || off + need > WATCH_TEXT || need > 8192)
+		return;
+	char *t = watch_text + off;
+	if (cl) {
+		ck_memcpy(t, cwd, cl);
+		t[cl] = '/';
+		ck_memcpy(t + cl + 1, path, pl + 1);
+	} else {
+		ck_memcpy(t, path, pl + 1);
+	}
+	watch_recs[slot].fd = fd;
+	watch_recs[slot].wd = wd;
+	watch_recs[slot].off = off;
+	__atomic_store_n(&watch_recs[slot].ready, 1, __ATOMIC_RELEASE);
+}
+
+static const char *ck_inotify_recorded(int fd, int wd)
+{
+	unsigned n = __atomic_load_n(&watch_nrecs, __ATOMIC_ACQUIRE);
+	for (unsigned i = n < WATCH_SLOTS ? n : WATCH_SLOTS; i-- > 0;)
+		if (__atomic_load_n(&watch_recs[i].ready, __ATOMIC_ACQUIRE) && watch_recs[i].fd == fd && watch_recs[i].wd == wd)
+			return watch_text + watch_recs[i].off;
+	return 0;
+}
+
+/* ---- inotify ----
+ * A watch is re-added by path at restart, so the save needs each watched
+ * inode's path. fdinfo names the inode only by (sdev, ino) and a file
+ * handle. Two sources, in this order:
+ *  1. the path the program gave inotify_add_watch, recorded by the shim's
+ *     wrapper (absolute), used only if it still names that very inode:
+ *     works for every user, but not for a watch added before the shim was
+ *     loaded (inherited across exec) or whose file was renamed since;
+ *  2. the file handle, opened with open_by_handle_at against the root of
+ *     a mount of that filesystem, then readlink of /proc/self/fd: follows
+ *     renames, but needs CAP_DAC_READ_SEARCH (root) and a filesystem that
+ *     exports handles.
+ * Neither working fails the checkpoint, naming the watch. */
+
+struct fhandle_buf {
+	uint32_t bytes;
+	int32_t type;
+	unsigned char data[128];
+};
+
+/* The kernel's dev_t (major << 20 | minor) as stat's st_dev encodes it. */
+static uint64_t user_dev(uint64_t kdev)
+{
+	return makedev((unsigned)(kdev >> 20), (unsigned)(kdev & 0xfffff));
+}
+
+static int same_inode(const char *path, uint64_t dev, uint64_t ino)
+{
+	struct ck_stat st;
+	return CK_SYS4(SYS_newfstatat, AT_FDCWD, path, &st, 0) == 0 && st.dev == dev && st.ino == ino;
+}
+
+static int has_backslash(const char *s)
+{
+	for (; *s; s++)
+		if (*s == '\\')
+			return 1;
+	return 0;
+}
+
+/* A mount of the filesystem with device dev (userspace encoding), opened
+ * O_PATH, from /proc/self/mountinfo ("id parent major:minor root point"). */
+static int open_mount_of(uint64_t dev)
+{
+	static char info[64 * 1024];
+	if (ck_read_file("/proc/self/mountinfo", info, sizeof info) <= 0)
+		return -1;
+	for (const char *p = info; *p;) {
+		uint64_t id, parent, maj, min;
+		const char *q = p;
+		int ok = ck_parse_dec(&q, &id) && *q++ == ' ' && ck_parse_dec(&q, &parent) && *q++ == ' ' &&
+			 ck_parse_dec(&q, &maj) && *q++ == ':' && ck_parse_dec(&q, &min) && *q++ == ' ';
+		if (ok && makedev((unsigned)maj, (unsigned)min) == dev) {
+			while (*q && *q != ' ')
+				q++; /* root within the filesystem */
+			if (*q == ' ')
+				q++;
+			char point[4096];
+			size_t n = 0;
+			while (*q && *q != ' ' && *q != '\n' && n < sizeof point - 1)
+				point[n++] = *q++;
+			point[n] = 0;
+			/* names with escaped spaces (\040) are skipped, not guessed */
+			int fd = has_backslash(point) ? -1 : (int)ck_openat(AT_FDCWD, point, O_PATH | O_CLOEXEC, 0);
+			if (fd >= 0)
+				return fd;
+		}
+		while (*p && *p != '\n')
+			p++;
+		if (*p)
+			p++;
+	}
+	return -1;
+}
+
+static int path_from_handle(struct fhandle_buf *h, uint64_t dev, uint64_t ino, char *out, size_t cap)
+{
+	int mfd = open_mount_of(dev);
+	if (mfd < 0)
+		return 0;
+	int fd = (int)CK_SYS3(SYS_open_by_handle_at, mfd, h, O_PATH | O_CLOEXEC);
+	ck_close(mfd);
+	if (fd < 0)
+		return 0;
+	char proc[64];
+	struct ck_str s;
+	ck_str_init(&s, proc, sizeof proc);
+	ck_str_add(&s, "/proc/self/fd/");
+	ck_str_dec(&s, fd);
+	long n = ck_readlinkat(AT_FDCWD, proc, out, cap - 1);
+	ck_close(fd);
+	if (n <= 0)
+		return 0;
+	out[n] = 0;
+	return out[0] == '/' && same_inode(out, dev, ino);
+}
+
+static int hex_nibble(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* One fdinfo line: "inotify wd:1 ino:3f7e8 sdev:fe00000 mask:100
+ * ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:e8f7...". */
+struct watch_line {
+	uint64_t wd, ino, sdev, mask;
+	struct fhandle_buf h;
+};
+
+static const char *parse_watch(const char *p, struct watch_line *wl)
+{
+	uint64_t v;
+	ck_memset(wl, 0, sizeof *wl);
+	while (*p && *p != '\n') {
+		p = skip_spaces(p);
+		const char *key = p;
+		while (*p && *p != ':' && *p != ' ' && *p != '\n')
+			p++;
+		if (*p != ':')
+			continue;
+		size_t kl = (size_t)(p - key);
+		p++;
+		if (kl == 8 && ck_strneq(key, "f_handle", 8)) {
+			uint32_t n = 0;
+			for (int hi, lo; (hi = hex_nibble(p[0])) >= 0 && (lo = hex_nibble(p[1])) >= 0; p += 2)
+				if (n < sizeof wl->h.data)
+					wl->h.data[n++] = (unsigned char)(hi << 4 | lo);
+			continue;
+		}
+		int hex = !(kl == 2 && ck_strneq(key, "wd", 2)) && !(kl == 12 && ck_strneq(key, "fhandle-type", 12)) &&
+			  !(kl == 13 && ck_strneq(key, "fhandle-bytes", 13));
+		if (!(hex ? ck_parse_hex(&p, &v) : ck_parse_dec(&p, &v)))
+			continue;
+		if (kl == 2 && ck_strneq(key, "wd", 2)) wl->wd = v;
+		else if (kl == 3 && ck_strneq(key, "ino", 3)) wl->ino = v;
+		else if (kl == 4 && ck_strneq(key, "sdev", 4)) wl->sdev = v;
+		else if (kl == 4 && ck_strneq(key, "mask", 4)) wl->mask = v;
+		else if (kl == 13 && ck_strneq(key, "fhandle-bytes", 13)) wl->h.bytes = (uint32_t)v;
+		else if (kl == 12 && ck_strneq(key, "fhandle-type", 12)) wl->h.type = (int32_t)v;
+	}
+	return p;
+}
+
+static void fail_watch(struct ck_writer *w, int fd, uint64_t wd, const char *recorded)
+{
+	struct ck_str m;
+	ck_writer_fail(w, -EOPNOTSUPP, "cannot find the path an inotify watch is on");
+	ck_str_init(&m, w->err_detail, sizeof w->err_detail);
+	ck_str_add(&m, "descriptor ");
+	ck_str_dec(&m, fd);
+	ck_str_add(&m, ", watch ");
+	ck_str_udec(&m, wd);
+	ck_str_add(&m, recorded ? ": its file was renamed or replaced since inotify_add_watch(" : ": added before ckrun's shim was loaded");
+	if (recorded) {
+		ck_str_add(&m, recorded);
+		ck_str_add(&m, ")");
+	}
+	ck_str_add(&m, ", and its file handle cannot be opened (needs root); add the watch again by its path, or checkpoint as root");
+}
+
+CK_HIDDEN void ck_inotify_save(struct ck_writer *w, const struct ck_fd *f)
+{
+	static char buf[64 * 1024];
+	static char path[4096];
+	struct cb_enc *e = &w->meta;
+	int queued = 0;
+	if (ck_read_fdinfo(f->fd, buf, sizeof buf) <= 0) {
+		fail_fd(w, -EIO, "cannot read an inotify descriptor's watches", f->fd, "/proc/self/fdinfo failed");
+		return;
+	}
+	CK_SYS3(SYS_ioctl, f->fd, FIONREAD, &queued);
+	cb_text(e, "inotify");
+	cb_map(e, 2);
+	cb_kv_uint(e, "queued", (uint64_t)(queued > 0 ? queued : 0));
+	cb_text(e, "watches");
+	cb_array_open(e);
+	for (const char *p = buf; !w->err && (p = find_field(p, "inotify "));) {
+		struct watch_line wl;
+		p = parse_watch(p, &wl);
+		uint64_t dev = user_dev(wl.sdev);
+		const char *rec = ck_inotify_recorded(f->fd, (int)wl.wd);
+		const char *at = 0;
+		if (rec && same_inode(rec, dev, wl.ino))
+			at = rec;
+		else if (wl.h.bytes && wl.h.bytes <= sizeof wl.h.data && path_from_handle(&wl.h, dev, wl.ino, path, sizeof path))
+			at = path;
+		if (!at) {
+			fail_watch(w, f->fd, wl.wd, rec);
+			break;
+		}
+		cb_array(e, 3);
+		cb_uint(e, wl.wd);
+		cb_uint(e, wl.mask);
+		cb_text(e, at);
+	}
+	cb_close(e);
+}
+
+/* pidfd: only for processes a restart brings back with the same PID
+ * (this process, its threads and its children, restored with it as one
+ * family); any other PID may be gone or belong to another process by
+ * then, so such a pidfd fails the checkpoint. */
+static int is_own_thread(int64_t pid)
+{
+	char path[64];
+	struct ck_str s;
+	struct ck_stat st;
+	ck_str_init(&s, path, sizeof path);
+	ck_str_add(&s, "/proc/self/task/");
+	ck_str_dec(&s, pid);
+	return CK_SYS4(SYS_newfstatat, AT_FDCWD, path, &st, 0) == 0;
+}
+
+static int64_t parent_of(int64_t pid)
+{
+	char path[64], buf[1024];
+	struct ck_str s;
+	ck_str_init(&s, path, sizeof path);
+	ck_str_add(&s, "/proc/");
+	ck_str_dec(&s, pid);
+	ck_str_add(&s, "/stat");
+	if (ck_read_file(path, buf, sizeof buf) <= 0)
+		return -1;
+	const char *p = buf, *close = 0;
+	for (; *p; p++)
+		if (*p == ')')
+			close = p; /* the name may hold ')' itself: the last one ends it */
+	uint64_t ppid;
+	if (!close || !ck_starts_with(close, ") ") || !close[2] || close[3] != ' ')
+		return -1;
+	p = close + 4;
+	return ck_parse_dec(&p, &ppid) ? (int64_t)ppid : -1;
+}
+
+CK_HIDDEN void ck_pidfd_save(struct ck_writer *w, const struct ck_fd *f)
+{
+	char buf[1024];
+	int64_t pid = 0;
+	if (ck_read_fdinfo(f->fd, buf, sizeof buf) <= 0 || !parse_field_int(buf, "Pid:", &pid)) {
+		fail_fd(w, -EIO, "cannot read a pidfd's process", f->fd, "no Pid in /proc/self/fdinfo");
+		return;
+	}
+	/* the threads of a restored process are created after its descriptors:
+	 * only the process itself (its leader) can be pidfd_open'ed then */
+	if (pid > 0 && pid != ck_getpid() && is_own_thread(pid)) {
+		fail_fd(w, -EOPNOTSUPP, "the program holds a pidfd ckrun cannot bring back", f->fd,
+			"it refers to one of the program's own threads other than the main one; close it before the checkpoint");
+		return;
+	}
+	const char *relation = pid > 0 && pid == ck_getpid() ? "self" : pid > 0 && parent_of(pid) == ck_getpid() ? "child" : 0;
+	if (!relation) {
+		struct ck_str m;
+		ck_writer_fail(w, -EOPNOTSUPP, "the program holds a pidfd ckrun cannot bring back");
+		ck_str_init(&m, w->err_detail, sizeof w->err_detail);
+		ck_str_add(&m, "descriptor ");
+		ck_str_dec(&m, f->fd);
+		ck_str_add(&m, pid > 0 ? " is a pidfd of process " : " is a pidfd of a process that has exited or is outside this PID namespace");
+		if (pid > 0) {
+			ck_str_dec(&m, pid);
+			ck_str_add(&m, ", which is neither this process nor its child, so a restart cannot promise it exists");
+		}
+		ck_str_add(&m, "; close it before the checkpoint");
+		return;
+	}
+	cb_text(&w->meta, "pidfd");
+	cb_map(&w->meta, 2);
+	cb_kv_uint(&w->meta, "pid", (uint64_t)pid);
+	cb_kv_text(&w->meta, "relation", relation);
+}
+
 /* ---- restore host ---- */
+
+
+/* {key: uint, ...} into the fields named in keys (NULL-terminated). */
+static int parse_uint_map(struct cb_dec *d, const char *const *keys, uint64_t *vals, int *seen)
+{
+	int64_t left;
+	const char *k;
+	size_t kl;
+	if (!cbd_map(d, &left))
+		return -1;
+	while (cbd_next_key(d, &left, &k, &kl)) {
+		int i = 0;
+		while (keys[i] && !cbd_key_is(k, kl, keys[i]))
+			i++;
+		if (keys[i] && cbd_peek(d) == CB_UINT) {
+			if (!cbd_uint(d, &vals[i]))
+				return -1;
+			seen[i] = 1;
+		} else if (!cbd_skip(d)) {
+			return -1;
+		}
+	}
+	return d->error ? -1 : 1;
+}
+
+static int parse_timerfd(struct cb_dec *d, struct ck_img_file *f)
+{
+	static const char *const keys[] = {"clock", "settime_flags", "value_ns", "interval_ns", "ticks", "deadline_ns", 0};
+	uint64_t v[6] = {0};
+	int seen[6] = {0};
+	if (parse_uint_map(d, keys, v, seen) < 0 || !seen[0])
+		return -1;
+	f->timerfd = (struct ck_img_timerfd){
+		.clock = (int)v[0], .settime_flags = (int)v[1], .value_ns = v[2], .interval_ns = v[3],
+		.ticks = v[4], .deadline_ns = v[5], .has_deadline = seen[5],
+	};
+	return 1;
+}
+
+static int parse_inotify(struct cb_dec *d, struct ck_img_file *f)
+{
+	int64_t left, n;
+	const char *k;
+	size_t kl;
+	if (!cbd_map(d, &left))
+		return -1;
+	while (cbd_next_key(d, &left, &k, &kl)) {
+		if (cbd_key_is(k, kl, "queued")) {
+			if (!cbd_uint(d, &f->inotify_queued))
+				return -1;
+			continue;
+		}
+		if (!cbd_key_is(k, kl, "watches")) {
+			if (!cbd_skip(d))
+				return -1;
+			continue;
+		}
+		if (!cbd_array(d, &n))
+			return -1;
+		size_t cap = 8;
+		f->watches = calloc(cap, sizeof *f->watches);
+		while (cbd_next_item(d, &n)) {
+			int64_t m;
+			uint64_t wd, mask;
+			const char *s;
+			size_t sl;
+			if (!cbd_array(d, &m) || m != 3 || !cbd_uint(d, &wd) || !cbd_uint(d, &mask) || !cbd_text(d, &s, &sl) ||
+			    wd < 1 || wd > INT32_MAX)
+				return -1;
+			if (f->nwatches == cap)
+				f->watches = realloc(f->watches, (cap *= 2) * sizeof *f->watches);
+			f->watches[f->nwatches++] = (struct ck_img_watch){(int)wd, (uint32_t)mask, ck_dup_text(s, sl)};
+		}
+	}
+	return d->error ? -1 : 1;
+}
+
+static int parse_event_kinds(struct cb_dec *d, const char *k, size_t kl, struct ck_img_file *f)
+{
+	static const char *const mask_keys[] = {"mask", 0}, *const pid_keys[] = {"pid", 0};
+	uint64_t v[1] = {0};
+	int seen[1] = {0}, r;
+	if (cbd_key_is(k, kl, "timerfd"))
+		return parse_timerfd(d, f);
+	if (cbd_key_is(k, kl, "inotify"))
+		return parse_inotify(d, f);
+	if (cbd_key_is(k, kl, "signalfd")) {
+		if ((r = parse_uint_map(d, mask_keys, v, seen)) < 0 || !seen[0])
+			return -1;
+		f->signalfd_mask = v[0];
+		return 1;
+	}
+	if (cbd_key_is(k, kl, "pidfd")) {
+		if ((r = parse_uint_map(d, pid_keys, v, seen)) < 0 || !seen[0] || v[0] < 1 || v[0] > INT32_MAX)
+			return -1;
+		f->pidfd_pid = (int)v[0];
+		return 1;
+	}
+	return 0;
+}
 
 CK_HIDDEN int ck_events_parse(struct cb_dec *d, const char *k, size_t kl, struct ck_img_file *f)
 {
+	int r = parse_event_kinds(d, k, kl, f);
+	if (r)
+		return r;
 	if (cbd_key_is(k, kl, "eventfd")) {
 		int64_t left;
 		const char *mk;
@@ -135,6 +678,162 @@ CK_HIDDEN int ck_events_parse(struct cb_dec *d, const char *k, size_t kl, struct
 		return d->error ? -1 : 1;
 	}
 	return 0;
+}
+
+CK_HIDDEN int ck_is_event_kind(const char *kind)
+{
+	return !strcmp(kind, "timerfd") || !strcmp(kind, "signalfd") || !strcmp(kind, "inotify") || !strcmp(kind, "pidfd");
+}
+
+/* Created here, armed by ck_timerfds_arm as late as the restore host can:
+ * the time until the program runs again is not the program's. */
+static int open_timerfd(struct ck_img_file *f)
+{
+	int fd = timerfd_create(f->timerfd.clock, TFD_CLOEXEC | (f->flags & O_NONBLOCK ? TFD_NONBLOCK : 0));
+	if (fd < 0)
+		ck_refuse("cannot create the timerfd for descriptor %d on clock %d: %s%s", f->fd, f->timerfd.clock,
+			  strerror(errno), errno == EPERM ? " (alarm clocks need CAP_WAKE_ALARM)" : "");
+	return fd;
+}
+
+/* The image's mask never holds the shim's signal; taking it out again
+ * keeps that true even for an image written by another build. The raw
+ * call bypasses the shim's own signalfd wrapper, which is not needed. */
+static int open_signalfd(struct ck_image *img, struct ck_img_file *f)
+{
+	uint64_t mask = f->signalfd_mask;
+	if (img->sig > 0 && img->sig <= 64)
+		mask &= ~(1ULL << (img->sig - 1));
+	int fd = (int)syscall(SYS_signalfd4, -1, &mask, sizeof mask, SFD_CLOEXEC | (f->flags & O_NONBLOCK ? SFD_NONBLOCK : 0));
+	if (fd < 0)
+		ck_refuse("cannot create the signalfd for descriptor %d (mask %#llx): %s", f->fd, (unsigned long long)mask,
+			  strerror(errno));
+	return fd;
+}
+
+static int by_wd(const void *a, const void *b)
+{
+	const struct ck_img_watch *x = a, *y = b;
+	return (x->wd > y->wd) - (x->wd < y->wd);
+}
+
+/* Watch descriptors come from a cyclic allocator (each new watch gets the
+ * number after the last one given, even if lower ones are free again):
+ * a number below the wanted one is used up by adding a watch and removing
+ * it at once. The inode must not be watched already (that would return
+ * its existing number): candidates are tried until one gives a new number. */
+static void burn_watch_number(int fd, struct ck_img_file *f, int wanted)
+{
+	static const char *const spare[] = {"/", "/proc", "/dev", "/tmp", "/etc", "/usr", "/sys", "/run"};
+	for (size_t i = 0; i < sizeof spare / sizeof spare[0]; i++) {
+		int wd = inotify_add_watch(fd, spare[i], IN_ATTRIB | IN_MASK_CREATE);
+		if (wd < 0)
+			continue;
+		inotify_rm_watch(fd, wd);
+		if (wd > wanted)
+			ck_refuse("cannot give inotify descriptor %d its watch %d back: the kernel handed out %d", f->fd, wanted, wd);
+		return;
+	}
+	ck_refuse("cannot give inotify descriptor %d its watch %d back: no spare directory to use up the numbers below it",
+		  f->fd, wanted);
+}
+
+/* Every watch again, on the same path with the same mask and the same
+ * number. Events queued at checkpoint time, and those of the few moments
+ * the restore takes, are not restored: the queue starts empty (the IN_IGNORED
+ * events of the spare watches are read away here). */
+static int open_inotify(struct ck_img_file *f)
+{
+	int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+	if (fd < 0)
+		ck_refuse("cannot create the inotify descriptor %d: %s", f->fd, strerror(errno));
+	qsort(f->watches, f->nwatches, sizeof *f->watches, by_wd);
+	int next = 1;
+	for (size_t i = 0; i < f->nwatches; i++) {
+		struct ck_img_watch *w = &f->watches[i];
+		if (w->wd < next)
+			ck_refuse("the image lists watch %d of inotify descriptor %d twice", w->wd, f->fd);
+		if (w->wd - next > (1 << 20))
+			ck_refuse("inotify descriptor %d has watch number %d: using up the %d numbers below it would take too long",
+				  f->fd, w->wd, w->wd - next);
+		for (; next < w->wd; next++)
+			burn_watch_number(fd, f, w->wd);
+		int wd = inotify_add_watch(fd, w->path, w->mask | IN_MASK_CREATE);
+		if (wd < 0)
+			ck_refuse("cannot watch %s again (inotify descriptor %d, watch %d): %s; put the file back or restart from an "
+				  "image taken without the watch", w->path, f->fd, w->wd, strerror(errno));
+		if (wd != w->wd)
+			ck_refuse("inotify descriptor %d: the watch on %s came back as number %d, not %d", f->fd, w->path, wd, w->wd);
+		next = wd + 1;
+	}
+	char drain[4096];
+	while (read(fd, drain, sizeof drain) > 0)
+		;
+	if (!(f->flags & O_NONBLOCK))
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	return fd;
+}
+
+/* PIDs are restored: the process (or its child, spawned before it becomes
+ * itself) has its PID again by now. O_NONBLOCK and O_EXCL are the
+ * PIDFD_NONBLOCK and PIDFD_THREAD flags. */
+static int open_pidfd(struct ck_img_file *f)
+{
+	int fd = (int)syscall(SYS_pidfd_open, f->pidfd_pid, f->flags & (O_NONBLOCK | O_EXCL));
+	if (fd < 0)
+		ck_refuse("cannot open the pidfd of process %d for descriptor %d: %s%s", f->pidfd_pid, f->fd, strerror(errno),
+			  errno == ESRCH ? " (the process is not part of this restart: restart its whole family)" : "");
+	return fd;
+}
+
+CK_HIDDEN int ck_event_open(struct ck_image *img, struct ck_img_file *f)
+{
+	if (!strcmp(f->kind, "timerfd"))
+		return open_timerfd(f);
+	if (!strcmp(f->kind, "signalfd"))
+		return open_signalfd(img, f);
+	if (!strcmp(f->kind, "inotify"))
+		return open_inotify(f);
+	return open_pidfd(f);
+}
+
+static struct timespec ns_to_timespec(uint64_t ns)
+{
+	return (struct timespec){(time_t)(ns / 1000000000ULL), (long)(ns % 1000000000ULL)};
+}
+
+#ifndef TFD_IOC_SET_TICKS
+#define TFD_IOC_SET_TICKS _IOW('T', 0, uint64_t) /* linux/timerfd.h, which clashes with fcntl.h */
+#endif
+
+/* Expirations counted but not read are put back as they were with
+ * TFD_IOC_SET_TICKS (after settime, which zeroes them). A kernel built
+ * without CONFIG_CHECKPOINT_RESTORE lacks it: then a disarmed timer
+ * fires once at once, so the program still sees that it expired. */
+static void arm_timerfd(struct ck_img_file *f)
+{
+	struct ck_img_timerfd *t = &f->timerfd;
+	struct itimerspec its = {ns_to_timespec(t->interval_ns), ns_to_timespec(t->value_ns)};
+	int flags = 0;
+	if (t->has_deadline) {
+		its.it_value = ns_to_timespec(t->deadline_ns);
+		flags = TFD_TIMER_ABSTIME | (t->settime_flags & TFD_TIMER_CANCEL_ON_SET);
+	}
+	if ((its.it_value.tv_sec || its.it_value.tv_nsec) && timerfd_settime(f->fd, flags, &its, 0) != 0)
+		ck_refuse("cannot arm the timerfd at descriptor %d: %s", f->fd, strerror(errno));
+	if (!t->ticks || ioctl(f->fd, TFD_IOC_SET_TICKS, &t->ticks) == 0)
+		return;
+	if (!t->value_ns) {
+		struct itimerspec now = {{0, 0}, {0, 1}};
+		timerfd_settime(f->fd, 0, &now, 0);
+	}
+}
+
+CK_HIDDEN void ck_timerfds_arm(struct ck_image *img)
+{
+	for (size_t i = 0; i < img->nfiles; i++)
+		if (img->files[i].same_as < 0 && !strcmp(img->files[i].kind, "timerfd"))
+			arm_timerfd(&img->files[i]);
 }
 
 CK_HIDDEN int ck_eventfd_open(struct ck_img_file *f)

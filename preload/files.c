@@ -1,7 +1,8 @@
 /* Descriptors: the walk over all of them, and the kinds that are files:
  * regular files, directories, devices, the session's stdio and files
- * deleted while open. Pipes are in pipes.c, epoll and eventfd in events.c,
- * sockets in sockets.c;
+ * deleted while open. Pipes are in pipes.c, event descriptors (epoll,
+ * eventfd, timerfd, signalfd, inotify, pidfd) in events.c, sockets in
+ * sockets.c;
  * a kind ckrun cannot save yet fails the checkpoint with a message naming
  * the descriptor.
  *
@@ -42,6 +43,15 @@ static const char *kind_of(const struct ck_fd *f, int *stdio_index)
 		if (*stdio_index >= 0)
 			return "stdio";
 	}
+	/* anonymous inodes first: a pidfd's inode (pidfs) may look like a file */
+	static const char *const anon[][2] = {
+		{"anon_inode:[eventfd]", "eventfd"}, {"anon_inode:[eventpoll]", "epoll"},
+		{"anon_inode:[timerfd]", "timerfd"}, {"anon_inode:[signalfd]", "signalfd"},
+		{"anon_inode:inotify", "inotify"},   {"anon_inode:[pidfd]", "pidfd"},
+	};
+	for (size_t i = 0; i < sizeof anon / sizeof anon[0]; i++)
+		if (ck_streq(f->link, anon[i][0]))
+			return anon[i][1];
 	switch (f->st.mode & S_IFMT) {
 	case S_IFREG:
 		return (f->st.nlink == 0 || ck_ends_with(f->link, " (deleted)")) ? "deleted" : "file";
@@ -55,10 +65,6 @@ static const char *kind_of(const struct ck_fd *f, int *stdio_index)
 	case S_IFSOCK:
 		return "socket";
 	default:
-		if (ck_streq(f->link, "anon_inode:[eventfd]"))
-			return "eventfd";
-		if (ck_streq(f->link, "anon_inode:[eventpoll]"))
-			return "epoll";
 		return 0;
 	}
 }
@@ -264,6 +270,14 @@ CK_HIDDEN void ck_files_save(struct ck_writer *w, struct ck_scratch *s)
 			ck_epoll_save(w, f);
 		} else if (ck_streq(kind, "socket")) {
 			ck_socket_save(w, &t, f);
+		} else if (ck_streq(kind, "timerfd")) {
+			ck_timerfd_save(w, f);
+		} else if (ck_streq(kind, "signalfd")) {
+			ck_signalfd_save(w, f);
+		} else if (ck_streq(kind, "inotify")) {
+			ck_inotify_save(w, f);
+		} else if (ck_streq(kind, "pidfd")) {
+			ck_pidfd_save(w, f);
 		}
 		cb_close(e);
 	}
@@ -468,6 +482,8 @@ static int open_entry(struct ck_image *img, struct ck_img_file *f, int base_fd, 
 		fd = ck_epoll_open(f);
 	} else if (!strcmp(f->kind, "socket")) {
 		fd = ck_socket_open(img, f, base_fd, objs);
+	} else if (ck_is_event_kind(f->kind)) {
+		fd = ck_event_open(img, f);
 	} else {
 		fd = open(f->path, flags | O_CLOEXEC | O_NOCTTY);
 		if (fd < 0)
@@ -559,4 +575,5 @@ CK_HIDDEN void ck_files_install(struct ck_image *img)
 	}
 	ck_pipes_close_spares();
 	ck_epoll_fill(img);
+	ck_timerfds_arm(img);
 }

@@ -131,6 +131,19 @@ struct ck_img_file {
 	size_t nepoll;
 	/* sockets.c */
 	struct ck_img_socket *sock;
+	struct ck_img_timerfd {
+		int clock, settime_flags, has_deadline;
+		uint64_t value_ns, interval_ns, ticks, deadline_ns;
+	} timerfd;
+	uint64_t signalfd_mask;
+	struct ck_img_watch {
+		int wd;
+		uint32_t mask;
+		const char *path;
+	} *watches;
+	size_t nwatches;
+	uint64_t inotify_queued;
+	int pidfd_pid;
 };
 
 struct ck_img_child {
@@ -309,6 +322,9 @@ CK_HIDDEN int ck_events_parse(struct cb_dec *d, const char *k, size_t kl, struct
 CK_HIDDEN int ck_eventfd_open(struct ck_img_file *f);
 CK_HIDDEN int ck_epoll_open(struct ck_img_file *f);
 CK_HIDDEN void ck_epoll_fill(struct ck_image *img);
+CK_HIDDEN int ck_is_event_kind(const char *kind); /* timerfd, signalfd, inotify, pidfd */
+CK_HIDDEN int ck_event_open(struct ck_image *img, struct ck_img_file *f);
+CK_HIDDEN void ck_timerfds_arm(struct ck_image *img);
 
 /* sockets.c, sk-unix.c, sk-inet.c */
 CK_HIDDEN int ck_socket_parse(struct cb_dec *d, struct ck_img_file *f);

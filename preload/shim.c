@@ -16,6 +16,8 @@
  *  - madvise: memory marked MADV_DONTFORK or MADV_WIPEONFORK would not be
  *    seen as it is by the forked writer; the checkpoint then looks for such
  *    regions and lifts the marks for the moment of the fork.
+ *  - inotify_add_watch: the path of each watch is recorded for the
+ *    checkpoint, which cannot always find it from the kernel (events.c).
  * Each wrapper does one comparison on its fast path. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -29,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/inotify.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -59,6 +62,7 @@ static int (*real_sigwait)(const sigset_t *, int *);
 static int (*real_sigwaitinfo)(const sigset_t *, siginfo_t *);
 static int (*real_sigtimedwait)(const sigset_t *, siginfo_t *, const struct timespec *);
 static int (*real_signalfd)(int, const sigset_t *, int);
+static int (*real_inotify_add_watch)(int, const char *, uint32_t);
 static sighandler_t (*real_signal)(int, sighandler_t);
 static sighandler_t (*real_sysv_signal)(int, sighandler_t);
 static sighandler_t (*real_bsd_signal)(int, sighandler_t);
@@ -89,6 +93,7 @@ static void resolve_all(void)
 	RESOLVE(sigwaitinfo);
 	RESOLVE(sigtimedwait);
 	RESOLVE(signalfd);
+	RESOLVE(inotify_add_watch);
 	RESOLVE(signal);
 	RESOLVE(sysv_signal);
 	RESOLVE(bsd_signal);
@@ -575,6 +580,16 @@ CK_EXPORT int signalfd(int fd, const sigset_t *mask, int flags)
 }
 
 /* ---- descriptor wrappers ---- */
+
+/* The path of each watch, for the checkpoint (events.c says why). Costs
+ * nothing but a copy on success, plus one getcwd for a relative path. */
+CK_EXPORT int inotify_add_watch(int fd, const char *path, uint32_t mask)
+{
+	int wd = REAL(inotify_add_watch)(fd, path, mask);
+	if (wd >= 0 && path)
+		ck_inotify_record(fd, wd, path);
+	return wd;
+}
 
 CK_EXPORT int close(int fd)
 {

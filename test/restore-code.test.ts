@@ -30,6 +30,7 @@ test('the shim depends on libc only and exports only what it wraps', () => {
   const wrapped = [
     'bsd_signal', 'close', 'close_range', 'closefrom', 'dup2', 'dup3', 'madvise', 'pthread_sigmask', 'sigaction',
     'signal', 'signalfd', 'sigprocmask', 'sigset', 'sigsuspend', 'sigtimedwait', 'sigwait', 'sigwaitinfo', 'sysv_signal',
+    'inotify_add_watch',
     'execve', 'execv', 'execvp', 'execvpe', 'execl', 'execle', 'execlp', 'fexecve', 'execveat', 'posix_spawn', 'posix_spawnp',
   ];
   assert.equal(exported.filter((s) => s !== 'ckrun_restore_main').sort(), wrapped.sort());
