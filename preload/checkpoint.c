@@ -387,21 +387,6 @@ static int stop_other_threads(struct ck_scratch *s, int pid, int self)
 	return ok;
 }
 
-/* State this version cannot save fails the checkpoint, loudly, rather than
- * producing an image that would restart into something different. (Child
- * processes are saved by their own shims: ckrun checkpoints the family.) */
-static int refuse_unsupported(struct ck_scratch *s)
-{
-	struct ck_str m;
-	ck_str_init(&m, s->msg, sizeof s->msg);
-	long n = ck_read_file("/proc/self/timers", s->text, 4096);
-	if (n > 0) {
-		ck_str_add(&m, "the program uses POSIX timers (timer_create), which ckrun cannot save yet");
-		return 0;
-	}
-	return 1;
-}
-
 static void release_threads(void)
 {
 	__atomic_store_n(&state, ST_RELEASING, __ATOMIC_SEQ_CST);
@@ -758,7 +743,7 @@ static void lead_checkpoint(ucontext_t *uc)
 	struct ck_thread *me = &ck_threads[0];
 	ck_thread_capture(me, uc);
 	me->leader = 1;
-	int ok = stop_other_threads(s, pid, self) && refuse_unsupported(s);
+	int ok = stop_other_threads(s, pid, self);
 	if (!ok) {
 		release_threads();
 		reply_error(s, "cannot checkpoint the program", s->msg);

@@ -231,6 +231,14 @@ struct ck_saved_timers {
 	} it[3];
 	uint64_t shared_pending;
 };
+/* A POSIX timer (timer_create), as /proc/self/timers and timer_gettime
+ * show it; notify is the kernel's sigev_notify (SIGEV_THREAD_ID for
+ * glibc's SIGEV_THREAD timers, which signal its helper thread). */
+#define CK_MAX_PTIMERS 256
+struct ck_ptimer {
+	int id, clock, signo, notify, tid;
+	uint64_t sival, value_ns, interval_ns;
+};
 CK_HIDDEN extern struct ck_saved_timers ck_saved_timers;
 CK_HIDDEN extern int ck_saved_pdeathsig; /* put back by the restored leader */
 CK_HIDDEN void ck_signals_capture(void);

@@ -188,6 +188,7 @@ struct ck_image {
 	size_t nfiles;
 	struct ck_img_action *actions;
 	size_t nactions;
+	size_t nptimers; /* POSIX timers: restored from the shim's memory (signals.c) */
 
 	/* incremental: the files runs may refer to, in this image's directory */
 	uint64_t track_id;

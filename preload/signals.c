@@ -1,7 +1,8 @@
-/* Signals: dispositions, pending signals and interval timers.
- * Dispositions are installed again by the restore host before the switch
- * (all signals blocked until each thread's rt_sigreturn); timers and
- * pending signals are re-armed by the restored leader at the very end. */
+/* Signals: dispositions, pending signals, interval timers and POSIX
+ * timers. Dispositions are installed again by the restore host before the
+ * switch (all signals blocked until each thread's rt_sigreturn); timers
+ * and pending signals are re-armed by the restored leader at the very end,
+ * when every thread a timer may signal exists again. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +18,25 @@
 
 CK_HIDDEN struct ck_saved_timers ck_saved_timers;
 CK_HIDDEN int ck_saved_pdeathsig;
+/* POSIX timers, captured in the shim's memory, so the restored leader
+ * finds them there */
+static struct ck_ptimer ptimers[CK_MAX_PTIMERS];
+static int nptimers, ptimers_overflow;
+
+/* The kernel lets timer_create take the ID from *timerid while this is
+ * on (Linux 6.15, for checkpoint/restore); Debian 12's headers lack it. */
+#ifndef PR_TIMER_CREATE_RESTORE_IDS
+#define PR_TIMER_CREATE_RESTORE_IDS 77
+#define PR_TIMER_CREATE_RESTORE_IDS_OFF 0
+#define PR_TIMER_CREATE_RESTORE_IDS_ON 1
+#define PR_TIMER_CREATE_RESTORE_IDS_GET 2
+#endif
+
+/* The kernel's struct sigevent (64 bytes) */
+struct ck_ksigevent {
+	uint64_t value;
+	int signo, notify, tid, pad[11];
+};
 
 struct ck_kitimerval {
 	long isec, iusec, vsec, vusec;
@@ -71,6 +91,89 @@ static uint64_t sigbit(int sig)
 	return 1ULL << (sig - 1);
 }
 
+static const char *next_line(const char *p)
+{
+	while (*p && *p != '\n')
+		p++;
+	return *p ? p + 1 : p;
+}
+
+static const char *after(const char *p, const char *prefix)
+{
+	size_t n = ck_strlen(prefix);
+	return ck_strneq(p, prefix, n) ? p + n : 0;
+}
+
+static int parse_signed(const char **p, int *v)
+{
+	uint64_t u;
+	int neg = **p == '-';
+	*p += neg;
+	if (!ck_parse_dec(p, &u))
+		return 0;
+	*v = neg ? -(int)u : (int)u;
+	return 1;
+}
+
+/* One entry of /proc/self/timers:
+ *   ID: 1 / signal: 32/00005603d318d470 / notify: signal/tid.31981 / ClockID: 0
+ * ("notify" is signal, none or thread, then pid or tid and the target). */
+static const char *parse_ptimer(const char *p, struct ck_ptimer *t)
+{
+	const char *q;
+	uint64_t v;
+	ck_memset(t, 0, sizeof *t);
+	t->id = -1;
+	for (; *p; p = next_line(p)) {
+		if ((q = after(p, "ID: "))) {
+			if (t->id >= 0)
+				break; /* the next timer */
+			if (ck_parse_dec(&q, &v))
+				t->id = (int)v;
+		} else if ((q = after(p, "signal: ")) && ck_parse_dec(&q, &v) && *q++ == '/') {
+			t->signo = (int)v;
+			ck_parse_hex(&q, &t->sival);
+		} else if ((q = after(p, "notify: "))) {
+			t->notify = ck_starts_with(q, "none") ? SIGEV_NONE : ck_starts_with(q, "thread") ? SIGEV_THREAD : SIGEV_SIGNAL;
+			while (*q && *q != '/' && *q != '\n')
+				q++;
+			if (ck_starts_with(q, "/tid."))
+				t->notify |= SIGEV_THREAD_ID;
+			if (*q == '/' && q[1] && q[2] && q[3] && q[4] == '.') {
+				q += 5;
+				parse_signed(&q, &t->tid);
+			}
+		} else if ((q = after(p, "ClockID: "))) {
+			parse_signed(&q, &t->clock);
+		}
+	}
+	return p;
+}
+
+static void capture_ptimers(void)
+{
+	static char buf[64 * 1024];
+	nptimers = 0;
+	ptimers_overflow = 0;
+	if (ck_read_file("/proc/self/timers", buf, sizeof buf) <= 0)
+		return;
+	for (const char *p = buf; *p;) {
+		struct ck_ptimer t;
+		p = parse_ptimer(p, &t);
+		if (t.id < 0)
+			break;
+		if (nptimers == CK_MAX_PTIMERS) {
+			ptimers_overflow = 1;
+			break;
+		}
+		struct ck_timespec its[2] = {{0, 0}, {0, 0}}; /* interval, value */
+		CK_SYS2(SYS_timer_gettime, t.id, its);
+		t.interval_ns = (uint64_t)its[0].sec * 1000000000ULL + (uint64_t)its[0].nsec;
+		t.value_ns = (uint64_t)its[1].sec * 1000000000ULL + (uint64_t)its[1].nsec;
+		ptimers[nptimers++] = t;
+	}
+}
+
 /* Called by the leader while every thread is stopped, before the resume
  * context is saved: the restored leader re-arms exactly this. */
 CK_HIDDEN void ck_signals_capture(void)
@@ -84,6 +187,7 @@ CK_HIDDEN void ck_signals_capture(void)
 		ck_saved_timers.it[i].vsec = v.vsec;
 		ck_saved_timers.it[i].vusec = v.vusec;
 	}
+	capture_ptimers();
 	ck_saved_pdeathsig = 0;
 	ck_prctl(PR_GET_PDEATHSIG, (long)&ck_saved_pdeathsig, 0, 0, 0);
 	uint64_t ours = sigbit(ck_session.sig);
@@ -100,11 +204,43 @@ CK_HIDDEN void ck_signals_capture(void)
 	}
 }
 
+static const char *notify_name(int notify)
+{
+	switch (notify & ~SIGEV_THREAD_ID) {
+	case SIGEV_NONE:
+		return "none";
+	case SIGEV_THREAD:
+		return "thread";
+	default:
+		return notify & SIGEV_THREAD_ID ? "thread_id" : "signal";
+	}
+}
+
+static void save_ptimers(struct cb_enc *e)
+{
+	cb_text(e, "timers");
+	cb_array(e, (uint64_t)nptimers);
+	for (int i = 0; i < nptimers; i++) {
+		const struct ck_ptimer *t = &ptimers[i];
+		cb_map(e, 8);
+		cb_kv_uint(e, "id", (uint64_t)t->id);
+		cb_kv_int(e, "clock", t->clock);
+		cb_kv_text(e, "notify", notify_name(t->notify));
+		cb_kv_uint(e, "signal", (uint64_t)t->signo);
+		cb_kv_int(e, "tid", t->tid);
+		cb_kv_uint(e, "value", t->sival);
+		cb_kv_uint(e, "remaining_ns", t->value_ns);
+		cb_kv_uint(e, "interval_ns", t->interval_ns);
+	}
+}
+
 CK_HIDDEN void ck_signals_save(struct ck_writer *w)
 {
 	struct cb_enc *e = &w->meta;
+	if (ptimers_overflow)
+		ck_writer_fail(w, -EOPNOTSUPP, "the program has more than 256 POSIX timers (timer_create), more than ckrun saves");
 	cb_text(e, "signals");
-	cb_map(e, 3);
+	cb_map(e, 4);
 	cb_text(e, "actions");
 	cb_array_open(e);
 	for (int sig = 1; sig <= 64; sig++) {
@@ -129,6 +265,55 @@ CK_HIDDEN void ck_signals_save(struct ck_writer *w)
 		cb_uint(e, (uint64_t)(ck_saved_timers.it[i].isec * 1000000L + ck_saved_timers.it[i].iusec));
 		cb_uint(e, (uint64_t)(ck_saved_timers.it[i].vsec * 1000000L + ck_saved_timers.it[i].vusec));
 	}
+	save_ptimers(e);
+}
+
+static void say_timer_failed(int id, long err)
+{
+	char buf[160];
+	struct ck_str m;
+	ck_str_init(&m, buf, sizeof buf);
+	ck_str_add(&m, "ckrun: cannot create POSIX timer ");
+	ck_str_dec(&m, id);
+	ck_str_add(&m, " again after the restart: ");
+	ck_str_errno(&m, err);
+	ck_str_add(&m, "\n");
+	ck_write(2, buf, ck_strlen(buf));
+}
+
+/* Each timer with its own ID (the program holds the IDs), target thread,
+ * signal and value (for glibc's SIGEV_THREAD timers, the pointer its
+ * helper thread follows), armed with its remaining time. The restore
+ * host checked that the kernel can choose IDs (ck_ptimers_check). */
+static void restore_ptimers(void)
+{
+	if (!nptimers)
+		return;
+	ck_prctl(PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_ON, 0, 0, 0);
+	for (int i = 0; i < nptimers; i++) {
+		const struct ck_ptimer *t = &ptimers[i];
+		struct ck_ksigevent ev;
+		ck_memset(&ev, 0, sizeof ev);
+		ev.value = t->sival;
+		ev.signo = t->signo;
+		ev.notify = t->notify;
+		ev.tid = t->tid;
+		int id = t->id;
+		long r = CK_SYS3(SYS_timer_create, t->clock, &ev, &id);
+		if (r == 0 && id != t->id)
+			r = -EEXIST;
+		if (r < 0) {
+			say_timer_failed(t->id, r);
+			continue;
+		}
+		struct ck_timespec its[2] = {
+			{(long)(t->interval_ns / 1000000000ULL), (long)(t->interval_ns % 1000000000ULL)},
+			{(long)(t->value_ns / 1000000000ULL), (long)(t->value_ns % 1000000000ULL)},
+		};
+		if (t->value_ns && (r = CK_SYS4(SYS_timer_settime, id, 0, its, 0)) < 0)
+			say_timer_failed(t->id, r);
+	}
+	ck_prctl(PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_OFF, 0, 0, 0);
 }
 
 /* In the restored leader, every thread parked in the handler with all
@@ -144,6 +329,7 @@ CK_HIDDEN void ck_signals_after_restore(int nthreads)
 		if (v.vsec || v.vusec)
 			CK_SYS3(SYS_setitimer, i, &v, 0);
 	}
+	restore_ptimers();
 	/* a restore host dies with its parent while it restores; the program
 	 * gets its own parent-death signal back */
 	ck_prctl(PR_SET_PDEATHSIG, ck_saved_pdeathsig, 0, 0, 0);
@@ -167,6 +353,17 @@ CK_HIDDEN int ck_signals_parse(struct cb_dec *d, struct ck_image *img)
 	if (!cbd_map(d, &left))
 		return 0;
 	while (cbd_next_key(d, &left, &k, &kl)) {
+		if (cbd_key_is(k, kl, "timers")) {
+			int64_t n;
+			if (!cbd_array(d, &n))
+				return 0;
+			while (cbd_next_item(d, &n)) {
+				img->nptimers++;
+				if (!cbd_skip(d))
+					return 0;
+			}
+			continue;
+		}
 		if (!cbd_key_is(k, kl, "actions")) {
 			if (!cbd_skip(d))
 				return 0;
@@ -202,6 +399,11 @@ CK_HIDDEN int ck_signals_parse(struct cb_dec *d, struct ck_image *img)
  * handler through rt_sigreturn with their own masks. */
 CK_HIDDEN void ck_signals_restore(struct ck_image *img)
 {
+	/* the timers themselves come back from the shim's memory, after the
+	 * switch, where nothing can be refused any more: check the kernel now */
+	if (img->nptimers && ck_prctl(PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_GET, 0, 0, 0) < 0)
+		ck_refuse("the program has %zu POSIX timers, and this kernel cannot create them with their IDs again "
+			  "(prctl PR_TIMER_CREATE_RESTORE_IDS needs Linux 6.15 or later)", img->nptimers);
 	uint64_t all = ~0ULL;
 	ck_rt_sigprocmask(SIG_SETMASK, &all, 0);
 	for (int sig = 1; sig <= 64; sig++) {
