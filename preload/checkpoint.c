@@ -337,6 +337,51 @@ static int first_missing(struct ck_scratch *s)
 	return 0;
 }
 
+/* A thread that keeps ckrun's signal blocked for longer than a moment
+ * can never stop. glibc's helper thread for SIGEV_THREAD timers does so
+ * for its whole life (it is created with every signal blocked, and waits
+ * for SIGTIMER with an internal sigwaitinfo the shim cannot wrap). */
+static int blocks_our_signal(int tid)
+{
+	char path[64];
+	struct ck_str p;
+	ck_str_init(&p, path, sizeof path);
+	ck_str_add(&p, "/proc/self/task/");
+	ck_str_dec(&p, tid);
+	ck_str_add(&p, "/status");
+	return (ck_read_pending_mask(path, "SigBlk:") >> (ck_session.sig - 1)) & 1;
+}
+
+static int is_timer_helper(int tid)
+{
+	static char timers[16 * 1024];
+	char want[32];
+	struct ck_str w;
+	ck_str_init(&w, want, sizeof want);
+	ck_str_add(&w, "/tid.");
+	ck_str_dec(&w, tid);
+	ck_str_add(&w, "\n");
+	if (ck_read_file("/proc/self/timers", timers, sizeof timers) <= 0)
+		return 0;
+	for (const char *t = timers; *t; t++)
+		if (ck_starts_with(t, want) && t > timers + 8 && ck_starts_with(t - 6, "signal"))
+			return 1;
+	return 0;
+}
+
+static void say_blocked(struct ck_str *m, int tid)
+{
+	ck_str_add(m, "thread ");
+	ck_str_dec(m, tid);
+	ck_str_add(m, " blocks ckrun's signal ");
+	ck_str_dec(m, ck_session.sig);
+	if (is_timer_helper(tid))
+		ck_str_add(m, ": it is glibc's helper thread for timer_create(SIGEV_THREAD) timers, which ckrun cannot stop; "
+			      "use SIGEV_SIGNAL or SIGEV_THREAD_ID timers (they are saved)");
+	else
+		ck_str_add(m, " (with a raw system call?), so it cannot stop; let the program leave it unblocked");
+}
+
 static long stop_timeout_ns(void)
 {
 	return 10L * 1000000000L;
@@ -363,8 +408,21 @@ static int stop_other_threads(struct ck_scratch *s, int pid, int self)
 			ok = 0;
 			break;
 		}
-		int expected;
+		int expected, missing;
+		uint64_t blocked_since = 0;
 		while ((expected = expected_arrivals(s, pid)) > arrived) {
+			/* blocked for 200 ms: not a glibc moment, a thread that never stops */
+			if ((missing = first_missing(s)) > 0 && blocks_our_signal(missing)) {
+				if (!blocked_since)
+					blocked_since = now_ns();
+				else if (now_ns() - blocked_since > 200 * 1000000ULL) {
+					say_blocked(&m, missing);
+					ok = 0;
+					break;
+				}
+			} else {
+				blocked_since = 0;
+			}
 			if (now_ns() > deadline) {
 				ck_str_add(&m, "thread ");
 				ck_str_dec(&m, first_missing(s));

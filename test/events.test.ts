@@ -1,0 +1,136 @@
+// Event descriptors and POSIX timers (issue 4): one program per kind
+// (examples/ev-*.c) checks its own state after each restart and prints
+// "FAIL: ..." if anything is off; the spine compares its output with an
+// uninterrupted run (launch, checkpoint, kill -9, restart, verify, and
+// again from the restarted process). The tests add what the image says.
+import { test } from 'uvu';
+import * as path from 'node:path';
+import { type Cbor, Scope, ckrun, exampleProgram, imagesOf, readImage } from './helpers.js';
+import { type StageContext, spine } from './spine.js';
+
+type Entry = { [k: string]: Cbor };
+
+function filesOf(ctx: StageContext): Entry[] {
+  const img = readImage(imagesOf(path.join(ctx.ckpt, String(ctx.stage)))[0]);
+  return (img.meta.files as Entry[] | undefined) ?? [];
+}
+
+function signalsOf(ctx: StageContext): Entry {
+  const img = readImage(imagesOf(path.join(ctx.ckpt, String(ctx.stage)))[0]);
+  return (img.meta.signals as Entry | undefined) ?? {};
+}
+
+function noFailure(ctx: StageContext): void {
+  const bad = ctx.proc.lines.find((l) => l.startsWith('FAIL') || l.startsWith('error'));
+  if (bad) throw new Error(`stage ${ctx.stage}: the program says: ${bad}\n${ctx.proc.describe(20)}`);
+}
+
+test('timerfd: interval, remaining time, unread expirations and an absolute wall-clock deadline survive, twice', async () => {
+  await spine({
+    name: 'ev-timerfd',
+    example: 'ev-timerfd',
+    first: 20,
+    second: 60,
+    expectLines: ['once: fired 1', 'unread: 1 expiration kept', 'wall: fired yes', 'ev-timerfd: done'],
+    check(ctx) {
+      noFailure(ctx);
+      const tfds = filesOf(ctx).filter((f) => f.kind === 'timerfd');
+      if (tfds.length !== 4) throw new Error(`image ${ctx.stage}: ${tfds.length} timerfds, expected 4`);
+      const tick = tfds.find((f) => Number((f.timerfd as Entry).interval_ns) === 20_000_000);
+      if (!tick) throw new Error(`image ${ctx.stage}: no timerfd with a 20 ms interval: ${JSON.stringify(tfds.map((f) => f.timerfd), (_k, v) => (typeof v === 'bigint' ? Number(v) : v))}`);
+      const unread = tfds.find((f) => Number((f.timerfd as Entry).clock) === 7);
+      if (!unread || Number((unread.timerfd as Entry).ticks) !== 1)
+        throw new Error(`image ${ctx.stage}: the CLOCK_BOOTTIME timerfd does not keep its unread expiration`);
+    },
+  });
+});
+
+test('signalfd: its mask (without ckrun\'s signal) survives and signals sent after the restart are read, twice', async () => {
+  await spine({
+    name: 'ev-signalfd',
+    example: 'ev-signalfd',
+    first: 20,
+    second: 60,
+    expectLines: ['received: usr1 80 rt 80', 'ev-signalfd: done'],
+    check(ctx) {
+      noFailure(ctx);
+      const s = filesOf(ctx).find((f) => f.kind === 'signalfd');
+      const mask = BigInt((s?.signalfd as Entry | undefined)?.mask as number | bigint);
+      const want = (1n << 9n) | (1n << 35n); // SIGUSR1, SIGRTMIN+2 (36)
+      if (mask !== want) throw new Error(`image ${ctx.stage}: signalfd mask ${mask.toString(16)}, expected ${want.toString(16)}`);
+    },
+  });
+});
+
+test('inotify: watches come back with the same numbers (a gap included) and report new events, twice', async () => {
+  await spine({
+    name: 'ev-inotify',
+    example: 'ev-inotify',
+    first: 20,
+    second: 130,
+    expectLines: ['watches: a 1 b 2 c 3 file 4', 'new watch on ino-d: 5', 'ev-inotify: done'],
+    check(ctx) {
+      noFailure(ctx);
+      const i = filesOf(ctx).find((f) => f.kind === 'inotify');
+      const watches = ((i?.inotify as Entry | undefined)?.watches as Cbor[][] | undefined) ?? [];
+      const wds = watches.map((w) => Number(w[0])).sort();
+      const want = ctx.stage === 1 ? '2,3,4' : '2,3,4,5';
+      if (wds.join() !== want) throw new Error(`image ${ctx.stage}: watches ${wds.join()}, expected ${want}`);
+      for (const w of watches)
+        if (!String(w[2]).startsWith(ctx.work)) throw new Error(`image ${ctx.stage}: watch ${w[0]} on ${w[2]}, not under ${ctx.work}`);
+    },
+  });
+});
+
+test('POSIX timers: SIGEV_SIGNAL, SIGEV_THREAD_ID and SIGEV_NONE keep their IDs and keep firing, twice', async () => {
+  await spine({
+    name: 'ev-ptimer',
+    example: 'ev-ptimer',
+    first: 20,
+    second: 60,
+    expectLines: ['timer ids: sig 0 thread 2', 'ev-ptimer: done'],
+    check(ctx) {
+      noFailure(ctx);
+      const timers = (signalsOf(ctx).timers as Entry[] | undefined) ?? [];
+      const ids = timers.map((t) => Number(t.id)).sort();
+      if (ids.join() !== '0,2,3') throw new Error(`image ${ctx.stage}: timer IDs ${ids.join()}, expected 0,2,3`);
+      const thr = timers.find((t) => t.notify === 'thread_id');
+      if (!thr || Number(thr.interval_ns) !== 30_000_000) throw new Error(`image ${ctx.stage}: no SIGEV_THREAD_ID timer of 30 ms`);
+    },
+  });
+});
+
+test('epoll and eventfd: level, edge and one-shot readiness and eventfd counters survive, twice', async () => {
+  await spine({
+    name: 'ev-epoll',
+    example: 'ev-epoll',
+    first: 20,
+    second: 60,
+    expectLines: ['one-shot re-armed and reported', 'ev-epoll: done'],
+    check(ctx) {
+      noFailure(ctx);
+      const ep = filesOf(ctx).find((f) => f.kind === 'epoll');
+      const list = (ep?.epoll as Cbor[][] | undefined) ?? [];
+      if (list.length !== 3) throw new Error(`image ${ctx.stage}: the epoll interest list has ${list.length} entries, expected 3`);
+    },
+  });
+});
+
+test('POSIX timers: a glibc SIGEV_THREAD timer fails the checkpoint at once, naming its helper thread', async () => {
+  const scope = new Scope('ev-sigev-thread');
+  try {
+    const ckpt = scope.ckptDir('ckpt');
+    const p = scope.launch({ dir: ckpt, program: exampleProgram('ev-ptimer', ['sigev-thread']), cwd: scope.dir('work'), label: 'ev-ptimer sigev-thread' });
+    await p.waitForStep(5);
+    const t0 = Date.now();
+    const r = await ckrun(['checkpoint', '--dir', ckpt]);
+    if (r.code === 0) throw new Error('the checkpoint of a program with a SIGEV_THREAD timer succeeded');
+    if (!/glibc's helper thread for timer_create\(SIGEV_THREAD\)/.test(r.stderr)) throw new Error(`unclear message: ${r.stderr}`);
+    if (Date.now() - t0 > 8000) throw new Error(`the refusal took ${Date.now() - t0} ms: it should not wait for the 10 s stop timeout`);
+    await p.waitExit();
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+test.run();
