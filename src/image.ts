@@ -554,6 +554,65 @@ export interface FileInfo {
   stdio: number | undefined;
   sameAs: number | undefined;
   data: { offset: number; length: number; crc: number } | undefined;
+  /** what an event descriptor holds (timerfd, signalfd, inotify, pidfd, eventfd, epoll), in words */
+  state: string | undefined;
+}
+
+/** A duration in nanoseconds, for people. */
+function nsText(ns: bigint): string {
+  if (ns % 1_000_000_000n === 0n) return `${ns / 1_000_000_000n} s`;
+  if (ns >= 1_000_000n) return `${Number(ns) / 1e6} ms`;
+  return `${ns} ns`;
+}
+
+function signalList(mask: bigint): string {
+  const out: string[] = [];
+  for (let i = 0n; i < 64n; i++) if ((mask >> i) & 1n) out.push(String(i + 1n));
+  return out.length ? out.join(',') : 'none';
+}
+
+const CLOCKS: Record<number, string> = {
+  0: 'REALTIME', 1: 'MONOTONIC', 2: 'PROCESS_CPUTIME', 3: 'THREAD_CPUTIME', 7: 'BOOTTIME', 8: 'REALTIME_ALARM', 9: 'BOOTTIME_ALARM',
+};
+
+export function clockName(id: number): string {
+  return CLOCKS[id] ?? `clock ${id}`;
+}
+
+function eventState(m: CborMap): string | undefined {
+  const t = m['timerfd'];
+  if (t !== undefined) {
+    const tm = asMap(t);
+    const value = asBigInt(tm['value_ns']) ?? 0n, interval = asBigInt(tm['interval_ns']) ?? 0n, ticks = asBigInt(tm['ticks']) ?? 0n;
+    const when = tm['deadline_ns'] !== undefined ? `at ${new Date(Number((asBigInt(tm['deadline_ns']) ?? 0n) / 1_000_000n)).toISOString()}` : value ? `in ${nsText(value)}` : 'disarmed';
+    return `${clockName(asNumber(tm['clock']) ?? -1)}, fires ${when}` + (interval ? `, then every ${nsText(interval)}` : '') + (ticks ? `, ${ticks} expirations unread` : '');
+  }
+  if (m['signalfd'] !== undefined) return `signals ${signalList(asBigInt(asMap(m['signalfd'])['mask']) ?? 0n)}`;
+  if (m['inotify'] !== undefined) {
+    const i = asMap(m['inotify']);
+    const ws = asArray(i['watches']).map((w) => {
+      const a = asArray(w);
+      return `${asNumber(a[0])}:${asString(a[2])} mask ${hex(asBigInt(a[1]) ?? 0n)}`;
+    });
+    const queued = asNumber(i['queued']) ?? 0;
+    return `watches ${ws.length ? ws.join(', ') : 'none'}` + (queued ? ` (${queued} bytes of unread events, not restored)` : '');
+  }
+  if (m['pidfd'] !== undefined) {
+    const p = asMap(m['pidfd']);
+    return `process ${asNumber(p['pid'])} (${asString(p['relation']) ?? '?'})`;
+  }
+  if (m['eventfd'] !== undefined) {
+    const e = asMap(m['eventfd']);
+    return `count ${asBigInt(e['count']) ?? 0n}` + (e['semaphore'] === true ? ', semaphore' : '');
+  }
+  if (m['epoll'] !== undefined) {
+    const l = asArray(m['epoll']).map((x) => {
+      const a = asArray(x);
+      return `fd ${asNumber(a[0])} events ${hex(asBigInt(a[1]) ?? 0n)}`;
+    });
+    return `interest ${l.length ? l.join(', ') : 'none'}`;
+  }
+  return undefined;
 }
 
 export function files(meta: CborMap): FileInfo[] {
@@ -572,6 +631,7 @@ export function files(meta: CborMap): FileInfo[] {
       stdio: asNumber(m['stdio']),
       sameAs: asNumber(m['same_as']),
       data: Array.isArray(d) ? { offset: asNumber(da[0]) ?? 0, length: asNumber(da[1]) ?? 0, crc: asNumber(da[2]) ?? 0 } : undefined,
+      state: eventState(m),
     };
   });
 }
@@ -588,6 +648,8 @@ export interface SignalsInfo {
   actions: SignalAction[];
   pending: bigint;
   itimers: { interval_us: bigint; value_us: bigint }[];
+  /** POSIX timers (timer_create) */
+  timers: { id: number; clock: number; notify: string; signal: number; tid: number; remaining_ns: bigint; interval_ns: bigint }[];
 }
 
 export function signalsOf(meta: CborMap): SignalsInfo {
@@ -607,6 +669,18 @@ export function signalsOf(meta: CborMap): SignalsInfo {
     itimers: asArray(s['itimers']).map((x) => {
       const a = asArray(x);
       return { interval_us: asBigInt(a[0]) ?? 0n, value_us: asBigInt(a[1]) ?? 0n };
+    }),
+    timers: asArray(s['timers']).map((x) => {
+      const t = asMap(x);
+      return {
+        id: asNumber(t['id']) ?? -1,
+        clock: asNumber(t['clock']) ?? -1,
+        notify: asString(t['notify']) ?? '?',
+        signal: asNumber(t['signal']) ?? 0,
+        tid: asNumber(t['tid']) ?? 0,
+        remaining_ns: asBigInt(t['remaining_ns']) ?? 0n,
+        interval_ns: asBigInt(t['interval_ns']) ?? 0n,
+      };
     }),
   };
 }

@@ -12,6 +12,7 @@ import {
   readImage,
   regions,
   signalsOf,
+  clockName,
   threads,
   type CborValue,
   type Image,
@@ -258,7 +259,8 @@ export function formatImage(img: Image): string {
         (f.stdio !== undefined ? `session ${STDIO_NAMES[f.stdio] ?? f.stdio} (was ${f.path})` : f.path) +
           (f.sameAs !== undefined ? ` (same as ${f.sameAs})` : '') +
           (f.data ? ` (contents saved, ${formatBytes(f.data.length)})` : '') +
-          (f.size !== undefined && f.kind === 'file' ? ` [${formatBytes(f.size)}]` : ''),
+          (f.size !== undefined && f.kind === 'file' ? ` [${formatBytes(f.size)}]` : '') +
+          (f.state ? `: ${f.state}` : ''),
       ]),
     ),
   );
@@ -292,6 +294,13 @@ export function formatImage(img: Image): string {
     )
     .filter((x): x is string => x !== undefined);
   out.push(`  timers: ${timers.length ? timers.join('; ') : 'none'}\n`);
+  const posix = sg.timers.map(
+    (t) =>
+      `${t.id} (${clockName(t.clock)}, ${t.notify === 'none' ? 'no signal' : `${signalName(t.signal)}${t.notify === 'thread_id' ? ` to thread ${t.tid}` : ''}`}): ` +
+      (t.remaining_ns ? `${usec(t.remaining_ns / 1000n)} left` : 'disarmed') +
+      (t.interval_ns ? `, then every ${usec(t.interval_ns / 1000n)}` : ''),
+  );
+  out.push(`  POSIX timers: ${posix.length ? posix.join('; ') : 'none'}\n`);
 
   out.push('\nSizes\n');
   out.push(
