@@ -208,8 +208,7 @@ test('python asyncio echo server (start_unix_server) and its client process: num
   }
 });
 
-// The same over TCP: passes once TCP support (branch inet) is in; until then
-// the checkpoint refuses the TCP socket by name and the test says so.
+// The same over TCP.
 test('python asyncio echo server over TCP on 127.0.0.1 (a free port) and its client process', async () => {
   const scope = new Scope('sockets-unix-asyncio-tcp');
   try {
@@ -221,9 +220,6 @@ test('python asyncio echo server over TCP on 127.0.0.1 (a free port) and its cli
       count: 3000,
       processes: 2,
     });
-  } catch (e) {
-    if (!/TCP\/UDP socket, which ckrun cannot save yet/.test(String(e))) throw e;
-    console.log('  (asyncio over TCP: skipped, this ckrun cannot save TCP sockets yet)');
   } finally {
     await scope.cleanup();
   }
