@@ -4,7 +4,7 @@
 //
 //   npm run bench [-- --quick] [-- --keep]
 //
-// --quick   10 and 100 MiB only, fewer repetitions (a quick check)
+// --quick   10 and 100 MiB only (--compress at 10 MiB), fewer repetitions: about a minute
 // --keep    keep the checkpoint directories under bench/work/
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
@@ -16,7 +16,8 @@ import { Monitor } from './lib/monitor.js';
 import { installCleanup, killAllTracked } from './lib/proc.js';
 import { renderReport, type ReportInput } from './lib/report.js';
 import { summarize } from './lib/stats.js';
-import { summarizeImage, summarizeMemory, summarizeOverhead, summarizeStartup, targets } from './lib/summary.js';
+import { summarizeCompress, summarizeImage, summarizeMemory, summarizeOverhead, summarizeStartup, targets } from './lib/summary.js';
+import { compressCase, COMPRESS_VARIANTS, type CompressCase, type CompressPlan } from './suites/compress.js';
 import { imageCase, imagePrograms, type ImageCase } from './suites/images.js';
 import { memoryCase, type MemoryCase, type MemoryPlan } from './suites/memory.js';
 import { overheadSuite, startupSuite, type OverheadResult, type StartupSuite } from './suites/overhead.js';
@@ -29,7 +30,7 @@ interface Options {
 const USAGE = `Usage: npm run bench [-- --quick] [-- --keep]
 
 Measures ckrun on this machine and writes bench/results.json and bench/RESULTS.md.
-  --quick   only 10 and 100 MiB, fewer repetitions
+  --quick   only 10 and 100 MiB (--compress at 10 MiB), fewer repetitions: about a minute
   --keep    keep the checkpoint directories under bench/work/
 `;
 
@@ -51,6 +52,7 @@ function parseArgs(argv: string[]): Options {
 
 interface Plan {
   memory: MemoryPlan[];
+  compress: CompressPlan[];
   imageCheckpoints: number;
   overheadRuns: number;
   startupRounds: number;
@@ -67,6 +69,7 @@ function plan(quick: boolean): Plan {
         { mib: 10, checkpoints: 3, incremental: 2, warmRestarts: 3, coldRestarts: 2, chainRestarts: 2 },
         { mib: 100, checkpoints: 3, incremental: 2, warmRestarts: 3, coldRestarts: 2, chainRestarts: 2 },
       ],
+      compress: [{ mib: 10, checkpoints: 2, restarts: 2 }],
       imageCheckpoints: 2,
       overheadRuns: 3,
       startupRounds: 3,
@@ -80,6 +83,10 @@ function plan(quick: boolean): Plan {
       { mib: 10, checkpoints: 9, incremental: 5, warmRestarts: 7, coldRestarts: 5, chainRestarts: 3 },
       { mib: 100, checkpoints: 9, incremental: 5, warmRestarts: 7, coldRestarts: 5, chainRestarts: 3 },
       { mib: 1024, checkpoints: 11, incremental: 5, warmRestarts: 5, coldRestarts: 3, chainRestarts: 3 },
+    ],
+    compress: [
+      { mib: 100, checkpoints: 5, restarts: 3 },
+      { mib: 1024, checkpoints: 3, restarts: 3 },
     ],
     imageCheckpoints: 3,
     overheadRuns: 11,
@@ -149,10 +156,19 @@ interface Raw {
   overhead: OverheadResult | null;
   images: ImageCase[];
   memory: MemoryCase[];
+  compress: CompressCase[];
 }
 
 /** Every suite in turn; each one's failure is recorded and the next one runs. */
-async function runSuites(p: Plan, opts: Options, python: string, canDrop: boolean, monitor: Monitor, failures: string[]): Promise<Raw> {
+async function runSuites(
+  p: Plan,
+  opts: Options,
+  python: string,
+  canDrop: boolean,
+  hasCompress: boolean,
+  monitor: Monitor,
+  failures: string[],
+): Promise<Raw> {
   monitor.setPhase("ckrun's start-up");
   log("ckrun's own start-up (node bin/ckrun.js --help)");
   const help = (await guarded('ckrun start-up', failures, () => ckrunStartup(p, canDrop))) ?? { warm: [], cold: [] };
@@ -179,7 +195,15 @@ async function runSuites(p: Plan, opts: Options, python: string, canDrop: boolea
     const c = await guarded(`memory ${mp.mib} MiB`, failures, () => memoryCase(mp, opts.keep, canDrop));
     if (c) memory.push(c);
   }
-  return { help, startup, overhead, images, memory };
+  const compress: CompressCase[] = [];
+  if (hasCompress)
+    for (const cp of p.compress)
+      for (const v of COMPRESS_VARIANTS) {
+        monitor.setPhase(`compression ${cp.mib} MiB`);
+        const c = await guarded(`compression ${cp.mib} MiB ${v.data}`, failures, () => compressCase(cp, v.data, v.compress, opts.keep));
+        if (c) compress.push(c);
+      }
+  return { help, startup, overhead, images, memory, compress };
 }
 
 /** The suites' own error lists, added to the failures. */
@@ -188,6 +212,7 @@ function collectFailures(raw: Raw, failures: string[]): string[] {
   for (const i of raw.images) for (const e of i.errors) failures.push(`image ${i.program}: ${e}`);
   for (const e of raw.overhead?.errors ?? []) failures.push(`overhead: ${e}`);
   for (const e of raw.startup?.errors ?? []) failures.push(`start-up: ${e}`);
+  for (const c of raw.compress) for (const e of c.errors) failures.push(`compression ${c.mib} MiB ${c.data}${c.compress ? ` ${c.compress}` : ''}: ${e}`);
   return collapse(failures);
 }
 
@@ -209,6 +234,7 @@ function summaries(raw: Raw, opts: Options, startedAt: Date, env: Environment, f
     targets: targets(memSum, imgSum, opSum, startSum, opts.quick),
     failures,
     hasCompress,
+    compress: raw.compress.map(summarizeCompress),
   };
 }
 
@@ -216,10 +242,10 @@ function summaries(raw: Raw, opts: Options, startedAt: Date, env: Environment, f
 function writeResults(input: ReportInput, raw: Raw): void {
   const results = {
     format: 'ckrun-bench',
-    version: 1,
+    version: 2,
     units: 'ns and bytes unless a name says otherwise',
     ...input,
-    raw: { ckrunStartup: raw.help, memory: raw.memory, images: raw.images, overhead: raw.overhead, startup: raw.startup },
+    raw: { ckrunStartup: raw.help, memory: raw.memory, images: raw.images, overhead: raw.overhead, startup: raw.startup, compress: raw.compress },
   };
   writeFileSync(join(BENCH, 'results.json'), JSON.stringify(results, null, 1) + '\n');
   const report = renderReport(input);
@@ -248,7 +274,7 @@ async function main(): Promise<void> {
   const canDrop = await canDropCaches(failures);
   const hasCompress = await ckrunHasOption('--compress');
 
-  const raw = await runSuites(p, opts, python.path, canDrop, monitor, failures);
+  const raw = await runSuites(p, opts, python.path, canDrop, hasCompress, monitor, failures);
 
   env.loadAverageEnd = os.loadavg();
   env.foreignCpu = monitor.stop();

@@ -62,8 +62,8 @@ export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv 
 }
 
 /** `ckrun [-v] --dir DIR -- ARGV...`, its stdout read line by line. */
-export function startSession(dir: string, argv: string[], verbose = true): LineProc {
-  return new LineProc(NODE, [CKRUN, ...(verbose ? ['-v'] : []), '--dir', dir, '--', ...argv], { env: cleanEnv(), label: 'ckrun' });
+export function startSession(dir: string, argv: string[], verbose = true, options: string[] = []): LineProc {
+  return new LineProc(NODE, [CKRUN, ...(verbose ? ['-v'] : []), '--dir', dir, ...options, '--', ...argv], { env: cleanEnv(), label: 'ckrun' });
 }
 
 /** `ckrun restart -v [OPTIONS] IMAGE` (IMAGE: a generation directory). */

@@ -2,7 +2,7 @@
 import type { Environment } from './environment.js';
 import type { ForeignUse } from './monitor.js';
 import type { Summary } from './stats.js';
-import type { ImageSummary, MemorySummary, OpSummary, StartupSummary, Target } from './summary.js';
+import type { CompressSummary, ImageSummary, MemorySummary, OpSummary, StartupSummary, Target } from './summary.js';
 
 export interface ReportInput {
   quick: boolean;
@@ -18,6 +18,7 @@ export interface ReportInput {
   failures: string[];
   /** `ckrun --help` mentions --compress. */
   hasCompress: boolean;
+  compress: CompressSummary[];
 }
 
 const NA = '—';
@@ -60,16 +61,76 @@ function table(head: string[], rows: string[][]): string {
   return [line(head), line(head.map(() => '---')), ...rows.map(line)].join('\n') + '\n';
 }
 
-function targetsSection(t: Target[], hasCompress: boolean): string {
+function targetsSection(t: Target[], hasCompress: boolean, compress: CompressSummary[], memory: MemorySummary[]): string {
   const mark = (s: Target['status']): string => (s === 'pass' ? '✅ pass' : s === 'FAIL' ? '❌ FAIL' : '⚪ not measured');
   return `## Targets of issue 5\n\nMedians of this run; min–max in parentheses.\n\n${table(
     ['what', 'target', 'measured', ''],
     t.map((r) => [r.what, r.target, r.measured, mark(r.status)]),
   )}\n${
-    hasCompress
-      ? 'ckrun has `--compress`, which this benchmark does not measure yet.'
-      : 'Not measured: `--compress` (optional compression), which ckrun does not have yet.'
+    !hasCompress
+      ? 'Not measured: `--compress` (optional compression), which ckrun does not have yet.'
+      : compress.length === 0
+        ? '`--compress` was not measured (see failures).'
+        : compressHeadline(compress, memory)
   }\n`;
+}
+
+/** The largest size's --compress numbers against the uncompressed ones, in a sentence per kind of data. */
+function compressHeadline(c: CompressSummary[], memory: MemorySummary[]): string {
+  const top = Math.max(...c.map((r) => r.mib));
+  const parts: string[] = [];
+  for (const data of ['random', 'text'] as const) {
+    const z = c.find((r) => r.mib === top && r.data === data && r.compress);
+    const plain = plainOf(c, memory, top, data);
+    if (!z || !plain) continue;
+    const what = data === 'random' ? 'random data (does not compress; stored as it is)' : 'log-like text';
+    const ratio = (a: Summary | null, b: Summary | null): string => (a && b ? x(a.median / b.median) : NA);
+    parts.push(
+      `- ${sizeName(top)} of ${what}: image ${mib(z.imageBytes)} = ${z.imageBytes && plain.imageBytes ? `${((100 * z.imageBytes) / plain.imageBytes).toFixed(1)}%` : NA} of the uncompressed one; ` +
+        `checkpoint ${spread(z.checkpoint)} = ${ratio(z.checkpoint, plain.checkpoint)} the uncompressed; restart ${spread(z.restartWarm)} = ${ratio(z.restartWarm, plain.restartWarm)} the uncompressed`,
+    );
+  }
+  return `\`--compress\` (no target; measured beside the uncompressed numbers, see Compression below):\n\n${parts.join('\n')}\n`;
+}
+
+/** The uncompressed numbers of the same size and data: random data from the memory suite. */
+function plainOf(
+  c: CompressSummary[],
+  memory: MemorySummary[],
+  size: number,
+  data: 'random' | 'text',
+): { imageBytes: number | null; checkpoint: Summary | null; restartWarm: Summary | null; pauseAtStop: Summary | null; rssBytes: number | null } | undefined {
+  if (data === 'text') return c.find((r) => r.mib === size && r.data === 'text' && !r.compress);
+  const m = memory.find((r) => r.mib === size);
+  return m && { imageBytes: m.imageBytes, checkpoint: m.checkpoint, restartWarm: m.restartWarm, pauseAtStop: m.pauseAtStop, rssBytes: m.rssBytes };
+}
+
+function compressSection(c: CompressSummary[], memory: MemorySummary[]): string {
+  if (c.length === 0) return '';
+  const rows: string[][] = [];
+  for (const size of [...new Set(c.map((r) => r.mib))].sort((a, b) => a - b))
+    for (const data of ['random', 'text'] as const) {
+      const plain = plainOf(c, memory, size, data);
+      const variants: [string, ReturnType<typeof plainOf>][] = [['no', plain]];
+      for (const z of c.filter((r) => r.mib === size && r.data === data && r.compress)) variants.push([`\`${z.compress}\``, z]);
+      for (const [opt, v] of variants) {
+        if (!v) continue;
+        rows.push([
+          sizeName(size),
+          data === 'random' ? 'random' : 'log-like text',
+          opt,
+          mib(v.imageBytes),
+          v.imageBytes && plain?.imageBytes ? `${((100 * v.imageBytes) / plain.imageBytes).toFixed(1)}%` : NA,
+          spread(v.checkpoint),
+          spread(v.pauseAtStop),
+          spread(v.restartWarm),
+        ]);
+      }
+    }
+  return `## Compression: \`--compress\` beside the uncompressed numbers\n\nRandom data does not compress (ckrun samples each 1 MiB segment and stores it as it is); the log-like text (\`memloop MIB text\`: timestamped request lines whose numbers change) is the compressible case. Random data without \`--compress\` is the rows of the sections above.\n\n${table(
+    ['resident data', 'data', '--compress', 'image', 'image / uncompressed', 'checkpoint: request → on disk', 'the stop, seen by the program', 'restart (page cache, data verified)'],
+    rows,
+  )}`;
 }
 
 function pauseSection(m: MemorySummary[]): string {
@@ -282,7 +343,7 @@ function method(wraps: string): string {
   answers with the generation directory: images written, fsync'd, renamed, manifest written,
   directory fsync'd. \`ckrun checkpoint\` on the command line adds ckrun's node start-up
   (see Restart). The plain write (\`bench/programs/writelimit.c\`) writes the image's byte
-  count from a 64 MiB random buffer in 64 MiB \`write\`s into a new file in the same
+  count from a random buffer in 8 MiB \`write\`s (as ckrun's writer does) into a new file in the same
   directory, then \`fsync\` + \`close\`; it alternates going before and after the checkpoint.
   The ratio is taken per pair, then the median. Before each of the two, \`sync\` and 300 ms
   of rest (deleted images are discarded by this ext4 mount). memloop spins on one of the two
@@ -307,6 +368,12 @@ function method(wraps: string): string {
   with its own value, once right after filling and once after the checkpoints; the
   difference is what change tracking costs a program that writes its memory. Restarts of
   the newest incremental image check that the data (a per-page sum) is the changed one.
+- **Compression**: memloop with random data and with log-like text, each under
+  \`ckrun --compress\` (level 1, the default) and the text also without it; each
+  checkpoint is timed as above (until the compressed image is fsync'd, renamed and the
+  generation complete), the previous generation deleted before the next so every image is
+  full; the last one is restarted from the page cache (with ckrun's default data
+  verification, which for a \`.ckpt.gz\` includes decompressing it beside the image).
 - **Image size**: the generation's own \`.ckpt\` file (not older images hard-linked into it)
   against VmRSS from /proc/PID/status read just before the request; "stored, by region kind"
   sums the image's per-region bytes.
@@ -335,11 +402,12 @@ function method(wraps: string): string {
 export function renderReport(r: ReportInput): string {
   const parts = [
     `# ckrun benchmark results\n\nWritten by \`npm run bench\`${r.quick ? ' --quick' : ''} (bench/run.ts); raw numbers in \`bench/results.json\`.\n${interferenceWarning(r.environment)}`,
-    targetsSection(r.targets, r.hasCompress),
+    targetsSection(r.targets, r.hasCompress, r.compress, r.memory),
     pauseSection(r.memory),
     checkpointSection(r.memory),
     restartSection(r.memory, r.ckrunStartup),
     incrementalSection(r.memory),
+    compressSection(r.compress, r.memory),
     imageSection(r.memory, r.images),
     overheadSection(r.overhead),
     startupSection(r.startup, r.ckrunStartup.warm),

@@ -1,4 +1,5 @@
 // From raw measurements to medians, ratios and the targets.
+import type { CompressCase, DataKind } from '../suites/compress.js';
 import type { ImageCase } from '../suites/images.js';
 import type { MemoryCase } from '../suites/memory.js';
 import type { OverheadResult, StartupSuite, StartupVariant } from '../suites/overhead.js';
@@ -87,6 +88,35 @@ export interface StartupSummary {
   ckrunWhole: Summary | null;
   /** median(ckrun -- PROGRAM) - median(ckrun --help), ns. */
   ckrunWholeMinusStartupNs: number | null;
+}
+
+export interface CompressSummary {
+  mib: number;
+  data: DataKind;
+  /** The --compress option given, null for none. */
+  compress: string | null;
+  rssBytes: number | null;
+  imageBytes: number | null;
+  checkpoint: Summary | null;
+  pauseAtStop: Summary | null;
+  /** Page cache, data verified (ckrun restart's default). */
+  restartWarm: Summary | null;
+  errors: string[];
+}
+
+export function summarizeCompress(c: CompressCase): CompressSummary {
+  const cps = c.checkpoints;
+  return {
+    mib: c.mib,
+    data: c.data,
+    compress: c.compress,
+    rssBytes: median(cps.map((r) => r.rssBytes)),
+    imageBytes: median(cps.map((r) => r.imageBytes)),
+    checkpoint: summarize(cps.map((r) => r.checkpointNs)),
+    pauseAtStop: summarize(nums(cps.map((r) => r.pauseAtStopNs))),
+    restartWarm: summarize(nums(c.restarts.filter((r) => !r.warmup && !r.cold).map((r) => r.ns))),
+    errors: c.errors,
+  };
 }
 
 export interface Target {

@@ -1,7 +1,10 @@
 /* memloop: holds MIB mebibytes of random (incompressible) data and spins in a
  * tight loop that timestamps every iteration with CLOCK_MONOTONIC.
  *
- *   memloop MIB
+ *   memloop MIB [text]
+ *
+ * With "text" the data is log-like text (repeated lines whose numbers
+ * change), which compresses, instead of random bytes, which do not.
  *
  * stdout (one line each, buffered, flushed at least every 50 ms and at once
  * after a long gap):
@@ -109,8 +112,8 @@ static uint64_t write_pass(volatile uint64_t *v, size_t bytes)
 
 int main(int argc, char **argv)
 {
-	if (argc != 2) {
-		fprintf(stderr, "usage: memloop MIB\n");
+	if (argc != 2 && !(argc == 3 && !strcmp(argv[2], "text"))) {
+		fprintf(stderr, "usage: memloop MIB [text]\n");
 		return 2;
 	}
 	size_t bytes = (size_t)strtoull(argv[1], 0, 10) << 20;
@@ -120,11 +123,30 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	uint64_t x = 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
-	for (size_t i = 0; i < bytes / 8; i++) {
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
-		data[i] = x;
+	if (argc == 3) {
+		char *p = (char *)data, *end = p + bytes;
+		static const char *const level[] = {"INFO", "INFO", "INFO", "DEBUG", "WARN"};
+		for (unsigned long n = 0; p < end; n++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			char line[160];
+			int len = snprintf(line, sizeof line,
+					   "2026-11-22T%02lu:%02lu:%02lu.%06lu %-5s worker-%02lu request %08lx GET /api/v1/items/%lu served in %lu us status=200\n",
+					   n / 3600000 % 24, n / 60000 % 60, n / 1000 % 60, n % 1000 * 997 % 1000000,
+					   level[x % 5], (unsigned long)(x >> 8) % 16, n, (unsigned long)(x >> 16) % 100000,
+					   (unsigned long)(x >> 40) % 5000);
+			size_t k = (size_t)len < (size_t)(end - p) ? (size_t)len : (size_t)(end - p);
+			memcpy(p, line, k);
+			p += k;
+		}
+	} else {
+		for (size_t i = 0; i < bytes / 8; i++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			data[i] = x;
+		}
 	}
 	uint64_t first_pass = write_pass(data, bytes);
 	struct sigaction sa;
