@@ -111,3 +111,45 @@ uint32_t ck_crc32c(uint32_t crc, const void *buf, size_t len)
 	crc = hw ? crc32c_hw(crc, buf, len) : crc32c_soft(crc, buf, len);
 	return ~crc;
 }
+
+/* The register's advance over n zero bytes is linear: Z(c) =
+ * crc(c, zeros) ^ crc(0, zeros) (the pre- and post-inversions cancel), and
+ * crc(A||B) = Z_len(B)(crc(A)) ^ crc(B). Z over 4 KiB is tabulated as a
+ * 32x32 matrix over GF(2) (column i: the image of bit i) and squared for
+ * 8 KiB, 16 KiB, ...; the rest (< 4 KiB) is run through the CRC itself. */
+static const unsigned char zero_block[4096];
+
+static uint32_t gf2_apply(const uint32_t m[32], uint32_t v)
+{
+	uint32_t r = 0;
+	for (int i = 0; v; i++, v >>= 1)
+		if (v & 1)
+			r ^= m[i];
+	return r;
+}
+
+uint32_t ck_crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b)
+{
+	uint64_t blocks = len_b / sizeof zero_block, rest = len_b % sizeof zero_block;
+	uint32_t a = crc_a;
+	if (blocks) {
+		uint32_t m[32], sq[32];
+		uint32_t z0 = ck_crc32c(0, zero_block, sizeof zero_block);
+		for (int i = 0; i < 32; i++)
+			m[i] = ck_crc32c(1u << i, zero_block, sizeof zero_block) ^ z0;
+		for (;;) {
+			if (blocks & 1)
+				a = gf2_apply(m, a);
+			blocks >>= 1;
+			if (!blocks)
+				break;
+			for (int i = 0; i < 32; i++)
+				sq[i] = gf2_apply(m, m[i]);
+			for (int i = 0; i < 32; i++)
+				m[i] = sq[i];
+		}
+	}
+	if (rest)
+		a = ck_crc32c(a, zero_block, (size_t)rest) ^ ck_crc32c(0, zero_block, (size_t)rest);
+	return a ^ crc_b;
+}

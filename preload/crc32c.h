@@ -9,4 +9,8 @@
 
 uint32_t ck_crc32c(uint32_t crc, const void *buf, size_t len);
 
+/* The checksum of A followed by B from the checksums of A and of B
+ * (len_b: B's length), so that parts can be checksummed in parallel. */
+uint32_t ck_crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b);
+
 #endif

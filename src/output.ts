@@ -68,3 +68,17 @@ export function displayPath(p: string, cwd: string = process.cwd()): string {
 export function hex(n: number | bigint, width = 0): string {
   return '0x' + BigInt(n).toString(16).padStart(width, '0');
 }
+
+const tracing = ((): boolean => {
+  const v = process.env['CKRUN_TRACE'];
+  return v !== undefined && v !== '' && v !== '0';
+})();
+
+/**
+ * CKRUN_TRACE=1: a phase of ckrun's own work and when it ended, in ms since
+ * node started (performance.now()), on stderr (the shim traces its phases
+ * the same way).
+ */
+export function trace(phase: string): void {
+  if (tracing) writeErr(`ckrun[${process.pid}]: ${phase} at ${performance.now().toFixed(1)} ms\n`);
+}

@@ -16,7 +16,7 @@ import {
 import { isCompressedImage } from './compress.js';
 import { asArray, asNumber, asString, decompressImage, ImageError, imagePid, imageTids, readImage, type Image } from './image.js';
 import { isNativeError, spawnChild } from './native.js';
-import { displayPath } from './output.js';
+import { displayPath, trace } from './output.js';
 import { restoreHostPath, shimPath } from './paths.js';
 import { DEFAULT_DIR } from './protocol.js';
 import { Coordinator, DEFAULT_INTERNAL_SIGNAL, openSession, SessionError, type Session, type SessionOptions } from './session.js';
@@ -257,11 +257,13 @@ async function describePid(pid: number): Promise<string> {
  * `session.ready` (rejects if the restore fails) and `session.exited`.
  */
 export async function restart(opts: RestartOptions = {}): Promise<RestartedSession> {
+  trace('restart started');
   const baseEnv = opts.env ?? process.env;
   const host = opts.restoreHost ?? restoreHostPath(baseEnv);
   // A family (a generation of more than one process) is rebuilt by the restore orchestrator.
   const { familyGeneration, restartFamily } = await import('./restart-tree.js');
   const family = await familyGeneration({ image: opts.image, dir: opts.image === undefined ? opts.dir : undefined });
+  trace('generation read');
   if (family) {
     if (!existsSync(host))
       throw new RestartError(`the restore host ${host} is missing: build ckrun with npm install (or set CKRUN_RESTORE_HOST)`);
@@ -294,7 +296,9 @@ async function restartFrom(
   temporary: string | undefined,
 ): Promise<RestartedSession> {
   const baseEnv = opts.env ?? process.env;
+  trace('image located');
   const image = await verifyLocated(loc, verifyData, temporary);
+  trace(verifyData ? 'image verified (data too)' : 'image verified (header and metadata)');
   const { generation } = loc;
   const imageName = displayPath(image.path);
   const pid = imagePid(image);
@@ -306,6 +310,7 @@ async function restartFrom(
   const internalSignal = asNumber(image.meta['signal']) ?? DEFAULT_INTERNAL_SIGNAL;
   const checkpointDir = opts.dir ?? loc.sourceDir ?? DEFAULT_DIR;
   const session = await openSession({ ...opts, dir: checkpointDir }, internalSignal);
+  trace('session open');
   const stdio = opts.stdio ?? [0, 1, 2];
   const env = sessionEnv(baseEnv, {
     sock: session.socketName,
@@ -372,6 +377,11 @@ async function restartFrom(
     }
     throw e;
   }
+  trace('restore host started');
+  session.ready.then(
+    () => trace('restored'),
+    () => undefined,
+  );
   const manifest = generation?.manifest;
   session.start({
     pid: child,
