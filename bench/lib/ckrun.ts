@@ -68,7 +68,17 @@ export function startSession(dir: string, argv: string[], verbose = true, option
 
 /** `ckrun restart -v [OPTIONS] IMAGE` (IMAGE: a generation directory). */
 export function startRestart(image: string, options: string[] = []): LineProc {
-  return new LineProc(NODE, [CKRUN, 'restart', '-v', ...options, image], { env: cleanEnv(), label: 'ckrun restart' });
+  return new LineProc(NODE, [CKRUN, 'restart', '-v', ...options, image], { env: cleanEnv({ CKRUN_TRACE: '1' }), label: 'ckrun restart' });
+}
+
+/**
+ * ckrun's CKRUN_TRACE lines ("ckrun[PID]: PHASE at X ms", ms since node
+ * started) → phase → ns since node started; the first of each.
+ */
+export function tracePhases(stderr: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const m of stderr.matchAll(/^ckrun\[\d+\]: (.+) at ([0-9.]+) ms$/gm)) if (!(m[1]! in out)) out[m[1]!] = Number(m[2]) * 1e6;
+  return out;
 }
 
 /** The program a session runs: ckrun's only child. */

@@ -2,7 +2,7 @@
 import type { Environment } from './environment.js';
 import type { ForeignUse } from './monitor.js';
 import type { Summary } from './stats.js';
-import type { CompressSummary, ImageSummary, MemorySummary, OpSummary, StartupSummary, Target } from './summary.js';
+import { RESTART_SPANS, type CompressSummary, type ImageSummary, type MemorySummary, type OpSummary, type StartupSummary, type Target } from './summary.js';
 
 export interface ReportInput {
   quick: boolean;
@@ -188,7 +188,25 @@ function restartShares(m: MemorySummary[], help: Summary | null): string {
         `- ${sizeName(r.mib)}: verifying the data adds ${ms(r.restartWarm!.median - r.restartWarmNoVerify!.median)}; ` +
         `without it, ${ms(r.restartWarmNoVerify!.median - help!.median)} beyond \`ckrun --help\``,
     );
-  return lines.length ? `\nTaken apart (differences of medians, page cache):\n\n${lines.join('\n')}\n` : '';
+  return (lines.length ? `\nTaken apart (differences of medians, page cache):\n\n${lines.join('\n')}\n` : '') + restartPhaseTable(m);
+}
+
+/** Where the time of a page-cache restart goes, from ckrun's CKRUN_TRACE marks. */
+function restartPhaseTable(m: MemorySummary[]): string {
+  const rows: string[][] = [];
+  for (const r of m)
+    for (const [which, p] of [
+      ['data verified', r.restartPhases.verified],
+      ['--no-verify-data', r.restartPhases.notVerified],
+    ] as const) {
+      if (!Object.values(p).some((s) => s !== null)) continue;
+      rows.push([sizeName(r.mib), which, ...RESTART_SPANS.map(([label]) => spread(p[label] ?? null))]);
+    }
+  if (rows.length === 0) return '';
+  return `\nWhere the time goes (\`CKRUN_TRACE=1\`: ckrun marks its phases in ms since its node process started; medians, min–max; page cache):\n\n${table(
+    ['resident data', 'check', ...RESTART_SPANS.map(([label]) => label)],
+    rows,
+  )}\nThe program's first iteration follows its shim's \`restored\` (it returns from the checkpoint signal handler).\n`;
 }
 
 function incrementalSection(m: MemorySummary[]): string {
@@ -345,6 +363,8 @@ function method(wraps: string): string {
   (see Restart). The plain write (\`bench/programs/writelimit.c\`) writes the image's byte
   count from a random buffer in 8 MiB \`write\`s (as ckrun's writer does) into a new file in the same
   directory, then \`fsync\` + \`close\`; it alternates going before and after the checkpoint.
+  One uncounted pair (checkpoint and plain write) goes first: the first write of a size
+  into the page cache is slower on this VM for both.
   The ratio is taken per pair, then the median. Before each of the two, \`sync\` and 300 ms
   of rest (deleted images are discarded by this ext4 mount). memloop spins on one of the two
   cores throughout, so ckrun's writer, its node process and the kernel's writeback share the
@@ -359,7 +379,10 @@ function method(wraps: string): string {
   also evicts node, ckrun's JavaScript and the libraries (all of it is part of the number).
   The program does not touch its data to report the restart; the next column is its first
   pass over the data (one 8-byte read per 4 KiB page), where pages that a restore maps
-  instead of copying are faulted in.
+  instead of copying are faulted in. Every restart runs with \`CKRUN_TRACE=1\`: ckrun then
+  prints when each phase ended in ms since its node process started (node's
+  \`performance.now()\`, whose origin is the process's start, a few hundred µs after the
+  spawn); the "where the time goes" table is made of those marks.
 - **Incremental**: after the full checkpoints (each deleted before the next, so none of
   them has a parent to refer to), one full checkpoint is kept; then, five times, memloop
   (on SIGUSR1) adds a constant to one word of every 100th page and a checkpoint follows. The

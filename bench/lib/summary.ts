@@ -1,7 +1,7 @@
 // From raw measurements to medians, ratios and the issue's targets.
 import type { CompressCase, DataKind } from '../suites/compress.js';
 import type { ImageCase } from '../suites/images.js';
-import type { MemoryCase } from '../suites/memory.js';
+import type { MemoryCase, RestartRep } from '../suites/memory.js';
 import type { OverheadResult, StartupSuite, StartupVariant } from '../suites/overhead.js';
 import { pairedRatios, ratioOfMedians, summarize, type Summary } from './stats.js';
 
@@ -26,6 +26,8 @@ export interface MemorySummary {
   /** Page cache, with --no-verify-data. */
   restartWarmNoVerify: Summary | null;
   restartCold: Summary | null;
+  /** Where a page-cache restart's time goes (CKRUN_TRACE): span → ns, data verified / not. */
+  restartPhases: { verified: RestartPhases; notVerified: RestartPhases };
   touchWarm: Summary | null;
   touchCold: Summary | null;
   /** Restarts that went into a new PID namespace (their PID was taken). */
@@ -38,6 +40,38 @@ export interface MemorySummary {
   /** Restarts of the newest incremental image (page cache). */
   restartChain: Summary | null;
   errors: string[];
+}
+
+export type RestartPhases = Record<string, Summary | null>;
+
+/** The spans between ckrun's CKRUN_TRACE marks, in the order they happen. */
+export const RESTART_SPANS: [string, string | null, string][] = [
+  ['node start-up, loading the CLI', null, 'restart started'],
+  ['finding the generation', 'restart started', 'image located'],
+  ['checking the image', 'image located', 'image verified'],
+  ['session, restore host spawned', 'image verified', 'restore host started'],
+  ['restore: host started → program restored', 'restore host started', 'restored'],
+];
+
+function restartPhases(reps: RestartRep[]): RestartPhases {
+  const out: RestartPhases = {};
+  const at = (p: Record<string, number>, name: string | null): number | undefined => {
+    if (name === null) return 0;
+    const k = Object.keys(p).find((x) => x === name || x.startsWith(`${name} (`));
+    return k === undefined ? undefined : p[k];
+  };
+  for (const [label, from, to] of RESTART_SPANS)
+    out[label] = summarize(
+      nums(
+        reps.map((r) => {
+          if (!r.phases) return undefined;
+          const a = at(r.phases, from);
+          const b = at(r.phases, to);
+          return a === undefined || b === undefined ? undefined : b - a;
+        }),
+      ),
+    );
+  return out;
 }
 
 export interface IncrementalSummary {
@@ -161,6 +195,7 @@ export function summarizeMemory(c: MemoryCase): MemorySummary {
     restartWarm: summarize(nums(warm.map((r) => r.ns))),
     restartWarmNoVerify: summarize(nums(warmNoVerify.map((r) => r.ns))),
     restartCold: summarize(nums(cold.map((r) => r.ns))),
+    restartPhases: { verified: restartPhases(warm), notVerified: restartPhases(warmNoVerify) },
     touchWarm: summarize(nums(warm.map((r) => r.touchNs))),
     touchCold: summarize(nums(cold.map((r) => r.touchNs))),
     pidNamespaceRestarts: counted.filter((r) => r.pidNamespace).length,

@@ -1,9 +1,9 @@
 // `ckrun restart` of a memloop image, timed from the command's start to the
 // program's first loop iteration, with a check that the data came back.
 import { closeSync, openSync, readSync } from 'node:fs';
-import { dropCaches, generationFiles, parentOf, startRestart } from '../lib/ckrun.js';
+import { dropCaches, generationFiles, parentOf, startRestart, tracePhases } from '../lib/ckrun.js';
 import { errorText, log } from '../lib/log.js';
-import { monoNs, waitPidGone } from '../lib/proc.js';
+import { monoNs, sleep, waitPidGone } from '../lib/proc.js';
 
 export interface RestartRep {
   /** Which image: the full one, or the newest of a chain of incremental ones. */
@@ -18,6 +18,8 @@ export interface RestartRep {
   touchNs: number | null;
   /** The restore went into a new PID namespace (its PID was not free). */
   pidNamespace: boolean | null;
+  /** ckrun's CKRUN_TRACE phases: ns since its node process started (see src/restart.ts). */
+  phases?: Record<string, number>;
   error?: string;
 }
 
@@ -68,6 +70,10 @@ async function restartRep(kept: KeptImage, cold: boolean, warmup: boolean, noVer
     rep.pidNamespace = parentOf(kept.pid) !== proc.pid;
     const touched = await proc.waitLine((l) => l.startsWith('touched '), 120_000, 'first pass over the data after restart');
     rep.touchNs = Number(touched.split(' ')[1]);
+    // ckrun marks "restored" when the shim's message arrives, which may be
+    // after the program's first lines
+    for (let i = 0; i < 50 && !/: restored at /.test(proc.stderr); i++) await sleep(10);
+    rep.phases = tracePhases(proc.stderr);
     const sum = touched.split(' ')[3];
     if (sum !== kept.sum) rep.error = `the restored data differs: its per-page sum is ${sum}, at the checkpoint it was ${kept.sum}`;
   } catch (e) {
