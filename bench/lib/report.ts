@@ -365,7 +365,8 @@ function method(wraps: string): string {
   directory, then \`fsync\` + \`close\`; it alternates going before and after the checkpoint.
   One uncounted pair (checkpoint and plain write) goes first: the first write of a size
   into the page cache is slower on this VM for both.
-  The ratio is taken per pair, then the median. Before each of the two, \`sync\` and 300 ms
+  The ratio is taken per pair, then the median. Before each checkpoint and each plain write
+  the benchmark waits (up to 5 s) until other processes use less than ~10% of the CPUs. Before each of the two, \`sync\` and 300 ms
   of rest (deleted images are discarded by this ext4 mount). memloop spins on one of the two
   cores throughout, so ckrun's writer, its node process and the kernel's writeback share the
   other core; the plain write runs under the same condition.
@@ -405,7 +406,13 @@ function method(wraps: string): string {
   \`node bin/ckrun.js --dir ... -- overhead\` (a real session), alternately. The shim wraps
   only ${wraps} (preload/exports.map), so where none of these is involved a ratio shows
   run-to-run noise rather than a cost. Nothing is checkpointed during these runs; what
-  change tracking costs after a checkpoint is in the Incremental section.
+  change tracking costs after a checkpoint is in the Incremental section. Each run waits
+  (up to 10 s) for a moment when the CPUs are less than 15% busy. fork+waitpid is the one
+  operation where the shim does real work: the child of every fork connects to ckrun and
+  says hello (so a checkpoint finds and stops it), and ckrun's node process accepts that
+  connection and sees it close when the child exits; in a manual test (3000 fork+waitpid
+  of a child that exits at once) that took ckrun's node process 100–150 µs of CPU per fork,
+  which on 2 shared cores competes with the program.
 - **Start-up**: \`bench/programs/spawntime.c\` times posix_spawn → waitpid; natively, with
   LD_PRELOAD set to the shim but no session (no CKRUN_SOCK: the shim stays inactive), and with
   LD_PRELOAD and the CKRUN_* variables copied from a live session's program

@@ -4,6 +4,7 @@
 import { mkdirSync, renameSync, rmSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { anonHugeBytes, bin, startSession, statusBytes, verboseCheckpoint, WORK } from '../lib/ckrun.js';
+import { waitQuietCpu } from '../lib/environment.js';
 import { errorText, log } from '../lib/log.js';
 import { LineProc, runOk, sleep, waitPidGone } from '../lib/proc.js';
 import { collectGaps, command, timedCheckpoint, type Gap, type TimedCheckpoint } from './memloop.js';
@@ -107,6 +108,7 @@ interface Ctx {
 async function quiesce(): Promise<void> {
   await runOk('sync', [], 120_000);
   await sleep(300);
+  await waitQuietCpu(5_000, 0.6); // memloop spins on one of the two cores: 50% is quiet
 }
 
 interface Limit {

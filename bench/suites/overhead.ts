@@ -5,6 +5,7 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { bin, CKRUN, ckrunStartupNs, cleanEnv, environOf, NODE, programPid, startSession, WORK } from '../lib/ckrun.js';
+import { waitQuietCpu } from '../lib/environment.js';
 import { errorText, log } from '../lib/log.js';
 import { run, runOk } from '../lib/proc.js';
 
@@ -46,6 +47,7 @@ export async function overheadSuite(runs: number): Promise<OverheadResult> {
     const modes: ('native' | 'ckrun')[] = i % 2 === 0 ? ['native', 'ckrun'] : ['ckrun', 'native'];
     for (const mode of modes) {
       try {
+        await waitQuietCpu(10_000);
         out.runs.push(await overheadOnce(mode, file, dir));
       } catch (e) {
         out.errors.push(`${mode}: ${errorText(e)}`);
