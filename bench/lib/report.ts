@@ -271,9 +271,15 @@ function imageSection(m: MemorySummary[], images: ImageSummary[]): string {
 }
 
 function overheadSection(ops: OpSummary[]): string {
-  return `## Overhead of the shim while nothing is checkpointed\n\nns per operation, median of the runs (min–max); ratio = median under ckrun / median native, with the range of the interleaved pairs' ratios.\n\n${table(
-    ['operation', 'native', 'under ckrun', 'ratio'],
-    ops.map((o) => [o.op, spread(o.native, nsOp), spread(o.ckrun, nsOp), o.ratio === null ? NA : `${o.ratio.toFixed(3)}× ${o.pairedRatio ? `(${x(o.pairedRatio.min)}–${x(o.pairedRatio.max)})` : ''}`]),
+  return `## Overhead of the shim while nothing is checkpointed\n\nns per operation, median of the runs (min–max). Each round runs the program natively and under ckrun next to each other (alternating which goes first); the ratio is the median of the rounds' ratios (under ckrun / native), with their range: the machine's speed shifts between phases of a run (a VM sharing its host), which a pair sees alike. Beside it, the ratio of the two medians.\n\n${table(
+    ['operation', 'native', 'under ckrun', 'ratio (median of the pairs)', 'ratio of the medians'],
+    ops.map((o) => [
+      o.op,
+      spread(o.native, nsOp),
+      spread(o.ckrun, nsOp),
+      o.pairedRatio ? `${o.pairedRatio.median.toFixed(3)}× (${x(o.pairedRatio.min)}–${x(o.pairedRatio.max)})` : NA,
+      o.ratio === null ? NA : `${o.ratio.toFixed(3)}×`,
+    ]),
   )}`;
 }
 
