@@ -601,9 +601,9 @@ static void bind_to(const struct end *e, int fd, const struct ck_img_inaddr *a, 
 /* The client end of a connection inside the session: bound to its old
  * address and port and connected. The killed run's connection may still
  * hold that port (TIME_WAIT, for a minute, when the old socket had no
- * SO_REUSEADDR) or the four addresses: then the client gets a fresh port
- * on the same address, since both ends come back together and no one
- * outside knew the old one. */
+ * SO_REUSEADDR) or, for longer than the two seconds waited, the four
+ * addresses: then the client gets a fresh port on the same address, since
+ * both ends come back together and no one outside knew the old one. */
 static void connect_client(struct end *c, int base_fd, const struct ck_img_inaddr *to)
 {
 	struct sockaddr_storage ss;
@@ -620,8 +620,16 @@ static void connect_client(struct end *c, int base_fd, const struct ck_img_inadd
 		bind_to(c, c->fd, &fresh, "client");
 	}
 	len = to_sockaddr(c->f->sock->family, to, &ss);
-	if (connect(c->fd, (struct sockaddr *)&ss, len) == 0)
-		return;
+	/* the kernel lets a loopback four-tuple in TIME_WAIT be reused a
+	 * second later: worth waiting for, to keep the port */
+	for (int tries = 0; tries < 40; tries++) {
+		if (connect(c->fd, (struct sockaddr *)&ss, len) == 0)
+			return;
+		if (errno != EADDRNOTAVAIL)
+			break;
+		struct timespec ts = {0, 50 * 1000 * 1000};
+		nanosleep(&ts, 0);
+	}
 	if (errno == EADDRNOTAVAIL) {
 		ck_verbose("process %d descriptor %d: the old connection is in TIME_WAIT; a new port is used", c->img->pid,
 			   c->f->fd);
