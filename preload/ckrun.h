@@ -275,8 +275,9 @@ CK_HIDDEN void ck_inotify_record(int fd, int wd, const char *path); /* shim.c's 
  * from sk-unix.c or sk-inet.c, which add their keys to the "socket" map */
 CK_HIDDEN void ck_socket_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f);
 CK_HIDDEN void ck_sockopt_put(struct cb_enc *e, int fd, int level, int name);
+CK_HIDDEN int ck_sockopt_int(int fd, int level, int name, int *v);
 CK_HIDDEN void ck_unix_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f, int type);
-CK_HIDDEN void ck_inet_options_save(struct cb_enc *e, const struct ck_fd *f);
+CK_HIDDEN void ck_inet_options_save(struct cb_enc *e, const struct ck_fd *f, int family, int type);
 CK_HIDDEN void ck_inet_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f, int family, int type,
 			    int protocol);
 

@@ -64,17 +64,8 @@ static const int tcp_options[] = {TCP_NODELAY, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_
 static const int ip_options[] = {IP_TOS, IP_FREEBIND, IP_PKTINFO, IP_RECVERR};
 static const int ipv6_options[] = {IPV6_V6ONLY, IPV6_TCLASS, IPV6_RECVPKTINFO, IPV6_RECVERR};
 
-static int socket_int(int fd, int level, int name, int *v)
+CK_HIDDEN void ck_inet_options_save(struct cb_enc *e, const struct ck_fd *f, int family, int type)
 {
-	unsigned len = sizeof *v;
-	return ck_getsockopt(fd, level, name, v, &len) == 0;
-}
-
-CK_HIDDEN void ck_inet_options_save(struct cb_enc *e, const struct ck_fd *f)
-{
-	int family = 0, type = 0;
-	socket_int(f->fd, SOL_SOCKET, SO_DOMAIN, &family);
-	socket_int(f->fd, SOL_SOCKET, SO_TYPE, &type);
 	if (type == SOCK_STREAM)
 		for (size_t i = 0; i < sizeof tcp_options / sizeof tcp_options[0]; i++)
 			ck_sockopt_put(e, f->fd, IPPROTO_TCP, tcp_options[i]);
@@ -201,7 +192,7 @@ static char *scratch_buffer(long n)
 static long peek_stream(int fd, char *buf, long n)
 {
 	int saved = -1, zero = 0;
-	socket_int(fd, SOL_SOCKET, SO_PEEK_OFF, &saved);
+	ck_sockopt_int(fd, SOL_SOCKET, SO_PEEK_OFF, &saved);
 	if (ck_setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero) != 0)
 		return -EOPNOTSUPP;
 	long got = 0;
@@ -220,7 +211,7 @@ static long peek_stream(int fd, char *buf, long n)
 static long peek_unsent(int fd, char *buf, long outq, long n)
 {
 	int on = TCP_REPAIR_ON, off = TCP_REPAIR_OFF_NO_WP, q = TCP_SEND_QUEUE, noq = TCP_NO_QUEUE, reuse = 0;
-	socket_int(fd, SOL_SOCKET, SO_REUSEADDR, &reuse);
+	ck_sockopt_int(fd, SOL_SOCKET, SO_REUSEADDR, &reuse);
 	long r = ck_setsockopt(fd, IPPROTO_TCP, TCP_REPAIR, &on, sizeof on);
 	if (r != 0)
 		return r;
@@ -253,10 +244,10 @@ static int peer_not_accepted(const struct ck_fdtab *t, const struct inaddr *loca
 		const struct ck_fd *o = &t->fds[i];
 		struct inaddr ol, op;
 		int type = 0, acc = 0;
-		if ((o->st.mode & S_IFMT) != S_IFSOCK || !socket_int(o->fd, SOL_SOCKET, SO_TYPE, &type) || type != SOCK_STREAM ||
+		if ((o->st.mode & S_IFMT) != S_IFSOCK || !ck_sockopt_int(o->fd, SOL_SOCKET, SO_TYPE, &type) || type != SOCK_STREAM ||
 		    !socket_address(o->fd, 0, &ol))
 			continue;
-		socket_int(o->fd, SOL_SOCKET, SO_ACCEPTCONN, &acc);
+		ck_sockopt_int(o->fd, SOL_SOCKET, SO_ACCEPTCONN, &acc);
 		if (acc && ol.port == peer->port)
 			listener = 1;
 		if (!acc && same_address(&ol, peer) && socket_address(o->fd, 1, &op) && same_address(&op, local))
@@ -342,7 +333,7 @@ static void save_datagrams(struct ck_writer *w, const struct ck_fd *f)
 		fail_socket(w, f, -ENOMEM, "cannot copy the datagrams queued on a UDP socket", "no memory", 0, 0);
 		return;
 	}
-	socket_int(f->fd, SOL_SOCKET, SO_PEEK_OFF, &saved);
+	ck_sockopt_int(f->fd, SOL_SOCKET, SO_PEEK_OFF, &saved);
 	if (ck_setsockopt(f->fd, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero) != 0) {
 		fail_socket(w, f, -EOPNOTSUPP, "cannot copy the datagrams queued on a UDP socket",
 			    "the kernel refuses SO_PEEK_OFF", 0, 0);

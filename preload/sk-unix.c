@@ -149,12 +149,6 @@ static long diag_query(uint32_t ino, struct udiag *u)
 	return 0;
 }
 
-static int sockopt_get_int(int fd, int name, int *v)
-{
-	unsigned len = sizeof *v;
-	return CK_SYS5(SYS_getsockopt, fd, SOL_SOCKET, name, v, &len) == 0;
-}
-
 static void sockopt_set_int(int fd, int name, int v)
 {
 	CK_SYS5(SYS_setsockopt, fd, SOL_SOCKET, name, &v, sizeof v);
@@ -333,7 +327,7 @@ static void save_queue(struct ck_writer *w, const struct ck_fd *f, int type, uin
 	}
 	s.buf = (char *)m;
 	/* the program's own peek offset is put back afterwards */
-	sockopt_get_int(f->fd, SO_PEEK_OFF, &peek_off);
+	ck_sockopt_int(f->fd, SOL_SOCKET, SO_PEEK_OFF, &peek_off);
 	sockopt_set_int(f->fd, SO_PEEK_OFF, 0);
 	peek_queue(w, f, type, shutdown, &s);
 	sockopt_set_int(f->fd, SO_PEEK_OFF, peek_off);
@@ -372,9 +366,9 @@ CK_HIDDEN void ck_unix_save(struct ck_writer *w, const struct ck_fdtab *t, const
 	}
 	if (shutdown)
 		cb_kv_uint(e, "shutdown", shutdown);
-	if (sockopt_get_int(f->fd, SO_SNDBUF, &v))
+	if (ck_sockopt_int(f->fd, SOL_SOCKET, SO_SNDBUF, &v))
 		cb_kv_uint(e, "sndbuf", (uint64_t)v);
-	if (sockopt_get_int(f->fd, SO_RCVBUF, &v))
+	if (ck_sockopt_int(f->fd, SOL_SOCKET, SO_RCVBUF, &v))
 		cb_kv_uint(e, "rcvbuf", (uint64_t)v);
 	if (state == TCP_LISTEN_STATE) {
 		cb_kv_uint(e, "backlog", backlog);

@@ -20,15 +20,10 @@
 #include "restore.h"
 #include "sys.h"
 
-static long get_sockopt(int fd, int level, int name, void *val, unsigned *len)
-{
-	return CK_SYS5(SYS_getsockopt, fd, level, name, val, len);
-}
-
-static int sockopt_int(int fd, int level, int name, int *v)
+CK_HIDDEN int ck_sockopt_int(int fd, int level, int name, int *v)
 {
 	unsigned len = sizeof *v;
-	return get_sockopt(fd, level, name, v, &len) == 0;
+	return ck_getsockopt(fd, level, name, v, &len) == 0;
 }
 
 /* One [level, name, bytes] entry, or nothing if the kernel has no such
@@ -37,7 +32,7 @@ CK_HIDDEN void ck_sockopt_put(struct cb_enc *e, int fd, int level, int name)
 {
 	uint8_t val[32];
 	unsigned len = sizeof val;
-	if (get_sockopt(fd, level, name, val, &len) != 0)
+	if (ck_getsockopt(fd, level, name, val, &len) != 0)
 		return;
 	cb_array(e, 3);
 	cb_uint(e, (uint64_t)level);
@@ -53,14 +48,14 @@ static const int socket_level_options[] = {
 	SO_RCVTIMEO, SO_SNDTIMEO, SO_LINGER, SO_RCVLOWAT,
 };
 
-static void save_options(struct cb_enc *e, const struct ck_fd *f, int family)
+static void save_options(struct cb_enc *e, const struct ck_fd *f, int family, int type)
 {
 	cb_text(e, "options");
 	cb_array_open(e);
 	for (size_t i = 0; i < sizeof socket_level_options / sizeof socket_level_options[0]; i++)
 		ck_sockopt_put(e, f->fd, SOL_SOCKET, socket_level_options[i]);
 	if (family == AF_INET || family == AF_INET6)
-		ck_inet_options_save(e, f);
+		ck_inet_options_save(e, f, family, type);
 	cb_close(e);
 }
 
@@ -68,8 +63,8 @@ CK_HIDDEN void ck_socket_save(struct ck_writer *w, const struct ck_fdtab *t, con
 {
 	struct cb_enc *e = &w->meta;
 	int family, type, protocol;
-	if (!sockopt_int(f->fd, SOL_SOCKET, SO_DOMAIN, &family) || !sockopt_int(f->fd, SOL_SOCKET, SO_TYPE, &type) ||
-	    !sockopt_int(f->fd, SOL_SOCKET, SO_PROTOCOL, &protocol)) {
+	if (!ck_sockopt_int(f->fd, SOL_SOCKET, SO_DOMAIN, &family) || !ck_sockopt_int(f->fd, SOL_SOCKET, SO_TYPE, &type) ||
+	    !ck_sockopt_int(f->fd, SOL_SOCKET, SO_PROTOCOL, &protocol)) {
 		ck_writer_fail(w, -EIO, "cannot read a socket's family and type");
 		return;
 	}
@@ -78,7 +73,7 @@ CK_HIDDEN void ck_socket_save(struct ck_writer *w, const struct ck_fdtab *t, con
 	cb_kv_uint(e, "family", (uint64_t)family);
 	cb_kv_uint(e, "type", (uint64_t)type);
 	cb_kv_uint(e, "protocol", (uint64_t)protocol);
-	save_options(e, f, family);
+	save_options(e, f, family, type);
 	switch (family) {
 	case AF_UNIX:
 		ck_unix_save(w, t, f, type);
