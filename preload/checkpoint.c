@@ -771,13 +771,8 @@ static void end_with_session(void)
 		ck_kill((int)ck_getpid(), SIGKILL);
 }
 
-static void lead_checkpoint(ucontext_t *uc)
+static void lead_checkpoint(ucontext_t *uc, int mode)
 {
-	int mode = take_request();
-	if (mode == REQ_NONE) {
-		end_with_session();
-		return;
-	}
 	if (!__sync_bool_compare_and_swap(&state, ST_IDLE, ST_STOPPING)) {
 		reply_error(0, "a checkpoint is already running", 0);
 		return;
@@ -861,6 +856,39 @@ static void lead_checkpoint(ucontext_t *uc)
 	end_with_session();
 }
 
+/* Every line ckrun writes raises the signal, and each may land on another
+ * thread: only one thread at a time reads the connection (and leads what it
+ * asks for). A thread that finds the reader busy leaves its wake-up behind,
+ * and the reader looks at the connection again before it lets go. The lock
+ * is in the image as held: the restored leader lets it go. */
+static volatile int request_reader;
+static volatile int request_wakeups;
+
+static void serve_requests(ucontext_t *uc)
+{
+	__atomic_fetch_add(&request_wakeups, 1, __ATOMIC_SEQ_CST);
+	while (__atomic_load_n(&request_wakeups, __ATOMIC_SEQ_CST) > 0) {
+		int idle = 0;
+		if (!__atomic_compare_exchange_n(&request_reader, &idle, 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+			return; /* the reader sees this wake-up */
+		__atomic_store_n(&request_wakeups, 0, __ATOMIC_SEQ_CST);
+		int mode;
+		while ((mode = take_request()) != REQ_NONE)
+			lead_checkpoint(uc, mode);
+		end_with_session();
+		__atomic_store_n(&request_reader, 0, __ATOMIC_SEQ_CST);
+	}
+}
+
+/* A forked child reads a connection of its own, from its first byte. */
+CK_HIDDEN void ck_requests_reset_in_child(void)
+{
+	request_len = 0;
+	request_parent[0] = 0;
+	request_reader = 0;
+	request_wakeups = 0;
+}
+
 static void participate(ucontext_t *uc, siginfo_t *si)
 {
 	uint64_t tag = (uint64_t)si->si_value.sival_ptr;
@@ -920,7 +948,7 @@ CK_HIDDEN void ck_signal_handler(int sig, siginfo_t *si, void *ucv)
 		return;
 	}
 	if (si->si_code > 0 && si->si_code <= POLL_HUP && si->si_fd == ck_session.ctl_fd && ck_session.ctl_fd >= 0) {
-		lead_checkpoint(uc);
+		serve_requests(uc);
 		return;
 	}
 	forward_to_program(sig, si, ucv);

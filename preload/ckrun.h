@@ -217,6 +217,7 @@ struct ck_scratch {
 CK_HIDDEN extern struct ck_thread ck_threads[CK_MAX_THREADS];
 CK_HIDDEN extern volatile int ck_nthreads;
 CK_HIDDEN void ck_install_handler(void);
+CK_HIDDEN void ck_requests_reset_in_child(void);
 CK_HIDDEN void ck_signal_handler(int sig, siginfo_t *si, void *ucv);
 
 /* threads.c */

@@ -233,6 +233,7 @@ static void join_session_in_child(void)
 	if (ck_session.ctl_fd >= 0)
 		ck_close(ck_session.ctl_fd);
 	ck_session.ctl_fd = -1;
+	ck_requests_reset_in_child();
 	if (ck_tracking.uffd >= 0)
 		ck_close(ck_tracking.uffd);
 	ck_tracking.uffd = -1;
