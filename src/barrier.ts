@@ -100,7 +100,11 @@ export const HELLO_GRACE_MS = 2_000;
 
 /** A checkpoint the barrier could not complete; the program runs on. */
 export class BarrierError extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    /** Every process the checkpoint asked to stop left before it was saved. */
+    readonly everyoneLeft = false,
+  ) {
     super(message);
     this.name = 'BarrierError';
   }
@@ -156,7 +160,7 @@ class Barrier<P extends Participant> {
       await this.stopAll(first);
       await this.sweep();
       const plan = this.examine();
-      if (this.live().length === 0) throw new BarrierError('every process of the session exited during the checkpoint');
+      if (this.live().length === 0) throw new BarrierError('every process of the session exited during the checkpoint', true);
       await this.save(plan.skip);
       this.resumed = true;
       // every process saved answers, or the checkpoint fails: the plan holds

@@ -17,7 +17,7 @@ import {
   type Manifest,
   type ManifestProcess,
 } from './generations.js';
-import { checkpointBarrier, STEP_TIMEOUT_MS, type BarrierHost } from './barrier.js';
+import { BarrierError, checkpointBarrier, STEP_TIMEOUT_MS, type BarrierHost } from './barrier.js';
 import { isNativeError, native, NativeLoadError, spawnChild, unixPeers, watchSignal, type ExitStatus, type SpawnOptions } from './native.js';
 import { formatBytes, formatDuration, writeErr } from './output.js';
 import { shimPath } from './paths.js';
@@ -556,7 +556,8 @@ export class Coordinator implements Session {
         self: process.pid,
         stepTimeoutMs: Math.min(STEP_TIMEOUT_MS, answerMs),
         answerTimeoutMs: answerMs,
-      }).catch((e: unknown) => {
+      }).catch(async (e: unknown) => {
+        if (e instanceof BarrierError && e.everyoneLeft) throw new SessionError(`${e.message}${await this.howRootEnded()}`);
         throw new SessionError(errorMessage(e));
       });
       const processes: ManifestProcess[] = [];
@@ -590,6 +591,18 @@ export class Coordinator implements Session {
       await removePartialGeneration(gen.path).catch(() => undefined);
       throw e;
     }
+  }
+
+  /**
+   * How the program ended, for a checkpoint whose every process left: its
+   * status arrives from the reaper shortly after its connection closed.
+   */
+  private async howRootEnded(): Promise<string> {
+    for (let i = 0; i < 25 && !this.rootExit; i++) await new Promise((r) => setTimeout(r, 20));
+    const st = this.rootExit;
+    if (!st) return '';
+    const how = st.signal !== null ? `was killed by ${signalName(st.signal)}` : `exited with status ${st.code}`;
+    return ` (the program, PID ${this.programPid}, ${how})`;
   }
 
   /**
