@@ -55,6 +55,7 @@
 #include <linux/unix_diag.h>
 
 #include "crc32c.h" /* preload/: the shim's CRC-32C */
+#include "wire.h"   /* preload/: the join request's tag */
 
 /* struct clone_args of <linux/sched.h>, declared here so that header's
  * CLONE_* macros do not clash with <sched.h>'s. */
@@ -1393,6 +1394,48 @@ fail:
 }
 
 /* ------------------------------------------------------------------ */
+/* askToJoin: the shim's join request                                   */
+
+/* Queues the shim's internal signal, tagged as a join request, to a
+ * process of the session that has no connection yet. false when the
+ * process is gone. */
+static napi_value js_ask_to_join(napi_env env, napi_callback_info info)
+{
+	size_t argc = 2;
+	napi_value argv[2], result = NULL;
+	int64_t pid, sig;
+
+	NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	if (argc < 2) {
+		throw_type(env, "askToJoin(pid, signal): two arguments are required");
+		return NULL;
+	}
+	if (!get_int(env, argv[0], "askToJoin: pid", 1, INT_MAX, &pid) ||
+	    !get_int(env, argv[1], "askToJoin: signal", 1, 64, &sig))
+		return NULL;
+	siginfo_t si;
+	memset(&si, 0, sizeof si);
+	si.si_signo = (int)sig;
+	si.si_code = SI_QUEUE;
+	si.si_pid = getpid();
+	si.si_uid = getuid();
+	si.si_value.sival_ptr = (void *)(CK_JOIN_MAGIC << 32);
+	if (syscall(SYS_rt_sigqueueinfo, (pid_t)pid, (int)sig, &si) != 0) {
+		int err = errno;
+		if (err == ESRCH) {
+			NAPI_CALL(env, napi_get_boolean(env, false, &result));
+			return result;
+		}
+		throw_coded(env, errno_name(err), "askToJoin(%lld): %s", (long long)pid, strerror(err));
+		return NULL;
+	}
+	NAPI_CALL(env, napi_get_boolean(env, true, &result));
+	return result;
+fail:
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
 /* unixPeers: the client ends of the connections ckrun accepted         */
 
 /* A connection accepted on a listening socket carries the listener's
@@ -1531,6 +1574,7 @@ NAPI_MODULE_INIT()
 		{ "unixConnect", NULL, js_unix_connect, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "kcmpFile", NULL, js_kcmp_file, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "unixPeers", NULL, js_unix_peers, NULL, NULL, NULL, napi_enumerable, NULL },
+		{ "askToJoin", NULL, js_ask_to_join, NULL, NULL, NULL, napi_enumerable, NULL },
 	};
 	if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)
 		return NULL;

@@ -22,6 +22,7 @@
 #include "ckrun.h"
 #include "crc32c.h"
 #include "sys.h"
+#include "wire.h"
 
 CK_HIDDEN struct ck_thread ck_threads[CK_MAX_THREADS];
 CK_HIDDEN volatile int ck_nthreads;
@@ -731,6 +732,7 @@ static void after_restore_leader(struct ck_restore_info *ri)
 		futex_wait(&ri->restored, r, 0);
 
 	ck_session.ctl_fd = ri->ctl_fd;
+	ck_session.self_pid = (int)ck_getpid();
 	ck_memcpy(ck_session.sock, ri->sock, sizeof ck_session.sock);
 	for (int i = 0; i < 3; i++) {
 		ck_session.stdio_dev[i] = ri->stdio_dev[i];
@@ -764,11 +766,14 @@ static void after_restore_leader(struct ck_restore_info *ri)
 }
 
 /* ckrun is gone (killed, crashed): the family it ran ends with it, as a
- * terminal's processes end when it hangs up. */
+ * terminal's processes end when it hangs up; children that never joined
+ * (forked since the last checkpoint) have no connection to notice it by. */
 static void end_with_session(void)
 {
-	if (session_gone)
-		ck_kill((int)ck_getpid(), SIGKILL);
+	if (!session_gone)
+		return;
+	ck_kill_descendants();
+	ck_kill((int)ck_getpid(), SIGKILL);
 }
 
 static void lead_checkpoint(ucontext_t *uc, int mode)
@@ -949,6 +954,10 @@ CK_HIDDEN void ck_signal_handler(int sig, siginfo_t *si, void *ucv)
 	}
 	if (si->si_code > 0 && si->si_code <= POLL_HUP && si->si_fd == ck_session.ctl_fd && ck_session.ctl_fd >= 0) {
 		serve_requests(uc);
+		return;
+	}
+	if (si->si_code == SI_QUEUE && ((uint64_t)si->si_value.sival_ptr >> 32) == CK_JOIN_MAGIC) {
+		ck_join_on_request();
 		return;
 	}
 	forward_to_program(sig, si, ucv);

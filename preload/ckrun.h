@@ -100,6 +100,9 @@ struct ck_session {
 	int nimages;
 	uint64_t image_dev[CK_MAX_IMAGES], image_ino[CK_MAX_IMAGES];
 	int trace;               /* CKRUN_TRACE: phase timings on stderr */
+	/* The process this state belongs to. A vfork child runs on its
+	 * parent's memory with another PID: it must not act on it. */
+	int self_pid;
 };
 CK_HIDDEN extern struct ck_session ck_session;
 
@@ -218,6 +221,8 @@ CK_HIDDEN extern struct ck_thread ck_threads[CK_MAX_THREADS];
 CK_HIDDEN extern volatile int ck_nthreads;
 CK_HIDDEN void ck_install_handler(void);
 CK_HIDDEN void ck_requests_reset_in_child(void);
+CK_HIDDEN void ck_join_on_request(void);
+CK_HIDDEN void ck_kill_descendants(void);
 CK_HIDDEN void ck_signal_handler(int sig, siginfo_t *si, void *ucv);
 
 /* threads.c */

@@ -314,3 +314,66 @@ CK_HIDDEN void ck_process_restore(struct ck_image *img)
 		}
 	}
 }
+
+/* ---- the family ends with ckrun ---- */
+
+/* Appends the children of every thread of pid to pids (up to cap). */
+static int add_children(int pid, int *pids, int n, int cap)
+{
+	char path[64], names[4096], kids[4096];
+	struct ck_str m;
+	ck_str_init(&m, path, sizeof path);
+	ck_str_add(&m, "/proc/");
+	ck_str_dec(&m, pid);
+	ck_str_add(&m, "/task");
+	long dfd = ck_openat(AT_FDCWD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	if (dfd < 0)
+		return n;
+	long got;
+	while ((got = ck_getdents64((int)dfd, names, sizeof names)) > 0) {
+		for (long off = 0; off < got;) {
+			struct {
+				uint64_t ino;
+				int64_t off;
+				unsigned short reclen;
+				unsigned char type;
+				char name[];
+			} *d = (void *)(names + off);
+			off += d->reclen;
+			if (d->name[0] < '0' || d->name[0] > '9')
+				continue;
+			char kpath[96];
+			struct ck_str k;
+			ck_str_init(&k, kpath, sizeof kpath);
+			ck_str_add(&k, path);
+			ck_str_add(&k, "/");
+			ck_str_add(&k, d->name);
+			ck_str_add(&k, "/children");
+			long len = ck_read_file(kpath, kids, sizeof kids - 1);
+			if (len <= 0)
+				continue;
+			kids[len] = 0;
+			for (const char *p = kids; *p && n < cap;) {
+				uint64_t child;
+				if (!ck_parse_dec(&p, &child))
+					break;
+				pids[n++] = (int)child;
+				while (*p == ' ')
+					p++;
+			}
+		}
+	}
+	ck_close((int)dfd);
+	return n;
+}
+
+/* Every descendant of this process, killed (SIGKILL). Async-signal-safe. */
+CK_HIDDEN void ck_kill_descendants(void)
+{
+	int pids[1024];
+	int n = add_children((int)ck_getpid(), pids, 0, 1024);
+	for (int next = 0; next < n; next++)
+		n = add_children(pids[next], pids, n, 1024);
+	for (int i = 0; i < n; i++)
+		ck_kill(pids[i], SIGKILL);
+}

@@ -175,27 +175,28 @@ static int find_self(struct dl_phdr_info *info, size_t size, void *data)
 	return mine;
 }
 
+/* Raw system calls only: a forked child connects from a signal handler. */
 static int connect_session(const char *name)
 {
 	struct sockaddr_un a;
-	size_t n = strlen(name);
+	size_t n = ck_strlen(name);
 	if (n + 1 > sizeof a.sun_path)
 		return -1;
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	long fd = CK_SYS3(SYS_socket, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
-	memset(&a, 0, sizeof a);
+	ck_memset(&a, 0, sizeof a);
 	a.sun_family = AF_UNIX;
-	memcpy(a.sun_path + 1, name, n); /* abstract name: leading NUL */
-	if (connect(fd, (struct sockaddr *)&a, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)) != 0) {
-		REAL(close)(fd);
+	ck_memcpy(a.sun_path + 1, name, n); /* abstract name: leading NUL */
+	if (CK_SYS3(SYS_connect, fd, &a, offsetof(struct sockaddr_un, sun_path) + 1 + n) != 0) {
+		ck_close((int)fd);
 		return -1;
 	}
-	int high = fcntl(fd, F_DUPFD_CLOEXEC, CK_CTL_FD_MIN);
+	long high = ck_fcntl((int)fd, F_DUPFD_CLOEXEC, CK_CTL_FD_MIN);
 	if (high < 0)
-		high = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-	REAL(close)(fd);
-	return high;
+		high = ck_fcntl((int)fd, F_DUPFD_CLOEXEC, 3);
+	ck_close((int)fd);
+	return high < 0 ? -1 : (int)high;
 }
 
 /* Requests arriving on the connection raise the internal signal. The
@@ -224,11 +225,13 @@ static void say_hello(void)
 	ck_session_reply(hello);
 }
 
-/* A forked child joins the session on a connection of its own: it must
- * not read or answer its parent's requests. Its memory is not tracked
- * (fork drops the registrations): its first checkpoint is full. Runs in
- * the child of fork(): async-signal-safe calls only. */
-static void join_session_in_child(void)
+/* A forked child must not read or answer its parent's requests: it drops
+ * the parent's connection and joins the session only when ckrun asks it
+ * to (a checkpoint found it below ckrun), so fork costs no more than it
+ * would without ckrun. Its memory is not tracked (fork drops the
+ * registrations): its first checkpoint is full. Runs in the child of
+ * fork(): async-signal-safe calls only. */
+static void leave_parent_session_in_child(void)
 {
 	if (ck_session.ctl_fd >= 0)
 		ck_close(ck_session.ctl_fd);
@@ -239,13 +242,22 @@ static void join_session_in_child(void)
 	ck_tracking.uffd = -1;
 	ck_tracking.base_id = 0;
 	ck_tracking.failed = 0;
-	if (!active)
+	ck_session.self_pid = (int)ck_getpid();
+}
+
+/* ckrun's join request (the signal, tagged): connect and say hello. From
+ * the signal handler; ckrun asks again until it hears the hello, so a
+ * request that comes too early (before fork's child handler ran, or in a
+ * vfork child) is simply ignored. */
+CK_HIDDEN void ck_join_on_request(void)
+{
+	if (!active || ck_session.ctl_fd >= 0 || ck_session.self_pid != (int)ck_getpid())
 		return;
 	int fd = connect_session(ck_session.sock);
-	if (fd < 0 || ck_arm_async(fd, ck_session.sig) != 0) {
-		if (fd >= 0)
-			ck_close(fd);
-		active = 0;
+	if (fd < 0)
+		return;
+	if (ck_arm_async(fd, ck_session.sig) != 0) {
+		ck_close(fd);
 		return;
 	}
 	ck_session.ctl_fd = fd;
@@ -279,6 +291,7 @@ __attribute__((constructor)) static void ck_init(void)
 	if (fd < 0)
 		return; /* no coordinator: run as if not under ckrun */
 	ck_session.ctl_fd = fd;
+	ck_session.self_pid = (int)ck_getpid();
 	ck_install_handler();
 	active = 1;
 	if (ck_arm_async(fd, ck_session.sig) != 0) {
@@ -287,7 +300,7 @@ __attribute__((constructor)) static void ck_init(void)
 		active = 0;
 		return;
 	}
-	pthread_atfork(0, 0, join_session_in_child);
+	pthread_atfork(0, 0, leave_parent_session_in_child);
 	say_hello();
 }
 

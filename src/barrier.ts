@@ -57,6 +57,12 @@ export interface BarrierHost<P extends Participant> {
   parentImage(p: P): string | undefined;
   /** The client inodes of ckrun's connections: the shims' own sockets. */
   ownSockets(): number[];
+  /**
+   * Asks a process below ckrun that has not connected (forked since it
+   * last joined a checkpoint) to connect; false when it has no shim that
+   * could (yet).
+   */
+  askToJoin(outer: number): boolean;
   verbose(line: string): void;
 }
 
@@ -69,7 +75,7 @@ export interface BarrierOptions {
   stepTimeoutMs?: number;
   /** For the writer's `ok` (default 60 s). */
   answerTimeoutMs?: number;
-  /** How long a process below ckrun may take to say hello (default 2 s). */
+  /** How long a process below ckrun may take to say hello once asked, or to get a shim (default 2 s). */
   helloGraceMs?: number;
 }
 
@@ -97,6 +103,8 @@ export interface BarrierResult<P extends Participant> {
 export const STEP_TIMEOUT_MS = 30_000;
 export const ANSWER_TIMEOUT_MS = 60_000;
 export const HELLO_GRACE_MS = 2_000;
+/** A join request may come too early (before fork's child handler ran, in a vfork child): asked again this often. */
+const JOIN_RETRY_MS = 100;
 
 /** A checkpoint the barrier could not complete; the program runs on. */
 export class BarrierError extends Error {
@@ -139,6 +147,8 @@ export async function checkpointBarrier<P extends Participant>(host: BarrierHost
 class Barrier<P extends Participant> {
   private readonly parts = new Map<P, Part<P>>();
   private readonly firstSeen = new Map<number, number>();
+  /** Outer PID → when it was last asked to join. */
+  private readonly asked = new Map<number, number>();
   private readonly stepMs: number;
   private readonly answerMs: number;
   private readonly graceMs: number;
@@ -155,10 +165,10 @@ class Barrier<P extends Participant> {
 
   async run(): Promise<BarrierResult<P>> {
     try {
-      const first = this.host.connected().filter((p) => !p.gone);
-      if (first.length === 0) throw new BarrierError('no process of the session is connected to ckrun');
-      await this.stopAll(first);
+      // processes forked since the last checkpoint join when the sweep asks them
+      await this.stopAll(this.host.connected().filter((p) => !p.gone));
       await this.sweep();
+      if (this.parts.size === 0) throw new BarrierError('no process of the session is connected to ckrun');
       const plan = this.examine();
       if (this.live().length === 0) throw new BarrierError('every process of the session exited during the checkpoint', true);
       await this.save(plan.skip);
@@ -235,11 +245,21 @@ class Barrier<P extends Participant> {
       }
       if (unknown.length === 0) return;
       const now = Date.now();
-      for (const u of unknown) if (!this.firstSeen.has(u.outer)) this.firstSeen.set(u.outer, now);
+      for (const u of unknown) {
+        if (!this.firstSeen.has(u.outer)) this.firstSeen.set(u.outer, now);
+        const last = this.asked.get(u.outer);
+        if ((last === undefined || now - last >= JOIN_RETRY_MS) && this.host.askToJoin(u.outer)) this.asked.set(u.outer, now);
+      }
       const late = unknown.find((u) => now - this.firstSeen.get(u.outer)! >= this.graceMs);
       if (late) {
         const { comm, exe } = describeProcess(late.outer);
         const shown = nsPids(late.outer).pop() ?? late.outer;
+        if (this.asked.has(late.outer)) {
+          const why = late.state === 'T' || late.state === 't' ? 'it is stopped (SIGSTOP or a debugger)' : 'it may be stuck in the kernel';
+          throw new BarrierError(
+            `process ${shown} (${comm}, ${exe}) did not answer ckrun's request to join the checkpoint within ${this.graceMs / 1000} s (${why}); the program runs on`,
+          );
+        }
         throw new BarrierError(
           `process ${shown} (${comm}, ${exe}) is not under ckrun's shim (statically linked, or started without LD_PRELOAD); it cannot be checkpointed`,
         );

@@ -42,6 +42,8 @@ export interface NativeAddon {
   kcmpFile(pid1: number, fd1: number, pid2: number, fd2: number): boolean;
   /** Inodes of the client sockets of every connection accepted on the abstract name (sock_diag). */
   unixPeers(name: string): number[];
+  /** Queues the shim's join request (signal, tagged); false when pid is gone. */
+  askToJoin(pid: number, signal: number): boolean;
 }
 
 /** Errors thrown by the addon carry the errno name in `code`. */
@@ -144,6 +146,16 @@ export function crc32cFile(path: string, offset: number, length: number): number
 /** True when fd1 of pid1 and fd2 of pid2 are one open file description (kcmp KCMP_FILE). */
 export function kcmpFile(pid1: number, fd1: number, pid2: number, fd2: number): boolean {
   return native().kcmpFile(pid1, fd1, pid2, fd2);
+}
+
+/**
+ * Asks a process of the session that has no connection to ckrun yet (the
+ * shim connects forked children only when asked) to connect and say hello.
+ * Only for a process whose shim catches `signal` (see catchesSignal): the
+ * default action of a real-time signal ends the process.
+ */
+export function askToJoin(pid: number, signal: number): boolean {
+  return native().askToJoin(pid, signal);
 }
 
 /** Inodes of the client ends of the connections accepted on the abstract socket `name`. */

@@ -125,6 +125,16 @@ export function sessionProcesses(root: number = process.pid): TreeProcess[] {
   return out;
 }
 
+/** Whether a process has a handler for `signal` (SigCgt of /proc/PID/status): its shim is up. */
+export function catchesSignal(pid: number, signal: number): boolean {
+  try {
+    const m = /^SigCgt:\s*([0-9a-f]+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m !== null && ((BigInt('0x' + m[1]) >> BigInt(signal - 1)) & 1n) === 1n;
+  } catch {
+    return false;
+  }
+}
+
 /** True for a process that runs (not a zombie, not being torn down). */
 export function isLive(p: TreeProcess): boolean {
   return p.state !== 'Z' && p.state !== 'X' && p.state !== 'x';

@@ -18,10 +18,20 @@ import {
   type ManifestProcess,
 } from './generations.js';
 import { BarrierError, checkpointBarrier, STEP_TIMEOUT_MS, type BarrierHost } from './barrier.js';
-import { isNativeError, native, NativeLoadError, spawnChild, unixPeers, watchSignal, type ExitStatus, type SpawnOptions } from './native.js';
+import {
+  askToJoin,
+  isNativeError,
+  native,
+  NativeLoadError,
+  spawnChild,
+  unixPeers,
+  watchSignal,
+  type ExitStatus,
+  type SpawnOptions,
+} from './native.js';
 import { formatBytes, formatDuration, writeErr } from './output.js';
 import { shimPath } from './paths.js';
-import { isLive, ProcessGoneError, sessionProcesses } from './proctree.js';
+import { catchesSignal, isLive, ProcessGoneError, sessionProcesses } from './proctree.js';
 import {
   canonicalDir,
   DEFAULT_DIR,
@@ -648,6 +658,7 @@ export class Coordinator implements Session {
       // a compressed image cannot be a parent: the shim reads its parent as it is
       parentImage: (p) => (this.compressLevel === undefined ? this.lastImages.get(p.pid) : undefined),
       ownSockets: () => unixPeers(this.socketName),
+      askToJoin: (outer) => catchesSignal(outer, this.internalSignal) && askToJoin(outer, this.internalSignal),
       verbose: (line) => this.verbose(line),
     };
   }
