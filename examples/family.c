@@ -12,12 +12,15 @@
  * under a process-shared mutex. A fourth child exits at once with status 42
  * and stays a zombie until the parent reaps it at the very end; A and B exit
  * with 3 and 5 when the ring closes, and waitpid must report exactly these.
- * Children check that getppid() is still the parent.
+ * Children check that getppid() is still the parent. Child B is started
+ * with clone() (a copy of the memory, no CLONE_VM), not fork(): no fork
+ * handler runs in it.
  *
  *   family [--steps N]
  */
 #include "common.h"
 #include <pthread.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -129,6 +132,19 @@ static void child_b(int in, int out)
 	exit(5);
 }
 
+struct ring_ends {
+	int in, out, close[4];
+};
+
+static int start_child_b(void *arg)
+{
+	struct ring_ends *e = arg;
+	for (int i = 0; i < 4; i++)
+		close(e->close[i]);
+	child_b(e->in, e->out);
+	return 0;
+}
+
 static int status_of(pid_t pid, const char *who)
 {
 	int st;
@@ -197,16 +213,11 @@ int main(int argc, char **argv)
 		close(p3[1]);
 		child_a(p1[0], p2[1]);
 	}
-	pid_t b = fork();
+	static char b_stack[256 << 10] __attribute__((aligned(16)));
+	struct ring_ends eb = { p2[0], p3[1], { p1[0], p1[1], p2[1], p3[0] } };
+	pid_t b = clone(start_child_b, b_stack + sizeof b_stack, SIGCHLD, &eb);
 	if (b < 0)
-		die("fork");
-	if (b == 0) {
-		close(p1[0]);
-		close(p1[1]);
-		close(p2[1]);
-		close(p3[0]);
-		child_b(p2[0], p3[1]);
-	}
+		die("clone");
 	close(p1[0]);
 	close(p2[0]);
 	close(p2[1]);

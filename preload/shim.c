@@ -37,6 +37,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <linux/kcmp.h>
+
 #include "ckrun.h"
 #include "sys.h"
 
@@ -233,6 +235,8 @@ static void say_hello(void)
  * fork(): async-signal-safe calls only. */
 static void leave_parent_session_in_child(void)
 {
+	if (ck_session.self_pid == (int)ck_getpid())
+		return; /* a join request came first and did this */
 	if (ck_session.ctl_fd >= 0)
 		ck_close(ck_session.ctl_fd);
 	ck_session.ctl_fd = -1;
@@ -245,13 +249,36 @@ static void leave_parent_session_in_child(void)
 	ck_session.self_pid = (int)ck_getpid();
 }
 
+/* Whether this process shares its memory or its descriptor table with
+ * pid (a vfork child, clone with CLONE_VM or CLONE_FILES): then the shim's
+ * state is pid's, and this process must leave it alone. In doubt (kcmp
+ * refused), it does. */
+static int shares_with(int pid)
+{
+	int self = (int)ck_getpid();
+	long vm = CK_SYS5(SYS_kcmp, self, pid, KCMP_VM, 0, 0);
+	long files = CK_SYS5(SYS_kcmp, self, pid, KCMP_FILES, 0, 0);
+	if (vm == -ESRCH && files == -ESRCH)
+		return 0; /* pid is gone: nothing is shared with it */
+	return vm == 0 || files == 0 || vm < 0 || files < 0;
+}
+
 /* ckrun's join request (the signal, tagged): connect and say hello. From
  * the signal handler; ckrun asks again until it hears the hello, so a
  * request that comes too early (before fork's child handler ran, or in a
- * vfork child) is simply ignored. */
+ * vfork child) is simply ignored. A child of clone() without CLONE_VM has
+ * its own copy of the shim's state, as after fork, but fork's child
+ * handler never ran in it: it leaves its parent's session here. */
 CK_HIDDEN void ck_join_on_request(void)
 {
-	if (!active || ck_session.ctl_fd >= 0 || ck_session.self_pid != (int)ck_getpid())
+	if (!active)
+		return;
+	if (ck_session.self_pid != (int)ck_getpid()) {
+		if (shares_with(ck_session.self_pid))
+			return;
+		leave_parent_session_in_child();
+	}
+	if (ck_session.ctl_fd >= 0)
 		return;
 	int fd = connect_session(ck_session.sock);
 	if (fd < 0)

@@ -255,7 +255,10 @@ class Barrier<P extends Participant> {
         const { comm, exe } = describeProcess(late.outer);
         const shown = nsPids(late.outer).pop() ?? late.outer;
         if (this.asked.has(late.outer)) {
-          const why = late.state === 'T' || late.state === 't' ? 'it is stopped (SIGSTOP or a debugger)' : 'it may be stuck in the kernel';
+          const why =
+            late.state === 'T' || late.state === 't'
+              ? 'it is stopped (SIGSTOP or a debugger)'
+              : 'it shares its memory with another process without being its thread (clone with CLONE_VM), or it is stuck in the kernel';
           throw new BarrierError(
             `process ${shown} (${comm}, ${exe}) did not answer ckrun's request to join the checkpoint within ${this.graceMs / 1000} s (${why}); the program runs on`,
           );
