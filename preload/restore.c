@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <setjmp.h>
 #include <fcntl.h>
 #include <link.h>
 #include <linux/sched.h>
@@ -34,8 +35,12 @@
 
 CK_HIDDEN const char *ck_image_name;
 
+CK_HIDDEN jmp_buf *ck_refusal_escape;
+
 CK_HIDDEN void ck_refuse(const char *fmt, ...)
 {
+	if (ck_refusal_escape)
+		longjmp(*ck_refusal_escape, 1); /* front.c: node's restart says it */
 	va_list ap;
 	fputs("ckrun restart: ", stderr);
 	va_start(ap, fmt);
@@ -297,7 +302,7 @@ CK_CORE __attribute__((noreturn)) void ck_core_main(struct ck_plan *p);
 
 /* Loads one image and checks what can be checked without changing
  * anything (files, pages, vdso). */
-static void load_and_check(struct ck_image *img, const char *path, int verify_data)
+CK_HIDDEN void ck_load_and_check(struct ck_image *img, const char *path, int verify_data)
 {
 	ck_image_name = path;
 	ck_image_load(img, path);
@@ -448,18 +453,23 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
 	ck_jump_to_core(plan, (void *)core_stack_top, entry);
 }
 
+/* Turns this process into the one in img, whose checks passed. */
+CK_HIDDEN __attribute__((noreturn)) void ck_restore_loaded(struct ck_image *img)
+{
+	static struct ck_objects objs;
+	/* shared memory and pipes are made as a tree makes them: a memfd
+	 * mapped and held as a descriptor stays one object */
+	ck_pipes_create_shared(&img, 1, &objs, max_program_fd(img) + 64);
+	ck_sockets_create_shared(&img, 1, &objs, max_program_fd(img) + 64);
+	ck_shm_create_shared(&img, 1, &objs, max_program_fd(img) + 64);
+	become(img, &objs);
+}
+
 static __attribute__((noreturn)) void restore_image(const char *path, int verify_data)
 {
 	static struct ck_image img;
-	static struct ck_objects objs;
-	struct ck_image *one = &img;
-	load_and_check(&img, path, verify_data);
-	/* shared memory and pipes are made as a tree makes them: a memfd
-	 * mapped and held as a descriptor stays one object */
-	ck_pipes_create_shared(&one, 1, &objs, max_program_fd(&img) + 64);
-	ck_sockets_create_shared(&one, 1, &objs, max_program_fd(&img) + 64);
-	ck_shm_create_shared(&one, 1, &objs, max_program_fd(&img) + 64);
-	become(&img, &objs);
+	ck_load_and_check(&img, path, verify_data);
+	ck_restore_loaded(&img);
 }
 
 /* ---- a process tree (docs/design.md, "Restoring a tree") ---- */
@@ -555,6 +565,18 @@ static void read_manifest(struct tree *t, const char *dir)
 		ck_refuse("the manifest of %s is damaged (it cannot be read)", dir);
 }
 
+/* The number of processes of the generation in dir; for one, its PID and
+ * image name. */
+CK_HIDDEN int ck_read_single_manifest(const char *dir, int *pid, const char **image)
+{
+	static struct tree t;
+	memset(&t, 0, sizeof t);
+	read_manifest(&t, dir);
+	*pid = t.procs[0].pid;
+	*image = t.procs[0].image;
+	return (int)t.n;
+}
+
 static struct tree_proc *tree_find(struct tree *t, int pid)
 {
 	for (size_t i = 0; i < t->n; i++)
@@ -568,7 +590,8 @@ static int by_pid(const void *a, const void *b)
 	return ((const struct tree_proc *)a)->pid - ((const struct tree_proc *)b)->pid;
 }
 
-static long spawn_with_pid(int pid)
+/* fork, but the child gets PID pid; -1 and errno on failure */
+CK_HIDDEN long ck_spawn_with_pid(int pid)
 {
 	struct clone_args args;
 	pid_t want = pid;
@@ -576,7 +599,12 @@ static long spawn_with_pid(int pid)
 	args.exit_signal = SIGCHLD;
 	args.set_tid = (uint64_t)&want;
 	args.set_tid_size = 1;
-	long child = syscall(SYS_clone3, &args, sizeof args);
+	return syscall(SYS_clone3, &args, sizeof args);
+}
+
+static long spawn_with_pid(int pid)
+{
+	long child = ck_spawn_with_pid(pid);
 	if (child < 0)
 		ck_refuse("cannot create process %d with its original PID: %s", pid, strerror(errno));
 	return child;
@@ -694,7 +722,7 @@ static __attribute__((noreturn)) void restore_tree(const char *dir, int verify_d
 	for (size_t i = 0; i < t.n; i++) {
 		char path[8192];
 		snprintf(path, sizeof path, "%s/%s", dir, t.procs[i].image);
-		load_and_check(&t.procs[i].img, ck_dup_text(path, strlen(path)), verify_data);
+		ck_load_and_check(&t.procs[i].img, ck_dup_text(path, strlen(path)), verify_data);
 		if (t.procs[i].img.pid != t.procs[i].pid)
 			ck_refuse("image %s holds PID %d, the manifest says %d", path, t.procs[i].img.pid, t.procs[i].pid);
 		imgs[i] = &t.procs[i].img;
@@ -829,6 +857,8 @@ static __attribute__((noreturn)) void run_init(const char *path, int verify_data
 
 CK_EXPORT int ckrun_restore_main(int argc, char **argv)
 {
+	if (argc >= 3 && !strcmp(argv[1], "--front"))
+		return ck_front_main(argc - 2, argv + 2);
 	int init = 0, verify_data = 1, tree = 0;
 	const char *path = 0;
 	for (int i = 1; i < argc; i++) {

@@ -3,6 +3,7 @@
 #ifndef CK_RESTORE_H
 #define CK_RESTORE_H
 
+#include <setjmp.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -283,6 +284,14 @@ CK_HIDDEN void ck_image_load(struct ck_image *img, const char *path);
 
 /* restore.c helpers */
 __attribute__((format(printf, 1, 2), noreturn)) CK_HIDDEN void ck_refuse(const char *fmt, ...);
+/* While set, a refusal jumps there instead of printing and exiting. */
+CK_HIDDEN extern jmp_buf *ck_refusal_escape;
+CK_HIDDEN void ck_load_and_check(struct ck_image *img, const char *path, int verify_data);
+CK_HIDDEN __attribute__((noreturn)) void ck_restore_loaded(struct ck_image *img);
+CK_HIDDEN long ck_spawn_with_pid(int pid);
+CK_HIDDEN int ck_read_single_manifest(const char *dir, int *pid, const char **image);
+/* front.c: `ckrun-restore --front CLI ARGS...`, the fast start of `ckrun restart ARGS...` */
+CK_HIDDEN int ck_front_main(int argc, char **argv);
 __attribute__((format(printf, 1, 2))) CK_HIDDEN void ck_verbose(const char *fmt, ...);
 CK_HIDDEN extern const char *ck_image_name;
 CK_HIDDEN char *ck_dup_text(const char *s, size_t n);

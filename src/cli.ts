@@ -326,6 +326,14 @@ async function runCheckpoint(args: string[]): Promise<number> {
   }
 }
 
+/** `--adopt PID:FD` (from the restore host, never from users). */
+function adoption(text: string | undefined): { pid: number; fd: number } | undefined {
+  if (text === undefined) return undefined;
+  const m = /^([1-9][0-9]*):([0-9]+)$/.exec(text);
+  if (!m) throw new UsageError(`--adopt takes PID:FD (it is for the restore host), not '${text}'`, 'restart');
+  return { pid: Number(m[1]), fd: Number(m[2]) };
+}
+
 async function runRestart(args: string[]): Promise<number> {
   const p = parse(
     'restart',
@@ -338,6 +346,8 @@ async function runRestart(args: string[]): Promise<number> {
       { name: 'signal', value: true },
       { name: 'new-pid-namespace' },
       { name: 'no-verify-data' },
+      // internal: bin/ckrun's restore host restored the program already (preload/front.c)
+      { name: 'adopt', value: true },
     ],
     args,
     false,
@@ -357,6 +367,7 @@ async function runRestart(args: string[]): Promise<number> {
     verbose: flag(p, 'verbose'),
     newPidNamespace: flag(p, 'new-pid-namespace'),
     verifyData: !flag(p, 'no-verify-data'),
+    adopt: adoption(str(p, 'adopt')),
   });
   const st = await session.exited;
   if (!st.joined) {

@@ -124,6 +124,16 @@ export function spawnChild(opts: SpawnOptions, onExit: (st: ExitStatus) => void)
   return pid;
 }
 
+/**
+ * Watches a child this process did not spawn but inherited through exec
+ * (the program the restore host brought back before it started node:
+ * preload/front.c) like one spawnChild made.
+ */
+export function adoptChild(pid: number, onExit: (st: ExitStatus) => void): void {
+  ensureReaper();
+  exitWatchers.set(pid, onExit);
+}
+
 /** Watches a signal (any number, real-time ones included); returns a function that stops it. */
 export function watchSignal(signal: number, cb: (signal: number) => void): () => void {
   const n = native();

@@ -1,5 +1,4 @@
 // The session socket: its name, line framing, and a one-request client.
-import { createHash } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { resolve } from 'node:path';
@@ -19,9 +18,14 @@ export function canonicalDir(dir: string): string {
   }
 }
 
-/** `ckrun-<16 hex digits of sha256(realpath DIR)>`, without the leading NUL. */
+/**
+ * `ckrun-<16 hex digits of FNV-1a 64 of realpath DIR>`, without the leading
+ * NUL (the restore host names it the same way: preload/front.c).
+ */
 export function socketNameFor(canonical: string): string {
-  return 'ckrun-' + createHash('sha256').update(canonical).digest('hex').slice(0, 16);
+  let h = 0xcbf29ce484222325n;
+  for (const b of Buffer.from(canonical, 'utf8')) h = BigInt.asUintN(64, (h ^ BigInt(b)) * 0x100000001b3n);
+  return 'ckrun-' + h.toString(16).padStart(16, '0');
 }
 
 /**

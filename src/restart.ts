@@ -15,7 +15,7 @@ import {
 } from './generations.js';
 import { isCompressedImage } from './compress.js';
 import { asArray, asNumber, asString, decompressImage, ImageError, imagePid, imageTids, readImage, type Image } from './image.js';
-import { isNativeError, spawnChild } from './native.js';
+import { adoptChild, isNativeError, spawnChild } from './native.js';
 import { displayPath, trace } from './output.js';
 import { restoreHostPath, shimPath } from './paths.js';
 import { DEFAULT_DIR } from './protocol.js';
@@ -36,6 +36,12 @@ export interface RestartOptions extends SessionOptions {
   pidWaitMs?: number;
   /** Restore as PID 1 of a new PID namespace even when the PID is free. */
   newPidNamespace?: boolean;
+  /**
+   * The restore host already restored `image` as this process's child
+   * `pid`, and listens on the session's socket at descriptor `fd` (the fast
+   * start of `bin/ckrun restart`: preload/front.c): coordinate it.
+   */
+  adopt?: { pid: number; fd: number };
 }
 
 export interface RestartedSession extends Session {
@@ -258,6 +264,7 @@ async function describePid(pid: number): Promise<string> {
  */
 export async function restart(opts: RestartOptions = {}): Promise<RestartedSession> {
   trace('restart started');
+  if (opts.adopt) return adoptRestored(opts, opts.adopt);
   const baseEnv = opts.env ?? process.env;
   const host = opts.restoreHost ?? restoreHostPath(baseEnv);
   // A family (a generation of more than one process) is rebuilt by the restore orchestrator.
@@ -286,6 +293,45 @@ export async function restart(opts: RestartOptions = {}): Promise<RestartedSessi
     await removeTemporary();
     throw e;
   }
+}
+
+/** The session of a program the restore host restored before node started (it verified the image). */
+async function adoptRestored(opts: RestartOptions, adopt: { pid: number; fd: number }): Promise<RestartedSession> {
+  const loc = await locateImage({ image: opts.image });
+  const image = await verifyLocated(loc, false);
+  const pid = imagePid(image);
+  const internalSignal = asNumber(image.meta['signal']) ?? DEFAULT_INTERNAL_SIGNAL;
+  const session = await openSession({ ...opts, dir: opts.dir ?? loc.sourceDir ?? DEFAULT_DIR }, internalSignal, adopt.fd);
+  adoptChild(adopt.pid, (st) => void session.onChildExit(st));
+  startRestored(session, image, loc.generation, pid, adopt.pid, undefined);
+  trace('session adopted');
+  return Object.assign(session, { image, generation: loc.generation, pidNamespace: false }) as Coordinator & RestartedSession;
+}
+
+/** Attaches a restored process (child, in ckrun's namespace; programPid, as it sees itself) to its session. */
+function startRestored(
+  session: Coordinator,
+  image: Image,
+  generation: Generation | undefined,
+  programPid: number,
+  child: number,
+  temporary: string | undefined,
+): void {
+  session.ready.then(
+    () => trace('restored'),
+    () => undefined,
+  );
+  const manifest = generation?.manifest;
+  session.start({
+    pid: child,
+    programPid,
+    joinBy: 'restored',
+    argv: manifest?.argv ?? asArray(image.meta['cmdline']).map((a) => asString(a) ?? ''),
+    cwd: manifest?.cwd ?? asString(image.meta['cwd']) ?? '',
+    restoredFrom: image.path,
+    // the temporary file is gone by the next checkpoint: nothing to be incremental to
+    parentImage: temporary ? null : undefined,
+  });
 }
 
 async function restartFrom(
@@ -378,20 +424,6 @@ async function restartFrom(
     throw e;
   }
   trace('restore host started');
-  session.ready.then(
-    () => trace('restored'),
-    () => undefined,
-  );
-  const manifest = generation?.manifest;
-  session.start({
-    pid: child,
-    programPid: pid,
-    joinBy: 'restored',
-    argv: manifest?.argv ?? asArray(image.meta['cmdline']).map((a) => asString(a) ?? ''),
-    cwd: manifest?.cwd ?? asString(image.meta['cwd']) ?? '',
-    restoredFrom: image.path,
-    // the temporary file is gone by the next checkpoint: nothing to be incremental to
-    parentImage: temporary ? null : undefined,
-  });
+  startRestored(session, image, generation, pid, child, temporary);
   return Object.assign(session, { image, generation, pidNamespace }) as Coordinator & RestartedSession;
 }

@@ -310,6 +310,11 @@ export class Coordinator implements Session {
     this.endsWithChild = info.endsWithChild === true;
     if (info.expectRestored) this.expectRestored = new Set(info.expectRestored);
     this.startedAt = Date.now();
+    // the restore host may have connected before the session knew whom to expect
+    if (!this.expectRestored && [...this.procs.values()].some((p) => p.pid === info.programPid && p.restored === (info.joinBy === 'restored'))) {
+      this.joined = true;
+      this.readyD.resolve();
+    }
     this.installSignals();
     this.scheduleInterval();
     this.startedD.resolve();
@@ -794,6 +799,11 @@ function listen(server: Server, name: string, dir: string): Promise<void> {
       throw new SessionError(`another ckrun session is already writing to ${dir}; stop it first or choose another --dir`);
     throw new SessionError(`cannot listen on the session socket @${name}: ${errorMessage(e)}`);
   }
+  return listenOn(server, fd, name);
+}
+
+/** Serves connections on fd, a socket already listening on @name. */
+function listenOn(server: Server, fd: number, name: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (e: Error): void => {
       server.off('listening', onListening);
@@ -819,7 +829,7 @@ function listen(server: Server, name: string, dir: string): Promise<void> {
  * answers on its socket, listens. The caller spawns the child and calls
  * start(); on failure it must close() the coordinator.
  */
-export async function openSession(opts: SessionOptions, internalSignal: number): Promise<Coordinator> {
+export async function openSession(opts: SessionOptions, internalSignal: number, listenFd?: number): Promise<Coordinator> {
   const requested = opts.dir ?? DEFAULT_DIR;
   try {
     await mkdir(requested, { recursive: true, mode: 0o700 });
@@ -841,9 +851,13 @@ export async function openSession(opts: SessionOptions, internalSignal: number):
   } catch (e) {
     throw new SessionError(errorMessage(e), 2);
   }
-  await refuseIfRunning(dir);
   const server = createServer();
-  await listen(server, socketNameFor(dir), dir);
+  if (listenFd === undefined) {
+    await refuseIfRunning(dir);
+    await listen(server, socketNameFor(dir), dir);
+  } else {
+    await listenOn(server, listenFd, socketNameFor(dir));
+  }
   return new Coordinator(dir, server, opts, internalSignal);
 }
 

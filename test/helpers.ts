@@ -557,12 +557,24 @@ export function launch(o: {
 }
 
 /** Start `ckrun restart [--dir DIR | IMAGE]`. */
-export function restart(o: { dir?: string; image?: string; cwd?: string; label?: string; extra?: string[] }): Proc {
-  const args = [CKRUN, 'restart'];
+/** The command users run (bin/ckrun): its `restart` starts in the restore host (preload/front.c). */
+export const CKRUN_SH = path.join(ROOT, 'bin', 'ckrun');
+
+export function restart(o: {
+  dir?: string;
+  image?: string;
+  cwd?: string;
+  label?: string;
+  extra?: string[];
+  /** through bin/ckrun, whose restore host restores before node starts */
+  front?: boolean;
+  env?: Record<string, string>;
+}): Proc {
+  const args = o.front ? ['restart'] : [CKRUN, 'restart'];
   if (o.dir !== undefined) args.push('--dir', o.dir);
   if (o.image !== undefined) args.push(o.image);
   args.push(...(o.extra ?? []));
-  return new Proc(NODE, args, { cwd: o.cwd, label: o.label ?? 'ckrun restart' });
+  return new Proc(o.front ? CKRUN_SH : NODE, args, { cwd: o.cwd, env: o.env, label: o.label ?? 'ckrun restart' });
 }
 
 export interface CliResult {
@@ -574,12 +586,12 @@ export interface CliResult {
   describe(): string;
 }
 
-/** Run `ckrun ARGS...` to completion. */
+/** Run `ckrun ARGS...` to completion (with front: through bin/ckrun, see restart()). */
 export async function ckrun(
   args: string[],
-  o: { cwd?: string; input?: string; timeout?: number; env?: Record<string, string> } = {},
+  o: { cwd?: string; input?: string; timeout?: number; env?: Record<string, string>; front?: boolean } = {},
 ): Promise<CliResult> {
-  const r = (await execa(NODE, [CKRUN, ...args], {
+  const r = (await execa(o.front ? CKRUN_SH : NODE, o.front ? args : [CKRUN, ...args], {
     cwd: o.cwd,
     env: o.env,
     input: o.input ?? '',

@@ -311,8 +311,8 @@ function leftovers(image: string): string[] {
   );
 }
 
-async function expectRefused(args: string[], image: string, problem: RegExp, what: string): Promise<void> {
-  const r = await ckrun(['restart', ...args], { timeout: 30_000 });
+async function expectRefused(args: string[], image: string, problem: RegExp, what: string, front = false): Promise<void> {
+  const r = await ckrun(['restart', ...args], { timeout: 30_000, front });
   const left = leftovers(image);
   for (const l of left) process.kill(Number(l.split(' ')[0]), 'SIGKILL');
   assert.not.ok(r.timedOut, `${what}: restart hung\n${r.describe()}`);
@@ -343,6 +343,19 @@ test('bad images: ckrun restart --dir with a corrupted newest generation fails t
     const f = path.join(gen, path.basename(counter.image));
     v.make(f);
     await expectRefused(['--dir', dir], f, v.problem, `--dir, ${v.name}`);
+  }
+});
+
+test('bad images through bin/ckrun (whose restore host starts the restart): the same refusals, nothing left running', async () => {
+  await ready();
+  for (const v of variants) {
+    const dir = scope.dir(`bad-front-${v.name}`);
+    const gen = path.join(dir, '1');
+    fs.cpSync(counter.gen, gen, { recursive: true });
+    const f = path.join(gen, path.basename(counter.image));
+    v.make(f);
+    await expectRefused(['--dir', dir], f, v.problem, `bin/ckrun restart --dir, ${v.name}`, true);
+    await expectRefused([gen], f, v.problem, `bin/ckrun restart GENERATION, ${v.name}`, true);
   }
 });
 

@@ -1,0 +1,553 @@
+/* The fast start of `ckrun restart` (bin/ckrun restart …).
+ *
+ * Node takes longer to start on its own than a whole restart may take.
+ * So the restore host starts first: it finds the newest generation,
+ * verifies the image as ckrun would, listens on the session's socket,
+ * creates the process with its original PID and restores it, and hands
+ * the session to node (`ckrun restart --adopt PID:FD IMAGE`), which starts
+ * while the program already runs again and accepts the connection waiting
+ * on the socket. Whatever this path does not take on (a family, a
+ * compressed image, no root, a PID in use, a damaged image, an option it
+ * does not know) goes to node's own restart from the beginning, which also
+ * gives every refusal its full message. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ckrun.h"
+#include "cbor.h"
+#include "crc32c.h"
+#include "restore.h"
+
+struct front_args {
+	const char *cli;     /* bin/ckrun.js */
+	char **restart_args; /* what the user gave after `restart` */
+	int nargs;
+	const char *dir;     /* --dir */
+	const char *target;  /* IMAGE: a generation or a checkpoint directory */
+	int verbose, verify_data;
+};
+
+static __attribute__((noreturn)) void to_node(const struct front_args *a)
+{
+	char **argv = calloc((size_t)a->nargs + 4, sizeof *argv);
+	if (!argv)
+		_exit(70);
+	argv[0] = "node";
+	argv[1] = (char *)a->cli;
+	argv[2] = "restart";
+	for (int i = 0; i < a->nargs; i++)
+		argv[3 + i] = a->restart_args[i];
+	execvp("node", argv);
+	fprintf(stderr, "ckrun restart: cannot run node: %s\n", strerror(errno));
+	_exit(127);
+}
+
+/* Options that only matter to the session node runs are handed on as they are. */
+static int passed_on(const char *s)
+{
+	return !strcmp(s, "--interval") || !strcmp(s, "--signal") || !strncmp(s, "--interval=", 11) ||
+	       !strncmp(s, "--signal=", 9);
+}
+
+/* 1: understood; 0: an option only node's restart knows. */
+static int parse_args(struct front_args *a)
+{
+	a->verify_data = 1;
+	for (int i = 0; i < a->nargs; i++) {
+		const char *s = a->restart_args[i];
+		if ((!strcmp(s, "--dir") || !strcmp(s, "--interval") || !strcmp(s, "--signal")) && i + 1 < a->nargs) {
+			if (!strcmp(s, "--dir"))
+				a->dir = a->restart_args[i + 1];
+			i++;
+		} else if (!strncmp(s, "--dir=", 6)) {
+			a->dir = s + 6;
+		} else if (!strcmp(s, "-v") || !strcmp(s, "--verbose")) {
+			a->verbose = 1;
+		} else if (!strcmp(s, "--no-verify-data")) {
+			a->verify_data = 0;
+		} else if (passed_on(s)) {
+			continue;
+		} else if (s[0] == '-' || a->target) {
+			return 0;
+		} else {
+			a->target = s;
+		}
+	}
+	return !(a->dir && a->target);
+}
+
+static int has_manifest(const char *dir)
+{
+	char path[PATH_MAX + 32];
+	struct stat st;
+	snprintf(path, sizeof path, "%s/manifest.cbor", dir);
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static int is_number(const char *s)
+{
+	if (*s < '1' || *s > '9')
+		return 0;
+	while (*s >= '0' && *s <= '9')
+		s++;
+	return !*s;
+}
+
+/* The newest generation of dir that has a manifest (into gen), or 0. */
+static int newest_generation(const char *dir, char *gen, size_t cap)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return 0;
+	long best = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (!is_number(e->d_name))
+			continue;
+		long n = strtol(e->d_name, 0, 10);
+		char path[PATH_MAX + 32];
+		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+		if (n > best && has_manifest(path))
+			best = n;
+	}
+	closedir(d);
+	return best > 0 && snprintf(gen, cap, "%s/%ld", dir, best) < (int)cap;
+}
+
+/* ---- verifying an image's data, on two threads ---- */
+
+struct chunk {
+	const uint8_t *p;
+	uint64_t len;
+	uint32_t crc;
+	uint32_t got_a, got_b; /* halves: [0, split) by the caller, [split, len) by the helper */
+	uint64_t split;
+};
+
+struct chunk_list {
+	struct chunk *c;
+	size_t n, cap;
+	const uint8_t *base;
+	uint64_t data_lo, data_hi;
+	int bad;
+};
+
+static void add_chunk(struct chunk_list *l, uint64_t off, uint64_t len, uint64_t crc)
+{
+	if (off < l->data_lo || off + len > l->data_hi || off + len < off || crc > UINT32_MAX) {
+		l->bad = 1;
+		return;
+	}
+	if (l->n == l->cap) {
+		l->cap = l->cap ? 2 * l->cap : 256;
+		l->c = realloc(l->c, l->cap * sizeof *l->c);
+		if (!l->c) {
+			l->bad = 1;
+			return;
+		}
+	}
+	l->c[l->n++] = (struct chunk){.p = l->base + off, .len = len, .crc = (uint32_t)crc};
+}
+
+/* [a, b, c] of three unsigned integers */
+static int uint_triple(struct cb_dec *d, uint64_t v[3])
+{
+	struct cb_dec probe = *d;
+	int64_t n;
+	if (!cbd_array(&probe, &n) || n != 3)
+		return 0;
+	for (int i = 0; i < 3; i++)
+		if (!cbd_uint(&probe, &v[i]))
+			return 0;
+	*d = probe;
+	return 1;
+}
+
+/* A memory run [address, pages, offset, crc] stored in this image (a run
+ * in an older image, [address, pages, offset, -1, i], is that image's). */
+static void runs_chunks(struct cb_dec *d, struct chunk_list *l)
+{
+	int64_t n;
+	if (!cbd_array(d, &n)) {
+		l->bad = 1;
+		return;
+	}
+	while (!l->bad && cbd_next_item(d, &n)) {
+		int64_t m;
+		uint64_t addr, pages, off;
+		int64_t crc;
+		if (!cbd_array(d, &m) || m < 4 || !cbd_uint(d, &addr) || !cbd_uint(d, &pages) || !cbd_uint(d, &off) ||
+		    !cbd_int(d, &crc)) {
+			l->bad = 1;
+			return;
+		}
+		for (int64_t k = 4; k < m; k++)
+			cbd_skip(d);
+		if (crc >= 0)
+			add_chunk(l, off, pages * CK_PAGE, (uint64_t)crc);
+	}
+}
+
+/* Every chunk of the data area that carries a checksum, as ckrun's reader
+ * finds them (src/image.ts, dataChunks): the memory runs, and every
+ * `data: [offset, length, crc]` anywhere in the metadata. */
+static void walk_chunks(struct cb_dec *d, struct chunk_list *l, int in_memory)
+{
+	int64_t n;
+	switch (cbd_peek(d)) {
+	case CB_ARRAY:
+		if (!cbd_array(d, &n)) {
+			l->bad = 1;
+			return;
+		}
+		while (!l->bad && cbd_next_item(d, &n))
+			walk_chunks(d, l, in_memory);
+		return;
+	case CB_MAP:
+		if (!cbd_map(d, &n)) {
+			l->bad = 1;
+			return;
+		}
+		const char *k;
+		size_t kl;
+		while (!l->bad && cbd_next_key(d, &n, &k, &kl)) {
+			uint64_t v[3];
+			if (cbd_key_is(k, kl, "data") && uint_triple(d, v))
+				add_chunk(l, v[0], v[1], v[2]);
+			else if (in_memory && cbd_key_is(k, kl, "runs"))
+				runs_chunks(d, l);
+			else
+				walk_chunks(d, l, in_memory || cbd_key_is(k, kl, "memory"));
+		}
+		return;
+	default:
+		if (!cbd_skip(d))
+			l->bad = 1;
+	}
+}
+
+/* CRC of mapped image data; large parts are faulted in with one call
+ * (page by page, faults would cost as much as the checksum). */
+static uint32_t crc_mapped(const uint8_t *p, uint64_t len)
+{
+	if (len >= (64u << 10)) {
+		uintptr_t lo = (uintptr_t)p & ~(uintptr_t)(CK_PAGE - 1), hi = CK_PAGE_UP((uintptr_t)p + len);
+		madvise((void *)lo, hi - lo, MADV_POPULATE_READ);
+	}
+	return ck_crc32c(0, p, len);
+}
+
+static void *check_second_halves(void *arg)
+{
+	struct chunk_list *l = arg;
+	for (size_t i = 0; i < l->n; i++)
+		if (l->c[i].split < l->c[i].len)
+			l->c[i].got_b = crc_mapped(l->c[i].p + l->c[i].split, l->c[i].len - l->c[i].split);
+	return 0;
+}
+
+/* Large chunks are halved between two threads; small ones go whole to
+ * whichever thread has less to do (few halves: each join costs a little). */
+static int check_chunks(struct chunk_list *l)
+{
+	uint64_t mine = 0, helper = 0;
+	for (size_t i = 0; i < l->n; i++) {
+		struct chunk *c = &l->c[i];
+		if (c->len >= (4u << 20))
+			c->split = CK_PAGE_DOWN(c->len / 2);
+		else
+			c->split = mine <= helper ? c->len : 0;
+		mine += c->split;
+		helper += c->len - c->split;
+	}
+	ck_crc32c(0, "", 0); /* its tables are built on first use: before the helper runs */
+	pthread_t t;
+	int threaded = helper > 0 && pthread_create(&t, 0, check_second_halves, l) == 0;
+	if (!threaded)
+		for (size_t i = 0; i < l->n; i++)
+			l->c[i].split = l->c[i].len;
+	for (size_t i = 0; i < l->n; i++)
+		l->c[i].got_a = l->c[i].split ? crc_mapped(l->c[i].p, l->c[i].split) : 0;
+	if (threaded)
+		pthread_join(t, 0);
+	for (size_t i = 0; i < l->n; i++) {
+		struct chunk *c = &l->c[i];
+		uint32_t got = c->split == c->len ? c->got_a
+			       : c->split == 0    ? c->got_b
+						  : ck_crc32c_combine(c->got_a, c->got_b, c->len - c->split);
+		if (got != c->crc)
+			return 0;
+	}
+	return 1;
+}
+
+/* 1 when every checksummed chunk of the image at path passes. */
+static int image_data_ok(const char *path)
+{
+	static struct ck_image img;
+	memset(&img, 0, sizeof img);
+	ck_image_load(&img, path);
+	void *whole = mmap(0, img.file_len, PROT_READ, MAP_PRIVATE, img.fd, 0);
+	if (whole == MAP_FAILED)
+		return 0;
+	struct chunk_list l = {.base = whole, .data_lo = img.data_offset, .data_hi = img.data_offset + img.data_length};
+	struct cb_dec d;
+	cbd_init(&d, img.meta, img.meta_len);
+	walk_chunks(&d, &l, 0);
+	int ok = !l.bad && !d.error && check_chunks(&l);
+	free(l.c);
+	munmap(whole, img.file_len);
+	close(img.fd);
+	return ok;
+}
+
+/* ---- the session ---- */
+
+/* `ckrun-<16 hex digits of FNV-1a 64 of the canonical DIR>`: as src/protocol.ts names it. */
+static void session_name(const char *canonical, char *out, size_t cap)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for (const unsigned char *p = (const unsigned char *)canonical; *p; p++)
+		h = (h ^ *p) * 0x100000001b3ULL;
+	snprintf(out, cap, "ckrun-%016llx", (unsigned long long)h);
+}
+
+/* The session's listening socket, or -1 (another session has it). */
+static int listen_session(const char *name)
+{
+	struct sockaddr_un a;
+	size_t n = strlen(name);
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0); /* node inherits it */
+	if (fd < 0)
+		return -1;
+	memset(&a, 0, sizeof a);
+	a.sun_family = AF_UNIX;
+	memcpy(a.sun_path + 1, name, n);
+	if (bind(fd, (struct sockaddr *)&a, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)) != 0 ||
+	    listen(fd, 128) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void stdio_ids(char *out, size_t cap)
+{
+	size_t len = 0;
+	out[0] = 0;
+	for (int k = 0; k < 3; k++) {
+		struct stat st;
+		if (fstat(k, &st) != 0)
+			st.st_dev = st.st_ino = 0;
+		len += (size_t)snprintf(out + len, cap - len, "%s%llu:%llu", k ? "," : "", (unsigned long long)st.st_dev,
+					(unsigned long long)st.st_ino);
+		if (len >= cap)
+			break;
+	}
+}
+
+enum id_state { ID_FREE, ID_DYING, ID_LIVE };
+
+/* Whether a PID/TID is free, held by a zombie or a task being killed, or
+ * by a live one (as src/restart.ts's pidState tells them apart). */
+static enum id_state id_state(int id)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof path, "/proc/%d/stat", id);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return ID_FREE;
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	const char *close_paren = strrchr(buf, ')');
+	if (!close_paren)
+		return ID_FREE;
+	char st = close_paren[2];
+	if (st == 'Z' || st == 'X' || st == 'x')
+		return ID_DYING;
+	snprintf(path, sizeof path, "/proc/%d/status", id);
+	f = fopen(path, "r");
+	if (!f)
+		return ID_FREE;
+	enum id_state s = ID_LIVE;
+	char line[256];
+	while (fgets(line, sizeof line, f)) {
+		unsigned long long mask;
+		if ((sscanf(line, "SigPnd: %llx", &mask) == 1 || sscanf(line, "ShdPnd: %llx", &mask) == 1) &&
+		    (mask & (1ULL << (SIGKILL - 1))))
+			s = ID_DYING;
+	}
+	fclose(f);
+	return s;
+}
+
+/* Waits (3 s at most, as node's restart does) for every PID and TID of the
+ * image held by a dying task to be free; 0 if one is live or stays taken. */
+static int ids_free(const struct ck_image *img)
+{
+	for (int tries = 0; tries < 150; tries++) {
+		int dying = 0;
+		for (size_t i = 0; i <= img->nthreads; i++) {
+			enum id_state s = id_state(i < img->nthreads ? img->threads[i].tid : img->pid);
+			if (s == ID_LIVE)
+				return 0;
+			dying |= s == ID_DYING;
+		}
+		if (!dying)
+			return 1;
+		usleep(20000);
+	}
+	return 0;
+}
+
+static jmp_buf refused;
+static uint64_t started_ns;
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* CKRUN_TRACE=1: the phases of the fast start on stderr, as node marks its own. */
+static void trace(const char *phase)
+{
+	if (getenv("CKRUN_TRACE"))
+		fprintf(stderr, "ckrun-restore[%d]: %s at %.1f ms\n", (int)getpid(), phase, (double)(mono_ns() - started_ns) / 1e6);
+}
+
+CK_HIDDEN int ck_front_main(int argc, char **argv)
+{
+	struct front_args a = {.cli = argv[0], .restart_args = argv + 1, .nargs = argc - 1};
+	started_ns = mono_ns();
+	if (!parse_args(&a) || geteuid() != 0)
+		to_node(&a);
+
+	/* the generation: named, or the newest in the checkpoint directory */
+	char gen[PATH_MAX], dir[PATH_MAX], canonical[PATH_MAX];
+	const char *target = a.target ? a.target : a.dir ? a.dir : "ckpt";
+	if (strlen(target) >= sizeof gen - 32)
+		to_node(&a);
+	if (has_manifest(target)) {
+		/* the checkpoint directory is the generation's, lexically (as node's dirname) */
+		snprintf(gen, sizeof gen, "%s", target);
+		snprintf(dir, sizeof dir, "%s", target);
+		size_t n = strlen(dir);
+		while (n > 1 && dir[n - 1] == '/')
+			dir[--n] = 0;
+		char *slash = strrchr(dir, '/');
+		if (!slash)
+			snprintf(dir, sizeof dir, ".");
+		else if (slash == dir)
+			dir[1] = 0;
+		else
+			*slash = 0;
+	} else {
+		if (!newest_generation(target, gen, sizeof gen))
+			to_node(&a);
+		snprintf(dir, sizeof dir, "%s", target);
+	}
+	if (a.dir)
+		snprintf(dir, sizeof dir, "%s", a.dir);
+	if (!realpath(dir, canonical) || access(canonical, W_OK) != 0)
+		to_node(&a);
+
+	static struct ck_image img;
+	char image[PATH_MAX + 64];
+	if (setjmp(refused)) {
+		ck_refusal_escape = 0;
+		to_node(&a); /* node says what is wrong, and names an older generation */
+	}
+	ck_refusal_escape = &refused;
+	int pid;
+	const char *name;
+	if (ck_read_single_manifest(gen, &pid, &name) != 1 || strstr(name, ".gz"))
+		to_node(&a); /* a family, or compressed */
+	snprintf(image, sizeof image, "%s/%s", gen, name);
+	trace("generation found");
+	ck_load_and_check(&img, image, 0);
+	trace("image checked (header, metadata, files)");
+	if (img.pid != pid || !ids_free(&img))
+		to_node(&a);
+	if (a.verify_data) {
+		if (!image_data_ok(image))
+			to_node(&a);
+		for (int i = 0; i < img.nimages; i++) {
+			char ref[PATH_MAX + 64];
+			snprintf(ref, sizeof ref, "%s/%s", gen, img.images[i]);
+			if (!image_data_ok(ref))
+				to_node(&a);
+		}
+	}
+	ck_refusal_escape = 0;
+	trace(a.verify_data ? "data verified" : "data not verified (--no-verify-data)");
+
+	char sock[64], stdio[160], sig[16];
+	session_name(canonical, sock, sizeof sock);
+	int lfd = listen_session(sock);
+	if (lfd < 0)
+		to_node(&a); /* another session writes there: node says so */
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
+	stdio_ids(stdio, sizeof stdio);
+	snprintf(sig, sizeof sig, "%d", img.sig);
+	long child = ck_spawn_with_pid(pid);
+	if (child < 0) {
+		close(lfd);
+		to_node(&a); /* taken meanwhile */
+	}
+	if (child == 0) {
+		/* ends with ckrun, as a host node spawned would */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		close(lfd);
+		setenv("CKRUN_SOCK", sock, 1);
+		setenv("CKRUN_STDIO", stdio, 1);
+		setenv("CKRUN_SIGNAL", sig, 1);
+		if (a.verbose)
+			setenv("CKRUN_VERBOSE", "1", 1);
+		ck_restore_loaded(&img);
+	}
+
+	trace("restore host forked");
+	/* node takes the session over; the program runs meanwhile */
+	char adopt[64];
+	snprintf(adopt, sizeof adopt, "%ld:%d", child, lfd);
+	char **nargv = calloc((size_t)a.nargs + 8, sizeof *nargv);
+	int k = 0;
+	if (!nargv) {
+		kill((pid_t)child, SIGKILL);
+		return 70;
+	}
+	nargv[k++] = "node";
+	nargv[k++] = (char *)a.cli;
+	nargv[k++] = "restart";
+	nargv[k++] = "--adopt";
+	nargv[k++] = adopt;
+	for (int i = 0; i < a.nargs; i++)
+		if (a.restart_args[i] != a.target)
+			nargv[k++] = a.restart_args[i];
+	nargv[k++] = image;
+	nargv[k] = 0;
+	execvp("node", nargv);
+	fprintf(stderr, "ckrun restart: cannot run node to coordinate the restarted program: %s\n", strerror(errno));
+	kill((pid_t)child, SIGKILL);
+	return 127;
+}
