@@ -22,6 +22,8 @@ function findRoot(): string {
 
 export const ROOT = findRoot();
 export const CKRUN = join(ROOT, 'bin', 'ckrun.js');
+/** The command users run: `restart` starts in the restore host (preload/front.c). */
+export const CKRUN_SH = join(ROOT, 'bin', 'ckrun');
 export const NODE = process.execPath;
 export const BENCH = join(ROOT, 'bench');
 export const PROGRAMS = join(BENCH, 'programs');
@@ -67,17 +69,29 @@ export function startSession(dir: string, argv: string[], verbose = true, option
 }
 
 /** `ckrun restart -v [OPTIONS] IMAGE` (IMAGE: a generation directory). */
-export function startRestart(image: string, options: string[] = []): LineProc {
-  return new LineProc(NODE, [CKRUN, 'restart', '-v', ...options, image], { env: cleanEnv({ CKRUN_TRACE: '1' }), label: 'ckrun restart' });
+/** How a restart is run: the command users type (bin/ckrun), or node's restart itself. */
+export type RestartVia = 'bin/ckrun' | 'node';
+
+export function startRestart(image: string, options: string[] = [], via: RestartVia = 'bin/ckrun'): LineProc {
+  const args = ['restart', '-v', ...options, image];
+  const env = cleanEnv({ CKRUN_TRACE: '1' });
+  return via === 'node'
+    ? new LineProc(NODE, [CKRUN, ...args], { env, label: 'node bin/ckrun.js restart' })
+    : new LineProc(CKRUN_SH, args, { env, label: 'bin/ckrun restart' });
 }
 
 /**
- * ckrun's CKRUN_TRACE lines ("ckrun[PID]: PHASE at X ms", ms since node
- * started) → phase → ns since node started; the first of each.
+ * ckrun's CKRUN_TRACE lines → phase → ns; the first of each. Node's
+ * ("ckrun[PID]: PHASE at X ms") count from node's start; the restore
+ * host's fast start ("ckrun-restore[PID]: PHASE at X ms") from its own,
+ * and are keyed "front: PHASE".
  */
 export function tracePhases(stderr: string): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const m of stderr.matchAll(/^ckrun\[\d+\]: (.+) at ([0-9.]+) ms$/gm)) if (!(m[1]! in out)) out[m[1]!] = Number(m[2]) * 1e6;
+  for (const m of stderr.matchAll(/^ckrun(-restore)?\[\d+\]: (.+) at ([0-9.]+) ms$/gm)) {
+    const key = m[1] ? `front: ${m[2]!}` : m[2]!;
+    if (!(key in out)) out[key] = Number(m[3]) * 1e6;
+  }
   return out;
 }
 

@@ -2,7 +2,7 @@
 import type { Environment } from './environment.js';
 import type { ForeignUse } from './monitor.js';
 import type { Summary } from './stats.js';
-import { RESTART_SPANS, type CompressSummary, type ImageSummary, type MemorySummary, type OpSummary, type StartupSummary, type Target } from './summary.js';
+import { FRONT_SPANS, RESTART_SPANS, type CompressSummary, type ImageSummary, type MemorySummary, type OpSummary, type StartupSummary, type Target } from './summary.js';
 
 export interface ReportInput {
   quick: boolean;
@@ -160,16 +160,18 @@ function restartSection(m: MemorySummary[], startup: ReportInput['ckrunStartup']
     sizeName(r.mib),
     spread(r.restartWarm),
     spread(r.restartWarmNoVerify),
+    spread(r.restartWarmNode),
     spread(r.restartCold),
     spread(r.touchWarm),
     spread(r.touchCold),
     r.pidNamespaceRestarts > 0 ? `${r.pidNamespaceRestarts} restart(s) in a new PID namespace` : '',
   ]);
-  return `## Restart: \`ckrun restart\` started → the program's next instruction\n\n${table(
+  return `## Restart: \`ckrun restart\` started → the program's next instruction\n\n\`bin/ckrun restart\` (what users run) starts in the restore host, which verifies and restores the program before node starts; \`node bin/ckrun.js restart\` is node's own restart, from the start.\n\n${table(
     [
       'resident data',
       'image in the page cache',
       'same, with --no-verify-data',
+      'same, through node bin/ckrun.js restart',
       'after dropping caches',
       'then one read per page of the data (page cache)',
       '(caches dropped)',
@@ -179,34 +181,47 @@ function restartSection(m: MemorySummary[], startup: ReportInput['ckrunStartup']
   )}\nOf this, ckrun's own start-up (\`node bin/ckrun.js --help\`, spawn to exit): ${spread(startup.warm)} warm, ${spread(startup.cold)} after dropping caches.\n${restartShares(m, startup.warm)}`;
 }
 
-/** Medians taken apart: what verification adds, what is left beside node's start-up. */
+/** Medians taken apart: what verification adds, what node's own restart costs. */
 function restartShares(m: MemorySummary[], help: Summary | null): string {
   const lines = m
-    .filter((r) => r.restartWarm && r.restartWarmNoVerify && help)
+    .filter((r) => r.restartWarm && r.restartWarmNoVerify)
     .map(
       (r) =>
-        `- ${sizeName(r.mib)}: verifying the data adds ${ms(r.restartWarm!.median - r.restartWarmNoVerify!.median)}; ` +
-        `without it, ${ms(r.restartWarmNoVerify!.median - help!.median)} beyond \`ckrun --help\``,
+        `- ${sizeName(r.mib)}: verifying the data adds ${ms(r.restartWarm!.median - r.restartWarmNoVerify!.median)}` +
+        (r.restartWarmNode ? `; node's own restart takes ${ms(r.restartWarmNode.median - r.restartWarm!.median)} longer` : '') +
+        (r.restartWarmNode && help ? ` (${ms(r.restartWarmNode.median - help.median)} beyond \`node bin/ckrun.js --help\`)` : ''),
     );
-  return (lines.length ? `\nTaken apart (differences of medians, page cache):\n\n${lines.join('\n')}\n` : '') + restartPhaseTable(m);
+  return (
+    (lines.length ? `\nTaken apart (differences of medians, page cache):\n\n${lines.join('\n')}\n` : '') +
+    restartPhaseTable(m, 'bin/ckrun restart: the restore host marks its phases in ms since it started', FRONT_SPANS, [
+      ['data verified', (r) => r.restartPhases.verified],
+      ['--no-verify-data', (r) => r.restartPhases.notVerified],
+    ]) +
+    restartPhaseTable(m, 'node bin/ckrun.js restart: ckrun marks its phases in ms since its node process started', RESTART_SPANS, [
+      ['data verified', (r) => r.restartPhases.node],
+    ])
+  );
 }
 
 /** Where the time of a page-cache restart goes, from ckrun's CKRUN_TRACE marks. */
-function restartPhaseTable(m: MemorySummary[]): string {
+function restartPhaseTable(
+  m: MemorySummary[],
+  what: string,
+  spans: [string, string | null, string][],
+  kinds: [string, (r: MemorySummary) => Record<string, Summary | null> | undefined][],
+): string {
   const rows: string[][] = [];
   for (const r of m)
-    for (const [which, p] of [
-      ['data verified', r.restartPhases.verified],
-      ['--no-verify-data', r.restartPhases.notVerified],
-    ] as const) {
-      if (!Object.values(p).some((s) => s !== null)) continue;
-      rows.push([sizeName(r.mib), which, ...RESTART_SPANS.map(([label]) => spread(p[label] ?? null))]);
+    for (const [which, get] of kinds) {
+      const p = get(r);
+      if (!p || !Object.values(p).some((s) => s !== null)) continue;
+      rows.push([sizeName(r.mib), which, ...spans.map(([label]) => spread(p[label] ?? null))]);
     }
   if (rows.length === 0) return '';
-  return `\nWhere the time goes (\`CKRUN_TRACE=1\`: ckrun marks its phases in ms since its node process started; medians, min–max; page cache):\n\n${table(
-    ['resident data', 'check', ...RESTART_SPANS.map(([label]) => label)],
+  return `\nWhere the time goes (\`CKRUN_TRACE=1\`, ${what}; medians, min–max; page cache):\n\n${table(
+    ['resident data', 'check', ...spans.map(([label]) => label)],
     rows,
-  )}\nThe program's first iteration follows its shim's \`restored\` (it returns from the checkpoint signal handler).\n`;
+  )}\n`;
 }
 
 function incrementalSection(m: MemorySummary[]): string {
@@ -376,11 +391,14 @@ function method(wraps: string): string {
   of rest (deleted images are discarded by this ext4 mount). memloop spins on one of the two
   cores throughout, so ckrun's writer, its node process and the kernel's writeback share the
   other core; the plain write runs under the same condition.
-- **Restart**: CLOCK_MONOTONIC just before spawning \`node bin/ckrun.js restart GEN\` to the
-  program's first loop iteration after the restore (it sees a gap > 50 ms and a new parent,
-  and prints that iteration's CLOCK_MONOTONIC). It includes node's start-up, the image check
-  (\`ckrun restart\` verifies every data checksum by default; the column beside it skips that
-  with \`--no-verify-data\`, runs alternating) and the restore. One uncounted
+- **Restart**: CLOCK_MONOTONIC just before spawning \`bin/ckrun restart GEN\` (the command
+  users run: a shell script that starts the restore host, which verifies and restores the
+  program and then execs node to coordinate it) to the program's first loop iteration after
+  the restore (it sees a gap > 50 ms and a new parent, and prints that iteration's
+  CLOCK_MONOTONIC). It includes the shell, the image check (\`ckrun restart\` verifies every
+  data checksum by default; the column beside it skips that with \`--no-verify-data\`) and
+  the restore; the next column runs \`node bin/ckrun.js restart GEN\`, node's own restart,
+  which includes node's start-up (runs alternating). One uncounted
   warm-up restart precedes the page-cache runs, and the image is read through before each;
   "after dropping caches" is \`sync; echo 3 > /proc/sys/vm/drop_caches\` before each run, which
   also evicts node, ckrun's JavaScript and the libraries (all of it is part of the number).

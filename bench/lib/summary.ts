@@ -22,12 +22,18 @@ export interface MemorySummary {
   ratio: Summary | null;
   /** Coordinator's "took" from the verbose log. */
   logTook: Summary | null;
+  /** bin/ckrun restart (the restore host starts, node adopts), page cache, data verified. */
   restartWarm: Summary | null;
   /** Page cache, with --no-verify-data. */
   restartWarmNoVerify: Summary | null;
+  /** node bin/ckrun.js restart (node's restart from the start), page cache, data verified. */
+  restartWarmNode: Summary | null;
   restartCold: Summary | null;
-  /** Where a page-cache restart's time goes (CKRUN_TRACE): span → ns, data verified / not. */
-  restartPhases: { verified: RestartPhases; notVerified: RestartPhases };
+  /**
+   * Where a page-cache restart's time goes (CKRUN_TRACE): span → ns; the
+   * restore host's fast start with data verified / not, and node's restart.
+   */
+  restartPhases: { verified: RestartPhases; notVerified: RestartPhases; node: RestartPhases };
   touchWarm: Summary | null;
   touchCold: Summary | null;
   /** Restarts that went into a new PID namespace (their PID was taken). */
@@ -44,7 +50,7 @@ export interface MemorySummary {
 
 export type RestartPhases = Record<string, Summary | null>;
 
-/** The spans between ckrun's CKRUN_TRACE marks, in the order they happen. */
+/** The spans between node's CKRUN_TRACE marks (ms since node started), in the order they happen. */
 export const RESTART_SPANS: [string, string | null, string][] = [
   ['node start-up, loading the CLI', null, 'restart started'],
   ['finding the generation', 'restart started', 'image located'],
@@ -53,14 +59,22 @@ export const RESTART_SPANS: [string, string | null, string][] = [
   ['restore: host started → program restored', 'restore host started', 'restored'],
 ];
 
-function restartPhases(reps: RestartRep[]): RestartPhases {
+/** The same for the restore host's fast start (ms since it started; `bin/ckrun restart`). */
+export const FRONT_SPANS: [string, string | null, string][] = [
+  ['finding the generation', null, 'front: generation found'],
+  ['checking header, metadata, files', 'front: generation found', 'front: image checked'],
+  ['verifying the data', 'front: image checked', 'front: data'],
+  ['socket, PID, restore host forked', 'front: data', 'front: restore host forked'],
+];
+
+function restartPhases(reps: RestartRep[], spans: [string, string | null, string][] = RESTART_SPANS): RestartPhases {
   const out: RestartPhases = {};
   const at = (p: Record<string, number>, name: string | null): number | undefined => {
     if (name === null) return 0;
-    const k = Object.keys(p).find((x) => x === name || x.startsWith(`${name} (`));
+    const k = Object.keys(p).find((x) => x === name || x.startsWith(`${name} `));
     return k === undefined ? undefined : p[k];
   };
-  for (const [label, from, to] of RESTART_SPANS)
+  for (const [label, from, to] of spans)
     out[label] = summarize(
       nums(
         reps.map((r) => {
@@ -173,9 +187,12 @@ export function summarizeMemory(c: MemoryCase): MemorySummary {
   const counted = c.restarts.filter((r) => !r.warmup && r.ns !== null && r.image === 'full');
   const chain = c.restarts.filter((r) => !r.warmup && r.ns !== null && r.image === 'incremental');
   const inc = c.incremental;
-  const warm = counted.filter((r) => !r.cold && !r.noVerify);
-  const warmNoVerify = counted.filter((r) => !r.cold && r.noVerify);
-  const cold = counted.filter((r) => r.cold);
+  // results of runs before bin/ckrun's fast start have no `via`: they went through node
+  const front = counted.filter((r) => (r.via ?? 'node') === 'bin/ckrun');
+  const warm = front.filter((r) => !r.cold && !r.noVerify);
+  const warmNoVerify = front.filter((r) => !r.cold && r.noVerify);
+  const warmNode = counted.filter((r) => (r.via ?? 'node') === 'node' && !r.cold && !r.noVerify);
+  const cold = front.filter((r) => r.cold);
   const withLimit = cps.filter((r) => r.limitNs !== null);
   return {
     mib: c.mib,
@@ -194,8 +211,13 @@ export function summarizeMemory(c: MemoryCase): MemorySummary {
     logTook: summarize(nums(cps.map((r) => r.logTookNs))),
     restartWarm: summarize(nums(warm.map((r) => r.ns))),
     restartWarmNoVerify: summarize(nums(warmNoVerify.map((r) => r.ns))),
+    restartWarmNode: summarize(nums(warmNode.map((r) => r.ns))),
     restartCold: summarize(nums(cold.map((r) => r.ns))),
-    restartPhases: { verified: restartPhases(warm), notVerified: restartPhases(warmNoVerify) },
+    restartPhases: {
+      verified: restartPhases(warm, FRONT_SPANS),
+      notVerified: restartPhases(warmNoVerify, FRONT_SPANS),
+      node: restartPhases(warmNode),
+    },
     touchWarm: summarize(nums(warm.map((r) => r.touchNs))),
     touchCold: summarize(nums(cold.map((r) => r.touchNs))),
     pidNamespaceRestarts: counted.filter((r) => r.pidNamespace).length,

@@ -290,7 +290,7 @@ export async function memoryCase(plan: MemoryPlan, keep: boolean, canDropCaches:
     await waitPidGone(k.pid, 10_000);
     const p =
       k.kind === 'full'
-        ? { warm: plan.warmRestarts, noVerify: true, cold: canDropCaches ? plan.coldRestarts : 0 }
+        ? { warm: plan.warmRestarts, noVerify: true, node: true, cold: canDropCaches ? plan.coldRestarts : 0 }
         : { warm: plan.chainRestarts, noVerify: false, cold: 0 };
     out.restarts.push(...(await restarts(plan.mib, k, p, out.errors)));
   }

@@ -1,7 +1,7 @@
 // `ckrun restart` of a memloop image, timed from the command's start to the
 // program's first loop iteration, with a check that the data came back.
 import { closeSync, openSync, readSync } from 'node:fs';
-import { dropCaches, generationFiles, parentOf, startRestart, tracePhases } from '../lib/ckrun.js';
+import { dropCaches, generationFiles, parentOf, startRestart, tracePhases, type RestartVia } from '../lib/ckrun.js';
 import { errorText, log } from '../lib/log.js';
 import { monoNs, sleep, waitPidGone } from '../lib/proc.js';
 
@@ -11,6 +11,8 @@ export interface RestartRep {
   cold: boolean;
   /** Run with --no-verify-data (ckrun then checks only header and metadata checksums). */
   noVerify: boolean;
+  /** bin/ckrun restart (the restore host starts, node adopts), or node bin/ckrun.js restart. */
+  via: RestartVia;
   warmup: boolean;
   /** `ckrun restart` started → first loop iteration of the program. */
   ns: number | null;
@@ -35,6 +37,8 @@ export interface RestartPlan {
   warm: number;
   /** Also run every page-cache restart with --no-verify-data. */
   noVerify: boolean;
+  /** Also run every page-cache restart through node's restart (node bin/ckrun.js restart). */
+  node?: boolean;
   cold: number;
 }
 
@@ -54,8 +58,8 @@ function readThrough(paths: string[]): void {
 }
 
 /** One `ckrun restart` of the kept image, timed to the program's first iteration. */
-async function restartRep(kept: KeptImage, cold: boolean, warmup: boolean, noVerify: boolean): Promise<RestartRep> {
-  const rep: RestartRep = { image: kept.kind, cold, noVerify, warmup, ns: null, touchNs: null, pidNamespace: null };
+async function restartRep(kept: KeptImage, cold: boolean, warmup: boolean, noVerify: boolean, via: RestartVia): Promise<RestartRep> {
+  const rep: RestartRep = { image: kept.kind, cold, noVerify, via, warmup, ns: null, touchNs: null, pidNamespace: null };
   if (!(await waitPidGone(kept.pid, 10_000))) {
     rep.error = `PID ${kept.pid} is still taken 10 s after the previous run ended`;
     return rep;
@@ -63,7 +67,7 @@ async function restartRep(kept: KeptImage, cold: boolean, warmup: boolean, noVer
   if (cold) await dropCaches();
   else readThrough(generationFiles(kept.generation));
   const t0 = monoNs();
-  const proc = startRestart(kept.generation, noVerify ? ['--no-verify-data'] : []);
+  const proc = startRestart(kept.generation, noVerify ? ['--no-verify-data'] : [], via);
   try {
     const line = await proc.waitLine((l) => l.startsWith('restart ') && Number(l.split(' ')[1]) > t0, 120_000, 'restart');
     rep.ns = Number(line.split(' ')[1]) - t0;
@@ -91,7 +95,12 @@ function describe(r: RestartRep): string {
 }
 
 function label(r: RestartRep): string {
-  const what = [r.image === 'incremental' ? 'incremental chain' : '', r.warmup ? 'warm-up' : r.cold ? 'caches dropped' : 'page cache', r.noVerify ? '--no-verify-data' : '']
+  const what = [
+    r.image === 'incremental' ? 'incremental chain' : '',
+    r.warmup ? 'warm-up' : r.cold ? 'caches dropped' : 'page cache',
+    r.noVerify ? '--no-verify-data' : '',
+    r.via === 'node' ? 'node bin/ckrun.js restart' : '',
+  ]
     .filter((s) => s !== '')
     .join(', ');
   return `(${what})`;
@@ -103,13 +112,18 @@ function label(r: RestartRep): string {
  * Stops after three failures in a row.
  */
 export async function restarts(mib: number, kept: KeptImage, plan: RestartPlan, errors: string[]): Promise<RestartRep[]> {
-  const order: [boolean, boolean, boolean][] = [[false, true, false]];
-  for (let i = 0; i < plan.warm; i++) order.push([false, false, false], ...(plan.noVerify ? [[false, false, true] as [boolean, boolean, boolean]] : []));
-  for (let i = 0; i < plan.cold; i++) order.push([true, false, false]);
+  type Step = [cold: boolean, warmup: boolean, noVerify: boolean, via: RestartVia];
+  const order: Step[] = [[false, true, false, 'bin/ckrun']];
+  for (let i = 0; i < plan.warm; i++) {
+    order.push([false, false, false, 'bin/ckrun']);
+    if (plan.noVerify) order.push([false, false, true, 'bin/ckrun']);
+    if (plan.node) order.push([false, false, false, 'node']);
+  }
+  for (let i = 0; i < plan.cold; i++) order.push([true, false, false, 'bin/ckrun']);
   const out: RestartRep[] = [];
   let failedInARow = 0;
-  for (const [cold, warmup, noVerify] of order) {
-    const r = await restartRep(kept, cold, warmup, noVerify);
+  for (const [cold, warmup, noVerify, via] of order) {
+    const r = await restartRep(kept, cold, warmup, noVerify, via);
     out.push(r);
     log(`  restart ${mib} MiB ${label(r)}: ${describe(r)}`);
     if (!r.error) {
