@@ -290,13 +290,7 @@ static long signal_new_threads(struct ck_scratch *s, int taskfd, int pid, int se
 		if (n == 0)
 			break;
 		for (long off = 0; off < n;) {
-			struct {
-				uint64_t ino;
-				int64_t off;
-				unsigned short reclen;
-				unsigned char type;
-				char name[];
-			} *d = (void *)(buf + off);
+			struct ck_dirent64 *d = (void *)(buf + off);
 			off += d->reclen;
 			const char *p = d->name;
 			uint64_t tid;

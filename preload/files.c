@@ -134,13 +134,7 @@ static int list_fds(int *fds, int max, struct ck_writer *w)
 		if (r <= 0)
 			break;
 		for (long off = 0; off < r;) {
-			struct {
-				uint64_t ino;
-				int64_t off;
-				unsigned short reclen;
-				unsigned char type;
-				char name[];
-			} *d = (void *)(buf + off);
+			struct ck_dirent64 *d = (void *)(buf + off);
 			off += d->reclen;
 			const char *p = d->name;
 			uint64_t fd;

@@ -332,13 +332,7 @@ static int add_children(int pid, int *pids, int n, int cap)
 	long got;
 	while ((got = ck_getdents64((int)dfd, names, sizeof names)) > 0) {
 		for (long off = 0; off < got;) {
-			struct {
-				uint64_t ino;
-				int64_t off;
-				unsigned short reclen;
-				unsigned char type;
-				char name[];
-			} *d = (void *)(names + off);
+			struct ck_dirent64 *d = (void *)(names + off);
 			off += d->reclen;
 			if (d->name[0] < '0' || d->name[0] > '9')
 				continue;

@@ -45,6 +45,15 @@ CK_INLINE long ck_fsync(int fd) { return CK_SYS1(SYS_fsync, fd); }
 CK_INLINE long ck_fcntl(int fd, int cmd, long arg) { return CK_SYS3(SYS_fcntl, fd, cmd, arg); }
 CK_INLINE long ck_dup3(int from, int to, int flags) { return CK_SYS3(SYS_dup3, from, to, flags); }
 CK_INLINE long ck_getdents64(int fd, void *buf, size_t n) { return CK_SYS3(SYS_getdents64, fd, buf, n); }
+
+/* One entry of what getdents64 fills a buffer with. */
+struct ck_dirent64 {
+	uint64_t ino;
+	int64_t off;
+	unsigned short reclen;
+	unsigned char type;
+	char name[];
+};
 CK_INLINE long ck_readlinkat(int dirfd, const char *path, char *buf, size_t n) { return CK_SYS4(SYS_readlinkat, dirfd, path, buf, n); }
 CK_INLINE long ck_renameat(int odir, const char *o, int ndir, const char *n) { return CK_SYS4(SYS_renameat, odir, o, ndir, n); }
 CK_INLINE long ck_unlinkat(int dirfd, const char *path, int flags) { return CK_SYS3(SYS_unlinkat, dirfd, path, flags); }
