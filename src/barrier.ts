@@ -149,6 +149,8 @@ class Barrier<P extends Participant> {
   private readonly firstSeen = new Map<number, number>();
   /** Outer PID → when it was last asked to join. */
   private readonly asked = new Map<number, number>();
+  /** Outer PID → when it was first asked to join. */
+  private readonly firstAsked = new Map<number, number>();
   private readonly stepMs: number;
   private readonly answerMs: number;
   private readonly graceMs: number;
@@ -248,9 +250,16 @@ class Barrier<P extends Participant> {
       for (const u of unknown) {
         if (!this.firstSeen.has(u.outer)) this.firstSeen.set(u.outer, now);
         const last = this.asked.get(u.outer);
-        if ((last === undefined || now - last >= JOIN_RETRY_MS) && this.host.askToJoin(u.outer)) this.asked.set(u.outer, now);
+        if ((last === undefined || now - last >= JOIN_RETRY_MS) && this.host.askToJoin(u.outer)) {
+          this.asked.set(u.outer, now);
+          if (!this.firstAsked.has(u.outer)) this.firstAsked.set(u.outer, now);
+        }
       }
-      const late = unknown.find((u) => now - this.firstSeen.get(u.outer)! >= this.graceMs);
+      // a process asked to join has as long as a stop request; one with no shim to ask, the grace
+      const late = unknown.find((u) => {
+        const asked = this.firstAsked.get(u.outer);
+        return asked === undefined ? now - this.firstSeen.get(u.outer)! >= this.graceMs : now - asked >= this.stepMs;
+      });
       if (late) {
         const { comm, exe } = describeProcess(late.outer);
         const shown = nsPids(late.outer).pop() ?? late.outer;
@@ -260,7 +269,7 @@ class Barrier<P extends Participant> {
               ? 'it is stopped (SIGSTOP or a debugger)'
               : 'it shares its memory with another process without being its thread (clone with CLONE_VM), or it is stuck in the kernel';
           throw new BarrierError(
-            `process ${shown} (${comm}, ${exe}) did not answer ckrun's request to join the checkpoint within ${this.graceMs / 1000} s (${why}); the program runs on`,
+            `process ${shown} (${comm}, ${exe}) did not answer ckrun's request to join the checkpoint within ${+(this.stepMs / 1000).toFixed(1)} s (${why}); the program runs on`,
           );
         }
         throw new BarrierError(

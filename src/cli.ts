@@ -411,7 +411,7 @@ async function runStatus(args: string[]): Promise<number> {
     writeOut(
       `ckrun ${s.pid} writes to ${s.dir}\n` +
         `program: ${s.argv.join(' ')} (pid ${s.root ?? '?'})\n` +
-        `processes: ${s.processes.length ? s.processes.join(' ') : 'none connected'}\n` +
+        `processes: ${s.processes.length ? s.processes.join(' ') : 'none'}\n` +
         `last generation: ${s.lastGeneration ?? 'none in this session'}${s.checkpointing ? ' (checkpoint running)' : ''}\n` +
         (s.restoredFrom ? `restored from: ${s.restoredFrom}\n` : ''),
     );

@@ -31,7 +31,7 @@ import {
 } from './native.js';
 import { formatBytes, formatDuration, writeErr } from './output.js';
 import { shimPath } from './paths.js';
-import { catchesSignal, isLive, ProcessGoneError, sessionProcesses } from './proctree.js';
+import { catchesSignal, innerIds, isLive, ProcessGoneError, sessionProcesses } from './proctree.js';
 import {
   canonicalDir,
   DEFAULT_DIR,
@@ -481,13 +481,25 @@ export class Coordinator implements Session {
     }
   }
 
+  /** Every live process of the session, by the PID it sees itself under, in ascending order. */
+  private livePids(): number[] {
+    const pids = new Set<number>([...this.procs.values()].map((p) => p.pid));
+    for (const d of sessionProcesses(process.pid)) {
+      if (!isLive(d)) continue;
+      const ids = innerIds(d.outer);
+      if (ids) pids.add(ids.pid);
+    }
+    return [...pids].sort((a, b) => a - b);
+  }
+
   status(): SessionStatus {
     return {
       pid: process.pid,
       dir: this.dir,
       argv: this.argv,
       root: this.programPid > 0 ? this.programPid : null,
-      processes: [...this.procs.values()].map((p) => p.pid),
+      // forked children join only when a checkpoint asks them: /proc knows them all
+      processes: this.livePids(),
       checkpointing: this.running !== undefined,
       lastGeneration: this.lastGeneration,
       restoredFrom: this.restoredFrom,
