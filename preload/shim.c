@@ -235,18 +235,24 @@ static void say_hello(void)
  * fork(): async-signal-safe calls only. */
 static void leave_parent_session_in_child(void)
 {
-	if (ck_session.self_pid == (int)ck_getpid())
+	int self = (int)ck_getpid();
+	if (ck_session.self_pid == self)
 		return; /* a join request came first and did this */
 	if (ck_session.ctl_fd >= 0)
 		ck_close(ck_session.ctl_fd);
 	ck_session.ctl_fd = -1;
+	ck_session.self_pid = self;
 	ck_requests_reset_in_child();
-	if (ck_tracking.uffd >= 0)
+	/* stores only where needed: each store to a page still shared with
+	 * the parent copies it, and most children never checkpoint */
+	if (ck_tracking.uffd >= 0) {
 		ck_close(ck_tracking.uffd);
-	ck_tracking.uffd = -1;
-	ck_tracking.base_id = 0;
-	ck_tracking.failed = 0;
-	ck_session.self_pid = (int)ck_getpid();
+		ck_tracking.uffd = -1;
+	}
+	if (ck_tracking.base_id)
+		ck_tracking.base_id = 0;
+	if (ck_tracking.failed)
+		ck_tracking.failed = 0;
 }
 
 /* Whether this process shares its memory or its descriptor table with
