@@ -119,6 +119,7 @@ struct ck_writer {
 	const char *err_what;    /* what failed */
 	char err_detail[256];
 	uint64_t pages;          /* pages stored */
+	uint64_t writeback_from; /* data before this offset is on its way to the disk */
 	/* ranges whose contents may change while they are written (the
 	 * leader's own stack, TLS, the shim's data): copied first */
 	uint64_t volatile_lo[4], volatile_hi[4];

@@ -43,6 +43,7 @@ CK_HIDDEN long ck_image_open(struct ck_writer *w, const char *tmp_path)
 	}
 	w->fd = (int)fd;
 	w->data_end = HEADER_SIZE;
+	w->writeback_from = HEADER_SIZE;
 	long r = ck_lseek(w->fd, HEADER_SIZE, SEEK_SET);
 	if (r < 0)
 		ck_writer_fail(w, r, "cannot seek in the image file");
@@ -69,13 +70,16 @@ static void write_out(struct ck_writer *w, const void *p, size_t n)
 		ck_writer_fail(w, r, "writing the image failed");
 }
 
-/* The disk starts on what was just written while the next chunk is
- * checksummed and copied, instead of all of it waiting for the final fsync
- * (a hint: the fsync still decides). */
-static void start_writeback(struct ck_writer *w, uint64_t off, uint64_t len)
+/* The disk starts on what was written, 8 MiB at a time, while the next
+ * chunks are checksummed and copied, instead of all of it waiting for the
+ * final fsync (a hint: the fsync still decides). upto: the data written so
+ * far ends there. */
+static void start_writeback(struct ck_writer *w, uint64_t upto)
 {
-	if (!w->err)
-		CK_SYS4(SYS_sync_file_range, w->fd, off, len, SYNC_FILE_RANGE_WRITE);
+	if (w->err || upto < w->writeback_from + CK_WRITE_CHUNK)
+		return;
+	CK_SYS4(SYS_sync_file_range, w->fd, w->writeback_from, upto - w->writeback_from, SYNC_FILE_RANGE_WRITE);
+	w->writeback_from = upto;
 }
 
 /* Copies through the bounce buffer: for memory that may change while it
@@ -131,7 +135,7 @@ CK_HIDDEN uint64_t ck_image_put_memory(struct ck_writer *w, uint64_t addr, size_
 					size_t n = stop - a < CK_WRITE_CHUNK ? (size_t)(stop - a) : CK_WRITE_CHUNK;
 					*crc = ck_crc32c(*crc, (const void *)a, n);
 					write_out(w, (const void *)a, n);
-					start_writeback(w, pos + (a - addr), n);
+					start_writeback(w, pos + (a - addr) + n);
 				}
 			}
 			pos += stop - addr;

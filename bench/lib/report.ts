@@ -384,6 +384,9 @@ function method(wraps: string): string {
   (see Restart). The plain write (\`bench/programs/writelimit.c\`) writes the image's byte
   count from a random buffer in 8 MiB \`write\`s (as ckrun's writer does) into a new file in the same
   directory, then \`fsync\` + \`close\`; it alternates going before and after the checkpoint.
+  ckrun's writer hands every 8 MiB it wrote to the disk at once (\`sync_file_range\`), so
+  the disk works while it checksums and copies the next ones; the plain write leaves all of
+  it to the final \`fsync\`, which is why the ratio can be below 1.
   One uncounted pair (checkpoint and plain write) goes first: the first write of a size
   into the page cache is slower on this VM for both.
   The ratio is taken per pair, then the median. Before each checkpoint and each plain write
@@ -432,11 +435,12 @@ function method(wraps: string): string {
   run-to-run noise rather than a cost. Nothing is checkpointed during these runs; what
   change tracking costs after a checkpoint is in the Incremental section. Each run waits
   (up to 10 s) for a moment when the CPUs are less than 15% busy. fork+waitpid is the one
-  operation where the shim does real work: the child of every fork connects to ckrun and
-  says hello (so a checkpoint finds and stops it), and ckrun's node process accepts that
-  connection and sees it close when the child exits; in a manual test (3000 fork+waitpid
-  of a child that exits at once) that took ckrun's node process 100–150 µs of CPU per fork,
-  which on 2 shared cores competes with the program.
+  operation where the shim does work: in the child, fork's handler drops the parent's
+  connection to ckrun (the child joins only when a checkpoint asks it to); beside that, any
+  preloaded library makes fork a little dearer (its mappings are copied too: in manual
+  A/B runs an empty preloaded library cost ~5%, the shim in a live session ~10–15%). The
+  median of the pairs' ratios and the ratio of the medians can differ widely for it on a
+  noisy run: read both.
 - **Start-up**: \`bench/programs/spawntime.c\` times posix_spawn → waitpid; natively, with
   LD_PRELOAD set to the shim but no session (no CKRUN_SOCK: the shim stays inactive), and with
   LD_PRELOAD and the CKRUN_* variables copied from a live session's program
