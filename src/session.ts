@@ -912,6 +912,11 @@ export async function launch(opts: LaunchOptions): Promise<Session> {
     }),
     cwd,
     fds: [...stdio],
+    // When ckrun dies, the program's shim is told by this signal and by its
+    // connection's end, and takes with it the children that never joined
+    // (a SIGKILL would leave them behind); without an active shim the
+    // signal's default action ends the program all the same.
+    pdeathsig: internalSignal,
   };
   let pid: number;
   try {

@@ -1,10 +1,12 @@
 // How long a session lasts: while any of its processes lives, not just the
 // program ckrun started; ckrun then exits with that program's status.
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Scope } from './helpers.js';
+import { Scope, alive, checkpoint, python3, sleep, waitGone } from './helpers.js';
 import { fileLines, treeProgram } from './tree.js';
+import { descendants as descendantsOf } from './helpers.js';
 
 test('ckrun waits for a child that outlives the program, then exits with the program\'s status', async () => {
   const scope = new Scope('tree-session');
@@ -50,6 +52,39 @@ test('killed by a signal: 128+N, also when a child is left to finish', async () 
     const exit = await p.waitExit();
     assert.is(exit.code, 128 + 15, p.describe());
     assert.equal(p.lines, ['parent', 'child done']);
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+test('kill -9 of ckrun alone ends the family: the program, a child that joined a checkpoint, and one forked after it', async () => {
+  const scope = new Scope('tree-session-killed');
+  try {
+    const ckpt = scope.ckptDir();
+    const go = path.join(scope.dir('work'), 'go');
+    const script = [
+      'import os, sys, time',
+      'def child():',
+      '    if os.fork() == 0:',
+      '        while True: time.sleep(1)',
+      'child()',
+      'print("forked", flush=True)',
+      `while not os.path.exists(${JSON.stringify(go)}): time.sleep(0.02)`,
+      'child()',
+      'print("forked again", flush=True)',
+      'while True: time.sleep(1)',
+    ].join('\n');
+    const p = scope.launch({ dir: ckpt, program: [python3(), '-c', script] });
+    await p.waitForLine('forked');
+    await checkpoint(ckpt); // the first child joins the session here
+    fs.writeFileSync(go, '');
+    await p.waitForLine('forked again');
+    await sleep(200);
+    const family = descendantsOf(p.pid);
+    assert.is(family.length, 3, `the program and its two children run (${family.join(' ')})`);
+    process.kill(p.pid, 'SIGKILL');
+    const left = await waitGone(family, 5_000);
+    assert.equal(left.filter(alive), [], 'every process of the family ended with ckrun');
   } finally {
     await scope.cleanup();
   }
