@@ -314,5 +314,9 @@ CK_HIDDEN void ck_memory_protect_after_restore(void);
 CK_HIDDEN void ck_session_reply(const char *line);
 CK_HIDDEN int ck_is_session_fd(int fd);
 CK_HIDDEN int ck_arm_async(int fd, int sig);
+struct sockaddr_un;
+/* The session socket's address (abstract: a leading NUL, exact length);
+ * its length, or 0 when the name does not fit. Raw code only. */
+CK_HIDDEN unsigned ck_session_addr(struct sockaddr_un *a, const char *name);
 
 #endif

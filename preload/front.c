@@ -333,14 +333,11 @@ static void session_name(const char *canonical, char *out, size_t cap)
 static int listen_session(const char *name)
 {
 	struct sockaddr_un a;
-	size_t n = strlen(name);
-	int fd = socket(AF_UNIX, SOCK_STREAM, 0); /* node inherits it */
+	unsigned alen = ck_session_addr(&a, name);
+	int fd = alen ? socket(AF_UNIX, SOCK_STREAM, 0) : -1; /* node inherits it */
 	if (fd < 0)
 		return -1;
-	memset(&a, 0, sizeof a);
-	a.sun_family = AF_UNIX;
-	memcpy(a.sun_path + 1, name, n);
-	if (bind(fd, (struct sockaddr *)&a, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)) != 0 ||
+	if (bind(fd, (struct sockaddr *)&a, alen) != 0 ||
 	    listen(fd, 128) != 0) {
 		close(fd);
 		return -1;

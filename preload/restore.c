@@ -118,14 +118,11 @@ static int connect_ckrun(void)
 	struct sockaddr_un a;
 	if (!name || !*name)
 		return -1;
-	size_t n = strlen(name);
-	if (n + 1 > sizeof a.sun_path)
+	unsigned alen = ck_session_addr(&a, name);
+	if (!alen)
 		ck_refuse("the session socket name %s is too long", name);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	memset(&a, 0, sizeof a);
-	a.sun_family = AF_UNIX;
-	memcpy(a.sun_path + 1, name, n);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&a, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)) != 0)
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, alen) != 0)
 		ck_refuse("cannot reach ckrun at @%s: %s", name, strerror(errno));
 	return fd;
 }

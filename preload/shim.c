@@ -177,20 +177,28 @@ static int find_self(struct dl_phdr_info *info, size_t size, void *data)
 	return mine;
 }
 
+CK_HIDDEN unsigned ck_session_addr(struct sockaddr_un *a, const char *name)
+{
+	size_t n = ck_strlen(name);
+	if (n + 1 > sizeof a->sun_path)
+		return 0;
+	ck_memset(a, 0, sizeof *a);
+	a->sun_family = AF_UNIX;
+	ck_memcpy(a->sun_path + 1, name, n);
+	return (unsigned)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
+}
+
 /* Raw system calls only: a forked child connects from a signal handler. */
 static int connect_session(const char *name)
 {
 	struct sockaddr_un a;
-	size_t n = ck_strlen(name);
-	if (n + 1 > sizeof a.sun_path)
+	unsigned alen = ck_session_addr(&a, name);
+	if (!alen)
 		return -1;
 	long fd = CK_SYS3(SYS_socket, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
-	ck_memset(&a, 0, sizeof a);
-	a.sun_family = AF_UNIX;
-	ck_memcpy(a.sun_path + 1, name, n); /* abstract name: leading NUL */
-	if (CK_SYS3(SYS_connect, fd, &a, offsetof(struct sockaddr_un, sun_path) + 1 + n) != 0) {
+	if (CK_SYS3(SYS_connect, fd, &a, alen) != 0) {
 		ck_close((int)fd);
 		return -1;
 	}
