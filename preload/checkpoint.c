@@ -952,7 +952,9 @@ CK_HIDDEN void ck_signal_handler(int sig, siginfo_t *si, void *ucv)
 		participate(uc, si);
 		return;
 	}
-	if (si->si_code > 0 && si->si_code <= POLL_HUP && si->si_fd == ck_session.ctl_fd && ck_session.ctl_fd >= 0) {
+	/* in a forked child that has not joined, ctl_fd is its parent's number */
+	if (si->si_code > 0 && si->si_code <= POLL_HUP && si->si_fd == ck_session.ctl_fd && ck_session.ctl_fd >= 0 &&
+	    ck_session.self_pid == pid) {
 		serve_requests(uc);
 		return;
 	}

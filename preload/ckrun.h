@@ -85,6 +85,13 @@ struct ck_restore_info {
 };
 
 /* ---- session state kept by the shim ---- */
+
+/* The shim's descriptors sit at the top of the 64 a descriptor table holds
+ * without growing (fork copies a grown table), out of the way of programs
+ * that use a few; the wrappers move them when a program wants the number. */
+#define CK_CTL_FD_MIN 63
+#define CK_UFFD_FD_MIN 62
+
 struct ck_session {
 	int ctl_fd;              /* connection to ckrun, -1 when not in a session */
 	int sig;                 /* internal signal */
@@ -313,7 +320,7 @@ CK_HIDDEN void ck_memory_protect_after_restore(void);
 /* shim.c */
 CK_HIDDEN void ck_session_reply(const char *line);
 CK_HIDDEN int ck_is_session_fd(int fd);
-CK_HIDDEN int ck_arm_async(int fd, int sig);
+CK_HIDDEN int ck_arm_async(int fd, int sig, int owner);
 struct sockaddr_un;
 /* The session socket's address (abstract: a leading NUL, exact length);
  * its length, or 0 when the name does not fit. Raw code only. */

@@ -50,7 +50,7 @@ static long tracking_setup(void)
 		return r;
 	}
 	/* out of the program's way, like the session connection */
-	long high = ck_fcntl((int)fd, F_DUPFD_CLOEXEC, 590);
+	long high = ck_fcntl((int)fd, F_DUPFD_CLOEXEC, CK_UFFD_FD_MIN);
 	if (high >= 0) {
 		ck_close((int)fd);
 		fd = high;

@@ -384,7 +384,7 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
 	ck_signals_restore(img);
 	ck_files_install(img);
 	if (ctl >= 0 && img->ctl_fd >= 0) {
-		if (dup3(ctl, img->ctl_fd, O_CLOEXEC) < 0 || ck_arm_async(img->ctl_fd, img->sig) != 0)
+		if (dup3(ctl, img->ctl_fd, O_CLOEXEC) < 0 || ck_arm_async(img->ctl_fd, img->sig, getpid()) != 0)
 			ck_refuse("cannot place the session connection at descriptor %d: %s", img->ctl_fd, strerror(errno));
 		close(ctl);
 	}
@@ -493,8 +493,12 @@ static void read_manifest(struct tree *t, const char *dir)
 	char path[8192];
 	snprintf(path, sizeof path, "%s/manifest.cbor", dir);
 	FILE *f = fopen(path, "rb");
-	static uint8_t buf[4 << 20];
-	size_t len = f ? fread(buf, 1, sizeof buf, f) : 0;
+	/* not static: every process that preloads the shim would carry it */
+	enum { MANIFEST_MAX = 4 << 20 };
+	static uint8_t *buf;
+	if (!buf && !(buf = malloc(MANIFEST_MAX)))
+		ck_refuse("cannot read the manifest of %s: out of memory", dir);
+	size_t len = f ? fread(buf, 1, MANIFEST_MAX, f) : 0;
 	if (f)
 		fclose(f);
 	if (!len)

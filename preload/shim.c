@@ -44,7 +44,6 @@
 
 #define CK_EXPORT __attribute__((visibility("default")))
 #define CK_DEFAULT_SIGNAL 63
-#define CK_CTL_FD_MIN 600
 
 CK_HIDDEN struct ck_session ck_session = {.ctl_fd = -1, .sig = CK_DEFAULT_SIGNAL};
 CK_HIDDEN extern struct sigaction ck_virtual_action;
@@ -116,11 +115,54 @@ static void resolve_all(void)
 /* A wrapper may run before our constructor (another library's). */
 #define REAL(name) (real_##name ? real_##name : (resolve_all(), real_##name))
 
-/* The shim's own descriptors: the connection to ckrun and the
- * userfaultfd that tracks changed pages. */
+/* Whether fd is the userfaultfd that tracks changed pages. Rare paths only. */
+static int is_tracking_uffd(int fd)
+{
+	char path[32], link[32];
+	struct ck_str ps;
+	ck_str_init(&ps, path, sizeof path);
+	ck_str_add(&ps, "/proc/self/fd/");
+	ck_str_dec(&ps, fd);
+	long n = ck_readlinkat(AT_FDCWD, path, link, sizeof link - 1);
+	if (n <= 0)
+		return 0;
+	link[n] = 0;
+	return ck_streq(link, "anon_inode:[userfaultfd]");
+}
+
+/* The shim's state belongs to the process that joined the session
+ * (self_pid). A forked child keeps a stale copy of it until it joins: it
+ * closes the descriptors it inherited (below) but does not store anything,
+ * because each store to a page still shared with the parent copies that
+ * page, and most children never checkpoint. So in a child the numbers in
+ * ck_session and ck_tracking may name its own files: code outside a joined
+ * process asks these before it trusts them. */
+static int holds_session(void)
+{
+	return ck_session.self_pid == (int)ck_getpid();
+}
+
+/* The session connection, whoever holds it: ckrun's socket is owned (for
+ * its signals) by the process that joined with it. */
+static int is_session_connection(int fd)
+{
+	return ck_fcntl(fd, F_GETOWN, 0) == ck_session.self_pid;
+}
+
+static int shares_descriptors_with(int pid)
+{
+	return CK_SYS5(SYS_kcmp, ck_getpid(), pid, KCMP_FILES, 0, 0) == 0;
+}
+
+/* The shim's own descriptors: the connection to ckrun and the userfaultfd
+ * that tracks changed pages. In a child that has not joined they are its
+ * own copies (it may close them or use their numbers), unless it shares
+ * the holder's descriptor table (clone with CLONE_FILES). */
 CK_HIDDEN int ck_is_session_fd(int fd)
 {
-	return fd >= 0 && (fd == ck_session.ctl_fd || fd == ck_tracking.uffd);
+	if (fd < 0 || (fd != ck_session.ctl_fd && fd != ck_tracking.uffd))
+		return 0;
+	return holds_session() || shares_descriptors_with(ck_session.self_pid);
 }
 
 CK_HIDDEN void ck_session_reply(const char *line)
@@ -209,12 +251,13 @@ static int connect_session(const char *name)
 	return high < 0 ? -1 : (int)high;
 }
 
-/* Requests arriving on the connection raise the internal signal. The
- * kernel remembers the descriptor number O_ASYNC was set through (it is
- * si_fd), so this is done again whenever the connection moves. */
-CK_HIDDEN int ck_arm_async(int fd, int sig)
+/* Requests arriving on the connection raise the internal signal in owner
+ * (the process that joined with it). The kernel remembers the descriptor
+ * number O_ASYNC was set through (it is si_fd), so this is done again
+ * whenever the connection moves. */
+CK_HIDDEN int ck_arm_async(int fd, int sig, int owner)
 {
-	if (ck_fcntl(fd, F_SETSIG, sig) != 0 || ck_fcntl(fd, F_SETOWN, ck_getpid()) != 0)
+	if (ck_fcntl(fd, F_SETSIG, sig) != 0 || ck_fcntl(fd, F_SETOWN, owner) != 0)
 		return -1;
 	long fl = ck_fcntl(fd, F_GETFL, 0);
 	if (fl < 0 || ck_fcntl(fd, F_SETFL, fl & ~O_ASYNC) != 0)
@@ -235,32 +278,40 @@ static void say_hello(void)
 	ck_session_reply(hello);
 }
 
-/* A forked child must not read or answer its parent's requests: it drops
- * the parent's connection and joins the session only when ckrun asks it
- * to (a checkpoint found it below ckrun), so fork costs no more than it
- * would without ckrun. Its memory is not tracked (fork drops the
- * registrations): its first checkpoint is full. Runs in the child of
- * fork(): async-signal-safe calls only. */
-static void leave_parent_session_in_child(void)
+/* Runs in the child of fork(): async-signal-safe calls, no stores. The
+ * child must not keep its parent's connection (ckrun would not see the
+ * parent leave while it lives) nor its userfaultfd; it joins the session
+ * only when ckrun asks it to (a checkpoint found it below ckrun), so fork
+ * costs no more than it would without ckrun. Its memory is not tracked
+ * (fork drops the registrations): its first checkpoint is full. */
+static void drop_inherited_session_fds(void)
 {
-	int self = (int)ck_getpid();
-	if (ck_session.self_pid == self)
-		return; /* a join request came first and did this */
-	if (ck_session.ctl_fd >= 0)
+	int holder = ck_session.self_pid;
+	if (holder == (int)ck_getpid())
+		return; /* a join request came first */
+	if (ck_session.ctl_fd >= 0 && is_session_connection(ck_session.ctl_fd))
 		ck_close(ck_session.ctl_fd);
-	ck_session.ctl_fd = -1;
-	ck_session.self_pid = self;
-	ck_requests_reset_in_child();
-	/* stores only where needed: each store to a page still shared with
-	 * the parent copies it, and most children never checkpoint */
-	if (ck_tracking.uffd >= 0) {
+	/* a grandchild's copy of the number was closed (and may be reused)
+	 * in its parent */
+	if (ck_tracking.uffd >= 0 && CK_SYS0(SYS_getppid) == holder)
 		ck_close(ck_tracking.uffd);
-		ck_tracking.uffd = -1;
-	}
-	if (ck_tracking.base_id)
-		ck_tracking.base_id = 0;
-	if (ck_tracking.failed)
-		ck_tracking.failed = 0;
+}
+
+/* A child joins: it makes the shim's state its own. A child of clone()
+ * without CLONE_VM, in which no fork handler ran, still holds copies of
+ * its parent's descriptors and closes them here. */
+static void take_over_session_state(void)
+{
+	if (ck_session.ctl_fd >= 0 && is_session_connection(ck_session.ctl_fd))
+		ck_close(ck_session.ctl_fd);
+	if (ck_tracking.uffd >= 0 && is_tracking_uffd(ck_tracking.uffd))
+		ck_close(ck_tracking.uffd);
+	ck_session.ctl_fd = -1;
+	ck_session.self_pid = (int)ck_getpid();
+	ck_requests_reset_in_child();
+	ck_tracking.uffd = -1;
+	ck_tracking.base_id = 0;
+	ck_tracking.failed = 0;
 }
 
 /* Whether this process shares its memory or its descriptor table with
@@ -287,17 +338,17 @@ CK_HIDDEN void ck_join_on_request(void)
 {
 	if (!active)
 		return;
-	if (ck_session.self_pid != (int)ck_getpid()) {
+	if (!holds_session()) {
 		if (shares_with(ck_session.self_pid))
 			return;
-		leave_parent_session_in_child();
+		take_over_session_state();
 	}
 	if (ck_session.ctl_fd >= 0)
 		return;
 	int fd = connect_session(ck_session.sock);
 	if (fd < 0)
 		return;
-	if (ck_arm_async(fd, ck_session.sig) != 0) {
+	if (ck_arm_async(fd, ck_session.sig, (int)ck_getpid()) != 0) {
 		ck_close(fd);
 		return;
 	}
@@ -335,13 +386,13 @@ __attribute__((constructor)) static void ck_init(void)
 	ck_session.self_pid = (int)ck_getpid();
 	ck_install_handler();
 	active = 1;
-	if (ck_arm_async(fd, ck_session.sig) != 0) {
+	if (ck_arm_async(fd, ck_session.sig, (int)ck_getpid()) != 0) {
 		ck_close(fd);
 		ck_session.ctl_fd = -1;
 		active = 0;
 		return;
 	}
-	pthread_atfork(0, 0, leave_parent_session_in_child);
+	pthread_atfork(0, 0, drop_inherited_session_fds);
 	say_hello();
 }
 
@@ -662,7 +713,7 @@ static void move_session_fd(int fd)
 	REAL(close)(fd);
 	if (fd == ck_session.ctl_fd) {
 		ck_session.ctl_fd = moved;
-		ck_arm_async(moved, ck_session.sig);
+		ck_arm_async(moved, ck_session.sig, ck_session.self_pid);
 	} else {
 		ck_tracking.uffd = moved;
 	}
@@ -688,7 +739,7 @@ static int close_range_around(unsigned first, unsigned last, int flags)
 	int keep[2] = {ck_session.ctl_fd, ck_tracking.uffd};
 	for (int i = 0; i < 2; i++) {
 		int fd = keep[i];
-		if (fd < 0 || (unsigned)fd < first || (unsigned)fd > last)
+		if (fd < 0 || (unsigned)fd < first || (unsigned)fd > last || !ck_is_session_fd(fd))
 			continue;
 		int r = (unsigned)fd > first ? close_range_around(first, (unsigned)fd - 1, flags) : 0;
 		if (r == 0 && (unsigned)fd < last)

@@ -245,6 +245,8 @@ export class Coordinator implements Session {
   private readonly exitedD = deferred<SessionExit>();
   private readonly startedD = deferred<void>();
   private running: Promise<CheckpointResult> | undefined;
+  /** The checkpoint that follows the running one, for requests that came while it ran. */
+  private queued: Promise<CheckpointResult> | undefined;
   private stopSignals: (() => void)[] = [];
   private intervalTimer: NodeJS.Timeout | undefined;
   private startedAt = 0;
@@ -509,7 +511,17 @@ export class Coordinator implements Session {
   // ---- checkpoints ---------------------------------------------------
 
   checkpoint(): Promise<CheckpointResult> {
-    if (this.running) return this.running; // coalesce
+    if (this.running) {
+      // The running checkpoint stopped the program before this request came:
+      // one more follows it, shared by every request that arrives meanwhile.
+      this.queued ??= this.running
+        .catch(() => undefined)
+        .then(() => {
+          this.queued = undefined;
+          return this.checkpoint();
+        });
+      return this.queued;
+    }
     const run = this.runCheckpoint().then(
       (r) => {
         this.lastGeneration = r.generation;

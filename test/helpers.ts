@@ -7,7 +7,6 @@
 
 import { execa } from 'execa';
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -724,7 +723,10 @@ export function imagesOf(genDir: string): string[] {
 
 /** The name ckrun gives the session socket of DIR (docs/design.md). */
 export function sessionSocketName(dir: string): string {
-  return 'ckrun-' + createHash('sha256').update(fs.realpathSync(dir)).digest('hex').slice(0, 16);
+  // FNV-1a 64 of the canonical path: the restore host computes it in C too
+  let h = 0xcbf29ce484222325n;
+  for (const b of Buffer.from(fs.realpathSync(dir), 'utf8')) h = BigInt.asUintN(64, (h ^ BigInt(b)) * 0x100000001b3n);
+  return 'ckrun-' + h.toString(16).padStart(16, '0');
 }
 
 // ---------------------------------------------------------------- native runs

@@ -108,6 +108,30 @@ test('ckrun checkpoint prints the generation; numbers continue across restarts',
   }
 });
 
+test('a request that comes while a checkpoint runs gets the next one, not the running one', async () => {
+  await ready();
+  const scope = new Scope('queued');
+  try {
+    const ckpt = scope.ckptDir();
+    const s = scope.launch({ dir: ckpt, program: exampleProgram('counter') });
+    await s.waitForStep(20);
+    // two clients at once: the first starts generation 1, the second comes
+    // while it runs and is answered with generation 2 (two signals sent at
+    // once would be one: the kernel does not queue a pending SIGUSR2 twice)
+    const req = s.lines.length;
+    const both = await Promise.all([checkpoint(ckpt), checkpoint(ckpt)]);
+    assert.equal([...both].sort(), [path.join(ckpt, '1'), path.join(ckpt, '2')]);
+    assert.equal(generations(ckpt), [1, 2]);
+    await s.waitForStep(s.maxStep + 5);
+    await scope.kill9(s);
+    const r = scope.restart({ dir: ckpt });
+    assert.is((await r.waitExit()).code, 0, r.describe());
+    assertResumed({ beforeLines: s.lines, requestedAt: req, after: r, ref: ref.lines, complete: true, what: 'restart from generation 2' });
+  } finally {
+    await scope.cleanup();
+  }
+});
+
 test('--interval takes checkpoints on its own; the program is undisturbed; restart resumes from the newest', async () => {
   await ready();
   const scope = new Scope('interval');
