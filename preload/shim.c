@@ -149,9 +149,10 @@ static int is_session_connection(int fd)
 	return ck_fcntl(fd, F_GETOWN, 0) == ck_session.self_pid;
 }
 
-static int shares_descriptors_with(int pid)
+/* kcmp of this process's resource of that type with pid's: 0 when shared. */
+static long compare_with(int pid, int type)
 {
-	return CK_SYS5(SYS_kcmp, ck_getpid(), pid, KCMP_FILES, 0, 0) == 0;
+	return CK_SYS5(SYS_kcmp, ck_getpid(), pid, type, 0, 0);
 }
 
 /* The shim's own descriptors: the connection to ckrun and the userfaultfd
@@ -162,7 +163,7 @@ CK_HIDDEN int ck_is_session_fd(int fd)
 {
 	if (fd < 0 || (fd != ck_session.ctl_fd && fd != ck_tracking.uffd))
 		return 0;
-	return holds_session() || shares_descriptors_with(ck_session.self_pid);
+	return holds_session() || compare_with(ck_session.self_pid, KCMP_FILES) == 0;
 }
 
 CK_HIDDEN void ck_session_reply(const char *line)
@@ -320,9 +321,8 @@ static void take_over_session_state(void)
  * refused), it does. */
 static int shares_with(int pid)
 {
-	int self = (int)ck_getpid();
-	long vm = CK_SYS5(SYS_kcmp, self, pid, KCMP_VM, 0, 0);
-	long files = CK_SYS5(SYS_kcmp, self, pid, KCMP_FILES, 0, 0);
+	long vm = compare_with(pid, KCMP_VM);
+	long files = compare_with(pid, KCMP_FILES);
 	if (vm == -ESRCH && files == -ESRCH)
 		return 0; /* pid is gone: nothing is shared with it */
 	return vm == 0 || files == 0 || vm < 0 || files < 0;

@@ -435,12 +435,15 @@ function method(wraps: string): string {
   run-to-run noise rather than a cost. Nothing is checkpointed during these runs; what
   change tracking costs after a checkpoint is in the Incremental section. Each run waits
   (up to 10 s) for a moment when the CPUs are less than 15% busy. fork+waitpid is the one
-  operation where the shim does work: in the child, fork's handler drops the parent's
-  connection to ckrun (the child joins only when a checkpoint asks it to); beside that, any
-  preloaded library makes fork a little dearer (its mappings are copied too: in manual
-  A/B runs an empty preloaded library cost ~5%, the shim in a live session ~10–15%). The
-  median of the pairs' ratios and the ratio of the medians can differ widely for it on a
-  noisy run: read both.
+  operation where the shim does work: in the child, fork's handler closes its copy of the
+  parent's connection to ckrun and stores nothing, so no page is copied for it (a child under
+  ckrun takes exactly the page faults of a native one, counted with getrusage; it joins only
+  when a checkpoint asks it to). Beside that, any preloaded library makes fork a little
+  dearer, because its mappings are copied and torn down too: the shim has three (code, data,
+  zeroed data), an empty library linked the usual way five. fork and pthread create+join run
+  more iterations than the rest (6000 and 30000 per run), as their cost varies most on this
+  VM. The median of the pairs' ratios and the ratio of the medians can differ widely for
+  them on a noisy run: read both.
 - **Start-up**: \`bench/programs/spawntime.c\` times posix_spawn → waitpid; natively, with
   LD_PRELOAD set to the shim but no session (no CKRUN_SOCK: the shim stays inactive), and with
   LD_PRELOAD and the CKRUN_* variables copied from a live session's program

@@ -144,8 +144,8 @@ int main(int argc, char **argv)
 		{"read", op_read, 500000},
 		{"clock_gettime", op_clock_gettime, 5000000},
 		{"malloc_free", op_malloc_free, 5000000},
-		{"pthread_create_join", op_pthread, 10000},
-		{"fork_waitpid", op_fork, 2000},
+		{"pthread_create_join", op_pthread, 30000},
+		{"fork_waitpid", op_fork, 6000},
 	};
 	for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++) {
 		long per = (long)(ops[k].iters * scale / BATCHES);
