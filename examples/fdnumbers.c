@@ -117,6 +117,7 @@ int main(int argc, char **argv)
 	}
 
 	char line[128], want[128];
+	int bad = 0;
 	for (int s = 1; s <= steps; s++) {
 		snprintf(want, sizeof want, "parent %d", s);
 		dprintf(PIPE_FD, "%s\n", want);
@@ -147,10 +148,11 @@ int main(int argc, char **argv)
 		snprintf(want, sizeof want, "exec %d", s);
 		int exec_ok = exec_status == 0 && !strcmp(line, want);
 
+		bad += !pipe_ok + !moved_ok + (child != 0) + !exec_ok;
 		say("step %d pipe=%s numbers=%s child=%d exec=%s", s, pipe_ok ? "ok" : "BAD", moved_ok ? "ok" : "BAD", child,
 		    exec_ok ? "ok" : "BAD");
 		pace_ms(PACE_MS);
 	}
-	say("fdnumbers: done");
+	say("fdnumbers: done steps=%d bad=%d", steps, bad);
 	return 0;
 }

@@ -343,16 +343,10 @@ static int path_from_handle(struct fhandle_buf *h, uint64_t dev, uint64_t ino, c
 	ck_close(mfd);
 	if (fd < 0)
 		return 0;
-	char proc[64];
-	struct ck_str s;
-	ck_str_init(&s, proc, sizeof proc);
-	ck_str_add(&s, "/proc/self/fd/");
-	ck_str_dec(&s, fd);
-	long n = ck_readlinkat(AT_FDCWD, proc, out, cap - 1);
+	long n = ck_fd_link(fd, out, cap);
 	ck_close(fd);
 	if (n <= 0)
 		return 0;
-	out[n] = 0;
 	return out[0] == '/' && same_inode(out, dev, ino);
 }
 

@@ -168,17 +168,11 @@ static void build_table(struct ck_writer *w, struct ck_scratch *s, struct ck_fdt
 		if (fd == w->fd || ck_is_session_fd(fd))
 			continue;
 		struct ck_fd *f = &t->fds[t->n];
-		char path[64];
-		struct ck_str ps;
-		ck_str_init(&ps, path, sizeof path);
-		ck_str_add(&ps, "/proc/self/fd/");
-		ck_str_dec(&ps, fd);
 		if (links_end - links < 4097)
 			break;
-		long ll = ck_readlinkat(AT_FDCWD, path, links, 4096);
+		long ll = ck_fd_link(fd, links, 4097);
 		if (ck_fstat(fd, &f->st) < 0 || ll < 0)
 			continue; /* not ours to see (closed meanwhile) */
-		links[ll] = 0;
 		f->link = links;
 		links += ll + 1;
 		f->fd = fd;

@@ -118,16 +118,8 @@ static void resolve_all(void)
 /* Whether fd is the userfaultfd that tracks changed pages. Rare paths only. */
 static int is_tracking_uffd(int fd)
 {
-	char path[32], link[32];
-	struct ck_str ps;
-	ck_str_init(&ps, path, sizeof path);
-	ck_str_add(&ps, "/proc/self/fd/");
-	ck_str_dec(&ps, fd);
-	long n = ck_readlinkat(AT_FDCWD, path, link, sizeof link - 1);
-	if (n <= 0)
-		return 0;
-	link[n] = 0;
-	return ck_streq(link, "anon_inode:[userfaultfd]");
+	char link[32];
+	return ck_fd_link(fd, link, sizeof link) > 0 && ck_streq(link, "anon_inode:[userfaultfd]");
 }
 
 /* The shim's state belongs to the process that joined the session

@@ -204,17 +204,12 @@ static void describe_passed(struct ck_writer *w, const struct ck_fd *f, int fd)
 {
 	struct cb_enc *e = &w->meta;
 	struct ck_stat st;
-	char path[64];
-	struct ck_str ps;
 	if (ck_fstat(fd, &st) < 0)
 		return fail_socket(w, -EBADF, "cannot look at a descriptor in flight", f->fd, "fstat failed");
 	cb_map_open(e);
 	switch (st.mode & S_IFMT) {
 	case S_IFREG: {
-		ck_str_init(&ps, path, sizeof path);
-		ck_str_add(&ps, "/proc/self/fd/");
-		ck_str_dec(&ps, fd);
-		long n = ck_readlinkat(AT_FDCWD, path, passed_link, sizeof passed_link - 1);
+		long n = ck_fd_link(fd, passed_link, sizeof passed_link);
 		if (n < 0 || st.nlink == 0)
 			fail_socket(w, -EOPNOTSUPP, "a descriptor in flight is a deleted file", f->fd,
 				    "a message in its queue carries a file that was deleted (ckrun reopens passed files by path)");
