@@ -274,6 +274,9 @@ struct ck_fdtab {
 };
 CK_HIDDEN void ck_files_save(struct ck_writer *w, struct ck_scratch *s);
 CK_HIDDEN long ck_read_fdinfo(int fd, char *buf, size_t cap);
+/* What /proc/self/fd/FD links to, NUL-terminated in out[cap]: its length,
+ * or a negative errno. Raw system calls only. */
+CK_HIDDEN long ck_fd_link(int fd, char *out, size_t cap);
 
 /* pipes.c and events.c add their keys to a descriptor's map */
 CK_HIDDEN void ck_pipe_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f);
@@ -298,9 +301,6 @@ CK_HIDDEN void ck_inet_save(struct ck_writer *w, const struct ck_fdtab *t, const
 /* process.c */
 CK_HIDDEN void ck_process_save(struct ck_writer *w, struct ck_scratch *s);
 CK_HIDDEN long ck_read_file(const char *path, char *buf, size_t cap);
-/* What /proc/self/fd/FD links to, NUL-terminated in out[cap]: its length,
- * or a negative errno. Raw system calls only. */
-CK_HIDDEN long ck_fd_link(int fd, char *out, size_t cap);
 
 /* incremental.c */
 CK_HIDDEN void ck_track_begin(struct ck_scratch *s);

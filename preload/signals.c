@@ -63,18 +63,6 @@ CK_HIDDEN long ck_read_file(const char *path, char *buf, size_t cap)
 	return (long)len;
 }
 
-CK_HIDDEN long ck_fd_link(int fd, char *out, size_t cap)
-{
-	char path[32];
-	struct ck_str s;
-	ck_str_init(&s, path, sizeof path);
-	ck_str_add(&s, "/proc/self/fd/");
-	ck_str_dec(&s, fd);
-	long n = ck_readlinkat(AT_FDCWD, path, out, cap - 1);
-	out[n > 0 ? n : 0] = 0;
-	return n;
-}
-
 /* A hex signal mask from a /proc/.../status line such as "SigPnd:". */
 CK_HIDDEN uint64_t ck_read_pending_mask(const char *status_path, const char *field)
 {
