@@ -134,11 +134,11 @@ static int holds_session(void)
 	return ck_session.self_pid == (int)ck_getpid();
 }
 
-/* The session connection, whoever holds it: ckrun's socket is owned (for
- * its signals) by the process that joined with it. */
-static int is_session_connection(int fd)
+/* Whether fd is the session connection of holder: ckrun's socket is owned
+ * (for its signals) by the process that joined with it. */
+static int is_session_connection(int fd, int holder)
 {
-	return ck_fcntl(fd, F_GETOWN, 0) == ck_session.self_pid;
+	return ck_fcntl(fd, F_GETOWN, 0) == holder;
 }
 
 /* kcmp of this process's resource of that type with pid's: 0 when shared. */
@@ -279,15 +279,20 @@ static void say_hello(void)
  * (fork drops the registrations): its first checkpoint is full. */
 static void drop_inherited_session_fds(void)
 {
+	/* a join request (our signal) must not come in between: it replaces
+	 * the connection, possibly at the same number */
+	uint64_t ours = 1ULL << (ck_session.sig - 1), mask;
+	ck_rt_sigprocmask(SIG_BLOCK, &ours, &mask);
 	int holder = ck_session.self_pid;
-	if (holder == (int)ck_getpid())
-		return; /* a join request came first */
-	if (ck_session.ctl_fd >= 0 && is_session_connection(ck_session.ctl_fd))
-		ck_close(ck_session.ctl_fd);
-	/* a grandchild's copy of the number was closed (and may be reused)
-	 * in its parent */
-	if (ck_tracking.uffd >= 0 && CK_SYS0(SYS_getppid) == holder)
-		ck_close(ck_tracking.uffd);
+	if (holder != (int)ck_getpid()) { /* else a join request came first */
+		if (ck_session.ctl_fd >= 0 && is_session_connection(ck_session.ctl_fd, holder))
+			ck_close(ck_session.ctl_fd);
+		/* a grandchild's copy of the number was closed (and may be
+		 * reused) in its parent */
+		if (ck_tracking.uffd >= 0 && CK_SYS0(SYS_getppid) == holder)
+			ck_close(ck_tracking.uffd);
+	}
+	ck_rt_sigprocmask(SIG_SETMASK, &mask, 0);
 }
 
 /* A child joins: it makes the shim's state its own. A child of clone()
@@ -295,7 +300,7 @@ static void drop_inherited_session_fds(void)
  * its parent's descriptors and closes them here. */
 static void take_over_session_state(void)
 {
-	if (ck_session.ctl_fd >= 0 && is_session_connection(ck_session.ctl_fd))
+	if (ck_session.ctl_fd >= 0 && is_session_connection(ck_session.ctl_fd, ck_session.self_pid))
 		ck_close(ck_session.ctl_fd);
 	if (ck_tracking.uffd >= 0 && is_tracking_uffd(ck_tracking.uffd))
 		ck_close(ck_tracking.uffd);
