@@ -71,6 +71,24 @@ interface Left {
   pid: number;
   comm: string;
   state: string;
+  /** parent, wait channel, signal masks and descriptors: why it did not die */
+  detail: string;
+}
+
+function readOr(file: string, fallback: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return fallback;
+  }
+}
+
+function linkOr(file: string): string {
+  try {
+    return fs.readlinkSync(file);
+  } catch {
+    return '?';
+  }
 }
 
 function describeLeft(pid: number): Left | undefined {
@@ -78,7 +96,21 @@ function describeLeft(pid: number): Left | undefined {
     const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     const comm = s.slice(s.indexOf('(') + 1, s.lastIndexOf(')'));
     const state = s.slice(s.lastIndexOf(')') + 2, s.lastIndexOf(')') + 3);
-    return { pid, comm, state };
+    const status = readOr(`/proc/${pid}/status`, '');
+    const field = (k: string): string => status.match(new RegExp(`^${k}:\\s*(.*)$`, 'm'))?.[1] ?? '?';
+    let fds = '?';
+    try {
+      fds = fs
+        .readdirSync(`/proc/${pid}/fd`)
+        .map((fd) => `${fd}->${linkOr(`/proc/${pid}/fd/${fd}`)}`)
+        .join(' ');
+    } catch {
+      // gone or not readable
+    }
+    const detail =
+      `ppid ${field('PPid')}, threads ${field('Threads')}, wchan ${readOr(`/proc/${pid}/wchan`, '?')}, ` +
+      `SigBlk ${field('SigBlk')}, SigPnd ${field('SigPnd')}, ShdPnd ${field('ShdPnd')}, SigCgt ${field('SigCgt')}, fds ${fds}`;
+    return { pid, comm, state, detail };
   } catch {
     return undefined;
   }
@@ -143,7 +175,7 @@ export async function kill9Session(p: Proc, ckptDir: string, what: string): Prom
   }
   throw new Error(
     `${what}: kill -9 of ckrun (pid ${p.pid}) left ${info.length} process(es) of its session running after ${T_DIE / 1000} s: ` +
-      info.map((x) => `${x.pid} (${x.comm}, state ${x.state})`).join(', '),
+      info.map((x) => `${x.pid} (${x.comm}, state ${x.state}; ${x.detail})`).join(', '),
   );
 }
 
