@@ -879,19 +879,13 @@ static void serve_requests(ucontext_t *uc)
 	}
 }
 
-/* A forked child reads a connection of its own, from its first byte. */
+/* A forked child that joins reads a connection of its own, from its first byte. */
 CK_HIDDEN void ck_requests_reset_in_child(void)
 {
-	/* each store to a page still shared with the parent copies it: only
-	 * what is not reset already */
-	if (request_len)
-		request_len = 0;
-	if (request_parent[0])
-		request_parent[0] = 0;
-	if (request_reader)
-		request_reader = 0;
-	if (request_wakeups)
-		request_wakeups = 0;
+	request_len = 0;
+	request_parent[0] = 0;
+	request_reader = 0;
+	request_wakeups = 0;
 }
 
 static void participate(ucontext_t *uc, siginfo_t *si)

@@ -298,23 +298,30 @@ static int check_chunks(struct chunk_list *l)
 	return 1;
 }
 
-/* 1 when every checksummed chunk of the image at path passes. */
-static int image_data_ok(const char *path)
+/* 1 when every checksummed chunk of the loaded image passes. */
+static int image_data_ok(const struct ck_image *img)
 {
-	static struct ck_image img;
-	memset(&img, 0, sizeof img);
-	ck_image_load(&img, path);
-	void *whole = mmap(0, img.file_len, PROT_READ, MAP_PRIVATE, img.fd, 0);
+	void *whole = mmap(0, img->file_len, PROT_READ, MAP_PRIVATE, img->fd, 0);
 	if (whole == MAP_FAILED)
 		return 0;
-	struct chunk_list l = {.base = whole, .data_lo = img.data_offset, .data_hi = img.data_offset + img.data_length};
+	struct chunk_list l = {.base = whole, .data_lo = img->data_offset, .data_hi = img->data_offset + img->data_length};
 	struct cb_dec d;
-	cbd_init(&d, img.meta, img.meta_len);
+	cbd_init(&d, img->meta, img->meta_len);
 	walk_chunks(&d, &l, 0);
 	int ok = !l.bad && !d.error && check_chunks(&l);
 	free(l.c);
-	munmap(whole, img.file_len);
-	close(img.fd);
+	munmap(whole, img->file_len);
+	return ok;
+}
+
+/* The same for an image the loaded one refers to (incremental). */
+static int referenced_data_ok(const char *path)
+{
+	static struct ck_image ref;
+	memset(&ref, 0, sizeof ref);
+	ck_image_load(&ref, path);
+	int ok = image_data_ok(&ref);
+	close(ref.fd);
 	return ok;
 }
 
@@ -486,12 +493,12 @@ CK_HIDDEN int ck_front_main(int argc, char **argv)
 	if (img.pid != pid || !ids_free(&img))
 		to_node(&a);
 	if (a.verify_data) {
-		if (!image_data_ok(image))
+		if (!image_data_ok(&img))
 			to_node(&a);
 		for (int i = 0; i < img.nimages; i++) {
 			char ref[PATH_MAX + 64];
 			snprintf(ref, sizeof ref, "%s/%s", gen, img.images[i]);
-			if (!image_data_ok(ref))
+			if (!referenced_data_ok(ref))
 				to_node(&a);
 		}
 	}

@@ -493,7 +493,8 @@ static void read_manifest(struct tree *t, const char *dir)
 	char path[8192];
 	snprintf(path, sizeof path, "%s/manifest.cbor", dir);
 	FILE *f = fopen(path, "rb");
-	/* not static: every process that preloads the shim would carry it */
+	/* allocated, not a static array: every process that preloads the
+	 * shim would carry 4 MiB of bss */
 	enum { MANIFEST_MAX = 4 << 20 };
 	static uint8_t *buf;
 	if (!buf && !(buf = malloc(MANIFEST_MAX)))
