@@ -12,6 +12,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Readable, Writable } from 'node:stream';
+import { socketNameFor } from '../src/protocol.js';
 
 // ---------------------------------------------------------------- paths
 
@@ -555,10 +556,10 @@ export function launch(o: {
   return new Proc(NODE, args, { cwd: o.cwd, env: o.env, input: o.input, label: o.label ?? `ckrun ${path.basename(o.program[0])}` });
 }
 
-/** Start `ckrun restart [--dir DIR | IMAGE]`. */
 /** The command users run (bin/ckrun): its `restart` starts in the restore host (preload/front.c). */
 export const CKRUN_SH = path.join(ROOT, 'bin', 'ckrun');
 
+/** Start `ckrun restart [--dir DIR | IMAGE]`. */
 export function restart(o: {
   dir?: string;
   image?: string;
@@ -721,12 +722,9 @@ export function imagesOf(genDir: string): string[] {
     .map((f) => path.join(genDir, f));
 }
 
-/** The name ckrun gives the session socket of DIR (docs/design.md). */
+/** The name ckrun gives the session socket of DIR (ckrun's own function: a copy went stale once). */
 export function sessionSocketName(dir: string): string {
-  // FNV-1a 64 of the canonical path: the restore host computes it in C too
-  let h = 0xcbf29ce484222325n;
-  for (const b of Buffer.from(fs.realpathSync(dir), 'utf8')) h = BigInt.asUintN(64, (h ^ BigInt(b)) * 0x100000001b3n);
-  return 'ckrun-' + h.toString(16).padStart(16, '0');
+  return socketNameFor(fs.realpathSync(dir));
 }
 
 // ---------------------------------------------------------------- native runs
