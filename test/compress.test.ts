@@ -282,10 +282,9 @@ test('a disk that fills up while an image is compressed fails the checkpoint cle
     // room for the image (17 MiB: 16 MiB of random data, whenever it is
     // taken) but not for it and its compressed copy (random data stays as big)
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=24m', 'tmpfs', ckpt], { stdio: 'ignore' });
-  } catch {
-    console.log('  (skipped: cannot mount a small tmpfs here)');
+  } catch (e) {
     await scope.cleanup();
-    return;
+    throw new Error(`this test needs a small tmpfs to fill up (mount -t tmpfs, as root), which failed: ${(e as Error).message}`);
   }
   try {
     const program = exampleProgram('dirty', ['--mib', '16', '--steps', '300']);

@@ -8,34 +8,19 @@ import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Scope, exampleProgram, lastLine, runNative, stepOf } from './helpers.js';
-
-const NOBODY = 65534;
-const CKRUN = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../bin/ckrun.js');
+import { asUserArgv, NOBODY, NOGROUP, sharedCkrun } from './lib/users.js';
 
 function asNobody(script: string, timeoutMs = 60_000): string {
-  return execFileSync('setpriv', ['--reuid', String(NOBODY), '--regid', String(NOBODY), '--clear-groups', 'bash', '-c', script], {
-    encoding: 'utf8',
-    timeout: timeoutMs,
-  });
-}
-
-/** Can nobody run ckrun and the example from where they are? */
-function nobodyCanRun(program: string): boolean {
-  if (process.geteuid?.() !== 0) return false;
-  try {
-    asNobody(`test -r ${CKRUN} && test -x ${program} && node -e 'require("${path.dirname(CKRUN)}/../build/Release/ckrun_native.node")'`);
-    return true;
-  } catch {
-    return false;
-  }
+  const [cmd, ...args] = asUserArgv(NOBODY, NOGROUP, script);
+  return execFileSync(cmd!, args, { encoding: 'utf8', timeout: timeoutMs });
 }
 
 test('an ordinary user restarts in a user namespace of their own, twice', async () => {
-  const [program, ...args] = exampleProgram('counter', ['--steps', '120']);
-  if (!nobodyCanRun(program!)) {
-    console.log('  (skipped: not root, or the checkout is not readable by nobody)');
-    return;
-  }
+  if (process.geteuid?.() !== 0) throw new Error('this test runs ckrun as user nobody, which needs root: run npm test as root');
+  const shared = sharedCkrun();
+  const CKRUN = shared.ckrunJs;
+  const args = exampleProgram('counter', ['--steps', '120']).slice(1);
+  const program = path.join(shared.examples, 'counter');
   const scope = new Scope('nonroot');
   try {
     fs.chmodSync(scope.root, 0o755);

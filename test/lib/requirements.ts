@@ -1,0 +1,18 @@
+// What the test suite needs from the machine beyond Node, npm, python3,
+// gcc and make: each command, and the Debian package that provides it.
+// `npm test` runs test/lib/setup.ts first, which installs what is missing
+// (as root) or stops at once naming the packages to install.
+export interface Requirement {
+  /** A command that must be on PATH. */
+  command: string;
+  /** The Debian package that provides it. */
+  package: string;
+  /** Which tests need it. */
+  usedBy: string;
+}
+
+export const REQUIREMENTS: readonly Requirement[] = [
+  { command: 'redis-server', package: 'redis-server', usedBy: 'server-redis' },
+  { command: 'redis-benchmark', package: 'redis-tools', usedBy: 'server-redis' },
+  { command: 'setpriv', package: 'util-linux', usedBy: 'nonroot, trust (tests as user nobody)' },
+];
