@@ -1396,8 +1396,8 @@ fail:
 /* ------------------------------------------------------------------ */
 /* askToJoin: the shim's join request                                   */
 
-/* Queues the shim's internal signal, tagged as a join request, to a
- * process of the session that has no connection yet. false when the
+/* Queues the shim's internal signal, tagged as a join request, to the
+ * main thread of a process of the session that has no connection yet. false when the
  * process is gone. */
 static napi_value js_ask_to_join(napi_env env, napi_callback_info info)
 {
@@ -1420,7 +1420,9 @@ static napi_value js_ask_to_join(napi_env env, napi_callback_info info)
 	si.si_pid = getpid();
 	si.si_uid = getuid();
 	si.si_value.sival_ptr = (void *)(CK_JOIN_MAGIC << 32);
-	if (syscall(SYS_rt_sigqueueinfo, (pid_t)pid, (int)sig, &si) != 0) {
+	/* to the main thread only (its TID is the PID): a signal to the whole
+	 * process may wake another thread, whose call then fails with EINTR */
+	if (syscall(SYS_rt_tgsigqueueinfo, (pid_t)pid, (pid_t)pid, (int)sig, &si) != 0) {
 		int err = errno;
 		if (err == ESRCH) {
 			NAPI_CALL(env, napi_get_boolean(env, false, &result));

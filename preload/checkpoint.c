@@ -440,14 +440,52 @@ static int stop_other_threads(struct ck_scratch *s, int pid, int self)
 	return ok;
 }
 
+/* ckrun's lines during a stop (save, resume, ...) each queued the signal
+ * again: delivered after the release, they would interrupt the program's
+ * calls once more, for nothing. The leader takes them while every thread
+ * stands still; a signal the program sent itself under our number is
+ * queued again once the threads run. */
+#define CK_MAX_KEPT_SIGNALS 32
+static siginfo_t kept_signals[CK_MAX_KEPT_SIGNALS];
+static int nkept_signals;
+
+static int is_ckruns_delivery(const siginfo_t *si, int pid)
+{
+	uint64_t tag = (uint64_t)si->si_value.sival_ptr >> 32;
+	if (si->si_code == SI_QUEUE && (tag == CK_JOIN_MAGIC || (tag == CK_QUEUE_MAGIC && si->si_pid == pid)))
+		return 1;
+	return si->si_code > 0 && si->si_code <= POLL_HUP && si->si_fd == ck_session.ctl_fd;
+}
+
+static void take_queued_deliveries(void)
+{
+	uint64_t set = 1ULL << (ck_session.sig - 1);
+	struct ck_timespec zero = {0, 0};
+	siginfo_t si;
+	int pid = (int)ck_getpid();
+	nkept_signals = 0;
+	while (CK_SYS4(SYS_rt_sigtimedwait, &set, &si, &zero, 8) > 0)
+		if (!is_ckruns_delivery(&si, pid) && nkept_signals < CK_MAX_KEPT_SIGNALS)
+			kept_signals[nkept_signals++] = si;
+}
+
+static void requeue_program_signals(void)
+{
+	for (int i = 0; i < nkept_signals; i++)
+		CK_SYS3(SYS_rt_sigqueueinfo, ck_getpid(), kept_signals[i].si_signo, &kept_signals[i]);
+	nkept_signals = 0;
+}
+
 static void release_threads(void)
 {
+	take_queued_deliveries();
 	__atomic_store_n(&state, ST_RELEASING, __ATOMIC_SEQ_CST);
 	futex_wake_all(&state);
 	int d;
 	while ((d = departed) < ck_nthreads - 1)
 		futex_wait(&departed, d, 0);
 	__atomic_store_n(&state, ST_IDLE, __ATOMIC_SEQ_CST);
+	requeue_program_signals();
 }
 
 /* ---- the image ---- */
@@ -739,6 +777,7 @@ static void after_restore_leader(struct ck_restore_info *ri)
 		ck_session.image_ino[i] = ri->image_ino[i];
 	}
 	uint64_t track_id = ri->track_id;
+	ck_restores++;
 	request_len = 0;
 	request_parent[0] = 0;
 	uint64_t hole = ri->hole_start, hole_len = ri->hole_len;
@@ -943,19 +982,24 @@ CK_HIDDEN void ck_signal_handler(int sig, siginfo_t *si, void *ucv)
 	ucontext_t *uc = ucv;
 	int pid = (int)ck_getpid();
 	if (si->si_code == SI_QUEUE && si->si_pid == pid && ((uint64_t)si->si_value.sival_ptr >> 32) == CK_QUEUE_MAGIC) {
+		ck_resume_interrupted_call(uc);
 		participate(uc, si);
 		return;
 	}
 	/* in a forked child that has not joined, ctl_fd is its parent's number */
 	if (si->si_code > 0 && si->si_code <= POLL_HUP && si->si_fd == ck_session.ctl_fd && ck_session.ctl_fd >= 0 &&
 	    ck_session.self_pid == pid) {
+		ck_resume_interrupted_call(uc);
 		serve_requests(uc);
 		return;
 	}
 	if (si->si_code == SI_QUEUE && ((uint64_t)si->si_value.sival_ptr >> 32) == CK_JOIN_MAGIC) {
+		ck_resume_interrupted_call(uc);
 		ck_join_on_request();
 		return;
 	}
+	/* the program's own use of our signal number: its handler runs, and
+	 * an interrupted call fails as it would without ckrun */
 	forward_to_program(sig, si, ucv);
 }
 

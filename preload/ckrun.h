@@ -5,6 +5,7 @@
  *   signals.c  dispositions, pending signals, interval timers
  *   files.c    descriptors
  *   process.c  cwd, umask, rlimits, identity
+ *   syscalls.c system calls a checkpoint interrupts, resumed unseen
  * checkpoint.c runs the stop-the-world protocol, image.c frames the file,
  * restore.c is the restore host's side, restore_core.c the code that runs
  * after the old address space is gone, shim.c the wrappers. */
@@ -232,6 +233,14 @@ CK_HIDDEN void ck_requests_reset_in_child(void);
 CK_HIDDEN void ck_join_on_request(void);
 CK_HIDDEN void ck_kill_descendants(void);
 CK_HIDDEN void ck_signal_handler(int sig, siginfo_t *si, void *ucv);
+
+/* syscalls.c: system calls a checkpoint interrupts are resumed */
+CK_HIDDEN extern volatile uint64_t ck_restores;
+CK_HIDDEN extern volatile int ck_calls_enabled;
+CK_HIDDEN void ck_resume_interrupted_call(ucontext_t *uc);
+CK_HIDDEN int ck_wait_sigsuspend(int (*real)(const sigset_t *), const sigset_t *mask);
+CK_HIDDEN int ck_wait_sigtimedwait(int (*real)(const sigset_t *, siginfo_t *, const struct timespec *), const sigset_t *set,
+				   siginfo_t *info, const struct timespec *tmo);
 
 /* threads.c */
 CK_HIDDEN void ck_thread_capture(struct ck_thread *t, ucontext_t *uc);

@@ -30,7 +30,6 @@
 #include "restore.h"
 #include "sys.h"
 
-#define CK_EXPORT __attribute__((visibility("default")))
 #define CORE_STACK (256UL << 10)
 
 CK_HIDDEN const char *ck_image_name;

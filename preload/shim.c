@@ -26,6 +26,7 @@
 #include <link.h>
 #include <pthread.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <stdarg.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -42,7 +43,6 @@
 #include "ckrun.h"
 #include "sys.h"
 
-#define CK_EXPORT __attribute__((visibility("default")))
 #define CK_DEFAULT_SIGNAL 63
 
 CK_HIDDEN struct ck_session ck_session = {.ctl_fd = -1, .sig = CK_DEFAULT_SIGNAL};
@@ -247,10 +247,15 @@ static int connect_session(const char *name)
 /* Requests arriving on the connection raise the internal signal in owner
  * (the process that joined with it). The kernel remembers the descriptor
  * number O_ASYNC was set through (it is si_fd), so this is done again
- * whenever the connection moves. */
+ * whenever the connection moves. The signal goes to the main thread
+ * (its TID is the PID) only: a signal sent to the whole process wakes
+ * one thread and may be taken by another, and the woken one's semop or
+ * epoll_wait then fails with EINTR without any handler having run, which
+ * no wrapper could tell from the program's own signal. */
 CK_HIDDEN int ck_arm_async(int fd, int sig, int owner)
 {
-	if (ck_fcntl(fd, F_SETSIG, sig) != 0 || ck_fcntl(fd, F_SETOWN, owner) != 0)
+	struct f_owner_ex own = {F_OWNER_TID, owner};
+	if (ck_fcntl(fd, F_SETSIG, sig) != 0 || ck_fcntl(fd, F_SETOWN_EX, (long)&own) != 0)
 		return -1;
 	long fl = ck_fcntl(fd, F_GETFL, 0);
 	if (fl < 0 || ck_fcntl(fd, F_SETFL, fl & ~O_ASYNC) != 0)
@@ -383,6 +388,7 @@ __attribute__((constructor)) static void ck_init(void)
 	ck_session.self_pid = (int)ck_getpid();
 	ck_install_handler();
 	active = 1;
+	ck_calls_enabled = 1;
 	if (ck_arm_async(fd, ck_session.sig, (int)ck_getpid()) != 0) {
 		ck_close(fd);
 		ck_session.ctl_fd = -1;
@@ -391,6 +397,12 @@ __attribute__((constructor)) static void ck_init(void)
 	}
 	pthread_atfork(0, 0, drop_inherited_session_fds);
 	say_hello();
+	/* ckrun's parent-death signal ended the program had ckrun died before
+	 * this connection existed; from now on the connection's hangup tells
+	 * (a signal to the whole process could interrupt any thread's call) */
+	int pdeath = 0;
+	if (ck_prctl(PR_GET_PDEATHSIG, (long)&pdeath, 0, 0, 0) == 0 && pdeath == ck_session.sig)
+		ck_prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
 }
 
 /* ---- exec: the shim stays in the environment ---- */
@@ -655,7 +667,7 @@ CK_EXPORT int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
 CK_EXPORT int sigsuspend(const sigset_t *mask)
 {
 	sigset_t copy;
-	return REAL(sigsuspend)(without_ours(mask, &copy));
+	return ck_wait_sigsuspend(REAL(sigsuspend), without_ours(mask, &copy));
 }
 
 CK_EXPORT int sigwait(const sigset_t *set, int *sig)
@@ -667,13 +679,13 @@ CK_EXPORT int sigwait(const sigset_t *set, int *sig)
 CK_EXPORT int sigwaitinfo(const sigset_t *set, siginfo_t *info)
 {
 	sigset_t copy;
-	return REAL(sigwaitinfo)(without_ours(set, &copy), info);
+	return ck_wait_sigtimedwait(REAL(sigtimedwait), without_ours(set, &copy), info, 0);
 }
 
 CK_EXPORT int sigtimedwait(const sigset_t *set, siginfo_t *info, const struct timespec *timeout)
 {
 	sigset_t copy;
-	return REAL(sigtimedwait)(without_ours(set, &copy), info, timeout);
+	return ck_wait_sigtimedwait(REAL(sigtimedwait), without_ours(set, &copy), info, timeout);
 }
 
 CK_EXPORT int signalfd(int fd, const sigset_t *mask, int flags)

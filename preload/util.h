@@ -11,6 +11,7 @@
 #define CK_CORE_FN __attribute__((section("ckcore")))
 #define CK_CORE CK_CORE_FN __attribute__((visibility("hidden")))
 #define CK_HIDDEN __attribute__((visibility("hidden")))
+#define CK_EXPORT __attribute__((visibility("default")))
 
 CK_CORE void ck_memcpy(void *dst, const void *src, size_t n);
 CK_CORE void ck_memset(void *dst, int c, size_t n);

@@ -46,7 +46,10 @@ export type CExample = (typeof C_EXAMPLES)[number];
 /** one program per kind of event descriptor (test/events.test.ts); built like the others, not in ALL_EXAMPLES */
 export const EVENT_C_EXAMPLES = ['ev-timerfd', 'ev-signalfd', 'ev-inotify', 'ev-ptimer', 'ev-epoll'] as const;
 export type EventExample = (typeof EVENT_C_EXAMPLES)[number];
-export type ExampleName = CExample | EventExample | 'loop.py' | 'timer.js';
+/** programs of the process-fidelity tests (test/eintr.test.ts); built like the others, not in ALL_EXAMPLES */
+export const PROCESS_C_EXAMPLES = ['blocking'] as const;
+export type ProcessExample = (typeof PROCESS_C_EXAMPLES)[number];
+export type ExampleName = CExample | EventExample | ProcessExample | 'loop.py' | 'timer.js';
 export const ALL_EXAMPLES: ExampleName[] = [...C_EXAMPLES, 'loop.py', 'timer.js'];
 
 let built = false;
@@ -56,7 +59,7 @@ export function buildExamples(): void {
   if (built) return;
   fs.mkdirSync(EXAMPLE_BIN, { recursive: true });
   const common = fs.statSync(path.join(EXAMPLES, 'common.h')).mtimeMs;
-  for (const name of [...C_EXAMPLES, ...EVENT_C_EXAMPLES]) {
+  for (const name of [...C_EXAMPLES, ...EVENT_C_EXAMPLES, ...PROCESS_C_EXAMPLES]) {
     const src = path.join(EXAMPLES, `${name}.c`);
     const bin = path.join(EXAMPLE_BIN, name);
     const newest = Math.max(common, fs.statSync(src).mtimeMs);
