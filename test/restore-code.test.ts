@@ -32,6 +32,10 @@ test('the shim depends on libc only and exports only what it wraps', () => {
     'signal', 'signalfd', 'sigprocmask', 'sigset', 'sigsuspend', 'sigtimedwait', 'sigwait', 'sigwaitinfo', 'sysv_signal',
     'inotify_add_watch',
     'execve', 'execv', 'execvp', 'execvpe', 'execl', 'execle', 'execlp', 'fexecve', 'execveat', 'posix_spawn', 'posix_spawnp',
+    // calls a checkpoint must not interrupt (preload/syscalls.c)
+    'poll', '__poll_chk', 'ppoll', '__ppoll_chk', 'select', 'pselect', 'epoll_wait', 'epoll_pwait', 'epoll_pwait2',
+    'semop', 'semtimedop', 'msgrcv', 'msgsnd', 'mq_receive', 'mq_timedreceive', 'mq_send', 'mq_timedsend',
+    'pause', 'nanosleep', 'clock_nanosleep', 'usleep', 'sleep', 'syscall',
   ];
   assert.equal(exported.filter((s) => s !== 'ckrun_restore_main').sort(), wrapped.sort());
 });
