@@ -299,10 +299,11 @@ export async function writeManifest(genDir: string, m: Manifest): Promise<void> 
 
 /**
  * Creates `DIR/.N.partial` for the next number N (never reusing one, even
- * when another writer races for it).
+ * when another writer races for it), at least `atLeast`: the numbers of
+ * partial generations removed are not given out again.
  */
-export async function createPartialGeneration(dir: string): Promise<{ number: number; path: string }> {
-  let n = await nextGenerationNumber(dir);
+export async function createPartialGeneration(dir: string, atLeast = 1): Promise<{ number: number; path: string }> {
+  let n = Math.max(atLeast, await nextGenerationNumber(dir));
   for (let tries = 0; tries < 1000; tries++, n++) {
     const path = join(dir, `.${n}.partial`);
     try {
@@ -381,6 +382,8 @@ async function busyFile(dir: string): Promise<string | undefined> {
 export interface PartialCleanup {
   /** `.N.partial` directories removed. */
   removed: string[];
+  /** Their numbers. */
+  removedNumbers: number[];
   /** Those left alone: a writer still holds a lock on `busy`. */
   kept: { path: string; busy: string }[];
 }
@@ -392,7 +395,7 @@ export interface PartialCleanup {
  * other answers on its socket), never while one of its own checkpoints runs.
  */
 export async function removeStalePartials(dir: string): Promise<PartialCleanup> {
-  const out: PartialCleanup = { removed: [], kept: [] };
+  const out: PartialCleanup = { removed: [], removedNumbers: [], kept: [] };
   for (const g of await listGenerations(dir)) {
     if (!g.partial) continue;
     const busy = await busyFile(g.path);
@@ -402,6 +405,7 @@ export async function removeStalePartials(dir: string): Promise<PartialCleanup> 
     }
     await rm(g.path, { recursive: true, force: true });
     out.removed.push(g.path);
+    out.removedNumbers.push(g.number);
   }
   return out;
 }

@@ -292,6 +292,8 @@ export class Coordinator implements Session {
   /** The parent each process of the running checkpoint was told (its image is incremental to it). */
   private readonly parentsSent = new Map<number, string>();
   private readonly fullEvery: number;
+  /** Above the numbers of the partial generations this session removed: they are not given out again. */
+  private nextAtLeast = 1;
 
   constructor(dir: string, server: Server, opts: SessionOptions, internalSignal: number) {
     this.dir = dir;
@@ -613,7 +615,7 @@ export class Coordinator implements Session {
     await this.waitReady();
     this.vetDirAgain();
     await this.removeStalePartials();
-    const gen = await createPartialGeneration(this.dir);
+    const gen = await createPartialGeneration(this.dir, this.nextAtLeast);
     this.parentsSent.clear();
     try {
       const answerMs = this.opts.checkpointTimeoutMs ?? CHECKPOINT_TIMEOUT_MS;
@@ -693,6 +695,7 @@ export class Coordinator implements Session {
   async removeStalePartials(): Promise<void> {
     try {
       const r = await removeStalePartials(this.dir);
+      for (const n of r.removedNumbers) this.nextAtLeast = Math.max(this.nextAtLeast, n + 1);
       for (const path of r.removed) this.verbose(`removed ${path}, left by an interrupted checkpoint`);
       for (const k of r.kept) this.verbose(`left ${k.path} alone: a checkpoint writer still writes ${k.busy}`);
     } catch (e) {
