@@ -950,11 +950,6 @@ function listenOn(server: Server, fd: number, name: string): Promise<void> {
 }
 
 /**
- * Prepares a session on DIR: creates DIR, refuses if another session
- * answers on its socket, listens. The caller spawns the child and calls
- * start(); on failure it must close() the coordinator.
- */
-/**
  * The canonical path of the checkpoint directory ckrun may write to:
  * vetted component by component (src/dirtrust.ts), created 0700 when
  * missing. Throws a SessionError naming the directory, why it is refused
