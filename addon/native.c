@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -1394,6 +1395,41 @@ fail:
 }
 
 /* ------------------------------------------------------------------ */
+/* tryLockExclusive: is a writer still writing this file?               */
+
+/* A checkpoint writer holds flock(LOCK_EX) on its image from creation to
+ * completion (preload/image.c): ckrun takes the lock without waiting to
+ * learn that no writer is left before it removes an abandoned generation.
+ * true: the lock is ours (until fd is closed); false: someone holds it. */
+static napi_value js_try_lock_exclusive(napi_env env, napi_callback_info info)
+{
+	size_t argc = 1;
+	napi_value argv[1], result = NULL;
+	int64_t fd;
+
+	NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	if (argc < 1) {
+		throw_type(env, "tryLockExclusive(fd): a descriptor is required");
+		return NULL;
+	}
+	if (!get_int(env, argv[0], "tryLockExclusive: fd", 0, INT_MAX, &fd))
+		return NULL;
+	int r;
+	do
+		r = flock((int)fd, LOCK_EX | LOCK_NB);
+	while (r < 0 && errno == EINTR);
+	if (r < 0 && errno != EWOULDBLOCK) {
+		int err = errno;
+		throw_coded(env, errno_name(err), "flock(%lld, LOCK_EX|LOCK_NB): %s", (long long)fd, strerror(err));
+		return NULL;
+	}
+	NAPI_CALL(env, napi_get_boolean(env, r == 0, &result));
+	return result;
+fail:
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
 /* askToJoin: the shim's join request                                   */
 
 /* Queues the shim's internal signal, tagged as a join request, to the
@@ -1577,6 +1613,7 @@ NAPI_MODULE_INIT()
 		{ "kcmpFile", NULL, js_kcmp_file, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "unixPeers", NULL, js_unix_peers, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "askToJoin", NULL, js_ask_to_join, NULL, NULL, NULL, napi_enumerable, NULL },
+		{ "tryLockExclusive", NULL, js_try_lock_exclusive, NULL, NULL, NULL, napi_enumerable, NULL },
 	};
 	if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)
 		return NULL;

@@ -66,6 +66,21 @@ static int passed_on(const char *s)
 	       !strncmp(s, "--signal=", 9);
 }
 
+/* --keep N, --full-every K: handed on too, when N is a count node accepts
+ * (node refuses anything else before a process exists). */
+static int count_option(const char *s)
+{
+	return !strcmp(s, "--keep") || !strcmp(s, "--full-every");
+}
+
+static int plain_count(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 9 || *s < '1' || *s > '9')
+		return 0;
+	return strspn(s, "0123456789") == n;
+}
+
 /* 1: understood; 0: an option only node's restart knows. */
 static int parse_args(struct front_args *a)
 {
@@ -82,6 +97,10 @@ static int parse_args(struct front_args *a)
 			a->verbose = 1;
 		} else if (!strcmp(s, "--no-verify-data")) {
 			a->verify_data = 0;
+		} else if (count_option(s)) {
+			if (i + 1 >= a->nargs || !plain_count(a->restart_args[i + 1]))
+				return 0;
+			i++;
 		} else if (passed_on(s)) {
 			continue;
 		} else if (s[0] == '-' || a->target) {
@@ -439,6 +458,67 @@ static void trace(const char *phase)
 		fprintf(stderr, "ckrun-restore[%d]: %s at %.1f ms\n", (int)getpid(), phase, (double)(mono_ns() - started_ns) / 1e6);
 }
 
+/* The checkpoint directory as node's src/dirtrust.ts would accept it,
+ * checked only as far as the fast start needs (it runs as root): the path
+ * has no symbolic link (else node judges it), every directory on it is
+ * root's and not writable by group or others unless sticky, and the
+ * directory itself is writable by nobody else. Anything else goes to node,
+ * which refuses it with a message before any process exists. */
+static int dir_plainly_trusted(const char *dir, const char *canonical)
+{
+	char abs[PATH_MAX];
+	if (dir[0] == '/') {
+		if (snprintf(abs, sizeof abs, "%s", dir) >= (int)sizeof abs)
+			return 0;
+	} else {
+		char cwd[PATH_MAX];
+		if (!getcwd(cwd, sizeof cwd) || snprintf(abs, sizeof abs, "%s/%s", cwd, dir) >= (int)sizeof abs)
+			return 0;
+	}
+	/* the path as given, without "." and repeated or trailing slashes,
+	 * must be the canonical one: no link, no ".." on the way */
+	char plain[PATH_MAX];
+	size_t n = 0;
+	for (const char *c = abs; *c;) {
+		while (*c == '/')
+			c++;
+		size_t len = strcspn(c, "/");
+		if (len == 0 || (len == 1 && c[0] == '.')) {
+			c += len;
+			continue;
+		}
+		if (n + 1 + len + 1 > sizeof plain)
+			return 0;
+		plain[n++] = '/';
+		memcpy(plain + n, c, len);
+		n += len;
+		c += len;
+	}
+	plain[n] = 0;
+	if (strcmp(n ? plain : "/", canonical) != 0)
+		return 0;
+	char path[PATH_MAX];
+	snprintf(path, sizeof path, "%s", canonical);
+	struct stat root;
+	if (lstat("/", &root) != 0 || root.st_uid != 0 || (root.st_mode & (S_IWGRP | S_IWOTH)))
+		return 0;
+	for (size_t end = 1;; end++) {
+		int last = path[end] == 0;
+		if (path[end] != '/' && !last)
+			continue;
+		char keep = path[end];
+		path[end] = 0;
+		struct stat st;
+		int ok = lstat(path, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == 0 &&
+			 (!(st.st_mode & (S_IWGRP | S_IWOTH)) || (!last && (st.st_mode & S_ISVTX)));
+		path[end] = keep;
+		if (!ok)
+			return 0;
+		if (last)
+			return 1;
+	}
+}
+
 CK_HIDDEN int ck_front_main(int argc, char **argv)
 {
 	struct front_args a = {.cli = argv[0], .restart_args = argv + 1, .nargs = argc - 1};
@@ -472,7 +552,7 @@ CK_HIDDEN int ck_front_main(int argc, char **argv)
 	}
 	if (a.dir)
 		snprintf(dir, sizeof dir, "%s", a.dir);
-	if (!realpath(dir, canonical) || access(canonical, W_OK) != 0)
+	if (!realpath(dir, canonical) || access(canonical, W_OK) != 0 || !dir_plainly_trusted(dir, canonical))
 		to_node(&a);
 
 	static struct ck_image img;

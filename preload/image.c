@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -29,9 +30,13 @@ CK_HIDDEN int ck_writer_fail(struct ck_writer *w, long err, const char *what)
 	return 0;
 }
 
+/* The image is a new file (never one found there, never through a link),
+ * locked (flock) until it has its final name: ckrun removes an abandoned
+ * generation only when no writer holds a lock in it. The lock is a hint for
+ * that cleanup: a file system without flock does not fail the checkpoint. */
 CK_HIDDEN long ck_image_open(struct ck_writer *w, const char *tmp_path)
 {
-	long fd = ck_openat(AT_FDCWD, tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	long fd = ck_openat(AT_FDCWD, tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		ck_writer_fail(w, fd, "cannot create the image file");
 		struct ck_str d;
@@ -41,6 +46,7 @@ CK_HIDDEN long ck_image_open(struct ck_writer *w, const char *tmp_path)
 		ck_str_errno(&d, fd);
 		return fd;
 	}
+	CK_SYS2(SYS_flock, fd, LOCK_EX | LOCK_NB);
 	w->fd = (int)fd;
 	w->data_end = HEADER_SIZE;
 	w->writeback_from = HEADER_SIZE;
@@ -223,14 +229,15 @@ CK_HIDDEN long ck_image_finish(struct ck_writer *w, const char *tmp_path, const 
 		if (r < 0)
 			ck_writer_fail(w, r, "flushing the image to disk (fsync) failed");
 	}
-	if (w->fd >= 0)
-		ck_close(w->fd);
-	w->fd = -1;
 	if (!w->err) {
 		long r = ck_renameat(AT_FDCWD, tmp_path, AT_FDCWD, path);
 		if (r < 0)
 			ck_writer_fail(w, r, "renaming the finished image failed");
 	}
+	/* only now: the lock says "being written" until the image is complete */
+	if (w->fd >= 0)
+		ck_close(w->fd);
+	w->fd = -1;
 	if (w->err) {
 		ck_unlinkat(AT_FDCWD, tmp_path, 0);
 		return w->err;

@@ -211,11 +211,19 @@ static void dirname_of(const char *path, char *out, size_t cap)
 	ck_str_addn(&d, path, cut ? cut : 1);
 }
 
+/* /proc/self/map_files/...: a link to the file a region maps, which only
+ * a link that follows it reaches (any other link is never followed). */
+static int is_magic_link(const char *path)
+{
+	return ck_starts_with(path, "/proc/");
+}
+
 /* A file the new image may refer to: registered with where to link it from. */
 static int ref_candidate(struct ck_scratch *s, const char *src)
 {
 	struct ck_stat st;
-	if (CK_SYS4(SYS_newfstatat, AT_FDCWD, src, &st, 0) < 0)
+	if (CK_SYS4(SYS_newfstatat, AT_FDCWD, src, &st, is_magic_link(src) ? 0 : AT_SYMLINK_NOFOLLOW) < 0 ||
+	    (st.mode & S_IFMT) != S_IFREG)
 		return -1;
 	for (int i = 0; i < s->nrefs; i++)
 		if (s->refs[i].ino == st.ino && s->refs[i].dev == st.dev)
@@ -251,8 +259,12 @@ CK_HIDDEN int ck_ref_use(struct ck_scratch *s, int cand)
 	ck_str_add(&d, s->new_dir);
 	ck_str_add(&d, "/");
 	ck_str_add(&d, r->name);
-	long e = CK_SYS5(SYS_linkat, AT_FDCWD, r->src, AT_FDCWD, dst, AT_SYMLINK_FOLLOW);
-	if (e < 0 && e != -EEXIST) {
+	/* the new name is never followed; a name already there (another
+	 * process of the family linked the same file) must be that very file */
+	long e = CK_SYS5(SYS_linkat, AT_FDCWD, r->src, AT_FDCWD, dst, is_magic_link(r->src) ? AT_SYMLINK_FOLLOW : 0);
+	struct ck_stat st;
+	if ((e < 0 && e != -EEXIST) || CK_SYS4(SYS_newfstatat, AT_FDCWD, dst, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    (st.mode & S_IFMT) != S_IFREG || st.dev != r->dev || st.ino != r->ino) {
 		r->failed = 1;
 		return -1;
 	}

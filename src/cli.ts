@@ -19,9 +19,23 @@ N killed it). A checkpoint writes DIR/N/ (one image per process and a
 manifest); \`ckrun restart\` continues the program from the newest one.
 
 Options (first form):
-  --dir DIR               checkpoint directory (default ./ckpt); only one
-                          ckrun session may write to a directory at a time
+  --dir DIR               checkpoint directory (default ./ckpt, created
+                          mode 0700 when missing); only one ckrun session
+                          may write to a directory at a time. It must be
+                          yours and writable by no one else, and every
+                          directory above it root's or yours and not
+                          writable by others unless sticky (like /tmp);
+                          a symbolic link on the way must be root's or
+                          yours: anything else is refused
   --interval SECONDS      take a checkpoint every SECONDS (fractions allowed)
+  --keep N                after each checkpoint, keep only the newest N
+                          complete generations in DIR (default: all);
+                          generations a kept one builds on are never needed
+                          (it holds hard links to the images it refers to)
+  --full-every K          every K-th checkpoint of a process is a full image,
+                          the others store only what changed (default 10;
+                          1: always full): a damaged image costs at most K
+                          generations
   --signal NAME           the signal to ckrun that takes a checkpoint
                           (default USR2): USR1, SIGHUP, RTMIN+3, 12, ...
                           It is never passed on to the program.
@@ -84,9 +98,14 @@ ckrun's, ckrun exits with its status, and it can be checkpointed again.
 Options:
   --dir DIR               where further checkpoints go; without IMAGE also
                           where the image comes from (default: the directory
-                          the image came from, else ./ckpt)
+                          the image came from, else ./ckpt). It must pass
+                          the same checks as ckrun --dir (see ckrun --help)
   --interval SECONDS      take a checkpoint every SECONDS
   --signal NAME           the signal to ckrun that takes a checkpoint (default USR2)
+  --keep N                after each checkpoint, keep only the newest N
+                          complete generations in the checkpoint directory
+  --full-every K          every K-th checkpoint of a process is a full image
+                          (default 10; see ckrun --help)
   --compress[=LEVEL]      gzip the restarted program's checkpoints (LEVEL
                           1..9, default 1); they are then always full, never
                           incremental. Without it they are not compressed,
@@ -224,6 +243,14 @@ function seconds(p: Parsed, command: string): number | undefined {
   return n;
 }
 
+/** A whole number of at least 1 (`--keep`, `--full-every`), or undefined when absent. */
+function count(p: Parsed, name: string, command: string): number | undefined {
+  const v = str(p, name);
+  if (v === undefined) return undefined;
+  if (!/^[1-9][0-9]{0,8}$/.test(v.trim())) throw new UsageError(`--${name} needs a whole number of at least 1, not '${v}'`, command);
+  return Number(v);
+}
+
 function triggerSignal(p: Parsed, command: string): number | undefined {
   const v = str(p, 'signal');
   if (v === undefined) return undefined;
@@ -263,6 +290,10 @@ function compression(p: Parsed, command: string): boolean | number | undefined {
 }
 
 const COMPRESS: OptionSpec = { name: 'compress', optionalValue: true };
+const HYGIENE: OptionSpec[] = [
+  { name: 'keep', value: true },
+  { name: 'full-every', value: true },
+];
 const HELP: OptionSpec[] = [{ name: 'help', short: 'h' }];
 const VERBOSE: OptionSpec = { name: 'verbose', short: 'v' };
 
@@ -273,6 +304,7 @@ async function runLaunch(args: string[]): Promise<number> {
       ...HELP,
       VERBOSE,
       COMPRESS,
+      ...HYGIENE,
       { name: 'dir', value: true },
       { name: 'interval', value: true },
       { name: 'signal', value: true },
@@ -300,6 +332,8 @@ async function runLaunch(args: string[]): Promise<number> {
     triggerSignal: triggerSignal(p, ''),
     internalSignal: internalSignal(p, ''),
     compress: compression(p, ''),
+    keep: count(p, 'keep', ''),
+    fullEvery: count(p, 'full-every', ''),
     verbose: flag(p, 'verbose'),
   });
   const st = await session.exited;
@@ -341,6 +375,7 @@ async function runRestart(args: string[]): Promise<number> {
       ...HELP,
       VERBOSE,
       COMPRESS,
+      ...HYGIENE,
       { name: 'dir', value: true },
       { name: 'interval', value: true },
       { name: 'signal', value: true },
@@ -364,6 +399,8 @@ async function runRestart(args: string[]): Promise<number> {
     interval: seconds(p, 'restart'),
     triggerSignal: triggerSignal(p, 'restart'),
     compress: compression(p, 'restart'),
+    keep: count(p, 'keep', 'restart'),
+    fullEvery: count(p, 'full-every', 'restart'),
     verbose: flag(p, 'verbose'),
     newPidNamespace: flag(p, 'new-pid-namespace'),
     verifyData: !flag(p, 'no-verify-data'),

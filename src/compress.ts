@@ -100,8 +100,11 @@ async function writeAll(fh: FileHandle, data: Buffer): Promise<void> {
 export async function gzipToFile(source: ByteSource, dst: string, level: number = DEFAULT_COMPRESS_LEVEL): Promise<number> {
   const tmp = dst + '.tmp';
   let output: FileHandle | undefined;
+  let created = false;
   try {
-    output = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o600);
+    // a new file, never one found there or a link's target
+    output = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    created = true;
     const size = source.size;
     const segments = Math.max(1, Math.ceil(size / SEGMENT));
     // enough segments under way to keep every core (and libuv's 4 threads) busy
@@ -136,7 +139,8 @@ export async function gzipToFile(source: ByteSource, dst: string, level: number 
     return written;
   } catch (e) {
     await output?.close().catch(() => undefined);
-    await rm(tmp, { force: true }).catch(() => undefined);
+    // a file that was there already is not ours to remove
+    if (created) await rm(tmp, { force: true }).catch(() => undefined);
     throw new CompressError(`compressing ${basename(dst.replace(/\.gz$/, ''))} failed: ${errorMessage(e)}`);
   }
 }
@@ -191,7 +195,7 @@ export async function decompressImageFile(gzPath: string, opts: { dir?: string; 
   }
   let output: FileHandle;
   try {
-    output = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+    output = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
   } catch (e) {
     await input.close().catch(() => undefined);
     throw new DecompressError('unwritable', `cannot be decompressed into ${dir}: ${errorMessage(e)}`);

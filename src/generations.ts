@@ -3,9 +3,10 @@
 //   DIR/N/            a complete generation (manifest.cbor written last)
 //   DIR/.N.partial/   a generation being written (or abandoned by a crash)
 import { constants } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { asArray, asMap, asNumber, asBigInt, asString, decodeCbor, type CborValue } from './image.js';
+import { asArray, asMap, asNumber, asBigInt, asString, decodeCbor, type CborValue, type Image } from './image.js';
+import { tryLockExclusive } from './native.js';
 
 export const MANIFEST = 'manifest.cbor';
 
@@ -22,6 +23,12 @@ export interface ManifestProcess {
   sid?: number;
   /** For a compressed image: its size on disk. */
   compressed_bytes?: number;
+  /**
+   * How many images the restart of this one reads in sequence: 1 for a full
+   * image, one more than its parent's for an image ckrun asked to be
+   * incremental (absent in older manifests). `--full-every` keeps it bounded.
+   */
+  chain?: number;
 }
 
 export interface Manifest {
@@ -181,6 +188,7 @@ export async function readManifest(genDir: string): Promise<Manifest> {
   const processes: ManifestProcess[] = asArray(m['processes']).map((p) => {
     const pm = asMap(p);
     const compressedBytes = asNumber(pm['compressed_bytes']);
+    const chain = asNumber(pm['chain']);
     return {
       pid: asNumber(pm['pid']) ?? -1,
       image: asString(pm['image']) ?? '',
@@ -188,6 +196,7 @@ export async function readManifest(genDir: string): Promise<Manifest> {
       pause_ns: asNumber(pm['pause_ns']) ?? 0,
       ...relations(pm),
       ...(compressedBytes !== undefined ? { compressed_bytes: compressedBytes } : {}),
+      ...(chain !== undefined && chain >= 1 ? { chain } : {}),
     };
   });
   if (processes.length === 0 || processes.some((p) => p.pid <= 0 || !IMAGE_NAME.test(p.image)))
@@ -266,10 +275,13 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-/** Writes `name.tmp`, fsyncs it and renames it to `name`, then fsyncs the directory. */
+/**
+ * Writes `name.tmp` (a new file: never one that was there, never through a
+ * link), fsyncs it and renames it to `name`, then fsyncs the directory.
+ */
 export async function writeFileDurably(dir: string, name: string, data: Uint8Array, mode = 0o600): Promise<void> {
   const tmp = join(dir, `${name}.tmp`);
-  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, mode);
+  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
   try {
     await fh.writeFile(data);
     await fh.sync();
@@ -287,10 +299,11 @@ export async function writeManifest(genDir: string, m: Manifest): Promise<void> 
 
 /**
  * Creates `DIR/.N.partial` for the next number N (never reusing one, even
- * when another writer races for it).
+ * when another writer races for it), at least `atLeast`: the numbers of
+ * partial generations removed are not given out again.
  */
-export async function createPartialGeneration(dir: string): Promise<{ number: number; path: string }> {
-  let n = await nextGenerationNumber(dir);
+export async function createPartialGeneration(dir: string, atLeast = 1): Promise<{ number: number; path: string }> {
+  let n = Math.max(atLeast, await nextGenerationNumber(dir));
   for (let tries = 0; tries < 1000; tries++, n++) {
     const path = join(dir, `.${n}.partial`);
     try {
@@ -320,4 +333,109 @@ export async function completeGeneration(dir: string, number: number, partialPat
 
 export async function removePartialGeneration(path: string): Promise<void> {
   await rm(path, { recursive: true, force: true });
+}
+
+/**
+ * The chain length of an image being restarted (see ManifestProcess.chain):
+ * the manifest's, else 1 for a full image and unknown (Infinity: the next
+ * checkpoint is full) for an incremental one.
+ */
+export function chainOf(image: Image, entry: ManifestProcess | undefined): number {
+  if (entry?.chain !== undefined) return entry.chain;
+  return asMap(image.meta['incremental'])['parent_used'] === true ? Infinity : 1;
+}
+
+// ---- disk hygiene ------------------------------------------------------
+
+/**
+ * A file of `dir` (searched recursively, links not followed) on which a
+ * checkpoint writer still holds its lock: the shim locks an image from its
+ * creation until it has its final name (preload/image.c). undefined: none.
+ */
+async function busyFile(dir: string): Promise<string | undefined> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return undefined; // gone meanwhile
+  }
+  for (const name of names) {
+    const path = join(dir, name);
+    const st = await lstat(path).catch(() => undefined);
+    if (st?.isDirectory()) {
+      const busy = await busyFile(path);
+      if (busy) return busy;
+      continue;
+    }
+    if (!st?.isFile()) continue;
+    const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY).catch(() => undefined);
+    if (!fh) continue;
+    try {
+      if (!tryLockExclusive(fh.fd)) return path;
+    } finally {
+      await fh.close();
+    }
+  }
+  return undefined;
+}
+
+export interface PartialCleanup {
+  /** `.N.partial` directories removed. */
+  removed: string[];
+  /** Their numbers. */
+  removedNumbers: number[];
+  /** Those left alone: a writer still holds a lock on `busy`. */
+  kept: { path: string; busy: string }[];
+}
+
+/**
+ * Removes the `.N.partial` directories of DIR that no writer writes into
+ * any more: left by a ckrun or a writer killed during a checkpoint, or by a
+ * generation --keep was removing. Only for the session that owns DIR (no
+ * other answers on its socket), never while one of its own checkpoints runs.
+ */
+export async function removeStalePartials(dir: string): Promise<PartialCleanup> {
+  const out: PartialCleanup = { removed: [], removedNumbers: [], kept: [] };
+  for (const g of await listGenerations(dir)) {
+    if (!g.partial) continue;
+    const busy = await busyFile(g.path);
+    if (busy) {
+      out.kept.push({ path: g.path, busy });
+      continue;
+    }
+    await rm(g.path, { recursive: true, force: true });
+    out.removed.push(g.path);
+    out.removedNumbers.push(g.number);
+  }
+  return out;
+}
+
+/**
+ * Keeps the newest `keep` complete generations of DIR and removes the
+ * older complete ones (each first renamed to `.N.partial`, so that a crash
+ * halfway leaves something the next session cleans up, never a generation
+ * that looks complete and is not). Incremental chains stay whole: an image
+ * refers to older ones through hard links in its own generation
+ * (`ref-<inode>.ckpt`), so removing an older generation removes names, not
+ * data a kept one needs. Numbered directories without a readable manifest
+ * are left alone. Returns the numbers removed.
+ */
+export async function pruneGenerations(dir: string, keep: number): Promise<number[]> {
+  const old = (await completeGenerations(dir)).slice(Math.max(1, keep));
+  const moved: string[] = [];
+  for (const g of old) {
+    const to = join(dir, `.${g.number}.partial`);
+    try {
+      await stat(to);
+      continue; // never over an existing name
+    } catch {
+      // free
+    }
+    await rename(g.path, to);
+    moved.push(to);
+  }
+  if (moved.length === 0) return [];
+  await fsyncDir(dir);
+  for (const path of moved) await rm(path, { recursive: true, force: true });
+  return old.map((g) => g.number).filter((n) => moved.includes(join(dir, `.${n}.partial`)));
 }

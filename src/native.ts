@@ -44,6 +44,8 @@ export interface NativeAddon {
   unixPeers(name: string): number[];
   /** Queues the shim's join request (signal, tagged); false when pid is gone. */
   askToJoin(pid: number, signal: number): boolean;
+  /** flock(fd, LOCK_EX|LOCK_NB): true when the lock was taken (it goes with the descriptor), false when another holds it. */
+  tryLockExclusive(fd: number): boolean;
 }
 
 /** Errors thrown by the addon carry the errno name in `code`. */
@@ -171,4 +173,12 @@ export function askToJoin(pid: number, signal: number): boolean {
 /** Inodes of the client ends of the connections accepted on the abstract socket `name`. */
 export function unixPeers(name: string): number[] {
   return native().unixPeers(name);
+}
+
+/**
+ * Takes flock(LOCK_EX) on fd without waiting: false when another open file
+ * holds a lock on it (a checkpoint writer still writing, see preload/image.c).
+ */
+export function tryLockExclusive(fd: number): boolean {
+  return native().tryLockExclusive(fd);
 }

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { sessionEnv, stdioIdentity } from './environment.js';
 import {
+  chainOf,
   completeGenerations,
   encodeManifest,
   findNewestGeneration,
@@ -24,7 +25,7 @@ import { displayPath } from './output.js';
 import { shimPath } from './paths.js';
 import { DEFAULT_DIR } from './protocol.js';
 import { pidState, RestartError, type RestartedSession, type RestartOptions } from './restart.js';
-import { Coordinator, DEFAULT_INTERNAL_SIGNAL, openSession } from './session.js';
+import { checkpointDirFor, Coordinator, DEFAULT_INTERNAL_SIGNAL, openSession } from './session.js';
 
 /** ckrun-restore's exit status when a PID or TID of the family is in use (preload/restore.h). */
 export const EXIT_PIDS_TAKEN = 75;
@@ -188,6 +189,8 @@ export async function restartFamily(opts: RestartOptions, host: string, src: Fam
   let staged: string | undefined;
   const removeStaged = (): Promise<void> => (staged ? rm(staged, { recursive: true, force: true }).catch(() => undefined) : Promise.resolve());
   let images: Image[];
+  // where further checkpoints go must be trustworthy before anything is written
+  await checkpointDirFor(opts.dir ?? src.sourceDir);
   try {
     if (m.compressed !== undefined) staged = await stageCompressed(generation);
     images = await verifyFamily(generation, verifyData, staged);
@@ -314,6 +317,7 @@ async function restartStaged(
     parentImage: null,
     // a compressed image cannot be a parent (the shim reads its parent as it is)
     parentImages: staged ? [] : m.processes.map((p) => [p.pid, join(generation.path, p.image)]),
+    chains: m.processes.map((p, i) => [p.pid, chainOf(images[i]!, p)]),
     expectRestored: m.processes.map((p) => p.pid),
     endsWithChild: true,
   });

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { sessionEnv, stdioIdentity } from './environment.js';
 import {
+  chainOf,
   completeGenerations,
   findNewestGeneration,
   isGenerationDir,
@@ -19,7 +20,15 @@ import { adoptChild, isNativeError, spawnChild } from './native.js';
 import { displayPath, trace } from './output.js';
 import { restoreHostPath, shimPath } from './paths.js';
 import { DEFAULT_DIR } from './protocol.js';
-import { Coordinator, DEFAULT_INTERNAL_SIGNAL, openSession, SessionError, type Session, type SessionOptions } from './session.js';
+import {
+  checkpointDirFor,
+  Coordinator,
+  DEFAULT_INTERNAL_SIGNAL,
+  openSession,
+  SessionError,
+  type Session,
+  type SessionOptions,
+} from './session.js';
 
 export interface RestartOptions extends SessionOptions {
   /**
@@ -280,6 +289,8 @@ export async function restart(opts: RestartOptions = {}): Promise<RestartedSessi
     throw new RestartError(`the restore host ${host} is missing: build ckrun with npm install (or set CKRUN_RESTORE_HOST)`);
   const verifyData = opts.verifyData ?? true;
   const loc = await locateImage({ image: opts.image, dir: opts.image === undefined ? opts.dir : undefined });
+  // where further checkpoints go must be trustworthy before anything is written
+  await checkpointDirFor(opts.dir ?? loc.sourceDir ?? DEFAULT_DIR);
   // A compressed image is restored from a temporary file beside it,
   // removed once the program runs again (its memory stays mapped) or the
   // restart fails.
@@ -301,7 +312,18 @@ async function adoptRestored(opts: RestartOptions, adopt: { pid: number; fd: num
   const image = await verifyLocated(loc, false);
   const pid = imagePid(image);
   const internalSignal = asNumber(image.meta['signal']) ?? DEFAULT_INTERNAL_SIGNAL;
-  const session = await openSession({ ...opts, dir: opts.dir ?? loc.sourceDir ?? DEFAULT_DIR }, internalSignal, adopt.fd);
+  let session: Coordinator;
+  try {
+    session = await openSession({ ...opts, dir: opts.dir ?? loc.sourceDir ?? DEFAULT_DIR }, internalSignal, adopt.fd);
+  } catch (e) {
+    // refused (the directory, most likely): the program must not run on without its session
+    try {
+      process.kill(adopt.pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+    throw e;
+  }
   adoptChild(adopt.pid, (st) => void session.onChildExit(st));
   startRestored(session, image, loc.generation, pid, adopt.pid, undefined);
   trace('session adopted');
@@ -322,6 +344,7 @@ function startRestored(
     () => undefined,
   );
   const manifest = generation?.manifest;
+  const entry = manifest?.processes.find((p) => p.pid === programPid);
   session.start({
     pid: child,
     programPid,
@@ -331,6 +354,7 @@ function startRestored(
     restoredFrom: image.path,
     // the temporary file is gone by the next checkpoint: nothing to be incremental to
     parentImage: temporary ? null : undefined,
+    chains: [[programPid, chainOf(image, entry)]],
   });
 }
 

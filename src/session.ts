@@ -3,16 +3,19 @@
 // takes checkpoints (trigger signal, --interval, `ckrun checkpoint`), and
 // ends with the program's exit status.
 import { closeSync, constants as fsConstants, existsSync } from 'node:fs';
-import { access, mkdir, stat, unlink } from 'node:fs/promises';
+import { access, unlink } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { compressLevel } from './compress.js';
 import { ProgramNotFoundError, resolveProgram, sessionEnv, stdioIdentity } from './environment.js';
+import { DirectoryTrustError, trustCheckpointDir } from './dirtrust.js';
 import {
   completeGeneration,
   createPartialGeneration,
+  pruneGenerations,
   removePartialGeneration,
+  removeStalePartials,
   writeManifest,
   type Manifest,
   type ManifestProcess,
@@ -33,7 +36,6 @@ import { formatBytes, formatDuration, writeErr } from './output.js';
 import { shimPath } from './paths.js';
 import { catchesSignal, innerIds, isLive, ProcessGoneError, sessionProcesses } from './proctree.js';
 import {
-  canonicalDir,
   DEFAULT_DIR,
   oneLine,
   querySession,
@@ -49,6 +51,13 @@ export const DEFAULT_TRIGGER_SIGNAL = osConstants.signals.SIGUSR2;
 export const CHECKPOINT_TIMEOUT_MS = 60_000;
 /** How long a launched program has to say hello before a checkpoint gives up on it. */
 export const HELLO_TIMEOUT_MS = 5_000;
+/**
+ * Every this many checkpoints of a process one is full (a full image, then
+ * at most this many minus one incremental ones): a damaged image then makes
+ * at most this many generations unrestorable, and a restart reads at most
+ * this many images.
+ */
+export const DEFAULT_FULL_EVERY = 10;
 
 export interface SessionOptions {
   /** Checkpoint directory (default ./ckpt), created when missing. */
@@ -82,6 +91,13 @@ export interface SessionOptions {
    * the shim is never asked for an incremental one.
    */
   compress?: boolean | number;
+  /**
+   * After each checkpoint, keep only the newest this many complete
+   * generations of the directory (default: all).
+   */
+  keep?: number;
+  /** Make every this many-th image of a process a full one (default DEFAULT_FULL_EVERY; 1: always full). */
+  fullEvery?: number;
 }
 
 export interface LaunchOptions extends SessionOptions {
@@ -222,6 +238,12 @@ export interface StartInfo {
   endsWithChild?: boolean;
   /** A restored family: [pid, image] for every process, which its next checkpoint may be incremental to. */
   parentImages?: [number, string][];
+  /**
+   * [pid, chain length] of the images restored (ManifestProcess.chain): an
+   * image's next checkpoint is incremental only while its chain is shorter
+   * than --full-every. A restored image not listed is taken as a full one.
+   */
+  chains?: [number, number][];
 }
 
 /**
@@ -265,6 +287,13 @@ export class Coordinator implements Session {
   private lastGeneration: number | null = null;
   /** Each process's newest complete image: its next checkpoint may store only what changed since. */
   private readonly lastImages = new Map<number, string>();
+  /** The chain length of each lastImages entry (1: a full image). */
+  private readonly chains = new Map<number, number>();
+  /** The parent each process of the running checkpoint was told (its image is incremental to it). */
+  private readonly parentsSent = new Map<number, string>();
+  private readonly fullEvery: number;
+  /** Above the numbers of the partial generations this session removed: they are not given out again. */
+  private nextAtLeast = 1;
 
   constructor(dir: string, server: Server, opts: SessionOptions, internalSignal: number) {
     this.dir = dir;
@@ -273,6 +302,7 @@ export class Coordinator implements Session {
     this.opts = opts;
     this.internalSignal = internalSignal;
     this.compressLevel = compressLevel(opts.compress);
+    this.fullEvery = opts.fullEvery ?? DEFAULT_FULL_EVERY;
     const sink = opts.log === undefined ? (l: string) => writeErr(`ckrun: ${l}\n`) : opts.log;
     this.log = sink ?? (() => undefined);
     // Nobody has to observe these; callers that await them still see rejections.
@@ -309,6 +339,7 @@ export class Coordinator implements Session {
     const parent = info.parentImage === undefined ? info.restoredFrom : info.parentImage;
     if (parent && this.compressLevel === undefined) this.lastImages.set(info.programPid, parent);
     if (this.compressLevel === undefined) for (const [pid, image] of info.parentImages ?? []) this.lastImages.set(pid, image);
+    for (const [pid, chain] of info.chains ?? []) this.chains.set(pid, chain);
     this.endsWithChild = info.endsWithChild === true;
     if (info.expectRestored) this.expectRestored = new Set(info.expectRestored);
     this.startedAt = Date.now();
@@ -582,12 +613,10 @@ export class Coordinator implements Session {
   private async runCheckpoint(): Promise<CheckpointResult> {
     const t0 = Date.now();
     await this.waitReady();
-    const dirOk = await stat(this.dir).then(
-      (s) => s.isDirectory(),
-      () => false,
-    );
-    if (!dirOk) await mkdir(this.dir, { recursive: true, mode: 0o700 });
-    const gen = await createPartialGeneration(this.dir);
+    this.vetDirAgain();
+    await this.removeStalePartials();
+    const gen = await createPartialGeneration(this.dir, this.nextAtLeast);
+    this.parentsSent.clear();
     try {
       const answerMs = this.opts.checkpointTimeoutMs ?? CHECKPOINT_TIMEOUT_MS;
       const r = await checkpointBarrier(this.barrierHost(), {
@@ -603,7 +632,16 @@ export class Coordinator implements Session {
       for (const p of r.processes) {
         if (!existsSync(join(gen.path, p.image)))
           throw new SessionError(`process ${p.pid} answered ok, but its image ${join(gen.path, p.image)} is not there`);
-        processes.push({ pid: p.pid, image: p.image, bytes: p.bytes, pause_ns: p.pauseNs, ppid: p.ppid, pgid: p.pgid, sid: p.sid });
+        processes.push({
+          pid: p.pid,
+          image: p.image,
+          bytes: p.bytes,
+          pause_ns: p.pauseNs,
+          ppid: p.ppid,
+          pgid: p.pgid,
+          sid: p.sid,
+          chain: this.chainAfter(p.pid),
+        });
       }
       // the root first, then by PID
       processes.sort((a, b) => Number(b.pid === this.programPid) - Number(a.pid === this.programPid) || a.pid - b.pid);
@@ -624,12 +662,76 @@ export class Coordinator implements Session {
       await writeManifest(gen.path, manifest);
       const path = await completeGeneration(this.dir, gen.number, gen.path);
       // a compressed image cannot be a parent: the shim reads its parent as it is
-      if (this.compressLevel === undefined) for (const p of processes) this.lastImages.set(p.pid, join(path, p.image));
+      if (this.compressLevel === undefined)
+        for (const p of processes) {
+          this.lastImages.set(p.pid, join(path, p.image));
+          this.chains.set(p.pid, p.chain ?? 1);
+        }
+      await this.keepNewest();
       return { generation: gen.number, path, processes, ms: Date.now() - t0 };
     } catch (e) {
       await removePartialGeneration(gen.path).catch(() => undefined);
       throw e;
     }
+  }
+
+  /**
+   * The directory is checked again before each checkpoint (its owner may
+   * have changed its mode meanwhile) and created again if it was removed.
+   */
+  private vetDirAgain(): void {
+    let now: string;
+    try {
+      now = trustCheckpointDir(this.dir);
+    } catch (e) {
+      if (e instanceof DirectoryTrustError) throw new SessionError(e.message);
+      throw e;
+    }
+    if (now !== this.dir)
+      throw new SessionError(`refusing checkpoint directory ${this.dir}: it now resolves to ${now}; start a new session there if that is meant`);
+  }
+
+  /** Removes the `.N.partial` directories no writer writes into any more (never the running checkpoint's: called before it starts). */
+  async removeStalePartials(): Promise<void> {
+    try {
+      const r = await removeStalePartials(this.dir);
+      for (const n of r.removedNumbers) this.nextAtLeast = Math.max(this.nextAtLeast, n + 1);
+      for (const path of r.removed) this.verbose(`removed ${path}, left by an interrupted checkpoint`);
+      for (const k of r.kept) this.verbose(`left ${k.path} alone: a checkpoint writer still writes ${k.busy}`);
+    } catch (e) {
+      this.log(`cannot remove the unfinished checkpoints in ${this.dir}: ${errorMessage(e)}`);
+    }
+  }
+
+  /** --keep N: the complete generations beyond the newest N go (the checkpoint itself is complete either way). */
+  private async keepNewest(): Promise<void> {
+    const keep = this.opts.keep;
+    if (keep === undefined) return;
+    try {
+      const removed = await pruneGenerations(this.dir, keep);
+      if (removed.length > 0) this.verbose(`removed generation${removed.length === 1 ? '' : 's'} ${removed.join(', ')} (--keep ${keep})`);
+    } catch (e) {
+      this.log(`cannot remove generations beyond the newest ${keep} in ${this.dir}: ${errorMessage(e)}`);
+    }
+  }
+
+  /** The parent image a process's next image may be incremental to: none once its chain reached --full-every. */
+  private parentFor(pid: number): string | undefined {
+    // a compressed image cannot be a parent: the shim reads its parent as it is
+    if (this.compressLevel !== undefined) return undefined;
+    const parent = this.lastImages.get(pid);
+    if (parent === undefined || (this.chains.get(pid) ?? 1) >= this.fullEvery) return undefined;
+    this.parentsSent.set(pid, parent);
+    return parent;
+  }
+
+  /**
+   * The chain length of the image a process just wrote: one more than its
+   * parent's when it was told one (the shim may still have written a full
+   * image: counted long, which only makes the next full one come sooner).
+   */
+  private chainAfter(pid: number): number {
+    return this.parentsSent.has(pid) ? (this.chains.get(pid) ?? 1) + 1 : 1;
   }
 
   /**
@@ -684,8 +786,7 @@ export class Coordinator implements Session {
         p.pending = undefined;
         pending?.fail(new SessionError('the checkpoint was abandoned'));
       },
-      // a compressed image cannot be a parent: the shim reads its parent as it is
-      parentImage: (p) => (this.compressLevel === undefined ? this.lastImages.get(p.pid) : undefined),
+      parentImage: (p) => this.parentFor(p.pid),
       ownSockets: () => unixPeers(this.socketName),
       askToJoin: (outer) => catchesSignal(outer, this.internalSignal) && askToJoin(outer, this.internalSignal),
       verbose: (line) => this.verbose(line),
@@ -849,32 +950,49 @@ function listenOn(server: Server, fd: number, name: string): Promise<void> {
 }
 
 /**
- * Prepares a session on DIR: creates DIR, refuses if another session
- * answers on its socket, listens. The caller spawns the child and calls
- * start(); on failure it must close() the coordinator.
+ * The canonical path of the checkpoint directory ckrun may write to:
+ * vetted component by component (src/dirtrust.ts), created 0700 when
+ * missing. Throws a SessionError naming the directory, why it is refused
+ * and the way out.
  */
-export async function openSession(opts: SessionOptions, internalSignal: number, listenFd?: number): Promise<Coordinator> {
-  const requested = opts.dir ?? DEFAULT_DIR;
+export async function checkpointDirFor(requested: string): Promise<string> {
+  let dir: string;
   try {
-    await mkdir(requested, { recursive: true, mode: 0o700 });
+    dir = trustCheckpointDir(requested);
   } catch (e) {
-    throw new SessionError(`cannot create the checkpoint directory ${requested}: ${errorMessage(e)}`);
+    if (e instanceof DirectoryTrustError) throw new SessionError(e.message);
+    throw e;
   }
-  const dir = canonicalDir(requested);
-  const st = await stat(dir);
-  if (!st.isDirectory()) throw new SessionError(`${dir} is not a directory; choose another --dir`);
   try {
-    await access(dir, fsConstants.W_OK);
+    await access(dir, fsConstants.W_OK | fsConstants.X_OK);
   } catch {
     throw new SessionError(`cannot write checkpoints to ${dir}: permission denied; choose another --dir`);
   }
+  return dir;
+}
+
+/** A whole number of at least 1, or a usage error (exit status 2). */
+function checkCount(what: string, v: number | undefined): void {
+  if (v !== undefined && !(Number.isSafeInteger(v) && v >= 1)) throw new SessionError(`${what} must be a whole number of at least 1 (got ${v})`, 2);
+}
+
+/**
+ * Prepares a session on DIR: vets (and creates) DIR, refuses if another
+ * session answers on its socket, listens, and removes what interrupted
+ * checkpoints left there. The caller spawns the child and calls start();
+ * on failure it must close() the coordinator.
+ */
+export async function openSession(opts: SessionOptions, internalSignal: number, listenFd?: number): Promise<Coordinator> {
   if (opts.interval !== undefined && !(opts.interval > 0 && Number.isFinite(opts.interval)))
     throw new SessionError(`the interval must be a positive number of seconds (got ${opts.interval})`, 2);
+  checkCount('--keep', opts.keep);
+  checkCount('--full-every', opts.fullEvery);
   try {
     compressLevel(opts.compress);
   } catch (e) {
     throw new SessionError(errorMessage(e), 2);
   }
+  const dir = await checkpointDirFor(opts.dir ?? DEFAULT_DIR);
   const server = createServer();
   if (listenFd === undefined) {
     await refuseIfRunning(dir);
@@ -882,7 +1000,10 @@ export async function openSession(opts: SessionOptions, internalSignal: number, 
   } else {
     await listenOn(server, listenFd, socketNameFor(dir));
   }
-  return new Coordinator(dir, server, opts, internalSignal);
+  const session = new Coordinator(dir, server, opts, internalSignal);
+  // the directory is this session's now: no other can start on its socket
+  await session.removeStalePartials();
+  return session;
 }
 
 /** Exit status a shell would give for a program that could not be started. */

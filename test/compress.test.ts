@@ -280,8 +280,9 @@ test('a disk that fills up while an image is compressed fails the checkpoint cle
   const ckpt = scope.ckptDir();
   try {
     // room for the image (17 MiB: 16 MiB of random data, whenever it is
-    // taken) but not for it and its compressed copy (random data stays as big)
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=24m', 'tmpfs', ckpt], { stdio: 'ignore' });
+    // taken) but not for it and its compressed copy (random data stays as big);
+    // mode 0700: a checkpoint directory others may write to is refused
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=24m,mode=0700', 'tmpfs', ckpt], { stdio: 'ignore' });
   } catch (e) {
     await scope.cleanup();
     throw new Error(`this test needs a small tmpfs to fill up (mount -t tmpfs, as root), which failed: ${(e as Error).message}`);

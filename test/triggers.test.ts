@@ -204,7 +204,8 @@ test('ckrun checkpoint without a session: non-zero status and a clear message', 
 
 function tryMountTmpfs(dir: string, size: string): boolean {
   try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir], { stdio: 'ignore' });
+    // mode 0700: a checkpoint directory others may write to is refused
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0700`, 'tmpfs', dir], { stdio: 'ignore' });
     return true;
   } catch {
     return false;
