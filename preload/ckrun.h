@@ -64,6 +64,7 @@ struct ck_thread {
 	uint32_t rseq_sig;
 	uint64_t pending;        /* signals pending for this thread only */
 	char comm[16];
+	long securebits;         /* PR_GET_SECUREBITS: per thread, not in /proc */
 };
 
 /* ---- what the restore host hands to the restored shim ---- */
