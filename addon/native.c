@@ -1436,6 +1436,66 @@ fail:
 }
 
 /* ------------------------------------------------------------------ */
+/* sendWithFd: a line to a shim with a descriptor attached               */
+
+/* Sends a line on a connected Unix socket in one sendmsg, with fd attached
+ * (SCM_RIGHTS): the image file ckrun created for a process, which may no
+ * longer be able to create files in the directory itself. Returns the
+ * bytes sent (the caller writes the rest of a partly sent line). */
+static napi_value js_send_with_fd(napi_env env, napi_callback_info info)
+{
+	size_t argc = 3;
+	napi_value argv[3];
+	int64_t sock, fd;
+
+	NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	if (argc < 3) {
+		throw_type(env, "sendWithFd(socket, line, fd): three arguments are required");
+		return NULL;
+	}
+	if (!get_int(env, argv[0], "sendWithFd: socket", 0, INT_MAX, &sock) ||
+	    !get_int(env, argv[2], "sendWithFd: fd", 0, INT_MAX, &fd))
+		return NULL;
+	char *line = dup_string(env, argv[1], "sendWithFd: line");
+	if (!line)
+		return NULL;
+	size_t len = strlen(line);
+	struct iovec iov = { line, len };
+	union {
+		struct cmsghdr h;
+		char space[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct msghdr msg;
+	memset(&msg, 0, sizeof msg);
+	memset(&ctl, 0, sizeof ctl);
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = &ctl;
+	msg.msg_controllen = sizeof ctl;
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	int one = (int)fd;
+	memcpy(CMSG_DATA(c), &one, sizeof one);
+	ssize_t r;
+	do
+		r = sendmsg((int)sock, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+	while (r < 0 && errno == EINTR);
+	int err = errno;
+	free(line);
+	if (r < 0) {
+		throw_coded(env, errno_name(err), "sendWithFd: %s", strerror(err));
+		return NULL;
+	}
+	napi_value result;
+	NAPI_CALL(env, napi_create_int64(env, (int64_t)r, &result));
+	return result;
+fail:
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
 /* unixPeers: the client ends of the connections ckrun accepted         */
 
 /* A connection accepted on a listening socket carries the listener's
@@ -1575,6 +1635,7 @@ NAPI_MODULE_INIT()
 		{ "kcmpFile", NULL, js_kcmp_file, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "unixPeers", NULL, js_unix_peers, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "askToJoin", NULL, js_ask_to_join, NULL, NULL, NULL, napi_enumerable, NULL },
+		{ "sendWithFd", NULL, js_send_with_fd, NULL, NULL, NULL, napi_enumerable, NULL },
 	};
 	if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)
 		return NULL;

@@ -610,7 +610,7 @@ CK_HIDDEN void ck_memory_save_stopped(struct ck_writer *w, struct ck_scratch *s)
 {
 	struct map_line *maps;
 	int n = read_maps(w, s, &maps);
-	int pmfd = (int)ck_openat(AT_FDCWD, "/proc/self/pagemap", O_RDONLY | O_CLOEXEC, 0);
+	int pmfd = (int)ck_open_own_proc("/proc/self/pagemap");
 	if (pmfd < 0) {
 		ck_writer_fail(w, pmfd, "cannot open /proc/self/pagemap");
 		return;
@@ -672,7 +672,7 @@ CK_HIDDEN void ck_memory_save(struct ck_writer *w, struct ck_scratch *s)
 
 	save_vdso(w, maps, n);
 
-	int pmfd = (int)ck_openat(AT_FDCWD, "/proc/self/pagemap", O_RDONLY | O_CLOEXEC, 0);
+	int pmfd = (int)ck_open_own_proc("/proc/self/pagemap");
 	if (pmfd < 0) {
 		ck_writer_fail(w, pmfd, "cannot open /proc/self/pagemap");
 		return;
