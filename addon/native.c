@@ -510,13 +510,14 @@ static __attribute__((noreturn)) void child_fail(int efd, int stage, int err, in
 }
 
 /* In a new user namespace the child has every capability until it execs
- * as its own (non-zero) UID; the two a restore needs are made ambient so
- * they survive exec. The restored threads drop them again. */
+ * as its own (non-zero) UID; the ones a restore needs are made ambient so
+ * they survive exec (CAP_SETPCAP: the bounding set and securebits the
+ * program had). The restore core sets the program's own again. */
 static int keep_restore_caps(void)
 {
 	struct { uint32_t version; int pid; } hdr = { 0x20080522 /* v3 */, 0 };
 	struct { uint32_t effective, permitted, inheritable; } data[2];
-	static const int caps[] = { 21 /* CAP_SYS_ADMIN */, 40 /* CAP_CHECKPOINT_RESTORE */ };
+	static const int caps[] = { 8 /* CAP_SETPCAP */, 21 /* CAP_SYS_ADMIN */, 40 /* CAP_CHECKPOINT_RESTORE */ };
 	if (syscall(SYS_capget, &hdr, data) < 0)
 		return -1;
 	for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++)

@@ -826,11 +826,15 @@ CK_HIDDEN void ck_creds_check(struct ck_image *img)
 	if (h.own_userns && any)
 		ck_refuse("image %s is of a process with capabilities (%s); this restart runs in a user namespace of its "
 			  "own, where capabilities are not the ones it had: restart it as root", img->path, cap_list(any));
-	uint64_t missing = (c->cap_prm & ~h.cap_prm) | (c->cap_inh & ~(h.cap_inh | h.cap_prm)) | (c->cap_bnd & ~h.cap_bnd);
+	uint64_t missing = (c->cap_prm & ~h.cap_prm) | (c->cap_inh & ~(h.cap_inh | h.cap_prm));
 	if (missing)
 		ck_refuse("image %s is of a process with capabilities this restart does not have (%s): ckrun never "
 			  "gives a program more than its restarter holds; restart it where they are available", img->path,
 			  cap_list(missing));
+	if (c->cap_bnd & ~h.cap_bnd)
+		ck_refuse("image %s is of a process whose capability bounding set holds %s, which this restart's lacks: "
+			  "ckrun never gives a program more than its restarter holds; restart it where they are available",
+			  img->path, cap_list(c->cap_bnd & ~h.cap_bnd));
 	if (c->cap_bnd != h.cap_bnd)
 		need_cap(img, &h, CAP_SETPCAP_, "a smaller capability bounding set");
 	if ((uint64_t)h.securebits != c->securebits || uid_change) {

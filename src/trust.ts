@@ -175,11 +175,18 @@ export function checkCredentials(img: Image, owners: Map<string, number>, r: Res
       `this restart runs with no_new_privs, which cannot be undone, and the process of image ${name} did not: restart it from a process without no_new_privs`,
     );
   if (r.uid === 0) {
-    const missing = (c.caps.permitted & ~r.permitted) | (c.caps.inheritable & ~(r.inheritable | r.permitted)) | (c.caps.bounding & ~r.bounding);
+    const missing = (c.caps.permitted & ~r.permitted) | (c.caps.inheritable & ~(r.inheritable | r.permitted));
     if (missing)
       throw new TrustError(
         `image ${name} is of a process with capabilities this restart does not have (${capabilityNames(missing)}): ` +
           'ckrun never gives a program more than its restarter holds; restart it where they are available',
+      );
+    const unbounded = c.caps.bounding & ~r.bounding;
+    if (unbounded)
+      throw new TrustError(
+        `image ${name} is of a process whose capability bounding set holds ${capabilityNames(unbounded)}, which this restart's ` +
+          'lacks (a program could gain them by running a program with file capabilities): ckrun never gives a program more ' +
+          'than its restarter holds; restart it where they are available',
       );
     return c;
   }
@@ -194,13 +201,8 @@ export function checkCredentials(img: Image, owners: Map<string, number>, r: Res
       `image ${name} is of a process with capabilities (${capabilityNames(anyCapability(c))}), which an ordinary user's restart ` +
         'cannot give (it runs in a user namespace of its own, where capabilities are not the ones the program had); root can restart it',
     );
-  if (c.caps.bounding !== r.bounding)
-    throw new TrustError(
-      `image ${name} is of a process whose capability bounding set (${capabilityNames(c.caps.bounding)}) differs from this user's ` +
-        `(${capabilityNames(r.bounding)}), which an ordinary user's restart cannot set; root can restart it`,
-    );
-  if (c.securebits !== r.securebits)
-    throw new TrustError(`image ${name} is of a process with securebits ${c.securebits}, which an ordinary user's restart cannot set; root can restart it`);
+  // the bounding set and securebits are set again inside the user
+  // namespace (its bounding set is full), where they limit only the program
   // setgroups is denied in the user namespace: the program keeps the
   // restarter's groups (seen there as the overflow GID, except the user's own)
   const theirs = sorted(c.groups);
