@@ -1,8 +1,8 @@
 /*
  * creds: a program that prints its own credentials on every step.
  *
- * Each step prints one line with what the main thread and a worker thread
- * each read of their own credentials (credentials are per thread in the
+ * Each step prints one line with what the main thread and then a worker
+ * thread each read of their own credentials (credentials are per thread in the
  * kernel): real, effective, saved and filesystem user and group IDs
  * (/proc/thread-self/status, and getresuid/getresgid), supplementary
  * groups (getgroups), the five capability sets, securebits, no_new_privs
@@ -140,8 +140,7 @@ int main(int argc, char **argv)
 		char mine[1024];
 		describe(mine, sizeof mine);
 		ask_worker(s);
-		say("step %d main: %s", s, mine);
-		say("step %d worker: %s", s, worker_text);
+		say("step %d main: %s || worker: %s", s, mine, worker_text);
 		pace_ms(PACE_MS);
 	}
 	say("creds: done steps=%d", steps);

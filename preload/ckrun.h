@@ -315,6 +315,8 @@ CK_HIDDEN void ck_track_end(struct ck_scratch *s);
 CK_HIDDEN void ck_parent_load(struct ck_scratch *s, const char *parent, const char *image);
 CK_HIDDEN int ck_track_covers(struct ck_scratch *s, uint64_t start, uint64_t end);
 CK_HIDDEN int ck_track_written(struct ck_scratch *s, uint64_t page);
+/* 1: the parent chain holds the page (file, off); 0: it does not; -1: it
+ * does, in a file that cannot be linked into the new generation. */
 CK_HIDDEN int ck_parent_lookup(struct ck_scratch *s, uint64_t page, int *file, uint64_t *off);
 CK_HIDDEN int ck_ref_for_mapping(struct ck_scratch *s, const char *map_files_path);
 CK_HIDDEN void ck_refs_save(struct ck_writer *w, struct ck_scratch *s);

@@ -325,7 +325,10 @@ static void save_runs_pagemap(struct ck_writer *w, struct ck_scratch *s, int pmf
 			} else if (mode == BY_PARENT) {
 				if (!(pm & (PM_PRESENT | PM_SWAP)))
 					continue; /* released since: zero */
-				if (!ck_track_written(s, addr) && !ck_parent_lookup(s, addr, &file, &off))
+				/* a page held in a parent that cannot be linked (another
+				 * file system, a directory the process may not write) is
+				 * stored (file stays -1) */
+				if (!ck_track_written(s, addr) && ck_parent_lookup(s, addr, &file, &off) == 0)
 					continue; /* never stored and never written: the zero page */
 			} else if (!k->store_all && !page_wanted(k, pm)) {
 				continue;
