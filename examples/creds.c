@@ -8,7 +8,7 @@
  * groups (getgroups), the five capability sets, securebits, no_new_privs
  * and dumpable. A restarted program must print the same thing.
  *
- *   creds [--drop] [--steps N]
+ *   creds [--drop] [--split] [--steps N]
  *
  * --drop (as root): before anything else, the program drops to user and
  * group nobody (65534) with supplementary groups 27, 44 and 100 and keeps
@@ -17,11 +17,16 @@
  * sets no_new_privs; securebits keep SECBIT_KEEP_CAPS; dumpable is what
  * the kernel made it (0 after the change of user). The worker thread is
  * started afterwards.
+ *
+ * --split: the worker thread alone changes its filesystem user ID to 65534
+ * (glibc's setfsuid is a plain system call: only the calling thread's
+ * changes), so the threads' credentials differ.
  */
 #include "common.h"
 #include <grp.h>
 #include <linux/capability.h>
 #include <pthread.h>
+#include <sys/fsuid.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -90,13 +95,19 @@ static void drop(void)
 /* The worker describes its own credentials when asked (step > done). */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
-static int asked, answered;
+static int asked, answered, ready;
 static char worker_text[1024];
+
+static int split;
 
 static void *worker(void *arg)
 {
 	(void)arg;
+	if (split)
+		setfsuid(NOBODY);
 	pthread_mutex_lock(&lock);
+	ready = 1; /* its credentials are final: main may describe its own (dumpable is per process) */
+	pthread_cond_broadcast(&cond);
 	for (;;) {
 		while (asked == answered)
 			pthread_cond_wait(&cond, &lock);
@@ -125,8 +136,10 @@ int main(int argc, char **argv)
 			steps = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--drop"))
 			dropping = 1;
+		else if (!strcmp(argv[i], "--split"))
+			split = 1;
 		else {
-			fprintf(stderr, "usage: creds [--drop] [--steps N]\n");
+			fprintf(stderr, "usage: creds [--drop] [--split] [--steps N]\n");
 			return 2;
 		}
 	}
@@ -135,6 +148,10 @@ int main(int argc, char **argv)
 	pthread_t t;
 	if (pthread_create(&t, NULL, worker, NULL) != 0)
 		die("pthread_create");
+	pthread_mutex_lock(&lock);
+	while (!ready)
+		pthread_cond_wait(&cond, &lock);
+	pthread_mutex_unlock(&lock);
 	say("creds: start steps=%d", steps);
 	for (int s = 1; s <= steps; s++) {
 		char mine[1024];

@@ -13,6 +13,7 @@ import {
   Scope,
   T_EXIT,
   checkpoint,
+  ckrun,
   exampleProgram,
   findProcesses,
   lastLine,
@@ -179,6 +180,68 @@ test('a program that dropped root for nobody, groups and fewer capabilities come
     assert.is(exit.code, 0, r2.describe());
     assertContinues(ref, r2.lines, requested2, r1.maxStep, 'node restart');
     assert.is(lastLine(r2.lines), lastLine(ref.lines));
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+test('a family whose child runs as nobody with groups and capabilities (setpriv), restarted twice: each process comes back as itself', async () => {
+  needRoot();
+  const creds = exampleProgram('creds', ['--steps', String(STEPS)]).join(' ');
+  const setpriv =
+    'setpriv --reuid 65534 --regid 65534 --groups 27,44 --inh-caps +net_bind_service --ambient-caps +net_bind_service ' +
+    '--bounding-set -sys_boot --no-new-privs';
+  const program = ['/bin/bash', '-c', `${setpriv} ${creds} & wait`];
+  const scope = new Scope('trust-family');
+  try {
+    const ref = await runNative(program);
+    assert.is(ref.code, 0, ref.stderr);
+    assert.match(ref.lines[1] ?? '', /^step 1 main: Uid: 65534 65534 65534 65534 Gid: 65534 65534 65534 65534 Groups: 27 44 CapEff: 0000000000000400 /, 'the reference run');
+    const ck = scope.ckptDir();
+    const s = scope.launch({ dir: ck, program, label: 'ckrun bash + setpriv creds' });
+    await s.waitForStep(20);
+    const requested1 = s.maxStep;
+    const gen = await checkpoint(ck);
+    assert.is(readManifest(gen).processes?.length, 2, 'bash and creds are one family');
+    await scope.kill9(s);
+
+    const r1 = scope.restart({ dir: ck, label: 'restart of the family' });
+    await r1.waitForStep(s.maxStep + 10);
+    assertContinues(ref, r1.lines, requested1, s.maxStep, 'the family, restarted');
+    const bash = findProcesses((p) => p.cmdline[0] === '/bin/bash' && p.cmdline.includes(`${setpriv} ${creds} & wait`));
+    assert.is(bash.length, 1, 'the restored bash');
+    const st = fs.readFileSync(`/proc/${bash[0]!.pid}/status`, 'utf8');
+    assert.match(st, /^Uid:\s+0\s+0\s+0\s+0$/m, `bash runs as root again:\n${st}`);
+    const requested2 = r1.maxStep;
+    await checkpoint(ck);
+    await scope.kill9(r1);
+
+    const r2 = scope.restart({ dir: ck, front: true, label: 'bin/ckrun restart of the family' });
+    const exit = await r2.waitExit();
+    assert.is(exit.code, 0, r2.describe());
+    assertContinues(ref, r2.lines, requested2, r1.maxStep, 'the family, restarted again');
+    assert.is(lastLine(r2.lines), lastLine(ref.lines));
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+test('threads with different credentials (one changed its filesystem user ID alone): the checkpoint fails, naming the thread; the program runs on unharmed', async () => {
+  needRoot();
+  const program = exampleProgram('creds', ['--split', '--steps', '120']);
+  const scope = new Scope('trust-split');
+  try {
+    const ref = await runNative(program);
+    assert.is(ref.code, 0, ref.stderr);
+    const ck = scope.ckptDir();
+    const s = scope.launch({ dir: ck, program, label: 'ckrun creds --split' });
+    await s.waitForStep(10);
+    const r = await ckrun(['checkpoint', '--dir', ck]);
+    assert.is(r.code, 1, r.describe());
+    assert.match(r.stderr, /cannot save the process's credentials: thread \d+ has other Uid: than thread \d+/, r.describe());
+    const exit = await s.waitExit();
+    assert.is(exit.code, 0, s.describe());
+    assert.equal(s.lines, ref.lines, 'the program ran on as without ckrun');
   } finally {
     await scope.cleanup();
   }
