@@ -164,8 +164,12 @@ test('a program that dropped root for nobody, groups and fewer capabilities come
     const s = scope.launch({ dir: ck, program, label: 'ckrun creds --drop' });
     await s.waitForStep(20);
     const requested1 = s.maxStep;
-    await checkpoint(ck);
+    const gen1 = await checkpoint(ck);
     await scope.kill9(s);
+    const shown = await ckrun(['inspect', gen1, '--no-verify-data']);
+    assert.match(shown.stdout, /^Runs as +nobody \(uid 65534\), gid 65534, groups 27, 44, 100$/m, shown.describe());
+    assert.match(shown.stdout, /^Capabilities +effective CAP_NET_BIND_SERVICE; permitted CAP_CHOWN, CAP_NET_BIND_SERVICE; inheritable CAP_NET_BIND_SERVICE; ambient CAP_NET_BIND_SERVICE; bounding set every capability but CAP_SYS_BOOT/m, shown.describe());
+    assert.match(shown.stdout, /^Security +securebits 0x10 \(keep caps\); no_new_privs set; dumpable 0$/m, shown.describe());
 
     const r1 = scope.restart({ dir: ck, front: true, env: { CKRUN_TRACE: '1' }, label: 'bin/ckrun restart' });
     await r1.waitForStep(s.maxStep + 15);
