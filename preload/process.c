@@ -220,20 +220,21 @@ static uint64_t hex_value(const char *p)
 	return v;
 }
 
-static int creds_fail(struct ck_writer *w, const char *detail_a, int tid_a, const char *detail_b, int tid_b)
+/* The checkpoint fails: thread tid's field (a status line's name, with its
+ * colon) is not the leader's. */
+static int creds_fail(struct ck_writer *w, const char *field, int tid, int leader)
 {
 	ck_writer_fail(w, -EPERM, "cannot save the process's credentials");
 	struct ck_str d;
 	ck_str_init(&d, w->err_detail, sizeof w->err_detail);
 	ck_str_add(&d, "thread ");
-	ck_str_dec(&d, tid_a);
+	ck_str_dec(&d, tid);
 	ck_str_add(&d, " has other ");
-	ck_str_add(&d, detail_a);
+	ck_str_addn(&d, field, ck_ends_with(field, ":") ? ck_strlen(field) - 1 : ck_strlen(field));
 	ck_str_add(&d, " than thread ");
-	ck_str_dec(&d, tid_b);
-	ck_str_add(&d, detail_b);
-	ck_str_add(&d, " (changed in one thread only, by a raw system call, capset or prctl, or being changed "
-		       "right now); ckrun keeps one set of credentials per process: checkpoint again once they agree");
+	ck_str_dec(&d, leader);
+	ck_str_add(&d, " (changed in one thread only, by a raw system call, setfsuid, capset or prctl, or being "
+		       "changed right now); ckrun keeps one set of credentials per process");
 	return 0;
 }
 
@@ -241,14 +242,19 @@ static int creds_fail(struct ck_writer *w, const char *detail_a, int tid_a, cons
 static int threads_agree(struct ck_writer *w, struct ck_scratch *s, const char *mine)
 {
 	char *other = s->text + CK_SCRATCH_TEXT / 2;
+	int leader = ck_threads[0].tid;
 	for (int t = 1; t < ck_nthreads; t++) {
+		int tid = ck_threads[t].tid;
 		if (ck_threads[t].securebits != ck_threads[0].securebits)
-			return creds_fail(w, "securebits", ck_threads[t].tid, "", ck_threads[0].tid);
-		if (read_task_status(ck_threads[t].tid, other, CK_SCRATCH_TEXT / 2) <= 0)
-			continue; /* it exited meanwhile */
+			return creds_fail(w, "securebits", tid, leader);
+		long n = read_task_status(tid, other, CK_SCRATCH_TEXT / 2);
+		if (n <= 0) {
+			ck_writer_fail(w, n < 0 ? n : -EIO, "cannot read a thread's credentials from /proc/self/task/TID/status");
+			return 0;
+		}
 		for (size_t f = 0; f < sizeof cred_fields / sizeof cred_fields[0]; f++)
 			if (!same_value(status_value(mine, cred_fields[f]), status_value(other, cred_fields[f])))
-				return creds_fail(w, cred_fields[f], ck_threads[t].tid, "", ck_threads[0].tid);
+				return creds_fail(w, cred_fields[f], tid, leader);
 	}
 	return 1;
 }
