@@ -511,13 +511,14 @@ static __attribute__((noreturn)) void child_fail(int efd, int stage, int err, in
 }
 
 /* In a new user namespace the child has every capability until it execs
- * as its own (non-zero) UID; the two a restore needs are made ambient so
- * they survive exec. The restored threads drop them again. */
+ * as its own (non-zero) UID; the ones a restore needs are made ambient so
+ * they survive exec (CAP_SETPCAP: the bounding set and securebits the
+ * program had). The restore core sets the program's own again. */
 static int keep_restore_caps(void)
 {
 	struct { uint32_t version; int pid; } hdr = { 0x20080522 /* v3 */, 0 };
 	struct { uint32_t effective, permitted, inheritable; } data[2];
-	static const int caps[] = { 21 /* CAP_SYS_ADMIN */, 40 /* CAP_CHECKPOINT_RESTORE */ };
+	static const int caps[] = { 8 /* CAP_SETPCAP */, 21 /* CAP_SYS_ADMIN */, 40 /* CAP_CHECKPOINT_RESTORE */ };
 	if (syscall(SYS_capget, &hdr, data) < 0)
 		return -1;
 	for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++)
@@ -1474,6 +1475,66 @@ fail:
 }
 
 /* ------------------------------------------------------------------ */
+/* sendWithFd: a line to a shim with a descriptor attached               */
+
+/* Sends a line on a connected Unix socket in one sendmsg, with fd attached
+ * (SCM_RIGHTS): the image file ckrun created for a process, which may no
+ * longer be able to create files in the directory itself. Returns the
+ * bytes sent (the caller writes the rest of a partly sent line). */
+static napi_value js_send_with_fd(napi_env env, napi_callback_info info)
+{
+	size_t argc = 3;
+	napi_value argv[3];
+	int64_t sock, fd;
+
+	NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	if (argc < 3) {
+		throw_type(env, "sendWithFd(socket, line, fd): three arguments are required");
+		return NULL;
+	}
+	if (!get_int(env, argv[0], "sendWithFd: socket", 0, INT_MAX, &sock) ||
+	    !get_int(env, argv[2], "sendWithFd: fd", 0, INT_MAX, &fd))
+		return NULL;
+	char *line = dup_string(env, argv[1], "sendWithFd: line");
+	if (!line)
+		return NULL;
+	size_t len = strlen(line);
+	struct iovec iov = { line, len };
+	union {
+		struct cmsghdr h;
+		char space[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct msghdr msg;
+	memset(&msg, 0, sizeof msg);
+	memset(&ctl, 0, sizeof ctl);
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = &ctl;
+	msg.msg_controllen = sizeof ctl;
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	int one = (int)fd;
+	memcpy(CMSG_DATA(c), &one, sizeof one);
+	ssize_t r;
+	do
+		r = sendmsg((int)sock, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+	while (r < 0 && errno == EINTR);
+	int err = errno;
+	free(line);
+	if (r < 0) {
+		throw_coded(env, errno_name(err), "sendWithFd: %s", strerror(err));
+		return NULL;
+	}
+	napi_value result;
+	NAPI_CALL(env, napi_create_int64(env, (int64_t)r, &result));
+	return result;
+fail:
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
 /* unixPeers: the client ends of the connections ckrun accepted         */
 
 /* A connection accepted on a listening socket carries the listener's
@@ -1614,6 +1675,7 @@ NAPI_MODULE_INIT()
 		{ "unixPeers", NULL, js_unix_peers, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "askToJoin", NULL, js_ask_to_join, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "tryLockExclusive", NULL, js_try_lock_exclusive, NULL, NULL, NULL, napi_enumerable, NULL },
+		{ "sendWithFd", NULL, js_send_with_fd, NULL, NULL, NULL, napi_enumerable, NULL },
 	};
 	if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)
 		return NULL;

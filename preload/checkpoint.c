@@ -42,6 +42,7 @@ static size_t request_len;
 static int session_gone; /* ckrun closed the connection: it died */
 static char request_path[4096];
 static char request_parent[4096]; /* "parent <path>": the image to be incremental to */
+static int request_fd = -1;       /* the image file ckrun sent with "save" (SCM_RIGHTS) */
 
 static uint64_t now_ns(void)
 {
@@ -90,6 +91,46 @@ static int line_arg(const char *line, size_t len, const char *word, char *out, s
 	return 1;
 }
 
+/* Reads what ckrun sent; a descriptor that came with it (the image file,
+ * with "save") is kept in request_fd, replacing one not used. */
+static long recv_request(void *buf, size_t n)
+{
+	struct iovec iov = {buf, n};
+	union {
+		struct cmsghdr h;
+		char space[CMSG_SPACE(4 * sizeof(int))];
+	} ctl;
+	struct msghdr msg;
+	ck_memset(&msg, 0, sizeof msg);
+	ck_memset(&ctl, 0, sizeof ctl);
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = &ctl;
+	msg.msg_controllen = sizeof ctl;
+	long r = CK_SYS3(SYS_recvmsg, ck_session.ctl_fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	struct cmsghdr *c = &ctl.h;
+	if (r >= 0 && msg.msg_controllen >= sizeof *c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+		int fds[4];
+		size_t nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		ck_memcpy(fds, CMSG_DATA(c), (nfds > 4 ? 4 : nfds) * sizeof(int));
+		for (size_t i = 0; i < nfds && i < 4; i++) {
+			if (i == 0 && request_fd < 0)
+				request_fd = fds[i];
+			else
+				ck_close(fds[i]);
+		}
+	}
+	return r;
+}
+
+/* The image file ckrun sent, or -1: the shim creates the file itself. */
+static int take_image_fd(void)
+{
+	int fd = request_fd;
+	request_fd = -1;
+	return fd;
+}
+
 /* The next complete line from ckrun, waiting up to timeout_ms for it (0:
  * only what is there already). Returns its length, or -1. */
 static long next_line(char *out, size_t cap, int timeout_ms)
@@ -108,8 +149,7 @@ static long next_line(char *out, size_t cap, int timeout_ms)
 		}
 		if (request_len == sizeof request_buf)
 			request_len = 0; /* a line longer than any path: drop it */
-		long r = ck_recvfrom(ck_session.ctl_fd, request_buf + request_len, sizeof request_buf - request_len,
-				     MSG_DONTWAIT);
+		long r = recv_request(request_buf + request_len, sizeof request_buf - request_len);
 		if (r > 0) {
 			request_len += (size_t)r;
 			continue;
@@ -499,7 +539,8 @@ static int write_image_state(struct ck_scratch *s, const char *path, int nthread
 	ck_str_init(&tmp, s->path_tmp, sizeof s->path_tmp);
 	ck_str_add(&tmp, path);
 	ck_str_add(&tmp, ".tmp");
-	if (ck_image_open(w, s->path_tmp) < 0)
+	int fd = take_image_fd();
+	if (fd >= 0 ? ck_image_adopt(w, fd, path) < 0 : ck_image_open(w, s->path_tmp) < 0)
 		return 0;
 	struct cb_enc *e = &w->meta;
 	cb_map_open(e);
@@ -913,6 +954,9 @@ static void serve_requests(ucontext_t *uc)
 		int mode;
 		while ((mode = take_request()) != REQ_NONE)
 			lead_checkpoint(uc, mode);
+		int unused = take_image_fd(); /* came with a checkpoint that was abandoned */
+		if (unused >= 0)
+			ck_close(unused);
 		end_with_session();
 		__atomic_store_n(&request_reader, 0, __ATOMIC_SEQ_CST);
 	}

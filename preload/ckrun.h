@@ -65,6 +65,7 @@ struct ck_thread {
 	uint32_t rseq_sig;
 	uint64_t pending;        /* signals pending for this thread only */
 	char comm[16];
+	long securebits;         /* PR_GET_SECUREBITS: per thread, not in /proc */
 };
 
 /* ---- what the restore host hands to the restored shim ---- */
@@ -134,6 +135,7 @@ struct ck_writer {
 	int nvolatile;
 	char *bounce;
 	size_t bounce_len;
+	int in_place;            /* written into the file ckrun created: no rename */
 };
 CK_HIDDEN int ck_writer_fail(struct ck_writer *w, long err, const char *what);
 /* Stores len bytes (len a multiple of the page size) of memory or of a
@@ -142,6 +144,7 @@ CK_HIDDEN uint64_t ck_image_put_memory(struct ck_writer *w, uint64_t addr, size_
 CK_HIDDEN uint64_t ck_image_put_bytes(struct ck_writer *w, const void *buf, size_t len, uint32_t *crc);
 CK_HIDDEN uint64_t ck_image_put_fd(struct ck_writer *w, int fd, uint64_t off, uint64_t len, uint32_t *crc);
 CK_HIDDEN long ck_image_open(struct ck_writer *w, const char *tmp_path);
+CK_HIDDEN long ck_image_adopt(struct ck_writer *w, int fd, const char *path);
 CK_HIDDEN long ck_image_finish(struct ck_writer *w, const char *tmp_path, const char *path);
 
 /* ---- the scratch mapping: everything a checkpoint needs, excluded from
@@ -309,6 +312,9 @@ CK_HIDDEN void ck_inet_save(struct ck_writer *w, const struct ck_fdtab *t, const
 
 /* process.c */
 CK_HIDDEN void ck_process_save(struct ck_writer *w, struct ck_scratch *s);
+/* Opens the process's own /proc/self/pagemap or mem (read-only), also
+ * when it is not dumpable (then they belong to root). Raw code only. */
+CK_HIDDEN long ck_open_own_proc(const char *path);
 CK_HIDDEN long ck_read_file(const char *path, char *buf, size_t cap);
 
 /* incremental.c */
@@ -318,6 +324,8 @@ CK_HIDDEN void ck_track_end(struct ck_scratch *s);
 CK_HIDDEN void ck_parent_load(struct ck_scratch *s, const char *parent, const char *image);
 CK_HIDDEN int ck_track_covers(struct ck_scratch *s, uint64_t start, uint64_t end);
 CK_HIDDEN int ck_track_written(struct ck_scratch *s, uint64_t page);
+/* 1: the parent chain holds the page (file, off); 0: it does not; -1: it
+ * does, in a file that cannot be linked into the new generation. */
 CK_HIDDEN int ck_parent_lookup(struct ck_scratch *s, uint64_t page, int *file, uint64_t *off);
 CK_HIDDEN int ck_ref_for_mapping(struct ck_scratch *s, const char *map_files_path);
 CK_HIDDEN void ck_refs_save(struct ck_writer *w, struct ck_scratch *s);

@@ -120,6 +120,15 @@ static int has_manifest(const char *dir)
 	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+/* A restart runs what a checkpoint holds: the fast start takes on only
+ * the restarter's own (node refuses others, or takes them with
+ * --trust-owner, and says why). */
+static int owned_by_me(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && st.st_uid == geteuid();
+}
+
 static int is_number(const char *s)
 {
 	if (*s < '1' || *s > '9')
@@ -523,6 +532,7 @@ CK_HIDDEN int ck_front_main(int argc, char **argv)
 {
 	struct front_args a = {.cli = argv[0], .restart_args = argv + 1, .nargs = argc - 1};
 	started_ns = mono_ns();
+	unsetenv("CKRUN_TRUST_OWNER"); /* only --trust-owner says so, and node handles it */
 	if (!parse_args(&a) || geteuid() != 0)
 		to_node(&a);
 
@@ -554,6 +564,11 @@ CK_HIDDEN int ck_front_main(int argc, char **argv)
 		snprintf(dir, sizeof dir, "%s", a.dir);
 	if (!realpath(dir, canonical) || access(canonical, W_OK) != 0 || !dir_plainly_trusted(dir, canonical))
 		to_node(&a);
+
+	char manifest[PATH_MAX + 32];
+	snprintf(manifest, sizeof manifest, "%s/manifest.cbor", gen);
+	if (!owned_by_me(dir) || !owned_by_me(gen) || !owned_by_me(manifest))
+		to_node(&a); /* another user's checkpoint: node refuses it or, trusted, restores it */
 
 	static struct ck_image img;
 	char image[PATH_MAX + 64];

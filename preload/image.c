@@ -56,6 +56,32 @@ CK_HIDDEN long ck_image_open(struct ck_writer *w, const char *tmp_path)
 	return r < 0 ? r : 0;
 }
 
+/* The image file ckrun created and sent with "save": written in place,
+ * under its final name (the generation becomes complete only when ckrun
+ * renames its directory), so the process needs no right to the directory. */
+CK_HIDDEN long ck_image_adopt(struct ck_writer *w, int fd, const char *path)
+{
+	w->fd = fd;
+	w->in_place = 1;
+	/* as ck_image_open's: "being written" for ckrun's cleanup (the lock
+	 * belongs to the open file description ckrun created and passed) */
+	CK_SYS2(SYS_flock, fd, LOCK_EX | LOCK_NB);
+	w->data_end = HEADER_SIZE;
+	w->writeback_from = HEADER_SIZE;
+	long r = ck_ftruncate(fd, 0);
+	if (r == 0)
+		r = ck_lseek(fd, HEADER_SIZE, SEEK_SET);
+	if (r < 0) {
+		ck_writer_fail(w, r, "cannot write the image file ckrun created");
+		struct ck_str d;
+		ck_str_init(&d, w->err_detail, sizeof w->err_detail);
+		ck_str_add(&d, path);
+		ck_str_add(&d, ": ");
+		ck_str_errno(&d, r);
+	}
+	return r < 0 ? r : 0;
+}
+
 static int is_volatile(const struct ck_writer *w, uint64_t page)
 {
 	for (int i = 0; i < w->nvolatile; i++)
@@ -116,7 +142,7 @@ CK_HIDDEN uint64_t ck_image_put_memory(struct ck_writer *w, uint64_t addr, size_
 	uint64_t off = w->data_end;
 	int memfd = -1;
 	if (!readable) {
-		memfd = (int)ck_openat(AT_FDCWD, "/proc/self/mem", O_RDONLY | O_CLOEXEC, 0);
+		memfd = (int)ck_open_own_proc("/proc/self/mem");
 		if (memfd < 0) {
 			ck_writer_fail(w, memfd, "cannot open /proc/self/mem");
 			return 0;
@@ -229,7 +255,7 @@ CK_HIDDEN long ck_image_finish(struct ck_writer *w, const char *tmp_path, const 
 		if (r < 0)
 			ck_writer_fail(w, r, "flushing the image to disk (fsync) failed");
 	}
-	if (!w->err) {
+	if (!w->err && !w->in_place) {
 		long r = ck_renameat(AT_FDCWD, tmp_path, AT_FDCWD, path);
 		if (r < 0)
 			ck_writer_fail(w, r, "renaming the finished image failed");
@@ -239,7 +265,8 @@ CK_HIDDEN long ck_image_finish(struct ck_writer *w, const char *tmp_path, const 
 		ck_close(w->fd);
 	w->fd = -1;
 	if (w->err) {
-		ck_unlinkat(AT_FDCWD, tmp_path, 0);
+		if (!w->in_place) /* in place: ckrun removes the unfinished generation */
+			ck_unlinkat(AT_FDCWD, tmp_path, 0);
 		return w->err;
 	}
 	return 0;

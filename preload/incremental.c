@@ -287,7 +287,7 @@ CK_HIDDEN int ck_parent_lookup(struct ck_scratch *s, uint64_t page, int *file, u
 		return 0;
 	int f = ck_ref_use(s, s->index[i].cand);
 	if (f < 0)
-		return 0;
+		return -1; /* held there, but cannot be linked: the caller stores the page */
 	*file = f;
 	*off = s->index[i].off + (page - s->index[i].addr);
 	return 1;

@@ -325,7 +325,10 @@ static void save_runs_pagemap(struct ck_writer *w, struct ck_scratch *s, int pmf
 			} else if (mode == BY_PARENT) {
 				if (!(pm & (PM_PRESENT | PM_SWAP)))
 					continue; /* released since: zero */
-				if (!ck_track_written(s, addr) && !ck_parent_lookup(s, addr, &file, &off))
+				/* a page held in a parent that cannot be linked (another
+				 * file system, a directory the process may not write) is
+				 * stored (file stays -1) */
+				if (!ck_track_written(s, addr) && ck_parent_lookup(s, addr, &file, &off) == 0)
 					continue; /* never stored and never written: the zero page */
 			} else if (!k->store_all && !page_wanted(k, pm)) {
 				continue;
@@ -610,7 +613,7 @@ CK_HIDDEN void ck_memory_save_stopped(struct ck_writer *w, struct ck_scratch *s)
 {
 	struct map_line *maps;
 	int n = read_maps(w, s, &maps);
-	int pmfd = (int)ck_openat(AT_FDCWD, "/proc/self/pagemap", O_RDONLY | O_CLOEXEC, 0);
+	int pmfd = (int)ck_open_own_proc("/proc/self/pagemap");
 	if (pmfd < 0) {
 		ck_writer_fail(w, pmfd, "cannot open /proc/self/pagemap");
 		return;
@@ -672,7 +675,7 @@ CK_HIDDEN void ck_memory_save(struct ck_writer *w, struct ck_scratch *s)
 
 	save_vdso(w, maps, n);
 
-	int pmfd = (int)ck_openat(AT_FDCWD, "/proc/self/pagemap", O_RDONLY | O_CLOEXEC, 0);
+	int pmfd = (int)ck_open_own_proc("/proc/self/pagemap");
 	if (pmfd < 0) {
 		ck_writer_fail(w, pmfd, "cannot open /proc/self/pagemap");
 		return;

@@ -3,9 +3,13 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/personality.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
@@ -127,6 +131,179 @@ static void save_children(struct cb_enc *e, struct ck_scratch *s)
 	cb_close(e);
 }
 
+/* A process that is not dumpable (it changed its user ID, or asked for it)
+ * cannot open its own /proc/self/pagemap or mem: they belong to root then,
+ * mode 0400. It becomes dumpable for that one open and at once goes back:
+ * the open file keeps working (the kernel checks access when it is
+ * opened). The value 2 (fs.suid_dumpable) cannot be set again by a
+ * program: such a process is not switched, the open fails and says so. */
+CK_HIDDEN long ck_open_own_proc(const char *path)
+{
+	long was = ck_prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+	if (was != 0)
+		return ck_openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
+	ck_prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+	long fd = ck_openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
+	ck_prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	return fd;
+}
+
+/* ---- credentials ----
+ * The kernel keeps them per thread. glibc keeps its threads' equal (the
+ * setxid broadcast), but a raw system call, capset or a prctl changes only
+ * the calling thread's: every thread's are compared, and an image holds
+ * one set per process (a process whose threads differ is refused at
+ * checkpoint time, naming the thread). */
+
+static const char *const cred_fields[] = {
+	"Uid:", "Gid:", "Groups:", "CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:", "NoNewPrivs:",
+};
+
+/* Where a field's value starts in /proc/.../status text, or 0. */
+static const char *status_value(const char *buf, const char *field)
+{
+	for (const char *p = buf; *p;) {
+		if (ck_starts_with(p, field)) {
+			p += ck_strlen(field);
+			while (*p == ' ' || *p == '\t')
+				p++;
+			return p;
+		}
+		while (*p && *p != '\n')
+			p++;
+		if (*p)
+			p++;
+	}
+	return 0;
+}
+
+static int same_value(const char *a, const char *b)
+{
+	if (!a || !b)
+		return a == b;
+	while (*a == *b && *a && *a != '\n') {
+		a++;
+		b++;
+	}
+	return (!*a || *a == '\n') && (!*b || *b == '\n');
+}
+
+static long read_task_status(int tid, char *buf, size_t cap)
+{
+	char path[64];
+	struct ck_str p;
+	ck_str_init(&p, path, sizeof path);
+	ck_str_add(&p, "/proc/self/task/");
+	ck_str_dec(&p, tid);
+	ck_str_add(&p, "/status");
+	return ck_read_file(path, buf, cap);
+}
+
+/* Decimal numbers separated by blanks, up to the end of the line. */
+static void put_decimals(struct cb_enc *e, const char *p)
+{
+	uint64_t v;
+	while (p && *p && *p != '\n') {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (!ck_parse_dec(&p, &v))
+			break;
+		cb_uint(e, v);
+	}
+}
+
+static uint64_t hex_value(const char *p)
+{
+	uint64_t v = 0;
+	if (p)
+		ck_parse_hex(&p, &v);
+	return v;
+}
+
+/* The checkpoint fails: thread tid's field (a status line's name, with its
+ * colon) is not the leader's. */
+static int creds_fail(struct ck_writer *w, const char *field, int tid, int leader)
+{
+	ck_writer_fail(w, -EPERM, "cannot save the process's credentials");
+	struct ck_str d;
+	ck_str_init(&d, w->err_detail, sizeof w->err_detail);
+	ck_str_add(&d, "thread ");
+	ck_str_dec(&d, tid);
+	ck_str_add(&d, " has other ");
+	ck_str_addn(&d, field, ck_ends_with(field, ":") ? ck_strlen(field) - 1 : ck_strlen(field));
+	ck_str_add(&d, " than thread ");
+	ck_str_dec(&d, leader);
+	ck_str_add(&d, " (changed in one thread only, by a raw system call, setfsuid, capset or prctl, or being "
+		       "changed right now); ckrun keeps one set of credentials per process");
+	return 0;
+}
+
+/* Every thread's credentials must be the leader's (text in s->text). */
+static int threads_agree(struct ck_writer *w, struct ck_scratch *s, const char *mine)
+{
+	char *other = s->text + CK_SCRATCH_TEXT / 2;
+	int leader = ck_threads[0].tid;
+	for (int t = 1; t < ck_nthreads; t++) {
+		int tid = ck_threads[t].tid;
+		if (ck_threads[t].securebits != ck_threads[0].securebits)
+			return creds_fail(w, "securebits", tid, leader);
+		long n = read_task_status(tid, other, CK_SCRATCH_TEXT / 2);
+		if (n <= 0) {
+			ck_writer_fail(w, n < 0 ? n : -EIO, "cannot read a thread's credentials from /proc/self/task/TID/status");
+			return 0;
+		}
+		for (size_t f = 0; f < sizeof cred_fields / sizeof cred_fields[0]; f++)
+			if (!same_value(status_value(mine, cred_fields[f]), status_value(other, cred_fields[f])))
+				return creds_fail(w, cred_fields[f], tid, leader);
+	}
+	return 1;
+}
+
+/* "creds": the process's user and group IDs, groups, capabilities,
+ * securebits, no_new_privs and dumpable (docs/image-format.md). */
+static void save_creds(struct ck_writer *w, struct ck_scratch *s)
+{
+	struct cb_enc *e = &w->meta;
+	char *mine = s->text;
+	if (read_task_status(ck_threads[0].tid, mine, CK_SCRATCH_TEXT / 2) <= 0 || !status_value(mine, "CapAmb:")) {
+		ck_writer_fail(w, -EIO, "cannot read the process's credentials from /proc/self/task/TID/status");
+		return;
+	}
+	if (!threads_agree(w, s, mine))
+		return;
+	static const struct {
+		const char *key, *field;
+	} caps[] = {
+		{"effective", "CapEff:"}, {"permitted", "CapPrm:"}, {"inheritable", "CapInh:"},
+		{"bounding", "CapBnd:"}, {"ambient", "CapAmb:"},
+	};
+	uint64_t nnp = 0;
+	const char *q = status_value(mine, "NoNewPrivs:");
+	if (q)
+		ck_parse_dec(&q, &nnp);
+	cb_text(e, "creds");
+	cb_map(e, 7);
+	cb_text(e, "uid");
+	cb_array_open(e);
+	put_decimals(e, status_value(mine, "Uid:"));
+	cb_close(e);
+	cb_text(e, "gid");
+	cb_array_open(e);
+	put_decimals(e, status_value(mine, "Gid:"));
+	cb_close(e);
+	cb_text(e, "groups");
+	cb_array_open(e);
+	put_decimals(e, status_value(mine, "Groups:"));
+	cb_close(e);
+	cb_text(e, "caps");
+	cb_map(e, sizeof caps / sizeof caps[0]);
+	for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++)
+		cb_kv_uint(e, caps[i].key, hex_value(status_value(mine, caps[i].field)));
+	cb_kv_uint(e, "securebits", (uint64_t)ck_threads[0].securebits);
+	cb_kv_bool(e, "no_new_privs", nnp != 0);
+	cb_kv_uint(e, "dumpable", (uint64_t)ck_prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
+}
+
 CK_HIDDEN void ck_process_save(struct ck_writer *w, struct ck_scratch *s)
 {
 	struct cb_enc *e = &w->meta;
@@ -148,6 +325,7 @@ CK_HIDDEN void ck_process_save(struct ck_writer *w, struct ck_scratch *s)
 	cb_kv_uint(e, "tty", tty);
 	cb_kv_uint(e, "pdeathsig", (uint64_t)ck_saved_pdeathsig);
 	save_children(e, s);
+	save_creds(w, s);
 	save_link(e, "exe", "/proc/self/exe");
 	save_cmdline(e, s);
 	{
@@ -185,6 +363,103 @@ static const char *take_text(struct cb_dec *d)
 	if (!cbd_text(d, &s, &n))
 		return 0;
 	return ck_dup_text(s, n);
+}
+
+/* [real, effective, saved, filesystem] */
+static int parse_ids(struct cb_dec *d, uint32_t out[4])
+{
+	int64_t n;
+	uint64_t v;
+	int i = 0;
+	if (!cbd_array(d, &n))
+		return 0;
+	while (cbd_next_item(d, &n)) {
+		if (i >= 4 || !cbd_uint(d, &v) || v > UINT32_MAX)
+			return 0;
+		out[i++] = (uint32_t)v;
+	}
+	return i == 4 && !d->error;
+}
+
+static int parse_groups(struct cb_dec *d, struct ck_image *img)
+{
+	int64_t n;
+	uint64_t v;
+	size_t cap = 16;
+	if (!cbd_array(d, &n) || !(img->groups = malloc(cap * sizeof *img->groups)))
+		return 0;
+	img->creds.ngroups = 0;
+	while (cbd_next_item(d, &n)) {
+		if (img->creds.ngroups >= CK_MAX_GROUPS || !cbd_uint(d, &v) || v > UINT32_MAX)
+			return 0;
+		if (img->creds.ngroups == cap && !(img->groups = realloc(img->groups, (cap *= 2) * sizeof *img->groups)))
+			return 0;
+		img->groups[img->creds.ngroups++] = (uint32_t)v;
+	}
+	return !d->error;
+}
+
+static int parse_caps(struct cb_dec *d, struct ck_creds *c, int *seen)
+{
+	int64_t n;
+	const char *k;
+	size_t kl;
+	if (!cbd_map(d, &n))
+		return 0;
+	while (cbd_next_key(d, &n, &k, &kl)) {
+		uint64_t *field = cbd_key_is(k, kl, "effective")     ? &c->cap_eff
+				  : cbd_key_is(k, kl, "permitted")   ? &c->cap_prm
+				  : cbd_key_is(k, kl, "inheritable") ? &c->cap_inh
+				  : cbd_key_is(k, kl, "bounding")    ? &c->cap_bnd
+				  : cbd_key_is(k, kl, "ambient")     ? &c->cap_amb
+								     : 0;
+		if (field ? !cbd_uint(d, field) : !cbd_skip(d))
+			return 0;
+		*seen += field != 0;
+	}
+	return !d->error;
+}
+
+/* "creds" (docs/image-format.md); every part must be there. */
+static int parse_creds(struct cb_dec *d, struct ck_image *img)
+{
+	int64_t n;
+	const char *k;
+	size_t kl;
+	int ids = 0, caps = 0, groups = 0, rest = 0; /* ids: bit 0 uid, bit 1 gid */
+	uint64_t v;
+	struct ck_creds *c = &img->creds;
+	if (!cbd_map(d, &n))
+		return 0;
+	while (cbd_next_key(d, &n, &k, &kl)) {
+		int ok;
+		if (cbd_key_is(k, kl, "uid") || cbd_key_is(k, kl, "gid")) {
+			int uid = cbd_key_is(k, kl, "uid");
+			ok = parse_ids(d, uid ? c->uid : c->gid);
+			ids |= uid ? 1 : 2;
+		} else if (cbd_key_is(k, kl, "groups")) {
+			ok = parse_groups(d, img);
+			groups = 1;
+		} else if (cbd_key_is(k, kl, "caps")) {
+			ok = parse_caps(d, c, &caps);
+		} else if (cbd_key_is(k, kl, "securebits")) {
+			ok = cbd_uint(d, &c->securebits);
+			rest++;
+		} else if (cbd_key_is(k, kl, "no_new_privs")) {
+			ok = cbd_bool(d, &c->no_new_privs);
+			rest++;
+		} else if (cbd_key_is(k, kl, "dumpable")) {
+			ok = cbd_uint(d, &v) && v <= 2;
+			c->dumpable = (int)v;
+			rest++;
+		} else {
+			ok = cbd_skip(d);
+		}
+		if (!ok)
+			return 0;
+	}
+	img->has_creds = ids == 3 && caps == 5 && groups && rest == 3;
+	return !d->error && img->has_creds;
 }
 
 /* Handles the top-level keys that belong to the process; returns 1 when
@@ -249,6 +524,9 @@ CK_HIDDEN int ck_process_parse(struct cb_dec *d, const char *k, size_t kl, struc
 				}
 			}
 		}
+	} else if (cbd_key_is(k, kl, "creds")) {
+		if (!parse_creds(d, img))
+			return -1;
 	} else if (cbd_key_is(k, kl, "shim_abi")) {
 		if (!cbd_uint(d, &v))
 			return -1;
@@ -313,6 +591,444 @@ CK_HIDDEN void ck_process_restore(struct ck_image *img)
 				  have.rlim_max == RLIM_INFINITY ? -1LL : (long long)have.rlim_max, strerror(errno));
 		}
 	}
+}
+
+/* ---- credentials: what this restore may grant (restore host) ---- */
+
+#define SECBIT_LOCKS 0x2aUL        /* the *_LOCKED bits of linux/securebits.h */
+#define SECBIT_NO_SETUID_FIXUP 0x4UL
+
+static const char *const cap_names[] = {
+	"CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
+	"LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
+	"SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
+	"SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
+	"MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF",
+	"CHECKPOINT_RESTORE",
+};
+enum { CAP_SETGID_ = 6, CAP_SETUID_ = 7, CAP_SETPCAP_ = 8 };
+
+/* "CAP_A, CAP_B" for the bits of mask (a static buffer: for one message). */
+static const char *cap_list(uint64_t mask)
+{
+	static char buf[1024];
+	size_t len = 0;
+	buf[0] = 0;
+	for (int b = 0; b < 64 && len < sizeof buf - 40; b++) {
+		if (!(mask & (1ULL << b)))
+			continue;
+		if (b < (int)(sizeof cap_names / sizeof cap_names[0]))
+			len += (size_t)snprintf(buf + len, sizeof buf - len, "%sCAP_%s", len ? ", " : "", cap_names[b]);
+		else
+			len += (size_t)snprintf(buf + len, sizeof buf - len, "%scapability %d", len ? ", " : "", b);
+	}
+	return buf;
+}
+
+/* The restore host's own credentials. */
+struct host_creds {
+	uint32_t uid[4], gid[4];
+	uint64_t cap_eff, cap_prm, cap_inh, cap_bnd;
+	int no_new_privs, own_userns;
+	long securebits;
+	uint32_t *groups;
+	uint32_t ngroups;
+	char uid_map[4096], gid_map[4096];
+};
+
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "r");
+	size_t cap = 1 << 16, n = 0;
+	char *buf = malloc(cap);
+	while (f && buf) {
+		size_t got = fread(buf + n, 1, cap - 1 - n, f);
+		n += got;
+		if (n < cap - 1)
+			break;
+		buf = realloc(buf, cap *= 2);
+	}
+	if (f)
+		fclose(f);
+	if (!f || !buf)
+		ck_refuse("cannot read %s: %s", path, strerror(errno));
+	buf[n] = 0;
+	if (len)
+		*len = n;
+	return buf;
+}
+
+static void read_host_creds(struct host_creds *h)
+{
+	memset(h, 0, sizeof *h);
+	char *st = slurp("/proc/self/status", 0);
+	const char *q;
+	if ((q = status_value(st, "Uid:")))
+		sscanf(q, "%u %u %u %u", &h->uid[0], &h->uid[1], &h->uid[2], &h->uid[3]);
+	if ((q = status_value(st, "Gid:")))
+		sscanf(q, "%u %u %u %u", &h->gid[0], &h->gid[1], &h->gid[2], &h->gid[3]);
+	h->cap_eff = hex_value(status_value(st, "CapEff:"));
+	h->cap_prm = hex_value(status_value(st, "CapPrm:"));
+	h->cap_inh = hex_value(status_value(st, "CapInh:"));
+	h->cap_bnd = hex_value(status_value(st, "CapBnd:"));
+	if ((q = status_value(st, "NoNewPrivs:")))
+		h->no_new_privs = *q == '1';
+	h->groups = malloc(CK_MAX_GROUPS * sizeof *h->groups);
+	for (q = status_value(st, "Groups:"); q && h->groups && h->ngroups < CK_MAX_GROUPS;) {
+		uint64_t v;
+		while (*q == ' ' || *q == '\t')
+			q++;
+		if (!ck_parse_dec(&q, &v))
+			break;
+		h->groups[h->ngroups++] = (uint32_t)v;
+	}
+	free(st);
+	h->securebits = prctl(PR_GET_SECUREBITS);
+	char *m = slurp("/proc/self/uid_map", 0);
+	snprintf(h->uid_map, sizeof h->uid_map, "%s", m);
+	free(m);
+	m = slurp("/proc/self/gid_map", 0);
+	snprintf(h->gid_map, sizeof h->gid_map, "%s", m);
+	free(m);
+	unsigned long a, b, n;
+	h->own_userns = !(sscanf(h->uid_map, "%lu %lu %lu", &a, &b, &n) == 3 && a == 0 && b == 0 && n == 4294967295UL);
+}
+
+/* Whether id exists in this user namespace (a line of its map covers it). */
+static int id_mapped(const char *map, uint32_t id)
+{
+	for (const char *p = map; *p;) {
+		unsigned long inside, outside, count;
+		if (sscanf(p, "%lu %lu %lu", &inside, &outside, &count) == 3 && id >= inside && id - inside < count)
+			return 1;
+		p = strchr(p, '\n');
+		if (!p)
+			break;
+		p++;
+	}
+	return 0;
+}
+
+static int same_ids(const uint32_t *a, const uint32_t *b)
+{
+	return !memcmp(a, b, 4 * sizeof *a);
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int same_groups(const struct ck_image *img, struct host_creds *h)
+{
+	if (img->creds.ngroups != h->ngroups)
+		return 0;
+	uint32_t *a = malloc((h->ngroups + 1) * sizeof *a);
+	memcpy(a, img->groups, h->ngroups * sizeof *a);
+	qsort(a, h->ngroups, sizeof *a, cmp_u32);
+	qsort(h->groups, h->ngroups, sizeof *h->groups, cmp_u32);
+	int same = !memcmp(a, h->groups, h->ngroups * sizeof *a);
+	free(a);
+	return same;
+}
+
+static const char *ids_text(const uint32_t ids[4], char *buf, size_t cap)
+{
+	if (ids[0] == ids[1] && ids[1] == ids[2] && ids[2] == ids[3])
+		snprintf(buf, cap, "%u", ids[0]);
+	else
+		snprintf(buf, cap, "%u (real), %u (effective), %u (saved), %u (filesystem)", ids[0], ids[1], ids[2], ids[3]);
+	return buf;
+}
+
+static void need_cap(const struct ck_image *img, const struct host_creds *h, int cap, const char *what)
+{
+	if (!(h->cap_eff & (1ULL << cap)))
+		ck_refuse("image %s is of a process with %s; setting them again needs CAP_%s, which this restart does not "
+			  "have: restart it as root", img->path, what, cap_names[cap]);
+}
+
+/* The image, and every image it refers to, must belong to the user who
+ * restarts it, unless they said --trust-owner (CKRUN_TRUST_OWNER=1 from
+ * ckrun); even then, a file an ordinary user owns cannot hold a process of
+ * another user or one with capabilities: no process of theirs made it. */
+static void check_owner(const struct ck_image *img)
+{
+	struct stat st;
+	uid_t me = geteuid();
+	int trust = getenv("CKRUN_TRUST_OWNER") && !strcmp(getenv("CKRUN_TRUST_OWNER"), "1");
+	const struct ck_creds *c = &img->creds;
+	char dir[4096];
+	snprintf(dir, sizeof dir, "%s", img->path);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = 0;
+	else
+		snprintf(dir, sizeof dir, ".");
+	for (int i = -1; i < img->nimages; i++) {
+		char path[8192];
+		snprintf(path, sizeof path, "%s/%s", dir, i < 0 ? "" : img->images[i]);
+		if (i < 0 ? fstat(img->fd, &st) != 0 : stat(path, &st) != 0)
+			continue; /* a missing image is reported where it is opened */
+		const char *name = i < 0 ? img->path : path;
+		if (st.st_uid == me)
+			continue;
+		if (!trust)
+			ck_refuse("image %s is owned by uid %u, not by uid %u, who runs this restart: a restart runs the "
+				  "program an image holds, so ckrun restarts only its own user's; if you trust the owner, "
+				  "say so with ckrun restart --trust-owner", name, (unsigned)st.st_uid, (unsigned)me);
+		int foreign = 0;
+		for (int k = 0; k < 4; k++)
+			foreign |= c->uid[k] != st.st_uid;
+		if (st.st_uid != 0 && (foreign || c->cap_prm || c->cap_eff || c->cap_inh || c->cap_amb))
+			ck_refuse("image %s is owned by uid %u but holds a process that ran as uid %u%s: no process of that "
+				  "user can have written it (it was made or changed by hand); ckrun refuses it even with "
+				  "--trust-owner", name, (unsigned)st.st_uid, c->uid[1],
+				  c->cap_prm || c->cap_eff || c->cap_inh || c->cap_amb ? " with capabilities" : "");
+	}
+}
+
+/* Everything the restore core will set must be possible here, and allowed:
+ * refused before any process exists, never half done after the switch. */
+CK_HIDDEN void ck_creds_check(struct ck_image *img)
+{
+	const struct ck_creds *c = &img->creds;
+	char a[160], b[160];
+	if (!img->has_creds)
+		ck_refuse("image %s does not say which user and capabilities its process ran with (an older ckrun took "
+			  "it); ckrun restores no process with credentials it did not have: restart it with the ckrun "
+			  "that took it", img->path);
+	if ((c->cap_eff & ~c->cap_prm) || (c->cap_amb & ~(c->cap_prm & c->cap_inh)))
+		ck_refuse("image %s is corrupted: its capability sets are inconsistent", img->path);
+	check_owner(img);
+	struct host_creds h;
+	read_host_creds(&h);
+	int uid_change = !same_ids(c->uid, h.uid), gid_change = !same_ids(c->gid, h.gid);
+	for (int k = 0; k < 4 && h.own_userns; k++) {
+		if (!id_mapped(h.uid_map, c->uid[k]))
+			ck_refuse("image %s is of a process that ran as uid %s; this restart runs in a user namespace of its "
+				  "own, where only uid %s exists: an ordinary user restarts only their own processes",
+				  img->path, ids_text(c->uid, a, sizeof a), ids_text(h.uid, b, sizeof b));
+		if (!id_mapped(h.gid_map, c->gid[k]))
+			ck_refuse("image %s is of a process that ran as gid %s; this restart runs in a user namespace of its "
+				  "own, where only gid %s exists: an ordinary user restarts only with their own group",
+				  img->path, ids_text(c->gid, a, sizeof a), ids_text(h.gid, b, sizeof b));
+	}
+	if (uid_change) {
+		snprintf(b, sizeof b, "uid %s", ids_text(c->uid, a, sizeof a));
+		need_cap(img, &h, CAP_SETUID_, b);
+		need_cap(img, &h, CAP_SETPCAP_, b); /* keeps the capabilities while the uids change */
+	}
+	if (gid_change) {
+		snprintf(b, sizeof b, "gid %s", ids_text(c->gid, a, sizeof a));
+		need_cap(img, &h, CAP_SETGID_, b);
+	}
+	/* a user namespace of ckrun's denies setgroups: the process keeps the
+	 * restarter's groups, which ckrun compared before (src/restart.ts) */
+	if (!h.own_userns && !same_groups(img, &h))
+		need_cap(img, &h, CAP_SETGID_, "other supplementary groups");
+	uint64_t any = c->cap_prm | c->cap_eff | c->cap_inh | c->cap_amb;
+	if (h.own_userns && any)
+		ck_refuse("image %s is of a process with capabilities (%s); this restart runs in a user namespace of its "
+			  "own, where capabilities are not the ones it had: restart it as root", img->path, cap_list(any));
+	uint64_t missing = (c->cap_prm & ~h.cap_prm) | (c->cap_inh & ~(h.cap_inh | h.cap_prm));
+	if (missing)
+		ck_refuse("image %s is of a process with capabilities this restart does not have (%s): ckrun never "
+			  "gives a program more than its restarter holds; restart it where they are available", img->path,
+			  cap_list(missing));
+	if (c->cap_bnd & ~h.cap_bnd)
+		ck_refuse("image %s is of a process whose capability bounding set holds %s, which this restart's lacks: "
+			  "ckrun never gives a program more than its restarter holds; restart it where they are available",
+			  img->path, cap_list(c->cap_bnd & ~h.cap_bnd));
+	if (c->cap_bnd != h.cap_bnd)
+		need_cap(img, &h, CAP_SETPCAP_, "a smaller capability bounding set");
+	if ((uint64_t)h.securebits != c->securebits || uid_change) {
+		if ((uint64_t)h.securebits & SECBIT_LOCKS)
+			ck_refuse("this restart runs with locked securebits (%#lx), which keep it from setting those of image "
+				  "%s (%#llx): restart it from a process without locked securebits", h.securebits, img->path,
+				  (unsigned long long)c->securebits);
+		if ((uint64_t)h.securebits != c->securebits)
+			need_cap(img, &h, CAP_SETPCAP_, "other securebits");
+	}
+	if (h.no_new_privs && !c->no_new_privs)
+		ck_refuse("this restart runs with no_new_privs, which cannot be undone, and the process of image %s did "
+			  "not: restart it from a process without no_new_privs", img->path);
+	if (c->dumpable == 2) {
+		char *sd = slurp("/proc/sys/fs/suid_dumpable", 0);
+		int two = sd[0] == '2';
+		free(sd);
+		if (!two || (!uid_change && !gid_change))
+			ck_refuse("image %s is of a process whose dumpable setting was 2 (as fs.suid_dumpable made it after it "
+				  "changed its credentials), which this system does not give it again: restart it where "
+				  "fs.suid_dumpable is 2", img->path);
+	}
+	free(h.groups);
+}
+
+CK_HIDDEN size_t ck_creds_plan_size(const struct ck_image *img)
+{
+	return (size_t)img->creds.ngroups * sizeof(uint32_t);
+}
+
+/* What the restore core sets (groups: an area in the hole for them). */
+CK_HIDDEN void ck_creds_plan(const struct ck_image *img, struct ck_plan *plan, uint32_t *groups)
+{
+	struct host_creds h;
+	read_host_creds(&h);
+	plan->creds = img->creds;
+	plan->groups = groups;
+	memcpy(groups, img->groups, img->creds.ngroups * sizeof *groups);
+	plan->set_groups = !h.own_userns && !same_groups(img, &h);
+	plan->creds_set = 0;
+	plan->creds_go = 0;
+	char *lc = slurp("/proc/sys/kernel/cap_last_cap", 0);
+	plan->last_cap = atoi(lc) > 0 && atoi(lc) < 64 ? atoi(lc) : 40;
+	free(lc);
+	free(h.groups);
+}
+
+/* ---- credentials: set by the restore core, in every thread ----
+ * Raw system calls only (no libc from here, see restore_core.c). Each
+ * thread starts with the restore host's credentials and sets its own; it
+ * runs no code of the image before every thread has done so. */
+
+struct ck_cap_header {
+	uint32_t version;
+	int pid;
+};
+struct ck_cap_data {
+	uint32_t effective, permitted, inheritable;
+};
+#define CK_CAP_V3 0x20080522
+
+static CK_CORE_FN void core_capset(struct ck_plan *p, uint64_t eff, uint64_t prm, uint64_t inh, const char *what)
+{
+	struct ck_cap_header h = {CK_CAP_V3, 0};
+	struct ck_cap_data d[2] = {{(uint32_t)eff, (uint32_t)prm, (uint32_t)inh},
+				   {(uint32_t)(eff >> 32), (uint32_t)(prm >> 32), (uint32_t)(inh >> 32)}};
+	long r = CK_SYS2(SYS_capset, &h, d);
+	if (r < 0)
+		ck_core_fail(p, what, r);
+}
+
+static CK_CORE_FN void core_capget(struct ck_plan *p, uint64_t *eff, uint64_t *prm, uint64_t *inh)
+{
+	struct ck_cap_header h = {CK_CAP_V3, 0};
+	struct ck_cap_data d[2];
+	long r = CK_SYS2(SYS_capget, &h, d);
+	if (r < 0)
+		ck_core_fail(p, "reading the capabilities failed", r);
+	*eff = d[0].effective | (uint64_t)d[1].effective << 32;
+	*prm = d[0].permitted | (uint64_t)d[1].permitted << 32;
+	*inh = d[0].inheritable | (uint64_t)d[1].inheritable << 32;
+}
+
+static CK_CORE_FN void core_prctl(struct ck_plan *p, int op, long arg, long arg2, const char *what)
+{
+	long r = ck_prctl(op, arg, arg2, 0, 0);
+	if (r < 0)
+		ck_core_fail(p, what, r);
+}
+
+/* Groups and group IDs (needs CAP_SETGID when they change). */
+static CK_CORE_FN void core_set_gids(struct ck_plan *p)
+{
+	const struct ck_creds *c = &p->creds;
+	long r;
+	if (p->set_groups && (r = CK_SYS2(SYS_setgroups, c->ngroups, p->groups)) < 0)
+		ck_core_fail(p, "setting the supplementary groups failed", r);
+	if ((r = CK_SYS3(SYS_setresgid, c->gid[0], c->gid[1], c->gid[2])) < 0)
+		ck_core_fail(p, "setting the group IDs failed", r);
+	CK_SYS1(SYS_setfsgid, c->gid[3]);
+	if ((uint32_t)CK_SYS1(SYS_setfsgid, -1) != c->gid[3])
+		ck_core_fail(p, "setting the filesystem group ID failed", -EPERM);
+}
+
+/* Inheritable and ambient capabilities, the bounding set: while the
+ * thread still has the restore host's permitted set. */
+static CK_CORE_FN void core_set_cap_sets(struct ck_plan *p)
+{
+	const struct ck_creds *c = &p->creds;
+	uint64_t eff, prm, inh;
+	core_capget(p, &eff, &prm, &inh);
+	if (inh != c->cap_inh)
+		core_capset(p, eff, prm, c->cap_inh, "setting the inheritable capabilities failed");
+	core_prctl(p, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, "clearing the ambient capabilities failed");
+	for (int cap = 0; cap <= p->last_cap; cap++) {
+		uint64_t bit = 1ULL << cap;
+		if (c->cap_amb & bit) {
+			long r = ck_prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0);
+			if (r < 0)
+				ck_core_fail(p, "raising an ambient capability failed", r);
+		}
+		if (!(c->cap_bnd & bit) && ck_prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1)
+			core_prctl(p, PR_CAPBSET_DROP, cap, 0, "dropping a capability from the bounding set failed");
+	}
+}
+
+/* User IDs. With SECBIT_NO_SETUID_FIXUP the kernel leaves the
+ * capabilities alone while they change; the final capset sets them. */
+static CK_CORE_FN void core_set_uids(struct ck_plan *p)
+{
+	const struct ck_creds *c = &p->creds;
+	uint32_t cur[3] = {0, 0, 0};
+	CK_SYS3(SYS_getresuid, &cur[0], &cur[1], &cur[2]);
+	uint32_t fs = (uint32_t)CK_SYS1(SYS_setfsuid, -1);
+	long sb = ck_prctl(PR_GET_SECUREBITS, 0, 0, 0, 0);
+	if (cur[0] != c->uid[0] || cur[1] != c->uid[1] || cur[2] != c->uid[2] || fs != c->uid[3]) {
+		if (!(sb & SECBIT_NO_SETUID_FIXUP))
+			core_prctl(p, PR_SET_SECUREBITS, sb | (long)SECBIT_NO_SETUID_FIXUP, 0, "setting securebits failed");
+		long r = CK_SYS3(SYS_setresuid, c->uid[0], c->uid[1], c->uid[2]);
+		if (r < 0)
+			ck_core_fail(p, "setting the user IDs failed", r);
+		CK_SYS1(SYS_setfsuid, c->uid[3]);
+		if ((uint32_t)CK_SYS1(SYS_setfsuid, -1) != c->uid[3])
+			ck_core_fail(p, "setting the filesystem user ID failed", -EPERM);
+	}
+	if ((uint64_t)ck_prctl(PR_GET_SECUREBITS, 0, 0, 0, 0) != c->securebits)
+		core_prctl(p, PR_SET_SECUREBITS, (long)c->securebits, 0, "setting the saved securebits failed");
+}
+
+/* This thread's credentials become the image's, in an order in which each
+ * step still has the privilege it needs (ck_creds_check made sure it has). */
+CK_CORE void ck_core_set_creds(struct ck_plan *p)
+{
+	const struct ck_creds *c = &p->creds;
+	core_set_gids(p);
+	core_set_cap_sets(p);
+	core_set_uids(p);
+	core_capset(p, c->cap_eff, c->cap_prm, c->cap_inh, "setting the capabilities failed");
+	if (c->no_new_privs)
+		core_prctl(p, PR_SET_NO_NEW_PRIVS, 1, 0, "setting no_new_privs failed");
+	uint64_t eff, prm, inh;
+	core_capget(p, &eff, &prm, &inh);
+	if (eff != c->cap_eff || prm != c->cap_prm || inh != c->cap_inh)
+		ck_core_fail(p, "the capabilities did not come out as saved", -EPERM);
+}
+
+/* No thread returns to the program while another still has the restore
+ * host's credentials: each waits until all have set theirs; the main
+ * thread, last, puts back the process's dumpable setting (every change of
+ * an effective or filesystem ID reset it) and lets them go. */
+CK_CORE void ck_core_creds_barrier(struct ck_plan *p, int main_thread)
+{
+	if (!main_thread) {
+		__atomic_fetch_add(&p->creds_set, 1, __ATOMIC_SEQ_CST);
+		ck_futex(&p->creds_set, FUTEX_WAKE_PRIVATE, INT_MAX, 0);
+		while (!__atomic_load_n(&p->creds_go, __ATOMIC_SEQ_CST))
+			ck_futex(&p->creds_go, FUTEX_WAIT_PRIVATE, 0, 0);
+		return;
+	}
+	int n;
+	while ((n = __atomic_load_n(&p->creds_set, __ATOMIC_SEQ_CST)) < (int)p->nthreads - 1)
+		ck_futex(&p->creds_set, FUTEX_WAIT_PRIVATE, n, 0);
+	if (p->creds.dumpable < 2)
+		core_prctl(p, PR_SET_DUMPABLE, p->creds.dumpable, 0, "setting dumpable failed");
+	if (ck_prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != p->creds.dumpable)
+		ck_core_fail(p, "the dumpable setting did not come out as saved", -EPERM);
+	__atomic_store_n(&p->creds_go, 1, __ATOMIC_SEQ_CST);
+	ck_futex(&p->creds_go, FUTEX_WAKE_PRIVATE, INT_MAX, 0);
 }
 
 /* ---- the family ends with ckrun ---- */

@@ -126,23 +126,9 @@ static int connect_ckrun(void)
 	return fd;
 }
 
-/* Restored inside a user namespace of ckrun's own (not root): the
- * identity map is not the full one. */
-static int in_own_user_ns(void)
-{
-	char buf[128];
-	unsigned long a, b, n;
-	FILE *f = fopen("/proc/self/uid_map", "r");
-	int full = f && fgets(buf, sizeof buf, f) && sscanf(buf, "%lu %lu %lu", &a, &b, &n) == 3 && a == 0 && b == 0 &&
-		   n == 4294967295UL;
-	if (f)
-		fclose(f);
-	return !full;
-}
-
 static void fill_session_info(struct ck_restore_info *ri)
 {
-	ri->drop_caps = in_own_user_ns();
+	ri->drop_caps = 0; /* the restore core set the image's capabilities already */
 	const char *name = getenv("CKRUN_SOCK");
 	const char *s = getenv("CKRUN_STDIO");
 	if (name)
@@ -303,6 +289,7 @@ CK_HIDDEN void ck_load_and_check(struct ck_image *img, const char *path, int ver
 	ck_image_name = path;
 	ck_image_load(img, path);
 	parse_metadata(img);
+	ck_creds_check(img);
 	ck_verbose("image %s: pid %d, %zu threads, %zu regions, %zu descriptors", path, img->pid, img->nthreads,
 		   img->nregions, img->nfiles);
 	ck_files_check(img);
@@ -328,7 +315,8 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
 		nruns += img->regions[i].nruns;
 	uint64_t vdso_len = img->vdso[2][1] - img->vdso[0][0];
 	uint64_t plan_size = CK_PAGE_UP(sizeof(struct ck_plan) + img->nregions * sizeof(struct ck_plan_region) +
-					nruns * sizeof(struct ck_plan_run) + img->nthreads * sizeof(struct ck_plan_thread) + 64);
+					nruns * sizeof(struct ck_plan_run) + img->nthreads * sizeof(struct ck_plan_thread) +
+					ck_creds_plan_size(img) + 64);
 	uint64_t stacks_size = (img->nthreads + 1) * CK_THREAD_STACK;
 	uint64_t hole_size = ls.size + plan_size + CORE_STACK + stacks_size + CK_PAGE_UP(vdso_len) + CK_PAGE;
 	uint64_t hole = find_hole(img, hole_size);
@@ -342,6 +330,7 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
 	struct ck_plan_region *regions = (struct ck_plan_region *)(plan_at + sizeof *plan);
 	struct ck_plan_run *runs = (struct ck_plan_run *)(regions + img->nregions);
 	struct ck_plan_thread *threads = (struct ck_plan_thread *)(runs + nruns);
+	uint32_t *groups = (uint32_t *)(threads + img->nthreads);
 	uint64_t core_stack_top = plan_at + plan_size + CORE_STACK;
 	uint64_t stacks = core_stack_top;
 	plan->vdso_tmp = stacks + stacks_size;
@@ -419,6 +408,7 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
 	/* the plan */
 	ck_memory_plan(img, plan, regions, runs, objs);
 	ck_threads_plan(img, plan, threads, stacks);
+	ck_creds_plan(img, plan, groups);
 	plan->err_fd = 2;
 	plan->map_runs = !getenv("CKRUN_RESTORE_READ");
 	plan->pid = img->pid;

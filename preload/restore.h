@@ -151,6 +151,19 @@ struct ck_img_child {
 	int pid, zombie, status;
 };
 
+/* A process's credentials (process.c): read from the image, checked
+ * against what the restore may grant, set by the restore core in every
+ * thread before any of them returns to the program. */
+#define CK_MAX_GROUPS 65536 /* NGROUPS_MAX */
+struct ck_creds {
+	uint32_t uid[4], gid[4]; /* real, effective, saved, filesystem */
+	uint64_t cap_eff, cap_prm, cap_inh, cap_bnd, cap_amb;
+	uint64_t securebits;
+	int no_new_privs;
+	int dumpable;
+	uint32_t ngroups;
+};
+
 struct ck_img_action {
 	int sig;
 	uint64_t handler, flags, restorer, mask;
@@ -171,6 +184,9 @@ struct ck_image {
 	size_t nchildren;
 	const char *exe, *cwd, *kernel;
 	uint64_t umask, personality;
+	int has_creds;
+	struct ck_creds creds;
+	uint32_t *groups;
 	int nrlimits;
 	int64_t rlim[16][2];
 	uint64_t mm[11];
@@ -252,6 +268,7 @@ struct ck_plan_thread {
 	struct ck_ctx resume;
 	uint64_t stack_top;
 	uint64_t info; /* resume value: the restore info for the shim */
+	struct ck_plan *plan;
 };
 
 struct ck_plan {
@@ -276,6 +293,14 @@ struct ck_plan {
 	uint64_t nruns;
 	struct ck_plan_thread *threads;
 	uint64_t nthreads;
+	/* credentials: every thread sets them, then waits until all have
+	 * (creds_set counts them) and the main thread lets them go */
+	struct ck_creds creds;
+	uint32_t *groups;
+	int set_groups;         /* 0 where setgroups is denied (a user namespace of ckrun's) */
+	int last_cap;           /* /proc/sys/kernel/cap_last_cap */
+	volatile int creds_set;
+	volatile int creds_go;
 	struct ck_restore_info info;
 };
 
@@ -314,6 +339,9 @@ CK_HIDDEN void ck_files_open(struct ck_image *img, int base_fd, const struct ck_
 CK_HIDDEN void ck_files_open_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, const int (*groups)[3], size_t ngroups, int base_fd);
 CK_HIDDEN void ck_files_install(struct ck_image *img);
 CK_HIDDEN void ck_process_restore(struct ck_image *img);
+CK_HIDDEN void ck_creds_check(struct ck_image *img);
+CK_HIDDEN size_t ck_creds_plan_size(const struct ck_image *img);
+CK_HIDDEN void ck_creds_plan(const struct ck_image *img, struct ck_plan *plan, uint32_t *groups);
 CK_HIDDEN void ck_signals_restore(struct ck_image *img);
 CK_HIDDEN void ck_memory_open(struct ck_image *img, int base_fd);
 CK_HIDDEN void ck_memory_open_refs(struct ck_image *img, int base_fd);
@@ -355,6 +383,8 @@ CK_CORE void ck_core_unmap_all(struct ck_plan *p, uint64_t keep_lo, uint64_t kee
 CK_CORE void ck_core_move_vdso(struct ck_plan *p);
 CK_CORE void ck_core_map_regions(struct ck_plan *p);
 CK_CORE void ck_core_set_mm(struct ck_plan *p);
+CK_CORE void ck_core_set_creds(struct ck_plan *p);
+CK_CORE void ck_core_creds_barrier(struct ck_plan *p, int main_thread);
 CK_CORE __attribute__((noreturn)) void ck_core_start_threads(struct ck_plan *p);
 
 #endif

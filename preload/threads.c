@@ -44,6 +44,7 @@ CK_HIDDEN void ck_thread_capture(struct ck_thread *t, ucontext_t *uc)
 	}
 	ck_memset(t->comm, 0, sizeof t->comm);
 	ck_prctl(PR_GET_NAME, (long)t->comm, 0, 0, 0);
+	t->securebits = ck_prctl(PR_GET_SECUREBITS, 0, 0, 0, 0);
 	t->pending = 0;
 }
 
@@ -106,23 +107,11 @@ CK_HIDDEN void ck_threads_save(struct ck_writer *w, int n)
 
 /* In the restored shim: what the kernel kept per thread and we must
  * register again. The signal mask, FPU state and alternate stack come
- * back with rt_sigreturn when the handler returns. */
-/* Capabilities are per thread: each restored thread gives up its own. */
-static void drop_capabilities(void)
-{
-	struct {
-		uint32_t version;
-		int pid;
-	} hdr = {0x20080522 /* v3 */, 0};
-	uint32_t data[6] = {0};
-	ck_prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
-	CK_SYS2(SYS_capset, &hdr, data);
-}
-
+ * back with rt_sigreturn when the handler returns. Credentials were set by
+ * the restore core (process.c) before any thread got here. */
 CK_HIDDEN void ck_thread_after_restore(struct ck_thread *t, const struct ck_restore_info *ri)
 {
-	if (ri->drop_caps)
-		drop_capabilities();
+	(void)ri;
 	if (t->rseq_addr)
 		CK_SYS4(SYS_rseq, t->rseq_addr, t->rseq_len, 0, t->rseq_sig);
 	if (t->robust_head)
@@ -225,9 +214,13 @@ CK_HIDDEN void ck_threads_plan(struct ck_image *img, struct ck_plan *plan,
 
 
 
+/* A new thread takes on the process's credentials and waits until every
+ * thread has, before it runs any code of the image. */
 static CK_CORE_FN __attribute__((noreturn)) void thread_entry(void *arg)
 {
 	struct ck_plan_thread *t = arg;
+	ck_core_set_creds(t->plan);
+	ck_core_creds_barrier(t->plan, 0);
 	ck_ctx_resume(&t->resume, (long)t->info);
 }
 
@@ -248,11 +241,14 @@ CK_CORE __attribute__((noreturn)) void ck_core_start_threads(struct ck_plan *p)
 		a.set_tid = (uint64_t)&tid;
 		a.set_tid_size = 1;
 		t->info = (uint64_t)info;
+		t->plan = p;
 		long r = ck_clone3_thread(&a, sizeof a, thread_entry, t);
 		if (r < 0)
 			ck_core_fail(p, "creating a thread with its original TID failed", r);
 	}
 	struct ck_plan_thread *m = &p->threads[0];
+	ck_core_set_creds(p);
+	ck_core_creds_barrier(p, 1);
 	ck_arch_prctl(0x1002 /* ARCH_SET_FS */, m->fs_base);
 	CK_SYS1(SYS_set_tid_address, m->clear_tid);
 	ck_ctx_resume(&m->resume, info);

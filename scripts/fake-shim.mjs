@@ -23,6 +23,23 @@ const addon = createRequire(import.meta.url)('../build/Release/ckrun_native.node
 
 const PAGE = 4096;
 
+/** This process's credentials, as the shim records them (from /proc/self/status). */
+function fakeCreds() {
+  const status = fs.readFileSync('/proc/self/status', 'utf8');
+  const field = (name) => (new RegExp(`^${name}:[ \\t]*(.*)$`, 'm').exec(status)?.[1] ?? '').trim();
+  const ids = (name) => field(name).split(/\s+/).map(Number);
+  const cap = (name) => BigInt('0x' + (field(name) || '0'));
+  return {
+    uid: ids('Uid'),
+    gid: ids('Gid'),
+    groups: field('Groups').split(/\s+/).filter(Boolean).map(Number),
+    caps: { effective: cap('CapEff'), permitted: cap('CapPrm'), inheritable: cap('CapInh'), bounding: cap('CapBnd'), ambient: cap('CapAmb') },
+    securebits: 0,
+    no_new_privs: field('NoNewPrivs') === '1',
+    dumpable: 1,
+  };
+}
+
 // ---- CRC-32C (independent of ckrun's addon, so it cross-checks it) ----
 const TABLE = new Uint32Array(256);
 for (let n = 0; n < 256; n++) {
@@ -110,6 +127,8 @@ function writeImage(path) {
     cwd: process.cwd(),
     umask: process.umask(),
     personality: 0,
+    // who it runs as (docs/image-format.md, creds): the fake restore host sets nothing
+    creds: fakeCreds(),
     rlimits: [[-1, -1], [-1, -1], [8388608, -1]],
     mm: { start_code: 0x400000, end_code: 0x401000, start_brk: 0x500000, brk: 0x521000 },
     auxv: Buffer.alloc(16),

@@ -113,8 +113,23 @@ Options:
   --new-pid-namespace     restore in a new PID namespace even if the PID is free
   --no-verify-data        check only the header and metadata checksums
                           (the restore host still checks the data)
+  --trust-owner           restart a checkpoint directory, generation or image
+                          that another user owns (without it, that is
+                          refused). The program runs as the user, groups and
+                          capabilities its image records, never as yours; an
+                          image owned by an ordinary user that records
+                          another user or capabilities is refused anyway
   -v, --verbose           log every checkpoint and process on stderr
   -h, --help              show this help
+
+Who the program runs as: exactly the user and group IDs, supplementary
+groups, capabilities, securebits and no_new_privs it had at the checkpoint.
+Root may restart any of its own checkpoints (and others' with
+--trust-owner), but never gives a program capabilities root does not have
+here. An ordinary user restarts in a user namespace of their own: only
+programs that ran as that user, with that user's group, no capabilities
+and the user's own supplementary groups (which the program then sees as
+65534, except the user's own group: a user namespace maps no others).
 `;
 
 const INSPECT_HELP = `Usage: ckrun inspect IMAGE [--json] [--no-verify-data]
@@ -381,6 +396,7 @@ async function runRestart(args: string[]): Promise<number> {
       { name: 'signal', value: true },
       { name: 'new-pid-namespace' },
       { name: 'no-verify-data' },
+      { name: 'trust-owner' },
       // internal: bin/ckrun's restore host restored the program already (preload/front.c)
       { name: 'adopt', value: true },
     ],
@@ -404,6 +420,7 @@ async function runRestart(args: string[]): Promise<number> {
     verbose: flag(p, 'verbose'),
     newPidNamespace: flag(p, 'new-pid-namespace'),
     verifyData: !flag(p, 'no-verify-data'),
+    trustOwner: flag(p, 'trust-owner'),
     adopt: adoption(str(p, 'adopt')),
   });
   const st = await session.exited;

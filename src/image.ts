@@ -693,3 +693,90 @@ export function imagePid(img: Image): number {
 export function imageTids(img: Image): number[] {
   return threads(img.meta).map((t) => t.tid).filter((t) => t > 0);
 }
+
+/** A capability set: bit n is capability n (CAP_CHOWN is 0). */
+export interface CapabilitySets {
+  effective: bigint;
+  permitted: bigint;
+  inheritable: bigint;
+  bounding: bigint;
+  ambient: bigint;
+}
+
+/** Who the process ran as (the image's `creds`, docs/image-format.md). */
+export interface Credentials {
+  /** Real, effective, saved and filesystem user ID. */
+  uid: [number, number, number, number];
+  /** Real, effective, saved and filesystem group ID. */
+  gid: [number, number, number, number];
+  /** Supplementary groups. */
+  groups: number[];
+  caps: CapabilitySets;
+  securebits: number;
+  noNewPrivs: boolean;
+  /** PR_GET_DUMPABLE: 0, 1, or 2 (fs.suid_dumpable's "root"). */
+  dumpable: number;
+}
+
+function fourIds(v: CborValue): [number, number, number, number] | undefined {
+  const ids = asArray(v).map(asNumber);
+  if (ids.length !== 4 || ids.some((x) => x === undefined || x < 0 || x > 0xffffffff)) return undefined;
+  return ids as [number, number, number, number];
+}
+
+/**
+ * The credentials the image's process ran with; undefined when the image
+ * does not record them (an older ckrun took it) or they are incomplete.
+ */
+export function credentials(meta: CborMap): Credentials | undefined {
+  if (!isMap(meta['creds'])) return undefined;
+  const c = meta['creds'];
+  const uid = fourIds(c['uid']);
+  const gid = fourIds(c['gid']);
+  const groups = asArray(c['groups']).map(asNumber);
+  const caps = asMap(c['caps']);
+  const sets = (['effective', 'permitted', 'inheritable', 'bounding', 'ambient'] as const).map((k) => asBigInt(caps[k]));
+  const securebits = asNumber(c['securebits']);
+  const dumpable = asNumber(c['dumpable']);
+  if (!uid || !gid || groups.some((g) => g === undefined) || sets.some((s) => s === undefined || s < 0n)) return undefined;
+  if (securebits === undefined || typeof c['no_new_privs'] !== 'boolean' || dumpable === undefined) return undefined;
+  const [effective, permitted, inheritable, bounding, ambient] = sets as bigint[];
+  return {
+    uid,
+    gid,
+    groups: groups as number[],
+    caps: { effective: effective!, permitted: permitted!, inheritable: inheritable!, bounding: bounding!, ambient: ambient! },
+    securebits,
+    noNewPrivs: c['no_new_privs'],
+    dumpable,
+  };
+}
+
+const CAP_NAMES = [
+  'CHOWN', 'DAC_OVERRIDE', 'DAC_READ_SEARCH', 'FOWNER', 'FSETID', 'KILL', 'SETGID', 'SETUID', 'SETPCAP',
+  'LINUX_IMMUTABLE', 'NET_BIND_SERVICE', 'NET_BROADCAST', 'NET_ADMIN', 'NET_RAW', 'IPC_LOCK', 'IPC_OWNER',
+  'SYS_MODULE', 'SYS_RAWIO', 'SYS_CHROOT', 'SYS_PTRACE', 'SYS_PACCT', 'SYS_ADMIN', 'SYS_BOOT', 'SYS_NICE',
+  'SYS_RESOURCE', 'SYS_TIME', 'SYS_TTY_CONFIG', 'MKNOD', 'LEASE', 'AUDIT_WRITE', 'AUDIT_CONTROL', 'SETFCAP',
+  'MAC_OVERRIDE', 'MAC_ADMIN', 'SYSLOG', 'WAKE_ALARM', 'BLOCK_SUSPEND', 'AUDIT_READ', 'PERFMON', 'BPF',
+  'CHECKPOINT_RESTORE',
+];
+
+function capName(b: number): string {
+  return b < CAP_NAMES.length ? `CAP_${CAP_NAMES[b]}` : `capability ${b}`;
+}
+
+/**
+ * "CAP_CHOWN, CAP_NET_BIND_SERVICE" for a capability set ("none" when
+ * empty; "every capability but CAP_SYS_RESOURCE" when it holds most).
+ */
+export function capabilityNames(set: bigint): string {
+  const has = (b: number): boolean => ((set >> BigInt(b)) & 1n) === 1n;
+  const names: string[] = [];
+  for (let b = 0; b < 64; b++) if (has(b)) names.push(capName(b));
+  const lacking = CAP_NAMES.map((_, b) => b).filter((b) => !has(b));
+  if (names.length > CAP_NAMES.length / 2) {
+    const unknown = names.filter((n) => n.startsWith('capability'));
+    return `every capability${lacking.length ? ` but ${lacking.map(capName).join(', ')}` : ''}${unknown.length ? ` (and ${unknown.join(', ')})` : ''}`;
+  }
+  return names.length ? names.join(', ') : 'none';
+}

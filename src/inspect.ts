@@ -7,6 +7,8 @@ import {
   asString,
   asArray,
   asMap,
+  capabilityNames,
+  credentials,
   referredImages,
   files,
   readImage,
@@ -23,6 +25,35 @@ import { formatInet, setInetSession } from './inspect-inet.js';
 import { formatUnixSockets } from './inspect-unix.js';
 import { displayPath, formatBytes, formatDuration, hex } from './output.js';
 import { formatMask, maskToNames, signalName } from './signals.js';
+import { describeUser } from './trust.js';
+
+function idsText(kind: 'uid' | 'gid', ids: readonly number[]): string {
+  if (ids.every((x) => x === ids[0])) return kind === 'uid' ? describeUser(ids[0]!) : `gid ${ids[0]}`;
+  return `${kind} ${ids[0]} (real), ${ids[1]} (effective), ${ids[2]} (saved), ${ids[3]} (filesystem)`;
+}
+
+const SECUREBITS = ['noroot', 'noroot locked', 'no setuid fixup', 'no setuid fixup locked', 'keep caps', 'keep caps locked', 'no ambient raise', 'no ambient raise locked'];
+
+/** The image's credentials as inspect's "Runs as", "Capabilities" and "Security" lines. */
+function credentialLines(m: Record<string, CborValue>): [string, string][] {
+  const c = credentials(m);
+  if (!c) return [['Runs as', 'not recorded (an older ckrun took this image; restart refuses it)']];
+  const caps = c.caps;
+  const bits = SECUREBITS.filter((_, i) => (c.securebits >> i) & 1);
+  return [
+    ['Runs as', `${idsText('uid', c.uid)}, ${idsText('gid', c.gid)}, groups ${c.groups.length ? c.groups.join(', ') : 'none'}`],
+    [
+      'Capabilities',
+      `effective ${capabilityNames(caps.effective)}; permitted ${capabilityNames(caps.permitted)}; inheritable ${capabilityNames(caps.inheritable)}; ` +
+        `ambient ${capabilityNames(caps.ambient)}; bounding set ${capabilityNames(caps.bounding)}`,
+    ],
+    [
+      'Security',
+      `securebits ${c.securebits ? `${hex(c.securebits)} (${bits.join(', ')})` : '0'}; no_new_privs ${c.noNewPrivs ? 'set' : 'not set'}; ` +
+        `dumpable ${c.dumpable}`,
+    ],
+  ];
+}
 
 export interface Inspection {
   /** The generation, when IMAGE was a generation directory or a checkpoint DIR. */
@@ -196,6 +227,7 @@ export function formatImage(img: Image): string {
       `${String(m['pid'])} (ppid ${String(m['ppid'] ?? '?')}, pgid ${String(m['pgid'] ?? '?')}, sid ${String(m['sid'] ?? '?')})`,
     ],
     ['Directory', `${metaText(m, 'cwd')} (umask ${(asNumber(m['umask']) ?? 0).toString(8).padStart(4, '0')})`],
+    ...credentialLines(m),
     ['Signal', `the shim uses ${signalName(asNumber(m['signal']) ?? 0)} (${String(m['signal'])}); connection on descriptor ${String(m['ctl_fd'] ?? '?')}`],
   ];
   if (stats['pause_ns'] !== undefined) kv.push(['Pause', formatDuration(BigInt(stats['pause_ns'] as number | bigint))]);

@@ -46,6 +46,8 @@ export interface NativeAddon {
   askToJoin(pid: number, signal: number): boolean;
   /** flock(fd, LOCK_EX|LOCK_NB): true when the lock was taken (it goes with the descriptor), false when another holds it. */
   tryLockExclusive(fd: number): boolean;
+  /** Sends line on a connected socket in one sendmsg with fd attached (SCM_RIGHTS); the bytes sent. */
+  sendWithFd(socket: number, line: string, fd: number): number;
 }
 
 /** Errors thrown by the addon carry the errno name in `code`. */
@@ -168,6 +170,15 @@ export function kcmpFile(pid1: number, fd1: number, pid2: number, fd2: number): 
  */
 export function askToJoin(pid: number, signal: number): boolean {
   return native().askToJoin(pid, signal);
+}
+
+/**
+ * Sends `line` on the connected socket `socket` with the descriptor `fd`
+ * attached (SCM_RIGHTS), in one sendmsg; returns how many bytes went out
+ * (the caller sends the rest). Throws a NativeError (EAGAIN...) when none did.
+ */
+export function sendWithFd(socket: number, line: string, fd: number): number {
+  return native().sendWithFd(socket, line, fd);
 }
 
 /** Inodes of the client ends of the connections accepted on the abstract socket `name`. */

@@ -24,8 +24,9 @@ import { exitStatus, isNativeError, spawnChild, type ExitStatus } from './native
 import { displayPath } from './output.js';
 import { shimPath } from './paths.js';
 import { DEFAULT_DIR } from './protocol.js';
-import { pidState, RestartError, type RestartedSession, type RestartOptions } from './restart.js';
+import { asRestartError, ownedPaths, pidState, RestartError, withTrust, type RestartedSession, type RestartOptions } from './restart.js';
 import { checkpointDirFor, Coordinator, DEFAULT_INTERNAL_SIGNAL, openSession } from './session.js';
+import { checkCredentials, checkOwners, imageFiles } from './trust.js';
 
 /** ckrun-restore's exit status when a PID or TID of the family is in use (preload/restore.h). */
 export const EXIT_PIDS_TAKEN = 75;
@@ -184,6 +185,13 @@ export async function restartFamily(opts: RestartOptions, host: string, src: Fam
   const { generation } = src;
   const m = generation.manifest;
   const verifyData = opts.verifyData ?? true;
+  const trust = opts.trustOwner === true;
+  const owners = await checkOwners(
+    ownedPaths({ sourceDir: src.sourceDir, generation, images: m.processes.map((p) => join(generation.path, p.image)) }),
+    trust,
+  ).catch((e: unknown) => {
+    throw asRestartError(e);
+  });
   // compressed images: restored from a hidden directory of decompressed
   // copies, removed once every process runs again or the restart fails
   let staged: string | undefined;
@@ -198,6 +206,17 @@ export async function restartFamily(opts: RestartOptions, host: string, src: Fam
     await removeStaged();
     if (!(e instanceof ImageError)) throw e;
     throw new RestartError(`${e.message}${await olderHint(src, verifyData)}`);
+  }
+  // who every process will run as: before any process exists
+  try {
+    for (const img of images) {
+      const refs = imageFiles(img).filter((f) => !owners.has(f.path) && !(staged && f.path.startsWith(staged)));
+      for (const [path, uid] of await checkOwners(refs, trust)) owners.set(path, uid);
+      checkCredentials(img, owners);
+    }
+  } catch (e) {
+    await removeStaged();
+    throw asRestartError(e);
   }
   try {
     const session = await restartStaged(opts, host, src, images, staged);
@@ -228,13 +247,16 @@ async function restartStaged(
   const session = await openSession({ ...opts, dir: opts.dir ?? src.sourceDir }, internalSignal);
   const baseEnv = opts.env ?? process.env;
   const stdio = opts.stdio ?? [0, 1, 2];
-  const env = sessionEnv(baseEnv, {
-    sock: session.socketName,
-    stdio: stdioIdentity(stdio),
-    signal: internalSignal,
-    preload: null,
-    stripPreload: shimPath(baseEnv),
-  });
+  const env = withTrust(
+    sessionEnv(baseEnv, {
+      sock: session.socketName,
+      stdio: stdioIdentity(stdio),
+      signal: internalSignal,
+      preload: null,
+      stripPreload: shimPath(baseEnv),
+    }),
+    opts.trustOwner,
+  );
   // ckrun has verified the data already (or was told not to): one read is enough.
   const hostArgs = ['--no-verify-data', '--tree', staged ?? generation.path];
   const ids = familyIds(images);

@@ -29,6 +29,7 @@ import {
   type Session,
   type SessionOptions,
 } from './session.js';
+import { checkCredentials, checkOwners, imageFiles, TrustError, type Owned } from './trust.js';
 
 export interface RestartOptions extends SessionOptions {
   /**
@@ -45,6 +46,12 @@ export interface RestartOptions extends SessionOptions {
   pidWaitMs?: number;
   /** Restore as PID 1 of a new PID namespace even when the PID is free. */
   newPidNamespace?: boolean;
+  /**
+   * Restart a checkpoint (directory, generation, image) that another user
+   * owns: its program then runs with the credentials its image records.
+   * Without it such a restart is refused (default false).
+   */
+  trustOwner?: boolean;
   /**
    * The restore host already restored `image` as this process's child
    * `pid`, and listens on the session's socket at descriptor `fd` (the fast
@@ -68,6 +75,37 @@ export class RestartError extends SessionError {
     super(message, exitCode);
     this.name = 'RestartError';
   }
+}
+
+/** A refusal of trust.ts as a RestartError. */
+export function asRestartError(e: unknown): unknown {
+  return e instanceof TrustError ? new RestartError(e.message) : e;
+}
+
+/**
+ * The files a restart of this generation or image reads: each must be the
+ * restarter's own (unless trusted). The checkpoint directory too: its
+ * owner could swap what is in it.
+ */
+export function ownedPaths(o: { sourceDir?: string; generation?: Generation; images: string[] }): Owned[] {
+  const paths: Owned[] = [];
+  if (o.sourceDir) paths.push({ what: 'checkpoint directory', path: o.sourceDir });
+  if (o.generation) {
+    paths.push({ what: 'generation', path: o.generation.path });
+    paths.push({ what: 'manifest', path: join(o.generation.path, 'manifest.cbor') });
+  }
+  for (const i of o.images) paths.push({ what: 'image', path: i });
+  return paths;
+}
+
+/**
+ * The restore host's environment: CKRUN_TRUST_OWNER=1 only when the user
+ * said --trust-owner (never inherited from ckrun's own environment).
+ */
+export function withTrust(env: string[], trustOwner: boolean | undefined): string[] {
+  const out = env.filter((e) => !e.startsWith('CKRUN_TRUST_OWNER='));
+  if (trustOwner) out.push('CKRUN_TRUST_OWNER=1');
+  return out;
 }
 
 export interface RestartSource {
@@ -289,6 +327,10 @@ export async function restart(opts: RestartOptions = {}): Promise<RestartedSessi
     throw new RestartError(`the restore host ${host} is missing: build ckrun with npm install (or set CKRUN_RESTORE_HOST)`);
   const verifyData = opts.verifyData ?? true;
   const loc = await locateImage({ image: opts.image, dir: opts.image === undefined ? opts.dir : undefined });
+  const trust = opts.trustOwner === true;
+  const owners = await checkOwners(ownedPaths({ ...loc, images: [loc.imagePath] }), trust).catch((e: unknown) => {
+    throw asRestartError(e);
+  });
   // where further checkpoints go must be trustworthy before anything is written
   await checkpointDirFor(opts.dir ?? loc.sourceDir ?? DEFAULT_DIR);
   // A compressed image is restored from a temporary file beside it,
@@ -297,7 +339,7 @@ export async function restart(opts: RestartOptions = {}): Promise<RestartedSessi
   const temporary = await decompressLocated(loc, verifyData);
   const removeTemporary = (): Promise<void> => (temporary ? rm(temporary, { force: true }).catch(() => undefined) : Promise.resolve());
   try {
-    const session = await restartFrom(opts, host, loc, verifyData, temporary);
+    const session = await restartFrom(opts, host, loc, verifyData, temporary, owners);
     session.ready.then(removeTemporary, removeTemporary);
     return session;
   } catch (e) {
@@ -364,11 +406,20 @@ async function restartFrom(
   loc: Located,
   verifyData: boolean,
   temporary: string | undefined,
+  owners: Map<string, number>,
 ): Promise<RestartedSession> {
   const baseEnv = opts.env ?? process.env;
   trace('image located');
   const image = await verifyLocated(loc, verifyData, temporary);
   trace(verifyData ? 'image verified (data too)' : 'image verified (header and metadata)');
+  // who the program will run as: before any process exists
+  try {
+    const refs = imageFiles(image).filter((f) => !owners.has(f.path));
+    for (const [path, uid] of await checkOwners(refs, opts.trustOwner === true)) owners.set(path, uid);
+    checkCredentials(image, owners);
+  } catch (e) {
+    throw asRestartError(e);
+  }
   const { generation } = loc;
   const imageName = displayPath(image.path);
   const pid = imagePid(image);
@@ -382,13 +433,16 @@ async function restartFrom(
   const session = await openSession({ ...opts, dir: checkpointDir }, internalSignal);
   trace('session open');
   const stdio = opts.stdio ?? [0, 1, 2];
-  const env = sessionEnv(baseEnv, {
-    sock: session.socketName,
-    stdio: stdioIdentity(stdio),
-    signal: internalSignal,
-    preload: null,
-    stripPreload: shimPath(baseEnv),
-  });
+  const env = withTrust(
+    sessionEnv(baseEnv, {
+      sock: session.socketName,
+      stdio: stdioIdentity(stdio),
+      signal: internalSignal,
+      preload: null,
+      stripPreload: shimPath(baseEnv),
+    }),
+    opts.trustOwner,
+  );
   const onExit = (st: Parameters<Coordinator['onChildExit']>[0]): void => void session.onChildExit(st);
   const tids = [...new Set([pid, ...imageTids(image)])];
   // ckrun has verified the data already (or was told not to): one read is enough.

@@ -2,7 +2,7 @@
 // the registry of the program's processes (those whose shim said hello),
 // takes checkpoints (trigger signal, --interval, `ckrun checkpoint`), and
 // ends with the program's exit status.
-import { closeSync, constants as fsConstants, existsSync } from 'node:fs';
+import { closeSync, constants as fsConstants, existsSync, openSync, unlinkSync } from 'node:fs';
 import { access, unlink } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
@@ -20,12 +20,13 @@ import {
   type Manifest,
   type ManifestProcess,
 } from './generations.js';
-import { BarrierError, checkpointBarrier, STEP_TIMEOUT_MS, type BarrierHost } from './barrier.js';
+import { BarrierError, checkpointBarrier, imageName, STEP_TIMEOUT_MS, type BarrierHost } from './barrier.js';
 import {
   askToJoin,
   isNativeError,
   native,
   NativeLoadError,
+  sendWithFd,
   spawnChild,
   unixPeers,
   watchSignal,
@@ -619,7 +620,7 @@ export class Coordinator implements Session {
     this.parentsSent.clear();
     try {
       const answerMs = this.opts.checkpointTimeoutMs ?? CHECKPOINT_TIMEOUT_MS;
-      const r = await checkpointBarrier(this.barrierHost(), {
+      const r = await checkpointBarrier(this.barrierHost(gen.path), {
         genPath: gen.path,
         self: process.pid,
         stepTimeoutMs: Math.min(STEP_TIMEOUT_MS, answerMs),
@@ -775,11 +776,38 @@ export class Coordinator implements Session {
     for (const f of referred) await unlink(f);
   }
 
-  /** What the checkpoint barrier needs of the coordinator. */
-  private barrierHost(): BarrierHost<Proc> {
+  /**
+   * `save` goes with the process's image file, created here, empty, mode
+   * 0600 (SCM_RIGHTS): a process that changed its user ID may no longer be
+   * able to create files in the checkpoint directory. The shim writes the
+   * image into it in place (without it, it creates the file itself). Sent
+   * only when nothing waits to be written before it: the line and its
+   * descriptor arrive together, after everything sent before.
+   */
+  private sendWithImage(sock: Socket, line: string, image: string): void {
+    const fd = (sock as unknown as { _handle?: { fd?: unknown } })._handle?.fd; // net.Socket's own descriptor
+    if (sock.destroyed || sock.writableLength > 0 || typeof fd !== 'number' || fd < 0) return this.send(sock, line);
+    const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fsConstants;
+    const file = openSync(image, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
+    const text = Buffer.from(line + '\n');
+    let sent = 0;
+    try {
+      sent = sendWithFd(fd, line + '\n', file);
+    } catch (e) {
+      if (!isNativeError(e)) throw e;
+      unlinkSync(image); // the shim creates it itself
+    } finally {
+      closeSync(file);
+    }
+    if (sent === 0) this.send(sock, line);
+    else if (sent < text.length) sock.write(text.subarray(sent));
+  }
+
+  /** What the checkpoint barrier needs of the coordinator (images go to genPath). */
+  private barrierHost(genPath: string): BarrierHost<Proc> {
     return {
       connected: () => [...this.procs.values()],
-      send: (p, line) => this.send(p.sock, line),
+      send: (p, line) => (/^save( |$)/.test(line) ? this.sendWithImage(p.sock, line, join(genPath, imageName(p.pid))) : this.send(p.sock, line)),
       expect: (p, words, timeoutMs, what) => this.expect(p, words, timeoutMs, what),
       cancel: (p) => {
         const pending = p.pending;

@@ -41,7 +41,7 @@ export const T_GONE = 15_000; // for killed processes to be reaped
 
 // ---------------------------------------------------------------- examples
 
-export const C_EXAMPLES = ['counter', 'threads', 'files', 'signals', 'mmap', 'dirty', 'idlers', 'fdnumbers'] as const;
+export const C_EXAMPLES = ['counter', 'threads', 'files', 'signals', 'mmap', 'dirty', 'idlers', 'fdnumbers', 'creds'] as const;
 export type CExample = (typeof C_EXAMPLES)[number];
 /** one program per kind of event descriptor (test/events.test.ts); built like the others, not in ALL_EXAMPLES */
 export const EVENT_C_EXAMPLES = ['ev-timerfd', 'ev-signalfd', 'ev-inotify', 'ev-ptimer', 'ev-epoll'] as const;
