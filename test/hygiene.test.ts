@@ -67,7 +67,9 @@ async function writerCaught(dir: string, number: number, bytes: number): Promise
     if (generations(dir).includes(number)) return undefined;
     try {
       for (const f of fs.readdirSync(partial))
-        if (f.endsWith('.ckpt.tmp') && fs.statSync(path.join(partial, f)).size >= bytes) return path.join(partial, f);
+        // ckrun creates <pid>.ckpt and hands it to its process; a shim
+        // without it writes <pid>.ckpt.tmp
+        if (/\.ckpt(\.tmp)?$/.test(f) && fs.statSync(path.join(partial, f)).size >= bytes) return path.join(partial, f);
     } catch {
       // not there yet
     }
