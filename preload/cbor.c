@@ -200,7 +200,33 @@ int cbd_int(struct cb_dec *d, int64_t *v)
 	}
 	if (!read_head(d, &major, &x, &indef))
 		return 0;
+	if (x > (uint64_t)INT64_MAX) {
+		d->error = 1;
+		return 0;
+	}
 	*v = major == 0 ? (int64_t)x : -1 - (int64_t)x;
+	return 1;
+}
+
+int cbd_uint_max(struct cb_dec *d, uint64_t max, uint64_t *v)
+{
+	if (!cbd_uint(d, v))
+		return 0;
+	if (*v > max) {
+		d->error = 1;
+		return 0;
+	}
+	return 1;
+}
+
+int cbd_int_range(struct cb_dec *d, int64_t lo, int64_t hi, int64_t *v)
+{
+	if (!cbd_int(d, v))
+		return 0;
+	if (*v < lo || *v > hi) {
+		d->error = 1;
+		return 0;
+	}
 	return 1;
 }
 
@@ -360,4 +386,67 @@ int cbd_next_item(struct cb_dec *d, int64_t *remaining)
 		return 0;
 	(*remaining)--;
 	return 1;
+}
+
+/* ---- the strict subset (cbd_well_formed) ---- */
+
+static int strict_item(struct cb_dec *d, int depth, int is_key);
+
+/* The items of a container: count of them (pairs for a map), or up to a break. */
+static int strict_items(struct cb_dec *d, int depth, int indef, uint64_t count, int map)
+{
+	for (uint64_t i = 0; indef || i < count; i++) {
+		if (indef && cbd_at_break(d))
+			return 1;
+		if (d->p >= d->end)
+			return 0;
+		if (map && !strict_item(d, depth, 1))
+			return 0;
+		if (!strict_item(d, depth, 0))
+			return 0;
+	}
+	return 1;
+}
+
+static int strict_item(struct cb_dec *d, int depth, int is_key)
+{
+	unsigned major;
+	uint64_t v;
+	int indef;
+	if (d->p >= d->end)
+		return 0;
+	uint8_t first = *d->p;
+	if (first >> 5 == 7) {
+		d->p++;
+		return !is_key && (first == 0xf4 || first == 0xf5 || first == 0xf6);
+	}
+	if (!read_head(d, &major, &v, &indef))
+		return 0;
+	if (is_key && major != 3)
+		return 0;
+	switch (major) {
+	case 0:
+	case 1:
+		return !indef;
+	case 2:
+	case 3:
+		if (indef || v > (uint64_t)(d->end - d->p))
+			return 0;
+		d->p += v;
+		return 1;
+	case 4:
+	case 5:
+		if (depth >= CB_MAX_DEPTH || (!indef && v > (uint64_t)(d->end - d->p)))
+			return 0;
+		return strict_items(d, depth + 1, indef, v, major == 5);
+	default:
+		return 0; /* tags */
+	}
+}
+
+int cbd_well_formed(const void *buf, size_t len)
+{
+	struct cb_dec d;
+	cbd_init(&d, buf, len);
+	return strict_item(&d, 0, 0) && !d.error && d.p == d.end;
 }
