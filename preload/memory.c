@@ -867,7 +867,8 @@ CK_HIDDEN int ck_mm_parse(struct cb_dec *d, const char *k, size_t kl, struct ck_
 		while (cbd_next_item(d, &n)) {
 			const char *s;
 			size_t sl;
-			if (!cbd_text(d, &s, &sl) || img->nimages >= CK_MAX_IMAGES || memchr(s, '/', sl))
+			/* CK_MAX_IMAGES counts the image itself */
+			if (!cbd_text(d, &s, &sl) || img->nimages >= CK_MAX_IMAGES - 1 || memchr(s, '/', sl) || memchr(s, 0, sl))
 				return -1;
 			img->images[img->nimages++] = ck_dup_text(s, sl);
 		}
@@ -918,7 +919,8 @@ static void check_runs(struct ck_image *img, struct ck_img_region *r, int verify
 		struct ck_img_run *run = &r->runs[i];
 		/* (ck_image_read checked every run against its region and its data area, overflow-safe) */
 		uint64_t len = run->npages * CK_PAGE;
-		if (run->addr < r->start || run->npages > (r->end - run->addr) / CK_PAGE || run->off % CK_PAGE)
+		if (run->addr < r->start || run->addr > r->end || run->npages > (r->end - run->addr) / CK_PAGE ||
+		    run->off % CK_PAGE)
 			ck_refuse("image %s is corrupted: a page run of region %#llx-%#llx lies outside it", img->path,
 				  (unsigned long long)r->start, (unsigned long long)r->end);
 		if (run->file >= 0) {

@@ -174,6 +174,8 @@ static void dir_of(const char *path, char *out, size_t cap)
 /* The images an incremental one refers to (hard links beside it): each is
  * opened and its header and metadata checked, and it must be the very
  * image it was taken against (image_ids), not another file of that name. */
+static void read_one(struct ck_image *img, const char *path, int with_refs);
+
 static void check_refs(struct ck_image *img)
 {
 	char dir[4096], path[8192];
@@ -188,7 +190,7 @@ static void check_refs(struct ck_image *img)
 		snprintf(path, sizeof path, "%s/%s", dir, img->images[i]);
 		snprintf(context, sizeof context, " (image %s refers to it for unchanged pages)", img->path);
 		ck_refuse_context = context;
-		ck_image_load(&ref, path);
+		read_one(&ref, path, 0);
 		ck_refuse_context = 0;
 		int found;
 		uint64_t track = ck_meta_track_id(ref.meta, ref.meta_len, &found);
@@ -200,6 +202,9 @@ static void check_refs(struct ck_image *img)
 		img->image_fds[i] = ref.fd;
 		img->image_data_len[i] = ref.data_length;
 		free(ref.meta);
+		for (int j = 0; j < ref.nimages; j++)
+			if (ref.image_fds[j] >= 0)
+				close(ref.image_fds[j]);
 	}
 }
 
@@ -207,6 +212,7 @@ struct chunk_check {
 	struct ck_image *img;
 	uint64_t off, len;
 	int ref;
+	int refs_loaded; /* image_data_len is known: check where referred pages lie */
 };
 
 static int chunk_ok(void *ctx, uint64_t off, uint64_t len, uint32_t crc, int ref)
@@ -219,14 +225,16 @@ static int chunk_ok(void *ctx, uint64_t off, uint64_t len, uint32_t crc, int ref
 	c->ref = ref;
 	if (ref < 0)
 		return ck_chunk_inside(img, off, len);
+	if (!c->refs_loaded)
+		return ref < img->nimages;
 	return ref < img->nimages && off >= CK_IMAGE_HEADER_SIZE && off % CK_PAGE == 0 && len <= img->image_data_len[ref] &&
 	       off - CK_IMAGE_HEADER_SIZE <= img->image_data_len[ref] - len;
 }
 
 /* Every chunk the metadata names lies in the data area it names. */
-static void check_chunks(struct ck_image *img)
+static void check_chunks(struct ck_image *img, int refs_loaded)
 {
-	struct chunk_check c = {img, 0, 0, -1};
+	struct chunk_check c = {img, 0, 0, -1, refs_loaded};
 	if (ck_meta_chunks(img->meta, img->meta_len, chunk_ok, &c))
 		return;
 	if (c.ref >= img->nimages)
@@ -263,21 +271,34 @@ static void check_structure(struct ck_image *img)
 				  (unsigned long long)r->start, (unsigned long long)r->end);
 		for (size_t j = 0; j < r->nruns; j++) {
 			struct ck_img_run *run = &r->runs[j];
-			if (run->addr % CK_PAGE || run->addr < r->start || run->npages > (r->end - run->addr) / CK_PAGE)
+			if (run->addr % CK_PAGE || run->addr < r->start || run->addr > r->end ||
+			    run->npages > (r->end - run->addr) / CK_PAGE)
 				ck_refuse("image %s is corrupted: a page run of region %#llx-%#llx lies outside it", img->path,
 					  (unsigned long long)r->start, (unsigned long long)r->end);
 		}
 	}
 }
 
+/* One image: with_refs, also the images it refers to (whose own
+ * references are not followed: every file an image's pages are in is in
+ * its own list, and a referred image's list names files of its own
+ * generation). */
+static void read_one(struct ck_image *img, const char *path, int with_refs)
+{
+	for (int i = 0; i < CK_MAX_IMAGES; i++)
+		img->image_fds[i] = -1;
+	ck_image_load(img, path);
+	parse_metadata(img);
+	if (with_refs)
+		check_refs(img);
+	check_chunks(img, with_refs);
+	check_structure(img);
+}
+
 CK_HIDDEN void ck_image_read(struct ck_image *img, const char *path)
 {
 	ck_image_name = path;
-	ck_image_load(img, path);
-	parse_metadata(img);
-	check_refs(img);
-	check_chunks(img);
-	check_structure(img);
+	read_one(img, path, 1);
 }
 
 /* ---- the manifest (docs/image-format.md, "manifest.cbor") ---- */
