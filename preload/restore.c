@@ -157,6 +157,69 @@ static void parse_metadata(struct ck_image *img)
 			  "restart it with the ckrun version that took it", img->path, img->shim_abi, CK_SHIM_ABI);
 }
 
+/* Frees what reading an image allocated (the restore host itself never
+ * needs to: it exits or becomes the program; a fuzz target reads millions). */
+static void release_socket(struct ck_img_socket *s)
+{
+	if (!s)
+		return;
+	if (s->unix_part) {
+		for (size_t i = 0; i < s->unix_part->npassed; i++)
+			free(s->unix_part->passed[i].path);
+		free(s->unix_part->passed);
+		free(s->unix_part->pending);
+		free(s->unix_part->msgs);
+		free(s->unix_part);
+	}
+	if (s->inet_part) {
+		free(s->inet_part->dgrams);
+		free(s->inet_part);
+	}
+	free(s->opts);
+	free(s);
+}
+
+CK_HIDDEN void ck_image_release(struct ck_image *img)
+{
+	for (size_t i = 0; img->files && i < img->nfiles; i++) {
+		struct ck_img_file *f = &img->files[i];
+		free((char *)f->path);
+		free(f->epoll);
+		for (size_t j = 0; j < f->nwatches; j++)
+			free((char *)f->watches[j].path);
+		free(f->watches);
+		release_socket(f->sock);
+	}
+	for (size_t i = 0; img->regions && i < img->nregions; i++) {
+		struct ck_img_region *r = &img->regions[i];
+		free((char *)r->name);
+		free((char *)r->path);
+		free((char *)r->shm_name);
+		free(r->runs);
+	}
+	for (int i = 0; i < img->nimages; i++)
+		free((char *)img->images[i]);
+	free(img->files);
+	free(img->regions);
+	free(img->threads);
+	free(img->children);
+	free(img->actions);
+	free((char *)img->exe);
+	free((char *)img->cwd);
+	free((char *)img->kernel);
+	free(img->meta);
+	memset(img, 0, sizeof *img);
+}
+
+CK_HIDDEN void ck_manifest_release(struct ck_manifest *m)
+{
+	for (size_t i = 0; i < m->nprocs; i++)
+		free((char *)m->procs[i].image);
+	free(m->procs);
+	free(m->groups);
+	memset(m, 0, sizeof *m);
+}
+
 /* ---- what can be checked from the image alone ---- */
 
 static void dir_of(const char *path, char *out, size_t cap)
@@ -185,8 +248,8 @@ static void check_refs(struct ck_image *img)
 			  img->nimage_ids);
 	dir_of(img->path, dir, sizeof dir);
 	for (int i = 0; i < img->nimages; i++) {
-		static struct ck_image ref;
-		memset(&ref, 0, sizeof ref);
+		static struct ck_image ref; /* released before it is used again (a refusal may leave it half read) */
+		ck_image_release(&ref);
 		snprintf(path, sizeof path, "%s/%s", dir, img->images[i]);
 		snprintf(context, sizeof context, " (image %s refers to it for unchanged pages)", img->path);
 		ck_refuse_context = context;
@@ -201,10 +264,7 @@ static void check_refs(struct ck_image *img)
 				  (unsigned long long)img->image_track[i]);
 		img->image_fds[i] = ref.fd;
 		img->image_data_len[i] = ref.data_length;
-		free(ref.meta);
-		for (int j = 0; j < ref.nimages; j++)
-			if (ref.image_fds[j] >= 0)
-				close(ref.image_fds[j]);
+		ck_image_release(&ref);
 	}
 }
 
@@ -557,9 +617,12 @@ CK_HIDDEN void ck_manifest_parse(struct ck_manifest *m, const uint8_t *buf, size
 			}
 			int64_t np;
 			cbd_array(&d, &np);
-			for (size_t i = 0; cbd_next_item(&d, &np) && i < m->nprocs; i++)
+			for (size_t i = 0; cbd_next_item(&d, &np) && i < m->nprocs; i++) {
+				free((char *)m->procs[i].image);
+				m->procs[i].image = 0;
 				if (!manifest_proc(&d, &m->procs[i], 2))
 					manifest_damaged(dir, "a process entry lacks the image's size or header checksum");
+			}
 		}
 	}
 	for (size_t i = 0; i < m->nprocs; i++)

@@ -335,6 +335,9 @@ struct ck_manifest {
 	size_t ngroups;
 };
 CK_HIDDEN void ck_manifest_read(struct ck_manifest *m, const char *dir);
+/* Free what reading allocated (the fuzz targets read millions). */
+CK_HIDDEN void ck_image_release(struct ck_image *img);
+CK_HIDDEN void ck_manifest_release(struct ck_manifest *m);
 CK_HIDDEN void ck_manifest_parse(struct ck_manifest *m, const uint8_t *buf, size_t len, const char *dir);
 /* The image is the one the manifest names (size and header CRC), with the PID it says. */
 CK_HIDDEN void ck_image_matches(const struct ck_image *img, const struct ck_manifest_proc *p, const char *dir);
