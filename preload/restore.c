@@ -929,6 +929,9 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
 			close(fd);
 		}
 	}
+	/* a process of a family tells the orchestrator when it is rebuilt
+	 * (above the program's descriptors, before they are put in place) */
+	plan->done_fd = tree_done[1] >= 0 ? fcntl(tree_done[1], F_DUPFD_CLOEXEC, base) : -1;
 	int ctl = connect_ckrun();
 	if (ctl >= 0) {
 		int moved = fcntl(ctl, F_DUPFD_CLOEXEC, base);
@@ -948,9 +951,6 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
 			ck_refuse("cannot place the session connection at descriptor %d: %s", img->ctl_fd, strerror(errno));
 		close(ctl);
 	}
-
-	/* a process of a family tells the orchestrator when it is rebuilt */
-	plan->done_fd = tree_done[1] >= 0 ? fcntl(tree_done[1], F_DUPFD_CLOEXEC, base) : -1;
 
 	int keep[1024], nkeep = 0;
 	for (size_t i = 0; i < img->nfiles && nkeep < 900; i++)
@@ -1285,6 +1285,17 @@ static int done_has(const int *done, size_t n, int pid)
 	return 0;
 }
 
+/* Reads the PIDs written so far; 1 at the end of the pipe (every writer gone). */
+static int drain_done(int *done, size_t *ndone, size_t n)
+{
+	int pid;
+	ssize_t k;
+	while ((k = read(tree_done[0], &pid, sizeof pid)) == (ssize_t)sizeof pid)
+		if (*ndone < n && !done_has(done, *ndone, pid))
+			done[(*ndone)++] = pid;
+	return k == 0;
+}
+
 /* Watches the family until every process is rebuilt; then the root's exit
  * status so far (or 0) for reap_tree. */
 static int watch_restore(struct tree *t, int root)
@@ -1300,18 +1311,14 @@ static int watch_restore(struct tree *t, int root)
 			poll(&pfd, 1, 20);
 		else
 			usleep(20000);
-		int pid;
-		ssize_t k;
-		while ((k = read(tree_done[0], &pid, sizeof pid)) == (ssize_t)sizeof pid)
-			if (ndone < t->n && !done_has(done, ndone, pid))
-				done[ndone++] = pid;
-		if (k == 0)
-			eof = 1;
+		eof |= drain_done(done, &ndone, t->n);
 		int st;
 		pid_t w;
 		while ((w = waitpid(-1, &st, WNOHANG)) > 0) {
 			if (!tree_find(t, w))
 				continue; /* a stand-in session leader, or a zombie placeholder */
+			/* its PID, if it wrote it, is in the pipe by now: it wrote before it ended */
+			eof |= drain_done(done, &ndone, t->n);
 			if (!done_has(done, ndone, w))
 				end_family(t, w, st);
 			if (w == root)
@@ -1352,8 +1359,13 @@ static __attribute__((noreturn)) void restore_tree(const char *dir, int verify_d
 	ck_sockets_create_shared(imgs, t.n, &t.objs, base + 64);
 	ck_shm_create_shared(imgs, t.n, &t.objs, base + 64);
 	ck_files_open_shared(imgs, t.n, &t.objs, (const int(*)[3])t.groups, t.ngroups, base + 64);
-	if (pipe2(tree_done, O_CLOEXEC) != 0)
+	/* above every descriptor number of the family, as the shared objects are */
+	int raw[2];
+	if (pipe2(raw, O_CLOEXEC) != 0 || (tree_done[0] = fcntl(raw[0], F_DUPFD_CLOEXEC, base + 64)) < 0 ||
+	    (tree_done[1] = fcntl(raw[1], F_DUPFD_CLOEXEC, base + 64)) < 0)
 		ck_refuse("cannot create the orchestrator's pipe: %s", strerror(errno));
+	close(raw[0]);
+	close(raw[1]);
 
 	if (!fresh_namespace)
 		prctl(PR_SET_CHILD_SUBREAPER, 1);
