@@ -203,8 +203,9 @@ export async function verifyDirectory(target: string, opts: VerifyDirOptions = {
   for (const c of candidates) {
     const report: GenerationReport = { number: c.number, path: c.path, restorable: true };
     try {
-      await verifyGeneration(c.path, { verifyData, cache });
-      const refusal = await opts.hostCheck?.(c.path);
+      const { generation } = await verifyGeneration(c.path, { verifyData, cache });
+      // (the restore host reads uncompressed images: a compressed generation was verified whole above)
+      const refusal = generation.manifest.compressed === undefined ? await opts.hostCheck?.(c.path) : undefined;
       if (refusal !== undefined) {
         report.restorable = false;
         report.problem = refusal;
