@@ -392,15 +392,60 @@ int cbd_next_item(struct cb_dec *d, int64_t *remaining)
 
 static int strict_item(struct cb_dec *d, int depth, int is_key);
 
+/* The keys of one map, to find one given twice (a parser that meets a key
+ * twice would read its value twice): open addressing by FNV-1a. */
+struct key_set {
+	const uint8_t *key[2 * CB_MAX_MAP];
+	uint32_t len[2 * CB_MAX_MAP];
+};
+
+static int same_bytes(const uint8_t *a, const uint8_t *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (a[i] != b[i])
+			return 0;
+	return 1;
+}
+
+/* 0 when the key (the text item at d) is there already (compared by its
+ * text: a longer encoding of the same length is the same key). */
+static int key_add(struct key_set *ks, const struct cb_dec *d)
+{
+	struct cb_dec probe = *d;
+	const char *k = 0;
+	size_t n = 0;
+	if (!cbd_text(&probe, &k, &n) || n > UINT32_MAX)
+		return 0;
+	const uint8_t *p = (const uint8_t *)k;
+	uint32_t h = 2166136261u;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 16777619u;
+	for (uint32_t i = h % (2 * CB_MAX_MAP);; i = (i + 1) % (2 * CB_MAX_MAP)) {
+		if (!ks->key[i]) {
+			ks->key[i] = p;
+			ks->len[i] = (uint32_t)n;
+			return 1;
+		}
+		if (ks->len[i] == n && same_bytes(ks->key[i], p, n))
+			return 0;
+	}
+}
+
 /* The items of a container: count of them (pairs for a map), or up to a break. */
 static int strict_items(struct cb_dec *d, int depth, int indef, uint64_t count, int map)
 {
+	struct key_set *ks = 0;
+	struct key_set local;
+	if (map) {
+		ck_memset(&local, 0, sizeof local);
+		ks = &local;
+	}
 	for (uint64_t i = 0; indef || i < count; i++) {
 		if (indef && cbd_at_break(d))
 			return 1;
-		if (d->p >= d->end)
+		if (d->p >= d->end || (map && i >= CB_MAX_MAP))
 			return 0;
-		if (map && !strict_item(d, depth, 1))
+		if (map && (!key_add(ks, d) || !strict_item(d, depth, 1)))
 			return 0;
 		if (!strict_item(d, depth, 0))
 			return 0;

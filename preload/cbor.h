@@ -77,10 +77,11 @@ int cbd_next_item(struct cb_dec *d, int64_t *remaining);
 /* The strict subset every image, header and manifest must keep to
  * (docs/image-format.md, "Well-formed CBOR"): exactly one item filling
  * buf; integers, definite-length byte and text strings, arrays and maps
- * (definite or not) with text keys, false, true, null; nested at most
- * CB_MAX_DEPTH containers deep. 1 when buf keeps to it. ckrun's reader
+ * (definite or not) with distinct text keys (at most CB_MAX_MAP of them),
+ * false, true, null; nested at most CB_MAX_DEPTH containers deep. 1 when buf keeps to it. ckrun's reader
  * (src/cbor-check.ts) applies the same rule. */
 #define CB_MAX_DEPTH 32
+#define CB_MAX_MAP 256 /* entries of one map, whose keys are distinct */
 int cbd_well_formed(const void *buf, size_t len);
 
 #endif

@@ -6,16 +6,17 @@
 //
 //   exactly one item filling the bytes; unsigned and negative integers;
 //   definite-length byte and text strings; arrays and maps of definite or
-//   indefinite length, map keys text strings; false, true, null; at most
-//   MAX_DEPTH containers nested. No tags, floats, other simple values,
-//   indefinite-length strings.
+//   indefinite length, map keys distinct text strings (at most MAX_MAP of
+//   them); false, true, null; at most MAX_DEPTH containers nested. No tags,
+//   floats, other simple values, indefinite-length strings.
 
 export const MAX_DEPTH = 32;
+export const MAX_MAP = 256;
 
 /** Iterative, so that no input can exhaust the stack. */
 export function wellFormed(b: Uint8Array): boolean {
   // each open container: items still expected (-1: indefinite), whether a map, whether a key is next
-  const stack: { left: number; map: boolean; keyNext: boolean }[] = [];
+  const stack: { left: number; map: boolean; keyNext: boolean; keys: Set<string> | undefined }[] = [];
   let p = 0;
   let done = false;
   while (!done) {
@@ -45,6 +46,7 @@ export function wellFormed(b: Uint8Array): boolean {
       continue;
     }
     if (isKey && major !== 3) return false;
+    if (isKey && top.keys!.size >= MAX_MAP) return false;
     p++;
     let arg = 0;
     let indefinite = false;
@@ -65,13 +67,19 @@ export function wellFormed(b: Uint8Array): boolean {
       case 2:
       case 3:
         if (indefinite || arg > b.length - p) return false;
+        if (isKey) {
+          // compared by their bytes (as the restore host compares them)
+          const key = Buffer.from(b.buffer, b.byteOffset + p, arg).toString('latin1');
+          if (top.keys!.has(key)) return false;
+          top.keys!.add(key);
+        }
         p += arg;
         afterItem();
         break;
       case 4:
       case 5:
         if (stack.length >= MAX_DEPTH || (!indefinite && arg > b.length - p)) return false;
-        stack.push({ left: indefinite ? -1 : major === 5 ? arg * 2 : arg, map: major === 5, keyNext: true });
+        stack.push({ left: indefinite ? -1 : major === 5 ? arg * 2 : arg, map: major === 5, keyNext: true, keys: major === 5 ? new Set() : undefined });
         break;
       default:
         return false; // tags
