@@ -269,7 +269,13 @@ static int string_item(struct cb_dec *d, unsigned want, const uint8_t **p, size_
 
 int cbd_text(struct cb_dec *d, const char **s, size_t *n)
 {
-	return string_item(d, 3, (const uint8_t **)s, n);
+	/* through a pointer of the right type: storing into *s as a uint8_t
+	 * pointer breaks strict aliasing (gcc then keeps the old value) */
+	const uint8_t *p;
+	if (!string_item(d, 3, &p, n))
+		return 0;
+	*s = (const char *)p;
+	return 1;
 }
 
 int cbd_bytes(struct cb_dec *d, const uint8_t **p, size_t *n)
@@ -412,11 +418,10 @@ static int same_bytes(const uint8_t *a, const uint8_t *b, size_t n)
 static int key_add(struct key_set *ks, const struct cb_dec *d)
 {
 	struct cb_dec probe = *d;
-	const char *k = 0;
-	size_t n = 0;
-	if (!cbd_text(&probe, &k, &n) || n > UINT32_MAX)
+	const uint8_t *p;
+	size_t n;
+	if (!string_item(&probe, 3, &p, &n) || n > UINT32_MAX)
 		return 0;
-	const uint8_t *p = (const uint8_t *)k;
 	uint32_t h = 2166136261u;
 	for (size_t i = 0; i < n; i++)
 		h = (h ^ p[i]) * 16777619u;
