@@ -1,6 +1,5 @@
 // Reading and verifying a process image (docs/image-format.md).
 import { Decoder } from 'cbor-x/decode';
-import { closeSync, openSync, readSync } from 'node:fs';
 import { open, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';

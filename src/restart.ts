@@ -222,9 +222,8 @@ async function restartFrom(opts: RestartOptions, host: string, prepared: Prepare
   const { generation, temporary } = prepared;
   const imageName = displayPath(image.path);
   const pid = imagePid(image);
-  const loc = { sourceDir: prepared.sourceDir };
   const internalSignal = asNumber(image.meta['signal']) ?? DEFAULT_INTERNAL_SIGNAL;
-  const checkpointDir = opts.dir ?? loc.sourceDir ?? DEFAULT_DIR;
+  const checkpointDir = opts.dir ?? prepared.sourceDir ?? DEFAULT_DIR;
   const session = await openSession({ ...opts, dir: checkpointDir }, internalSignal);
   trace('session open');
   const stdio = opts.stdio ?? [0, 1, 2];
