@@ -4,7 +4,7 @@
 //   DIR/.N.partial/   a generation being written (or abandoned by a crash)
 import { constants } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
-import { basename, join as joinPath } from 'node:path';
+import { basename, join } from 'node:path';
 import { wellFormed } from './cbor-check.js';
 import { asArray, asMap, asNumber, asBigInt, asString, decodeCbor, PID_MAX, type CborValue } from './image.js';
 import { crc32c } from './native.js';
@@ -88,8 +88,8 @@ export async function listGenerations(dir: string): Promise<GenerationEntry[]> {
   const out: GenerationEntry[] = [];
   for (const name of names) {
     let m: RegExpExecArray | null;
-    if (COMPLETE.test(name)) out.push({ number: Number(name), path: joinPath(dir, name), partial: false });
-    else if ((m = PARTIAL.exec(name))) out.push({ number: Number(m[1]), path: joinPath(dir, name), partial: true });
+    if (COMPLETE.test(name)) out.push({ number: Number(name), path: join(dir, name), partial: false });
+    else if ((m = PARTIAL.exec(name))) out.push({ number: Number(m[1]), path: join(dir, name), partial: true });
   }
   out.sort((a, b) => a.number - b.number || Number(a.partial) - Number(b.partial));
   return out;
@@ -131,7 +131,7 @@ export async function findNewestGeneration(dir: string): Promise<Generation | un
 /** True when `path` is a directory holding a manifest. */
 export async function isGenerationDir(path: string): Promise<boolean> {
   try {
-    return (await stat(joinPath(path, MANIFEST))).isFile();
+    return (await stat(join(path, MANIFEST))).isFile();
   } catch {
     return false;
   }
@@ -237,7 +237,7 @@ function uintTree(v: CborValue, width: number, max: number[]): number[][] | unde
  * problem.
  */
 export async function readManifest(genDir: string): Promise<Manifest> {
-  const path = joinPath(genDir, MANIFEST);
+  const path = join(genDir, MANIFEST);
   let bytes: Buffer;
   try {
     bytes = await readFile(path);
@@ -371,7 +371,7 @@ export async function fsyncDir(dir: string): Promise<void> {
 
 /** Writes `name.tmp`, fsyncs it and renames it to `name`, then fsyncs the directory. */
 export async function writeFileDurably(dir: string, name: string, data: Uint8Array, mode = 0o600): Promise<void> {
-  const tmp = joinPath(dir, `${name}.tmp`);
+  const tmp = join(dir, `${name}.tmp`);
   const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, mode);
   try {
     await fh.writeFile(data);
@@ -379,7 +379,7 @@ export async function writeFileDurably(dir: string, name: string, data: Uint8Arr
   } finally {
     await fh.close();
   }
-  await rename(tmp, joinPath(dir, name));
+  await rename(tmp, join(dir, name));
   await fsyncDir(dir);
 }
 
@@ -395,9 +395,9 @@ export async function writeManifest(genDir: string, m: Manifest): Promise<void> 
 export async function createPartialGeneration(dir: string): Promise<{ number: number; path: string }> {
   let n = await nextGenerationNumber(dir);
   for (let tries = 0; tries < 1000; tries++, n++) {
-    const path = joinPath(dir, `.${n}.partial`);
+    const path = join(dir, `.${n}.partial`);
     try {
-      await stat(joinPath(dir, String(n)));
+      await stat(join(dir, String(n)));
       continue; // a complete one appeared meanwhile
     } catch {
       // free
@@ -414,7 +414,7 @@ export async function createPartialGeneration(dir: string): Promise<{ number: nu
 
 /** Turns `.N.partial` into `N` and makes that durable. */
 export async function completeGeneration(dir: string, number: number, partialPath: string): Promise<string> {
-  const final = joinPath(dir, String(number));
+  const final = join(dir, String(number));
   await fsyncDir(partialPath);
   await rename(partialPath, final);
   await fsyncDir(dir);
