@@ -15,6 +15,8 @@
 //   crashed       ckrun died of a signal, or said "internal error"
 //   hung          neither ran nor ended within the timeout
 //   left          a process of the session was still there after ckrun ended
+//                 (counted apart: after a restart that ran was ended by
+//                 kill -9 of ckrun, a process of it still there 3 s later)
 //
 // Not part of npm test (minutes). Run as root after `npm run build` (or
 // npx tsc): node scripts/corrupt-campaign.mjs [TRIALS_PER_PROGRAM] [SEED]
@@ -158,18 +160,27 @@ async function restartOnce(subject, dir, args, d) {
     } catch {}
     await exited;
   }
+  // (a program that ran was ended by kill -9 of ckrun: its processes end with their session, which takes a moment)
   await sleep(300);
   let left = leftovers([dir, subject.origin]);
-  for (let i = 0; i < 10 && left.length; i++) {
+  for (let i = 0; i < 30 && left.length; i++) {
     await sleep(100);
     left = leftovers([dir, subject.origin]);
   }
+  const what = left.map((pid) => {
+    try {
+      const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      return `${pid} ${st.slice(st.indexOf('('), st.lastIndexOf(')') + 3)}`;
+    } catch {
+      return `${pid} (gone)`;
+    }
+  });
   for (const pid of left) {
     try {
       process.kill(pid, 'SIGKILL');
     } catch {}
   }
-  return { outcome, left: left.length > 0, err: err.trim().split('\n').slice(-2).join(' | ') };
+  return { outcome, left: left.length > 0 && !ran, leftAfterKill: left.length > 0 && ran, leftWhat: what.join(', '), err: err.trim().split('\n').slice(-2).join(' | ') };
 }
 
 /** One damage, then `restart DIR/2` (named: never replaced) and `restart --dir DIR` (may fall back, saying so). */
@@ -210,18 +221,21 @@ async function main() {
     for (const s of subjects)
       for (const r of await trial(s, n)) {
         results.push({ subject: s.name, ...r });
-        if (['crashed', 'hung', 'silent', 'other'].includes(r.outcome) || r.left)
-          process.stderr.write(`${s.name} #${n} ${r.mode}: ${r.outcome}${r.left ? ' (left a process)' : ''}: ${r.how} of ${r.area} of ${r.file} at ${r.at}: ${r.err}\n`);
+        if (['crashed', 'hung', 'silent', 'other'].includes(r.outcome) || r.left || r.leftAfterKill)
+          process.stderr.write(
+            `${s.name} #${n} ${r.mode}: ${r.outcome}${r.left ? ' (left a process)' : ''}${r.leftAfterKill ? ` (after kill -9 of the running restart: ${r.leftWhat})` : ''}: ` +
+              `${r.how} of ${r.area} of ${r.file} at ${r.at}: ${r.err}\n`,
+          );
       }
   const outcomes = ['refused', 'fallback', 'silent', 'silent (unused padding)', 'crashed', 'hung', 'other'];
   const rows = [];
-  rows.push(`| program | restart | trials | ${outcomes.join(' | ')} | left a process |`);
-  rows.push(`| --- | --- | --- | ${outcomes.map(() => '---').join(' | ')} | --- |`);
+  rows.push(`| program | restart | trials | ${outcomes.join(' | ')} | left a process | left after kill -9 of a running restart |`);
+  rows.push(`| --- | --- | --- | ${outcomes.map(() => '---').join(' | ')} | --- | --- |`);
   for (const mode of ['named', '--dir'])
     for (const s of [...subjects.map((x) => x.name), 'all']) {
       const rs = results.filter((r) => r.mode === mode && (s === 'all' || r.subject === s));
       rows.push(
-        `| ${s} | ${mode === 'named' ? 'DIR/2' : '--dir DIR'} | ${rs.length} | ${outcomes.map((o) => rs.filter((r) => r.outcome === o).length).join(' | ')} | ${rs.filter((r) => r.left).length} |`,
+        `| ${s} | ${mode === 'named' ? 'DIR/2' : '--dir DIR'} | ${rs.length} | ${outcomes.map((o) => rs.filter((r) => r.outcome === o).length).join(' | ')} | ${rs.filter((r) => r.left).length} | ${rs.filter((r) => r.leftAfterKill).length} |`,
       );
     }
   const byArea = ['header', 'metadata', 'data', 'manifest'].map((a) => {
