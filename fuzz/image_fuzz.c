@@ -66,14 +66,23 @@ static void write_image(const uint8_t *data, size_t size)
 	close(fd);
 }
 
+static char workdir[] = "/tmp/ckrun-fuzz-image-XXXXXX";
+
+static void remove_workdir(void)
+{
+	unlink(IMAGE);
+	if (chdir("/") == 0)
+		rmdir(workdir);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	char dir[] = "/tmp/ckrun-fuzz-image-XXXXXX";
 	/* the images an image refers to are looked up beside it: here, where there are none */
-	if (!mkdtemp(dir) || chdir(dir) != 0)
+	if (!mkdtemp(workdir) || chdir(workdir) != 0)
 		abort();
+	atexit(remove_workdir);
 	return 0;
 }
 
