@@ -200,7 +200,33 @@ int cbd_int(struct cb_dec *d, int64_t *v)
 	}
 	if (!read_head(d, &major, &x, &indef))
 		return 0;
+	if (x > (uint64_t)INT64_MAX) {
+		d->error = 1;
+		return 0;
+	}
 	*v = major == 0 ? (int64_t)x : -1 - (int64_t)x;
+	return 1;
+}
+
+int cbd_uint_max(struct cb_dec *d, uint64_t max, uint64_t *v)
+{
+	if (!cbd_uint(d, v))
+		return 0;
+	if (*v > max) {
+		d->error = 1;
+		return 0;
+	}
+	return 1;
+}
+
+int cbd_int_range(struct cb_dec *d, int64_t lo, int64_t hi, int64_t *v)
+{
+	if (!cbd_int(d, v))
+		return 0;
+	if (*v < lo || *v > hi) {
+		d->error = 1;
+		return 0;
+	}
 	return 1;
 }
 
@@ -243,7 +269,13 @@ static int string_item(struct cb_dec *d, unsigned want, const uint8_t **p, size_
 
 int cbd_text(struct cb_dec *d, const char **s, size_t *n)
 {
-	return string_item(d, 3, (const uint8_t **)s, n);
+	/* through a pointer of the right type: storing into *s as a uint8_t
+	 * pointer breaks strict aliasing (gcc then keeps the old value) */
+	const uint8_t *p;
+	if (!string_item(d, 3, &p, n))
+		return 0;
+	*s = (const char *)p;
+	return 1;
 }
 
 int cbd_bytes(struct cb_dec *d, const uint8_t **p, size_t *n)
@@ -360,4 +392,111 @@ int cbd_next_item(struct cb_dec *d, int64_t *remaining)
 		return 0;
 	(*remaining)--;
 	return 1;
+}
+
+/* ---- the strict subset (cbd_well_formed) ---- */
+
+static int strict_item(struct cb_dec *d, int depth, int is_key);
+
+/* The keys of one map, to find one given twice (a parser that meets a key
+ * twice would read its value twice): open addressing by FNV-1a. */
+struct key_set {
+	const uint8_t *key[2 * CB_MAX_MAP];
+	uint32_t len[2 * CB_MAX_MAP];
+};
+
+static int same_bytes(const uint8_t *a, const uint8_t *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (a[i] != b[i])
+			return 0;
+	return 1;
+}
+
+/* 0 when the key (the text item at d) is there already (compared by its
+ * text: a longer encoding of the same length is the same key). */
+static int key_add(struct key_set *ks, const struct cb_dec *d)
+{
+	struct cb_dec probe = *d;
+	const uint8_t *p;
+	size_t n;
+	if (!string_item(&probe, 3, &p, &n) || n > UINT32_MAX)
+		return 0;
+	uint32_t h = 2166136261u;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 16777619u;
+	for (uint32_t i = h % (2 * CB_MAX_MAP);; i = (i + 1) % (2 * CB_MAX_MAP)) {
+		if (!ks->key[i]) {
+			ks->key[i] = p;
+			ks->len[i] = (uint32_t)n;
+			return 1;
+		}
+		if (ks->len[i] == n && same_bytes(ks->key[i], p, n))
+			return 0;
+	}
+}
+
+/* The items of a container: count of them (pairs for a map), or up to a break. */
+static int strict_items(struct cb_dec *d, int depth, int indef, uint64_t count, int map)
+{
+	struct key_set *ks = 0;
+	struct key_set local;
+	if (map) {
+		ck_memset(&local, 0, sizeof local);
+		ks = &local;
+	}
+	for (uint64_t i = 0; indef || i < count; i++) {
+		if (indef && cbd_at_break(d))
+			return 1;
+		if (d->p >= d->end || (map && i >= CB_MAX_MAP))
+			return 0;
+		if (map && (!key_add(ks, d) || !strict_item(d, depth, 1)))
+			return 0;
+		if (!strict_item(d, depth, 0))
+			return 0;
+	}
+	return 1;
+}
+
+static int strict_item(struct cb_dec *d, int depth, int is_key)
+{
+	unsigned major;
+	uint64_t v;
+	int indef;
+	if (d->p >= d->end)
+		return 0;
+	uint8_t first = *d->p;
+	if (first >> 5 == 7) {
+		d->p++;
+		return !is_key && (first == 0xf4 || first == 0xf5 || first == 0xf6);
+	}
+	if (!read_head(d, &major, &v, &indef))
+		return 0;
+	if (is_key && major != 3)
+		return 0;
+	switch (major) {
+	case 0:
+	case 1:
+		return !indef;
+	case 2:
+	case 3:
+		if (indef || v > (uint64_t)(d->end - d->p))
+			return 0;
+		d->p += v;
+		return 1;
+	case 4:
+	case 5:
+		if (depth >= CB_MAX_DEPTH || (!indef && v > (uint64_t)(d->end - d->p)))
+			return 0;
+		return strict_items(d, depth + 1, indef, v, major == 5);
+	default:
+		return 0; /* tags */
+	}
+}
+
+int cbd_well_formed(const void *buf, size_t len)
+{
+	struct cb_dec d;
+	cbd_init(&d, buf, len);
+	return strict_item(&d, 0, 0) && !d.error && d.p == d.end;
 }

@@ -54,7 +54,10 @@ struct cb_dec {
 void cbd_init(struct cb_dec *d, const void *buf, size_t len);
 enum cb_type cbd_peek(struct cb_dec *d);
 int cbd_uint(struct cb_dec *d, uint64_t *v);
-int cbd_int(struct cb_dec *d, int64_t *v); /* uint or negint */
+int cbd_int(struct cb_dec *d, int64_t *v); /* uint or negint that fits int64_t */
+/* the same, refusing values outside [0, max] or [lo, hi] (an error, like a wrong type) */
+int cbd_uint_max(struct cb_dec *d, uint64_t max, uint64_t *v);
+int cbd_int_range(struct cb_dec *d, int64_t lo, int64_t hi, int64_t *v);
 int cbd_bool(struct cb_dec *d, int *v);
 int cbd_is_null(struct cb_dec *d); /* consumes a null and returns 1, else 0 */
 int cbd_text(struct cb_dec *d, const char **s, size_t *n);
@@ -70,5 +73,15 @@ int cbd_next_key(struct cb_dec *d, int64_t *remaining, const char **key, size_t 
 int cbd_key_is(const char *key, size_t klen, const char *want);
 /* Iterate an array: returns 1 while an item follows. */
 int cbd_next_item(struct cb_dec *d, int64_t *remaining);
+
+/* The strict subset every image, header and manifest must keep to
+ * (docs/image-format.md, "Well-formed CBOR"): exactly one item filling
+ * buf; integers, definite-length byte and text strings, arrays and maps
+ * (definite or not) with distinct text keys (at most CB_MAX_MAP of them),
+ * false, true, null; nested at most CB_MAX_DEPTH containers deep. 1 when buf keeps to it. ckrun's reader
+ * (src/cbor-check.ts) applies the same rule. */
+#define CB_MAX_DEPTH 32
+#define CB_MAX_MAP 256 /* entries of one map, whose keys are distinct */
+int cbd_well_formed(const void *buf, size_t len);
 
 #endif

@@ -177,6 +177,8 @@ struct ck_ref {                 /* a file the new image may refer to */
 	uint64_t dev, ino;
 	int index;              /* in the image's "images" list; -1 until linked */
 	int failed;
+	uint64_t track_id;      /* its identity, for the new image's "image_ids" */
+	uint32_t header_crc;
 	char name[48];          /* ref-<inode>.ckpt */
 	char src[4096];         /* where to link it from */
 };

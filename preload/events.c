@@ -554,7 +554,7 @@ static int parse_timerfd(struct cb_dec *d, struct ck_img_file *f)
 	static const char *const keys[] = {"clock", "settime_flags", "value_ns", "interval_ns", "ticks", "deadline_ns", 0};
 	uint64_t v[6] = {0};
 	int seen[6] = {0};
-	if (parse_uint_map(d, keys, v, seen) < 0 || !seen[0])
+	if (parse_uint_map(d, keys, v, seen) < 0 || !seen[0] || v[0] > INT32_MAX || v[1] > INT32_MAX)
 		return -1;
 	f->timerfd = (struct ck_img_timerfd){
 		.clock = (int)v[0], .settime_flags = (int)v[1], .value_ns = v[2], .interval_ns = v[3],
@@ -590,8 +590,8 @@ static int parse_inotify(struct cb_dec *d, struct ck_img_file *f)
 			uint64_t wd, mask;
 			const char *s;
 			size_t sl;
-			if (!cbd_array(d, &m) || m != 3 || !cbd_uint(d, &wd) || !cbd_uint(d, &mask) || !cbd_text(d, &s, &sl) ||
-			    wd < 1 || wd > INT32_MAX)
+			if (!cbd_array(d, &m) || m != 3 || !cbd_uint(d, &wd) || !cbd_uint_max(d, UINT32_MAX, &mask) ||
+			    !cbd_text(d, &s, &sl) || wd < 1 || wd > INT32_MAX)
 				return -1;
 			if (f->nwatches == cap)
 				f->watches = realloc(f->watches, (cap *= 2) * sizeof *f->watches);
@@ -617,7 +617,7 @@ static int parse_event_kinds(struct cb_dec *d, const char *k, size_t kl, struct 
 		return 1;
 	}
 	if (cbd_key_is(k, kl, "pidfd")) {
-		if ((r = parse_uint_map(d, pid_keys, v, seen)) < 0 || !seen[0] || v[0] < 1 || v[0] > INT32_MAX)
+		if ((r = parse_uint_map(d, pid_keys, v, seen)) < 0 || !seen[0] || v[0] < 1 || v[0] > CK_PID_MAX)
 			return -1;
 		f->pidfd_pid = (int)v[0];
 		return 1;
@@ -658,7 +658,8 @@ CK_HIDDEN int ck_events_parse(struct cb_dec *d, const char *k, size_t kl, struct
 		while (cbd_next_item(d, &n)) {
 			int64_t m;
 			uint64_t v[3];
-			if (!cbd_array(d, &m) || m != 3 || !cbd_uint(d, &v[0]) || !cbd_uint(d, &v[1]) || !cbd_uint(d, &v[2]))
+			if (!cbd_array(d, &m) || m != 3 || !cbd_uint_max(d, INT32_MAX, &v[0]) ||
+			    !cbd_uint_max(d, UINT32_MAX, &v[1]) || !cbd_uint(d, &v[2]))
 				return -1;
 			if (f->nepoll == cap) {
 				cap *= 2;

@@ -330,7 +330,7 @@ CK_HIDDEN int ck_files_parse(struct cb_dec *d, struct ck_image *img)
 				int64_t m;
 				uint64_t crc;
 				if (!cbd_array(d, &m) || m != 3 || !cbd_uint(d, &f->data_off) ||
-				    !cbd_uint(d, &f->data_len) || !cbd_uint(d, &crc))
+				    !cbd_uint(d, &f->data_len) || !cbd_uint_max(d, UINT32_MAX, &crc))
 					return 0;
 				f->data_crc = (uint32_t)crc;
 			} else if (cbd_key_is(k, kl, "pipe")) {
@@ -343,6 +343,11 @@ CK_HIDDEN int ck_files_parse(struct cb_dec *d, struct ck_image *img)
 				if (r < 0)
 					return 0;
 			} else if (cbd_peek(d) == CB_UINT && cbd_uint(d, &v)) {
+				/* what becomes an int (or a file offset) must fit one */
+				int narrow = cbd_key_is(k, kl, "fd") || cbd_key_is(k, kl, "flags") || cbd_key_is(k, kl, "stdio") ||
+					     cbd_key_is(k, kl, "same_as");
+				if ((narrow && v > INT32_MAX) || (cbd_key_is(k, kl, "offset") && v > INT64_MAX))
+					return 0;
 				if (cbd_key_is(k, kl, "fd")) f->fd = (int)v;
 				else if (cbd_key_is(k, kl, "flags")) f->flags = (int)v;
 				else if (cbd_key_is(k, kl, "offset")) { f->offset = (int64_t)v; f->has_offset = 1; }
@@ -358,7 +363,7 @@ CK_HIDDEN int ck_files_parse(struct cb_dec *d, struct ck_image *img)
 				return 0;
 			}
 		}
-		if (!f->kind[0] || (!f->path && f->stdio < 0 && f->same_as < 0))
+		if (!f->kind[0] || (!f->path && f->stdio < 0 && f->same_as < 0) || f->stdio > 2)
 			return 0;
 	}
 	return !d->error;

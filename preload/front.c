@@ -138,7 +138,9 @@ static int is_number(const char *s)
 	return !*s;
 }
 
-/* The newest generation of dir that has a manifest (into gen), or 0. */
+/* The newest generation of dir (into gen), or 0. One without a manifest
+ * is damaged (the number appears only once the manifest is written):
+ * node's restart says so and which older one it uses instead. */
 static int newest_generation(const char *dir, char *gen, size_t cap)
 {
 	DIR *d = opendir(dir);
@@ -147,16 +149,17 @@ static int newest_generation(const char *dir, char *gen, size_t cap)
 	long best = 0;
 	struct dirent *e;
 	while ((e = readdir(d))) {
-		if (!is_number(e->d_name))
+		if (!is_number(e->d_name) || strlen(e->d_name) > 16)
 			continue;
 		long n = strtol(e->d_name, 0, 10);
 		char path[PATH_MAX + 32];
+		struct stat st;
 		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-		if (n > best && has_manifest(path))
+		if (n > best && stat(path, &st) == 0 && S_ISDIR(st.st_mode))
 			best = n;
 	}
 	closedir(d);
-	return best > 0 && snprintf(gen, cap, "%s/%ld", dir, best) < (int)cap;
+	return best > 0 && snprintf(gen, cap, "%s/%ld", dir, best) < (int)cap && has_manifest(gen);
 }
 
 /* ---- verifying an image's data, on two threads ---- */
@@ -173,102 +176,28 @@ struct chunk_list {
 	struct chunk *c;
 	size_t n, cap;
 	const uint8_t *base;
-	uint64_t data_lo, data_hi;
-	int bad;
+	const struct ck_image *img;
 };
 
-static void add_chunk(struct chunk_list *l, uint64_t off, uint64_t len, uint64_t crc)
+/* ck_meta_chunks' callback: the image's own chunks (already checked to lie
+ * in its data area by ck_image_read); pages held by other images are
+ * checked with those. */
+static int add_chunk(void *ctx, uint64_t off, uint64_t len, uint32_t crc, int ref)
 {
-	if (off < l->data_lo || off + len > l->data_hi || off + len < off || crc > UINT32_MAX) {
-		l->bad = 1;
-		return;
-	}
+	struct chunk_list *l = ctx;
+	if (ref >= 0)
+		return 1;
+	if (!ck_chunk_inside(l->img, off, len))
+		return 0;
 	if (l->n == l->cap) {
 		l->cap = l->cap ? 2 * l->cap : 256;
-		l->c = realloc(l->c, l->cap * sizeof *l->c);
-		if (!l->c) {
-			l->bad = 1;
-			return;
-		}
-	}
-	l->c[l->n++] = (struct chunk){.p = l->base + off, .len = len, .crc = (uint32_t)crc};
-}
-
-/* [a, b, c] of three unsigned integers */
-static int uint_triple(struct cb_dec *d, uint64_t v[3])
-{
-	struct cb_dec probe = *d;
-	int64_t n;
-	if (!cbd_array(&probe, &n) || n != 3)
-		return 0;
-	for (int i = 0; i < 3; i++)
-		if (!cbd_uint(&probe, &v[i]))
+		struct chunk *c = realloc(l->c, l->cap * sizeof *l->c);
+		if (!c)
 			return 0;
-	*d = probe;
+		l->c = c;
+	}
+	l->c[l->n++] = (struct chunk){.p = l->base + off, .len = len, .crc = crc};
 	return 1;
-}
-
-/* A memory run [address, pages, offset, crc] stored in this image (a run
- * in an older image, [address, pages, offset, -1, i], is that image's). */
-static void runs_chunks(struct cb_dec *d, struct chunk_list *l)
-{
-	int64_t n;
-	if (!cbd_array(d, &n)) {
-		l->bad = 1;
-		return;
-	}
-	while (!l->bad && cbd_next_item(d, &n)) {
-		int64_t m;
-		uint64_t addr, pages, off;
-		int64_t crc;
-		if (!cbd_array(d, &m) || m < 4 || !cbd_uint(d, &addr) || !cbd_uint(d, &pages) || !cbd_uint(d, &off) ||
-		    !cbd_int(d, &crc)) {
-			l->bad = 1;
-			return;
-		}
-		for (int64_t k = 4; k < m; k++)
-			cbd_skip(d);
-		if (crc >= 0)
-			add_chunk(l, off, pages * CK_PAGE, (uint64_t)crc);
-	}
-}
-
-/* Every chunk of the data area that carries a checksum, as ckrun's reader
- * finds them (src/image.ts, dataChunks): the memory runs, and every
- * `data: [offset, length, crc]` anywhere in the metadata. */
-static void walk_chunks(struct cb_dec *d, struct chunk_list *l, int in_memory)
-{
-	int64_t n;
-	switch (cbd_peek(d)) {
-	case CB_ARRAY:
-		if (!cbd_array(d, &n)) {
-			l->bad = 1;
-			return;
-		}
-		while (!l->bad && cbd_next_item(d, &n))
-			walk_chunks(d, l, in_memory);
-		return;
-	case CB_MAP:
-		if (!cbd_map(d, &n)) {
-			l->bad = 1;
-			return;
-		}
-		const char *k;
-		size_t kl;
-		while (!l->bad && cbd_next_key(d, &n, &k, &kl)) {
-			uint64_t v[3];
-			if (cbd_key_is(k, kl, "data") && uint_triple(d, v))
-				add_chunk(l, v[0], v[1], v[2]);
-			else if (in_memory && cbd_key_is(k, kl, "runs"))
-				runs_chunks(d, l);
-			else
-				walk_chunks(d, l, in_memory || cbd_key_is(k, kl, "memory"));
-		}
-		return;
-	default:
-		if (!cbd_skip(d))
-			l->bad = 1;
-	}
 }
 
 /* CRC of mapped image data; large parts are faulted in with one call
@@ -326,23 +255,22 @@ static int check_chunks(struct chunk_list *l)
 	return 1;
 }
 
-/* 1 when every checksummed chunk of the loaded image passes. */
+/* 1 when every checksummed chunk of the loaded image passes (the file
+ * is exactly file_len long: ck_image_load checked it). */
 static int image_data_ok(const struct ck_image *img)
 {
 	void *whole = mmap(0, img->file_len, PROT_READ, MAP_PRIVATE, img->fd, 0);
 	if (whole == MAP_FAILED)
 		return 0;
-	struct chunk_list l = {.base = whole, .data_lo = img->data_offset, .data_hi = img->data_offset + img->data_length};
-	struct cb_dec d;
-	cbd_init(&d, img->meta, img->meta_len);
-	walk_chunks(&d, &l, 0);
-	int ok = !l.bad && !d.error && check_chunks(&l);
+	struct chunk_list l = {.base = whole, .img = img};
+	int ok = ck_meta_chunks(img->meta, img->meta_len, add_chunk, &l) && check_chunks(&l);
 	free(l.c);
 	munmap(whole, img->file_len);
 	return ok;
 }
 
-/* The same for an image the loaded one refers to (incremental). */
+/* The same for an image the loaded one refers to (incremental): all of
+ * its data, as node's reader verifies it. */
 static int referenced_data_ok(const char *path)
 {
 	static struct ck_image ref;
@@ -350,6 +278,7 @@ static int referenced_data_ok(const char *path)
 	ck_image_load(&ref, path);
 	int ok = image_data_ok(&ref);
 	close(ref.fd);
+	free(ref.meta);
 	return ok;
 }
 
@@ -571,21 +500,24 @@ CK_HIDDEN int ck_front_main(int argc, char **argv)
 		to_node(&a); /* another user's checkpoint: node refuses it or, trusted, restores it */
 
 	static struct ck_image img;
+	static struct ck_manifest m;
 	char image[PATH_MAX + 64];
 	if (setjmp(refused)) {
 		ck_refusal_escape = 0;
-		to_node(&a); /* node says what is wrong, and names an older generation */
+		to_node(&a); /* node says what is wrong, and which older generation it uses instead */
 	}
 	ck_refusal_escape = &refused;
-	int pid;
-	const char *name;
-	if (ck_read_single_manifest(gen, &pid, &name) != 1 || strstr(name, ".gz"))
-		to_node(&a); /* a family, or compressed */
-	snprintf(image, sizeof image, "%s/%s", gen, name);
+	ck_manifest_read(&m, gen);
+	/* a family, a daemon without its parents, or compressed: node's */
+	if (m.nprocs != 1 || m.procs[0].pid != m.root || strstr(m.procs[0].image, ".gz"))
+		to_node(&a);
+	int pid = m.procs[0].pid;
+	snprintf(image, sizeof image, "%s/%s", gen, m.procs[0].image);
 	trace("generation found");
 	ck_load_and_check(&img, image, 0);
+	ck_image_matches(&img, &m.procs[0], gen);
 	trace("image checked (header, metadata, files)");
-	if (img.pid != pid || !ids_free(&img))
+	if (!ids_free(&img))
 		to_node(&a);
 	if (a.verify_data) {
 		if (!image_data_ok(&img))

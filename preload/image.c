@@ -274,47 +274,109 @@ CK_HIDDEN long ck_image_finish(struct ck_writer *w, const char *tmp_path, const 
 
 /* ---- restore host: header and metadata ---- */
 
-static int parse_header(const uint8_t *block, size_t n, struct ck_image *img, uint64_t *meta_off,
-			uint64_t *meta_len, uint32_t *meta_crc, uint64_t *file_len, int *version, int *bad_crc)
+/* What the header block says (docs/image-format.md, "Header map"). */
+struct header_fields {
+	uint64_t version, data_offset, data_length, meta_offset, meta_length, meta_crc, file_length;
+	unsigned seen; /* bit per field above */
+	int magic;
+};
+
+enum { H_VERSION, H_DATA_OFFSET, H_DATA_LENGTH, H_META_OFFSET, H_META_LENGTH, H_META_CRC, H_FILE_LENGTH, H_COUNT };
+static const char *const header_keys[H_COUNT] = {"version", "data_offset", "data_length", "meta_offset",
+						  "meta_length", "meta_crc", "file_length"};
+
+/* Why a header block is refused; 0 when it is not. */
+enum header_problem { HP_OK, HP_EMPTY, HP_NOT_CBOR, HP_PADDING, HP_CRC, HP_NOT_IMAGE, HP_FIELDS };
+
+/* The [h'<header map>', crc] pair at the start of block, then zeros up
+ * to its end: the whole block is covered (a flipped bit in the padding is
+ * damage too). */
+static enum header_problem parse_block(const uint8_t *block, size_t n, struct header_fields *h, uint32_t *crc_out)
 {
-	struct cb_dec d, h;
-	int64_t m;
+	struct cb_dec d, m;
+	int64_t count;
 	const uint8_t *hb;
 	size_t hl;
-	uint64_t crc, v;
+	uint64_t crc;
+	size_t i;
+	for (i = 0; i < n && !block[i]; i++)
+		;
+	if (i == n)
+		return HP_EMPTY;
 	cbd_init(&d, block, n);
-	if (!cbd_array(&d, &m) || m != 2 || !cbd_bytes(&d, &hb, &hl) || !cbd_uint(&d, &crc))
-		return 0;
-	if (ck_crc32c(0, hb, hl) != (uint32_t)crc) {
-		*bad_crc = 1;
-		return 0;
-	}
-	cbd_init(&h, hb, hl);
+	if (!cbd_array(&d, &count) || count != 2 || !cbd_bytes(&d, &hb, &hl) || !cbd_uint(&d, &crc) || crc > UINT32_MAX)
+		return HP_NOT_CBOR;
+	for (const uint8_t *p = d.p; p < block + n; p++)
+		if (*p)
+			return HP_PADDING;
+	if (ck_crc32c(0, hb, hl) != (uint32_t)crc)
+		return HP_CRC;
+	*crc_out = (uint32_t)crc;
+	if (!cbd_well_formed(hb, hl))
+		return HP_NOT_IMAGE;
+	cbd_init(&m, hb, hl);
 	const char *k;
 	size_t kl;
-	int magic = 0;
-	if (!cbd_map(&h, &m))
-		return 0;
-	while (cbd_next_key(&h, &m, &k, &kl)) {
+	if (!cbd_map(&m, &count))
+		return HP_NOT_IMAGE;
+	while (cbd_next_key(&m, &count, &k, &kl)) {
 		if (cbd_key_is(k, kl, "magic")) {
 			const char *s;
 			size_t sl;
-			if (!cbd_text(&h, &s, &sl))
-				return 0;
-			magic = sl == 11 && !memcmp(s, "ckrun-image", 11);
+			if (cbd_peek(&m) != CB_TEXT || !cbd_text(&m, &s, &sl))
+				return HP_NOT_IMAGE;
+			h->magic = sl == 11 && !memcmp(s, "ckrun-image", 11);
 			continue;
 		}
-		if (!cbd_uint(&h, &v))
-			return 0;
-		if (cbd_key_is(k, kl, "version")) *version = (int)v;
-		else if (cbd_key_is(k, kl, "data_offset")) img->data_offset = v;
-		else if (cbd_key_is(k, kl, "data_length")) img->data_length = v;
-		else if (cbd_key_is(k, kl, "meta_offset")) *meta_off = v;
-		else if (cbd_key_is(k, kl, "meta_length")) *meta_len = v;
-		else if (cbd_key_is(k, kl, "meta_crc")) *meta_crc = (uint32_t)v;
-		else if (cbd_key_is(k, kl, "file_length")) *file_len = v;
+		int f = 0;
+		while (f < H_COUNT && !cbd_key_is(k, kl, header_keys[f]))
+			f++;
+		if (f == H_COUNT) {
+			if (!cbd_skip(&m))
+				return HP_NOT_IMAGE;
+			continue;
+		}
+		uint64_t *field = f == H_VERSION       ? &h->version
+				  : f == H_DATA_OFFSET ? &h->data_offset
+				  : f == H_DATA_LENGTH ? &h->data_length
+				  : f == H_META_OFFSET ? &h->meta_offset
+				  : f == H_META_LENGTH ? &h->meta_length
+				  : f == H_META_CRC    ? &h->meta_crc
+						       : &h->file_length;
+		/* a field that is not an unsigned integer is left unseen: "invalid" */
+		if (cbd_peek(&m) == CB_UINT) {
+			if (!cbd_uint(&m, field))
+				return HP_NOT_IMAGE;
+			h->seen |= 1u << f;
+		} else if (!cbd_skip(&m)) {
+			return HP_NOT_IMAGE;
+		}
 	}
-	return magic && !h.error;
+	if (m.error || !h->magic)
+		return HP_NOT_IMAGE;
+	return HP_OK;
+}
+
+/* The first header field that is missing or impossible, or 0. */
+static const char *bad_field(const struct header_fields *h)
+{
+	for (int f = H_DATA_OFFSET; f < H_COUNT; f++)
+		if (!(h->seen & (1u << f)))
+			return header_keys[f];
+	if (h->meta_crc > UINT32_MAX)
+		return "meta_crc";
+	return 0;
+}
+
+/* The layout is fixed (the writer puts the metadata right after the data
+ * and ends the file there): everything is checked, overflow-safe, against
+ * the file's real size before anything is read. */
+static int layout_ok(const struct header_fields *h)
+{
+	return h->data_offset == CK_IMAGE_HEADER_SIZE && h->data_length % CK_PAGE == 0 &&
+	       h->data_length <= UINT64_MAX - CK_IMAGE_HEADER_SIZE &&
+	       h->meta_offset == CK_IMAGE_HEADER_SIZE + h->data_length && h->meta_length <= CK_IMAGE_META_MAX &&
+	       h->meta_length <= UINT64_MAX - h->meta_offset && h->file_length == h->meta_offset + h->meta_length;
 }
 
 static const char *size_text(uint64_t n, char *buf, size_t cap)
@@ -328,41 +390,257 @@ static const char *size_text(uint64_t n, char *buf, size_t cap)
 	return buf;
 }
 
-/* Opens the image, checks its framing and loads the metadata. */
+/* Checks the header block of an open image against the file and reads
+ * the metadata (checked against its CRC and the strict CBOR rules); the
+ * same checks, in the same order, as src/image.ts's loadImage. */
 CK_HIDDEN void ck_image_load(struct ck_image *img, const char *path)
 {
 	uint8_t block[HEADER_SIZE];
 	struct stat st;
-	uint64_t meta_off = 0, meta_len = 0, file_len = 0;
-	uint32_t meta_crc = 0;
-	int version = 0, bad_crc = 0;
+	struct header_fields h;
+	uint32_t hcrc = 0;
 	char a[32], b[32];
 
+	memset(&h, 0, sizeof h);
 	img->path = path;
 	img->fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (img->fd < 0)
 		ck_refuse("cannot open image %s: %s", path, strerror(errno));
 	if (fstat(img->fd, &st) != 0 || !S_ISREG(st.st_mode))
 		ck_refuse("%s is not an image file", path);
-	ssize_t n = pread(img->fd, block, sizeof block, 0);
-	if (n < (ssize_t)sizeof block)
-		ck_refuse("image %s is truncated (found %s, not even a header)", path, size_text((uint64_t)st.st_size, a, sizeof a));
-	if (!parse_header(block, sizeof block, img, &meta_off, &meta_len, &meta_crc, &file_len, &version, &bad_crc))
-		ck_refuse(bad_crc ? "image %s is corrupted: its header fails its checksum"
-				  : "%s is not a ckrun image (no valid header)", path);
-	if (version != CK_IMAGE_VERSION)
-		ck_refuse("image %s has format version %d, but this ckrun reads version %d; use the ckrun that wrote it",
-			  path, version, CK_IMAGE_VERSION);
-	if ((uint64_t)st.st_size < file_len)
-		ck_refuse("image %s is truncated (expected %s, found %s)", path, size_text(file_len, a, sizeof a),
-			  size_text((uint64_t)st.st_size, b, sizeof b));
-	if (meta_off + meta_len != file_len || meta_len > (1ULL << 30))
-		ck_refuse("image %s is corrupted: its header is inconsistent", path);
-	img->file_len = file_len;
-	img->meta = malloc(meta_len ? meta_len : 1);
-	img->meta_len = meta_len;
-	if (ck_pread_all(img->fd, img->meta, meta_len, meta_off) < 0)
+	uint64_t size = (uint64_t)st.st_size;
+	if (size == 0)
+		ck_refuse("image %s is empty (truncated to 0 bytes)", path);
+	if (size < HEADER_SIZE || ck_pread_all(img->fd, block, sizeof block, 0) < 0)
+		ck_refuse("image %s is truncated (expected at least 4096 bytes, found %s)", path, size_text(size, a, sizeof a));
+	switch (parse_block(block, sizeof block, &h, &hcrc)) {
+	case HP_OK:
+		break;
+	case HP_EMPTY:
+		ck_refuse("image %s is incomplete: its header block is empty (the image was never finished)", path);
+	case HP_NOT_CBOR:
+		ck_refuse("image %s is corrupted or not a ckrun image (its first block is not a [header, crc] pair)", path);
+	case HP_PADDING:
+		ck_refuse("image %s is corrupted: stray bytes in the padding of its header block", path);
+	case HP_CRC:
+		ck_refuse("image %s is corrupted: the header checksum does not match", path);
+	default:
+		ck_refuse("image %s is not a ckrun image (its header has no 'ckrun-image' magic)", path);
+	}
+	if (!(h.seen & (1u << H_VERSION)) || h.version != CK_IMAGE_VERSION) {
+		if (h.seen & (1u << H_VERSION))
+			ck_refuse("image %s has format version %llu; this ckrun reads version %d (restart it with the ckrun that wrote it)",
+				  path, (unsigned long long)h.version, CK_IMAGE_VERSION);
+		ck_refuse("image %s has no format version; this ckrun reads version %d", path, CK_IMAGE_VERSION);
+	}
+	const char *field = bad_field(&h);
+	if (field)
+		ck_refuse("image %s is corrupted: header field '%s' is missing or invalid", path, field);
+	if (size < h.file_length)
+		ck_refuse("image %s is truncated (expected %s, found %s)", path, size_text(h.file_length, a, sizeof a),
+			  size_text(size, b, sizeof b));
+	if (size > h.file_length)
+		ck_refuse("image %s is corrupted: it is %s long but its header says %s", path, size_text(size, a, sizeof a),
+			  size_text(h.file_length, b, sizeof b));
+	if (!layout_ok(&h))
+		ck_refuse("image %s is corrupted: its header describes an impossible layout", path);
+	img->file_len = h.file_length;
+	img->data_offset = h.data_offset;
+	img->data_length = h.data_length;
+	img->header_crc = hcrc;
+	img->meta_len = h.meta_length;
+	img->meta = malloc(h.meta_length ? h.meta_length : 1);
+	if (!img->meta)
+		ck_refuse("image %s: no memory for its metadata (%s)", path, size_text(h.meta_length, a, sizeof a));
+	if (ck_pread_all(img->fd, img->meta, h.meta_length, h.meta_offset) < 0)
 		ck_refuse("image %s is truncated: cannot read its metadata", path);
-	if (ck_crc32c(0, img->meta, meta_len) != meta_crc)
-		ck_refuse("image %s is corrupted: its metadata fails its checksum", path);
+	if (ck_crc32c(0, img->meta, h.meta_length) != (uint32_t)h.meta_crc)
+		ck_refuse("image %s is corrupted: the metadata checksum does not match", path);
+	if (!cbd_well_formed(img->meta, h.meta_length))
+		ck_refuse("image %s is corrupted: its metadata is not well-formed CBOR", path);
+}
+
+/* ---- the chunks of the data area the metadata names ----
+ *
+ * Found as src/image.ts's dataChunks finds them, by key wherever they are:
+ * `data`, `queue`, `recv_queue`, `unsent_queue` ([offset, length, crc]),
+ * `datagrams` ([[address, port, offset, length, crc], ...]) and the `runs`
+ * of the regions under `memory` ([address, pages, offset, crc], or
+ * [address, pages, offset, -1, i] for pages held by images[i]). A value
+ * of another shape under one of these keys is damage. */
+
+struct chunk_walk {
+	ck_chunk_fn fn;
+	void *ctx;
+	int bad;
+};
+
+/* An array (definite or not) of exactly n unsigned integers. */
+static int uint_tuple(struct cb_dec *d, uint64_t *v, int n)
+{
+	int64_t m;
+	int i = 0;
+	if (!cbd_array(d, &m))
+		return 0;
+	while (cbd_next_item(d, &m)) {
+		if (i == n || !cbd_uint(d, &v[i++]))
+			return 0;
+	}
+	return i == n && !d->error;
+}
+
+static void emit(struct chunk_walk *w, uint64_t off, uint64_t len, uint64_t crc, int ref)
+{
+	if (w->bad)
+		return;
+	if (ref < 0 && crc > UINT32_MAX)
+		w->bad = 1;
+	else if (!w->fn(w->ctx, off, len, (uint32_t)crc, ref))
+		w->bad = 1;
+}
+
+static void walk_triple(struct cb_dec *d, struct chunk_walk *w)
+{
+	uint64_t v[3];
+	if (!uint_tuple(d, v, 3))
+		w->bad = 1;
+	else
+		emit(w, v[0], v[1], v[2], -1);
+}
+
+static void walk_datagrams(struct cb_dec *d, struct chunk_walk *w)
+{
+	int64_t n, m;
+	if (!cbd_array(d, &n)) {
+		w->bad = 1;
+		return;
+	}
+	while (!w->bad && cbd_next_item(d, &n)) {
+		const uint8_t *a;
+		size_t al;
+		uint64_t v[4];
+		int i = 0;
+		if (!cbd_array(d, &m) || !cbd_next_item(d, &m) || !cbd_bytes(d, &a, &al) || (al != 4 && al != 16)) {
+			w->bad = 1;
+			return;
+		}
+		while (cbd_next_item(d, &m))
+			if (i == 4 || !cbd_uint(d, &v[i++])) {
+				w->bad = 1;
+				return;
+			}
+		if (i != 4 || v[0] > 65535) {
+			w->bad = 1;
+			return;
+		}
+		emit(w, v[1], v[2], v[3], -1);
+	}
+}
+
+static void walk_runs(struct cb_dec *d, struct chunk_walk *w)
+{
+	int64_t n, m;
+	if (!cbd_array(d, &n)) {
+		w->bad = 1;
+		return;
+	}
+	while (!w->bad && cbd_next_item(d, &n)) {
+		uint64_t addr, pages, off, ref = 0;
+		int64_t crc;
+		if (!cbd_array(d, &m) || !cbd_next_item(d, &m) || !cbd_uint(d, &addr) || !cbd_next_item(d, &m) ||
+		    !cbd_uint(d, &pages) || !cbd_next_item(d, &m) || !cbd_uint(d, &off) || !cbd_next_item(d, &m) ||
+		    !cbd_int(d, &crc)) {
+			w->bad = 1;
+			return;
+		}
+		int five = cbd_next_item(d, &m);
+		if (five && !cbd_uint_max(d, CK_MAX_IMAGES, &ref)) {
+			w->bad = 1;
+			return;
+		}
+		/* exactly four items, or five with the "held elsewhere" marker */
+		if ((five && (cbd_next_item(d, &m) || crc != -1)) || (!five && crc < 0) || pages > UINT64_MAX / CK_PAGE ||
+		    d->error) {
+			w->bad = 1;
+			return;
+		}
+		(void)addr;
+		emit(w, off, pages * CK_PAGE, five ? 0 : (uint64_t)crc, five ? (int)ref : -1);
+	}
+}
+
+static void walk_value(struct cb_dec *d, struct chunk_walk *w, int in_memory)
+{
+	int64_t n;
+	const char *k;
+	size_t kl;
+	switch (cbd_peek(d)) {
+	case CB_ARRAY:
+		if (!cbd_array(d, &n)) {
+			w->bad = 1;
+			return;
+		}
+		while (!w->bad && cbd_next_item(d, &n))
+			walk_value(d, w, in_memory);
+		return;
+	case CB_MAP:
+		if (!cbd_map(d, &n)) {
+			w->bad = 1;
+			return;
+		}
+		while (!w->bad && cbd_next_key(d, &n, &k, &kl)) {
+			if (cbd_key_is(k, kl, "data") || cbd_key_is(k, kl, "queue") || cbd_key_is(k, kl, "recv_queue") ||
+			    cbd_key_is(k, kl, "unsent_queue"))
+				walk_triple(d, w);
+			else if (cbd_key_is(k, kl, "datagrams"))
+				walk_datagrams(d, w);
+			else if (in_memory && cbd_key_is(k, kl, "runs"))
+				walk_runs(d, w);
+			else
+				walk_value(d, w, in_memory || cbd_key_is(k, kl, "memory"));
+		}
+		return;
+	default:
+		if (!cbd_skip(d))
+			w->bad = 1;
+	}
+}
+
+CK_HIDDEN int ck_meta_chunks(const uint8_t *meta, size_t len, ck_chunk_fn fn, void *ctx)
+{
+	struct cb_dec d;
+	struct chunk_walk w = {fn, ctx, 0};
+	cbd_init(&d, meta, len);
+	walk_value(&d, &w, 0);
+	return !w.bad && !d.error;
+}
+
+/* Whether [off, off+len) is a chunk of the image's data area: it starts on
+ * a page, inside the area, and ends inside it (overflow-safe). */
+CK_HIDDEN int ck_chunk_inside(const struct ck_image *img, uint64_t off, uint64_t len)
+{
+	return off >= img->data_offset && off % CK_PAGE == 0 && len <= img->data_length &&
+	       off - img->data_offset <= img->data_length - len;
+}
+
+CK_HIDDEN uint64_t ck_meta_track_id(const uint8_t *meta, size_t len, int *found)
+{
+	struct cb_dec d;
+	int64_t n;
+	const char *k;
+	size_t kl;
+	uint64_t v = 0;
+	*found = 0;
+	cbd_init(&d, meta, len);
+	if (!cbd_map(&d, &n))
+		return 0;
+	while (cbd_next_key(&d, &n, &k, &kl)) {
+		if (cbd_key_is(k, kl, "track_id") && cbd_peek(&d) == CB_UINT && cbd_uint(&d, &v)) {
+			*found = 1;
+			return v;
+		}
+		if (!cbd_skip(&d))
+			break;
+	}
+	return 0;
 }

@@ -244,6 +244,73 @@ static int ref_candidate(struct ck_scratch *s, const char *src)
 	return s->nrefs++;
 }
 
+/* The header block's CRC and the track_id of an image file: what the new
+ * image names it by ("image_ids"), so that a restart can tell the very
+ * image from another file put in its place. 0 when it is no sound image
+ * (then nothing is referred to in it: the pages are stored again). */
+static int image_identity(const char *path, uint64_t *track_id, uint32_t *header_crc)
+{
+	int fd = (int)ck_openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
+	struct ck_stat st;
+	if (fd < 0)
+		return 0;
+	if (ck_fstat(fd, &st) < 0 || st.size < 4096) {
+		ck_close(fd);
+		return 0;
+	}
+	long m = ck_mmap(0, (size_t)st.size, PROT_READ, MAP_PRIVATE, fd, 0);
+	ck_close(fd);
+	if (m < 0 && m > -4096)
+		return 0;
+	const uint8_t *img = (const uint8_t *)m;
+	struct cb_dec d, h;
+	int64_t n;
+	const uint8_t *hb;
+	size_t hl;
+	uint64_t crc, meta_off = 0, meta_len = 0, meta_crc = 0;
+	const char *k;
+	size_t kl;
+	int ok = 0;
+	cbd_init(&d, img, 4096);
+	if (!cbd_array(&d, &n) || n != 2 || !cbd_bytes(&d, &hb, &hl) || !cbd_uint(&d, &crc) ||
+	    ck_crc32c(0, hb, hl) != (uint32_t)crc)
+		goto out;
+	cbd_init(&h, hb, hl);
+	if (!cbd_map(&h, &n))
+		goto out;
+	while (cbd_next_key(&h, &n, &k, &kl)) {
+		uint64_t v = 0;
+		if (cbd_peek(&h) != CB_UINT) {
+			if (!cbd_skip(&h))
+				goto out;
+			continue;
+		}
+		cbd_uint(&h, &v);
+		if (cbd_key_is(k, kl, "meta_offset"))
+			meta_off = v;
+		else if (cbd_key_is(k, kl, "meta_length"))
+			meta_len = v;
+		else if (cbd_key_is(k, kl, "meta_crc"))
+			meta_crc = v;
+	}
+	if (meta_off > (uint64_t)st.size || meta_len > (uint64_t)st.size - meta_off ||
+	    ck_crc32c(0, img + meta_off, meta_len) != (uint32_t)meta_crc)
+		goto out;
+	cbd_init(&d, img + meta_off, meta_len);
+	if (!cbd_map(&d, &n))
+		goto out;
+	while (!ok && cbd_next_key(&d, &n, &k, &kl)) {
+		if (cbd_key_is(k, kl, "track_id") && cbd_peek(&d) == CB_UINT && cbd_uint(&d, track_id))
+			ok = 1;
+		else if (!cbd_skip(&d))
+			break;
+	}
+	*header_crc = (uint32_t)crc;
+out:
+	ck_munmap((void *)m, (size_t)st.size);
+	return ok;
+}
+
 /* Links a referred file into the new generation (once); returns its index
  * in the image's "images" list, or -1 when it cannot be referred to. */
 CK_HIDDEN int ck_ref_use(struct ck_scratch *s, int cand)
@@ -253,6 +320,10 @@ CK_HIDDEN int ck_ref_use(struct ck_scratch *s, int cand)
 	struct ck_ref *r = &s->refs[cand];
 	if (r->index >= 0 || r->failed)
 		return r->index;
+	if (!image_identity(r->src, &r->track_id, &r->header_crc)) {
+		r->failed = 1;
+		return -1;
+	}
 	char dst[4096 + 64];
 	struct ck_str d;
 	ck_str_init(&d, dst, sizeof dst);
@@ -447,6 +518,16 @@ CK_HIDDEN void ck_refs_save(struct ck_writer *w, struct ck_scratch *s)
 		for (int i = 0; i < s->nrefs; i++)
 			if (s->refs[i].index == idx)
 				cb_text(e, s->refs[i].name);
+	/* what each of them is: a restart refuses another file in its place */
+	cb_text(e, "image_ids");
+	cb_array(e, (uint64_t)s->nused);
+	for (int idx = 0; idx < s->nused; idx++)
+		for (int i = 0; i < s->nrefs; i++)
+			if (s->refs[i].index == idx) {
+				cb_array(e, 2);
+				cb_uint(e, s->refs[i].track_id);
+				cb_uint(e, s->refs[i].header_crc);
+			}
 	cb_text(e, "incremental");
 	cb_map(e, 2);
 	cb_kv_bool(e, "parent_used", s->parent_valid);

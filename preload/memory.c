@@ -715,7 +715,7 @@ static int parse_region(struct cb_dec *d, struct ck_img_region *r)
 		} else if (cbd_key_is(k, kl, "end")) {
 			if (!cbd_uint(d, &r->end)) return 0;
 		} else if (cbd_key_is(k, kl, "prot")) {
-			if (!cbd_uint(d, &v)) return 0;
+			if (!cbd_uint_max(d, 7, &v)) return 0;
 			r->prot = (int)v;
 		} else if (cbd_key_is(k, kl, "shared")) {
 			if (!cbd_bool(d, &r->shared)) return 0;
@@ -794,10 +794,13 @@ static int parse_region(struct cb_dec *d, struct ck_img_region *r)
 				if (!cbd_array(d, &m) || (m != 4 && m != 5) || !cbd_uint(d, &run->addr) || !cbd_uint(d, &run->npages) ||
 				    !cbd_uint(d, &run->off) || !cbd_int(d, &c) || (m == 5 && !cbd_uint(d, &f)))
 					return 0;
+				/* a CRC, or -1 with the index of the image that holds the pages */
+				if (m == 4 ? c < 0 || c > UINT32_MAX : c != -1 || f >= CK_MAX_IMAGES)
+					return 0;
+				if (run->npages > UINT64_MAX / CK_PAGE)
+					return 0;
 				run->crc = (uint32_t)c;
 				run->file = m == 5 ? (int)f : -1;
-				if (m == 5 && f >= CK_MAX_IMAGES)
-					return 0;
 			}
 		} else if (!cbd_skip(d)) {
 			return 0;
@@ -867,7 +870,8 @@ CK_HIDDEN int ck_mm_parse(struct cb_dec *d, const char *k, size_t kl, struct ck_
 		while (cbd_next_item(d, &n)) {
 			const char *s;
 			size_t sl;
-			if (!cbd_text(d, &s, &sl) || img->nimages >= CK_MAX_IMAGES || memchr(s, '/', sl))
+			/* CK_MAX_IMAGES counts the image itself */
+			if (!cbd_text(d, &s, &sl) || img->nimages >= CK_MAX_IMAGES - 1 || memchr(s, '/', sl) || memchr(s, 0, sl))
 				return -1;
 			img->images[img->nimages++] = ck_dup_text(s, sl);
 		}
@@ -916,8 +920,10 @@ static void check_runs(struct ck_image *img, struct ck_img_region *r, int verify
 	const uint8_t *whole = img->whole;
 	for (size_t i = 0; i < r->nruns; i++) {
 		struct ck_img_run *run = &r->runs[i];
+		/* (ck_image_read checked every run against its region and its data area, overflow-safe) */
 		uint64_t len = run->npages * CK_PAGE;
-		if (run->addr < r->start || run->addr + len > r->end || run->off % CK_PAGE)
+		if (run->addr < r->start || run->addr > r->end || run->npages > (r->end - run->addr) / CK_PAGE ||
+		    run->off % CK_PAGE)
 			ck_refuse("image %s is corrupted: a page run of region %#llx-%#llx lies outside it", img->path,
 				  (unsigned long long)r->start, (unsigned long long)r->end);
 		if (run->file >= 0) {
@@ -926,7 +932,7 @@ static void check_runs(struct ck_image *img, struct ck_img_region *r, int verify
 					  img->nimages);
 			continue; /* in an older image, checked as part of it */
 		}
-		if (run->off < img->data_offset || run->off + len > img->data_offset + img->data_length)
+		if (!ck_chunk_inside(img, run->off, len))
 			ck_refuse("image %s is corrupted: a page run of region %#llx-%#llx lies outside it", img->path,
 				  (unsigned long long)r->start, (unsigned long long)r->end);
 		if (verify_data && ck_crc32c(0, whole + run->off, len) != run->crc)
@@ -1001,27 +1007,17 @@ CK_HIDDEN void ck_memory_open(struct ck_image *img, int base_fd)
 	}
 }
 
-/* The older images an incremental one refers to: hard links beside it. */
+/* The older images an incremental one refers to (hard links beside it),
+ * opened and checked with the image (ck_image_read): placed above the
+ * program's descriptors. */
 CK_HIDDEN void ck_memory_open_refs(struct ck_image *img, int base_fd)
 {
-	char dir[4096];
-	snprintf(dir, sizeof dir, "%s", img->path);
-	char *slash = strrchr(dir, '/');
-	if (slash)
-		*slash = 0;
-	else
-		snprintf(dir, sizeof dir, ".");
 	for (int i = 0; i < img->nimages; i++) {
-		char path[8192];
-		static struct ck_image ref;
-		snprintf(path, sizeof path, "%s/%s", dir, img->images[i]);
-		memset(&ref, 0, sizeof ref);
-		ck_image_load(&ref, path); /* header and metadata checks; refuses with the reason */
-		img->image_fds[i] = fcntl(ref.fd, F_DUPFD_CLOEXEC, base_fd);
-		close(ref.fd);
-		free(ref.meta);
-		if (img->image_fds[i] < 0)
-			ck_refuse("cannot place a descriptor for %s: %s", path, strerror(errno));
+		int fd = fcntl(img->image_fds[i], F_DUPFD_CLOEXEC, base_fd);
+		if (fd < 0)
+			ck_refuse("cannot place a descriptor for %s: %s", img->images[i], strerror(errno));
+		close(img->image_fds[i]);
+		img->image_fds[i] = fd;
 	}
 }
 

@@ -135,14 +135,14 @@ CK_HIDDEN int ck_pipe_parse(struct cb_dec *d, struct ck_img_file *f)
 			int64_t m;
 			uint64_t crc;
 			if (!cbd_array(d, &m) || m != 3 || !cbd_uint(d, &f->data_off) || !cbd_uint(d, &f->data_len) ||
-			    !cbd_uint(d, &crc))
+			    !cbd_uint_max(d, UINT32_MAX, &crc))
 				return 0;
 			f->data_crc = (uint32_t)crc;
 		} else if (cbd_key_is(k, kl, "id")) {
 			if (!cbd_uint(d, &f->pipe_id))
 				return 0;
 		} else if (cbd_key_is(k, kl, "capacity")) {
-			if (!cbd_uint(d, &v))
+			if (!cbd_uint_max(d, INT32_MAX, &v))
 				return 0;
 			f->pipe_capacity = v;
 		} else if (!cbd_skip(d)) {

@@ -468,7 +468,7 @@ CK_HIDDEN int ck_process_parse(struct cb_dec *d, const char *k, size_t kl, struc
 {
 	uint64_t v;
 	if (cbd_key_is(k, kl, "pid")) {
-		if (!cbd_uint(d, &v))
+		if (!cbd_uint_max(d, CK_PID_MAX, &v) || v < 1)
 			return -1;
 		img->pid = (int)v;
 	} else if (cbd_key_is(k, kl, "exe")) {
@@ -478,18 +478,19 @@ CK_HIDDEN int ck_process_parse(struct cb_dec *d, const char *k, size_t kl, struc
 	} else if (cbd_key_is(k, kl, "kernel")) {
 		img->kernel = take_text(d);
 	} else if (cbd_key_is(k, kl, "umask")) {
-		if (!cbd_uint(d, &img->umask))
+		if (!cbd_uint_max(d, 0777, &img->umask))
 			return -1;
 	} else if (cbd_key_is(k, kl, "personality")) {
-		if (!cbd_uint(d, &img->personality))
+		if (!cbd_uint_max(d, UINT32_MAX, &img->personality))
 			return -1;
 	} else if (cbd_key_is(k, kl, "ppid") || cbd_key_is(k, kl, "pgid") || cbd_key_is(k, kl, "sid")) {
-		if (!cbd_uint(d, &v))
+		/* 0: a process outside the PID namespace */
+		if (!cbd_uint_max(d, CK_PID_MAX, &v))
 			return -1;
 		int *field = cbd_key_is(k, kl, "ppid") ? &img->ppid : cbd_key_is(k, kl, "pgid") ? &img->pgid : &img->sid;
 		*field = (int)v;
 	} else if (cbd_key_is(k, kl, "pdeathsig")) {
-		if (!cbd_uint(d, &img->pdeathsig))
+		if (!cbd_uint_max(d, 64, &img->pdeathsig))
 			return -1;
 	} else if (cbd_key_is(k, kl, "children")) {
 		int64_t n;
@@ -515,10 +516,15 @@ CK_HIDDEN int ck_process_parse(struct cb_dec *d, const char *k, size_t kl, struc
 					if (!cbd_bool(d, &c->zombie))
 						return -1;
 				} else if (cbd_peek(d) == CB_UINT && cbd_uint(d, &cv)) {
-					if (cbd_key_is(ck, ckl, "pid"))
+					if (cbd_key_is(ck, ckl, "pid")) {
+						if (cv < 1 || cv > CK_PID_MAX)
+							return -1;
 						c->pid = (int)cv;
-					else if (cbd_key_is(ck, ckl, "status"))
+					} else if (cbd_key_is(ck, ckl, "status")) {
+						if (cv > 0xffff)
+							return -1;
 						c->status = (int)cv;
+					}
 				} else if (!cbd_skip(d)) {
 					return -1;
 				}
@@ -528,21 +534,21 @@ CK_HIDDEN int ck_process_parse(struct cb_dec *d, const char *k, size_t kl, struc
 		if (!parse_creds(d, img))
 			return -1;
 	} else if (cbd_key_is(k, kl, "shim_abi")) {
-		if (!cbd_uint(d, &v))
+		if (!cbd_uint_max(d, INT32_MAX, &v))
 			return -1;
 		img->shim_abi = (int)v;
 	} else if (cbd_key_is(k, kl, "signal")) {
-		if (!cbd_uint(d, &v))
+		if (!cbd_uint_max(d, 64, &v) || v < 1)
 			return -1;
 		img->sig = (int)v;
 	} else if (cbd_key_is(k, kl, "ctl_fd")) {
 		int64_t fd;
-		if (!cbd_int(d, &fd))
+		if (!cbd_int_range(d, -1, INT32_MAX, &fd))
 			return -1;
 		img->ctl_fd = (int)fd;
 	} else if (cbd_key_is(k, kl, "rlimits")) {
 		int64_t n;
-		if (!cbd_array(d, &n) || n > CK_NRLIMITS)
+		if (!cbd_array(d, &n) || n < 0 || n > CK_NRLIMITS)
 			return -1;
 		img->nrlimits = (int)n;
 		for (int64_t i = 0; i < n; i++) {

@@ -11,6 +11,7 @@
 #include <link.h>
 #include <linux/sched.h>
 #include <sched.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@
 #include <unistd.h>
 
 #include "ckrun.h"
+#include "crc32c.h"
 #include "restore.h"
 #include "sys.h"
 
@@ -35,6 +37,7 @@
 CK_HIDDEN const char *ck_image_name;
 
 CK_HIDDEN jmp_buf *ck_refusal_escape;
+CK_HIDDEN const char *ck_refuse_context;
 
 CK_HIDDEN void ck_refuse(const char *fmt, ...)
 {
@@ -45,6 +48,8 @@ CK_HIDDEN void ck_refuse(const char *fmt, ...)
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
+	if (ck_refuse_context)
+		fputs(ck_refuse_context, stderr);
 	fputc('\n', stderr);
 	exit(CK_EXIT_REFUSED);
 }
@@ -69,6 +74,33 @@ CK_HIDDEN char *ck_dup_text(const char *s, size_t n)
 	return p;
 }
 
+/* A metadata key for a message: printable characters only. */
+static void key_text(char *out, size_t cap, const char *k, size_t kl)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < kl && n + 1 < cap; i++)
+		out[n++] = k[i] >= 32 && k[i] < 127 ? k[i] : '?';
+	out[n] = 0;
+}
+
+/* "image_ids": [[track_id, header_crc], ...], what each of "images" must be. */
+static int parse_image_ids(struct cb_dec *d, struct ck_image *img)
+{
+	int64_t n, m;
+	if (!cbd_array(d, &n))
+		return 0;
+	img->nimage_ids = 0;
+	while (cbd_next_item(d, &n)) {
+		uint64_t track, crc;
+		if (img->nimage_ids >= CK_MAX_IMAGES || !cbd_array(d, &m) || !cbd_next_item(d, &m) || !cbd_uint(d, &track) ||
+		    !cbd_next_item(d, &m) || !cbd_uint_max(d, UINT32_MAX, &crc) || cbd_next_item(d, &m))
+			return 0;
+		img->image_track[img->nimage_ids] = track;
+		img->image_crc[img->nimage_ids++] = (uint32_t)crc;
+	}
+	return !d->error;
+}
+
 static void parse_metadata(struct ck_image *img)
 {
 	struct cb_dec d;
@@ -76,12 +108,21 @@ static void parse_metadata(struct ck_image *img)
 	const char *k;
 	size_t kl;
 	char key[64] = "";
+	int have_version = 0;
 	cbd_init(&d, img->meta, img->meta_len);
 	int ok = cbd_map(&d, &left);
 	img->ctl_fd = -1;
+	img->nimage_ids = -1;
 	while (ok && cbd_next_key(&d, &left, &k, &kl)) {
-		snprintf(key, sizeof key, "%.*s", (int)kl, k);
-		if (cbd_key_is(k, kl, "threads"))
+		key_text(key, sizeof key, k, kl);
+		if (cbd_key_is(k, kl, "version")) {
+			uint64_t v;
+			ok = cbd_uint(&d, &v);
+			if (ok && v != CK_IMAGE_VERSION)
+				ck_refuse("image %s is corrupted: metadata version %llu differs from the header's", img->path,
+					  (unsigned long long)v);
+			have_version = 1;
+		} else if (cbd_key_is(k, kl, "threads"))
 			ok = ck_threads_parse(&d, img);
 		else if (cbd_key_is(k, kl, "signals"))
 			ok = ck_signals_parse(&d, img);
@@ -91,6 +132,8 @@ static void parse_metadata(struct ck_image *img)
 			ok = ck_memory_parse(&d, img);
 		else if (cbd_key_is(k, kl, "vdso"))
 			ok = ck_vdso_parse(&d, img);
+		else if (cbd_key_is(k, kl, "image_ids"))
+			ok = parse_image_ids(&d, img);
 		else {
 			int r = ck_process_parse(&d, k, kl, img);
 			if (r == 0)
@@ -102,11 +145,525 @@ static void parse_metadata(struct ck_image *img)
 	}
 	if (!ok || d.error)
 		ck_refuse("image %s is corrupted: its metadata cannot be read (at \"%s\")", img->path, key);
-	if (!img->pid || !img->nthreads || !img->nregions)
+	if (!have_version)
+		ck_refuse("image %s is corrupted: metadata version (none) differs from the header's", img->path);
+	if (!img->pid)
+		ck_refuse("image %s is corrupted: its metadata has no pid", img->path);
+	if (!img->nthreads || !img->nregions)
 		ck_refuse("image %s is incomplete: it lacks the process, its threads or its memory", img->path);
 	if (img->shim_abi != CK_SHIM_ABI)
 		ck_refuse("image %s was taken by a ckrun whose shim works differently (shim ABI %d; this ckrun's is %d); "
 			  "restart it with the ckrun version that took it", img->path, img->shim_abi, CK_SHIM_ABI);
+}
+
+/* Frees what reading an image allocated (the restore host itself never
+ * needs to: it exits or becomes the program; a fuzz target reads millions). */
+static void release_socket(struct ck_img_socket *s)
+{
+	if (!s)
+		return;
+	if (s->unix_part) {
+		for (size_t i = 0; i < s->unix_part->npassed; i++)
+			free(s->unix_part->passed[i].path);
+		free(s->unix_part->passed);
+		free(s->unix_part->pending);
+		free(s->unix_part->msgs);
+		free(s->unix_part);
+	}
+	if (s->inet_part) {
+		free(s->inet_part->dgrams);
+		free(s->inet_part);
+	}
+	free(s->opts);
+	free(s);
+}
+
+CK_HIDDEN void ck_image_release(struct ck_image *img)
+{
+	for (size_t i = 0; img->files && i < img->nfiles; i++) {
+		struct ck_img_file *f = &img->files[i];
+		free((char *)f->path);
+		free(f->epoll);
+		for (size_t j = 0; j < f->nwatches; j++)
+			free((char *)f->watches[j].path);
+		free(f->watches);
+		release_socket(f->sock);
+	}
+	for (size_t i = 0; img->regions && i < img->nregions; i++) {
+		struct ck_img_region *r = &img->regions[i];
+		free((char *)r->name);
+		free((char *)r->path);
+		free((char *)r->shm_name);
+		free(r->runs);
+	}
+	for (int i = 0; i < img->nimages; i++)
+		free((char *)img->images[i]);
+	free(img->files);
+	free(img->regions);
+	free(img->threads);
+	free(img->children);
+	free(img->actions);
+	free((char *)img->exe);
+	free((char *)img->cwd);
+	free((char *)img->kernel);
+	free(img->meta);
+	memset(img, 0, sizeof *img);
+}
+
+CK_HIDDEN void ck_manifest_release(struct ck_manifest *m)
+{
+	for (size_t i = 0; i < m->nprocs; i++)
+		free((char *)m->procs[i].image);
+	free(m->procs);
+	free(m->groups);
+	memset(m, 0, sizeof *m);
+}
+
+/* ---- what can be checked from the image alone ---- */
+
+static void dir_of(const char *path, char *out, size_t cap)
+{
+	snprintf(out, cap, "%s", path);
+	char *slash = strrchr(out, '/');
+	if (!slash)
+		snprintf(out, cap, ".");
+	else if (slash == out)
+		out[1] = 0;
+	else
+		*slash = 0;
+}
+
+/* The images an incremental one refers to (hard links beside it): each is
+ * opened and its header and metadata checked, and it must be the very
+ * image it was taken against (image_ids), not another file of that name. */
+static void read_one(struct ck_image *img, const char *path, int with_refs);
+
+static void check_refs(struct ck_image *img)
+{
+	char dir[4096], path[8192];
+	static char context[8400];
+	if (img->nimage_ids >= 0 && img->nimage_ids != img->nimages)
+		ck_refuse("image %s is corrupted: it names %d referred images but %d identities", img->path, img->nimages,
+			  img->nimage_ids);
+	dir_of(img->path, dir, sizeof dir);
+	for (int i = 0; i < img->nimages; i++) {
+		static struct ck_image ref; /* released before it is used again (a refusal may leave it half read) */
+		ck_image_release(&ref);
+		snprintf(path, sizeof path, "%s/%s", dir, img->images[i]);
+		snprintf(context, sizeof context, " (image %s refers to it for unchanged pages)", img->path);
+		ck_refuse_context = context;
+		read_one(&ref, path, 0);
+		ck_refuse_context = 0;
+		int found;
+		uint64_t track = ck_meta_track_id(ref.meta, ref.meta_len, &found);
+		if (img->nimage_ids >= 0 && (ref.header_crc != img->image_crc[i] || !found || track != img->image_track[i]))
+			ck_refuse("image %s refers to %s for unchanged pages, but that file is not the image it was taken "
+				  "against (header checksum %08x, track id %016llx; expected %08x, %016llx): it was replaced",
+				  img->path, path, ref.header_crc, (unsigned long long)track, img->image_crc[i],
+				  (unsigned long long)img->image_track[i]);
+		img->image_fds[i] = ref.fd;
+		img->image_data_len[i] = ref.data_length;
+		ck_image_release(&ref);
+	}
+}
+
+struct chunk_check {
+	struct ck_image *img;
+	uint64_t off, len;
+	int ref;
+	int refs_loaded; /* image_data_len is known: check where referred pages lie */
+};
+
+static int chunk_ok(void *ctx, uint64_t off, uint64_t len, uint32_t crc, int ref)
+{
+	struct chunk_check *c = ctx;
+	struct ck_image *img = c->img;
+	(void)crc;
+	c->off = off;
+	c->len = len;
+	c->ref = ref;
+	if (ref < 0)
+		return ck_chunk_inside(img, off, len);
+	if (!c->refs_loaded)
+		return ref < img->nimages;
+	return ref < img->nimages && off >= CK_IMAGE_HEADER_SIZE && off % CK_PAGE == 0 && len <= img->image_data_len[ref] &&
+	       off - CK_IMAGE_HEADER_SIZE <= img->image_data_len[ref] - len;
+}
+
+/* Every chunk the metadata names lies in the data area it names. */
+static void check_chunks(struct ck_image *img, int refs_loaded)
+{
+	struct chunk_check c = {img, 0, 0, -1, refs_loaded};
+	if (ck_meta_chunks(img->meta, img->meta_len, chunk_ok, &c))
+		return;
+	if (c.ref >= img->nimages)
+		ck_refuse("image %s is corrupted: pages it holds elsewhere refer to image %d of %d", img->path, c.ref,
+			  img->nimages);
+	if (c.ref >= 0)
+		ck_refuse("image %s is corrupted: pages it refers to (offset %llu, %llu bytes) lie outside the data area of %s",
+			  img->path, (unsigned long long)c.off, (unsigned long long)c.len, img->images[c.ref]);
+	ck_refuse("image %s is corrupted: a chunk of saved data (offset %llu, %llu bytes) is malformed or lies outside "
+		  "its data area", img->path, (unsigned long long)c.off, (unsigned long long)c.len);
+}
+
+/* Threads: distinct TIDs, one of them the process's own. Regions: page
+ * aligned, in address order, not overlapping; their runs inside them. */
+static void check_structure(struct ck_image *img)
+{
+	int has_main = 0;
+	for (size_t i = 0; i < img->nthreads; i++) {
+		has_main |= img->threads[i].tid == img->pid;
+		for (size_t j = 0; j < i; j++)
+			if (img->threads[j].tid == img->threads[i].tid)
+				ck_refuse("image %s is corrupted: thread ID %d appears twice", img->path, img->threads[i].tid);
+	}
+	if (!has_main)
+		ck_refuse("the image has no thread with the process's own ID %d (its main thread had exited); "
+			  "ckrun cannot restore such a process yet", img->pid);
+	for (size_t i = 0; i < img->nregions; i++) {
+		struct ck_img_region *r = &img->regions[i];
+		if (r->start % CK_PAGE || r->end % CK_PAGE || r->end <= r->start)
+			ck_refuse("image %s is corrupted: region %#llx-%#llx is not page aligned", img->path,
+				  (unsigned long long)r->start, (unsigned long long)r->end);
+		if (i > 0 && r->start < img->regions[i - 1].end)
+			ck_refuse("image %s is corrupted: region %#llx-%#llx overlaps the one before it", img->path,
+				  (unsigned long long)r->start, (unsigned long long)r->end);
+		for (size_t j = 0; j < r->nruns; j++) {
+			struct ck_img_run *run = &r->runs[j];
+			if (run->addr % CK_PAGE || run->addr < r->start || run->addr > r->end ||
+			    run->npages > (r->end - run->addr) / CK_PAGE)
+				ck_refuse("image %s is corrupted: a page run of region %#llx-%#llx lies outside it", img->path,
+					  (unsigned long long)r->start, (unsigned long long)r->end);
+		}
+	}
+}
+
+/* One image: with_refs, also the images it refers to (whose own
+ * references are not followed: every file an image's pages are in is in
+ * its own list, and a referred image's list names files of its own
+ * generation). */
+static void read_one(struct ck_image *img, const char *path, int with_refs)
+{
+	for (int i = 0; i < CK_MAX_IMAGES; i++)
+		img->image_fds[i] = -1;
+	ck_image_load(img, path);
+	parse_metadata(img);
+	if (with_refs)
+		check_refs(img);
+	check_chunks(img, with_refs);
+	check_structure(img);
+}
+
+CK_HIDDEN void ck_image_read(struct ck_image *img, const char *path)
+{
+	ck_image_name = path;
+	read_one(img, path, 1);
+}
+
+/* ---- the manifest (docs/image-format.md, "manifest.cbor") ---- */
+
+static int valid_image_name(const char *s, size_t n)
+{
+	if (memchr(s, '/', n) || memchr(s, 0, n))
+		return 0;
+	if (n > 5 && !memcmp(s + n - 5, ".ckpt", 5))
+		return 1;
+	return n > 8 && !memcmp(s + n - 8, ".ckpt.gz", 8);
+}
+
+/* One entry of "processes"; 0 when malformed. */
+static int manifest_proc(struct cb_dec *d, struct ck_manifest_proc *p, int version)
+{
+	int64_t m;
+	const char *k;
+	size_t kl;
+	uint64_t v;
+	int has_bytes = 0, has_crc = 0;
+	if (!cbd_map(d, &m))
+		return 0;
+	while (cbd_next_key(d, &m, &k, &kl)) {
+		if (cbd_key_is(k, kl, "pid")) {
+			if (!cbd_uint_max(d, CK_PID_MAX, &v) || v < 1)
+				return 0;
+			p->pid = (int)v;
+		} else if (cbd_key_is(k, kl, "image")) {
+			const char *s;
+			size_t sl;
+			if (cbd_peek(d) != CB_TEXT || !cbd_text(d, &s, &sl) || !valid_image_name(s, sl))
+				return 0;
+			p->image = ck_dup_text(s, sl);
+		} else if (cbd_key_is(k, kl, "bytes")) {
+			if (!cbd_uint(d, &p->bytes))
+				return 0;
+			has_bytes = 1;
+		} else if (cbd_key_is(k, kl, "header_crc")) {
+			if (!cbd_uint_max(d, UINT32_MAX, &v))
+				return 0;
+			p->header_crc = (uint32_t)v;
+			has_crc = 1;
+		} else if (cbd_key_is(k, kl, "ppid") || cbd_key_is(k, kl, "pgid") || cbd_key_is(k, kl, "sid")) {
+			if (!cbd_uint_max(d, CK_PID_MAX, &v))
+				return 0;
+		} else if (cbd_key_is(k, kl, "pause_ns") || cbd_key_is(k, kl, "compressed_bytes")) {
+			if (!cbd_uint(d, &v))
+				return 0;
+		} else if (!cbd_skip(d)) {
+			return 0;
+		}
+	}
+	p->has_identity = version >= 2;
+	return !d->error && p->pid && p->image && (version < 2 || (has_bytes && has_crc));
+}
+
+/* "shared_files": [[[pid, fd], ...], ...] */
+static int manifest_groups(struct cb_dec *d, struct ck_manifest *m)
+{
+	int64_t ng, nm, two;
+	int group = 0;
+	if (!cbd_array(d, &ng))
+		return 0;
+	while (cbd_next_item(d, &ng)) {
+		if (!cbd_array(d, &nm))
+			return 0;
+		while (cbd_next_item(d, &nm)) {
+			uint64_t pid, fd;
+			if (!cbd_array(d, &two) || !cbd_next_item(d, &two) || !cbd_uint_max(d, CK_PID_MAX, &pid) ||
+			    !cbd_next_item(d, &two) || !cbd_uint_max(d, INT32_MAX, &fd) || cbd_next_item(d, &two))
+				return 0;
+			m->groups = realloc(m->groups, (m->ngroups + 1) * sizeof *m->groups);
+			m->groups[m->ngroups][0] = (int)pid;
+			m->groups[m->ngroups][1] = (int)fd;
+			m->groups[m->ngroups++][2] = group;
+		}
+		group++;
+	}
+	return !d->error;
+}
+
+/* "shm_owners": [[dev, ino, pid], ...] (read by node; checked here alike) */
+static int manifest_owners(struct cb_dec *d)
+{
+	int64_t n;
+	uint64_t v[3];
+	if (!cbd_array(d, &n))
+		return 0;
+	while (cbd_next_item(d, &n)) {
+		int64_t m;
+		int i = 0;
+		if (!cbd_array(d, &m))
+			return 0;
+		while (cbd_next_item(d, &m))
+			if (i == 3 || !cbd_uint(d, &v[i++]))
+				return 0;
+		if (i != 3)
+			return 0;
+	}
+	return !d->error;
+}
+
+/* A list of text (argv): read by node, checked here alike. */
+static int text_list(struct cb_dec *d)
+{
+	int64_t n;
+	const char *s;
+	size_t sl;
+	if (!cbd_array(d, &n))
+		return 0;
+	while (cbd_next_item(d, &n))
+		if (cbd_peek(d) != CB_TEXT || !cbd_text(d, &s, &sl))
+			return 0;
+	return !d->error;
+}
+
+static __attribute__((noreturn)) void manifest_damaged(const char *dir, const char *why)
+{
+	ck_refuse("the manifest of generation %s is damaged: %s", dir, why);
+}
+
+/* Whether the directory's own name is a generation number (DIR/N), and which. */
+static int dir_number(const char *dir, uint64_t *n)
+{
+	char buf[4096];
+	snprintf(buf, sizeof buf, "%s", dir);
+	size_t len = strlen(buf);
+	while (len > 1 && buf[len - 1] == '/')
+		buf[--len] = 0;
+	const char *base = strrchr(buf, '/');
+	base = base ? base + 1 : buf;
+	if (*base < '1' || *base > '9' || strlen(base) > 16)
+		return 0;
+	*n = 0;
+	for (const char *p = base; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return 0;
+		*n = *n * 10 + (uint64_t)(*p - '0');
+	}
+	return 1;
+}
+
+CK_HIDDEN void ck_manifest_parse(struct ck_manifest *m, const uint8_t *buf, size_t len, const char *dir)
+{
+	struct cb_dec d;
+	int64_t n;
+	const char *k;
+	size_t kl;
+	const uint8_t *map = buf;
+	size_t maplen = len;
+	int framed = 0, format = 0, has_generation = 0;
+	memset(m, 0, sizeof *m);
+	if (!cbd_well_formed(buf, len))
+		manifest_damaged(dir, "it is not well-formed CBOR");
+	cbd_init(&d, buf, len);
+	if (cbd_peek(&d) == CB_ARRAY) {
+		/* version 2: [h'<manifest map>', crc32c] */
+		const uint8_t *b;
+		size_t bl;
+		uint64_t crc;
+		if (!cbd_array(&d, &n) || !cbd_next_item(&d, &n) || cbd_peek(&d) != CB_BYTES || !cbd_bytes(&d, &b, &bl) ||
+		    !cbd_next_item(&d, &n) || cbd_peek(&d) != CB_UINT || !cbd_uint(&d, &crc) || cbd_next_item(&d, &n) ||
+		    crc > UINT32_MAX)
+			manifest_damaged(dir, "it is not a [manifest, checksum] pair");
+		if (ck_crc32c(0, b, bl) != (uint32_t)crc)
+			manifest_damaged(dir, "its checksum does not match");
+		if (!cbd_well_formed(b, bl))
+			manifest_damaged(dir, "it is not well-formed CBOR");
+		map = b;
+		maplen = bl;
+		framed = 1;
+	}
+	cbd_init(&d, map, maplen);
+	if (!cbd_map(&d, &n))
+		manifest_damaged(dir, "it is not a map");
+	while (cbd_next_key(&d, &n, &k, &kl)) {
+		uint64_t v;
+		int ok = 1;
+		if (cbd_key_is(k, kl, "format")) {
+			const char *s;
+			size_t sl;
+			ok = cbd_peek(&d) == CB_TEXT && cbd_text(&d, &s, &sl);
+			format = ok && sl == 13 && !memcmp(s, "ckrun-session", 13);
+		} else if (cbd_key_is(k, kl, "version")) {
+			ok = cbd_peek(&d) == CB_UINT && cbd_uint_max(&d, 1000, &v);
+			m->version = ok ? (int)v : 0;
+		} else if (cbd_key_is(k, kl, "generation")) {
+			ok = cbd_peek(&d) == CB_UINT && cbd_uint_max(&d, (1ULL << 53) - 1, &m->generation) && m->generation >= 1;
+			has_generation = ok;
+		} else if (cbd_key_is(k, kl, "root")) {
+			ok = cbd_peek(&d) == CB_UINT && cbd_uint_max(&d, CK_PID_MAX, &v) && v >= 1;
+			m->root = ok ? (int)v : 0;
+		} else if (cbd_key_is(k, kl, "processes")) {
+			int64_t np;
+			ok = cbd_array(&d, &np);
+			while (ok && cbd_next_item(&d, &np)) {
+				m->procs = realloc(m->procs, (m->nprocs + 1) * sizeof *m->procs);
+				struct ck_manifest_proc *p = &m->procs[m->nprocs++];
+				memset(p, 0, sizeof *p);
+				/* the version may come after the processes: identities are required below */
+				ok = manifest_proc(&d, p, 1);
+				p->has_identity = 0;
+			}
+		} else if (cbd_key_is(k, kl, "shared_files")) {
+			ok = manifest_groups(&d, m);
+		} else if (cbd_key_is(k, kl, "shm_owners")) {
+			ok = manifest_owners(&d);
+		} else if (cbd_key_is(k, kl, "argv")) {
+			ok = text_list(&d);
+		} else if (cbd_key_is(k, kl, "cwd")) {
+			const char *s;
+			size_t sl;
+			ok = cbd_peek(&d) == CB_TEXT && cbd_text(&d, &s, &sl);
+		} else if (cbd_key_is(k, kl, "created_ns")) {
+			ok = cbd_peek(&d) == CB_UINT && cbd_uint(&d, &v);
+		} else if (cbd_key_is(k, kl, "compressed")) {
+			const char *s;
+			size_t sl;
+			ok = cbd_peek(&d) == CB_TEXT && cbd_text(&d, &s, &sl) && sl == 4 && !memcmp(s, "gzip", 4);
+			if (!ok)
+				ck_refuse("the manifest of generation %s says its images are compressed in a way this ckrun does not "
+					  "read (it reads gzip only)", dir);
+		} else {
+			ok = cbd_skip(&d);
+		}
+		if (!ok || d.error) {
+			char key[64];
+			key_text(key, sizeof key, k, kl);
+			ck_refuse("the manifest of generation %s is damaged: its \"%s\" is malformed", dir, key);
+		}
+	}
+	if (d.error)
+		manifest_damaged(dir, "it cannot be read");
+	if (!format)
+		ck_refuse("the manifest of generation %s is not a ckrun session manifest (format is not 'ckrun-session')", dir);
+	if (m->version != (framed ? 2 : 1))
+		ck_refuse("the manifest of generation %s has version %d%s; this ckrun reads versions 1 and 2", dir, m->version,
+			  framed ? " in a version 2 frame" : " without the version 2 frame");
+	if (!has_generation || !m->root)
+		manifest_damaged(dir, "it lacks generation or root");
+	if (!m->nprocs)
+		manifest_damaged(dir, "it lists no valid process image");
+	uint64_t number;
+	if (dir_number(dir, &number) && number != m->generation)
+		ck_refuse("the manifest in %s is that of generation %llu: the generation was replaced or mixed up with "
+			  "another one", dir, (unsigned long long)m->generation);
+	/* identities: re-read each entry now that the version is known */
+	if (m->version >= 2) {
+		cbd_init(&d, map, maplen);
+		cbd_map(&d, &n);
+		while (cbd_next_key(&d, &n, &k, &kl)) {
+			if (!cbd_key_is(k, kl, "processes")) {
+				cbd_skip(&d);
+				continue;
+			}
+			int64_t np;
+			cbd_array(&d, &np);
+			for (size_t i = 0; cbd_next_item(&d, &np) && i < m->nprocs; i++) {
+				free((char *)m->procs[i].image);
+				m->procs[i].image = 0;
+				if (!manifest_proc(&d, &m->procs[i], 2))
+					manifest_damaged(dir, "a process entry lacks the image's size or header checksum");
+			}
+		}
+	}
+	for (size_t i = 0; i < m->nprocs; i++)
+		for (size_t j = 0; j < i; j++)
+			if (m->procs[i].pid == m->procs[j].pid || !strcmp(m->procs[i].image, m->procs[j].image))
+				manifest_damaged(dir, "it lists a process or an image twice");
+}
+
+CK_HIDDEN void ck_manifest_read(struct ck_manifest *m, const char *dir)
+{
+	char path[8192];
+	struct stat st;
+	snprintf(path, sizeof path, "%s/manifest.cbor", dir);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		ck_refuse("generation %s has no readable manifest (%s): it is incomplete or damaged", dir, strerror(errno));
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+		ck_refuse("the manifest of generation %s is not a regular file", dir);
+	if (st.st_size == 0)
+		ck_refuse("the manifest of generation %s is empty", dir);
+	if ((uint64_t)st.st_size > CK_MANIFEST_MAX)
+		manifest_damaged(dir, "it is implausibly large");
+	/* allocated, not a static array: every process that preloads the
+	 * shim would carry its bss */
+	uint8_t *buf = malloc((size_t)st.st_size);
+	if (!buf || ck_pread_all(fd, buf, (size_t)st.st_size, 0) < 0)
+		ck_refuse("cannot read the manifest of generation %s: %s", dir, buf ? strerror(errno) : "out of memory");
+	close(fd);
+	ck_manifest_parse(m, buf, (size_t)st.st_size, dir);
+	free(buf);
+}
+
+CK_HIDDEN void ck_image_matches(const struct ck_image *img, const struct ck_manifest_proc *p, const char *dir)
+{
+	if (img->pid != p->pid)
+		ck_refuse("image %s holds PID %d but the manifest of %s says %d; the generation is inconsistent", img->path,
+			  img->pid, dir, p->pid);
+	if (p->has_identity && (img->file_len != p->bytes || img->header_crc != p->header_crc))
+		ck_refuse("image %s is not the image generation %s was made with (its manifest records %llu bytes with "
+			  "header checksum %08x; the file has %llu bytes with %08x): it was replaced or mixed up with another "
+			  "generation's", img->path, dir, (unsigned long long)p->bytes, p->header_crc,
+			  (unsigned long long)img->file_len, img->header_crc);
 }
 
 /* ---- the session connection ---- */
@@ -280,15 +837,18 @@ static void unregister_rseq(void)
 }
 
 CK_HIDDEN void ck_jump_to_core(void *arg, void *stack_top, void (*entry)(void *)) __attribute__((noreturn));
+
+/* Each restore core of a family writes its process's PID here once the
+ * process is rebuilt (restore_core.c): until all have, a process of the
+ * family that ends has failed its restore (watch_restore). */
+static int tree_done[2] = {-1, -1};
 CK_CORE __attribute__((noreturn)) void ck_core_main(struct ck_plan *p);
 
 /* Loads one image and checks what can be checked without changing
  * anything (files, pages, vdso). */
 CK_HIDDEN void ck_load_and_check(struct ck_image *img, const char *path, int verify_data)
 {
-	ck_image_name = path;
-	ck_image_load(img, path);
-	parse_metadata(img);
+	ck_image_read(img, path);
 	ck_creds_check(img);
 	ck_verbose("image %s: pid %d, %zu threads, %zu regions, %zu descriptors", path, img->pid, img->nthreads,
 		   img->nregions, img->nfiles);
@@ -357,6 +917,9 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
 			close(fd);
 		}
 	}
+	/* a process of a family tells the orchestrator when it is rebuilt
+	 * (above the program's descriptors, before they are put in place) */
+	plan->done_fd = tree_done[1] >= 0 ? fcntl(tree_done[1], F_DUPFD_CLOEXEC, base) : -1;
 	int ctl = connect_ckrun();
 	if (ctl >= 0) {
 		int moved = fcntl(ctl, F_DUPFD_CLOEXEC, base);
@@ -383,8 +946,11 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
 	keep[nkeep++] = img->ctl_fd;
 	keep[nkeep++] = plan->image_fd;
 	keep[nkeep++] = plan->exe_fd;
+	keep[nkeep++] = plan->done_fd;
 	plan->nclose = 0;
 	plan->close_fds[plan->nclose++] = plan->image_fd;
+	if (plan->done_fd >= 0)
+		plan->close_fds[plan->nclose++] = plan->done_fd;
 	for (int i = 0; i < img->nimages; i++) {
 		keep[nkeep++] = img->image_fds[i];
 		plan->close_fds[plan->nclose++] = img->image_fds[i];
@@ -463,6 +1029,7 @@ static __attribute__((noreturn)) void restore_image(const char *path, int verify
 struct tree_proc {
 	int pid;
 	const char *image;
+	struct ck_manifest_proc entry;
 	struct ck_image img;
 };
 
@@ -479,93 +1046,19 @@ struct tree {
 
 static void read_manifest(struct tree *t, const char *dir)
 {
-	char path[8192];
-	snprintf(path, sizeof path, "%s/manifest.cbor", dir);
-	FILE *f = fopen(path, "rb");
-	/* allocated, not a static array: every process that preloads the
-	 * shim would carry 4 MiB of bss */
-	enum { MANIFEST_MAX = 4 << 20 };
-	static uint8_t *buf;
-	if (!buf && !(buf = malloc(MANIFEST_MAX)))
-		ck_refuse("cannot read the manifest of %s: out of memory", dir);
-	size_t len = f ? fread(buf, 1, MANIFEST_MAX, f) : 0;
-	if (f)
-		fclose(f);
-	if (!len)
-		ck_refuse("cannot read the manifest of %s (%s)", dir, f ? "it is empty" : strerror(errno));
-	struct cb_dec d;
-	int64_t left;
-	const char *k;
-	size_t kl;
-	uint64_t v;
-	cbd_init(&d, buf, len);
-	int ok = cbd_map(&d, &left);
+	struct ck_manifest m;
+	ck_manifest_read(&m, dir);
 	t->dir = dir;
-	while (ok && cbd_next_key(&d, &left, &k, &kl)) {
-		if (cbd_key_is(k, kl, "root")) {
-			ok = cbd_uint(&d, &v);
-			t->root = (int)v;
-		} else if (cbd_key_is(k, kl, "processes")) {
-			int64_t n;
-			ok = cbd_array(&d, &n);
-			while (ok && cbd_next_item(&d, &n)) {
-				int64_t m;
-				const char *pk;
-				size_t pkl;
-				t->procs = realloc(t->procs, (t->n + 1) * sizeof *t->procs);
-				struct tree_proc *p = &t->procs[t->n++];
-				memset(p, 0, sizeof *p);
-				ok = cbd_map(&d, &m);
-				while (ok && cbd_next_key(&d, &m, &pk, &pkl)) {
-					const char *s;
-					size_t sl;
-					if (cbd_key_is(pk, pkl, "pid")) {
-						ok = cbd_uint(&d, &v);
-						p->pid = (int)v;
-					} else if (cbd_key_is(pk, pkl, "image")) {
-						ok = cbd_text(&d, &s, &sl) && !memchr(s, '/', sl);
-						p->image = ok ? ck_dup_text(s, sl) : 0;
-					} else {
-						ok = cbd_skip(&d);
-					}
-				}
-				ok = ok && p->pid && p->image;
-			}
-		} else if (cbd_key_is(k, kl, "shared_files")) {
-			int64_t ng, group = 0;
-			ok = cbd_array(&d, &ng);
-			while (ok && cbd_next_item(&d, &ng)) {
-				int64_t nm;
-				ok = cbd_array(&d, &nm);
-				while (ok && cbd_next_item(&d, &nm)) {
-					int64_t two;
-					uint64_t pid, fd;
-					ok = cbd_array(&d, &two) && two == 2 && cbd_uint(&d, &pid) && cbd_uint(&d, &fd);
-					t->groups = realloc(t->groups, (t->ngroups + 1) * sizeof *t->groups);
-					t->groups[t->ngroups][0] = (int)pid;
-					t->groups[t->ngroups][1] = (int)fd;
-					t->groups[t->ngroups++][2] = (int)group;
-				}
-				group++;
-			}
-		} else {
-			ok = cbd_skip(&d);
-		}
+	t->root = m.root;
+	t->n = m.nprocs;
+	t->procs = calloc(m.nprocs, sizeof *t->procs);
+	for (size_t i = 0; i < m.nprocs; i++) {
+		t->procs[i].pid = m.procs[i].pid;
+		t->procs[i].image = m.procs[i].image;
+		t->procs[i].entry = m.procs[i];
 	}
-	if (!ok || d.error || !t->n)
-		ck_refuse("the manifest of %s is damaged (it cannot be read)", dir);
-}
-
-/* The number of processes of the generation in dir; for one, its PID and
- * image name. */
-CK_HIDDEN int ck_read_single_manifest(const char *dir, int *pid, const char **image)
-{
-	static struct tree t;
-	memset(&t, 0, sizeof t);
-	read_manifest(&t, dir);
-	*pid = t.procs[0].pid;
-	*image = t.procs[0].image;
-	return (int)t.n;
+	t->groups = m.groups;
+	t->ngroups = m.ngroups;
 }
 
 static struct tree_proc *tree_find(struct tree *t, int pid)
@@ -685,10 +1178,9 @@ static void forward_to_root(int sig)
 static const int forwarded_signals[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGCONT, SIGWINCH};
 
 /* Reaps until every process of the session is gone; the root's status is
- * the orchestrator's. */
-static __attribute__((noreturn)) void reap_tree(int root)
+ * the orchestrator's (code: already known when the root ended early). */
+static __attribute__((noreturn)) void reap_tree(int root, int code)
 {
-	int code = 0;
 	tree_root = root;
 	for (;;) {
 		int st;
@@ -702,24 +1194,137 @@ static __attribute__((noreturn)) void reap_tree(int root)
 	}
 }
 
+/* Loads and checks every image of the generation in dir, each against its
+ * manifest entry: everything that can refuse, before any process exists. */
+static struct ck_image **load_tree(struct tree *t, const char *dir, int verify_data)
+{
+	read_manifest(t, dir);
+	qsort(t->procs, t->n, sizeof *t->procs, by_pid);
+	t->outside_sid = -1;
+	struct ck_image **imgs = calloc(t->n, sizeof *imgs);
+	for (size_t i = 0; i < t->n; i++) {
+		char path[8192];
+		snprintf(path, sizeof path, "%s/%s", dir, t->procs[i].image);
+		ck_load_and_check(&t->procs[i].img, ck_dup_text(path, strlen(path)), verify_data);
+		ck_image_matches(&t->procs[i].img, &t->procs[i].entry, dir);
+		imgs[i] = &t->procs[i].img;
+		/* ckrun started the root without a session of its own */
+		if (t->procs[i].pid == t->root && imgs[i]->sid != imgs[i]->pid)
+			t->outside_sid = imgs[i]->sid;
+	}
+	return imgs;
+}
+
+/* Whether pid is a live descendant of this process (the orchestrator is
+ * their subreaper: an orphan of the family is its child). */
+static int is_descendant(int pid)
+{
+	int self = (int)getpid();
+	for (int depth = 0; pid > 1 && depth < 64; depth++) {
+		char path[64], line[256];
+		int ppid = -1;
+		snprintf(path, sizeof path, "/proc/%d/status", pid);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			return 0;
+		while (fgets(line, sizeof line, f))
+			if (sscanf(line, "PPid: %d", &ppid) == 1)
+				break;
+		fclose(f);
+		if (ppid == self)
+			return 1;
+		pid = ppid;
+	}
+	return 0;
+}
+
+/* A process of the family failed before the family was whole: nothing of
+ * it may run on. Every process of it that exists is killed and reaped. */
+static __attribute__((noreturn)) void end_family(struct tree *t, int failed, int st)
+{
+	for (int round = 0; round < 100; round++) {
+		int left = 0;
+		for (size_t i = 0; i < t->n; i++)
+			if (is_descendant(t->procs[i].pid)) {
+				kill(t->procs[i].pid, SIGKILL);
+				left = 1;
+			}
+		while (waitpid(-1, 0, WNOHANG) > 0)
+			;
+		if (!left)
+			break;
+		usleep(10000);
+	}
+	while (wait(0) > 0 || errno == EINTR)
+		;
+	int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	if (code != CK_EXIT_PIDS_TAKEN)
+		fprintf(stderr, "ckrun restart: process %d of the family of %s could not be restored (%s %d; the reason is "
+				"above): every process of the family was ended, nothing of it runs\n",
+			failed, t->dir, WIFEXITED(st) ? "exit status" : "signal", WIFEXITED(st) ? code : WTERMSIG(st));
+	exit(code ? code : CK_EXIT_REFUSED);
+}
+
+
+static int done_has(const int *done, size_t n, int pid)
+{
+	for (size_t i = 0; i < n; i++)
+		if (done[i] == pid)
+			return 1;
+	return 0;
+}
+
+/* Reads the PIDs written so far; 1 at the end of the pipe (every writer gone). */
+static int drain_done(int *done, size_t *ndone, size_t n)
+{
+	int pid;
+	ssize_t k;
+	while ((k = read(tree_done[0], &pid, sizeof pid)) == (ssize_t)sizeof pid)
+		if (*ndone < n && !done_has(done, *ndone, pid))
+			done[(*ndone)++] = pid;
+	return k == 0;
+}
+
+/* Watches the family until every process is rebuilt; then the root's exit
+ * status so far (or 0) for reap_tree. */
+static int watch_restore(struct tree *t, int root)
+{
+	int *done = calloc(t->n + 1, sizeof *done);
+	size_t ndone = 0;
+	int code = 0, eof = 0;
+	close(tree_done[1]);
+	fcntl(tree_done[0], F_SETFL, O_NONBLOCK);
+	while (ndone < t->n) {
+		struct pollfd pfd = {tree_done[0], POLLIN, 0};
+		if (!eof)
+			poll(&pfd, 1, 20);
+		else
+			usleep(20000);
+		eof |= drain_done(done, &ndone, t->n);
+		int st;
+		pid_t w;
+		while ((w = waitpid(-1, &st, WNOHANG)) > 0) {
+			if (!tree_find(t, w))
+				continue; /* a stand-in session leader, or a zombie placeholder */
+			/* its PID, if it wrote it, is in the pipe by now: it wrote before it ended */
+			eof |= drain_done(done, &ndone, t->n);
+			if (!done_has(done, ndone, w))
+				end_family(t, w, st);
+			if (w == root)
+				code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		}
+	}
+	close(tree_done[0]);
+	free(done);
+	return code;
+}
+
 static __attribute__((noreturn)) void restore_tree(const char *dir, int verify_data, int fresh_namespace)
 {
 	static struct tree t;
-	read_manifest(&t, dir);
-	qsort(t.procs, t.n, sizeof *t.procs, by_pid);
-	t.outside_sid = -1;
-	struct ck_image **imgs = calloc(t.n, sizeof *imgs);
+	struct ck_image **imgs = load_tree(&t, dir, verify_data);
 	int base = 3;
 	for (size_t i = 0; i < t.n; i++) {
-		char path[8192];
-		snprintf(path, sizeof path, "%s/%s", dir, t.procs[i].image);
-		ck_load_and_check(&t.procs[i].img, ck_dup_text(path, strlen(path)), verify_data);
-		if (t.procs[i].img.pid != t.procs[i].pid)
-			ck_refuse("image %s holds PID %d, the manifest says %d", path, t.procs[i].img.pid, t.procs[i].pid);
-		imgs[i] = &t.procs[i].img;
-		/* ckrun started the root without a session of its own */
-		if (t.procs[i].pid == t.root && imgs[i]->sid != imgs[i]->pid)
-			t.outside_sid = imgs[i]->sid;
 		int m = max_program_fd(imgs[i]) + 1;
 		base = m > base ? m : base;
 	}
@@ -743,6 +1348,13 @@ static __attribute__((noreturn)) void restore_tree(const char *dir, int verify_d
 	ck_sockets_create_shared(imgs, t.n, &t.objs, base + 64);
 	ck_shm_create_shared(imgs, t.n, &t.objs, base + 64);
 	ck_files_open_shared(imgs, t.n, &t.objs, (const int(*)[3])t.groups, t.ngroups, base + 64);
+	/* above every descriptor number of the family, as the shared objects are */
+	int raw[2];
+	if (pipe2(raw, O_CLOEXEC) != 0 || (tree_done[0] = fcntl(raw[0], F_DUPFD_CLOEXEC, base + 64)) < 0 ||
+	    (tree_done[1] = fcntl(raw[1], F_DUPFD_CLOEXEC, base + 64)) < 0)
+		ck_refuse("cannot create the orchestrator's pipe: %s", strerror(errno));
+	close(raw[0]);
+	close(raw[1]);
 
 	if (!fresh_namespace)
 		prctl(PR_SET_CHILD_SUBREAPER, 1);
@@ -763,7 +1375,24 @@ static __attribute__((noreturn)) void restore_tree(const char *dir, int verify_d
 		close(t.objs.shm[i].fd);
 	for (size_t i = 0; i < t.objs.nshared; i++)
 		close(t.objs.shared[i].ofd);
-	reap_tree(t.root ? t.root : t.procs[0].pid);
+	int root = t.root ? t.root : t.procs[0].pid;
+	reap_tree(root, watch_restore(&t, root));
+}
+
+/* `ckrun-restore --check PATH`: every check a restore of PATH (a
+ * generation directory, or one image) makes before it creates a process,
+ * and nothing else. Used by `ckrun verify`. */
+static __attribute__((noreturn)) void check_only(const char *path, int verify_data)
+{
+	struct stat st;
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+		static struct tree t;
+		load_tree(&t, path, verify_data);
+	} else {
+		static struct ck_image img;
+		ck_load_and_check(&img, path, verify_data);
+	}
+	exit(0);
 }
 
 /* ---- PID 1 of a fresh PID namespace ---- */
@@ -776,24 +1405,12 @@ static void forward_signal(int sig)
 		kill(init_child, sig);
 }
 
+/* Every check of the image (not only its PID) before the namespace's first process exists. */
 static int image_pid(const char *path)
 {
 	static struct ck_image img;
-	ck_image_load(&img, path);
-	struct cb_dec d;
-	int64_t left;
-	const char *k;
-	size_t kl;
-	cbd_init(&d, img.meta, img.meta_len);
-	if (cbd_map(&d, &left))
-		while (cbd_next_key(&d, &left, &k, &kl)) {
-			uint64_t v;
-			if (cbd_key_is(k, kl, "pid") && cbd_uint(&d, &v))
-				return (int)v;
-			if (!cbd_skip(&d))
-				break;
-		}
-	ck_refuse("image %s is corrupted: it names no process ID", path);
+	ck_image_read(&img, path);
+	return img.pid;
 }
 
 static __attribute__((noreturn)) void run_init(const char *path, int verify_data, int tree)
@@ -850,13 +1467,15 @@ CK_EXPORT int ckrun_restore_main(int argc, char **argv)
 {
 	if (argc >= 3 && !strcmp(argv[1], "--front"))
 		return ck_front_main(argc - 2, argv + 2);
-	int init = 0, verify_data = 1, tree = 0;
+	int init = 0, verify_data = 1, tree = 0, check = 0;
 	const char *path = 0;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--init"))
 			init = 1;
 		else if (!strcmp(argv[i], "--tree"))
 			tree = 1;
+		else if (!strcmp(argv[i], "--check"))
+			check = 1;
 		else if (!strcmp(argv[i], "--no-verify-data"))
 			verify_data = 0;
 		else if (!strcmp(argv[i], "--help")) {
@@ -866,6 +1485,8 @@ CK_EXPORT int ckrun_restore_main(int argc, char **argv)
 			       "generation as their orchestrator. Run by `ckrun restart`.\n"
 			       "  --init            be PID 1 of a fresh PID namespace\n"
 			       "  --tree            restore the whole family of GENERATION_DIR (manifest.cbor)\n"
+			       "  --check           only check IMAGE or GENERATION_DIR as a restore would, exit 0 if it\n"
+			       "                    would go ahead (used by ckrun verify)\n"
 			       "  --no-verify-data  do not check the saved pages' checksums (ckrun already did)\n");
 			return 0;
 		} else
@@ -873,6 +1494,8 @@ CK_EXPORT int ckrun_restore_main(int argc, char **argv)
 	}
 	if (!path)
 		ck_refuse("no image given (usage: ckrun-restore [--init] [--no-verify-data] IMAGE)");
+	if (check)
+		check_only(path, verify_data);
 	if (init)
 		run_init(path, verify_data, tree);
 	if (tree)

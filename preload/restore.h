@@ -13,6 +13,11 @@
 #define CK_EXIT_PIDS_TAKEN 75   /* PIDs/TIDs in use: ckrun retries in a new PID namespace */
 #define CK_EXIT_CORE_FAILED 70  /* failed after the old address space was gone */
 
+#define CK_IMAGE_HEADER_SIZE 4096          /* the header block; the data area starts after it */
+#define CK_IMAGE_META_MAX (1ULL << 30)     /* larger metadata is damage (src/image.ts: META_MAX) */
+#define CK_PID_MAX 4194304                 /* PID_MAX_LIMIT: no PID or TID is larger */
+#define CK_MANIFEST_MAX (4u << 20)         /* larger manifests are damage (src/generations.ts) */
+
 struct ck_img_run {
 	uint64_t addr, npages, off;
 	uint32_t crc;
@@ -172,6 +177,7 @@ struct ck_img_action {
 struct ck_image {
 	const char *path;
 	int fd;
+	uint32_t header_crc; /* the header block's CRC: the image's identity (it covers meta_crc) */
 	uint64_t file_len;
 	uint64_t data_offset, data_length;
 	uint8_t *meta;
@@ -209,9 +215,15 @@ struct ck_image {
 
 	/* incremental: the files runs may refer to, in this image's directory */
 	uint64_t track_id;
+	int has_track_id;
 	const char *images[CK_MAX_IMAGES];
 	int nimages;
-	int image_fds[CK_MAX_IMAGES];
+	int image_fds[CK_MAX_IMAGES]; /* opened (and checked) by ck_image_check_refs */
+	/* image_ids: what each of them must be, [track_id, header_crc] (absent in images of older shims) */
+	int nimage_ids;
+	uint64_t image_track[CK_MAX_IMAGES];
+	uint32_t image_crc[CK_MAX_IMAGES];
+	uint64_t image_data_len[CK_MAX_IMAGES]; /* each one's data area, which its runs must lie in */
 };
 
 /* ---- objects a tree's processes share, created once by the orchestrator
@@ -273,6 +285,7 @@ struct ck_plan_thread {
 
 struct ck_plan {
 	int image_fd;
+	int done_fd;            /* a family's: the PID is written here once the process is rebuilt, or -1 */
 	int map_runs;           /* 0: read every run (CKRUN_RESTORE_READ=1) */
 	int exe_fd;
 	int err_fd;
@@ -306,15 +319,55 @@ struct ck_plan {
 
 /* image.c */
 CK_HIDDEN void ck_image_load(struct ck_image *img, const char *path);
+/* Every chunk of the data area the metadata names (docs/image-format.md):
+ * fn(ctx, offset, length, crc, ref) for each, ref -1 for the image's own
+ * pages and data, else the index into "images" of the image that holds
+ * them. 0 when a chunk is malformed or fn returned 0. */
+typedef int (*ck_chunk_fn)(void *ctx, uint64_t off, uint64_t len, uint32_t crc, int ref);
+CK_HIDDEN int ck_meta_chunks(const uint8_t *meta, size_t len, ck_chunk_fn fn, void *ctx);
+CK_HIDDEN int ck_chunk_inside(const struct ck_image *img, uint64_t off, uint64_t len);
+/* The track_id of a metadata map (0 with *found 0 when it has none). */
+CK_HIDDEN uint64_t ck_meta_track_id(const uint8_t *meta, size_t len, int *found);
 
 /* restore.c helpers */
 __attribute__((format(printf, 1, 2), noreturn)) CK_HIDDEN void ck_refuse(const char *fmt, ...);
 /* While set, a refusal jumps there instead of printing and exiting. */
 CK_HIDDEN extern jmp_buf *ck_refusal_escape;
 CK_HIDDEN void ck_load_and_check(struct ck_image *img, const char *path, int verify_data);
+/* The image-only part of ck_load_and_check: header, metadata, every
+ * offset, length and range, the images it refers to and their identity;
+ * nothing outside the image is looked at (the fuzz targets run it). */
+CK_HIDDEN void ck_image_read(struct ck_image *img, const char *path);
+/* Appended to every refusal while set (which image refers to the one refused). */
+CK_HIDDEN extern const char *ck_refuse_context;
+/* One process of a generation's manifest. */
+struct ck_manifest_proc {
+	int pid;
+	const char *image;
+	uint64_t bytes;
+	uint32_t header_crc;
+	int has_identity; /* version 2 manifests name each image's size and header CRC */
+};
+/* The manifest of the generation in dir, checked (framing, CRC, every
+ * field); refuses with the reason. *procs: the processes, root first as
+ * listed; returns how many. */
+struct ck_manifest {
+	int version, root;
+	uint64_t generation;
+	struct ck_manifest_proc *procs;
+	size_t nprocs;
+	int (*groups)[3];
+	size_t ngroups;
+};
+CK_HIDDEN void ck_manifest_read(struct ck_manifest *m, const char *dir);
+/* Free what reading allocated (the fuzz targets read millions). */
+CK_HIDDEN void ck_image_release(struct ck_image *img);
+CK_HIDDEN void ck_manifest_release(struct ck_manifest *m);
+CK_HIDDEN void ck_manifest_parse(struct ck_manifest *m, const uint8_t *buf, size_t len, const char *dir);
+/* The image is the one the manifest names (size and header CRC), with the PID it says. */
+CK_HIDDEN void ck_image_matches(const struct ck_image *img, const struct ck_manifest_proc *p, const char *dir);
 CK_HIDDEN __attribute__((noreturn)) void ck_restore_loaded(struct ck_image *img);
 CK_HIDDEN long ck_spawn_with_pid(int pid);
-CK_HIDDEN int ck_read_single_manifest(const char *dir, int *pid, const char **image);
 /* front.c: `ckrun-restore --front CLI ARGS...`, the fast start of `ckrun restart ARGS...` */
 CK_HIDDEN int ck_front_main(int argc, char **argv);
 __attribute__((format(printf, 1, 2))) CK_HIDDEN void ck_verbose(const char *fmt, ...);

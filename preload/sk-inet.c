@@ -418,7 +418,8 @@ static int parse_queue(struct cb_dec *d, struct ck_img_queue *q)
 {
 	int64_t n;
 	uint64_t crc;
-	if (!cbd_array(d, &n) || n != 3 || !cbd_uint(d, &q->off) || !cbd_uint(d, &q->len) || !cbd_uint(d, &crc))
+	if (!cbd_array(d, &n) || n != 3 || !cbd_uint(d, &q->off) || !cbd_uint(d, &q->len) ||
+	    !cbd_uint_max(d, UINT32_MAX, &crc))
 		return 0;
 	q->crc = (uint32_t)crc;
 	return 1;
@@ -441,7 +442,8 @@ static int parse_datagrams(struct cb_dec *d, struct ck_img_inet *in)
 		struct ck_img_dgram *g = &in->dgrams[in->ndgrams++];
 		memset(g, 0, sizeof *g);
 		if (!cbd_array(d, &m) || m != 5 || !cbd_bytes(d, &p, &len) || (len != 4 && len != 16) ||
-		    !cbd_uint(d, &port) || !cbd_uint(d, &g->off) || !cbd_uint(d, &g->len) || !cbd_uint(d, &crc))
+		    !cbd_uint_max(d, 65535, &port) || !cbd_uint(d, &g->off) || !cbd_uint(d, &g->len) ||
+		    !cbd_uint_max(d, UINT32_MAX, &crc))
 			return 0;
 		if (len == 4) {
 			g->from.addr[10] = g->from.addr[11] = 0xff;
@@ -471,7 +473,7 @@ static int parse_inet(struct cb_dec *d, struct ck_img_inet *in)
 		else if (cbd_key_is(k, kl, "peer"))
 			ok = parse_address(d, &in->peer);
 		else if (cbd_key_is(k, kl, "tcp_state"))
-			ok = cbd_uint(d, &v) && (in->tcp_state = (int)v, 1);
+			ok = cbd_uint_max(d, INT32_MAX, &v) && (in->tcp_state = (int)v, 1);
 		else if (cbd_key_is(k, kl, "backlog"))
 			ok = cbd_uint(d, &in->backlog);
 		else if (cbd_key_is(k, kl, "recv_queue"))

@@ -412,7 +412,8 @@ static int parse_queue(struct cb_dec *d, struct ck_img_unix *u)
 {
 	int64_t m;
 	uint64_t crc;
-	if (!cbd_array(d, &m) || m != 3 || !cbd_uint(d, &u->qoff) || !cbd_uint(d, &u->qlen) || !cbd_uint(d, &crc))
+	if (!cbd_array(d, &m) || m != 3 || !cbd_uint(d, &u->qoff) || !cbd_uint(d, &u->qlen) ||
+	    !cbd_uint_max(d, UINT32_MAX, &crc))
 		return 0;
 	u->qcrc = (uint32_t)crc;
 	return 1;
@@ -443,7 +444,7 @@ static int parse_passed(struct cb_dec *d, struct ck_img_unix *u)
 			else if (ok && cbd_key_is(k, kl, "end"))
 				p->read_end = tl == 4 && !memcmp(t, "read", 4);
 		} else if (cbd_peek(d) == CB_UINT) {
-			ok = cbd_uint(d, &v);
+			ok = cbd_uint(d, &v) && v <= (cbd_key_is(k, kl, "flags") ? INT32_MAX : INT64_MAX);
 			if (cbd_key_is(k, kl, "flags")) p->flags = (int)v;
 			else if (cbd_key_is(k, kl, "offset")) p->offset = (int64_t)v;
 			else if (cbd_key_is(k, kl, "id") || cbd_key_is(k, kl, "ino")) p->id = v;
@@ -487,7 +488,7 @@ static int parse_msgs(struct cb_dec *d, struct ck_img_unix *u)
 static int parse_number(struct cb_dec *d, const char *k, size_t kl, struct ck_img_unix *u)
 {
 	uint64_t v;
-	if (!cbd_uint(d, &v))
+	if (!cbd_uint(d, &v) || (cbd_key_is(k, kl, "state") && v > INT32_MAX))
 		return 0;
 	if (cbd_key_is(k, kl, "ino")) u->ino = v;
 	else if (cbd_key_is(k, kl, "peer")) u->peer = v;

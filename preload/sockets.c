@@ -103,8 +103,8 @@ static int parse_options(struct cb_dec *d, struct ck_img_socket *s)
 		uint64_t level, name;
 		const uint8_t *p;
 		size_t len;
-		if (!cbd_array(d, &m) || m != 3 || !cbd_uint(d, &level) || !cbd_uint(d, &name) || !cbd_bytes(d, &p, &len) ||
-		    len > sizeof s->opts[0].val)
+		if (!cbd_array(d, &m) || m != 3 || !cbd_uint_max(d, INT32_MAX, &level) || !cbd_uint_max(d, INT32_MAX, &name) ||
+		    !cbd_bytes(d, &p, &len) || len > sizeof s->opts[0].val)
 			return 0;
 		if (s->nopts == cap) {
 			cap *= 2;
@@ -132,7 +132,7 @@ CK_HIDDEN int ck_socket_parse(struct cb_dec *d, struct ck_img_file *f)
 		uint64_t v;
 		int r;
 		if (cbd_key_is(k, kl, "family") || cbd_key_is(k, kl, "type") || cbd_key_is(k, kl, "protocol")) {
-			if (!cbd_uint(d, &v))
+			if (!cbd_uint_max(d, INT32_MAX, &v))
 				return 0;
 			if (k[0] == 'f') s->family = (int)v;
 			else if (k[0] == 't') s->type = (int)v;

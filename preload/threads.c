@@ -138,7 +138,9 @@ CK_HIDDEN int ck_threads_parse(struct cb_dec *d, struct ck_image *img)
 		if (!cbd_map(d, &left))
 			return 0;
 		while (cbd_next_key(d, &left, &k, &kl)) {
-			if (cbd_key_is(k, kl, "tid") && cbd_uint(d, &v)) {
+			if (cbd_key_is(k, kl, "tid")) {
+				if (!cbd_uint_max(d, CK_PID_MAX, &v) || v < 1)
+					return 0;
 				t->tid = (int)v;
 			} else if (cbd_key_is(k, kl, "leader")) {
 				if (!cbd_bool(d, &t->leader))
@@ -171,21 +173,16 @@ CK_HIDDEN int ck_threads_parse(struct cb_dec *d, struct ck_image *img)
 CK_HIDDEN void ck_threads_check(struct ck_image *img)
 {
 	int pid = (int)ck_getpid();
-	int has_main = 0;
+	/* that one thread has the process's ID was checked with the image (ck_image_read) */
 	for (size_t i = 0; i < img->nthreads; i++) {
 		int tid = img->threads[i].tid;
-		if (tid == img->pid) {
-			has_main = 1;
+		if (tid == img->pid)
 			continue;
-		}
 		if (ck_kill(tid, 0) != -ESRCH) {
 			ck_verbose("thread ID %d is in use here", tid);
 			exit(CK_EXIT_PIDS_TAKEN);
 		}
 	}
-	if (!has_main)
-		ck_refuse("the image has no thread with the process's own ID %d (its main thread had exited); "
-			  "ckrun cannot restore such a process yet", img->pid);
 	if (pid != img->pid) {
 		ck_verbose("the restore host runs as PID %d, the image needs %d", pid, img->pid);
 		exit(CK_EXIT_PIDS_TAKEN);

@@ -10,6 +10,7 @@ const MAIN_HELP = `Usage: ckrun [OPTIONS] [--] PROGRAM [ARGS...]
        ckrun checkpoint [--dir DIR]
        ckrun restart [--dir DIR | IMAGE] [OPTIONS]
        ckrun inspect IMAGE [--json] [--no-verify-data]
+       ckrun verify [DIR | GENERATION] [--json] [--no-verify-data]
        ckrun status [--dir DIR] [--json]
 
 Transparent checkpoint/restart for unmodified, dynamically linked Linux
@@ -58,6 +59,7 @@ Commands:
   checkpoint   ask the session writing to DIR for a checkpoint now
   restart      continue a program from a checkpoint
   inspect      show what an image holds
+  verify       check every generation of DIR and say which can be restored
   status       show the session writing to DIR
 
 Examples:
@@ -89,9 +91,15 @@ Continues a program from a checkpoint: the newest complete generation in DIR
 (default ./ckpt), or IMAGE, which may be a generation directory (DIR/N), a
 .ckpt or .ckpt.gz file, or a checkpoint directory. A compressed image is
 decompressed into a hidden temporary file beside it, removed once the
-program runs again. The image is verified first (header, metadata and data
-checksums); a damaged image is refused with the name of the newest older
-one that verifies. The program gets its original PID back
+program runs again. The generation is verified first, as one unit, before
+any process exists: its manifest (checksum), every image the manifest names
+(size and header checksum: no image of another generation), their header,
+metadata and data checksums, and every older image an incremental one
+refers to. When the newest generation of a directory cannot be used,
+restart says so on stderr (which, why) and uses the newest one that
+verifies; a generation or image named explicitly is never replaced: a
+damaged one is refused with the name of the newest older one that
+verifies. The program gets its original PID back
 (in a new PID namespace when that PID is taken), its stdio are now this
 ckrun's, ckrun exits with its status, and it can be checkpointed again.
 
@@ -149,6 +157,28 @@ Options:
                      strings are hex)
   --no-verify-data   check only the header and metadata checksums (faster
                      for large images)
+  -h, --help         show this help
+`;
+
+const VERIFY_HELP = `Usage: ckrun verify [DIR | GENERATION] [--json] [--no-verify-data]
+
+Checks every complete generation of the checkpoint directory DIR (default
+./ckpt), or the one GENERATION (DIR/N), the way a restart checks it before
+it creates a process: the manifest and its checksum, every image it names
+(size and header checksum), their header, metadata and data checksums,
+every older image an incremental one refers to (by identity), and then the
+restore host's own checks (files the program mapped, the kernel's vdso, the
+shim ABI). Prints for each generation whether it can be restored and why
+not; an image file several generations share (incremental images hard-link
+the images they refer to) that is damaged is reported once, with every
+generation it makes unrestorable.
+
+Exit status: 0 when every generation checked can be restored, 1 when one or
+more cannot (or there is none), 2 for a usage error.
+
+Options:
+  --json             print the report as JSON
+  --no-verify-data   check only headers, metadata and manifests (faster)
   -h, --help         show this help
 `;
 
@@ -449,6 +479,28 @@ async function runInspect(args: string[]): Promise<number> {
   return 0;
 }
 
+async function runVerify(args: string[]): Promise<number> {
+  const p = parse('verify', [...HELP, { name: 'json' }, { name: 'no-verify-data' }, { name: 'dir', value: true }], args, false);
+  if (flag(p, 'help')) {
+    writeOut(VERIFY_HELP);
+    return 0;
+  }
+  if (p.positionals.length > 1) throw new UsageError(`more than one DIR given ('${p.positionals[1]}')`, 'verify');
+  const { resolve } = await import('node:path');
+  const { existsSync } = await import('node:fs');
+  const { formatVerifyReport, verifyDirectory } = await import('./verify.js');
+  const { hostCheck } = await import('./verify-host.js');
+  const target = resolve(p.positionals[0] ?? str(p, 'dir') ?? 'ckpt');
+  if (!existsSync(target)) {
+    writeErr(`ckrun verify: ${displayPath(target)} does not exist\n`);
+    return 1;
+  }
+  const verifyData = !flag(p, 'no-verify-data');
+  const report = await verifyDirectory(target, { verifyData, hostCheck: (g) => hostCheck(g) });
+  writeOut(flag(p, 'json') ? JSON.stringify(report, null, 2) + '\n' : formatVerifyReport(report));
+  return report.generations.length > 0 && report.generations.every((g) => g.restorable) ? 0 : 1;
+}
+
 async function runStatus(args: string[]): Promise<number> {
   const p = parse('status', [...HELP, { name: 'dir', value: true }, { name: 'json' }], args, false);
   if (flag(p, 'help')) {
@@ -476,6 +528,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   checkpoint: runCheckpoint,
   restart: runRestart,
   inspect: runInspect,
+  verify: runVerify,
   status: runStatus,
 };
 

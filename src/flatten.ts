@@ -14,6 +14,7 @@ import {
   asMap,
   asNumber,
   HEADER_BLOCK,
+  headerBlockCrc,
   IMAGE_VERSION,
   PAGE_SIZE,
   readImage,
@@ -201,6 +202,7 @@ export async function openFlatImage(path: string): Promise<ImageSource> {
       r['bytes'] = regionBytes;
     }
     meta['images'] = [];
+    if (meta['image_ids'] !== undefined) meta['image_ids'] = [];
     const stats = asMap(meta['stats']);
     if (meta['stats'] !== undefined) {
       stats['pages'] = (asNumber(stats['pages']) ?? 0) + pages;
@@ -241,6 +243,8 @@ export interface CompressedImage {
   imageBytes: number;
   /** Files the uncompressed image referred to, which the compressed one does not need. */
   referred: string[];
+  /** The CRC of the header block of the image it holds (for the manifest). */
+  headerCrc: number;
 }
 
 /**
@@ -252,11 +256,14 @@ export interface CompressedImage {
 export async function compressImage(path: string, level: number): Promise<CompressedImage> {
   const source = await openFlatImage(path);
   let bytes: number;
+  let headerCrc: number | undefined;
   try {
+    headerCrc = headerBlockCrc(await source.read(0, HEADER_BLOCK));
+    if (headerCrc === undefined) throw new Error(`the header block of ${path} cannot be read`);
     bytes = await gzipToFile(source, path + GZIP_SUFFIX, level);
   } finally {
     await source.close();
   }
   await unlink(path);
-  return { path: path + GZIP_SUFFIX, bytes, imageBytes: source.size, referred: source.referred };
+  return { path: path + GZIP_SUFFIX, bytes, imageBytes: source.size, referred: source.referred, headerCrc };
 }

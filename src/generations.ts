@@ -4,11 +4,16 @@
 //   DIR/.N.partial/   a generation being written (or abandoned by a crash)
 import { constants } from 'node:fs';
 import { lstat, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
-import { asArray, asMap, asNumber, asBigInt, asString, decodeCbor, type CborValue, type Image } from './image.js';
-import { tryLockExclusive } from './native.js';
+import { basename, join } from 'node:path';
+import { wellFormed } from './cbor-check.js';
+import { asArray, asMap, asNumber, asBigInt, asString, decodeCbor, PID_MAX, type CborValue, type Image } from './image.js';
+import { crc32c, tryLockExclusive } from './native.js';
 
 export const MANIFEST = 'manifest.cbor';
+/** The manifest this ckrun writes: `[h'<manifest map>', crc32c]` (version 1 was the bare map, still read). */
+export const MANIFEST_VERSION = 2;
+/** Larger manifests are damage (preload/restore.h: CK_MANIFEST_MAX). */
+export const MANIFEST_MAX = 4 << 20;
 
 export interface ManifestProcess {
   pid: number;
@@ -29,11 +34,17 @@ export interface ManifestProcess {
    * incremental (absent in older manifests). `--full-every` keeps it bounded.
    */
   chain?: number;
+  /**
+   * The CRC of the image's header block (of the uncompressed image): with
+   * `bytes`, what the generation's image must be (version 2 manifests).
+   */
+  header_crc?: number;
 }
 
 export interface Manifest {
   format: 'ckrun-session';
-  version: 1;
+  /** 2: framed with a checksum, every image named with its size and header CRC; 1: older. */
+  version: 1 | 2;
   generation: number;
   created_ns: bigint;
   argv: string[];
@@ -142,98 +153,174 @@ export class ManifestError extends Error {
   }
 }
 
-/** ppid, pgid and sid of a manifest's process entry, those present. */
-function relations(pm: Record<string, CborValue>): Pick<ManifestProcess, 'ppid' | 'pgid' | 'sid'> {
-  const out: Pick<ManifestProcess, 'ppid' | 'pgid' | 'sid'> = {};
+/** The manifest's map, unframed: version 2 is `[h'<map>', crc32c]`, version 1 the bare map. */
+function unframe(path: string, bytes: Uint8Array): { map: CborMap; framed: boolean } {
+  if (bytes.length === 0) throw new ManifestError(path, 'is empty');
+  if (bytes.length > MANIFEST_MAX) throw new ManifestError(path, 'is damaged: it is implausibly large');
+  if (!wellFormed(bytes)) throw new ManifestError(path, 'is damaged: it is not well-formed CBOR');
+  let v = decodeCbor(bytes);
+  let framed = false;
+  if (Array.isArray(v)) {
+    const crc = v.length === 2 && typeof v[1] !== 'bigint' ? asNumber(v[1]) : undefined;
+    if (v.length !== 2 || !(v[0] instanceof Uint8Array) || crc === undefined || crc < 0 || crc > 0xffffffff)
+      throw new ManifestError(path, 'is damaged: it is not a [manifest, checksum] pair');
+    if (crc32c(v[0]) !== crc) throw new ManifestError(path, 'is damaged: its checksum does not match');
+    if (!wellFormed(v[0])) throw new ManifestError(path, 'is damaged: it is not well-formed CBOR');
+    v = decodeCbor(v[0]);
+    framed = true;
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v) || v instanceof Uint8Array)
+    throw new ManifestError(path, 'is damaged: it is not a map');
+  return { map: v, framed };
+}
+
+type CborMap = { [key: string]: CborValue };
+
+/** An unsigned integer of at most 64 bits no larger than max (Infinity beyond a safe integer), or undefined. */
+function uintMax(v: CborValue, max: number = Infinity): number | undefined {
+  const b = asBigInt(v);
+  if (b === undefined || b < 0n || b >= 1n << 64n) return undefined;
+  const n = b > BigInt(Number.MAX_SAFE_INTEGER) ? Infinity : Number(b);
+  return n <= max ? n : undefined;
+}
+
+/** A process's image name: `<something>.ckpt` or `.ckpt.gz`, no directory. */
+function validImageName(s: string): boolean {
+  return IMAGE_NAME.test(s) && !s.includes('\0');
+}
+
+/** One entry of `processes`, checked as the restore host checks it (preload/restore.c, manifest_proc). */
+function processEntry(path: string, v: CborValue, version: number): ManifestProcess {
+  const pm = asMap(v);
+  const bad = (what: string): never => {
+    throw new ManifestError(path, `is damaged: a process entry has ${what}`);
+  };
+  if (typeof v !== 'object' || v === null || Array.isArray(v) || v instanceof Uint8Array) bad('the wrong shape');
+  const pid = uintMax(pm['pid'], PID_MAX);
+  if (pid === undefined || pid < 1) bad('no valid pid');
+  const image = pm['image'];
+  if (typeof image !== 'string' || !validImageName(image)) bad('no valid image name');
+  const out: ManifestProcess = { pid: pid!, image: image as string, bytes: 0, pause_ns: 0 };
+  for (const k of ['bytes', 'pause_ns', 'compressed_bytes'] as const) {
+    if (pm[k] === undefined) continue;
+    const n = uintMax(pm[k]);
+    if (n === undefined) bad(`a malformed ${k}`);
+    out[k] = n!;
+  }
   for (const k of ['ppid', 'pgid', 'sid'] as const) {
-    const v = asNumber(pm[k]);
-    if (v !== undefined) out[k] = v;
+    if (pm[k] === undefined) continue;
+    const n = uintMax(pm[k], PID_MAX);
+    if (n === undefined) bad(`a malformed ${k}`);
+    out[k] = n!;
   }
+  if (pm['chain'] !== undefined) {
+    const n = uintMax(pm['chain'], 0x7fffffff);
+    if (n === undefined || n < 1) bad('a malformed chain');
+    out.chain = n!;
+  }
+  if (pm['header_crc'] !== undefined) {
+    const n = uintMax(pm['header_crc'], 0xffffffff);
+    if (n === undefined) bad('a malformed header_crc');
+    out.header_crc = n!;
+  }
+  if (version >= 2 && (pm['bytes'] === undefined || out.header_crc === undefined))
+    throw new ManifestError(path, "is damaged: a process entry lacks the image's size or header checksum");
   return out;
 }
 
-/** Numbers of a CBOR array of arrays … of integers, or undefined when it is not one of `depth` levels. */
-function intTree(v: CborValue, depth: number): unknown {
+/** Numbers of a CBOR array of arrays … of unsigned integers no larger than max[level], or undefined. */
+function uintTree(v: CborValue, width: number, max: number[]): number[][] | undefined {
   if (!Array.isArray(v)) return undefined;
-  const out: unknown[] = [];
+  const out: number[][] = [];
   for (const x of v) {
-    const y = depth === 1 ? asNumber(x) : intTree(x, depth - 1);
-    if (y === undefined) return undefined;
-    out.push(y);
+    if (!Array.isArray(x) || x.length !== width) return undefined;
+    const row = x.map((y, i) => uintMax(y, max[i]));
+    if (row.some((y) => y === undefined)) return undefined;
+    out.push(row as number[]);
   }
   return out;
 }
 
-/** Reads and checks DIR/N/manifest.cbor. */
+/**
+ * Reads and checks DIR/N/manifest.cbor: its frame and checksum (version
+ * 2), and every field, as the restore host does (preload/restore.c,
+ * ck_manifest_parse). Throws ManifestError naming the manifest and the
+ * problem.
+ */
 export async function readManifest(genDir: string): Promise<Manifest> {
   const path = join(genDir, MANIFEST);
   let bytes: Buffer;
   try {
     bytes = await readFile(path);
   } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new ManifestError(path, 'does not exist: the generation is incomplete or damaged');
     throw new ManifestError(path, `cannot be read: ${(e as Error).message}`);
   }
-  let v: CborValue;
-  try {
-    v = decodeCbor(bytes);
-  } catch (e) {
-    throw new ManifestError(path, `is not valid CBOR: ${(e as Error).message}`);
-  }
-  const m = asMap(v);
+  return parseManifest(path, bytes, basename(genDir));
+}
+
+/** The checks of readManifest on bytes (path: for messages; dirName: the generation directory's name). */
+export function parseManifest(path: string, bytes: Uint8Array, dirName?: string): Manifest {
+  const { map: m, framed } = unframe(path, bytes);
+  const malformed = (k: string): never => {
+    throw new ManifestError(path, `is damaged: its "${k}" is malformed`);
+  };
+  if (m['format'] !== undefined && typeof m['format'] !== 'string') malformed('format');
   if (m['format'] !== 'ckrun-session') throw new ManifestError(path, "is not a ckrun session manifest (format is not 'ckrun-session')");
-  if (asNumber(m['version']) !== 1) throw new ManifestError(path, `has version ${String(m['version'])}; this ckrun reads version 1`);
-  const generation = asNumber(m['generation']);
-  const root = asNumber(m['root']);
-  if (generation === undefined || root === undefined) throw new ManifestError(path, 'lacks generation or root');
-  const processes: ManifestProcess[] = asArray(m['processes']).map((p) => {
-    const pm = asMap(p);
-    const compressedBytes = asNumber(pm['compressed_bytes']);
-    const chain = asNumber(pm['chain']);
-    return {
-      pid: asNumber(pm['pid']) ?? -1,
-      image: asString(pm['image']) ?? '',
-      bytes: asNumber(pm['bytes']) ?? 0,
-      pause_ns: asNumber(pm['pause_ns']) ?? 0,
-      ...relations(pm),
-      ...(compressedBytes !== undefined ? { compressed_bytes: compressedBytes } : {}),
-      ...(chain !== undefined && chain >= 1 ? { chain } : {}),
-    };
-  });
-  if (processes.length === 0 || processes.some((p) => p.pid <= 0 || !IMAGE_NAME.test(p.image)))
-    throw new ManifestError(path, 'lists no valid process image');
+  const version = m['version'] === undefined ? 0 : uintMax(m['version'], 1000);
+  if (version === undefined) malformed('version');
+  if (version !== (framed ? 2 : 1))
+    throw new ManifestError(
+      path,
+      `has version ${version}${framed ? ' in a version 2 frame' : ' without the version 2 frame'}; this ckrun reads versions 1 and 2`,
+    );
+  const generation = m['generation'] === undefined ? undefined : uintMax(m['generation'], Number.MAX_SAFE_INTEGER);
+  if (m['generation'] !== undefined && (generation === undefined || generation < 1)) malformed('generation');
+  const root = m['root'] === undefined ? undefined : uintMax(m['root'], PID_MAX);
+  if (m['root'] !== undefined && (root === undefined || root < 1)) malformed('root');
+  if (m['argv'] !== undefined && (!Array.isArray(m['argv']) || m['argv'].some((a) => typeof a !== 'string'))) malformed('argv');
+  if (m['cwd'] !== undefined && typeof m['cwd'] !== 'string') malformed('cwd');
+  if (m['created_ns'] !== undefined && uintMax(m['created_ns']) === undefined) malformed('created_ns');
   const compressed = m['compressed'];
   if (compressed !== undefined && compressed !== 'gzip')
     throw new ManifestError(path, `says its images are compressed with ${String(compressed)}; this ckrun reads gzip only`);
+  if (m['processes'] !== undefined && !Array.isArray(m['processes'])) malformed('processes');
+  const processes = asArray(m['processes']).map((p) => processEntry(path, p, version!));
+  let shared_files: [number, number][][] | undefined;
+  if (m['shared_files'] !== undefined) {
+    const groups = Array.isArray(m['shared_files']) ? m['shared_files'].map((g) => uintTree(g, 2, [PID_MAX, 0x7fffffff])) : undefined;
+    if (!groups || groups.some((g) => g === undefined))
+      throw new ManifestError(path, 'has a malformed shared_files (expected [[[pid, fd], ...], ...])');
+    shared_files = groups as [number, number][][];
+  }
+  let shm_owners: [number, number, number][] | undefined;
+  if (m['shm_owners'] !== undefined) {
+    const owners = uintTree(m['shm_owners'], 3, [Infinity, Infinity, Infinity]);
+    if (!owners) throw new ManifestError(path, 'has a malformed shm_owners (expected [[dev, ino, pid], ...])');
+    shm_owners = owners as [number, number, number][];
+  }
+  if (generation === undefined || root === undefined) throw new ManifestError(path, 'is damaged: it lacks generation or root');
+  if (processes.length === 0) throw new ManifestError(path, 'is damaged: it lists no valid process image');
+  if (dirName !== undefined && COMPLETE.test(dirName) && Number(dirName) !== generation)
+    throw new ManifestError(path, `is that of generation ${generation}: the generation was replaced or mixed up with another one`);
+  const pids = new Set(processes.map((p) => p.pid));
+  const names = new Set(processes.map((p) => p.image));
+  if (pids.size !== processes.length || names.size !== processes.length)
+    throw new ManifestError(path, 'is damaged: it lists a process or an image twice');
   return {
     format: 'ckrun-session',
-    version: 1,
+    version: version as 1 | 2,
     generation,
     created_ns: asBigInt(m['created_ns']) ?? 0n,
     argv: asArray(m['argv']).map((a) => asString(a) ?? ''),
     cwd: asString(m['cwd']) ?? '',
     root,
     processes,
-    ...sharedObjects(path, m),
+    ...(shared_files ? { shared_files } : {}),
+    ...(shm_owners ? { shm_owners } : {}),
     ...(compressed === 'gzip' ? { compressed } : {}),
   };
-}
-
-/** shared_files and shm_owners, checked, those present. */
-function sharedObjects(path: string, m: Record<string, CborValue>): Pick<Manifest, 'shared_files' | 'shm_owners'> {
-  const out: Pick<Manifest, 'shared_files' | 'shm_owners'> = {};
-  if (m['shared_files'] !== undefined) {
-    const groups = intTree(m['shared_files'], 3) as number[][][] | undefined;
-    if (!groups || groups.some((g) => g.some((r) => r.length !== 2)))
-      throw new ManifestError(path, 'has a malformed shared_files (expected [[[pid, fd], ...], ...])');
-    out.shared_files = groups as [number, number][][];
-  }
-  if (m['shm_owners'] !== undefined) {
-    const owners = intTree(m['shm_owners'], 2) as number[][] | undefined;
-    if (!owners || owners.some((o) => o.length !== 3))
-      throw new ManifestError(path, 'has a malformed shm_owners (expected [[dev, ino, pid], ...])');
-    out.shm_owners = owners as [number, number, number][];
-  }
-  return out;
 }
 
 // The encoder is only needed when a checkpoint completes: loaded then, so
@@ -249,20 +336,38 @@ async function manifestEncoder(): Promise<EncoderLike> {
   return encoder;
 }
 
-/** Safe bigints become numbers so that every integer gets its shortest encoding. */
+/**
+ * Safe bigints become numbers so that every integer gets its shortest
+ * encoding; keys whose value is undefined are left out (the manifest keeps
+ * to the strict CBOR subset, which has no undefined).
+ */
 function shortest(v: unknown): unknown {
   if (typeof v === 'bigint') return v >= -(2n ** 53n) && v <= 2n ** 53n ? Number(v) : v;
   if (Array.isArray(v)) return v.map(shortest);
   if (typeof v === 'object' && v !== null && !(v instanceof Uint8Array)) {
     const o: Record<string, unknown> = {};
-    for (const [k, x] of Object.entries(v)) o[k] = shortest(x);
+    for (const [k, x] of Object.entries(v)) if (x !== undefined) o[k] = shortest(x);
     return o;
   }
   return v;
 }
 
+/** A CBOR head (major type, argument), shortest form. */
+function cborHead(major: number, n: number): Buffer {
+  if (n < 24) return Buffer.from([(major << 5) | n]);
+  if (n < 0x100) return Buffer.from([(major << 5) | 24, n]);
+  if (n < 0x10000) return Buffer.from([(major << 5) | 25, n >> 8, n & 0xff]);
+  const b = Buffer.alloc(5);
+  b[0] = (major << 5) | 26;
+  b.writeUInt32BE(n, 1);
+  return b;
+}
+
+/** The manifest as written: version 2, `[h'<map>', crc32c]` (docs/image-format.md). */
 export async function encodeManifest(m: Manifest): Promise<Buffer> {
-  return (await manifestEncoder()).encode(shortest(m));
+  const map = (await manifestEncoder()).encode(shortest({ ...m, version: MANIFEST_VERSION }));
+  if (!wellFormed(map)) throw new Error('internal error: the manifest does not encode to the strict CBOR subset');
+  return Buffer.concat([Buffer.from([0x82]), cborHead(2, map.length), map, cborHead(0, crc32c(map))]);
 }
 
 /** fsync a directory (after creating, renaming or removing entries in it). */

@@ -1,16 +1,23 @@
 // Reading and verifying a process image (docs/image-format.md).
 import { Decoder } from 'cbor-x/decode';
-import { closeSync, openSync, readSync } from 'node:fs';
 import { open, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { DecompressError, decompressImageFile, isCompressedImage } from './compress.js';
+import { wellFormed } from './cbor-check.js';
 import { crc32c, crc32cFile, isNativeError } from './native.js';
 import { displayPath, formatBytes, hex } from './output.js';
 
 export const IMAGE_VERSION = 1;
 export const HEADER_BLOCK = 4096;
 export const PAGE_SIZE = 4096;
+/** Larger metadata is damage (preload/restore.h: CK_IMAGE_META_MAX). */
+export const META_MAX = 2 ** 30;
+/** No PID or TID is larger (PID_MAX_LIMIT). */
+export const PID_MAX = 4194304;
+/** Files one image may refer to (preload/ckrun.h: CK_MAX_IMAGES). */
+export const MAX_IMAGES = 64;
+const CRC_MAX = 0xffffffff;
 
 /** A decoded CBOR value as cbor-x hands it out (maps as plain objects). */
 export type CborValue =
@@ -44,6 +51,8 @@ export interface Image {
   /** 'gzip' for a `.ckpt.gz` (decompressed to be read), undefined for a `.ckpt`. */
   compressed: 'gzip' | undefined;
   header: ImageHeader;
+  /** The CRC-32C of the header block: the image's identity (it covers meta_crc, hence everything). */
+  headerCrc: number;
   /** The metadata map, as decoded (see the accessors below for typed views). */
   meta: CborMap;
   /** True when every data chunk was checked against its CRC. */
@@ -58,13 +67,17 @@ export type ImageProblem = 'missing' | 'unreadable' | 'unwritable' | 'truncated'
 
 /** A bad image. The message names the image and the problem. */
 export class ImageError extends Error {
+  /** The file that is damaged: the image itself, or an image it refers to. */
+  readonly file: string;
   constructor(
     readonly path: string,
     readonly problem: ImageProblem,
     readonly detail: string,
+    file?: string,
   ) {
     super(`image ${displayPath(path)} ${detail}`);
     this.name = 'ImageError';
+    this.file = file ?? path;
   }
 }
 
@@ -144,7 +157,13 @@ function cborItemEnd(b: Uint8Array, off: number): number | undefined {
 
 const HEADER_FIELDS = ['data_offset', 'data_length', 'meta_offset', 'meta_length', 'meta_crc', 'file_length'] as const;
 
-function parseHeader(path: string, block: Buffer, size: number): ImageHeader {
+/**
+ * The header block: `[h'<header map>', crc32c]`, then zeros to its end
+ * (the whole block is covered: a flipped bit in the padding is damage).
+ * The same checks, in the same order, as the restore host's
+ * (preload/image.c, ck_image_load). Returns the header and its CRC.
+ */
+function parseHeader(path: string, block: Buffer, size: number): { header: ImageHeader; crc: number } {
   if (block.every((b) => b === 0))
     throw new ImageError(path, 'corrupt', 'is incomplete: its header block is empty (the image was never finished)');
   const end = cborItemEnd(block, 0);
@@ -153,41 +172,38 @@ function parseHeader(path: string, block: Buffer, size: number): ImageHeader {
     if (end === undefined) throw new Error('malformed');
     arr = decodeCbor(block.subarray(0, end));
   } catch {
-    throw new ImageError(path, 'not-image', 'is corrupted or not a ckrun image (its first block is not a CBOR header)');
+    throw new ImageError(path, 'not-image', 'is corrupted or not a ckrun image (its first block is not a [header, crc] pair)');
   }
-  if (!Array.isArray(arr) || arr.length !== 2 || !(arr[0] instanceof Uint8Array) || asNumber(arr[1]) === undefined)
+  const want = asNumber(Array.isArray(arr) ? arr[1] : undefined);
+  if (!Array.isArray(arr) || arr.length !== 2 || !(arr[0] instanceof Uint8Array) || want === undefined || want < 0 || want > CRC_MAX)
     throw new ImageError(path, 'not-image', 'is corrupted or not a ckrun image (its first block is not a [header, crc] pair)');
   if (!block.subarray(end).every((x) => x === 0))
     throw new ImageError(path, 'corrupt', 'is corrupted: stray bytes in the padding of its header block');
   const bytes = arr[0];
-  const want = asNumber(arr[1]);
+  if (crc32c(bytes) !== want) throw new ImageError(path, 'corrupt', 'is corrupted: the header checksum does not match');
   let map: CborValue;
   try {
-    map = decodeCbor(bytes);
+    map = wellFormed(bytes) ? decodeCbor(bytes) : undefined;
   } catch {
     map = undefined;
   }
   const h = asMap(map);
-  const claimed = asNumber(h['version']);
-  if (crc32c(bytes) !== want) {
-    const extra =
-      claimed !== undefined && claimed !== IMAGE_VERSION
-        ? `; it claims format version ${claimed}, this ckrun reads version ${IMAGE_VERSION}`
-        : '';
-    throw new ImageError(path, 'corrupt', `is corrupted: the header checksum does not match${extra}`);
-  }
   if (!isMap(map) || h['magic'] !== 'ckrun-image')
     throw new ImageError(path, 'not-image', "is not a ckrun image (its header has no 'ckrun-image' magic)");
-  if (claimed !== IMAGE_VERSION)
+  const version = asBigInt(h['version']);
+  if (version === undefined || version < 0n)
+    throw new ImageError(path, 'version', `has no format version; this ckrun reads version ${IMAGE_VERSION}`);
+  if (version !== BigInt(IMAGE_VERSION))
     throw new ImageError(
       path,
       'version',
-      `has format version ${String(h['version'])}; this ckrun reads version ${IMAGE_VERSION} (restart it with the ckrun that wrote it)`,
+      `has format version ${version}; this ckrun reads version ${IMAGE_VERSION} (restart it with the ckrun that wrote it)`,
     );
   const out: Partial<ImageHeader> = { magic: 'ckrun-image', version: IMAGE_VERSION };
   for (const k of HEADER_FIELDS) {
     const v = asNumber(h[k]);
-    if (v === undefined || v < 0) throw new ImageError(path, 'corrupt', `is corrupted: header field '${k}' is missing or invalid`);
+    if (v === undefined || v < 0 || (k === 'meta_crc' && v > CRC_MAX))
+      throw new ImageError(path, 'corrupt', `is corrupted: header field '${k}' is missing or invalid`);
     out[k] = v;
   }
   const hdr = out as ImageHeader;
@@ -203,14 +219,49 @@ function parseHeader(path: string, block: Buffer, size: number): ImageHeader {
       'corrupt',
       `is corrupted: it is ${formatBytes(size)} long but its header says ${formatBytes(hdr.file_length)}`,
     );
+  // The layout is fixed: the metadata right after the data, the file ending with it.
   if (
     hdr.data_offset !== HEADER_BLOCK ||
     hdr.data_length % PAGE_SIZE !== 0 ||
-    hdr.meta_offset < hdr.data_offset + hdr.data_length ||
-    hdr.meta_offset + hdr.meta_length > hdr.file_length
+    hdr.meta_offset !== hdr.data_offset + hdr.data_length ||
+    hdr.meta_length > META_MAX ||
+    hdr.meta_offset + hdr.meta_length !== hdr.file_length
   )
     throw new ImageError(path, 'corrupt', 'is corrupted: its header describes an impossible layout');
-  return hdr;
+  return { header: hdr, crc: want };
+}
+
+/**
+ * The identity a manifest names an image by: its header CRC and its length,
+ * from its header block (checked as a restart checks it: a broken image
+ * gives an ImageError).
+ */
+export async function imageIdentity(path: string): Promise<{ headerCrc: number; bytes: number }> {
+  const fh = await open(path, 'r').catch((e: Error) => {
+    throw new ImageError(path, 'unreadable', `cannot be opened: ${e.message}`);
+  });
+  try {
+    const size = (await fh.stat()).size;
+    if (size < HEADER_BLOCK) throw new ImageError(path, 'truncated', `is truncated (found ${formatBytes(size)})`);
+    const block = Buffer.alloc(HEADER_BLOCK);
+    await fh.read(block, 0, HEADER_BLOCK, 0);
+    const { header, crc } = parseHeader(path, block, size);
+    return { headerCrc: crc, bytes: header.file_length };
+  } finally {
+    await fh.close();
+  }
+}
+
+/** The CRC of a header block (the `crc` of its `[header, crc]` pair), unchecked; undefined when it is none. */
+export function headerBlockCrc(block: Uint8Array): number | undefined {
+  const end = cborItemEnd(block, 0);
+  if (end === undefined) return undefined;
+  try {
+    const v = decodeCbor(block.subarray(0, end));
+    return Array.isArray(v) && v.length === 2 ? asNumber(v[1]) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export interface ReadImageOptions {
@@ -222,6 +273,8 @@ export interface ReadImageOptions {
    * temporary file of its own and removes it before returning.
    */
   decompressed?: string;
+  /** Images already read (by inode): one that several images refer to is read once. */
+  cache?: VerifyCache;
 }
 
 /**
@@ -233,14 +286,14 @@ export interface ReadImageOptions {
 export async function readImage(path: string, opts: ReadImageOptions = {}): Promise<Image> {
   const verifyData = opts.verifyData === true;
   if (!isCompressedImage(path)) {
-    const img = await loadImage(path, verifyData);
-    await checkReferredImages(img, verifyData);
+    const img = await loadCached(path, verifyData, opts.cache);
+    await checkReferredImages(img, verifyData, opts.cache);
     return img;
   }
   const file = opts.decompressed ?? (await decompressForReading(path));
   try {
     const img = await loadImage(file, verifyData, path);
-    await checkReferredImages(img, verifyData);
+    await checkReferredImages(img, verifyData, opts.cache);
     return img;
   } finally {
     if (opts.decompressed === undefined) await rm(file, { force: true });
@@ -306,25 +359,28 @@ async function loadImage(file: string, verifyData: boolean, name: string = file)
   try {
     const block = Buffer.alloc(HEADER_BLOCK);
     await fh.read(block, 0, HEADER_BLOCK, 0);
-    const header = parseHeader(path, block, size);
+    const { header, crc: headerCrc } = parseHeader(path, block, size);
     const metaBytes = Buffer.alloc(header.meta_length);
     const { bytesRead } = await fh.read(metaBytes, 0, header.meta_length, header.meta_offset);
     if (bytesRead !== header.meta_length)
       throw new ImageError(path, 'truncated', `is truncated (its metadata ends at ${formatBytes(header.meta_offset + bytesRead)})`);
     if (crc32c(metaBytes) !== header.meta_crc)
       throw new ImageError(path, 'corrupt', 'is corrupted: the metadata checksum does not match');
+    if (!wellFormed(metaBytes)) throw new ImageError(path, 'corrupt', 'is corrupted: its metadata is not well-formed CBOR');
     let meta: CborValue;
     try {
       meta = decodeCbor(metaBytes);
     } catch (e) {
       throw new ImageError(path, 'corrupt', `is corrupted: its metadata is not valid CBOR (${(e as Error).message})`);
     }
-    if (!isMap(meta)) throw new ImageError(path, 'corrupt', 'is corrupted: its metadata is not a map');
+    if (!isMap(meta)) throw new ImageError(path, 'corrupt', 'is corrupted: its metadata cannot be read (it is not a map)');
     if (asNumber(meta['version']) !== header.version)
       throw new ImageError(path, 'corrupt', `is corrupted: metadata version ${String(meta['version'])} differs from the header's`);
-    if (asNumber(meta['pid']) === undefined) throw new ImageError(path, 'corrupt', 'is corrupted: its metadata has no pid');
+    const pid = asNumber(meta['pid']);
+    if (pid === undefined || pid < 1 || pid > PID_MAX) throw new ImageError(path, 'corrupt', 'is corrupted: its metadata has no pid');
     const onDisk = compressed ? await stat(name).then((s) => s.size, () => size) : size;
-    const img: Image = { path, size: onDisk, compressed: compressed ? 'gzip' : undefined, header, meta, dataVerified: false };
+    const img: Image = { path, size: onDisk, compressed: compressed ? 'gzip' : undefined, header, headerCrc, meta, dataVerified: false };
+    checkMetadata(img);
     if (verifyData) verifyImageData(img, file);
     return img;
   } finally {
@@ -337,23 +393,83 @@ export function referredImages(img: Image): string[] {
   return asArray(img.meta['images']).map((n) => join(dirname(img.path), asString(n) ?? '?'));
 }
 
+/** `image_ids`: what each referred image must be, `[track_id, header_crc]`; undefined in images of older shims. */
+export function referredIdentities(img: Image): { trackId: bigint; headerCrc: number }[] | undefined {
+  if (img.meta['image_ids'] === undefined) return undefined;
+  return asArray(img.meta['image_ids']).map((x) => {
+    const a = asArray(x);
+    return { trackId: asBigInt(a[0]) ?? -1n, headerCrc: asNumber(a[1]) ?? -1 };
+  });
+}
+
 /**
- * Every image a (flattened) incremental chain refers to must be there and
- * intact: header and metadata always, their own data with verifyData.
+ * Every image an incremental image refers to must be there and intact
+ * (header and metadata always, their own data with verifyData), be the
+ * very image it was taken against (image_ids), and hold the pages the
+ * runs refer to inside its data area. The same checks as the restore
+ * host's (preload/restore.c, check_refs and check_chunks).
  */
-async function checkReferredImages(img: Image, verifyData: boolean): Promise<void> {
+async function checkReferredImages(img: Image, verifyData: boolean, cache?: VerifyCache): Promise<void> {
   const refs = referredImages(img);
-  for (const [k, run] of regions(img.meta).flatMap((r) => r.runs.map((x) => [r, x] as const)))
-    if (run.image !== undefined && run.image >= refs.length)
-      throw new ImageError(img.path, 'corrupt', `is corrupted: the pages at ${hex(run.address)} of region ${hex(k.start)} refer to image ${run.image} of ${refs.length}`);
-  for (const ref of refs) {
+  const ids = referredIdentities(img);
+  const loaded: Image[] = [];
+  for (const [i, ref] of refs.entries()) {
+    let r: Image;
     try {
-      await loadImage(ref, verifyData);
+      r = await loadCached(ref, verifyData, cache);
     } catch (e) {
       if (e instanceof ImageError)
-        throw new ImageError(img.path, e.problem, `refers to ${basename(ref)} for unchanged pages, which ${e.detail}`);
+        throw new ImageError(img.path, e.problem, `refers to ${basename(ref)} for unchanged pages, which ${e.detail}`, e.file);
       throw e;
     }
+    const id = ids?.[i];
+    if (id && (r.headerCrc !== id.headerCrc || asBigInt(r.meta['track_id']) !== id.trackId))
+      throw new ImageError(
+        img.path,
+        'corrupt',
+        `refers to ${basename(ref)} for unchanged pages, but that file is not the image it was taken against ` +
+          `(header checksum ${hex8(r.headerCrc)}, expected ${hex8(id.headerCrc)}): it was replaced`,
+        ref,
+      );
+    loaded.push(r);
+  }
+  for (const c of dataChunks(img)) {
+    if (c.ref === undefined) continue;
+    const r = loaded[c.ref]!; // the index was checked with the image (checkMetadata)
+    if (!inDataArea(r.header, c.offset, c.length))
+      throw new ImageError(img.path, 'corrupt', `is corrupted: ${c.what} lie outside the data area of ${basename(r.path)}`);
+  }
+}
+
+function hex8(n: number): string {
+  return n.toString(16).padStart(8, '0');
+}
+
+/** Images already read (by device and inode), so that one shared by several generations is read once. */
+export class VerifyCache {
+  readonly results = new Map<string, Promise<Image>>();
+}
+
+async function loadCached(file: string, verifyData: boolean, cache: VerifyCache | undefined): Promise<Image> {
+  if (!cache) return loadImage(file, verifyData);
+  let key: string;
+  try {
+    const st = await stat(file);
+    key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${verifyData}`;
+  } catch {
+    return loadImage(file, verifyData);
+  }
+  let p = cache.results.get(key);
+  if (!p) {
+    p = loadImage(file, verifyData);
+    cache.results.set(key, p);
+  }
+  try {
+    return { ...(await p), path: file };
+  } catch (e) {
+    // read under another name (a hard link): the error names this one
+    if (e instanceof ImageError && e.path !== file) throw new ImageError(file, e.problem, e.detail);
+    throw e;
   }
 }
 
@@ -363,85 +479,221 @@ export interface DataChunk {
   offset: number;
   length: number;
   crc: number;
+  /** For pages an incremental image holds elsewhere: the index into its `images` (then crc is -1). */
+  ref?: number;
 }
 
-/** `[offset, length, crc]` with three non-negative safe integers. */
-function chunkTriple(v: CborValue): [number, number, number] | undefined {
-  if (!Array.isArray(v) || v.length !== 3) return undefined;
-  const t = v.map(asNumber);
-  if (t.some((x) => x === undefined || x < 0)) return undefined;
-  return t as [number, number, number];
+/** Whether [offset, offset+length) lies in the data area (starting on a page). */
+function inDataArea(h: ImageHeader, offset: number, length: number): boolean {
+  return offset >= h.data_offset && offset % PAGE_SIZE === 0 && length <= h.data_length && offset - h.data_offset <= h.data_length - length;
 }
 
-/** Every `data: [offset, length, crc]` below a metadata value (saved file, pipe, … contents). */
-function findDataTriples(v: CborValue, where: string, out: DataChunk[]): void {
-  if (Array.isArray(v)) {
-    v.forEach((x, i) => findDataTriples(x, `${where}[${i}]`, out));
-    return;
+/** A non-negative integer of up to 64 bits as a number; Infinity when it is beyond a safe integer (beyond any file). */
+function size64(v: CborValue): number | undefined {
+  const b = asBigInt(v);
+  if (b === undefined || b < 0n || b >= 1n << 64n) return undefined;
+  return b > BigInt(Number.MAX_SAFE_INTEGER) ? Infinity : Number(b);
+}
+
+/** The chunk keys of the metadata and where they are, or a malformed entry (docs/image-format.md). */
+class ChunkWalk {
+  readonly chunks: DataChunk[] = [];
+  bad: string | undefined;
+
+  private triple(v: CborValue, what: string): void {
+    const a = Array.isArray(v) && v.length === 3 ? v.map(size64) : undefined;
+    if (!a || a.some((x) => x === undefined) || a[2]! > CRC_MAX) {
+      this.bad ??= `the entry for ${what} is malformed`;
+      return;
+    }
+    this.chunks.push({ what, offset: a[0]!, length: a[1]!, crc: a[2]! });
   }
-  if (!isMap(v)) return;
-  for (const [k, x] of Object.entries(v)) {
-    const t = k === 'data' ? chunkTriple(x) : undefined;
-    if (t) out.push({ what: `the saved contents of ${where}`, offset: t[0], length: t[1], crc: t[2] });
-    else findDataTriples(x, `${where}.${k}`, out);
-  }
-}
 
-/**
- * Every chunk of the data area that carries a CRC: the page runs of the
- * memory regions, and every `data: [offset, length, crc]` elsewhere
- * (deleted files' contents, pipe buffers, …).
- */
-export function dataChunks(img: Image): DataChunk[] {
-  const out: DataChunk[] = [];
-  for (const r of regions(img.meta)) {
-    for (const run of r.runs) {
-      if (run.image !== undefined) continue; // in an older image, checked as part of it
-      out.push({
-        what: `the pages at ${hex(run.address)} of region ${hex(r.start)}-${hex(r.end)}${r.name ? ` (${r.name})` : ''}`,
-        offset: run.offset,
-        length: run.pages * PAGE_SIZE,
-        crc: run.crc,
+  private datagrams(v: CborValue, what: string): void {
+    if (!Array.isArray(v)) {
+      this.bad ??= `the datagrams of ${what} are malformed`;
+      return;
+    }
+    v.forEach((d, i) => {
+      const a = Array.isArray(d) && d.length === 5 ? d : undefined;
+      const nums = a?.slice(1).map(size64);
+      const addr = a?.[0];
+      if (!a || !nums || nums.some((x) => x === undefined) || !(addr instanceof Uint8Array) || (addr.length !== 4 && addr.length !== 16) || nums[0]! > 65535 || nums[3]! > CRC_MAX) {
+        this.bad ??= `datagram ${i} of ${what} is malformed`;
+        return;
+      }
+      this.chunks.push({ what: `datagram ${i} of ${what}`, offset: nums[1]!, length: nums[2]!, crc: nums[3]! });
+    });
+  }
+
+  private runs(v: CborValue, region: CborMap): void {
+    const where = `region ${hex(asBigInt(region['start']) ?? 0n)}-${hex(asBigInt(region['end']) ?? 0n)}${asString(region['name']) ? ` (${asString(region['name'])})` : ''}`;
+    if (!Array.isArray(v)) {
+      this.bad ??= `the runs of ${where} are malformed`;
+      return;
+    }
+    for (const run of v) {
+      const a = Array.isArray(run) && (run.length === 4 || run.length === 5) ? run : undefined;
+      const nums = a?.slice(0, 3).map(size64);
+      const crc = a ? asBigInt(a[3]) : undefined;
+      const ref = a?.length === 5 ? size64(a[4]) : undefined;
+      const ok =
+        a !== undefined &&
+        nums !== undefined &&
+        !nums.some((x) => x === undefined) &&
+        crc !== undefined &&
+        (a.length === 4 ? crc >= 0n && crc <= BigInt(CRC_MAX) : crc === -1n && ref !== undefined && ref <= MAX_IMAGES) &&
+        nums[1]! <= Number.MAX_SAFE_INTEGER / PAGE_SIZE;
+      if (!ok) {
+        this.bad ??= `a page run of ${where} is malformed`;
+        return;
+      }
+      this.chunks.push({
+        what: `the pages at ${hex(asBigInt(a[0]) ?? 0n)} of ${where}`,
+        offset: nums[2]!,
+        length: nums[1]! * PAGE_SIZE,
+        crc: Number(crc),
+        ...(a.length === 5 ? { ref: ref! } : {}),
       });
     }
   }
-  for (const f of asArray(img.meta['files'])) {
-    const m = asMap(f);
-    const fd = asNumber(m['fd']);
-    const path = asString(m['path']);
-    findDataTriples(f, `descriptor ${fd ?? '?'}${path ? ` (${path})` : ''}`, out);
+
+  walk(v: CborValue, where: string, inMemory: boolean, region?: CborMap): void {
+    if (this.bad) return;
+    if (Array.isArray(v)) {
+      v.forEach((x, i) => this.walk(x, `${where}[${i}]`, inMemory, region));
+      return;
+    }
+    if (!isMap(v)) return;
+    for (const [k, x] of Object.entries(v)) {
+      if (this.bad) return;
+      const here = where === 'files' ? descriptorName(v) : where;
+      if (k === 'data' || k === 'queue' || k === 'recv_queue' || k === 'unsent_queue')
+        this.triple(x, k === 'data' ? `the saved contents of ${here}` : `the ${k.replace('_', ' ')} of ${here}`);
+      else if (k === 'datagrams') this.datagrams(x, here);
+      else if (inMemory && k === 'runs') this.runs(x, v);
+      else this.walk(x, where === '' ? k : `${here}.${k}`, inMemory || k === 'memory', region);
+    }
   }
-  for (const [k, v] of Object.entries(img.meta)) if (k !== 'memory' && k !== 'files') findDataTriples(v, k, out);
-  return out;
 }
 
-/** Throws unless bytes [from, to) of the file are all zero. */
-function checkZero(img: Image, fd: number, from: number, to: number, what: string): void {
-  const buf = Buffer.alloc(Math.min(1 << 20, Math.max(0, to - from)));
-  for (let pos = from; pos < to; ) {
-    const want = Math.min(buf.length, to - pos);
-    const n = readSync(fd, buf, 0, want, pos);
-    if (n === 0) throw new ImageError(img.path, 'truncated', `is truncated at ${formatBytes(pos)}`);
-    if (!buf.subarray(0, n).every((x) => x === 0))
-      throw new ImageError(img.path, 'corrupt', `is corrupted: stray bytes in ${what} (offset ${pos} to ${pos + n})`);
-    pos += n;
+function descriptorName(m: CborMap): string {
+  const fd = asNumber(m['fd']);
+  const path = asString(m['path']);
+  return `descriptor ${fd ?? '?'}${path ? ` (${path})` : ''}`;
+}
+
+/** Walks the metadata for its chunks; the message of a malformed one, or the chunks. */
+function walkChunks(meta: CborMap): { chunks: DataChunk[]; bad: string | undefined } {
+  const w = new ChunkWalk();
+  // the descriptors by name: `files` is walked with each entry named
+  for (const [k, v] of Object.entries(meta)) {
+    if (w.bad) break;
+    if (k === 'files' && Array.isArray(v)) v.forEach((f) => w.walk(f, 'files', false));
+    else if (k === 'data' || k === 'queue' || k === 'recv_queue' || k === 'unsent_queue' || k === 'datagrams') w.walk({ [k]: v }, '', false);
+    else w.walk(v, k, k === 'memory');
+  }
+  return { chunks: w.chunks, bad: w.bad };
+}
+
+/**
+ * Every chunk of the data area the metadata names, found by key wherever
+ * it is (as the restore host finds them, preload/image.c ck_meta_chunks):
+ * `data`, `queue`, `recv_queue`, `unsent_queue`, `datagrams` and the page
+ * runs of the memory regions (those held by an older image with `ref`).
+ */
+export function dataChunks(img: Image): DataChunk[] {
+  return walkChunks(img.meta).chunks;
+}
+
+/**
+ * What can be checked from the image alone, as the restore host checks it
+ * (preload/restore.c: parse_metadata, check_chunks, check_structure):
+ * every chunk is well formed and lies in the data area, runs held
+ * elsewhere name an image of `images`, PIDs and TIDs are in range, the
+ * threads are distinct and one is the process's own, the regions are page
+ * aligned, ordered and their runs inside them.
+ */
+function checkMetadata(img: Image): void {
+  const { meta, path } = img;
+  const fail = (detail: string): never => {
+    throw new ImageError(path, 'corrupt', `is corrupted: ${detail}`);
+  };
+  const pid = asNumber(meta['pid'])!;
+  for (const k of ['ppid', 'pgid', 'sid'] as const) {
+    if (meta[k] === undefined) continue;
+    const v = asNumber(meta[k]);
+    if (v === undefined || v < 0 || v > PID_MAX) fail(`its ${k} is out of range`);
+  }
+  for (const c of asArray(meta['children'])) {
+    // (as the restore host reads it: an unsigned integer there must be a PID)
+    const v = asBigInt(asMap(c)['pid']);
+    if (v !== undefined && v >= 0n && (v < 1n || v > BigInt(PID_MAX))) fail('a child PID is out of range');
+  }
+  const images = meta['images'];
+  if (images !== undefined) {
+    if (!Array.isArray(images) || images.length >= MAX_IMAGES || images.some((n) => typeof n !== 'string' || n.includes('/') || n.includes('\0')))
+      fail('its list of referred images is malformed');
+  }
+  const ids = meta['image_ids'];
+  if (ids !== undefined) {
+    const ok =
+      Array.isArray(ids) &&
+      ids.every((x) => Array.isArray(x) && x.length === 2 && (asBigInt(x[0]) ?? -1n) >= 0n && (asBigInt(x[0]) ?? -1n) < 1n << 64n && (asNumber(x[1]) ?? -1) >= 0 && (asNumber(x[1]) ?? -1) <= CRC_MAX);
+    if (!ok) fail('its list of referred images\' identities is malformed');
+    const n = asArray(ids).length;
+    if (n !== asArray(images).length) fail(`it names ${asArray(images).length} referred images but ${n} identities`);
+  }
+  const nimages = asArray(images).length;
+  const { chunks, bad } = walkChunks(meta);
+  if (bad) fail(bad);
+  for (const c of chunks) {
+    if (c.ref !== undefined) {
+      if (c.ref >= nimages) fail(`${c.what} refer to image ${c.ref} of ${nimages}`);
+    } else if (!inDataArea(img.header, c.offset, c.length)) fail(`${c.what} lie outside the data area`);
+  }
+  const tids = asArray(meta['threads']).map((t) => asMap(t)['tid']);
+  const seen = new Set<number>();
+  for (const t of tids) {
+    const v = asNumber(t);
+    if (v === undefined || v < 1 || v > PID_MAX) fail('a thread ID is out of range');
+    if (seen.has(v!)) fail(`thread ID ${v} appears twice`);
+    seen.add(v!);
+  }
+  if (tids.length > 0 && !seen.has(pid)) fail(`no thread has the process's own ID ${pid}`);
+  let prevEnd = 0n;
+  for (const r of asArray(meta['memory'])) {
+    const m = asMap(r);
+    const start = m['start'] === undefined ? 0n : asBigInt(m['start']);
+    const end = m['end'] === undefined ? 0n : asBigInt(m['end']);
+    if (start === undefined || end === undefined || start < 0n || end <= start || start % 4096n !== 0n || end % 4096n !== 0n)
+      fail(`region ${hex(start ?? 0n)}-${hex(end ?? 0n)} is not page aligned`);
+    if (start! < prevEnd) fail(`region ${hex(start!)}-${hex(end!)} overlaps the one before it`);
+    prevEnd = end!;
+    for (const run of asArray(m['runs'])) {
+      const a = asArray(run);
+      const addr = asBigInt(a[0]) ?? -1n;
+      const pages = asBigInt(a[1]) ?? 0n;
+      if (addr % 4096n !== 0n || addr < start! || pages > (end! - addr) / 4096n)
+        fail(`a page run of region ${hex(start!)}-${hex(end!)} lies outside it`);
+    }
   }
 }
 
 /**
- * Checks every data chunk against its CRC, and that nothing but zeros
- * follows the data area and the metadata; throws ImageError naming the
- * first bad place. (Padding inside the data area is not checked: it
- * carries nothing a restore reads.) `file`: where the image's bytes are
- * (for a compressed image, the file it was decompressed to).
+ * Checks every chunk of the image's own data area against its CRC (the
+ * pages it holds in older images are checked as part of them); throws
+ * ImageError naming the first bad place. (Padding inside the data area is
+ * not checked: it carries nothing a restore reads.) `file`: where the
+ * image's bytes are (for a compressed image, the file it was decompressed
+ * to).
  */
 export function verifyImageData(img: Image, file: string = img.path): void {
   if (img.compressed && file === img.path)
     throw new ImageError(img.path, 'unreadable', 'is compressed: its data can only be verified once decompressed (readImage does both)');
-  const { data_offset, data_length, meta_offset, meta_length, file_length } = img.header;
-  const chunks = dataChunks(img);
-  for (const c of chunks) {
-    if (c.offset < data_offset || c.offset + c.length > data_offset + data_length)
+  for (const c of dataChunks(img)) {
+    if (c.ref !== undefined) continue;
+    if (!inDataArea(img.header, c.offset, c.length))
       throw new ImageError(img.path, 'corrupt', `is corrupted: ${c.what} lie outside the data area`);
     let got: number;
     try {
@@ -452,13 +704,6 @@ export function verifyImageData(img: Image, file: string = img.path): void {
       throw new ImageError(img.path, 'unreadable', `cannot be read: ${(e as Error).message}`);
     }
     if (got !== c.crc) throw new ImageError(img.path, 'corrupt', `is corrupted: ${c.what} do not match their checksum`);
-  }
-  const fd = openSync(file, 'r');
-  try {
-    checkZero(img, fd, data_offset + data_length, meta_offset, 'the gap between the data area and the metadata');
-    checkZero(img, fd, meta_offset + meta_length, file_length, 'the padding after the metadata');
-  } finally {
-    closeSync(fd);
   }
   img.dataVerified = true;
 }

@@ -21,6 +21,7 @@ export {
   imageTids,
   ImageError,
   IMAGE_VERSION,
+  imageIdentity,
 } from './image.js';
 export type { Image, ImageHeader, ImageProblem, ReadImageOptions, CborValue, CborMap } from './image.js';
 export { inspectImage, formatInspection, formatImage, inspectionJson, InspectError } from './inspect.js';
@@ -33,8 +34,12 @@ export {
   readManifest,
   writeManifest,
   encodeManifest,
+  parseManifest,
   ManifestError,
+  MANIFEST_VERSION,
 } from './generations.js';
+export { verifyDirectory, verifyGeneration, formatVerifyReport, VerifyCache } from './verify.js';
+export type { VerifyReport, GenerationReport, DamagedFile, VerifyOptions } from './verify.js';
 export type { Manifest, ManifestProcess, Generation, GenerationEntry } from './generations.js';
 export { canonicalDir, socketNameFor, NoSessionError, DEFAULT_DIR } from './protocol.js';
 export type { SessionStatus } from './protocol.js';

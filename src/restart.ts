@@ -1,35 +1,23 @@
-// `ckrun restart`: pick and verify an image, then spawn the restore host
-// with the image's PID (or as PID 1 of a new PID namespace when that PID is
-// taken) and coordinate the restarted session like a launched one.
+// `ckrun restart`: pick and verify a generation (src/restart-source.ts),
+// then spawn the restore host with the image's PID (or as PID 1 of a new PID
+// namespace when that PID is taken) and coordinate the restarted session
+// like a launched one.
 import { existsSync } from 'node:fs';
-import { readFile, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { basename, dirname, join, resolve } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { sessionEnv, stdioIdentity } from './environment.js';
-import {
-  chainOf,
-  completeGenerations,
-  findNewestGeneration,
-  isGenerationDir,
-  readManifest,
-  type Generation,
-} from './generations.js';
-import { isCompressedImage } from './compress.js';
-import { asArray, asNumber, asString, decompressImage, ImageError, imagePid, imageTids, readImage, type Image } from './image.js';
+import { chainOf, type Generation } from './generations.js';
+import { asArray, asNumber, asString, imagePid, imageTids, type Image } from './image.js';
 import { adoptChild, isNativeError, spawnChild } from './native.js';
-import { displayPath, trace } from './output.js';
+import { displayPath, trace, writeErr } from './output.js';
 import { restoreHostPath, shimPath } from './paths.js';
 import { DEFAULT_DIR } from './protocol.js';
-import {
-  checkpointDirFor,
-  Coordinator,
-  DEFAULT_INTERNAL_SIGNAL,
-  openSession,
-  SessionError,
-  type Session,
-  type SessionOptions,
-} from './session.js';
+import { fallbackLines, locateTarget, prepareTarget, RestartError, type Prepared, type Target } from './restart-source.js';
+import { checkpointDirFor, Coordinator, DEFAULT_INTERNAL_SIGNAL, openSession, type Session, type SessionOptions } from './session.js';
 import { checkCredentials, checkOwners, imageFiles, TrustError, type Owned } from './trust.js';
+import { isIntegrityError, readGeneration, verifyProcess, type Skipped } from './verify.js';
+
+export { RestartError } from './restart-source.js';
 
 export interface RestartOptions extends SessionOptions {
   /**
@@ -58,6 +46,12 @@ export interface RestartOptions extends SessionOptions {
    * start of `bin/ckrun restart`: preload/front.c): coordinate it.
    */
   adopt?: { pid: number; fd: number };
+  /**
+   * Told each line that says a newer generation cannot be used and which
+   * one is used instead (a checkpoint DIR whose newest generation does not
+   * verify). Default: written to stderr as `ckrun restart: LINE`.
+   */
+  warn?: (line: string) => void;
 }
 
 export interface RestartedSession extends Session {
@@ -67,14 +61,6 @@ export interface RestartedSession extends Session {
   readonly generation: Generation | undefined;
   /** True when the restore runs in a new PID namespace (`ckrun-restore --init`). */
   readonly pidNamespace: boolean;
-}
-
-/** The restart could not happen; the message names the image, the reason and the way out. */
-export class RestartError extends SessionError {
-  constructor(message: string, exitCode = 1) {
-    super(message, exitCode);
-    this.name = 'RestartError';
-  }
 }
 
 /** A refusal of trust.ts as a RestartError. */
@@ -98,6 +84,49 @@ export function ownedPaths(o: { sourceDir?: string; generation?: Generation; ima
   return paths;
 }
 
+/** What a restart names, as far as it is known before anything is read: its owners are checked first. */
+function targetPaths(t: Target): Owned[] {
+  if (t.kind === 'dir') return [{ what: 'checkpoint directory', path: t.dir }];
+  if (t.kind === 'generation')
+    return [
+      { what: 'checkpoint directory', path: t.sourceDir },
+      { what: 'generation', path: t.path },
+    ];
+  const paths: Owned[] = [];
+  if (t.sourceDir) paths.push({ what: 'checkpoint directory', path: t.sourceDir });
+  if (t.genDir) paths.push({ what: 'generation', path: t.genDir });
+  paths.push({ what: 'image', path: t.path });
+  return paths;
+}
+
+/**
+ * Who every process of the prepared generation will run as, before any
+ * process exists: its generation, manifest and images (compressed ones as
+ * stored, and every image one refers to) belong to the restarter (unless
+ * trusted), and each image's credentials are ones this restart may give.
+ */
+async function checkWhoRuns(target: Target, prepared: Prepared, owners: Map<string, number>, trust: boolean): Promise<void> {
+  const g = prepared.generation;
+  // the images as stored (a compressed one was decompressed into a file of the restarter's)
+  const stored = target.kind === 'image' ? [target.path] : g!.manifest.processes.map((p) => join(g!.path, p.image));
+  const decompressed = (path: string): boolean =>
+    path === prepared.temporary || (prepared.staged !== undefined && path.startsWith(prepared.staged + '/'));
+  const paths = [
+    ...ownedPaths({ sourceDir: prepared.sourceDir, generation: g, images: stored }),
+    ...prepared.images.flatMap((img) => imageFiles(img)).filter((f) => !decompressed(f.path)),
+  ].filter((p) => !owners.has(p.path));
+  try {
+    for (const [path, uid] of await checkOwners(paths, trust)) owners.set(path, uid);
+    prepared.images.forEach((img, i) => {
+      // a decompressed copy is the restarter's: what counts is the stored image's owner
+      if (decompressed(img.path)) owners.set(img.path, owners.get(stored[i]!) ?? -1);
+      checkCredentials(img, owners);
+    });
+  } catch (e) {
+    throw asRestartError(e);
+  }
+}
+
 /**
  * The restore host's environment: CKRUN_TRUST_OWNER=1 only when the user
  * said --trust-owner (never inherited from ckrun's own environment).
@@ -113,159 +142,26 @@ export interface RestartSource {
   generation: Generation | undefined;
   /** The checkpoint DIR the image came from, when it came from one. */
   sourceDir: string | undefined;
-}
-
-async function kindOf(path: string): Promise<'file' | 'dir' | 'missing'> {
-  try {
-    const st = await stat(path);
-    return st.isDirectory() ? 'dir' : 'file';
-  } catch {
-    return 'missing';
-  }
-}
-
-/** The image of a single-process generation (a family is restarted as a whole, by restart-tree.ts). */
-function rootImagePath(g: Generation): string {
-  const procs = g.manifest.processes;
-  if (procs.length > 1)
-    throw new RestartError(
-      `generation ${displayPath(g.path)} holds a family of ${procs.length} processes, which is restarted as a whole (ckrun restart ${displayPath(g.path)})`,
-    );
-  const root = procs.find((p) => p.pid === g.manifest.root) ?? procs[0]!;
-  return join(g.path, root.image);
-}
-
-/** Newest complete generation older than `before` whose root image verifies. */
-async function newestGoodOlder(dir: string, before: number, verifyData: boolean): Promise<Generation | undefined> {
-  for (const g of await completeGenerations(dir)) {
-    if (g.number >= before) continue;
-    try {
-      await readImage(rootImagePath(g), { verifyData });
-      return g;
-    } catch {
-      // keep looking
-    }
-  }
-  return undefined;
-}
-
-async function newestIn(dir: string): Promise<Generation> {
-  if ((await kindOf(dir)) !== 'dir')
-    throw new RestartError(`${displayPath(dir)} does not exist: no checkpoint was ever written there (use --dir or name an image)`);
-  const g = await findNewestGeneration(dir);
-  if (!g)
-    throw new RestartError(
-      `${displayPath(dir)} holds no complete checkpoint (take one with ckrun checkpoint --dir ${displayPath(dir)} while the program runs)`,
-    );
-  return g;
-}
-
-interface Located {
-  imagePath: string;
-  generation: Generation | undefined;
-  sourceDir: string | undefined;
-}
-
-/** Which image a restart would use (not yet read). */
-async function locateImage(opts: { image?: string; dir?: string }): Promise<Located> {
-  let generation: Generation | undefined;
-  let sourceDir: string | undefined;
-  let imagePath: string;
-  if (opts.image === undefined) {
-    sourceDir = resolve(opts.dir ?? DEFAULT_DIR);
-    generation = await newestIn(sourceDir);
-    imagePath = rootImagePath(generation);
-  } else {
-    const target = resolve(opts.image);
-    const kind = await kindOf(target);
-    if (kind === 'missing') throw new RestartError(`${displayPath(target)} does not exist`);
-    if (kind === 'file') {
-      imagePath = target;
-      const genDir = dirname(target);
-      if (/^[1-9][0-9]*$/.test(basename(genDir)) && (await isGenerationDir(genDir))) {
-        generation = { number: Number(basename(genDir)), path: genDir, manifest: await readManifest(genDir) };
-        sourceDir = dirname(genDir);
-      }
-    } else if (await isGenerationDir(target)) {
-      const manifest = await readManifest(target).catch((e: Error) => {
-        throw new RestartError(e.message);
-      });
-      generation = { number: manifest.generation, path: target, manifest };
-      sourceDir = dirname(target);
-      imagePath = rootImagePath(generation);
-    } else if (/^\.[0-9]+\.partial$/.test(basename(target))) {
-      throw new RestartError(
-        `${displayPath(target)} is an unfinished checkpoint (it has no manifest); restart from a complete generation instead`,
-      );
-    } else {
-      sourceDir = target;
-      generation = await newestIn(target);
-      imagePath = rootImagePath(generation);
-    }
-  }
-  return { imagePath, generation, sourceDir };
-}
-
-/** A bad image as a RestartError that names the newest older generation that verifies. */
-async function refusal(e: ImageError, loc: Located, verifyData: boolean): Promise<RestartError> {
-  let hint = '';
-  if (e.problem === 'unwritable') return new RestartError(e.message); // the image may well be fine
-  if (loc.sourceDir && loc.generation) {
-    const older = await newestGoodOlder(loc.sourceDir, loc.generation.number, verifyData);
-    hint = older
-      ? `; the newest complete image is ${displayPath(older.path)} (ckrun restart ${displayPath(older.path)})`
-      : `; no older checkpoint in ${displayPath(loc.sourceDir)} verifies either`;
-  }
-  return new RestartError(`${e.message}${hint}`);
-}
-
-/** Reads and verifies the located image (a .ckpt.gz from `decompressed` when given). */
-async function verifyLocated(loc: Located, verifyData: boolean, decompressed?: string): Promise<Image> {
-  try {
-    return await readImage(loc.imagePath, { verifyData, decompressed });
-  } catch (e) {
-    if (!(e instanceof ImageError)) throw e;
-    throw await refusal(e, loc, verifyData);
-  }
+  /** Newer generations of that DIR that could not be used, and why. */
+  skipped: Skipped[];
 }
 
 /**
- * Finds the image a restart would use and verifies it (header, metadata and,
- * unless verifyData is false, every data chunk; a `.ckpt.gz` is decompressed
- * into a temporary file for this and that file removed). A damaged image
- * gives a RestartError that names the newest older generation that verifies.
+ * Finds the image a restart would use and verifies it with its generation
+ * (manifest, every image against it, header, metadata and, unless
+ * verifyData is false, every data chunk; a `.ckpt.gz` is decompressed into
+ * a temporary file for this and that file removed). For a checkpoint DIR
+ * that is the newest generation that verifies (`skipped` lists the newer
+ * ones). A refusal is a RestartError naming the problem and the way out.
  */
 export async function pickImage(opts: { image?: string; dir?: string; verifyData?: boolean }): Promise<RestartSource> {
-  const loc = await locateImage(opts);
-  const image = await verifyLocated(loc, opts.verifyData ?? true);
-  return { image, generation: loc.generation, sourceDir: loc.sourceDir };
-}
-
-/**
- * For a compressed image: decompresses it beside itself, into the file the
- * restore host will map (`.restore-<pid>-<random>.ckpt`). undefined for an
- * uncompressed image.
- */
-async function decompressLocated(loc: Located, verifyData: boolean): Promise<string | undefined> {
-  if (!isCompressedImage(loc.imagePath)) return undefined;
-  const entry = loc.generation?.manifest.processes.find((p) => resolve(loc.generation!.path, p.image) === loc.imagePath);
-  const named = /^([0-9]+)\.ckpt\.gz$/.exec(basename(loc.imagePath));
-  const pid = entry?.pid ?? (named ? Number(named[1]) : undefined);
-  try {
-    try {
-      return await decompressImage(loc.imagePath, { pid });
-    } catch (e) {
-      // a directory we cannot write to (read-only media): a compressed
-      // image refers to no other file, so any directory will do
-      if (!(e instanceof ImageError) || e.problem !== 'unwritable') throw e;
-      return await decompressImage(loc.imagePath, { pid, dir: tmpdir() }).catch(() => {
-        throw e;
-      });
-    }
-  } catch (e) {
-    if (!(e instanceof ImageError)) throw e;
-    throw await refusal(e, loc, verifyData);
-  }
+  const p = await prepareTarget(await locateTarget(opts), opts.verifyData ?? true);
+  await p.release();
+  if (p.family)
+    throw new RestartError(
+      `generation ${displayPath(p.generation!.path)} holds a family of ${p.images.length} processes, which is restarted as a whole (ckrun restart ${displayPath(p.generation!.path)})`,
+    );
+  return { image: p.images[0]!, generation: p.generation, sourceDir: p.sourceDir, skipped: p.skipped };
 }
 
 type PidState = 'free' | 'dying' | 'live';
@@ -314,49 +210,71 @@ export async function restart(opts: RestartOptions = {}): Promise<RestartedSessi
   if (opts.adopt) return adoptRestored(opts, opts.adopt);
   const baseEnv = opts.env ?? process.env;
   const host = opts.restoreHost ?? restoreHostPath(baseEnv);
-  // A family (a generation of more than one process) is rebuilt by the restore orchestrator.
-  const { familyGeneration, restartFamily } = await import('./restart-tree.js');
-  const family = await familyGeneration({ image: opts.image, dir: opts.image === undefined ? opts.dir : undefined });
-  trace('generation read');
-  if (family) {
-    if (!existsSync(host))
-      throw new RestartError(`the restore host ${host} is missing: build ckrun with npm install (or set CKRUN_RESTORE_HOST)`);
-    return restartFamily(opts, host, family);
-  }
   if (!existsSync(host))
     throw new RestartError(`the restore host ${host} is missing: build ckrun with npm install (or set CKRUN_RESTORE_HOST)`);
   const verifyData = opts.verifyData ?? true;
-  const loc = await locateImage({ image: opts.image, dir: opts.image === undefined ? opts.dir : undefined });
+  // Everything that can refuse runs here, before any process exists.
+  const target = await locateTarget({ image: opts.image, dir: opts.image === undefined ? opts.dir : undefined });
   const trust = opts.trustOwner === true;
-  const owners = await checkOwners(ownedPaths({ ...loc, images: [loc.imagePath] }), trust).catch((e: unknown) => {
+  const owners = await checkOwners(targetPaths(target), trust).catch((e: unknown) => {
     throw asRestartError(e);
   });
-  // where further checkpoints go must be trustworthy before anything is written
-  await checkpointDirFor(opts.dir ?? loc.sourceDir ?? DEFAULT_DIR);
-  // A compressed image is restored from a temporary file beside it,
-  // removed once the program runs again (its memory stays mapped) or the
-  // restart fails.
-  const temporary = await decompressLocated(loc, verifyData);
-  const removeTemporary = (): Promise<void> => (temporary ? rm(temporary, { force: true }).catch(() => undefined) : Promise.resolve());
+  const prepared = await prepareTarget(target, verifyData);
+  trace(verifyData ? 'image verified (data too)' : 'image verified (header and metadata)');
+  const warn = opts.warn ?? ((line: string) => writeErr(`ckrun restart: ${line}\n`));
+  for (const line of fallbackLines(prepared)) warn(line);
   try {
-    const session = await restartFrom(opts, host, loc, verifyData, temporary, owners);
-    session.ready.then(removeTemporary, removeTemporary);
+    await checkWhoRuns(target, prepared, owners, trust);
+    // where further checkpoints go must be trustworthy before anything is written
+    await checkpointDirFor(opts.dir ?? prepared.sourceDir ?? DEFAULT_DIR);
+    let session: RestartedSession;
+    if (prepared.family) {
+      // A family (a generation of more than one process) is rebuilt by the restore orchestrator.
+      const { restartFamily } = await import('./restart-tree.js');
+      session = await restartFamily(opts, host, prepared);
+    } else session = await restartFrom(opts, host, prepared);
+    session.ready.then(prepared.release, prepared.release);
     return session;
   } catch (e) {
-    await removeTemporary();
+    await prepared.release();
     throw e;
   }
 }
 
-/** The session of a program the restore host restored before node started (it verified the image). */
+/**
+ * The session of a program the restore host restored before node started
+ * (preload/front.c). The restore host made every check this reader makes
+ * (and more) before it created the process; should this reader still
+ * refuse the image, the program is ended, not left running unverified.
+ */
 async function adoptRestored(opts: RestartOptions, adopt: { pid: number; fd: number }): Promise<RestartedSession> {
-  const loc = await locateImage({ image: opts.image });
-  const image = await verifyLocated(loc, false);
+  const path = resolve(opts.image ?? '');
+  const genDir = join(path, '..');
+  let image: Image;
+  let generation: Generation | undefined;
+  try {
+    generation = await readGeneration(genDir);
+    const entry = generation.manifest.processes.find((p) => join(genDir, p.image) === path);
+    if (!entry) throw new RestartError(`the manifest of ${displayPath(genDir)} does not name ${displayPath(path)}`);
+    image = await verifyProcess(generation, entry, { verifyData: false });
+  } catch (e) {
+    try {
+      process.kill(adopt.pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+    if (!isIntegrityError(e) && !(e instanceof RestartError)) throw e;
+    throw new RestartError(
+      `internal error: the restore host restored ${displayPath(path)} although ckrun's reader refuses it (${e.message}); ` +
+        `the restarted program (PID ${adopt.pid}) was ended. Please report this; node bin/ckrun.js restart gives the full refusal`,
+      70,
+    );
+  }
   const pid = imagePid(image);
   const internalSignal = asNumber(image.meta['signal']) ?? DEFAULT_INTERNAL_SIGNAL;
   let session: Coordinator;
   try {
-    session = await openSession({ ...opts, dir: opts.dir ?? loc.sourceDir ?? DEFAULT_DIR }, internalSignal, adopt.fd);
+    session = await openSession({ ...opts, dir: opts.dir ?? join(genDir, '..') }, internalSignal, adopt.fd);
   } catch (e) {
     // refused (the directory, most likely): the program must not run on without its session
     try {
@@ -367,9 +285,9 @@ async function adoptRestored(opts: RestartOptions, adopt: { pid: number; fd: num
     throw e;
   }
   adoptChild(adopt.pid, (st) => void session.onChildExit(st));
-  startRestored(session, image, loc.generation, pid, adopt.pid, undefined);
+  startRestored(session, image, generation, pid, adopt.pid, undefined);
   trace('session adopted');
-  return Object.assign(session, { image, generation: loc.generation, pidNamespace: false }) as Coordinator & RestartedSession;
+  return Object.assign(session, { image, generation, pidNamespace: false }) as Coordinator & RestartedSession;
 }
 
 /** Attaches a restored process (child, in ckrun's namespace; programPid, as it sees itself) to its session. */
@@ -400,36 +318,14 @@ function startRestored(
   });
 }
 
-async function restartFrom(
-  opts: RestartOptions,
-  host: string,
-  loc: Located,
-  verifyData: boolean,
-  temporary: string | undefined,
-  owners: Map<string, number>,
-): Promise<RestartedSession> {
+async function restartFrom(opts: RestartOptions, host: string, prepared: Prepared): Promise<RestartedSession> {
   const baseEnv = opts.env ?? process.env;
-  trace('image located');
-  const image = await verifyLocated(loc, verifyData, temporary);
-  trace(verifyData ? 'image verified (data too)' : 'image verified (header and metadata)');
-  // who the program will run as: before any process exists
-  try {
-    const refs = imageFiles(image).filter((f) => !owners.has(f.path));
-    for (const [path, uid] of await checkOwners(refs, opts.trustOwner === true)) owners.set(path, uid);
-    checkCredentials(image, owners);
-  } catch (e) {
-    throw asRestartError(e);
-  }
-  const { generation } = loc;
+  const image = prepared.images[0]!;
+  const { generation, temporary } = prepared;
   const imageName = displayPath(image.path);
   const pid = imagePid(image);
-  if (generation) {
-    const entry = generation.manifest.processes.find((p) => resolve(generation.path, p.image) === image.path);
-    if (entry && entry.pid !== pid)
-      throw new RestartError(`image ${imageName} holds PID ${pid} but the manifest says ${entry.pid}; the generation is inconsistent`);
-  }
   const internalSignal = asNumber(image.meta['signal']) ?? DEFAULT_INTERNAL_SIGNAL;
-  const checkpointDir = opts.dir ?? loc.sourceDir ?? DEFAULT_DIR;
+  const checkpointDir = opts.dir ?? prepared.sourceDir ?? DEFAULT_DIR;
   const session = await openSession({ ...opts, dir: checkpointDir }, internalSignal);
   trace('session open');
   const stdio = opts.stdio ?? [0, 1, 2];

@@ -13,6 +13,7 @@ import { DirectoryTrustError, trustCheckpointDir } from './dirtrust.js';
 import {
   completeGeneration,
   createPartialGeneration,
+  MANIFEST_VERSION,
   pruneGenerations,
   removePartialGeneration,
   removeStalePartials,
@@ -20,6 +21,7 @@ import {
   type Manifest,
   type ManifestProcess,
 } from './generations.js';
+import { imageIdentity } from './image.js';
 import { BarrierError, checkpointBarrier, imageName, STEP_TIMEOUT_MS, type BarrierHost } from './barrier.js';
 import {
   askToJoin,
@@ -633,15 +635,20 @@ export class Coordinator implements Session {
       for (const p of r.processes) {
         if (!existsSync(join(gen.path, p.image)))
           throw new SessionError(`process ${p.pid} answered ok, but its image ${join(gen.path, p.image)} is not there`);
+        // the manifest names each image by its size and header CRC: a restart refuses any other file in its place
+        const id = await imageIdentity(join(gen.path, p.image)).catch((e: Error) => {
+          throw new SessionError(`process ${p.pid} answered ok, but its image is not sound: ${e.message}`);
+        });
         processes.push({
           pid: p.pid,
           image: p.image,
-          bytes: p.bytes,
+          bytes: id.bytes,
           pause_ns: p.pauseNs,
           ppid: p.ppid,
           pgid: p.pgid,
           sid: p.sid,
           chain: this.chainAfter(p.pid),
+          header_crc: id.headerCrc,
         });
       }
       // the root first, then by PID
@@ -649,7 +656,7 @@ export class Coordinator implements Session {
       if (this.compressLevel !== undefined) await this.compressImages(gen.path, processes, this.compressLevel);
       const manifest: Manifest = {
         format: 'ckrun-session',
-        version: 1,
+        version: MANIFEST_VERSION,
         generation: gen.number,
         created_ns: BigInt(Date.now()) * 1_000_000n,
         argv: this.argv,
@@ -767,6 +774,7 @@ export class Coordinator implements Session {
       p.image = `${p.image}.gz`;
       p.bytes = r.imageBytes;
       p.compressed_bytes = r.bytes;
+      p.header_crc = r.headerCrc;
       this.verbose(
         `process ${p.pid}: image compressed from ${formatBytes(r.imageBytes)} to ${formatBytes(r.bytes)} in ${formatDuration((Date.now() - t0) * 1e6)}` +
           (r.referred.length ? ` (made self-contained: it referred to ${r.referred.length} older image${r.referred.length === 1 ? '' : 's'})` : ''),

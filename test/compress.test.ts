@@ -247,7 +247,17 @@ test('a truncated or corrupted .ckpt.gz is refused with a clear message; nothing
     ];
     for (const [how, spoil] of damage) {
       spoil();
-      for (const args of [['restart', '--dir', ckpt], ['restart', file]]) {
+      // restart --dir cannot use generation 2: it says so and restarts from 1 (issue 9)
+      const fb = await ckrun(['restart', '--dir', ckpt], { timeout: 90_000 });
+      const fbWhat = `${how}, ckrun restart --dir`;
+      assert.is(fb.code, 0, `${fbWhat}: the program runs from generation 1 to its end:\n${fb.describe()}`);
+      assert.ok(fb.stderr.includes(`cannot use generation ${g2}`) && fb.stderr.includes(path.basename(file)), `${fbWhat}: it says why it cannot use generation 2:\n${fb.describe()}`);
+      assert.match(fb.stderr, /damaged|truncated|corrupt/i, `${fbWhat}: the reason:\n${fb.describe()}`);
+      assert.ok(fb.stderr.includes(`restarting from ${g1} instead`), `${fbWhat}: it names generation 1:\n${fb.describe()}`);
+      assert.match(fb.stdout, /^step \d+/m, `${fbWhat}: the program ran`);
+      assert.equal(mine(), [], `${fbWhat}: nothing is left running`);
+      assert.equal(temporaries(ckpt), [], `${fbWhat}: no temporary image is left behind`);
+      for (const args of [['restart', file], ['restart', g2]]) {
         const r = await ckrun(args, { timeout: 60_000 });
         const what = `${how}, ckrun ${args.join(' ')}`;
         assert.ok(r.code !== 0 && r.code !== null, `${what}: restart must fail:\n${r.describe()}`);

@@ -705,9 +705,15 @@ export interface Manifest {
   [k: string]: unknown;
 }
 
+/** The manifest of a generation: version 2 is framed as `[h'<map>', crc32c]` (checked here), version 1 the bare map. */
 export function readManifest(genDir: string): Manifest {
   const buf = fs.readFileSync(path.join(genDir, 'manifest.cbor'));
-  return toPlain(cborDecode(buf).value) as Manifest;
+  const v = cborDecode(buf).value;
+  if (Array.isArray(v)) {
+    if (v.length !== 2 || !Buffer.isBuffer(v[0]) || crc32c(v[0]) !== Number(v[1])) throw new Error(`${genDir}: the manifest's frame or checksum is bad`);
+    return toPlain(cborDecode(v[0]).value) as Manifest;
+  }
+  return toPlain(v) as Manifest;
 }
 
 /** The image files of a generation (from its manifest, else every *.ckpt in it). */

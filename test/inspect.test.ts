@@ -148,7 +148,7 @@ function checkImage(t: Taken, what: string): void {
   assert.ok(fds.filter((f) => f.kind === 'stdio').length >= 2, `${what}: stdout/stderr should be the session's stdio`);
   // the manifest
   assert.is(manifest.format, 'ckrun-session', `${what}: manifest format`);
-  assert.is(manifest.version, 1, `${what}: manifest version`);
+  assert.is(manifest.version, 2, `${what}: manifest version`);
   assert.is(manifest.generation, 1, `${what}: manifest generation`);
   assert.ok(manifest.processes?.some((p) => p.pid === m.pid && p.image === path.basename(image)), `${what}: manifest lists the image`);
 }

@@ -3,8 +3,10 @@
 // `npm test` runs test/lib/setup.ts first, which installs what is missing
 // (as root) or stops at once naming the packages to install.
 export interface Requirement {
-  /** A command that must be on PATH. */
+  /** A command that must be on PATH (or, with `file`, what the file is). */
   command: string;
+  /** A file that must exist instead of a command (a library). */
+  file?: string;
   /** The Debian package that provides it. */
   package: string;
   /** Which tests need it. */
@@ -16,4 +18,11 @@ export const REQUIREMENTS: readonly Requirement[] = [
   { command: 'redis-benchmark', package: 'redis-tools', usedBy: 'server-redis' },
   { command: 'setpriv', package: 'util-linux', usedBy: 'nonroot, trust (tests as user nobody)' },
   { command: 'script', package: 'bsdutils', usedBy: 'eintr (a program in a pseudo-terminal of its own)' },
+  { command: 'clang', package: 'clang', usedBy: 'fuzz (libFuzzer targets in fuzz/)' },
+  {
+    command: 'libFuzzer',
+    file: '/usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a',
+    package: 'libclang-rt-14-dev',
+    usedBy: 'fuzz (libFuzzer targets in fuzz/)',
+  },
 ];

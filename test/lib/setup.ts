@@ -4,6 +4,7 @@
 // them. A missing prerequisite never turns into a test that passes by
 // doing nothing.
 import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { REQUIREMENTS, type Requirement } from './requirements.js';
 
 function onPath(command: string): boolean {
@@ -11,7 +12,7 @@ function onPath(command: string): boolean {
 }
 
 function missing(): Requirement[] {
-  return REQUIREMENTS.filter((r) => !onPath(r.command));
+  return REQUIREMENTS.filter((r) => (r.file !== undefined ? !existsSync(r.file) : !onPath(r.command)));
 }
 
 function install(packages: string[]): void {
