@@ -47,7 +47,7 @@ const scope = new Scope('fuzz');
 for (const target of ['image', 'manifest'])
   test(`libFuzzer: the restore host's ${target} parser survives ${SECONDS} s of fuzzing (no crash, no sanitizer report, no hang)`, () => {
     try {
-      execFileSync('make', ['-C', path.join(ROOT, 'fuzz'), `../build/fuzz/fuzz-${target}`], { stdio: 'pipe' });
+      execFileSync('make', ['-C', path.join(ROOT, 'fuzz'), path.join(ROOT, 'build', 'fuzz', `fuzz-${target}`)], { stdio: 'pipe' });
     } catch (e) {
       const out = (e as { stderr?: Buffer }).stderr?.toString() ?? String(e);
       throw new Error(`building the fuzz target failed (needs Debian's clang and libclang-rt-14-dev, test/lib/requirements.ts):\n${out}`);

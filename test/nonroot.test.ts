@@ -39,7 +39,7 @@ test('an ordinary user restarts in a user namespace of their own, twice', async 
       kill -9 $ck; wait $ck 2>/dev/null || true   # the program dies with ckrun (parent-death signal)
       node ${CKRUN} restart --dir ${ck} > run2.txt 2>&1 & ck=$!
       while [ "$(grep -c '^step' run2.txt 2>/dev/null || true)" -lt 20 ]; do sleep 0.05; done
-      prog=$(pgrep -n -x counter)
+      prog=$(pgrep -n -x -u ${NOBODY} counter)   # other users' counters may run meanwhile
       grep -E '^(Uid|CapEff):' /proc/$prog/status
       node ${CKRUN} checkpoint --dir ${ck}
       kill -9 $ck; wait $ck 2>/dev/null || true   # and with it the namespace's init and everything in it
