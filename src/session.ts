@@ -23,12 +23,15 @@ import {
   isNativeError,
   native,
   NativeLoadError,
+  peerCredOf,
   spawnChild,
   unixPeers,
   watchSignal,
   type ExitStatus,
+  type PeerCred,
   type SpawnOptions,
 } from './native.js';
+import { clientRefusal, connectionRefusal, describePeer, memberRefusal, RefusalLog } from './peers.js';
 import { formatBytes, formatDuration, writeErr } from './output.js';
 import { shimPath } from './paths.js';
 import { catchesSignal, innerIds, isLive, ProcessGoneError, sessionProcesses } from './proctree.js';
@@ -38,11 +41,14 @@ import {
   oneLine,
   querySession,
   readLines,
+  RefusedError,
   socketNameFor,
   splitLine,
+  UntrustedSessionError,
   type SessionStatus,
 } from './protocol.js';
 import { signalName } from './signals.js';
+import { watchWriter } from './writer.js';
 
 export const DEFAULT_INTERNAL_SIGNAL = 63;
 export const DEFAULT_TRIGGER_SIGNAL = osConstants.signals.SIGUSR2;
@@ -240,6 +246,13 @@ export class Coordinator implements Session {
   /** gzip level for images, or undefined: not compressed. */
   private readonly compressLevel: number | undefined;
   private readonly conns = new Set<Socket>();
+  /** Who made each connection (SO_PEERCRED, read when it was accepted). */
+  private readonly peers = new Map<Socket, PeerCred | undefined>();
+  /** Connections turned away: nothing they send is read any more. */
+  private readonly refused = new WeakSet<Socket>();
+  private readonly refusals: RefusalLog;
+  /** The session's user: ckrun's effective UID. Clients must be this user or root. */
+  private readonly owner = process.geteuid?.() ?? 0;
   private readonly procs = new Map<Socket, Proc>();
   private readonly readyD = deferred<void>();
   private readonly exitedD = deferred<SessionExit>();
@@ -275,6 +288,7 @@ export class Coordinator implements Session {
     this.compressLevel = compressLevel(opts.compress);
     const sink = opts.log === undefined ? (l: string) => writeErr(`ckrun: ${l}\n`) : opts.log;
     this.log = sink ?? (() => undefined);
+    this.refusals = new RefusalLog(this.log);
     // Nobody has to observe these; callers that await them still see rejections.
     this.readyD.promise.catch(() => undefined);
     this.startedD.promise.catch(() => undefined);
@@ -376,6 +390,14 @@ export class Coordinator implements Session {
     this.conns.add(sock);
     sock.on('error', () => undefined);
     sock.on('close', () => this.onClose(sock));
+    // read once: the kernel's record of who connected (see src/peers.ts)
+    const peer = peerCredOf(sock);
+    this.peers.set(sock, peer);
+    const why = connectionRefusal(peer, this.owner, process.pid);
+    if (why) {
+      this.refuse(sock, why);
+      return;
+    }
     readLines(
       sock,
       (line) => this.onLine(sock, line),
@@ -386,11 +408,26 @@ export class Coordinator implements Session {
     );
   }
 
+  /**
+   * Turns a connection away: `refused <why>` (a shim then runs on as if
+   * there were no coordinator, a client reports it), closed, logged on
+   * stderr whatever -v says (a flood is summed up), never acted on.
+   */
+  private refuse(sock: Socket, why: string, line?: string): void {
+    if (this.refused.has(sock)) return;
+    this.refused.add(sock);
+    const sent = line === undefined ? '' : ` (it sent '${oneLine(line).slice(0, 80)}')`;
+    this.refusals.note(`refused a connection from ${describePeer(this.peers.get(sock))}: ${why}${sent}`);
+    if (!sock.destroyed) sock.end(`refused ${oneLine(why)}\n`);
+    setTimeout(() => sock.destroy(), 200).unref();
+  }
+
   private send(sock: Socket, line: string): void {
     if (!sock.destroyed) sock.write(line + '\n');
   }
 
   private onLine(sock: Socket, line: string): void {
+    if (this.refused.has(sock)) return;
     const [word, rest] = splitLine(line);
     const proc = this.procs.get(sock);
     if (proc) {
@@ -403,17 +440,23 @@ export class Coordinator implements Session {
         return;
       }
       if (word === 'hello' || word === 'restored') {
-        this.join(sock, word, rest);
+        this.join(sock, word, rest, line);
         return;
       }
       this.verbose(`process ${proc.pid} sent an unknown line '${oneLine(line)}'`);
       return;
     }
+    if (word === 'hello' || word === 'restored') {
+      this.join(sock, word, rest, line);
+      return;
+    }
+    // everything else is a client's request: the session's user's or root's only
+    const why = clientRefusal(this.peers.get(sock), this.owner);
+    if (why) {
+      this.refuse(sock, why, line);
+      return;
+    }
     switch (word) {
-      case 'hello':
-      case 'restored':
-        this.join(sock, word, rest);
-        return;
       case 'checkpoint':
         this.checkpoint().then(
           (r) => this.send(sock, `ok ${r.path}`),
@@ -429,14 +472,19 @@ export class Coordinator implements Session {
     }
   }
 
-  private join(sock: Socket, word: JoinKind, rest: string): void {
+  private join(sock: Socket, word: JoinKind, rest: string, line: string): void {
     // "hello <pid> <ppid>" (older shims: "hello <pid>"), "restored <pid>"
     const [pidText, ppidText] = rest.trim().split(/\s+/);
     const pid = Number(pidText);
     const ppid = ppidText === undefined ? null : Number(ppidText);
     if (!Number.isSafeInteger(pid) || pid <= 0 || (ppid !== null && !(Number.isSafeInteger(ppid) && ppid >= 0))) {
-      this.send(sock, `error bad ${word} line`);
-      sock.destroy();
+      this.refuse(sock, `a malformed ${word} line`, line);
+      return;
+    }
+    // before anything is acted on: only a process of this session joins, as itself
+    const why = memberRefusal(sock, this.peers.get(sock), pid, process.pid);
+    if (why) {
+      this.refuse(sock, why, line);
       return;
     }
     // A process that exec'd comes back with the same PID on a new
@@ -476,6 +524,7 @@ export class Coordinator implements Session {
 
   private onClose(sock: Socket): void {
     this.conns.delete(sock);
+    this.peers.delete(sock);
     const proc = this.procs.get(sock);
     if (proc) {
       this.dropProc(sock, proc, `process ${proc.pid} closed its connection during the checkpoint (it exited or exec'd)`);
@@ -688,6 +737,7 @@ export class Coordinator implements Session {
       parentImage: (p) => (this.compressLevel === undefined ? this.lastImages.get(p.pid) : undefined),
       ownSockets: () => unixPeers(this.socketName),
       askToJoin: (outer) => catchesSignal(outer, this.internalSignal) && askToJoin(outer, this.internalSignal),
+      watchWriter: (_p, writer, depth, onEnd) => watchWriter(process.pid, writer, depth, onEnd),
       verbose: (line) => this.verbose(line),
     };
   }
@@ -794,13 +844,19 @@ export class Coordinator implements Session {
   }
 }
 
-/** Fails when another session answers on DIR's socket. */
+/** Fails when another session answers on DIR's socket, or another user holds it. */
 async function refuseIfRunning(dir: string): Promise<void> {
   let other: SessionStatus | undefined;
   try {
     other = await querySession(dir, 2000);
   } catch (e) {
     if (e instanceof NativeLoadError) throw e;
+    if (e instanceof UntrustedSessionError)
+      throw new SessionError(`cannot start a session on ${dir}: ${e.message}; choose another --dir`);
+    if (e instanceof RefusedError)
+      throw new SessionError(
+        `another user's ckrun session is already writing to ${dir} (it refused to tell which: ${e.why}); choose another --dir`,
+      );
     throw new SessionError(
       `something already listens on the session socket of ${dir} (${socketNameFor(dir)}) but does not answer like ckrun: ${errorMessage(e)}`,
     );

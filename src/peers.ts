@@ -1,0 +1,126 @@
+// Who may talk to a session (docs/design.md, "Who may talk to a session").
+// The session socket is an abstract name: anyone on the machine can
+// connect to it. So a connection is judged by what the kernel recorded of
+// the process that made it (SO_PEERCRED), never by what it says:
+//  - a client (`checkpoint`, `status`) must run as the session's user or root;
+//  - a shim (`hello`, `restored`) must be a process below ckrun, and the PID
+//    it says must be its own PID as it sees it.
+// A process of the session that changed its user ID stays a member: membership
+// is by descent, not by user.
+import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import { peerAlive, type PeerCred } from './native.js';
+import { describeProcess, nsPids } from './proctree.js';
+
+/** A process's parent in this PID namespace (0 for a process whose parent is outside it); undefined when it is gone. */
+function parentOf(pid: number): number | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const close = text.lastIndexOf(')');
+  const ppid = Number(text.slice(close + 2).split(' ')[1]);
+  return Number.isSafeInteger(ppid) ? ppid : undefined;
+}
+
+/** Whether pid is below ancestor by parent links (ckrun is a child subreaper: its family stays below it). */
+export function isDescendant(pid: number, ancestor: number): boolean {
+  let p = pid;
+  // PIDs are finite; the bound only guards against a loop read mid-change
+  for (let hops = 0; hops < 1 << 16 && p > 0; hops++) {
+    const parent = parentOf(p);
+    if (parent === undefined) return false;
+    if (parent === ancestor) return true;
+    p = parent;
+  }
+  return false;
+}
+
+/** Whether the peer may send client requests: the session's user (ckrun's effective UID) or root. */
+export function clientRefusal(peer: PeerCred | undefined, owner: number): string | undefined {
+  if (!peer) return 'its credentials cannot be read';
+  if (peer.uid === owner || peer.uid === 0) return undefined;
+  return `user ${peer.uid} is neither the session's user (${owner}) nor root`;
+}
+
+/**
+ * Why the peer of sock may not join the session as process `claimed`
+ * (hello / restored), or undefined when it may: it is below ckrun, and
+ * `claimed` is its own PID as it sees itself (the last of its NSpid; a
+ * restored family lives in a PID namespace of its own). Checked while the
+ * peer still runs, so /proc was about that very process and not about a
+ * later one that got its PID.
+ */
+export function memberRefusal(sock: Socket, peer: PeerCred | undefined, claimed: number, self: number): string | undefined {
+  if (!peer) return 'its credentials cannot be read';
+  if (peer.pid <= 0) return "its process is not visible in ckrun's PID namespace";
+  if (!isDescendant(peer.pid, self)) return `PID ${peer.pid} is not a process of this session (it is not below ckrun)`;
+  const own = nsPids(peer.pid).at(-1);
+  if (own !== claimed) return `it says it is process ${claimed}, but it is process ${own ?? 'that has exited'}`;
+  if (!peerAlive(sock)) return `PID ${peer.pid} exited`;
+  return undefined;
+}
+
+/**
+ * Why a connection is turned away as soon as it is accepted, or undefined:
+ * it may be a client (the session's user or root) or a member (below
+ * ckrun). Which one it is, its first line tells; that line is checked then.
+ */
+export function connectionRefusal(peer: PeerCred | undefined, owner: number, self: number): string | undefined {
+  if (!peer) return 'its credentials cannot be read';
+  if (clientRefusal(peer, owner) === undefined) return undefined;
+  if (peer.pid > 0 && isDescendant(peer.pid, self)) return undefined;
+  return `user ${peer.uid} is neither the session's user (${owner}) nor root, and PID ${peer.pid || '?'} is not a process of this session`;
+}
+
+/** "PID 123 (user 65534, python3)" for log lines. */
+export function describePeer(peer: PeerCred | undefined): string {
+  if (!peer) return 'an unknown process';
+  const comm = peer.pid > 0 ? describeProcess(peer.pid).comm : '?';
+  return `PID ${peer.pid || '?'} (user ${peer.uid}, ${comm})`;
+}
+
+/**
+ * Log lines about refused connections, at most `burst` per window: a
+ * flood of connections must not flood ckrun's stderr. What was left out
+ * is counted in one line when the window ends.
+ */
+export class RefusalLog {
+  private windowStart = 0;
+  private count = 0;
+  private suppressed = 0;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly log: (line: string) => void,
+    private readonly burst = 10,
+    private readonly windowMs = 60_000,
+  ) {}
+
+  note(line: string): void {
+    const now = Date.now();
+    if (now - this.windowStart >= this.windowMs) this.rollOver(now);
+    if (this.count < this.burst) {
+      this.count++;
+      this.log(line);
+      return;
+    }
+    this.suppressed++;
+    if (!this.timer) {
+      this.timer = setTimeout(() => this.rollOver(Date.now()), this.windowStart + this.windowMs - now);
+      this.timer.unref();
+    }
+  }
+
+  private rollOver(now: number): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.suppressed > 0)
+      this.log(`${this.suppressed} more connection${this.suppressed === 1 ? ' was' : 's were'} refused in the last ${this.windowMs / 1000} s (not logged one by one)`);
+    this.windowStart = now;
+    this.count = 0;
+    this.suppressed = 0;
+  }
+}
