@@ -694,7 +694,9 @@ static int fork_writer(struct ck_scratch *s, const char *path, int *pause_fd, lo
 {
 	int p[2], nflags = 0;
 	struct fork_flag_region *flags = (struct fork_flag_region *)s->pagemap;
-	if (ck_write_sync || CK_SYS2(SYS_pipe2, p, O_CLOEXEC) < 0)
+	/* a socket pair, not a pipe: the pause is sent with MSG_NOSIGNAL, so a
+	 * writer killed before it reads the pause costs the program no SIGPIPE */
+	if (ck_write_sync || CK_SYS4(SYS_socketpair, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) < 0)
 		return 0;
 	if (ck_fork_flags_used) {
 		nflags = unmark_fork_flags(s, flags, (int)(CK_SCRATCH_PM / sizeof *flags));
@@ -870,7 +872,7 @@ static void lead_checkpoint(ucontext_t *uc, int mode)
 	if (forked) {
 		/* the writer answers ckrun; without a pause to read it gives up */
 		if (go)
-			ck_write(pause_fd, &pause, sizeof pause);
+			ck_sendto(pause_fd, &pause, sizeof pause, MSG_NOSIGNAL);
 		ck_close(pause_fd);
 		if (s->w.fd >= 0)
 			ck_close(s->w.fd);

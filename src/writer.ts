@@ -13,6 +13,9 @@ import { isDescendant } from './peers.js';
 import { nsPids } from './proctree.js';
 import { signalName } from './signals.js';
 
+/** How long the reaper thread's report of a child's exit may take to reach the event loop. */
+const ORPHAN_REPORT_MS = 100;
+
 /** Every process below root, checkpoint writers included (/proc/PID/task/TID/children). */
 function allBelow(root: number): number[] {
   const out: number[] = [];
@@ -83,10 +86,10 @@ export function watchWriter(self: number, inner: number, depth: number, onEnd: (
   const outer = findWriter(self, inner, depth);
   const watch = outer === undefined ? undefined : watchExit(outer, (st) => onEnd(st ?? orphanExit(outer)));
   if (!watch) {
-    // reaped already: ckrun's reaper may have seen how (in its own namespace only)
-    const st = depth <= 1 ? orphanExit(inner) : undefined;
-    const timer = setImmediate(() => onEnd(st));
-    return { stop: () => clearImmediate(timer), kill: () => undefined };
+    // reaped already: ckrun's reaper may have seen how (in its own namespace
+    // only), and tells the event loop a moment later
+    const timer = setTimeout(() => onEnd(depth <= 1 ? orphanExit(inner) : undefined), ORPHAN_REPORT_MS);
+    return { stop: () => clearTimeout(timer), kill: () => undefined };
   }
   return {
     stop: () => watch.stop(),
