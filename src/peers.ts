@@ -9,7 +9,7 @@
 // is by descent, not by user.
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
-import { peerAlive, type PeerCred } from './native.js';
+import { peerAlive, peerCredOf, type PeerCred } from './native.js';
 import { describeProcess, nsPids } from './proctree.js';
 
 /** A process's parent in this PID namespace (0 for a process whose parent is outside it); undefined when it is gone. */
@@ -38,29 +38,30 @@ export function isDescendant(pid: number, ancestor: number): boolean {
   return false;
 }
 
-/** Whether the peer may send client requests: the session's user (ckrun's effective UID) or root. */
-export function clientRefusal(peer: PeerCred | undefined, owner: number): string | undefined {
-  if (!peer) return 'its credentials cannot be read';
-  if (peer.uid === owner || peer.uid === 0) return undefined;
-  return `user ${peer.uid} is neither the session's user (${owner}) nor root`;
+/** What ckrun knows of a connection's peer from the moment it accepted it. */
+export interface Peer {
+  /** SO_PEERCRED; undefined when it could not be read. */
+  cred: PeerCred | undefined;
+  /** It was below ckrun, checked while it still ran. */
+  descendant: boolean;
+  /** It had exited already when it was accepted. */
+  goneAtAccept: boolean;
 }
 
-/**
- * Why the peer of sock may not join the session as process `claimed`
- * (hello / restored), or undefined when it may: it is below ckrun, and
- * `claimed` is its own PID as it sees itself (the last of its NSpid; a
- * restored family lives in a PID namespace of its own). Checked while the
- * peer still runs, so /proc was about that very process and not about a
- * later one that got its PID.
- */
-export function memberRefusal(sock: Socket, peer: PeerCred | undefined, claimed: number, self: number): string | undefined {
-  if (!peer) return 'its credentials cannot be read';
-  if (peer.pid <= 0) return "its process is not visible in ckrun's PID namespace";
-  if (!isDescendant(peer.pid, self)) return `PID ${peer.pid} is not a process of this session (it is not below ckrun)`;
-  const own = nsPids(peer.pid).at(-1);
-  if (own !== claimed) return `it says it is process ${claimed}, but it is process ${own ?? 'that has exited'}`;
-  if (!peerAlive(sock)) return `PID ${peer.pid} exited`;
-  return undefined;
+/** Reads who made the connection: right when it is accepted. */
+export function examinePeer(sock: Socket, self: number): Peer {
+  const cred = peerCredOf(sock);
+  const below = cred !== undefined && cred.pid > 0 && isDescendant(cred.pid, self);
+  // after /proc was read: it was about this very process
+  const alive = peerAlive(sock);
+  return { cred, descendant: below && alive, goneAtAccept: !alive };
+}
+
+/** Whether the peer may send client requests: the session's user (ckrun's effective UID) or root. */
+export function clientRefusal(cred: PeerCred | undefined, owner: number): string | undefined {
+  if (!cred) return 'its credentials cannot be read';
+  if (cred.uid === owner || cred.uid === 0) return undefined;
+  return `user ${cred.uid} is neither the session's user (${owner}) nor root`;
 }
 
 /**
@@ -68,18 +69,48 @@ export function memberRefusal(sock: Socket, peer: PeerCred | undefined, claimed:
  * it may be a client (the session's user or root) or a member (below
  * ckrun). Which one it is, its first line tells; that line is checked then.
  */
-export function connectionRefusal(peer: PeerCred | undefined, owner: number, self: number): string | undefined {
-  if (!peer) return 'its credentials cannot be read';
-  if (clientRefusal(peer, owner) === undefined) return undefined;
-  if (peer.pid > 0 && isDescendant(peer.pid, self)) return undefined;
-  return `user ${peer.uid} is neither the session's user (${owner}) nor root, and PID ${peer.pid || '?'} is not a process of this session`;
+export function connectionRefusal(peer: Peer, owner: number): string | undefined {
+  if (clientRefusal(peer.cred, owner) === undefined || peer.descendant) return undefined;
+  if (!peer.cred) return 'its credentials cannot be read';
+  return `user ${peer.cred.uid} is neither the session's user (${owner}) nor root, and PID ${peer.cred.pid || '?'} is not a process of this session`;
+}
+
+/** The verdict on a `hello` or `restored` line. */
+export type JoinCheck =
+  | { verdict: 'member' }
+  | { verdict: 'refused'; why: string }
+  /** The process exited before it could be checked: its line only counts as news that it ran. */
+  | { verdict: 'gone' };
+
+/**
+ * Whether the peer of sock may join the session as process `claimed`
+ * (hello / restored): it is below ckrun, and `claimed` is its own PID as
+ * it sees itself (the last of its NSpid; a restored family lives in a PID
+ * namespace of its own). Checked while the peer still runs, so /proc was
+ * about that very process and not about a later one that got its PID. A
+ * process that said its line and exited before ckrun read it (a program
+ * that forks a daemon and exits, a restored program that ends at once)
+ * cannot be checked any more, nor stopped: `gone`, when its connection
+ * passed the check at accept.
+ */
+export function checkJoin(sock: Socket, peer: Peer, claimed: number, owner: number, self: number): JoinCheck {
+  const cred = peer.cred;
+  if (!cred) return { verdict: 'refused', why: 'its credentials cannot be read' };
+  const alive = !peer.goneAtAccept && peerAlive(sock);
+  if (!alive) return connectionRefusal(peer, owner) === undefined ? { verdict: 'gone' } : { verdict: 'refused', why: 'its process exited' };
+  if (cred.pid <= 0) return { verdict: 'refused', why: "its process is not visible in ckrun's PID namespace" };
+  if (!isDescendant(cred.pid, self)) return { verdict: 'refused', why: `PID ${cred.pid} is not a process of this session (it is not below ckrun)` };
+  const own = nsPids(cred.pid).at(-1);
+  if (!peerAlive(sock)) return { verdict: 'gone' };
+  if (own !== claimed) return { verdict: 'refused', why: `it says it is process ${claimed}, but it is process ${own ?? '?'}` };
+  return { verdict: 'member' };
 }
 
 /** "PID 123 (user 65534, python3)" for log lines. */
-export function describePeer(peer: PeerCred | undefined): string {
-  if (!peer) return 'an unknown process';
-  const comm = peer.pid > 0 ? describeProcess(peer.pid).comm : '?';
-  return `PID ${peer.pid || '?'} (user ${peer.uid}, ${comm})`;
+export function describePeer(cred: PeerCred | undefined): string {
+  if (!cred) return 'an unknown process';
+  const comm = cred.pid > 0 ? describeProcess(cred.pid).comm : '?';
+  return `PID ${cred.pid || '?'} (user ${cred.uid}, ${comm === '?' ? 'exited' : comm})`;
 }
 
 /**

@@ -23,15 +23,22 @@ import {
   isNativeError,
   native,
   NativeLoadError,
-  peerCredOf,
   spawnChild,
   unixPeers,
   watchSignal,
   type ExitStatus,
-  type PeerCred,
   type SpawnOptions,
 } from './native.js';
-import { clientRefusal, connectionRefusal, describePeer, memberRefusal, RefusalLog } from './peers.js';
+import {
+  checkJoin,
+  clientRefusal,
+  connectionRefusal,
+  describePeer,
+  examinePeer,
+  RefusalLog,
+  type JoinCheck,
+  type Peer,
+} from './peers.js';
 import { formatBytes, formatDuration, writeErr } from './output.js';
 import { shimPath } from './paths.js';
 import { catchesSignal, innerIds, isLive, ProcessGoneError, sessionProcesses } from './proctree.js';
@@ -247,10 +254,12 @@ export class Coordinator implements Session {
   private readonly compressLevel: number | undefined;
   private readonly conns = new Set<Socket>();
   /** Who made each connection (SO_PEERCRED, read when it was accepted). */
-  private readonly peers = new Map<Socket, PeerCred | undefined>();
+  private readonly peers = new Map<Socket, Peer>();
   /** Connections turned away: nothing they send is read any more. */
   private readonly refused = new WeakSet<Socket>();
   private readonly refusals: RefusalLog;
+  /** Joins of processes that exited before they could be checked, heard before start(). */
+  private readonly goneJoins: [JoinKind, number][] = [];
   /** The session's user: ckrun's effective UID. Clients must be this user or root. */
   private readonly owner = process.geteuid?.() ?? 0;
   private readonly procs = new Map<Socket, Proc>();
@@ -331,6 +340,7 @@ export class Coordinator implements Session {
       this.joined = true;
       this.readyD.resolve();
     }
+    for (const [word, pid] of this.goneJoins.splice(0)) this.noteJoined(word, pid);
     this.installSignals();
     this.scheduleInterval();
     this.startedD.resolve();
@@ -391,11 +401,15 @@ export class Coordinator implements Session {
     sock.on('error', () => undefined);
     sock.on('close', () => this.onClose(sock));
     // read once: the kernel's record of who connected (see src/peers.ts)
-    const peer = peerCredOf(sock);
+    const peer = examinePeer(sock, process.pid);
     this.peers.set(sock, peer);
-    const why = connectionRefusal(peer, this.owner, process.pid);
+    const why = connectionRefusal(peer, this.owner);
     if (why) {
-      this.refuse(sock, why);
+      if (peer.goneAtAccept) {
+        // nothing to answer and no one to hold to account: its process has exited
+        this.verbose(`a connection from ${describePeer(peer.cred)} whose process exited before ckrun could check it: closed`);
+        sock.destroy();
+      } else this.refuse(sock, why);
       return;
     }
     readLines(
@@ -417,7 +431,7 @@ export class Coordinator implements Session {
     if (this.refused.has(sock)) return;
     this.refused.add(sock);
     const sent = line === undefined ? '' : ` (it sent '${oneLine(line).slice(0, 80)}')`;
-    this.refusals.note(`refused a connection from ${describePeer(this.peers.get(sock))}: ${why}${sent}`);
+    this.refusals.note(`refused a connection from ${describePeer(this.peers.get(sock)?.cred)}: ${why}${sent}`);
     if (!sock.destroyed) sock.end(`refused ${oneLine(why)}\n`);
     setTimeout(() => sock.destroy(), 200).unref();
   }
@@ -451,7 +465,7 @@ export class Coordinator implements Session {
       return;
     }
     // everything else is a client's request: the session's user's or root's only
-    const why = clientRefusal(this.peers.get(sock), this.owner);
+    const why = clientRefusal(this.peers.get(sock)?.cred, this.owner);
     if (why) {
       this.refuse(sock, why, line);
       return;
@@ -482,9 +496,16 @@ export class Coordinator implements Session {
       return;
     }
     // before anything is acted on: only a process of this session joins, as itself
-    const why = memberRefusal(sock, this.peers.get(sock), pid, process.pid);
-    if (why) {
-      this.refuse(sock, why, line);
+    const peer = this.peers.get(sock);
+    const check: JoinCheck = peer ? checkJoin(sock, peer, pid, this.owner, process.pid) : { verdict: 'refused', why: 'it is unknown' };
+    if (check.verdict === 'refused') {
+      this.refuse(sock, check.why, line);
+      return;
+    }
+    if (check.verdict === 'gone') {
+      this.verbose(`process ${pid} said ${word} and exited before ckrun could check it`);
+      if (this.pid < 0) this.goneJoins.push([word, pid]); // start() counts it
+      else this.noteJoined(word, pid);
       return;
     }
     // A process that exec'd comes back with the same PID on a new
@@ -502,6 +523,11 @@ export class Coordinator implements Session {
     proc.restored = word === 'restored';
     this.procs.set(sock, proc);
     this.verbose(word === 'hello' ? `process ${pid} joined${ppid ? ` (child of ${ppid})` : ''}` : `process ${pid} restored`);
+    this.noteJoined(word, pid);
+  }
+
+  /** The root (or, after the restart of a family, every process) has joined: the session is ready. */
+  private noteJoined(word: JoinKind, pid: number): void {
     if (this.expectRestored) {
       if (word === 'restored') this.restoredPids.add(pid);
       if (!this.joined && [...this.expectRestored].every((p) => this.restoredPids.has(p))) {
