@@ -74,7 +74,7 @@ export interface BarrierHost<P extends Participant> {
    * once it has exited. Absent: writers are not watched (only the answer
    * timeout applies).
    */
-  watchWriter?(p: P, writer: number, depth: number, onEnd: (st: ExitStatus | undefined) => void): WriterWatch;
+  watchWriter?(p: P, writer: number, depth: number, onEnd: (st: ExitStatus | undefined) => void): WriterWatch | undefined;
   verbose(line: string): void;
 }
 
@@ -158,6 +158,13 @@ class Abandoned extends Error {}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** "process 7 (PID 9)", and where the writer's PID differs in ckrun's namespace, that one too. */
+function writerName<P extends Participant>(x: Part<P>, writer: number): string {
+  const outer = x.writerWatch?.outer;
+  const here = outer !== undefined && outer !== writer ? `; ${outer} in ckrun's PID namespace` : '';
+  return `process ${x.proc.pid} (PID ${writer}${here})`;
 }
 
 function splitWords(line: string): string[] {
@@ -384,21 +391,21 @@ class Barrier<P extends Participant> {
     for (const x of this.live()) {
       const writer = x.writer;
       if (writer === undefined) continue;
+      const depth = x.ids?.depth ?? 1;
       x.writerEnd = new Promise<never>((_, reject) => {
-        x.writerWatch = watch(x.proc, writer, x.ids?.depth ?? 1, (st) => {
+        x.writerWatch = watch(x.proc, writer, depth, (st) => {
           setTimeout(() => {
             if (x.answered) return;
             if (x.abandoned) reject(new Abandoned());
-            else
-              reject(
-                new BarrierError(
-                  `the checkpoint writer of process ${x.proc.pid} (PID ${writer}) ${howItEnded(st)} before it finished the image`,
-                ),
-              );
+            else reject(new BarrierError(`the checkpoint writer of ${writerName(x, writer)} ${howItEnded(st)} before it finished the image`));
           }, WRITER_ANSWER_GRACE_MS).unref();
         });
       });
       x.writerEnd.catch(() => undefined); // awaited in resume(), or moot
+      if (!x.writerWatch) {
+        x.writerEnd = undefined;
+        this.host.verbose(`the checkpoint writer ${writer} of process ${x.proc.pid} cannot be found below ckrun: only the answer timeout applies`);
+      }
     }
   }
 

@@ -115,18 +115,23 @@ export function exitStatus(code: number | null, signal: number | null): ExitStat
 const exitWatchers = new Map<number, (st: ExitStatus) => void>();
 let reaperStarted = false;
 /** Exits of children nobody watched (checkpoint writers, orphans), newest last, for whoever asks soon after. */
-const orphanExits = new Map<number, ExitStatus>();
+const orphanExits = new Map<number, { st: ExitStatus; at: number }>();
 const ORPHAN_EXITS_KEPT = 256;
 
 function noteOrphanExit(pid: number, st: ExitStatus): void {
   orphanExits.delete(pid);
-  orphanExits.set(pid, st);
+  orphanExits.set(pid, { st, at: Date.now() });
   if (orphanExits.size > ORPHAN_EXITS_KEPT) orphanExits.delete(orphanExits.keys().next().value!);
 }
 
-/** How a child of ckrun that no spawnChild/adoptChild watched ended, if ckrun reaped it lately. */
-export function orphanExit(pid: number): ExitStatus | undefined {
-  return orphanExits.get(pid);
+/**
+ * How a child of ckrun that no spawnChild/adoptChild watched ended, if
+ * ckrun reaped it within the last `withinMs` (older records may be of an
+ * earlier process with the same PID).
+ */
+export function orphanExit(pid: number, withinMs = 5_000): ExitStatus | undefined {
+  const e = orphanExits.get(pid);
+  return e && Date.now() - e.at <= withinMs ? e.st : undefined;
 }
 
 function ensureReaper(): void {

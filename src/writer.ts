@@ -71,6 +71,8 @@ export function howItEnded(st: ExitStatus | undefined): string {
 }
 
 export interface WriterWatch {
+  /** The writer's PID in ckrun's namespace. */
+  readonly outer: number;
   /** Stops watching (the writer answered). */
   stop(): void;
   /** Kills the writer (the checkpoint failed elsewhere: its image will not be used). */
@@ -80,19 +82,23 @@ export interface WriterWatch {
 /**
  * Watches the writer `inner` (its PID as the process at `depth` sees it);
  * onEnd is called once it has exited, with how it ended when that is known.
- * A writer already gone is reported at once (on a later turn).
+ * Undefined when it cannot be watched: it is not below ckrun (any more) and
+ * ckrun cannot tell that it ended; then only the answer timeout applies.
  */
-export function watchWriter(self: number, inner: number, depth: number, onEnd: (st: ExitStatus | undefined) => void): WriterWatch {
+export function watchWriter(
+  self: number,
+  inner: number,
+  depth: number,
+  onEnd: (st: ExitStatus | undefined) => void,
+): WriterWatch | undefined {
   const outer = findWriter(self, inner, depth);
   const watch = outer === undefined ? undefined : watchExit(outer, (st) => onEnd(st ?? orphanExit(outer)));
-  if (!watch) {
-    // reaped already: ckrun's reaper may have seen how (in its own namespace
-    // only), and tells the event loop a moment later
-    const timer = setTimeout(() => onEnd(depth <= 1 ? orphanExit(inner) : undefined), ORPHAN_REPORT_MS);
-    return { stop: () => clearTimeout(timer), kill: () => undefined };
-  }
-  return {
-    stop: () => watch.stop(),
-    kill: () => void watch.signal(9),
-  };
+  if (watch && outer !== undefined) return { outer, stop: () => watch.stop(), kill: () => void watch.signal(9) };
+  if (depth > 1) return undefined;
+  // gone already: if it was ckrun's child, the reaper saw how, and tells the event loop a moment later
+  const timer = setTimeout(() => {
+    const st = orphanExit(inner);
+    if (st) onEnd(st);
+  }, ORPHAN_REPORT_MS);
+  return { outer: inner, stop: () => clearTimeout(timer), kill: () => undefined };
 }
