@@ -135,7 +135,10 @@ Options:
 const STATUS_HELP = `Usage: ckrun status [--dir DIR] [--json]
 
 Shows the ckrun session writing to DIR (default ./ckpt): ckrun's PID, the
-program, its processes, the last generation. Exits 1 when no session answers.
+program, its processes, the last generation. Only the session's user and
+root may ask. Exits 1 when no session answers, when the session refused
+(you are neither its user nor root), or when its socket is held by another
+user (ckrun does not talk to it).
 
 Options:
   --dir DIR   the session's checkpoint directory (default ./ckpt)

@@ -25,14 +25,29 @@ function parentOf(pid: number): number | undefined {
   return Number.isSafeInteger(ppid) ? ppid : undefined;
 }
 
-/** Whether pid is below ancestor by parent links (ckrun is a child subreaper: its family stays below it). */
+/**
+ * Whether pid is below ancestor by parent links (ckrun is a child
+ * subreaper: its family stays below it). A parent that exits while the
+ * chain is read re-parents its children (to ckrun, a subreaper or a
+ * namespace's init below it): the chain is then read again.
+ */
 export function isDescendant(pid: number, ancestor: number): boolean {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const found = parentChainReaches(pid, ancestor);
+    if (found !== undefined) return found;
+  }
+  return false;
+}
+
+/** true or false, or undefined when a process of the chain (not pid itself) vanished meanwhile. */
+function parentChainReaches(pid: number, ancestor: number): boolean | undefined {
   let p = pid;
   // PIDs are finite; the bound only guards against a loop read mid-change
-  for (let hops = 0; hops < 1 << 16 && p > 0; hops++) {
+  for (let hops = 0; hops < 1 << 16; hops++) {
     const parent = parentOf(p);
-    if (parent === undefined) return false;
+    if (parent === undefined) return p === pid ? false : undefined;
     if (parent === ancestor) return true;
+    if (parent <= 0) return false; // the top of this PID namespace
     p = parent;
   }
   return false;
@@ -42,16 +57,16 @@ export function isDescendant(pid: number, ancestor: number): boolean {
 export interface Peer {
   /** SO_PEERCRED; undefined when it could not be read. */
   cred: PeerCred | undefined;
-  /** It was below ckrun, checked while it still ran. */
+  /** It was below ckrun, checked while it still ran (only asked of a peer that is no client). */
   descendant: boolean;
   /** It had exited already when it was accepted. */
   goneAtAccept: boolean;
 }
 
 /** Reads who made the connection: right when it is accepted. */
-export function examinePeer(sock: Socket, self: number): Peer {
+export function examinePeer(sock: Socket, owner: number, self: number): Peer {
   const cred = peerCredOf(sock);
-  const below = cred !== undefined && cred.pid > 0 && isDescendant(cred.pid, self);
+  const below = cred !== undefined && cred.pid > 0 && clientRefusal(cred, owner) !== undefined && isDescendant(cred.pid, self);
   // after /proc was read: it was about this very process
   const alive = peerAlive(sock);
   return { cred, descendant: below && alive, goneAtAccept: !alive };

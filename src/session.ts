@@ -401,7 +401,7 @@ export class Coordinator implements Session {
     sock.on('error', () => undefined);
     sock.on('close', () => this.onClose(sock));
     // read once: the kernel's record of who connected (see src/peers.ts)
-    const peer = examinePeer(sock, process.pid);
+    const peer = examinePeer(sock, this.owner, process.pid);
     this.peers.set(sock, peer);
     const why = connectionRefusal(peer, this.owner);
     if (why) {
