@@ -269,6 +269,36 @@ test("a shim does not join another user's listener, and ckrun does not talk to i
   }
 });
 
+test("a process of the same user outside the session, with the session's environment, is refused and runs on as if there were no ckrun", async () => {
+  const scope = new Scope('trust-outsider');
+  try {
+    const ckpt = scope.ckptDir();
+    const program = exampleProgram('counter', ['--steps', '250']);
+    const refRun = runNative(program);
+    const s = scope.launch({ dir: ckpt, program });
+    await s.waitForStep(5);
+    const pid = programOf(s.pid, 'counter');
+    // an environment that leaked out of the session: same user (root), not below ckrun
+    const outside = exampleProgram('counter', ['--steps', '60']);
+    const ref = await runNative(outside);
+    const shim = path.join(ROOT, 'build', 'Release', 'libckrun.so');
+    const run = await runNative(['/usr/bin/env', `LD_PRELOAD=${shim}`, `CKRUN_SOCK=${sessionSocketName(ckpt)}`, ...outside]);
+    assert.is(run.code, 0, `the outsider must run on (not end as if ckrun had died):\n${run.stdout}\n${run.stderr}`);
+    assert.equal(run.lines, ref.lines, 'the outsider runs as natively');
+    assert.match(
+      s.stderr,
+      /refused a connection from PID \d+ \(user 0, [^)]*\): PID \d+ is not a process of this session \(it is not below ckrun\) \(it sent 'hello \d+ \d+'\)/,
+      `ckrun refuses the outsider and says why:\n${s.describe()}`,
+    );
+    const gen = await checkpoint(ckpt);
+    assert.equal(readManifest(gen).processes?.map((p) => p.pid), [pid], 'the checkpoint holds the session, not the outsider');
+    await s.waitExit();
+    assertNative(s, await refRun, 'the session');
+  } finally {
+    await scope.cleanup();
+  }
+});
+
 test('a process of the session that changed its user ID (a worker dropped to nobody) still joins', async () => {
   requireRoot();
   const scope = new Scope('trust-setuid');
