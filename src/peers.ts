@@ -124,7 +124,8 @@ export function checkJoin(sock: Socket, peer: Peer, claimed: number, owner: numb
 /** "PID 123 (user 65534, python3)" for log lines. */
 export function describePeer(cred: PeerCred | undefined): string {
   if (!cred) return 'an unknown process';
-  const comm = cred.pid > 0 ? describeProcess(cred.pid).comm : '?';
+  // a process names itself: no control characters from it reach the terminal
+  const comm = (cred.pid > 0 ? describeProcess(cred.pid).comm : '?').replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
   return `PID ${cred.pid || '?'} (user ${cred.uid}, ${comm === '?' ? 'exited' : comm})`;
 }
 

@@ -205,6 +205,11 @@ function deferred<T>(): Deferred<T> {
   return d;
 }
 
+/** Text from another process, safe to print on a terminal (no control characters). */
+function printable(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
+}
+
 function errorMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
@@ -430,7 +435,7 @@ export class Coordinator implements Session {
   private refuse(sock: Socket, why: string, line?: string): void {
     if (this.refused.has(sock)) return;
     this.refused.add(sock);
-    const sent = line === undefined ? '' : ` (it sent '${oneLine(line).slice(0, 80)}')`;
+    const sent = line === undefined ? '' : ` (it sent '${printable(oneLine(line).slice(0, 80))}')`;
     this.refusals.note(`refused a connection from ${describePeer(this.peers.get(sock)?.cred)}: ${why}${sent}`);
     if (!sock.destroyed) sock.end(`refused ${oneLine(why)}\n`);
     setTimeout(() => sock.destroy(), 200).unref();
