@@ -161,11 +161,19 @@ export class RefusalLog {
     }
   }
 
+  /** Says what was left out so far (the session ends). */
+  flush(): void {
+    this.rollOver(Date.now());
+  }
+
   private rollOver(now: number): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     if (this.suppressed > 0)
-      this.log(`${this.suppressed} more connection${this.suppressed === 1 ? ' was' : 's were'} refused in the last ${this.windowMs / 1000} s (not logged one by one)`);
+      this.log(
+        `${this.suppressed} more connection${this.suppressed === 1 ? ' was' : 's were'} refused or closed ` +
+          `(not logged one by one: at most ${this.burst} lines every ${this.windowMs / 1000} s)`,
+      );
     this.windowStart = now;
     this.count = 0;
     this.suppressed = 0;

@@ -411,8 +411,9 @@ export class Coordinator implements Session {
     const why = connectionRefusal(peer, this.owner);
     if (why) {
       if (peer.goneAtAccept) {
-        // nothing to answer and no one to hold to account: its process has exited
-        this.verbose(`a connection from ${describePeer(peer.cred)} whose process exited before ckrun could check it: closed`);
+        // nobody to answer: its process has exited (it may have been a member that changed its user ID)
+        this.refused.add(sock);
+        this.refusals.note(`closed a connection from ${describePeer(peer.cred)}: its process exited before ckrun could check it`);
         sock.destroy();
       } else this.refuse(sock, why);
       return;
@@ -850,6 +851,7 @@ export class Coordinator implements Session {
   private async shutdownServer(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.refusals.flush();
     this.startedD.reject(new SessionError('the session is shutting down'));
     // end() lets answers already written reach their clients.
     for (const s of this.conns) {

@@ -86,6 +86,19 @@ function rawAttack(socketName: string, lines: string[]): string {
   return `python3 -c '${py.replace(/'/g, `'\\''`)}'`;
 }
 
+/** A python3 script that opens n connections to the abstract name, each saying hello as a made-up process. */
+function rawFlood(socketName: string, n: number): string {
+  const py = [
+    'import socket',
+    `for i in range(${n}):`,
+    '    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)',
+    `    s.connect("\\0" + ${JSON.stringify(socketName)})`,
+    '    s.sendall(b"hello 4242 1\\n")',
+    '    s.close()',
+  ].join('\n');
+  return `python3 -c '${py}'`;
+}
+
 function assertOneLine(r: UserRun, what: string): void {
   const lines = r.stderr.trimEnd().split('\n');
   assert.is(lines.length, 1, `${what}: one line on stderr, no stack trace:\n${r.stderr}`);
@@ -138,6 +151,10 @@ test('user nobody against a root session: status, checkpoint, hello, a fake memb
     const raw = await asUser(NOBODY, NOGROUP, rawAttack(name, lines));
     assertRawRefused(raw.stdout, lines, 'raw lines as nobody');
     assert.not.match(raw.stdout, /counter|"argv"/, `nobody learns nothing about the program:\n${raw.stdout}`);
+    // a flood of connections does not flood ckrun's log
+    const FLOOD = 200;
+    const flood = await asUser(NOBODY, NOGROUP, rawFlood(name, FLOOD));
+    assert.is(flood.code, 0, `the flood ran:\n${flood.stderr}`);
 
     // the program still runs on its own connection, and a checkpoint simply succeeds
     await s.waitForStep(s.maxStep + 3);
@@ -150,6 +167,11 @@ test('user nobody against a root session: status, checkpoint, hello, a fake memb
     assert.match(s.stderr, /refused a connection from PID \d+ \(user 65534/, `ckrun logs the refusals (without -v):\n${s.stderr}`);
     await s.waitExit();
     assertNative(s, await refRun, 'root session attacked by nobody');
+    // every refused connection is accounted for, in at most ten lines and a sum
+    const logged = s.stderr.split('\n').filter((l) => /^ckrun: (refused|closed) a connection/.test(l)).length;
+    const more = /^ckrun: (\d+) more connections were refused or closed/m.exec(s.stderr);
+    assert.ok(logged <= 10 && more, `at most ten lines, then a sum:\n${s.stderr.slice(0, 3000)}`);
+    assert.is(logged + Number(more![1]), 2 + lines.length + FLOOD, `every refused connection is counted:\n${s.stderr.slice(-2000)}`);
   } finally {
     await scope.cleanup();
   }
