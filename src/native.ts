@@ -219,7 +219,7 @@ export function unixPeers(name: string): number[] {
  * libuv handle (`_handle.fd`), which its typings do not declare.
  */
 export function socketFd(sock: Socket): number | undefined {
-  const fd = (sock as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
+  const fd = (sock as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd; // libuv's handle: not in Node's typings
   return typeof fd === 'number' && fd >= 0 ? fd : undefined;
 }
 

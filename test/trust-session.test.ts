@@ -326,7 +326,8 @@ test('a process of the session that changed its user ID (a worker dropped to nob
   const scope = new Scope('trust-setuid');
   try {
     const ckpt = scope.ckptDir();
-    // the worker execs after dropping its IDs, as a server running a worker binary does (see the report of issue 9 for fork alone)
+    // the worker execs after dropping its IDs, as a server running a worker binary does: a forked worker
+    // that does not exec cannot join yet (its shim's kcmp of its root parent is refused: the process-fidelity issue)
     const program = [path.join(ROOT, 'examples', 'bin', 'setuid-child'), '--steps', '250', '--exec'];
     buildSetuidChild(program[0]!);
     const refRun = runNative(program);
