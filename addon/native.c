@@ -19,8 +19,13 @@
  *                            processes share one open file description?
  *   unixPeers(name)          inodes of the client ends of every connection
  *                            accepted on the abstract name (sock_diag)
+ *   peerCred(fd)             SO_PEERCRED of a Unix socket: {pid, uid, gid}
+ *   peerAlive(fd)            whether that peer process still runs (SO_PEERPIDFD)
+ *   watchExit(pid, cb)       cb(code, signal) when a process (any parent's)
+ *   unwatchExit(id)          has exited, through its pidfd; signalWatched(id,
+ *   signalWatched(id, sig)   sig) signals it through that pidfd
  *
- * Plain N-API (node_api.h) plus libuv for the signal watcher.
+ * Plain N-API (node_api.h) plus libuv for the signal and exit watchers.
  */
 #define _GNU_SOURCE
 #include <node_api.h>
@@ -39,6 +44,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -1658,6 +1665,370 @@ fail:
 }
 
 /* ------------------------------------------------------------------ */
+/* peer credentials of a Unix socket                                    */
+
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
+
+/* The descriptor argument of peerCred / peerAlive. */
+static bool get_fd_arg(napi_env env, napi_callback_info info, const char *what, int *fd)
+{
+	size_t argc = 1;
+	napi_value argv[1];
+	int64_t v;
+	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
+		throw_napi(env, "napi_get_cb_info");
+		return false;
+	}
+	if (argc < 1) {
+		throw_type(env, "%s(fd): fd is required", what);
+		return false;
+	}
+	if (!get_int(env, argv[0], what, 0, INT_MAX, &v))
+		return false;
+	*fd = (int)v;
+	return true;
+}
+
+static bool set_int_prop(napi_env env, napi_value obj, const char *name, int64_t v)
+{
+	napi_value x;
+	return napi_create_int64(env, v, &x) == napi_ok && napi_set_named_property(env, obj, name, x) == napi_ok;
+}
+
+/* SO_PEERCRED of a connected Unix socket: who made the other end (its
+ * PID in our PID namespace, 0 when it is not visible here; its user and
+ * group in our user namespace), as the kernel recorded it at connect()
+ * or listen(). */
+static napi_value js_peer_cred(napi_env env, napi_callback_info info)
+{
+	int fd;
+	struct ucred cr;
+	socklen_t len = sizeof cr;
+	napi_value result = NULL;
+	if (!get_fd_arg(env, info, "peerCred", &fd))
+		return NULL;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0) {
+		int err = errno;
+		throw_coded(env, errno_name(err), "getsockopt(%d, SO_PEERCRED): %s", fd, strerror(err));
+		return NULL;
+	}
+	NAPI_CALL(env, napi_create_object(env, &result));
+	if (!set_int_prop(env, result, "pid", cr.pid) || !set_int_prop(env, result, "uid", cr.uid) ||
+	    !set_int_prop(env, result, "gid", cr.gid)) {
+		throw_napi(env, "peerCred: building the result");
+		return NULL;
+	}
+	return result;
+fail:
+	return NULL;
+}
+
+/* Whether the process that made the other end of a Unix socket still
+ * runs: its pidfd (SO_PEERPIDFD) is not readable. A check of /proc/PID
+ * followed by this one was about that very process, not about a later one
+ * that got its PID. True when the kernel cannot tell (before Linux 6.5). */
+static napi_value js_peer_alive(napi_env env, napi_callback_info info)
+{
+	int fd, pidfd = -1;
+	socklen_t len = sizeof pidfd;
+	bool alive = true;
+	napi_value result = NULL;
+	if (!get_fd_arg(env, info, "peerAlive", &fd))
+		return NULL;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0 && pidfd >= 0) {
+		struct pollfd p = { pidfd, POLLIN, 0 };
+		int r;
+		do
+			r = poll(&p, 1, 0);
+		while (r < 0 && errno == EINTR);
+		alive = r == 0;
+		close(pidfd);
+	} else if (errno == ESRCH) {
+		alive = false; /* already reaped */
+	}
+	NAPI_CALL(env, napi_get_boolean(env, alive, &result));
+	return result;
+fail:
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* exit watchers: any process, through its pidfd                       */
+
+/* struct pidfd_info of Linux 6.15's <linux/pidfd.h> (Debian 12's headers
+ * lack it): how a process ended, once it has been reaped. */
+struct ck_pidfd_info {
+	uint64_t mask;
+	uint64_t cgroupid;
+	uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
+	int32_t exit_code;
+	uint32_t coredump_mask;
+	uint32_t spare1;
+};
+#define CK_PIDFD_GET_INFO _IOWR(0xFF, 11, struct ck_pidfd_info)
+#define CK_PIDFD_INFO_EXIT (1ULL << 3)
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+
+/* How long an exited process may stay unreaped before its watcher is
+ * told without a status (its reaper, ckrun's thread or a restore init,
+ * reaps at once). */
+#define EXITWATCH_TRY_MS 5
+#define EXITWATCH_TRIES 200
+
+struct exitwatch {
+	uv_poll_t poll;
+	uv_timer_t timer;
+	napi_env env;
+	napi_ref cb;
+	napi_async_context actx;
+	int pidfd;
+	int tries;
+	int open_handles; /* freed when both handles are closed */
+	bool done;
+	int32_t id;
+	struct exitwatch *next;
+};
+
+static struct exitwatch *exitwatches; /* main thread only */
+static int32_t exitwatch_next_id = 1;
+
+static void exitwatch_closed(uv_handle_t *h)
+{
+	struct exitwatch *w = h->data;
+	if (--w->open_handles > 0)
+		return;
+	napi_delete_reference(w->env, w->cb);
+	napi_async_destroy(w->env, w->actx);
+	free(w);
+}
+
+/* Stops watching: unlinks w and closes its handles and pidfd. */
+static void exitwatch_end(struct exitwatch *w)
+{
+	if (w->done)
+		return;
+	w->done = true;
+	for (struct exitwatch **pp = &exitwatches; *pp; pp = &(*pp)->next)
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	uv_poll_stop(&w->poll);
+	uv_timer_stop(&w->timer);
+	uv_close((uv_handle_t *)&w->poll, exitwatch_closed);
+	uv_close((uv_handle_t *)&w->timer, exitwatch_closed);
+	close(w->pidfd);
+}
+
+/* The wait status of the exited process: 1 known, 0 not yet (not reaped),
+ * -1 never (a kernel before 6.15). */
+static int exitwatch_status(struct exitwatch *w, int *status)
+{
+	struct ck_pidfd_info pi;
+	memset(&pi, 0, sizeof pi);
+	pi.mask = CK_PIDFD_INFO_EXIT;
+	if (ioctl(w->pidfd, CK_PIDFD_GET_INFO, &pi) != 0)
+		return errno == ESRCH ? 0 : -1;
+	if (!(pi.mask & CK_PIDFD_INFO_EXIT))
+		return 0;
+	*status = pi.exit_code;
+	return 1;
+}
+
+/* cb(code, signal): both null when the kernel cannot say how it ended. */
+static void exitwatch_deliver(struct exitwatch *w, int known, int status)
+{
+	napi_env env = w->env;
+	napi_handle_scope scope;
+	napi_value fn, recv, argv[2], res;
+	if (napi_open_handle_scope(env, &scope) != napi_ok) {
+		exitwatch_end(w);
+		return;
+	}
+	bool ok = napi_get_null(env, &argv[0]) == napi_ok && napi_get_null(env, &argv[1]) == napi_ok;
+	if (ok && known && WIFEXITED(status))
+		ok = napi_create_int32(env, WEXITSTATUS(status), &argv[0]) == napi_ok;
+	else if (ok && known && WIFSIGNALED(status))
+		ok = napi_create_int32(env, WTERMSIG(status), &argv[1]) == napi_ok;
+	ok = ok && napi_get_reference_value(env, w->cb, &fn) == napi_ok && fn && napi_get_global(env, &recv) == napi_ok;
+	exitwatch_end(w); /* before the callback, which may unwatch */
+	if (ok) {
+		napi_status s = napi_make_callback(env, w->actx, recv, fn, 2, argv, &res);
+		if (s == napi_pending_exception) {
+			napi_value exc;
+			if (napi_get_and_clear_last_exception(env, &exc) == napi_ok)
+				napi_fatal_exception(env, exc);
+		}
+	}
+	napi_close_handle_scope(env, scope);
+}
+
+static void exitwatch_on_timer(uv_timer_t *h);
+
+static void exitwatch_try(struct exitwatch *w)
+{
+	int status = 0, r = exitwatch_status(w, &status);
+	if (r == 0 && ++w->tries < EXITWATCH_TRIES) {
+		uv_timer_start(&w->timer, exitwatch_on_timer, EXITWATCH_TRY_MS, 0);
+		return;
+	}
+	exitwatch_deliver(w, r == 1, status);
+}
+
+static void exitwatch_on_timer(uv_timer_t *h)
+{
+	exitwatch_try(h->data);
+}
+
+static void exitwatch_on_poll(uv_poll_t *h, int status, int events)
+{
+	struct exitwatch *w = h->data;
+	(void)status;
+	(void)events;
+	uv_poll_stop(&w->poll); /* a pidfd stays readable once its process exited */
+	exitwatch_try(w);
+}
+
+static struct exitwatch *exitwatch_find(int64_t id)
+{
+	for (struct exitwatch *w = exitwatches; w; w = w->next)
+		if (w->id == id)
+			return w;
+	return NULL;
+}
+
+/* watchExit(pid, cb): calls cb(code, signal) once the process has exited
+ * (and been reaped by whoever reaps it: ckrun or a restore init); throws
+ * with code ESRCH when there is no such process (any more). A pidfd, so
+ * a process of any parent, and never a later one with the same PID. */
+static napi_value js_watch_exit(napi_env env, napi_callback_info info)
+{
+	size_t argc = 2;
+	napi_value argv[2], name, result = NULL;
+	napi_valuetype t;
+	int64_t pid;
+	uv_loop_t *loop;
+	struct exitwatch *w = NULL;
+	int err, pidfd = -1;
+
+	NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	if (argc < 2) {
+		throw_type(env, "watchExit(pid, cb): two arguments are required");
+		return NULL;
+	}
+	if (!get_int(env, argv[0], "watchExit: pid", 1, INT_MAX, &pid))
+		return NULL;
+	if (napi_typeof(env, argv[1], &t) != napi_ok || t != napi_function) {
+		throw_type(env, "watchExit(pid, cb): cb must be a function");
+		return NULL;
+	}
+	NAPI_CALL(env, napi_get_uv_event_loop(env, &loop));
+	pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+	if (pidfd < 0) {
+		err = errno;
+		throw_coded(env, errno_name(err), "pidfd_open(%lld): %s", (long long)pid, strerror(err));
+		return NULL;
+	}
+	(void)fcntl(pidfd, F_SETFD, FD_CLOEXEC);
+	w = calloc(1, sizeof *w);
+	if (!w) {
+		close(pidfd);
+		throw_coded(env, "ENOMEM", "watchExit: out of memory");
+		return NULL;
+	}
+	w->env = env;
+	w->pidfd = pidfd;
+	NAPI_CALL(env, napi_create_string_utf8(env, "ckrun-exit", NAPI_AUTO_LENGTH, &name));
+	NAPI_CALL(env, napi_async_init(env, NULL, name, &w->actx));
+	if (napi_create_reference(env, argv[1], 1, &w->cb) != napi_ok) {
+		throw_napi(env, "napi_create_reference");
+		goto fail;
+	}
+	if ((err = uv_poll_init(loop, &w->poll, pidfd)) != 0) {
+		napi_delete_reference(env, w->cb);
+		w->cb = NULL;
+		throw_coded(env, uv_err_name(err), "watchExit(%lld): %s", (long long)pid, uv_strerror(err));
+		goto fail;
+	}
+	uv_timer_init(loop, &w->timer);
+	w->poll.data = w->timer.data = w;
+	w->open_handles = 2;
+	uv_unref((uv_handle_t *)&w->poll); /* never keeps ckrun alive */
+	uv_unref((uv_handle_t *)&w->timer);
+	w->id = exitwatch_next_id++;
+	w->next = exitwatches;
+	exitwatches = w;
+	if ((err = uv_poll_start(&w->poll, UV_READABLE, exitwatch_on_poll)) != 0) {
+		exitwatch_end(w);
+		throw_coded(env, uv_err_name(err), "watchExit(%lld): %s", (long long)pid, uv_strerror(err));
+		return NULL;
+	}
+	NAPI_CALL(env, napi_create_int32(env, w->id, &result));
+	return result;
+fail:
+	if (w && !w->open_handles) {
+		if (w->actx)
+			napi_async_destroy(env, w->actx);
+		close(pidfd);
+		free(w);
+	}
+	return NULL;
+}
+
+/* unwatchExit(id): no callback any more. */
+static napi_value js_unwatch_exit(napi_env env, napi_callback_info info)
+{
+	size_t argc = 1;
+	napi_value argv[1];
+	int64_t id;
+	NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	if (argc < 1) {
+		throw_type(env, "unwatchExit(id): id is required");
+		return NULL;
+	}
+	if (!get_int(env, argv[0], "unwatchExit: id", 0, INT32_MAX, &id))
+		return NULL;
+	struct exitwatch *w = exitwatch_find(id);
+	if (w)
+		exitwatch_end(w);
+fail:
+	return NULL;
+}
+
+/* signalWatched(id, sig): sends sig to the watched process through its
+ * pidfd (never to a later process with its PID); false when it has
+ * exited or is no longer watched. */
+static napi_value js_signal_watched(napi_env env, napi_callback_info info)
+{
+	size_t argc = 2;
+	napi_value argv[2], result = NULL;
+	int64_t id, sig;
+	bool sent = false;
+	NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	if (argc < 2) {
+		throw_type(env, "signalWatched(id, signal): two arguments are required");
+		return NULL;
+	}
+	if (!get_int(env, argv[0], "signalWatched: id", 0, INT32_MAX, &id) ||
+	    !get_int(env, argv[1], "signalWatched: signal", 1, CK_NSIG, &sig))
+		return NULL;
+	struct exitwatch *w = exitwatch_find(id);
+	if (w)
+		sent = syscall(SYS_pidfd_send_signal, w->pidfd, (int)sig, NULL, 0) == 0;
+	NAPI_CALL(env, napi_get_boolean(env, sent, &result));
+	return result;
+fail:
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
 
 NAPI_MODULE_INIT()
 {
@@ -1676,6 +2047,11 @@ NAPI_MODULE_INIT()
 		{ "askToJoin", NULL, js_ask_to_join, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "tryLockExclusive", NULL, js_try_lock_exclusive, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "sendWithFd", NULL, js_send_with_fd, NULL, NULL, NULL, napi_enumerable, NULL },
+		{ "peerCred", NULL, js_peer_cred, NULL, NULL, NULL, napi_enumerable, NULL },
+		{ "peerAlive", NULL, js_peer_alive, NULL, NULL, NULL, napi_enumerable, NULL },
+		{ "watchExit", NULL, js_watch_exit, NULL, NULL, NULL, napi_enumerable, NULL },
+		{ "unwatchExit", NULL, js_unwatch_exit, NULL, NULL, NULL, napi_enumerable, NULL },
+		{ "signalWatched", NULL, js_signal_watched, NULL, NULL, NULL, napi_enumerable, NULL },
 	};
 	if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)
 		return NULL;

@@ -181,6 +181,10 @@ static int take_request(void)
 	char line[sizeof request_buf];
 	long n;
 	while ((n = next_line(line, sizeof line, 0)) >= 0) {
+		if (ck_starts_with(line, "refused")) {
+			ck_session_refused();
+			return REQ_NONE;
+		}
 		if (line_arg(line, (size_t)n, "checkpoint", request_path, sizeof request_path - 8))
 			return REQ_AUTONOMOUS;
 		if (line_arg(line, (size_t)n, "stop", request_path, sizeof request_path - 8))
@@ -220,6 +224,26 @@ static void reply_pid(const char *word)
 	ck_str_add(&m, word);
 	ck_str_add(&m, " ");
 	ck_str_dec(&m, ck_getpid());
+	ck_str_add(&m, "\n");
+	ck_session_reply(buf);
+}
+
+/* "saved <pid> <writer pid>": ckrun watches the writer's exit, so a writer
+ * that dies fails the checkpoint at once and by name. Without a writer
+ * (the image is complete already) just "saved <pid>". */
+static void reply_saved(long writer)
+{
+	if (writer <= 0) {
+		reply_pid("saved");
+		return;
+	}
+	char buf[64];
+	struct ck_str m;
+	ck_str_init(&m, buf, sizeof buf);
+	ck_str_add(&m, "saved ");
+	ck_str_dec(&m, ck_getpid());
+	ck_str_add(&m, " ");
+	ck_str_dec(&m, writer);
 	ck_str_add(&m, "\n");
 	ck_session_reply(buf);
 }
@@ -745,11 +769,13 @@ static __attribute__((noreturn)) void middle_main(void *arg)
  * scratch mapping, which the writer then keeps using: it is not part of
  * the image. Returns 1 when the writer runs, 0 when the program must write
  * the image itself. */
-static int fork_writer(struct ck_scratch *s, const char *path, int *pause_fd, uint64_t t0)
+static int fork_writer(struct ck_scratch *s, const char *path, int *pause_fd, long *writer, uint64_t t0)
 {
 	int p[2], nflags = 0;
 	struct fork_flag_region *flags = (struct fork_flag_region *)s->pagemap;
-	if (ck_write_sync || CK_SYS2(SYS_pipe2, p, O_CLOEXEC) < 0)
+	/* a socket pair, not a pipe: the pause is sent with MSG_NOSIGNAL, so a
+	 * writer killed before it reads the pause costs the program no SIGPIPE */
+	if (ck_write_sync || CK_SYS4(SYS_socketpair, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) < 0)
 		return 0;
 	if (ck_fork_flags_used) {
 		nflags = unmark_fork_flags(s, flags, (int)(CK_SCRATCH_PM / sizeof *flags));
@@ -779,6 +805,7 @@ static int fork_writer(struct ck_scratch *s, const char *path, int *pause_fd, ui
 		return 0;
 	}
 	*pause_fd = p[1];
+	*writer = ws.writer;
 	return 1;
 }
 
@@ -903,10 +930,11 @@ static void lead_checkpoint(ucontext_t *uc, int mode)
 	}
 
 	int n = ck_nthreads, pause_fd = -1;
+	long writer = 0;
 	trace("stopped", t0);
 	ok = write_image_state(s, request_path, n);
 	trace("state saved", t0);
-	int forked = ok && fork_writer(s, request_path, &pause_fd, t0);
+	int forked = ok && fork_writer(s, request_path, &pause_fd, &writer, t0);
 	trace("forked", t0);
 	if (ok && !forked)
 		ok = write_image_memory(s, request_path, now_ns() - t0);
@@ -914,7 +942,7 @@ static void lead_checkpoint(ucontext_t *uc, int mode)
 	int go = 1;
 	if (mode == REQ_BARRIER) {
 		if (ok)
-			reply_pid("saved");
+			reply_saved(forked ? writer : 0);
 		else
 			reply_result(s, 0, 0, 0);
 		go = ok && await_step("resume", 0, 0);
@@ -924,7 +952,7 @@ static void lead_checkpoint(ucontext_t *uc, int mode)
 	if (forked) {
 		/* the writer answers ckrun; without a pause to read it gives up */
 		if (go)
-			ck_write(pause_fd, &pause, sizeof pause);
+			ck_sendto(pause_fd, &pause, sizeof pause, MSG_NOSIGNAL);
 		ck_close(pause_fd);
 		if (s->w.fd >= 0)
 			ck_close(s->w.fd);

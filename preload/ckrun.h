@@ -343,6 +343,12 @@ CK_HIDDEN void ck_memory_protect_after_restore(void);
 CK_HIDDEN void ck_session_reply(const char *line);
 CK_HIDDEN int ck_is_session_fd(int fd);
 CK_HIDDEN int ck_arm_async(int fd, int sig, int owner);
+/* The coordinator at the other end of fd runs as root or as one of our
+ * own user IDs. Raw code only. */
+CK_HIDDEN int ck_coordinator_trusted(int fd);
+/* ckrun refused this process (it is not of the session): it leaves the
+ * session and runs on as if there were no coordinator. */
+CK_HIDDEN void ck_session_refused(void);
 struct sockaddr_un;
 /* The session socket's address (abstract: a leading NUL, exact length);
  * its length, or 0 when the name does not fit. Raw code only. */

@@ -680,6 +680,8 @@ static int connect_ckrun(void)
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&a, alen) != 0)
 		ck_refuse("cannot reach ckrun at @%s: %s", name, strerror(errno));
+	if (!ck_coordinator_trusted(fd))
+		ck_refuse("the session socket @%s is held by another user, not by ckrun: the program is not handed to it", name);
 	return fd;
 }
 

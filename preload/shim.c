@@ -223,7 +223,25 @@ CK_HIDDEN unsigned ck_session_addr(struct sockaddr_un *a, const char *name)
 	return (unsigned)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
 }
 
-/* Raw system calls only: a forked child connects from a signal handler. */
+/* Whether the coordinator at the other end of fd may have this process:
+ * it runs as root or as one of this process's own user IDs (real,
+ * effective, saved). Anyone can bind an abstract name, and a coordinator
+ * can make the process write all of its memory wherever it says.
+ * Raw system calls: a forked child connects from a signal handler. */
+CK_HIDDEN int ck_coordinator_trusted(int fd)
+{
+	struct ucred cr;
+	unsigned len = sizeof cr;
+	unsigned r, e, su;
+	if (ck_getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0 || len != sizeof cr)
+		return 0;
+	if (CK_SYS3(SYS_getresuid, &r, &e, &su) != 0)
+		return 0;
+	return cr.uid == 0 || cr.uid == r || cr.uid == e || cr.uid == su;
+}
+
+/* Raw system calls only: a forked child connects from a signal handler.
+ * A listener of another user is no coordinator: -1, as if none listened. */
 static int connect_session(const char *name)
 {
 	struct sockaddr_un a;
@@ -233,7 +251,7 @@ static int connect_session(const char *name)
 	long fd = CK_SYS3(SYS_socket, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
-	if (CK_SYS3(SYS_connect, fd, &a, alen) != 0) {
+	if (CK_SYS3(SYS_connect, fd, &a, alen) != 0 || !ck_coordinator_trusted((int)fd)) {
 		ck_close((int)fd);
 		return -1;
 	}
@@ -242,6 +260,19 @@ static int connect_session(const char *name)
 		high = ck_fcntl((int)fd, F_DUPFD_CLOEXEC, 3);
 	ck_close((int)fd);
 	return high < 0 ? -1 : (int)high;
+}
+
+/* ckrun refused this process: it is not of the session (an environment
+ * that carried CKRUN_SOCK out of it) or did not join as itself. The
+ * connection goes, and the process runs on as if there were no
+ * coordinator, rather than take the end of the connection for ckrun's
+ * death. From the signal handler. */
+CK_HIDDEN void ck_session_refused(void)
+{
+	int fd = ck_session.ctl_fd;
+	ck_session.ctl_fd = -1;
+	if (fd >= 0)
+		ck_close(fd);
 }
 
 /* Requests arriving on the connection raise the internal signal in owner

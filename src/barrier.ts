@@ -4,8 +4,11 @@
 //
 //   ckrun → shim                         shim → ckrun
 //   [parent <image>] stop <image path>   stopped <pid>
-//   save [skip=<dev>:<ino>,...]          saved <pid>
+//   save [skip=<dev>:<ino>,...]          saved <pid> [<writer pid>]
 //   resume | abort                       (the writer) ok <bytes> <pause_ns> <total_ns>
+//
+// The writer's exit is watched from `saved` on: one that exits without
+// answering fails the checkpoint at once, by name (src/writer.ts).
 //
 // Between "stopped" from everyone and "save", ckrun walks /proc below
 // itself: a process that joined meanwhile (forked just before the stop) is
@@ -32,6 +35,8 @@ import {
   type ShmObject,
   type TreeProcess,
 } from './proctree.js';
+import type { ExitStatus } from './native.js';
+import { howItEnded, type WriterWatch } from './writer.js';
 
 /** A connected process as the barrier sees it. */
 export interface Participant {
@@ -63,6 +68,13 @@ export interface BarrierHost<P extends Participant> {
    * could (yet).
    */
   askToJoin(outer: number): boolean;
+  /**
+   * Watches p's checkpoint writer (`writer`: its PID as p sees it, from
+   * `saved`; `depth`: how many PID namespaces deep p is); onEnd is called
+   * once it has exited. Absent: writers are not watched (only the answer
+   * timeout applies).
+   */
+  watchWriter?(p: P, writer: number, depth: number, onEnd: (st: ExitStatus | undefined) => void): WriterWatch | undefined;
   verbose(line: string): void;
 }
 
@@ -102,6 +114,11 @@ export interface BarrierResult<P extends Participant> {
 
 export const STEP_TIMEOUT_MS = 30_000;
 export const ANSWER_TIMEOUT_MS = 60_000;
+/**
+ * How long after its writer exited a process's answer may still come: the
+ * writer sends it before it exits, but ckrun may see the exit first.
+ */
+const WRITER_ANSWER_GRACE_MS = 250;
 export const HELLO_GRACE_MS = 2_000;
 /** A join request may come too early (before fork's child handler ran, in a vfork child): asked again this often. */
 const JOIN_RETRY_MS = 100;
@@ -125,10 +142,33 @@ interface Part<P extends Participant> {
   dropped: boolean;
   outer?: number;
   ids?: InnerIds;
+  /** Its checkpoint writer, as `saved` named it (the PID the process sees). */
+  writer?: number;
+  writerWatch?: WriterWatch;
+  /** Rejects when the writer exited and no answer came (see WRITER_ANSWER_GRACE_MS). */
+  writerEnd?: Promise<never>;
+  /** Its answer (or failure) is in: the writer's end means nothing any more. */
+  answered?: boolean;
+  /** Its writer was killed by ckrun because the checkpoint failed elsewhere. */
+  abandoned?: boolean;
 }
+
+/** A process's failure that only follows from another's (its writer was killed by ckrun). */
+class Abandoned extends Error {}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** "process 7 (PID 9)", and where the writer's PID differs in ckrun's namespace, that one too. */
+function writerName<P extends Participant>(x: Part<P>, writer: number): string {
+  const outer = x.writerWatch?.outer;
+  const here = outer !== undefined && outer !== writer ? `; ${outer} in ckrun's PID namespace` : '';
+  return `process ${x.proc.pid} (PID ${writer}${here})`;
+}
+
+function splitWords(line: string): string[] {
+  return line.trim().split(/\s+/);
 }
 
 function errorMessage(e: unknown): string {
@@ -174,11 +214,13 @@ class Barrier<P extends Participant> {
       const plan = this.examine();
       if (this.live().length === 0) throw new BarrierError('every process of the session exited during the checkpoint', true);
       await this.save(plan.skip);
+      this.watchWriters();
       this.resumed = true;
       // every process saved answers, or the checkpoint fails: the plan holds
       return { processes: await this.resume(), sharedFiles: plan.sharedFiles, shmOwners: plan.owners };
     } catch (e) {
       if (!this.resumed) this.abort();
+      this.stopWriters();
       throw e instanceof BarrierError ? e : new BarrierError(errorMessage(e));
     }
   }
@@ -325,7 +367,9 @@ class Barrier<P extends Participant> {
       parts.map(async (x) => {
         this.host.send(x.proc, saveLine(skip.get(x.proc.pid)));
         try {
-          await this.host.expect(x.proc, ['saved'], this.stepMs, 'save');
+          // "saved <pid> [<writer pid>]"
+          const writer = Number(splitWords(await this.host.expect(x.proc, ['saved'], this.stepMs, 'save'))[2]);
+          if (Number.isSafeInteger(writer) && writer > 0) x.writer = writer;
         } catch (e) {
           if (e instanceof ProcessGoneError) throw new BarrierError(`process ${x.proc.pid} exited while it was being saved`);
           throw e;
@@ -336,6 +380,47 @@ class Barrier<P extends Participant> {
     if (failures.length > 0) throw new BarrierError(failures.join('; '));
   }
 
+  /**
+   * Watches every writer from before `resume`: until then it waits for the
+   * pause, so it can only have ended by a signal, and its PID cannot have
+   * gone to another process.
+   */
+  private watchWriters(): void {
+    const watch = this.host.watchWriter?.bind(this.host);
+    if (!watch) return;
+    for (const x of this.live()) {
+      const writer = x.writer;
+      if (writer === undefined) continue;
+      const depth = x.ids?.depth ?? 1;
+      x.writerEnd = new Promise<never>((_, reject) => {
+        x.writerWatch = watch(x.proc, writer, depth, (st) => {
+          setTimeout(() => {
+            if (x.answered) return;
+            if (x.abandoned) reject(new Abandoned());
+            else reject(new BarrierError(`the checkpoint writer of ${writerName(x, writer)} ${howItEnded(st)} before it finished the image`));
+          }, WRITER_ANSWER_GRACE_MS).unref();
+        });
+      });
+      x.writerEnd.catch(() => undefined); // awaited in resume(), or moot
+      if (!x.writerWatch) {
+        x.writerEnd = undefined;
+        this.host.verbose(`the checkpoint writer ${writer} of process ${x.proc.pid} cannot be found below ckrun: only the answer timeout applies`);
+      }
+    }
+  }
+
+  /** The checkpoint failed: writers still at work are killed (their images would not be used). */
+  private stopWriters(): void {
+    for (const x of this.parts.values()) {
+      if (!x.writerWatch) continue;
+      if (x.answered) x.writerWatch.stop();
+      else {
+        x.abandoned = true;
+        x.writerWatch.kill();
+      }
+    }
+  }
+
   private async resume(): Promise<SavedProcess<P>[]> {
     const parts = this.live();
     for (const x of parts) this.host.send(x.proc, 'resume');
@@ -343,10 +428,18 @@ class Barrier<P extends Participant> {
       parts.map(async (x): Promise<SavedProcess<P>> => {
         let line: string;
         try {
-          line = await this.host.expect(x.proc, ['ok'], this.answerMs, 'write');
+          const answer = this.host.expect(x.proc, ['ok'], this.answerMs, 'write');
+          answer.catch(() => undefined); // moot once the writer's end decided
+          line = await (x.writerEnd ? Promise.race([answer, x.writerEnd]) : answer);
         } catch (e) {
+          // the first failure ends the checkpoint: the other writers need not finish
+          if (!(e instanceof Abandoned)) this.stopWriters();
           if (e instanceof ProcessGoneError) throw new BarrierError(`process ${x.proc.pid} exited before its image was complete`);
           throw e;
+        } finally {
+          x.answered = true;
+          x.writerWatch?.stop();
+          this.host.cancel(x.proc);
         }
         const [bytes, pauseNs, totalNs] = line.split(/\s+/).slice(1).map(Number);
         const ids = x.ids ?? { pid: x.proc.pid, ppid: 0, pgid: 0, sid: 0, depth: 1 };
@@ -363,7 +456,9 @@ class Barrier<P extends Participant> {
         };
       }),
     );
-    const failures = results.flatMap((r) => (r.status === 'rejected' ? [errorMessage(r.reason)] : []));
+    const failures = results.flatMap((r) =>
+      r.status === 'rejected' && !(r.reason instanceof Abandoned) ? [errorMessage(r.reason)] : [],
+    );
     if (failures.length > 0) throw new BarrierError(failures.join('; '));
     return results.map((r) => (r as PromiseFulfilledResult<SavedProcess<P>>).value);
   }

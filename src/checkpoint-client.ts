@@ -12,7 +12,10 @@ export class CheckpointError extends Error {
  * Asks the session writing to DIR (default ./ckpt) for a checkpoint, waits
  * until it is complete and on disk, and resolves with the generation
  * directory's absolute path. Rejects with NoSessionError when no session
- * answers, CheckpointError when the checkpoint failed.
+ * answers, CheckpointError when the checkpoint failed, SessionLostError
+ * when the session ended before it answered, UntrustedSessionError when
+ * another user holds the socket, RefusedError when the session refused
+ * (the caller is neither its user nor root).
  */
 export async function requestCheckpoint(dir: string = DEFAULT_DIR): Promise<string> {
   const canonical = canonicalDir(dir);

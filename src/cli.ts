@@ -77,13 +77,27 @@ const CHECKPOINT_HELP = `Usage: ckrun checkpoint [--dir DIR]
 
 Asks the ckrun session writing to DIR for a checkpoint, waits until every
 image is complete and on disk, and prints the new generation directory.
-Exits 1 with the reason when no session writes to DIR or the checkpoint
-failed (the program keeps running unharmed in that case).
+Only the session's user and root may ask. Every failure is one line on
+stderr; the exit status says which it was:
+
+  0   the checkpoint is on disk; its directory is printed
+  1   the checkpoint failed (the reason is printed); the program runs on
+      unharmed and the next checkpoint may succeed
+  2   wrong usage
+  3   no session writes to DIR
+  4   the session ended before it answered (its program exited, or ckrun
+      was killed); no checkpoint was taken
+  5   the session is not yours: its socket is held by another user, or
+      the session refused the request (you are neither its user nor root)
+  70  an internal error of ckrun
 
 Options:
   --dir DIR     the session's checkpoint directory (default ./ckpt)
   -h, --help    show this help
 `;
+
+/** Exit statuses of `ckrun checkpoint` (CHECKPOINT_HELP and README.md list them). */
+const CHECKPOINT_EXIT = { failed: 1, usage: 2, noSession: 3, sessionEnded: 4, notYours: 5, internal: 70 } as const;
 
 const RESTART_HELP = `Usage: ckrun restart [--dir DIR | IMAGE] [OPTIONS]
 
@@ -185,7 +199,10 @@ Options:
 const STATUS_HELP = `Usage: ckrun status [--dir DIR] [--json]
 
 Shows the ckrun session writing to DIR (default ./ckpt): ckrun's PID, the
-program, its processes, the last generation. Exits 1 when no session answers.
+program, its processes, the last generation. Only the session's user and
+root may ask. Exits 1 when no session answers, when the session refused
+(you are neither its user nor root), or when its socket is held by another
+user (ckrun does not talk to it).
 
 Options:
   --dir DIR   the session's checkpoint directory (default ./ckpt)
@@ -393,16 +410,29 @@ async function runCheckpoint(args: string[]): Promise<number> {
   }
   if (p.positionals.length > 0) throw new UsageError(`unexpected argument '${p.positionals[0]}' (use --dir DIR)`, 'checkpoint');
   const { CheckpointError, requestCheckpoint } = await import('./checkpoint-client.js');
+  const { NoSessionError, RefusedError, SessionLostError, UntrustedSessionError } = await import('./protocol.js');
   try {
     writeOut(`${await requestCheckpoint(str(p, 'dir'))}\n`);
     return 0;
   } catch (e) {
-    if (e instanceof CheckpointError) {
-      writeErr(`ckrun checkpoint: the checkpoint failed: ${e.message}\n`);
-      return 1;
-    }
-    throw e;
+    // one line each, never a stack trace: scripts read the status, people the line
+    const fail = (code: number, line: string): number => {
+      writeErr(`ckrun checkpoint: ${line}\n`);
+      return code;
+    };
+    if (e instanceof CheckpointError) return fail(CHECKPOINT_EXIT.failed, `the checkpoint failed: ${e.message}`);
+    if (e instanceof NoSessionError) return fail(CHECKPOINT_EXIT.noSession, e.message);
+    if (e instanceof SessionLostError) return fail(CHECKPOINT_EXIT.sessionEnded, `${e.message}; no checkpoint was taken`);
+    if (e instanceof UntrustedSessionError)
+      return fail(CHECKPOINT_EXIT.notYours, `${e.message}; is --dir the directory of your session?`);
+    if (e instanceof RefusedError) return fail(CHECKPOINT_EXIT.notYours, e.message);
+    return fail(CHECKPOINT_EXIT.internal, `internal error: ${oneLineMessage(e)}`);
   }
+}
+
+/** An error's message on one line. */
+function oneLineMessage(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).replace(/\s*\n\s*/g, ' ').trim();
 }
 
 /** `--adopt PID:FD` (from the restore host, never from users). */
@@ -548,17 +578,27 @@ export async function main(args: string[]): Promise<number> {
       return 2;
     }
     // the modules that throw these are loaded already
-    const [{ NoSessionError }, { SessionError }, { NativeLoadError }, { ImageError }, { InspectError }, { ManifestError }] =
-      await Promise.all([
-        import('./protocol.js'),
-        import('./session.js'),
-        import('./native.js'),
-        import('./image.js'),
-        import('./inspect.js'),
-        import('./generations.js'),
-      ]);
-    if (e instanceof NoSessionError) {
+    const [
+      { NoSessionError, RefusedError, SessionLostError, UntrustedSessionError },
+      { SessionError },
+      { NativeLoadError },
+      { ImageError },
+      { InspectError },
+      { ManifestError },
+    ] = await Promise.all([
+      import('./protocol.js'),
+      import('./session.js'),
+      import('./native.js'),
+      import('./image.js'),
+      import('./inspect.js'),
+      import('./generations.js'),
+    ]);
+    if (e instanceof NoSessionError || e instanceof RefusedError || e instanceof SessionLostError) {
       writeErr(`${prefix}: ${e.message}\n`);
+      return 1;
+    }
+    if (e instanceof UntrustedSessionError) {
+      writeErr(`${prefix}: ${e.message}; is --dir the directory of your session?\n`);
       return 1;
     }
     if (e instanceof SessionError) {
@@ -573,7 +613,9 @@ export async function main(args: string[]): Promise<number> {
       writeErr(`${prefix}: ${e.message}\n`);
       return 1;
     }
-    writeErr(`${prefix}: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    // `ckrun checkpoint` is run by scripts: one line there too
+    const detail = cmd === 'checkpoint' ? oneLineMessage(e) : e instanceof Error ? (e.stack ?? e.message) : String(e);
+    writeErr(`${prefix}: internal error: ${detail}\n`);
     return 70;
   }
 }

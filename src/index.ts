@@ -41,7 +41,15 @@ export {
 export { verifyDirectory, verifyGeneration, formatVerifyReport, VerifyCache } from './verify.js';
 export type { VerifyReport, GenerationReport, DamagedFile, VerifyOptions } from './verify.js';
 export type { Manifest, ManifestProcess, Generation, GenerationEntry } from './generations.js';
-export { canonicalDir, socketNameFor, NoSessionError, DEFAULT_DIR } from './protocol.js';
+export {
+  canonicalDir,
+  socketNameFor,
+  NoSessionError,
+  RefusedError,
+  SessionLostError,
+  UntrustedSessionError,
+  DEFAULT_DIR,
+} from './protocol.js';
 export type { SessionStatus } from './protocol.js';
 export { parseSignal, signalName } from './signals.js';
 export { crc32c, crc32cFile } from './native.js';

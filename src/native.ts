@@ -1,5 +1,6 @@
 // Typed wrapper over the native addon (addon/native.c).
 import { createRequire } from 'node:module';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { buildDir, packageRoot } from './paths.js';
 
@@ -48,6 +49,23 @@ export interface NativeAddon {
   tryLockExclusive(fd: number): boolean;
   /** Sends line on a connected socket in one sendmsg with fd attached (SCM_RIGHTS); the bytes sent. */
   sendWithFd(socket: number, line: string, fd: number): number;
+  /** SO_PEERCRED of a connected Unix socket (pid 0: not visible in this PID namespace). */
+  peerCred(fd: number): PeerCred;
+  /** Whether the process that made the other end still runs (SO_PEERPIDFD; true when the kernel cannot tell). */
+  peerAlive(fd: number): boolean;
+  /** Calls cb once the process has exited and been reaped (both null: the kernel cannot say how). Throws ESRCH when it is gone. */
+  watchExit(pid: number, cb: (code: number | null, signal: number | null) => void): number;
+  unwatchExit(id: number): void;
+  /** Signals a watched process through its pidfd; false when it has exited or is not watched. */
+  signalWatched(id: number, signal: number): boolean;
+}
+
+/** Who made the other end of a Unix socket, as the kernel recorded it at connect() or listen(). */
+export interface PeerCred {
+  /** In ckrun's PID namespace; 0 when the process is not visible in it. */
+  pid: number;
+  uid: number;
+  gid: number;
 }
 
 /** Errors thrown by the addon carry the errno name in `code`. */
@@ -100,6 +118,25 @@ export function exitStatus(code: number | null, signal: number | null): ExitStat
 
 const exitWatchers = new Map<number, (st: ExitStatus) => void>();
 let reaperStarted = false;
+/** Exits of children nobody watched (checkpoint writers, orphans), newest last, for whoever asks soon after. */
+const orphanExits = new Map<number, { st: ExitStatus; at: number }>();
+const ORPHAN_EXITS_KEPT = 256;
+
+function noteOrphanExit(pid: number, st: ExitStatus): void {
+  orphanExits.delete(pid);
+  orphanExits.set(pid, { st, at: Date.now() });
+  if (orphanExits.size > ORPHAN_EXITS_KEPT) orphanExits.delete(orphanExits.keys().next().value!);
+}
+
+/**
+ * How a child of ckrun that no spawnChild/adoptChild watched ended, if
+ * ckrun reaped it within the last `withinMs` (older records may be of an
+ * earlier process with the same PID).
+ */
+export function orphanExit(pid: number, withinMs = 5_000): ExitStatus | undefined {
+  const e = orphanExits.get(pid);
+  return e && Date.now() - e.at <= withinMs ? e.st : undefined;
+}
 
 function ensureReaper(): void {
   if (reaperStarted) return;
@@ -107,7 +144,11 @@ function ensureReaper(): void {
   n.setChildSubreaper();
   n.onChildExit((pid, code, signal) => {
     const cb = exitWatchers.get(pid);
-    if (!cb) return; // an orphan of the session, or a child whose exec failed
+    if (!cb) {
+      // an orphan of the session (a checkpoint writer), or a child whose exec failed
+      noteOrphanExit(pid, exitStatus(code, signal));
+      return;
+    }
     exitWatchers.delete(pid);
     cb(exitStatus(code, signal));
   });
@@ -192,4 +233,65 @@ export function unixPeers(name: string): number[] {
  */
 export function tryLockExclusive(fd: number): boolean {
   return native().tryLockExclusive(fd);
+}
+
+/**
+ * The descriptor of a connected net.Socket. Node keeps it on the socket's
+ * libuv handle (`_handle.fd`), which its typings do not declare.
+ */
+export function socketFd(sock: Socket): number | undefined {
+  const fd = (sock as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd; // libuv's handle: not in Node's typings
+  return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+}
+
+/** Who made the other end of a Unix socket; undefined when the socket has no descriptor (closed). */
+export function peerCredOf(sock: Socket): PeerCred | undefined {
+  const fd = socketFd(sock);
+  if (fd === undefined) return undefined;
+  try {
+    return native().peerCred(fd);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether the process that made the other end of sock still runs (see NativeAddon.peerAlive). */
+export function peerAlive(sock: Socket): boolean {
+  const fd = socketFd(sock);
+  return fd !== undefined && native().peerAlive(fd);
+}
+
+/** A watch on a process's exit (any process: through its pidfd). */
+export interface ExitWatch {
+  /** Stops watching; the callback is not called any more. */
+  stop(): void;
+  /** Signals the watched process (never a later one with its PID); false when it has exited. */
+  signal(sig: number): boolean;
+}
+
+/**
+ * Calls onExit with how the process ended once it has exited and been
+ * reaped (code and signal both null when the kernel cannot say). Undefined
+ * when there is no such process any more.
+ */
+export function watchExit(pid: number, onExit: (st: ExitStatus | undefined) => void): ExitWatch | undefined {
+  const n = native();
+  let active = true;
+  let id: number;
+  try {
+    id = n.watchExit(pid, (code, signal) => {
+      active = false;
+      onExit(code === null && signal === null ? undefined : exitStatus(code, signal));
+    });
+  } catch (e) {
+    if (isNativeError(e) && e.code === 'ESRCH') return undefined;
+    throw e;
+  }
+  return {
+    stop: () => {
+      if (active) n.unwatchExit(id);
+      active = false;
+    },
+    signal: (sig) => active && n.signalWatched(id, sig),
+  };
 }

@@ -1,9 +1,9 @@
 // The session socket: its name, line framing, and a one-request client.
-import { realpathSync } from 'node:fs';
+import { closeSync, realpathSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { resolve } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
-import { isNativeError, native } from './native.js';
+import { isNativeError, native, type PeerCred } from './native.js';
 
 /** Default checkpoint directory. */
 export const DEFAULT_DIR = 'ckpt';
@@ -32,7 +32,10 @@ export function socketNameFor(canonical: string): string {
  * Connects to the abstract socket `name`. Node 20's net module pads
  * abstract names to the full 108 bytes of sun_path, which is a different
  * address than the shim's exact-length one, so the addon makes the socket.
- * Throws NoSessionError when nothing listens there.
+ * Throws NoSessionError when nothing listens there, and
+ * UntrustedSessionError when the listener is neither this user's nor
+ * root's: anyone can bind an abstract name, and what it would answer (or
+ * be sent) is not for another user.
  */
 export function connectAbstract(name: string, dirForErrors: string): Socket {
   let fd: number;
@@ -41,6 +44,18 @@ export function connectAbstract(name: string, dirForErrors: string): Socket {
   } catch (e) {
     if (isNativeError(e) && (e.code === 'ECONNREFUSED' || e.code === 'ENOENT')) throw new NoSessionError(dirForErrors, e.code);
     throw e;
+  }
+  let holder: PeerCred;
+  try {
+    holder = native().peerCred(fd);
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+  const me = process.geteuid?.() ?? 0;
+  if (holder.uid !== me && holder.uid !== 0) {
+    closeSync(fd);
+    throw new UntrustedSessionError(dirForErrors, name, holder);
   }
   return new Socket({ fd, readable: true, writable: true });
 }
@@ -89,6 +104,40 @@ export class NoSessionError extends Error {
   }
 }
 
+/** The session socket of a directory is held by another user (not root): ckrun does not talk to it. */
+export class UntrustedSessionError extends Error {
+  constructor(
+    readonly dir: string,
+    readonly socketName: string,
+    readonly holder: PeerCred,
+  ) {
+    super(
+      `the session socket of ${dir} (@${socketName}) is held by user ${holder.uid} (PID ${holder.pid || 'in another PID namespace'}), ` +
+        `not by you or root: ckrun does not talk to it`,
+    );
+    this.name = 'UntrustedSessionError';
+  }
+}
+
+/** The session turned the request away (it answered `refused <why>`): not its user, not root. */
+export class RefusedError extends Error {
+  constructor(
+    readonly dir: string,
+    readonly why: string,
+  ) {
+    super(`the session writing to ${dir} refused the request: ${why}`);
+    this.name = 'RefusedError';
+  }
+}
+
+/** The session closed the connection, or it broke, before an answer came (the session ended). */
+export class SessionLostError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SessionLostError';
+  }
+}
+
 export interface RequestOptions {
   /** Give up when nothing answers within this time (default: wait forever). */
   timeoutMs?: number;
@@ -125,15 +174,19 @@ export function request(canonical: string, line: string, opts: RequestOptions = 
           )
         : undefined;
     sock.on('error', (e: NodeJS.ErrnoException) => {
-      done(new Error(`lost the connection to the session writing to ${canonical}: ${e.message}`));
+      done(new SessionLostError(`lost the connection to the session writing to ${canonical} before it answered (${e.message}): the session ended`));
     });
     sock.on('close', () => {
-      done(new Error(`the session writing to ${canonical} closed the connection without answering (did it exit?)`));
+      done(new SessionLostError(`the session writing to ${canonical} ended before it answered (its program exited, or ckrun was killed)`));
     });
     sock.write(line + '\n');
     readLines(
       sock,
-      (answer) => done(null, answer),
+      (answer) => {
+        const [word, rest] = splitLine(answer);
+        if (word === 'refused') done(new RefusedError(canonical, rest || 'no reason given'));
+        else done(null, answer);
+      },
       () => done(new Error('the session sent an overlong answer')),
     );
   });

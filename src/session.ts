@@ -29,12 +29,23 @@ import {
   native,
   NativeLoadError,
   sendWithFd,
+  socketFd,
   spawnChild,
   unixPeers,
   watchSignal,
   type ExitStatus,
   type SpawnOptions,
 } from './native.js';
+import {
+  checkJoin,
+  clientRefusal,
+  connectionRefusal,
+  describePeer,
+  examinePeer,
+  RefusalLog,
+  type JoinCheck,
+  type Peer,
+} from './peers.js';
 import { formatBytes, formatDuration, writeErr } from './output.js';
 import { shimPath } from './paths.js';
 import { catchesSignal, innerIds, isLive, ProcessGoneError, sessionProcesses } from './proctree.js';
@@ -43,11 +54,14 @@ import {
   oneLine,
   querySession,
   readLines,
+  RefusedError,
   socketNameFor,
   splitLine,
+  UntrustedSessionError,
   type SessionStatus,
 } from './protocol.js';
 import { signalName } from './signals.js';
+import { watchWriter } from './writer.js';
 
 export const DEFAULT_INTERNAL_SIGNAL = 63;
 export const DEFAULT_TRIGGER_SIGNAL = osConstants.signals.SIGUSR2;
@@ -211,6 +225,11 @@ function deferred<T>(): Deferred<T> {
   return d;
 }
 
+/** Text from another process, safe to print on a terminal (no control characters). */
+function printable(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
+}
+
 function errorMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
@@ -265,6 +284,15 @@ export class Coordinator implements Session {
   /** gzip level for images, or undefined: not compressed. */
   private readonly compressLevel: number | undefined;
   private readonly conns = new Set<Socket>();
+  /** Who made each connection (SO_PEERCRED, read when it was accepted). */
+  private readonly peers = new Map<Socket, Peer>();
+  /** Connections turned away: nothing they send is read any more. */
+  private readonly refused = new WeakSet<Socket>();
+  private readonly refusals: RefusalLog;
+  /** Joins of processes that exited before they could be checked, heard before start(). */
+  private readonly goneJoins: [JoinKind, number][] = [];
+  /** The session's user: ckrun's effective UID. Clients must be this user or root. */
+  private readonly owner = process.geteuid?.() ?? 0;
   private readonly procs = new Map<Socket, Proc>();
   private readonly readyD = deferred<void>();
   private readonly exitedD = deferred<SessionExit>();
@@ -308,6 +336,7 @@ export class Coordinator implements Session {
     this.fullEvery = opts.fullEvery ?? DEFAULT_FULL_EVERY;
     const sink = opts.log === undefined ? (l: string) => writeErr(`ckrun: ${l}\n`) : opts.log;
     this.log = sink ?? (() => undefined);
+    this.refusals = new RefusalLog(this.log);
     // Nobody has to observe these; callers that await them still see rejections.
     this.readyD.promise.catch(() => undefined);
     this.startedD.promise.catch(() => undefined);
@@ -351,6 +380,7 @@ export class Coordinator implements Session {
       this.joined = true;
       this.readyD.resolve();
     }
+    for (const [word, pid] of this.goneJoins.splice(0)) this.noteJoined(word, pid);
     this.installSignals();
     this.scheduleInterval();
     this.startedD.resolve();
@@ -410,6 +440,19 @@ export class Coordinator implements Session {
     this.conns.add(sock);
     sock.on('error', () => undefined);
     sock.on('close', () => this.onClose(sock));
+    // read once: the kernel's record of who connected (see src/peers.ts)
+    const peer = examinePeer(sock, this.owner, process.pid);
+    this.peers.set(sock, peer);
+    const why = connectionRefusal(peer, this.owner);
+    if (why) {
+      if (peer.goneAtAccept) {
+        // nobody to answer: its process has exited (it may have been a member that changed its user ID)
+        this.refused.add(sock);
+        this.refusals.note(`closed a connection from ${describePeer(peer.cred)}: its process exited before ckrun could check it`);
+        sock.destroy();
+      } else this.refuse(sock, why);
+      return;
+    }
     readLines(
       sock,
       (line) => this.onLine(sock, line),
@@ -420,11 +463,26 @@ export class Coordinator implements Session {
     );
   }
 
+  /**
+   * Turns a connection away: `refused <why>` (a shim then runs on as if
+   * there were no coordinator, a client reports it), closed, logged on
+   * stderr whatever -v says (a flood is summed up), never acted on.
+   */
+  private refuse(sock: Socket, why: string, line?: string): void {
+    if (this.refused.has(sock)) return;
+    this.refused.add(sock);
+    const sent = line === undefined ? '' : ` (it sent '${printable(oneLine(line).slice(0, 80))}')`;
+    this.refusals.note(`refused a connection from ${describePeer(this.peers.get(sock)?.cred)}: ${why}${sent}`);
+    if (!sock.destroyed) sock.end(`refused ${oneLine(why)}\n`);
+    setTimeout(() => sock.destroy(), 200).unref();
+  }
+
   private send(sock: Socket, line: string): void {
     if (!sock.destroyed) sock.write(line + '\n');
   }
 
   private onLine(sock: Socket, line: string): void {
+    if (this.refused.has(sock)) return;
     const [word, rest] = splitLine(line);
     const proc = this.procs.get(sock);
     if (proc) {
@@ -437,17 +495,23 @@ export class Coordinator implements Session {
         return;
       }
       if (word === 'hello' || word === 'restored') {
-        this.join(sock, word, rest);
+        this.join(sock, word, rest, line);
         return;
       }
       this.verbose(`process ${proc.pid} sent an unknown line '${oneLine(line)}'`);
       return;
     }
+    if (word === 'hello' || word === 'restored') {
+      this.join(sock, word, rest, line);
+      return;
+    }
+    // everything else is a client's request: the session's user's or root's only
+    const why = clientRefusal(this.peers.get(sock)?.cred, this.owner);
+    if (why) {
+      this.refuse(sock, why, line);
+      return;
+    }
     switch (word) {
-      case 'hello':
-      case 'restored':
-        this.join(sock, word, rest);
-        return;
       case 'checkpoint':
         this.checkpoint().then(
           (r) => this.send(sock, `ok ${r.path}`),
@@ -463,14 +527,26 @@ export class Coordinator implements Session {
     }
   }
 
-  private join(sock: Socket, word: JoinKind, rest: string): void {
+  private join(sock: Socket, word: JoinKind, rest: string, line: string): void {
     // "hello <pid> <ppid>" (older shims: "hello <pid>"), "restored <pid>"
     const [pidText, ppidText] = rest.trim().split(/\s+/);
     const pid = Number(pidText);
     const ppid = ppidText === undefined ? null : Number(ppidText);
     if (!Number.isSafeInteger(pid) || pid <= 0 || (ppid !== null && !(Number.isSafeInteger(ppid) && ppid >= 0))) {
-      this.send(sock, `error bad ${word} line`);
-      sock.destroy();
+      this.refuse(sock, `a malformed ${word} line`, line);
+      return;
+    }
+    // before anything is acted on: only a process of this session joins, as itself
+    const peer = this.peers.get(sock);
+    const check: JoinCheck = peer ? checkJoin(sock, peer, pid, this.owner, process.pid) : { verdict: 'refused', why: 'it is unknown' };
+    if (check.verdict === 'refused') {
+      this.refuse(sock, check.why, line);
+      return;
+    }
+    if (check.verdict === 'gone') {
+      this.verbose(`process ${pid} said ${word} and exited before ckrun could check it`);
+      if (this.pid < 0) this.goneJoins.push([word, pid]); // start() counts it
+      else this.noteJoined(word, pid);
       return;
     }
     // A process that exec'd comes back with the same PID on a new
@@ -488,6 +564,11 @@ export class Coordinator implements Session {
     proc.restored = word === 'restored';
     this.procs.set(sock, proc);
     this.verbose(word === 'hello' ? `process ${pid} joined${ppid ? ` (child of ${ppid})` : ''}` : `process ${pid} restored`);
+    this.noteJoined(word, pid);
+  }
+
+  /** The root (or, after the restart of a family, every process) has joined: the session is ready. */
+  private noteJoined(word: JoinKind, pid: number): void {
     if (this.expectRestored) {
       if (word === 'restored') this.restoredPids.add(pid);
       if (!this.joined && [...this.expectRestored].every((p) => this.restoredPids.has(p))) {
@@ -510,6 +591,7 @@ export class Coordinator implements Session {
 
   private onClose(sock: Socket): void {
     this.conns.delete(sock);
+    this.peers.delete(sock);
     const proc = this.procs.get(sock);
     if (proc) {
       this.dropProc(sock, proc, `process ${proc.pid} closed its connection during the checkpoint (it exited or exec'd)`);
@@ -793,8 +875,8 @@ export class Coordinator implements Session {
    * descriptor arrive together, after everything sent before.
    */
   private sendWithImage(sock: Socket, line: string, image: string): void {
-    const fd = (sock as unknown as { _handle?: { fd?: unknown } })._handle?.fd; // net.Socket's own descriptor
-    if (sock.destroyed || sock.writableLength > 0 || typeof fd !== 'number' || fd < 0) return this.send(sock, line);
+    const fd = socketFd(sock);
+    if (sock.destroyed || sock.writableLength > 0 || fd === undefined) return this.send(sock, line);
     const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fsConstants;
     const file = openSync(image, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
     const text = Buffer.from(line + '\n');
@@ -825,6 +907,7 @@ export class Coordinator implements Session {
       parentImage: (p) => this.parentFor(p.pid),
       ownSockets: () => unixPeers(this.socketName),
       askToJoin: (outer) => catchesSignal(outer, this.internalSignal) && askToJoin(outer, this.internalSignal),
+      watchWriter: (_p, writer, depth, onEnd) => watchWriter(process.pid, writer, depth, onEnd),
       verbose: (line) => this.verbose(line),
     };
   }
@@ -906,6 +989,7 @@ export class Coordinator implements Session {
   private async shutdownServer(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.refusals.flush();
     this.startedD.reject(new SessionError('the session is shutting down'));
     // end() lets answers already written reach their clients.
     for (const s of this.conns) {
@@ -931,13 +1015,19 @@ export class Coordinator implements Session {
   }
 }
 
-/** Fails when another session answers on DIR's socket. */
+/** Fails when another session answers on DIR's socket, or another user holds it. */
 async function refuseIfRunning(dir: string): Promise<void> {
   let other: SessionStatus | undefined;
   try {
     other = await querySession(dir, 2000);
   } catch (e) {
     if (e instanceof NativeLoadError) throw e;
+    if (e instanceof UntrustedSessionError)
+      throw new SessionError(`cannot start a session on ${dir}: ${e.message}; choose another --dir`);
+    if (e instanceof RefusedError)
+      throw new SessionError(
+        `another user's ckrun session is already writing to ${dir} (it refused to tell which: ${e.why}); choose another --dir`,
+      );
     throw new SessionError(
       `something already listens on the session socket of ${dir} (${socketNameFor(dir)}) but does not answer like ckrun: ${errorMessage(e)}`,
     );
