@@ -33,8 +33,125 @@ struct pm_scan_arg {
 #define PAGE_IS_WRITTEN (1 << 1)
 #define PM_SCAN_WP_MATCHING (1 << 0)
 #define PM_SCAN_CHECK_WPASYNC (1 << 1)
+/* pagemap entry bits (Documentation/admin-guide/mm/pagemap.rst) */
+#define PM_PRESENT (1ULL << 63)
+#define PM_SWAP (1ULL << 62)
+#define PM_FILE (1ULL << 61)
+
+/* Write-protecting a region costs a page-table entry for every page of it,
+ * touched or not: asynchronous userfaultfd write-protection always marks
+ * unpopulated pages too (the kernel turns on UFFD_FEATURE_WP_UNPOPULATED
+ * with WP_ASYNC). Seen: 22 s and 4 GiB of page tables for a 2 TiB
+ * MAP_NORESERVE region, and every later scan and fork walks them. A region
+ * is tracked when that cost is small (up to CK_TRACK_ALWAYS) or small next
+ * to the pages it holds (at least one page in CK_TRACK_SPARSE present);
+ * any other region is stored by its present pages at every checkpoint,
+ * which costs what is present. */
+#define CK_TRACK_ALWAYS (64ULL << 20)
+#define CK_TRACK_SPARSE 8
 
 CK_HIDDEN struct ck_tracking ck_tracking = {.uffd = -1};
+
+/* ---- which pages exist ---- */
+
+static int no_pagemap_scan; /* the kernel predates PAGEMAP_SCAN */
+
+CK_HIDDEN void ck_page_scan_init(struct ck_page_scan *ps, int pmfd, uint64_t start, uint64_t end, void *buf, size_t len)
+{
+	ck_memset(ps, 0, sizeof *ps);
+	ps->pmfd = pmfd;
+	ps->pos = start;
+	ps->end = end;
+	ps->vec = buf;
+	ps->cap = len / sizeof(struct ck_written);
+	ps->pm = buf;
+	ps->pm_cap = len / sizeof(uint64_t);
+}
+
+static uint64_t pagemap_categories(uint64_t e)
+{
+	return (e & PM_PRESENT ? CK_PAGE_PRESENT : 0) | (e & PM_SWAP ? CK_PAGE_SWAPPED : 0) | (e & PM_FILE ? CK_PAGE_FILE : 0);
+}
+
+/* Older kernels: pagemap read entry by entry, equal neighbours joined. */
+static int scan_by_pagemap(struct ck_page_scan *ps, struct ck_written *out)
+{
+	for (;;) {
+		if (ps->pm_i >= ps->pm_n) {
+			if (ps->pos >= ps->end)
+				return 0;
+			uint64_t count = (ps->end - ps->pos) / CK_PAGE;
+			if (count > ps->pm_cap)
+				count = ps->pm_cap;
+			long r = ck_pread_all(ps->pmfd, ps->pm, count * 8, ps->pos / CK_PAGE * 8);
+			if (r < 0) {
+				ps->err = r;
+				return 0;
+			}
+			ps->pm_at = ps->pos;
+			ps->pm_n = count;
+			ps->pm_i = 0;
+			ps->pos += count * CK_PAGE;
+		}
+		uint64_t i = ps->pm_i, cat = pagemap_categories(ps->pm[i]);
+		uint64_t j = i + 1;
+		while (j < ps->pm_n && pagemap_categories(ps->pm[j]) == cat)
+			j++;
+		ps->pm_i = j;
+		if (cat & (CK_PAGE_PRESENT | CK_PAGE_SWAPPED)) {
+			*out = (struct ck_written){ps->pm_at + i * CK_PAGE, ps->pm_at + j * CK_PAGE, cat};
+			return 1;
+		}
+	}
+}
+
+CK_HIDDEN int ck_page_scan_next(struct ck_page_scan *ps, struct ck_written *out)
+{
+	if (no_pagemap_scan)
+		return scan_by_pagemap(ps, out);
+	while (ps->next >= ps->n) {
+		if (ps->pos >= ps->end)
+			return 0;
+		struct pm_scan_arg a;
+		ck_memset(&a, 0, sizeof a);
+		a.size = sizeof a;
+		a.start = ps->pos;
+		a.end = ps->end;
+		a.vec = (uint64_t)ps->vec; /* struct ck_written is struct page_region */
+		a.vec_len = ps->cap;
+		a.category_anyof_mask = CK_PAGE_PRESENT | CK_PAGE_SWAPPED;
+		a.return_mask = CK_PAGE_PRESENT | CK_PAGE_SWAPPED | CK_PAGE_FILE | CK_PAGE_PFNZERO;
+		long n = CK_SYS3(SYS_ioctl, ps->pmfd, PAGEMAP_SCAN, &a);
+		if (n < 0) {
+			if ((n == -ENOTTY || n == -EINVAL) && !ps->n && !ps->next) {
+				no_pagemap_scan = 1;
+				return scan_by_pagemap(ps, out);
+			}
+			ps->err = n;
+			return 0;
+		}
+		ps->n = (uint64_t)n;
+		ps->next = 0;
+		ps->pos = a.walk_end > ps->pos ? a.walk_end : ps->end;
+	}
+	*out = ps->vec[ps->next++];
+	return 1;
+}
+
+/* See CK_TRACK_SPARSE; counts present pages only until it knows. */
+static int worth_tracking(int pmfd, uint64_t start, uint64_t end, void *buf, size_t len)
+{
+	if (end - start <= CK_TRACK_ALWAYS)
+		return 1;
+	uint64_t need = (end - start) / CK_PAGE / CK_TRACK_SPARSE, have = 0;
+	struct ck_page_scan ps;
+	struct ck_written st;
+	ck_page_scan_init(&ps, pmfd, start, end, buf, len);
+	while (have < need && ck_page_scan_next(&ps, &st))
+		if (!(st.categories & CK_PAGE_PFNZERO))
+			have += (st.end - st.start) / CK_PAGE;
+	return have >= need;
+}
 
 static long tracking_setup(void)
 {
@@ -93,9 +210,9 @@ static void add_untracked(struct ck_scratch *s, uint64_t start, uint64_t end)
 
 static int protect_range(uint64_t start, uint64_t end);
 
-CK_HIDDEN void ck_track_protect(uint64_t start, uint64_t end)
+CK_HIDDEN void ck_track_protect(int pmfd, uint64_t start, uint64_t end, void *buf, size_t len)
 {
-	if (ck_tracking.uffd >= 0)
+	if (ck_tracking.uffd >= 0 && worth_tracking(pmfd, start, end, buf, len))
 		protect_range(start, end);
 }
 
@@ -135,10 +252,11 @@ CK_HIDDEN void ck_track_region(struct ck_scratch *s, int pmfd, uint64_t start, u
 		a.return_mask = PAGE_IS_WRITTEN;
 		long n = CK_SYS3(SYS_ioctl, pmfd, PAGEMAP_SCAN, &a);
 		if (n < 0) {
-			/* a region created since the last checkpoint: stored in full now,
-			 * tracked from now on */
+			/* a region created since the last checkpoint (or too sparse to
+			 * track): stored in full now, tracked from now on if worth it */
 			add_untracked(s, start, end);
-			protect_range(start, end);
+			if (worth_tracking(pmfd, start, end, s->pagemap, CK_SCRATCH_PM))
+				protect_range(start, end);
 			return;
 		}
 		s->nwritten += (uint64_t)n;
