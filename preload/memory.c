@@ -670,6 +670,28 @@ static int in_scratch(const struct ck_scratch *s, uint64_t start, uint64_t end)
 	return start >= s->start && end <= s->end;
 }
 
+/* ckrun's scratch mapping is no part of the program, but the kernel merges
+ * it with a neighbouring mapping of the program's that is private,
+ * anonymous and MAP_NORESERVE too: the parts of m outside it (0 to 2). */
+static int outside_scratch(const struct ck_scratch *s, const struct map_line *m, struct map_line part[2])
+{
+	int n = 0;
+	if (m->end <= s->start || m->start >= s->end) {
+		part[0] = *m;
+		return 1;
+	}
+	if (m->start < s->start) {
+		part[n] = *m;
+		part[n++].end = s->start;
+	}
+	if (m->end > s->end) {
+		part[n] = *m;
+		part[n].start = s->end;
+		part[n++].offset = m->offset + (s->end - m->start);
+	}
+	return n;
+}
+
 static void fail_at(struct ck_writer *w, const char *what, uint64_t start, uint64_t end, const char *why)
 {
 	if (w->err)
@@ -693,11 +715,10 @@ static void fail_at(struct ck_writer *w, const char *what, uint64_t start, uint6
 static void note_vm_flags(struct ck_writer *w, struct ck_scratch *s, uint64_t start, uint64_t end, uint32_t flags,
 			  int in_writer)
 {
-	if (in_scratch(s, start, end)) {
-		if (!in_writer)
-			s->mlockall = flags & (CK_VM_LOCKED | CK_VM_LOCKONFAULT);
+	if (!in_writer && start <= s->start && s->end <= end) /* the scratch, or what it merged into */
+		s->mlockall = flags & (CK_VM_LOCKED | CK_VM_LOCKONFAULT);
+	if (in_scratch(s, start, end))
 		return;
-	}
 	if (in_writer && s->writer_forked) {
 		if (flags & CK_VM_WIPEONFORK)
 			fail_at(w, "cannot save the program's memory", start, end,
@@ -779,11 +800,14 @@ static void record_vmas(struct ck_writer *w, struct ck_scratch *s, const struct 
 	s->nvmas = 0;
 	s->mlockall = 0;
 	for (int i = 0; i < n; i++) {
-		if (s->nvmas >= CK_MAX_VMAS) {
-			ck_writer_fail(w, -E2BIG, "the program has more than 65536 mappings");
-			return;
+		struct map_line part[2];
+		for (int j = 0, np = outside_scratch(s, &maps[i], part); j < np; j++) {
+			if (s->nvmas >= CK_MAX_VMAS) {
+				ck_writer_fail(w, -E2BIG, "the program has more than 65536 mappings");
+				return;
+			}
+			s->vmas[s->nvmas++] = (struct ck_vma){part[j].start, part[j].end, 0, 0};
 		}
-		s->vmas[s->nvmas++] = (struct ck_vma){maps[i].start, maps[i].end, 0, 0};
 	}
 }
 
@@ -805,15 +829,16 @@ CK_HIDDEN void ck_memory_save_stopped(struct ck_writer *w, struct ck_scratch *s)
 	for (int i = 0; i < n && !w->err; i++) {
 		struct ck_stat st;
 		struct region_kind k = region_of(&maps[i], &st);
-		if (maps[i].start >= s->start && maps[i].end <= s->end)
-			continue;
+		struct map_line part[2];
+		int np = outside_scratch(s, &maps[i], part);
 		if (ck_streq(k.kind, "shmem") && !skipped(s, &maps[i])) {
 			uint64_t bytes = 0;
 			s->collecting_shared = 1;
 			save_shmem_runs(w, s, pmfd, &maps[i], &k, &bytes);
 			s->collecting_shared = 0;
 		} else if (trackable(&maps[i], &k)) {
-			ck_track_region(s, pmfd, maps[i].start, maps[i].end);
+			for (int j = 0; j < np; j++)
+				ck_track_region(s, pmfd, part[j].start, part[j].end);
 		}
 	}
 	ck_track_end(s);
@@ -937,9 +962,9 @@ CK_HIDDEN void ck_memory_save(struct ck_writer *w, struct ck_scratch *s)
 					  ck_streq(m->name, "[vvar_vclock]") || ck_streq(m->name, "[vdso]") ||
 					  ck_streq(m->name, "[uprobes]")))
 			continue;
-		if (in_scratch(s, m->start, m->end))
-			continue;
-		save_pieces(w, s, pmfd, m);
+		struct map_line part[2];
+		for (int j = 0, np = outside_scratch(s, m, part); j < np && !w->err; j++)
+			save_pieces(w, s, pmfd, &part[j]);
 	}
 	cb_close(e);
 	ck_close(pmfd);
