@@ -318,6 +318,9 @@ struct ck_fdtab {
 	int n;
 };
 CK_HIDDEN void ck_files_save(struct ck_writer *w, struct ck_scratch *s);
+/* A descriptor table shared with another process (clone CLONE_FILES without
+ * CLONE_VM): 1, with the refusal in s->msg. */
+CK_HIDDEN int ck_files_table_shared(struct ck_scratch *s);
 CK_HIDDEN long ck_read_fdinfo(int fd, char *buf, size_t cap);
 /* What /proc/self/fd/FD links to, NUL-terminated in out[cap]: its length,
  * or a negative errno. Raw system calls only. */
