@@ -376,6 +376,7 @@ struct ck_page_scan {
 	uint64_t pos, end;       /* what is left to look at */
 	struct ck_written *vec;  /* stretches found, not yet handed out */
 	uint64_t cap, n, next;
+	uint64_t last_end;       /* end of the last stretch handed out */
 	uint64_t *pm;            /* pagemap entries (kernels without PAGEMAP_SCAN) */
 	uint64_t pm_cap, pm_at, pm_n, pm_i;
 	long err;

@@ -105,10 +105,21 @@ static int scan_by_pagemap(struct ck_page_scan *ps, struct ck_written *out)
 	}
 }
 
-CK_HIDDEN int ck_page_scan_next(struct ck_page_scan *ps, struct ck_written *out)
+/* Where the next PAGEMAP_SCAN goes on. The scan is complete when it
+ * found fewer regions than it had room for; walk_end is not to be trusted
+ * then (seen on 6.18: a walk_end in the middle of the range, with regions
+ * up to its end already returned, after the kernel's own buffer filled). */
+static uint64_t scan_resume_at(const struct pm_scan_arg *a, const struct ck_written *vec, uint64_t n)
 {
-	if (no_pagemap_scan)
-		return scan_by_pagemap(ps, out);
+	if (n < a->vec_len)
+		return a->end;
+	uint64_t at = a->walk_end > vec[n - 1].end ? a->walk_end : vec[n - 1].end;
+	return at > a->start ? at : a->end;
+}
+
+/* The next PAGEMAP_SCAN region, or 0 at the end (or on an error). */
+static int next_region(struct ck_page_scan *ps, struct ck_written *out)
+{
 	while (ps->next >= ps->n) {
 		if (ps->pos >= ps->end)
 			return 0;
@@ -132,10 +143,26 @@ CK_HIDDEN int ck_page_scan_next(struct ck_page_scan *ps, struct ck_written *out)
 		}
 		ps->n = (uint64_t)n;
 		ps->next = 0;
-		ps->pos = a.walk_end > ps->pos ? a.walk_end : ps->end;
+		ps->pos = scan_resume_at(&a, ps->vec, (uint64_t)n);
 	}
 	*out = ps->vec[ps->next++];
 	return 1;
+}
+
+CK_HIDDEN int ck_page_scan_next(struct ck_page_scan *ps, struct ck_written *out)
+{
+	if (no_pagemap_scan)
+		return scan_by_pagemap(ps, out);
+	while (next_region(ps, out)) {
+		/* never back: what lies before the last stretch handed out is not new */
+		if (out->start < ps->last_end)
+			out->start = ps->last_end;
+		if (out->end > out->start) {
+			ps->last_end = out->end;
+			return 1;
+		}
+	}
+	return 0;
 }
 
 /* See CK_TRACK_SPARSE; counts present pages only until it knows. */
@@ -260,9 +287,7 @@ CK_HIDDEN void ck_track_region(struct ck_scratch *s, int pmfd, uint64_t start, u
 			return;
 		}
 		s->nwritten += (uint64_t)n;
-		if (a.walk_end <= pos)
-			break;
-		pos = a.walk_end;
+		pos = scan_resume_at(&a, s->written + s->nwritten - n, (uint64_t)n);
 	}
 }
 
