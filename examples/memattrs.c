@@ -3,7 +3,8 @@
  * by the program itself at every step.
  *
  *   memattrs [--steps S] [--mlockall current|future|onfault]
- *            [--memlock-limit KIB] [--raw-fork-marks] [--regions NAME,...]
+ *            [--memlock-limit KIB] [--drop-ipc-lock] [--raw-fork-marks]
+ *            [--regions NAME,...]
  *
  * Maps one region per attribute (madvise MADV_DONTFORK, MADV_WIPEONFORK,
  * MADV_DONTDUMP, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_SEQUENTIAL,
@@ -22,13 +23,16 @@
  * --mlockall locks everything with mlockall() (MCL_CURRENT, plus
  * MCL_FUTURE, plus MCL_ONFAULT), and each step then also checks that a new
  * mapping comes locked. --memlock-limit sets RLIMIT_MEMLOCK (root may lock
- * beyond it). --raw-fork-marks marks the don't-fork and wipe-on-fork
+ * beyond it); --drop-ipc-lock then gives up CAP_IPC_LOCK (all its sets and
+ * the bounding set), keeping what it locked. --raw-fork-marks marks the don't-fork and wipe-on-fork
  * regions with a raw system call (behind the back of libc's madvise).
  * --regions maps only the regions named (plain, dontfork, wipeonfork, ...).
  */
 #include "common.h"
 
+#include <linux/capability.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -70,6 +74,7 @@ static const char *const all_marks[] = {"dc", "wf", "dd", "hg", "nh", "sr", "rr"
 static int steps = 300;
 static const char *mlockall_mode;
 static int raw_fork_marks;
+static int drop_ipc_lock;
 static const char *only; /* --regions */
 
 static uint64_t word(size_t r, size_t w, uint64_t writes)
@@ -297,6 +302,20 @@ static uint64_t check_words(int s)
 	return h;
 }
 
+/* Without CAP_IPC_LOCK from now on: what is locked stays locked. */
+static void give_up_ipc_lock(void)
+{
+	struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+	struct __user_cap_data_struct d[2];
+	if (prctl(PR_CAPBSET_DROP, CAP_IPC_LOCK, 0, 0, 0) || syscall(SYS_capget, &h, d))
+		die("CAP_IPC_LOCK");
+	d[0].effective &= ~(1u << CAP_IPC_LOCK);
+	d[0].permitted &= ~(1u << CAP_IPC_LOCK);
+	d[0].inheritable &= ~(1u << CAP_IPC_LOCK);
+	if (syscall(SYS_capset, &h, d))
+		die("capset");
+}
+
 int main(int argc, char **argv)
 {
 	long memlock_kib = -1;
@@ -307,6 +326,8 @@ int main(int argc, char **argv)
 			mlockall_mode = argv[++i];
 		else if (!strcmp(argv[i], "--memlock-limit") && i + 1 < argc)
 			memlock_kib = atol(argv[++i]);
+		else if (!strcmp(argv[i], "--drop-ipc-lock"))
+			drop_ipc_lock = 1;
 		else if (!strcmp(argv[i], "--raw-fork-marks"))
 			raw_fork_marks = 1;
 		else if (!strcmp(argv[i], "--regions") && i + 1 < argc)
@@ -320,6 +341,8 @@ int main(int argc, char **argv)
 			die("setrlimit");
 	}
 	map_regions();
+	if (drop_ipc_lock)
+		give_up_ipc_lock();
 	if (mlockall_mode) {
 		int f = MCL_CURRENT | (strcmp(mlockall_mode, "current") ? MCL_FUTURE : 0) |
 			(!strcmp(mlockall_mode, "onfault") ? MCL_ONFAULT : 0);

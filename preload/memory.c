@@ -304,7 +304,9 @@ static void add_parent_stretch(struct ck_writer *w, struct ck_scratch *s, struct
 	for (uint64_t addr = st->start; addr < st->end && !w->err; addr += CK_PAGE) {
 		int file = -1;
 		uint64_t off = 0;
-		if (!ck_track_written(s, addr) && !ck_parent_lookup(s, addr, &file, &off))
+		/* a lookup that finds the page in a parent that cannot be
+		 * linked (-1) leaves file at -1: the page is stored */
+		if (!ck_track_written(s, addr) && ck_parent_lookup(s, addr, &file, &off) == 0)
 			continue;
 		add_pages(w, s, rb, addr, 1, file, off, bytes);
 	}
