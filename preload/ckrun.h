@@ -361,7 +361,7 @@ CK_HIDDEN int ck_parent_lookup(struct ck_scratch *s, uint64_t page, int *file, u
 CK_HIDDEN int ck_ref_for_mapping(struct ck_scratch *s, const char *map_files_path);
 CK_HIDDEN void ck_refs_save(struct ck_writer *w, struct ck_scratch *s);
 CK_HIDDEN int ck_track_restore_begin(uint64_t image_track_id);
-CK_HIDDEN void ck_track_protect(int pmfd, uint64_t start, uint64_t end, void *buf, size_t len);
+CK_HIDDEN void ck_track_protect(int pmfd, uint64_t start, uint64_t end);
 
 /* Which pages exist, stretch by stretch, at a cost that follows the pages
  * present, not the size of the range: PAGEMAP_SCAN (Linux 6.7), else

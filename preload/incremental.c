@@ -38,17 +38,19 @@ struct pm_scan_arg {
 #define PM_SWAP (1ULL << 62)
 #define PM_FILE (1ULL << 61)
 
-/* Write-protecting a region costs a page-table entry for every page of it,
- * touched or not: asynchronous userfaultfd write-protection always marks
- * unpopulated pages too (the kernel turns on UFFD_FEATURE_WP_UNPOPULATED
- * with WP_ASYNC). Seen: 22 s and 4 GiB of page tables for a 2 TiB
- * MAP_NORESERVE region, and every later scan and fork walks them. A region
- * is tracked when that cost is small (up to CK_TRACK_ALWAYS) or small next
- * to the pages it holds (at least one page in CK_TRACK_SPARSE present);
- * any other region is stored by its present pages at every checkpoint,
- * which costs what is present. */
-#define CK_TRACK_ALWAYS (64ULL << 20)
-#define CK_TRACK_SPARSE 8
+#define PAGE_IS_PRESENT CK_PAGE_PRESENT
+#define PAGE_IS_SWAPPED CK_PAGE_SWAPPED
+
+/* Tracking costs what is present, never what is reserved. Asynchronous
+ * write-protection marks every page of a range it is asked to protect,
+ * touched or not (the kernel turns on UFFD_FEATURE_WP_UNPOPULATED with
+ * WP_ASYNC): UFFDIO_WRITEPROTECT over a 2 TiB MAP_NORESERVE region took
+ * 22 s and 4 GiB of page tables, which every later scan and fork walked.
+ * So only the pages present are protected, by a PAGEMAP_SCAN that matches
+ * them (PM_SCAN_WP_MATCHING with present or swapped as its filter). A page
+ * that appears later is not protected, and the scan counts it as written;
+ * one only read maps the zero page, written and zero; a page released
+ * with MADV_DONTNEED is not present, so zero. */
 
 CK_HIDDEN struct ck_tracking ck_tracking = {.uffd = -1};
 
@@ -165,21 +167,6 @@ CK_HIDDEN int ck_page_scan_next(struct ck_page_scan *ps, struct ck_written *out)
 	return 0;
 }
 
-/* See CK_TRACK_SPARSE; counts present pages only until it knows. */
-static int worth_tracking(int pmfd, uint64_t start, uint64_t end, void *buf, size_t len)
-{
-	if (end - start <= CK_TRACK_ALWAYS)
-		return 1;
-	uint64_t need = (end - start) / CK_PAGE / CK_TRACK_SPARSE, have = 0;
-	struct ck_page_scan ps;
-	struct ck_written st;
-	ck_page_scan_init(&ps, pmfd, start, end, buf, len);
-	while (have < need && ck_page_scan_next(&ps, &st))
-		if (!(st.categories & CK_PAGE_PFNZERO))
-			have += (st.end - st.start) / CK_PAGE;
-	return have >= need;
-}
-
 static long tracking_setup(void)
 {
 	long fd = CK_SYS1(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
@@ -235,21 +222,27 @@ static void add_untracked(struct ck_scratch *s, uint64_t start, uint64_t end)
 		s->written_overflow = 1;
 }
 
-static int protect_range(uint64_t start, uint64_t end);
-
-CK_HIDDEN void ck_track_protect(int pmfd, uint64_t start, uint64_t end, void *buf, size_t len)
-{
-	if (ck_tracking.uffd >= 0 && worth_tracking(pmfd, start, end, buf, len))
-		protect_range(start, end);
-}
-
-static int protect_range(uint64_t start, uint64_t end)
+/* Registers a region and protects its present pages (see above). */
+static int protect_range(int pmfd, uint64_t start, uint64_t end)
 {
 	struct uffdio_register reg = {{start, end - start}, UFFDIO_REGISTER_MODE_WP, 0};
 	if (CK_SYS3(SYS_ioctl, ck_tracking.uffd, UFFDIO_REGISTER, &reg) < 0)
 		return 0;
-	struct uffdio_writeprotect wp = {{start, end - start}, UFFDIO_WRITEPROTECT_MODE_WP};
-	return CK_SYS3(SYS_ioctl, ck_tracking.uffd, UFFDIO_WRITEPROTECT, &wp) == 0;
+	struct pm_scan_arg a;
+	ck_memset(&a, 0, sizeof a);
+	a.size = sizeof a;
+	a.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC;
+	a.start = start;
+	a.end = end;
+	a.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+	a.return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+	return CK_SYS3(SYS_ioctl, pmfd, PAGEMAP_SCAN, &a) >= 0;
+}
+
+CK_HIDDEN void ck_track_protect(int pmfd, uint64_t start, uint64_t end)
+{
+	if (ck_tracking.uffd >= 0)
+		protect_range(pmfd, start, end);
 }
 
 /* One private anonymous region, while the program is stopped: its pages
@@ -275,15 +268,17 @@ CK_HIDDEN void ck_track_region(struct ck_scratch *s, int pmfd, uint64_t start, u
 		a.vec = (uint64_t)(s->written + s->nwritten);
 		/* struct ck_written is struct page_region */
 		a.vec_len = room;
+		/* written and present (or swapped): a page never there is zero,
+		 * whatever the scan would call it */
 		a.category_mask = PAGE_IS_WRITTEN;
+		a.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
 		a.return_mask = PAGE_IS_WRITTEN;
 		long n = CK_SYS3(SYS_ioctl, pmfd, PAGEMAP_SCAN, &a);
 		if (n < 0) {
-			/* a region created since the last checkpoint (or too sparse to
-			 * track): stored in full now, tracked from now on if worth it */
+			/* a region created since the last checkpoint: stored in full
+			 * now, tracked from now on */
 			add_untracked(s, start, end);
-			if (worth_tracking(pmfd, start, end, s->pagemap, CK_SCRATCH_PM))
-				protect_range(start, end);
+			protect_range(pmfd, start, end);
 			return;
 		}
 		s->nwritten += (uint64_t)n;

@@ -855,8 +855,7 @@ CK_HIDDEN void ck_memory_save_stopped(struct ck_writer *w, struct ck_scratch *s)
  * protected, the next checkpoint finds what changed since. */
 CK_HIDDEN void ck_memory_protect_after_restore(void)
 {
-	size_t len = CK_SCRATCH_TEXT + CK_SCRATCH_PM;
-	long buf = ck_mmap(0, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	long buf = ck_mmap(0, CK_SCRATCH_TEXT, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (buf < 0 && buf > -4096)
 		return;
 	int pmfd = (int)ck_openat(AT_FDCWD, "/proc/self/pagemap", O_RDONLY | O_CLOEXEC, 0);
@@ -867,11 +866,11 @@ CK_HIDDEN void ck_memory_protect_after_restore(void)
 		p = parse_map_line(p, &ml);
 		struct region_kind k = classify(&ml, 0);
 		if (trackable(&ml, &k) && !(ml.start <= (uint64_t)buf && (uint64_t)buf < ml.end))
-			ck_track_protect(pmfd, ml.start, ml.end, text + CK_SCRATCH_TEXT, CK_SCRATCH_PM);
+			ck_track_protect(pmfd, ml.start, ml.end);
 	}
 	if (pmfd >= 0)
 		ck_close(pmfd);
-	ck_munmap(text, len);
+	ck_munmap(text, CK_SCRATCH_TEXT);
 }
 
 /* The image's regions are the mappings as they were while the program was

@@ -64,6 +64,11 @@ async function scenario(name: string, args: string[], storedAtMost: number, gib:
       assert.ok(res.bytes > 0 && res.bytes <= storedAtMost, `${g}: the reservation stores its present pages only (${res.bytes} bytes)`);
       assert.ok(fs.statSync(imagesOf(g)[0]!).size < storedAtMost + (64 << 20), `${g}: the image is small`);
     }
+    // its changes are tracked too: the incremental image stores the pages rewritten since
+    assert.ok(
+      reservation(g2).bytes < reservation(g1).bytes / 2,
+      `the incremental checkpoint stores the reservation's changed pages only (${reservation(g2).bytes} of ${reservation(g1).bytes} bytes)`,
+    );
 
     const r1 = scope.restart({ dir: ckpt, label: 'restart 1' });
     await r1.waitForStep(1);
