@@ -10,8 +10,11 @@
  * MADV_DONTDUMP, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_SEQUENTIAL,
  * MADV_RANDOM, MADV_MERGEABLE; mlock, mlock2(MLOCK_ONFAULT);
  * MAP_NORESERVE, MAP_GROWSDOWN; mseal) plus a plain one, fills them with
- * known words and releases some pages with MADV_DONTNEED. Each step
- * rewrites a word in each region, then checks: every word (released pages
+ * known words and releases some pages with MADV_DONTNEED; page 12 of each
+ * region that may release pages (not locked, not sealed) is filled again
+ * at every step 3 mod 7 and released at every step 6 mod 7, so releases
+ * fall between checkpoints too. Each step rewrites a word in each region,
+ * then checks: every word (released pages
  * read as zero), each region's VmFlags in /proc/self/smaps (its own marks
  * present, none of the others), the locked total (VmLck), and with a
  * forked child (at the first and the last step only: a checkpoint that
@@ -82,10 +85,18 @@ static uint64_t word(size_t r, size_t w, uint64_t writes)
 	return mix64(splitmix64(r * 1000003 + w), writes);
 }
 
-/* Page 5 and pages 9..10 are released with MADV_DONTNEED: they read as zero. */
-static int released(size_t page)
+/* Page 5 and pages 9..10 are released with MADV_DONTNEED at the start;
+ * page 12 of a region that may release pages (cycling) after step s as
+ * cycle() leaves it: they read as zero. */
+#define CYCLED 12
+static int cycled_away(int s)
 {
-	return page == 5 || page == 9 || page == 10;
+	return s >= 6 && (s % 7 == 6 || s % 7 < 3);
+}
+
+static int released(size_t page, int cycling, int s)
+{
+	return page == 5 || page == 9 || page == 10 || (cycling && page == CYCLED && cycled_away(s));
 }
 
 static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -287,13 +298,35 @@ static void check_fork(void)
 										   : "has the don't-fork region");
 }
 
+/* Locked memory cannot be released, and a seal may forbid it. */
+static int cycling(const struct region *g)
+{
+	return !mlockall_mode && g->advice > -2;
+}
+
+/* Page CYCLED filled again or released, as cycled_away() says. */
+static void cycle(int s)
+{
+	for (size_t r = 0; r < nreg; r++) {
+		struct region *g = &regions[r];
+		uint64_t *pg = g->p + CYCLED * PAGE / 8;
+		if (!cycling(g))
+			continue;
+		if (s % 7 == 3)
+			for (size_t w = 0; w < PAGE / 8; w++)
+				pg[w] = word(r, CYCLED * PAGE / 8 + w, 0);
+		if (s % 7 == 6 && madvise(pg, PAGE, MADV_DONTNEED))
+			die("MADV_DONTNEED");
+	}
+}
+
 static uint64_t check_words(int s)
 {
 	uint64_t h = 0;
 	for (size_t r = 0; r < nreg; r++) {
 		struct region *g = &regions[r];
 		for (size_t w = 0; w < LEN / 8; w++) {
-			uint64_t want = released(w * 8 / PAGE) ? 0 : word(r, w, w == 7 ? g->writes : 0);
+			uint64_t want = released(w * 8 / PAGE, cycling(g), s) ? 0 : word(r, w, w == 7 ? g->writes : 0);
 			if (g->p[w] != want)
 				fail("step %d: region %s word %zu is %#" PRIx64 ", expected %#" PRIx64, s, g->name, w, g->p[w], want);
 		}
@@ -354,6 +387,7 @@ int main(int argc, char **argv)
 	for (int s = 1; s <= steps; s++) {
 		for (size_t r = 0; r < nreg; r++)
 			regions[r].p[7] = word(r, 7, ++regions[r].writes);
+		cycle(s);
 		h = check_words(s);
 		check_flags();
 		check_locks();
