@@ -797,11 +797,22 @@ static int has_locked_memory(struct ck_scratch *s)
 	return 0;
 }
 
+/* Mappings the kernel makes and a restart makes again (or never had):
+ * not the program's memory. [uprobes] is not passed on by a fork. */
+static int is_kernels_own(const struct map_line *m)
+{
+	return m->name[0] == '[' && (ck_streq(m->name, "[vsyscall]") || ck_streq(m->name, "[vvar]") ||
+				     ck_streq(m->name, "[vvar_vclock]") || ck_streq(m->name, "[vdso]") ||
+				     ck_streq(m->name, "[uprobes]"));
+}
+
 static void record_vmas(struct ck_writer *w, struct ck_scratch *s, const struct map_line *maps, int n)
 {
 	s->nvmas = 0;
 	s->mlockall = 0;
 	for (int i = 0; i < n; i++) {
+		if (is_kernels_own(&maps[i]))
+			continue;
 		struct map_line part[2];
 		for (int j = 0, np = outside_scratch(s, &maps[i], part); j < np; j++) {
 			if (s->nvmas >= CK_MAX_VMAS) {
@@ -959,9 +970,7 @@ CK_HIDDEN void ck_memory_save(struct ck_writer *w, struct ck_scratch *s)
 	for (int i = 0; i < n && !w->err; i++) {
 		const struct map_line *m = &maps[i];
 		mark_seen(s, m);
-		if (m->name[0] == '[' && (ck_streq(m->name, "[vsyscall]") || ck_streq(m->name, "[vvar]") ||
-					  ck_streq(m->name, "[vvar_vclock]") || ck_streq(m->name, "[vdso]") ||
-					  ck_streq(m->name, "[uprobes]")))
+		if (is_kernels_own(m))
 			continue;
 		struct map_line part[2];
 		for (int j = 0, np = outside_scratch(s, m, part); j < np && !w->err; j++)
