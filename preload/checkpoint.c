@@ -307,6 +307,8 @@ static struct ck_scratch *map_scratch(void)
 	s->written = (struct ck_written *)(base + off);
 	off += CK_MAX_WRITTEN * sizeof(struct ck_written);
 	s->index = (struct ck_parent_run *)(base + off);
+	off += CK_MAX_INDEX * sizeof(struct ck_parent_run);
+	s->vmas = (struct ck_vma *)(base + off);
 	s->w.fd = -1;
 	return s;
 }
@@ -623,83 +625,26 @@ static void reply_result(struct ck_scratch *s, int ok, uint64_t pause, uint64_t 
 }
 
 /* Set by the madvise wrapper: some memory is MADV_DONTFORK or
- * MADV_WIPEONFORK, which a forked writer would not see as it is. */
+ * MADV_WIPEONFORK, which a forked writer would not see as it is (the
+ * mappings are then read with their marks while the program is stopped,
+ * see ck_memory_save_stopped). */
 CK_HIDDEN volatile int ck_fork_flags_used;
 /* CKRUN_SYNC_CHECKPOINT: write from the stopped program, no fork. */
 CK_HIDDEN int ck_write_sync;
 
-struct fork_flag_region {
-	uint64_t start, end;
-	int advice; /* what to set again after the fork */
-};
-
-/* One line of /proc/self/smaps: a region's header, or its VmFlags, whose
- * "dc" (don't copy) and "wf" (wipe on fork) marks are lifted. */
-static void smaps_line(const char *line, uint64_t *start, uint64_t *end, struct fork_flag_region *out, int *n, int max)
+/* Lifts the marks found while stopped for the moment of the fork, so the
+ * writer sees every region as it is, or sets them again. A mark that
+ * cannot be lifted is found by the writer (a region missing from its copy,
+ * or marked there), which fails the checkpoint. */
+static void set_fork_marks(const struct ck_scratch *s, int lift)
 {
-	const char *q = line;
-	uint64_t a, b;
-	if (ck_parse_hex(&q, &a) && *q == '-') {
-		q++;
-		if (ck_parse_hex(&q, &b) && *q == ' ') {
-			*start = a;
-			*end = b;
-		}
-		return;
+	for (uint64_t i = 0; i < s->nvmas; i++) {
+		const struct ck_vma *v = &s->vmas[i];
+		if (v->flags & CK_VM_DONTFORK)
+			CK_SYS3(SYS_madvise, v->start, v->end - v->start, lift ? MADV_DOFORK : MADV_DONTFORK);
+		if (v->flags & CK_VM_WIPEONFORK)
+			CK_SYS3(SYS_madvise, v->start, v->end - v->start, lift ? MADV_KEEPONFORK : MADV_WIPEONFORK);
 	}
-	if (!ck_starts_with(line, "VmFlags:"))
-		return;
-	for (const char *f = line + 8; *f; f++) {
-		if (f[0] != ' ' || !f[1] || !f[2] || (f[3] && f[3] != ' '))
-			continue;
-		int advice = ck_strneq(f + 1, "dc", 2) ? MADV_DONTFORK : ck_strneq(f + 1, "wf", 2) ? MADV_WIPEONFORK : 0;
-		if (!advice || *n >= max)
-			continue;
-		int undo = advice == MADV_DONTFORK ? MADV_DOFORK : MADV_KEEPONFORK;
-		if (CK_SYS3(SYS_madvise, *start, *end - *start, undo) == 0)
-			out[(*n)++] = (struct fork_flag_region){*start, *end, advice};
-	}
-}
-
-/* Lets the fork see every region as it is; returns how many were changed. */
-static int unmark_fork_flags(struct ck_scratch *s, struct fork_flag_region *out, int max)
-{
-	int fd = (int)ck_openat(AT_FDCWD, "/proc/self/smaps", O_RDONLY | O_CLOEXEC, 0);
-	int n = 0;
-	uint64_t start = 0, end = 0;
-	char *buf = s->text;
-	size_t len = 0;
-	if (fd < 0)
-		return -1;
-	for (;;) {
-		long r = ck_read(fd, buf + len, CK_SCRATCH_TEXT - 1 - len);
-		if (r <= 0)
-			break;
-		len += (size_t)r;
-		buf[len] = 0;
-		char *line = buf;
-		for (;;) {
-			char *nl = line;
-			while (*nl && *nl != '\n')
-				nl++;
-			if (!*nl)
-				break;
-			*nl = 0;
-			smaps_line(line, &start, &end, out, &n, max);
-			line = nl + 1;
-		}
-		len = (size_t)(buf + len - line);
-		for (size_t i = 0; i < len; i++)
-			buf[i] = line[i];
-	}
-	ck_close(fd);
-	return n;
-}
-
-static void mark_fork_flags(const struct fork_flag_region *r, int n)
-{
-	for (int i = 0; i < n; i++)
-		CK_SYS3(SYS_madvise, r[i].start, r[i].end - r[i].start, r[i].advice);
 }
 
 static void close_all_but(const int *keep, int n)
@@ -726,6 +671,7 @@ static __attribute__((noreturn)) void run_writer(struct ck_scratch *s, const cha
 {
 	int keep[4] = {s->w.fd, ck_session.ctl_fd, pause_fd, ck_session.trace ? 2 : -1};
 	close_all_but(keep, 4);
+	s->writer_forked = 1;
 	ck_prctl(PR_SET_NAME, (long)"ckrun-writer", 0, 0, 0);
 	uint64_t pause = 0;
 	if (ck_read(pause_fd, &pause, sizeof pause) != sizeof pause) {
@@ -771,20 +717,12 @@ static __attribute__((noreturn)) void middle_main(void *arg)
  * the image itself. */
 static int fork_writer(struct ck_scratch *s, const char *path, int *pause_fd, long *writer, uint64_t t0)
 {
-	int p[2], nflags = 0;
-	struct fork_flag_region *flags = (struct fork_flag_region *)s->pagemap;
+	int p[2];
 	/* a socket pair, not a pipe: the pause is sent with MSG_NOSIGNAL, so a
 	 * writer killed before it reads the pause costs the program no SIGPIPE */
 	if (ck_write_sync || CK_SYS4(SYS_socketpair, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) < 0)
 		return 0;
-	if (ck_fork_flags_used) {
-		nflags = unmark_fork_flags(s, flags, (int)(CK_SCRATCH_PM / sizeof *flags));
-		if (nflags < 0) {
-			ck_close(p[0]);
-			ck_close(p[1]);
-			return 0;
-		}
-	}
+	set_fork_marks(s, 1);
 	struct writer_start ws = {s, path, p[0], t0, -1};
 	struct ck_clone_args a;
 	ck_memset(&a, 0, sizeof a);
@@ -798,7 +736,7 @@ static int fork_writer(struct ck_scratch *s, const char *path, int *pause_fd, lo
 		while (CK_SYS4(SYS_wait4, mid, &status, __WALL, 0) == -EINTR)
 			;
 	}
-	mark_fork_flags(flags, nflags);
+	set_fork_marks(s, 0);
 	ck_close(p[0]);
 	if (mid < 0 || ws.writer < 0) {
 		ck_close(p[1]);
@@ -902,7 +840,7 @@ static void lead_checkpoint(ucontext_t *uc, int mode)
 	struct ck_thread *me = &ck_threads[0];
 	ck_thread_capture(me, uc);
 	me->leader = 1;
-	int ok = stop_other_threads(s, pid, self);
+	int ok = stop_other_threads(s, pid, self) && !ck_files_table_shared(s);
 	if (!ok) {
 		release_threads();
 		reply_error(s, "cannot checkpoint the program", s->msg);

@@ -156,8 +156,36 @@ CK_HIDDEN long ck_image_finish(struct ck_writer *w, const char *tmp_path, const 
 #define CK_SCRATCH_STACK  (1UL << 20)   /* the writer's stack */
 #define CK_MAX_WRITTEN    (1UL << 20)   /* written ranges found by one scan */
 #define CK_MAX_INDEX      (1UL << 20)   /* runs of the parent image */
+#define CK_MAX_VMAS       (1UL << 16)   /* mappings (vm.max_map_count is 65530) */
 #define CK_SCRATCH_SIZE   (CK_SCRATCH_META + CK_SCRATCH_TEXT + CK_SCRATCH_PM + CK_SCRATCH_BOUNCE + CK_SCRATCH_STACK + \
-			   CK_MAX_WRITTEN * sizeof(struct ck_written) + CK_MAX_INDEX * sizeof(struct ck_parent_run) + (1UL << 20))
+			   CK_MAX_WRITTEN * sizeof(struct ck_written) + CK_MAX_INDEX * sizeof(struct ck_parent_run) + \
+			   CK_MAX_VMAS * sizeof(struct ck_vma) + (1UL << 20))
+
+/* ---- a mapping's attributes a restart puts back: VmFlags of
+ * /proc/PID/smaps, named as there (memory.c) ---- */
+#define CK_VM_DONTFORK    (1u << 0)  /* dc: MADV_DONTFORK */
+#define CK_VM_WIPEONFORK  (1u << 1)  /* wf: MADV_WIPEONFORK */
+#define CK_VM_DONTDUMP    (1u << 2)  /* dd: MADV_DONTDUMP */
+#define CK_VM_HUGEPAGE    (1u << 3)  /* hg: MADV_HUGEPAGE */
+#define CK_VM_NOHUGEPAGE  (1u << 4)  /* nh: MADV_NOHUGEPAGE */
+#define CK_VM_SEQUENTIAL  (1u << 5)  /* sr: MADV_SEQUENTIAL */
+#define CK_VM_RANDOM      (1u << 6)  /* rr: MADV_RANDOM */
+#define CK_VM_MERGEABLE   (1u << 7)  /* mg: MADV_MERGEABLE */
+#define CK_VM_ADVICE      8          /* the bits above are madvise() advice */
+#define CK_VM_LOCKED      (1u << 8)  /* lo: mlock */
+#define CK_VM_LOCKONFAULT (1u << 9)  /* lf: mlock2(MLOCK_ONFAULT) */
+#define CK_VM_NORESERVE   (1u << 10) /* nr: MAP_NORESERVE */
+#define CK_VM_GROWSDOWN   (1u << 11) /* gd: MAP_GROWSDOWN */
+#define CK_VM_SEALED      (1u << 12) /* sl: mseal */
+#define CK_VM_COUNT       13
+/* what a fork does not pass on (a forked writer cannot see it): read
+ * while the program is stopped */
+#define CK_VM_NOT_INHERITED (CK_VM_DONTFORK | CK_VM_LOCKED | CK_VM_LOCKONFAULT)
+struct ck_vma {
+	uint64_t start, end;
+	uint32_t flags;          /* CK_VM_* */
+	uint32_t seen;           /* the writer found it in its copy */
+};
 
 /* ---- incremental checkpoints (incremental.c) ---- */
 struct ck_range {
@@ -224,6 +252,11 @@ struct ck_scratch {
 	int nsignaled;
 	char path_tmp[4096];
 	char msg[512];
+	/* the mappings while the program is stopped, with their attributes */
+	struct ck_vma *vmas;
+	uint64_t nvmas;
+	uint32_t mlockall;       /* CK_VM_LOCKED[|CK_VM_LOCKONFAULT]: mlockall(MCL_FUTURE[|MCL_ONFAULT]) */
+	int writer_forked;       /* the image is written by a forked copy */
 	char *text;              /* CK_SCRATCH_TEXT bytes */
 	uint64_t *pagemap;       /* CK_SCRATCH_PM bytes */
 	uint64_t writer_stack;   /* CK_SCRATCH_STACK bytes */
@@ -232,6 +265,9 @@ struct ck_scratch {
 
 /* checkpoint.c */
 CK_HIDDEN extern struct ck_thread ck_threads[CK_MAX_THREADS];
+/* Set by the madvise wrapper: some memory is MADV_DONTFORK or
+ * MADV_WIPEONFORK, which a forked writer would not see as it is. */
+CK_HIDDEN extern volatile int ck_fork_flags_used;
 CK_HIDDEN extern volatile int ck_nthreads;
 CK_HIDDEN void ck_install_handler(void);
 CK_HIDDEN void ck_requests_reset_in_child(void);
@@ -287,6 +323,9 @@ struct ck_fdtab {
 	int n;
 };
 CK_HIDDEN void ck_files_save(struct ck_writer *w, struct ck_scratch *s);
+/* A descriptor table shared with another process (clone CLONE_FILES without
+ * CLONE_VM): 1, with the refusal in s->msg. */
+CK_HIDDEN int ck_files_table_shared(struct ck_scratch *s);
 CK_HIDDEN long ck_read_fdinfo(int fd, char *buf, size_t cap);
 /* What /proc/self/fd/FD links to, NUL-terminated in out[cap]: its length,
  * or a negative errno. Raw system calls only. */
@@ -332,7 +371,30 @@ CK_HIDDEN int ck_parent_lookup(struct ck_scratch *s, uint64_t page, int *file, u
 CK_HIDDEN int ck_ref_for_mapping(struct ck_scratch *s, const char *map_files_path);
 CK_HIDDEN void ck_refs_save(struct ck_writer *w, struct ck_scratch *s);
 CK_HIDDEN int ck_track_restore_begin(uint64_t image_track_id);
-CK_HIDDEN void ck_track_protect(uint64_t start, uint64_t end);
+CK_HIDDEN void ck_track_protect(int pmfd, uint64_t start, uint64_t end);
+
+/* Which pages exist, stretch by stretch, at a cost that follows the pages
+ * present, not the size of the range: PAGEMAP_SCAN (Linux 6.7), else
+ * /proc/self/pagemap entry by entry. Stretches come in address order,
+ * each of pages with the same CK_PAGE_* categories. */
+#define CK_PAGE_FILE    (1 << 2)  /* not an anonymous page (a file's page cache) */
+#define CK_PAGE_PRESENT (1 << 3)
+#define CK_PAGE_SWAPPED (1 << 4)
+#define CK_PAGE_PFNZERO (1 << 5)  /* the shared zero page: reads as zero */
+struct ck_page_scan {
+	int pmfd;
+	uint64_t pos, end;       /* what is left to look at */
+	struct ck_written *vec;  /* stretches found, not yet handed out */
+	uint64_t cap, n, next;
+	uint64_t last_end;       /* end of the last stretch handed out */
+	uint64_t *pm;            /* pagemap entries (kernels without PAGEMAP_SCAN) */
+	uint64_t pm_cap, pm_at, pm_n, pm_i;
+	long err;
+};
+CK_HIDDEN void ck_page_scan_init(struct ck_page_scan *ps, int pmfd, uint64_t start, uint64_t end, void *buf, size_t len);
+/* The next stretch of present or swapped pages; 0 at the end, or on an
+ * error (ps->err). */
+CK_HIDDEN int ck_page_scan_next(struct ck_page_scan *ps, struct ck_written *out);
 
 /* memory.c */
 CK_HIDDEN void ck_memory_save_stopped(struct ck_writer *w, struct ck_scratch *s);

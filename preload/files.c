@@ -218,6 +218,75 @@ static int shares_with(const struct ck_fdtab *t, const struct ck_fd *f, int pid)
 	return -1;
 }
 
+/* Whether this process and pid share one descriptor table but not their
+ * memory (clone with CLONE_FILES, without CLONE_VM). A kcmp that fails
+ * (pid gone, or not ours to look at) says nothing. */
+static int shares_table_only(int pid)
+{
+	int self = (int)ck_getpid();
+	return pid > 0 && pid != self && CK_SYS5(SYS_kcmp, self, pid, KCMP_FILES, 0, 0) == 0 &&
+	       CK_SYS5(SYS_kcmp, self, pid, KCMP_VM, 0, 0) > 0;
+}
+
+/* A child of this process (of any of its threads) that shares its
+ * descriptor table; 0 if none. The lists are read into text. */
+static int table_sharing_child(char *text, size_t cap)
+{
+	int taskfd = (int)ck_openat(AT_FDCWD, "/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	char buf[2048];
+	int found = 0;
+	if (taskfd < 0)
+		return 0;
+	for (long n; !found && (n = ck_getdents64(taskfd, buf, sizeof buf)) > 0;) {
+		for (long off = 0; !found && off < n;) {
+			struct ck_dirent64 *d = (void *)(buf + off);
+			off += d->reclen;
+			if (d->name[0] < '0' || d->name[0] > '9')
+				continue;
+			char path[64];
+			struct ck_str p;
+			ck_str_init(&p, path, sizeof path);
+			ck_str_add(&p, "/proc/self/task/");
+			ck_str_add(&p, d->name);
+			ck_str_add(&p, "/children");
+			long len = ck_read_file(path, text, cap);
+			for (const char *q = text; len > 0 && *q && !found;) {
+				uint64_t pid;
+				if (!ck_parse_dec(&q, &pid)) {
+					q++;
+					continue;
+				}
+				if (shares_table_only((int)pid))
+					found = (int)pid;
+			}
+		}
+	}
+	ck_close(taskfd);
+	return found;
+}
+
+/* Processes that share a descriptor table without sharing memory would
+ * come back with a table each, and what one opens the other would no
+ * longer see: refused (in s->msg) until restart can share a table again.
+ * Looked for while the program is stopped, among this process's parent
+ * and children, so that ckrun hears it at once. */
+CK_HIDDEN int ck_files_table_shared(struct ck_scratch *s)
+{
+	int ppid = (int)CK_SYS0(SYS_getppid);
+	int other = shares_table_only(ppid) ? ppid : table_sharing_child(s->text, CK_SCRATCH_TEXT);
+	if (!other)
+		return 0;
+	struct ck_str m;
+	ck_str_init(&m, s->msg, sizeof s->msg);
+	ck_str_add(&m, "process ");
+	ck_str_dec(&m, ck_getpid());
+	ck_str_add(&m, " shares its descriptor table with process ");
+	ck_str_dec(&m, other);
+	ck_str_add(&m, " without sharing its memory (clone with CLONE_FILES but not CLONE_VM); ckrun cannot restore a "
+		       "shared descriptor table yet, so it cannot checkpoint them; the program runs on");
+	return 1;
+}
+
 CK_HIDDEN void ck_files_save(struct ck_writer *w, struct ck_scratch *s)
 {
 	struct cb_enc *e = &w->meta;

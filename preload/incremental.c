@@ -33,8 +33,139 @@ struct pm_scan_arg {
 #define PAGE_IS_WRITTEN (1 << 1)
 #define PM_SCAN_WP_MATCHING (1 << 0)
 #define PM_SCAN_CHECK_WPASYNC (1 << 1)
+/* pagemap entry bits (Documentation/admin-guide/mm/pagemap.rst) */
+#define PM_PRESENT (1ULL << 63)
+#define PM_SWAP (1ULL << 62)
+#define PM_FILE (1ULL << 61)
+
+#define PAGE_IS_PRESENT CK_PAGE_PRESENT
+#define PAGE_IS_SWAPPED CK_PAGE_SWAPPED
+
+/* Tracking costs what is present, never what is reserved. Asynchronous
+ * write-protection marks every page of a range it is asked to protect,
+ * touched or not (the kernel turns on UFFD_FEATURE_WP_UNPOPULATED with
+ * WP_ASYNC): UFFDIO_WRITEPROTECT over a 2 TiB MAP_NORESERVE region took
+ * 22 s and 4 GiB of page tables, which every later scan and fork walked.
+ * So only the pages present are protected, by a PAGEMAP_SCAN that matches
+ * them (PM_SCAN_WP_MATCHING with present or swapped as its filter). A page
+ * that appears later is not protected, and the scan counts it as written;
+ * one only read maps the zero page, written and zero; a page released
+ * with MADV_DONTNEED is not present, so zero. */
 
 CK_HIDDEN struct ck_tracking ck_tracking = {.uffd = -1};
+
+/* ---- which pages exist ---- */
+
+static int no_pagemap_scan; /* the kernel predates PAGEMAP_SCAN */
+
+CK_HIDDEN void ck_page_scan_init(struct ck_page_scan *ps, int pmfd, uint64_t start, uint64_t end, void *buf, size_t len)
+{
+	ck_memset(ps, 0, sizeof *ps);
+	ps->pmfd = pmfd;
+	ps->pos = start;
+	ps->end = end;
+	ps->vec = buf;
+	ps->cap = len / sizeof(struct ck_written);
+	ps->pm = buf;
+	ps->pm_cap = len / sizeof(uint64_t);
+}
+
+static uint64_t pagemap_categories(uint64_t e)
+{
+	return (e & PM_PRESENT ? CK_PAGE_PRESENT : 0) | (e & PM_SWAP ? CK_PAGE_SWAPPED : 0) | (e & PM_FILE ? CK_PAGE_FILE : 0);
+}
+
+/* Older kernels: pagemap read entry by entry, equal neighbours joined. */
+static int scan_by_pagemap(struct ck_page_scan *ps, struct ck_written *out)
+{
+	for (;;) {
+		if (ps->pm_i >= ps->pm_n) {
+			if (ps->pos >= ps->end)
+				return 0;
+			uint64_t count = (ps->end - ps->pos) / CK_PAGE;
+			if (count > ps->pm_cap)
+				count = ps->pm_cap;
+			long r = ck_pread_all(ps->pmfd, ps->pm, count * 8, ps->pos / CK_PAGE * 8);
+			if (r < 0) {
+				ps->err = r;
+				return 0;
+			}
+			ps->pm_at = ps->pos;
+			ps->pm_n = count;
+			ps->pm_i = 0;
+			ps->pos += count * CK_PAGE;
+		}
+		uint64_t i = ps->pm_i, cat = pagemap_categories(ps->pm[i]);
+		uint64_t j = i + 1;
+		while (j < ps->pm_n && pagemap_categories(ps->pm[j]) == cat)
+			j++;
+		ps->pm_i = j;
+		if (cat & (CK_PAGE_PRESENT | CK_PAGE_SWAPPED)) {
+			*out = (struct ck_written){ps->pm_at + i * CK_PAGE, ps->pm_at + j * CK_PAGE, cat};
+			return 1;
+		}
+	}
+}
+
+/* Where the next PAGEMAP_SCAN goes on. The scan is complete when it
+ * found fewer regions than it had room for; walk_end is not to be trusted
+ * then (seen on 6.18: a walk_end in the middle of the range, with regions
+ * up to its end already returned, after the kernel's own buffer filled). */
+static uint64_t scan_resume_at(const struct pm_scan_arg *a, const struct ck_written *vec, uint64_t n)
+{
+	if (n < a->vec_len)
+		return a->end;
+	uint64_t at = a->walk_end > vec[n - 1].end ? a->walk_end : vec[n - 1].end;
+	return at > a->start ? at : a->end;
+}
+
+/* The next PAGEMAP_SCAN region, or 0 at the end (or on an error). */
+static int next_region(struct ck_page_scan *ps, struct ck_written *out)
+{
+	while (ps->next >= ps->n) {
+		if (ps->pos >= ps->end)
+			return 0;
+		struct pm_scan_arg a;
+		ck_memset(&a, 0, sizeof a);
+		a.size = sizeof a;
+		a.start = ps->pos;
+		a.end = ps->end;
+		a.vec = (uint64_t)ps->vec; /* struct ck_written is struct page_region */
+		a.vec_len = ps->cap;
+		a.category_anyof_mask = CK_PAGE_PRESENT | CK_PAGE_SWAPPED;
+		a.return_mask = CK_PAGE_PRESENT | CK_PAGE_SWAPPED | CK_PAGE_FILE | CK_PAGE_PFNZERO;
+		long n = CK_SYS3(SYS_ioctl, ps->pmfd, PAGEMAP_SCAN, &a);
+		if (n < 0) {
+			if ((n == -ENOTTY || n == -EINVAL) && !ps->n && !ps->next) {
+				no_pagemap_scan = 1;
+				return scan_by_pagemap(ps, out);
+			}
+			ps->err = n;
+			return 0;
+		}
+		ps->n = (uint64_t)n;
+		ps->next = 0;
+		ps->pos = scan_resume_at(&a, ps->vec, (uint64_t)n);
+	}
+	*out = ps->vec[ps->next++];
+	return 1;
+}
+
+CK_HIDDEN int ck_page_scan_next(struct ck_page_scan *ps, struct ck_written *out)
+{
+	if (no_pagemap_scan)
+		return scan_by_pagemap(ps, out);
+	while (next_region(ps, out)) {
+		/* never back: what lies before the last stretch handed out is not new */
+		if (out->start < ps->last_end)
+			out->start = ps->last_end;
+		if (out->end > out->start) {
+			ps->last_end = out->end;
+			return 1;
+		}
+	}
+	return 0;
+}
 
 static long tracking_setup(void)
 {
@@ -91,21 +222,27 @@ static void add_untracked(struct ck_scratch *s, uint64_t start, uint64_t end)
 		s->written_overflow = 1;
 }
 
-static int protect_range(uint64_t start, uint64_t end);
-
-CK_HIDDEN void ck_track_protect(uint64_t start, uint64_t end)
-{
-	if (ck_tracking.uffd >= 0)
-		protect_range(start, end);
-}
-
-static int protect_range(uint64_t start, uint64_t end)
+/* Registers a region and protects its present pages (see above). */
+static int protect_range(int pmfd, uint64_t start, uint64_t end)
 {
 	struct uffdio_register reg = {{start, end - start}, UFFDIO_REGISTER_MODE_WP, 0};
 	if (CK_SYS3(SYS_ioctl, ck_tracking.uffd, UFFDIO_REGISTER, &reg) < 0)
 		return 0;
-	struct uffdio_writeprotect wp = {{start, end - start}, UFFDIO_WRITEPROTECT_MODE_WP};
-	return CK_SYS3(SYS_ioctl, ck_tracking.uffd, UFFDIO_WRITEPROTECT, &wp) == 0;
+	struct pm_scan_arg a;
+	ck_memset(&a, 0, sizeof a);
+	a.size = sizeof a;
+	a.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC;
+	a.start = start;
+	a.end = end;
+	a.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+	a.return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+	return CK_SYS3(SYS_ioctl, pmfd, PAGEMAP_SCAN, &a) >= 0;
+}
+
+CK_HIDDEN void ck_track_protect(int pmfd, uint64_t start, uint64_t end)
+{
+	if (ck_tracking.uffd >= 0)
+		protect_range(pmfd, start, end);
 }
 
 /* One private anonymous region, while the program is stopped: its pages
@@ -131,20 +268,21 @@ CK_HIDDEN void ck_track_region(struct ck_scratch *s, int pmfd, uint64_t start, u
 		a.vec = (uint64_t)(s->written + s->nwritten);
 		/* struct ck_written is struct page_region */
 		a.vec_len = room;
+		/* written and present (or swapped): a page never there is zero,
+		 * whatever the scan would call it */
 		a.category_mask = PAGE_IS_WRITTEN;
+		a.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
 		a.return_mask = PAGE_IS_WRITTEN;
 		long n = CK_SYS3(SYS_ioctl, pmfd, PAGEMAP_SCAN, &a);
 		if (n < 0) {
-			/* a region created since the last checkpoint: stored in full now,
-			 * tracked from now on */
+			/* a region created since the last checkpoint: stored in full
+			 * now, tracked from now on */
 			add_untracked(s, start, end);
-			protect_range(start, end);
+			protect_range(pmfd, start, end);
 			return;
 		}
 		s->nwritten += (uint64_t)n;
-		if (a.walk_end <= pos)
-			break;
-		pos = a.walk_end;
+		pos = scan_resume_at(&a, s->written + s->nwritten - n, (uint64_t)n);
 	}
 }
 

@@ -17,6 +17,7 @@
 #include <sys/ipc.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -25,10 +26,6 @@
 #include "crc32c.h"
 #include "restore.h"
 #include "sys.h"
-
-#define PM_PRESENT (1ULL << 63)
-#define PM_SWAP (1ULL << 62)
-#define PM_FILE (1ULL << 61)
 
 enum mm_field {
 	MM_START_CODE, MM_END_CODE, MM_START_DATA, MM_END_DATA, MM_START_BRK, MM_BRK,
@@ -39,8 +36,13 @@ static const char *const mm_names[MM_COUNT] = {
 	"start_stack", "arg_start", "arg_end", "env_start", "env_end",
 };
 
+/* CK_VM_* in bit order, as /proc/PID/smaps names them in VmFlags */
+static const char vm_names[CK_VM_COUNT][3] = {"dc", "wf", "dd", "hg", "nh", "sr", "rr", "mg",
+					       "lo", "lf", "nr", "gd", "sl"};
+
 struct map_line {
 	uint64_t start, end, offset, dev, ino;
+	uint64_t vma_start, vma_end; /* the kernel's mapping this is (a part of) */
 	int prot, shared;
 	const char *name; /* NUL-terminated inside the maps text */
 };
@@ -79,6 +81,8 @@ static char *parse_map_line(char *p, struct map_line *m)
 	char *next = *e ? e + 1 : e;
 	*e = 0;
 	m->name = name;
+	m->vma_start = m->start;
+	m->vma_end = m->end;
 	return next;
 }
 
@@ -203,17 +207,13 @@ static struct region_kind classify(const struct map_line *m, int file_replaced)
 	return k;
 }
 
-static int page_wanted(const struct region_kind *k, uint64_t pm)
+/* A stored page worth keeping: not the zero page, and in a file mapping
+ * not the file's own page. */
+static int stretch_wanted(const struct region_kind *k, uint64_t cat)
 {
-	if (k->store_all)
-		return 1;
-	if (k->store_none)
+	if (cat & CK_PAGE_PFNZERO)
 		return 0;
-	if (pm & PM_SWAP)
-		return 1;
-	if (!(pm & PM_PRESENT))
-		return 0;
-	return k->anon_only ? !(pm & PM_FILE) : 1;
+	return k->anon_only ? !(cat & CK_PAGE_FILE) : 1;
 }
 
 static void list_run(struct cb_enc *e, uint64_t addr, uint64_t npages, uint64_t off, uint32_t crc)
@@ -274,68 +274,85 @@ static void flush_run(struct ck_writer *w, struct ck_scratch *s, struct run_buil
 	rb->n = 0;
 }
 
-static void add_page(struct ck_writer *w, struct ck_scratch *s, struct run_builder *rb, uint64_t addr, int file,
-		     uint64_t off, uint64_t *bytes)
+static void add_pages(struct ck_writer *w, struct ck_scratch *s, struct run_builder *rb, uint64_t addr, uint64_t n,
+		      int file, uint64_t off, uint64_t *bytes)
 {
+	if (!n)
+		return;
 	if (rb->n && rb->start + rb->n * CK_PAGE == addr && rb->file == file &&
 	    (file < 0 || rb->off + rb->n * CK_PAGE == off)) {
-		rb->n++;
+		rb->n += n;
 		return;
 	}
 	flush_run(w, s, rb, bytes);
 	rb->start = addr;
-	rb->n = 1;
+	rb->n = n;
 	rb->file = file;
 	rb->off = off;
 }
 
-/* How the pages of one region are found: by pagemap alone, against the
+/* How the pages of one region are found: by what exists alone, against the
  * image the region was mapped from, or against the parent image. */
-enum page_mode { BY_PAGEMAP, BY_MAPPED_IMAGE, BY_PARENT };
+enum page_mode { BY_PRESENCE, BY_MAPPED_IMAGE, BY_PARENT };
 
-/* Runs of pages, found through pagemap: present (or swapped) pages that are
- * not unchanged file pages; in incremental checkpoints, unchanged pages
- * refer to where an older image holds them. */
-static void save_runs_pagemap(struct ck_writer *w, struct ck_scratch *s, int pmfd, const struct map_line *m,
+/* Pages written since the parent image are stored; the others are
+ * referred to where the parent chain holds them, or were never stored
+ * (the zero page). */
+static void add_parent_stretch(struct ck_writer *w, struct ck_scratch *s, struct run_builder *rb,
+			       const struct ck_written *st, uint64_t *bytes)
+{
+	for (uint64_t addr = st->start; addr < st->end && !w->err; addr += CK_PAGE) {
+		int file = -1;
+		uint64_t off = 0;
+		/* a lookup that finds the page in a parent that cannot be
+		 * linked (-1) leaves file at -1: the page is stored */
+		if (!ck_track_written(s, addr) && ck_parent_lookup(s, addr, &file, &off) == 0)
+			continue;
+		add_pages(w, s, rb, addr, 1, file, off, bytes);
+	}
+}
+
+/* Runs of pages, found by asking the kernel which pages exist (at a cost
+ * that follows the pages present, not the region's size): present or
+ * swapped pages that are not unchanged file pages; in incremental
+ * checkpoints, unchanged pages refer to where an older image holds them. */
+static void save_runs_present(struct ck_writer *w, struct ck_scratch *s, int pmfd, const struct map_line *m,
 			      const struct region_kind *k, enum page_mode mode, int image_file, uint64_t *bytes)
 {
-	uint64_t npages = (m->end - m->start) / CK_PAGE;
-	uint64_t chunk = CK_SCRATCH_PM / sizeof(uint64_t);
 	struct run_builder rb = {0, 0, 0, -1, m->prot & PROT_READ};
-	int need_pagemap = !k->store_all || mode != BY_PAGEMAP;
-	for (uint64_t base = 0; base < npages && !w->err; base += chunk) {
-		uint64_t count = npages - base < chunk ? npages - base : chunk;
-		if (need_pagemap) {
-			long r = ck_pread_all(pmfd, s->pagemap, count * 8, (m->start / CK_PAGE + base) * 8);
-			if (r < 0) {
-				ck_writer_fail(w, r, "cannot read /proc/self/pagemap");
-				return;
-			}
-		}
-		for (uint64_t i = 0; i < count; i++) {
-			uint64_t addr = m->start + (base + i) * CK_PAGE, pm = need_pagemap ? s->pagemap[i] : 0;
-			int file = -1;
-			uint64_t off = 0;
-			if (mode == BY_MAPPED_IMAGE) {
-				/* a changed page is an anonymous copy; the others are the image's */
-				if (!(pm & PM_SWAP) && !((pm & PM_PRESENT) && !(pm & PM_FILE))) {
-					file = image_file;
-					off = m->offset + (addr - m->start);
-				}
-			} else if (mode == BY_PARENT) {
-				if (!(pm & (PM_PRESENT | PM_SWAP)))
-					continue; /* released since: zero */
-				/* a page held in a parent that cannot be linked (another
-				 * file system, a directory the process may not write) is
-				 * stored (file stays -1) */
-				if (!ck_track_written(s, addr) && ck_parent_lookup(s, addr, &file, &off) == 0)
-					continue; /* never stored and never written: the zero page */
-			} else if (!k->store_all && !page_wanted(k, pm)) {
+	if (k->store_all && mode == BY_PRESENCE) {
+		add_pages(w, s, &rb, m->start, (m->end - m->start) / CK_PAGE, -1, 0, bytes);
+		flush_run(w, s, &rb, bytes);
+		return;
+	}
+	struct ck_page_scan ps;
+	struct ck_written st;
+	uint64_t image_from = m->start; /* mapped from an image: pages before this are handled */
+	ck_page_scan_init(&ps, pmfd, m->start, m->end, s->pagemap, CK_SCRATCH_PM);
+	while (!w->err && ck_page_scan_next(&ps, &st)) {
+		uint64_t n = (st.end - st.start) / CK_PAGE;
+		if (mode == BY_MAPPED_IMAGE) {
+			/* a changed page is an anonymous copy; the others are the image's */
+			if (st.categories & CK_PAGE_FILE)
 				continue;
-			}
-			add_page(w, s, &rb, addr, file, off, bytes);
+			add_pages(w, s, &rb, image_from, (st.start - image_from) / CK_PAGE, image_file,
+				  m->offset + (image_from - m->start), bytes);
+			add_pages(w, s, &rb, st.start, n, -1, 0, bytes);
+			image_from = st.end;
+		} else if (mode == BY_PARENT) {
+			if (!(st.categories & CK_PAGE_PFNZERO)) /* else released since, or only read: zero */
+				add_parent_stretch(w, s, &rb, &st, bytes);
+		} else if (stretch_wanted(k, st.categories)) {
+			add_pages(w, s, &rb, st.start, n, -1, 0, bytes);
 		}
 	}
+	if (ps.err) {
+		ck_writer_fail(w, ps.err, "cannot read which pages exist (/proc/self/pagemap)");
+		return;
+	}
+	if (mode == BY_MAPPED_IMAGE)
+		add_pages(w, s, &rb, image_from, (m->end - image_from) / CK_PAGE, image_file,
+			  m->offset + (image_from - m->start), bytes);
 	flush_run(w, s, &rb, bytes);
 }
 
@@ -346,11 +363,11 @@ static void map_files_path(const struct map_line *m, char *path, size_t cap)
 	ck_str_init(&p, path, cap);
 	ck_str_add(&p, "/proc/self/map_files/");
 	ck_str_init(&h, hex, sizeof hex);
-	ck_str_hex(&h, m->start);
+	ck_str_hex(&h, m->vma_start);
 	ck_str_add(&p, hex + 2);
 	ck_str_add(&p, "-");
 	ck_str_init(&h, hex, sizeof hex);
-	ck_str_hex(&h, m->end);
+	ck_str_hex(&h, m->vma_end);
 	ck_str_add(&p, hex + 2);
 }
 
@@ -398,7 +415,7 @@ static void save_shmem_runs(struct ck_writer *w, struct ck_scratch *s, int pmfd,
 		return;
 	struct region_kind all = *k;
 	all.store_all = 1;
-	save_runs_pagemap(w, s, pmfd, m, &all, BY_PAGEMAP, -1, bytes);
+	save_runs_present(w, s, pmfd, m, &all, BY_PRESENCE, -1, bytes);
 }
 
 /* Memory that can be write-protected to find what changed. */
@@ -422,14 +439,14 @@ static void save_runs(struct ck_writer *w, struct ck_scratch *s, int pmfd, const
 		map_files_path(m, path, sizeof path);
 		int file = ck_ref_for_mapping(s, path);
 		if (file >= 0) {
-			save_runs_pagemap(w, s, pmfd, m, k, BY_MAPPED_IMAGE, file, bytes);
+			save_runs_present(w, s, pmfd, m, k, BY_MAPPED_IMAGE, file, bytes);
 			return;
 		}
 	} else if (trackable(m, k) && ck_track_covers(s, m->start, m->end)) {
-		save_runs_pagemap(w, s, pmfd, m, k, BY_PARENT, -1, bytes);
+		save_runs_present(w, s, pmfd, m, k, BY_PARENT, -1, bytes);
 		return;
 	}
-	save_runs_pagemap(w, s, pmfd, m, k, BY_PAGEMAP, -1, bytes);
+	save_runs_present(w, s, pmfd, m, k, BY_PRESENCE, -1, bytes);
 }
 
 /* The identity of the file actually mapped (not whatever the path names now). */
@@ -519,7 +536,21 @@ static struct region_kind region_of(const struct map_line *m, struct ck_stat *st
 	return classify(m, replaced);
 }
 
-static void save_region(struct ck_writer *w, struct ck_scratch *s, int pmfd, const struct map_line *m)
+static void save_vm_flags(struct cb_enc *e, uint32_t flags)
+{
+	uint64_t n = 0;
+	for (int b = 0; b < CK_VM_COUNT; b++)
+		n += (flags >> b) & 1;
+	if (!n)
+		return;
+	cb_text(e, "vmflags");
+	cb_array(e, n);
+	for (int b = 0; b < CK_VM_COUNT; b++)
+		if (flags & (1u << b))
+			cb_textn(e, vm_names[b], 2);
+}
+
+static void save_region(struct ck_writer *w, struct ck_scratch *s, int pmfd, const struct map_line *m, uint32_t flags)
 {
 	struct cb_enc *e = &w->meta;
 	struct ck_stat st;
@@ -533,6 +564,7 @@ static void save_region(struct ck_writer *w, struct ck_scratch *s, int pmfd, con
 	cb_kv_bool(e, "shared", m->shared);
 	cb_kv_text(e, "kind", k.kind);
 	cb_kv_text(e, "name", from_restore_image(m) ? "" : m->name);
+	save_vm_flags(e, flags);
 	if (ck_streq(k.kind, "shmem")) {
 		/* the object's identity, shared between processes, and where this
 		 * mapping starts in it */
@@ -606,13 +638,201 @@ static int skipped(const struct ck_scratch *s, const struct map_line *m)
 	return 0;
 }
 
-/* While the program is stopped: the pages of its shared memory, which no
- * fork can freeze, and which pages of the rest changed since the last
- * checkpoint (protected again for the next one). */
+/* ---- the attributes of mappings (VmFlags) ---- */
+
+static uint32_t parse_vm_flags(const char *f)
+{
+	uint32_t flags = 0;
+	for (; *f; f++) {
+		if (f[0] != ' ' || !f[1] || !f[2] || (f[3] && f[3] != ' ' && f[3] != '\n'))
+			continue;
+		for (int b = 0; b < CK_VM_COUNT; b++)
+			if (f[1] == vm_names[b][0] && f[2] == vm_names[b][1])
+				flags |= 1u << b;
+	}
+	return flags;
+}
+
+/* The stopped mapping that holds addr, or the first after it. */
+static uint64_t vma_index(const struct ck_scratch *s, uint64_t addr)
+{
+	uint64_t lo = 0, hi = s->nvmas;
+	while (lo < hi) {
+		uint64_t mid = (lo + hi) / 2;
+		if (s->vmas[mid].end <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static int in_scratch(const struct ck_scratch *s, uint64_t start, uint64_t end)
+{
+	return start >= s->start && end <= s->end;
+}
+
+/* ckrun's scratch mapping is no part of the program, but the kernel merges
+ * it with a neighbouring mapping of the program's that is private,
+ * anonymous and MAP_NORESERVE too: the parts of m outside it (0 to 2). */
+static int outside_scratch(const struct ck_scratch *s, const struct map_line *m, struct map_line part[2])
+{
+	int n = 0;
+	if (m->end <= s->start || m->start >= s->end) {
+		part[0] = *m;
+		return 1;
+	}
+	if (m->start < s->start) {
+		part[n] = *m;
+		part[n++].end = s->start;
+	}
+	if (m->end > s->end) {
+		part[n] = *m;
+		part[n].start = s->end;
+		part[n++].offset = m->offset + (s->end - m->start);
+	}
+	return n;
+}
+
+static void fail_at(struct ck_writer *w, const char *what, uint64_t start, uint64_t end, const char *why)
+{
+	if (w->err)
+		return;
+	ck_writer_fail(w, -EINVAL, what);
+	struct ck_str d;
+	ck_str_init(&d, w->err_detail, sizeof w->err_detail);
+	ck_str_add(&d, "the region ");
+	ck_str_hex(&d, start);
+	ck_str_add(&d, "-");
+	ck_str_hex(&d, end);
+	ck_str_add(&d, " ");
+	ck_str_add(&d, why);
+}
+
+/* One mapping's VmFlags. While stopped every mark is taken, and ckrun's
+ * own scratch mapping tells whether new mappings are locked (mlockall
+ * MCL_FUTURE). A forked writer's own marks add what a fork passes on; a
+ * region still marked wipe-on-fork there was not unmarked for the fork,
+ * so the writer holds zeros instead of its pages. */
+static void note_vm_flags(struct ck_writer *w, struct ck_scratch *s, uint64_t start, uint64_t end, uint32_t flags,
+			  int in_writer)
+{
+	if (!in_writer && start <= s->start && s->end <= end) /* the scratch, or what it merged into */
+		s->mlockall = flags & (CK_VM_LOCKED | CK_VM_LOCKONFAULT);
+	if (in_scratch(s, start, end))
+		return;
+	if (in_writer && s->writer_forked) {
+		if (flags & CK_VM_WIPEONFORK)
+			fail_at(w, "cannot save the program's memory", start, end,
+				"is marked MADV_WIPEONFORK by a raw system call ckrun did not see, so the checkpoint writer "
+				"cannot read it; let the program call madvise() through libc");
+		flags &= ~(CK_VM_NOT_INHERITED | CK_VM_WIPEONFORK);
+	}
+	for (uint64_t i = vma_index(s, start); i < s->nvmas && s->vmas[i].start < end; i++)
+		s->vmas[i].flags |= flags;
+}
+
+/* /proc/self/smaps, streamed through the text buffer (a screenful for each
+ * mapping): every mapping's VmFlags to note_vm_flags. */
+static void read_vm_flags(struct ck_writer *w, struct ck_scratch *s, int in_writer)
+{
+	int fd = (int)ck_openat(AT_FDCWD, "/proc/self/smaps", O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0) {
+		ck_writer_fail(w, fd, "cannot open /proc/self/smaps");
+		return;
+	}
+	char *buf = s->text;
+	size_t len = 0;
+	uint64_t start = 0, end = 0;
+	for (;;) {
+		long r = ck_read(fd, buf + len, CK_SCRATCH_TEXT - 1 - len);
+		if (r < 0) {
+			ck_writer_fail(w, r, "cannot read /proc/self/smaps");
+			break;
+		}
+		if (r == 0)
+			break;
+		len += (size_t)r;
+		buf[len] = 0;
+		char *line = buf;
+		for (char *nl; *(nl = line); line = nl + 1) {
+			while (*nl && *nl != '\n')
+				nl++;
+			if (!*nl)
+				break;
+			*nl = 0;
+			const char *q = line;
+			uint64_t a, b;
+			if (ck_parse_hex(&q, &a) && *q == '-') {
+				q++;
+				if (ck_parse_hex(&q, &b) && *q == ' ') {
+					start = a;
+					end = b;
+				}
+			} else if (ck_starts_with(line, "VmFlags:")) {
+				note_vm_flags(w, s, start, end, parse_vm_flags(line + 8), in_writer);
+			}
+		}
+		len = (size_t)(buf + len - line);
+		for (size_t i = 0; i < len; i++)
+			buf[i] = line[i];
+	}
+	ck_close(fd);
+}
+
+/* Locked memory (VmLck in /proc/self/status) is not passed on by a fork. */
+static int has_locked_memory(struct ck_scratch *s)
+{
+	long n = ck_read_file("/proc/self/status", s->text, 8192);
+	for (long i = 0; i + 6 < n; i++) {
+		if ((i == 0 || s->text[i - 1] == '\n') && ck_strneq(s->text + i, "VmLck:", 6)) {
+			const char *q = s->text + i + 6;
+			uint64_t kb = 0;
+			while (*q == ' ' || *q == '\t')
+				q++;
+			ck_parse_dec(&q, &kb);
+			return kb > 0;
+		}
+	}
+	return 0;
+}
+
+/* Mappings the kernel makes and a restart makes again (or never had):
+ * not the program's memory. [uprobes] is not passed on by a fork. */
+static int is_kernels_own(const struct map_line *m)
+{
+	return m->name[0] == '[' && (ck_streq(m->name, "[vsyscall]") || ck_streq(m->name, "[vvar]") ||
+				     ck_streq(m->name, "[vvar_vclock]") || ck_streq(m->name, "[vdso]") ||
+				     ck_streq(m->name, "[uprobes]"));
+}
+
+static void record_vmas(struct ck_writer *w, struct ck_scratch *s, const struct map_line *maps, int n)
+{
+	s->nvmas = 0;
+	s->mlockall = 0;
+	for (int i = 0; i < n; i++) {
+		if (is_kernels_own(&maps[i]))
+			continue;
+		struct map_line part[2];
+		for (int j = 0, np = outside_scratch(s, &maps[i], part); j < np; j++) {
+			if (s->nvmas >= CK_MAX_VMAS) {
+				ck_writer_fail(w, -E2BIG, "the program has more than 65536 mappings");
+				return;
+			}
+			s->vmas[s->nvmas++] = (struct ck_vma){part[j].start, part[j].end, 0, 0};
+		}
+	}
+}
+
+/* While the program is stopped: its mappings as they are (a forked writer's
+ * copy lacks what a fork does not pass on), the pages of its shared memory,
+ * which no fork can freeze, and which pages of the rest changed since the
+ * last checkpoint (protected again for the next one). */
 CK_HIDDEN void ck_memory_save_stopped(struct ck_writer *w, struct ck_scratch *s)
 {
 	struct map_line *maps;
 	int n = read_maps(w, s, &maps);
+	record_vmas(w, s, maps, n);
 	int pmfd = (int)ck_open_own_proc("/proc/self/pagemap");
 	if (pmfd < 0) {
 		ck_writer_fail(w, pmfd, "cannot open /proc/self/pagemap");
@@ -622,19 +842,24 @@ CK_HIDDEN void ck_memory_save_stopped(struct ck_writer *w, struct ck_scratch *s)
 	for (int i = 0; i < n && !w->err; i++) {
 		struct ck_stat st;
 		struct region_kind k = region_of(&maps[i], &st);
-		if (maps[i].start >= s->start && maps[i].end <= s->end)
-			continue;
+		struct map_line part[2];
+		int np = outside_scratch(s, &maps[i], part);
 		if (ck_streq(k.kind, "shmem") && !skipped(s, &maps[i])) {
 			uint64_t bytes = 0;
 			s->collecting_shared = 1;
 			save_shmem_runs(w, s, pmfd, &maps[i], &k, &bytes);
 			s->collecting_shared = 0;
 		} else if (trackable(&maps[i], &k)) {
-			ck_track_region(s, pmfd, maps[i].start, maps[i].end);
+			for (int j = 0; j < np; j++)
+				ck_track_region(s, pmfd, part[j].start, part[j].end);
 		}
 	}
 	ck_track_end(s);
 	ck_close(pmfd);
+	/* the marks a fork does not pass on; reading them walks every page
+	 * table, so only when there are any */
+	if (!w->err && (ck_fork_flags_used || has_locked_memory(s)))
+		read_vm_flags(w, s, 0);
 }
 
 /* In a restored process: its private anonymous memory is the image's now;
@@ -644,22 +869,82 @@ CK_HIDDEN void ck_memory_protect_after_restore(void)
 	long buf = ck_mmap(0, CK_SCRATCH_TEXT, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (buf < 0 && buf > -4096)
 		return;
+	int pmfd = (int)ck_open_own_proc("/proc/self/pagemap");
 	char *text = (char *)buf;
-	long len = ck_read_file("/proc/self/maps", text, CK_SCRATCH_TEXT);
-	for (char *p = text; len > 0 && *p;) {
+	long n = pmfd < 0 ? -1 : ck_read_file("/proc/self/maps", text, CK_SCRATCH_TEXT);
+	for (char *p = text; n > 0 && *p;) {
 		struct map_line ml;
 		p = parse_map_line(p, &ml);
 		struct region_kind k = classify(&ml, 0);
 		if (trackable(&ml, &k) && !(ml.start <= (uint64_t)buf && (uint64_t)buf < ml.end))
-			ck_track_protect(ml.start, ml.end);
+			ck_track_protect(pmfd, ml.start, ml.end);
 	}
+	if (pmfd >= 0)
+		ck_close(pmfd);
 	ck_munmap(text, CK_SCRATCH_TEXT);
+}
+
+/* The image's regions are the mappings as they were while the program was
+ * stopped: a writer's mapping that joined several of them (lifting a
+ * fork mark can merge neighbours) is cut where they met, and each piece
+ * has its own attributes. */
+static void save_pieces(struct ck_writer *w, struct ck_scratch *s, int pmfd, const struct map_line *m)
+{
+	uint64_t i = vma_index(s, m->start), at = m->start;
+	if (i >= s->nvmas || s->vmas[i].start >= m->end) {
+		save_region(w, s, pmfd, m, 0);
+		return;
+	}
+	while (!w->err && at < m->end) {
+		struct ck_vma *v = &s->vmas[i];
+		uint64_t cut = i + 1 < s->nvmas && s->vmas[i + 1].start < m->end ? s->vmas[i + 1].start : m->end;
+		struct map_line piece = *m;
+		piece.start = at;
+		piece.end = cut;
+		piece.offset = m->offset + (at - m->start);
+		v->seen = 1;
+		save_region(w, s, pmfd, &piece, v->flags);
+		at = cut;
+		i++;
+	}
+}
+
+static void mark_seen(struct ck_scratch *s, const struct map_line *m)
+{
+	for (uint64_t i = vma_index(s, m->start); i < s->nvmas && s->vmas[i].start < m->end; i++)
+		s->vmas[i].seen = 1;
+}
+
+/* A mapping of the stopped program that the writer's copy lacks was
+ * marked MADV_DONTFORK behind the shim's back: its pages cannot be read. */
+static void check_all_seen(struct ck_writer *w, struct ck_scratch *s)
+{
+	for (uint64_t i = 0; i < s->nvmas && !w->err; i++) {
+		const struct ck_vma *v = &s->vmas[i];
+		if (!v->seen && !in_scratch(s, v->start, v->end))
+			fail_at(w, "cannot save the program's memory", v->start, v->end,
+				"is missing from the checkpoint writer's copy of the program (marked MADV_DONTFORK by a raw "
+				"system call ckrun did not see?); let the program call madvise() through libc");
+	}
+}
+
+static void save_mlockall(struct cb_enc *e, uint32_t mlockall)
+{
+	if (!(mlockall & CK_VM_LOCKED))
+		return;
+	int onfault = (mlockall & CK_VM_LOCKONFAULT) != 0;
+	cb_text(e, "mlockall");
+	cb_array(e, 1 + (uint64_t)onfault);
+	cb_text(e, "future");
+	if (onfault)
+		cb_text(e, "onfault");
 }
 
 CK_HIDDEN void ck_memory_save(struct ck_writer *w, struct ck_scratch *s)
 {
 	struct cb_enc *e = &w->meta;
 	save_mm(w, s);
+	read_vm_flags(w, s, 1);
 
 	struct map_line *maps;
 	int n = read_maps(w, s, &maps);
@@ -684,19 +969,44 @@ CK_HIDDEN void ck_memory_save(struct ck_writer *w, struct ck_scratch *s)
 	cb_array_open(e);
 	for (int i = 0; i < n && !w->err; i++) {
 		const struct map_line *m = &maps[i];
-		if (m->name[0] == '[' && (ck_streq(m->name, "[vsyscall]") || ck_streq(m->name, "[vvar]") ||
-					  ck_streq(m->name, "[vvar_vclock]") || ck_streq(m->name, "[vdso]") ||
-					  ck_streq(m->name, "[uprobes]")))
+		mark_seen(s, m);
+		if (is_kernels_own(m))
 			continue;
-		if (m->start >= s->start && m->end <= s->end)
-			continue;
-		save_region(w, s, pmfd, m);
+		struct map_line part[2];
+		for (int j = 0, np = outside_scratch(s, m, part); j < np && !w->err; j++)
+			save_pieces(w, s, pmfd, &part[j]);
 	}
 	cb_close(e);
 	ck_close(pmfd);
+	check_all_seen(w, s);
+	save_mlockall(e, s->mlockall);
 }
 
 /* ---- restore host ---- */
+
+/* A list of VmFlags names; one this restorer does not know is kept, and
+ * refused by ck_memory_check (never silently dropped). */
+static int parse_names(struct cb_dec *d, uint32_t *flags, char unknown[4])
+{
+	int64_t n;
+	if (!cbd_array(d, &n))
+		return 0;
+	while (cbd_next_item(d, &n)) {
+		const char *t;
+		size_t tl;
+		int known = 0;
+		if (!cbd_text(d, &t, &tl))
+			return 0;
+		for (int b = 0; b < CK_VM_COUNT; b++)
+			if (tl == 2 && t[0] == vm_names[b][0] && t[1] == vm_names[b][1]) {
+				*flags |= 1u << b;
+				known = 1;
+			}
+		if (!known && !unknown[0])
+			memcpy(unknown, t, tl < 3 ? tl : 3);
+	}
+	return !d->error;
+}
 
 static int parse_region(struct cb_dec *d, struct ck_img_region *r)
 {
@@ -771,6 +1081,9 @@ static int parse_region(struct cb_dec *d, struct ck_img_region *r)
 					return 0;
 				}
 			}
+		} else if (cbd_key_is(k, kl, "vmflags")) {
+			if (!parse_names(d, &r->vm_flags, r->vm_unknown))
+				return 0;
 		} else if (cbd_key_is(k, kl, "shm")) {
 			int64_t sn;
 			if (!cbd_array(d, &sn) || sn != 3 || !cbd_uint(d, &r->shm_dev) || !cbd_uint(d, &r->shm_ino) ||
@@ -877,6 +1190,21 @@ CK_HIDDEN int ck_mm_parse(struct cb_dec *d, const char *k, size_t kl, struct ck_
 		}
 		return d->error ? -1 : 1;
 	}
+	if (cbd_key_is(k, kl, "mlockall")) {
+		int64_t n;
+		if (!cbd_array(d, &n))
+			return -1;
+		while (cbd_next_item(d, &n)) {
+			const char *t;
+			size_t tl;
+			if (!cbd_text(d, &t, &tl))
+				return -1;
+			img->mlockall |= tl == 6 && !memcmp(t, "future", 6) ? CK_VM_LOCKED
+				       : tl == 7 && !memcmp(t, "onfault", 7) ? CK_VM_LOCKONFAULT
+				       : 0;
+		}
+		return d->error ? -1 : 1;
+	}
 	if (cbd_key_is(k, kl, "auxv")) {
 		if (!cbd_bytes(d, &img->auxv, &img->auxv_len) || img->auxv_len > 64 * 8)
 			return -1;
@@ -948,12 +1276,90 @@ static int same_file_ok(const struct ck_img_region *r, const struct stat *st)
 	return (uint64_t)st->st_size == r->size && mt == r->mtime_ns;
 }
 
+static const char *region_label(const struct ck_img_region *r)
+{
+	return r->name && r->name[0] ? r->name : r->kind;
+}
+
+/* Whether this process may lock memory beyond RLIMIT_MEMLOCK
+ * (CAP_IPC_LOCK in the initial user namespace): with the limit at 0 the
+ * kernel lets only such a process lock anything. */
+static int can_lock_beyond_limit(void)
+{
+	struct rlimit old, zero;
+	if (getrlimit(RLIMIT_MEMLOCK, &old) != 0)
+		return 0;
+	void *probe = mmap(0, CK_PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (probe == MAP_FAILED)
+		return 0;
+	zero.rlim_cur = 0;
+	zero.rlim_max = old.rlim_max;
+	int ok = setrlimit(RLIMIT_MEMLOCK, &zero) == 0 && mlock2(probe, CK_PAGE, MLOCK_ONFAULT) == 0;
+	setrlimit(RLIMIT_MEMLOCK, &old);
+	munmap(probe, CK_PAGE);
+	return ok;
+}
+
+/* The kernel's own answer: locking that much (on fault, so nothing is
+ * touched) in a reserved range that is unmapped again. */
+static int lock_trial(uint64_t bytes)
+{
+	void *a = mmap(0, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (a == MAP_FAILED)
+		return 0;
+	int ok = mlock2(a, bytes, MLOCK_ONFAULT) == 0;
+	munmap(a, bytes);
+	return ok;
+}
+
+/* Locked memory comes back locked, in a process with the image's
+ * RLIMIT_MEMLOCK: more than that only with CAP_IPC_LOCK, which a restart
+ * in a user namespace (or as another user) does not have. Checked from
+ * the limit before anything is made, and by a trial once the restored
+ * process's limits are set (by_trial). */
+static void check_locked_memory(struct ck_image *img, int by_trial)
+{
+	int64_t cur = img->nrlimits > RLIMIT_MEMLOCK ? img->rlim[RLIMIT_MEMLOCK][0] : -1;
+	uint64_t limit = cur < 0 ? UINT64_MAX : (uint64_t)cur, need = 0;
+	const struct ck_img_region *over = 0;
+	for (size_t i = 0; i < img->nregions; i++) {
+		const struct ck_img_region *r = &img->regions[i];
+		if (!(r->vm_flags & CK_VM_LOCKED))
+			continue;
+		need += r->end - r->start;
+		if (need > limit && !over)
+			over = r;
+	}
+	int future = (img->mlockall & CK_VM_LOCKED) != 0;
+	if (!need && !future)
+		return;
+	if (by_trial ? lock_trial(need ? need : CK_PAGE) : (!over && !(future && !limit)) || can_lock_beyond_limit())
+		return;
+	if (over)
+		ck_refuse("region %#llx-%#llx (%s) of image %s was locked in memory (mlock): the program had %llu KiB locked, "
+			  "more than its RLIMIT_MEMLOCK of %llu KiB, which takes CAP_IPC_LOCK; this restart does not have it "
+			  "(run ckrun restart as root, where the program's PIDs are free)",
+			  (unsigned long long)over->start, (unsigned long long)over->end, region_label(over), img->path,
+			  (unsigned long long)(need >> 10), (unsigned long long)(limit >> 10));
+	ck_refuse("image %s: the program locked its memory (%s%llu KiB), which this restart is not allowed to do "
+		  "(RLIMIT_MEMLOCK %llu KiB%s); run ckrun restart as root, where the program's PIDs are free",
+		  img->path, future ? "mlockall(MCL_FUTURE), " : "", (unsigned long long)(need >> 10),
+		  (unsigned long long)(limit == UINT64_MAX ? 0 : limit >> 10), limit == UINT64_MAX ? " (unlimited)" : "");
+}
+
 /* Files the image maps must be the very files it was taken with; saved
- * pages must pass their checksums. Nothing is changed here. */
+ * pages must pass their checksums; attributes must be ones this restorer
+ * can put back. Nothing is changed here. */
 CK_HIDDEN void ck_memory_check(struct ck_image *img, int verify_data)
 {
+	check_locked_memory(img, 0);
 	for (size_t i = 0; i < img->nregions; i++) {
 		struct ck_img_region *r = &img->regions[i];
+		if (r->vm_unknown[0])
+			ck_refuse("region %#llx-%#llx (%s) of image %s carries the memory attribute \"%s\", which this ckrun "
+				  "cannot restore; restart it with the ckrun that took it",
+				  (unsigned long long)r->start, (unsigned long long)r->end, region_label(r), img->path,
+				  r->vm_unknown);
 		if (r->start % CK_PAGE || r->end % CK_PAGE)
 			ck_refuse("image %s is corrupted: region %#llx-%#llx is not page aligned", img->path,
 				  (unsigned long long)r->start, (unsigned long long)r->end);
@@ -1132,7 +1538,8 @@ CK_HIDDEN void ck_memory_plan(struct ck_image *img, struct ck_plan *plan,
 		p->fd = r->has_file ? r->fd : -1;
 		p->foff = r->foff;
 		p->anon = !r->has_file;
-		p->growsdown = !strcmp(r->kind, "stack");
+		p->growsdown = !strcmp(r->kind, "stack") || (r->vm_flags & CK_VM_GROWSDOWN);
+		p->vm_flags = r->vm_flags;
 		p->first_run = nruns;
 		p->nruns = r->nruns;
 		p->sysv_id = -1;
@@ -1162,6 +1569,8 @@ CK_HIDDEN void ck_memory_plan(struct ck_image *img, struct ck_plan *plan,
 	for (int i = 0; i < MM_COUNT; i++)
 		plan->mm[i] = img->mm[i];
 	plan->have_mm = img->have_mm;
+	plan->mlockall = img->mlockall;
+	check_locked_memory(img, 1);
 	memcpy(plan->auxv, img->auxv, img->auxv_len);
 	plan->auxv_len = img->auxv_len;
 }
@@ -1234,13 +1643,20 @@ CK_CORE void ck_core_move_vdso(struct ck_plan *p)
 	}
 }
 
+static CK_CORE_FN int map_flags(const struct ck_plan_region *r)
+{
+	return r->shared ? MAP_SHARED : MAP_PRIVATE | (r->vm_flags & CK_VM_NORESERVE ? MAP_NORESERVE : 0);
+}
+
 static CK_CORE_FN void fill_runs(struct ck_plan *p, struct ck_plan_region *r, int prot)
 {
-	int mappable = p->map_runs && !r->shared && !r->growsdown;
+	/* wipe-on-fork memory must stay anonymous (the kernel refuses the mark
+	 * on a file mapping) */
+	int mappable = p->map_runs && !r->shared && !r->growsdown && !(r->vm_flags & CK_VM_WIPEONFORK);
 	for (uint64_t i = 0; i < r->nruns; i++) {
 		struct ck_plan_run *run = &p->runs[r->first_run + i];
 		if (mappable && run->len >= CK_MAP_RUN_MIN) {
-			long a = ck_mmap((void *)run->addr, run->len, prot, MAP_PRIVATE | MAP_FIXED, run->fd, (int64_t)run->off);
+			long a = ck_mmap((void *)run->addr, run->len, prot, map_flags(r) | MAP_FIXED, run->fd, (int64_t)run->off);
 			if (a == (long)run->addr)
 				continue;
 			/* not mappable (a file system without mmap): read it */
@@ -1251,12 +1667,46 @@ static CK_CORE_FN void fill_runs(struct ck_plan *p, struct ck_plan_region *r, in
 	}
 }
 
+/* The region's madvise marks, in CK_VM_* bit order. */
+static CK_CORE_FN void set_advice(struct ck_plan *p, const struct ck_plan_region *r)
+{
+	static const int advice[CK_VM_ADVICE] = {MADV_DONTFORK, MADV_WIPEONFORK, MADV_DONTDUMP, MADV_HUGEPAGE,
+						 MADV_NOHUGEPAGE, MADV_SEQUENTIAL, MADV_RANDOM, MADV_MERGEABLE};
+	for (int b = 0; b < CK_VM_ADVICE; b++) {
+		if (!(r->vm_flags & (1u << b)))
+			continue;
+		long e = CK_SYS3(SYS_madvise, r->start, r->end - r->start, advice[b]);
+		if (e < 0)
+			ck_core_fail(p, "putting back a region's madvise() mark failed", e);
+	}
+}
+
+/* Locked as it was: populated now (mlock), or as pages come (MLOCK_ONFAULT).
+ * An inaccessible region cannot be populated: it is locked on fault first
+ * (which the limit check covers), then marked plainly locked, which the
+ * kernel does before it fails to populate. */
+static CK_CORE_FN void lock_region(struct ck_plan *p, const struct ck_plan_region *r)
+{
+	uint64_t len = r->end - r->start;
+	int onfault = (r->vm_flags & CK_VM_LOCKONFAULT) != 0;
+	long e = 0;
+	if (onfault || !r->prot)
+		e = CK_SYS3(SYS_mlock2, r->start, len, 1 /* MLOCK_ONFAULT */);
+	if (e == 0 && !onfault) {
+		e = CK_SYS3(SYS_mlock2, r->start, len, 0);
+		if (e == -ENOMEM && !r->prot)
+			e = 0;
+	}
+	if (e < 0)
+		ck_core_fail(p, "locking a region in memory (mlock) failed", e);
+}
+
 CK_CORE void ck_core_map_regions(struct ck_plan *p)
 {
 	for (uint64_t i = 0; i < p->nregions; i++) {
 		struct ck_plan_region *r = &p->regions[i];
 		int prot = r->prot | (r->nruns ? PROT_READ | PROT_WRITE : 0);
-		int flags = MAP_FIXED | (r->shared ? MAP_SHARED : MAP_PRIVATE);
+		int flags = MAP_FIXED | map_flags(r);
 		long a;
 		if (r->sysv_id >= 0)
 			/* a SysV attachment (shmdt must work on it), not a mapping of its file */
@@ -1268,12 +1718,33 @@ CK_CORE void ck_core_map_regions(struct ck_plan *p)
 			a = ck_mmap((void *)r->start, r->end - r->start, prot, flags, r->fd, (int64_t)r->foff);
 		if (a < 0 && a > -4096)
 			ck_core_fail(p, "mapping a saved region failed", a);
+		if (r->vm_flags & CK_VM_HUGEPAGE)
+			/* before the pages come: they may come as huge pages again */
+			CK_SYS3(SYS_madvise, r->start, r->end - r->start, MADV_HUGEPAGE);
 		fill_runs(p, r, prot);
 		if (prot != r->prot) {
 			long e = ck_mprotect((void *)r->start, r->end - r->start, r->prot);
 			if (e < 0)
 				ck_core_fail(p, "setting a region's protection failed", e);
 		}
+		set_advice(p, r);
+		if (r->vm_flags & CK_VM_LOCKED)
+			lock_region(p, r);
+	}
+	if (p->mlockall & CK_VM_LOCKED) {
+		/* only new mappings: the current ones are locked region by region */
+		long e = CK_SYS1(SYS_mlockall, MCL_FUTURE | (p->mlockall & CK_VM_LOCKONFAULT ? MCL_ONFAULT : 0));
+		if (e < 0)
+			ck_core_fail(p, "locking future memory (mlockall MCL_FUTURE) failed", e);
+	}
+	/* sealed last: nothing may change a sealed region */
+	for (uint64_t i = 0; i < p->nregions; i++) {
+		struct ck_plan_region *r = &p->regions[i];
+		if (!(r->vm_flags & CK_VM_SEALED))
+			continue;
+		long e = CK_SYS3(462 /* mseal */, r->start, r->end - r->start, 0);
+		if (e < 0)
+			ck_core_fail(p, "sealing a region (mseal) failed", e);
 	}
 }
 

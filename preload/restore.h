@@ -40,6 +40,8 @@ struct ck_img_region {
 	char shm_kind[8];                    /* anon, memfd, sysv, posix */
 	const char *shm_name;                /* memfd name, or path under /dev/shm */
 	uint64_t shm_key, shm_id, shm_mode;  /* SysV */
+	uint32_t vm_flags;                   /* CK_VM_*: madvise marks, locks, ... */
+	char vm_unknown[4];                  /* a mark this restorer does not know */
 };
 
 struct ck_img_thread {
@@ -201,6 +203,7 @@ struct ck_image {
 	size_t auxv_len;
 	uint64_t vdso[3][2]; /* vvar, vvar_vclock, vdso; 0 when absent */
 	uint32_t vdso_crc;
+	uint32_t mlockall;   /* CK_VM_LOCKED[|CK_VM_LOCKONFAULT]: mlockall(MCL_FUTURE[|MCL_ONFAULT]) */
 	int sig, ctl_fd, shim_abi;
 
 	struct ck_img_thread *threads;
@@ -260,6 +263,7 @@ struct ck_plan_region {
 	uint64_t start, end, foff;
 	int prot, shared, fd, anon, growsdown;
 	int sysv_id; /* a SysV segment: attached with shmat, not mapped; else -1 */
+	uint32_t vm_flags; /* CK_VM_* */
 	uint64_t first_run, nruns;
 };
 
@@ -298,6 +302,7 @@ struct ck_plan {
 	uint64_t auxv_len;
 	int have_mm;
 	uint64_t nofile_cur, nofile_max;
+	uint32_t mlockall;      /* CK_VM_LOCKED[|CK_VM_LOCKONFAULT] */
 	int close_fds[512];
 	int nclose;
 	struct ck_plan_region *regions;

@@ -361,6 +361,12 @@ static int shares_with(int pid)
 	return vm == 0 || files == 0 || vm < 0 || files < 0;
 }
 
+static int shares_table_with_parent(void)
+{
+	int ppid = (int)CK_SYS0(SYS_getppid);
+	return compare_with(ppid, KCMP_FILES) == 0 && compare_with(ppid, KCMP_VM) != 0;
+}
+
 /* ckrun's join request (the signal, tagged): connect and say hello. From
  * the signal handler; ckrun asks again until it hears the hello, so a
  * request that comes too early (before fork's child handler ran, or in a
@@ -372,7 +378,10 @@ CK_HIDDEN void ck_join_on_request(void)
 	if (!active)
 		return;
 	if (!holds_session()) {
-		if (shares_with(ck_session.self_pid))
+		/* sharing with the holder, or only the descriptor table with the
+		 * parent (whose refusal ckrun hears): a connection of its own
+		 * would sit in a table that is not its own */
+		if (shares_with(ck_session.self_pid) || shares_table_with_parent())
 			return;
 		take_over_session_state();
 	}

@@ -1,6 +1,6 @@
 // What a session's program gets: its environment, its resolved path, and the
 // identities of ckrun's stdio.
-import { accessSync, constants, fstatSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
 
 /** `<dev>:<ino>` of each descriptor (decimal; `0:0` for a closed one). */
@@ -79,4 +79,77 @@ export function resolveProgram(program: string, path: string | undefined, cwd: s
     if (isExecutableFile(candidate)) return candidate;
   }
   throw new ProgramNotFoundError(program);
+}
+
+/** Up to n bytes of file from offset pos (fewer at its end). */
+function readBytes(fd: number, pos: number, n: number): Buffer {
+  const b = Buffer.alloc(n);
+  const got = readSync(fd, b, 0, n, pos);
+  return b.subarray(0, got);
+}
+
+const PT_INTERP = 3;
+/** The kernel follows at most this many #! interpreters (BINPRM_MAX_RECURSION). */
+const MAX_SCRIPT_DEPTH = 4;
+
+/**
+ * What kind of executable file is: an ELF program with or without a
+ * program interpreter (PT_INTERP; without one it is statically linked,
+ * static-pie included, and ld.so never loads LD_PRELOAD into it), a script
+ * and its interpreter (as the kernel reads the #! line: up to 256 bytes,
+ * the interpreter ends at a blank), or something else.
+ */
+function executableKind(fd: number): { elf: { bits: 32 | 64; dynamic: boolean } } | { interp: string } | null {
+  const head = readBytes(fd, 0, 256);
+  if (head.length >= 2 && head[0] === 0x23 && head[1] === 0x21) {
+    const line = head.subarray(2).toString('latin1').split('\n')[0]!.replace(/^[ \t]+/, '');
+    const interp = line.split(/[ \t]/)[0] ?? '';
+    return interp ? { interp } : null;
+  }
+  if (head.length < 64 || head.readUInt32BE(0) !== 0x7f454c46) return null;
+  const bits = head[4] === 2 ? 64 : head[4] === 1 ? 32 : 0;
+  const little = head[5] === 1;
+  if (!bits || !little) return null;
+  const u16 = (b: Buffer, o: number) => b.readUInt16LE(o);
+  const phoff = bits === 64 ? Number(head.readBigUInt64LE(32)) : head.readUInt32LE(28);
+  const phentsize = u16(head, bits === 64 ? 54 : 42);
+  const phnum = u16(head, bits === 64 ? 56 : 44);
+  if (!phentsize || phnum > 4096) return null;
+  const ph = readBytes(fd, phoff, phentsize * phnum);
+  let dynamic = false;
+  for (let i = 0; i + 4 <= ph.length && i < phentsize * phnum; i += phentsize) if (ph.readUInt32LE(i) === PT_INTERP) dynamic = true;
+  return { elf: { bits, dynamic } };
+}
+
+/**
+ * Why the shim could never be in the program at file (following #!
+ * interpreters), or null when it can (or when ckrun cannot tell: the
+ * execve decides). `ckrun -- PROGRAM` refuses such a program before it
+ * runs, with the reason a checkpoint would give.
+ */
+export function whyNotUnderShim(file: string, cwd: string, depth = 0): string | null {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch {
+    return null; // not readable: execve tells
+  }
+  let kind: ReturnType<typeof executableKind>;
+  try {
+    kind = executableKind(fd);
+  } catch {
+    kind = null;
+  } finally {
+    closeSync(fd);
+  }
+  if (!kind) return null;
+  if ('interp' in kind) {
+    if (depth >= MAX_SCRIPT_DEPTH) return null;
+    const interp = resolve(cwd, kind.interp);
+    const why = whyNotUnderShim(interp, cwd, depth + 1);
+    return why && (why.startsWith('its interpreter ') ? why : `its interpreter ${why}`);
+  }
+  if (kind.elf.bits === 32) return `${file} is a 32-bit program, into which the x86-64 shim cannot be loaded`;
+  if (!kind.elf.dynamic) return `${file} is statically linked`;
+  return null;
 }

@@ -8,7 +8,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { compressLevel } from './compress.js';
-import { ProgramNotFoundError, resolveProgram, sessionEnv, stdioIdentity } from './environment.js';
+import { ProgramNotFoundError, resolveProgram, sessionEnv, stdioIdentity, whyNotUnderShim } from './environment.js';
 import { DirectoryTrustError, trustCheckpointDir } from './dirtrust.js';
 import {
   completeGeneration,
@@ -1157,6 +1157,14 @@ export async function launch(opts: LaunchOptions): Promise<Session> {
     if (e instanceof ProgramNotFoundError) throw new SessionError(e.message, 127);
     throw e;
   }
+  // what a checkpoint would find only later (see waitReady), said before the program runs
+  const why = shim === null ? null : whyNotUnderShim(file, cwd);
+  if (why)
+    throw new SessionError(
+      `the program ${opts.program}: ${why}, so the shim is not in it and it cannot be checkpointed ` +
+        `(ckrun checkpoints dynamically linked programs that keep LD_PRELOAD); ckrun does not run it`,
+      126,
+    );
   const session = await openSession(opts, internalSignal);
   const stdio = opts.stdio ?? [0, 1, 2];
   const argv = [opts.program, ...(opts.args ?? [])];

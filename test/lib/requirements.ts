@@ -16,7 +16,7 @@ export interface Requirement {
 export const REQUIREMENTS: readonly Requirement[] = [
   { command: 'redis-server', package: 'redis-server', usedBy: 'server-redis' },
   { command: 'redis-benchmark', package: 'redis-tools', usedBy: 'server-redis' },
-  { command: 'setpriv', package: 'util-linux', usedBy: 'nonroot, trust (tests as user nobody)' },
+  { command: 'setpriv', package: 'util-linux', usedBy: 'nonroot, trust (tests as user nobody), memory-attrs (a restart without CAP_IPC_LOCK)' },
   { command: 'script', package: 'bsdutils', usedBy: 'eintr (a program in a pseudo-terminal of its own)' },
   { command: 'clang', package: 'clang', usedBy: 'fuzz (libFuzzer targets in fuzz/)' },
   {
