@@ -366,8 +366,12 @@ static int ids_free(const struct ck_image *img)
 {
 	for (int tries = 0; tries < 150; tries++) {
 		int dying = 0;
-		for (size_t i = 0; i <= img->nthreads; i++) {
-			enum id_state s = id_state(i < img->nthreads ? img->threads[i].tid : img->pid);
+		/* its threads, itself, and the zombies it had not reaped */
+		for (size_t i = 0; i <= img->nthreads + img->nchildren; i++) {
+			int id = i < img->nthreads ? img->threads[i].tid : i == img->nthreads ? img->pid : img->children[i - img->nthreads - 1].pid;
+			if (i > img->nthreads && !img->children[i - img->nthreads - 1].zombie)
+				continue;
+			enum id_state s = id_state(id);
 			if (s == ID_LIVE)
 				return 0;
 			dying |= s == ID_DYING;

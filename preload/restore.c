@@ -1008,9 +1008,13 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
 }
 
 /* Turns this process into the one in img, whose checks passed. */
+static void spawn_zombies(const struct ck_image *img);
+
 CK_HIDDEN __attribute__((noreturn)) void ck_restore_loaded(struct ck_image *img)
 {
 	static struct ck_objects objs;
+	/* the children it had not reaped yet (its only children, perhaps) */
+	spawn_zombies(img);
 	/* shared memory and pipes are made as a tree makes them: a memfd
 	 * mapped and held as a descriptor stays one object */
 	ck_pipes_create_shared(&img, 1, &objs, max_program_fd(img) + 64);
@@ -1114,33 +1118,80 @@ static void spawn_zombie(int pid, int status)
 	_exit(WEXITSTATUS(status));
 }
 
+/* The children that had exited and were not yet reaped. */
+static void spawn_zombies(const struct ck_image *img)
+{
+	for (size_t i = 0; i < img->nchildren; i++)
+		if (img->children[i].zombie)
+			spawn_zombie(img->children[i].pid, img->children[i].status);
+}
+
 static void spawn_member(struct tree *t, struct tree_proc *p);
 
 /* In the forked restore host of one process: its children first (they
  * inherit everything shared), then its zombies, its session and group,
  * then it becomes the process. */
+/* A child that stays in the session its parent had before the parent
+ * opened one of its own (it was forked before the parent's setsid): it must
+ * be forked before the parent's setsid again. */
+static int in_parents_old_session(const struct tree_proc *p, const struct tree_proc *c)
+{
+	return p->img.sid == p->pid && c->img.sid != p->pid && c->img.sid != c->pid;
+}
+
+/* Joins a process group of the family, which another restore host may
+ * still be creating: the one that leads it is forked concurrently. */
+static void join_group(const struct tree_proc *p, int pgid)
+{
+	for (int tries = 0;; tries++) {
+		if (setpgid(0, pgid) == 0)
+			return;
+		if (errno != EPERM || tries >= 10000)
+			ck_refuse("process %d cannot join its process group %d again: %s", p->pid, pgid, strerror(errno));
+		usleep(500);
+	}
+}
+
+/* The children of p that stay in p's old session (before_session), or the
+ * others; group leaders first, so that their siblings find their groups. */
+static void spawn_children(struct tree *t, struct tree_proc *p, int before_session)
+{
+	for (int leaders = 1; leaders >= 0; leaders--)
+		for (size_t i = 0; i < t->n; i++) {
+			struct tree_proc *c = &t->procs[i];
+			if (c->img.ppid != p->pid || in_parents_old_session(p, c) != before_session ||
+			    (c->img.pgid == c->pid) != leaders)
+				continue;
+			spawn_member(t, c);
+			/* as shells do (the child does it too); never for a session
+			 * leader, whose setsid fails once it leads a group */
+			if (c->img.sid != c->pid && tree_find(t, c->img.pgid))
+				setpgid(c->pid, c->img.pgid);
+		}
+}
+
+/* In the forked restore host of one process: its children that stay in
+ * its old session, its session and group, its other children (they inherit
+ * everything shared, and the session and group), its zombies, then it
+ * becomes the process. */
 static __attribute__((noreturn)) void member_main(struct tree *t, struct tree_proc *p, int via_stand_in)
 {
 	/* dies with the restore if its parent does (the restored shim sets the
 	 * program's own back); not under a stand-in, which exits at once */
 	if (!via_stand_in)
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-	for (size_t i = 0; i < t->n; i++) {
-		struct tree_proc *c = &t->procs[i];
-		if (c->img.ppid != p->pid)
-			continue;
-		spawn_member(t, c);
-		if (tree_find(t, c->img.pgid))
-			setpgid(c->pid, c->img.pgid); /* as shells do; the child does it too */
-	}
-	for (size_t i = 0; i < p->img.nchildren; i++)
-		if (p->img.children[i].zombie)
-			spawn_zombie(p->img.children[i].pid, p->img.children[i].status);
-	if (p->img.sid == p->pid && setsid() < 0)
+	spawn_children(t, p, 1);
+	if (p->img.sid == p->pid && getsid(0) != p->pid && setsid() < 0)
 		ck_refuse("process %d cannot lead its own session again: %s", p->pid, strerror(errno));
-	/* a group of the tree is joined; the group ckrun runs in is inherited */
-	if (tree_find(t, p->img.pgid) && getpgid(0) != p->img.pgid && setpgid(0, p->img.pgid) < 0)
-		ck_refuse("process %d cannot join its process group %d again: %s", p->pid, p->img.pgid, strerror(errno));
+	/* a group of the family is made or joined; the group ckrun runs in is inherited */
+	if (getpgid(0) != p->img.pgid) {
+		if (p->img.pgid == p->pid && setpgid(0, 0) < 0)
+			ck_refuse("process %d cannot lead its process group again: %s", p->pid, strerror(errno));
+		else if (p->img.pgid != p->pid && tree_find(t, p->img.pgid))
+			join_group(p, p->img.pgid);
+	}
+	spawn_children(t, p, 0);
+	spawn_zombies(&p->img);
 	become(&p->img, &t->objs);
 }
 

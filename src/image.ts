@@ -939,6 +939,21 @@ export function imageTids(img: Image): number[] {
   return threads(img.meta).map((t) => t.tid).filter((t) => t > 0);
 }
 
+/** Every PID and TID a restart of these images needs: processes, threads, and the zombies their parents had not reaped. */
+export function imageIds(images: Image[]): number[] {
+  const ids = new Set<number>();
+  for (const img of images) {
+    ids.add(imagePid(img));
+    for (const t of imageTids(img)) ids.add(t);
+    for (const c of asArray(img.meta['children'])) {
+      const cm = asMap(c);
+      const pid = asNumber(cm['pid']);
+      if (pid !== undefined && cm['zombie'] === true) ids.add(pid);
+    }
+  }
+  return [...ids].sort((a, b) => a - b);
+}
+
 /** A capability set: bit n is capability n (CAP_CHOWN is 0). */
 export interface CapabilitySets {
   effective: bigint;

@@ -8,7 +8,7 @@
 // orchestrator, which outlives the family, exits.
 import { join } from 'node:path';
 import { sessionEnv, stdioIdentity } from './environment.js';
-import { asArray, asMap, asNumber, imagePid, imageTids, type Image } from './image.js';
+import { asNumber, imageIds } from './image.js';
 import { exitStatus, isNativeError, spawnChild, type ExitStatus } from './native.js';
 import { displayPath } from './output.js';
 import { shimPath } from './paths.js';
@@ -20,21 +20,6 @@ import { Coordinator, DEFAULT_INTERNAL_SIGNAL, openSession } from './session.js'
 
 /** ckrun-restore's exit status when a PID or TID of the family is in use (preload/restore.h). */
 export const EXIT_PIDS_TAKEN = 75;
-
-/** Every PID and TID the family needs: processes, threads, and zombies their parents had not reaped. */
-export function familyIds(images: Image[]): number[] {
-  const ids = new Set<number>();
-  for (const img of images) {
-    ids.add(imagePid(img));
-    for (const t of imageTids(img)) ids.add(t);
-    for (const c of asArray(img.meta['children'])) {
-      const cm = asMap(c);
-      const pid = asNumber(cm['pid']);
-      if (pid !== undefined && cm['zombie'] === true) ids.add(pid);
-    }
-  }
-  return [...ids].sort((a, b) => a - b);
-}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -67,7 +52,7 @@ export async function restartFamily(opts: RestartOptions, host: string, prepared
   );
   // ckrun has verified the data already (or was told not to): one read is enough.
   const hostArgs = ['--no-verify-data', '--tree', staged ?? generation.path];
-  const ids = familyIds(images);
+  const ids = imageIds(images);
   const root = process.geteuid?.() === 0;
   const state = { pidNamespace: opts.newPidNamespace === true || !root, ready: false };
   session.ready.then(

@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { sessionEnv, stdioIdentity } from './environment.js';
 import { chainOf, type Generation } from './generations.js';
-import { asArray, asNumber, asString, imagePid, imageTids, type Image } from './image.js';
+import { asArray, asNumber, asString, imageIds, imagePid, type Image } from './image.js';
 import { adoptChild, isNativeError, spawnChild } from './native.js';
 import { displayPath, trace, writeErr } from './output.js';
 import { restoreHostPath, shimPath } from './paths.js';
@@ -340,7 +340,8 @@ async function restartFrom(opts: RestartOptions, host: string, prepared: Prepare
     opts.trustOwner,
   );
   const onExit = (st: Parameters<Coordinator['onChildExit']>[0]): void => void session.onChildExit(st);
-  const tids = [...new Set([pid, ...imageTids(image)])];
+  // its zombies are forked again with their PIDs too
+  const tids = imageIds([image]);
   // ckrun has verified the data already (or was told not to): one read is enough.
   const hostArgs = ['--no-verify-data', temporary ?? image.path];
 

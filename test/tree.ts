@@ -33,7 +33,7 @@ import {
 
 // ---------------------------------------------------------------- examples
 
-export const TREE_C_EXAMPLES = ['family', 'daemon', 'offsets'] as const;
+export const TREE_C_EXAMPLES = ['family', 'daemon', 'offsets', 'sessions'] as const;
 export type TreeCExample = (typeof TREE_C_EXAMPLES)[number];
 export type TreeExample = TreeCExample | 'pool.py';
 

@@ -1,0 +1,104 @@
+// Process groups and sessions (issue 11): a session leader with children in
+// its group, a child with a session of its own, and a process whose only
+// child is a zombie (examples/sessions.c) — what servers, shells and job
+// control arrange. After each restart every process is in the session and
+// group it was in (the program checks with getsid/getpgid, and kill(-pgid)
+// reaches exactly its group), and the zombie is still there to be reaped.
+// Also python's subprocess.Popen(start_new_session=True).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { EXAMPLES, Scope, python3, runNative, type Proc } from './helpers.js';
+import { sessionByEnv, treeProgram, treeScenario, until } from './tree.js';
+
+/** [pid, pgid, sid] of every live process of the session, as they see themselves. */
+function relations(ckpt: string): string[] {
+  const last = (status: string, k: string): number => Number(/^\S+:\s*(.*)$/m.exec(status.split('\n').find((l) => l.startsWith(`${k}:`)) ?? '')?.[1]?.trim().split(/\s+/).pop());
+  return sessionByEnv(ckpt)
+    .map((pid) => {
+      const st = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+      return `${last(st, 'NSpid')} ${last(st, 'NSpgid')} ${last(st, 'NSsid')}`;
+    })
+    .sort();
+}
+
+function steps(p: Proc): number {
+  return p.lines.filter((l) => /^step \d+/.test(l)).length;
+}
+
+test('a session leader with its group, a child with a session of its own, a zombie only child: kill -9, restart, twice', async () => {
+  const scope = new Scope('tree-sessions');
+  try {
+    const program = treeProgram('sessions', ['--steps', '150']);
+    const ref = await runNative(program);
+    assert.is(ref.code, 0, ref.stderr);
+    const before: string[][] = [];
+    await treeScenario(scope, {
+      name: 'sessions',
+      program,
+      cwd: scope.dir('work'),
+      minProcesses: 7,
+      async progress({ proc, ckpt, stage }) {
+        const from = steps(proc);
+        await until(proc, () => steps(proc) >= from + 12, '12 more steps');
+        // the first restart's processes (its orchestrator aside) against the launched run's
+        const now = relations(ckpt);
+        if (stage === 1) {
+          const pids = new Set(before[0]!.map((r) => r.split(' ')[0]));
+          assert.equal(now.filter((r) => pids.has(r.split(' ')[0])), before[0], 'after the restart, the same processes in the same groups and sessions');
+        }
+        before[stage] = now;
+      },
+      verify([s1, r1, r2]) {
+        for (const p of [s1, r1, r2]) assert.not.ok(p.lines.some((l) => l.startsWith('FAIL')), p.describe(12));
+        const all = [...s1.lines, ...r1.lines, ...r2.lines];
+        assert.ok(all.filter((l) => / ok$/.test(l)).length >= 15, 'the group checks ran in every run');
+        assert.is(r2.lines[r2.lines.length - 2], 'zombie exited with status 7', r2.describe());
+        assert.is(r2.lines[r2.lines.length - 1], 'done');
+        assert.equal(
+          r2.lines.filter((l) => l.startsWith('step')).slice(-3),
+          ref.lines.filter((l) => l.startsWith('step')).slice(-3),
+          'it ends where an uninterrupted run ends',
+        );
+      },
+    });
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+test('python subprocess.Popen(start_new_session=True): the child writes on through kill -9 and two restarts', async () => {
+  const scope = new Scope('tree-popen');
+  try {
+    const work = scope.dir('work');
+    const out = path.join(work, 'child.txt');
+    const script = path.join(EXAMPLES, 'popen_session.py');
+    await treeScenario(scope, {
+      name: 'popen',
+      program: [python3(), script, out, '400'],
+      cwd: work,
+      minProcesses: 2,
+      async progress({ proc }) {
+        const have = (): number => (fs.existsSync(out) ? fs.readFileSync(out, 'utf8').split('\n').length : 0);
+        const from = have();
+        await until(proc, () => have() >= from + 20, '20 more lines of the child');
+      },
+      verify([, , r2]) {
+        assert.ok(r2.lines.includes('child exited 0'), r2.describe());
+        const lines = fs.readFileSync(out, 'utf8').trim().split('\n');
+        const nums = lines.map((l) => Number(/^line (\d+) sid (\d+) pid (\d+)$/.exec(l)?.[1]));
+        // the file is put back to its size at each checkpoint: every line once
+        assert.equal(nums, Array.from({ length: 400 }, (_, i) => i + 1), 'the child wrote every line once, in order');
+        const ids = new Set(lines.map((l) => l.replace(/^line \d+ /, '')));
+        assert.is(ids.size, 1, `the child kept its session and PID: ${[...ids].join(', ')}`);
+        const [sid, pid] = [...ids][0]!.split(' ').filter((x) => /^\d+$/.test(x));
+        assert.is(sid, pid, 'the child leads its own session');
+      },
+    });
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+test.run();
