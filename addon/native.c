@@ -1373,6 +1373,8 @@ static napi_value js_unix_connect(napi_env env, napi_callback_info info)
 #define SYS_kcmp 312
 #endif
 #define CK_KCMP_FILE 0
+#define CK_KCMP_VM 1
+#define CK_KCMP_FILES 2
 
 static napi_value js_kcmp_file(napi_env env, napi_callback_info info)
 {
@@ -1440,6 +1442,35 @@ fail:
 /* ------------------------------------------------------------------ */
 /* askToJoin: the shim's join request                                   */
 
+/* The parent of pid as /proc says, or -1. */
+static long parent_of(long pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	const char *p = strrchr(buf, ')'); /* the name may hold anything */
+	long ppid;
+	return p && sscanf(p + 1, " %*c %ld", &ppid) == 1 ? ppid : -1;
+}
+
+/* Whether pid shares neither its memory nor its descriptor table with its
+ * parent, as far as ckrun may ask the kernel (a refused kcmp says nothing). */
+static int separate_from_parent(long pid)
+{
+	long ppid = parent_of(pid);
+	if (ppid <= 0)
+		return 0;
+	return syscall(SYS_kcmp, (pid_t)pid, (pid_t)ppid, CK_KCMP_VM, 0, 0) > 0 &&
+	       syscall(SYS_kcmp, (pid_t)pid, (pid_t)ppid, CK_KCMP_FILES, 0, 0) > 0;
+}
+
 /* Queues the shim's internal signal, tagged as a join request, to the
  * main thread of a process of the session that has no connection yet. false when the
  * process is gone. */
@@ -1463,7 +1494,8 @@ static napi_value js_ask_to_join(napi_env env, napi_callback_info info)
 	si.si_code = SI_QUEUE;
 	si.si_pid = getpid();
 	si.si_uid = getuid();
-	si.si_value.sival_ptr = (void *)(CK_JOIN_MAGIC << 32);
+	/* ckrun tells what a process that dropped root cannot find out itself */
+	si.si_value.sival_ptr = (void *)(CK_JOIN_MAGIC << 32 | (separate_from_parent((long)pid) ? CK_JOIN_SEPARATE : 0));
 	/* to the main thread only (its TID is the PID): a signal to the whole
 	 * process may wake another thread, whose call then fails with EINTR */
 	if (syscall(SYS_rt_tgsigqueueinfo, (pid_t)pid, (pid_t)pid, (int)sig, &si) != 0) {

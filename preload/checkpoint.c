@@ -1005,7 +1005,7 @@ CK_HIDDEN void ck_signal_handler(int sig, siginfo_t *si, void *ucv)
 	}
 	if (si->si_code == SI_QUEUE && ((uint64_t)si->si_value.sival_ptr >> 32) == CK_JOIN_MAGIC) {
 		ck_resume_interrupted_call(uc);
-		ck_join_on_request();
+		ck_join_on_request((uint64_t)si->si_value.sival_ptr);
 		return;
 	}
 	/* the program's own use of our signal number: its handler runs, and

@@ -271,7 +271,7 @@ CK_HIDDEN extern volatile int ck_fork_flags_used;
 CK_HIDDEN extern volatile int ck_nthreads;
 CK_HIDDEN void ck_install_handler(void);
 CK_HIDDEN void ck_requests_reset_in_child(void);
-CK_HIDDEN void ck_join_on_request(void);
+CK_HIDDEN void ck_join_on_request(uint64_t tag);
 CK_HIDDEN void ck_kill_descendants(void);
 CK_HIDDEN void ck_signal_handler(int sig, siginfo_t *si, void *ucv);
 

@@ -41,6 +41,7 @@
 #include <linux/kcmp.h>
 
 #include "ckrun.h"
+#include "wire.h"
 #include "sys.h"
 
 #define CK_DEFAULT_SIGNAL 63
@@ -373,15 +374,17 @@ static int shares_table_with_parent(void)
  * vfork child) is simply ignored. A child of clone() without CLONE_VM has
  * its own copy of the shim's state, as after fork, but fork's child
  * handler never ran in it: it leaves its parent's session here. */
-CK_HIDDEN void ck_join_on_request(void)
+CK_HIDDEN void ck_join_on_request(uint64_t tag)
 {
 	if (!active)
 		return;
 	if (!holds_session()) {
 		/* sharing with the holder, or only the descriptor table with the
 		 * parent (whose refusal ckrun hears): a connection of its own
-		 * would sit in a table that is not its own */
-		if (shares_with(ck_session.self_pid) || shares_table_with_parent())
+		 * would sit in a table that is not its own. ckrun may have found
+		 * out already (a process that dropped root cannot kcmp its parent:
+		 * to it a refused kcmp means "perhaps shared"). */
+		if (!(tag & CK_JOIN_SEPARATE) && (shares_with(ck_session.self_pid) || shares_table_with_parent()))
 			return;
 		take_over_session_state();
 	}

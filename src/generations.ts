@@ -337,12 +337,14 @@ async function manifestEncoder(): Promise<EncoderLike> {
 }
 
 /**
- * Safe bigints become numbers so that every integer gets its shortest
+ * Integers within 32 bits become numbers and larger ones bigints, so that every integer gets its shortest
  * encoding; keys whose value is undefined are left out (the manifest keeps
  * to the strict CBOR subset, which has no undefined).
  */
 function shortest(v: unknown): unknown {
-  if (typeof v === 'bigint') return v >= -(2n ** 53n) && v <= 2n ** 53n ? Number(v) : v;
+  if (typeof v === 'bigint') return v >= -(2n ** 31n) && v < 2n ** 32n ? Number(v) : v;
+  // cbor-x writes a number beyond 32 bits as a float: as a bigint it is an integer (a pause of 5 s, an image of 5 GiB)
+  if (typeof v === 'number' && Number.isInteger(v) && (v < -(2 ** 31) || v >= 2 ** 32)) return BigInt(v);
   if (Array.isArray(v)) return v.map(shortest);
   if (typeof v === 'object' && v !== null && !(v instanceof Uint8Array)) {
     const o: Record<string, unknown> = {};
