@@ -5,18 +5,18 @@ import {
   asString,
   asArray,
   asMap,
-  capabilityNames,
   credentials,
   referredImages,
-  files,
+  fileInfo,
   regions,
   signalsOf,
-  clockName,
   threads,
   type CborValue,
   type Image,
   type RegionInfo,
 } from './image.js';
+import { capabilityNames } from './capabilities.js';
+import { clockName, eventState } from './inspect-events.js';
 import type { Inspection } from './inspect-read.js';
 import { familyOf, formatFamily } from './inspect-tree.js';
 import { formatInet, setInetSession } from './inspect-inet.js';
@@ -234,12 +234,15 @@ export function formatImage(img: Image): string {
     ),
   );
 
-  const fs = files(m);
+  const entries = asArray(m['files']).map(asMap);
+  const fs = entries.map(fileInfo);
+  // what an event descriptor holds, in words
+  const states = entries.map(eventState);
   out.push(`\nDescriptors (${fs.length})\n`);
   out.push(
     table(
       ['FD', 'KIND', 'FLAGS', 'OFFSET', 'WHAT'],
-      fs.map((f) => [
+      fs.map((f, i) => [
         String(f.fd),
         f.kind,
         openFlags(f.flags, f.cloexec),
@@ -248,7 +251,7 @@ export function formatImage(img: Image): string {
           (f.sameAs !== undefined ? ` (same as ${f.sameAs})` : '') +
           (f.data ? ` (contents saved, ${formatBytes(f.data.length)})` : '') +
           (f.size !== undefined && f.kind === 'file' ? ` [${formatBytes(f.size)}]` : '') +
-          (f.state ? `: ${f.state}` : ''),
+          (states[i] ? `: ${states[i]}` : ''),
       ]),
     ),
   );
