@@ -9,6 +9,7 @@ import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { compressLevel } from './compress.js';
 import { ProgramNotFoundError, resolveProgram, sessionEnv, stdioIdentity, whyNotUnderShim } from './environment.js';
+import { errorMessage, SessionError } from './errors.js';
 import { DirectoryTrustError, trustCheckpointDir } from './dirtrust.js';
 import {
   completeGeneration,
@@ -62,6 +63,8 @@ import {
 } from './protocol.js';
 import { signalName } from './signals.js';
 import { watchWriter } from './writer.js';
+
+export { SessionError } from './errors.js';
 
 export const DEFAULT_INTERNAL_SIGNAL = 63;
 export const DEFAULT_TRIGGER_SIGNAL = osConstants.signals.SIGUSR2;
@@ -165,17 +168,6 @@ export interface Session {
   close(): Promise<void>;
 }
 
-/** A session could not start, or a checkpoint failed. exitCode is what the command exits with. */
-export class SessionError extends Error {
-  constructor(
-    message: string,
-    readonly exitCode = 1,
-  ) {
-    super(message);
-    this.name = 'SessionError';
-  }
-}
-
 interface Pending {
   /** First words of the answers awaited; an `error` line always answers. */
   words: readonly string[];
@@ -228,10 +220,6 @@ function deferred<T>(): Deferred<T> {
 /** Text from another process, safe to print on a terminal (no control characters). */
 function printable(text: string): string {
   return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
-}
-
-function errorMessage(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }
 
 /** How the root process joins: a launched program says hello, a restored one says restored. */
