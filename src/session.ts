@@ -3,7 +3,7 @@
 // takes checkpoints (trigger signal, --interval, `ckrun checkpoint`), and
 // ends with the program's exit status.
 import { closeSync, constants as fsConstants, existsSync, openSync, unlinkSync } from 'node:fs';
-import { access, unlink } from 'node:fs/promises';
+import { access } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
@@ -11,18 +11,7 @@ import { compressLevel } from './compress.js';
 import { ProgramNotFoundError, resolveProgram, sessionEnv, stdioIdentity, whyNotUnderShim } from './environment.js';
 import { errorMessage, SessionError } from './errors.js';
 import { DirectoryTrustError, trustCheckpointDir } from './dirtrust.js';
-import {
-  completeGeneration,
-  createPartialGeneration,
-  MANIFEST_VERSION,
-  pruneGenerations,
-  removePartialGeneration,
-  removeStalePartials,
-  writeManifest,
-  type Manifest,
-  type ManifestProcess,
-} from './generations.js';
-import { imageIdentity } from './image.js';
+import { GenerationWriter, ImageChains, type ManifestProcess } from './generations.js';
 import { BarrierError, checkpointBarrier, imageName, STEP_TIMEOUT_MS, type BarrierHost } from './barrier.js';
 import {
   askToJoin,
@@ -304,15 +293,10 @@ export class Coordinator implements Session {
   private cwd = '';
   private restoredFrom: string | null = null;
   private lastGeneration: number | null = null;
-  /** Each process's newest complete image: its next checkpoint may store only what changed since. */
-  private readonly lastImages = new Map<number, string>();
-  /** The chain length of each lastImages entry (1: a full image). */
-  private readonly chains = new Map<number, number>();
-  /** The parent each process of the running checkpoint was told (its image is incremental to it). */
-  private readonly parentsSent = new Map<number, string>();
-  private readonly fullEvery: number;
-  /** Above the numbers of the partial generations this session removed: they are not given out again. */
-  private nextAtLeast = 1;
+  /** The generations this session writes into dir. */
+  private readonly generations: GenerationWriter;
+  /** Which image each process's next one may be incremental to. */
+  private readonly chains: ImageChains;
 
   constructor(dir: string, server: Server, opts: SessionOptions, internalSignal: number) {
     this.dir = dir;
@@ -321,9 +305,10 @@ export class Coordinator implements Session {
     this.opts = opts;
     this.internalSignal = internalSignal;
     this.compressLevel = compressLevel(opts.compress);
-    this.fullEvery = opts.fullEvery ?? DEFAULT_FULL_EVERY;
     const sink = opts.log === undefined ? (l: string) => writeErr(`ckrun: ${l}\n`) : opts.log;
     this.log = sink ?? (() => undefined);
+    this.generations = new GenerationWriter(dir, { log: (l) => this.log(l), verbose: (l) => this.verbose(l) }, opts.keep);
+    this.chains = new ImageChains(opts.fullEvery ?? DEFAULT_FULL_EVERY, this.compressLevel !== undefined);
     this.refusals = new RefusalLog(this.log);
     // Nobody has to observe these; callers that await them still see rejections.
     this.readyD.promise.catch(() => undefined);
@@ -357,9 +342,9 @@ export class Coordinator implements Session {
     this.cwd = info.cwd;
     this.restoredFrom = info.restoredFrom ?? null;
     const parent = info.parentImage === undefined ? info.restoredFrom : info.parentImage;
-    if (parent && this.compressLevel === undefined) this.lastImages.set(info.programPid, parent);
-    if (this.compressLevel === undefined) for (const [pid, image] of info.parentImages ?? []) this.lastImages.set(pid, image);
-    for (const [pid, chain] of info.chains ?? []) this.chains.set(pid, chain);
+    if (parent) this.chains.setParent(info.programPid, parent);
+    for (const [pid, image] of info.parentImages ?? []) this.chains.setParent(pid, image);
+    for (const [pid, chain] of info.chains ?? []) this.chains.setChain(pid, chain);
     this.endsWithChild = info.endsWithChild === true;
     if (info.expectRestored) this.expectRestored = new Set(info.expectRestored);
     this.startedAt = Date.now();
@@ -688,8 +673,8 @@ export class Coordinator implements Session {
     await this.waitReady();
     this.vetDirAgain();
     await this.removeStalePartials();
-    const gen = await createPartialGeneration(this.dir, this.nextAtLeast);
-    this.parentsSent.clear();
+    const gen = await this.generations.begin(this.programPid);
+    this.chains.startCheckpoint();
     try {
       const answerMs = this.opts.checkpointTimeoutMs ?? CHECKPOINT_TIMEOUT_MS;
       const r = await checkpointBarrier(this.barrierHost(gen.path), {
@@ -701,56 +686,22 @@ export class Coordinator implements Session {
         if (e instanceof BarrierError && e.everyoneLeft) throw new SessionError(`${e.message}${await this.howRootEnded()}`);
         throw new SessionError(errorMessage(e));
       });
-      const processes: ManifestProcess[] = [];
-      for (const p of r.processes) {
-        if (!existsSync(join(gen.path, p.image)))
-          throw new SessionError(`process ${p.pid} answered ok, but its image ${join(gen.path, p.image)} is not there`);
-        // the manifest names each image by its size and header CRC: a restart refuses any other file in its place
-        const id = await imageIdentity(join(gen.path, p.image)).catch((e: Error) => {
-          throw new SessionError(`process ${p.pid} answered ok, but its image is not sound: ${e.message}`);
-        });
-        processes.push({
-          pid: p.pid,
-          image: p.image,
-          bytes: id.bytes,
-          pause_ns: p.pauseNs,
-          ppid: p.ppid,
-          pgid: p.pgid,
-          sid: p.sid,
-          chain: this.chainAfter(p.pid),
-          header_crc: id.headerCrc,
-        });
-      }
-      // the root first, then by PID
-      processes.sort((a, b) => Number(b.pid === this.programPid) - Number(a.pid === this.programPid) || a.pid - b.pid);
-      if (this.compressLevel !== undefined) await this.compressImages(gen.path, processes, this.compressLevel);
-      const manifest: Manifest = {
-        format: 'ckrun-session',
-        version: MANIFEST_VERSION,
-        generation: gen.number,
-        created_ns: BigInt(Date.now()) * 1_000_000n,
-        argv: this.argv,
-        cwd: this.cwd,
-        root: this.programPid,
-        processes,
-        shared_files: r.sharedFiles,
-        shm_owners: r.shmOwners,
-        ...(this.compressLevel !== undefined ? { compressed: 'gzip' as const } : {}),
-      };
-      await writeManifest(gen.path, manifest);
-      const path = await completeGeneration(this.dir, gen.number, gen.path);
-      // a compressed image cannot be a parent: the shim reads its parent as it is
-      if (this.compressLevel === undefined)
-        for (const p of processes) {
-          this.lastImages.set(p.pid, join(path, p.image));
-          this.chains.set(p.pid, p.chain ?? 1);
-        }
-      await this.keepNewest();
+      for (const p of r.processes)
+        await gen.addImage({ pid: p.pid, image: p.image, pause_ns: p.pauseNs, ppid: p.ppid, pgid: p.pgid, sid: p.sid, chain: this.chains.chainAfter(p.pid) });
+      if (this.compressLevel !== undefined) await gen.compress(this.compressLevel);
+      const { path, processes } = await gen.complete({ argv: this.argv, cwd: this.cwd, shared_files: r.sharedFiles, shm_owners: r.shmOwners });
+      this.chains.completed(path, processes);
+      await this.generations.keepNewest();
       return { generation: gen.number, path, processes, ms: Date.now() - t0 };
     } catch (e) {
-      await removePartialGeneration(gen.path).catch(() => undefined);
+      await gen.remove().catch(() => undefined);
       throw e;
     }
+  }
+
+  /** Removes the `.N.partial` directories no writer writes into any more (never the running checkpoint's: called before it starts). */
+  async removeStalePartials(): Promise<void> {
+    await this.generations.removeStalePartials();
   }
 
   /**
@@ -769,49 +720,6 @@ export class Coordinator implements Session {
       throw new SessionError(`refusing checkpoint directory ${this.dir}: it now resolves to ${now}; start a new session there if that is meant`);
   }
 
-  /** Removes the `.N.partial` directories no writer writes into any more (never the running checkpoint's: called before it starts). */
-  async removeStalePartials(): Promise<void> {
-    try {
-      const r = await removeStalePartials(this.dir);
-      for (const n of r.removedNumbers) this.nextAtLeast = Math.max(this.nextAtLeast, n + 1);
-      for (const path of r.removed) this.verbose(`removed ${path}, left by an interrupted checkpoint`);
-      for (const k of r.kept) this.verbose(`left ${k.path} alone: a checkpoint writer still writes ${k.busy}`);
-    } catch (e) {
-      this.log(`cannot remove the unfinished checkpoints in ${this.dir}: ${errorMessage(e)}`);
-    }
-  }
-
-  /** --keep N: the complete generations beyond the newest N go (the checkpoint itself is complete either way). */
-  private async keepNewest(): Promise<void> {
-    const keep = this.opts.keep;
-    if (keep === undefined) return;
-    try {
-      const removed = await pruneGenerations(this.dir, keep);
-      if (removed.length > 0) this.verbose(`removed generation${removed.length === 1 ? '' : 's'} ${removed.join(', ')} (--keep ${keep})`);
-    } catch (e) {
-      this.log(`cannot remove generations beyond the newest ${keep} in ${this.dir}: ${errorMessage(e)}`);
-    }
-  }
-
-  /** The parent image a process's next image may be incremental to: none once its chain reached --full-every. */
-  private parentFor(pid: number): string | undefined {
-    // a compressed image cannot be a parent: the shim reads its parent as it is
-    if (this.compressLevel !== undefined) return undefined;
-    const parent = this.lastImages.get(pid);
-    if (parent === undefined || (this.chains.get(pid) ?? 1) >= this.fullEvery) return undefined;
-    this.parentsSent.set(pid, parent);
-    return parent;
-  }
-
-  /**
-   * The chain length of the image a process just wrote: one more than its
-   * parent's when it was told one (the shim may still have written a full
-   * image: counted long, which only makes the next full one come sooner).
-   */
-  private chainAfter(pid: number): number {
-    return this.parentsSent.has(pid) ? (this.chains.get(pid) ?? 1) + 1 : 1;
-  }
-
   /**
    * How the program ended, for a checkpoint whose every process left: its
    * status arrives from the reaper shortly after its connection closed.
@@ -822,36 +730,6 @@ export class Coordinator implements Session {
     if (!st) return '';
     const how = st.signal !== null ? `was killed by ${signalName(st.signal)}` : `exited with status ${st.code}`;
     return ` (the program, PID ${this.programPid}, ${how})`;
-  }
-
-  /**
-   * Replaces each complete `<pid>.ckpt` by `<pid>.ckpt.gz` (fsync'd; the
-   * directory is fsync'd when the generation completes) and updates the
-   * manifest entries.
-   */
-  private async compressImages(genPath: string, processes: ManifestProcess[], level: number): Promise<void> {
-    const { compressImage } = await import('./flatten.js');
-    const referred = new Set<string>();
-    for (const p of processes) {
-      const t0 = Date.now();
-      let r;
-      try {
-        r = await compressImage(join(genPath, p.image), level);
-      } catch (e) {
-        throw new SessionError(`process ${p.pid}: ${errorMessage(e)}`);
-      }
-      for (const f of r.referred) referred.add(f);
-      p.image = `${p.image}.gz`;
-      p.bytes = r.imageBytes;
-      p.compressed_bytes = r.bytes;
-      p.header_crc = r.headerCrc;
-      this.verbose(
-        `process ${p.pid}: image compressed from ${formatBytes(r.imageBytes)} to ${formatBytes(r.bytes)} in ${formatDuration((Date.now() - t0) * 1e6)}` +
-          (r.referred.length ? ` (made self-contained: it referred to ${r.referred.length} older image${r.referred.length === 1 ? '' : 's'})` : ''),
-      );
-    }
-    // compressed images hold everything: the hard links to older images go
-    for (const f of referred) await unlink(f);
   }
 
   /**
@@ -892,7 +770,7 @@ export class Coordinator implements Session {
         p.pending = undefined;
         pending?.fail(new SessionError('the checkpoint was abandoned'));
       },
-      parentImage: (p) => this.parentFor(p.pid),
+      parentImage: (p) => this.chains.parentFor(p.pid),
       ownSockets: () => unixPeers(this.socketName),
       askToJoin: (outer) => catchesSignal(outer, this.internalSignal) && askToJoin(outer, this.internalSignal),
       watchWriter: (_p, writer, depth, onEnd) => watchWriter(process.pid, writer, depth, onEnd),
