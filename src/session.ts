@@ -51,6 +51,7 @@ import {
   type SessionStatus,
 } from './protocol.js';
 import { signalName } from './signals.js';
+import { CheckpointScheduler } from './scheduler.js';
 import { watchWriter } from './writer.js';
 
 export { SessionError } from './errors.js';
@@ -274,11 +275,10 @@ export class Coordinator implements Session {
   private readonly readyD = deferred<void>();
   private readonly exitedD = deferred<SessionExit>();
   private readonly startedD = deferred<void>();
-  private running: Promise<CheckpointResult> | undefined;
-  /** The checkpoint that follows the running one, for requests that came while it ran. */
-  private queued: Promise<CheckpointResult> | undefined;
+  /** When checkpoints are taken. */
+  private readonly scheduler: CheckpointScheduler<CheckpointResult>;
+  /** The watchers of the signals ckrun passes on to the program. */
   private stopSignals: (() => void)[] = [];
-  private intervalTimer: NodeJS.Timeout | undefined;
   private startedAt = 0;
   private joinBy: JoinKind = 'hello';
   private joined = false;
@@ -309,6 +309,7 @@ export class Coordinator implements Session {
     this.log = sink ?? (() => undefined);
     this.generations = new GenerationWriter(dir, { log: (l) => this.log(l), verbose: (l) => this.verbose(l) }, opts.keep);
     this.chains = new ImageChains(opts.fullEvery ?? DEFAULT_FULL_EVERY, this.compressLevel !== undefined);
+    this.scheduler = new CheckpointScheduler(() => this.takeCheckpoint(), (l) => this.verbose(l));
     this.refusals = new RefusalLog(this.log);
     // Nobody has to observe these; callers that await them still see rejections.
     this.readyD.promise.catch(() => undefined);
@@ -355,20 +356,13 @@ export class Coordinator implements Session {
     }
     for (const [word, pid] of this.goneJoins.splice(0)) this.noteJoined(word, pid);
     this.installSignals();
-    this.scheduleInterval();
+    this.scheduler.every(this.opts.interval);
     this.startedD.resolve();
   }
 
   private installSignals(): void {
     const trigger = this.opts.triggerSignal === undefined ? DEFAULT_TRIGGER_SIGNAL : this.opts.triggerSignal;
-    if (trigger !== null) {
-      this.stopSignals.push(
-        watchSignal(trigger, () => {
-          this.verbose(`${signalName(trigger)} received: taking a checkpoint`);
-          this.checkpoint().catch(() => undefined); // failures are logged by checkpoint()
-        }),
-      );
-    }
+    if (trigger !== null) this.scheduler.onSignal(trigger);
     if (this.opts.handleSignals === false) return;
     const s = osConstants.signals;
     if (trigger !== s.SIGINT) this.stopSignals.push(watchSignal(s.SIGINT, () => undefined));
@@ -376,18 +370,6 @@ export class Coordinator implements Session {
       if (sig === trigger) continue;
       this.stopSignals.push(watchSignal(sig, () => this.kill(sig)));
     }
-  }
-
-  private scheduleInterval(): void {
-    const secs = this.opts.interval;
-    if (secs === undefined || this.exiting) return;
-    this.intervalTimer = setTimeout(() => {
-      this.intervalTimer = undefined;
-      this.checkpoint()
-        .catch(() => undefined)
-        .finally(() => this.scheduleInterval());
-    }, secs * 1000);
-    this.intervalTimer.unref();
   }
 
   kill(signal: number = osConstants.signals.SIGTERM): void {
@@ -591,7 +573,7 @@ export class Coordinator implements Session {
       root: this.programPid > 0 ? this.programPid : null,
       // forked children join only when a checkpoint asks them: /proc knows them all
       processes: this.livePids(),
-      checkpointing: this.running !== undefined,
+      checkpointing: this.scheduler.busy,
       lastGeneration: this.lastGeneration,
       restoredFrom: this.restoredFrom,
     };
@@ -600,18 +582,12 @@ export class Coordinator implements Session {
   // ---- checkpoints ---------------------------------------------------
 
   checkpoint(): Promise<CheckpointResult> {
-    if (this.running) {
-      // The running checkpoint stopped the program before this request came:
-      // one more follows it, shared by every request that arrives meanwhile.
-      this.queued ??= this.running
-        .catch(() => undefined)
-        .then(() => {
-          this.queued = undefined;
-          return this.checkpoint();
-        });
-      return this.queued;
-    }
-    const run = this.runCheckpoint().then(
+    return this.scheduler.checkpoint();
+  }
+
+  /** One checkpoint, as the scheduler takes it: its outcome logged. */
+  private takeCheckpoint(): Promise<CheckpointResult> {
+    return this.runCheckpoint().then(
       (r) => {
         this.lastGeneration = r.generation;
         const bytes = r.processes.reduce((a, p) => a + p.bytes, 0);
@@ -628,12 +604,6 @@ export class Coordinator implements Session {
         throw e;
       },
     );
-    this.running = run;
-    const clear = (): void => {
-      if (this.running === run) this.running = undefined;
-    };
-    run.then(clear, clear);
-    return run;
   }
 
   private async waitReady(): Promise<void> {
@@ -830,7 +800,7 @@ export class Coordinator implements Session {
     if (this.exiting) return;
     this.exiting = true;
     this.stopTimersAndSignals();
-    if (this.running) await this.running.catch(() => undefined);
+    await this.scheduler.idle();
     await this.shutdownServer();
     this.exitedD.resolve({ ...st, joined: this.joined });
   }
@@ -846,8 +816,7 @@ export class Coordinator implements Session {
   }
 
   private stopTimersAndSignals(): void {
-    if (this.intervalTimer) clearTimeout(this.intervalTimer);
-    this.intervalTimer = undefined;
+    this.scheduler.stop();
     for (const stop of this.stopSignals) stop();
     this.stopSignals = [];
   }
