@@ -1,10 +1,12 @@
-// The session: ckrun's coordinator. It listens on the session socket, keeps
-// the registry of the program's processes (those whose shim said hello),
-// takes checkpoints (trigger signal, --interval, `ckrun checkpoint`), and
-// ends with the program's exit status.
-import { closeSync, constants as fsConstants, existsSync, openSync, unlinkSync } from 'node:fs';
+// The session: ckrun's coordinator. It serves the session socket
+// (src/session-server.ts: connections, peers, the program's processes),
+// takes checkpoints when they are asked for (src/scheduler.ts: trigger
+// signal, --interval, `ckrun checkpoint`) through the checkpoint barrier
+// (src/barrier.ts) into a generation (src/generations.ts), and ends with the
+// program's exit status.
+import { closeSync, constants as fsConstants, existsSync } from 'node:fs';
 import { access } from 'node:fs/promises';
-import { createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Server } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { compressLevel } from './compress.js';
@@ -18,43 +20,30 @@ import {
   isNativeError,
   native,
   NativeLoadError,
-  sendWithFd,
-  socketFd,
   spawnChild,
   unixPeers,
   watchSignal,
   type ExitStatus,
   type SpawnOptions,
 } from './native.js';
-import {
-  checkJoin,
-  clientRefusal,
-  connectionRefusal,
-  describePeer,
-  examinePeer,
-  RefusalLog,
-  type JoinCheck,
-  type Peer,
-} from './peers.js';
 import { formatBytes, formatDuration, writeErr } from './output.js';
 import { shimPath } from './paths.js';
-import { catchesSignal, innerIds, isLive, ProcessGoneError, sessionProcesses } from './proctree.js';
+import { catchesSignal, innerIds, isLive, sessionProcesses } from './proctree.js';
 import {
   DEFAULT_DIR,
-  oneLine,
   querySession,
-  readLines,
   RefusedError,
   socketNameFor,
-  splitLine,
   UntrustedSessionError,
   type SessionStatus,
 } from './protocol.js';
 import { signalName } from './signals.js';
 import { CheckpointScheduler } from './scheduler.js';
+import { SessionServer, type JoinKind, type Proc } from './session-server.js';
 import { watchWriter } from './writer.js';
 
 export { SessionError } from './errors.js';
+export type { JoinKind } from './session-server.js';
 
 export const DEFAULT_INTERNAL_SIGNAL = 63;
 export const DEFAULT_TRIGGER_SIGNAL = osConstants.signals.SIGUSR2;
@@ -158,25 +147,6 @@ export interface Session {
   close(): Promise<void>;
 }
 
-interface Pending {
-  /** First words of the answers awaited; an `error` line always answers. */
-  words: readonly string[];
-  answer(line: string): void;
-  fail(err: Error): void;
-}
-
-interface Proc {
-  sock: Socket;
-  /** PID as the program sees it. */
-  pid: number;
-  /** Its parent's, as hello said it (older shims say none; the barrier reads it from /proc). */
-  ppid: number | null;
-  restored: boolean;
-  /** The connection closed: the process exited, or exec'd and came back on a new one. */
-  gone: boolean;
-  pending: Pending | undefined;
-}
-
 /** How long after the root's exit the session looks again for processes left (daemons). */
 const SESSION_END_POLL_MS = 100;
 
@@ -206,14 +176,6 @@ function deferred<T>(): Deferred<T> {
   };
   return d;
 }
-
-/** Text from another process, safe to print on a terminal (no control characters). */
-function printable(text: string): string {
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
-}
-
-/** How the root process joins: a launched program says hello, a restored one says restored. */
-export type JoinKind = 'hello' | 'restored';
 
 export interface StartInfo {
   /** Child PID in ckrun's namespace. */
@@ -248,30 +210,24 @@ export interface StartInfo {
 
 /**
  * The coordinator. Created by openSession (socket listening, nothing
- * spawned yet); start() attaches the spawned child.
+ * spawned yet); start() attaches the spawned child. Whether the program is
+ * ready, how it ends, and what one checkpoint does are here; the protocol
+ * server, the scheduler and the generation transaction are its parts.
  */
 export class Coordinator implements Session {
   readonly dir: string;
   readonly socketName: string;
   pid = -1;
   programPid = -1;
-  private readonly server: Server;
+  /** The session socket's connections and the program's processes among them. */
+  private readonly server: SessionServer;
   private readonly opts: SessionOptions;
   private readonly log: (line: string) => void;
   private readonly internalSignal: number;
   /** gzip level for images, or undefined: not compressed. */
   private readonly compressLevel: number | undefined;
-  private readonly conns = new Set<Socket>();
-  /** Who made each connection (SO_PEERCRED, read when it was accepted). */
-  private readonly peers = new Map<Socket, Peer>();
-  /** Connections turned away: nothing they send is read any more. */
-  private readonly refused = new WeakSet<Socket>();
-  private readonly refusals: RefusalLog;
   /** Joins of processes that exited before they could be checked, heard before start(). */
   private readonly goneJoins: [JoinKind, number][] = [];
-  /** The session's user: ckrun's effective UID. Clients must be this user or root. */
-  private readonly owner = process.geteuid?.() ?? 0;
-  private readonly procs = new Map<Socket, Proc>();
   private readonly readyD = deferred<void>();
   private readonly exitedD = deferred<SessionExit>();
   private readonly startedD = deferred<void>();
@@ -288,7 +244,6 @@ export class Coordinator implements Session {
   private endsWithChild = false;
   private expectRestored: Set<number> | undefined;
   private readonly restoredPids = new Set<number>();
-  private closed = false;
   private argv: string[] = [];
   private cwd = '';
   private restoredFrom: string | null = null;
@@ -301,7 +256,6 @@ export class Coordinator implements Session {
   constructor(dir: string, server: Server, opts: SessionOptions, internalSignal: number) {
     this.dir = dir;
     this.socketName = socketNameFor(dir);
-    this.server = server;
     this.opts = opts;
     this.internalSignal = internalSignal;
     this.compressLevel = compressLevel(opts.compress);
@@ -310,11 +264,21 @@ export class Coordinator implements Session {
     this.generations = new GenerationWriter(dir, { log: (l) => this.log(l), verbose: (l) => this.verbose(l) }, opts.keep);
     this.chains = new ImageChains(opts.fullEvery ?? DEFAULT_FULL_EVERY, this.compressLevel !== undefined);
     this.scheduler = new CheckpointScheduler(() => this.takeCheckpoint(), (l) => this.verbose(l));
-    this.refusals = new RefusalLog(this.log);
     // Nobody has to observe these; callers that await them still see rejections.
     this.readyD.promise.catch(() => undefined);
     this.startedD.promise.catch(() => undefined);
-    server.on('connection', (sock) => this.onConnection(sock));
+    this.server = new SessionServer(
+      server,
+      internalSignal,
+      {
+        joined: (word, pid) => this.noteJoined(word, pid),
+        joinedUnchecked: (word, pid) => this.noteUncheckedJoin(word, pid),
+        checkpoint: () => this.checkpoint(),
+        status: () => this.status(),
+      },
+      this.log,
+      (l) => this.verbose(l),
+    );
   }
 
   get ready(): Promise<void> {
@@ -350,7 +314,7 @@ export class Coordinator implements Session {
     if (info.expectRestored) this.expectRestored = new Set(info.expectRestored);
     this.startedAt = Date.now();
     // the restore host may have connected before the session knew whom to expect
-    if (!this.expectRestored && [...this.procs.values()].some((p) => p.pid === info.programPid && p.restored === (info.joinBy === 'restored'))) {
+    if (!this.expectRestored && this.server.processes().some((p) => p.pid === info.programPid && p.restored === (info.joinBy === 'restored'))) {
       this.joined = true;
       this.readyD.resolve();
     }
@@ -385,141 +349,10 @@ export class Coordinator implements Session {
     }
   }
 
-  // ---- connections ---------------------------------------------------
-
-  private onConnection(sock: Socket): void {
-    if (this.closed) {
-      sock.destroy();
-      return;
-    }
-    this.conns.add(sock);
-    sock.on('error', () => undefined);
-    sock.on('close', () => this.onClose(sock));
-    // read once: the kernel's record of who connected (see src/peers.ts)
-    const peer = examinePeer(sock, this.owner, process.pid);
-    this.peers.set(sock, peer);
-    const why = connectionRefusal(peer, this.owner);
-    if (why) {
-      if (peer.goneAtAccept) {
-        // nobody to answer: its process has exited (it may have been a member that changed its user ID)
-        this.refused.add(sock);
-        this.refusals.note(`closed a connection from ${describePeer(peer.cred)}: its process exited before ckrun could check it`);
-        sock.destroy();
-      } else this.refuse(sock, why);
-      return;
-    }
-    readLines(
-      sock,
-      (line) => this.onLine(sock, line),
-      () => {
-        this.verbose('a connection sent an overlong line; closing it');
-        sock.destroy();
-      },
-    );
-  }
-
-  /**
-   * Turns a connection away: `refused <why>` (a shim then runs on as if
-   * there were no coordinator, a client reports it), closed, logged on
-   * stderr whatever -v says (a flood is summed up), never acted on.
-   */
-  private refuse(sock: Socket, why: string, line?: string): void {
-    if (this.refused.has(sock)) return;
-    this.refused.add(sock);
-    const sent = line === undefined ? '' : ` (it sent '${printable(oneLine(line).slice(0, 80))}')`;
-    this.refusals.note(`refused a connection from ${describePeer(this.peers.get(sock)?.cred)}: ${why}${sent}`);
-    if (!sock.destroyed) sock.end(`refused ${oneLine(why)}\n`);
-    setTimeout(() => sock.destroy(), 200).unref();
-  }
-
-  private send(sock: Socket, line: string): void {
-    if (!sock.destroyed) sock.write(line + '\n');
-  }
-
-  private onLine(sock: Socket, line: string): void {
-    if (this.refused.has(sock)) return;
-    const [word, rest] = splitLine(line);
-    const proc = this.procs.get(sock);
-    if (proc) {
-      if (word === 'ok' || word === 'error' || word === 'stopped' || word === 'saved') {
-        const p = proc.pending;
-        if (p && (word === 'error' || p.words.includes(word))) {
-          proc.pending = undefined;
-          p.answer(line);
-        } else this.verbose(`process ${proc.pid} answered '${oneLine(line)}' to no request`);
-        return;
-      }
-      if (word === 'hello' || word === 'restored') {
-        this.join(sock, word, rest, line);
-        return;
-      }
-      this.verbose(`process ${proc.pid} sent an unknown line '${oneLine(line)}'`);
-      return;
-    }
-    if (word === 'hello' || word === 'restored') {
-      this.join(sock, word, rest, line);
-      return;
-    }
-    // everything else is a client's request: the session's user's or root's only
-    const why = clientRefusal(this.peers.get(sock)?.cred, this.owner);
-    if (why) {
-      this.refuse(sock, why, line);
-      return;
-    }
-    switch (word) {
-      case 'checkpoint':
-        this.checkpoint().then(
-          (r) => this.send(sock, `ok ${r.path}`),
-          (e: unknown) => this.send(sock, `error ${oneLine(errorMessage(e))}`),
-        );
-        return;
-      case 'status':
-        this.send(sock, `ok ${JSON.stringify(this.status())}`);
-        return;
-      default:
-        this.send(sock, `error unknown request '${oneLine(line).slice(0, 80)}'`);
-        return;
-    }
-  }
-
-  private join(sock: Socket, word: JoinKind, rest: string, line: string): void {
-    // "hello <pid> <ppid>" (older shims: "hello <pid>"), "restored <pid>"
-    const [pidText, ppidText] = rest.trim().split(/\s+/);
-    const pid = Number(pidText);
-    const ppid = ppidText === undefined ? null : Number(ppidText);
-    if (!Number.isSafeInteger(pid) || pid <= 0 || (ppid !== null && !(Number.isSafeInteger(ppid) && ppid >= 0))) {
-      this.refuse(sock, `a malformed ${word} line`, line);
-      return;
-    }
-    // before anything is acted on: only a process of this session joins, as itself
-    const peer = this.peers.get(sock);
-    const check: JoinCheck = peer ? checkJoin(sock, peer, pid, this.owner, process.pid) : { verdict: 'refused', why: 'it is unknown' };
-    if (check.verdict === 'refused') {
-      this.refuse(sock, check.why, line);
-      return;
-    }
-    if (check.verdict === 'gone') {
-      this.verbose(`process ${pid} said ${word} and exited before ckrun could check it`);
-      if (this.pid < 0) this.goneJoins.push([word, pid]); // start() counts it
-      else this.noteJoined(word, pid);
-      return;
-    }
-    // A process that exec'd comes back with the same PID on a new
-    // connection; the old one is stale.
-    for (const [s, p] of this.procs) {
-      if (p.pid === pid && s !== sock) {
-        this.dropProc(s, p, `process ${pid} started over (exec) during the checkpoint`);
-        s.destroy();
-      }
-    }
-    const existing = this.procs.get(sock);
-    const proc: Proc = existing ?? { sock, pid, ppid, restored: false, gone: false, pending: undefined };
-    proc.pid = pid;
-    if (ppid !== null) proc.ppid = ppid;
-    proc.restored = word === 'restored';
-    this.procs.set(sock, proc);
-    this.verbose(word === 'hello' ? `process ${pid} joined${ppid ? ` (child of ${ppid})` : ''}` : `process ${pid} restored`);
-    this.noteJoined(word, pid);
+  /** A process said hello or restored and exited before it could be checked: it counts all the same. */
+  private noteUncheckedJoin(word: JoinKind, pid: number): void {
+    if (this.pid < 0) this.goneJoins.push([word, pid]); // start() counts it
+    else this.noteJoined(word, pid);
   }
 
   /** The root (or, after the restart of a family, every process) has joined: the session is ready. */
@@ -536,27 +369,9 @@ export class Coordinator implements Session {
     }
   }
 
-  private dropProc(sock: Socket, proc: Proc, why: string): void {
-    this.procs.delete(sock);
-    proc.gone = true;
-    const p = proc.pending;
-    proc.pending = undefined;
-    if (p) p.fail(new ProcessGoneError(proc.pid, why));
-  }
-
-  private onClose(sock: Socket): void {
-    this.conns.delete(sock);
-    this.peers.delete(sock);
-    const proc = this.procs.get(sock);
-    if (proc) {
-      this.dropProc(sock, proc, `process ${proc.pid} closed its connection during the checkpoint (it exited or exec'd)`);
-      this.verbose(`process ${proc.pid} left`);
-    }
-  }
-
   /** Every live process of the session, by the PID it sees itself under, in ascending order. */
   private livePids(): number[] {
-    const pids = new Set<number>([...this.procs.values()].map((p) => p.pid));
+    const pids = new Set<number>(this.server.processes().map((p) => p.pid));
     for (const d of sessionProcesses(process.pid)) {
       if (!isLive(d)) continue;
       const ids = innerIds(d.outer);
@@ -702,87 +517,20 @@ export class Coordinator implements Session {
     return ` (the program, PID ${this.programPid}, ${how})`;
   }
 
-  /**
-   * `save` goes with the process's image file, created here, empty, mode
-   * 0600 (SCM_RIGHTS): a process that changed its user ID may no longer be
-   * able to create files in the checkpoint directory. The shim writes the
-   * image into it in place (without it, it creates the file itself). Sent
-   * only when nothing waits to be written before it: the line and its
-   * descriptor arrive together, after everything sent before.
-   */
-  private sendWithImage(sock: Socket, line: string, image: string): void {
-    const fd = socketFd(sock);
-    if (sock.destroyed || sock.writableLength > 0 || fd === undefined) return this.send(sock, line);
-    const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fsConstants;
-    const file = openSync(image, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
-    const text = Buffer.from(line + '\n');
-    let sent = 0;
-    try {
-      sent = sendWithFd(fd, line + '\n', file);
-    } catch (e) {
-      if (!isNativeError(e)) throw e;
-      unlinkSync(image); // the shim creates it itself
-    } finally {
-      closeSync(file);
-    }
-    if (sent === 0) this.send(sock, line);
-    else if (sent < text.length) sock.write(text.subarray(sent));
-  }
-
   /** What the checkpoint barrier needs of the coordinator (images go to genPath). */
   private barrierHost(genPath: string): BarrierHost<Proc> {
     return {
-      connected: () => [...this.procs.values()],
-      send: (p, line) => (/^save( |$)/.test(line) ? this.sendWithImage(p.sock, line, join(genPath, imageName(p.pid))) : this.send(p.sock, line)),
-      expect: (p, words, timeoutMs, what) => this.expect(p, words, timeoutMs, what),
-      cancel: (p) => {
-        const pending = p.pending;
-        p.pending = undefined;
-        pending?.fail(new SessionError('the checkpoint was abandoned'));
-      },
+      connected: () => this.server.processes(),
+      send: (p, line) =>
+        /^save( |$)/.test(line) ? this.server.sendWithImage(p.sock, line, join(genPath, imageName(p.pid))) : this.server.send(p.sock, line),
+      expect: (p, words, timeoutMs, what) => this.server.expect(p, words, timeoutMs, what),
+      cancel: (p) => this.server.cancel(p),
       parentImage: (p) => this.chains.parentFor(p.pid),
       ownSockets: () => unixPeers(this.socketName),
       askToJoin: (outer) => catchesSignal(outer, this.internalSignal) && askToJoin(outer, this.internalSignal),
       watchWriter: (_p, writer, depth, onEnd) => watchWriter(process.pid, writer, depth, onEnd),
       verbose: (line) => this.verbose(line),
     };
-  }
-
-  /**
-   * The next answer of p whose first word is one of `words` (`stopped`,
-   * `saved`, `ok`). An `error` line, a timeout or the connection closing
-   * (ProcessGoneError) rejects.
-   */
-  private expect(proc: Proc, words: readonly string[], timeoutMs: number, what: string): Promise<string> {
-    return new Promise<string>((resolve, reject) => {
-      if (proc.gone) {
-        reject(new ProcessGoneError(proc.pid));
-        return;
-      }
-      if (proc.pending) {
-        reject(new SessionError(`process ${proc.pid} is still busy with an earlier checkpoint request`));
-        return;
-      }
-      const timer = setTimeout(() => {
-        if (proc.pending === pending) proc.pending = undefined;
-        const hint = what === 'stop' ? ` (does it block signal ${this.internalSignal}?)` : '';
-        reject(new SessionError(`process ${proc.pid} did not answer the ${what} request within ${+(timeoutMs / 1000).toFixed(1)} s${hint}`));
-      }, timeoutMs);
-      const pending: Pending = {
-        words,
-        answer: (line) => {
-          clearTimeout(timer);
-          const [word, rest] = splitLine(line);
-          if (word === 'error') reject(new SessionError(`process ${proc.pid}: ${rest || 'unknown error'}`));
-          else resolve(line);
-        },
-        fail: (err) => {
-          clearTimeout(timer);
-          reject(err);
-        },
-      };
-      proc.pending = pending;
-    });
   }
 
   // ---- the end ---------------------------------------------------------
@@ -808,7 +556,7 @@ export class Coordinator implements Session {
   /** Resolves when no process of the session is left below ckrun (writers of a checkpoint aside). */
   private async sessionGone(): Promise<void> {
     for (;;) {
-      if (this.closed) return;
+      if (this.server.closed) return;
       const left = sessionProcesses(process.pid).filter(isLive);
       if (left.length === 0) return;
       await new Promise((r) => setTimeout(r, SESSION_END_POLL_MS));
@@ -822,16 +570,9 @@ export class Coordinator implements Session {
   }
 
   private async shutdownServer(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    this.refusals.flush();
+    if (this.server.closed) return;
     this.startedD.reject(new SessionError('the session is shutting down'));
-    // end() lets answers already written reach their clients.
-    for (const s of this.conns) {
-      s.end();
-      setTimeout(() => s.destroy(), 200).unref();
-    }
-    await new Promise<void>((res) => this.server.close(() => res()));
+    await this.server.shutdown();
   }
 
   async close(): Promise<void> {
