@@ -4,7 +4,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as path from 'node:path';
-import { EXAMPLES, Scope, imagesOf, readImage } from './helpers.js';
+import { EXAMPLES } from './lib/paths.js';
+import { Scope } from './lib/scope.js';
+import { imagesOf, readImage } from './lib/images.js';
 import { treeScenario } from './tree.js';
 
 test('pidfd of a child: polled across two restarts of the family, readable when the child exits, its status reaped', async () => {

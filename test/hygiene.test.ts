@@ -8,19 +8,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import {
-  Proc,
-  Scope,
-  checkpoint,
-  ckrun,
-  exampleProgram,
-  generations,
-  imagesOf,
-  lastLine,
-  readImage,
-  runNative,
-  sleep,
-} from './helpers.js';
+import { exampleProgram } from './lib/examples.js';
+import { lastLine } from './lib/lines.js';
+import { Proc, runNative, sleep } from './lib/proc.js';
+import { checkpoint, ckrun } from './lib/ckrun.js';
+import { Scope } from './lib/scope.js';
+import { generations, imagesOf, readImage } from './lib/images.js';
 import { assertResumed } from './spine.js';
 
 function partials(dir: string): string[] {

@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ROOT } from './helpers.js';
+import { ROOT } from './lib/paths.js';
 import { describeCycles, importGraph, importPath, reachableFrom } from './lib/imports.js';
 
 const SRC = path.join(ROOT, 'src');

@@ -6,7 +6,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Scope, checkpoint, ckrun, exampleProgram, imagesOf, lastLine, runNative } from './helpers.js';
+import { exampleProgram } from './lib/examples.js';
+import { lastLine } from './lib/lines.js';
+import { runNative } from './lib/proc.js';
+import { checkpoint, ckrun } from './lib/ckrun.js';
+import { Scope } from './lib/scope.js';
+import { imagesOf } from './lib/images.js';
 import { assertResumed } from './spine.js';
 
 function imageSize(gen: string): number {

@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
-import { inputBytes } from './helpers.js';
+import { inputBytes } from './lib/examples.js';
 import { spine, stepReachedBefore } from './spine.js';
 
 const LOG = 'app.log';

@@ -3,7 +3,7 @@
 // that is still pending at both checkpoints and fires after them, and
 // SIGUSR2 blocked and pending from step 30 to step 150.
 import { test } from 'uvu';
-import { imagesOf, readImage } from './helpers.js';
+import { imagesOf, readImage } from './lib/images.js';
 import { spine, stepReachedBefore } from './spine.js';
 import * as path from 'node:path';
 

@@ -11,27 +11,13 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import {
-  type ExampleName,
-  type NativeRun,
-  Proc,
-  Scope,
-  checkpoint,
-  checkpointBySignal,
-  descendants,
-  exampleProgram,
-  findRestored,
-  innerTids,
-  nsPids,
-  readImage,
-  excerptAround,
-  generations,
-  imagesOf,
-  lastLine,
-  readManifest,
-  runNative,
-  stepOf,
-} from './helpers.js';
+import { type ExampleName, exampleProgram } from './lib/examples.js';
+import { excerptAround, lastLine, stepOf } from './lib/lines.js';
+import { type NativeRun, Proc, runNative } from './lib/proc.js';
+import { descendants, findRestored, innerTids, nsPids } from './lib/processes.js';
+import { checkpoint, checkpointBySignal } from './lib/ckrun.js';
+import { Scope } from './lib/scope.js';
+import { readImage, generations, imagesOf, readManifest } from './lib/images.js';
 
 export type Trigger = 'cli' | 'signal';
 

@@ -7,7 +7,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Scope, runNative, sleep } from './helpers.js';
+import { runNative, sleep } from './lib/proc.js';
+import { Scope } from './lib/scope.js';
 import { fileLines, treeProgram, treeScenario, until } from './tree.js';
 
 const LINES = 200;

@@ -6,7 +6,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Scope, lastLine, runNative } from './helpers.js';
+import { lastLine } from './lib/lines.js';
+import { runNative } from './lib/proc.js';
+import { Scope } from './lib/scope.js';
 import { assertPrefix, assertResumed } from './spine.js';
 import { fileLines, sharedGroupOf, treeProgram, treeScenario } from './tree.js';
 

@@ -4,7 +4,8 @@
 // must be the hash an uninterrupted run prints.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Scope, runNative, sleep } from './helpers.js';
+import { runNative, sleep } from './lib/proc.js';
+import { Scope } from './lib/scope.js';
 import { treeScenario } from './tree.js';
 
 // 200000 lines take about a second natively; the scenario needs a few

@@ -2,7 +2,9 @@
 // workers, pipes, POSIX semaphores in /dev/shm, the pool's threads.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Scope, lastLine, runNative } from './helpers.js';
+import { lastLine } from './lib/lines.js';
+import { runNative } from './lib/proc.js';
+import { Scope } from './lib/scope.js';
 import { assertPrefix, assertResumed } from './spine.js';
 import { treeProgram, treeScenario } from './tree.js';
 
