@@ -10,7 +10,7 @@ import { lastLine } from './lib/lines.js';
 import { runNative } from './lib/proc.js';
 import { checkpoint, ckrun, launch } from './lib/ckrun.js';
 import { Scope } from './lib/scope.js';
-import { assertResumed } from './spine.js';
+import { assertResumed } from './lib/spine.js';
 
 // ------------------------------------------------------------ help
 

@@ -13,7 +13,7 @@ import { runNative } from './lib/proc.js';
 import { checkpoint, ckrun } from './lib/ckrun.js';
 import { Scope } from './lib/scope.js';
 import { generations } from './lib/images.js';
-import { assertPrefix, assertResumed } from './spine.js';
+import { assertPrefix, assertResumed } from './lib/spine.js';
 
 async function scenario(name: string, extra: string[]): Promise<void> {
   const scope = new Scope(name);

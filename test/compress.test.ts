@@ -17,8 +17,8 @@ import { findProcesses } from './lib/processes.js';
 import { checkpoint, ckrun } from './lib/ckrun.js';
 import { Scope } from './lib/scope.js';
 import { generations, imagesOf, readImage, readManifest } from './lib/images.js';
-import { assertPrefix, assertResumed } from './spine.js';
-import { checkTreeGeneration, kill9Session, treeProgram } from './tree.js';
+import { assertPrefix, assertResumed } from './lib/spine.js';
+import { checkTreeGeneration, kill9Session, treeProgram } from './lib/tree.js';
 
 /** Every `.restore-*` temporary image below dir. */
 function temporaries(dir: string): string[] {

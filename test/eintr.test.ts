@@ -13,7 +13,7 @@ import { lastLine } from './lib/lines.js';
 import { runNative, sleep, type Proc } from './lib/proc.js';
 import { checkpoint, ckrun } from './lib/ckrun.js';
 import { Scope } from './lib/scope.js';
-import { assertPrefix, assertResumed } from './spine.js';
+import { assertPrefix, assertResumed } from './lib/spine.js';
 
 const IN_A_ROW = 20;
 

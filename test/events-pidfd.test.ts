@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { EXAMPLES } from './lib/paths.js';
 import { Scope } from './lib/scope.js';
 import { imagesOf, readImage } from './lib/images.js';
-import { treeScenario } from './tree.js';
+import { treeScenario } from './lib/tree.js';
 
 test('pidfd of a child: polled across two restarts of the family, readable when the child exits, its status reaped', async () => {
   const scope = new Scope('events-pidfd');

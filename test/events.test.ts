@@ -10,7 +10,7 @@ import { ckrun } from './lib/ckrun.js';
 import { Scope } from './lib/scope.js';
 import { type Cbor } from './lib/cbor.js';
 import { imagesOf, readImage } from './lib/images.js';
-import { type StageContext, spine } from './spine.js';
+import { type StageContext, spine } from './lib/spine.js';
 
 type Entry = { [k: string]: Cbor };
 

@@ -28,7 +28,7 @@ import { checkpoint } from './lib/ckrun.js';
 import { Scope } from './lib/scope.js';
 import { cborDecode, crc32c } from './lib/cbor.js';
 import { HEADER_BLOCK, imagesOf, readHeaderBlock, rewriteHeader } from './lib/images.js';
-import { treeProgram, until } from './tree.js';
+import { treeProgram, until } from './lib/tree.js';
 
 const SECONDS = Number(process.env.CKRUN_FUZZ_SECONDS ?? 8);
 const HOST = path.join(ROOT, 'build', 'Release', 'ckrun-restore');

@@ -5,7 +5,7 @@ import * as assert from 'uvu/assert';
 import { findSlice, stepOf } from './lib/lines.js';
 import { type Proc } from './lib/proc.js';
 import { cborDecode, cborEncode, crc32c, toPlain } from './lib/cbor.js';
-import { assertResumed, stepReachedBefore } from './spine.js';
+import { assertResumed, stepReachedBefore } from './lib/spine.js';
 
 test('crc32c matches the Castagnoli check values', () => {
   assert.is(crc32c(Buffer.from('123456789')), 0xe3069283);

@@ -14,7 +14,7 @@ import { Proc, runNative, sleep } from './lib/proc.js';
 import { checkpoint, ckrun } from './lib/ckrun.js';
 import { Scope } from './lib/scope.js';
 import { generations, imagesOf, readImage } from './lib/images.js';
-import { assertResumed } from './spine.js';
+import { assertResumed } from './lib/spine.js';
 
 function partials(dir: string): string[] {
   return fs.readdirSync(dir).filter((n) => /^\.\d+\.partial$/.test(n));

@@ -12,7 +12,7 @@ import { runNative } from './lib/proc.js';
 import { checkpoint, ckrun } from './lib/ckrun.js';
 import { Scope } from './lib/scope.js';
 import { imagesOf } from './lib/images.js';
-import { assertResumed } from './spine.js';
+import { assertResumed } from './lib/spine.js';
 
 function imageSize(gen: string): number {
   return fs.statSync(imagesOf(gen)[0]!).size;

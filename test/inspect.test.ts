@@ -27,7 +27,7 @@ import {
   rewriteHeader,
   runsOf,
 } from './lib/images.js';
-import { assertResumed } from './spine.js';
+import { assertResumed } from './lib/spine.js';
 
 interface Taken {
   gen: string;

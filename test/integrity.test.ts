@@ -27,7 +27,7 @@ import { type CliResult, checkpoint, ckrun } from './lib/ckrun.js';
 import { Scope } from './lib/scope.js';
 import { HEADER_BLOCK, generations, imagesOf, readHeaderBlock, readManifest, runsOf, readImage } from './lib/images.js';
 import { editMeta, firstOwnRun, flipBit, headerEnd, resealManifest, rewriteHeader } from './lib/craft.js';
-import { sessionByEnv, treeProgram, until } from './tree.js';
+import { sessionByEnv, treeProgram, until } from './lib/tree.js';
 
 const scope = new Scope('integrity');
 let counterCopy: string; // a private copy of the counter binary: its path identifies our processes

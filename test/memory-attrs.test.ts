@@ -17,7 +17,7 @@ import { type Proc, runNative, sleep } from './lib/proc.js';
 import { checkpoint, ckrun } from './lib/ckrun.js';
 import { Scope } from './lib/scope.js';
 import { generations } from './lib/images.js';
-import { assertPrefix, assertResumed } from './spine.js';
+import { assertPrefix, assertResumed } from './lib/spine.js';
 
 function noFailure(p: Proc, what: string): void {
   const bad = [...p.lines, ...p.stderr.split('\n')].find((l) => l.startsWith('FAIL') || l.startsWith('error:'));

@@ -14,7 +14,7 @@ import { type Proc, runNative } from './lib/proc.js';
 import { checkpoint, ckrun } from './lib/ckrun.js';
 import { Scope } from './lib/scope.js';
 import { imagesOf, readImage } from './lib/images.js';
-import { assertPrefix, assertResumed } from './spine.js';
+import { assertPrefix, assertResumed } from './lib/spine.js';
 
 interface Region {
   start: bigint | number;

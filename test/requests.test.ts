@@ -12,7 +12,7 @@ import { lastLine } from './lib/lines.js';
 import { runNative } from './lib/proc.js';
 import { checkpointBySignal } from './lib/ckrun.js';
 import { Scope } from './lib/scope.js';
-import { assertPrefix, assertResumed } from './spine.js';
+import { assertPrefix, assertResumed } from './lib/spine.js';
 
 const STEPS = 3000;
 const IN_A_ROW = 20;

@@ -11,7 +11,7 @@ import { lastLine } from './lib/lines.js';
 import { Proc, runNative, sleep } from './lib/proc.js';
 import { checkpoint, checkpointBySignal } from './lib/ckrun.js';
 import { Scope } from './lib/scope.js';
-import { assertOriginalIds, assertPrefix, assertResumed } from './spine.js';
+import { assertOriginalIds, assertPrefix, assertResumed } from './lib/spine.js';
 
 const TRACE = { CKRUN_TRACE: '1' };
 

@@ -15,7 +15,7 @@ import { Proc } from './lib/proc.js';
 import { checkpoint, ckrun } from './lib/ckrun.js';
 import { Scope } from './lib/scope.js';
 import { generations } from './lib/images.js';
-import { kill9Session } from './tree.js';
+import { kill9Session } from './lib/tree.js';
 
 /** Compiles examples/NAME.c into examples/bin (as the other examples are built), unless up to date. */
 function buildExample(name: string): string {

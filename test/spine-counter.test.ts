@@ -10,7 +10,7 @@ import { findRestored } from './lib/processes.js';
 import { checkpoint } from './lib/ckrun.js';
 import { Scope } from './lib/scope.js';
 import { readManifest } from './lib/images.js';
-import { assertResumed, spine } from './spine.js';
+import { assertResumed, spine } from './lib/spine.js';
 
 test('counter: checkpoint, kill -9, restart; again; memory, heap and stack survive', async () => {
   await spine({

@@ -9,7 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { runNative, sleep } from './lib/proc.js';
 import { Scope } from './lib/scope.js';
-import { fileLines, treeProgram, treeScenario, until } from './tree.js';
+import { fileLines, treeProgram, treeScenario, until } from './lib/tree.js';
 
 const LINES = 200;
 

@@ -9,7 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { runNative } from './lib/proc.js';
 import { Scope } from './lib/scope.js';
-import { MAKE_UNITS, treeScenario, until, writeProject } from './tree.js';
+import { MAKE_UNITS, treeScenario, until, writeProject } from './lib/tree.js';
 
 function objects(dir: string): number {
   return fs.readdirSync(dir).filter((f) => f.endsWith('.o')).length;

@@ -6,7 +6,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { runNative, sleep } from './lib/proc.js';
 import { Scope } from './lib/scope.js';
-import { treeScenario } from './tree.js';
+import { treeScenario } from './lib/tree.js';
 
 // 200000 lines take about a second natively; the scenario needs a few
 // seconds of work to checkpoint twice in the middle.

@@ -9,7 +9,7 @@ import { sleep } from './lib/proc.js';
 import { alive, waitGone, descendants as descendantsOf } from './lib/processes.js';
 import { checkpoint } from './lib/ckrun.js';
 import { Scope } from './lib/scope.js';
-import { fileLines, treeProgram } from './tree.js';
+import { fileLines, treeProgram } from './lib/tree.js';
 
 test('ckrun waits for a child that outlives the program, then exits with the program\'s status', async () => {
   const scope = new Scope('tree-session');

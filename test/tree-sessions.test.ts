@@ -13,7 +13,7 @@ import { EXAMPLES } from './lib/paths.js';
 import { python3 } from './lib/examples.js';
 import { runNative, type Proc } from './lib/proc.js';
 import { Scope } from './lib/scope.js';
-import { sessionByEnv, treeProgram, treeScenario, until } from './tree.js';
+import { sessionByEnv, treeProgram, treeScenario, until } from './lib/tree.js';
 
 /** [pid, pgid, sid] of every live process of the session, as they see themselves. */
 function relations(ckpt: string): string[] {

@@ -11,7 +11,7 @@ import * as assert from 'uvu/assert';
 import { checkpoint, ckrun } from './lib/ckrun.js';
 import { Scope } from './lib/scope.js';
 import { generations } from './lib/images.js';
-import { treeManifest } from './tree.js';
+import { treeManifest } from './lib/tree.js';
 
 test('a statically linked child fails the checkpoint with its PID, name and program; the family runs on; later checkpoints work', async () => {
   const scope = new Scope('tree-static');

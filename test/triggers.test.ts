@@ -13,7 +13,7 @@ import { checkpoint, checkpointBySignal, ckrun, waitForGeneration } from './lib/
 import { Scope } from './lib/scope.js';
 import { crc32c } from './lib/cbor.js';
 import { generations, imagesOf, readBytes, readImage, runsOf } from './lib/images.js';
-import { assertResumed } from './spine.js';
+import { assertResumed } from './lib/spine.js';
 
 let ref: NativeRun; // counter, uninterrupted
 let ref300: NativeRun; // counter --steps 300

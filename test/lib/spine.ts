@@ -11,13 +11,13 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { type ExampleName, exampleProgram } from './lib/examples.js';
-import { excerptAround, lastLine, stepOf } from './lib/lines.js';
-import { type NativeRun, Proc, runNative } from './lib/proc.js';
-import { descendants, findRestored, innerTids, nsPids } from './lib/processes.js';
-import { checkpoint, checkpointBySignal } from './lib/ckrun.js';
-import { Scope } from './lib/scope.js';
-import { readImage, generations, imagesOf, readManifest } from './lib/images.js';
+import { type ExampleName, exampleProgram } from './examples.js';
+import { excerptAround, lastLine, stepOf } from './lines.js';
+import { type NativeRun, Proc, runNative } from './proc.js';
+import { descendants, findRestored, innerTids, nsPids } from './processes.js';
+import { checkpoint, checkpointBySignal } from './ckrun.js';
+import { Scope } from './scope.js';
+import { readImage, generations, imagesOf, readManifest } from './images.js';
 
 export type Trigger = 'cli' | 'signal';
 
