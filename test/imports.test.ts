@@ -1,8 +1,9 @@
 // The shape of src/: no module imports itself through others (static
 // imports, `import type`, re-exports and dynamic import() all count), and
 // the library (src/index.ts and everything it reaches) never imports the
-// command line (src/cli.ts). The checker is tested on a made-up directory
-// first, with a cycle through every kind of import.
+// command line (src/cli.ts). The test harness (test/lib/) has no cycle
+// either. The checker is tested on a made-up directory first, with a cycle
+// through every kind of import.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
@@ -52,6 +53,11 @@ test('src/ has no import cycles', () => {
     cycles.length === 0,
     `src/ has import cycles (every import counts, import type and import() too); move what both sides need into a module below them:\n${cycles.join('\n')}`,
   );
+});
+
+test('the test harness (test/lib/) has no import cycles', () => {
+  const cycles = describeCycles(importGraph(path.join(ROOT, 'test', 'lib')));
+  assert.ok(cycles.length === 0, `test/lib/ has import cycles:\n${cycles.join('\n')}`);
 });
 
 test('the library (src/index.ts) does not import the command line (src/cli.ts)', () => {
