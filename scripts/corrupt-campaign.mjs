@@ -27,8 +27,9 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const { readHeaderBlock, cborDecode, runsOf, readImage } = await import(path.join(ROOT, 'dist/test/helpers.js'));
-const { sessionByEnv } = await import(path.join(ROOT, 'dist/test/tree.js'));
+const { readHeaderBlock, runsOf, readImage } = await import(path.join(ROOT, 'dist/test/lib/images.js'));
+const { cborDecode } = await import(path.join(ROOT, 'dist/test/lib/cbor.js'));
+const { sessionByEnv } = await import(path.join(ROOT, 'dist/test/lib/tree.js'));
 
 const TRIALS = Number(process.argv[2] ?? 100);
 let seed = Number(process.argv[3] ?? 20251206);

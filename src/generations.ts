@@ -1,13 +1,18 @@
-// Generation directories inside a checkpoint DIR, and the session manifest.
+// Generation directories inside a checkpoint DIR, and the session manifest;
+// and how a session writes them: each checkpoint one transaction
+// (GenerationTransaction), which image each process's next one may be
+// incremental to (ImageChains).
 //
 //   DIR/N/            a complete generation (manifest.cbor written last)
 //   DIR/.N.partial/   a generation being written (or abandoned by a crash)
-import { constants } from 'node:fs';
-import { lstat, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { constants, existsSync } from 'node:fs';
+import { lstat, mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { wellFormed } from './cbor-check.js';
-import { asArray, asMap, asNumber, asBigInt, asString, decodeCbor, PID_MAX, type CborValue, type Image } from './image.js';
+import { errorMessage, SessionError } from './errors.js';
+import { asArray, asMap, asNumber, asBigInt, asString, decodeCbor, imageIdentity, PID_MAX, type CborValue, type Image } from './image.js';
 import { crc32c, tryLockExclusive } from './native.js';
+import { formatBytes, formatDuration } from './output.js';
 
 export const MANIFEST = 'manifest.cbor';
 /** The manifest this ckrun writes: `[h'<manifest map>', crc32c]` (version 1 was the bare map, still read). */
@@ -545,4 +550,240 @@ export async function pruneGenerations(dir: string, keep: number): Promise<numbe
   await fsyncDir(dir);
   for (const path of moved) await rm(path, { recursive: true, force: true });
   return old.map((g) => g.number).filter((n) => moved.includes(join(dir, `.${n}.partial`)));
+}
+
+// ---- a session's generations -------------------------------------------
+
+/** Where a session's lines go: verbose() only with -v; log() always (failures that do not fail a checkpoint). */
+export interface GenerationLog {
+  log(line: string): void;
+  verbose(line: string): void;
+}
+
+/**
+ * The generations one session writes into its checkpoint DIR: a
+ * transaction for each checkpoint (begin), the partial generations no
+ * writer writes into any more removed before it, the newest --keep
+ * generations kept after it.
+ */
+export class GenerationWriter {
+  /** Above the numbers of the partial generations this session removed: they are not given out again. */
+  private nextAtLeast = 1;
+
+  constructor(
+    readonly dir: string,
+    private readonly out: GenerationLog,
+    /** --keep: how many complete generations to keep (undefined: all). */
+    private readonly keep: number | undefined,
+  ) {}
+
+  /** Removes the `.N.partial` directories no writer writes into any more (never the running checkpoint's: called before it starts). */
+  async removeStalePartials(): Promise<void> {
+    try {
+      const r = await removeStalePartials(this.dir);
+      for (const n of r.removedNumbers) this.nextAtLeast = Math.max(this.nextAtLeast, n + 1);
+      for (const path of r.removed) this.out.verbose(`removed ${path}, left by an interrupted checkpoint`);
+      for (const k of r.kept) this.out.verbose(`left ${k.path} alone: a checkpoint writer still writes ${k.busy}`);
+    } catch (e) {
+      this.out.log(`cannot remove the unfinished checkpoints in ${this.dir}: ${errorMessage(e)}`);
+    }
+  }
+
+  /** The generation of one checkpoint, `DIR/.N.partial` until it completes; `root`: the program's root PID, listed first. */
+  async begin(root: number): Promise<GenerationTransaction> {
+    const gen = await createPartialGeneration(this.dir, this.nextAtLeast);
+    return new GenerationTransaction(this.dir, gen.number, gen.path, root, this.out);
+  }
+
+  /** --keep N: the complete generations beyond the newest N go (the checkpoint itself is complete either way). */
+  async keepNewest(): Promise<void> {
+    const keep = this.keep;
+    if (keep === undefined) return;
+    try {
+      const removed = await pruneGenerations(this.dir, keep);
+      if (removed.length > 0) this.out.verbose(`removed generation${removed.length === 1 ? '' : 's'} ${removed.join(', ')} (--keep ${keep})`);
+    } catch (e) {
+      this.out.log(`cannot remove generations beyond the newest ${keep} in ${this.dir}: ${errorMessage(e)}`);
+    }
+  }
+}
+
+/** What the manifest says beyond its processes: how the session was started, and what its processes share. */
+export interface GenerationSession {
+  argv: string[];
+  cwd: string;
+  shared_files: [number, number][][];
+  shm_owners: [number, number, number][];
+}
+
+/**
+ * One checkpoint's generation, written as a transaction: the shims write
+ * their images into `DIR/.N.partial`, which becomes `DIR/N` once its
+ * manifest is written (complete), or is removed when the checkpoint fails
+ * (remove).
+ */
+export class GenerationTransaction {
+  private readonly processes: ManifestProcess[] = [];
+  private compressed = false;
+
+  constructor(
+    readonly dir: string,
+    readonly number: number,
+    /** `DIR/.N.partial`. */
+    readonly path: string,
+    private readonly root: number,
+    private readonly out: GenerationLog,
+  ) {}
+
+  /**
+   * Lists a process's image, which its shim wrote into the generation:
+   * the manifest names it by its size and header CRC, so that a restart
+   * refuses any other file in its place.
+   */
+  async addImage(p: { pid: number; image: string; pause_ns: number; ppid: number; pgid: number; sid: number; chain: number }): Promise<void> {
+    if (!existsSync(join(this.path, p.image)))
+      throw new SessionError(`process ${p.pid} answered ok, but its image ${join(this.path, p.image)} is not there`);
+    const id = await imageIdentity(join(this.path, p.image)).catch((e: Error) => {
+      throw new SessionError(`process ${p.pid} answered ok, but its image is not sound: ${e.message}`);
+    });
+    this.processes.push({
+      pid: p.pid,
+      image: p.image,
+      bytes: id.bytes,
+      pause_ns: p.pause_ns,
+      ppid: p.ppid,
+      pgid: p.pgid,
+      sid: p.sid,
+      chain: p.chain,
+      header_crc: id.headerCrc,
+    });
+  }
+
+  /** The root first, then by PID: the manifest's order. */
+  private sortProcesses(): void {
+    this.processes.sort((a, b) => Number(b.pid === this.root) - Number(a.pid === this.root) || a.pid - b.pid);
+  }
+
+  /**
+   * Replaces each complete `<pid>.ckpt` by `<pid>.ckpt.gz` (fsync'd; the
+   * directory is fsync'd when the generation completes) and updates the
+   * manifest entries.
+   */
+  async compress(level: number): Promise<void> {
+    this.sortProcesses();
+    this.compressed = true;
+    const { compressImage } = await import('./flatten.js');
+    const referred = new Set<string>();
+    for (const p of this.processes) {
+      const t0 = Date.now();
+      let r;
+      try {
+        r = await compressImage(join(this.path, p.image), level);
+      } catch (e) {
+        throw new SessionError(`process ${p.pid}: ${errorMessage(e)}`);
+      }
+      for (const f of r.referred) referred.add(f);
+      p.image = `${p.image}.gz`;
+      p.bytes = r.imageBytes;
+      p.compressed_bytes = r.bytes;
+      p.header_crc = r.headerCrc;
+      this.out.verbose(
+        `process ${p.pid}: image compressed from ${formatBytes(r.imageBytes)} to ${formatBytes(r.bytes)} in ${formatDuration((Date.now() - t0) * 1e6)}` +
+          (r.referred.length ? ` (made self-contained: it referred to ${r.referred.length} older image${r.referred.length === 1 ? '' : 's'})` : ''),
+      );
+    }
+    // compressed images hold everything: the hard links to older images go
+    for (const f of referred) await unlink(f);
+  }
+
+  /** Writes the manifest and renames the generation to `DIR/N`; returns its path and the manifest's processes. */
+  async complete(session: GenerationSession): Promise<{ path: string; processes: ManifestProcess[] }> {
+    this.sortProcesses();
+    const manifest: Manifest = {
+      format: 'ckrun-session',
+      version: MANIFEST_VERSION,
+      generation: this.number,
+      created_ns: BigInt(Date.now()) * 1_000_000n,
+      argv: session.argv,
+      cwd: session.cwd,
+      root: this.root,
+      processes: this.processes,
+      shared_files: session.shared_files,
+      shm_owners: session.shm_owners,
+      ...(this.compressed ? { compressed: 'gzip' as const } : {}),
+    };
+    await writeManifest(this.path, manifest);
+    const path = await completeGeneration(this.dir, this.number, this.path);
+    return { path, processes: this.processes };
+  }
+
+  /** Removes the partial generation: the checkpoint failed. */
+  async remove(): Promise<void> {
+    await removePartialGeneration(this.path);
+  }
+}
+
+/**
+ * Which image each process's next one may be incremental to: its newest
+ * complete image, until the chain of images a restart reads would reach
+ * --full-every. Never a compressed image: the shim reads its parent as it
+ * is.
+ */
+export class ImageChains {
+  /** Each process's newest complete image: its next checkpoint may store only what changed since. */
+  private readonly lastImages = new Map<number, string>();
+  /** The chain length of each lastImages entry (1: a full image). */
+  private readonly chains = new Map<number, number>();
+  /** The parent each process of the running checkpoint was told (its image is incremental to it). */
+  private readonly parentsSent = new Map<number, string>();
+
+  constructor(
+    private readonly fullEvery: number,
+    /** The session compresses its images: none is ever a parent. */
+    private readonly compressed: boolean,
+  ) {}
+
+  /** A restored process's image, which its next one may be incremental to. */
+  setParent(pid: number, image: string): void {
+    if (!this.compressed) this.lastImages.set(pid, image);
+  }
+
+  /** The chain length of a restored process's image (ManifestProcess.chain). */
+  setChain(pid: number, chain: number): void {
+    this.chains.set(pid, chain);
+  }
+
+  /** A checkpoint starts: no process has been told a parent yet. */
+  startCheckpoint(): void {
+    this.parentsSent.clear();
+  }
+
+  /** The parent image a process's next image may be incremental to: none once its chain reached --full-every. */
+  parentFor(pid: number): string | undefined {
+    // a compressed image cannot be a parent: the shim reads its parent as it is
+    if (this.compressed) return undefined;
+    const parent = this.lastImages.get(pid);
+    if (parent === undefined || (this.chains.get(pid) ?? 1) >= this.fullEvery) return undefined;
+    this.parentsSent.set(pid, parent);
+    return parent;
+  }
+
+  /**
+   * The chain length of the image a process just wrote: one more than its
+   * parent's when it was told one (the shim may still have written a full
+   * image: counted long, which only makes the next full one come sooner).
+   */
+  chainAfter(pid: number): number {
+    return this.parentsSent.has(pid) ? (this.chains.get(pid) ?? 1) + 1 : 1;
+  }
+
+  /** A generation completed at `path`: its images are the parents of the next ones. */
+  completed(path: string, processes: readonly ManifestProcess[]): void {
+    // a compressed image cannot be a parent: the shim reads its parent as it is
+    if (this.compressed) return;
+    for (const p of processes) {
+      this.lastImages.set(p.pid, join(path, p.image));
+      this.chains.set(p.pid, p.chain ?? 1);
+    }
+  }
 }

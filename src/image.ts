@@ -799,86 +799,28 @@ export interface FileInfo {
   stdio: number | undefined;
   sameAs: number | undefined;
   data: { offset: number; length: number; crc: number } | undefined;
-  /** what an event descriptor holds (timerfd, signalfd, inotify, pidfd, eventfd, epoll), in words */
-  state: string | undefined;
-}
-
-/** A duration in nanoseconds, for people. */
-function nsText(ns: bigint): string {
-  if (ns % 1_000_000_000n === 0n) return `${ns / 1_000_000_000n} s`;
-  if (ns >= 1_000_000n) return `${Number(ns) / 1e6} ms`;
-  return `${ns} ns`;
-}
-
-function signalList(mask: bigint): string {
-  const out: string[] = [];
-  for (let i = 0n; i < 64n; i++) if ((mask >> i) & 1n) out.push(String(i + 1n));
-  return out.length ? out.join(',') : 'none';
-}
-
-const CLOCKS: Record<number, string> = {
-  0: 'REALTIME', 1: 'MONOTONIC', 2: 'PROCESS_CPUTIME', 3: 'THREAD_CPUTIME', 7: 'BOOTTIME', 8: 'REALTIME_ALARM', 9: 'BOOTTIME_ALARM',
-};
-
-export function clockName(id: number): string {
-  return CLOCKS[id] ?? `clock ${id}`;
-}
-
-function eventState(m: CborMap): string | undefined {
-  const t = m['timerfd'];
-  if (t !== undefined) {
-    const tm = asMap(t);
-    const value = asBigInt(tm['value_ns']) ?? 0n, interval = asBigInt(tm['interval_ns']) ?? 0n, ticks = asBigInt(tm['ticks']) ?? 0n;
-    const when = tm['deadline_ns'] !== undefined ? `at ${new Date(Number((asBigInt(tm['deadline_ns']) ?? 0n) / 1_000_000n)).toISOString()}` : value ? `in ${nsText(value)}` : 'disarmed';
-    return `${clockName(asNumber(tm['clock']) ?? -1)}, fires ${when}` + (interval ? `, then every ${nsText(interval)}` : '') + (ticks ? `, ${ticks} expirations unread` : '');
-  }
-  if (m['signalfd'] !== undefined) return `signals ${signalList(asBigInt(asMap(m['signalfd'])['mask']) ?? 0n)}`;
-  if (m['inotify'] !== undefined) {
-    const i = asMap(m['inotify']);
-    const ws = asArray(i['watches']).map((w) => {
-      const a = asArray(w);
-      return `${asNumber(a[0])}:${asString(a[2])} mask ${hex(asBigInt(a[1]) ?? 0n)}`;
-    });
-    const queued = asNumber(i['queued']) ?? 0;
-    return `watches ${ws.length ? ws.join(', ') : 'none'}` + (queued ? ` (${queued} bytes of unread events, not restored)` : '');
-  }
-  if (m['pidfd'] !== undefined) {
-    const p = asMap(m['pidfd']);
-    return `process ${asNumber(p['pid'])} (${asString(p['relation']) ?? '?'})`;
-  }
-  if (m['eventfd'] !== undefined) {
-    const e = asMap(m['eventfd']);
-    return `count ${asBigInt(e['count']) ?? 0n}` + (e['semaphore'] === true ? ', semaphore' : '');
-  }
-  if (m['epoll'] !== undefined) {
-    const l = asArray(m['epoll']).map((x) => {
-      const a = asArray(x);
-      return `fd ${asNumber(a[0])} events ${hex(asBigInt(a[1]) ?? 0n)}`;
-    });
-    return `interest ${l.length ? l.join(', ') : 'none'}`;
-  }
-  return undefined;
 }
 
 export function files(meta: CborMap): FileInfo[] {
-  return asArray(meta['files']).map((x) => {
-    const m = asMap(x);
-    const d = m['data'];
-    const da = asArray(d);
-    return {
-      fd: asNumber(m['fd']) ?? -1,
-      kind: asString(m['kind']) ?? '?',
-      path: asString(m['path']) ?? '',
-      flags: asNumber(m['flags']) ?? 0,
-      cloexec: m['cloexec'] === true,
-      offset: asBigInt(m['offset']) ?? 0n,
-      size: asBigInt(m['size']),
-      stdio: asNumber(m['stdio']),
-      sameAs: asNumber(m['same_as']),
-      data: Array.isArray(d) ? { offset: asNumber(da[0]) ?? 0, length: asNumber(da[1]) ?? 0, crc: asNumber(da[2]) ?? 0 } : undefined,
-      state: eventState(m),
-    };
-  });
+  return asArray(meta['files']).map((x) => fileInfo(asMap(x)));
+}
+
+/** One entry of the metadata's `files`. */
+export function fileInfo(m: CborMap): FileInfo {
+  const d = m['data'];
+  const da = asArray(d);
+  return {
+    fd: asNumber(m['fd']) ?? -1,
+    kind: asString(m['kind']) ?? '?',
+    path: asString(m['path']) ?? '',
+    flags: asNumber(m['flags']) ?? 0,
+    cloexec: m['cloexec'] === true,
+    offset: asBigInt(m['offset']) ?? 0n,
+    size: asBigInt(m['size']),
+    stdio: asNumber(m['stdio']),
+    sameAs: asNumber(m['same_as']),
+    data: Array.isArray(d) ? { offset: asNumber(da[0]) ?? 0, length: asNumber(da[1]) ?? 0, crc: asNumber(da[2]) ?? 0 } : undefined,
+  };
 }
 
 export interface SignalAction {
@@ -1010,33 +952,4 @@ export function credentials(meta: CborMap): Credentials | undefined {
     noNewPrivs: c['no_new_privs'],
     dumpable,
   };
-}
-
-const CAP_NAMES = [
-  'CHOWN', 'DAC_OVERRIDE', 'DAC_READ_SEARCH', 'FOWNER', 'FSETID', 'KILL', 'SETGID', 'SETUID', 'SETPCAP',
-  'LINUX_IMMUTABLE', 'NET_BIND_SERVICE', 'NET_BROADCAST', 'NET_ADMIN', 'NET_RAW', 'IPC_LOCK', 'IPC_OWNER',
-  'SYS_MODULE', 'SYS_RAWIO', 'SYS_CHROOT', 'SYS_PTRACE', 'SYS_PACCT', 'SYS_ADMIN', 'SYS_BOOT', 'SYS_NICE',
-  'SYS_RESOURCE', 'SYS_TIME', 'SYS_TTY_CONFIG', 'MKNOD', 'LEASE', 'AUDIT_WRITE', 'AUDIT_CONTROL', 'SETFCAP',
-  'MAC_OVERRIDE', 'MAC_ADMIN', 'SYSLOG', 'WAKE_ALARM', 'BLOCK_SUSPEND', 'AUDIT_READ', 'PERFMON', 'BPF',
-  'CHECKPOINT_RESTORE',
-];
-
-function capName(b: number): string {
-  return b < CAP_NAMES.length ? `CAP_${CAP_NAMES[b]}` : `capability ${b}`;
-}
-
-/**
- * "CAP_CHOWN, CAP_NET_BIND_SERVICE" for a capability set ("none" when
- * empty; "every capability but CAP_SYS_RESOURCE" when it holds most).
- */
-export function capabilityNames(set: bigint): string {
-  const has = (b: number): boolean => ((set >> BigInt(b)) & 1n) === 1n;
-  const names: string[] = [];
-  for (let b = 0; b < 64; b++) if (has(b)) names.push(capName(b));
-  const lacking = CAP_NAMES.map((_, b) => b).filter((b) => !has(b));
-  if (names.length > CAP_NAMES.length / 2) {
-    const unknown = names.filter((n) => n.startsWith('capability'));
-    return `every capability${lacking.length ? ` but ${lacking.map(capName).join(', ')}` : ''}${unknown.length ? ` (and ${unknown.join(', ')})` : ''}`;
-  }
-  return names.length ? names.join(', ') : 'none';
 }

@@ -1,5 +1,6 @@
 // ckrun's library API: everything the command line does, callable from tests
-// and programs.
+// and programs. The command line (src/cli.ts, bin/ckrun.js) is built on the
+// library and is not part of it: nothing here imports it.
 export { launch, SessionError, DEFAULT_INTERNAL_SIGNAL, DEFAULT_TRIGGER_SIGNAL, CHECKPOINT_TIMEOUT_MS } from './session.js';
 export type { Session, SessionOptions, LaunchOptions, CheckpointResult, SessionExit } from './session.js';
 export { requestCheckpoint, sessionStatus, CheckpointError } from './checkpoint-client.js';
@@ -54,4 +55,3 @@ export type { SessionStatus } from './protocol.js';
 export { parseSignal, signalName } from './signals.js';
 export { crc32c, crc32cFile } from './native.js';
 export type { ExitStatus } from './native.js';
-export { main } from './cli.js';

@@ -2,7 +2,7 @@
 // whose parent, process groups, sessions), the open file descriptions the
 // processes share, and which image stores each shared memory object.
 import { asArray, asMap, asNumber, asString, files, type CborMap, type Image } from './image.js';
-import type { Inspection } from './inspect.js';
+import type { Inspection } from './inspect-read.js';
 import { formatBytes } from './output.js';
 
 export interface FamilyProcess {

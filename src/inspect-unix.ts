@@ -3,7 +3,7 @@
 // back as one whose peer is gone), listeners and their pending
 // connections, bytes queued.
 import { asArray, asBigInt, asMap, asNumber, type CborValue } from './image.js';
-import type { Inspection } from './inspect.js';
+import type { Inspection } from './inspect-read.js';
 import { formatBytes } from './output.js';
 
 const TYPES: Record<number, string> = { 1: 'stream', 2: 'dgram', 5: 'seqpacket' };

@@ -1,31 +1,31 @@
 // `ckrun inspect`: what an image holds, as a table or as JSON.
-import { stat } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
-import { findNewestGeneration, isGenerationDir, readManifest, type Manifest } from './generations.js';
+import { basename } from 'node:path';
 import {
   asNumber,
   asString,
   asArray,
   asMap,
-  capabilityNames,
   credentials,
   referredImages,
-  files,
-  readImage,
+  fileInfo,
   regions,
   signalsOf,
-  clockName,
   threads,
   type CborValue,
   type Image,
   type RegionInfo,
 } from './image.js';
+import { capabilityNames } from './capabilities.js';
+import { clockName, eventState } from './inspect-events.js';
+import type { Inspection } from './inspect-read.js';
 import { familyOf, formatFamily } from './inspect-tree.js';
 import { formatInet, setInetSession } from './inspect-inet.js';
 import { formatUnixSockets } from './inspect-unix.js';
 import { displayPath, formatBytes, formatDuration, hex } from './output.js';
 import { formatMask, maskToNames, signalName } from './signals.js';
 import { describeUser } from './trust.js';
+
+export { InspectError, inspectImage, type Inspection } from './inspect-read.js';
 
 function idsText(kind: 'uid' | 'gid', ids: readonly number[]): string {
   if (ids.every((x) => x === ids[0])) return kind === 'uid' ? describeUser(ids[0]!) : `gid ${ids[0]}`;
@@ -53,50 +53,6 @@ function credentialLines(m: Record<string, CborValue>): [string, string][] {
         `dumpable ${c.dumpable}`,
     ],
   ];
-}
-
-export interface Inspection {
-  /** The generation, when IMAGE was a generation directory or a checkpoint DIR. */
-  generation: { path: string; manifest: Manifest } | undefined;
-  images: Image[];
-}
-
-export class InspectError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'InspectError';
-  }
-}
-
-/**
- * Reads what `target` names: a `.ckpt` or `.ckpt.gz` file, a generation directory (every
- * process in it) or a checkpoint DIR (its newest complete generation).
- * Verifies header and metadata (and with verifyData every data chunk);
- * throws ImageError / InspectError with a clear message.
- */
-export async function inspectImage(target: string, opts: { verifyData?: boolean } = {}): Promise<Inspection> {
-  const path = resolve(target);
-  let st;
-  try {
-    st = await stat(path);
-  } catch {
-    throw new InspectError(`${displayPath(path)} does not exist`);
-  }
-  if (!st.isDirectory()) return { generation: undefined, images: [await readImage(path, opts)] };
-  let genPath = path;
-  if (!(await isGenerationDir(path))) {
-    if (/^\.[0-9]+\.partial$/.test(basename(path)))
-      throw new InspectError(`${displayPath(path)} is an unfinished checkpoint (no manifest); inspect one of its image files instead`);
-    const g = await findNewestGeneration(path);
-    if (!g) throw new InspectError(`${displayPath(path)} holds no complete checkpoint`);
-    genPath = g.path;
-  }
-  const manifest = await readManifest(genPath).catch((e: Error) => {
-    throw new InspectError(e.message);
-  });
-  const images: Image[] = [];
-  for (const p of manifest.processes) images.push(await readImage(join(genPath, p.image), opts));
-  return { generation: { path: genPath, manifest }, images };
 }
 
 // ---------------------------------------------------------------------------
@@ -278,12 +234,15 @@ export function formatImage(img: Image): string {
     ),
   );
 
-  const fs = files(m);
+  const entries = asArray(m['files']).map(asMap);
+  const fs = entries.map(fileInfo);
+  // what an event descriptor holds, in words
+  const states = entries.map(eventState);
   out.push(`\nDescriptors (${fs.length})\n`);
   out.push(
     table(
       ['FD', 'KIND', 'FLAGS', 'OFFSET', 'WHAT'],
-      fs.map((f) => [
+      fs.map((f, i) => [
         String(f.fd),
         f.kind,
         openFlags(f.flags, f.cloexec),
@@ -292,7 +251,7 @@ export function formatImage(img: Image): string {
           (f.sameAs !== undefined ? ` (same as ${f.sameAs})` : '') +
           (f.data ? ` (contents saved, ${formatBytes(f.data.length)})` : '') +
           (f.size !== undefined && f.kind === 'file' ? ` [${formatBytes(f.size)}]` : '') +
-          (f.state ? `: ${f.state}` : ''),
+          (states[i] ? `: ${states[i]}` : ''),
       ]),
     ),
   );

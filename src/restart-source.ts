@@ -13,7 +13,7 @@ import { encodeManifest, isGenerationDir, MANIFEST, type Generation, type Manife
 import { decompressImage, ImageError, readImage, type Image } from './image.js';
 import { displayPath } from './output.js';
 import { DEFAULT_DIR } from './protocol.js';
-import { SessionError } from './session.js';
+import { SessionError } from './errors.js';
 import {
   checkAgainstManifest,
   isIntegrityError,

@@ -14,8 +14,8 @@ import { displayPath } from './output.js';
 import { shimPath } from './paths.js';
 import { DEFAULT_DIR } from './protocol.js';
 import { chainOf } from './generations.js';
-import { pidState, RestartError, withTrust, type RestartedSession, type RestartOptions } from './restart.js';
-import { type Prepared } from './restart-source.js';
+import { pidState, withTrust, type RestartedSession, type RestartOptions } from './restart-host.js';
+import { RestartError, type Prepared } from './restart-source.js';
 import { Coordinator, DEFAULT_INTERNAL_SIGNAL, openSession } from './session.js';
 
 /** ckrun-restore's exit status when a PID or TID of the family is in use (preload/restore.h). */

@@ -13,55 +13,13 @@ import { displayPath, trace, writeErr } from './output.js';
 import { restoreHostPath, shimPath } from './paths.js';
 import { DEFAULT_DIR } from './protocol.js';
 import { fallbackLines, locateTarget, prepareTarget, RestartError, type Prepared, type Target } from './restart-source.js';
-import { checkpointDirFor, Coordinator, DEFAULT_INTERNAL_SIGNAL, openSession, type Session, type SessionOptions } from './session.js';
+import { pidState, withTrust, type RestartedSession, type RestartOptions } from './restart-host.js';
+import { checkpointDirFor, Coordinator, DEFAULT_INTERNAL_SIGNAL, openSession } from './session.js';
 import { checkCredentials, checkOwners, imageFiles, TrustError, type Owned } from './trust.js';
 import { isIntegrityError, readGeneration, verifyProcess, type Skipped } from './verify.js';
 
 export { RestartError } from './restart-source.js';
-
-export interface RestartOptions extends SessionOptions {
-  /**
-   * IMAGE: a `.ckpt` or `.ckpt.gz` file, a generation directory, or a checkpoint DIR
-   * (its newest complete generation). Default: the newest complete
-   * generation in `dir` (./ckpt).
-   */
-  image?: string;
-  /** Check every data chunk's CRC before restoring (default true). */
-  verifyData?: boolean;
-  /** The restore host (default build/Release/ckrun-restore, or CKRUN_RESTORE_HOST). */
-  restoreHost?: string;
-  /** How long to wait for the image's PID to be freed by a dying process (default 3000 ms). */
-  pidWaitMs?: number;
-  /** Restore as PID 1 of a new PID namespace even when the PID is free. */
-  newPidNamespace?: boolean;
-  /**
-   * Restart a checkpoint (directory, generation, image) that another user
-   * owns: its program then runs with the credentials its image records.
-   * Without it such a restart is refused (default false).
-   */
-  trustOwner?: boolean;
-  /**
-   * The restore host already restored `image` as this process's child
-   * `pid`, and listens on the session's socket at descriptor `fd` (the fast
-   * start of `bin/ckrun restart`: preload/front.c): coordinate it.
-   */
-  adopt?: { pid: number; fd: number };
-  /**
-   * Told each line that says a newer generation cannot be used and which
-   * one is used instead (a checkpoint DIR whose newest generation does not
-   * verify). Default: written to stderr as `ckrun restart: LINE`.
-   */
-  warn?: (line: string) => void;
-}
-
-export interface RestartedSession extends Session {
-  /** The verified image being restored. */
-  readonly image: Image;
-  /** The generation it belongs to, if any. */
-  readonly generation: Generation | undefined;
-  /** True when the restore runs in a new PID namespace (`ckrun-restore --init`). */
-  readonly pidNamespace: boolean;
-}
+export type { RestartedSession, RestartOptions } from './restart-host.js';
 
 /** A refusal of trust.ts as a RestartError. */
 export function asRestartError(e: unknown): unknown {
@@ -127,16 +85,6 @@ async function checkWhoRuns(target: Target, prepared: Prepared, owners: Map<stri
   }
 }
 
-/**
- * The restore host's environment: CKRUN_TRUST_OWNER=1 only when the user
- * said --trust-owner (never inherited from ckrun's own environment).
- */
-export function withTrust(env: string[], trustOwner: boolean | undefined): string[] {
-  const out = env.filter((e) => !e.startsWith('CKRUN_TRUST_OWNER='));
-  if (trustOwner) out.push('CKRUN_TRUST_OWNER=1');
-  return out;
-}
-
 export interface RestartSource {
   image: Image;
   generation: Generation | undefined;
@@ -162,30 +110,6 @@ export async function pickImage(opts: { image?: string; dir?: string; verifyData
       `generation ${displayPath(p.generation!.path)} holds a family of ${p.images.length} processes, which is restarted as a whole (ckrun restart ${displayPath(p.generation!.path)})`,
     );
   return { image: p.images[0]!, generation: p.generation, sourceDir: p.sourceDir, skipped: p.skipped };
-}
-
-type PidState = 'free' | 'dying' | 'live';
-
-/** Whether a PID/TID is free, held by a zombie or a process being killed, or by a live task. */
-export async function pidState(pid: number): Promise<PidState> {
-  let stat: string;
-  try {
-    stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return 'free';
-  }
-  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-  if (state === 'Z' || state === 'X' || state === 'x') return 'dying';
-  try {
-    const status = await readFile(`/proc/${pid}/status`, 'utf8');
-    for (const field of ['SigPnd', 'ShdPnd']) {
-      const m = new RegExp(`^${field}:\\s*([0-9a-f]+)`, 'm').exec(status);
-      if (m && (BigInt('0x' + m[1]) >> 8n) & 1n) return 'dying'; // SIGKILL pending
-    }
-  } catch {
-    return 'free';
-  }
-  return 'live';
 }
 
 function sleep(ms: number): Promise<void> {

@@ -1,67 +1,49 @@
-// The session: ckrun's coordinator. It listens on the session socket, keeps
-// the registry of the program's processes (those whose shim said hello),
-// takes checkpoints (trigger signal, --interval, `ckrun checkpoint`), and
-// ends with the program's exit status.
-import { closeSync, constants as fsConstants, existsSync, openSync, unlinkSync } from 'node:fs';
-import { access, unlink } from 'node:fs/promises';
-import { createServer, type Server, type Socket } from 'node:net';
+// The session: ckrun's coordinator. It serves the session socket
+// (src/session-server.ts: connections, peers, the program's processes),
+// takes checkpoints when they are asked for (src/scheduler.ts: trigger
+// signal, --interval, `ckrun checkpoint`) through the checkpoint barrier
+// (src/barrier.ts) into a generation (src/generations.ts), and ends with the
+// program's exit status.
+import { closeSync, constants as fsConstants, existsSync } from 'node:fs';
+import { access } from 'node:fs/promises';
+import { createServer, type Server } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { compressLevel } from './compress.js';
 import { ProgramNotFoundError, resolveProgram, sessionEnv, stdioIdentity, whyNotUnderShim } from './environment.js';
+import { errorMessage, SessionError } from './errors.js';
 import { DirectoryTrustError, trustCheckpointDir } from './dirtrust.js';
-import {
-  completeGeneration,
-  createPartialGeneration,
-  MANIFEST_VERSION,
-  pruneGenerations,
-  removePartialGeneration,
-  removeStalePartials,
-  writeManifest,
-  type Manifest,
-  type ManifestProcess,
-} from './generations.js';
-import { imageIdentity } from './image.js';
+import { GenerationWriter, ImageChains, type ManifestProcess } from './generations.js';
 import { BarrierError, checkpointBarrier, imageName, STEP_TIMEOUT_MS, type BarrierHost } from './barrier.js';
 import {
   askToJoin,
   isNativeError,
   native,
   NativeLoadError,
-  sendWithFd,
-  socketFd,
   spawnChild,
   unixPeers,
   watchSignal,
   type ExitStatus,
   type SpawnOptions,
 } from './native.js';
-import {
-  checkJoin,
-  clientRefusal,
-  connectionRefusal,
-  describePeer,
-  examinePeer,
-  RefusalLog,
-  type JoinCheck,
-  type Peer,
-} from './peers.js';
 import { formatBytes, formatDuration, writeErr } from './output.js';
 import { shimPath } from './paths.js';
-import { catchesSignal, innerIds, isLive, ProcessGoneError, sessionProcesses } from './proctree.js';
+import { catchesSignal, innerIds, isLive, sessionProcesses } from './proctree.js';
 import {
   DEFAULT_DIR,
-  oneLine,
   querySession,
-  readLines,
   RefusedError,
   socketNameFor,
-  splitLine,
   UntrustedSessionError,
   type SessionStatus,
 } from './protocol.js';
 import { signalName } from './signals.js';
+import { CheckpointScheduler } from './scheduler.js';
+import { SessionServer, type JoinKind, type Proc } from './session-server.js';
 import { watchWriter } from './writer.js';
+
+export { SessionError } from './errors.js';
+export type { JoinKind } from './session-server.js';
 
 export const DEFAULT_INTERNAL_SIGNAL = 63;
 export const DEFAULT_TRIGGER_SIGNAL = osConstants.signals.SIGUSR2;
@@ -165,36 +147,6 @@ export interface Session {
   close(): Promise<void>;
 }
 
-/** A session could not start, or a checkpoint failed. exitCode is what the command exits with. */
-export class SessionError extends Error {
-  constructor(
-    message: string,
-    readonly exitCode = 1,
-  ) {
-    super(message);
-    this.name = 'SessionError';
-  }
-}
-
-interface Pending {
-  /** First words of the answers awaited; an `error` line always answers. */
-  words: readonly string[];
-  answer(line: string): void;
-  fail(err: Error): void;
-}
-
-interface Proc {
-  sock: Socket;
-  /** PID as the program sees it. */
-  pid: number;
-  /** Its parent's, as hello said it (older shims say none; the barrier reads it from /proc). */
-  ppid: number | null;
-  restored: boolean;
-  /** The connection closed: the process exited, or exec'd and came back on a new one. */
-  gone: boolean;
-  pending: Pending | undefined;
-}
-
 /** How long after the root's exit the session looks again for processes left (daemons). */
 const SESSION_END_POLL_MS = 100;
 
@@ -224,18 +176,6 @@ function deferred<T>(): Deferred<T> {
   };
   return d;
 }
-
-/** Text from another process, safe to print on a terminal (no control characters). */
-function printable(text: string): string {
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
-}
-
-function errorMessage(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
-
-/** How the root process joins: a launched program says hello, a restored one says restored. */
-export type JoinKind = 'hello' | 'restored';
 
 export interface StartInfo {
   /** Child PID in ckrun's namespace. */
@@ -270,38 +210,31 @@ export interface StartInfo {
 
 /**
  * The coordinator. Created by openSession (socket listening, nothing
- * spawned yet); start() attaches the spawned child.
+ * spawned yet); start() attaches the spawned child. Whether the program is
+ * ready, how it ends, and what one checkpoint does are here; the protocol
+ * server, the scheduler and the generation transaction are its parts.
  */
 export class Coordinator implements Session {
   readonly dir: string;
   readonly socketName: string;
   pid = -1;
   programPid = -1;
-  private readonly server: Server;
+  /** The session socket's connections and the program's processes among them. */
+  private readonly server: SessionServer;
   private readonly opts: SessionOptions;
   private readonly log: (line: string) => void;
   private readonly internalSignal: number;
   /** gzip level for images, or undefined: not compressed. */
   private readonly compressLevel: number | undefined;
-  private readonly conns = new Set<Socket>();
-  /** Who made each connection (SO_PEERCRED, read when it was accepted). */
-  private readonly peers = new Map<Socket, Peer>();
-  /** Connections turned away: nothing they send is read any more. */
-  private readonly refused = new WeakSet<Socket>();
-  private readonly refusals: RefusalLog;
   /** Joins of processes that exited before they could be checked, heard before start(). */
   private readonly goneJoins: [JoinKind, number][] = [];
-  /** The session's user: ckrun's effective UID. Clients must be this user or root. */
-  private readonly owner = process.geteuid?.() ?? 0;
-  private readonly procs = new Map<Socket, Proc>();
   private readonly readyD = deferred<void>();
   private readonly exitedD = deferred<SessionExit>();
   private readonly startedD = deferred<void>();
-  private running: Promise<CheckpointResult> | undefined;
-  /** The checkpoint that follows the running one, for requests that came while it ran. */
-  private queued: Promise<CheckpointResult> | undefined;
+  /** When checkpoints are taken. */
+  private readonly scheduler: CheckpointScheduler<CheckpointResult>;
+  /** The watchers of the signals ckrun passes on to the program. */
   private stopSignals: (() => void)[] = [];
-  private intervalTimer: NodeJS.Timeout | undefined;
   private startedAt = 0;
   private joinBy: JoinKind = 'hello';
   private joined = false;
@@ -311,36 +244,41 @@ export class Coordinator implements Session {
   private endsWithChild = false;
   private expectRestored: Set<number> | undefined;
   private readonly restoredPids = new Set<number>();
-  private closed = false;
   private argv: string[] = [];
   private cwd = '';
   private restoredFrom: string | null = null;
   private lastGeneration: number | null = null;
-  /** Each process's newest complete image: its next checkpoint may store only what changed since. */
-  private readonly lastImages = new Map<number, string>();
-  /** The chain length of each lastImages entry (1: a full image). */
-  private readonly chains = new Map<number, number>();
-  /** The parent each process of the running checkpoint was told (its image is incremental to it). */
-  private readonly parentsSent = new Map<number, string>();
-  private readonly fullEvery: number;
-  /** Above the numbers of the partial generations this session removed: they are not given out again. */
-  private nextAtLeast = 1;
+  /** The generations this session writes into dir. */
+  private readonly generations: GenerationWriter;
+  /** Which image each process's next one may be incremental to. */
+  private readonly chains: ImageChains;
 
   constructor(dir: string, server: Server, opts: SessionOptions, internalSignal: number) {
     this.dir = dir;
     this.socketName = socketNameFor(dir);
-    this.server = server;
     this.opts = opts;
     this.internalSignal = internalSignal;
     this.compressLevel = compressLevel(opts.compress);
-    this.fullEvery = opts.fullEvery ?? DEFAULT_FULL_EVERY;
     const sink = opts.log === undefined ? (l: string) => writeErr(`ckrun: ${l}\n`) : opts.log;
     this.log = sink ?? (() => undefined);
-    this.refusals = new RefusalLog(this.log);
+    this.generations = new GenerationWriter(dir, { log: (l) => this.log(l), verbose: (l) => this.verbose(l) }, opts.keep);
+    this.chains = new ImageChains(opts.fullEvery ?? DEFAULT_FULL_EVERY, this.compressLevel !== undefined);
+    this.scheduler = new CheckpointScheduler(() => this.takeCheckpoint(), (l) => this.verbose(l));
     // Nobody has to observe these; callers that await them still see rejections.
     this.readyD.promise.catch(() => undefined);
     this.startedD.promise.catch(() => undefined);
-    server.on('connection', (sock) => this.onConnection(sock));
+    this.server = new SessionServer(
+      server,
+      internalSignal,
+      {
+        joined: (word, pid) => this.noteJoined(word, pid),
+        joinedUnchecked: (word, pid) => this.noteUncheckedJoin(word, pid),
+        checkpoint: () => this.checkpoint(),
+        status: () => this.status(),
+      },
+      this.log,
+      (l) => this.verbose(l),
+    );
   }
 
   get ready(): Promise<void> {
@@ -369,33 +307,26 @@ export class Coordinator implements Session {
     this.cwd = info.cwd;
     this.restoredFrom = info.restoredFrom ?? null;
     const parent = info.parentImage === undefined ? info.restoredFrom : info.parentImage;
-    if (parent && this.compressLevel === undefined) this.lastImages.set(info.programPid, parent);
-    if (this.compressLevel === undefined) for (const [pid, image] of info.parentImages ?? []) this.lastImages.set(pid, image);
-    for (const [pid, chain] of info.chains ?? []) this.chains.set(pid, chain);
+    if (parent) this.chains.setParent(info.programPid, parent);
+    for (const [pid, image] of info.parentImages ?? []) this.chains.setParent(pid, image);
+    for (const [pid, chain] of info.chains ?? []) this.chains.setChain(pid, chain);
     this.endsWithChild = info.endsWithChild === true;
     if (info.expectRestored) this.expectRestored = new Set(info.expectRestored);
     this.startedAt = Date.now();
     // the restore host may have connected before the session knew whom to expect
-    if (!this.expectRestored && [...this.procs.values()].some((p) => p.pid === info.programPid && p.restored === (info.joinBy === 'restored'))) {
+    if (!this.expectRestored && this.server.processes().some((p) => p.pid === info.programPid && p.restored === (info.joinBy === 'restored'))) {
       this.joined = true;
       this.readyD.resolve();
     }
     for (const [word, pid] of this.goneJoins.splice(0)) this.noteJoined(word, pid);
     this.installSignals();
-    this.scheduleInterval();
+    this.scheduler.every(this.opts.interval);
     this.startedD.resolve();
   }
 
   private installSignals(): void {
     const trigger = this.opts.triggerSignal === undefined ? DEFAULT_TRIGGER_SIGNAL : this.opts.triggerSignal;
-    if (trigger !== null) {
-      this.stopSignals.push(
-        watchSignal(trigger, () => {
-          this.verbose(`${signalName(trigger)} received: taking a checkpoint`);
-          this.checkpoint().catch(() => undefined); // failures are logged by checkpoint()
-        }),
-      );
-    }
+    if (trigger !== null) this.scheduler.onSignal(trigger);
     if (this.opts.handleSignals === false) return;
     const s = osConstants.signals;
     if (trigger !== s.SIGINT) this.stopSignals.push(watchSignal(s.SIGINT, () => undefined));
@@ -403,18 +334,6 @@ export class Coordinator implements Session {
       if (sig === trigger) continue;
       this.stopSignals.push(watchSignal(sig, () => this.kill(sig)));
     }
-  }
-
-  private scheduleInterval(): void {
-    const secs = this.opts.interval;
-    if (secs === undefined || this.exiting) return;
-    this.intervalTimer = setTimeout(() => {
-      this.intervalTimer = undefined;
-      this.checkpoint()
-        .catch(() => undefined)
-        .finally(() => this.scheduleInterval());
-    }, secs * 1000);
-    this.intervalTimer.unref();
   }
 
   kill(signal: number = osConstants.signals.SIGTERM): void {
@@ -430,141 +349,10 @@ export class Coordinator implements Session {
     }
   }
 
-  // ---- connections ---------------------------------------------------
-
-  private onConnection(sock: Socket): void {
-    if (this.closed) {
-      sock.destroy();
-      return;
-    }
-    this.conns.add(sock);
-    sock.on('error', () => undefined);
-    sock.on('close', () => this.onClose(sock));
-    // read once: the kernel's record of who connected (see src/peers.ts)
-    const peer = examinePeer(sock, this.owner, process.pid);
-    this.peers.set(sock, peer);
-    const why = connectionRefusal(peer, this.owner);
-    if (why) {
-      if (peer.goneAtAccept) {
-        // nobody to answer: its process has exited (it may have been a member that changed its user ID)
-        this.refused.add(sock);
-        this.refusals.note(`closed a connection from ${describePeer(peer.cred)}: its process exited before ckrun could check it`);
-        sock.destroy();
-      } else this.refuse(sock, why);
-      return;
-    }
-    readLines(
-      sock,
-      (line) => this.onLine(sock, line),
-      () => {
-        this.verbose('a connection sent an overlong line; closing it');
-        sock.destroy();
-      },
-    );
-  }
-
-  /**
-   * Turns a connection away: `refused <why>` (a shim then runs on as if
-   * there were no coordinator, a client reports it), closed, logged on
-   * stderr whatever -v says (a flood is summed up), never acted on.
-   */
-  private refuse(sock: Socket, why: string, line?: string): void {
-    if (this.refused.has(sock)) return;
-    this.refused.add(sock);
-    const sent = line === undefined ? '' : ` (it sent '${printable(oneLine(line).slice(0, 80))}')`;
-    this.refusals.note(`refused a connection from ${describePeer(this.peers.get(sock)?.cred)}: ${why}${sent}`);
-    if (!sock.destroyed) sock.end(`refused ${oneLine(why)}\n`);
-    setTimeout(() => sock.destroy(), 200).unref();
-  }
-
-  private send(sock: Socket, line: string): void {
-    if (!sock.destroyed) sock.write(line + '\n');
-  }
-
-  private onLine(sock: Socket, line: string): void {
-    if (this.refused.has(sock)) return;
-    const [word, rest] = splitLine(line);
-    const proc = this.procs.get(sock);
-    if (proc) {
-      if (word === 'ok' || word === 'error' || word === 'stopped' || word === 'saved') {
-        const p = proc.pending;
-        if (p && (word === 'error' || p.words.includes(word))) {
-          proc.pending = undefined;
-          p.answer(line);
-        } else this.verbose(`process ${proc.pid} answered '${oneLine(line)}' to no request`);
-        return;
-      }
-      if (word === 'hello' || word === 'restored') {
-        this.join(sock, word, rest, line);
-        return;
-      }
-      this.verbose(`process ${proc.pid} sent an unknown line '${oneLine(line)}'`);
-      return;
-    }
-    if (word === 'hello' || word === 'restored') {
-      this.join(sock, word, rest, line);
-      return;
-    }
-    // everything else is a client's request: the session's user's or root's only
-    const why = clientRefusal(this.peers.get(sock)?.cred, this.owner);
-    if (why) {
-      this.refuse(sock, why, line);
-      return;
-    }
-    switch (word) {
-      case 'checkpoint':
-        this.checkpoint().then(
-          (r) => this.send(sock, `ok ${r.path}`),
-          (e: unknown) => this.send(sock, `error ${oneLine(errorMessage(e))}`),
-        );
-        return;
-      case 'status':
-        this.send(sock, `ok ${JSON.stringify(this.status())}`);
-        return;
-      default:
-        this.send(sock, `error unknown request '${oneLine(line).slice(0, 80)}'`);
-        return;
-    }
-  }
-
-  private join(sock: Socket, word: JoinKind, rest: string, line: string): void {
-    // "hello <pid> <ppid>" (older shims: "hello <pid>"), "restored <pid>"
-    const [pidText, ppidText] = rest.trim().split(/\s+/);
-    const pid = Number(pidText);
-    const ppid = ppidText === undefined ? null : Number(ppidText);
-    if (!Number.isSafeInteger(pid) || pid <= 0 || (ppid !== null && !(Number.isSafeInteger(ppid) && ppid >= 0))) {
-      this.refuse(sock, `a malformed ${word} line`, line);
-      return;
-    }
-    // before anything is acted on: only a process of this session joins, as itself
-    const peer = this.peers.get(sock);
-    const check: JoinCheck = peer ? checkJoin(sock, peer, pid, this.owner, process.pid) : { verdict: 'refused', why: 'it is unknown' };
-    if (check.verdict === 'refused') {
-      this.refuse(sock, check.why, line);
-      return;
-    }
-    if (check.verdict === 'gone') {
-      this.verbose(`process ${pid} said ${word} and exited before ckrun could check it`);
-      if (this.pid < 0) this.goneJoins.push([word, pid]); // start() counts it
-      else this.noteJoined(word, pid);
-      return;
-    }
-    // A process that exec'd comes back with the same PID on a new
-    // connection; the old one is stale.
-    for (const [s, p] of this.procs) {
-      if (p.pid === pid && s !== sock) {
-        this.dropProc(s, p, `process ${pid} started over (exec) during the checkpoint`);
-        s.destroy();
-      }
-    }
-    const existing = this.procs.get(sock);
-    const proc: Proc = existing ?? { sock, pid, ppid, restored: false, gone: false, pending: undefined };
-    proc.pid = pid;
-    if (ppid !== null) proc.ppid = ppid;
-    proc.restored = word === 'restored';
-    this.procs.set(sock, proc);
-    this.verbose(word === 'hello' ? `process ${pid} joined${ppid ? ` (child of ${ppid})` : ''}` : `process ${pid} restored`);
-    this.noteJoined(word, pid);
+  /** A process said hello or restored and exited before it could be checked: it counts all the same. */
+  private noteUncheckedJoin(word: JoinKind, pid: number): void {
+    if (this.pid < 0) this.goneJoins.push([word, pid]); // start() counts it
+    else this.noteJoined(word, pid);
   }
 
   /** The root (or, after the restart of a family, every process) has joined: the session is ready. */
@@ -581,27 +369,9 @@ export class Coordinator implements Session {
     }
   }
 
-  private dropProc(sock: Socket, proc: Proc, why: string): void {
-    this.procs.delete(sock);
-    proc.gone = true;
-    const p = proc.pending;
-    proc.pending = undefined;
-    if (p) p.fail(new ProcessGoneError(proc.pid, why));
-  }
-
-  private onClose(sock: Socket): void {
-    this.conns.delete(sock);
-    this.peers.delete(sock);
-    const proc = this.procs.get(sock);
-    if (proc) {
-      this.dropProc(sock, proc, `process ${proc.pid} closed its connection during the checkpoint (it exited or exec'd)`);
-      this.verbose(`process ${proc.pid} left`);
-    }
-  }
-
   /** Every live process of the session, by the PID it sees itself under, in ascending order. */
   private livePids(): number[] {
-    const pids = new Set<number>([...this.procs.values()].map((p) => p.pid));
+    const pids = new Set<number>(this.server.processes().map((p) => p.pid));
     for (const d of sessionProcesses(process.pid)) {
       if (!isLive(d)) continue;
       const ids = innerIds(d.outer);
@@ -618,7 +388,7 @@ export class Coordinator implements Session {
       root: this.programPid > 0 ? this.programPid : null,
       // forked children join only when a checkpoint asks them: /proc knows them all
       processes: this.livePids(),
-      checkpointing: this.running !== undefined,
+      checkpointing: this.scheduler.busy,
       lastGeneration: this.lastGeneration,
       restoredFrom: this.restoredFrom,
     };
@@ -627,18 +397,12 @@ export class Coordinator implements Session {
   // ---- checkpoints ---------------------------------------------------
 
   checkpoint(): Promise<CheckpointResult> {
-    if (this.running) {
-      // The running checkpoint stopped the program before this request came:
-      // one more follows it, shared by every request that arrives meanwhile.
-      this.queued ??= this.running
-        .catch(() => undefined)
-        .then(() => {
-          this.queued = undefined;
-          return this.checkpoint();
-        });
-      return this.queued;
-    }
-    const run = this.runCheckpoint().then(
+    return this.scheduler.checkpoint();
+  }
+
+  /** One checkpoint, as the scheduler takes it: its outcome logged. */
+  private takeCheckpoint(): Promise<CheckpointResult> {
+    return this.runCheckpoint().then(
       (r) => {
         this.lastGeneration = r.generation;
         const bytes = r.processes.reduce((a, p) => a + p.bytes, 0);
@@ -655,12 +419,6 @@ export class Coordinator implements Session {
         throw e;
       },
     );
-    this.running = run;
-    const clear = (): void => {
-      if (this.running === run) this.running = undefined;
-    };
-    run.then(clear, clear);
-    return run;
   }
 
   private async waitReady(): Promise<void> {
@@ -700,8 +458,8 @@ export class Coordinator implements Session {
     await this.waitReady();
     this.vetDirAgain();
     await this.removeStalePartials();
-    const gen = await createPartialGeneration(this.dir, this.nextAtLeast);
-    this.parentsSent.clear();
+    const gen = await this.generations.begin(this.programPid);
+    this.chains.startCheckpoint();
     try {
       const answerMs = this.opts.checkpointTimeoutMs ?? CHECKPOINT_TIMEOUT_MS;
       const r = await checkpointBarrier(this.barrierHost(gen.path), {
@@ -713,56 +471,22 @@ export class Coordinator implements Session {
         if (e instanceof BarrierError && e.everyoneLeft) throw new SessionError(`${e.message}${await this.howRootEnded()}`);
         throw new SessionError(errorMessage(e));
       });
-      const processes: ManifestProcess[] = [];
-      for (const p of r.processes) {
-        if (!existsSync(join(gen.path, p.image)))
-          throw new SessionError(`process ${p.pid} answered ok, but its image ${join(gen.path, p.image)} is not there`);
-        // the manifest names each image by its size and header CRC: a restart refuses any other file in its place
-        const id = await imageIdentity(join(gen.path, p.image)).catch((e: Error) => {
-          throw new SessionError(`process ${p.pid} answered ok, but its image is not sound: ${e.message}`);
-        });
-        processes.push({
-          pid: p.pid,
-          image: p.image,
-          bytes: id.bytes,
-          pause_ns: p.pauseNs,
-          ppid: p.ppid,
-          pgid: p.pgid,
-          sid: p.sid,
-          chain: this.chainAfter(p.pid),
-          header_crc: id.headerCrc,
-        });
-      }
-      // the root first, then by PID
-      processes.sort((a, b) => Number(b.pid === this.programPid) - Number(a.pid === this.programPid) || a.pid - b.pid);
-      if (this.compressLevel !== undefined) await this.compressImages(gen.path, processes, this.compressLevel);
-      const manifest: Manifest = {
-        format: 'ckrun-session',
-        version: MANIFEST_VERSION,
-        generation: gen.number,
-        created_ns: BigInt(Date.now()) * 1_000_000n,
-        argv: this.argv,
-        cwd: this.cwd,
-        root: this.programPid,
-        processes,
-        shared_files: r.sharedFiles,
-        shm_owners: r.shmOwners,
-        ...(this.compressLevel !== undefined ? { compressed: 'gzip' as const } : {}),
-      };
-      await writeManifest(gen.path, manifest);
-      const path = await completeGeneration(this.dir, gen.number, gen.path);
-      // a compressed image cannot be a parent: the shim reads its parent as it is
-      if (this.compressLevel === undefined)
-        for (const p of processes) {
-          this.lastImages.set(p.pid, join(path, p.image));
-          this.chains.set(p.pid, p.chain ?? 1);
-        }
-      await this.keepNewest();
+      for (const p of r.processes)
+        await gen.addImage({ pid: p.pid, image: p.image, pause_ns: p.pauseNs, ppid: p.ppid, pgid: p.pgid, sid: p.sid, chain: this.chains.chainAfter(p.pid) });
+      if (this.compressLevel !== undefined) await gen.compress(this.compressLevel);
+      const { path, processes } = await gen.complete({ argv: this.argv, cwd: this.cwd, shared_files: r.sharedFiles, shm_owners: r.shmOwners });
+      this.chains.completed(path, processes);
+      await this.generations.keepNewest();
       return { generation: gen.number, path, processes, ms: Date.now() - t0 };
     } catch (e) {
-      await removePartialGeneration(gen.path).catch(() => undefined);
+      await gen.remove().catch(() => undefined);
       throw e;
     }
+  }
+
+  /** Removes the `.N.partial` directories no writer writes into any more (never the running checkpoint's: called before it starts). */
+  async removeStalePartials(): Promise<void> {
+    await this.generations.removeStalePartials();
   }
 
   /**
@@ -781,49 +505,6 @@ export class Coordinator implements Session {
       throw new SessionError(`refusing checkpoint directory ${this.dir}: it now resolves to ${now}; start a new session there if that is meant`);
   }
 
-  /** Removes the `.N.partial` directories no writer writes into any more (never the running checkpoint's: called before it starts). */
-  async removeStalePartials(): Promise<void> {
-    try {
-      const r = await removeStalePartials(this.dir);
-      for (const n of r.removedNumbers) this.nextAtLeast = Math.max(this.nextAtLeast, n + 1);
-      for (const path of r.removed) this.verbose(`removed ${path}, left by an interrupted checkpoint`);
-      for (const k of r.kept) this.verbose(`left ${k.path} alone: a checkpoint writer still writes ${k.busy}`);
-    } catch (e) {
-      this.log(`cannot remove the unfinished checkpoints in ${this.dir}: ${errorMessage(e)}`);
-    }
-  }
-
-  /** --keep N: the complete generations beyond the newest N go (the checkpoint itself is complete either way). */
-  private async keepNewest(): Promise<void> {
-    const keep = this.opts.keep;
-    if (keep === undefined) return;
-    try {
-      const removed = await pruneGenerations(this.dir, keep);
-      if (removed.length > 0) this.verbose(`removed generation${removed.length === 1 ? '' : 's'} ${removed.join(', ')} (--keep ${keep})`);
-    } catch (e) {
-      this.log(`cannot remove generations beyond the newest ${keep} in ${this.dir}: ${errorMessage(e)}`);
-    }
-  }
-
-  /** The parent image a process's next image may be incremental to: none once its chain reached --full-every. */
-  private parentFor(pid: number): string | undefined {
-    // a compressed image cannot be a parent: the shim reads its parent as it is
-    if (this.compressLevel !== undefined) return undefined;
-    const parent = this.lastImages.get(pid);
-    if (parent === undefined || (this.chains.get(pid) ?? 1) >= this.fullEvery) return undefined;
-    this.parentsSent.set(pid, parent);
-    return parent;
-  }
-
-  /**
-   * The chain length of the image a process just wrote: one more than its
-   * parent's when it was told one (the shim may still have written a full
-   * image: counted long, which only makes the next full one come sooner).
-   */
-  private chainAfter(pid: number): number {
-    return this.parentsSent.has(pid) ? (this.chains.get(pid) ?? 1) + 1 : 1;
-  }
-
   /**
    * How the program ended, for a checkpoint whose every process left: its
    * status arrives from the reaper shortly after its connection closed.
@@ -836,117 +517,20 @@ export class Coordinator implements Session {
     return ` (the program, PID ${this.programPid}, ${how})`;
   }
 
-  /**
-   * Replaces each complete `<pid>.ckpt` by `<pid>.ckpt.gz` (fsync'd; the
-   * directory is fsync'd when the generation completes) and updates the
-   * manifest entries.
-   */
-  private async compressImages(genPath: string, processes: ManifestProcess[], level: number): Promise<void> {
-    const { compressImage } = await import('./flatten.js');
-    const referred = new Set<string>();
-    for (const p of processes) {
-      const t0 = Date.now();
-      let r;
-      try {
-        r = await compressImage(join(genPath, p.image), level);
-      } catch (e) {
-        throw new SessionError(`process ${p.pid}: ${errorMessage(e)}`);
-      }
-      for (const f of r.referred) referred.add(f);
-      p.image = `${p.image}.gz`;
-      p.bytes = r.imageBytes;
-      p.compressed_bytes = r.bytes;
-      p.header_crc = r.headerCrc;
-      this.verbose(
-        `process ${p.pid}: image compressed from ${formatBytes(r.imageBytes)} to ${formatBytes(r.bytes)} in ${formatDuration((Date.now() - t0) * 1e6)}` +
-          (r.referred.length ? ` (made self-contained: it referred to ${r.referred.length} older image${r.referred.length === 1 ? '' : 's'})` : ''),
-      );
-    }
-    // compressed images hold everything: the hard links to older images go
-    for (const f of referred) await unlink(f);
-  }
-
-  /**
-   * `save` goes with the process's image file, created here, empty, mode
-   * 0600 (SCM_RIGHTS): a process that changed its user ID may no longer be
-   * able to create files in the checkpoint directory. The shim writes the
-   * image into it in place (without it, it creates the file itself). Sent
-   * only when nothing waits to be written before it: the line and its
-   * descriptor arrive together, after everything sent before.
-   */
-  private sendWithImage(sock: Socket, line: string, image: string): void {
-    const fd = socketFd(sock);
-    if (sock.destroyed || sock.writableLength > 0 || fd === undefined) return this.send(sock, line);
-    const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fsConstants;
-    const file = openSync(image, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
-    const text = Buffer.from(line + '\n');
-    let sent = 0;
-    try {
-      sent = sendWithFd(fd, line + '\n', file);
-    } catch (e) {
-      if (!isNativeError(e)) throw e;
-      unlinkSync(image); // the shim creates it itself
-    } finally {
-      closeSync(file);
-    }
-    if (sent === 0) this.send(sock, line);
-    else if (sent < text.length) sock.write(text.subarray(sent));
-  }
-
   /** What the checkpoint barrier needs of the coordinator (images go to genPath). */
   private barrierHost(genPath: string): BarrierHost<Proc> {
     return {
-      connected: () => [...this.procs.values()],
-      send: (p, line) => (/^save( |$)/.test(line) ? this.sendWithImage(p.sock, line, join(genPath, imageName(p.pid))) : this.send(p.sock, line)),
-      expect: (p, words, timeoutMs, what) => this.expect(p, words, timeoutMs, what),
-      cancel: (p) => {
-        const pending = p.pending;
-        p.pending = undefined;
-        pending?.fail(new SessionError('the checkpoint was abandoned'));
-      },
-      parentImage: (p) => this.parentFor(p.pid),
+      connected: () => this.server.processes(),
+      send: (p, line) =>
+        /^save( |$)/.test(line) ? this.server.sendWithImage(p.sock, line, join(genPath, imageName(p.pid))) : this.server.send(p.sock, line),
+      expect: (p, words, timeoutMs, what) => this.server.expect(p, words, timeoutMs, what),
+      cancel: (p) => this.server.cancel(p),
+      parentImage: (p) => this.chains.parentFor(p.pid),
       ownSockets: () => unixPeers(this.socketName),
       askToJoin: (outer) => catchesSignal(outer, this.internalSignal) && askToJoin(outer, this.internalSignal),
       watchWriter: (_p, writer, depth, onEnd) => watchWriter(process.pid, writer, depth, onEnd),
       verbose: (line) => this.verbose(line),
     };
-  }
-
-  /**
-   * The next answer of p whose first word is one of `words` (`stopped`,
-   * `saved`, `ok`). An `error` line, a timeout or the connection closing
-   * (ProcessGoneError) rejects.
-   */
-  private expect(proc: Proc, words: readonly string[], timeoutMs: number, what: string): Promise<string> {
-    return new Promise<string>((resolve, reject) => {
-      if (proc.gone) {
-        reject(new ProcessGoneError(proc.pid));
-        return;
-      }
-      if (proc.pending) {
-        reject(new SessionError(`process ${proc.pid} is still busy with an earlier checkpoint request`));
-        return;
-      }
-      const timer = setTimeout(() => {
-        if (proc.pending === pending) proc.pending = undefined;
-        const hint = what === 'stop' ? ` (does it block signal ${this.internalSignal}?)` : '';
-        reject(new SessionError(`process ${proc.pid} did not answer the ${what} request within ${+(timeoutMs / 1000).toFixed(1)} s${hint}`));
-      }, timeoutMs);
-      const pending: Pending = {
-        words,
-        answer: (line) => {
-          clearTimeout(timer);
-          const [word, rest] = splitLine(line);
-          if (word === 'error') reject(new SessionError(`process ${proc.pid}: ${rest || 'unknown error'}`));
-          else resolve(line);
-        },
-        fail: (err) => {
-          clearTimeout(timer);
-          reject(err);
-        },
-      };
-      proc.pending = pending;
-    });
   }
 
   // ---- the end ---------------------------------------------------------
@@ -964,7 +548,7 @@ export class Coordinator implements Session {
     if (this.exiting) return;
     this.exiting = true;
     this.stopTimersAndSignals();
-    if (this.running) await this.running.catch(() => undefined);
+    await this.scheduler.idle();
     await this.shutdownServer();
     this.exitedD.resolve({ ...st, joined: this.joined });
   }
@@ -972,7 +556,7 @@ export class Coordinator implements Session {
   /** Resolves when no process of the session is left below ckrun (writers of a checkpoint aside). */
   private async sessionGone(): Promise<void> {
     for (;;) {
-      if (this.closed) return;
+      if (this.server.closed) return;
       const left = sessionProcesses(process.pid).filter(isLive);
       if (left.length === 0) return;
       await new Promise((r) => setTimeout(r, SESSION_END_POLL_MS));
@@ -980,23 +564,15 @@ export class Coordinator implements Session {
   }
 
   private stopTimersAndSignals(): void {
-    if (this.intervalTimer) clearTimeout(this.intervalTimer);
-    this.intervalTimer = undefined;
+    this.scheduler.stop();
     for (const stop of this.stopSignals) stop();
     this.stopSignals = [];
   }
 
   private async shutdownServer(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    this.refusals.flush();
+    if (this.server.closed) return;
     this.startedD.reject(new SessionError('the session is shutting down'));
-    // end() lets answers already written reach their clients.
-    for (const s of this.conns) {
-      s.end();
-      setTimeout(() => s.destroy(), 200).unref();
-    }
-    await new Promise<void>((res) => this.server.close(() => res()));
+    await this.server.shutdown();
   }
 
   async close(): Promise<void> {

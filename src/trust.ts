@@ -7,7 +7,8 @@
 // checks here come first and give the full message.
 import { readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { capabilityNames, credentials, referredImages, type Credentials, type Image } from './image.js';
+import { capabilityNames } from './capabilities.js';
+import { credentials, referredImages, type Credentials, type Image } from './image.js';
 import { displayPath } from './output.js';
 
 /** The restart cannot be allowed; the message names the thing, the reason and the way out. */

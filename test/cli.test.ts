@@ -5,8 +5,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Scope, checkpoint, ckrun, exampleProgram, lastLine, launch, runNative } from './helpers.js';
-import { assertResumed } from './spine.js';
+import { exampleProgram } from './lib/examples.js';
+import { lastLine } from './lib/lines.js';
+import { runNative } from './lib/proc.js';
+import { checkpoint, ckrun, launch } from './lib/ckrun.js';
+import { Scope } from './lib/scope.js';
+import { assertResumed } from './lib/spine.js';
 
 // ------------------------------------------------------------ help
 

@@ -7,8 +7,13 @@
 // sharing child never joined and ckrun waited 30 s to say something wrong.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Scope, checkpoint, ckrun, exampleProgram, generations, lastLine, runNative } from './helpers.js';
-import { assertPrefix, assertResumed } from './spine.js';
+import { exampleProgram } from './lib/examples.js';
+import { lastLine } from './lib/lines.js';
+import { runNative } from './lib/proc.js';
+import { checkpoint, ckrun } from './lib/ckrun.js';
+import { Scope } from './lib/scope.js';
+import { generations } from './lib/images.js';
+import { assertPrefix, assertResumed } from './lib/spine.js';
 
 async function scenario(name: string, extra: string[]): Promise<void> {
   const scope = new Scope(name);

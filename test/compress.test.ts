@@ -10,22 +10,15 @@ import * as path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import {
-  Scope,
-  checkpoint,
-  ckrun,
-  exampleProgram,
-  findProcesses,
-  generations,
-  imagesOf,
-  lastLine,
-  readImage,
-  readManifest,
-  runNative,
-  stepOf,
-} from './helpers.js';
-import { assertPrefix, assertResumed } from './spine.js';
-import { checkTreeGeneration, kill9Session, treeProgram } from './tree.js';
+import { exampleProgram } from './lib/examples.js';
+import { lastLine, stepOf } from './lib/lines.js';
+import { runNative } from './lib/proc.js';
+import { findProcesses } from './lib/processes.js';
+import { checkpoint, ckrun } from './lib/ckrun.js';
+import { Scope } from './lib/scope.js';
+import { generations, imagesOf, readImage, readManifest } from './lib/images.js';
+import { assertPrefix, assertResumed } from './lib/spine.js';
+import { checkTreeGeneration, kill9Session, treeProgram } from './lib/tree.js';
 
 /** Every `.restore-*` temporary image below dir. */
 function temporaries(dir: string): string[] {

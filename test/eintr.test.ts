@@ -8,8 +8,12 @@
 // its child when its poll fails, is the real program of the lot.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Scope, checkpoint, ckrun, exampleProgram, lastLine, runNative, sleep, type Proc } from './helpers.js';
-import { assertPrefix, assertResumed } from './spine.js';
+import { exampleProgram } from './lib/examples.js';
+import { lastLine } from './lib/lines.js';
+import { runNative, sleep, type Proc } from './lib/proc.js';
+import { checkpoint, ckrun } from './lib/ckrun.js';
+import { Scope } from './lib/scope.js';
+import { assertPrefix, assertResumed } from './lib/spine.js';
 
 const IN_A_ROW = 20;
 

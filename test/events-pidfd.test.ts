@@ -4,8 +4,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as path from 'node:path';
-import { EXAMPLES, Scope, imagesOf, readImage } from './helpers.js';
-import { treeScenario } from './tree.js';
+import { EXAMPLES } from './lib/paths.js';
+import { Scope } from './lib/scope.js';
+import { imagesOf, readImage } from './lib/images.js';
+import { treeScenario } from './lib/tree.js';
 
 test('pidfd of a child: polled across two restarts of the family, readable when the child exits, its status reaped', async () => {
   const scope = new Scope('events-pidfd');

@@ -6,19 +6,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import {
-  ALL_EXAMPLES,
-  type ExampleName,
-  type NativeRun,
-  Scope,
-  buildExamples,
-  exampleProgram,
-  firstDifference,
-  inputBytes,
-  mmapPattern,
-  runNative,
-  stepOf,
-} from './helpers.js';
+import { ALL_EXAMPLES, type ExampleName, buildExamples, exampleProgram, inputBytes, mmapPattern } from './lib/examples.js';
+import { firstDifference, stepOf } from './lib/lines.js';
+import { type NativeRun, runNative } from './lib/proc.js';
+import { Scope } from './lib/scope.js';
 
 interface Prepared {
   argv: string[];

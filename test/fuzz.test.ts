@@ -22,21 +22,13 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ManifestError, parseManifest } from '../src/generations.js';
 import { ImageError, readImage } from '../src/image.js';
-import {
-  EXAMPLE_BIN,
-  HEADER_BLOCK,
-  ROOT,
-  Scope,
-  buildExamples,
-  checkpoint,
-  cborDecode,
-  crc32c,
-  exampleProgram,
-  imagesOf,
-  readHeaderBlock,
-  rewriteHeader,
-} from './helpers.js';
-import { treeProgram, until } from './tree.js';
+import { EXAMPLE_BIN, ROOT } from './lib/paths.js';
+import { buildExamples, exampleProgram } from './lib/examples.js';
+import { checkpoint } from './lib/ckrun.js';
+import { Scope } from './lib/scope.js';
+import { cborDecode, crc32c } from './lib/cbor.js';
+import { HEADER_BLOCK, imagesOf, readHeaderBlock, rewriteHeader } from './lib/images.js';
+import { treeProgram, until } from './lib/tree.js';
 
 const SECONDS = Number(process.env.CKRUN_FUZZ_SECONDS ?? 8);
 const HOST = path.join(ROOT, 'build', 'Release', 'ckrun-restore');

@@ -2,8 +2,10 @@
 // used to read and rewrite images, line bookkeeping.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { type Proc, cborDecode, cborEncode, crc32c, findSlice, stepOf, toPlain } from './helpers.js';
-import { assertResumed, stepReachedBefore } from './spine.js';
+import { findSlice, stepOf } from './lib/lines.js';
+import { type Proc } from './lib/proc.js';
+import { cborDecode, cborEncode, crc32c, toPlain } from './lib/cbor.js';
+import { assertResumed, stepReachedBefore } from './lib/spine.js';
 
 test('crc32c matches the Castagnoli check values', () => {
   assert.is(crc32c(Buffer.from('123456789')), 0xe3069283);

@@ -8,20 +8,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import {
-  Proc,
-  Scope,
-  checkpoint,
-  ckrun,
-  exampleProgram,
-  generations,
-  imagesOf,
-  lastLine,
-  readImage,
-  runNative,
-  sleep,
-} from './helpers.js';
-import { assertResumed } from './spine.js';
+import { exampleProgram } from './lib/examples.js';
+import { lastLine } from './lib/lines.js';
+import { Proc, runNative, sleep } from './lib/proc.js';
+import { checkpoint, ckrun } from './lib/ckrun.js';
+import { Scope } from './lib/scope.js';
+import { generations, imagesOf, readImage } from './lib/images.js';
+import { assertResumed } from './lib/spine.js';
 
 function partials(dir: string): string[] {
   return fs.readdirSync(dir).filter((n) => /^\.\d+\.partial$/.test(n));

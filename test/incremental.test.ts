@@ -6,8 +6,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Scope, checkpoint, ckrun, exampleProgram, imagesOf, lastLine, runNative } from './helpers.js';
-import { assertResumed } from './spine.js';
+import { exampleProgram } from './lib/examples.js';
+import { lastLine } from './lib/lines.js';
+import { runNative } from './lib/proc.js';
+import { checkpoint, ckrun } from './lib/ckrun.js';
+import { Scope } from './lib/scope.js';
+import { imagesOf } from './lib/images.js';
+import { assertResumed } from './lib/spine.js';
 
 function imageSize(gen: string): number {
   return fs.statSync(imagesOf(gen)[0]!).size;

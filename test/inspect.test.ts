@@ -7,32 +7,27 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { EXAMPLE_BIN } from './lib/paths.js';
+import { buildExamples, exampleProgram, inputBytes } from './lib/examples.js';
+import { type NativeRun, runNative } from './lib/proc.js';
+import { findProcesses } from './lib/processes.js';
+import { checkpoint, ckrun } from './lib/ckrun.js';
+import { Scope } from './lib/scope.js';
+import { cborDecode, crc32c } from './lib/cbor.js';
 import {
-  EXAMPLE_BIN,
   HEADER_BLOCK,
   type Image,
   type Manifest,
-  type NativeRun,
-  Scope,
-  buildExamples,
-  cborDecode,
-  checkpoint,
-  ckrun,
-  crc32c,
-  exampleProgram,
-  findProcesses,
   flipByte,
   imagesOf,
-  inputBytes,
   readBytes,
   readHeaderBlock,
   readImage,
   readManifest,
   rewriteHeader,
-  runNative,
   runsOf,
-} from './helpers.js';
-import { assertResumed } from './spine.js';
+} from './lib/images.js';
+import { assertResumed } from './lib/spine.js';
 
 interface Taken {
   gen: string;

@@ -19,26 +19,15 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import {
-  type CliResult,
-  EXAMPLE_BIN,
-  HEADER_BLOCK,
-  Scope,
-  alive,
-  buildExamples,
-  checkpoint,
-  ckrun,
-  findProcesses,
-  generations,
-  imagesOf,
-  readHeaderBlock,
-  readManifest,
-  runsOf,
-  readImage,
-  sleep,
-} from './helpers.js';
+import { EXAMPLE_BIN } from './lib/paths.js';
+import { buildExamples } from './lib/examples.js';
+import { sleep } from './lib/proc.js';
+import { alive, findProcesses } from './lib/processes.js';
+import { type CliResult, checkpoint, ckrun } from './lib/ckrun.js';
+import { Scope } from './lib/scope.js';
+import { HEADER_BLOCK, generations, imagesOf, readHeaderBlock, readManifest, runsOf, readImage } from './lib/images.js';
 import { editMeta, firstOwnRun, flipBit, headerEnd, resealManifest, rewriteHeader } from './lib/craft.js';
-import { sessionByEnv, treeProgram, until } from './tree.js';
+import { sessionByEnv, treeProgram, until } from './lib/tree.js';
 
 const scope = new Scope('integrity');
 let counterCopy: string; // a private copy of the counter binary: its path identifies our processes

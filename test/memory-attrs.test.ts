@@ -10,8 +10,14 @@
 import { execa } from 'execa';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { CKRUN, NODE, type Proc, Scope, checkpoint, ckrun, exampleProgram, generations, lastLine, runNative, sleep } from './helpers.js';
-import { assertPrefix, assertResumed } from './spine.js';
+import { CKRUN, NODE } from './lib/paths.js';
+import { exampleProgram } from './lib/examples.js';
+import { lastLine } from './lib/lines.js';
+import { type Proc, runNative, sleep } from './lib/proc.js';
+import { checkpoint, ckrun } from './lib/ckrun.js';
+import { Scope } from './lib/scope.js';
+import { generations } from './lib/images.js';
+import { assertPrefix, assertResumed } from './lib/spine.js';
 
 function noFailure(p: Proc, what: string): void {
   const bad = [...p.lines, ...p.stderr.split('\n')].find((l) => l.startsWith('FAIL') || l.startsWith('error:'));

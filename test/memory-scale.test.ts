@@ -8,8 +8,13 @@
 import * as fs from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { type Proc, Scope, checkpoint, ckrun, exampleProgram, imagesOf, lastLine, readImage, runNative } from './helpers.js';
-import { assertPrefix, assertResumed } from './spine.js';
+import { exampleProgram } from './lib/examples.js';
+import { lastLine } from './lib/lines.js';
+import { type Proc, runNative } from './lib/proc.js';
+import { checkpoint, ckrun } from './lib/ckrun.js';
+import { Scope } from './lib/scope.js';
+import { imagesOf, readImage } from './lib/images.js';
+import { assertPrefix, assertResumed } from './lib/spine.js';
 
 interface Region {
   start: bigint | number;

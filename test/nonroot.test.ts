@@ -7,7 +7,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Scope, exampleProgram, lastLine, runNative, stepOf } from './helpers.js';
+import { exampleProgram } from './lib/examples.js';
+import { lastLine, stepOf } from './lib/lines.js';
+import { runNative } from './lib/proc.js';
+import { Scope } from './lib/scope.js';
 import { asUserArgv, NOBODY, NOGROUP, sharedCkrun } from './lib/users.js';
 
 function asNobody(script: string, timeoutMs = 60_000): string {

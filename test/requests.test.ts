@@ -7,8 +7,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Scope, checkpointBySignal, exampleProgram, lastLine, runNative } from './helpers.js';
-import { assertPrefix, assertResumed } from './spine.js';
+import { exampleProgram } from './lib/examples.js';
+import { lastLine } from './lib/lines.js';
+import { runNative } from './lib/proc.js';
+import { checkpointBySignal } from './lib/ckrun.js';
+import { Scope } from './lib/scope.js';
+import { assertPrefix, assertResumed } from './lib/spine.js';
 
 const STEPS = 3000;
 const IN_A_ROW = 20;

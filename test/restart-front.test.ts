@@ -6,8 +6,12 @@
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Proc, Scope, checkpoint, checkpointBySignal, exampleProgram, lastLine, runNative, sleep } from './helpers.js';
-import { assertOriginalIds, assertPrefix, assertResumed } from './spine.js';
+import { exampleProgram } from './lib/examples.js';
+import { lastLine } from './lib/lines.js';
+import { Proc, runNative, sleep } from './lib/proc.js';
+import { checkpoint, checkpointBySignal } from './lib/ckrun.js';
+import { Scope } from './lib/scope.js';
+import { assertOriginalIds, assertPrefix, assertResumed } from './lib/spine.js';
 
 const TRACE = { CKRUN_TRACE: '1' };
 

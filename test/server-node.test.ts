@@ -6,7 +6,9 @@ import * as http from 'node:http';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { EXAMPLES, NODE, Scope, checkpoint } from './helpers.js';
+import { EXAMPLES, NODE } from './lib/paths.js';
+import { checkpoint } from './lib/ckrun.js';
+import { Scope } from './lib/scope.js';
 
 function get(port: number, agent: http.Agent | false = false): Promise<string> {
   return new Promise((resolve, reject) => {

@@ -9,7 +9,9 @@ import { execFileSync } from 'node:child_process';
 import * as net from 'node:net';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Proc, Scope, checkpoint, sleep } from './helpers.js';
+import { Proc, sleep } from './lib/proc.js';
+import { checkpoint } from './lib/ckrun.js';
+import { Scope } from './lib/scope.js';
 
 const KEYS = 100_000;
 const value = (i: number) => `v:${i}:${(i * 7919) % 100003}`;

@@ -11,7 +11,10 @@ import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { EXAMPLES, EXAMPLE_BIN, type Proc, Scope, checkpoint, ckrun } from './helpers.js';
+import { EXAMPLES, EXAMPLE_BIN } from './lib/paths.js';
+import { type Proc } from './lib/proc.js';
+import { checkpoint, ckrun } from './lib/ckrun.js';
+import { Scope } from './lib/scope.js';
 
 function buildInet(): string {
   fs.mkdirSync(EXAMPLE_BIN, { recursive: true });

@@ -9,8 +9,13 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { EXAMPLES, EXAMPLE_BIN, Proc, Scope, checkpoint, ckrun, generations, python3 } from './helpers.js';
-import { kill9Session } from './tree.js';
+import { EXAMPLES, EXAMPLE_BIN } from './lib/paths.js';
+import { python3 } from './lib/examples.js';
+import { Proc } from './lib/proc.js';
+import { checkpoint, ckrun } from './lib/ckrun.js';
+import { Scope } from './lib/scope.js';
+import { generations } from './lib/images.js';
+import { kill9Session } from './lib/tree.js';
 
 /** Compiles examples/NAME.c into examples/bin (as the other examples are built), unless up to date. */
 function buildExample(name: string): string {

@@ -4,8 +4,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Scope, checkpoint, exampleProgram, findRestored, readManifest, runNative } from './helpers.js';
-import { assertResumed, spine } from './spine.js';
+import { exampleProgram } from './lib/examples.js';
+import { runNative } from './lib/proc.js';
+import { findRestored } from './lib/processes.js';
+import { checkpoint } from './lib/ckrun.js';
+import { Scope } from './lib/scope.js';
+import { readManifest } from './lib/images.js';
+import { assertResumed, spine } from './lib/spine.js';
 
 test('counter: checkpoint, kill -9, restart; again; memory, heap and stack survive', async () => {
   await spine({

@@ -4,8 +4,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
-import { inputBytes } from './helpers.js';
-import { spine, stepReachedBefore } from './spine.js';
+import { inputBytes } from './lib/examples.js';
+import { spine, stepReachedBefore } from './lib/spine.js';
 
 const LOG = 'app.log';
 const INPUT = 'input.bin';

@@ -5,8 +5,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
-import { mmapPattern } from './helpers.js';
-import { spine } from './spine.js';
+import { mmapPattern } from './lib/examples.js';
+import { spine } from './lib/spine.js';
 
 function sameBytes(a: Buffer, b: Buffer, what: string): void {
   if (a.equals(b)) return;

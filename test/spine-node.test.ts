@@ -2,7 +2,7 @@
 // threads) with epoll, eventfd and pipes. If ckrun does not support those
 // descriptors yet (issue 4), this test fails and says where.
 import { test } from 'uvu';
-import { spine } from './spine.js';
+import { spine } from './lib/spine.js';
 
 test('node timer.js: timers and state survive checkpoint/restart, twice', async () => {
   await spine({

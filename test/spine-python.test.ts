@@ -1,7 +1,7 @@
 // python3 running examples/loop.py: interpreter state (dict, list, random
 // generator) survives checkpoint/restart, twice.
 import { test } from 'uvu';
-import { spine } from './spine.js';
+import { spine } from './lib/spine.js';
 
 test('python3 loop.py: state survives checkpoint/restart, twice', async () => {
   await spine({

@@ -3,8 +3,8 @@
 // that is still pending at both checkpoints and fires after them, and
 // SIGUSR2 blocked and pending from step 30 to step 150.
 import { test } from 'uvu';
-import { imagesOf, readImage } from './helpers.js';
-import { spine, stepReachedBefore } from './spine.js';
+import { imagesOf, readImage } from './lib/images.js';
+import { spine, stepReachedBefore } from './lib/spine.js';
 import * as path from 'node:path';
 
 const UNBLOCK = 150;

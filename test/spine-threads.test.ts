@@ -2,7 +2,7 @@
 // pthread_kill. Both checkpoints are taken while worker-1 holds the
 // error-checking mutex (steps 3..165) and worker-2 the robust one (5..150).
 import { test } from 'uvu';
-import { spine, stepReachedBefore } from './spine.js';
+import { spine, stepReachedBefore } from './lib/spine.js';
 
 const HELD_UNTIL = 150; // worker-2 exits holding the robust mutex at step 150
 

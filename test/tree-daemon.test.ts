@@ -7,8 +7,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Scope, runNative, sleep } from './helpers.js';
-import { fileLines, treeProgram, treeScenario, until } from './tree.js';
+import { runNative, sleep } from './lib/proc.js';
+import { Scope } from './lib/scope.js';
+import { fileLines, treeProgram, treeScenario, until } from './lib/tree.js';
 
 const LINES = 200;
 

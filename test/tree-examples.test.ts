@@ -6,8 +6,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Scope, firstDifference, runNative, sleep, stepOf, type NativeRun } from './helpers.js';
-import { fileLines, treeProgram, writeProject } from './tree.js';
+import { firstDifference, stepOf } from './lib/lines.js';
+import { runNative, sleep, type NativeRun } from './lib/proc.js';
+import { Scope } from './lib/scope.js';
+import { fileLines, treeProgram, writeProject } from './lib/tree.js';
 
 function same(a: NativeRun, b: NativeRun, what: string): void {
   assert.is(a.code, 0, `${what} exited with ${a.code}:\n${a.stdout.slice(-2000)}\n${a.stderr}`);

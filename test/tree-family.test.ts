@@ -5,9 +5,12 @@
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Scope, ckrun, lastLine, runNative } from './helpers.js';
-import { assertPrefix, assertResumed } from './spine.js';
-import { sharedGroupOf, treeProgram, treeScenario } from './tree.js';
+import { lastLine } from './lib/lines.js';
+import { runNative } from './lib/proc.js';
+import { ckrun } from './lib/ckrun.js';
+import { Scope } from './lib/scope.js';
+import { assertPrefix, assertResumed } from './lib/spine.js';
+import { sharedGroupOf, treeProgram, treeScenario } from './lib/tree.js';
 
 test('family: pipes in flight, shared memory and mutex, zombie, waitpid; checkpoint, kill -9, restart; twice', async () => {
   const scope = new Scope('tree-family');

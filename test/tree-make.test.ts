@@ -7,8 +7,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Scope, runNative } from './helpers.js';
-import { MAKE_UNITS, treeScenario, until, writeProject } from './tree.js';
+import { runNative } from './lib/proc.js';
+import { Scope } from './lib/scope.js';
+import { MAKE_UNITS, treeScenario, until, writeProject } from './lib/tree.js';
 
 function objects(dir: string): number {
   return fs.readdirSync(dir).filter((f) => f.endsWith('.o')).length;

@@ -6,9 +6,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Scope, lastLine, runNative } from './helpers.js';
-import { assertPrefix, assertResumed } from './spine.js';
-import { fileLines, sharedGroupOf, treeProgram, treeScenario } from './tree.js';
+import { lastLine } from './lib/lines.js';
+import { runNative } from './lib/proc.js';
+import { Scope } from './lib/scope.js';
+import { assertPrefix, assertResumed } from './lib/spine.js';
+import { fileLines, sharedGroupOf, treeProgram, treeScenario } from './lib/tree.js';
 
 test('offsets: one open file description shared after fork; checkpoint, kill -9, restart; twice; every line once, alternating', async () => {
   const scope = new Scope('tree-offsets');

@@ -4,8 +4,9 @@
 // must be the hash an uninterrupted run prints.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Scope, runNative, sleep } from './helpers.js';
-import { treeScenario } from './tree.js';
+import { runNative, sleep } from './lib/proc.js';
+import { Scope } from './lib/scope.js';
+import { treeScenario } from './lib/tree.js';
 
 // 200000 lines take about a second natively; the scenario needs a few
 // seconds of work to checkpoint twice in the middle.

@@ -2,9 +2,11 @@
 // workers, pipes, POSIX semaphores in /dev/shm, the pool's threads.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Scope, lastLine, runNative } from './helpers.js';
-import { assertPrefix, assertResumed } from './spine.js';
-import { treeProgram, treeScenario } from './tree.js';
+import { lastLine } from './lib/lines.js';
+import { runNative } from './lib/proc.js';
+import { Scope } from './lib/scope.js';
+import { assertPrefix, assertResumed } from './lib/spine.js';
+import { treeProgram, treeScenario } from './lib/tree.js';
 
 test('python multiprocessing.Pool(2): checkpoint, kill -9, restart; twice; the results are the uninterrupted run\'s', async () => {
   const scope = new Scope('tree-pool');

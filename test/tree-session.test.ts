@@ -4,9 +4,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Scope, alive, checkpoint, python3, sleep, waitGone } from './helpers.js';
-import { fileLines, treeProgram } from './tree.js';
-import { descendants as descendantsOf } from './helpers.js';
+import { python3 } from './lib/examples.js';
+import { sleep } from './lib/proc.js';
+import { alive, waitGone, descendants as descendantsOf } from './lib/processes.js';
+import { checkpoint } from './lib/ckrun.js';
+import { Scope } from './lib/scope.js';
+import { fileLines, treeProgram } from './lib/tree.js';
 
 test('ckrun waits for a child that outlives the program, then exits with the program\'s status', async () => {
   const scope = new Scope('tree-session');

@@ -9,8 +9,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { EXAMPLES, Scope, python3, runNative, type Proc } from './helpers.js';
-import { sessionByEnv, treeProgram, treeScenario, until } from './tree.js';
+import { EXAMPLES } from './lib/paths.js';
+import { python3 } from './lib/examples.js';
+import { runNative, type Proc } from './lib/proc.js';
+import { Scope } from './lib/scope.js';
+import { sessionByEnv, treeProgram, treeScenario, until } from './lib/tree.js';
 
 /** [pid, pgid, sid] of every live process of the session, as they see themselves. */
 function relations(ckpt: string): string[] {

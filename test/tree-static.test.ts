@@ -8,8 +8,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Scope, checkpoint, ckrun, generations } from './helpers.js';
-import { treeManifest } from './tree.js';
+import { checkpoint, ckrun } from './lib/ckrun.js';
+import { Scope } from './lib/scope.js';
+import { generations } from './lib/images.js';
+import { treeManifest } from './lib/tree.js';
 
 test('a statically linked child fails the checkpoint with its PID, name and program; the family runs on; later checkpoints work', async () => {
   const scope = new Scope('tree-static');

@@ -6,25 +6,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import {
-  type NativeRun,
-  Scope,
-  checkpoint,
-  checkpointBySignal,
-  ckrun,
-  crc32c,
-  exampleProgram,
-  generations,
-  imagesOf,
-  killTree,
-  readBytes,
-  readImage,
-  runNative,
-  runsOf,
-  sleep,
-  waitForGeneration,
-} from './helpers.js';
-import { assertResumed } from './spine.js';
+import { exampleProgram } from './lib/examples.js';
+import { type NativeRun, runNative, sleep } from './lib/proc.js';
+import { killTree } from './lib/processes.js';
+import { checkpoint, checkpointBySignal, ckrun, waitForGeneration } from './lib/ckrun.js';
+import { Scope } from './lib/scope.js';
+import { crc32c } from './lib/cbor.js';
+import { generations, imagesOf, readBytes, readImage, runsOf } from './lib/images.js';
+import { assertResumed } from './lib/spine.js';
 
 let ref: NativeRun; // counter, uninterrupted
 let ref300: NativeRun; // counter --steps 300

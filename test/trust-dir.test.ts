@@ -8,7 +8,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Scope, checkpoint, ckrun, exampleProgram, generations, stepOf } from './helpers.js';
+import { exampleProgram } from './lib/examples.js';
+import { stepOf } from './lib/lines.js';
+import { checkpoint, ckrun } from './lib/ckrun.js';
+import { Scope } from './lib/scope.js';
+import { generations } from './lib/images.js';
 import { asUser, NOBODY, NOGROUP } from './lib/users.js';
 
 function needRoot(): void {

@@ -8,21 +8,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import {
-  Proc,
-  Scope,
-  T_EXIT,
-  checkpoint,
-  ckrun,
-  exampleProgram,
-  findProcesses,
-  lastLine,
-  readManifest,
-  runNative,
-  sleep,
-  stepOf,
-  type NativeRun,
-} from './helpers.js';
+import { T_EXIT } from './lib/paths.js';
+import { exampleProgram } from './lib/examples.js';
+import { lastLine, stepOf } from './lib/lines.js';
+import { Proc, runNative, sleep, type NativeRun } from './lib/proc.js';
+import { findProcesses } from './lib/processes.js';
+import { checkpoint, ckrun } from './lib/ckrun.js';
+import { Scope } from './lib/scope.js';
+import { readManifest } from './lib/images.js';
 import { asUser, asUserArgv, NOBODY, NOGROUP, sharedCkrun } from './lib/users.js';
 
 const STEPS = 200;

@@ -15,20 +15,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import {
-  Proc,
-  ROOT,
-  Scope,
-  checkpoint,
-  ckrun,
-  descendants,
-  exampleProgram,
-  generations,
-  readManifest,
-  runNative,
-  sessionSocketName,
-  type NativeRun,
-} from './helpers.js';
+import { ROOT } from './lib/paths.js';
+import { exampleProgram } from './lib/examples.js';
+import { Proc, runNative, type NativeRun } from './lib/proc.js';
+import { descendants } from './lib/processes.js';
+import { checkpoint, ckrun, sessionSocketName } from './lib/ckrun.js';
+import { Scope } from './lib/scope.js';
+import { generations, readManifest } from './lib/images.js';
 import { asUser, asUserArgv, NOBODY, NOGROUP, sharedCkrun, type UserRun } from './lib/users.js';
 
 /** An ordinary user other than nobody, for a session that is neither root's nor the attacker's. */
@@ -356,7 +349,7 @@ for (const exec of [true, false])
     }
   });
 
-/** examples/setuid-child.c is not among helpers' C_EXAMPLES (it needs root): built here. */
+/** examples/setuid-child.c is not among test/lib/examples.ts's C_EXAMPLES (it needs root): built here. */
 function buildSetuidChild(bin: string): void {
   const src = path.join(ROOT, 'examples', 'setuid-child.c');
   if (fs.existsSync(bin) && fs.statSync(bin).mtimeMs >= fs.statSync(src).mtimeMs) return;

@@ -9,19 +9,13 @@
 import * as fs from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import {
-  Scope,
-  checkpoint,
-  ckrun,
-  descendants,
-  exampleProgram,
-  generations,
-  lastLine,
-  runNative,
-  sleep,
-  type CliResult,
-  type Proc,
-} from './helpers.js';
+import { exampleProgram } from './lib/examples.js';
+import { lastLine } from './lib/lines.js';
+import { runNative, sleep, type Proc } from './lib/proc.js';
+import { descendants } from './lib/processes.js';
+import { checkpoint, ckrun, type CliResult } from './lib/ckrun.js';
+import { Scope } from './lib/scope.js';
+import { generations } from './lib/images.js';
 
 /** Big enough that writing its image takes a while (hundreds of ms) on this kind of machine. */
 const MIB = '512';

@@ -7,7 +7,8 @@
 // Independent of the project's code: the harness's own CBOR and CRC.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { type Cbor, HEADER_BLOCK, cborDecode, cborEncode, crc32c, readHeaderBlock, rewriteHeader, toPlain } from '../helpers.js';
+import { type Cbor, cborDecode, cborEncode, crc32c, toPlain } from './cbor.js';
+import { HEADER_BLOCK, readHeaderBlock, rewriteHeader } from './images.js';
 
 export { rewriteHeader };
 

@@ -6,7 +6,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { buildExamples, EXAMPLE_BIN, ROOT } from '../helpers.js';
+import { EXAMPLE_BIN, ROOT } from './paths.js';
+import { buildExamples } from './examples.js';
 
 export const NOBODY = 65534;
 export const NOGROUP = 65534;

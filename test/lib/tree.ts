@@ -13,23 +13,13 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import {
-  EXAMPLES,
-  EXAMPLE_BIN,
-  type Proc,
-  Scope,
-  T_GONE,
-  alive,
-  checkpoint,
-  descendants,
-  generations,
-  isZombie,
-  python3,
-  readManifest,
-  sessionSocketName,
-  sleep,
-  within,
-} from './helpers.js';
+import { EXAMPLES, EXAMPLE_BIN, T_GONE } from './paths.js';
+import { python3 } from './examples.js';
+import { type Proc, sleep, within } from './proc.js';
+import { alive, descendants, isZombie } from './processes.js';
+import { checkpoint, sessionSocketName } from './ckrun.js';
+import { Scope } from './scope.js';
+import { generations, readManifest } from './images.js';
 
 // ---------------------------------------------------------------- examples
 

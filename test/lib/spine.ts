@@ -11,27 +11,13 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import {
-  type ExampleName,
-  type NativeRun,
-  Proc,
-  Scope,
-  checkpoint,
-  checkpointBySignal,
-  descendants,
-  exampleProgram,
-  findRestored,
-  innerTids,
-  nsPids,
-  readImage,
-  excerptAround,
-  generations,
-  imagesOf,
-  lastLine,
-  readManifest,
-  runNative,
-  stepOf,
-} from './helpers.js';
+import { type ExampleName, exampleProgram } from './examples.js';
+import { excerptAround, lastLine, stepOf } from './lines.js';
+import { type NativeRun, Proc, runNative } from './proc.js';
+import { descendants, findRestored, innerTids, nsPids } from './processes.js';
+import { checkpoint, checkpointBySignal } from './ckrun.js';
+import { Scope } from './scope.js';
+import { readImage, generations, imagesOf, readManifest } from './images.js';
 
 export type Trigger = 'cli' | 'signal';
 
