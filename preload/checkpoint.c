@@ -24,9 +24,6 @@
 #include "sys.h"
 #include "wire.h"
 
-CK_HIDDEN struct ck_thread ck_threads[CK_MAX_THREADS];
-CK_HIDDEN volatile int ck_nthreads;
-
 enum { ST_IDLE, ST_STOPPING, ST_RELEASING };
 static volatile int state;
 static volatile int arrived;   /* participants parked in the handler */
@@ -624,11 +621,6 @@ static void reply_result(struct ck_scratch *s, int ok, uint64_t pause, uint64_t 
 	ck_session_reply(buf);
 }
 
-/* Set by the madvise wrapper: some memory is MADV_DONTFORK or
- * MADV_WIPEONFORK, which a forked writer would not see as it is (the
- * mappings are then read with their marks while the program is stopped,
- * see ck_memory_save_stopped). */
-CK_HIDDEN volatile int ck_fork_flags_used;
 /* CKRUN_SYNC_CHECKPOINT: write from the stopped program, no fork. */
 CK_HIDDEN int ck_write_sync;
 
@@ -1005,7 +997,8 @@ CK_HIDDEN void ck_signal_handler(int sig, siginfo_t *si, void *ucv)
 	}
 	if (si->si_code == SI_QUEUE && ((uint64_t)si->si_value.sival_ptr >> 32) == CK_JOIN_MAGIC) {
 		ck_resume_interrupted_call(uc);
-		ck_join_on_request((uint64_t)si->si_value.sival_ptr);
+		if (ck_join_on_request((uint64_t)si->si_value.sival_ptr)) /* a child took its parent's state over */
+			ck_requests_reset_in_child();
 		return;
 	}
 	/* the program's own use of our signal number: its handler runs, and

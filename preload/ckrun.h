@@ -112,8 +112,9 @@ struct ck_session {
 	/* The process this state belongs to. A vfork child runs on its
 	 * parent's memory with another PID: it must not act on it. */
 	int self_pid;
+	int active;              /* the handler is installed: the internal signal is ours */
 };
-CK_HIDDEN extern struct ck_session ck_session;
+CK_HIDDEN extern struct ck_session ck_session; /* state.c */
 
 /* ---- a checkpoint in progress (lives in the scratch mapping) ---- */
 struct ck_scratch;
@@ -263,15 +264,16 @@ struct ck_scratch {
 	uint64_t start, end;     /* the scratch mapping itself */
 };
 
-/* checkpoint.c */
+/* state.c */
 CK_HIDDEN extern struct ck_thread ck_threads[CK_MAX_THREADS];
+CK_HIDDEN extern volatile int ck_nthreads;
 /* Set by the madvise wrapper: some memory is MADV_DONTFORK or
  * MADV_WIPEONFORK, which a forked writer would not see as it is. */
 CK_HIDDEN extern volatile int ck_fork_flags_used;
-CK_HIDDEN extern volatile int ck_nthreads;
+
+/* checkpoint.c */
 CK_HIDDEN void ck_install_handler(void);
 CK_HIDDEN void ck_requests_reset_in_child(void);
-CK_HIDDEN void ck_join_on_request(uint64_t tag);
 CK_HIDDEN void ck_kill_descendants(void);
 CK_HIDDEN void ck_signal_handler(int sig, siginfo_t *si, void *ucv);
 
@@ -326,10 +328,6 @@ CK_HIDDEN void ck_files_save(struct ck_writer *w, struct ck_scratch *s);
 /* A descriptor table shared with another process (clone CLONE_FILES without
  * CLONE_VM): 1, with the refusal in s->msg. */
 CK_HIDDEN int ck_files_table_shared(struct ck_scratch *s);
-CK_HIDDEN long ck_read_fdinfo(int fd, char *buf, size_t cap);
-/* What /proc/self/fd/FD links to, NUL-terminated in out[cap]: its length,
- * or a negative errno. Raw system calls only. */
-CK_HIDDEN long ck_fd_link(int fd, char *out, size_t cap);
 
 /* pipes.c and events.c add their keys to a descriptor's map */
 CK_HIDDEN void ck_pipe_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f);
@@ -344,6 +342,7 @@ CK_HIDDEN void ck_inotify_record(int fd, int wd, const char *path); /* shim.c's 
 /* sockets.c: a socket's family, type and options; the family's own part
  * from sk-unix.c or sk-inet.c, which add their keys to the "socket" map */
 CK_HIDDEN void ck_socket_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f);
+/* sockopt.c */
 CK_HIDDEN void ck_sockopt_put(struct cb_enc *e, int fd, int level, int name);
 CK_HIDDEN int ck_sockopt_int(int fd, int level, int name, int *v);
 CK_HIDDEN void ck_unix_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f, int type);
@@ -353,10 +352,18 @@ CK_HIDDEN void ck_inet_save(struct ck_writer *w, const struct ck_fdtab *t, const
 
 /* process.c */
 CK_HIDDEN void ck_process_save(struct ck_writer *w, struct ck_scratch *s);
-/* Opens the process's own /proc/self/pagemap or mem (read-only), also
- * when it is not dumpable (then they belong to root). Raw code only. */
-CK_HIDDEN long ck_open_own_proc(const char *path);
+
+/* procfs.c: /proc of the process itself, raw code only */
 CK_HIDDEN long ck_read_file(const char *path, char *buf, size_t cap);
+/* /proc/self/DIR/FD into path[64]. */
+CK_HIDDEN const char *ck_proc_fd_path(char *path, const char *dir, int fd);
+CK_HIDDEN long ck_read_fdinfo(int fd, char *buf, size_t cap);
+/* What /proc/self/fd/FD links to, NUL-terminated in out[cap]: its length,
+ * or a negative errno. */
+CK_HIDDEN long ck_fd_link(int fd, char *out, size_t cap);
+/* Opens the process's own /proc/self/pagemap or mem (read-only), also
+ * when it is not dumpable (then they belong to root). */
+CK_HIDDEN long ck_open_own_proc(const char *path);
 
 /* incremental.c */
 CK_HIDDEN void ck_track_begin(struct ck_scratch *s);
@@ -401,7 +408,25 @@ CK_HIDDEN void ck_memory_save_stopped(struct ck_writer *w, struct ck_scratch *s)
 CK_HIDDEN void ck_memory_save(struct ck_writer *w, struct ck_scratch *s);
 CK_HIDDEN void ck_memory_protect_after_restore(void);
 
-/* shim.c */
+/* self.c: where the shim is loaded (libc: not in the signal handler) */
+struct ck_self {
+	uint64_t base;             /* load address */
+	uint64_t size;             /* from base to the end of its last segment, page-rounded */
+	uint64_t lo, hi;           /* its whole range, page-rounded */
+	uint64_t rw_start, rw_end; /* the writable segment that holds its data */
+	const char *path;
+	const void *phdr;          /* its program headers (ElfW(Phdr)) */
+	int phnum;
+};
+CK_HIDDEN int ck_self_find(struct ck_self *self);
+
+/* session.c: the connection to ckrun (raw code only) */
+CK_HIDDEN int ck_session_connect(const char *name);
+CK_HIDDEN void ck_session_hello(void);
+/* fork's child handler: async-signal-safe, stores nothing */
+CK_HIDDEN void ck_session_forked_child(void);
+/* 1 when this process took its parent's state over */
+CK_HIDDEN int ck_join_on_request(uint64_t tag);
 CK_HIDDEN void ck_session_reply(const char *line);
 CK_HIDDEN int ck_is_session_fd(int fd);
 CK_HIDDEN int ck_arm_async(int fd, int sig, int owner);

@@ -86,37 +86,11 @@ static int same_description(int pid, int a, int b)
 	return CK_SYS5(SYS_kcmp, pid, pid, KCMP_FILE, a, b) == 0;
 }
 
-/* /proc/self/DIR/FD into path[64]. */
-static const char *proc_fd_path(char *path, const char *dir, int fd)
-{
-	struct ck_str s;
-	ck_str_init(&s, path, 64);
-	ck_str_add(&s, "/proc/self/");
-	ck_str_add(&s, dir);
-	ck_str_add(&s, "/");
-	ck_str_dec(&s, fd);
-	return path;
-}
-
-CK_HIDDEN long ck_read_fdinfo(int fd, char *buf, size_t cap)
-{
-	char path[64];
-	return ck_read_file(proc_fd_path(path, "fdinfo", fd), buf, cap);
-}
-
-CK_HIDDEN long ck_fd_link(int fd, char *out, size_t cap)
-{
-	char path[64];
-	long n = ck_readlinkat(AT_FDCWD, proc_fd_path(path, "fd", fd), out, cap - 1);
-	out[n > 0 ? n : 0] = 0;
-	return n;
-}
-
 static void save_deleted_contents(struct ck_writer *w, int fd, uint64_t size)
 {
 	char path[64];
 	/* a fresh description, so the program's offset is untouched */
-	int rfd = (int)ck_openat(AT_FDCWD, proc_fd_path(path, "fd", fd), O_RDONLY | O_CLOEXEC, 0);
+	int rfd = (int)ck_openat(AT_FDCWD, ck_proc_fd_path(path, "fd", fd), O_RDONLY | O_CLOEXEC, 0);
 	struct cb_enc *e = &w->meta;
 	if (rfd < 0) {
 		ck_writer_fail(w, rfd, "cannot read a deleted file the program has open");

@@ -131,23 +131,6 @@ static void save_children(struct cb_enc *e, struct ck_scratch *s)
 	cb_close(e);
 }
 
-/* A process that is not dumpable (it changed its user ID, or asked for it)
- * cannot open its own /proc/self/pagemap or mem: they belong to root then,
- * mode 0400. It becomes dumpable for that one open and at once goes back:
- * the open file keeps working (the kernel checks access when it is
- * opened). The value 2 (fs.suid_dumpable) cannot be set again by a
- * program: such a process is not switched, the open fails and says so. */
-CK_HIDDEN long ck_open_own_proc(const char *path)
-{
-	long was = ck_prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
-	if (was != 0)
-		return ck_openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
-	ck_prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
-	long fd = ck_openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
-	ck_prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-	return fd;
-}
-
 /* ---- credentials ----
  * The kernel keeps them per thread. glibc keeps its threads' equal (the
  * setxid broadcast), but a raw system call, capset or a prctl changes only

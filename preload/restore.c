@@ -36,44 +36,6 @@
 
 CK_HIDDEN const char *ck_image_name;
 
-CK_HIDDEN jmp_buf *ck_refusal_escape;
-CK_HIDDEN const char *ck_refuse_context;
-
-CK_HIDDEN void ck_refuse(const char *fmt, ...)
-{
-	if (ck_refusal_escape)
-		longjmp(*ck_refusal_escape, 1); /* front.c: node's restart says it */
-	va_list ap;
-	fputs("ckrun restart: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	if (ck_refuse_context)
-		fputs(ck_refuse_context, stderr);
-	fputc('\n', stderr);
-	exit(CK_EXIT_REFUSED);
-}
-
-CK_HIDDEN void ck_verbose(const char *fmt, ...)
-{
-	if (!getenv("CKRUN_VERBOSE"))
-		return;
-	va_list ap;
-	fputs("ckrun restore: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
-CK_HIDDEN char *ck_dup_text(const char *s, size_t n)
-{
-	char *p = malloc(n + 1);
-	memcpy(p, s, n);
-	p[n] = 0;
-	return p;
-}
-
 /* A metadata key for a message: printable characters only. */
 static void key_text(char *out, size_t cap, const char *k, size_t kl)
 {
@@ -751,42 +713,13 @@ static uint64_t find_hole(struct ck_image *img, uint64_t size)
 	return cand;
 }
 
-struct lib_span {
-	uint64_t base, size;
-	struct dl_phdr_info info;
-};
-
-static int find_self(struct dl_phdr_info *info, size_t size, void *data)
-{
-	(void)size;
-	struct lib_span *ls = data;
-	uint64_t me = (uint64_t)&find_self;
-	uint64_t hi = 0;
-	int mine = 0;
-	for (int i = 0; i < info->dlpi_phnum; i++) {
-		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-		if (ph->p_type != PT_LOAD)
-			continue;
-		uint64_t lo = info->dlpi_addr + ph->p_vaddr, end = lo + ph->p_memsz;
-		if (me >= lo && me < end)
-			mine = 1;
-		if (ph->p_vaddr + ph->p_memsz > hi)
-			hi = ph->p_vaddr + ph->p_memsz;
-	}
-	if (!mine)
-		return 0;
-	ls->base = info->dlpi_addr;
-	ls->size = CK_PAGE_UP(hi);
-	ls->info = *info;
-	return 1;
-}
-
 /* The shim copied into the hole, segment by segment at the same offsets,
  * so the restore core's rip-relative references stay right. */
-static void copy_self(const struct lib_span *ls, uint64_t dst)
+static void copy_self(const struct ck_self *ls, uint64_t dst)
 {
-	for (int i = 0; i < ls->info.dlpi_phnum; i++) {
-		const ElfW(Phdr) *ph = &ls->info.dlpi_phdr[i];
+	const ElfW(Phdr) *phdr = ls->phdr;
+	for (int i = 0; i < ls->phnum; i++) {
+		const ElfW(Phdr) *ph = &phdr[i];
 		if (ph->p_type == PT_LOAD)
 			memcpy((void *)(dst + ph->p_vaddr), (const void *)(ls->base + ph->p_vaddr), ph->p_memsz);
 	}
@@ -867,9 +800,8 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
 	ck_image_name = img->path;
 	ck_threads_check(img);
 
-	struct lib_span ls;
-	memset(&ls, 0, sizeof ls);
-	if (!dl_iterate_phdr(find_self, &ls))
+	struct ck_self ls;
+	if (!ck_self_find(&ls))
 		ck_refuse("cannot find the shim's own code");
 
 	size_t nruns = 0;
@@ -1023,7 +955,7 @@ CK_HIDDEN __attribute__((noreturn)) void ck_restore_loaded(struct ck_image *img)
 	become(img, &objs);
 }
 
-static __attribute__((noreturn)) void restore_image(const char *path, int verify_data)
+CK_HIDDEN __attribute__((noreturn)) void ck_restore_image(const char *path, int verify_data)
 {
 	static struct ck_image img;
 	ck_load_and_check(&img, path, verify_data);
@@ -1372,7 +1304,7 @@ static int watch_restore(struct tree *t, int root)
 	return code;
 }
 
-static __attribute__((noreturn)) void restore_tree(const char *dir, int verify_data, int fresh_namespace)
+CK_HIDDEN __attribute__((noreturn)) void ck_restore_tree(const char *dir, int verify_data, int fresh_namespace)
 {
 	static struct tree t;
 	struct ck_image **imgs = load_tree(&t, dir, verify_data);
@@ -1435,7 +1367,7 @@ static __attribute__((noreturn)) void restore_tree(const char *dir, int verify_d
 /* `ckrun-restore --check PATH`: every check a restore of PATH (a
  * generation directory, or one image) makes before it creates a process,
  * and nothing else. Used by `ckrun verify`. */
-static __attribute__((noreturn)) void check_only(const char *path, int verify_data)
+CK_HIDDEN __attribute__((noreturn)) void ck_check_only(const char *path, int verify_data)
 {
 	struct stat st;
 	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
@@ -1466,13 +1398,13 @@ static int image_pid(const char *path)
 	return img.pid;
 }
 
-static __attribute__((noreturn)) void run_init(const char *path, int verify_data, int tree)
+CK_HIDDEN __attribute__((noreturn)) void ck_run_init(const char *path, int verify_data, int tree)
 {
 	if (tree) {
 		if (mount(0, "/", 0, MS_REC | MS_PRIVATE, 0) != 0 ||
 		    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, 0) != 0)
 			ck_refuse("cannot mount /proc for the new PID namespace: %s", strerror(errno));
-		restore_tree(path, verify_data, 1);
+		ck_restore_tree(path, verify_data, 1);
 	}
 	int pid = image_pid(path);
 	if (pid == 1)
@@ -1514,44 +1446,4 @@ static __attribute__((noreturn)) void run_init(const char *path, int verify_data
 			exit(128 + WTERMSIG(st));
 		}
 	}
-}
-
-CK_EXPORT int ckrun_restore_main(int argc, char **argv)
-{
-	if (argc >= 3 && !strcmp(argv[1], "--front"))
-		return ck_front_main(argc - 2, argv + 2);
-	int init = 0, verify_data = 1, tree = 0, check = 0;
-	const char *path = 0;
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--init"))
-			init = 1;
-		else if (!strcmp(argv[i], "--tree"))
-			tree = 1;
-		else if (!strcmp(argv[i], "--check"))
-			check = 1;
-		else if (!strcmp(argv[i], "--no-verify-data"))
-			verify_data = 0;
-		else if (!strcmp(argv[i], "--help")) {
-			printf("usage: ckrun-restore [--init] [--no-verify-data] IMAGE\n"
-			       "       ckrun-restore [--init] [--no-verify-data] --tree GENERATION_DIR\n"
-			       "Turns this process into the one saved in IMAGE, or restores every process of a\n"
-			       "generation as their orchestrator. Run by `ckrun restart`.\n"
-			       "  --init            be PID 1 of a fresh PID namespace\n"
-			       "  --tree            restore the whole family of GENERATION_DIR (manifest.cbor)\n"
-			       "  --check           only check IMAGE or GENERATION_DIR as a restore would, exit 0 if it\n"
-			       "                    would go ahead (used by ckrun verify)\n"
-			       "  --no-verify-data  do not check the saved pages' checksums (ckrun already did)\n");
-			return 0;
-		} else
-			path = argv[i];
-	}
-	if (!path)
-		ck_refuse("no image given (usage: ckrun-restore [--init] [--no-verify-data] IMAGE)");
-	if (check)
-		check_only(path, verify_data);
-	if (init)
-		run_init(path, verify_data, tree);
-	if (tree)
-		restore_tree(path, verify_data, 0);
-	restore_image(path, verify_data);
 }

@@ -334,17 +334,21 @@ CK_HIDDEN int ck_chunk_inside(const struct ck_image *img, uint64_t off, uint64_t
 /* The track_id of a metadata map (0 with *found 0 when it has none). */
 CK_HIDDEN uint64_t ck_meta_track_id(const uint8_t *meta, size_t len, int *found);
 
-/* restore.c helpers */
+/* report.c: refusals and verbose lines */
 __attribute__((format(printf, 1, 2), noreturn)) CK_HIDDEN void ck_refuse(const char *fmt, ...);
 /* While set, a refusal jumps there instead of printing and exiting. */
 CK_HIDDEN extern jmp_buf *ck_refusal_escape;
+/* Appended to every refusal while set (which image refers to the one refused). */
+CK_HIDDEN extern const char *ck_refuse_context;
+__attribute__((format(printf, 1, 2))) CK_HIDDEN void ck_verbose(const char *fmt, ...);
+CK_HIDDEN char *ck_dup_text(const char *s, size_t n);
+
+/* restore.c */
 CK_HIDDEN void ck_load_and_check(struct ck_image *img, const char *path, int verify_data);
 /* The image-only part of ck_load_and_check: header, metadata, every
  * offset, length and range, the images it refers to and their identity;
  * nothing outside the image is looked at (the fuzz targets run it). */
 CK_HIDDEN void ck_image_read(struct ck_image *img, const char *path);
-/* Appended to every refusal while set (which image refers to the one refused). */
-CK_HIDDEN extern const char *ck_refuse_context;
 /* One process of a generation's manifest. */
 struct ck_manifest_proc {
 	int pid;
@@ -372,12 +376,16 @@ CK_HIDDEN void ck_manifest_parse(struct ck_manifest *m, const uint8_t *buf, size
 /* The image is the one the manifest names (size and header CRC), with the PID it says. */
 CK_HIDDEN void ck_image_matches(const struct ck_image *img, const struct ck_manifest_proc *p, const char *dir);
 CK_HIDDEN __attribute__((noreturn)) void ck_restore_loaded(struct ck_image *img);
+/* What `ckrun-restore` runs (restore_main.c chooses): one image, a family,
+ * a check only, or PID 1 of a fresh PID namespace for either. */
+CK_HIDDEN __attribute__((noreturn)) void ck_restore_image(const char *path, int verify_data);
+CK_HIDDEN __attribute__((noreturn)) void ck_restore_tree(const char *dir, int verify_data, int fresh_namespace);
+CK_HIDDEN __attribute__((noreturn)) void ck_check_only(const char *path, int verify_data);
+CK_HIDDEN __attribute__((noreturn)) void ck_run_init(const char *path, int verify_data, int tree);
 CK_HIDDEN long ck_spawn_with_pid(int pid);
 /* front.c: `ckrun-restore --front CLI ARGS...`, the fast start of `ckrun restart ARGS...` */
 CK_HIDDEN int ck_front_main(int argc, char **argv);
-__attribute__((format(printf, 1, 2))) CK_HIDDEN void ck_verbose(const char *fmt, ...);
 CK_HIDDEN extern const char *ck_image_name;
-CK_HIDDEN char *ck_dup_text(const char *s, size_t n);
 
 /* per-kind parsers (restore host) */
 CK_HIDDEN int ck_process_parse(struct cb_dec *d, const char *key, size_t klen, struct ck_image *img);
@@ -423,8 +431,9 @@ CK_HIDDEN int ck_event_open(struct ck_image *img, struct ck_img_file *f);
 CK_HIDDEN void ck_timerfds_arm(struct ck_image *img);
 
 /* sockets.c, sk-unix.c, sk-inet.c */
-CK_HIDDEN int ck_socket_parse(struct cb_dec *d, struct ck_img_file *f);
+/* sockopt.c */
 CK_HIDDEN void ck_sockopts_apply(int fd, const struct ck_img_file *f, int level, const int *except);
+CK_HIDDEN int ck_socket_parse(struct cb_dec *d, struct ck_img_file *f);
 CK_HIDDEN int ck_socket_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs);
 CK_HIDDEN void ck_sockets_create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd);
 CK_HIDDEN void ck_sockets_close_objects(struct ck_objects *objs);
@@ -435,8 +444,9 @@ CK_HIDDEN int ck_inet_parse(struct cb_dec *d, const char *k, size_t kl, struct c
 CK_HIDDEN int ck_inet_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs);
 CK_HIDDEN void ck_inet_create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd);
 
-/* the restore core (no libc from here) */
+/* the restore core (no libc from here); core.c */
 CK_CORE __attribute__((noreturn)) void ck_core_fail(struct ck_plan *p, const char *what, long err);
+/* restore_core.c */
 CK_CORE void ck_core_unmap_all(struct ck_plan *p, uint64_t keep_lo, uint64_t keep_hi);
 CK_CORE void ck_core_move_vdso(struct ck_plan *p);
 CK_CORE void ck_core_map_regions(struct ck_plan *p);

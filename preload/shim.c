@@ -44,13 +44,8 @@
 #include "wire.h"
 #include "sys.h"
 
-#define CK_DEFAULT_SIGNAL 63
-
-CK_HIDDEN struct ck_session ck_session = {.ctl_fd = -1, .sig = CK_DEFAULT_SIGNAL};
 CK_HIDDEN extern struct sigaction ck_virtual_action;
-CK_HIDDEN extern volatile int ck_fork_flags_used;
 CK_HIDDEN extern int ck_write_sync;
-static int active; /* the handler is installed: the internal signal is ours */
 static char shim_path[4096]; /* for LD_PRELOAD in the environments of exec'd programs */
 
 /* Present only in the restore host, which must not join a session. */
@@ -116,55 +111,6 @@ static void resolve_all(void)
 /* A wrapper may run before our constructor (another library's). */
 #define REAL(name) (real_##name ? real_##name : (resolve_all(), real_##name))
 
-/* Whether fd is the userfaultfd that tracks changed pages. Rare paths only. */
-static int is_tracking_uffd(int fd)
-{
-	char link[32];
-	return ck_fd_link(fd, link, sizeof link) > 0 && ck_streq(link, "anon_inode:[userfaultfd]");
-}
-
-/* The shim's state belongs to the process that joined the session
- * (self_pid). A forked child keeps a stale copy of it until it joins: it
- * closes the descriptors it inherited (below) but does not store anything,
- * because each store to a page still shared with the parent copies that
- * page, and most children never checkpoint. So in a child the numbers in
- * ck_session and ck_tracking may name its own files: code outside a joined
- * process asks these before it trusts them. */
-static int holds_session(void)
-{
-	return ck_session.self_pid == (int)ck_getpid();
-}
-
-/* Whether fd is the session connection of holder: ckrun's socket is owned
- * (for its signals) by the process that joined with it. */
-static int is_session_connection(int fd, int holder)
-{
-	return ck_fcntl(fd, F_GETOWN, 0) == holder;
-}
-
-/* kcmp of this process's resource of that type with pid's: 0 when shared. */
-static long compare_with(int pid, int type)
-{
-	return CK_SYS5(SYS_kcmp, ck_getpid(), pid, type, 0, 0);
-}
-
-/* The shim's own descriptors: the connection to ckrun and the userfaultfd
- * that tracks changed pages. In a child that has not joined they are its
- * own copies (it may close them or use their numbers), unless it shares
- * the holder's descriptor table (clone with CLONE_FILES). */
-CK_HIDDEN int ck_is_session_fd(int fd)
-{
-	if (fd < 0 || (fd != ck_session.ctl_fd && fd != ck_tracking.uffd))
-		return 0;
-	return holds_session() || compare_with(ck_session.self_pid, KCMP_FILES) == 0;
-}
-
-CK_HIDDEN void ck_session_reply(const char *line)
-{
-	if (ck_session.ctl_fd >= 0)
-		ck_sendto(ck_session.ctl_fd, line, ck_strlen(line), MSG_NOSIGNAL);
-}
-
 /* ---- joining the session ---- */
 
 static void parse_stdio_ids(const char *s)
@@ -180,225 +126,6 @@ static void parse_stdio_ids(const char *s)
 		if (k == 2)
 			ck_session.have_stdio = 1;
 	}
-}
-
-/* Where the shim itself is loaded: its writable data (written while an
- * image is being written) and its whole range (stored in every image, so
- * an image does not need this very build of ckrun to restart). */
-static int find_self(struct dl_phdr_info *info, size_t size, void *data)
-{
-	(void)size;
-	(void)data;
-	uint64_t me = (uint64_t)&ck_session, lo_all = ~0ULL, hi_all = 0;
-	int mine = 0;
-	for (int i = 0; i < info->dlpi_phnum; i++) {
-		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-		if (ph->p_type != PT_LOAD)
-			continue;
-		uint64_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
-		lo_all = lo < lo_all ? lo : lo_all;
-		hi_all = hi > hi_all ? hi : hi_all;
-		if ((ph->p_flags & PF_W) && me >= lo && me < hi) {
-			ck_session.rw_start = lo;
-			ck_session.rw_end = hi;
-			mine = 1;
-		}
-	}
-	if (mine) {
-		ck_session.lo = CK_PAGE_DOWN(lo_all);
-		ck_session.hi = CK_PAGE_UP(hi_all);
-		if (info->dlpi_name && info->dlpi_name[0] == '/')
-			strncpy(shim_path, info->dlpi_name, sizeof shim_path - 1);
-	}
-	return mine;
-}
-
-CK_HIDDEN unsigned ck_session_addr(struct sockaddr_un *a, const char *name)
-{
-	size_t n = ck_strlen(name);
-	if (n + 1 > sizeof a->sun_path)
-		return 0;
-	ck_memset(a, 0, sizeof *a);
-	a->sun_family = AF_UNIX;
-	ck_memcpy(a->sun_path + 1, name, n);
-	return (unsigned)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
-}
-
-/* Whether the coordinator at the other end of fd may have this process:
- * it runs as root or as one of this process's own user IDs (real,
- * effective, saved). Anyone can bind an abstract name, and a coordinator
- * can make the process write all of its memory wherever it says.
- * Raw system calls: a forked child connects from a signal handler. */
-CK_HIDDEN int ck_coordinator_trusted(int fd)
-{
-	struct ucred cr;
-	unsigned len = sizeof cr;
-	unsigned r, e, su;
-	if (ck_getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0 || len != sizeof cr)
-		return 0;
-	if (CK_SYS3(SYS_getresuid, &r, &e, &su) != 0)
-		return 0;
-	return cr.uid == 0 || cr.uid == r || cr.uid == e || cr.uid == su;
-}
-
-/* Raw system calls only: a forked child connects from a signal handler.
- * A listener of another user is no coordinator: -1, as if none listened. */
-static int connect_session(const char *name)
-{
-	struct sockaddr_un a;
-	unsigned alen = ck_session_addr(&a, name);
-	if (!alen)
-		return -1;
-	long fd = CK_SYS3(SYS_socket, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	if (CK_SYS3(SYS_connect, fd, &a, alen) != 0 || !ck_coordinator_trusted((int)fd)) {
-		ck_close((int)fd);
-		return -1;
-	}
-	long high = ck_fcntl((int)fd, F_DUPFD_CLOEXEC, CK_CTL_FD_MIN);
-	if (high < 0)
-		high = ck_fcntl((int)fd, F_DUPFD_CLOEXEC, 3);
-	ck_close((int)fd);
-	return high < 0 ? -1 : (int)high;
-}
-
-/* ckrun refused this process: it is not of the session (an environment
- * that carried CKRUN_SOCK out of it) or did not join as itself. The
- * connection goes, and the process runs on as if there were no
- * coordinator, rather than take the end of the connection for ckrun's
- * death. From the signal handler. */
-CK_HIDDEN void ck_session_refused(void)
-{
-	int fd = ck_session.ctl_fd;
-	ck_session.ctl_fd = -1;
-	if (fd >= 0)
-		ck_close(fd);
-}
-
-/* Requests arriving on the connection raise the internal signal in owner
- * (the process that joined with it). The kernel remembers the descriptor
- * number O_ASYNC was set through (it is si_fd), so this is done again
- * whenever the connection moves. The signal goes to the main thread
- * (its TID is the PID) only: a signal sent to the whole process wakes
- * one thread and may be taken by another, and the woken one's semop or
- * epoll_wait then fails with EINTR without any handler having run, which
- * no wrapper could tell from the program's own signal. */
-CK_HIDDEN int ck_arm_async(int fd, int sig, int owner)
-{
-	struct f_owner_ex own = {F_OWNER_TID, owner};
-	if (ck_fcntl(fd, F_SETSIG, sig) != 0 || ck_fcntl(fd, F_SETOWN_EX, (long)&own) != 0)
-		return -1;
-	long fl = ck_fcntl(fd, F_GETFL, 0);
-	if (fl < 0 || ck_fcntl(fd, F_SETFL, fl & ~O_ASYNC) != 0)
-		return -1;
-	return ck_fcntl(fd, F_SETFL, fl | O_ASYNC) == 0 ? 0 : -1;
-}
-
-static void say_hello(void)
-{
-	char hello[64];
-	struct ck_str m;
-	ck_str_init(&m, hello, sizeof hello);
-	ck_str_add(&m, "hello ");
-	ck_str_dec(&m, ck_getpid());
-	ck_str_add(&m, " ");
-	ck_str_dec(&m, CK_SYS0(SYS_getppid));
-	ck_str_add(&m, "\n");
-	ck_session_reply(hello);
-}
-
-/* Runs in the child of fork(): async-signal-safe calls, no stores. The
- * child must not keep its parent's connection (ckrun would not see the
- * parent leave while it lives) nor its userfaultfd; it joins the session
- * only when ckrun asks it to (a checkpoint found it below ckrun), so fork
- * costs no more than it would without ckrun. Its memory is not tracked
- * (fork drops the registrations): its first checkpoint is full. */
-static void drop_inherited_session_fds(void)
-{
-	/* a join request (our signal) must not come in between: it replaces
-	 * the connection, possibly at the same number */
-	uint64_t ours = 1ULL << (ck_session.sig - 1), mask;
-	ck_rt_sigprocmask(SIG_BLOCK, &ours, &mask);
-	int holder = ck_session.self_pid;
-	if (holder != (int)ck_getpid()) { /* else a join request came first */
-		if (ck_session.ctl_fd >= 0 && is_session_connection(ck_session.ctl_fd, holder))
-			ck_close(ck_session.ctl_fd);
-		/* a grandchild's copy of the number was closed (and may be
-		 * reused) in its parent */
-		if (ck_tracking.uffd >= 0 && CK_SYS0(SYS_getppid) == holder)
-			ck_close(ck_tracking.uffd);
-	}
-	ck_rt_sigprocmask(SIG_SETMASK, &mask, 0);
-}
-
-/* A child joins: it makes the shim's state its own. A child of clone()
- * without CLONE_VM, in which no fork handler ran, still holds copies of
- * its parent's descriptors and closes them here. */
-static void take_over_session_state(void)
-{
-	if (ck_session.ctl_fd >= 0 && is_session_connection(ck_session.ctl_fd, ck_session.self_pid))
-		ck_close(ck_session.ctl_fd);
-	if (ck_tracking.uffd >= 0 && is_tracking_uffd(ck_tracking.uffd))
-		ck_close(ck_tracking.uffd);
-	ck_session.ctl_fd = -1;
-	ck_session.self_pid = (int)ck_getpid();
-	ck_requests_reset_in_child();
-	ck_tracking.uffd = -1;
-	ck_tracking.base_id = 0;
-	ck_tracking.failed = 0;
-}
-
-/* Whether this process shares its memory or its descriptor table with
- * pid (a vfork child, clone with CLONE_VM or CLONE_FILES): then the shim's
- * state is pid's, and this process must leave it alone. In doubt (kcmp
- * refused), it does. */
-static int shares_with(int pid)
-{
-	long vm = compare_with(pid, KCMP_VM);
-	long files = compare_with(pid, KCMP_FILES);
-	if (vm == -ESRCH && files == -ESRCH)
-		return 0; /* pid is gone: nothing is shared with it */
-	return vm == 0 || files == 0 || vm < 0 || files < 0;
-}
-
-static int shares_table_with_parent(void)
-{
-	int ppid = (int)CK_SYS0(SYS_getppid);
-	return compare_with(ppid, KCMP_FILES) == 0 && compare_with(ppid, KCMP_VM) != 0;
-}
-
-/* ckrun's join request (the signal, tagged): connect and say hello. From
- * the signal handler; ckrun asks again until it hears the hello, so a
- * request that comes too early (before fork's child handler ran, or in a
- * vfork child) is simply ignored. A child of clone() without CLONE_VM has
- * its own copy of the shim's state, as after fork, but fork's child
- * handler never ran in it: it leaves its parent's session here. */
-CK_HIDDEN void ck_join_on_request(uint64_t tag)
-{
-	if (!active)
-		return;
-	if (!holds_session()) {
-		/* sharing with the holder, or only the descriptor table with the
-		 * parent (whose refusal ckrun hears): a connection of its own
-		 * would sit in a table that is not its own. ckrun may have found
-		 * out already (a process that dropped root cannot kcmp its parent:
-		 * to it a refused kcmp means "perhaps shared"). */
-		if (!(tag & CK_JOIN_SEPARATE) && (shares_with(ck_session.self_pid) || shares_table_with_parent()))
-			return;
-		take_over_session_state();
-	}
-	if (ck_session.ctl_fd >= 0)
-		return;
-	int fd = connect_session(ck_session.sock);
-	if (fd < 0)
-		return;
-	if (ck_arm_async(fd, ck_session.sig, (int)ck_getpid()) != 0) {
-		ck_close(fd);
-		return;
-	}
-	ck_session.ctl_fd = fd;
-	say_hello();
 }
 
 __attribute__((constructor)) static void ck_init(void)
@@ -422,24 +149,35 @@ __attribute__((constructor)) static void ck_init(void)
 	if (sync && *sync && *sync != '0')
 		ck_write_sync = 1;
 	strncpy(ck_session.sock, sock, sizeof ck_session.sock - 1);
-	dl_iterate_phdr(find_self, 0);
+	/* where the shim is: its writable data (written while an image is
+	 * being written) and its whole range (stored in every image, so an
+	 * image does not need this very build of ckrun to restart) */
+	struct ck_self self;
+	if (ck_self_find(&self)) {
+		ck_session.rw_start = self.rw_start;
+		ck_session.rw_end = self.rw_end;
+		ck_session.lo = self.lo;
+		ck_session.hi = self.hi;
+		if (self.path && self.path[0] == '/')
+			strncpy(shim_path, self.path, sizeof shim_path - 1);
+	}
 
-	int fd = connect_session(sock);
+	int fd = ck_session_connect(sock);
 	if (fd < 0)
 		return; /* no coordinator: run as if not under ckrun */
 	ck_session.ctl_fd = fd;
 	ck_session.self_pid = (int)ck_getpid();
 	ck_install_handler();
-	active = 1;
+	ck_session.active = 1;
 	ck_calls_enabled = 1;
 	if (ck_arm_async(fd, ck_session.sig, (int)ck_getpid()) != 0) {
 		ck_close(fd);
 		ck_session.ctl_fd = -1;
-		active = 0;
+		ck_session.active = 0;
 		return;
 	}
-	pthread_atfork(0, 0, drop_inherited_session_fds);
-	say_hello();
+	pthread_atfork(0, 0, ck_session_forked_child);
+	ck_session_hello();
 	/* ckrun's parent-death signal ended the program had ckrun died before
 	 * this connection existed; from now on the connection's hangup tells
 	 * (a signal to the whole process could interrupt any thread's call) */
@@ -538,10 +276,10 @@ static size_t env_count(char *const *envp)
 }
 
 /* In a session, every exec'd program gets the shim again. */
-#define WITH_SESSION_ENV(envp, fixed)                                                     \
-	const char *fixed##_v[active && shim_path[0] ? env_count(envp) + 6 : 1];         \
-	char fixed##_buf[active && shim_path[0] ? 8192 + sizeof shim_path : 1];            \
-	char *const *fixed = active && shim_path[0]                                        \
+#define WITH_SESSION_ENV(envp, fixed)                                                                \
+	const char *fixed##_v[ck_session.active && shim_path[0] ? env_count(envp) + 6 : 1];          \
+	char fixed##_buf[ck_session.active && shim_path[0] ? 8192 + sizeof shim_path : 1];           \
+	char *const *fixed = ck_session.active && shim_path[0]                                       \
 				     ? session_env(envp, fixed##_v, fixed##_buf, sizeof fixed##_buf) \
 				     : (envp)
 
@@ -635,12 +373,12 @@ CK_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_
 
 static int ours(int sig)
 {
-	return active && sig == ck_session.sig;
+	return ck_session.active && sig == ck_session.sig;
 }
 
 static const sigset_t *without_ours(const sigset_t *set, sigset_t *copy)
 {
-	if (!active || !set || !sigismember(set, ck_session.sig))
+	if (!ck_session.active || !set || !sigismember(set, ck_session.sig))
 		return set;
 	*copy = *set;
 	sigdelset(copy, ck_session.sig);
@@ -657,7 +395,7 @@ CK_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *
 		return 0;
 	}
 	struct sigaction copy;
-	if (act && active && sigismember(&act->sa_mask, ck_session.sig)) {
+	if (act && ck_session.active && sigismember(&act->sa_mask, ck_session.sig)) {
 		copy = *act;
 		sigdelset(&copy.sa_mask, ck_session.sig);
 		act = &copy;

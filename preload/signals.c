@@ -42,27 +42,6 @@ struct ck_kitimerval {
 	long isec, iusec, vsec, vusec;
 };
 
-CK_HIDDEN long ck_read_file(const char *path, char *buf, size_t cap)
-{
-	int fd = (int)ck_openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
-	if (fd < 0)
-		return fd;
-	size_t len = 0;
-	for (;;) {
-		long r = ck_read(fd, buf + len, cap - 1 - len);
-		if (r == -EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		len += (size_t)r;
-		if (len == cap - 1)
-			break;
-	}
-	ck_close(fd);
-	buf[len] = 0;
-	return (long)len;
-}
-
 /* A hex signal mask from a /proc/.../status line such as "SigPnd:". */
 CK_HIDDEN uint64_t ck_read_pending_mask(const char *status_path, const char *field)
 {

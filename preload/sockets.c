@@ -20,26 +20,6 @@
 #include "restore.h"
 #include "sys.h"
 
-CK_HIDDEN int ck_sockopt_int(int fd, int level, int name, int *v)
-{
-	unsigned len = sizeof *v;
-	return ck_getsockopt(fd, level, name, v, &len) == 0;
-}
-
-/* One [level, name, bytes] entry, or nothing if the kernel has no such
- * option for this socket. */
-CK_HIDDEN void ck_sockopt_put(struct cb_enc *e, int fd, int level, int name)
-{
-	uint8_t val[32];
-	unsigned len = sizeof val;
-	if (ck_getsockopt(fd, level, name, val, &len) != 0)
-		return;
-	cb_array(e, 3);
-	cb_uint(e, (uint64_t)level);
-	cb_uint(e, (uint64_t)name);
-	cb_bytes(e, val, len);
-}
-
 /* Options of the socket layer itself. Buffer sizes are left to the family
  * file: the kernel reports them doubled and tunes TCP's by itself unless
  * the program set them. */
@@ -148,24 +128,6 @@ CK_HIDDEN int ck_socket_parse(struct cb_dec *d, struct ck_img_file *f)
 		}
 	}
 	return !d->error && s->family != 0;
-}
-
-/* Sets the saved options of one level (SOL_SOCKET, IPPROTO_TCP, ...) or of
- * every level (level < 0), skipping those in except[] (ending with -1). */
-CK_HIDDEN void ck_sockopts_apply(int fd, const struct ck_img_file *f, int level, const int *except)
-{
-	const struct ck_img_socket *s = f->sock;
-	for (size_t i = 0; i < s->nopts; i++) {
-		const struct ck_img_sockopt *o = &s->opts[i];
-		int skip = level >= 0 && o->level != level;
-		for (const int *x = except; x && *x >= 0 && !skip; x++)
-			skip = *x == o->name && o->level == SOL_SOCKET;
-		if (skip)
-			continue;
-		if (setsockopt(fd, o->level, o->name, o->val, o->len) != 0 && errno != ENOPROTOOPT && errno != EPERM)
-			ck_refuse("cannot set option %d:%d of the socket at descriptor %d: %s", o->level, o->name, f->fd,
-				  strerror(errno));
-	}
 }
 
 CK_HIDDEN int ck_socket_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs)

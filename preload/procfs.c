@@ -1,0 +1,78 @@
+/* Reading /proc about the process itself: whole files, a descriptor's
+ * link and fdinfo, and the files a non-dumpable process must be made
+ * dumpable for. Raw system calls only: the checkpoint reads them in the
+ * signal handler. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/prctl.h>
+
+#include "ckrun.h"
+#include "sys.h"
+
+/* The whole file (at most cap - 1 bytes), NUL-terminated: its length, or
+ * a negative errno. */
+CK_HIDDEN long ck_read_file(const char *path, char *buf, size_t cap)
+{
+	int fd = (int)ck_openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0)
+		return fd;
+	size_t len = 0;
+	for (;;) {
+		long r = ck_read(fd, buf + len, cap - 1 - len);
+		if (r == -EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+		if (len == cap - 1)
+			break;
+	}
+	ck_close(fd);
+	buf[len] = 0;
+	return (long)len;
+}
+
+
+/* /proc/self/DIR/FD into path[64]. */
+CK_HIDDEN const char *ck_proc_fd_path(char *path, const char *dir, int fd)
+{
+	struct ck_str s;
+	ck_str_init(&s, path, 64);
+	ck_str_add(&s, "/proc/self/");
+	ck_str_add(&s, dir);
+	ck_str_add(&s, "/");
+	ck_str_dec(&s, fd);
+	return path;
+}
+
+CK_HIDDEN long ck_read_fdinfo(int fd, char *buf, size_t cap)
+{
+	char path[64];
+	return ck_read_file(ck_proc_fd_path(path, "fdinfo", fd), buf, cap);
+}
+
+CK_HIDDEN long ck_fd_link(int fd, char *out, size_t cap)
+{
+	char path[64];
+	long n = ck_readlinkat(AT_FDCWD, ck_proc_fd_path(path, "fd", fd), out, cap - 1);
+	out[n > 0 ? n : 0] = 0;
+	return n;
+}
+
+/* A process that is not dumpable (it changed its user ID, or asked for it)
+ * cannot open its own /proc/self/pagemap or mem: they belong to root then,
+ * mode 0400. It becomes dumpable for that one open and at once goes back:
+ * the open file keeps working (the kernel checks access when it is
+ * opened). The value 2 (fs.suid_dumpable) cannot be set again by a
+ * program: such a process is not switched, the open fails and says so. */
+CK_HIDDEN long ck_open_own_proc(const char *path)
+{
+	long was = ck_prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+	if (was != 0)
+		return ck_openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
+	ck_prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+	long fd = ck_openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
+	ck_prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	return fd;
+}

@@ -1,0 +1,49 @@
+/* Socket options, as every family saves and restores them: one integer,
+ * one option's raw bytes into the image (in the signal handler: raw
+ * system calls), and the saved options set again on a new socket. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "ckrun.h"
+#include "restore.h"
+#include "sys.h"
+
+CK_HIDDEN int ck_sockopt_int(int fd, int level, int name, int *v)
+{
+	unsigned len = sizeof *v;
+	return ck_getsockopt(fd, level, name, v, &len) == 0;
+}
+
+/* One [level, name, bytes] entry, or nothing if the kernel has no such
+ * option for this socket. */
+CK_HIDDEN void ck_sockopt_put(struct cb_enc *e, int fd, int level, int name)
+{
+	uint8_t val[32];
+	unsigned len = sizeof val;
+	if (ck_getsockopt(fd, level, name, val, &len) != 0)
+		return;
+	cb_array(e, 3);
+	cb_uint(e, (uint64_t)level);
+	cb_uint(e, (uint64_t)name);
+	cb_bytes(e, val, len);
+}
+
+/* Sets the saved options of one level (SOL_SOCKET, IPPROTO_TCP, ...) or of
+ * every level (level < 0), skipping those in except[] (ending with -1). */
+CK_HIDDEN void ck_sockopts_apply(int fd, const struct ck_img_file *f, int level, const int *except)
+{
+	const struct ck_img_socket *s = f->sock;
+	for (size_t i = 0; i < s->nopts; i++) {
+		const struct ck_img_sockopt *o = &s->opts[i];
+		int skip = level >= 0 && o->level != level;
+		for (const int *x = except; x && *x >= 0 && !skip; x++)
+			skip = *x == o->name && o->level == SOL_SOCKET;
+		if (skip)
+			continue;
+		if (setsockopt(fd, o->level, o->name, o->val, o->len) != 0 && errno != ENOPROTOOPT && errno != EPERM)
+			ck_refuse("cannot set option %d:%d of the socket at descriptor %d: %s", o->level, o->name, f->fd,
+				  strerror(errno));
+	}
+}
