@@ -3,7 +3,8 @@
  *   memory.c   mappings, pages, vdso, brk/mm
  *   threads.c  thread contexts, TIDs, rseq, robust lists
  *   signals.c  dispositions, pending signals, interval timers
- *   files.c    descriptors
+ *   fds.c      descriptors, each through its kind (fdkind.h): files.c,
+ *              pipes.c, events.c, sockets.c (sk-unix.c, sk-inet.c)
  *   process.c  cwd, umask, rlimits, identity
  *   syscalls.c system calls a checkpoint interrupts, resumed unseen
  * checkpoint.c runs the stop-the-world protocol, image.c frames the file,
@@ -312,7 +313,8 @@ CK_HIDDEN void ck_signals_save(struct ck_writer *w);
 CK_HIDDEN void ck_signals_after_restore(int nthreads);
 CK_HIDDEN uint64_t ck_read_pending_mask(const char *status_path, const char *field);
 
-/* files.c: every descriptor, as seen while the program is stopped */
+/* fds.c: every descriptor, as seen while the program is stopped, each
+ * saved by its kind (fdkind.h) */
 struct ck_fd {
 	int fd;
 	int cloexec;
@@ -329,26 +331,8 @@ CK_HIDDEN void ck_files_save(struct ck_writer *w, struct ck_scratch *s);
  * CLONE_VM): 1, with the refusal in s->msg. */
 CK_HIDDEN int ck_files_table_shared(struct ck_scratch *s);
 
-/* pipes.c and events.c add their keys to a descriptor's map */
-CK_HIDDEN void ck_pipe_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f);
-CK_HIDDEN void ck_eventfd_save(struct ck_writer *w, const struct ck_fd *f);
-CK_HIDDEN void ck_epoll_save(struct ck_writer *w, const struct ck_fd *f);
-CK_HIDDEN void ck_timerfd_save(struct ck_writer *w, const struct ck_fd *f);
-CK_HIDDEN void ck_signalfd_save(struct ck_writer *w, const struct ck_fd *f);
-CK_HIDDEN void ck_inotify_save(struct ck_writer *w, const struct ck_fd *f);
-CK_HIDDEN void ck_pidfd_save(struct ck_writer *w, const struct ck_fd *f);
-CK_HIDDEN void ck_inotify_record(int fd, int wd, const char *path); /* shim.c's inotify_add_watch */
-
-/* sockets.c: a socket's family, type and options; the family's own part
- * from sk-unix.c or sk-inet.c, which add their keys to the "socket" map */
-CK_HIDDEN void ck_socket_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f);
-/* sockopt.c */
-CK_HIDDEN void ck_sockopt_put(struct cb_enc *e, int fd, int level, int name);
-CK_HIDDEN int ck_sockopt_int(int fd, int level, int name, int *v);
-CK_HIDDEN void ck_unix_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f, int type);
-CK_HIDDEN void ck_inet_options_save(struct cb_enc *e, const struct ck_fd *f, int family, int type);
-CK_HIDDEN void ck_inet_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f, int family, int type,
-			    int protocol);
+/* events.c: the inotify_add_watch wrapper (shim.c) records each watch's path */
+CK_HIDDEN void ck_inotify_record(int fd, int wd, const char *path);
 
 /* process.c */
 CK_HIDDEN void ck_process_save(struct ck_writer *w, struct ck_scratch *s);

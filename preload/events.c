@@ -21,9 +21,39 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include "ckrun.h"
-#include "restore.h"
+#include "fdkind.h"
 #include "sys.h"
+
+/* Each of them is an anonymous inode, known by its link's name. */
+static int eventfd_detect(const struct ck_fd *f)
+{
+	return ck_streq(f->link, "anon_inode:[eventfd]");
+}
+
+static int epoll_detect(const struct ck_fd *f)
+{
+	return ck_streq(f->link, "anon_inode:[eventpoll]");
+}
+
+static int timerfd_detect(const struct ck_fd *f)
+{
+	return ck_streq(f->link, "anon_inode:[timerfd]");
+}
+
+static int signalfd_detect(const struct ck_fd *f)
+{
+	return ck_streq(f->link, "anon_inode:[signalfd]");
+}
+
+static int inotify_detect(const struct ck_fd *f)
+{
+	return ck_streq(f->link, "anon_inode:inotify");
+}
+
+static int pidfd_detect(const struct ck_fd *f)
+{
+	return ck_streq(f->link, "anon_inode:[pidfd]");
+}
 
 static const char *find_field(const char *text, const char *field)
 {
@@ -46,8 +76,9 @@ static const char *skip_spaces(const char *p)
 	return p;
 }
 
-CK_HIDDEN void ck_eventfd_save(struct ck_writer *w, const struct ck_fd *f)
+static void eventfd_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f)
 {
+	(void)t;
 	char buf[1024];
 	struct cb_enc *e = &w->meta;
 	uint64_t count = 0, sem = 0;
@@ -71,8 +102,9 @@ CK_HIDDEN void ck_eventfd_save(struct ck_writer *w, const struct ck_fd *f)
 	cb_kv_bool(e, "semaphore", sem != 0);
 }
 
-CK_HIDDEN void ck_epoll_save(struct ck_writer *w, const struct ck_fd *f)
+static void epoll_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f)
 {
+	(void)t;
 	static char buf[64 * 1024];
 	struct cb_enc *e = &w->meta;
 	if (ck_read_fdinfo(f->fd, buf, sizeof buf) <= 0) {
@@ -148,8 +180,9 @@ static uint64_t timespec_ns(const struct ck_timespec *t)
  * An absolute CLOCK_REALTIME timer keeps its deadline (wall time), every
  * other one its remaining time (the clocks it counts on start again at a
  * reboot, and time spent checkpointed is not the program's). */
-CK_HIDDEN void ck_timerfd_save(struct ck_writer *w, const struct ck_fd *f)
+static void timerfd_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f)
 {
+	(void)t;
 	char buf[1024];
 	struct cb_enc *e = &w->meta;
 	struct ck_timespec cur[2], now;
@@ -183,8 +216,9 @@ CK_HIDDEN void ck_timerfd_save(struct ck_writer *w, const struct ck_fd *f)
 
 /* signalfd: the mask as the kernel holds it, which never contains the
  * shim's internal signal (shim.c's signalfd wrapper takes it out). */
-CK_HIDDEN void ck_signalfd_save(struct ck_writer *w, const struct ck_fd *f)
+static void signalfd_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f)
 {
+	(void)t;
 	char buf[1024];
 	uint64_t mask = 0;
 	const char *p;
@@ -413,8 +447,9 @@ static void fail_watch(struct ck_writer *w, int fd, uint64_t wd, const char *rec
 	ck_str_add(&m, ", and its file handle cannot be opened (needs root); add the watch again by its path, or checkpoint as root");
 }
 
-CK_HIDDEN void ck_inotify_save(struct ck_writer *w, const struct ck_fd *f)
+static void inotify_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f)
 {
+	(void)t;
 	static char buf[64 * 1024];
 	static char path[4096];
 	struct cb_enc *e = &w->meta;
@@ -487,8 +522,9 @@ static int64_t parent_of(int64_t pid)
 	return ck_parse_dec(&p, &ppid) ? (int64_t)ppid : -1;
 }
 
-CK_HIDDEN void ck_pidfd_save(struct ck_writer *w, const struct ck_fd *f)
+static void pidfd_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f)
 {
+	(void)t;
 	char buf[1024];
 	int64_t pid = 0;
 	if (ck_read_fdinfo(f->fd, buf, sizeof buf) <= 0 || !parse_field_int(buf, "Pid:", &pid)) {
@@ -525,6 +561,7 @@ CK_HIDDEN void ck_pidfd_save(struct ck_writer *w, const struct ck_fd *f)
 
 /* ---- restore host ---- */
 
+CK_HIDDEN extern const struct ck_fd_kind ck_kind_epoll, ck_kind_timerfd;
 
 /* {key: uint, ...} into the fields named in keys (NULL-terminated). */
 static int parse_uint_map(struct cb_dec *d, const char *const *keys, uint64_t *vals, int *seen)
@@ -533,170 +570,235 @@ static int parse_uint_map(struct cb_dec *d, const char *const *keys, uint64_t *v
 	const char *k;
 	size_t kl;
 	if (!cbd_map(d, &left))
-		return -1;
+		return 0;
 	while (cbd_next_key(d, &left, &k, &kl)) {
 		int i = 0;
 		while (keys[i] && !cbd_key_is(k, kl, keys[i]))
 			i++;
 		if (keys[i] && cbd_peek(d) == CB_UINT) {
 			if (!cbd_uint(d, &vals[i]))
-				return -1;
+				return 0;
 			seen[i] = 1;
 		} else if (!cbd_skip(d)) {
-			return -1;
+			return 0;
 		}
 	}
-	return d->error ? -1 : 1;
+	return !d->error;
 }
 
-static int parse_timerfd(struct cb_dec *d, struct ck_img_file *f)
+/* ---- eventfd: its counter and flags ---- */
+
+struct eventfd {
+	uint64_t count;
+	int semaphore;
+};
+
+static int eventfd_parse(struct cb_dec *d, struct ck_img_file *f)
+{
+	int64_t left;
+	const char *k;
+	size_t kl;
+	struct eventfd *e = calloc(1, sizeof *e);
+	f->priv = e;
+	if (!cbd_map(d, &left))
+		return 0;
+	while (cbd_next_key(d, &left, &k, &kl)) {
+		if (cbd_key_is(k, kl, "count")) {
+			if (!cbd_uint(d, &e->count))
+				return 0;
+		} else if (cbd_key_is(k, kl, "semaphore")) {
+			if (!cbd_bool(d, &e->semaphore))
+				return 0;
+		} else if (!cbd_skip(d)) {
+			return 0;
+		}
+	}
+	return !d->error;
+}
+
+static int eventfd_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs)
+{
+	(void)img, (void)base_fd, (void)objs;
+	const struct eventfd *e = f->priv;
+	int flags = EFD_CLOEXEC | (e->semaphore ? EFD_SEMAPHORE : 0) | (f->flags & O_NONBLOCK ? EFD_NONBLOCK : 0);
+	if (e->count > 0xffffffffULL)
+		ck_refuse("the eventfd at descriptor %d holds %llu, more than eventfd() can be created with", f->fd,
+			  (unsigned long long)e->count);
+	int fd = eventfd((unsigned)e->count, flags);
+	if (fd < 0)
+		ck_refuse("cannot create the eventfd for descriptor %d: %s", f->fd, strerror(errno));
+	return fd;
+}
+
+/* ---- epoll: the interest list ---- */
+
+struct epoll {
+	struct epoll_entry {
+		int tfd;
+		uint32_t events;
+		uint64_t data;
+	} *v;
+	size_t n;
+};
+
+static int epoll_parse(struct cb_dec *d, struct ck_img_file *f)
+{
+	int64_t n;
+	size_t cap = 8;
+	struct epoll *ep = calloc(1, sizeof *ep);
+	f->priv = ep;
+	if (!cbd_array(d, &n))
+		return 0;
+	ep->v = malloc(cap * sizeof *ep->v);
+	while (cbd_next_item(d, &n)) {
+		int64_t m;
+		uint64_t v[3];
+		if (!cbd_array(d, &m) || m != 3 || !cbd_uint_max(d, INT32_MAX, &v[0]) || !cbd_uint_max(d, UINT32_MAX, &v[1]) ||
+		    !cbd_uint(d, &v[2]))
+			return 0;
+		if (ep->n == cap) {
+			cap *= 2;
+			ep->v = realloc(ep->v, cap * sizeof *ep->v);
+		}
+		ep->v[ep->n++] = (struct epoll_entry){(int)v[0], (uint32_t)v[1], v[2]};
+	}
+	return !d->error;
+}
+
+static void epoll_release(struct ck_img_file *f)
+{
+	struct epoll *ep = f->priv;
+	if (ep)
+		free(ep->v);
+	free(ep);
+}
+
+static int epoll_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs)
+{
+	(void)img, (void)base_fd, (void)objs;
+	int fd = epoll_create1(EPOLL_CLOEXEC);
+	if (fd < 0)
+		ck_refuse("cannot create the epoll descriptor %d: %s", f->fd, strerror(errno));
+	return fd;
+}
+
+/* Interest lists refer to descriptor numbers: filled once every
+ * descriptor is at its final number. */
+static void epoll_installed(struct ck_image *img)
+{
+	for (size_t i = 0; i < img->nfiles; i++) {
+		struct ck_img_file *f = &img->files[i];
+		const struct epoll *ep = f->priv;
+		if (f->ops != &ck_kind_epoll || !ep)
+			continue;
+		for (size_t j = 0; j < ep->n; j++) {
+			struct epoll_event ev;
+			ev.events = ep->v[j].events;
+			ev.data.u64 = ep->v[j].data;
+			if (epoll_ctl(f->fd, EPOLL_CTL_ADD, ep->v[j].tfd, &ev) != 0)
+				ck_refuse("cannot add descriptor %d back to the epoll descriptor %d: %s", ep->v[j].tfd, f->fd,
+					  strerror(errno));
+		}
+	}
+}
+
+/* ---- timerfd: clock, time left, interval, expirations not read ---- */
+
+struct timerfd {
+	int clock, settime_flags, has_deadline;
+	uint64_t value_ns, interval_ns, ticks, deadline_ns;
+};
+
+static int timerfd_parse(struct cb_dec *d, struct ck_img_file *f)
 {
 	static const char *const keys[] = {"clock", "settime_flags", "value_ns", "interval_ns", "ticks", "deadline_ns", 0};
 	uint64_t v[6] = {0};
 	int seen[6] = {0};
-	if (parse_uint_map(d, keys, v, seen) < 0 || !seen[0] || v[0] > INT32_MAX || v[1] > INT32_MAX)
-		return -1;
-	f->timerfd = (struct ck_img_timerfd){
+	struct timerfd *t = calloc(1, sizeof *t);
+	f->priv = t;
+	if (!parse_uint_map(d, keys, v, seen) || !seen[0] || v[0] > INT32_MAX || v[1] > INT32_MAX)
+		return 0;
+	*t = (struct timerfd){
 		.clock = (int)v[0], .settime_flags = (int)v[1], .value_ns = v[2], .interval_ns = v[3],
 		.ticks = v[4], .deadline_ns = v[5], .has_deadline = seen[5],
 	};
 	return 1;
 }
 
-static int parse_inotify(struct cb_dec *d, struct ck_img_file *f)
+/* Created here, armed by timerfd_installed as late as the restore host
+ * can: the time until the program runs again is not the program's. */
+static int timerfd_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs)
 {
-	int64_t left, n;
-	const char *k;
-	size_t kl;
-	if (!cbd_map(d, &left))
-		return -1;
-	while (cbd_next_key(d, &left, &k, &kl)) {
-		if (cbd_key_is(k, kl, "queued")) {
-			if (!cbd_uint(d, &f->inotify_queued))
-				return -1;
-			continue;
-		}
-		if (!cbd_key_is(k, kl, "watches")) {
-			if (!cbd_skip(d))
-				return -1;
-			continue;
-		}
-		if (!cbd_array(d, &n))
-			return -1;
-		size_t cap = 8;
-		f->watches = calloc(cap, sizeof *f->watches);
-		while (cbd_next_item(d, &n)) {
-			int64_t m;
-			uint64_t wd, mask;
-			const char *s;
-			size_t sl;
-			if (!cbd_array(d, &m) || m != 3 || !cbd_uint(d, &wd) || !cbd_uint_max(d, UINT32_MAX, &mask) ||
-			    !cbd_text(d, &s, &sl) || wd < 1 || wd > INT32_MAX)
-				return -1;
-			if (f->nwatches == cap)
-				f->watches = realloc(f->watches, (cap *= 2) * sizeof *f->watches);
-			f->watches[f->nwatches++] = (struct ck_img_watch){(int)wd, (uint32_t)mask, ck_dup_text(s, sl)};
-		}
-	}
-	return d->error ? -1 : 1;
-}
-
-static int parse_event_kinds(struct cb_dec *d, const char *k, size_t kl, struct ck_img_file *f)
-{
-	static const char *const mask_keys[] = {"mask", 0}, *const pid_keys[] = {"pid", 0};
-	uint64_t v[1] = {0};
-	int seen[1] = {0}, r;
-	if (cbd_key_is(k, kl, "timerfd"))
-		return parse_timerfd(d, f);
-	if (cbd_key_is(k, kl, "inotify"))
-		return parse_inotify(d, f);
-	if (cbd_key_is(k, kl, "signalfd")) {
-		if ((r = parse_uint_map(d, mask_keys, v, seen)) < 0 || !seen[0])
-			return -1;
-		f->signalfd_mask = v[0];
-		return 1;
-	}
-	if (cbd_key_is(k, kl, "pidfd")) {
-		if ((r = parse_uint_map(d, pid_keys, v, seen)) < 0 || !seen[0] || v[0] < 1 || v[0] > CK_PID_MAX)
-			return -1;
-		f->pidfd_pid = (int)v[0];
-		return 1;
-	}
-	return 0;
-}
-
-CK_HIDDEN int ck_events_parse(struct cb_dec *d, const char *k, size_t kl, struct ck_img_file *f)
-{
-	int r = parse_event_kinds(d, k, kl, f);
-	if (r)
-		return r;
-	if (cbd_key_is(k, kl, "eventfd")) {
-		int64_t left;
-		const char *mk;
-		size_t mkl;
-		if (!cbd_map(d, &left))
-			return -1;
-		while (cbd_next_key(d, &left, &mk, &mkl)) {
-			if (cbd_key_is(mk, mkl, "count")) {
-				if (!cbd_uint(d, &f->eventfd_count))
-					return -1;
-			} else if (cbd_key_is(mk, mkl, "semaphore")) {
-				if (!cbd_bool(d, &f->eventfd_semaphore))
-					return -1;
-			} else if (!cbd_skip(d)) {
-				return -1;
-			}
-		}
-		return d->error ? -1 : 1;
-	}
-	if (cbd_key_is(k, kl, "epoll")) {
-		int64_t n;
-		size_t cap = 8;
-		if (!cbd_array(d, &n))
-			return -1;
-		f->epoll = malloc(cap * sizeof *f->epoll);
-		while (cbd_next_item(d, &n)) {
-			int64_t m;
-			uint64_t v[3];
-			if (!cbd_array(d, &m) || m != 3 || !cbd_uint_max(d, INT32_MAX, &v[0]) ||
-			    !cbd_uint_max(d, UINT32_MAX, &v[1]) || !cbd_uint(d, &v[2]))
-				return -1;
-			if (f->nepoll == cap) {
-				cap *= 2;
-				f->epoll = realloc(f->epoll, cap * sizeof *f->epoll);
-			}
-			f->epoll[f->nepoll].tfd = (int)v[0];
-			f->epoll[f->nepoll].events = (uint32_t)v[1];
-			f->epoll[f->nepoll].data = v[2];
-			f->nepoll++;
-		}
-		return d->error ? -1 : 1;
-	}
-	return 0;
-}
-
-CK_HIDDEN int ck_is_event_kind(const char *kind)
-{
-	return !strcmp(kind, "timerfd") || !strcmp(kind, "signalfd") || !strcmp(kind, "inotify") || !strcmp(kind, "pidfd");
-}
-
-/* Created here, armed by ck_timerfds_arm as late as the restore host can:
- * the time until the program runs again is not the program's. */
-static int open_timerfd(struct ck_img_file *f)
-{
-	int fd = timerfd_create(f->timerfd.clock, TFD_CLOEXEC | (f->flags & O_NONBLOCK ? TFD_NONBLOCK : 0));
+	(void)img, (void)base_fd, (void)objs;
+	const struct timerfd *t = f->priv;
+	int fd = timerfd_create(t->clock, TFD_CLOEXEC | (f->flags & O_NONBLOCK ? TFD_NONBLOCK : 0));
 	if (fd < 0)
-		ck_refuse("cannot create the timerfd for descriptor %d on clock %d: %s%s", f->fd, f->timerfd.clock,
-			  strerror(errno), errno == EPERM ? " (alarm clocks need CAP_WAKE_ALARM)" : "");
+		ck_refuse("cannot create the timerfd for descriptor %d on clock %d: %s%s", f->fd, t->clock, strerror(errno),
+			  errno == EPERM ? " (alarm clocks need CAP_WAKE_ALARM)" : "");
 	return fd;
+}
+
+static struct timespec ns_to_timespec(uint64_t ns)
+{
+	return (struct timespec){(time_t)(ns / 1000000000ULL), (long)(ns % 1000000000ULL)};
+}
+
+#ifndef TFD_IOC_SET_TICKS
+#define TFD_IOC_SET_TICKS _IOW('T', 0, uint64_t) /* linux/timerfd.h, which clashes with fcntl.h */
+#endif
+
+/* Expirations counted but not read are put back as they were with
+ * TFD_IOC_SET_TICKS (after settime, which zeroes them). A kernel built
+ * without CONFIG_CHECKPOINT_RESTORE lacks it: then a disarmed timer
+ * fires once at once, so the program still sees that it expired. */
+static void arm_timerfd(struct ck_img_file *f)
+{
+	struct timerfd *t = f->priv;
+	struct itimerspec its = {ns_to_timespec(t->interval_ns), ns_to_timespec(t->value_ns)};
+	int flags = 0;
+	if (t->has_deadline) {
+		its.it_value = ns_to_timespec(t->deadline_ns);
+		flags = TFD_TIMER_ABSTIME | (t->settime_flags & TFD_TIMER_CANCEL_ON_SET);
+	}
+	if ((its.it_value.tv_sec || its.it_value.tv_nsec) && timerfd_settime(f->fd, flags, &its, 0) != 0)
+		ck_refuse("cannot arm the timerfd at descriptor %d: %s", f->fd, strerror(errno));
+	if (!t->ticks || ioctl(f->fd, TFD_IOC_SET_TICKS, &t->ticks) == 0)
+		return;
+	if (!t->value_ns) {
+		struct itimerspec now = {{0, 0}, {0, 1}};
+		timerfd_settime(f->fd, 0, &now, 0);
+	}
+}
+
+static void timerfd_installed(struct ck_image *img)
+{
+	for (size_t i = 0; i < img->nfiles; i++)
+		if (img->files[i].ops == &ck_kind_timerfd && img->files[i].same_as < 0 && img->files[i].priv)
+			arm_timerfd(&img->files[i]);
+}
+
+/* ---- signalfd: its mask ---- */
+
+static int signalfd_parse(struct cb_dec *d, struct ck_img_file *f)
+{
+	static const char *const keys[] = {"mask", 0};
+	uint64_t v[1] = {0};
+	int seen[1] = {0};
+	uint64_t *mask = calloc(1, sizeof *mask);
+	f->priv = mask;
+	if (!parse_uint_map(d, keys, v, seen) || !seen[0])
+		return 0;
+	*mask = v[0];
+	return 1;
 }
 
 /* The image's mask never holds the shim's signal; taking it out again
  * keeps that true even for an image written by another build. The raw
  * call bypasses the shim's own signalfd wrapper, which is not needed. */
-static int open_signalfd(struct ck_image *img, struct ck_img_file *f)
+static int signalfd_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs)
 {
-	uint64_t mask = f->signalfd_mask;
+	(void)base_fd, (void)objs;
+	uint64_t mask = *(const uint64_t *)f->priv;
 	if (img->sig > 0 && img->sig <= 64)
 		mask &= ~(1ULL << (img->sig - 1));
 	int fd = (int)syscall(SYS_signalfd4, -1, &mask, sizeof mask, SFD_CLOEXEC | (f->flags & O_NONBLOCK ? SFD_NONBLOCK : 0));
@@ -706,9 +808,71 @@ static int open_signalfd(struct ck_image *img, struct ck_img_file *f)
 	return fd;
 }
 
+/* ---- inotify: every watch, with its number ---- */
+
+struct inotify {
+	struct watch {
+		int wd;
+		uint32_t mask;
+		const char *path;
+	} *watches;
+	size_t nwatches;
+	uint64_t queued;
+};
+
+static int inotify_parse(struct cb_dec *d, struct ck_img_file *f)
+{
+	int64_t left, n;
+	const char *k;
+	size_t kl;
+	struct inotify *in = calloc(1, sizeof *in);
+	f->priv = in;
+	if (!cbd_map(d, &left))
+		return 0;
+	while (cbd_next_key(d, &left, &k, &kl)) {
+		if (cbd_key_is(k, kl, "queued")) {
+			if (!cbd_uint(d, &in->queued))
+				return 0;
+			continue;
+		}
+		if (!cbd_key_is(k, kl, "watches")) {
+			if (!cbd_skip(d))
+				return 0;
+			continue;
+		}
+		if (!cbd_array(d, &n))
+			return 0;
+		size_t cap = 8;
+		in->watches = calloc(cap, sizeof *in->watches);
+		while (cbd_next_item(d, &n)) {
+			int64_t m;
+			uint64_t wd, mask;
+			const char *s;
+			size_t sl;
+			if (!cbd_array(d, &m) || m != 3 || !cbd_uint(d, &wd) || !cbd_uint_max(d, UINT32_MAX, &mask) ||
+			    !cbd_text(d, &s, &sl) || wd < 1 || wd > INT32_MAX)
+				return 0;
+			if (in->nwatches == cap)
+				in->watches = realloc(in->watches, (cap *= 2) * sizeof *in->watches);
+			in->watches[in->nwatches++] = (struct watch){(int)wd, (uint32_t)mask, ck_dup_text(s, sl)};
+		}
+	}
+	return !d->error;
+}
+
+static void inotify_release(struct ck_img_file *f)
+{
+	struct inotify *in = f->priv;
+	for (size_t i = 0; in && i < in->nwatches; i++)
+		free((char *)in->watches[i].path);
+	if (in)
+		free(in->watches);
+	free(in);
+}
+
 static int by_wd(const void *a, const void *b)
 {
-	const struct ck_img_watch *x = a, *y = b;
+	const struct watch *x = a, *y = b;
 	return (x->wd > y->wd) - (x->wd < y->wd);
 }
 
@@ -737,15 +901,17 @@ static void burn_watch_number(int fd, struct ck_img_file *f, int wanted)
  * number. Events queued at checkpoint time, and those of the few moments
  * the restore takes, are not restored: the queue starts empty (the IN_IGNORED
  * events of the spare watches are read away here). */
-static int open_inotify(struct ck_img_file *f)
+static int inotify_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs)
 {
+	(void)img, (void)base_fd, (void)objs;
+	struct inotify *in = f->priv;
 	int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
 	if (fd < 0)
 		ck_refuse("cannot create the inotify descriptor %d: %s", f->fd, strerror(errno));
-	qsort(f->watches, f->nwatches, sizeof *f->watches, by_wd);
+	qsort(in->watches, in->nwatches, sizeof *in->watches, by_wd);
 	int next = 1;
-	for (size_t i = 0; i < f->nwatches; i++) {
-		struct ck_img_watch *w = &f->watches[i];
+	for (size_t i = 0; i < in->nwatches; i++) {
+		struct watch *w = &in->watches[i];
 		if (w->wd < next)
 			ck_refuse("the image lists watch %d of inotify descriptor %d twice", w->wd, f->fd);
 		if (w->wd - next > (1 << 20))
@@ -769,101 +935,91 @@ static int open_inotify(struct ck_img_file *f)
 	return fd;
 }
 
+/* ---- pidfd: the process it refers to ---- */
+
+static int pidfd_parse(struct cb_dec *d, struct ck_img_file *f)
+{
+	static const char *const keys[] = {"pid", 0};
+	uint64_t v[1] = {0};
+	int seen[1] = {0};
+	int *pid = calloc(1, sizeof *pid);
+	f->priv = pid;
+	if (!parse_uint_map(d, keys, v, seen) || !seen[0] || v[0] < 1 || v[0] > CK_PID_MAX)
+		return 0;
+	*pid = (int)v[0];
+	return 1;
+}
+
 /* PIDs are restored: the process (or its child, spawned before it becomes
  * itself) has its PID again by now. O_NONBLOCK and O_EXCL are the
  * PIDFD_NONBLOCK and PIDFD_THREAD flags. */
-static int open_pidfd(struct ck_img_file *f)
+static int pidfd_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs)
 {
-	int fd = (int)syscall(SYS_pidfd_open, f->pidfd_pid, f->flags & (O_NONBLOCK | O_EXCL));
+	(void)img, (void)base_fd, (void)objs;
+	int pid = *(const int *)f->priv;
+	int fd = (int)syscall(SYS_pidfd_open, pid, f->flags & (O_NONBLOCK | O_EXCL));
 	if (fd < 0)
-		ck_refuse("cannot open the pidfd of process %d for descriptor %d: %s%s", f->pidfd_pid, f->fd, strerror(errno),
+		ck_refuse("cannot open the pidfd of process %d for descriptor %d: %s%s", pid, f->fd, strerror(errno),
 			  errno == ESRCH ? " (the process is not part of this restart: restart its whole family)" : "");
 	return fd;
 }
 
-CK_HIDDEN int ck_event_open(struct ck_image *img, struct ck_img_file *f)
-{
-	if (!strcmp(f->kind, "timerfd"))
-		return open_timerfd(f);
-	if (!strcmp(f->kind, "signalfd"))
-		return open_signalfd(img, f);
-	if (!strcmp(f->kind, "inotify"))
-		return open_inotify(f);
-	return open_pidfd(f);
-}
+/* ---- the kinds ---- */
 
-static struct timespec ns_to_timespec(uint64_t ns)
-{
-	return (struct timespec){(time_t)(ns / 1000000000ULL), (long)(ns % 1000000000ULL)};
-}
+CK_HIDDEN const struct ck_fd_kind ck_kind_eventfd = {
+	.name = "eventfd",
+	.detect = eventfd_detect,
+	.save = eventfd_save,
+	.key = "eventfd",
+	.parse = eventfd_parse,
+	.open = eventfd_open,
+};
 
-#ifndef TFD_IOC_SET_TICKS
-#define TFD_IOC_SET_TICKS _IOW('T', 0, uint64_t) /* linux/timerfd.h, which clashes with fcntl.h */
-#endif
+CK_HIDDEN const struct ck_fd_kind ck_kind_epoll = {
+	.name = "epoll",
+	.detect = epoll_detect,
+	.save = epoll_save,
+	.key = "epoll",
+	.parse = epoll_parse,
+	.release = epoll_release,
+	.open = epoll_open,
+	.installed = epoll_installed,
+};
 
-/* Expirations counted but not read are put back as they were with
- * TFD_IOC_SET_TICKS (after settime, which zeroes them). A kernel built
- * without CONFIG_CHECKPOINT_RESTORE lacks it: then a disarmed timer
- * fires once at once, so the program still sees that it expired. */
-static void arm_timerfd(struct ck_img_file *f)
-{
-	struct ck_img_timerfd *t = &f->timerfd;
-	struct itimerspec its = {ns_to_timespec(t->interval_ns), ns_to_timespec(t->value_ns)};
-	int flags = 0;
-	if (t->has_deadline) {
-		its.it_value = ns_to_timespec(t->deadline_ns);
-		flags = TFD_TIMER_ABSTIME | (t->settime_flags & TFD_TIMER_CANCEL_ON_SET);
-	}
-	if ((its.it_value.tv_sec || its.it_value.tv_nsec) && timerfd_settime(f->fd, flags, &its, 0) != 0)
-		ck_refuse("cannot arm the timerfd at descriptor %d: %s", f->fd, strerror(errno));
-	if (!t->ticks || ioctl(f->fd, TFD_IOC_SET_TICKS, &t->ticks) == 0)
-		return;
-	if (!t->value_ns) {
-		struct itimerspec now = {{0, 0}, {0, 1}};
-		timerfd_settime(f->fd, 0, &now, 0);
-	}
-}
+CK_HIDDEN const struct ck_fd_kind ck_kind_timerfd = {
+	.name = "timerfd",
+	.detect = timerfd_detect,
+	.save = timerfd_save,
+	.key = "timerfd",
+	.parse = timerfd_parse,
+	.open = timerfd_open,
+	.installed = timerfd_installed,
+};
 
-CK_HIDDEN void ck_timerfds_arm(struct ck_image *img)
-{
-	for (size_t i = 0; i < img->nfiles; i++)
-		if (img->files[i].same_as < 0 && !strcmp(img->files[i].kind, "timerfd"))
-			arm_timerfd(&img->files[i]);
-}
+CK_HIDDEN const struct ck_fd_kind ck_kind_signalfd = {
+	.name = "signalfd",
+	.detect = signalfd_detect,
+	.save = signalfd_save,
+	.key = "signalfd",
+	.parse = signalfd_parse,
+	.open = signalfd_open,
+};
 
-CK_HIDDEN int ck_eventfd_open(struct ck_img_file *f)
-{
-	int flags = EFD_CLOEXEC | (f->eventfd_semaphore ? EFD_SEMAPHORE : 0) | (f->flags & O_NONBLOCK ? EFD_NONBLOCK : 0);
-	if (f->eventfd_count > 0xffffffffULL)
-		ck_refuse("the eventfd at descriptor %d holds %llu, more than eventfd() can be created with", f->fd,
-			  (unsigned long long)f->eventfd_count);
-	int fd = eventfd((unsigned)f->eventfd_count, flags);
-	if (fd < 0)
-		ck_refuse("cannot create the eventfd for descriptor %d: %s", f->fd, strerror(errno));
-	return fd;
-}
+CK_HIDDEN const struct ck_fd_kind ck_kind_inotify = {
+	.name = "inotify",
+	.detect = inotify_detect,
+	.save = inotify_save,
+	.key = "inotify",
+	.parse = inotify_parse,
+	.release = inotify_release,
+	.open = inotify_open,
+};
 
-CK_HIDDEN int ck_epoll_open(struct ck_img_file *f)
-{
-	int fd = epoll_create1(EPOLL_CLOEXEC);
-	if (fd < 0)
-		ck_refuse("cannot create the epoll descriptor %d: %s", f->fd, strerror(errno));
-	return fd;
-}
-
-/* Interest lists refer to descriptor numbers: filled once every
- * descriptor is at its final number. */
-CK_HIDDEN void ck_epoll_fill(struct ck_image *img)
-{
-	for (size_t i = 0; i < img->nfiles; i++) {
-		struct ck_img_file *f = &img->files[i];
-		for (size_t j = 0; j < f->nepoll; j++) {
-			struct epoll_event ev;
-			ev.events = f->epoll[j].events;
-			ev.data.u64 = f->epoll[j].data;
-			if (epoll_ctl(f->fd, EPOLL_CTL_ADD, f->epoll[j].tfd, &ev) != 0)
-				ck_refuse("cannot add descriptor %d back to the epoll descriptor %d: %s", f->epoll[j].tfd, f->fd,
-					  strerror(errno));
-		}
-	}
-}
+CK_HIDDEN const struct ck_fd_kind ck_kind_pidfd = {
+	.name = "pidfd",
+	.detect = pidfd_detect,
+	.save = pidfd_save,
+	.key = "pidfd",
+	.parse = pidfd_parse,
+	.open = pidfd_open,
+};

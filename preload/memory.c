@@ -1427,12 +1427,10 @@ CK_HIDDEN void ck_memory_open_refs(struct ck_image *img, int base_fd)
 	}
 }
 
-static const struct ck_obj_shm *find_shm(const struct ck_objects *objs, uint64_t dev, uint64_t ino)
+/* Shared memory objects are objects "shm" (dev, ino) of the restore. */
+static int find_shm(const struct ck_objects *objs, uint64_t dev, uint64_t ino)
 {
-	for (size_t i = 0; objs && i < objs->nshm; i++)
-		if (objs->shm[i].dev == dev && objs->shm[i].ino == ino)
-			return &objs->shm[i];
-	return 0;
+	return ck_objects_find(objs, "shm", dev, ino);
 }
 
 /* A SysV segment with its key and, through shm_next_id, its id again;
@@ -1488,35 +1486,30 @@ static int create_shm_object(const struct ck_img_region *r)
  * descriptor of) the same one. */
 CK_HIDDEN void ck_shm_create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd)
 {
-	objs->shm = calloc(1, sizeof *objs->shm);
 	for (size_t i = 0; i < n; i++) {
 		for (size_t j = 0; j < imgs[i]->nregions; j++) {
 			struct ck_img_region *r = &imgs[i]->regions[j];
 			if (!r->has_shm)
 				continue;
-			const struct ck_obj_shm *o = find_shm(objs, r->shm_dev, r->shm_ino);
-			if (!o) {
-				objs->shm = realloc(objs->shm, (objs->nshm + 1) * sizeof *objs->shm);
-				struct ck_obj_shm *nw = &objs->shm[objs->nshm++];
-				nw->dev = r->shm_dev;
-				nw->ino = r->shm_ino;
+			int ofd = find_shm(objs, r->shm_dev, r->shm_ino);
+			if (ofd < 0) {
 				int fd = create_shm_object(r);
-				nw->fd = fcntl(fd, F_DUPFD_CLOEXEC, base_fd);
+				ofd = fcntl(fd, F_DUPFD_CLOEXEC, base_fd);
 				close(fd);
-				if (nw->fd < 0)
+				if (ofd < 0)
 					ck_refuse("cannot place a shared memory descriptor: %s", strerror(errno));
-				o = nw;
+				ck_objects_add(objs, "shm", r->shm_dev, r->shm_ino, ofd);
 			}
 			struct stat st;
 			uint64_t need = r->shm_off + (r->end - r->start);
-			if (fstat(o->fd, &st) == 0 && (uint64_t)st.st_size < need && ftruncate(o->fd, (off_t)need) != 0)
+			if (fstat(ofd, &st) == 0 && (uint64_t)st.st_size < need && ftruncate(ofd, (off_t)need) != 0)
 				ck_refuse("cannot size shared memory for the tree: %s", strerror(errno));
 			for (size_t k = 0; k < r->nruns; k++) {
 				struct ck_img_run *run = &r->runs[k];
 				uint64_t len = run->npages * CK_PAGE, at = r->shm_off + (run->addr - r->start);
 				char *buf = malloc(len);
 				if (!buf || ck_pread_all(imgs[i]->fd, buf, len, run->off) < 0 ||
-				    pwrite(o->fd, buf, len, (off_t)at) != (ssize_t)len)
+				    pwrite(ofd, buf, len, (off_t)at) != (ssize_t)len)
 					ck_refuse("cannot fill shared memory from image %s", imgs[i]->path);
 				free(buf);
 			}
@@ -1543,11 +1536,11 @@ CK_HIDDEN void ck_memory_plan(struct ck_image *img, struct ck_plan *plan,
 		p->first_run = nruns;
 		p->nruns = r->nruns;
 		p->sysv_id = -1;
-		const struct ck_obj_shm *o = r->has_shm ? find_shm(objs, r->shm_dev, r->shm_ino) : 0;
-		if (o) {
+		int shm = r->has_shm ? find_shm(objs, r->shm_dev, r->shm_ino) : -1;
+		if (shm >= 0) {
 			/* the one object, filled already */
 			p->anon = 0;
-			p->fd = o->fd;
+			p->fd = shm;
 			p->foff = r->shm_off;
 			p->nruns = 0;
 			if (!strcmp(r->shm_kind, "sysv"))

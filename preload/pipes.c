@@ -16,10 +16,14 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "ckrun.h"
 #include "crc32c.h"
-#include "restore.h"
+#include "fdkind.h"
 #include "sys.h"
+
+static int pipe_detect(const struct ck_fd *f)
+{
+	return (f->st.mode & S_IFMT) == S_IFIFO && ck_starts_with(f->link, "pipe:");
+}
 
 static int is_read_end(const struct ck_fd *f)
 {
@@ -76,7 +80,7 @@ static long peek_pipe(struct ck_writer *w, int rfd, long capacity, char **data)
 	return n;
 }
 
-CK_HIDDEN void ck_pipe_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f)
+static void pipe_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f)
 {
 	struct cb_enc *e = &w->meta;
 	const struct ck_fd *r = find_end(t, f->st.ino, 1), *wr = find_end(t, f->st.ino, 0);
@@ -112,14 +116,25 @@ CK_HIDDEN void ck_pipe_save(struct ck_writer *w, const struct ck_fdtab *t, const
 
 /* ---- restore host ---- */
 
-CK_HIDDEN int ck_pipe_parse(struct cb_dec *d, struct ck_img_file *f)
+CK_HIDDEN extern const struct ck_fd_kind ck_kind_pipe;
+
+/* A pipe end of the image: the "pipe" key. */
+struct pipe {
+	int read_end, peer_outside;
+	uint64_t id, capacity;
+	uint64_t data_off, data_len; /* the bytes in flight, saved by a process that could read them */
+	uint32_t data_crc;
+};
+
+static int pipe_parse(struct cb_dec *d, struct ck_img_file *f)
 {
 	int64_t left;
 	const char *k;
 	size_t kl;
+	struct pipe *p = calloc(1, sizeof *p);
+	f->priv = p;
 	if (!cbd_map(d, &left))
 		return 0;
-	f->is_pipe = 1;
 	while (cbd_next_key(d, &left, &k, &kl)) {
 		uint64_t v;
 		if (cbd_key_is(k, kl, "end")) {
@@ -127,24 +142,24 @@ CK_HIDDEN int ck_pipe_parse(struct cb_dec *d, struct ck_img_file *f)
 			size_t sl;
 			if (!cbd_text(d, &s, &sl))
 				return 0;
-			f->pipe_read_end = sl == 4 && !memcmp(s, "read", 4);
+			p->read_end = sl == 4 && !memcmp(s, "read", 4);
 		} else if (cbd_key_is(k, kl, "peer_outside")) {
-			if (!cbd_bool(d, &f->pipe_peer_outside))
+			if (!cbd_bool(d, &p->peer_outside))
 				return 0;
 		} else if (cbd_key_is(k, kl, "data")) {
 			int64_t m;
 			uint64_t crc;
-			if (!cbd_array(d, &m) || m != 3 || !cbd_uint(d, &f->data_off) || !cbd_uint(d, &f->data_len) ||
+			if (!cbd_array(d, &m) || m != 3 || !cbd_uint(d, &p->data_off) || !cbd_uint(d, &p->data_len) ||
 			    !cbd_uint_max(d, UINT32_MAX, &crc))
 				return 0;
-			f->data_crc = (uint32_t)crc;
+			p->data_crc = (uint32_t)crc;
 		} else if (cbd_key_is(k, kl, "id")) {
-			if (!cbd_uint(d, &f->pipe_id))
+			if (!cbd_uint(d, &p->id))
 				return 0;
 		} else if (cbd_key_is(k, kl, "capacity")) {
 			if (!cbd_uint_max(d, INT32_MAX, &v))
 				return 0;
-			f->pipe_capacity = v;
+			p->capacity = v;
 		} else if (!cbd_skip(d)) {
 			return 0;
 		}
@@ -161,21 +176,23 @@ static size_t nmade;
 
 static void refill(struct ck_image *img, struct ck_img_file *f, int wfd)
 {
-	char *buf = malloc(f->data_len ? f->data_len : 1);
-	if (ck_pread_all(img->fd, buf, f->data_len, f->data_off) < 0)
+	const struct pipe *p = f->priv;
+	char *buf = malloc(p->data_len ? p->data_len : 1);
+	if (ck_pread_all(img->fd, buf, p->data_len, p->data_off) < 0)
 		ck_refuse("image %s is truncated: cannot read the bytes in flight of the pipe at descriptor %d", img->path, f->fd);
-	if (ck_crc32c(0, buf, f->data_len) != f->data_crc)
+	if (ck_crc32c(0, buf, p->data_len) != p->data_crc)
 		ck_refuse("image %s is corrupted: the bytes in flight of the pipe at descriptor %d fail their checksum",
 			  img->path, f->fd);
-	if (write(wfd, buf, f->data_len) != (ssize_t)f->data_len)
+	if (write(wfd, buf, p->data_len) != (ssize_t)p->data_len)
 		ck_refuse("cannot put back the bytes in flight of the pipe at descriptor %d: %s", f->fd, strerror(errno));
 	free(buf);
 }
 
-/* A descriptor for f's end, with the flags f had. */
-static int pipe_end(const struct ck_img_file *f, const int ends[2])
+/* A descriptor for f's end (end: the descriptor of that end), with the
+ * flags f had. */
+static int pipe_end(const struct ck_img_file *f, int end)
 {
-	int fd = dup(ends[f->pipe_read_end ? 0 : 1]);
+	int fd = dup(end);
 	if (fd < 0)
 		ck_refuse("cannot duplicate a pipe end: %s", strerror(errno));
 	fcntl(fd, F_SETFL, f->flags & (O_NONBLOCK | O_DIRECT));
@@ -184,6 +201,7 @@ static int pipe_end(const struct ck_img_file *f, const int ends[2])
 
 static void create_pipe(struct ck_image *img, struct ck_img_file *f, int ends_out[2], int base_fd)
 {
+	const struct pipe *p = f->priv;
 	int ends[2];
 	if (pipe2(ends, O_CLOEXEC) != 0)
 		ck_refuse("cannot create the pipe for descriptor %d: %s", f->fd, strerror(errno));
@@ -194,65 +212,74 @@ static void create_pipe(struct ck_image *img, struct ck_img_file *f, int ends_ou
 		if (ends_out[k] < 0)
 			ck_refuse("cannot place a pipe end: %s", strerror(errno));
 	}
-	if (f->pipe_capacity && fcntl(ends_out[0], F_SETPIPE_SZ, (int)f->pipe_capacity) < 0)
+	if (p->capacity && fcntl(ends_out[0], F_SETPIPE_SZ, (int)p->capacity) < 0)
 		ck_refuse("cannot give the pipe at descriptor %d its capacity of %llu bytes: %s", f->fd,
-			  (unsigned long long)f->pipe_capacity, strerror(errno));
-	if (f->data_len)
+			  (unsigned long long)p->capacity, strerror(errno));
+	if (p->data_len)
 		refill(img, f, ends_out[1]);
 }
 
-/* For a tree: every pipe once, refilled from the image whose process
- * could read it (it saved the bytes in flight); ends nobody had close
- * when every restore host has installed its descriptors. */
-CK_HIDDEN void ck_pipes_create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd)
+/* Every pipe once, refilled from the image whose process could read it
+ * (it saved the bytes in flight): objects "pipe" (id, 0) and (id, 1), its
+ * read and write ends. Ends nobody had close when every restore host has
+ * installed its descriptors. */
+static void pipes_create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd)
 {
-	objs->pipes = calloc(1, sizeof *objs->pipes);
 	for (int with_data = 1; with_data >= 0; with_data--)
 		for (size_t i = 0; i < n; i++)
 			for (size_t j = 0; j < imgs[i]->nfiles; j++) {
 				struct ck_img_file *f = &imgs[i]->files[j];
-				if (!f->is_pipe || (with_data && !f->data_len))
+				const struct pipe *p = f->priv;
+				if (f->ops != &ck_kind_pipe || !p || (with_data && !p->data_len))
 					continue;
-				size_t k;
-				for (k = 0; k < objs->npipes && objs->pipes[k].id != f->pipe_id; k++)
-					;
-				if (k < objs->npipes)
+				if (ck_objects_find(objs, "pipe", p->id, 0) >= 0)
 					continue;
-				objs->pipes = realloc(objs->pipes, (objs->npipes + 1) * sizeof *objs->pipes);
-				objs->pipes[objs->npipes].id = f->pipe_id;
-				create_pipe(imgs[i], f, objs->pipes[objs->npipes].ends, base_fd);
-				objs->npipes++;
+				int ends[2];
+				create_pipe(imgs[i], f, ends, base_fd);
+				ck_objects_add(objs, "pipe", p->id, 0, ends[0]);
+				ck_objects_add(objs, "pipe", p->id, 1, ends[1]);
 			}
 }
 
-/* Returns a descriptor for f's end of its pipe: the tree's pipe, or one
+/* Returns a descriptor for f's end of its pipe: the shared pipe, or one
  * created the first time one of its ends is seen. */
-CK_HIDDEN int ck_pipe_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs)
+static int pipe_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs)
 {
-	for (size_t i = 0; objs && i < objs->npipes; i++)
-		if (objs->pipes[i].id == f->pipe_id)
-			return pipe_end(f, objs->pipes[i].ends);
-	struct made_pipe *p = 0;
+	const struct pipe *p = f->priv;
+	int shared = ck_objects_find(objs, "pipe", p->id, p->read_end ? 0 : 1);
+	if (shared >= 0)
+		return pipe_end(f, shared);
+	struct made_pipe *m = 0;
 	for (size_t i = 0; i < nmade; i++)
-		if (made[i].id == f->pipe_id)
-			p = &made[i];
-	if (!p) {
+		if (made[i].id == p->id)
+			m = &made[i];
+	if (!m) {
 		made = realloc(made, (nmade + 1) * sizeof *made);
-		p = &made[nmade++];
-		p->id = f->pipe_id;
-		create_pipe(img, f, p->ends, base_fd);
+		m = &made[nmade++];
+		m->id = p->id;
+		create_pipe(img, f, m->ends, base_fd);
 	}
-	return pipe_end(f, p->ends);
+	return pipe_end(f, m->ends[p->read_end ? 0 : 1]);
 }
 
-
-
 /* Ends nobody had stay closed: the restore host's copies go away. */
-CK_HIDDEN void ck_pipes_close_spares(void)
+static void pipes_installed(struct ck_image *img)
 {
+	(void)img;
 	for (size_t i = 0; i < nmade; i++) {
 		close(made[i].ends[0]);
 		close(made[i].ends[1]);
 	}
 	nmade = 0;
 }
+
+CK_HIDDEN const struct ck_fd_kind ck_kind_pipe = {
+	.name = "pipe",
+	.detect = pipe_detect,
+	.save = pipe_save,
+	.key = "pipe",
+	.parse = pipe_parse,
+	.create_shared = pipes_create_shared,
+	.open = pipe_open,
+	.installed = pipes_installed,
+};

@@ -120,37 +120,9 @@ static void parse_metadata(struct ck_image *img)
 
 /* Frees what reading an image allocated (the restore host itself never
  * needs to: it exits or becomes the program; a fuzz target reads millions). */
-static void release_socket(struct ck_img_socket *s)
-{
-	if (!s)
-		return;
-	if (s->unix_part) {
-		for (size_t i = 0; i < s->unix_part->npassed; i++)
-			free(s->unix_part->passed[i].path);
-		free(s->unix_part->passed);
-		free(s->unix_part->pending);
-		free(s->unix_part->msgs);
-		free(s->unix_part);
-	}
-	if (s->inet_part) {
-		free(s->inet_part->dgrams);
-		free(s->inet_part);
-	}
-	free(s->opts);
-	free(s);
-}
-
 CK_HIDDEN void ck_image_release(struct ck_image *img)
 {
-	for (size_t i = 0; img->files && i < img->nfiles; i++) {
-		struct ck_img_file *f = &img->files[i];
-		free((char *)f->path);
-		free(f->epoll);
-		for (size_t j = 0; j < f->nwatches; j++)
-			free((char *)f->watches[j].path);
-		free(f->watches);
-		release_socket(f->sock);
-	}
+	ck_files_release(img);
 	for (size_t i = 0; img->regions && i < img->nregions; i++) {
 		struct ck_img_region *r = &img->regions[i];
 		free((char *)r->name);
@@ -899,9 +871,11 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
 		}
 	}
 	/* shared memory this process maps: its descriptor lives until the map */
-	for (size_t i = 0; objs && i < objs->nshm && nkeep < 1024 && plan->nclose < 512; i++) {
-		keep[nkeep++] = objs->shm[i].fd;
-		plan->close_fds[plan->nclose++] = objs->shm[i].fd;
+	for (size_t i = 0; objs && i < objs->n && nkeep < 1024 && plan->nclose < 512; i++) {
+		if (strcmp(objs->v[i].type, "shm"))
+			continue;
+		keep[nkeep++] = objs->v[i].fd;
+		plan->close_fds[plan->nclose++] = objs->v[i].fd;
 	}
 	close_others(keep, nkeep);
 
@@ -949,8 +923,7 @@ CK_HIDDEN __attribute__((noreturn)) void ck_restore_loaded(struct ck_image *img)
 	spawn_zombies(img);
 	/* shared memory and pipes are made as a tree makes them: a memfd
 	 * mapped and held as a descriptor stays one object */
-	ck_pipes_create_shared(&img, 1, &objs, max_program_fd(img) + 64);
-	ck_sockets_create_shared(&img, 1, &objs, max_program_fd(img) + 64);
+	ck_files_create_shared(&img, 1, &objs, max_program_fd(img) + 64);
 	ck_shm_create_shared(&img, 1, &objs, max_program_fd(img) + 64);
 	become(img, &objs);
 }
@@ -1329,8 +1302,7 @@ CK_HIDDEN __attribute__((noreturn)) void ck_restore_tree(const char *dir, int ve
 	getrlimit(RLIMIT_NOFILE, &nofile);
 	nofile.rlim_cur = nofile.rlim_max;
 	setrlimit(RLIMIT_NOFILE, &nofile);
-	ck_pipes_create_shared(imgs, t.n, &t.objs, base + 64);
-	ck_sockets_create_shared(imgs, t.n, &t.objs, base + 64);
+	ck_files_create_shared(imgs, t.n, &t.objs, base + 64);
 	ck_shm_create_shared(imgs, t.n, &t.objs, base + 64);
 	ck_files_open_shared(imgs, t.n, &t.objs, (const int(*)[3])t.groups, t.ngroups, base + 64);
 	/* above every descriptor number of the family, as the shared objects are */
@@ -1351,15 +1323,7 @@ CK_HIDDEN __attribute__((noreturn)) void ck_restore_tree(const char *dir, int ve
 		if (!tree_find(&t, t.procs[i].img.ppid))
 			spawn_member(&t, &t.procs[i]);
 	/* the orchestrator keeps nothing the processes share open */
-	for (size_t i = 0; i < t.objs.npipes; i++) {
-		close(t.objs.pipes[i].ends[0]);
-		close(t.objs.pipes[i].ends[1]);
-	}
-	ck_sockets_close_objects(&t.objs);
-	for (size_t i = 0; i < t.objs.nshm; i++)
-		close(t.objs.shm[i].fd);
-	for (size_t i = 0; i < t.objs.nshared; i++)
-		close(t.objs.shared[i].ofd);
+	ck_objects_close(&t.objs);
 	int root = t.root ? t.root : t.procs[0].pid;
 	reap_tree(root, watch_restore(&t, root));
 }

@@ -51,107 +51,19 @@ struct ck_img_thread {
 	int has_resume;
 };
 
-/* sockets.c: what every socket has; sk-unix.c and sk-inet.c hang their
- * own part on it */
-struct ck_img_sockopt {
-	int level, name;
-	unsigned len;
-	uint8_t val[32];
-};
-struct ck_img_unix; /* sk-unix.c: the "unix" map of a Unix socket */
-struct ck_img_inet;
-/* sk-inet.c: an address is kept as 16 bytes (IPv4 as ::ffff:a.b.c.d) so
- * ends of one connection compare equal whatever their socket's family */
-struct ck_img_inaddr {
-	int set;
-	uint8_t addr[16];
-	int port;
-};
-struct ck_img_dgram {
-	struct ck_img_inaddr from;
-	uint64_t off, len;
-	uint32_t crc;
-};
-struct ck_img_queue {
-	uint64_t off, len;
-	uint32_t crc;
-};
-struct ck_img_inet {
-	struct ck_img_inaddr local, peer;
-	int tcp_state; /* TCP_ESTABLISHED...; 0 for UDP */
-	uint64_t backlog;
-	struct ck_img_queue recv_q, unsent_q;
-	struct ck_img_dgram *dgrams;
-	size_t ndgrams;
-};
-struct ck_img_unix {
-	uint64_t ino, peer;  /* inodes at checkpoint time; peer 0: none or gone */
-	int state;           /* 1 connected, 7 unconnected, 10 listening */
-	uint8_t name[108], peer_name[108]; /* sun_path bytes; abstract: a leading 0 */
-	unsigned namelen, peer_namelen;
-	uint64_t backlog, shutdown, sndbuf, rcvbuf;
-	uint64_t *pending;   /* listening: the clients of connections not yet accepted */
-	size_t npending;
-	uint64_t *msgs;      /* the lengths of the queued messages (stream: runs) */
-	size_t nmsgs;
-	struct ck_img_passed { /* descriptors in flight (SCM_RIGHTS) */
-		size_t msg;      /* with message msgs[msg] */
-		char kind[8];    /* file, pipe, socket */
-		char *path;
-		int flags, read_end;
-		int64_t offset;
-		uint64_t id;     /* a pipe's id, a socket's inode */
-	} *passed;
-	size_t npassed;
-	int has_msgs;
-	uint64_t qoff, qlen; /* the receive queue's bytes in the image */
-	uint32_t qcrc;
-};
-struct ck_img_socket {
-	int family, type, protocol;
-	struct ck_img_sockopt *opts;
-	size_t nopts;
-	struct ck_img_unix *unix_part;
-	struct ck_img_inet *inet_part;
-};
-
+/* One descriptor of the image. What every descriptor has is here; its
+ * kind's own part (its key in the image) is the kind's, in priv. */
+struct ck_fd_kind;
 struct ck_img_file {
 	int fd;
-	char kind[12];
+	char kind[12];                /* its name in the image */
+	const struct ck_fd_kind *ops; /* 0: a kind this ckrun does not know */
+	void *priv;                   /* the kind's part, read by its parse */
 	const char *path;
 	int flags, cloexec, stdio, same_as, has_offset;
 	int64_t offset;
 	uint64_t size, mode, dev, ino, rdev, mtime_ns;
-	uint64_t data_off, data_len;
-	uint32_t data_crc;
 	int newfd; /* where the restore host opened it */
-	/* pipes.c */
-	int is_pipe, pipe_read_end, pipe_peer_outside;
-	uint64_t pipe_id, pipe_capacity;
-	/* events.c */
-	uint64_t eventfd_count;
-	int eventfd_semaphore;
-	struct ck_img_epoll {
-		int tfd;
-		uint32_t events;
-		uint64_t data;
-	} *epoll;
-	size_t nepoll;
-	/* sockets.c */
-	struct ck_img_socket *sock;
-	struct ck_img_timerfd {
-		int clock, settime_flags, has_deadline;
-		uint64_t value_ns, interval_ns, ticks, deadline_ns;
-	} timerfd;
-	uint64_t signalfd_mask;
-	struct ck_img_watch {
-		int wd;
-		uint32_t mask;
-		const char *path;
-	} *watches;
-	size_t nwatches;
-	uint64_t inotify_queued;
-	int pidfd_pid;
 };
 
 struct ck_img_child {
@@ -229,34 +141,25 @@ struct ck_image {
 	uint64_t image_data_len[CK_MAX_IMAGES]; /* each one's data area, which its runs must lie in */
 };
 
-/* ---- objects a tree's processes share, created once by the orchestrator
- * and inherited by every restore host it forks ---- */
-struct ck_obj_pipe {
-	uint64_t id;
-	int ends[2];
-};
-struct ck_obj_shm {
-	uint64_t dev, ino;
-	int fd; /* a memfd holding the object's pages */
-};
-struct ck_obj_shared {
-	int pid, fd; /* a descriptor of a process */
-	int ofd;     /* the one open file description, opened once */
-};
-struct ck_obj_socket {
-	uint64_t ino; /* the socket's inode at checkpoint time */
-	int fd;       /* its end, made by the orchestrator, or -1 */
+/* ---- objects the processes of a restore share (objects.c): made once
+ * before any process is forked and inherited by every restore host. Each
+ * has a type (the name of the kind that made it: "pipe", "socket", "shm",
+ * "description"), an identity in that type (a pipe's id and end, a
+ * socket's inode, ...) and a descriptor. ---- */
+struct ck_obj {
+	const char *type;
+	uint64_t id, sub;
+	int fd;
 };
 struct ck_objects {
-	struct ck_obj_socket *sockets;
-	size_t nsockets;
-	struct ck_obj_pipe *pipes;
-	size_t npipes;
-	struct ck_obj_shm *shm;
-	size_t nshm;
-	struct ck_obj_shared *shared;
-	size_t nshared;
+	struct ck_obj *v;
+	size_t n, cap;
 };
+CK_HIDDEN void ck_objects_add(struct ck_objects *objs, const char *type, uint64_t id, uint64_t sub, int fd);
+/* The object's descriptor, or -1 (objs may be 0). */
+CK_HIDDEN int ck_objects_find(const struct ck_objects *objs, const char *type, uint64_t id, uint64_t sub);
+/* The orchestrator keeps none of them once the processes have them. */
+CK_HIDDEN void ck_objects_close(struct ck_objects *objs);
 
 /* ---- the plan: everything the restore core needs, inside the hole ---- */
 struct ck_plan_region {
@@ -400,10 +303,6 @@ CK_HIDDEN int ck_mm_parse(struct cb_dec *d, const char *k, size_t kl, struct ck_
 CK_HIDDEN void ck_memory_check(struct ck_image *img, int verify_data);
 CK_HIDDEN void ck_vdso_check(struct ck_image *img, struct ck_plan *plan);
 CK_HIDDEN void ck_threads_check(struct ck_image *img);
-CK_HIDDEN void ck_files_check(struct ck_image *img);
-CK_HIDDEN void ck_files_open(struct ck_image *img, int base_fd, const struct ck_objects *objs);
-CK_HIDDEN void ck_files_open_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, const int (*groups)[3], size_t ngroups, int base_fd);
-CK_HIDDEN void ck_files_install(struct ck_image *img);
 CK_HIDDEN void ck_process_restore(struct ck_image *img);
 CK_HIDDEN void ck_creds_check(struct ck_image *img);
 CK_HIDDEN size_t ck_creds_plan_size(const struct ck_image *img);
@@ -417,32 +316,14 @@ CK_HIDDEN void ck_shm_create_shared(struct ck_image **imgs, size_t n, struct ck_
 CK_HIDDEN void ck_threads_plan(struct ck_image *img, struct ck_plan *plan,
 			       struct ck_plan_thread *threads, uint64_t stacks);
 
-/* pipes.c, events.c */
-CK_HIDDEN int ck_pipe_parse(struct cb_dec *d, struct ck_img_file *f);
-CK_HIDDEN int ck_pipe_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs);
-CK_HIDDEN void ck_pipes_create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd);
-CK_HIDDEN void ck_pipes_close_spares(void);
-CK_HIDDEN int ck_events_parse(struct cb_dec *d, const char *k, size_t kl, struct ck_img_file *f);
-CK_HIDDEN int ck_eventfd_open(struct ck_img_file *f);
-CK_HIDDEN int ck_epoll_open(struct ck_img_file *f);
-CK_HIDDEN void ck_epoll_fill(struct ck_image *img);
-CK_HIDDEN int ck_is_event_kind(const char *kind); /* timerfd, signalfd, inotify, pidfd */
-CK_HIDDEN int ck_event_open(struct ck_image *img, struct ck_img_file *f);
-CK_HIDDEN void ck_timerfds_arm(struct ck_image *img);
-
-/* sockets.c, sk-unix.c, sk-inet.c */
-/* sockopt.c */
-CK_HIDDEN void ck_sockopts_apply(int fd, const struct ck_img_file *f, int level, const int *except);
-CK_HIDDEN int ck_socket_parse(struct cb_dec *d, struct ck_img_file *f);
-CK_HIDDEN int ck_socket_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs);
-CK_HIDDEN void ck_sockets_create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd);
-CK_HIDDEN void ck_sockets_close_objects(struct ck_objects *objs);
-CK_HIDDEN int ck_unix_parse(struct cb_dec *d, const char *k, size_t kl, struct ck_img_socket *s);
-CK_HIDDEN int ck_unix_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs);
-CK_HIDDEN void ck_unix_create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd);
-CK_HIDDEN int ck_inet_parse(struct cb_dec *d, const char *k, size_t kl, struct ck_img_socket *s);
-CK_HIDDEN int ck_inet_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs);
-CK_HIDDEN void ck_inet_create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd);
+/* fds.c: every descriptor, each through its kind (fdkind.h) */
+CK_HIDDEN void ck_files_check(struct ck_image *img);
+/* Every kind's objects the processes share (pipes, sockets), in objs. */
+CK_HIDDEN void ck_files_create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd);
+CK_HIDDEN void ck_files_open(struct ck_image *img, int base_fd, const struct ck_objects *objs);
+CK_HIDDEN void ck_files_open_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, const int (*groups)[3], size_t ngroups, int base_fd);
+CK_HIDDEN void ck_files_install(struct ck_image *img);
+CK_HIDDEN void ck_files_release(struct ck_image *img);
 
 /* the restore core (no libc from here); core.c */
 CK_CORE __attribute__((noreturn)) void ck_core_fail(struct ck_plan *p, const char *what, long err);

@@ -28,9 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "ckrun.h"
 #include "crc32c.h"
-#include "restore.h"
+#include "sockets.h"
 #include "sys.h"
 
 #ifndef SIOCOUTQNSD
@@ -502,13 +501,14 @@ CK_HIDDEN int ck_inet_parse(struct cb_dec *d, const char *k, size_t kl, struct c
 struct end {
 	struct ck_image *img;
 	struct ck_img_file *f;
+	const struct ck_img_socket *sock;
 	struct ck_img_inet *in;
 	int fd;
 };
 
 static const char *family_name(const struct end *e)
 {
-	return e->f->sock->family == AF_INET6 ? "IPv6" : "IPv4";
+	return e->sock->family == AF_INET6 ? "IPv6" : "IPv4";
 }
 
 static const char *address_text(const struct ck_img_inaddr *a, char *buf, size_t cap)
@@ -544,10 +544,10 @@ static void set_int(int fd, int level, int name, int v)
 
 /* The program's SO_REUSEADDR (ckrun sets it while it binds again, so a
  * restart right after kill -9 works despite TIME_WAIT). */
-static int saved_reuseaddr(const struct ck_img_file *f)
+static int saved_reuseaddr(const struct ck_img_socket *s)
 {
-	for (size_t i = 0; i < f->sock->nopts; i++) {
-		const struct ck_img_sockopt *o = &f->sock->opts[i];
+	for (size_t i = 0; i < s->nopts; i++) {
+		const struct ck_img_sockopt *o = &s->opts[i];
 		if (o->level == SOL_SOCKET && o->name == SO_REUSEADDR && o->len >= sizeof(int)) {
 			int v;
 			memcpy(&v, o->val, sizeof v);
@@ -562,7 +562,7 @@ static const int except_reuseaddr[] = {SO_REUSEADDR, -1};
 /* A socket of f's kind with f's options (SO_REUSEADDR on), above base_fd. */
 static int new_socket(const struct end *e, int base_fd)
 {
-	const struct ck_img_socket *s = e->f->sock;
+	const struct ck_img_socket *s = e->sock;
 	int fd = socket(s->family, s->type | SOCK_CLOEXEC, s->protocol);
 	if (fd < 0)
 		ck_refuse("cannot create the %s socket for descriptor %d of process %d: %s", family_name(e), e->f->fd,
@@ -571,7 +571,7 @@ static int new_socket(const struct end *e, int base_fd)
 	close(fd);
 	if (moved < 0)
 		ck_refuse("cannot place the socket for descriptor %d: %s", e->f->fd, strerror(errno));
-	ck_sockopts_apply(moved, e->f, -1, except_reuseaddr);
+	ck_sockopts_apply(moved, e->f, e->sock, -1, except_reuseaddr);
 	set_int(moved, SOL_SOCKET, SO_REUSEADDR, 1);
 	return moved;
 }
@@ -580,7 +580,7 @@ static void bind_to(const struct end *e, int fd, const struct ck_img_inaddr *a, 
 {
 	struct sockaddr_storage ss;
 	char text[64];
-	socklen_t len = to_sockaddr(e->f->sock->family, a, &ss);
+	socklen_t len = to_sockaddr(e->sock->family, a, &ss);
 	if (bind(fd, (struct sockaddr *)&ss, len) == 0)
 		return;
 	if (errno == EADDRINUSE)
@@ -603,7 +603,7 @@ static void connect_client(struct end *c, int base_fd, const struct ck_img_inadd
 	char text[64];
 	struct ck_img_inaddr fresh = c->in->local;
 	fresh.port = 0;
-	socklen_t len = to_sockaddr(c->f->sock->family, &c->in->local, &ss);
+	socklen_t len = to_sockaddr(c->sock->family, &c->in->local, &ss);
 	c->fd = new_socket(c, base_fd);
 	if (bind(c->fd, (struct sockaddr *)&ss, len) != 0) {
 		if (errno != EADDRINUSE)
@@ -612,7 +612,7 @@ static void connect_client(struct end *c, int base_fd, const struct ck_img_inadd
 			   c->img->pid, c->f->fd, c->in->local.port);
 		bind_to(c, c->fd, &fresh, "client");
 	}
-	len = to_sockaddr(c->f->sock->family, to, &ss);
+	len = to_sockaddr(c->sock->family, to, &ss);
 	/* the kernel lets a loopback four-tuple in TIME_WAIT be reused a
 	 * second later: worth waiting for, to keep the port */
 	for (int tries = 0; tries < 40; tries++) {
@@ -702,7 +702,7 @@ static struct end *listener_at(struct end *ends, size_t n, const struct ck_img_i
 	static const uint8_t any6[16];
 	for (size_t i = 0; i < n; i++) {
 		struct ck_img_inet *in = ends[i].in;
-		if (ends[i].f->sock->type != SOCK_STREAM || in->tcp_state != TCP_LISTEN || in->local.port != a->port)
+		if (ends[i].sock->type != SOCK_STREAM || in->tcp_state != TCP_LISTEN || in->local.port != a->port)
 			continue;
 		if (!memcmp(in->local.addr, a->addr, 16) || !memcmp(in->local.addr, any6, 16) ||
 		    (is_v4(a->addr) && !memcmp(in->local.addr, any4, 16)))
@@ -732,9 +732,9 @@ static void make_pair(struct end *c, struct end *s, int base_fd)
 	close(a);
 	/* the accepted end has the temporary listener's IPv6 options (they
 	 * cannot change once connected) */
-	ck_sockopts_apply(s->fd, s->f, SOL_SOCKET, except_reuseaddr);
-	ck_sockopts_apply(s->fd, s->f, IPPROTO_TCP, 0);
-	ck_sockopts_apply(s->fd, s->f, IPPROTO_IP, 0);
+	ck_sockopts_apply(s->fd, s->f, s->sock, SOL_SOCKET, except_reuseaddr);
+	ck_sockopts_apply(s->fd, s->f, s->sock, IPPROTO_TCP, 0);
+	ck_sockopts_apply(s->fd, s->f, s->sock, IPPROTO_IP, 0);
 	send_queue(s, c->fd, &s->in->recv_q);
 	send_queue(c, c->fd, &c->in->unsent_q);
 	send_queue(c, s->fd, &c->in->recv_q);
@@ -754,7 +754,7 @@ static void make_orphan(struct end *e, int base_fd, int peer_closed)
 {
 	static const struct ck_img_inaddr lo4 = {1, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1}, 0};
 	static const struct ck_img_inaddr lo6 = {1, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, 0};
-	int family = e->f->sock->family;
+	int family = e->sock->family;
 	const struct ck_img_inaddr *lo = family == AF_INET ? &lo4 : &lo6;
 	struct sockaddr_storage ss;
 	socklen_t len = to_sockaddr(family, lo, &ss);
@@ -823,7 +823,7 @@ static void make_pending(struct end *e, int base_fd)
 static void make_udp(struct end *e, int base_fd)
 {
 	e->fd = new_socket(e, base_fd);
-	int family = e->f->sock->family;
+	int family = e->sock->family;
 	if (e->in->local.port)
 		bind_to(e, e->fd, &e->in->local, "UDP");
 	struct ck_img_inaddr to = e->in->local;
@@ -874,31 +874,28 @@ static struct end *partner_of(struct end *ends, size_t n, const struct end *e)
 {
 	for (size_t i = 0; i < n; i++) {
 		struct end *p = &ends[i];
-		if (p != e && p->fd < 0 && p->f->sock->type == SOCK_STREAM && connected_state(p->in->tcp_state) &&
+		if (p != e && p->fd < 0 && p->sock->type == SOCK_STREAM && connected_state(p->in->tcp_state) &&
 		    same_address(&p->in->local, &e->in->peer) && same_address(&p->in->peer, &e->in->local))
 			return p;
 	}
 	return 0;
 }
 
-static size_t collect_ends(struct ck_image **imgs, size_t n, struct end **out)
+static size_t collect_ends(struct ck_sock_file *list, size_t n, struct end **out)
 {
 	size_t count = 0, cap = 16;
 	struct end *ends = calloc(cap, sizeof *ends);
-	for (size_t i = 0; i < n; i++)
-		for (size_t j = 0; j < imgs[i]->nfiles; j++) {
-			struct ck_img_file *f = &imgs[i]->files[j];
-			if (!f->sock || !f->sock->inet_part || f->same_as >= 0)
-				continue;
-			size_t k;
-			for (k = 0; k < count && ends[k].f->ino != f->ino; k++)
-				;
-			if (k < count)
-				continue;
-			if (count == cap)
-				ends = realloc(ends, (cap *= 2) * sizeof *ends);
-			ends[count++] = (struct end){imgs[i], f, f->sock->inet_part, -1};
-		}
+	for (size_t i = 0; i < n; i++) {
+		struct ck_img_file *f = list[i].f;
+		size_t k;
+		for (k = 0; k < count && ends[k].f->ino != f->ino; k++)
+			;
+		if (k < count)
+			continue;
+		if (count == cap)
+			ends = realloc(ends, (cap *= 2) * sizeof *ends);
+		ends[count++] = (struct end){list[i].img, f, list[i].s, list[i].s->inet_part, -1};
+	}
 	*out = ends;
 	return count;
 }
@@ -907,17 +904,17 @@ static size_t collect_ends(struct ck_image **imgs, size_t n, struct end **out)
  * runs: connections first (their temporary listeners would collide with
  * the restored ones), then listeners, pending connections, UDP and the
  * rest; SO_REUSEADDR goes back to the program's value last. */
-CK_HIDDEN void ck_inet_create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd)
+CK_HIDDEN void ck_inet_create_shared(struct ck_sock_file *list, size_t n, struct ck_objects *objs, int base_fd)
 {
 	struct end *ends;
-	size_t count = collect_ends(imgs, n, &ends);
+	size_t count = collect_ends(list, n, &ends);
 	if (!count) {
 		free(ends);
 		return;
 	}
 	for (size_t i = 0; i < count; i++) {
 		struct end *e = &ends[i], *p;
-		if (e->fd >= 0 || e->f->sock->type != SOCK_STREAM || !connected_state(e->in->tcp_state))
+		if (e->fd >= 0 || e->sock->type != SOCK_STREAM || !connected_state(e->in->tcp_state))
 			continue;
 		if ((p = partner_of(ends, count, e)) != 0) {
 			/* the end on a listener's port is the one that was accepted */
@@ -928,13 +925,13 @@ CK_HIDDEN void ck_inet_create_shared(struct ck_image **imgs, size_t n, struct ck
 		}
 	}
 	for (size_t i = 0; i < count; i++)
-		if (ends[i].fd < 0 && ends[i].f->sock->type == SOCK_STREAM && ends[i].in->tcp_state == TCP_LISTEN)
+		if (ends[i].fd < 0 && ends[i].sock->type == SOCK_STREAM && ends[i].in->tcp_state == TCP_LISTEN)
 			make_listener(&ends[i], base_fd);
 	for (size_t i = 0; i < count; i++) {
 		struct end *e = &ends[i];
 		if (e->fd >= 0)
 			continue;
-		if (e->f->sock->type == SOCK_DGRAM)
+		if (e->sock->type == SOCK_DGRAM)
 			make_udp(e, base_fd);
 		else if (!connected_state(e->in->tcp_state))
 			make_plain(e, base_fd);
@@ -944,28 +941,26 @@ CK_HIDDEN void ck_inet_create_shared(struct ck_image **imgs, size_t n, struct ck
 		else
 			make_orphan(e, base_fd, peer_shut_write(e->in->tcp_state));
 	}
-	size_t first = objs->nsockets;
-	objs->sockets = realloc(objs->sockets, (first + count) * sizeof *objs->sockets);
 	for (size_t i = 0; i < count; i++) {
-		set_int(ends[i].fd, SOL_SOCKET, SO_REUSEADDR, saved_reuseaddr(ends[i].f));
-		objs->sockets[first + i] = (struct ck_obj_socket){ends[i].f->ino, ends[i].fd};
+		set_int(ends[i].fd, SOL_SOCKET, SO_REUSEADDR, saved_reuseaddr(ends[i].sock));
+		ck_objects_add(objs, "socket", ends[i].f->ino, 0, ends[i].fd);
 	}
-	objs->nsockets = first + count;
 	free(ends);
 }
 
-CK_HIDDEN int ck_inet_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs)
+CK_HIDDEN int ck_inet_open(struct ck_image *img, struct ck_img_file *f, const struct ck_img_socket *s, int base_fd,
+			   const struct ck_objects *objs)
 {
-	(void)img, (void)base_fd;
-	if (!f->sock->inet_part)
+	(void)base_fd;
+	if (!s->inet_part)
 		ck_refuse("image %s is corrupted: the TCP/UDP socket at descriptor %d has no addresses", img->path, f->fd);
-	for (size_t i = 0; objs && i < objs->nsockets; i++)
-		if (objs->sockets[i].ino == f->ino && objs->sockets[i].fd >= 0) {
-			int fd = dup(objs->sockets[i].fd);
-			if (fd < 0)
-				ck_refuse("cannot duplicate the socket for descriptor %d: %s", f->fd, strerror(errno));
-			fcntl(fd, F_SETFL, f->flags & O_NONBLOCK);
-			return fd;
-		}
+	int made = ck_objects_find(objs, "socket", f->ino, 0);
+	if (made >= 0) {
+		int fd = dup(made);
+		if (fd < 0)
+			ck_refuse("cannot duplicate the socket for descriptor %d: %s", f->fd, strerror(errno));
+		fcntl(fd, F_SETFL, f->flags & O_NONBLOCK);
+		return fd;
+	}
 	ck_refuse("descriptor %d of process %d is a TCP/UDP socket the restore did not make (a ckrun bug)", f->fd, img->pid);
 }

@@ -35,9 +35,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "ckrun.h"
 #include "crc32c.h"
-#include "restore.h"
+#include "sockets.h"
 #include "sys.h"
 
 #define TCP_ESTABLISHED_STATE 1
@@ -538,6 +537,7 @@ CK_HIDDEN int ck_unix_parse(struct cb_dec *d, const char *k, size_t kl, struct c
 struct usock {
 	struct ck_image *img;
 	struct ck_img_file *f;
+	const struct ck_img_socket *sock;
 	struct ck_img_unix *u;
 	int type;
 	int fd;
@@ -646,7 +646,7 @@ static void set_buffer(int fd, int name, int force, uint64_t want)
 
 static void configure(const struct usock *s, int fd)
 {
-	ck_sockopts_apply(fd, s->f, SOL_SOCKET, 0);
+	ck_sockopts_apply(fd, s->f, s->sock, SOL_SOCKET, 0);
 	set_buffer(fd, SO_SNDBUF, SO_SNDBUFFORCE, s->u->sndbuf);
 	set_buffer(fd, SO_RCVBUF, SO_RCVBUFFORCE, s->u->rcvbuf);
 }
@@ -748,17 +748,18 @@ static int open_passed(const struct usock *s, const struct ck_img_passed *p)
 			ck_refuse("cannot reopen %s, a file in flight to " WHO ": %s", p->path, WHO_ARGS(s), strerror(errno));
 		return fd;
 	}
-	if (!strcmp(p->kind, "pipe"))
-		for (size_t i = 0; cur_objs && i < cur_objs->npipes && fd < 0; i++)
-			if (cur_objs->pipes[i].id == p->id)
-				fd = fcntl(cur_objs->pipes[i].ends[p->read_end ? 0 : 1], F_DUPFD_CLOEXEC, 0);
+	if (!strcmp(p->kind, "pipe")) {
+		int end = ck_objects_find(cur_objs, "pipe", p->id, p->read_end ? 0 : 1);
+		if (end >= 0)
+			fd = fcntl(end, F_DUPFD_CLOEXEC, 0);
+	}
 	if (!strcmp(p->kind, "socket")) {
 		const struct usock *u = find_ino(p->id);
+		int other = ck_objects_find(cur_objs, "socket", p->id, 0);
 		if (u && u->fd >= 0)
 			fd = fcntl(u->fd, F_DUPFD_CLOEXEC, 0);
-		for (size_t i = 0; fd < 0 && cur_objs && i < cur_objs->nsockets; i++)
-			if (cur_objs->sockets[i].ino == p->id && cur_objs->sockets[i].fd >= 0)
-				fd = fcntl(cur_objs->sockets[i].fd, F_DUPFD_CLOEXEC, 0);
+		if (fd < 0 && other >= 0)
+			fd = fcntl(other, F_DUPFD_CLOEXEC, 0);
 	}
 	if (fd < 0)
 		ck_refuse("a %s in flight to " WHO " (SCM_RIGHTS) is held by no process of the session, so ckrun cannot pass it "
@@ -1085,29 +1086,29 @@ static void apply_shutdown(const struct usock *s)
 		ck_refuse("cannot shut " WHO " down again: %s", WHO_ARGS(s), strerror(errno));
 }
 
-static void collect(struct ck_image **imgs, size_t n)
+static void collect(struct ck_sock_file *list, size_t n)
 {
 	free(socks);
 	socks = 0;
 	nsocks = 0;
-	for (size_t i = 0; i < n; i++)
-		for (size_t j = 0; j < imgs[i]->nfiles; j++) {
-			struct ck_img_file *f = &imgs[i]->files[j];
-			if (!f->sock || f->sock->family != AF_UNIX || f->same_as >= 0)
-				continue;
-			if (!f->sock->unix_part)
-				ck_refuse("image %s is damaged: the Unix socket at descriptor %d has no \"unix\" part", imgs[i]->path,
-					  f->fd);
-			if (find_ino(f->sock->unix_part->ino))
-				continue; /* one socket held by several processes */
-			socks = realloc(socks, (nsocks + 1) * sizeof *socks);
-			socks[nsocks++] = (struct usock){imgs[i], f, f->sock->unix_part, f->sock->type, -1};
-		}
+	for (size_t i = 0; i < n; i++) {
+		struct ck_img_file *f = list[i].f;
+		const struct ck_img_socket *sock = list[i].s;
+		if (!sock->unix_part)
+			ck_refuse("image %s is damaged: the Unix socket at descriptor %d has no \"unix\" part", list[i].img->path,
+				  f->fd);
+		if (find_ino(sock->unix_part->ino))
+			continue; /* one socket held by several processes */
+		socks = realloc(socks, (nsocks + 1) * sizeof *socks);
+		socks[nsocks++] = (struct usock){list[i].img, f, sock, sock->unix_part, sock->type, -1};
+	}
 }
 
-CK_HIDDEN void ck_unix_create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd)
+/* Every Unix socket of the images (list: those sockets.c found), made
+ * once: objects "socket" (inode, 0). */
+CK_HIDDEN void ck_unix_create_shared(struct ck_sock_file *list, size_t n, struct ck_objects *objs, int base_fd)
 {
-	collect(imgs, n);
+	collect(list, n);
 	if (!nsocks)
 		return;
 	cur_objs = objs;
@@ -1125,19 +1126,18 @@ CK_HIDDEN void ck_unix_create_shared(struct ck_image **imgs, size_t n, struct ck
 	for (size_t i = 0; i < nsocks; i++) {
 		struct usock *s = &socks[i];
 		apply_shutdown(s);
-		objs->sockets = realloc(objs->sockets, (objs->nsockets + 1) * sizeof *objs->sockets);
-		objs->sockets[objs->nsockets++] = (struct ck_obj_socket){s->u->ino, s->fd};
+		ck_objects_add(objs, "socket", s->u->ino, 0, s->fd);
 	}
 }
 
-CK_HIDDEN int ck_unix_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs)
+CK_HIDDEN int ck_unix_open(struct ck_image *img, struct ck_img_file *f, const struct ck_img_socket *s, int base_fd,
+			   const struct ck_objects *objs)
 {
-	(void)img, (void)base_fd;
-	const struct ck_img_unix *u = f->sock->unix_part;
-	for (size_t i = 0; u && objs && i < objs->nsockets; i++) {
-		if (objs->sockets[i].ino != u->ino || objs->sockets[i].fd < 0)
-			continue;
-		int fd = fcntl(objs->sockets[i].fd, F_DUPFD_CLOEXEC, base_fd);
+	(void)img;
+	const struct ck_img_unix *u = s->unix_part;
+	int made = u ? ck_objects_find(objs, "socket", u->ino, 0) : -1;
+	if (made >= 0) {
+		int fd = fcntl(made, F_DUPFD_CLOEXEC, base_fd);
 		if (fd < 0 || fcntl(fd, F_SETFL, f->flags & O_NONBLOCK) != 0)
 			ck_refuse("cannot set up the Unix socket at descriptor %d: %s", f->fd, strerror(errno));
 		return fd;

@@ -14,11 +14,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-#include "ckrun.h"
-#include "restore.h"
+#include "fdkind.h"
+#include "sockets.h"
 #include "sys.h"
+
+static int socket_detect(const struct ck_fd *f)
+{
+	return (f->st.mode & S_IFMT) == S_IFSOCK;
+}
 
 /* Options of the socket layer itself. Buffer sizes are left to the family
  * file: the kernel reports them doubled and tunes TCP's by itself unless
@@ -39,7 +45,7 @@ static void save_options(struct cb_enc *e, const struct ck_fd *f, int family, in
 	cb_close(e);
 }
 
-CK_HIDDEN void ck_socket_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f)
+static void socket_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f)
 {
 	struct cb_enc *e = &w->meta;
 	int family, type, protocol;
@@ -99,13 +105,13 @@ static int parse_options(struct cb_dec *d, struct ck_img_socket *s)
 	return !d->error;
 }
 
-CK_HIDDEN int ck_socket_parse(struct cb_dec *d, struct ck_img_file *f)
+static int socket_parse(struct cb_dec *d, struct ck_img_file *f)
 {
 	int64_t left;
 	const char *k;
 	size_t kl;
 	struct ck_img_socket *s = calloc(1, sizeof *s);
-	f->sock = s;
+	f->priv = s;
 	if (!cbd_map(d, &left))
 		return 0;
 	while (cbd_next_key(d, &left, &k, &kl)) {
@@ -130,30 +136,83 @@ CK_HIDDEN int ck_socket_parse(struct cb_dec *d, struct ck_img_file *f)
 	return !d->error && s->family != 0;
 }
 
-CK_HIDDEN int ck_socket_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs)
+/* Frees what reading a socket allocated (the restore host itself never
+ * needs to: it exits or becomes the program; a fuzz target reads millions). */
+static void socket_release(struct ck_img_file *f)
 {
-	switch (f->sock->family) {
+	struct ck_img_socket *s = f->priv;
+	if (!s)
+		return;
+	if (s->unix_part) {
+		for (size_t i = 0; i < s->unix_part->npassed; i++)
+			free(s->unix_part->passed[i].path);
+		free(s->unix_part->passed);
+		free(s->unix_part->pending);
+		free(s->unix_part->msgs);
+		free(s->unix_part);
+	}
+	if (s->inet_part) {
+		free(s->inet_part->dgrams);
+		free(s->inet_part);
+	}
+	free(s->opts);
+	free(s);
+}
+
+static int socket_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs)
+{
+	const struct ck_img_socket *s = f->priv;
+	switch (s->family) {
 	case AF_UNIX:
-		return ck_unix_open(img, f, base_fd, objs);
+		return ck_unix_open(img, f, s, base_fd, objs);
 	case AF_INET:
 	case AF_INET6:
-		return ck_inet_open(img, f, base_fd, objs);
+		return ck_inet_open(img, f, s, base_fd, objs);
 	default:
-		ck_refuse("descriptor %d is a socket of family %d, which this ckrun cannot restore", f->fd, f->sock->family);
+		ck_refuse("descriptor %d is a socket of family %d, which this ckrun cannot restore", f->fd, s->family);
 	}
 }
 
-/* Sockets connected to each other inside the session are made once, here,
- * before any process is forked (as pipes are), and inherited. */
-CK_HIDDEN void ck_sockets_create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd)
+CK_HIDDEN extern const struct ck_fd_kind ck_kind_socket;
+
+/* The sockets of every image with their own part, for their family. */
+static size_t family_sockets(struct ck_image **imgs, size_t n, int inet, struct ck_sock_file **out)
 {
-	ck_unix_create_shared(imgs, n, objs, base_fd);
-	ck_inet_create_shared(imgs, n, objs, base_fd);
+	size_t count = 0;
+	*out = 0;
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < imgs[i]->nfiles; j++) {
+			struct ck_img_file *f = &imgs[i]->files[j];
+			struct ck_img_socket *s = f->priv;
+			if (f->ops != &ck_kind_socket || !s || f->same_as >= 0 || (inet ? !s->inet_part : s->family != AF_UNIX))
+				continue;
+			*out = realloc(*out, (count + 1) * sizeof **out);
+			(*out)[count++] = (struct ck_sock_file){imgs[i], f, s};
+		}
+	return count;
 }
 
-CK_HIDDEN void ck_sockets_close_objects(struct ck_objects *objs)
+/* Sockets connected to each other inside the session are made once, here,
+ * before any process is forked (as pipes are), and inherited: objects
+ * "socket" (inode at checkpoint time, 0). */
+static void sockets_create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd)
 {
-	for (size_t i = 0; i < objs->nsockets; i++)
-		if (objs->sockets[i].fd >= 0)
-			close(objs->sockets[i].fd);
+	struct ck_sock_file *socks;
+	size_t count = family_sockets(imgs, n, 0, &socks);
+	ck_unix_create_shared(socks, count, objs, base_fd);
+	free(socks);
+	count = family_sockets(imgs, n, 1, &socks);
+	ck_inet_create_shared(socks, count, objs, base_fd);
+	free(socks);
 }
+
+CK_HIDDEN const struct ck_fd_kind ck_kind_socket = {
+	.name = "socket",
+	.detect = socket_detect,
+	.save = socket_save,
+	.key = "socket",
+	.parse = socket_parse,
+	.release = socket_release,
+	.create_shared = sockets_create_shared,
+	.open = socket_open,
+};

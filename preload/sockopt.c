@@ -6,8 +6,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "ckrun.h"
-#include "restore.h"
+#include "sockets.h"
 #include "sys.h"
 
 CK_HIDDEN int ck_sockopt_int(int fd, int level, int name, int *v)
@@ -31,10 +30,11 @@ CK_HIDDEN void ck_sockopt_put(struct cb_enc *e, int fd, int level, int name)
 }
 
 /* Sets the saved options of one level (SOL_SOCKET, IPPROTO_TCP, ...) or of
- * every level (level < 0), skipping those in except[] (ending with -1). */
-CK_HIDDEN void ck_sockopts_apply(int fd, const struct ck_img_file *f, int level, const int *except)
+ * every level (level < 0), skipping those in except[] (ending with -1);
+ * f names the descriptor in a refusal. */
+CK_HIDDEN void ck_sockopts_apply(int fd, const struct ck_img_file *f, const struct ck_img_socket *s, int level,
+				 const int *except)
 {
-	const struct ck_img_socket *s = f->sock;
 	for (size_t i = 0; i < s->nopts; i++) {
 		const struct ck_img_sockopt *o = &s->opts[i];
 		int skip = level >= 0 && o->level != level;

@@ -1,0 +1,62 @@
+/* A kind of descriptor: how the checkpoint recognizes and saves it, and
+ * how the restore host reads, checks and makes it again.
+ *
+ * Each kind is one `const struct ck_fd_kind ck_kind_<name>` in the file of
+ * its kind (files.c, pipes.c, events.c, sockets.c, ...), listed once in
+ * fds.c's CK_FD_KINDS, which walks every descriptor and calls the kind's
+ * operations; its own part of a descriptor (what its key in the image
+ * holds) stays private to its file, behind ck_img_file.priv. Any
+ * operation may be 0: the kind has nothing to do there. docs/design.md,
+ * "Kinds of descriptors". */
+#ifndef CK_FDKIND_H
+#define CK_FDKIND_H
+
+#include <stddef.h>
+
+#include "ckrun.h"
+#include "restore.h"
+
+struct ck_fd_kind {
+	const char *name; /* "kind" in the image */
+
+	/* ---- checkpoint: in the signal handler, raw code only. The handler
+	 * check (scripts/check-handler-code.mjs) follows these fields of a
+	 * ck_kind_* object, and only these: they end at CK_FD_KIND_HANDLER_END. */
+	/* f is of this kind (kinds are tried in CK_FD_KINDS' order) */
+	int (*detect)(const struct ck_fd *f);
+	/* writes the kind's key and its part into the descriptor's map; not
+	 * called for a descriptor that shares an earlier one's description */
+	void (*save)(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f);
+	/* how much of the descriptor's link is the path saved (0: all of it) */
+	size_t (*path_len)(const struct ck_fd *f);
+
+	/* ---- restore host ---- */
+	const char *key; /* the key of the descriptor's map that holds the kind's part, or 0 */
+	/* reads that key's value into f->priv; 0 when it is damaged */
+	int (*parse)(struct cb_dec *d, struct ck_img_file *f);
+	/* frees f->priv (0: free() does) */
+	void (*release)(struct ck_img_file *f);
+	/* everything that can be checked before anything is changed */
+	void (*check)(struct ck_image *img, struct ck_img_file *f);
+	/* objects the processes of a restore share (a pipe, a connection),
+	 * made once into objs before any process is forked; every image */
+	void (*create_shared)(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd);
+	/* a new descriptor for f, at any number (fds.c moves it up) */
+	int (*open)(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs);
+	/* the point of no return, before f takes its number */
+	void (*install)(struct ck_img_file *f);
+	/* once per image, when every descriptor is at its number (kind by
+	 * kind, in CK_FD_KINDS' order) */
+	void (*installed)(struct ck_image *img);
+};
+
+#define CK_FD_KIND_HANDLER_END 32 /* name, detect, save, path_len */
+_Static_assert(offsetof(struct ck_fd_kind, key) == CK_FD_KIND_HANDLER_END,
+	       "scripts/check-handler-code.mjs: the handler's operations end at CK_FD_KIND_HANDLER_END");
+
+/* files.c: which of the session's stdio (ckrun's descriptors 0-2) f is,
+ * or -1; saved with every descriptor (one that shares another's
+ * description keeps it too) */
+CK_HIDDEN int ck_fd_stdio_index(const struct ck_fd *f);
+
+#endif
