@@ -1,15 +1,18 @@
-/* Shared declarations of the ckrun shim. Each kind of state has one file
- * holding both its save and its restore half:
+/* Shared declarations of the ckrun shim (the checkpoint side; restore.h
+ * adds the restore host's). Each kind of state has one file holding both
+ * its save and its restore half:
  *   memory.c   mappings, pages, vdso, brk/mm
  *   threads.c  thread contexts, TIDs, rseq, robust lists
  *   signals.c  dispositions, pending signals, interval timers
  *   fds.c      descriptors, each through its kind (fdkind.h): files.c,
  *              pipes.c, events.c, sockets.c (sk-unix.c, sk-inet.c)
  *   process.c  cwd, umask, rlimits, identity
- *   syscalls.c system calls a checkpoint interrupts, resumed unseen
- * checkpoint.c runs the stop-the-world protocol, image.c frames the file,
- * restore.c is the restore host's side, restore_core.c the code that runs
- * after the old address space is gone, shim.c the wrappers. */
+ * checkpoint.c runs the stop-the-world protocol, restore.c is the restore
+ * host's side, restore_core.c the code that runs after the old address
+ * space is gone, shim.c the wrappers; below the kinds are the helpers
+ * they all use (image.c frames the file, session.c talks to ckrun,
+ * procfs.c reads /proc, ...). The files are in layers that call only
+ * downward: docs/design.md, "Layers". */
 #ifndef CKRUN_H
 #define CKRUN_H
 
