@@ -26,9 +26,12 @@
     {
       "target_name": "ckrun_native",
       "dependencies": ["ckrun_shim"],
-      "sources": ["addon/native.c", "preload/crc32c.c"],
+      "sources": [
+        "addon/native.c", "addon/helpers.c", "addon/reaper.c", "addon/spawn.c", "addon/sigwatch.c",
+        "addon/crc.c", "addon/unix.c", "addon/files.c", "addon/procs.c", "preload/crc32c.c"
+      ],
       "include_dirs": ["preload"],
-      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter"]
+      "cflags": ["-std=gnu11", "-fvisibility=hidden", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter"]
     }
   ]
 }
