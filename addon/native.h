@@ -37,27 +37,8 @@
 #include <linux/unix_diag.h>
 
 #include "crc32c.h" /* preload/: the shim's CRC-32C */
-#include "wire.h"   /* preload/: the join request's tag */
+#include "wire.h"   /* preload/: what the shim and the addon both know */
 
-/* struct clone_args of <linux/sched.h>, declared here so that header's
- * CLONE_* macros do not clash with <sched.h>'s. */
-struct ck_clone_args {
-	uint64_t flags;
-	uint64_t pidfd;
-	uint64_t child_tid;
-	uint64_t parent_tid;
-	uint64_t exit_signal;
-	uint64_t stack;
-	uint64_t stack_size;
-	uint64_t tls;
-	uint64_t set_tid;
-	uint64_t set_tid_size;
-	uint64_t cgroup;
-};
-
-#ifndef SYS_clone3
-#define SYS_clone3 435
-#endif
 #ifndef SYS_close_range
 #define SYS_close_range 436
 #endif

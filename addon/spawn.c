@@ -367,7 +367,7 @@ napi_value js_spawn(napi_env env, napi_callback_info info)
 	int pfd[2] = { -1, -1 }, idsync[2] = { -1, -1 };
 	sigset_t all, old;
 	struct ck_clone_args ca;
-	uint64_t tid_arr[1];
+	pid_t tid;
 	pid_t parent = getpid();
 	long r;
 	int err;
@@ -393,16 +393,9 @@ napi_value js_spawn(napi_env env, napi_callback_info info)
 		goto fail;
 	}
 
-	memset(&ca, 0, sizeof ca);
-	ca.flags = q.newns ? (uint64_t)(CLONE_NEWPID | CLONE_NEWNS) : 0;
-	if (q.newuser)
-		ca.flags |= CLONE_NEWUSER;
-	ca.exit_signal = SIGCHLD;
-	if (q.have_tid) {
-		tid_arr[0] = (uint64_t)q.tid;
-		ca.set_tid = (uint64_t)(uintptr_t)tid_arr;
-		ca.set_tid_size = 1;
-	}
+	tid = (pid_t)q.tid;
+	ck_clone_args_child(&ca, (q.newns ? (uint64_t)(CLONE_NEWPID | CLONE_NEWNS) : 0) | (q.newuser ? CLONE_NEWUSER : 0),
+			    q.have_tid ? &tid : NULL);
 
 	/* Block every signal around clone3 so the child cannot run one of
 	 * Node's handlers before it has reset them (as posix_spawn does). */

@@ -12,14 +12,11 @@ static bool abstract_addr(napi_env env, napi_value v, struct sockaddr_un *a, soc
 	if (!*name)
 		return false;
 	size_t n = strlen(*name);
-	if (n == 0 || n + 1 > sizeof a->sun_path) {
+	*len = n ? ck_abstract_addr(a, *name, n) : 0;
+	if (!*len) {
 		napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "abstract socket name must be 1 to 107 bytes");
 		return false;
 	}
-	memset(a, 0, sizeof *a);
-	a->sun_family = AF_UNIX;
-	memcpy(a->sun_path + 1, *name, n); /* sun_path[0] = 0: abstract */
-	*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
 	return true;
 }
 
@@ -180,18 +177,9 @@ napi_value js_unix_peers(napi_env env, napi_callback_info info)
 		throw_coded(env, errno_name(err), "sock_diag: socket: %s", strerror(err));
 		goto fail;
 	}
-	struct {
-		struct nlmsghdr nlh;
-		struct unix_diag_req req;
-	} q;
-	memset(&q, 0, sizeof q);
-	q.nlh.nlmsg_len = sizeof q;
-	q.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-	q.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-	q.nlh.nlmsg_seq = 1;
-	q.req.sdiag_family = AF_UNIX;
-	q.req.udiag_states = 1u << 1; /* TCP_ESTABLISHED */
-	q.req.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER;
+	struct ck_unix_diag_query q;
+	ck_unix_diag_query(&q, 0, 1u << 1 /* TCP_ESTABLISHED */, UDIAG_SHOW_NAME | UDIAG_SHOW_PEER);
+	q.h.nlmsg_seq = 1;
 	struct sockaddr_nl nladdr = { .nl_family = AF_NETLINK };
 	ssize_t sent;
 	do

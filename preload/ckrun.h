@@ -24,6 +24,7 @@
 #include "cbor.h"
 #include "sys.h"
 #include "util.h"
+#include "wire.h"
 
 #define CK_IMAGE_VERSION 1
 /* The contract between a restore host and the shim inside an image (the
@@ -47,11 +48,9 @@ struct ck_ctx {
 CK_HIDDEN long ck_ctx_save(struct ck_ctx *c) __attribute__((returns_twice));
 CK_CORE __attribute__((noreturn)) void ck_ctx_resume(const struct ck_ctx *c, long value);
 
-/* clone3's arguments; ck_clone3_thread starts fn(arg) on the given stack
- * in the new task (a thread at restore, the writer's middle process). */
-struct ck_clone_args {
-	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
-};
+/* clone3's arguments (wire.h); ck_clone3_thread starts fn(arg) on the
+ * given stack in the new task (a thread at restore, the writer's middle
+ * process). */
 CK_CORE long ck_clone3_thread(struct ck_clone_args *args, size_t size, void (*fn)(void *), void *arg);
 
 /* ---- one stopped thread ---- */

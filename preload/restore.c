@@ -9,7 +9,6 @@
 #include <setjmp.h>
 #include <fcntl.h>
 #include <link.h>
-#include <linux/sched.h>
 #include <sched.h>
 #include <poll.h>
 #include <signal.h>
@@ -988,12 +987,9 @@ static int by_pid(const void *a, const void *b)
 /* fork, but the child gets PID pid; -1 and errno on failure */
 CK_HIDDEN long ck_spawn_with_pid(int pid)
 {
-	struct clone_args args;
+	struct ck_clone_args args;
 	pid_t want = pid;
-	memset(&args, 0, sizeof args);
-	args.exit_signal = SIGCHLD;
-	args.set_tid = (uint64_t)&want;
-	args.set_tid_size = 1;
+	ck_clone_args_child(&args, 0, &want);
 	return syscall(SYS_clone3, &args, sizeof args);
 }
 
@@ -1380,12 +1376,9 @@ CK_HIDDEN __attribute__((noreturn)) void ck_run_init(const char *path, int verif
 	for (size_t i = 0; i < sizeof fwd / sizeof fwd[0]; i++)
 		signal(fwd[i], forward_signal);
 
-	struct clone_args args;
+	struct ck_clone_args args;
 	pid_t want = pid;
-	memset(&args, 0, sizeof args);
-	args.exit_signal = SIGCHLD;
-	args.set_tid = (uint64_t)&want;
-	args.set_tid_size = 1;
+	ck_clone_args_child(&args, 0, &want);
 	long child = syscall(SYS_clone3, &args, sizeof args);
 	if (child < 0)
 		ck_refuse("cannot create PID %d in the new PID namespace: %s", pid, strerror(errno));

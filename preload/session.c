@@ -66,13 +66,7 @@ CK_HIDDEN void ck_session_reply(const char *line)
 
 CK_HIDDEN unsigned ck_session_addr(struct sockaddr_un *a, const char *name)
 {
-	size_t n = ck_strlen(name);
-	if (n + 1 > sizeof a->sun_path)
-		return 0;
-	ck_memset(a, 0, sizeof *a);
-	a->sun_family = AF_UNIX;
-	ck_memcpy(a->sun_path + 1, name, n);
-	return (unsigned)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
+	return ck_abstract_addr(a, name, ck_strlen(name));
 }
 
 /* Whether the coordinator at the other end of fd may have this process:

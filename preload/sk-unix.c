@@ -107,23 +107,12 @@ static void parse_diag_attrs(struct udiag *u, const struct unix_diag_msg *m, lon
  * no such socket, e.g. a connection's embryo, which has no inode). */
 static long diag_query(uint32_t ino, struct udiag *u)
 {
-	struct {
-		struct nlmsghdr h;
-		struct unix_diag_req r;
-	} q;
+	struct ck_unix_diag_query q;
 	struct sockaddr_nl kernel;
-	ck_memset(&q, 0, sizeof q);
+	ck_unix_diag_query(&q, ino, ~0u, UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN | UDIAG_SHOW_ICONS);
 	ck_memset(&kernel, 0, sizeof kernel);
 	ck_memset(u, 0, sizeof *u);
 	kernel.nl_family = AF_NETLINK;
-	q.h.nlmsg_len = sizeof q;
-	q.h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-	q.h.nlmsg_flags = NLM_F_REQUEST;
-	q.r.sdiag_family = AF_UNIX;
-	q.r.udiag_states = ~0u;
-	q.r.udiag_ino = ino;
-	q.r.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN | UDIAG_SHOW_ICONS;
-	q.r.udiag_cookie[0] = q.r.udiag_cookie[1] = ~0u; /* any: look up by inode */
 	long nl = CK_SYS3(SYS_socket, AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
 	if (nl < 0)
 		return nl;
