@@ -23,7 +23,6 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <link.h>
 #include <pthread.h>
 #include <spawn.h>
 #include <sys/prctl.h>
@@ -34,11 +33,7 @@
 #include <sys/mman.h>
 #include <sys/inotify.h>
 #include <sys/signalfd.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
-
-#include <linux/kcmp.h>
 
 #include "ckrun.h"
 #include "wire.h"
