@@ -912,6 +912,14 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
 	ck_jump_to_core(plan, (void *)core_stack_top, entry);
 }
 
+/* Everything the processes of a restore share, made once before any of
+ * them is forked: every kind's objects (pipes, sockets), shared memory. */
+static void create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd)
+{
+	ck_files_create_shared(imgs, n, objs, base_fd);
+	ck_shm_create_shared(imgs, n, objs, base_fd);
+}
+
 /* Turns this process into the one in img, whose checks passed. */
 static void spawn_zombies(const struct ck_image *img);
 
@@ -922,8 +930,7 @@ CK_HIDDEN __attribute__((noreturn)) void ck_restore_loaded(struct ck_image *img)
 	spawn_zombies(img);
 	/* shared memory and pipes are made as a tree makes them: a memfd
 	 * mapped and held as a descriptor stays one object */
-	ck_files_create_shared(&img, 1, &objs, max_program_fd(img) + 64);
-	ck_shm_create_shared(&img, 1, &objs, max_program_fd(img) + 64);
+	create_shared(&img, 1, &objs, max_program_fd(img) + 64);
 	become(img, &objs);
 }
 
@@ -1298,8 +1305,7 @@ CK_HIDDEN __attribute__((noreturn)) void ck_restore_tree(const char *dir, int ve
 	getrlimit(RLIMIT_NOFILE, &nofile);
 	nofile.rlim_cur = nofile.rlim_max;
 	setrlimit(RLIMIT_NOFILE, &nofile);
-	ck_files_create_shared(imgs, t.n, &t.objs, base + 64);
-	ck_shm_create_shared(imgs, t.n, &t.objs, base + 64);
+	create_shared(imgs, t.n, &t.objs, base + 64);
 	ck_files_open_shared(imgs, t.n, &t.objs, (const int(*)[3])t.groups, t.ngroups, base + 64);
 	/* above every descriptor number of the family, as the shared objects are */
 	int raw[2];
