@@ -14,6 +14,7 @@
 #include "ckrun.h"
 #include "crc32c.h"
 #include "restore.h"
+#include "schema.h"
 #include "sys.h"
 
 #define HEADER_SIZE 4096
@@ -291,7 +292,8 @@ enum header_problem { HP_OK, HP_EMPTY, HP_NOT_CBOR, HP_PADDING, HP_CRC, HP_NOT_I
 /* The [h'<header map>', crc] pair at the start of block, then zeros up
  * to its end: the whole block is covered (a flipped bit in the padding is
  * damage too). */
-static enum header_problem parse_block(const uint8_t *block, size_t n, struct header_fields *h, uint32_t *crc_out)
+static enum header_problem parse_block(const uint8_t *block, size_t n, struct header_fields *h, uint32_t *crc_out,
+				       const uint8_t **hb_out, size_t *hl_out)
 {
 	struct cb_dec d, m;
 	int64_t count;
@@ -312,6 +314,8 @@ static enum header_problem parse_block(const uint8_t *block, size_t n, struct he
 	if (ck_crc32c(0, hb, hl) != (uint32_t)crc)
 		return HP_CRC;
 	*crc_out = (uint32_t)crc;
+	*hb_out = hb;
+	*hl_out = hl;
 	if (!cbd_well_formed(hb, hl))
 		return HP_NOT_IMAGE;
 	cbd_init(&m, hb, hl);
@@ -390,6 +394,27 @@ static const char *size_text(uint64_t n, char *buf, size_t cap)
 	return buf;
 }
 
+/* The metadata's shim_abi, or CK_SHIM_ABI when it has none (the schema
+ * then names it missing). */
+static uint64_t meta_shim_abi(const uint8_t *meta, size_t len)
+{
+	struct cb_dec d;
+	int64_t n;
+	const char *k;
+	size_t kl;
+	uint64_t v;
+	cbd_init(&d, meta, len);
+	if (!cbd_map(&d, &n))
+		return CK_SHIM_ABI;
+	while (cbd_next_key(&d, &n, &k, &kl)) {
+		if (cbd_key_is(k, kl, "shim_abi") && cbd_peek(&d) == CB_UINT && cbd_uint(&d, &v))
+			return v;
+		if (!cbd_skip(&d))
+			break;
+	}
+	return CK_SHIM_ABI;
+}
+
 /* Checks the header block of an open image against the file and reads
  * the metadata (checked against its CRC and the strict CBOR rules); the
  * same checks, in the same order, as src/image.ts's loadImage. */
@@ -400,6 +425,9 @@ CK_HIDDEN void ck_image_load(struct ck_image *img, const char *path)
 	struct header_fields h;
 	uint32_t hcrc = 0;
 	char a[32], b[32];
+	const uint8_t *hb = 0;
+	size_t hl = 0;
+	char why[512];
 
 	memset(&h, 0, sizeof h);
 	img->path = path;
@@ -413,7 +441,7 @@ CK_HIDDEN void ck_image_load(struct ck_image *img, const char *path)
 		ck_refuse("image %s is empty (truncated to 0 bytes)", path);
 	if (size < HEADER_SIZE || ck_pread_all(img->fd, block, sizeof block, 0) < 0)
 		ck_refuse("image %s is truncated (expected at least 4096 bytes, found %s)", path, size_text(size, a, sizeof a));
-	switch (parse_block(block, sizeof block, &h, &hcrc)) {
+	switch (parse_block(block, sizeof block, &h, &hcrc, &hb, &hl)) {
 	case HP_OK:
 		break;
 	case HP_EMPTY:
@@ -436,6 +464,8 @@ CK_HIDDEN void ck_image_load(struct ck_image *img, const char *path)
 	const char *field = bad_field(&h);
 	if (field)
 		ck_refuse("image %s is corrupted: header field '%s' is missing or invalid", path, field);
+	if (!ck_schema_check(hb, hl, CK_SCHEMA_HEADER, why, sizeof why))
+		ck_refuse("image %s: its header does not keep to the image schema: %s", path, why);
 	if (size < h.file_length)
 		ck_refuse("image %s is truncated (expected %s, found %s)", path, size_text(h.file_length, a, sizeof a),
 			  size_text(size, b, sizeof b));
@@ -458,6 +488,10 @@ CK_HIDDEN void ck_image_load(struct ck_image *img, const char *path)
 		ck_refuse("image %s is corrupted: the metadata checksum does not match", path);
 	if (!cbd_well_formed(img->meta, h.meta_length))
 		ck_refuse("image %s is corrupted: its metadata is not well-formed CBOR", path);
+	/* an image of another shim ABI is refused as such by its parse */
+	if (meta_shim_abi(img->meta, img->meta_len) == CK_SHIM_ABI &&
+	    !ck_schema_check(img->meta, img->meta_len, CK_SCHEMA_META, why, sizeof why))
+		ck_refuse("image %s: its metadata does not keep to the image schema: %s", path, why);
 }
 
 /* ---- the chunks of the data area the metadata names ----

@@ -29,6 +29,7 @@
 #include "ckrun.h"
 #include "crc32c.h"
 #include "restore.h"
+#include "schema.h"
 #include "sys.h"
 
 #define CORE_STACK (256UL << 10)
@@ -464,6 +465,9 @@ CK_HIDDEN void ck_manifest_parse(struct ck_manifest *m, const uint8_t *buf, size
 		maplen = bl;
 		framed = 1;
 	}
+	char why[512];
+	if (!ck_schema_check(map, maplen, CK_SCHEMA_MANIFEST, why, sizeof why))
+		manifest_damaged(dir, why);
 	cbd_init(&d, map, maplen);
 	if (!cbd_map(&d, &n))
 		manifest_damaged(dir, "it is not a map");

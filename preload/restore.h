@@ -227,6 +227,10 @@ struct ck_plan {
 
 /* image.c */
 CK_HIDDEN void ck_image_load(struct ck_image *img, const char *path);
+/* schema.c: 1 when buf (one CBOR map) keeps to the image schema's record
+ * (CK_SCHEMA_* of schema.h); else 0, and why says where and what, naming
+ * the key */
+CK_HIDDEN int ck_schema_check(const void *buf, size_t len, int record, char *why, size_t cap);
 /* Every chunk of the data area the metadata names (docs/image-format.md):
  * fn(ctx, offset, length, crc, ref) for each, ref -1 for the image's own
  * pages and data, else the index into "images" of the image that holds

@@ -9,6 +9,7 @@ import { constants, existsSync } from 'node:fs';
 import { lstat, mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { wellFormed } from './cbor-check.js';
+import { checkRecord } from './image-schema.js';
 import { errorMessage, SessionError } from './errors.js';
 import { asArray, asMap, asNumber, asBigInt, asString, decodeCbor, imageIdentity, PID_MAX, type CborValue, type Image } from './image.js';
 import { crc32c, tryLockExclusive } from './native.js';
@@ -280,6 +281,8 @@ export function parseManifest(path: string, bytes: Uint8Array, dirName?: string)
       path,
       `has version ${version}${framed ? ' in a version 2 frame' : ' without the version 2 frame'}; this ckrun reads versions 1 and 2`,
     );
+  const unfit = checkRecord(m, 'manifest');
+  if (unfit) throw new ManifestError(path, `is damaged: ${unfit}`);
   const generation = m['generation'] === undefined ? undefined : uintMax(m['generation'], Number.MAX_SAFE_INTEGER);
   if (m['generation'] !== undefined && (generation === undefined || generation < 1)) malformed('generation');
   const root = m['root'] === undefined ? undefined : uintMax(m['root'], PID_MAX);

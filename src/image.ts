@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { DecompressError, decompressImageFile, isCompressedImage } from './compress.js';
 import { wellFormed } from './cbor-check.js';
+import { checkRecord, SHIM_ABI } from './image-schema.js';
 import { crc32c, crc32cFile, isNativeError } from './native.js';
 import { displayPath, formatBytes, hex } from './output.js';
 
@@ -206,6 +207,8 @@ function parseHeader(path: string, block: Buffer, size: number): { header: Image
       throw new ImageError(path, 'corrupt', `is corrupted: header field '${k}' is missing or invalid`);
     out[k] = v;
   }
+  const unfit = checkRecord(h, 'header');
+  if (unfit) throw new ImageError(path, 'corrupt', `does not keep to the image schema: its header: ${unfit}`);
   const hdr = out as ImageHeader;
   if (size < hdr.file_length)
     throw new ImageError(
@@ -376,6 +379,10 @@ async function loadImage(file: string, verifyData: boolean, name: string = file)
     if (!isMap(meta)) throw new ImageError(path, 'corrupt', 'is corrupted: its metadata cannot be read (it is not a map)');
     if (asNumber(meta['version']) !== header.version)
       throw new ImageError(path, 'corrupt', `is corrupted: metadata version ${String(meta['version'])} differs from the header's`);
+    // (an image of another shim ABI has other keys: a restart refuses it as such)
+    const abi = asNumber(meta['shim_abi']);
+    const unfit = abi === undefined || abi === SHIM_ABI ? checkRecord(meta, 'meta') : undefined;
+    if (unfit) throw new ImageError(path, 'corrupt', `does not keep to the image schema: ${unfit}`);
     const pid = asNumber(meta['pid']);
     if (pid === undefined || pid < 1 || pid > PID_MAX) throw new ImageError(path, 'corrupt', 'is corrupted: its metadata has no pid');
     const onDisk = compressed ? await stat(name).then((s) => s.size, () => size) : size;

@@ -1,0 +1,463 @@
+/* The image schema as the restore host checks it (preload/schema.c).
+ * GENERATED from src/image-schema.ts by `npm run schema`: do not edit; change
+ * the schema and run it again (test/schema.test.ts fails while this file
+ * is not current). */
+#ifndef CK_SCHEMA_H
+#define CK_SCHEMA_H
+
+enum { CKS_UINT, CKS_INT, CKS_BOOL, CKS_TEXT, CKS_BYTES, CKS_NULL, CKS_ANY, CKS_ARRAY, CKS_RECORD, CKS_UNION };
+
+/* array: a = the items' type; record: a = the record; union: the a..a+b-1
+ * of ck_schema_alts */
+struct ck_schema_type {
+	unsigned char op;
+	unsigned short a, b;
+};
+
+struct ck_schema_key {
+	const char *name;
+	unsigned short type;
+	unsigned char required;
+	const char *kinds; /* "a,b": only in maps whose kind is one of these; 0: any */
+};
+
+struct ck_schema_record {
+	const char *name;
+	const struct ck_schema_key *keys;
+	unsigned nkeys;
+};
+
+enum ck_schema_record_id {
+	CK_SCHEMA_HEADER = 0,
+	CK_SCHEMA_META = 1,
+	CK_SCHEMA_CHILD = 2,
+	CK_SCHEMA_CREDS = 3,
+	CK_SCHEMA_CAPS = 4,
+	CK_SCHEMA_MM = 5,
+	CK_SCHEMA_VDSO = 6,
+	CK_SCHEMA_STATS = 7,
+	CK_SCHEMA_INCREMENTAL = 8,
+	CK_SCHEMA_THREAD = 9,
+	CK_SCHEMA_REGS = 10,
+	CK_SCHEMA_SIGNALS = 11,
+	CK_SCHEMA_TIMER = 12,
+	CK_SCHEMA_FILE = 13,
+	CK_SCHEMA_PIPE = 14,
+	CK_SCHEMA_EVENTFD = 15,
+	CK_SCHEMA_TIMERFD = 16,
+	CK_SCHEMA_SIGNALFD = 17,
+	CK_SCHEMA_INOTIFY = 18,
+	CK_SCHEMA_PIDFD = 19,
+	CK_SCHEMA_SOCKET = 20,
+	CK_SCHEMA_INET = 21,
+	CK_SCHEMA_UNIX = 22,
+	CK_SCHEMA_PASSED = 23,
+	CK_SCHEMA_REGION = 24,
+	CK_SCHEMA_REGION_FILE = 25,
+	CK_SCHEMA_SHM_OBJECT = 26,
+	CK_SCHEMA_MANIFEST = 27,
+	CK_SCHEMA_PROCESS = 28,
+};
+
+#ifdef CK_SCHEMA_TABLES
+static const struct ck_schema_key ck_schema_keys_header[] = {
+	{"magic", 0, 1, 0}, /* text */
+	{"version", 1, 1, 0}, /* uint */
+	{"data_offset", 1, 1, 0}, /* uint */
+	{"data_length", 1, 1, 0}, /* uint */
+	{"meta_offset", 1, 1, 0}, /* uint */
+	{"meta_length", 1, 1, 0}, /* uint */
+	{"meta_crc", 1, 1, 0}, /* uint */
+	{"file_length", 1, 1, 0}, /* uint */
+};
+static const struct ck_schema_key ck_schema_keys_meta[] = {
+	{"version", 1, 1, 0}, /* uint */
+	{"created_ns", 1, 1, 0}, /* uint */
+	{"hostname", 0, 1, 0}, /* text */
+	{"kernel", 0, 1, 0}, /* text */
+	{"machine", 0, 1, 0}, /* text */
+	{"pid", 1, 1, 0}, /* uint */
+	{"ppid", 1, 1, 0}, /* uint */
+	{"pgid", 1, 1, 0}, /* uint */
+	{"sid", 1, 1, 0}, /* uint */
+	{"exe", 0, 1, 0}, /* text */
+	{"cmdline", 2, 1, 0}, /* [text] */
+	{"comm", 0, 1, 0}, /* text */
+	{"cwd", 0, 1, 0}, /* text */
+	{"umask", 1, 1, 0}, /* uint */
+	{"personality", 1, 1, 0}, /* uint */
+	{"tty", 1, 0, 0}, /* uint since=b3911f3 */
+	{"pdeathsig", 1, 0, 0}, /* uint since=b3911f3 */
+	{"creds", 3, 0, 0}, /* {creds} since=59ff20e */
+	{"children", 5, 0, 0}, /* [{child}] since=b3911f3 */
+	{"rlimits", 8, 1, 0}, /* [[int]] */
+	{"mm", 9, 1, 0}, /* {mm} */
+	{"auxv", 10, 1, 0}, /* bytes */
+	{"vdso", 11, 1, 0}, /* {vdso} */
+	{"shim_abi", 1, 1, 0}, /* uint */
+	{"signal", 1, 1, 0}, /* uint */
+	{"ctl_fd", 6, 1, 0}, /* int */
+	{"threads", 13, 1, 0}, /* [{thread}] */
+	{"signals", 14, 1, 0}, /* {signals} */
+	{"files", 16, 1, 0}, /* [{file}] */
+	{"memory", 18, 1, 0}, /* [{region}] */
+	{"mlockall", 2, 0, 0}, /* [text]? */
+	{"stats", 19, 1, 0}, /* {stats} */
+	{"track_id", 1, 0, 0}, /* uint since=f74aac7 */
+	{"images", 2, 0, 0}, /* [text] since=f74aac7 */
+	{"image_ids", 21, 0, 0}, /* [[uint]] since=f72c03a */
+	{"incremental", 22, 0, 0}, /* {incremental} since=f74aac7 */
+};
+static const struct ck_schema_key ck_schema_keys_child[] = {
+	{"pid", 1, 1, 0}, /* uint */
+	{"zombie", 23, 1, 0}, /* bool */
+	{"status", 6, 0, 0}, /* int? */
+};
+static const struct ck_schema_key ck_schema_keys_creds[] = {
+	{"uid", 20, 1, 0}, /* [uint] */
+	{"gid", 20, 1, 0}, /* [uint] */
+	{"groups", 20, 1, 0}, /* [uint] */
+	{"caps", 24, 1, 0}, /* {caps} */
+	{"securebits", 1, 1, 0}, /* uint */
+	{"no_new_privs", 23, 1, 0}, /* bool */
+	{"dumpable", 1, 1, 0}, /* uint */
+};
+static const struct ck_schema_key ck_schema_keys_caps[] = {
+	{"effective", 1, 1, 0}, /* uint */
+	{"permitted", 1, 1, 0}, /* uint */
+	{"inheritable", 1, 1, 0}, /* uint */
+	{"bounding", 1, 1, 0}, /* uint */
+	{"ambient", 1, 1, 0}, /* uint */
+};
+static const struct ck_schema_key ck_schema_keys_mm[] = {
+	{"start_code", 1, 1, 0}, /* uint */
+	{"end_code", 1, 1, 0}, /* uint */
+	{"start_data", 1, 1, 0}, /* uint */
+	{"end_data", 1, 1, 0}, /* uint */
+	{"start_brk", 1, 1, 0}, /* uint */
+	{"brk", 1, 1, 0}, /* uint */
+	{"start_stack", 1, 1, 0}, /* uint */
+	{"arg_start", 1, 1, 0}, /* uint */
+	{"arg_end", 1, 1, 0}, /* uint */
+	{"env_start", 1, 1, 0}, /* uint */
+	{"env_end", 1, 1, 0}, /* uint */
+};
+static const struct ck_schema_key ck_schema_keys_vdso[] = {
+	{"vvar", 20, 0, 0}, /* [uint]? */
+	{"vvar_vclock", 20, 0, 0}, /* [uint]? */
+	{"vdso", 20, 0, 0}, /* [uint]? */
+	{"vdso_crc", 1, 0, 0}, /* uint? */
+};
+static const struct ck_schema_key ck_schema_keys_stats[] = {
+	{"pause_ns", 1, 1, 0}, /* uint */
+	{"pages", 1, 1, 0}, /* uint */
+	{"bytes", 1, 1, 0}, /* uint */
+};
+static const struct ck_schema_key ck_schema_keys_incremental[] = {
+	{"parent_used", 23, 1, 0}, /* bool */
+	{"tracking", 0, 1, 0}, /* text */
+};
+static const struct ck_schema_key ck_schema_keys_thread[] = {
+	{"tid", 1, 1, 0}, /* uint */
+	{"leader", 23, 1, 0}, /* bool */
+	{"fs_base", 1, 1, 0}, /* uint */
+	{"comm", 0, 1, 0}, /* text */
+	{"sigmask", 1, 1, 0}, /* uint */
+	{"pending", 1, 1, 0}, /* uint */
+	{"regs", 25, 1, 0}, /* {regs} */
+	{"resume", 10, 1, 0}, /* bytes */
+	{"sigaltstack", 7, 1, 0}, /* [int] */
+	{"robust_list", 20, 1, 0}, /* [uint] */
+	{"clear_tid", 1, 1, 0}, /* uint */
+	{"rseq", 27, 1, 0}, /* [uint]|null */
+};
+static const struct ck_schema_key ck_schema_keys_regs[] = {
+	{"r8", 1, 1, 0}, /* uint */
+	{"r9", 1, 1, 0}, /* uint */
+	{"r10", 1, 1, 0}, /* uint */
+	{"r11", 1, 1, 0}, /* uint */
+	{"r12", 1, 1, 0}, /* uint */
+	{"r13", 1, 1, 0}, /* uint */
+	{"r14", 1, 1, 0}, /* uint */
+	{"r15", 1, 1, 0}, /* uint */
+	{"rdi", 1, 1, 0}, /* uint */
+	{"rsi", 1, 1, 0}, /* uint */
+	{"rbp", 1, 1, 0}, /* uint */
+	{"rbx", 1, 1, 0}, /* uint */
+	{"rdx", 1, 1, 0}, /* uint */
+	{"rax", 1, 1, 0}, /* uint */
+	{"rcx", 1, 1, 0}, /* uint */
+	{"rsp", 1, 1, 0}, /* uint */
+	{"rip", 1, 1, 0}, /* uint */
+	{"eflags", 1, 1, 0}, /* uint */
+};
+static const struct ck_schema_key ck_schema_keys_signals[] = {
+	{"actions", 8, 1, 0}, /* [[int]] */
+	{"pending", 1, 1, 0}, /* uint */
+	{"itimers", 8, 1, 0}, /* [[int]] */
+	{"timers", 29, 0, 0}, /* [{timer}] since=2b765d7 */
+};
+static const struct ck_schema_key ck_schema_keys_timer[] = {
+	{"id", 6, 1, 0}, /* int */
+	{"clock", 6, 1, 0}, /* int */
+	{"notify", 0, 1, 0}, /* text */
+	{"signal", 1, 1, 0}, /* uint */
+	{"tid", 6, 1, 0}, /* int */
+	{"value", 1, 1, 0}, /* uint */
+	{"remaining_ns", 1, 1, 0}, /* uint */
+	{"interval_ns", 1, 1, 0}, /* uint */
+};
+static const struct ck_schema_key ck_schema_keys_file[] = {
+	{"fd", 1, 1, 0}, /* uint */
+	{"kind", 0, 1, 0}, /* text */
+	{"path", 0, 1, 0}, /* text */
+	{"flags", 1, 1, 0}, /* uint */
+	{"cloexec", 23, 1, 0}, /* bool */
+	{"offset", 1, 0, 0}, /* uint? */
+	{"size", 1, 1, 0}, /* uint */
+	{"mode", 1, 1, 0}, /* uint */
+	{"dev", 1, 1, 0}, /* uint */
+	{"ino", 1, 1, 0}, /* uint */
+	{"rdev", 1, 1, 0}, /* uint */
+	{"mtime_ns", 1, 1, 0}, /* uint */
+	{"stdio", 1, 0, 0}, /* uint? */
+	{"same_as", 1, 0, 0}, /* uint? */
+	{"data", 7, 1, "deleted"}, /* [int] */
+	{"pipe", 30, 1, "pipe"}, /* {pipe} */
+	{"eventfd", 31, 1, "eventfd"}, /* {eventfd} */
+	{"epoll", 21, 1, "epoll"}, /* [[uint]] */
+	{"timerfd", 32, 1, "timerfd"}, /* {timerfd} */
+	{"signalfd", 33, 1, "signalfd"}, /* {signalfd} */
+	{"inotify", 34, 1, "inotify"}, /* {inotify} */
+	{"pidfd", 35, 1, "pidfd"}, /* {pidfd} */
+	{"socket", 36, 1, "socket"}, /* {socket} */
+};
+static const struct ck_schema_key ck_schema_keys_pipe[] = {
+	{"id", 1, 1, 0}, /* uint */
+	{"end", 0, 1, 0}, /* text */
+	{"peer_outside", 23, 1, 0}, /* bool */
+	{"capacity", 1, 0, 0}, /* uint? */
+	{"data", 7, 0, 0}, /* [int]? */
+};
+static const struct ck_schema_key ck_schema_keys_eventfd[] = {
+	{"count", 1, 1, 0}, /* uint */
+	{"semaphore", 23, 1, 0}, /* bool */
+};
+static const struct ck_schema_key ck_schema_keys_timerfd[] = {
+	{"clock", 6, 1, 0}, /* int */
+	{"settime_flags", 1, 1, 0}, /* uint */
+	{"value_ns", 1, 1, 0}, /* uint */
+	{"interval_ns", 1, 1, 0}, /* uint */
+	{"ticks", 1, 1, 0}, /* uint */
+	{"deadline_ns", 1, 0, 0}, /* uint? */
+};
+static const struct ck_schema_key ck_schema_keys_signalfd[] = {
+	{"mask", 1, 1, 0}, /* uint */
+};
+static const struct ck_schema_key ck_schema_keys_inotify[] = {
+	{"watches", 39, 1, 0}, /* [[uint|text]] */
+	{"queued", 1, 1, 0}, /* uint */
+};
+static const struct ck_schema_key ck_schema_keys_pidfd[] = {
+	{"pid", 1, 1, 0}, /* uint */
+	{"relation", 0, 1, 0}, /* text */
+};
+static const struct ck_schema_key ck_schema_keys_socket[] = {
+	{"family", 1, 1, 0}, /* uint */
+	{"type", 1, 1, 0}, /* uint */
+	{"protocol", 1, 1, 0}, /* uint */
+	{"options", 42, 1, 0}, /* [[uint|bytes]] */
+	{"inet", 43, 0, 0}, /* {inet}? */
+	{"unix", 44, 0, 0}, /* {unix}? */
+};
+static const struct ck_schema_key ck_schema_keys_inet[] = {
+	{"local", 46, 1, 0}, /* [bytes|uint] */
+	{"peer", 48, 0, 0}, /* [bytes|uint]? */
+	{"tcp_state", 1, 0, 0}, /* uint? */
+	{"backlog", 1, 0, 0}, /* uint? */
+	{"recv_queue", 7, 0, 0}, /* [int]? */
+	{"unsent_queue", 7, 0, 0}, /* [int]? */
+	{"datagrams", 51, 0, 0}, /* [[bytes|int]]? */
+};
+static const struct ck_schema_key ck_schema_keys_unix[] = {
+	{"ino", 1, 1, 0}, /* uint */
+	{"state", 1, 1, 0}, /* uint */
+	{"name", 10, 0, 0}, /* bytes? */
+	{"peer", 1, 0, 0}, /* uint? */
+	{"peer_name", 10, 0, 0}, /* bytes? */
+	{"shutdown", 1, 0, 0}, /* uint? */
+	{"sndbuf", 1, 1, 0}, /* uint */
+	{"rcvbuf", 1, 1, 0}, /* uint */
+	{"backlog", 1, 0, 0}, /* uint? */
+	{"pending", 20, 0, 0}, /* [uint]? */
+	{"msgs", 57, 0, 0}, /* [uint|[uint|[{passed}]]]? */
+	{"queue", 7, 0, 0}, /* [int]? */
+};
+static const struct ck_schema_key ck_schema_keys_passed[] = {
+	{"kind", 0, 1, 0}, /* text */
+	{"path", 0, 1, "file"}, /* text */
+	{"flags", 1, 1, "file"}, /* uint */
+	{"offset", 1, 1, "file"}, /* uint */
+	{"id", 1, 1, "pipe"}, /* uint */
+	{"end", 0, 1, "pipe"}, /* text */
+	{"ino", 1, 1, "socket"}, /* uint */
+};
+static const struct ck_schema_key ck_schema_keys_region[] = {
+	{"start", 1, 1, 0}, /* uint */
+	{"end", 1, 1, 0}, /* uint */
+	{"prot", 1, 1, 0}, /* uint */
+	{"shared", 23, 1, 0}, /* bool */
+	{"kind", 0, 1, 0}, /* text */
+	{"name", 0, 1, 0}, /* text */
+	{"vmflags", 2, 0, 0}, /* [text]? */
+	{"file", 58, 0, 0}, /* {region_file}? */
+	{"runs", 8, 1, 0}, /* [[int]] */
+	{"bytes", 1, 1, 0}, /* uint */
+	{"shm", 20, 0, 0}, /* [uint]? */
+	{"shm_object", 59, 0, 0}, /* {shm_object}? */
+};
+static const struct ck_schema_key ck_schema_keys_region_file[] = {
+	{"path", 0, 1, 0}, /* text */
+	{"offset", 1, 1, 0}, /* uint */
+	{"dev", 1, 1, 0}, /* uint */
+	{"ino", 1, 1, 0}, /* uint */
+	{"size", 1, 1, 0}, /* uint */
+	{"mtime_ns", 1, 1, 0}, /* uint */
+};
+static const struct ck_schema_key ck_schema_keys_shm_object[] = {
+	{"kind", 0, 1, 0}, /* text */
+	{"name", 0, 1, "memfd"}, /* text */
+	{"path", 0, 1, "posix"}, /* text */
+	{"key", 6, 1, "sysv"}, /* int */
+	{"id", 6, 1, "sysv"}, /* int */
+	{"mode", 1, 1, "sysv"}, /* uint */
+	{"size", 1, 1, "sysv"}, /* uint */
+};
+static const struct ck_schema_key ck_schema_keys_manifest[] = {
+	{"format", 0, 1, 0}, /* text */
+	{"version", 1, 1, 0}, /* uint */
+	{"generation", 1, 1, 0}, /* uint */
+	{"created_ns", 1, 1, 0}, /* uint */
+	{"argv", 2, 1, 0}, /* [text] */
+	{"cwd", 0, 1, 0}, /* text */
+	{"root", 1, 1, 0}, /* uint */
+	{"processes", 61, 1, 0}, /* [{process}] */
+	{"shared_files", 62, 0, 0}, /* [[[uint]]] since=9eadff3 */
+	{"shm_owners", 21, 0, 0}, /* [[uint]] since=f72c03a */
+	{"compressed", 0, 0, 0}, /* text? */
+};
+static const struct ck_schema_key ck_schema_keys_process[] = {
+	{"pid", 1, 1, 0}, /* uint */
+	{"image", 0, 1, 0}, /* text */
+	{"bytes", 1, 0, 0}, /* uint since=f72c03a */
+	{"header_crc", 1, 0, 0}, /* uint since=f72c03a */
+	{"pause_ns", 1, 1, 0}, /* uint */
+	{"ppid", 1, 0, 0}, /* uint since=9eadff3 */
+	{"pgid", 1, 0, 0}, /* uint since=9eadff3 */
+	{"sid", 1, 0, 0}, /* uint since=9eadff3 */
+	{"compressed_bytes", 1, 0, 0}, /* uint? */
+	{"chain", 1, 0, 0}, /* uint since=f72c03a */
+};
+
+static const struct ck_schema_type ck_schema_types[] = {
+	{CKS_TEXT, 0, 0}, /* 0 */
+	{CKS_UINT, 0, 0}, /* 1 */
+	{CKS_ARRAY, 0, 0}, /* 2 */
+	{CKS_RECORD, 3, 0}, /* 3 */
+	{CKS_RECORD, 2, 0}, /* 4 */
+	{CKS_ARRAY, 4, 0}, /* 5 */
+	{CKS_INT, 0, 0}, /* 6 */
+	{CKS_ARRAY, 6, 0}, /* 7 */
+	{CKS_ARRAY, 7, 0}, /* 8 */
+	{CKS_RECORD, 5, 0}, /* 9 */
+	{CKS_BYTES, 0, 0}, /* 10 */
+	{CKS_RECORD, 6, 0}, /* 11 */
+	{CKS_RECORD, 9, 0}, /* 12 */
+	{CKS_ARRAY, 12, 0}, /* 13 */
+	{CKS_RECORD, 11, 0}, /* 14 */
+	{CKS_RECORD, 13, 0}, /* 15 */
+	{CKS_ARRAY, 15, 0}, /* 16 */
+	{CKS_RECORD, 24, 0}, /* 17 */
+	{CKS_ARRAY, 17, 0}, /* 18 */
+	{CKS_RECORD, 7, 0}, /* 19 */
+	{CKS_ARRAY, 1, 0}, /* 20 */
+	{CKS_ARRAY, 20, 0}, /* 21 */
+	{CKS_RECORD, 8, 0}, /* 22 */
+	{CKS_BOOL, 0, 0}, /* 23 */
+	{CKS_RECORD, 4, 0}, /* 24 */
+	{CKS_RECORD, 10, 0}, /* 25 */
+	{CKS_NULL, 0, 0}, /* 26 */
+	{CKS_UNION, 0, 2}, /* 27 */
+	{CKS_RECORD, 12, 0}, /* 28 */
+	{CKS_ARRAY, 28, 0}, /* 29 */
+	{CKS_RECORD, 14, 0}, /* 30 */
+	{CKS_RECORD, 15, 0}, /* 31 */
+	{CKS_RECORD, 16, 0}, /* 32 */
+	{CKS_RECORD, 17, 0}, /* 33 */
+	{CKS_RECORD, 18, 0}, /* 34 */
+	{CKS_RECORD, 19, 0}, /* 35 */
+	{CKS_RECORD, 20, 0}, /* 36 */
+	{CKS_UNION, 2, 2}, /* 37 */
+	{CKS_ARRAY, 37, 0}, /* 38 */
+	{CKS_ARRAY, 38, 0}, /* 39 */
+	{CKS_UNION, 4, 2}, /* 40 */
+	{CKS_ARRAY, 40, 0}, /* 41 */
+	{CKS_ARRAY, 41, 0}, /* 42 */
+	{CKS_RECORD, 21, 0}, /* 43 */
+	{CKS_RECORD, 22, 0}, /* 44 */
+	{CKS_UNION, 6, 2}, /* 45 */
+	{CKS_ARRAY, 45, 0}, /* 46 */
+	{CKS_UNION, 8, 2}, /* 47 */
+	{CKS_ARRAY, 47, 0}, /* 48 */
+	{CKS_UNION, 10, 2}, /* 49 */
+	{CKS_ARRAY, 49, 0}, /* 50 */
+	{CKS_ARRAY, 50, 0}, /* 51 */
+	{CKS_RECORD, 23, 0}, /* 52 */
+	{CKS_ARRAY, 52, 0}, /* 53 */
+	{CKS_UNION, 12, 2}, /* 54 */
+	{CKS_ARRAY, 54, 0}, /* 55 */
+	{CKS_UNION, 14, 2}, /* 56 */
+	{CKS_ARRAY, 56, 0}, /* 57 */
+	{CKS_RECORD, 25, 0}, /* 58 */
+	{CKS_RECORD, 26, 0}, /* 59 */
+	{CKS_RECORD, 28, 0}, /* 60 */
+	{CKS_ARRAY, 60, 0}, /* 61 */
+	{CKS_ARRAY, 21, 0}, /* 62 */
+};
+
+static const unsigned short ck_schema_alts[] = {20, 26, 1, 0, 1, 10, 10, 1, 10, 1, 10, 6, 1, 53, 1, 55};
+
+static const struct ck_schema_record ck_schema_records[] = {
+	{"header", ck_schema_keys_header, sizeof ck_schema_keys_header / sizeof ck_schema_keys_header[0]},
+	{"meta", ck_schema_keys_meta, sizeof ck_schema_keys_meta / sizeof ck_schema_keys_meta[0]},
+	{"child", ck_schema_keys_child, sizeof ck_schema_keys_child / sizeof ck_schema_keys_child[0]},
+	{"creds", ck_schema_keys_creds, sizeof ck_schema_keys_creds / sizeof ck_schema_keys_creds[0]},
+	{"caps", ck_schema_keys_caps, sizeof ck_schema_keys_caps / sizeof ck_schema_keys_caps[0]},
+	{"mm", ck_schema_keys_mm, sizeof ck_schema_keys_mm / sizeof ck_schema_keys_mm[0]},
+	{"vdso", ck_schema_keys_vdso, sizeof ck_schema_keys_vdso / sizeof ck_schema_keys_vdso[0]},
+	{"stats", ck_schema_keys_stats, sizeof ck_schema_keys_stats / sizeof ck_schema_keys_stats[0]},
+	{"incremental", ck_schema_keys_incremental, sizeof ck_schema_keys_incremental / sizeof ck_schema_keys_incremental[0]},
+	{"thread", ck_schema_keys_thread, sizeof ck_schema_keys_thread / sizeof ck_schema_keys_thread[0]},
+	{"regs", ck_schema_keys_regs, sizeof ck_schema_keys_regs / sizeof ck_schema_keys_regs[0]},
+	{"signals", ck_schema_keys_signals, sizeof ck_schema_keys_signals / sizeof ck_schema_keys_signals[0]},
+	{"timer", ck_schema_keys_timer, sizeof ck_schema_keys_timer / sizeof ck_schema_keys_timer[0]},
+	{"file", ck_schema_keys_file, sizeof ck_schema_keys_file / sizeof ck_schema_keys_file[0]},
+	{"pipe", ck_schema_keys_pipe, sizeof ck_schema_keys_pipe / sizeof ck_schema_keys_pipe[0]},
+	{"eventfd", ck_schema_keys_eventfd, sizeof ck_schema_keys_eventfd / sizeof ck_schema_keys_eventfd[0]},
+	{"timerfd", ck_schema_keys_timerfd, sizeof ck_schema_keys_timerfd / sizeof ck_schema_keys_timerfd[0]},
+	{"signalfd", ck_schema_keys_signalfd, sizeof ck_schema_keys_signalfd / sizeof ck_schema_keys_signalfd[0]},
+	{"inotify", ck_schema_keys_inotify, sizeof ck_schema_keys_inotify / sizeof ck_schema_keys_inotify[0]},
+	{"pidfd", ck_schema_keys_pidfd, sizeof ck_schema_keys_pidfd / sizeof ck_schema_keys_pidfd[0]},
+	{"socket", ck_schema_keys_socket, sizeof ck_schema_keys_socket / sizeof ck_schema_keys_socket[0]},
+	{"inet", ck_schema_keys_inet, sizeof ck_schema_keys_inet / sizeof ck_schema_keys_inet[0]},
+	{"unix", ck_schema_keys_unix, sizeof ck_schema_keys_unix / sizeof ck_schema_keys_unix[0]},
+	{"passed", ck_schema_keys_passed, sizeof ck_schema_keys_passed / sizeof ck_schema_keys_passed[0]},
+	{"region", ck_schema_keys_region, sizeof ck_schema_keys_region / sizeof ck_schema_keys_region[0]},
+	{"region_file", ck_schema_keys_region_file, sizeof ck_schema_keys_region_file / sizeof ck_schema_keys_region_file[0]},
+	{"shm_object", ck_schema_keys_shm_object, sizeof ck_schema_keys_shm_object / sizeof ck_schema_keys_shm_object[0]},
+	{"manifest", ck_schema_keys_manifest, sizeof ck_schema_keys_manifest / sizeof ck_schema_keys_manifest[0]},
+	{"process", ck_schema_keys_process, sizeof ck_schema_keys_process / sizeof ck_schema_keys_process[0]},
+};
+#endif
+
+#endif
