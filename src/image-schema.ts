@@ -28,7 +28,7 @@ export const SCHEMA_FILE = 'src/image-schema.ts';
 export const SHIM_ABI = 1;
 
 export interface RecordSchema {
-  /** the heading of docs/image-format.md whose table lists the keys, or `heading#key`: the row of that key lists them */
+  /** the heading of docs/image-format.md whose table lists the keys, or `heading @ key`: the row of that key lists them */
   doc: string;
   keys: Record<string, string>;
 }
@@ -89,7 +89,7 @@ export const IMAGE_SCHEMA = {
     },
   },
   child: {
-    doc: '## Metadata map#children',
+    doc: '## Metadata map @ children',
     keys: {
       pid: 'uint',
       zombie: 'bool',
@@ -109,7 +109,7 @@ export const IMAGE_SCHEMA = {
     },
   },
   caps: {
-    doc: '### creds#caps',
+    doc: '### creds @ caps',
     keys: {
       effective: 'uint',
       permitted: 'uint',
@@ -119,7 +119,7 @@ export const IMAGE_SCHEMA = {
     },
   },
   mm: {
-    doc: '## Metadata map#mm',
+    doc: '## Metadata map @ mm',
     keys: {
       start_code: 'uint',
       end_code: 'uint',
@@ -135,7 +135,7 @@ export const IMAGE_SCHEMA = {
     },
   },
   vdso: {
-    doc: '## Metadata map#vdso',
+    doc: '## Metadata map @ vdso',
     keys: {
       vvar: '[uint]?',
       vvar_vclock: '[uint]?',
@@ -144,7 +144,7 @@ export const IMAGE_SCHEMA = {
     },
   },
   stats: {
-    doc: '## Metadata map#stats',
+    doc: '## Metadata map @ stats',
     keys: {
       pause_ns: 'uint',
       pages: 'uint',
@@ -152,7 +152,7 @@ export const IMAGE_SCHEMA = {
     },
   },
   incremental: {
-    doc: '## Metadata map#incremental',
+    doc: '## Metadata map @ incremental',
     keys: {
       parent_used: 'bool',
       tracking: 'text',
@@ -176,7 +176,7 @@ export const IMAGE_SCHEMA = {
     },
   },
   regs: {
-    doc: '### thread#regs',
+    doc: '### thread @ regs',
     keys: {
       r8: 'uint',
       r9: 'uint',
@@ -208,7 +208,7 @@ export const IMAGE_SCHEMA = {
     },
   },
   timer: {
-    doc: '### signals#timers',
+    doc: '### signals @ timers',
     keys: {
       id: 'int',
       clock: 'int',
@@ -249,7 +249,7 @@ export const IMAGE_SCHEMA = {
     },
   },
   pipe: {
-    doc: '### file (a descriptor)#pipe',
+    doc: '### file (a descriptor) @ pipe',
     keys: {
       id: 'uint',
       end: 'text',
@@ -259,14 +259,14 @@ export const IMAGE_SCHEMA = {
     },
   },
   eventfd: {
-    doc: '### file (a descriptor)#eventfd',
+    doc: '### file (a descriptor) @ eventfd',
     keys: {
       count: 'uint',
       semaphore: 'bool',
     },
   },
   timerfd: {
-    doc: '### file (a descriptor)#timerfd',
+    doc: '### file (a descriptor) @ timerfd',
     keys: {
       clock: 'int',
       settime_flags: 'uint',
@@ -277,27 +277,27 @@ export const IMAGE_SCHEMA = {
     },
   },
   signalfd: {
-    doc: '### file (a descriptor)#signalfd',
+    doc: '### file (a descriptor) @ signalfd',
     keys: {
       mask: 'uint',
     },
   },
   inotify: {
-    doc: '### file (a descriptor)#inotify',
+    doc: '### file (a descriptor) @ inotify',
     keys: {
       watches: '[[uint|text]]',
       queued: 'uint',
     },
   },
   pidfd: {
-    doc: '### file (a descriptor)#pidfd',
+    doc: '### file (a descriptor) @ pidfd',
     keys: {
       pid: 'uint',
       relation: 'text',
     },
   },
   socket: {
-    doc: '### socket → `inet` (TCP and UDP over IPv4 and IPv6)',
+    doc: '### socket (a socket descriptor)',
     keys: {
       family: 'uint',
       type: 'uint',
@@ -337,7 +337,7 @@ export const IMAGE_SCHEMA = {
     },
   },
   passed: {
-    doc: '### socket.unix (a Unix domain socket)#msgs',
+    doc: '### socket.unix (a Unix domain socket) @ msgs',
     keys: {
       kind: 'text',
       path: 'text kind=file',
@@ -366,7 +366,7 @@ export const IMAGE_SCHEMA = {
     },
   },
   region_file: {
-    doc: '### region (a mapping)#file',
+    doc: '### region (a mapping) @ file',
     keys: {
       path: 'text',
       offset: 'uint',
@@ -377,7 +377,7 @@ export const IMAGE_SCHEMA = {
     },
   },
   shm_object: {
-    doc: '### region (a mapping)#shm_object',
+    doc: '### region (a mapping) @ shm_object',
     keys: {
       kind: 'text',
       name: 'text kind=memfd',
@@ -405,7 +405,7 @@ export const IMAGE_SCHEMA = {
     },
   },
   process: {
-    doc: '## `manifest.cbor`#processes',
+    doc: '## `manifest.cbor` @ processes',
     keys: {
       pid: 'uint',
       image: 'text',

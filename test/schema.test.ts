@@ -1,0 +1,264 @@
+// The image schema (src/image-schema.ts) against what uses it: the C tables
+// generated from it, docs/image-format.md's tables, and real images of the
+// suite's own programs, walked key by key both ways. A renamed key is
+// refused by a restart, naming the key, before any process exists.
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { C_HEADER, renderSchemaHeader } from '../src/image-schema-c.js';
+import { checkRecord, recordKeys, recordNames, IMAGE_SCHEMA, SCHEMA_FILE, type RecordName, type TypeNode } from '../src/image-schema.js';
+import { checkpoint, ckrun } from './lib/ckrun.js';
+import { editMeta, readMeta, toPlain } from './lib/craft.js';
+import { EXAMPLES, ROOT } from './lib/paths.js';
+import { findProcesses } from './lib/processes.js';
+import { cborDecode, type Cbor } from './lib/cbor.js';
+import { readHeaderBlock } from './lib/images.js';
+import { Scope } from './lib/scope.js';
+import { python3 } from './lib/examples.js';
+
+test('schema: preload/schema.h is generated from the schema and current (npm run schema)', () => {
+  const onDisk = fs.readFileSync(path.join(ROOT, C_HEADER), 'utf8');
+  assert.ok(onDisk === renderSchemaHeader(), `${C_HEADER} is not what ${SCHEMA_FILE} generates: run npm run schema and commit it`);
+});
+
+test('schema: every record is used, every type parses, a union picks its alternative by CBOR type', () => {
+  const used = new Set<string>(['header', 'meta', 'manifest']);
+  const classOf = (t: TypeNode): string => (t.op === 'uint' || t.op === 'int' ? 'int' : t.op);
+  const visit = (t: TypeNode, where: string): void => {
+    if (t.op === 'record') used.add(t.name);
+    if (t.op === 'array') visit(t.item, where);
+    if (t.op === 'union') {
+      const classes = t.alts.map(classOf);
+      assert.is(new Set(classes).size, classes.length, `${where}: the alternatives of a union must differ in CBOR type`);
+      t.alts.forEach((a) => visit(a, where));
+    }
+  };
+  for (const r of recordNames()) for (const k of recordKeys(r)) visit(k.type, `${r}.${k.key}`);
+  for (const r of recordNames()) assert.ok(used.has(r), `record ${r} of ${SCHEMA_FILE} is not reachable from header, meta or manifest`);
+});
+
+/** docs/image-format.md, split into its sections: heading line -> the lines under it. */
+function docSections(): Map<string, string[]> {
+  const text = fs.readFileSync(path.join(ROOT, 'docs', 'image-format.md'), 'utf8');
+  const sections = new Map<string, string[]>();
+  let cur: string[] = [];
+  for (const line of text.split('\n')) {
+    if (/^#{2,4} /.test(line)) sections.set(line.trim(), (cur = []));
+    else cur.push(line);
+  }
+  return sections;
+}
+
+/** The rows of the section's table: the keys of the first cell (`a`, `b`) and the row's text. */
+function tableRows(lines: string[]): { keys: string[]; text: string }[] {
+  return lines
+    .filter((l) => l.startsWith('| `'))
+    .map((l) => ({ keys: [...l.split('|')[1].matchAll(/`([a-z_0-9]+)`/g)].map((m) => m[1]), text: l }));
+}
+
+test('schema: docs/image-format.md lists every key of every record, and no other', () => {
+  const sections = docSections();
+  const problems: string[] = [];
+  for (const [name, rec] of Object.entries(IMAGE_SCHEMA)) {
+    const [heading, rowKey] = rec.doc.split(' @ ');
+    const lines = sections.get(heading);
+    if (!lines) {
+      problems.push(`record ${name}: docs/image-format.md has no heading "${heading}" (its doc in ${SCHEMA_FILE})`);
+      continue;
+    }
+    const keys = recordKeys(name).map((k) => k.key);
+    const rows = tableRows(lines);
+    if (rowKey === undefined) {
+      const documented = new Set(rows.flatMap((r) => r.keys));
+      for (const k of keys) if (!documented.has(k)) problems.push(`record ${name}: key "${k}" has no row in the table under "${heading}"`);
+      // a section may document two records (socket and inet): only its own keys are checked both ways
+      const others = recordNames().filter((r) => r !== name && IMAGE_SCHEMA[r as RecordName].doc === rec.doc);
+      const known = new Set([...keys, ...others.flatMap((r) => recordKeys(r).map((k) => k.key))]);
+      for (const k of documented) if (!known.has(k)) problems.push(`"${heading}" documents key "${k}", which ${SCHEMA_FILE} does not list under ${name}`);
+    } else {
+      const row = rows.find((r) => r.keys.includes(rowKey));
+      if (!row) {
+        problems.push(`record ${name}: no row for "${rowKey}" under "${heading}"`);
+        continue;
+      }
+      for (const k of keys) if (!new RegExp(`\\b${k}\\b`).test(row.text)) problems.push(`record ${name}: the row of "${rowKey}" under "${heading}" does not name key "${k}"`);
+    }
+  }
+  assert.equal(problems, [], problems.join('\n'));
+});
+
+// ---- real images ----
+
+function buildC(dir: string, name: string): string {
+  const bin = path.join(dir, name);
+  execFileSync('gcc', ['-O2', '-pthread', '-o', bin, path.join(EXAMPLES, `${name}.c`)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  return bin;
+}
+
+/** Keys of the schema no program below writes (with why), checked by the tests of their own areas. */
+const NOT_WRITTEN_HERE: Record<string, string> = {
+  'manifest.compressed': 'only with --compress (compress.test.ts)',
+  'process.compressed_bytes': 'only with --compress (compress.test.ts)',
+  'shm_object.name': 'memfd mappings (spine-mmap.test.ts)',
+  'shm_object.key': 'SysV shared memory (spine-mmap.test.ts)',
+  'shm_object.id': 'SysV shared memory (spine-mmap.test.ts)',
+  'shm_object.mode': 'SysV shared memory (spine-mmap.test.ts)',
+  'shm_object.size': 'SysV shared memory (spine-mmap.test.ts)',
+  'inet.unsent_queue': 'only while TCP has unsent bytes (sockets-inet.test.ts)',
+  'unix.shutdown': 'a shut-down Unix socket (sockets-unix.test.ts)',
+};
+
+interface Walk {
+  seen: Set<string>;
+  problems: string[];
+}
+
+/** Records which record.key occur in the decoded value, as the schema types them, and which `since=` keys are missing. */
+function walkValue(v: unknown, t: TypeNode, w: Walk, where: string): void {
+  if (t.op === 'array' && Array.isArray(v)) v.forEach((x, i) => walkValue(x, t.item, w, `${where}[${i}]`));
+  else if (t.op === 'union') {
+    for (const a of t.alts) if ((a.op === 'record' && isMap(v)) || (a.op === 'array' && Array.isArray(v))) walkValue(v, a, w, where);
+  } else if (t.op === 'record' && isMap(v)) walkRecord(v, t.name, w, where);
+}
+
+function isMap(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
+}
+
+function walkRecord(m: Record<string, unknown>, record: string, w: Walk, where: string): void {
+  const kind = typeof m.kind === 'string' ? m.kind : undefined;
+  for (const spec of recordKeys(record)) {
+    const here = spec.kinds === undefined || (kind !== undefined && spec.kinds.includes(kind));
+    if (spec.key in m) {
+      w.seen.add(`${record}.${spec.key}`);
+      walkValue(m[spec.key], spec.type, w, `${where}.${spec.key}`);
+    } else if (spec.since && here) {
+      w.problems.push(`${where}: key "${spec.key}" (record ${record}, since=${spec.since}) is missing from an image this build wrote`);
+    }
+  }
+}
+
+function decodeManifest(file: string): unknown {
+  let v = toPlain(cborDecode(fs.readFileSync(file)).value);
+  if (Array.isArray(v)) v = toPlain(cborDecode(v[0] as Buffer).value);
+  return v;
+}
+
+test('schema: real images of the suite\'s programs keep to the schema both ways (no key outside it, every required and since= key there, every key written by some program)', async () => {
+  const scope = new Scope('schema-real');
+  try {
+    const bins = scope.dir('bin');
+    const work = scope.dir('work');
+    fs.writeFileSync(path.join(work, 'input'), Buffer.alloc(20_000, 7));
+    fs.writeFileSync(path.join(work, 'shared'), Buffer.alloc(1 << 20, 1));
+    fs.writeFileSync(path.join(work, 'private'), Buffer.alloc(1 << 20, 2));
+    const c = (name: string, ...args: string[]): string[] => [buildC(bins, name), ...args];
+    const programs: Record<string, string[]> = {
+      family: c('family', '--steps', '100000'),
+      files: c('files', path.join(work, 'log'), path.join(work, 'input')),
+      mmap: c('mmap', path.join(work, 'shared'), path.join(work, 'private')),
+      epoll: c('ev-epoll'),
+      timerfd: c('ev-timerfd'),
+      signalfd: c('ev-signalfd'),
+      inotify: c('ev-inotify'),
+      ptimer: c('ev-ptimer'),
+      pidfd: [python3(), path.join(EXAMPLES, 'ev-pidfd.py'), '40'],
+      pool: [python3(), path.join(EXAMPLES, 'pool.py')],
+      inetpair: c('inet', 'pair', '100000', '4'),
+      inethalf: c('inet', 'half', '100000', '6'),
+      udp: c('inet', 'udp', '100000', '6'),
+      unixsock: c('unixsock', scope.dir('unixsock')),
+      unixpair: c('unixpair'),
+      memattrs: c('memattrs', '--steps', '100000', '--mlockall', 'future'),
+    };
+    const gens: string[] = [];
+    for (const [name, program] of Object.entries(programs)) {
+      const dir = scope.ckptDir(`ckpt-${name}`);
+      const proc = scope.launch({ program, dir, cwd: work, label: name });
+      await proc.waitFor(() => proc.lines.length >= 1, `${name}: its first line of output`);
+      gens.push(await checkpoint(dir));
+      await scope.kill9(proc);
+    }
+    const w: Walk = { seen: new Set(), problems: [] };
+    for (const gen of gens) {
+      const manifest = decodeManifest(path.join(gen, 'manifest.cbor'));
+      const why = checkRecord(manifest, 'manifest');
+      if (why) w.problems.push(`${gen}/manifest.cbor: ${why}`);
+      walkRecord(manifest as Record<string, unknown>, 'manifest', w, `${gen}/manifest.cbor`);
+      for (const f of fs.readdirSync(gen).filter((n) => n.endsWith('.ckpt'))) {
+        const file = path.join(gen, f);
+        const meta = toPlain(readMeta(file)) as Record<string, unknown>;
+        const unfit = checkRecord(meta, 'meta');
+        if (unfit) w.problems.push(`${file}: ${unfit}`);
+        walkRecord(meta, 'meta', w, file);
+        const header = toPlain(readHeaderBlock(file).header);
+        const hunfit = checkRecord(header, 'header');
+        if (hunfit) w.problems.push(`${file} (header): ${hunfit}`);
+        walkRecord(header as Record<string, unknown>, 'header', w, file);
+      }
+    }
+    for (const r of recordNames())
+      for (const k of recordKeys(r)) {
+        const id = `${r}.${k.key}`;
+        if (!w.seen.has(id) && !(id in NOT_WRITTEN_HERE))
+          w.problems.push(`no image of these programs has key ${id}: the writer no longer writes it (remove it from ${SCHEMA_FILE}) or NOT_WRITTEN_HERE in test/schema.test.ts should say which test does`);
+        if (w.seen.has(id) && id in NOT_WRITTEN_HERE) w.problems.push(`${id} is written here after all: remove it from NOT_WRITTEN_HERE`);
+      }
+    assert.equal(w.problems, [], w.problems.join('\n'));
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+test('schema: a renamed key (pipe.capacity) is refused by restart, naming the key, before any process exists', async () => {
+  const scope = new Scope('schema-rename');
+  try {
+    const bin = buildC(scope.dir('bin'), 'family');
+    const dir = scope.ckptDir();
+    const proc = scope.launch({ program: [bin, '--steps', '100000'], dir, cwd: scope.dir('work') });
+    await proc.waitFor(() => proc.lines.length >= 3, 'three lines from the family');
+    const gen = await checkpoint(dir);
+    await scope.kill9(proc);
+    let renamed = '';
+    for (const f of fs.readdirSync(gen).filter((n) => n.endsWith('.ckpt'))) {
+      if (renamed) break;
+      editMeta(path.join(gen, f), (m) => {
+        for (const d of m['files'] as Record<string, Cbor>[]) {
+          const pipe = d['pipe'] as Record<string, Cbor> | undefined;
+          if (renamed || !pipe || pipe['capacity'] === undefined) continue;
+          pipe['capcity'] = pipe['capacity'];
+          delete pipe['capacity'];
+          renamed = path.join(gen, f);
+        }
+      });
+    }
+    assert.ok(renamed, 'the family has a pipe with its capacity');
+    const running = (): number[] => findProcesses((p) => p.cmdline[0] === bin).map((p) => p.pid);
+    // the restore host (C) on that image alone
+    const host = path.join(ROOT, 'build', 'Release', 'ckrun-restore');
+    let out = '';
+    let status = 0;
+    try {
+      execFileSync(host, [renamed], { stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch (e) {
+      const err = e as { status: number; stderr: Buffer };
+      status = err.status;
+      out = err.stderr.toString();
+    }
+    assert.is(status, 2, `the restore host refuses (exit 2): ${out}`);
+    assert.match(out, /files\[\d+\]\.pipe: unknown key "capcity" \(record "pipe"\)/);
+    assert.match(out, /pipe\.keys in src\/image-schema\.ts/);
+    assert.equal(running(), [], 'no process of the family exists');
+    // ckrun restart of the generation (ckrun's reader, then the restore host)
+    const r = await ckrun(['restart', '--dir', dir]);
+    assert.is.not(r.code, 0, r.describe());
+    assert.match(r.stderr, /unknown key "capcity" \(record "pipe"\)/, r.describe());
+    assert.equal(running(), [], 'no process of the family exists');
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+test.run();
