@@ -150,6 +150,15 @@ static const char *at_prefix(struct walk *w, char *buf, size_t cap)
 	return buf;
 }
 
+/* The bit of seen that stands for the record's key named k (0: no such key). */
+static uint64_t key_bit(const struct ck_schema_record *rec, const char *k)
+{
+	for (unsigned i = 0; i < rec->nkeys; i++)
+		if (!strcmp(rec->keys[i].name, k))
+			return 1ULL << i;
+	return 0;
+}
+
 static int check_record(struct walk *w, unsigned r)
 {
 	const struct ck_schema_record *rec = &ck_schema_records[r];
@@ -188,7 +197,8 @@ static int check_record(struct walk *w, unsigned r)
 		return fail(w, "%sdamaged map", at_prefix(w, at, sizeof at));
 	for (unsigned i = 0; i < rec->nkeys; i++) {
 		const struct ck_schema_key *key = &rec->keys[i];
-		if (!key->required || (seen & (1ULL << i)) || (key->kinds && !kind_listed(key->kinds, kind, kindl)))
+		if (!key->required || (seen & (1ULL << i)) || (key->kinds && !kind_listed(key->kinds, kind, kindl)) ||
+		    (key->unless && (seen & key_bit(rec, key->unless))))
 			continue;
 		return fail(w,
 			    "%srequired key \"%s\" (record \"%s\"%s%.*s) is missing: a damaged image, or a writer that no "

@@ -19,6 +19,7 @@ struct ck_schema_key {
 	unsigned short type;
 	unsigned char required;
 	const char *kinds; /* "a,b": only in maps whose kind is one of these; 0: any */
+	const char *unless; /* not required in a map that has this key; 0: none */
 };
 
 struct ck_schema_record {
@@ -61,302 +62,302 @@ enum ck_schema_record_id {
 
 #ifdef CK_SCHEMA_TABLES
 static const struct ck_schema_key ck_schema_keys_header[] = {
-	{"magic", 0, 1, 0}, /* text */
-	{"version", 1, 1, 0}, /* uint */
-	{"data_offset", 1, 1, 0}, /* uint */
-	{"data_length", 1, 1, 0}, /* uint */
-	{"meta_offset", 1, 1, 0}, /* uint */
-	{"meta_length", 1, 1, 0}, /* uint */
-	{"meta_crc", 1, 1, 0}, /* uint */
-	{"file_length", 1, 1, 0}, /* uint */
+	{"magic", 0, 1, 0, 0}, /* text */
+	{"version", 1, 1, 0, 0}, /* uint */
+	{"data_offset", 1, 1, 0, 0}, /* uint */
+	{"data_length", 1, 1, 0, 0}, /* uint */
+	{"meta_offset", 1, 1, 0, 0}, /* uint */
+	{"meta_length", 1, 1, 0, 0}, /* uint */
+	{"meta_crc", 1, 1, 0, 0}, /* uint */
+	{"file_length", 1, 1, 0, 0}, /* uint */
 };
 static const struct ck_schema_key ck_schema_keys_meta[] = {
-	{"version", 1, 1, 0}, /* uint */
-	{"created_ns", 1, 1, 0}, /* uint */
-	{"hostname", 0, 1, 0}, /* text */
-	{"kernel", 0, 1, 0}, /* text */
-	{"machine", 0, 1, 0}, /* text */
-	{"pid", 1, 1, 0}, /* uint */
-	{"ppid", 1, 1, 0}, /* uint */
-	{"pgid", 1, 1, 0}, /* uint */
-	{"sid", 1, 1, 0}, /* uint */
-	{"exe", 0, 1, 0}, /* text */
-	{"cmdline", 2, 1, 0}, /* [text] */
-	{"comm", 0, 1, 0}, /* text */
-	{"cwd", 0, 1, 0}, /* text */
-	{"umask", 1, 1, 0}, /* uint */
-	{"personality", 1, 1, 0}, /* uint */
-	{"tty", 1, 0, 0}, /* uint since=b3911f3 */
-	{"pdeathsig", 1, 0, 0}, /* uint since=b3911f3 */
-	{"creds", 3, 0, 0}, /* {creds} since=59ff20e */
-	{"children", 5, 0, 0}, /* [{child}] since=b3911f3 */
-	{"rlimits", 8, 1, 0}, /* [[int]] */
-	{"mm", 9, 1, 0}, /* {mm} */
-	{"auxv", 10, 1, 0}, /* bytes */
-	{"vdso", 11, 1, 0}, /* {vdso} */
-	{"shim_abi", 1, 1, 0}, /* uint */
-	{"signal", 1, 1, 0}, /* uint */
-	{"ctl_fd", 6, 1, 0}, /* int */
-	{"threads", 13, 1, 0}, /* [{thread}] */
-	{"signals", 14, 1, 0}, /* {signals} */
-	{"files", 16, 1, 0}, /* [{file}] */
-	{"memory", 18, 1, 0}, /* [{region}] */
-	{"mlockall", 2, 0, 0}, /* [text]? */
-	{"stats", 19, 1, 0}, /* {stats} */
-	{"track_id", 1, 0, 0}, /* uint since=f74aac7 */
-	{"images", 2, 0, 0}, /* [text] since=f74aac7 */
-	{"image_ids", 21, 0, 0}, /* [[uint]] since=f72c03a */
-	{"incremental", 22, 0, 0}, /* {incremental} since=f74aac7 */
+	{"version", 1, 1, 0, 0}, /* uint */
+	{"created_ns", 1, 1, 0, 0}, /* uint */
+	{"hostname", 0, 1, 0, 0}, /* text */
+	{"kernel", 0, 1, 0, 0}, /* text */
+	{"machine", 0, 1, 0, 0}, /* text */
+	{"pid", 1, 1, 0, 0}, /* uint */
+	{"ppid", 1, 1, 0, 0}, /* uint */
+	{"pgid", 1, 1, 0, 0}, /* uint */
+	{"sid", 1, 1, 0, 0}, /* uint */
+	{"exe", 0, 1, 0, 0}, /* text */
+	{"cmdline", 2, 1, 0, 0}, /* [text] */
+	{"comm", 0, 1, 0, 0}, /* text */
+	{"cwd", 0, 1, 0, 0}, /* text */
+	{"umask", 1, 1, 0, 0}, /* uint */
+	{"personality", 1, 1, 0, 0}, /* uint */
+	{"tty", 1, 0, 0, 0}, /* uint since=b3911f3 */
+	{"pdeathsig", 1, 0, 0, 0}, /* uint since=b3911f3 */
+	{"creds", 3, 0, 0, 0}, /* {creds} since=59ff20e */
+	{"children", 5, 0, 0, 0}, /* [{child}] since=b3911f3 */
+	{"rlimits", 8, 1, 0, 0}, /* [[int]] */
+	{"mm", 9, 1, 0, 0}, /* {mm} */
+	{"auxv", 10, 1, 0, 0}, /* bytes */
+	{"vdso", 11, 1, 0, 0}, /* {vdso} */
+	{"shim_abi", 1, 1, 0, 0}, /* uint */
+	{"signal", 1, 1, 0, 0}, /* uint */
+	{"ctl_fd", 6, 1, 0, 0}, /* int */
+	{"threads", 13, 1, 0, 0}, /* [{thread}] */
+	{"signals", 14, 1, 0, 0}, /* {signals} */
+	{"files", 16, 1, 0, 0}, /* [{file}] */
+	{"memory", 18, 1, 0, 0}, /* [{region}] */
+	{"mlockall", 2, 0, 0, 0}, /* [text]? */
+	{"stats", 19, 1, 0, 0}, /* {stats} */
+	{"track_id", 1, 0, 0, 0}, /* uint since=f74aac7 */
+	{"images", 2, 0, 0, 0}, /* [text] since=f74aac7 */
+	{"image_ids", 21, 0, 0, 0}, /* [[uint]] since=f72c03a */
+	{"incremental", 22, 0, 0, 0}, /* {incremental} since=f74aac7 */
 };
 static const struct ck_schema_key ck_schema_keys_child[] = {
-	{"pid", 1, 1, 0}, /* uint */
-	{"zombie", 23, 1, 0}, /* bool */
-	{"status", 6, 0, 0}, /* int? */
+	{"pid", 1, 1, 0, 0}, /* uint */
+	{"zombie", 23, 1, 0, 0}, /* bool */
+	{"status", 6, 0, 0, 0}, /* int? */
 };
 static const struct ck_schema_key ck_schema_keys_creds[] = {
-	{"uid", 20, 1, 0}, /* [uint] */
-	{"gid", 20, 1, 0}, /* [uint] */
-	{"groups", 20, 1, 0}, /* [uint] */
-	{"caps", 24, 1, 0}, /* {caps} */
-	{"securebits", 1, 1, 0}, /* uint */
-	{"no_new_privs", 23, 1, 0}, /* bool */
-	{"dumpable", 1, 1, 0}, /* uint */
+	{"uid", 20, 1, 0, 0}, /* [uint] */
+	{"gid", 20, 1, 0, 0}, /* [uint] */
+	{"groups", 20, 1, 0, 0}, /* [uint] */
+	{"caps", 24, 1, 0, 0}, /* {caps} */
+	{"securebits", 1, 1, 0, 0}, /* uint */
+	{"no_new_privs", 23, 1, 0, 0}, /* bool */
+	{"dumpable", 1, 1, 0, 0}, /* uint */
 };
 static const struct ck_schema_key ck_schema_keys_caps[] = {
-	{"effective", 1, 1, 0}, /* uint */
-	{"permitted", 1, 1, 0}, /* uint */
-	{"inheritable", 1, 1, 0}, /* uint */
-	{"bounding", 1, 1, 0}, /* uint */
-	{"ambient", 1, 1, 0}, /* uint */
+	{"effective", 1, 1, 0, 0}, /* uint */
+	{"permitted", 1, 1, 0, 0}, /* uint */
+	{"inheritable", 1, 1, 0, 0}, /* uint */
+	{"bounding", 1, 1, 0, 0}, /* uint */
+	{"ambient", 1, 1, 0, 0}, /* uint */
 };
 static const struct ck_schema_key ck_schema_keys_mm[] = {
-	{"start_code", 1, 1, 0}, /* uint */
-	{"end_code", 1, 1, 0}, /* uint */
-	{"start_data", 1, 1, 0}, /* uint */
-	{"end_data", 1, 1, 0}, /* uint */
-	{"start_brk", 1, 1, 0}, /* uint */
-	{"brk", 1, 1, 0}, /* uint */
-	{"start_stack", 1, 1, 0}, /* uint */
-	{"arg_start", 1, 1, 0}, /* uint */
-	{"arg_end", 1, 1, 0}, /* uint */
-	{"env_start", 1, 1, 0}, /* uint */
-	{"env_end", 1, 1, 0}, /* uint */
+	{"start_code", 1, 1, 0, 0}, /* uint */
+	{"end_code", 1, 1, 0, 0}, /* uint */
+	{"start_data", 1, 1, 0, 0}, /* uint */
+	{"end_data", 1, 1, 0, 0}, /* uint */
+	{"start_brk", 1, 1, 0, 0}, /* uint */
+	{"brk", 1, 1, 0, 0}, /* uint */
+	{"start_stack", 1, 1, 0, 0}, /* uint */
+	{"arg_start", 1, 1, 0, 0}, /* uint */
+	{"arg_end", 1, 1, 0, 0}, /* uint */
+	{"env_start", 1, 1, 0, 0}, /* uint */
+	{"env_end", 1, 1, 0, 0}, /* uint */
 };
 static const struct ck_schema_key ck_schema_keys_vdso[] = {
-	{"vvar", 20, 0, 0}, /* [uint]? */
-	{"vvar_vclock", 20, 0, 0}, /* [uint]? */
-	{"vdso", 20, 0, 0}, /* [uint]? */
-	{"vdso_crc", 1, 0, 0}, /* uint? */
+	{"vvar", 20, 0, 0, 0}, /* [uint]? */
+	{"vvar_vclock", 20, 0, 0, 0}, /* [uint]? */
+	{"vdso", 20, 0, 0, 0}, /* [uint]? */
+	{"vdso_crc", 1, 0, 0, 0}, /* uint? */
 };
 static const struct ck_schema_key ck_schema_keys_stats[] = {
-	{"pause_ns", 1, 1, 0}, /* uint */
-	{"pages", 1, 1, 0}, /* uint */
-	{"bytes", 1, 1, 0}, /* uint */
+	{"pause_ns", 1, 1, 0, 0}, /* uint */
+	{"pages", 1, 1, 0, 0}, /* uint */
+	{"bytes", 1, 1, 0, 0}, /* uint */
 };
 static const struct ck_schema_key ck_schema_keys_incremental[] = {
-	{"parent_used", 23, 1, 0}, /* bool */
-	{"tracking", 0, 1, 0}, /* text */
+	{"parent_used", 23, 1, 0, 0}, /* bool */
+	{"tracking", 0, 1, 0, 0}, /* text */
 };
 static const struct ck_schema_key ck_schema_keys_thread[] = {
-	{"tid", 1, 1, 0}, /* uint */
-	{"leader", 23, 1, 0}, /* bool */
-	{"fs_base", 1, 1, 0}, /* uint */
-	{"comm", 0, 1, 0}, /* text */
-	{"sigmask", 1, 1, 0}, /* uint */
-	{"pending", 1, 1, 0}, /* uint */
-	{"regs", 25, 1, 0}, /* {regs} */
-	{"resume", 10, 1, 0}, /* bytes */
-	{"sigaltstack", 7, 1, 0}, /* [int] */
-	{"robust_list", 20, 1, 0}, /* [uint] */
-	{"clear_tid", 1, 1, 0}, /* uint */
-	{"rseq", 27, 1, 0}, /* [uint]|null */
+	{"tid", 1, 1, 0, 0}, /* uint */
+	{"leader", 23, 1, 0, 0}, /* bool */
+	{"fs_base", 1, 1, 0, 0}, /* uint */
+	{"comm", 0, 1, 0, 0}, /* text */
+	{"sigmask", 1, 1, 0, 0}, /* uint */
+	{"pending", 1, 1, 0, 0}, /* uint */
+	{"regs", 25, 1, 0, 0}, /* {regs} */
+	{"resume", 10, 1, 0, 0}, /* bytes */
+	{"sigaltstack", 7, 1, 0, 0}, /* [int] */
+	{"robust_list", 20, 1, 0, 0}, /* [uint] */
+	{"clear_tid", 1, 1, 0, 0}, /* uint */
+	{"rseq", 27, 1, 0, 0}, /* [uint]|null */
 };
 static const struct ck_schema_key ck_schema_keys_regs[] = {
-	{"r8", 1, 1, 0}, /* uint */
-	{"r9", 1, 1, 0}, /* uint */
-	{"r10", 1, 1, 0}, /* uint */
-	{"r11", 1, 1, 0}, /* uint */
-	{"r12", 1, 1, 0}, /* uint */
-	{"r13", 1, 1, 0}, /* uint */
-	{"r14", 1, 1, 0}, /* uint */
-	{"r15", 1, 1, 0}, /* uint */
-	{"rdi", 1, 1, 0}, /* uint */
-	{"rsi", 1, 1, 0}, /* uint */
-	{"rbp", 1, 1, 0}, /* uint */
-	{"rbx", 1, 1, 0}, /* uint */
-	{"rdx", 1, 1, 0}, /* uint */
-	{"rax", 1, 1, 0}, /* uint */
-	{"rcx", 1, 1, 0}, /* uint */
-	{"rsp", 1, 1, 0}, /* uint */
-	{"rip", 1, 1, 0}, /* uint */
-	{"eflags", 1, 1, 0}, /* uint */
+	{"r8", 1, 1, 0, 0}, /* uint */
+	{"r9", 1, 1, 0, 0}, /* uint */
+	{"r10", 1, 1, 0, 0}, /* uint */
+	{"r11", 1, 1, 0, 0}, /* uint */
+	{"r12", 1, 1, 0, 0}, /* uint */
+	{"r13", 1, 1, 0, 0}, /* uint */
+	{"r14", 1, 1, 0, 0}, /* uint */
+	{"r15", 1, 1, 0, 0}, /* uint */
+	{"rdi", 1, 1, 0, 0}, /* uint */
+	{"rsi", 1, 1, 0, 0}, /* uint */
+	{"rbp", 1, 1, 0, 0}, /* uint */
+	{"rbx", 1, 1, 0, 0}, /* uint */
+	{"rdx", 1, 1, 0, 0}, /* uint */
+	{"rax", 1, 1, 0, 0}, /* uint */
+	{"rcx", 1, 1, 0, 0}, /* uint */
+	{"rsp", 1, 1, 0, 0}, /* uint */
+	{"rip", 1, 1, 0, 0}, /* uint */
+	{"eflags", 1, 1, 0, 0}, /* uint */
 };
 static const struct ck_schema_key ck_schema_keys_signals[] = {
-	{"actions", 8, 1, 0}, /* [[int]] */
-	{"pending", 1, 1, 0}, /* uint */
-	{"itimers", 8, 1, 0}, /* [[int]] */
-	{"timers", 29, 0, 0}, /* [{timer}] since=2b765d7 */
+	{"actions", 8, 1, 0, 0}, /* [[int]] */
+	{"pending", 1, 1, 0, 0}, /* uint */
+	{"itimers", 8, 1, 0, 0}, /* [[int]] */
+	{"timers", 29, 0, 0, 0}, /* [{timer}] since=2b765d7 */
 };
 static const struct ck_schema_key ck_schema_keys_timer[] = {
-	{"id", 6, 1, 0}, /* int */
-	{"clock", 6, 1, 0}, /* int */
-	{"notify", 0, 1, 0}, /* text */
-	{"signal", 1, 1, 0}, /* uint */
-	{"tid", 6, 1, 0}, /* int */
-	{"value", 1, 1, 0}, /* uint */
-	{"remaining_ns", 1, 1, 0}, /* uint */
-	{"interval_ns", 1, 1, 0}, /* uint */
+	{"id", 6, 1, 0, 0}, /* int */
+	{"clock", 6, 1, 0, 0}, /* int */
+	{"notify", 0, 1, 0, 0}, /* text */
+	{"signal", 1, 1, 0, 0}, /* uint */
+	{"tid", 6, 1, 0, 0}, /* int */
+	{"value", 1, 1, 0, 0}, /* uint */
+	{"remaining_ns", 1, 1, 0, 0}, /* uint */
+	{"interval_ns", 1, 1, 0, 0}, /* uint */
 };
 static const struct ck_schema_key ck_schema_keys_file[] = {
-	{"fd", 1, 1, 0}, /* uint */
-	{"kind", 0, 1, 0}, /* text */
-	{"path", 0, 1, 0}, /* text */
-	{"flags", 1, 1, 0}, /* uint */
-	{"cloexec", 23, 1, 0}, /* bool */
-	{"offset", 1, 0, 0}, /* uint? */
-	{"size", 1, 1, 0}, /* uint */
-	{"mode", 1, 1, 0}, /* uint */
-	{"dev", 1, 1, 0}, /* uint */
-	{"ino", 1, 1, 0}, /* uint */
-	{"rdev", 1, 1, 0}, /* uint */
-	{"mtime_ns", 1, 1, 0}, /* uint */
-	{"stdio", 1, 0, 0}, /* uint? */
-	{"same_as", 1, 0, 0}, /* uint? */
-	{"data", 7, 1, "deleted"}, /* [int] */
-	{"pipe", 30, 1, "pipe"}, /* {pipe} */
-	{"eventfd", 31, 1, "eventfd"}, /* {eventfd} */
-	{"epoll", 21, 1, "epoll"}, /* [[uint]] */
-	{"timerfd", 32, 1, "timerfd"}, /* {timerfd} */
-	{"signalfd", 33, 1, "signalfd"}, /* {signalfd} */
-	{"inotify", 34, 1, "inotify"}, /* {inotify} */
-	{"pidfd", 35, 1, "pidfd"}, /* {pidfd} */
-	{"socket", 36, 1, "socket"}, /* {socket} */
+	{"fd", 1, 1, 0, 0}, /* uint */
+	{"kind", 0, 1, 0, 0}, /* text */
+	{"path", 0, 1, 0, 0}, /* text */
+	{"flags", 1, 1, 0, 0}, /* uint */
+	{"cloexec", 23, 1, 0, 0}, /* bool */
+	{"offset", 1, 0, 0, 0}, /* uint? */
+	{"size", 1, 1, 0, 0}, /* uint */
+	{"mode", 1, 1, 0, 0}, /* uint */
+	{"dev", 1, 1, 0, 0}, /* uint */
+	{"ino", 1, 1, 0, 0}, /* uint */
+	{"rdev", 1, 1, 0, 0}, /* uint */
+	{"mtime_ns", 1, 1, 0, 0}, /* uint */
+	{"stdio", 1, 0, 0, 0}, /* uint? */
+	{"same_as", 1, 0, 0, 0}, /* uint? */
+	{"data", 7, 1, "deleted", "same_as"}, /* [int] */
+	{"pipe", 30, 1, "pipe", "same_as"}, /* {pipe} */
+	{"eventfd", 31, 1, "eventfd", "same_as"}, /* {eventfd} */
+	{"epoll", 21, 1, "epoll", "same_as"}, /* [[uint]] */
+	{"timerfd", 32, 1, "timerfd", "same_as"}, /* {timerfd} */
+	{"signalfd", 33, 1, "signalfd", "same_as"}, /* {signalfd} */
+	{"inotify", 34, 1, "inotify", "same_as"}, /* {inotify} */
+	{"pidfd", 35, 1, "pidfd", "same_as"}, /* {pidfd} */
+	{"socket", 36, 1, "socket", "same_as"}, /* {socket} */
 };
 static const struct ck_schema_key ck_schema_keys_pipe[] = {
-	{"id", 1, 1, 0}, /* uint */
-	{"end", 0, 1, 0}, /* text */
-	{"peer_outside", 23, 1, 0}, /* bool */
-	{"capacity", 1, 0, 0}, /* uint? */
-	{"data", 7, 0, 0}, /* [int]? */
+	{"id", 1, 1, 0, 0}, /* uint */
+	{"end", 0, 1, 0, 0}, /* text */
+	{"peer_outside", 23, 1, 0, 0}, /* bool */
+	{"capacity", 1, 0, 0, 0}, /* uint? */
+	{"data", 7, 0, 0, 0}, /* [int]? */
 };
 static const struct ck_schema_key ck_schema_keys_eventfd[] = {
-	{"count", 1, 1, 0}, /* uint */
-	{"semaphore", 23, 1, 0}, /* bool */
+	{"count", 1, 1, 0, 0}, /* uint */
+	{"semaphore", 23, 1, 0, 0}, /* bool */
 };
 static const struct ck_schema_key ck_schema_keys_timerfd[] = {
-	{"clock", 6, 1, 0}, /* int */
-	{"settime_flags", 1, 1, 0}, /* uint */
-	{"value_ns", 1, 1, 0}, /* uint */
-	{"interval_ns", 1, 1, 0}, /* uint */
-	{"ticks", 1, 1, 0}, /* uint */
-	{"deadline_ns", 1, 0, 0}, /* uint? */
+	{"clock", 6, 1, 0, 0}, /* int */
+	{"settime_flags", 1, 1, 0, 0}, /* uint */
+	{"value_ns", 1, 1, 0, 0}, /* uint */
+	{"interval_ns", 1, 1, 0, 0}, /* uint */
+	{"ticks", 1, 1, 0, 0}, /* uint */
+	{"deadline_ns", 1, 0, 0, 0}, /* uint? */
 };
 static const struct ck_schema_key ck_schema_keys_signalfd[] = {
-	{"mask", 1, 1, 0}, /* uint */
+	{"mask", 1, 1, 0, 0}, /* uint */
 };
 static const struct ck_schema_key ck_schema_keys_inotify[] = {
-	{"watches", 39, 1, 0}, /* [[uint|text]] */
-	{"queued", 1, 1, 0}, /* uint */
+	{"watches", 39, 1, 0, 0}, /* [[uint|text]] */
+	{"queued", 1, 1, 0, 0}, /* uint */
 };
 static const struct ck_schema_key ck_schema_keys_pidfd[] = {
-	{"pid", 1, 1, 0}, /* uint */
-	{"relation", 0, 1, 0}, /* text */
+	{"pid", 1, 1, 0, 0}, /* uint */
+	{"relation", 0, 1, 0, 0}, /* text */
 };
 static const struct ck_schema_key ck_schema_keys_socket[] = {
-	{"family", 1, 1, 0}, /* uint */
-	{"type", 1, 1, 0}, /* uint */
-	{"protocol", 1, 1, 0}, /* uint */
-	{"options", 42, 1, 0}, /* [[uint|bytes]] */
-	{"inet", 43, 0, 0}, /* {inet}? */
-	{"unix", 44, 0, 0}, /* {unix}? */
+	{"family", 1, 1, 0, 0}, /* uint */
+	{"type", 1, 1, 0, 0}, /* uint */
+	{"protocol", 1, 1, 0, 0}, /* uint */
+	{"options", 42, 1, 0, 0}, /* [[uint|bytes]] */
+	{"inet", 43, 0, 0, 0}, /* {inet}? */
+	{"unix", 44, 0, 0, 0}, /* {unix}? */
 };
 static const struct ck_schema_key ck_schema_keys_inet[] = {
-	{"local", 46, 1, 0}, /* [bytes|uint] */
-	{"peer", 48, 0, 0}, /* [bytes|uint]? */
-	{"tcp_state", 1, 0, 0}, /* uint? */
-	{"backlog", 1, 0, 0}, /* uint? */
-	{"recv_queue", 7, 0, 0}, /* [int]? */
-	{"unsent_queue", 7, 0, 0}, /* [int]? */
-	{"datagrams", 51, 0, 0}, /* [[bytes|int]]? */
+	{"local", 46, 1, 0, 0}, /* [bytes|uint] */
+	{"peer", 48, 0, 0, 0}, /* [bytes|uint]? */
+	{"tcp_state", 1, 0, 0, 0}, /* uint? */
+	{"backlog", 1, 0, 0, 0}, /* uint? */
+	{"recv_queue", 7, 0, 0, 0}, /* [int]? */
+	{"unsent_queue", 7, 0, 0, 0}, /* [int]? */
+	{"datagrams", 51, 0, 0, 0}, /* [[bytes|int]]? */
 };
 static const struct ck_schema_key ck_schema_keys_unix[] = {
-	{"ino", 1, 1, 0}, /* uint */
-	{"state", 1, 1, 0}, /* uint */
-	{"name", 10, 0, 0}, /* bytes? */
-	{"peer", 1, 0, 0}, /* uint? */
-	{"peer_name", 10, 0, 0}, /* bytes? */
-	{"shutdown", 1, 0, 0}, /* uint? */
-	{"sndbuf", 1, 1, 0}, /* uint */
-	{"rcvbuf", 1, 1, 0}, /* uint */
-	{"backlog", 1, 0, 0}, /* uint? */
-	{"pending", 20, 0, 0}, /* [uint]? */
-	{"msgs", 57, 0, 0}, /* [uint|[uint|[{passed}]]]? */
-	{"queue", 7, 0, 0}, /* [int]? */
+	{"ino", 1, 1, 0, 0}, /* uint */
+	{"state", 1, 1, 0, 0}, /* uint */
+	{"name", 10, 0, 0, 0}, /* bytes? */
+	{"peer", 1, 0, 0, 0}, /* uint? */
+	{"peer_name", 10, 0, 0, 0}, /* bytes? */
+	{"shutdown", 1, 0, 0, 0}, /* uint? */
+	{"sndbuf", 1, 1, 0, 0}, /* uint */
+	{"rcvbuf", 1, 1, 0, 0}, /* uint */
+	{"backlog", 1, 0, 0, 0}, /* uint? */
+	{"pending", 20, 0, 0, 0}, /* [uint]? */
+	{"msgs", 57, 0, 0, 0}, /* [uint|[uint|[{passed}]]]? */
+	{"queue", 7, 0, 0, 0}, /* [int]? */
 };
 static const struct ck_schema_key ck_schema_keys_passed[] = {
-	{"kind", 0, 1, 0}, /* text */
-	{"path", 0, 1, "file"}, /* text */
-	{"flags", 1, 1, "file"}, /* uint */
-	{"offset", 1, 1, "file"}, /* uint */
-	{"id", 1, 1, "pipe"}, /* uint */
-	{"end", 0, 1, "pipe"}, /* text */
-	{"ino", 1, 1, "socket"}, /* uint */
+	{"kind", 0, 1, 0, 0}, /* text */
+	{"path", 0, 1, "file", 0}, /* text */
+	{"flags", 1, 1, "file", 0}, /* uint */
+	{"offset", 1, 1, "file", 0}, /* uint */
+	{"id", 1, 1, "pipe", 0}, /* uint */
+	{"end", 0, 1, "pipe", 0}, /* text */
+	{"ino", 1, 1, "socket", 0}, /* uint */
 };
 static const struct ck_schema_key ck_schema_keys_region[] = {
-	{"start", 1, 1, 0}, /* uint */
-	{"end", 1, 1, 0}, /* uint */
-	{"prot", 1, 1, 0}, /* uint */
-	{"shared", 23, 1, 0}, /* bool */
-	{"kind", 0, 1, 0}, /* text */
-	{"name", 0, 1, 0}, /* text */
-	{"vmflags", 2, 0, 0}, /* [text]? */
-	{"file", 58, 0, 0}, /* {region_file}? */
-	{"runs", 8, 1, 0}, /* [[int]] */
-	{"bytes", 1, 1, 0}, /* uint */
-	{"shm", 20, 0, 0}, /* [uint]? */
-	{"shm_object", 59, 0, 0}, /* {shm_object}? */
+	{"start", 1, 1, 0, 0}, /* uint */
+	{"end", 1, 1, 0, 0}, /* uint */
+	{"prot", 1, 1, 0, 0}, /* uint */
+	{"shared", 23, 1, 0, 0}, /* bool */
+	{"kind", 0, 1, 0, 0}, /* text */
+	{"name", 0, 1, 0, 0}, /* text */
+	{"vmflags", 2, 0, 0, 0}, /* [text]? */
+	{"file", 58, 0, 0, 0}, /* {region_file}? */
+	{"runs", 8, 1, 0, 0}, /* [[int]] */
+	{"bytes", 1, 1, 0, 0}, /* uint */
+	{"shm", 20, 0, 0, 0}, /* [uint]? */
+	{"shm_object", 59, 0, 0, 0}, /* {shm_object}? */
 };
 static const struct ck_schema_key ck_schema_keys_region_file[] = {
-	{"path", 0, 1, 0}, /* text */
-	{"offset", 1, 1, 0}, /* uint */
-	{"dev", 1, 1, 0}, /* uint */
-	{"ino", 1, 1, 0}, /* uint */
-	{"size", 1, 1, 0}, /* uint */
-	{"mtime_ns", 1, 1, 0}, /* uint */
+	{"path", 0, 1, 0, 0}, /* text */
+	{"offset", 1, 1, 0, 0}, /* uint */
+	{"dev", 1, 1, 0, 0}, /* uint */
+	{"ino", 1, 1, 0, 0}, /* uint */
+	{"size", 1, 1, 0, 0}, /* uint */
+	{"mtime_ns", 1, 1, 0, 0}, /* uint */
 };
 static const struct ck_schema_key ck_schema_keys_shm_object[] = {
-	{"kind", 0, 1, 0}, /* text */
-	{"name", 0, 1, "memfd"}, /* text */
-	{"path", 0, 1, "posix"}, /* text */
-	{"key", 6, 1, "sysv"}, /* int */
-	{"id", 6, 1, "sysv"}, /* int */
-	{"mode", 1, 1, "sysv"}, /* uint */
-	{"size", 1, 1, "sysv"}, /* uint */
+	{"kind", 0, 1, 0, 0}, /* text */
+	{"name", 0, 1, "memfd", 0}, /* text */
+	{"path", 0, 1, "posix", 0}, /* text */
+	{"key", 6, 1, "sysv", 0}, /* int */
+	{"id", 6, 1, "sysv", 0}, /* int */
+	{"mode", 1, 1, "sysv", 0}, /* uint */
+	{"size", 1, 1, "sysv", 0}, /* uint */
 };
 static const struct ck_schema_key ck_schema_keys_manifest[] = {
-	{"format", 0, 1, 0}, /* text */
-	{"version", 1, 1, 0}, /* uint */
-	{"generation", 1, 1, 0}, /* uint */
-	{"created_ns", 1, 1, 0}, /* uint */
-	{"argv", 2, 1, 0}, /* [text] */
-	{"cwd", 0, 1, 0}, /* text */
-	{"root", 1, 1, 0}, /* uint */
-	{"processes", 61, 1, 0}, /* [{process}] */
-	{"shared_files", 62, 0, 0}, /* [[[uint]]] since=9eadff3 */
-	{"shm_owners", 21, 0, 0}, /* [[uint]] since=f72c03a */
-	{"compressed", 0, 0, 0}, /* text? */
+	{"format", 0, 1, 0, 0}, /* text */
+	{"version", 1, 1, 0, 0}, /* uint */
+	{"generation", 1, 1, 0, 0}, /* uint */
+	{"created_ns", 1, 1, 0, 0}, /* uint */
+	{"argv", 2, 1, 0, 0}, /* [text] */
+	{"cwd", 0, 1, 0, 0}, /* text */
+	{"root", 1, 1, 0, 0}, /* uint */
+	{"processes", 61, 1, 0, 0}, /* [{process}] */
+	{"shared_files", 62, 0, 0, 0}, /* [[[uint]]] since=9eadff3 */
+	{"shm_owners", 21, 0, 0, 0}, /* [[uint]] since=f72c03a */
+	{"compressed", 0, 0, 0, 0}, /* text? */
 };
 static const struct ck_schema_key ck_schema_keys_process[] = {
-	{"pid", 1, 1, 0}, /* uint */
-	{"image", 0, 1, 0}, /* text */
-	{"bytes", 1, 0, 0}, /* uint since=f72c03a */
-	{"header_crc", 1, 0, 0}, /* uint since=f72c03a */
-	{"pause_ns", 1, 1, 0}, /* uint */
-	{"ppid", 1, 0, 0}, /* uint since=9eadff3 */
-	{"pgid", 1, 0, 0}, /* uint since=9eadff3 */
-	{"sid", 1, 0, 0}, /* uint since=9eadff3 */
-	{"compressed_bytes", 1, 0, 0}, /* uint? */
-	{"chain", 1, 0, 0}, /* uint since=f72c03a */
+	{"pid", 1, 1, 0, 0}, /* uint */
+	{"image", 0, 1, 0, 0}, /* text */
+	{"bytes", 1, 0, 0, 0}, /* uint since=f72c03a */
+	{"header_crc", 1, 0, 0, 0}, /* uint since=f72c03a */
+	{"pause_ns", 1, 1, 0, 0}, /* uint */
+	{"ppid", 1, 0, 0, 0}, /* uint since=9eadff3 */
+	{"pgid", 1, 0, 0, 0}, /* uint since=9eadff3 */
+	{"sid", 1, 0, 0, 0}, /* uint since=9eadff3 */
+	{"compressed_bytes", 1, 0, 0, 0}, /* uint? */
+	{"chain", 1, 0, 0, 0}, /* uint since=f72c03a */
 };
 
 static const struct ck_schema_type ck_schema_types[] = {

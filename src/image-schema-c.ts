@@ -45,7 +45,8 @@ export function renderSchemaHeader(): string {
     if (keys.length > 64) throw new Error(`${SCHEMA_FILE}: record ${name} has more than 64 keys (preload/schema.c keeps one bit per key)`);
     const rows = keys.map((k) => {
       const kinds = k.kinds ? `"${k.kinds.join(',')}"` : '0';
-      return `\t{"${k.key}", ${add(k.type)}, ${k.required ? 1 : 0}, ${kinds}}, /* ${k.typeText}${k.optional ? '?' : ''}${k.since ? ` since=${k.since}` : ''} */`;
+      const unless = k.unless ? `"${k.unless}"` : '0';
+      return `\t{"${k.key}", ${add(k.type)}, ${k.required ? 1 : 0}, ${kinds}, ${unless}}, /* ${k.typeText}${k.optional ? '?' : ''}${k.since ? ` since=${k.since}` : ''} */`;
     });
     tables.push(`static const struct ck_schema_key ck_schema_keys_${name}[] = {\n${rows.join('\n')}\n};`);
   }
@@ -71,6 +72,7 @@ export function renderSchemaHeader(): string {
     `\tunsigned short type;`,
     `\tunsigned char required;`,
     `\tconst char *kinds; /* "a,b": only in maps whose kind is one of these; 0: any */`,
+    `\tconst char *unless; /* not required in a map that has this key; 0: none */`,
     `};`,
     ``,
     `struct ck_schema_record {`,

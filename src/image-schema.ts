@@ -18,6 +18,8 @@
 //              before), test/schema.test.ts checks that new images carry it
 //   kind=a,b   only in maps whose `kind` is one of these (required there
 //              unless ? or since=)
+//   unless=k   not required in a map that has key k (a descriptor that
+//              shares an earlier one's description has no part of its own)
 // A key without ? or since= is required: a map without it is refused. A key
 // that is not listed is refused too, naming the record and this file. A new
 // key of an existing record is written `?` or `since=`: images of older
@@ -237,15 +239,15 @@ export const IMAGE_SCHEMA = {
       mtime_ns: 'uint',
       stdio: 'uint?',
       same_as: 'uint?',
-      data: '[int] kind=deleted',
-      pipe: '{pipe} kind=pipe',
-      eventfd: '{eventfd} kind=eventfd',
-      epoll: '[[uint]] kind=epoll',
-      timerfd: '{timerfd} kind=timerfd',
-      signalfd: '{signalfd} kind=signalfd',
-      inotify: '{inotify} kind=inotify',
-      pidfd: '{pidfd} kind=pidfd',
-      socket: '{socket} kind=socket',
+      data: '[int] kind=deleted unless=same_as',
+      pipe: '{pipe} kind=pipe unless=same_as',
+      eventfd: '{eventfd} kind=eventfd unless=same_as',
+      epoll: '[[uint]] kind=epoll unless=same_as',
+      timerfd: '{timerfd} kind=timerfd unless=same_as',
+      signalfd: '{signalfd} kind=signalfd unless=same_as',
+      inotify: '{inotify} kind=inotify unless=same_as',
+      pidfd: '{pidfd} kind=pidfd unless=same_as',
+      socket: '{socket} kind=socket unless=same_as',
     },
   },
   pipe: {
@@ -443,6 +445,8 @@ export interface KeySpec {
   since: string | undefined;
   /** the kinds whose maps may have it; undefined: any map of the record */
   kinds: string[] | undefined;
+  /** not required in a map that has this key */
+  unless: string | undefined;
 }
 
 const SCALARS = new Set(['uint', 'int', 'bool', 'text', 'bytes', 'null', 'any']);
@@ -486,19 +490,21 @@ export function parseType(text: string): TypeNode {
   return t;
 }
 
-/** Parses a key's line: `TYPE[?] [since=C] [kind=a,b]`. */
+/** Parses a key's line: `TYPE[?] [since=C] [kind=a,b] [unless=k]`. */
 export function parseKeySpec(key: string, line: string): KeySpec {
   const [typeWord, ...flags] = line.trim().split(/\s+/);
   const optional = typeWord.endsWith('?');
   const typeText = optional ? typeWord.slice(0, -1) : typeWord;
   let since: string | undefined;
   let kinds: string[] | undefined;
+  let unless: string | undefined;
   for (const f of flags) {
     if (f.startsWith('since=')) since = f.slice(6);
     else if (f.startsWith('kind=')) kinds = f.slice(5).split(',');
-    else throw new Error(`${SCHEMA_FILE}: key "${key}": unknown flag "${f}" (flags: ?, since=COMMIT, kind=a,b)`);
+    else if (f.startsWith('unless=')) unless = f.slice(7);
+    else throw new Error(`${SCHEMA_FILE}: key "${key}": unknown flag "${f}" (flags: ?, since=COMMIT, kind=a,b, unless=KEY)`);
   }
-  return { key, type: parseType(typeText), typeText, required: !optional && since === undefined, optional, since, kinds };
+  return { key, type: parseType(typeText), typeText, required: !optional && since === undefined, optional, since, kinds, unless };
 }
 
 const parsed = new Map<string, KeySpec[]>();
@@ -510,6 +516,9 @@ export function recordKeys(name: string): KeySpec[] {
     const r = (IMAGE_SCHEMA as Record<string, RecordSchema>)[name];
     if (!r) throw new Error(`${SCHEMA_FILE}: no record "${name}"`);
     keys = Object.entries(r.keys).map(([k, line]) => parseKeySpec(k, line));
+    for (const k of keys)
+      if (k.unless !== undefined && !keys.some((o) => o.key === k.unless))
+        throw new Error(`${SCHEMA_FILE}: ${name}.${k.key}: unless=${k.unless} names no key of ${name}`);
     parsed.set(name, keys);
   }
   return keys;
@@ -621,7 +630,7 @@ function checkRecordAt(m: Record<string, unknown>, record: string, where: string
     if (why) return why;
   }
   for (const spec of keys) {
-    if (!spec.required || hasKey(m, spec.key)) continue;
+    if (!spec.required || hasKey(m, spec.key) || (spec.unless !== undefined && hasKey(m, spec.unless))) continue;
     if (spec.kinds && !(kind !== undefined && spec.kinds.includes(kind))) continue;
     return (
       `${at}required key "${spec.key}" (record "${record}"${spec.kinds ? ` of kind ${kind}` : ''}) is missing: a damaged image, ` +
