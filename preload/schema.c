@@ -87,6 +87,17 @@ static int class_of_type(unsigned op)
 	return op == CKS_UINT || op == CKS_INT ? CKS_INT : op;
 }
 
+/* The schema's type of the next item, for the line a developer adds. */
+static const char *guess_type(struct cb_dec *d)
+{
+	switch (cbd_peek(d)) {
+	case CB_NEGINT: return "int";
+	case CB_ARRAY: return "[...]";
+	case CB_MAP: return "{...}";
+	default: return what_is(d);
+	}
+}
+
 static int class_of_item(struct cb_dec *d)
 {
 	switch (cbd_peek(d)) {
@@ -177,10 +188,10 @@ static int check_record(struct walk *w, unsigned r)
 		if (i == rec->nkeys)
 			return fail(w,
 				    "%sunknown key \"%.*s\" (record \"%s\"%s%.*s): an image of a newer ckrun (restart it with that "
-				    "one) or a damaged one; a ckrun developer adding the key adds a line to %s.keys in " SCHEMA_FILE
-				    " and runs npm run schema",
+				    "one) or a damaged one; a ckrun developer adding the key adds a line such as %.*s: '%s?' to "
+				    "%s.keys in " SCHEMA_FILE " and runs npm run schema",
 				    at_prefix(w, at, sizeof at), (int)kl, k, rec->name, kind ? " of kind " : "", (int)kindl,
-				    kind ? kind : "", rec->name);
+				    kind ? kind : "", (int)kl, k, guess_type(&w->d), rec->name);
 		const struct ck_schema_key *key = &rec->keys[i];
 		if (key->kinds && !kind_listed(key->kinds, kind, kindl))
 			return fail(w, "%skey \"%s\" belongs to record \"%s\" of kind %s, not of kind %.*s",

@@ -543,6 +543,12 @@ function kindOfValue(v: unknown): string {
   return typeof v;
 }
 
+/** The schema's type of a value, for the line a developer adds (a map's record is theirs to name). */
+function guessType(v: unknown): string {
+  const k = kindOfValue(v);
+  return k === 'negative int' ? 'int' : k === 'array' ? '[...]' : k === 'map' ? '{...}' : k;
+}
+
 function typeName(t: TypeNode): string {
   switch (t.op) {
     case 'array':
@@ -622,7 +628,7 @@ function checkRecordAt(m: Record<string, unknown>, record: string, where: string
     if (!spec)
       return (
         `${at}unknown key "${k}" (record "${record}"${kind ? ` of kind ${kind}` : ''}): an image of a newer ckrun (restart it with that one) ` +
-        `or a damaged one; a ckrun developer adding the key adds a line to ${record}.keys in ${SCHEMA_FILE} and runs npm run schema`
+        `or a damaged one; a ckrun developer adding the key adds a line such as ${k}: '${guessType(v)}?' to ${record}.keys in ${SCHEMA_FILE} and runs npm run schema`
       );
     if (spec.kinds && !(kind !== undefined && spec.kinds.includes(kind)))
       return `${at}key "${k}" belongs to record "${record}" of kind ${spec.kinds.join(' or ')}, not of kind ${kind ?? '(none)'}`;

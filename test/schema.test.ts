@@ -268,7 +268,9 @@ test('schema: a renamed key (pipe.capacity) is refused by restart, naming the ke
     }
     assert.is(status, 2, `the restore host refuses (exit 2): ${out}`);
     assert.match(out, /files\[\d+\]\.pipe: unknown key "capcity" \(record "pipe"\)/);
-    assert.match(out, /pipe\.keys in src\/image-schema\.ts/);
+    assert.match(out, /a line such as capcity: 'uint\?' to pipe\.keys in src\/image-schema\.ts/);
+    const tsWords = checkRecord(toPlain(readMeta(renamed)), 'meta');
+    assert.ok(tsWords && out.includes(tsWords), `the restore host and ckrun's reader say the same: ${out} / ${tsWords}`);
     assert.equal(running(), [], 'no process of the family exists');
     // ckrun restart of the generation (ckrun's reader, then the restore host)
     const r = await ckrun(['restart', '--dir', dir]);
