@@ -19,6 +19,9 @@
 
 #define SCHEMA_FILE "src/image-schema.ts"
 
+_Static_assert(CK_SCHEMA_SHIM_ABI == CK_SHIM_ABI,
+	       "a new shim ABI: check src/image-schema.ts against the new images, set its SHIM_ABI, run npm run schema");
+
 struct walk {
 	struct cb_dec d;
 	char path[256]; /* where the walk is: files[3].pipe */

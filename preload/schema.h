@@ -5,6 +5,9 @@
 #ifndef CK_SCHEMA_H
 #define CK_SCHEMA_H
 
+/* the shim ABI the schema describes (schema.c asserts it is ckrun.h's) */
+#define CK_SCHEMA_SHIM_ABI 1
+
 enum { CKS_UINT, CKS_INT, CKS_BOOL, CKS_TEXT, CKS_BYTES, CKS_NULL, CKS_ANY, CKS_ARRAY, CKS_RECORD, CKS_UNION };
 
 /* array: a = the items' type; record: a = the record; union: the a..a+b-1

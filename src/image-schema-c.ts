@@ -6,7 +6,7 @@
 import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SCHEMA_FILE, recordKeys, recordNames, type TypeNode } from './image-schema.js';
+import { SCHEMA_FILE, SHIM_ABI, recordKeys, recordNames, type TypeNode } from './image-schema.js';
 
 export const C_HEADER = 'preload/schema.h';
 
@@ -57,6 +57,9 @@ export function renderSchemaHeader(): string {
     ` * is not current). */`,
     `#ifndef CK_SCHEMA_H`,
     `#define CK_SCHEMA_H`,
+    ``,
+    `/* the shim ABI the schema describes (schema.c asserts it is ckrun.h's) */`,
+    `#define CK_SCHEMA_SHIM_ABI ${SHIM_ABI}`,
     ``,
     `enum { ${OPS.map((o) => `CKS_${o.toUpperCase()}`).join(', ')} };`,
     ``,

@@ -13,8 +13,9 @@
 //          [T] an array of T | {record} a map of that record | T|U either
 //          (alternatives of a union differ in CBOR type: uint|[uint])
 //   ?          the writer leaves the key out when it has nothing to say
-//   since=C    this build always writes it, images of builds before commit
-//              C do not have it: the readers accept its absence (restored as
+//   since=L    this build always writes it, images of builds before L (the
+//              commit or the issue that added it: a label, not compared) do
+//              not have it: the readers accept its absence (restored as
 //              before), test/schema.test.ts checks that new images carry it
 //   kind=a,b   only in maps whose `kind` is one of these (required there
 //              unless ? or since=)
@@ -23,7 +24,9 @@
 // A key without ? or since= is required: a map without it is refused. A key
 // that is not listed is refused too, naming the record and this file. A new
 // key of an existing record is written `?` or `since=`: images of older
-// builds lack it.
+// builds lack it. A new kind of descriptor is one line in `file`,
+//   pty: '{pty} kind=pty unless=same_as',
+// and one record with a line per key of its part.
 
 export const SCHEMA_FILE = 'src/image-schema.ts';
 /** preload/ckrun.h's CK_SHIM_ABI: the images this schema describes (others are refused as such) */
