@@ -94,11 +94,16 @@ int main(int argc, char **argv)
 	const char *dir = argv[1];
 	int a = open_in(dir, "A"), b = open_in(dir, "B"), c = open_in(dir, "C");
 	struct flock lb = range(F_WRLCK, 0, 100), lc = range(F_WRLCK, 0, 0);
-	if (flock(a, LOCK_EX) != 0 || fcntl(b, F_SETLK, &lb) != 0 || fcntl(c, F_OFD_SETLK, &lc) != 0) {
+	char dpath[4096];
+	snprintf(dpath, sizeof dpath, "%s/D", dir);
+	close(open_in(dir, "D"));
+	int d = open(dpath, O_RDONLY | O_CLOEXEC);
+	if (flock(a, LOCK_EX) != 0 || fcntl(b, F_SETLK, &lb) != 0 || fcntl(c, F_OFD_SETLK, &lc) != 0 ||
+	    fcntl(d, F_SETLEASE, F_RDLCK) != 0) {
 		say("error: taking the locks: %s", strerror(errno));
 		return 2;
 	}
-	say("parent: holds A B C");
+	say("parent: holds A B C, a lease on D");
 	pid_t pid = fork();
 	if (pid == 0)
 		child(dir);
@@ -109,6 +114,8 @@ int main(int argc, char **argv)
 		if (!shows(a, "FLOCK") || !shows(b, "POSIX") || !shows(c, "OFDLCK"))
 			say("FAIL: step %ld: the parent's locks are gone (A %d B %d C %d)", step, shows(a, "FLOCK"),
 			    shows(b, "POSIX"), shows(c, "OFDLCK"));
+		if (fcntl(d, F_GETLEASE) != F_RDLCK)
+			say("FAIL: step %ld: the parent's read lease on D is gone", step);
 		int st;
 		if (waitpid(pid, &st, WNOHANG) != 0)
 			say("FAIL: step %ld: the child ended while the parent held the locks", step);
