@@ -30,6 +30,7 @@
 #define CK_FD_KINDS(KIND) \
 	KIND(stdio)       \
 	KIND(pipe)        \
+	KIND(fifo)        \
 	KIND(socket)      \
 	KIND(eventfd)     \
 	KIND(epoll)       \
