@@ -39,4 +39,8 @@ test('pipes and FIFOs: separate descriptions of one end stay separate with their
   ]);
 });
 
+test('deleted while open: holes, size, owner, mode and times of a deleted file, and a write-only one; twice', async () => {
+  await releasedAfterSecondRestart('deleted', 'deleted: done', ['sparse: content and holes kept']);
+});
+
 test.run();
