@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -28,9 +29,24 @@
 
 #define MAX_EXTENTS 4096 /* beyond, the rest of the file is one extent (its holes read as zeros) */
 
+static int is_gone(const struct ck_fd *f)
+{
+	return f->st.nlink == 0 || ck_ends_with(f->link, " (deleted)");
+}
+
 static int deleted_detect(const struct ck_fd *f)
 {
-	return (f->st.mode & S_IFMT) == S_IFREG && (f->st.nlink == 0 || ck_ends_with(f->link, " (deleted)"));
+	return (f->st.mode & S_IFMT) == S_IFREG && is_gone(f);
+}
+
+static int memfd_detect(const struct ck_fd *f)
+{
+	return (f->st.mode & S_IFMT) == S_IFREG && ck_starts_with(f->link, "/memfd:");
+}
+
+static int deleted_dir_detect(const struct ck_fd *f)
+{
+	return (f->st.mode & S_IFMT) == S_IFDIR && is_gone(f);
 }
 
 /* The path is the old name, without the " (deleted)" the kernel adds. */
@@ -59,9 +75,19 @@ static int next_extent(int fd, uint64_t size, uint64_t *pos, uint64_t *start, ui
 	return *end > *start;
 }
 
-static void deleted_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f)
+/* Owner, mode and times, the fields every kind of this file saves. */
+static void save_attributes(struct cb_enc *e, const struct ck_fd *f)
 {
-	(void)t;
+	cb_kv_uint(e, "uid", f->st.uid);
+	cb_kv_uint(e, "gid", f->st.gid);
+	cb_kv_uint(e, "mode", f->st.mode & 07777);
+	cb_kv_uint(e, "atime_ns", f->st.atime * 1000000000ULL + f->st.atime_ns);
+	cb_kv_uint(e, "mtime_ns", f->st.mtime * 1000000000ULL + f->st.mtime_ns);
+}
+
+/* size, attributes and extents, into the open map of the kind's key */
+static void save_contents(struct ck_writer *w, const struct ck_fd *f)
+{
 	struct cb_enc *e = &w->meta;
 	uint64_t size = (uint64_t)f->st.size;
 	int own = (f->flags & O_ACCMODE) != O_WRONLY && !(f->flags & O_PATH);
@@ -80,14 +106,8 @@ static void deleted_save(struct ck_writer *w, const struct ck_fdtab *t, const st
 			return;
 		}
 	}
-	cb_text(e, "deleted");
-	cb_map_open(e);
 	cb_kv_uint(e, "size", size);
-	cb_kv_uint(e, "uid", f->st.uid);
-	cb_kv_uint(e, "gid", f->st.gid);
-	cb_kv_uint(e, "mode", f->st.mode & 07777);
-	cb_kv_uint(e, "atime_ns", f->st.atime * 1000000000ULL + f->st.atime_ns);
-	cb_kv_uint(e, "mtime_ns", f->st.mtime * 1000000000ULL + f->st.mtime_ns);
+	save_attributes(e, f);
 	cb_text(e, "extents");
 	cb_array_open(e);
 	uint64_t pos = 0, a, b;
@@ -103,13 +123,44 @@ static void deleted_save(struct ck_writer *w, const struct ck_fdtab *t, const st
 		cb_uint(e, crc);
 	}
 	cb_close(e);
-	cb_close(e);
 	if (own && was >= 0)
 		ck_lseek(f->fd, was, SEEK_SET);
 	if (noatime)
 		ck_fcntl(f->fd, F_SETFL, f->flags & ~O_ACCMODE);
 	if (!own)
 		ck_close(fd);
+}
+
+static void deleted_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f)
+{
+	(void)t;
+	cb_text(&w->meta, "deleted");
+	cb_map_open(&w->meta);
+	save_contents(w, f);
+	cb_close(&w->meta);
+}
+
+/* A memfd: its contents, attributes and seals (F_SEAL_SEAL alone: made
+ * without MFD_ALLOW_SEALING; F_SEAL_EXEC with no x bit: MFD_NOEXEC_SEAL). */
+static void memfd_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f)
+{
+	(void)t;
+	long seals = ck_fcntl(f->fd, F_GET_SEALS, 0);
+	cb_text(&w->meta, "memfd");
+	cb_map_open(&w->meta);
+	cb_kv_uint(&w->meta, "seals", (uint64_t)(seals > 0 ? seals : 0));
+	save_contents(w, f);
+	cb_close(&w->meta);
+}
+
+/* A directory deleted while open is empty: its attributes are all it has. */
+static void deleted_dir_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f)
+{
+	(void)t;
+	cb_text(&w->meta, "deleted_dir");
+	cb_map_open(&w->meta);
+	save_attributes(&w->meta, f);
+	cb_close(&w->meta);
 }
 
 /* ---- restore host ---- */
@@ -120,7 +171,7 @@ struct extent {
 };
 
 struct deleted {
-	uint64_t size, uid, gid, mode, atime_ns, mtime_ns;
+	uint64_t size, uid, gid, mode, atime_ns, mtime_ns, seals;
 	struct extent *ext;
 	size_t next;
 };
@@ -166,6 +217,7 @@ static int deleted_parse(struct cb_dec *d, struct ck_img_file *f)
 			      : cbd_key_is(k, kl, "mode")     ? &del->mode
 			      : cbd_key_is(k, kl, "atime_ns") ? &del->atime_ns
 			      : cbd_key_is(k, kl, "mtime_ns") ? &del->mtime_ns
+			      : cbd_key_is(k, kl, "seals")    ? &del->seals
 							      : 0;
 		if (v) {
 			if (!cbd_uint_max(d, INT64_MAX, v))
@@ -241,29 +293,31 @@ static void write_extents(struct ck_image *img, struct ck_img_file *f, const str
 	free(buf);
 }
 
-/* Size, owner, mode (after the owner: chown clears set-ID bits), times. */
+/* Owner, mode (after the owner: chown clears set-ID bits), times. */
 static void set_attributes(struct ck_img_file *f, const struct deleted *del, int fd)
 {
 	struct timespec ts[2] = {{(time_t)(del->atime_ns / 1000000000), (long)(del->atime_ns % 1000000000)},
 				 {(time_t)(del->mtime_ns / 1000000000), (long)(del->mtime_ns % 1000000000)}};
-	if (ftruncate(fd, (off_t)del->size) != 0)
-		ck_refuse("cannot give the deleted file %s its size of %llu bytes: %s", f->path, (unsigned long long)del->size,
-			  strerror(errno));
 	struct stat st;
 	if (fstat(fd, &st) == 0 && (st.st_uid != del->uid || st.st_gid != del->gid) &&
 	    fchown(fd, (uid_t)del->uid, (gid_t)del->gid) != 0)
-		ck_refuse("cannot give the deleted file %s (descriptor %d) its owner %llu:%llu: %s; restart as that user or as root",
-			  f->path, f->fd, (unsigned long long)del->uid, (unsigned long long)del->gid, strerror(errno));
+		ck_refuse("cannot give the deleted %s %s (descriptor %d) its owner %llu:%llu: %s; restart as that user or as root",
+			  S_ISDIR(st.st_mode) ? "directory" : "file", f->path, f->fd, (unsigned long long)del->uid,
+			  (unsigned long long)del->gid, strerror(errno));
 	if (fchmod(fd, (mode_t)del->mode) != 0 || futimens(fd, ts) != 0)
 		ck_refuse("cannot give the deleted file %s its mode and times: %s", f->path, strerror(errno));
 }
 
-static int reopen_deleted(struct ck_image *img, struct ck_img_file *f, const struct deleted *del)
+static void set_size(struct ck_img_file *f, const struct deleted *del, int fd)
 {
-	int fd = create_anonymous(f);
-	write_extents(img, f, del, fd);
-	set_attributes(f, del, fd);
-	/* reopen through /proc to get the program's access mode and flags */
+	if (ftruncate(fd, (off_t)del->size) != 0)
+		ck_refuse("cannot give the deleted file %s its size of %llu bytes: %s", f->path, (unsigned long long)del->size,
+			  strerror(errno));
+}
+
+/* A new description of fd with the program's access mode and flags, through /proc. */
+static int reopen_as_program(struct ck_img_file *f, int fd)
+{
 	char proc[64];
 	snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
 	int fd2 = open(proc, (f->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY)) | O_CLOEXEC);
@@ -275,13 +329,13 @@ static int reopen_deleted(struct ck_image *img, struct ck_img_file *f, const str
 
 static int deleted_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs)
 {
-	(void)base_fd;
-	/* a shared memory object the program also maps (a memfd): the one
-	 * the restore made for the mapping */
-	int shm = ck_objects_find(objs, "shm", f->dev, f->ino);
-	if (shm >= 0)
-		return dup(shm);
-	return reopen_deleted(img, f, f->priv);
+	(void)base_fd, (void)objs;
+	const struct deleted *del = f->priv;
+	int fd = create_anonymous(f);
+	write_extents(img, f, del, fd);
+	set_size(f, del, fd);
+	set_attributes(f, del, fd);
+	return reopen_as_program(f, fd);
 }
 
 CK_HIDDEN const struct ck_fd_kind ck_kind_deleted = {
@@ -293,4 +347,84 @@ CK_HIDDEN const struct ck_fd_kind ck_kind_deleted = {
 	.parse = deleted_parse,
 	.release = deleted_release,
 	.open = deleted_open,
+};
+
+/* ---- memfd ---- */
+
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U
+#endif
+
+/* The name memfd_create was given: the path without "/memfd:". */
+static const char *memfd_name(const struct ck_img_file *f)
+{
+	return strncmp(f->path, "/memfd:", 7) ? f->path : f->path + 7;
+}
+
+/* The seals last, once content, size and mode are in place (F_SEAL_WRITE,
+ * F_SEAL_EXEC would refuse them). A memfd the program also maps is the
+ * one the memory restore made (object "shm", made sealable). */
+static int memfd_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs)
+{
+	(void)base_fd;
+	const struct deleted *del = f->priv;
+	int shm = ck_objects_find(objs, "shm", f->dev, f->ino);
+	int fd = shm >= 0 ? dup(shm) : memfd_create(memfd_name(f), MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
+	if (fd < 0 && shm < 0 && errno == EINVAL) /* a kernel before MFD_EXEC: executable already */
+		fd = memfd_create(memfd_name(f), MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0)
+		ck_refuse("cannot make the memfd %s (descriptor %d) again: %s", f->path, f->fd, strerror(errno));
+	long had = fcntl(fd, F_GET_SEALS);
+	if (shm < 0) {
+		write_extents(img, f, del, fd);
+		set_size(f, del, fd);
+	}
+	set_attributes(f, del, fd);
+	if (had != (long)del->seals && fcntl(fd, F_ADD_SEALS, (int)(del->seals & ~(uint64_t)had)) != 0)
+		ck_refuse("cannot seal the memfd %s (descriptor %d) again (seals %#llx): %s", f->path, f->fd,
+			  (unsigned long long)del->seals, strerror(errno));
+	return reopen_as_program(f, fd);
+}
+
+CK_HIDDEN const struct ck_fd_kind ck_kind_memfd = {
+	.name = "memfd",
+	.detect = memfd_detect,
+	.save = memfd_save,
+	.path_len = deleted_path_len,
+	.key = "memfd",
+	.parse = deleted_parse,
+	.release = deleted_release,
+	.open = memfd_open,
+};
+
+/* ---- directories deleted while open ---- */
+
+/* Made again under the old name (or a fresh one beside it, if the name is
+ * taken), opened, and removed again: an empty deleted directory, as it was. */
+static int deleted_dir_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs)
+{
+	(void)img, (void)base_fd, (void)objs;
+	char path[4096];
+	snprintf(path, sizeof path, "%s", f->path);
+	if (mkdir(path, 0700) != 0) {
+		snprintf(path, sizeof path, "%s.ckrun-XXXXXX", f->path);
+		if (!mkdtemp(path))
+			ck_refuse("cannot make the deleted directory %s (descriptor %d) again: %s", f->path, f->fd, strerror(errno));
+	}
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || rmdir(path) != 0)
+		ck_refuse("cannot make the deleted directory %s (descriptor %d) again: %s", f->path, f->fd, strerror(errno));
+	set_attributes(f, f->priv, fd);
+	return reopen_as_program(f, fd);
+}
+
+CK_HIDDEN const struct ck_fd_kind ck_kind_deleted_dir = {
+	.name = "deleted_dir",
+	.detect = deleted_dir_detect,
+	.save = deleted_dir_save,
+	.path_len = deleted_path_len,
+	.key = "deleted_dir",
+	.parse = deleted_parse,
+	.release = deleted_release,
+	.open = deleted_dir_open,
 };

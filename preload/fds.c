@@ -29,6 +29,7 @@
  * timers armed, as late as the restore host can. */
 #define CK_FD_KINDS(KIND) \
 	KIND(stdio)       \
+	KIND(opath)       \
 	KIND(pipe)        \
 	KIND(fifo)        \
 	KIND(socket)      \
@@ -38,7 +39,9 @@
 	KIND(inotify)     \
 	KIND(pidfd)       \
 	KIND(timerfd)     \
+	KIND(memfd)       \
 	KIND(deleted)     \
+	KIND(deleted_dir) \
 	KIND(file)        \
 	KIND(dir)         \
 	KIND(device)

@@ -112,6 +112,8 @@ struct ck_image {
 	struct ck_img_child *children;
 	size_t nchildren;
 	const char *exe, *cwd, *kernel;
+	int cwd_deleted; /* "cwd_deleted": [mode, uid, gid] (process.c) */
+	uint32_t cwd_mode, cwd_uid, cwd_gid;
 	uint64_t umask, personality;
 	int has_creds;
 	struct ck_creds creds;

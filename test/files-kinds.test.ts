@@ -43,4 +43,8 @@ test('deleted while open: holes, size, owner, mode and times of a deleted file, 
   await releasedAfterSecondRestart('deleted', 'deleted: done', ['sparse: content and holes kept']);
 });
 
+test('memfd seals and exec flag, O_PATH descriptors of a file, a directory and a symlink, a deleted directory and a deleted cwd; twice', async () => {
+  await releasedAfterSecondRestart('kinds', 'kinds: done', ['kinds: memfd content and seals kept']);
+});
+
 test.run();
