@@ -39,6 +39,7 @@
 	KIND(inotify)     \
 	KIND(pidfd)       \
 	KIND(timerfd)     \
+	KIND(mqueue)      \
 	KIND(memfd)       \
 	KIND(deleted)     \
 	KIND(deleted_dir) \

@@ -10,11 +10,11 @@ import type { Proc } from './lib/proc.js';
 import type { Scope } from './lib/scope.js';
 
 /** A program that runs steps until DIR/release exists: checkpointed at two points, released after the second restart. */
-function releasedAfterSecondRestart(name: 'fifos' | 'kinds' | 'deleted', doneLine: string, expect: string[] = []) {
+function releasedAfterSecondRestart(name: 'fifos' | 'kinds' | 'deleted' | 'mqueue', doneLine: string, expect: string[] = [], args: string[] = []) {
   let work = '';
   return cycle({
     name,
-    program: kindProgram(name, ['.']),
+    program: kindProgram(name, ['.', ...args]),
     doneLine,
     async ready(p: Proc, stage: 0 | 1, scope: Scope) {
       if (stage === 0) work = path.dirname(scope.dir('work/x'));
@@ -45,6 +45,10 @@ test('deleted while open: holes, size, owner, mode and times of a deleted file, 
 
 test('memfd seals and exec flag, O_PATH descriptors of a file, a directory and a symlink, a deleted directory and a deleted cwd; twice', async () => {
   await releasedAfterSecondRestart('kinds', 'kinds: done', ['kinds: memfd content and seals kept']);
+});
+
+test('POSIX message queue: attributes, mode, two descriptions with their own flags, messages in priority order; twice', async () => {
+  await releasedAfterSecondRestart('mqueue', 'mqueue: done', ['mqueue: messages kept in order'], [`/ckrun-test-${process.pid}`]);
 });
 
 test.run();

@@ -11,7 +11,7 @@ import { EXAMPLE_BIN, EXAMPLES } from './paths.js';
 import type { Proc } from './proc.js';
 import { Scope } from './scope.js';
 
-export const KIND_C_EXAMPLES = ['locks', 'fifos', 'deleted', 'kinds'] as const;
+export const KIND_C_EXAMPLES = ['locks', 'fifos', 'deleted', 'kinds', 'mqueue'] as const;
 export type KindExample = (typeof KIND_C_EXAMPLES)[number];
 
 /** examples/NAME.c, built into examples/bin when older than its source. */
