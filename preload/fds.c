@@ -69,6 +69,9 @@ static const char *describe_unsupported(const struct ck_fd *f)
 	case S_IFIFO:
 		return "a named FIFO";
 	default:
+		if (ck_starts_with(f->link, "anon_inode:[fanotify]"))
+			return "a fanotify descriptor: ckrun cannot restore its marks and queued events yet; close it before "
+			       "the checkpoint";
 		if (ck_starts_with(f->link, "anon_inode:"))
 			return "an event descriptor ckrun does not know yet";
 		return "of a kind ckrun cannot save";

@@ -304,8 +304,27 @@ static void save_creds(struct ck_writer *w, struct ck_scratch *s)
 	cb_kv_uint(e, "dumpable", (uint64_t)ck_prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
 }
 
+/* Paths the process sees are relative to its root: after a chroot they
+ * name other files than the restart would open. Refused until ckrun can
+ * restore a root of its own. */
+static void refuse_changed_root(struct ck_writer *w)
+{
+	struct ck_stat st;
+	if (!ck_session.have_root || CK_SYS4(SYS_newfstatat, AT_FDCWD, "/", &st, 0) < 0 ||
+	    (st.dev == ck_session.root_dev && st.ino == ck_session.root_ino))
+		return;
+	struct ck_str m;
+	ck_writer_fail(w, -EOPNOTSUPP, "the program changed its root directory");
+	ck_str_init(&m, w->err_detail, sizeof w->err_detail);
+	ck_str_add(&m, "process ");
+	ck_str_dec(&m, ck_getpid());
+	ck_str_add(&m, " runs in a chroot (its / is not ckrun's); ckrun cannot restore a changed root directory yet, "
+		       "so it cannot checkpoint it; the program runs on");
+}
+
 CK_HIDDEN void ck_process_save(struct ck_writer *w, struct ck_scratch *s)
 {
+	refuse_changed_root(w);
 	struct cb_enc *e = &w->meta;
 	struct ck_timespec now;
 	struct utsname u;

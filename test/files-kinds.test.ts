@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
-import { cycle, kindProgram } from './lib/filekinds.js';
+import { cycle, kindProgram, refused } from './lib/filekinds.js';
 import type { Proc } from './lib/proc.js';
 import type { Scope } from './lib/scope.js';
 
@@ -49,6 +49,24 @@ test('memfd seals and exec flag, O_PATH descriptors of a file, a directory and a
 
 test('POSIX message queue: attributes, mode, two descriptions with their own flags, messages in priority order; twice', async () => {
   await releasedAfterSecondRestart('mqueue', 'mqueue: done', ['mqueue: messages kept in order'], [`/ckrun-test-${process.pid}`]);
+});
+
+test('chroot: a process in a chroot is refused at the checkpoint, naming it, and runs on', async () => {
+  await refused({
+    name: 'chroot',
+    program: kindProgram('chroot', ['.']),
+    message: /process \d+ runs in a chroot \(its \/ is not ckrun's\)/,
+    release: (work) => path.join(work, 'jail', 'release'),
+  });
+});
+
+test('fanotify: a fanotify descriptor is refused at the checkpoint, naming it, and the program runs on', async () => {
+  await refused({
+    name: 'fanotify',
+    program: kindProgram('fanotify', ['.']),
+    message: /descriptor \d+ \(anon_inode:\[fanotify\]\) is a fanotify descriptor/,
+    release: (work) => path.join(work, 'release'),
+  });
 });
 
 test.run();

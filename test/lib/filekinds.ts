@@ -6,12 +6,12 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { checkpoint } from './ckrun.js';
+import { checkpoint, ckrun } from './ckrun.js';
 import { EXAMPLE_BIN, EXAMPLES } from './paths.js';
 import type { Proc } from './proc.js';
 import { Scope } from './scope.js';
 
-export const KIND_C_EXAMPLES = ['locks', 'fifos', 'deleted', 'kinds', 'mqueue'] as const;
+export const KIND_C_EXAMPLES = ['locks', 'fifos', 'deleted', 'kinds', 'mqueue', 'chroot', 'fanotify'] as const;
 export type KindExample = (typeof KIND_C_EXAMPLES)[number];
 
 /** examples/NAME.c, built into examples/bin when older than its source. */
@@ -35,6 +35,31 @@ export function kindProgram(name: KindExample, args: string[] = []): string[] {
 export function noFailure(p: Proc, what: string): void {
   const bad = p.lines.find((l) => l.startsWith('FAIL') || l.startsWith('error'));
   if (bad) throw new Error(`${what}: the program says: ${bad}\n${p.describe(30)}`);
+}
+
+/**
+ * A program ckrun must refuse to checkpoint: the checkpoint fails at once
+ * with a message matching `message`, and the program runs on to its end
+ * (it stops when DIR/release exists, release being that path).
+ */
+export async function refused(o: { name: string; program: string[]; message: RegExp; release: (work: string) => string }): Promise<void> {
+  const scope = new Scope(o.name);
+  try {
+    const ckpt = scope.ckptDir('ckpt');
+    const work = scope.dir('work');
+    const p = scope.launch({ dir: ckpt, program: o.program, cwd: work, label: `ckrun ${o.name}` });
+    await p.waitForStep(5);
+    const r = await ckrun(['checkpoint', '--dir', ckpt]);
+    if (r.code === 0) throw new Error(`${o.name}: the checkpoint succeeded; it must be refused\n${r.describe()}`);
+    if (!o.message.test(r.stderr)) throw new Error(`${o.name}: the refusal does not say why: ${r.stderr}`);
+    await p.waitForStep(p.maxStep + 5);
+    fs.writeFileSync(o.release(work), '');
+    const exit = await p.waitExit();
+    noFailure(p, o.name);
+    if (exit.code !== 0) throw new Error(`${o.name}: the program should run on and end with status 0\n${p.describe()}`);
+  } finally {
+    await scope.cleanup();
+  }
 }
 
 export interface CycleOptions {
