@@ -411,9 +411,13 @@ static int deleted_dir_open(struct ck_image *img, struct ck_img_file *f, int bas
 		if (!mkdtemp(path))
 			ck_refuse("cannot make the deleted directory %s (descriptor %d) again: %s", f->path, f->fd, strerror(errno));
 	}
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || rmdir(path) != 0)
-		ck_refuse("cannot make the deleted directory %s (descriptor %d) again: %s", f->path, f->fd, strerror(errno));
+	/* never through a link planted meanwhile; and the directory removed must be ours */
+	errno = 0;
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	struct stat st;
+	if (fd < 0 || rmdir(path) != 0 || fstat(fd, &st) != 0 || st.st_nlink != 0)
+		ck_refuse("cannot make the deleted directory %s (descriptor %d) again: %s", f->path, f->fd,
+			  fd < 0 || errno ? strerror(errno) : "another directory took its place");
 	set_attributes(f, f->priv, fd);
 	return reopen_as_program(f, fd);
 }

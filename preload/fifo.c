@@ -191,7 +191,7 @@ static void refill(struct ck_image *img, struct ck_img_file *f, int wfd)
 static int hold_fifo(struct ck_image *img, struct ck_img_file *f, int base_fd)
 {
 	const struct fifo *p = f->priv;
-	int fd = open(f->path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	int fd = open(f->path, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		ck_refuse("cannot open the named FIFO %s (descriptor %d): %s", f->path, f->fd, strerror(errno));
 	int moved = fcntl(fd, F_DUPFD_CLOEXEC, base_fd);
@@ -237,7 +237,7 @@ static int fifo_open(struct ck_image *img, struct ck_img_file *f, int base_fd, c
 	(void)img, (void)base_fd;
 	if (ck_objects_find(objs, "fifo", f->dev, f->ino) < 0)
 		ck_refuse("the named FIFO %s (descriptor %d) was not opened by the restore", f->path, f->fd);
-	int fd = open(f->path, (f->flags & O_ACCMODE) | O_NONBLOCK | O_CLOEXEC);
+	int fd = open(f->path, (f->flags & O_ACCMODE) | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		ck_refuse("cannot open the named FIFO %s again as descriptor %d: %s", f->path, f->fd, strerror(errno));
 	if (fcntl(fd, F_SETFL, f->flags & (O_NONBLOCK | O_APPEND | O_ASYNC | O_DIRECT)) < 0)

@@ -233,7 +233,7 @@ CK_HIDDEN void ck_locks_check(struct ck_image *img, struct ck_img_file *f)
 	if (f->nlocks > CK_PLAN_LOCKS)
 		ck_refuse("descriptor %d (%s) held %zu locks; ckrun restores at most %d per process", f->fd, f->path,
 			  f->nlocks, CK_PLAN_LOCKS);
-	int fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	int fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
 	if (fd < 0)
 		return; /* the file's own check says why */
 	for (size_t i = 0; i < f->nlocks; i++) {

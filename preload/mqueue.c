@@ -277,6 +277,11 @@ static mqd_t open_queue(struct ck_img_file *f, const struct mqueue *q)
 		m = mq_open(f->path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
 	if (m < 0)
 		ck_refuse("cannot open the message queue %s (descriptor %d) again: %s", f->path, f->fd, strerror(errno));
+	struct stat st;
+	if (fstat(m, &st) != 0 || st.st_uid != q->uid)
+		ck_refuse("the message queue %s (descriptor %d) belongs to user %u now, not to %llu as at the checkpoint; "
+			  "ckrun does not trust it: remove it (mq_unlink) and restart again",
+			  f->path, f->fd, (unsigned)st.st_uid, (unsigned long long)q->uid);
 	if (mq_getattr(m, &got) != 0 || got.mq_maxmsg != want.mq_maxmsg || got.mq_msgsize != want.mq_msgsize)
 		ck_refuse("the message queue %s (descriptor %d) is another queue now (%ld messages of %ld bytes at most, "
 			  "where the checkpoint had %ld of %ld); remove it (mq_unlink) or restart from an image taken with it",

@@ -616,9 +616,15 @@ static void enter_deleted_cwd(const struct ck_image *img)
 		ck_refuse("the working directory %s was deleted at the checkpoint, and ckrun cannot make it again to enter it "
 			  "(%s); remove what has its name, or restart from an image taken elsewhere",
 			  path, strerror(errno));
-	if (chdir(path) != 0 || chown(path, img->cwd_uid, img->cwd_gid) != 0 || chmod(path, img->cwd_mode) != 0 ||
-	    rmdir(path) != 0)
-		ck_refuse("cannot make the deleted working directory %s again: %s", path, strerror(errno));
+	/* through a descriptor: never a link planted in its place meanwhile */
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	errno = 0;
+	if (fd < 0 || fchdir(fd) != 0 || fchown(fd, img->cwd_uid, img->cwd_gid) != 0 || fchmod(fd, img->cwd_mode) != 0 ||
+	    rmdir(path) != 0 || fstat(fd, &st) != 0 || st.st_nlink != 0)
+		ck_refuse("cannot make the deleted working directory %s again: %s", path,
+			  errno ? strerror(errno) : "another directory took its place");
+	close(fd);
 }
 
 /* RLIMIT_NOFILE is left to the restore core: the restore host still needs

@@ -5,7 +5,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
+import { checkpoint } from './lib/ckrun.js';
 import { cycle, kindProgram, refused } from './lib/filekinds.js';
+import { Scope as TestScope } from './lib/scope.js';
+import { NOBODY, NOGROUP, asUser } from './lib/users.js';
 import type { Proc } from './lib/proc.js';
 import type { Scope } from './lib/scope.js';
 
@@ -67,6 +70,34 @@ test('fanotify: a fanotify descriptor is refused at the checkpoint, naming it, a
     message: /descriptor \d+ \(anon_inode:\[fanotify\]\) is a fanotify descriptor/,
     release: (work) => path.join(work, 'release'),
   });
+});
+
+test('attack: links planted (as nobody) where a root session\'s deleted directory and working directory were are never followed by its restart', async () => {
+  const scope = new TestScope('kinds-attack');
+  try {
+    fs.chmodSync(scope.root, 0o755);
+    const ckpt = scope.ckptDir('ckpt');
+    const work = scope.dir('work');
+    fs.chmodSync(work, 0o1777);
+    const victim = scope.dir('victim');
+    fs.chmodSync(victim, 0o755);
+    const p = scope.launch({ dir: ckpt, program: kindProgram('kinds', ['.']), cwd: work, label: 'ckrun kinds' });
+    await p.waitForStep(5);
+    await checkpoint(ckpt);
+    await scope.kill9(p);
+    const planted = await asUser(NOBODY, NOGROUP, `ln -s ${victim} ${work}/cwd && ln -s ${victim} ${work}/gone`);
+    if (planted.code !== 0) throw new Error(`nobody could not plant the links: ${planted.stderr}`);
+    const r = scope.restart({ dir: ckpt, cwd: work, label: 'restart over planted links' });
+    const exit = await r.waitExit();
+    if (exit.code === 0 || !/the working directory \S+\/cwd was deleted at the checkpoint, and ckrun cannot make it again/.test(r.stderr))
+      throw new Error(`the restart should refuse, naming the working directory\n${r.describe()}`);
+    const st = fs.statSync(victim);
+    if (st.uid !== 0 || (st.mode & 0o7777) !== 0o755 || fs.readdirSync(victim).length !== 0)
+      throw new Error(`the restart changed the directory the links point to: owner ${st.uid}, mode ${(st.mode & 0o7777).toString(8)}`);
+    if (!fs.lstatSync(path.join(work, 'cwd')).isSymbolicLink()) throw new Error('the planted link was replaced');
+  } finally {
+    await scope.cleanup();
+  }
 });
 
 test.run();
