@@ -152,9 +152,17 @@ static int save_messages(struct ck_writer *w, const struct ck_fd *f, const struc
 	return ok;
 }
 
+/* The first descriptor of this queue in the process: it carries the messages. */
+static int first_of_queue(const struct ck_fdtab *t, const struct ck_fd *f)
+{
+	for (const struct ck_fd *o = t->fds; o < f; o++)
+		if (o->st.dev == f->st.dev && o->st.ino == f->st.ino)
+			return 0;
+	return 1;
+}
+
 static void mqueue_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f)
 {
-	(void)t;
 	struct cb_enc *e = &w->meta;
 	struct ck_mq_attr a;
 	const char *why = ck_ends_with(f->link, " (deleted)")
@@ -175,7 +183,7 @@ static void mqueue_save(struct ck_writer *w, const struct ck_fdtab *t, const str
 	cb_kv_uint(e, "msgsize", (uint64_t)a.msgsize);
 	cb_kv_uint(e, "uid", f->st.uid);
 	cb_kv_uint(e, "gid", f->st.gid);
-	if (a.curmsgs > 0)
+	if (a.curmsgs > 0 && first_of_queue(t, f))
 		save_messages(w, f, &a);
 	cb_close(e);
 }
