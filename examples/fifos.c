@@ -10,6 +10,8 @@
  *               separate; when DIR/release exists it reads the bytes in
  *               flight (they must be exactly those written before any
  *               checkpoint), sends more through each and reads them back.
+ *               A child forked after the set-up shares every description
+ *               (a family restores them once) and checks the same flags.
  */
 #include "common.h"
 
@@ -17,6 +19,7 @@
 #include <linux/kcmp.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static const char PIPE_BYTES[] = "bytes in flight in the pipe";
@@ -96,6 +99,15 @@ int main(int argc, char **argv)
 	say("fifos: set up");
 	char release[4096];
 	snprintf(release, sizeof release, "%s/release", dir);
+	pid_t child = fork();
+	if (child == 0) {
+		while (access(release, F_OK) != 0) {
+			pace_ms(30);
+			check_flags(0, "child: pipe read end, second description", r2, O_RDONLY | O_NONBLOCK);
+			check_flags(0, "child: fifo f writer", fw, O_WRONLY);
+		}
+		_exit(0);
+	}
 	for (long step = 1;; step++) {
 		pace_ms(30);
 		check_flags(step, "pipe read end", p[0], O_RDONLY);
@@ -117,6 +129,9 @@ int main(int argc, char **argv)
 	send_and_back("pipe", w2, r2);
 	send_and_back("fifo f", fw, fr);
 	send_and_back("fifo g", g, g);
+	int st;
+	if (waitpid(child, &st, 0) != child || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		say("FAIL: the child ended with status %#x", st);
 	say("fifos: done");
 	return 0;
 }
