@@ -39,6 +39,7 @@
 	KIND(inotify)     \
 	KIND(pidfd)       \
 	KIND(timerfd)     \
+	KIND(fanotify)    \
 	KIND(mqueue)      \
 	KIND(memfd)       \
 	KIND(deleted)     \
@@ -69,9 +70,6 @@ static const char *describe_unsupported(const struct ck_fd *f)
 	case S_IFIFO:
 		return "a named FIFO";
 	default:
-		if (ck_starts_with(f->link, "anon_inode:[fanotify]"))
-			return "a fanotify descriptor: ckrun cannot restore its marks and queued events yet; close it before "
-			       "the checkpoint";
 		if (ck_starts_with(f->link, "anon_inode:"))
 			return "an event descriptor ckrun does not know yet";
 		return "of a kind ckrun cannot save";

@@ -13,7 +13,7 @@ import type { Proc } from './lib/proc.js';
 import type { Scope } from './lib/scope.js';
 
 /** A program that runs steps until DIR/release exists: checkpointed at two points, released after the second restart. */
-function releasedAfterSecondRestart(name: 'fifos' | 'kinds' | 'deleted' | 'mqueue', doneLine: string, expect: string[] = [], args: string[] = []) {
+function releasedAfterSecondRestart(name: 'fifos' | 'kinds' | 'deleted' | 'mqueue' | 'fanotify', doneLine: string, expect: string[] = [], args: string[] = []) {
   let work = '';
   return cycle({
     name,
@@ -63,13 +63,8 @@ test('chroot: a process in a chroot is refused at the checkpoint, naming it, and
   });
 });
 
-test('fanotify: a fanotify descriptor is refused at the checkpoint, naming it, and the program runs on', async () => {
-  await refused({
-    name: 'fanotify',
-    program: kindProgram('fanotify', ['.']),
-    message: /descriptor \d+ \(anon_inode:\[fanotify\]\) is a fanotify descriptor/,
-    release: (work) => path.join(work, 'release'),
-  });
+test('fanotify: a notification group with a mark on a directory comes back and reports opens; twice', async () => {
+  await releasedAfterSecondRestart('fanotify', 'fanotify: done', ['fanotify: the mark reports opens']);
 });
 
 test('attack: links planted (as nobody) where a root session\'s deleted directory and working directory were are never followed by its restart', async () => {
