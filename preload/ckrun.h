@@ -104,6 +104,8 @@ struct ck_session {
 	uint64_t stdio_dev[3];
 	uint64_t stdio_ino[3];
 	int have_stdio;
+	uint64_t root_dev, root_ino; /* CKRUN_ROOT: ckrun's root directory (a chroot is refused) */
+	int have_root;
 	uint64_t rw_start, rw_end; /* the shim's own writable data */
 	uint64_t lo, hi;         /* the shim's whole load range */
 	/* The images this process was restored from: its memory is partly

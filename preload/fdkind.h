@@ -59,4 +59,8 @@ _Static_assert(offsetof(struct ck_fd_kind, key) == CK_FD_KIND_HANDLER_END,
  * description keeps it too) */
 CK_HIDDEN int ck_fd_stdio_index(const struct ck_fd *f);
 
+/* locks.c: the "locks" of a descriptor's open file description, in its
+ * map (called for every descriptor that does not share an earlier one's) */
+CK_HIDDEN void ck_locks_save(struct ck_writer *w, const struct ck_fd *f);
+
 #endif

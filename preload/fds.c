@@ -29,7 +29,9 @@
  * timers armed, as late as the restore host can. */
 #define CK_FD_KINDS(KIND) \
 	KIND(stdio)       \
+	KIND(opath)       \
 	KIND(pipe)        \
+	KIND(fifo)        \
 	KIND(socket)      \
 	KIND(eventfd)     \
 	KIND(epoll)       \
@@ -37,7 +39,11 @@
 	KIND(inotify)     \
 	KIND(pidfd)       \
 	KIND(timerfd)     \
+	KIND(fanotify)    \
+	KIND(mqueue)      \
+	KIND(memfd)       \
 	KIND(deleted)     \
+	KIND(deleted_dir) \
 	KIND(file)        \
 	KIND(dir)         \
 	KIND(device)
@@ -270,6 +276,8 @@ CK_HIDDEN void ck_files_save(struct ck_writer *w, struct ck_scratch *s)
 			cb_kv_uint(e, "same_as", (uint64_t)same_as);
 		else if (kind->save)
 			kind->save(w, &t, f);
+		if (same_as < 0)
+			ck_locks_save(w, f);
 		cb_close(e);
 	}
 	cb_close(e);
@@ -333,6 +341,9 @@ static int parse_file(struct cb_dec *d, struct ck_img_file *f)
 			f->path = ck_dup_text(s, sl);
 		} else if (cbd_key_is(k, kl, "cloexec")) {
 			if (!cbd_bool(d, &f->cloexec))
+				return 0;
+		} else if (cbd_key_is(k, kl, "locks")) {
+			if (!ck_locks_parse(d, f))
 				return 0;
 		} else if (f->ops && f->ops->key && cbd_key_is(k, kl, f->ops->key)) {
 			if (!f->ops->parse(d, f))
@@ -422,6 +433,7 @@ CK_HIDDEN void ck_files_check(struct ck_image *img)
 				  f->ops->name, f->ops->key);
 		if (f->stdio < 0 && f->ops->check)
 			f->ops->check(img, f);
+		ck_locks_check(img, f);
 	}
 }
 

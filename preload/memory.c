@@ -1475,7 +1475,9 @@ static int create_shm_object(const struct ck_img_region *r)
 			ck_refuse("cannot create the POSIX shared memory %s again: %s", r->shm_name, strerror(errno));
 		return fd;
 	}
-	fd = memfd_create(!strcmp(r->shm_kind, "memfd") && r->shm_name ? r->shm_name : "ckrun-shm", MFD_CLOEXEC);
+	/* sealable: a memfd the program holds gets its own seals back (deleted.c) */
+	fd = memfd_create(!strcmp(r->shm_kind, "memfd") && r->shm_name ? r->shm_name : "ckrun-shm",
+			  MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0)
 		ck_refuse("cannot create shared memory: %s", strerror(errno));
 	return fd;

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -188,14 +189,20 @@ static void refill(struct ck_image *img, struct ck_img_file *f, int wfd)
 	free(buf);
 }
 
-/* A descriptor for f's end (end: the descriptor of that end), with the
- * flags f had. */
+/* A new open file description of f's end (end: a descriptor of that end),
+ * with the flags f had: descriptions that were separate (each with its own
+ * O_NONBLOCK) stay separate; shared ones are one entry (same_as, or a
+ * family's "description" object). Opened through /proc, which never
+ * blocks here: the restore host holds both ends. */
 static int pipe_end(const struct ck_img_file *f, int end)
 {
-	int fd = dup(end);
+	char proc[64];
+	snprintf(proc, sizeof proc, "/proc/self/fd/%d", end);
+	int fd = open(proc, (f->flags & O_ACCMODE) | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
-		ck_refuse("cannot duplicate a pipe end: %s", strerror(errno));
-	fcntl(fd, F_SETFL, f->flags & (O_NONBLOCK | O_DIRECT));
+		ck_refuse("cannot open the pipe end of descriptor %d again: %s", f->fd, strerror(errno));
+	if (fcntl(fd, F_SETFL, f->flags & (O_NONBLOCK | O_DIRECT)) < 0)
+		ck_refuse("cannot give the pipe end of descriptor %d its flags: %s", f->fd, strerror(errno));
 	return fd;
 }
 

@@ -45,6 +45,23 @@ static void save_link(struct cb_enc *e, const char *key, const char *proc_path)
 		cb_textn(e, buf, (size_t)n);
 }
 
+/* A working directory deleted at the checkpoint: its mode and owner, to
+ * make it again (an empty directory, removed once entered). */
+static void save_deleted_cwd(struct cb_enc *e)
+{
+	char buf[4096];
+	struct ck_stat st;
+	long n = ck_readlinkat(AT_FDCWD, "/proc/self/cwd", buf, sizeof buf - 1);
+	buf[n > 0 ? n : 0] = 0;
+	if (!ck_ends_with(buf, " (deleted)") || CK_SYS4(SYS_newfstatat, AT_FDCWD, ".", &st, 0) < 0 || st.nlink != 0)
+		return;
+	cb_text(e, "cwd_deleted");
+	cb_array(e, 3);
+	cb_uint(e, st.mode & 07777);
+	cb_uint(e, st.uid);
+	cb_uint(e, st.gid);
+}
+
 static uint64_t status_umask(void)
 {
 	char buf[4096];
@@ -287,8 +304,27 @@ static void save_creds(struct ck_writer *w, struct ck_scratch *s)
 	cb_kv_uint(e, "dumpable", (uint64_t)ck_prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
 }
 
+/* Paths the process sees are relative to its root: after a chroot they
+ * name other files than the restart would open. Refused until ckrun can
+ * restore a root of its own. */
+static void refuse_changed_root(struct ck_writer *w)
+{
+	struct ck_stat st;
+	if (!ck_session.have_root || CK_SYS4(SYS_newfstatat, AT_FDCWD, "/", &st, 0) < 0 ||
+	    (st.dev == ck_session.root_dev && st.ino == ck_session.root_ino))
+		return;
+	struct ck_str m;
+	ck_writer_fail(w, -EOPNOTSUPP, "the program changed its root directory");
+	ck_str_init(&m, w->err_detail, sizeof w->err_detail);
+	ck_str_add(&m, "process ");
+	ck_str_dec(&m, ck_getpid());
+	ck_str_add(&m, " runs in a chroot (its / is not ckrun's); ckrun cannot restore a changed root directory yet, "
+		       "so it cannot checkpoint it; the program runs on");
+}
+
 CK_HIDDEN void ck_process_save(struct ck_writer *w, struct ck_scratch *s)
 {
+	refuse_changed_root(w);
 	struct cb_enc *e = &w->meta;
 	struct ck_timespec now;
 	struct utsname u;
@@ -319,6 +355,7 @@ CK_HIDDEN void ck_process_save(struct ck_writer *w, struct ck_scratch *s)
 		cb_kv_text(e, "comm", n > 0 ? comm : "");
 	}
 	save_link(e, "cwd", "/proc/self/cwd");
+	save_deleted_cwd(e);
 	cb_kv_uint(e, "umask", status_umask());
 	cb_kv_uint(e, "personality", (uint64_t)CK_SYS1(SYS_personality, 0xffffffff));
 	cb_text(e, "rlimits");
@@ -458,6 +495,16 @@ CK_HIDDEN int ck_process_parse(struct cb_dec *d, const char *k, size_t kl, struc
 		img->exe = take_text(d);
 	} else if (cbd_key_is(k, kl, "cwd")) {
 		img->cwd = take_text(d);
+	} else if (cbd_key_is(k, kl, "cwd_deleted")) {
+		int64_t m;
+		uint64_t mode, uid, gid;
+		if (!cbd_array(d, &m) || m != 3 || !cbd_uint_max(d, 07777, &mode) || !cbd_uint_max(d, UINT32_MAX, &uid) ||
+		    !cbd_uint_max(d, UINT32_MAX, &gid))
+			return -1;
+		img->cwd_deleted = 1;
+		img->cwd_mode = (uint32_t)mode;
+		img->cwd_uid = (uint32_t)uid;
+		img->cwd_gid = (uint32_t)gid;
 	} else if (cbd_key_is(k, kl, "kernel")) {
 		img->kernel = take_text(d);
 	} else if (cbd_key_is(k, kl, "umask")) {
@@ -556,11 +603,37 @@ static const char *rlimit_name(int r)
 	return r >= 0 && r < CK_NRLIMITS ? names[r] : "?";
 }
 
+/* The working directory was deleted at the checkpoint: an empty directory
+ * of the same name, with its mode and owner, entered and removed again. */
+static void enter_deleted_cwd(const struct ck_image *img)
+{
+	char path[4096];
+	size_t n = strlen(img->cwd);
+	if (n <= 10 || strcmp(img->cwd + n - 10, " (deleted)"))
+		ck_refuse("image %s is corrupted: a deleted working directory without \" (deleted)\" (%s)", img->path, img->cwd);
+	snprintf(path, sizeof path, "%.*s", (int)(n - 10), img->cwd);
+	if (mkdir(path, 0700) != 0)
+		ck_refuse("the working directory %s was deleted at the checkpoint, and ckrun cannot make it again to enter it "
+			  "(%s); remove what has its name, or restart from an image taken elsewhere",
+			  path, strerror(errno));
+	/* through a descriptor: never a link planted in its place meanwhile */
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	errno = 0;
+	if (fd < 0 || fchdir(fd) != 0 || fchown(fd, img->cwd_uid, img->cwd_gid) != 0 || fchmod(fd, img->cwd_mode) != 0 ||
+	    rmdir(path) != 0 || fstat(fd, &st) != 0 || st.st_nlink != 0)
+		ck_refuse("cannot make the deleted working directory %s again: %s", path,
+			  errno ? strerror(errno) : "another directory took its place");
+	close(fd);
+}
+
 /* RLIMIT_NOFILE is left to the restore core: the restore host still needs
  * its own descriptors above the program's until the very end. */
 CK_HIDDEN void ck_process_restore(struct ck_image *img)
 {
-	if (img->cwd && chdir(img->cwd) != 0)
+	if (img->cwd && img->cwd_deleted)
+		enter_deleted_cwd(img);
+	else if (img->cwd && chdir(img->cwd) != 0)
 		ck_refuse("the working directory %s is gone (%s); create it or restart from where it exists",
 			  img->cwd, strerror(errno));
 	umask((mode_t)img->umask);

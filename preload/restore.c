@@ -752,6 +752,10 @@ CK_HIDDEN void ck_jump_to_core(void *arg, void *stack_top, void (*entry)(void *)
  * process is rebuilt (restore_core.c): until all have, a process of the
  * family that ends has failed its restore (watch_restore). */
 static int tree_done[2] = {-1, -1};
+/* A family with file locks: every restore core waits for EOF on this
+ * pipe, which the orchestrator closes once every process holds its locks
+ * again (locks.c), so none runs before the others hold theirs. */
+static int tree_go[2] = {-1, -1};
 CK_CORE __attribute__((noreturn)) void ck_core_main(struct ck_plan *p);
 
 /* Loads one image and checks what can be checked without changing
@@ -829,6 +833,7 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
 	/* a process of a family tells the orchestrator when it is rebuilt
 	 * (above the program's descriptors, before they are put in place) */
 	plan->done_fd = tree_done[1] >= 0 ? fcntl(tree_done[1], F_DUPFD_CLOEXEC, base) : -1;
+	plan->go_fd = tree_go[0] >= 0 ? fcntl(tree_go[0], F_DUPFD_CLOEXEC, base) : -1;
 	int ctl = connect_ckrun();
 	if (ctl >= 0) {
 		int moved = fcntl(ctl, F_DUPFD_CLOEXEC, base);
@@ -858,8 +863,7 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
 	keep[nkeep++] = plan->done_fd;
 	plan->nclose = 0;
 	plan->close_fds[plan->nclose++] = plan->image_fd;
-	if (plan->done_fd >= 0)
-		plan->close_fds[plan->nclose++] = plan->done_fd;
+	keep[nkeep++] = plan->go_fd; /* the core closes it and done_fd itself, after the locks */
 	for (int i = 0; i < img->nimages; i++) {
 		keep[nkeep++] = img->image_fds[i];
 		plan->close_fds[plan->nclose++] = img->image_fds[i];
@@ -886,6 +890,7 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
 	ck_memory_plan(img, plan, regions, runs, objs);
 	ck_threads_plan(img, plan, threads, stacks);
 	ck_creds_plan(img, plan, groups);
+	ck_locks_plan(img, plan);
 	plan->err_fd = 2;
 	plan->map_runs = !getenv("CKRUN_RESTORE_READ");
 	plan->pid = img->pid;
@@ -1259,6 +1264,8 @@ static int watch_restore(struct tree *t, int root)
 	int code = 0, eof = 0;
 	close(tree_done[1]);
 	fcntl(tree_done[0], F_SETFL, O_NONBLOCK);
+	if (tree_go[0] >= 0)
+		close(tree_go[0]);
 	while (ndone < t->n) {
 		struct pollfd pfd = {tree_done[0], POLLIN, 0};
 		if (!eof)
@@ -1280,6 +1287,8 @@ static int watch_restore(struct tree *t, int root)
 		}
 	}
 	close(tree_done[0]);
+	if (tree_go[1] >= 0)
+		close(tree_go[1]); /* every process holds its locks: the family runs */
 	free(done);
 	return code;
 }
@@ -1318,6 +1327,13 @@ CK_HIDDEN __attribute__((noreturn)) void ck_restore_tree(const char *dir, int ve
 		ck_refuse("cannot create the orchestrator's pipe: %s", strerror(errno));
 	close(raw[0]);
 	close(raw[1]);
+	if (ck_locks_any(imgs, t.n)) {
+		if (pipe2(raw, O_CLOEXEC) != 0 || (tree_go[0] = fcntl(raw[0], F_DUPFD_CLOEXEC, base + 64)) < 0 ||
+		    (tree_go[1] = fcntl(raw[1], F_DUPFD_CLOEXEC, base + 64)) < 0)
+			ck_refuse("cannot create the orchestrator's pipe: %s", strerror(errno));
+		close(raw[0]);
+		close(raw[1]);
+	}
 
 	if (!fresh_namespace)
 		prctl(PR_SET_CHILD_SUBREAPER, 1);

@@ -54,6 +54,13 @@ struct ck_img_thread {
 /* One descriptor of the image. What every descriptor has is here; its
  * kind's own part (its key in the image) is the kind's, in priv. */
 struct ck_fd_kind;
+/* A lock a descriptor held at the checkpoint (locks.c) */
+enum { CK_LOCK_FLOCK = 1, CK_LOCK_POSIX, CK_LOCK_OFD, CK_LOCK_LEASE };
+struct ck_img_lock {
+	int how, write, sig; /* sig: a lease's F_SETSIG, or 0 */
+	int64_t start, len;  /* len 0: to the end of the file */
+};
+
 struct ck_img_file {
 	int fd;
 	char kind[12];                /* its name in the image */
@@ -64,6 +71,8 @@ struct ck_img_file {
 	int64_t offset;
 	uint64_t size, mode, dev, ino, rdev, mtime_ns;
 	int newfd; /* where the restore host opened it */
+	struct ck_img_lock *locks; /* "locks" (locks.c) */
+	size_t nlocks;
 };
 
 struct ck_img_child {
@@ -103,6 +112,8 @@ struct ck_image {
 	struct ck_img_child *children;
 	size_t nchildren;
 	const char *exe, *cwd, *kernel;
+	int cwd_deleted; /* "cwd_deleted": [mode, uid, gid] (process.c) */
+	uint32_t cwd_mode, cwd_uid, cwd_gid;
 	uint64_t umask, personality;
 	int has_creds;
 	struct ck_creds creds;
@@ -190,8 +201,18 @@ struct ck_plan_thread {
 	struct ck_plan *plan;
 };
 
+/* A lock the restore core takes again (locks.c) */
+struct ck_plan_lock {
+	int fd, how, write, sig;
+	int64_t start, len;
+};
+#define CK_PLAN_LOCKS 256
+
 struct ck_plan {
 	int image_fd;
+	int go_fd;              /* a family's with locks: read until EOF before the process runs, or -1 */
+	int nlocks;
+	struct ck_plan_lock locks[CK_PLAN_LOCKS];
 	int done_fd;            /* a family's: the PID is written here once the process is rebuilt, or -1 */
 	int map_runs;           /* 0: read every run (CKRUN_RESTORE_READ=1) */
 	int exe_fd;
@@ -339,5 +360,12 @@ CK_CORE void ck_core_set_mm(struct ck_plan *p);
 CK_CORE void ck_core_set_creds(struct ck_plan *p);
 CK_CORE void ck_core_creds_barrier(struct ck_plan *p, int main_thread);
 CK_CORE __attribute__((noreturn)) void ck_core_start_threads(struct ck_plan *p);
+/* locks.c */
+CK_HIDDEN int ck_locks_parse(struct cb_dec *d, struct ck_img_file *f);
+CK_HIDDEN void ck_locks_check(struct ck_image *img, struct ck_img_file *f);
+CK_HIDDEN int ck_locks_any(struct ck_image **imgs, size_t n);
+CK_HIDDEN void ck_locks_plan(const struct ck_image *img, struct ck_plan *plan);
+CK_CORE void ck_core_take_locks(struct ck_plan *p);
+CK_CORE void ck_core_wait_go(struct ck_plan *p);
 
 #endif

@@ -58,11 +58,17 @@ CK_CORE __attribute__((noreturn)) void ck_core_main(struct ck_plan *p)
 	ck_core_move_vdso(p);
 	ck_core_map_regions(p);
 	ck_core_set_mm(p);
+	/* locks after every other descriptor of their files is closed (a
+	 * close drops the process's POSIX locks); "rebuilt" once they are
+	 * held; then, in a family with locks, wait until all hold theirs */
+	close_plan_fds(p);
+	ck_core_take_locks(p);
 	if (p->done_fd >= 0) {
 		int pid = p->pid;
 		ck_write(p->done_fd, &pid, sizeof pid);
+		ck_close(p->done_fd);
 	}
-	close_plan_fds(p);
+	ck_core_wait_go(p);
 	set_nofile(p);
 	ck_core_start_threads(p);
 }

@@ -138,6 +138,9 @@ __attribute__((constructor)) static void ck_init(void)
 			ck_session.sig = v;
 	}
 	parse_stdio_ids(getenv("CKRUN_STDIO"));
+	const char *root = getenv("CKRUN_ROOT");
+	if (root && ck_parse_dec(&root, &ck_session.root_dev) && *root++ == ':' && ck_parse_dec(&root, &ck_session.root_ino))
+		ck_session.have_root = 1;
 	const char *tr = getenv("CKRUN_TRACE");
 	ck_session.trace = tr && *tr && *tr != '0';
 	const char *sync = getenv("CKRUN_SYNC_CHECKPOINT");

@@ -46,6 +46,9 @@ export function sessionEnv(base: NodeJS.ProcessEnv, add: SessionEnvAdditions): s
   else delete env['LD_PRELOAD'];
   env['CKRUN_SOCK'] = add.sock;
   env['CKRUN_STDIO'] = add.stdio;
+  // ckrun's root directory: the shim refuses to checkpoint a process that chroot'ed elsewhere
+  const root = statSync('/', { bigint: true });
+  env['CKRUN_ROOT'] = `${root.dev}:${root.ino}`;
   env['CKRUN_SIGNAL'] = String(add.signal);
   return Object.entries(env).map(([k, v]) => `${k}=${v}`);
 }

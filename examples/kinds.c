@@ -1,0 +1,140 @@
+/*
+ * Descriptor kinds across a checkpoint (test/files-kinds.test.ts).
+ *
+ *   kinds DIR   holds: a memfd with seals (grow, shrink, seal) and one made
+ *               MFD_NOEXEC_SEAL, one MFD_EXEC (each with content); O_PATH
+ *               descriptors of a file, a directory and a symlink (not
+ *               followed); a directory deleted while open; and works in a
+ *               deleted directory (its cwd). It counts steps, checking all
+ *               of them at every step; when DIR/release exists it checks
+ *               the memfds' content and that their seals still refuse.
+ */
+#include "common.h"
+
+#include <fcntl.h>
+#include <linux/memfd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef MFD_NOEXEC_SEAL
+#define MFD_NOEXEC_SEAL 0x0008U
+#define MFD_EXEC 0x0010U
+#endif
+#ifndef F_SEAL_EXEC
+#define F_SEAL_EXEC 0x0020
+#endif
+
+static const char CONTENT[] = "memfd content";
+
+static int memfd(const char *name, unsigned flags, int seals)
+{
+	int fd = memfd_create(name, flags | MFD_CLOEXEC);
+	if (fd < 0 || write(fd, CONTENT, sizeof CONTENT) != (ssize_t)sizeof CONTENT || (seals && fcntl(fd, F_ADD_SEALS, seals) != 0))
+		say("error: memfd %s: %s", name, strerror(errno)), exit(2);
+	return fd;
+}
+
+static void path_in(char *out, size_t cap, const char *dir, const char *name)
+{
+	snprintf(out, cap, "%s/%s", dir, name);
+}
+
+static void check_link(long step, const char *what, int fd, const char *want)
+{
+	char proc[64], link[4096];
+	snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(proc, link, sizeof link - 1);
+	link[n > 0 ? n : 0] = 0;
+	if (strcmp(link, want))
+		say("FAIL: step %ld: %s is %s, expected %s", step, what, link, want);
+}
+
+static void check_memfd(long step, const char *what, int fd, int seals, mode_t exec)
+{
+	struct stat st = {0};
+	int got = fcntl(fd, F_GET_SEALS), r = fstat(fd, &st);
+	if (got != seals || r != 0 || st.st_size != sizeof CONTENT || (st.st_mode & 0111) != exec)
+		say("FAIL: step %ld: %s: seals %#x (expected %#x), size %lld, mode %o", step, what, got, seals, (long long)st.st_size,
+		    st.st_mode & 07777);
+}
+
+static void check_type(long step, const char *what, int fd, mode_t type, int opath)
+{
+	struct stat st;
+	int fl = fcntl(fd, F_GETFL);
+	if (fstat(fd, &st) != 0 || (st.st_mode & S_IFMT) != type || !(fl & O_PATH) != !opath)
+		say("FAIL: step %ld: %s: type %o, flags %#x", step, what, st.st_mode & S_IFMT, fl);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: kinds DIR\n");
+		return 2;
+	}
+	char dir[2048], p[4096], gone[4096], cwd[4096], want[4200], release[4096];
+	if (!realpath(argv[1], dir))
+		return 2;
+	int sealed = memfd("sealed", MFD_ALLOW_SEALING, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL);
+	int noexec = memfd("noexec", MFD_NOEXEC_SEAL, 0);
+	int exec = memfd("exec", MFD_EXEC, 0);
+	path_in(p, sizeof p, dir, "file");
+	close(open(p, O_CREAT | O_WRONLY | O_CLOEXEC, 0644));
+	int pfile = open(p, O_PATH | O_CLOEXEC);
+	int pdir = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	path_in(p, sizeof p, dir, "link");
+	if (symlink("file", p) != 0)
+		return say("error: symlink: %s", strerror(errno)), 2;
+	int plink = open(p, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	path_in(gone, sizeof gone, dir, "gone");
+	path_in(cwd, sizeof cwd, dir, "cwd");
+	if (mkdir(gone, 0750) != 0 || mkdir(cwd, 0700) != 0)
+		return say("error: mkdir: %s", strerror(errno)), 2;
+	int dgone = open(gone, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (pfile < 0 || pdir < 0 || plink < 0 || dgone < 0 || rmdir(gone) != 0 || chdir(cwd) != 0 || rmdir(cwd) != 0)
+		return say("error: setting up: %s", strerror(errno)), 2;
+	path_in(release, sizeof release, dir, "release");
+	say("kinds: set up");
+	for (long step = 1;; step++) {
+		pace_ms(30);
+		check_memfd(step, "sealed memfd", sealed, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL, 0111);
+		check_memfd(step, "MFD_NOEXEC_SEAL memfd", noexec, F_SEAL_EXEC, 0);
+		check_memfd(step, "MFD_EXEC memfd", exec, F_SEAL_SEAL, 0111);
+		check_link(step, "the sealed memfd", sealed, "/memfd:sealed (deleted)");
+		check_type(step, "O_PATH file", pfile, S_IFREG, 1);
+		check_type(step, "O_PATH directory", pdir, S_IFDIR, 1);
+		check_type(step, "O_PATH symlink", plink, S_IFLNK, 1);
+		check_type(step, "deleted directory", dgone, S_IFDIR, 0);
+		snprintf(want, sizeof want, "%s/file", dir);
+		check_link(step, "O_PATH file", pfile, want);
+		snprintf(want, sizeof want, "%s/link", dir);
+		check_link(step, "O_PATH symlink", plink, want);
+		snprintf(want, sizeof want, "%s (deleted)", gone);
+		check_link(step, "deleted directory", dgone, want);
+		struct stat st;
+		if (fstat(dgone, &st) != 0 || (st.st_mode & 07777) != 0750 || st.st_nlink != 0)
+			say("FAIL: step %ld: deleted directory: mode %o, nlink %lu", step, st.st_mode & 07777, (unsigned long)st.st_nlink);
+		char here[4096];
+		if (!getcwd(here, sizeof here))
+			snprintf(here, sizeof here, "(getcwd: %s)", strerror(errno));
+		snprintf(want, sizeof want, "%s (deleted)", cwd);
+		char link[4096];
+		ssize_t n = readlink("/proc/self/cwd", link, sizeof link - 1);
+		link[n > 0 ? n : 0] = 0;
+		if (strcmp(link, want) || stat(".", &st) != 0 || st.st_nlink != 0)
+			say("FAIL: step %ld: the working directory is %s, expected %s", step, link, want);
+		say("step %ld", step);
+		if (access(release, F_OK) == 0)
+			break;
+	}
+	char buf[64];
+	if (pread(sealed, buf, sizeof buf, 0) != sizeof CONTENT || memcmp(buf, CONTENT, sizeof CONTENT) ||
+	    pread(exec, buf, sizeof buf, 0) != sizeof CONTENT || memcmp(buf, CONTENT, sizeof CONTENT))
+		say("FAIL: memfd content differs");
+	if (ftruncate(sealed, 1) == 0 || write(sealed, "x", 1) == 1 || fchmod(noexec, 0777) == 0)
+		say("FAIL: a seal no longer refuses");
+	say("kinds: memfd content and seals kept");
+	say("kinds: done");
+	return 0;
+}
