@@ -46,21 +46,29 @@ enum ck_schema_record_id {
 	CK_SCHEMA_SIGNALS = 11,
 	CK_SCHEMA_TIMER = 12,
 	CK_SCHEMA_FILE = 13,
-	CK_SCHEMA_PIPE = 14,
-	CK_SCHEMA_EVENTFD = 15,
-	CK_SCHEMA_TIMERFD = 16,
-	CK_SCHEMA_SIGNALFD = 17,
-	CK_SCHEMA_INOTIFY = 18,
-	CK_SCHEMA_PIDFD = 19,
-	CK_SCHEMA_SOCKET = 20,
-	CK_SCHEMA_INET = 21,
-	CK_SCHEMA_UNIX = 22,
-	CK_SCHEMA_PASSED = 23,
-	CK_SCHEMA_REGION = 24,
-	CK_SCHEMA_REGION_FILE = 25,
-	CK_SCHEMA_SHM_OBJECT = 26,
-	CK_SCHEMA_MANIFEST = 27,
-	CK_SCHEMA_PROCESS = 28,
+	CK_SCHEMA_DELETED = 14,
+	CK_SCHEMA_EXTENT = 15,
+	CK_SCHEMA_MEMFD = 16,
+	CK_SCHEMA_DELETED_DIR = 17,
+	CK_SCHEMA_MQUEUE = 18,
+	CK_SCHEMA_FIFO = 19,
+	CK_SCHEMA_FANOTIFY = 20,
+	CK_SCHEMA_FANOTIFY_MARK = 21,
+	CK_SCHEMA_PIPE = 22,
+	CK_SCHEMA_EVENTFD = 23,
+	CK_SCHEMA_TIMERFD = 24,
+	CK_SCHEMA_SIGNALFD = 25,
+	CK_SCHEMA_INOTIFY = 26,
+	CK_SCHEMA_PIDFD = 27,
+	CK_SCHEMA_SOCKET = 28,
+	CK_SCHEMA_INET = 29,
+	CK_SCHEMA_UNIX = 30,
+	CK_SCHEMA_PASSED = 31,
+	CK_SCHEMA_REGION = 32,
+	CK_SCHEMA_REGION_FILE = 33,
+	CK_SCHEMA_SHM_OBJECT = 34,
+	CK_SCHEMA_MANIFEST = 35,
+	CK_SCHEMA_PROCESS = 36,
 };
 
 #ifdef CK_SCHEMA_TABLES
@@ -92,21 +100,22 @@ static const struct ck_schema_key ck_schema_keys_meta[] = {
 	{"personality", 1, 1, 0, 0}, /* uint */
 	{"tty", 1, 0, 0, 0}, /* uint since=b3911f3 */
 	{"pdeathsig", 1, 0, 0, 0}, /* uint since=b3911f3 */
-	{"creds", 3, 0, 0, 0}, /* {creds} since=59ff20e */
-	{"children", 5, 0, 0, 0}, /* [{child}] since=b3911f3 */
-	{"rlimits", 8, 1, 0, 0}, /* [[int]] */
-	{"mm", 9, 1, 0, 0}, /* {mm} */
-	{"auxv", 10, 1, 0, 0}, /* bytes */
-	{"vdso", 11, 1, 0, 0}, /* {vdso} */
+	{"cwd_deleted", 3, 0, 0, 0}, /* [uint]? */
+	{"creds", 4, 0, 0, 0}, /* {creds} since=59ff20e */
+	{"children", 6, 0, 0, 0}, /* [{child}] since=b3911f3 */
+	{"rlimits", 9, 1, 0, 0}, /* [[int]] */
+	{"mm", 10, 1, 0, 0}, /* {mm} */
+	{"auxv", 11, 1, 0, 0}, /* bytes */
+	{"vdso", 12, 1, 0, 0}, /* {vdso} */
 	{"shim_abi", 1, 1, 0, 0}, /* uint */
 	{"signal", 1, 1, 0, 0}, /* uint */
-	{"ctl_fd", 6, 1, 0, 0}, /* int */
-	{"threads", 13, 1, 0, 0}, /* [{thread}] */
-	{"signals", 14, 1, 0, 0}, /* {signals} */
-	{"files", 16, 1, 0, 0}, /* [{file}] */
-	{"memory", 18, 1, 0, 0}, /* [{region}] */
+	{"ctl_fd", 7, 1, 0, 0}, /* int */
+	{"threads", 14, 1, 0, 0}, /* [{thread}] */
+	{"signals", 15, 1, 0, 0}, /* {signals} */
+	{"files", 17, 1, 0, 0}, /* [{file}] */
+	{"memory", 19, 1, 0, 0}, /* [{region}] */
 	{"mlockall", 2, 0, 0, 0}, /* [text]? */
-	{"stats", 19, 1, 0, 0}, /* {stats} */
+	{"stats", 20, 1, 0, 0}, /* {stats} */
 	{"track_id", 1, 0, 0, 0}, /* uint since=f74aac7 */
 	{"images", 2, 0, 0, 0}, /* [text] since=f74aac7 */
 	{"image_ids", 21, 0, 0, 0}, /* [[uint]] since=f72c03a */
@@ -115,12 +124,12 @@ static const struct ck_schema_key ck_schema_keys_meta[] = {
 static const struct ck_schema_key ck_schema_keys_child[] = {
 	{"pid", 1, 1, 0, 0}, /* uint */
 	{"zombie", 23, 1, 0, 0}, /* bool */
-	{"status", 6, 0, 0, 0}, /* int? */
+	{"status", 7, 0, 0, 0}, /* int? */
 };
 static const struct ck_schema_key ck_schema_keys_creds[] = {
-	{"uid", 20, 1, 0, 0}, /* [uint] */
-	{"gid", 20, 1, 0, 0}, /* [uint] */
-	{"groups", 20, 1, 0, 0}, /* [uint] */
+	{"uid", 3, 1, 0, 0}, /* [uint] */
+	{"gid", 3, 1, 0, 0}, /* [uint] */
+	{"groups", 3, 1, 0, 0}, /* [uint] */
 	{"caps", 24, 1, 0, 0}, /* {caps} */
 	{"securebits", 1, 1, 0, 0}, /* uint */
 	{"no_new_privs", 23, 1, 0, 0}, /* bool */
@@ -147,9 +156,9 @@ static const struct ck_schema_key ck_schema_keys_mm[] = {
 	{"env_end", 1, 1, 0, 0}, /* uint */
 };
 static const struct ck_schema_key ck_schema_keys_vdso[] = {
-	{"vvar", 20, 0, 0, 0}, /* [uint]? */
-	{"vvar_vclock", 20, 0, 0, 0}, /* [uint]? */
-	{"vdso", 20, 0, 0, 0}, /* [uint]? */
+	{"vvar", 3, 0, 0, 0}, /* [uint]? */
+	{"vvar_vclock", 3, 0, 0, 0}, /* [uint]? */
+	{"vdso", 3, 0, 0, 0}, /* [uint]? */
 	{"vdso_crc", 1, 0, 0, 0}, /* uint? */
 };
 static const struct ck_schema_key ck_schema_keys_stats[] = {
@@ -169,9 +178,9 @@ static const struct ck_schema_key ck_schema_keys_thread[] = {
 	{"sigmask", 1, 1, 0, 0}, /* uint */
 	{"pending", 1, 1, 0, 0}, /* uint */
 	{"regs", 25, 1, 0, 0}, /* {regs} */
-	{"resume", 10, 1, 0, 0}, /* bytes */
-	{"sigaltstack", 7, 1, 0, 0}, /* [int] */
-	{"robust_list", 20, 1, 0, 0}, /* [uint] */
+	{"resume", 11, 1, 0, 0}, /* bytes */
+	{"sigaltstack", 8, 1, 0, 0}, /* [int] */
+	{"robust_list", 3, 1, 0, 0}, /* [uint] */
 	{"clear_tid", 1, 1, 0, 0}, /* uint */
 	{"rseq", 27, 1, 0, 0}, /* [uint]|null */
 };
@@ -196,17 +205,17 @@ static const struct ck_schema_key ck_schema_keys_regs[] = {
 	{"eflags", 1, 1, 0, 0}, /* uint */
 };
 static const struct ck_schema_key ck_schema_keys_signals[] = {
-	{"actions", 8, 1, 0, 0}, /* [[int]] */
+	{"actions", 9, 1, 0, 0}, /* [[int]] */
 	{"pending", 1, 1, 0, 0}, /* uint */
-	{"itimers", 8, 1, 0, 0}, /* [[int]] */
+	{"itimers", 9, 1, 0, 0}, /* [[int]] */
 	{"timers", 29, 0, 0, 0}, /* [{timer}] since=2b765d7 */
 };
 static const struct ck_schema_key ck_schema_keys_timer[] = {
-	{"id", 6, 1, 0, 0}, /* int */
-	{"clock", 6, 1, 0, 0}, /* int */
+	{"id", 7, 1, 0, 0}, /* int */
+	{"clock", 7, 1, 0, 0}, /* int */
 	{"notify", 0, 1, 0, 0}, /* text */
 	{"signal", 1, 1, 0, 0}, /* uint */
-	{"tid", 6, 1, 0, 0}, /* int */
+	{"tid", 7, 1, 0, 0}, /* int */
 	{"value", 1, 1, 0, 0}, /* uint */
 	{"remaining_ns", 1, 1, 0, 0}, /* uint */
 	{"interval_ns", 1, 1, 0, 0}, /* uint */
@@ -226,29 +235,92 @@ static const struct ck_schema_key ck_schema_keys_file[] = {
 	{"mtime_ns", 1, 1, 0, 0}, /* uint */
 	{"stdio", 1, 0, 0, 0}, /* uint? */
 	{"same_as", 1, 0, 0, 0}, /* uint? */
-	{"data", 7, 1, "deleted", "same_as"}, /* [int] */
-	{"pipe", 30, 1, "pipe", "same_as"}, /* {pipe} */
-	{"eventfd", 31, 1, "eventfd", "same_as"}, /* {eventfd} */
+	{"deleted", 30, 1, "deleted", "same_as"}, /* {deleted} */
+	{"memfd", 31, 1, "memfd", "same_as"}, /* {memfd} */
+	{"deleted_dir", 32, 1, "deleted_dir", "same_as"}, /* {deleted_dir} */
+	{"mqueue", 33, 1, "mqueue", "same_as"}, /* {mqueue} */
+	{"fifo", 34, 1, "fifo", "same_as"}, /* {fifo} */
+	{"fanotify", 35, 1, "fanotify", "same_as"}, /* {fanotify} */
+	{"locks", 38, 0, 0, 0}, /* [[text|uint]]? */
+	{"pipe", 39, 1, "pipe", "same_as"}, /* {pipe} */
+	{"eventfd", 40, 1, "eventfd", "same_as"}, /* {eventfd} */
 	{"epoll", 21, 1, "epoll", "same_as"}, /* [[uint]] */
-	{"timerfd", 32, 1, "timerfd", "same_as"}, /* {timerfd} */
-	{"signalfd", 33, 1, "signalfd", "same_as"}, /* {signalfd} */
-	{"inotify", 34, 1, "inotify", "same_as"}, /* {inotify} */
-	{"pidfd", 35, 1, "pidfd", "same_as"}, /* {pidfd} */
-	{"socket", 36, 1, "socket", "same_as"}, /* {socket} */
+	{"timerfd", 41, 1, "timerfd", "same_as"}, /* {timerfd} */
+	{"signalfd", 42, 1, "signalfd", "same_as"}, /* {signalfd} */
+	{"inotify", 43, 1, "inotify", "same_as"}, /* {inotify} */
+	{"pidfd", 44, 1, "pidfd", "same_as"}, /* {pidfd} */
+	{"socket", 45, 1, "socket", "same_as"}, /* {socket} */
+};
+static const struct ck_schema_key ck_schema_keys_deleted[] = {
+	{"size", 1, 1, 0, 0}, /* uint */
+	{"uid", 1, 1, 0, 0}, /* uint */
+	{"gid", 1, 1, 0, 0}, /* uint */
+	{"mode", 1, 1, 0, 0}, /* uint */
+	{"atime_ns", 1, 1, 0, 0}, /* uint */
+	{"mtime_ns", 1, 1, 0, 0}, /* uint */
+	{"extents", 47, 1, 0, 0}, /* [{extent}] */
+};
+static const struct ck_schema_key ck_schema_keys_extent[] = {
+	{"at", 1, 1, 0, 0}, /* uint */
+	{"data", 8, 1, 0, 0}, /* [int] */
+};
+static const struct ck_schema_key ck_schema_keys_memfd[] = {
+	{"seals", 1, 1, 0, 0}, /* uint */
+	{"size", 1, 1, 0, 0}, /* uint */
+	{"uid", 1, 1, 0, 0}, /* uint */
+	{"gid", 1, 1, 0, 0}, /* uint */
+	{"mode", 1, 1, 0, 0}, /* uint */
+	{"atime_ns", 1, 1, 0, 0}, /* uint */
+	{"mtime_ns", 1, 1, 0, 0}, /* uint */
+	{"extents", 47, 1, 0, 0}, /* [{extent}] */
+};
+static const struct ck_schema_key ck_schema_keys_deleted_dir[] = {
+	{"uid", 1, 1, 0, 0}, /* uint */
+	{"gid", 1, 1, 0, 0}, /* uint */
+	{"mode", 1, 1, 0, 0}, /* uint */
+	{"atime_ns", 1, 1, 0, 0}, /* uint */
+	{"mtime_ns", 1, 1, 0, 0}, /* uint */
+};
+static const struct ck_schema_key ck_schema_keys_mqueue[] = {
+	{"maxmsg", 1, 1, 0, 0}, /* uint */
+	{"msgsize", 1, 1, 0, 0}, /* uint */
+	{"uid", 1, 1, 0, 0}, /* uint */
+	{"gid", 1, 1, 0, 0}, /* uint */
+	{"messages", 21, 0, 0, 0}, /* [[uint]]? */
+	{"data", 8, 0, 0, 0}, /* [int]? */
+};
+static const struct ck_schema_key ck_schema_keys_fifo[] = {
+	{"capacity", 1, 1, 0, 0}, /* uint */
+	{"data", 8, 0, 0, 0}, /* [int]? */
+};
+static const struct ck_schema_key ck_schema_keys_fanotify[] = {
+	{"flags", 1, 1, 0, 0}, /* uint */
+	{"event_flags", 1, 1, 0, 0}, /* uint */
+	{"marks", 49, 1, 0, 0}, /* [{fanotify_mark}] */
+};
+static const struct ck_schema_key ck_schema_keys_fanotify_mark[] = {
+	{"on", 0, 1, 0, 0}, /* text */
+	{"mflags", 1, 1, 0, 0}, /* uint */
+	{"mask", 1, 1, 0, 0}, /* uint */
+	{"ignored_mask", 1, 1, 0, 0}, /* uint */
+	{"mnt_id", 1, 0, 0, 0}, /* uint? */
+	{"sdev", 1, 0, 0, 0}, /* uint? */
+	{"handle_type", 1, 0, 0, 0}, /* uint? */
+	{"handle", 11, 0, 0, 0}, /* bytes? */
 };
 static const struct ck_schema_key ck_schema_keys_pipe[] = {
 	{"id", 1, 1, 0, 0}, /* uint */
 	{"end", 0, 1, 0, 0}, /* text */
 	{"peer_outside", 23, 1, 0, 0}, /* bool */
 	{"capacity", 1, 0, 0, 0}, /* uint? */
-	{"data", 7, 0, 0, 0}, /* [int]? */
+	{"data", 8, 0, 0, 0}, /* [int]? */
 };
 static const struct ck_schema_key ck_schema_keys_eventfd[] = {
 	{"count", 1, 1, 0, 0}, /* uint */
 	{"semaphore", 23, 1, 0, 0}, /* bool */
 };
 static const struct ck_schema_key ck_schema_keys_timerfd[] = {
-	{"clock", 6, 1, 0, 0}, /* int */
+	{"clock", 7, 1, 0, 0}, /* int */
 	{"settime_flags", 1, 1, 0, 0}, /* uint */
 	{"value_ns", 1, 1, 0, 0}, /* uint */
 	{"interval_ns", 1, 1, 0, 0}, /* uint */
@@ -259,7 +331,7 @@ static const struct ck_schema_key ck_schema_keys_signalfd[] = {
 	{"mask", 1, 1, 0, 0}, /* uint */
 };
 static const struct ck_schema_key ck_schema_keys_inotify[] = {
-	{"watches", 39, 1, 0, 0}, /* [[uint|text]] */
+	{"watches", 52, 1, 0, 0}, /* [[uint|text]] */
 	{"queued", 1, 1, 0, 0}, /* uint */
 };
 static const struct ck_schema_key ck_schema_keys_pidfd[] = {
@@ -270,32 +342,32 @@ static const struct ck_schema_key ck_schema_keys_socket[] = {
 	{"family", 1, 1, 0, 0}, /* uint */
 	{"type", 1, 1, 0, 0}, /* uint */
 	{"protocol", 1, 1, 0, 0}, /* uint */
-	{"options", 42, 1, 0, 0}, /* [[uint|bytes]] */
-	{"inet", 43, 0, 0, 0}, /* {inet}? */
-	{"unix", 44, 0, 0, 0}, /* {unix}? */
+	{"options", 55, 1, 0, 0}, /* [[uint|bytes]] */
+	{"inet", 56, 0, 0, 0}, /* {inet}? */
+	{"unix", 57, 0, 0, 0}, /* {unix}? */
 };
 static const struct ck_schema_key ck_schema_keys_inet[] = {
-	{"local", 46, 1, 0, 0}, /* [bytes|uint] */
-	{"peer", 48, 0, 0, 0}, /* [bytes|uint]? */
+	{"local", 59, 1, 0, 0}, /* [bytes|uint] */
+	{"peer", 61, 0, 0, 0}, /* [bytes|uint]? */
 	{"tcp_state", 1, 0, 0, 0}, /* uint? */
 	{"backlog", 1, 0, 0, 0}, /* uint? */
-	{"recv_queue", 7, 0, 0, 0}, /* [int]? */
-	{"unsent_queue", 7, 0, 0, 0}, /* [int]? */
-	{"datagrams", 51, 0, 0, 0}, /* [[bytes|int]]? */
+	{"recv_queue", 8, 0, 0, 0}, /* [int]? */
+	{"unsent_queue", 8, 0, 0, 0}, /* [int]? */
+	{"datagrams", 64, 0, 0, 0}, /* [[bytes|int]]? */
 };
 static const struct ck_schema_key ck_schema_keys_unix[] = {
 	{"ino", 1, 1, 0, 0}, /* uint */
 	{"state", 1, 1, 0, 0}, /* uint */
-	{"name", 10, 0, 0, 0}, /* bytes? */
+	{"name", 11, 0, 0, 0}, /* bytes? */
 	{"peer", 1, 0, 0, 0}, /* uint? */
-	{"peer_name", 10, 0, 0, 0}, /* bytes? */
+	{"peer_name", 11, 0, 0, 0}, /* bytes? */
 	{"shutdown", 1, 0, 0, 0}, /* uint? */
 	{"sndbuf", 1, 1, 0, 0}, /* uint */
 	{"rcvbuf", 1, 1, 0, 0}, /* uint */
 	{"backlog", 1, 0, 0, 0}, /* uint? */
-	{"pending", 20, 0, 0, 0}, /* [uint]? */
-	{"msgs", 57, 0, 0, 0}, /* [uint|[uint|[{passed}]]]? */
-	{"queue", 7, 0, 0, 0}, /* [int]? */
+	{"pending", 3, 0, 0, 0}, /* [uint]? */
+	{"msgs", 70, 0, 0, 0}, /* [uint|[uint|[{passed}]]]? */
+	{"queue", 8, 0, 0, 0}, /* [int]? */
 };
 static const struct ck_schema_key ck_schema_keys_passed[] = {
 	{"kind", 0, 1, 0, 0}, /* text */
@@ -314,11 +386,11 @@ static const struct ck_schema_key ck_schema_keys_region[] = {
 	{"kind", 0, 1, 0, 0}, /* text */
 	{"name", 0, 1, 0, 0}, /* text */
 	{"vmflags", 2, 0, 0, 0}, /* [text]? */
-	{"file", 58, 0, 0, 0}, /* {region_file}? */
-	{"runs", 8, 1, 0, 0}, /* [[int]] */
+	{"file", 71, 0, 0, 0}, /* {region_file}? */
+	{"runs", 9, 1, 0, 0}, /* [[int]] */
 	{"bytes", 1, 1, 0, 0}, /* uint */
-	{"shm", 20, 0, 0, 0}, /* [uint]? */
-	{"shm_object", 59, 0, 0, 0}, /* {shm_object}? */
+	{"shm", 3, 0, 0, 0}, /* [uint]? */
+	{"shm_object", 72, 0, 0, 0}, /* {shm_object}? */
 };
 static const struct ck_schema_key ck_schema_keys_region_file[] = {
 	{"path", 0, 1, 0, 0}, /* text */
@@ -332,8 +404,8 @@ static const struct ck_schema_key ck_schema_keys_shm_object[] = {
 	{"kind", 0, 1, 0, 0}, /* text */
 	{"name", 0, 1, "memfd", 0}, /* text */
 	{"path", 0, 1, "posix", 0}, /* text */
-	{"key", 6, 1, "sysv", 0}, /* int */
-	{"id", 6, 1, "sysv", 0}, /* int */
+	{"key", 7, 1, "sysv", 0}, /* int */
+	{"id", 7, 1, "sysv", 0}, /* int */
 	{"mode", 1, 1, "sysv", 0}, /* uint */
 	{"size", 1, 1, "sysv", 0}, /* uint */
 };
@@ -345,8 +417,8 @@ static const struct ck_schema_key ck_schema_keys_manifest[] = {
 	{"argv", 2, 1, 0, 0}, /* [text] */
 	{"cwd", 0, 1, 0, 0}, /* text */
 	{"root", 1, 1, 0, 0}, /* uint */
-	{"processes", 61, 1, 0, 0}, /* [{process}] */
-	{"shared_files", 62, 0, 0, 0}, /* [[[uint]]] since=9eadff3 */
+	{"processes", 74, 1, 0, 0}, /* [{process}] */
+	{"shared_files", 75, 0, 0, 0}, /* [[[uint]]] since=9eadff3 */
 	{"shm_owners", 21, 0, 0, 0}, /* [[uint]] since=f72c03a */
 	{"compressed", 0, 0, 0, 0}, /* text? */
 };
@@ -367,25 +439,25 @@ static const struct ck_schema_type ck_schema_types[] = {
 	{CKS_TEXT, 0, 0}, /* 0 */
 	{CKS_UINT, 0, 0}, /* 1 */
 	{CKS_ARRAY, 0, 0}, /* 2 */
-	{CKS_RECORD, 3, 0}, /* 3 */
-	{CKS_RECORD, 2, 0}, /* 4 */
-	{CKS_ARRAY, 4, 0}, /* 5 */
-	{CKS_INT, 0, 0}, /* 6 */
-	{CKS_ARRAY, 6, 0}, /* 7 */
+	{CKS_ARRAY, 1, 0}, /* 3 */
+	{CKS_RECORD, 3, 0}, /* 4 */
+	{CKS_RECORD, 2, 0}, /* 5 */
+	{CKS_ARRAY, 5, 0}, /* 6 */
+	{CKS_INT, 0, 0}, /* 7 */
 	{CKS_ARRAY, 7, 0}, /* 8 */
-	{CKS_RECORD, 5, 0}, /* 9 */
-	{CKS_BYTES, 0, 0}, /* 10 */
-	{CKS_RECORD, 6, 0}, /* 11 */
-	{CKS_RECORD, 9, 0}, /* 12 */
-	{CKS_ARRAY, 12, 0}, /* 13 */
-	{CKS_RECORD, 11, 0}, /* 14 */
-	{CKS_RECORD, 13, 0}, /* 15 */
-	{CKS_ARRAY, 15, 0}, /* 16 */
-	{CKS_RECORD, 24, 0}, /* 17 */
-	{CKS_ARRAY, 17, 0}, /* 18 */
-	{CKS_RECORD, 7, 0}, /* 19 */
-	{CKS_ARRAY, 1, 0}, /* 20 */
-	{CKS_ARRAY, 20, 0}, /* 21 */
+	{CKS_ARRAY, 8, 0}, /* 9 */
+	{CKS_RECORD, 5, 0}, /* 10 */
+	{CKS_BYTES, 0, 0}, /* 11 */
+	{CKS_RECORD, 6, 0}, /* 12 */
+	{CKS_RECORD, 9, 0}, /* 13 */
+	{CKS_ARRAY, 13, 0}, /* 14 */
+	{CKS_RECORD, 11, 0}, /* 15 */
+	{CKS_RECORD, 13, 0}, /* 16 */
+	{CKS_ARRAY, 16, 0}, /* 17 */
+	{CKS_RECORD, 32, 0}, /* 18 */
+	{CKS_ARRAY, 18, 0}, /* 19 */
+	{CKS_RECORD, 7, 0}, /* 20 */
+	{CKS_ARRAY, 3, 0}, /* 21 */
 	{CKS_RECORD, 8, 0}, /* 22 */
 	{CKS_BOOL, 0, 0}, /* 23 */
 	{CKS_RECORD, 4, 0}, /* 24 */
@@ -395,41 +467,54 @@ static const struct ck_schema_type ck_schema_types[] = {
 	{CKS_RECORD, 12, 0}, /* 28 */
 	{CKS_ARRAY, 28, 0}, /* 29 */
 	{CKS_RECORD, 14, 0}, /* 30 */
-	{CKS_RECORD, 15, 0}, /* 31 */
-	{CKS_RECORD, 16, 0}, /* 32 */
-	{CKS_RECORD, 17, 0}, /* 33 */
-	{CKS_RECORD, 18, 0}, /* 34 */
-	{CKS_RECORD, 19, 0}, /* 35 */
-	{CKS_RECORD, 20, 0}, /* 36 */
-	{CKS_UNION, 2, 2}, /* 37 */
+	{CKS_RECORD, 16, 0}, /* 31 */
+	{CKS_RECORD, 17, 0}, /* 32 */
+	{CKS_RECORD, 18, 0}, /* 33 */
+	{CKS_RECORD, 19, 0}, /* 34 */
+	{CKS_RECORD, 20, 0}, /* 35 */
+	{CKS_UNION, 2, 2}, /* 36 */
+	{CKS_ARRAY, 36, 0}, /* 37 */
 	{CKS_ARRAY, 37, 0}, /* 38 */
-	{CKS_ARRAY, 38, 0}, /* 39 */
-	{CKS_UNION, 4, 2}, /* 40 */
-	{CKS_ARRAY, 40, 0}, /* 41 */
-	{CKS_ARRAY, 41, 0}, /* 42 */
-	{CKS_RECORD, 21, 0}, /* 43 */
-	{CKS_RECORD, 22, 0}, /* 44 */
-	{CKS_UNION, 6, 2}, /* 45 */
-	{CKS_ARRAY, 45, 0}, /* 46 */
-	{CKS_UNION, 8, 2}, /* 47 */
-	{CKS_ARRAY, 47, 0}, /* 48 */
-	{CKS_UNION, 10, 2}, /* 49 */
-	{CKS_ARRAY, 49, 0}, /* 50 */
+	{CKS_RECORD, 22, 0}, /* 39 */
+	{CKS_RECORD, 23, 0}, /* 40 */
+	{CKS_RECORD, 24, 0}, /* 41 */
+	{CKS_RECORD, 25, 0}, /* 42 */
+	{CKS_RECORD, 26, 0}, /* 43 */
+	{CKS_RECORD, 27, 0}, /* 44 */
+	{CKS_RECORD, 28, 0}, /* 45 */
+	{CKS_RECORD, 15, 0}, /* 46 */
+	{CKS_ARRAY, 46, 0}, /* 47 */
+	{CKS_RECORD, 21, 0}, /* 48 */
+	{CKS_ARRAY, 48, 0}, /* 49 */
+	{CKS_UNION, 4, 2}, /* 50 */
 	{CKS_ARRAY, 50, 0}, /* 51 */
-	{CKS_RECORD, 23, 0}, /* 52 */
-	{CKS_ARRAY, 52, 0}, /* 53 */
-	{CKS_UNION, 12, 2}, /* 54 */
+	{CKS_ARRAY, 51, 0}, /* 52 */
+	{CKS_UNION, 6, 2}, /* 53 */
+	{CKS_ARRAY, 53, 0}, /* 54 */
 	{CKS_ARRAY, 54, 0}, /* 55 */
-	{CKS_UNION, 14, 2}, /* 56 */
-	{CKS_ARRAY, 56, 0}, /* 57 */
-	{CKS_RECORD, 25, 0}, /* 58 */
-	{CKS_RECORD, 26, 0}, /* 59 */
-	{CKS_RECORD, 28, 0}, /* 60 */
+	{CKS_RECORD, 29, 0}, /* 56 */
+	{CKS_RECORD, 30, 0}, /* 57 */
+	{CKS_UNION, 8, 2}, /* 58 */
+	{CKS_ARRAY, 58, 0}, /* 59 */
+	{CKS_UNION, 10, 2}, /* 60 */
 	{CKS_ARRAY, 60, 0}, /* 61 */
-	{CKS_ARRAY, 21, 0}, /* 62 */
+	{CKS_UNION, 12, 2}, /* 62 */
+	{CKS_ARRAY, 62, 0}, /* 63 */
+	{CKS_ARRAY, 63, 0}, /* 64 */
+	{CKS_RECORD, 31, 0}, /* 65 */
+	{CKS_ARRAY, 65, 0}, /* 66 */
+	{CKS_UNION, 14, 2}, /* 67 */
+	{CKS_ARRAY, 67, 0}, /* 68 */
+	{CKS_UNION, 16, 2}, /* 69 */
+	{CKS_ARRAY, 69, 0}, /* 70 */
+	{CKS_RECORD, 33, 0}, /* 71 */
+	{CKS_RECORD, 34, 0}, /* 72 */
+	{CKS_RECORD, 36, 0}, /* 73 */
+	{CKS_ARRAY, 73, 0}, /* 74 */
+	{CKS_ARRAY, 21, 0}, /* 75 */
 };
 
-static const unsigned short ck_schema_alts[] = {20, 26, 1, 0, 1, 10, 10, 1, 10, 1, 10, 6, 1, 53, 1, 55};
+static const unsigned short ck_schema_alts[] = {3, 26, 0, 1, 1, 0, 1, 11, 11, 1, 11, 1, 11, 7, 1, 66, 1, 68};
 
 static const struct ck_schema_record ck_schema_records[] = {
 	{"header", ck_schema_keys_header, sizeof ck_schema_keys_header / sizeof ck_schema_keys_header[0]},
@@ -446,6 +531,14 @@ static const struct ck_schema_record ck_schema_records[] = {
 	{"signals", ck_schema_keys_signals, sizeof ck_schema_keys_signals / sizeof ck_schema_keys_signals[0]},
 	{"timer", ck_schema_keys_timer, sizeof ck_schema_keys_timer / sizeof ck_schema_keys_timer[0]},
 	{"file", ck_schema_keys_file, sizeof ck_schema_keys_file / sizeof ck_schema_keys_file[0]},
+	{"deleted", ck_schema_keys_deleted, sizeof ck_schema_keys_deleted / sizeof ck_schema_keys_deleted[0]},
+	{"extent", ck_schema_keys_extent, sizeof ck_schema_keys_extent / sizeof ck_schema_keys_extent[0]},
+	{"memfd", ck_schema_keys_memfd, sizeof ck_schema_keys_memfd / sizeof ck_schema_keys_memfd[0]},
+	{"deleted_dir", ck_schema_keys_deleted_dir, sizeof ck_schema_keys_deleted_dir / sizeof ck_schema_keys_deleted_dir[0]},
+	{"mqueue", ck_schema_keys_mqueue, sizeof ck_schema_keys_mqueue / sizeof ck_schema_keys_mqueue[0]},
+	{"fifo", ck_schema_keys_fifo, sizeof ck_schema_keys_fifo / sizeof ck_schema_keys_fifo[0]},
+	{"fanotify", ck_schema_keys_fanotify, sizeof ck_schema_keys_fanotify / sizeof ck_schema_keys_fanotify[0]},
+	{"fanotify_mark", ck_schema_keys_fanotify_mark, sizeof ck_schema_keys_fanotify_mark / sizeof ck_schema_keys_fanotify_mark[0]},
 	{"pipe", ck_schema_keys_pipe, sizeof ck_schema_keys_pipe / sizeof ck_schema_keys_pipe[0]},
 	{"eventfd", ck_schema_keys_eventfd, sizeof ck_schema_keys_eventfd / sizeof ck_schema_keys_eventfd[0]},
 	{"timerfd", ck_schema_keys_timerfd, sizeof ck_schema_keys_timerfd / sizeof ck_schema_keys_timerfd[0]},

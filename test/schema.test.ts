@@ -102,6 +102,7 @@ const NOT_WRITTEN_HERE: Record<string, string> = {
   'manifest.compressed': 'only with --compress (compress.test.ts)',
   'process.compressed_bytes': 'only with --compress (compress.test.ts)',
   'inet.unsent_queue': 'only while TCP holds bytes it has not sent; no program of the suite makes that happen',
+  'fanotify_mark.mnt_id': 'a mark on a whole mount (FAN_MARK_MOUNT); examples/fanotify.c marks a directory',
   'unix.shutdown': 'a Unix socket shut down in one direction; no program of the suite makes one',
 };
 
@@ -191,6 +192,12 @@ test('schema: real images of the suite\'s programs keep to the schema both ways 
       unixpair: c('unixpair'),
       memattrs: c('memattrs', '--steps', '100000', '--mlockall', 'future'),
       shm: [python3(), path.join(work, 'shm.py')],
+      locks: c('locks', scope.dir('locks')),
+      kinds: c('kinds', scope.dir('kinds')),
+      fifos: c('fifos', scope.dir('fifos')),
+      mqueue: c('mqueue', scope.dir('mqueue'), `/ckrun-schema-${process.pid}`),
+      fanotify: c('fanotify', scope.dir('fanotify')),
+      deleted: c('deleted', scope.dir('deleted')),
     };
     const gens: string[] = [];
     for (const [name, program] of Object.entries(programs)) {
