@@ -1060,6 +1060,85 @@ static void join_group(const struct tree_proc *p, int pgid)
 	}
 }
 
+/* The group ckrun ran in (the root's, when it did not make its own): it
+ * is inherited, never made. */
+static int outside_group(const struct tree *t, int pgid)
+{
+	const struct tree_proc *root = tree_find((struct tree *)t, t->root ? t->root : t->procs[0].pid);
+	return root && root->img.pgid != root->pid && root->img.pgid == pgid;
+}
+
+/* A process group of the family whose leader had exited (its members live
+ * on): a placeholder with the leader's PID makes it again. */
+static int group_needs_placeholder(struct tree *t, int pgid)
+{
+	return !tree_find(t, pgid) && !outside_group(t, pgid);
+}
+
+/* A group of the family exists (or is being made) for p to join. */
+static int family_group(struct tree *t, int pgid)
+{
+	return tree_find(t, pgid) || group_needs_placeholder(t, pgid);
+}
+
+/* Whether every process of group pgid is in it. */
+static int group_complete(struct tree *t, int pgid)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (t->procs[i].img.pgid == pgid && getpgid(t->procs[i].pid) != pgid)
+			return 0;
+	return 1;
+}
+
+/* The placeholder leader of group pgid in session sid: it makes the group,
+ * makes it its terminal's foreground group if it was, waits until every
+ * member has joined and exits, as the original leader had. Its PID is free
+ * again afterwards, as it was. Returns its PID (the caller reaps it). */
+static int spawn_placeholder(struct tree *t, int pgid)
+{
+	long pid = spawn_with_pid(pgid);
+	if (pid)
+		return (int)pid;
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (setpgid(0, 0) < 0)
+		_exit(1);
+	ck_pty_group_made(pgid, &t->objs);
+	for (int tries = 0; tries < 20000 && !group_complete(t, pgid); tries++)
+		usleep(500);
+	_exit(group_complete(t, pgid) ? 0 : 2);
+}
+
+/* The groups of session sid whose leaders had exited, made again by
+ * placeholders (in the caller's session, which is sid); their PIDs in
+ * out, *n of them. */
+static void spawn_placeholders(struct tree *t, int sid, int *out, size_t *n)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		int g = t->procs[i].img.pgid;
+		/* a group that is its session's (pgid = sid) comes with the session */
+		if (t->procs[i].img.sid != sid || g == sid || !group_needs_placeholder(t, g))
+			continue;
+		int seen = 0;
+		for (size_t k = 0; k < *n; k++)
+			seen |= out[k] == g;
+		if (!seen && *n >= 64)
+			ck_refuse("session %d has more than 64 process groups whose leaders had exited; ckrun restores at most 64", sid);
+		if (!seen)
+			out[(*n)++] = spawn_placeholder(t, g);
+	}
+}
+
+/* Every placeholder has seen its members join and exited. */
+static void reap_placeholders(const int *pids, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int st;
+		if (waitpid(pids[i], &st, 0) != pids[i] || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+			ck_refuse("process group %d (its leader had exited) could not be made again: not every member joined it "
+				  "within 10 s", pids[i]);
+	}
+}
+
 /* The children of p that stay in p's old session (before_session), or the
  * others; group leaders first, so that their siblings find their groups. */
 static void spawn_children(struct tree *t, struct tree_proc *p, int before_session)
@@ -1073,7 +1152,7 @@ static void spawn_children(struct tree *t, struct tree_proc *p, int before_sessi
 			spawn_member(t, c);
 			/* as shells do (the child does it too); never for a session
 			 * leader, whose setsid fails once it leads a group */
-			if (c->img.sid != c->pid && tree_find(t, c->img.pgid))
+			if (c->img.sid != c->pid && family_group(t, c->img.pgid))
 				setpgid(c->pid, c->img.pgid);
 		}
 }
@@ -1089,17 +1168,28 @@ static __attribute__((noreturn)) void member_main(struct tree *t, struct tree_pr
 	if (!via_stand_in)
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 	spawn_children(t, p, 1);
-	if (p->img.sid == p->pid && getsid(0) != p->pid && setsid() < 0)
-		ck_refuse("process %d cannot lead its own session again: %s", p->pid, strerror(errno));
+	if (p->img.sid == p->pid && getsid(0) != p->pid) {
+		if (setsid() < 0)
+			ck_refuse("process %d cannot lead its own session again: %s", p->pid, strerror(errno));
+		/* its controlling terminal, before any process of the session is forked */
+		ck_pty_session_opened(p->pid, &t->objs);
+	}
 	/* a group of the family is made or joined; the group ckrun runs in is inherited */
 	if (getpgid(0) != p->img.pgid) {
 		if (p->img.pgid == p->pid && setpgid(0, 0) < 0)
 			ck_refuse("process %d cannot lead its process group again: %s", p->pid, strerror(errno));
-		else if (p->img.pgid != p->pid && tree_find(t, p->img.pgid))
+		else if (p->img.pgid != p->pid && family_group(t, p->img.pgid))
 			join_group(p, p->img.pgid);
 	}
+	if (p->img.pgid == p->pid)
+		ck_pty_group_made(p->pid, &t->objs);
+	int placeholders[64];
+	size_t nplaceholders = 0;
+	if (p->img.sid == p->pid)
+		spawn_placeholders(t, p->pid, placeholders, &nplaceholders);
 	spawn_children(t, p, 0);
 	spawn_zombies(&p->img);
+	reap_placeholders(placeholders, nplaceholders);
 	become(&p->img, &t->objs);
 }
 
@@ -1118,8 +1208,12 @@ static void spawn_member(struct tree *t, struct tree_proc *p)
 		if (spawn_with_pid(p->img.sid) == 0) {
 			if (setsid() < 0)
 				ck_refuse("cannot open session %d again for process %d: %s", p->img.sid, p->pid, strerror(errno));
+			int placeholders[64];
+			size_t nplaceholders = 0;
+			spawn_placeholders(t, p->img.sid, placeholders, &nplaceholders);
 			if (spawn_with_pid(p->pid) == 0)
 				member_main(t, p, 1);
+			reap_placeholders(placeholders, nplaceholders);
 			_exit(0);
 		}
 		return;
@@ -1300,6 +1394,10 @@ CK_HIDDEN __attribute__((noreturn)) void ck_restore_tree(const char *dir, int ve
 		for (size_t j = 0; j < img->nchildren; j++)
 			if (img->children[j].zombie && (kill(img->children[j].pid, 0) == 0 || errno != ESRCH))
 				exit(CK_EXIT_PIDS_TAKEN);
+		/* the PID of a group's leader that had exited, for its placeholder */
+		if (img->pgid != img->sid && group_needs_placeholder(&t, img->pgid) &&
+		    (kill(img->pgid, 0) == 0 || errno != ESRCH))
+			exit(CK_EXIT_PIDS_TAKEN);
 	}
 	struct rlimit nofile;
 	getrlimit(RLIMIT_NOFILE, &nofile);
@@ -1319,6 +1417,11 @@ CK_HIDDEN __attribute__((noreturn)) void ck_restore_tree(const char *dir, int ve
 		prctl(PR_SET_CHILD_SUBREAPER, 1);
 	for (size_t i = 0; i < sizeof forwarded_signals / sizeof forwarded_signals[0]; i++)
 		signal(forwarded_signals[i], forward_to_root);
+	/* groups of ckrun's session whose leaders had exited: the placeholders
+	 * are the orchestrator's children, reaped with the stand-ins */
+	int placeholders[64];
+	size_t nplaceholders = 0;
+	spawn_placeholders(&t, t.outside_sid, placeholders, &nplaceholders);
 	/* processes whose parent is not in the session (the root, daemons that
 	 * became ckrun's) are the orchestrator's children */
 	for (size_t i = 0; i < t.n; i++)
