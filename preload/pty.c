@@ -510,7 +510,7 @@ static int pty_open(struct ck_image *img, struct ck_img_file *f, int base_fd, co
 		return fd;
 	}
 	/* a new description of the slave, as open(2) of /dev/pts/N made */
-	return ioctl(master, TIOCGPTPEER, (f->flags & (O_ACCMODE | O_NONBLOCK)) | O_NOCTTY | O_CLOEXEC);
+	return ioctl(master, TIOCGPTPEER, (f->flags & (O_ACCMODE | O_NONBLOCK)) | O_NOCTTY);
 }
 
 /* ---- the session's terminal: the one ckrun restart runs in ---- */
