@@ -357,6 +357,10 @@ struct made_pty {
 static struct made_pty *made;
 static size_t nmade;
 
+/* The process group the restore started in (ckrun restart's), before any
+ * process of the family made its own: create_shared runs first. */
+static pid_t restart_pgrp;
+
 static struct made_pty *made_find(uint64_t index)
 {
 	for (size_t i = 0; i < nmade; i++)
@@ -465,6 +469,7 @@ static void note_session(struct made_pty *m, const struct pty *p)
  * process is forked: object ("pty", number, 0), its master. */
 static void pty_create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd)
 {
+	restart_pgrp = getpgrp();
 	for (int masters = 1; masters >= 0; masters--)
 		for (size_t i = 0; i < n; i++)
 			for (size_t j = 0; j < imgs[i]->nfiles; j++) {
@@ -515,34 +520,25 @@ static int pty_open(struct ck_image *img, struct ck_img_file *f, int base_fd, co
 
 /* ---- the session's terminal: the one ckrun restart runs in ---- */
 
-/* The foreground group this process's terminal had (when it was in it)
- * and whether it had a terminal of the session at all. */
-static int session_tty_fg;
-static int session_tty_seen;
+/* The descriptors on the session's terminal, with their saved settings,
+ * until every descriptor is at its number. */
+static struct {
+	const struct tty *tty;
+	int fd;
+} session_ttys[8];
+static int nsession_ttys;
 
-/* Puts the saved settings on fd, the terminal ckrun restart runs in
- * (nothing when it runs without one). The window size stays the new
- * terminal's own, unless it has none. */
-static void tty_apply(const struct tty *t, int fd, const char *what)
+static void note_session_tty(const struct tty *t, int fd)
 {
-	struct ck_ktermios now;
-	uint16_t ws[4];
-	if (!t || !t->has_termios || ioctl(fd, TCGETS, &now) < 0)
-		return;
-	if (ktcsets(fd, &t->tio) < 0)
-		ck_refuse("cannot put the program's terminal settings on %s: %s", what, strerror(errno));
-	if (ioctl(fd, TIOCGWINSZ, ws) == 0 && !ws[0] && !ws[1])
-		ioctl(fd, TIOCSWINSZ, t->ws);
-	session_tty_seen = 1;
-	if (t->fg)
-		session_tty_fg = t->fg;
+	if (t && t->has_termios && nsession_ttys < 8)
+		session_ttys[nsession_ttys++].tty = t, session_ttys[nsession_ttys - 1].fd = fd;
 }
 
 static void pty_install(struct ck_img_file *f)
 {
 	const struct pty *p = f->priv;
 	if (!p->master && !made_find(p->index))
-		tty_apply(&p->tty, f->newfd, f->path);
+		note_session_tty(&p->tty, f->fd);
 }
 
 /* The session's stdio (files.c): its "tty" part, and its settings put on
@@ -556,33 +552,49 @@ CK_HIDDEN int ck_tty_parse(struct cb_dec *d, struct ck_img_file *f)
 
 CK_HIDDEN void ck_tty_install(struct ck_img_file *f)
 {
-	static const char *names[] = {"ckrun restart's stdin", "ckrun restart's stdout", "ckrun restart's stderr"};
-	if (f->priv)
-		tty_apply(f->priv, f->newfd, names[f->stdio >= 0 && f->stdio <= 2 ? f->stdio : 0]);
+	note_session_tty(f->priv, f->fd);
 }
 
-/* A process in the foreground group of the session's terminal gets it
- * back for its group (a shell's job that had it), and SIGWINCH so that a
- * full-screen program redraws on the new terminal. Signals are blocked
- * until the program runs: the signal waits for it. */
-static void pty_installed(struct ck_image *img)
+/* Whether the process's controlling terminal is a pseudo-terminal of the
+ * family (its session is one of theirs), not ckrun restart's. */
+static int in_family_terminal(void)
 {
-	(void)img;
-	if (!session_tty_seen)
-		return;
-	int tty = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
-	if (tty < 0)
-		return;
-	int ours = 0;
 	for (size_t i = 0; i < nmade; i++)
 		if (made[i].sid == getsid(0))
-			ours = 1; /* a terminal of the family: its own session, not ckrun's */
+			return 1;
+	return 0;
+}
+
+/* A process that was in the foreground group of the session's terminal,
+ * restarted in the foreground of a terminal: the terminal gets the
+ * program's settings back (its window size stays its own, unless it has
+ * none), the program's group gets the foreground (a shell's job that had
+ * it), and the process gets SIGWINCH so that a full-screen program redraws
+ * on the new terminal. A restart in the background, or without a
+ * terminal, changes nothing of the terminal. Signals are blocked until
+ * the program runs: no SIGTTOU here, and SIGWINCH waits for the program. */
+static void pty_installed(struct ck_image *img)
+{
 	pid_t pgrp = getpgrp();
-	if (!ours && session_tty_fg == pgrp && tcgetpgrp(tty) != pgrp && tcsetpgrp(tty, pgrp) < 0)
-		ck_refuse("cannot give the terminal back to process group %d: %s", (int)pgrp, strerror(errno));
-	if (!ours && tcgetpgrp(tty) == pgrp)
+	int sent = 0;
+	for (int i = 0; i < nsession_ttys && !sent; i++) {
+		const struct tty *t = session_ttys[i].tty;
+		int fd = session_ttys[i].fd;
+		pid_t fg = tcgetpgrp(fd); /* fails unless it is this process's controlling terminal */
+		if (t->fg != img->pgid || fg < 0 || (fg != restart_pgrp && fg != pgrp) || in_family_terminal())
+			continue;
+		if (ktcsets(fd, &t->tio) < 0)
+			ck_refuse("cannot put the program's terminal settings on the terminal ckrun restart runs in: %s",
+				  strerror(errno));
+		uint16_t ws[4];
+		if (ioctl(fd, TIOCGWINSZ, ws) == 0 && !ws[0] && !ws[1])
+			ioctl(fd, TIOCSWINSZ, t->ws);
+		if (fg != pgrp && tcsetpgrp(fd, pgrp) < 0)
+			ck_refuse("cannot give the terminal to process group %d again: %s", (int)pgrp, strerror(errno));
 		kill(getpid(), SIGWINCH);
-	close(tty);
+		sent = 1;
+	}
+	nsession_ttys = 0;
 }
 
 /* ---- processes of the family take their terminals again (restore.c) ---- */
