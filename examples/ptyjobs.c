@@ -73,6 +73,54 @@ static __attribute__((noreturn)) void member_b(int steps, pid_t a, pid_t s)
 	_exit(0);
 }
 
+static volatile sig_atomic_t ttin;
+
+static void on_ttin(int sig)
+{
+	(void)sig;
+	ttin = 1;
+}
+
+/* F: alone in group E, whose leader exited, below ckrun since E is gone:
+ * the group is orphaned. A background process of an orphaned group that
+ * reads its terminal gets EIO; one of a group that is not orphaned gets
+ * SIGTTIN (caught here, the read ends with EINTR). */
+static const char *check_f(pid_t e, pid_t s)
+{
+	if (getpgid(0) != e || getsid(0) != s)
+		return "F is not in group E of session S";
+	if (getppid() == e || getpgid(getppid()) == e)
+		return "F's parent is in its group";
+	char c;
+	ttin = 0;
+	errno = 0;
+	ssize_t r = read(0, &c, 1);
+	if (r >= 0 || errno != EIO)
+		return ttin ? "group E is not orphaned (SIGTTIN)" : "a read of the terminal from group E did not fail with EIO";
+	return 0;
+}
+
+static __attribute__((noreturn)) void orphan_f(int steps, pid_t e, pid_t s)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_ttin;
+	sigaction(SIGTTIN, &sa, 0);
+	for (int i = 0; i < 5000 && getppid() == e; i++)
+		pace_ms(1); /* until E has exited */
+	for (int i = 1; i <= steps; i++) {
+		const char *bad = check_f(e, s);
+		if (bad) {
+			char line[128];
+			int n = snprintf(line, sizeof line, "FAIL %s\n", bad);
+			(void)!write(1, line, (size_t)n);
+			_exit(1);
+		}
+		pace_ms(20);
+	}
+	_exit(0);
+}
+
 static __attribute__((noreturn)) void session_s(const char *slave_path, int master, int steps)
 {
 	close(master);
@@ -123,6 +171,23 @@ static __attribute__((noreturn)) void session_s(const char *slave_path, int mast
 	if (tcsetpgrp(slave, a) != 0)
 		die("tcsetpgrp");
 	signal(SIGTTOU, SIG_DFL);
+	/* E makes a group, forks F into it and exits: F becomes ckrun's */
+	pid_t e = fork();
+	if (e == 0) {
+		setpgid(0, 0);
+		pid_t me = getpid(), sid = getsid(0);
+		if (fork() == 0) {
+			dup2(slave, 0);
+			dup2(slave, 1);
+			if (slave > 1)
+				close(slave);
+			close(ready[0]), close(ready[1]), close(leave[0]), close(leave[1]);
+			orphan_f(steps, me, sid);
+		}
+		_exit(0);
+	}
+	if (waitpid(e, 0, 0) != e)
+		die("wait for E");
 	/* A's group lives on without it */
 	(void)!write(leave[1], "l", 1);
 	if (waitpid(a, 0, 0) != a)

@@ -1157,11 +1157,62 @@ static void spawn_children(struct tree *t, struct tree_proc *p, int before_sessi
 		}
 }
 
+/* A process of the family's session sid whose parent had exited (it had
+ * become ckrun's, so its group may be orphaned): not the orchestrator's to
+ * fork, which is in another session, but the session leader's. */
+static int adopted_in_session(struct tree *t, const struct tree_proc *p, int sid)
+{
+	return !tree_find(t, p->img.ppid) && p->img.sid == sid && p->pid != sid && tree_find(t, sid);
+}
+
+/* A PID above every one the family has or had (processes, groups,
+ * sessions, zombies), where a helper process takes nothing of theirs. */
+static int above_family_pids(struct tree *t)
+{
+	int top = 1;
+	for (size_t i = 0; i < t->n; i++) {
+		const struct ck_image *img = &t->procs[i].img;
+		int ids[3] = {t->procs[i].pid, img->pgid, img->sid};
+		for (int k = 0; k < 3; k++)
+			top = ids[k] > top ? ids[k] : top;
+		for (size_t j = 0; j < img->nchildren; j++)
+			top = img->children[j].pid > top ? img->children[j].pid : top;
+	}
+	return top + 1;
+}
+
+static void member_main(struct tree *t, struct tree_proc *p, int via_stand_in) __attribute__((noreturn));
+
+/* The adopted processes of session sid: each is forked by a helper that
+ * exits at once, so that it becomes the orchestrator's (the subreaper's)
+ * child again, in its session, as it had become ckrun's. */
+static void spawn_adopted(struct tree *t, int sid)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		struct tree_proc *c = &t->procs[i];
+		if (!adopted_in_session(t, c, sid))
+			continue;
+		long helper = -1;
+		for (int pid = above_family_pids(t), tries = 0; tries < 4096; pid++, tries++)
+			if ((helper = ck_spawn_with_pid(pid)) >= 0 || errno != EEXIST)
+				break;
+		if (helper < 0)
+			ck_refuse("cannot create the helper that makes process %d again in session %d: %s", c->pid, sid,
+				  strerror(errno));
+		if (helper == 0) {
+			if (spawn_with_pid(c->pid) == 0)
+				member_main(t, c, 1);
+			_exit(0);
+		}
+		waitpid((pid_t)helper, 0, 0);
+	}
+}
+
 /* In the forked restore host of one process: its children that stay in
  * its old session, its session and group, its other children (they inherit
  * everything shared, and the session and group), its zombies, then it
  * becomes the process. */
-static __attribute__((noreturn)) void member_main(struct tree *t, struct tree_proc *p, int via_stand_in)
+static void member_main(struct tree *t, struct tree_proc *p, int via_stand_in)
 {
 	/* dies with the restore if its parent does (the restored shim sets the
 	 * program's own back); not under a stand-in, which exits at once */
@@ -1188,6 +1239,8 @@ static __attribute__((noreturn)) void member_main(struct tree *t, struct tree_pr
 	if (p->img.sid == p->pid)
 		spawn_placeholders(t, p->pid, placeholders, &nplaceholders);
 	spawn_children(t, p, 0);
+	if (p->img.sid == p->pid)
+		spawn_adopted(t, p->pid);
 	spawn_zombies(&p->img);
 	reap_placeholders(placeholders, nplaceholders);
 	become(&p->img, &t->objs);
@@ -1425,7 +1478,7 @@ CK_HIDDEN __attribute__((noreturn)) void ck_restore_tree(const char *dir, int ve
 	/* processes whose parent is not in the session (the root, daemons that
 	 * became ckrun's) are the orchestrator's children */
 	for (size_t i = 0; i < t.n; i++)
-		if (!tree_find(&t, t.procs[i].img.ppid))
+		if (!tree_find(&t, t.procs[i].img.ppid) && !adopted_in_session(&t, &t.procs[i], t.procs[i].img.sid))
 			spawn_member(&t, &t.procs[i]);
 	/* the orchestrator keeps nothing the processes share open */
 	ck_objects_close(&t.objs);
