@@ -1108,6 +1108,36 @@ static int spawn_placeholder(struct tree *t, int pgid)
 	_exit(group_complete(t, pgid) ? 0 : 2);
 }
 
+/* Whether process pid has exited (or never was): gone from /proc, or a
+ * zombie, which no longer counts for its group. */
+static int has_exited(int pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof path, "/proc/%d/stat", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 1;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = 0;
+	const char *paren = strrchr(buf, ')');
+	return !paren || paren[1] != ' ' || paren[2] == 'Z' || paren[2] == 'X';
+}
+
+/* A member of a group made by a placeholder runs only once the
+ * placeholder has exited: while it lives the group is not as it was (an
+ * orphaned group would not be orphaned). */
+static void wait_for_placeholder(struct tree *t, const struct tree_proc *p)
+{
+	int g = p->img.pgid;
+	if (g == p->img.sid || !group_needs_placeholder(t, g))
+		return;
+	for (int tries = 0; tries < 20000 && !has_exited(g); tries++)
+		usleep(500);
+	if (!has_exited(g))
+		ck_refuse("process %d: the placeholder of its process group %d did not exit within 10 s", p->pid, g);
+}
+
 /* The groups of session sid whose leaders had exited, made again by
  * placeholders (in the caller's session, which is sid); their PIDs in
  * out, *n of them. */
@@ -1243,6 +1273,7 @@ static void member_main(struct tree *t, struct tree_proc *p, int via_stand_in)
 		spawn_adopted(t, p->pid);
 	spawn_zombies(&p->img);
 	reap_placeholders(placeholders, nplaceholders);
+	wait_for_placeholder(t, p);
 	become(&p->img, &t->objs);
 }
 
