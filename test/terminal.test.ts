@@ -21,6 +21,7 @@ import { CKRUN, CKRUN_SH } from './lib/paths.js';
 import { sleep } from './lib/proc.js';
 import { alive, descendants, isZombie } from './lib/processes.js';
 import { Scope } from './lib/scope.js';
+import { asUserArgv, NOBODY, NOGROUP, sharedCkrun } from './lib/users.js';
 import { sessionByEnv, treeProgram, treeScenario, until } from './lib/tree.js';
 
 // ---------------------------------------------------------------- less in tmux
@@ -164,6 +165,46 @@ test('a pty of its own with a session, its settings, a foreground group whose le
         assert.ok(inFlight >= 1, 'at least one checkpoint had lines in flight in the pty');
       },
     });
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+test('the same pty, session and groups restarted by an ordinary user (user and PID namespace of its own): kill -9, restart, twice', async () => {
+  if (process.geteuid?.() !== 0) throw new Error('this test runs ckrun as user nobody, which needs root: run npm test as root');
+  const shared = sharedCkrun();
+  const scope = new Scope('term-ptyjobs-nobody');
+  try {
+    fs.chmodSync(scope.root, 0o755);
+    const work = scope.dir('work');
+    fs.chownSync(work, NOBODY, NOGROUP);
+    const ck = path.join(work, 'ck');
+    const steps = 300;
+    const cmd = `${path.join(shared.examples, 'ptyjobs')} --steps ${steps}`;
+    const ckrun = `node ${shared.ckrunJs}`;
+    const got = (f: string, n: number): string => `while [ "$(grep -c '^got line' ${f} 2>/dev/null || true)" -lt ${n} ]; do sleep 0.05; done`;
+    const [exe, ...args] = asUserArgv(
+      NOBODY,
+      NOGROUP,
+      `set -e; cd ${work}
+      ${ckrun} --dir ${ck} -- ${cmd} > run1.txt 2>&1 & ck=$!
+      ${got('run1.txt', 30)}
+      ${ckrun} checkpoint --dir ${ck}
+      kill -9 $ck; wait $ck 2>/dev/null || true
+      ${ckrun} restart --dir ${ck} > run2.txt 2>&1 & ck=$!
+      ${got('run2.txt', 30)}
+      ${ckrun} checkpoint --dir ${ck}
+      kill -9 $ck; wait $ck 2>/dev/null || true
+      ${ckrun} restart --dir ${ck} > run3.txt 2>&1`,
+    );
+    const out = execFileSync(exe!, args, { encoding: 'utf8', timeout: 120_000 });
+    assert.match(out, /\/1\n[\s\S]*\/2\n/, `both checkpoints should be generations 1 and 2:\n${out}`);
+    const runs = ['run1.txt', 'run2.txt', 'run3.txt'].map((f) => fs.readFileSync(path.join(work, f), 'utf8').split('\n').filter(Boolean));
+    for (const r of runs) assert.not.ok(r.some((l) => l.startsWith('FAIL')), r.slice(-5).join('\n'));
+    const [, r2, r3] = runs;
+    assert.is(r3![r3!.length - 1], `done ${steps}`, r3!.slice(-5).join('\n'));
+    const first = (r: string[]): number => Number(r.find((l) => l.startsWith('got line'))?.split(' ')[2]);
+    assert.ok(first(r2!) > 30 && first(r3!) > first(r2!), `each restart continues where its checkpoint was: ${first(r2!)}, ${first(r3!)}`);
   } finally {
     await scope.cleanup();
   }
