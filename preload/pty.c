@@ -568,20 +568,32 @@ static int in_family_terminal(void)
 /* A process that was in the foreground group of the session's terminal,
  * restarted in the foreground of a terminal: the terminal gets the
  * program's settings back (its window size stays its own, unless it has
- * none), the program's group gets the foreground (a shell's job that had
- * it), and the process gets SIGWINCH so that a full-screen program redraws
- * on the new terminal. A restart in the background, or without a
- * terminal, changes nothing of the terminal. Signals are blocked until
- * the program runs: no SIGTTOU here, and SIGWINCH waits for the program. */
+ * none), the program's own group gets the foreground if ckrun restart's
+ * group has it (a shell's job that had it), and the process gets SIGWINCH
+ * so that a full-screen program redraws on the new terminal. A restart in
+ * the background, or without a terminal, changes nothing of the terminal.
+ * Signals are blocked until the program runs: no SIGTTOU or SIGTTIN here,
+ * and SIGWINCH waits for the program. */
 static void pty_installed(struct ck_image *img)
 {
 	pid_t pgrp = getpgrp();
-	int sent = 0;
-	for (int i = 0; i < nsession_ttys && !sent; i++) {
+	for (int i = 0; i < nsession_ttys; i++) {
 		const struct tty *t = session_ttys[i].tty;
 		int fd = session_ttys[i].fd;
 		pid_t fg = tcgetpgrp(fd); /* fails unless it is this process's controlling terminal */
-		if (t->fg != img->pgid || fg < 0 || (fg != restart_pgrp && fg != pgrp) || in_family_terminal())
+		if (t->fg != img->pgid || fg < 0 || in_family_terminal())
+			continue;
+		/* In the foreground now? A read of nothing says so in any PID
+		 * namespace (where groups outside it read as 0): with SIGTTIN
+		 * blocked, a background group's read fails with EIO. */
+		char none;
+		int foreground = read(fd, &none, 0) == 0;
+		if (!foreground && restart_pgrp > 0 && fg == restart_pgrp) {
+			if (tcsetpgrp(fd, pgrp) < 0)
+				ck_refuse("cannot give the terminal to process group %d again: %s", (int)pgrp, strerror(errno));
+			foreground = 1;
+		}
+		if (!foreground)
 			continue;
 		if (ktcsets(fd, &t->tio) < 0)
 			ck_refuse("cannot put the program's terminal settings on the terminal ckrun restart runs in: %s",
@@ -589,10 +601,8 @@ static void pty_installed(struct ck_image *img)
 		uint16_t ws[4];
 		if (ioctl(fd, TIOCGWINSZ, ws) == 0 && !ws[0] && !ws[1])
 			ioctl(fd, TIOCSWINSZ, t->ws);
-		if (fg != pgrp && tcsetpgrp(fd, pgrp) < 0)
-			ck_refuse("cannot give the terminal to process group %d again: %s", (int)pgrp, strerror(errno));
 		kill(getpid(), SIGWINCH);
-		sent = 1;
+		break;
 	}
 	nsession_ttys = 0;
 }
