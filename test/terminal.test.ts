@@ -182,7 +182,8 @@ test('the same pty, session and groups restarted by an ordinary user (user and P
     const steps = 300;
     const cmd = `${path.join(shared.examples, 'ptyjobs')} --steps ${steps}`;
     const ckrun = `node ${shared.ckrunJs}`;
-    const got = (f: string, n: number): string => `while [ "$(grep -c '^got line' ${f} 2>/dev/null || true)" -lt ${n} ]; do sleep 0.05; done`;
+    // (cat | grep -c prints a number also before the file exists)
+    const got = (f: string, n: number): string => `until [ "$(cat ${f} 2>/dev/null | grep -c '^got line')" -ge ${n} ]; do sleep 0.05; done`;
     const [exe, ...args] = asUserArgv(
       NOBODY,
       NOGROUP,
