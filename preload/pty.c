@@ -242,7 +242,7 @@ struct tty {
 
 /* A pseudo-terminal end of the image ("pty"). */
 struct pty {
-	struct tty tty; /* first: ck_tty_of reads it from either kind */
+	struct tty tty; /* its terminal's settings, as for the session's stdio */
 	int master, locked, packet;
 	uint64_t index;
 	uint64_t data_off, data_len; /* slave output the master had not read */
@@ -351,7 +351,7 @@ static int pty_parse(struct cb_dec *d, struct ck_img_file *f)
 struct made_pty {
 	uint64_t index;   /* at checkpoint time */
 	unsigned now;     /* the number the kernel gave */
-	int master;       /* shared objects ("pty", index, 0) */
+	int master;       /* its descriptor, object ("pty", index, 0) */
 	int sid, fg;      /* its session and foreground group, 0 if none */
 };
 static struct made_pty *made;
@@ -530,8 +530,11 @@ static int nsession_ttys;
 
 static void note_session_tty(const struct tty *t, int fd)
 {
-	if (t && t->has_termios && nsession_ttys < 8)
-		session_ttys[nsession_ttys++].tty = t, session_ttys[nsession_ttys - 1].fd = fd;
+	if (!t || !t->has_termios || nsession_ttys >= 8)
+		return;
+	session_ttys[nsession_ttys].tty = t;
+	session_ttys[nsession_ttys].fd = fd;
+	nsession_ttys++;
 }
 
 static void pty_install(struct ck_img_file *f)
