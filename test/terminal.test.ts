@@ -16,8 +16,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { checkpoint } from './lib/ckrun.js';
-import { CKRUN, CKRUN_SH } from './lib/paths.js';
+import { checkpoint, ckrun } from './lib/ckrun.js';
+import { CKRUN, CKRUN_SH, EXAMPLES } from './lib/paths.js';
+import { python3 } from './lib/examples.js';
 import { sleep } from './lib/proc.js';
 import { alive, descendants, isZombie } from './lib/processes.js';
 import { Scope } from './lib/scope.js';
@@ -206,6 +207,28 @@ test('the same pty, session and groups restarted by an ordinary user (user and P
     assert.is(r3![r3!.length - 1], `done ${steps}`, r3!.slice(-5).join('\n'));
     const first = (r: string[]): number => Number(r.find((l) => l.startsWith('got line'))?.split(' ')[2]);
     assert.ok(first(r2!) > 30 && first(r3!) > first(r2!), `each restart continues where its checkpoint was: ${first(r2!)}, ${first(r3!)}`);
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+test('input the slave side has not read yet: the checkpoint is refused, naming the descriptor, the program runs on; once read, checkpoints work', async () => {
+  const scope = new Scope('term-input');
+  try {
+    const ckpt = scope.ckptDir();
+    const flag = path.join(scope.root, 'read-now');
+    const p = scope.launch({ dir: ckpt, program: [python3(), path.join(EXAMPLES, 'pty_input.py'), flag], label: 'ckrun pty_input' });
+    await p.waitFor(() => p.lines.includes('written'), 'the line written into the master');
+    const refused = await ckrun(['checkpoint', '--dir', ckpt]);
+    assert.is(refused.code, 1, `the checkpoint must fail: ${refused.stderr}`);
+    assert.match(refused.stderr, /descriptor \d+ \(\/dev\/ptmx\): bytes written to it are not yet read by its slave side; ckrun cannot save them yet; the program runs on/);
+    fs.writeFileSync(flag, '');
+    await p.waitFor(() => p.lines.includes('tick 5'), 'tick 5');
+    assert.ok(p.lines.includes('read hello'), `the line was still there for the program: ${p.describe()}`);
+    await checkpoint(ckpt);
+    const exit = await p.waitExit();
+    assert.is(exit.code, 0, p.describe());
+    assert.ok(p.lines.includes('tick 60'), p.describe());
   } finally {
     await scope.cleanup();
   }
