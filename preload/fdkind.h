@@ -32,6 +32,7 @@ struct ck_fd_kind {
 
 	/* ---- restore host ---- */
 	const char *key; /* the key of the descriptor's map that holds the kind's part, or 0 */
+	int key_optional; /* a descriptor of the kind may lack that key */
 	/* reads that key's value into f->priv; 0 when it is damaged */
 	int (*parse)(struct cb_dec *d, struct ck_img_file *f);
 	/* frees f->priv (0: free() does) */
@@ -62,5 +63,12 @@ CK_HIDDEN int ck_fd_stdio_index(const struct ck_fd *f);
 /* locks.c: the "locks" of a descriptor's open file description, in its
  * map (called for every descriptor that does not share an earlier one's) */
 CK_HIDDEN void ck_locks_save(struct ck_writer *w, const struct ck_fd *f);
+
+/* pty.c: a terminal's settings ("tty": termios, window size, session and
+ * foreground group), saved with the session's stdio and put on the
+ * terminal ckrun restart runs in */
+CK_HIDDEN void ck_tty_save(struct cb_enc *e, int fd);
+CK_HIDDEN int ck_tty_parse(struct cb_dec *d, struct ck_img_file *f);
+CK_HIDDEN void ck_tty_install(struct ck_img_file *f);
 
 #endif

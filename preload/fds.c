@@ -46,6 +46,7 @@
 	KIND(deleted_dir) \
 	KIND(file)        \
 	KIND(dir)         \
+	KIND(pty)         \
 	KIND(device)
 
 #define DECLARE_KIND(name) CK_HIDDEN extern const struct ck_fd_kind ck_kind_##name;
@@ -428,7 +429,7 @@ CK_HIDDEN void ck_files_check(struct ck_image *img)
 		if (!f->ops)
 			ck_refuse("image %s has descriptor %d of a kind this ckrun does not know (\"%s\"); restart it with the "
 				  "ckrun that took it", img->path, f->fd, printable(f->kind));
-		if (f->ops->key && !f->priv)
+		if (f->ops->key && !f->ops->key_optional && !f->priv)
 			ck_refuse("image %s is corrupted: descriptor %d (%s) lacks its \"%s\" part", img->path, f->fd,
 				  f->ops->name, f->ops->key);
 		if (f->stdio < 0 && f->ops->check)

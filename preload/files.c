@@ -56,10 +56,23 @@ static int stdio_open(struct ck_image *img, struct ck_img_file *f, int base_fd, 
 	return fd;
 }
 
+/* A terminal's settings go with it (pty.c): they are put on the terminal
+ * ckrun restart runs in. */
+static void stdio_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f)
+{
+	(void)t;
+	ck_tty_save(&w->meta, f->fd);
+}
+
 CK_HIDDEN const struct ck_fd_kind ck_kind_stdio = {
 	.name = "stdio",
 	.detect = stdio_detect,
+	.save = stdio_save,
+	.key = "tty",
+	.key_optional = 1,
+	.parse = ck_tty_parse,
 	.open = stdio_open,
+	.install = ck_tty_install,
 };
 
 /* ---- files opened by path ---- */

@@ -1069,6 +1069,115 @@ static void join_group(const struct tree_proc *p, int pgid)
 	}
 }
 
+/* The group ckrun ran in (the root's, when it did not make its own): it
+ * is inherited, never made. */
+static int outside_group(const struct tree *t, int pgid)
+{
+	const struct tree_proc *root = tree_find((struct tree *)t, t->root ? t->root : t->procs[0].pid);
+	return root && root->img.pgid != root->pid && root->img.pgid == pgid;
+}
+
+/* A process group of the family whose leader had exited (its members live
+ * on): a placeholder with the leader's PID makes it again. */
+static int group_needs_placeholder(struct tree *t, int pgid)
+{
+	return !tree_find(t, pgid) && !outside_group(t, pgid);
+}
+
+/* A group of the family exists (or is being made) for p to join. */
+static int family_group(struct tree *t, int pgid)
+{
+	return tree_find(t, pgid) || group_needs_placeholder(t, pgid);
+}
+
+/* Whether every process of group pgid is in it. */
+static int group_complete(struct tree *t, int pgid)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (t->procs[i].img.pgid == pgid && getpgid(t->procs[i].pid) != pgid)
+			return 0;
+	return 1;
+}
+
+/* The placeholder leader of group pgid in session sid: it makes the group,
+ * makes it its terminal's foreground group if it was, waits until every
+ * member has joined and exits, as the original leader had. Its PID is free
+ * again afterwards, as it was. Returns its PID (the caller reaps it). */
+static int spawn_placeholder(struct tree *t, int pgid)
+{
+	long pid = spawn_with_pid(pgid);
+	if (pid)
+		return (int)pid;
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (setpgid(0, 0) < 0)
+		_exit(1);
+	ck_pty_group_made(pgid, &t->objs);
+	for (int tries = 0; tries < 20000 && !group_complete(t, pgid); tries++)
+		usleep(500);
+	_exit(group_complete(t, pgid) ? 0 : 2);
+}
+
+/* Whether process pid has exited (or never was): gone from /proc, or a
+ * zombie, which no longer counts for its group. */
+static int has_exited(int pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof path, "/proc/%d/stat", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 1;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = 0;
+	const char *paren = strrchr(buf, ')');
+	return !paren || paren[1] != ' ' || paren[2] == 'Z' || paren[2] == 'X';
+}
+
+/* A member of a group made by a placeholder runs only once the
+ * placeholder has exited: while it lives the group is not as it was (an
+ * orphaned group would not be orphaned). */
+static void wait_for_placeholder(struct tree *t, const struct tree_proc *p)
+{
+	int g = p->img.pgid;
+	if (g == p->img.sid || !group_needs_placeholder(t, g))
+		return;
+	for (int tries = 0; tries < 20000 && !has_exited(g); tries++)
+		usleep(500);
+	if (!has_exited(g))
+		ck_refuse("process %d: the placeholder of its process group %d did not exit within 10 s", p->pid, g);
+}
+
+/* The groups of session sid whose leaders had exited, made again by
+ * placeholders (in the caller's session, which is sid); their PIDs in
+ * out, *n of them. */
+static void spawn_placeholders(struct tree *t, int sid, int *out, size_t *n)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		int g = t->procs[i].img.pgid;
+		/* a group that is its session's (pgid = sid) comes with the session */
+		if (t->procs[i].img.sid != sid || g == sid || !group_needs_placeholder(t, g))
+			continue;
+		int seen = 0;
+		for (size_t k = 0; k < *n; k++)
+			seen |= out[k] == g;
+		if (!seen && *n >= 64)
+			ck_refuse("session %d has more than 64 process groups whose leaders had exited; ckrun restores at most 64", sid);
+		if (!seen)
+			out[(*n)++] = spawn_placeholder(t, g);
+	}
+}
+
+/* Every placeholder has seen its members join and exited. */
+static void reap_placeholders(const int *pids, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int st;
+		if (waitpid(pids[i], &st, 0) != pids[i] || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+			ck_refuse("process group %d (its leader had exited) could not be made again: not every member joined it "
+				  "within 10 s", pids[i]);
+	}
+}
+
 /* The children of p that stay in p's old session (before_session), or the
  * others; group leaders first, so that their siblings find their groups. */
 static void spawn_children(struct tree *t, struct tree_proc *p, int before_session)
@@ -1082,33 +1191,98 @@ static void spawn_children(struct tree *t, struct tree_proc *p, int before_sessi
 			spawn_member(t, c);
 			/* as shells do (the child does it too); never for a session
 			 * leader, whose setsid fails once it leads a group */
-			if (c->img.sid != c->pid && tree_find(t, c->img.pgid))
+			if (c->img.sid != c->pid && family_group(t, c->img.pgid))
 				setpgid(c->pid, c->img.pgid);
 		}
+}
+
+/* A process of the family's session sid whose parent had exited (it had
+ * become ckrun's, so its group may be orphaned): not the orchestrator's to
+ * fork, which is in another session, but the session leader's. */
+static int adopted_in_session(struct tree *t, const struct tree_proc *p, int sid)
+{
+	return !tree_find(t, p->img.ppid) && p->img.sid == sid && p->pid != sid && tree_find(t, sid);
+}
+
+/* A PID above every one the family has or had (processes, groups,
+ * sessions, zombies), where a helper process takes nothing of theirs. */
+static int above_family_pids(struct tree *t)
+{
+	int top = 1;
+	for (size_t i = 0; i < t->n; i++) {
+		const struct ck_image *img = &t->procs[i].img;
+		int ids[3] = {t->procs[i].pid, img->pgid, img->sid};
+		for (int k = 0; k < 3; k++)
+			top = ids[k] > top ? ids[k] : top;
+		for (size_t j = 0; j < img->nchildren; j++)
+			top = img->children[j].pid > top ? img->children[j].pid : top;
+	}
+	return top + 1;
+}
+
+static void member_main(struct tree *t, struct tree_proc *p, int via_stand_in) __attribute__((noreturn));
+
+/* The adopted processes of session sid: each is forked by a helper that
+ * exits at once, so that it becomes the orchestrator's (the subreaper's)
+ * child again, in its session, as it had become ckrun's. */
+static void spawn_adopted(struct tree *t, int sid)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		struct tree_proc *c = &t->procs[i];
+		if (!adopted_in_session(t, c, sid))
+			continue;
+		long helper = -1;
+		for (int pid = above_family_pids(t), tries = 0; tries < 4096; pid++, tries++)
+			if ((helper = ck_spawn_with_pid(pid)) >= 0 || errno != EEXIST)
+				break;
+		if (helper < 0)
+			ck_refuse("cannot create the helper that makes process %d again in session %d: %s", c->pid, sid,
+				  strerror(errno));
+		if (helper == 0) {
+			if (spawn_with_pid(c->pid) == 0)
+				member_main(t, c, 1);
+			_exit(0);
+		}
+		waitpid((pid_t)helper, 0, 0);
+	}
 }
 
 /* In the forked restore host of one process: its children that stay in
  * its old session, its session and group, its other children (they inherit
  * everything shared, and the session and group), its zombies, then it
  * becomes the process. */
-static __attribute__((noreturn)) void member_main(struct tree *t, struct tree_proc *p, int via_stand_in)
+static void member_main(struct tree *t, struct tree_proc *p, int via_stand_in)
 {
 	/* dies with the restore if its parent does (the restored shim sets the
 	 * program's own back); not under a stand-in, which exits at once */
 	if (!via_stand_in)
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 	spawn_children(t, p, 1);
-	if (p->img.sid == p->pid && getsid(0) != p->pid && setsid() < 0)
-		ck_refuse("process %d cannot lead its own session again: %s", p->pid, strerror(errno));
+	if (p->img.sid == p->pid && getsid(0) != p->pid) {
+		if (setsid() < 0)
+			ck_refuse("process %d cannot lead its own session again: %s", p->pid, strerror(errno));
+		/* its controlling terminal, before any process of the session is forked */
+		ck_pty_session_opened(p->pid, &t->objs);
+	}
 	/* a group of the family is made or joined; the group ckrun runs in is inherited */
 	if (getpgid(0) != p->img.pgid) {
 		if (p->img.pgid == p->pid && setpgid(0, 0) < 0)
 			ck_refuse("process %d cannot lead its process group again: %s", p->pid, strerror(errno));
-		else if (p->img.pgid != p->pid && tree_find(t, p->img.pgid))
+		else if (p->img.pgid != p->pid && family_group(t, p->img.pgid))
 			join_group(p, p->img.pgid);
 	}
+	if (p->img.pgid == p->pid)
+		ck_pty_group_made(p->pid, &t->objs);
+	int placeholders[64];
+	size_t nplaceholders = 0;
+	if (p->img.sid == p->pid)
+		spawn_placeholders(t, p->pid, placeholders, &nplaceholders);
 	spawn_children(t, p, 0);
+	if (p->img.sid == p->pid)
+		spawn_adopted(t, p->pid);
 	spawn_zombies(&p->img);
+	reap_placeholders(placeholders, nplaceholders);
+	wait_for_placeholder(t, p);
 	become(&p->img, &t->objs);
 }
 
@@ -1127,8 +1301,12 @@ static void spawn_member(struct tree *t, struct tree_proc *p)
 		if (spawn_with_pid(p->img.sid) == 0) {
 			if (setsid() < 0)
 				ck_refuse("cannot open session %d again for process %d: %s", p->img.sid, p->pid, strerror(errno));
+			int placeholders[64];
+			size_t nplaceholders = 0;
+			spawn_placeholders(t, p->img.sid, placeholders, &nplaceholders);
 			if (spawn_with_pid(p->pid) == 0)
 				member_main(t, p, 1);
+			reap_placeholders(placeholders, nplaceholders);
 			_exit(0);
 		}
 		return;
@@ -1313,6 +1491,10 @@ CK_HIDDEN __attribute__((noreturn)) void ck_restore_tree(const char *dir, int ve
 		for (size_t j = 0; j < img->nchildren; j++)
 			if (img->children[j].zombie && (kill(img->children[j].pid, 0) == 0 || errno != ESRCH))
 				exit(CK_EXIT_PIDS_TAKEN);
+		/* the PID of a group's leader that had exited, for its placeholder */
+		if (img->pgid != img->sid && group_needs_placeholder(&t, img->pgid) &&
+		    (kill(img->pgid, 0) == 0 || errno != ESRCH))
+			exit(CK_EXIT_PIDS_TAKEN);
 	}
 	struct rlimit nofile;
 	getrlimit(RLIMIT_NOFILE, &nofile);
@@ -1339,10 +1521,15 @@ CK_HIDDEN __attribute__((noreturn)) void ck_restore_tree(const char *dir, int ve
 		prctl(PR_SET_CHILD_SUBREAPER, 1);
 	for (size_t i = 0; i < sizeof forwarded_signals / sizeof forwarded_signals[0]; i++)
 		signal(forwarded_signals[i], forward_to_root);
+	/* groups of ckrun's session whose leaders had exited: the placeholders
+	 * are the orchestrator's children, reaped with the stand-ins */
+	int placeholders[64];
+	size_t nplaceholders = 0;
+	spawn_placeholders(&t, t.outside_sid, placeholders, &nplaceholders);
 	/* processes whose parent is not in the session (the root, daemons that
 	 * became ckrun's) are the orchestrator's children */
 	for (size_t i = 0; i < t.n; i++)
-		if (!tree_find(&t, t.procs[i].img.ppid))
+		if (!tree_find(&t, t.procs[i].img.ppid) && !adopted_in_session(&t, &t.procs[i], t.procs[i].img.sid))
 			spawn_member(&t, &t.procs[i]);
 	/* the orchestrator keeps nothing the processes share open */
 	ck_objects_close(&t.objs);

@@ -345,6 +345,11 @@ CK_HIDDEN void ck_threads_plan(struct ck_image *img, struct ck_plan *plan,
 CK_HIDDEN void ck_files_check(struct ck_image *img);
 /* Every kind's objects the processes share (pipes, sockets), in objs. */
 CK_HIDDEN void ck_files_create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd);
+/* pty.c: a process that leads its session again takes the family's
+ * pseudo-terminal that was its controlling terminal; a group made again
+ * becomes its terminal's foreground group again if it was */
+CK_HIDDEN void ck_pty_session_opened(int pid, const struct ck_objects *objs);
+CK_HIDDEN void ck_pty_group_made(int pgid, const struct ck_objects *objs);
 CK_HIDDEN void ck_files_open(struct ck_image *img, int base_fd, const struct ck_objects *objs);
 CK_HIDDEN void ck_files_open_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, const int (*groups)[3], size_t ngroups, int base_fd);
 CK_HIDDEN void ck_files_install(struct ck_image *img);

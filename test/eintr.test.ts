@@ -123,7 +123,7 @@ test('semop, semtimedop, msgrcv and msgsnd on a full queue see no EINTR through 
 
 // script runs the command in a pseudo-terminal of its own and copies its
 // output with poll; a poll that failed made it kill its child. (A program's
-// own pseudo-terminal cannot be restarted yet: checkpoints only.)
+// own pseudo-terminal restarted: test/terminal.test.ts.)
 test("util-linux script copies its child's output through 20 checkpoints", async () => {
   const scope = new Scope('eintr-script');
   try {

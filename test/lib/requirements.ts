@@ -17,7 +17,9 @@ export const REQUIREMENTS: readonly Requirement[] = [
   { command: 'redis-server', package: 'redis-server', usedBy: 'server-redis' },
   { command: 'redis-benchmark', package: 'redis-tools', usedBy: 'server-redis' },
   { command: 'setpriv', package: 'util-linux', usedBy: 'nonroot, trust (tests as user nobody), memory-attrs (a restart without CAP_IPC_LOCK)' },
-  { command: 'script', package: 'bsdutils', usedBy: 'eintr (a program in a pseudo-terminal of its own)' },
+  { command: 'script', package: 'bsdutils', usedBy: 'eintr, terminal (a program in a pseudo-terminal of its own)' },
+  { command: 'tmux', package: 'tmux', usedBy: 'terminal (less in a tmux window, restarted in another)' },
+  { command: 'less', package: 'less', usedBy: 'terminal (less in a tmux window, restarted in another)' },
   { command: 'clang', package: 'clang', usedBy: 'fuzz (libFuzzer targets in fuzz/)' },
   {
     command: 'libFuzzer',

@@ -23,7 +23,7 @@ import { generations, readManifest } from './images.js';
 
 // ---------------------------------------------------------------- examples
 
-export const TREE_C_EXAMPLES = ['family', 'daemon', 'offsets', 'sessions'] as const;
+export const TREE_C_EXAMPLES = ['family', 'daemon', 'offsets', 'sessions', 'ptyjobs'] as const;
 export type TreeCExample = (typeof TREE_C_EXAMPLES)[number];
 export type TreeExample = TreeCExample | 'pool.py';
 

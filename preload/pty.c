@@ -1,0 +1,661 @@
+/* Terminals: pseudo-terminals the program made (/dev/ptmx and the slave
+ * /dev/pts/N it opened), and the settings of the terminal the session
+ * runs in.
+ *
+ * A pseudo-terminal of the program is made again at restart with the same
+ * number when that number is free: its settings (termios, window size,
+ * lock, packet mode), its session and foreground group (the processes of
+ * the family take it as their controlling terminal again, restore.c), and
+ * the bytes its slave side wrote that the master side had not read yet.
+ * Those bytes are read from the master at checkpoint time (a terminal
+ * cannot be peeked at) and written back through the slave at once, with
+ * output processing off, so a checkpoint that resumes changes nothing.
+ * Input written to the master that the slave side has not read fails the
+ * checkpoint instead (it cannot be put back without being processed
+ * again).
+ *
+ * The terminal of the session (ckrun's stdio, or a slave of a terminal
+ * that is not the family's, which is the controlling terminal) is the
+ * terminal `ckrun restart` runs in: its termios are put on that one, and
+ * a process in its foreground group gets SIGWINCH so that a full-screen
+ * program redraws. docs/design.md, "Terminals". */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "crc32c.h"
+#include "fdkind.h"
+#include "sys.h"
+
+/* The kernel's struct termios (TCGETS), not glibc's. */
+struct ck_ktermios {
+	uint32_t iflag, oflag, cflag, lflag;
+	uint8_t line;
+	uint8_t cc[19];
+};
+_Static_assert(sizeof(struct ck_ktermios) == 36, "the kernel's struct termios");
+
+#define KT_OPOST 0000001u
+#define PTY_MAJOR_FIRST 136 /* UNIX98 slaves: majors 136..143 */
+#define PTY_MAJOR_LAST 143
+#define MAX_IN_FLIGHT (1UL << 20)
+
+static unsigned dev_major(uint64_t d)
+{
+	return (unsigned)((d >> 8) & 0xfff);
+}
+
+static unsigned dev_minor(uint64_t d)
+{
+	return (unsigned)((d & 0xff) | ((d >> 12) & 0xfff00));
+}
+
+static int is_master(const struct ck_fd *f)
+{
+	return (f->st.mode & S_IFMT) == S_IFCHR && dev_major(f->st.rdev) == 5 && dev_minor(f->st.rdev) == 2;
+}
+
+static int is_slave(const struct ck_fd *f)
+{
+	unsigned maj = dev_major(f->st.rdev);
+	return (f->st.mode & S_IFMT) == S_IFCHR && maj >= PTY_MAJOR_FIRST && maj <= PTY_MAJOR_LAST;
+}
+
+static int pty_detect(const struct ck_fd *f)
+{
+	return is_master(f) || is_slave(f);
+}
+
+/* ---- checkpoint (in the signal handler: raw code only) ---- */
+
+/* A terminal's settings, and its session and foreground group when it is
+ * this process's controlling terminal (or fd is a master: they are its
+ * slave's). Nothing when fd is not a terminal. */
+CK_HIDDEN void ck_tty_save(struct cb_enc *e, int fd)
+{
+	struct ck_ktermios tio;
+	uint16_t ws[4] = {0, 0, 0, 0};
+	int sid = 0, fg = 0;
+	if (ck_ioctl(fd, TCGETS, &tio) < 0)
+		return;
+	ck_ioctl(fd, TIOCGWINSZ, ws);
+	cb_text(e, "tty");
+	cb_map_open(e);
+	cb_text(e, "termios");
+	cb_array(e, 6);
+	cb_uint(e, tio.iflag);
+	cb_uint(e, tio.oflag);
+	cb_uint(e, tio.cflag);
+	cb_uint(e, tio.lflag);
+	cb_uint(e, tio.line);
+	cb_bytes(e, tio.cc, sizeof tio.cc);
+	cb_text(e, "winsize");
+	cb_array(e, 4);
+	for (int i = 0; i < 4; i++)
+		cb_uint(e, ws[i]);
+	if (ck_ioctl(fd, TIOCGSID, &sid) == 0 && sid > 0)
+		cb_kv_uint(e, "sid", (uint64_t)sid);
+	if (ck_ioctl(fd, TIOCGPGRP, &fg) == 0 && fg > 0)
+		cb_kv_uint(e, "fg", (uint64_t)fg);
+	cb_close(e);
+}
+
+static void fail_pty(struct ck_writer *w, long err, int fd, const char *detail)
+{
+	struct ck_str m;
+	ck_writer_fail(w, err, "a pseudo-terminal cannot be saved");
+	ck_str_init(&m, w->err_detail, sizeof w->err_detail);
+	ck_str_add(&m, "descriptor ");
+	ck_str_dec(&m, fd);
+	ck_str_add(&m, " (/dev/ptmx): ");
+	ck_str_add(&m, detail);
+}
+
+/* Reads everything the master can read now, with the description made
+ * non-blocking for as long (the family is stopped: nobody sees it). */
+static long drain_master(int fd, long flags, char *buf, size_t cap)
+{
+	long got = 0, k = 0;
+	if (!(flags & O_NONBLOCK))
+		ck_fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+	while ((size_t)got < cap && (k = ck_read(fd, buf + got, cap - (size_t)got)) > 0)
+		got += k;
+	if (!(flags & O_NONBLOCK))
+		ck_fcntl(fd, F_SETFL, flags);
+	return k < 0 && k != -EAGAIN && k != -EIO ? k : got;
+}
+
+/* The slave side's output the master had not read: read, saved, and
+ * written back through the slave with output processing off (it was
+ * processed when the program wrote it). */
+static void save_output_in_flight(struct ck_writer *w, const struct ck_fd *f, int packet)
+{
+	int queued = 0;
+	if (ck_ioctl(f->fd, FIONREAD, &queued) < 0 || queued <= 0)
+		return;
+	if (packet) {
+		fail_pty(w, -EOPNOTSUPP, f->fd, "its slave wrote bytes the master has not read, in packet mode; ckrun cannot "
+					      "save them yet; the program runs on, try again when they are read");
+		return;
+	}
+	long buf = ck_mmap(0, MAX_IN_FLIGHT, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (buf < 0 && buf > -4096) {
+		ck_writer_fail(w, buf, "cannot map a buffer for a pseudo-terminal's bytes in flight");
+		return;
+	}
+	char *data = (char *)buf;
+	long n = drain_master(f->fd, f->flags, data, MAX_IN_FLIGHT);
+	int slave = n > 0 ? (int)ck_ioctl(f->fd, TIOCGPTPEER, (void *)(long)(O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK)) : -1;
+	if (n > 0 && slave >= 0) {
+		struct ck_ktermios tio, raw;
+		ck_ioctl(slave, TCGETS, &tio);
+		raw = tio;
+		raw.oflag &= ~KT_OPOST;
+		ck_ioctl(slave, TCSETS, &raw);
+		for (long put = 0; put < n;) {
+			long k = ck_write(slave, data + put, (size_t)(n - put));
+			if (k <= 0)
+				break;
+			put += k;
+		}
+		ck_ioctl(slave, TCSETS, &tio);
+		ck_close(slave);
+		uint32_t crc = 0;
+		uint64_t off = ck_image_put_bytes(w, data, (size_t)n, &crc);
+		cb_text(&w->meta, "data");
+		cb_array(&w->meta, 3);
+		cb_uint(&w->meta, off);
+		cb_uint(&w->meta, (uint64_t)n);
+		cb_uint(&w->meta, crc);
+	} else if (n != 0) {
+		fail_pty(w, n < 0 ? n : slave, f->fd, "cannot read the bytes its slave wrote");
+	}
+	ck_munmap(data, MAX_IN_FLIGHT);
+}
+
+/* Input the master wrote that the slave side has not read: its line
+ * discipline has processed it (echoed it, perhaps), so it cannot be put
+ * back as it was. */
+static int input_in_flight(int master)
+{
+	int slave = (int)ck_ioctl(master, TIOCGPTPEER, (void *)(long)(O_RDONLY | O_NOCTTY | O_CLOEXEC | O_NONBLOCK));
+	int queued = 0;
+	if (slave < 0)
+		return 0;
+	ck_ioctl(slave, FIONREAD, &queued);
+	ck_close(slave);
+	return queued;
+}
+
+static void pty_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f)
+{
+	(void)t;
+	struct cb_enc *e = &w->meta;
+	unsigned index = 0;
+	int locked = 0, packet = 0;
+	if (is_master(f)) {
+		if (ck_ioctl(f->fd, TIOCGPTN, &index) < 0) {
+			fail_pty(w, -EOPNOTSUPP, f->fd, "it is not a pseudo-terminal master ckrun knows");
+			return;
+		}
+		ck_ioctl(f->fd, TIOCGPTLCK, &locked);
+		ck_ioctl(f->fd, TIOCGPKT, &packet);
+		if (input_in_flight(f->fd)) {
+			fail_pty(w, -EAGAIN, f->fd, "bytes written to it are not yet read by its slave side; ckrun cannot save "
+						    "them yet; the program runs on, try again when they are read");
+			return;
+		}
+	} else {
+		index = (dev_major(f->st.rdev) - PTY_MAJOR_FIRST) * 256 + dev_minor(f->st.rdev);
+	}
+	cb_text(e, "pty");
+	cb_map_open(e);
+	cb_kv_text(e, "end", is_master(f) ? "master" : "slave");
+	cb_kv_uint(e, "index", index);
+	if (is_master(f)) {
+		cb_kv_bool(e, "locked", locked);
+		cb_kv_bool(e, "packet", packet);
+		save_output_in_flight(w, f, packet);
+	}
+	ck_tty_save(e, f->fd);
+	cb_close(e);
+}
+
+/* ---- restore host ---- */
+
+CK_HIDDEN extern const struct ck_fd_kind ck_kind_pty;
+
+/* A terminal's saved settings ("tty"). */
+struct tty {
+	int has_termios;
+	struct ck_ktermios tio;
+	uint16_t ws[4];
+	int sid, fg; /* 0: unknown (not the saver's controlling terminal) */
+};
+
+/* A pseudo-terminal end of the image ("pty"). */
+struct pty {
+	struct tty tty; /* its terminal's settings, as for the session's stdio */
+	int master, locked, packet;
+	uint64_t index;
+	uint64_t data_off, data_len; /* slave output the master had not read */
+	uint32_t data_crc;
+};
+
+static int parse_termios(struct cb_dec *d, struct ck_ktermios *tio)
+{
+	int64_t m;
+	uint64_t v[5];
+	const uint8_t *cc;
+	size_t ncc;
+	if (!cbd_array(d, &m) || m != 6)
+		return 0;
+	for (int i = 0; i < 5; i++)
+		if (!cbd_uint_max(d, i == 4 ? 255 : UINT32_MAX, &v[i]))
+			return 0;
+	if (!cbd_bytes(d, &cc, &ncc) || ncc != sizeof tio->cc)
+		return 0;
+	tio->iflag = (uint32_t)v[0];
+	tio->oflag = (uint32_t)v[1];
+	tio->cflag = (uint32_t)v[2];
+	tio->lflag = (uint32_t)v[3];
+	tio->line = (uint8_t)v[4];
+	memcpy(tio->cc, cc, ncc);
+	return 1;
+}
+
+static int parse_tty(struct cb_dec *d, struct tty *t)
+{
+	int64_t left, m;
+	const char *k;
+	size_t kl;
+	uint64_t v;
+	if (!cbd_map(d, &left))
+		return 0;
+	while (cbd_next_key(d, &left, &k, &kl)) {
+		if (cbd_key_is(k, kl, "termios")) {
+			if (!parse_termios(d, &t->tio))
+				return 0;
+			t->has_termios = 1;
+		} else if (cbd_key_is(k, kl, "winsize")) {
+			if (!cbd_array(d, &m) || m != 4)
+				return 0;
+			for (int i = 0; i < 4; i++) {
+				if (!cbd_uint_max(d, UINT16_MAX, &v))
+					return 0;
+				t->ws[i] = (uint16_t)v;
+			}
+		} else if (cbd_key_is(k, kl, "sid") || cbd_key_is(k, kl, "fg")) {
+			if (!cbd_uint_max(d, INT32_MAX, &v))
+				return 0;
+			*(cbd_key_is(k, kl, "sid") ? &t->sid : &t->fg) = (int)v;
+		} else if (!cbd_skip(d)) {
+			return 0;
+		}
+	}
+	return !d->error && t->has_termios;
+}
+
+static int pty_parse(struct cb_dec *d, struct ck_img_file *f)
+{
+	int64_t left;
+	const char *k;
+	size_t kl;
+	struct pty *p = calloc(1, sizeof *p);
+	int have_end = 0;
+	f->priv = p;
+	if (!cbd_map(d, &left))
+		return 0;
+	while (cbd_next_key(d, &left, &k, &kl)) {
+		const char *s;
+		size_t sl;
+		if (cbd_key_is(k, kl, "end")) {
+			if (!cbd_text(d, &s, &sl))
+				return 0;
+			p->master = sl == 6 && !memcmp(s, "master", 6);
+			have_end = p->master || (sl == 5 && !memcmp(s, "slave", 5));
+		} else if (cbd_key_is(k, kl, "index")) {
+			if (!cbd_uint_max(d, 1 << 20, &p->index))
+				return 0;
+		} else if (cbd_key_is(k, kl, "locked")) {
+			if (!cbd_bool(d, &p->locked))
+				return 0;
+		} else if (cbd_key_is(k, kl, "packet")) {
+			if (!cbd_bool(d, &p->packet))
+				return 0;
+		} else if (cbd_key_is(k, kl, "tty")) {
+			if (!parse_tty(d, &p->tty))
+				return 0;
+		} else if (cbd_key_is(k, kl, "data")) {
+			int64_t m;
+			uint64_t crc;
+			if (!cbd_array(d, &m) || m != 3 || !cbd_uint(d, &p->data_off) ||
+			    !cbd_uint_max(d, MAX_IN_FLIGHT, &p->data_len) || !cbd_uint_max(d, UINT32_MAX, &crc))
+				return 0;
+			p->data_crc = (uint32_t)crc;
+		} else if (!cbd_skip(d)) {
+			return 0;
+		}
+	}
+	return !d->error && have_end;
+}
+
+/* The pseudo-terminals this restore made, by the number they had. */
+struct made_pty {
+	uint64_t index;   /* at checkpoint time */
+	unsigned now;     /* the number the kernel gave */
+	int master;       /* its descriptor, object ("pty", index, 0) */
+	int sid, fg;      /* its session and foreground group, 0 if none */
+};
+static struct made_pty *made;
+static size_t nmade;
+
+/* The process group the restore started in (ckrun restart's), before any
+ * process of the family made its own: create_shared runs first. */
+static pid_t restart_pgrp;
+
+static struct made_pty *made_find(uint64_t index)
+{
+	for (size_t i = 0; i < nmade; i++)
+		if (made[i].index == index)
+			return &made[i];
+	return 0;
+}
+
+static int ktcsets(int fd, const struct ck_ktermios *tio)
+{
+	return ioctl(fd, TCSETS, tio);
+}
+
+/* A new master, with the number `want` if the kernel can give it: it gives
+ * the lowest free one, so the numbers below are held until it comes. */
+static int open_master(uint64_t want, unsigned *got)
+{
+	int held[256], nheld = 0, fd = -1;
+	for (;;) {
+		fd = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+		if (fd < 0)
+			ck_refuse("cannot create pseudo-terminal %llu again (/dev/ptmx: %s)", (unsigned long long)want,
+				  strerror(errno));
+		if (ioctl(fd, TIOCGPTN, got) < 0)
+			ck_refuse("/dev/ptmx gave no pseudo-terminal number: %s", strerror(errno));
+		if (*got >= want || nheld == 256)
+			break;
+		held[nheld++] = fd;
+	}
+	while (nheld)
+		close(held[--nheld]);
+	if (*got != want)
+		ck_verbose("pseudo-terminal %llu is taken here: the program's is /dev/pts/%u now", (unsigned long long)want,
+			   *got);
+	return fd;
+}
+
+static int moved_above(int fd, int base_fd)
+{
+	int moved = fcntl(fd, F_DUPFD_CLOEXEC, base_fd);
+	if (moved < 0)
+		ck_refuse("cannot place a pseudo-terminal's descriptor: %s", strerror(errno));
+	close(fd);
+	return moved;
+}
+
+static void put_back_output(struct ck_image *img, const struct pty *p, int slave)
+{
+	char *buf = malloc(p->data_len ? p->data_len : 1);
+	if (ck_pread_all(img->fd, buf, p->data_len, p->data_off) < 0)
+		ck_refuse("image %s is truncated: cannot read the bytes in flight of pseudo-terminal %llu", img->path,
+			  (unsigned long long)p->index);
+	if (ck_crc32c(0, buf, p->data_len) != p->data_crc)
+		ck_refuse("image %s is corrupted: the bytes in flight of pseudo-terminal %llu fail their checksum", img->path,
+			  (unsigned long long)p->index);
+	struct ck_ktermios raw = p->tty.tio;
+	raw.oflag &= ~KT_OPOST;
+	ktcsets(slave, &raw);
+	if (write(slave, buf, p->data_len) != (ssize_t)p->data_len)
+		ck_refuse("cannot put back the bytes in flight of pseudo-terminal %llu: %s", (unsigned long long)p->index,
+			  strerror(errno));
+	free(buf);
+}
+
+/* The master and its settings; its slave side is opened (and closed) here
+ * only to set them. */
+static void make_pty(struct ck_image *img, const struct pty *p, struct ck_objects *objs, int base_fd)
+{
+	struct made_pty *m;
+	made = realloc(made, (nmade + 1) * sizeof *made);
+	m = &made[nmade++];
+	memset(m, 0, sizeof *m);
+	m->index = p->index;
+	int master = open_master(p->index, &m->now);
+	int unlock = 0;
+	if (ioctl(master, TIOCSPTLCK, &unlock) < 0)
+		ck_refuse("cannot unlock pseudo-terminal %u: %s", m->now, strerror(errno));
+	int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+	if (slave < 0)
+		ck_refuse("cannot open the slave of pseudo-terminal %u: %s", m->now, strerror(errno));
+	if (p->data_len)
+		put_back_output(img, p, slave);
+	if (ktcsets(slave, &p->tty.tio) < 0 || ioctl(slave, TIOCSWINSZ, p->tty.ws) < 0)
+		ck_refuse("cannot give pseudo-terminal %u its settings: %s", m->now, strerror(errno));
+	close(slave);
+	int on = 1;
+	if (p->packet && ioctl(master, TIOCPKT, &on) < 0)
+		ck_refuse("cannot put pseudo-terminal %u in packet mode: %s", m->now, strerror(errno));
+	if (p->locked && ioctl(master, TIOCSPTLCK, &on) < 0)
+		ck_refuse("cannot lock pseudo-terminal %u: %s", m->now, strerror(errno));
+	m->master = moved_above(master, base_fd);
+	ck_objects_add(objs, "pty", p->index, 0, m->master);
+}
+
+/* Its session and foreground group, from whichever end saved them (a
+ * master, or the slave of a process whose controlling terminal it was). */
+static void note_session(struct made_pty *m, const struct pty *p)
+{
+	if (p->tty.sid && !m->sid)
+		m->sid = p->tty.sid;
+	if (p->tty.fg && !m->fg)
+		m->fg = p->tty.fg;
+}
+
+/* Every pseudo-terminal whose master the family has, once, before any
+ * process is forked: object ("pty", number, 0), its master. */
+static void pty_create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd)
+{
+	restart_pgrp = getpgrp();
+	for (int masters = 1; masters >= 0; masters--)
+		for (size_t i = 0; i < n; i++)
+			for (size_t j = 0; j < imgs[i]->nfiles; j++) {
+				struct ck_img_file *f = &imgs[i]->files[j];
+				const struct pty *p = f->priv;
+				if (f->ops != &ck_kind_pty || !p || f->same_as >= 0 || p->master != masters)
+					continue;
+				struct made_pty *m = made_find(p->index);
+				if (!m && masters)
+					make_pty(imgs[i], p, objs, base_fd), m = &made[nmade - 1];
+				if (m)
+					note_session(m, p);
+			}
+}
+
+/* A slave of a terminal the family did not make: only the controlling
+ * terminal can be given back (as the one ckrun restart runs in). */
+static int open_outside_slave(struct ck_img_file *f, const struct pty *p)
+{
+	if (!p->tty.sid)
+		ck_refuse("descriptor %d refers to %s, a terminal the program did not create that was not its controlling "
+			  "terminal; ckrun cannot give it back; restart from an image taken without it",
+			  f->fd, f->path);
+	int fd = open("/dev/tty", (f->flags & (O_ACCMODE | O_NONBLOCK)) | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0)
+		ck_refuse("descriptor %d was the program's controlling terminal %s, and ckrun restart runs without one "
+			  "(/dev/tty: %s); restart it in a terminal",
+			  f->fd, f->path, strerror(errno));
+	return fd;
+}
+
+static int pty_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs)
+{
+	(void)img, (void)base_fd;
+	const struct pty *p = f->priv;
+	int master = ck_objects_find(objs, "pty", p->index, 0);
+	if (master < 0)
+		return p->master ? -1 : open_outside_slave(f, p);
+	if (p->master) {
+		int fd = dup(master);
+		if (fd >= 0)
+			fcntl(fd, F_SETFL, f->flags & O_NONBLOCK);
+		return fd;
+	}
+	/* a new description of the slave, as open(2) of /dev/pts/N made */
+	return ioctl(master, TIOCGPTPEER, (f->flags & (O_ACCMODE | O_NONBLOCK)) | O_NOCTTY);
+}
+
+/* ---- the session's terminal: the one ckrun restart runs in ---- */
+
+/* The descriptors on the session's terminal, with their saved settings,
+ * until every descriptor is at its number. */
+static struct {
+	const struct tty *tty;
+	int fd;
+} session_ttys[8];
+static int nsession_ttys;
+
+static void note_session_tty(const struct tty *t, int fd)
+{
+	if (!t || !t->has_termios || nsession_ttys >= 8)
+		return;
+	session_ttys[nsession_ttys].tty = t;
+	session_ttys[nsession_ttys].fd = fd;
+	nsession_ttys++;
+}
+
+static void pty_install(struct ck_img_file *f)
+{
+	const struct pty *p = f->priv;
+	if (!p->master && !made_find(p->index))
+		note_session_tty(&p->tty, f->fd);
+}
+
+/* The session's stdio (files.c): its "tty" part, and its settings put on
+ * the terminal ckrun restart runs in. */
+CK_HIDDEN int ck_tty_parse(struct cb_dec *d, struct ck_img_file *f)
+{
+	struct tty *t = calloc(1, sizeof *t);
+	f->priv = t;
+	return parse_tty(d, t);
+}
+
+CK_HIDDEN void ck_tty_install(struct ck_img_file *f)
+{
+	note_session_tty(f->priv, f->fd);
+}
+
+/* Whether the process's controlling terminal is a pseudo-terminal of the
+ * family (its session is one of theirs), not ckrun restart's. */
+static int in_family_terminal(void)
+{
+	for (size_t i = 0; i < nmade; i++)
+		if (made[i].sid == getsid(0))
+			return 1;
+	return 0;
+}
+
+/* A process that was in the foreground group of the session's terminal,
+ * restarted in the foreground of a terminal: the terminal gets the
+ * program's settings back (its window size stays its own, unless it has
+ * none), the program's own group gets the foreground if ckrun restart's
+ * group has it (a shell's job that had it), and the process gets SIGWINCH
+ * so that a full-screen program redraws on the new terminal. A restart in
+ * the background, or without a terminal, changes nothing of the terminal.
+ * Signals are blocked until the program runs: no SIGTTOU or SIGTTIN here,
+ * and SIGWINCH waits for the program. */
+static void pty_installed(struct ck_image *img)
+{
+	pid_t pgrp = getpgrp();
+	for (int i = 0; i < nsession_ttys; i++) {
+		const struct tty *t = session_ttys[i].tty;
+		int fd = session_ttys[i].fd;
+		pid_t fg = tcgetpgrp(fd); /* fails unless it is this process's controlling terminal */
+		if (t->fg != img->pgid || fg < 0 || in_family_terminal())
+			continue;
+		/* In the foreground now? A read of nothing says so in any PID
+		 * namespace (where groups outside it read as 0): with SIGTTIN
+		 * blocked, a background group's read fails with EIO. */
+		char none;
+		int foreground = read(fd, &none, 0) == 0;
+		if (!foreground && restart_pgrp > 0 && fg == restart_pgrp) {
+			if (tcsetpgrp(fd, pgrp) < 0)
+				ck_refuse("cannot give the terminal to process group %d again: %s", (int)pgrp, strerror(errno));
+			foreground = 1;
+		}
+		if (!foreground)
+			continue;
+		if (ktcsets(fd, &t->tio) < 0)
+			ck_refuse("cannot put the program's terminal settings on the terminal ckrun restart runs in: %s",
+				  strerror(errno));
+		uint16_t ws[4];
+		if (ioctl(fd, TIOCGWINSZ, ws) == 0 && !ws[0] && !ws[1])
+			ioctl(fd, TIOCSWINSZ, t->ws);
+		kill(getpid(), SIGWINCH);
+		break;
+	}
+	nsession_ttys = 0;
+}
+
+/* ---- processes of the family take their terminals again (restore.c) ---- */
+
+/* p, which leads its session again, takes the family's pseudo-terminal
+ * that was its controlling terminal. */
+CK_HIDDEN void ck_pty_session_opened(int pid, const struct ck_objects *objs)
+{
+	for (size_t i = 0; i < nmade; i++) {
+		if (made[i].sid != pid)
+			continue;
+		int master = ck_objects_find(objs, "pty", made[i].index, 0);
+		int slave = master < 0 ? -1 : ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+		if (slave < 0 || ioctl(slave, TIOCSCTTY, 0) < 0)
+			ck_refuse("process %d cannot take pseudo-terminal %llu as its controlling terminal again: %s", pid,
+				  (unsigned long long)made[i].index, strerror(errno));
+		close(slave);
+	}
+}
+
+/* Process group pgid exists again: if it was the foreground group of a
+ * family's pseudo-terminal, it is again. The caller is in the terminal's
+ * session; SIGTTOU is blocked meanwhile (a background group asks). */
+CK_HIDDEN void ck_pty_group_made(int pgid, const struct ck_objects *objs)
+{
+	sigset_t ttou, old;
+	sigemptyset(&ttou);
+	sigaddset(&ttou, SIGTTOU);
+	sigprocmask(SIG_BLOCK, &ttou, &old);
+	for (size_t i = 0; i < nmade; i++) {
+		if (made[i].fg != pgid || made[i].sid != getsid(0))
+			continue;
+		int master = ck_objects_find(objs, "pty", made[i].index, 0);
+		if (master < 0 || tcsetpgrp(master, pgid) < 0)
+			ck_refuse("cannot make process group %d the foreground group of pseudo-terminal %llu again: %s", pgid,
+				  (unsigned long long)made[i].index, strerror(errno));
+	}
+	sigprocmask(SIG_SETMASK, &old, 0);
+}
+
+CK_HIDDEN const struct ck_fd_kind ck_kind_pty = {
+	.name = "pty",
+	.detect = pty_detect,
+	.save = pty_save,
+	.key = "pty",
+	.parse = pty_parse,
+	.create_shared = pty_create_shared,
+	.open = pty_open,
+	.install = pty_install,
+	.installed = pty_installed,
+};

@@ -1,0 +1,267 @@
+// Terminals (issue 11): the terminal a program runs in, and the
+// pseudo-terminals it makes itself.
+//
+// - less in tmux: ckrun runs less in a tmux window; after kill -9 and a
+//   restart in a new window, the screen is drawn again (less got SIGWINCH),
+//   `j` scrolls at once (the terminal is in less's mode again: no echo, no
+//   waiting for Enter) and `q` quits; twice.
+// - examples/ptyjobs.c: a pseudo-terminal of the program's own with a
+//   session on it, its settings, its foreground group (a group whose leader
+//   has exited), an orphaned group and lines in flight in it; the processes'
+//   pid, pgid, sid and tpgid (as `ps -o pid,pgid,sid,tpgid` shows them) are
+//   the same after the restart, and the program's own checks pass.
+// - util-linux script: its pseudo-terminal and its child come back.
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { checkpoint, ckrun } from './lib/ckrun.js';
+import { CKRUN, CKRUN_SH, EXAMPLES } from './lib/paths.js';
+import { python3 } from './lib/examples.js';
+import { sleep } from './lib/proc.js';
+import { alive, descendants, isZombie } from './lib/processes.js';
+import { Scope } from './lib/scope.js';
+import { asUserArgv, NOBODY, NOGROUP, sharedCkrun } from './lib/users.js';
+import { sessionByEnv, treeProgram, treeScenario, until } from './lib/tree.js';
+
+// ---------------------------------------------------------------- less in tmux
+
+class Tmux {
+  constructor(readonly socket: string) {}
+
+  run(...args: string[]): string {
+    return execFileSync('tmux', ['-S', this.socket, ...args], { encoding: 'utf8' });
+  }
+
+  screen(win: string): string[] {
+    return this.run('capture-pane', '-p', '-t', win).split('\n');
+  }
+
+  pane(win: string, what: string): string {
+    return this.run('display', '-p', '-t', win, `#{${what}}`).trim();
+  }
+
+  /** Waits until the window's screen satisfies pred. */
+  async until(win: string, pred: (screen: string[]) => boolean, what: string): Promise<void> {
+    const end = Date.now() + 30_000;
+    while (!pred(this.screen(win))) {
+      if (Date.now() > end) throw new Error(`tmux window ${win}: waited 30 s for ${what}; the screen:\n${this.screen(win).join('\n')}`);
+      await sleep(50);
+    }
+  }
+}
+
+const top = (n: number) => (s: string[]): boolean => s[0] === `line ${String(n).padStart(3, '0')}`;
+
+/** kill -9 the ckrun a window runs (its only process: `exec`), and wait until less is gone too. */
+async function kill9Window(tmux: Tmux, win: string): Promise<void> {
+  const pid = Number(tmux.pane(win, 'pane_pid'));
+  const family = [pid, ...descendants(pid)];
+  process.kill(pid, 'SIGKILL');
+  const end = Date.now() + 5_000;
+  const running = (p: number): boolean => alive(p) && !isZombie(p);
+  while (family.some(running)) {
+    if (Date.now() > end) throw new Error(`kill -9 of ckrun (${pid}) left ${family.filter(running).join(', ')} running`);
+    await sleep(50);
+  }
+}
+
+test('less in tmux: after kill -9 and a restart in a new tmux window, the screen is redrawn, j scrolls, q quits; twice', async () => {
+  const scope = new Scope('term-less');
+  const tmux = new Tmux(path.join(scope.root, 'tmux.sock'));
+  try {
+    const file = path.join(scope.root, 'file.txt');
+    fs.writeFileSync(file, Array.from({ length: 300 }, (_, i) => `line ${String(i + 1).padStart(3, '0')}\n`).join(''));
+    const ckpt = scope.ckptDir();
+    tmux.run('-f', '/dev/null', 'new-session', '-d', '-x', '80', '-y', '24', 'sleep 600');
+    tmux.run('set-option', '-g', 'remain-on-exit', 'on');
+    tmux.run('new-window', '-d', '-n', 'w0', `exec ${CKRUN_SH} --dir ${ckpt} -- less ${file}`);
+    await tmux.until('w0', top(1), 'less to show the file');
+    let at = 1;
+    for (const [from, to] of [['w0', 'w1'], ['w1', 'w2']] as const) {
+      tmux.run('send-keys', '-t', from, 'j', 'j', 'j');
+      at += 3;
+      await tmux.until(from, top(at), `j to scroll to line ${at}`);
+      await checkpoint(ckpt);
+      await kill9Window(tmux, from);
+      tmux.run('new-window', '-d', '-n', to, `exec ${CKRUN_SH} restart --dir ${ckpt}`);
+      // a new window starts empty: the file's lines are there only if less drew them again
+      await tmux.until(to, (s) => top(at)(s) && s.includes(`line ${String(at + 22).padStart(3, '0')}`), `the restarted less to redraw line ${at} on`);
+      tmux.run('send-keys', '-t', to, 'j');
+      at += 1;
+      // no Enter: the terminal is in less's mode again
+      await tmux.until(to, top(at), `a single j (no Enter) to scroll to line ${at}`);
+      assert.not.ok(tmux.screen(to).some((l) => /j/.test(l)), 'the j was not echoed');
+    }
+    tmux.run('send-keys', '-t', 'w2', 'q');
+    const end = Date.now() + 30_000;
+    while (tmux.pane('w2', 'pane_dead') !== '1') {
+      if (Date.now() > end) throw new Error(`q did not end less: the screen:\n${tmux.screen('w2').join('\n')}`);
+      await sleep(50);
+    }
+    // the exit status may show a moment after the pane is dead
+    let status = '';
+    for (let i = 0; i < 100 && status === ''; i++, await sleep(50)) status = tmux.pane('w2', 'pane_dead_status');
+    assert.is(status, '0', `the restarted ckrun exits 0 when less quits (signal: ${tmux.pane('w2', 'pane_dead_signal')})`);
+  } finally {
+    try {
+      tmux.run('kill-server');
+    } catch {
+      // gone already
+    }
+    await scope.cleanup();
+  }
+});
+
+// ---------------------------------------------------------------- a pty of the program's own
+
+/** `pid pgid sid tpgid` of every live process of the session, in the PID namespace the test runs in. */
+function psRelations(ckpt: string): string[] {
+  return sessionByEnv(ckpt)
+    .map((pid) => {
+      const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+      return `${pid} ${f[2]} ${f[3]} ${f[5]}`; // pgrp, session, tpgid
+    })
+    .sort();
+}
+
+test('a pty of its own with a session, its settings, a foreground group whose leader exited, an orphaned group and lines in flight: kill -9, restart, twice', async () => {
+  const scope = new Scope('term-ptyjobs');
+  try {
+    const steps = 300;
+    const before: string[][] = [];
+    let inFlight = 0;
+    await treeScenario(scope, {
+      name: 'ptyjobs',
+      program: treeProgram('ptyjobs', ['--steps', String(steps)]),
+      cwd: scope.dir('work'),
+      minProcesses: 3,
+      async progress({ proc, ckpt, stage }) {
+        const got = (): number => proc.lines.filter((l) => l.startsWith('got line')).length;
+        const from = got();
+        await until(proc, () => got() >= from + 30, '30 more lines through the pty');
+        const now = psRelations(ckpt);
+        assert.ok(now.length >= 3, `the family: ${now.join('; ')}`);
+        if (stage === 1) {
+          // the restart's orchestrator aside
+          const pids = new Set(before[0]!.map((r) => r.split(' ')[0]));
+          assert.equal(now.filter((r) => pids.has(r.split(' ')[0])), before[0], 'after the restart: the same pid, pgid, sid and tpgid');
+        }
+        before[stage] = now;
+        // the foreground group is one whose leader is gone
+        const fg = now.map((r) => r.split(' ')[3]).find((t) => t !== '-1');
+        assert.ok(fg && !now.some((r) => r.split(' ')[0] === fg), `the foreground group ${fg} has no leader: ${now.join('; ')}`);
+      },
+      checkGeneration(gen) {
+        const json = execFileSync(process.execPath, [CKRUN, 'inspect', gen, '--json'], { encoding: 'utf8' });
+        if (/"end":"master"[^}]*"data":\[/.test(json.replace(/\s/g, ''))) inFlight++;
+      },
+      verify([s1, r1, r2]) {
+        for (const p of [s1, r1, r2]) assert.not.ok(p.lines.some((l) => l.startsWith('FAIL')), p.describe(12));
+        assert.is(r2.lines[r2.lines.length - 1], `done ${steps}`, r2.describe());
+        const got = r2.lines.filter((l) => l.startsWith('got line')).map((l) => Number(l.split(' ')[2]));
+        for (let i = 1; i < got.length; i++) assert.is(got[i], got[i - 1]! + 1, 'every line once, in order');
+        assert.ok(inFlight >= 1, 'at least one checkpoint had lines in flight in the pty');
+      },
+    });
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+test('the same pty, session and groups restarted by an ordinary user (user and PID namespace of its own): kill -9, restart, twice', async () => {
+  if (process.geteuid?.() !== 0) throw new Error('this test runs ckrun as user nobody, which needs root: run npm test as root');
+  const shared = sharedCkrun();
+  const scope = new Scope('term-ptyjobs-nobody');
+  try {
+    fs.chmodSync(scope.root, 0o755);
+    const work = scope.dir('work');
+    fs.chownSync(work, NOBODY, NOGROUP);
+    const ck = path.join(work, 'ck');
+    const steps = 300;
+    const cmd = `${path.join(shared.examples, 'ptyjobs')} --steps ${steps}`;
+    const ckrun = `node ${shared.ckrunJs}`;
+    // (cat | grep -c prints a number also before the file exists)
+    const got = (f: string, n: number): string => `until [ "$(cat ${f} 2>/dev/null | grep -c '^got line')" -ge ${n} ]; do sleep 0.05; done`;
+    const [exe, ...args] = asUserArgv(
+      NOBODY,
+      NOGROUP,
+      `set -e; cd ${work}
+      ${ckrun} --dir ${ck} -- ${cmd} > run1.txt 2>&1 & ck=$!
+      ${got('run1.txt', 30)}
+      ${ckrun} checkpoint --dir ${ck}
+      kill -9 $ck; wait $ck 2>/dev/null || true
+      ${ckrun} restart --dir ${ck} > run2.txt 2>&1 & ck=$!
+      ${got('run2.txt', 30)}
+      ${ckrun} checkpoint --dir ${ck}
+      kill -9 $ck; wait $ck 2>/dev/null || true
+      ${ckrun} restart --dir ${ck} > run3.txt 2>&1`,
+    );
+    const out = execFileSync(exe!, args, { encoding: 'utf8', timeout: 120_000 });
+    assert.match(out, /\/1\n[\s\S]*\/2\n/, `both checkpoints should be generations 1 and 2:\n${out}`);
+    const runs = ['run1.txt', 'run2.txt', 'run3.txt'].map((f) => fs.readFileSync(path.join(work, f), 'utf8').split('\n').filter(Boolean));
+    for (const r of runs) assert.not.ok(r.some((l) => l.startsWith('FAIL')), r.slice(-5).join('\n'));
+    const [, r2, r3] = runs;
+    assert.is(r3![r3!.length - 1], `done ${steps}`, r3!.slice(-5).join('\n'));
+    const first = (r: string[]): number => Number(r.find((l) => l.startsWith('got line'))?.split(' ')[2]);
+    assert.ok(first(r2!) > 30 && first(r3!) > first(r2!), `each restart continues where its checkpoint was: ${first(r2!)}, ${first(r3!)}`);
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+test('input the slave side has not read yet: the checkpoint is refused, naming the descriptor, the program runs on; once read, checkpoints work', async () => {
+  const scope = new Scope('term-input');
+  try {
+    const ckpt = scope.ckptDir();
+    const flag = path.join(scope.root, 'read-now');
+    const p = scope.launch({ dir: ckpt, program: [python3(), path.join(EXAMPLES, 'pty_input.py'), flag], label: 'ckrun pty_input' });
+    await p.waitFor(() => p.lines.includes('written'), 'the line written into the master');
+    const refused = await ckrun(['checkpoint', '--dir', ckpt]);
+    assert.is(refused.code, 1, `the checkpoint must fail: ${refused.stderr}`);
+    assert.match(refused.stderr, /descriptor \d+ \(\/dev\/ptmx\): bytes written to it are not yet read by its slave side; ckrun cannot save them yet; the program runs on/);
+    fs.writeFileSync(flag, '');
+    await p.waitFor(() => p.lines.includes('tick 5'), 'tick 5');
+    assert.ok(p.lines.includes('read hello'), `the line was still there for the program: ${p.describe()}`);
+    await checkpoint(ckpt);
+    const exit = await p.waitExit();
+    assert.is(exit.code, 0, p.describe());
+    assert.ok(p.lines.includes('tick 60'), p.describe());
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+test('util-linux script -q -c: its pty and its child come back; every line once, in order; twice', async () => {
+  const scope = new Scope('term-script');
+  try {
+    const n = 300;
+    const loop = `for i in $(seq 1 ${n}); do echo line $i; sleep 0.02; done`;
+    const lines = (p: { lines: string[] }): string[] => p.lines.map((l) => l.replace(/\r$/, '')).filter((l) => l.startsWith('line '));
+    let seen: string[] = [];
+    await treeScenario(scope, {
+      name: 'script',
+      program: ['/usr/bin/script', '-q', '-e', '-c', `bash -c '${loop}'`, '/dev/null'],
+      cwd: scope.dir('work'),
+      minProcesses: 2,
+      async progress({ proc }) {
+        const from = lines(proc).length;
+        await until(proc, () => lines(proc).length >= from + 20, '20 more lines');
+      },
+      verify([s1, r1, r2]) {
+        seen = lines(r2);
+        const last = Number(seen[seen.length - 1]?.split(' ')[1]);
+        assert.is(last, n, r2.describe());
+        const nums = seen.map((l) => Number(l.split(' ')[1]));
+        for (let i = 1; i < nums.length; i++) assert.is(nums[i], nums[i - 1]! + 1, `line ${nums[i - 1]} then ${nums[i]}: every line once, in order`);
+        for (const p of [s1, r1]) assert.ok(lines(p).length > 0, p.describe());
+      },
+    });
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+test.run();
