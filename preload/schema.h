@@ -54,21 +54,23 @@ enum ck_schema_record_id {
 	CK_SCHEMA_FIFO = 19,
 	CK_SCHEMA_FANOTIFY = 20,
 	CK_SCHEMA_FANOTIFY_MARK = 21,
-	CK_SCHEMA_PIPE = 22,
-	CK_SCHEMA_EVENTFD = 23,
-	CK_SCHEMA_TIMERFD = 24,
-	CK_SCHEMA_SIGNALFD = 25,
-	CK_SCHEMA_INOTIFY = 26,
-	CK_SCHEMA_PIDFD = 27,
-	CK_SCHEMA_SOCKET = 28,
-	CK_SCHEMA_INET = 29,
-	CK_SCHEMA_UNIX = 30,
-	CK_SCHEMA_PASSED = 31,
-	CK_SCHEMA_REGION = 32,
-	CK_SCHEMA_REGION_FILE = 33,
-	CK_SCHEMA_SHM_OBJECT = 34,
-	CK_SCHEMA_MANIFEST = 35,
-	CK_SCHEMA_PROCESS = 36,
+	CK_SCHEMA_PTY = 22,
+	CK_SCHEMA_TTY = 23,
+	CK_SCHEMA_PIPE = 24,
+	CK_SCHEMA_EVENTFD = 25,
+	CK_SCHEMA_TIMERFD = 26,
+	CK_SCHEMA_SIGNALFD = 27,
+	CK_SCHEMA_INOTIFY = 28,
+	CK_SCHEMA_PIDFD = 29,
+	CK_SCHEMA_SOCKET = 30,
+	CK_SCHEMA_INET = 31,
+	CK_SCHEMA_UNIX = 32,
+	CK_SCHEMA_PASSED = 33,
+	CK_SCHEMA_REGION = 34,
+	CK_SCHEMA_REGION_FILE = 35,
+	CK_SCHEMA_SHM_OBJECT = 36,
+	CK_SCHEMA_MANIFEST = 37,
+	CK_SCHEMA_PROCESS = 38,
 };
 
 #ifdef CK_SCHEMA_TABLES
@@ -242,14 +244,16 @@ static const struct ck_schema_key ck_schema_keys_file[] = {
 	{"fifo", 34, 1, "fifo", "same_as"}, /* {fifo} */
 	{"fanotify", 35, 1, "fanotify", "same_as"}, /* {fanotify} */
 	{"locks", 38, 0, 0, 0}, /* [[text|uint]]? */
-	{"pipe", 39, 1, "pipe", "same_as"}, /* {pipe} */
-	{"eventfd", 40, 1, "eventfd", "same_as"}, /* {eventfd} */
+	{"pty", 39, 1, "pty", "same_as"}, /* {pty} */
+	{"tty", 40, 0, "stdio", 0}, /* {tty}? */
+	{"pipe", 41, 1, "pipe", "same_as"}, /* {pipe} */
+	{"eventfd", 42, 1, "eventfd", "same_as"}, /* {eventfd} */
 	{"epoll", 21, 1, "epoll", "same_as"}, /* [[uint]] */
-	{"timerfd", 41, 1, "timerfd", "same_as"}, /* {timerfd} */
-	{"signalfd", 42, 1, "signalfd", "same_as"}, /* {signalfd} */
-	{"inotify", 43, 1, "inotify", "same_as"}, /* {inotify} */
-	{"pidfd", 44, 1, "pidfd", "same_as"}, /* {pidfd} */
-	{"socket", 45, 1, "socket", "same_as"}, /* {socket} */
+	{"timerfd", 43, 1, "timerfd", "same_as"}, /* {timerfd} */
+	{"signalfd", 44, 1, "signalfd", "same_as"}, /* {signalfd} */
+	{"inotify", 45, 1, "inotify", "same_as"}, /* {inotify} */
+	{"pidfd", 46, 1, "pidfd", "same_as"}, /* {pidfd} */
+	{"socket", 47, 1, "socket", "same_as"}, /* {socket} */
 };
 static const struct ck_schema_key ck_schema_keys_deleted[] = {
 	{"size", 1, 1, 0, 0}, /* uint */
@@ -258,7 +262,7 @@ static const struct ck_schema_key ck_schema_keys_deleted[] = {
 	{"mode", 1, 1, 0, 0}, /* uint */
 	{"atime_ns", 1, 1, 0, 0}, /* uint */
 	{"mtime_ns", 1, 1, 0, 0}, /* uint */
-	{"extents", 47, 1, 0, 0}, /* [{extent}] */
+	{"extents", 49, 1, 0, 0}, /* [{extent}] */
 };
 static const struct ck_schema_key ck_schema_keys_extent[] = {
 	{"at", 1, 1, 0, 0}, /* uint */
@@ -272,7 +276,7 @@ static const struct ck_schema_key ck_schema_keys_memfd[] = {
 	{"mode", 1, 1, 0, 0}, /* uint */
 	{"atime_ns", 1, 1, 0, 0}, /* uint */
 	{"mtime_ns", 1, 1, 0, 0}, /* uint */
-	{"extents", 47, 1, 0, 0}, /* [{extent}] */
+	{"extents", 49, 1, 0, 0}, /* [{extent}] */
 };
 static const struct ck_schema_key ck_schema_keys_deleted_dir[] = {
 	{"uid", 1, 1, 0, 0}, /* uint */
@@ -296,7 +300,7 @@ static const struct ck_schema_key ck_schema_keys_fifo[] = {
 static const struct ck_schema_key ck_schema_keys_fanotify[] = {
 	{"flags", 1, 1, 0, 0}, /* uint */
 	{"event_flags", 1, 1, 0, 0}, /* uint */
-	{"marks", 49, 1, 0, 0}, /* [{fanotify_mark}] */
+	{"marks", 51, 1, 0, 0}, /* [{fanotify_mark}] */
 };
 static const struct ck_schema_key ck_schema_keys_fanotify_mark[] = {
 	{"on", 0, 1, 0, 0}, /* text */
@@ -307,6 +311,20 @@ static const struct ck_schema_key ck_schema_keys_fanotify_mark[] = {
 	{"sdev", 1, 0, 0, 0}, /* uint? */
 	{"handle_type", 1, 0, 0, 0}, /* uint? */
 	{"handle", 11, 0, 0, 0}, /* bytes? */
+};
+static const struct ck_schema_key ck_schema_keys_pty[] = {
+	{"end", 0, 1, 0, 0}, /* text */
+	{"index", 1, 1, 0, 0}, /* uint */
+	{"locked", 23, 0, 0, 0}, /* bool? */
+	{"packet", 23, 0, 0, 0}, /* bool? */
+	{"data", 8, 0, 0, 0}, /* [int]? */
+	{"tty", 40, 0, 0, 0}, /* {tty}? */
+};
+static const struct ck_schema_key ck_schema_keys_tty[] = {
+	{"termios", 53, 1, 0, 0}, /* [uint|bytes] */
+	{"winsize", 3, 1, 0, 0}, /* [uint] */
+	{"sid", 1, 0, 0, 0}, /* uint? */
+	{"fg", 1, 0, 0, 0}, /* uint? */
 };
 static const struct ck_schema_key ck_schema_keys_pipe[] = {
 	{"id", 1, 1, 0, 0}, /* uint */
@@ -331,7 +349,7 @@ static const struct ck_schema_key ck_schema_keys_signalfd[] = {
 	{"mask", 1, 1, 0, 0}, /* uint */
 };
 static const struct ck_schema_key ck_schema_keys_inotify[] = {
-	{"watches", 52, 1, 0, 0}, /* [[uint|text]] */
+	{"watches", 56, 1, 0, 0}, /* [[uint|text]] */
 	{"queued", 1, 1, 0, 0}, /* uint */
 };
 static const struct ck_schema_key ck_schema_keys_pidfd[] = {
@@ -342,18 +360,18 @@ static const struct ck_schema_key ck_schema_keys_socket[] = {
 	{"family", 1, 1, 0, 0}, /* uint */
 	{"type", 1, 1, 0, 0}, /* uint */
 	{"protocol", 1, 1, 0, 0}, /* uint */
-	{"options", 55, 1, 0, 0}, /* [[uint|bytes]] */
-	{"inet", 56, 0, 0, 0}, /* {inet}? */
-	{"unix", 57, 0, 0, 0}, /* {unix}? */
+	{"options", 59, 1, 0, 0}, /* [[uint|bytes]] */
+	{"inet", 60, 0, 0, 0}, /* {inet}? */
+	{"unix", 61, 0, 0, 0}, /* {unix}? */
 };
 static const struct ck_schema_key ck_schema_keys_inet[] = {
-	{"local", 59, 1, 0, 0}, /* [bytes|uint] */
-	{"peer", 61, 0, 0, 0}, /* [bytes|uint]? */
+	{"local", 63, 1, 0, 0}, /* [bytes|uint] */
+	{"peer", 65, 0, 0, 0}, /* [bytes|uint]? */
 	{"tcp_state", 1, 0, 0, 0}, /* uint? */
 	{"backlog", 1, 0, 0, 0}, /* uint? */
 	{"recv_queue", 8, 0, 0, 0}, /* [int]? */
 	{"unsent_queue", 8, 0, 0, 0}, /* [int]? */
-	{"datagrams", 64, 0, 0, 0}, /* [[bytes|int]]? */
+	{"datagrams", 68, 0, 0, 0}, /* [[bytes|int]]? */
 };
 static const struct ck_schema_key ck_schema_keys_unix[] = {
 	{"ino", 1, 1, 0, 0}, /* uint */
@@ -366,7 +384,7 @@ static const struct ck_schema_key ck_schema_keys_unix[] = {
 	{"rcvbuf", 1, 1, 0, 0}, /* uint */
 	{"backlog", 1, 0, 0, 0}, /* uint? */
 	{"pending", 3, 0, 0, 0}, /* [uint]? */
-	{"msgs", 70, 0, 0, 0}, /* [uint|[uint|[{passed}]]]? */
+	{"msgs", 74, 0, 0, 0}, /* [uint|[uint|[{passed}]]]? */
 	{"queue", 8, 0, 0, 0}, /* [int]? */
 };
 static const struct ck_schema_key ck_schema_keys_passed[] = {
@@ -386,11 +404,11 @@ static const struct ck_schema_key ck_schema_keys_region[] = {
 	{"kind", 0, 1, 0, 0}, /* text */
 	{"name", 0, 1, 0, 0}, /* text */
 	{"vmflags", 2, 0, 0, 0}, /* [text]? */
-	{"file", 71, 0, 0, 0}, /* {region_file}? */
+	{"file", 75, 0, 0, 0}, /* {region_file}? */
 	{"runs", 9, 1, 0, 0}, /* [[int]] */
 	{"bytes", 1, 1, 0, 0}, /* uint */
 	{"shm", 3, 0, 0, 0}, /* [uint]? */
-	{"shm_object", 72, 0, 0, 0}, /* {shm_object}? */
+	{"shm_object", 76, 0, 0, 0}, /* {shm_object}? */
 };
 static const struct ck_schema_key ck_schema_keys_region_file[] = {
 	{"path", 0, 1, 0, 0}, /* text */
@@ -417,8 +435,8 @@ static const struct ck_schema_key ck_schema_keys_manifest[] = {
 	{"argv", 2, 1, 0, 0}, /* [text] */
 	{"cwd", 0, 1, 0, 0}, /* text */
 	{"root", 1, 1, 0, 0}, /* uint */
-	{"processes", 74, 1, 0, 0}, /* [{process}] */
-	{"shared_files", 75, 0, 0, 0}, /* [[[uint]]] since=9eadff3 */
+	{"processes", 78, 1, 0, 0}, /* [{process}] */
+	{"shared_files", 79, 0, 0, 0}, /* [[[uint]]] since=9eadff3 */
 	{"shm_owners", 21, 0, 0, 0}, /* [[uint]] since=f72c03a */
 	{"compressed", 0, 0, 0, 0}, /* text? */
 };
@@ -454,7 +472,7 @@ static const struct ck_schema_type ck_schema_types[] = {
 	{CKS_RECORD, 11, 0}, /* 15 */
 	{CKS_RECORD, 13, 0}, /* 16 */
 	{CKS_ARRAY, 16, 0}, /* 17 */
-	{CKS_RECORD, 32, 0}, /* 18 */
+	{CKS_RECORD, 34, 0}, /* 18 */
 	{CKS_ARRAY, 18, 0}, /* 19 */
 	{CKS_RECORD, 7, 0}, /* 20 */
 	{CKS_ARRAY, 3, 0}, /* 21 */
@@ -482,39 +500,43 @@ static const struct ck_schema_type ck_schema_types[] = {
 	{CKS_RECORD, 26, 0}, /* 43 */
 	{CKS_RECORD, 27, 0}, /* 44 */
 	{CKS_RECORD, 28, 0}, /* 45 */
-	{CKS_RECORD, 15, 0}, /* 46 */
-	{CKS_ARRAY, 46, 0}, /* 47 */
-	{CKS_RECORD, 21, 0}, /* 48 */
+	{CKS_RECORD, 29, 0}, /* 46 */
+	{CKS_RECORD, 30, 0}, /* 47 */
+	{CKS_RECORD, 15, 0}, /* 48 */
 	{CKS_ARRAY, 48, 0}, /* 49 */
-	{CKS_UNION, 4, 2}, /* 50 */
+	{CKS_RECORD, 21, 0}, /* 50 */
 	{CKS_ARRAY, 50, 0}, /* 51 */
-	{CKS_ARRAY, 51, 0}, /* 52 */
-	{CKS_UNION, 6, 2}, /* 53 */
-	{CKS_ARRAY, 53, 0}, /* 54 */
+	{CKS_UNION, 4, 2}, /* 52 */
+	{CKS_ARRAY, 52, 0}, /* 53 */
+	{CKS_UNION, 6, 2}, /* 54 */
 	{CKS_ARRAY, 54, 0}, /* 55 */
-	{CKS_RECORD, 29, 0}, /* 56 */
-	{CKS_RECORD, 30, 0}, /* 57 */
-	{CKS_UNION, 8, 2}, /* 58 */
+	{CKS_ARRAY, 55, 0}, /* 56 */
+	{CKS_UNION, 8, 2}, /* 57 */
+	{CKS_ARRAY, 57, 0}, /* 58 */
 	{CKS_ARRAY, 58, 0}, /* 59 */
-	{CKS_UNION, 10, 2}, /* 60 */
-	{CKS_ARRAY, 60, 0}, /* 61 */
-	{CKS_UNION, 12, 2}, /* 62 */
+	{CKS_RECORD, 31, 0}, /* 60 */
+	{CKS_RECORD, 32, 0}, /* 61 */
+	{CKS_UNION, 10, 2}, /* 62 */
 	{CKS_ARRAY, 62, 0}, /* 63 */
-	{CKS_ARRAY, 63, 0}, /* 64 */
-	{CKS_RECORD, 31, 0}, /* 65 */
-	{CKS_ARRAY, 65, 0}, /* 66 */
-	{CKS_UNION, 14, 2}, /* 67 */
+	{CKS_UNION, 12, 2}, /* 64 */
+	{CKS_ARRAY, 64, 0}, /* 65 */
+	{CKS_UNION, 14, 2}, /* 66 */
+	{CKS_ARRAY, 66, 0}, /* 67 */
 	{CKS_ARRAY, 67, 0}, /* 68 */
-	{CKS_UNION, 16, 2}, /* 69 */
+	{CKS_RECORD, 33, 0}, /* 69 */
 	{CKS_ARRAY, 69, 0}, /* 70 */
-	{CKS_RECORD, 33, 0}, /* 71 */
-	{CKS_RECORD, 34, 0}, /* 72 */
-	{CKS_RECORD, 36, 0}, /* 73 */
+	{CKS_UNION, 16, 2}, /* 71 */
+	{CKS_ARRAY, 71, 0}, /* 72 */
+	{CKS_UNION, 18, 2}, /* 73 */
 	{CKS_ARRAY, 73, 0}, /* 74 */
-	{CKS_ARRAY, 21, 0}, /* 75 */
+	{CKS_RECORD, 35, 0}, /* 75 */
+	{CKS_RECORD, 36, 0}, /* 76 */
+	{CKS_RECORD, 38, 0}, /* 77 */
+	{CKS_ARRAY, 77, 0}, /* 78 */
+	{CKS_ARRAY, 21, 0}, /* 79 */
 };
 
-static const unsigned short ck_schema_alts[] = {3, 26, 0, 1, 1, 0, 1, 11, 11, 1, 11, 1, 11, 7, 1, 66, 1, 68};
+static const unsigned short ck_schema_alts[] = {3, 26, 0, 1, 1, 11, 1, 0, 1, 11, 11, 1, 11, 1, 11, 7, 1, 70, 1, 72};
 
 static const struct ck_schema_record ck_schema_records[] = {
 	{"header", ck_schema_keys_header, sizeof ck_schema_keys_header / sizeof ck_schema_keys_header[0]},
@@ -539,6 +561,8 @@ static const struct ck_schema_record ck_schema_records[] = {
 	{"fifo", ck_schema_keys_fifo, sizeof ck_schema_keys_fifo / sizeof ck_schema_keys_fifo[0]},
 	{"fanotify", ck_schema_keys_fanotify, sizeof ck_schema_keys_fanotify / sizeof ck_schema_keys_fanotify[0]},
 	{"fanotify_mark", ck_schema_keys_fanotify_mark, sizeof ck_schema_keys_fanotify_mark / sizeof ck_schema_keys_fanotify_mark[0]},
+	{"pty", ck_schema_keys_pty, sizeof ck_schema_keys_pty / sizeof ck_schema_keys_pty[0]},
+	{"tty", ck_schema_keys_tty, sizeof ck_schema_keys_tty / sizeof ck_schema_keys_tty[0]},
 	{"pipe", ck_schema_keys_pipe, sizeof ck_schema_keys_pipe / sizeof ck_schema_keys_pipe[0]},
 	{"eventfd", ck_schema_keys_eventfd, sizeof ck_schema_keys_eventfd / sizeof ck_schema_keys_eventfd[0]},
 	{"timerfd", ck_schema_keys_timerfd, sizeof ck_schema_keys_timerfd / sizeof ck_schema_keys_timerfd[0]},

@@ -250,6 +250,8 @@ export const IMAGE_SCHEMA = {
       fifo: '{fifo} kind=fifo unless=same_as',
       fanotify: '{fanotify} kind=fanotify unless=same_as',
       locks: '[[text|uint]]?',
+      pty: '{pty} kind=pty unless=same_as',
+      tty: '{tty}? kind=stdio',
       pipe: '{pipe} kind=pipe unless=same_as',
       eventfd: '{eventfd} kind=eventfd unless=same_as',
       epoll: '[[uint]] kind=epoll unless=same_as',
@@ -339,6 +341,26 @@ export const IMAGE_SCHEMA = {
       sdev: 'uint?',
       handle_type: 'uint?',
       handle: 'bytes?',
+    },
+  },
+  pty: {
+    doc: '### file (a descriptor) @ pty',
+    keys: {
+      end: 'text',
+      index: 'uint',
+      locked: 'bool?',
+      packet: 'bool?',
+      data: '[int]?',
+      tty: '{tty}?',
+    },
+  },
+  tty: {
+    doc: '### file (a descriptor) @ tty',
+    keys: {
+      termios: '[uint|bytes]',
+      winsize: '[uint]',
+      sid: 'uint?',
+      fg: 'uint?',
     },
   },
   pipe: {

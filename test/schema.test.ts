@@ -103,6 +103,7 @@ const NOT_WRITTEN_HERE: Record<string, string> = {
   'process.compressed_bytes': 'only with --compress (compress.test.ts)',
   'inet.unsent_queue': 'only while TCP holds bytes it has not sent; no program of the suite makes that happen',
   'fanotify_mark.mnt_id': 'a mark on a whole mount (FAN_MARK_MOUNT); examples/fanotify.c marks a directory',
+  'file.tty': 'only for stdio that is a terminal (terminal.test.ts runs less in tmux); the programs here have pipes',
   'unix.shutdown': 'a Unix socket shut down in one direction; no program of the suite makes one',
 };
 
@@ -198,6 +199,7 @@ test('schema: real images of the suite\'s programs keep to the schema both ways 
       mqueue: c('mqueue', scope.dir('mqueue'), `/ckrun-schema-${process.pid}`),
       fanotify: c('fanotify', scope.dir('fanotify')),
       deleted: c('deleted', scope.dir('deleted')),
+      ptyjobs: c('ptyjobs'),
     };
     const gens: string[] = [];
     for (const [name, program] of Object.entries(programs)) {
