@@ -25,6 +25,7 @@
 #include "sys.h"
 #include "util.h"
 #include "wire.h"
+#include "attrs.h"
 
 #define CK_IMAGE_VERSION 1
 /* The contract between a restore host and the shim inside an image (the
@@ -69,6 +70,7 @@ struct ck_thread {
 	uint64_t pending;        /* signals pending for this thread only */
 	char comm[16];
 	long securebits;         /* PR_GET_SECUREBITS: per thread, not in /proc */
+	struct ck_thread_attrs attrs; /* scheduling, affinity, timer slack, ... (attrs.h) */
 };
 
 /* ---- what the restore host hands to the restored shim ---- */

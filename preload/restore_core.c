@@ -58,6 +58,7 @@ CK_CORE __attribute__((noreturn)) void ck_core_main(struct ck_plan *p)
 	ck_core_move_vdso(p);
 	ck_core_map_regions(p);
 	ck_core_set_mm(p);
+	ck_core_aio(p);
 	if (p->done_fd >= 0) {
 		int pid = p->pid;
 		ck_write(p->done_fd, &pid, sizeof pid);

@@ -697,6 +697,9 @@ CK_EXPORT long syscall(long nr, ...)
 	struct ck_call c;
 	struct timespec left;
 	int64_t t = kind == T_MS ? ms_to_ns((int)a[i]) : kind == T_TIMESPEC ? ts_to_ns((const struct timespec *)a[i]) : -1;
+	int watched = ck_attrs_watches(nr); /* seccomp filters, AIO contexts: attrs.h */
+	if (watched)
+		ck_attrs_before(nr, a);
 	call_begin(&c, t);
 	long r;
 	while ((r = real_syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5])) == -1 && call_again(&c, errno)) {
@@ -706,5 +709,7 @@ CK_EXPORT long syscall(long nr, ...)
 			a[i] = (long)left_ts(&c, &left);
 	}
 	call_end(&c);
+	if (watched)
+		ck_attrs_after(nr, a, r == -1 ? -errno : r);
 	return r;
 }
