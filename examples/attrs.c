@@ -3,7 +3,7 @@
  * must put back (issue 11, CRIU's zdtm tests), and checks them all itself
  * at every step.
  *
- *   attrs [--steps S] [--rt] [--plain] [--kid] [--seccomp-raw] [--aio-raw] [--aio-inflight]
+ *   attrs [--steps S] [--rt] [--plain] [--kid] [--seccomp-raw] [--aio-raw] [--aio-inflight] [--strict]
  *
  * Per process: oom_score_adj, PR_SET_THP_DISABLE, the child-subreaper flag,
  * dumpable 0, no_new_privs, membarrier registration, PR_SET_MDWE,
@@ -13,7 +13,8 @@
  * and pending signals: SIGUSR1 from kill() and three queued real-time
  * signals with values, in order. Per thread (main, t1, u2): name,
  * scheduling policy, nice, real-time priority, SCHED_RESET_ON_FORK, CPU
- * affinity, I/O priority, timer slack, PR_MCE_KILL, PR_SET_TSC, the
+ * affinity, I/O priority, timer slack, PR_MCE_KILL, PR_SET_TSC,
+ * ARCH_SET_CPUID (where the CPU can make cpuid fault), the
  * parent-death signal, seccomp filters (one installed with
  * SECCOMP_FILTER_FLAG_TSYNC on every thread, one more on t1 only), and
  * signals pending for the thread only (a queued real-time one with its
@@ -31,7 +32,9 @@
  * checks that its threads keep the scheduling they started with.
  * --seccomp-raw installs the filter with its own syscall instruction,
  * which ckrun cannot see; --aio-raw creates the AIO context that way;
- * --aio-inflight leaves an IOCB_CMD_POLL request waiting on a pipe.
+ * --aio-inflight leaves an IOCB_CMD_POLL request waiting on a pipe;
+ * --strict (with --plain: a thread with filters cannot enter strict mode)
+ * adds a thread in seccomp strict mode, waiting in read().
  */
 #include "common.h"
 
@@ -66,6 +69,8 @@
 #endif
 #define IOPRIO_WHO_PROCESS 1
 #define SCHED_FLAG_RESET_ON_FORK 0x01
+#define ARCH_GET_CPUID 0x1011
+#define ARCH_SET_CPUID 0x1012
 #define IOPRIO(cls, lvl) (((cls) << 13) | (lvl))
 #define MAGIC_A 0xa77a1ULL /* getcpu's unused third argument: filter A answers 77 */
 #define MAGIC_B 0xa77b2ULL /* filter B (t1 only) answers 78 */
@@ -82,13 +87,13 @@ struct sched_attr_ {
 /* What a thread sets, and then what it found set (its expected state). */
 struct tstate {
 	const char *name;
-	int policy, nice, prio, reset_on_fork, cpu, ioprio, mce, tsc, pdeath, own_filter;
+	int policy, nice, prio, reset_on_fork, cpu, ioprio, mce, tsc, pdeath, own_filter, cpuid_faults;
 	long slack;
 	/* observed after the set-up */
 	struct sched_attr_ sa;
 	cpu_set_t cpus;
 	long got_ioprio, got_slack, got_mce;
-	int got_tsc, got_pdeath, filters;
+	int got_tsc, got_pdeath, filters, got_cpuid;
 	pthread_t th;
 	int tid;
 	char fail[512];
@@ -100,10 +105,12 @@ static struct tstate threads[3] = {
 	{.name = "attrs-t1", .policy = SCHED_BATCH, .nice = 5, .cpu = 1, .ioprio = IOPRIO(3, 0), .mce = PR_MCE_KILL_EARLY,
 	 .tsc = PR_TSC_ENABLE, .pdeath = SIGWINCH, .own_filter = 1, .slack = 77777},
 	{.name = "attrs-u2", .policy = SCHED_IDLE, .nice = 0, .reset_on_fork = 1, .cpu = -1, .ioprio = -1, .mce = -1,
-	 .tsc = PR_TSC_SIGSEGV, .pdeath = 0, .slack = 99999},
+	 .tsc = PR_TSC_SIGSEGV, .pdeath = 0, .slack = 99999, .cpuid_faults = 1},
 };
 
-static int plain, seccomp_raw, aio_raw, aio_inflight, with_kid;
+static int plain, seccomp_raw, aio_raw, aio_inflight, with_kid, strict;
+static int strict_pipe[2];
+static pthread_t strict_thread;
 static pthread_barrier_t step_start, step_checked;
 static volatile int step, finished;
 static int rt1, rt2; /* SIGRTMIN+1 (process), SIGRTMIN+2 (t1) */
@@ -115,8 +122,14 @@ static long raw_syscall3(long n, long a, long b, long c)
 	return r;
 }
 
+static int show_all; /* ATTRS_SHOW_ALL: every difference on stderr, not only the first */
+
 #define CHECK(t, cond, ...)                                                                   \
 	do {                                                                                      \
+		if (!(cond) && show_all) {                                                            \
+			fprintf(stderr, __VA_ARGS__);                                                     \
+			fputc('\n', stderr);                                                              \
+		}                                                                                     \
 		if (!(cond) && !(t)->fail[0])                                                         \
 			snprintf((t)->fail, sizeof (t)->fail, __VA_ARGS__);                               \
 	} while (0)
@@ -178,6 +191,9 @@ static void set_own(struct tstate *t)
 			prctl(PR_MCE_KILL, PR_MCE_KILL_SET, t->mce, 0, 0);
 		prctl(PR_SET_PDEATHSIG, t->pdeath, 0, 0, 0);
 		prctl(PR_SET_TSC, t->tsc, 0, 0, 0);
+		/* where the CPU can make cpuid fault (ARCH_SET_CPUID); elsewhere it stays as it is */
+		if (t->cpuid_faults)
+			syscall(SYS_arch_prctl, ARCH_SET_CPUID, 0);
 	}
 	t->tid = (int)syscall(SYS_gettid);
 }
@@ -195,6 +211,7 @@ static void observe_own(struct tstate *t)
 	t->got_pdeath = -1;
 	prctl(PR_GET_PDEATHSIG, &t->got_pdeath, 0, 0, 0);
 	t->filters = seccomp_filters();
+	t->got_cpuid = (int)syscall(SYS_arch_prctl, ARCH_GET_CPUID, 0);
 }
 
 static void check_own(struct tstate *t)
@@ -226,6 +243,8 @@ static void check_own(struct tstate *t)
 	CHECK(t, tsc == t->got_tsc, "%s's PR_GET_TSC is %d, not %d", t->name, tsc, t->got_tsc);
 	prctl(PR_GET_PDEATHSIG, &pd, 0, 0, 0);
 	CHECK(t, pd == t->got_pdeath, "%s's parent-death signal is %d, not %d", t->name, pd, t->got_pdeath);
+	int cpuid = (int)syscall(SYS_arch_prctl, ARCH_GET_CPUID, 0);
+	CHECK(t, cpuid == t->got_cpuid, "%s's ARCH_GET_CPUID is %d, not %d", t->name, cpuid, t->got_cpuid);
 	if (plain)
 		return;
 	int f = seccomp_filters();
@@ -291,6 +310,22 @@ static void *thread_main(void *arg)
 		check_own(t);
 		pthread_barrier_wait(&step_checked);
 	}
+}
+
+/* In strict mode a thread may only read, write and exit (not through
+ * glibc's pthread_exit, which needs more). */
+static void *strict_main(void *arg)
+{
+	(void)arg;
+	char c;
+	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_STRICT, 0, 0, 0) != 0) {
+		say("FAIL PR_SET_SECCOMP, SECCOMP_MODE_STRICT: %s", strerror(errno));
+		return 0;
+	}
+	if (read(strict_pipe[0], &c, 1) != 1)
+		raw_syscall3(SYS_write, 1, (long)"FAIL the strict thread's read failed\n", 36);
+	raw_syscall3(SYS_exit, 0, 0, 0);
+	return 0;
 }
 
 /* ---- per process ---- */
@@ -625,8 +660,10 @@ int main(int argc, char **argv)
 			aio_inflight = 1;
 		else if (!strcmp(argv[i], "--kid"))
 			with_kid = 1;
+		else if (!strcmp(argv[i], "--strict"))
+			strict = 1;
 		else {
-			fprintf(stderr, "usage: attrs [--steps S] [--rt] [--plain] [--kid] [--seccomp-raw] [--aio-raw] [--aio-inflight]\n");
+			fprintf(stderr, "usage: attrs [--steps S] [--rt] [--plain] [--kid] [--seccomp-raw] [--aio-raw] [--aio-inflight] [--strict]\n");
 			return 2;
 		}
 	}
@@ -634,6 +671,7 @@ int main(int argc, char **argv)
 		threads[2].policy = SCHED_FIFO;
 		threads[2].prio = 3;
 	}
+	show_all = getenv("ATTRS_SHOW_ALL") != 0;
 	say("attrs: start");
 	setup_process();
 	pthread_barrier_init(&step_start, 0, 3);
@@ -645,6 +683,8 @@ int main(int argc, char **argv)
 	set_own(&threads[0]);
 	pthread_barrier_wait(&step_start);
 	setup_late();
+	if (strict && (pipe(strict_pipe) != 0 || pthread_create(&strict_thread, 0, strict_main, 0) != 0))
+		die("the strict thread");
 	pthread_barrier_wait(&step_checked);
 	observe_own(&threads[0]);
 	pthread_barrier_wait(&step_start);
@@ -655,9 +695,9 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		if (getenv("ATTRS_SHOW"))
-			fprintf(stderr, "%s tid %d: policy %u nice %d prio %u flags %#llx cpus %d ioprio %#lx slack %ld mce %ld tsc %d pdeath %d filters %d\n",
+			fprintf(stderr, "%s tid %d: policy %u nice %d prio %u flags %#llx cpus %d ioprio %#lx slack %ld mce %ld tsc %d pdeath %d filters %d cpuid %d\n",
 				t->name, t->tid, t->sa.policy, t->sa.nice, t->sa.priority, (unsigned long long)t->sa.flags,
-				CPU_COUNT(&t->cpus), t->got_ioprio, t->got_slack, t->got_mce, t->got_tsc, t->got_pdeath, t->filters);
+				CPU_COUNT(&t->cpus), t->got_ioprio, t->got_slack, t->got_mce, t->got_tsc, t->got_pdeath, t->filters, t->got_cpuid);
 	}
 	for (int s = 1; s <= steps; s++) {
 		step = s;
@@ -686,6 +726,10 @@ int main(int argc, char **argv)
 	if (with_kid) {
 		kill(kid, SIGKILL);
 		waitpid(kid, 0, 0);
+	}
+	if (strict) {
+		if (write(strict_pipe[1], "x", 1) != 1 || pthread_join(strict_thread, 0) != 0)
+			die("the strict thread did not end");
 	}
 	say("done");
 	return 0;

@@ -327,11 +327,12 @@ CK_HIDDEN void ck_aio_check(struct ck_image *img)
 	for (uint32_t i = 0; i < img->attrs.naio; i++) {
 		const struct ck_img_aio *a = &img->attrs.aio[i];
 		aio_context_t ctx = 0;
-		if (syscall(SYS_io_setup, a->nr_events, &ctx) != 0)
+		long r = CK_SYS2(SYS_io_setup, a->nr_events, &ctx);
+		if (r < 0)
 			ck_refuse("image %s: cannot create AIO context %#llx again (io_setup of %u events): %s; see "
-				  "/proc/sys/fs/aio-max-nr", img->path, (unsigned long long)a->ctx, a->nr_events, strerror(errno));
+				  "/proc/sys/fs/aio-max-nr", img->path, (unsigned long long)a->ctx, a->nr_events, ck_errno_name(r));
 		uint32_t nr = ((const struct aio_ring_hdr *)ctx)->nr;
-		syscall(SYS_io_destroy, ctx);
+		CK_SYS1(SYS_io_destroy, ctx);
 		if (nr != a->nr)
 			ck_refuse("image %s: AIO context %#llx had a ring of %u completions, and io_setup of %u events makes one "
 				  "of %u here (the kernel sizes it by the number of CPUs): restart it on a machine like the "

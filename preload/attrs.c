@@ -38,6 +38,13 @@
 #define IOPRIO_WHO_PROCESS 1
 #define IOPRIO_CLASS(v) (((v) >> 13) & 7)
 #define IOPRIO_CLASS_RT 1
+#define ARCH_GET_CPUID 0x1011
+#define ARCH_SET_CPUID 0x1012
+#define ARCH_GET_XCOMP_PERM 0x1022
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define ARCH_GET_UNTAG_MASK 0x4001
+#define ARCH_SHSTK_STATUS 0x5005
+#define XFEATURES_DYNAMIC_FIRST 17 /* XTILECFG/XTILEDATA and later are asked for, not given */
 #define CAP_SYS_ADMIN_BIT 21
 #define CAP_SYS_NICE_BIT 23
 
@@ -89,6 +96,10 @@ CK_HIDDEN void ck_thread_attrs_capture(struct ck_thread_attrs *a)
 	ck_prctl(PR_GET_TSC, (long)&a->tsc, 0, 0, 0);
 	a->pdeathsig = 0;
 	ck_prctl(PR_GET_PDEATHSIG, (long)&a->pdeathsig, 0, 0, 0);
+	a->cpuid = ck_arch_prctl(ARCH_GET_CPUID, 0) != 0; /* an error: the CPU cannot make it fault */
+	uint64_t shstk = 0;
+	if (ck_arch_prctl(ARCH_SHSTK_STATUS, (unsigned long)&shstk) == 0 && shstk)
+		refuse_later("a thread has a shadow stack (ARCH_SHSTK_ENABLE), which ckrun cannot give back", 0, 0, 0);
 	/* a core-scheduling cookie names a group of tasks no restart can join again */
 	uint64_t cookie = 0;
 	if (ck_prctl(PR_SCHED_CORE, PR_SCHED_CORE_GET, 0, 0 /* PIDTYPE_PID */, (long)&cookie) == 0 && cookie)
@@ -123,7 +134,7 @@ CK_HIDDEN void ck_proc_attrs_capture(void)
 	ck_prctl(PR_GET_CHILD_SUBREAPER, (long)&a->child_subreaper, 0, 0, 0);
 	a->membarrier = CK_SYS3(SYS_membarrier, MEMBARRIER_GET_REGISTRATIONS, 0, 0);
 	if (a->membarrier < 0) {
-		/* an older kernel cannot tell: registrations are refused rather than lost */
+		/* a kernel before 6.3 cannot tell: nothing is registered again (README) */
 		a->membarrier = 0;
 	} else if (a->membarrier & ~(long)MEMBARRIER_REGISTRATIONS) {
 		refuse_later("the process has membarrier registrations ", "", a->membarrier, " this ckrun does not know");
@@ -136,6 +147,12 @@ CK_HIDDEN void ck_proc_attrs_capture(void)
 	a->memory_merge = ck_prctl(PR_GET_MEMORY_MERGE, 0, 0, 0, 0);
 	if (a->memory_merge < 0)
 		a->memory_merge = 0;
+	a->xcomp_perm = 0;
+	ck_arch_prctl(ARCH_GET_XCOMP_PERM, (unsigned long)&a->xcomp_perm);
+	uint64_t untag = ~0ULL;
+	if (ck_arch_prctl(ARCH_GET_UNTAG_MASK, (unsigned long)&untag) == 0 && untag != ~0ULL)
+		refuse_later("the process uses linear address masking (ARCH_ENABLE_TAGGED_ADDR), which ckrun cannot give back",
+			     0, 0, 0);
 	ck_seccomp_capture();
 	char why[256];
 	if (!ck_aio_capture(why, sizeof why))
@@ -149,7 +166,7 @@ CK_HIDDEN void ck_thread_attrs_save(struct cb_enc *e, const struct ck_thread_att
 	const struct ck_sched *s = &a->core.sched;
 	int deadline = s->policy == SCHED_DEADLINE, clamp = s->util_min || (s->util_max && s->util_max != 1024);
 	cb_text(e, "attrs");
-	cb_map(e, (uint64_t)(11 + 3 * deadline + 2 * clamp));
+	cb_map(e, (uint64_t)(12 + 3 * deadline + 2 * clamp));
 	cb_kv_uint(e, "policy", s->policy);
 	cb_kv_int(e, "nice", s->nice);
 	cb_kv_uint(e, "priority", s->priority);
@@ -172,6 +189,7 @@ CK_HIDDEN void ck_thread_attrs_save(struct cb_enc *e, const struct ck_thread_att
 	cb_kv_int(e, "mce_kill", a->mce_kill);
 	cb_kv_int(e, "tsc", a->tsc);
 	cb_kv_int(e, "pdeathsig", a->pdeathsig);
+	cb_kv_bool(e, "cpuid", a->cpuid);
 	cb_text(e, "seccomp");
 	if (a->seccomp_node >= 0)
 		cb_uint(e, (uint64_t)a->seccomp_node);
@@ -190,13 +208,14 @@ CK_HIDDEN void ck_proc_attrs_save(struct ck_writer *w)
 		ck_str_add(&d, capture_refusal);
 	}
 	cb_text(e, "attrs");
-	cb_map(e, 6);
+	cb_map(e, 7);
 	cb_kv_int(e, "oom_score_adj", a->oom_score_adj);
 	cb_kv_uint(e, "thp_disable", (uint64_t)a->thp_disable);
 	cb_kv_bool(e, "child_subreaper", a->child_subreaper != 0);
 	cb_kv_uint(e, "membarrier", (uint64_t)a->membarrier);
 	cb_kv_uint(e, "mdwe", (uint64_t)a->mdwe);
 	cb_kv_uint(e, "memory_merge", (uint64_t)a->memory_merge);
+	cb_kv_uint(e, "xcomp_perm", a->xcomp_perm);
 	ck_seccomp_save(w);
 	ck_aio_save(e);
 }
@@ -225,8 +244,9 @@ static void restored_prctl(int op, long a, long b, const char *what)
 		restored_fail(what, r);
 }
 
-/* What the thread may set itself, without privilege. PR_SET_TSC last: a
- * thread whose reads of the time-stamp counter fault must not read it. */
+/* What the thread may set itself, without privilege. PR_SET_TSC and
+ * ARCH_SET_CPUID last: a thread whose reads of the time-stamp counter or
+ * cpuid fault must not use them. */
 CK_HIDDEN void ck_thread_attrs_after_restore(const struct ck_thread_attrs *a)
 {
 	if (!a->core.have)
@@ -241,6 +261,9 @@ CK_HIDDEN void ck_thread_attrs_after_restore(const struct ck_thread_attrs *a)
 	restored_prctl(PR_SET_PDEATHSIG, a->pdeathsig, 0, "setting the thread's parent-death signal failed");
 	if (a->tsc == PR_TSC_SIGSEGV)
 		restored_prctl(PR_SET_TSC, a->tsc, 0, "setting the thread's PR_SET_TSC failed");
+	long r;
+	if (!a->cpuid && (r = ck_arch_prctl(ARCH_SET_CPUID, 0)) < 0)
+		restored_fail("making the cpuid instruction fault in the thread (ARCH_SET_CPUID) failed", r);
 }
 
 /* The restored leader, when everything else is back: what restricts what
@@ -361,6 +384,8 @@ CK_HIDDEN int ck_proc_attrs_parse(struct cb_dec *d, const char *k, size_t kl, st
 		} else if (cbd_key_is(ak, akl, "memory_merge")) {
 			ok = cbd_uint_max(d, 1, &u);
 			a->memory_merge = (long)u;
+		} else if (cbd_key_is(ak, akl, "xcomp_perm")) {
+			ok = cbd_uint(d, &a->xcomp_perm);
 		} else {
 			ok = cbd_skip(d);
 		}
@@ -570,6 +595,12 @@ static void check_process(const struct ck_image *img)
 			ck_refuse("image %s is of a process with PR_SET_MEMORY_MERGE (KSM for all its memory), which this "
 				  "restart cannot set: %s", img->path, ck_errno_name(r));
 	}
+	uint64_t perm = 0;
+	ck_arch_prctl(ARCH_GET_XCOMP_PERM, (unsigned long)&perm);
+	uint64_t missing = a->xcomp_perm & ~perm;
+	if (missing & ((1ULL << XFEATURES_DYNAMIC_FIRST) - 1))
+		ck_refuse("image %s is of a process that used XSAVE features %#llx this CPU lacks: restart it on a machine "
+			  "like the one it ran on", img->path, (unsigned long long)(missing & ((1ULL << XFEATURES_DYNAMIC_FIRST) - 1)));
 	if (img->attrs.seccomp_filters && !img->creds.no_new_privs && !((img->creds.cap_eff >> CAP_SYS_ADMIN_BIT) & 1))
 		ck_refuse("image %s is of a process with seccomp filters but neither no_new_privs nor CAP_SYS_ADMIN, "
 			  "without which no filter can be installed: the image is damaged", img->path);
@@ -603,6 +634,13 @@ CK_HIDDEN void ck_attrs_restore(struct ck_image *img)
 			ck_refuse("cannot register the process for membarrier command %ld again: %s", bit, ck_errno_name(r));
 	if (a->memory_merge && ck_prctl(PR_SET_MEMORY_MERGE, 1, 0, 0, 0) < 0)
 		ck_refuse("cannot set PR_SET_MEMORY_MERGE: %s", strerror(errno));
+	/* AMX and later features: the permission the program asked for, asked for again */
+	uint64_t perm = 0;
+	ck_arch_prctl(ARCH_GET_XCOMP_PERM, (unsigned long)&perm);
+	for (int f = XFEATURES_DYNAMIC_FIRST; f < 64; f++)
+		if (((a->xcomp_perm & ~perm) >> f) & 1 && (r = (int)ck_arch_prctl(ARCH_REQ_XCOMP_PERM, (unsigned long)f)) < 0)
+			ck_refuse("cannot give the process the permission for XSAVE feature %d (ARCH_REQ_XCOMP_PERM) again: %s", f,
+				  ck_errno_name(r));
 }
 
 /* ---- the restore core: each thread, before its credentials ---- */

@@ -48,6 +48,7 @@ struct ck_thread_attrs {
 	struct ck_core_attrs core;
 	long timerslack, mce_kill;
 	int tsc, pdeathsig;
+	int cpuid;              /* ARCH_GET_CPUID: 0 when the cpuid instruction faults */
 	int seccomp_node;       /* the thread's newest seccomp filter (seccomp.c), -1: none */
 	int sigq_first;         /* its own queued signals: a list in signals.c's siginfo pool, -1: none */
 	uint64_t sigq_mask;     /* the numbers of those signals */
@@ -61,6 +62,7 @@ struct ck_proc_attrs {
 	long membarrier;   /* MEMBARRIER_CMD_GET_REGISTRATIONS */
 	long mdwe;         /* PR_GET_MDWE */
 	long memory_merge; /* PR_GET_MEMORY_MERGE */
+	uint64_t xcomp_perm; /* ARCH_GET_XCOMP_PERM: the XSAVE features the process may use (AMX asks for them) */
 };
 
 /* An AIO context (io_setup) as the restore host reads it from the image. */

@@ -136,6 +136,9 @@ CK_HIDDEN void ck_image_release(struct ck_image *img)
 	free(img->threads);
 	free(img->children);
 	free(img->actions);
+	for (uint32_t i = 0; img->attrs.aio && i < img->attrs.naio; i++)
+		free(img->attrs.aio[i].events);
+	free(img->attrs.aio);
 	free((char *)img->exe);
 	free((char *)img->cwd);
 	free((char *)img->kernel);

@@ -78,17 +78,20 @@ static void drop_lock(void)
 	__atomic_store_n(&lock, 0, __ATOMIC_RELEASE);
 }
 
-/* A line's number in /proc/self/task/TID/status ("Seccomp_filters:"), or -1. */
-static long status_number(int tid, const char *field, int hex)
+static long read_status(int tid, char *buf, size_t cap)
 {
-	char path[64], buf[4096];
+	char path[64];
 	struct ck_str p;
 	ck_str_init(&p, path, sizeof path);
 	ck_str_add(&p, "/proc/self/task/");
 	ck_str_dec(&p, tid);
 	ck_str_add(&p, "/status");
-	if (ck_read_file(path, buf, sizeof buf) <= 0)
-		return -1;
+	return ck_read_file(path, buf, cap);
+}
+
+/* A line's number in /proc/.../status text ("Seccomp_filters:"), or -1. */
+static long status_number(const char *buf, const char *field, int hex)
+{
 	size_t fl = ck_strlen(field);
 	for (const char *q = buf; *q;) {
 		if (ck_strneq(q, field, fl)) {
@@ -202,8 +205,9 @@ static void sync_all_threads(int node)
 static void record(uint32_t flags, const struct sock_fprog *prog)
 {
 	int tid = (int)ck_gettid();
+	char st[4096];
 	take_lock();
-	long depth = status_number(tid, "Seccomp_filters:", 0);
+	long depth = read_status(tid, st, sizeof st) > 0 ? status_number(st, "Seccomp_filters:", 0) : -1;
 	int n = nfilters;
 	uint32_t words = prog ? prog->len : 0;
 	if (n == MAX_FILTERS || depth < 1 || pool_used + words > sizeof pool / sizeof pool[0]) {
@@ -395,9 +399,12 @@ CK_HIDDEN void ck_seccomp_capture(void)
 	int any = 0;
 	for (int t = 0; t < ck_nthreads; t++) {
 		struct ck_thread *th = &ck_threads[t];
+		static char st[4096];
 		th->attrs.seccomp_node = -1;
-		long mode = status_number(th->tid, "Seccomp:", 0);
-		long count = status_number(th->tid, "Seccomp_filters:", 0);
+		if (read_status(th->tid, st, sizeof st) <= 0)
+			continue; /* it has exited */
+		long mode = status_number(st, "Seccomp:", 0);
+		long count = status_number(st, "Seccomp_filters:", 0);
 		if (mode == SECCOMP_MODE_STRICT) {
 			refuse("thread ", th->tid, " is in seccomp strict mode, which ckrun cannot checkpoint");
 			return;
@@ -418,8 +425,7 @@ CK_HIDDEN void ck_seccomp_capture(void)
 							   "(SECCOMP_FILTER_FLAG_NEW_LISTENER), which ckrun cannot give back");
 				return;
 			}
-		if (status_number(th->tid, "NoNewPrivs:", 0) != 1 &&
-		    !((status_number(th->tid, "CapEff:", 1) >> 21 /* CAP_SYS_ADMIN */) & 1)) {
+		if (status_number(st, "NoNewPrivs:", 0) != 1 && !((status_number(st, "CapEff:", 1) >> 21 /* CAP_SYS_ADMIN */) & 1)) {
 			refuse("thread ", th->tid, " holds seccomp filters, has no_new_privs off and no longer has the "
 						   "CAP_SYS_ADMIN it installed them with: no restart could install them again");
 			return;

@@ -18,6 +18,9 @@
  *    regions and lifts the marks for the moment of the fork.
  *  - inotify_add_watch: the path of each watch is recorded for the
  *    checkpoint, which cannot always find it from the kernel (events.c).
+ *  - prctl (PR_SET_SECCOMP), and syscall() (syscalls.c) for seccomp and
+ *    the AIO calls: seccomp filters and AIO contexts are recorded, which
+ *    the kernel does not show (seccomp.c, aio.c).
  * Each wrapper does one comparison on its fast path. */
 #define _GNU_SOURCE
 #include <dlfcn.h>

@@ -73,6 +73,7 @@ function threadOther(a: CborMap, seccomp: number | undefined): string {
   const mce = asNumber(a['mce_kill']);
   if (mce === 0 || mce === 1) parts.push(`MCE kill ${mce === 1 ? 'early' : 'late'}`);
   if (asNumber(a['tsc']) === 2) parts.push('TSC reads fault');
+  if (a['cpuid'] === false) parts.push('cpuid faults');
   const pd = asNumber(a['pdeathsig']) ?? 0;
   if (pd) parts.push(`pdeathsig ${signalName(pd)}`);
   if (seccomp !== undefined) parts.push(`seccomp filter ${seccomp}`);

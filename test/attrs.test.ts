@@ -92,11 +92,12 @@ test('what no restart could give back fails the checkpoint, naming it; the progr
     ['--seccomp-raw', /thread \d+ holds seccomp filters ckrun did not see installed \(.*system call instruction of its own/],
     ['--aio-raw', /AIO context 0x[0-9a-f]+ was created behind libc's back/],
     ['--aio-inflight', /AIO context 0x[0-9a-f]+ has requests in flight \(submitted, not completed within 1 s\)/],
+    ['--plain --strict', /thread \d+ blocks ckrun's signal 63: it is in seccomp strict mode \(SECCOMP_MODE_STRICT\)/],
   ] as const) {
     const scope = new Scope('attrs-refused');
     try {
       const ckpt = scope.ckptDir();
-      const s = scope.launch({ dir: ckpt, program: exampleProgram('attrs', ['--steps', '40', mode]), label: `ckrun attrs ${mode}` });
+      const s = scope.launch({ dir: ckpt, program: exampleProgram('attrs', ['--steps', '40', ...mode.split(' ')]), label: `ckrun attrs ${mode}` });
       await s.waitForStep(3);
       const r = await ckrun(['checkpoint', '--dir', ckpt]);
       assert.is(r.code, 1, `${mode}: ${r.describe()}`);
