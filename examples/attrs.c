@@ -5,13 +5,14 @@
  *
  *   attrs [--steps S] [--rt] [--plain] [--kid] [--seccomp-raw] [--aio-raw] [--aio-inflight] [--strict]
  *
- * Per process: oom_score_adj, PR_SET_THP_DISABLE, the child-subreaper flag,
+ * Per process: oom_score_adj, coredump_filter, PR_SET_THP_DISABLE, the child-subreaper flag,
  * dumpable 0, no_new_privs, membarrier registration, PR_SET_MDWE,
  * PR_SET_MEMORY_MERGE, an AIO context (io_setup) with one completion
  * left unreaped at every step, two zombie children (one exited with status
  * 42, one killed by SIGTERM), /proc/PID/maps and /proc/self/status open,
  * and pending signals: SIGUSR1 from kill() and three queued real-time
- * signals with values, in order. Per thread (main, t1, u2): name,
+ * signals with values, in order. Per thread (main, t1, u2): name, %gs
+ * base (main),
  * scheduling policy, nice, real-time priority, SCHED_RESET_ON_FORK, CPU
  * affinity, I/O priority, timer slack, PR_MCE_KILL, PR_SET_TSC,
  * ARCH_SET_CPUID (where the CPU can make cpuid fault), the
@@ -69,6 +70,8 @@
 #endif
 #define IOPRIO_WHO_PROCESS 1
 #define SCHED_FLAG_RESET_ON_FORK 0x01
+#define ARCH_SET_GS 0x1001
+#define ARCH_GET_GS 0x1004
 #define ARCH_GET_CPUID 0x1011
 #define ARCH_SET_CPUID 0x1012
 #define IOPRIO(cls, lvl) (((cls) << 13) | (lvl))
@@ -350,6 +353,8 @@ static void write_file(const char *path, const char *text)
 	close(fd);
 }
 
+static uint64_t gs_target[4]; /* the main thread's %gs points here */
+
 static int read_int_file(const char *path)
 {
 	char buf[64] = "";
@@ -477,6 +482,9 @@ static void setup_process(void)
 	if (plain)
 		return;
 	write_file("/proc/self/oom_score_adj", "345");
+	write_file("/proc/self/coredump_filter", "0x3f");
+	if (syscall(SYS_arch_prctl, ARCH_SET_GS, (unsigned long)gs_target) != 0)
+		die("ARCH_SET_GS");
 	if (prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) != 0)
 		die("PR_SET_THP_DISABLE");
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0)
@@ -543,6 +551,17 @@ static void check_process(void)
 		return;
 	int v = read_int_file("/proc/self/oom_score_adj");
 	CHECK(t, v == 345, "oom_score_adj is %d, not 345", v);
+	char cf[32] = "";
+	int cfd = open("/proc/self/coredump_filter", O_RDONLY);
+	if (cfd >= 0) {
+		ssize_t cn = read(cfd, cf, sizeof cf - 1);
+		cf[cn > 0 ? cn : 0] = 0;
+		close(cfd);
+	}
+	CHECK(t, strtoul(cf, 0, 16) == 0x3f, "coredump_filter is %s, not 0x3f", cf);
+	unsigned long gs = 0;
+	syscall(SYS_arch_prctl, ARCH_GET_GS, &gs);
+	CHECK(t, gs == (unsigned long)gs_target, "the main thread's %%gs base is %#lx, not %p", gs, (void *)gs_target);
 	CHECK(t, prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0) == 1, "PR_GET_THP_DISABLE is %d, not 1", prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0));
 	int sub = -1;
 	prctl(PR_GET_CHILD_SUBREAPER, &sub, 0, 0, 0);

@@ -38,6 +38,8 @@
 #define IOPRIO_WHO_PROCESS 1
 #define IOPRIO_CLASS(v) (((v) >> 13) & 7)
 #define IOPRIO_CLASS_RT 1
+#define ARCH_SET_GS 0x1001
+#define ARCH_GET_GS 0x1004
 #define ARCH_GET_CPUID 0x1011
 #define ARCH_SET_CPUID 0x1012
 #define ARCH_GET_XCOMP_PERM 0x1022
@@ -97,6 +99,8 @@ CK_HIDDEN void ck_thread_attrs_capture(struct ck_thread_attrs *a)
 	a->pdeathsig = 0;
 	ck_prctl(PR_GET_PDEATHSIG, (long)&a->pdeathsig, 0, 0, 0);
 	a->cpuid = ck_arch_prctl(ARCH_GET_CPUID, 0) != 0; /* an error: the CPU cannot make it fault */
+	a->gs_base = 0;
+	ck_arch_prctl(ARCH_GET_GS, (unsigned long)&a->gs_base);
 	uint64_t shstk = 0;
 	if (ck_arch_prctl(ARCH_SHSTK_STATUS, (unsigned long)&shstk) == 0 && shstk)
 		refuse_later("a thread has a shadow stack (ARCH_SHSTK_ENABLE), which ckrun cannot give back", 0, 0, 0);
@@ -125,6 +129,11 @@ CK_HIDDEN void ck_proc_attrs_capture(void)
 	struct ck_proc_attrs *a = &proc_attrs;
 	capture_refusal[0] = 0;
 	a->oom_score_adj = (int)read_signed_file("/proc/self/oom_score_adj", 0);
+	char cf[32];
+	const char *q = cf;
+	a->coredump_filter = 0x33; /* the kernel's default */
+	if (ck_read_file("/proc/self/coredump_filter", cf, sizeof cf) > 0)
+		ck_parse_hex(&q, &a->coredump_filter);
 	a->thp_disable = (int)ck_prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0);
 	if (a->thp_disable < 0)
 		a->thp_disable = 0;
@@ -166,7 +175,7 @@ CK_HIDDEN void ck_thread_attrs_save(struct cb_enc *e, const struct ck_thread_att
 	const struct ck_sched *s = &a->core.sched;
 	int deadline = s->policy == SCHED_DEADLINE, clamp = s->util_min || (s->util_max && s->util_max != 1024);
 	cb_text(e, "attrs");
-	cb_map(e, (uint64_t)(12 + 3 * deadline + 2 * clamp));
+	cb_map(e, (uint64_t)(13 + 3 * deadline + 2 * clamp));
 	cb_kv_uint(e, "policy", s->policy);
 	cb_kv_int(e, "nice", s->nice);
 	cb_kv_uint(e, "priority", s->priority);
@@ -190,6 +199,7 @@ CK_HIDDEN void ck_thread_attrs_save(struct cb_enc *e, const struct ck_thread_att
 	cb_kv_int(e, "tsc", a->tsc);
 	cb_kv_int(e, "pdeathsig", a->pdeathsig);
 	cb_kv_bool(e, "cpuid", a->cpuid);
+	cb_kv_uint(e, "gs_base", a->gs_base);
 	cb_text(e, "seccomp");
 	if (a->seccomp_node >= 0)
 		cb_uint(e, (uint64_t)a->seccomp_node);
@@ -208,8 +218,9 @@ CK_HIDDEN void ck_proc_attrs_save(struct ck_writer *w)
 		ck_str_add(&d, capture_refusal);
 	}
 	cb_text(e, "attrs");
-	cb_map(e, 7);
+	cb_map(e, 8);
 	cb_kv_int(e, "oom_score_adj", a->oom_score_adj);
+	cb_kv_uint(e, "coredump_filter", a->coredump_filter);
 	cb_kv_uint(e, "thp_disable", (uint64_t)a->thp_disable);
 	cb_kv_bool(e, "child_subreaper", a->child_subreaper != 0);
 	cb_kv_uint(e, "membarrier", (uint64_t)a->membarrier);
@@ -251,6 +262,9 @@ CK_HIDDEN void ck_thread_attrs_after_restore(const struct ck_thread_attrs *a)
 {
 	if (!a->core.have)
 		return;
+	long r;
+	if (a->gs_base && (r = ck_arch_prctl(ARCH_SET_GS, a->gs_base)) < 0)
+		restored_fail("setting the thread's %gs base failed", r);
 	/* an RT thread's slack is 0 and cannot be set; 0 would mean "the default" */
 	if (a->timerslack > 0)
 		restored_prctl(PR_SET_TIMERSLACK, a->timerslack, 0, "setting the thread's timer slack failed");
@@ -261,7 +275,6 @@ CK_HIDDEN void ck_thread_attrs_after_restore(const struct ck_thread_attrs *a)
 	restored_prctl(PR_SET_PDEATHSIG, a->pdeathsig, 0, "setting the thread's parent-death signal failed");
 	if (a->tsc == PR_TSC_SIGSEGV)
 		restored_prctl(PR_SET_TSC, a->tsc, 0, "setting the thread's PR_SET_TSC failed");
-	long r;
 	if (!a->cpuid && (r = ck_arch_prctl(ARCH_SET_CPUID, 0)) < 0)
 		restored_fail("making the cpuid instruction fault in the thread (ARCH_SET_CPUID) failed", r);
 }
@@ -386,6 +399,9 @@ CK_HIDDEN int ck_proc_attrs_parse(struct cb_dec *d, const char *k, size_t kl, st
 			a->memory_merge = (long)u;
 		} else if (cbd_key_is(ak, akl, "xcomp_perm")) {
 			ok = cbd_uint(d, &a->xcomp_perm);
+		} else if (cbd_key_is(ak, akl, "coredump_filter")) {
+			ok = cbd_uint_max(d, 0x1ff, &a->coredump_filter);
+			img->attrs.has_coredump_filter = 1;
 		} else {
 			ok = cbd_skip(d);
 		}
@@ -559,6 +575,18 @@ static int write_oom_score_adj(int v)
 	return r;
 }
 
+static int write_coredump_filter(uint64_t v)
+{
+	char buf[24];
+	int n = snprintf(buf, sizeof buf, "%#llx", (unsigned long long)v);
+	int fd = open("/proc/self/coredump_filter", O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int r = write(fd, buf, (size_t)n) == n ? 0 : -errno;
+	close(fd);
+	return r;
+}
+
 /* A value below the lowest one a process of this restart was ever given
  * (oom_score_adj_min) needs CAP_SYS_RESOURCE: tried, and taken back. */
 static void check_oom_score_adj(const struct ck_image *img)
@@ -627,6 +655,9 @@ CK_HIDDEN void ck_attrs_restore(struct ck_image *img)
 	int r = write_oom_score_adj(a->oom_score_adj);
 	if (r < 0)
 		ck_refuse("cannot set oom_score_adj to %d: %s", a->oom_score_adj, ck_errno_name(r));
+	if (img->attrs.has_coredump_filter && (r = write_coredump_filter(a->coredump_filter)) < 0)
+		ck_refuse("cannot set /proc/self/coredump_filter to %#llx: %s", (unsigned long long)a->coredump_filter,
+			  ck_errno_name(r));
 	if (prctl(PR_SET_THP_DISABLE, a->thp_disable, 0, 0, 0) != 0)
 		ck_refuse("cannot set PR_SET_THP_DISABLE to %d: %s", a->thp_disable, strerror(errno));
 	for (long bit = 4; bit <= 256; bit <<= 2)

@@ -49,6 +49,7 @@ struct ck_thread_attrs {
 	long timerslack, mce_kill;
 	int tsc, pdeathsig;
 	int cpuid;              /* ARCH_GET_CPUID: 0 when the cpuid instruction faults */
+	uint64_t gs_base;       /* ARCH_GET_GS: a program's own thread pointer in %gs (glibc uses %fs) */
 	int seccomp_node;       /* the thread's newest seccomp filter (seccomp.c), -1: none */
 	int sigq_first;         /* its own queued signals: a list in signals.c's siginfo pool, -1: none */
 	uint64_t sigq_mask;     /* the numbers of those signals */
@@ -63,6 +64,7 @@ struct ck_proc_attrs {
 	long mdwe;         /* PR_GET_MDWE */
 	long memory_merge; /* PR_GET_MEMORY_MERGE */
 	uint64_t xcomp_perm; /* ARCH_GET_XCOMP_PERM: the XSAVE features the process may use (AMX asks for them) */
+	uint64_t coredump_filter; /* /proc/self/coredump_filter */
 };
 
 /* An AIO context (io_setup) as the restore host reads it from the image. */
@@ -82,6 +84,7 @@ struct ck_img_aio {
 struct ck_img_attrs {
 	int have;
 	struct ck_proc_attrs p;
+	int has_coredump_filter;
 	int seccomp_filters; /* how many filters the image's threads hold */
 	struct ck_img_aio *aio;
 	uint32_t naio;

@@ -269,7 +269,11 @@ static void seccomp_after(long nr, const long *a, long r)
 			__atomic_compare_exchange_n(&strict_tids[i], &tid, 0, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
 		return;
 	}
-	if (r != 0 || !is_filter(nr, a))
+	if (!is_filter(nr, a))
+		return;
+	/* success: 0, or a listener's descriptor (SECCOMP_FILTER_FLAG_NEW_LISTENER) */
+	int listener = nr == SYS_seccomp && (a[1] & SECCOMP_FILTER_FLAG_NEW_LISTENER);
+	if (listener ? r < 0 : r != 0)
 		return;
 	if (nr == SYS_seccomp)
 		record((uint32_t)a[1], (const struct sock_fprog *)a[2]);

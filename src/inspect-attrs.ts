@@ -74,6 +74,8 @@ function threadOther(a: CborMap, seccomp: number | undefined): string {
   if (mce === 0 || mce === 1) parts.push(`MCE kill ${mce === 1 ? 'early' : 'late'}`);
   if (asNumber(a['tsc']) === 2) parts.push('TSC reads fault');
   if (a['cpuid'] === false) parts.push('cpuid faults');
+  const gs = asBigInt(a['gs_base']) ?? 0n;
+  if (gs) parts.push(`%gs base 0x${gs.toString(16)}`);
   const pd = asNumber(a['pdeathsig']) ?? 0;
   if (pd) parts.push(`pdeathsig ${signalName(pd)}`);
   if (seccomp !== undefined) parts.push(`seccomp filter ${seccomp}`);
@@ -88,6 +90,8 @@ function table(headers: string[], rows: string[][]): string {
 
 function processLine(p: CborMap): string {
   const parts = [`oom_score_adj ${asNumber(p['oom_score_adj']) ?? 0}`];
+  const cf = asNumber(p['coredump_filter']);
+  if (cf !== undefined && cf !== 0x33) parts.push(`coredump_filter 0x${cf.toString(16)}`);
   if (asNumber(p['thp_disable'])) parts.push('THP disabled');
   if (p['child_subreaper'] === true) parts.push('child subreaper');
   const mb = asNumber(p['membarrier']) ?? 0;
