@@ -4,6 +4,7 @@
  * at every step.
  *
  *   attrs [--steps S] [--rt] [--plain] [--kid] [--seccomp-raw] [--aio-raw] [--aio-inflight] [--strict]
+ *         [--keep-dumpable]
  *
  * Per process: oom_score_adj, coredump_filter, PR_SET_THP_DISABLE, the child-subreaper flag,
  * dumpable 0, no_new_privs, membarrier registration, PR_SET_MDWE,
@@ -35,7 +36,9 @@
  * which ckrun cannot see; --aio-raw creates the AIO context that way;
  * --aio-inflight leaves an IOCB_CMD_POLL request waiting on a pipe;
  * --strict (with --plain: a thread with filters cannot enter strict mode)
- * adds a thread in seccomp strict mode, waiting in read().
+ * adds a thread in seccomp strict mode, waiting in read(). --keep-dumpable
+ * leaves the process dumpable (ckrun run by an ordinary user cannot yet
+ * checkpoint a process that is not).
  */
 #include "common.h"
 
@@ -111,7 +114,7 @@ static struct tstate threads[3] = {
 	 .tsc = PR_TSC_SIGSEGV, .pdeath = 0, .slack = 99999, .cpuid_faults = 1},
 };
 
-static int plain, seccomp_raw, aio_raw, aio_inflight, with_kid, strict;
+static int plain, seccomp_raw, aio_raw, aio_inflight, with_kid, strict, keep_dumpable;
 static int strict_pipe[2];
 static pthread_t strict_thread;
 static pthread_barrier_t step_start, step_checked;
@@ -505,7 +508,7 @@ static void setup_late(void)
 	if (plain)
 		return;
 	install_filter_a();
-	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+	if (!keep_dumpable && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
 		die("PR_SET_DUMPABLE");
 	if (prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0)
 		die("PR_SET_MDWE");
@@ -566,7 +569,8 @@ static void check_process(void)
 	int sub = -1;
 	prctl(PR_GET_CHILD_SUBREAPER, &sub, 0, 0, 0);
 	CHECK(t, sub == 1, "the child-subreaper flag is %d, not 1", sub);
-	CHECK(t, prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 0, "dumpable is %d, not 0", prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
+	CHECK(t, prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == !keep_dumpable, "dumpable is %d, not %d", prctl(PR_GET_DUMPABLE, 0, 0, 0, 0),
+	      !keep_dumpable);
 	CHECK(t, prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == 1, "no_new_privs is off");
 	long reg = syscall(SYS_membarrier, MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0);
 	CHECK(t, reg == MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, "membarrier registrations are %#lx, not %#x", reg,
@@ -681,8 +685,10 @@ int main(int argc, char **argv)
 			with_kid = 1;
 		else if (!strcmp(argv[i], "--strict"))
 			strict = 1;
+		else if (!strcmp(argv[i], "--keep-dumpable"))
+			keep_dumpable = 1;
 		else {
-			fprintf(stderr, "usage: attrs [--steps S] [--rt] [--plain] [--kid] [--seccomp-raw] [--aio-raw] [--aio-inflight] [--strict]\n");
+			fprintf(stderr, "usage: attrs [--steps S] [--rt] [--plain] [--kid] [--seccomp-raw] [--aio-raw] [--aio-inflight] [--strict] [--keep-dumpable]\n");
 			return 2;
 		}
 	}
