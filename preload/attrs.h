@@ -132,8 +132,8 @@ CK_HIDDEN void ck_attrs_restore(struct ck_image *img);
 /* ---- the restore core ---- */
 CK_CORE void ck_core_thread_attrs(struct ck_plan *p, const struct ck_core_attrs *a);
 
-/* ---- what the syscall() wrapper (syscalls.c) and the prctl wrapper
- * (seccomp.c) show: seccomp filters and AIO contexts the program makes ---- */
+/* ---- what the syscall() and prctl wrappers (shim.c) show: seccomp
+ * filters and AIO contexts the program makes ---- */
 CK_INLINE int ck_attrs_watches(long nr)
 {
 	return nr == SYS_seccomp || nr == SYS_prctl || (nr >= SYS_io_setup && nr <= SYS_io_cancel) || nr == SYS_io_pgetevents;

@@ -18,12 +18,10 @@
  * only, so the shim's handler could only get it killed: the thread keeps
  * ckrun's signal blocked from then on, and a checkpoint fails naming it. */
 #define _GNU_SOURCE
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
-#include <stdarg.h>
 #include <sys/prctl.h>
 
 #include "ckrun.h"
@@ -301,28 +299,6 @@ CK_HIDDEN void ck_attrs_after(long nr, const long *a, long r)
 		seccomp_after(nr, a, r);
 	else
 		ck_aio_after(nr, a, r);
-}
-
-/* libc's prctl: PR_SET_SECCOMP goes through here. */
-CK_EXPORT int prctl(int option, ...)
-{
-	static int (*real)(int, ...);
-	if (!real)
-		real = (int (*)(int, ...))dlsym(RTLD_NEXT, "prctl");
-	va_list ap;
-	long a[5] = {option};
-	va_start(ap, option);
-	for (int i = 1; i < 5; i++)
-		a[i] = (long)va_arg(ap, unsigned long);
-	va_end(ap);
-	if (option != PR_SET_SECCOMP)
-		return real(option, a[1], a[2], a[3], a[4]);
-	seccomp_before(SYS_prctl, a);
-	int r = real(option, a[1], a[2], a[3], a[4]);
-	int err = errno;
-	seccomp_after(SYS_prctl, a, r == -1 ? -err : r);
-	errno = err;
-	return r;
 }
 
 /* ---- the checkpoint: which filters each thread holds ---- */

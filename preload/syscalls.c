@@ -683,23 +683,16 @@ static enum timeout_kind timeout_of(long nr, const long *a, int *i)
 	}
 }
 
-CK_EXPORT long syscall(long nr, ...)
+/* syscall()'s six arguments, resumed like the calls above (shim.c's
+ * syscall() collects them and shows seccomp and AIO calls to their kinds). */
+CK_HIDDEN long ck_syscall_resumed(long nr, long *a)
 {
 	REAL_CALL(syscall);
-	long a[6];
-	va_list ap;
-	va_start(ap, nr);
-	for (int k = 0; k < 6; k++)
-		a[k] = va_arg(ap, long);
-	va_end(ap);
 	int i = 0;
 	enum timeout_kind kind = timeout_of(nr, a, &i);
 	struct ck_call c;
 	struct timespec left;
 	int64_t t = kind == T_MS ? ms_to_ns((int)a[i]) : kind == T_TIMESPEC ? ts_to_ns((const struct timespec *)a[i]) : -1;
-	int watched = ck_attrs_watches(nr); /* seccomp filters, AIO contexts: attrs.h */
-	if (watched)
-		ck_attrs_before(nr, a);
 	call_begin(&c, t);
 	long r;
 	while ((r = real_syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5])) == -1 && call_again(&c, errno)) {
@@ -709,7 +702,5 @@ CK_EXPORT long syscall(long nr, ...)
 			a[i] = (long)left_ts(&c, &left);
 	}
 	call_end(&c);
-	if (watched)
-		ck_attrs_after(nr, a, r == -1 ? -errno : r);
 	return r;
 }
