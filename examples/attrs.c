@@ -569,8 +569,8 @@ static void check_process(void)
 	int sub = -1;
 	prctl(PR_GET_CHILD_SUBREAPER, &sub, 0, 0, 0);
 	CHECK(t, sub == 1, "the child-subreaper flag is %d, not 1", sub);
-	CHECK(t, prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == !keep_dumpable, "dumpable is %d, not %d", prctl(PR_GET_DUMPABLE, 0, 0, 0, 0),
-	      !keep_dumpable);
+	CHECK(t, prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == keep_dumpable, "dumpable is %d, not %d", prctl(PR_GET_DUMPABLE, 0, 0, 0, 0),
+	      keep_dumpable);
 	CHECK(t, prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == 1, "no_new_privs is off");
 	long reg = syscall(SYS_membarrier, MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0);
 	CHECK(t, reg == MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, "membarrier registrations are %#lx, not %#x", reg,

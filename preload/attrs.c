@@ -85,11 +85,14 @@ CK_HIDDEN void ck_thread_attrs_capture(struct ck_thread_attrs *a)
 	ck_memset(&k, 0, sizeof k);
 	ck_memset(&a->core, 0, sizeof a->core);
 	a->seccomp_node = -1;
+	a->unsaveable = 0;
 	if (CK_SYS4(SYS_sched_getattr, 0, &k, sizeof k, 0) == 0 &&
 	    CK_SYS3(SYS_sched_getaffinity, 0, sizeof a->core.cpus, a->core.cpus) > 0) {
 		a->core.have = 1;
 		a->core.sched = (struct ck_sched){k.policy, k.priority, k.nice, k.flags & SCHED_FLAGS_KEPT, k.runtime,
 						  k.deadline, k.period, k.util_min, k.util_max};
+	} else {
+		a->unsaveable |= CK_ATTR_UNREADABLE;
 	}
 	a->core.ioprio = (int)CK_SYS2(SYS_ioprio_get, IOPRIO_WHO_PROCESS, 0);
 	a->timerslack = ck_prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
@@ -103,12 +106,28 @@ CK_HIDDEN void ck_thread_attrs_capture(struct ck_thread_attrs *a)
 	ck_arch_prctl(ARCH_GET_GS, (unsigned long)&a->gs_base);
 	uint64_t shstk = 0;
 	if (ck_arch_prctl(ARCH_SHSTK_STATUS, (unsigned long)&shstk) == 0 && shstk)
-		refuse_later("a thread has a shadow stack (ARCH_SHSTK_ENABLE), which ckrun cannot give back", 0, 0, 0);
+		a->unsaveable |= CK_ATTR_SHSTK;
 	/* a core-scheduling cookie names a group of tasks no restart can join again */
 	uint64_t cookie = 0;
 	if (ck_prctl(PR_SCHED_CORE, PR_SCHED_CORE_GET, 0, 0 /* PIDTYPE_PID */, (long)&cookie) == 0 && cookie)
-		refuse_later("a thread has a core-scheduling cookie (prctl PR_SCHED_CORE), which ckrun cannot give back", 0, 0,
-			     0);
+		a->unsaveable |= CK_ATTR_CORE_COOKIE;
+}
+
+/* Each thread captured its own before the leader got here; the first
+ * thread with something no restart could give back fails the checkpoint. */
+static void refuse_for_threads(void)
+{
+	for (int i = 0; i < ck_nthreads; i++) {
+		int u = ck_threads[i].attrs.unsaveable, tid = ck_threads[i].tid;
+		if (u & CK_ATTR_UNREADABLE)
+			refuse_later("", "thread ", tid, "'s scheduling policy or CPU affinity could not be read "
+							  "(sched_getattr, sched_getaffinity), so it could not be given back");
+		else if (u & CK_ATTR_SHSTK)
+			refuse_later("", "thread ", tid, " has a shadow stack (ARCH_SHSTK_ENABLE), which ckrun cannot give back");
+		else if (u & CK_ATTR_CORE_COOKIE)
+			refuse_later("", "thread ", tid, " has a core-scheduling cookie (prctl PR_SCHED_CORE), which names a "
+							  "group of tasks no restart can join again");
+	}
 }
 
 static long read_signed_file(const char *path, long fallback)
@@ -128,6 +147,7 @@ CK_HIDDEN void ck_proc_attrs_capture(void)
 {
 	struct ck_proc_attrs *a = &proc_attrs;
 	capture_refusal[0] = 0;
+	refuse_for_threads();
 	a->oom_score_adj = (int)read_signed_file("/proc/self/oom_score_adj", 0);
 	char cf[32];
 	const char *q = cf;
@@ -273,10 +293,13 @@ CK_HIDDEN void ck_thread_attrs_after_restore(const struct ck_thread_attrs *a)
 	else
 		restored_prctl(PR_MCE_KILL, PR_MCE_KILL_CLEAR, 0, "clearing the thread's PR_MCE_KILL policy failed");
 	restored_prctl(PR_SET_PDEATHSIG, a->pdeathsig, 0, "setting the thread's parent-death signal failed");
-	if (a->tsc == PR_TSC_SIGSEGV)
+	/* set when they differ from what the thread has: either way, not the restorer's */
+	int tsc = PR_TSC_ENABLE;
+	ck_prctl(PR_GET_TSC, (long)&tsc, 0, 0, 0);
+	if (tsc != a->tsc)
 		restored_prctl(PR_SET_TSC, a->tsc, 0, "setting the thread's PR_SET_TSC failed");
-	if (!a->cpuid && (r = ck_arch_prctl(ARCH_SET_CPUID, 0)) < 0)
-		restored_fail("making the cpuid instruction fault in the thread (ARCH_SET_CPUID) failed", r);
+	if ((ck_arch_prctl(ARCH_GET_CPUID, 0) != 0) != a->cpuid && (r = ck_arch_prctl(ARCH_SET_CPUID, a->cpuid)) < 0)
+		restored_fail("setting whether the cpuid instruction faults in the thread (ARCH_SET_CPUID) failed", r);
 }
 
 /* The restored leader, when everything else is back: what restricts what
@@ -286,8 +309,7 @@ CK_HIDDEN void ck_thread_attrs_after_restore(const struct ck_thread_attrs *a)
 CK_HIDDEN void ck_attrs_restore_last(void)
 {
 	const struct ck_proc_attrs *a = &proc_attrs;
-	if (a->child_subreaper)
-		restored_prctl(PR_SET_CHILD_SUBREAPER, 1, 0, "making the process a child subreaper failed");
+	restored_prctl(PR_SET_CHILD_SUBREAPER, a->child_subreaper != 0, 0, "setting the child-subreaper flag failed");
 	if (a->mdwe)
 		restored_prctl(PR_SET_MDWE, a->mdwe, 0, "setting PR_SET_MDWE failed");
 	ck_seccomp_restore_leader(&ck_threads[0]);
@@ -376,10 +398,19 @@ CK_HIDDEN int ck_proc_attrs_parse(struct cb_dec *d, const char *k, size_t kl, st
 	size_t akl;
 	uint64_t u;
 	struct ck_proc_attrs *a = &img->attrs.p;
+	int seen = 0;
 	if (!cbd_map(d, &left))
 		return -1;
 	while (cbd_next_key(d, &left, &ak, &akl)) {
-		int ok;
+		int ok, before = seen;
+		seen |= cbd_key_is(ak, akl, "oom_score_adj") | cbd_key_is(ak, akl, "thp_disable") << 1 |
+			cbd_key_is(ak, akl, "child_subreaper") << 2 | cbd_key_is(ak, akl, "membarrier") << 3 |
+			cbd_key_is(ak, akl, "mdwe") << 4 | cbd_key_is(ak, akl, "memory_merge") << 5 |
+			cbd_key_is(ak, akl, "xcomp_perm") << 6 | cbd_key_is(ak, akl, "coredump_filter") << 7;
+		if (seen == before && !cbd_skip(d))
+			return -1;
+		if (seen == before)
+			continue;
 		if (cbd_key_is(ak, akl, "oom_score_adj")) {
 			ok = cbd_int_range(d, -1000, 1000, &v);
 			a->oom_score_adj = (int)v;
@@ -401,15 +432,12 @@ CK_HIDDEN int ck_proc_attrs_parse(struct cb_dec *d, const char *k, size_t kl, st
 			ok = cbd_uint(d, &a->xcomp_perm);
 		} else if (cbd_key_is(ak, akl, "coredump_filter")) {
 			ok = cbd_uint_max(d, 0x1ff, &a->coredump_filter);
-			img->attrs.has_coredump_filter = 1;
-		} else {
-			ok = cbd_skip(d);
 		}
 		if (!ok)
 			return -1;
 	}
-	img->attrs.have = 1;
-	return d->error ? -1 : 1;
+	img->attrs.have = seen == 0xff; /* each is set again: none may be missing */
+	return d->error || !img->attrs.have ? -1 : 1;
 }
 
 /* ---- the restore host: /proc of the process and its children ---- */
@@ -613,9 +641,15 @@ static void check_process(const struct ck_image *img)
 			ck_refuse("image %s is of a process registered for membarrier commands %#lx, which this kernel does "
 				  "not offer", img->path, a->membarrier);
 	}
-	if (a->mdwe && ck_prctl(PR_GET_MDWE, 0, 0, 0, 0) < 0)
+	long mdwe = ck_prctl(PR_GET_MDWE, 0, 0, 0, 0);
+	if (a->mdwe && mdwe < 0)
 		ck_refuse("image %s is of a process with PR_SET_MDWE (memory-deny-write-execute), which this kernel does "
 			  "not offer (Linux 6.3 or later)", img->path);
+	/* what the restorer has and cannot take off would be the program's too */
+	if (mdwe > 0 && mdwe != a->mdwe)
+		ck_refuse("this restart runs with PR_SET_MDWE %#lx (memory-deny-write-execute, inherited from whatever started "
+			  "ckrun), which the process of image %s did not have (%#lx) and which cannot be taken off; restart "
+			  "it from a shell without it", mdwe, img->path, a->mdwe);
 	if (a->memory_merge && ck_prctl(PR_GET_MEMORY_MERGE, 0, 0, 0, 0) != 1) {
 		long r = ck_prctl(PR_SET_MEMORY_MERGE, 1, 0, 0, 0);
 		ck_prctl(PR_SET_MEMORY_MERGE, 0, 0, 0, 0);
@@ -634,13 +668,38 @@ static void check_process(const struct ck_image *img)
 			  "without which no filter can be installed: the image is damaged", img->path);
 }
 
+/* Filters of whatever started ckrun pass on to every process it makes and
+ * cannot be taken off: the program would hold them on top of its own. */
+static void check_restorer_seccomp(const struct ck_image *img)
+{
+	char buf[4096];
+	const char *p;
+	if (ck_read_file("/proc/self/status", buf, sizeof buf) <= 0 || !(p = strstr(buf, "\nSeccomp:")))
+		return;
+	p += 9;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (*p != '0')
+		ck_refuse("this restart runs under seccomp filters of its own (Seccomp: %c in /proc/self/status, inherited "
+			  "from whatever started ckrun), which the restored process of image %s would hold on top of its "
+			  "own; restart it from a shell without them", *p, img->path);
+}
+
 /* Everything ck_attrs_restore and the restore core will set must be
  * possible here: refused before any process exists, never half done. */
 CK_HIDDEN void ck_attrs_check(struct ck_image *img)
 {
+	const char *way = "it was written by an older ckrun, whose images this one cannot restart exactly; take a new "
+			  "checkpoint with this ckrun";
+	if (!img->attrs.have)
+		ck_refuse("image %s holds no process attributes (the key \"attrs\"): %s", img->path, way);
+	for (size_t i = 0; i < img->nthreads; i++)
+		if (!img->threads[i].attrs.have)
+			ck_refuse("thread %d of image %s has no scheduling attributes (the key \"attrs\"): %s",
+				  img->threads[i].tid, img->path, way);
+	check_restorer_seccomp(img);
 	check_threads(img);
-	if (img->attrs.have)
-		check_process(img);
+	check_process(img);
 	ck_aio_check(img);
 }
 
@@ -655,7 +714,7 @@ CK_HIDDEN void ck_attrs_restore(struct ck_image *img)
 	int r = write_oom_score_adj(a->oom_score_adj);
 	if (r < 0)
 		ck_refuse("cannot set oom_score_adj to %d: %s", a->oom_score_adj, ck_errno_name(r));
-	if (img->attrs.has_coredump_filter && (r = write_coredump_filter(a->coredump_filter)) < 0)
+	if ((r = write_coredump_filter(a->coredump_filter)) < 0)
 		ck_refuse("cannot set /proc/self/coredump_filter to %#llx: %s", (unsigned long long)a->coredump_filter,
 			  ck_errno_name(r));
 	if (prctl(PR_SET_THP_DISABLE, a->thp_disable, 0, 0, 0) != 0)
@@ -663,8 +722,9 @@ CK_HIDDEN void ck_attrs_restore(struct ck_image *img)
 	for (long bit = 4; bit <= 256; bit <<= 2)
 		if ((a->membarrier & bit) && (r = (int)CK_SYS3(SYS_membarrier, bit, 0, 0)) < 0)
 			ck_refuse("cannot register the process for membarrier command %ld again: %s", bit, ck_errno_name(r));
-	if (a->memory_merge && ck_prctl(PR_SET_MEMORY_MERGE, 1, 0, 0, 0) < 0)
-		ck_refuse("cannot set PR_SET_MEMORY_MERGE: %s", strerror(errno));
+	long merge = ck_prctl(PR_GET_MEMORY_MERGE, 0, 0, 0, 0); /* < 0: a kernel without it */
+	if ((merge < 0 ? 0 : merge) != a->memory_merge && (r = (int)ck_prctl(PR_SET_MEMORY_MERGE, a->memory_merge, 0, 0, 0)) < 0)
+		ck_refuse("cannot set PR_SET_MEMORY_MERGE to %ld: %s", a->memory_merge, ck_errno_name(r));
 	/* AMX and later features: the permission the program asked for, asked for again */
 	uint64_t perm = 0;
 	ck_arch_prctl(ARCH_GET_XCOMP_PERM, (unsigned long)&perm);

@@ -53,7 +53,11 @@ struct ck_thread_attrs {
 	int seccomp_node;       /* the thread's newest seccomp filter (seccomp.c), -1: none */
 	int sigq_first;         /* its own queued signals: a list in signals.c's siginfo pool, -1: none */
 	uint64_t sigq_mask;     /* the numbers of those signals */
+	int unsaveable;         /* CK_ATTR_*: what no restart could give this thread back */
 };
+#define CK_ATTR_UNREADABLE 1 /* sched_getattr or sched_getaffinity failed */
+#define CK_ATTR_SHSTK 2      /* a shadow stack */
+#define CK_ATTR_CORE_COOKIE 4 /* a core-scheduling cookie */
 
 /* The process's, captured by the leader while every thread stands still. */
 struct ck_proc_attrs {
@@ -84,7 +88,6 @@ struct ck_img_aio {
 struct ck_img_attrs {
 	int have;
 	struct ck_proc_attrs p;
-	int has_coredump_filter;
 	int seccomp_filters; /* how many filters the image's threads hold */
 	struct ck_img_aio *aio;
 	uint32_t naio;
