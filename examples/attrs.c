@@ -31,7 +31,8 @@
  * --kid: a live child (attrs-kid) keeps /proc/self/status open and reads
  * it every 20 ms, and the parent reads the child's; a checkpoint then
  * holds a family. --rt: u2 runs SCHED_FIFO (needs root). --plain: sets nothing, only
- * checks that its threads keep the scheduling they started with.
+ * checks that its threads keep the scheduling they started with, and the
+ * process its oom_score_adj and child-subreaper flag.
  * --seccomp-raw installs the filter with its own syscall instruction,
  * which ckrun cannot see; --aio-raw creates the AIO context that way;
  * --aio-inflight leaves an IOCB_CMD_POLL request waiting on a pipe;
@@ -116,10 +117,12 @@ static struct tstate threads[3] = {
 
 static int plain, seccomp_raw, aio_raw, aio_inflight, with_kid, strict, keep_dumpable;
 static int strict_pipe[2];
+static int start_oom, start_subreaper; /* --plain: what it started with */
 static pthread_t strict_thread;
 static pthread_barrier_t step_start, step_checked;
 static volatile int step, finished;
 static int rt1, rt2; /* SIGRTMIN+1 (process), SIGRTMIN+2 (t1) */
+static int rt3;      /* SIGRTMIN+3: queued once with value 4242, pending until the end */
 
 static long raw_syscall3(long n, long a, long b, long c)
 {
@@ -465,13 +468,17 @@ static void setup_process(void)
 {
 	rt1 = SIGRTMIN + 1;
 	rt2 = SIGRTMIN + 2;
+	rt3 = SIGRTMIN + 3;
 	sigset_t block;
 	sigemptyset(&block);
 	sigaddset(&block, SIGUSR1);
 	sigaddset(&block, SIGUSR2);
 	sigaddset(&block, rt1);
 	sigaddset(&block, rt2);
+	sigaddset(&block, rt3);
 	pthread_sigmask(SIG_BLOCK, &block, 0);
+	if (!plain)
+		sigqueue(getpid(), rt3, (union sigval){.sival_int = 4242});
 	zombie_exit = spawn_zombie(0);
 	zombie_killed = spawn_zombie(1);
 	if (with_kid)
@@ -550,9 +557,19 @@ static void check_process(void)
 		CHECK(t, strstr(buf, "Name:\tattrs-kid\n") && strstr(buf, want),
 		      "/proc/%d/status of the child reads another process (%zd bytes: %.60s)", kid, n, buf);
 	}
-	if (plain)
-		return;
+	if (!plain) {
+		sigset_t pend;
+		sigpending(&pend);
+		CHECK(t, sigismember(&pend, rt3), "SIGRTMIN+3, queued at the start, is no longer pending");
+	}
 	int v = read_int_file("/proc/self/oom_score_adj");
+	if (plain) {
+		int sr = -1;
+		prctl(PR_GET_CHILD_SUBREAPER, &sr, 0, 0, 0);
+		CHECK(t, v == start_oom, "oom_score_adj is %d, not %d as it started", v, start_oom);
+		CHECK(t, sr == start_subreaper, "the child-subreaper flag is %d, not %d as it started", sr, start_subreaper);
+		return;
+	}
 	CHECK(t, v == 345, "oom_score_adj is %d, not 345", v);
 	char cf[32] = "";
 	int cfd = open("/proc/self/coredump_filter", O_RDONLY);
@@ -698,6 +715,8 @@ int main(int argc, char **argv)
 	}
 	show_all = getenv("ATTRS_SHOW_ALL") != 0;
 	say("attrs: start");
+	start_oom = read_int_file("/proc/self/oom_score_adj");
+	prctl(PR_GET_CHILD_SUBREAPER, &start_subreaper, 0, 0, 0);
 	setup_process();
 	pthread_barrier_init(&step_start, 0, 3);
 	pthread_barrier_init(&step_checked, 0, 3);
@@ -743,6 +762,20 @@ int main(int argc, char **argv)
 			queue_signals(s);
 		say("step %d ok", s);
 		pace_ms(50);
+	}
+	if (!plain) {
+		sigset_t set;
+		siginfo_t si;
+		struct timespec zero = {0, 0};
+		sigemptyset(&set);
+		sigaddset(&set, rt3);
+		memset(&si, 0, sizeof si);
+		if (sigtimedwait(&set, &si, &zero) != rt3 || si.si_code != SI_QUEUE || si.si_value.sival_int != 4242 ||
+		    si.si_pid != getpid()) {
+			say("FAIL SIGRTMIN+3 came back with code %d pid %d value %d, not code %d pid %d value 4242", si.si_code,
+			    si.si_pid, si.si_value.sival_int, SI_QUEUE, getpid());
+			return 1;
+		}
 	}
 	finished = 1;
 	pthread_barrier_wait(&step_start);

@@ -19,7 +19,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { exampleProgram } from './lib/examples.js';
 import { lastLine } from './lib/lines.js';
-import { type Proc, runNative, sleep } from './lib/proc.js';
+import { Proc, runNative, sleep } from './lib/proc.js';
+import { CKRUN, NODE } from './lib/paths.js';
 import { checkpoint, ckrun } from './lib/ckrun.js';
 import { Scope } from './lib/scope.js';
 import { generations } from './lib/images.js';
@@ -60,7 +61,7 @@ test('every process and thread attribute comes back: checkpoint, kill -9, restar
       /attrs-u2 +SCHED_FIFO priority 3, reset on fork/,
       /seccomp filters: 2 \(1 on every thread\)/,
       /AIO context 0x[0-9a-f]+: 1 completion not yet reaped/,
-      /queued: .*SIGRTMIN\+1 value \d+ \(sigqueue from \d+\)/,
+      /queued: .*SIGRTMIN\+3 value 4242 \(sigqueue from \d+\)/,
     ])
       assert.match(shown.stdout, want, `ckrun inspect should show ${want}:\n${shown.stdout}`);
 
@@ -173,6 +174,35 @@ test("an ordinary user's restart refuses a lower nice value and SCHED_FIFO befor
     } finally {
       await scope.cleanup();
     }
+  }
+});
+
+test("a root restart's own scheduling, oom_score_adj and I/O class are not given to the program: checkpoint, kill -9, restart, twice", async () => {
+  if (process.geteuid?.() !== 0) throw new Error('this test runs ckrun restart at nice -7 and SCHED_RR, which needs root: run npm test as root');
+  for (const tool of ['choom', 'chrt', 'ionice'])
+    if (!fs.existsSync(`/usr/bin/${tool}`)) throw new Error(`this test needs /usr/bin/${tool} (Debian package util-linux)`);
+  const scope = new Scope('attrs-restorer');
+  try {
+    const ckpt = scope.ckptDir();
+    const s = scope.launch({ dir: ckpt, program: exampleProgram('attrs', ['--steps', '400', '--plain']), label: 'ckrun attrs --plain' });
+    await s.waitForStep(3);
+    await checkpoint(ckpt);
+    await s.waitForStep(s.maxStep + 2);
+    await scope.kill9(s);
+    noFailure(s, 'launched');
+    // the restarter runs with what the program never had; the program checks it got none of it
+    const privileged = ['/usr/bin/choom', '-n', '600', '--', '/usr/bin/ionice', '-c', '1', '-n', '3', '/usr/bin/nice', '-n', '-7', '/usr/bin/chrt', '--rr', '2'];
+    for (const round of [1, 2]) {
+      const r = scope.track(new Proc(privileged[0]!, [...privileged.slice(1), NODE, CKRUN, 'restart', '--dir', ckpt], { label: `attrs: privileged restart ${round}` }));
+      await r.waitForStep(1);
+      await r.waitForStep(r.maxStep + 3);
+      noFailure(r, `privileged restart ${round}`);
+      if (round === 1) await checkpoint(ckpt);
+      await scope.kill9(r);
+      noFailure(r, `privileged restart ${round}`);
+    }
+  } finally {
+    await scope.cleanup();
   }
 });
 
