@@ -411,6 +411,7 @@ static pid_t spawn_zombie(int killed)
  * checkpoint, and says FAIL when it reads another process. */
 static void spawn_kid(void)
 {
+	pid_t parent = getpid();
 	kid = fork();
 	if (kid < 0)
 		die("fork");
@@ -420,6 +421,8 @@ static void spawn_kid(void)
 		char want[64], buf[4096];
 		snprintf(want, sizeof want, "Pid:\t%d\n", getpid());
 		for (;;) {
+			if (getppid() != parent)
+				_exit(0); /* the parent failed and exited: no orphan left behind */
 			ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
 			buf[n > 0 ? n : 0] = 0;
 			if (!strstr(buf, "Name:\tattrs-kid\n") || !strstr(buf, want)) {
