@@ -4,7 +4,7 @@
  * at every step.
  *
  *   attrs [--steps S] [--rt] [--plain] [--kid] [--seccomp-raw] [--aio-raw] [--aio-inflight] [--strict]
- *         [--keep-dumpable]
+ *         [--keep-dumpable] [--dispatch]
  *
  * Per process: oom_score_adj, coredump_filter, PR_SET_THP_DISABLE, the child-subreaper flag,
  * dumpable 0, no_new_privs, membarrier registration, PR_SET_MDWE,
@@ -39,7 +39,9 @@
  * --strict (with --plain: a thread with filters cannot enter strict mode)
  * adds a thread in seccomp strict mode, waiting in read(). --keep-dumpable
  * leaves the process dumpable (ckrun run by an ordinary user cannot yet
- * checkpoint a process that is not).
+ * checkpoint a process that is not). --dispatch turns on syscall user
+ * dispatch in the main thread (PR_SET_SYSCALL_USER_DISPATCH), every call
+ * allowed by its selector.
  */
 #include "common.h"
 
@@ -115,7 +117,8 @@ static struct tstate threads[3] = {
 	 .tsc = PR_TSC_SIGSEGV, .pdeath = 0, .slack = 99999, .cpuid_faults = 1},
 };
 
-static int plain, seccomp_raw, aio_raw, aio_inflight, with_kid, strict, keep_dumpable;
+static int plain, seccomp_raw, aio_raw, aio_inflight, with_kid, strict, keep_dumpable, dispatch;
+static volatile char dispatch_selector = SYSCALL_DISPATCH_FILTER_ALLOW;
 static int strict_pipe[2];
 static int start_oom, start_subreaper; /* --plain: what it started with */
 static pthread_t strict_thread;
@@ -707,8 +710,10 @@ int main(int argc, char **argv)
 			strict = 1;
 		else if (!strcmp(argv[i], "--keep-dumpable"))
 			keep_dumpable = 1;
+		else if (!strcmp(argv[i], "--dispatch"))
+			dispatch = 1;
 		else {
-			fprintf(stderr, "usage: attrs [--steps S] [--rt] [--plain] [--kid] [--seccomp-raw] [--aio-raw] [--aio-inflight] [--strict] [--keep-dumpable]\n");
+			fprintf(stderr, "usage: attrs [--steps S] [--rt] [--plain] [--kid] [--seccomp-raw] [--aio-raw] [--aio-inflight] [--strict] [--keep-dumpable] [--dispatch]\n");
 			return 2;
 		}
 	}
@@ -730,6 +735,9 @@ int main(int argc, char **argv)
 	set_own(&threads[0]);
 	pthread_barrier_wait(&step_start);
 	setup_late();
+	/* every system call allowed by the selector: the program runs as before */
+	if (dispatch && prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_ON, 0, 0, &dispatch_selector) != 0)
+		die("PR_SET_SYSCALL_USER_DISPATCH");
 	if (strict && (pipe(strict_pipe) != 0 || pthread_create(&strict_thread, 0, strict_main, 0) != 0))
 		die("the strict thread");
 	pthread_barrier_wait(&step_checked);

@@ -77,6 +77,95 @@ static void refuse_later(const char *a, const char *b, long v, const char *c)
 	}
 }
 
+/* ---- in the wrappers: what the kernel shows no one ---- */
+
+#define MAX_NOTED 16
+#define PTRACER_ANY (-1L)
+static volatile long ptracer;                   /* PR_SET_PTRACER: 0, PTRACER_ANY or a PID */
+static volatile int io_flushers[MAX_NOTED];     /* threads with PR_SET_IO_FLUSHER 1 (0: a free slot) */
+static volatile int dispatchers[MAX_NOTED];     /* threads with syscall user dispatch on */
+static volatile int noted_overflow;
+
+static void note_thread(volatile int *slots, int tid, int on)
+{
+	for (int i = 0; i < MAX_NOTED; i++) {
+		int t = tid;
+		if (__atomic_compare_exchange_n(&slots[i], &t, on ? tid : 0, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+			return; /* already noted: cleared, or left */
+	}
+	if (!on)
+		return;
+	for (int i = 0; i < MAX_NOTED; i++) {
+		int none = 0;
+		if (__atomic_compare_exchange_n(&slots[i], &none, tid, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+			return;
+	}
+	noted_overflow = 1;
+}
+
+/* After a prctl the program made through libc, r as the kernel returned it. */
+static void prctl_seen(const long *a, long r)
+{
+	if (r < 0)
+		return;
+	int tid = (int)ck_gettid();
+	if (a[0] == PR_SET_PTRACER)
+		ptracer = a[1] == (long)PR_SET_PTRACER_ANY ? PTRACER_ANY : a[1];
+	else if (a[0] == PR_SET_IO_FLUSHER)
+		note_thread(io_flushers, tid, a[1] != 0);
+	else if (a[0] == PR_SET_SYSCALL_USER_DISPATCH)
+		note_thread(dispatchers, tid, a[1] != 0 /* PR_SYS_DISPATCH_OFF */);
+}
+
+CK_HIDDEN void ck_attrs_before(long nr, const long *a)
+{
+	if (nr == SYS_seccomp || (nr == SYS_prctl && a[0] == PR_SET_SECCOMP))
+		ck_seccomp_before(nr, a);
+}
+
+CK_HIDDEN void ck_attrs_after(long nr, const long *a, long r)
+{
+	if (nr == SYS_seccomp || (nr == SYS_prctl && a[0] == PR_SET_SECCOMP))
+		ck_seccomp_after(nr, a, r);
+	else if (nr == SYS_prctl)
+		prctl_seen(a, r);
+	else
+		ck_aio_after(nr, a, r);
+}
+
+static int is_our_thread(int tid)
+{
+	for (int i = 0; i < ck_nthreads; i++)
+		if (ck_threads[i].tid == tid)
+			return 1;
+	return 0;
+}
+
+/* The noted settings no restart could give back; the ptracer comes back
+ * when it was "any" (ck_attrs_restore_last). */
+static void refuse_noted(void)
+{
+	for (int i = 0; i < MAX_NOTED; i++) {
+		int f = io_flushers[i], d = dispatchers[i];
+		/* inherited by fork: a child holds it from the thread that forked it */
+		if (f)
+			refuse_later("", "thread ", f, is_our_thread(f) ? " is an I/O flusher (PR_SET_IO_FLUSHER), which ckrun "
+									   "does not give back"
+									 : " of the parent made itself an I/O flusher (PR_SET_IO_FLUSHER) "
+									   "and forked this process, which inherited it; ckrun does not "
+									   "give it back");
+		if (d && is_our_thread(d)) /* not inherited by fork */
+			refuse_later("", "thread ", d, " has syscall user dispatch on (PR_SET_SYSCALL_USER_DISPATCH), under "
+						       "which ckrun's own system calls would be dispatched to the program");
+	}
+	if (noted_overflow)
+		refuse_later("more threads set PR_SET_IO_FLUSHER or PR_SET_SYSCALL_USER_DISPATCH than ckrun keeps track of",
+			     0, 0, 0);
+	if (ptracer > 0)
+		refuse_later("", "the process let process ", ptracer, " trace it (PR_SET_PTRACER); after a restart that PID "
+								  "may be another process, so ckrun does not give it back");
+}
+
 /* ---- in the program: capture, while every thread stands still ---- */
 
 CK_HIDDEN void ck_thread_attrs_capture(struct ck_thread_attrs *a)
@@ -148,6 +237,7 @@ CK_HIDDEN void ck_proc_attrs_capture(void)
 	struct ck_proc_attrs *a = &proc_attrs;
 	capture_refusal[0] = 0;
 	refuse_for_threads();
+	refuse_noted();
 	a->oom_score_adj = (int)read_signed_file("/proc/self/oom_score_adj", 0);
 	char cf[32];
 	const char *q = cf;
@@ -310,6 +400,8 @@ CK_HIDDEN void ck_attrs_restore_last(void)
 {
 	const struct ck_proc_attrs *a = &proc_attrs;
 	restored_prctl(PR_SET_CHILD_SUBREAPER, a->child_subreaper != 0, 0, "setting the child-subreaper flag failed");
+	if (ptracer == PTRACER_ANY)
+		restored_prctl(PR_SET_PTRACER, (long)PR_SET_PTRACER_ANY, 0, "letting any process trace it (PR_SET_PTRACER) failed");
 	if (a->mdwe)
 		restored_prctl(PR_SET_MDWE, a->mdwe, 0, "setting PR_SET_MDWE failed");
 	ck_seccomp_restore_leader(&ck_threads[0]);

@@ -141,11 +141,19 @@ CK_INLINE int ck_attrs_watches(long nr)
 {
 	return nr == SYS_seccomp || nr == SYS_prctl || (nr >= SYS_io_setup && nr <= SYS_io_cancel) || nr == SYS_io_pgetevents;
 }
+/* the prctl options the wrappers show (seccomp; those the kernel shows no one) */
+CK_INLINE int ck_prctl_watched(long option)
+{
+	return option == 22 /* PR_SET_SECCOMP */ || option == 0x59616d61 /* PR_SET_PTRACER */ ||
+	       option == 57 /* PR_SET_IO_FLUSHER */ || option == 59 /* PR_SET_SYSCALL_USER_DISPATCH */;
+}
 CK_HIDDEN void ck_attrs_before(long nr, const long *a);
 /* r: what the call returned, -errno when it failed; errno is left alone */
 CK_HIDDEN void ck_attrs_after(long nr, const long *a, long r);
 
 /* ---- seccomp.c ---- */
+CK_HIDDEN void ck_seccomp_before(long nr, const long *a);
+CK_HIDDEN void ck_seccomp_after(long nr, const long *a, long r);
 CK_HIDDEN void ck_seccomp_capture(void);
 CK_HIDDEN void ck_seccomp_save(struct ck_writer *w);
 CK_HIDDEN int ck_seccomp_parse(struct cb_dec *d, struct ck_image *img);

@@ -241,7 +241,7 @@ static int is_filter(long nr, const long *a)
 
 /* Before the call: a thread about to enter strict mode blocks ckrun's signal
  * while it still may (the handler's first system call would kill it). */
-static void seccomp_before(long nr, const long *a)
+CK_HIDDEN void ck_seccomp_before(long nr, const long *a)
 {
 	if (!is_strict(nr, a) || ck_session.ctl_fd < 0)
 		return;
@@ -255,7 +255,7 @@ static void seccomp_before(long nr, const long *a)
 	ck_rt_sigprocmask(SIG_BLOCK, &ours, 0);
 }
 
-static void seccomp_after(long nr, const long *a, long r)
+CK_HIDDEN void ck_seccomp_after(long nr, const long *a, long r)
 {
 	if (is_strict(nr, a)) {
 		if (r == 0)
@@ -285,20 +285,6 @@ CK_HIDDEN int ck_seccomp_strict_thread(int tid)
 		if (strict_tids[i] == tid)
 			return 1;
 	return 0;
-}
-
-CK_HIDDEN void ck_attrs_before(long nr, const long *a)
-{
-	if (nr == SYS_seccomp || nr == SYS_prctl)
-		seccomp_before(nr, a);
-}
-
-CK_HIDDEN void ck_attrs_after(long nr, const long *a, long r)
-{
-	if (nr == SYS_seccomp || nr == SYS_prctl)
-		seccomp_after(nr, a, r);
-	else
-		ck_aio_after(nr, a, r);
 }
 
 /* ---- the checkpoint: which filters each thread holds ---- */

@@ -18,9 +18,11 @@
  *    regions and lifts the marks for the moment of the fork.
  *  - inotify_add_watch: the path of each watch is recorded for the
  *    checkpoint, which cannot always find it from the kernel (events.c).
- *  - prctl (PR_SET_SECCOMP), and syscall() (resumed by syscalls.c) for seccomp and
- *    the AIO calls: seccomp filters and AIO contexts are recorded, which
- *    the kernel does not show (seccomp.c, aio.c).
+ *  - prctl (PR_SET_SECCOMP, PR_SET_PTRACER, PR_SET_IO_FLUSHER,
+ *    PR_SET_SYSCALL_USER_DISPATCH), and syscall() (resumed by syscalls.c)
+ *    for those and the AIO calls: seccomp filters, AIO contexts and the
+ *    settings the kernel does not show are recorded (seccomp.c, aio.c,
+ *    attrs.c).
  * Each wrapper does one comparison on its fast path. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -559,7 +561,9 @@ CK_EXPORT int madvise(void *addr, size_t len, int advice)
 	return REAL(madvise)(addr, len, advice);
 }
 
-/* PR_SET_SECCOMP: the filter is recorded (seccomp.c). */
+/* PR_SET_SECCOMP: the filter is recorded (seccomp.c); PR_SET_PTRACER,
+ * PR_SET_IO_FLUSHER, PR_SET_SYSCALL_USER_DISPATCH, which the kernel shows
+ * no one, are noted (attrs.c). */
 CK_EXPORT int prctl(int option, ...)
 {
 	va_list ap;
@@ -568,7 +572,7 @@ CK_EXPORT int prctl(int option, ...)
 	for (int i = 1; i < 5; i++)
 		a[i] = (long)va_arg(ap, unsigned long);
 	va_end(ap);
-	if (option != PR_SET_SECCOMP)
+	if (!ck_prctl_watched(option))
 		return REAL(prctl)(option, a[1], a[2], a[3], a[4]);
 	ck_attrs_before(SYS_prctl, a);
 	int r = REAL(prctl)(option, a[1], a[2], a[3], a[4]);

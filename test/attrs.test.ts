@@ -94,6 +94,7 @@ test('what no restart could give back fails the checkpoint, naming it; the progr
     ['--aio-raw', /AIO context 0x[0-9a-f]+ was created behind libc's back/],
     ['--aio-inflight', /AIO context 0x[0-9a-f]+ has requests in flight \(submitted, not completed within 1 s\)/],
     ['--plain --strict', /thread \d+ blocks ckrun's signal 63: it is in seccomp strict mode \(SECCOMP_MODE_STRICT\)/],
+    ['--plain --dispatch', /thread \d+ has syscall user dispatch on \(PR_SET_SYSCALL_USER_DISPATCH\)/],
   ] as const) {
     const scope = new Scope('attrs-refused');
     try {
