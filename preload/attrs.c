@@ -616,6 +616,12 @@ static void check_sched(const struct ck_image *img, int tid, const struct ck_sch
 	if (h->privileged_nice)
 		return;
 	const char *way = "restart it as root (with CAP_SYS_NICE)";
+	/* the kernel takes SCHED_IDLE for nice 20: leaving it needs RLIMIT_NICE to allow the nice value it has */
+	long long nice_lim = rlim_soft(img, RLIMIT_NICE);
+	if (h->now.policy == SCHED_IDLE && s->policy != SCHED_IDLE && nice_lim >= 0 && 20 - h->now.nice > nice_lim)
+		ck_refuse("thread %d of image %s ran with %s; this restart runs with SCHED_IDLE, has no CAP_SYS_NICE and "
+			  "the image's RLIMIT_NICE is %lld, so it may not leave SCHED_IDLE; restart it without SCHED_IDLE "
+			  "(chrt --other 0), or %s", tid, img->path, policy_name(s->policy), nice_lim, way);
 	if (s->policy == SCHED_DEADLINE)
 		ck_refuse("thread %d of image %s ran with SCHED_DEADLINE, which only a restart with CAP_SYS_NICE can give "
 			  "back; %s", tid, img->path, way);
