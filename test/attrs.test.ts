@@ -11,7 +11,9 @@
 // itself at every step and prints FAIL at the first difference. What no
 // restart could give back fails the checkpoint, naming it; what this
 // restart cannot give back (an ordinary user's: a lower nice value,
-// SCHED_FIFO) is refused before any process exists.
+// SCHED_FIFO) is refused before any process exists; and what the restart
+// has itself (root at nice -7 under SCHED_RR, in the real-time I/O class,
+// at another oom_score_adj) never reaches the program.
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -180,8 +182,8 @@ test("an ordinary user's restart refuses a lower nice value and SCHED_FIFO befor
 
 test("a root restart's own scheduling, oom_score_adj and I/O class are not given to the program: checkpoint, kill -9, restart, twice", async () => {
   if (process.geteuid?.() !== 0) throw new Error('this test runs ckrun restart at nice -7 and SCHED_RR, which needs root: run npm test as root');
-  for (const tool of ['choom', 'chrt', 'ionice'])
-    if (!fs.existsSync(`/usr/bin/${tool}`)) throw new Error(`this test needs /usr/bin/${tool} (Debian package util-linux)`);
+  for (const tool of ['choom', 'chrt', 'ionice', 'nice'])
+    if (!fs.existsSync(`/usr/bin/${tool}`)) throw new Error(`this test needs /usr/bin/${tool} (test/lib/requirements.ts names its Debian package)`);
   const scope = new Scope('attrs-restorer');
   try {
     const ckpt = scope.ckptDir();

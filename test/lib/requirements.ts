@@ -17,6 +17,10 @@ export const REQUIREMENTS: readonly Requirement[] = [
   { command: 'redis-server', package: 'redis-server', usedBy: 'server-redis' },
   { command: 'redis-benchmark', package: 'redis-tools', usedBy: 'server-redis' },
   { command: 'setpriv', package: 'util-linux', usedBy: 'nonroot, trust (tests as user nobody), memory-attrs (a restart without CAP_IPC_LOCK)' },
+  { command: 'chrt', package: 'util-linux', usedBy: 'attrs (a restart run under SCHED_RR; a launch under SCHED_FIFO)' },
+  { command: 'choom', package: 'util-linux', usedBy: 'attrs (a restart run at another oom_score_adj)' },
+  { command: 'ionice', package: 'util-linux', usedBy: 'attrs (a restart run in the real-time I/O class)' },
+  { command: 'nice', package: 'coreutils', usedBy: 'attrs (a restart run at nice -7; a launch at nice -5)' },
   { command: 'script', package: 'bsdutils', usedBy: 'eintr (a program in a pseudo-terminal of its own)' },
   { command: 'clang', package: 'clang', usedBy: 'fuzz (libFuzzer targets in fuzz/)' },
   {
