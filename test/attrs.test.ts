@@ -209,4 +209,31 @@ test("a root restart's own scheduling, oom_score_adj and I/O class are not given
   }
 });
 
+test("an ordinary user's checkpoint of a process that is not dumpable fails, saying why; the program runs on", async () => {
+  if (process.geteuid?.() !== 0) throw new Error('this test runs ckrun as user nobody, which needs root: run npm test as root');
+  const shared = sharedCkrun();
+  const scope = new Scope('attrs-dumpable');
+  try {
+    fs.chmodSync(scope.root, 0o755);
+    const work = scope.dir('work');
+    fs.chownSync(work, NOBODY, NOGROUP);
+    const ck = path.join(work, 'ck');
+    scope.ckptDirs.push(ck);
+    const run = await asNobodyUnder(
+      [],
+      `cd ${work}
+      node ${shared.ckrunJs} --dir ${ck} -- ${path.join(shared.examples, 'attrs')} --steps 40 > run1.txt 2>&1 & ck=$!
+      until [ "$(grep -c '^step' run1.txt 2>/dev/null)" -ge 3 ] 2>/dev/null; do sleep 0.05; done
+      node ${shared.ckrunJs} checkpoint --dir ${ck}; echo "checkpoint exit $?"
+      wait $ck; echo "ckrun exit $?"; tail -n 1 run1.txt; grep FAIL run1.txt || true`,
+    );
+    assert.match(run.out, /cannot read \/proc\/\d+\/(maps|fd) of process \d+: it is not dumpable .* run ckrun as root to checkpoint such a program, or keep the program dumpable/, run.out);
+    assert.match(run.out, /checkpoint exit 1\n/, run.out);
+    assert.match(run.out, /ckrun exit 0\ndone\n/, `the program runs on to its end:\n${run.out}`);
+    assert.equal(generations(ck), [], 'a failed checkpoint leaves no generation');
+  } finally {
+    await scope.cleanup();
+  }
+});
+
 test.run();
