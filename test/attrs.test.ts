@@ -134,12 +134,13 @@ function asNobodyUnder(prefix: readonly string[], script: string): Promise<{ cod
   });
 }
 
-test("an ordinary user's restart refuses a lower nice value and SCHED_FIFO before any process exists; root gives them back", async () => {
+test("an ordinary user's restart refuses a lower nice value, SCHED_FIFO and the real-time I/O class before any process exists; root gives them back", async () => {
   if (process.geteuid?.() !== 0) throw new Error('this test runs ckrun as user nobody, which needs root: run npm test as root');
   const shared = sharedCkrun();
   for (const [prefix, why] of [
     [['nice', '-n', '-5'], /thread \d+ of image \S+ ran at nice -5; this restart runs at nice 0, has no CAP_SYS_NICE and the image's RLIMIT_NICE is 0, so it may not lower it/],
     [['chrt', '--fifo', '1'], /thread \d+ of image \S+ ran with SCHED_FIFO priority 1; this restart has no CAP_SYS_NICE and the image's RLIMIT_RTPRIO is 0/],
+    [['ionice', '-c', '1', '-n', '3'], /thread \d+ of image \S+ had the real-time I\/O class \(ioprio_set IOPRIO_CLASS_RT\), which only a restart with CAP_SYS_ADMIN or CAP_SYS_NICE gives back; restart it as root/],
   ] as const) {
     const scope = new Scope('attrs-sched');
     try {
