@@ -47,7 +47,7 @@ struct context {
 };
 
 static struct context contexts[MAX_CONTEXTS];
-static volatile int lock;
+static volatile int lock; /* the TID that holds it, 0: free (ck_records_lock) */
 
 /* rings found at the checkpoint */
 static struct {
@@ -74,14 +74,13 @@ CK_HIDDEN void ck_aio_after(long nr, const long *a, long r)
 	switch (nr) {
 	case SYS_io_setup: {
 		uint64_t ctx = *(const uint64_t *)a[1];
-		while (__atomic_exchange_n(&lock, 1, __ATOMIC_ACQUIRE))
-			CK_SYS0(SYS_sched_yield);
+		ck_records_lock(&lock);
 		for (int i = 0; i < MAX_CONTEXTS; i++)
 			if (!contexts[i].ctx) {
 				contexts[i] = (struct context){ctx, (uint32_t)a[0], 0, 0};
 				break;
 			}
-		__atomic_store_n(&lock, 0, __ATOMIC_RELEASE);
+		ck_records_unlock(&lock);
 		break; /* no room: found unrecorded at the checkpoint, and refused */
 	}
 	case SYS_io_destroy:

@@ -17,6 +17,7 @@
 #ifndef CK_ATTRS_H
 #define CK_ATTRS_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -150,6 +151,28 @@ CK_INLINE int ck_prctl_watched(long option)
 CK_HIDDEN void ck_attrs_before(long nr, const long *a);
 /* r: what the call returned, -errno when it failed; errno is left alone */
 CK_HIDDEN void ck_attrs_after(long nr, const long *a, long r);
+
+/* A lock of the wrappers' records (seccomp.c, aio.c), held by a thread's
+ * TID: a lock whose holder is not a thread of this process (a fork copied
+ * it while another thread held it) is taken over, not waited for. */
+CK_INLINE void ck_records_lock(volatile int *lock)
+{
+	int tid = (int)ck_gettid(), pid = (int)ck_getpid();
+	for (;;) {
+		int none = 0;
+		if (__atomic_compare_exchange_n(lock, &none, tid, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+			return;
+		int owner = __atomic_load_n(lock, __ATOMIC_RELAXED);
+		if (owner && ck_tgkill(pid, owner, 0) == -ESRCH)
+			__atomic_compare_exchange_n(lock, &owner, 0, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+		else
+			CK_SYS0(SYS_sched_yield);
+	}
+}
+CK_INLINE void ck_records_unlock(volatile int *lock)
+{
+	__atomic_store_n(lock, 0, __ATOMIC_RELEASE);
+}
 
 /* ---- seccomp.c ---- */
 CK_HIDDEN void ck_seccomp_before(long nr, const long *a);

@@ -58,7 +58,7 @@ static uint32_t pool_used;
 static int unrecorded;          /* a filter the table had no room for */
 static struct holder holders[MAX_HOLDERS];
 static int nholders;
-static volatile int lock;
+static volatile int lock;       /* the TID that holds it, 0: free */
 static volatile int strict_tids[MAX_STRICT];
 static int common_node = -1;    /* the newest filter every thread shares, at the checkpoint */
 static char refusal[300];
@@ -67,13 +67,12 @@ static char refusal[300];
 
 static void take_lock(void)
 {
-	while (__atomic_exchange_n(&lock, 1, __ATOMIC_ACQUIRE))
-		CK_SYS0(SYS_sched_yield);
+	ck_records_lock(&lock);
 }
 
 static void drop_lock(void)
 {
-	__atomic_store_n(&lock, 0, __ATOMIC_RELEASE);
+	ck_records_unlock(&lock);
 }
 
 static long read_status(int tid, char *buf, size_t cap)
