@@ -436,6 +436,9 @@ static void say_blocked(struct ck_str *m, int tid)
 	if (is_timer_helper(tid))
 		ck_str_add(m, ": it is glibc's helper thread for timer_create(SIGEV_THREAD) timers, which ckrun cannot stop; "
 			      "use SIGEV_SIGNAL or SIGEV_THREAD_ID timers (they are saved)");
+	else if (ck_seccomp_strict_thread(tid))
+		ck_str_add(m, ": it is in seccomp strict mode (SECCOMP_MODE_STRICT), where it may make none of the system "
+			      "calls a checkpoint needs; ckrun cannot checkpoint it");
 	else
 		ck_str_add(m, " (with a raw system call?), so it cannot stop; let the program leave it unblocked");
 }
@@ -793,6 +796,7 @@ static void after_restore_leader(struct ck_restore_info *ri)
 	ck_str_dec(&m, ck_getpid());
 	ck_str_add(&m, "\n");
 	ck_session_reply(buf);
+	ck_attrs_restore_last();
 	release_threads();
 }
 
@@ -961,6 +965,8 @@ static void participate(ucontext_t *uc, siginfo_t *si)
 	}
 	while (state == ST_STOPPING)
 		futex_wait(&state, ST_STOPPING, 0);
+	if (ri)
+		ck_attrs_restore_last_thread(t);
 	__atomic_fetch_add(&departed, 1, __ATOMIC_SEQ_CST);
 	futex_wake_all(&departed);
 }

@@ -25,6 +25,7 @@
 #include "sys.h"
 #include "util.h"
 #include "wire.h"
+#include "attrs.h"
 
 #define CK_IMAGE_VERSION 1
 /* The contract between a restore host and the shim inside an image (the
@@ -69,6 +70,7 @@ struct ck_thread {
 	uint64_t pending;        /* signals pending for this thread only */
 	char comm[16];
 	long securebits;         /* PR_GET_SECUREBITS: per thread, not in /proc */
+	struct ck_thread_attrs attrs; /* scheduling, affinity, timer slack, ... (attrs.h) */
 };
 
 /* ---- what the restore host hands to the restored shim ---- */
@@ -286,6 +288,8 @@ CK_HIDDEN void ck_signal_handler(int sig, siginfo_t *si, void *ucv);
 CK_HIDDEN extern volatile uint64_t ck_restores;
 CK_HIDDEN extern volatile int ck_calls_enabled;
 CK_HIDDEN void ck_resume_interrupted_call(ucontext_t *uc);
+/* syscall(nr, a[0..5]) resumed when interrupted; a[] may be changed (remaining timeouts) */
+CK_HIDDEN long ck_syscall_resumed(long nr, long *a);
 CK_HIDDEN int ck_wait_sigsuspend(int (*real)(const sigset_t *), const sigset_t *mask);
 CK_HIDDEN int ck_wait_sigtimedwait(int (*real)(const sigset_t *, siginfo_t *, const struct timespec *), const sigset_t *set,
 				   siginfo_t *info, const struct timespec *tmo);

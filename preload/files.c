@@ -102,18 +102,23 @@ static int writable(int flags)
 	return (flags & O_ACCMODE) != O_RDONLY;
 }
 
-static void stat_path(const struct ck_img_file *f, struct stat *st)
+/* 0 for a /proc file of a process of the family, which exists only once the
+ * restore has made that process (attrs.c); 1 once the file is there. */
+static int stat_path(const struct ck_image *img, const struct ck_img_file *f, struct stat *st)
 {
+	if (ck_proc_path_of_family(img, f->path))
+		return 0;
 	if (stat(f->path, st) != 0)
 		ck_refuse("descriptor %d refers to %s, which is gone (%s); put the file back or restart from an image taken without it",
 			  f->fd, f->path, strerror(errno));
+	return 1;
 }
 
 static void file_check(struct ck_image *img, struct ck_img_file *f)
 {
-	(void)img;
 	struct stat st;
-	stat_path(f, &st);
+	if (!stat_path(img, f, &st))
+		return;
 	if (!S_ISREG(st.st_mode))
 		ck_refuse("descriptor %d refers to %s, which is no longer a regular file", f->fd, f->path);
 	if (writable(f->flags) && (uint64_t)st.st_size < f->size)
@@ -124,18 +129,18 @@ static void file_check(struct ck_image *img, struct ck_img_file *f)
 
 static void dir_check(struct ck_image *img, struct ck_img_file *f)
 {
-	(void)img;
 	struct stat st;
-	stat_path(f, &st);
+	if (!stat_path(img, f, &st))
+		return;
 	if (!S_ISDIR(st.st_mode))
 		ck_refuse("descriptor %d refers to %s, which is no longer a directory", f->fd, f->path);
 }
 
 static void device_check(struct ck_image *img, struct ck_img_file *f)
 {
-	(void)img;
 	struct stat st;
-	stat_path(f, &st);
+	if (!stat_path(img, f, &st))
+		return;
 }
 
 /* The program's flags, without those that only mean something to open itself. */

@@ -801,6 +801,8 @@ static int has_locked_memory(struct ck_scratch *s)
  * not the program's memory. [uprobes] is not passed on by a fork. */
 static int is_kernels_own(const struct map_line *m)
 {
+	if (ck_is_aio_ring(m->name))
+		return 1; /* an AIO context's ring: aio.c makes it again */
 	return m->name[0] == '[' && (ck_streq(m->name, "[vsyscall]") || ck_streq(m->name, "[vvar]") ||
 				     ck_streq(m->name, "[vvar_vclock]") || ck_streq(m->name, "[vdso]") ||
 				     ck_streq(m->name, "[uprobes]"));
@@ -841,6 +843,8 @@ CK_HIDDEN void ck_memory_save_stopped(struct ck_writer *w, struct ck_scratch *s)
 	ck_track_begin(s);
 	for (int i = 0; i < n && !w->err; i++) {
 		struct ck_stat st;
+		if (ck_is_aio_ring(maps[i].name))
+			continue;
 		struct region_kind k = region_of(&maps[i], &st);
 		struct map_line part[2];
 		int np = outside_scratch(s, &maps[i], part);

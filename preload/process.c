@@ -367,6 +367,7 @@ CK_HIDDEN void ck_process_save(struct ck_writer *w, struct ck_scratch *s)
 		for (int k = 0; k < 2; k++)
 			cb_int(e, lim[k] == ~0ULL ? -1 : (int64_t)lim[k]);
 	}
+	ck_proc_attrs_save(w);
 	cb_kv_uint(e, "shim_abi", CK_SHIM_ABI);
 	cb_kv_uint(e, "signal", (uint64_t)ck_session.sig);
 	cb_kv_int(e, "ctl_fd", ck_session.ctl_fd);
@@ -587,7 +588,7 @@ CK_HIDDEN int ck_process_parse(struct cb_dec *d, const char *k, size_t kl, struc
 				return -1;
 		}
 	} else {
-		return 0;
+		return ck_proc_attrs_parse(d, k, kl, img);
 	}
 	return d->error ? -1 : 1;
 }

@@ -137,6 +137,9 @@ CK_HIDDEN void ck_image_release(struct ck_image *img)
 	free(img->threads);
 	free(img->children);
 	free(img->actions);
+	for (uint32_t i = 0; img->attrs.aio && i < img->attrs.naio; i++)
+		free(img->attrs.aio[i].events);
+	free(img->attrs.aio);
 	free((char *)img->exe);
 	free((char *)img->cwd);
 	free((char *)img->kernel);
@@ -657,10 +660,12 @@ static int by_lo(const void *a, const void *b)
 /* A free range that neither this process nor the image uses. */
 static uint64_t find_hole(struct ck_image *img, uint64_t size)
 {
-	size_t cap = img->nregions + 4096, n = 0;
+	size_t cap = img->nregions + img->attrs.naio + 4096, n = 0;
 	struct span *s = malloc(cap * sizeof *s);
 	for (size_t i = 0; i < img->nregions; i++)
 		s[n++] = (struct span){img->regions[i].start, img->regions[i].end};
+	for (uint32_t i = 0; i < img->attrs.naio; i++) /* AIO rings go back there */
+		s[n++] = (struct span){img->attrs.aio[i].ctx, img->attrs.aio[i].ctx + img->attrs.aio[i].len};
 	for (int k = 0; k < 3; k++)
 		if (img->vdso[k][0])
 			s[n++] = (struct span){img->vdso[k][0], img->vdso[k][1]};
@@ -764,6 +769,7 @@ CK_HIDDEN void ck_load_and_check(struct ck_image *img, const char *path, int ver
 {
 	ck_image_read(img, path);
 	ck_creds_check(img);
+	ck_attrs_check(img);
 	ck_verbose("image %s: pid %d, %zu threads, %zu regions, %zu descriptors", path, img->pid, img->nthreads,
 		   img->nregions, img->nfiles);
 	ck_files_check(img);
@@ -789,7 +795,7 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
 	uint64_t vdso_len = img->vdso[2][1] - img->vdso[0][0];
 	uint64_t plan_size = CK_PAGE_UP(sizeof(struct ck_plan) + img->nregions * sizeof(struct ck_plan_region) +
 					nruns * sizeof(struct ck_plan_run) + img->nthreads * sizeof(struct ck_plan_thread) +
-					ck_creds_plan_size(img) + 64);
+					ck_creds_plan_size(img) + ck_aio_plan_size(img) + 64);
 	uint64_t stacks_size = (img->nthreads + 1) * CK_THREAD_STACK;
 	uint64_t hole_size = ls.size + plan_size + CORE_STACK + stacks_size + CK_PAGE_UP(vdso_len) + CK_PAGE;
 	uint64_t hole = find_hole(img, hole_size);
@@ -846,6 +852,7 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
 
 	/* process state; from here on the restore host is becoming the program */
 	ck_process_restore(img);
+	ck_attrs_restore(img);
 	ck_signals_restore(img);
 	ck_files_install(img);
 	if (ctl >= 0 && img->ctl_fd >= 0) {
@@ -891,6 +898,7 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
 	ck_threads_plan(img, plan, threads, stacks);
 	ck_creds_plan(img, plan, groups);
 	ck_locks_plan(img, plan);
+	ck_aio_plan(img, plan, groups + img->creds.ngroups, base);
 	plan->err_fd = 2;
 	plan->map_runs = !getenv("CKRUN_RESTORE_READ");
 	plan->pid = img->pid;

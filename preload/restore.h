@@ -49,6 +49,7 @@ struct ck_img_thread {
 	uint64_t fs_base, clear_tid;
 	struct ck_ctx resume;
 	int has_resume;
+	struct ck_core_attrs attrs; /* attrs.h */
 };
 
 /* One descriptor of the image. What every descriptor has is here; its
@@ -138,6 +139,7 @@ struct ck_image {
 	struct ck_img_action *actions;
 	size_t nactions;
 	size_t nptimers; /* POSIX timers: restored from the shim's memory (signals.c) */
+	struct ck_img_attrs attrs; /* process attributes, seccomp, AIO (attrs.h) */
 
 	/* incremental: the files runs may refer to, in this image's directory */
 	uint64_t track_id;
@@ -199,6 +201,7 @@ struct ck_plan_thread {
 	uint64_t stack_top;
 	uint64_t info; /* resume value: the restore info for the shim */
 	struct ck_plan *plan;
+	struct ck_core_attrs attrs; /* set before the credentials (attrs.c) */
 };
 
 /* A lock the restore core takes again (locks.c) */
@@ -243,6 +246,10 @@ struct ck_plan {
 	int last_cap;           /* /proc/sys/kernel/cap_last_cap */
 	volatile int creds_set;
 	volatile int creds_go;
+	/* AIO contexts made again once the memory is back (aio.c) */
+	struct ck_plan_aio *aio;
+	uint32_t naio;
+	int aio_null_fd;
 	struct ck_restore_info info;
 };
 

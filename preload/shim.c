@@ -18,6 +18,11 @@
  *    regions and lifts the marks for the moment of the fork.
  *  - inotify_add_watch: the path of each watch is recorded for the
  *    checkpoint, which cannot always find it from the kernel (events.c).
+ *  - prctl (PR_SET_SECCOMP, PR_SET_PTRACER, PR_SET_IO_FLUSHER,
+ *    PR_SET_SYSCALL_USER_DISPATCH), and syscall() (resumed by syscalls.c)
+ *    for those and the AIO calls: seccomp filters, AIO contexts and the
+ *    settings the kernel does not show are recorded (seccomp.c, aio.c,
+ *    attrs.c).
  * Each wrapper does one comparison on its fast path. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -65,6 +70,7 @@ static void (*real_closefrom)(int);
 static int (*real_dup2)(int, int);
 static int (*real_dup3)(int, int, int);
 static int (*real_madvise)(void *, size_t, int);
+static int (*real_prctl)(int, ...);
 static int (*real_execve)(const char *, char *const[], char *const[]);
 static int (*real_execvpe)(const char *, char *const[], char *const[]);
 static int (*real_fexecve)(int, char *const[], char *const[]);
@@ -96,6 +102,7 @@ static void resolve_all(void)
 	RESOLVE(dup2);
 	RESOLVE(dup3);
 	RESOLVE(madvise);
+	RESOLVE(prctl);
 	RESOLVE(execve);
 	RESOLVE(execvpe);
 	RESOLVE(fexecve);
@@ -555,4 +562,47 @@ CK_EXPORT int madvise(void *addr, size_t len, int advice)
 	if (advice == MADV_DONTFORK || advice == MADV_WIPEONFORK)
 		ck_fork_flags_used = 1;
 	return REAL(madvise)(addr, len, advice);
+}
+
+/* PR_SET_SECCOMP: the filter is recorded (seccomp.c); PR_SET_PTRACER,
+ * PR_SET_IO_FLUSHER, PR_SET_SYSCALL_USER_DISPATCH, which the kernel shows
+ * no one, are noted (attrs.c). */
+CK_EXPORT int prctl(int option, ...)
+{
+	va_list ap;
+	long a[5] = {option};
+	va_start(ap, option);
+	for (int i = 1; i < 5; i++)
+		a[i] = (long)va_arg(ap, unsigned long);
+	va_end(ap);
+	if (!ck_prctl_watched(option))
+		return REAL(prctl)(option, a[1], a[2], a[3], a[4]);
+	ck_attrs_before(SYS_prctl, a);
+	int r = REAL(prctl)(option, a[1], a[2], a[3], a[4]);
+	int err = errno;
+	ck_attrs_after(SYS_prctl, a, r == -1 ? -err : r);
+	errno = err;
+	return r;
+}
+
+/* Resumed when a checkpoint interrupts it (syscalls.c); seccomp filters and
+ * AIO contexts made through it are recorded (seccomp.c, aio.c). */
+CK_EXPORT long syscall(long nr, ...)
+{
+	long a[6];
+	va_list ap;
+	va_start(ap, nr);
+	for (int k = 0; k < 6; k++)
+		a[k] = va_arg(ap, long);
+	va_end(ap);
+	int watched = ck_attrs_watches(nr);
+	if (watched)
+		ck_attrs_before(nr, a);
+	long r = ck_syscall_resumed(nr, a);
+	if (watched) {
+		int err = errno;
+		ck_attrs_after(nr, a, r == -1 ? -err : r);
+		errno = err;
+	}
+	return r;
 }

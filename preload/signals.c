@@ -153,6 +153,211 @@ static void capture_ptimers(void)
 	}
 }
 
+/* ---- queued signals with their siginfo ----
+ * /proc shows only which signal numbers are pending. Every queued instance
+ * with its siginfo (value, code, sender) is taken while the program stands
+ * still (rt_sigtimedwait; a thread's own queue only by that thread) and
+ * queued again at once, in the same order, so the program keeps them; the
+ * restored process queues them again the same way (a process may queue any
+ * siginfo to itself: rt_sigqueueinfo for the process, rt_tgsigqueueinfo by
+ * the thread itself). Signals of POSIX timers are left alone: taking one
+ * would re-arm its timer; they come back from the pending mask, one
+ * instance, as before. The lists live in the shim's memory, which the
+ * restored process finds as it was. */
+#define CK_MAX_QUEUED 1024
+static siginfo_t sigq_pool[CK_MAX_QUEUED];
+static int sigq_next[CK_MAX_QUEUED];
+static volatile int sigq_used;
+static int sigq_overflow;
+static long sigq_lost;             /* queueing one again failed: the program lost it */
+static int shared_first = -1;      /* the process's own queue */
+static uint64_t shared_mask;       /* the numbers in it */
+static uint64_t timer_sigs;        /* numbers some POSIX timer sends */
+static char sigq_refusal[200];
+
+static uint64_t never_taken(void)
+{
+	/* ours; SIGKILL and SIGSTOP cannot be waited for */
+	return sigbit(ck_session.sig) | sigbit(SIGKILL) | sigbit(SIGSTOP) | timer_sigs;
+}
+
+/* The numbers POSIX timers send ("signal: 34/..." in /proc/self/timers). */
+static uint64_t read_timer_sigs(void)
+{
+	static char buf[16 * 1024];
+	uint64_t m = 0;
+	if (ck_read_file("/proc/self/timers", buf, sizeof buf) <= 0)
+		return 0;
+	for (const char *p = buf; *p; p = next_line(p)) {
+		const char *q = after(p, "signal: ");
+		uint64_t v;
+		if (q && ck_parse_dec(&q, &v) && v >= 1 && v <= 64)
+			m |= sigbit((int)v);
+	}
+	return m;
+}
+
+static void own_pending(uint64_t *private, uint64_t *shared)
+{
+	char buf[4096];
+	*private = *shared = 0;
+	if (ck_read_file("/proc/thread-self/status", buf, sizeof buf) <= 0)
+		return;
+	for (const char *p = buf; *p; p = next_line(p)) {
+		const char *q;
+		uint64_t v;
+		if ((q = after(p, "SigPnd:\t")) && ck_parse_hex(&q, &v))
+			*private = v;
+		else if ((q = after(p, "ShdPnd:\t")) && ck_parse_hex(&q, &v))
+			*shared = v;
+	}
+}
+
+/* Takes every instance of the signals pending for this thread only (and,
+ * with the process's queue given, the process's too) into the pool. */
+static void take_queued(int *first, uint64_t *mask, int *sh_first, uint64_t *sh_mask)
+{
+	int *tail = first, *sh_tail = sh_first;
+	uint64_t excl = never_taken();
+	for (;;) {
+		uint64_t private, shared;
+		own_pending(&private, &shared);
+		private &= ~excl;
+		shared = sh_first ? shared & ~excl : 0;
+		uint64_t pick = private ? private : shared;
+		if (!pick)
+			return;
+		int slot = __atomic_fetch_add(&sigq_used, 1, __ATOMIC_SEQ_CST);
+		if (slot >= CK_MAX_QUEUED) {
+			sigq_overflow = 1;
+			return;
+		}
+		uint64_t one = pick & -pick;
+		struct ck_timespec zero = {0, 0};
+		long sig = CK_SYS4(SYS_rt_sigtimedwait, &one, &sigq_pool[slot], &zero, 8);
+		if (sig <= 0)
+			return;
+		sigq_next[slot] = -1;
+		if (private) {
+			*tail = slot;
+			tail = &sigq_next[slot];
+			*mask |= one;
+		} else {
+			*sh_tail = slot;
+			sh_tail = &sigq_next[slot];
+			*sh_mask |= one;
+		}
+	}
+}
+
+/* Queues a list again, in order; tid 0: to the process. */
+static long queue_again(int first, int tid)
+{
+	int pid = (int)ck_getpid();
+	for (int i = first; i >= 0; i = sigq_next[i]) {
+		siginfo_t *si = &sigq_pool[i];
+		long r = tid ? CK_SYS4(SYS_rt_tgsigqueueinfo, pid, tid, si->si_signo, si)
+			     : CK_SYS3(SYS_rt_sigqueueinfo, pid, si->si_signo, si);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* In each thread's handler: the leader (thread 0) starts the pool and
+ * takes its own queue later, with the process's (ck_signals_capture). */
+CK_HIDDEN void ck_thread_signals_capture(struct ck_thread *t)
+{
+	t->attrs.sigq_first = -1;
+	t->attrs.sigq_mask = 0;
+	if (t == &ck_threads[0]) {
+		sigq_used = 0;
+		sigq_overflow = 0;
+		sigq_lost = 0;
+		sigq_refusal[0] = 0;
+		timer_sigs = read_timer_sigs();
+		return;
+	}
+	uint64_t any = 0;
+	if (CK_SYS2(SYS_rt_sigpending, &any, 8) < 0 || !(any & ~never_taken()))
+		return;
+	take_queued(&t->attrs.sigq_first, &t->attrs.sigq_mask, 0, 0);
+	long r = queue_again(t->attrs.sigq_first, t->tid);
+	if (r < 0)
+		sigq_lost = r;
+}
+
+/* The leader's own queue and the process's; the process's can be queued
+ * again with its siginfo only by the thread whose TID is the PID. */
+static void capture_leader_queues(void)
+{
+	struct ck_thread *me = &ck_threads[0];
+	uint64_t private, shared;
+	shared_first = -1;
+	shared_mask = 0;
+	int main_thread = me->tid == (int)ck_getpid();
+	take_queued(&me->attrs.sigq_first, &me->attrs.sigq_mask, main_thread ? &shared_first : 0, &shared_mask);
+	long r = queue_again(me->attrs.sigq_first, me->tid);
+	if (r == 0)
+		r = queue_again(shared_first, 0);
+	if (r < 0)
+		sigq_lost = r;
+	own_pending(&private, &shared);
+	if (!main_thread && (shared & ~never_taken())) {
+		struct ck_str m;
+		ck_str_init(&m, sigq_refusal, sizeof sigq_refusal);
+		ck_str_add(&m, "the process has signals queued for it, and the checkpoint was led by thread ");
+		ck_str_dec(&m, me->tid);
+		ck_str_add(&m, ", not the main thread, which alone can queue them again with their siginfo");
+	}
+}
+
+/* [[signal, code, pid, uid, value], ...] for inspection; the restored
+ * process queues them from its own memory. */
+static void save_queued(struct cb_enc *e, int first)
+{
+	uint64_t n = 0;
+	for (int i = first; i >= 0; i = sigq_next[i])
+		n++;
+	cb_text(e, "queued");
+	cb_array(e, n);
+	for (int i = first; i >= 0; i = sigq_next[i]) {
+		const siginfo_t *si = &sigq_pool[i];
+		cb_array(e, 5);
+		cb_uint(e, (uint64_t)si->si_signo);
+		cb_int(e, si->si_code);
+		cb_int(e, si->si_pid);
+		cb_uint(e, si->si_uid);
+		cb_uint(e, (uint64_t)si->si_value.sival_ptr);
+	}
+}
+
+CK_HIDDEN void ck_thread_queued_save(struct cb_enc *e, const struct ck_thread *t)
+{
+	save_queued(e, t->attrs.sigq_first);
+}
+
+static __attribute__((noreturn)) void requeue_failed(long err)
+{
+	char buf[200];
+	struct ck_str m;
+	ck_str_init(&m, buf, sizeof buf);
+	ck_str_add(&m, "ckrun restart: queueing the program's pending signals again failed: ");
+	ck_str_errno(&m, err);
+	ck_str_add(&m, " (the half-restored process is ended)\n");
+	ck_write(2, buf, m.len);
+	ck_exit_group(70);
+	__builtin_unreachable();
+}
+
+/* In the restored shim, each thread its own queue. */
+CK_HIDDEN void ck_thread_signals_after_restore(struct ck_thread *t)
+{
+	long r = queue_again(t->attrs.sigq_first, t->tid);
+	if (r < 0)
+		requeue_failed(r);
+}
+
 /* Called by the leader while every thread is stopped, before the resume
  * context is saved: the restored leader re-arms exactly this. */
 CK_HIDDEN void ck_signals_capture(void)
@@ -169,6 +374,8 @@ CK_HIDDEN void ck_signals_capture(void)
 	capture_ptimers();
 	ck_saved_pdeathsig = 0;
 	ck_prctl(PR_GET_PDEATHSIG, (long)&ck_saved_pdeathsig, 0, 0, 0);
+	capture_leader_queues();
+	ck_proc_attrs_capture();
 	uint64_t ours = sigbit(ck_session.sig);
 	ck_saved_timers.shared_pending = ck_read_pending_mask("/proc/self/status", "ShdPnd:") & ~ours;
 	int n = ck_nthreads;
@@ -218,8 +425,18 @@ CK_HIDDEN void ck_signals_save(struct ck_writer *w)
 	struct cb_enc *e = &w->meta;
 	if (ptimers_overflow)
 		ck_writer_fail(w, -EOPNOTSUPP, "the program has more than 256 POSIX timers (timer_create), more than ckrun saves");
+	if (sigq_overflow)
+		ck_writer_fail(w, -EOPNOTSUPP, "the program has more than 1024 queued signals, more than ckrun saves");
+	if (sigq_lost)
+		ck_writer_fail(w, sigq_lost, "a pending signal the checkpoint took could not be queued again (the program lost it)");
+	if (sigq_refusal[0]) {
+		ck_writer_fail(w, -EOPNOTSUPP, "cannot save the pending signals");
+		struct ck_str d;
+		ck_str_init(&d, w->err_detail, sizeof w->err_detail);
+		ck_str_add(&d, sigq_refusal);
+	}
 	cb_text(e, "signals");
-	cb_map(e, 4);
+	cb_map(e, 5);
 	cb_text(e, "actions");
 	cb_array_open(e);
 	for (int sig = 1; sig <= 64; sig++) {
@@ -245,6 +462,7 @@ CK_HIDDEN void ck_signals_save(struct ck_writer *w)
 		cb_uint(e, (uint64_t)(ck_saved_timers.it[i].vsec * 1000000L + ck_saved_timers.it[i].vusec));
 	}
 	save_ptimers(e);
+	save_queued(e, shared_first);
 }
 
 static void say_timer_failed(int id, long err)
@@ -309,16 +527,20 @@ CK_HIDDEN void ck_signals_after_restore(int nthreads)
 			CK_SYS3(SYS_setitimer, i, &v, 0);
 	}
 	restore_ptimers();
-	/* a restore host dies with its parent while it restores; the program
-	 * gets its own parent-death signal back */
-	ck_prctl(PR_SET_PDEATHSIG, ck_saved_pdeathsig, 0, 0, 0);
+	/* (a restore host dies with its parent while it restores; every
+	 * thread got its own parent-death signal back, attrs.c) */
+	long r = queue_again(shared_first, 0);
+	if (r < 0)
+		requeue_failed(r);
+	/* what is pending without a siginfo kept: timers' signals, and any
+	 * that arrived while the checkpoint took the others */
 	int pid = (int)ck_getpid();
 	for (int sig = 1; sig <= 64; sig++)
-		if (ck_saved_timers.shared_pending & sigbit(sig))
+		if (ck_saved_timers.shared_pending & ~shared_mask & sigbit(sig))
 			ck_kill(pid, sig);
 	for (int i = 0; i < nthreads; i++)
 		for (int sig = 1; sig <= 64; sig++)
-			if (ck_threads[i].pending & sigbit(sig))
+			if (ck_threads[i].pending & ~ck_threads[i].attrs.sigq_mask & sigbit(sig))
 				ck_tgkill(pid, ck_threads[i].tid, sig);
 }
 

@@ -683,15 +683,11 @@ static enum timeout_kind timeout_of(long nr, const long *a, int *i)
 	}
 }
 
-CK_EXPORT long syscall(long nr, ...)
+/* syscall()'s six arguments, resumed like the calls above (shim.c's
+ * syscall() collects them and shows seccomp and AIO calls to their kinds). */
+CK_HIDDEN long ck_syscall_resumed(long nr, long *a)
 {
 	REAL_CALL(syscall);
-	long a[6];
-	va_list ap;
-	va_start(ap, nr);
-	for (int k = 0; k < 6; k++)
-		a[k] = va_arg(ap, long);
-	va_end(ap);
 	int i = 0;
 	enum timeout_kind kind = timeout_of(nr, a, &i);
 	struct ck_call c;

@@ -46,6 +46,8 @@ CK_HIDDEN void ck_thread_capture(struct ck_thread *t, ucontext_t *uc)
 	ck_prctl(PR_GET_NAME, (long)t->comm, 0, 0, 0);
 	t->securebits = ck_prctl(PR_GET_SECUREBITS, 0, 0, 0, 0);
 	t->pending = 0;
+	ck_thread_attrs_capture(&t->attrs);
+	ck_thread_signals_capture(t);
 }
 
 static void save_regs(struct cb_enc *e, const ucontext_t *uc)
@@ -75,7 +77,7 @@ CK_HIDDEN void ck_threads_save(struct ck_writer *w, int n)
 		const ucontext_t *uc = t->uc;
 		uint64_t mask;
 		ck_memcpy(&mask, &uc->uc_sigmask, sizeof mask);
-		cb_map(e, 12);
+		cb_map(e, 14);
 		cb_kv_uint(e, "tid", (uint64_t)t->tid);
 		cb_kv_bool(e, "leader", i == 0);
 		cb_kv_uint(e, "fs_base", t->fs_base);
@@ -102,6 +104,8 @@ CK_HIDDEN void ck_threads_save(struct ck_writer *w, int n)
 		} else {
 			cb_null(e);
 		}
+		ck_thread_attrs_save(e, &t->attrs);
+		ck_thread_queued_save(e, t);
 	}
 }
 
@@ -118,6 +122,8 @@ CK_HIDDEN void ck_thread_after_restore(struct ck_thread *t, const struct ck_rest
 		CK_SYS2(SYS_set_robust_list, t->robust_head, t->robust_len);
 	if (t->comm[0])
 		ck_prctl(PR_SET_NAME, (long)t->comm, 0, 0, 0);
+	ck_thread_attrs_after_restore(&t->attrs);
+	ck_thread_signals_after_restore(t);
 }
 
 /* ---- restore host ---- */
@@ -158,6 +164,9 @@ CK_HIDDEN int ck_threads_parse(struct cb_dec *d, struct ck_image *img)
 					return 0;
 				memcpy(&t->resume, b, bl);
 				t->has_resume = 1;
+			} else if (cbd_key_is(k, kl, "attrs")) {
+				if (!ck_thread_attrs_parse(d, &t->attrs))
+					return 0;
 			} else if (!cbd_skip(d)) {
 				return 0;
 			}
@@ -201,6 +210,7 @@ CK_HIDDEN void ck_threads_plan(struct ck_image *img, struct ck_plan *plan,
 		p->fs_base = t->fs_base;
 		p->clear_tid = t->clear_tid;
 		p->resume = t->resume;
+		p->attrs = t->attrs;
 		p->stack_top = stacks + (uint64_t)(p - threads + 1) * CK_THREAD_STACK;
 	}
 	plan->threads = threads;
@@ -216,6 +226,7 @@ CK_HIDDEN void ck_threads_plan(struct ck_image *img, struct ck_plan *plan,
 static CK_CORE_FN __attribute__((noreturn)) void thread_entry(void *arg)
 {
 	struct ck_plan_thread *t = arg;
+	ck_core_thread_attrs(t->plan, &t->attrs);
 	ck_core_set_creds(t->plan);
 	ck_core_creds_barrier(t->plan, 0);
 	ck_ctx_resume(&t->resume, (long)t->info);
@@ -244,6 +255,7 @@ CK_CORE __attribute__((noreturn)) void ck_core_start_threads(struct ck_plan *p)
 			ck_core_fail(p, "creating a thread with its original TID failed", r);
 	}
 	struct ck_plan_thread *m = &p->threads[0];
+	ck_core_thread_attrs(p, &m->attrs);
 	ck_core_set_creds(p);
 	ck_core_creds_barrier(p, 1);
 	ck_arch_prctl(0x1002 /* ARCH_SET_FS */, m->fs_base);

@@ -16,6 +16,7 @@ import {
   type RegionInfo,
 } from './image.js';
 import { capabilityNames } from './capabilities.js';
+import { formatAttributes } from './inspect-attrs.js';
 import { clockName, eventState } from './inspect-events.js';
 import type { Inspection } from './inspect-read.js';
 import { familyOf, formatFamily } from './inspect-tree.js';
@@ -214,6 +215,7 @@ export function formatImage(img: Image): string {
     ),
   );
   if (ts.some((t) => t.leader)) out.push('  (* wrote the image)\n');
+  out.push(formatAttributes(img));
 
   const rs = regions(m);
   const mapped = rs.reduce((a, r) => a + (r.end - r.start), 0n);

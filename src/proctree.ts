@@ -219,6 +219,17 @@ export interface Member {
 export type FdRef = [number, number];
 
 /** A process vanished while it was being examined. */
+/** A /proc file of a process of the checkpoint ckrun may not read: EACCES
+ * for a process of the same user means it is not dumpable (ptrace access
+ * mode); the message says so and what to do. */
+export function unreadableProcError(pid: number, file: string): Error {
+  return new Error(
+    `cannot read /proc/${pid}/${file} of process ${pid}: it is not dumpable (it called prctl(PR_SET_DUMPABLE, 0), or changed its user or group IDs or capabilities) ` +
+      `and ckrun has no CAP_SYS_PTRACE, so the kernel lets it read none of that process's memory maps or descriptors; ` +
+      `run ckrun as root to checkpoint such a program, or keep the program dumpable`,
+  );
+}
+
 export class ProcessGoneError extends Error {
   constructor(
     readonly pid: number,
@@ -257,6 +268,7 @@ function listFds(m: Member, own: OwnDescriptor): { fd: number; key: string }[] {
     names = readdirSync(`/proc/${m.outer}/fd`);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new ProcessGoneError(m.pid);
+    if ((e as NodeJS.ErrnoException).code === 'EACCES') throw unreadableProcError(m.pid, 'fd');
     throw e;
   }
   const out: { fd: number; key: string }[] = [];
@@ -376,6 +388,7 @@ export function shmObjectsOf(m: Member): ShmObject[] {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ESRCH')
       throw new ProcessGoneError(m.pid);
+    if ((e as NodeJS.ErrnoException).code === 'EACCES') throw unreadableProcError(m.pid, 'maps');
     throw e;
   }
   return parseShmMaps(text);

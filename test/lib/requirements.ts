@@ -20,6 +20,10 @@ export const REQUIREMENTS: readonly Requirement[] = [
   { command: 'script', package: 'bsdutils', usedBy: 'eintr, terminal (a program in a pseudo-terminal of its own)' },
   { command: 'tmux', package: 'tmux', usedBy: 'terminal (less in a tmux window, restarted in another)' },
   { command: 'less', package: 'less', usedBy: 'terminal (less in a tmux window, restarted in another)' },
+  { command: 'chrt', package: 'util-linux', usedBy: 'attrs (a restart run under SCHED_RR; a launch under SCHED_FIFO)' },
+  { command: 'choom', package: 'util-linux', usedBy: 'attrs (a restart run at another oom_score_adj)' },
+  { command: 'ionice', package: 'util-linux', usedBy: 'attrs (a restart run in the real-time I/O class)' },
+  { command: 'nice', package: 'coreutils', usedBy: 'attrs (a restart run at nice -7; a launch at nice -5)' },
   { command: 'clang', package: 'clang', usedBy: 'fuzz (libFuzzer targets in fuzz/)' },
   {
     command: 'libFuzzer',
