@@ -42,35 +42,40 @@ enum ck_schema_record_id {
 	CK_SCHEMA_STATS = 7,
 	CK_SCHEMA_INCREMENTAL = 8,
 	CK_SCHEMA_THREAD = 9,
-	CK_SCHEMA_REGS = 10,
-	CK_SCHEMA_SIGNALS = 11,
-	CK_SCHEMA_TIMER = 12,
-	CK_SCHEMA_FILE = 13,
-	CK_SCHEMA_DELETED = 14,
-	CK_SCHEMA_EXTENT = 15,
-	CK_SCHEMA_MEMFD = 16,
-	CK_SCHEMA_DELETED_DIR = 17,
-	CK_SCHEMA_MQUEUE = 18,
-	CK_SCHEMA_FIFO = 19,
-	CK_SCHEMA_FANOTIFY = 20,
-	CK_SCHEMA_FANOTIFY_MARK = 21,
-	CK_SCHEMA_PTY = 22,
-	CK_SCHEMA_TTY = 23,
-	CK_SCHEMA_PIPE = 24,
-	CK_SCHEMA_EVENTFD = 25,
-	CK_SCHEMA_TIMERFD = 26,
-	CK_SCHEMA_SIGNALFD = 27,
-	CK_SCHEMA_INOTIFY = 28,
-	CK_SCHEMA_PIDFD = 29,
-	CK_SCHEMA_SOCKET = 30,
-	CK_SCHEMA_INET = 31,
-	CK_SCHEMA_UNIX = 32,
-	CK_SCHEMA_PASSED = 33,
-	CK_SCHEMA_REGION = 34,
-	CK_SCHEMA_REGION_FILE = 35,
-	CK_SCHEMA_SHM_OBJECT = 36,
-	CK_SCHEMA_MANIFEST = 37,
-	CK_SCHEMA_PROCESS = 38,
+	CK_SCHEMA_THREAD_ATTRS = 10,
+	CK_SCHEMA_PROC_ATTRS = 11,
+	CK_SCHEMA_SECCOMP = 12,
+	CK_SCHEMA_SECCOMP_FILTER = 13,
+	CK_SCHEMA_AIO = 14,
+	CK_SCHEMA_REGS = 15,
+	CK_SCHEMA_SIGNALS = 16,
+	CK_SCHEMA_TIMER = 17,
+	CK_SCHEMA_FILE = 18,
+	CK_SCHEMA_DELETED = 19,
+	CK_SCHEMA_EXTENT = 20,
+	CK_SCHEMA_MEMFD = 21,
+	CK_SCHEMA_DELETED_DIR = 22,
+	CK_SCHEMA_MQUEUE = 23,
+	CK_SCHEMA_FIFO = 24,
+	CK_SCHEMA_FANOTIFY = 25,
+	CK_SCHEMA_FANOTIFY_MARK = 26,
+	CK_SCHEMA_PTY = 27,
+	CK_SCHEMA_TTY = 28,
+	CK_SCHEMA_PIPE = 29,
+	CK_SCHEMA_EVENTFD = 30,
+	CK_SCHEMA_TIMERFD = 31,
+	CK_SCHEMA_SIGNALFD = 32,
+	CK_SCHEMA_INOTIFY = 33,
+	CK_SCHEMA_PIDFD = 34,
+	CK_SCHEMA_SOCKET = 35,
+	CK_SCHEMA_INET = 36,
+	CK_SCHEMA_UNIX = 37,
+	CK_SCHEMA_PASSED = 38,
+	CK_SCHEMA_REGION = 39,
+	CK_SCHEMA_REGION_FILE = 40,
+	CK_SCHEMA_SHM_OBJECT = 41,
+	CK_SCHEMA_MANIFEST = 42,
+	CK_SCHEMA_PROCESS = 43,
 };
 
 #ifdef CK_SCHEMA_TABLES
@@ -103,38 +108,41 @@ static const struct ck_schema_key ck_schema_keys_meta[] = {
 	{"tty", 1, 0, 0, 0}, /* uint since=b3911f3 */
 	{"pdeathsig", 1, 0, 0, 0}, /* uint since=b3911f3 */
 	{"cwd_deleted", 3, 0, 0, 0}, /* [uint]? */
-	{"creds", 4, 0, 0, 0}, /* {creds} since=59ff20e */
-	{"children", 6, 0, 0, 0}, /* [{child}] since=b3911f3 */
-	{"rlimits", 9, 1, 0, 0}, /* [[int]] */
-	{"mm", 10, 1, 0, 0}, /* {mm} */
-	{"auxv", 11, 1, 0, 0}, /* bytes */
-	{"vdso", 12, 1, 0, 0}, /* {vdso} */
+	{"attrs", 4, 0, 0, 0}, /* {proc_attrs} since=issue-11 */
+	{"seccomp", 5, 0, 0, 0}, /* {seccomp}? */
+	{"aio", 7, 0, 0, 0}, /* [{aio}]? */
+	{"creds", 8, 0, 0, 0}, /* {creds} since=59ff20e */
+	{"children", 10, 0, 0, 0}, /* [{child}] since=b3911f3 */
+	{"rlimits", 13, 1, 0, 0}, /* [[int]] */
+	{"mm", 14, 1, 0, 0}, /* {mm} */
+	{"auxv", 15, 1, 0, 0}, /* bytes */
+	{"vdso", 16, 1, 0, 0}, /* {vdso} */
 	{"shim_abi", 1, 1, 0, 0}, /* uint */
 	{"signal", 1, 1, 0, 0}, /* uint */
-	{"ctl_fd", 7, 1, 0, 0}, /* int */
-	{"threads", 14, 1, 0, 0}, /* [{thread}] */
-	{"signals", 15, 1, 0, 0}, /* {signals} */
-	{"files", 17, 1, 0, 0}, /* [{file}] */
-	{"memory", 19, 1, 0, 0}, /* [{region}] */
+	{"ctl_fd", 11, 1, 0, 0}, /* int */
+	{"threads", 18, 1, 0, 0}, /* [{thread}] */
+	{"signals", 19, 1, 0, 0}, /* {signals} */
+	{"files", 21, 1, 0, 0}, /* [{file}] */
+	{"memory", 23, 1, 0, 0}, /* [{region}] */
 	{"mlockall", 2, 0, 0, 0}, /* [text]? */
-	{"stats", 20, 1, 0, 0}, /* {stats} */
+	{"stats", 24, 1, 0, 0}, /* {stats} */
 	{"track_id", 1, 0, 0, 0}, /* uint since=f74aac7 */
 	{"images", 2, 0, 0, 0}, /* [text] since=f74aac7 */
-	{"image_ids", 21, 0, 0, 0}, /* [[uint]] since=f72c03a */
-	{"incremental", 22, 0, 0, 0}, /* {incremental} since=f74aac7 */
+	{"image_ids", 25, 0, 0, 0}, /* [[uint]] since=f72c03a */
+	{"incremental", 26, 0, 0, 0}, /* {incremental} since=f74aac7 */
 };
 static const struct ck_schema_key ck_schema_keys_child[] = {
 	{"pid", 1, 1, 0, 0}, /* uint */
-	{"zombie", 23, 1, 0, 0}, /* bool */
-	{"status", 7, 0, 0, 0}, /* int? */
+	{"zombie", 27, 1, 0, 0}, /* bool */
+	{"status", 11, 0, 0, 0}, /* int? */
 };
 static const struct ck_schema_key ck_schema_keys_creds[] = {
 	{"uid", 3, 1, 0, 0}, /* [uint] */
 	{"gid", 3, 1, 0, 0}, /* [uint] */
 	{"groups", 3, 1, 0, 0}, /* [uint] */
-	{"caps", 24, 1, 0, 0}, /* {caps} */
+	{"caps", 28, 1, 0, 0}, /* {caps} */
 	{"securebits", 1, 1, 0, 0}, /* uint */
-	{"no_new_privs", 23, 1, 0, 0}, /* bool */
+	{"no_new_privs", 27, 1, 0, 0}, /* bool */
 	{"dumpable", 1, 1, 0, 0}, /* uint */
 };
 static const struct ck_schema_key ck_schema_keys_caps[] = {
@@ -169,22 +177,72 @@ static const struct ck_schema_key ck_schema_keys_stats[] = {
 	{"bytes", 1, 1, 0, 0}, /* uint */
 };
 static const struct ck_schema_key ck_schema_keys_incremental[] = {
-	{"parent_used", 23, 1, 0, 0}, /* bool */
+	{"parent_used", 27, 1, 0, 0}, /* bool */
 	{"tracking", 0, 1, 0, 0}, /* text */
 };
 static const struct ck_schema_key ck_schema_keys_thread[] = {
 	{"tid", 1, 1, 0, 0}, /* uint */
-	{"leader", 23, 1, 0, 0}, /* bool */
+	{"leader", 27, 1, 0, 0}, /* bool */
 	{"fs_base", 1, 1, 0, 0}, /* uint */
 	{"comm", 0, 1, 0, 0}, /* text */
 	{"sigmask", 1, 1, 0, 0}, /* uint */
 	{"pending", 1, 1, 0, 0}, /* uint */
-	{"regs", 25, 1, 0, 0}, /* {regs} */
-	{"resume", 11, 1, 0, 0}, /* bytes */
-	{"sigaltstack", 8, 1, 0, 0}, /* [int] */
+	{"regs", 29, 1, 0, 0}, /* {regs} */
+	{"resume", 15, 1, 0, 0}, /* bytes */
+	{"sigaltstack", 12, 1, 0, 0}, /* [int] */
 	{"robust_list", 3, 1, 0, 0}, /* [uint] */
 	{"clear_tid", 1, 1, 0, 0}, /* uint */
-	{"rseq", 27, 1, 0, 0}, /* [uint]|null */
+	{"rseq", 31, 1, 0, 0}, /* [uint]|null */
+	{"attrs", 32, 0, 0, 0}, /* {thread_attrs} since=issue-11 */
+	{"queued", 13, 0, 0, 0}, /* [[int]] since=issue-11 */
+};
+static const struct ck_schema_key ck_schema_keys_thread_attrs[] = {
+	{"policy", 1, 1, 0, 0}, /* uint */
+	{"nice", 11, 1, 0, 0}, /* int */
+	{"priority", 1, 1, 0, 0}, /* uint */
+	{"sched_flags", 1, 1, 0, 0}, /* uint */
+	{"runtime", 1, 0, 0, 0}, /* uint? */
+	{"deadline", 1, 0, 0, 0}, /* uint? */
+	{"period", 1, 0, 0, 0}, /* uint? */
+	{"util_min", 1, 0, 0, 0}, /* uint? */
+	{"util_max", 1, 0, 0, 0}, /* uint? */
+	{"cpus", 3, 1, 0, 0}, /* [uint] */
+	{"ioprio", 11, 1, 0, 0}, /* int */
+	{"timerslack", 11, 1, 0, 0}, /* int */
+	{"mce_kill", 11, 1, 0, 0}, /* int */
+	{"tsc", 11, 1, 0, 0}, /* int */
+	{"pdeathsig", 11, 1, 0, 0}, /* int */
+	{"cpuid", 27, 1, 0, 0}, /* bool */
+	{"gs_base", 1, 1, 0, 0}, /* uint */
+	{"seccomp", 33, 1, 0, 0}, /* uint|null */
+};
+static const struct ck_schema_key ck_schema_keys_proc_attrs[] = {
+	{"oom_score_adj", 11, 1, 0, 0}, /* int */
+	{"coredump_filter", 1, 1, 0, 0}, /* uint */
+	{"thp_disable", 1, 1, 0, 0}, /* uint */
+	{"child_subreaper", 27, 1, 0, 0}, /* bool */
+	{"membarrier", 1, 1, 0, 0}, /* uint */
+	{"mdwe", 1, 1, 0, 0}, /* uint */
+	{"memory_merge", 1, 1, 0, 0}, /* uint */
+	{"xcomp_perm", 1, 1, 0, 0}, /* uint */
+};
+static const struct ck_schema_key ck_schema_keys_seccomp[] = {
+	{"common", 34, 1, 0, 0}, /* uint|null */
+	{"filters", 36, 1, 0, 0}, /* [{seccomp_filter}] */
+};
+static const struct ck_schema_key ck_schema_keys_seccomp_filter[] = {
+	{"prev", 11, 1, 0, 0}, /* int */
+	{"flags", 1, 1, 0, 0}, /* uint */
+	{"bpf", 15, 1, 0, 0}, /* bytes */
+};
+static const struct ck_schema_key ck_schema_keys_aio[] = {
+	{"ctx", 1, 1, 0, 0}, /* uint */
+	{"len", 1, 1, 0, 0}, /* uint */
+	{"nr_events", 1, 1, 0, 0}, /* uint */
+	{"nr", 1, 1, 0, 0}, /* uint */
+	{"head", 1, 1, 0, 0}, /* uint */
+	{"tail", 1, 1, 0, 0}, /* uint */
+	{"events", 13, 1, 0, 0}, /* [[int]] */
 };
 static const struct ck_schema_key ck_schema_keys_regs[] = {
 	{"r8", 1, 1, 0, 0}, /* uint */
@@ -207,17 +265,18 @@ static const struct ck_schema_key ck_schema_keys_regs[] = {
 	{"eflags", 1, 1, 0, 0}, /* uint */
 };
 static const struct ck_schema_key ck_schema_keys_signals[] = {
-	{"actions", 9, 1, 0, 0}, /* [[int]] */
+	{"actions", 13, 1, 0, 0}, /* [[int]] */
 	{"pending", 1, 1, 0, 0}, /* uint */
-	{"itimers", 9, 1, 0, 0}, /* [[int]] */
-	{"timers", 29, 0, 0, 0}, /* [{timer}] since=2b765d7 */
+	{"itimers", 13, 1, 0, 0}, /* [[int]] */
+	{"timers", 38, 0, 0, 0}, /* [{timer}] since=2b765d7 */
+	{"queued", 13, 0, 0, 0}, /* [[int]] since=issue-11 */
 };
 static const struct ck_schema_key ck_schema_keys_timer[] = {
-	{"id", 7, 1, 0, 0}, /* int */
-	{"clock", 7, 1, 0, 0}, /* int */
+	{"id", 11, 1, 0, 0}, /* int */
+	{"clock", 11, 1, 0, 0}, /* int */
 	{"notify", 0, 1, 0, 0}, /* text */
 	{"signal", 1, 1, 0, 0}, /* uint */
-	{"tid", 7, 1, 0, 0}, /* int */
+	{"tid", 11, 1, 0, 0}, /* int */
 	{"value", 1, 1, 0, 0}, /* uint */
 	{"remaining_ns", 1, 1, 0, 0}, /* uint */
 	{"interval_ns", 1, 1, 0, 0}, /* uint */
@@ -227,7 +286,7 @@ static const struct ck_schema_key ck_schema_keys_file[] = {
 	{"kind", 0, 1, 0, 0}, /* text */
 	{"path", 0, 1, 0, 0}, /* text */
 	{"flags", 1, 1, 0, 0}, /* uint */
-	{"cloexec", 23, 1, 0, 0}, /* bool */
+	{"cloexec", 27, 1, 0, 0}, /* bool */
 	{"offset", 1, 0, 0, 0}, /* uint? */
 	{"size", 1, 1, 0, 0}, /* uint */
 	{"mode", 1, 1, 0, 0}, /* uint */
@@ -237,23 +296,23 @@ static const struct ck_schema_key ck_schema_keys_file[] = {
 	{"mtime_ns", 1, 1, 0, 0}, /* uint */
 	{"stdio", 1, 0, 0, 0}, /* uint? */
 	{"same_as", 1, 0, 0, 0}, /* uint? */
-	{"deleted", 30, 1, "deleted", "same_as"}, /* {deleted} */
-	{"memfd", 31, 1, "memfd", "same_as"}, /* {memfd} */
-	{"deleted_dir", 32, 1, "deleted_dir", "same_as"}, /* {deleted_dir} */
-	{"mqueue", 33, 1, "mqueue", "same_as"}, /* {mqueue} */
-	{"fifo", 34, 1, "fifo", "same_as"}, /* {fifo} */
-	{"fanotify", 35, 1, "fanotify", "same_as"}, /* {fanotify} */
-	{"locks", 38, 0, 0, 0}, /* [[text|uint]]? */
-	{"pty", 39, 1, "pty", "same_as"}, /* {pty} */
-	{"tty", 40, 0, "stdio", 0}, /* {tty}? */
-	{"pipe", 41, 1, "pipe", "same_as"}, /* {pipe} */
-	{"eventfd", 42, 1, "eventfd", "same_as"}, /* {eventfd} */
-	{"epoll", 21, 1, "epoll", "same_as"}, /* [[uint]] */
-	{"timerfd", 43, 1, "timerfd", "same_as"}, /* {timerfd} */
-	{"signalfd", 44, 1, "signalfd", "same_as"}, /* {signalfd} */
-	{"inotify", 45, 1, "inotify", "same_as"}, /* {inotify} */
-	{"pidfd", 46, 1, "pidfd", "same_as"}, /* {pidfd} */
-	{"socket", 47, 1, "socket", "same_as"}, /* {socket} */
+	{"deleted", 39, 1, "deleted", "same_as"}, /* {deleted} */
+	{"memfd", 40, 1, "memfd", "same_as"}, /* {memfd} */
+	{"deleted_dir", 41, 1, "deleted_dir", "same_as"}, /* {deleted_dir} */
+	{"mqueue", 42, 1, "mqueue", "same_as"}, /* {mqueue} */
+	{"fifo", 43, 1, "fifo", "same_as"}, /* {fifo} */
+	{"fanotify", 44, 1, "fanotify", "same_as"}, /* {fanotify} */
+	{"locks", 47, 0, 0, 0}, /* [[text|uint]]? */
+	{"pty", 48, 1, "pty", "same_as"}, /* {pty} */
+	{"tty", 49, 0, "stdio", 0}, /* {tty}? */
+	{"pipe", 50, 1, "pipe", "same_as"}, /* {pipe} */
+	{"eventfd", 51, 1, "eventfd", "same_as"}, /* {eventfd} */
+	{"epoll", 25, 1, "epoll", "same_as"}, /* [[uint]] */
+	{"timerfd", 52, 1, "timerfd", "same_as"}, /* {timerfd} */
+	{"signalfd", 53, 1, "signalfd", "same_as"}, /* {signalfd} */
+	{"inotify", 54, 1, "inotify", "same_as"}, /* {inotify} */
+	{"pidfd", 55, 1, "pidfd", "same_as"}, /* {pidfd} */
+	{"socket", 56, 1, "socket", "same_as"}, /* {socket} */
 };
 static const struct ck_schema_key ck_schema_keys_deleted[] = {
 	{"size", 1, 1, 0, 0}, /* uint */
@@ -262,11 +321,11 @@ static const struct ck_schema_key ck_schema_keys_deleted[] = {
 	{"mode", 1, 1, 0, 0}, /* uint */
 	{"atime_ns", 1, 1, 0, 0}, /* uint */
 	{"mtime_ns", 1, 1, 0, 0}, /* uint */
-	{"extents", 49, 1, 0, 0}, /* [{extent}] */
+	{"extents", 58, 1, 0, 0}, /* [{extent}] */
 };
 static const struct ck_schema_key ck_schema_keys_extent[] = {
 	{"at", 1, 1, 0, 0}, /* uint */
-	{"data", 8, 1, 0, 0}, /* [int] */
+	{"data", 12, 1, 0, 0}, /* [int] */
 };
 static const struct ck_schema_key ck_schema_keys_memfd[] = {
 	{"seals", 1, 1, 0, 0}, /* uint */
@@ -276,7 +335,7 @@ static const struct ck_schema_key ck_schema_keys_memfd[] = {
 	{"mode", 1, 1, 0, 0}, /* uint */
 	{"atime_ns", 1, 1, 0, 0}, /* uint */
 	{"mtime_ns", 1, 1, 0, 0}, /* uint */
-	{"extents", 49, 1, 0, 0}, /* [{extent}] */
+	{"extents", 58, 1, 0, 0}, /* [{extent}] */
 };
 static const struct ck_schema_key ck_schema_keys_deleted_dir[] = {
 	{"uid", 1, 1, 0, 0}, /* uint */
@@ -290,17 +349,17 @@ static const struct ck_schema_key ck_schema_keys_mqueue[] = {
 	{"msgsize", 1, 1, 0, 0}, /* uint */
 	{"uid", 1, 1, 0, 0}, /* uint */
 	{"gid", 1, 1, 0, 0}, /* uint */
-	{"messages", 21, 0, 0, 0}, /* [[uint]]? */
-	{"data", 8, 0, 0, 0}, /* [int]? */
+	{"messages", 25, 0, 0, 0}, /* [[uint]]? */
+	{"data", 12, 0, 0, 0}, /* [int]? */
 };
 static const struct ck_schema_key ck_schema_keys_fifo[] = {
 	{"capacity", 1, 1, 0, 0}, /* uint */
-	{"data", 8, 0, 0, 0}, /* [int]? */
+	{"data", 12, 0, 0, 0}, /* [int]? */
 };
 static const struct ck_schema_key ck_schema_keys_fanotify[] = {
 	{"flags", 1, 1, 0, 0}, /* uint */
 	{"event_flags", 1, 1, 0, 0}, /* uint */
-	{"marks", 51, 1, 0, 0}, /* [{fanotify_mark}] */
+	{"marks", 60, 1, 0, 0}, /* [{fanotify_mark}] */
 };
 static const struct ck_schema_key ck_schema_keys_fanotify_mark[] = {
 	{"on", 0, 1, 0, 0}, /* text */
@@ -310,18 +369,18 @@ static const struct ck_schema_key ck_schema_keys_fanotify_mark[] = {
 	{"mnt_id", 1, 0, 0, 0}, /* uint? */
 	{"sdev", 1, 0, 0, 0}, /* uint? */
 	{"handle_type", 1, 0, 0, 0}, /* uint? */
-	{"handle", 11, 0, 0, 0}, /* bytes? */
+	{"handle", 15, 0, 0, 0}, /* bytes? */
 };
 static const struct ck_schema_key ck_schema_keys_pty[] = {
 	{"end", 0, 1, 0, 0}, /* text */
 	{"index", 1, 1, 0, 0}, /* uint */
-	{"locked", 23, 0, 0, 0}, /* bool? */
-	{"packet", 23, 0, 0, 0}, /* bool? */
-	{"data", 8, 0, 0, 0}, /* [int]? */
-	{"tty", 40, 0, 0, 0}, /* {tty}? */
+	{"locked", 27, 0, 0, 0}, /* bool? */
+	{"packet", 27, 0, 0, 0}, /* bool? */
+	{"data", 12, 0, 0, 0}, /* [int]? */
+	{"tty", 49, 0, 0, 0}, /* {tty}? */
 };
 static const struct ck_schema_key ck_schema_keys_tty[] = {
-	{"termios", 53, 1, 0, 0}, /* [uint|bytes] */
+	{"termios", 62, 1, 0, 0}, /* [uint|bytes] */
 	{"winsize", 3, 1, 0, 0}, /* [uint] */
 	{"sid", 1, 0, 0, 0}, /* uint? */
 	{"fg", 1, 0, 0, 0}, /* uint? */
@@ -329,16 +388,16 @@ static const struct ck_schema_key ck_schema_keys_tty[] = {
 static const struct ck_schema_key ck_schema_keys_pipe[] = {
 	{"id", 1, 1, 0, 0}, /* uint */
 	{"end", 0, 1, 0, 0}, /* text */
-	{"peer_outside", 23, 1, 0, 0}, /* bool */
+	{"peer_outside", 27, 1, 0, 0}, /* bool */
 	{"capacity", 1, 0, 0, 0}, /* uint? */
-	{"data", 8, 0, 0, 0}, /* [int]? */
+	{"data", 12, 0, 0, 0}, /* [int]? */
 };
 static const struct ck_schema_key ck_schema_keys_eventfd[] = {
 	{"count", 1, 1, 0, 0}, /* uint */
-	{"semaphore", 23, 1, 0, 0}, /* bool */
+	{"semaphore", 27, 1, 0, 0}, /* bool */
 };
 static const struct ck_schema_key ck_schema_keys_timerfd[] = {
-	{"clock", 7, 1, 0, 0}, /* int */
+	{"clock", 11, 1, 0, 0}, /* int */
 	{"settime_flags", 1, 1, 0, 0}, /* uint */
 	{"value_ns", 1, 1, 0, 0}, /* uint */
 	{"interval_ns", 1, 1, 0, 0}, /* uint */
@@ -349,7 +408,7 @@ static const struct ck_schema_key ck_schema_keys_signalfd[] = {
 	{"mask", 1, 1, 0, 0}, /* uint */
 };
 static const struct ck_schema_key ck_schema_keys_inotify[] = {
-	{"watches", 56, 1, 0, 0}, /* [[uint|text]] */
+	{"watches", 65, 1, 0, 0}, /* [[uint|text]] */
 	{"queued", 1, 1, 0, 0}, /* uint */
 };
 static const struct ck_schema_key ck_schema_keys_pidfd[] = {
@@ -360,32 +419,32 @@ static const struct ck_schema_key ck_schema_keys_socket[] = {
 	{"family", 1, 1, 0, 0}, /* uint */
 	{"type", 1, 1, 0, 0}, /* uint */
 	{"protocol", 1, 1, 0, 0}, /* uint */
-	{"options", 59, 1, 0, 0}, /* [[uint|bytes]] */
-	{"inet", 60, 0, 0, 0}, /* {inet}? */
-	{"unix", 61, 0, 0, 0}, /* {unix}? */
+	{"options", 68, 1, 0, 0}, /* [[uint|bytes]] */
+	{"inet", 69, 0, 0, 0}, /* {inet}? */
+	{"unix", 70, 0, 0, 0}, /* {unix}? */
 };
 static const struct ck_schema_key ck_schema_keys_inet[] = {
-	{"local", 63, 1, 0, 0}, /* [bytes|uint] */
-	{"peer", 65, 0, 0, 0}, /* [bytes|uint]? */
+	{"local", 72, 1, 0, 0}, /* [bytes|uint] */
+	{"peer", 74, 0, 0, 0}, /* [bytes|uint]? */
 	{"tcp_state", 1, 0, 0, 0}, /* uint? */
 	{"backlog", 1, 0, 0, 0}, /* uint? */
-	{"recv_queue", 8, 0, 0, 0}, /* [int]? */
-	{"unsent_queue", 8, 0, 0, 0}, /* [int]? */
-	{"datagrams", 68, 0, 0, 0}, /* [[bytes|int]]? */
+	{"recv_queue", 12, 0, 0, 0}, /* [int]? */
+	{"unsent_queue", 12, 0, 0, 0}, /* [int]? */
+	{"datagrams", 77, 0, 0, 0}, /* [[bytes|int]]? */
 };
 static const struct ck_schema_key ck_schema_keys_unix[] = {
 	{"ino", 1, 1, 0, 0}, /* uint */
 	{"state", 1, 1, 0, 0}, /* uint */
-	{"name", 11, 0, 0, 0}, /* bytes? */
+	{"name", 15, 0, 0, 0}, /* bytes? */
 	{"peer", 1, 0, 0, 0}, /* uint? */
-	{"peer_name", 11, 0, 0, 0}, /* bytes? */
+	{"peer_name", 15, 0, 0, 0}, /* bytes? */
 	{"shutdown", 1, 0, 0, 0}, /* uint? */
 	{"sndbuf", 1, 1, 0, 0}, /* uint */
 	{"rcvbuf", 1, 1, 0, 0}, /* uint */
 	{"backlog", 1, 0, 0, 0}, /* uint? */
 	{"pending", 3, 0, 0, 0}, /* [uint]? */
-	{"msgs", 74, 0, 0, 0}, /* [uint|[uint|[{passed}]]]? */
-	{"queue", 8, 0, 0, 0}, /* [int]? */
+	{"msgs", 83, 0, 0, 0}, /* [uint|[uint|[{passed}]]]? */
+	{"queue", 12, 0, 0, 0}, /* [int]? */
 };
 static const struct ck_schema_key ck_schema_keys_passed[] = {
 	{"kind", 0, 1, 0, 0}, /* text */
@@ -400,15 +459,15 @@ static const struct ck_schema_key ck_schema_keys_region[] = {
 	{"start", 1, 1, 0, 0}, /* uint */
 	{"end", 1, 1, 0, 0}, /* uint */
 	{"prot", 1, 1, 0, 0}, /* uint */
-	{"shared", 23, 1, 0, 0}, /* bool */
+	{"shared", 27, 1, 0, 0}, /* bool */
 	{"kind", 0, 1, 0, 0}, /* text */
 	{"name", 0, 1, 0, 0}, /* text */
 	{"vmflags", 2, 0, 0, 0}, /* [text]? */
-	{"file", 75, 0, 0, 0}, /* {region_file}? */
-	{"runs", 9, 1, 0, 0}, /* [[int]] */
+	{"file", 84, 0, 0, 0}, /* {region_file}? */
+	{"runs", 13, 1, 0, 0}, /* [[int]] */
 	{"bytes", 1, 1, 0, 0}, /* uint */
 	{"shm", 3, 0, 0, 0}, /* [uint]? */
-	{"shm_object", 76, 0, 0, 0}, /* {shm_object}? */
+	{"shm_object", 85, 0, 0, 0}, /* {shm_object}? */
 };
 static const struct ck_schema_key ck_schema_keys_region_file[] = {
 	{"path", 0, 1, 0, 0}, /* text */
@@ -422,8 +481,8 @@ static const struct ck_schema_key ck_schema_keys_shm_object[] = {
 	{"kind", 0, 1, 0, 0}, /* text */
 	{"name", 0, 1, "memfd", 0}, /* text */
 	{"path", 0, 1, "posix", 0}, /* text */
-	{"key", 7, 1, "sysv", 0}, /* int */
-	{"id", 7, 1, "sysv", 0}, /* int */
+	{"key", 11, 1, "sysv", 0}, /* int */
+	{"id", 11, 1, "sysv", 0}, /* int */
 	{"mode", 1, 1, "sysv", 0}, /* uint */
 	{"size", 1, 1, "sysv", 0}, /* uint */
 };
@@ -435,9 +494,9 @@ static const struct ck_schema_key ck_schema_keys_manifest[] = {
 	{"argv", 2, 1, 0, 0}, /* [text] */
 	{"cwd", 0, 1, 0, 0}, /* text */
 	{"root", 1, 1, 0, 0}, /* uint */
-	{"processes", 78, 1, 0, 0}, /* [{process}] */
-	{"shared_files", 79, 0, 0, 0}, /* [[[uint]]] since=9eadff3 */
-	{"shm_owners", 21, 0, 0, 0}, /* [[uint]] since=f72c03a */
+	{"processes", 87, 1, 0, 0}, /* [{process}] */
+	{"shared_files", 88, 0, 0, 0}, /* [[[uint]]] since=9eadff3 */
+	{"shm_owners", 25, 0, 0, 0}, /* [[uint]] since=f72c03a */
 	{"compressed", 0, 0, 0, 0}, /* text? */
 };
 static const struct ck_schema_key ck_schema_keys_process[] = {
@@ -458,85 +517,94 @@ static const struct ck_schema_type ck_schema_types[] = {
 	{CKS_UINT, 0, 0}, /* 1 */
 	{CKS_ARRAY, 0, 0}, /* 2 */
 	{CKS_ARRAY, 1, 0}, /* 3 */
-	{CKS_RECORD, 3, 0}, /* 4 */
-	{CKS_RECORD, 2, 0}, /* 5 */
-	{CKS_ARRAY, 5, 0}, /* 6 */
-	{CKS_INT, 0, 0}, /* 7 */
-	{CKS_ARRAY, 7, 0}, /* 8 */
-	{CKS_ARRAY, 8, 0}, /* 9 */
-	{CKS_RECORD, 5, 0}, /* 10 */
-	{CKS_BYTES, 0, 0}, /* 11 */
-	{CKS_RECORD, 6, 0}, /* 12 */
-	{CKS_RECORD, 9, 0}, /* 13 */
-	{CKS_ARRAY, 13, 0}, /* 14 */
-	{CKS_RECORD, 11, 0}, /* 15 */
-	{CKS_RECORD, 13, 0}, /* 16 */
-	{CKS_ARRAY, 16, 0}, /* 17 */
-	{CKS_RECORD, 34, 0}, /* 18 */
-	{CKS_ARRAY, 18, 0}, /* 19 */
-	{CKS_RECORD, 7, 0}, /* 20 */
-	{CKS_ARRAY, 3, 0}, /* 21 */
-	{CKS_RECORD, 8, 0}, /* 22 */
-	{CKS_BOOL, 0, 0}, /* 23 */
-	{CKS_RECORD, 4, 0}, /* 24 */
-	{CKS_RECORD, 10, 0}, /* 25 */
-	{CKS_NULL, 0, 0}, /* 26 */
-	{CKS_UNION, 0, 2}, /* 27 */
-	{CKS_RECORD, 12, 0}, /* 28 */
-	{CKS_ARRAY, 28, 0}, /* 29 */
-	{CKS_RECORD, 14, 0}, /* 30 */
-	{CKS_RECORD, 16, 0}, /* 31 */
-	{CKS_RECORD, 17, 0}, /* 32 */
-	{CKS_RECORD, 18, 0}, /* 33 */
-	{CKS_RECORD, 19, 0}, /* 34 */
-	{CKS_RECORD, 20, 0}, /* 35 */
-	{CKS_UNION, 2, 2}, /* 36 */
-	{CKS_ARRAY, 36, 0}, /* 37 */
+	{CKS_RECORD, 11, 0}, /* 4 */
+	{CKS_RECORD, 12, 0}, /* 5 */
+	{CKS_RECORD, 14, 0}, /* 6 */
+	{CKS_ARRAY, 6, 0}, /* 7 */
+	{CKS_RECORD, 3, 0}, /* 8 */
+	{CKS_RECORD, 2, 0}, /* 9 */
+	{CKS_ARRAY, 9, 0}, /* 10 */
+	{CKS_INT, 0, 0}, /* 11 */
+	{CKS_ARRAY, 11, 0}, /* 12 */
+	{CKS_ARRAY, 12, 0}, /* 13 */
+	{CKS_RECORD, 5, 0}, /* 14 */
+	{CKS_BYTES, 0, 0}, /* 15 */
+	{CKS_RECORD, 6, 0}, /* 16 */
+	{CKS_RECORD, 9, 0}, /* 17 */
+	{CKS_ARRAY, 17, 0}, /* 18 */
+	{CKS_RECORD, 16, 0}, /* 19 */
+	{CKS_RECORD, 18, 0}, /* 20 */
+	{CKS_ARRAY, 20, 0}, /* 21 */
+	{CKS_RECORD, 39, 0}, /* 22 */
+	{CKS_ARRAY, 22, 0}, /* 23 */
+	{CKS_RECORD, 7, 0}, /* 24 */
+	{CKS_ARRAY, 3, 0}, /* 25 */
+	{CKS_RECORD, 8, 0}, /* 26 */
+	{CKS_BOOL, 0, 0}, /* 27 */
+	{CKS_RECORD, 4, 0}, /* 28 */
+	{CKS_RECORD, 15, 0}, /* 29 */
+	{CKS_NULL, 0, 0}, /* 30 */
+	{CKS_UNION, 0, 2}, /* 31 */
+	{CKS_RECORD, 10, 0}, /* 32 */
+	{CKS_UNION, 2, 2}, /* 33 */
+	{CKS_UNION, 4, 2}, /* 34 */
+	{CKS_RECORD, 13, 0}, /* 35 */
+	{CKS_ARRAY, 35, 0}, /* 36 */
+	{CKS_RECORD, 17, 0}, /* 37 */
 	{CKS_ARRAY, 37, 0}, /* 38 */
-	{CKS_RECORD, 22, 0}, /* 39 */
-	{CKS_RECORD, 23, 0}, /* 40 */
-	{CKS_RECORD, 24, 0}, /* 41 */
-	{CKS_RECORD, 25, 0}, /* 42 */
-	{CKS_RECORD, 26, 0}, /* 43 */
-	{CKS_RECORD, 27, 0}, /* 44 */
-	{CKS_RECORD, 28, 0}, /* 45 */
-	{CKS_RECORD, 29, 0}, /* 46 */
-	{CKS_RECORD, 30, 0}, /* 47 */
-	{CKS_RECORD, 15, 0}, /* 48 */
-	{CKS_ARRAY, 48, 0}, /* 49 */
-	{CKS_RECORD, 21, 0}, /* 50 */
-	{CKS_ARRAY, 50, 0}, /* 51 */
-	{CKS_UNION, 4, 2}, /* 52 */
-	{CKS_ARRAY, 52, 0}, /* 53 */
-	{CKS_UNION, 6, 2}, /* 54 */
-	{CKS_ARRAY, 54, 0}, /* 55 */
-	{CKS_ARRAY, 55, 0}, /* 56 */
-	{CKS_UNION, 8, 2}, /* 57 */
+	{CKS_RECORD, 19, 0}, /* 39 */
+	{CKS_RECORD, 21, 0}, /* 40 */
+	{CKS_RECORD, 22, 0}, /* 41 */
+	{CKS_RECORD, 23, 0}, /* 42 */
+	{CKS_RECORD, 24, 0}, /* 43 */
+	{CKS_RECORD, 25, 0}, /* 44 */
+	{CKS_UNION, 6, 2}, /* 45 */
+	{CKS_ARRAY, 45, 0}, /* 46 */
+	{CKS_ARRAY, 46, 0}, /* 47 */
+	{CKS_RECORD, 27, 0}, /* 48 */
+	{CKS_RECORD, 28, 0}, /* 49 */
+	{CKS_RECORD, 29, 0}, /* 50 */
+	{CKS_RECORD, 30, 0}, /* 51 */
+	{CKS_RECORD, 31, 0}, /* 52 */
+	{CKS_RECORD, 32, 0}, /* 53 */
+	{CKS_RECORD, 33, 0}, /* 54 */
+	{CKS_RECORD, 34, 0}, /* 55 */
+	{CKS_RECORD, 35, 0}, /* 56 */
+	{CKS_RECORD, 20, 0}, /* 57 */
 	{CKS_ARRAY, 57, 0}, /* 58 */
-	{CKS_ARRAY, 58, 0}, /* 59 */
-	{CKS_RECORD, 31, 0}, /* 60 */
-	{CKS_RECORD, 32, 0}, /* 61 */
-	{CKS_UNION, 10, 2}, /* 62 */
-	{CKS_ARRAY, 62, 0}, /* 63 */
-	{CKS_UNION, 12, 2}, /* 64 */
+	{CKS_RECORD, 26, 0}, /* 59 */
+	{CKS_ARRAY, 59, 0}, /* 60 */
+	{CKS_UNION, 8, 2}, /* 61 */
+	{CKS_ARRAY, 61, 0}, /* 62 */
+	{CKS_UNION, 10, 2}, /* 63 */
+	{CKS_ARRAY, 63, 0}, /* 64 */
 	{CKS_ARRAY, 64, 0}, /* 65 */
-	{CKS_UNION, 14, 2}, /* 66 */
+	{CKS_UNION, 12, 2}, /* 66 */
 	{CKS_ARRAY, 66, 0}, /* 67 */
 	{CKS_ARRAY, 67, 0}, /* 68 */
-	{CKS_RECORD, 33, 0}, /* 69 */
-	{CKS_ARRAY, 69, 0}, /* 70 */
-	{CKS_UNION, 16, 2}, /* 71 */
+	{CKS_RECORD, 36, 0}, /* 69 */
+	{CKS_RECORD, 37, 0}, /* 70 */
+	{CKS_UNION, 14, 2}, /* 71 */
 	{CKS_ARRAY, 71, 0}, /* 72 */
-	{CKS_UNION, 18, 2}, /* 73 */
+	{CKS_UNION, 16, 2}, /* 73 */
 	{CKS_ARRAY, 73, 0}, /* 74 */
-	{CKS_RECORD, 35, 0}, /* 75 */
-	{CKS_RECORD, 36, 0}, /* 76 */
-	{CKS_RECORD, 38, 0}, /* 77 */
-	{CKS_ARRAY, 77, 0}, /* 78 */
-	{CKS_ARRAY, 21, 0}, /* 79 */
+	{CKS_UNION, 18, 2}, /* 75 */
+	{CKS_ARRAY, 75, 0}, /* 76 */
+	{CKS_ARRAY, 76, 0}, /* 77 */
+	{CKS_RECORD, 38, 0}, /* 78 */
+	{CKS_ARRAY, 78, 0}, /* 79 */
+	{CKS_UNION, 20, 2}, /* 80 */
+	{CKS_ARRAY, 80, 0}, /* 81 */
+	{CKS_UNION, 22, 2}, /* 82 */
+	{CKS_ARRAY, 82, 0}, /* 83 */
+	{CKS_RECORD, 40, 0}, /* 84 */
+	{CKS_RECORD, 41, 0}, /* 85 */
+	{CKS_RECORD, 43, 0}, /* 86 */
+	{CKS_ARRAY, 86, 0}, /* 87 */
+	{CKS_ARRAY, 25, 0}, /* 88 */
 };
 
-static const unsigned short ck_schema_alts[] = {3, 26, 0, 1, 1, 11, 1, 0, 1, 11, 11, 1, 11, 1, 11, 7, 1, 70, 1, 72};
+static const unsigned short ck_schema_alts[] = {3, 30, 1, 30, 1, 30, 0, 1, 1, 15, 1, 0, 1, 15, 15, 1, 15, 1, 15, 11, 1, 79, 1, 81};
 
 static const struct ck_schema_record ck_schema_records[] = {
 	{"header", ck_schema_keys_header, sizeof ck_schema_keys_header / sizeof ck_schema_keys_header[0]},
@@ -549,6 +617,11 @@ static const struct ck_schema_record ck_schema_records[] = {
 	{"stats", ck_schema_keys_stats, sizeof ck_schema_keys_stats / sizeof ck_schema_keys_stats[0]},
 	{"incremental", ck_schema_keys_incremental, sizeof ck_schema_keys_incremental / sizeof ck_schema_keys_incremental[0]},
 	{"thread", ck_schema_keys_thread, sizeof ck_schema_keys_thread / sizeof ck_schema_keys_thread[0]},
+	{"thread_attrs", ck_schema_keys_thread_attrs, sizeof ck_schema_keys_thread_attrs / sizeof ck_schema_keys_thread_attrs[0]},
+	{"proc_attrs", ck_schema_keys_proc_attrs, sizeof ck_schema_keys_proc_attrs / sizeof ck_schema_keys_proc_attrs[0]},
+	{"seccomp", ck_schema_keys_seccomp, sizeof ck_schema_keys_seccomp / sizeof ck_schema_keys_seccomp[0]},
+	{"seccomp_filter", ck_schema_keys_seccomp_filter, sizeof ck_schema_keys_seccomp_filter / sizeof ck_schema_keys_seccomp_filter[0]},
+	{"aio", ck_schema_keys_aio, sizeof ck_schema_keys_aio / sizeof ck_schema_keys_aio[0]},
 	{"regs", ck_schema_keys_regs, sizeof ck_schema_keys_regs / sizeof ck_schema_keys_regs[0]},
 	{"signals", ck_schema_keys_signals, sizeof ck_schema_keys_signals / sizeof ck_schema_keys_signals[0]},
 	{"timer", ck_schema_keys_timer, sizeof ck_schema_keys_timer / sizeof ck_schema_keys_timer[0]},

@@ -104,6 +104,11 @@ const NOT_WRITTEN_HERE: Record<string, string> = {
   'inet.unsent_queue': 'only while TCP holds bytes it has not sent; no program of the suite makes that happen',
   'fanotify_mark.mnt_id': 'a mark on a whole mount (FAN_MARK_MOUNT); examples/fanotify.c marks a directory',
   'file.tty': 'only for stdio that is a terminal (terminal.test.ts runs less in tmux); the programs here have pipes',
+  'thread_attrs.runtime': 'only for SCHED_DEADLINE, which no program of the suite uses',
+  'thread_attrs.deadline': 'only for SCHED_DEADLINE, which no program of the suite uses',
+  'thread_attrs.period': 'only for SCHED_DEADLINE, which no program of the suite uses',
+  'thread_attrs.util_min': 'only with utilization clamps (sched_setattr SCHED_FLAG_UTIL_CLAMP), which no program of the suite sets',
+  'thread_attrs.util_max': 'only with utilization clamps (sched_setattr SCHED_FLAG_UTIL_CLAMP), which no program of the suite sets',
   'unix.shutdown': 'a Unix socket shut down in one direction; no program of the suite makes one',
 };
 
@@ -199,7 +204,8 @@ test('schema: real images of the suite\'s programs keep to the schema both ways 
       mqueue: c('mqueue', scope.dir('mqueue'), `/ckrun-schema-${process.pid}`),
       fanotify: c('fanotify', scope.dir('fanotify')),
       deleted: c('deleted', scope.dir('deleted')),
-      ptyjobs: c('ptyjobs'),
+      ptyjobs: c('ptyjobs', '--steps', '100000'),
+      attrs: c('attrs', '--steps', '100000'),
     };
     const gens: string[] = [];
     for (const [name, program] of Object.entries(programs)) {
