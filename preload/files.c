@@ -4,10 +4,14 @@
  * ckrun). Opened again by path; a deleted file's contents are saved and
  * it is made again.
  *
- * Policy for files the program writes: at restart a file opened for
- * writing is cut back to its size at checkpoint time, so output continues
- * without duplicates or a stale tail; a file that became shorter than that
- * is refused (what the program believes it wrote is gone). */
+ * Files the program writes: ckrun puts them back as they were at the
+ * checkpoint before the restore host runs (src/files.ts, --files=snapshot).
+ * What is left here is the check and the cut of --files=size (and of
+ * images older than it): a file opened for writing is cut back to its size
+ * at checkpoint time, so output continues without duplicates or a stale
+ * tail; a file that became shorter than that is refused (what the program
+ * believes it wrote is gone). With --files=none (CKRUN_FILES=none, set by
+ * ckrun restart) files are left as they are. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -90,6 +94,13 @@ static int writable(int flags)
 	return (flags & O_ACCMODE) != O_RDONLY;
 }
 
+/* --files=none: the user keeps the files the program writes as they are. */
+static int files_left_alone(void)
+{
+	const char *p = getenv("CKRUN_FILES");
+	return p && !strcmp(p, "none");
+}
+
 static void stat_path(const struct ck_img_file *f, struct stat *st)
 {
 	if (stat(f->path, st) != 0)
@@ -104,7 +115,7 @@ static void file_check(struct ck_image *img, struct ck_img_file *f)
 	stat_path(f, &st);
 	if (!S_ISREG(st.st_mode))
 		ck_refuse("descriptor %d refers to %s, which is no longer a regular file", f->fd, f->path);
-	if (writable(f->flags) && (uint64_t)st.st_size < f->size)
+	if (writable(f->flags) && (uint64_t)st.st_size < f->size && !files_left_alone())
 		ck_refuse("%s (descriptor %d) is shorter than at checkpoint time (%lld < %llu bytes): "
 			  "output the program already wrote is gone; restore the file or restart from an older image",
 			  f->path, f->fd, (long long)st.st_size, (unsigned long long)f->size);
@@ -145,6 +156,8 @@ static int open_path(struct ck_image *img, struct ck_img_file *f, int base_fd, c
 static void file_install(struct ck_img_file *f)
 {
 	struct stat st;
+	if (files_left_alone())
+		return;
 	if (writable(f->flags) && fstat(f->newfd, &st) == 0 && (uint64_t)st.st_size > f->size &&
 	    ftruncate(f->newfd, (off_t)f->size) != 0)
 		ck_refuse("cannot cut %s back to its checkpoint size (%llu bytes): %s", f->path, (unsigned long long)f->size,

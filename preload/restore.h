@@ -270,6 +270,9 @@ struct ck_manifest {
 	size_t nprocs;
 	int (*groups)[3];
 	size_t ngroups;
+	/* "files": written files to put back or stdio files to reopen, which
+	 * ckrun does before any process exists (src/files.ts) */
+	int has_files;
 };
 CK_HIDDEN void ck_manifest_read(struct ck_manifest *m, const char *dir);
 /* Free what reading allocated (the fuzz targets read millions). */
