@@ -18,6 +18,11 @@ export const REQUIREMENTS: readonly Requirement[] = [
   { command: 'redis-benchmark', package: 'redis-tools', usedBy: 'server-redis' },
   { command: 'setpriv', package: 'util-linux', usedBy: 'nonroot, trust (tests as user nobody), memory-attrs (a restart without CAP_IPC_LOCK)' },
   { command: 'script', package: 'bsdutils', usedBy: 'eintr (a program in a pseudo-terminal of its own)' },
+  { command: 'sqlite3', package: 'sqlite3', usedBy: 'files-rollback (the sqlite3 CLI between kill and restart, integrity_check)' },
+  { command: 'python3', package: 'python3', usedBy: 'files-rollback (sqlite through python3), spine-python, tree-pool' },
+  { command: 'gzip', package: 'gzip', usedBy: 'files-rollback (ckrun -- gzip -c FILE > out.gz)' },
+  { command: 'make', package: 'make', usedBy: 'tree-make, examples' },
+  { command: 'gcc', package: 'gcc', usedBy: 'tree-make (gcc with its temporary files), examples' },
   { command: 'clang', package: 'clang', usedBy: 'fuzz (libFuzzer targets in fuzz/)' },
   {
     command: 'libFuzzer',
