@@ -20,6 +20,7 @@ import {
   closeSync,
   constants as FS,
   existsSync,
+  fchmodSync,
   fchownSync,
   fstatSync,
   ftruncateSync,
@@ -49,6 +50,9 @@ import { makeDev, ProcessGoneError, type Member } from './proctree.js';
 export { DEFAULT_FILES_POLICY, FILES_POLICIES, parseSize, type FilesPolicy } from './files-policy.js';
 import { FILES_POLICIES, type FilesPolicy } from './files-policy.js';
 
+/** Files the program only reads are kept (to be made again if removed) up to this size. */
+export const RECREATE_MAX = 8 << 20;
+
 /** Bytes per block of a file's table. */
 export const FILE_BLOCK = 4096;
 const ENTRY = 16;
@@ -68,8 +72,13 @@ export interface SavedFile {
   gid: number;
   atime_ns: bigint;
   mtime_ns: bigint;
-  /** 'content': its blocks are stored; 'append': a log, only its table (restart cuts it back). */
-  how: 'content' | 'append';
+  /**
+   * 'content': its blocks are stored, restart puts it back; 'append': a log,
+   * only its table (restart cuts it back); 'recreate': a small file the
+   * program only reads, stored so that restart can make it again if it was
+   * removed (a compiler's temporary file), else left alone.
+   */
+  how: 'content' | 'append' | 'recreate';
   block: number;
   /** `files/<k>.tab`, its CRC-32C. */
   table: string;
@@ -113,6 +122,8 @@ interface Candidate {
   proc: string;
   path: string;
   append: boolean;
+  /** No holder writes it. */
+  readOnly: boolean;
   holders: string[];
 }
 
@@ -144,6 +155,7 @@ function addCandidate(found: Map<string, Candidate>, key: string, c: Omit<Candid
   const had = found.get(key);
   if (had) {
     had.append &&= c.append;
+    had.readOnly &&= c.readOnly;
     had.holders.push(holder);
   } else found.set(key, { key, ...c, holders: [holder] });
 }
@@ -168,8 +180,10 @@ function descriptorsOf(m: Member, found: Map<string, Candidate>, skipDirs: reado
     }
     if (!st.isFile() || st.nlink === 0n || ignored(link, skipDirs)) continue;
     const fi = flagsOf(m.outer, Number(n));
-    if (!fi || !isWritable(fi.flags)) continue;
-    addCandidate(found, `${st.dev}:${st.ino}`, { proc, path: link, append: (fi.flags & FS.O_APPEND) !== 0 }, `process ${m.pid} descriptor ${n}`);
+    if (!fi) continue;
+    const readOnly = !isWritable(fi.flags);
+    if (readOnly && st.size > BigInt(RECREATE_MAX)) continue;
+    addCandidate(found, `${st.dev}:${st.ino}`, { proc, path: link, append: (fi.flags & FS.O_APPEND) !== 0, readOnly }, `process ${m.pid} descriptor ${n}`);
   }
 }
 
@@ -187,7 +201,7 @@ function sharedWritableMaps(m: Member, found: Map<string, Candidate>, skipDirs: 
     const path = r[6]!;
     if (ignored(path, skipDirs)) continue;
     const key = `${makeDev(parseInt(r[3]!, 16), parseInt(r[4]!, 16))}:${r[5]}`;
-    addCandidate(found, key, { proc: `/proc/${m.outer}/map_files/${r[1]}`, path, append: false }, `process ${m.pid} mapping ${r[1]}`);
+    addCandidate(found, key, { proc: `/proc/${m.outer}/map_files/${r[1]}`, path, append: false, readOnly: false }, `process ${m.pid} mapping ${r[1]}`);
   }
 }
 
@@ -294,7 +308,16 @@ function compactSources(table: Buffer, own: string | undefined, prev: SavedFile 
   return names;
 }
 
-function saveOne(c: Candidate, k: number, opts: CaptureOptions, how: 'content' | 'append'): SavedFile {
+function howKept(c: Candidate): SavedFile['how'] {
+  return c.readOnly ? 'recreate' : c.append ? 'append' : 'content';
+}
+
+/** Whether the file's blocks are stored (not only its table). */
+function stores(how: SavedFile['how']): boolean {
+  return how !== 'append';
+}
+
+function saveOne(c: Candidate, k: number, opts: CaptureOptions, how: SavedFile['how']): SavedFile {
   // through /proc (a magic link: not O_NOFOLLOW), the very file the process has
   const fd = openSync(c.proc, FS.O_RDONLY);
   try {
@@ -302,7 +325,7 @@ function saveOne(c: Candidate, k: number, opts: CaptureOptions, how: 'content' |
     const size = Number(st.size);
     const prevRecord = opts.previous?.record.saved.find((p) => `${p.dev}:${p.ino}` === c.key && p.path === c.path && p.how === how && p.block === FILE_BLOCK);
     let prevTable: Buffer | null = null;
-    if (prevRecord && how === 'content') {
+    if (prevRecord && stores(how)) {
       try {
         prevTable = readTable(opts.previous!.path, prevRecord);
       } catch {
@@ -311,7 +334,7 @@ function saveOne(c: Candidate, k: number, opts: CaptureOptions, how: 'content' |
     }
     const own = `${FILES_DIR}/${k}.dat`;
     let out = -1;
-    if (how === 'content') out = openSync(join(opts.genPath, own), FS.O_WRONLY | FS.O_CREAT | FS.O_EXCL, 0o600);
+    if (stores(how)) out = openSync(join(opts.genPath, own), FS.O_WRONLY | FS.O_CREAT | FS.O_EXCL, 0o600);
     let r;
     try {
       r = native().fileBlocks(fd, size, FILE_BLOCK, prevTable, out, 0);
@@ -320,7 +343,7 @@ function saveOne(c: Candidate, k: number, opts: CaptureOptions, how: 'content' |
     }
     const table = Buffer.from(r.table);
     let sources: string[] = [];
-    if (how === 'content') {
+    if (stores(how)) {
       sources = compactSources(table, r.written > 0 ? own : undefined, prevTable ? prevRecord : undefined, opts.previous?.path, opts.genPath);
       if (r.written === 0) unlinkSync(join(opts.genPath, own));
     }
@@ -366,7 +389,7 @@ export function captureFiles(members: readonly Member[], opts: CaptureOptions): 
   if (opts.policy !== 'snapshot') return { record: { policy: opts.policy, saved: [], stdio }, bytes: 0, ms: Date.now() - t0 };
   const found = writtenFiles(members, opts.skipDirs);
   if (opts.maxBytes !== undefined) {
-    const sized = found.map((c) => ({ c, size: sizeOf(c) })).filter((x) => !x.c.append);
+    const sized = found.map((c) => ({ c, size: sizeOf(c) })).filter((x) => stores(howKept(x.c)));
     const total = sized.reduce((a, x) => a + x.size, 0);
     if (total > opts.maxBytes) {
       const list = sized
@@ -385,7 +408,7 @@ export function captureFiles(members: readonly Member[], opts: CaptureOptions): 
   found.forEach((c, k) => {
     let s: SavedFile;
     try {
-      s = saveOne(c, k, opts, c.append ? 'append' : 'content');
+      s = saveOne(c, k, opts, howKept(c));
     } catch (e) {
       throw new FilesError(`cannot save ${c.path} (${c.holders[0]}), a file the program writes: ${(e as Error).message}`);
     }
@@ -402,6 +425,8 @@ interface Plan {
   table: Buffer;
   /** Absent: the file is gone and is made again. */
   current?: { fd: number; size: number; table: Buffer };
+  /** The file is gone: it is made again. */
+  missing: boolean;
   /** Blocks to write from the image, and blocks to make holes. */
   write: number[];
   punch: number[];
@@ -485,7 +510,7 @@ function planFile(genPath: string, f: SavedFile, srcFds: Map<string, number>): P
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new FilesError(`cannot look at ${f.path}: ${describeWhy(e)}`);
   }
-  const p: Plan = { f, table, write: [], punch: [] };
+  const p: Plan = { f, table, missing: !st, write: [], punch: [] };
   if (!st) {
     if (f.how === 'append')
       throw new FilesError(
@@ -493,6 +518,8 @@ function planFile(genPath: string, f: SavedFile, srcFds: Map<string, number>): P
       );
     if (!existsSync(dirname(f.path))) throw new FilesError(`${f.path} was removed after the checkpoint, and so was its directory ${dirname(f.path)}: make the directory again`);
     for (let i = 0; i < n; i++) if (entryOf(table, i).src !== HOLE) p.write.push(i);
+  } else if (f.how === 'recreate') {
+    return p; // a file the program only reads: there, it is left as it is
   } else {
     if (!st.isFile()) throw new FilesError(`${f.path} is no longer a regular file (a file the program wrote): put the file back`);
     let fd: number;
@@ -532,10 +559,11 @@ function applyPlan(genPath: string, p: Plan, srcFds: Map<string, number>, undoFd
   const f = p.f;
   const fds = sourceFds(genPath, f, srcFds);
   let fd: number;
-  if (!p.current) {
+  if (p.missing) {
     fd = openSync(f.path, FS.O_WRONLY | FS.O_CREAT | FS.O_EXCL | FS.O_NOFOLLOW, f.mode);
     undo.push({ path: f.path, created: true, size: 0, blocks: [] });
   } else {
+    if (!p.current) throw new Error(`internal error: ${f.path} has no plan`);
     fd = p.current.fd;
     const u: Undo = { path: f.path, created: false, size: p.current.size, blocks: [] };
     undo.push(u);
@@ -552,16 +580,17 @@ function applyPlan(genPath: string, p: Plan, srcFds: Map<string, number>, undoFd
     for (const i of p.write) writeAt(fd, savedBlock(genPath, p, i, fds), i * f.block);
     for (const i of p.punch) native().punchHole(fd, i * f.block, blockLen(f, i));
     if (fstatSync(fd).size !== f.size) ftruncateSync(fd, f.size);
-    if (!p.current) {
+    if (p.missing) {
       try {
         fchownSync(fd, f.uid, f.gid);
       } catch {
         // not root: the file is the restarting user's
       }
+      fchmodSync(fd, f.mode); // after chown (which clears set-id bits), and whatever the umask
     }
     futimesSync(fd, Number(f.atime_ns) / 1e9, Number(f.mtime_ns) / 1e9);
   } finally {
-    if (!p.current) closeSync(fd);
+    if (p.missing) closeSync(fd);
   }
 }
 
@@ -599,7 +628,7 @@ export function restoreFiles(genPath: string, record: FilesRecord): string[] {
   const plans: Plan[] = [];
   try {
     for (const f of record.saved) plans.push(planFile(genPath, f, srcFds));
-    const todo = plans.filter((p) => !p.current || p.write.length || p.punch.length || p.current.size !== p.f.size);
+    const todo = plans.filter((p) => p.missing || p.write.length || p.punch.length || (p.current && p.current.size !== p.f.size));
     if (todo.length === 0) return [];
     const undoDir = mkdtempSync(join(tmpdir(), 'ckrun-undo-'));
     const undoFd = openSync(join(undoDir, 'undo'), FS.O_RDWR | FS.O_CREAT | FS.O_EXCL, 0o600);
@@ -697,7 +726,7 @@ export function parseFilesRecord(v: unknown): FilesRecord | string {
       !isUint(n('gid'), 0xffffffff) ||
       atime === undefined ||
       mtime === undefined ||
-      (f['how'] !== 'content' && f['how'] !== 'append') ||
+      (f['how'] !== 'content' && f['how'] !== 'append' && f['how'] !== 'recreate') ||
       !isUint(n('block'), 1 << 24) ||
       (n('block') as number) < 512 ||
       !isName(f['table']) ||

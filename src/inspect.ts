@@ -318,7 +318,11 @@ function formatFiles(f: FilesRecord): string {
         f.saved.map((x) => [
           x.path,
           formatBytes(x.size),
-          x.how === 'content' ? 'content' : 'checksums (log opened O_APPEND: cut back)',
+          x.how === 'content'
+            ? 'content'
+            : x.how === 'recreate'
+              ? 'content, made again if removed (read only)'
+              : 'checksums (log opened O_APPEND: cut back)',
           formatBytes(x.stored),
           (x.mode & 0o7777).toString(8).padStart(4, '0'),
           `${x.uid}:${x.gid}`,
