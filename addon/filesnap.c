@@ -363,3 +363,36 @@ napi_value js_seek(napi_env env, napi_callback_info info)
 fail:
 	return NULL;
 }
+
+/* futimesNs(fd, atimeNs, mtimeNs): futimens to the nanosecond (bigints). */
+napi_value js_futimes_ns(napi_env env, napi_callback_info info)
+{
+	size_t argc = 3;
+	napi_value argv[3];
+	int64_t fd;
+	uint64_t t[2];
+	bool lossless;
+
+	NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	if (argc < 3) {
+		throw_type(env, "futimesNs(fd, atimeNs, mtimeNs): three arguments are required");
+		return NULL;
+	}
+	if (!get_int(env, argv[0], "futimesNs: fd", 0, INT_MAX, &fd))
+		return NULL;
+	for (int i = 0; i < 2; i++)
+		if (napi_get_value_bigint_uint64(env, argv[1 + i], &t[i], &lossless) != napi_ok || !lossless) {
+			throw_type(env, "futimesNs: times are bigints of nanoseconds");
+			return NULL;
+		}
+	struct timespec ts[2] = { { (time_t)(t[0] / 1000000000u), (long)(t[0] % 1000000000u) },
+				  { (time_t)(t[1] / 1000000000u), (long)(t[1] % 1000000000u) } };
+	if (futimens((int)fd, ts) < 0) {
+		int err = errno;
+		throw_coded(env, errno_name(err), "cannot set the times: %s", strerror(err));
+		return NULL;
+	}
+	return NULL;
+fail:
+	return NULL;
+}

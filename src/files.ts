@@ -24,7 +24,6 @@ import {
   fchownSync,
   fstatSync,
   ftruncateSync,
-  futimesSync,
   linkSync,
   lstatSync,
   mkdirSync,
@@ -588,7 +587,7 @@ function applyPlan(genPath: string, p: Plan, srcFds: Map<string, number>, undoFd
       }
       fchmodSync(fd, f.mode); // after chown (which clears set-id bits), and whatever the umask
     }
-    futimesSync(fd, Number(f.atime_ns) / 1e9, Number(f.mtime_ns) / 1e9);
+    native().futimesNs(fd, f.atime_ns, f.mtime_ns);
   } finally {
     if (p.missing) closeSync(fd);
   }

@@ -66,6 +66,8 @@ export interface NativeAddon {
   punchHole(fd: number, offset: number, length: number): void;
   /** lseek(fd, offset, SEEK_SET). */
   seek(fd: number, offset: number): void;
+  /** futimens(fd, [atime, mtime]) in nanoseconds. */
+  futimesNs(fd: number, atimeNs: bigint, mtimeNs: bigint): void;
 }
 
 /** Who made the other end of a Unix socket, as the kernel recorded it at connect() or listen(). */

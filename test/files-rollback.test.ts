@@ -219,4 +219,48 @@ test('a line-numbered job writing to > log 2>&1 (stdout and stderr): checkpoint,
   }
 });
 
+// ---- holes, times, a file removed after the checkpoint, a refusal ------------
+
+test('a file with holes rewritten in place and grown, a scratch file removed after the checkpoint: the restarted program finds both as they were (content, holes, size, mtime, mode); twice; damaged saved data is refused before any file is touched', async () => {
+  const scope = new Scope('files-state');
+  try {
+    const work = scope.dir('work');
+    const ck = scope.ckptDir('ck');
+    const sparse = path.join(work, 'sparse.bin');
+    let p = scope.launch({ program: [realPython(), path.join(EXAMPLES, 'filestate.py'), work, '2'], dir: ck, label: 'ckrun filestate' });
+    await p.waitForLine('ready');
+    for (const n of [1, 2]) {
+      const gen = await checkpoint(ck);
+      fs.writeFileSync(path.join(work, `go-${n}`), '');
+      await p.waitForLine(`changed ${n}`);
+      await kill9Session(p, ck, `filestate round ${n}`);
+      if (n === 2) {
+        // a damaged table: the restart refuses, and leaves every file as it is
+        const before = fs.readFileSync(sparse);
+        const tab = fs.readdirSync(path.join(gen, 'files')).find((f) => f.endsWith('.tab'))!;
+        const tabPath = path.join(gen, 'files', tab);
+        const good = fs.readFileSync(tabPath);
+        const bad = Buffer.from(good);
+        bad[0] = bad[0]! ^ 0xff;
+        fs.writeFileSync(tabPath, bad);
+        const refused = scope.restart({ dir: ck, label: 'ckrun restart (damaged)' });
+        const st = await refused.waitExit();
+        assert.is.not(st.code, 0, `a restart from a damaged table must refuse\n${refused.describe()}`);
+        assert.match(refused.stderr, /fails its checksum/, 'the refusal names the damage');
+        assert.ok(fs.readFileSync(sparse).equals(before), 'the refused restart left the file as it was');
+        fs.writeFileSync(tabPath, good);
+      }
+      p = scope.restart({ dir: ck, label: `ckrun restart ${n}` });
+      await p.waitForLine(`changed ${n}`);
+      const check = p.lines.find((l) => l.startsWith(`check ${n} `));
+      assert.is(check, `check ${n} ok`, `after restart ${n} the program found its files as at the checkpoint\n${p.describe()}`);
+    }
+    await p.waitForLine('done');
+    const st = await p.waitExit();
+    assert.is(st.code, 0, p.describe());
+  } finally {
+    await scope.cleanup();
+  }
+});
+
 test.run();
