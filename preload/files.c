@@ -1,7 +1,7 @@
 /* The kinds of descriptors that are files: regular files, directories,
  * devices, files deleted while open, and the session's stdio (ckrun's own
- * descriptors 0-2, whatever they are, given back by the restarting
- * ckrun). Opened again by path; a deleted file's contents are saved and
+ * descriptors 0-2 when they are not regular files: a terminal, a pipe;
+ * given back by the restarting ckrun). Opened again by path; a deleted file's contents are saved and
  * it is made again.
  *
  * Files the program writes: ckrun puts them back as they were at the
@@ -34,7 +34,9 @@ static int is_session_stdio(const struct ck_fd *f, int k)
 
 CK_HIDDEN int ck_fd_stdio_index(const struct ck_fd *f)
 {
-	if (!ck_session.have_stdio)
+	/* a regular file (`> log`) is saved as the file it is (path, offset,
+	 * flags), its content kept by ckrun: restart opens it again */
+	if (!ck_session.have_stdio || (f->st.mode & S_IFMT) == S_IFREG)
 		return -1;
 	/* ckrun's stdio may all be one file (/dev/null): fd k is stdio k first */
 	if (f->fd < 3 && is_session_stdio(f, f->fd))
@@ -94,6 +96,27 @@ static int writable(int flags)
 	return (flags & O_ACCMODE) != O_RDONLY;
 }
 
+/* `ckrun restart --stdio=inherit`: CKRUN_STDIO_INHERIT lists "k:dev:ino"
+ * for each of the checkpointed session's stdio that was a regular file;
+ * the program's descriptors of that file become the restarting ckrun's
+ * stdio k instead (no check, no offset, no cut). */
+static int inherited_stdio(const struct ck_img_file *f)
+{
+	const char *s = getenv("CKRUN_STDIO_INHERIT");
+	while (s && *s) {
+		unsigned long long k, dev, ino;
+		int used = 0;
+		if (sscanf(s, "%llu:%llu:%llu%n", &k, &dev, &ino, &used) != 3 || k > 2)
+			return -1;
+		if (dev == f->dev && ino == f->ino)
+			return (int)k;
+		s += used;
+		if (*s == ',')
+			s++;
+	}
+	return -1;
+}
+
 /* --files=none: the user keeps the files the program writes as they are. */
 static int files_left_alone(void)
 {
@@ -112,6 +135,8 @@ static void file_check(struct ck_image *img, struct ck_img_file *f)
 {
 	(void)img;
 	struct stat st;
+	if (inherited_stdio(f) >= 0)
+		return;
 	stat_path(f, &st);
 	if (!S_ISREG(st.st_mode))
 		ck_refuse("descriptor %d refers to %s, which is no longer a regular file", f->fd, f->path);
@@ -146,6 +171,14 @@ static int open_flags(const struct ck_img_file *f)
 static int open_path(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs)
 {
 	(void)img, (void)base_fd, (void)objs;
+	int k = inherited_stdio(f);
+	if (k >= 0) {
+		f->has_offset = 0; /* the offset is the restarting ckrun's */
+		int fd = dup(k);
+		if (fd < 0)
+			ck_refuse("descriptor %d was the session's stdio %d (%s), but ckrun restart has no fd %d", f->fd, k, f->path, k);
+		return fd;
+	}
 	int fd = open(f->path, open_flags(f) | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
 		ck_refuse("cannot reopen %s as descriptor %d: %s", f->path, f->fd, strerror(errno));
@@ -156,7 +189,7 @@ static int open_path(struct ck_image *img, struct ck_img_file *f, int base_fd, c
 static void file_install(struct ck_img_file *f)
 {
 	struct stat st;
-	if (files_left_alone())
+	if (files_left_alone() || inherited_stdio(f) >= 0)
 		return;
 	if (writable(f->flags) && fstat(f->newfd, &st) == 0 && (uint64_t)st.st_size > f->size &&
 	    ftruncate(f->newfd, (off_t)f->size) != 0)

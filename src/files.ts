@@ -92,6 +92,9 @@ export interface SavedFile {
 export interface StdioFile {
   fd: number;
   path: string;
+  /** The file's identity: a restart with --stdio=inherit gives the program's descriptors of it the restarting ckrun's stdio. */
+  dev: number;
+  ino: number;
   offset: number;
   /** The open file description's flags (fdinfo). */
   flags: number;
@@ -229,7 +232,7 @@ export function stdioFiles(fds: readonly number[]): StdioFile[] {
     const fi = flagsOf(process.pid, fd);
     const path = readlinkSync(proc);
     if (!fi || ignored(path, [])) return;
-    const entry: StdioFile = { fd: k, path, offset: fi.pos, flags: fi.flags };
+    const entry: StdioFile = { fd: k, path, dev: st.dev, ino: st.ino, offset: fi.pos, flags: fi.flags };
     for (const o of out)
       if (kcmpSafe(fds[o.fd]!, fd)) {
         entry.same_as = o.same_as ?? o.fd;
@@ -655,28 +658,9 @@ function undoFdSize(fd: number): number {
   return fstatSync(fd).size;
 }
 
-/** The session's stdio files opened again at their checkpoint offset, for the restore host's 0, 1, 2 (fds to close after). */
-export function reopenStdio(record: FilesRecord, base: readonly number[]): { stdio: [number, number, number]; opened: number[] } {
-  const stdio = [...base] as [number, number, number];
-  const opened: number[] = [];
-  const byFd = new Map<number, number>();
-  for (const s of record.stdio) {
-    if (s.same_as !== undefined && byFd.has(s.same_as)) {
-      stdio[s.fd] = byFd.get(s.same_as)!;
-      continue;
-    }
-    let fd: number;
-    try {
-      fd = openSync(s.path, (s.flags & ~(FS.O_CREAT | FS.O_TRUNC | FS.O_EXCL)) | FS.O_NOFOLLOW);
-    } catch (e) {
-      throw new FilesError(`cannot open ${s.path}, the program's stdio ${s.fd} at the checkpoint: ${describeWhy(e)}; restart with --stdio=inherit to give it this ckrun's own`);
-    }
-    native().seek(fd, s.offset);
-    opened.push(fd);
-    byFd.set(s.fd, fd);
-    stdio[s.fd] = fd;
-  }
-  return { stdio, opened };
+/** CKRUN_STDIO_INHERIT for the restore host (preload/files.c): "k:dev:ino" of each stdio file. */
+export function stdioInheritEnv(record: FilesRecord): string {
+  return record.stdio.map((s) => `${s.fd}:${s.dev}:${s.ino}`).join(',');
 }
 
 // ---- the manifest's `files` -------------------------------------------------
@@ -757,11 +741,19 @@ export function parseFilesRecord(v: unknown): FilesRecord | string {
   for (const e of Array.isArray(m['stdio']) ? m['stdio'] : []) {
     if (typeof e !== 'object' || e === null) return 'files.stdio has a malformed entry';
     const s = e as Record<string, unknown>;
-    const [fd, offset, flags, same] = [small(s['fd']), small(s['offset']), small(s['flags']), small(s['same_as'])];
-    if (!isUint(fd, 2) || typeof s['path'] !== 'string' || !s['path'].startsWith('/') || !isUint(offset) || !isUint(flags, 0x7fffffff))
+    const [fd, dev, ino, offset, flags, same] = [s['fd'], s['dev'], s['ino'], s['offset'], s['flags'], s['same_as']].map(small);
+    if (
+      !isUint(fd, 2) ||
+      typeof s['path'] !== 'string' ||
+      !s['path'].startsWith('/') ||
+      !isUint(dev) ||
+      !isUint(ino) ||
+      !isUint(offset) ||
+      !isUint(flags, 0x7fffffff)
+    )
       return 'files.stdio has a malformed entry';
     if (same !== undefined && !isUint(same, 2)) return 'files.stdio has a malformed same_as';
-    stdio.push({ fd, path: s['path'], offset, flags, ...(same !== undefined ? { same_as: same as number } : {}) });
+    stdio.push({ fd, path: s['path'], dev, ino, offset, flags, ...(same !== undefined ? { same_as: same as number } : {}) });
   }
   return { policy: policy as FilesPolicy, saved, stdio };
 }

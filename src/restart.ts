@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { sessionEnv, stdioIdentity } from './environment.js';
 import { chainOf, type Generation } from './generations.js';
 import { asArray, asNumber, asString, imageIds, imagePid, type Image } from './image.js';
-import { FilesError, reopenStdio, restoreFiles } from './files.js';
+import { FilesError, restoreFiles, stdioInheritEnv } from './files.js';
 import { adoptChild, isNativeError, spawnChild } from './native.js';
 import { displayPath, trace, writeErr } from './output.js';
 import { restoreHostPath, shimPath } from './paths.js';
@@ -133,8 +133,10 @@ async function describePid(pid: number): Promise<string> {
 /**
  * The generation's written files put back as they were at its checkpoint
  * (src/files.ts), before any process exists; the options the restart goes
- * on with: the stdio files reopened at their offsets, the restore host
- * told when files are left as they are (`--files=none`).
+ * on with: the restore host told when files are left as they are
+ * (`--files=none`) and, with `--stdio=inherit`, which files were the
+ * session's stdio (the program's stdio files are otherwise opened again
+ * by path at their offsets, like any file).
  */
 function putFilesBack(opts: RestartOptions, prepared: Prepared, warn: (line: string) => void): RestartOptions {
   const gen = prepared.generation;
@@ -148,18 +150,12 @@ function putFilesBack(opts: RestartOptions, prepared: Prepared, warn: (line: str
     throw e;
   }
   if (done.length > 0 && opts.verbose) warn(`put back as at the checkpoint: ${done.join(', ')}`);
-  let out: RestartOptions = { ...opts, files: opts.files ?? record.policy };
-  if (record.policy === 'none') out.env = { ...(opts.env ?? process.env), CKRUN_FILES: 'none' };
-  if (record.stdio.length > 0 && !opts.stdioInherit && opts.stdio === undefined) {
-    try {
-      const { stdio } = reopenStdio(record, [0, 1, 2]);
-      out = { ...out, stdio };
-    } catch (e) {
-      if (e instanceof FilesError) throw new RestartError(`restart: ${e.message}`);
-      throw e;
-    }
-  }
-  return out;
+  const env: NodeJS.ProcessEnv = { ...(opts.env ?? process.env) };
+  delete env['CKRUN_FILES'];
+  delete env['CKRUN_STDIO_INHERIT'];
+  if (record.policy === 'none') env['CKRUN_FILES'] = 'none';
+  if (opts.stdioInherit && record.stdio.length > 0) env['CKRUN_STDIO_INHERIT'] = stdioInheritEnv(record);
+  return { ...opts, files: opts.files ?? record.policy, env };
 }
 
 export async function restart(opts: RestartOptions = {}): Promise<RestartedSession> {
