@@ -253,6 +253,13 @@ function kcmpSafe(a: number, b: number): boolean {
 
 // ---- checkpoint: saving -------------------------------------------------
 
+/** What a capture is incremental to: a generation (tables on disk), or this generation's pre-copy (tables in memory). */
+export interface Previous {
+  record: FilesRecord;
+  path: string;
+  tables?: Map<string, Buffer>;
+}
+
 export interface CaptureOptions {
   policy: FilesPolicy;
   /** `--files-max`: the checkpoint fails beyond this many bytes of written files. */
@@ -262,9 +269,12 @@ export interface CaptureOptions {
   /** Directories whose files are never the program's (the checkpoint directory). */
   skipDirs: string[];
   /** The previous generation's record and where it is: unchanged blocks are taken from it. */
-  previous?: { record: FilesRecord; path: string };
+  previous?: Previous;
   /** The session's stdio descriptors in ckrun. */
   stdio: readonly number[];
+  /** A pre-copy: data files named `pre-<k>.dat`, tables kept here instead of written. */
+  prefix?: string;
+  tables?: Map<string, Buffer>;
 }
 
 export interface CaptureResult {
@@ -329,12 +339,12 @@ function saveOne(c: Candidate, k: number, opts: CaptureOptions, how: SavedFile['
     let prevTable: Buffer | null = null;
     if (prevRecord && stores(how)) {
       try {
-        prevTable = readTable(opts.previous!.path, prevRecord);
+        prevTable = opts.previous!.tables?.get(prevRecord.table) ?? readTable(opts.previous!.path, prevRecord);
       } catch {
         prevTable = null; // the older generation is gone or damaged: a full copy
       }
     }
-    const own = `${FILES_DIR}/${k}.dat`;
+    const own = `${FILES_DIR}/${opts.prefix ?? ''}${k}.dat`;
     let out = -1;
     if (stores(how)) out = openSync(join(opts.genPath, own), FS.O_WRONLY | FS.O_CREAT | FS.O_EXCL, 0o600);
     let r;
@@ -349,8 +359,9 @@ function saveOne(c: Candidate, k: number, opts: CaptureOptions, how: SavedFile['
       sources = compactSources(table, r.written > 0 ? own : undefined, prevTable ? prevRecord : undefined, opts.previous?.path, opts.genPath);
       if (r.written === 0) unlinkSync(join(opts.genPath, own));
     }
-    const tab = `${FILES_DIR}/${k}.tab`;
-    writeFileSync(join(opts.genPath, tab), table, { mode: 0o600 });
+    const tab = `${FILES_DIR}/${opts.prefix ?? ''}${k}.tab`;
+    if (opts.tables) opts.tables.set(tab, table);
+    else writeFileSync(join(opts.genPath, tab), table, { mode: 0o600 });
     return {
       path: c.path,
       dev: Number(st.dev),
@@ -366,7 +377,8 @@ function saveOne(c: Candidate, k: number, opts: CaptureOptions, how: SavedFile['
       table: tab,
       table_crc: crc32c(table),
       sources,
-      stored: Math.min(r.written * FILE_BLOCK, size),
+      // with a pre-copy of this generation, what it stored counts too
+      stored: Math.min(r.written * FILE_BLOCK, size) + (opts.previous?.tables && prevTable ? prevRecord!.stored : 0),
     };
   } finally {
     closeSync(fd);
@@ -387,9 +399,11 @@ function sizeOf(c: Candidate): number {
  */
 export function captureFiles(members: readonly Member[], opts: CaptureOptions): CaptureResult {
   const t0 = Date.now();
-  const stdio = stdioFiles(opts.stdio);
-  if (opts.policy !== 'snapshot') return { record: { policy: opts.policy, saved: [], stdio }, bytes: 0, ms: Date.now() - t0 };
   const found = writtenFiles(members, opts.skipDirs);
+  // the session's stdio files the program still has (a restarted session's own stdio need not be the program's)
+  const held = new Set(found.map((c) => c.key));
+  const stdio = stdioFiles(opts.stdio).filter((s) => held.has(`${s.dev}:${s.ino}`));
+  if (opts.policy !== 'snapshot') return { record: { policy: opts.policy, saved: [], stdio }, bytes: 0, ms: Date.now() - t0 };
   if (opts.maxBytes !== undefined) {
     const sized = found.map((c) => ({ c, size: sizeOf(c) })).filter((x) => stores(howKept(x.c)));
     const total = sized.reduce((a, x) => a + x.size, 0);
@@ -404,7 +418,7 @@ export function captureFiles(members: readonly Member[], opts: CaptureOptions): 
       );
     }
   }
-  if (found.length > 0) mkdirSync(join(opts.genPath, FILES_DIR), { mode: 0o700 });
+  if (found.length > 0) mkdirSync(join(opts.genPath, FILES_DIR), { mode: 0o700, recursive: true });
   const saved: SavedFile[] = [];
   let bytes = 0;
   found.forEach((c, k) => {
@@ -418,6 +432,35 @@ export function captureFiles(members: readonly Member[], opts: CaptureOptions): 
     saved.push(s);
   });
   return { record: { policy: 'snapshot', saved, stdio }, bytes, ms: Date.now() - t0 };
+}
+
+/**
+ * Copies the written files into the generation while the program still
+ * runs (before the barrier), so that the capture in the pause reads and
+ * hashes them but copies only the blocks changed meanwhile. Undefined when
+ * there is nothing to copy or it failed (the capture then copies it all).
+ */
+export function precopyFiles(members: readonly Member[], opts: CaptureOptions): Previous | undefined {
+  try {
+    const tables = new Map<string, Buffer>();
+    const r = captureFiles(members, { ...opts, prefix: 'pre-', tables });
+    return r.record.saved.length > 0 ? { record: r.record, path: opts.genPath, tables } : undefined;
+  } catch {
+    return undefined; // a process or file went away, or beyond --files-max: the capture in the pause does it all (or says why not)
+  }
+}
+
+/** After the capture: the pre-copy's own names, and links no table uses, are removed. */
+export function tidyFiles(genPath: string, record: FilesRecord): void {
+  const dir = join(genPath, FILES_DIR);
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  const used = new Set(record.saved.flatMap((f) => [f.table, ...f.sources]));
+  for (const n of names) if (!used.has(`${FILES_DIR}/${n}`)) rmSync(join(dir, n), { force: true });
 }
 
 // ---- restart --------------------------------------------------------------

@@ -14,7 +14,7 @@ import { ProgramNotFoundError, resolveProgram, sessionEnv, stdioIdentity, whyNot
 import { errorMessage, SessionError } from './errors.js';
 import { DirectoryTrustError, trustCheckpointDir } from './dirtrust.js';
 import { GenerationWriter, ImageChains, type ManifestProcess } from './generations.js';
-import { captureFiles, DEFAULT_FILES_POLICY, skipDirsFor, type CaptureResult, type FilesPolicy, type FilesRecord } from './files.js';
+import { captureFiles, DEFAULT_FILES_POLICY, precopyFiles, skipDirsFor, tidyFiles, type CaptureResult, type FilesPolicy, type FilesRecord } from './files.js';
 import { BarrierError, checkpointBarrier, imageName, STEP_TIMEOUT_MS, type BarrierHost } from './barrier.js';
 import {
   askToJoin,
@@ -476,20 +476,24 @@ export class Coordinator implements Session {
     try {
       const answerMs = this.opts.checkpointTimeoutMs ?? CHECKPOINT_TIMEOUT_MS;
       let files: CaptureResult | undefined;
+      const policy = this.opts.files ?? DEFAULT_FILES_POLICY;
+      const filesOpts = {
+        policy,
+        maxBytes: this.opts.filesMax,
+        genPath: gen.path,
+        skipDirs: skipDirsFor(this.dir),
+        stdio: this.opts.stdio ?? [0, 1, 2],
+      };
+      // the bulk of the copy while the program runs; the pause copies what changed since
+      const pre = policy === 'snapshot' ? precopyFiles(this.membersNow(), { ...filesOpts, previous: this.lastFiles }) : undefined;
       const r = await checkpointBarrier(this.barrierHost(gen.path), {
         genPath: gen.path,
         self: process.pid,
         stepTimeoutMs: Math.min(STEP_TIMEOUT_MS, answerMs),
         answerTimeoutMs: answerMs,
         whileStopped: (members) => {
-          files = captureFiles(members, {
-            policy: this.opts.files ?? DEFAULT_FILES_POLICY,
-            maxBytes: this.opts.filesMax,
-            genPath: gen.path,
-            skipDirs: skipDirsFor(this.dir),
-            previous: this.lastFiles,
-            stdio: this.opts.stdio ?? [0, 1, 2],
-          });
+          files = captureFiles(members, { ...filesOpts, previous: pre ?? this.lastFiles });
+          if (pre) tidyFiles(gen.path, files.record);
         },
       }).catch(async (e: unknown) => {
         if (e instanceof BarrierError && e.everyoneLeft) throw new SessionError(`${e.message}${await this.howRootEnded()}`);
@@ -515,6 +519,13 @@ export class Coordinator implements Session {
       await gen.remove().catch(() => undefined);
       throw e;
     }
+  }
+
+  /** The session's processes as they are now (not stopped): whose files a pre-copy reads. */
+  private membersNow(): { pid: number; outer: number }[] {
+    return sessionProcesses(process.pid)
+      .filter((p) => p.state !== 'Z')
+      .map((p) => ({ pid: p.outer, outer: p.outer }));
   }
 
   /** Removes the `.N.partial` directories no writer writes into any more (never the running checkpoint's: called before it starts). */
