@@ -329,9 +329,28 @@ function stores(how: SavedFile['how']): boolean {
   return how !== 'append';
 }
 
+/**
+ * The file to read: through /proc (a magic link: not O_NOFOLLOW), the very
+ * file the process has; a mapping's map_files entry needs privileges an
+ * ordinary user lacks, so then its path, if it is still that file.
+ */
+function openCandidate(c: Candidate): number {
+  try {
+    return openSync(c.proc, FS.O_RDONLY);
+  } catch (e) {
+    if (!c.proc.includes('/map_files/')) throw e;
+    const fd = openSync(c.path, FS.O_RDONLY | FS.O_NOFOLLOW);
+    const st = fstatSync(fd, { bigint: true });
+    if (`${st.dev}:${st.ino}` !== c.key) {
+      closeSync(fd);
+      throw new FilesError(`${c.path} is no longer the file the program maps, and ckrun cannot read that one (${(e as Error).message})`);
+    }
+    return fd;
+  }
+}
+
 function saveOne(c: Candidate, k: number, opts: CaptureOptions, how: SavedFile['how']): SavedFile {
-  // through /proc (a magic link: not O_NOFOLLOW), the very file the process has
-  const fd = openSync(c.proc, FS.O_RDONLY);
+  const fd = openCandidate(c);
   try {
     const st = fstatSync(fd, { bigint: true });
     const size = Number(st.size);
@@ -555,6 +574,18 @@ function planFile(genPath: string, f: SavedFile, srcFds: Map<string, number>): P
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new FilesError(`cannot look at ${f.path}: ${describeWhy(e)}`);
   }
+  // never through a link planted on the way: the kernel gave the path resolved
+  const dir = dirname(f.path);
+  let real: string | undefined;
+  try {
+    real = realpathSync(dir);
+  } catch {
+    real = undefined; // gone: said below
+  }
+  if (real !== undefined && real !== dir)
+    throw new FilesError(`the directory of ${f.path}, a file the program wrote, now leads to ${real} (a symbolic link on the way): put the directory back`);
+  if (st && st.uid !== f.uid && f.how !== 'recreate')
+    throw new FilesError(`${f.path} now belongs to uid ${st.uid}, not to uid ${f.uid} as at the checkpoint: it is another file; put the program's file back`);
   const p: Plan = { f, table, missing: !st, write: [], punch: [] };
   if (!st) {
     if (f.how === 'append')
