@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { checkpoint } from './lib/ckrun.js';
+import { checkpoint, ckrun } from './lib/ckrun.js';
 import { python3 } from './lib/examples.js';
 import { CKRUN, EXAMPLES, NODE, T_STEP } from './lib/paths.js';
 import { Proc, sleep } from './lib/proc.js';
@@ -214,6 +214,37 @@ test('a line-numbered job writing to > log 2>&1 (stdout and stderr): checkpoint,
       assert.unreachable(`the log differs from the job's output at line ${i + 1}: ${JSON.stringify(a[i])} instead of ${JSON.stringify(b[i])} (${a.length} lines, not ${b.length})`);
     }
     for (const k of [1, 2]) assert.is(read(path.join(work, `restart${k}.out`)), '', `ckrun restart ${k} wrote nothing of the program's to its own stdio`);
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+// ---- the policy the user sees ---------------------------------------------------
+
+test('--files-max: a checkpoint beyond it fails naming the file and its size, the program runs on; inspect lists the files a generation saved', async () => {
+  const scope = new Scope('files-max');
+  try {
+    const work = scope.dir('work');
+    const big = path.join(work, 'big.bin');
+    const job = `import os, time\nfd = os.open(${JSON.stringify(big)}, os.O_RDWR | os.O_CREAT, 0o600)\nos.pwrite(fd, b'x' * (3 << 20), 0)\nprint('ready', flush=True)\nfor i in range(400):\n    os.pwrite(fd, b'%06d' % i, 0)\n    print(f'step {i}', flush=True)\n    time.sleep(0.02)\n`;
+    const ck = scope.ckptDir('ck');
+    const p = scope.launch({ program: [realPython(), '-c', job], dir: ck, extra: ['--files-max', '1M'], label: 'ckrun --files-max 1M' });
+    await p.waitForLine('ready');
+    const r = await ckrun(['checkpoint', '--dir', ck]);
+    assert.is(r.code, 1, r.describe());
+    assert.match(r.stderr, /more than --files-max 1 MiB: .*big\.bin \(3 MiB\)/, r.describe());
+    const at = p.lines.length;
+    await p.waitFor(() => p.lines.length > at + 3, 'the program to run on after the refused checkpoint');
+    assert.ok(p.running, 'the program runs on');
+    await kill9Session(p, ck, 'files-max');
+
+    const q = scope.launch({ program: [realPython(), '-c', job], dir: ck, label: 'ckrun (default --files)' });
+    await q.waitForLine('ready');
+    const gen = await checkpoint(ck);
+    const shown = await ckrun(['inspect', gen]);
+    assert.match(shown.stdout, /Written files: put back as they were at the checkpoint \(--files=snapshot\)/, shown.describe());
+    assert.match(shown.stdout, new RegExp(`${big.replace(/[.]/g, '\\.')}\\s+3 MiB\\s+content\\s+3 MiB`), shown.describe());
+    await kill9Session(q, ck, 'files inspect');
   } finally {
     await scope.cleanup();
   }
