@@ -284,8 +284,27 @@ export interface CaptureResult {
   ms: number;
 }
 
+/** A file of the generation's files/: a regular file (never through a link) of the generation's owner. */
+function openOwn(genPath: string, name: string, what: string): number {
+  const path = join(genPath, name);
+  const fd = openSync(path, FS.O_RDONLY | FS.O_NOFOLLOW);
+  const st = fstatSync(fd);
+  const owner = lstatSync(genPath).uid;
+  if (!st.isFile() || st.uid !== owner) {
+    closeSync(fd);
+    throw new FilesError(`${path}, ${what}, is ${st.isFile() ? `owned by uid ${st.uid}, not by the generation's owner (uid ${owner})` : 'not a regular file'}: the generation was tampered with`);
+  }
+  return fd;
+}
+
 function readTable(genPath: string, f: SavedFile): Buffer {
-  const buf = readFileSync(join(genPath, f.table));
+  const fd = openOwn(genPath, f.table, `the table of ${f.path}`);
+  let buf: Buffer;
+  try {
+    buf = readFileSync(fd);
+  } finally {
+    closeSync(fd);
+  }
   const n = Math.ceil(f.size / f.block);
   if (buf.length !== n * ENTRY) throw new FilesError(`the table ${join(genPath, f.table)} of ${f.path} is ${buf.length} bytes, not ${n * ENTRY}`);
   if (crc32c(buf) !== f.table_crc) throw new FilesError(`the table ${join(genPath, f.table)} of ${f.path} fails its checksum`);
@@ -538,8 +557,9 @@ function sourceFds(genPath: string, f: SavedFile, fds: Map<string, number>): num
     let fd = fds.get(s);
     if (fd === undefined) {
       try {
-        fd = openSync(join(genPath, s), FS.O_RDONLY | FS.O_NOFOLLOW);
+        fd = openOwn(genPath, s, `saved content of ${f.path}`);
       } catch (e) {
+        if (e instanceof FilesError) throw e;
         throw new FilesError(`the saved content of ${f.path} (${join(genPath, s)}) cannot be read: ${(e as Error).message}`);
       }
       fds.set(s, fd);
@@ -565,7 +585,28 @@ function describeWhy(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
-function planFile(genPath: string, f: SavedFile, srcFds: Map<string, number>): Plan {
+/**
+ * A restart of another user's generation (`--trust-owner`, as root) writes
+ * only files of that user: a file that is there must be theirs, a file made
+ * again must be theirs in a directory of theirs.
+ */
+function checkWhose(f: SavedFile, st: { uid: number } | undefined, owner: number | undefined): void {
+  if (owner === undefined || owner === (process.geteuid?.() ?? -1)) return;
+  const dirUid = (() => {
+    try {
+      return lstatSync(dirname(f.path)).uid;
+    } catch {
+      return -1;
+    }
+  })();
+  const whose = st ? st.uid : f.uid === owner && dirUid === owner ? owner : -1;
+  if (whose !== owner)
+    throw new FilesError(
+      `${f.path} is not a file of uid ${owner}, whose generation this is${st ? '' : ' (or its directory is not theirs)'}: a restart of another user's checkpoint writes only that user's files`,
+    );
+}
+
+function planFile(genPath: string, f: SavedFile, srcFds: Map<string, number>, owner: number | undefined): Plan {
   const table = readTable(genPath, f);
   const n = Math.ceil(f.size / f.block);
   let st;
@@ -586,6 +627,7 @@ function planFile(genPath: string, f: SavedFile, srcFds: Map<string, number>): P
     throw new FilesError(`the directory of ${f.path}, a file the program wrote, now leads to ${real} (a symbolic link on the way): put the directory back`);
   if (st && st.uid !== f.uid && f.how !== 'recreate')
     throw new FilesError(`${f.path} now belongs to uid ${st.uid}, not to uid ${f.uid} as at the checkpoint: it is another file; put the program's file back`);
+  if (f.how !== 'recreate' || !st) checkWhose(f, st, owner);
   const p: Plan = { f, table, missing: !st, write: [], punch: [] };
   if (!st) {
     if (f.how === 'append')
@@ -694,16 +736,17 @@ function rollBack(undo: Undo[], undoFd: number): string[] {
 
 /**
  * Puts every written file of the generation back as it was at its
- * checkpoint; returns the paths put back. Throws FilesError before
+ * checkpoint; returns the paths put back. `owner`: the generation's owner
+ * (another user's generation: only their files are written). Throws FilesError before
  * changing anything when it cannot, and after undoing its changes when
  * writing fails.
  */
-export function restoreFiles(genPath: string, record: FilesRecord): string[] {
+export function restoreFiles(genPath: string, record: FilesRecord, owner?: number): string[] {
   if (record.policy !== 'snapshot' || record.saved.length === 0) return [];
   const srcFds = new Map<string, number>();
   const plans: Plan[] = [];
   try {
-    for (const f of record.saved) plans.push(planFile(genPath, f, srcFds));
+    for (const f of record.saved) plans.push(planFile(genPath, f, srcFds, owner));
     const todo = plans.filter((p) => p.missing || p.write.length || p.punch.length || (p.current && p.current.size !== p.f.size));
     if (todo.length === 0) return [];
     const undoDir = mkdtempSync(join(tmpdir(), 'ckrun-undo-'));

@@ -2,7 +2,7 @@
 // then spawn the restore host with the image's PID (or as PID 1 of a new PID
 // namespace when that PID is taken) and coordinate the restarted session
 // like a launched one.
-import { existsSync } from 'node:fs';
+import { existsSync, lstatSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { sessionEnv, stdioIdentity } from './environment.js';
@@ -144,7 +144,7 @@ function putFilesBack(opts: RestartOptions, prepared: Prepared, warn: (line: str
   if (!gen || !record) return opts;
   let done: string[];
   try {
-    done = restoreFiles(gen.path, record);
+    done = restoreFiles(gen.path, record, lstatSync(gen.path).uid);
   } catch (e) {
     if (e instanceof FilesError) throw new RestartError(`restart: ${e.message}`);
     throw e;
