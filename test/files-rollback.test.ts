@@ -250,6 +250,31 @@ test('--files-max: a checkpoint beyond it fails naming the file and its size, th
   }
 });
 
+test('a link planted on the way to a written file after the checkpoint: restart refuses before any process exists and writes nothing through it', async () => {
+  const scope = new Scope('files-link');
+  try {
+    const work = scope.dir('work');
+    const sub = scope.dir('work/sub');
+    const victim = scope.dir('victim');
+    const job = `import os, time\nfd = os.open(${JSON.stringify(path.join(sub, 'data.bin'))}, os.O_RDWR | os.O_CREAT, 0o600)\nos.pwrite(fd, b'program data\\n' * 100, 0)\nprint('ready', flush=True)\nfor i in range(400):\n    os.pwrite(fd, b'%06d' % i, 0)\n    time.sleep(0.02)\n`;
+    const ck = scope.ckptDir('ck');
+    const p = scope.launch({ program: [realPython(), '-c', job], dir: ck, label: 'ckrun link' });
+    await p.waitForLine('ready');
+    await checkpoint(ck);
+    await kill9Session(p, ck, 'link');
+    fs.writeFileSync(path.join(victim, 'data.bin'), 'not the program\'s\n');
+    fs.renameSync(sub, `${sub}.moved`);
+    fs.symlinkSync(victim, sub);
+    const r = scope.restart({ dir: ck, label: 'ckrun restart (planted link)' });
+    const st = await r.waitExit();
+    assert.is.not(st.code, 0, r.describe());
+    assert.match(r.stderr, /symbolic link on the way/, r.describe());
+    assert.is(fs.readFileSync(path.join(victim, 'data.bin'), 'utf8'), "not the program's\n", 'nothing was written through the link');
+  } finally {
+    await scope.cleanup();
+  }
+});
+
 // ---- holes, times, a file removed after the checkpoint, a refusal ------------
 
 test('a file with holes rewritten in place and grown, a scratch file removed after the checkpoint: the restarted program finds both as they were (content, holes, size, mtime, mode); twice; damaged saved data is refused before any file is touched', async () => {
