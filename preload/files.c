@@ -117,6 +117,31 @@ static int inherited_stdio(const struct ck_img_file *f)
 	return -1;
 }
 
+/* `ckrun verify` (CKRUN_FILES_SAVED: "dev:ino,..."): files whose content
+ * the generation keeps, which ckrun puts back (or makes again) before a
+ * restart; whether they are there now says nothing. */
+CK_HIDDEN int ck_files_kept_by_ckrun(uint64_t fdev, uint64_t fino)
+{
+	const char *s = getenv("CKRUN_FILES_SAVED");
+	while (s && *s) {
+		unsigned long long dev, ino;
+		int used = 0;
+		if (sscanf(s, "%llu:%llu%n", &dev, &ino, &used) != 2)
+			return 0;
+		if (dev == fdev && ino == fino)
+			return 1;
+		s += used;
+		if (*s == ',')
+			s++;
+	}
+	return 0;
+}
+
+static int kept_by_ckrun(const struct ck_img_file *f)
+{
+	return ck_files_kept_by_ckrun(f->dev, f->ino);
+}
+
 /* --files=none: the user keeps the files the program writes as they are. */
 static int files_left_alone(void)
 {
@@ -135,7 +160,7 @@ static void file_check(struct ck_image *img, struct ck_img_file *f)
 {
 	(void)img;
 	struct stat st;
-	if (inherited_stdio(f) >= 0)
+	if (inherited_stdio(f) >= 0 || kept_by_ckrun(f))
 		return;
 	stat_path(f, &st);
 	if (!S_ISREG(st.st_mode))

@@ -780,6 +780,34 @@ export function stdioInheritEnv(record: FilesRecord): string {
   return record.stdio.map((s) => `${s.fd}:${s.dev}:${s.ino}`).join(',');
 }
 
+/** CKRUN_FILES_SAVED for `ckrun verify`'s restore host check (preload/files.c): the files a restart puts back first. */
+export function savedIdentities(record: FilesRecord): string {
+  return record.policy === 'snapshot' ? record.saved.filter((f) => f.how !== 'append').map((f) => `${f.dev}:${f.ino}`).join(',') : '';
+}
+
+/**
+ * What `ckrun verify` checks of a generation's saved files: every table
+ * (owner, size, CRC), every data file it names, and with verifyData every
+ * stored block against its hash. A problem as text, or undefined.
+ */
+export function checkSavedFiles(genPath: string, record: FilesRecord, verifyData: boolean): string | undefined {
+  const fds = new Map<string, number>();
+  try {
+    for (const f of record.saved) {
+      const table = readTable(genPath, f);
+      const src = sourceFds(genPath, f, fds);
+      if (!verifyData) continue;
+      const p: Plan = { f, table, missing: false, write: [], punch: [] };
+      for (let i = 0; i < table.length / ENTRY; i++) if (entryOf(table, i).src !== HOLE && f.how !== 'append') savedBlock(genPath, p, i, src);
+    }
+    return undefined;
+  } catch (e) {
+    return describeWhy(e);
+  } finally {
+    for (const fd of fds.values()) closeSync(fd);
+  }
+}
+
 // ---- the manifest's `files` -------------------------------------------------
 
 function isUint(v: unknown, max = Number.MAX_SAFE_INTEGER): v is number {
