@@ -62,7 +62,7 @@ async function until(p: Proc, pred: () => boolean, what: string, ms = T_STEP): P
 
 interface Cycle {
   /** What the test does between kill -9 and restart (another client opening the database). */
-  between?: () => void;
+  between?: () => void | Promise<void>;
 }
 
 /**
@@ -84,7 +84,7 @@ async function cycles(
     const at = o.units();
     await until(p, () => o.units() >= at + o.ahead, `${o.name} to run on after checkpoint ${i + 1}`);
     await kill9Session(p, ck, `${o.name} cycle ${i + 1}`);
-    c.between?.();
+    await c.between?.();
     p = logged(scope, ['restart', '--dir', ck, ...(o.restartArgs ?? [])], path.join(o.work, `restart${i + 1}.out`), o.work, `ckrun restart ${o.name}`);
   }
   if (o.done) await until(p, o.done, `${o.name} to finish`, 120_000);
@@ -135,9 +135,12 @@ for (const mode of ['delete', 'wal'] as const) {
           {},
           {
             // another client: rolls back a hot journal / folds the WAL into the database and removes it
-            between: () => {
+            between: async () => {
               execFileSync(sqlite, [db, 'SELECT COUNT(*) FROM t;'], { encoding: 'utf8' });
               if (mode === 'wal') assert.not.ok(fs.existsSync(`${db}-wal`), 'the sqlite3 CLI removed the WAL when it closed the database');
+              // the files a restart puts back first do not make the generation unrestorable
+              const v = await ckrun(['verify', '--dir', path.join(path.dirname(work), 'ck')]);
+              assert.is(v.code, 0, v.describe());
             },
           },
         ],
