@@ -278,6 +278,34 @@ test('a link planted on the way to a written file after the checkpoint: restart 
   }
 });
 
+test('--files=size only cuts a written file back to its checkpoint size at restart; --files=none leaves it as it is', async () => {
+  const scope = new Scope('files-policy');
+  try {
+    for (const policy of ['size', 'none'] as const) {
+      const work = scope.dir(`work-${policy}`);
+      const file = path.join(work, 'data.bin');
+      const job = `import os, time\nfd = os.open(${JSON.stringify(file)}, os.O_RDWR | os.O_CREAT, 0o600)\nos.pwrite(fd, b'A' * 8192, 0)\nprint('ready', flush=True)\nwhile not os.path.exists(${JSON.stringify(path.join(work, 'go'))}): time.sleep(0.02)\nos.pwrite(fd, b'B' * 16384, 0)\nprint('changed', flush=True)\nwhile True: time.sleep(0.05)\n`;
+      const ck = scope.ckptDir(`ck-${policy}`);
+      const p = scope.launch({ program: [realPython(), '-c', job], dir: ck, extra: [`--files=${policy}`], label: `ckrun --files=${policy}` });
+      await p.waitForLine('ready');
+      const gen = await checkpoint(ck);
+      fs.writeFileSync(path.join(work, 'go'), '');
+      await p.waitForLine('changed');
+      await kill9Session(p, ck, `--files=${policy}`);
+      assert.not.ok(fs.existsSync(path.join(gen, 'files')), `--files=${policy} saves no content`);
+      fs.unlinkSync(path.join(work, 'go')); // the restarted program waits for it again: the file is as the restart left it
+      const r = scope.restart({ dir: ck, extra: ['-v'], label: `ckrun restart (--files=${policy})` });
+      await r.waitFor(() => /process \d+ restored/.test(r.stderr), 'the restarted program');
+      const now = fs.readFileSync(file);
+      if (policy === 'size') assert.ok(now.equals(Buffer.alloc(8192, 'B')), `--files=size: cut to 8192 bytes, not rolled back (${now.length} bytes, starts ${now.subarray(0, 1).toString()})`);
+      else assert.ok(now.equals(Buffer.alloc(16384, 'B')), `--files=none: left as it was (${now.length} bytes)`);
+      await kill9Session(r, ck, `restart --files=${policy}`);
+    }
+  } finally {
+    await scope.cleanup();
+  }
+});
+
 // ---- holes, times, a file removed after the checkpoint, a refusal ------------
 
 test('a file with holes rewritten in place and grown, a scratch file removed after the checkpoint: the restarted program finds both as they were (content, holes, size, mtime, mode); twice; damaged saved data is refused before any file is touched', async () => {
