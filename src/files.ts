@@ -258,6 +258,8 @@ export interface Previous {
   record: FilesRecord;
   path: string;
   tables?: Map<string, Buffer>;
+  /** A pre-copy's fstat of each file before it was read (by table name): ctime, mtime, size. */
+  stats?: Map<string, string>;
 }
 
 export interface CaptureOptions {
@@ -275,6 +277,7 @@ export interface CaptureOptions {
   /** A pre-copy: data files named `pre-<k>.dat`, tables kept here instead of written. */
   prefix?: string;
   tables?: Map<string, Buffer>;
+  stats?: Map<string, string>;
 }
 
 export interface CaptureResult {
@@ -368,6 +371,25 @@ function openCandidate(c: Candidate): number {
   }
 }
 
+function statKey(st: { ctimeNs: bigint; mtimeNs: bigint; size: bigint }): string {
+  return `${st.ctimeNs}:${st.mtimeNs}:${st.size}`;
+}
+
+/**
+ * A file the program only reads, unchanged since the pre-copy read it
+ * (every write changes ctime after an fstat: multigrain timestamps): the
+ * pre-copy's table, its sources one place up (this generation's own is 0).
+ */
+function unchangedSincePrecopy(opts: CaptureOptions, prev: SavedFile | undefined, prevTable: Buffer | null, st: { ctimeNs: bigint; mtimeNs: bigint; size: bigint }): Buffer | undefined {
+  if (!prev || !prevTable || prev.how !== 'recreate' || opts.previous?.stats?.get(prev.table) !== statKey(st)) return undefined;
+  const t = Buffer.from(prevTable);
+  for (let off = 0; off < t.length; off += ENTRY) {
+    const src = t.readUInt32LE(off + 8);
+    if (src !== HOLE) t.writeUInt32LE(src + 1, off + 8);
+  }
+  return t;
+}
+
 function saveOne(c: Candidate, k: number, opts: CaptureOptions, how: SavedFile['how']): SavedFile {
   const fd = openCandidate(c);
   try {
@@ -387,7 +409,8 @@ function saveOne(c: Candidate, k: number, opts: CaptureOptions, how: SavedFile['
     if (stores(how)) out = openSync(join(opts.genPath, own), FS.O_WRONLY | FS.O_CREAT | FS.O_EXCL, 0o600);
     let r;
     try {
-      r = native().fileBlocks(fd, size, FILE_BLOCK, prevTable, out, 0);
+      const same = unchangedSincePrecopy(opts, prevRecord, prevTable, st);
+      r = same ? { table: same, written: 0 } : native().fileBlocks(fd, size, FILE_BLOCK, prevTable, out, 0);
     } finally {
       if (out >= 0) closeSync(out);
     }
@@ -398,6 +421,7 @@ function saveOne(c: Candidate, k: number, opts: CaptureOptions, how: SavedFile['
       if (r.written === 0) unlinkSync(join(opts.genPath, own));
     }
     const tab = `${FILES_DIR}/${opts.prefix ?? ''}${k}.tab`;
+    opts.stats?.set(tab, statKey(st));
     if (opts.tables) opts.tables.set(tab, table);
     else writeFileSync(join(opts.genPath, tab), table, { mode: 0o600 });
     return {
@@ -481,8 +505,9 @@ export function captureFiles(members: readonly Member[], opts: CaptureOptions): 
 export function precopyFiles(members: readonly Member[], opts: CaptureOptions): Previous | undefined {
   try {
     const tables = new Map<string, Buffer>();
-    const r = captureFiles(members, { ...opts, prefix: 'pre-', tables });
-    return r.record.saved.length > 0 ? { record: r.record, path: opts.genPath, tables } : undefined;
+    const stats = new Map<string, string>();
+    const r = captureFiles(members, { ...opts, prefix: 'pre-', tables, stats });
+    return r.record.saved.length > 0 ? { record: r.record, path: opts.genPath, tables, stats } : undefined;
   } catch {
     return undefined; // a process or file went away, or beyond --files-max: the capture in the pause does it all (or says why not)
   }
