@@ -146,7 +146,7 @@ function putFilesBack(opts: RestartOptions, prepared: Prepared, warn: (line: str
   try {
     done = restoreFiles(gen.path, record, lstatSync(gen.path).uid);
   } catch (e) {
-    if (e instanceof FilesError) throw new RestartError(`restart: ${e.message}`);
+    if (e instanceof FilesError) throw new RestartError(e.message);
     throw e;
   }
   if (done.length > 0 && opts.verbose) warn(`put back as at the checkpoint: ${done.join(', ')}`);
