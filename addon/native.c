@@ -24,6 +24,12 @@
  *   watchExit(pid, cb)       cb(code, signal) when a process (any parent's)
  *   unwatchExit(id)          has exited, through its pidfd; signalWatched(id,
  *   signalWatched(id, sig)   sig) signals it through that pidfd
+ *   fileBlocks(fd, size, bs, prev, out, base) a written file's block table,
+ *                            its changed blocks appended to out (filesnap.c)
+ *   blockHash(buf)           the hash a block table holds for these bytes
+ *   punchHole(fd, off, len)  fallocate(PUNCH_HOLE | KEEP_SIZE)
+ *   seek(fd, off)            lseek(SEEK_SET)
+ *   futimesNs(fd, a, m)      futimens to the nanosecond
  *
  * Plain N-API (node_api.h) plus libuv for the signal and exit watchers.
  * One file per area (native.h lists them); this one is the module's table.
@@ -53,6 +59,11 @@ NAPI_MODULE_INIT()
 		{ "watchExit", NULL, js_watch_exit, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "unwatchExit", NULL, js_unwatch_exit, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "signalWatched", NULL, js_signal_watched, NULL, NULL, NULL, napi_enumerable, NULL },
+		{ "fileBlocks", NULL, js_file_blocks, NULL, NULL, NULL, napi_enumerable, NULL },
+		{ "blockHash", NULL, js_block_hash, NULL, NULL, NULL, napi_enumerable, NULL },
+		{ "punchHole", NULL, js_punch_hole, NULL, NULL, NULL, napi_enumerable, NULL },
+		{ "seek", NULL, js_seek, NULL, NULL, NULL, napi_enumerable, NULL },
+		{ "futimesNs", NULL, js_futimes_ns, NULL, NULL, NULL, napi_enumerable, NULL },
 	};
 	if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)
 		return NULL;

@@ -102,6 +102,13 @@ napi_value js_peer_alive(napi_env env, napi_callback_info info);
 napi_value js_kcmp_file(napi_env env, napi_callback_info info);
 napi_value js_try_lock_exclusive(napi_env env, napi_callback_info info);
 
+/* filesnap.c */
+napi_value js_file_blocks(napi_env env, napi_callback_info info);
+napi_value js_block_hash(napi_env env, napi_callback_info info);
+napi_value js_punch_hole(napi_env env, napi_callback_info info);
+napi_value js_seek(napi_env env, napi_callback_info info);
+napi_value js_futimes_ns(napi_env env, napi_callback_info info);
+
 /* procs.c */
 napi_value js_ask_to_join(napi_env env, napi_callback_info info);
 napi_value js_watch_exit(napi_env env, napi_callback_info info);

@@ -2,10 +2,11 @@
 // restart, image size, overhead, start-up) and writes bench/results.json
 // and bench/RESULTS.md. Progress goes to stderr, the tables to stdout.
 //
-//   npm run bench [-- --quick] [-- --keep]
+//   npm run bench [-- --quick] [-- --keep] [-- --files-only]
 //
-// --quick   10 and 100 MiB only (--compress at 10 MiB), fewer repetitions: about a minute
-// --keep    keep the checkpoint directories under bench/work/
+// --quick       10 and 100 MiB only (--compress at 10 MiB), fewer repetitions: about a minute
+// --keep        keep the checkpoint directories under bench/work/
+// --files-only  only the written-files suite (100 MiB and 1 GiB), into bench/files-results.json
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +19,7 @@ import { renderReport, type ReportInput } from './lib/report.js';
 import { summarize } from './lib/stats.js';
 import { summarizeCompress, summarizeImage, summarizeMemory, summarizeOverhead, summarizeStartup, targets } from './lib/summary.js';
 import { compressCase, COMPRESS_VARIANTS, type CompressCase, type CompressPlan } from './suites/compress.js';
+import { filesCase, renderFiles, type FilesCase } from './suites/files.js';
 import { imageCase, imagePrograms, type ImageCase } from './suites/images.js';
 import { memoryCase, type MemoryCase, type MemoryPlan } from './suites/memory.js';
 import { overheadSuite, startupSuite, type OverheadResult, type StartupSuite } from './suites/overhead.js';
@@ -25,20 +27,25 @@ import { overheadSuite, startupSuite, type OverheadResult, type StartupSuite } f
 interface Options {
   quick: boolean;
   keep: boolean;
+  filesOnly: boolean;
 }
 
-const USAGE = `Usage: npm run bench [-- --quick] [-- --keep]
+const USAGE = `Usage: npm run bench [-- --quick] [-- --keep] [-- --files-only]
 
 Measures ckrun on this machine and writes bench/results.json and bench/RESULTS.md.
-  --quick   only 10 and 100 MiB (--compress at 10 MiB), fewer repetitions: about a minute
-  --keep    keep the checkpoint directories under bench/work/
+  --quick       only 10 and 100 MiB (--compress at 10 MiB), fewer repetitions: about a minute
+  --keep        keep the checkpoint directories under bench/work/
+  --files-only  only the written-files suite (--files=snapshot beside --files=size with a
+                100 MiB and a 1 GiB file being written), into bench/files-results.json and
+                bench/FILES.md
 `;
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { quick: false, keep: false };
+  const o: Options = { quick: false, keep: false, filesOnly: false };
   for (const a of argv) {
     if (a === '--quick') o.quick = true;
     else if (a === '--keep') o.keep = true;
+    else if (a === '--files-only') o.filesOnly = true;
     else if (a === '-h' || a === '--help') {
       process.stdout.write(USAGE);
       process.exit(0);
@@ -60,6 +67,8 @@ interface Plan {
   wholeRuns: number;
   helpRuns: number;
   coldHelpRuns: number;
+  /** Written files: sizes in MiB, checkpoints and restarts per size and policy. */
+  files: { mib: number[]; checkpoints: number; restarts: number };
 }
 
 function plan(quick: boolean): Plan {
@@ -77,6 +86,7 @@ function plan(quick: boolean): Plan {
       wholeRuns: 3,
       helpRuns: 5,
       coldHelpRuns: 2,
+      files: { mib: [100], checkpoints: 3, restarts: 1 },
     };
   return {
     memory: [
@@ -95,6 +105,7 @@ function plan(quick: boolean): Plan {
     wholeRuns: 7,
     helpRuns: 9,
     coldHelpRuns: 3,
+    files: { mib: [100, 1024], checkpoints: 4, restarts: 2 },
   };
 }
 
@@ -157,6 +168,7 @@ interface Raw {
   images: ImageCase[];
   memory: MemoryCase[];
   compress: CompressCase[];
+  files: FilesCase[];
 }
 
 /** Every suite in turn; each one's failure is recorded and the next one runs. */
@@ -203,7 +215,19 @@ async function runSuites(
         const c = await guarded(`compression ${cp.mib} MiB ${v.data}`, failures, () => compressCase(cp, v.data, v.compress, opts.keep));
         if (c) compress.push(c);
       }
-  return { help, startup, overhead, images, memory, compress };
+  const files = await filesSuite(p, opts, monitor, failures);
+  return { help, startup, overhead, images, memory, compress, files };
+}
+
+async function filesSuite(p: Plan, opts: Options, monitor: Monitor | undefined, failures: string[]): Promise<FilesCase[]> {
+  const files: FilesCase[] = [];
+  for (const mib of p.files.mib)
+    for (const policy of ['size', 'snapshot'] as const) {
+      monitor?.setPhase(`written files ${mib} MiB`);
+      const c = await guarded(`written files ${mib} MiB ${policy}`, failures, () => filesCase(mib, policy, p.files.checkpoints, p.files.restarts, opts.keep));
+      if (c) files.push(c);
+    }
+  return files;
 }
 
 /** The suites' own error lists, added to the failures. */
@@ -212,6 +236,7 @@ function collectFailures(raw: Raw, failures: string[]): string[] {
   for (const i of raw.images) for (const e of i.errors) failures.push(`image ${i.program}: ${e}`);
   for (const e of raw.overhead?.errors ?? []) failures.push(`overhead: ${e}`);
   for (const e of raw.startup?.errors ?? []) failures.push(`start-up: ${e}`);
+  for (const c of raw.files) for (const e of c.errors) failures.push(`written files ${c.mib} MiB ${c.policy}: ${e}`);
   for (const c of raw.compress) for (const e of c.errors) failures.push(`compression ${c.mib} MiB ${c.data}${c.compress ? ` ${c.compress}` : ''}: ${e}`);
   return collapse(failures);
 }
@@ -245,10 +270,10 @@ function writeResults(input: ReportInput, raw: Raw): void {
     version: 2,
     units: 'ns and bytes unless a name says otherwise',
     ...input,
-    raw: { ckrunStartup: raw.help, memory: raw.memory, images: raw.images, overhead: raw.overhead, startup: raw.startup, compress: raw.compress },
+    raw: { ckrunStartup: raw.help, memory: raw.memory, images: raw.images, overhead: raw.overhead, startup: raw.startup, compress: raw.compress, files: raw.files },
   };
   writeFileSync(join(BENCH, 'results.json'), JSON.stringify(results, null, 1) + '\n');
-  const report = renderReport(input);
+  const report = renderReport(input) + '\n' + renderFiles(raw.files);
   writeFileSync(join(BENCH, 'RESULTS.md'), report);
   process.stdout.write(report.slice(0, report.indexOf('## How each number')));
 }
@@ -265,6 +290,16 @@ async function main(): Promise<void> {
     if (!existsSync(f)) throw new Error(`${f} is missing: build ckrun first (npm install)`);
   log(`building the test programs into ${WORK}`);
   buildPrograms();
+  if (opts.filesOnly) {
+    const files = await filesSuite(p, opts, undefined, failures);
+    const env = environment(resolvePython());
+    writeFileSync(join(BENCH, 'files-results.json'), JSON.stringify({ format: 'ckrun-bench-files', startedAt: startedAt.toISOString(), environment: env, failures, files }, null, 1) + '\n');
+    const md = `# Written files, measured ${startedAt.toISOString()}\n\n${renderFiles(files)}`;
+    writeFileSync(join(BENCH, 'FILES.md'), md);
+    process.stdout.write(md);
+    if (!opts.keep) rmSync(WORK, { recursive: true, force: true });
+    return;
+  }
   const python = resolvePython();
   const env = environment(python);
   env.cpuBusyAtStart = await waitForQuiet();

@@ -56,8 +56,8 @@ _Static_assert(offsetof(struct ck_fd_kind, key) == CK_FD_KIND_HANDLER_END,
 	       "scripts/check-handler-code.mjs: the handler's operations end at CK_FD_KIND_HANDLER_END");
 
 /* files.c: which of the session's stdio (ckrun's descriptors 0-2) f is,
- * or -1; saved with every descriptor (one that shares another's
- * description keeps it too) */
+ * or -1 (also for a regular file: that is saved as a file); saved with
+ * every descriptor (one that shares another's description keeps it too) */
 CK_HIDDEN int ck_fd_stdio_index(const struct ck_fd *f);
 
 /* locks.c: the "locks" of a descriptor's open file description, in its

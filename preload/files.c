@@ -1,12 +1,17 @@
 /* The kinds of descriptors that are files: regular files, directories,
- * devices, and the session's stdio (ckrun's own descriptors 0-2, whatever
- * they are, given back by the restarting ckrun). Opened again by path.
- * Files deleted while open are their own kind (deleted.c).
+ * devices, and the session's stdio (ckrun's own descriptors 0-2 when they
+ * are not regular files: a terminal, a pipe; given back by the restarting
+ * ckrun). Opened again by path. Files deleted while open are their own kind
+ * (deleted.c).
  *
- * Policy for files the program writes: at restart a file opened for
- * writing is cut back to its size at checkpoint time, so output continues
- * without duplicates or a stale tail; a file that became shorter than that
- * is refused (what the program believes it wrote is gone). */
+ * Files the program writes: ckrun puts them back as they were at the
+ * checkpoint before the restore host runs (src/files.ts, --files=snapshot).
+ * What is left here is the check and the cut of --files=size (and of
+ * images older than it): a file opened for writing is cut back to its size
+ * at checkpoint time, so output continues without duplicates or a stale
+ * tail; a file that became shorter than that is refused (what the program
+ * believes it wrote is gone). With --files=none (CKRUN_FILES=none, set by
+ * ckrun restart) files are left as they are. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -29,7 +34,9 @@ static int is_session_stdio(const struct ck_fd *f, int k)
 
 CK_HIDDEN int ck_fd_stdio_index(const struct ck_fd *f)
 {
-	if (!ck_session.have_stdio)
+	/* a regular file (`> log`) is saved as the file it is (path, offset,
+	 * flags), its content kept by ckrun: restart opens it again */
+	if (!ck_session.have_stdio || (f->st.mode & S_IFMT) == S_IFREG)
 		return -1;
 	/* ckrun's stdio may all be one file (/dev/null): fd k is stdio k first */
 	if (f->fd < 3 && is_session_stdio(f, f->fd))
@@ -102,6 +109,59 @@ static int writable(int flags)
 	return (flags & O_ACCMODE) != O_RDONLY;
 }
 
+/* `ckrun restart --stdio=inherit`: CKRUN_STDIO_INHERIT lists "k:dev:ino"
+ * for each of the checkpointed session's stdio that was a regular file;
+ * the program's descriptors of that file become the restarting ckrun's
+ * stdio k instead (no check, no offset, no cut). */
+static int inherited_stdio(const struct ck_img_file *f)
+{
+	const char *s = getenv("CKRUN_STDIO_INHERIT");
+	while (s && *s) {
+		unsigned long long k, dev, ino;
+		int used = 0;
+		if (sscanf(s, "%llu:%llu:%llu%n", &k, &dev, &ino, &used) != 3 || k > 2)
+			return -1;
+		if (dev == f->dev && ino == f->ino)
+			return (int)k;
+		s += used;
+		if (*s == ',')
+			s++;
+	}
+	return -1;
+}
+
+/* `ckrun verify` (CKRUN_FILES_SAVED: "dev:ino,..."): files whose content
+ * the generation keeps, which ckrun puts back (or makes again) before a
+ * restart; whether they are there now says nothing. */
+CK_HIDDEN int ck_files_kept_by_ckrun(uint64_t fdev, uint64_t fino)
+{
+	const char *s = getenv("CKRUN_FILES_SAVED");
+	while (s && *s) {
+		unsigned long long dev, ino;
+		int used = 0;
+		if (sscanf(s, "%llu:%llu%n", &dev, &ino, &used) != 2)
+			return 0;
+		if (dev == fdev && ino == fino)
+			return 1;
+		s += used;
+		if (*s == ',')
+			s++;
+	}
+	return 0;
+}
+
+static int kept_by_ckrun(const struct ck_img_file *f)
+{
+	return ck_files_kept_by_ckrun(f->dev, f->ino);
+}
+
+/* --files=none: the user keeps the files the program writes as they are. */
+static int files_left_alone(void)
+{
+	const char *p = getenv("CKRUN_FILES");
+	return p && !strcmp(p, "none");
+}
+
 /* 0 for a /proc file of a process of the family, which exists only once the
  * restore has made that process (attrs.c); 1 once the file is there. */
 static int stat_path(const struct ck_image *img, const struct ck_img_file *f, struct stat *st)
@@ -117,11 +177,13 @@ static int stat_path(const struct ck_image *img, const struct ck_img_file *f, st
 static void file_check(struct ck_image *img, struct ck_img_file *f)
 {
 	struct stat st;
+	if (inherited_stdio(f) >= 0 || kept_by_ckrun(f))
+		return;
 	if (!stat_path(img, f, &st))
 		return;
 	if (!S_ISREG(st.st_mode))
 		ck_refuse("descriptor %d refers to %s, which is no longer a regular file", f->fd, f->path);
-	if (writable(f->flags) && (uint64_t)st.st_size < f->size)
+	if (writable(f->flags) && (uint64_t)st.st_size < f->size && !files_left_alone())
 		ck_refuse("%s (descriptor %d) is shorter than at checkpoint time (%lld < %llu bytes): "
 			  "output the program already wrote is gone; restore the file or restart from an older image",
 			  f->path, f->fd, (long long)st.st_size, (unsigned long long)f->size);
@@ -152,6 +214,14 @@ static int open_flags(const struct ck_img_file *f)
 static int open_path(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs)
 {
 	(void)img, (void)base_fd, (void)objs;
+	int k = inherited_stdio(f);
+	if (k >= 0) {
+		f->has_offset = 0; /* the offset is the restarting ckrun's */
+		int fd = dup(k);
+		if (fd < 0)
+			ck_refuse("descriptor %d was the session's stdio %d (%s), but ckrun restart has no fd %d", f->fd, k, f->path, k);
+		return fd;
+	}
 	int fd = open(f->path, open_flags(f) | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
 		ck_refuse("cannot reopen %s as descriptor %d: %s", f->path, f->fd, strerror(errno));
@@ -162,6 +232,8 @@ static int open_path(struct ck_image *img, struct ck_img_file *f, int base_fd, c
 static void file_install(struct ck_img_file *f)
 {
 	struct stat st;
+	if (files_left_alone() || inherited_stdio(f) >= 0)
+		return;
 	if (writable(f->flags) && fstat(f->newfd, &st) == 0 && (uint64_t)st.st_size > f->size &&
 	    ftruncate(f->newfd, (off_t)f->size) != 0)
 		ck_refuse("cannot cut %s back to its checkpoint size (%llu bytes): %s", f->path, (unsigned long long)f->size,

@@ -512,8 +512,9 @@ CK_HIDDEN int ck_front_main(int argc, char **argv)
 	}
 	ck_refusal_escape = &refused;
 	ck_manifest_read(&m, gen);
-	/* a family, a daemon without its parents, or compressed: node's */
-	if (m.nprocs != 1 || m.procs[0].pid != m.root || strstr(m.procs[0].image, ".gz"))
+	/* a family, a daemon without its parents, compressed, or files to put
+	 * back before the program runs (src/files.ts): node's */
+	if (m.nprocs != 1 || m.procs[0].pid != m.root || strstr(m.procs[0].image, ".gz") || m.has_files)
 		to_node(&a);
 	int pid = m.procs[0].pid;
 	snprintf(image, sizeof image, "%s/%s", gen, m.procs[0].image);

@@ -1367,7 +1367,7 @@ CK_HIDDEN void ck_memory_check(struct ck_image *img, int verify_data)
 		if (r->start % CK_PAGE || r->end % CK_PAGE)
 			ck_refuse("image %s is corrupted: region %#llx-%#llx is not page aligned", img->path,
 				  (unsigned long long)r->start, (unsigned long long)r->end);
-		if (r->has_file) {
+		if (r->has_file && !(r->shared && ck_files_kept_by_ckrun(r->dev, r->ino))) {
 			struct stat st;
 			if (stat(r->path, &st) != 0)
 				ck_refuse("%s is gone (%s), but the program had it mapped; the image needs that file",

@@ -506,6 +506,9 @@ CK_HIDDEN void ck_manifest_parse(struct ck_manifest *m, const uint8_t *buf, size
 			ok = manifest_groups(&d, m);
 		} else if (cbd_key_is(k, kl, "shm_owners")) {
 			ok = manifest_owners(&d);
+		} else if (cbd_key_is(k, kl, "files")) {
+			m->has_files = 1;
+			ok = cbd_skip(&d);
 		} else if (cbd_key_is(k, kl, "argv")) {
 			ok = text_list(&d);
 		} else if (cbd_key_is(k, kl, "cwd")) {

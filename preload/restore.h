@@ -302,8 +302,14 @@ struct ck_manifest {
 	size_t nprocs;
 	int (*groups)[3];
 	size_t ngroups;
+	/* "files": written files to put back or stdio files to reopen, which
+	 * ckrun does before any process exists (src/files.ts) */
+	int has_files;
 };
 CK_HIDDEN void ck_manifest_read(struct ck_manifest *m, const char *dir);
+/* files.c: `ckrun verify` said (CKRUN_FILES_SAVED) that a restart puts this
+ * file back before the restore host runs: whether it is there now says nothing */
+CK_HIDDEN int ck_files_kept_by_ckrun(uint64_t dev, uint64_t ino);
 /* Free what reading allocated (the fuzz targets read millions). */
 CK_HIDDEN void ck_image_release(struct ck_image *img);
 CK_HIDDEN void ck_manifest_release(struct ck_manifest *m);

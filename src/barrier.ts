@@ -89,6 +89,13 @@ export interface BarrierOptions {
   answerTimeoutMs?: number;
   /** How long a process below ckrun may take to say hello once asked, or to get a shim (default 2 s). */
   helloGraceMs?: number;
+  /**
+   * Called once every process is saved and before any is resumed, with the
+   * processes below ckrun: what must be read at the checkpoint's instant
+   * besides the images (the files the program writes, src/files.ts). A
+   * throw fails the checkpoint; the program runs on.
+   */
+  whileStopped?: (members: Member[]) => void;
 }
 
 export interface SavedProcess<P extends Participant> {
@@ -215,6 +222,7 @@ class Barrier<P extends Participant> {
       if (this.live().length === 0) throw new BarrierError('every process of the session exited during the checkpoint', true);
       await this.save(plan.skip);
       this.watchWriters();
+      this.opts.whileStopped?.(plan.members);
       this.resumed = true;
       // every process saved answers, or the checkpoint fails: the plan holds
       return { processes: await this.resume(), sharedFiles: plan.sharedFiles, shmOwners: plan.owners };
@@ -324,7 +332,7 @@ class Barrier<P extends Participant> {
 
   // ---- while everyone is stopped -----------------------------------------
 
-  private examine(): { sharedFiles: FdRef[][]; owners: [number, number, number][]; skip: Map<number, ShmObject[]> } {
+  private examine(): { sharedFiles: FdRef[][]; owners: [number, number, number][]; skip: Map<number, ShmObject[]>; members: Member[] } {
     let own: OwnDescriptor | undefined;
     for (let attempt = 0; ; attempt++) {
       const members: Member[] = [];
@@ -350,7 +358,7 @@ class Barrier<P extends Participant> {
         const maps = new Map<number, ShmObject[]>();
         for (const m of members) maps.set(m.pid, shmObjectsOf(m));
         const plan = shmPlan(maps);
-        return { sharedFiles: shared, owners: plan.owners, skip: plan.skip };
+        return { sharedFiles: shared, owners: plan.owners, skip: plan.skip, members };
       } catch (e) {
         if (!(e instanceof ProcessGoneError) || attempt >= 3) throw e;
         for (const x of this.live()) if (x.proc.pid === e.pid) x.dropped = true;

@@ -1,6 +1,7 @@
 // The ckrun command line: a thin layer over the library (index.ts).
 // Each command imports what it needs when it runs: a restart starts its
 // program sooner when it does not load inspect's or launch's code first.
+import { FILES_POLICIES, parseSize, type FilesPolicy } from './files-policy.js';
 import { displayPath, writeErr, writeOut } from './output.js';
 import { internalSignalProblem, parseSignal, signalName, triggerSignalProblem } from './signals.js';
 
@@ -42,6 +43,18 @@ Options (first form):
                           It is never passed on to the program.
   --internal-signal N     the real-time signal the shim uses inside the
                           program (default 63, must be 34..64)
+  --files=POLICY          what each checkpoint keeps of the regular files
+                          the program has open for writing or maps shared
+                          (its stdout/stderr too, when they are files):
+                          snapshot (default) saves what restart needs to
+                          put them back exactly as they were at the
+                          checkpoint (only blocks changed since the last
+                          one; a file opened O_APPEND only as checksums,
+                          and restart cuts it back); size only cuts them
+                          back to their checkpoint size at restart; none
+                          leaves them as they are
+  --files-max SIZE        a checkpoint fails, naming the files, when the
+                          files to snapshot hold more than SIZE (512M, 2G)
   --compress[=LEVEL]      gzip every image once it is complete, to
                           DIR/N/<pid>.ckpt.gz (LEVEL 1..9, default 1: the
                           fastest). Trades checkpoint time for space:
@@ -115,7 +128,10 @@ verifies; a generation or image named explicitly is never replaced: a
 damaged one is refused with the name of the newest older one that
 verifies. The program gets its original PID back
 (in a new PID namespace when that PID is taken), its stdio are now this
-ckrun's, ckrun exits with its status, and it can be checkpointed again.
+ckrun's (those that were regular files are the same files again, at their
+checkpoint offsets, unless --stdio=inherit), the files it writes are put
+back as they were at the checkpoint (see --files), ckrun exits with its
+status, and it can be checkpointed again.
 
 Options:
   --dir DIR               where further checkpoints go; without IMAGE also
@@ -132,6 +148,16 @@ Options:
                           1..9, default 1); they are then always full, never
                           incremental. Without it they are not compressed,
                           whatever the image restarted from was.
+  --files=POLICY, --files-max SIZE
+                          for the restarted program's checkpoints (see
+                          ckrun --help; default: the policy of the image).
+                          Whatever they say, the files the image's
+                          checkpoint saved are put back first
+  --stdio=inherit         the program's stdin/stdout/stderr that were
+                          regular files at the checkpoint become this
+                          ckrun's own (default: the same files again, at
+                          their checkpoint offsets, their content rolled
+                          back; terminals and pipes are always ckrun's)
   --new-pid-namespace     restore in a new PID namespace even if the PID is free
   --no-verify-data        check only the header and metadata checksums
                           (the restore host still checks the data)
@@ -355,7 +381,27 @@ const COMPRESS: OptionSpec = { name: 'compress', optionalValue: true };
 const HYGIENE: OptionSpec[] = [
   { name: 'keep', value: true },
   { name: 'full-every', value: true },
+  { name: 'files', value: true },
+  { name: 'files-max', value: true },
 ];
+
+/** `--files=snapshot|size|none`, or undefined when absent. */
+function filesPolicy(p: Parsed, command: string): FilesPolicy | undefined {
+  const v = str(p, 'files');
+  if (v === undefined) return undefined;
+  if (!(FILES_POLICIES as readonly string[]).includes(v))
+    throw new UsageError(`--files takes snapshot (the default), size or none, not '${v}'`, command);
+  return v as FilesPolicy;
+}
+
+/** `--files-max SIZE` in bytes (K, M, G, T suffixes), or undefined when absent. */
+function filesMax(p: Parsed, command: string): number | undefined {
+  const v = str(p, 'files-max');
+  if (v === undefined) return undefined;
+  const n = parseSize(v);
+  if (n === undefined) throw new UsageError(`--files-max needs a size such as 512M or 2G, not '${v}'`, command);
+  return n;
+}
 const HELP: OptionSpec[] = [{ name: 'help', short: 'h' }];
 const VERBOSE: OptionSpec = { name: 'verbose', short: 'v' };
 
@@ -396,6 +442,8 @@ async function runLaunch(args: string[]): Promise<number> {
     compress: compression(p, ''),
     keep: count(p, 'keep', ''),
     fullEvery: count(p, 'full-every', ''),
+    files: filesPolicy(p, ''),
+    filesMax: filesMax(p, ''),
     verbose: flag(p, 'verbose'),
   });
   const st = await session.exited;
@@ -435,6 +483,14 @@ function oneLineMessage(e: unknown): string {
   return (e instanceof Error ? e.message : String(e)).replace(/\s*\n\s*/g, ' ').trim();
 }
 
+/** `--stdio=inherit` (or `--stdio=saved`, the default). */
+function stdioChoice(p: Parsed): boolean | undefined {
+  const v = str(p, 'stdio');
+  if (v === undefined || v === 'saved') return undefined;
+  if (v !== 'inherit') throw new UsageError(`--stdio takes inherit or saved, not '${v}'`, 'restart');
+  return true;
+}
+
 /** `--adopt PID:FD` (from the restore host, never from users). */
 function adoption(text: string | undefined): { pid: number; fd: number } | undefined {
   if (text === undefined) return undefined;
@@ -457,6 +513,7 @@ async function runRestart(args: string[]): Promise<number> {
       { name: 'new-pid-namespace' },
       { name: 'no-verify-data' },
       { name: 'trust-owner' },
+      { name: 'stdio', value: true },
       // internal: bin/ckrun's restore host restored the program already (preload/front.c)
       { name: 'adopt', value: true },
     ],
@@ -477,6 +534,9 @@ async function runRestart(args: string[]): Promise<number> {
     compress: compression(p, 'restart'),
     keep: count(p, 'keep', 'restart'),
     fullEvery: count(p, 'full-every', 'restart'),
+    files: filesPolicy(p, 'restart'),
+    filesMax: filesMax(p, 'restart'),
+    stdioInherit: stdioChoice(p),
     verbose: flag(p, 'verbose'),
     newPidNamespace: flag(p, 'new-pid-namespace'),
     verifyData: !flag(p, 'no-verify-data'),
@@ -526,7 +586,7 @@ async function runVerify(args: string[]): Promise<number> {
     return 1;
   }
   const verifyData = !flag(p, 'no-verify-data');
-  const report = await verifyDirectory(target, { verifyData, hostCheck: (g) => hostCheck(g) });
+  const report = await verifyDirectory(target, { verifyData, hostCheck: (g, env) => hostCheck(g, env ? { ...process.env, ...env } : undefined) });
   writeOut(flag(p, 'json') ? JSON.stringify(report, null, 2) + '\n' : formatVerifyReport(report));
   return report.generations.length > 0 && report.generations.every((g) => g.restorable) ? 0 : 1;
 }

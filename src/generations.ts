@@ -14,6 +14,7 @@ import { errorMessage, SessionError } from './errors.js';
 import { asArray, asMap, asNumber, asBigInt, asString, decodeCbor, imageIdentity, PID_MAX, type CborValue, type Image } from './image.js';
 import { crc32c, tryLockExclusive } from './native.js';
 import { formatBytes, formatDuration } from './output.js';
+import { parseFilesRecord, type FilesRecord } from './files.js';
 
 export const MANIFEST = 'manifest.cbor';
 /** The manifest this ckrun writes: `[h'<manifest map>', crc32c]` (version 1 was the bare map, still read). */
@@ -67,6 +68,8 @@ export interface Manifest {
   shm_owners?: [number, number, number][];
   /** 'gzip' when the images are compressed (`<pid>.ckpt.gz`); absent otherwise. */
   compressed?: 'gzip';
+  /** The files the program writes, as the checkpoint kept them (src/files.ts; absent in older manifests). */
+  files?: FilesRecord;
 }
 
 /** A process's image name in a generation: `<pid>.ckpt`, or `<pid>.ckpt.gz` when compressed. */
@@ -308,6 +311,12 @@ export function parseManifest(path: string, bytes: Uint8Array, dirName?: string)
     if (!owners) throw new ManifestError(path, 'has a malformed shm_owners (expected [[dev, ino, pid], ...])');
     shm_owners = owners as [number, number, number][];
   }
+  let files: FilesRecord | undefined;
+  if (m['files'] !== undefined) {
+    const r = parseFilesRecord(m['files']);
+    if (typeof r === 'string') throw new ManifestError(path, `is damaged: its ${r}`);
+    files = r;
+  }
   if (generation === undefined || root === undefined) throw new ManifestError(path, 'is damaged: it lacks generation or root');
   if (processes.length === 0) throw new ManifestError(path, 'is damaged: it lists no valid process image');
   if (dirName !== undefined && COMPLETE.test(dirName) && Number(dirName) !== generation)
@@ -328,6 +337,7 @@ export function parseManifest(path: string, bytes: Uint8Array, dirName?: string)
     ...(shared_files ? { shared_files } : {}),
     ...(shm_owners ? { shm_owners } : {}),
     ...(compressed === 'gzip' ? { compressed } : {}),
+    ...(files ? { files } : {}),
   };
 }
 
@@ -617,6 +627,7 @@ export interface GenerationSession {
   cwd: string;
   shared_files: [number, number][][];
   shm_owners: [number, number, number][];
+  files?: FilesRecord;
 }
 
 /**
@@ -714,6 +725,7 @@ export class GenerationTransaction {
       shared_files: session.shared_files,
       shm_owners: session.shm_owners,
       ...(this.compressed ? { compressed: 'gzip' as const } : {}),
+      ...(session.files ? { files: session.files } : {}),
     };
     await writeManifest(this.path, manifest);
     const path = await completeGeneration(this.dir, this.number, this.path);

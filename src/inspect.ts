@@ -25,6 +25,7 @@ import { formatUnixSockets } from './inspect-unix.js';
 import { displayPath, formatBytes, formatDuration, hex } from './output.js';
 import { formatMask, maskToNames, signalName } from './signals.js';
 import { describeUser } from './trust.js';
+import type { FilesRecord } from './files.js';
 
 export { InspectError, inspectImage, type Inspection } from './inspect-read.js';
 
@@ -303,6 +304,41 @@ export function formatImage(img: Image): string {
   return out.join('');
 }
 
+const FILES_POLICY_TEXT: Record<FilesRecord['policy'], string> = {
+  snapshot: 'put back as they were at the checkpoint (--files=snapshot)',
+  size: 'cut back to their checkpoint size at restart (--files=size)',
+  none: 'left as they are at restart (--files=none)',
+};
+
+/** The generation's written files (src/files.ts): what a restart puts back, and what this generation stored of each. */
+function formatFiles(f: FilesRecord): string {
+  const out = [`Written files: ${FILES_POLICY_TEXT[f.policy]}\n`];
+  if (f.saved.length > 0)
+    out.push(
+      table(
+        ['PATH', 'SIZE', 'KEPT', 'STORED HERE', 'MODE', 'OWNER'],
+        f.saved.map((x) => [
+          x.path,
+          formatBytes(x.size),
+          x.how === 'content'
+            ? 'content'
+            : x.how === 'recreate'
+              ? 'content, made again if removed (read only)'
+              : 'checksums (log opened O_APPEND: cut back)',
+          formatBytes(x.stored),
+          (x.mode & 0o7777).toString(8).padStart(4, '0'),
+          `${x.uid}:${x.gid}`,
+        ]),
+      ),
+    );
+  for (const s of f.stdio)
+    out.push(
+      `  stdio ${STDIO_NAMES[s.fd] ?? s.fd}: ${s.same_as !== undefined ? `the same open file as ${STDIO_NAMES[s.same_as] ?? s.same_as}, ` : ''}${s.path} at offset ${s.offset}` +
+        ` (restart reopens it there; --stdio=inherit gives restart's own)\n`,
+    );
+  return out.join('');
+}
+
 /** The whole inspection as text. */
 export function formatInspection(i: Inspection): string {
   const parts: string[] = [];
@@ -316,6 +352,7 @@ export function formatInspection(i: Inspection): string {
     );
     const family = familyOf(i);
     if (family) parts.push(formatFamily(family) + '\n' + '-'.repeat(72) + '\n\n');
+    if (g.files) parts.push(formatFiles(g.files) + '\n');
   }
   setInetSession(i.images);
   parts.push(i.images.map(formatImage).join('\n' + '-'.repeat(72) + '\n\n'));

@@ -58,6 +58,16 @@ export interface NativeAddon {
   unwatchExit(id: number): void;
   /** Signals a watched process through its pidfd; false when it has exited or is not watched. */
   signalWatched(id: number, signal: number): boolean;
+  /** A written file's block table (addon/filesnap.c); its changed blocks appended to outFd (-1: none). */
+  fileBlocks(fd: number, size: number, blockSize: number, prev: Buffer | null, outFd: number, outBase: number): { table: Buffer; written: number };
+  /** The hash a block table holds for these bytes. */
+  blockHash(buf: Buffer): bigint;
+  /** fallocate(PUNCH_HOLE | KEEP_SIZE). */
+  punchHole(fd: number, offset: number, length: number): void;
+  /** lseek(fd, offset, SEEK_SET). */
+  seek(fd: number, offset: number): void;
+  /** futimens(fd, [atime, mtime]) in nanoseconds. */
+  futimesNs(fd: number, atimeNs: bigint, mtimeNs: bigint): void;
 }
 
 /** Who made the other end of a Unix socket, as the kernel recorded it at connect() or listen(). */

@@ -40,6 +40,12 @@ export interface RestartOptions extends SessionOptions {
    * verify). Default: written to stderr as `ckrun restart: LINE`.
    */
   warn?: (line: string) => void;
+  /**
+   * `--stdio=inherit`: the program's stdio that were regular files at the
+   * checkpoint become this ckrun's own (default: the same files again, at
+   * their checkpoint offsets).
+   */
+  stdioInherit?: boolean;
 }
 
 export interface RestartedSession extends Session {

@@ -135,6 +135,7 @@ export async function restartFamily(opts: RestartOptions, host: string, prepared
     chains: m.processes.map((p, i) => [p.pid, chainOf(images[i]!, p)]),
     expectRestored: m.processes.map((p) => p.pid),
     endsWithChild: true,
+    ...(m.files ? { files: { record: m.files, path: generation.path } } : {}),
   });
   return Object.defineProperties(session, {
     image: { value: rootImage, enumerable: true },

@@ -2,12 +2,13 @@
 // then spawn the restore host with the image's PID (or as PID 1 of a new PID
 // namespace when that PID is taken) and coordinate the restarted session
 // like a launched one.
-import { existsSync } from 'node:fs';
+import { existsSync, lstatSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { sessionEnv, stdioIdentity } from './environment.js';
 import { chainOf, type Generation } from './generations.js';
 import { asArray, asNumber, asString, imageIds, imagePid, type Image } from './image.js';
+import { FilesError, restoreFiles, stdioInheritEnv } from './files.js';
 import { adoptChild, isNativeError, spawnChild } from './native.js';
 import { displayPath, trace, writeErr } from './output.js';
 import { restoreHostPath, shimPath } from './paths.js';
@@ -129,6 +130,34 @@ async function describePid(pid: number): Promise<string> {
  * Restarts a program from an image and returns at once; await
  * `session.ready` (rejects if the restore fails) and `session.exited`.
  */
+/**
+ * The generation's written files put back as they were at its checkpoint
+ * (src/files.ts), before any process exists; the options the restart goes
+ * on with: the restore host told when files are left as they are
+ * (`--files=none`) and, with `--stdio=inherit`, which files were the
+ * session's stdio (the program's stdio files are otherwise opened again
+ * by path at their offsets, like any file).
+ */
+function putFilesBack(opts: RestartOptions, prepared: Prepared, warn: (line: string) => void): RestartOptions {
+  const gen = prepared.generation;
+  const record = gen?.manifest.files;
+  if (!gen || !record) return opts;
+  let done: string[];
+  try {
+    done = restoreFiles(gen.path, record, lstatSync(gen.path).uid);
+  } catch (e) {
+    if (e instanceof FilesError) throw new RestartError(e.message);
+    throw e;
+  }
+  if (done.length > 0 && opts.verbose) warn(`put back as at the checkpoint: ${done.join(', ')}`);
+  const env: NodeJS.ProcessEnv = { ...(opts.env ?? process.env) };
+  delete env['CKRUN_FILES'];
+  delete env['CKRUN_STDIO_INHERIT'];
+  if (record.policy === 'none') env['CKRUN_FILES'] = 'none';
+  if (opts.stdioInherit && record.stdio.length > 0) env['CKRUN_STDIO_INHERIT'] = stdioInheritEnv(record);
+  return { ...opts, files: opts.files ?? record.policy, env };
+}
+
 export async function restart(opts: RestartOptions = {}): Promise<RestartedSession> {
   trace('restart started');
   if (opts.adopt) return adoptRestored(opts, opts.adopt);
@@ -151,6 +180,7 @@ export async function restart(opts: RestartOptions = {}): Promise<RestartedSessi
     await checkWhoRuns(target, prepared, owners, trust);
     // where further checkpoints go must be trustworthy before anything is written
     await checkpointDirFor(opts.dir ?? prepared.sourceDir ?? DEFAULT_DIR);
+    opts = putFilesBack(opts, prepared, warn);
     let session: RestartedSession;
     if (prepared.family) {
       // A family (a generation of more than one process) is rebuilt by the restore orchestrator.
@@ -239,6 +269,7 @@ function startRestored(
     // the temporary file is gone by the next checkpoint: nothing to be incremental to
     parentImage: temporary ? null : undefined,
     chains: [[programPid, chainOf(image, entry)]],
+    ...(manifest?.files && generation ? { files: { record: manifest.files, path: generation.path } } : {}),
   });
 }
 

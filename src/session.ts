@@ -14,6 +14,7 @@ import { ProgramNotFoundError, resolveProgram, sessionEnv, stdioIdentity, whyNot
 import { errorMessage, SessionError } from './errors.js';
 import { DirectoryTrustError, trustCheckpointDir } from './dirtrust.js';
 import { GenerationWriter, ImageChains, type ManifestProcess } from './generations.js';
+import { captureFiles, DEFAULT_FILES_POLICY, precopyFiles, skipDirsFor, tidyFiles, type CaptureResult, type FilesPolicy, type FilesRecord } from './files.js';
 import { BarrierError, checkpointBarrier, imageName, STEP_TIMEOUT_MS, type BarrierHost } from './barrier.js';
 import {
   askToJoin,
@@ -97,6 +98,10 @@ export interface SessionOptions {
   keep?: number;
   /** Make every this many-th image of a process a full one (default DEFAULT_FULL_EVERY; 1: always full). */
   fullEvery?: number;
+  /** `--files`: what checkpoints keep of the files the program writes (default 'snapshot'; src/files.ts). */
+  files?: FilesPolicy;
+  /** `--files-max`: a checkpoint fails when the files the program writes hold more bytes than this. */
+  filesMax?: number;
 }
 
 export interface LaunchOptions extends SessionOptions {
@@ -115,6 +120,8 @@ export interface CheckpointResult {
   processes: ManifestProcess[];
   /** Wall time of the whole checkpoint, in ms. */
   ms: number;
+  /** The files the program writes: bytes this generation stored of them, and the time it took (in the pause). */
+  files?: { count: number; bytes: number; ms: number };
 }
 
 export interface SessionExit extends ExitStatus {
@@ -206,6 +213,8 @@ export interface StartInfo {
    * than --full-every. A restored image not listed is taken as a full one.
    */
   chains?: [number, number][];
+  /** The restored generation's written files, which the next checkpoint's are incremental to. */
+  files?: { record: FilesRecord; path: string };
 }
 
 /**
@@ -252,6 +261,8 @@ export class Coordinator implements Session {
   private readonly generations: GenerationWriter;
   /** Which image each process's next one may be incremental to. */
   private readonly chains: ImageChains;
+  /** The files of the newest generation: the next one stores only the blocks that changed since. */
+  private lastFiles: { record: FilesRecord; path: string } | undefined;
 
   constructor(dir: string, server: Server, opts: SessionOptions, internalSignal: number) {
     this.dir = dir;
@@ -307,6 +318,7 @@ export class Coordinator implements Session {
     this.cwd = info.cwd;
     this.restoredFrom = info.restoredFrom ?? null;
     const parent = info.parentImage === undefined ? info.restoredFrom : info.parentImage;
+    if (info.files) this.lastFiles = info.files;
     if (parent) this.chains.setParent(info.programPid, parent);
     for (const [pid, image] of info.parentImages ?? []) this.chains.setParent(pid, image);
     for (const [pid, chain] of info.chains ?? []) this.chains.setChain(pid, chain);
@@ -410,7 +422,8 @@ export class Coordinator implements Session {
         const pause = r.processes.reduce((a, p) => Math.max(a, p.pause_ns), 0);
         this.verbose(
           `checkpoint ${r.generation} written to ${r.path}: ${r.processes.length} process${r.processes.length === 1 ? '' : 'es'}, ` +
-            `${formatBytes(bytes)}${this.compressLevel !== undefined ? ` (compressed to ${formatBytes(gz)})` : ''}, program paused ${formatDuration(pause)}, took ${formatDuration(r.ms * 1e6)}`,
+            `${formatBytes(bytes)}${this.compressLevel !== undefined ? ` (compressed to ${formatBytes(gz)})` : ''}, program paused ${formatDuration(pause)}, took ${formatDuration(r.ms * 1e6)}` +
+            (r.files && r.files.count > 0 ? `; ${r.files.count} written file${r.files.count === 1 ? '' : 's'}: ${formatBytes(r.files.bytes)} stored in ${formatDuration(r.files.ms * 1e6)} of the pause` : ''),
         );
         return r;
       },
@@ -462,11 +475,26 @@ export class Coordinator implements Session {
     this.chains.startCheckpoint();
     try {
       const answerMs = this.opts.checkpointTimeoutMs ?? CHECKPOINT_TIMEOUT_MS;
+      let files: CaptureResult | undefined;
+      const policy = this.opts.files ?? DEFAULT_FILES_POLICY;
+      const filesOpts = {
+        policy,
+        maxBytes: this.opts.filesMax,
+        genPath: gen.path,
+        skipDirs: skipDirsFor(this.dir),
+        stdio: this.opts.stdio ?? [0, 1, 2],
+      };
+      // the bulk of the copy while the program runs; the pause copies what changed since
+      const pre = policy === 'snapshot' ? precopyFiles(this.membersNow(), { ...filesOpts, previous: this.lastFiles }) : undefined;
       const r = await checkpointBarrier(this.barrierHost(gen.path), {
         genPath: gen.path,
         self: process.pid,
         stepTimeoutMs: Math.min(STEP_TIMEOUT_MS, answerMs),
         answerTimeoutMs: answerMs,
+        whileStopped: (members) => {
+          files = captureFiles(members, { ...filesOpts, previous: pre ?? this.lastFiles });
+          if (pre) tidyFiles(gen.path, files.record);
+        },
       }).catch(async (e: unknown) => {
         if (e instanceof BarrierError && e.everyoneLeft) throw new SessionError(`${e.message}${await this.howRootEnded()}`);
         throw new SessionError(errorMessage(e));
@@ -474,14 +502,30 @@ export class Coordinator implements Session {
       for (const p of r.processes)
         await gen.addImage({ pid: p.pid, image: p.image, pause_ns: p.pauseNs, ppid: p.ppid, pgid: p.pgid, sid: p.sid, chain: this.chains.chainAfter(p.pid) });
       if (this.compressLevel !== undefined) await gen.compress(this.compressLevel);
-      const { path, processes } = await gen.complete({ argv: this.argv, cwd: this.cwd, shared_files: r.sharedFiles, shm_owners: r.shmOwners });
+      const { path, processes } = await gen.complete({
+        argv: this.argv,
+        cwd: this.cwd,
+        shared_files: r.sharedFiles,
+        shm_owners: r.shmOwners,
+        // only when a restart has something to do (the fast start leaves such generations to node)
+        ...(files && (files.record.saved.length > 0 || files.record.stdio.length > 0 || files.record.policy === 'none') ? { files: files.record } : {}),
+      });
       this.chains.completed(path, processes);
+      if (files) this.lastFiles = { record: files.record, path };
       await this.generations.keepNewest();
-      return { generation: gen.number, path, processes, ms: Date.now() - t0 };
+      const filesInfo = files ? { count: files.record.saved.length, bytes: files.bytes, ms: files.ms } : undefined;
+      return { generation: gen.number, path, processes, ms: Date.now() - t0, ...(filesInfo ? { files: filesInfo } : {}) };
     } catch (e) {
       await gen.remove().catch(() => undefined);
       throw e;
     }
+  }
+
+  /** The session's processes as they are now (not stopped): whose files a pre-copy reads. */
+  private membersNow(): { pid: number; outer: number }[] {
+    return sessionProcesses(process.pid)
+      .filter((p) => p.state !== 'Z')
+      .map((p) => ({ pid: p.outer, outer: p.outer }));
   }
 
   /** Removes the `.N.partial` directories no writer writes into any more (never the running checkpoint's: called before it starts). */

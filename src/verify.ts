@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { listGenerations, ManifestError, readManifest, type Generation, type ManifestProcess } from './generations.js';
 import { ImageError, imagePid, readImage, VerifyCache, type Image } from './image.js';
 import { displayPath } from './output.js';
+import { checkSavedFiles, savedIdentities } from './files.js';
 
 export { VerifyCache } from './image.js';
 
@@ -176,7 +177,8 @@ export interface VerifyDirOptions {
    * (`ckrun-restore --check`): the files it maps, the kernel's vdso, the
    * shim ABI; the reason when it refuses, undefined when it would go ahead.
    */
-  hostCheck?: (path: string) => Promise<string | undefined>;
+  /** The restore host's own check (env: what it must know besides, e.g. the files a restart puts back first). */
+  hostCheck?: (path: string, env?: Record<string, string>) => Promise<string | undefined>;
 }
 
 /**
@@ -205,7 +207,12 @@ export async function verifyDirectory(target: string, opts: VerifyDirOptions = {
     try {
       const { generation } = await verifyGeneration(c.path, { verifyData, cache });
       // (the restore host reads uncompressed images: a compressed generation was verified whole above)
-      const refusal = generation.manifest.compressed === undefined ? await opts.hostCheck?.(c.path) : undefined;
+      const files = generation.manifest.files;
+      const saved = files ? savedIdentities(files) : '';
+      const filesProblem = files ? checkSavedFiles(c.path, files, verifyData) : undefined;
+      const refusal =
+        filesProblem ??
+        (generation.manifest.compressed === undefined ? await opts.hostCheck?.(c.path, saved ? { CKRUN_FILES_SAVED: saved } : undefined) : undefined);
       if (refusal !== undefined) {
         report.restorable = false;
         report.problem = refusal;

@@ -33,20 +33,22 @@ test('an ordinary user restarts in a user namespace of their own, twice', async 
     const ref = await runNative([program!, ...args]);
     const cmd = [program, ...args].join(' ');
     // launch, checkpoint mid-work, kill -9, restart, checkpoint the
-    // restarted process, kill -9, restart from that, run to the end
+    // restarted process, kill -9, restart from that, run to the end; each
+    // restart's output in its own file (--stdio=inherit: by default the
+    // program would go on writing into the file it wrote at the checkpoint)
     const out = asNobody(
       `set -e; cd ${work}
       node ${CKRUN} --dir ${ck} -- ${cmd} > run1.txt 2>&1 & ck=$!
       while [ "$(grep -c '^step' run1.txt 2>/dev/null || true)" -lt 30 ]; do sleep 0.05; done
       node ${CKRUN} checkpoint --dir ${ck}
       kill -9 $ck; wait $ck 2>/dev/null || true   # the program dies with ckrun (parent-death signal)
-      node ${CKRUN} restart --dir ${ck} > run2.txt 2>&1 & ck=$!
+      node ${CKRUN} restart --stdio=inherit --dir ${ck} > run2.txt 2>&1 & ck=$!
       while [ "$(grep -c '^step' run2.txt 2>/dev/null || true)" -lt 20 ]; do sleep 0.05; done
       prog=$(pgrep -n -x -u ${NOBODY} counter)   # other users' counters may run meanwhile
       grep -E '^(Uid|CapEff):' /proc/$prog/status
       node ${CKRUN} checkpoint --dir ${ck}
       kill -9 $ck; wait $ck 2>/dev/null || true   # and with it the namespace's init and everything in it
-      node ${CKRUN} restart --dir ${ck} > run3.txt 2>&1`,
+      node ${CKRUN} restart --stdio=inherit --dir ${ck} > run3.txt 2>&1`,
       120_000,
     );
     assert.match(out, new RegExp(`Uid:\\s+${NOBODY}\\s`), `the restored program should keep UID ${NOBODY}:\n${out}`);

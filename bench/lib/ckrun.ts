@@ -31,7 +31,7 @@ export const WORK = join(BENCH, 'work');
 export const SHIM = join(ROOT, 'build', 'Release', 'libckrun.so');
 export const RESTORE_HOST = join(ROOT, 'build', 'Release', 'ckrun-restore');
 
-export const C_PROGRAMS = ['memloop', 'sleeper', 'writelimit', 'overhead', 'spawntime'] as const;
+export const C_PROGRAMS = ['memloop', 'sleeper', 'writelimit', 'overhead', 'spawntime', 'filewriter'] as const;
 export type CProgram = (typeof C_PROGRAMS)[number];
 
 /** Path of a compiled test program in bench/work. */

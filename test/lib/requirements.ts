@@ -24,6 +24,11 @@ export const REQUIREMENTS: readonly Requirement[] = [
   { command: 'choom', package: 'util-linux', usedBy: 'attrs (a restart run at another oom_score_adj)' },
   { command: 'ionice', package: 'util-linux', usedBy: 'attrs (a restart run in the real-time I/O class)' },
   { command: 'nice', package: 'coreutils', usedBy: 'attrs (a restart run at nice -7; a launch at nice -5)' },
+  { command: 'sqlite3', package: 'sqlite3', usedBy: 'files-rollback (the sqlite3 CLI between kill and restart, integrity_check)' },
+  { command: 'python3', package: 'python3', usedBy: 'files-rollback (sqlite through python3), spine-python, tree-pool' },
+  { command: 'gzip', package: 'gzip', usedBy: 'files-rollback (ckrun -- gzip -c FILE > out.gz)' },
+  { command: 'make', package: 'make', usedBy: 'tree-make, examples' },
+  { command: 'gcc', package: 'gcc', usedBy: 'tree-make (gcc with its temporary files), examples' },
   { command: 'clang', package: 'clang', usedBy: 'fuzz (libFuzzer targets in fuzz/)' },
   {
     command: 'libFuzzer',

@@ -1,0 +1,353 @@
+// Files come back as they were at the checkpoint (issue 12): a database
+// rewritten in place after the checkpoint, journals and WAL files deleted
+// after it, stdout/stderr redirected to a file. Each scenario: launch with
+// `> log 2>&1`, checkpoint mid-work, let it run on, kill -9, restart; again
+// from the restarted program; then it runs to its end and the result is
+// checked against what it must be.
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { checkpoint, ckrun } from './lib/ckrun.js';
+import { python3 } from './lib/examples.js';
+import { CKRUN, EXAMPLES, NODE, T_STEP } from './lib/paths.js';
+import { Proc, sleep } from './lib/proc.js';
+import { Scope } from './lib/scope.js';
+import { kill9Session } from './lib/tree.js';
+
+function which(cmd: string): string {
+  try {
+    return execFileSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' }).trim();
+  } catch {
+    throw new Error(`${cmd} is missing: this test needs it (apt-get install ${cmd === 'sqlite3' ? 'sqlite3' : cmd}; test/lib/requirements.ts)`);
+  }
+}
+
+/** python3 itself, not pyenv's shell shim (whose short-lived helpers ckrun reports on its stderr: the log). */
+function realPython(): string {
+  return execFileSync(python3(), ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).trim();
+}
+
+function sh(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** `ckrun ARGS > log 2>&1` (or `ckrun restart ARGS > out 2>&1`): the shell execs ckrun, so the Proc's PID is ckrun's. */
+function logged(scope: Scope, args: string[], out: string, cwd: string, label: string): Proc {
+  const line = `exec ${[NODE, CKRUN, ...args].map(sh).join(' ')} > ${sh(out)} 2>&1`;
+  return scope.track(new Proc('/bin/sh', ['-c', line], { cwd, label }));
+}
+
+function read(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+async function until(p: Proc, pred: () => boolean, what: string, ms = T_STEP): Promise<void> {
+  const end = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}\n${p.describe()}`);
+    if (!p.running) {
+      await sleep(100);
+      if (pred()) return;
+      throw new Error(`ckrun ended while waiting for ${what}\n${p.describe()}`);
+    }
+    await sleep(25);
+  }
+}
+
+interface Cycle {
+  /** What the test does between kill -9 and restart (another client opening the database). */
+  between?: () => void | Promise<void>;
+}
+
+/**
+ * launch → (checkpoint after `ahead` more units, run `ahead` more, kill -9,
+ * between, restart) per cycle → wait for the end. `units()` counts the
+ * program's progress from the outside.
+ */
+async function cycles(
+  scope: Scope,
+  o: { name: string; program: string[]; work: string; units: () => number; ahead: number; cycles: Cycle[]; done?: () => boolean; restartArgs?: string[] },
+): Promise<Proc> {
+  const ck = scope.ckptDir('ck');
+  const log = path.join(o.work, 'log');
+  let p = logged(scope, ['--dir', ck, '--', ...o.program], log, o.work, `ckrun ${o.name}`);
+  for (const [i, c] of o.cycles.entries()) {
+    const from = o.units();
+    await until(p, () => o.units() >= from + o.ahead, `${o.ahead} more units of ${o.name} before checkpoint ${i + 1}`);
+    await checkpoint(ck);
+    const at = o.units();
+    await until(p, () => o.units() >= at + o.ahead, `${o.name} to run on after checkpoint ${i + 1}`);
+    await kill9Session(p, ck, `${o.name} cycle ${i + 1}`);
+    await c.between?.();
+    p = logged(scope, ['restart', '--dir', ck, ...(o.restartArgs ?? [])], path.join(o.work, `restart${i + 1}.out`), o.work, `ckrun restart ${o.name}`);
+  }
+  if (o.done) await until(p, o.done, `${o.name} to finish`, 120_000);
+  const st = await p.waitExit();
+  assert.is(st.code, 0, `${o.name}: the restarted ckrun's status\n${p.describe()}\n${read(path.join(o.work, 'log')).slice(-2000)}`);
+  return p;
+}
+
+// ---- sqlite --------------------------------------------------------------
+
+const TX = 40;
+const ROWS = 20; // examples/sqlite_tx.py
+
+function txLines(log: string): number[] {
+  return [...read(log).matchAll(/^tx (\d+) ok rows=\d+ integrity=(\S+)$/gm)].map((m) => {
+    if (m[2] !== 'ok') throw new Error(`integrity_check said ${m[2]} after tx ${m[1]}`);
+    return Number(m[1]);
+  });
+}
+
+function checkSqliteLog(log: string): void {
+  const text = read(log);
+  assert.not.match(text, /MISMATCH|Traceback|Error/, `the program found its database wrong:\n${text.slice(-1500)}`);
+  const txs = txLines(log);
+  assert.equal(txs, Array.from({ length: TX }, (_, i) => i + 1), `every transaction committed once, in order:\n${text.slice(-1500)}`);
+}
+
+function checkDatabase(sqlite: string, db: string): void {
+  const out = execFileSync(sqlite, [db, 'PRAGMA integrity_check; SELECT COUNT(*), COUNT(DISTINCT tx), MIN(tx), MAX(tx) FROM t;'], { encoding: 'utf8' });
+  assert.is(out, `ok\n${TX * ROWS}|${TX}|1|${TX}\n`, `the database at the end (${db})`);
+}
+
+for (const mode of ['delete', 'wal'] as const) {
+  test(`sqlite (${mode === 'delete' ? 'rollback journal' : 'WAL'}) through python3, checkpointed mid-transaction: after each restart integrity_check is ok and the rows are those committed at the checkpoint; the second time with the sqlite3 CLI opening and closing the database between kill and restart`, async () => {
+    const sqlite = which('sqlite3');
+    const scope = new Scope(`files-sqlite-${mode}`);
+    try {
+      const work = scope.dir('work');
+      const db = path.join(work, 'db');
+      const log = path.join(work, 'log');
+      await cycles(scope, {
+        name: `sqlite ${mode}`,
+        program: [realPython(), path.join(EXAMPLES, 'sqlite_tx.py'), db, mode, String(TX), '0.01'],
+        work,
+        units: () => txLines(log).length,
+        ahead: 2,
+        cycles: [
+          {},
+          {
+            // another client: rolls back a hot journal / folds the WAL into the database and removes it
+            between: async () => {
+              execFileSync(sqlite, [db, 'SELECT COUNT(*) FROM t;'], { encoding: 'utf8' });
+              if (mode === 'wal') assert.not.ok(fs.existsSync(`${db}-wal`), 'the sqlite3 CLI removed the WAL when it closed the database');
+              // the files a restart puts back first do not make the generation unrestorable
+              const v = await ckrun(['verify', '--dir', path.join(path.dirname(work), 'ck')]);
+              assert.is(v.code, 0, v.describe());
+            },
+          },
+        ],
+        done: () => read(log).includes('\ndone\n'),
+      });
+      checkSqliteLog(log);
+      checkDatabase(sqlite, db);
+    } finally {
+      await scope.cleanup();
+    }
+  });
+}
+
+// ---- stdout into files -----------------------------------------------------
+
+test('ckrun -- gzip -c FILE > out.gz, checkpoint, kill -9, restart; twice: out.gz decompresses to FILE', async () => {
+  const gzip = which('gzip');
+  const scope = new Scope('files-gzip');
+  try {
+    const work = scope.dir('work');
+    const input = path.join(work, 'input.txt');
+    // 96 MiB of random words: gzip takes seconds over it
+    const buf = Buffer.alloc(96 << 20);
+    let x = 0x2545f491;
+    for (let i = 0; i < buf.length; i++) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      const r = (x >>> 0) % 32;
+      buf[i] = r < 26 ? 97 + r : r < 31 ? 32 : 10;
+    }
+    fs.writeFileSync(input, buf);
+    const out = path.join(work, 'log'); // what `> log` is in cycles(): here out.gz
+    const size = (): number => (fs.existsSync(out) ? fs.statSync(out).size : 0);
+    const MB = 1 << 20;
+    await cycles(scope, {
+      name: 'gzip',
+      program: [gzip, '-c', input],
+      work,
+      units: () => Math.floor(size() / MB),
+      ahead: 3,
+      cycles: [{}, {}],
+    });
+    const back = execFileSync(gzip, ['-dc', out], { maxBuffer: 256 * MB });
+    assert.ok(back.equals(buf), `out.gz decompresses to ${back.length} bytes, not the ${buf.length} of the input (or to other bytes)`);
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+test('a line-numbered job writing to > log 2>&1 (stdout and stderr): checkpoint, kill -9, restart; twice: every line exactly once', async () => {
+  const scope = new Scope('files-stdio-log');
+  try {
+    const work = scope.dir('work');
+    const log = path.join(work, 'log');
+    const N = 600;
+    const job = `import sys, time\nfor i in range(1, ${N + 1}):\n    (sys.stdout if i % 2 else sys.stderr).write(f'line {i}\\n')\n    (sys.stdout if i % 2 else sys.stderr).flush()\n    time.sleep(0.005)\nprint('end', flush=True)\n`;
+    const lines = (): number => read(log).split('\n').length - 1;
+    await cycles(scope, {
+      name: 'log job',
+      program: [realPython(), '-c', job],
+      work,
+      units: lines,
+      ahead: 40,
+      cycles: [{}, {}],
+      done: () => read(log).endsWith('end\n'),
+    });
+    const want = [...Array.from({ length: N }, (_, i) => `line ${i + 1}`), 'end', ''].join('\n');
+    const got = read(log);
+    if (got !== want) {
+      const a = got.split('\n');
+      const b = want.split('\n');
+      const i = a.findIndex((l, k) => l !== b[k]);
+      assert.unreachable(`the log differs from the job's output at line ${i + 1}: ${JSON.stringify(a[i])} instead of ${JSON.stringify(b[i])} (${a.length} lines, not ${b.length})`);
+    }
+    for (const k of [1, 2]) assert.is(read(path.join(work, `restart${k}.out`)), '', `ckrun restart ${k} wrote nothing of the program's to its own stdio`);
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+// ---- the policy the user sees ---------------------------------------------------
+
+test('--files-max: a checkpoint beyond it fails naming the file and its size, the program runs on; inspect lists the files a generation saved', async () => {
+  const scope = new Scope('files-max');
+  try {
+    const work = scope.dir('work');
+    const big = path.join(work, 'big.bin');
+    const job = `import os, time\nfd = os.open(${JSON.stringify(big)}, os.O_RDWR | os.O_CREAT, 0o600)\nos.pwrite(fd, b'x' * (3 << 20), 0)\nprint('ready', flush=True)\nfor i in range(400):\n    os.pwrite(fd, b'%06d' % i, 0)\n    print(f'step {i}', flush=True)\n    time.sleep(0.02)\n`;
+    const ck = scope.ckptDir('ck');
+    const p = scope.launch({ program: [realPython(), '-c', job], dir: ck, extra: ['--files-max', '1M'], label: 'ckrun --files-max 1M' });
+    await p.waitForLine('ready');
+    const r = await ckrun(['checkpoint', '--dir', ck]);
+    assert.is(r.code, 1, r.describe());
+    assert.match(r.stderr, /more than --files-max 1 MiB: .*big\.bin \(3 MiB\)/, r.describe());
+    const at = p.lines.length;
+    await p.waitFor(() => p.lines.length > at + 3, 'the program to run on after the refused checkpoint');
+    assert.ok(p.running, 'the program runs on');
+    await kill9Session(p, ck, 'files-max');
+
+    const q = scope.launch({ program: [realPython(), '-c', job], dir: ck, label: 'ckrun (default --files)' });
+    await q.waitForLine('ready');
+    const gen = await checkpoint(ck);
+    const shown = await ckrun(['inspect', gen]);
+    assert.match(shown.stdout, /Written files: put back as they were at the checkpoint \(--files=snapshot\)/, shown.describe());
+    assert.match(shown.stdout, new RegExp(`${big.replace(/[.]/g, '\\.')}\\s+3 MiB\\s+content\\s+3 MiB`), shown.describe());
+    await kill9Session(q, ck, 'files inspect');
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+test('a link planted on the way to a written file after the checkpoint: restart refuses before any process exists and writes nothing through it', async () => {
+  const scope = new Scope('files-link');
+  try {
+    const work = scope.dir('work');
+    const sub = scope.dir('work/sub');
+    const victim = scope.dir('victim');
+    const job = `import os, time\nfd = os.open(${JSON.stringify(path.join(sub, 'data.bin'))}, os.O_RDWR | os.O_CREAT, 0o600)\nos.pwrite(fd, b'program data\\n' * 100, 0)\nprint('ready', flush=True)\nfor i in range(400):\n    os.pwrite(fd, b'%06d' % i, 0)\n    time.sleep(0.02)\n`;
+    const ck = scope.ckptDir('ck');
+    const p = scope.launch({ program: [realPython(), '-c', job], dir: ck, label: 'ckrun link' });
+    await p.waitForLine('ready');
+    await checkpoint(ck);
+    await kill9Session(p, ck, 'link');
+    fs.writeFileSync(path.join(victim, 'data.bin'), 'not the program\'s\n');
+    fs.renameSync(sub, `${sub}.moved`);
+    fs.symlinkSync(victim, sub);
+    const r = scope.restart({ dir: ck, label: 'ckrun restart (planted link)' });
+    const st = await r.waitExit();
+    assert.is.not(st.code, 0, r.describe());
+    assert.match(r.stderr, /symbolic link on the way/, r.describe());
+    assert.is(fs.readFileSync(path.join(victim, 'data.bin'), 'utf8'), "not the program's\n", 'nothing was written through the link');
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+test('--files=size only cuts a written file back to its checkpoint size at restart; --files=none leaves it as it is', async () => {
+  const scope = new Scope('files-policy');
+  try {
+    for (const policy of ['size', 'none'] as const) {
+      const work = scope.dir(`work-${policy}`);
+      const file = path.join(work, 'data.bin');
+      const job = `import os, time\nfd = os.open(${JSON.stringify(file)}, os.O_RDWR | os.O_CREAT, 0o600)\nos.pwrite(fd, b'A' * 8192, 0)\nprint('ready', flush=True)\nwhile not os.path.exists(${JSON.stringify(path.join(work, 'go'))}): time.sleep(0.02)\nos.pwrite(fd, b'B' * 16384, 0)\nprint('changed', flush=True)\nwhile True: time.sleep(0.05)\n`;
+      const ck = scope.ckptDir(`ck-${policy}`);
+      const p = scope.launch({ program: [realPython(), '-c', job], dir: ck, extra: [`--files=${policy}`], label: `ckrun --files=${policy}` });
+      await p.waitForLine('ready');
+      const gen = await checkpoint(ck);
+      fs.writeFileSync(path.join(work, 'go'), '');
+      await p.waitForLine('changed');
+      await kill9Session(p, ck, `--files=${policy}`);
+      assert.not.ok(fs.existsSync(path.join(gen, 'files')), `--files=${policy} saves no content`);
+      fs.unlinkSync(path.join(work, 'go')); // the restarted program waits for it again: the file is as the restart left it
+      const r = scope.restart({ dir: ck, extra: ['-v'], label: `ckrun restart (--files=${policy})` });
+      await r.waitFor(() => /process \d+ restored/.test(r.stderr), 'the restarted program');
+      const now = fs.readFileSync(file);
+      if (policy === 'size') assert.ok(now.equals(Buffer.alloc(8192, 'B')), `--files=size: cut to 8192 bytes, not rolled back (${now.length} bytes, starts ${now.subarray(0, 1).toString()})`);
+      else assert.ok(now.equals(Buffer.alloc(16384, 'B')), `--files=none: left as it was (${now.length} bytes)`);
+      await kill9Session(r, ck, `restart --files=${policy}`);
+    }
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+// ---- holes, times, a file removed after the checkpoint, a refusal ------------
+
+test('a file with holes rewritten in place and grown, a scratch file removed after the checkpoint: the restarted program finds both as they were (content, holes, size, mtime, mode); twice; damaged saved data is refused before any file is touched', async () => {
+  const scope = new Scope('files-state');
+  try {
+    const work = scope.dir('work');
+    const ck = scope.ckptDir('ck');
+    const sparse = path.join(work, 'sparse.bin');
+    let p = scope.launch({ program: [realPython(), path.join(EXAMPLES, 'filestate.py'), work, '2'], dir: ck, label: 'ckrun filestate' });
+    await p.waitForLine('ready');
+    for (const n of [1, 2]) {
+      const gen = await checkpoint(ck);
+      fs.writeFileSync(path.join(work, `go-${n}`), '');
+      await p.waitForLine(`changed ${n}`);
+      await kill9Session(p, ck, `filestate round ${n}`);
+      if (n === 2) {
+        // a damaged table: the restart refuses, and leaves every file as it is
+        const before = fs.readFileSync(sparse);
+        const tab = fs.readdirSync(path.join(gen, 'files')).find((f) => f.endsWith('.tab'))!;
+        const tabPath = path.join(gen, 'files', tab);
+        const good = fs.readFileSync(tabPath);
+        const bad = Buffer.from(good);
+        bad[0] = bad[0]! ^ 0xff;
+        fs.writeFileSync(tabPath, bad);
+        const refused = scope.restart({ dir: ck, label: 'ckrun restart (damaged)' });
+        const st = await refused.waitExit();
+        assert.is.not(st.code, 0, `a restart from a damaged table must refuse\n${refused.describe()}`);
+        assert.match(refused.stderr, /fails its checksum/, 'the refusal names the damage');
+        assert.ok(fs.readFileSync(sparse).equals(before), 'the refused restart left the file as it was');
+        fs.writeFileSync(tabPath, good);
+      }
+      p = scope.restart({ dir: ck, label: `ckrun restart ${n}` });
+      await p.waitForLine(`changed ${n}`);
+      const check = p.lines.find((l) => l.startsWith(`check ${n} `));
+      assert.is(check, `check ${n} ok`, `after restart ${n} the program found its files as at the checkpoint\n${p.describe()}`);
+    }
+    await p.waitForLine('done');
+    const st = await p.waitExit();
+    assert.is(st.code, 0, p.describe());
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+test.run();
