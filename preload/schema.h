@@ -75,7 +75,10 @@ enum ck_schema_record_id {
 	CK_SCHEMA_REGION_FILE = 40,
 	CK_SCHEMA_SHM_OBJECT = 41,
 	CK_SCHEMA_MANIFEST = 42,
-	CK_SCHEMA_PROCESS = 43,
+	CK_SCHEMA_FILES = 43,
+	CK_SCHEMA_SAVED_FILE = 44,
+	CK_SCHEMA_STDIO_FILE = 45,
+	CK_SCHEMA_PROCESS = 46,
 };
 
 #ifdef CK_SCHEMA_TABLES
@@ -498,6 +501,38 @@ static const struct ck_schema_key ck_schema_keys_manifest[] = {
 	{"shared_files", 88, 0, 0, 0}, /* [[[uint]]] since=9eadff3 */
 	{"shm_owners", 25, 0, 0, 0}, /* [[uint]] since=f72c03a */
 	{"compressed", 0, 0, 0, 0}, /* text? */
+	{"files", 89, 0, 0, 0}, /* {files}? */
+};
+static const struct ck_schema_key ck_schema_keys_files[] = {
+	{"policy", 0, 1, 0, 0}, /* text */
+	{"saved", 91, 1, 0, 0}, /* [{saved_file}] */
+	{"stdio", 93, 1, 0, 0}, /* [{stdio_file}] */
+};
+static const struct ck_schema_key ck_schema_keys_saved_file[] = {
+	{"path", 0, 1, 0, 0}, /* text */
+	{"dev", 1, 1, 0, 0}, /* uint */
+	{"ino", 1, 1, 0, 0}, /* uint */
+	{"size", 1, 1, 0, 0}, /* uint */
+	{"mode", 1, 1, 0, 0}, /* uint */
+	{"uid", 1, 1, 0, 0}, /* uint */
+	{"gid", 1, 1, 0, 0}, /* uint */
+	{"atime_ns", 1, 1, 0, 0}, /* uint */
+	{"mtime_ns", 1, 1, 0, 0}, /* uint */
+	{"how", 0, 1, 0, 0}, /* text */
+	{"block", 1, 1, 0, 0}, /* uint */
+	{"table", 0, 1, 0, 0}, /* text */
+	{"table_crc", 1, 1, 0, 0}, /* uint */
+	{"sources", 2, 1, 0, 0}, /* [text] */
+	{"stored", 1, 1, 0, 0}, /* uint */
+};
+static const struct ck_schema_key ck_schema_keys_stdio_file[] = {
+	{"fd", 1, 1, 0, 0}, /* uint */
+	{"path", 0, 1, 0, 0}, /* text */
+	{"dev", 1, 1, 0, 0}, /* uint */
+	{"ino", 1, 1, 0, 0}, /* uint */
+	{"offset", 1, 1, 0, 0}, /* uint */
+	{"flags", 1, 1, 0, 0}, /* uint */
+	{"same_as", 1, 0, 0, 0}, /* uint? */
 };
 static const struct ck_schema_key ck_schema_keys_process[] = {
 	{"pid", 1, 1, 0, 0}, /* uint */
@@ -599,9 +634,14 @@ static const struct ck_schema_type ck_schema_types[] = {
 	{CKS_ARRAY, 82, 0}, /* 83 */
 	{CKS_RECORD, 40, 0}, /* 84 */
 	{CKS_RECORD, 41, 0}, /* 85 */
-	{CKS_RECORD, 43, 0}, /* 86 */
+	{CKS_RECORD, 46, 0}, /* 86 */
 	{CKS_ARRAY, 86, 0}, /* 87 */
 	{CKS_ARRAY, 25, 0}, /* 88 */
+	{CKS_RECORD, 43, 0}, /* 89 */
+	{CKS_RECORD, 44, 0}, /* 90 */
+	{CKS_ARRAY, 90, 0}, /* 91 */
+	{CKS_RECORD, 45, 0}, /* 92 */
+	{CKS_ARRAY, 92, 0}, /* 93 */
 };
 
 static const unsigned short ck_schema_alts[] = {3, 30, 1, 30, 1, 30, 0, 1, 1, 15, 1, 0, 1, 15, 15, 1, 15, 1, 15, 11, 1, 79, 1, 81};
@@ -650,6 +690,9 @@ static const struct ck_schema_record ck_schema_records[] = {
 	{"region_file", ck_schema_keys_region_file, sizeof ck_schema_keys_region_file / sizeof ck_schema_keys_region_file[0]},
 	{"shm_object", ck_schema_keys_shm_object, sizeof ck_schema_keys_shm_object / sizeof ck_schema_keys_shm_object[0]},
 	{"manifest", ck_schema_keys_manifest, sizeof ck_schema_keys_manifest / sizeof ck_schema_keys_manifest[0]},
+	{"files", ck_schema_keys_files, sizeof ck_schema_keys_files / sizeof ck_schema_keys_files[0]},
+	{"saved_file", ck_schema_keys_saved_file, sizeof ck_schema_keys_saved_file / sizeof ck_schema_keys_saved_file[0]},
+	{"stdio_file", ck_schema_keys_stdio_file, sizeof ck_schema_keys_stdio_file / sizeof ck_schema_keys_stdio_file[0]},
 	{"process", ck_schema_keys_process, sizeof ck_schema_keys_process / sizeof ck_schema_keys_process[0]},
 };
 #endif

@@ -109,6 +109,13 @@ const NOT_WRITTEN_HERE: Record<string, string> = {
   'thread_attrs.period': 'only for SCHED_DEADLINE, which no program of the suite uses',
   'thread_attrs.util_min': 'only with utilization clamps (sched_setattr SCHED_FLAG_UTIL_CLAMP), which no program of the suite sets',
   'thread_attrs.util_max': 'only with utilization clamps (sched_setattr SCHED_FLAG_UTIL_CLAMP), which no program of the suite sets',
+  'stdio_file.fd': 'only for a session whose stdio is a regular file (files-rollback.test.ts: > log); the programs here have pipes',
+  'stdio_file.path': 'only for a session whose stdio is a regular file (files-rollback.test.ts: > log); the programs here have pipes',
+  'stdio_file.dev': 'only for a session whose stdio is a regular file (files-rollback.test.ts: > log); the programs here have pipes',
+  'stdio_file.ino': 'only for a session whose stdio is a regular file (files-rollback.test.ts: > log); the programs here have pipes',
+  'stdio_file.offset': 'only for a session whose stdio is a regular file (files-rollback.test.ts: > log); the programs here have pipes',
+  'stdio_file.flags': 'only for a session whose stdio is a regular file (files-rollback.test.ts: > log); the programs here have pipes',
+  'stdio_file.same_as': 'only for a session whose stdio is a regular file (files-rollback.test.ts: > log); the programs here have pipes',
   'unix.shutdown': 'a Unix socket shut down in one direction; no program of the suite makes one',
 };
 
