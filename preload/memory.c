@@ -1438,13 +1438,16 @@ static int find_shm(const struct ck_objects *objs, uint64_t dev, uint64_t ino)
  * SysV attachment: shmdt works on it), then detached. */
 static int create_sysv(const struct ck_img_region *r)
 {
-	FILE *f = fopen("/proc/sys/kernel/shm_next_id", "w");
+	uint64_t size = r->shm_off + (r->end - r->start);
+	/* sysv.c made it (with its key, ID, owner and mode), images of older shims aside */
+	int id = ck_sysv_made_shm(r->shm_id) ? (int)r->shm_id : -1;
+	FILE *f = id < 0 ? fopen("/proc/sys/kernel/shm_next_id", "w") : 0;
 	if (f) {
 		fprintf(f, "%llu", (unsigned long long)r->shm_id);
 		fclose(f);
 	}
-	uint64_t size = r->shm_off + (r->end - r->start);
-	int id = shmget((key_t)r->shm_key, size, IPC_CREAT | IPC_EXCL | (int)(r->shm_mode & 0777));
+	if (id < 0)
+		id = shmget((key_t)r->shm_key, size, IPC_CREAT | IPC_EXCL | (int)(r->shm_mode & 0777));
 	if (id < 0)
 		ck_refuse("cannot create the SysV shared memory segment (key %#llx) again: %s%s", (unsigned long long)r->shm_key,
 			  strerror(errno), errno == EEXIST ? " (a segment with that key exists; remove it with ipcrm)" : "");
@@ -1454,6 +1457,9 @@ static int create_sysv(const struct ck_img_region *r)
 	void *a = shmat(id, 0, 0);
 	if (a == (void *)-1)
 		ck_refuse("cannot attach the SysV segment %d: %s", id, strerror(errno));
+	struct shmid_ds ds;
+	if (shmctl(id, IPC_STAT, &ds) == 0)
+		size = ds.shm_segsz; /* the whole segment is attached */
 	char path[96];
 	snprintf(path, sizeof path, "/proc/self/map_files/%lx-%lx", (unsigned long)a, (unsigned long)a + (unsigned long)CK_PAGE_UP(size));
 	int fd = open(path, O_RDWR | O_CLOEXEC);
