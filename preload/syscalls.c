@@ -695,7 +695,9 @@ static enum timeout_kind timeout_of(long nr, const long *a, int *i)
 	case SYS_clock_nanosleep:
 		*i = 2;
 		return (a[1] & TIMER_ABSTIME) ? T_NONE : T_TIMESPEC;
-	case SYS_semtimedop:
+	case SYS_semtimedop: /* (id, ops, nops, timeout) */
+		*i = 3;
+		return T_TIMESPEC;
 	case SYS_rt_sigtimedwait:
 		*i = 2;
 		return T_TIMESPEC;

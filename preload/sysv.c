@@ -510,6 +510,17 @@ static void find_existing(int type, uint64_t key, int id, struct existing *by_ke
 	fclose(f);
 }
 
+/* A segment the killed processes attached is detached when they are gone,
+ * which a restart right after kill -9 may come before: waited for, 3 s. */
+static void wait_detached(const struct sysv_obj *o, struct existing *by_id)
+{
+	for (int i = 0; i < 300 && by_id->found && by_id->nattch > 0; i++) {
+		struct existing by_key;
+		usleep(10000);
+		find_existing(o->type, o->key, o->id, &by_key, by_id);
+	}
+}
+
 /* The very object the killed session left: its key, ID and creator. */
 static int is_ours(const struct sysv_obj *o, const struct existing *x)
 {
@@ -661,7 +672,7 @@ static void fill_msg(const struct sysv_obj *o)
 	struct msqid_ds ds;
 	if (syscall(SYS_msgctl, o->id, IPC_STAT, &ds) != 0)
 		ck_refuse("cannot read the SysV message queue %d: %s", o->id, strerror(errno));
-	if (ds.msg_qbytes < o->qbytes) {
+	if (ds.msg_qbytes != o->qbytes) {
 		ds.msg_qbytes = o->qbytes; /* above msgmnb only with CAP_SYS_RESOURCE */
 		if (syscall(SYS_msgctl, o->id, IPC_SET, &ds) != 0)
 			ck_refuse("cannot give the SysV message queue %d its size of %llu bytes again: %s", o->id,
@@ -795,6 +806,8 @@ static void check_existing(const struct sysv_obj *o, struct existing *ours)
 	if (by_id.found && !is_ours(o, &by_id))
 		refuse_foreign(o, &by_id, 0);
 	if (by_id.found) {
+		if (o->type == CK_SYSV_SHM)
+			wait_detached(o, &by_id);
 		if (o->type == CK_SYSV_SHM && by_id.nattch > 0)
 			ck_refuse("the SysV shared memory segment with key %#llx (id %d) that this session left is still attached by "
 				  "%lu processes: does the session still run? End it (or them) first, then restart again",
@@ -857,9 +870,10 @@ CK_HIDDEN void ck_sysv_take_undo(const struct ck_image *img)
 	for (size_t i = 0; s && i < s->nundo; i++) {
 		struct sembuf op = {(unsigned short)s->undo[i][1], (short)-s->undo[i][2], SEM_UNDO};
 		struct timespec limit = {10, 0};
-		if (syscall(SYS_semtimedop, (int)s->undo[i][0], &op, 1, &limit) != 0)
+		long r = CK_SYS4(SYS_semtimedop, (int)s->undo[i][0], &op, 1, &limit);
+		if (r != 0)
 			ck_refuse("cannot put back the SEM_UNDO adjustment %lld of semaphore %lld of the SysV semaphore set %lld: %s",
-				  (long long)s->undo[i][2], (long long)s->undo[i][1], (long long)s->undo[i][0], strerror(errno));
+				  (long long)s->undo[i][2], (long long)s->undo[i][1], (long long)s->undo[i][0], strerror((int)-r));
 	}
 }
 
@@ -886,6 +900,8 @@ static void remove_leftovers(struct ck_image **imgs, size_t n)
 	for (size_t i = 0; i < count; i++) {
 		struct existing by_key, by_id;
 		find_existing(u[i]->type, u[i]->key, u[i]->id, &by_key, &by_id);
+		if (is_ours(u[i], &by_id) && u[i]->type == CK_SYSV_SHM)
+			wait_detached(u[i], &by_id);
 		if (is_ours(u[i], &by_id) && by_id.cuid == geteuid() && !(u[i]->type == CK_SYSV_SHM && by_id.nattch > 0) &&
 		    remove_object(u[i]->type, u[i]->id) == 0)
 			ck_verbose("the SysV %s id %d (key %#llx) the killed session left is removed", type_words[u[i]->type],
