@@ -27,6 +27,7 @@
 #include <sys/msg.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -174,6 +175,8 @@ static int run_sem(key_t key, int steps)
 	int st;
 	if (waitpid(h, &st, 0) != h)
 		die("waitpid");
+	if (WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL)
+		return 137; /* the family is being killed (kill -9 of ckrun) */
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 7) {
 		say("error: the holder ended with status %#x", st);
 		return 2;
@@ -259,6 +262,8 @@ static int run_msg(key_t key, int steps)
 	int st;
 	if (waitpid(r, &st, 0) != r)
 		die("waitpid");
+	if (WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL)
+		return 137; /* the family is being killed (kill -9 of ckrun) */
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		say("error: the receiver ended with status %#x", st);
 		return 2;

@@ -641,30 +641,12 @@ static void fill_shm(const struct sysv_obj *o)
 	free(buf);
 }
 
-/* Values with every process's adjustment added: each restore host then
- * takes its own back with SEM_UNDO (ck_sysv_take_undo). */
-static void fill_sem(const struct sysv_obj *o, struct ck_image **imgs, size_t n)
+/* The values as they were: each restore host then gives itself its own
+ * adjustments (ck_sysv_take_undo), which leaves them unchanged. */
+static void fill_sem(const struct sysv_obj *o)
 {
-	int64_t *sum = calloc(o->nvalues, sizeof *sum);
-	for (size_t i = 0; i < n; i++) {
-		struct sysv_img *s = imgs[i]->sysv;
-		for (size_t j = 0; s && j < s->nundo; j++)
-			if (s->undo[j][0] == o->id)
-				sum[s->undo[j][1]] += s->undo[j][2];
-	}
-	unsigned short *v = calloc(o->nvalues, sizeof *v);
-	for (size_t k = 0; k < o->nvalues; k++) {
-		int64_t x = o->values[k] + sum[k];
-		if (x < 0 || x > SEM_MAX_VALUE)
-			ck_refuse("cannot put back the SEM_UNDO adjustments of semaphore %zu of the SysV semaphore set %d: its value "
-				  "%u and the adjustments of the processes (%lld in all) leave the range 0..%d",
-				  k, o->id, o->values[k], (long long)sum[k], SEM_MAX_VALUE);
-		v[k] = (unsigned short)x;
-	}
-	if (syscall(SYS_semctl, o->id, 0, SETALL, v) != 0)
+	if (syscall(SYS_semctl, o->id, 0, SETALL, o->values) != 0)
 		ck_refuse("cannot set the values of the SysV semaphore set %d: %s", o->id, strerror(errno));
-	free(v);
-	free(sum);
 }
 
 static void fill_msg(const struct sysv_obj *o)
@@ -727,7 +709,7 @@ static void set_owner(const struct sysv_obj *o)
 			  (unsigned long long)o->mode, strerror(errno));
 }
 
-static void create_one(const struct sysv_obj *o, struct ck_image **imgs, size_t n)
+static void create_one(const struct sysv_obj *o)
 {
 	choose_id(o);
 	long id = get_as_creator(o);
@@ -743,7 +725,7 @@ static void create_one(const struct sysv_obj *o, struct ck_image **imgs, size_t 
 	if (o->type == CK_SYSV_SHM)
 		fill_shm(o);
 	else if (o->type == CK_SYSV_SEM)
-		fill_sem(o, imgs, n);
+		fill_sem(o);
 	else
 		fill_msg(o);
 	set_owner(o);
@@ -845,7 +827,7 @@ CK_HIDDEN void ck_sysv_create_shared(struct ck_image **imgs, size_t n)
 				   u[i]->id, (unsigned long long)u[i]->key);
 		}
 	for (size_t i = 0; i < count; i++)
-		create_one(u[i], imgs, n);
+		create_one(u[i]);
 	free(ours);
 	free(u);
 }
@@ -860,20 +842,26 @@ CK_HIDDEN int ck_sysv_made_shm(uint64_t id)
 	return 0;
 }
 
-/* This process's own SEM_UNDO adjustments: the values carry them all
- * (fill_sem), each process takes its own back with an operation that
- * leaves the same adjustment in the kernel. Other processes of the family
- * do the same at the same time: an operation may wait for another's. */
+/* This process's own SEM_UNDO adjustments, given back to it in the kernel
+ * by one atomic semop of two operations on the semaphore: one with
+ * SEM_UNDO (which makes the adjustment) and one without that undoes its
+ * change of the value, the increase first. The value is never lower than
+ * it was, and nothing waits: the processes of a family that already run
+ * (a restored parent) see no change. */
 CK_HIDDEN void ck_sysv_take_undo(const struct ck_image *img)
 {
 	struct sysv_img *s = img->sysv;
 	for (size_t i = 0; s && i < s->nundo; i++) {
-		struct sembuf op = {(unsigned short)s->undo[i][1], (short)-s->undo[i][2], SEM_UNDO};
-		struct timespec limit = {10, 0};
-		long r = CK_SYS4(SYS_semtimedop, (int)s->undo[i][0], &op, 1, &limit);
+		unsigned short num = (unsigned short)s->undo[i][1];
+		short adj = (short)s->undo[i][2];
+		/* an operation of x with SEM_UNDO adds -x to the adjustment */
+		struct sembuf plain = {num, adj, IPC_NOWAIT}, undo = {num, (short)-adj, SEM_UNDO | IPC_NOWAIT};
+		struct sembuf ops[2] = {adj > 0 ? plain : undo, adj > 0 ? undo : plain};
+		long r = CK_SYS4(SYS_semtimedop, (int)s->undo[i][0], ops, 2, 0);
 		if (r != 0)
-			ck_refuse("cannot put back the SEM_UNDO adjustment %lld of semaphore %lld of the SysV semaphore set %lld: %s",
-				  (long long)s->undo[i][2], (long long)s->undo[i][1], (long long)s->undo[i][0], strerror((int)-r));
+			ck_refuse("cannot give process %d its SEM_UNDO adjustment %d of semaphore %u of the SysV semaphore set %lld "
+				  "again: %s",
+				  img->pid, adj, num, (long long)s->undo[i][0], strerror((int)-r));
 	}
 }
 
