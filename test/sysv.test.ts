@@ -14,10 +14,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import type { Cbor } from './lib/cbor.js';
+import { editMeta, resealManifest } from './lib/craft.js';
 import { Scope } from './lib/scope.js';
 import { asUser, NOBODY, NOGROUP, sharedCkrun } from './lib/users.js';
 
-const STEPS = 60;
+const STEPS = 200; // enough for two checkpoints on a loaded machine: the program must not end before them
 type Kind = 'shm' | 'sem' | 'msg';
 const IPCRM_FLAG: Record<Kind, string> = { shm: '-M', sem: '-S', msg: '-Q' };
 
@@ -168,6 +170,49 @@ test('attack: user nobody makes a segment with the key of a root session\'s imag
   } finally {
     removeKey('shm', key);
     removeKey('shm', key + 1);
+    await scope.cleanup();
+  }
+});
+
+test('a restart that fails after it made the objects leaves none behind', async () => {
+  if (process.geteuid?.() !== 0) throw new Error('this test runs ckrun as root: run npm test as root');
+  const shared = sharedCkrun();
+  const program = path.join(shared.examples, 'sysv');
+  const key = keyFor(12);
+  const scope = new Scope('sysv-failed');
+  try {
+    const work = scope.dir('work');
+    const { code, out } = await runScript(
+      `set -e; cd ${work}
+      ${shared.ckrunSh} --dir ck -- ${program} sem ${key} 100000 > run1.txt 2>&1 & ck=$!
+      for i in $(seq 1 600); do [ "$(grep -c '^step' run1.txt)" -ge 10 ] && break; sleep 0.05; done
+      ${shared.ckrunSh} checkpoint --dir ck
+      kill -9 $ck; wait $ck 2>/dev/null || true`,
+      undefined,
+    );
+    assert.is(code, 0, `the session could not be set up:\n${out}`);
+    // the holder's adjustment of semaphore 2 made too large to give back (its value is 100 + steps)
+    const gen = path.join(work, 'ck', '1');
+    let edited = 0;
+    for (const f of fs.readdirSync(gen).filter((x) => x.endsWith('.ckpt')))
+      editMeta(path.join(gen, f), (m) => {
+        const undo = (m['sysv'] as { undo?: Cbor[][] } | undefined)?.undo ?? [];
+        for (const u of undo)
+          if (Number(u[1]) === 2) {
+            u[2] = 32700;
+            edited++;
+          }
+      });
+    resealManifest(gen);
+    assert.is(edited, 1, 'the holder\'s image has its adjustment of semaphore 2');
+    const r = spawnSync(shared.ckrunSh, ['restart', '--dir', path.join(work, 'ck')], { cwd: work, encoding: 'utf8', timeout: 60_000 });
+    const said = `${r.stdout}${r.stderr}`;
+    assert.is.not(r.status, 0, `the restart should fail:\n${said}`);
+    assert.match(said, /cannot give process \d+ its SEM_UNDO adjustment 32700 of semaphore 2 of the SysV semaphore set \d+ again: Numerical result out of range/, said);
+    assert.not.match(said, /^step/m, `the program must not run:\n${said}`);
+    assert.equal(withKey('sem', key), [], `the set the restart made (and the killed session's, which it replaced) is gone:\n${said}`);
+  } finally {
+    removeKey('sem', key);
     await scope.cleanup();
   }
 });
