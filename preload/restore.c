@@ -1279,6 +1279,13 @@ static int watch_restore(struct tree *t, int root)
 			if (w == root)
 				code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 		}
+		/* every end of the pipe is closed, and one has not written: it
+		 * ended before its program ran, reaped by a restored parent of
+		 * the family (whose wait took its status) */
+		if (eof && ndone < t->n)
+			for (size_t i = 0; i < t->n; i++)
+				if (!done_has(done, ndone, t->procs[i].pid))
+					end_family(t, t->procs[i].pid, CK_EXIT_REFUSED << 8);
 	}
 	close(tree_done[0]);
 	free(done);
