@@ -576,6 +576,7 @@ static int write_image_state(struct ck_scratch *s, const char *path, int nthread
 	ck_signals_save(w);
 	ck_files_save(w, s);
 	ck_memory_save_stopped(w, s);
+	ck_sysv_save(w, s);
 	if (w->err)
 		ck_image_finish(w, s->path_tmp, path);
 	return !w->err;

@@ -294,6 +294,22 @@ CK_HIDDEN int ck_wait_sigsuspend(int (*real)(const sigset_t *), const sigset_t *
 CK_HIDDEN int ck_wait_sigtimedwait(int (*real)(const sigset_t *, siginfo_t *, const struct timespec *), const sigset_t *set,
 				   siginfo_t *info, const struct timespec *tmo);
 
+/* sysvnote.c: the SysV objects the program uses, its SEM_UNDO adjustments */
+enum { CK_SYSV_SHM = 1, CK_SYSV_SEM = 2, CK_SYSV_MSG = 3 };
+struct sembuf;
+struct timespec;
+CK_HIDDEN extern volatile int ck_sysv_overflow;
+CK_HIDDEN void ck_sysv_note(int type, int id);
+CK_HIDDEN void ck_sysv_forget(int type, int id);
+CK_HIDDEN void ck_sysv_undo_clear(int id, int num);
+CK_HIDDEN int ck_sysv_known_at(int i, int *type, int *id);
+CK_HIDDEN int ck_sysv_adj_at(int i, int *id, int *num, int *adj);
+CK_HIDDEN void ck_sysv_forked(void);
+CK_HIDDEN long ck_sysv_semop_undo(int id, struct sembuf *ops, size_t n, const struct timespec *tmo);
+
+/* sysv.c */
+CK_HIDDEN void ck_sysv_save(struct ck_writer *w, struct ck_scratch *s);
+
 /* threads.c */
 CK_HIDDEN void ck_thread_capture(struct ck_thread *t, ucontext_t *uc);
 CK_HIDDEN void ck_threads_save(struct ck_writer *w, int n);

@@ -1437,18 +1437,39 @@ static int find_shm(const struct ck_objects *objs, uint64_t dev, uint64_t ino)
 	return ck_objects_find(objs, "shm", dev, ino);
 }
 
-/* A SysV segment with its key and, through shm_next_id, its id again;
- * mapped once to get a descriptor for its shmem file (whose mmap keeps it a
- * SysV attachment: shmdt works on it), then detached. */
+/* SysV segments stay attached while they are filled: through the
+ * attachment, as /proc/self/map_files (a descriptor of the segment) takes
+ * CAP_SYS_ADMIN of the system, which an ordinary user's restart lacks. */
+static struct sysv_attachment {
+	uint64_t id, size;
+	char *at;
+} sysv_att[256];
+static size_t nsysv_att;
+
+static char *sysv_attached(uint64_t id)
+{
+	for (size_t i = 0; i < nsysv_att; i++)
+		if (sysv_att[i].id == id)
+			return sysv_att[i].at;
+	return 0;
+}
+
+/* A SysV segment with its key and, through shm_next_id, its id again
+ * (sysv.c made it, with its owner and mode, unless the image is of an older
+ * shim); attached to be filled. Its object's descriptor is a stand-in: the
+ * restore core attaches the segment by its id (shmdt must work on it). */
 static int create_sysv(const struct ck_img_region *r)
 {
-	FILE *f = fopen("/proc/sys/kernel/shm_next_id", "w");
+	uint64_t size = r->shm_off + (r->end - r->start);
+	/* sysv.c made it (with its key, ID, owner and mode), images of older shims aside */
+	int id = ck_sysv_made_shm(r->shm_id) ? (int)r->shm_id : -1;
+	FILE *f = id < 0 ? fopen("/proc/sys/kernel/shm_next_id", "w") : 0;
 	if (f) {
 		fprintf(f, "%llu", (unsigned long long)r->shm_id);
 		fclose(f);
 	}
-	uint64_t size = r->shm_off + (r->end - r->start);
-	int id = shmget((key_t)r->shm_key, size, IPC_CREAT | IPC_EXCL | (int)(r->shm_mode & 0777));
+	if (id < 0)
+		id = shmget((key_t)r->shm_key, size, IPC_CREAT | IPC_EXCL | (int)(r->shm_mode & 0777));
 	if (id < 0)
 		ck_refuse("cannot create the SysV shared memory segment (key %#llx) again: %s%s", (unsigned long long)r->shm_key,
 			  strerror(errno), errno == EEXIST ? " (a segment with that key exists; remove it with ipcrm)" : "");
@@ -1458,12 +1479,15 @@ static int create_sysv(const struct ck_img_region *r)
 	void *a = shmat(id, 0, 0);
 	if (a == (void *)-1)
 		ck_refuse("cannot attach the SysV segment %d: %s", id, strerror(errno));
-	char path[96];
-	snprintf(path, sizeof path, "/proc/self/map_files/%lx-%lx", (unsigned long)a, (unsigned long)a + (unsigned long)CK_PAGE_UP(size));
-	int fd = open(path, O_RDWR | O_CLOEXEC);
-	shmdt(a);
+	struct shmid_ds ds;
+	if (shmctl(id, IPC_STAT, &ds) == 0)
+		size = ds.shm_segsz;
+	if (nsysv_att == sizeof sysv_att / sizeof sysv_att[0])
+		ck_refuse("the program attaches more than %zu SysV segments, more than ckrun restores", nsysv_att);
+	sysv_att[nsysv_att++] = (struct sysv_attachment){(uint64_t)id, size, a};
+	int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		ck_refuse("cannot open the SysV segment %d: %s", id, strerror(errno));
+		ck_refuse("cannot open /dev/null: %s", strerror(errno));
 	return fd;
 }
 
@@ -1508,11 +1532,17 @@ CK_HIDDEN void ck_shm_create_shared(struct ck_image **imgs, size_t n, struct ck_
 			}
 			struct stat st;
 			uint64_t need = r->shm_off + (r->end - r->start);
-			if (fstat(ofd, &st) == 0 && (uint64_t)st.st_size < need && ftruncate(ofd, (off_t)need) != 0)
+			char *seg = !strcmp(r->shm_kind, "sysv") ? sysv_attached(r->shm_id) : 0;
+			if (!seg && fstat(ofd, &st) == 0 && (uint64_t)st.st_size < need && ftruncate(ofd, (off_t)need) != 0)
 				ck_refuse("cannot size shared memory for the tree: %s", strerror(errno));
 			for (size_t k = 0; k < r->nruns; k++) {
 				struct ck_img_run *run = &r->runs[k];
 				uint64_t len = run->npages * CK_PAGE, at = r->shm_off + (run->addr - r->start);
+				if (seg) {
+					if (ck_pread_all(imgs[i]->fd, seg + at, len, run->off) < 0)
+						ck_refuse("cannot fill shared memory from image %s", imgs[i]->path);
+					continue;
+				}
 				char *buf = malloc(len);
 				if (!buf || ck_pread_all(imgs[i]->fd, buf, len, run->off) < 0 ||
 				    pwrite(ofd, buf, len, (off_t)at) != (ssize_t)len)
@@ -1521,6 +1551,9 @@ CK_HIDDEN void ck_shm_create_shared(struct ck_image **imgs, size_t n, struct ck_
 			}
 		}
 	}
+	for (size_t i = 0; i < nsysv_att; i++)
+		shmdt(sysv_att[i].at);
+	nsysv_att = 0;
 }
 
 CK_HIDDEN void ck_memory_plan(struct ck_image *img, struct ck_plan *plan,

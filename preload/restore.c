@@ -96,6 +96,8 @@ static void parse_metadata(struct ck_image *img)
 			ok = ck_vdso_parse(&d, img);
 		else if (cbd_key_is(k, kl, "image_ids"))
 			ok = parse_image_ids(&d, img);
+		else if (cbd_key_is(k, kl, "sysv"))
+			ok = ck_sysv_parse(&d, img);
 		else {
 			int r = ck_process_parse(&d, k, kl, img);
 			if (r == 0)
@@ -123,6 +125,7 @@ static void parse_metadata(struct ck_image *img)
 CK_HIDDEN void ck_image_release(struct ck_image *img)
 {
 	ck_files_release(img);
+	ck_sysv_release(img);
 	for (size_t i = 0; img->regions && i < img->nregions; i++) {
 		struct ck_img_region *r = &img->regions[i];
 		free((char *)r->name);
@@ -787,6 +790,7 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
 {
 	ck_image_name = img->path;
 	ck_threads_check(img);
+	ck_sysv_take_undo(img);
 
 	struct ck_self ls;
 	if (!ck_self_find(&ls))
@@ -936,6 +940,7 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
  * them is forked: every kind's objects (pipes, sockets), shared memory. */
 static void create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd)
 {
+	ck_sysv_create_shared(imgs, n);
 	ck_files_create_shared(imgs, n, objs, base_fd);
 	ck_shm_create_shared(imgs, n, objs, base_fd);
 }
@@ -1474,6 +1479,13 @@ static int watch_restore(struct tree *t, int root)
 			if (w == root)
 				code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 		}
+		/* every end of the pipe is closed, and one has not written: it
+		 * ended before its program ran, reaped by a restored parent of
+		 * the family (whose wait took its status) */
+		if (eof && ndone < t->n)
+			for (size_t i = 0; i < t->n; i++)
+				if (!done_has(done, ndone, t->procs[i].pid))
+					end_family(t, t->procs[i].pid, CK_EXIT_REFUSED << 8);
 	}
 	close(tree_done[0]);
 	if (tree_go[1] >= 0)
@@ -1486,6 +1498,8 @@ CK_HIDDEN __attribute__((noreturn)) void ck_restore_tree(const char *dir, int ve
 {
 	static struct tree t;
 	struct ck_image **imgs = load_tree(&t, dir, verify_data);
+	if (fresh_namespace)
+		ck_sysv_own_namespace(imgs, t.n);
 	int base = 3;
 	for (size_t i = 0; i < t.n; i++) {
 		int m = max_program_fd(imgs[i]) + 1;
@@ -1545,7 +1559,9 @@ CK_HIDDEN __attribute__((noreturn)) void ck_restore_tree(const char *dir, int ve
 	/* the orchestrator keeps nothing the processes share open */
 	ck_objects_close(&t.objs);
 	int root = t.root ? t.root : t.procs[0].pid;
-	reap_tree(root, watch_restore(&t, root));
+	int code = watch_restore(&t, root);
+	ck_sysv_keep(); /* the family runs: its SysV objects are its own */
+	reap_tree(root, code);
 }
 
 /* `ckrun-restore --check PATH`: every check a restore of PATH (a
@@ -1579,6 +1595,8 @@ static int image_pid(const char *path)
 {
 	static struct ck_image img;
 	ck_image_read(&img, path);
+	struct ck_image *one = &img;
+	ck_sysv_own_namespace(&one, 1); /* before the restore host exists: it inherits it */
 	return img.pid;
 }
 

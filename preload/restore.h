@@ -152,6 +152,7 @@ struct ck_image {
 	uint64_t image_track[CK_MAX_IMAGES];
 	uint32_t image_crc[CK_MAX_IMAGES];
 	uint64_t image_data_len[CK_MAX_IMAGES]; /* each one's data area, which its runs must lie in */
+	void *sysv; /* its SysV objects and SEM_UNDO adjustments (sysv.c) */
 };
 
 /* ---- objects the processes of a restore share (objects.c): made once
@@ -351,6 +352,16 @@ CK_HIDDEN void ck_memory_open_refs(struct ck_image *img, int base_fd);
 CK_HIDDEN void ck_memory_plan(struct ck_image *img, struct ck_plan *plan,
 			      struct ck_plan_region *regions, struct ck_plan_run *runs, const struct ck_objects *objs);
 CK_HIDDEN void ck_shm_create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd);
+
+/* sysv.c: SysV objects, made once for the whole restore */
+CK_HIDDEN int ck_sysv_parse(struct cb_dec *d, struct ck_image *img);
+CK_HIDDEN void ck_sysv_release(struct ck_image *img);
+CK_HIDDEN int ck_sysv_present(struct ck_image **imgs, size_t n);
+CK_HIDDEN void ck_sysv_create_shared(struct ck_image **imgs, size_t n);
+CK_HIDDEN int ck_sysv_made_shm(uint64_t id);
+CK_HIDDEN void ck_sysv_take_undo(const struct ck_image *img);
+CK_HIDDEN void ck_sysv_keep(void);
+CK_HIDDEN void ck_sysv_own_namespace(struct ck_image **imgs, size_t n);
 CK_HIDDEN void ck_threads_plan(struct ck_image *img, struct ck_plan *plan,
 			       struct ck_plan_thread *threads, uint64_t stacks);
 

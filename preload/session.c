@@ -161,6 +161,7 @@ CK_HIDDEN void ck_session_hello(void)
  * (fork drops the registrations): its first checkpoint is full. */
 CK_HIDDEN void ck_session_forked_child(void)
 {
+	ck_sysv_forked(); /* the kernel gave the child no SEM_UNDO adjustments */
 	/* a join request (our signal) must not come in between: it replaces
 	 * the connection, possibly at the same number */
 	uint64_t ours = 1ULL << (ck_session.sig - 1), mask;

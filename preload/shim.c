@@ -36,6 +36,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/msg.h>
+#include <sys/sem.h>
+#include <sys/shm.h>
 #include <sys/inotify.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -79,6 +82,14 @@ static int (*real_posix_spawn)(pid_t *, const char *, const posix_spawn_file_act
 static int (*real_posix_spawnp)(pid_t *, const char *, const posix_spawn_file_actions_t *, const posix_spawnattr_t *,
 				char *const[], char *const[]);
 
+static int (*real_shmget)(key_t, size_t, int);
+static void *(*real_shmat)(int, const void *, int);
+static int (*real_shmctl)(int, int, struct shmid_ds *);
+static int (*real_semget)(key_t, int, int);
+static int (*real_semctl)(int, int, int, ...);
+static int (*real_msgget)(key_t, int);
+static int (*real_msgctl)(int, int, struct msqid_ds *);
+
 #define RESOLVE(name) (real_##name = (__typeof__(real_##name))dlsym(RTLD_NEXT, #name))
 
 static void resolve_all(void)
@@ -108,6 +119,13 @@ static void resolve_all(void)
 	RESOLVE(fexecve);
 	RESOLVE(posix_spawn);
 	RESOLVE(posix_spawnp);
+	RESOLVE(shmget);
+	RESOLVE(shmat);
+	RESOLVE(shmctl);
+	RESOLVE(semget);
+	RESOLVE(semctl);
+	RESOLVE(msgget);
+	RESOLVE(msgctl);
 }
 
 /* A wrapper may run before our constructor (another library's). */
@@ -604,5 +622,69 @@ CK_EXPORT long syscall(long nr, ...)
 		ck_attrs_after(nr, a, r == -1 ? -err : r);
 		errno = err;
 	}
+	return r;
+}
+
+/* ---- SysV IPC: the objects the program uses are the session's to save
+ * (sysvnote.c, sysv.c) ---- */
+
+CK_EXPORT int shmget(key_t key, size_t size, int flags)
+{
+	int id = REAL(shmget)(key, size, flags);
+	ck_sysv_note(CK_SYSV_SHM, id);
+	return id;
+}
+
+CK_EXPORT void *shmat(int id, const void *addr, int flags)
+{
+	ck_sysv_note(CK_SYSV_SHM, id);
+	return REAL(shmat)(id, addr, flags);
+}
+
+CK_EXPORT int shmctl(int id, int cmd, struct shmid_ds *buf)
+{
+	int r = REAL(shmctl)(id, cmd, buf);
+	if (r == 0 && cmd == IPC_RMID)
+		ck_sysv_forget(CK_SYSV_SHM, id);
+	return r;
+}
+
+CK_EXPORT int semget(key_t key, int nsems, int flags)
+{
+	int id = REAL(semget)(key, nsems, flags);
+	ck_sysv_note(CK_SYSV_SEM, id);
+	return id;
+}
+
+/* The fourth argument, when the command has one, is a union semun passed
+ * by value: one word. */
+CK_EXPORT int semctl(int id, int num, int cmd, ...)
+{
+	va_list ap;
+	va_start(ap, cmd);
+	unsigned long arg = va_arg(ap, unsigned long);
+	va_end(ap);
+	int r = REAL(semctl)(id, num, cmd, arg);
+	if (r >= 0 && cmd == IPC_RMID)
+		ck_sysv_forget(CK_SYSV_SEM, id);
+	else if (r >= 0 && (cmd == SETVAL || cmd == SETALL))
+		ck_sysv_undo_clear(id, cmd == SETVAL ? num : -1); /* the kernel resets them */
+	else if (r >= 0 && cmd != IPC_INFO && cmd != SEM_INFO && cmd != SEM_STAT && cmd != SEM_STAT_ANY)
+		ck_sysv_note(CK_SYSV_SEM, id); /* those take an index, not an id */
+	return r;
+}
+
+CK_EXPORT int msgget(key_t key, int flags)
+{
+	int id = REAL(msgget)(key, flags);
+	ck_sysv_note(CK_SYSV_MSG, id);
+	return id;
+}
+
+CK_EXPORT int msgctl(int id, int cmd, struct msqid_ds *buf)
+{
+	int r = REAL(msgctl)(id, cmd, buf);
+	if (r == 0 && cmd == IPC_RMID)
+		ck_sysv_forget(CK_SYSV_MSG, id);
 	return r;
 }

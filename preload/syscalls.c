@@ -440,8 +440,30 @@ CK_EXPORT int epoll_pwait2(int epfd, struct epoll_event *ev, int max, const stru
 	return r;
 }
 
+/* An operation with SEM_UNDO goes through sysvnote.c, which notes the
+ * adjustment it leaves (a checkpoint cannot interrupt it there). */
+static int has_undo(const struct sembuf *ops, size_t n)
+{
+	for (size_t i = 0; ops && i < n; i++)
+		if (ops[i].sem_flg & SEM_UNDO)
+			return 1;
+	return 0;
+}
+
+static int undo_result(long r)
+{
+	if (r < 0) {
+		errno = (int)-r;
+		return -1;
+	}
+	return 0;
+}
+
 CK_EXPORT int semop(int id, struct sembuf *ops, size_t n)
 {
+	if (has_undo(ops, n))
+		return undo_result(ck_sysv_semop_undo(id, ops, n, 0));
+	ck_sysv_note(CK_SYSV_SEM, id);
 	REAL_CALL(semop);
 	struct ck_call c;
 	call_begin(&c, -1);
@@ -454,6 +476,9 @@ CK_EXPORT int semop(int id, struct sembuf *ops, size_t n)
 
 CK_EXPORT int semtimedop(int id, struct sembuf *ops, size_t n, const struct timespec *tmo)
 {
+	if (has_undo(ops, n))
+		return undo_result(ck_sysv_semop_undo(id, ops, n, tmo));
+	ck_sysv_note(CK_SYSV_SEM, id);
 	REAL_CALL(semtimedop);
 	struct ck_call c;
 	struct timespec left;
@@ -467,6 +492,7 @@ CK_EXPORT int semtimedop(int id, struct sembuf *ops, size_t n, const struct time
 
 CK_EXPORT ssize_t msgrcv(int id, void *msg, size_t size, long type, int flags)
 {
+	ck_sysv_note(CK_SYSV_MSG, id);
 	REAL_CALL(msgrcv);
 	struct ck_call c;
 	call_begin(&c, -1);
@@ -479,6 +505,7 @@ CK_EXPORT ssize_t msgrcv(int id, void *msg, size_t size, long type, int flags)
 
 CK_EXPORT int msgsnd(int id, const void *msg, size_t size, int flags)
 {
+	ck_sysv_note(CK_SYSV_MSG, id);
 	REAL_CALL(msgsnd);
 	struct ck_call c;
 	call_begin(&c, -1);
@@ -668,7 +695,9 @@ static enum timeout_kind timeout_of(long nr, const long *a, int *i)
 	case SYS_clock_nanosleep:
 		*i = 2;
 		return (a[1] & TIMER_ABSTIME) ? T_NONE : T_TIMESPEC;
-	case SYS_semtimedop:
+	case SYS_semtimedop: /* (id, ops, nops, timeout) */
+		*i = 3;
+		return T_TIMESPEC;
 	case SYS_rt_sigtimedwait:
 		*i = 2;
 		return T_TIMESPEC;
