@@ -213,6 +213,9 @@ test('schema: real images of the suite\'s programs keep to the schema both ways 
       deleted: c('deleted', scope.dir('deleted')),
       ptyjobs: c('ptyjobs', '--steps', '100000'),
       attrs: c('attrs', '--steps', '100000'),
+      sysvshm: c('sysv', 'shm', String(0x5c000000 + process.pid), '100000'),
+      sysvsem: c('sysv', 'sem', String(0x5c100000 + process.pid), '100000'),
+      sysvmsg: c('sysv', 'msg', String(0x5c200000 + process.pid), '100000'),
     };
     const gens: string[] = [];
     for (const [name, program] of Object.entries(programs)) {
@@ -250,6 +253,15 @@ test('schema: real images of the suite\'s programs keep to the schema both ways 
     assert.equal(w.problems, [], w.problems.join('\n'));
   } finally {
     await scope.cleanup();
+    // the killed sysv programs leave their objects (a restart would take them over)
+    const keys: [string, number][] = [['-M', 0x5c000000], ['-M', 0x5c000001], ['-S', 0x5c100000], ['-Q', 0x5c200000]];
+    for (const [opt, base] of keys) {
+      try {
+        execFileSync('ipcrm', [opt, String(base + process.pid)], { stdio: 'ignore' });
+      } catch {
+        // not there
+      }
+    }
   }
 });
 

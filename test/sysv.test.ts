@@ -64,12 +64,12 @@ function scenarioScript(work: string, ckrun: string, program: string, kind: Kind
   await run1.txt 15
   ${ckrun} checkpoint --dir ck
   kill -9 $ck; wait $ck 2>/dev/null || true
-  ${ckrun} restart --dir ck > run2.txt 2>&1 & ck=$!
+  ${ckrun} restart --stdio=inherit --dir ck > run2.txt 2>&1 & ck=$!
   await run2.txt 8
   ${ckrun} checkpoint --dir ck
   kill -9 $ck; wait $ck 2>/dev/null || true
   set +e
-  ${ckrun} restart --dir ck > run3.txt 2>&1
+  ${ckrun} restart --stdio=inherit --dir ck > run3.txt 2>&1
   echo "last restart: status $?"`;
 }
 
