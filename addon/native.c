@@ -53,6 +53,7 @@ NAPI_MODULE_INIT()
 		{ "watchExit", NULL, js_watch_exit, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "unwatchExit", NULL, js_unwatch_exit, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "signalWatched", NULL, js_signal_watched, NULL, NULL, NULL, napi_enumerable, NULL },
+		{ "socketPair", NULL, js_socket_pair, NULL, NULL, NULL, napi_enumerable, NULL },
 	};
 	if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)
 		return NULL;

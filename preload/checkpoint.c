@@ -181,6 +181,8 @@ static int take_request(void)
 			ck_session_refused();
 			return REQ_NONE;
 		}
+		if (ck_jobstop_line(line))
+			continue;
 		if (line_arg(line, (size_t)n, "checkpoint", request_path, sizeof request_path - 8))
 			return REQ_AUTONOMOUS;
 		if (line_arg(line, (size_t)n, "stop", request_path, sizeof request_path - 8))
@@ -208,6 +210,7 @@ static int await_step(const char *word, char *args, size_t cap)
 		}
 		if (ck_strneq(line, "abort", 5))
 			return 0;
+		ck_jobstop_line(line);
 	}
 	return 0;
 }
@@ -659,6 +662,7 @@ static void wait_for_release(int seen)
 static void release_threads(void)
 {
 	ck_held_requeue();
+	ck_jobstop_forget();
 	take_queued_deliveries();
 	__atomic_store_n(&state, ST_RELEASING, __ATOMIC_SEQ_CST);
 	futex_wake_all(&state);
@@ -697,6 +701,7 @@ static int write_image_state(struct ck_scratch *s, const char *path, int nthread
 	ck_process_save(w, s);
 	ck_threads_save(w, nthreads);
 	ck_signals_save(w);
+	ck_jobstop_save(w);
 	ck_files_save(w, s);
 	ck_memory_save_stopped(w, s);
 	if (w->err)
@@ -919,6 +924,11 @@ static void after_restore_leader(struct ck_restore_info *ri)
 	ck_str_dec(&m, ck_getpid());
 	ck_str_add(&m, "\n");
 	ck_session_reply(buf);
+	/* stopped at the checkpoint: stopped again before the program runs */
+	uint64_t was_pending = ck_saved_timers.shared_pending;
+	for (int i = 0; i < n && i < CK_MAX_THREADS; i++)
+		was_pending |= ck_threads[i].pending;
+	ck_jobstop_after_restore(was_pending);
 	release_threads();
 }
 
@@ -978,6 +988,7 @@ static void lead_checkpoint(ucontext_t *uc, int mode)
 		parse_skip(s, args);
 	}
 	capture_signals();
+	ck_jobstop_capture();
 
 	long ri = ck_ctx_save(&me->resume);
 	if (ri) {

@@ -290,6 +290,13 @@ CK_HIDDEN int ck_held_failed(void);
 CK_HIDDEN int ck_held_count(void);
 CK_HIDDEN void ck_held_requeue(void);
 
+/* jobstop.c: processes stopped by SIGSTOP or job control */
+CK_HIDDEN int ck_jobstop_line(const char *line);
+CK_HIDDEN void ck_jobstop_capture(void);
+CK_HIDDEN void ck_jobstop_forget(void);
+CK_HIDDEN void ck_jobstop_save(struct ck_writer *w);
+CK_HIDDEN void ck_jobstop_after_restore(uint64_t was_pending);
+
 /* syscalls.c: system calls a checkpoint interrupts are resumed */
 CK_HIDDEN extern volatile uint64_t ck_restores;
 CK_HIDDEN extern volatile int ck_calls_enabled;

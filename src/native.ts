@@ -58,6 +58,8 @@ export interface NativeAddon {
   unwatchExit(id: number): void;
   /** Signals a watched process through its pidfd; false when it has exited or is not watched. */
   signalWatched(id: number, signal: number): boolean;
+  /** A connected pair of Unix stream sockets, both close-on-exec (addon/hold.c). */
+  socketPair(): [number, number];
 }
 
 /** Who made the other end of a Unix socket, as the kernel recorded it at connect() or listen(). */
