@@ -397,6 +397,9 @@ static int first_missing(struct ck_scratch *s)
 	return 0;
 }
 
+/* the signal handler's return (below) */
+void ck_sigreturn_trampoline(void);
+
 /* Threads that keep ckrun's signal blocked: glibc's helper threads (the
  * SIGEV_THREAD timer thread and the threads it starts, AIO workers) block
  * every signal but SIGSETXID for their whole life, so they are asked
@@ -426,7 +429,7 @@ static int nudge_blocked_threads(struct ck_scratch *s, int pid)
 		int tid = s->signaled[i], setxid_blocked;
 		if (nudged[i] || has_arrived(tid) || !ck_thread_blocks(tid, ck_session.sig, &setxid_blocked))
 			continue;
-		if (setxid_blocked || !ck_setxid_stop_ready()) {
+		if (setxid_blocked || !ck_setxid_stop_ready(ck_signal_handler, ck_sigreturn_trampoline)) {
 			if (!stuck)
 				stuck = tid;
 			continue;
@@ -1149,7 +1152,6 @@ CK_HIDDEN void ck_install_handler(void)
 {
 	struct ck_ksigaction ka;
 	ck_memset(&ka, 0, sizeof ka);
-	extern void ck_sigreturn_trampoline(void);
 	ka.handler = (unsigned long)ck_signal_handler;
 	ka.flags = SA_SIGINFO | SA_RESTART | SA_RESTORER;
 	ka.restorer = (unsigned long)ck_sigreturn_trampoline;

@@ -283,7 +283,7 @@ CK_HIDDEN void ck_signal_handler(int sig, siginfo_t *si, void *ucv);
 /* helper-threads.c: glibc's helper threads, stopped through SIGSETXID,
  * and the SIGTIMER deliveries held while the program is stopped */
 CK_HIDDEN int ck_setxid_signal(void);
-CK_HIDDEN int ck_setxid_stop_ready(void);
+CK_HIDDEN int ck_setxid_stop_ready(void (*stop)(int, siginfo_t *, void *), void (*restorer)(void));
 CK_HIDDEN int ck_thread_blocks(int tid, int sig, int *also_setxid);
 CK_HIDDEN void ck_held_take(void);
 CK_HIDDEN int ck_held_failed(void);

@@ -28,12 +28,15 @@
 
 /* glibc's own action for SIGSETXID, which the shim's handler forwards to */
 static struct ck_ksigaction glibc_setxid;
+/* the checkpoint's handler and its sigreturn trampoline (checkpoint.c,
+ * a layer above: passed down by ck_setxid_stop_ready) */
+static void (*stop_handler)(int, siginfo_t *, void *);
 
 static void setxid_handler(int sig, siginfo_t *si, void *uc)
 {
 	uint64_t tag = (uint64_t)si->si_value.sival_ptr >> 32;
 	if (si->si_code == SI_QUEUE && si->si_pid == (int)ck_getpid() && tag == CK_QUEUE_MAGIC) {
-		ck_signal_handler(sig, si, uc);
+		stop_handler(sig, si, uc);
 		return;
 	}
 	if (glibc_setxid.flags & SA_SIGINFO)
@@ -52,8 +55,9 @@ CK_HIDDEN int ck_setxid_signal(void)
  * default action would end the program). glibc installs its handler when
  * the process starts its first thread, and again in a forked child that
  * does, replacing the shim's: this is looked at before every stop. */
-CK_HIDDEN int ck_setxid_stop_ready(void)
+CK_HIDDEN int ck_setxid_stop_ready(void (*stop)(int, siginfo_t *, void *), void (*restorer)(void))
 {
+	stop_handler = stop;
 	struct ck_ksigaction now;
 	if (ck_rt_sigaction(SIGSETXID_NO, 0, &now) < 0)
 		return 0;
@@ -61,11 +65,10 @@ CK_HIDDEN int ck_setxid_stop_ready(void)
 		return 1;
 	if (now.handler <= 1 /* SIG_DFL, SIG_IGN */)
 		return 0;
-	extern void ck_sigreturn_trampoline(void);
 	struct ck_ksigaction ours = now;
 	ours.handler = (unsigned long)setxid_handler;
 	ours.flags = (now.flags | SA_SIGINFO | SA_RESTORER_FLAG) & ~(unsigned long)(SA_RESETHAND | SA_NODEFER);
-	ours.restorer = (unsigned long)ck_sigreturn_trampoline;
+	ours.restorer = (unsigned long)restorer;
 	ours.mask = ~0ULL;
 	glibc_setxid = now;
 	return ck_rt_sigaction(SIGSETXID_NO, &ours, 0) == 0;
