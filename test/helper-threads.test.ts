@@ -11,10 +11,10 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { type Cbor } from './lib/cbor.js';
 import { ckrun } from './lib/ckrun.js';
-import { imagesOf, readImage } from './lib/images.js';
+import { imagesOf, readImage, readManifest } from './lib/images.js';
 import { CKRUN_SH } from './lib/paths.js';
 import { sleep } from './lib/proc.js';
-import { alive } from './lib/processes.js';
+import { alive, findRestored } from './lib/processes.js';
 import { Scope } from './lib/scope.js';
 import { type StageContext, spine } from './lib/spine.js';
 
@@ -51,6 +51,46 @@ test('SIGEV_THREAD timers (interval and one-shot) and AIO requests in flight com
       const timers = ((readImage(imagesOf(gen)[0]!).meta.signals as Entry).timers as Entry[] | undefined) ?? [];
       if (timers.filter((t) => Number(t.signal) === 32).length !== 2)
         throw new Error(`image ${ctx.stage}: expected glibc's two SIGEV_THREAD timers (signal 32), found ${JSON.stringify(timers.map((t) => t.signal))}`);
+    },
+  });
+});
+
+/** Effective user and group of every thread of the restarted program, read from outside. */
+function threadCreds(restarted: number, pid: number): { tid: string; uid: number; gid: number }[] {
+  const found = findRestored(restarted, pid);
+  if (!found) throw new Error(`no restarted process with PID ${pid} below ${restarted}`);
+  const out: { tid: string; uid: number; gid: number }[] = [];
+  for (const tid of fs.readdirSync(`/proc/${found.outer}/task`)) {
+    let status: string;
+    try {
+      status = fs.readFileSync(`/proc/${found.outer}/task/${tid}/status`, 'utf8');
+    } catch {
+      continue; // a timer callback's thread that ended
+    }
+    const eff = (f: string): number => Number(new RegExp(`^${f}:\\s+\\d+\\s+(\\d+)`, 'm').exec(status)?.[1] ?? -1);
+    out.push({ tid, uid: eff('Uid'), gid: eff('Gid') });
+  }
+  return out;
+}
+
+test('setuid() in a multithreaded program under the shim reaches every thread (glibc helper threads too), before and after two restarts', async () => {
+  await spine({
+    name: 'setxid',
+    example: 'setxid',
+    args: () => ['130'],
+    first: 20,
+    second: 60,
+    expectLines: ['effective user 4343 group 4242', 'effective user 0 group 0', 'child: both threads run as user 4444', 'setxid: done'],
+    shortLivedThreads: true,
+    check(ctx) {
+      noFailure(ctx);
+      if (ctx.stage !== 1) return;
+      // at step 60 and later (before 100) every thread runs as 4343/4242: seen from outside too
+      const pid = Number(readManifest(path.join(ctx.ckpt, '1')).root);
+      const creds = threadCreds(ctx.proc.pid, pid);
+      if (creds.length < 6) throw new Error(`the restarted program has ${creds.length} threads, expected 6 or more`);
+      const wrong = creds.filter((c) => c.uid !== 4343 || c.gid !== 4242);
+      if (wrong.length) throw new Error(`threads not changed by setresuid/setresgid: ${JSON.stringify(wrong)}`);
     },
   });
 });
