@@ -358,6 +358,34 @@ static void detach(struct thread *t)
 	t->state = GONE;
 }
 
+/* A thread's state letter (/proc/PID/task/TID/stat), '?' when gone. */
+static char thread_state(int tid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof path, "/proc/%d/task/%d/stat", pid, tid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return '?';
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	char *p = strrchr(buf, ')');
+	return p && p[1] && p[2] ? p[2] : '?';
+}
+
+/* After the detach, each thread goes back into its group stop on its own
+ * (state T): ckrun lets the others run only then, so that none of them
+ * sees it otherwise. At most a second. */
+static void await_group_stop(void)
+{
+	uint64_t give_up = now_ms() + 1000;
+	for (int i = 0; i < nthreads && now_ms() < give_up; i++) {
+		char c;
+		while ((c = thread_state(threads[i].tid)) != 'T' && c != '?' && c != 'Z' && c != 'X' && now_ms() < give_up)
+			usleep(200);
+	}
+}
+
 static int count(enum state s)
 {
 	int n = 0;
@@ -409,8 +437,10 @@ int main(int argc, char **argv)
 			else
 				maybe_run(t);
 		}
-		if (finishing && count(RUNNING) == 0 && count(TRAPPED) == 0)
+		if (finishing && count(RUNNING) == 0 && count(TRAPPED) == 0) {
+			await_group_stop();
 			return 0;
+		}
 		if (finishing && now_ms() > give_up) {
 			/* still in the handler: stopped there, it finishes after SIGCONT */
 			for (int i = 0; i < nthreads; i++)

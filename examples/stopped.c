@@ -44,6 +44,15 @@ static void on_sigcont(int sig)
 	sigcont_count++;
 }
 
+/* glibc's sigset_t is larger than the kernel's: compare signal by signal */
+static int same_signals(const sigset_t *a, const sigset_t *b)
+{
+	for (int s = 1; s < 65; s++)
+		if (sigismember(a, s) != sigismember(b, s))
+			return 0;
+	return 1;
+}
+
 static void child(int i, const char *name)
 {
 	struct sigaction sa;
@@ -56,18 +65,17 @@ static void child(int i, const char *name)
 	sigemptyset(&marker);
 	sigaddset(&marker, SIGUSR1);
 	sigprocmask(SIG_BLOCK, &marker, 0);
-	sigprocmask(SIG_BLOCK, 0, &marker);
 	for (int step = 1; step <= CHILD_STEPS; step++) {
 		counters[i] = step;
+		sigemptyset(&mask);
 		sigprocmask(SIG_BLOCK, 0, &mask);
-		if (memcmp(&mask, &marker, sizeof mask) != 0) {
+		if (!same_signals(&mask, &marker)) {
 			printf("FAIL: %s: its signal mask changed\n", name);
 			fflush(stdout);
 			_exit(1);
 		}
 		pace_ms(PACE_MS);
 	}
-	say("%s: sigcont %d", name, (int)sigcont_count);
 	_exit(sigcont_count == 1 ? 0 : 1);
 }
 
@@ -163,7 +171,7 @@ int main(int argc, char **argv)
 		if (w < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
 			fail("a child failed");
 	}
-	say("children counted on from %d and %d", at_stop[0], at_stop[1]);
+	say("both children continued once and ended");
 	say("stopped: done");
 	return 0;
 }

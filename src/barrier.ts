@@ -544,6 +544,15 @@ class Barrier<P extends Participant> {
 
   private async resume(): Promise<SavedProcess<P>[]> {
     const parts = this.live();
+    // each answer is awaited before its process is told to resume (a held
+    // process's writer may be done before the others are told)
+    const answers = new Map(
+      parts.map((x) => {
+        const answer = this.host.expect(x.proc, ['ok'], this.answerMs, 'write');
+        answer.catch(() => undefined); // moot once the writer's end decided
+        return [x, answer] as const;
+      }),
+    );
     // a stopped process is let go first, and only then do the others run
     // on: none of them sees it in a tracer's hands
     const held = parts.filter((x) => x.outer !== undefined && this.holds.has(x.outer));
@@ -554,8 +563,7 @@ class Barrier<P extends Participant> {
       parts.map(async (x): Promise<SavedProcess<P>> => {
         let line: string;
         try {
-          const answer = this.host.expect(x.proc, ['ok'], this.answerMs, 'write');
-          answer.catch(() => undefined); // moot once the writer's end decided
+          const answer = answers.get(x)!;
           line = await (x.writerEnd ? Promise.race([answer, x.writerEnd]) : answer);
         } catch (e) {
           // the first failure ends the checkpoint: the other writers need not finish
