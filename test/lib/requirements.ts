@@ -18,6 +18,9 @@ export const REQUIREMENTS: readonly Requirement[] = [
   { command: 'redis-benchmark', package: 'redis-tools', usedBy: 'server-redis' },
   { command: 'setpriv', package: 'util-linux', usedBy: 'nonroot, trust (tests as user nobody), memory-attrs (a restart without CAP_IPC_LOCK)' },
   { command: 'script', package: 'bsdutils', usedBy: 'eintr (a program in a pseudo-terminal of its own)' },
+  { command: 'strace', package: 'strace', usedBy: 'stopped (a program traced by another process is refused)' },
+  { command: 'tmux', package: 'tmux', usedBy: 'helper-threads (vim in tmux)' },
+  { command: 'vim.basic', package: 'vim', usedBy: 'helper-threads (vim 9 keeps a SIGEV_THREAD timer)' },
   { command: 'clang', package: 'clang', usedBy: 'fuzz (libFuzzer targets in fuzz/)' },
   {
     command: 'libFuzzer',
