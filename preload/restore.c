@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ckrun.h"
@@ -748,6 +749,8 @@ CK_HIDDEN void ck_jump_to_core(void *arg, void *stack_top, void (*entry)(void *)
  * process is rebuilt (restore_core.c): until all have, a process of the
  * family that ends has failed its restore (watch_restore). */
 static int tree_done[2] = {-1, -1};
+/* the orchestrator's go: one byte per process once every process is rebuilt */
+static int tree_go[2] = {-1, -1};
 CK_CORE __attribute__((noreturn)) void ck_core_main(struct ck_plan *p);
 
 /* Loads one image and checks what can be checked without changing
@@ -825,6 +828,7 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
 	/* a process of a family tells the orchestrator when it is rebuilt
 	 * (above the program's descriptors, before they are put in place) */
 	plan->done_fd = tree_done[1] >= 0 ? fcntl(tree_done[1], F_DUPFD_CLOEXEC, base) : -1;
+	plan->go_fd = tree_go[0] >= 0 ? fcntl(tree_go[0], F_DUPFD_CLOEXEC, base) : -1;
 	int ctl = connect_ckrun();
 	if (ctl >= 0) {
 		int moved = fcntl(ctl, F_DUPFD_CLOEXEC, base);
@@ -852,10 +856,13 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
 	keep[nkeep++] = plan->image_fd;
 	keep[nkeep++] = plan->exe_fd;
 	keep[nkeep++] = plan->done_fd;
+	keep[nkeep++] = plan->go_fd;
 	plan->nclose = 0;
 	plan->close_fds[plan->nclose++] = plan->image_fd;
 	if (plan->done_fd >= 0)
 		plan->close_fds[plan->nclose++] = plan->done_fd;
+	if (plan->go_fd >= 0)
+		plan->close_fds[plan->nclose++] = plan->go_fd;
 	for (int i = 0; i < img->nimages; i++) {
 		keep[nkeep++] = img->image_fds[i];
 		plan->close_fds[plan->nclose++] = img->image_fds[i];
@@ -1201,7 +1208,7 @@ static int is_descendant(int pid)
 
 /* A process of the family failed before the family was whole: nothing of
  * it may run on. Every process of it that exists is killed and reaped. */
-static __attribute__((noreturn)) void end_family(struct tree *t, int failed, int st)
+static void end_family_quietly(struct tree *t)
 {
 	for (int round = 0; round < 100; round++) {
 		int left = 0;
@@ -1218,6 +1225,11 @@ static __attribute__((noreturn)) void end_family(struct tree *t, int failed, int
 	}
 	while (wait(0) > 0 || errno == EINTR)
 		;
+}
+
+static __attribute__((noreturn)) void end_family(struct tree *t, int failed, int st)
+{
+	end_family_quietly(t);
 	int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 	if (code != CK_EXIT_PIDS_TAKEN)
 		fprintf(stderr, "ckrun restart: process %d of the family of %s could not be restored (%s %d; the reason is "
@@ -1246,14 +1258,67 @@ static int drain_done(int *done, size_t *ndone, size_t n)
 	return k == 0;
 }
 
-/* Watches the family until every process is rebuilt; then the root's exit
- * status so far (or 0) for reap_tree. */
+/* How long the family may take to be rebuilt: in proportion to the work
+ * (the images' bytes, read at 32 MiB/s or better even on a slow disk),
+ * 10 s at least. CKRUN_RESTORE_BOUND_MS sets it (tests). */
+static uint64_t restore_bound_ms(const struct tree *t)
+{
+	const char *env = getenv("CKRUN_RESTORE_BOUND_MS");
+	if (env && *env)
+		return strtoull(env, 0, 10);
+	uint64_t bytes = 0;
+	for (size_t i = 0; i < t->n; i++) {
+		char path[8192];
+		struct stat st;
+		snprintf(path, sizeof path, "%s/%s", t->dir, t->procs[i].image);
+		if (stat(path, &st) == 0)
+			bytes += (uint64_t)st.st_size;
+	}
+	return 10000 + bytes / (32 << 20) * 1000;
+}
+
+static uint64_t monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The family was not rebuilt within its bound: it is ended, naming the
+ * processes that had not finished. */
+static __attribute__((noreturn)) void family_too_slow(struct tree *t, const int *done, size_t ndone, uint64_t bound)
+{
+	char who[1024];
+	size_t len = 0, late = 0;
+	who[0] = 0;
+	for (size_t i = 0; i < t->n; i++) {
+		if (done_has(done, ndone, t->procs[i].pid))
+			continue;
+		const char *exe = t->procs[i].img.exe ? t->procs[i].img.exe : "?";
+		const char *base = strrchr(exe, '/');
+		if (len < sizeof who - 64)
+			len += (size_t)snprintf(who + len, sizeof who - len, "%s%d (%s)", late ? ", " : "", t->procs[i].pid, base ? base + 1 : exe);
+		late++;
+	}
+	fprintf(stderr, "ckrun restart: %zu process%s of the family of %s did not finish its restore within %llu s: %s; "
+			"every process of the family was ended, nothing of it runs\n",
+		late, late == 1 ? "" : "es", t->dir, (unsigned long long)((bound + 999) / 1000), who);
+	end_family_quietly(t);
+	exit(CK_EXIT_REFUSED);
+}
+
+/* Watches the family until every process is rebuilt (each waits then in
+ * its restore core), then lets them all run at once; the root's exit
+ * status so far (or 0) for reap_tree. A process that ends before, or a
+ * family not rebuilt within its bound, ends the whole family. */
 static int watch_restore(struct tree *t, int root)
 {
 	int *done = calloc(t->n + 1, sizeof *done);
 	size_t ndone = 0;
 	int code = 0, eof = 0;
+	uint64_t bound = restore_bound_ms(t), deadline = monotonic_ms() + bound;
 	close(tree_done[1]);
+	close(tree_go[0]);
 	fcntl(tree_done[0], F_SETFL, O_NONBLOCK);
 	while (ndone < t->n) {
 		struct pollfd pfd = {tree_done[0], POLLIN, 0};
@@ -1274,7 +1339,16 @@ static int watch_restore(struct tree *t, int root)
 			if (w == root)
 				code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 		}
+		if (ndone < t->n && monotonic_ms() > deadline)
+			family_too_slow(t, done, ndone, bound);
 	}
+	/* every process is rebuilt: they all run from here */
+	for (size_t i = 0; i < t->n; i++) {
+		char go = 1;
+		if (write(tree_go[1], &go, 1) != 1)
+			break;
+	}
+	close(tree_go[1]);
 	close(tree_done[0]);
 	free(done);
 	return code;
@@ -1311,6 +1385,11 @@ CK_HIDDEN __attribute__((noreturn)) void ck_restore_tree(const char *dir, int ve
 	int raw[2];
 	if (pipe2(raw, O_CLOEXEC) != 0 || (tree_done[0] = fcntl(raw[0], F_DUPFD_CLOEXEC, base + 64)) < 0 ||
 	    (tree_done[1] = fcntl(raw[1], F_DUPFD_CLOEXEC, base + 64)) < 0)
+		ck_refuse("cannot create the orchestrator's pipe: %s", strerror(errno));
+	close(raw[0]);
+	close(raw[1]);
+	if (pipe2(raw, O_CLOEXEC) != 0 || (tree_go[0] = fcntl(raw[0], F_DUPFD_CLOEXEC, base + 64)) < 0 ||
+	    (tree_go[1] = fcntl(raw[1], F_DUPFD_CLOEXEC, base + 64)) < 0)
 		ck_refuse("cannot create the orchestrator's pipe: %s", strerror(errno));
 	close(raw[0]);
 	close(raw[1]);

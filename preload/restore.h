@@ -193,6 +193,7 @@ struct ck_plan_thread {
 struct ck_plan {
 	int image_fd;
 	int done_fd;            /* a family's: the PID is written here once the process is rebuilt, or -1 */
+	int go_fd;              /* a family's: a byte comes here once every process is rebuilt, or -1 */
 	int map_runs;           /* 0: read every run (CKRUN_RESTORE_READ=1) */
 	int exe_fd;
 	int err_fd;
