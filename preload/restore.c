@@ -1307,6 +1307,44 @@ static __attribute__((noreturn)) void family_too_slow(struct tree *t, const int 
 	exit(CK_EXIT_REFUSED);
 }
 
+/* Whether pid is a zombie, and then its wait status (the last field of
+ * /proc/PID/stat): a process of the family that ended while its parent, a
+ * restore host, cannot reap it yet. */
+static int zombie_status(int pid, int *st)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof path, "/proc/%d/stat", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	char *p = strrchr(buf, ')');
+	if (!p || p[1] != ' ' || p[2] != 'Z')
+		return 0;
+	char *last = strrchr(buf, ' ');
+	*st = last ? atoi(last + 1) : 0;
+	return 1;
+}
+
+/* A process of the family that ended before it was rebuilt, though not
+ * the orchestrator's child (its parent's restore host cannot reap it): it
+ * ends the family at once. */
+static void check_members(struct tree *t, int *done, size_t *ndone)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		int pid = t->procs[i].pid, st;
+		if (done_has(done, *ndone, pid) || !zombie_status(pid, &st))
+			continue;
+		drain_done(done, ndone, t->n);
+		if (!done_has(done, *ndone, pid))
+			end_family(t, pid, st);
+	}
+}
+
 /* Watches the family until every process is rebuilt (each waits then in
  * its restore core), then lets them all run at once; the root's exit
  * status so far (or 0) for reap_tree. A process that ends before, or a
@@ -1321,6 +1359,8 @@ static int watch_restore(struct tree *t, int root)
 	close(tree_go[0]);
 	fcntl(tree_done[0], F_SETFL, O_NONBLOCK);
 	while (ndone < t->n) {
+		if (monotonic_ms() >= deadline)
+			family_too_slow(t, done, ndone, bound);
 		struct pollfd pfd = {tree_done[0], POLLIN, 0};
 		if (!eof)
 			poll(&pfd, 1, 20);
@@ -1339,8 +1379,7 @@ static int watch_restore(struct tree *t, int root)
 			if (w == root)
 				code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 		}
-		if (ndone < t->n && monotonic_ms() > deadline)
-			family_too_slow(t, done, ndone, bound);
+		check_members(t, done, &ndone);
 	}
 	/* every process is rebuilt: they all run from here */
 	for (size_t i = 0; i < t->n; i++) {
