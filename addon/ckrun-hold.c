@@ -74,7 +74,7 @@ static uint64_t now_ms(void)
 
 static void say(const char *fmt, ...)
 {
-	char buf[512];
+	char buf[800];
 	va_list ap;
 	va_start(ap, fmt);
 	int n = vsnprintf(buf, sizeof buf - 1, fmt, ap);
@@ -90,7 +90,7 @@ static void say(const char *fmt, ...)
 
 static __attribute__((noreturn)) void fail(const char *fmt, ...)
 {
-	char msg[400];
+	char msg[700];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
@@ -193,7 +193,11 @@ static void seize_all(void)
 			if (ptrace(PTRACE_SEIZE, tid, 0, PTRACE_O_TRACESYSGOOD) != 0) {
 				if (errno == ESRCH)
 					continue;
-				fail("cannot trace thread %d of process %d: %s", tid, pid, strerror(errno));
+				fail("cannot trace thread %d of process %d: %s%s", tid, pid, strerror(errno),
+				     errno == EPERM ? " (ckrun holds a stopped process with ptrace, which Yama's kernel.yama.ptrace_scope 1 or more "
+						      "allows only to root, and which a process that is not dumpable refuses); continue it with SIGCONT "
+						      "or checkpoint as root"
+						    : "");
 			}
 			/* a thread that is not in a group stop traps too */
 			ptrace(PTRACE_INTERRUPT, tid, 0, 0);
