@@ -99,7 +99,7 @@ static __attribute__((noreturn)) void fail(const char *fmt, ...)
 	exit(1);
 }
 
-/* CKRUN_HOLD_TRACE=1: every decision on stderr */
+/* CKRUN_HOLD_TRACE: every decision on stderr (or in a file) */
 static int tracing;
 
 static void note(const char *fmt, ...)
@@ -405,7 +405,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	tracing = getenv("CKRUN_HOLD_TRACE") != 0;
+	/* CKRUN_HOLD_TRACE=1: notes on stderr; =/PATH: appended to PATH */
+	const char *trace = getenv("CKRUN_HOLD_TRACE");
+	tracing = trace != 0;
+	if (trace && trace[0] == '/' && !freopen(trace, "a", stderr))
+		tracing = 0;
 	find_shim();
 	seize_all();
 	int stopsig = first_traps();

@@ -75,7 +75,7 @@ export function holdStopped(outer: number, signal: number, what: string): Promis
   let pid: number;
   try {
     pid = spawnChild(
-      { file: program, argv: [program, String(outer), String(signal)], env: process.env['CKRUN_HOLD_TRACE'] ? ['CKRUN_HOLD_TRACE=1'] : [], fds: [theirs, theirs, 2], pdeathsig: 9 },
+      { file: program, argv: [program, String(outer), String(signal)], env: process.env['CKRUN_HOLD_TRACE'] ? [`CKRUN_HOLD_TRACE=${process.env['CKRUN_HOLD_TRACE']}`] : [], fds: [theirs, theirs, 2], pdeathsig: 9 },
       (st) => {
         exited = st;
         onExit?.();
