@@ -379,10 +379,10 @@ static char thread_state(int tid)
 
 /* After the detach, each thread goes back into its group stop on its own
  * (state T): ckrun lets the others run only then, so that none of them
- * sees it otherwise. At most a second. */
+ * sees it otherwise. At most 5 s (a loaded machine may take its time to run it). */
 static void await_group_stop(void)
 {
-	uint64_t give_up = now_ms() + 1000;
+	uint64_t give_up = now_ms() + 5000;
 	for (int i = 0; i < nthreads && now_ms() < give_up; i++) {
 		char c;
 		while ((c = thread_state(threads[i].tid)) != 'T' && c != '?' && c != 'Z' && c != 'X' && now_ms() < give_up)

@@ -100,7 +100,7 @@ export function holdStopped(outer: number, signal: number, what: string): Promis
       } catch {
         // gone
       }
-    }, 15_000);
+    }, 20_000);
     await gone;
     clearTimeout(t);
     sock.destroy();
