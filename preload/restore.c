@@ -1300,7 +1300,7 @@ static __attribute__((noreturn)) void family_too_slow(struct tree *t, const int 
 			len += (size_t)snprintf(who + len, sizeof who - len, "%s%d (%s)", late ? ", " : "", t->procs[i].pid, base ? base + 1 : exe);
 		late++;
 	}
-	fprintf(stderr, "ckrun restart: %zu process%s of the family of %s did not finish its restore within %llu s: %s; "
+	fprintf(stderr, "ckrun restart: %zu process%s of the family of %s did not finish restoring within %llu s: %s; "
 			"every process of the family was ended, nothing of it runs\n",
 		late, late == 1 ? "" : "es", t->dir, (unsigned long long)((bound + 999) / 1000), who);
 	end_family_quietly(t);

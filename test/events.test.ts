@@ -5,9 +5,6 @@
 // again from the restarted process). The tests add what the image says.
 import { test } from 'uvu';
 import * as path from 'node:path';
-import { exampleProgram } from './lib/examples.js';
-import { ckrun } from './lib/ckrun.js';
-import { Scope } from './lib/scope.js';
 import { type Cbor } from './lib/cbor.js';
 import { imagesOf, readImage } from './lib/images.js';
 import { type StageContext, spine } from './lib/spine.js';

@@ -94,7 +94,7 @@ test('a family not rebuilt within its bound is ended, naming the processes that 
     // a bound of 0 ms: no family is rebuilt in time
     const r = await ckrun(['restart', '--dir', ckpt], { cwd: work, env: { CKRUN_RESTORE_BOUND_MS: '0' } });
     assert.is.not(r.code, 0, 'the restart fails');
-    assert.match(r.stderr, /process(es)? of the family of .* did not finish its restore within 0 s: \d+ \(python3[.\d]*\)/, r.stderr);
+    assert.match(r.stderr, /process(es)? of the family of .* did not finish restoring within 0 s: \d+ \(python3[.\d]*\)/, r.stderr);
     assert.match(r.stderr, /every process of the family was ended, nothing of it runs/);
     assert.not.match(r.stdout, /step \d+/, 'nothing of the family ran');
     await sleep(200);
