@@ -24,6 +24,14 @@
       ]
     },
     {
+      # ckrun-hold: the tracer that lets the shim of a stopped process
+      # take part in a checkpoint (addon/ckrun-hold.c)
+      "target_name": "ckrun-hold",
+      "type": "executable",
+      "sources": ["addon/ckrun-hold.c"],
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Werror"]
+    },
+    {
       "target_name": "ckrun_native",
       "dependencies": ["ckrun_shim"],
       "sources": [

@@ -64,6 +64,7 @@ NAPI_MODULE_INIT()
 		{ "punchHole", NULL, js_punch_hole, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "seek", NULL, js_seek, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "futimesNs", NULL, js_futimes_ns, NULL, NULL, NULL, napi_enumerable, NULL },
+		{ "socketPair", NULL, js_socket_pair, NULL, NULL, NULL, napi_enumerable, NULL },
 	};
 	if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)
 		return NULL;

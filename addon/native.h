@@ -97,6 +97,7 @@ napi_value js_send_with_fd(napi_env env, napi_callback_info info);
 napi_value js_unix_peers(napi_env env, napi_callback_info info);
 napi_value js_peer_cred(napi_env env, napi_callback_info info);
 napi_value js_peer_alive(napi_env env, napi_callback_info info);
+napi_value js_socket_pair(napi_env env, napi_callback_info info);
 
 /* files.c */
 napi_value js_kcmp_file(napi_env env, napi_callback_info info);

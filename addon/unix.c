@@ -326,3 +326,31 @@ napi_value js_peer_alive(napi_env env, napi_callback_info info)
 fail:
 	return NULL;
 }
+
+/* ------------------------------------------------------------------ */
+/* socketPair: a connected pair (node has none of its own)             */
+
+/* socketPair(): [fd, fd], both close-on-exec; one end for node, the other
+ * for a child's stdin and stdout (ckrun-hold: spawn's fds mapping dup2s it
+ * into place, which clears the flag there). */
+napi_value js_socket_pair(napi_env env, napi_callback_info info)
+{
+	(void)info;
+	int sv[2];
+	napi_value result = NULL, a, b;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+		int err = errno;
+		throw_coded(env, errno_name(err), "socketpair: %s", strerror(err));
+		return NULL;
+	}
+	NAPI_CALL(env, napi_create_array_with_length(env, 2, &result));
+	NAPI_CALL(env, napi_create_int32(env, sv[0], &a));
+	NAPI_CALL(env, napi_create_int32(env, sv[1], &b));
+	NAPI_CALL(env, napi_set_element(env, result, 0, a));
+	NAPI_CALL(env, napi_set_element(env, result, 1, b));
+	return result;
+fail:
+	close(sv[0]);
+	close(sv[1]);
+	return NULL;
+}

@@ -6,9 +6,8 @@
  * - gone: created and deleted, so the IDs have a gap;
  * - thr: SIGEV_THREAD_ID every 30 ms to a thread of the program that
  *   takes SIGRTMIN+1 with sigwaitinfo, with a pointer value it checks;
- *   (glibc's SIGEV_THREAD timers cannot be checkpointed: their helper
- *   thread blocks every signal; with the argument "sigev-thread" the
- *   program makes one, and the test checks the checkpoint says so);
+ *   (with the argument "sigev-thread" it also makes a glibc SIGEV_THREAD
+ *   timer; examples/sigev-aio.c tests those);
  * - none: SIGEV_NONE, one-shot of 100 s: its remaining time only shrinks.
  * Every 10th step both periodic timers must have fired since the last
  * check (each waits up to 1 s for it), timer_gettime must still know

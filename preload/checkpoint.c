@@ -32,7 +32,6 @@ static volatile int epoch;
 static int overflowed;         /* more threads than slots */
 
 #define SA_RESTORER 0x04000000
-#define CK_QUEUE_MAGIC 0x636bUL  /* tags our own thread-directed signals */
 
 static char request_buf[8320];
 static size_t request_len;
@@ -182,6 +181,8 @@ static int take_request(void)
 			ck_session_refused();
 			return REQ_NONE;
 		}
+		if (ck_jobstop_line(line))
+			continue;
 		if (line_arg(line, (size_t)n, "checkpoint", request_path, sizeof request_path - 8))
 			return REQ_AUTONOMOUS;
 		if (line_arg(line, (size_t)n, "stop", request_path, sizeof request_path - 8))
@@ -209,6 +210,7 @@ static int await_step(const char *word, char *args, size_t cap)
 		}
 		if (ck_strneq(line, "abort", 5))
 			return 0;
+		ck_jobstop_line(line);
 	}
 	return 0;
 }
@@ -395,36 +397,49 @@ static int first_missing(struct ck_scratch *s)
 	return 0;
 }
 
-/* A thread that keeps ckrun's signal blocked for longer than a moment
- * can never stop. glibc's helper thread for SIGEV_THREAD timers does so
- * for its whole life (it is created with every signal blocked, and waits
- * for SIGTIMER with an internal sigwaitinfo the shim cannot wrap). */
-static int blocks_our_signal(int tid)
+/* the signal handler's return (below) */
+void ck_sigreturn_trampoline(void);
+
+/* Threads that keep ckrun's signal blocked: glibc's helper threads (the
+ * SIGEV_THREAD timer thread and the threads it starts, AIO workers) block
+ * every signal but SIGSETXID for their whole life, so they are asked
+ * through SIGSETXID (helper-threads.c). nudged[i] says that signaled[i]
+ * was. A thread that blocks both for longer than a moment blocks them with
+ * a raw system call and can never stop. */
+static char nudged[CK_MAX_THREADS];
+static int any_nudged;
+
+static long nudge_thread(int pid, int tid)
 {
-	char path[64];
-	struct ck_str p;
-	ck_str_init(&p, path, sizeof path);
-	ck_str_add(&p, "/proc/self/task/");
-	ck_str_dec(&p, tid);
-	ck_str_add(&p, "/status");
-	return (ck_read_pending_mask(path, "SigBlk:") >> (ck_session.sig - 1)) & 1;
+	siginfo_t si;
+	ck_memset(&si, 0, sizeof si);
+	si.si_signo = ck_setxid_signal();
+	si.si_code = SI_QUEUE;
+	si.si_pid = pid;
+	si.si_value.sival_ptr = (void *)((CK_QUEUE_MAGIC << 32) | (unsigned)epoch);
+	return CK_SYS4(SYS_rt_tgsigqueueinfo, pid, tid, si.si_signo, &si);
 }
 
-static int is_timer_helper(int tid)
+/* Asks every missing thread that blocks ckrun's signal through SIGSETXID
+ * instead; returns the first missing thread that blocks both, or 0. */
+static int nudge_blocked_threads(struct ck_scratch *s, int pid)
 {
-	static char timers[16 * 1024];
-	char want[32];
-	struct ck_str w;
-	ck_str_init(&w, want, sizeof want);
-	ck_str_add(&w, "/tid.");
-	ck_str_dec(&w, tid);
-	ck_str_add(&w, "\n");
-	if (ck_read_file("/proc/self/timers", timers, sizeof timers) <= 0)
-		return 0;
-	for (const char *t = timers; *t; t++)
-		if (ck_starts_with(t, want) && t > timers + 8 && ck_starts_with(t - 6, "signal"))
-			return 1;
-	return 0;
+	int stuck = 0;
+	for (int i = 0; i < s->nsignaled; i++) {
+		int tid = s->signaled[i], setxid_blocked;
+		if (nudged[i] || has_arrived(tid) || !ck_thread_blocks(tid, ck_session.sig, &setxid_blocked))
+			continue;
+		if (setxid_blocked || !ck_setxid_stop_ready(ck_signal_handler, ck_sigreturn_trampoline)) {
+			if (!stuck)
+				stuck = tid;
+			continue;
+		}
+		if (nudge_thread(pid, tid) == 0) {
+			nudged[i] = 1;
+			any_nudged = 1;
+		}
+	}
+	return stuck;
 }
 
 static void say_blocked(struct ck_str *m, int tid)
@@ -433,14 +448,11 @@ static void say_blocked(struct ck_str *m, int tid)
 	ck_str_dec(m, tid);
 	ck_str_add(m, " blocks ckrun's signal ");
 	ck_str_dec(m, ck_session.sig);
-	if (is_timer_helper(tid))
-		ck_str_add(m, ": it is glibc's helper thread for timer_create(SIGEV_THREAD) timers, which ckrun cannot stop; "
-			      "use SIGEV_SIGNAL or SIGEV_THREAD_ID timers (they are saved)");
-	else if (ck_seccomp_strict_thread(tid))
+	if (ck_seccomp_strict_thread(tid))
 		ck_str_add(m, ": it is in seccomp strict mode (SECCOMP_MODE_STRICT), where it may make none of the system "
 			      "calls a checkpoint needs; ckrun cannot checkpoint it");
 	else
-		ck_str_add(m, " (with a raw system call?), so it cannot stop; let the program leave it unblocked");
+		ck_str_add(m, " and glibc's SIGSETXID (with a raw system call?), so it cannot stop; let the program leave one of them unblocked");
 }
 
 static long stop_timeout_ns(void)
@@ -460,6 +472,8 @@ static int stop_other_threads(struct ck_scratch *s, int pid, int self)
 	}
 	uint64_t deadline = now_ns() + (uint64_t)stop_timeout_ns();
 	int ok = 1;
+	ck_memset(nudged, 0, sizeof nudged);
+	any_nudged = 0;
 	for (;;) {
 		long found = signal_new_threads(s, taskfd, pid, self);
 		if (found < 0) {
@@ -469,20 +483,21 @@ static int stop_other_threads(struct ck_scratch *s, int pid, int self)
 			ok = 0;
 			break;
 		}
-		int expected, missing;
-		uint64_t blocked_since = 0;
+		int expected, stuck, rounds = 0;
+		uint64_t stuck_since = 0;
 		while ((expected = expected_arrivals(s, pid)) > arrived) {
-			/* blocked for 200 ms: not a glibc moment, a thread that never stops */
-			if ((missing = first_missing(s)) > 0 && blocks_our_signal(missing)) {
-				if (!blocked_since)
-					blocked_since = now_ns();
-				else if (now_ns() - blocked_since > 200 * 1000000ULL) {
-					say_blocked(&m, missing);
+			/* a moment for ckrun's signal first; then the threads that block it */
+			if (rounds++ > 0 && (stuck = nudge_blocked_threads(s, pid)) > 0) {
+				/* blocked for 200 ms: not a glibc moment, a thread that never stops */
+				if (!stuck_since)
+					stuck_since = now_ns();
+				else if (now_ns() - stuck_since > 200 * 1000000ULL) {
+					say_blocked(&m, stuck);
 					ok = 0;
 					break;
 				}
-			} else {
-				blocked_since = 0;
+			} else if (rounds > 1) {
+				stuck_since = 0;
 			}
 			if (now_ns() > deadline) {
 				ck_str_add(&m, "thread ");
@@ -493,7 +508,7 @@ static int stop_other_threads(struct ck_scratch *s, int pid, int self)
 				ok = 0;
 				break;
 			}
-			futex_wait(&arrived, arrived, 5 * 1000000L);
+			futex_wait(&arrived, arrived, (rounds == 1 ? 1 : 5) * 1000000L);
 		}
 		if (!ok || found == 0)
 			break;
@@ -542,11 +557,124 @@ static void requeue_program_signals(void)
 	nkept_signals = 0;
 }
 
+/* ---- tidying the stopped threads' signals ----
+ *
+ * Once every thread stands still, the threads that were asked twice (a
+ * helper thread holds ckrun's blocked signal, or took SIGSETXID after the
+ * signal it first blocked) drop the second request, and every thread takes
+ * its pending SIGTIMER deliveries into the shim's memory (helper-threads.c),
+ * so that the image holds them. Done in rounds the leader starts; a timer
+ * that fires meanwhile is taken in the next one. */
+static volatile int tidy_round;
+static volatile int tidied;
+/* Every event a stopped thread waits for bumps this: the next tidy round,
+ * or the release. */
+static volatile int wake_seq;
+static int tidy_failed;
+
+static int is_stop_request(const siginfo_t *si, int pid)
+{
+	return si->si_code == SI_QUEUE && si->si_pid == pid && ((uint64_t)si->si_value.sival_ptr >> 32) == CK_QUEUE_MAGIC;
+}
+
+/* Drops this thread's pending stop requests of signal sig; whatever else
+ * was pending under that number is queued to it again, in order. */
+static void drop_stop_requests(int sig)
+{
+	uint64_t pending = 0, set = 1ULL << (sig - 1);
+	CK_SYS2(SYS_rt_sigpending, &pending, 8);
+	if (!(pending & set))
+		return;
+	siginfo_t keep[8], si;
+	int nkeep = 0, pid = (int)ck_getpid(), tid = (int)ck_gettid();
+	struct ck_timespec zero = {0, 0};
+	while (nkeep < 8 && CK_SYS4(SYS_rt_sigtimedwait, &set, &si, &zero, 8) > 0)
+		if (!is_stop_request(&si, pid))
+			keep[nkeep++] = si;
+	for (int i = 0; i < nkeep; i++)
+		CK_SYS4(SYS_rt_tgsigqueueinfo, pid, tid, sig, &keep[i]);
+}
+
+static void tidy_own_signals(void)
+{
+	drop_stop_requests(ck_session.sig);
+	drop_stop_requests(ck_setxid_signal());
+	ck_held_take();
+}
+
+/* One round: the leader takes its own, every other thread its own. */
+static void tidy_round_run(void)
+{
+	ck_held_take();
+	int others = ck_nthreads - 1, t;
+	__atomic_store_n(&tidied, 0, __ATOMIC_SEQ_CST);
+	__atomic_fetch_add(&tidy_round, 1, __ATOMIC_SEQ_CST);
+	__atomic_fetch_add(&wake_seq, 1, __ATOMIC_SEQ_CST);
+	futex_wake_all(&wake_seq);
+	uint64_t give_up = now_ns() + 2000000000ULL;
+	while ((t = tidied) < others && now_ns() < give_up)
+		futex_wait(&tidied, t, 5 * 1000000L);
+}
+
+static int sigtimer_captured(void)
+{
+	uint64_t bit = 1ULL << 31, any = ck_saved_timers.shared_pending;
+	for (int i = 0; i < ck_nthreads && i < CK_MAX_THREADS; i++)
+		any |= ck_threads[i].pending;
+	return (any & bit) != 0;
+}
+
+/* The signal state the image holds: timers first, then what is pending.
+ * A SIGTIMER delivery found pending means a timer fired since the threads
+ * took theirs: they take it, and it is all read again. An expiry after the
+ * pending signals were read is after the checkpoint's instant: the timer
+ * read before it fires again after a restart. */
+static void capture_signals(void)
+{
+	tidy_failed = 0;
+	if (any_nudged)
+		tidy_round_run();
+	for (int round = 0;; round++) {
+		ck_signals_capture();
+		if (!sigtimer_captured())
+			return;
+		if (round == 20) {
+			tidy_failed = 1;
+			return;
+		}
+		tidy_round_run();
+	}
+}
+
+/* seen: the tidy round that was current before this thread arrived (a
+ * round the leader starts later is this thread's to do). */
+static void wait_for_release(int seen)
+{
+	for (;;) {
+		int seq = __atomic_load_n(&wake_seq, __ATOMIC_SEQ_CST);
+		if (state != ST_STOPPING)
+			return;
+		int r = __atomic_load_n(&tidy_round, __ATOMIC_SEQ_CST);
+		if (r != seen) {
+			seen = r;
+			tidy_own_signals();
+			__atomic_fetch_add(&tidied, 1, __ATOMIC_SEQ_CST);
+			futex_wake_all(&tidied);
+			continue;
+		}
+		futex_wait(&wake_seq, seq, 0);
+	}
+}
+
 static void release_threads(void)
 {
+	ck_held_requeue();
+	ck_jobstop_forget();
 	take_queued_deliveries();
 	__atomic_store_n(&state, ST_RELEASING, __ATOMIC_SEQ_CST);
 	futex_wake_all(&state);
+	__atomic_fetch_add(&wake_seq, 1, __ATOMIC_SEQ_CST);
+	futex_wake_all(&wake_seq);
 	int d;
 	while ((d = departed) < ck_nthreads - 1)
 		futex_wait(&departed, d, 0);
@@ -569,11 +697,18 @@ static int write_image_state(struct ck_scratch *s, const char *path, int nthread
 	if (fd >= 0 ? ck_image_adopt(w, fd, path) < 0 : ck_image_open(w, s->path_tmp) < 0)
 		return 0;
 	struct cb_enc *e = &w->meta;
+	if (tidy_failed || ck_held_failed()) {
+		ck_writer_fail(w, -EAGAIN, tidy_failed ? "a POSIX timer of the program keeps firing faster than ckrun can hold its signals"
+						  : "more than 256 timer signals are pending in the program's threads");
+		ck_image_finish(w, s->path_tmp, path);
+		return 0;
+	}
 	cb_map_open(e);
 	cb_kv_uint(e, "version", CK_IMAGE_VERSION);
 	ck_process_save(w, s);
 	ck_threads_save(w, nthreads);
 	ck_signals_save(w);
+	ck_jobstop_save(w);
 	ck_files_save(w, s);
 	ck_memory_save_stopped(w, s);
 	ck_sysv_save(w, s);
@@ -797,6 +932,11 @@ static void after_restore_leader(struct ck_restore_info *ri)
 	ck_str_dec(&m, ck_getpid());
 	ck_str_add(&m, "\n");
 	ck_session_reply(buf);
+	/* stopped at the checkpoint: stopped again before the program runs */
+	uint64_t was_pending = ck_saved_timers.shared_pending;
+	for (int i = 0; i < n && i < CK_MAX_THREADS; i++)
+		was_pending |= ck_threads[i].pending;
+	ck_jobstop_after_restore(was_pending);
 	ck_attrs_restore_last();
 	release_threads();
 }
@@ -856,7 +996,8 @@ static void lead_checkpoint(ucontext_t *uc, int mode)
 		}
 		parse_skip(s, args);
 	}
-	ck_signals_capture();
+	capture_signals();
+	ck_jobstop_capture();
 
 	long ri = ck_ctx_save(&me->resume);
 	if (ri) {
@@ -867,6 +1008,8 @@ static void lead_checkpoint(ucontext_t *uc, int mode)
 	int n = ck_nthreads, pause_fd = -1;
 	long writer = 0;
 	trace("stopped", t0);
+	if (ck_held_count() > 0)
+		trace("timer signals held", t0);
 	ok = write_image_state(s, request_path, n);
 	trace("state saved", t0);
 	int forked = ok && fork_writer(s, request_path, &pause_fd, &writer, t0);
@@ -955,6 +1098,7 @@ static void participate(ucontext_t *uc, siginfo_t *si)
 	t->leader = 0;
 
 	long ri = ck_ctx_save(&t->resume);
+	int seen = __atomic_load_n(&tidy_round, __ATOMIC_SEQ_CST);
 	if (ri) {
 		struct ck_restore_info *info = (struct ck_restore_info *)ri;
 		ck_thread_after_restore(t, info);
@@ -964,8 +1108,7 @@ static void participate(ucontext_t *uc, siginfo_t *si)
 		__atomic_fetch_add(&arrived, 1, __ATOMIC_SEQ_CST);
 		futex_wake_all(&arrived);
 	}
-	while (state == ST_STOPPING)
-		futex_wait(&state, ST_STOPPING, 0);
+	wait_for_release(seen);
 	if (ri)
 		ck_attrs_restore_last_thread(t);
 	__atomic_fetch_add(&departed, 1, __ATOMIC_SEQ_CST);
@@ -1017,7 +1160,6 @@ CK_HIDDEN void ck_install_handler(void)
 {
 	struct ck_ksigaction ka;
 	ck_memset(&ka, 0, sizeof ka);
-	extern void ck_sigreturn_trampoline(void);
 	ka.handler = (unsigned long)ck_signal_handler;
 	ka.flags = SA_SIGINFO | SA_RESTART | SA_RESTORER;
 	ka.restorer = (unsigned long)ck_sigreturn_trampoline;

@@ -284,6 +284,23 @@ CK_HIDDEN void ck_requests_reset_in_child(void);
 CK_HIDDEN void ck_kill_descendants(void);
 CK_HIDDEN void ck_signal_handler(int sig, siginfo_t *si, void *ucv);
 
+/* helper-threads.c: glibc's helper threads, stopped through SIGSETXID,
+ * and the SIGTIMER deliveries held while the program is stopped */
+CK_HIDDEN int ck_setxid_signal(void);
+CK_HIDDEN int ck_setxid_stop_ready(void (*stop)(int, siginfo_t *, void *), void (*restorer)(void));
+CK_HIDDEN int ck_thread_blocks(int tid, int sig, int *also_setxid);
+CK_HIDDEN void ck_held_take(void);
+CK_HIDDEN int ck_held_failed(void);
+CK_HIDDEN int ck_held_count(void);
+CK_HIDDEN void ck_held_requeue(void);
+
+/* jobstop.c: processes stopped by SIGSTOP or job control */
+CK_HIDDEN int ck_jobstop_line(const char *line);
+CK_HIDDEN void ck_jobstop_capture(void);
+CK_HIDDEN void ck_jobstop_forget(void);
+CK_HIDDEN void ck_jobstop_save(struct ck_writer *w);
+CK_HIDDEN void ck_jobstop_after_restore(uint64_t was_pending);
+
 /* syscalls.c: system calls a checkpoint interrupts are resumed */
 CK_HIDDEN extern volatile uint64_t ck_restores;
 CK_HIDDEN extern volatile int ck_calls_enabled;

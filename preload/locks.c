@@ -312,17 +312,3 @@ CK_CORE void ck_core_take_locks(struct ck_plan *p)
 	}
 }
 
-/* A family's processes wait here, holding their locks, until every one
- * holds its own: the orchestrator closes the pipe's other end then. */
-CK_CORE void ck_core_wait_go(struct ck_plan *p)
-{
-	if (p->go_fd < 0)
-		return;
-	char c;
-	long r;
-	while ((r = ck_read(p->go_fd, &c, 1)) == -EINTR)
-		;
-	ck_close(p->go_fd);
-	if (r != 0)
-		ck_core_fail(p, "the restore's orchestrator did not let the family run", r < 0 ? r : -EPROTO);
-}

@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ckrun.h"
@@ -763,9 +764,9 @@ CK_HIDDEN void ck_jump_to_core(void *arg, void *stack_top, void (*entry)(void *)
  * process is rebuilt (restore_core.c): until all have, a process of the
  * family that ends has failed its restore (watch_restore). */
 static int tree_done[2] = {-1, -1};
-/* A family with file locks: every restore core waits for EOF on this
- * pipe, which the orchestrator closes once every process holds its locks
- * again (locks.c), so none runs before the others hold theirs. */
+/* the orchestrator's go: one byte per process once every process is
+ * rebuilt (and holds its file locks again, locks.c), so none runs before
+ * the others are whole */
 static int tree_go[2] = {-1, -1};
 CK_CORE __attribute__((noreturn)) void ck_core_main(struct ck_plan *p);
 
@@ -875,9 +876,10 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
 	keep[nkeep++] = plan->image_fd;
 	keep[nkeep++] = plan->exe_fd;
 	keep[nkeep++] = plan->done_fd;
+	keep[nkeep++] = plan->go_fd;
 	plan->nclose = 0;
 	plan->close_fds[plan->nclose++] = plan->image_fd;
-	keep[nkeep++] = plan->go_fd; /* the core closes it and done_fd itself, after the locks */
+	/* the core closes done_fd and go_fd itself, after the locks */
 	for (int i = 0; i < img->nimages; i++) {
 		keep[nkeep++] = img->image_fds[i];
 		plan->close_fds[plan->nclose++] = img->image_fds[i];
@@ -1404,7 +1406,7 @@ static int is_descendant(int pid)
 
 /* A process of the family failed before the family was whole: nothing of
  * it may run on. Every process of it that exists is killed and reaped. */
-static __attribute__((noreturn)) void end_family(struct tree *t, int failed, int st)
+static void end_family_quietly(struct tree *t)
 {
 	for (int round = 0; round < 100; round++) {
 		int left = 0;
@@ -1421,6 +1423,11 @@ static __attribute__((noreturn)) void end_family(struct tree *t, int failed, int
 	}
 	while (wait(0) > 0 || errno == EINTR)
 		;
+}
+
+static __attribute__((noreturn)) void end_family(struct tree *t, int failed, int st)
+{
+	end_family_quietly(t);
 	int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 	if (code != CK_EXIT_PIDS_TAKEN)
 		fprintf(stderr, "ckrun restart: process %d of the family of %s could not be restored (%s %d; the reason is "
@@ -1449,18 +1456,109 @@ static int drain_done(int *done, size_t *ndone, size_t n)
 	return k == 0;
 }
 
-/* Watches the family until every process is rebuilt; then the root's exit
- * status so far (or 0) for reap_tree. */
+/* How long the family may take to be rebuilt: in proportion to the work
+ * (the images' bytes, read at 32 MiB/s or better even on a slow disk),
+ * 10 s at least. CKRUN_RESTORE_BOUND_MS sets it (tests). */
+static uint64_t restore_bound_ms(const struct tree *t)
+{
+	const char *env = getenv("CKRUN_RESTORE_BOUND_MS");
+	if (env && *env)
+		return strtoull(env, 0, 10);
+	uint64_t bytes = 0;
+	for (size_t i = 0; i < t->n; i++) {
+		char path[8192];
+		struct stat st;
+		snprintf(path, sizeof path, "%s/%s", t->dir, t->procs[i].image);
+		if (stat(path, &st) == 0)
+			bytes += (uint64_t)st.st_size;
+	}
+	return 10000 + bytes / (32 << 20) * 1000;
+}
+
+static uint64_t monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The family was not rebuilt within its bound: it is ended, naming the
+ * processes that had not finished. */
+static __attribute__((noreturn)) void family_too_slow(struct tree *t, const int *done, size_t ndone, uint64_t bound)
+{
+	char who[1024];
+	size_t len = 0, late = 0;
+	who[0] = 0;
+	for (size_t i = 0; i < t->n; i++) {
+		if (done_has(done, ndone, t->procs[i].pid))
+			continue;
+		const char *exe = t->procs[i].img.exe ? t->procs[i].img.exe : "?";
+		const char *base = strrchr(exe, '/');
+		if (len < sizeof who - 64)
+			len += (size_t)snprintf(who + len, sizeof who - len, "%s%d (%s)", late ? ", " : "", t->procs[i].pid, base ? base + 1 : exe);
+		late++;
+	}
+	fprintf(stderr, "ckrun restart: %zu process%s of the family of %s did not finish restoring within %llu s: %s; "
+			"every process of the family was ended, nothing of it runs\n",
+		late, late == 1 ? "" : "es", t->dir, (unsigned long long)((bound + 999) / 1000), who);
+	end_family_quietly(t);
+	exit(CK_EXIT_REFUSED);
+}
+
+/* Whether pid is a zombie, and then its wait status (the last field of
+ * /proc/PID/stat): a process of the family that ended while its parent, a
+ * restore host, cannot reap it yet. */
+static int zombie_status(int pid, int *st)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof path, "/proc/%d/stat", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	char *p = strrchr(buf, ')');
+	if (!p || p[1] != ' ' || p[2] != 'Z')
+		return 0;
+	char *last = strrchr(buf, ' ');
+	*st = last ? atoi(last + 1) : 0;
+	return 1;
+}
+
+/* A process of the family that ended before it was rebuilt, though not
+ * the orchestrator's child (its parent's restore host cannot reap it): it
+ * ends the family at once. */
+static void check_members(struct tree *t, int *done, size_t *ndone)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		int pid = t->procs[i].pid, st;
+		if (done_has(done, *ndone, pid) || !zombie_status(pid, &st))
+			continue;
+		drain_done(done, ndone, t->n);
+		if (!done_has(done, *ndone, pid))
+			end_family(t, pid, st);
+	}
+}
+
+/* Watches the family until every process is rebuilt (each waits then in
+ * its restore core), then lets them all run at once; the root's exit
+ * status so far (or 0) for reap_tree. A process that ends before, or a
+ * family not rebuilt within its bound, ends the whole family. */
 static int watch_restore(struct tree *t, int root)
 {
 	int *done = calloc(t->n + 1, sizeof *done);
 	size_t ndone = 0;
 	int code = 0, eof = 0;
+	uint64_t bound = restore_bound_ms(t), deadline = monotonic_ms() + bound;
 	close(tree_done[1]);
+	close(tree_go[0]);
 	fcntl(tree_done[0], F_SETFL, O_NONBLOCK);
-	if (tree_go[0] >= 0)
-		close(tree_go[0]);
 	while (ndone < t->n) {
+		if (monotonic_ms() >= deadline)
+			family_too_slow(t, done, ndone, bound);
 		struct pollfd pfd = {tree_done[0], POLLIN, 0};
 		if (!eof)
 			poll(&pfd, 1, 20);
@@ -1486,10 +1584,16 @@ static int watch_restore(struct tree *t, int root)
 			for (size_t i = 0; i < t->n; i++)
 				if (!done_has(done, ndone, t->procs[i].pid))
 					end_family(t, t->procs[i].pid, CK_EXIT_REFUSED << 8);
+		check_members(t, done, &ndone);
 	}
+	/* every process is rebuilt: they all run from here */
+	for (size_t i = 0; i < t->n; i++) {
+		char go = 1;
+		if (write(tree_go[1], &go, 1) != 1)
+			break;
+	}
+	close(tree_go[1]);
 	close(tree_done[0]);
-	if (tree_go[1] >= 0)
-		close(tree_go[1]); /* every process holds its locks: the family runs */
 	free(done);
 	return code;
 }
@@ -1534,13 +1638,11 @@ CK_HIDDEN __attribute__((noreturn)) void ck_restore_tree(const char *dir, int ve
 		ck_refuse("cannot create the orchestrator's pipe: %s", strerror(errno));
 	close(raw[0]);
 	close(raw[1]);
-	if (ck_locks_any(imgs, t.n)) {
-		if (pipe2(raw, O_CLOEXEC) != 0 || (tree_go[0] = fcntl(raw[0], F_DUPFD_CLOEXEC, base + 64)) < 0 ||
-		    (tree_go[1] = fcntl(raw[1], F_DUPFD_CLOEXEC, base + 64)) < 0)
-			ck_refuse("cannot create the orchestrator's pipe: %s", strerror(errno));
-		close(raw[0]);
-		close(raw[1]);
-	}
+	if (pipe2(raw, O_CLOEXEC) != 0 || (tree_go[0] = fcntl(raw[0], F_DUPFD_CLOEXEC, base + 64)) < 0 ||
+	    (tree_go[1] = fcntl(raw[1], F_DUPFD_CLOEXEC, base + 64)) < 0)
+		ck_refuse("cannot create the orchestrator's pipe: %s", strerror(errno));
+	close(raw[0]);
+	close(raw[1]);
 
 	if (!fresh_namespace)
 		prctl(PR_SET_CHILD_SUBREAPER, 1);

@@ -218,6 +218,7 @@ struct ck_plan {
 	int nlocks;
 	struct ck_plan_lock locks[CK_PLAN_LOCKS];
 	int done_fd;            /* a family's: the PID is written here once the process is rebuilt, or -1 */
+	int go_fd;              /* a family's: a byte comes here once every process is rebuilt, or -1 */
 	int map_runs;           /* 0: read every run (CKRUN_RESTORE_READ=1) */
 	int exe_fd;
 	int err_fd;
@@ -395,6 +396,5 @@ CK_HIDDEN void ck_locks_check(struct ck_image *img, struct ck_img_file *f);
 CK_HIDDEN int ck_locks_any(struct ck_image **imgs, size_t n);
 CK_HIDDEN void ck_locks_plan(const struct ck_image *img, struct ck_plan *plan);
 CK_CORE void ck_core_take_locks(struct ck_plan *p);
-CK_CORE void ck_core_wait_go(struct ck_plan *p);
 
 #endif

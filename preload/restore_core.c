@@ -52,6 +52,22 @@ static CK_CORE_FN void set_nofile(struct ck_plan *p)
 		ck_core_fail(p, "setting RLIMIT_NOFILE back to the saved value failed", r);
 }
 
+/* No process of a family runs before every process is rebuilt: each waits
+ * here for the orchestrator's byte. An end of the pipe without it (the
+ * orchestrator ended the family, or died) ends this process too. */
+static CK_CORE_FN void await_family(struct ck_plan *p)
+{
+	if (p->go_fd < 0)
+		return;
+	char c;
+	long r;
+	do
+		r = ck_read(p->go_fd, &c, 1);
+	while (r == -4 /* EINTR */);
+	if (r != 1)
+		ck_core_fail(p, "the restore of the family ended before every process was rebuilt", r < 0 ? r : -32 /* EPIPE */);
+}
+
 CK_CORE __attribute__((noreturn)) void ck_core_main(struct ck_plan *p)
 {
 	ck_core_unmap_all(p, p->info.hole_start, p->info.hole_start + p->info.hole_len);
@@ -69,7 +85,9 @@ CK_CORE __attribute__((noreturn)) void ck_core_main(struct ck_plan *p)
 		ck_write(p->done_fd, &pid, sizeof pid);
 		ck_close(p->done_fd);
 	}
-	ck_core_wait_go(p);
+	await_family(p);
+	if (p->go_fd >= 0)
+		ck_close(p->go_fd);
 	set_nofile(p);
 	ck_core_start_threads(p);
 }

@@ -89,5 +89,7 @@ static inline void ck_unix_diag_query(struct ck_unix_diag_query *q, uint32_t ino
 		q->r.udiag_cookie[0] = q->r.udiag_cookie[1] = ~0u; /* any: look up by inode */
 	}
 }
+/* tags the stop requests a process sends its own threads (checkpoint.c) */
+#define CK_QUEUE_MAGIC 0x636bUL
 
 #endif

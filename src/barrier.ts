@@ -23,6 +23,7 @@ import {
   nsPids,
   ProcessGoneError,
   saveLine,
+  sessionPidMap,
   sessionProcesses,
   sharedFiles,
   shimDescriptors,
@@ -35,6 +36,7 @@ import {
   type ShmObject,
   type TreeProcess,
 } from './proctree.js';
+import { describeTracer, jobState, type Hold } from './hold.js';
 import type { ExitStatus } from './native.js';
 import { howItEnded, type WriterWatch } from './writer.js';
 
@@ -75,6 +77,13 @@ export interface BarrierHost<P extends Participant> {
    * timeout applies).
    */
   watchWriter?(p: P, writer: number, depth: number, onEnd: (st: ExitStatus | undefined) => void): WriterWatch | undefined;
+  /**
+   * Runs the shim of the stopped process `outer` (its PID in ckrun's
+   * namespace; `what` names it in messages) for the length of the
+   * checkpoint while it stays stopped for everyone else (src/hold.ts).
+   * Absent: a stopped process cannot be checkpointed.
+   */
+  hold?(outer: number, what: string): Promise<Hold>;
   verbose(line: string): void;
 }
 
@@ -158,6 +167,10 @@ interface Part<P extends Participant> {
   answered?: boolean;
   /** Its writer was killed by ckrun because the checkpoint failed elsewhere. */
   abandoned?: boolean;
+  /** `save` was sent: what it is told now is after its checkpoint's instant. */
+  saveSent?: boolean;
+  /** The signal that stopped it (SIGSTOP, job control), once ckrun holds it. */
+  stopSignal?: number;
 }
 
 /** A process's failure that only follows from another's (its writer was killed by ckrun). */
@@ -202,6 +215,13 @@ class Barrier<P extends Participant> {
   private readonly answerMs: number;
   private readonly graceMs: number;
   private resumed = false;
+  /** Stopped processes ckrun runs the shims of, by their PID in ckrun's namespace. */
+  private readonly holds = new Map<number, Promise<Hold | undefined>>();
+  /** Inner PID → PID in ckrun's namespace, as /proc showed it last. */
+  private outerOf = new Map<number, number>();
+  /** A failure found while waiting (a process traced by a debugger): ends the checkpoint. */
+  private trouble: BarrierError | undefined;
+  private watcher: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly host: BarrierHost<P>,
@@ -214,6 +234,8 @@ class Barrier<P extends Participant> {
 
   async run(): Promise<BarrierResult<P>> {
     try {
+      this.outerOf = sessionPidMap(this.opts.self);
+      this.watchStops();
       // processes forked since the last checkpoint join when the sweep asks them
       await this.stopAll(this.host.connected().filter((p) => !p.gone));
       await this.sweep();
@@ -229,8 +251,100 @@ class Barrier<P extends Participant> {
     } catch (e) {
       if (!this.resumed) this.abort();
       this.stopWriters();
-      throw e instanceof BarrierError ? e : new BarrierError(errorMessage(e));
+      throw this.trouble ?? (e instanceof BarrierError ? e : new BarrierError(errorMessage(e)));
+    } finally {
+      if (this.watcher) clearInterval(this.watcher);
+      await this.releaseHolds();
     }
+  }
+
+  // ---- stopped and traced processes ---------------------------------------
+
+  /**
+   * While the checkpoint runs, a process that is stopped (SIGSTOP, job
+   * control) is held: its shim runs although it stays stopped. One traced
+   * by another tracer (a debugger, strace) cannot take part: the
+   * checkpoint fails naming the tracer.
+   */
+  private watchStops(): void {
+    this.watcher = setInterval(() => {
+      for (const x of this.live()) {
+        if (x.proc.gone) continue;
+        const outer = x.outer ?? this.outerOf.get(x.proc.pid);
+        if (outer !== undefined) this.lookAt(outer, x);
+      }
+    }, 50);
+    this.watcher.unref();
+  }
+
+  /** Holds `outer` if it is stopped; notes a foreign tracer. Returns the hold in progress, if any. */
+  private lookAt(outer: number, x?: Part<P>): Promise<Hold | undefined> | undefined {
+    const known = this.holds.get(outer);
+    if (known) return known;
+    const js = jobState(outer);
+    if (!js) return undefined;
+    // (a process ckrun holds is traced by ckrun-hold: it has an entry above)
+    if (js.tracer !== 0) {
+      this.trouble ??= new BarrierError(
+        `process ${x?.proc.pid ?? outer} (${describeProcess(outer).comm}) is traced by ${describeTracer(js.tracer)}: ` +
+          `ckrun cannot checkpoint a process under a debugger or tracer; detach it (or end the tracer) and checkpoint again; the program runs on`,
+      );
+      for (const y of this.parts.values()) this.host.cancel(y.proc);
+      return undefined;
+    }
+    if (js.state !== 'T' || !this.host.hold) return undefined;
+    const what = `process ${x?.proc.pid ?? outer}`;
+    const h = this.host.hold(outer, what).then(
+      (hold) => {
+        if (hold.stopSignal === 0) {
+          void hold.release(); // it was continued meanwhile
+          this.holds.delete(outer);
+          return undefined;
+        }
+        this.host.verbose(`${what} is stopped (signal ${hold.stopSignal}): ckrun runs its shim while it stays stopped`);
+        const part = x ?? this.live().find((y) => y.outer === outer);
+        if (part) this.noteStopped(part, hold.stopSignal);
+        return hold;
+      },
+      (e: unknown) => {
+        this.trouble ??= new BarrierError(errorMessage(e));
+        for (const y of this.parts.values()) this.host.cancel(y.proc);
+        return undefined;
+      },
+    );
+    this.holds.set(outer, h);
+    return h;
+  }
+
+  /** Its shim records in the image that it was stopped, if its state is still to be saved. */
+  private noteStopped(x: Part<P>, signal: number): void {
+    if (x.stopSignal !== undefined) return;
+    x.stopSignal = signal;
+    if (!x.saveSent && !x.proc.gone) this.host.send(x.proc, `held ${signal}`);
+  }
+
+  /**
+   * Before `save`: every stopped process is held (its shim knows it was
+   * stopped), and the parent of each knows it (the parent's image says
+   * whether the stop was still to be reported to it by wait()).
+   */
+  private async settleStops(): Promise<void> {
+    for (const x of this.live()) if (x.outer !== undefined) this.lookAt(x.outer, x);
+    await Promise.all([...this.holds.values()]);
+    if (this.trouble) throw this.trouble;
+    for (const [outer, h] of this.holds) {
+      const hold = await h;
+      const x = this.live().find((y) => y.outer === outer);
+      if (!hold || !x) continue;
+      this.noteStopped(x, hold.stopSignal);
+      const parent = this.live().find((y) => y.proc.pid === x.ids?.ppid && !y.proc.gone);
+      if (parent) this.host.send(parent.proc, `child-stopped ${x.proc.pid}`);
+    }
+  }
+
+  private async releaseHolds(): Promise<void> {
+    const holds = await Promise.all([...this.holds.values()]);
+    await Promise.all(holds.map((h) => h?.release()));
   }
 
   private live(): Part<P>[] {
@@ -248,6 +362,8 @@ class Barrier<P extends Participant> {
   private async stop(p: P): Promise<void> {
     const part: Part<P> = { proc: p, stopped: false, dropped: false };
     this.parts.set(p, part);
+    const outer = this.outerOf.get(p.pid);
+    if (outer !== undefined) this.lookAt(outer, part);
     const parent = this.host.parentImage(p);
     if (parent) this.host.send(p, `parent ${parent}`);
     this.host.send(p, `stop ${join(this.opts.genPath, imageName(p.pid))}`);
@@ -296,6 +412,9 @@ class Barrier<P extends Participant> {
         }
       }
       if (unknown.length === 0) return;
+      if (this.trouble) throw this.trouble;
+      // a stopped one is held, so that it can join
+      for (const u of unknown) this.lookAt(u.outer);
       const now = Date.now();
       for (const u of unknown) {
         if (!this.firstSeen.has(u.outer)) this.firstSeen.set(u.outer, now);
@@ -370,9 +489,11 @@ class Barrier<P extends Participant> {
   // ---- save and resume ---------------------------------------------------
 
   private async save(skip: Map<number, ShmObject[]>): Promise<void> {
+    await this.settleStops();
     const parts = this.live();
     const results = await Promise.allSettled(
       parts.map(async (x) => {
+        x.saveSent = true;
         this.host.send(x.proc, saveLine(skip.get(x.proc.pid)));
         try {
           // "saved <pid> [<writer pid>]"
@@ -431,13 +552,26 @@ class Barrier<P extends Participant> {
 
   private async resume(): Promise<SavedProcess<P>[]> {
     const parts = this.live();
-    for (const x of parts) this.host.send(x.proc, 'resume');
+    // each answer is awaited before its process is told to resume (a held
+    // process's writer may be done before the others are told)
+    const answers = new Map(
+      parts.map((x) => {
+        const answer = this.host.expect(x.proc, ['ok'], this.answerMs, 'write');
+        answer.catch(() => undefined); // moot once the writer's end decided
+        return [x, answer] as const;
+      }),
+    );
+    // a stopped process is let go first, and only then do the others run
+    // on: none of them sees it in a tracer's hands
+    const held = parts.filter((x) => x.outer !== undefined && this.holds.has(x.outer));
+    for (const x of held) this.host.send(x.proc, 'resume');
+    await Promise.all(held.map(async (x) => (await this.holds.get(x.outer!))?.release()));
+    for (const x of parts) if (!held.includes(x)) this.host.send(x.proc, 'resume');
     const results = await Promise.allSettled(
       parts.map(async (x): Promise<SavedProcess<P>> => {
         let line: string;
         try {
-          const answer = this.host.expect(x.proc, ['ok'], this.answerMs, 'write');
-          answer.catch(() => undefined); // moot once the writer's end decided
+          const answer = answers.get(x)!;
           line = await (x.writerEnd ? Promise.race([answer, x.writerEnd]) : answer);
         } catch (e) {
           // the first failure ends the checkpoint: the other writers need not finish

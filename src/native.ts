@@ -68,6 +68,8 @@ export interface NativeAddon {
   seek(fd: number, offset: number): void;
   /** futimens(fd, [atime, mtime]) in nanoseconds. */
   futimesNs(fd: number, atimeNs: bigint, mtimeNs: bigint): void;
+  /** A connected pair of Unix stream sockets, both close-on-exec (addon/hold.c). */
+  socketPair(): [number, number];
 }
 
 /** Who made the other end of a Unix socket, as the kernel recorded it at connect() or listen(). */

@@ -8,6 +8,8 @@ import { kcmpFile } from './native.js';
 
 /** Checkpoint writers (forked by the shims, children of ckrun): not session processes. */
 export const WRITER_COMM = 'ckrun-writer';
+/** ckrun's tracer of a stopped process during a checkpoint (src/hold.ts): not a session process. */
+export const HOLD_COMM = 'ckrun-hold';
 /** The restore orchestrator / restore host before it becomes the program. */
 export const RESTORE_COMM = 'ckrun-restore';
 
@@ -116,7 +118,7 @@ export function sessionProcesses(root: number = process.pid): TreeProcess[] {
     for (const c of kidsOf(p)) {
       if (seen.has(c.pid)) continue;
       seen.add(c.pid);
-      if (c.comm === WRITER_COMM) continue;
+      if (c.comm === WRITER_COMM || c.comm === HOLD_COMM) continue;
       queue.push(c.pid);
       if (c.comm === RESTORE_COMM) continue;
       out.push({ outer: c.pid, outerPpid: c.ppid, state: c.state, comm: c.comm });
@@ -187,6 +189,20 @@ export function innerIds(outer: number): InnerIds | undefined {
     ppid = pp.length >= depth ? pp[depth - 1]! : 0;
   }
   return { pid: pids[depth - 1]!, ppid, pgid: last(statusField(status, 'NSpgid')), sid: last(statusField(status, 'NSsid')), depth };
+}
+
+/**
+ * Every live process of the session: the PID it sees itself under (the
+ * last of its NSpid) mapped to its PID in ckrun's namespace.
+ */
+export function sessionPidMap(root: number = process.pid): Map<number, number> {
+  const map = new Map<number, number>();
+  for (const p of sessionProcesses(root)) {
+    if (!isLive(p)) continue;
+    const ns = nsPids(p.outer);
+    if (ns.length > 0) map.set(ns[ns.length - 1]!, p.outer);
+  }
+  return map;
 }
 
 /** Command name and executable of a process, for messages. */

@@ -42,6 +42,7 @@ import { signalName } from './signals.js';
 import { CheckpointScheduler } from './scheduler.js';
 import { SessionServer, type JoinKind, type Proc } from './session-server.js';
 import { watchWriter } from './writer.js';
+import { holdStopped } from './hold.js';
 
 export { SessionError } from './errors.js';
 export type { JoinKind } from './session-server.js';
@@ -573,6 +574,7 @@ export class Coordinator implements Session {
       ownSockets: () => unixPeers(this.socketName),
       askToJoin: (outer) => catchesSignal(outer, this.internalSignal) && askToJoin(outer, this.internalSignal),
       watchWriter: (_p, writer, depth, onEnd) => watchWriter(process.pid, writer, depth, onEnd),
+      hold: (outer, what) => holdStopped(outer, this.internalSignal, what),
       verbose: (line) => this.verbose(line),
     };
   }

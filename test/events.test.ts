@@ -5,9 +5,6 @@
 // again from the restarted process). The tests add what the image says.
 import { test } from 'uvu';
 import * as path from 'node:path';
-import { exampleProgram } from './lib/examples.js';
-import { ckrun } from './lib/ckrun.js';
-import { Scope } from './lib/scope.js';
 import { type Cbor } from './lib/cbor.js';
 import { imagesOf, readImage } from './lib/images.js';
 import { type StageContext, spine } from './lib/spine.js';
@@ -120,21 +117,6 @@ test('epoll and eventfd: level, edge and one-shot readiness and eventfd counters
   });
 });
 
-test('POSIX timers: a glibc SIGEV_THREAD timer fails the checkpoint at once, naming its helper thread', async () => {
-  const scope = new Scope('ev-sigev-thread');
-  try {
-    const ckpt = scope.ckptDir('ckpt');
-    const p = scope.launch({ dir: ckpt, program: exampleProgram('ev-ptimer', ['sigev-thread']), cwd: scope.dir('work'), label: 'ev-ptimer sigev-thread' });
-    await p.waitForStep(5);
-    const t0 = Date.now();
-    const r = await ckrun(['checkpoint', '--dir', ckpt]);
-    if (r.code === 0) throw new Error('the checkpoint of a program with a SIGEV_THREAD timer succeeded');
-    if (!/glibc's helper thread for timer_create\(SIGEV_THREAD\)/.test(r.stderr)) throw new Error(`unclear message: ${r.stderr}`);
-    if (Date.now() - t0 > 8000) throw new Error(`the refusal took ${Date.now() - t0} ms: it should not wait for the 10 s stop timeout`);
-    await p.waitExit();
-  } finally {
-    await scope.cleanup();
-  }
-});
+// glibc's SIGEV_THREAD timers and AIO threads: test/helper-threads.test.ts
 
 test.run();

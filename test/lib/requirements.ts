@@ -18,7 +18,7 @@ export const REQUIREMENTS: readonly Requirement[] = [
   { command: 'redis-benchmark', package: 'redis-tools', usedBy: 'server-redis' },
   { command: 'setpriv', package: 'util-linux', usedBy: 'nonroot, trust (tests as user nobody), memory-attrs (a restart without CAP_IPC_LOCK)' },
   { command: 'script', package: 'bsdutils', usedBy: 'eintr, terminal (a program in a pseudo-terminal of its own)' },
-  { command: 'tmux', package: 'tmux', usedBy: 'terminal (less in a tmux window, restarted in another)' },
+  { command: 'tmux', package: 'tmux', usedBy: 'terminal (less in a tmux window, restarted in another), helper-threads (vim in tmux)' },
   { command: 'less', package: 'less', usedBy: 'terminal (less in a tmux window, restarted in another)' },
   { command: 'chrt', package: 'util-linux', usedBy: 'attrs (a restart run under SCHED_RR; a launch under SCHED_FIFO)' },
   { command: 'choom', package: 'util-linux', usedBy: 'attrs (a restart run at another oom_score_adj)' },
@@ -29,6 +29,8 @@ export const REQUIREMENTS: readonly Requirement[] = [
   { command: 'gzip', package: 'gzip', usedBy: 'files-rollback (ckrun -- gzip -c FILE > out.gz)' },
   { command: 'make', package: 'make', usedBy: 'tree-make, examples' },
   { command: 'gcc', package: 'gcc', usedBy: 'tree-make (gcc with its temporary files), examples' },
+  { command: 'strace', package: 'strace', usedBy: 'stopped (a program traced by another process is refused)' },
+  { command: 'vim.basic', package: 'vim', usedBy: 'helper-threads (vim 9 keeps a SIGEV_THREAD timer)' },
   { command: 'clang', package: 'clang', usedBy: 'fuzz (libFuzzer targets in fuzz/)' },
   {
     command: 'libFuzzer',

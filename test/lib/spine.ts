@@ -54,6 +54,8 @@ export interface SpineOptions {
   expectLines?: (string | RegExp)[];
   /** program-specific checks after each restart (stage 1: while the restarted program runs) */
   check?: (ctx: StageContext) => void | Promise<void>;
+  /** threads of the image may have ended by the time the restart is looked at (glibc's timer callbacks): only the PID is checked */
+  shortLivedThreads?: boolean;
 }
 
 async function trigger(how: Trigger, proc: Proc, ckpt: string): Promise<string> {
@@ -141,7 +143,7 @@ export function assertPrefix(p: Proc, ref: string[], what: string): void {
  * fresh PID namespace if need be) and every thread of the image is back
  * with its TID.
  */
-export function assertOriginalIds(restarted: Proc, gen: string, what: string): void {
+export function assertOriginalIds(restarted: Proc, gen: string, what: string, pidOnly = false): void {
   const m = readManifest(gen);
   const pid = Number(m.processes?.[0]?.pid ?? m.root);
   const found = findRestored(restarted.pid, pid);
@@ -149,6 +151,7 @@ export function assertOriginalIds(restarted: Proc, gen: string, what: string): v
     const below = descendants(restarted.pid).map((d) => `${d} (NSpid ${nsPids(d).join(' ')})`);
     throw new Error(`${what}: no process below ckrun restart runs with the original PID ${pid}; below it: ${below.join(', ') || 'nothing'}`);
   }
+  if (pidOnly) return;
   const img = readImage(imagesOf(gen)[0]);
   const want = ((img.meta.threads as { tid: number }[] | undefined) ?? []).map((t) => Number(t.tid)).sort((a, b) => a - b);
   const have = innerTids(found.outer).sort((a, b) => a - b);
@@ -204,7 +207,7 @@ export async function spine(o: SpineOptions): Promise<void> {
     const r1 = scope.restart({ dir: ckpt, cwd: elsewhere, label: `restart 1 of ${o.example}` });
     await r1.waitForStep(o.second);
     const k1 = assertResumed({ beforeLines: s1.lines, requestedAt: req1, after: r1, ref: ref.lines, complete: false, what: `${o.name}, first restart` });
-    assertOriginalIds(r1, gen1, o.name);
+    assertOriginalIds(r1, gen1, o.name, o.shortLivedThreads);
     await o.check?.({ stage: 1, work, refDir, ref, proc: r1, resumedAt: k1, ckpt });
     const req2 = r1.lines.length;
     const gen2 = await trigger(t2, r1, ckpt);
