@@ -214,7 +214,6 @@ struct ck_plan_lock {
 
 struct ck_plan {
 	int image_fd;
-	int go_fd;              /* a family's with locks: read until EOF before the process runs, or -1 */
 	int nlocks;
 	struct ck_plan_lock locks[CK_PLAN_LOCKS];
 	int done_fd;            /* a family's: the PID is written here once the process is rebuilt, or -1 */
