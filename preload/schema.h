@@ -117,38 +117,40 @@ static const struct ck_schema_key ck_schema_keys_meta[] = {
 	{"seccomp", 5, 0, 0, 0}, /* {seccomp}? */
 	{"aio", 7, 0, 0, 0}, /* [{aio}]? */
 	{"sysv", 8, 0, 0, 0}, /* {sysv}? */
-	{"creds", 9, 0, 0, 0}, /* {creds} since=59ff20e */
-	{"children", 11, 0, 0, 0}, /* [{child}] since=b3911f3 */
-	{"rlimits", 14, 1, 0, 0}, /* [[int]] */
-	{"mm", 15, 1, 0, 0}, /* {mm} */
-	{"auxv", 16, 1, 0, 0}, /* bytes */
-	{"vdso", 17, 1, 0, 0}, /* {vdso} */
+	{"stopped", 1, 0, 0, 0}, /* uint? */
+	{"stopped_children", 12, 0, 0, 0}, /* [[uint|bool]]? */
+	{"creds", 13, 0, 0, 0}, /* {creds} since=59ff20e */
+	{"children", 15, 0, 0, 0}, /* [{child}] since=b3911f3 */
+	{"rlimits", 18, 1, 0, 0}, /* [[int]] */
+	{"mm", 19, 1, 0, 0}, /* {mm} */
+	{"auxv", 20, 1, 0, 0}, /* bytes */
+	{"vdso", 21, 1, 0, 0}, /* {vdso} */
 	{"shim_abi", 1, 1, 0, 0}, /* uint */
 	{"signal", 1, 1, 0, 0}, /* uint */
-	{"ctl_fd", 12, 1, 0, 0}, /* int */
-	{"threads", 19, 1, 0, 0}, /* [{thread}] */
-	{"signals", 20, 1, 0, 0}, /* {signals} */
-	{"files", 22, 1, 0, 0}, /* [{file}] */
-	{"memory", 24, 1, 0, 0}, /* [{region}] */
+	{"ctl_fd", 16, 1, 0, 0}, /* int */
+	{"threads", 23, 1, 0, 0}, /* [{thread}] */
+	{"signals", 24, 1, 0, 0}, /* {signals} */
+	{"files", 26, 1, 0, 0}, /* [{file}] */
+	{"memory", 28, 1, 0, 0}, /* [{region}] */
 	{"mlockall", 2, 0, 0, 0}, /* [text]? */
-	{"stats", 25, 1, 0, 0}, /* {stats} */
+	{"stats", 29, 1, 0, 0}, /* {stats} */
 	{"track_id", 1, 0, 0, 0}, /* uint since=f74aac7 */
 	{"images", 2, 0, 0, 0}, /* [text] since=f74aac7 */
-	{"image_ids", 26, 0, 0, 0}, /* [[uint]] since=f72c03a */
-	{"incremental", 27, 0, 0, 0}, /* {incremental} since=f74aac7 */
+	{"image_ids", 30, 0, 0, 0}, /* [[uint]] since=f72c03a */
+	{"incremental", 31, 0, 0, 0}, /* {incremental} since=f74aac7 */
 };
 static const struct ck_schema_key ck_schema_keys_child[] = {
 	{"pid", 1, 1, 0, 0}, /* uint */
-	{"zombie", 28, 1, 0, 0}, /* bool */
-	{"status", 12, 0, 0, 0}, /* int? */
+	{"zombie", 9, 1, 0, 0}, /* bool */
+	{"status", 16, 0, 0, 0}, /* int? */
 };
 static const struct ck_schema_key ck_schema_keys_creds[] = {
 	{"uid", 3, 1, 0, 0}, /* [uint] */
 	{"gid", 3, 1, 0, 0}, /* [uint] */
 	{"groups", 3, 1, 0, 0}, /* [uint] */
-	{"caps", 29, 1, 0, 0}, /* {caps} */
+	{"caps", 32, 1, 0, 0}, /* {caps} */
 	{"securebits", 1, 1, 0, 0}, /* uint */
-	{"no_new_privs", 28, 1, 0, 0}, /* bool */
+	{"no_new_privs", 9, 1, 0, 0}, /* bool */
 	{"dumpable", 1, 1, 0, 0}, /* uint */
 };
 static const struct ck_schema_key ck_schema_keys_caps[] = {
@@ -183,28 +185,28 @@ static const struct ck_schema_key ck_schema_keys_stats[] = {
 	{"bytes", 1, 1, 0, 0}, /* uint */
 };
 static const struct ck_schema_key ck_schema_keys_incremental[] = {
-	{"parent_used", 28, 1, 0, 0}, /* bool */
+	{"parent_used", 9, 1, 0, 0}, /* bool */
 	{"tracking", 0, 1, 0, 0}, /* text */
 };
 static const struct ck_schema_key ck_schema_keys_thread[] = {
 	{"tid", 1, 1, 0, 0}, /* uint */
-	{"leader", 28, 1, 0, 0}, /* bool */
+	{"leader", 9, 1, 0, 0}, /* bool */
 	{"fs_base", 1, 1, 0, 0}, /* uint */
 	{"comm", 0, 1, 0, 0}, /* text */
 	{"sigmask", 1, 1, 0, 0}, /* uint */
 	{"pending", 1, 1, 0, 0}, /* uint */
-	{"regs", 30, 1, 0, 0}, /* {regs} */
-	{"resume", 16, 1, 0, 0}, /* bytes */
-	{"sigaltstack", 13, 1, 0, 0}, /* [int] */
+	{"regs", 33, 1, 0, 0}, /* {regs} */
+	{"resume", 20, 1, 0, 0}, /* bytes */
+	{"sigaltstack", 17, 1, 0, 0}, /* [int] */
 	{"robust_list", 3, 1, 0, 0}, /* [uint] */
 	{"clear_tid", 1, 1, 0, 0}, /* uint */
-	{"rseq", 32, 1, 0, 0}, /* [uint]|null */
-	{"attrs", 33, 0, 0, 0}, /* {thread_attrs} since=issue-11 */
-	{"queued", 14, 0, 0, 0}, /* [[int]] since=issue-11 */
+	{"rseq", 35, 1, 0, 0}, /* [uint]|null */
+	{"attrs", 36, 0, 0, 0}, /* {thread_attrs} since=issue-11 */
+	{"queued", 18, 0, 0, 0}, /* [[int]] since=issue-11 */
 };
 static const struct ck_schema_key ck_schema_keys_thread_attrs[] = {
 	{"policy", 1, 1, 0, 0}, /* uint */
-	{"nice", 12, 1, 0, 0}, /* int */
+	{"nice", 16, 1, 0, 0}, /* int */
 	{"priority", 1, 1, 0, 0}, /* uint */
 	{"sched_flags", 1, 1, 0, 0}, /* uint */
 	{"runtime", 1, 0, 0, 0}, /* uint? */
@@ -213,37 +215,37 @@ static const struct ck_schema_key ck_schema_keys_thread_attrs[] = {
 	{"util_min", 1, 0, 0, 0}, /* uint? */
 	{"util_max", 1, 0, 0, 0}, /* uint? */
 	{"cpus", 3, 1, 0, 0}, /* [uint] */
-	{"ioprio", 12, 1, 0, 0}, /* int */
-	{"timerslack", 12, 1, 0, 0}, /* int */
-	{"mce_kill", 12, 1, 0, 0}, /* int */
-	{"tsc", 12, 1, 0, 0}, /* int */
-	{"pdeathsig", 12, 1, 0, 0}, /* int */
-	{"cpuid", 28, 1, 0, 0}, /* bool */
+	{"ioprio", 16, 1, 0, 0}, /* int */
+	{"timerslack", 16, 1, 0, 0}, /* int */
+	{"mce_kill", 16, 1, 0, 0}, /* int */
+	{"tsc", 16, 1, 0, 0}, /* int */
+	{"pdeathsig", 16, 1, 0, 0}, /* int */
+	{"cpuid", 9, 1, 0, 0}, /* bool */
 	{"gs_base", 1, 1, 0, 0}, /* uint */
-	{"seccomp", 34, 1, 0, 0}, /* uint|null */
+	{"seccomp", 37, 1, 0, 0}, /* uint|null */
 };
 static const struct ck_schema_key ck_schema_keys_proc_attrs[] = {
-	{"oom_score_adj", 12, 1, 0, 0}, /* int */
+	{"oom_score_adj", 16, 1, 0, 0}, /* int */
 	{"coredump_filter", 1, 1, 0, 0}, /* uint */
 	{"thp_disable", 1, 1, 0, 0}, /* uint */
-	{"child_subreaper", 28, 1, 0, 0}, /* bool */
+	{"child_subreaper", 9, 1, 0, 0}, /* bool */
 	{"membarrier", 1, 1, 0, 0}, /* uint */
 	{"mdwe", 1, 1, 0, 0}, /* uint */
 	{"memory_merge", 1, 1, 0, 0}, /* uint */
 	{"xcomp_perm", 1, 1, 0, 0}, /* uint */
 };
 static const struct ck_schema_key ck_schema_keys_seccomp[] = {
-	{"common", 35, 1, 0, 0}, /* uint|null */
-	{"filters", 37, 1, 0, 0}, /* [{seccomp_filter}] */
+	{"common", 38, 1, 0, 0}, /* uint|null */
+	{"filters", 40, 1, 0, 0}, /* [{seccomp_filter}] */
 };
 static const struct ck_schema_key ck_schema_keys_seccomp_filter[] = {
-	{"prev", 12, 1, 0, 0}, /* int */
+	{"prev", 16, 1, 0, 0}, /* int */
 	{"flags", 1, 1, 0, 0}, /* uint */
-	{"bpf", 16, 1, 0, 0}, /* bytes */
+	{"bpf", 20, 1, 0, 0}, /* bytes */
 };
 static const struct ck_schema_key ck_schema_keys_sysv[] = {
-	{"objects", 39, 1, 0, 0}, /* [{sysv_object}] */
-	{"undo", 14, 1, 0, 0}, /* [[int]] */
+	{"objects", 42, 1, 0, 0}, /* [{sysv_object}] */
+	{"undo", 18, 1, 0, 0}, /* [[int]] */
 };
 static const struct ck_schema_key ck_schema_keys_sysv_object[] = {
 	{"type", 0, 1, 0, 0}, /* text */
@@ -255,10 +257,10 @@ static const struct ck_schema_key ck_schema_keys_sysv_object[] = {
 	{"cgid", 1, 1, 0, 0}, /* uint */
 	{"mode", 1, 1, 0, 0}, /* uint */
 	{"size", 1, 0, 0, 0}, /* uint? */
-	{"data", 13, 0, 0, 0}, /* [int]? */
+	{"data", 17, 0, 0, 0}, /* [int]? */
 	{"values", 3, 0, 0, 0}, /* [uint]? */
 	{"qbytes", 1, 0, 0, 0}, /* uint? */
-	{"messages", 26, 0, 0, 0}, /* [[uint]]? */
+	{"messages", 30, 0, 0, 0}, /* [[uint]]? */
 };
 static const struct ck_schema_key ck_schema_keys_aio[] = {
 	{"ctx", 1, 1, 0, 0}, /* uint */
@@ -267,7 +269,7 @@ static const struct ck_schema_key ck_schema_keys_aio[] = {
 	{"nr", 1, 1, 0, 0}, /* uint */
 	{"head", 1, 1, 0, 0}, /* uint */
 	{"tail", 1, 1, 0, 0}, /* uint */
-	{"events", 14, 1, 0, 0}, /* [[int]] */
+	{"events", 18, 1, 0, 0}, /* [[int]] */
 };
 static const struct ck_schema_key ck_schema_keys_regs[] = {
 	{"r8", 1, 1, 0, 0}, /* uint */
@@ -290,18 +292,18 @@ static const struct ck_schema_key ck_schema_keys_regs[] = {
 	{"eflags", 1, 1, 0, 0}, /* uint */
 };
 static const struct ck_schema_key ck_schema_keys_signals[] = {
-	{"actions", 14, 1, 0, 0}, /* [[int]] */
+	{"actions", 18, 1, 0, 0}, /* [[int]] */
 	{"pending", 1, 1, 0, 0}, /* uint */
-	{"itimers", 14, 1, 0, 0}, /* [[int]] */
-	{"timers", 41, 0, 0, 0}, /* [{timer}] since=2b765d7 */
-	{"queued", 14, 0, 0, 0}, /* [[int]] since=issue-11 */
+	{"itimers", 18, 1, 0, 0}, /* [[int]] */
+	{"timers", 44, 0, 0, 0}, /* [{timer}] since=2b765d7 */
+	{"queued", 18, 0, 0, 0}, /* [[int]] since=issue-11 */
 };
 static const struct ck_schema_key ck_schema_keys_timer[] = {
-	{"id", 12, 1, 0, 0}, /* int */
-	{"clock", 12, 1, 0, 0}, /* int */
+	{"id", 16, 1, 0, 0}, /* int */
+	{"clock", 16, 1, 0, 0}, /* int */
 	{"notify", 0, 1, 0, 0}, /* text */
 	{"signal", 1, 1, 0, 0}, /* uint */
-	{"tid", 12, 1, 0, 0}, /* int */
+	{"tid", 16, 1, 0, 0}, /* int */
 	{"value", 1, 1, 0, 0}, /* uint */
 	{"remaining_ns", 1, 1, 0, 0}, /* uint */
 	{"interval_ns", 1, 1, 0, 0}, /* uint */
@@ -311,7 +313,7 @@ static const struct ck_schema_key ck_schema_keys_file[] = {
 	{"kind", 0, 1, 0, 0}, /* text */
 	{"path", 0, 1, 0, 0}, /* text */
 	{"flags", 1, 1, 0, 0}, /* uint */
-	{"cloexec", 28, 1, 0, 0}, /* bool */
+	{"cloexec", 9, 1, 0, 0}, /* bool */
 	{"offset", 1, 0, 0, 0}, /* uint? */
 	{"size", 1, 1, 0, 0}, /* uint */
 	{"mode", 1, 1, 0, 0}, /* uint */
@@ -321,23 +323,23 @@ static const struct ck_schema_key ck_schema_keys_file[] = {
 	{"mtime_ns", 1, 1, 0, 0}, /* uint */
 	{"stdio", 1, 0, 0, 0}, /* uint? */
 	{"same_as", 1, 0, 0, 0}, /* uint? */
-	{"deleted", 42, 1, "deleted", "same_as"}, /* {deleted} */
-	{"memfd", 43, 1, "memfd", "same_as"}, /* {memfd} */
-	{"deleted_dir", 44, 1, "deleted_dir", "same_as"}, /* {deleted_dir} */
-	{"mqueue", 45, 1, "mqueue", "same_as"}, /* {mqueue} */
-	{"fifo", 46, 1, "fifo", "same_as"}, /* {fifo} */
-	{"fanotify", 47, 1, "fanotify", "same_as"}, /* {fanotify} */
-	{"locks", 50, 0, 0, 0}, /* [[text|uint]]? */
-	{"pty", 51, 1, "pty", "same_as"}, /* {pty} */
-	{"tty", 52, 0, "stdio", 0}, /* {tty}? */
-	{"pipe", 53, 1, "pipe", "same_as"}, /* {pipe} */
-	{"eventfd", 54, 1, "eventfd", "same_as"}, /* {eventfd} */
-	{"epoll", 26, 1, "epoll", "same_as"}, /* [[uint]] */
-	{"timerfd", 55, 1, "timerfd", "same_as"}, /* {timerfd} */
-	{"signalfd", 56, 1, "signalfd", "same_as"}, /* {signalfd} */
-	{"inotify", 57, 1, "inotify", "same_as"}, /* {inotify} */
-	{"pidfd", 58, 1, "pidfd", "same_as"}, /* {pidfd} */
-	{"socket", 59, 1, "socket", "same_as"}, /* {socket} */
+	{"deleted", 45, 1, "deleted", "same_as"}, /* {deleted} */
+	{"memfd", 46, 1, "memfd", "same_as"}, /* {memfd} */
+	{"deleted_dir", 47, 1, "deleted_dir", "same_as"}, /* {deleted_dir} */
+	{"mqueue", 48, 1, "mqueue", "same_as"}, /* {mqueue} */
+	{"fifo", 49, 1, "fifo", "same_as"}, /* {fifo} */
+	{"fanotify", 50, 1, "fanotify", "same_as"}, /* {fanotify} */
+	{"locks", 53, 0, 0, 0}, /* [[text|uint]]? */
+	{"pty", 54, 1, "pty", "same_as"}, /* {pty} */
+	{"tty", 55, 0, "stdio", 0}, /* {tty}? */
+	{"pipe", 56, 1, "pipe", "same_as"}, /* {pipe} */
+	{"eventfd", 57, 1, "eventfd", "same_as"}, /* {eventfd} */
+	{"epoll", 30, 1, "epoll", "same_as"}, /* [[uint]] */
+	{"timerfd", 58, 1, "timerfd", "same_as"}, /* {timerfd} */
+	{"signalfd", 59, 1, "signalfd", "same_as"}, /* {signalfd} */
+	{"inotify", 60, 1, "inotify", "same_as"}, /* {inotify} */
+	{"pidfd", 61, 1, "pidfd", "same_as"}, /* {pidfd} */
+	{"socket", 62, 1, "socket", "same_as"}, /* {socket} */
 };
 static const struct ck_schema_key ck_schema_keys_deleted[] = {
 	{"size", 1, 1, 0, 0}, /* uint */
@@ -346,11 +348,11 @@ static const struct ck_schema_key ck_schema_keys_deleted[] = {
 	{"mode", 1, 1, 0, 0}, /* uint */
 	{"atime_ns", 1, 1, 0, 0}, /* uint */
 	{"mtime_ns", 1, 1, 0, 0}, /* uint */
-	{"extents", 61, 1, 0, 0}, /* [{extent}] */
+	{"extents", 64, 1, 0, 0}, /* [{extent}] */
 };
 static const struct ck_schema_key ck_schema_keys_extent[] = {
 	{"at", 1, 1, 0, 0}, /* uint */
-	{"data", 13, 1, 0, 0}, /* [int] */
+	{"data", 17, 1, 0, 0}, /* [int] */
 };
 static const struct ck_schema_key ck_schema_keys_memfd[] = {
 	{"seals", 1, 1, 0, 0}, /* uint */
@@ -360,7 +362,7 @@ static const struct ck_schema_key ck_schema_keys_memfd[] = {
 	{"mode", 1, 1, 0, 0}, /* uint */
 	{"atime_ns", 1, 1, 0, 0}, /* uint */
 	{"mtime_ns", 1, 1, 0, 0}, /* uint */
-	{"extents", 61, 1, 0, 0}, /* [{extent}] */
+	{"extents", 64, 1, 0, 0}, /* [{extent}] */
 };
 static const struct ck_schema_key ck_schema_keys_deleted_dir[] = {
 	{"uid", 1, 1, 0, 0}, /* uint */
@@ -374,17 +376,17 @@ static const struct ck_schema_key ck_schema_keys_mqueue[] = {
 	{"msgsize", 1, 1, 0, 0}, /* uint */
 	{"uid", 1, 1, 0, 0}, /* uint */
 	{"gid", 1, 1, 0, 0}, /* uint */
-	{"messages", 26, 0, 0, 0}, /* [[uint]]? */
-	{"data", 13, 0, 0, 0}, /* [int]? */
+	{"messages", 30, 0, 0, 0}, /* [[uint]]? */
+	{"data", 17, 0, 0, 0}, /* [int]? */
 };
 static const struct ck_schema_key ck_schema_keys_fifo[] = {
 	{"capacity", 1, 1, 0, 0}, /* uint */
-	{"data", 13, 0, 0, 0}, /* [int]? */
+	{"data", 17, 0, 0, 0}, /* [int]? */
 };
 static const struct ck_schema_key ck_schema_keys_fanotify[] = {
 	{"flags", 1, 1, 0, 0}, /* uint */
 	{"event_flags", 1, 1, 0, 0}, /* uint */
-	{"marks", 63, 1, 0, 0}, /* [{fanotify_mark}] */
+	{"marks", 66, 1, 0, 0}, /* [{fanotify_mark}] */
 };
 static const struct ck_schema_key ck_schema_keys_fanotify_mark[] = {
 	{"on", 0, 1, 0, 0}, /* text */
@@ -394,18 +396,18 @@ static const struct ck_schema_key ck_schema_keys_fanotify_mark[] = {
 	{"mnt_id", 1, 0, 0, 0}, /* uint? */
 	{"sdev", 1, 0, 0, 0}, /* uint? */
 	{"handle_type", 1, 0, 0, 0}, /* uint? */
-	{"handle", 16, 0, 0, 0}, /* bytes? */
+	{"handle", 20, 0, 0, 0}, /* bytes? */
 };
 static const struct ck_schema_key ck_schema_keys_pty[] = {
 	{"end", 0, 1, 0, 0}, /* text */
 	{"index", 1, 1, 0, 0}, /* uint */
-	{"locked", 28, 0, 0, 0}, /* bool? */
-	{"packet", 28, 0, 0, 0}, /* bool? */
-	{"data", 13, 0, 0, 0}, /* [int]? */
-	{"tty", 52, 0, 0, 0}, /* {tty}? */
+	{"locked", 9, 0, 0, 0}, /* bool? */
+	{"packet", 9, 0, 0, 0}, /* bool? */
+	{"data", 17, 0, 0, 0}, /* [int]? */
+	{"tty", 55, 0, 0, 0}, /* {tty}? */
 };
 static const struct ck_schema_key ck_schema_keys_tty[] = {
-	{"termios", 65, 1, 0, 0}, /* [uint|bytes] */
+	{"termios", 68, 1, 0, 0}, /* [uint|bytes] */
 	{"winsize", 3, 1, 0, 0}, /* [uint] */
 	{"sid", 1, 0, 0, 0}, /* uint? */
 	{"fg", 1, 0, 0, 0}, /* uint? */
@@ -413,16 +415,16 @@ static const struct ck_schema_key ck_schema_keys_tty[] = {
 static const struct ck_schema_key ck_schema_keys_pipe[] = {
 	{"id", 1, 1, 0, 0}, /* uint */
 	{"end", 0, 1, 0, 0}, /* text */
-	{"peer_outside", 28, 1, 0, 0}, /* bool */
+	{"peer_outside", 9, 1, 0, 0}, /* bool */
 	{"capacity", 1, 0, 0, 0}, /* uint? */
-	{"data", 13, 0, 0, 0}, /* [int]? */
+	{"data", 17, 0, 0, 0}, /* [int]? */
 };
 static const struct ck_schema_key ck_schema_keys_eventfd[] = {
 	{"count", 1, 1, 0, 0}, /* uint */
-	{"semaphore", 28, 1, 0, 0}, /* bool */
+	{"semaphore", 9, 1, 0, 0}, /* bool */
 };
 static const struct ck_schema_key ck_schema_keys_timerfd[] = {
-	{"clock", 12, 1, 0, 0}, /* int */
+	{"clock", 16, 1, 0, 0}, /* int */
 	{"settime_flags", 1, 1, 0, 0}, /* uint */
 	{"value_ns", 1, 1, 0, 0}, /* uint */
 	{"interval_ns", 1, 1, 0, 0}, /* uint */
@@ -433,7 +435,7 @@ static const struct ck_schema_key ck_schema_keys_signalfd[] = {
 	{"mask", 1, 1, 0, 0}, /* uint */
 };
 static const struct ck_schema_key ck_schema_keys_inotify[] = {
-	{"watches", 68, 1, 0, 0}, /* [[uint|text]] */
+	{"watches", 71, 1, 0, 0}, /* [[uint|text]] */
 	{"queued", 1, 1, 0, 0}, /* uint */
 };
 static const struct ck_schema_key ck_schema_keys_pidfd[] = {
@@ -444,32 +446,32 @@ static const struct ck_schema_key ck_schema_keys_socket[] = {
 	{"family", 1, 1, 0, 0}, /* uint */
 	{"type", 1, 1, 0, 0}, /* uint */
 	{"protocol", 1, 1, 0, 0}, /* uint */
-	{"options", 71, 1, 0, 0}, /* [[uint|bytes]] */
-	{"inet", 72, 0, 0, 0}, /* {inet}? */
-	{"unix", 73, 0, 0, 0}, /* {unix}? */
+	{"options", 74, 1, 0, 0}, /* [[uint|bytes]] */
+	{"inet", 75, 0, 0, 0}, /* {inet}? */
+	{"unix", 76, 0, 0, 0}, /* {unix}? */
 };
 static const struct ck_schema_key ck_schema_keys_inet[] = {
-	{"local", 75, 1, 0, 0}, /* [bytes|uint] */
-	{"peer", 77, 0, 0, 0}, /* [bytes|uint]? */
+	{"local", 78, 1, 0, 0}, /* [bytes|uint] */
+	{"peer", 80, 0, 0, 0}, /* [bytes|uint]? */
 	{"tcp_state", 1, 0, 0, 0}, /* uint? */
 	{"backlog", 1, 0, 0, 0}, /* uint? */
-	{"recv_queue", 13, 0, 0, 0}, /* [int]? */
-	{"unsent_queue", 13, 0, 0, 0}, /* [int]? */
-	{"datagrams", 80, 0, 0, 0}, /* [[bytes|int]]? */
+	{"recv_queue", 17, 0, 0, 0}, /* [int]? */
+	{"unsent_queue", 17, 0, 0, 0}, /* [int]? */
+	{"datagrams", 83, 0, 0, 0}, /* [[bytes|int]]? */
 };
 static const struct ck_schema_key ck_schema_keys_unix[] = {
 	{"ino", 1, 1, 0, 0}, /* uint */
 	{"state", 1, 1, 0, 0}, /* uint */
-	{"name", 16, 0, 0, 0}, /* bytes? */
+	{"name", 20, 0, 0, 0}, /* bytes? */
 	{"peer", 1, 0, 0, 0}, /* uint? */
-	{"peer_name", 16, 0, 0, 0}, /* bytes? */
+	{"peer_name", 20, 0, 0, 0}, /* bytes? */
 	{"shutdown", 1, 0, 0, 0}, /* uint? */
 	{"sndbuf", 1, 1, 0, 0}, /* uint */
 	{"rcvbuf", 1, 1, 0, 0}, /* uint */
 	{"backlog", 1, 0, 0, 0}, /* uint? */
 	{"pending", 3, 0, 0, 0}, /* [uint]? */
-	{"msgs", 86, 0, 0, 0}, /* [uint|[uint|[{passed}]]]? */
-	{"queue", 13, 0, 0, 0}, /* [int]? */
+	{"msgs", 89, 0, 0, 0}, /* [uint|[uint|[{passed}]]]? */
+	{"queue", 17, 0, 0, 0}, /* [int]? */
 };
 static const struct ck_schema_key ck_schema_keys_passed[] = {
 	{"kind", 0, 1, 0, 0}, /* text */
@@ -484,15 +486,15 @@ static const struct ck_schema_key ck_schema_keys_region[] = {
 	{"start", 1, 1, 0, 0}, /* uint */
 	{"end", 1, 1, 0, 0}, /* uint */
 	{"prot", 1, 1, 0, 0}, /* uint */
-	{"shared", 28, 1, 0, 0}, /* bool */
+	{"shared", 9, 1, 0, 0}, /* bool */
 	{"kind", 0, 1, 0, 0}, /* text */
 	{"name", 0, 1, 0, 0}, /* text */
 	{"vmflags", 2, 0, 0, 0}, /* [text]? */
-	{"file", 87, 0, 0, 0}, /* {region_file}? */
-	{"runs", 14, 1, 0, 0}, /* [[int]] */
+	{"file", 90, 0, 0, 0}, /* {region_file}? */
+	{"runs", 18, 1, 0, 0}, /* [[int]] */
 	{"bytes", 1, 1, 0, 0}, /* uint */
 	{"shm", 3, 0, 0, 0}, /* [uint]? */
-	{"shm_object", 88, 0, 0, 0}, /* {shm_object}? */
+	{"shm_object", 91, 0, 0, 0}, /* {shm_object}? */
 };
 static const struct ck_schema_key ck_schema_keys_region_file[] = {
 	{"path", 0, 1, 0, 0}, /* text */
@@ -506,8 +508,8 @@ static const struct ck_schema_key ck_schema_keys_shm_object[] = {
 	{"kind", 0, 1, 0, 0}, /* text */
 	{"name", 0, 1, "memfd", 0}, /* text */
 	{"path", 0, 1, "posix", 0}, /* text */
-	{"key", 12, 1, "sysv", 0}, /* int */
-	{"id", 12, 1, "sysv", 0}, /* int */
+	{"key", 16, 1, "sysv", 0}, /* int */
+	{"id", 16, 1, "sysv", 0}, /* int */
 	{"mode", 1, 1, "sysv", 0}, /* uint */
 	{"size", 1, 1, "sysv", 0}, /* uint */
 };
@@ -519,16 +521,16 @@ static const struct ck_schema_key ck_schema_keys_manifest[] = {
 	{"argv", 2, 1, 0, 0}, /* [text] */
 	{"cwd", 0, 1, 0, 0}, /* text */
 	{"root", 1, 1, 0, 0}, /* uint */
-	{"processes", 90, 1, 0, 0}, /* [{process}] */
-	{"shared_files", 91, 0, 0, 0}, /* [[[uint]]] since=9eadff3 */
-	{"shm_owners", 26, 0, 0, 0}, /* [[uint]] since=f72c03a */
+	{"processes", 93, 1, 0, 0}, /* [{process}] */
+	{"shared_files", 94, 0, 0, 0}, /* [[[uint]]] since=9eadff3 */
+	{"shm_owners", 30, 0, 0, 0}, /* [[uint]] since=f72c03a */
 	{"compressed", 0, 0, 0, 0}, /* text? */
-	{"files", 92, 0, 0, 0}, /* {files}? */
+	{"files", 95, 0, 0, 0}, /* {files}? */
 };
 static const struct ck_schema_key ck_schema_keys_files[] = {
 	{"policy", 0, 1, 0, 0}, /* text */
-	{"saved", 94, 1, 0, 0}, /* [{saved_file}] */
-	{"stdio", 96, 1, 0, 0}, /* [{stdio_file}] */
+	{"saved", 97, 1, 0, 0}, /* [{saved_file}] */
+	{"stdio", 99, 1, 0, 0}, /* [{stdio_file}] */
 };
 static const struct ck_schema_key ck_schema_keys_saved_file[] = {
 	{"path", 0, 1, 0, 0}, /* text */
@@ -579,97 +581,100 @@ static const struct ck_schema_type ck_schema_types[] = {
 	{CKS_RECORD, 16, 0}, /* 6 */
 	{CKS_ARRAY, 6, 0}, /* 7 */
 	{CKS_RECORD, 14, 0}, /* 8 */
-	{CKS_RECORD, 3, 0}, /* 9 */
-	{CKS_RECORD, 2, 0}, /* 10 */
+	{CKS_BOOL, 0, 0}, /* 9 */
+	{CKS_UNION, 0, 2}, /* 10 */
 	{CKS_ARRAY, 10, 0}, /* 11 */
-	{CKS_INT, 0, 0}, /* 12 */
-	{CKS_ARRAY, 12, 0}, /* 13 */
-	{CKS_ARRAY, 13, 0}, /* 14 */
-	{CKS_RECORD, 5, 0}, /* 15 */
-	{CKS_BYTES, 0, 0}, /* 16 */
-	{CKS_RECORD, 6, 0}, /* 17 */
-	{CKS_RECORD, 9, 0}, /* 18 */
-	{CKS_ARRAY, 18, 0}, /* 19 */
-	{CKS_RECORD, 18, 0}, /* 20 */
-	{CKS_RECORD, 20, 0}, /* 21 */
-	{CKS_ARRAY, 21, 0}, /* 22 */
-	{CKS_RECORD, 41, 0}, /* 23 */
-	{CKS_ARRAY, 23, 0}, /* 24 */
-	{CKS_RECORD, 7, 0}, /* 25 */
-	{CKS_ARRAY, 3, 0}, /* 26 */
-	{CKS_RECORD, 8, 0}, /* 27 */
-	{CKS_BOOL, 0, 0}, /* 28 */
-	{CKS_RECORD, 4, 0}, /* 29 */
-	{CKS_RECORD, 17, 0}, /* 30 */
-	{CKS_NULL, 0, 0}, /* 31 */
-	{CKS_UNION, 0, 2}, /* 32 */
-	{CKS_RECORD, 10, 0}, /* 33 */
-	{CKS_UNION, 2, 2}, /* 34 */
-	{CKS_UNION, 4, 2}, /* 35 */
-	{CKS_RECORD, 13, 0}, /* 36 */
-	{CKS_ARRAY, 36, 0}, /* 37 */
-	{CKS_RECORD, 15, 0}, /* 38 */
-	{CKS_ARRAY, 38, 0}, /* 39 */
-	{CKS_RECORD, 19, 0}, /* 40 */
-	{CKS_ARRAY, 40, 0}, /* 41 */
-	{CKS_RECORD, 21, 0}, /* 42 */
-	{CKS_RECORD, 23, 0}, /* 43 */
-	{CKS_RECORD, 24, 0}, /* 44 */
-	{CKS_RECORD, 25, 0}, /* 45 */
-	{CKS_RECORD, 26, 0}, /* 46 */
-	{CKS_RECORD, 27, 0}, /* 47 */
-	{CKS_UNION, 6, 2}, /* 48 */
-	{CKS_ARRAY, 48, 0}, /* 49 */
-	{CKS_ARRAY, 49, 0}, /* 50 */
-	{CKS_RECORD, 29, 0}, /* 51 */
-	{CKS_RECORD, 30, 0}, /* 52 */
-	{CKS_RECORD, 31, 0}, /* 53 */
-	{CKS_RECORD, 32, 0}, /* 54 */
-	{CKS_RECORD, 33, 0}, /* 55 */
-	{CKS_RECORD, 34, 0}, /* 56 */
-	{CKS_RECORD, 35, 0}, /* 57 */
-	{CKS_RECORD, 36, 0}, /* 58 */
-	{CKS_RECORD, 37, 0}, /* 59 */
-	{CKS_RECORD, 22, 0}, /* 60 */
-	{CKS_ARRAY, 60, 0}, /* 61 */
-	{CKS_RECORD, 28, 0}, /* 62 */
-	{CKS_ARRAY, 62, 0}, /* 63 */
-	{CKS_UNION, 8, 2}, /* 64 */
-	{CKS_ARRAY, 64, 0}, /* 65 */
-	{CKS_UNION, 10, 2}, /* 66 */
-	{CKS_ARRAY, 66, 0}, /* 67 */
+	{CKS_ARRAY, 11, 0}, /* 12 */
+	{CKS_RECORD, 3, 0}, /* 13 */
+	{CKS_RECORD, 2, 0}, /* 14 */
+	{CKS_ARRAY, 14, 0}, /* 15 */
+	{CKS_INT, 0, 0}, /* 16 */
+	{CKS_ARRAY, 16, 0}, /* 17 */
+	{CKS_ARRAY, 17, 0}, /* 18 */
+	{CKS_RECORD, 5, 0}, /* 19 */
+	{CKS_BYTES, 0, 0}, /* 20 */
+	{CKS_RECORD, 6, 0}, /* 21 */
+	{CKS_RECORD, 9, 0}, /* 22 */
+	{CKS_ARRAY, 22, 0}, /* 23 */
+	{CKS_RECORD, 18, 0}, /* 24 */
+	{CKS_RECORD, 20, 0}, /* 25 */
+	{CKS_ARRAY, 25, 0}, /* 26 */
+	{CKS_RECORD, 41, 0}, /* 27 */
+	{CKS_ARRAY, 27, 0}, /* 28 */
+	{CKS_RECORD, 7, 0}, /* 29 */
+	{CKS_ARRAY, 3, 0}, /* 30 */
+	{CKS_RECORD, 8, 0}, /* 31 */
+	{CKS_RECORD, 4, 0}, /* 32 */
+	{CKS_RECORD, 17, 0}, /* 33 */
+	{CKS_NULL, 0, 0}, /* 34 */
+	{CKS_UNION, 2, 2}, /* 35 */
+	{CKS_RECORD, 10, 0}, /* 36 */
+	{CKS_UNION, 4, 2}, /* 37 */
+	{CKS_UNION, 6, 2}, /* 38 */
+	{CKS_RECORD, 13, 0}, /* 39 */
+	{CKS_ARRAY, 39, 0}, /* 40 */
+	{CKS_RECORD, 15, 0}, /* 41 */
+	{CKS_ARRAY, 41, 0}, /* 42 */
+	{CKS_RECORD, 19, 0}, /* 43 */
+	{CKS_ARRAY, 43, 0}, /* 44 */
+	{CKS_RECORD, 21, 0}, /* 45 */
+	{CKS_RECORD, 23, 0}, /* 46 */
+	{CKS_RECORD, 24, 0}, /* 47 */
+	{CKS_RECORD, 25, 0}, /* 48 */
+	{CKS_RECORD, 26, 0}, /* 49 */
+	{CKS_RECORD, 27, 0}, /* 50 */
+	{CKS_UNION, 8, 2}, /* 51 */
+	{CKS_ARRAY, 51, 0}, /* 52 */
+	{CKS_ARRAY, 52, 0}, /* 53 */
+	{CKS_RECORD, 29, 0}, /* 54 */
+	{CKS_RECORD, 30, 0}, /* 55 */
+	{CKS_RECORD, 31, 0}, /* 56 */
+	{CKS_RECORD, 32, 0}, /* 57 */
+	{CKS_RECORD, 33, 0}, /* 58 */
+	{CKS_RECORD, 34, 0}, /* 59 */
+	{CKS_RECORD, 35, 0}, /* 60 */
+	{CKS_RECORD, 36, 0}, /* 61 */
+	{CKS_RECORD, 37, 0}, /* 62 */
+	{CKS_RECORD, 22, 0}, /* 63 */
+	{CKS_ARRAY, 63, 0}, /* 64 */
+	{CKS_RECORD, 28, 0}, /* 65 */
+	{CKS_ARRAY, 65, 0}, /* 66 */
+	{CKS_UNION, 10, 2}, /* 67 */
 	{CKS_ARRAY, 67, 0}, /* 68 */
 	{CKS_UNION, 12, 2}, /* 69 */
 	{CKS_ARRAY, 69, 0}, /* 70 */
 	{CKS_ARRAY, 70, 0}, /* 71 */
-	{CKS_RECORD, 38, 0}, /* 72 */
-	{CKS_RECORD, 39, 0}, /* 73 */
-	{CKS_UNION, 14, 2}, /* 74 */
-	{CKS_ARRAY, 74, 0}, /* 75 */
-	{CKS_UNION, 16, 2}, /* 76 */
-	{CKS_ARRAY, 76, 0}, /* 77 */
-	{CKS_UNION, 18, 2}, /* 78 */
-	{CKS_ARRAY, 78, 0}, /* 79 */
+	{CKS_UNION, 14, 2}, /* 72 */
+	{CKS_ARRAY, 72, 0}, /* 73 */
+	{CKS_ARRAY, 73, 0}, /* 74 */
+	{CKS_RECORD, 38, 0}, /* 75 */
+	{CKS_RECORD, 39, 0}, /* 76 */
+	{CKS_UNION, 16, 2}, /* 77 */
+	{CKS_ARRAY, 77, 0}, /* 78 */
+	{CKS_UNION, 18, 2}, /* 79 */
 	{CKS_ARRAY, 79, 0}, /* 80 */
-	{CKS_RECORD, 40, 0}, /* 81 */
+	{CKS_UNION, 20, 2}, /* 81 */
 	{CKS_ARRAY, 81, 0}, /* 82 */
-	{CKS_UNION, 20, 2}, /* 83 */
-	{CKS_ARRAY, 83, 0}, /* 84 */
-	{CKS_UNION, 22, 2}, /* 85 */
-	{CKS_ARRAY, 85, 0}, /* 86 */
-	{CKS_RECORD, 42, 0}, /* 87 */
-	{CKS_RECORD, 43, 0}, /* 88 */
-	{CKS_RECORD, 48, 0}, /* 89 */
-	{CKS_ARRAY, 89, 0}, /* 90 */
-	{CKS_ARRAY, 26, 0}, /* 91 */
-	{CKS_RECORD, 45, 0}, /* 92 */
-	{CKS_RECORD, 46, 0}, /* 93 */
-	{CKS_ARRAY, 93, 0}, /* 94 */
-	{CKS_RECORD, 47, 0}, /* 95 */
-	{CKS_ARRAY, 95, 0}, /* 96 */
+	{CKS_ARRAY, 82, 0}, /* 83 */
+	{CKS_RECORD, 40, 0}, /* 84 */
+	{CKS_ARRAY, 84, 0}, /* 85 */
+	{CKS_UNION, 22, 2}, /* 86 */
+	{CKS_ARRAY, 86, 0}, /* 87 */
+	{CKS_UNION, 24, 2}, /* 88 */
+	{CKS_ARRAY, 88, 0}, /* 89 */
+	{CKS_RECORD, 42, 0}, /* 90 */
+	{CKS_RECORD, 43, 0}, /* 91 */
+	{CKS_RECORD, 48, 0}, /* 92 */
+	{CKS_ARRAY, 92, 0}, /* 93 */
+	{CKS_ARRAY, 30, 0}, /* 94 */
+	{CKS_RECORD, 45, 0}, /* 95 */
+	{CKS_RECORD, 46, 0}, /* 96 */
+	{CKS_ARRAY, 96, 0}, /* 97 */
+	{CKS_RECORD, 47, 0}, /* 98 */
+	{CKS_ARRAY, 98, 0}, /* 99 */
 };
 
-static const unsigned short ck_schema_alts[] = {3, 31, 1, 31, 1, 31, 0, 1, 1, 16, 1, 0, 1, 16, 16, 1, 16, 1, 16, 12, 1, 82, 1, 84};
+static const unsigned short ck_schema_alts[] = {1, 9, 3, 34, 1, 34, 1, 34, 0, 1, 1, 20, 1, 0, 1, 20, 20, 1, 20, 1, 20, 16, 1, 85, 1, 87};
 
 static const struct ck_schema_record ck_schema_records[] = {
 	{"header", ck_schema_keys_header, sizeof ck_schema_keys_header / sizeof ck_schema_keys_header[0]},

@@ -77,6 +77,8 @@ export const IMAGE_SCHEMA = {
       seccomp: '{seccomp}?',
       aio: '[{aio}]?',
       sysv: '{sysv}?',
+      stopped: 'uint?',
+      stopped_children: '[[uint|bool]]?',
       creds: '{creds} since=59ff20e',
       children: '[{child}] since=b3911f3',
       rlimits: '[[int]]',
