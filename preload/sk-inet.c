@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -576,17 +577,35 @@ static int new_socket(const struct end *e, int base_fd)
 	return moved;
 }
 
+/* The connections and listeners this restart brings back, whose old
+ * TIME-WAIT entries may hold their ports (set by ck_inet_create_shared). */
+static struct ck_tw_own *tw_own;
+static size_t tw_nown;
+
 static void bind_to(const struct end *e, int fd, const struct ck_img_inaddr *a, const char *role)
 {
 	struct sockaddr_storage ss;
-	char text[64];
+	char text[64], why[256];
 	socklen_t len = to_sockaddr(e->sock->family, a, &ss);
-	if (bind(fd, (struct sockaddr *)&ss, len) == 0)
-		return;
+	/* a port held only by the killed run's TIME-WAIT entries (not
+	 * removable without CAP_NET_ADMIN) is free again within a minute */
+	int err = 0, held = -1;
+	snprintf(why, sizeof why, "TIME-WAIT entries of the killed run's connections hold it still");
+	for (int tries = 0; tries < 3; tries++) {
+		if (bind(fd, (struct sockaddr *)&ss, len) == 0)
+			return;
+		err = errno;
+		if (err != EADDRINUSE || (held = ck_tw_port_wait(a, tw_own, tw_nown, why, sizeof why)) != 1)
+			break;
+	}
+	errno = err;
+	if (errno == EADDRINUSE && held != 0)
+		ck_refuse("cannot bind the %s socket of process %d (descriptor %d) to %s port %d again: %s", role,
+			  e->img->pid, e->f->fd, address_text(a, text, sizeof text), a->port, why);
 	if (errno == EADDRINUSE)
 		ck_refuse("cannot bind the %s socket of process %d (descriptor %d) to %s port %d again: the port is taken "
-			  "(another program uses it now); stop that program or free the port, then restart again",
-			  role, e->img->pid, e->f->fd, address_text(a, text, sizeof text), a->port);
+			  "(%s); stop that program or free the port, then restart again",
+			  role, e->img->pid, e->f->fd, address_text(a, text, sizeof text), a->port, why);
 	ck_refuse("cannot bind the %s socket of process %d (descriptor %d) to %s port %d: %s", role, e->img->pid,
 		  e->f->fd, address_text(a, text, sizeof text), a->port, strerror(errno));
 }
@@ -881,6 +900,25 @@ static struct end *partner_of(struct end *ends, size_t n, const struct end *e)
 	return 0;
 }
 
+/* The kill -9 that ended the checkpointed run left TIME-WAIT entries of
+ * its connections on the ports the restart binds now: they are removed
+ * (as root), or waited for where a port must be had (bind_to). */
+static void forget_time_wait(const struct end *ends, size_t count)
+{
+	tw_own = calloc(count ? count : 1, sizeof *tw_own);
+	tw_nown = 0;
+	for (size_t i = 0; i < count; i++) {
+		const struct ck_img_inet *in = ends[i].in;
+		if (ends[i].sock->type != SOCK_STREAM || !in->local.set || !in->local.port)
+			continue;
+		if (in->tcp_state == TCP_LISTEN)
+			tw_own[tw_nown++] = (struct ck_tw_own){in->local, {0, {0}, 0}};
+		else if (connected_state(in->tcp_state) && in->peer.set)
+			tw_own[tw_nown++] = (struct ck_tw_own){in->local, in->peer};
+	}
+	ck_tw_clear(tw_own, tw_nown);
+}
+
 static size_t collect_ends(struct ck_sock_file *list, size_t n, struct end **out)
 {
 	size_t count = 0, cap = 16;
@@ -912,6 +950,7 @@ CK_HIDDEN void ck_inet_create_shared(struct ck_sock_file *list, size_t n, struct
 		free(ends);
 		return;
 	}
+	forget_time_wait(ends, count);
 	for (size_t i = 0; i < count; i++) {
 		struct end *e = &ends[i], *p;
 		if (e->fd >= 0 || e->sock->type != SOCK_STREAM || !connected_state(e->in->tcp_state))
@@ -946,6 +985,8 @@ CK_HIDDEN void ck_inet_create_shared(struct ck_sock_file *list, size_t n, struct
 		ck_objects_add(objs, "socket", ends[i].f->ino, 0, ends[i].fd);
 	}
 	free(ends);
+	free(tw_own);
+	tw_own = 0, tw_nown = 0;
 }
 
 CK_HIDDEN int ck_inet_open(struct ck_image *img, struct ck_img_file *f, const struct ck_img_socket *s, int base_fd,

@@ -103,4 +103,19 @@ CK_HIDDEN void ck_inet_create_shared(struct ck_sock_file *socks, size_t n, struc
 CK_HIDDEN int ck_inet_open(struct ck_image *img, struct ck_img_file *f, const struct ck_img_socket *s, int base_fd,
 			   const struct ck_objects *objs);
 
+/* sk-timewait.c: the addresses of a connection the restart brings back
+ * (peer unset: a listener's address, whose accepted connections the
+ * killed run had) */
+struct ck_tw_own {
+	struct ck_img_inaddr local, peer;
+};
+/* Removes the TIME-WAIT entries of these connections where allowed (says
+ * what it did in -v). */
+CK_HIDDEN void ck_tw_clear(const struct ck_tw_own *own, size_t n);
+/* After EADDRINUSE on at: 1 when only TIME-WAIT entries of own held it
+ * and they have now expired (waited for), so bind again; -1 when other
+ * TIME-WAIT entries hold it, 0 when a socket holds it, with why in why. */
+CK_HIDDEN int ck_tw_port_wait(const struct ck_img_inaddr *at, const struct ck_tw_own *own, size_t n, char *why,
+			      size_t whylen);
+
 #endif
