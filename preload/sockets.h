@@ -56,9 +56,18 @@ struct ck_img_unix {
 		int flags, read_end;
 		int64_t offset;
 		uint64_t id;     /* a pipe's id, a socket's inode */
+		uint64_t capacity, data_off, data_len; /* a pipe: its bytes (read end) */
+		uint32_t data_crc;
 	} *passed;
 	size_t npassed;
+	struct ck_img_uname { /* the sender's name of each message (datagrams; len 0: unnamed) */
+		uint8_t name[108];
+		unsigned len;
+	} *from;
 	int has_msgs;
+	int reset;           /* the kernel held a reset (ECONNRESET) for it */
+	int has_file;        /* the socket file's mode and owner (path names) */
+	uint32_t file_mode, file_uid, file_gid;
 	uint64_t qoff, qlen; /* the receive queue's bytes in the image */
 	uint32_t qcrc;
 };
