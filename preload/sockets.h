@@ -35,6 +35,7 @@ struct ck_img_inet {
 	struct ck_img_inaddr local, peer;
 	int tcp_state; /* TCP_ESTABLISHED...; 0 for UDP */
 	uint64_t backlog;
+	int has_backlog;
 	struct ck_img_queue recv_q, unsent_q;
 	struct ck_img_dgram *dgrams;
 	size_t ndgrams;
