@@ -1055,15 +1055,17 @@ static ssize_t send_part(const struct usock *s, size_t msg, int from, const char
 struct sender {
 	int fd, tmp;
 	const char *unlink_path;
+	dev_t dev; /* the socket file bind made (removed only if still there) */
+	ino_t ino;
 };
 
 static struct sender sender_named(const struct usock *s, const struct ck_img_uname *n, int fallback)
 {
-	struct sender v = {fallback, -1, 0};
+	struct sender v = {fallback, -1, 0, 0, 0};
 	for (size_t i = 0; i < nsocks; i++)
 		if (socks[i].type == SOCK_DGRAM && socks[i].fd >= 0 && socks[i].u->namelen == n->len &&
 		    !memcmp(socks[i].u->name, n->name, n->len))
-			return (struct sender){socks[i].fd, -1, 0};
+			return (struct sender){socks[i].fd, -1, 0, 0, 0};
 	static struct sockaddr_un a;
 	socklen_t len = to_addr(&a, n->name, n->len);
 	int t = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -1079,7 +1081,10 @@ static struct sender sender_named(const struct usock *s, const struct ck_img_una
 	}
 	if (t >= 0 && !existed && bind(t, (struct sockaddr *)&a, len) == 0) {
 		v.fd = v.tmp = t;
-		v.unlink_path = a.sun_path[0] ? a.sun_path : 0;
+		if (a.sun_path[0] && lstat(a.sun_path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+			v.unlink_path = a.sun_path;
+			v.dev = st.st_dev, v.ino = st.st_ino;
+		}
 		return v;
 	}
 	ck_verbose("a datagram queued on the Unix socket at descriptor %d of process %d comes from an unnamed socket: "
@@ -1092,9 +1097,10 @@ static struct sender sender_named(const struct usock *s, const struct ck_img_una
 
 static void sender_done(struct sender *v)
 {
+	struct stat st;
 	if (v->tmp >= 0) {
 		close(v->tmp);
-		if (v->unlink_path)
+		if (v->unlink_path && lstat(v->unlink_path, &st) == 0 && st.st_dev == v->dev && st.st_ino == v->ino)
 			unlink(v->unlink_path);
 	}
 }
@@ -1123,7 +1129,7 @@ static void refill(const struct usock *s, int from, const struct sockaddr_un *to
 	uint64_t off = 0;
 	for (size_t i = 0; i < nparts; i++) {
 		uint64_t len = u->has_msgs ? u->msgs[i] : u->qlen, done = 0;
-		struct sender via = {from, -1, 0};
+		struct sender via = {from, -1, 0, 0, 0};
 		/* sent by name: from the sender's name, as it came */
 		if (to && u->has_msgs && u->from && u->from[i].len)
 			via = sender_named(s, &u->from[i], from);

@@ -3,26 +3,12 @@
 // listener whose queue is full and a connect to it in SYN-SENT (which hung
 // the restart before). Launch, checkpoint, kill -9, restart, verify each
 // state and what arrives; again from the restarted process.
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { execFileSync } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { EXAMPLES, EXAMPLE_BIN } from './lib/paths.js';
+import { socketExample } from './lib/examples.js';
 import { type Proc } from './lib/proc.js';
 import { checkpoint } from './lib/ckrun.js';
 import { Scope } from './lib/scope.js';
-
-function build(name: string): string {
-  fs.mkdirSync(EXAMPLE_BIN, { recursive: true });
-  const src = path.join(EXAMPLES, `${name}.c`);
-  const bin = path.join(EXAMPLE_BIN, name);
-  if (fs.existsSync(bin) && fs.statSync(bin).mtimeMs >= fs.statSync(src).mtimeMs) return bin;
-  const tmp = `${bin}.tmp${process.pid}`;
-  execFileSync('gcc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', tmp, src], { stdio: ['ignore', 'pipe', 'pipe'] });
-  fs.renameSync(tmp, bin);
-  return bin;
-}
 
 function noErrors(p: Proc): void {
   const bad = p.lines.filter((l) => l.startsWith('ERROR'));
@@ -31,7 +17,7 @@ function noErrors(p: Proc): void {
 
 test('TCP: FIN-WAIT-2 / CLOSE-WAIT with bytes in flight, a full listen queue and a connect in SYN-SENT: twice', async () => {
   const scope = new Scope('tcp-states');
-  const bin = build('tcp-states');
+  const bin = socketExample('tcp-states');
   try {
     const ckpt = scope.ckptDir();
     const steps = 300;

@@ -5,26 +5,13 @@
 // that every port stayed the same. Launch, checkpoint, kill -9, restart at
 // once (TIME-WAIT present), verify; again from the restarted processes.
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { execFileSync } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { EXAMPLES, EXAMPLE_BIN } from './lib/paths.js';
+import { socketExample } from './lib/examples.js';
 import { type Proc, sleep } from './lib/proc.js';
 import { descendants, kill } from './lib/processes.js';
 import { checkpoint } from './lib/ckrun.js';
 import { Scope } from './lib/scope.js';
-
-function build(name: string): string {
-  fs.mkdirSync(EXAMPLE_BIN, { recursive: true });
-  const src = path.join(EXAMPLES, `${name}.c`);
-  const bin = path.join(EXAMPLE_BIN, name);
-  if (fs.existsSync(bin) && fs.statSync(bin).mtimeMs >= fs.statSync(src).mtimeMs) return bin;
-  const tmp = `${bin}.tmp${process.pid}`;
-  execFileSync('gcc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', tmp, src], { stdio: ['ignore', 'pipe', 'pipe'] });
-  fs.renameSync(tmp, bin);
-  return bin;
-}
 
 /** TIME-WAIT entries (state 06 in /proc/net/tcp) with port on either side. */
 function timeWaitOn(port: number): string[] {
@@ -57,7 +44,7 @@ async function killLeavingTimeWait(scope: Scope, p: Proc, port: number): Promise
 
 test('localhost TCP between two processes: restart right after kill -9 despite TIME-WAIT, ports and messages kept, twice', async () => {
   const scope = new Scope('tcp-timewait');
-  const bin = build('tcp-twopeers');
+  const bin = socketExample('tcp-twopeers');
   try {
     const ckpt = scope.ckptDir();
     const steps = 400;

@@ -5,24 +5,12 @@
 // restart, verify; again from the restarted program.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { execFileSync } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { EXAMPLES, EXAMPLE_BIN } from './lib/paths.js';
+import { socketExample } from './lib/examples.js';
 import { type Proc } from './lib/proc.js';
 import { checkpoint } from './lib/ckrun.js';
 import { Scope } from './lib/scope.js';
-
-function build(name: string): string {
-  fs.mkdirSync(EXAMPLE_BIN, { recursive: true });
-  const src = path.join(EXAMPLES, `${name}.c`);
-  const bin = path.join(EXAMPLE_BIN, name);
-  if (fs.existsSync(bin) && fs.statSync(bin).mtimeMs >= fs.statSync(src).mtimeMs) return bin;
-  const tmp = `${bin}.tmp${process.pid}`;
-  execFileSync('gcc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', tmp, src], { stdio: ['ignore', 'pipe', 'pipe'] });
-  fs.renameSync(tmp, bin);
-  return bin;
-}
 
 function noErrors(p: Proc): void {
   const bad = p.lines.filter((l) => l.startsWith('ERROR'));
@@ -43,7 +31,7 @@ async function checkpointWhileHolding(p: Proc, socks: string, ckpt: string): Pro
 
 test('a connection not yet accepted holding bytes: the checkpoint is tried again until it passes (-v says so), twice', async () => {
   const scope = new Scope('unaccepted');
-  const bin = build('unaccepted');
+  const bin = socketExample('unaccepted');
   try {
     const ckpt = scope.ckptDir();
     const socks = scope.dir('s');

@@ -5,26 +5,12 @@
 // unread (a pending reset), a pipe in flight held by no process, and a
 // socket file with its own mode and owner. Launch, checkpoint, kill -9,
 // restart, verify; again from the restarted process.
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { execFileSync } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { EXAMPLES, EXAMPLE_BIN } from './lib/paths.js';
+import { socketExample } from './lib/examples.js';
 import { type Proc } from './lib/proc.js';
 import { checkpoint, ckrun } from './lib/ckrun.js';
 import { Scope } from './lib/scope.js';
-
-function build(name: string): string {
-  fs.mkdirSync(EXAMPLE_BIN, { recursive: true });
-  const src = path.join(EXAMPLES, `${name}.c`);
-  const bin = path.join(EXAMPLE_BIN, name);
-  if (fs.existsSync(bin) && fs.statSync(bin).mtimeMs >= fs.statSync(src).mtimeMs) return bin;
-  const tmp = `${bin}.tmp${process.pid}`;
-  execFileSync('gcc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', tmp, src], { stdio: ['ignore', 'pipe', 'pipe'] });
-  fs.renameSync(tmp, bin);
-  return bin;
-}
 
 function noErrors(p: Proc): void {
   const bad = p.lines.filter((l) => l.startsWith('ERROR'));
@@ -33,7 +19,7 @@ function noErrors(p: Proc): void {
 
 test('Unix datagrams with their senders, a pipe in flight held by no process, pending resets, socket file mode and owner: twice', async () => {
   const scope = new Scope('unix-dgram');
-  const bin = build('unix-dgram');
+  const bin = socketExample('unix-dgram');
   try {
     const ckpt = scope.ckptDir();
     const socks = scope.dir('s');
