@@ -649,7 +649,7 @@ static void bind_to(const struct end *e, int fd, const struct ck_img_inaddr *a, 
 	 * removable without CAP_NET_ADMIN) is free again within a minute */
 	int err = 0, held = -1;
 	snprintf(why, sizeof why, "TIME-WAIT entries of the killed run's connections hold it still");
-	for (int tries = 0; tries < 3; tries++) {
+	for (int tries = 0; tries < 40; tries++) {
 		if (bind(fd, (struct sockaddr *)&ss, len) == 0)
 			return;
 		err = errno;
