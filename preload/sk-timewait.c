@@ -276,11 +276,11 @@ CK_HIDDEN int ck_tw_port_wait(const struct ck_img_inaddr *at, const struct ck_tw
 	}
 	/* only the killed run's own entries, which this process may not
 	 * remove: they expire within a minute */
-	ck_verbose("port %d is held by %zu TIME-WAIT entries of the killed run's connections; waiting %u ms for them "
-		   "to expire (a restart as root removes them at once)",
-		   at->port, h.tw, h.tw_expires_ms);
 	/* an entry whose timer ran out lingers a moment before it goes */
 	unsigned ms = h.tw_expires_ms > 200 ? h.tw_expires_ms + 20 : 200;
+	ck_verbose("port %d is held by %zu TIME-WAIT entries of the killed run's connections; waiting %u ms for them "
+		   "to expire (a restart as root removes them at once)",
+		   at->port, h.tw, ms);
 	struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 		;
