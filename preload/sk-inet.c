@@ -16,10 +16,15 @@
  * peer had closed comes back with its bytes and then EOF. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -366,6 +371,58 @@ static void save_datagrams(struct ck_writer *w, const struct ck_fd *f)
 	ck_munmap(buf, DGRAM_MAX);
 }
 
+/* The address a connect in progress (SYN-SENT) goes to, which getpeername
+ * does not tell (ENOTCONN): sock_diag's, found by inode. */
+static uint8_t inet_diag_reply[16384] __attribute__((aligned(8)));
+
+static void connecting_peer(int family, uint64_t ino, struct inaddr *peer)
+{
+	struct {
+		struct nlmsghdr h;
+		struct inet_diag_req_v2 r;
+	} q;
+	struct sockaddr_nl kernel;
+	ck_memset(&q, 0, sizeof q);
+	ck_memset(&kernel, 0, sizeof kernel);
+	kernel.nl_family = AF_NETLINK;
+	q.h.nlmsg_len = sizeof q;
+	q.h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+	q.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	q.r.sdiag_family = (uint8_t)family;
+	q.r.sdiag_protocol = IPPROTO_TCP;
+	q.r.idiag_states = 1u << TCP_SYN_SENT;
+	long nl = CK_SYS3(SYS_socket, AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (nl < 0)
+		return;
+	if (CK_SYS6(SYS_sendto, nl, &q, sizeof q, 0, &kernel, sizeof kernel) < 0)
+		goto out;
+	for (;;) {
+		long r = ck_recvfrom((int)nl, inet_diag_reply, sizeof inet_diag_reply, 0);
+		if (r <= 0)
+			goto out;
+		for (struct nlmsghdr *h = (struct nlmsghdr *)inet_diag_reply; NLMSG_OK(h, (unsigned long)r);
+		     h = NLMSG_NEXT(h, r)) {
+			if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR)
+				goto out;
+			const struct inet_diag_msg *m = NLMSG_DATA(h);
+			if (h->nlmsg_len < NLMSG_LENGTH(sizeof *m) || m->idiag_inode != ino)
+				continue;
+			ck_memset(peer, 0, sizeof *peer);
+			if (m->idiag_family == AF_INET) {
+				peer->addr[10] = peer->addr[11] = 0xff;
+				ck_memcpy(peer->addr + 12, m->id.idiag_dst, 4);
+			} else {
+				ck_memcpy(peer->addr, m->id.idiag_dst, 16);
+			}
+			peer->port = ntohs(m->id.idiag_dport);
+			peer->set = 1;
+			goto out;
+		}
+	}
+out:
+	ck_close((int)nl);
+}
+
 CK_HIDDEN void ck_inet_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f, int family, int type,
 			    int protocol)
 {
@@ -379,6 +436,8 @@ CK_HIDDEN void ck_inet_save(struct ck_writer *w, const struct ck_fdtab *t, const
 	}
 	socket_address(f->fd, 0, &local);
 	socket_address(f->fd, 1, &peer);
+	if (type == SOCK_STREAM && !peer.set)
+		connecting_peer(family, f->st.ino, &peer);
 	cb_text(e, "inet");
 	cb_map_open(e);
 	put_address(e, "local", &local);
@@ -474,7 +533,7 @@ static int parse_inet(struct cb_dec *d, struct ck_img_inet *in)
 		else if (cbd_key_is(k, kl, "tcp_state"))
 			ok = cbd_uint_max(d, INT32_MAX, &v) && (in->tcp_state = (int)v, 1);
 		else if (cbd_key_is(k, kl, "backlog"))
-			ok = cbd_uint(d, &in->backlog);
+			ok = cbd_uint(d, &in->backlog) && (in->has_backlog = 1);
 		else if (cbd_key_is(k, kl, "recv_queue"))
 			ok = parse_queue(d, &in->recv_q);
 		else if (cbd_key_is(k, kl, "unsent_queue"))
@@ -576,17 +635,35 @@ static int new_socket(const struct end *e, int base_fd)
 	return moved;
 }
 
+/* The connections and listeners this restart brings back, whose old
+ * TIME-WAIT entries may hold their ports (set by ck_inet_create_shared). */
+static struct ck_tw_own *tw_own;
+static size_t tw_nown;
+
 static void bind_to(const struct end *e, int fd, const struct ck_img_inaddr *a, const char *role)
 {
 	struct sockaddr_storage ss;
-	char text[64];
+	char text[64], why[256];
 	socklen_t len = to_sockaddr(e->sock->family, a, &ss);
-	if (bind(fd, (struct sockaddr *)&ss, len) == 0)
-		return;
+	/* a port held only by the killed run's TIME-WAIT entries (not
+	 * removable without CAP_NET_ADMIN) is free again within a minute */
+	int err = 0, held = -1;
+	snprintf(why, sizeof why, "TIME-WAIT entries of the killed run's connections hold it still");
+	for (int tries = 0; tries < 40; tries++) {
+		if (bind(fd, (struct sockaddr *)&ss, len) == 0)
+			return;
+		err = errno;
+		if (err != EADDRINUSE || (held = ck_tw_port_wait(a, tw_own, tw_nown, why, sizeof why)) != 1)
+			break;
+	}
+	errno = err;
+	if (errno == EADDRINUSE && held != 0)
+		ck_refuse("cannot bind the %s socket of process %d (descriptor %d) to %s port %d again: %s", role,
+			  e->img->pid, e->f->fd, address_text(a, text, sizeof text), a->port, why);
 	if (errno == EADDRINUSE)
 		ck_refuse("cannot bind the %s socket of process %d (descriptor %d) to %s port %d again: the port is taken "
-			  "(another program uses it now); stop that program or free the port, then restart again",
-			  role, e->img->pid, e->f->fd, address_text(a, text, sizeof text), a->port);
+			  "(%s); stop that program or free the port, then restart again",
+			  role, e->img->pid, e->f->fd, address_text(a, text, sizeof text), a->port, why);
 	ck_refuse("cannot bind the %s socket of process %d (descriptor %d) to %s port %d: %s", role, e->img->pid,
 		  e->f->fd, address_text(a, text, sizeof text), a->port, strerror(errno));
 }
@@ -657,24 +734,36 @@ static void send_queue(const struct end *holder, int via, const struct ck_img_qu
 		return;
 	char *buf = read_queue(holder->img, holder->f, q->off, q->len, q->crc);
 	uint64_t done = 0;
-	int grown = 0;
+	int grows = 0, waits = 0;
 	while (done < q->len) {
 		ssize_t k = send(via, buf + done, q->len - done, MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (k > 0) {
 			done += (uint64_t)k;
 			continue;
 		}
-		if (k < 0 && errno == EAGAIN && !grown) {
-			int size = (int)(q->len - done) * 2 + (1 << 20);
+		/* the send buffer counts the kernel's overhead too: grown (up to
+		 * 8 times, each to twice what is left and 1 MiB more), then a
+		 * moment for loopback to move what it holds to the peer */
+		if (k < 0 && errno == EAGAIN && grows < 8) {
+			uint64_t want = ((q->len - done) * 2 + (1 << 20)) << grows;
+			int size = want > INT32_MAX / 2 ? INT32_MAX / 2 : (int)want;
 			if (setsockopt(via, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size) != 0)
 				setsockopt(via, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
-			grown = 1;
+			grows++;
+			continue;
+		}
+		if (k < 0 && errno == EAGAIN && waits < 20) {
+			struct pollfd p = {via, POLLOUT, 0};
+			poll(&p, 1, 100);
+			waits++;
 			continue;
 		}
 		ck_refuse("cannot put back the %llu bytes queued on the TCP connection at descriptor %d of process %d "
-			  "(%llu written): %s",
+			  "(%llu written): %s%s",
 			  (unsigned long long)q->len, holder->f->fd, holder->img->pid, (unsigned long long)done,
-			  k < 0 ? strerror(errno) : "no room");
+			  k < 0 ? strerror(errno) : "no room",
+			  k < 0 && errno == EAGAIN ? " (the send buffer cannot grow enough without CAP_NET_ADMIN: restart as root)"
+						   : "");
 	}
 	free(buf);
 }
@@ -711,6 +800,23 @@ static struct end *listener_at(struct end *ends, size_t n, const struct ck_img_i
 	return 0;
 }
 
+/* A FIN just sent is acknowledged a moment later, even on loopback: the
+ * program must find the state it left (FIN-WAIT-2, not FIN-WAIT-1), so
+ * the restore waits for it, a second at most. */
+static void settle(const struct end *e)
+{
+	if (e->in->tcp_state != TCP_FIN_WAIT2)
+		return;
+	for (int i = 0; i < 1000; i++) {
+		struct tcp_info ti;
+		socklen_t len = sizeof ti;
+		if (getsockopt(e->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 || ti.tcpi_state != TCP_FIN_WAIT1)
+			return;
+		struct timespec ts = {0, 1000 * 1000};
+		nanosleep(&ts, 0);
+	}
+}
+
 /* Both ends in the session: c connects from its old address to a
  * temporary listener on s's, then each end's saved receive queue is
  * written by the other end, then what each had written but TCP had not
@@ -743,6 +849,8 @@ static void make_pair(struct end *c, struct end *s, int base_fd)
 		shutdown(c->fd, SHUT_WR);
 	if (shut_write(s->in->tcp_state))
 		shutdown(s->fd, SHUT_WR);
+	settle(c);
+	settle(s);
 }
 
 /* A connection to a peer outside the session (or to one that went away):
@@ -804,9 +912,37 @@ static void make_listener(struct end *e, int base_fd)
 {
 	e->fd = new_socket(e, base_fd);
 	bind_to(e, e->fd, &e->in->local, "listening");
-	if (listen(e->fd, (int)(e->in->backlog ? e->in->backlog : 128)) != 0)
+	/* a backlog of 0 is one the program asked for (a queue of one) */
+	if (listen(e->fd, (int)(e->in->has_backlog ? e->in->backlog : 128)) != 0)
 		ck_refuse("cannot listen on port %d again (descriptor %d of process %d): %s", e->in->local.port, e->f->fd,
 			  e->img->pid, strerror(errno));
+}
+
+/* A connection in progress (SYN-SENT: its peer had not answered yet): the
+ * same connect made again, without waiting for it, as the kernel would
+ * have kept trying; it completes or fails as the program expects. */
+static void make_connecting(struct end *e, int base_fd)
+{
+	struct sockaddr_storage ss;
+	char text[64];
+	if (!e->in->peer.set)
+		ck_refuse("the TCP socket at descriptor %d of process %d was connecting (SYN-SENT) to an address its image "
+			  "does not hold; restart from a checkpoint taken before or after that connect",
+			  e->f->fd, e->img->pid);
+	e->fd = new_socket(e, base_fd);
+	struct ck_img_inaddr fresh = e->in->local;
+	fresh.port = 0;
+	socklen_t len = to_sockaddr(e->sock->family, &e->in->local, &ss);
+	if (e->in->local.port && bind(e->fd, (struct sockaddr *)&ss, len) != 0)
+		bind_to(e, e->fd, &fresh, "connecting");
+	len = to_sockaddr(e->sock->family, &e->in->peer, &ss);
+	int fl = fcntl(e->fd, F_GETFL);
+	fcntl(e->fd, F_SETFL, fl | O_NONBLOCK);
+	if (connect(e->fd, (struct sockaddr *)&ss, len) != 0 && errno != EINPROGRESS)
+		ck_refuse("cannot start the connect of the TCP socket at descriptor %d of process %d to %s port %d again: %s",
+			  e->f->fd, e->img->pid, address_text(&e->in->peer, text, sizeof text), e->in->peer.port,
+			  strerror(errno));
+	fcntl(e->fd, F_SETFL, fl);
 }
 
 /* A connection the session's listener had not accepted: connected again,
@@ -881,6 +1017,25 @@ static struct end *partner_of(struct end *ends, size_t n, const struct end *e)
 	return 0;
 }
 
+/* The kill -9 that ended the checkpointed run left TIME-WAIT entries of
+ * its connections on the ports the restart binds now: they are removed
+ * (as root), or waited for where a port must be had (bind_to). */
+static void forget_time_wait(const struct end *ends, size_t count)
+{
+	tw_own = calloc(count ? count : 1, sizeof *tw_own);
+	tw_nown = 0;
+	for (size_t i = 0; i < count; i++) {
+		const struct ck_img_inet *in = ends[i].in;
+		if (ends[i].sock->type != SOCK_STREAM || !in->local.set || !in->local.port)
+			continue;
+		if (in->tcp_state == TCP_LISTEN)
+			tw_own[tw_nown++] = (struct ck_tw_own){in->local, {0, {0}, 0}};
+		else if (connected_state(in->tcp_state) && in->peer.set)
+			tw_own[tw_nown++] = (struct ck_tw_own){in->local, in->peer};
+	}
+	ck_tw_clear(tw_own, tw_nown);
+}
+
 static size_t collect_ends(struct ck_sock_file *list, size_t n, struct end **out)
 {
 	size_t count = 0, cap = 16;
@@ -912,6 +1067,7 @@ CK_HIDDEN void ck_inet_create_shared(struct ck_sock_file *list, size_t n, struct
 		free(ends);
 		return;
 	}
+	forget_time_wait(ends, count);
 	for (size_t i = 0; i < count; i++) {
 		struct end *e = &ends[i], *p;
 		if (e->fd >= 0 || e->sock->type != SOCK_STREAM || !connected_state(e->in->tcp_state))
@@ -935,17 +1091,25 @@ CK_HIDDEN void ck_inet_create_shared(struct ck_sock_file *list, size_t n, struct
 			make_udp(e, base_fd);
 		else if (!connected_state(e->in->tcp_state))
 			make_plain(e, base_fd);
-		else if ((e->in->tcp_state == TCP_ESTABLISHED || e->in->tcp_state == TCP_SYN_SENT) &&
-			 listener_at(ends, count, &e->in->peer))
+		else if (e->in->tcp_state == TCP_SYN_SENT)
+			continue; /* below */
+		else if (e->in->tcp_state == TCP_ESTABLISHED && listener_at(ends, count, &e->in->peer))
 			make_pending(e, base_fd);
 		else
 			make_orphan(e, base_fd, peer_shut_write(e->in->tcp_state));
 	}
+	/* connects in progress last: the connections a listener had queued
+	 * take their places in its queue first */
+	for (size_t i = 0; i < count; i++)
+		if (ends[i].fd < 0 && ends[i].sock->type == SOCK_STREAM && ends[i].in->tcp_state == TCP_SYN_SENT)
+			make_connecting(&ends[i], base_fd);
 	for (size_t i = 0; i < count; i++) {
 		set_int(ends[i].fd, SOL_SOCKET, SO_REUSEADDR, saved_reuseaddr(ends[i].sock));
 		ck_objects_add(objs, "socket", ends[i].f->ino, 0, ends[i].fd);
 	}
 	free(ends);
+	free(tw_own);
+	tw_own = 0, tw_nown = 0;
 }
 
 CK_HIDDEN int ck_inet_open(struct ck_image *img, struct ck_img_file *f, const struct ck_img_socket *s, int base_fd,

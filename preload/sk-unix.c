@@ -29,6 +29,8 @@
 #include <linux/unix_diag.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -40,6 +42,7 @@
 #include "sys.h"
 
 #define TCP_ESTABLISHED_STATE 1
+#define TCP_CLOSE_STATE 7
 #define TCP_LISTEN_STATE 10
 #define UNIX_QUEUE_MAX (16UL << 20) /* bytes of one socket's receive queue we save */
 #define UNIX_MSGS_MAX 65536         /* messages of one queue */
@@ -142,6 +145,28 @@ static void sockopt_set_int(int fd, int name, int v)
 	CK_SYS5(SYS_setsockopt, fd, SOL_SOCKET, name, &v, sizeof v);
 }
 
+/* The mode and owner of the socket file at a path-bound socket's name
+ * (what bind made of the umask, and a chmod/chown since). */
+static void put_file_attrs(struct cb_enc *e, const struct udiag *u)
+{
+	char path[sizeof u->name + 1];
+	struct ck_stat st;
+	ck_memcpy(path, u->name, (size_t)u->namelen);
+	path[u->namelen] = 0;
+	if (CK_SYS4(SYS_newfstatat, AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) != 0 || (st.mode & S_IFMT) != S_IFSOCK)
+		return;
+	cb_kv_uint(e, "file_mode", st.mode & 07777);
+	cb_kv_uint(e, "file_uid", st.uid);
+	cb_kv_uint(e, "file_gid", st.gid);
+}
+
+static int has_peer(int fd)
+{
+	struct sockaddr_un a;
+	unsigned len = sizeof a;
+	return CK_SYS3(SYS_getpeername, fd, &a, &len) == 0;
+}
+
 static void put_peer_name(struct cb_enc *e, int fd)
 {
 	struct sockaddr_un a;
@@ -185,6 +210,46 @@ struct peek_state {
 
 static char passed_link[4096];
 
+/* The bytes in a pipe whose read end is in flight, copied with tee(2)
+ * into a private pipe (the pipe itself is not consumed): "data". */
+static void put_pipe_bytes(struct ck_writer *w, const struct ck_fd *f, int rfd, long capacity)
+{
+	int tmp[2];
+	long r = CK_SYS2(SYS_pipe2, tmp, O_CLOEXEC | O_NONBLOCK);
+	if (r < 0)
+		return fail_socket(w, r, "cannot create a pipe to copy a pipe in flight", f->fd, "pipe2 failed");
+	ck_fcntl(tmp[1], F_SETPIPE_SZ, capacity);
+	long n = CK_SYS4(SYS_tee, rfd, tmp[1], capacity, 2 /* SPLICE_F_NONBLOCK */);
+	if (n > 0) {
+		long buf = ck_mmap(0, CK_PAGE_UP(n), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		long got = 0;
+		if (buf < 0 && buf > -4096)
+			got = buf;
+		while (got >= 0 && got < n) {
+			long k = ck_read(tmp[0], (char *)buf + got, (size_t)(n - got));
+			got = k > 0 ? got + k : (k < 0 ? k : -EIO);
+		}
+		if (got < 0) {
+			fail_socket(w, got, "cannot copy the bytes of a pipe in flight", f->fd, "reading its copy failed");
+		} else {
+			uint32_t crc = 0;
+			uint64_t off = ck_image_put_bytes(w, (char *)buf, (size_t)n, &crc);
+			struct cb_enc *e = &w->meta;
+			cb_text(e, "data");
+			cb_array(e, 3);
+			cb_uint(e, off);
+			cb_uint(e, (uint64_t)n);
+			cb_uint(e, crc);
+		}
+		if (!(buf < 0 && buf > -4096))
+			ck_munmap((void *)buf, CK_PAGE_UP(n));
+	} else if (n < 0 && n != -EAGAIN) {
+		fail_socket(w, n, "cannot copy the bytes of a pipe in flight", f->fd, "tee failed");
+	}
+	ck_close(tmp[0]);
+	ck_close(tmp[1]);
+}
+
 /* One descriptor in flight, as the peek installed a copy of it: a regular
  * file (reopened by path at restart), a pipe or a socket (found by inode
  * among what the session's processes hold). */
@@ -208,11 +273,19 @@ static void describe_passed(struct ck_writer *w, const struct ck_fd *f, int fd)
 		cb_kv_uint(e, "offset", (uint64_t)ck_lseek(fd, 0, SEEK_CUR));
 		break;
 	}
-	case S_IFIFO:
+	case S_IFIFO: {
+		int read_end = (ck_fcntl(fd, F_GETFL, 0) & O_ACCMODE) == O_RDONLY;
+		long capacity = ck_fcntl(fd, F_GETPIPE_SZ, 0);
 		cb_kv_text(e, "kind", "pipe");
 		cb_kv_uint(e, "id", st.ino);
-		cb_kv_text(e, "end", (ck_fcntl(fd, F_GETFL, 0) & O_ACCMODE) == O_RDONLY ? "read" : "write");
+		cb_kv_text(e, "end", read_end ? "read" : "write");
+		if (capacity > 0)
+			cb_kv_uint(e, "capacity", (uint64_t)capacity);
+		/* the pipe may be held by no process: its bytes go with it */
+		if (read_end && capacity > 0)
+			put_pipe_bytes(w, f, fd, capacity);
 		break;
+	}
 	case S_IFSOCK:
 		cb_kv_text(e, "kind", "socket");
 		cb_kv_uint(e, "ino", st.ino);
@@ -244,41 +317,56 @@ static int passed_count(const struct msghdr *mh, const int **fds)
 	return 0;
 }
 
+/* A message: its length, or [length, [descriptor, ...]] when it carries
+ * descriptors, or [length, [descriptor, ...], sender's name] when its
+ * sender (of a datagram) had a name. */
 static void put_message(struct ck_writer *w, const struct ck_fd *f, const struct msghdr *mh, long len)
 {
 	struct cb_enc *e = &w->meta;
 	const int *fds = 0;
 	int n = passed_count(mh, &fds);
-	if (!n) {
+	unsigned from = mh->msg_namelen > sizeof(sa_family_t) ? mh->msg_namelen - (unsigned)sizeof(sa_family_t) : 0;
+	if (!n && !from) {
 		cb_uint(e, (uint64_t)len);
 		return;
 	}
-	cb_array(e, 2);
+	cb_array(e, from ? 3 : 2);
 	cb_uint(e, (uint64_t)len);
 	cb_array(e, (uint64_t)n);
 	for (int i = 0; i < n; i++) {
 		describe_passed(w, f, fds[i]);
 		ck_close(fds[i]);
 	}
+	if (from)
+		cb_bytes(e, ((const struct sockaddr_un *)mh->msg_name)->sun_path, from > 108 ? 108 : from);
 }
 
 /* Peeks the whole receive queue into s->buf; the messages (for a stream,
  * the runs the kernel returns at once) go to "msgs" as they come. */
-static void peek_queue(struct ck_writer *w, const struct ck_fd *f, int type, uint32_t shutdown, struct peek_state *s)
+static void peek_queue(struct ck_writer *w, const struct ck_fd *f, int type, uint32_t shutdown, struct peek_state *s,
+		       uint64_t limit)
 {
 	struct cb_enc *e = &w->meta;
 	int stream = type == SOCK_STREAM;
 	cb_text(e, "msgs");
 	cb_array_open(e);
-	for (;;) {
+	while (s->len < limit) {
 		char control[CMSG_SPACE(253 * sizeof(int))] __attribute__((aligned(8)));
-		struct iovec iov = {s->buf + s->len, UNIX_QUEUE_MAX - s->len};
+		struct sockaddr_un from;
+		size_t room = UNIX_QUEUE_MAX - s->len;
+		if (stream && limit - s->len < room)
+			room = limit - s->len;
+		struct iovec iov = {s->buf + s->len, room};
 		struct msghdr mh;
 		ck_memset(&mh, 0, sizeof mh);
 		mh.msg_iov = &iov;
 		mh.msg_iovlen = 1;
 		mh.msg_control = control;
 		mh.msg_controllen = sizeof control;
+		if (type == SOCK_DGRAM) {
+			mh.msg_name = &from;
+			mh.msg_namelen = sizeof from;
+		}
 		long r = CK_SYS3(SYS_recvmsg, f->fd, &mh, MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC | (stream ? 0 : MSG_TRUNC));
 		if (r == -EAGAIN || (r == 0 && (stream || (shutdown & SK_RCV_SHUTDOWN))))
 			break; /* the queue is empty, or it ends (the peer shut down) */
@@ -297,11 +385,52 @@ static void peek_queue(struct ck_writer *w, const struct ck_fd *f, int type, uin
 	cb_close(e);
 }
 
-static void save_queue(struct ck_writer *w, const struct ck_fd *f, int type, uint32_t shutdown)
+/* A reset the kernel holds for the socket (its peer closed with bytes
+ * unread): a peek would report and consume it (for a datagram or
+ * seqpacket socket before the queued messages, for a stream after its
+ * bytes). poll tells without consuming it. */
+static int pending_reset(int fd, int *has_data)
+{
+	struct {
+		int fd;
+		short events, revents;
+	} p = {fd, 1 /* POLLIN */, 0};
+	if (CK_SYS3(SYS_poll, &p, 1, 0) < 0)
+		return 0;
+	*has_data = !!(p.revents & 1);
+	return !!(p.revents & 8 /* POLLERR */);
+}
+
+static void save_queue(struct ck_writer *w, const struct ck_fd *f, int type, uint32_t shutdown, uint32_t state,
+		       const struct udiag *u)
 {
 	struct cb_enc *e = &w->meta;
 	struct peek_state s;
-	int peek_off = -1;
+	int peek_off = -1, has_data = 0;
+	uint64_t limit = UNIX_QUEUE_MAX;
+	/* an unconnected seqpacket socket cannot be read (ENOTCONN): nothing
+	 * can be queued on it */
+	if (type == SOCK_SEQPACKET && state != TCP_ESTABLISHED_STATE)
+		return;
+	/* (POLLIN also means only that the peer shut down: the queue's
+	 * length is sock_diag's) */
+	if (pending_reset(f->fd, &has_data)) {
+		cb_kv_bool(e, "reset", 1);
+		if (type == SOCK_STREAM && u->has_rq)
+			limit = u->rq; /* its bytes, not the reset after them */
+		else if ((u->has_rq ? u->rq > 0 : has_data) || type == SOCK_DGRAM)
+			return fail_socket(w, -EOPNOTSUPP, "a Unix socket holds a reset ckrun cannot save", f->fd,
+					   type == SOCK_DGRAM
+						   ? "the kernel holds an error (ECONNRESET) for this datagram socket, which ckrun "
+						     "cannot set again; checkpoint again once the program has seen it"
+						   : "its peer closed with bytes unread, and the kernel reports that reset before "
+						     "the messages queued here, so reading them would consume it; checkpoint again "
+						     "once the program has read them");
+		else
+			return;
+	}
+	if (limit == 0)
+		return;
 	ck_memset(&s, 0, sizeof s);
 	long m = ck_mmap(0, UNIX_QUEUE_MAX, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (m < 0 && m > -4096) {
@@ -312,7 +441,7 @@ static void save_queue(struct ck_writer *w, const struct ck_fd *f, int type, uin
 	/* the program's own peek offset is put back afterwards */
 	ck_sockopt_int(f->fd, SOL_SOCKET, SO_PEEK_OFF, &peek_off);
 	sockopt_set_int(f->fd, SO_PEEK_OFF, 0);
-	peek_queue(w, f, type, shutdown, &s);
+	peek_queue(w, f, type, shutdown, &s, limit);
 	sockopt_set_int(f->fd, SO_PEEK_OFF, peek_off);
 	if (s.len && !w->err) {
 		uint32_t crc = 0;
@@ -339,6 +468,10 @@ CK_HIDDEN void ck_unix_save(struct ck_writer *w, const struct ck_fdtab *t, const
 		return;
 	}
 	uint32_t shutdown = u.shutdown, state = u.state, peer = u.peer, backlog = u.wq;
+	/* a datagram socket another one connected to is "established" too,
+	 * without a peer of its own: it is not connected */
+	if (type == SOCK_DGRAM && state == TCP_ESTABLISHED_STATE && !has_peer(f->fd))
+		state = TCP_CLOSE_STATE;
 	cb_text(e, "unix");
 	cb_map_open(e);
 	cb_kv_uint(e, "ino", f->st.ino);
@@ -347,6 +480,8 @@ CK_HIDDEN void ck_unix_save(struct ck_writer *w, const struct ck_fdtab *t, const
 		cb_text(e, "name");
 		cb_bytes(e, u.name, (size_t)u.namelen);
 	}
+	if (u.namelen > 0 && u.name[0] != 0)
+		put_file_attrs(e, &u);
 	if (shutdown)
 		cb_kv_uint(e, "shutdown", shutdown);
 	if (ck_sockopt_int(f->fd, SOL_SOCKET, SO_SNDBUF, &v))
@@ -360,7 +495,7 @@ CK_HIDDEN void ck_unix_save(struct ck_writer *w, const struct ck_fdtab *t, const
 		if (peer)
 			cb_kv_uint(e, "peer", peer);
 		put_peer_name(e, f->fd);
-		save_queue(w, f, type, shutdown);
+		save_queue(w, f, type, shutdown, state, &u);
 	}
 	cb_close(e);
 }
@@ -434,8 +569,15 @@ static int parse_passed(struct cb_dec *d, struct ck_img_unix *u)
 		} else if (cbd_peek(d) == CB_UINT) {
 			ok = cbd_uint(d, &v) && v <= (cbd_key_is(k, kl, "flags") ? INT32_MAX : INT64_MAX);
 			if (cbd_key_is(k, kl, "flags")) p->flags = (int)v;
+			else if (cbd_key_is(k, kl, "capacity")) p->capacity = v;
 			else if (cbd_key_is(k, kl, "offset")) p->offset = (int64_t)v;
 			else if (cbd_key_is(k, kl, "id") || cbd_key_is(k, kl, "ino")) p->id = v;
+		} else if (cbd_key_is(k, kl, "data")) {
+			int64_t three;
+			uint64_t crc;
+			ok = cbd_array(d, &three) && three == 3 && cbd_uint(d, &p->data_off) && cbd_uint(d, &p->data_len) &&
+			     cbd_uint_max(d, UINT32_MAX, &crc);
+			p->data_crc = (uint32_t)crc;
 		} else {
 			ok = cbd_skip(d);
 		}
@@ -453,18 +595,24 @@ static int parse_msgs(struct cb_dec *d, struct ck_img_unix *u)
 	if (!cbd_array(d, &m))
 		return 0;
 	u->msgs = calloc(cap, sizeof *u->msgs);
+	u->from = calloc(cap, sizeof *u->from);
 	while (cbd_next_item(d, &m)) {
 		if (u->nmsgs == cap) {
 			cap *= 2;
 			u->msgs = realloc(u->msgs, cap * sizeof *u->msgs);
+			u->from = realloc(u->from, cap * sizeof *u->from);
 		}
+		u->from[u->nmsgs].len = 0;
 		if (cbd_peek(d) == CB_ARRAY) {
 			int64_t two, nfds;
-			if (!cbd_array(d, &two) || two != 2 || !cbd_uint(d, &u->msgs[u->nmsgs]) || !cbd_array(d, &nfds))
+			if (!cbd_array(d, &two) || (two != 2 && two != 3) || !cbd_uint(d, &u->msgs[u->nmsgs]) ||
+			    !cbd_array(d, &nfds))
 				return 0;
 			while (cbd_next_item(d, &nfds))
 				if (!parse_passed(d, u))
 					return 0;
+			if (two == 3 && !parse_name(d, u->from[u->nmsgs].name, &u->from[u->nmsgs].len))
+				return 0;
 		} else if (!cbd_uint(d, &u->msgs[u->nmsgs])) {
 			return 0;
 		}
@@ -478,6 +626,8 @@ static int parse_number(struct cb_dec *d, const char *k, size_t kl, struct ck_im
 	uint64_t v;
 	if (!cbd_uint(d, &v) || (cbd_key_is(k, kl, "state") && v > INT32_MAX))
 		return 0;
+	if ((cbd_key_is(k, kl, "file_uid") || cbd_key_is(k, kl, "file_gid")) && v > UINT32_MAX)
+		return 0;
 	if (cbd_key_is(k, kl, "ino")) u->ino = v;
 	else if (cbd_key_is(k, kl, "peer")) u->peer = v;
 	else if (cbd_key_is(k, kl, "state")) u->state = (int)v;
@@ -485,6 +635,9 @@ static int parse_number(struct cb_dec *d, const char *k, size_t kl, struct ck_im
 	else if (cbd_key_is(k, kl, "shutdown")) u->shutdown = v;
 	else if (cbd_key_is(k, kl, "sndbuf")) u->sndbuf = v;
 	else if (cbd_key_is(k, kl, "rcvbuf")) u->rcvbuf = v;
+	else if (cbd_key_is(k, kl, "file_mode")) u->file_mode = (uint32_t)(v & 07777), u->has_file = 1;
+	else if (cbd_key_is(k, kl, "file_uid") && v <= UINT32_MAX) u->file_uid = (uint32_t)v;
+	else if (cbd_key_is(k, kl, "file_gid") && v <= UINT32_MAX) u->file_gid = (uint32_t)v;
 	return 1;
 }
 
@@ -512,6 +665,8 @@ CK_HIDDEN int ck_unix_parse(struct cb_dec *d, const char *k, size_t kl, struct c
 			ok = (u->has_msgs = 1) && parse_msgs(d, u);
 		else if (cbd_key_is(uk, ukl, "queue"))
 			ok = parse_queue(d, u);
+		else if (cbd_key_is(uk, ukl, "reset"))
+			ok = cbd_bool(d, &u->reset);
 		else if (cbd_peek(d) == CB_UINT)
 			ok = parse_number(d, uk, ukl, u);
 		else
@@ -671,6 +826,29 @@ static void clear_stale_path(const struct usock *s, const struct sockaddr_un *a,
 			  strerror(errno));
 }
 
+/* The socket file bind just made gets the mode and owner it had. Through
+ * an O_PATH descriptor of the file itself: a link put there meanwhile is
+ * not followed. */
+static void set_file_attrs(const struct usock *s, const char *path)
+{
+	const struct ck_img_unix *u = s->u;
+	struct stat st;
+	char proc[64];
+	int o = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (o < 0 || fstat(o, &st) != 0 || !S_ISSOCK(st.st_mode))
+		ck_refuse("the socket file %s of " WHO " changed while it was bound again; restart again", path, WHO_ARGS(s));
+	if ((st.st_uid != u->file_uid || st.st_gid != u->file_gid) &&
+	    fchownat(o, "", u->file_uid, u->file_gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+		ck_refuse("cannot give the socket file %s of " WHO " its owner (user %u, group %u) again: %s; restart as a "
+			  "user who may",
+			  path, WHO_ARGS(s), u->file_uid, u->file_gid, strerror(errno));
+	snprintf(proc, sizeof proc, "/proc/self/fd/%d", o);
+	if ((st.st_mode & 07777) != u->file_mode && chmod(proc, u->file_mode) != 0)
+		ck_refuse("cannot give the socket file %s of " WHO " its mode %04o again: %s", path, WHO_ARGS(s),
+			  u->file_mode, strerror(errno));
+	close(o);
+}
+
 /* Binds fd to the name of s (fd may be a temporary listener for s). */
 static void bind_name(const struct usock *s, int fd)
 {
@@ -681,6 +859,8 @@ static void bind_name(const struct usock *s, int fd)
 	if (bind(fd, (struct sockaddr *)&a, len) != 0)
 		ck_refuse("cannot bind " WHO " to %s again: %s", WHO_ARGS(s), name_text(s->u->name, s->u->namelen),
 			  strerror(errno));
+	if (a.sun_path[0] != 0 && s->u->has_file)
+		set_file_attrs(s, a.sun_path);
 	leave_cwd(here);
 }
 
@@ -725,6 +905,76 @@ static struct usock *pending_on(const struct usock *c)
 
 static const struct ck_objects *cur_objs;
 
+/* The bytes a pipe in flight held (saved with its read end). */
+static char *passed_pipe_bytes(const struct usock *s, const struct ck_img_passed *p)
+{
+	char *buf = malloc(p->data_len ? p->data_len : 1);
+	if (ck_pread_all(s->img->fd, buf, p->data_len, p->data_off) < 0)
+		ck_refuse("image %s is truncated: cannot read the bytes of a pipe in flight to " WHO, s->img->path,
+			  WHO_ARGS(s));
+	if (ck_crc32c(0, buf, p->data_len) != p->data_crc)
+		ck_refuse("image %s is corrupted: the bytes of a pipe in flight to " WHO " fail their checksum", s->img->path,
+			  WHO_ARGS(s));
+	return buf;
+}
+
+static void write_pipe(const struct usock *s, int wfd, const struct ck_img_passed *p)
+{
+	char *buf = passed_pipe_bytes(s, p);
+	if (write(wfd, buf, p->data_len) != (ssize_t)p->data_len)
+		ck_refuse("cannot put back the bytes of a pipe in flight to " WHO ": %s", WHO_ARGS(s), strerror(errno));
+	free(buf);
+}
+
+/* A pipe of the session whose read end is only in flight: no process
+ * could save its bytes, so they come from the message's copy (a pipe
+ * already refilled by its reader's image is left alone). */
+static void refill_shared_pipe(const struct usock *s, const struct ck_img_passed *p)
+{
+	int r = ck_objects_find(cur_objs, "pipe", p->id, 0), w = ck_objects_find(cur_objs, "pipe", p->id, 1), queued = 0;
+	if (r >= 0 && w >= 0 && ioctl(r, FIONREAD, &queued) == 0 && queued == 0)
+		write_pipe(s, w, p);
+}
+
+/* Pipes held by no process, only in flight: made here with their
+ * capacity and bytes; the ends not in flight close once the messages
+ * are queued (close_lone_pipes). */
+struct lone_pipe {
+	uint64_t id;
+	int ends[2];
+};
+static struct lone_pipe *lone;
+static size_t nlone;
+
+static struct lone_pipe *lone_pipe(const struct usock *s, const struct ck_img_passed *p)
+{
+	for (size_t i = 0; i < nlone; i++)
+		if (lone[i].id == p->id)
+			return &lone[i];
+	lone = realloc(lone, (nlone + 1) * sizeof *lone);
+	struct lone_pipe *l = &lone[nlone++];
+	l->id = p->id;
+	if (pipe2(l->ends, O_CLOEXEC) != 0)
+		ck_refuse("cannot create the pipe in flight to " WHO ": %s", WHO_ARGS(s), strerror(errno));
+	if (p->capacity && fcntl(l->ends[0], F_SETPIPE_SZ, (int)p->capacity) < 0)
+		ck_refuse("cannot give the pipe in flight to " WHO " its capacity of %llu bytes: %s", WHO_ARGS(s),
+			  (unsigned long long)p->capacity, strerror(errno));
+	if (p->read_end && p->data_len)
+		write_pipe(s, l->ends[1], p);
+	return l;
+}
+
+static void close_lone_pipes(void)
+{
+	for (size_t i = 0; i < nlone; i++) {
+		close(lone[i].ends[0]);
+		close(lone[i].ends[1]);
+	}
+	free(lone);
+	lone = 0;
+	nlone = 0;
+}
+
 /* A new descriptor for one that was in flight: a file reopened by path (a
  * new open file description at the saved offset), the session's pipe end
  * or socket with that identity. */
@@ -739,8 +989,13 @@ static int open_passed(const struct usock *s, const struct ck_img_passed *p)
 	}
 	if (!strcmp(p->kind, "pipe")) {
 		int end = ck_objects_find(cur_objs, "pipe", p->id, p->read_end ? 0 : 1);
-		if (end >= 0)
-			fd = fcntl(end, F_DUPFD_CLOEXEC, 0);
+		if (end >= 0) {
+			if (p->read_end && p->data_len)
+				refill_shared_pipe(s, p);
+		} else {
+			end = lone_pipe(s, p)->ends[p->read_end ? 0 : 1];
+		}
+		fd = fcntl(end, F_DUPFD_CLOEXEC, 0);
 	}
 	if (!strcmp(p->kind, "socket")) {
 		const struct usock *u = find_ino(p->id);
@@ -791,6 +1046,65 @@ static ssize_t send_part(const struct usock *s, size_t msg, int from, const char
 	return r;
 }
 
+/* The socket a datagram to s is sent from, so that it arrives with its
+ * sender's name: the session's socket of that name, else one bound to the
+ * name for the message (the name of a sender outside the session, free
+ * again since it went; a path is removed afterwards, a stale socket file
+ * of the killed run replaced). A name someone else holds now cannot be
+ * had: the datagram comes from an unnamed socket (-v says so). */
+struct sender {
+	int fd, tmp;
+	const char *unlink_path;
+	dev_t dev; /* the socket file bind made (removed only if still there) */
+	ino_t ino;
+};
+
+static struct sender sender_named(const struct usock *s, const struct ck_img_uname *n, int fallback)
+{
+	struct sender v = {fallback, -1, 0, 0, 0};
+	for (size_t i = 0; i < nsocks; i++)
+		if (socks[i].type == SOCK_DGRAM && socks[i].fd >= 0 && socks[i].u->namelen == n->len &&
+		    !memcmp(socks[i].u->name, n->name, n->len))
+			return (struct sender){socks[i].fd, -1, 0, 0, 0};
+	static struct sockaddr_un a;
+	socklen_t len = to_addr(&a, n->name, n->len);
+	int t = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct stat st;
+	int existed = a.sun_path[0] != 0 && lstat(a.sun_path, &st) == 0;
+	if (existed && S_ISSOCK(st.st_mode)) {
+		/* a socket file nobody is bound to any more */
+		int probe = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		if (probe >= 0 && connect(probe, (struct sockaddr *)&a, len) != 0 && errno == ECONNREFUSED)
+			existed = unlink(a.sun_path) != 0;
+		if (probe >= 0)
+			close(probe);
+	}
+	if (t >= 0 && !existed && bind(t, (struct sockaddr *)&a, len) == 0) {
+		v.fd = v.tmp = t;
+		if (a.sun_path[0] && lstat(a.sun_path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+			v.unlink_path = a.sun_path;
+			v.dev = st.st_dev, v.ino = st.st_ino;
+		}
+		return v;
+	}
+	ck_verbose("a datagram queued on the Unix socket at descriptor %d of process %d comes from an unnamed socket: "
+		   "its sender's name %s is taken (%s)",
+		   WHO_ARGS(s), name_text(n->name, n->len), existed ? "a file is there" : strerror(errno));
+	if (t >= 0)
+		close(t);
+	return v;
+}
+
+static void sender_done(struct sender *v)
+{
+	struct stat st;
+	if (v->tmp >= 0) {
+		close(v->tmp);
+		if (v->unlink_path && lstat(v->unlink_path, &st) == 0 && st.st_dev == v->dev && st.st_ino == v->ino)
+			unlink(v->unlink_path);
+	}
+}
+
 /* Sends s's saved receive queue into it from `from` (its peer, or a
  * temporary socket addressing it by name): message by message, so the
  * boundaries of datagrams and seqpackets come back, and the descriptors
@@ -815,16 +1129,21 @@ static void refill(const struct usock *s, int from, const struct sockaddr_un *to
 	uint64_t off = 0;
 	for (size_t i = 0; i < nparts; i++) {
 		uint64_t len = u->has_msgs ? u->msgs[i] : u->qlen, done = 0;
+		struct sender via = {from, -1, 0, 0, 0};
+		/* sent by name: from the sender's name, as it came */
+		if (to && u->has_msgs && u->from && u->from[i].len)
+			via = sender_named(s, &u->from[i], from);
 		do {
 			/* the descriptors go with the first bytes of their part */
-			ssize_t r = done ? sendto(from, buf + off + done, len - done, MSG_DONTWAIT | MSG_NOSIGNAL,
+			ssize_t r = done ? sendto(via.fd, buf + off + done, len - done, MSG_DONTWAIT | MSG_NOSIGNAL,
 						  (const struct sockaddr *)to, to ? tolen : 0)
-					 : send_part(s, i, from, buf + off, len, to, tolen);
+					 : send_part(s, i, via.fd, buf + off, len, to, tolen);
 			if (r < 0)
 				ck_refuse("cannot put back the bytes in flight of " WHO " (%llu of %llu bytes): %s", WHO_ARGS(s),
 					  (unsigned long long)(off + done), (unsigned long long)u->qlen, strerror(errno));
 			done += (uint64_t)r;
 		} while (done < len);
+		sender_done(&via);
 		off += len;
 	}
 	free(buf);
@@ -880,7 +1199,13 @@ static void create_named(int base_fd)
 		bind_name(s, s->fd);
 		if (s->u->state == TCP_LISTEN_STATE && listen(s->fd, (int)s->u->backlog) != 0)
 			ck_refuse("cannot listen on " WHO " again: %s", WHO_ARGS(s), strerror(errno));
-		if (s->type == SOCK_DGRAM && s->u->qlen && !mutual_peer(s)) {
+	}
+	/* every name of the session is bound: datagrams come from theirs */
+	for (size_t i = 0; i < nsocks; i++) {
+		struct usock *s = &socks[i];
+		if (!named(s) || s->type != SOCK_DGRAM)
+			continue;
+		if (s->u->qlen && !mutual_peer(s)) {
 			struct sockaddr_un a;
 			socklen_t len = to_addr(&a, s->u->name, s->u->namelen);
 			int tmp = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -969,7 +1294,7 @@ static void connect_to_gone(struct usock *s, int base_fd)
 		s->fd = accept_end(s, s, other, base_fd);
 	} else if (s->fd >= 0) {
 		/* a named datagram socket: connected to a socket that then goes */
-		struct sockaddr_un a;
+		struct sockaddr_un a = {.sun_family = AF_UNIX};
 		socklen_t len = sizeof a;
 		other = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 		if (other < 0 || bind(other, (struct sockaddr *)&a, sizeof(sa_family_t)) != 0 ||
@@ -985,6 +1310,9 @@ static void connect_to_gone(struct usock *s, int base_fd)
 		configure(s, s->fd);
 		other = sv[1];
 	}
+	/* a peer that closes with a byte unread leaves the reset s had */
+	if (s->u->reset && send(s->fd, "", 1, MSG_DONTWAIT | MSG_NOSIGNAL) != 1)
+		ck_refuse("cannot give " WHO " its reset again: %s", WHO_ARGS(s), strerror(errno));
 	refill_from(s, other, 1);
 }
 
@@ -1112,6 +1440,7 @@ CK_HIDDEN void ck_unix_create_shared(struct ck_sock_file *list, size_t n, struct
 		if (socks[i].fd < 0)
 			socks[i].fd = new_socket(&socks[i], base_fd); /* never connected, never named */
 	run_deferred_refills();
+	close_lone_pipes();
 	for (size_t i = 0; i < nsocks; i++) {
 		struct usock *s = &socks[i];
 		apply_shutdown(s);

@@ -35,6 +35,7 @@ struct ck_img_inet {
 	struct ck_img_inaddr local, peer;
 	int tcp_state; /* TCP_ESTABLISHED...; 0 for UDP */
 	uint64_t backlog;
+	int has_backlog;
 	struct ck_img_queue recv_q, unsent_q;
 	struct ck_img_dgram *dgrams;
 	size_t ndgrams;
@@ -56,9 +57,18 @@ struct ck_img_unix {
 		int flags, read_end;
 		int64_t offset;
 		uint64_t id;     /* a pipe's id, a socket's inode */
+		uint64_t capacity, data_off, data_len; /* a pipe: its bytes (read end) */
+		uint32_t data_crc;
 	} *passed;
 	size_t npassed;
+	struct ck_img_uname { /* the sender's name of each message (datagrams; len 0: unnamed) */
+		uint8_t name[108];
+		unsigned len;
+	} *from;
 	int has_msgs;
+	int reset;           /* the kernel held a reset (ECONNRESET) for it */
+	int has_file;        /* the socket file's mode and owner (path names) */
+	uint32_t file_mode, file_uid, file_gid;
 	uint64_t qoff, qlen; /* the receive queue's bytes in the image */
 	uint32_t qcrc;
 };
@@ -102,5 +112,20 @@ CK_HIDDEN int ck_inet_parse(struct cb_dec *d, const char *k, size_t kl, struct c
 CK_HIDDEN void ck_inet_create_shared(struct ck_sock_file *socks, size_t n, struct ck_objects *objs, int base_fd);
 CK_HIDDEN int ck_inet_open(struct ck_image *img, struct ck_img_file *f, const struct ck_img_socket *s, int base_fd,
 			   const struct ck_objects *objs);
+
+/* sk-timewait.c: the addresses of a connection the restart brings back
+ * (peer unset: a listener's address, whose accepted connections the
+ * killed run had) */
+struct ck_tw_own {
+	struct ck_img_inaddr local, peer;
+};
+/* Removes the TIME-WAIT entries of these connections where allowed (says
+ * what it did in -v). */
+CK_HIDDEN void ck_tw_clear(const struct ck_tw_own *own, size_t n);
+/* After EADDRINUSE on at: 1 when only TIME-WAIT entries of own held it
+ * and they have now expired (waited for), so bind again; -1 when other
+ * TIME-WAIT entries hold it, 0 when a socket holds it, with why in why. */
+CK_HIDDEN int ck_tw_port_wait(const struct ck_img_inaddr *at, const struct ck_tw_own *own, size_t n, char *why,
+			      size_t whylen);
 
 #endif

@@ -158,6 +158,15 @@ export interface Session {
 /** How long after the root's exit the session looks again for processes left (daemons). */
 const SESSION_END_POLL_MS = 100;
 
+/**
+ * Checkpoint failures the program itself ends in a moment, worth another
+ * try (the reasons the shim gives: preload/sk-unix.c save_pending,
+ * preload/sk-inet.c save_tcp_queues), and how long the program runs on
+ * before each new try.
+ */
+const PASSING_STATES = [/a connection not yet accepted holds bytes ckrun cannot read/, /a connection with bytes its own server has not accepted yet/];
+const RETRY_WAITS_MS = [100, 200, 400, 800, 1600];
+
 interface Deferred<T> {
   promise: Promise<T>;
   resolve(v: T): void;
@@ -467,7 +476,31 @@ export class Coordinator implements Session {
     }
   }
 
+  /**
+   * A checkpoint that meets a state the program leaves by itself in a
+   * moment (a connection not yet accepted that holds bytes) is tried again
+   * after letting the program run a little: a few times, waiting longer
+   * each time, each said in -v; the last failure says how long it waited.
+   */
   private async runCheckpoint(): Promise<CheckpointResult> {
+    let waited = 0;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.checkpointOnce();
+      } catch (e) {
+        const passing = errorMessage(e);
+        if (!PASSING_STATES.some((r) => r.test(passing))) throw e;
+        if (attempt > RETRY_WAITS_MS.length)
+          throw new SessionError(`${passing} (tried ${attempt} times while the program ran on for ${formatDuration(waited * 1e6)})`);
+        const ms = RETRY_WAITS_MS[attempt - 1];
+        this.verbose(`checkpoint try ${attempt} met a passing state (${passing}); the program runs on for ${ms} ms, then try ${attempt + 1} of ${RETRY_WAITS_MS.length + 1}`);
+        await new Promise((r) => setTimeout(r, ms));
+        waited += ms;
+      }
+    }
+  }
+
+  private async checkpointOnce(): Promise<CheckpointResult> {
     const t0 = Date.now();
     await this.waitReady();
     this.vetDirAgain();

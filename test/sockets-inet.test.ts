@@ -175,7 +175,7 @@ test('restart refuses, naming the port, when another program took the listening 
     try {
       const r = await ckrun(['restart', '--dir', ckpt], { timeout: 30_000 });
       assert.ok(r.code !== 0, `restart must fail\n${r.describe()}`);
-      assert.match(r.stderr, new RegExp(`port ${port}.*taken`), r.describe());
+      assert.match(r.stderr, new RegExp(`port ${port}.*taken \\(a listening socket of user \\d+ holds it now\\)`), r.describe());
     } finally {
       squatter.close();
     }

@@ -13,6 +13,9 @@ export type EventExample = (typeof EVENT_C_EXAMPLES)[number];
 /** programs of the process-fidelity tests (test/eintr.test.ts, test/memory-*.test.ts); built like the others, not in ALL_EXAMPLES */
 export const PROCESS_C_EXAMPLES = ['blocking', 'sparse', 'memattrs', 'clonefiles', 'attrs', 'sysv', 'sigev-aio', 'stopped', 'setxid'] as const;
 export type ProcessExample = (typeof PROCESS_C_EXAMPLES)[number];
+/** programs of the socket tests (test/sockets-*.test.ts); built like the others, not in ALL_EXAMPLES */
+export const SOCKET_C_EXAMPLES = ['tcp-twopeers', 'tcp-states', 'unix-dgram', 'unaccepted'] as const;
+export type SocketExample = (typeof SOCKET_C_EXAMPLES)[number];
 export type ExampleName = CExample | EventExample | ProcessExample | 'loop.py' | 'timer.js';
 export const ALL_EXAMPLES: ExampleName[] = [...C_EXAMPLES, 'loop.py', 'timer.js'];
 
@@ -23,7 +26,7 @@ export function buildExamples(): void {
   if (built) return;
   fs.mkdirSync(EXAMPLE_BIN, { recursive: true });
   const common = fs.statSync(path.join(EXAMPLES, 'common.h')).mtimeMs;
-  for (const name of [...C_EXAMPLES, ...EVENT_C_EXAMPLES, ...PROCESS_C_EXAMPLES]) {
+  for (const name of [...C_EXAMPLES, ...EVENT_C_EXAMPLES, ...PROCESS_C_EXAMPLES, ...SOCKET_C_EXAMPLES]) {
     const src = path.join(EXAMPLES, `${name}.c`);
     const bin = path.join(EXAMPLE_BIN, name);
     const newest = Math.max(common, fs.statSync(src).mtimeMs);
@@ -40,6 +43,12 @@ export function buildExamples(): void {
     fs.renameSync(tmp, bin);
   }
   built = true;
+}
+
+/** The built binary of a socket example. */
+export function socketExample(name: SocketExample): string {
+  buildExamples();
+  return path.join(EXAMPLE_BIN, name);
 }
 
 function which(cmd: string): string {
