@@ -470,8 +470,12 @@ static const struct ck_schema_key ck_schema_keys_unix[] = {
 	{"rcvbuf", 1, 1, 0, 0}, /* uint */
 	{"backlog", 1, 0, 0, 0}, /* uint? */
 	{"pending", 3, 0, 0, 0}, /* [uint]? */
-	{"msgs", 89, 0, 0, 0}, /* [uint|[uint|[{passed}]]]? */
+	{"msgs", 89, 0, 0, 0}, /* [uint|[uint|[{passed}]|bytes]]? */
 	{"queue", 17, 0, 0, 0}, /* [int]? */
+	{"file_mode", 1, 0, 0, 0}, /* uint? */
+	{"file_uid", 1, 0, 0, 0}, /* uint? */
+	{"file_gid", 1, 0, 0, 0}, /* uint? */
+	{"reset", 9, 0, 0, 0}, /* bool? */
 };
 static const struct ck_schema_key ck_schema_keys_passed[] = {
 	{"kind", 0, 1, 0, 0}, /* text */
@@ -480,6 +484,8 @@ static const struct ck_schema_key ck_schema_keys_passed[] = {
 	{"offset", 1, 1, "file", 0}, /* uint */
 	{"id", 1, 1, "pipe", 0}, /* uint */
 	{"end", 0, 1, "pipe", 0}, /* text */
+	{"capacity", 1, 0, "pipe", 0}, /* uint? */
+	{"data", 17, 0, "pipe", 0}, /* [int]? */
 	{"ino", 1, 1, "socket", 0}, /* uint */
 };
 static const struct ck_schema_key ck_schema_keys_region[] = {
@@ -658,9 +664,9 @@ static const struct ck_schema_type ck_schema_types[] = {
 	{CKS_ARRAY, 82, 0}, /* 83 */
 	{CKS_RECORD, 40, 0}, /* 84 */
 	{CKS_ARRAY, 84, 0}, /* 85 */
-	{CKS_UNION, 22, 2}, /* 86 */
+	{CKS_UNION, 22, 3}, /* 86 */
 	{CKS_ARRAY, 86, 0}, /* 87 */
-	{CKS_UNION, 24, 2}, /* 88 */
+	{CKS_UNION, 25, 2}, /* 88 */
 	{CKS_ARRAY, 88, 0}, /* 89 */
 	{CKS_RECORD, 42, 0}, /* 90 */
 	{CKS_RECORD, 43, 0}, /* 91 */
@@ -674,7 +680,7 @@ static const struct ck_schema_type ck_schema_types[] = {
 	{CKS_ARRAY, 98, 0}, /* 99 */
 };
 
-static const unsigned short ck_schema_alts[] = {1, 9, 3, 34, 1, 34, 1, 34, 0, 1, 1, 20, 1, 0, 1, 20, 20, 1, 20, 1, 20, 16, 1, 85, 1, 87};
+static const unsigned short ck_schema_alts[] = {1, 9, 3, 34, 1, 34, 1, 34, 0, 1, 1, 20, 1, 0, 1, 20, 20, 1, 20, 1, 20, 16, 1, 85, 20, 1, 87};
 
 static const struct ck_schema_record ck_schema_records[] = {
 	{"header", ck_schema_keys_header, sizeof ck_schema_keys_header / sizeof ck_schema_keys_header[0]},

@@ -118,6 +118,8 @@ const NOT_WRITTEN_HERE: Record<string, string> = {
   'stdio_file.same_as': 'only for a session whose stdio is a regular file (files-rollback.test.ts: > log); the programs here have pipes',
   'meta.stopped': 'only for a process stopped at the checkpoint (stopped.test.ts)',
   'meta.stopped_children': 'only for a parent of a stopped process (stopped.test.ts)',
+  'unix.reset': 'a Unix socket whose peer closed with bytes unread (sockets-unix-dgram.test.ts)',
+  'passed.data': 'a pipe in flight with bytes in it (sockets-unix-dgram.test.ts)',
   'unix.shutdown': 'a Unix socket shut down in one direction; no program of the suite makes one',
 };
 
