@@ -429,7 +429,10 @@ static int nudge_blocked_threads(struct ck_scratch *s, int pid)
 		int tid = s->signaled[i], setxid_blocked;
 		if (nudged[i] || has_arrived(tid) || !ck_thread_blocks(tid, ck_session.sig, &setxid_blocked))
 			continue;
-		if (setxid_blocked || !ck_setxid_stop_ready(ck_signal_handler, ck_sigreturn_trampoline)) {
+		/* a thread in seccomp strict mode would be killed by the handler's
+		 * first system call: it is named instead */
+		if (setxid_blocked || ck_seccomp_strict_thread(tid) ||
+		    !ck_setxid_stop_ready(ck_signal_handler, ck_sigreturn_trampoline)) {
 			if (!stuck)
 				stuck = tid;
 			continue;

@@ -60,6 +60,10 @@ _Static_assert(offsetof(struct ck_fd_kind, key) == CK_FD_KIND_HANDLER_END,
  * every descriptor (one that shares another's description keeps it too) */
 CK_HIDDEN int ck_fd_stdio_index(const struct ck_fd *f);
 
+/* pipes.c: the bytes in flight of a pipe or FIFO, copied without consuming
+ * them (fifo.c saves a FIFO's the same way) */
+CK_HIDDEN long ck_pipe_peek(int rfd, long capacity, char **data);
+
 /* locks.c: the "locks" of a descriptor's open file description, in its
  * map (called for every descriptor that does not share an earlier one's) */
 CK_HIDDEN void ck_locks_save(struct ck_writer *w, const struct ck_fd *f);

@@ -59,36 +59,9 @@ static void fail_fifo(struct ck_writer *w, long err, const struct ck_fd *f, cons
 	ck_str_add(&m, why);
 }
 
-/* Copies the bytes in flight without consuming them (tee into a private
- * pipe); their count, or -1 when the checkpoint failed. */
 static long peek_fifo(struct ck_writer *w, const struct ck_fd *f, long capacity, char **data)
 {
-	int tmp[2];
-	long r = CK_SYS2(SYS_pipe2, tmp, O_CLOEXEC | O_NONBLOCK);
-	if (r < 0)
-		return fail_fifo(w, r, f, "cannot be copied: no pipe for the copy"), -1;
-	ck_fcntl(tmp[1], F_SETPIPE_SZ, capacity);
-	long n = CK_SYS4(SYS_tee, f->fd, tmp[1], capacity, 2 /* SPLICE_F_NONBLOCK */);
-	if (n == -EAGAIN)
-		n = 0;
-	if (n > 0) {
-		long buf = ck_mmap(0, CK_PAGE_UP(n), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (buf < 0 && buf > -4096) {
-			n = buf;
-		} else {
-			*data = (char *)buf;
-			for (long got = 0; got < n;) {
-				long k = ck_read(tmp[0], *data + got, (size_t)(n - got));
-				if (k <= 0) {
-					n = k < 0 ? k : -EIO;
-					break;
-				}
-				got += k;
-			}
-		}
-	}
-	ck_close(tmp[0]);
-	ck_close(tmp[1]);
+	long n = ck_pipe_peek(f->fd, capacity, data);
 	if (n < 0)
 		fail_fifo(w, n, f, "has bytes in flight ckrun could not copy");
 	return n;

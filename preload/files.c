@@ -177,7 +177,13 @@ static int stat_path(const struct ck_image *img, const struct ck_img_file *f, st
 static void file_check(struct ck_image *img, struct ck_img_file *f)
 {
 	struct stat st;
-	if (inherited_stdio(f) >= 0 || kept_by_ckrun(f))
+	if (inherited_stdio(f) >= 0) {
+		/* the offset is the restarting ckrun's, also where another
+		 * process of the family opens the shared description */
+		f->has_offset = 0;
+		return;
+	}
+	if (kept_by_ckrun(f))
 		return;
 	if (!stat_path(img, f, &st))
 		return;

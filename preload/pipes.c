@@ -47,15 +47,17 @@ static int first_of_pipe(const struct ck_fdtab *t, const struct ck_fd *f)
 	return 1;
 }
 
-/* Copies the bytes in flight without consuming them; returns their count. */
-static long peek_pipe(struct ck_writer *w, int rfd, long capacity, char **data)
+/* Copies the bytes in flight of the pipe or FIFO read through rfd without
+ * consuming them (tee into a private pipe), into pages mapped at *data;
+ * their count, or a negative errno. */
+CK_HIDDEN long ck_pipe_peek(int rfd, long capacity, char **data)
 {
 	int tmp[2];
-	long r = CK_SYS2(SYS_pipe2, tmp, O_CLOEXEC | O_NONBLOCK);
-	if (r < 0)
-		return ck_writer_fail(w, r, "cannot create a pipe to copy a pipe's contents"), -1;
+	long n = CK_SYS2(SYS_pipe2, tmp, O_CLOEXEC | O_NONBLOCK);
+	if (n < 0)
+		return n;
 	ck_fcntl(tmp[1], F_SETPIPE_SZ, capacity);
-	long n = CK_SYS4(SYS_tee, rfd, tmp[1], capacity, 2 /* SPLICE_F_NONBLOCK */);
+	n = CK_SYS4(SYS_tee, rfd, tmp[1], capacity, 2 /* SPLICE_F_NONBLOCK */);
 	if (n == -EAGAIN)
 		n = 0;
 	if (n > 0) {
@@ -76,6 +78,12 @@ static long peek_pipe(struct ck_writer *w, int rfd, long capacity, char **data)
 	}
 	ck_close(tmp[0]);
 	ck_close(tmp[1]);
+	return n;
+}
+
+static long peek_pipe(struct ck_writer *w, int rfd, long capacity, char **data)
+{
+	long n = ck_pipe_peek(rfd, capacity, data);
 	if (n < 0)
 		ck_writer_fail(w, n, "cannot copy the bytes in flight in a pipe");
 	return n;

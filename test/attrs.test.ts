@@ -169,7 +169,7 @@ test("an ordinary user's restart refuses a lower nice value, SCHED_FIFO and the 
       // root may: the program runs on as nobody, its scheduling as it was
       const r = scope.restart({
         image: path.join(ck, '1'),
-        extra: ['--dir', scope.ckptDir('root-ck'), '--trust-owner'],
+        extra: ['--dir', scope.ckptDir('root-ck'), '--trust-owner', '--stdio=inherit'],
         label: `restart as root (${prefix.join(' ')})`,
       });
       await r.waitForStep(1);

@@ -193,11 +193,11 @@ test('the same pty, session and groups restarted by an ordinary user (user and P
       ${got('run1.txt', 30)}
       ${ckrun} checkpoint --dir ${ck}
       kill -9 $ck; wait $ck 2>/dev/null || true
-      ${ckrun} restart --dir ${ck} > run2.txt 2>&1 & ck=$!
+      ${ckrun} restart --stdio=inherit --dir ${ck} > run2.txt 2>&1 & ck=$!
       ${got('run2.txt', 30)}
       ${ckrun} checkpoint --dir ${ck}
       kill -9 $ck; wait $ck 2>/dev/null || true
-      ${ckrun} restart --dir ${ck} > run3.txt 2>&1`,
+      ${ckrun} restart --stdio=inherit --dir ${ck} > run3.txt 2>&1`,
     );
     const out = execFileSync(exe!, args, { encoding: 'utf8', timeout: 120_000 });
     assert.match(out, /\/1\n[\s\S]*\/2\n/, `both checkpoints should be generations 1 and 2:\n${out}`);

@@ -37,7 +37,10 @@ async function checkpointedFamily(scope: Scope): Promise<{ ckpt: string; work: s
   const ckpt = scope.ckptDir('ckpt');
   const work = scope.dir('work');
   fs.writeFileSync(path.join(work, 'family.py'), FAMILY);
-  const p = scope.launch({ dir: ckpt, program: ['python3', 'family.py'], cwd: work, label: 'python family' });
+  // --files=size: the failure injected below (an immutable file) must reach a
+  // member's restore; with the default snapshot, restart refuses earlier,
+  // when it puts the file back
+  const p = scope.launch({ dir: ckpt, program: ['python3', 'family.py'], cwd: work, extra: ['--files=size'], label: 'python family' });
   await p.waitForStep(10);
   const r = await ckrun(['checkpoint', '--dir', ckpt]);
   assert.is(r.code, 0, `checkpoint: ${r.stderr}`);
