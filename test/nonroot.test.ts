@@ -39,11 +39,11 @@ test('an ordinary user restarts in a user namespace of their own, twice', async 
     const out = asNobody(
       `set -e; cd ${work}
       node ${CKRUN} --dir ${ck} -- ${cmd} > run1.txt 2>&1 & ck=$!
-      while [ "$(grep -c '^step' run1.txt 2>/dev/null || true)" -lt 30 ]; do sleep 0.05; done
+      while [ "$(cat run1.txt 2>/dev/null | grep -c '^step')" -lt 30 ]; do sleep 0.05; done
       node ${CKRUN} checkpoint --dir ${ck}
       kill -9 $ck; wait $ck 2>/dev/null || true   # the program dies with ckrun (parent-death signal)
       node ${CKRUN} restart --stdio=inherit --dir ${ck} > run2.txt 2>&1 & ck=$!
-      while [ "$(grep -c '^step' run2.txt 2>/dev/null || true)" -lt 20 ]; do sleep 0.05; done
+      while [ "$(cat run2.txt 2>/dev/null | grep -c '^step')" -lt 20 ]; do sleep 0.05; done
       prog=$(pgrep -n -x -u ${NOBODY} counter)   # other users' counters may run meanwhile
       grep -E '^(Uid|CapEff):' /proc/$prog/status
       node ${CKRUN} checkpoint --dir ${ck}
