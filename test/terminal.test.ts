@@ -100,9 +100,9 @@ test('less in tmux: after kill -9 and a restart in a new tmux window, the screen
       if (Date.now() > end) throw new Error(`q did not end less: the screen:\n${tmux.screen('w2').join('\n')}`);
       await sleep(50);
     }
-    // the exit status may show a moment after the pane is dead
+    // the exit status may show a moment after the pane is dead (seconds on a loaded machine)
     let status = '';
-    for (let i = 0; i < 100 && status === ''; i++, await sleep(50)) status = tmux.pane('w2', 'pane_dead_status');
+    for (let i = 0; i < 400 && status === ''; i++, await sleep(50)) status = tmux.pane('w2', 'pane_dead_status');
     assert.is(status, '0', `the restarted ckrun exits 0 when less quits (signal: ${tmux.pane('w2', 'pane_dead_signal')})`);
   } finally {
     try {
