@@ -77,7 +77,8 @@ CK_CORE __attribute__((noreturn)) void ck_core_main(struct ck_plan *p)
 	ck_core_aio(p);
 	/* locks after every other descriptor of their files is closed (a
 	 * close drops the process's POSIX locks); "rebuilt" once they are
-	 * held; then, in a family with locks, wait until all hold theirs */
+	 * held; then, in a family, wait until every process is rebuilt and
+	 * holds its own */
 	close_plan_fds(p);
 	ck_core_take_locks(p);
 	if (p->done_fd >= 0) {
