@@ -150,6 +150,7 @@ CK_HIDDEN int ck_writer_fail(struct ck_writer *w, long err, const char *what);
  * file read through /proc/self/mem; returns the data offset or 0. */
 CK_HIDDEN uint64_t ck_image_put_memory(struct ck_writer *w, uint64_t addr, size_t len, int readable, uint32_t *crc);
 CK_HIDDEN uint64_t ck_image_put_bytes(struct ck_writer *w, const void *buf, size_t len, uint32_t *crc);
+CK_HIDDEN void ck_image_put_data(struct ck_writer *w, const void *buf, size_t len);
 CK_HIDDEN uint64_t ck_image_put_fd(struct ck_writer *w, int fd, uint64_t off, uint64_t len, uint32_t *crc);
 CK_HIDDEN long ck_image_open(struct ck_writer *w, const char *tmp_path);
 CK_HIDDEN long ck_image_adopt(struct ck_writer *w, int fd, const char *path);

@@ -82,15 +82,8 @@ static void fifo_save(struct ck_writer *w, const struct ck_fdtab *t, const struc
 	if (capacity > 0 && saves_bytes(t, f)) {
 		char *data = 0;
 		long n = peek_fifo(w, f, capacity, &data);
-		if (n > 0) {
-			uint32_t crc = 0;
-			uint64_t off = ck_image_put_bytes(w, data, (size_t)n, &crc);
-			cb_text(e, "data");
-			cb_array(e, 3);
-			cb_uint(e, off);
-			cb_uint(e, (uint64_t)n);
-			cb_uint(e, crc);
-		}
+		if (n > 0)
+			ck_image_put_data(w, data, (size_t)n);
 		if (data)
 			ck_munmap(data, CK_PAGE_UP(n));
 	}

@@ -192,6 +192,18 @@ CK_HIDDEN uint64_t ck_image_put_bytes(struct ck_writer *w, const void *buf, size
 	return at;
 }
 
+/* Bytes as a chunk, and the metadata's key "data": [offset, length, crc32c]. */
+CK_HIDDEN void ck_image_put_data(struct ck_writer *w, const void *buf, size_t len)
+{
+	uint32_t crc = 0;
+	uint64_t off = ck_image_put_bytes(w, buf, len, &crc);
+	cb_text(&w->meta, "data");
+	cb_array(&w->meta, 3);
+	cb_uint(&w->meta, off);
+	cb_uint(&w->meta, len);
+	cb_uint(&w->meta, crc);
+}
+
 CK_HIDDEN uint64_t ck_image_put_fd(struct ck_writer *w, int fd, uint64_t off, uint64_t len, uint32_t *crc)
 {
 	uint64_t at = w->data_end;

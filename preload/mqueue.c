@@ -129,8 +129,6 @@ static int save_messages(struct ck_writer *w, const struct ck_fd *f, const struc
 	ck_close(q);
 	int ok = !lost && n == a->curmsgs && after.curmsgs == a->curmsgs;
 	if (ok) {
-		uint32_t crc = 0;
-		uint64_t off = ck_image_put_bytes(w, data, used, &crc);
 		cb_text(e, "messages");
 		cb_array(e, (uint64_t)n);
 		for (long i = 0; i < n; i++) {
@@ -138,11 +136,7 @@ static int save_messages(struct ck_writer *w, const struct ck_fd *f, const struc
 			cb_uint(e, prio[i]);
 			cb_uint(e, lens[i]);
 		}
-		cb_text(e, "data");
-		cb_array(e, 3);
-		cb_uint(e, off);
-		cb_uint(e, used);
-		cb_uint(e, crc);
+		ck_image_put_data(w, data, used);
 	}
 	ck_munmap(buf, CK_PAGE_UP(cap));
 	if (!ok)

@@ -48,8 +48,9 @@ static int first_of_pipe(const struct ck_fdtab *t, const struct ck_fd *f)
 }
 
 /* Copies the bytes in flight of the pipe or FIFO read through rfd without
- * consuming them (tee into a private pipe), into pages mapped at *data;
- * their count, or a negative errno. */
+ * consuming them (tee into a private pipe), into pages mapped at *data
+ * (left 0 when there are none or on failure); their count, or a negative
+ * errno. */
 CK_HIDDEN long ck_pipe_peek(int rfd, long capacity, char **data)
 {
 	int tmp[2];
@@ -66,13 +67,18 @@ CK_HIDDEN long ck_pipe_peek(int rfd, long capacity, char **data)
 			n = buf;
 		} else {
 			*data = (char *)buf;
-			for (long got = 0; got < n;) {
-				long k = ck_read(tmp[0], *data + got, (size_t)(n - got));
+			long len = n;
+			for (long got = 0; got < len;) {
+				long k = ck_read(tmp[0], *data + got, (size_t)(len - got));
 				if (k <= 0) {
 					n = k < 0 ? k : -EIO;
 					break;
 				}
 				got += k;
+			}
+			if (n < 0) {
+				ck_munmap(*data, CK_PAGE_UP(len));
+				*data = 0;
 			}
 		}
 	}
@@ -107,15 +113,8 @@ static void pipe_save(struct ck_writer *w, const struct ck_fdtab *t, const struc
 		if (r && capacity > 0) {
 			char *data = 0;
 			long n = peek_pipe(w, r->fd, capacity, &data);
-			if (n > 0) {
-				uint32_t crc = 0;
-				uint64_t off = ck_image_put_bytes(w, data, (size_t)n, &crc);
-				cb_text(e, "data");
-				cb_array(e, 3);
-				cb_uint(e, off);
-				cb_uint(e, (uint64_t)n);
-				cb_uint(e, crc);
-			}
+			if (n > 0)
+				ck_image_put_data(w, data, (size_t)n);
 			if (data)
 				ck_munmap(data, CK_PAGE_UP(n));
 		}

@@ -167,13 +167,7 @@ static void save_output_in_flight(struct ck_writer *w, const struct ck_fd *f, in
 		}
 		ck_ioctl(slave, TCSETS, &tio);
 		ck_close(slave);
-		uint32_t crc = 0;
-		uint64_t off = ck_image_put_bytes(w, data, (size_t)n, &crc);
-		cb_text(&w->meta, "data");
-		cb_array(&w->meta, 3);
-		cb_uint(&w->meta, off);
-		cb_uint(&w->meta, (uint64_t)n);
-		cb_uint(&w->meta, crc);
+		ck_image_put_data(w, data, (size_t)n);
 	} else if (n != 0) {
 		fail_pty(w, n < 0 ? n : slave, f->fd, "cannot read the bytes its slave wrote");
 	}

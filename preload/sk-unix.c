@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "crc32c.h"
+#include "fdkind.h"
 #include "sockets.h"
 #include "sys.h"
 
@@ -214,40 +215,14 @@ static char passed_link[4096];
  * into a private pipe (the pipe itself is not consumed): "data". */
 static void put_pipe_bytes(struct ck_writer *w, const struct ck_fd *f, int rfd, long capacity)
 {
-	int tmp[2];
-	long r = CK_SYS2(SYS_pipe2, tmp, O_CLOEXEC | O_NONBLOCK);
-	if (r < 0)
-		return fail_socket(w, r, "cannot create a pipe to copy a pipe in flight", f->fd, "pipe2 failed");
-	ck_fcntl(tmp[1], F_SETPIPE_SZ, capacity);
-	long n = CK_SYS4(SYS_tee, rfd, tmp[1], capacity, 2 /* SPLICE_F_NONBLOCK */);
-	if (n > 0) {
-		long buf = ck_mmap(0, CK_PAGE_UP(n), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		long got = 0;
-		if (buf < 0 && buf > -4096)
-			got = buf;
-		while (got >= 0 && got < n) {
-			long k = ck_read(tmp[0], (char *)buf + got, (size_t)(n - got));
-			got = k > 0 ? got + k : (k < 0 ? k : -EIO);
-		}
-		if (got < 0) {
-			fail_socket(w, got, "cannot copy the bytes of a pipe in flight", f->fd, "reading its copy failed");
-		} else {
-			uint32_t crc = 0;
-			uint64_t off = ck_image_put_bytes(w, (char *)buf, (size_t)n, &crc);
-			struct cb_enc *e = &w->meta;
-			cb_text(e, "data");
-			cb_array(e, 3);
-			cb_uint(e, off);
-			cb_uint(e, (uint64_t)n);
-			cb_uint(e, crc);
-		}
-		if (!(buf < 0 && buf > -4096))
-			ck_munmap((void *)buf, CK_PAGE_UP(n));
-	} else if (n < 0 && n != -EAGAIN) {
-		fail_socket(w, n, "cannot copy the bytes of a pipe in flight", f->fd, "tee failed");
-	}
-	ck_close(tmp[0]);
-	ck_close(tmp[1]);
+	char *data = 0;
+	long n = ck_pipe_peek(rfd, capacity, &data);
+	if (n < 0)
+		fail_socket(w, n, "cannot copy the bytes of a pipe in flight", f->fd, "copying them failed");
+	else if (n > 0)
+		ck_image_put_data(w, data, (size_t)n);
+	if (data)
+		ck_munmap(data, CK_PAGE_UP(n));
 }
 
 /* One descriptor in flight, as the peek installed a copy of it: a regular

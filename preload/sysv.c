@@ -73,17 +73,6 @@ static void *scratch_map(size_t len)
 	return a < 0 ? 0 : (void *)a;
 }
 
-static void put_data(struct ck_writer *w, const void *buf, size_t len)
-{
-	uint32_t crc = 0;
-	uint64_t off = ck_image_put_bytes(w, buf, len, &crc);
-	cb_text(&w->meta, "data");
-	cb_array(&w->meta, 3);
-	cb_uint(&w->meta, off);
-	cb_uint(&w->meta, len);
-	cb_uint(&w->meta, crc);
-}
-
 static void save_perm(struct cb_enc *e, int type, int id, const struct ipc_perm *p)
 {
 	cb_kv_text(e, "type", type_names[type]);
@@ -105,7 +94,7 @@ static int save_shm(struct ck_writer *w, int id, const struct shmid_ds *ds)
 	long a = CK_SYS3(SYS_shmat, id, 0, SHM_RDONLY);
 	if (a < 0 && a > -4096)
 		return fail(w, a, "cannot read a SysV shared memory segment no process attaches", CK_SYSV_SHM, id);
-	put_data(w, (const void *)a, ds->shm_segsz);
+	ck_image_put_data(w, (const void *)a, ds->shm_segsz);
 	CK_SYS1(SYS_shmdt, a);
 	return 1;
 }
@@ -157,7 +146,7 @@ static int save_msg(struct ck_writer *w, int id, const struct msqid_ds *ds)
 		cb_uint(e, (uint64_t)r);
 	}
 	if (r >= 0)
-		put_data(w, texts, at);
+		ck_image_put_data(w, texts, at);
 	ck_munmap(one, CK_PAGE_UP(one_cap));
 	ck_munmap(texts, CK_PAGE_UP(total ? total : 1));
 	if (r < 0)
