@@ -114,7 +114,11 @@ export function checkJoin(sock: Socket, peer: Peer, claimed: number, owner: numb
   const alive = !peer.goneAtAccept && peerAlive(sock);
   if (!alive) return connectionRefusal(peer, owner) === undefined ? { verdict: 'gone' } : { verdict: 'refused', why: 'its process exited' };
   if (cred.pid <= 0) return { verdict: 'refused', why: "its process is not visible in ckrun's PID namespace" };
-  if (!isDescendant(cred.pid, self)) return { verdict: 'refused', why: `PID ${cred.pid} is not a process of this session (it is not below ckrun)` };
+  if (!isDescendant(cred.pid, self)) {
+    // it may have exited (and been reaped) after the first look: then /proc no longer knew it
+    if (!peerAlive(sock)) return connectionRefusal(peer, owner) === undefined ? { verdict: 'gone' } : { verdict: 'refused', why: 'its process exited' };
+    return { verdict: 'refused', why: `PID ${cred.pid} is not a process of this session (it is not below ckrun)` };
+  }
   const own = nsPids(cred.pid).at(-1);
   if (!peerAlive(sock)) return { verdict: 'gone' };
   if (own !== claimed) return { verdict: 'refused', why: `it says it is process ${claimed}, but it is process ${own ?? '?'}` };
