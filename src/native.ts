@@ -188,6 +188,15 @@ export function spawnChild(opts: SpawnOptions, onExit: (st: ExitStatus) => void)
  */
 export function adoptChild(pid: number, onExit: (st: ExitStatus) => void): void {
   ensureReaper();
+  // the reaper may have run before the adoption (node starts slowly on a
+  // loaded machine; the program ran meanwhile): an exit reaped already is
+  // this child's, as no other child of this process had its PID since exec
+  const early = orphanExits.get(pid);
+  if (early) {
+    orphanExits.delete(pid);
+    setImmediate(() => onExit(early.st));
+    return;
+  }
   exitWatchers.set(pid, onExit);
 }
 

@@ -52,6 +52,27 @@ class Tmux {
   }
 }
 
+/** "state S, wchan do_wait, threads 7" of a process that should have ended: where it waits. */
+function describeStuck(pid: number): string {
+  const read = (f: string): string => {
+    try {
+      return fs.readFileSync(`/proc/${pid}/${f}`, 'utf8').trim();
+    } catch {
+      return '?';
+    }
+  };
+  const stat = read('stat');
+  const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+  const threads = (() => {
+    try {
+      return fs.readdirSync(`/proc/${pid}/task`).map((t) => `${t}:${fs.readFileSync(`/proc/${pid}/task/${t}/wchan`, 'utf8')}`).join(' ');
+    } catch {
+      return '?';
+    }
+  })();
+  return `${read('cmdline').replace(/\0/g, ' ')}; state ${state}; threads ${threads}`;
+}
+
 const top = (n: number) => (s: string[]): boolean => s[0] === `line ${String(n).padStart(3, '0')}`;
 
 /** kill -9 the ckrun a window runs (its only process: `exec`), and wait until less is gone too. */
@@ -103,7 +124,14 @@ test('less in tmux: after kill -9 and a restart in a new tmux window, the screen
     // the exit status may show a moment after the pane is dead (seconds on a loaded machine)
     let status = '';
     for (let i = 0; i < 400 && status === ''; i++, await sleep(50)) status = tmux.pane('w2', 'pane_dead_status');
-    assert.is(status, '0', `the restarted ckrun exits 0 when less quits (signal: ${tmux.pane('w2', 'pane_dead_signal')})`);
+    if (status !== '0') {
+      // what ckrun printed stays on the dead pane's screen; where its process is tells why no status came
+      const pid = Number(tmux.pane('w2', 'pane_pid'));
+      const where = alive(pid) ? `${pid} runs (${describeStuck(pid)}), below it: ${descendants(pid).join(' ') || 'nothing'}` : `${pid} is gone`;
+      assert.unreachable(
+        `the restarted ckrun should exit 0 when less quits; status '${status}', signal '${tmux.pane('w2', 'pane_dead_signal')}'; ckrun ${where}; the screen:\n${tmux.screen('w2').join('\n')}`,
+      );
+    }
   } finally {
     try {
       tmux.run('kill-server');
