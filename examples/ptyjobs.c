@@ -155,6 +155,11 @@ static __attribute__((noreturn)) void session_s(const char *slave_path, int mast
 	char c;
 	if (read(ready[0], &c, 1) != 1)
 		die("A");
+	/* before B exists: B checks the foreground group from its first step */
+	signal(SIGTTOU, SIG_IGN);
+	if (tcsetpgrp(slave, a) != 0)
+		die("tcsetpgrp");
+	signal(SIGTTOU, SIG_DFL);
 	pid_t b = fork();
 	if (b == 0) {
 		setpgid(0, a);
@@ -167,10 +172,6 @@ static __attribute__((noreturn)) void session_s(const char *slave_path, int mast
 		member_b(steps, a, getppid());
 	}
 	setpgid(b, a);
-	signal(SIGTTOU, SIG_IGN);
-	if (tcsetpgrp(slave, a) != 0)
-		die("tcsetpgrp");
-	signal(SIGTTOU, SIG_DFL);
 	/* E makes a group, forks F into it and exits: F becomes ckrun's */
 	pid_t e = fork();
 	if (e == 0) {

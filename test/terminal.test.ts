@@ -62,7 +62,9 @@ function describeStuck(pid: number): string {
     }
   };
   const stat = read('stat');
-  const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // field 38 of stat (the 36th after the name): a child the parent's wait() does not see has one other than SIGCHLD
+  const state = `${fields[0]}, exit signal ${fields[35]}`;
   const threads = (() => {
     try {
       return fs.readdirSync(`/proc/${pid}/task`).map((t) => `${t}:${fs.readFileSync(`/proc/${pid}/task/${t}/wchan`, 'utf8')}`).join(' ');
@@ -70,7 +72,26 @@ function describeStuck(pid: number): string {
       return '?';
     }
   })();
-  return `${read('cmdline').replace(/\0/g, ' ')}; state ${state}; threads ${threads}`;
+  const status = read('status');
+  const field = (k: string): string => new RegExp(`^${k}:\\s*(.*)$`, 'm').exec(status)?.[1] ?? '?';
+  const ppid = field('PPid');
+  const parent = (() => {
+    try {
+      return fs.readFileSync(`/proc/${ppid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+    } catch {
+      return '?';
+    }
+  })();
+  const ps = (() => {
+    try {
+      const t = fs.readFileSync(`/proc/${ppid}/status`, 'utf8');
+      const w = fs.readFileSync(`/proc/${ppid}/wchan`, 'utf8');
+      return ['State', 'SigPnd', 'ShdPnd', 'SigBlk', 'SigIgn', 'SigCgt'].map((k) => `${k} ${new RegExp(`^${k}:\\s*(.*)$`, 'm').exec(t)?.[1]}`).join(', ') + `, wchan ${w}`;
+    } catch {
+      return '?';
+    }
+  })();
+  return `parent's ${ps}; ${read('cmdline').replace(/\0/g, ' ')}; state ${state}; threads ${threads}; parent ${ppid} (${parent}); tracer ${field('TracerPid')}; SigBlk ${field('SigBlk')}`;
 }
 
 const top = (n: number) => (s: string[]): boolean => s[0] === `line ${String(n).padStart(3, '0')}`;
@@ -123,7 +144,15 @@ test('less in tmux: after kill -9 and a restart in a new tmux window, the screen
     }
     // the exit status may show a moment after the pane is dead (seconds on a loaded machine)
     let status = '';
-    for (let i = 0; i < 400 && status === ''; i++, await sleep(50)) status = tmux.pane('w2', 'pane_dead_status');
+    for (let i = 0; i < 100 && status === ''; i++, await sleep(50)) status = tmux.pane('w2', 'pane_dead_status');
+    if (status === '') {
+      // On a loaded machine tmux was seen (4 times in 40 runs) to leave the
+      // exited ckrun a zombie with no SIGCHLD pending: its exit was reaped,
+      // status 0, as soon as tmux was sent a SIGCHLD. ckrun's exit status is
+      // what this checks, so tmux is asked to look again.
+      process.kill(Number(tmux.run('display', '-p', '#{pid}').trim()), 'SIGCHLD');
+      for (let i = 0; i < 100 && status === ''; i++, await sleep(50)) status = tmux.pane('w2', 'pane_dead_status');
+    }
     if (status !== '0') {
       // what ckrun printed stays on the dead pane's screen; where its process is tells why no status came
       const pid = Number(tmux.pane('w2', 'pane_pid'));
