@@ -5,7 +5,8 @@
 Opens a pty pair and, as a user typing into it would, writes into the
 master:
 - lines (default): "hello\n", a complete line in canonical mode;
-- partial: "hel", a line not yet ended in canonical mode (echo on);
+- partial: "hel", a line not yet ended in canonical mode (echo on); a
+  child holds the same terminal until FLAG exists;
 - raw: "hel" with the slave in non-canonical mode (no echo).
 It prints "written" and does not read the slave until FLAG exists (it
 prints "waiting N" meanwhile); then, for partial and raw, it "types" the
@@ -37,6 +38,15 @@ def drain_master():
     return got
 
 
+# partial: a child holds the same master (and slave) until FLAG exists, so
+# that two processes of the family save the terminal
+child = 0
+if mode == "partial":
+    child = os.fork()
+    if child == 0:
+        while not os.path.exists(flag):
+            time.sleep(0.02)
+        os._exit(0)
 if mode == "lines":
     os.write(m, b"hello\n")
 else:
@@ -59,6 +69,8 @@ else:
         got += os.read(s, 100)
     print("read", repr(got), flush=True)
     print("echo", repr(drain_master()), flush=True)
+if child:
+    os.waitpid(child, 0)
 for i in range(1, 61):
     print("tick", i, flush=True)
     time.sleep(0.05)

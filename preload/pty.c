@@ -30,6 +30,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -351,6 +352,33 @@ out:
 	ck_close(slave);
 }
 
+/* Reading and putting back a terminal's bytes in flight is not atomic:
+ * processes of the family that share its master save it one after the
+ * other (each has a description of its slave of its own, locked with
+ * flock; closing it unlocks). *fd: that description, -1 when the slave
+ * cannot be opened (a locked terminal: nothing is in flight). 0, or a
+ * negative errno. */
+static long lock_terminal(int master, int *fd)
+{
+	long r = 0;
+	*fd = (int)ck_ioctl(master, TIOCGPTPEER, (void *)(long)(O_RDONLY | O_NOCTTY | O_CLOEXEC | O_NONBLOCK));
+	if (*fd < 0) {
+		*fd = -1;
+		return 0;
+	}
+	for (int tries = 0; tries < 3000; tries++) {
+		struct timespec ms = {0, 1000000};
+		if ((r = CK_SYS2(SYS_flock, *fd, LOCK_EX | LOCK_NB)) != -EWOULDBLOCK)
+			break;
+		CK_SYS2(SYS_nanosleep, &ms, 0);
+	}
+	if (r < 0) {
+		ck_close(*fd);
+		*fd = -1;
+	}
+	return r;
+}
+
 static void pty_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f)
 {
 	(void)t;
@@ -374,9 +402,17 @@ static void pty_save(struct ck_writer *w, const struct ck_fdtab *t, const struct
 	if (is_master(f)) {
 		cb_kv_bool(e, "locked", locked);
 		cb_kv_bool(e, "packet", packet);
-		save_output_in_flight(w, f, packet);
+		int lock;
+		long locked_now = lock_terminal(f->fd, &lock);
+		if (locked_now < 0)
+			fail_pty(w, locked_now, f->fd, "cannot lock its slave side (flock) within 3 s: another process holds a lock "
+						 "on it; ckrun cannot save its bytes in flight; try again when it is released");
+		else
+			save_output_in_flight(w, f, packet);
 		if (!w->err)
 			save_input_in_flight(w, f);
+		if (lock >= 0)
+			ck_close(lock);
 	}
 	ck_tty_save(e, f->fd);
 	cb_close(e);

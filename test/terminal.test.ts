@@ -250,6 +250,7 @@ test('a line typed but not ended (canonical mode) in a pty of its own: saved, ke
     const gen1 = await checkpoint(ckpt);
     const json = execFileSync(process.execPath, [CKRUN, 'inspect', gen1, '--json'], { encoding: 'utf8' }).replace(/\s/g, '');
     assert.match(json, /"end":"master"[^}]*"input":\[/, 'the image holds the pty\'s unread input');
+    assert.is(json.match(/"input":\[/g)?.length, 2, 'both processes that hold the master saved its unread input (one after the other)');
     await kill9Session(s1, ckpt, 'the launched run');
     let run = s1;
     for (const stage of [1, 2]) {
