@@ -5,8 +5,9 @@
 Opens a pty pair and, as a user typing into it would, writes into the
 master:
 - lines (default): "hello\n", a complete line in canonical mode;
-- partial: "hel", a line not yet ended in canonical mode (echo on); a
-  child holds the same terminal until FLAG exists;
+- partial: "h^V^S^V\nel", a line not yet ended in canonical mode (echo
+  on), holding a ^S and a newline quoted with ^V; a child holds the same
+  terminal until FLAG exists;
 - raw: "hel" with the slave in non-canonical mode (no echo).
 It prints "written" and does not read the slave until FLAG exists (it
 prints "waiting N" meanwhile); then, for partial and raw, it "types" the
@@ -14,8 +15,9 @@ rest ("lo\n"), reads the slave, prints "read <what it read>" and
 "echo <what the master got back since>" (Python reprs), then "tick N" lines
 until N = 60. A checkpoint with complete lines waiting is refused (ckrun
 cannot save them yet); a partial line or non-canonical input is saved and
-put back exactly: after a restart the line reads "hello\n", and the echo is
-only that of "lo\n" (nothing echoed twice).
+put back exactly: after a restart the line reads "h\x13\nello\n" (partial)
+or "hello\n" (raw), and the echo is only that of "lo\n" (nothing echoed
+twice).
 """
 import os
 import select
@@ -49,6 +51,10 @@ if mode == "partial":
         os._exit(0)
 if mode == "lines":
     os.write(m, b"hello\n")
+elif mode == "partial":
+    # ^V quotes the ^S (flow control) and the newline: both stay in the line
+    os.write(m, b"h\x16\x13\x16\nel")
+    drain_master()
 else:
     os.write(m, b"hel")
     drain_master()

@@ -290,7 +290,8 @@ static long put_back_input(int master, int slave, const struct ck_ktermios *tio,
 }
 
 /* Reads what the slave's buffer holds: with canonical mode off for the
- * moment (the pending line becomes readable), no minimum, no timeout. */
+ * moment (the pending line becomes readable), no minimum, no timeout. Its
+ * length, or a negative errno when the settings cannot be changed. */
 static long take_input(int slave, const struct ck_ktermios *tio, char *buf)
 {
 	struct ck_ktermios rd = *tio;
@@ -298,8 +299,9 @@ static long take_input(int slave, const struct ck_ktermios *tio, char *buf)
 	rd.lflag &= ~(uint32_t)ICANON;
 	rd.cc[VMIN] = 0;
 	rd.cc[VTIME] = 0;
-	if (ck_ioctl(slave, TCSETS, &rd) < 0)
-		return 0;
+	long r = ck_ioctl(slave, TCSETS, &rd);
+	if (r < 0)
+		return r;
 	while (got < MAX_INPUT && (k = ck_read(slave, buf + got, (size_t)(MAX_INPUT - got))) > 0)
 		got += k;
 	ck_ioctl(slave, TCSETS, (void *)tio);
@@ -336,7 +338,9 @@ static void save_input_in_flight(struct ck_writer *w, const struct ck_fd *f)
 	char *buf = (char *)map;
 	long n = take_input(slave, &tio, buf);
 	long r = n > 0 ? put_back_input(f->fd, slave, &tio, buf, n, buf + MAX_INPUT) : 0;
-	if (r < 0)
+	if (n < 0)
+		fail_pty(w, n, f->fd, "cannot change its slave side's settings to read the input it has not read");
+	else if (r < 0)
 		fail_pty(w, r, f->fd, "cannot put back the input its slave side has not read (it may be lost)");
 	else if (n > 0) {
 		uint32_t crc = 0;

@@ -265,7 +265,7 @@ test('a line typed but not ended (canonical mode) in a pty of its own: saved, ke
     fs.writeFileSync(flag, '');
     const exit = await run.waitExit();
     assert.is(exit.code, 0, run.describe());
-    assert.equal(typed(run), ["read b'hello\\n'", "echo b'lo\\r\\n'"], run.describe());
+    assert.equal(typed(run), ["read b'h\\x13\\nello\\n'", "echo b'lo\\r\\n'"], run.describe());
   } finally {
     await scope.cleanup();
   }
@@ -282,7 +282,7 @@ test('unread input in non-canonical mode and a partial line: a checkpoint that r
       await s1.waitFor(() => s1.lines.includes('written'), 'the input typed into the master');
       await checkpoint(ckpt);
       await checkpoint(ckpt);
-      const want = mode === 'raw' ? ["read b'hello\\n'", "echo b''"] : ["read b'hello\\n'", "echo b'lo\\r\\n'"];
+      const want = mode === 'raw' ? ["read b'hello\\n'", "echo b''"] : ["read b'h\\x13\\nello\\n'", "echo b'lo\\r\\n'"];
       if (mode === 'raw') {
         await kill9Session(s1, ckpt, 'the launched run');
         const r = scope.restart({ dir: ckpt, label: 'restart of pty_input raw' });
