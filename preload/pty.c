@@ -10,9 +10,14 @@
  * Those bytes are read from the master at checkpoint time (a terminal
  * cannot be peeked at) and written back through the slave at once, with
  * output processing off, so a checkpoint that resumes changes nothing.
- * Input written to the master that the slave side has not read fails the
- * checkpoint instead (it cannot be put back without being processed
- * again).
+ * Input the master wrote that the slave side has not read is saved too
+ * when it can be put back exactly: a line not yet ended in canonical mode
+ * (made readable by turning canonical mode off for a moment) and
+ * everything in non-canonical mode. It is read from the slave and written
+ * again into the master at once under settings that keep it as it is (no
+ * echo, no translation, no special character: put_back_input). Complete
+ * lines not yet read in canonical mode fail the checkpoint (their ends
+ * could not be put back with a partial line after them).
  *
  * The terminal of the session (ckrun's stdio, or a slave of a terminal
  * that is not the family's, which is the controlling terminal) is the
@@ -25,9 +30,13 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <termios.h> /* flag and c_cc index values only: the struct is the kernel's, below */
+#include <poll.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "crc32c.h"
@@ -46,6 +55,7 @@ _Static_assert(sizeof(struct ck_ktermios) == 36, "the kernel's struct termios");
 #define PTY_MAJOR_FIRST 136 /* UNIX98 slaves: majors 136..143 */
 #define PTY_MAJOR_LAST 143
 #define MAX_IN_FLIGHT (1UL << 20)
+#define MAX_INPUT 4096 /* the line discipline's buffer (N_TTY_BUF_SIZE) */
 
 static unsigned dev_major(uint64_t d)
 {
@@ -174,18 +184,203 @@ static void save_output_in_flight(struct ck_writer *w, const struct ck_fd *f, in
 	ck_munmap(data, MAX_IN_FLIGHT);
 }
 
-/* Input the master wrote that the slave side has not read: its line
- * discipline has processed it (echoed it, perhaps), so it cannot be put
- * back as it was. */
-static int input_in_flight(int master)
+/* ---- input the master wrote that the slave side has not read ---- */
+
+/* The line discipline takes what the master wrote before anything is
+ * looked at: poll() on the slave runs the kernel's pending input work
+ * when nothing is readable yet (and does nothing else). */
+static void settle_input(int slave)
 {
-	int slave = (int)ck_ioctl(master, TIOCGPTPEER, (void *)(long)(O_RDONLY | O_NOCTTY | O_CLOEXEC | O_NONBLOCK));
+	struct pollfd p = {.fd = slave, .events = POLLIN};
+	CK_SYS3(SYS_poll, &p, 1, 0);
+}
+
+/* Settings under which bytes written to the master enter the slave's
+ * buffer as they are: no echo, no signal, no input translation, no
+ * special character but the quoting one (quote, 0: none) and the line end
+ * canonical mode cannot turn off ('\n'). Canonical mode and flow control
+ * stay as they were: changing the first would end the pending line, the
+ * second would show in packet mode (it is turned off only for bytes that
+ * would be taken for it and cannot be quoted: noflow). */
+static struct ck_ktermios transparent(const struct ck_ktermios *tio, unsigned char quote, int noflow)
+{
+	static const int special[] = {VINTR, VQUIT, VERASE, VKILL, VEOF, VEOL, VEOL2, VSUSP, VWERASE, VREPRINT, VDISCARD};
+	struct ck_ktermios t = *tio;
+	t.iflag &= ~(uint32_t)(ISTRIP | INLCR | IGNCR | ICRNL | IUCLC | IXANY | PARMRK);
+	t.lflag &= ~(uint32_t)(ECHO | ECHOE | ECHOK | ECHONL | ECHOCTL | ECHOPRT | ECHOKE | ISIG | IEXTEN);
+	for (size_t i = 0; i < sizeof special / sizeof *special; i++)
+		t.cc[special[i]] = 0;
+	t.cc[VLNEXT] = quote;
+	if (quote)
+		t.lflag |= IEXTEN;
+	if (noflow)
+		t.iflag &= ~(uint32_t)IXON;
+	return t;
+}
+
+static int is_canonical(const struct ck_ktermios *tio)
+{
+	return (tio->lflag & ICANON) && !(tio->lflag & EXTPROC);
+}
+
+/* Whether byte c would be taken as a command rather than kept when
+ * written under transparent(tio): a line end, or flow control. */
+static int needs_quote(const struct ck_ktermios *tio, unsigned char c)
+{
+	if ((tio->iflag & IXON) && c && (c == tio->cc[VSTART] || c == tio->cc[VSTOP]))
+		return 1;
+	return is_canonical(tio) && c == '\n';
+}
+
+/* In canonical mode the quoting character (VLNEXT) keeps the bytes
+ * needs_quote names (a ^V-quoted newline of the line, say); in
+ * non-canonical mode nothing can be quoted: flow control is turned off
+ * (*noflow) while they are written. out (2 * n bytes) receives what to
+ * write; its length. */
+static long quote_input(const struct ck_ktermios *tio, const char *in, long n, char *out, unsigned char *quote,
+			int *noflow)
+{
+	long m = 0, need = 0;
+	for (long i = 0; i < n; i++)
+		need |= needs_quote(tio, (unsigned char)in[i]);
+	*quote = 0;
+	*noflow = need && !is_canonical(tio);
+	if (need && is_canonical(tio))
+		for (unsigned q = 1; q < 256 && !*quote; q++)
+			if (q != '\n' && !needs_quote(tio, (unsigned char)q))
+				*quote = (unsigned char)q;
+	for (long i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)in[i];
+		if (*quote && (c == *quote || needs_quote(tio, c)))
+			out[m++] = (char)*quote;
+		out[m++] = (char)c;
+	}
+	return m;
+}
+
+/* Writes the saved input (n bytes of the slave's buffer, processed
+ * already) into the master so that the slave's buffer holds it again, as
+ * it was, under the settings tio, which the slave has now and has again
+ * after. The slave's buffer is empty. scratch: 2 * n bytes. 0, or a
+ * negative errno. */
+static long put_back_input(int master, int slave, const struct ck_ktermios *tio, const char *data, long n, char *scratch)
+{
+	unsigned char quote;
+	int noflow;
+	long m = quote_input(tio, data, n, scratch, &quote, &noflow);
+	struct ck_ktermios t = transparent(tio, quote, noflow);
+	long r = ck_ioctl(slave, TCSETS, &t);
+	for (long put = 0; r >= 0 && put < m; put += r)
+		if ((r = ck_write(master, scratch + put, (size_t)(m - put))) == 0)
+			r = -EIO;
+	/* wait until the line discipline took it all: a pending line is never
+	 * readable, so one poll() does; readable bytes are counted */
+	int queued = 0;
+	for (int tries = 0; r >= 0 && tries < 2000; tries++) {
+		struct timespec ms = {0, 1000000};
+		settle_input(slave);
+		if (is_canonical(tio) || (ck_ioctl(slave, FIONREAD, &queued) == 0 && queued >= n))
+			break;
+		CK_SYS2(SYS_nanosleep, &ms, 0);
+	}
+	if (r >= 0 && !is_canonical(tio) && queued < n)
+		r = -ETIMEDOUT;
+	long back = ck_ioctl(slave, TCSETS, (void *)tio);
+	return r < 0 ? r : back;
+}
+
+/* Reads what the slave's buffer holds: with canonical mode off for the
+ * moment (the pending line becomes readable), no minimum, no timeout. Its
+ * length, or a negative errno when the settings cannot be changed. */
+static long take_input(int slave, const struct ck_ktermios *tio, char *buf)
+{
+	struct ck_ktermios rd = *tio;
+	long got = 0, k = 0;
+	rd.lflag &= ~(uint32_t)ICANON;
+	rd.cc[VMIN] = 0;
+	rd.cc[VTIME] = 0;
+	long r = ck_ioctl(slave, TCSETS, &rd);
+	if (r < 0)
+		return r;
+	while (got < MAX_INPUT && (k = ck_read(slave, buf + got, (size_t)(MAX_INPUT - got))) > 0)
+		got += k;
+	ck_ioctl(slave, TCSETS, (void *)tio);
+	return got;
+}
+
+/* Input the master wrote that the slave side has not read, saved as
+ * "input" and put back at once. Complete lines in canonical mode (and
+ * anything under EXTPROC) fail the checkpoint: the program runs on. */
+static void save_input_in_flight(struct ck_writer *w, const struct ck_fd *f)
+{
+	int slave = (int)ck_ioctl(f->fd, TIOCGPTPEER, (void *)(long)(O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK));
+	struct ck_ktermios tio;
 	int queued = 0;
 	if (slave < 0)
-		return 0;
+		return;
+	if (ck_ioctl(slave, TCGETS, &tio) < 0)
+		goto out;
+	settle_input(slave);
 	ck_ioctl(slave, FIONREAD, &queued);
+	if ((queued > 0 && is_canonical(&tio)) || ((tio.lflag & EXTPROC) && queued > 0)) {
+		fail_pty(w, -EAGAIN, f->fd, "complete lines written to it are not yet read by its slave side (canonical "
+					      "mode); ckrun cannot save them yet; the program runs on, try again when they "
+					      "are read");
+		goto out;
+	}
+	if ((!queued && !is_canonical(&tio)) || (tio.lflag & EXTPROC))
+		goto out;
+	long map = ck_mmap(0, 3 * MAX_INPUT, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (map < 0 && map > -4096) {
+		ck_writer_fail(w, map, "cannot map a buffer for a pseudo-terminal's unread input");
+		goto out;
+	}
+	char *buf = (char *)map;
+	long n = take_input(slave, &tio, buf);
+	long r = n > 0 ? put_back_input(f->fd, slave, &tio, buf, n, buf + MAX_INPUT) : 0;
+	if (n < 0)
+		fail_pty(w, n, f->fd, "cannot change its slave side's settings to read the input it has not read");
+	else if (r < 0)
+		fail_pty(w, r, f->fd, "cannot put back the input its slave side has not read (it may be lost)");
+	else if (n > 0) {
+		uint32_t crc = 0;
+		uint64_t off = ck_image_put_bytes(w, buf, (size_t)n, &crc);
+		cb_text(&w->meta, "input");
+		cb_array(&w->meta, 3);
+		cb_uint(&w->meta, off);
+		cb_uint(&w->meta, (uint64_t)n);
+		cb_uint(&w->meta, crc);
+	}
+	ck_munmap(buf, 3 * MAX_INPUT);
+out:
 	ck_close(slave);
-	return queued;
+}
+
+/* Reading and putting back a terminal's bytes in flight is not atomic:
+ * processes of the family that share its master save it one after the
+ * other (each has a description of its slave of its own, locked with
+ * flock; closing it unlocks). *fd: that description, -1 when the slave
+ * cannot be opened (a locked terminal: nothing is in flight). 0, or a
+ * negative errno. */
+static long lock_terminal(int master, int *fd)
+{
+	long r = 0;
+	*fd = (int)ck_ioctl(master, TIOCGPTPEER, (void *)(long)(O_RDONLY | O_NOCTTY | O_CLOEXEC | O_NONBLOCK));
+	if (*fd < 0) {
+		*fd = -1;
+		return 0;
+	}
+	for (int tries = 0; tries < 3000; tries++) {
+		struct timespec ms = {0, 1000000};
+		if ((r = CK_SYS2(SYS_flock, *fd, LOCK_EX | LOCK_NB)) != -EWOULDBLOCK)
+			break;
+		CK_SYS2(SYS_nanosleep, &ms, 0);
+	}
+	if (r < 0) {
+		ck_close(*fd);
+		*fd = -1;
+	}
+	return r;
 }
 
 static void pty_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f)
@@ -201,11 +396,6 @@ static void pty_save(struct ck_writer *w, const struct ck_fdtab *t, const struct
 		}
 		ck_ioctl(f->fd, TIOCGPTLCK, &locked);
 		ck_ioctl(f->fd, TIOCGPKT, &packet);
-		if (input_in_flight(f->fd)) {
-			fail_pty(w, -EAGAIN, f->fd, "bytes written to it are not yet read by its slave side; ckrun cannot save "
-						    "them yet; the program runs on, try again when they are read");
-			return;
-		}
 	} else {
 		index = (dev_major(f->st.rdev) - PTY_MAJOR_FIRST) * 256 + dev_minor(f->st.rdev);
 	}
@@ -216,7 +406,17 @@ static void pty_save(struct ck_writer *w, const struct ck_fdtab *t, const struct
 	if (is_master(f)) {
 		cb_kv_bool(e, "locked", locked);
 		cb_kv_bool(e, "packet", packet);
-		save_output_in_flight(w, f, packet);
+		int lock;
+		long locked_now = lock_terminal(f->fd, &lock);
+		if (locked_now < 0)
+			fail_pty(w, locked_now, f->fd, "cannot lock its slave side (flock) within 3 s: another process holds a lock "
+						 "on it; ckrun cannot save its bytes in flight; try again when it is released");
+		else
+			save_output_in_flight(w, f, packet);
+		if (!w->err)
+			save_input_in_flight(w, f);
+		if (lock >= 0)
+			ck_close(lock);
 	}
 	ck_tty_save(e, f->fd);
 	cb_close(e);
@@ -241,6 +441,8 @@ struct pty {
 	uint64_t index;
 	uint64_t data_off, data_len; /* slave output the master had not read */
 	uint32_t data_crc;
+	uint64_t input_off, input_len; /* input the slave had not read */
+	uint32_t input_crc;
 };
 
 static int parse_termios(struct cb_dec *d, struct ck_ktermios *tio)
@@ -297,6 +499,18 @@ static int parse_tty(struct cb_dec *d, struct tty *t)
 	return !d->error && t->has_termios;
 }
 
+/* [offset, length, crc32c] of bytes in the image */
+static int parse_chunk(struct cb_dec *d, uint64_t max, uint64_t *off, uint64_t *len, uint32_t *crc)
+{
+	int64_t m;
+	uint64_t c;
+	if (!cbd_array(d, &m) || m != 3 || !cbd_uint(d, off) || !cbd_uint_max(d, max, len) ||
+	    !cbd_uint_max(d, UINT32_MAX, &c))
+		return 0;
+	*crc = (uint32_t)c;
+	return 1;
+}
+
 static int pty_parse(struct cb_dec *d, struct ck_img_file *f)
 {
 	int64_t left;
@@ -328,12 +542,11 @@ static int pty_parse(struct cb_dec *d, struct ck_img_file *f)
 			if (!parse_tty(d, &p->tty))
 				return 0;
 		} else if (cbd_key_is(k, kl, "data")) {
-			int64_t m;
-			uint64_t crc;
-			if (!cbd_array(d, &m) || m != 3 || !cbd_uint(d, &p->data_off) ||
-			    !cbd_uint_max(d, MAX_IN_FLIGHT, &p->data_len) || !cbd_uint_max(d, UINT32_MAX, &crc))
+			if (!parse_chunk(d, MAX_IN_FLIGHT, &p->data_off, &p->data_len, &p->data_crc))
 				return 0;
-			p->data_crc = (uint32_t)crc;
+		} else if (cbd_key_is(k, kl, "input")) {
+			if (!parse_chunk(d, MAX_INPUT, &p->input_off, &p->input_len, &p->input_crc))
+				return 0;
 		} else if (!cbd_skip(d)) {
 			return 0;
 		}
@@ -401,15 +614,23 @@ static int moved_above(int fd, int base_fd)
 	return moved;
 }
 
+/* len bytes of the image at off, checked; what names them in a refusal */
+static char *read_chunk(struct ck_image *img, const struct pty *p, uint64_t off, uint64_t len, uint32_t crc,
+			const char *what)
+{
+	char *buf = malloc(len ? len : 1);
+	if (ck_pread_all(img->fd, buf, len, off) < 0)
+		ck_refuse("image %s is truncated: cannot read the %s of pseudo-terminal %llu", img->path, what,
+			  (unsigned long long)p->index);
+	if (ck_crc32c(0, buf, len) != crc)
+		ck_refuse("image %s is corrupted: the %s of pseudo-terminal %llu fail their checksum", img->path, what,
+			  (unsigned long long)p->index);
+	return buf;
+}
+
 static void put_back_output(struct ck_image *img, const struct pty *p, int slave)
 {
-	char *buf = malloc(p->data_len ? p->data_len : 1);
-	if (ck_pread_all(img->fd, buf, p->data_len, p->data_off) < 0)
-		ck_refuse("image %s is truncated: cannot read the bytes in flight of pseudo-terminal %llu", img->path,
-			  (unsigned long long)p->index);
-	if (ck_crc32c(0, buf, p->data_len) != p->data_crc)
-		ck_refuse("image %s is corrupted: the bytes in flight of pseudo-terminal %llu fail their checksum", img->path,
-			  (unsigned long long)p->index);
+	char *buf = read_chunk(img, p, p->data_off, p->data_len, p->data_crc, "bytes in flight");
 	struct ck_ktermios raw = p->tty.tio;
 	raw.oflag &= ~KT_OPOST;
 	ktcsets(slave, &raw);
@@ -439,6 +660,16 @@ static void make_pty(struct ck_image *img, const struct pty *p, struct ck_object
 		put_back_output(img, p, slave);
 	if (ktcsets(slave, &p->tty.tio) < 0 || ioctl(slave, TIOCSWINSZ, p->tty.ws) < 0)
 		ck_refuse("cannot give pseudo-terminal %u its settings: %s", m->now, strerror(errno));
+	if (p->input_len) {
+		char *in = read_chunk(img, p, p->input_off, p->input_len, p->input_crc, "unread input");
+		char *scratch = malloc(2 * p->input_len);
+		long r = put_back_input(master, slave, &p->tty.tio, in, (long)p->input_len, scratch);
+		if (r < 0)
+			ck_refuse("cannot put back the input pseudo-terminal %llu had not read (%llu bytes): %s",
+				  (unsigned long long)p->index, (unsigned long long)p->input_len, strerror((int)-r));
+		free(scratch);
+		free(in);
+	}
 	close(slave);
 	int on = 1;
 	if (p->packet && ioctl(master, TIOCPKT, &on) < 0)

@@ -404,6 +404,7 @@ static const struct ck_schema_key ck_schema_keys_pty[] = {
 	{"locked", 9, 0, 0, 0}, /* bool? */
 	{"packet", 9, 0, 0, 0}, /* bool? */
 	{"data", 17, 0, 0, 0}, /* [int]? */
+	{"input", 17, 0, 0, 0}, /* [int]? */
 	{"tty", 55, 0, 0, 0}, /* {tty}? */
 };
 static const struct ck_schema_key ck_schema_keys_tty[] = {

@@ -448,6 +448,7 @@ export const IMAGE_SCHEMA = {
       locked: 'bool?',
       packet: 'bool?',
       data: '[int]?',
+      input: '[int]?',
       tty: '{tty}?',
     },
   },

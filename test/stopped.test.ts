@@ -131,4 +131,23 @@ test('a program traced by another process (strace) is refused at checkpoint, nam
   }
 });
 
+test('a process traced by another process of the session (ckrun -- strace -f counter) is refused at checkpoint, naming its tracer; the program runs on to its end', async () => {
+  const scope = new Scope('stopped-traced-inside');
+  try {
+    const ckpt = scope.ckptDir('ckpt');
+    const program = ['/usr/bin/strace', '-f', '-q', '-o', '/dev/null', ...exampleProgram('counter', ['--steps', '120'])];
+    const p = scope.launch({ dir: ckpt, program, cwd: scope.dir('work'), label: 'strace -f counter' });
+    await p.waitForStep(5);
+    const r = await ckrun(['checkpoint', '--dir', ckpt]);
+    assert.is.not(r.code, 0, 'the checkpoint of a traced process fails');
+    assert.match(r.stderr, /process \d+ \(counter\) is traced by process \d+ \(strace, [^)]*strace\): ckrun cannot checkpoint a process under a debugger or tracer/, r.stderr);
+    assert.not.ok(fs.existsSync(path.join(ckpt, '1')), 'no generation was written');
+    const exit = await p.waitExit();
+    assert.is(exit.code, 0, p.describe());
+    assert.ok(p.lines.some((l) => l.startsWith('counter: done steps=120')), `it ran on to its end:\n${p.describe()}`);
+  } finally {
+    await scope.cleanup();
+  }
+});
+
 test.run();

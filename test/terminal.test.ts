@@ -23,7 +23,7 @@ import { sleep } from './lib/proc.js';
 import { alive, descendants, isZombie } from './lib/processes.js';
 import { Scope } from './lib/scope.js';
 import { asUserArgv, NOBODY, NOGROUP, sharedCkrun } from './lib/users.js';
-import { sessionByEnv, treeProgram, treeScenario, until } from './lib/tree.js';
+import { kill9Session, sessionByEnv, treeProgram, treeScenario, until } from './lib/tree.js';
 
 // ---------------------------------------------------------------- less in tmux
 
@@ -269,7 +269,7 @@ test('the same pty, session and groups restarted by an ordinary user (user and P
   }
 });
 
-test('input the slave side has not read yet: the checkpoint is refused, naming the descriptor, the program runs on; once read, checkpoints work', async () => {
+test('complete lines the slave side has not read yet: the checkpoint is refused, naming the descriptor, the program runs on; once read, checkpoints work', async () => {
   const scope = new Scope('term-input');
   try {
     const ckpt = scope.ckptDir();
@@ -278,7 +278,7 @@ test('input the slave side has not read yet: the checkpoint is refused, naming t
     await p.waitFor(() => p.lines.includes('written'), 'the line written into the master');
     const refused = await ckrun(['checkpoint', '--dir', ckpt]);
     assert.is(refused.code, 1, `the checkpoint must fail: ${refused.stderr}`);
-    assert.match(refused.stderr, /descriptor \d+ \(\/dev\/ptmx\): bytes written to it are not yet read by its slave side; ckrun cannot save them yet; the program runs on/);
+    assert.match(refused.stderr, /descriptor \d+ \(\/dev\/ptmx\): complete lines written to it are not yet read by its slave side \(canonical mode\); ckrun cannot save them yet; the program runs on/);
     fs.writeFileSync(flag, '');
     await p.waitFor(() => p.lines.includes('tick 5'), 'tick 5');
     assert.ok(p.lines.includes('read hello'), `the line was still there for the program: ${p.describe()}`);
@@ -286,6 +286,73 @@ test('input the slave side has not read yet: the checkpoint is refused, naming t
     const exit = await p.waitExit();
     assert.is(exit.code, 0, p.describe());
     assert.ok(p.lines.includes('tick 60'), p.describe());
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+/** The lines of pty_input.py's run p from "read" on. */
+function typed(p: { lines: string[] }): string[] {
+  return p.lines.filter((l) => /^(read|echo) /.test(l));
+}
+
+test('a line typed but not ended (canonical mode) in a pty of its own: saved, kept by the resumed program, and after kill -9 and a restart read whole with no second echo; twice', async () => {
+  const scope = new Scope('term-partial');
+  try {
+    const ckpt = scope.ckptDir();
+    const flag = path.join(scope.root, 'type-the-rest');
+    const prog = [python3(), path.join(EXAMPLES, 'pty_input.py'), flag, 'partial'];
+    const s1 = scope.launch({ dir: ckpt, program: prog, label: 'ckrun pty_input partial' });
+    await s1.waitFor(() => s1.lines.includes('written'), 'the partial line typed into the master');
+    const gen1 = await checkpoint(ckpt);
+    const json = execFileSync(process.execPath, [CKRUN, 'inspect', gen1, '--json'], { encoding: 'utf8' }).replace(/\s/g, '');
+    assert.match(json, /"end":"master"[^}]*"input":\[/, 'the image holds the pty\'s unread input');
+    assert.is(json.match(/"input":\[/g)?.length, 2, 'both processes that hold the master saved its unread input (one after the other)');
+    await kill9Session(s1, ckpt, 'the launched run');
+    let run = s1;
+    for (const stage of [1, 2]) {
+      const r = scope.restart({ dir: ckpt, label: `restart ${stage} of pty_input partial` });
+      await r.waitFor(() => r.lines.some((l) => l.startsWith('waiting')), 'the restarted program waiting');
+      if (stage === 1) {
+        await checkpoint(ckpt);
+        await kill9Session(r, ckpt, 'the first restart');
+      }
+      run = r;
+    }
+    fs.writeFileSync(flag, '');
+    const exit = await run.waitExit();
+    assert.is(exit.code, 0, run.describe());
+    assert.equal(typed(run), ["read b'h\\x13\\nello\\n'", "echo b'lo\\r\\n'"], run.describe());
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+test('unread input in non-canonical mode and a partial line: a checkpoint that resumes leaves them as they were (no echo, nothing lost); raw input comes back after kill -9 and a restart', async () => {
+  const scope = new Scope('term-rawinput');
+  try {
+    for (const mode of ['partial', 'raw']) {
+      const ckpt = scope.ckptDir(`ckpt-${mode}`);
+      const flag = path.join(scope.root, `go-${mode}`);
+      const prog = [python3(), path.join(EXAMPLES, 'pty_input.py'), flag, mode];
+      const s1 = scope.launch({ dir: ckpt, program: prog, label: `ckrun pty_input ${mode}` });
+      await s1.waitFor(() => s1.lines.includes('written'), 'the input typed into the master');
+      await checkpoint(ckpt);
+      await checkpoint(ckpt);
+      const want = mode === 'raw' ? ["read b'hello\\n'", "echo b''"] : ["read b'h\\x13\\nello\\n'", "echo b'lo\\r\\n'"];
+      if (mode === 'raw') {
+        await kill9Session(s1, ckpt, 'the launched run');
+        const r = scope.restart({ dir: ckpt, label: 'restart of pty_input raw' });
+        await r.waitFor(() => r.lines.some((l) => l.startsWith('waiting')), 'the restarted program waiting');
+        fs.writeFileSync(flag, '');
+        assert.is((await r.waitExit()).code, 0, r.describe());
+        assert.equal(typed(r), want, r.describe());
+      } else {
+        fs.writeFileSync(flag, '');
+        assert.is((await s1.waitExit()).code, 0, s1.describe());
+        assert.equal(typed(s1), want, s1.describe());
+      }
+    }
   } finally {
     await scope.cleanup();
   }

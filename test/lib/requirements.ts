@@ -30,7 +30,7 @@ export const REQUIREMENTS: readonly Requirement[] = [
   { command: 'gzip', package: 'gzip', usedBy: 'files-rollback (ckrun -- gzip -c FILE > out.gz)' },
   { command: 'make', package: 'make', usedBy: 'tree-make, examples' },
   { command: 'gcc', package: 'gcc', usedBy: 'tree-make (gcc with its temporary files), examples' },
-  { command: 'strace', package: 'strace', usedBy: 'stopped (a program traced by another process is refused)' },
+  { command: 'strace', package: 'strace', usedBy: 'stopped (a program traced by another process, outside the session or inside it, is refused)' },
   { command: 'vim.basic', package: 'vim', usedBy: 'helper-threads (vim 9 keeps a SIGEV_THREAD timer)' },
   { command: 'clang', package: 'clang', usedBy: 'fuzz (libFuzzer targets in fuzz/)' },
   {
