@@ -253,6 +253,8 @@ interface OptionSpec {
   value?: boolean;
   /** May take a value, only as `--name=VALUE` (a bare `--name` is a flag). */
   optionalValue?: boolean;
+  /** May be given more than once: the values are joined with commas. */
+  repeat?: boolean;
 }
 
 interface Parsed {
@@ -300,7 +302,8 @@ function parse(command: string, specs: OptionSpec[], args: string[], stopAtPosit
           if (i + 1 >= args.length) throw new UsageError(`option '--${name}' needs a value`, command);
           v = args[++i]!;
         }
-        opts.set(name, v);
+        const before = opts.get(name);
+        opts.set(name, spec.repeat && typeof before === 'string' ? `${before},${v}` : v);
       } else {
         if (inline !== undefined) throw new UsageError(`option '--${name}' takes no value`, command);
         opts.set(name, true);
@@ -352,6 +355,33 @@ function triggerSignal(p: Parsed, command: string): number | undefined {
   if (problem) throw new UsageError(`--signal ${v}: ${signalName(n)} cannot trigger checkpoints: ${problem}`, command);
   return n;
 }
+
+/** `--checkpoint-on SIG[,SIG...]` (repeatable), checked against the trigger signal; undefined when absent. */
+function checkpointOnSignals(p: Parsed, command: string, trigger: number | undefined): number[] | undefined {
+  const v = str(p, 'checkpoint-on');
+  if (v === undefined) return undefined;
+  const out: number[] = [];
+  for (const word of v.split(',')) {
+    let n: number;
+    try {
+      n = parseSignal(word);
+    } catch (e) {
+      throw new UsageError(`--checkpoint-on: ${(e as Error).message}`, command);
+    }
+    const problem = triggerSignalProblem(n);
+    if (problem) throw new UsageError(`--checkpoint-on ${word}: ${signalName(n)} cannot take checkpoints: ${problem}`, command);
+    if (n === (trigger ?? DEFAULT_TRIGGER))
+      throw new UsageError(
+        `--checkpoint-on ${word}: ${signalName(n)} is already the signal that takes a checkpoint and lets the program run on (--signal); choose another for one of them`,
+        command,
+      );
+    if (!out.includes(n)) out.push(n);
+  }
+  return out;
+}
+
+/** SIGUSR2: session.ts's DEFAULT_TRIGGER_SIGNAL (not imported: the CLI loads session.js only when it runs one). */
+const DEFAULT_TRIGGER = 12;
 
 function internalSignal(p: Parsed, command: string): number | undefined {
   const v = str(p, 'internal-signal');
@@ -405,6 +435,29 @@ function filesMax(p: Parsed, command: string): number | undefined {
 const HELP: OptionSpec[] = [{ name: 'help', short: 'h' }];
 const VERBOSE: OptionSpec = { name: 'verbose', short: 'v' };
 
+/** `--keep-alive` → the default count, `--keep-alive=N` → N; undefined when absent. */
+function keepAliveCount(p: Parsed, command: string): number | true | undefined {
+  const v = p.opts.get('keep-alive');
+  if (v === undefined || v === true) return v;
+  if (!/^[1-9][0-9]{0,3}$/.test(v.trim())) throw new UsageError(`--keep-alive=N needs a whole number of restarts from 1 to 9999, not '${v}'`, command);
+  return Number(v);
+}
+
+/** ckrun's exit status for the end of a session: the program's, or STOPPED_AFTER_CHECKPOINT. */
+function sessionStatus(st: { status: number; stopped?: unknown }, stoppedStatus: number): number {
+  return st.stopped ? stoppedStatus : st.status;
+}
+
+/** A restart whose restore host failed before the program ran: said like `ckrun restart` says it. */
+function restoreFailed(prefix: string, image: string, st: { signal: number | null; code: number | null; status: number }): number {
+  const how = st.signal !== null ? `was killed by ${signalName(st.signal)}` : `exited with status ${st.code}`;
+  writeErr(
+    `${prefix}: restoring ${displayPath(image)} failed: the restore host ${how} before the program ran again ` +
+      `(its reason is above); the image is unchanged\n`,
+  );
+  return st.status !== 0 ? st.status : 1;
+}
+
 async function runLaunch(args: string[]): Promise<number> {
   const p = parse(
     '',
@@ -416,6 +469,9 @@ async function runLaunch(args: string[]): Promise<number> {
       { name: 'dir', value: true },
       { name: 'interval', value: true },
       { name: 'signal', value: true },
+      { name: 'checkpoint-on', value: true, repeat: true },
+      { name: 'resume' },
+      { name: 'keep-alive', optionalValue: true },
       { name: 'internal-signal', value: true },
       { name: 'version' },
     ],
@@ -431,23 +487,55 @@ async function runLaunch(args: string[]): Promise<number> {
     return 0;
   }
   if (p.rest.length === 0) throw new UsageError('no PROGRAM given', '');
-  const { launch } = await import('./session.js');
-  const session = await launch({
-    program: p.rest[0]!,
-    args: p.rest.slice(1),
+  const trigger = triggerSignal(p, '');
+  const keepAliveOpt = keepAliveCount(p, '');
+  const common = {
     dir: str(p, 'dir'),
     interval: seconds(p, ''),
-    triggerSignal: triggerSignal(p, ''),
-    internalSignal: internalSignal(p, ''),
+    triggerSignal: trigger,
+    checkpointOn: checkpointOnSignals(p, '', trigger),
     compress: compression(p, ''),
     keep: count(p, 'keep', ''),
     fullEvery: count(p, 'full-every', ''),
     files: filesPolicy(p, ''),
     filesMax: filesMax(p, ''),
     verbose: flag(p, 'verbose'),
-  });
-  const st = await session.exited;
-  return st.status;
+  };
+  const launchOpts = { ...common, program: p.rest[0]!, args: p.rest.slice(1), internalSignal: internalSignal(p, '') };
+  const { STOPPED_AFTER_CHECKPOINT } = await import('./session.js');
+  let session: import('./session.js').Session;
+  /** The image the current session was restarted from, if it was. */
+  let restoredFrom: string | undefined;
+  if (flag(p, 'resume')) {
+    const { resumeOrLaunch } = await import('./resume.js');
+    const r = await resumeOrLaunch({ ...launchOpts, warn: (line) => writeErr(`ckrun: ${line}\n`) });
+    session = r.session;
+    restoredFrom = r.restartedFrom;
+    if (restoredFrom && common.verbose) writeErr(`ckrun: --resume: continuing from ${displayPath(restoredFrom)}\n`);
+  } else {
+    const { launch } = await import('./session.js');
+    session = await launch(launchOpts);
+  }
+  let st = await session.exited;
+  if (keepAliveOpt !== undefined) {
+    const { keepAlive, DEFAULT_KEEP_ALIVE } = await import('./resume.js');
+    const { restart } = await import('./restart.js');
+    const { resolve } = await import('node:path');
+    const dir = resolve(common.dir ?? 'ckpt');
+    st = await keepAlive(session, {
+      max: keepAliveOpt === true ? DEFAULT_KEEP_ALIVE : keepAliveOpt,
+      dir,
+      log: (line) => writeErr(`ckrun: --keep-alive: ${line}\n`),
+      restart: async () => {
+        const s = await restart({ ...common, dir, warn: (line) => writeErr(`ckrun: ${line}\n`) });
+        restoredFrom = s.generation?.path ?? s.image.path;
+        session = s;
+        return s;
+      },
+    });
+  }
+  if (restoredFrom && !st.joined) return restoreFailed('ckrun', restoredFrom, st);
+  return sessionStatus(st, STOPPED_AFTER_CHECKPOINT);
 }
 
 async function runCheckpoint(args: string[]): Promise<number> {
@@ -510,6 +598,7 @@ async function runRestart(args: string[]): Promise<number> {
       { name: 'dir', value: true },
       { name: 'interval', value: true },
       { name: 'signal', value: true },
+      { name: 'checkpoint-on', value: true, repeat: true },
       { name: 'new-pid-namespace' },
       { name: 'no-verify-data' },
       { name: 'trust-owner' },
@@ -526,11 +615,13 @@ async function runRestart(args: string[]): Promise<number> {
   }
   if (p.positionals.length > 1) throw new UsageError(`more than one IMAGE given ('${p.positionals[1]}')`, 'restart');
   const { restart } = await import('./restart.js');
+  const trigger = triggerSignal(p, 'restart');
   const session = await restart({
     image: p.positionals[0],
     dir: str(p, 'dir'),
     interval: seconds(p, 'restart'),
-    triggerSignal: triggerSignal(p, 'restart'),
+    triggerSignal: trigger,
+    checkpointOn: checkpointOnSignals(p, 'restart', trigger),
     compress: compression(p, 'restart'),
     keep: count(p, 'keep', 'restart'),
     fullEvery: count(p, 'full-every', 'restart'),
@@ -544,15 +635,9 @@ async function runRestart(args: string[]): Promise<number> {
     adopt: adoption(str(p, 'adopt')),
   });
   const st = await session.exited;
-  if (!st.joined) {
-    const how = st.signal !== null ? `was killed by ${signalName(st.signal)}` : `exited with status ${st.code}`;
-    writeErr(
-      `ckrun restart: restoring ${displayPath(session.image.path)} failed: the restore host ${how} before the program ran again ` +
-        `(its reason is above); the image is unchanged\n`,
-    );
-    return st.status !== 0 ? st.status : 1;
-  }
-  return st.status;
+  if (!st.joined) return restoreFailed('ckrun restart', session.image.path, st);
+  const { STOPPED_AFTER_CHECKPOINT } = await import('./session.js');
+  return sessionStatus(st, STOPPED_AFTER_CHECKPOINT);
 }
 
 async function runInspect(args: string[]): Promise<number> {
