@@ -41,6 +41,31 @@ Options (first form):
   --signal NAME           the signal to ckrun that takes a checkpoint
                           (default USR2): USR1, SIGHUP, RTMIN+3, 12, ...
                           It is never passed on to the program.
+  --checkpoint-on SIG[,SIG...]
+                          when ckrun receives SIG (repeatable: USR1, TERM,
+                          ...), take a checkpoint, then end the program
+                          (every process of it, by SIGKILL: it never sees
+                          SIG) and exit with status 75. If that checkpoint
+                          fails, SIG is passed on to the program as without
+                          this option, and ckrun exits with its status
+                          (for batch jobs: USR1 with Slurm's
+                          --signal=B:USR1@120; see README.md)
+  --resume                continue the program from the newest complete
+                          checkpoint in --dir when there is one (exactly
+                          like ckrun restart --dir DIR: the same checks,
+                          the same fallback to an older generation), else
+                          start PROGRAM: one command for a job's first run
+                          and every requeue. Refused, never started afresh,
+                          when DIR holds checkpoints none of which can be
+                          used, or checkpoints of another command line
+  --keep-alive[=N]        when the program is killed by SIGKILL (the OOM
+                          killer, kill -9) or a crash (SIGSEGV, SIGBUS,
+                          SIGILL, SIGFPE, SIGABRT, SIGSYS), restart it from
+                          the newest checkpoint in --dir, after 1 s, 2 s,
+                          4 s... (at most 30 s), at most N times (default
+                          3); each restart is said on stderr. Not when it
+                          was asked to stop (SIGTERM, SIGINT, ...) or DIR
+                          holds no checkpoint
   --internal-signal N     the real-time signal the shim uses inside the
                           program (default 63, must be 34..64)
   --files=POLICY          what each checkpoint keeps of the regular files
@@ -66,7 +91,13 @@ Options (first form):
 
 Signals: SIGINT is ignored by ckrun (the program, in the same process group,
 gets it from the terminal); SIGTERM, SIGHUP and SIGQUIT are passed on to the
-program; the trigger signal takes a checkpoint.
+program unless --checkpoint-on names them; the trigger signal takes a
+checkpoint.
+
+Exit status: the program's (128+N when signal N killed it); 75 when a
+--checkpoint-on signal took a checkpoint and ended the program (continue it
+with ckrun --resume or ckrun restart); 127/126 when PROGRAM cannot be run;
+2 for wrong usage; 70 for an internal error of ckrun.
 
 Commands:
   checkpoint   ask the session writing to DIR for a checkpoint now
@@ -80,6 +111,7 @@ Examples:
   kill -USR2 %1                  # or: ckrun checkpoint --dir ckpt
   kill -9 %1; ckrun restart --dir ckpt
   ckrun inspect ckpt/1
+  ckrun --resume --dir ckpt --checkpoint-on USR1,TERM -- ./simulation
 
 Environment (for development and tests):
   CKRUN_SHIM_PATH     the shim to preload (empty: do not preload one)
@@ -140,6 +172,9 @@ Options:
                           the same checks as ckrun --dir (see ckrun --help)
   --interval SECONDS      take a checkpoint every SECONDS
   --signal NAME           the signal to ckrun that takes a checkpoint (default USR2)
+  --checkpoint-on SIG[,SIG...]
+                          take a checkpoint when ckrun receives SIG, then end
+                          the program; ckrun exits 75 (see ckrun --help)
   --keep N                after each checkpoint, keep only the newest N
                           complete generations in the checkpoint directory
   --full-every K          every K-th checkpoint of a process is a full image
