@@ -556,7 +556,8 @@ async function runLaunch(args: string[]): Promise<number> {
     const { keepAlive, DEFAULT_KEEP_ALIVE } = await import('./resume.js');
     const { restart } = await import('./restart.js');
     const { resolve } = await import('node:path');
-    const dir = resolve(common.dir ?? 'ckpt');
+    const { DEFAULT_DIR } = await import('./protocol.js');
+    const dir = resolve(common.dir ?? DEFAULT_DIR);
     st = await keepAlive(session, {
       max: keepAliveOpt === true ? DEFAULT_KEEP_ALIVE : keepAliveOpt,
       dir,

@@ -14,6 +14,7 @@ import { CKRUN, NODE, T_EXIT, T_STEP } from './lib/paths.js';
 import { Proc, runNative, sleep, type NativeRun } from './lib/proc.js';
 import { alive, descendants } from './lib/processes.js';
 import { Scope } from './lib/scope.js';
+import { ckrun } from './lib/ckrun.js';
 
 const STEPS = ['--steps', '300'];
 let ref: NativeRun | undefined;
@@ -166,6 +167,29 @@ test('--keep-alive=1: the program killed by kill -9 comes back from its newest c
     const rest = ckrunTo(scope, out, ['--resume', '--dir', ckpt, '--', ...exampleProgram('counter', STEPS)], 'resume');
     assert.is((await rest.waitExit(T_EXIT)).code, 0, rest.describe());
     assertSameAsRef(out, r, 'after two kill -9 and a --resume');
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+test('usage: --checkpoint-on refuses uncatchable signals and the trigger signal; --keep-alive=N needs a count; nothing runs', async () => {
+  const scope = new Scope('resume-usage');
+  try {
+    const ckpt = path.join(scope.root, 'ckpt');
+    const cases: [string[], RegExp][] = [
+      [['--checkpoint-on', 'KILL'], /--checkpoint-on KILL: SIGKILL cannot take checkpoints: it cannot be caught/],
+      [['--checkpoint-on', 'USR1,USR2'], /--checkpoint-on USR2: SIGUSR2 is already the signal that takes a checkpoint and lets the program run on \(--signal\)/],
+      [['--signal', 'USR1', '--checkpoint-on', 'TERM', '--checkpoint-on', 'USR1'], /--checkpoint-on USR1: SIGUSR1 is already the signal/],
+      [['--checkpoint-on', 'NOPE'], /--checkpoint-on: unknown signal name 'NOPE'/],
+      [['--keep-alive=0'], /--keep-alive=N needs a whole number of restarts from 1 to 9999, not '0'/],
+    ];
+    for (const [opts, message] of cases) {
+      const r = await ckrun(['--dir', ckpt, ...opts, '--', ...exampleProgram('counter', ['--steps', '1'])]);
+      assert.is(r.code, 2, r.describe());
+      assert.match(r.stderr, message, r.describe());
+      assert.is(r.stdout, '', `the program ran:\n${r.describe()}`);
+    }
+    assert.not.ok(fs.existsSync(ckpt), 'a refused command line created the checkpoint directory');
   } finally {
     await scope.cleanup();
   }

@@ -16,7 +16,7 @@
 #  - Preemption (PreemptMode=REQUEUE) and `scontrol requeue` send SIGTERM
 #    to every process of the job at once: the program dies with it, and the
 #    requeued job continues from the last --interval checkpoint. With
-#    PreemptParameters=send_user_signal and a GraceTime, a preempted job
+#    SlurmctldParameters=preempt_send_user_signal and a GraceTime, a preempted job
 #    gets the SIGUSR1 first, like at its time limit.
 #  - --open-mode=append: a requeued job must not truncate its output file;
 #    ckrun puts it back as it was at the checkpoint, so it reads as one
