@@ -413,6 +413,7 @@ export class Coordinator implements Session {
       // take() logged why
       this.log(`no checkpoint was taken on ${signalName(sig)}: passing ${signalName(sig)} on to the program`);
       this.stopping = undefined;
+      this.scheduler.every(this.opts.interval); // a program that outlives the signal is checkpointed on
       this.kill(sig);
       return;
     }

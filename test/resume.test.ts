@@ -26,8 +26,8 @@ async function reference(): Promise<NativeRun> {
 }
 
 /** `ckrun ARGS...` with its stdout appended to `out` (as a job's output file), ckrun itself being the process started. */
-function ckrunTo(scope: Scope, out: string, args: string[], label: string): Proc {
-  return scope.track(new Proc('/bin/sh', ['-c', 'exec "$@" >>"$CKRUN_TEST_OUT"', 'sh', NODE, CKRUN, ...args], { env: { CKRUN_TEST_OUT: out }, label }));
+function ckrunTo(scope: Scope, out: string, args: string[], label: string, redirect = '>>'): Proc {
+  return scope.track(new Proc('/bin/sh', ['-c', `exec "$@" ${redirect}"$CKRUN_TEST_OUT"`, 'sh', NODE, CKRUN, ...args], { env: { CKRUN_TEST_OUT: out }, label }));
 }
 
 function linesOf(file: string): string[] {
@@ -167,6 +167,26 @@ test('--keep-alive=1: the program killed by kill -9 comes back from its newest c
     const rest = ckrunTo(scope, out, ['--resume', '--dir', ckpt, '--', ...exampleProgram('counter', STEPS)], 'resume');
     assert.is((await rest.waitExit(T_EXIT)).code, 0, rest.describe());
     assertSameAsRef(out, r, 'after two kill -9 and a --resume');
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+test('--checkpoint-on: when the checkpoint fails, the signal goes on to the program as without ckrun, and ckrun exits with its status', async () => {
+  const scope = new Scope('checkpoint-on-fails');
+  try {
+    const ckpt = scope.ckptDir();
+    const out = path.join(scope.root, 'job.out');
+    // --files-max 1: the output file the program writes (not O_APPEND: its blocks are snapshot) is too big, so every checkpoint fails
+    const p = ckrunTo(scope, out, ['--dir', ckpt, '--files-max', '1', '--checkpoint-on', 'USR1', '--', ...exampleProgram('counter', STEPS)], 'failing checkpoint', '>');
+    await waitLines(out, 30, p);
+    process.kill(p.pid, 'SIGUSR1');
+    const exit = await p.waitExit(T_EXIT);
+    // counter has no SIGUSR1 handler: it dies of it, as it would have without ckrun
+    assert.is(exit.code, 128 + 10, p.describe());
+    assert.match(p.stderr, /checkpoint failed: .*more than/);
+    assert.match(p.stderr, /no checkpoint was taken on SIGUSR1: passing SIGUSR1 on to the program/);
+    assert.equal(generations(ckpt), []);
   } finally {
     await scope.cleanup();
   }
