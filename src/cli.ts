@@ -478,6 +478,49 @@ function keepAliveCount(p: Parsed, command: string): number | true | undefined {
   return Number(v);
 }
 
+interface StopGuard {
+  /** The session a --checkpoint-on signal goes to from now on (one that came before goes to it now). */
+  attach(session: { checkpointAndStop(sig: number): Promise<void> }): void;
+  /** Between sessions (--keep-alive): signals are noted again. */
+  detach(): void;
+  /** A --checkpoint-on signal that came while no session ran. */
+  readonly pending: number | undefined;
+}
+
+/**
+ * --checkpoint-on signals for ckrun's whole run: one that arrives while no
+ * session runs yet (a restart verifies its images first, which takes a
+ * while for large ones) or between two (--keep-alive) is noted instead of
+ * ending ckrun by its default action, and handed to the next session.
+ * (A session has watchers of its own too; a second request is ignored.)
+ */
+async function stopGuard(signals: number[] | undefined): Promise<StopGuard> {
+  let current: { checkpointAndStop(sig: number): Promise<void> } | undefined;
+  let pending: number | undefined;
+  if (signals && signals.length > 0) {
+    const { watchSignal } = await import('./native.js');
+    for (const sig of signals)
+      watchSignal(sig, () => {
+        if (current) void current.checkpointAndStop(sig);
+        else pending ??= sig;
+      });
+  }
+  return {
+    attach(session) {
+      current = session;
+      const sig = pending;
+      pending = undefined;
+      if (sig !== undefined) void session.checkpointAndStop(sig);
+    },
+    detach() {
+      current = undefined;
+    },
+    get pending() {
+      return pending;
+    },
+  };
+}
+
 /** ckrun's exit status for the end of a session: the program's, or STOPPED_AFTER_CHECKPOINT. */
 function sessionStatus(st: { status: number; stopped?: unknown }, stoppedStatus: number): number {
   return st.stopped ? stoppedStatus : st.status;
@@ -537,6 +580,7 @@ async function runLaunch(args: string[]): Promise<number> {
     verbose: flag(p, 'verbose'),
   };
   const launchOpts = { ...common, program: p.rest[0]!, args: p.rest.slice(1), internalSignal: internalSignal(p, '') };
+  const guard = await stopGuard(common.checkpointOn);
   const { STOPPED_AFTER_CHECKPOINT } = await import('./session.js');
   let session: import('./session.js').Session;
   /** The image the current session was restarted from, if it was. */
@@ -551,9 +595,10 @@ async function runLaunch(args: string[]): Promise<number> {
     const { launch } = await import('./session.js');
     session = await launch(launchOpts);
   }
+  guard.attach(session);
   let st = await session.exited;
   if (keepAliveOpt !== undefined) {
-    const { keepAlive, DEFAULT_KEEP_ALIVE } = await import('./resume.js');
+    const { keepAlive, DEFAULT_KEEP_ALIVE, unaskedDeath } = await import('./resume.js');
     const { restart } = await import('./restart.js');
     const { resolve } = await import('node:path');
     const { DEFAULT_DIR } = await import('./protocol.js');
@@ -562,13 +607,18 @@ async function runLaunch(args: string[]): Promise<number> {
       max: keepAliveOpt === true ? DEFAULT_KEEP_ALIVE : keepAliveOpt,
       dir,
       log: (line) => writeErr(`ckrun: --keep-alive: ${line}\n`),
+      ended: () => guard.detach(),
+      stopRequested: () => guard.pending,
       restart: async () => {
         const s = await restart({ ...common, dir, warn: (line) => writeErr(`ckrun: ${line}\n`) });
         restoredFrom = s.generation?.path ?? s.image.path;
         session = s;
+        guard.attach(s);
         return s;
       },
     });
+    // a --checkpoint-on signal while the program was down: its newest checkpoint is where it stopped
+    if (guard.pending !== undefined && unaskedDeath(st) !== undefined) return STOPPED_AFTER_CHECKPOINT;
   }
   if (restoredFrom && !st.joined) return restoreFailed('ckrun', restoredFrom, st);
   return sessionStatus(st, STOPPED_AFTER_CHECKPOINT);
@@ -652,12 +702,14 @@ async function runRestart(args: string[]): Promise<number> {
   if (p.positionals.length > 1) throw new UsageError(`more than one IMAGE given ('${p.positionals[1]}')`, 'restart');
   const { restart } = await import('./restart.js');
   const trigger = triggerSignal(p, 'restart');
+  const stopOn = checkpointOnSignals(p, 'restart', trigger);
+  const guard = await stopGuard(stopOn);
   const session = await restart({
     image: p.positionals[0],
     dir: str(p, 'dir'),
     interval: seconds(p, 'restart'),
     triggerSignal: trigger,
-    checkpointOn: checkpointOnSignals(p, 'restart', trigger),
+    checkpointOn: stopOn,
     compress: compression(p, 'restart'),
     keep: count(p, 'keep', 'restart'),
     fullEvery: count(p, 'full-every', 'restart'),
@@ -670,6 +722,7 @@ async function runRestart(args: string[]): Promise<number> {
     trustOwner: flag(p, 'trust-owner'),
     adopt: adoption(str(p, 'adopt')),
   });
+  guard.attach(session);
   const st = await session.exited;
   if (!st.joined) return restoreFailed('ckrun restart', session.image.path, st);
   const { STOPPED_AFTER_CHECKPOINT } = await import('./session.js');

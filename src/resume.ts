@@ -116,6 +116,10 @@ export interface KeepAliveOptions {
   restart: () => Promise<Session>;
   /** The checkpoint directory (for the messages). */
   dir: string;
+  /** Told each time a session has ended. */
+  ended?: () => void;
+  /** A signal that asks to stop instead of restarting (--checkpoint-on while the program is down), if one came. */
+  stopRequested?: () => number | undefined;
 }
 
 /**
@@ -131,6 +135,7 @@ export async function keepAlive(first: Session, opts: KeepAliveOptions): Promise
   let session = first;
   for (let n = 1; ; n++) {
     const st = await session.exited;
+    opts.ended?.();
     const how = unaskedDeath(st);
     if (how === undefined) return st;
     if (n > max) {
@@ -144,6 +149,11 @@ export async function keepAlive(first: Session, opts: KeepAliveOptions): Promise
     const secs = delay(n);
     opts.log(`the program ${how}; restarting it from the newest checkpoint in ${displayPath(opts.dir)} in ${secs} s (restart ${n} of ${max})`);
     await new Promise((r) => setTimeout(r, secs * 1000));
+    const stop = opts.stopRequested?.();
+    if (stop !== undefined) {
+      opts.log(`${signalName(stop)} received while the program was down: not restarting it; the newest checkpoint in ${displayPath(opts.dir)} continues it`);
+      return st;
+    }
     try {
       session = await opts.restart();
     } catch (e) {

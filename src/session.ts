@@ -167,6 +167,12 @@ export interface Session {
   checkpoint(): Promise<CheckpointResult>;
   /** Sends a signal to the child (once it has exited: to every process of the session left). */
   kill(signal?: number): void;
+  /**
+   * What a `checkpointOn` signal does: a checkpoint (once the program is
+   * ready), then every process of the session killed; `exited` then
+   * carries `stopped`. For a signal that came before the session existed.
+   */
+  checkpointAndStop(signal: number): Promise<void>;
   /** Stops the coordinator; kills the program and every process of the session (SIGKILL), and waits for the end. */
   close(): Promise<void>;
 }
@@ -400,7 +406,7 @@ export class Coordinator implements Session {
    * without ckrun: it may save its own work, and ckrun's status is then
    * the program's, not STOPPED_AFTER_CHECKPOINT, so a job script can tell.
    */
-  private async checkpointAndStop(sig: number): Promise<void> {
+  async checkpointAndStop(sig: number): Promise<void> {
     if (this.stopping || this.exiting || this.exitedD.settled) return;
     const stopping: NonNullable<Coordinator['stopping']> = { signal: sig };
     this.stopping = stopping;
