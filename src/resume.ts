@@ -5,7 +5,7 @@
 // or kill -9 from its newest checkpoint.
 import { resolve } from 'node:path';
 import { constants as osConstants } from 'node:os';
-import { errorMessage, SessionError } from './errors.js';
+import { errorMessage } from './errors.js';
 import { readManifest } from './generations.js';
 import { displayPath } from './output.js';
 import { DEFAULT_DIR } from './protocol.js';
@@ -73,7 +73,8 @@ export async function resumeOrLaunch(opts: ResumeOptions): Promise<Resumed> {
     const s = await restart({ ...session, ...extra, dir });
     return { session: s, restartedFrom: s.generation?.path ?? s.image.path };
   } catch (e) {
-    if (!(e instanceof SessionError)) throw e;
+    // refusals of the checkpoints themselves (a session already writing to DIR says so as it is)
+    if (!(e instanceof RestartError)) throw e;
     throw new RestartError(
       `--resume: ${e.message}; ckrun does not start the program afresh while ${displayPath(dir)} holds checkpoints: ` +
         `repair it (ckrun verify ${displayPath(dir)} says what is wrong), or ${startAfresh}`,

@@ -43,7 +43,7 @@ function freePort(): Promise<number> {
 
 function requireCommands(): void {
   const missing = ['munged', 'mungekey', 'slurmctld', 'slurmd', 'sbatch', 'scontrol', 'scancel', 'sinfo'].filter(
-    (c) => !(process.env['PATH'] ?? '/usr/bin:/usr/sbin').split(':').some((d) => fs.existsSync(path.join(d, c))),
+    (c) => ![...(process.env['PATH'] ?? '/usr/bin').split(':'), '/usr/sbin', '/sbin'].some((d) => fs.existsSync(path.join(d, c))),
   );
   if (missing.length)
     assert.unreachable(`the slurm test needs ${missing.join(', ')}: apt-get install munge slurmctld slurmd slurm-client (test/lib/requirements.ts)`);
@@ -55,13 +55,14 @@ class Cluster {
   private readonly daemons: ChildProcess[] = [];
 
   constructor(readonly dir: string) {
-    this.env = { ...process.env, SLURM_CONF: path.join(dir, 'slurm.conf') };
+    // the daemons are in /usr/sbin, which an ordinary PATH may lack
+    this.env = { ...process.env, PATH: `${process.env['PATH'] ?? '/usr/bin:/bin'}:/usr/sbin:/sbin`, SLURM_CONF: path.join(dir, 'slurm.conf') };
   }
 
   async start(): Promise<void> {
     const d = this.dir;
     for (const sub of ['munge', 'state', 'spool']) fs.mkdirSync(path.join(d, sub), { mode: 0o700 });
-    await run('mungekey', ['--create', `--keyfile=${d}/munge/munge.key`]);
+    await run('/usr/sbin/mungekey', ['--create', `--keyfile=${d}/munge/munge.key`]);
     const [ctldPort, slurmdPort] = [await freePort(), await freePort()];
     const host = os.hostname().split('.')[0];
     // no cgroups (a container may have none to give): processes are tracked
@@ -112,7 +113,7 @@ class Cluster {
   }
 
   private daemon(file: string, args: string[]): void {
-    const p = spawn(file, args, { env: this.env, stdio: ['ignore', fs.openSync(path.join(this.dir, `${file}.out`), 'a'), fs.openSync(path.join(this.dir, `${file}.out`), 'a')] });
+    const p = spawn(path.join('/usr/sbin', file), args, { env: this.env, stdio: ['ignore', fs.openSync(path.join(this.dir, `${file}.out`), 'a'), fs.openSync(path.join(this.dir, `${file}.out`), 'a')] });
     p.on('error', () => undefined);
     this.daemons.push(p);
   }
