@@ -41,6 +41,31 @@ Options (first form):
   --signal NAME           the signal to ckrun that takes a checkpoint
                           (default USR2): USR1, SIGHUP, RTMIN+3, 12, ...
                           It is never passed on to the program.
+  --checkpoint-on SIG[,SIG...]
+                          when ckrun receives SIG (repeatable: USR1, TERM,
+                          ...), take a checkpoint, then end the program
+                          (every process of it, by SIGKILL: it never sees
+                          SIG) and exit with status 75. If that checkpoint
+                          fails, SIG is passed on to the program as without
+                          this option, and ckrun exits with its status
+                          (for batch jobs: USR1 with Slurm's
+                          --signal=B:USR1@120; see README.md)
+  --resume                continue the program from the newest complete
+                          checkpoint in --dir when there is one (exactly
+                          like ckrun restart --dir DIR: the same checks,
+                          the same fallback to an older generation), else
+                          start PROGRAM: one command for a job's first run
+                          and every requeue. Refused, never started afresh,
+                          when DIR holds checkpoints none of which can be
+                          used, or checkpoints of another command line
+  --keep-alive[=N]        when the program is killed by SIGKILL (the OOM
+                          killer, kill -9) or a crash (SIGSEGV, SIGBUS,
+                          SIGILL, SIGFPE, SIGABRT, SIGSYS), restart it from
+                          the newest checkpoint in --dir, after 1 s, 2 s,
+                          4 s... (at most 30 s), at most N times (default
+                          3); each restart is said on stderr. Not when it
+                          was asked to stop (SIGTERM, SIGINT, ...) or DIR
+                          holds no checkpoint
   --internal-signal N     the real-time signal the shim uses inside the
                           program (default 63, must be 34..64)
   --files=POLICY          what each checkpoint keeps of the regular files
@@ -66,7 +91,13 @@ Options (first form):
 
 Signals: SIGINT is ignored by ckrun (the program, in the same process group,
 gets it from the terminal); SIGTERM, SIGHUP and SIGQUIT are passed on to the
-program; the trigger signal takes a checkpoint.
+program unless --checkpoint-on names them; the trigger signal takes a
+checkpoint.
+
+Exit status: the program's (128+N when signal N killed it); 75 when a
+--checkpoint-on signal took a checkpoint and ended the program (continue it
+with ckrun --resume or ckrun restart); 127/126 when PROGRAM cannot be run;
+2 for wrong usage; 70 for an internal error of ckrun.
 
 Commands:
   checkpoint   ask the session writing to DIR for a checkpoint now
@@ -80,6 +111,7 @@ Examples:
   kill -USR2 %1                  # or: ckrun checkpoint --dir ckpt
   kill -9 %1; ckrun restart --dir ckpt
   ckrun inspect ckpt/1
+  ckrun --resume --dir ckpt --checkpoint-on USR1,TERM -- ./simulation
 
 Environment (for development and tests):
   CKRUN_SHIM_PATH     the shim to preload (empty: do not preload one)
@@ -140,6 +172,9 @@ Options:
                           the same checks as ckrun --dir (see ckrun --help)
   --interval SECONDS      take a checkpoint every SECONDS
   --signal NAME           the signal to ckrun that takes a checkpoint (default USR2)
+  --checkpoint-on SIG[,SIG...]
+                          take a checkpoint when ckrun receives SIG, then end
+                          the program; ckrun exits 75 (see ckrun --help)
   --keep N                after each checkpoint, keep only the newest N
                           complete generations in the checkpoint directory
   --full-every K          every K-th checkpoint of a process is a full image
@@ -253,6 +288,8 @@ interface OptionSpec {
   value?: boolean;
   /** May take a value, only as `--name=VALUE` (a bare `--name` is a flag). */
   optionalValue?: boolean;
+  /** May be given more than once: the values are joined with commas. */
+  repeat?: boolean;
 }
 
 interface Parsed {
@@ -300,7 +337,8 @@ function parse(command: string, specs: OptionSpec[], args: string[], stopAtPosit
           if (i + 1 >= args.length) throw new UsageError(`option '--${name}' needs a value`, command);
           v = args[++i]!;
         }
-        opts.set(name, v);
+        const before = opts.get(name);
+        opts.set(name, spec.repeat && typeof before === 'string' ? `${before},${v}` : v);
       } else {
         if (inline !== undefined) throw new UsageError(`option '--${name}' takes no value`, command);
         opts.set(name, true);
@@ -352,6 +390,33 @@ function triggerSignal(p: Parsed, command: string): number | undefined {
   if (problem) throw new UsageError(`--signal ${v}: ${signalName(n)} cannot trigger checkpoints: ${problem}`, command);
   return n;
 }
+
+/** `--checkpoint-on SIG[,SIG...]` (repeatable), checked against the trigger signal; undefined when absent. */
+function checkpointOnSignals(p: Parsed, command: string, trigger: number | undefined): number[] | undefined {
+  const v = str(p, 'checkpoint-on');
+  if (v === undefined) return undefined;
+  const out: number[] = [];
+  for (const word of v.split(',')) {
+    let n: number;
+    try {
+      n = parseSignal(word);
+    } catch (e) {
+      throw new UsageError(`--checkpoint-on: ${(e as Error).message}`, command);
+    }
+    const problem = triggerSignalProblem(n);
+    if (problem) throw new UsageError(`--checkpoint-on ${word}: ${signalName(n)} cannot take checkpoints: ${problem}`, command);
+    if (n === (trigger ?? DEFAULT_TRIGGER))
+      throw new UsageError(
+        `--checkpoint-on ${word}: ${signalName(n)} is already the signal that takes a checkpoint and lets the program run on (--signal); choose another for one of them`,
+        command,
+      );
+    if (!out.includes(n)) out.push(n);
+  }
+  return out;
+}
+
+/** SIGUSR2: session.ts's DEFAULT_TRIGGER_SIGNAL (not imported: the CLI loads session.js only when it runs one). */
+const DEFAULT_TRIGGER = 12;
 
 function internalSignal(p: Parsed, command: string): number | undefined {
   const v = str(p, 'internal-signal');
@@ -405,6 +470,72 @@ function filesMax(p: Parsed, command: string): number | undefined {
 const HELP: OptionSpec[] = [{ name: 'help', short: 'h' }];
 const VERBOSE: OptionSpec = { name: 'verbose', short: 'v' };
 
+/** `--keep-alive` → the default count, `--keep-alive=N` → N; undefined when absent. */
+function keepAliveCount(p: Parsed, command: string): number | true | undefined {
+  const v = p.opts.get('keep-alive');
+  if (v === undefined || v === true) return v;
+  if (!/^[1-9][0-9]{0,3}$/.test(v.trim())) throw new UsageError(`--keep-alive=N needs a whole number of restarts from 1 to 9999, not '${v}'`, command);
+  return Number(v);
+}
+
+interface StopGuard {
+  /** The session a --checkpoint-on signal goes to from now on (one that came before goes to it now). */
+  attach(session: { checkpointAndStop(sig: number): Promise<void> }): void;
+  /** Between sessions (--keep-alive): signals are noted again. */
+  detach(): void;
+  /** A --checkpoint-on signal that came while no session ran. */
+  readonly pending: number | undefined;
+}
+
+/**
+ * --checkpoint-on signals for ckrun's whole run: one that arrives while no
+ * session runs yet (a restart verifies its images first, which takes a
+ * while for large ones) or between two (--keep-alive) is noted instead of
+ * ending ckrun by its default action, and handed to the next session.
+ * (A session has watchers of its own too; a second request is ignored.)
+ */
+async function stopGuard(signals: number[] | undefined): Promise<StopGuard> {
+  let current: { checkpointAndStop(sig: number): Promise<void> } | undefined;
+  let pending: number | undefined;
+  if (signals && signals.length > 0) {
+    const { watchSignal } = await import('./native.js');
+    for (const sig of signals)
+      watchSignal(sig, () => {
+        if (current) void current.checkpointAndStop(sig);
+        else pending ??= sig;
+      });
+  }
+  return {
+    attach(session) {
+      current = session;
+      const sig = pending;
+      pending = undefined;
+      if (sig !== undefined) void session.checkpointAndStop(sig);
+    },
+    detach() {
+      current = undefined;
+    },
+    get pending() {
+      return pending;
+    },
+  };
+}
+
+/** ckrun's exit status for the end of a session: the program's, or STOPPED_AFTER_CHECKPOINT. */
+function sessionStatus(st: { status: number; stopped?: unknown }, stoppedStatus: number): number {
+  return st.stopped ? stoppedStatus : st.status;
+}
+
+/** A restart whose restore host failed before the program ran: said like `ckrun restart` says it. */
+function restoreFailed(prefix: string, image: string, st: { signal: number | null; code: number | null; status: number }): number {
+  const how = st.signal !== null ? `was killed by ${signalName(st.signal)}` : `exited with status ${st.code}`;
+  writeErr(
+    `${prefix}: restoring ${displayPath(image)} failed: the restore host ${how} before the program ran again ` +
+      `(its reason is above); the image is unchanged\n`,
+  );
+  return st.status !== 0 ? st.status : 1;
+}
+
 async function runLaunch(args: string[]): Promise<number> {
   const p = parse(
     '',
@@ -416,6 +547,9 @@ async function runLaunch(args: string[]): Promise<number> {
       { name: 'dir', value: true },
       { name: 'interval', value: true },
       { name: 'signal', value: true },
+      { name: 'checkpoint-on', value: true, repeat: true },
+      { name: 'resume' },
+      { name: 'keep-alive', optionalValue: true },
       { name: 'internal-signal', value: true },
       { name: 'version' },
     ],
@@ -431,23 +565,63 @@ async function runLaunch(args: string[]): Promise<number> {
     return 0;
   }
   if (p.rest.length === 0) throw new UsageError('no PROGRAM given', '');
-  const { launch } = await import('./session.js');
-  const session = await launch({
-    program: p.rest[0]!,
-    args: p.rest.slice(1),
+  const trigger = triggerSignal(p, '');
+  const keepAliveOpt = keepAliveCount(p, '');
+  const common = {
     dir: str(p, 'dir'),
     interval: seconds(p, ''),
-    triggerSignal: triggerSignal(p, ''),
-    internalSignal: internalSignal(p, ''),
+    triggerSignal: trigger,
+    checkpointOn: checkpointOnSignals(p, '', trigger),
     compress: compression(p, ''),
     keep: count(p, 'keep', ''),
     fullEvery: count(p, 'full-every', ''),
     files: filesPolicy(p, ''),
     filesMax: filesMax(p, ''),
     verbose: flag(p, 'verbose'),
-  });
-  const st = await session.exited;
-  return st.status;
+  };
+  const launchOpts = { ...common, program: p.rest[0]!, args: p.rest.slice(1), internalSignal: internalSignal(p, '') };
+  const guard = await stopGuard(common.checkpointOn);
+  const { STOPPED_AFTER_CHECKPOINT } = await import('./session.js');
+  let session: import('./session.js').Session;
+  /** The image the current session was restarted from, if it was. */
+  let restoredFrom: string | undefined;
+  if (flag(p, 'resume')) {
+    const { resumeOrLaunch } = await import('./resume.js');
+    const r = await resumeOrLaunch({ ...launchOpts, warn: (line) => writeErr(`ckrun: ${line}\n`) });
+    session = r.session;
+    restoredFrom = r.restartedFrom;
+    if (restoredFrom && common.verbose) writeErr(`ckrun: --resume: continuing from ${displayPath(restoredFrom)}\n`);
+  } else {
+    const { launch } = await import('./session.js');
+    session = await launch(launchOpts);
+  }
+  guard.attach(session);
+  let st = await session.exited;
+  if (keepAliveOpt !== undefined) {
+    const { keepAlive, DEFAULT_KEEP_ALIVE, unaskedDeath } = await import('./resume.js');
+    const { restart } = await import('./restart.js');
+    const { resolve } = await import('node:path');
+    const { DEFAULT_DIR } = await import('./protocol.js');
+    const dir = resolve(common.dir ?? DEFAULT_DIR);
+    st = await keepAlive(session, {
+      max: keepAliveOpt === true ? DEFAULT_KEEP_ALIVE : keepAliveOpt,
+      dir,
+      log: (line) => writeErr(`ckrun: --keep-alive: ${line}\n`),
+      ended: () => guard.detach(),
+      stopRequested: () => guard.pending,
+      restart: async () => {
+        const s = await restart({ ...common, dir, warn: (line) => writeErr(`ckrun: ${line}\n`) });
+        restoredFrom = s.generation?.path ?? s.image.path;
+        session = s;
+        guard.attach(s);
+        return s;
+      },
+    });
+    // a --checkpoint-on signal while the program was down: its newest checkpoint is where it stopped
+    if (guard.pending !== undefined && unaskedDeath(st) !== undefined) return STOPPED_AFTER_CHECKPOINT;
+  }
+  if (restoredFrom && !st.joined) return restoreFailed('ckrun', restoredFrom, st);
+  return sessionStatus(st, STOPPED_AFTER_CHECKPOINT);
 }
 
 async function runCheckpoint(args: string[]): Promise<number> {
@@ -510,6 +684,7 @@ async function runRestart(args: string[]): Promise<number> {
       { name: 'dir', value: true },
       { name: 'interval', value: true },
       { name: 'signal', value: true },
+      { name: 'checkpoint-on', value: true, repeat: true },
       { name: 'new-pid-namespace' },
       { name: 'no-verify-data' },
       { name: 'trust-owner' },
@@ -526,11 +701,15 @@ async function runRestart(args: string[]): Promise<number> {
   }
   if (p.positionals.length > 1) throw new UsageError(`more than one IMAGE given ('${p.positionals[1]}')`, 'restart');
   const { restart } = await import('./restart.js');
+  const trigger = triggerSignal(p, 'restart');
+  const stopOn = checkpointOnSignals(p, 'restart', trigger);
+  const guard = await stopGuard(stopOn);
   const session = await restart({
     image: p.positionals[0],
     dir: str(p, 'dir'),
     interval: seconds(p, 'restart'),
-    triggerSignal: triggerSignal(p, 'restart'),
+    triggerSignal: trigger,
+    checkpointOn: stopOn,
     compress: compression(p, 'restart'),
     keep: count(p, 'keep', 'restart'),
     fullEvery: count(p, 'full-every', 'restart'),
@@ -543,16 +722,11 @@ async function runRestart(args: string[]): Promise<number> {
     trustOwner: flag(p, 'trust-owner'),
     adopt: adoption(str(p, 'adopt')),
   });
+  guard.attach(session);
   const st = await session.exited;
-  if (!st.joined) {
-    const how = st.signal !== null ? `was killed by ${signalName(st.signal)}` : `exited with status ${st.code}`;
-    writeErr(
-      `ckrun restart: restoring ${displayPath(session.image.path)} failed: the restore host ${how} before the program ran again ` +
-        `(its reason is above); the image is unchanged\n`,
-    );
-    return st.status !== 0 ? st.status : 1;
-  }
-  return st.status;
+  if (!st.joined) return restoreFailed('ckrun restart', session.image.path, st);
+  const { STOPPED_AFTER_CHECKPOINT } = await import('./session.js');
+  return sessionStatus(st, STOPPED_AFTER_CHECKPOINT);
 }
 
 async function runInspect(args: string[]): Promise<number> {

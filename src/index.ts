@@ -1,9 +1,11 @@
 // ckrun's library API: everything the command line does, callable from tests
 // and programs. The command line (src/cli.ts, bin/ckrun.js) is built on the
 // library and is not part of it: nothing here imports it.
-export { launch, SessionError, DEFAULT_INTERNAL_SIGNAL, DEFAULT_TRIGGER_SIGNAL, CHECKPOINT_TIMEOUT_MS } from './session.js';
+export { launch, SessionError, DEFAULT_INTERNAL_SIGNAL, DEFAULT_TRIGGER_SIGNAL, CHECKPOINT_TIMEOUT_MS, STOPPED_AFTER_CHECKPOINT } from './session.js';
 export type { Session, SessionOptions, LaunchOptions, CheckpointResult, SessionExit } from './session.js';
 export { requestCheckpoint, sessionStatus, CheckpointError } from './checkpoint-client.js';
+export { resumeOrLaunch, keepAlive, unaskedDeath, keepAliveDelay, DEFAULT_KEEP_ALIVE } from './resume.js';
+export type { ResumeOptions, Resumed, KeepAliveOptions } from './resume.js';
 export { restart, pickImage, RestartError } from './restart.js';
 export type { RestartOptions, RestartedSession, RestartSource } from './restart.js';
 export { compressLevel, isCompressedImage, CompressError, DEFAULT_COMPRESS_LEVEL, GZIP_SUFFIX } from './compress.js';

@@ -75,6 +75,13 @@ export class CheckpointScheduler<R> {
     this.intervalTimer.unref();
   }
 
+  /** No more checkpoints every --interval (signals and requests are still taken). */
+  stopInterval(): void {
+    this.interval = undefined;
+    if (this.intervalTimer) clearTimeout(this.intervalTimer);
+    this.intervalTimer = undefined;
+  }
+
   /** No more checkpoints by signal or interval (requests are still taken). */
   stop(): void {
     this.stopped = true;

@@ -68,6 +68,13 @@ export interface SessionOptions {
   /** Signal to ckrun that triggers a checkpoint (default SIGUSR2); null: none. */
   triggerSignal?: number | null;
   /**
+   * `--checkpoint-on`: signals to ckrun that take a checkpoint and then end
+   * the program (every process of the session, by SIGKILL: it never sees
+   * the signal). When that checkpoint fails, the signal is passed on to the
+   * program instead, as it would have been without ckrun.
+   */
+  checkpointOn?: number[];
+  /**
    * Handle ckrun's signals like the command does: ignore SIGINT, forward
    * SIGTERM, SIGHUP and SIGQUIT to the program (default true).
    */
@@ -128,7 +135,16 @@ export interface CheckpointResult {
 export interface SessionExit extends ExitStatus {
   /** Whether the root process ever joined (said hello, or restored for a restart). */
   joined: boolean;
+  /** The session was ended by a `checkpointOn` signal, after this checkpoint. */
+  stopped?: { signal: number; generation: number; path: string };
 }
+
+/**
+ * ckrun's exit status when a `--checkpoint-on` signal took a checkpoint and
+ * ended the program (sysexits' EX_TEMPFAIL: "try again later" — with
+ * `ckrun --resume` or `ckrun restart`).
+ */
+export const STOPPED_AFTER_CHECKPOINT = 75;
 
 export interface Session {
   /** Canonical checkpoint directory. */
@@ -151,6 +167,12 @@ export interface Session {
   checkpoint(): Promise<CheckpointResult>;
   /** Sends a signal to the child (once it has exited: to every process of the session left). */
   kill(signal?: number): void;
+  /**
+   * What a `checkpointOn` signal does: a checkpoint (once the program is
+   * ready), then every process of the session killed; `exited` then
+   * carries `stopped`. For a signal that came before the session existed.
+   */
+  checkpointAndStop(signal: number): Promise<void>;
   /** Stops the coordinator; kills the program and every process of the session (SIGKILL), and waits for the end. */
   close(): Promise<void>;
 }
@@ -258,6 +280,8 @@ export class Coordinator implements Session {
   private joinBy: JoinKind = 'hello';
   private joined = false;
   private exiting = false;
+  /** A `checkpointOn` signal arrived: its checkpoint is running, or done and the program being ended. */
+  private stopping: { signal: number; done?: { generation: number; path: string } } | undefined;
   /** The root's status, once it (or, for a restored family, the orchestrator) has exited. */
   private rootExit: ExitStatus | undefined;
   private endsWithChild = false;
@@ -349,11 +373,13 @@ export class Coordinator implements Session {
   private installSignals(): void {
     const trigger = this.opts.triggerSignal === undefined ? DEFAULT_TRIGGER_SIGNAL : this.opts.triggerSignal;
     if (trigger !== null) this.scheduler.onSignal(trigger);
+    const stopOn = this.opts.checkpointOn ?? [];
+    for (const sig of stopOn) this.stopSignals.push(watchSignal(sig, () => void this.checkpointAndStop(sig)));
     if (this.opts.handleSignals === false) return;
     const s = osConstants.signals;
-    if (trigger !== s.SIGINT) this.stopSignals.push(watchSignal(s.SIGINT, () => undefined));
+    if (trigger !== s.SIGINT && !stopOn.includes(s.SIGINT)) this.stopSignals.push(watchSignal(s.SIGINT, () => undefined));
     for (const sig of [s.SIGTERM, s.SIGHUP, s.SIGQUIT]) {
-      if (sig === trigger) continue;
+      if (sig === trigger || stopOn.includes(sig)) continue;
       this.stopSignals.push(watchSignal(sig, () => this.kill(sig)));
     }
   }
@@ -367,6 +393,47 @@ export class Coordinator implements Session {
         process.kill(pid, signal);
       } catch {
         // already gone
+      }
+    }
+  }
+
+  /**
+   * A `checkpointOn` signal: one checkpoint (after the running one, if
+   * any), then every process of the session is killed — the program never
+   * sees the signal, and the checkpoint is the state a resume continues
+   * from (the files it writes are put back as they were then). When the
+   * checkpoint fails, the signal goes to the program as it would have
+   * without ckrun: it may save its own work, and ckrun's status is then
+   * the program's, not STOPPED_AFTER_CHECKPOINT, so a job script can tell.
+   */
+  async checkpointAndStop(sig: number): Promise<void> {
+    if (this.stopping || this.exiting || this.exitedD.settled) return;
+    const stopping: NonNullable<Coordinator['stopping']> = { signal: sig };
+    this.stopping = stopping;
+    this.scheduler.stopInterval();
+    this.log(`${signalName(sig)} received: taking a checkpoint, then ending the program`);
+    try {
+      const r = await this.checkpoint();
+      stopping.done = { generation: r.generation, path: r.path };
+    } catch {
+      // take() logged why
+      this.log(`no checkpoint was taken on ${signalName(sig)}: passing ${signalName(sig)} on to the program`);
+      this.stopping = undefined;
+      this.scheduler.every(this.opts.interval); // a program that outlives the signal is checkpointed on
+      this.kill(sig);
+      return;
+    }
+    this.log(`checkpoint ${stopping.done.generation} written to ${stopping.done.path}; ending the program (ckrun --resume or ckrun restart continues it)`);
+    this.killEveryone();
+  }
+
+  /** SIGKILL to the child and every process of the session. */
+  private killEveryone(): void {
+    for (const pid of [this.pid, ...sessionProcesses(process.pid).map((p) => p.outer)]) {
+      try {
+        process.kill(pid, osConstants.signals.SIGKILL);
+      } catch {
+        // gone
       }
     }
   }
@@ -629,7 +696,8 @@ export class Coordinator implements Session {
     this.stopTimersAndSignals();
     await this.scheduler.idle();
     await this.shutdownServer();
-    this.exitedD.resolve({ ...st, joined: this.joined });
+    const stopped = this.stopping?.done ? { signal: this.stopping.signal, ...this.stopping.done } : undefined;
+    this.exitedD.resolve({ ...st, joined: this.joined, ...(stopped ? { stopped } : {}) });
   }
 
   /** Resolves when no process of the session is left below ckrun (writers of a checkpoint aside). */
@@ -656,13 +724,7 @@ export class Coordinator implements Session {
 
   async close(): Promise<void> {
     if (this.pid > 0 && !this.exitedD.settled) {
-      for (const pid of [this.pid, ...sessionProcesses(process.pid).map((p) => p.outer)]) {
-        try {
-          process.kill(pid, osConstants.signals.SIGKILL);
-        } catch {
-          // gone
-        }
-      }
+      this.killEveryone();
       await this.exitedD.promise;
     }
     this.stopTimersAndSignals();

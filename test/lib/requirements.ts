@@ -32,6 +32,10 @@ export const REQUIREMENTS: readonly Requirement[] = [
   { command: 'gcc', package: 'gcc', usedBy: 'tree-make (gcc with its temporary files), examples' },
   { command: 'strace', package: 'strace', usedBy: 'stopped (a program traced by another process, outside the session or inside it, is refused)' },
   { command: 'vim.basic', package: 'vim', usedBy: 'helper-threads (vim 9 keeps a SIGEV_THREAD timer)' },
+  { command: 'slurmctld', package: 'slurmctld', usedBy: 'slurm (a controller of the test\'s own, in its temporary directory)' },
+  { command: 'slurmd', package: 'slurmd', usedBy: 'slurm (one node: this machine)' },
+  { command: 'sbatch', package: 'slurm-client', usedBy: 'slurm (sbatch, scontrol requeue, scancel --batch --signal)' },
+  { command: 'munged', package: 'munge', usedBy: 'slurm (Slurm\'s authentication, with a key the test makes)' },
   { command: 'clang', package: 'clang', usedBy: 'fuzz (libFuzzer targets in fuzz/)' },
   {
     command: 'libFuzzer',
