@@ -586,7 +586,7 @@ async function runVerify(args: string[]): Promise<number> {
     return 1;
   }
   const verifyData = !flag(p, 'no-verify-data');
-  const report = await verifyDirectory(target, { verifyData, hostCheck: (g, env) => hostCheck(g, env ? { ...process.env, ...env } : undefined) });
+  const report = await verifyDirectory(target, { verifyData, hostCheck: (g, env) => hostCheck(g, { ...process.env, CKRUN_FILES_SAME: undefined, ...env }) });
   writeOut(flag(p, 'json') ? JSON.stringify(report, null, 2) + '\n' : formatVerifyReport(report));
   return report.generations.length > 0 && report.generations.every((g) => g.restorable) ? 0 : 1;
 }

@@ -9,6 +9,7 @@ import { sessionEnv, stdioIdentity } from './environment.js';
 import { chainOf, type Generation } from './generations.js';
 import { asArray, asNumber, asString, imageIds, imagePid, type Image } from './image.js';
 import { FilesError, restoreFiles, stdioInheritEnv } from './files.js';
+import { acceptedCopies } from './contents.js';
 import { adoptChild, isNativeError, spawnChild } from './native.js';
 import { displayPath, trace, writeErr } from './output.js';
 import { restoreHostPath, shimPath } from './paths.js';
@@ -158,6 +159,20 @@ function putFilesBack(opts: RestartOptions, prepared: Prepared, warn: (line: str
   return { ...opts, files: opts.files ?? record.policy, env };
 }
 
+/**
+ * The files the images map that are copies of the checkpoint's (another
+ * inode or time, the same bytes), which the restore host then takes
+ * (CKRUN_FILES_SAME, src/contents.ts); never one inherited from ckrun's own
+ * environment.
+ */
+async function withSameContent(opts: RestartOptions, prepared: Prepared): Promise<RestartOptions> {
+  const env: NodeJS.ProcessEnv = { ...(opts.env ?? process.env) };
+  delete env['CKRUN_FILES_SAME'];
+  const same = await acceptedCopies(prepared.images, prepared.generation?.manifest.contents);
+  if (same) env['CKRUN_FILES_SAME'] = same;
+  return { ...opts, env };
+}
+
 export async function restart(opts: RestartOptions = {}): Promise<RestartedSession> {
   trace('restart started');
   if (opts.adopt) return adoptRestored(opts, opts.adopt);
@@ -181,6 +196,7 @@ export async function restart(opts: RestartOptions = {}): Promise<RestartedSessi
     // where further checkpoints go must be trustworthy before anything is written
     await checkpointDirFor(opts.dir ?? prepared.sourceDir ?? DEFAULT_DIR);
     opts = putFilesBack(opts, prepared, warn);
+    opts = await withSameContent(opts, prepared);
     let session: RestartedSession;
     if (prepared.family) {
       // A family (a generation of more than one process) is rebuilt by the restore orchestrator.

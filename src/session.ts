@@ -43,6 +43,8 @@ import { CheckpointScheduler } from './scheduler.js';
 import { SessionServer, type JoinKind, type Proc } from './session-server.js';
 import { watchWriter } from './writer.js';
 import { holdStopped } from './hold.js';
+import { readImage } from './image.js';
+import { recordContents } from './contents.js';
 
 export { SessionError } from './errors.js';
 export type { JoinKind } from './session-server.js';
@@ -535,8 +537,14 @@ export class Coordinator implements Session {
       });
       for (const p of r.processes)
         await gen.addImage({ pid: p.pid, image: p.image, pause_ns: p.pauseNs, ppid: p.ppid, pgid: p.pgid, sid: p.sid, chain: this.chains.chainAfter(p.pid) });
+      // the program runs on meanwhile: each file is hashed once while it stays the same
+      const contents = await recordContents(await Promise.all(r.processes.map(async (p) => (await readImage(join(gen.path, p.image))).meta)));
+      this.verbose(
+        `mapped files by content: ${contents.entries.length} files, ${formatBytes(Number(contents.hashed))} hashed in ${formatDuration(contents.ms * 1e6)}`,
+      );
       if (this.compressLevel !== undefined) await gen.compress(this.compressLevel);
       const { path, processes } = await gen.complete({
+        contents: contents.entries,
         argv: this.argv,
         cwd: this.cwd,
         shared_files: r.sharedFiles,
