@@ -167,7 +167,12 @@ export async function acceptedCopies(images: Image[], contents: ContentEntry[] |
   return [...accepted].join(',');
 }
 
-/** The manifest's `contents`, checked; a string says what is malformed. */
+/**
+ * The manifest's `contents` (its types checked by the schema). An entry
+ * that is not a usable one (a relative path, a hash of another length) is
+ * left out, not refused: without it a restart needs that file with its
+ * times, as the restore host, which does not read `contents`, always would.
+ */
 export function parseContents(v: CborValue): ContentEntry[] | string {
   if (!Array.isArray(v)) return 'contents is not an array';
   const out: ContentEntry[] = [];
@@ -176,8 +181,7 @@ export function parseContents(v: CborValue): ContentEntry[] | string {
     const path = asString(m['path']);
     const nums = ['dev', 'ino', 'size', 'mtime_ns', 'ctime_ns'].map((k) => asBigInt(m[k]));
     const sha = m['sha256'];
-    if (!path?.startsWith('/') || nums.some((n) => n === undefined || n < 0n) || !(sha instanceof Uint8Array) || sha.length !== 32)
-      return 'contents has a malformed entry';
+    if (!path?.startsWith('/') || nums.some((n) => n === undefined || n < 0n) || !(sha instanceof Uint8Array) || sha.length !== 32) continue;
     const [dev, ino, size, mtime_ns, ctime_ns] = nums as bigint[];
     out.push({ path, dev: dev!, ino: ino!, size: size!, mtime_ns: mtime_ns!, ctime_ns: ctime_ns!, sha256: sha });
   }

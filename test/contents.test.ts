@@ -104,7 +104,13 @@ test('mapped files: an executable, its library and a mapped data file replaced b
     await checkpoint(ckpt);
     await scope.kill9(p);
     const good = fs.readFileSync(lib);
+    replaceByCopy(lib);
+    const v = await ckrun(['verify', ckpt]);
+    if (v.code !== 0) throw new Error(`ckrun verify must find the generation restorable on copies\n${v.describe()}`);
     replaceByCopy(lib, 100);
+    const bad = await ckrun(['verify', ckpt]);
+    if (bad.code === 0 || !bad.stdout.includes(`${lib} changed since the checkpoint`))
+      throw new Error(`ckrun verify must name ${lib}, changed\n${bad.describe()}`);
     const r = await ckrun(['restart', '--dir', ckpt], { front: true });
     if (r.code === 0 || !r.stderr.includes(`${lib} changed since the checkpoint`))
       throw new Error(`a restart with a changed ${lib} must be refused naming it\n${r.describe()}`);
