@@ -1309,6 +1309,54 @@ static int same_file_ok(const struct ck_img_region *r, const struct stat *st)
 	return ns_of(st->st_mtim) == r->mtime_ns || same_content(st);
 }
 
+/* A portable generation's copy of the region's file (CKRUN_FILES_CARRIED,
+ * "dev:ino:size:mtime_ns:sha256,...", copies in CKRUN_CARRIED_DIR named by
+ * their SHA-256): ckrun found the file gone or changed and checked that the
+ * copy holds the checkpoint's content. Its path (malloc'd), or 0. */
+static char *carried_copy(const struct ck_img_region *r)
+{
+	const char *s = getenv("CKRUN_FILES_CARRIED"), *dir = getenv("CKRUN_CARRIED_DIR");
+	while (s && dir && *s) {
+		unsigned long long dev, ino, size, mt;
+		char sha[65];
+		int used = 0;
+		if (sscanf(s, "%llu:%llu:%llu:%llu:%64[0-9a-f]%n", &dev, &ino, &size, &mt, sha, &used) != 5 || strlen(sha) != 64)
+			return 0;
+		if (dev == r->dev && ino == r->ino && size == r->size && mt == r->mtime_ns) {
+			size_t n = strlen(dir) + 66;
+			char *p = malloc(n);
+			if (p)
+				snprintf(p, n, "%s/%s", dir, sha);
+			return p;
+		}
+		s += used;
+		if (*s == ',')
+			s++;
+	}
+	return 0;
+}
+
+/* The region maps the generation's copy of its file instead (and the
+ * executable link names it, when the file was the executable): the copy
+ * must pass the same check as a copy in the file's place. */
+static int use_carried(struct ck_image *img, struct ck_img_region *r, struct stat *st)
+{
+	char *p = carried_copy(r);
+	struct stat cst;
+	if (!p || stat(p, &cst) != 0 || !S_ISREG(cst.st_mode) || !same_file_ok(r, &cst)) {
+		free(p);
+		return 0;
+	}
+	if (img->exe && !strcmp(img->exe, r->path)) {
+		free((char *)img->exe);
+		img->exe = strdup(p);
+	}
+	free((char *)r->path);
+	r->path = p;
+	*st = cst;
+	return 1;
+}
+
 static const char *region_label(const struct ck_img_region *r)
 {
 	return r->name && r->name[0] ? r->name : r->kind;
@@ -1398,9 +1446,12 @@ CK_HIDDEN void ck_memory_check(struct ck_image *img, int verify_data)
 				  (unsigned long long)r->start, (unsigned long long)r->end);
 		if (r->has_file && !(r->shared && ck_files_kept_by_ckrun(r->dev, r->ino))) {
 			struct stat st;
-			if (stat(r->path, &st) != 0)
+			int have = stat(r->path, &st) == 0, err = errno;
+			if (!r->shared && (!have || !same_file_ok(r, &st)) && use_carried(img, r, &st))
+				have = 1;
+			if (!have)
 				ck_refuse("%s is gone (%s), but the program had it mapped; the image needs that file",
-					  r->path, strerror(errno));
+					  r->path, strerror(err));
 			/* a shared mapping's file is its storage: it may have changed, it must still cover the mapping */
 			if (r->shared && (uint64_t)st.st_size < r->foff + (r->end - r->start) && (uint64_t)st.st_size < r->size)
 				ck_refuse("%s is shorter than at checkpoint time (%lld bytes, was %llu) and no longer covers the "

@@ -534,6 +534,7 @@ static const struct ck_schema_key ck_schema_keys_manifest[] = {
 	{"compressed", 0, 0, 0, 0}, /* text? */
 	{"files", 95, 0, 0, 0}, /* {files}? */
 	{"contents", 97, 0, 0, 0}, /* [{content}]? */
+	{"portable", 9, 0, 0, 0}, /* bool? */
 };
 static const struct ck_schema_key ck_schema_keys_content[] = {
 	{"path", 0, 1, 0, 0}, /* text */

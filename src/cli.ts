@@ -55,6 +55,11 @@ Options (first form):
                           leaves them as they are
   --files-max SIZE        a checkpoint fails, naming the files, when the
                           files to snapshot hold more than SIZE (512M, 2G)
+  --portable              each checkpoint also keeps a copy of every file
+                          the program maps privately (its executable,
+                          libraries, mapped data files; linked from the
+                          previous generation when unchanged), so that it
+                          restarts where those files are missing or differ
   --compress[=LEVEL]      gzip every image once it is complete, to
                           DIR/N/<pid>.ckpt.gz (LEVEL 1..9, default 1: the
                           fastest). Trades checkpoint time for space:
@@ -153,6 +158,8 @@ Options:
                           ckrun --help; default: the policy of the image).
                           Whatever they say, the files the image's
                           checkpoint saved are put back first
+  --portable              the restarted program's checkpoints keep copies
+                          of the files it maps (see ckrun --help)
   --stdio=inherit         the program's stdin/stdout/stderr that were
                           regular files at the checkpoint become this
                           ckrun's own (default: the same files again, at
@@ -383,6 +390,7 @@ const HYGIENE: OptionSpec[] = [
   { name: 'full-every', value: true },
   { name: 'files', value: true },
   { name: 'files-max', value: true },
+  { name: 'portable' },
 ];
 
 /** `--files=snapshot|size|none`, or undefined when absent. */
@@ -444,6 +452,7 @@ async function runLaunch(args: string[]): Promise<number> {
     fullEvery: count(p, 'full-every', ''),
     files: filesPolicy(p, ''),
     filesMax: filesMax(p, ''),
+    portable: flag(p, 'portable'),
     verbose: flag(p, 'verbose'),
   });
   const st = await session.exited;
@@ -536,6 +545,7 @@ async function runRestart(args: string[]): Promise<number> {
     fullEvery: count(p, 'full-every', 'restart'),
     files: filesPolicy(p, 'restart'),
     filesMax: filesMax(p, 'restart'),
+    portable: flag(p, 'portable'),
     stdioInherit: stdioChoice(p),
     verbose: flag(p, 'verbose'),
     newPidNamespace: flag(p, 'new-pid-namespace'),
@@ -586,7 +596,9 @@ async function runVerify(args: string[]): Promise<number> {
     return 1;
   }
   const verifyData = !flag(p, 'no-verify-data');
-  const report = await verifyDirectory(target, { verifyData, hostCheck: (g, env) => hostCheck(g, { ...process.env, CKRUN_FILES_SAME: undefined, ...env }) });
+  // what the restore host is told about copies comes from the generation, never from this environment
+  const own = { CKRUN_FILES_SAME: undefined, CKRUN_FILES_CARRIED: undefined, CKRUN_CARRIED_DIR: undefined };
+  const report = await verifyDirectory(target, { verifyData, hostCheck: (g, env) => hostCheck(g, { ...process.env, ...own, ...env }) });
   writeOut(flag(p, 'json') ? JSON.stringify(report, null, 2) + '\n' : formatVerifyReport(report));
   return report.generations.length > 0 && report.generations.every((g) => g.restorable) ? 0 : 1;
 }

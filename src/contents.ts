@@ -15,7 +15,9 @@
 // pause; each file is hashed once per identity (device, inode, size,
 // modification and change time) for the life of the ckrun process.
 import { createHash } from 'node:crypto';
-import { open } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { link, mkdir, open, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { asArray, asBigInt, asMap, asString, type CborMap, type CborValue, type Image } from './image.js';
 
@@ -147,24 +149,49 @@ export async function recordContents(images: CborMap[]): Promise<{ entries: Cont
  * A restart: the files the images map whose times (or inode) differ from
  * the image's, but whose content is the checkpoint's, as the restore host's
  * CKRUN_FILES_SAME ("dev:ino:size:mtime_ns:ctime_ns,...": the identity each
- * had when it was hashed; a file changed after that is not accepted).
- * Also seeds the cache with the checkpoint's entries that still hold.
+ * had when it was hashed; a file changed after that is not accepted). With
+ * `carried` (the `carried/` of a portable generation): a file that is gone
+ * or holds other bytes is replaced by the generation's copy, whose content
+ * is checked here too: CKRUN_FILES_CARRIED ("dev:ino:size:mtime_ns:sha256,...":
+ * the region's file and the copy's name). Also seeds the cache with the
+ * checkpoint's entries that still hold.
  */
-export async function acceptedCopies(images: Image[], contents: ContentEntry[] | undefined): Promise<string> {
-  if (!contents || contents.length === 0) return '';
+export async function acceptedCopies(
+  images: Image[],
+  contents: ContentEntry[] | undefined,
+  carried?: string,
+): Promise<{ same: string; carried: string }> {
+  if (!contents || contents.length === 0) return { same: '', carried: '' };
   for (const c of contents) if (!cache.has(cacheKey(c))) cache.set(cacheKey(c), c.sha256);
   const byPath = new Map<string, ContentEntry[]>();
   for (const c of contents) byPath.set(c.path, [...(byPath.get(c.path) ?? []), c]);
-  const accepted = new Set<string>();
+  const same = new Set<string>();
+  const substitutes = new Set<string>();
+  const idText = (id: Identity): string => `${id.dev}:${id.ino}:${id.size}:${id.mtime_ns}:${id.ctime_ns}`;
+  const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a).equals(Buffer.from(b));
   for (const img of images) {
     for (const f of mappedFiles(img.meta)) {
       const entry = byPath.get(f.path)?.find((c) => c.dev === f.dev && c.ino === f.ino && c.size === f.size && c.mtime_ns === f.mtime_ns);
       if (!entry) continue;
-      const r = await hashFile(f.path, (id) => id.size === entry.size && id.mtime_ns !== entry.mtime_ns);
-      if (r && Buffer.from(r.sha256).equals(Buffer.from(entry.sha256))) accepted.add(`${r.id.dev}:${r.id.ino}:${r.id.size}:${r.id.mtime_ns}:${r.id.ctime_ns}`);
+      let fits = false;
+      const r = await hashFile(f.path, (id) => {
+        fits = id.size === entry.size && id.mtime_ns === entry.mtime_ns;
+        return id.size === entry.size && !fits;
+      });
+      if (fits) continue; // the restore host takes it as it is
+      if (r && sameBytes(r.sha256, entry.sha256)) {
+        same.add(idText(r.id));
+        continue;
+      }
+      if (!carried) continue; // refused by the restore host, by name
+      const copy = await hashFile(join(carried, hex(entry.sha256)));
+      if (copy && copy.id.size === entry.size && sameBytes(copy.sha256, entry.sha256)) {
+        same.add(idText(copy.id));
+        substitutes.add(`${f.dev}:${f.ino}:${f.size}:${f.mtime_ns}:${hex(entry.sha256)}`);
+      }
     }
   }
-  return [...accepted].join(',');
+  return { same: [...same].join(','), carried: [...substitutes].join(',') };
 }
 
 /**
@@ -186,4 +213,89 @@ export function parseContents(v: CborValue): ContentEntry[] | string {
     out.push({ path, dev: dev!, ino: ino!, size: size!, mtime_ns: mtime_ns!, ctime_ns: ctime_ns!, sha256: sha });
   }
   return out;
+}
+
+/** Where a portable generation keeps its copies of the mapped files: `carried/<sha256 hex>`. */
+export const CARRIED = 'carried';
+
+function hex(sha: Uint8Array): string {
+  return Buffer.from(sha).toString('hex');
+}
+
+/**
+ * Copies the file of `e` to `dest` if it is still that file (identity and
+ * content): written beside, checked by its SHA-256, renamed into place.
+ */
+async function copyChecked(e: ContentEntry, dest: string): Promise<boolean> {
+  const tmp = `${dest}.tmp${process.pid}`;
+  let src;
+  try {
+    src = await open(e.path, 'r');
+  } catch {
+    return false;
+  }
+  let out;
+  try {
+    if (!sameIdentity(identityOf(await src.stat({ bigint: true })), e)) return false;
+    out = await open(tmp, 'wx', 0o500); // executable: the executable link may name it (PR_SET_MM_MAP)
+    const h = createHash('sha256');
+    const buf = Buffer.allocUnsafe(CHUNK);
+    for (;;) {
+      const { bytesRead } = await src.read(buf, 0, CHUNK, null);
+      if (bytesRead === 0) break;
+      h.update(buf.subarray(0, bytesRead));
+      await out.write(buf, 0, bytesRead);
+    }
+    await out.sync();
+    if (!h.digest().equals(Buffer.from(e.sha256)) || !sameIdentity(identityOf(await src.stat({ bigint: true })), e)) return false;
+    await rename(tmp, dest);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await src.close();
+    await out?.close();
+    await rm(tmp, { force: true });
+  }
+}
+
+/**
+ * `--portable`: a copy of every file in `entries` in the generation
+ * (`carried/<sha256>`), hard-linked from `previous` (an older generation's
+ * `carried/`) when it has it. True when every mapped file of the images
+ * (`mapped` of them) has its copy: the generation is portable.
+ */
+export async function carryFiles(genPath: string, entries: ContentEntry[], mapped: number, previous: string | undefined): Promise<{ portable: boolean; copied: bigint }> {
+  const dir = join(genPath, CARRIED);
+  await mkdir(dir, { mode: 0o700 });
+  let carried = 0;
+  let copied = 0n;
+  for (const e of entries) {
+    const dest = join(dir, hex(e.sha256));
+    if (existsSync(dest)) {
+      carried++;
+      continue;
+    }
+    if (previous) {
+      try {
+        await link(join(previous, hex(e.sha256)), dest);
+        carried++;
+        continue;
+      } catch {
+        // not there (pruned): copied
+      }
+    }
+    if (await copyChecked(e, dest)) {
+      carried++;
+      copied += e.size;
+    }
+  }
+  return { portable: carried === mapped, copied };
+}
+
+/** The number of distinct files the images map privately. */
+export function mappedCount(images: CborMap[]): number {
+  const seen = new Set<string>();
+  for (const meta of images) for (const f of mappedFiles(meta)) seen.add(`${f.dev}:${f.ino}:${f.path}`);
+  return seen.size;
 }

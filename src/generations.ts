@@ -73,6 +73,8 @@ export interface Manifest {
   files?: FilesRecord;
   /** The files the images map privately, by content (src/contents.ts; absent in older manifests). */
   contents?: ContentEntry[];
+  /** `--portable`: every file of `contents` has its copy in the generation's `carried/` (absent otherwise). */
+  portable?: boolean;
 }
 
 /** A process's image name in a generation: `<pid>.ckpt`, or `<pid>.ckpt.gz` when compressed. */
@@ -348,6 +350,7 @@ export function parseManifest(path: string, bytes: Uint8Array, dirName?: string)
     ...(compressed === 'gzip' ? { compressed } : {}),
     ...(files ? { files } : {}),
     ...(contents ? { contents } : {}),
+    ...(m['portable'] === true ? { portable: true } : {}),
   };
 }
 
@@ -639,6 +642,7 @@ export interface GenerationSession {
   shm_owners: [number, number, number][];
   files?: FilesRecord;
   contents?: ContentEntry[];
+  portable?: boolean;
 }
 
 /**
@@ -738,6 +742,7 @@ export class GenerationTransaction {
       ...(this.compressed ? { compressed: 'gzip' as const } : {}),
       ...(session.files ? { files: session.files } : {}),
       ...(session.contents && session.contents.length > 0 ? { contents: session.contents } : {}),
+      ...(session.portable ? { portable: true } : {}),
     };
     await writeManifest(this.path, manifest);
     const path = await completeGeneration(this.dir, this.number, this.path);

@@ -622,6 +622,7 @@ export const IMAGE_SCHEMA = {
       compressed: 'text?',
       files: '{files}?',
       contents: '[{content}]?',
+      portable: 'bool?',
     },
   },
   content: {

@@ -9,7 +9,7 @@ import { sessionEnv, stdioIdentity } from './environment.js';
 import { chainOf, type Generation } from './generations.js';
 import { asArray, asNumber, asString, imageIds, imagePid, type Image } from './image.js';
 import { FilesError, restoreFiles, stdioInheritEnv } from './files.js';
-import { acceptedCopies } from './contents.js';
+import { acceptedCopies, CARRIED } from './contents.js';
 import { adoptChild, isNativeError, spawnChild } from './native.js';
 import { displayPath, trace, writeErr } from './output.js';
 import { restoreHostPath, shimPath } from './paths.js';
@@ -167,9 +167,15 @@ function putFilesBack(opts: RestartOptions, prepared: Prepared, warn: (line: str
  */
 async function withSameContent(opts: RestartOptions, prepared: Prepared): Promise<RestartOptions> {
   const env: NodeJS.ProcessEnv = { ...(opts.env ?? process.env) };
-  delete env['CKRUN_FILES_SAME'];
-  const same = await acceptedCopies(prepared.images, prepared.generation?.manifest.contents);
-  if (same) env['CKRUN_FILES_SAME'] = same;
+  for (const k of ['CKRUN_FILES_SAME', 'CKRUN_FILES_CARRIED', 'CKRUN_CARRIED_DIR']) delete env[k];
+  const gen = prepared.generation;
+  const carried = gen?.manifest.portable ? join(gen.path, CARRIED) : undefined;
+  const r = await acceptedCopies(prepared.images, gen?.manifest.contents, carried);
+  if (r.same) env['CKRUN_FILES_SAME'] = r.same;
+  if (r.carried && carried) {
+    env['CKRUN_FILES_CARRIED'] = r.carried;
+    env['CKRUN_CARRIED_DIR'] = carried;
+  }
   return { ...opts, env };
 }
 

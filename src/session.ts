@@ -44,7 +44,7 @@ import { SessionServer, type JoinKind, type Proc } from './session-server.js';
 import { watchWriter } from './writer.js';
 import { holdStopped } from './hold.js';
 import { readImage } from './image.js';
-import { recordContents } from './contents.js';
+import { CARRIED, carryFiles, mappedCount, recordContents } from './contents.js';
 
 export { SessionError } from './errors.js';
 export type { JoinKind } from './session-server.js';
@@ -105,6 +105,8 @@ export interface SessionOptions {
   files?: FilesPolicy;
   /** `--files-max`: a checkpoint fails when the files the program writes hold more bytes than this. */
   filesMax?: number;
+  /** `--portable`: each generation keeps a copy of every file the program maps privately (src/contents.ts). */
+  portable?: boolean;
 }
 
 export interface LaunchOptions extends SessionOptions {
@@ -275,6 +277,8 @@ export class Coordinator implements Session {
   private readonly chains: ImageChains;
   /** The files of the newest generation: the next one stores only the blocks that changed since. */
   private lastFiles: { record: FilesRecord; path: string } | undefined;
+  /** The previous generation's copies of the mapped files (`--portable`), which the next one links. */
+  private lastCarried: string | undefined;
 
   constructor(dir: string, server: Server, opts: SessionOptions, internalSignal: number) {
     this.dir = dir;
@@ -538,13 +542,22 @@ export class Coordinator implements Session {
       for (const p of r.processes)
         await gen.addImage({ pid: p.pid, image: p.image, pause_ns: p.pauseNs, ppid: p.ppid, pgid: p.pgid, sid: p.sid, chain: this.chains.chainAfter(p.pid) });
       // the program runs on meanwhile: each file is hashed once while it stays the same
-      const contents = await recordContents(await Promise.all(r.processes.map(async (p) => (await readImage(join(gen.path, p.image))).meta)));
+      const metas = await Promise.all(r.processes.map(async (p) => (await readImage(join(gen.path, p.image))).meta));
+      const contents = await recordContents(metas);
       this.verbose(
         `mapped files by content: ${contents.entries.length} files, ${formatBytes(Number(contents.hashed))} hashed in ${formatDuration(contents.ms * 1e6)}`,
       );
+      const carried = this.opts.portable ? await carryFiles(gen.path, contents.entries, mappedCount(metas), this.lastCarried) : undefined;
+      if (carried)
+        this.verbose(
+          carried.portable
+            ? `portable: the ${contents.entries.length} mapped files are in the generation (${formatBytes(Number(carried.copied))} copied, the rest linked)`
+            : `not portable: a file the program maps changed while it was checkpointed or is larger than 1 GiB; a restart needs it`,
+        );
       if (this.compressLevel !== undefined) await gen.compress(this.compressLevel);
       const { path, processes } = await gen.complete({
         contents: contents.entries,
+        portable: carried?.portable === true,
         argv: this.argv,
         cwd: this.cwd,
         shared_files: r.sharedFiles,
@@ -554,6 +567,7 @@ export class Coordinator implements Session {
       });
       this.chains.completed(path, processes);
       if (files) this.lastFiles = { record: files.record, path };
+      if (carried) this.lastCarried = join(path, CARRIED);
       await this.generations.keepNewest();
       const filesInfo = files ? { count: files.record.saved.length, bytes: files.bytes, ms: files.ms } : undefined;
       return { generation: gen.number, path, processes, ms: Date.now() - t0, ...(filesInfo ? { files: filesInfo } : {}) };
