@@ -4,6 +4,8 @@
 // same bytes), kill -9, restart works — twice; a copy with one byte changed
 // is refused by name and nothing runs. The same for a python3 interpreter
 // (a copy of the system's, in the test's directory) replaced by a copy.
+// With --portable, the generation's own copies stand in for files that are
+// gone or changed.
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { createHash } from 'node:crypto';
@@ -125,6 +127,43 @@ test('mapped files: an executable, its library and a mapped data file replaced b
     const exit = await p.waitExit();
     const ref = (await uninterrupted).stdout.trim().split('\n');
     restarted.forEach((r, i) => sameSteps(r, ref, `restart ${i + 1}`));
+    if (p.lines[p.lines.length - 1] !== ref[ref.length - 1] || exit.code !== 0)
+      throw new Error(`the restarted program should end as the uninterrupted run (${ref[ref.length - 1]}) with status 0\n${p.describe()}`);
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+test('--portable: the executable changed, its library and data file gone: the generation\'s copies restart it, twice', async () => {
+  const scope = new Scope('contents-portable');
+  try {
+    const work = scope.dir('work');
+    const ckpt = scope.ckptDir('ckpt');
+    const { exe, lib, data } = buildMapped(work);
+    const uninterrupted = promisify(execFile)(exe, [data, String(STEPS)], { encoding: 'utf8' });
+    let p = scope.launch({ dir: ckpt, program: [exe, data, String(STEPS)], cwd: work, extra: ['--portable'], label: 'ckrun --portable mapped' });
+    const restarted: Proc[] = [];
+    await p.waitForStep(15);
+    await checkpoint(ckpt);
+    await p.waitForStep(p.maxStep + 2);
+    await scope.kill9(p);
+    fs.renameSync(lib, `${lib}.away`);
+    fs.renameSync(data, `${data}.away`);
+    replaceByCopy(exe, 200);
+    const shown = await ckrun(['inspect', ckpt]);
+    if (!/^Portable: yes/m.test(shown.stdout)) throw new Error(`ckrun inspect must say the generation is portable\n${shown.describe()}`);
+    p = scope.restart({ dir: ckpt, cwd: work, front: true, extra: ['--portable'], label: 'restart 1 of --portable mapped' });
+    restarted.push(p);
+    await p.waitForStep(p.maxStep + 10);
+    await checkpoint(ckpt);
+    await p.waitForStep(p.maxStep + 2);
+    await scope.kill9(p);
+    p = scope.restart({ dir: ckpt, cwd: work, label: 'restart 2 of --portable mapped' });
+    restarted.push(p);
+    await p.waitForLine(/^mapped: done /);
+    const exit = await p.waitExit();
+    const ref = (await uninterrupted).stdout.trim().split('\n');
+    restarted.forEach((r, i) => sameSteps(r, ref, `portable restart ${i + 1}`));
     if (p.lines[p.lines.length - 1] !== ref[ref.length - 1] || exit.code !== 0)
       throw new Error(`the restarted program should end as the uninterrupted run (${ref[ref.length - 1]}) with status 0\n${p.describe()}`);
   } finally {
