@@ -91,7 +91,7 @@ Environment (for development and tests):
   CKRUN_RESTORE_HOST  the restore host to run on restart
 `;
 
-const CHECKPOINT_HELP = `Usage: ckrun checkpoint [--dir DIR]
+const CHECKPOINT_HELP = `Usage: ckrun checkpoint [--dir DIR] [--portable]
 
 Asks the ckrun session writing to DIR for a checkpoint, waits until every
 image is complete and on disk, and prints the new generation directory.
@@ -111,6 +111,8 @@ stderr; the exit status says which it was:
 
 Options:
   --dir DIR     the session's checkpoint directory (default ./ckpt)
+  --portable    this generation also keeps a copy of every file the
+                program maps privately, as ckrun --portable does for all
   -h, --help    show this help
 `;
 
@@ -460,7 +462,7 @@ async function runLaunch(args: string[]): Promise<number> {
 }
 
 async function runCheckpoint(args: string[]): Promise<number> {
-  const p = parse('checkpoint', [...HELP, { name: 'dir', value: true }], args, false);
+  const p = parse('checkpoint', [...HELP, { name: 'dir', value: true }, { name: 'portable' }], args, false);
   if (flag(p, 'help')) {
     writeOut(CHECKPOINT_HELP);
     return 0;
@@ -469,7 +471,7 @@ async function runCheckpoint(args: string[]): Promise<number> {
   const { CheckpointError, requestCheckpoint } = await import('./checkpoint-client.js');
   const { NoSessionError, RefusedError, SessionLostError, UntrustedSessionError } = await import('./protocol.js');
   try {
-    writeOut(`${await requestCheckpoint(str(p, 'dir'))}\n`);
+    writeOut(`${await requestCheckpoint(str(p, 'dir'), { portable: flag(p, 'portable') })}\n`);
     return 0;
   } catch (e) {
     // one line each, never a stack trace: scripts read the status, people the line

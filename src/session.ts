@@ -151,8 +151,12 @@ export interface Session {
    * restart of a family: when the restore orchestrator, which outlives it, exits).
    */
   readonly exited: Promise<SessionExit>;
-  /** Takes a checkpoint now (joins one already running). */
-  checkpoint(): Promise<CheckpointResult>;
+  /**
+   * Takes a checkpoint now (joins one already running). `portable`: this
+   * one keeps the files the program maps, as with --portable (a request
+   * that comes while one runs is the next one's).
+   */
+  checkpoint(o?: { portable?: boolean }): Promise<CheckpointResult>;
   /** Sends a signal to the child (once it has exited: to every process of the session left). */
   kill(signal?: number): void;
   /** Stops the coordinator; kills the program and every process of the session (SIGKILL), and waits for the end. */
@@ -279,6 +283,8 @@ export class Coordinator implements Session {
   private lastFiles: { record: FilesRecord; path: string } | undefined;
   /** The previous generation's copies of the mapped files (`--portable`), which the next one links. */
   private lastCarried: string | undefined;
+  /** `ckrun checkpoint --portable` asked: the next checkpoint to start is portable. */
+  private portableAsked = false;
 
   constructor(dir: string, server: Server, opts: SessionOptions, internalSignal: number) {
     this.dir = dir;
@@ -300,7 +306,7 @@ export class Coordinator implements Session {
       {
         joined: (word, pid) => this.noteJoined(word, pid),
         joinedUnchecked: (word, pid) => this.noteUncheckedJoin(word, pid),
-        checkpoint: () => this.checkpoint(),
+        checkpoint: (o) => this.checkpoint(o),
         status: () => this.status(),
       },
       this.log,
@@ -424,7 +430,8 @@ export class Coordinator implements Session {
 
   // ---- checkpoints ---------------------------------------------------
 
-  checkpoint(): Promise<CheckpointResult> {
+  checkpoint(o: { portable?: boolean } = {}): Promise<CheckpointResult> {
+    if (o.portable) this.portableAsked = true;
     return this.scheduler.checkpoint();
   }
 
@@ -489,10 +496,13 @@ export class Coordinator implements Session {
    * each time, each said in -v; the last failure says how long it waited.
    */
   private async runCheckpoint(): Promise<CheckpointResult> {
+    // read before anything is awaited: a request that comes later is the next checkpoint's
+    const portable = this.opts.portable === true || this.portableAsked;
+    this.portableAsked = false;
     let waited = 0;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.checkpointOnce();
+        return await this.checkpointOnce(portable);
       } catch (e) {
         const passing = errorMessage(e);
         if (!PASSING_STATES.some((r) => r.test(passing))) throw e;
@@ -506,7 +516,7 @@ export class Coordinator implements Session {
     }
   }
 
-  private async checkpointOnce(): Promise<CheckpointResult> {
+  private async checkpointOnce(portable: boolean): Promise<CheckpointResult> {
     const t0 = Date.now();
     await this.waitReady();
     this.vetDirAgain();
@@ -547,7 +557,7 @@ export class Coordinator implements Session {
       this.verbose(
         `mapped files by content: ${contents.entries.length} files, ${formatBytes(Number(contents.hashed))} hashed in ${formatDuration(contents.ms * 1e6)}`,
       );
-      const carried = this.opts.portable ? await carryFiles(gen.path, contents.entries, mappedCount(metas), this.lastCarried) : undefined;
+      const carried = portable ? await carryFiles(gen.path, contents.entries, mappedCount(metas), this.lastCarried) : undefined;
       if (carried)
         this.verbose(
           carried.portable

@@ -134,7 +134,7 @@ test('mapped files: an executable, its library and a mapped data file replaced b
   }
 });
 
-test('--portable: the executable changed, its library and data file gone: the generation\'s copies restart it, twice', async () => {
+test('--portable: the executable changed, its library and data file gone: the generation\'s copies restart it; checkpoint --portable, twice', async () => {
   const scope = new Scope('contents-portable');
   try {
     const work = scope.dir('work');
@@ -152,12 +152,17 @@ test('--portable: the executable changed, its library and data file gone: the ge
     replaceByCopy(exe, 200);
     const shown = await ckrun(['inspect', ckpt]);
     if (!/^Portable: yes/m.test(shown.stdout)) throw new Error(`ckrun inspect must say the generation is portable\n${shown.describe()}`);
-    p = scope.restart({ dir: ckpt, cwd: work, front: true, extra: ['--portable'], label: 'restart 1 of --portable mapped' });
+    p = scope.restart({ dir: ckpt, cwd: work, front: true, label: 'restart 1 of --portable mapped' });
     restarted.push(p);
     await p.waitForStep(p.maxStep + 10);
-    await checkpoint(ckpt);
+    // this one checkpoint portable; the restarted program maps generation 1's copies, which then go
+    const r = await ckrun(['checkpoint', '--dir', ckpt, '--portable']);
+    if (r.code !== 0) throw new Error(`ckrun checkpoint --portable failed\n${r.describe()}`);
+    const gen2 = r.stdout.trim();
+    if ((await readManifest(gen2)).portable !== true) throw new Error(`${gen2} is not portable`);
     await p.waitForStep(p.maxStep + 2);
     await scope.kill9(p);
+    fs.rmSync(path.join(ckpt, '1'), { recursive: true });
     p = scope.restart({ dir: ckpt, cwd: work, label: 'restart 2 of --portable mapped' });
     restarted.push(p);
     await p.waitForLine(/^mapped: done /);
