@@ -233,6 +233,8 @@ export interface StartInfo {
   chains?: [number, number][];
   /** The restored generation's written files, which the next checkpoint's are incremental to. */
   files?: { record: FilesRecord; path: string };
+  /** A restored portable generation's copies of the mapped files, which the next portable one links. */
+  carried?: string;
 }
 
 /**
@@ -341,6 +343,7 @@ export class Coordinator implements Session {
     this.restoredFrom = info.restoredFrom ?? null;
     const parent = info.parentImage === undefined ? info.restoredFrom : info.parentImage;
     if (info.files) this.lastFiles = info.files;
+    if (info.carried) this.lastCarried = info.carried;
     if (parent) this.chains.setParent(info.programPid, parent);
     for (const [pid, image] of info.parentImages ?? []) this.chains.setParent(pid, image);
     for (const [pid, chain] of info.chains ?? []) this.chains.setChain(pid, chain);
