@@ -466,6 +466,10 @@ CK_HIDDEN int ck_front_main(int argc, char **argv)
 	struct front_args a = {.cli = argv[0], .restart_args = argv + 1, .nargs = argc - 1};
 	started_ns = mono_ns();
 	unsetenv("CKRUN_TRUST_OWNER"); /* only --trust-owner says so, and node handles it */
+	/* only node's restart says so, having compared the files' content */
+	unsetenv("CKRUN_FILES_SAME");
+	unsetenv("CKRUN_FILES_CARRIED");
+	unsetenv("CKRUN_CARRIED_DIR");
 	if (!parse_args(&a) || geteuid() != 0)
 		to_node(&a);
 

@@ -1274,10 +1274,87 @@ static void check_runs(struct ck_image *img, struct ck_img_region *r, int verify
 	}
 }
 
+static uint64_t ns_of(struct timespec t)
+{
+	return (uint64_t)t.tv_sec * 1000000000ULL + (uint64_t)t.tv_nsec;
+}
+
+/* CKRUN_FILES_SAME ("dev:ino:size:mtime_ns:ctime_ns,..."): files ckrun found
+ * to hold, byte for byte, the content the checkpoint recorded (their
+ * SHA-256, src/contents.ts), with the identity they had when it read them. */
+static int same_content(const struct stat *st)
+{
+	const char *s = getenv("CKRUN_FILES_SAME");
+	while (s && *s) {
+		unsigned long long dev, ino, size, mt, ct;
+		int used = 0;
+		if (sscanf(s, "%llu:%llu:%llu:%llu:%llu%n", &dev, &ino, &size, &mt, &ct, &used) != 5)
+			return 0;
+		if (dev == (uint64_t)st->st_dev && ino == (uint64_t)st->st_ino && size == (uint64_t)st->st_size &&
+		    mt == ns_of(st->st_mtim) && ct == ns_of(st->st_ctim))
+			return 1;
+		s += used;
+		if (*s == ',')
+			s++;
+	}
+	return 0;
+}
+
+/* The file the image maps: the same size and modification time, or a copy
+ * ckrun compared by content. */
 static int same_file_ok(const struct ck_img_region *r, const struct stat *st)
 {
-	uint64_t mt = (uint64_t)st->st_mtim.tv_sec * 1000000000ULL + (uint64_t)st->st_mtim.tv_nsec;
-	return (uint64_t)st->st_size == r->size && mt == r->mtime_ns;
+	if ((uint64_t)st->st_size != r->size)
+		return 0;
+	return ns_of(st->st_mtim) == r->mtime_ns || same_content(st);
+}
+
+/* A portable generation's copy of the region's file (CKRUN_FILES_CARRIED,
+ * "dev:ino:size:mtime_ns:sha256,...", copies in CKRUN_CARRIED_DIR named by
+ * their SHA-256): ckrun found the file gone or changed and checked that the
+ * copy holds the checkpoint's content. Its path (malloc'd), or 0. */
+static char *carried_copy(const struct ck_img_region *r)
+{
+	const char *s = getenv("CKRUN_FILES_CARRIED"), *dir = getenv("CKRUN_CARRIED_DIR");
+	while (s && dir && *s) {
+		unsigned long long dev, ino, size, mt;
+		char sha[65];
+		int used = 0;
+		if (sscanf(s, "%llu:%llu:%llu:%llu:%64[0-9a-f]%n", &dev, &ino, &size, &mt, sha, &used) != 5 || strlen(sha) != 64)
+			return 0;
+		if (dev == r->dev && ino == r->ino && size == r->size && mt == r->mtime_ns) {
+			size_t n = strlen(dir) + 66;
+			char *p = malloc(n);
+			if (p)
+				snprintf(p, n, "%s/%s", dir, sha);
+			return p;
+		}
+		s += used;
+		if (*s == ',')
+			s++;
+	}
+	return 0;
+}
+
+/* The region maps the generation's copy of its file instead (and the
+ * executable link names it, when the file was the executable): the copy
+ * must pass the same check as a copy in the file's place. */
+static int use_carried(struct ck_image *img, struct ck_img_region *r, struct stat *st)
+{
+	char *p = carried_copy(r);
+	struct stat cst;
+	if (!p || stat(p, &cst) != 0 || !S_ISREG(cst.st_mode) || !same_file_ok(r, &cst)) {
+		free(p);
+		return 0;
+	}
+	if (img->exe && !strcmp(img->exe, r->path)) {
+		free((char *)img->exe);
+		img->exe = strdup(p);
+	}
+	free((char *)r->path);
+	r->path = p;
+	*st = cst;
+	return 1;
 }
 
 static const char *region_label(const struct ck_img_region *r)
@@ -1369,16 +1446,19 @@ CK_HIDDEN void ck_memory_check(struct ck_image *img, int verify_data)
 				  (unsigned long long)r->start, (unsigned long long)r->end);
 		if (r->has_file && !(r->shared && ck_files_kept_by_ckrun(r->dev, r->ino))) {
 			struct stat st;
-			if (stat(r->path, &st) != 0)
+			int have = stat(r->path, &st) == 0, err = errno;
+			if (!r->shared && (!have || !same_file_ok(r, &st)) && use_carried(img, r, &st))
+				have = 1;
+			if (!have)
 				ck_refuse("%s is gone (%s), but the program had it mapped; the image needs that file",
-					  r->path, strerror(errno));
+					  r->path, strerror(err));
 			/* a shared mapping's file is its storage: it may have changed, it must still cover the mapping */
 			if (r->shared && (uint64_t)st.st_size < r->foff + (r->end - r->start) && (uint64_t)st.st_size < r->size)
 				ck_refuse("%s is shorter than at checkpoint time (%lld bytes, was %llu) and no longer covers the "
 					  "program's shared mapping of it", r->path, (long long)st.st_size, (unsigned long long)r->size);
 			if (!r->shared && !same_file_ok(r, &st))
 				ck_refuse("%s changed since the checkpoint (size %lld, was %llu; modified %lld.%09ld, was %llu.%09llu); "
-					  "the image needs the file as it was (reinstall that version, or take a new checkpoint)",
+					  "the image needs the file as it was, or a copy of the same content (reinstall that version, or take a new checkpoint)",
 					  r->path, (long long)st.st_size, (unsigned long long)r->size, (long long)st.st_mtim.tv_sec,
 					  st.st_mtim.tv_nsec, (unsigned long long)(r->mtime_ns / 1000000000ULL),
 					  (unsigned long long)(r->mtime_ns % 1000000000ULL));

@@ -77,10 +77,11 @@ enum ck_schema_record_id {
 	CK_SCHEMA_REGION_FILE = 42,
 	CK_SCHEMA_SHM_OBJECT = 43,
 	CK_SCHEMA_MANIFEST = 44,
-	CK_SCHEMA_FILES = 45,
-	CK_SCHEMA_SAVED_FILE = 46,
-	CK_SCHEMA_STDIO_FILE = 47,
-	CK_SCHEMA_PROCESS = 48,
+	CK_SCHEMA_CONTENT = 45,
+	CK_SCHEMA_FILES = 46,
+	CK_SCHEMA_SAVED_FILE = 47,
+	CK_SCHEMA_STDIO_FILE = 48,
+	CK_SCHEMA_PROCESS = 49,
 };
 
 #ifdef CK_SCHEMA_TABLES
@@ -533,11 +534,22 @@ static const struct ck_schema_key ck_schema_keys_manifest[] = {
 	{"shm_owners", 30, 0, 0, 0}, /* [[uint]] since=f72c03a */
 	{"compressed", 0, 0, 0, 0}, /* text? */
 	{"files", 95, 0, 0, 0}, /* {files}? */
+	{"contents", 97, 0, 0, 0}, /* [{content}]? */
+	{"portable", 9, 0, 0, 0}, /* bool? */
+};
+static const struct ck_schema_key ck_schema_keys_content[] = {
+	{"path", 0, 1, 0, 0}, /* text */
+	{"dev", 1, 1, 0, 0}, /* uint */
+	{"ino", 1, 1, 0, 0}, /* uint */
+	{"size", 1, 1, 0, 0}, /* uint */
+	{"mtime_ns", 1, 1, 0, 0}, /* uint */
+	{"ctime_ns", 1, 1, 0, 0}, /* uint */
+	{"sha256", 20, 1, 0, 0}, /* bytes */
 };
 static const struct ck_schema_key ck_schema_keys_files[] = {
 	{"policy", 0, 1, 0, 0}, /* text */
-	{"saved", 97, 1, 0, 0}, /* [{saved_file}] */
-	{"stdio", 99, 1, 0, 0}, /* [{stdio_file}] */
+	{"saved", 99, 1, 0, 0}, /* [{saved_file}] */
+	{"stdio", 101, 1, 0, 0}, /* [{stdio_file}] */
 };
 static const struct ck_schema_key ck_schema_keys_saved_file[] = {
 	{"path", 0, 1, 0, 0}, /* text */
@@ -671,14 +683,16 @@ static const struct ck_schema_type ck_schema_types[] = {
 	{CKS_ARRAY, 88, 0}, /* 89 */
 	{CKS_RECORD, 42, 0}, /* 90 */
 	{CKS_RECORD, 43, 0}, /* 91 */
-	{CKS_RECORD, 48, 0}, /* 92 */
+	{CKS_RECORD, 49, 0}, /* 92 */
 	{CKS_ARRAY, 92, 0}, /* 93 */
 	{CKS_ARRAY, 30, 0}, /* 94 */
-	{CKS_RECORD, 45, 0}, /* 95 */
-	{CKS_RECORD, 46, 0}, /* 96 */
+	{CKS_RECORD, 46, 0}, /* 95 */
+	{CKS_RECORD, 45, 0}, /* 96 */
 	{CKS_ARRAY, 96, 0}, /* 97 */
 	{CKS_RECORD, 47, 0}, /* 98 */
 	{CKS_ARRAY, 98, 0}, /* 99 */
+	{CKS_RECORD, 48, 0}, /* 100 */
+	{CKS_ARRAY, 100, 0}, /* 101 */
 };
 
 static const unsigned short ck_schema_alts[] = {1, 9, 3, 34, 1, 34, 1, 34, 0, 1, 1, 20, 1, 0, 1, 20, 20, 1, 20, 1, 20, 16, 1, 85, 20, 1, 87};
@@ -729,6 +743,7 @@ static const struct ck_schema_record ck_schema_records[] = {
 	{"region_file", ck_schema_keys_region_file, sizeof ck_schema_keys_region_file / sizeof ck_schema_keys_region_file[0]},
 	{"shm_object", ck_schema_keys_shm_object, sizeof ck_schema_keys_shm_object / sizeof ck_schema_keys_shm_object[0]},
 	{"manifest", ck_schema_keys_manifest, sizeof ck_schema_keys_manifest / sizeof ck_schema_keys_manifest[0]},
+	{"content", ck_schema_keys_content, sizeof ck_schema_keys_content / sizeof ck_schema_keys_content[0]},
 	{"files", ck_schema_keys_files, sizeof ck_schema_keys_files / sizeof ck_schema_keys_files[0]},
 	{"saved_file", ck_schema_keys_saved_file, sizeof ck_schema_keys_saved_file / sizeof ck_schema_keys_saved_file[0]},
 	{"stdio_file", ck_schema_keys_stdio_file, sizeof ck_schema_keys_stdio_file / sizeof ck_schema_keys_stdio_file[0]},

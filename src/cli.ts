@@ -80,6 +80,11 @@ Options (first form):
                           leaves them as they are
   --files-max SIZE        a checkpoint fails, naming the files, when the
                           files to snapshot hold more than SIZE (512M, 2G)
+  --portable              each checkpoint also keeps a copy of every file
+                          the program maps privately (its executable,
+                          libraries, mapped data files; linked from the
+                          previous generation when unchanged), so that it
+                          restarts where those files are missing or differ
   --compress[=LEVEL]      gzip every image once it is complete, to
                           DIR/N/<pid>.ckpt.gz (LEVEL 1..9, default 1: the
                           fastest). Trades checkpoint time for space:
@@ -118,7 +123,7 @@ Environment (for development and tests):
   CKRUN_RESTORE_HOST  the restore host to run on restart
 `;
 
-const CHECKPOINT_HELP = `Usage: ckrun checkpoint [--dir DIR]
+const CHECKPOINT_HELP = `Usage: ckrun checkpoint [--dir DIR] [--portable]
 
 Asks the ckrun session writing to DIR for a checkpoint, waits until every
 image is complete and on disk, and prints the new generation directory.
@@ -138,6 +143,8 @@ stderr; the exit status says which it was:
 
 Options:
   --dir DIR     the session's checkpoint directory (default ./ckpt)
+  --portable    this generation also keeps a copy of every file the
+                program maps privately, as ckrun --portable does for all
   -h, --help    show this help
 `;
 
@@ -188,6 +195,8 @@ Options:
                           ckrun --help; default: the policy of the image).
                           Whatever they say, the files the image's
                           checkpoint saved are put back first
+  --portable              the restarted program's checkpoints keep copies
+                          of the files it maps (see ckrun --help)
   --stdio=inherit         the program's stdin/stdout/stderr that were
                           regular files at the checkpoint become this
                           ckrun's own (default: the same files again, at
@@ -448,6 +457,7 @@ const HYGIENE: OptionSpec[] = [
   { name: 'full-every', value: true },
   { name: 'files', value: true },
   { name: 'files-max', value: true },
+  { name: 'portable' },
 ];
 
 /** `--files=snapshot|size|none`, or undefined when absent. */
@@ -577,6 +587,7 @@ async function runLaunch(args: string[]): Promise<number> {
     fullEvery: count(p, 'full-every', ''),
     files: filesPolicy(p, ''),
     filesMax: filesMax(p, ''),
+    portable: flag(p, 'portable'),
     verbose: flag(p, 'verbose'),
   };
   const launchOpts = { ...common, program: p.rest[0]!, args: p.rest.slice(1), internalSignal: internalSignal(p, '') };
@@ -625,7 +636,7 @@ async function runLaunch(args: string[]): Promise<number> {
 }
 
 async function runCheckpoint(args: string[]): Promise<number> {
-  const p = parse('checkpoint', [...HELP, { name: 'dir', value: true }], args, false);
+  const p = parse('checkpoint', [...HELP, { name: 'dir', value: true }, { name: 'portable' }], args, false);
   if (flag(p, 'help')) {
     writeOut(CHECKPOINT_HELP);
     return 0;
@@ -634,7 +645,7 @@ async function runCheckpoint(args: string[]): Promise<number> {
   const { CheckpointError, requestCheckpoint } = await import('./checkpoint-client.js');
   const { NoSessionError, RefusedError, SessionLostError, UntrustedSessionError } = await import('./protocol.js');
   try {
-    writeOut(`${await requestCheckpoint(str(p, 'dir'))}\n`);
+    writeOut(`${await requestCheckpoint(str(p, 'dir'), { portable: flag(p, 'portable') })}\n`);
     return 0;
   } catch (e) {
     // one line each, never a stack trace: scripts read the status, people the line
@@ -715,6 +726,7 @@ async function runRestart(args: string[]): Promise<number> {
     fullEvery: count(p, 'full-every', 'restart'),
     files: filesPolicy(p, 'restart'),
     filesMax: filesMax(p, 'restart'),
+    portable: flag(p, 'portable'),
     stdioInherit: stdioChoice(p),
     verbose: flag(p, 'verbose'),
     newPidNamespace: flag(p, 'new-pid-namespace'),
@@ -760,7 +772,9 @@ async function runVerify(args: string[]): Promise<number> {
     return 1;
   }
   const verifyData = !flag(p, 'no-verify-data');
-  const report = await verifyDirectory(target, { verifyData, hostCheck: (g, env) => hostCheck(g, env ? { ...process.env, ...env } : undefined) });
+  // what the restore host is told about copies comes from the generation, never from this environment
+  const own = { CKRUN_FILES_SAME: undefined, CKRUN_FILES_CARRIED: undefined, CKRUN_CARRIED_DIR: undefined };
+  const report = await verifyDirectory(target, { verifyData, hostCheck: (g, env) => hostCheck(g, { ...process.env, ...own, ...env }) });
   writeOut(flag(p, 'json') ? JSON.stringify(report, null, 2) + '\n' : formatVerifyReport(report));
   return report.generations.length > 0 && report.generations.every((g) => g.restorable) ? 0 : 1;
 }

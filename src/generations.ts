@@ -15,6 +15,7 @@ import { asArray, asMap, asNumber, asBigInt, asString, decodeCbor, imageIdentity
 import { crc32c, tryLockExclusive } from './native.js';
 import { formatBytes, formatDuration } from './output.js';
 import { parseFilesRecord, type FilesRecord } from './files.js';
+import { parseContents, type ContentEntry } from './contents.js';
 
 export const MANIFEST = 'manifest.cbor';
 /** The manifest this ckrun writes: `[h'<manifest map>', crc32c]` (version 1 was the bare map, still read). */
@@ -70,6 +71,10 @@ export interface Manifest {
   compressed?: 'gzip';
   /** The files the program writes, as the checkpoint kept them (src/files.ts; absent in older manifests). */
   files?: FilesRecord;
+  /** The files the images map privately, by content (src/contents.ts; absent in older manifests). */
+  contents?: ContentEntry[];
+  /** `--portable`: every file of `contents` has its copy in the generation's `carried/` (absent otherwise). */
+  portable?: boolean;
 }
 
 /** A process's image name in a generation: `<pid>.ckpt`, or `<pid>.ckpt.gz` when compressed. */
@@ -317,6 +322,12 @@ export function parseManifest(path: string, bytes: Uint8Array, dirName?: string)
     if (typeof r === 'string') throw new ManifestError(path, `is damaged: its ${r}`);
     files = r;
   }
+  let contents: ContentEntry[] | undefined;
+  if (m['contents'] !== undefined) {
+    const r = parseContents(m['contents']);
+    if (typeof r === 'string') throw new ManifestError(path, `is damaged: its ${r}`);
+    contents = r;
+  }
   if (generation === undefined || root === undefined) throw new ManifestError(path, 'is damaged: it lacks generation or root');
   if (processes.length === 0) throw new ManifestError(path, 'is damaged: it lists no valid process image');
   if (dirName !== undefined && COMPLETE.test(dirName) && Number(dirName) !== generation)
@@ -338,6 +349,8 @@ export function parseManifest(path: string, bytes: Uint8Array, dirName?: string)
     ...(shm_owners ? { shm_owners } : {}),
     ...(compressed === 'gzip' ? { compressed } : {}),
     ...(files ? { files } : {}),
+    ...(contents ? { contents } : {}),
+    ...(m['portable'] === true ? { portable: true } : {}),
   };
 }
 
@@ -628,6 +641,8 @@ export interface GenerationSession {
   shared_files: [number, number][][];
   shm_owners: [number, number, number][];
   files?: FilesRecord;
+  contents?: ContentEntry[];
+  portable?: boolean;
 }
 
 /**
@@ -726,6 +741,8 @@ export class GenerationTransaction {
       shm_owners: session.shm_owners,
       ...(this.compressed ? { compressed: 'gzip' as const } : {}),
       ...(session.files ? { files: session.files } : {}),
+      ...(session.contents && session.contents.length > 0 ? { contents: session.contents } : {}),
+      ...(session.portable ? { portable: true } : {}),
     };
     await writeManifest(this.path, manifest);
     const path = await completeGeneration(this.dir, this.number, this.path);

@@ -622,6 +622,20 @@ export const IMAGE_SCHEMA = {
       shm_owners: '[[uint]] since=f72c03a',
       compressed: 'text?',
       files: '{files}?',
+      contents: '[{content}]?',
+      portable: 'bool?',
+    },
+  },
+  content: {
+    doc: '## Mapped files by content (`contents` in the manifest)',
+    keys: {
+      path: 'text',
+      dev: 'uint',
+      ino: 'uint',
+      size: 'uint',
+      mtime_ns: 'uint',
+      ctime_ns: 'uint',
+      sha256: 'bytes',
     },
   },
   files: {

@@ -8,6 +8,7 @@ import {
   credentials,
   referredImages,
   fileInfo,
+  files,
   regions,
   signalsOf,
   threads,
@@ -20,7 +21,7 @@ import { formatAttributes } from './inspect-attrs.js';
 import { clockName, eventState } from './inspect-events.js';
 import type { Inspection } from './inspect-read.js';
 import { familyOf, formatFamily } from './inspect-tree.js';
-import { formatInet, setInetSession } from './inspect-inet.js';
+import { formatInet, inetSockets, setInetSession } from './inspect-inet.js';
 import { formatUnixSockets } from './inspect-unix.js';
 import { displayPath, formatBytes, formatDuration, hex } from './output.js';
 import { formatMask, maskToNames, signalName } from './signals.js';
@@ -339,6 +340,30 @@ function formatFiles(f: FilesRecord): string {
   return out.join('');
 }
 
+/**
+ * Whether the generation is portable (`--portable`: the files the program
+ * maps are in it), and what a restart still needs of the machine: the
+ * regular files the program has open that the generation does not keep,
+ * and the addresses it listens on.
+ */
+function formatPortable(portable: boolean, images: Image[], kept: FilesRecord | undefined): string {
+  const out = [
+    portable
+      ? 'Portable: yes: the files the program maps (executable, libraries, mapped data) are in the generation; a restart maps its copies where they are missing or differ\n'
+      : 'Portable: no: a restart needs the files the program maps, with the same content (take checkpoints with --portable to carry them)\n',
+  ];
+  const keptPaths = new Set((kept?.saved ?? []).map((f) => f.path));
+  const open = new Set<string>();
+  for (const img of images) for (const f of files(img.meta)) if (f.kind === 'file' && f.path.startsWith('/') && !keptPaths.has(f.path)) open.add(f.path);
+  const listening = new Set<string>();
+  for (const img of images)
+    for (const s of inetSockets(img.meta))
+      if (s.local && (s.state === 'LISTEN' || (s.proto === 'UDP' && s.peer === undefined))) listening.add(`${s.proto} ${s.local.address}:${s.local.port}`);
+  if (open.size) out.push(`  needs these files it has open: ${[...open].sort().join(', ')}\n`);
+  if (listening.size) out.push(`  listens on (the addresses must exist there): ${[...listening].sort().join(', ')}\n`);
+  return out.join('');
+}
+
 /** The whole inspection as text. */
 export function formatInspection(i: Inspection): string {
   const parts: string[] = [];
@@ -353,6 +378,14 @@ export function formatInspection(i: Inspection): string {
     const family = familyOf(i);
     if (family) parts.push(formatFamily(family) + '\n' + '-'.repeat(72) + '\n\n');
     if (g.files) parts.push(formatFiles(g.files) + '\n');
+    if (g.contents?.length) {
+      const bytes = g.contents.reduce((n, c) => n + Number(c.size), 0);
+      parts.push(
+        `Mapped files by content: ${g.contents.length} file${g.contents.length === 1 ? '' : 's'} (${formatBytes(bytes)}) with their SHA-256: ` +
+          `a restart also takes a copy of the same bytes (another inode or time)\n`,
+      );
+    }
+    parts.push(formatPortable(g.portable === true, i.images, g.files) + '\n');
   }
   setInetSession(i.images);
   parts.push(i.images.map(formatImage).join('\n' + '-'.repeat(72) + '\n\n'));

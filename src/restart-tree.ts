@@ -14,6 +14,7 @@ import { displayPath } from './output.js';
 import { shimPath } from './paths.js';
 import { DEFAULT_DIR } from './protocol.js';
 import { chainOf } from './generations.js';
+import { CARRIED } from './contents.js';
 import { pidState, withTrust, type RestartedSession, type RestartOptions } from './restart-host.js';
 import { RestartError, type Prepared } from './restart-source.js';
 import { Coordinator, DEFAULT_INTERNAL_SIGNAL, openSession } from './session.js';
@@ -136,6 +137,7 @@ export async function restartFamily(opts: RestartOptions, host: string, prepared
     expectRestored: m.processes.map((p) => p.pid),
     endsWithChild: true,
     ...(m.files ? { files: { record: m.files, path: generation.path } } : {}),
+    ...(m.portable ? { carried: join(generation.path, CARRIED) } : {}),
   });
   return Object.defineProperties(session, {
     image: { value: rootImage, enumerable: true },

@@ -9,6 +9,7 @@ import { sessionEnv, stdioIdentity } from './environment.js';
 import { chainOf, type Generation } from './generations.js';
 import { asArray, asNumber, asString, imageIds, imagePid, type Image } from './image.js';
 import { FilesError, restoreFiles, stdioInheritEnv } from './files.js';
+import { acceptedCopies, CARRIED } from './contents.js';
 import { adoptChild, isNativeError, spawnChild } from './native.js';
 import { displayPath, trace, writeErr } from './output.js';
 import { restoreHostPath, shimPath } from './paths.js';
@@ -158,6 +159,26 @@ function putFilesBack(opts: RestartOptions, prepared: Prepared, warn: (line: str
   return { ...opts, files: opts.files ?? record.policy, env };
 }
 
+/**
+ * The files the images map that are copies of the checkpoint's (another
+ * inode or time, the same bytes), which the restore host then takes
+ * (CKRUN_FILES_SAME, src/contents.ts); never one inherited from ckrun's own
+ * environment.
+ */
+async function withSameContent(opts: RestartOptions, prepared: Prepared): Promise<RestartOptions> {
+  const env: NodeJS.ProcessEnv = { ...(opts.env ?? process.env) };
+  for (const k of ['CKRUN_FILES_SAME', 'CKRUN_FILES_CARRIED', 'CKRUN_CARRIED_DIR']) delete env[k];
+  const gen = prepared.generation;
+  const carried = gen?.manifest.portable ? join(gen.path, CARRIED) : undefined;
+  const r = await acceptedCopies(prepared.images, gen?.manifest.contents, carried);
+  if (r.same) env['CKRUN_FILES_SAME'] = r.same;
+  if (r.carried && carried) {
+    env['CKRUN_FILES_CARRIED'] = r.carried;
+    env['CKRUN_CARRIED_DIR'] = carried;
+  }
+  return { ...opts, env };
+}
+
 export async function restart(opts: RestartOptions = {}): Promise<RestartedSession> {
   trace('restart started');
   if (opts.adopt) return adoptRestored(opts, opts.adopt);
@@ -181,6 +202,7 @@ export async function restart(opts: RestartOptions = {}): Promise<RestartedSessi
     // where further checkpoints go must be trustworthy before anything is written
     await checkpointDirFor(opts.dir ?? prepared.sourceDir ?? DEFAULT_DIR);
     opts = putFilesBack(opts, prepared, warn);
+    opts = await withSameContent(opts, prepared);
     let session: RestartedSession;
     if (prepared.family) {
       // A family (a generation of more than one process) is rebuilt by the restore orchestrator.
@@ -270,6 +292,7 @@ function startRestored(
     parentImage: temporary ? null : undefined,
     chains: [[programPid, chainOf(image, entry)]],
     ...(manifest?.files && generation ? { files: { record: manifest.files, path: generation.path } } : {}),
+    ...(manifest?.portable && generation ? { carried: join(generation.path, CARRIED) } : {}),
   });
 }
 

@@ -55,8 +55,8 @@ export interface ServerEvents {
   joined(word: JoinKind, pid: number): void;
   /** A process said hello or restored and exited before it could be checked. */
   joinedUnchecked(word: JoinKind, pid: number): void;
-  /** A client's `checkpoint`: answered `ok <path>`, or `error <why>`. */
-  checkpoint(): Promise<{ path: string }>;
+  /** A client's `checkpoint` (`checkpoint portable`: --portable): answered `ok <path>`, or `error <why>`. */
+  checkpoint(o: { portable?: boolean }): Promise<{ path: string }>;
   /** A client's `status`. */
   status(): SessionStatus;
 }
@@ -177,7 +177,11 @@ export class SessionServer {
     }
     switch (word) {
       case 'checkpoint':
-        this.events.checkpoint().then(
+        if (rest.trim() !== '' && rest.trim() !== 'portable') {
+          this.send(sock, `error unknown checkpoint option '${oneLine(rest).slice(0, 80)}'`);
+          return;
+        }
+        this.events.checkpoint({ portable: rest.trim() === 'portable' }).then(
           (r) => this.send(sock, `ok ${r.path}`),
           (e: unknown) => this.send(sock, `error ${oneLine(errorMessage(e))}`),
         );

@@ -43,6 +43,8 @@ import { CheckpointScheduler } from './scheduler.js';
 import { SessionServer, type JoinKind, type Proc } from './session-server.js';
 import { watchWriter } from './writer.js';
 import { holdStopped } from './hold.js';
+import { readImage } from './image.js';
+import { CARRIED, carryFiles, mappedCount, recordContents } from './contents.js';
 
 export { SessionError } from './errors.js';
 export type { JoinKind } from './session-server.js';
@@ -110,6 +112,8 @@ export interface SessionOptions {
   files?: FilesPolicy;
   /** `--files-max`: a checkpoint fails when the files the program writes hold more bytes than this. */
   filesMax?: number;
+  /** `--portable`: each generation keeps a copy of every file the program maps privately (src/contents.ts). */
+  portable?: boolean;
 }
 
 export interface LaunchOptions extends SessionOptions {
@@ -163,8 +167,12 @@ export interface Session {
    * restart of a family: when the restore orchestrator, which outlives it, exits).
    */
   readonly exited: Promise<SessionExit>;
-  /** Takes a checkpoint now (joins one already running). */
-  checkpoint(): Promise<CheckpointResult>;
+  /**
+   * Takes a checkpoint now (joins one already running). `portable`: this
+   * one keeps the files the program maps, as with --portable (a request
+   * that comes while one runs is the next one's).
+   */
+  checkpoint(o?: { portable?: boolean }): Promise<CheckpointResult>;
   /** Sends a signal to the child (once it has exited: to every process of the session left). */
   kill(signal?: number): void;
   /**
@@ -247,6 +255,8 @@ export interface StartInfo {
   chains?: [number, number][];
   /** The restored generation's written files, which the next checkpoint's are incremental to. */
   files?: { record: FilesRecord; path: string };
+  /** A restored portable generation's copies of the mapped files, which the next portable one links. */
+  carried?: string;
 }
 
 /**
@@ -297,6 +307,10 @@ export class Coordinator implements Session {
   private readonly chains: ImageChains;
   /** The files of the newest generation: the next one stores only the blocks that changed since. */
   private lastFiles: { record: FilesRecord; path: string } | undefined;
+  /** The previous generation's copies of the mapped files (`--portable`), which the next one links. */
+  private lastCarried: string | undefined;
+  /** `ckrun checkpoint --portable` asked: the next checkpoint to start is portable. */
+  private portableAsked = false;
 
   constructor(dir: string, server: Server, opts: SessionOptions, internalSignal: number) {
     this.dir = dir;
@@ -318,7 +332,7 @@ export class Coordinator implements Session {
       {
         joined: (word, pid) => this.noteJoined(word, pid),
         joinedUnchecked: (word, pid) => this.noteUncheckedJoin(word, pid),
-        checkpoint: () => this.checkpoint(),
+        checkpoint: (o) => this.checkpoint(o),
         status: () => this.status(),
       },
       this.log,
@@ -353,6 +367,7 @@ export class Coordinator implements Session {
     this.restoredFrom = info.restoredFrom ?? null;
     const parent = info.parentImage === undefined ? info.restoredFrom : info.parentImage;
     if (info.files) this.lastFiles = info.files;
+    if (info.carried) this.lastCarried = info.carried;
     if (parent) this.chains.setParent(info.programPid, parent);
     for (const [pid, image] of info.parentImages ?? []) this.chains.setParent(pid, image);
     for (const [pid, chain] of info.chains ?? []) this.chains.setChain(pid, chain);
@@ -485,7 +500,8 @@ export class Coordinator implements Session {
 
   // ---- checkpoints ---------------------------------------------------
 
-  checkpoint(): Promise<CheckpointResult> {
+  checkpoint(o: { portable?: boolean } = {}): Promise<CheckpointResult> {
+    if (o.portable) this.portableAsked = true;
     return this.scheduler.checkpoint();
   }
 
@@ -550,10 +566,13 @@ export class Coordinator implements Session {
    * each time, each said in -v; the last failure says how long it waited.
    */
   private async runCheckpoint(): Promise<CheckpointResult> {
+    // read before anything is awaited: a request that comes later is the next checkpoint's
+    const portable = this.opts.portable === true || this.portableAsked;
+    this.portableAsked = false;
     let waited = 0;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.checkpointOnce();
+        return await this.checkpointOnce(portable);
       } catch (e) {
         const passing = errorMessage(e);
         if (!PASSING_STATES.some((r) => r.test(passing))) throw e;
@@ -567,7 +586,7 @@ export class Coordinator implements Session {
     }
   }
 
-  private async checkpointOnce(): Promise<CheckpointResult> {
+  private async checkpointOnce(portable: boolean): Promise<CheckpointResult> {
     const t0 = Date.now();
     await this.waitReady();
     this.vetDirAgain();
@@ -602,8 +621,23 @@ export class Coordinator implements Session {
       });
       for (const p of r.processes)
         await gen.addImage({ pid: p.pid, image: p.image, pause_ns: p.pauseNs, ppid: p.ppid, pgid: p.pgid, sid: p.sid, chain: this.chains.chainAfter(p.pid) });
+      // the program runs on meanwhile: each file is hashed once while it stays the same
+      const metas = await Promise.all(r.processes.map(async (p) => (await readImage(join(gen.path, p.image))).meta));
+      const contents = await recordContents(metas);
+      this.verbose(
+        `mapped files by content: ${contents.entries.length} files, ${formatBytes(Number(contents.hashed))} hashed in ${formatDuration(contents.ms * 1e6)}`,
+      );
+      const carried = portable ? await carryFiles(gen.path, contents.entries, mappedCount(metas), this.lastCarried) : undefined;
+      if (carried)
+        this.verbose(
+          carried.portable
+            ? `portable: the ${contents.entries.length} mapped files are in the generation (${formatBytes(Number(carried.copied))} copied, the rest linked)`
+            : `not portable: a file the program maps changed while it was checkpointed or is larger than 1 GiB; a restart needs it`,
+        );
       if (this.compressLevel !== undefined) await gen.compress(this.compressLevel);
       const { path, processes } = await gen.complete({
+        contents: contents.entries,
+        portable: carried?.portable === true,
         argv: this.argv,
         cwd: this.cwd,
         shared_files: r.sharedFiles,
@@ -613,6 +647,7 @@ export class Coordinator implements Session {
       });
       this.chains.completed(path, processes);
       if (files) this.lastFiles = { record: files.record, path };
+      if (carried) this.lastCarried = join(path, CARRIED);
       await this.generations.keepNewest();
       const filesInfo = files ? { count: files.record.saved.length, bytes: files.bytes, ms: files.ms } : undefined;
       return { generation: gen.number, path, processes, ms: Date.now() - t0, ...(filesInfo ? { files: filesInfo } : {}) };

@@ -10,6 +10,7 @@ import { listGenerations, ManifestError, readManifest, type Generation, type Man
 import { ImageError, imagePid, readImage, VerifyCache, type Image } from './image.js';
 import { displayPath } from './output.js';
 import { checkSavedFiles, savedIdentities } from './files.js';
+import { acceptedCopies, CARRIED } from './contents.js';
 
 export { VerifyCache } from './image.js';
 
@@ -205,14 +206,21 @@ export async function verifyDirectory(target: string, opts: VerifyDirOptions = {
   for (const c of candidates) {
     const report: GenerationReport = { number: c.number, path: c.path, restorable: true };
     try {
-      const { generation } = await verifyGeneration(c.path, { verifyData, cache });
+      const { generation, images } = await verifyGeneration(c.path, { verifyData, cache });
       // (the restore host reads uncompressed images: a compressed generation was verified whole above)
       const files = generation.manifest.files;
       const saved = files ? savedIdentities(files) : '';
+      const carried = generation.manifest.portable ? join(c.path, CARRIED) : undefined;
+      const copies = opts.hostCheck ? await acceptedCopies(images, generation.manifest.contents, carried) : { same: '', carried: '' };
+      const hostEnv = {
+        ...(saved ? { CKRUN_FILES_SAVED: saved } : {}),
+        ...(copies.same ? { CKRUN_FILES_SAME: copies.same } : {}),
+        ...(copies.carried && carried ? { CKRUN_FILES_CARRIED: copies.carried, CKRUN_CARRIED_DIR: carried } : {}),
+      };
       const filesProblem = files ? checkSavedFiles(c.path, files, verifyData) : undefined;
       const refusal =
         filesProblem ??
-        (generation.manifest.compressed === undefined ? await opts.hostCheck?.(c.path, saved ? { CKRUN_FILES_SAVED: saved } : undefined) : undefined);
+        (generation.manifest.compressed === undefined ? await opts.hostCheck?.(c.path, Object.keys(hostEnv).length ? hostEnv : undefined) : undefined);
       if (refusal !== undefined) {
         report.restorable = false;
         report.problem = refusal;

@@ -100,6 +100,7 @@ function buildC(dir: string, name: string): string {
 /** Keys of the schema no program below writes, and why. */
 const NOT_WRITTEN_HERE: Record<string, string> = {
   'manifest.compressed': 'only with --compress (compress.test.ts)',
+  'manifest.portable': 'only with --portable (contents.test.ts)',
   'process.compressed_bytes': 'only with --compress (compress.test.ts)',
   'inet.unsent_queue': 'only while TCP holds bytes it has not sent; no program of the suite makes that happen',
   'fanotify_mark.mnt_id': 'a mark on a whole mount (FAN_MARK_MOUNT); examples/fanotify.c marks a directory',
