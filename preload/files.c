@@ -162,6 +162,33 @@ static int files_left_alone(void)
 	return p && !strcmp(p, "none");
 }
 
+/* ---- a process's text in /proc read part way ---- */
+
+/* /proc/PID/... (and /proc/self/..., /proc/thread-self/...): its text is
+ * made from the process's state at each read. A restarted process's text
+ * differs (more mappings, image files behind its memory, other numbers),
+ * so the same byte offset lands elsewhere: a program that read part of
+ * /proc/self/smaps before the checkpoint would read on from another
+ * mapping's line, missing some, and never notice. Refused at the
+ * checkpoint while the program is stopped (fds.c), which ckrun tries again
+ * after letting the program run on (src/session.ts PASSING_STATES);
+ * refused again at restart for images taken before. */
+CK_HIDDEN int ck_is_process_text(const char *path)
+{
+	const char *p = path;
+	if (!ck_starts_with(p, "/proc/"))
+		return 0;
+	p += 6;
+	if (ck_starts_with(p, "self/") || ck_starts_with(p, "thread-self/"))
+		return 1;
+	uint64_t pid;
+	return ck_parse_dec(&p, &pid) && *p == '/';
+}
+
+/* the reason, for the checkpoint's refusal (fds.c) and the restart's */
+CK_HIDDEN const char ck_process_text_why[] = "a restart makes its text again from the restored process, not byte for byte "
+					     "the same, so the program would read on at another line";
+
 /* 0 for a /proc file of a process of the family, which exists only once the
  * restore has made that process (attrs.c); 1 once the file is there. */
 static int stat_path(const struct ck_image *img, const struct ck_img_file *f, struct stat *st)
@@ -185,6 +212,9 @@ static void file_check(struct ck_image *img, struct ck_img_file *f)
 	}
 	if (kept_by_ckrun(f))
 		return;
+	if (f->has_offset && f->offset > 0 && ck_is_process_text(f->path))
+		ck_refuse("descriptor %d (%s) is read part way (at byte %lld): %s; restart from another image", f->fd, f->path,
+			  (long long)f->offset, ck_process_text_why);
 	if (!stat_path(img, f, &st))
 		return;
 	if (!S_ISREG(st.st_mode))
