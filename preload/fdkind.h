@@ -59,8 +59,8 @@ _Static_assert(offsetof(struct ck_fd_kind, key) == CK_FD_KIND_HANDLER_END,
  * or -1 (also for a regular file: that is saved as a file); saved with
  * every descriptor (one that shares another's description keeps it too) */
 CK_HIDDEN int ck_fd_stdio_index(const struct ck_fd *f);
-/* files.c: a path whose text /proc makes from a process's state, and why
- * such a file read part way cannot be restored */
+/* files.c: a /proc list of a process's mappings (maps, smaps, numa_maps),
+ * and why one read part way cannot be restored */
 CK_HIDDEN int ck_is_process_text(const char *path);
 CK_HIDDEN extern const char ck_process_text_why[];
 

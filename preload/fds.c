@@ -238,7 +238,7 @@ CK_HIDDEN int ck_files_table_shared(struct ck_scratch *s)
 	return 1;
 }
 
-/* A /proc file of a process read part way (files.c) is refused while the
+/* A /proc list of mappings read part way (files.c) is refused while the
  * program is stopped, before its memory is looked at: the next try starts
  * from the same change tracking, so it is incremental as this one would
  * have been. */
@@ -255,7 +255,7 @@ CK_HIDDEN int ck_files_read_part_way(struct ck_scratch *s)
 			continue;
 		struct ck_str m;
 		ck_str_init(&m, s->msg, sizeof s->msg);
-		ck_str_add(&m, "a /proc file of a process is read part way: descriptor ");
+		ck_str_add(&m, "a /proc list of mappings is read part way: descriptor ");
 		ck_str_dec(&m, fds[i]);
 		ck_str_add(&m, " (");
 		ck_str_add(&m, link);

@@ -162,32 +162,45 @@ static int files_left_alone(void)
 	return p && !strcmp(p, "none");
 }
 
-/* ---- a process's text in /proc read part way ---- */
+/* ---- a process's list of mappings read part way ---- */
 
-/* /proc/PID/... (and /proc/self/..., /proc/thread-self/...): its text is
- * made from the process's state at each read. A restarted process's text
- * differs (more mappings, image files behind its memory, other numbers),
- * so the same byte offset lands elsewhere: a program that read part of
- * /proc/self/smaps before the checkpoint would read on from another
- * mapping's line, missing some, and never notice. Refused at the
- * checkpoint while the program is stopped (fds.c), which ckrun tries again
- * after letting the program run on (src/session.ts PASSING_STATES);
- * refused again at restart for images taken before. */
+/* /proc/PID/maps, smaps and numa_maps (also of /proc/self, a thread's
+ * under task/TID): a read on from an offset carries on after the last
+ * mapping the text showed, made again from the process as it is. A
+ * restarted process's list is not the same (its saved pages are mapped
+ * from the image files: more mappings, with paths), so the saved byte
+ * offset lands at another line: a program caught between two reads of
+ * its own /proc/self/smaps skipped mappings after a restart and took
+ * them for gone. Refused at the checkpoint while the program is stopped
+ * (fds.c), which ckrun tries again after letting the program run on
+ * (src/session.ts PASSING_STATES); refused again at restart for images
+ * taken before. Other files of a process (status, stat, ...) keep one
+ * text per read and are reopened at their offset as before. */
+static int ends_with(const char *s, const char *tail)
+{
+	size_t n = ck_strlen(s), t = ck_strlen(tail);
+	return n >= t && ck_streq(s + n - t, tail);
+}
+
 CK_HIDDEN int ck_is_process_text(const char *path)
 {
 	const char *p = path;
 	if (!ck_starts_with(p, "/proc/"))
 		return 0;
 	p += 6;
-	if (ck_starts_with(p, "self/") || ck_starts_with(p, "thread-self/"))
-		return 1;
 	uint64_t pid;
-	return ck_parse_dec(&p, &pid) && *p == '/';
+	if (ck_starts_with(p, "self/"))
+		p += 4;
+	else if (ck_starts_with(p, "thread-self/"))
+		p += 11;
+	else if (!ck_parse_dec(&p, &pid) || *p != '/')
+		return 0;
+	return ends_with(p, "/maps") || ends_with(p, "/smaps") || ends_with(p, "/numa_maps");
 }
 
 /* the reason, for the checkpoint's refusal (fds.c) and the restart's */
-CK_HIDDEN const char ck_process_text_why[] = "a restart makes its text again from the restored process, not byte for byte "
-					     "the same, so the program would read on at another line";
+CK_HIDDEN const char ck_process_text_why[] = "a restart lists the restored process's mappings, which are not the same "
+					     "byte for byte, so the program would read on at another line";
 
 /* 0 for a /proc file of a process of the family, which exists only once the
  * restore has made that process (attrs.c); 1 once the file is there. */

@@ -167,7 +167,7 @@ const SESSION_END_POLL_MS = 100;
 const PASSING_STATES = [
   /a connection not yet accepted holds bytes ckrun cannot read/,
   /a connection with bytes its own server has not accepted yet/,
-  /a \/proc file of a process is read part way/,
+  /a \/proc list of mappings is read part way/,
 ];
 const RETRY_WAITS_MS = [100, 200, 400, 800, 1600];
 

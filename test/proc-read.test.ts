@@ -1,6 +1,6 @@
-// A program that has read part of its own /proc/self/smaps: the rest of that
-// text is made again at each read from the process as it is, and a restarted
-// process's text is not the same byte for byte (more mappings, image files
+// A program that has read part of its own /proc/self/smaps: a read on lists
+// the mappings after the last one shown, from the process as it is, and a
+// restarted process's list is not the same byte for byte (more mappings, image files
 // behind its memory), so reading on at the saved offset would skip or repeat
 // mappings without the program noticing (it did: memory-attrs found its
 // regions "not mapped" after restarts that caught it mid-read). A checkpoint
@@ -51,7 +51,7 @@ test('a /proc file read part way: the checkpoint refuses naming it, the program 
     assert.is(r.code, 1, r.describe());
     assert.match(
       r.stderr,
-      /a \/proc file of a process is read part way: descriptor \d+ \(\/proc\/\d+\/smaps, at byte 200\): a restart makes its text again from the restored process, not byte for byte the same, so the program would read on at another line; checkpoint again once the program has closed it; the program runs on \(tried \d+ times/,
+      /a \/proc list of mappings is read part way: descriptor \d+ \(\/proc\/\d+\/smaps, at byte 200\): a restart lists the restored process's mappings, which are not the same byte for byte, so the program would read on at another line; checkpoint again once the program has closed it; the program runs on \(tried \d+ times/,
       r.stderr,
     );
     assert.equal(generations(ckpt), [], 'a refused checkpoint leaves no generation');
