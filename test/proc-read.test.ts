@@ -12,6 +12,8 @@ import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { checkpoint, ckrun } from './lib/ckrun.js';
+import type { Cbor } from './lib/cbor.js';
+import { editMeta, resealManifest } from './lib/craft.js';
 import { python3 } from './lib/examples.js';
 import { generations } from './lib/images.js';
 import { lastLine } from './lib/lines.js';
@@ -21,7 +23,7 @@ const PROGRAM = `
 import os, sys, time
 release = os.path.join(sys.argv[1], 'release')
 f = open('/proc/self/smaps', 'rb', buffering=0)
-head = f.read(200)
+head = f.read(200 if sys.argv[2] == 'read' else 0)
 print('held', len(head), flush=True)
 s = 0
 while not os.path.exists(release):
@@ -43,7 +45,7 @@ test('a /proc file read part way: the checkpoint refuses naming it, the program 
   try {
     const ckpt = scope.ckptDir();
     const work = scope.dir('work');
-    const s = scope.launch({ dir: ckpt, program: [python3(), '-c', PROGRAM, work], label: 'ckrun python3 (smaps held open)' });
+    const s = scope.launch({ dir: ckpt, program: [python3(), '-c', PROGRAM, work, 'read'], label: 'ckrun python3 (smaps held open)' });
     await s.waitForLine(/^held 200$/);
     await s.waitForStep(2);
 
@@ -70,6 +72,42 @@ test('a /proc file read part way: the checkpoint refuses naming it, the program 
     const exit = await r1.waitExit();
     assert.is(exit.code, 0, r1.describe());
     assert.is(lastLine(r1.lines), 'done', r1.describe());
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+test('an image with a list of mappings read part way (from an older ckrun) is refused by restart, naming it, before any process exists', async () => {
+  const scope = new Scope('proc-read-old');
+  try {
+    const ckpt = scope.ckptDir();
+    const work = scope.dir('work');
+    // opened, not read yet (offset 0): checkpointed; the image is then
+    // made to say what an older ckrun wrote for one read part way
+    const s = scope.launch({ dir: ckpt, program: [python3(), '-c', PROGRAM, work, 'open'], label: 'ckrun python3 (smaps open)' });
+    await s.waitForLine(/^held 0$/);
+    const gen = await checkpoint(ckpt);
+    await scope.kill9(s);
+    let edited = '';
+    for (const f of fs.readdirSync(gen).filter((n) => n.endsWith('.ckpt')))
+      editMeta(path.join(gen, f), (m) => {
+        for (const d of m['files'] as Record<string, Cbor>[])
+          if (String(d['path']).endsWith('/smaps')) {
+            d['offset'] = 200;
+            edited = String(d['path']);
+          }
+      });
+    assert.ok(edited, 'the image has the smaps descriptor');
+    resealManifest(gen);
+    const r = await ckrun(['restart', '--dir', ckpt]);
+    assert.is.not(r.code, 0, r.describe());
+    assert.match(
+      r.stderr,
+      /descriptor \d+ \(\/proc\/\d+\/smaps\) is read part way \(at byte 200\): a restart lists the restored process's mappings, which are not the same byte for byte, so the program would read on at another line; restart from another image/,
+      r.describe(),
+    );
+    assert.is(r.stdout, '', 'the program did not run again');
+    assert.equal(scope.strays(), [], 'nothing is left running');
   } finally {
     await scope.cleanup();
   }
