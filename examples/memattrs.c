@@ -167,32 +167,60 @@ static void map_regions(void)
 	}
 }
 
-/* The VmFlags of the mapping that holds addr, and its bounds. */
-static int vm_flags_of(const void *addr, char *flags, size_t cap, uintptr_t *lo, uintptr_t *hi)
+/* Where each of n addresses is mapped and that mapping's VmFlags, from one
+ * read of /proc/self/smaps (one read per step keeps the file open for as
+ * short a time as can be). Returns how many were found. */
+struct vm_at {
+	const void *addr;
+	uintptr_t lo, hi;
+	char flags[512];
+	int found;
+};
+
+static size_t vm_flags_at(struct vm_at *at, size_t n)
 {
 	FILE *f = fopen("/proc/self/smaps", "r");
 	char line[1024];
-	int in = 0, found = 0;
+	struct vm_at *in = 0;
+	size_t found = 0;
 	if (!f)
 		die("/proc/self/smaps");
+	for (size_t i = 0; i < n; i++)
+		at[i].found = 0;
 	while (fgets(line, sizeof line, f)) {
 		unsigned long a, b;
 		if (sscanf(line, "%lx-%lx ", &a, &b) == 2 && strchr(line, '-') < strchr(line, ' ')) {
-			in = (uintptr_t)addr >= a && (uintptr_t)addr < b;
+			in = 0;
+			for (size_t i = 0; i < n && !in; i++)
+				if ((uintptr_t)at[i].addr >= a && (uintptr_t)at[i].addr < b)
+					in = &at[i];
 			if (in) {
-				*lo = a;
-				*hi = b;
+				in->lo = a;
+				in->hi = b;
 			}
 		} else if (in && !strncmp(line, "VmFlags:", 8)) {
-			size_t n = strnlen(line + 8, cap - 1);
-			memcpy(flags, line + 8, n);
-			flags[n] = 0;
-			found = 1;
-			break;
+			size_t len = strnlen(line + 8, sizeof in->flags - 1);
+			memcpy(in->flags, line + 8, len);
+			in->flags[len] = 0;
+			in->flags[strcspn(in->flags, "\n")] = 0;
+			in->found = 1;
+			found++;
+			in = 0;
 		}
 	}
 	fclose(f);
 	return found;
+}
+
+/* The whole address space on stderr, for a failure's report. */
+static void dump_maps(void)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[1024];
+	while (f && fgets(line, sizeof line, f))
+		fputs(line, stderr);
+	if (f)
+		fclose(f);
 }
 
 static int has_mark(const char *flags, const char *mark)
@@ -206,16 +234,20 @@ static int has_mark(const char *flags, const char *mark)
 static void check_flags(void)
 {
 	int all_locked = mlockall_mode != 0;
+	struct vm_at at[NREG];
+	for (size_t r = 0; r < nreg; r++)
+		at[r].addr = regions[r].p;
+	vm_flags_at(at, nreg);
 	for (size_t r = 0; r < nreg; r++) {
 		struct region *g = &regions[r];
-		char flags[512];
-		uintptr_t lo, hi;
-		if (!vm_flags_of(g->p, flags, sizeof flags, &lo, &hi))
+		const char *flags = at[r].flags;
+		if (!at[r].found) {
+			dump_maps();
 			fail("region %s (%p) is not mapped", g->name, (void *)g->p);
-		flags[strcspn(flags, "\n")] = 0;
-		if (lo != (uintptr_t)g->p || hi != (uintptr_t)g->p + LEN)
-			fail("region %s is the mapping %#lx-%#lx, not %p-%p", g->name, (unsigned long)lo, (unsigned long)hi,
-			     (void *)g->p, (void *)((char *)g->p + LEN));
+		}
+		if (at[r].lo != (uintptr_t)g->p || at[r].hi != (uintptr_t)g->p + LEN)
+			fail("region %s is the mapping %#lx-%#lx, not %p-%p", g->name, (unsigned long)at[r].lo,
+			     (unsigned long)at[r].hi, (void *)g->p, (void *)((char *)g->p + LEN));
 		for (size_t m = 0; m < sizeof all_marks / sizeof all_marks[0]; m++) {
 			const char *mark = all_marks[m];
 			int want = has_mark(g->flags, mark);
@@ -257,14 +289,17 @@ static void check_locks(void)
 	if (strcmp(mlockall_mode, "current")) {
 		/* MCL_FUTURE: a new mapping is locked at once */
 		void *p = mmap(0, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		char flags[512];
-		uintptr_t lo, hi;
-		if (p == MAP_FAILED || !vm_flags_of(p, flags, sizeof flags, &lo, &hi))
+		struct vm_at at = {.addr = p};
+		if (p == MAP_FAILED)
 			die("mmap");
+		if (!vm_flags_at(&at, 1)) {
+			dump_maps();
+			fail("a new mapping (%p) is not in /proc/self/smaps", p);
+		}
 		int onfault = !strcmp(mlockall_mode, "onfault");
-		if (!has_mark(flags, "lo") || has_mark(flags, "lf") != onfault)
+		if (!has_mark(at.flags, "lo") || has_mark(at.flags, "lf") != onfault)
 			fail("a new mapping should be locked%s (mlockall MCL_FUTURE), its VmFlags:%s", onfault ? " on fault" : "",
-			     flags);
+			     at.flags);
 		munmap(p, PAGE);
 	}
 }

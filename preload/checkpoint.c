@@ -980,7 +980,7 @@ static void lead_checkpoint(ucontext_t *uc, int mode)
 	struct ck_thread *me = &ck_threads[0];
 	ck_thread_capture(me, uc);
 	me->leader = 1;
-	int ok = stop_other_threads(s, pid, self) && !ck_files_table_shared(s);
+	int ok = stop_other_threads(s, pid, self) && !ck_files_table_shared(s) && !ck_files_read_part_way(s);
 	if (!ok) {
 		release_threads();
 		reply_error(s, "cannot checkpoint the program", s->msg);

@@ -372,6 +372,8 @@ CK_HIDDEN void ck_files_save(struct ck_writer *w, struct ck_scratch *s);
 /* A descriptor table shared with another process (clone CLONE_FILES without
  * CLONE_VM): 1, with the refusal in s->msg. */
 CK_HIDDEN int ck_files_table_shared(struct ck_scratch *s);
+/* A /proc list of mappings read part way: 1, with the refusal in s->msg. */
+CK_HIDDEN int ck_files_read_part_way(struct ck_scratch *s);
 
 /* events.c: the inotify_add_watch wrapper (shim.c) records each watch's path */
 CK_HIDDEN void ck_inotify_record(int fd, int wd, const char *path);

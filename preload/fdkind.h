@@ -59,6 +59,10 @@ _Static_assert(offsetof(struct ck_fd_kind, key) == CK_FD_KIND_HANDLER_END,
  * or -1 (also for a regular file: that is saved as a file); saved with
  * every descriptor (one that shares another's description keeps it too) */
 CK_HIDDEN int ck_fd_stdio_index(const struct ck_fd *f);
+/* files.c: a /proc list of a process's mappings (maps, smaps, numa_maps),
+ * and why one read part way cannot be restored */
+CK_HIDDEN int ck_is_process_text(const char *path);
+CK_HIDDEN extern const char ck_process_text_why[];
 
 /* pipes.c: the bytes in flight of a pipe or FIFO, copied without consuming
  * them (fifo.c saves a FIFO's the same way) */

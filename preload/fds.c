@@ -88,7 +88,8 @@ static int list_fds(int *fds, int max, struct ck_writer *w)
 	int n = 0;
 	char buf[4096];
 	if (dfd < 0) {
-		ck_writer_fail(w, dfd, "cannot list descriptors in /proc/self/fd");
+		if (w)
+			ck_writer_fail(w, dfd, "cannot list descriptors in /proc/self/fd");
 		return 0;
 	}
 	for (;;) {
@@ -235,6 +236,37 @@ CK_HIDDEN int ck_files_table_shared(struct ck_scratch *s)
 	ck_str_add(&m, " without sharing its memory (clone with CLONE_FILES but not CLONE_VM); ckrun cannot restore a "
 		       "shared descriptor table yet, so it cannot checkpoint them; the program runs on");
 	return 1;
+}
+
+/* A /proc list of mappings read part way (files.c) is refused while the
+ * program is stopped, before its memory is looked at: the next try starts
+ * from the same change tracking, so it is incremental as this one would
+ * have been. */
+CK_HIDDEN int ck_files_read_part_way(struct ck_scratch *s)
+{
+	int *fds = (int *)s->text;
+	char *link = s->text + CK_SCRATCH_TEXT / 2;
+	int n = list_fds(fds, (int)(CK_SCRATCH_TEXT / 2 / sizeof(int)), 0);
+	for (int i = 0; i < n; i++) {
+		if (ck_is_session_fd(fds[i]))
+			continue;
+		long offset = ck_lseek(fds[i], 0, SEEK_CUR);
+		if (offset <= 0 || ck_fd_link(fds[i], link, 4097) < 0 || !ck_is_process_text(link))
+			continue;
+		struct ck_str m;
+		ck_str_init(&m, s->msg, sizeof s->msg);
+		ck_str_add(&m, "a /proc list of mappings is read part way: descriptor ");
+		ck_str_dec(&m, fds[i]);
+		ck_str_add(&m, " (");
+		ck_str_add(&m, link);
+		ck_str_add(&m, ", at byte ");
+		ck_str_dec(&m, offset);
+		ck_str_add(&m, "): ");
+		ck_str_add(&m, ck_process_text_why);
+		ck_str_add(&m, "; checkpoint again once the program has closed it; the program runs on");
+		return 1;
+	}
+	return 0;
 }
 
 CK_HIDDEN void ck_files_save(struct ck_writer *w, struct ck_scratch *s)

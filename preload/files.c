@@ -162,6 +162,46 @@ static int files_left_alone(void)
 	return p && !strcmp(p, "none");
 }
 
+/* ---- a process's list of mappings read part way ---- */
+
+/* /proc/PID/maps, smaps and numa_maps (also of /proc/self, a thread's
+ * under task/TID): a read on from an offset carries on after the last
+ * mapping the text showed, made again from the process as it is. A
+ * restarted process's list is not the same (its saved pages are mapped
+ * from the image files: more mappings, with paths), so the saved byte
+ * offset lands at another line: a program caught between two reads of
+ * its own /proc/self/smaps skipped mappings after a restart and took
+ * them for gone. Refused at the checkpoint while the program is stopped
+ * (fds.c), which ckrun tries again after letting the program run on
+ * (src/session.ts PASSING_STATES); refused again at restart for images
+ * taken before. Other files of a process (status, stat, ...) keep one
+ * text per read and are reopened at their offset as before. */
+static int ends_with(const char *s, const char *tail)
+{
+	size_t n = ck_strlen(s), t = ck_strlen(tail);
+	return n >= t && ck_streq(s + n - t, tail);
+}
+
+CK_HIDDEN int ck_is_process_text(const char *path)
+{
+	const char *p = path;
+	if (!ck_starts_with(p, "/proc/"))
+		return 0;
+	p += 6;
+	uint64_t pid;
+	if (ck_starts_with(p, "self/"))
+		p += 4;
+	else if (ck_starts_with(p, "thread-self/"))
+		p += 11;
+	else if (!ck_parse_dec(&p, &pid) || *p != '/')
+		return 0;
+	return ends_with(p, "/maps") || ends_with(p, "/smaps") || ends_with(p, "/numa_maps");
+}
+
+/* the reason, for the checkpoint's refusal (fds.c) and the restart's */
+CK_HIDDEN const char ck_process_text_why[] = "a restart lists the restored process's mappings, which are not the same "
+					     "byte for byte, so the program would read on at another line";
+
 /* 0 for a /proc file of a process of the family, which exists only once the
  * restore has made that process (attrs.c); 1 once the file is there. */
 static int stat_path(const struct ck_image *img, const struct ck_img_file *f, struct stat *st)
@@ -185,6 +225,9 @@ static void file_check(struct ck_image *img, struct ck_img_file *f)
 	}
 	if (kept_by_ckrun(f))
 		return;
+	if (f->has_offset && f->offset > 0 && ck_is_process_text(f->path))
+		ck_refuse("descriptor %d (%s) is read part way (at byte %lld): %s; restart from another image", f->fd, f->path,
+			  (long long)f->offset, ck_process_text_why);
 	if (!stat_path(img, f, &st))
 		return;
 	if (!S_ISREG(st.st_mode))

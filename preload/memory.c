@@ -1860,6 +1860,20 @@ CK_CORE void ck_core_map_regions(struct ck_plan *p)
 	}
 }
 
+/* Every saved region is mapped, whatever happened since it was (the vdso
+ * moved, AIO rings put back): a region missing would be memory the program
+ * finds gone, so the restore fails instead. msync fails with ENOMEM on a
+ * range with any unmapped page in it. */
+CK_CORE void ck_core_check_regions(struct ck_plan *p)
+{
+	for (uint64_t i = 0; i < p->nregions; i++) {
+		const struct ck_plan_region *r = &p->regions[i];
+		long e = CK_SYS3(SYS_msync, r->start, r->end - r->start, MS_ASYNC);
+		if (e == -ENOMEM)
+			ck_core_fail(p, "a saved region is not mapped after the restore mapped it", e);
+	}
+}
+
 struct ck_prctl_mm_map {
 	uint64_t start_code, end_code, start_data, end_data, start_brk, brk, start_stack;
 	uint64_t arg_start, arg_end, env_start, env_end;

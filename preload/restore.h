@@ -385,6 +385,7 @@ CK_CORE __attribute__((noreturn)) void ck_core_fail(struct ck_plan *p, const cha
 CK_CORE void ck_core_unmap_all(struct ck_plan *p, uint64_t keep_lo, uint64_t keep_hi);
 CK_CORE void ck_core_move_vdso(struct ck_plan *p);
 CK_CORE void ck_core_map_regions(struct ck_plan *p);
+CK_CORE void ck_core_check_regions(struct ck_plan *p);
 CK_CORE void ck_core_set_mm(struct ck_plan *p);
 CK_CORE void ck_core_set_creds(struct ck_plan *p);
 CK_CORE void ck_core_creds_barrier(struct ck_plan *p, int main_thread);

@@ -75,6 +75,7 @@ CK_CORE __attribute__((noreturn)) void ck_core_main(struct ck_plan *p)
 	ck_core_map_regions(p);
 	ck_core_set_mm(p);
 	ck_core_aio(p);
+	ck_core_check_regions(p);
 	/* locks after every other descriptor of their files is closed (a
 	 * close drops the process's POSIX locks); "rebuilt" once they are
 	 * held; then, in a family, wait until every process is rebuilt and

@@ -191,10 +191,14 @@ const SESSION_END_POLL_MS = 100;
 /**
  * Checkpoint failures the program itself ends in a moment, worth another
  * try (the reasons the shim gives: preload/sk-unix.c save_pending,
- * preload/sk-inet.c save_tcp_queues), and how long the program runs on
+ * preload/sk-inet.c save_tcp_queues, preload/files.c file_save), and how long the program runs on
  * before each new try.
  */
-const PASSING_STATES = [/a connection not yet accepted holds bytes ckrun cannot read/, /a connection with bytes its own server has not accepted yet/];
+const PASSING_STATES = [
+  /a connection not yet accepted holds bytes ckrun cannot read/,
+  /a connection with bytes its own server has not accepted yet/,
+  /a \/proc list of mappings is read part way/,
+];
 const RETRY_WAITS_MS = [100, 200, 400, 800, 1600];
 
 interface Deferred<T> {

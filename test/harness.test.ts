@@ -1,11 +1,14 @@
 // The test harness's own pieces (no ckrun needed): CRC-32C, the CBOR codec
-// used to read and rewrite images, line bookkeeping.
+// used to read and rewrite images, line bookkeeping, killing a process tree.
+import { spawn } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { findSlice, stepOf } from './lib/lines.js';
 import { type Proc } from './lib/proc.js';
 import { cborDecode, cborEncode, crc32c, toPlain } from './lib/cbor.js';
 import { assertResumed, stepReachedBefore } from './lib/spine.js';
+import { descendants, findProcesses, killTree } from './lib/processes.js';
+import { sleep } from './lib/proc.js';
 
 test('crc32c matches the Castagnoli check values', () => {
   assert.is(crc32c(Buffer.from('123456789')), 0xe3069283);
@@ -65,6 +68,24 @@ test('continuation check: accepts a true continuation, rejects starting over, sk
   assert.throws(() => check(ref.slice(10, 15), true), /stopped early/);
   assert.throws(() => check([]), /printed nothing/);
   assert.is(stepReachedBefore(ref, 10), 9);
+});
+
+test('killTree: a master that respawns its workers at once leaves nothing behind', async () => {
+  // three workers, each started again the moment it ends, each with two children
+  const marker = `killtree-${process.pid}-${Date.now()}`;
+  const master = spawn('bash', ['-c', `for i in 1 2 3; do (while :; do (sleep 1000 & sleep 1000 & wait; : ${marker}); done) & done; wait`], {
+    stdio: 'ignore',
+  });
+  try {
+    for (let i = 0; i < 100 && descendants(master.pid!).length < 9; i++) await sleep(20);
+    assert.ok(descendants(master.pid!).length >= 9, 'the master started its workers');
+    await killTree(master.pid!);
+    await sleep(300);
+    const left = findProcesses((p) => p.cmdline.some((a) => a.includes(marker)));
+    assert.equal(left, [], 'no worker escaped the kill');
+  } finally {
+    for (const p of findProcesses((q) => q.cmdline.some((a) => a.includes(marker)))) process.kill(p.pid, 'SIGKILL');
+  }
 });
 
 test.run();

@@ -73,25 +73,40 @@ export function kill(pid: number, sig: NodeJS.Signals): void {
 }
 
 /**
+ * SIGSTOP every process in the trees below `roots` (and the roots), looking
+ * again until a look finds none it had not stopped: a stopped process forks
+ * no more, so a master that respawns its workers (nginx, PostgreSQL) cannot
+ * start one that escapes the kill. Returns every PID stopped.
+ */
+export function freezeTrees(roots: number[]): number[] {
+  const stopped = new Set<number>();
+  for (let round = 0; round < 100; round++) {
+    const found = roots.flatMap((r) => [r, ...descendants(r)]).filter((p) => !stopped.has(p) && alive(p));
+    if (!found.length) break;
+    for (const p of found) {
+      kill(p, 'SIGSTOP');
+      stopped.add(p);
+    }
+  }
+  return [...stopped];
+}
+
+/**
  * `kill -9` a process and everything below it (for ckrun: the program, its
  * threads, any helper), as a crash would, and wait until all of them are
- * reaped so that their PIDs are free again. Returns the PIDs killed.
+ * reaped so that their PIDs are free again. The whole tree is stopped
+ * first, then killed (see freezeTrees). Returns the PIDs killed.
  */
 export async function killTree(root: number): Promise<number[]> {
-  const killed = new Set<number>();
-  for (let round = 0; round < 3; round++) {
-    const below = descendants(root).filter((p) => !killed.has(p));
-    const targets = [...below.reverse(), ...(killed.has(root) ? [] : [root])];
-    if (!targets.length) break;
-    for (const p of targets) {
-      kill(p, 'SIGKILL');
-      killed.add(p);
-    }
-    await sleep(20);
-  }
-  const left = await waitGone([...killed]);
+  return killFrozen(freezeTrees([root]));
+}
+
+/** SIGKILL stopped processes and wait until they are gone. */
+export async function killFrozen(pids: number[]): Promise<number[]> {
+  for (const p of pids) kill(p, 'SIGKILL');
+  const left = await waitGone(pids);
   if (left.length) process.stderr.write(`warning: processes still present after kill -9: ${left.join(' ')}\n`);
-  return [...killed];
+  return pids;
 }
 
 /** The PIDs of a process in each PID namespace, outermost first (NSpid of /proc/PID/status). */

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { launch, restart, sessionSocketName } from './ckrun.js';
 import { T_GONE } from './paths.js';
 import type { Proc } from './proc.js';
-import { descendants, findProcesses, kill, killTree, waitGone, type ProcInfo } from './processes.js';
+import { descendants, findProcesses, freezeTrees, killFrozen, killTree, type ProcInfo } from './processes.js';
 
 /**
  * Temporary directories under os.tmpdir() and processes of one test, all
@@ -58,10 +58,15 @@ export class Scope {
     return pids;
   }
 
-  /** Processes (other than tracked ckruns) that belong to this scope's sessions. */
+  /**
+   * Processes (other than tracked ckruns) that belong to this scope's
+   * sessions: named by their command line or environment, and everything
+   * below those (a daemon's workers may clear their environment and
+   * retitle themselves, as nginx's do).
+   */
   strays(): ProcInfo[] {
     const socks = this.ckptDirs.filter((d) => fs.existsSync(d)).map((d) => `CKRUN_SOCK=${sessionSocketName(d)}`);
-    return findProcesses((p) => {
+    const named = findProcesses((p) => {
       if (p.cmdline.some((a) => a.includes(this.root))) return true;
       if (!socks.length) return false;
       try {
@@ -71,6 +76,8 @@ export class Scope {
         return false;
       }
     });
+    const below = new Set(named.flatMap((p) => descendants(p.pid)));
+    return [...named.filter((p) => !below.has(p.pid)), ...findProcesses((p) => below.has(p.pid))];
   }
 
   async cleanup(): Promise<void> {
@@ -81,8 +88,7 @@ export class Scope {
     } catch {
       /* best effort */
     }
-    for (const s of strays) kill(s.pid, 'SIGKILL');
-    if (strays.length) await waitGone(strays.map((s) => s.pid));
+    if (strays.length) await killFrozen(freezeTrees(strays.map((s) => s.pid)));
     if (!process.env.CKRUN_TEST_KEEP)
       for (const d of this.dirs) fs.rmSync(d, { recursive: true, force: true });
     else process.stderr.write(`kept ${this.root}\n`);
