@@ -451,16 +451,30 @@ async function runLaunch(args: string[]): Promise<number> {
 }
 
 async function runCheckpoint(args: string[]): Promise<number> {
-  const p = parse('checkpoint', [...HELP, { name: 'dir', value: true }], args, false);
+  const p = parse('checkpoint', [...HELP, { name: 'dir', value: true }, { name: 'stream' }], args, false);
   if (flag(p, 'help')) {
     writeOut(CHECKPOINT_HELP);
     return 0;
   }
   if (p.positionals.length > 0) throw new UsageError(`unexpected argument '${p.positionals[0]}' (use --dir DIR)`, 'checkpoint');
+  const stream = flag(p, 'stream');
+  if (stream && process.stdout.isTTY)
+    throw new UsageError('--stream writes a binary stream to standard output, which is a terminal: redirect it to a file or pipe it to ckrun restart -', 'checkpoint');
   const { CheckpointError, requestCheckpoint } = await import('./checkpoint-client.js');
   const { NoSessionError, RefusedError, SessionLostError, UntrustedSessionError } = await import('./protocol.js');
   try {
-    writeOut(`${await requestCheckpoint(str(p, 'dir'))}\n`);
+    const gen = await requestCheckpoint(str(p, 'dir'));
+    if (!stream) {
+      writeOut(`${gen}\n`);
+      return 0;
+    }
+    const { streamGeneration } = await import('./stream.js');
+    try {
+      await streamGeneration(gen, process.stdout);
+    } catch (e) {
+      writeErr(`ckrun checkpoint: the checkpoint ${displayPath(gen)} is on disk, but writing it to standard output failed: ${oneLineMessage(e)}; the program runs on\n`);
+      return CHECKPOINT_EXIT.failed;
+    }
     return 0;
   } catch (e) {
     // one line each, never a stack trace: scripts read the status, people the line
@@ -525,9 +539,13 @@ async function runRestart(args: string[]): Promise<number> {
     return 0;
   }
   if (p.positionals.length > 1) throw new UsageError(`more than one IMAGE given ('${p.positionals[1]}')`, 'restart');
+  const fromStream = p.positionals[0] === '-';
+  if (fromStream && process.stdin.isTTY)
+    throw new UsageError("'-' reads a stream from standard input, which is a terminal: pipe ckrun checkpoint --stream into it", 'restart');
   const { restart } = await import('./restart.js');
-  const session = await restart({
-    image: p.positionals[0],
+  const { restartFromStream } = fromStream ? await import('./restart-stream.js') : { restartFromStream: undefined };
+  const options = {
+    image: fromStream ? undefined : p.positionals[0],
     dir: str(p, 'dir'),
     interval: seconds(p, 'restart'),
     triggerSignal: triggerSignal(p, 'restart'),
@@ -542,7 +560,8 @@ async function runRestart(args: string[]): Promise<number> {
     verifyData: !flag(p, 'no-verify-data'),
     trustOwner: flag(p, 'trust-owner'),
     adopt: adoption(str(p, 'adopt')),
-  });
+  };
+  const session = restartFromStream ? await restartFromStream(options, process.stdin) : await restart(options);
   const st = await session.exited;
   if (!st.joined) {
     const how = st.signal !== null ? `was killed by ${signalName(st.signal)}` : `exited with status ${st.code}`;
