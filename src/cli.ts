@@ -9,7 +9,9 @@ const VERSION = '0.1.0';
 
 const MAIN_HELP = `Usage: ckrun [OPTIONS] [--] PROGRAM [ARGS...]
        ckrun checkpoint [--dir DIR]
-       ckrun restart [--dir DIR | IMAGE] [OPTIONS]
+       ckrun checkpoint --stream [--dir DIR] > STREAM
+       ckrun restart [--dir DIR | IMAGE | -] [OPTIONS]
+       ckrun migrate [--dir DIR] --to COMMAND
        ckrun inspect IMAGE [--json] [--no-verify-data]
        ckrun verify [DIR | GENERATION] [--json] [--no-verify-data]
        ckrun status [--dir DIR] [--json]
@@ -70,7 +72,8 @@ program; the trigger signal takes a checkpoint.
 
 Commands:
   checkpoint   ask the session writing to DIR for a checkpoint now
-  restart      continue a program from a checkpoint
+  restart      continue a program from a checkpoint (- : from a stream)
+  migrate      move a running program to where COMMAND runs ckrun restart -
   inspect      show what an image holds
   verify       check every generation of DIR and say which can be restored
   status       show the session writing to DIR
@@ -86,7 +89,7 @@ Environment (for development and tests):
   CKRUN_RESTORE_HOST  the restore host to run on restart
 `;
 
-const CHECKPOINT_HELP = `Usage: ckrun checkpoint [--dir DIR]
+const CHECKPOINT_HELP = `Usage: ckrun checkpoint [--dir DIR] [--stream]
 
 Asks the ckrun session writing to DIR for a checkpoint, waits until every
 image is complete and on disk, and prints the new generation directory.
@@ -106,13 +109,18 @@ stderr; the exit status says which it was:
 
 Options:
   --dir DIR     the session's checkpoint directory (default ./ckpt)
+  --stream      also write the new generation, whole (every image, every
+                older image an incremental one refers to, the manifest),
+                to standard output as one stream for ckrun restart -, e.g.
+                ckrun checkpoint --stream | ssh host ckrun restart -
+                The program runs on here (ckrun migrate moves it).
   -h, --help    show this help
 `;
 
 /** Exit statuses of `ckrun checkpoint` (CHECKPOINT_HELP and README.md list them). */
 const CHECKPOINT_EXIT = { failed: 1, usage: 2, noSession: 3, sessionEnded: 4, notYours: 5, internal: 70 } as const;
 
-const RESTART_HELP = `Usage: ckrun restart [--dir DIR | IMAGE] [OPTIONS]
+const RESTART_HELP = `Usage: ckrun restart [--dir DIR | IMAGE | -] [OPTIONS]
 
 Continues a program from a checkpoint: the newest complete generation in DIR
 (default ./ckpt), or IMAGE, which may be a generation directory (DIR/N), a
@@ -132,6 +140,14 @@ ckrun's (those that were regular files are the same files again, at their
 checkpoint offsets, unless --stdio=inherit), the files it writes are put
 back as they were at the checkpoint (see --files), ckrun exits with its
 status, and it can be checkpointed again.
+
+With - the generation is read from standard input (what ckrun checkpoint
+--stream or ckrun migrate writes) into the next generation of --dir
+(default ./ckpt; vetted like ckrun --dir, created mode 0700), verified,
+and restarted; the program's standard input is then /dev/null. A stream
+cut short or damaged is refused before any process exists and nothing of
+it is kept. Once the program runs, ckrun says on stderr
+"ckrun restart: running (...)".
 
 Options:
   --dir DIR               where further checkpoints go; without IMAGE also
@@ -220,6 +236,31 @@ Options:
   --json             print the report as JSON
   --no-verify-data   check only headers, metadata and manifests (faster)
   -h, --help         show this help
+`;
+
+const MIGRATE_HELP = `Usage: ckrun migrate [--dir DIR] --to COMMAND [--rounds N]
+
+Moves the program of the session writing to DIR (default ./ckpt) to where
+COMMAND (run by /bin/sh, its standard input the stream) runs
+ckrun restart -, e.g. --to 'ssh host ckrun restart - --dir /srv/ck'.
+Iterative pre-copy: checkpoints are taken while the program runs and
+streamed as they complete, each after the first carrying only the pages
+written since (incremental), until one is small (8 MiB) or no longer
+shrinks (or after N rounds, default 6); then one last checkpoint keeps the
+program stopped while its few pages are streamed and the target restarts
+it. Only when the target says the program runs there is it ended here; if
+the target fails first, the program runs on here, unharmed.
+
+ckrun migrate then passes on the target command's output and exits with
+its status (the program's, where it runs now). Exit status 1 when the
+migration failed (the program runs on here), 3 when no session writes to
+DIR.
+
+Options:
+  --dir DIR       the session's checkpoint directory (default ./ckpt)
+  --to COMMAND    where the program goes: a command that runs ckrun restart -
+  --rounds N      pre-copy rounds at most before the stop (default 6)
+  -h, --help      show this help
 `;
 
 const STATUS_HELP = `Usage: ckrun status [--dir DIR] [--json]
@@ -633,8 +674,47 @@ async function runStatus(args: string[]): Promise<number> {
   return 0;
 }
 
+async function runMigrate(args: string[]): Promise<number> {
+  const p = parse('migrate', [...HELP, { name: 'dir', value: true }, { name: 'to', value: true }, { name: 'rounds', value: true }], args, false);
+  if (flag(p, 'help')) {
+    writeOut(MIGRATE_HELP);
+    return 0;
+  }
+  if (p.positionals.length > 0) throw new UsageError(`unexpected argument '${p.positionals[0]}' (quote COMMAND: --to 'ssh host ckrun restart -')`, 'migrate');
+  const to = str(p, 'to');
+  if (!to) throw new UsageError('--to COMMAND is needed: where the program goes', 'migrate');
+  const { migrate, MigrateError } = await import('./migrate.js');
+  const { NoSessionError } = await import('./protocol.js');
+  const mib = (n: number): string => `${(n / (1 << 20)).toFixed(1)} MiB`;
+  try {
+    const r = await migrate({
+      dir: str(p, 'dir'),
+      to,
+      maxRounds: count(p, 'rounds', 'migrate'),
+      onRound: (x) => writeErr(`ckrun migrate: round ${x.round}: ${mib(x.bytes)} sent${x.linked ? ` (${x.linked} files already there)` : ''} in ${x.ms} ms\n`),
+    });
+    const total = [...r.rounds, r.final].reduce((a, x) => a + x.bytes, 0);
+    writeErr(
+      `ckrun migrate: the program runs on the target and was ended here: ${r.rounds.length} round${r.rounds.length === 1 ? '' : 's'} while it ran, ` +
+        `then ${mib(r.final.bytes)} while it stood still; ${mib(total)} in all; it stood still at most ${r.stoodStillMs} ms\n`,
+    );
+    return await r.targetExit;
+  } catch (e) {
+    if (e instanceof MigrateError) {
+      writeErr(`ckrun migrate: ${e.message}\n`);
+      return 1;
+    }
+    if (e instanceof NoSessionError) {
+      writeErr(`ckrun migrate: ${e.message}\n`);
+      return 3;
+    }
+    throw e;
+  }
+}
+
 const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   checkpoint: runCheckpoint,
+  migrate: runMigrate,
   restart: runRestart,
   inspect: runInspect,
   verify: runVerify,

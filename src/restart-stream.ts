@@ -7,10 +7,7 @@ import { canonicalDir, DEFAULT_DIR, querySession } from './protocol.js';
 import { restart, RestartError } from './restart.js';
 import type { RestartedSession, RestartOptions } from './restart-host.js';
 import { checkpointDirFor } from './session.js';
-import { receiveStream, removeReceived, StreamError, type ReceivedGeneration } from './stream.js';
-
-/** The line `ckrun migrate` waits for on the target's stderr: the program runs there. */
-export const RUNNING_LINE = 'ckrun restart: running';
+import { receiveStream, removeReceived, RUNNING_LINE, StreamError, type ReceivedGeneration } from './stream.js';
 
 /**
  * Receives the stream on `input` into `opts.dir` (default ./ckpt: vetted

@@ -23,6 +23,9 @@ import { crc32c } from './native.js';
 export const STREAM_MAGIC = Buffer.from('CKRSTRM\n', 'latin1');
 export const STREAM_VERSION = 1;
 
+/** What `ckrun restart -` says on stderr once the program runs again (`ckrun migrate` waits for it). */
+export const RUNNING_LINE = 'ckrun restart: running';
+
 /** Record tags. */
 const GEN = 0x47; // 'G'
 const FILE = 0x46; // 'F'
