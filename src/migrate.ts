@@ -140,6 +140,23 @@ class Hold {
   }
 }
 
+/**
+ * Why the migration failed: a write into a target that went fails first
+ * (EPIPE), so its exit, once seen, says it better. The target is ended.
+ */
+async function failure(target: Target, e: unknown): Promise<string> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((res) => (timer = setTimeout(res, 2000)));
+  const ended = await Promise.race([target.exited.then(() => true), late.then(() => false)]);
+  clearTimeout(timer);
+  if (!ended) target.child.kill('SIGKILL');
+  const why = await target.running.then(
+    () => undefined,
+    (f: unknown) => (f instanceof Error ? f.message : String(f)),
+  );
+  return ended && why ? why : e instanceof Error ? e.message : String(e);
+}
+
 function answerPath(answer: string): string {
   const [word, rest] = splitLine(answer);
   if (word === 'ok' && rest !== '') return rest;
@@ -181,8 +198,7 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
       if (r.bytes <= small || (before && r.bytes > before.bytes / 2)) break; // small enough, or no longer shrinking
     }
   } catch (e) {
-    target.child.kill('SIGKILL');
-    throw e instanceof MigrateError ? e : new MigrateError(e instanceof Error ? e.message : String(e));
+    throw new MigrateError(`${await failure(target, e)}; the program runs on here`);
   }
   // the last round: the program stays stopped from here until it runs there, or runs on here
   const hold = Hold.open(canonical);
@@ -197,9 +213,7 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
     // resumed by the session (also when the answer never comes: closing the connection resumes)
     await hold.ask('resume').catch(() => undefined);
     hold.close();
-    target.child.kill('SIGKILL');
-    const why = e instanceof Error ? e.message : String(e);
-    throw new MigrateError(`${why}; the program runs on here`);
+    throw new MigrateError(`${await failure(target, e)}; the program runs on here`);
   }
   const stoodStillMs = Date.now() - t0;
   o.onRound?.(final);

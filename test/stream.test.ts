@@ -87,4 +87,48 @@ test('checkpoint --stream, kill -9, restart - in another directory; again from t
   }
 });
 
+/** `ckrun migrate --dir FROM --to 'ckrun restart - --dir TO'`: it passes the moved program's output on. */
+function migrate(scope: Scope, from: string, to: string, label: string): Proc {
+  const target = `exec '${NODE}' '${CKRUN}' restart - --dir '${to}'`;
+  return scope.track(new Proc(NODE, [CKRUN, 'migrate', '--dir', from, '--to', target], { label }));
+}
+
+test('migrate (dirty, 32 MiB): a target that fails leaves the program running; then it moves, and moves again, its output continuous', async () => {
+  const scope = new Scope('migrate');
+  try {
+    // long enough never to end during the test; the uninterrupted run's lines are a prefix of the same program's
+    const program = exampleProgram('dirty', ['--mib', '32', '--steps', '100000']);
+    const refRun = scope.track(new Proc(program[0]!, program.slice(1), { label: 'uninterrupted dirty' }));
+    const [d1, d2, d3] = [scope.ckptDir('src'), scope.ckptDir('there'), scope.ckptDir('back')];
+    const s1 = scope.launch({ dir: d1, program });
+    await s1.waitForStep(20);
+
+    // the target takes a little of the stream and fails: the program runs on here
+    const bad = scope.track(new Proc(NODE, [CKRUN, 'migrate', '--dir', d1, '--to', 'head -c 100000 > /dev/null; exit 3'], { label: 'failed migrate' }));
+    const badExit = await bad.waitExit();
+    assert.is(badExit.code, 1, bad.describe());
+    assert.match(bad.stderr, /exited with status 3 before it said the program runs there; the program runs on here/, bad.describe());
+    await s1.waitForStep(s1.maxStep + 3);
+
+    const m1 = migrate(scope, d1, d2, 'migrate 1');
+    const e1 = await s1.waitExit();
+    assert.is(e1.signal ?? e1.code, 137, `the source ckrun should end when its program moved\n${s1.describe()}\n${m1.describe()}`);
+    await m1.waitFor(() => m1.lines.length > 10, 'lines of the moved program');
+    assert.match(m1.stderr, /the program runs on the target and was ended here: \d+ rounds? while it ran, then .* it stood still at most \d+ ms/, m1.describe());
+
+    const m2 = migrate(scope, d2, d3, 'migrate 2');
+    const e2 = await m1.waitExit();
+    assert.is(e2.code, 137, `the first target ends when the program moved on\n${m1.describe()}\n${m2.describe()}`);
+    await m2.waitFor(() => m2.lines.length > 10, 'lines of the program moved again');
+    await refRun.waitForStep(m2.maxStep);
+    const ref = refRun.lines;
+    // it goes on exactly where it stopped: no line twice, none missing
+    const k1 = assertResumed({ beforeLines: s1.lines, requestedAt: s1.lines.length, after: m1, ref, complete: false, what: 'first migration' });
+    const before = ref.slice(0, k1).concat(m1.lines);
+    assertResumed({ beforeLines: before, requestedAt: before.length, after: m2, ref, complete: false, what: 'second migration' });
+  } finally {
+    await scope.cleanup();
+  }
+});
+
 test.run();
