@@ -7,7 +7,9 @@ import { canonicalDir, DEFAULT_DIR, querySession } from './protocol.js';
 import { restart, RestartError } from './restart.js';
 import type { RestartedSession, RestartOptions } from './restart-host.js';
 import { checkpointDirFor } from './session.js';
-import { receiveStream, removeReceived, RUNNING_LINE, StreamError, type ReceivedGeneration } from './stream.js';
+import { VerifyCache } from './image.js';
+import { receiveStream, removeReceived, RUNNING_LINE, StreamError, syncReceived, type ReceivedGeneration } from './stream.js';
+import { isIntegrityError, verifyGeneration } from './verify.js';
 
 /**
  * Receives the stream on `input` into `opts.dir` (default ./ckpt: vetted
@@ -24,8 +26,19 @@ export async function restartFromStream(opts: RestartOptions, input: AsyncIterab
   if (other)
     throw new RestartError(`a ckrun session (PID ${other.pid}) writes to ${displayPath(dir)}; give ckrun restart - a --dir of its own`);
   let received: ReceivedGeneration[];
+  // each generation is verified as it arrives (while the program still runs
+  // on the source, for a migration's early rounds); the restart reads none twice
+  const cache = new VerifyCache();
+  const onGeneration = async (g: ReceivedGeneration): Promise<void> => {
+    try {
+      await verifyGeneration(g.path, { verifyData: opts.verifyData ?? true, cache });
+    } catch (e) {
+      if (isIntegrityError(e)) throw new StreamError(`generation ${g.number} of the stream does not verify: ${e.message}`);
+      throw e;
+    }
+  };
   try {
-    received = await receiveStream(input, dir);
+    received = await receiveStream(input, dir, { onGeneration });
   } catch (e) {
     if (e instanceof StreamError) throw new RestartError(`${e.message}; nothing was restarted and nothing of it kept`);
     throw e;
@@ -34,7 +47,7 @@ export async function restartFromStream(opts: RestartOptions, input: AsyncIterab
   const devNull = openSync('/dev/null', 'r');
   let session: RestartedSession;
   try {
-    session = await restart({ ...opts, image: last.path, dir, stdio: [devNull, 1, 2] });
+    session = await restart({ ...opts, image: last.path, dir, stdio: [devNull, 1, 2], verifyCache: cache });
   } catch (e) {
     closeSync(devNull);
     await removeReceived(received);
@@ -42,7 +55,12 @@ export async function restartFromStream(opts: RestartOptions, input: AsyncIterab
   }
   // devNull stays open: the session's checkpoints look at its stdio
   session.ready.then(
-    () => writeErr(`${RUNNING_LINE} (generation ${last.number} of the stream, now ${displayPath(last.path)})\n`),
+    () => {
+      writeErr(`${RUNNING_LINE} (generation ${last.number} of the stream, now ${displayPath(last.path)})\n`);
+      syncReceived(received).catch((e: unknown) =>
+        writeErr(`ckrun restart: cannot flush the received generations to disk: ${(e as Error).message}\n`),
+      );
+    },
     () => undefined,
   );
   return session;

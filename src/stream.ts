@@ -251,6 +251,8 @@ export interface ReceivedGeneration {
 
 interface Reading {
   input: Input;
+  /** Checks a generation once it is complete (a throw is a StreamError or ends the reading). */
+  onGeneration?: (g: ReceivedGeneration) => Promise<void>;
   /** For messages: `standard input`. */
   what: string;
   dir: string;
@@ -301,7 +303,7 @@ async function receiveFile(r: Reading, genPath: string, gen: number): Promise<nu
     }
     const want = (await need(r, 4, `after ${name} of generation ${gen}, before its checksum`)).readUInt32LE();
     if (want !== crc >>> 0) throw damaged(r, `${name} of generation ${gen} does not match its checksum`);
-    await fh.sync();
+    // not fsync'd here: the program waits for no disk (syncReceived, once it runs)
   } finally {
     await fh.close();
   }
@@ -395,8 +397,13 @@ async function receiveGeneration(r: Reading): Promise<ReceivedGeneration> {
  * the end) removes every generation this stream made and rejects with a
  * StreamError naming it.
  */
-export async function receiveStream(chunks: AsyncIterable<Buffer | string>, dir: string, what = 'standard input'): Promise<ReceivedGeneration[]> {
-  const r: Reading = { input: new Input(chunks[Symbol.asyncIterator]()), what, dir, received: [] };
+export async function receiveStream(
+  chunks: AsyncIterable<Buffer | string>,
+  dir: string,
+  opts: { what?: string; onGeneration?: (g: ReceivedGeneration) => Promise<void> } = {},
+): Promise<ReceivedGeneration[]> {
+  const what = opts.what ?? 'standard input';
+  const r: Reading = { input: new Input(chunks[Symbol.asyncIterator]()), what, dir, received: [], onGeneration: opts.onGeneration };
   try {
     const head = await r.input.take(STREAM_MAGIC.length + 4);
     if (!head) throw new StreamError(`${what} holds no ckrun stream (it ends after ${r.input.consumed} bytes); give it the output of ckrun checkpoint --stream`);
@@ -409,7 +416,9 @@ export async function receiveStream(chunks: AsyncIterable<Buffer | string>, dir:
       const tag = (await need(r, 1, `after ${r.received.length} complete generations, before the end record`))[0];
       if (tag === GEN) {
         if (r.received.length >= MAX_GENERATIONS) throw damaged(r, `more than ${MAX_GENERATIONS} generations`);
-        r.received.push(await receiveGeneration(r));
+        const g = await receiveGeneration(r);
+        r.received.push(g);
+        await r.onGeneration?.(g);
       } else if (tag === STREAM_END) {
         const count = (await need(r, 4, 'in the end record')).readUInt32LE();
         if (count !== r.received.length) throw damaged(r, `the end record counts ${count} generations, the stream carried ${r.received.length}`);
@@ -422,6 +431,23 @@ export async function receiveStream(chunks: AsyncIterable<Buffer | string>, dir:
   } catch (e) {
     await removeReceived(r.received);
     throw e;
+  }
+}
+
+/**
+ * Flushes every file of the received generations to disk. A received
+ * generation is not flushed before the restart (the program would wait for
+ * the disk); a crash before this leaves files whose checksums a later
+ * restart checks (and refuses).
+ */
+export async function syncReceived(gens: ReceivedGeneration[]): Promise<void> {
+  for (const g of gens) {
+    const names = await generationFiles(g.path);
+    for (const name of names) {
+      const fh = await open(join(g.path, name), constants.O_RDONLY | constants.O_NOFOLLOW);
+      await fh.sync().finally(() => fh.close());
+    }
+    await fsyncDir(g.path);
   }
 }
 
