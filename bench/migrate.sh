@@ -6,7 +6,8 @@
 # ckrun migrate's rounds and how long the program stood still, and the gap
 # the program itself saw between two consecutive steps across the move.
 #   bench/migrate.sh [MIB] [RUNS]     (default 1024 MiB, 3 runs; as root)
-# BENCH_DIR=/dev/shm puts both checkpoint directories on tmpfs (default /tmp).
+# BENCH_DIR=/dev/shm puts both checkpoint directories on tmpfs (default /tmp);
+# TARGET_ENV=CKRUN_TRACE=1 BENCH_LOG=FILE keeps the target's phases (trace marks) in FILE.
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 mib=${1:-1024}
@@ -15,21 +16,23 @@ work=$(mktemp -d "${BENCH_DIR:-/tmp}/ckrun-migrate-bench-XXXXXX")
 trap 'rm -rf "$work"' EXIT
 for i in $(seq "$runs"); do
 	rm -rf "$work/src" "$work/dst"
+	# stdout a pipe, not a file: a restart would restore a file at its checkpoint offset
 	node "$here/bin/ckrun.js" --dir "$work/src" -- "$here/examples/bin/dirty" --mib "$mib" --steps 100000 --permille 10 --pace 100 --hash-every 0 \
-		> "$work/out.src" 2> "$work/err.src" &
-	src=$!
+		2> "$work/err.src.$i" | cat > "$work/out.src.$i" &
 	# filled and stepping
-	until grep -q '^step 20$' "$work/out.src" 2>/dev/null; do sleep 0.2; done
-	node "$here/bin/ckrun.js" migrate --dir "$work/src" --to "exec node '$here/bin/ckrun.js' restart - --dir '$work/dst'" \
-		> "$work/out.dst" 2> "$work/err.dst" &
+	until grep -q '^step 20$' "$work/out.src.$i" 2>/dev/null; do sleep 0.2; done
+	node "$here/bin/ckrun.js" migrate --dir "$work/src" --to "exec env ${TARGET_ENV:-} node '$here/bin/ckrun.js' restart - --dir '$work/dst'" \
+		> "$work/out.dst.$i" 2> "$work/err.dst.$i" &
 	mig=$!
-	until grep -q 'stood still' "$work/err.dst" 2>/dev/null; do sleep 0.2; done
+	until grep -q 'stood still\|the program runs on here' "$work/err.dst.$i" 2>/dev/null; do sleep 0.2; done
 	sleep 1
-	wait "$src" || true
+	cp "$work/err.dst.$i" "${BENCH_LOG:-/dev/null}" 2>/dev/null || true
 	echo "run $i:"
-	grep -v '^ckrun restart: running' "$work/err.dst" | sed 's/^/  /'
-	pkill -9 -P "$mig" 2>/dev/null || true
+	grep -v '^ckrun restart: running' "$work/err.dst.$i" | grep -v '^ckrun\['  | sed 's/^/  /'
+	echo "  steps: last on the source $(tail -1 "$work/out.src.$i"), first on the target $(head -1 "$work/out.dst.$i")"
+	# the target's ckrun (the restored program ends with it), then migrate itself
+	for t in $(pgrep -P "$mig"); do kill -9 "$t"; done
 	kill -9 "$mig" 2>/dev/null || true
-	# the restored program (in the target's PID namespace) ends with the target's ckrun
+	wait || true
 	sleep 1
 done

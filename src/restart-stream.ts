@@ -2,7 +2,7 @@
 // from standard input into new generations of the checkpoint directory,
 // verified like any generation, then restarted (src/stream.ts, src/restart.ts).
 import { openSync, closeSync } from 'node:fs';
-import { displayPath, writeErr } from './output.js';
+import { displayPath, trace, writeErr } from './output.js';
 import { canonicalDir, DEFAULT_DIR, querySession } from './protocol.js';
 import { restart, RestartError } from './restart.js';
 import type { RestartedSession, RestartOptions } from './restart-host.js';
@@ -30,6 +30,7 @@ export async function restartFromStream(opts: RestartOptions, input: AsyncIterab
   // on the source, for a migration's early rounds); the restart reads none twice
   const cache = new VerifyCache();
   const onGeneration = async (g: ReceivedGeneration): Promise<void> => {
+    trace(`generation ${g.number} of the stream received`);
     try {
       await verifyGeneration(g.path, { verifyData: opts.verifyData ?? true, cache });
     } catch (e) {
@@ -39,6 +40,7 @@ export async function restartFromStream(opts: RestartOptions, input: AsyncIterab
   };
   try {
     received = await receiveStream(input, dir, { onGeneration });
+    trace('stream complete, every generation verified');
   } catch (e) {
     if (e instanceof StreamError) throw new RestartError(`${e.message}; nothing was restarted and nothing of it kept`);
     throw e;
