@@ -3,8 +3,9 @@
 # pages per 100 ms (examples/dirty) is moved with ckrun migrate to a
 # `ckrun restart -` on this machine (which restores it in a PID namespace of
 # its own: the source still holds its PIDs until it is ended). Prints
-# ckrun migrate's rounds and how long the program stood still, and the gap
-# the program itself saw between two consecutive steps across the move.
+# ckrun migrate's rounds and (an upper bound of) how long the program stood
+# still, and the last step it printed on the source and the first on the
+# target (they must be consecutive).
 #   bench/migrate.sh [MIB] [RUNS]     (default 1024 MiB, 3 runs; as root)
 # BENCH_DIR=/dev/shm puts both checkpoint directories on tmpfs (default /tmp);
 # TARGET_ENV=CKRUN_TRACE=1 BENCH_LOG=FILE keeps the target's phases (trace marks) in FILE.
