@@ -1,6 +1,5 @@
 // Reading and verifying a process image (docs/image-format.md).
 import { Decoder } from 'cbor-x/decode';
-import { closeSync, openSync, readSync } from 'node:fs';
 import { open, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -699,73 +698,21 @@ function checkMetadata(img: Image): void {
 export function verifyImageData(img: Image, file: string = img.path): void {
   if (img.compressed && file === img.path)
     throw new ImageError(img.path, 'unreadable', 'is compressed: its data can only be verified once decompressed (readImage does both)');
-  const chunks = dataChunks(img).filter((c) => c.ref === undefined);
-  for (const c of chunks)
+  for (const c of dataChunks(img)) {
+    if (c.ref !== undefined) continue;
     if (!inDataArea(img.header, c.offset, c.length))
       throw new ImageError(img.path, 'corrupt', `is corrupted: ${c.what} lie outside the data area`);
-  const window = new ChunkWindow(img, file);
-  try {
-    // in file order, through one read window: an incremental image holds a
-    // chunk per page written, and mapping each on its own cost a second per 100 MiB
-    for (const c of [...chunks].sort((a, b) => a.offset - b.offset))
-      if (window.crc(c) !== c.crc) throw new ImageError(img.path, 'corrupt', `is corrupted: ${c.what} do not match their checksum`);
-  } finally {
-    window.close();
-  }
-  img.dataVerified = true;
-}
-
-/** CRCs of an image's chunks, read through an 8 MiB window of the file (larger chunks mapped on their own). */
-class ChunkWindow {
-  private static readonly SIZE = 8 << 20;
-  private fd: number | undefined;
-  private start = 0;
-  private bytes = Buffer.alloc(0);
-
-  constructor(
-    private readonly img: Image,
-    private readonly file: string,
-  ) {}
-
-  crc(c: DataChunk): number {
-    if (c.length > ChunkWindow.SIZE) return this.mapped(c);
-    if (c.offset < this.start || c.offset + c.length > this.start + this.bytes.length) this.fill(c);
-    return crc32c(this.bytes.subarray(c.offset - this.start, c.offset - this.start + c.length));
-  }
-
-  private fill(c: DataChunk): void {
+    let got: number;
     try {
-      this.fd ??= openSync(this.file, 'r');
-      const buf = this.bytes.length === ChunkWindow.SIZE ? this.bytes : Buffer.allocUnsafe(ChunkWindow.SIZE);
-      let n = 0;
-      for (;;) {
-        const got = readSync(this.fd, buf, n, buf.length - n, c.offset + n);
-        if (got === 0) break;
-        n += got;
-        if (n === buf.length) break;
-      }
-      this.start = c.offset;
-      this.bytes = n === buf.length ? buf : buf.subarray(0, n);
-    } catch (e) {
-      throw new ImageError(this.img.path, 'unreadable', `cannot be read: ${(e as Error).message}`);
-    }
-    if (c.offset + c.length > this.start + this.bytes.length) throw new ImageError(this.img.path, 'truncated', `is truncated: ${c.what} are missing`);
-  }
-
-  private mapped(c: DataChunk): number {
-    try {
-      return crc32cFile(this.file, c.offset, c.length);
+      got = crc32cFile(file, c.offset, c.length);
     } catch (e) {
       if (isNativeError(e) && e.code === 'ERR_CKRUN_SHORT_FILE')
-        throw new ImageError(this.img.path, 'truncated', `is truncated: ${c.what} are missing`);
-      throw new ImageError(this.img.path, 'unreadable', `cannot be read: ${(e as Error).message}`);
+        throw new ImageError(img.path, 'truncated', `is truncated: ${c.what} are missing`);
+      throw new ImageError(img.path, 'unreadable', `cannot be read: ${(e as Error).message}`);
     }
+    if (got !== c.crc) throw new ImageError(img.path, 'corrupt', `is corrupted: ${c.what} do not match their checksum`);
   }
-
-  close(): void {
-    if (this.fd !== undefined) closeSync(this.fd);
-    this.fd = undefined;
-  }
+  img.dataVerified = true;
 }
 
 // ---------------------------------------------------------------------------
