@@ -1,7 +1,10 @@
 // `ckrun restart -`: a generation (or the generations of a migration) read
 // from standard input into new generations of the checkpoint directory,
 // verified like any generation, then restarted (src/stream.ts, src/restart.ts).
-import { openSync, closeSync } from 'node:fs';
+import { closeSync, fstatSync, openSync } from 'node:fs';
+import { lchown, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describeUser } from './dirtrust.js';
 import { displayPath, trace, writeErr } from './output.js';
 import { canonicalDir, DEFAULT_DIR, querySession } from './protocol.js';
 import { restart, RestartError } from './restart.js';
@@ -12,6 +15,30 @@ import { receiveStream, removeReceived, RUNNING_LINE, StreamError, syncReceived,
 import { isIntegrityError, verifyGeneration } from './verify.js';
 
 /**
+ * A stream is restarted as what it holds, so, like a checkpoint directory,
+ * one that another user made is refused unless trusted: a file or a pipe
+ * on standard input must be the restarter's (a pipe belongs to whoever
+ * made it: the shell of `a | ckrun restart -`, the user's sshd session).
+ */
+function checkInputOwner(fd: number, trust: boolean): number {
+  const st = fstatSync(fd);
+  const me = process.geteuid?.() ?? 0;
+  if (!(st.isFile() || st.isFIFO())) return me;
+  if (trust || st.uid === me) return st.uid;
+  throw new RestartError(
+    `standard input is a ${st.isFile() ? 'file' : 'pipe'} owned by ${describeUser(st.uid)}, not by you: a stream runs the program it holds, ` +
+      `so ckrun restart - refuses another user's (--trust-owner restarts it, as the credentials its images record)`,
+  );
+}
+
+async function giveTo(gens: ReceivedGeneration[], uid: number): Promise<void> {
+  for (const g of gens) {
+    for (const e of await readdir(g.path, { recursive: true })) await lchown(join(g.path, e), uid, -1);
+    await lchown(g.path, uid, -1);
+  }
+}
+
+/**
  * Receives the stream on `input` into `opts.dir` (default ./ckpt: vetted
  * like any checkpoint directory, created mode 0700 when missing), then
  * restarts its last generation. The program's standard input is
@@ -19,7 +46,8 @@ import { isIntegrityError, verifyGeneration } from './verify.js';
  * generation that does not verify, is refused before any process exists,
  * and what the stream wrote is removed.
  */
-export async function restartFromStream(opts: RestartOptions, input: AsyncIterable<Buffer | string>): Promise<RestartedSession> {
+export async function restartFromStream(opts: RestartOptions, input: AsyncIterable<Buffer | string>, inputFd = 0): Promise<RestartedSession> {
+  const owner = checkInputOwner(inputFd, opts.trustOwner === true);
   const dir = await checkpointDirFor(opts.dir ?? DEFAULT_DIR);
   // a session on DIR would take the generations half-written for stale ones
   const other = await querySession(canonicalDir(dir)).catch(() => undefined);
@@ -46,6 +74,10 @@ export async function restartFromStream(opts: RestartOptions, input: AsyncIterab
     throw e;
   }
   const last = received[received.length - 1]!;
+  // another user's stream (trusted): its generations are that user's, so that
+  // the restart's checks of whose images may record what apply to them as to
+  // that user's checkpoint directory
+  if (owner !== (process.geteuid?.() ?? 0)) await giveTo(received, owner);
   const devNull = openSync('/dev/null', 'r');
   let session: RestartedSession;
   try {

@@ -13,6 +13,7 @@ import { lastLine } from './lib/lines.js';
 import { CKRUN, CKRUN_SH, NODE, T_CKPT } from './lib/paths.js';
 import { Proc, runNative } from './lib/proc.js';
 import { Scope } from './lib/scope.js';
+import { NOBODY } from './lib/users.js';
 import { assertResumed } from './lib/spine.js';
 
 /** `ckrun checkpoint --stream --dir DIR > FILE`; returns the stream's size. */
@@ -26,20 +27,20 @@ async function streamTo(dir: string, file: string): Promise<number> {
 }
 
 /** `ckrun restart - --dir DIR --stdio=inherit < FILE`, through bin/ckrun (its fast start hands `-` to node). */
-function restartFrom(scope: Scope, file: string, dir: string, label: string): Proc {
-  return scope.track(new Proc('sh', ['-c', 'exec "$0" restart - --dir "$1" --stdio=inherit < "$2"', CKRUN_SH, dir, file], { label }));
+function restartFrom(scope: Scope, file: string, dir: string, label: string, extra: string[] = []): Proc {
+  return scope.track(new Proc('sh', ['-c', 'd=$1; f=$2; shift 2; exec "$0" restart - --dir "$d" --stdio=inherit "$@" < "$f"', CKRUN_SH, dir, file, ...extra], { label }));
 }
 
 /** A refused stream: status 1, the reason on stderr, no generation kept, nothing of the session running. */
-async function assertRefused(scope: Scope, file: string, dir: string, reason: RegExp): Promise<void> {
-  const r = restartFrom(scope, file, dir, 'restart of a bad stream');
+async function assertRefused(scope: Scope, file: string, dir: string, reason: RegExp, extra: string[] = []): Promise<string> {
+  const r = restartFrom(scope, file, dir, 'restart of a refused stream', extra);
   const exit = await r.waitExit();
   assert.is(exit.code, 1, r.describe());
   assert.match(r.stderr, reason, r.describe());
-  assert.match(r.stderr, /nothing was restarted/, r.describe());
   assert.equal(generations(dir), [], `a refused stream left generations in ${dir}: ${fs.readdirSync(dir).join(' ')}`);
   assert.equal(fs.readdirSync(dir), [], `a refused stream left ${fs.readdirSync(dir).join(' ')} in ${dir}`);
   assert.equal(scope.strays(), [], 'a process of the refused restart runs');
+  return r.stderr;
 }
 
 test('checkpoint --stream, kill -9, restart - in another directory; again from the restarted program; bad streams refused', async () => {
@@ -59,17 +60,23 @@ test('checkpoint --stream, kill -9, restart - in another directory; again from t
     // cut short, and one bit flipped inside an image: refused, nothing left
     const whole = fs.readFileSync(file1);
     fs.writeFileSync(path.join(scope.root, 'cut.stream'), whole.subarray(0, Math.floor(size / 2)));
-    await assertRefused(scope, path.join(scope.root, 'cut.stream'), d2, /is truncated: it ends inside \d+\.ckpt of generation 1/);
+    await assertRefused(scope, path.join(scope.root, 'cut.stream'), d2, /is truncated: it ends inside \d+\.ckpt of generation 1 .*nothing was restarted/);
     const flipped = Buffer.from(whole);
     flipped[Math.floor(size / 3)]! ^= 0x10;
     fs.writeFileSync(path.join(scope.root, 'flipped.stream'), flipped);
-    await assertRefused(scope, path.join(scope.root, 'flipped.stream'), d2, /is damaged: \d+\.ckpt of generation 1 does not match its checksum/);
+    await assertRefused(scope, path.join(scope.root, 'flipped.stream'), d2, /is damaged: \d+\.ckpt of generation 1 does not match its checksum.*nothing was restarted/);
+    // another user's stream is refused; trusted, it may not give root's credentials (the program ran as root)
+    const foreign = path.join(scope.root, 'nobody.stream');
+    fs.copyFileSync(file1, foreign);
+    fs.chownSync(foreign, NOBODY, -1);
+    await assertRefused(scope, foreign, d2, /standard input is a file owned by nobody \(uid 65534\), not by you/);
+    await assertRefused(scope, foreign, d2, /is owned by nobody \(uid 65534\) but holds a process that ran as root .* ckrun refuses it even with --trust-owner/, ['--trust-owner']);
 
     const ref = await refRun;
     assert.is(ref.code, 0, 'the uninterrupted run failed');
     const r1 = restartFrom(scope, file1, d2, 'restart - (1)');
     await r1.waitForStep(100);
-    assert.match(r1.stderr, /ckrun restart: running \(generation 1 of the stream, now .*moved\/1\)/, r1.describe());
+    assert.match(r1.stderr, /ckrun restart: running \(generation 1 of the stream, now .*\/moved\/1\)/, r1.describe());
     const k1 = assertResumed({ beforeLines: s1.lines, requestedAt: req1, after: r1, ref: ref.lines, complete: false, what: 'first restart -' });
     const req2 = r1.lines.length;
     const file2 = path.join(scope.root, 'two.stream');
