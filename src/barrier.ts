@@ -134,8 +134,8 @@ export interface BarrierResult<P extends Participant> {
   sharedFiles: FdRef[][];
   /** [dev, ino, pid]: the image of pid stores the shared memory object. */
   shmOwners: [number, number, number][];
-  /** With `hold`: lets every process run on (they stay stopped until then). */
-  release?: () => void;
+  /** With `hold`: lets every process run on (they stay stopped until then); `false`: only stops holding them (they were killed). */
+  release?: (resume?: boolean) => void;
 }
 
 /** How often a held checkpoint says `hold` again (the shim waits a minute for a line). */
@@ -579,11 +579,11 @@ class Barrier<P extends Participant> {
     this.resumed = true;
     const repeat = setInterval(sayHold, HOLD_REPEAT_MS);
     let released = false;
-    const release = (): void => {
+    const release = (resume = true): void => {
       if (released) return;
       released = true;
       clearInterval(repeat);
-      for (const x of parts) if (!x.proc.gone) this.host.send(x.proc, 'resume');
+      if (resume) for (const x of parts) if (!x.proc.gone) this.host.send(x.proc, 'resume');
     };
     return { processes, sharedFiles: plan.sharedFiles, shmOwners: plan.owners, release };
   }

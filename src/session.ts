@@ -447,7 +447,7 @@ export class Coordinator implements Session {
           ...r,
           release: (how: 'resume' | 'kill') => {
             if (how === 'kill') this.endMoved();
-            release();
+            release(how === 'resume');
             done();
           },
         },
@@ -546,14 +546,14 @@ export class Coordinator implements Session {
     }
   }
 
-  private async checkpointOnce(hold = false): Promise<CheckpointResult & { release?: () => void }> {
+  private async checkpointOnce(hold = false): Promise<CheckpointResult & { release?: (resume?: boolean) => void }> {
     const t0 = Date.now();
     await this.waitReady();
     this.vetDirAgain();
     await this.removeStalePartials();
     const gen = await this.generations.begin(this.programPid);
     this.chains.startCheckpoint();
-    let release: (() => void) | undefined;
+    let release: ((resume?: boolean) => void) | undefined;
     try {
       const answerMs = this.opts.checkpointTimeoutMs ?? CHECKPOINT_TIMEOUT_MS;
       let files: CaptureResult | undefined;
