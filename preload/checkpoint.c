@@ -215,6 +215,39 @@ static int await_step(const char *word, char *args, size_t cap)
 	return 0;
 }
 
+/* Waits for "resume" (or "abort") after "saved". A "hold" before it (ckrun
+ * migrate's last round) lets the writer finish and answer while every
+ * thread stays stopped: the image is complete and the program has not run
+ * on. ckrun repeats "hold" while it holds (each line restarts the minute
+ * of silence after which the program runs on by itself). */
+static void reply_result(struct ck_scratch *s, int ok, uint64_t pause, uint64_t total);
+
+static int await_resume(struct ck_scratch *s, int ok, int *pause_fd, int *answered, uint64_t t0)
+{
+	char line[sizeof request_buf];
+	long n;
+	while ((n = next_line(line, sizeof line, 60000)) >= 0) {
+		if (ck_strneq(line, "resume", 6) && (line[6] == 0 || line[6] == ' '))
+			return 1;
+		if (ck_strneq(line, "abort", 5))
+			return 0;
+		if (ck_strneq(line, "hold", 4) && (line[4] == 0 || line[4] == ' ')) {
+			uint64_t pause = now_ns() - t0;
+			if (*pause_fd >= 0) {
+				ck_sendto(*pause_fd, &pause, sizeof pause, MSG_NOSIGNAL);
+				ck_close(*pause_fd);
+				*pause_fd = -1;
+			} else if (!*answered) {
+				reply_result(s, ok, pause, pause);
+			}
+			*answered = 1;
+			continue;
+		}
+		ck_jobstop_line(line);
+	}
+	return 0;
+}
+
 static void reply_pid(const char *word)
 {
 	char buf[64];
@@ -1020,24 +1053,25 @@ static void lead_checkpoint(ucontext_t *uc, int mode)
 	if (ok && !forked)
 		ok = write_image_memory(s, request_path, now_ns() - t0);
 	forget_own_sigxfsz();
-	int go = 1;
+	int go = 1, answered = 0;
 	if (mode == REQ_BARRIER) {
 		if (ok)
 			reply_saved(forked ? writer : 0);
 		else
 			reply_result(s, 0, 0, 0);
-		go = ok && await_step("resume", 0, 0);
+		go = ok && await_resume(s, ok, &pause_fd, &answered, t0);
 	}
 	uint64_t pause = now_ns() - t0;
 	release_threads();
 	if (forked) {
 		/* the writer answers ckrun; without a pause to read it gives up */
-		if (go)
+		if (go && pause_fd >= 0)
 			ck_sendto(pause_fd, &pause, sizeof pause, MSG_NOSIGNAL);
-		ck_close(pause_fd);
+		if (pause_fd >= 0)
+			ck_close(pause_fd);
 		if (s->w.fd >= 0)
 			ck_close(s->w.fd);
-	} else if (go) {
+	} else if (go && !answered) {
 		reply_result(s, ok, pause, now_ns() - t0);
 	}
 	ck_munmap((void *)s->start, CK_SCRATCH_SIZE);

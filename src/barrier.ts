@@ -105,6 +105,14 @@ export interface BarrierOptions {
    * throw fails the checkpoint; the program runs on.
    */
   whileStopped?: (members: Member[]) => void;
+  /**
+   * Keep every process stopped once its image is complete (`hold` instead
+   * of `resume`: the writers answer, the threads stay parked): the last
+   * round of `ckrun migrate`. The result's `release` then lets them run
+   * on; until it is called ckrun repeats `hold` (the shim runs on by
+   * itself after a minute of silence).
+   */
+  hold?: boolean;
 }
 
 export interface SavedProcess<P extends Participant> {
@@ -126,7 +134,12 @@ export interface BarrierResult<P extends Participant> {
   sharedFiles: FdRef[][];
   /** [dev, ino, pid]: the image of pid stores the shared memory object. */
   shmOwners: [number, number, number][];
+  /** With `hold`: lets every process run on (they stay stopped until then); `false`: only stops holding them (they were killed). */
+  release?: (resume?: boolean) => void;
 }
+
+/** How often a held checkpoint says `hold` again (the shim waits a minute for a line). */
+const HOLD_REPEAT_MS = 15_000;
 
 export const STEP_TIMEOUT_MS = 30_000;
 export const ANSWER_TIMEOUT_MS = 60_000;
@@ -245,6 +258,11 @@ class Barrier<P extends Participant> {
       await this.save(plan.skip);
       this.watchWriters();
       this.opts.whileStopped?.(plan.members);
+      if (this.opts.hold) {
+        if (this.holds.size > 0)
+          throw new BarrierError('a process of the session is stopped (SIGSTOP, SIGTSTP...): ckrun cannot hold it for a migration; continue it and try again');
+        return await this.holdStopped(plan);
+      }
       this.resumed = true;
       // every process saved answers, or the checkpoint fails: the plan holds
       return { processes: await this.resume(), sharedFiles: plan.sharedFiles, shmOwners: plan.owners };
@@ -550,7 +568,27 @@ class Barrier<P extends Participant> {
     }
   }
 
-  private async resume(): Promise<SavedProcess<P>[]> {
+  /** Every image complete while every process stays stopped; `release` lets them run on. */
+  private async holdStopped(plan: { sharedFiles: FdRef[][]; owners: [number, number, number][] }): Promise<BarrierResult<P>> {
+    const parts = this.live();
+    const sayHold = (): void => {
+      for (const x of parts) if (!x.proc.gone) this.host.send(x.proc, 'hold');
+    };
+    const processes = await this.resume('hold');
+    // from here on only `release` lets them go: an error of the caller must call it
+    this.resumed = true;
+    const repeat = setInterval(sayHold, HOLD_REPEAT_MS);
+    let released = false;
+    const release = (resume = true): void => {
+      if (released) return;
+      released = true;
+      clearInterval(repeat);
+      if (resume) for (const x of parts) if (!x.proc.gone) this.host.send(x.proc, 'resume');
+    };
+    return { processes, sharedFiles: plan.sharedFiles, shmOwners: plan.owners, release };
+  }
+
+  private async resume(word: 'resume' | 'hold' = 'resume'): Promise<SavedProcess<P>[]> {
     const parts = this.live();
     // each answer is awaited before its process is told to resume (a held
     // process's writer may be done before the others are told)
@@ -566,7 +604,7 @@ class Barrier<P extends Participant> {
     const held = parts.filter((x) => x.outer !== undefined && this.holds.has(x.outer));
     for (const x of held) this.host.send(x.proc, 'resume');
     await Promise.all(held.map(async (x) => (await this.holds.get(x.outer!))?.release()));
-    for (const x of parts) if (!held.includes(x)) this.host.send(x.proc, 'resume');
+    for (const x of parts) if (!held.includes(x)) this.host.send(x.proc, word);
     const results = await Promise.allSettled(
       parts.map(async (x): Promise<SavedProcess<P>> => {
         let line: string;

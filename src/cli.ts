@@ -9,7 +9,9 @@ const VERSION = '0.1.0';
 
 const MAIN_HELP = `Usage: ckrun [OPTIONS] [--] PROGRAM [ARGS...]
        ckrun checkpoint [--dir DIR]
-       ckrun restart [--dir DIR | IMAGE] [OPTIONS]
+       ckrun checkpoint --stream [--dir DIR] > STREAM
+       ckrun restart [--dir DIR | IMAGE | -] [OPTIONS]
+       ckrun migrate [--dir DIR] --to COMMAND
        ckrun inspect IMAGE [--json] [--no-verify-data]
        ckrun verify [DIR | GENERATION] [--json] [--no-verify-data]
        ckrun status [--dir DIR] [--json]
@@ -106,7 +108,8 @@ with ckrun --resume or ckrun restart); 127/126 when PROGRAM cannot be run;
 
 Commands:
   checkpoint   ask the session writing to DIR for a checkpoint now
-  restart      continue a program from a checkpoint
+  restart      continue a program from a checkpoint (- : from a stream)
+  migrate      move a running program to where COMMAND runs ckrun restart -
   inspect      show what an image holds
   verify       check every generation of DIR and say which can be restored
   status       show the session writing to DIR
@@ -123,7 +126,7 @@ Environment (for development and tests):
   CKRUN_RESTORE_HOST  the restore host to run on restart
 `;
 
-const CHECKPOINT_HELP = `Usage: ckrun checkpoint [--dir DIR] [--portable]
+const CHECKPOINT_HELP = `Usage: ckrun checkpoint [--dir DIR] [--portable] [--stream]
 
 Asks the ckrun session writing to DIR for a checkpoint, waits until every
 image is complete and on disk, and prints the new generation directory.
@@ -145,13 +148,18 @@ Options:
   --dir DIR     the session's checkpoint directory (default ./ckpt)
   --portable    this generation also keeps a copy of every file the
                 program maps privately, as ckrun --portable does for all
+  --stream      also write the new generation, whole (every image, every
+                older image an incremental one refers to, the manifest),
+                to standard output as one stream for ckrun restart -, e.g.
+                ckrun checkpoint --stream | ssh host ckrun restart -
+                The program runs on here (ckrun migrate moves it).
   -h, --help    show this help
 `;
 
 /** Exit statuses of `ckrun checkpoint` (CHECKPOINT_HELP and README.md list them). */
 const CHECKPOINT_EXIT = { failed: 1, usage: 2, noSession: 3, sessionEnded: 4, notYours: 5, internal: 70 } as const;
 
-const RESTART_HELP = `Usage: ckrun restart [--dir DIR | IMAGE] [OPTIONS]
+const RESTART_HELP = `Usage: ckrun restart [--dir DIR | IMAGE | -] [OPTIONS]
 
 Continues a program from a checkpoint: the newest complete generation in DIR
 (default ./ckpt), or IMAGE, which may be a generation directory (DIR/N), a
@@ -171,6 +179,14 @@ ckrun's (those that were regular files are the same files again, at their
 checkpoint offsets, unless --stdio=inherit), the files it writes are put
 back as they were at the checkpoint (see --files), ckrun exits with its
 status, and it can be checkpointed again.
+
+With - the generation is read from standard input (what ckrun checkpoint
+--stream or ckrun migrate writes) into the next generation of --dir
+(default ./ckpt; vetted like ckrun --dir, created mode 0700), verified,
+and restarted; the program's standard input is then /dev/null. A stream
+cut short or damaged is refused before any process exists and nothing of
+it is kept. Once the program runs, ckrun says on stderr
+"ckrun restart: running (...)".
 
 Options:
   --dir DIR               where further checkpoints go; without IMAGE also
@@ -264,6 +280,31 @@ Options:
   --json             print the report as JSON
   --no-verify-data   check only headers, metadata and manifests (faster)
   -h, --help         show this help
+`;
+
+const MIGRATE_HELP = `Usage: ckrun migrate [--dir DIR] --to COMMAND [--rounds N]
+
+Moves the program of the session writing to DIR (default ./ckpt) to where
+COMMAND (run by /bin/sh, its standard input the stream) runs
+ckrun restart -, e.g. --to 'ssh host ckrun restart - --dir /srv/ck'.
+Iterative pre-copy: checkpoints are taken while the program runs and
+streamed as they complete, each after the first carrying only the pages
+written since (incremental), until one is small (8 MiB) or no longer
+shrinks (or after N rounds, default 6); then one last checkpoint keeps the
+program stopped while its few pages are streamed and the target restarts
+it. Only when the target says the program runs there is it ended here; if
+the target fails first, the program runs on here, unharmed.
+
+ckrun migrate then passes on the target command's output and exits with
+its status (the program's, where it runs now). Exit status 1 when the
+migration failed (the program runs on here), 3 when no session writes to
+DIR.
+
+Options:
+  --dir DIR       the session's checkpoint directory (default ./ckpt)
+  --to COMMAND    where the program goes: a command that runs ckrun restart -
+  --rounds N      pre-copy rounds at most before the stop (default 6)
+  -h, --help      show this help
 `;
 
 const STATUS_HELP = `Usage: ckrun status [--dir DIR] [--json]
@@ -636,16 +677,30 @@ async function runLaunch(args: string[]): Promise<number> {
 }
 
 async function runCheckpoint(args: string[]): Promise<number> {
-  const p = parse('checkpoint', [...HELP, { name: 'dir', value: true }, { name: 'portable' }], args, false);
+  const p = parse('checkpoint', [...HELP, { name: 'dir', value: true }, { name: 'portable' }, { name: 'stream' }], args, false);
   if (flag(p, 'help')) {
     writeOut(CHECKPOINT_HELP);
     return 0;
   }
   if (p.positionals.length > 0) throw new UsageError(`unexpected argument '${p.positionals[0]}' (use --dir DIR)`, 'checkpoint');
+  const stream = flag(p, 'stream');
+  if (stream && process.stdout.isTTY)
+    throw new UsageError('--stream writes a binary stream to standard output, which is a terminal: redirect it to a file or pipe it to ckrun restart -', 'checkpoint');
   const { CheckpointError, requestCheckpoint } = await import('./checkpoint-client.js');
   const { NoSessionError, RefusedError, SessionLostError, UntrustedSessionError } = await import('./protocol.js');
   try {
-    writeOut(`${await requestCheckpoint(str(p, 'dir'), { portable: flag(p, 'portable') })}\n`);
+    const gen = await requestCheckpoint(str(p, 'dir'), { portable: flag(p, 'portable') });
+    if (!stream) {
+      writeOut(`${gen}\n`);
+      return 0;
+    }
+    const { streamGeneration } = await import('./stream.js');
+    try {
+      await streamGeneration(gen, process.stdout);
+    } catch (e) {
+      writeErr(`ckrun checkpoint: the checkpoint ${displayPath(gen)} is on disk, but writing it to standard output failed: ${oneLineMessage(e)}; the program runs on\n`);
+      return CHECKPOINT_EXIT.failed;
+    }
     return 0;
   } catch (e) {
     // one line each, never a stack trace: scripts read the status, people the line
@@ -711,12 +766,16 @@ async function runRestart(args: string[]): Promise<number> {
     return 0;
   }
   if (p.positionals.length > 1) throw new UsageError(`more than one IMAGE given ('${p.positionals[1]}')`, 'restart');
+  const fromStream = p.positionals[0] === '-';
+  if (fromStream && process.stdin.isTTY)
+    throw new UsageError("'-' reads a stream from standard input, which is a terminal: pipe ckrun checkpoint --stream into it", 'restart');
   const { restart } = await import('./restart.js');
   const trigger = triggerSignal(p, 'restart');
   const stopOn = checkpointOnSignals(p, 'restart', trigger);
   const guard = await stopGuard(stopOn);
-  const session = await restart({
-    image: p.positionals[0],
+  const { restartFromStream } = fromStream ? await import('./restart-stream.js') : { restartFromStream: undefined };
+  const options = {
+    image: fromStream ? undefined : p.positionals[0],
     dir: str(p, 'dir'),
     interval: seconds(p, 'restart'),
     triggerSignal: trigger,
@@ -733,7 +792,8 @@ async function runRestart(args: string[]): Promise<number> {
     verifyData: !flag(p, 'no-verify-data'),
     trustOwner: flag(p, 'trust-owner'),
     adopt: adoption(str(p, 'adopt')),
-  });
+  };
+  const session = restartFromStream ? await restartFromStream(options, process.stdin) : await restart(options);
   guard.attach(session);
   const st = await session.exited;
   if (!st.joined) return restoreFailed('ckrun restart', session.image.path, st);
@@ -802,8 +862,47 @@ async function runStatus(args: string[]): Promise<number> {
   return 0;
 }
 
+async function runMigrate(args: string[]): Promise<number> {
+  const p = parse('migrate', [...HELP, { name: 'dir', value: true }, { name: 'to', value: true }, { name: 'rounds', value: true }], args, false);
+  if (flag(p, 'help')) {
+    writeOut(MIGRATE_HELP);
+    return 0;
+  }
+  if (p.positionals.length > 0) throw new UsageError(`unexpected argument '${p.positionals[0]}' (quote COMMAND: --to 'ssh host ckrun restart -')`, 'migrate');
+  const to = str(p, 'to');
+  if (!to) throw new UsageError('--to COMMAND is needed: where the program goes', 'migrate');
+  const { migrate, MigrateError } = await import('./migrate.js');
+  const { NoSessionError } = await import('./protocol.js');
+  const mib = (n: number): string => `${(n / (1 << 20)).toFixed(1)} MiB`;
+  try {
+    const r = await migrate({
+      dir: str(p, 'dir'),
+      to,
+      maxRounds: count(p, 'rounds', 'migrate'),
+      onRound: (x) => writeErr(`ckrun migrate: round ${x.round}: ${mib(x.bytes)} sent${x.linked ? ` (${x.linked} files already there)` : ''} in ${x.ms} ms\n`),
+    });
+    const total = [...r.rounds, r.final].reduce((a, x) => a + x.bytes, 0);
+    writeErr(
+      `ckrun migrate: the program runs on the target and was ended here: ${r.rounds.length} round${r.rounds.length === 1 ? '' : 's'} while it ran, ` +
+        `then ${mib(r.final.bytes)} while it stood still; ${mib(total)} in all; it stood still at most ${r.stoodStillMs} ms\n`,
+    );
+    return await r.targetExit;
+  } catch (e) {
+    if (e instanceof MigrateError) {
+      writeErr(`ckrun migrate: ${e.message}\n`);
+      return 1;
+    }
+    if (e instanceof NoSessionError) {
+      writeErr(`ckrun migrate: ${e.message}\n`);
+      return 3;
+    }
+    throw e;
+  }
+}
+
 const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   checkpoint: runCheckpoint,
+  migrate: runMigrate,
   restart: runRestart,
   inspect: runInspect,
   verify: runVerify,

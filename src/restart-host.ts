@@ -4,7 +4,7 @@
 // the images need are free.
 import { readFile } from 'node:fs/promises';
 import type { Generation } from './generations.js';
-import type { Image } from './image.js';
+import type { Image, VerifyCache } from './image.js';
 import type { Session, SessionOptions } from './session.js';
 
 export interface RestartOptions extends SessionOptions {
@@ -16,6 +16,8 @@ export interface RestartOptions extends SessionOptions {
   image?: string;
   /** Check every data chunk's CRC before restoring (default true). */
   verifyData?: boolean;
+  /** Images verified already, by inode (`ckrun restart -` verifies each generation as it arrives). */
+  verifyCache?: VerifyCache;
   /** The restore host (default build/Release/ckrun-restore, or CKRUN_RESTORE_HOST). */
   restoreHost?: string;
   /** How long to wait for the image's PID to be freed by a dying process (default 3000 ms). */

@@ -25,6 +25,7 @@ import {
   verifyProcess,
   type Skipped,
 } from './verify.js';
+import type { VerifyCache } from './image.js';
 
 /** The restart could not happen; the message names the image, the reason and the way out. */
 export class RestartError extends SessionError {
@@ -172,7 +173,7 @@ async function decompressForRestore(path: string, pid: number | undefined): Prom
 }
 
 /** Reads, verifies and prepares the generation in `path`. Throws ManifestError/ImageError when it cannot be used. */
-export async function prepareGeneration(path: string, verifyData: boolean, sourceDir: string | undefined): Promise<Prepared> {
+export async function prepareGeneration(path: string, verifyData: boolean, sourceDir: string | undefined, cache?: VerifyCache): Promise<Prepared> {
   const generation = await readGeneration(path);
   const family = isFamily(generation);
   const compressed = generation.manifest.compressed !== undefined;
@@ -187,12 +188,12 @@ export async function prepareGeneration(path: string, verifyData: boolean, sourc
     if (family) {
       if (compressed) staged = await stageCompressed(generation);
       const s = staged;
-      images = await verifyImages(generation, { verifyData, decompressed: s ? (p) => join(s, stagedName(p.pid)) : undefined });
+      images = await verifyImages(generation, { verifyData, cache, decompressed: s ? (p) => join(s, stagedName(p.pid)) : undefined });
     } else {
       const p = rootEntry(generation);
       if (isCompressedImage(p.image)) temporary = await decompressForRestore(join(path, p.image), p.pid);
       const t = temporary;
-      images = [await verifyProcess(generation, p, { verifyData, decompressed: () => t })];
+      images = [await verifyProcess(generation, p, { verifyData, cache, decompressed: () => t })];
     }
     return { generation, images, family, sourceDir, staged, temporary, skipped: [], release };
   } catch (e) {
@@ -257,7 +258,7 @@ async function refusal(e: Error, sourceDir: string | undefined, number: number |
  * `skipped` (the caller says so). A refusal is a RestartError naming the
  * problem and the way out.
  */
-export async function prepareTarget(target: Target, verifyData: boolean): Promise<Prepared> {
+export async function prepareTarget(target: Target, verifyData: boolean, cache?: VerifyCache): Promise<Prepared> {
   if (target.kind === 'dir') {
     let found;
     try {
@@ -274,7 +275,7 @@ export async function prepareTarget(target: Target, verifyData: boolean): Promis
   }
   const number = target.kind === 'generation' ? Number(basename(target.path)) : target.genDir ? Number(basename(target.genDir)) : undefined;
   try {
-    return target.kind === 'generation' ? await prepareGeneration(target.path, verifyData, target.sourceDir) : await prepareImage(target, verifyData);
+    return target.kind === 'generation' ? await prepareGeneration(target.path, verifyData, target.sourceDir, cache) : await prepareImage(target, verifyData);
   } catch (e) {
     if (!isIntegrityError(e)) throw e;
     throw await refusal(e, target.sourceDir, Number.isInteger(number) ? number : undefined, verifyData);

@@ -193,7 +193,7 @@ export async function restart(opts: RestartOptions = {}): Promise<RestartedSessi
   const owners = await checkOwners(targetPaths(target), trust).catch((e: unknown) => {
     throw asRestartError(e);
   });
-  const prepared = await prepareTarget(target, verifyData);
+  const prepared = await prepareTarget(target, verifyData, opts.verifyCache);
   trace(verifyData ? 'image verified (data too)' : 'image verified (header and metadata)');
   const warn = opts.warn ?? ((line: string) => writeErr(`ckrun restart: ${line}\n`));
   for (const line of fallbackLines(prepared)) warn(line);

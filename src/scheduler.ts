@@ -47,6 +47,31 @@ export class CheckpointScheduler<R> {
     return run;
   }
 
+  /**
+   * Runs `fn` (a checkpoint held until its caller lets the program go)
+   * alone: after the running and queued checkpoints, and nothing else
+   * starts until `fn`'s promise `busyUntil` settles.
+   */
+  async exclusive<T>(fn: () => Promise<{ value: T; busyUntil: Promise<unknown> }>): Promise<T> {
+    while (this.running || this.queued) await Promise.allSettled([this.running, this.queued]);
+    let settle!: () => void;
+    const run = new Promise<R>((res) => {
+      settle = () => res(undefined as R); // nobody shares this one: its value is never read
+    });
+    this.running = run;
+    run.then(() => {
+      if (this.running === run) this.running = undefined;
+    });
+    try {
+      const { value, busyUntil } = await fn();
+      busyUntil.then(settle, settle);
+      return value;
+    } catch (e) {
+      settle();
+      throw e;
+    }
+  }
+
   /** Takes a checkpoint whenever ckrun receives `trigger`, until stop(). */
   onSignal(trigger: number): void {
     this.stopSignals.push(

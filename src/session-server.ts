@@ -57,6 +57,8 @@ export interface ServerEvents {
   joinedUnchecked(word: JoinKind, pid: number): void;
   /** A client's `checkpoint` (`checkpoint portable`: --portable): answered `ok <path>`, or `error <why>`. */
   checkpoint(o: { portable?: boolean }): Promise<{ path: string }>;
+  /** A client's `checkpoint hold`: the processes stay stopped until the client says `resume` or `kill` (or goes). */
+  checkpointHeld(): Promise<{ path: string; release(how: 'resume' | 'kill'): void }>;
   /** A client's `status`. */
   status(): SessionStatus;
 }
@@ -71,6 +73,8 @@ export class SessionServer {
   /** The session's user: ckrun's effective UID. Clients must be this user or root. */
   private readonly owner = process.geteuid?.() ?? 0;
   private readonly procs = new Map<Socket, Proc>();
+  /** Clients holding a checkpoint's processes stopped (`checkpoint hold`). */
+  private readonly holders = new Map<Socket, (how: 'resume' | 'kill') => void>();
   private shut = false;
 
   constructor(
@@ -177,6 +181,10 @@ export class SessionServer {
     }
     switch (word) {
       case 'checkpoint':
+        if (rest.trim() === 'hold') {
+          this.holdFor(sock);
+          return;
+        }
         if (rest.trim() !== '' && rest.trim() !== 'portable') {
           this.send(sock, `error unknown checkpoint option '${oneLine(rest).slice(0, 80)}'`);
           return;
@@ -189,6 +197,18 @@ export class SessionServer {
       case 'status':
         this.send(sock, `ok ${JSON.stringify(this.events.status())}`);
         return;
+      case 'resume':
+      case 'kill': {
+        const release = this.holders.get(sock);
+        if (!release) {
+          this.send(sock, 'error nothing is held');
+          return;
+        }
+        this.holders.delete(sock);
+        release(word);
+        this.send(sock, 'ok');
+        return;
+      }
       default:
         this.send(sock, `error unknown request '${oneLine(line).slice(0, 80)}'`);
         return;
@@ -242,7 +262,25 @@ export class SessionServer {
     if (p) p.fail(new ProcessGoneError(proc.pid, why));
   }
 
+  /** `checkpoint hold`: answered `ok <path>` while every process stays stopped; a client that goes lets them run on. */
+  private holdFor(sock: Socket): void {
+    this.events.checkpointHeld().then(
+      (r) => {
+        if (sock.destroyed) {
+          r.release('resume');
+          return;
+        }
+        this.holders.set(sock, (how) => r.release(how));
+        this.send(sock, `ok ${r.path}`);
+      },
+      (e: unknown) => this.send(sock, `error ${oneLine(errorMessage(e))}`),
+    );
+  }
+
   private onClose(sock: Socket): void {
+    const holder = this.holders.get(sock);
+    this.holders.delete(sock);
+    holder?.('resume');
     this.conns.delete(sock);
     this.peers.delete(sock);
     const proc = this.procs.get(sock);

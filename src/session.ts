@@ -136,6 +136,11 @@ export interface CheckpointResult {
   files?: { count: number; bytes: number; ms: number };
 }
 
+/** A checkpoint whose processes stay stopped until released (Coordinator.checkpointHeld). */
+export interface HeldCheckpoint extends CheckpointResult {
+  release(how: 'resume' | 'kill'): void;
+}
+
 export interface SessionExit extends ExitStatus {
   /** Whether the root process ever joined (said hello, or restored for a restart). */
   joined: boolean;
@@ -337,6 +342,7 @@ export class Coordinator implements Session {
         joined: (word, pid) => this.noteJoined(word, pid),
         joinedUnchecked: (word, pid) => this.noteUncheckedJoin(word, pid),
         checkpoint: (o) => this.checkpoint(o),
+        checkpointHeld: () => this.checkpointHeld(),
         status: () => this.status(),
       },
       this.log,
@@ -509,6 +515,47 @@ export class Coordinator implements Session {
     return this.scheduler.checkpoint();
   }
 
+  /**
+   * A checkpoint after which every process stays stopped (the last round
+   * of `ckrun migrate`) until `release('resume')` lets it run on or
+   * `release('kill')` ends the session's processes (the program moved).
+   * No other checkpoint runs meanwhile.
+   */
+  checkpointHeld(): Promise<HeldCheckpoint> {
+    return this.scheduler.exclusive(async () => {
+      // a migration's target gets the files the program maps through the stream when the session is portable
+      const r = await this.checkpointOnce(this.opts.portable === true, true);
+      const release = r.release!;
+      let done!: () => void;
+      const busyUntil = new Promise<void>((res) => (done = res));
+      this.lastGeneration = r.generation;
+      this.verbose(`checkpoint ${r.generation} written to ${r.path}; the program is held stopped (migration)`);
+      return {
+        value: {
+          ...r,
+          release: (how: 'resume' | 'kill') => {
+            if (how === 'kill') this.endMoved();
+            release(how === 'resume');
+            done();
+          },
+        },
+        busyUntil,
+      };
+    });
+  }
+
+  /** The program runs elsewhere now: every process of the session is killed (they are stopped in the shim). */
+  private endMoved(): void {
+    this.log('the program moved (ckrun migrate): its processes here are ended');
+    for (const p of sessionProcesses(process.pid).filter(isLive)) {
+      try {
+        process.kill(p.outer, 'SIGKILL');
+      } catch {
+        // gone already
+      }
+    }
+  }
+
   /** One checkpoint, as the scheduler takes it: its outcome logged. */
   private takeCheckpoint(): Promise<CheckpointResult> {
     return this.runCheckpoint().then(
@@ -590,13 +637,14 @@ export class Coordinator implements Session {
     }
   }
 
-  private async checkpointOnce(portable: boolean): Promise<CheckpointResult> {
+  private async checkpointOnce(portable: boolean, hold = false): Promise<CheckpointResult & { release?: (resume?: boolean) => void }> {
     const t0 = Date.now();
     await this.waitReady();
     this.vetDirAgain();
     await this.removeStalePartials();
     const gen = await this.generations.begin(this.programPid);
     this.chains.startCheckpoint();
+    let release: ((resume?: boolean) => void) | undefined;
     try {
       const answerMs = this.opts.checkpointTimeoutMs ?? CHECKPOINT_TIMEOUT_MS;
       let files: CaptureResult | undefined;
@@ -615,6 +663,7 @@ export class Coordinator implements Session {
         self: process.pid,
         stepTimeoutMs: Math.min(STEP_TIMEOUT_MS, answerMs),
         answerTimeoutMs: answerMs,
+        hold,
         whileStopped: (members) => {
           files = captureFiles(members, { ...filesOpts, previous: pre ?? this.lastFiles });
           if (pre) tidyFiles(gen.path, files.record);
@@ -623,6 +672,7 @@ export class Coordinator implements Session {
         if (e instanceof BarrierError && e.everyoneLeft) throw new SessionError(`${e.message}${await this.howRootEnded()}`);
         throw new SessionError(errorMessage(e));
       });
+      release = r.release;
       for (const p of r.processes)
         await gen.addImage({ pid: p.pid, image: p.image, pause_ns: p.pauseNs, ppid: p.ppid, pgid: p.pgid, sid: p.sid, chain: this.chains.chainAfter(p.pid) });
       // the program runs on meanwhile: each file is hashed once while it stays the same
@@ -654,8 +704,9 @@ export class Coordinator implements Session {
       if (carried) this.lastCarried = join(path, CARRIED);
       await this.generations.keepNewest();
       const filesInfo = files ? { count: files.record.saved.length, bytes: files.bytes, ms: files.ms } : undefined;
-      return { generation: gen.number, path, processes, ms: Date.now() - t0, ...(filesInfo ? { files: filesInfo } : {}) };
+      return { generation: gen.number, path, processes, ms: Date.now() - t0, ...(filesInfo ? { files: filesInfo } : {}), ...(release ? { release } : {}) };
     } catch (e) {
+      release?.(); // a held program runs on: the checkpoint failed
       await gen.remove().catch(() => undefined);
       throw e;
     }
