@@ -32,6 +32,8 @@ export const REQUIREMENTS: readonly Requirement[] = [
   { command: 'gcc', package: 'gcc', usedBy: 'tree-make (gcc with its temporary files), examples' },
   { command: 'strace', package: 'strace', usedBy: 'stopped (a program traced by another process is refused)' },
   { command: 'vim.basic', package: 'vim', usedBy: 'helper-threads (vim 9 keeps a SIGEV_THREAD timer)' },
+  { command: 'initdb', file: '/usr/lib/postgresql/15/bin/initdb', package: 'postgresql-15', usedBy: 'server-postgres (initdb and postgres of PostgreSQL 15)' },
+  { command: 'psql', file: '/usr/lib/postgresql/15/bin/psql', package: 'postgresql-client-15', usedBy: 'server-postgres (the client inserting batches)' },
   { command: 'clang', package: 'clang', usedBy: 'fuzz (libFuzzer targets in fuzz/)' },
   {
     command: 'libFuzzer',
