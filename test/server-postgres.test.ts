@@ -1,6 +1,8 @@
 // PostgreSQL 15 from Debian's package (issue 13): initdb and postgres in a
-// data directory and a socket directory of the test's own (no TCP), run as
-// user postgres under a ckrun started by that user. A client outside the
+// data directory and a socket directory of the test's own, run as user
+// postgres under a ckrun started by that user (clients over the Unix
+// socket), and again under a ckrun started by root that runs postgres
+// through setpriv (clients over TCP on 127.0.0.1). A client outside the
 // session inserts rows in batches (one psql, one transaction per batch)
 // while ckrun checkpoints; then kill -9 of the whole family (the postmaster
 // first) and `ckrun restart` at once, with no ipcrm. After each restart
@@ -11,6 +13,7 @@
 // starts"). Then the same from the restarted server: twice.
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { test } from 'uvu';
@@ -43,11 +46,17 @@ function postgresAccount(): Account {
   return { uid: id('-u'), gid: id('-g') };
 }
 
-function psql(sock: string, sql: string, timeoutMs = 30_000): Promise<string> {
+/** Where the client connects: a socket directory (and the default port), or 127.0.0.1 and a TCP port. */
+interface Server {
+  host: string;
+  port: number;
+}
+
+function psql(sock: Server, sql: string, timeoutMs = 30_000): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile(
       path.join(PGBIN, 'psql'),
-      ['-h', sock, '-U', 'postgres', '-d', 'postgres', '-X', '-v', 'ON_ERROR_STOP=1', '-Atc', sql],
+      ['-h', sock.host, '-p', String(sock.port), '-U', 'postgres', '-d', 'postgres', '-X', '-v', 'ON_ERROR_STOP=1', '-Atc', sql],
       { encoding: 'utf8', timeout: timeoutMs, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', PGCONNECT_TIMEOUT: '10' } },
       (err, stdout, stderr) => (err ? reject(new Error(`psql "${sql}": ${err.message} ${stderr}`)) : resolve(stdout)),
     );
@@ -55,7 +64,7 @@ function psql(sock: string, sql: string, timeoutMs = 30_000): Promise<string> {
 }
 
 /** The server answers a new connection; fails naming ckrun's output if it ends or never answers. */
-async function ready(sock: string, p: Proc, what: string): Promise<void> {
+async function ready(sock: Server, p: Proc, what: string): Promise<void> {
   const end = Date.now() + 60_000;
   let last = '';
   for (;;) {
@@ -76,11 +85,11 @@ class Inserter {
   private stopping = false;
   private readonly running: Promise<void>;
 
-  constructor(sock: string, first: number) {
+  constructor(sock: Server, first: number) {
     this.running = this.loop(sock, first);
   }
 
-  private async loop(sock: string, first: number): Promise<void> {
+  private async loop(sock: Server, first: number): Promise<void> {
     for (let n = first; !this.stopping; n++) {
       const b: Batch = { n, start: performance.now(), ok: false };
       this.batches.push(b);
@@ -106,7 +115,7 @@ class Inserter {
 }
 
 /** The batches in the table and their row counts. */
-async function tableBatches(sock: string): Promise<Map<number, number>> {
+async function tableBatches(sock: Server): Promise<Map<number, number>> {
   const out = await psql(sock, 'select batch, count(*) from t group by batch order by batch');
   return new Map(out.trim().split('\n').filter(Boolean).map((l) => l.split('|').map(Number) as [number, number]));
 }
@@ -144,16 +153,33 @@ async function kill9Family(scope: Scope, p: Proc): Promise<void> {
   if (left.length) throw new Error(`postgres processes ${left.join(', ')} survived kill -9`);
 }
 
-/** A data directory made by initdb as the postgres user, listening only on a socket directory of its own. */
-async function initCluster(work: string, who: Account): Promise<{ data: string; sock: string }> {
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * A data directory made by initdb as the postgres user, listening on a
+ * socket directory of its own and, with tcp, on 127.0.0.1 at a free port
+ * (the clients then connect over TCP).
+ */
+async function initCluster(work: string, who: Account, tcp: boolean): Promise<{ data: string; server: Server }> {
   const data = path.join(work, 'data');
   const sock = path.join(work, 'sock');
   const r = await asUser(who.uid, who.gid, `cd ${work} && mkdir sock && ${PGBIN}/initdb -D ${data} -A trust -U postgres --no-sync`, 120_000);
   assert.is(r.code, 0, `initdb failed:\n${r.stdout}${r.stderr}`);
+  const port = tcp ? await freePort() : 5432;
   fs.appendFileSync(
     path.join(data, 'postgresql.conf'),
     [
-      "listen_addresses = ''",
+      `listen_addresses = '${tcp ? '127.0.0.1' : ''}'`,
+      `port = ${port}`,
       `unix_socket_directories = '${sock}'`,
       'dynamic_shared_memory_type = posix',
       // autovacuum workers come and go during the checkpoints
@@ -161,7 +187,7 @@ async function initCluster(work: string, who: Account): Promise<{ data: string; 
       '',
     ].join('\n'),
   );
-  return { data, sock };
+  return { data, server: { host: tcp ? '127.0.0.1' : sock, port } };
 }
 
 /** Which batches must be in the table after a restart from a checkpoint taken between ckStart and ckEnd. */
@@ -238,9 +264,10 @@ async function scenario(starter: Starter): Promise<void> {
     fs.chmodSync(scope.root, 0o755);
     const work = scope.dir('work');
     fs.chownSync(work, who.uid, who.gid);
-    const cluster = await initCluster(work, who);
+    // root's run serves over TCP too
+    const cluster = await initCluster(work, who, starter === 'root');
     data = cluster.data;
-    const sock = cluster.sock;
+    const sock = cluster.server;
     // a root session's checkpoints lie where only root may change them
     const ckpt = starter === 'root' ? scope.ckptDir('ck') : path.join(work, 'ck');
     if (starter === 'postgres') scope.ckptDirs.push(ckpt);
@@ -305,6 +332,6 @@ async function scenario(starter: Starter): Promise<void> {
 test('PostgreSQL 15 as user postgres under its own ckrun: batches committed before each checkpoint survive kill -9 and restart, later ones do not, no crash recovery; twice', () =>
   scenario('postgres'));
 
-test('PostgreSQL 15 started by root through setpriv as user postgres: the same, twice', () => scenario('root'));
+test('PostgreSQL 15 started by root through setpriv as user postgres, clients over TCP: the same, twice', () => scenario('root'));
 
 test.run();
