@@ -1,12 +1,14 @@
 // Connections not yet accepted that hold bytes (issue 13). The bytes a
 // client sent before the program accepted its connection wait where only
-// accept() reads them, so no image holds them; the shim lists such
-// clients in the listener's "pending_bytes" (preload/sk-unix.c). A client
-// outside the session loses that connection at restart like any
-// connection to the outside, its bytes with it: the checkpoint is exact.
-// A client inside the session would come back without the bytes it sent:
-// that checkpoint fails with the shim's old "passing state" message, so
-// the session tries again a moment later (PASSING_STATES in session.ts).
+// accept() reads them, so no image holds them. The shim fails the
+// checkpoint when the client is one of the session's sockets (the barrier
+// names them in "save socks=") and lists the others, outside the session,
+// in the listener's "pending_bytes": they lose that connection at restart
+// like any connection to the outside, bytes included. This second look,
+// once every image is written, finds a client listed so that an image
+// holds after all (a socket the session held but ckrun did not name) and
+// fails the checkpoint with the shim's message, a "passing state" the
+// session tries again (PASSING_STATES in session.ts).
 import { join } from 'node:path';
 import { asArray, asBigInt, asMap, asNumber, readImage, type CborMap } from './image.js';
 
