@@ -281,6 +281,29 @@ static void reply_saved(long writer)
 }
 
 /* "skip=<dev>:<ino>,..." — shared memory another process's image stores */
+/* "socks=INO,INO,...": the socket inodes the session's processes hold
+ * (sk-unix.c tells a client of the session from one outside by them). */
+static void parse_socks(const char *args)
+{
+	ck_session.nsession_socks = -1;
+	const char *p = args;
+	while (*p && !(ck_starts_with(p, "socks=") && (p == args || p[-1] == ' ')))
+		p++;
+	if (!*p)
+		return;
+	p += 6;
+	int n = 0;
+	while (*p && *p != ' ') {
+		uint64_t ino;
+		if (n >= CK_MAX_SESSION_SOCKS || !ck_parse_dec(&p, &ino))
+			return;
+		ck_session.session_socks[n++] = ino;
+		if (*p == ',')
+			p++;
+	}
+	ck_session.nsession_socks = n;
+}
+
 static void parse_skip(struct ck_scratch *s, const char *args)
 {
 	s->nskip = 0;
@@ -1020,6 +1043,7 @@ static void lead_checkpoint(ucontext_t *uc, int mode)
 		ck_munmap((void *)s->start, CK_SCRATCH_SIZE);
 		return;
 	}
+	ck_session.nsession_socks = -1;
 	if (mode == REQ_BARRIER) {
 		/* nothing is read until every process of the session is stopped */
 		char args[2048];
@@ -1031,6 +1055,7 @@ static void lead_checkpoint(ucontext_t *uc, int mode)
 			return;
 		}
 		parse_skip(s, args);
+		parse_socks(args);
 	}
 	capture_signals();
 	ck_jobstop_capture();

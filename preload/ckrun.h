@@ -99,6 +99,8 @@ struct ck_restore_info {
 #define CK_CTL_FD_MIN 63
 #define CK_UFFD_FD_MIN 62
 
+#define CK_MAX_SESSION_SOCKS 160
+
 struct ck_session {
 	int ctl_fd;              /* connection to ckrun, -1 when not in a session */
 	int sig;                 /* internal signal */
@@ -120,6 +122,11 @@ struct ck_session {
 	 * parent's memory with another PID: it must not act on it. */
 	int self_pid;
 	int active;              /* the handler is installed: the internal signal is ours */
+	/* The socket inodes every process of the session holds, as ckrun saw
+	 * them while all were stopped (barrier "save socks="); -1: not told
+	 * (too many for the line, or no barrier) */
+	int nsession_socks;
+	uint64_t session_socks[CK_MAX_SESSION_SOCKS];
 };
 CK_HIDDEN extern struct ck_session ck_session; /* state.c */
 

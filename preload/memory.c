@@ -449,12 +449,23 @@ static void save_runs(struct ck_writer *w, struct ck_scratch *s, int pmfd, const
 	save_runs_present(w, s, pmfd, m, k, BY_PRESENCE, -1, bytes);
 }
 
-/* The identity of the file actually mapped (not whatever the path names now). */
+/* The identity of the file actually mapped (not whatever the path names
+ * now). /proc/self/map_files answers only with CAP_CHECKPOINT_RESTORE or
+ * CAP_SYS_ADMIN; without them the file at the path is the mapped one when
+ * it has the device and inode /proc/self/maps shows (a file replaced since
+ * cannot have them: the mapping keeps the old inode alive). Where they
+ * differ though the file is the same (overlayfs shows the lower file's)
+ * the mapping counts as replaced and is stored in full, as before. */
 static int mapped_file_stat(const struct map_line *m, struct ck_stat *st)
 {
 	char path[96];
 	map_files_path(m, path, sizeof path);
-	return CK_SYS4(SYS_newfstatat, AT_FDCWD, path, st, 0) == 0;
+	long r = CK_SYS4(SYS_newfstatat, AT_FDCWD, path, st, 0);
+	if (r == 0)
+		return 1;
+	if (r != -EPERM && r != -EACCES)
+		return 0;
+	return CK_SYS4(SYS_newfstatat, AT_FDCWD, m->name, st, 0) == 0 && st->dev == m->dev && st->ino == m->ino;
 }
 
 /* What kind of shared memory object a mapping is, so that restart makes

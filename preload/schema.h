@@ -472,6 +472,7 @@ static const struct ck_schema_key ck_schema_keys_unix[] = {
 	{"rcvbuf", 1, 1, 0, 0}, /* uint */
 	{"backlog", 1, 0, 0, 0}, /* uint? */
 	{"pending", 3, 0, 0, 0}, /* [uint]? */
+	{"pending_bytes", 3, 0, 0, 0}, /* [uint]? */
 	{"msgs", 89, 0, 0, 0}, /* [uint|[uint|[{passed}]|bytes]]? */
 	{"queue", 17, 0, 0, 0}, /* [int]? */
 	{"file_mode", 1, 0, 0, 0}, /* uint? */

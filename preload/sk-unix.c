@@ -178,15 +178,31 @@ static void put_peer_name(struct cb_enc *e, int fd)
 	}
 }
 
+/* Is ino a socket some process of the session holds? Unknown (ckrun did
+ * not say: too many sockets, or no barrier) counts as yes. */
+static int held_in_session(uint64_t ino)
+{
+	if (ck_session.nsession_socks < 0)
+		return 1;
+	for (int i = 0; i < ck_session.nsession_socks; i++)
+		if (ck_session.session_socks[i] == ino)
+			return 1;
+	return 0;
+}
+
 /* Connections not yet accepted: the clients' inodes, in queue order. The
  * bytes a client sent wait in the embryo's queue, which no system call
  * reads before accept (and the embryo has no inode for sock_diag): they
- * cannot be saved, so the checkpoint fails rather than lose them. */
+ * cannot be saved. A client of the session would come back without them:
+ * the checkpoint fails (the session tries again a moment later). A client
+ * outside the session loses that connection at restart like every
+ * connection to the outside, its bytes with it: such clients are listed
+ * in "pending_bytes" and the checkpoint goes on. */
 static void save_pending(struct ck_writer *w, const struct ck_fd *f, const struct udiag *u)
 {
 	struct cb_enc *e = &w->meta;
-	uint32_t clients[1024];
-	int n = u->nicons < 1024 ? u->nicons : 1024;
+	uint32_t clients[1024], outside[1024];
+	int n = u->nicons < 1024 ? u->nicons : 1024, nout = 0;
 	for (int i = 0; i < n; i++)
 		clients[i] = u->icons[i]; /* the reply buffer is reused below */
 	cb_text(e, "pending");
@@ -195,12 +211,22 @@ static void save_pending(struct ck_writer *w, const struct ck_fd *f, const struc
 		cb_uint(e, clients[i]);
 	for (int i = 0; i < n && !w->err; i++) {
 		struct udiag c;
-		if (diag_query(clients[i], &c) == 0 && c.has_rq && c.wq > 0)
+		if (diag_query(clients[i], &c) != 0 || !c.has_rq || c.wq == 0)
+			continue;
+		if (held_in_session(clients[i]))
 			fail_socket(w, -EOPNOTSUPP, "a connection not yet accepted holds bytes ckrun cannot read", f->fd,
 				    "a client connected to this listening socket and sent data the program has not accepted yet; "
 				    "the kernel keeps those bytes where only accept() reaches them. Checkpoint again once the "
 				    "program has accepted the connection");
+		else
+			outside[nout++] = clients[i];
 	}
+	if (nout == 0 || w->err)
+		return;
+	cb_text(e, "pending_bytes");
+	cb_array(e, (uint64_t)nout);
+	for (int i = 0; i < nout; i++)
+		cb_uint(e, outside[i]);
 }
 
 struct peek_state {

@@ -23,6 +23,7 @@ import {
   nsPids,
   ProcessGoneError,
   saveLine,
+  socketInodes,
   sessionPidMap,
   sessionProcesses,
   sharedFiles,
@@ -255,7 +256,9 @@ class Barrier<P extends Participant> {
       if (this.parts.size === 0) throw new BarrierError('no process of the session is connected to ckrun');
       const plan = this.examine();
       if (this.live().length === 0) throw new BarrierError('every process of the session exited during the checkpoint', true);
-      await this.save(plan.skip);
+      // a process not seen below ckrun holds sockets ckrun cannot list: then none are named
+      const socks = plan.members.length === this.live().length ? socketInodes(plan.members.map((m) => m.outer)) : undefined;
+      await this.save(plan.skip, socks);
       this.watchWriters();
       this.opts.whileStopped?.(plan.members);
       if (this.opts.hold) {
@@ -506,13 +509,13 @@ class Barrier<P extends Participant> {
 
   // ---- save and resume ---------------------------------------------------
 
-  private async save(skip: Map<number, ShmObject[]>): Promise<void> {
+  private async save(skip: Map<number, ShmObject[]>, socks: number[] | undefined): Promise<void> {
     await this.settleStops();
     const parts = this.live();
     const results = await Promise.allSettled(
       parts.map(async (x) => {
         x.saveSent = true;
-        this.host.send(x.proc, saveLine(skip.get(x.proc.pid)));
+        this.host.send(x.proc, saveLine(skip.get(x.proc.pid), socks));
         try {
           // "saved <pid> [<writer pid>]"
           const writer = Number(splitWords(await this.host.expect(x.proc, ['saved'], this.stepMs, 'save'))[2]);

@@ -545,6 +545,7 @@ export const IMAGE_SCHEMA = {
       rcvbuf: 'uint',
       backlog: 'uint?',
       pending: '[uint]?',
+      pending_bytes: '[uint]?',
       msgs: '[uint|[uint|[{passed}]|bytes]]?',
       queue: '[int]?',
       file_mode: 'uint?',

@@ -465,6 +465,48 @@ export function shmPlan(maps: Map<number, ShmObject[]>): ShmPlan {
 }
 
 /** The `save` line for a process: `save` or `save skip=<dev>:<ino>,...`. */
-export function saveLine(skip: ShmObject[] | undefined): string {
-  return skip && skip.length > 0 ? `save skip=${skip.map((o) => `${o.dev}:${o.ino}`).join(',')}` : 'save';
+/** The longest "save" line the shim reads (preload/checkpoint.c: 2048 bytes with its end). */
+const SAVE_LINE_MAX = 2000;
+
+/**
+ * "save [skip=DEV:INO,...] [socks=INO,...]": the shared memory another
+ * process stores, and the socket inodes the session's processes hold (by
+ * which a listener tells a client of the session from one outside). Too
+ * many sockets for the line: none are named, and the shim takes every
+ * client for one of the session's (the safe side).
+ */
+export function saveLine(skip: ShmObject[] | undefined, socks?: readonly number[]): string {
+  let line = skip && skip.length > 0 ? `save skip=${skip.map((o) => `${o.dev}:${o.ino}`).join(',')}` : 'save';
+  const withSocks = socks ? `${line} socks=${socks.join(',')}` : line;
+  if (socks && socks.length <= SESSION_SOCKS_MAX && withSocks.length <= SAVE_LINE_MAX) line = withSocks;
+  return line;
+}
+
+/** As CK_MAX_SESSION_SOCKS in preload/ckrun.h. */
+const SESSION_SOCKS_MAX = 160;
+
+/**
+ * The inodes of the sockets the processes hold (their descriptors as /proc
+ * shows them now); undefined when some process's descriptors cannot be read.
+ */
+export function socketInodes(outerPids: readonly number[]): number[] | undefined {
+  const out = new Set<number>();
+  for (const pid of outerPids) {
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue; // gone: it has no socket to name
+      return undefined;
+    }
+    for (const fd of fds) {
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+        if (m) out.add(Number(m[1]));
+      } catch {
+        /* closed meanwhile */
+      }
+    }
+  }
+  return [...out].sort((a, b) => a - b);
 }

@@ -42,6 +42,7 @@ import { signalName } from './signals.js';
 import { CheckpointScheduler } from './scheduler.js';
 import { SessionServer, type JoinKind, type Proc } from './session-server.js';
 import { watchWriter } from './writer.js';
+import { checkUnaccepted } from './unaccepted.js';
 import { holdStopped } from './hold.js';
 import { readImage } from './image.js';
 import { CARRIED, carryFiles, mappedCount, recordContents } from './contents.js';
@@ -672,7 +673,12 @@ export class Coordinator implements Session {
         if (e instanceof BarrierError && e.everyoneLeft) throw new SessionError(`${e.message}${await this.howRootEnded()}`);
         throw new SessionError(errorMessage(e));
       });
+      // first: a held program must run on when anything below fails
       release = r.release;
+      const unaccepted = await checkUnaccepted(gen.path, r.processes.map((p) => p.image));
+      if (unaccepted.failure) throw new SessionError(unaccepted.failure);
+      for (const o of unaccepted.outside)
+        this.verbose(`process ${o.pid}: a connection not yet accepted on descriptor ${o.fd} holds bytes from a client outside the session (socket inode ${o.client}); like every connection to the outside it is lost at restart`);
       for (const p of r.processes)
         await gen.addImage({ pid: p.pid, image: p.image, pause_ns: p.pauseNs, ppid: p.ppid, pgid: p.pgid, sid: p.sid, chain: this.chains.chainAfter(p.pid) });
       // the program runs on meanwhile: each file is hashed once while it stays the same

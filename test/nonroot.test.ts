@@ -9,6 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { exampleProgram } from './lib/examples.js';
 import { lastLine, stepOf } from './lib/lines.js';
+import { imagesOf, readImage } from './lib/images.js';
 import { runNative } from './lib/proc.js';
 import { Scope } from './lib/scope.js';
 import { asUserArgv, NOBODY, NOGROUP, sharedCkrun } from './lib/users.js';
@@ -61,6 +62,17 @@ test('an ordinary user restarts in a user namespace of their own, twice', async 
     assert.ok(first2 && ref.lines.includes(first2) && stepOf(first2)! >= 30, `the first restart should continue, not start over:\n${run2.slice(0, 3).join('\n')}`);
     assert.ok(first3 && ref.lines.includes(first3) && stepOf(first3)! > stepOf(first2)!, `the second restart should continue after the first:\n${run3.slice(0, 3).join('\n')}`);
     assert.is(lastLine(run3), lastLine(ref.lines), 'the final state should be an uninterrupted run\'s');
+    // without CAP_CHECKPOINT_RESTORE /proc/self/map_files does not answer: the
+    // libraries are still known as the files they are, not stored in full
+    for (const g of ['1', '2']) {
+      const gen = path.join(ck, g);
+      for (const f of imagesOf(gen)) {
+        const regions = (readImage(f).meta['memory'] as { kind: string; name: string }[]) ?? [];
+        const libc = regions.filter((r) => /\/libc\.so\.6$/.test(r.name));
+        assert.ok(libc.length > 0, `generation ${g}, ${f}: libc is mapped`);
+        assert.equal(libc.map((r) => r.kind).filter((k) => k !== 'file'), [], `generation ${g}, ${f}: libc's mappings are files, not stored in full: ${libc.map((r) => `${r.kind} ${r.name}`).join(', ')}`);
+      }
+    }
   } finally {
     await scope.cleanup();
   }

@@ -123,6 +123,7 @@ const NOT_WRITTEN_HERE: Record<string, string> = {
   'passed.data': 'a pipe in flight with bytes in it (sockets-unix-dgram.test.ts)',
   'unix.shutdown': 'a Unix socket shut down in one direction; no program of the suite makes one',
   'pty.input': 'a pty with input its slave side has not read (terminal.test.ts: pty_input.py partial and raw)',
+  'unix.pending_bytes': 'a listener with a connection not yet accepted that holds bytes (sockets-unix.test.ts: a client outside the session; server-postgres.test.ts)',
 };
 
 /** A program with a memfd mapping (mapped through a second descriptor: Python's mmap dups it) and a removed SysV segment. */

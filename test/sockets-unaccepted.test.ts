@@ -35,7 +35,8 @@ test('a connection not yet accepted holding bytes: the checkpoint is tried again
   try {
     const ckpt = scope.ckptDir();
     const socks = scope.dir('s');
-    const steps = 300;
+    // enough that the restarted program is still running when its checkpoint passes at the last try
+    const steps = 600;
     const p1 = scope.launch({ program: [bin, socks, String(steps)], dir: ckpt, extra: ['-v'], label: 'unaccepted' });
     await p1.waitForStep(20);
     const at1 = await checkpointWhileHolding(p1, socks, ckpt);

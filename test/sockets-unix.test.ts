@@ -266,4 +266,67 @@ test('a connection not yet accepted with bytes in it: the checkpoint fails clear
   }
 });
 
+// The same bytes from a client outside the session: that connection is
+// lost at restart like every connection to the outside (its bytes with
+// it), so the checkpoint passes; the program accepts the next client.
+const PENDING_OUTSIDE_PY = `
+import os, socket, sys, time
+d = sys.argv[1]
+l = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+l.bind(d + "/l.sock"); l.listen(4)
+for i in (1, 2):
+    print("ready", i, flush=True)
+    while not os.path.exists(d + "/go%d" % i): time.sleep(0.02)
+    s, _ = l.accept()
+    print("read", s.recv(100).decode(), flush=True)
+`;
+
+function sendFrom(sockPath: string, bytes: string): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const c = net.connect(sockPath, () => c.write(bytes, () => resolve(c)));
+    c.once('error', reject);
+  });
+}
+
+/** sendFrom once the restarted program listens again (the restart makes the socket first). */
+async function sendOnceListening(sockPath: string, bytes: string, p: Proc): Promise<net.Socket> {
+  const end = Date.now() + 30_000;
+  for (;;) {
+    try {
+      return await sendFrom(sockPath, bytes);
+    } catch (e) {
+      if (!p.running || Date.now() > end) throw new Error(`cannot connect to ${sockPath}: ${(e as Error).message}\n${p.describe()}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
+
+test('a connection not yet accepted with bytes from a client outside the session: the checkpoint passes, the connection is lost at restart; twice', async () => {
+  const scope = new Scope('sockets-unix-pending-outside');
+  const clients: net.Socket[] = [];
+  try {
+    const work = scope.dir('work');
+    const ckpt = scope.ckptDir('ckpt');
+    const sock = path.join(work, 'l.sock');
+    let p: Proc = scope.launch({ dir: ckpt, program: [python3(), '-c', PENDING_OUTSIDE_PY, work], cwd: work, label: 'ckrun pending outside' });
+    for (const round of [1, 2]) {
+      await p.waitForLine(`ready ${round}`);
+      const early = await sendFrom(sock, `early ${round}`);
+      early.on('error', () => undefined); // reset by the kill
+      clients.push(early);
+      await checkpoint(ckpt);
+      await kill9Session(p, ckpt, `round ${round}`);
+      p = scope.restart({ dir: ckpt, extra: ['--stdio=inherit'], label: `restart ${round}` });
+      clients.push(await sendOnceListening(sock, `late ${round}`, p));
+      fs.writeFileSync(path.join(work, `go${round}`), '');
+      await p.waitForLine(/^read /);
+      assert.ok(p.lines.includes(`read late ${round}`), `restart ${round}: the program accepts the next client:\n${p.describe()}`);
+    }
+    assert.is((await p.waitExit()).code, 0, p.describe());
+  } finally {
+    for (const c of clients) c.destroy();
+    await scope.cleanup();
+  }
+});
+
 test.run();

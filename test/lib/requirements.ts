@@ -36,6 +36,8 @@ export const REQUIREMENTS: readonly Requirement[] = [
   { command: 'slurmd', package: 'slurmd', usedBy: 'slurm (one node: this machine)' },
   { command: 'sbatch', package: 'slurm-client', usedBy: 'slurm (sbatch, scontrol requeue, scancel --batch --signal)' },
   { command: 'munged', package: 'munge', usedBy: 'slurm (Slurm\'s authentication, with a key the test makes)' },
+  { command: 'initdb', file: '/usr/lib/postgresql/15/bin/initdb', package: 'postgresql-15', usedBy: 'server-postgres (initdb and postgres of PostgreSQL 15)' },
+  { command: 'psql', file: '/usr/lib/postgresql/15/bin/psql', package: 'postgresql-client-15', usedBy: 'server-postgres (the client inserting batches)' },
   { command: 'clang', package: 'clang', usedBy: 'fuzz (libFuzzer targets in fuzz/)' },
   {
     command: 'libFuzzer',
