@@ -14,6 +14,7 @@ import { ProgramNotFoundError, resolveProgram, sessionEnv, stdioIdentity, whyNot
 import { errorMessage, SessionError } from './errors.js';
 import { DirectoryTrustError, trustCheckpointDir } from './dirtrust.js';
 import { GenerationWriter, ImageChains, type ManifestProcess } from './generations.js';
+import { captureDirs, type DirSnapshot } from './snapdir.js';
 import { captureFiles, DEFAULT_FILES_POLICY, precopyFiles, skipDirsFor, tidyFiles, type CaptureResult, type FilesPolicy, type FilesRecord } from './files.js';
 import { BarrierError, checkpointBarrier, imageName, STEP_TIMEOUT_MS, type BarrierHost } from './barrier.js';
 import {
@@ -114,6 +115,8 @@ export interface SessionOptions {
   filesMax?: number;
   /** `--portable`: each generation keeps a copy of every file the program maps privately (src/contents.ts). */
   portable?: boolean;
+  /** `--snapshot-dir`: directory trees each generation saves (src/snapdir.ts), besides those the restarted generation lists. */
+  snapshotDirs?: string[];
 }
 
 export interface LaunchOptions extends SessionOptions {
@@ -604,6 +607,7 @@ export class Coordinator implements Session {
         skipDirs: skipDirsFor(this.dir),
         stdio: this.opts.stdio ?? [0, 1, 2],
       };
+      const snapDirs = this.snapshotDirs();
       // the bulk of the copy while the program runs; the pause copies what changed since
       const pre = policy === 'snapshot' ? precopyFiles(this.membersNow(), { ...filesOpts, previous: this.lastFiles }) : undefined;
       const r = await checkpointBarrier(this.barrierHost(gen.path), {
@@ -612,8 +616,11 @@ export class Coordinator implements Session {
         stepTimeoutMs: Math.min(STEP_TIMEOUT_MS, answerMs),
         answerTimeoutMs: answerMs,
         whileStopped: (members) => {
+          // the trees first: a file the program writes under one is saved by both, at one instant
+          const dirs = snapDirs.length ? this.captureSnapshotDirs(snapDirs, gen.path, filesOpts.skipDirs) : undefined;
           files = captureFiles(members, { ...filesOpts, previous: pre ?? this.lastFiles });
           if (pre) tidyFiles(gen.path, files.record);
+          if (dirs) files.record.dirs = dirs;
         },
       }).catch(async (e: unknown) => {
         if (e instanceof BarrierError && e.everyoneLeft) throw new SessionError(`${e.message}${await this.howRootEnded()}`);
@@ -643,7 +650,7 @@ export class Coordinator implements Session {
         shared_files: r.sharedFiles,
         shm_owners: r.shmOwners,
         // only when a restart has something to do (the fast start leaves such generations to node)
-        ...(files && (files.record.saved.length > 0 || files.record.stdio.length > 0 || files.record.policy === 'none') ? { files: files.record } : {}),
+        ...(files && (files.record.saved.length > 0 || files.record.stdio.length > 0 || files.record.policy === 'none' || files.record.dirs) ? { files: files.record } : {}),
       });
       this.chains.completed(path, processes);
       if (files) this.lastFiles = { record: files.record, path };
@@ -655,6 +662,21 @@ export class Coordinator implements Session {
       await gen.remove().catch(() => undefined);
       throw e;
     }
+  }
+
+  /** `--snapshot-dir`s of this session and those its restarted generation saved, each once. */
+  private snapshotDirs(): string[] {
+    return [...new Set([...(this.opts.snapshotDirs ?? []), ...(this.lastFiles?.record.dirs ?? []).map((d) => d.path)])];
+  }
+
+  /** The snapshot directories saved into the generation (in the pause), the time said in -v. */
+  private captureSnapshotDirs(dirs: string[], genPath: string, skipDirs: string[]): DirSnapshot[] {
+    const prev = this.lastFiles?.record.dirs ? { dirs: this.lastFiles.record.dirs, path: this.lastFiles.path } : undefined;
+    const r = captureDirs(dirs, { genPath, skipDirs, ...(this.opts.filesMax !== undefined ? { maxBytes: this.opts.filesMax } : {}), ...(prev ? { previous: prev } : {}) });
+    this.verbose(
+      `snapshot directories: ${r.dirs.map((d) => `${d.path} (${d.entries} entries, ${formatBytes(d.bytes)})`).join(', ')}; ${formatBytes(r.stored)} copied in ${formatDuration(r.ms * 1e6)}`,
+    );
+    return r.dirs;
   }
 
   /** The session's processes as they are now (not stopped): whose files a pre-copy reads. */
