@@ -13,12 +13,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { checkpoint, ckrun } from './lib/ckrun.js';
+import { checkpoint, ckrun, launch } from './lib/ckrun.js';
 import { python3 } from './lib/examples.js';
 import { CKRUN, EXAMPLES, NODE, T_STEP } from './lib/paths.js';
 import { Proc, sleep } from './lib/proc.js';
 import { Scope } from './lib/scope.js';
 import { kill9Session } from './lib/tree.js';
+import { NOBODY, NOGROUP } from './lib/users.js';
 
 const STEPS = 120;
 const PROGRAM = path.join(EXAMPLES, 'snapdir_tree.py');
@@ -114,14 +115,38 @@ test('--snapshot-dir: a tree changed, grown and shrunk after the checkpoint (fil
   }
 });
 
-test('--snapshot-dir refuses a directory others may write, naming it', async () => {
+test('--snapshot-dir refuses a directory another user owns or others may write, at launch; a checkpoint fails naming a subdirectory others may write, or a tree beyond --files-max; then succeeds once fixed', async () => {
   const scope = new Scope('snapdir-refuse');
   try {
     const open = scope.dir('open');
     fs.chmodSync(open, 0o777);
-    const r = await ckrun(['--dir', scope.ckptDir('ck'), '--snapshot-dir', open, '--', '/bin/true']);
+    const r = await ckrun(['--dir', scope.ckptDir('ck0'), '--snapshot-dir', open, '--', '/bin/true']);
     assert.is.not(r.code, 0, r.describe());
     assert.match(r.stderr, `refusing snapshot directory ${open}: it is writable by`, r.describe());
+    const theirs = scope.dir('theirs');
+    fs.chownSync(theirs, NOBODY, NOGROUP);
+    const r2 = await ckrun(['--dir', scope.ckptDir('ck1'), '--snapshot-dir', theirs, '--', '/bin/true']);
+    assert.is.not(r2.code, 0, r2.describe());
+    assert.match(r2.stderr, `refusing snapshot directory ${theirs}: it is owned by nobody`, r2.describe());
+
+    const tree = scope.dir('tree');
+    fs.writeFileSync(path.join(tree, 'zz-big'), Buffer.alloc(8192, 1));
+    fs.mkdirSync(path.join(tree, 'shared'));
+    fs.chmodSync(path.join(tree, 'shared'), 0o777);
+    const ck = scope.ckptDir('ck');
+    const p = scope.track(launch({ dir: ck, extra: ['--snapshot-dir', tree, '--files-max', '4K'], program: ['/bin/sleep', '60'] }));
+    await sleep(300);
+    let c = await ckrun(['checkpoint', '--dir', ck]);
+    assert.is.not(c.code, 0, c.describe());
+    assert.match(c.stderr, `its subdirectory ${path.join(tree, 'shared')} is writable by its group or others`, c.describe());
+    fs.chmodSync(path.join(tree, 'shared'), 0o755);
+    c = await ckrun(['checkpoint', '--dir', ck]);
+    assert.is.not(c.code, 0, c.describe());
+    assert.match(c.stderr, `snapshot directory ${tree} holds more than --files-max 4 KiB`, c.describe());
+    fs.truncateSync(path.join(tree, 'zz-big'), 1000);
+    c = await ckrun(['checkpoint', '--dir', ck]);
+    assert.is(c.code, 0, c.describe());
+    await kill9Session(p, ck, 'the sleep session');
   } finally {
     await scope.cleanup();
   }
