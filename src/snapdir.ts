@@ -118,8 +118,28 @@ export interface DirCaptureOptions {
   /** `--files-max`: a snapshot directory holding more bytes fails the checkpoint. */
   maxBytes?: number;
   /** The previous generation's snapshots and where it is: unchanged files are linked from it. */
-  previous?: { dirs: readonly DirSnapshot[]; path: string };
+  previous?: { dirs: readonly DirSnapshot[]; path: string; precopy?: boolean };
+  /** Where in the generation the copies go (default `dirs`; the pre-copy's `dirs-pre`). */
+  sub?: string;
+  /**
+   * Links to unchanged files' earlier copies are made here later, once the
+   * program runs again (those copies never change): the pause only walks
+   * the tree and copies what changed. Without it they are made at once.
+   */
+  defer?: DeferredLink[];
 }
+
+/** A hard link the capture left for after the pause (`linkDeferred`). */
+export interface DeferredLink {
+  from: string;
+  to: string;
+  /** Which snapshot, and the file's size: a pre-copy's own copy counts as stored by this generation. */
+  k: number;
+  size: number;
+}
+
+/** Where the pre-copy (while the program runs) puts its copies; removed once the capture in the pause linked them. */
+export const PRECOPY_DIR = 'dirs-pre';
 
 function nsText(v: bigint): string {
   return v.toString();
@@ -234,7 +254,8 @@ function previousEntries(opts: DirCaptureOptions, root: string): { byPath: Map<s
 
 /** Saves one directory tree into `dirs/<k>/` of the generation. */
 function captureOne(root: string, k: number, opts: DirCaptureOptions, uid: number): DirSnapshot {
-  const dir = join(opts.genPath, DIRS_DIR, String(k));
+  const sub = opts.sub ?? DIRS_DIR;
+  const dir = join(opts.genPath, sub, String(k));
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const prev = previousEntries(opts, root);
   const buf = Buffer.allocUnsafe(CHUNK);
@@ -252,8 +273,15 @@ function captureOne(root: string, k: number, opts: DirCaptureOptions, uid: numbe
     const to = join(dir, e.n);
     const was = prev?.byPath.get(e.p);
     if (was?.n !== undefined && sameFile(was, e)) {
+      const from = join(prev!.dir, was.n);
+      if (opts.defer) {
+        opts.defer.push({ from, to, k, size: opts.previous?.precopy ? e.s : 0 });
+        return;
+      }
       try {
-        linkSync(join(prev!.dir, was.n), to);
+        // a copy the pre-copy made (not itself a link to an older generation's) is this generation's bytes
+        if (opts.previous?.precopy && lstatSync(from).nlink === 1) stored += e.s;
+        linkSync(from, to);
         return;
       } catch {
         // the earlier copy is gone: copy again
@@ -263,7 +291,7 @@ function captureOne(root: string, k: number, opts: DirCaptureOptions, uid: numbe
     stored += e.s;
   });
   const text = Buffer.from(JSON.stringify(entries));
-  const list = `${DIRS_DIR}/${k}/list`;
+  const list = `${sub}/${k}/list`;
   writeFileSync(join(opts.genPath, list), text, { mode: 0o600 });
   return { path: root, list, list_crc: crc32c(text), entries: entries.length, bytes, stored };
 }
@@ -286,6 +314,38 @@ export function captureDirs(dirs: readonly string[], opts: DirCaptureOptions): {
     }
   });
   return { dirs: out, stored: out.reduce((a, d) => a + d.stored, 0), ms: Date.now() - t0 };
+}
+
+/**
+ * Makes the links the capture in the pause left (the program runs again);
+ * a pre-copy's own copy of a file counts as bytes this generation stored.
+ */
+export function linkDeferred(links: readonly DeferredLink[], dirs: DirSnapshot[]): void {
+  for (const l of links) {
+    try {
+      if (l.size > 0 && lstatSync(l.from).nlink === 1) dirs[l.k]!.stored += l.size;
+      linkSync(l.from, l.to);
+    } catch (e) {
+      throw new SnapshotDirError(`cannot link ${l.to} to the earlier copy ${l.from} (snapshot directory ${dirs[l.k]?.path}): ${(e as Error).message}`);
+    }
+  }
+}
+
+/**
+ * Copies the snapshot directories into the generation's `dirs-pre/` while
+ * the program still runs, so that the capture in the pause links every
+ * file unchanged since (same identity, size, mtime and ctime: every write
+ * after a stat changes ctime, multigrain timestamps) and copies only the
+ * others. Undefined when it failed (the capture then does it all, or says
+ * why not).
+ */
+export function precopyDirs(dirs: readonly string[], opts: DirCaptureOptions): DirSnapshot[] | undefined {
+  try {
+    return captureDirs(dirs, { ...opts, sub: PRECOPY_DIR }).dirs;
+  } catch {
+    rmSync(join(opts.genPath, PRECOPY_DIR), { recursive: true, force: true });
+    return undefined;
+  }
 }
 
 // ---- the listing --------------------------------------------------------------
