@@ -26,7 +26,6 @@ import {
   linkSync,
   lchownSync,
   lstatSync,
-  lutimesSync,
   mkdirSync,
   openSync,
   readdirSync,
@@ -576,8 +575,7 @@ function putLink(root: string, e: DirEntry, k: number): void {
     } catch {
       // not root
     }
-    // a link's times to the microsecond (node has no nanosecond lutimes)
-    lutimesSync(tmp, Number(BigInt(e.at) / 1000n) / 1e6, Number(BigInt(e.mt) / 1000n) / 1e6);
+    native().lutimesNs(tmp, BigInt(e.at), BigInt(e.mt));
     renameSync(tmp, target);
   } catch (err) {
     rmSync(tmp, { force: true });
