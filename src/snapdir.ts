@@ -436,6 +436,13 @@ export function checkSnapshots(genPath: string, dirs: readonly DirSnapshot[]): s
   }
 }
 
+/** "dev:ino" of every regular file the snapshots list (a restart makes each again if it is gone). */
+export function listedIdentities(genPath: string, dirs: readonly DirSnapshot[]): Set<string> {
+  const out = new Set<string>();
+  for (const d of dirs) for (const e of readListing(genPath, d)) if (e.t === 'f') out.add(`${e.dev}:${e.ino}`);
+  return out;
+}
+
 // ---- restart ------------------------------------------------------------------
 
 interface Now {
