@@ -450,8 +450,12 @@ interface Now {
   t: DirEntry['t'];
 }
 
-/** The tree as it is now, by relative path (lstat only). */
-function currentTree(root: string, skip: readonly string[]): Map<string, Now> {
+/**
+ * The tree as it is now, by relative path (lstat only). A subdirectory
+ * another user could write (made so after the checkpoint) is refused: they
+ * could swap what it holds while the restart removes or writes there.
+ */
+function currentTree(root: string, skip: readonly string[], uid: number): Map<string, Now> {
   const out = new Map<string, Now>();
   const visit = (abs: string, rel: string): void => {
     for (const name of readdirSync(abs)) {
@@ -460,6 +464,7 @@ function currentTree(root: string, skip: readonly string[]): Map<string, Now> {
       const childRel = rel === '' ? name : `${rel}/${name}`;
       const st = lstatSync(childAbs, { bigint: true });
       const t = typeOf(st);
+      if (t === 'd') checkSubdir(root, childAbs, st, uid);
       out.set(childRel, { st, t });
       if (t === 'd') visit(childAbs, childRel);
     }
@@ -500,14 +505,15 @@ function planDir(genPath: string, d: DirSnapshot, owner: number, keep: ReadonlyS
   } catch {
     exists = false;
   }
+  const uid = owner === 0 ? process.geteuid?.() ?? 0 : owner;
   if (exists) {
-    const real = vetSnapshotDir(d.path, owner === 0 ? process.geteuid?.() ?? 0 : owner);
+    const real = vetSnapshotDir(d.path, uid);
     if (real !== d.path) throw new SnapshotDirError(`snapshot directory ${d.path} now leads to ${real} (a symbolic link on the way): put the directory back`);
   } else {
     const parent = join(d.path, '..');
     if (realpathSync(parent) !== parent) throw new SnapshotDirError(`snapshot directory ${d.path} was removed, and its parent ${parent} now leads elsewhere: put the directory back`);
   }
-  const now = exists ? currentTree(d.path, skip) : new Map<string, Now>();
+  const now = exists ? currentTree(d.path, skip, uid) : new Map<string, Now>();
   const want = new Map(entries.map((e) => [e.p, e]));
   const remove: string[] = [];
   for (const [rel, n] of now) {

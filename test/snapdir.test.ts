@@ -19,7 +19,7 @@ import { CKRUN, EXAMPLES, NODE, T_STEP } from './lib/paths.js';
 import { Proc, sleep } from './lib/proc.js';
 import { Scope } from './lib/scope.js';
 import { kill9Session } from './lib/tree.js';
-import { NOBODY, NOGROUP } from './lib/users.js';
+import { asUser, NOBODY, NOGROUP } from './lib/users.js';
 
 const STEPS = 120;
 const PROGRAM = path.join(EXAMPLES, 'snapdir_tree.py');
@@ -115,7 +115,7 @@ test('--snapshot-dir: a tree changed, grown and shrunk after the checkpoint (fil
   }
 });
 
-test('--snapshot-dir refuses a directory another user owns or others may write, at launch; a checkpoint fails naming a subdirectory others may write, or a tree beyond --files-max; then succeeds once fixed', async () => {
+test('--snapshot-dir refuses a directory another user owns or others may write, at launch; a checkpoint fails naming a subdirectory others may write, or a tree beyond --files-max; then succeeds once fixed; a restart refuses a subdirectory made writable by others after the checkpoint, where nobody planted a link', async () => {
   const scope = new Scope('snapdir-refuse');
   try {
     const open = scope.dir('open');
@@ -147,6 +147,19 @@ test('--snapshot-dir refuses a directory another user owns or others may write, 
     c = await ckrun(['checkpoint', '--dir', ck]);
     assert.is(c.code, 0, c.describe());
     await kill9Session(p, ck, 'the sleep session');
+
+    // after the checkpoint a subdirectory became writable by others, and nobody planted a link there: the restart refuses, naming it
+    fs.chmodSync(scope.root, 0o755);
+    fs.chmodSync(path.join(tree, 'shared'), 0o777);
+    const victim = path.join(scope.root, 'victim');
+    fs.writeFileSync(victim, 'root\'s\n');
+    const planted = await asUser(NOBODY, NOGROUP, `ln -s ${victim} ${path.join(tree, 'shared', 'evil')}`);
+    assert.is(planted.code, 0, `nobody plants a link: ${planted.stderr}`);
+    const rs = await ckrun(['restart', '--dir', ck]);
+    assert.is.not(rs.code, 0, rs.describe());
+    assert.match(rs.stderr, `its subdirectory ${path.join(tree, 'shared')} is writable by its group or others`, rs.describe());
+    assert.is(read(victim), 'root\'s\n', 'the file the planted link names is untouched');
+    assert.ok(fs.lstatSync(path.join(tree, 'shared', 'evil')).isSymbolicLink(), 'a refused restart changed nothing');
   } finally {
     await scope.cleanup();
   }
