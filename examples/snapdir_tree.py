@@ -5,8 +5,8 @@
 # Step i reads the counter file TREE/count (i-1) and writes i, creates
 # TREE/f<i> (O_EXCL: it must not be there yet) with mode and mtime set,
 # removes TREE/f<i-3> after checking its content, mode and mtime, makes a
-# directory d<i> with a link to f<i> every 5 steps and removes d<i-10> after
-# checking its link, and rewrites in place TREE/open.dat, a file it keeps
+# directory d<i> with a link to f<i> every 5 steps and removes d<i-30> after
+# checking its link (every step checks every link), and rewrites in place TREE/open.dat, a file it keeps
 # open. Every file but open.dat is closed between steps. A tree that is not
 # as the program left it at some step (a restart that put back files made,
 # changed or removed after a checkpoint only partly) says MISMATCH. At the
@@ -64,13 +64,16 @@ for i in range(1, steps + 1):
         if st.st_mode & 0o7777 != mode(old) or st.st_mtime_ns != old * 10**9 + 123:
             mismatch(f"f{old} has mode {st.st_mode & 0o7777:o} mtime {st.st_mtime_ns} at step {i}")
         os.unlink(p(f"f{old}"))
+    for name in os.listdir(tree):
+        if name.startswith("d") and os.readlink(p(f"{name}/l")) != f"../f{name[1:]}":
+            mismatch(f"{name}/l points to {os.readlink(p(f'{name}/l'))} at step {i}")
     if i % 5 == 0:
         os.mkdir(p(f"d{i}"))
         os.symlink(f"../f{i}", p(f"d{i}/l"))
-    if i > 10 and (i - 10) % 5 == 0:
-        d = p(f"d{i - 10}")
-        if os.readlink(os.path.join(d, "l")) != f"../f{i - 10}":
-            mismatch(f"d{i - 10}/l at step {i}")
+    if i > 30 and (i - 30) % 5 == 0:
+        d = p(f"d{i - 30}")
+        if os.readlink(os.path.join(d, "l")) != f"../f{i - 30}":
+            mismatch(f"d{i - 30}/l at step {i}")
         os.unlink(os.path.join(d, "l"))
         os.rmdir(d)
     print(f"step {i}", flush=True)

@@ -532,7 +532,7 @@ function planDir(genPath: string, d: DirSnapshot, owner: number, keep: ReadonlyS
     if (e.p === '' && !exists) return true;
     const n = removed(e.p) ? undefined : e.p === '' ? { st: lstatSync(d.path, { bigint: true }), t: 'd' as const } : now.get(e.p);
     if (e.t === 'd') return true; // mode, owner and times set again (after their contents)
-    if (e.t === 'l' && n?.t === 'l' && unchanged(e, n) && readlinkSync(join(d.path, e.p)) === e.l) return false;
+    if (e.t === 'l') return !(n?.t === 'l' && unchanged(e, n) && nsText(n.st.mtimeNs) === e.mt && readlinkSync(join(d.path, e.p)) === e.l);
     return !unchanged(e, n);
   });
   return { d, entries, copies: join(genPath, d.list, '..'), remove: remove.reverse(), put };
