@@ -378,7 +378,12 @@ function checkEntry(v: unknown, index: number): DirEntry | string {
 /** A listing read and checked: owner, CRC, every entry, parents before children. */
 export function readListing(genPath: string, d: DirSnapshot): DirEntry[] {
   const path = join(genPath, d.list);
-  const fd = openSync(path, FS.O_RDONLY | FS.O_NOFOLLOW);
+  let fd: number;
+  try {
+    fd = openSync(path, FS.O_RDONLY | FS.O_NOFOLLOW);
+  } catch (e) {
+    throw new SnapshotDirError(`${path}, the listing of snapshot directory ${d.path}, cannot be read (${(e as Error).message}); restart from an older generation`);
+  }
   let text: Buffer;
   try {
     const st = fstatSync(fd);
@@ -634,7 +639,14 @@ export function restoreDirs(
   dirs: readonly DirSnapshot[],
   opts: { owner: number; keep: ReadonlySet<string>; skipDirs: readonly string[] },
 ): { changed: string[]; finish: () => void } {
-  const plans = dirs.map((d) => planDir(genPath, d, opts.owner, opts.keep, opts.skipDirs));
+  const plans = dirs.map((d) => {
+    try {
+      return planDir(genPath, d, opts.owner, opts.keep, opts.skipDirs);
+    } catch (e) {
+      if (e instanceof SnapshotDirError) throw e;
+      throw new SnapshotDirError(`cannot put snapshot directory ${d.path} back as it was at the checkpoint: ${(e as Error).message}; nothing was changed`);
+    }
+  });
   const changed: string[] = [];
   for (const p of plans) {
     try {
