@@ -821,7 +821,7 @@ export function savedIdentities(record: FilesRecord): string {
 export function checkSavedFiles(genPath: string, record: FilesRecord, verifyData: boolean): string | undefined {
   const fds = new Map<string, number>();
   try {
-    const dirsProblem = record.dirs ? checkSnapshots(genPath, record.dirs) : undefined;
+    const dirsProblem = record.dirs ? checkSnapshots(genPath, record.dirs, verifyData) : undefined;
     if (dirsProblem !== undefined) return dirsProblem;
     for (const f of record.saved) {
       const table = readTable(genPath, f);

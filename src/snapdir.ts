@@ -42,7 +42,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { DirectoryTrustError, trustCheckpointDir } from './dirtrust.js';
-import { crc32c, native } from './native.js';
+import { crc32c, crc32cFile, native } from './native.js';
 import { formatBytes } from './output.js';
 
 /** The generation's subdirectory for directory snapshots. */
@@ -78,8 +78,9 @@ export interface DirEntry {
   at: string;
   mt: string;
   ct: string;
-  /** A file: its copy's name in the snapshot's directory. */
+  /** A file: its copy's name in the snapshot's directory, and the copy's CRC-32C. */
   n?: string;
+  c?: number;
   /** A link: its target. */
   l?: string;
 }
@@ -210,8 +211,8 @@ function walkTree(root: string, skip: readonly string[], uid: number, onEntry?: 
 
 const CHUNK = 1 << 20;
 
-/** Copies a regular file (never through a link) into `to`; throws when it is not the file the walk saw. */
-function copyFile(abs: string, e: DirEntry, to: string, buf: Buffer): void {
+/** Copies a regular file (never through a link) into `to`; its CRC-32C. Throws when it is not the file the walk saw. */
+function copyFile(abs: string, e: DirEntry, to: string, buf: Buffer): number {
   const fd = openSync(abs, FS.O_RDONLY | FS.O_NOFOLLOW | FS.O_NONBLOCK);
   try {
     const st = fstatSync(fd);
@@ -219,14 +220,17 @@ function copyFile(abs: string, e: DirEntry, to: string, buf: Buffer): void {
     const out = openSync(to, FS.O_WRONLY | FS.O_CREAT | FS.O_EXCL, 0o600);
     try {
       let pos = 0;
+      let crc = 0;
       for (;;) {
         const n = readSync(fd, buf, 0, CHUNK, pos);
         if (n === 0) break;
         let done = 0;
         while (done < n) done += writeSync(out, buf, done, n - done, pos + done);
+        crc = crc32c(buf.subarray(0, n), crc);
         pos += n;
       }
       if (pos !== e.s) throw new SnapshotDirError(`${abs} is ${pos} bytes, not ${e.s} as a moment before: it changed while it was saved`);
+      return crc;
     } finally {
       closeSync(out);
     }
@@ -271,8 +275,9 @@ function captureOne(root: string, k: number, opts: DirCaptureOptions, uid: numbe
     e.n = String(count++);
     const to = join(dir, e.n);
     const was = prev?.byPath.get(e.p);
-    if (was?.n !== undefined && sameFile(was, e)) {
+    if (was?.n !== undefined && was.c !== undefined && sameFile(was, e)) {
       const from = join(prev!.dir, was.n);
+      e.c = was.c;
       if (opts.defer) {
         opts.defer.push({ from, to, k, size: opts.previous?.precopy ? e.s : 0 });
         return;
@@ -286,7 +291,7 @@ function captureOne(root: string, k: number, opts: DirCaptureOptions, uid: numbe
         // the earlier copy is gone: copy again
       }
     }
-    copyFile(abs, e, to, buf);
+    e.c = copyFile(abs, e, to, buf);
     stored += e.s;
   });
   const text = Buffer.from(JSON.stringify(entries));
@@ -369,7 +374,7 @@ function checkEntry(v: unknown, index: number): DirEntry | string {
   if (!isUint(e['m'], 0o7777) || !isUint(e['u'], 0xffffffff) || !isUint(e['g'], 0xffffffff) || !isUint(e['s']) || !isUint(e['dev']) || !isUint(e['ino']))
     return `entry ${e['p']} is malformed`;
   for (const k of ['at', 'mt', 'ct']) if (typeof e[k] !== 'string' || !NS.test(e[k] as string)) return `entry ${e['p']} has malformed times`;
-  if (t === 'f' && (typeof e['n'] !== 'string' || !/^[0-9]{1,10}$/.test(e['n']))) return `entry ${e['p']} names no copy`;
+  if (t === 'f' && (typeof e['n'] !== 'string' || !/^[0-9]{1,10}$/.test(e['n']) || !isUint(e['c'], 0xffffffff))) return `entry ${e['p']} names no copy`;
   if (t === 'l' && (typeof e['l'] !== 'string' || e['l'] === '' || e['l'].includes('\0'))) return `entry ${e['p']} has no link target`;
   if ((index === 0) !== (e['p'] === '') || (index === 0 && t !== 'd')) return `entry ${index} is out of place`;
   return e as unknown as DirEntry;
@@ -431,10 +436,21 @@ function checkCopies(genPath: string, d: DirSnapshot, entries: readonly DirEntry
   }
 }
 
-/** What `ckrun verify` checks of the snapshots: listings and copies. A problem as text, or undefined. */
-export function checkSnapshots(genPath: string, dirs: readonly DirSnapshot[]): string | undefined {
+/** A copy's bytes against the listing's CRC-32C. */
+function checkCopyCrc(copies: string, d: DirSnapshot, e: DirEntry): void {
+  const at = join(copies, e.n!);
+  if (crc32cFile(at, 0, e.s) !== e.c)
+    throw new SnapshotDirError(`the saved copy of ${join(d.path, e.p)} (${at}) fails its checksum; restart from an older generation`);
+}
+
+/** What `ckrun verify` checks of the snapshots: listings and copies (with verifyData, every copy's CRC). A problem as text, or undefined. */
+export function checkSnapshots(genPath: string, dirs: readonly DirSnapshot[], verifyData = true): string | undefined {
   try {
-    for (const d of dirs) checkCopies(genPath, d, readListing(genPath, d));
+    for (const d of dirs) {
+      const entries = readListing(genPath, d);
+      checkCopies(genPath, d, entries);
+      if (verifyData) for (const e of entries) if (e.t === 'f') checkCopyCrc(join(genPath, d.list, '..'), d, e);
+    }
     return undefined;
   } catch (e) {
     return (e as Error).message;
@@ -540,7 +556,9 @@ function planDir(genPath: string, d: DirSnapshot, owner: number, keep: ReadonlyS
     if (e.t === 'l') return !(n?.t === 'l' && unchanged(e, n) && nsText(n.st.mtimeNs) === e.mt && readlinkSync(join(d.path, e.p)) === e.l);
     return !unchanged(e, n);
   });
-  return { d, entries, copies: join(genPath, d.list, '..'), remove: remove.reverse(), put };
+  const copies = join(genPath, d.list, '..');
+  for (const e of put) if (e.t === 'f') checkCopyCrc(copies, d, e);
+  return { d, entries, copies, remove: remove.reverse(), put };
 }
 
 function setOwner(fd: number, e: DirEntry): void {
