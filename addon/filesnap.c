@@ -364,32 +364,70 @@ fail:
 	return NULL;
 }
 
+/* Two bigints of nanoseconds (access, modification) as utimensat's times. */
+static bool get_times_ns(napi_env env, const napi_value *argv, const char *what, struct timespec ts[2])
+{
+	for (int i = 0; i < 2; i++) {
+		uint64_t t;
+		bool lossless;
+		if (napi_get_value_bigint_uint64(env, argv[i], &t, &lossless) != napi_ok || !lossless) {
+			throw_type(env, "%s: times are bigints of nanoseconds", what);
+			return false;
+		}
+		ts[i].tv_sec = (time_t)(t / 1000000000u);
+		ts[i].tv_nsec = (long)(t % 1000000000u);
+	}
+	return true;
+}
+
 /* futimesNs(fd, atimeNs, mtimeNs): futimens to the nanosecond (bigints). */
 napi_value js_futimes_ns(napi_env env, napi_callback_info info)
 {
 	size_t argc = 3;
 	napi_value argv[3];
 	int64_t fd;
-	uint64_t t[2];
-	bool lossless;
+	struct timespec ts[2];
 
 	NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
 	if (argc < 3) {
 		throw_type(env, "futimesNs(fd, atimeNs, mtimeNs): three arguments are required");
 		return NULL;
 	}
-	if (!get_int(env, argv[0], "futimesNs: fd", 0, INT_MAX, &fd))
+	if (!get_int(env, argv[0], "futimesNs: fd", 0, INT_MAX, &fd) || !get_times_ns(env, argv + 1, "futimesNs", ts))
 		return NULL;
-	for (int i = 0; i < 2; i++)
-		if (napi_get_value_bigint_uint64(env, argv[1 + i], &t[i], &lossless) != napi_ok || !lossless) {
-			throw_type(env, "futimesNs: times are bigints of nanoseconds");
-			return NULL;
-		}
-	struct timespec ts[2] = { { (time_t)(t[0] / 1000000000u), (long)(t[0] % 1000000000u) },
-				  { (time_t)(t[1] / 1000000000u), (long)(t[1] % 1000000000u) } };
 	if (futimens((int)fd, ts) < 0) {
 		int err = errno;
 		throw_coded(env, errno_name(err), "cannot set the times: %s", strerror(err));
+		return NULL;
+	}
+	return NULL;
+fail:
+	return NULL;
+}
+
+/* lutimesNs(path, atimeNs, mtimeNs): the times of a symbolic link itself
+ * (never its target) to the nanosecond: a snapshot directory's links. */
+napi_value js_lutimes_ns(napi_env env, napi_callback_info info)
+{
+	size_t argc = 3;
+	napi_value argv[3];
+	struct timespec ts[2];
+
+	NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	if (argc < 3) {
+		throw_type(env, "lutimesNs(path, atimeNs, mtimeNs): three arguments are required");
+		return NULL;
+	}
+	if (!get_times_ns(env, argv + 1, "lutimesNs", ts))
+		return NULL;
+	char *path = dup_string(env, argv[0], "lutimesNs: path");
+	if (!path)
+		return NULL;
+	int r = utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW);
+	int err = errno;
+	free(path);
+	if (r < 0) {
+		throw_coded(env, errno_name(err), "cannot set the times of a link: %s", strerror(err));
 		return NULL;
 	}
 	return NULL;

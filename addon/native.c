@@ -30,6 +30,7 @@
  *   punchHole(fd, off, len)  fallocate(PUNCH_HOLE | KEEP_SIZE)
  *   seek(fd, off)            lseek(SEEK_SET)
  *   futimesNs(fd, a, m)      futimens to the nanosecond
+ *   lutimesNs(path, a, m)    a symbolic link's own times, to the nanosecond
  *
  * Plain N-API (node_api.h) plus libuv for the signal and exit watchers.
  * One file per area (native.h lists them); this one is the module's table.
@@ -64,6 +65,7 @@ NAPI_MODULE_INIT()
 		{ "punchHole", NULL, js_punch_hole, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "seek", NULL, js_seek, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "futimesNs", NULL, js_futimes_ns, NULL, NULL, NULL, napi_enumerable, NULL },
+		{ "lutimesNs", NULL, js_lutimes_ns, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "socketPair", NULL, js_socket_pair, NULL, NULL, NULL, napi_enumerable, NULL },
 	};
 	if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)

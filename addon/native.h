@@ -109,6 +109,7 @@ napi_value js_block_hash(napi_env env, napi_callback_info info);
 napi_value js_punch_hole(napi_env env, napi_callback_info info);
 napi_value js_seek(napi_env env, napi_callback_info info);
 napi_value js_futimes_ns(napi_env env, napi_callback_info info);
+napi_value js_lutimes_ns(napi_env env, napi_callback_info info);
 
 /* procs.c */
 napi_value js_ask_to_join(napi_env env, napi_callback_info info);

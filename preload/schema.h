@@ -79,9 +79,10 @@ enum ck_schema_record_id {
 	CK_SCHEMA_MANIFEST = 44,
 	CK_SCHEMA_CONTENT = 45,
 	CK_SCHEMA_FILES = 46,
-	CK_SCHEMA_SAVED_FILE = 47,
-	CK_SCHEMA_STDIO_FILE = 48,
-	CK_SCHEMA_PROCESS = 49,
+	CK_SCHEMA_SNAPSHOT_DIR = 47,
+	CK_SCHEMA_SAVED_FILE = 48,
+	CK_SCHEMA_STDIO_FILE = 49,
+	CK_SCHEMA_PROCESS = 50,
 };
 
 #ifdef CK_SCHEMA_TABLES
@@ -551,6 +552,15 @@ static const struct ck_schema_key ck_schema_keys_files[] = {
 	{"policy", 0, 1, 0, 0}, /* text */
 	{"saved", 99, 1, 0, 0}, /* [{saved_file}] */
 	{"stdio", 101, 1, 0, 0}, /* [{stdio_file}] */
+	{"dirs", 103, 0, 0, 0}, /* [{snapshot_dir}]? */
+};
+static const struct ck_schema_key ck_schema_keys_snapshot_dir[] = {
+	{"path", 0, 1, 0, 0}, /* text */
+	{"list", 0, 1, 0, 0}, /* text */
+	{"list_crc", 1, 1, 0, 0}, /* uint */
+	{"entries", 1, 1, 0, 0}, /* uint */
+	{"bytes", 1, 1, 0, 0}, /* uint */
+	{"stored", 1, 1, 0, 0}, /* uint */
 };
 static const struct ck_schema_key ck_schema_keys_saved_file[] = {
 	{"path", 0, 1, 0, 0}, /* text */
@@ -684,16 +694,18 @@ static const struct ck_schema_type ck_schema_types[] = {
 	{CKS_ARRAY, 88, 0}, /* 89 */
 	{CKS_RECORD, 42, 0}, /* 90 */
 	{CKS_RECORD, 43, 0}, /* 91 */
-	{CKS_RECORD, 49, 0}, /* 92 */
+	{CKS_RECORD, 50, 0}, /* 92 */
 	{CKS_ARRAY, 92, 0}, /* 93 */
 	{CKS_ARRAY, 30, 0}, /* 94 */
 	{CKS_RECORD, 46, 0}, /* 95 */
 	{CKS_RECORD, 45, 0}, /* 96 */
 	{CKS_ARRAY, 96, 0}, /* 97 */
-	{CKS_RECORD, 47, 0}, /* 98 */
+	{CKS_RECORD, 48, 0}, /* 98 */
 	{CKS_ARRAY, 98, 0}, /* 99 */
-	{CKS_RECORD, 48, 0}, /* 100 */
+	{CKS_RECORD, 49, 0}, /* 100 */
 	{CKS_ARRAY, 100, 0}, /* 101 */
+	{CKS_RECORD, 47, 0}, /* 102 */
+	{CKS_ARRAY, 102, 0}, /* 103 */
 };
 
 static const unsigned short ck_schema_alts[] = {1, 9, 3, 34, 1, 34, 1, 34, 0, 1, 1, 20, 1, 0, 1, 20, 20, 1, 20, 1, 20, 16, 1, 85, 20, 1, 87};
@@ -746,6 +758,7 @@ static const struct ck_schema_record ck_schema_records[] = {
 	{"manifest", ck_schema_keys_manifest, sizeof ck_schema_keys_manifest / sizeof ck_schema_keys_manifest[0]},
 	{"content", ck_schema_keys_content, sizeof ck_schema_keys_content / sizeof ck_schema_keys_content[0]},
 	{"files", ck_schema_keys_files, sizeof ck_schema_keys_files / sizeof ck_schema_keys_files[0]},
+	{"snapshot_dir", ck_schema_keys_snapshot_dir, sizeof ck_schema_keys_snapshot_dir / sizeof ck_schema_keys_snapshot_dir[0]},
 	{"saved_file", ck_schema_keys_saved_file, sizeof ck_schema_keys_saved_file / sizeof ck_schema_keys_saved_file[0]},
 	{"stdio_file", ck_schema_keys_stdio_file, sizeof ck_schema_keys_stdio_file / sizeof ck_schema_keys_stdio_file[0]},
 	{"process", ck_schema_keys_process, sizeof ck_schema_keys_process / sizeof ck_schema_keys_process[0]},

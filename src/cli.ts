@@ -82,6 +82,13 @@ Options (first form):
                           leaves them as they are
   --files-max SIZE        a checkpoint fails, naming the files, when the
                           files to snapshot hold more than SIZE (512M, 2G)
+  --snapshot-dir DIR      each checkpoint also saves the tree under DIR
+                          (repeatable; unchanged files linked from the
+                          previous generation), and restart puts it back
+                          as it was: files made after the checkpoint
+                          removed, changed or removed ones written again.
+                          DIR must be yours and writable by nobody else;
+                          its files count against --files-max
   --portable              each checkpoint also keeps a copy of every file
                           the program maps privately (its executable,
                           libraries, mapped data files; linked from the
@@ -211,6 +218,10 @@ Options:
                           ckrun --help; default: the policy of the image).
                           Whatever they say, the files the image's
                           checkpoint saved are put back first
+  --snapshot-dir DIR      the restarted program's checkpoints also save DIR
+                          (see ckrun --help), besides the directories the
+                          image's checkpoint saved, which are put back first
+                          and saved again
   --portable              the restarted program's checkpoints keep copies
                           of the files it maps (see ckrun --help)
   --stdio=inherit         the program's stdin/stdout/stderr that were
@@ -338,8 +349,9 @@ interface OptionSpec {
   value?: boolean;
   /** May take a value, only as `--name=VALUE` (a bare `--name` is a flag). */
   optionalValue?: boolean;
-  /** May be given more than once: the values are joined with commas. */
+  /** May be given more than once: the values are joined with commas (with NUL when `join` says so: paths). */
   repeat?: boolean;
+  join?: string;
 }
 
 interface Parsed {
@@ -388,7 +400,7 @@ function parse(command: string, specs: OptionSpec[], args: string[], stopAtPosit
           v = args[++i]!;
         }
         const before = opts.get(name);
-        opts.set(name, spec.repeat && typeof before === 'string' ? `${before},${v}` : v);
+        opts.set(name, spec.repeat && typeof before === 'string' ? `${before}${spec.join ?? ','}${v}` : v);
       } else {
         if (inline !== undefined) throw new UsageError(`option '--${name}' takes no value`, command);
         opts.set(name, true);
@@ -499,6 +511,7 @@ const HYGIENE: OptionSpec[] = [
   { name: 'files', value: true },
   { name: 'files-max', value: true },
   { name: 'portable' },
+  { name: 'snapshot-dir', value: true, repeat: true, join: '\0' },
 ];
 
 /** `--files=snapshot|size|none`, or undefined when absent. */
@@ -508,6 +521,19 @@ function filesPolicy(p: Parsed, command: string): FilesPolicy | undefined {
   if (!(FILES_POLICIES as readonly string[]).includes(v))
     throw new UsageError(`--files takes snapshot (the default), size or none, not '${v}'`, command);
   return v as FilesPolicy;
+}
+
+/** `--snapshot-dir DIR` (repeatable): each vetted and resolved now (SnapshotDirError names the one refused). */
+async function snapshotDirs(p: Parsed, command: string): Promise<string[] | undefined> {
+  const v = str(p, 'snapshot-dir');
+  if (v === undefined) return undefined;
+  const { vetSnapshotDir, SnapshotDirError } = await import('./snapdir.js');
+  try {
+    return v.split('\0').map((d) => vetSnapshotDir(d));
+  } catch (e) {
+    if (e instanceof SnapshotDirError) throw new UsageError(e.message, command);
+    throw e;
+  }
 }
 
 /** `--files-max SIZE` in bytes (K, M, G, T suffixes), or undefined when absent. */
@@ -628,6 +654,7 @@ async function runLaunch(args: string[]): Promise<number> {
     fullEvery: count(p, 'full-every', ''),
     files: filesPolicy(p, ''),
     filesMax: filesMax(p, ''),
+    snapshotDirs: await snapshotDirs(p, ''),
     portable: flag(p, 'portable'),
     verbose: flag(p, 'verbose'),
   };
@@ -785,6 +812,7 @@ async function runRestart(args: string[]): Promise<number> {
     fullEvery: count(p, 'full-every', 'restart'),
     files: filesPolicy(p, 'restart'),
     filesMax: filesMax(p, 'restart'),
+    snapshotDirs: await snapshotDirs(p, 'restart'),
     portable: flag(p, 'portable'),
     stdioInherit: stdioChoice(p),
     verbose: flag(p, 'verbose'),

@@ -68,10 +68,13 @@ interface Walk {
   shown: string;
   uid: number;
   create: boolean;
+  /** What the directory is, and the option that names it (messages). */
+  label: string;
+  flag: string;
 }
 
 function refuse(w: Walk, why: string, wayOut: string): never {
-  throw new DirectoryTrustError(`refusing checkpoint directory ${w.shown}: ${why}; ${wayOut}`);
+  throw new DirectoryTrustError(`refusing ${w.label} ${w.shown}: ${why}; ${wayOut.replace('--dir', w.flag)}`);
 }
 
 /** A directory on the way (not the checkpoint directory itself). */
@@ -136,9 +139,9 @@ function components(path: string): string[] {
  * DirectoryTrustError naming the path, the reason and the way out otherwise.
  * Missing directories are created (mode 0700) unless `create` is false.
  */
-export function trustCheckpointDir(dir: string, opts: { create?: boolean; uid?: number } = {}): string {
+export function trustCheckpointDir(dir: string, opts: { create?: boolean; uid?: number; label?: string; flag?: string } = {}): string {
   const uid = opts.uid ?? process.geteuid?.() ?? 0;
-  const w: Walk = { shown: resolve(dir), uid, create: opts.create ?? true };
+  const w: Walk = { shown: resolve(dir), uid, create: opts.create ?? true, label: opts.label ?? 'checkpoint directory', flag: opts.flag ?? '--dir' };
   const rootSt = lstatSync('/');
   const todo = components(w.shown);
   if (todo.length === 0) {

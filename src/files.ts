@@ -45,6 +45,7 @@ import { dirname, join, resolve, sep } from 'node:path';
 import { crc32c, kcmpFile, native } from './native.js';
 import { formatBytes } from './output.js';
 import { makeDev, ProcessGoneError, type Member } from './proctree.js';
+import { checkSnapshots, parseDirSnapshots, type DirSnapshot } from './snapdir.js';
 
 export { DEFAULT_FILES_POLICY, FILES_POLICIES, parseSize, type FilesPolicy } from './files-policy.js';
 import { FILES_POLICIES, type FilesPolicy } from './files-policy.js';
@@ -107,6 +108,8 @@ export interface FilesRecord {
   policy: FilesPolicy;
   saved: SavedFile[];
   stdio: StdioFile[];
+  /** `--snapshot-dir`: the directory trees saved with the generation (src/snapdir.ts). */
+  dirs?: DirSnapshot[];
 }
 
 export class FilesError extends Error {
@@ -818,6 +821,8 @@ export function savedIdentities(record: FilesRecord): string {
 export function checkSavedFiles(genPath: string, record: FilesRecord, verifyData: boolean): string | undefined {
   const fds = new Map<string, number>();
   try {
+    const dirsProblem = record.dirs ? checkSnapshots(genPath, record.dirs, verifyData) : undefined;
+    if (dirsProblem !== undefined) return dirsProblem;
     for (const f of record.saved) {
       const table = readTable(genPath, f);
       const src = sourceFds(genPath, f, fds);
@@ -925,7 +930,13 @@ export function parseFilesRecord(v: unknown): FilesRecord | string {
     if (same !== undefined && !isUint(same, 2)) return 'files.stdio has a malformed same_as';
     stdio.push({ fd, path: s['path'], dev, ino, offset, flags, ...(same !== undefined ? { same_as: same as number } : {}) });
   }
-  return { policy: policy as FilesPolicy, saved, stdio };
+  let dirs: DirSnapshot[] | undefined;
+  if (m['dirs'] !== undefined) {
+    const r = parseDirSnapshots(m['dirs']);
+    if (typeof r === 'string') return r;
+    dirs = r;
+  }
+  return { policy: policy as FilesPolicy, saved, stdio, ...(dirs ? { dirs } : {}) };
 }
 
 /** The checkpoint directory itself and what it resolves to: never the program's files. */

@@ -645,6 +645,18 @@ export const IMAGE_SCHEMA = {
       policy: 'text',
       saved: '[{saved_file}]',
       stdio: '[{stdio_file}]',
+      dirs: '[{snapshot_dir}]?',
+    },
+  },
+  snapshot_dir: {
+    doc: '## Written files (`files` in the manifest, `files/` in the generation) @ dirs',
+    keys: {
+      path: 'text',
+      list: 'text',
+      list_crc: 'uint',
+      entries: 'uint',
+      bytes: 'uint',
+      stored: 'uint',
     },
   },
   saved_file: {

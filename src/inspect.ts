@@ -337,6 +337,10 @@ function formatFiles(f: FilesRecord): string {
       `  stdio ${STDIO_NAMES[s.fd] ?? s.fd}: ${s.same_as !== undefined ? `the same open file as ${STDIO_NAMES[s.same_as] ?? s.same_as}, ` : ''}${s.path} at offset ${s.offset}` +
         ` (restart reopens it there; --stdio=inherit gives restart's own)\n`,
     );
+  for (const d of f.dirs ?? [])
+    out.push(
+      `  snapshot directory ${d.path}: ${d.entries} entries, ${formatBytes(d.bytes)} in files, ${formatBytes(d.stored)} copied here (the rest linked); restart puts the tree back as it was\n`,
+    );
   return out.join('');
 }
 

@@ -68,6 +68,7 @@ export interface NativeAddon {
   seek(fd: number, offset: number): void;
   /** futimens(fd, [atime, mtime]) in nanoseconds. */
   futimesNs(fd: number, atimeNs: bigint, mtimeNs: bigint): void;
+  lutimesNs(path: string, atimeNs: bigint, mtimeNs: bigint): void;
   /** A connected pair of Unix stream sockets, both close-on-exec (addon/hold.c). */
   socketPair(): [number, number];
 }

@@ -4,11 +4,12 @@
 // like a launched one.
 import { existsSync, lstatSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { sessionEnv, stdioIdentity } from './environment.js';
 import { chainOf, type Generation } from './generations.js';
 import { asArray, asNumber, asString, imageIds, imagePid, type Image } from './image.js';
-import { FilesError, restoreFiles, stdioInheritEnv } from './files.js';
+import { FilesError, restoreFiles, skipDirsFor, stdioInheritEnv, type FilesRecord } from './files.js';
+import { restoreDirs, SnapshotDirError } from './snapdir.js';
 import { acceptedCopies, CARRIED } from './contents.js';
 import { adoptChild, isNativeError, spawnChild } from './native.js';
 import { displayPath, trace, writeErr } from './output.js';
@@ -145,9 +146,12 @@ function putFilesBack(opts: RestartOptions, prepared: Prepared, warn: (line: str
   if (!gen || !record) return opts;
   let done: string[];
   try {
-    done = restoreFiles(gen.path, record, lstatSync(gen.path).uid);
+    const owner = lstatSync(gen.path).uid;
+    const dirs = record.dirs?.length ? restoreDirs(gen.path, record.dirs, { owner, keep: keptInPlace(record), skipDirs: snapshotSkips(opts, prepared) }) : undefined;
+    done = [...(dirs?.changed ?? []), ...restoreFiles(gen.path, record, owner)];
+    dirs?.finish();
   } catch (e) {
-    if (e instanceof FilesError) throw new RestartError(e.message);
+    if (e instanceof FilesError || e instanceof SnapshotDirError) throw new RestartError(e.message);
     throw e;
   }
   if (done.length > 0 && opts.verbose) warn(`put back as at the checkpoint: ${done.join(', ')}`);
@@ -157,6 +161,17 @@ function putFilesBack(opts: RestartOptions, prepared: Prepared, warn: (line: str
   if (record.policy === 'none') env['CKRUN_FILES'] = 'none';
   if (opts.stdioInherit && record.stdio.length > 0) env['CKRUN_STDIO_INHERIT'] = stdioInheritEnv(record);
   return { ...opts, files: opts.files ?? record.policy, env };
+}
+
+/** Files the written files' restore puts back in place (their inode kept): a snapshot directory leaves them to it. */
+function keptInPlace(record: FilesRecord): Set<string> {
+  return new Set(record.policy === 'snapshot' ? record.saved.filter((f) => f.how !== 'recreate').map((f) => f.path) : []);
+}
+
+/** The checkpoint directories (the generation's and where the restarted session writes): never part of a snapshot directory. */
+function snapshotSkips(opts: RestartOptions, prepared: Prepared): string[] {
+  const gen = prepared.generation!;
+  return [...new Set([...skipDirsFor(dirname(gen.path)), ...skipDirsFor(opts.dir ?? prepared.sourceDir ?? DEFAULT_DIR)])];
 }
 
 /**

@@ -5,7 +5,7 @@
 // (src/barrier.ts) into a generation (src/generations.ts), and ends with the
 // program's exit status.
 import { closeSync, constants as fsConstants, existsSync } from 'node:fs';
-import { access } from 'node:fs/promises';
+import { access, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +14,7 @@ import { ProgramNotFoundError, resolveProgram, sessionEnv, stdioIdentity, whyNot
 import { errorMessage, SessionError } from './errors.js';
 import { DirectoryTrustError, trustCheckpointDir } from './dirtrust.js';
 import { GenerationWriter, ImageChains, type ManifestProcess } from './generations.js';
+import { captureDirs, linkDeferred, precopyDirs, PRECOPY_DIR, type DeferredLink, type DirSnapshot } from './snapdir.js';
 import { captureFiles, DEFAULT_FILES_POLICY, precopyFiles, skipDirsFor, tidyFiles, type CaptureResult, type FilesPolicy, type FilesRecord } from './files.js';
 import { BarrierError, checkpointBarrier, imageName, STEP_TIMEOUT_MS, type BarrierHost } from './barrier.js';
 import {
@@ -115,6 +116,8 @@ export interface SessionOptions {
   filesMax?: number;
   /** `--portable`: each generation keeps a copy of every file the program maps privately (src/contents.ts). */
   portable?: boolean;
+  /** `--snapshot-dir`: directory trees each generation saves (src/snapdir.ts), besides those the restarted generation lists. */
+  snapshotDirs?: string[];
 }
 
 export interface LaunchOptions extends SessionOptions {
@@ -657,8 +660,11 @@ export class Coordinator implements Session {
         skipDirs: skipDirsFor(this.dir),
         stdio: this.opts.stdio ?? [0, 1, 2],
       };
+      const snapDirs = this.snapshotDirs();
       // the bulk of the copy while the program runs; the pause copies what changed since
       const pre = policy === 'snapshot' ? precopyFiles(this.membersNow(), { ...filesOpts, previous: this.lastFiles }) : undefined;
+      const deferred: DeferredLink[] = [];
+      const preDirs = snapDirs.length ? precopyDirs(snapDirs, { genPath: gen.path, skipDirs: filesOpts.skipDirs, ...(this.opts.filesMax !== undefined ? { maxBytes: this.opts.filesMax } : {}), ...this.lastDirs() }) : undefined;
       const r = await checkpointBarrier(this.barrierHost(gen.path), {
         genPath: gen.path,
         self: process.pid,
@@ -666,8 +672,11 @@ export class Coordinator implements Session {
         answerTimeoutMs: answerMs,
         hold,
         whileStopped: (members) => {
+          // the trees first: a file the program writes under one is saved by both, at one instant
+          const dirs = snapDirs.length ? this.captureSnapshotDirs(snapDirs, gen.path, filesOpts.skipDirs, preDirs, deferred) : undefined;
           files = captureFiles(members, { ...filesOpts, previous: pre ?? this.lastFiles });
           if (pre) tidyFiles(gen.path, files.record);
+          if (dirs) files.record.dirs = dirs;
         },
       }).catch(async (e: unknown) => {
         if (e instanceof BarrierError && e.everyoneLeft) throw new SessionError(`${e.message}${await this.howRootEnded()}`);
@@ -679,6 +688,8 @@ export class Coordinator implements Session {
       if (unaccepted.failure) throw new SessionError(unaccepted.failure);
       for (const o of unaccepted.outside)
         this.verbose(`process ${o.pid}: a connection not yet accepted on descriptor ${o.fd} holds bytes from a client outside the session (socket inode ${o.client}); like every connection to the outside it is lost at restart`);
+      if (files?.record.dirs) linkDeferred(deferred, files.record.dirs);
+      if (preDirs) await rm(join(gen.path, PRECOPY_DIR), { recursive: true, force: true }); // its copies are linked in dirs/
       for (const p of r.processes)
         await gen.addImage({ pid: p.pid, image: p.image, pause_ns: p.pauseNs, ppid: p.ppid, pgid: p.pgid, sid: p.sid, chain: this.chains.chainAfter(p.pid) });
       // the program runs on meanwhile: each file is hashed once while it stays the same
@@ -703,7 +714,7 @@ export class Coordinator implements Session {
         shared_files: r.sharedFiles,
         shm_owners: r.shmOwners,
         // only when a restart has something to do (the fast start leaves such generations to node)
-        ...(files && (files.record.saved.length > 0 || files.record.stdio.length > 0 || files.record.policy === 'none') ? { files: files.record } : {}),
+        ...(files && (files.record.saved.length > 0 || files.record.stdio.length > 0 || files.record.policy === 'none' || files.record.dirs) ? { files: files.record } : {}),
       });
       this.chains.completed(path, processes);
       if (files) this.lastFiles = { record: files.record, path };
@@ -716,6 +727,26 @@ export class Coordinator implements Session {
       await gen.remove().catch(() => undefined);
       throw e;
     }
+  }
+
+  /** The previous generation's snapshot directories: unchanged files are linked from them. */
+  private lastDirs(): { previous?: { dirs: DirSnapshot[]; path: string } } {
+    return this.lastFiles?.record.dirs ? { previous: { dirs: this.lastFiles.record.dirs, path: this.lastFiles.path } } : {};
+  }
+
+  /** `--snapshot-dir`s of this session and those its restarted generation saved, each once. */
+  private snapshotDirs(): string[] {
+    return [...new Set([...(this.opts.snapshotDirs ?? []), ...(this.lastFiles?.record.dirs ?? []).map((d) => d.path)])];
+  }
+
+  /** The snapshot directories saved into the generation (in the pause), the time said in -v. */
+  private captureSnapshotDirs(dirs: string[], genPath: string, skipDirs: string[], pre: DirSnapshot[] | undefined, defer: DeferredLink[]): DirSnapshot[] {
+    const from = pre ? { previous: { dirs: pre, path: genPath, precopy: true } } : this.lastDirs();
+    const r = captureDirs(dirs, { genPath, skipDirs, defer, ...(this.opts.filesMax !== undefined ? { maxBytes: this.opts.filesMax } : {}), ...from });
+    this.verbose(
+      `snapshot directories: ${r.dirs.map((d) => `${d.path} (${d.entries} entries, ${formatBytes(d.bytes)})`).join(', ')}; ${formatBytes(r.stored)} copied in the pause, which it took ${formatDuration(r.ms * 1e6)} of`,
+    );
+    return r.dirs;
   }
 
   /** The session's processes as they are now (not stopped): whose files a pre-copy reads. */

@@ -7,9 +7,10 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { listGenerations, ManifestError, readManifest, type Generation, type ManifestProcess } from './generations.js';
-import { ImageError, imagePid, readImage, VerifyCache, type Image } from './image.js';
+import { asArray, asMap, asNumber, ImageError, imagePid, readImage, VerifyCache, type Image } from './image.js';
 import { displayPath } from './output.js';
 import { checkSavedFiles, savedIdentities } from './files.js';
+import { listedIdentities } from './snapdir.js';
 import { acceptedCopies, CARRIED } from './contents.js';
 
 export { VerifyCache } from './image.js';
@@ -72,6 +73,28 @@ export async function verifyImages(g: Generation, opts: VerifyOptions = {}): Pro
 export async function readGeneration(path: string): Promise<Generation> {
   const manifest = await readManifest(path);
   return { number: manifest.generation, path, manifest };
+}
+
+/**
+ * "dev:ino" of the files the images hold open that a snapshot directory
+ * of the generation lists: a restart puts them back before the restore
+ * host runs, so one gone since does not count against the generation.
+ */
+function snapshotIdentities(genPath: string, dirs: Parameters<typeof listedIdentities>[1], images: Image[]): string {
+  let listed: Set<string>;
+  try {
+    listed = listedIdentities(genPath, dirs);
+  } catch {
+    return ''; // a damaged listing: checkSavedFiles says so
+  }
+  const out = new Set<string>();
+  for (const img of images)
+    for (const x of asArray(img.meta['files'])) {
+      const m = asMap(x);
+      const id = `${asNumber(m['dev']) ?? -1}:${asNumber(m['ino']) ?? -1}`;
+      if (listed.has(id)) out.add(id);
+    }
+  return [...out].join(',');
 }
 
 /** Manifest and images of the generation in `path`. Throws ManifestError or ImageError. */
@@ -209,7 +232,7 @@ export async function verifyDirectory(target: string, opts: VerifyDirOptions = {
       const { generation, images } = await verifyGeneration(c.path, { verifyData, cache });
       // (the restore host reads uncompressed images: a compressed generation was verified whole above)
       const files = generation.manifest.files;
-      const saved = files ? savedIdentities(files) : '';
+      const saved = [files ? savedIdentities(files) : '', files?.dirs ? snapshotIdentities(c.path, files.dirs, images) : ''].filter((x) => x).join(',');
       const carried = generation.manifest.portable ? join(c.path, CARRIED) : undefined;
       const copies = opts.hostCheck ? await acceptedCopies(images, generation.manifest.contents, carried) : { same: '', carried: '' };
       const hostEnv = {
