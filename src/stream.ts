@@ -35,10 +35,11 @@ const STREAM_END = 0x5a; // 'Z'
 
 const CHUNK = 4 << 20;
 /** Names inside a generation: `<pid>.ckpt`, `ref-<ino>.ckpt`, `manifest.cbor`, `files/<k>.tab`, `carried/<sha256>`... */
-const NAME = /^((files|carried)\/)?[A-Za-z0-9_][A-Za-z0-9._-]{0,200}$/;
-/** The subdirectories a generation may have (saved files; a portable generation's copies of mapped files). */
-const SUBDIRS = ['files', 'carried'];
-const subdirOf = (name: string): string | undefined => SUBDIRS.find((d) => name.startsWith(`${d}/`));
+const NAME = /^((files|carried)\/|dirs\/[A-Za-z0-9_][A-Za-z0-9._-]{0,200}\/)?[A-Za-z0-9_][A-Za-z0-9._-]{0,200}$/;
+/** The subdirectories a generation may have (saved files; a portable generation's copies of mapped files; --snapshot-dir trees, one level deeper). */
+const SUBDIRS = ['files', 'carried', 'dirs'];
+/** The directory a name lies in inside the generation (`dirs/0` for `dirs/0/list`), or undefined. */
+const subdirOf = (name: string): string | undefined => (name.includes('/') ? name.slice(0, name.lastIndexOf('/')) : undefined);
 const MAX_FILES = 1 << 20;
 const MAX_GENERATIONS = 1 << 16;
 
@@ -80,7 +81,10 @@ async function generationFiles(genDir: string): Promise<string[]> {
   for (const top of (await readdir(genDir)).sort()) {
     if (top.startsWith('.') || top === MANIFEST) continue;
     const st = await lstat(join(genDir, top));
-    if (st.isDirectory() && SUBDIRS.includes(top)) {
+    if (st.isDirectory() && top === 'dirs') {
+      for (const d of (await readdir(join(genDir, top))).sort())
+        if (!d.startsWith('.')) for (const f of (await readdir(join(genDir, top, d))).sort()) if (!f.startsWith('.')) names.push(`${top}/${d}/${f}`);
+    } else if (st.isDirectory() && SUBDIRS.includes(top)) {
       for (const f of (await readdir(join(genDir, top))).sort()) if (!f.startsWith('.')) names.push(`${top}/${f}`);
     } else names.push(top);
   }
@@ -288,7 +292,7 @@ async function receiveFile(r: Reading, genPath: string, gen: number): Promise<nu
   const size = Number((await need(r, 8, `in the size of ${name}`)).readBigUInt64LE());
   if (!Number.isSafeInteger(size)) throw damaged(r, `${name} claims ${size} bytes`);
   const sub = subdirOf(name);
-  if (sub) await mkdirOnce(join(genPath, sub));
+  if (sub) await mkdirOnce(genPath, sub);
   let fd: number;
   try {
     fd = openSync(join(genPath, name), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
@@ -323,10 +327,15 @@ function writeAll(fd: number, buf: Buffer, position: number): void {
   while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off, position + off);
 }
 
-async function mkdirOnce(path: string): Promise<void> {
-  await mkdir(path, { mode: 0o700 }).catch((e: NodeJS.ErrnoException) => {
-    if (e.code !== 'EEXIST') throw e;
-  });
+/** Makes sub (one or two checked names) inside the fresh generation directory. */
+async function mkdirOnce(genPath: string, sub: string): Promise<void> {
+  let at = genPath;
+  for (const part of sub.split('/')) {
+    at = join(at, part);
+    await mkdir(at, { mode: 0o700 }).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EEXIST') throw e;
+    });
+  }
 }
 
 async function receiveLink(r: Reading, genPath: string, gen: number): Promise<void> {
@@ -336,7 +345,7 @@ async function receiveLink(r: Reading, genPath: string, gen: number): Promise<vo
   const source = r.received[index];
   if (!source) throw damaged(r, `${name} of generation ${gen} refers to a generation the stream has not sent`);
   const sub = subdirOf(name);
-  if (sub) await mkdirOnce(join(genPath, sub));
+  if (sub) await mkdirOnce(genPath, sub);
   await link(join(source.path, from), join(genPath, name)).catch((e: NodeJS.ErrnoException) => {
     if (e.code === 'ENOENT') throw damaged(r, `${name} of generation ${gen} refers to ${from}, which the stream has not sent`);
     if (e.code === 'EEXIST') throw damaged(r, `generation ${gen} holds ${name} twice`);
