@@ -80,7 +80,10 @@ async function cycles(
   for (const [i, c] of o.cycles.entries()) {
     const from = o.units();
     await until(p, () => o.units() >= from + o.ahead, `${o.ahead} more units of ${o.name} before checkpoint ${i + 1}`);
-    await checkpoint(ck);
+    await checkpoint(ck).catch((e: Error) => {
+      // which ckrun it was, and how it stands, tells a lost session from a slow one
+      throw new Error(`${e.message}\ncycle ${i + 1} of ${o.name}, the ckrun asked:\n${p.describe()}\n${read(path.join(o.work, i === 0 ? 'log' : `restart${i}.out`)).slice(-1500)}`);
+    });
     const at = o.units();
     await until(p, () => o.units() >= at + o.ahead, `${o.name} to run on after checkpoint ${i + 1}`);
     await kill9Session(p, ck, `${o.name} cycle ${i + 1}`);
