@@ -306,6 +306,8 @@ CK_HIDDEN void ck_jobstop_after_restore(uint64_t was_pending);
 CK_HIDDEN extern volatile uint64_t ck_restores;
 CK_HIDDEN extern volatile int ck_calls_enabled;
 CK_HIDDEN void ck_resume_interrupted_call(ucontext_t *uc);
+/* looks up libc's calls behind the wrappers (the constructor) */
+CK_HIDDEN void ck_syscalls_resolve(void);
 /* syscall(nr, a[0..5]) resumed when interrupted; a[] may be changed (remaining timeouts) */
 CK_HIDDEN long ck_syscall_resumed(long nr, long *a);
 CK_HIDDEN int ck_wait_sigsuspend(int (*real)(const sigset_t *), const sigset_t *mask);
