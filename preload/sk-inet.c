@@ -76,9 +76,12 @@ CK_HIDDEN void ck_inet_options_save(struct cb_enc *e, const struct ck_fd *f, int
 	if (family == AF_INET)
 		for (size_t i = 0; i < sizeof ip_options / sizeof ip_options[0]; i++)
 			ck_sockopt_put(e, f->fd, IPPROTO_IP, ip_options[i]);
-	if (family == AF_INET6)
+	if (family == AF_INET6) {
 		for (size_t i = 0; i < sizeof ipv6_options / sizeof ipv6_options[0]; i++)
 			ck_sockopt_put(e, f->fd, IPPROTO_IPV6, ipv6_options[i]);
+		/* one flag for both families (IPV6_FREEBIND sets it too) */
+		ck_sockopt_put(e, f->fd, IPPROTO_IP, IP_FREEBIND);
+	}
 	ck_sockopt_put(e, f->fd, SOL_SOCKET, SO_PEEK_OFF);
 }
 
@@ -601,19 +604,25 @@ static void set_int(int fd, int level, int name, int v)
 	setsockopt(fd, level, name, &v, sizeof v);
 }
 
-/* The program's SO_REUSEADDR (ckrun sets it while it binds again, so a
- * restart right after kill -9 works despite TIME_WAIT). */
-static int saved_reuseaddr(const struct ck_img_socket *s)
+/* An integer option as the image saved it (0 when it did not). */
+static int saved_int(const struct ck_img_socket *s, int level, int name)
 {
 	for (size_t i = 0; i < s->nopts; i++) {
 		const struct ck_img_sockopt *o = &s->opts[i];
-		if (o->level == SOL_SOCKET && o->name == SO_REUSEADDR && o->len >= sizeof(int)) {
+		if (o->level == level && o->name == name && o->len >= sizeof(int)) {
 			int v;
 			memcpy(&v, o->val, sizeof v);
 			return v;
 		}
 	}
 	return 0;
+}
+
+/* The program's SO_REUSEADDR (ckrun sets it while it binds again, so a
+ * restart right after kill -9 works despite TIME_WAIT). */
+static int saved_reuseaddr(const struct ck_img_socket *s)
+{
+	return saved_int(s, SOL_SOCKET, SO_REUSEADDR);
 }
 
 static const int except_reuseaddr[] = {SO_REUSEADDR, -1};
@@ -640,6 +649,19 @@ static int new_socket(const struct end *e, int base_fd)
 static struct ck_tw_own *tw_own;
 static size_t tw_nown;
 
+/* The socket was bound to an address that is not (or no longer) one of
+ * this machine's: the program bound it with IP_FREEBIND, which it may have
+ * cleared since. Bound the same way, then given the saved value back. */
+static int bind_nonlocal(const struct end *e, int fd, const struct sockaddr_storage *ss, socklen_t len)
+{
+	set_int(fd, IPPROTO_IP, IP_FREEBIND, 1);
+	int ok = bind(fd, (const struct sockaddr *)ss, len) == 0;
+	int err = errno;
+	set_int(fd, IPPROTO_IP, IP_FREEBIND, saved_int(e->sock, IPPROTO_IP, IP_FREEBIND));
+	errno = err;
+	return ok;
+}
+
 static void bind_to(const struct end *e, int fd, const struct ck_img_inaddr *a, const char *role)
 {
 	struct sockaddr_storage ss;
@@ -653,6 +675,8 @@ static void bind_to(const struct end *e, int fd, const struct ck_img_inaddr *a, 
 		if (bind(fd, (struct sockaddr *)&ss, len) == 0)
 			return;
 		err = errno;
+		if (err == EADDRNOTAVAIL && bind_nonlocal(e, fd, &ss, len))
+			return;
 		if (err != EADDRINUSE || (held = ck_tw_port_wait(a, tw_own, tw_nown, why, sizeof why)) != 1)
 			break;
 	}
