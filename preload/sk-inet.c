@@ -63,7 +63,7 @@ struct ck_tcp_info {
  * the socket's options list (see sockets.c), and the program's peek
  * offset. Buffer sizes are not among them: the kernel reports them doubled
  * and tunes TCP's itself unless the program set them. */
-static const int tcp_options[] = {TCP_NODELAY, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_USER_TIMEOUT,
+static const int tcp_options[] = {TCP_NODELAY, TCP_CORK, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_USER_TIMEOUT,
 				  TCP_NOTSENT_LOWAT, TCP_DEFER_ACCEPT};
 static const int ip_options[] = {IP_TOS, IP_FREEBIND, IP_PKTINFO, IP_RECVERR};
 static const int ipv6_options[] = {IPV6_V6ONLY, IPV6_TCLASS, IPV6_RECVPKTINFO, IPV6_RECVERR};

@@ -93,6 +93,7 @@ struct ck_sock_file {
  * in except[], which ends with -1) */
 CK_HIDDEN int ck_sockopt_int(int fd, int level, int name, int *v);
 CK_HIDDEN void ck_sockopt_put(struct cb_enc *e, int fd, int level, int name);
+CK_HIDDEN void ck_sockopt_put_changed(struct cb_enc *e, int fd, int level, int name);
 CK_HIDDEN void ck_sockopts_apply(int fd, const struct ck_img_file *f, const struct ck_img_socket *s, int level,
 				 const int *except);
 

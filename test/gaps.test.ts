@@ -8,7 +8,8 @@ import * as assert from 'uvu/assert';
 import { socketExample } from './lib/examples.js';
 import { lastLine } from './lib/lines.js';
 import { type Proc } from './lib/proc.js';
-import { checkpoint } from './lib/ckrun.js';
+import { checkpoint, ckrun } from './lib/ckrun.js';
+import { generations } from './lib/images.js';
 import { Scope } from './lib/scope.js';
 
 function assertNoFailure(p: Proc, what: string): void {
@@ -49,6 +50,29 @@ async function twiceThroughRestart(name: string, program: string[]): Promise<voi
 
 test('sockets bound to addresses not of this machine (IP_FREEBIND, also cleared after bind, IPv4 and IPv6) are bound there again', async () => {
   await twiceThroughRestart('freebind', [socketExample('freebind'), '--steps', '30']);
+});
+
+test('socket options a program set come back: TCP_CORK, SO_PRIORITY, SO_MARK, SO_BINDTODEVICE', async () => {
+  await twiceThroughRestart('sockopts', [socketExample('sockopts'), '--steps', '30']);
+});
+
+test('a socket with a packet filter (SO_ATTACH_FILTER) fails the checkpoint, naming it, and the program runs on', async () => {
+  const scope = new Scope('sockfilter');
+  try {
+    const ckpt = scope.ckptDir();
+    const p = scope.launch({ dir: ckpt, program: [socketExample('sockopts'), '--steps', '20', '--filter'], label: 'ckrun sockopts --filter' });
+    await p.waitForStep(2);
+    const r = await ckrun(['checkpoint', '--dir', ckpt]);
+    assert.is(r.code, 1, `the checkpoint must fail:\n${r.describe()}`);
+    assert.match(r.stderr, /packet filter .*descriptor \d+: a filter of 1 instructions \(SO_ATTACH_FILTER\)/, r.describe());
+    assert.equal(generations(ckpt), [], 'no generation is left behind');
+    const exit = await p.waitExit();
+    assertNoFailure(p, 'after the refused checkpoint');
+    assert.is(exit.code, 0, p.describe());
+    assert.is(lastLine(p.lines), 'done');
+  } finally {
+    await scope.cleanup();
+  }
 });
 
 test.run();
