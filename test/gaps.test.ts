@@ -5,7 +5,7 @@
 // its end.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { socketExample } from './lib/examples.js';
+import { exampleProgram, socketExample } from './lib/examples.js';
 import { lastLine } from './lib/lines.js';
 import { type Proc } from './lib/proc.js';
 import { checkpoint, ckrun } from './lib/ckrun.js';
@@ -70,6 +70,27 @@ test('a socket with a packet filter (SO_ATTACH_FILTER) fails the checkpoint, nam
     assertNoFailure(p, 'after the refused checkpoint');
     assert.is(exit.code, 0, p.describe());
     assert.is(lastLine(p.lines), 'done');
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+test('a SysV segment attached once and split by mprotect comes back attached once, each piece with its protection and bytes', async () => {
+  await twiceThroughRestart('shmsplit', exampleProgram('shmsplit', ['--steps', '30']));
+});
+
+test('a SysV attachment with a piece unmapped: the restart refuses, naming the segment, and nothing runs', async () => {
+  const scope = new Scope('shmsplit-partial');
+  try {
+    const ckpt = scope.ckptDir();
+    const p = scope.launch({ dir: ckpt, program: exampleProgram('shmsplit', ['--steps', '200', '--partial']), label: 'ckrun shmsplit --partial' });
+    await p.waitForStep(2);
+    await checkpoint(ckpt);
+    await scope.kill9(p);
+    const r = await ckrun(['restart', '--dir', ckpt]);
+    assert.not.equal(r.code, 0, `the restart must refuse:\n${r.describe()}`);
+    assert.match(r.stderr, /has only part of the SysV shared memory segment \d+ attached \(12288 of its 16384 bytes/, r.describe());
+    assert.equal(scope.strays(), [], 'nothing of the session runs');
   } finally {
     await scope.cleanup();
   }
