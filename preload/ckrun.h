@@ -67,6 +67,7 @@ struct ck_thread {
 	uint64_t rseq_addr;      /* 0 when not registered */
 	uint32_t rseq_len;
 	uint32_t rseq_sig;
+	int rseq_foreign;        /* registered an area of its own, not glibc's (-errno of the probe) */
 	uint64_t pending;        /* signals pending for this thread only */
 	char comm[16];
 	long securebits;         /* PR_GET_SECUREBITS: per thread, not in /proc */

@@ -96,4 +96,23 @@ test('a SysV attachment with a piece unmapped: the restart refuses, naming the s
   }
 });
 
+test("a thread with an rseq area of its own (not glibc's) fails the checkpoint, naming the thread, and keeps its registration", async () => {
+  const scope = new Scope('rseqown');
+  try {
+    const ckpt = scope.ckptDir();
+    const p = scope.launch({ dir: ckpt, program: exampleProgram('rseqown', ['--steps', '30']), label: 'ckrun rseqown' });
+    await p.waitForStep(2);
+    const r = await ckrun(['checkpoint', '--dir', ckpt]);
+    assert.is(r.code, 1, `the checkpoint must fail:\n${r.describe()}`);
+    assert.match(r.stderr, /restartable-sequence \(rseq\) area of its own: thread \d+: ckrun registers only glibc's/, r.describe());
+    assert.equal(generations(ckpt), [], 'no generation is left behind');
+    const exit = await p.waitExit();
+    assertNoFailure(p, 'after the refused checkpoint');
+    assert.is(exit.code, 0, p.describe());
+    assert.is(lastLine(p.lines), 'done');
+  } finally {
+    await scope.cleanup();
+  }
+});
+
 test.run();
