@@ -270,6 +270,13 @@ static void save_tcp_queues(struct ck_writer *w, const struct ck_fdtab *t, const
 	ck_ioctl(f->fd, FIONREAD, &inq);
 	ck_ioctl(f->fd, TIOCOUTQ, &outq);
 	ck_ioctl(f->fd, SIOCOUTQNSD, &unsent);
+	/* after shutdown(SHUT_WR), the FIN takes a sequence number of its own,
+	 * which both counts include while it is not sent: it is no byte (the
+	 * restore's own shutdown sends it again) */
+	if ((ti->state == TCP_FIN_WAIT1 || ti->state == TCP_CLOSING || ti->state == TCP_LAST_ACK) && unsent > 0) {
+		unsent--;
+		outq--;
+	}
 	if (ti->state == TCP_ESTABLISHED && ti->data_segs_out > 0 && peer->set && is_loopback(peer->addr) &&
 	    peer_not_accepted(t, local, peer)) {
 		fail_socket(w, f, -EOPNOTSUPP, "the program has a connection with bytes its own server has not accepted yet",

@@ -115,4 +115,8 @@ test("a thread with an rseq area of its own (not glibc's) fails the checkpoint, 
   }
 });
 
+test('a TCP connection shut down (SHUT_WR) behind bytes not sent yet (FIN_WAIT1) delivers exactly those bytes, then EOF', async () => {
+  await twiceThroughRestart('tcpfin', [socketExample('tcpfin'), '--steps', '30']);
+});
+
 test.run();
