@@ -18,6 +18,7 @@
 #include <arpa/inet.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -385,13 +386,18 @@ static void save_datagrams(struct ck_writer *w, const struct ck_fd *f)
  * does not tell (ENOTCONN): sock_diag's, found by inode. */
 static uint8_t inet_diag_reply[16384] __attribute__((aligned(8)));
 
-static void connecting_peer(int family, uint64_t ino, struct inaddr *peer)
+/* sock_diag's record of the socket with inode ino (TCP in the given
+ * states, or UDP): its message and its shutdown bits (INET_DIAG_SHUTDOWN).
+ * Returns whether it was found; the message points into inet_diag_reply. */
+static int inet_diag_find(int family, int protocol, uint32_t states, uint64_t ino, const struct inet_diag_msg **msg,
+			  uint8_t *shutdown)
 {
 	struct {
 		struct nlmsghdr h;
 		struct inet_diag_req_v2 r;
 	} q;
 	struct sockaddr_nl kernel;
+	int found = 0;
 	ck_memset(&q, 0, sizeof q);
 	ck_memset(&kernel, 0, sizeof kernel);
 	kernel.nl_family = AF_NETLINK;
@@ -399,11 +405,11 @@ static void connecting_peer(int family, uint64_t ino, struct inaddr *peer)
 	q.h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
 	q.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
 	q.r.sdiag_family = (uint8_t)family;
-	q.r.sdiag_protocol = IPPROTO_TCP;
-	q.r.idiag_states = 1u << TCP_SYN_SENT;
+	q.r.sdiag_protocol = (uint8_t)protocol;
+	q.r.idiag_states = states;
 	long nl = CK_SYS3(SYS_socket, AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
 	if (nl < 0)
-		return;
+		return 0;
 	if (CK_SYS6(SYS_sendto, nl, &q, sizeof q, 0, &kernel, sizeof kernel) < 0)
 		goto out;
 	for (;;) {
@@ -417,20 +423,47 @@ static void connecting_peer(int family, uint64_t ino, struct inaddr *peer)
 			const struct inet_diag_msg *m = NLMSG_DATA(h);
 			if (h->nlmsg_len < NLMSG_LENGTH(sizeof *m) || m->idiag_inode != ino)
 				continue;
-			ck_memset(peer, 0, sizeof *peer);
-			if (m->idiag_family == AF_INET) {
-				peer->addr[10] = peer->addr[11] = 0xff;
-				ck_memcpy(peer->addr + 12, m->id.idiag_dst, 4);
-			} else {
-				ck_memcpy(peer->addr, m->id.idiag_dst, 16);
-			}
-			peer->port = ntohs(m->id.idiag_dport);
-			peer->set = 1;
+			*msg = m;
+			*shutdown = 0;
+			long alen = (long)h->nlmsg_len - (long)NLMSG_LENGTH(sizeof *m);
+			for (struct rtattr *at = (struct rtattr *)(m + 1); RTA_OK(at, alen); at = RTA_NEXT(at, alen))
+				if (at->rta_type == INET_DIAG_SHUTDOWN && RTA_PAYLOAD(at) >= 1)
+					*shutdown = *(const uint8_t *)RTA_DATA(at);
+			found = 1;
 			goto out;
 		}
 	}
 out:
 	ck_close((int)nl);
+	return found;
+}
+
+static void connecting_peer(int family, uint64_t ino, struct inaddr *peer)
+{
+	const struct inet_diag_msg *m;
+	uint8_t shut;
+	if (!inet_diag_find(family, IPPROTO_TCP, 1u << TCP_SYN_SENT, ino, &m, &shut))
+		return;
+	ck_memset(peer, 0, sizeof *peer);
+	if (m->idiag_family == AF_INET) {
+		peer->addr[10] = peer->addr[11] = 0xff;
+		ck_memcpy(peer->addr + 12, m->id.idiag_dst, 4);
+	} else {
+		ck_memcpy(peer->addr, m->id.idiag_dst, 16);
+	}
+	peer->port = ntohs(m->id.idiag_dport);
+	peer->set = 1;
+}
+
+/* A UDP socket's shutdown (shutdown() works on one, connected or not),
+ * which only sock_diag tells; 0 when it cannot tell. */
+static uint8_t udp_shutdown(int family, uint64_t ino)
+{
+	const struct inet_diag_msg *m;
+	uint8_t shut = 0;
+	if (!inet_diag_find(family, IPPROTO_UDP, ~0u, ino, &m, &shut))
+		return 0;
+	return shut;
 }
 
 CK_HIDDEN void ck_inet_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f, int family, int type,
@@ -453,10 +486,14 @@ CK_HIDDEN void ck_inet_save(struct ck_writer *w, const struct ck_fdtab *t, const
 	put_address(e, "local", &local);
 	if (peer.set)
 		put_address(e, "peer", &peer);
-	if (type == SOCK_STREAM)
+	if (type == SOCK_STREAM) {
 		save_tcp(w, t, f, &local, &peer);
-	else
+	} else {
+		uint8_t shut = udp_shutdown(family, f->st.ino);
+		if (shut)
+			cb_kv_uint(e, "shutdown", shut & 3);
 		save_datagrams(w, f);
+	}
 	cb_close(e);
 }
 
@@ -550,6 +587,8 @@ static int parse_inet(struct cb_dec *d, struct ck_img_inet *in)
 			ok = parse_queue(d, &in->unsent_q);
 		else if (cbd_key_is(k, kl, "datagrams"))
 			ok = parse_datagrams(d, in);
+		else if (cbd_key_is(k, kl, "shutdown"))
+			ok = cbd_uint_max(d, 3, &in->shutdown);
 		else
 			ok = cbd_skip(d);
 		if (!ok)
@@ -1025,6 +1064,14 @@ static void make_udp(struct end *e, int base_fd)
 		socklen_t len = to_sockaddr(family, &e->in->peer, &ss);
 		if (connect(e->fd, (struct sockaddr *)&ss, len) != 0)
 			ck_refuse("cannot connect the UDP socket at descriptor %d of process %d again: %s", e->f->fd,
+				  e->img->pid, strerror(errno));
+	}
+	/* last: a socket shut for receiving still queues what is sent to it;
+	 * an unconnected one is shut all the same (and says ENOTCONN) */
+	if (e->in->shutdown) {
+		int how = e->in->shutdown == 3 ? SHUT_RDWR : e->in->shutdown == 2 ? SHUT_WR : SHUT_RD;
+		if (shutdown(e->fd, how) != 0 && errno != ENOTCONN)
+			ck_refuse("cannot shut the UDP socket at descriptor %d of process %d down again: %s", e->f->fd,
 				  e->img->pid, strerror(errno));
 	}
 }

@@ -34,6 +34,7 @@ struct ck_img_queue {
 struct ck_img_inet {
 	struct ck_img_inaddr local, peer;
 	int tcp_state; /* TCP_ESTABLISHED...; 0 for UDP */
+	uint64_t shutdown; /* UDP: the kernel's shutdown bits (1 receive, 2 send) */
 	uint64_t backlog;
 	int has_backlog;
 	struct ck_img_queue recv_q, unsent_q;

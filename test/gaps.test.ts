@@ -119,4 +119,8 @@ test('a TCP connection shut down (SHUT_WR) behind bytes not sent yet (FIN_WAIT1)
   await twiceThroughRestart('tcpfin', [socketExample('tcpfin'), '--steps', '30']);
 });
 
+test('UDP sockets shut down (SHUT_WR, SHUT_RD, and SHUT_RDWR unconnected) stay shut', async () => {
+  await twiceThroughRestart('udpshut', [socketExample('udpshut'), '--steps', '30']);
+});
+
 test.run();

@@ -121,6 +121,7 @@ const NOT_WRITTEN_HERE: Record<string, string> = {
   'unix.reset': 'a Unix socket whose peer closed with bytes unread (sockets-unix-dgram.test.ts)',
   'passed.data': 'a pipe in flight with bytes in it (sockets-unix-dgram.test.ts)',
   'unix.shutdown': 'a Unix socket shut down in one direction; no program of the suite makes one',
+  'inet.shutdown': 'a UDP socket the program shut down (gaps.test.ts: examples/udpshut.c)',
 };
 
 /** A program with a memfd mapping (mapped through a second descriptor: Python's mmap dups it) and a removed SysV segment. */
