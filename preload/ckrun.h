@@ -187,7 +187,8 @@ CK_HIDDEN long ck_image_finish(struct ck_writer *w, const char *tmp_path, const 
 #define CK_VM_NORESERVE   (1u << 10) /* nr: MAP_NORESERVE */
 #define CK_VM_GROWSDOWN   (1u << 11) /* gd: MAP_GROWSDOWN */
 #define CK_VM_SEALED      (1u << 12) /* sl: mseal */
-#define CK_VM_COUNT       13
+#define CK_VM_MAYWRITE    (1u << 13) /* mw: may be made writable (saved for shared file mappings only) */
+#define CK_VM_COUNT       14
 /* what a fork does not pass on (a forked writer cannot see it): read
  * while the program is stopped */
 #define CK_VM_NOT_INHERITED (CK_VM_DONTFORK | CK_VM_LOCKED | CK_VM_LOCKONFAULT)

@@ -38,7 +38,7 @@ static const char *const mm_names[MM_COUNT] = {
 
 /* CK_VM_* in bit order, as /proc/PID/smaps names them in VmFlags */
 static const char vm_names[CK_VM_COUNT][3] = {"dc", "wf", "dd", "hg", "nh", "sr", "rr", "mg",
-					       "lo", "lf", "nr", "gd", "sl"};
+					       "lo", "lf", "nr", "gd", "sl", "mw"};
 
 struct map_line {
 	uint64_t start, end, offset, dev, ino;
@@ -564,6 +564,10 @@ static void save_region(struct ck_writer *w, struct ck_scratch *s, int pmfd, con
 	cb_kv_bool(e, "shared", m->shared);
 	cb_kv_text(e, "kind", k.kind);
 	cb_kv_text(e, "name", from_restore_image(m) ? "" : m->name);
+	/* only a shared file mapping's file is opened for it: for writing
+	 * when mprotect may make it writable (the program's descriptor was) */
+	if (!m->shared || !ck_streq(k.kind, "file"))
+		flags &= ~CK_VM_MAYWRITE;
 	save_vm_flags(e, flags);
 	if (ck_streq(k.kind, "shmem")) {
 		/* the object's identity, shared between processes, and where this
@@ -1393,16 +1397,24 @@ CK_HIDDEN void ck_memory_check(struct ck_image *img, int verify_data)
 	}
 }
 
+/* A shared mapping that is writable, or that mprotect may make writable
+ * (the file was open for writing when it was mapped), needs its file
+ * open for writing. */
+static int opened_for_writing(const struct ck_img_region *r)
+{
+	return r->shared && ((r->prot & PROT_WRITE) || (r->vm_flags & CK_VM_MAYWRITE));
+}
+
 CK_HIDDEN void ck_memory_open(struct ck_image *img, int base_fd)
 {
 	for (size_t i = 0; i < img->nregions; i++) {
 		struct ck_img_region *r = &img->regions[i];
 		if (!r->has_file)
 			continue;
-		int want_rw = r->shared && (r->prot & PROT_WRITE);
+		int want_rw = opened_for_writing(r);
 		for (size_t j = 0; j < i; j++) {
 			struct ck_img_region *o = &img->regions[j];
-			if (o->fd >= 0 && !strcmp(o->path, r->path) && (o->shared && (o->prot & PROT_WRITE)) == want_rw) {
+			if (o->fd >= 0 && !strcmp(o->path, r->path) && opened_for_writing(o) == want_rw) {
 				r->fd = o->fd;
 				break;
 			}

@@ -49,18 +49,18 @@ async function twiceThroughRestart(name: string, program: string[]): Promise<voi
 }
 
 test('sockets bound to addresses not of this machine (IP_FREEBIND, also cleared after bind, IPv4 and IPv6) are bound there again', async () => {
-  await twiceThroughRestart('freebind', [socketExample('freebind'), '--steps', '30']);
+  await twiceThroughRestart('freebind', [socketExample('freebind'), '--steps', '80']);
 });
 
 test('socket options a program set come back: TCP_CORK, SO_PRIORITY, SO_MARK, SO_BINDTODEVICE', async () => {
-  await twiceThroughRestart('sockopts', [socketExample('sockopts'), '--steps', '30']);
+  await twiceThroughRestart('sockopts', [socketExample('sockopts'), '--steps', '80']);
 });
 
 test('a socket with a packet filter (SO_ATTACH_FILTER) fails the checkpoint, naming it, and the program runs on', async () => {
   const scope = new Scope('sockfilter');
   try {
     const ckpt = scope.ckptDir();
-    const p = scope.launch({ dir: ckpt, program: [socketExample('sockopts'), '--steps', '20', '--filter'], label: 'ckrun sockopts --filter' });
+    const p = scope.launch({ dir: ckpt, program: [socketExample('sockopts'), '--steps', '80', '--filter'], label: 'ckrun sockopts --filter' });
     await p.waitForStep(2);
     const r = await ckrun(['checkpoint', '--dir', ckpt]);
     assert.is(r.code, 1, `the checkpoint must fail:\n${r.describe()}`);
@@ -76,7 +76,7 @@ test('a socket with a packet filter (SO_ATTACH_FILTER) fails the checkpoint, nam
 });
 
 test('a SysV segment attached once and split by mprotect comes back attached once, each piece with its protection and bytes', async () => {
-  await twiceThroughRestart('shmsplit', exampleProgram('shmsplit', ['--steps', '30']));
+  await twiceThroughRestart('shmsplit', exampleProgram('shmsplit', ['--steps', '80']));
 });
 
 test('a SysV attachment with a piece unmapped: the restart refuses, naming the segment, and nothing runs', async () => {
@@ -100,7 +100,7 @@ test("a thread with an rseq area of its own (not glibc's) fails the checkpoint, 
   const scope = new Scope('rseqown');
   try {
     const ckpt = scope.ckptDir();
-    const p = scope.launch({ dir: ckpt, program: exampleProgram('rseqown', ['--steps', '30']), label: 'ckrun rseqown' });
+    const p = scope.launch({ dir: ckpt, program: exampleProgram('rseqown', ['--steps', '80']), label: 'ckrun rseqown' });
     await p.waitForStep(2);
     const r = await ckrun(['checkpoint', '--dir', ckpt]);
     assert.is(r.code, 1, `the checkpoint must fail:\n${r.describe()}`);
@@ -116,11 +116,15 @@ test("a thread with an rseq area of its own (not glibc's) fails the checkpoint, 
 });
 
 test('a TCP connection shut down (SHUT_WR) behind bytes not sent yet (FIN_WAIT1) delivers exactly those bytes, then EOF', async () => {
-  await twiceThroughRestart('tcpfin', [socketExample('tcpfin'), '--steps', '30']);
+  await twiceThroughRestart('tcpfin', [socketExample('tcpfin'), '--steps', '80']);
 });
 
 test('UDP sockets shut down (SHUT_WR, SHUT_RD, and SHUT_RDWR unconnected) stay shut', async () => {
-  await twiceThroughRestart('udpshut', [socketExample('udpshut'), '--steps', '30']);
+  await twiceThroughRestart('udpshut', [socketExample('udpshut'), '--steps', '80']);
+});
+
+test('a shared file mapping made read-only, whose file was open for writing, can be made writable again after a restart', async () => {
+  await twiceThroughRestart('mapwrite', exampleProgram('mapwrite', ['--steps', '80']));
 });
 
 test.run();
