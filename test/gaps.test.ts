@@ -127,4 +127,23 @@ test('a shared file mapping made read-only, whose file was open for writing, can
   await twiceThroughRestart('mapwrite', exampleProgram('mapwrite', ['--steps', '80']));
 });
 
+test('a descriptor that sends I/O signals (O_ASYNC, F_SETOWN, F_SETSIG) fails the checkpoint, naming it, and the program runs on', async () => {
+  const scope = new Scope('sigio');
+  try {
+    const ckpt = scope.ckptDir();
+    const p = scope.launch({ dir: ckpt, program: exampleProgram('sigio', ['--steps', '60']), label: 'ckrun sigio' });
+    await p.waitForStep(2);
+    const r = await ckrun(['checkpoint', '--dir', ckpt]);
+    assert.is(r.code, 1, `the checkpoint must fail:\n${r.describe()}`);
+    assert.match(r.stderr, /descriptor \d+ has an owner for SIGIO\/SIGURG \(F_SETOWN: process \d+\)/, r.describe());
+    assert.equal(generations(ckpt), [], 'no generation is left behind');
+    const exit = await p.waitExit();
+    assertNoFailure(p, 'after the refused checkpoint');
+    assert.is(exit.code, 0, p.describe());
+    assert.is(lastLine(p.lines), 'done');
+  } finally {
+    await scope.cleanup();
+  }
+});
+
 test.run();
