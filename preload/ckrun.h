@@ -67,6 +67,7 @@ struct ck_thread {
 	uint64_t rseq_addr;      /* 0 when not registered */
 	uint32_t rseq_len;
 	uint32_t rseq_sig;
+	int rseq_foreign;        /* registered an area of its own, not glibc's (-errno of the probe) */
 	uint64_t pending;        /* signals pending for this thread only */
 	char comm[16];
 	long securebits;         /* PR_GET_SECUREBITS: per thread, not in /proc */
@@ -193,7 +194,8 @@ CK_HIDDEN long ck_image_finish(struct ck_writer *w, const char *tmp_path, const 
 #define CK_VM_NORESERVE   (1u << 10) /* nr: MAP_NORESERVE */
 #define CK_VM_GROWSDOWN   (1u << 11) /* gd: MAP_GROWSDOWN */
 #define CK_VM_SEALED      (1u << 12) /* sl: mseal */
-#define CK_VM_COUNT       13
+#define CK_VM_MAYWRITE    (1u << 13) /* mw: may be made writable (saved for shared file mappings only) */
+#define CK_VM_COUNT       14
 /* what a fork does not pass on (a forked writer cannot see it): read
  * while the program is stopped */
 #define CK_VM_NOT_INHERITED (CK_VM_DONTFORK | CK_VM_LOCKED | CK_VM_LOCKONFAULT)
@@ -313,6 +315,8 @@ CK_HIDDEN void ck_jobstop_after_restore(uint64_t was_pending);
 CK_HIDDEN extern volatile uint64_t ck_restores;
 CK_HIDDEN extern volatile int ck_calls_enabled;
 CK_HIDDEN void ck_resume_interrupted_call(ucontext_t *uc);
+/* looks up libc's calls behind the wrappers (the constructor) */
+CK_HIDDEN void ck_syscalls_resolve(void);
 /* syscall(nr, a[0..5]) resumed when interrupted; a[] may be changed (remaining timeouts) */
 CK_HIDDEN long ck_syscall_resumed(long nr, long *a);
 CK_HIDDEN int ck_wait_sigsuspend(int (*real)(const sigset_t *), const sigset_t *mask);

@@ -269,6 +269,42 @@ CK_HIDDEN int ck_files_read_part_way(struct ck_scratch *s)
 	return 0;
 }
 
+/* An owner for a descriptor's I/O signals (F_SETOWN: SIGIO, SIGURG) or a
+ * signal of its own for them (F_SETSIG) is not given back yet (a lease's
+ * are, locks.c): the checkpoint fails rather than restore a
+ * descriptor that signals no one. */
+static int fails_signal_owner(struct ck_writer *w, const struct ck_fd *f)
+{
+	struct f_owner_ex o = {0, 0};
+	/* a regular file signals only for a lease, whose taking made the
+	 * process its owner (F_GETLEASE would expire a lease whose break
+	 * timed out: not asked) */
+	if ((f->st.mode & S_IFMT) == S_IFREG)
+		return 0;
+	if (ck_fcntl(f->fd, F_GETOWN_EX, (long)&o) != 0)
+		o.pid = 0;
+	long sig = ck_fcntl(f->fd, F_GETSIG, 0);
+	if (!o.pid && sig <= 0)
+		return 0;
+	ck_writer_fail(w, -EOPNOTSUPP, "the program has a descriptor that sends I/O signals, which ckrun cannot set up again yet");
+	struct ck_str m;
+	ck_str_init(&m, w->err_detail, sizeof w->err_detail);
+	ck_str_add(&m, "descriptor ");
+	ck_str_dec(&m, f->fd);
+	if (o.pid) {
+		ck_str_add(&m, " has an owner for SIGIO/SIGURG (F_SETOWN: ");
+		ck_str_add(&m, o.type == F_OWNER_PGRP ? "process group " : o.type == F_OWNER_TID ? "thread " : "process ");
+		ck_str_dec(&m, o.pid);
+		ck_str_add(&m, ")");
+	} else {
+		ck_str_add(&m, " has a signal for its I/O (F_SETSIG ");
+		ck_str_dec(&m, sig);
+		ck_str_add(&m, ")");
+	}
+	ck_str_add(&m, "; clear it (F_SETOWN 0, F_SETSIG 0) before the checkpoint");
+	return 1;
+}
+
 CK_HIDDEN void ck_files_save(struct ck_writer *w, struct ck_scratch *s)
 {
 	struct cb_enc *e = &w->meta;
@@ -285,6 +321,8 @@ CK_HIDDEN void ck_files_save(struct ck_writer *w, struct ck_scratch *s)
 			fail_unsupported(w, f);
 			break;
 		}
+		if (fails_signal_owner(w, f))
+			break;
 		int stdio_index = ck_fd_stdio_index(f);
 		int same_as = shares_with(&t, f, pid);
 		long offset = ck_lseek(f->fd, 0, SEEK_CUR);

@@ -38,7 +38,7 @@ static const char *const mm_names[MM_COUNT] = {
 
 /* CK_VM_* in bit order, as /proc/PID/smaps names them in VmFlags */
 static const char vm_names[CK_VM_COUNT][3] = {"dc", "wf", "dd", "hg", "nh", "sr", "rr", "mg",
-					       "lo", "lf", "nr", "gd", "sl"};
+					       "lo", "lf", "nr", "gd", "sl", "mw"};
 
 struct map_line {
 	uint64_t start, end, offset, dev, ino;
@@ -575,6 +575,10 @@ static void save_region(struct ck_writer *w, struct ck_scratch *s, int pmfd, con
 	cb_kv_bool(e, "shared", m->shared);
 	cb_kv_text(e, "kind", k.kind);
 	cb_kv_text(e, "name", from_restore_image(m) ? "" : m->name);
+	/* only a shared file mapping's file is opened for it: for writing
+	 * when mprotect may make it writable (the program's descriptor was) */
+	if (!m->shared || !ck_streq(k.kind, "file"))
+		flags &= ~CK_VM_MAYWRITE;
 	save_vm_flags(e, flags);
 	if (ck_streq(k.kind, "shmem")) {
 		/* the object's identity, shared between processes, and where this
@@ -1092,6 +1096,8 @@ static int parse_region(struct cb_dec *d, struct ck_img_region *r)
 					if (!cbd_uint(d, &r->shm_id)) return 0;
 				} else if (cbd_key_is(ok, okl, "mode")) {
 					if (!cbd_uint(d, &r->shm_mode)) return 0;
+				} else if (cbd_key_is(ok, okl, "size")) {
+					if (!cbd_uint(d, &r->shm_size)) return 0;
 				} else if (!cbd_skip(d)) {
 					return 0;
 				}
@@ -1482,16 +1488,24 @@ CK_HIDDEN void ck_memory_check(struct ck_image *img, int verify_data)
 	}
 }
 
+/* A shared mapping that is writable, or that mprotect may make writable
+ * (the file was open for writing when it was mapped), needs its file
+ * open for writing. */
+static int opened_for_writing(const struct ck_img_region *r)
+{
+	return r->shared && ((r->prot & PROT_WRITE) || (r->vm_flags & CK_VM_MAYWRITE));
+}
+
 CK_HIDDEN void ck_memory_open(struct ck_image *img, int base_fd)
 {
 	for (size_t i = 0; i < img->nregions; i++) {
 		struct ck_img_region *r = &img->regions[i];
 		if (!r->has_file)
 			continue;
-		int want_rw = r->shared && (r->prot & PROT_WRITE);
+		int want_rw = opened_for_writing(r);
 		for (size_t j = 0; j < i; j++) {
 			struct ck_img_region *o = &img->regions[j];
-			if (o->fd >= 0 && !strcmp(o->path, r->path) && (o->shared && (o->prot & PROT_WRITE)) == want_rw) {
+			if (o->fd >= 0 && !strcmp(o->path, r->path) && opened_for_writing(o) == want_rw) {
 				r->fd = o->fd;
 				break;
 			}
@@ -1551,7 +1565,8 @@ static char *sysv_attached(uint64_t id)
  * restore core attaches the segment by its id (shmdt must work on it). */
 static int create_sysv(const struct ck_img_region *r)
 {
-	uint64_t size = r->shm_off + (r->end - r->start);
+	/* the whole segment, not the region: a piece of it may come first */
+	uint64_t size = r->shm_size ? r->shm_size : r->shm_off + (r->end - r->start);
 	/* sysv.c made it (with its key, ID, owner and mode), images of older shims aside */
 	int id = ck_sysv_made_shm(r->shm_id) ? (int)r->shm_id : -1;
 	FILE *f = id < 0 ? fopen("/proc/sys/kernel/shm_next_id", "w") : 0;
@@ -1602,11 +1617,83 @@ static int create_shm_object(const struct ck_img_region *r)
 	return fd;
 }
 
+static int sysv_piece_of(const struct ck_img_region *a, const struct ck_img_region *b)
+{
+	return b->has_shm && !strcmp(b->shm_kind, "sysv") && b->shm_id == a->shm_id && b->start == a->end &&
+	       b->shm_off == a->shm_off + (a->end - a->start);
+}
+
+/* The bytes of a SysV attachment from region i on: it and the pieces
+ * that follow it (the program split it with mprotect); whether one of
+ * them is writable. */
+static uint64_t sysv_attachment(const struct ck_image *img, size_t i, int *write)
+{
+	uint64_t covered = 0;
+	*write = 0;
+	for (size_t j = i; j < img->nregions && (j == i || sysv_piece_of(&img->regions[j - 1], &img->regions[j])); j++) {
+		covered += img->regions[j].end - img->regions[j].start;
+		*write |= (img->regions[j].prot & PROT_WRITE) != 0;
+	}
+	return covered;
+}
+
+static void refuse_partial_sysv(const struct ck_image *img, const struct ck_img_region *r, uint64_t covered,
+				uint64_t size)
+{
+	ck_refuse("process %d has only part of the SysV shared memory segment %llu attached (%llu of its %llu bytes, "
+		  "from byte %llu, at %#llx): ckrun attaches whole segments; keep the whole segment attached, or "
+		  "detach it, before the checkpoint",
+		  img->pid, (unsigned long long)r->shm_id, (unsigned long long)covered, (unsigned long long)size,
+		  (unsigned long long)r->shm_off, (unsigned long long)r->start);
+}
+
+/* shmat attaches a whole segment from its start: an attachment the
+ * program split into regions of different protections (mprotect) is
+ * attached once, at its first region, and the others only get their
+ * protection; one of which a piece is gone (munmap) cannot be made again,
+ * which is refused before anything is made (ck_shm_create_shared). */
+static void check_whole_sysv(const struct ck_image *img)
+{
+	for (size_t i = 0; i < img->nregions; i++) {
+		const struct ck_img_region *r = &img->regions[i];
+		if (!r->has_shm || strcmp(r->shm_kind, "sysv") || !r->shm_size ||
+		    (i > 0 && r->shm_off && sysv_piece_of(&img->regions[i - 1], r)))
+			continue;
+		int write;
+		uint64_t size = (r->shm_size + CK_PAGE - 1) & ~(uint64_t)(CK_PAGE - 1);
+		uint64_t covered = sysv_attachment(img, i, &write);
+		if (r->shm_off || covered != size)
+			refuse_partial_sysv(img, r, covered, size);
+	}
+}
+
+static void plan_sysv(const struct ck_image *img, size_t i, struct ck_plan_region *p)
+{
+	const struct ck_img_region *r = &img->regions[i];
+	if (r->shm_off && i > 0 && sysv_piece_of(&img->regions[i - 1], r)) {
+		p->sysv_piece = 1;
+		return;
+	}
+	struct shmid_ds ds;
+	if (shmctl((int)r->shm_id, IPC_STAT, &ds) != 0)
+		ck_refuse("cannot look at the SysV shared memory segment %llu: %s", (unsigned long long)r->shm_id,
+			  strerror(errno));
+	int write;
+	uint64_t size = (ds.shm_segsz + CK_PAGE - 1) & ~(uint64_t)(CK_PAGE - 1);
+	uint64_t covered = sysv_attachment(img, i, &write);
+	if (r->shm_off || covered != size)
+		refuse_partial_sysv(img, r, covered, size);
+	p->sysv_id = (int)r->shm_id;
+	p->sysv_write = write;
+}
+
 /* Every shared memory object once, of its kind, filled with the pages the
  * image that holds them saved; every process maps (and may hold a
  * descriptor of) the same one. */
 CK_HIDDEN void ck_shm_create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd)
 {
+	for (size_t i = 0; i < n; i++)
+		check_whole_sysv(imgs[i]);
 	for (size_t i = 0; i < n; i++) {
 		for (size_t j = 0; j < imgs[i]->nregions; j++) {
 			struct ck_img_region *r = &imgs[i]->regions[j];
@@ -1666,6 +1753,7 @@ CK_HIDDEN void ck_memory_plan(struct ck_image *img, struct ck_plan *plan,
 		p->first_run = nruns;
 		p->nruns = r->nruns;
 		p->sysv_id = -1;
+		p->sysv_write = p->sysv_piece = 0;
 		int shm = r->has_shm ? find_shm(objs, r->shm_dev, r->shm_ino) : -1;
 		if (shm >= 0) {
 			/* the one object, filled already */
@@ -1674,7 +1762,7 @@ CK_HIDDEN void ck_memory_plan(struct ck_image *img, struct ck_plan *plan,
 			p->foff = r->shm_off;
 			p->nruns = 0;
 			if (!strcmp(r->shm_kind, "sysv"))
-				p->sysv_id = (int)r->shm_id;
+				plan_sysv(img, i, p);
 			continue;
 		}
 		for (size_t j = 0; j < r->nruns; j++) {
@@ -1831,10 +1919,15 @@ CK_CORE void ck_core_map_regions(struct ck_plan *p)
 		int prot = r->prot | (r->nruns ? PROT_READ | PROT_WRITE : 0);
 		int flags = MAP_FIXED | map_flags(r);
 		long a;
-		if (r->sysv_id >= 0)
+		if (r->sysv_piece)
+			/* attached with an earlier region: only its own protection */
+			a = ck_mprotect((void *)r->start, r->end - r->start, r->prot);
+		else if (r->sysv_id >= 0) {
 			/* a SysV attachment (shmdt must work on it), not a mapping of its file */
-			a = CK_SYS3(SYS_shmat, r->sysv_id, r->start, SHM_REMAP | ((r->prot & PROT_WRITE) ? 0 : SHM_RDONLY));
-		else if (r->anon)
+			a = CK_SYS3(SYS_shmat, r->sysv_id, r->start, SHM_REMAP | (r->sysv_write ? 0 : SHM_RDONLY));
+			if (!(a < 0 && a > -4096))
+				a = ck_mprotect((void *)r->start, r->end - r->start, r->prot);
+		} else if (r->anon)
 			a = ck_mmap((void *)r->start, r->end - r->start, prot,
 				    flags | MAP_ANONYMOUS | (r->growsdown ? MAP_GROWSDOWN : 0), -1, 0);
 		else

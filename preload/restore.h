@@ -40,6 +40,7 @@ struct ck_img_region {
 	char shm_kind[8];                    /* anon, memfd, sysv, posix */
 	const char *shm_name;                /* memfd name, or path under /dev/shm */
 	uint64_t shm_key, shm_id, shm_mode;  /* SysV */
+	uint64_t shm_size;                   /* SysV: the segment's size (0: not saved) */
 	uint32_t vm_flags;                   /* CK_VM_*: madvise marks, locks, ... */
 	char vm_unknown[4];                  /* a mark this restorer does not know */
 };
@@ -180,6 +181,8 @@ struct ck_plan_region {
 	uint64_t start, end, foff;
 	int prot, shared, fd, anon, growsdown;
 	int sysv_id; /* a SysV segment: attached with shmat, not mapped; else -1 */
+	int sysv_write; /* attached for writing (a piece of the attachment is writable) */
+	int sysv_piece; /* a later piece of the attachment an earlier region made: only its protection */
 	uint32_t vm_flags; /* CK_VM_* */
 	uint64_t first_run, nruns;
 };

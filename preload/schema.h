@@ -461,6 +461,7 @@ static const struct ck_schema_key ck_schema_keys_inet[] = {
 	{"recv_queue", 17, 0, 0, 0}, /* [int]? */
 	{"unsent_queue", 17, 0, 0, 0}, /* [int]? */
 	{"datagrams", 83, 0, 0, 0}, /* [[bytes|int]]? */
+	{"shutdown", 1, 0, 0, 0}, /* uint? */
 };
 static const struct ck_schema_key ck_schema_keys_unix[] = {
 	{"ino", 1, 1, 0, 0}, /* uint */

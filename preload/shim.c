@@ -151,6 +151,7 @@ static void parse_stdio_ids(const char *s)
 __attribute__((constructor)) static void ck_init(void)
 {
 	resolve_all();
+	ck_syscalls_resolve();
 	if (&ckrun_restore_host)
 		return;
 	const char *sock = getenv("CKRUN_SOCK");

@@ -18,6 +18,7 @@
 #include <arpa/inet.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -63,7 +64,7 @@ struct ck_tcp_info {
  * the socket's options list (see sockets.c), and the program's peek
  * offset. Buffer sizes are not among them: the kernel reports them doubled
  * and tunes TCP's itself unless the program set them. */
-static const int tcp_options[] = {TCP_NODELAY, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_USER_TIMEOUT,
+static const int tcp_options[] = {TCP_NODELAY, TCP_CORK, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_USER_TIMEOUT,
 				  TCP_NOTSENT_LOWAT, TCP_DEFER_ACCEPT};
 static const int ip_options[] = {IP_TOS, IP_FREEBIND, IP_PKTINFO, IP_RECVERR};
 static const int ipv6_options[] = {IPV6_V6ONLY, IPV6_TCLASS, IPV6_RECVPKTINFO, IPV6_RECVERR};
@@ -76,9 +77,12 @@ CK_HIDDEN void ck_inet_options_save(struct cb_enc *e, const struct ck_fd *f, int
 	if (family == AF_INET)
 		for (size_t i = 0; i < sizeof ip_options / sizeof ip_options[0]; i++)
 			ck_sockopt_put(e, f->fd, IPPROTO_IP, ip_options[i]);
-	if (family == AF_INET6)
+	if (family == AF_INET6) {
 		for (size_t i = 0; i < sizeof ipv6_options / sizeof ipv6_options[0]; i++)
 			ck_sockopt_put(e, f->fd, IPPROTO_IPV6, ipv6_options[i]);
+		/* one flag for both families (IPV6_FREEBIND sets it too) */
+		ck_sockopt_put(e, f->fd, IPPROTO_IP, IP_FREEBIND);
+	}
 	ck_sockopt_put(e, f->fd, SOL_SOCKET, SO_PEEK_OFF);
 }
 
@@ -267,6 +271,13 @@ static void save_tcp_queues(struct ck_writer *w, const struct ck_fdtab *t, const
 	ck_ioctl(f->fd, FIONREAD, &inq);
 	ck_ioctl(f->fd, TIOCOUTQ, &outq);
 	ck_ioctl(f->fd, SIOCOUTQNSD, &unsent);
+	/* after shutdown(SHUT_WR), the FIN takes a sequence number of its own,
+	 * which both counts include while it is not sent: it is no byte (the
+	 * restore's own shutdown sends it again) */
+	if ((ti->state == TCP_FIN_WAIT1 || ti->state == TCP_CLOSING || ti->state == TCP_LAST_ACK) && unsent > 0) {
+		unsent--;
+		outq--;
+	}
 	if (ti->state == TCP_ESTABLISHED && ti->data_segs_out > 0 && peer->set && is_loopback(peer->addr) &&
 	    peer_not_accepted(t, local, peer)) {
 		fail_socket(w, f, -EOPNOTSUPP, "the program has a connection with bytes its own server has not accepted yet",
@@ -375,13 +386,18 @@ static void save_datagrams(struct ck_writer *w, const struct ck_fd *f)
  * does not tell (ENOTCONN): sock_diag's, found by inode. */
 static uint8_t inet_diag_reply[16384] __attribute__((aligned(8)));
 
-static void connecting_peer(int family, uint64_t ino, struct inaddr *peer)
+/* sock_diag's record of the socket with inode ino (TCP in the given
+ * states, or UDP): its message and its shutdown bits (INET_DIAG_SHUTDOWN).
+ * Returns whether it was found; the message points into inet_diag_reply. */
+static int inet_diag_find(int family, int protocol, uint32_t states, uint64_t ino, const struct inet_diag_msg **msg,
+			  uint8_t *shutdown)
 {
 	struct {
 		struct nlmsghdr h;
 		struct inet_diag_req_v2 r;
 	} q;
 	struct sockaddr_nl kernel;
+	int found = 0;
 	ck_memset(&q, 0, sizeof q);
 	ck_memset(&kernel, 0, sizeof kernel);
 	kernel.nl_family = AF_NETLINK;
@@ -389,11 +405,11 @@ static void connecting_peer(int family, uint64_t ino, struct inaddr *peer)
 	q.h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
 	q.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
 	q.r.sdiag_family = (uint8_t)family;
-	q.r.sdiag_protocol = IPPROTO_TCP;
-	q.r.idiag_states = 1u << TCP_SYN_SENT;
+	q.r.sdiag_protocol = (uint8_t)protocol;
+	q.r.idiag_states = states;
 	long nl = CK_SYS3(SYS_socket, AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
 	if (nl < 0)
-		return;
+		return 0;
 	if (CK_SYS6(SYS_sendto, nl, &q, sizeof q, 0, &kernel, sizeof kernel) < 0)
 		goto out;
 	for (;;) {
@@ -407,20 +423,47 @@ static void connecting_peer(int family, uint64_t ino, struct inaddr *peer)
 			const struct inet_diag_msg *m = NLMSG_DATA(h);
 			if (h->nlmsg_len < NLMSG_LENGTH(sizeof *m) || m->idiag_inode != ino)
 				continue;
-			ck_memset(peer, 0, sizeof *peer);
-			if (m->idiag_family == AF_INET) {
-				peer->addr[10] = peer->addr[11] = 0xff;
-				ck_memcpy(peer->addr + 12, m->id.idiag_dst, 4);
-			} else {
-				ck_memcpy(peer->addr, m->id.idiag_dst, 16);
-			}
-			peer->port = ntohs(m->id.idiag_dport);
-			peer->set = 1;
+			*msg = m;
+			*shutdown = 0;
+			long alen = (long)h->nlmsg_len - (long)NLMSG_LENGTH(sizeof *m);
+			for (struct rtattr *at = (struct rtattr *)(m + 1); RTA_OK(at, alen); at = RTA_NEXT(at, alen))
+				if (at->rta_type == INET_DIAG_SHUTDOWN && RTA_PAYLOAD(at) >= 1)
+					*shutdown = *(const uint8_t *)RTA_DATA(at);
+			found = 1;
 			goto out;
 		}
 	}
 out:
 	ck_close((int)nl);
+	return found;
+}
+
+static void connecting_peer(int family, uint64_t ino, struct inaddr *peer)
+{
+	const struct inet_diag_msg *m;
+	uint8_t shut;
+	if (!inet_diag_find(family, IPPROTO_TCP, 1u << TCP_SYN_SENT, ino, &m, &shut))
+		return;
+	ck_memset(peer, 0, sizeof *peer);
+	if (m->idiag_family == AF_INET) {
+		peer->addr[10] = peer->addr[11] = 0xff;
+		ck_memcpy(peer->addr + 12, m->id.idiag_dst, 4);
+	} else {
+		ck_memcpy(peer->addr, m->id.idiag_dst, 16);
+	}
+	peer->port = ntohs(m->id.idiag_dport);
+	peer->set = 1;
+}
+
+/* A UDP socket's shutdown (shutdown() works on one, connected or not),
+ * which only sock_diag tells; 0 when it cannot tell. */
+static uint8_t udp_shutdown(int family, uint64_t ino)
+{
+	const struct inet_diag_msg *m;
+	uint8_t shut = 0;
+	if (!inet_diag_find(family, IPPROTO_UDP, ~0u, ino, &m, &shut))
+		return 0;
+	return shut;
 }
 
 CK_HIDDEN void ck_inet_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f, int family, int type,
@@ -443,10 +486,14 @@ CK_HIDDEN void ck_inet_save(struct ck_writer *w, const struct ck_fdtab *t, const
 	put_address(e, "local", &local);
 	if (peer.set)
 		put_address(e, "peer", &peer);
-	if (type == SOCK_STREAM)
+	if (type == SOCK_STREAM) {
 		save_tcp(w, t, f, &local, &peer);
-	else
+	} else {
+		uint8_t shut = udp_shutdown(family, f->st.ino);
+		if (shut)
+			cb_kv_uint(e, "shutdown", shut & 3);
 		save_datagrams(w, f);
+	}
 	cb_close(e);
 }
 
@@ -540,6 +587,8 @@ static int parse_inet(struct cb_dec *d, struct ck_img_inet *in)
 			ok = parse_queue(d, &in->unsent_q);
 		else if (cbd_key_is(k, kl, "datagrams"))
 			ok = parse_datagrams(d, in);
+		else if (cbd_key_is(k, kl, "shutdown"))
+			ok = cbd_uint_max(d, 3, &in->shutdown);
 		else
 			ok = cbd_skip(d);
 		if (!ok)
@@ -601,19 +650,25 @@ static void set_int(int fd, int level, int name, int v)
 	setsockopt(fd, level, name, &v, sizeof v);
 }
 
-/* The program's SO_REUSEADDR (ckrun sets it while it binds again, so a
- * restart right after kill -9 works despite TIME_WAIT). */
-static int saved_reuseaddr(const struct ck_img_socket *s)
+/* An integer option as the image saved it (0 when it did not). */
+static int saved_int(const struct ck_img_socket *s, int level, int name)
 {
 	for (size_t i = 0; i < s->nopts; i++) {
 		const struct ck_img_sockopt *o = &s->opts[i];
-		if (o->level == SOL_SOCKET && o->name == SO_REUSEADDR && o->len >= sizeof(int)) {
+		if (o->level == level && o->name == name && o->len >= sizeof(int)) {
 			int v;
 			memcpy(&v, o->val, sizeof v);
 			return v;
 		}
 	}
 	return 0;
+}
+
+/* The program's SO_REUSEADDR (ckrun sets it while it binds again, so a
+ * restart right after kill -9 works despite TIME_WAIT). */
+static int saved_reuseaddr(const struct ck_img_socket *s)
+{
+	return saved_int(s, SOL_SOCKET, SO_REUSEADDR);
 }
 
 static const int except_reuseaddr[] = {SO_REUSEADDR, -1};
@@ -640,6 +695,19 @@ static int new_socket(const struct end *e, int base_fd)
 static struct ck_tw_own *tw_own;
 static size_t tw_nown;
 
+/* The socket was bound to an address that is not (or no longer) one of
+ * this machine's: the program bound it with IP_FREEBIND, which it may have
+ * cleared since. Bound the same way, then given the saved value back. */
+static int bind_nonlocal(const struct end *e, int fd, const struct sockaddr_storage *ss, socklen_t len)
+{
+	set_int(fd, IPPROTO_IP, IP_FREEBIND, 1);
+	int ok = bind(fd, (const struct sockaddr *)ss, len) == 0;
+	int err = errno;
+	set_int(fd, IPPROTO_IP, IP_FREEBIND, saved_int(e->sock, IPPROTO_IP, IP_FREEBIND));
+	errno = err;
+	return ok;
+}
+
 static void bind_to(const struct end *e, int fd, const struct ck_img_inaddr *a, const char *role)
 {
 	struct sockaddr_storage ss;
@@ -653,6 +721,8 @@ static void bind_to(const struct end *e, int fd, const struct ck_img_inaddr *a, 
 		if (bind(fd, (struct sockaddr *)&ss, len) == 0)
 			return;
 		err = errno;
+		if (err == EADDRNOTAVAIL && bind_nonlocal(e, fd, &ss, len))
+			return;
 		if (err != EADDRINUSE || (held = ck_tw_port_wait(a, tw_own, tw_nown, why, sizeof why)) != 1)
 			break;
 	}
@@ -994,6 +1064,14 @@ static void make_udp(struct end *e, int base_fd)
 		socklen_t len = to_sockaddr(family, &e->in->peer, &ss);
 		if (connect(e->fd, (struct sockaddr *)&ss, len) != 0)
 			ck_refuse("cannot connect the UDP socket at descriptor %d of process %d again: %s", e->f->fd,
+				  e->img->pid, strerror(errno));
+	}
+	/* last: a socket shut for receiving still queues what is sent to it;
+	 * an unconnected one is shut all the same (and says ENOTCONN) */
+	if (e->in->shutdown) {
+		int how = e->in->shutdown == 3 ? SHUT_RDWR : e->in->shutdown == 2 ? SHUT_WR : SHUT_RD;
+		if (shutdown(e->fd, how) != 0 && errno != ENOTCONN)
+			ck_refuse("cannot shut the UDP socket at descriptor %d of process %d down again: %s", e->f->fd,
 				  e->img->pid, strerror(errno));
 	}
 }

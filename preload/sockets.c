@@ -34,15 +34,41 @@ static const int socket_level_options[] = {
 	SO_RCVTIMEO, SO_SNDTIMEO, SO_LINGER, SO_RCVLOWAT,
 };
 
+/* Options a program rarely changes, some of which only a privileged
+ * restart may set (sockopt.c): saved only when changed. */
+static const int socket_level_changed_options[] = {SO_PRIORITY, SO_MARK, SO_BINDTODEVICE};
+
 static void save_options(struct cb_enc *e, const struct ck_fd *f, int family, int type)
 {
 	cb_text(e, "options");
 	cb_array_open(e);
 	for (size_t i = 0; i < sizeof socket_level_options / sizeof socket_level_options[0]; i++)
 		ck_sockopt_put(e, f->fd, SOL_SOCKET, socket_level_options[i]);
+	for (size_t i = 0; i < sizeof socket_level_changed_options / sizeof socket_level_changed_options[0]; i++)
+		ck_sockopt_put_changed(e, f->fd, SOL_SOCKET, socket_level_changed_options[i]);
 	if (family == AF_INET || family == AF_INET6)
 		ck_inet_options_save(e, f, family, type);
 	cb_close(e);
+}
+
+/* A classic BPF filter (SO_ATTACH_FILTER) decides which packets the
+ * socket gets: not attached again yet, so the checkpoint fails rather
+ * than restore a socket that lets everything through. With a length of
+ * zero the kernel tells how many instructions the filter has. */
+static int has_filter(struct ck_writer *w, const struct ck_fd *f)
+{
+	unsigned len = 0;
+	if (ck_getsockopt(f->fd, SOL_SOCKET, SO_ATTACH_FILTER, 0, &len) != 0 || len == 0)
+		return 0;
+	ck_writer_fail(w, -EOPNOTSUPP, "the program has a socket with a packet filter ckrun cannot attach again");
+	struct ck_str m;
+	ck_str_init(&m, w->err_detail, sizeof w->err_detail);
+	ck_str_add(&m, "descriptor ");
+	ck_str_dec(&m, f->fd);
+	ck_str_add(&m, ": a filter of ");
+	ck_str_dec(&m, len);
+	ck_str_add(&m, " instructions (SO_ATTACH_FILTER); detach it (SO_DETACH_FILTER) before the checkpoint");
+	return 1;
 }
 
 static void socket_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f)
@@ -54,6 +80,8 @@ static void socket_save(struct ck_writer *w, const struct ck_fdtab *t, const str
 		ck_writer_fail(w, -EIO, "cannot read a socket's family and type");
 		return;
 	}
+	if (has_filter(w, f))
+		return;
 	cb_text(e, "socket");
 	cb_map_open(e);
 	cb_kv_uint(e, "family", (uint64_t)family);

@@ -34,6 +34,7 @@ struct ck_img_queue {
 struct ck_img_inet {
 	struct ck_img_inaddr local, peer;
 	int tcp_state; /* TCP_ESTABLISHED...; 0 for UDP */
+	uint64_t shutdown; /* UDP: the kernel's shutdown bits (1 receive, 2 send) */
 	uint64_t backlog;
 	int has_backlog;
 	struct ck_img_queue recv_q, unsent_q;
@@ -93,6 +94,7 @@ struct ck_sock_file {
  * in except[], which ends with -1) */
 CK_HIDDEN int ck_sockopt_int(int fd, int level, int name, int *v);
 CK_HIDDEN void ck_sockopt_put(struct cb_enc *e, int fd, int level, int name);
+CK_HIDDEN void ck_sockopt_put_changed(struct cb_enc *e, int fd, int level, int name);
 CK_HIDDEN void ck_sockopts_apply(int fd, const struct ck_img_file *f, const struct ck_img_socket *s, int level,
 				 const int *except);
 

@@ -319,10 +319,30 @@ CK_HIDDEN void ck_resume_interrupted_call(ucontext_t *uc)
 
 /* ---- the wrapped calls ---- */
 
+/* libc's functions behind the wrappers, looked up when the library is
+ * loaded (ck_syscalls_resolve, from the constructor): a lookup at the first
+ * call would run the dynamic linker's string functions in the middle of the
+ * program's call, and they use the vector registers, which a program may
+ * keep values in across a system call wrapper (libc's own leave them). */
+int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen);
+int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *tmo, const sigset_t *mask, size_t fdslen);
+#define REAL_CALLS(X) \
+	X(poll) X(__poll_chk) X(ppoll) X(__ppoll_chk) X(select) X(pselect) X(epoll_wait) X(epoll_pwait) \
+	X(epoll_pwait2) X(semop) X(semtimedop) X(msgrcv) X(msgsnd) X(pause) X(nanosleep) X(clock_nanosleep) \
+	X(usleep) X(sleep) X(mq_receive) X(mq_timedreceive) X(mq_send) X(mq_timedsend) X(syscall)
+#define DECLARE_REAL(name) static __typeof__(name) *real_##name;
+REAL_CALLS(DECLARE_REAL)
+
+CK_HIDDEN void ck_syscalls_resolve(void)
+{
+#define RESOLVE_REAL(name) real_##name = (__typeof__(name) *)dlsym(RTLD_NEXT, #name);
+	REAL_CALLS(RESOLVE_REAL)
+}
+
+/* A wrapper may run before our constructor (another library's). */
 #define REAL_CALL(name) \
-	static __typeof__(name) *real_##name; \
 	if (!real_##name) \
-		real_##name = (__typeof__(name) *)dlsym(RTLD_NEXT, #name)
+	ck_syscalls_resolve()
 
 CK_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
@@ -336,7 +356,6 @@ CK_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 	return r;
 }
 
-int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen);
 CK_EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen)
 {
 	REAL_CALL(__poll_chk);
@@ -362,7 +381,6 @@ CK_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *tmo, co
 	return r;
 }
 
-int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *tmo, const sigset_t *mask, size_t fdslen);
 CK_EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *tmo, const sigset_t *mask, size_t fdslen)
 {
 	REAL_CALL(__ppoll_chk);

@@ -22,6 +22,28 @@
 extern const unsigned int __rseq_size __attribute__((weak));
 extern const ptrdiff_t __rseq_offset __attribute__((weak));
 
+/* glibc's area is not registered: whether the thread registered one of
+ * its own (a program that unregisters glibc's and registers its own, as
+ * CRIU's zdtm rseq00 does), which the kernel shows no one. Registering an
+ * area tells: it fails with EINVAL or EPERM while another is registered;
+ * when it succeeds none was, and the probe is unregistered at once and
+ * the area's bytes put back as they were. 0, or the probe's -errno. */
+static int rseq_elsewhere(uint64_t glibc_area)
+{
+	struct {
+		uint8_t b[RSEQ_AREA_LEN];
+	} __attribute__((aligned(32))) own, saved;
+	uint64_t probe = glibc_area ? glibc_area : (uint64_t)&own;
+	ck_memcpy(&saved, (const void *)probe, sizeof saved);
+	long r = CK_SYS4(SYS_rseq, probe, RSEQ_AREA_LEN, 0, RSEQ_SIG);
+	if (r == 0) {
+		CK_SYS4(SYS_rseq, probe, RSEQ_AREA_LEN, 1 /* RSEQ_FLAG_UNREGISTER */, RSEQ_SIG);
+		ck_memcpy((void *)probe, &saved, sizeof saved);
+		return 0;
+	}
+	return r == -EINVAL || r == -EPERM || r == -EBUSY ? (int)r : 0;
+}
+
 CK_HIDDEN void ck_thread_capture(struct ck_thread *t, ucontext_t *uc)
 {
 	t->tid = (int)ck_gettid();
@@ -33,8 +55,10 @@ CK_HIDDEN void ck_thread_capture(struct ck_thread *t, ucontext_t *uc)
 	t->clear_tid = 0;
 	ck_prctl(PR_GET_TID_ADDRESS, (long)&t->clear_tid, 0, 0, 0);
 	t->rseq_addr = 0;
+	t->rseq_foreign = 0;
+	uint64_t area = 0;
 	if (&__rseq_size && __rseq_size > 0 && &__rseq_offset) {
-		uint64_t area = t->fs_base + (uint64_t)__rseq_offset;
+		area = t->fs_base + (uint64_t)__rseq_offset;
 		int32_t cpu_id = *(volatile int32_t *)(area + 4);
 		if (cpu_id >= 0) {
 			t->rseq_addr = area;
@@ -42,6 +66,8 @@ CK_HIDDEN void ck_thread_capture(struct ck_thread *t, ucontext_t *uc)
 			t->rseq_sig = RSEQ_SIG;
 		}
 	}
+	if (!t->rseq_addr)
+		t->rseq_foreign = rseq_elsewhere(area);
 	ck_memset(t->comm, 0, sizeof t->comm);
 	ck_prctl(PR_GET_NAME, (long)t->comm, 0, 0, 0);
 	t->securebits = ck_prctl(PR_GET_SECUREBITS, 0, 0, 0, 0);
@@ -70,6 +96,17 @@ static void save_regs(struct cb_enc *e, const ucontext_t *uc)
 CK_HIDDEN void ck_threads_save(struct ck_writer *w, int n)
 {
 	struct cb_enc *e = &w->meta;
+	for (int i = 0; i < n; i++)
+		if (ck_threads[i].rseq_foreign) {
+			ck_writer_fail(w, -EOPNOTSUPP, "a thread registered a restartable-sequence (rseq) area of its own");
+			struct ck_str m;
+			ck_str_init(&m, w->err_detail, sizeof w->err_detail);
+			ck_str_add(&m, "thread ");
+			ck_str_dec(&m, ck_threads[i].tid);
+			ck_str_add(&m, ": ckrun registers only glibc's area again, and the kernel does not tell where another is; "
+				       "leave glibc's registration in place (or unregister yours) before the checkpoint");
+			return;
+		}
 	cb_text(e, "threads");
 	cb_array(e, (uint64_t)n);
 	for (int i = 0; i < n; i++) {

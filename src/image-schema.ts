@@ -530,6 +530,7 @@ export const IMAGE_SCHEMA = {
       recv_queue: '[int]?',
       unsent_queue: '[int]?',
       datagrams: '[[bytes|int]]?',
+      shutdown: 'uint?',
     },
   },
   unix: {

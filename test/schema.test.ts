@@ -131,6 +131,7 @@ const NOT_WRITTEN_HERE: Record<string, string> = {
   'unix.shutdown': 'a Unix socket shut down in one direction; no program of the suite makes one',
   'pty.input': 'a pty with input its slave side has not read (terminal.test.ts: pty_input.py partial and raw)',
   'unix.pending_bytes': 'a listener with a connection not yet accepted that holds bytes (sockets-unix.test.ts: a client outside the session; server-postgres.test.ts)',
+  'inet.shutdown': 'a UDP socket the program shut down (gaps.test.ts: examples/udpshut.c)',
 };
 
 /** A program with a memfd mapping (mapped through a second descriptor: Python's mmap dups it) and a removed SysV segment. */
