@@ -135,7 +135,7 @@ test('a descriptor that sends I/O signals (O_ASYNC, F_SETOWN, F_SETSIG) fails th
     await p.waitForStep(2);
     const r = await ckrun(['checkpoint', '--dir', ckpt]);
     assert.is(r.code, 1, `the checkpoint must fail:\n${r.describe()}`);
-    assert.match(r.stderr, /descriptor \d+ has an owner for SIGIO\/SIGURG \(F_SETOWN: process \d+\)/, r.describe());
+    assert.match(r.stderr, /descriptor \d+ has a signal for its I\/O \(F_SETSIG \d+\) and an owner for it \(F_SETOWN: process \d+\)/, r.describe());
     assert.equal(generations(ckpt), [], 'no generation is left behind');
     const exit = await p.waitExit();
     assertNoFailure(p, 'after the refused checkpoint');
