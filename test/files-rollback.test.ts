@@ -11,8 +11,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { checkpoint, ckrun } from './lib/ckrun.js';
 import { python3 } from './lib/examples.js';
-import { CKRUN, EXAMPLES, NODE, T_STEP } from './lib/paths.js';
+import { EXAMPLES, T_STEP } from './lib/paths.js';
 import { Proc, sleep } from './lib/proc.js';
+import { logged, readText } from './lib/logged.js';
 import { Scope } from './lib/scope.js';
 import { kill9Session } from './lib/tree.js';
 
@@ -29,24 +30,7 @@ function realPython(): string {
   return execFileSync(python3(), ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).trim();
 }
 
-function sh(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
-}
-
 /** `ckrun ARGS > log 2>&1` (or `ckrun restart ARGS > out 2>&1`): the shell execs ckrun, so the Proc's PID is ckrun's. */
-function logged(scope: Scope, args: string[], out: string, cwd: string, label: string): Proc {
-  const line = `exec ${[NODE, CKRUN, ...args].map(sh).join(' ')} > ${sh(out)} 2>&1`;
-  return scope.track(new Proc('/bin/sh', ['-c', line], { cwd, label }));
-}
-
-function read(file: string): string {
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch {
-    return '';
-  }
-}
-
 async function until(p: Proc, pred: () => boolean, what: string, ms = T_STEP): Promise<void> {
   const end = Date.now() + ms;
   while (!pred()) {
@@ -82,7 +66,7 @@ async function cycles(
     await until(p, () => o.units() >= from + o.ahead, `${o.ahead} more units of ${o.name} before checkpoint ${i + 1}`);
     await checkpoint(ck).catch((e: Error) => {
       // which ckrun it was, and how it stands, tells a lost session from a slow one
-      throw new Error(`${e.message}\ncycle ${i + 1} of ${o.name}, the ckrun asked:\n${p.describe()}\n${read(path.join(o.work, i === 0 ? 'log' : `restart${i}.out`)).slice(-1500)}`);
+      throw new Error(`${e.message}\ncycle ${i + 1} of ${o.name}, the ckrun asked:\n${p.describe()}\n${readText(path.join(o.work, i === 0 ? 'log' : `restart${i}.out`)).slice(-1500)}`);
     });
     const at = o.units();
     await until(p, () => o.units() >= at + o.ahead, `${o.name} to run on after checkpoint ${i + 1}`);
@@ -92,7 +76,7 @@ async function cycles(
   }
   if (o.done) await until(p, o.done, `${o.name} to finish`, 120_000);
   const st = await p.waitExit();
-  assert.is(st.code, 0, `${o.name}: the restarted ckrun's status\n${p.describe()}\n${read(path.join(o.work, 'log')).slice(-2000)}`);
+  assert.is(st.code, 0, `${o.name}: the restarted ckrun's status\n${p.describe()}\n${readText(path.join(o.work, 'log')).slice(-2000)}`);
   return p;
 }
 
@@ -102,14 +86,14 @@ const TX = 40;
 const ROWS = 20; // examples/sqlite_tx.py
 
 function txLines(log: string): number[] {
-  return [...read(log).matchAll(/^tx (\d+) ok rows=\d+ integrity=(\S+)$/gm)].map((m) => {
+  return [...readText(log).matchAll(/^tx (\d+) ok rows=\d+ integrity=(\S+)$/gm)].map((m) => {
     if (m[2] !== 'ok') throw new Error(`integrity_check said ${m[2]} after tx ${m[1]}`);
     return Number(m[1]);
   });
 }
 
 function checkSqliteLog(log: string): void {
-  const text = read(log);
+  const text = readText(log);
   assert.not.match(text, /MISMATCH|Traceback|Error/, `the program found its database wrong:\n${text.slice(-1500)}`);
   const txs = txLines(log);
   assert.equal(txs, Array.from({ length: TX }, (_, i) => i + 1), `every transaction committed once, in order:\n${text.slice(-1500)}`);
@@ -147,7 +131,7 @@ for (const mode of ['delete', 'wal'] as const) {
             },
           },
         ],
-        done: () => read(log).includes('\ndone\n'),
+        done: () => readText(log).includes('\ndone\n'),
       });
       checkSqliteLog(log);
       checkDatabase(sqlite, db);
@@ -201,7 +185,7 @@ test('a line-numbered job writing to > log 2>&1 (stdout and stderr): checkpoint,
     const log = path.join(work, 'log');
     const N = 600;
     const job = `import sys, time\nfor i in range(1, ${N + 1}):\n    (sys.stdout if i % 2 else sys.stderr).write(f'line {i}\\n')\n    (sys.stdout if i % 2 else sys.stderr).flush()\n    time.sleep(0.005)\nprint('end', flush=True)\n`;
-    const lines = (): number => read(log).split('\n').length - 1;
+    const lines = (): number => readText(log).split('\n').length - 1;
     await cycles(scope, {
       name: 'log job',
       program: [realPython(), '-c', job],
@@ -209,17 +193,17 @@ test('a line-numbered job writing to > log 2>&1 (stdout and stderr): checkpoint,
       units: lines,
       ahead: 40,
       cycles: [{}, {}],
-      done: () => read(log).endsWith('end\n'),
+      done: () => readText(log).endsWith('end\n'),
     });
     const want = [...Array.from({ length: N }, (_, i) => `line ${i + 1}`), 'end', ''].join('\n');
-    const got = read(log);
+    const got = readText(log);
     if (got !== want) {
       const a = got.split('\n');
       const b = want.split('\n');
       const i = a.findIndex((l, k) => l !== b[k]);
       assert.unreachable(`the log differs from the job's output at line ${i + 1}: ${JSON.stringify(a[i])} instead of ${JSON.stringify(b[i])} (${a.length} lines, not ${b.length})`);
     }
-    for (const k of [1, 2]) assert.is(read(path.join(work, `restart${k}.out`)), '', `ckrun restart ${k} wrote nothing of the program's to its own stdio`);
+    for (const k of [1, 2]) assert.is(readText(path.join(work, `restart${k}.out`)), '', `ckrun restart ${k} wrote nothing of the program's to its own stdio`);
   } finally {
     await scope.cleanup();
   }

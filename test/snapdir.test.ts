@@ -15,8 +15,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { checkpoint, ckrun, launch } from './lib/ckrun.js';
 import { python3 } from './lib/examples.js';
-import { CKRUN, EXAMPLES, NODE, T_STEP } from './lib/paths.js';
+import { EXAMPLES, T_STEP } from './lib/paths.js';
 import { Proc, sleep } from './lib/proc.js';
+import { logged, readText } from './lib/logged.js';
 import { Scope } from './lib/scope.js';
 import { kill9Session } from './lib/tree.js';
 import { asUser, NOBODY, NOGROUP } from './lib/users.js';
@@ -24,26 +25,8 @@ import { asUser, NOBODY, NOGROUP } from './lib/users.js';
 const STEPS = 120;
 const PROGRAM = path.join(EXAMPLES, 'snapdir_tree.py');
 
-function sh(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
-}
-
-/** `ckrun ARGS > log 2>&1`: the shell execs ckrun, so the Proc's PID is ckrun's. */
-function logged(scope: Scope, args: string[], out: string, cwd: string, label: string): Proc {
-  const line = `exec ${[NODE, CKRUN, ...args].map(sh).join(' ')} > ${sh(out)} 2>&1`;
-  return scope.track(new Proc('/bin/sh', ['-c', line], { cwd, label }));
-}
-
-function read(file: string): string {
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch {
-    return '';
-  }
-}
-
 function steps(log: string): number[] {
-  return [...read(log).matchAll(/^step (\d+)$/gm)].map((m) => Number(m[1]));
+  return [...readText(log).matchAll(/^step (\d+)$/gm)].map((m) => Number(m[1]));
 }
 
 async function until(p: Proc, pred: () => boolean, what: string, ms = T_STEP): Promise<void> {
@@ -106,11 +89,11 @@ test('--snapshot-dir: a tree changed, grown and shrunk after the checkpoint (fil
       const isLink = (): boolean => fs.lstatSync(path.join(tree, 'count'), { throwIfNoEntry: false })?.isSymbolicLink() ?? false;
       await until(p, () => !isLink(), `the restart to put the counter back as a file, over the planted link (cycle ${cycle})`);
       await until(p, () => steps(log).length > at, `the restarted program's first step (cycle ${cycle})`);
-      assert.is(read(outside), 'not the program\'s\n', 'the file the planted link names is untouched');
+      assert.is(readText(outside), 'not the program\'s\n', 'the file the planted link names is untouched');
     }
-    await until(p, () => /^tree /m.test(read(log)) || /MISMATCH/.test(read(log)), 'the program to finish', 120_000);
+    await until(p, () => /^tree /m.test(readText(log)) || /MISMATCH/.test(readText(log)), 'the program to finish', 120_000);
     const st = await p.waitExit();
-    const text = read(log);
+    const text = readText(log);
     assert.not.match(text, /MISMATCH|Traceback/, `the program found its tree wrong:\n${text.slice(-1500)}`);
     assert.is(st.code, 0, `the restarted ckrun's status\n${p.describe()}`);
     assert.equal(steps(log), Array.from({ length: STEPS }, (_, i) => i + 1), 'every step once, in order');
@@ -163,7 +146,7 @@ test('--snapshot-dir refuses a directory another user owns or others may write, 
     const rs = await ckrun(['restart', '--dir', ck]);
     assert.is.not(rs.code, 0, rs.describe());
     assert.match(rs.stderr, `its subdirectory ${path.join(tree, 'shared')} is writable by its group or others`, rs.describe());
-    assert.is(read(victim), 'root\'s\n', 'the file the planted link names is untouched');
+    assert.is(readText(victim), 'root\'s\n', 'the file the planted link names is untouched');
     assert.ok(fs.lstatSync(path.join(tree, 'shared', 'evil')).isSymbolicLink(), 'a refused restart changed nothing');
   } finally {
     await scope.cleanup();
