@@ -48,6 +48,29 @@ async function twiceThroughRestart(name: string, program: string[]): Promise<voi
   }
 }
 
+/**
+ * A checkpoint of the program fails with a message matching `why`, leaves
+ * no generation, and the program runs on to its end unharmed.
+ */
+async function refusedAndRunsOn(name: string, program: string[], label: string, why: RegExp): Promise<void> {
+  const scope = new Scope(name);
+  try {
+    const ckpt = scope.ckptDir();
+    const p = scope.launch({ dir: ckpt, program, label });
+    await p.waitForStep(2);
+    const r = await ckrun(['checkpoint', '--dir', ckpt]);
+    assert.is(r.code, 1, `the checkpoint must fail:\n${r.describe()}`);
+    assert.match(r.stderr, why, r.describe());
+    assert.equal(generations(ckpt), [], 'no generation is left behind');
+    const exit = await p.waitExit();
+    assertNoFailure(p, 'after the refused checkpoint');
+    assert.is(exit.code, 0, p.describe());
+    assert.is(lastLine(p.lines), 'done');
+  } finally {
+    await scope.cleanup();
+  }
+}
+
 test('sockets bound to addresses not of this machine (IP_FREEBIND, also cleared after bind, IPv4 and IPv6) are bound there again', async () => {
   await twiceThroughRestart('freebind', [socketExample('freebind'), '--steps', '80']);
 });
@@ -57,22 +80,7 @@ test('socket options a program set come back: TCP_CORK, SO_PRIORITY, SO_MARK, SO
 });
 
 test('a socket with a packet filter (SO_ATTACH_FILTER) fails the checkpoint, naming it, and the program runs on', async () => {
-  const scope = new Scope('sockfilter');
-  try {
-    const ckpt = scope.ckptDir();
-    const p = scope.launch({ dir: ckpt, program: [socketExample('sockopts'), '--steps', '80', '--filter'], label: 'ckrun sockopts --filter' });
-    await p.waitForStep(2);
-    const r = await ckrun(['checkpoint', '--dir', ckpt]);
-    assert.is(r.code, 1, `the checkpoint must fail:\n${r.describe()}`);
-    assert.match(r.stderr, /packet filter .*descriptor \d+: a filter of 1 instructions \(SO_ATTACH_FILTER\)/, r.describe());
-    assert.equal(generations(ckpt), [], 'no generation is left behind');
-    const exit = await p.waitExit();
-    assertNoFailure(p, 'after the refused checkpoint');
-    assert.is(exit.code, 0, p.describe());
-    assert.is(lastLine(p.lines), 'done');
-  } finally {
-    await scope.cleanup();
-  }
+  await refusedAndRunsOn('sockfilter', [socketExample('sockopts'), '--steps', '80', '--filter'], 'ckrun sockopts --filter', /packet filter .*descriptor \d+: a filter of 1 instructions \(SO_ATTACH_FILTER\)/);
 });
 
 test('a SysV segment attached once and split by mprotect comes back attached once, each piece with its protection and bytes', async () => {
@@ -97,22 +105,7 @@ test('a SysV attachment with a piece unmapped: the restart refuses, naming the s
 });
 
 test("a thread with an rseq area of its own (not glibc's) fails the checkpoint, naming the thread, and keeps its registration", async () => {
-  const scope = new Scope('rseqown');
-  try {
-    const ckpt = scope.ckptDir();
-    const p = scope.launch({ dir: ckpt, program: exampleProgram('rseqown', ['--steps', '80']), label: 'ckrun rseqown' });
-    await p.waitForStep(2);
-    const r = await ckrun(['checkpoint', '--dir', ckpt]);
-    assert.is(r.code, 1, `the checkpoint must fail:\n${r.describe()}`);
-    assert.match(r.stderr, /restartable-sequence \(rseq\) area of its own: thread \d+: ckrun registers only glibc's/, r.describe());
-    assert.equal(generations(ckpt), [], 'no generation is left behind');
-    const exit = await p.waitExit();
-    assertNoFailure(p, 'after the refused checkpoint');
-    assert.is(exit.code, 0, p.describe());
-    assert.is(lastLine(p.lines), 'done');
-  } finally {
-    await scope.cleanup();
-  }
+  await refusedAndRunsOn('rseqown', exampleProgram('rseqown', ['--steps', '80']), 'ckrun rseqown', /restartable-sequence \(rseq\) area of its own: thread \d+: ckrun registers only glibc's/);
 });
 
 test('a TCP connection shut down (SHUT_WR) behind bytes not sent yet (FIN_WAIT1) delivers exactly those bytes, then EOF', async () => {
@@ -128,22 +121,7 @@ test('a shared file mapping made read-only, whose file was open for writing, can
 });
 
 test('a descriptor that sends I/O signals (O_ASYNC, F_SETOWN, F_SETSIG) fails the checkpoint, naming it, and the program runs on', async () => {
-  const scope = new Scope('sigio');
-  try {
-    const ckpt = scope.ckptDir();
-    const p = scope.launch({ dir: ckpt, program: exampleProgram('sigio', ['--steps', '60']), label: 'ckrun sigio' });
-    await p.waitForStep(2);
-    const r = await ckrun(['checkpoint', '--dir', ckpt]);
-    assert.is(r.code, 1, `the checkpoint must fail:\n${r.describe()}`);
-    assert.match(r.stderr, /descriptor \d+ has a signal for its I\/O \(F_SETSIG \d+\) and an owner for it \(F_SETOWN: process \d+\)/, r.describe());
-    assert.equal(generations(ckpt), [], 'no generation is left behind');
-    const exit = await p.waitExit();
-    assertNoFailure(p, 'after the refused checkpoint');
-    assert.is(exit.code, 0, p.describe());
-    assert.is(lastLine(p.lines), 'done');
-  } finally {
-    await scope.cleanup();
-  }
+  await refusedAndRunsOn('sigio', exampleProgram('sigio', ['--steps', '60']), 'ckrun sigio', /descriptor \d+ has a signal for its I\/O \(F_SETSIG \d+\) and an owner for it \(F_SETOWN: process \d+\)/);
 });
 
 test.run();
