@@ -8,7 +8,6 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -16,19 +15,9 @@ import { checkpoint } from './lib/ckrun.js';
 import { sleep, type Proc } from './lib/proc.js';
 import { alive, descendants, isZombie, kill, nsPids } from './lib/processes.js';
 import { Scope } from './lib/scope.js';
+import { freePort } from './lib/net.js';
 
 const DEBIAN_CONF = '/etc/nginx/nginx.conf';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Replace one directive of the Debian config; a config that lacks it fails the test naming it. */
 function replaceDirective(conf: string, re: RegExp, by: string): string {

@@ -13,7 +13,6 @@
 // starts"). Then the same from the restarted server: twice.
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { test } from 'uvu';
@@ -22,6 +21,7 @@ import { Proc, sleep } from './lib/proc.js';
 import { alive, descendants, isZombie, kill } from './lib/processes.js';
 import { Scope } from './lib/scope.js';
 import { asUser, asUserArgv, sharedCkrun } from './lib/users.js';
+import { freePort } from './lib/net.js';
 
 const PGBIN = '/usr/lib/postgresql/15/bin';
 const BATCH = 2000; // rows per transaction
@@ -151,17 +151,6 @@ async function kill9Family(scope: Scope, p: Proc): Promise<void> {
   let left = all;
   while ((left = left.filter((d) => alive(d) && !isZombie(d))).length && Date.now() < end) await sleep(50);
   if (left.length) throw new Error(`postgres processes ${left.join(', ')} survived kill -9`);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /**

@@ -12,20 +12,10 @@ import * as assert from 'uvu/assert';
 import { Proc, sleep } from './lib/proc.js';
 import { checkpoint } from './lib/ckrun.js';
 import { Scope } from './lib/scope.js';
+import { freePort } from './lib/net.js';
 
 const KEYS = 100_000;
 const value = (i: number) => `v:${i}:${(i * 7919) % 100003}`;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function cli(port: number, args: string[], input?: string): string {
   return execFileSync('redis-cli', ['-p', String(port), ...args], {

@@ -12,7 +12,6 @@
 //    the last --interval checkpoint, the output file cut back to it.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
-import { createServer } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
@@ -23,6 +22,7 @@ import { generations } from './lib/images.js';
 import { CKRUN_SH, EXAMPLES, T_EXIT, T_STEP } from './lib/paths.js';
 import { runNative, sleep } from './lib/proc.js';
 import { Scope } from './lib/scope.js';
+import { freePort } from './lib/net.js';
 
 const run = promisify(execFile);
 const STEPS = ['--steps', '700'];
@@ -30,17 +30,6 @@ const JOB_SCRIPT = path.join(EXAMPLES, 'slurm', 'ckrun-job.sh');
 const NODE_NAME = 'ckrun-test-node';
 
 /** A TCP port nothing listens on now. */
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => res(port));
-    });
-  });
-}
-
 function requireCommands(): void {
   const missing = ['munged', 'mungekey', 'slurmctld', 'slurmd', 'sbatch', 'scontrol', 'scancel', 'sinfo'].filter(
     (c) => ![...(process.env['PATH'] ?? '/usr/bin').split(':'), '/usr/sbin', '/sbin'].some((d) => fs.existsSync(path.join(d, c))),
