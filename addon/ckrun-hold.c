@@ -274,7 +274,10 @@ static void maybe_run(struct thread *t)
 		resume(t, 0);
 		return;
 	}
-	if ((mask & FULL_MASK) == FULL_MASK) {
+	/* the shim stops a restored process inside its handler with every
+	 * signal blocked but the stop signal it raises (jobstop.c) */
+	uint64_t job_stops = (1ULL << (SIGTSTP - 1)) | (1ULL << (SIGTTIN - 1)) | (1ULL << (SIGTTOU - 1));
+	if ((mask & FULL_MASK & ~job_stops) == (FULL_MASK & ~job_stops)) {
 		struct user_regs_struct r;
 		if (ptrace(PTRACE_GETREGS, t->tid, 0, &r) == 0 && in_shim(r.rip)) {
 			note("thread %d: inside the shim's handler: run", t->tid);

@@ -34,6 +34,52 @@ fail:
 }
 
 /* ------------------------------------------------------------------ */
+/* dupProcessFd: another process's open file description, without an open */
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_getfd
+#define SYS_pidfd_getfd 438
+#endif
+
+/* dupProcessFd(pid, fd) → a descriptor of ckrun (close-on-exec) for the
+ * very open file description process pid has at fd (pidfd_getfd): reading
+ * a file through it opens nothing, so it breaks no lease the program holds
+ * on the file. Needs ptrace-attach permission over pid. */
+napi_value js_dup_process_fd(napi_env env, napi_callback_info info)
+{
+	size_t argc = 2;
+	napi_value argv[2], result = NULL;
+	int64_t pid, fd;
+
+	NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	if (argc < 2) {
+		throw_type(env, "dupProcessFd(pid, fd): two arguments are required");
+		return NULL;
+	}
+	if (!get_int(env, argv[0], "dupProcessFd: pid", 1, INT_MAX, &pid) || !get_int(env, argv[1], "dupProcessFd: fd", 0, INT_MAX, &fd))
+		return NULL;
+	int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+	if (pidfd < 0) {
+		int err = errno;
+		throw_coded(env, errno_name(err), "pidfd_open(%lld): %s", (long long)pid, strerror(err));
+		return NULL;
+	}
+	int got = (int)syscall(SYS_pidfd_getfd, pidfd, (int)fd, 0);
+	int err = errno;
+	close(pidfd);
+	if (got < 0) {
+		throw_coded(env, errno_name(err), "pidfd_getfd(process %lld, descriptor %lld): %s", (long long)pid, (long long)fd, strerror(err));
+		return NULL;
+	}
+	NAPI_CALL(env, napi_create_int32(env, got, &result));
+	return result;
+fail:
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
 /* tryLockExclusive: is a writer still writing this file?               */
 
 /* A checkpoint writer holds flock(LOCK_EX) on its image from creation to

@@ -278,8 +278,15 @@ napi_value js_file_blocks(napi_env env, napi_callback_info info)
 		throw_coded(env, "ENOMEM", "fileBlocks: cannot allocate the table");
 		return NULL;
 	}
-	if (snap_file(&s) < 0) {
-		int err = errno;
+	/* the descriptor may be the program's own description (a leased file
+	 * read through pidfd_getfd): SEEK_DATA/SEEK_HOLE move its offset,
+	 * which the program must find where it left it */
+	off_t at = lseek(s.fd, 0, SEEK_CUR);
+	int snapped = snap_file(&s);
+	int err = errno;
+	if (at >= 0)
+		lseek(s.fd, at, SEEK_SET);
+	if (snapped < 0) {
 		free(s.table);
 		throw_coded(env, errno_name(err), "cannot %s the file's blocks: %s", s.failed, strerror(err));
 		return NULL;

@@ -11,12 +11,15 @@
  *   unwatchSignal(id)        (Node's process.on knows no real-time signals)
  *   crc32c(buf, crc?)        CRC-32C of a Uint8Array / ArrayBuffer
  *   crc32cFile(path, off, n) CRC-32C of a byte range of a file (mapped, not copied)
+ *   crc32cFileRanges(path, r) CRC-32C of many ranges of a file (r: Float64Array of offset, length)
  *   unixListen(name)         listening socket on an abstract name
  *   unixConnect(name)        connected socket to an abstract name
  *                            (Node 20's net pads abstract names to 108
  *                            bytes; the shim uses the exact length)
  *   kcmpFile(p1, fd1, p2, fd2) kcmp(KCMP_FILE): do two descriptors of two
  *                            processes share one open file description?
+ *   dupProcessFd(pid, fd)    process pid's description at fd, duplicated into ckrun
+ *                            (pidfd_getfd: no open, no lease broken)
  *   unixPeers(name)          inodes of the client ends of every connection
  *                            accepted on the abstract name (sock_diag)
  *   peerCred(fd)             SO_PEERCRED of a Unix socket: {pid, uid, gid}
@@ -48,9 +51,11 @@ NAPI_MODULE_INIT()
 		{ "unwatchSignal", NULL, js_unwatch_signal, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "crc32c", NULL, js_crc32c, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "crc32cFile", NULL, js_crc32c_file, NULL, NULL, NULL, napi_enumerable, NULL },
+		{ "crc32cFileRanges", NULL, js_crc32c_file_ranges, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "unixListen", NULL, js_unix_listen, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "unixConnect", NULL, js_unix_connect, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "kcmpFile", NULL, js_kcmp_file, NULL, NULL, NULL, napi_enumerable, NULL },
+		{ "dupProcessFd", NULL, js_dup_process_fd, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "unixPeers", NULL, js_unix_peers, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "askToJoin", NULL, js_ask_to_join, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "tryLockExclusive", NULL, js_try_lock_exclusive, NULL, NULL, NULL, napi_enumerable, NULL },

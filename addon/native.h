@@ -89,6 +89,7 @@ napi_value js_unwatch_signal(napi_env env, napi_callback_info info);
 /* crc.c */
 napi_value js_crc32c(napi_env env, napi_callback_info info);
 napi_value js_crc32c_file(napi_env env, napi_callback_info info);
+napi_value js_crc32c_file_ranges(napi_env env, napi_callback_info info);
 
 /* unix.c */
 napi_value js_unix_listen(napi_env env, napi_callback_info info);
@@ -101,6 +102,7 @@ napi_value js_socket_pair(napi_env env, napi_callback_info info);
 
 /* files.c */
 napi_value js_kcmp_file(napi_env env, napi_callback_info info);
+napi_value js_dup_process_fd(napi_env env, napi_callback_info info);
 napi_value js_try_lock_exclusive(napi_env env, napi_callback_info info);
 
 /* filesnap.c */

@@ -7,6 +7,7 @@
 # still, and the last step it printed on the source and the first on the
 # target (they must be consecutive).
 #   bench/migrate.sh [MIB] [RUNS]     (default 1024 MiB, 3 runs; as root)
+# PERMILLE=N PACE=MS: the program writes N per mille of its pages every MS ms (default 10, 100).
 # BENCH_DIR=/dev/shm puts both checkpoint directories on tmpfs (default /tmp);
 # TARGET_ENV=CKRUN_TRACE=1 BENCH_LOG=FILE keeps the target's phases (trace marks) in FILE.
 set -eu
@@ -18,7 +19,7 @@ trap 'rm -rf "$work"' EXIT
 for i in $(seq "$runs"); do
 	rm -rf "$work/src" "$work/dst"
 	# stdout a pipe, not a file: a restart would restore a file at its checkpoint offset
-	node "$here/bin/ckrun.js" --dir "$work/src" -- "$here/examples/bin/dirty" --mib "$mib" --steps 100000 --permille 10 --pace 100 --hash-every 0 \
+	node "$here/bin/ckrun.js" --dir "$work/src" -- "$here/examples/bin/dirty" --mib "$mib" --steps 100000 --permille "${PERMILLE:-10}" --pace "${PACE:-100}" --hash-every 0 \
 		2> "$work/err.src.$i" | cat > "$work/out.src.$i" &
 	# filled and stepping
 	until grep -q '^step 20$' "$work/out.src.$i" 2>/dev/null; do sleep 0.2; done
@@ -28,6 +29,7 @@ for i in $(seq "$runs"); do
 	until grep -q 'stood still\|the program runs on here' "$work/err.dst.$i" 2>/dev/null; do sleep 0.2; done
 	sleep 1
 	cp "$work/err.dst.$i" "${BENCH_LOG:-/dev/null}" 2>/dev/null || true
+	[ -z "${BENCH_LOG:-}" ] || cp "$work/err.src.$i" "$BENCH_LOG.src"
 	echo "run $i:"
 	grep -v '^ckrun restart: running' "$work/err.dst.$i" | grep -v '^ckrun\['  | sed 's/^/  /'
 	echo "  steps: last on the source $(tail -1 "$work/out.src.$i"), first on the target $(head -1 "$work/out.dst.$i")"

@@ -8,11 +8,18 @@
  *                 steps, checking at every step size, owner, mode, times
  *                 and that they are still deleted; when DIR/release exists
  *                 it checks the content and that the holes are holes.
+ *                 Also DIR/shared, deleted, open in two descriptions of
+ *                 its own and one of a child's: at every step the program
+ *                 writes the step through one, reads it back through the
+ *                 other, and the child (woken through a pipe) copies it
+ *                 through its own; and an O_TMPFILE file in DIR (issue
+ *                 12: zdtm unlink_fstat02, write_read10, unlink_fstat041).
  */
 #include "common.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define MIB (1024 * 1024)
@@ -77,6 +84,42 @@ static void check_content(int fd)
 		say("sparse: content and holes kept");
 }
 
+/* The child: for each byte from the parent, the value at 0 copied to 8
+ * through its own description, then a byte back; ends on 'q'. */
+static void copier(int fd, int in, int out)
+{
+	char c;
+	while (read(in, &c, 1) == 1 && c != 'q') {
+		long v = -1;
+		if (pread(fd, &v, sizeof v, 0) != sizeof v || pwrite(fd, &v, sizeof v, 8) != sizeof v || write(out, "k", 1) != 1)
+			_exit(3);
+	}
+	_exit(0);
+}
+
+/* One inode through three descriptions, two processes. */
+static void check_shared(long step, int a, int b, int to, int from)
+{
+	long got = -1, copied = -1;
+	char c;
+	if (pwrite(a, &step, sizeof step, 0) != sizeof step || pread(b, &got, sizeof got, 0) != sizeof got || got != step)
+		say("FAIL: step %ld: shared: read %ld through the other description", step, got);
+	if (write(to, "s", 1) != 1 || read(from, &c, 1) != 1 || pread(a, &copied, sizeof copied, 8) != sizeof copied ||
+	    copied != step)
+		say("FAIL: step %ld: shared: the child's description wrote %ld", step, copied);
+	struct stat sa, sb;
+	if (fstat(a, &sa) != 0 || fstat(b, &sb) != 0 || sa.st_ino != sb.st_ino || sa.st_dev != sb.st_dev || sa.st_nlink != 0)
+		say("FAIL: step %ld: shared: two inodes (%lu, %lu) or nlink %lu", step, (unsigned long)sa.st_ino,
+		    (unsigned long)sb.st_ino, (unsigned long)sa.st_nlink);
+}
+
+static void check_tmpfile(long step, int fd)
+{
+	char buf[8] = "";
+	if ((fcntl(fd, F_GETFL) & O_ACCMODE) != O_RDWR || pread(fd, buf, 7, 0) != 7 || memcmp(buf, "tmpfile", 7))
+		say("FAIL: step %ld: O_TMPFILE: flags %#x, content %.7s", step, fcntl(fd, F_GETFL), buf);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -93,17 +136,36 @@ int main(int argc, char **argv)
 	}
 	unlink_in(dir, "sparse");
 	unlink_in(dir, "wronly");
+	int sa = make(dir, "shared", O_RDWR), sb = make(dir, "shared", O_RDONLY), sc = make(dir, "shared", O_RDWR);
+	unlink_in(dir, "shared");
+	int down[2], up[2];
+	if (pipe(down) != 0 || pipe(up) != 0)
+		return say("error: pipe: %s", strerror(errno)), 2;
+	pid_t child = fork();
+	if (child == 0) {
+		close(sa), close(sb), close(down[1]), close(up[0]);
+		copier(sc, down[0], up[1]);
+	}
+	close(sc), close(down[0]), close(up[1]);
+	int tfd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (child < 0 || tfd < 0 || write(tfd, "tmpfile", 7) != 7)
+		return say("error: setting up: %s", strerror(errno)), 2;
 	say("deleted: set up");
 	char release[4096];
 	snprintf(release, sizeof release, "%s/release", dir);
 	for (long step = 1;; step++) {
 		pace_ms(30);
 		check(step, fd, wfd);
+		check_shared(step, sa, sb, down[1], up[0]);
+		check_tmpfile(step, tfd);
 		say("step %ld", step);
 		if (access(release, F_OK) == 0)
 			break;
 	}
 	check_content(fd);
+	int status;
+	if (write(down[1], "q", 1) != 1 || waitpid(child, &status, 0) != child || status != 0)
+		say("FAIL: the child ended with status %#x", status);
 	say("deleted: done");
 	return 0;
 }

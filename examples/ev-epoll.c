@@ -9,11 +9,20 @@
  *   byte is written and must be reported (a new edge) within 1 s;
  * - once: an eventfd with EPOLLONESHOT, data 0x3333: reported once at the
  *   start, then disabled: it must never be reported again, until step 150
- *   re-arms it with EPOLL_CTL_MOD, after which it must be reported.
+ *   re-arms it with EPOLL_CTL_MOD, after which it must be reported;
+ * - numbers no longer theirs: pipe A added as descriptor 40 (a duplicate)
+ *   which is then closed (data 0x4444), pipe B then added under that same
+ *   number 40, which stays open (0x5555), pipe C added as 41 whose number
+ *   then goes to an always-readable eventfd that is not in the list
+ *   (0x6666): each is reported exactly when a byte waits in its own pipe;
+ * - many: 1000 eventfds in a second epoll, data 0x10000 + i (an interest
+ *   list longer than 64 KiB of fdinfo, more descriptors than 900): every
+ *   step one gets a count and must be reported alone, with its data.
  * A failed check prints "FAIL: ..." and exits 1.
  */
 #include "common.h"
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -43,10 +52,98 @@ static int ready(int ep, int timeout_ms)
 	if (n < 0 && errno != EINTR)
 		fail("epoll_wait", 0);
 	for (int i = 0; i < n; i++)
-		r |= evs[i].data.u64 == 0x1111 ? 1 : evs[i].data.u64 == 0x2222 ? 2 : evs[i].data.u64 == 0x3333 ? 4 : 8;
+		switch (evs[i].data.u64) {
+		case 0x1111: r |= 1; break;
+		case 0x2222: r |= 2; break;
+		case 0x3333: r |= 4; break;
+		case 0x4444: r |= 16; break;
+		case 0x5555: r |= 32; break;
+		case 0x6666: r |= 64; break;
+		default: r |= 8;
+		}
 	if (r & 8)
 		fail("epoll reported unknown data", (unsigned long long)r);
 	return r;
+}
+
+/* The pipes added under numbers that no longer refer to them. */
+static int hidden[3][2];
+
+static void add_under(int ep, int fd, int number, uint64_t data)
+{
+	if (dup2(fd, number) != number)
+		die("dup2");
+	add(ep, number, EPOLLIN, data);
+}
+
+static void add_hidden(int ep)
+{
+	for (int i = 0; i < 3; i++)
+		if (pipe2(hidden[i], O_NONBLOCK) != 0)
+			die("pipe2");
+	add_under(ep, hidden[0][0], 40, 0x4444);
+	close(40);
+	add_under(ep, hidden[1][0], 40, 0x5555);
+	close(hidden[1][0]);
+	hidden[1][0] = 40;
+	add_under(ep, hidden[2][0], 41, 0x6666);
+	int ev = eventfd(1, EFD_NONBLOCK);
+	if (ev < 0 || dup2(ev, 41) != 41)
+		die("eventfd at 41");
+	close(ev);
+}
+
+/* Every step one of the hidden pipes gets a byte: exactly its bit is
+ * reported, and none once the byte is read. */
+static void check_hidden(int ep, int step)
+{
+	int which = step % 3, bit = 16 << which;
+	char c = 'h';
+	if (ready(ep, 0) & 0x70)
+		fail("a pipe added under a number no longer its was reported with nothing to read", (unsigned long long)step);
+	if (write(hidden[which][1], &c, 1) != 1)
+		fail("write to a hidden pipe", (unsigned long long)which);
+	int r = ready(ep, 1000);
+	if ((r & 0x70) != bit)
+		fail("a pipe added under a number no longer its was not reported alone", (unsigned long long)r);
+	if (read(hidden[which][0], &c, 1) != 1)
+		fail("read from a hidden pipe", (unsigned long long)which);
+}
+
+#define MANY 1000
+static int many[MANY];
+
+static int add_many(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_max < MANY + 200)
+		fail("RLIMIT_NOFILE's hard limit is below what this program needs", (unsigned long long)rl.rlim_max);
+	rl.rlim_cur = MANY + 200;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		die("setrlimit");
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	if (ep < 0)
+		die("epoll_create1");
+	for (int i = 0; i < MANY; i++) {
+		if ((many[i] = eventfd(0, EFD_NONBLOCK)) < 0)
+			die("eventfd");
+		add(ep, many[i], EPOLLIN, 0x10000 + (uint64_t)i);
+	}
+	return ep;
+}
+
+static void check_many(int ep, int step)
+{
+	int k = (step * 37) % MANY;
+	uint64_t one = 1, v;
+	struct epoll_event evs[8];
+	if (write(many[k], &one, sizeof one) != sizeof one)
+		fail("write to one of the many eventfds", (unsigned long long)k);
+	int n = epoll_wait(ep, evs, 8, 1000);
+	if (n != 1 || evs[0].data.u64 != 0x10000 + (uint64_t)k)
+		fail("one of the many eventfds was not reported alone", (unsigned long long)k);
+	if (read(many[k], &v, sizeof v) != sizeof v || v != 1)
+		fail("read from one of the many eventfds", (unsigned long long)k);
 }
 
 int main(void)
@@ -63,6 +160,8 @@ int main(void)
 	add(ep, once, EPOLLIN | EPOLLONESHOT, 0x3333);
 	if (!(ready(ep, 0) & 4))
 		fail("the one-shot eventfd was not reported at first", 0);
+	add_hidden(ep);
+	int ep_many = add_many();
 	unsigned long long sum = 0;
 	for (int step = 1; step <= STEPS; step++) {
 		uint64_t add_n = (uint64_t)step;
@@ -93,6 +192,8 @@ int main(void)
 				if (step % 10)
 					break; /* leave bytes sometimes: edges, not levels */
 		}
+		check_hidden(ep, step);
+		check_many(ep_many, step);
 		if (step == 150) {
 			struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.u64 = 0x3333};
 			if (epoll_ctl(ep, EPOLL_CTL_MOD, once, &ev) != 0 || !(ready(ep, 1000) & 4))

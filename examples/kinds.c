@@ -5,9 +5,17 @@
  *               MFD_NOEXEC_SEAL, one MFD_EXEC (each with content); O_PATH
  *               descriptors of a file, a directory and a symlink (not
  *               followed); a directory deleted while open; and works in a
- *               deleted directory (its cwd). It counts steps, checking all
- *               of them at every step; when DIR/release exists it checks
- *               the memfds' content and that their seals still refuse.
+ *               deleted directory (its cwd), also open as a descriptor;
+ *               a directory removed with its parent; an O_PATH descriptor
+ *               of a symlink removed since (zdtm symlink01); a memfd holding a
+ *               script, with a second description opened through /proc.
+ *               It counts steps, checking all of them at every step (a
+ *               write through one description of the memfd is read
+ *               through the other, the cwd and its descriptor are one
+ *               inode); when DIR/release exists it checks the memfds'
+ *               content, that their seals still refuse, and runs the
+ *               script memfd with execveat (issue 12: zdtm cwd02,
+ *               rmdir_open, memfd01, memfd04).
  */
 #include "common.h"
 
@@ -15,6 +23,8 @@
 #include <linux/memfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #ifndef MFD_NOEXEC_SEAL
@@ -67,6 +77,21 @@ static void check_type(long step, const char *what, int fd, mode_t type, int opa
 		say("FAIL: step %ld: %s: type %o, flags %#x", step, what, st.st_mode & S_IFMT, fl);
 }
 
+/* execveat of the memfd: 0 when the script ran */
+static int exec_memfd(int fd)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		char *args[] = {"true", 0}, *env[] = {0};
+		syscall(SYS_execveat, fd, "", args, env, AT_EMPTY_PATH);
+		_exit(errno);
+	}
+	int status;
+	if (pid < 0 || waitpid(pid, &status, 0) != pid)
+		return errno;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 255;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -87,13 +112,36 @@ int main(int argc, char **argv)
 	if (symlink("file", p) != 0)
 		return say("error: symlink: %s", strerror(errno)), 2;
 	int plink = open(p, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	/* a symlink removed while open O_PATH */
+	char gonelink[4096];
+	path_in(gonelink, sizeof gonelink, dir, "gone-link");
+	if (symlink("file", gonelink) != 0)
+		return say("error: symlink: %s", strerror(errno)), 2;
+	int pgone = open(gonelink, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (pgone < 0 || unlink(gonelink) != 0)
+		return say("error: the removed symlink: %s", strerror(errno)), 2;
 	path_in(gone, sizeof gone, dir, "gone");
 	path_in(cwd, sizeof cwd, dir, "cwd");
 	if (mkdir(gone, 0750) != 0 || mkdir(cwd, 0700) != 0)
 		return say("error: mkdir: %s", strerror(errno)), 2;
-	int dgone = open(gone, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (pfile < 0 || pdir < 0 || plink < 0 || dgone < 0 || rmdir(gone) != 0 || chdir(cwd) != 0 || rmdir(cwd) != 0)
+	int dgone = open(gone, O_RDONLY | O_DIRECTORY | O_CLOEXEC), dcwd = open(cwd, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (pfile < 0 || pdir < 0 || plink < 0 || dgone < 0 || dcwd < 0 || rmdir(gone) != 0 || chdir(cwd) != 0 || rmdir(cwd) != 0)
 		return say("error: setting up: %s", strerror(errno)), 2;
+	char top[4096], sub[4200];
+	path_in(top, sizeof top, dir, "top");
+	snprintf(sub, sizeof sub, "%s/sub", top);
+	if (mkdir(top, 0700) != 0 || mkdir(sub, 0700) != 0)
+		return say("error: mkdir: %s", strerror(errno)), 2;
+	int dsub = open(sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dsub < 0 || rmdir(sub) != 0 || rmdir(top) != 0)
+		return say("error: removing %s: %s", sub, strerror(errno)), 2;
+	static const char SCRIPT[] = "#!/bin/true\n";
+	int script = memfd_create("script", 0); /* not close-on-exec: the interpreter reads the script by /dev/fd */
+	char proc[64];
+	snprintf(proc, sizeof proc, "/proc/self/fd/%d", script);
+	int script_ro = open(proc, O_RDONLY | O_CLOEXEC);
+	if (script < 0 || script_ro < 0 || write(script, SCRIPT, sizeof SCRIPT - 1) != sizeof SCRIPT - 1 || exec_memfd(script) != 0)
+		return say("error: the script memfd: %s", strerror(errno ? errno : exec_memfd(script))), 2;
 	path_in(release, sizeof release, dir, "release");
 	say("kinds: set up");
 	for (long step = 1;; step++) {
@@ -124,6 +172,22 @@ int main(int argc, char **argv)
 		link[n > 0 ? n : 0] = 0;
 		if (strcmp(link, want) || stat(".", &st) != 0 || st.st_nlink != 0)
 			say("FAIL: step %ld: the working directory is %s, expected %s", step, link, want);
+		struct stat sc;
+		if (fstat(dcwd, &sc) != 0 || stat(".", &st) != 0 || sc.st_ino != st.st_ino || sc.st_dev != st.st_dev)
+			say("FAIL: step %ld: the working directory and its descriptor are not one directory", step);
+		if (fstat(dsub, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_nlink != 0)
+			say("FAIL: step %ld: the directory removed with its parent: mode %o, nlink %lu", step, st.st_mode,
+			    (unsigned long)st.st_nlink);
+		/* past the script's text: it stays a script */
+		long got = -1;
+		if (pwrite(script, &step, sizeof step, 64) != sizeof step || pread(script_ro, &got, sizeof got, 64) != sizeof got ||
+		    got != step)
+			say("FAIL: step %ld: memfd: read %ld through its other description", step, got);
+		char target[64] = "";
+		ssize_t tl = readlinkat(pgone, "", target, sizeof target - 1);
+		if (fstat(pgone, &st) != 0 || !S_ISLNK(st.st_mode) || tl != 4 || memcmp(target, "file", 4) ||
+		    access(gonelink, F_OK) == 0)
+			say("FAIL: step %ld: the removed symlink: mode %o, target %.*s", step, st.st_mode, (int)(tl > 0 ? tl : 0), target);
 		say("step %ld", step);
 		if (access(release, F_OK) == 0)
 			break;
@@ -134,6 +198,9 @@ int main(int argc, char **argv)
 		say("FAIL: memfd content differs");
 	if (ftruncate(sealed, 1) == 0 || write(sealed, "x", 1) == 1 || fchmod(noexec, 0777) == 0)
 		say("FAIL: a seal no longer refuses");
+	int err = exec_memfd(script);
+	if (err)
+		say("FAIL: execveat of the memfd: %s", strerror(err));
 	say("kinds: memfd content and seals kept");
 	say("kinds: done");
 	return 0;

@@ -16,7 +16,10 @@
  * terminal ("line N ok", or "FAIL ..."). M reads the terminal more slowly
  * than B writes, so lines are always in flight in it, and prints each line
  * it reads: "got line N ok"; every line must come once, in order, ended by
- * "\r\n" (the terminal's output processing). At the end: "done N".
+ * "\r\n" (the terminal's output processing). M also gives the slave's node
+ * mode 0600 and, as root, owner 13333 and group 44444 (as login programs
+ * give a terminal to its user), which B checks every step too.
+ * At the end: "done N".
  * Lines are deterministic: two runs print the same.
  */
 #include "common.h"
@@ -33,11 +36,18 @@
 #define ROWS 33
 #define COLS 101
 
+static int chowned; /* M ran as root and gave the slave to 13333:44444 */
+
 /* B's checks, written to the terminal like its lines */
 static const char *check_b(pid_t a, pid_t s)
 {
 	struct termios t;
 	struct winsize ws;
+	struct stat st;
+	if (fstat(1, &st) != 0 || (st.st_mode & 07777) != 0600)
+		return "the terminal's node lost its mode 0600";
+	if (chowned && (st.st_uid != 13333 || st.st_gid != 44444))
+		return "the terminal's node lost its owner 13333 and group 44444";
 	if (tcgetattr(1, &t) != 0)
 		return "tcgetattr";
 	if ((t.c_lflag & (ECHO | ICANON)) || t.c_cc[VERASE] != ERASE || t.c_cc[VINTR] != INTR || !(t.c_oflag & ONLCR))
@@ -218,6 +228,9 @@ int main(int argc, char **argv)
 	char path[64];
 	if (ptsname_r(master, path, sizeof path) != 0)
 		die("ptsname");
+	chowned = geteuid() == 0;
+	if (chmod(path, 0600) != 0 || (chowned && chown(path, 13333, 44444) != 0))
+		die("chmod/chown the slave's node");
 	pid_t s = fork();
 	if (s == 0)
 		session_s(path, master, steps);

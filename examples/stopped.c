@@ -1,14 +1,14 @@
 /*
  * stopped: processes stopped by job control across checkpoint/restart
- * (issue 11). The parent forks two children that count steps in shared
+ * (issue 11). The parent forks three children that count steps in shared
  * memory. At its step 5 it stops child a with SIGTSTP and collects the
- * stop with waitpid(WUNTRACED), and stops child b with SIGSTOP without
- * collecting it. Until its last step, every step checks that both children
- * stay stopped (/proc state T, their counters do not move), that no
- * SIGCHLD arrived since, that a's stop is not reported again and that b's
- * is still to be collected, with SIGSTOP (WNOWAIT). Then it collects b's
- * stop, continues both (exactly one CLD_CONTINUED each) and waits for
- * their end. Each child checks that it saw exactly one SIGCONT and that its
+ * stop with waitpid(WUNTRACED), stops child b with SIGSTOP and child c with
+ * SIGTTIN without collecting them. Until its last step, every step checks
+ * that the children stay stopped (/proc state T, their counters do not
+ * move), that no SIGCHLD arrived since, that a's stop is not reported again
+ * and that b's and c's are still to be collected, with SIGSTOP and SIGTTIN
+ * (WNOWAIT). Then it collects b's and c's stops, continues all three
+ * (exactly one CLD_CONTINUED each) and waits for their end. Each child checks that it saw exactly one SIGCONT and that its
  * signal mask never changed. A failed check prints "FAIL: ..." and exits 1.
  * Usage: stopped [STEPS]
  */
@@ -61,6 +61,7 @@ static void child(int i, const char *name)
 	sa.sa_flags = SA_RESTART;
 	sigaction(SIGCONT, &sa, 0);
 	signal(SIGTSTP, SIG_DFL);
+	signal(SIGTTIN, SIG_DFL);
 	sigset_t marker, mask;
 	sigemptyset(&marker);
 	sigaddset(&marker, SIGUSR1);
@@ -125,9 +126,15 @@ int main(int argc, char **argv)
 	pid_t b = fork();
 	if (b == 0)
 		child(1, "b");
-	while (counters[0] < 3 || counters[1] < 3)
+	pid_t c = fork();
+	if (c == 0) {
+		setpgid(0, 0); /* SIGTTIN too stops only outside an orphaned group */
+		child(2, "c");
+	}
+	setpgid(c, c);
+	while (counters[0] < 3 || counters[1] < 3 || counters[2] < 3)
 		pace_ms(5);
-	int at_stop[2] = {0, 0}, chld_base = 0;
+	int at_stop[3] = {0, 0, 0}, chld_base = 0;
 	for (int step = 1; step <= steps; step++) {
 		if (step == 5) {
 			int st;
@@ -135,27 +142,29 @@ int main(int argc, char **argv)
 			if (waitpid(a, &st, WUNTRACED) != a || !WIFSTOPPED(st) || WSTOPSIG(st) != SIGTSTP)
 				fail("a did not stop with SIGTSTP");
 			kill(b, SIGSTOP);
-			while (state_of(b) != 'T')
+			kill(c, SIGTTIN);
+			while (state_of(b) != 'T' || state_of(c) != 'T')
 				pace_ms(1);
-			pace_ms(100); /* both SIGCHLDs are in, the counters settle */
+			pace_ms(100); /* every SIGCHLD is in, the counters settle */
 			at_stop[0] = counters[0];
 			at_stop[1] = counters[1];
+			at_stop[2] = counters[2];
 			chld_base = sigchld_count;
 		} else if (step > 5) {
-			char sa = state_of(a), sb = state_of(b);
+			char sa = state_of(a), sb = state_of(b), sc = state_of(c);
 			/* killed from outside (a test's kill -9 of the family reaches
 			 * the children first): the end of the family, not a failure;
 			 * children that die otherwise fail the final wait */
-			if (sa == 'Z' || sb == 'Z') {
+			if (sa == 'Z' || sb == 'Z' || sc == 'Z') {
 				pace_ms(5000);
 				exit(2);
 			}
-			if (sa != 'T' || sb != 'T') {
-				printf("FAIL: a child is not stopped any more (a: %c, b: %c)\n", sa, sb);
+			if (sa != 'T' || sb != 'T' || sc != 'T') {
+				printf("FAIL: a child is not stopped any more (a: %c, b: %c, c: %c)\n", sa, sb, sc);
 				fflush(stdout);
 				exit(1);
 			}
-			if (counters[0] != at_stop[0] || counters[1] != at_stop[1])
+			if (counters[0] != at_stop[0] || counters[1] != at_stop[1] || counters[2] != at_stop[2])
 				fail("a stopped child ran");
 			if (sigchld_count != chld_base)
 				fail("a SIGCHLD arrived while the children stayed stopped");
@@ -163,6 +172,8 @@ int main(int argc, char **argv)
 				fail("a's stop, collected already, is reported again");
 			if (stop_to_collect(b) != SIGSTOP)
 				fail("b's stop is not reported with SIGSTOP any more");
+			if (stop_to_collect(c) != SIGTTIN)
+				fail("c's stop is not reported with SIGTTIN any more");
 		}
 		say("step %d", step);
 		pace_ms(PACE_MS);
@@ -170,19 +181,24 @@ int main(int argc, char **argv)
 	int st;
 	if (waitpid(b, &st, WUNTRACED | WNOHANG) != b || !WIFSTOPPED(st) || WSTOPSIG(st) != SIGSTOP)
 		fail("b's stop cannot be collected");
+	if (waitpid(c, &st, WUNTRACED | WNOHANG) != c || !WIFSTOPPED(st) || WSTOPSIG(st) != SIGTTIN)
+		fail("c's stop cannot be collected");
 	kill(a, SIGCONT);
 	kill(b, SIGCONT);
-	if (waitpid(a, &st, WCONTINUED) != a || !WIFCONTINUED(st) || waitpid(b, &st, WCONTINUED) != b || !WIFCONTINUED(st))
+	kill(c, SIGCONT);
+	if (waitpid(a, &st, WCONTINUED) != a || !WIFCONTINUED(st) || waitpid(b, &st, WCONTINUED) != b || !WIFCONTINUED(st) ||
+	    waitpid(c, &st, WCONTINUED) != c || !WIFCONTINUED(st))
 		fail("a child's continuation is not reported");
 	pace_ms(50);
-	if (waitpid(a, &st, WCONTINUED | WNOHANG) != 0 || waitpid(b, &st, WCONTINUED | WNOHANG) != 0)
+	if (waitpid(a, &st, WCONTINUED | WNOHANG) != 0 || waitpid(b, &st, WCONTINUED | WNOHANG) != 0 ||
+	    waitpid(c, &st, WCONTINUED | WNOHANG) != 0)
 		fail("a child's continuation is reported twice");
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < 3; i++) {
 		pid_t w = waitpid(-1, &st, 0);
 		if (w < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
 			fail("a child failed");
 	}
-	say("both children continued once and ended");
+	say("the children continued once each and ended");
 	say("stopped: done");
 	return 0;
 }

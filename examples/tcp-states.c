@@ -6,6 +6,8 @@
  *     "from a" and then EOF unread);
  *   - a listener with backlog 0 whose queue is full (one connection not yet
  *     accepted), and a non-blocking connect to it that waits in SYN-SENT.
+ *   - a connection both of whose ends wrote a line and shut down writing
+ *     (both in state CLOSE, each with the other's line unread).
  *
  *   tcp-states STEPS
  *
@@ -18,6 +20,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,6 +104,22 @@ int main(int argc, char **argv)
 	int c2 = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
 	if (c2 < 0 || (connect(c2, (struct sockaddr *)&at2, sizeof at2) != 0 && errno != EINPROGRESS))
 		fail("connect c2");
+	int e = socket(AF_INET, SOCK_STREAM, 0);
+	if (e < 0 || connect(e, (struct sockaddr *)&at1, sizeof at1) != 0)
+		fail("connect e");
+	int f = accept(l1, 0, 0);
+	if (f < 0 || write(e, "from e", 6) != 6 || write(f, "from f", 6) != 6 || shutdown(e, SHUT_WR) != 0)
+		fail("accept/write/shutdown e");
+	while (state_of(e) != TCP_FIN_WAIT2)
+		pace_ms(1);
+	if (shutdown(f, SHUT_WR) != 0)
+		fail("shutdown f");
+	while (state_of(e) != TCP_CLOSE || state_of(f) != TCP_CLOSE)
+		pace_ms(1);
+	struct sockaddr_in f_at;
+	socklen_t f_len = sizeof f_at;
+	if (getsockname(f, (struct sockaddr *)&f_at, &f_len) != 0)
+		fail("getsockname f");
 	pace_ms(100);
 	printf("ready\n");
 
@@ -109,6 +128,8 @@ int main(int argc, char **argv)
 		expect_state(b, TCP_CLOSE_WAIT, "the end whose peer shut down writing");
 		expect_state(c1, TCP_ESTABLISHED, "the connection not yet accepted");
 		expect_state(c2, TCP_SYN_SENT, "the connect in progress");
+		expect_state(e, TCP_CLOSE, "an end of the connection both ends closed");
+		expect_state(f, TCP_CLOSE, "the other end of the connection both ends closed");
 		printf("step %d\n", i);
 		pace_ms(20);
 	}
@@ -122,6 +143,20 @@ int main(int argc, char **argv)
 		fail("write on the half-open side");
 	expect_read(a, "late", "read on the half-closed side");
 
+	expect_read(f, "from e", "read what e sent before both closed");
+	if (read(f, buf, sizeof buf) != 0)
+		fail("no EOF after what e sent");
+	expect_read(e, "from f", "read what f sent before both closed");
+	if (read(e, buf, sizeof buf) != 0)
+		fail("no EOF after what f sent");
+	signal(SIGPIPE, SIG_IGN);
+	if (write(e, "x", 1) != -1 || errno != EPIPE)
+		fail("a write on a closed connection did not fail with EPIPE");
+	struct sockaddr_in peer;
+	socklen_t peer_len = sizeof peer;
+	if (getsockopt(e, SOL_SOCKET, SO_PEERNAME, &peer, &peer_len) != 0 || peer.sin_port != f_at.sin_port ||
+	    peer.sin_addr.s_addr != f_at.sin_addr.s_addr)
+		fail("the closed connection's peer changed");
 	int s1 = accept(l2, 0, 0);
 	if (s1 < 0)
 		fail("accept c1");

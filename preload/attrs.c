@@ -232,6 +232,20 @@ static long read_signed_file(const char *path, long fallback)
 	return ck_parse_dec(&p, &v) ? (neg ? -(long)v : (long)v) : fallback;
 }
 
+/* The audit login UID (4294967295 when never set; also without audit). */
+static uint64_t read_loginuid(void)
+{
+	char buf[24];
+	const char *p = buf;
+	uint64_t v = 4294967295u;
+	long n = ck_read_file("/proc/self/loginuid", buf, sizeof buf - 1);
+	if (n > 0) {
+		buf[n] = 0;
+		ck_parse_dec(&p, &v);
+	}
+	return v;
+}
+
 CK_HIDDEN void ck_proc_attrs_capture(void)
 {
 	struct ck_proc_attrs *a = &proc_attrs;
@@ -239,6 +253,7 @@ CK_HIDDEN void ck_proc_attrs_capture(void)
 	refuse_for_threads();
 	refuse_noted();
 	a->oom_score_adj = (int)read_signed_file("/proc/self/oom_score_adj", 0);
+	a->loginuid = read_loginuid();
 	char cf[32];
 	const char *q = cf;
 	a->coredump_filter = 0x33; /* the kernel's default */
@@ -328,8 +343,9 @@ CK_HIDDEN void ck_proc_attrs_save(struct ck_writer *w)
 		ck_str_add(&d, capture_refusal);
 	}
 	cb_text(e, "attrs");
-	cb_map(e, 8);
+	cb_map(e, 9);
 	cb_kv_int(e, "oom_score_adj", a->oom_score_adj);
+	cb_kv_uint(e, "loginuid", a->loginuid);
 	cb_kv_uint(e, "coredump_filter", a->coredump_filter);
 	cb_kv_uint(e, "thp_disable", (uint64_t)a->thp_disable);
 	cb_kv_bool(e, "child_subreaper", a->child_subreaper != 0);
@@ -491,10 +507,16 @@ CK_HIDDEN int ck_proc_attrs_parse(struct cb_dec *d, const char *k, size_t kl, st
 	uint64_t u;
 	struct ck_proc_attrs *a = &img->attrs.p;
 	int seen = 0;
+	a->loginuid = CK_NO_LOGINUID;
 	if (!cbd_map(d, &left))
 		return -1;
 	while (cbd_next_key(d, &left, &ak, &akl)) {
 		int ok, before = seen;
+		if (cbd_key_is(ak, akl, "loginuid")) {
+			if (!cbd_uint_max(d, 4294967295u, &a->loginuid))
+				return -1;
+			continue;
+		}
 		seen |= cbd_key_is(ak, akl, "oom_score_adj") | cbd_key_is(ak, akl, "thp_disable") << 1 |
 			cbd_key_is(ak, akl, "child_subreaper") << 2 | cbd_key_is(ak, akl, "membarrier") << 3 |
 			cbd_key_is(ak, akl, "mdwe") << 4 | cbd_key_is(ak, akl, "memory_merge") << 5 |
@@ -689,28 +711,39 @@ static void check_threads(const struct ck_image *img)
 	}
 }
 
+/* Writes text to /proc/self/NAME: 0, or -errno. */
+static int write_self_file(const char *name, const char *text)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/self/%s", name);
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	size_t n = strlen(text);
+	int r = write(fd, text, n) == (ssize_t)n ? 0 : -errno;
+	close(fd);
+	return r;
+}
+
 static int write_oom_score_adj(int v)
 {
 	char buf[16];
-	int n = snprintf(buf, sizeof buf, "%d", v);
-	int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	int r = write(fd, buf, (size_t)n) == n ? 0 : -errno;
-	close(fd);
-	return r;
+	snprintf(buf, sizeof buf, "%d", v);
+	return write_self_file("oom_score_adj", buf);
+}
+
+static int write_loginuid(uint64_t v)
+{
+	char buf[24];
+	snprintf(buf, sizeof buf, "%llu", (unsigned long long)v);
+	return write_self_file("loginuid", buf);
 }
 
 static int write_coredump_filter(uint64_t v)
 {
 	char buf[24];
-	int n = snprintf(buf, sizeof buf, "%#llx", (unsigned long long)v);
-	int fd = open("/proc/self/coredump_filter", O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	int r = write(fd, buf, (size_t)n) == n ? 0 : -errno;
-	close(fd);
-	return r;
+	snprintf(buf, sizeof buf, "%#llx", (unsigned long long)v);
+	return write_self_file("coredump_filter", buf);
 }
 
 /* A value below the lowest one a process of this restart was ever given
@@ -729,10 +762,35 @@ static void check_oom_score_adj(const struct ck_image *img)
 			  img->path, want, was, ck_errno_name(r));
 }
 
+/* The kernel lets a process set its audit login UID once while it is not
+ * set; changing a set one takes CAP_AUDIT_CONTROL (and no immutable-loginuid
+ * audit rule); unsetting it is never allowed. */
+static void check_loginuid(const struct ck_image *img)
+{
+	uint64_t want = img->attrs.p.loginuid, have = read_loginuid();
+	if (want == CK_NO_LOGINUID || want == have || have == 4294967295u)
+		return;
+	char buf[4096];
+	const char *p;
+	uint64_t eff = 0;
+	if (ck_read_file("/proc/self/status", buf, sizeof buf) > 0 && (p = strstr(buf, "\nCapEff:"))) {
+		p += 8;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		ck_parse_hex(&p, &eff);
+	}
+	if (want == 4294967295u || !((eff >> 30 /* CAP_AUDIT_CONTROL */) & 1))
+		ck_refuse("image %s is of a process whose audit login UID (/proc/self/loginuid) was %s, and this restart's "
+			  "is %llu: %s; restart it from the same login (or as root, which may change a login UID)",
+			  img->path, want == 4294967295u ? "not set" : "different", (unsigned long long)have,
+			  want == 4294967295u ? "a login UID once set cannot be unset" : "changing it needs CAP_AUDIT_CONTROL");
+}
+
 static void check_process(const struct ck_image *img)
 {
 	const struct ck_proc_attrs *a = &img->attrs.p;
 	check_oom_score_adj(img);
+	check_loginuid(img);
 	if (a->membarrier) {
 		long q = CK_SYS3(SYS_membarrier, MEMBARRIER_QUERY, 0, 0);
 		if (q < 0 || (a->membarrier & ~q))
@@ -812,6 +870,9 @@ CK_HIDDEN void ck_attrs_restore(struct ck_image *img)
 	int r = write_oom_score_adj(a->oom_score_adj);
 	if (r < 0)
 		ck_refuse("cannot set oom_score_adj to %d: %s", a->oom_score_adj, ck_errno_name(r));
+	if (a->loginuid != CK_NO_LOGINUID && a->loginuid != read_loginuid() && (r = write_loginuid(a->loginuid)) < 0)
+		ck_refuse("cannot set the audit login UID (/proc/self/loginuid) to %llu again: %s",
+			  (unsigned long long)a->loginuid, ck_errno_name(r));
 	if ((r = write_coredump_filter(a->coredump_filter)) < 0)
 		ck_refuse("cannot set /proc/self/coredump_filter to %#llx: %s", (unsigned long long)a->coredump_filter,
 			  ck_errno_name(r));

@@ -70,7 +70,9 @@ struct ck_proc_attrs {
 	long memory_merge; /* PR_GET_MEMORY_MERGE */
 	uint64_t xcomp_perm; /* ARCH_GET_XCOMP_PERM: the XSAVE features the process may use (AMX asks for them) */
 	uint64_t coredump_filter; /* /proc/self/coredump_filter */
+	uint64_t loginuid;        /* /proc/self/loginuid (audit); CK_NO_LOGINUID: not in the image */
 };
+#define CK_NO_LOGINUID (~0ULL)
 
 /* An AIO context (io_setup) as the restore host reads it from the image. */
 struct ck_img_aio_event {

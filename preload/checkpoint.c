@@ -222,15 +222,58 @@ static int await_step(const char *word, char *args, size_t cap)
  * of silence after which the program runs on by itself). */
 static void reply_result(struct ck_scratch *s, int ok, uint64_t pause, uint64_t total);
 
+/* "freeze" (while held, just before ckrun's SIGKILL): the connections go
+ * into repair mode (ck_inet_freeze) and the process never runs on with
+ * them so: a generation ckrun marks frozen must be the program's last
+ * state, so without "resume" it ends itself where it would have run on. */
+static void freeze_connections(int *frozen)
+{
+	char buf[160];
+	struct ck_str m;
+	long n = ck_inet_freeze();
+	ck_str_init(&m, buf, sizeof buf);
+	if (n >= 0) {
+		*frozen = 1;
+		ck_str_add(&m, "frozen ");
+		ck_str_dec(&m, n);
+	} else {
+		ck_str_add(&m, "error cannot put a TCP connection in repair mode (");
+		ck_str_add(&m, n == -EPERM ? "it needs CAP_NET_ADMIN" : "setsockopt TCP_REPAIR failed");
+		ck_str_add(&m, ")");
+	}
+	ck_str_add(&m, "\n");
+	ck_session_reply(buf);
+}
+
+static int after_frozen(int frozen, int run_on)
+{
+	if (frozen && !run_on)
+		ck_tgkill((int)ck_getpid(), (int)ck_getpid(), SIGKILL);
+	if (frozen)
+		ck_inet_thaw();
+	return run_on;
+}
+
 static int await_resume(struct ck_scratch *s, int ok, int *pause_fd, int *answered, uint64_t t0)
 {
 	char line[sizeof request_buf];
 	long n;
+	int frozen = 0;
 	while ((n = next_line(line, sizeof line, 60000)) >= 0) {
 		if (ck_strneq(line, "resume", 6) && (line[6] == 0 || line[6] == ' '))
-			return 1;
+			return after_frozen(frozen, 1);
 		if (ck_strneq(line, "abort", 5))
-			return 0;
+			return after_frozen(frozen, 0);
+		if (ck_strneq(line, "freeze", 6) && line[6] == 0 && *answered) {
+			freeze_connections(&frozen);
+			continue;
+		}
+		if (ck_strneq(line, "thaw", 4) && line[4] == 0) {
+			if (frozen)
+				ck_inet_thaw();
+			frozen = 0;
+			continue;
+		}
 		if (ck_strneq(line, "hold", 4) && (line[4] == 0 || line[4] == ' ')) {
 			uint64_t pause = now_ns() - t0;
 			if (*pause_fd >= 0) {
@@ -245,7 +288,7 @@ static int await_resume(struct ck_scratch *s, int ok, int *pause_fd, int *answer
 		}
 		ck_jobstop_line(line);
 	}
-	return 0;
+	return after_frozen(frozen, 0);
 }
 
 static void reply_pid(const char *word)
@@ -769,6 +812,8 @@ static int write_image_state(struct ck_scratch *s, const char *path, int nthread
 	ck_signals_save(w);
 	ck_jobstop_save(w);
 	ck_files_save(w, s);
+	/* their mappings are no part of the program's memory */
+	ck_inet_drop_send_queues();
 	ck_memory_save_stopped(w, s);
 	ck_sysv_save(w, s);
 	if (w->err)
@@ -973,6 +1018,7 @@ static void after_restore_leader(struct ck_restore_info *ri)
 		ck_session.image_ino[i] = ri->image_ino[i];
 	}
 	uint64_t track_id = ri->track_id;
+	uint64_t bridge_lo = ri->vdso_bridge[0], bridge_hi = ri->vdso_bridge[1];
 	ck_restores++;
 	request_len = 0;
 	request_parent[0] = 0;
@@ -981,8 +1027,9 @@ static void after_restore_leader(struct ck_restore_info *ri)
 	ck_munmap((void *)hole, hole_len);
 
 	ck_signals_after_restore(n);
+	ck_peercred_after_restore();
 	if (ck_track_restore_begin(track_id))
-		ck_memory_protect_after_restore();
+		ck_memory_protect_after_restore(bridge_lo, bridge_hi);
 
 	char buf[64];
 	struct ck_str m;
@@ -1028,6 +1075,7 @@ static void lead_checkpoint(ucontext_t *uc, int mode)
 	ck_memcpy(s->parent, request_parent, sizeof s->parent);
 	request_parent[0] = 0;
 	epoch++;
+	ck_stops++;
 	arrived = 0;
 	departed = 0;
 	overflowed = 0;
@@ -1044,11 +1092,15 @@ static void lead_checkpoint(ucontext_t *uc, int mode)
 		return;
 	}
 	ck_session.nsession_socks = -1;
+	/* before any process of the session reads a receive queue */
+	ck_inet_take_send_queues();
+	ck_peercred_note();
 	if (mode == REQ_BARRIER) {
 		/* nothing is read until every process of the session is stopped */
 		char args[2048];
 		reply_pid("stopped");
 		if (!await_step("save", args, sizeof args)) {
+			ck_inet_drop_send_queues();
 			release_threads();
 			ck_munmap((void *)s->start, CK_SCRATCH_SIZE);
 			end_with_session();
@@ -1072,6 +1124,7 @@ static void lead_checkpoint(ucontext_t *uc, int mode)
 	if (ck_held_count() > 0)
 		trace("timer signals held", t0);
 	ok = write_image_state(s, request_path, n);
+	ck_inet_drop_send_queues(); /* (when it stopped before the descriptors) */
 	trace("state saved", t0);
 	int forked = ok && fork_writer(s, request_path, &pause_fd, &writer, t0);
 	trace("forked", t0);

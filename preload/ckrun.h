@@ -90,6 +90,10 @@ struct ck_restore_info {
 	uint64_t track_id;       /* the image's: its content is the memory's now */
 	int nimages;             /* the image and every image it refers to */
 	uint64_t image_dev[CK_MAX_IMAGES], image_ino[CK_MAX_IMAGES];
+	/* the bridge to another kernel's vdso (vdso.c), or 0, 0: memory the
+	 * restore wrote that no image holds, so the next checkpoint stores it
+	 * whole (left out of write tracking until then) */
+	uint64_t vdso_bridge[2];
 };
 
 /* ---- session state kept by the shim ---- */
@@ -195,7 +199,8 @@ CK_HIDDEN long ck_image_finish(struct ck_writer *w, const char *tmp_path, const 
 #define CK_VM_GROWSDOWN   (1u << 11) /* gd: MAP_GROWSDOWN */
 #define CK_VM_SEALED      (1u << 12) /* sl: mseal */
 #define CK_VM_MAYWRITE    (1u << 13) /* mw: may be made writable (saved for shared file mappings only) */
-#define CK_VM_COUNT       14
+#define CK_VM_DROPPABLE   (1u << 14) /* dp: MAP_DROPPABLE (its pages may be dropped: wiped on fork, not saved) */
+#define CK_VM_COUNT       15
 /* what a fork does not pass on (a forked writer cannot see it): read
  * while the program is stopped */
 #define CK_VM_NOT_INHERITED (CK_VM_DONTFORK | CK_VM_LOCKED | CK_VM_LOCKONFAULT)
@@ -304,6 +309,14 @@ CK_HIDDEN int ck_held_failed(void);
 CK_HIDDEN int ck_held_count(void);
 CK_HIDDEN void ck_held_requeue(void);
 
+/* holdsig.c: --checkpoint-on signals held back from the program */
+typedef int (*ck_real_sigaction_fn)(int, const struct sigaction *, struct sigaction *);
+CK_HIDDEN void ck_hold_init(const char *list, ck_real_sigaction_fn real);
+CK_HIDDEN int ck_hold_has(int sig);
+CK_HIDDEN uint64_t ck_hold_mask(void);
+CK_HIDDEN int ck_hold_sigaction(int sig, const struct sigaction *act, struct sigaction *old, ck_real_sigaction_fn real);
+CK_HIDDEN void ck_hold_handler(int sig, siginfo_t *si, void *uc);
+
 /* jobstop.c: processes stopped by SIGSTOP or job control */
 CK_HIDDEN int ck_jobstop_line(const char *line);
 CK_HIDDEN void ck_jobstop_capture(void);
@@ -313,6 +326,8 @@ CK_HIDDEN void ck_jobstop_after_restore(uint64_t was_pending);
 
 /* syscalls.c: system calls a checkpoint interrupts are resumed */
 CK_HIDDEN extern volatile uint64_t ck_restores;
+/* stops of this process for a checkpoint (each one, finished or not) */
+CK_HIDDEN extern volatile uint64_t ck_stops;
 CK_HIDDEN extern volatile int ck_calls_enabled;
 CK_HIDDEN void ck_resume_interrupted_call(ucontext_t *uc);
 /* looks up libc's calls behind the wrappers (the constructor) */
@@ -379,7 +394,22 @@ struct ck_fdtab {
 	struct ck_fd *fds;
 	int n;
 };
+/* ck_writer_fail about descriptor f: m is the detail so far, "descriptor N
+ * (LINK) ", for the caller to go on with. */
+CK_HIDDEN void ck_writer_fail_fd(struct ck_writer *w, long err, const char *what, const struct ck_fd *f, struct ck_str *m);
 CK_HIDDEN void ck_files_save(struct ck_writer *w, struct ck_scratch *s);
+/* sk-inet.c: the send queues of the process's TCP connections, read while
+ * it stands still and before any process of the session reads a receive
+ * queue (the bytes TCP moves meanwhile are then found on one side, never
+ * both or neither); dropped once the image state is written. */
+CK_HIDDEN void ck_inet_take_send_queues(void);
+/* SO_PEERCRED of Unix sockets as the program saw it (peercred.c) */
+CK_HIDDEN void ck_peercred_note(void);
+CK_HIDDEN void ck_peercred_after_restore(void);
+CK_HIDDEN int ck_peercred_answer(int fd, void *val, unsigned *len);
+CK_HIDDEN void ck_inet_drop_send_queues(void);
+CK_HIDDEN long ck_inet_freeze(void);
+CK_HIDDEN void ck_inet_thaw(void);
 /* A descriptor table shared with another process (clone CLONE_FILES without
  * CLONE_VM): 1, with the refusal in s->msg. */
 CK_HIDDEN int ck_files_table_shared(struct ck_scratch *s);
@@ -397,12 +427,27 @@ CK_HIDDEN long ck_read_file(const char *path, char *buf, size_t cap);
 /* /proc/self/DIR/FD into path[64]. */
 CK_HIDDEN const char *ck_proc_fd_path(char *path, const char *dir, int fd);
 CK_HIDDEN long ck_read_fdinfo(int fd, char *buf, size_t cap);
+/* 1 for a file or directory (st) under /proc/PID, its link, of a process
+ * that has exited */
+CK_HIDDEN int ck_proc_entry_gone(const char *link, const struct ck_stat *st);
 /* What /proc/self/fd/FD links to, NUL-terminated in out[cap]: its length,
  * or a negative errno. */
 CK_HIDDEN long ck_fd_link(int fd, char *out, size_t cap);
 /* Opens the process's own /proc/self/pagemap or mem (read-only), also
  * when it is not dumpable (then they belong to root). */
 CK_HIDDEN long ck_open_own_proc(const char *path);
+/* The process's socket descriptors, one at a time, from /proc/self/fd
+ * (ckrun's own connection among them: callers skip ck_is_session_fd). */
+struct ck_sock_walk {
+	int dfd;
+	long len, off;
+	char dents[4096];
+};
+/* 0, or a negative errno when /proc/self/fd cannot be read */
+CK_HIDDEN long ck_sock_walk_open(struct ck_sock_walk *w);
+/* the next socket descriptor with its stat, or -1 after the last */
+CK_HIDDEN int ck_sock_walk_next(struct ck_sock_walk *w, struct ck_stat *st);
+CK_HIDDEN void ck_sock_walk_close(struct ck_sock_walk *w);
 
 /* incremental.c */
 CK_HIDDEN void ck_track_begin(struct ck_scratch *s);
@@ -445,7 +490,7 @@ CK_HIDDEN int ck_page_scan_next(struct ck_page_scan *ps, struct ck_written *out)
 /* memory.c */
 CK_HIDDEN void ck_memory_save_stopped(struct ck_writer *w, struct ck_scratch *s);
 CK_HIDDEN void ck_memory_save(struct ck_writer *w, struct ck_scratch *s);
-CK_HIDDEN void ck_memory_protect_after_restore(void);
+CK_HIDDEN void ck_memory_protect_after_restore(uint64_t skip_lo, uint64_t skip_hi);
 
 /* self.c: where the shim is loaded (libc: not in the signal handler) */
 struct ck_self {

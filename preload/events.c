@@ -8,20 +8,24 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/kcmp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
+#include <sys/wait.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "fdkind.h"
+#include "wire.h"
 #include "sys.h"
 
 /* Each of them is an anonymous inode, known by its link's name. */
@@ -102,35 +106,6 @@ static void eventfd_save(struct ck_writer *w, const struct ck_fdtab *t, const st
 	cb_kv_bool(e, "semaphore", sem != 0);
 }
 
-static void epoll_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f)
-{
-	(void)t;
-	static char buf[64 * 1024];
-	struct cb_enc *e = &w->meta;
-	if (ck_read_fdinfo(f->fd, buf, sizeof buf) <= 0) {
-		ck_writer_fail(w, -EIO, "cannot read an epoll descriptor's interest list from /proc/self/fdinfo");
-		return;
-	}
-	cb_text(e, "epoll");
-	cb_array_open(e);
-	for (const char *p = buf; (p = find_field(p, "tfd:"));) {
-		uint64_t tfd = 0, events = 0, data = 0;
-		p = skip_spaces(p);
-		ck_parse_dec(&p, &tfd);
-		p = skip_spaces(p);
-		if (ck_starts_with(p, "events:"))
-			p = skip_spaces(p + 7), ck_parse_hex(&p, &events);
-		p = skip_spaces(p);
-		if (ck_starts_with(p, "data:"))
-			p = skip_spaces(p + 5), ck_parse_hex(&p, &data);
-		cb_array(e, 3);
-		cb_uint(e, tfd);
-		cb_uint(e, events);
-		cb_uint(e, data);
-	}
-	cb_close(e);
-}
-
 /* Fails the checkpoint with the descriptor named in the detail. */
 static void fail_fd(struct ck_writer *w, long err, const char *what, int fd, const char *detail)
 {
@@ -141,6 +116,164 @@ static void fail_fd(struct ck_writer *w, long err, const char *what, int fd, con
 	ck_str_dec(&m, fd);
 	ck_str_add(&m, ": ");
 	ck_str_add(&m, detail);
+}
+
+/* The whole of /proc/self/fdinfo/FD in memory mapped for it, however
+ * long (a busy server's epoll lists thousands of entries): its length,
+ * with *buf and *cap for ck_munmap, or a negative errno. */
+static long read_fdinfo_whole(int fd, char **buf, size_t *cap)
+{
+	char path[64];
+	long pfd = ck_openat(AT_FDCWD, ck_proc_fd_path(path, "fdinfo", fd), O_RDONLY | O_CLOEXEC, 0);
+	if (pfd < 0)
+		return pfd;
+	size_t len = 0, size = 64 * 1024;
+	long m = ck_mmap(0, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	for (;;) {
+		if (m < 0 && m > -4096)
+			break;
+		if (len + 1 == size) {
+			long g = ck_mremap((void *)m, size, size * 2, MREMAP_MAYMOVE, 0);
+			if (g < 0 && g > -4096) {
+				ck_munmap((void *)m, size);
+				m = g;
+				break;
+			}
+			m = g, size *= 2;
+		}
+		long r = ck_read((int)pfd, (char *)m + len, size - 1 - len);
+		if (r == -EINTR)
+			continue;
+		if (r < 0) {
+			ck_munmap((void *)m, size);
+			m = r;
+		}
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+	}
+	ck_close((int)pfd);
+	if (m < 0 && m > -4096)
+		return m;
+	((char *)m)[len] = 0;
+	*buf = (char *)m, *cap = size;
+	return (long)len;
+}
+
+struct epoll_saved {
+	uint32_t tfd, events;
+	uint64_t data;
+};
+
+/* Which entry of those under the same descriptor number each one is (the
+ * kernel's kcmp counts them in the order fdinfo lists them), through a
+ * hash of the numbers in ctr[size] (size a power of two above n). */
+static uint32_t epoll_nth_under(uint64_t *ctr, size_t size, uint32_t tfd)
+{
+	size_t h = (tfd * 2654435761u) & (size - 1);
+	for (;; h = (h + 1) & (size - 1)) {
+		uint32_t key = (uint32_t)(ctr[h] >> 32), count = (uint32_t)ctr[h];
+		if (count && key != tfd)
+			continue;
+		ctr[h] = (uint64_t)tfd << 32 | (count + 1);
+		return count;
+	}
+}
+
+/* The descriptor of this process that holds the file an entry watches:
+ * the entry's own number while it still refers to that file (almost
+ * always), else any other (the number was closed, or given to another
+ * file, after the file was added), else -1 (only another process, or no
+ * descriptor at all, holds it). */
+static int epoll_target_holder(int pid, const struct ck_fdtab *t, int epfd, uint32_t tfd, uint32_t nth)
+{
+	struct kcmp_epoll_slot slot = {(uint32_t)epfd, tfd, nth};
+	if (CK_SYS5(SYS_kcmp, pid, pid, KCMP_EPOLL_TFD, tfd, &slot) == 0)
+		return (int)tfd;
+	for (int i = 0; i < t->n; i++)
+		if (t->fds[i].fd != (int)tfd && CK_SYS5(SYS_kcmp, pid, pid, KCMP_EPOLL_TFD, t->fds[i].fd, &slot) == 0)
+			return t->fds[i].fd;
+	return -1;
+}
+
+static void fail_epoll_orphan(struct ck_writer *w, int epfd, const struct epoll_saved *x)
+{
+	struct ck_str m;
+	ck_writer_fail(w, -EOPNOTSUPP, "an epoll descriptor watches a file that no descriptor of its process holds, which ckrun cannot add back");
+	ck_str_init(&m, w->err_detail, sizeof w->err_detail);
+	ck_str_add(&m, "epoll descriptor ");
+	ck_str_dec(&m, epfd);
+	ck_str_add(&m, ": its entry for descriptor ");
+	ck_str_dec(&m, x->tfd);
+	ck_str_add(&m, " (data ");
+	ck_str_hex(&m, x->data);
+	ck_str_add(&m, ") watches a file that descriptor ");
+	ck_str_dec(&m, x->tfd);
+	ck_str_add(&m, " no longer refers to and no other descriptor of this process holds (closed after it was added, kept open elsewhere);"
+		       " checkpoint again once that file is closed everywhere; the program runs on");
+}
+
+/* Every entry as [fd, events, data], with a fourth element, the number of
+ * a descriptor that holds the watched file, when fd no longer refers to it
+ * (dup2 over a registered number, or a registered number closed while a
+ * duplicate stays open: the kernel keeps such an entry). */
+static void epoll_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f)
+{
+	struct cb_enc *e = &w->meta;
+	char *buf = 0;
+	size_t cap = 0, n = 0;
+	long len = read_fdinfo_whole(f->fd, &buf, &cap);
+	if (len <= 0) {
+		fail_fd(w, len < 0 ? len : -EIO, "cannot read an epoll descriptor's interest list", f->fd, "/proc/self/fdinfo failed");
+		return;
+	}
+	for (const char *p = buf; (p = find_field(p, "tfd:"));)
+		n++;
+	/* the parsed entries, then the counters, in one mapping */
+	size_t slots = 16;
+	while (slots < 2 * n)
+		slots *= 2;
+	size_t size = CK_PAGE_UP(n * sizeof(struct epoll_saved) + slots * sizeof(uint64_t));
+	long m = ck_mmap(0, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m < 0 && m > -4096) {
+		ck_munmap(buf, cap);
+		fail_fd(w, m, "cannot read an epoll descriptor's interest list", f->fd, "no memory for it");
+		return;
+	}
+	struct epoll_saved *v = (void *)m;
+	uint64_t *ctr = (uint64_t *)(v + n);
+	size_t k = 0;
+	for (const char *p = buf; k < n && (p = find_field(p, "tfd:")); k++) {
+		uint64_t tfd = 0, events = 0, data = 0;
+		p = skip_spaces(p);
+		ck_parse_dec(&p, &tfd);
+		p = skip_spaces(p);
+		if (ck_starts_with(p, "events:"))
+			p = skip_spaces(p + 7), ck_parse_hex(&p, &events);
+		p = skip_spaces(p);
+		if (ck_starts_with(p, "data:"))
+			p = skip_spaces(p + 5), ck_parse_hex(&p, &data);
+		v[k] = (struct epoll_saved){(uint32_t)tfd, (uint32_t)events, data};
+	}
+	ck_munmap(buf, cap);
+	int pid = (int)ck_getpid();
+	cb_text(e, "epoll");
+	cb_array_open(e);
+	for (size_t i = 0; i < k; i++) {
+		int holder = epoll_target_holder(pid, t, f->fd, v[i].tfd, epoll_nth_under(ctr, slots, v[i].tfd));
+		if (holder < 0) {
+			fail_epoll_orphan(w, f->fd, &v[i]);
+			break;
+		}
+		cb_array(e, holder == (int)v[i].tfd ? 3 : 4);
+		cb_uint(e, v[i].tfd);
+		cb_uint(e, v[i].events);
+		cb_uint(e, v[i].data);
+		if (holder != (int)v[i].tfd)
+			cb_uint(e, (uint64_t)holder);
+	}
+	cb_close(e);
+	ck_munmap(v, size);
 }
 
 static int parse_field_dec(const char *text, const char *field, uint64_t *v)
@@ -538,14 +671,19 @@ static void pidfd_save(struct ck_writer *w, const struct ck_fdtab *t, const stru
 			"it refers to one of the program's own threads other than the main one; close it before the checkpoint");
 		return;
 	}
-	const char *relation = pid > 0 && pid == ck_getpid() ? "self" : pid > 0 && parent_of(pid) == ck_getpid() ? "child" : 0;
+	/* Pid -1: the process exited (and was reaped); 0 would be one outside
+	 * this PID namespace, which a restart cannot promise */
+	const char *relation = pid == -1                                    ? "dead"
+			       : pid > 0 && pid == ck_getpid()               ? "self"
+			       : pid > 0 && parent_of(pid) == ck_getpid()    ? "child"
+									     : 0;
 	if (!relation) {
 		struct ck_str m;
 		ck_writer_fail(w, -EOPNOTSUPP, "the program holds a pidfd ckrun cannot bring back");
 		ck_str_init(&m, w->err_detail, sizeof w->err_detail);
 		ck_str_add(&m, "descriptor ");
 		ck_str_dec(&m, f->fd);
-		ck_str_add(&m, pid > 0 ? " is a pidfd of process " : " is a pidfd of a process that has exited or is outside this PID namespace");
+		ck_str_add(&m, pid > 0 ? " is a pidfd of process " : " is a pidfd of a process outside this PID namespace");
 		if (pid > 0) {
 			ck_str_dec(&m, pid);
 			ck_str_add(&m, ", which is neither this process nor its child, so a restart cannot promise it exists");
@@ -555,13 +693,13 @@ static void pidfd_save(struct ck_writer *w, const struct ck_fdtab *t, const stru
 	}
 	cb_text(&w->meta, "pidfd");
 	cb_map(&w->meta, 2);
-	cb_kv_uint(&w->meta, "pid", (uint64_t)pid);
+	cb_kv_uint(&w->meta, "pid", (uint64_t)(pid > 0 ? pid : 0));
 	cb_kv_text(&w->meta, "relation", relation);
 }
 
 /* ---- restore host ---- */
 
-CK_HIDDEN extern const struct ck_fd_kind ck_kind_epoll, ck_kind_timerfd;
+CK_HIDDEN extern const struct ck_fd_kind ck_kind_epoll, ck_kind_timerfd, ck_kind_pidfd;
 
 /* {key: uint, ...} into the fields named in keys (NULL-terminated). */
 static int parse_uint_map(struct cb_dec *d, const char *const *keys, uint64_t *vals, int *seen)
@@ -637,6 +775,7 @@ struct epoll {
 		int tfd;
 		uint32_t events;
 		uint64_t data;
+		int holder; /* the descriptor that holds the file when tfd no longer does, or -1 */
 	} *v;
 	size_t n;
 };
@@ -652,15 +791,15 @@ static int epoll_parse(struct cb_dec *d, struct ck_img_file *f)
 	ep->v = malloc(cap * sizeof *ep->v);
 	while (cbd_next_item(d, &n)) {
 		int64_t m;
-		uint64_t v[3];
-		if (!cbd_array(d, &m) || m != 3 || !cbd_uint_max(d, INT32_MAX, &v[0]) || !cbd_uint_max(d, UINT32_MAX, &v[1]) ||
-		    !cbd_uint(d, &v[2]))
+		uint64_t v[4] = {0, 0, 0, 0};
+		if (!cbd_array(d, &m) || (m != 3 && m != 4) || !cbd_uint_max(d, INT32_MAX, &v[0]) ||
+		    !cbd_uint_max(d, UINT32_MAX, &v[1]) || !cbd_uint(d, &v[2]) || (m == 4 && !cbd_uint_max(d, INT32_MAX, &v[3])))
 			return 0;
 		if (ep->n == cap) {
 			cap *= 2;
 			ep->v = realloc(ep->v, cap * sizeof *ep->v);
 		}
-		ep->v[ep->n++] = (struct epoll_entry){(int)v[0], (uint32_t)v[1], v[2]};
+		ep->v[ep->n++] = (struct epoll_entry){(int)v[0], (uint32_t)v[1], v[2], m == 4 ? (int)v[3] : -1};
 	}
 	return !d->error;
 }
@@ -673,6 +812,20 @@ static void epoll_release(struct ck_img_file *f)
 	free(ep);
 }
 
+/* An entry's holder must be a descriptor the image restores. */
+static void epoll_check(struct ck_image *img, struct ck_img_file *f)
+{
+	const struct epoll *ep = f->priv;
+	for (size_t j = 0; ep && j < ep->n; j++) {
+		int found = ep->v[j].holder < 0;
+		for (size_t i = 0; i < img->nfiles && !found; i++)
+			found = img->files[i].fd == ep->v[j].holder;
+		if (!found)
+			ck_refuse("image %s is damaged: the epoll descriptor %d watches the file of descriptor %d, which the image does not have",
+				  img->path, f->fd, ep->v[j].holder);
+	}
+}
+
 static int epoll_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs)
 {
 	(void)img, (void)base_fd, (void)objs;
@@ -680,6 +833,33 @@ static int epoll_open(struct ck_image *img, struct ck_img_file *f, int base_fd, 
 	if (fd < 0)
 		ck_refuse("cannot create the epoll descriptor %d: %s", f->fd, strerror(errno));
 	return fd;
+}
+
+/* Adds the file of descriptor holder under the number tfd, as the program
+ * once did before it closed tfd or gave it to another file: holder's file
+ * is put at tfd for the call, and whatever tfd holds now goes back there,
+ * with its close-on-exec flag (the entries of that file are kept: the
+ * kernel drops them only when the file's last descriptor goes). */
+static int epoll_add_under(int epfd, int tfd, int holder, struct epoll_event *ev)
+{
+	int had = fcntl(tfd, F_GETFD), keep = -1;
+	if (had >= 0 && (keep = fcntl(tfd, F_DUPFD_CLOEXEC, 0)) < 0)
+		return -1;
+	int r = -1, err = 0;
+	if (dup2(holder, tfd) == tfd) {
+		r = epoll_ctl(epfd, EPOLL_CTL_ADD, tfd, ev);
+		err = errno;
+	} else
+		err = errno;
+	if (keep >= 0) {
+		if (dup2(keep, tfd) != tfd || fcntl(tfd, F_SETFD, had) != 0)
+			ck_refuse("cannot give descriptor %d back its file after adding another under its number to an epoll: %s", tfd,
+				  strerror(errno));
+		close(keep);
+	} else
+		close(tfd);
+	errno = err;
+	return r;
 }
 
 /* Interest lists refer to descriptor numbers: filled once every
@@ -692,12 +872,16 @@ static void epoll_installed(struct ck_image *img)
 		if (f->ops != &ck_kind_epoll || !ep)
 			continue;
 		for (size_t j = 0; j < ep->n; j++) {
+			const struct epoll_entry *x = &ep->v[j];
 			struct epoll_event ev;
-			ev.events = ep->v[j].events;
-			ev.data.u64 = ep->v[j].data;
-			if (epoll_ctl(f->fd, EPOLL_CTL_ADD, ep->v[j].tfd, &ev) != 0)
-				ck_refuse("cannot add descriptor %d back to the epoll descriptor %d: %s", ep->v[j].tfd, f->fd,
-					  strerror(errno));
+			ev.events = x->events;
+			ev.data.u64 = x->data;
+			int r = x->holder < 0 ? epoll_ctl(f->fd, EPOLL_CTL_ADD, x->tfd, &ev) : epoll_add_under(f->fd, x->tfd, x->holder, &ev);
+			if (r != 0 && x->holder < 0)
+				ck_refuse("cannot add descriptor %d back to the epoll descriptor %d: %s", x->tfd, f->fd, strerror(errno));
+			if (r != 0)
+				ck_refuse("cannot add the file of descriptor %d back to the epoll descriptor %d under the number %d it was added with: %s",
+					  x->holder, f->fd, x->tfd, strerror(errno));
 		}
 	}
 }
@@ -937,17 +1121,98 @@ static int inotify_open(struct ck_image *img, struct ck_img_file *f, int base_fd
 
 /* ---- pidfd: the process it refers to ---- */
 
+struct pidfd {
+	int pid;     /* 0 for a dead one */
+	int dead;    /* its process had exited and been reaped */
+	size_t made; /* dead: which description made for its inode is its own */
+};
+
 static int pidfd_parse(struct cb_dec *d, struct ck_img_file *f)
 {
-	static const char *const keys[] = {"pid", 0};
-	uint64_t v[1] = {0};
-	int seen[1] = {0};
-	int *pid = calloc(1, sizeof *pid);
-	f->priv = pid;
-	if (!parse_uint_map(d, keys, v, seen) || !seen[0] || v[0] < 1 || v[0] > CK_PID_MAX)
+	struct pidfd *p = calloc(1, sizeof *p);
+	int64_t left;
+	const char *k;
+	size_t kl;
+	uint64_t v = 0;
+	int seen = 0;
+	f->priv = p;
+	if (!cbd_map(d, &left))
 		return 0;
-	*pid = (int)v[0];
-	return 1;
+	while (cbd_next_key(d, &left, &k, &kl)) {
+		if (cbd_key_is(k, kl, "pid") && cbd_peek(d) == CB_UINT) {
+			if (!cbd_uint_max(d, CK_PID_MAX, &v))
+				return 0;
+			seen = 1;
+		} else if (cbd_key_is(k, kl, "relation") && cbd_peek(d) == CB_TEXT) {
+			const char *t;
+			size_t tl;
+			if (!cbd_text(d, &t, &tl))
+				return 0;
+			p->dead = tl == 4 && !memcmp(t, "dead", 4);
+		} else if (!cbd_skip(d)) {
+			return 0;
+		}
+	}
+	p->pid = (int)v;
+	return !d->error && seen && (p->dead ? v == 0 : v >= 1);
+}
+
+/* A pidfd of a process that had exited: one short-lived child per inode
+ * (pidfds of one process share an inode, of two processes do not), a
+ * description of it for every descriptor of the family that had its own,
+ * the child reaped before any process runs. It exits with no signal to
+ * this process (exit_signal 0). */
+static void make_dead_pidfds(uint64_t ino, struct ck_img_file **files, size_t n, struct ck_objects *objs, int base_fd)
+{
+	struct ck_clone_args args;
+	ck_clone_args_child(&args, 0, 0);
+	args.exit_signal = 0;
+	long child = syscall(SYS_clone3, &args, sizeof args);
+	if (child == 0)
+		syscall(SYS_exit, 0);
+	if (child < 0)
+		ck_refuse("cannot make a process for the pidfd of an exited process (descriptor %d): %s", files[0]->fd,
+			  strerror(errno));
+	for (size_t i = 0; i < n; i++) {
+		int fd = (int)syscall(SYS_pidfd_open, (int)child, files[i]->flags & (O_NONBLOCK | O_EXCL));
+		int moved = fd < 0 ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, base_fd);
+		if (moved < 0)
+			ck_refuse("cannot open the pidfd of an exited process for descriptor %d: %s", files[i]->fd, strerror(errno));
+		close(fd);
+		ck_objects_add(objs, "pidfd_dead", ino, i, moved);
+		((struct pidfd *)files[i]->priv)->made = i;
+	}
+	int st;
+	if (waitpid((pid_t)child, &st, __WALL) != (pid_t)child)
+		ck_refuse("cannot reap the process made for the pidfd of an exited process: %s", strerror(errno));
+}
+
+static int is_dead_pidfd(const struct ck_img_file *f)
+{
+	return f->ops == &ck_kind_pidfd && f->priv && f->same_as < 0 && ((const struct pidfd *)f->priv)->dead;
+}
+
+static void pidfd_create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd)
+{
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < imgs[i]->nfiles; j++) {
+			struct ck_img_file *f = &imgs[i]->files[j];
+			if (!is_dead_pidfd(f) || ck_objects_find(objs, "pidfd_dead", f->ino, 0) >= 0)
+				continue;
+			size_t count = 0, cap = 4;
+			struct ck_img_file **same = malloc(cap * sizeof *same);
+			for (size_t i2 = i; i2 < n; i2++)
+				for (size_t j2 = 0; j2 < imgs[i2]->nfiles; j2++) {
+					struct ck_img_file *g = &imgs[i2]->files[j2];
+					if (!is_dead_pidfd(g) || g->ino != f->ino)
+						continue;
+					if (count == cap)
+						same = realloc(same, (cap *= 2) * sizeof *same);
+					same[count++] = g;
+				}
+			make_dead_pidfds(f->ino, same, count, objs, base_fd);
+			free(same);
+		}
 }
 
 /* PIDs are restored: the process (or its child, spawned before it becomes
@@ -955,11 +1220,18 @@ static int pidfd_parse(struct cb_dec *d, struct ck_img_file *f)
  * PIDFD_NONBLOCK and PIDFD_THREAD flags. */
 static int pidfd_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs)
 {
-	(void)img, (void)base_fd, (void)objs;
-	int pid = *(const int *)f->priv;
-	int fd = (int)syscall(SYS_pidfd_open, pid, f->flags & (O_NONBLOCK | O_EXCL));
+	(void)img, (void)base_fd;
+	const struct pidfd *p = f->priv;
+	if (p->dead) {
+		int made = ck_objects_find(objs, "pidfd_dead", f->ino, p->made);
+		int fd = made < 0 ? -1 : dup(made);
+		if (fd < 0)
+			ck_refuse("the pidfd of an exited process (descriptor %d) was not made by the restore", f->fd);
+		return fd;
+	}
+	int fd = (int)syscall(SYS_pidfd_open, p->pid, f->flags & (O_NONBLOCK | O_EXCL));
 	if (fd < 0)
-		ck_refuse("cannot open the pidfd of process %d for descriptor %d: %s%s", pid, f->fd, strerror(errno),
+		ck_refuse("cannot open the pidfd of process %d for descriptor %d: %s%s", p->pid, f->fd, strerror(errno),
 			  errno == ESRCH ? " (the process is not part of this restart: restart its whole family)" : "");
 	return fd;
 }
@@ -982,6 +1254,7 @@ CK_HIDDEN const struct ck_fd_kind ck_kind_epoll = {
 	.key = "epoll",
 	.parse = epoll_parse,
 	.release = epoll_release,
+	.check = epoll_check,
 	.open = epoll_open,
 	.installed = epoll_installed,
 };
@@ -1021,5 +1294,6 @@ CK_HIDDEN const struct ck_fd_kind ck_kind_pidfd = {
 	.save = pidfd_save,
 	.key = "pidfd",
 	.parse = pidfd_parse,
+	.create_shared = pidfd_create_shared,
 	.open = pidfd_open,
 };

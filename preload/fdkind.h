@@ -71,6 +71,12 @@ CK_HIDDEN long ck_pipe_peek(int rfd, long capacity, char **data);
 /* locks.c: the "locks" of a descriptor's open file description, in its
  * map (called for every descriptor that does not share an earlier one's) */
 CK_HIDDEN void ck_locks_save(struct ck_writer *w, const struct ck_fd *f);
+/* Whether a new description of fd's file, opened and closed by this
+ * process, would cost it something: a POSIX lock it holds there (any close
+ * drops them) or a lease (another description's open breaks it). */
+CK_HIDDEN int ck_locks_bind_to_description(int fd);
+/* fown.c: "owner" of the descriptor's description; 0 when the checkpoint must fail */
+CK_HIDDEN int ck_fown_save(struct ck_writer *w, const struct ck_fd *f);
 
 /* pty.c: a terminal's settings ("tty": termios, window size, session and
  * foreground group), saved with the session's stdio and put on the
@@ -78,5 +84,11 @@ CK_HIDDEN void ck_locks_save(struct ck_writer *w, const struct ck_fd *f);
 CK_HIDDEN void ck_tty_save(struct cb_enc *e, int fd);
 CK_HIDDEN int ck_tty_parse(struct cb_dec *d, struct ck_img_file *f);
 CK_HIDDEN void ck_tty_install(struct ck_img_file *f);
+
+/* deleted.c: a FIFO or device node deleted while open, made again and
+ * removed, kept by the O_PATH descriptor returned (refuses on failure);
+ * and a new open of it with the program's flags */
+CK_HIDDEN int ck_make_removed_node(const char *old, uint32_t mode, uint64_t rdev, int fdnum);
+CK_HIDDEN int ck_open_removed_node(int keep, int flags, const char *old, int fdnum);
 
 #endif

@@ -117,6 +117,18 @@ static int list_fds(int *fds, int max, struct ck_writer *w)
 	return n;
 }
 
+/* More descriptors than the checkpoint's scratch space describes: fails
+ * rather than leave some out. */
+static void table_full(struct ck_writer *w, int n)
+{
+	struct ck_str m;
+	ck_writer_fail(w, -EMFILE, "the process has more descriptors than ckrun can save");
+	ck_str_init(&m, w->err_detail, sizeof w->err_detail);
+	ck_str_add(&m, "at least ");
+	ck_str_dec(&m, n);
+	ck_str_add(&m, " descriptors; close some and checkpoint again; the program runs on");
+}
+
 /* Describes every descriptor of the program (not the shim's own). */
 static void build_table(struct ck_writer *w, struct ck_scratch *s, struct ck_fdtab *t)
 {
@@ -126,13 +138,20 @@ static void build_table(struct ck_writer *w, struct ck_scratch *s, struct ck_fdt
 	char *links = s->text + half / 2, *links_end = s->text + half;
 	t->fds = (struct ck_fd *)(s->text + half);
 	t->n = 0;
-	for (int i = 0; i < n && t->n < (int)(half / sizeof(struct ck_fd)); i++) {
+	int max = (int)(half / 2 / sizeof(int));
+	if (n >= max) {
+		table_full(w, n);
+		return;
+	}
+	for (int i = 0; i < n; i++) {
 		int fd = fds[i];
 		if (fd == w->fd || ck_is_session_fd(fd))
 			continue;
 		struct ck_fd *f = &t->fds[t->n];
-		if (links_end - links < 4097)
-			break;
+		if (links_end - links < 4097 || t->n == (int)(half / sizeof(struct ck_fd))) {
+			table_full(w, n);
+			return;
+		}
 		long ll = ck_fd_link(fd, links, 4097);
 		if (ck_fstat(fd, &f->st) < 0 || ll < 0)
 			continue; /* not ours to see (closed meanwhile) */
@@ -149,13 +168,8 @@ static void build_table(struct ck_writer *w, struct ck_scratch *s, struct ck_fdt
 static void fail_unsupported(struct ck_writer *w, const struct ck_fd *f)
 {
 	struct ck_str m;
-	ck_writer_fail(w, -EOPNOTSUPP, "the program has a descriptor ckrun cannot save yet");
-	ck_str_init(&m, w->err_detail, sizeof w->err_detail);
-	ck_str_add(&m, "descriptor ");
-	ck_str_dec(&m, f->fd);
-	ck_str_add(&m, " (");
-	ck_str_add(&m, f->link);
-	ck_str_add(&m, ") is ");
+	ck_writer_fail_fd(w, -EOPNOTSUPP, "the program has a descriptor ckrun cannot save yet", f, &m);
+	ck_str_add(&m, "is ");
 	ck_str_add(&m, describe_unsupported(f));
 	ck_str_add(&m, "; see the README's table of what is supported");
 }
@@ -269,40 +283,21 @@ CK_HIDDEN int ck_files_read_part_way(struct ck_scratch *s)
 	return 0;
 }
 
-/* A signal of its own for a descriptor's I/O (F_SETSIG: a program that
- * dispatches on si_fd) is not given back yet (a lease's is, locks.c): the
- * checkpoint fails rather than restore a descriptor that signals no one.
- * An owner alone (F_SETOWN, plain SIGIO) is not given back either; nginx
- * sets one on its channels and never relies on the SIGIO, so that is
- * documented instead of refused (README, Descriptors). */
-static int fails_signal_owner(struct ck_writer *w, const struct ck_fd *f)
+/* A descriptor of /proc/PID of a process that has exited (a child the
+ * program opened it of, since reaped): a restart could only open the
+ * path again, where that process is not, or another has its PID. */
+static int fails_proc_gone(struct ck_writer *w, const struct ck_fd *f)
 {
-	struct f_owner_ex o = {0, 0};
-	/* a regular file signals only for a lease, whose taking made the
-	 * process its owner (F_GETLEASE would expire a lease whose break
-	 * timed out: not asked) */
-	if ((f->st.mode & S_IFMT) == S_IFREG)
+	if (!ck_proc_entry_gone(f->link, &f->st))
 		return 0;
-	if (ck_fcntl(f->fd, F_GETOWN_EX, (long)&o) != 0)
-		o.pid = 0;
-	long sig = ck_fcntl(f->fd, F_GETSIG, 0);
-	if (sig <= 0)
-		return 0;
-	ck_writer_fail(w, -EOPNOTSUPP, "the program has a descriptor that sends I/O signals, which ckrun cannot set up again yet");
+	ck_writer_fail(w, -ESRCH, "the program has a descriptor of /proc of a process that has exited, which no restart can open again");
 	struct ck_str m;
 	ck_str_init(&m, w->err_detail, sizeof w->err_detail);
 	ck_str_add(&m, "descriptor ");
 	ck_str_dec(&m, f->fd);
-	ck_str_add(&m, " has a signal for its I/O (F_SETSIG ");
-	ck_str_dec(&m, sig);
-	ck_str_add(&m, ")");
-	if (o.pid) {
-		ck_str_add(&m, " and an owner for it (F_SETOWN: ");
-		ck_str_add(&m, o.type == F_OWNER_PGRP ? "process group " : o.type == F_OWNER_TID ? "thread " : "process ");
-		ck_str_dec(&m, o.pid);
-		ck_str_add(&m, ")");
-	}
-	ck_str_add(&m, "; clear it (F_SETOWN 0, F_SETSIG 0) before the checkpoint");
+	ck_str_add(&m, " refers to ");
+	ck_str_add(&m, f->link);
+	ck_str_add(&m, ", whose process has exited; checkpoint again once the program has closed it; the program runs on");
 	return 1;
 }
 
@@ -322,7 +317,7 @@ CK_HIDDEN void ck_files_save(struct ck_writer *w, struct ck_scratch *s)
 			fail_unsupported(w, f);
 			break;
 		}
-		if (fails_signal_owner(w, f))
+		if (fails_proc_gone(w, f))
 			break;
 		int stdio_index = ck_fd_stdio_index(f);
 		int same_as = shares_with(&t, f, pid);
@@ -348,8 +343,11 @@ CK_HIDDEN void ck_files_save(struct ck_writer *w, struct ck_scratch *s)
 			cb_kv_uint(e, "same_as", (uint64_t)same_as);
 		else if (kind->save)
 			kind->save(w, &t, f);
-		if (same_as < 0)
+		if (same_as < 0) {
 			ck_locks_save(w, f);
+			if (!ck_fown_save(w, f))
+				break;
+		}
 		cb_close(e);
 	}
 	cb_close(e);
@@ -416,6 +414,9 @@ static int parse_file(struct cb_dec *d, struct ck_img_file *f)
 				return 0;
 		} else if (cbd_key_is(k, kl, "locks")) {
 			if (!ck_locks_parse(d, f))
+				return 0;
+		} else if (cbd_key_is(k, kl, "owner")) {
+			if (!ck_fown_parse(d, f))
 				return 0;
 		} else if (f->ops && f->ops->key && cbd_key_is(k, kl, f->ops->key)) {
 			if (!f->ops->parse(d, f))

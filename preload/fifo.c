@@ -7,13 +7,16 @@
  * any process is forked (object "fifo" (dev, ino)): that holder refills
  * it and keeps it open while every descriptor is opened again by path, so
  * no open waits for a peer; the holder goes with the restore's other
- * descriptors. A FIFO deleted while open, or one that holds bytes at
- * restart (another process has it open), is refused. A FIFO whose other
+ * descriptors. A FIFO deleted while open is made again as a FIFO
+ * removed at once (deleted.c), its descriptors opened through /proc from
+ * the holder. One that holds bytes at restart (another process has it
+ * open) is refused. A FIFO whose other
  * end was outside the session comes back as a pipe's does: that end is
  * gone (EOF, or EPIPE). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -70,11 +73,6 @@ static long peek_fifo(struct ck_writer *w, const struct ck_fd *f, long capacity,
 static void fifo_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f)
 {
 	struct cb_enc *e = &w->meta;
-	if (f->st.nlink == 0 || ck_ends_with(f->link, " (deleted)")) {
-		fail_fifo(w, -EOPNOTSUPP, f, "was deleted while open; ckrun cannot make it again. Keep the FIFO's name until "
-					     "the program closes it");
-		return;
-	}
 	long capacity = ck_fcntl(f->fd, F_GETPIPE_SZ, 0);
 	cb_text(e, "fifo");
 	cb_map_open(e);
@@ -129,9 +127,18 @@ static int fifo_parse(struct cb_dec *d, struct ck_img_file *f)
 	return !d->error;
 }
 
+/* deleted while open: its path ends in " (deleted)" */
+static int ghost(const struct ck_img_file *f)
+{
+	size_t n = strlen(f->path);
+	return n > 10 && !strcmp(f->path + n - 10, " (deleted)");
+}
+
 static void fifo_check(struct ck_image *img, struct ck_img_file *f)
 {
 	struct stat st;
+	if (ghost(f))
+		return;
 	if (stat(f->path, &st) != 0)
 		ck_refuse("image %s: descriptor %d is the named FIFO %s, which is gone (%s); make it again (mkfifo) or "
 			  "restart from an image taken without it",
@@ -157,7 +164,16 @@ static void refill(struct ck_image *img, struct ck_img_file *f, int wfd)
 static int hold_fifo(struct ck_image *img, struct ck_img_file *f, int base_fd)
 {
 	const struct fifo *p = f->priv;
-	int fd = open(f->path, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
+	int fd;
+	if (ghost(f)) {
+		char old[4096];
+		snprintf(old, sizeof old, "%.*s", (int)(strlen(f->path) - 10), f->path);
+		int keep = ck_make_removed_node(old, (uint32_t)((f->mode & 07777) | S_IFIFO), 0, f->fd);
+		fd = ck_open_removed_node(keep, O_RDWR | O_NONBLOCK, f->path, f->fd);
+		close(keep);
+	} else {
+		fd = open(f->path, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
+	}
 	if (fd < 0)
 		ck_refuse("cannot open the named FIFO %s (descriptor %d): %s", f->path, f->fd, strerror(errno));
 	int moved = fcntl(fd, F_DUPFD_CLOEXEC, base_fd);
@@ -166,7 +182,7 @@ static int hold_fifo(struct ck_image *img, struct ck_img_file *f, int base_fd)
 		ck_refuse("cannot place the named FIFO %s: %s", f->path, strerror(errno));
 	struct stat st;
 	int queued = 0;
-	if (fstat(moved, &st) != 0 || st.st_ino != f->ino || ioctl(moved, FIONREAD, &queued) != 0)
+	if (fstat(moved, &st) != 0 || (st.st_ino != f->ino && !ghost(f)) || ioctl(moved, FIONREAD, &queued) != 0)
 		ck_refuse("the named FIFO %s (descriptor %d) was replaced since the checkpoint; restart from an image taken "
 			  "with this one",
 			  f->path, f->fd);
@@ -201,9 +217,11 @@ static void fifos_create_shared(struct ck_image **imgs, size_t n, struct ck_obje
 static int fifo_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs)
 {
 	(void)img, (void)base_fd;
-	if (ck_objects_find(objs, "fifo", f->dev, f->ino) < 0)
+	int holder = ck_objects_find(objs, "fifo", f->dev, f->ino);
+	if (holder < 0)
 		ck_refuse("the named FIFO %s (descriptor %d) was not opened by the restore", f->path, f->fd);
-	int fd = open(f->path, (f->flags & O_ACCMODE) | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
+	int fd = ghost(f) ? ck_open_removed_node(holder, (f->flags & O_ACCMODE) | O_NONBLOCK, f->path, f->fd)
+			  : open(f->path, (f->flags & O_ACCMODE) | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		ck_refuse("cannot open the named FIFO %s again as descriptor %d: %s", f->path, f->fd, strerror(errno));
 	if (fcntl(fd, F_SETFL, f->flags & (O_NONBLOCK | O_APPEND | O_ASYNC | O_DIRECT)) < 0)

@@ -202,6 +202,36 @@ CK_HIDDEN int ck_is_process_text(const char *path)
 CK_HIDDEN const char ck_process_text_why[] = "a restart lists the restored process's mappings, which are not the same "
 					     "byte for byte, so the program would read on at another line";
 
+/* A namespace the program opened (/proc/self/ns/net: its link reads
+ * "net:[4026531833]"): the restart opens the same kind of namespace of its
+ * own, which is the program's when it is that very namespace (same
+ * inode); into ns[64] the path to open, or 0 for another file. */
+static const char *namespace_path(const struct ck_img_file *f, char ns[64])
+{
+	static const char *const types[] = {"net", "uts", "ipc", "pid", "mnt", "user", "cgroup", "time"};
+	const char *br = f->path ? strchr(f->path, ':') : 0;
+	if (!br || br[1] != '[' || f->path[strlen(f->path) - 1] != ']')
+		return 0;
+	for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+		if ((size_t)(br - f->path) == strlen(types[i]) && !strncmp(f->path, types[i], strlen(types[i]))) {
+			snprintf(ns, 64, "/proc/self/ns/%s", types[i]);
+			return ns;
+		}
+	return 0;
+}
+
+static void namespace_check(const struct ck_img_file *f, const char *ns)
+{
+	struct stat st;
+	if (stat(ns, &st) != 0)
+		ck_refuse("descriptor %d refers to the namespace %s, and this restart cannot open its own (%s: %s)", f->fd,
+			  f->path, ns, strerror(errno));
+	if (st.st_ino != f->ino)
+		ck_refuse("descriptor %d refers to the namespace %s, and this restart runs in another one (%.*s:[%llu]); "
+			  "restart where the program ran (the same boot, as the same user) or from an image taken without it",
+			  f->fd, f->path, (int)(strchr(f->path, ':') - f->path), f->path, (unsigned long long)st.st_ino);
+}
+
 /* 0 for a /proc file of a process of the family, which exists only once the
  * restore has made that process (attrs.c); 1 once the file is there. */
 static int stat_path(const struct ck_image *img, const struct ck_img_file *f, struct stat *st)
@@ -225,6 +255,11 @@ static void file_check(struct ck_image *img, struct ck_img_file *f)
 	}
 	if (kept_by_ckrun(f))
 		return;
+	char ns[64];
+	if (namespace_path(f, ns)) {
+		namespace_check(f, ns);
+		return;
+	}
 	if (f->has_offset && f->offset > 0 && ck_is_process_text(f->path))
 		ck_refuse("descriptor %d (%s) is read part way (at byte %lld): %s; restart from another image", f->fd, f->path,
 			  (long long)f->offset, ck_process_text_why);
@@ -247,11 +282,93 @@ static void dir_check(struct ck_image *img, struct ck_img_file *f)
 		ck_refuse("descriptor %d refers to %s, which is no longer a directory", f->fd, f->path);
 }
 
+static int open_path(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs);
+CK_HIDDEN extern const struct ck_fd_kind ck_kind_device;
+
+/* ---- device nodes deleted while open ----
+ *
+ * Made again with mknod (deleted.c) and removed: the checkpoint refuses
+ * one when the process may not make device nodes (no CAP_MKNOD), as the
+ * restart could not either. The owner is the restorer's. */
+
+static int gone_name(const char *link)
+{
+	return ck_ends_with(link, " (deleted)");
+}
+
+struct cap_header {
+	uint32_t version;
+	int pid;
+};
+struct cap_data {
+	uint32_t effective, permitted, inheritable;
+};
+
+static int may_mknod(void)
+{
+	struct cap_header h = {0x20080522, 0}; /* _LINUX_CAPABILITY_VERSION_3 */
+	struct cap_data d[2];
+	return CK_SYS2(SYS_capget, &h, d) == 0 && (d[0].effective & (1u << 27)); /* CAP_MKNOD */
+}
+
+static void device_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f)
+{
+	(void)t;
+	if ((f->st.nlink == 0 || gone_name(f->link)) && !may_mknod()) {
+		struct ck_str m;
+		ck_writer_fail_fd(w, -EPERM, "the program has a device node that was deleted while open", f, &m);
+		ck_str_add(&m, "would have to be made again with mknod, which this user may not (no CAP_MKNOD): keep its "
+			       "name until the program closes it, or run as root");
+	}
+}
+
+static int deleted_device(const struct ck_img_file *f)
+{
+	return f->path && gone_name(f->path);
+}
+
+/* its old name, without " (deleted)" */
+static void old_name(const struct ck_img_file *f, char *out, size_t cap)
+{
+	snprintf(out, cap, "%.*s", (int)(strlen(f->path) - 10), f->path);
+}
+
+static void devices_create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd)
+{
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < imgs[i]->nfiles; j++) {
+			struct ck_img_file *f = &imgs[i]->files[j];
+			if (f->ops != &ck_kind_device || f->same_as >= 0 || !deleted_device(f) ||
+			    ck_objects_find(objs, "inode", f->dev, f->ino) >= 0)
+				continue;
+			char old[4096];
+			old_name(f, old, sizeof old);
+			int fd = ck_make_removed_node(old, (uint32_t)f->mode, f->rdev, f->fd);
+			int moved = fcntl(fd, F_DUPFD_CLOEXEC, base_fd);
+			close(fd);
+			if (moved < 0)
+				ck_refuse("cannot place the recreated device node %s: %s", old, strerror(errno));
+			ck_objects_add(objs, "inode", f->dev, f->ino, moved);
+		}
+}
+
 static void device_check(struct ck_image *img, struct ck_img_file *f)
 {
 	struct stat st;
+	if (deleted_device(f))
+		return;
 	if (!stat_path(img, f, &st))
 		return;
+}
+
+static int device_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs)
+{
+	if (!deleted_device(f))
+		return open_path(img, f, base_fd, objs);
+	int keep = ck_objects_find(objs, "inode", f->dev, f->ino);
+	if (keep < 0)
+		ck_refuse("the deleted device node %s (descriptor %d) was not made by the restore", f->path, f->fd);
+	return ck_open_removed_node(keep, f->flags, f->path, f->fd);
 }
 
 /* The program's flags, without those that only mean something to open itself. */
@@ -271,7 +388,9 @@ static int open_path(struct ck_image *img, struct ck_img_file *f, int base_fd, c
 			ck_refuse("descriptor %d was the session's stdio %d (%s), but ckrun restart has no fd %d", f->fd, k, f->path, k);
 		return fd;
 	}
-	int fd = open(f->path, open_flags(f) | O_CLOEXEC | O_NOCTTY);
+	char ns[64];
+	const char *path = namespace_path(f, ns) ? ns : f->path;
+	int fd = open(path, open_flags(f) | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
 		ck_refuse("cannot reopen %s as descriptor %d: %s", f->path, f->fd, strerror(errno));
 	return fd;
@@ -307,6 +426,8 @@ CK_HIDDEN const struct ck_fd_kind ck_kind_dir = {
 CK_HIDDEN const struct ck_fd_kind ck_kind_device = {
 	.name = "device",
 	.detect = device_detect,
+	.save = device_save,
 	.check = device_check,
-	.open = open_path,
+	.create_shared = devices_create_shared,
+	.open = device_open,
 };

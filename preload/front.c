@@ -376,6 +376,14 @@ static int ids_free(const struct ck_image *img)
 				return 0;
 			dying |= s == ID_DYING;
 		}
+		/* the groups of its zombies whose leaders had been reaped */
+		for (size_t i = 0; i < img->nchildren; i++) {
+			int g = ck_zombie_placeholder(img, i);
+			enum id_state s = g ? id_state(g) : ID_FREE;
+			if (s == ID_LIVE)
+				return 0;
+			dying |= s == ID_DYING;
+		}
 		if (!dying)
 			return 1;
 		usleep(20000);

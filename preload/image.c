@@ -31,6 +31,17 @@ CK_HIDDEN int ck_writer_fail(struct ck_writer *w, long err, const char *what)
 	return 0;
 }
 
+CK_HIDDEN void ck_writer_fail_fd(struct ck_writer *w, long err, const char *what, const struct ck_fd *f, struct ck_str *m)
+{
+	ck_writer_fail(w, err, what);
+	ck_str_init(m, w->err_detail, sizeof w->err_detail);
+	ck_str_add(m, "descriptor ");
+	ck_str_dec(m, f->fd);
+	ck_str_add(m, " (");
+	ck_str_add(m, f->link);
+	ck_str_add(m, ") ");
+}
+
 /* The image is a new file (never one found there, never through a link),
  * locked (flock) until it has its final name: ckrun removes an abandoned
  * generation only when no writer holds a lock in it. The lock is a hint for
@@ -117,7 +128,10 @@ static void start_writeback(struct ck_writer *w, uint64_t upto)
 
 /* Copies through the bounce buffer: for memory that may change while it
  * is written, and for memory the program cannot read itself (PROT_NONE),
- * which /proc/self/mem can. */
+ * which /proc/self/mem can. Memory that changes is read through
+ * /proc/self/mem too when it could be opened (memfd >= 0 without via_mem):
+ * a page nobody can read (a guard page, a file page beyond the end of its
+ * file) then fails the checkpoint instead of killing the writer. */
 static void put_through_bounce(struct ck_writer *w, uint64_t addr, size_t len, int via_mem, int memfd, uint32_t *crc)
 {
 	while (len && !w->err) {
@@ -126,6 +140,14 @@ static void put_through_bounce(struct ck_writer *w, uint64_t addr, size_t len, i
 			long r = ck_pread_all(memfd, w->bounce, chunk, addr);
 			if (r < 0) {
 				ck_writer_fail(w, r, "cannot read the program's memory through /proc/self/mem");
+				return;
+			}
+		} else if (memfd >= 0) {
+			/* the kernel copies: a page that cannot be read fails
+			 * (EIO) instead of killing the writer */
+			long r = ck_pread_all(memfd, w->bounce, chunk, addr);
+			if (r < 0) {
+				ck_writer_fail(w, -EFAULT, "cannot read the program's memory");
 				return;
 			}
 		} else {
@@ -158,16 +180,31 @@ CK_HIDDEN uint64_t ck_image_put_memory(struct ck_writer *w, uint64_t addr, size_
 			while (stop < end && is_volatile(w, stop) == vol)
 				stop += CK_PAGE;
 			if (vol) {
-				put_through_bounce(w, addr, stop - addr, 0, -1, crc);
+				int mem = (int)ck_open_own_proc("/proc/self/mem");
+				put_through_bounce(w, addr, stop - addr, 0, mem, crc);
+				if (mem >= 0)
+					ck_close(mem);
 			} else {
-				/* The checksum and the write of one chunk at a time: the
-				 * write copies what the checksum just brought into the
+				/* The write and the checksum of one chunk at a time: the
+				 * checksum reads what the write just brought into the
 				 * cache, and the page cache is filled in steps the
-				 * kernel handles as fast as a plain sequential write. */
+				 * kernel handles as fast as a plain sequential write.
+				 * The write first: a page that cannot be read (a guard
+				 * page, a file page beyond the end of its file) makes
+				 * the kernel's copy fail with EFAULT, where the
+				 * checksum's own read would kill the writer. */
 				for (uint64_t a = addr; a < stop && !w->err; a += CK_WRITE_CHUNK) {
 					size_t n = stop - a < CK_WRITE_CHUNK ? (size_t)(stop - a) : CK_WRITE_CHUNK;
+					long r = ck_write_all(w->fd, (const void *)a, n);
+					if (r == -EFAULT) {
+						ck_writer_fail(w, r, "cannot read the program's memory");
+						break;
+					}
+					if (r < 0) {
+						ck_writer_fail(w, r, "writing the image failed");
+						break;
+					}
 					*crc = ck_crc32c(*crc, (const void *)a, n);
-					write_out(w, (const void *)a, n);
 					start_writeback(w, pos + (a - addr) + n);
 				}
 			}
@@ -509,7 +546,7 @@ CK_HIDDEN void ck_image_load(struct ck_image *img, const char *path)
 /* ---- the chunks of the data area the metadata names ----
  *
  * Found as src/image.ts's dataChunks finds them, by key wherever they are:
- * `data`, `queue`, `recv_queue`, `unsent_queue` ([offset, length, crc]),
+ * `data`, `queue`, `recv_queue`, `unsent_queue`, `send_queue` ([offset, length, crc]),
  * `datagrams` ([[address, port, offset, length, crc], ...]) and the `runs`
  * of the regions under `memory` ([address, pages, offset, crc], or
  * [address, pages, offset, -1, i] for pages held by images[i]). A value
@@ -636,7 +673,7 @@ static void walk_value(struct cb_dec *d, struct chunk_walk *w, int in_memory)
 		}
 		while (!w->bad && cbd_next_key(d, &n, &k, &kl)) {
 			if (cbd_key_is(k, kl, "data") || cbd_key_is(k, kl, "queue") || cbd_key_is(k, kl, "recv_queue") ||
-			    cbd_key_is(k, kl, "unsent_queue"))
+			    cbd_key_is(k, kl, "unsent_queue") || cbd_key_is(k, kl, "send_queue"))
 				walk_triple(d, w);
 			else if (cbd_key_is(k, kl, "datagrams"))
 				walk_datagrams(d, w);

@@ -126,6 +126,98 @@ static void await_child_stop(int pid, int collect)
 	}
 }
 
+/* Parent, group and session of process pid (/proc/PID/stat fields 4-6). */
+static int stat_ids(const char *pid, int ids[3])
+{
+	char path[48], buf[512];
+	struct ck_str p;
+	ck_str_init(&p, path, sizeof path);
+	ck_str_add(&p, "/proc/");
+	ck_str_add(&p, pid);
+	ck_str_add(&p, "/stat");
+	long n = ck_read_file(path, buf, sizeof buf - 1);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	const char *q = 0;
+	for (long i = 0; i < n; i++)
+		if (buf[i] == ')')
+			q = buf + i;
+	if (!q || q[1] != ' ' || !q[2] || q[3] != ' ')
+		return 0;
+	q += 4; /* past ") S " */
+	for (int k = 0; k < 3; k++) {
+		uint64_t v;
+		if (!ck_parse_dec(&q, &v))
+			return 0;
+		ids[k] = (int)v;
+		if (*q == ' ')
+			q++;
+	}
+	return 1;
+}
+
+/* Whether the caller's process group is orphaned (no member has a parent
+ * in another group of the same session): the kernel then drops SIGTSTP,
+ * SIGTTIN and SIGTTOU instead of stopping. Unknown counts as orphaned. */
+static int own_group_orphaned(void)
+{
+	char me[24];
+	struct ck_str m;
+	ck_str_init(&m, me, sizeof me);
+	ck_str_dec(&m, ck_getpid());
+	int mine[3];
+	long dir = ck_openat(-100 /* AT_FDCWD */, "/proc", 0200000 /* O_DIRECTORY */ | 02000000 /* O_CLOEXEC */, 0);
+	if (!stat_ids(me, mine) || dir < 0) {
+		if (dir >= 0)
+			ck_close((int)dir);
+		return 1;
+	}
+	int orphaned = 1;
+	char dents[2048];
+	long n;
+	while (orphaned && (n = ck_getdents64((int)dir, dents, sizeof dents)) > 0)
+		for (long off = 0; off < n && orphaned;) {
+			struct ck_dirent64 *d = (struct ck_dirent64 *)(dents + off);
+			off += d->reclen;
+			int ids[3], parent[3];
+			char ppid[24];
+			struct ck_str pp;
+			if (d->name[0] < '1' || d->name[0] > '9' || !stat_ids(d->name, ids) || ids[1] != mine[1])
+				continue;
+			ck_str_init(&pp, ppid, sizeof ppid);
+			ck_str_dec(&pp, ids[0]);
+			if (ids[0] > 0 && stat_ids(ppid, parent) && parent[1] != mine[1] && parent[2] == mine[2])
+				orphaned = 0;
+		}
+	ck_close((int)dir);
+	return orphaned;
+}
+
+/* The signal a process stopped by sig stops itself with again: sig itself
+ * when it would stop it (default action, group not orphaned), so that its
+ * parent's wait() reports the same stop signal; otherwise SIGSTOP. */
+static int stop_signal_again(int sig)
+{
+	if (sig != SIGTSTP && sig != SIGTTIN && sig != SIGTTOU)
+		return SIGSTOP;
+	struct ck_ksigaction old;
+	if (ck_rt_sigaction(sig, 0, &old) != 0 || old.handler != 0 /* SIG_DFL */)
+		return SIGSTOP;
+	return own_group_orphaned() ? SIGSTOP : sig;
+}
+
+/* Stops the process by sig from inside the handler: unblocked in this
+ * thread for the moment of the call, so the stop begins as the call
+ * returns, before any other thread is released. */
+static void stop_self(int sig)
+{
+	uint64_t one = 1ULL << (sig - 1), old;
+	ck_rt_sigprocmask(SIG_UNBLOCK, &one, &old);
+	ck_tgkill((int)ck_getpid(), (int)ck_gettid(), sig);
+	ck_rt_sigprocmask(SIG_SETMASK, &old, 0);
+}
+
 /* In the restored leader, every thread still parked in the handler: the
  * parent's side first (its children stop on their own), then its own stop.
  * was_pending: the signals pending at the checkpoint. */
@@ -146,5 +238,5 @@ CK_HIDDEN void ck_jobstop_after_restore(uint64_t was_pending)
 	stopped_signal = 0;
 	ck_jobstop_forget();
 	if (sig)
-		ck_kill((int)ck_getpid(), SIGSTOP);
+		stop_self(stop_signal_again(sig));
 }

@@ -60,13 +60,7 @@ static const char *const how_names[] = {"?", "flock", "posix", "ofd", "lease"};
 static void fail_lock(struct ck_writer *w, const struct ck_fd *f, const char *why)
 {
 	struct ck_str m;
-	ck_writer_fail(w, -EOPNOTSUPP, "the program holds a file lock ckrun cannot save");
-	ck_str_init(&m, w->err_detail, sizeof w->err_detail);
-	ck_str_add(&m, "descriptor ");
-	ck_str_dec(&m, f->fd);
-	ck_str_add(&m, " (");
-	ck_str_add(&m, f->link);
-	ck_str_add(&m, ") ");
+	ck_writer_fail_fd(w, -EOPNOTSUPP, "the program holds a file lock ckrun cannot save", f, &m);
 	ck_str_add(&m, why);
 }
 
@@ -164,6 +158,29 @@ CK_HIDDEN void ck_locks_save(struct ck_writer *w, const struct ck_fd *f)
 	}
 	if (open)
 		cb_close(&w->meta);
+}
+
+CK_HIDDEN int ck_locks_bind_to_description(int fd)
+{
+	static char buf[16384];
+	long n = ck_read_fdinfo(fd, buf, sizeof buf);
+	if (n >= (long)sizeof buf - 1)
+		return 1; /* more lines than read: assume the worst */
+	for (const char *p = buf; n > 0 && *p;) {
+		if (ck_strneq(p, "lock:", 5)) {
+			const char *q = p + 5;
+			while (*q == ' ' || *q == '\t')
+				q++;
+			int how = how_of(after_word(q));
+			if (how == CK_LOCK_POSIX || how == CK_LOCK_LEASE)
+				return 1;
+		}
+		while (*p && *p != '\n')
+			p++;
+		if (*p)
+			p++;
+	}
+	return 0;
 }
 
 /* ---- restore host ---- */

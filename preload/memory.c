@@ -20,6 +20,7 @@
 #include <sys/resource.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "ckrun.h"
@@ -38,7 +39,7 @@ static const char *const mm_names[MM_COUNT] = {
 
 /* CK_VM_* in bit order, as /proc/PID/smaps names them in VmFlags */
 static const char vm_names[CK_VM_COUNT][3] = {"dc", "wf", "dd", "hg", "nh", "sr", "rr", "mg",
-					       "lo", "lf", "nr", "gd", "sl", "mw"};
+					       "lo", "lf", "nr", "gd", "sl", "mw", "dp"};
 
 struct map_line {
 	uint64_t start, end, offset, dev, ino;
@@ -168,6 +169,28 @@ static int from_restore_image(const struct map_line *m)
 	return 0;
 }
 
+/* The mappings of the process being saved (set where /proc/self/maps was
+ * read), for classify to look at the others. */
+static const struct map_line *maps_now;
+static int nmaps_now;
+
+/* A deleted shared memory object (a memfd, shared anonymous memory, a
+ * removed /dev/shm file) that this process also maps shared: a private
+ * mapping of it is a view of that object, whose pages not written through
+ * it follow the object; it is restored as such (the object comes back
+ * whole from the shared mapping), only its own written pages stored. */
+static int private_view_of_shared(const struct map_line *m)
+{
+	const char *n = m->name;
+	if (m->shared || !ck_ends_with(n, " (deleted)") ||
+	    !(ck_starts_with(n, "/memfd:") || ck_starts_with(n, "/dev/zero") || ck_starts_with(n, "/dev/shm/")))
+		return 0;
+	for (int i = 0; i < nmaps_now; i++)
+		if (maps_now[i].shared && maps_now[i].dev == m->dev && maps_now[i].ino == m->ino)
+			return 1;
+	return 0;
+}
+
 /* Decides what a mapping is and which of its pages are worth storing. */
 static struct region_kind classify(const struct map_line *m, int file_replaced)
 {
@@ -194,6 +217,9 @@ static struct region_kind classify(const struct map_line *m, int file_replaced)
 				k.kind = "file";
 				k.store_none = 1;
 			}
+		} else if (private_view_of_shared(m)) {
+			k.kind = "shmem";
+			k.anon_only = 1;
 		} else if (gone) {
 			k.kind = "deleted";
 			k.store_all = 1;
@@ -430,7 +456,7 @@ static void save_runs(struct ck_writer *w, struct ck_scratch *s, int pmfd, const
 {
 	if (k->store_none)
 		return;
-	if (ck_streq(k->kind, "shmem")) {
+	if (ck_streq(k->kind, "shmem") && m->shared) {
 		list_shared_runs(w, s, m, bytes);
 		return;
 	}
@@ -468,21 +494,47 @@ static int mapped_file_stat(const struct map_line *m, struct ck_stat *st)
 	return CK_SYS4(SYS_newfstatat, AT_FDCWD, m->name, st, 0) == 0 && st->dev == m->dev && st->ino == m->ino;
 }
 
+/* /proc/sysvipc/shm prints a segment's permissions in octal. */
+static void parse_oct(const char **p, uint64_t *out)
+{
+	uint64_t v = 0;
+	while (**p >= '0' && **p <= '7')
+		v = v * 8 + (uint64_t)(*(*p)++ - '0');
+	*out = v;
+}
+
 /* What kind of shared memory object a mapping is, so that restart makes
  * the same kind again: memfd (with its name), SysV segment (key, id,
  * mode), POSIX shared memory (its path under /dev/shm), or anonymous. */
+/* The size of the object a shared memory mapping maps, -1 when unknown
+ * (/proc/self/map_files answers only with CAP_CHECKPOINT_RESTORE or
+ * CAP_SYS_ADMIN). A mapping may reach beyond the object's end. */
+static int64_t shm_object_size(const struct map_line *m)
+{
+	char path[96];
+	struct ck_stat st;
+	map_files_path(m, path, sizeof path);
+	if (CK_SYS4(SYS_newfstatat, AT_FDCWD, path, &st, 0) != 0 || st.dev != m->dev || st.ino != m->ino)
+		return -1;
+	return st.size;
+}
+
 static void save_shm_object(struct cb_enc *e, const struct map_line *m)
 {
 	const char *n = m->name;
+	int64_t size = ck_starts_with(n, "/SYSV") ? -1 : shm_object_size(m);
+	int with_size = size >= 0;
 	cb_text(e, "shm_object");
 	if (ck_starts_with(n, "/memfd:")) {
 		size_t l = ck_strlen(n) - 7;
 		if (ck_ends_with(n, " (deleted)"))
 			l -= 10;
-		cb_map(e, 2);
+		cb_map(e, 2 + (uint64_t)with_size);
 		cb_kv_text(e, "kind", "memfd");
 		cb_text(e, "name");
 		cb_textn(e, n + 7, l);
+		if (with_size)
+			cb_kv_uint(e, "size", (uint64_t)size);
 	} else if (ck_starts_with(n, "/SYSV")) {
 		const char *q = n + 5;
 		uint64_t key = 0, mode = 0600, size = 0;
@@ -503,12 +555,12 @@ static void save_shm_object(struct cb_enc *e, const struct map_line *m)
 				ck_parse_dec(&r, &id);
 				while (*r == ' ')
 					r++;
-				ck_parse_dec(&r, &perms);
+				parse_oct(&r, &perms);
 				while (*r == ' ')
 					r++;
 				ck_parse_dec(&r, &sz);
 				if (id == m->ino) {
-					mode = perms;
+					mode = perms & 0777; /* without SHM_DEST, SHM_LOCKED */
 					size = sz;
 				}
 			}
@@ -524,13 +576,17 @@ static void save_shm_object(struct cb_enc *e, const struct map_line *m)
 		cb_kv_uint(e, "mode", mode);
 		cb_kv_uint(e, "size", size);
 	} else if (ck_starts_with(n, "/dev/shm/")) {
-		cb_map(e, 2);
+		cb_map(e, 2 + (uint64_t)with_size);
 		cb_kv_text(e, "kind", "posix");
 		cb_text(e, "path");
 		cb_textn(e, n, ck_ends_with(n, " (deleted)") ? ck_strlen(n) - 10 : ck_strlen(n));
+		if (with_size)
+			cb_kv_uint(e, "size", (uint64_t)size);
 	} else {
-		cb_map(e, 1);
+		cb_map(e, 1 + (uint64_t)with_size);
 		cb_kv_text(e, "kind", "anon");
+		if (with_size)
+			cb_kv_uint(e, "size", (uint64_t)size);
 	}
 }
 
@@ -559,6 +615,28 @@ static void save_vm_flags(struct cb_enc *e, uint32_t flags)
 	for (int b = 0; b < CK_VM_COUNT; b++)
 		if (flags & (1u << b))
 			cb_textn(e, vm_names[b], 2);
+}
+
+/* A page of m the writer could not read (ck_image_put_memory failed with
+ * EFAULT): the checkpoint fails naming the mapping, never the writer. */
+static void name_unreadable(struct ck_writer *w, const struct map_line *m)
+{
+	if (w->err != -EFAULT || !ck_streq(w->err_what, "cannot read the program's memory"))
+		return;
+	w->err_what = "cannot save the program's memory";
+	struct ck_str d;
+	ck_str_init(&d, w->err_detail, sizeof w->err_detail);
+	ck_str_add(&d, "the region ");
+	ck_str_hex(&d, m->start);
+	ck_str_add(&d, "-");
+	ck_str_hex(&d, m->end);
+	if (m->name[0]) {
+		ck_str_add(&d, " (");
+		ck_str_add(&d, m->name);
+		ck_str_add(&d, ")");
+	}
+	ck_str_add(&d, " holds pages that cannot be read: guard pages (madvise MADV_GUARD_INSTALL), or pages of a "
+		       "file mapping beyond the end of its file; ckrun cannot save them yet, the program runs on");
 }
 
 static void save_region(struct ck_writer *w, struct ck_scratch *s, int pmfd, const struct map_line *m, uint32_t flags)
@@ -603,6 +681,7 @@ static void save_region(struct ck_writer *w, struct ck_scratch *s, int pmfd, con
 	cb_text(e, "runs");
 	cb_array_open(e);
 	save_runs(w, s, pmfd, m, &k, &bytes);
+	name_unreadable(w, m);
 	cb_close(e);
 	cb_kv_uint(e, "bytes", bytes);
 	cb_close(e);
@@ -621,8 +700,16 @@ static void save_vdso(struct ck_writer *w, const struct map_line *maps, int n)
 			if (!ck_streq(maps[i].name, names[k]))
 				continue;
 			cb_kv_range(e, keys[k], maps[i].start, maps[i].end);
-			if (k == 2)
+			if (k == 2) {
 				crc = ck_crc32c(0, (const void *)maps[i].start, maps[i].end - maps[i].start);
+				/* its bytes: a restart on another kernel build puts
+				 * them back with each entry point sent to that
+				 * kernel's vdso (vdso.c) */
+				if (maps[i].end - maps[i].start <= CK_VDSO_TEXT_MAX) {
+					cb_text(e, "text");
+					cb_bytes(e, (const void *)maps[i].start, maps[i].end - maps[i].start);
+				}
+			}
 		}
 	}
 	cb_kv_uint(e, "vdso_crc", crc);
@@ -641,7 +728,16 @@ static int read_maps(struct ck_writer *w, struct ck_scratch *s, struct map_line 
 	for (char *p = s->text; *p && n < max;)
 		p = parse_map_line(p, &maps[n++]);
 	*out = maps;
+	maps_now = maps;
+	nmaps_now = n;
 	return n;
+}
+
+/* The scratch buffers the list lives in are no part of the program. */
+static void forget_maps(void)
+{
+	maps_now = 0;
+	nmaps_now = 0;
 }
 
 /* Shared memory whose pages another process's image holds. */
@@ -737,7 +833,9 @@ static void note_vm_flags(struct ck_writer *w, struct ck_scratch *s, uint64_t st
 	if (in_scratch(s, start, end))
 		return;
 	if (in_writer && s->writer_forked) {
-		if (flags & CK_VM_WIPEONFORK)
+		/* MAP_DROPPABLE memory is wipe-on-fork by nature, and the
+		 * kernel may drop its pages whenever it likes: saved empty */
+		if ((flags & CK_VM_WIPEONFORK) && !(flags & CK_VM_DROPPABLE))
 			fail_at(w, "cannot save the program's memory", start, end,
 				"is marked MADV_WIPEONFORK by a raw system call ckrun did not see, so the checkpoint writer "
 				"cannot read it; let the program call madvise() through libc");
@@ -852,6 +950,7 @@ CK_HIDDEN void ck_memory_save_stopped(struct ck_writer *w, struct ck_scratch *s)
 	record_vmas(w, s, maps, n);
 	int pmfd = (int)ck_open_own_proc("/proc/self/pagemap");
 	if (pmfd < 0) {
+		forget_maps();
 		ck_writer_fail(w, pmfd, "cannot open /proc/self/pagemap");
 		return;
 	}
@@ -863,11 +962,12 @@ CK_HIDDEN void ck_memory_save_stopped(struct ck_writer *w, struct ck_scratch *s)
 		struct region_kind k = region_of(&maps[i], &st);
 		struct map_line part[2];
 		int np = outside_scratch(s, &maps[i], part);
-		if (ck_streq(k.kind, "shmem") && !skipped(s, &maps[i])) {
+		if (ck_streq(k.kind, "shmem") && maps[i].shared && !skipped(s, &maps[i])) {
 			uint64_t bytes = 0;
 			s->collecting_shared = 1;
 			save_shmem_runs(w, s, pmfd, &maps[i], &k, &bytes);
 			s->collecting_shared = 0;
+			name_unreadable(w, &maps[i]);
 		} else if (trackable(&maps[i], &k)) {
 			for (int j = 0; j < np; j++)
 				ck_track_region(s, pmfd, part[j].start, part[j].end);
@@ -875,6 +975,7 @@ CK_HIDDEN void ck_memory_save_stopped(struct ck_writer *w, struct ck_scratch *s)
 	}
 	ck_track_end(s);
 	ck_close(pmfd);
+	forget_maps();
 	/* the marks a fork does not pass on; reading them walks every page
 	 * table, so only when there are any */
 	if (!w->err && (ck_fork_flags_used || has_locked_memory(s)))
@@ -883,8 +984,9 @@ CK_HIDDEN void ck_memory_save_stopped(struct ck_writer *w, struct ck_scratch *s)
 
 /* In a restored process: its private anonymous memory is the image's now;
  * protected, the next checkpoint finds what changed since. */
-CK_HIDDEN void ck_memory_protect_after_restore(void)
+CK_HIDDEN void ck_memory_protect_after_restore(uint64_t skip_lo, uint64_t skip_hi)
 {
+	forget_maps();
 	long buf = ck_mmap(0, CK_SCRATCH_TEXT, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (buf < 0 && buf > -4096)
 		return;
@@ -895,7 +997,8 @@ CK_HIDDEN void ck_memory_protect_after_restore(void)
 		struct map_line ml;
 		p = parse_map_line(p, &ml);
 		struct region_kind k = classify(&ml, 0);
-		if (trackable(&ml, &k) && !(ml.start <= (uint64_t)buf && (uint64_t)buf < ml.end))
+		if (trackable(&ml, &k) && !(ml.start <= (uint64_t)buf && (uint64_t)buf < ml.end) &&
+		    !(ml.start < skip_hi && skip_lo < ml.end))
 			ck_track_protect(pmfd, ml.start, ml.end);
 	}
 	if (pmfd >= 0)
@@ -981,6 +1084,7 @@ CK_HIDDEN void ck_memory_save(struct ck_writer *w, struct ck_scratch *s)
 
 	int pmfd = (int)ck_open_own_proc("/proc/self/pagemap");
 	if (pmfd < 0) {
+		forget_maps();
 		ck_writer_fail(w, pmfd, "cannot open /proc/self/pagemap");
 		return;
 	}
@@ -997,6 +1101,7 @@ CK_HIDDEN void ck_memory_save(struct ck_writer *w, struct ck_scratch *s)
 	}
 	cb_close(e);
 	ck_close(pmfd);
+	forget_maps();
 	check_all_seen(w, s);
 	save_mlockall(e, s->mlockall);
 }
@@ -1161,6 +1266,9 @@ static int parse_vdso(struct cb_dec *d, struct ck_image *img)
 			if (!cbd_uint(d, &v))
 				return 0;
 			img->vdso_crc = (uint32_t)v;
+		} else if (cbd_key_is(k, kl, "text")) {
+			if (!cbd_bytes(d, &img->vdso_text, &img->vdso_text_len) || img->vdso_text_len > CK_VDSO_TEXT_MAX)
+				return 0;
 		} else if (!cbd_skip(d)) {
 			return 0;
 		}
@@ -1685,6 +1793,7 @@ static void plan_sysv(const struct ck_image *img, size_t i, struct ck_plan_regio
 		refuse_partial_sysv(img, r, covered, size);
 	p->sysv_id = (int)r->shm_id;
 	p->sysv_write = write;
+	p->sysv_rmid = ck_sysv_made_shm(r->shm_id) == 2;
 }
 
 /* Every shared memory object once, of its kind, filled with the pages the
@@ -1708,10 +1817,20 @@ CK_HIDDEN void ck_shm_create_shared(struct ck_image **imgs, size_t n, struct ck_
 					ck_refuse("cannot place a shared memory descriptor: %s", strerror(errno));
 				ck_objects_add(objs, "shm", r->shm_dev, r->shm_ino, ofd);
 			}
+			/* a private view of the object: its runs are its own pages,
+			 * not the object's, and it does not make the object longer */
+			if (!r->shared)
+				continue;
 			struct stat st;
 			uint64_t need = r->shm_off + (r->end - r->start);
 			char *seg = !strcmp(r->shm_kind, "sysv") ? sysv_attached(r->shm_id) : 0;
-			if (!seg && fstat(ofd, &st) == 0 && (uint64_t)st.st_size < need && ftruncate(ofd, (off_t)need) != 0)
+			/* the object's own size when the image knows it (a mapping
+			 * may reach beyond its end: SIGBUS there, as before) */
+			if (!seg && r->shm_size && fstat(ofd, &st) == 0 && (uint64_t)st.st_size != r->shm_size &&
+			    ftruncate(ofd, (off_t)r->shm_size) != 0)
+				ck_refuse("cannot size shared memory for the tree: %s", strerror(errno));
+			if (!seg && !r->shm_size && fstat(ofd, &st) == 0 && (uint64_t)st.st_size < need &&
+			    ftruncate(ofd, (off_t)need) != 0)
 				ck_refuse("cannot size shared memory for the tree: %s", strerror(errno));
 			for (size_t k = 0; k < r->nruns; k++) {
 				struct ck_img_run *run = &r->runs[k];
@@ -1721,9 +1840,14 @@ CK_HIDDEN void ck_shm_create_shared(struct ck_image **imgs, size_t n, struct ck_
 						ck_refuse("cannot fill shared memory from image %s", imgs[i]->path);
 					continue;
 				}
+				/* the last page stored whole: only what lies inside the
+				 * object goes back, or the write would make it longer */
+				uint64_t put = !r->shm_size ? len : at >= r->shm_size ? 0 : r->shm_size - at < len ? r->shm_size - at : len;
+				if (!put)
+					continue;
 				char *buf = malloc(len);
 				if (!buf || ck_pread_all(imgs[i]->fd, buf, len, run->off) < 0 ||
-				    pwrite(ofd, buf, len, (off_t)at) != (ssize_t)len)
+				    pwrite(ofd, buf, put, (off_t)at) != (ssize_t)put)
 					ck_refuse("cannot fill shared memory from image %s", imgs[i]->path);
 				free(buf);
 			}
@@ -1753,17 +1877,20 @@ CK_HIDDEN void ck_memory_plan(struct ck_image *img, struct ck_plan *plan,
 		p->first_run = nruns;
 		p->nruns = r->nruns;
 		p->sysv_id = -1;
-		p->sysv_write = p->sysv_piece = 0;
+		p->sysv_write = p->sysv_piece = p->sysv_rmid = 0;
 		int shm = r->has_shm ? find_shm(objs, r->shm_dev, r->shm_ino) : -1;
 		if (shm >= 0) {
-			/* the one object, filled already */
+			/* the one object, filled already; a private view of it
+			 * maps it privately and gets its own written pages */
 			p->anon = 0;
 			p->fd = shm;
 			p->foff = r->shm_off;
-			p->nruns = 0;
-			if (!strcmp(r->shm_kind, "sysv"))
-				plan_sysv(img, i, p);
-			continue;
+			if (r->shared) {
+				p->nruns = 0;
+				if (!strcmp(r->shm_kind, "sysv"))
+					plan_sysv(img, i, p);
+				continue;
+			}
 		}
 		for (size_t j = 0; j < r->nruns; j++) {
 			runs[nruns].addr = r->runs[j].addr;
@@ -1807,24 +1934,42 @@ static void own_vdso(uint64_t out[3][2])
 
 /* The saved program holds pointers into its vdso; the restore core moves
  * this kernel's vdso block to the same place. That is only right when the
- * block is the same: same sizes, same offsets, same code. */
+ * block is the same: same sizes, same offsets, same code. Otherwise the
+ * image's vdso is bridged to this kernel's (vdso.c). */
 CK_HIDDEN void ck_vdso_check(struct ck_image *img, struct ck_plan *plan)
 {
 	uint64_t now[3][2];
 	own_vdso(now);
 	uint32_t crc = now[2][0] ? ck_crc32c(0, (const void *)now[2][0], now[2][1] - now[2][0]) : 0;
+	int same = crc == img->vdso_crc;
 	for (int k = 0; k < 3; k++) {
 		uint64_t a = now[k][1] - now[k][0], b = img->vdso[k][1] - img->vdso[k][0];
 		uint64_t oa = now[k][0] - now[0][0], ob = img->vdso[k][0] - img->vdso[0][0];
 		if (a != b || (now[k][0] && oa != ob))
-			ck_refuse("this kernel's vdso layout differs from the one the image was taken on (kernel %s); "
-				  "restart it on the kernel build it was taken on", img->kernel ? img->kernel : "unknown");
+			same = 0;
 	}
-	if (crc != img->vdso_crc)
-		ck_refuse("this kernel's vdso code differs from the one the image was taken on (kernel %s); "
-			  "restart it on the kernel build it was taken on", img->kernel ? img->kernel : "unknown");
+	plan->vdso_proxy_len = 0;
+	if (!img->vdso[0][0] && !img->vdso[1][0] && !img->vdso[2][0]) {
+		/* the program had unmapped its vdso block: the restore core
+		 * unmaps this kernel's too */
+		memset(plan->vdso_now, 0, sizeof plan->vdso_now);
+		memset(plan->vdso_want, 0, sizeof plan->vdso_want);
+		return;
+	}
+	if (!same || ck_vdso_bridge_forced()) {
+		ck_vdso_bridge_plan(img, plan, now);
+		return;
+	}
 	memcpy(plan->vdso_now, now, sizeof now);
 	memcpy(plan->vdso_want, img->vdso, sizeof now);
+}
+
+/* The length of this kernel's vdso block (vvar to the vdso's end). */
+CK_HIDDEN uint64_t ck_vdso_len_now(void)
+{
+	uint64_t now[3][2];
+	own_vdso(now);
+	return now[2][1] - now[0][0];
 }
 
 /* ---- restore core ---- */
@@ -1856,7 +2001,65 @@ CK_CORE void ck_core_move_vdso(struct ck_plan *p)
 
 static CK_CORE_FN int map_flags(const struct ck_plan_region *r)
 {
-	return r->shared ? MAP_SHARED : MAP_PRIVATE | (r->vm_flags & CK_VM_NORESERVE ? MAP_NORESERVE : 0);
+	int type = r->shared ? MAP_SHARED : r->vm_flags & CK_VM_DROPPABLE ? 0x08 /* MAP_DROPPABLE */ : MAP_PRIVATE;
+	return type | (!r->shared && (r->vm_flags & CK_VM_NORESERVE) ? MAP_NORESERVE : 0);
+}
+
+/* Runs read from an image file where each starts where the one before
+ * ended in that file, wherever they go in memory: one preadv for them all.
+ * An incremental image holds the scattered pages written since the one
+ * before one after the other, each a run of its own, interleaved with runs
+ * of the older images; a pread per run made most of a restore's time. */
+#define READ_BATCH 64
+#define READ_BATCHES 4
+#define READ_BATCH_BYTES (1UL << 30)
+struct read_batch {
+	int fd, n;
+	uint64_t off, next, len;
+	struct iovec iov[READ_BATCH];
+};
+
+static CK_CORE_FN void flush_batch(struct ck_plan *p, struct read_batch *b)
+{
+	long r = b->n > 1 ? CK_SYS5(SYS_preadv, b->fd, b->iov, b->n, b->off, 0) : -1;
+	if (r != (long)b->len) {
+		/* one run, or a short or failed read: run by run */
+		uint64_t off = b->off;
+		for (int i = 0; i < b->n; i++) {
+			long e = ck_pread_all(b->fd, b->iov[i].iov_base, b->iov[i].iov_len, off);
+			if (e < 0)
+				ck_core_fail(p, "reading saved pages from the image failed", e);
+			off += b->iov[i].iov_len;
+		}
+	}
+	b->n = 0;
+	b->len = 0;
+}
+
+static CK_CORE_FN void batch_read(struct ck_plan *p, struct read_batch *bs, const struct ck_plan_run *run)
+{
+	struct read_batch *b = 0;
+	for (int i = 0; i < READ_BATCHES && !b; i++)
+		if (bs[i].n && bs[i].fd == run->fd)
+			b = &bs[i];
+	for (int i = 0; i < READ_BATCHES && !b; i++)
+		if (!bs[i].n)
+			b = &bs[i];
+	if (!b) {
+		b = &bs[run->fd % READ_BATCHES];
+		flush_batch(p, b);
+	}
+	if (b->n && (b->next != run->off || b->n == READ_BATCH || b->len + run->len > READ_BATCH_BYTES))
+		flush_batch(p, b);
+	if (!b->n) {
+		b->fd = run->fd;
+		b->off = run->off;
+	}
+	b->iov[b->n].iov_base = (void *)run->addr;
+	b->iov[b->n].iov_len = run->len;
+	b->n++;
+	b->next = run->off + run->len;
+	b->len += run->len;
 }
 
 static CK_CORE_FN void fill_runs(struct ck_plan *p, struct ck_plan_region *r, int prot)
@@ -1864,6 +2067,9 @@ static CK_CORE_FN void fill_runs(struct ck_plan *p, struct ck_plan_region *r, in
 	/* wipe-on-fork memory must stay anonymous (the kernel refuses the mark
 	 * on a file mapping) */
 	int mappable = p->map_runs && !r->shared && !r->growsdown && !(r->vm_flags & CK_VM_WIPEONFORK);
+	struct read_batch bs[READ_BATCHES];
+	for (int i = 0; i < READ_BATCHES; i++)
+		bs[i].n = 0, bs[i].len = 0;
 	for (uint64_t i = 0; i < r->nruns; i++) {
 		struct ck_plan_run *run = &p->runs[r->first_run + i];
 		if (mappable && run->len >= CK_MAP_RUN_MIN) {
@@ -1872,10 +2078,11 @@ static CK_CORE_FN void fill_runs(struct ck_plan *p, struct ck_plan_region *r, in
 				continue;
 			/* not mappable (a file system without mmap): read it */
 		}
-		long e = ck_pread_all(run->fd, (void *)run->addr, run->len, run->off);
-		if (e < 0)
-			ck_core_fail(p, "reading saved pages from the image failed", e);
+		batch_read(p, bs, run);
 	}
+	for (int i = 0; i < READ_BATCHES; i++)
+		if (bs[i].n)
+			flush_batch(p, &bs[i]);
 }
 
 /* The region's madvise marks, in CK_VM_* bit order. */
@@ -1927,6 +2134,11 @@ CK_CORE void ck_core_map_regions(struct ck_plan *p)
 			a = CK_SYS3(SYS_shmat, r->sysv_id, r->start, SHM_REMAP | (r->sysv_write ? 0 : SHM_RDONLY));
 			if (!(a < 0 && a > -4096))
 				a = ck_mprotect((void *)r->start, r->end - r->start, r->prot);
+			/* removed as the program had: the attachment keeps it, and
+			 * the family's other processes may still attach it by id
+			 * (Linux allows that until the last detach) */
+			if (!(a < 0 && a > -4096) && r->sysv_rmid)
+				a = CK_SYS3(SYS_shmctl, r->sysv_id, IPC_RMID, 0);
 		} else if (r->anon)
 			a = ck_mmap((void *)r->start, r->end - r->start, prot,
 				    flags | MAP_ANONYMOUS | (r->growsdown ? MAP_GROWSDOWN : 0), -1, 0);

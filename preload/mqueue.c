@@ -7,14 +7,20 @@
  * waiting) and sends them back at once, in the order taken: the queue is
  * as it was (the highest priority first, each priority in order). A count
  * that does not match the queue's before and after (another process took
- * or sent one meanwhile) fails the checkpoint. A queue with an mq_notify
- * registration (whose sigev_value the kernel does not show) or removed
- * while open (mq_unlink) is refused at the checkpoint.
+ * or sent one meanwhile) fails the checkpoint. The messages are read
+ * through /proc/self/fd (the queue the descriptor has, even when its name
+ * was removed or now names another queue). A queue with an mq_notify
+ * registration (whose sigev_value the kernel does not show) is refused at
+ * the checkpoint.
  *
  * At restart a queue outlives its processes: it is opened by name (made
  * if gone, with its attributes, owner and mode), emptied of what was sent
  * after the checkpoint, and given its saved messages, once, before any
- * process is forked; each descriptor opens it again by name. */
+ * process is forked; each descriptor opens it again by name. A queue that
+ * was removed while open (mq_unlink, "deleted") is made under its name
+ * (or NAME.ckrun-XXXXXX when a queue has that name now), given its
+ * messages and removed again at once; each descriptor opens it through
+ * /proc/self/fd of the one the restore host keeps. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -85,7 +91,12 @@ static int has_notification(int fd)
 static int save_messages(struct ck_writer *w, const struct ck_fd *f, const struct ck_mq_attr *a)
 {
 	struct cb_enc *e = &w->meta;
-	int q = (int)CK_SYS4(SYS_mq_open, f->link + 1, O_RDWR | O_CLOEXEC, 0, 0);
+	char proc[40];
+	struct ck_str s;
+	ck_str_init(&s, proc, sizeof proc);
+	ck_str_add(&s, "/proc/self/fd/");
+	ck_str_dec(&s, f->fd);
+	int q = (int)ck_openat(AT_FDCWD, proc, O_RDWR | O_CLOEXEC, 0);
 	if (q < 0) {
 		fail_mq(w, q, f, "holds messages, and ckrun cannot open the queue to read them (it needs read and write "
 				 "permission on it)");
@@ -155,13 +166,24 @@ static int first_of_queue(const struct ck_fdtab *t, const struct ck_fd *f)
 	return 1;
 }
 
+/* A queue removed while open shows its old name with " (deleted)". */
+static int mqueue_removed(const struct ck_fd *f)
+{
+	return ck_ends_with(f->link, " (deleted)");
+}
+
+/* The path is the queue's name, without the " (deleted)" the kernel adds. */
+static size_t mqueue_path_len(const struct ck_fd *f)
+{
+	size_t n = ck_strlen(f->link);
+	return mqueue_removed(f) ? n - 10 : n;
+}
+
 static void mqueue_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f)
 {
 	struct cb_enc *e = &w->meta;
 	struct ck_mq_attr a;
-	const char *why = ck_ends_with(f->link, " (deleted)")
-				  ? "was removed (mq_unlink) while open; ckrun cannot make it again"
-			  : f->link[0] != '/' || CK_SYS3(SYS_mq_getsetattr, f->fd, 0, &a) < 0
+	const char *why = f->link[0] != '/' || mqueue_path_len(f) < 2 || CK_SYS3(SYS_mq_getsetattr, f->fd, 0, &a) < 0
 				  ? "does not show its name or attributes"
 			  : has_notification(f->fd)
 				  ? "has an mq_notify registration, which ckrun cannot restore (the kernel does not show "
@@ -177,6 +199,8 @@ static void mqueue_save(struct ck_writer *w, const struct ck_fdtab *t, const str
 	cb_kv_uint(e, "msgsize", (uint64_t)a.msgsize);
 	cb_kv_uint(e, "uid", f->st.uid);
 	cb_kv_uint(e, "gid", f->st.gid);
+	if (mqueue_removed(f))
+		cb_kv_bool(e, "deleted", 1);
 	if (a.curmsgs > 0 && first_of_queue(t, f))
 		save_messages(w, f, &a);
 	cb_close(e);
@@ -188,6 +212,7 @@ CK_HIDDEN extern const struct ck_fd_kind ck_kind_mqueue;
 
 struct mqueue {
 	uint64_t maxmsg, msgsize, uid, gid;
+	int deleted; /* removed (mq_unlink) while open */
 	uint64_t nmsgs;
 	uint32_t *prio, *len;
 	uint64_t data_off, data_len;
@@ -229,6 +254,9 @@ static int mqueue_parse(struct cb_dec *d, struct ck_img_file *f)
 							     : 0;
 		if (v) {
 			if (!cbd_uint_max(d, UINT32_MAX, v))
+				return 0;
+		} else if (cbd_key_is(k, kl, "deleted")) {
+			if (!cbd_bool(d, &q->deleted))
 				return 0;
 		} else if (cbd_key_is(k, kl, "messages")) {
 			if (!parse_messages(d, q))
@@ -299,6 +327,37 @@ static mqd_t open_queue(struct ck_img_file *f, const struct mqueue *q)
 	return m;
 }
 
+/* A queue removed while open: made again under its name, or under
+ * NAME.ckrun-XXXXXX when that is taken now (like a deleted file), with its
+ * attributes, owner and mode, and removed again at once: the returned
+ * descriptor keeps it. (A program of the user that opens that name in the
+ * instant it exists would get this queue, as it would have before the
+ * original mq_unlink.) */
+static mqd_t make_removed_queue(struct ck_img_file *f, const struct mqueue *q)
+{
+	struct mq_attr want = {.mq_maxmsg = (long)q->maxmsg, .mq_msgsize = (long)q->msgsize};
+	char name[300];
+	mqd_t m = -1;
+	snprintf(name, sizeof name, "%s", f->path);
+	for (int attempt = 0; attempt < 100 && m < 0; attempt++) {
+		if (attempt)
+			snprintf(name, sizeof name, "%.240s.ckrun-%06x", f->path, (unsigned)random() & 0xffffff);
+		m = mq_open(name, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_CREAT | O_EXCL, f->mode & 0777, &want);
+		if (m < 0 && errno != EEXIST)
+			break;
+	}
+	if (m < 0)
+		ck_refuse("cannot make the message queue %s (descriptor %d), removed while open, again: %s", f->path, f->fd,
+			  strerror(errno));
+	int owned = fchown(m, (uid_t)q->uid, (gid_t)q->gid) == 0 && fchmod(m, f->mode & 0777) == 0;
+	int err = errno;
+	mq_unlink(name);
+	if (!owned)
+		ck_refuse("cannot give the message queue %s (descriptor %d) its owner and mode again: %s", f->path, f->fd,
+			  strerror(err));
+	return m;
+}
+
 /* Empties the queue (what was sent after the checkpoint) and puts the
  * saved messages back, in order. */
 static void refill(struct ck_image *img, struct ck_img_file *f, const struct mqueue *q, mqd_t m)
@@ -331,7 +390,7 @@ static void mqueues_create_shared(struct ck_image **imgs, size_t n, struct ck_ob
 				if (f->ops != &ck_kind_mqueue || !q || (with_data && !q->nmsgs) ||
 				    ck_objects_find(objs, "mqueue", f->dev, f->ino) >= 0)
 					continue;
-				mqd_t m = open_queue(f, q);
+				mqd_t m = q->deleted ? make_removed_queue(f, q) : open_queue(f, q);
 				refill(imgs[i], f, q, m);
 				int moved = fcntl(m, F_DUPFD_CLOEXEC, base_fd);
 				close(m);
@@ -343,8 +402,21 @@ static void mqueues_create_shared(struct ck_image **imgs, size_t n, struct ck_ob
 
 static int mqueue_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs)
 {
-	(void)img, (void)base_fd, (void)objs;
-	mqd_t m = mq_open(f->path, (f->flags & (O_ACCMODE | O_NONBLOCK)) | O_CLOEXEC);
+	(void)img, (void)base_fd;
+	const struct mqueue *q = f->priv;
+	int flags = (f->flags & (O_ACCMODE | O_NONBLOCK)) | O_CLOEXEC;
+	if (q && q->deleted) {
+		/* a description of its own of the queue the restore host made */
+		char proc[64];
+		int kept = ck_objects_find(objs, "mqueue", f->dev, f->ino);
+		snprintf(proc, sizeof proc, "/proc/self/fd/%d", kept);
+		int m = kept < 0 ? -1 : open(proc, flags);
+		if (m < 0)
+			ck_refuse("cannot open the message queue %s (descriptor %d), removed while open, again: %s", f->path, f->fd,
+				  kept < 0 ? "it was not made" : strerror(errno));
+		return m;
+	}
+	mqd_t m = mq_open(f->path, flags);
 	if (m < 0)
 		ck_refuse("cannot open the message queue %s again as descriptor %d: %s", f->path, f->fd, strerror(errno));
 	return m;
@@ -354,6 +426,7 @@ CK_HIDDEN const struct ck_fd_kind ck_kind_mqueue = {
 	.name = "mqueue",
 	.detect = mqueue_detect,
 	.save = mqueue_save,
+	.path_len = mqueue_path_len,
 	.key = "mqueue",
 	.parse = mqueue_parse,
 	.release = mqueue_release,

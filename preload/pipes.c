@@ -129,6 +129,7 @@ CK_HIDDEN extern const struct ck_fd_kind ck_kind_pipe;
 /* A pipe end of the image: the "pipe" key. */
 struct pipe {
 	int read_end, peer_outside;
+	int original; /* this end's description is the one pipe2 made (see pick_originals) */
 	uint64_t id, capacity;
 	uint64_t data_off, data_len; /* the bytes in flight, saved by a process that could read them */
 	uint32_t data_crc;
@@ -196,6 +197,25 @@ static void refill(struct ck_image *img, struct ck_img_file *f, int wfd)
 	free(buf);
 }
 
+/* The kernel's O_LARGEFILE (glibc's is 0 on 64-bit): an open adds it,
+ * pipe2 does not, F_SETFL cannot clear it. */
+#ifdef __aarch64__
+#define CK_O_LARGEFILE 0400000
+#else
+#define CK_O_LARGEFILE 0100000
+#endif
+
+/* The description pipe2 made for this end, with the flags f had. */
+static int pipe_original(const struct ck_img_file *f, int end)
+{
+	int fd = fcntl(end, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0)
+		ck_refuse("cannot take the pipe end of descriptor %d: %s", f->fd, strerror(errno));
+	if (fcntl(fd, F_SETFL, f->flags & (O_NONBLOCK | O_DIRECT)) < 0)
+		ck_refuse("cannot give the pipe end of descriptor %d its flags: %s", f->fd, strerror(errno));
+	return fd;
+}
+
 /* A new open file description of f's end (end: a descriptor of that end),
  * with the flags f had: descriptions that were separate (each with its own
  * O_NONBLOCK) stay separate; shared ones are one entry (same_as, or a
@@ -233,12 +253,38 @@ static void create_pipe(struct ck_image *img, struct ck_img_file *f, int ends_ou
 		refill(img, f, ends_out[1]);
 }
 
+/* An end opened again through /proc carries O_LARGEFILE, which a pipe end
+ * from pipe(2) lacks and F_GETFL shows. So the first description of each
+ * end whose flags lack it (in image order, the same in every restore host
+ * of a family) is the one pipe2 made, as in the program; further ones
+ * (the program opened them through /proc itself: they had O_LARGEFILE)
+ * are opened again. */
+static void pick_originals(struct ck_image **imgs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < imgs[i]->nfiles; j++) {
+			struct ck_img_file *f = &imgs[i]->files[j];
+			struct pipe *p = f->priv;
+			if (f->ops != &ck_kind_pipe || !p || f->same_as >= 0 || (f->flags & CK_O_LARGEFILE))
+				continue;
+			int taken = 0;
+			for (size_t a = 0; a <= i && !taken; a++)
+				for (size_t b = 0; b < (a == i ? j : imgs[a]->nfiles) && !taken; b++) {
+					const struct ck_img_file *g = &imgs[a]->files[b];
+					const struct pipe *q = g->priv;
+					taken = g->ops == &ck_kind_pipe && q && q->id == p->id && q->read_end == p->read_end && q->original;
+				}
+			p->original = !taken;
+		}
+}
+
 /* Every pipe once, refilled from the image whose process could read it
  * (it saved the bytes in flight): objects "pipe" (id, 0) and (id, 1), its
  * read and write ends. Ends nobody had close when every restore host has
  * installed its descriptors. */
 static void pipes_create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd)
 {
+	pick_originals(imgs, n);
 	for (int with_data = 1; with_data >= 0; with_data--)
 		for (size_t i = 0; i < n; i++)
 			for (size_t j = 0; j < imgs[i]->nfiles; j++) {
@@ -262,7 +308,7 @@ static int pipe_open(struct ck_image *img, struct ck_img_file *f, int base_fd, c
 	const struct pipe *p = f->priv;
 	int shared = ck_objects_find(objs, "pipe", p->id, p->read_end ? 0 : 1);
 	if (shared >= 0)
-		return pipe_end(f, shared);
+		return p->original ? pipe_original(f, shared) : pipe_end(f, shared);
 	struct made_pipe *m = 0;
 	for (size_t i = 0; i < nmade; i++)
 		if (made[i].id == p->id)
@@ -273,7 +319,8 @@ static int pipe_open(struct ck_image *img, struct ck_img_file *f, int base_fd, c
 		m->id = p->id;
 		create_pipe(img, f, m->ends, base_fd);
 	}
-	return pipe_end(f, m->ends[p->read_end ? 0 : 1]);
+	int end = m->ends[p->read_end ? 0 : 1];
+	return p->original ? pipe_original(f, end) : pipe_end(f, end);
 }
 
 /* Ends nobody had stay closed: the restore host's copies go away. */

@@ -56,10 +56,30 @@ static void save_deleted_cwd(struct cb_enc *e)
 	if (!ck_ends_with(buf, " (deleted)") || CK_SYS4(SYS_newfstatat, AT_FDCWD, ".", &st, 0) < 0 || st.nlink != 0)
 		return;
 	cb_text(e, "cwd_deleted");
-	cb_array(e, 3);
+	cb_array(e, 5);
 	cb_uint(e, st.mode & 07777);
 	cb_uint(e, st.uid);
 	cb_uint(e, st.gid);
+	cb_uint(e, st.dev);
+	cb_uint(e, st.ino);
+}
+
+/* A working directory under /proc/PID of a process that has exited: no
+ * restart can enter it again. */
+static void fail_cwd_proc_gone(struct ck_writer *w)
+{
+	char buf[4096];
+	struct ck_stat st;
+	long n = ck_readlinkat(AT_FDCWD, "/proc/self/cwd", buf, sizeof buf - 1);
+	buf[n > 0 ? n : 0] = 0;
+	if (n <= 0 || !ck_proc_entry_gone(buf, CK_SYS4(SYS_newfstatat, AT_FDCWD, ".", &st, 0) == 0 ? &st : 0))
+		return;
+	ck_writer_fail(w, -ESRCH, "the working directory is in /proc of a process that has exited, which no restart can enter again");
+	struct ck_str m;
+	ck_str_init(&m, w->err_detail, sizeof w->err_detail);
+	ck_str_add(&m, "the working directory is ");
+	ck_str_add(&m, buf);
+	ck_str_add(&m, "; checkpoint again once the program has changed it (chdir); the program runs on");
 }
 
 static uint64_t status_umask(void)
@@ -138,11 +158,20 @@ static void save_children(struct cb_enc *e, struct ck_scratch *s)
 			while (*q == ' ')
 				q++;
 			int zombie = stat_field((int)pid, 52 /* exit_code */, &status, &state) && state == 'Z';
-			cb_map(e, zombie ? 3 : 2);
+			/* a zombie still counts in its group and session (getpgid finds
+			 * it; it may be what keeps a group or session in existence) */
+			uint64_t pgid = 0, sid = 0;
+			/* 0: a leader outside the PID namespace ckrun runs in */
+			int ids = zombie && stat_field((int)pid, 5 /* pgrp */, &pgid, 0) && stat_field((int)pid, 6 /* session */, &sid, 0);
+			cb_map(e, zombie ? (ids ? 5 : 3) : 2);
 			cb_kv_uint(e, "pid", pid);
 			cb_kv_bool(e, "zombie", zombie);
 			if (zombie)
 				cb_kv_uint(e, "status", status);
+			if (ids) {
+				cb_kv_uint(e, "pgid", pgid);
+				cb_kv_uint(e, "sid", sid);
+			}
 		}
 	}
 	cb_close(e);
@@ -356,6 +385,7 @@ CK_HIDDEN void ck_process_save(struct ck_writer *w, struct ck_scratch *s)
 	}
 	save_link(e, "cwd", "/proc/self/cwd");
 	save_deleted_cwd(e);
+	fail_cwd_proc_gone(w);
 	cb_kv_uint(e, "umask", status_umask());
 	cb_kv_uint(e, "personality", (uint64_t)CK_SYS1(SYS_personality, 0xffffffff));
 	cb_text(e, "rlimits");
@@ -499,9 +529,13 @@ CK_HIDDEN int ck_process_parse(struct cb_dec *d, const char *k, size_t kl, struc
 	} else if (cbd_key_is(k, kl, "cwd_deleted")) {
 		int64_t m;
 		uint64_t mode, uid, gid;
-		if (!cbd_array(d, &m) || m != 3 || !cbd_uint_max(d, 07777, &mode) || !cbd_uint_max(d, UINT32_MAX, &uid) ||
-		    !cbd_uint_max(d, UINT32_MAX, &gid))
+		if (!cbd_array(d, &m) || (m != 3 && m != 5) || !cbd_uint_max(d, 07777, &mode) ||
+		    !cbd_uint_max(d, UINT32_MAX, &uid) || !cbd_uint_max(d, UINT32_MAX, &gid))
 			return -1;
+		/* dev and ino since issue 12 */
+		if (m == 5 && (!cbd_uint(d, &img->cwd_dev) || !cbd_uint(d, &img->cwd_ino)))
+			return -1;
+		img->cwd_has_inode = m == 5;
 		img->cwd_deleted = 1;
 		img->cwd_mode = (uint32_t)mode;
 		img->cwd_uid = (uint32_t)uid;
@@ -540,6 +574,7 @@ CK_HIDDEN int ck_process_parse(struct cb_dec *d, const char *k, size_t kl, struc
 			}
 			struct ck_img_child *c = &img->children[img->nchildren++];
 			memset(c, 0, sizeof *c);
+			c->pgid = c->sid = -1;
 			if (!cbd_map(d, &left))
 				return -1;
 			while (cbd_next_key(d, &left, &ck, &ckl)) {
@@ -555,6 +590,10 @@ CK_HIDDEN int ck_process_parse(struct cb_dec *d, const char *k, size_t kl, struc
 						if (cv > 0xffff)
 							return -1;
 						c->status = (int)cv;
+					} else if (cbd_key_is(ck, ckl, "pgid") || cbd_key_is(ck, ckl, "sid")) {
+						if (cv > CK_PID_MAX)
+							return -1;
+						*(cbd_key_is(ck, ckl, "pgid") ? &c->pgid : &c->sid) = (int)cv;
 					}
 				} else if (!cbd_skip(d)) {
 					return -1;
@@ -606,9 +645,16 @@ static const char *rlimit_name(int r)
 
 /* The working directory was deleted at the checkpoint: an empty directory
  * of the same name, with its mode and owner, entered and removed again. */
-static void enter_deleted_cwd(const struct ck_image *img)
+static void enter_deleted_cwd(const struct ck_image *img, const struct ck_objects *objs)
 {
 	char path[4096];
+	/* made with the descriptors of the same directory (deleted.c) */
+	int made = img->cwd_has_inode ? ck_objects_find(objs, "inode", img->cwd_dev, img->cwd_ino) : -1;
+	if (made >= 0) {
+		if (fchdir(made) != 0)
+			ck_refuse("cannot enter the recreated working directory %s: %s", img->cwd, strerror(errno));
+		return;
+	}
 	size_t n = strlen(img->cwd);
 	if (n <= 10 || strcmp(img->cwd + n - 10, " (deleted)"))
 		ck_refuse("image %s is corrupted: a deleted working directory without \" (deleted)\" (%s)", img->path, img->cwd);
@@ -630,10 +676,10 @@ static void enter_deleted_cwd(const struct ck_image *img)
 
 /* RLIMIT_NOFILE is left to the restore core: the restore host still needs
  * its own descriptors above the program's until the very end. */
-CK_HIDDEN void ck_process_restore(struct ck_image *img)
+CK_HIDDEN void ck_process_restore(struct ck_image *img, const struct ck_objects *objs)
 {
 	if (img->cwd && img->cwd_deleted)
-		enter_deleted_cwd(img);
+		enter_deleted_cwd(img, objs);
 	else if (img->cwd && chdir(img->cwd) != 0)
 		ck_refuse("the working directory %s is gone (%s); create it or restart from where it exists",
 			  img->cwd, strerror(errno));

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 
 #include "ckrun.h"
 #include "sys.h"
@@ -33,6 +34,23 @@ CK_HIDDEN long ck_read_file(const char *path, char *buf, size_t cap)
 	return (long)len;
 }
 
+/* A file or directory under /proc/PID of a process that has exited (st is
+ * what the descriptor or working directory is): its link is marked
+ * deleted, or its path names another file now (the PID was reused) or
+ * none (st 0: not known, a dead process's directory may not be stat'ed
+ * through the working directory). A restart opens such paths again, which
+ * cannot give it back. */
+CK_HIDDEN int ck_proc_entry_gone(const char *link, const struct ck_stat *st)
+{
+	struct ck_stat now;
+	if (!ck_starts_with(link, "/proc/") || link[6] < '0' || link[6] > '9')
+		return 0;
+	if (ck_ends_with(link, " (deleted)"))
+		return 1;
+	if (CK_SYS4(SYS_newfstatat, AT_FDCWD, link, &now, 0) != 0)
+		return 1;
+	return st && (now.dev != st->dev || now.ino != st->ino);
+}
 
 /* /proc/self/DIR/FD into path[64]. */
 CK_HIDDEN const char *ck_proc_fd_path(char *path, const char *dir, int fd)
@@ -75,4 +93,35 @@ CK_HIDDEN long ck_open_own_proc(const char *path)
 	long fd = ck_openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
 	ck_prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	return fd;
+}
+
+CK_HIDDEN long ck_sock_walk_open(struct ck_sock_walk *w)
+{
+	w->len = w->off = 0;
+	w->dfd = (int)ck_openat(AT_FDCWD, "/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	return w->dfd < 0 ? w->dfd : 0;
+}
+
+CK_HIDDEN int ck_sock_walk_next(struct ck_sock_walk *w, struct ck_stat *st)
+{
+	for (;;) {
+		if (w->off >= w->len) {
+			w->len = ck_getdents64(w->dfd, w->dents, sizeof w->dents);
+			w->off = 0;
+			if (w->len <= 0)
+				return -1;
+		}
+		struct ck_dirent64 *d = (void *)(w->dents + w->off);
+		w->off += d->reclen;
+		const char *p = d->name;
+		uint64_t fd;
+		if (ck_parse_dec(&p, &fd) && !*p && (int)fd != w->dfd && ck_fstat((int)fd, st) == 0 &&
+		    (st->mode & S_IFMT) == S_IFSOCK)
+			return (int)fd;
+	}
+}
+
+CK_HIDDEN void ck_sock_walk_close(struct ck_sock_walk *w)
+{
+	ck_close(w->dfd);
 }

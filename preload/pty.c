@@ -128,6 +128,24 @@ static void fail_pty(struct ck_writer *w, long err, int fd, const char *detail)
 	ck_str_add(&m, detail);
 }
 
+/* A slave whose master side every process has closed: the terminal is
+ * hung up and its /dev/pts node gone (the link says "(deleted)"). A
+ * restart can make neither that terminal nor one in its state. */
+static int fails_hung_up(struct ck_writer *w, const struct ck_fd *f)
+{
+	if (!ck_ends_with(f->link, " (deleted)"))
+		return 0;
+	struct ck_str m;
+	ck_writer_fail(w, -EIO, "a pseudo-terminal whose master side was closed (hung up) cannot be saved");
+	ck_str_init(&m, w->err_detail, sizeof w->err_detail);
+	ck_str_add(&m, "descriptor ");
+	ck_str_dec(&m, f->fd);
+	ck_str_add(&m, " is the slave side ");
+	ck_str_add(&m, f->link);
+	ck_str_add(&m, ", whose master no process holds any more; checkpoint again once the program has closed it; the program runs on");
+	return 1;
+}
+
 /* Reads everything the master can read now, with the description made
  * non-blocking for as long (the family is stopped: nobody sees it). */
 static long drain_master(int fd, long flags, char *buf, size_t cap)
@@ -142,26 +160,69 @@ static long drain_master(int fd, long flags, char *buf, size_t cap)
 	return k < 0 && k != -EAGAIN && k != -EIO ? k : got;
 }
 
+/* In packet mode every read gives one packet: a TIOCPKT_DATA (0) byte,
+ * then data; the data is gathered at the start of buf. A status packet
+ * (a nonzero first byte) cannot be put back: -EPROTO (the caller looked
+ * for one first, so none comes while the family is stopped). */
+static long drain_master_packets(int fd, long flags, char *buf, size_t cap)
+{
+	long got = 0, k = 0;
+	if (!(flags & O_NONBLOCK))
+		ck_fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+	while ((size_t)got < cap && (k = ck_read(fd, buf + got, cap - (size_t)got)) > 0) {
+		if (buf[got] != TIOCPKT_DATA) {
+			k = -EPROTO;
+			break;
+		}
+		for (long i = 1; i < k; i++)
+			buf[got + i - 1] = buf[got + i];
+		got += k - 1;
+	}
+	if (!(flags & O_NONBLOCK))
+		ck_fcntl(fd, F_SETFL, flags);
+	return k < 0 && k != -EAGAIN && k != -EIO ? k : got;
+}
+
+/* In packet mode a status the master has not read yet (a flush, a stop or
+ * start of output) shows as POLLPRI. */
+static int packet_status_pending(int fd)
+{
+	struct pollfd p = {.fd = fd, .events = POLLPRI};
+	return CK_SYS3(SYS_poll, &p, 1, 0) > 0 && (p.revents & POLLPRI);
+}
+
+/* Bytes written to a slave reach its master's buffer through the
+ * kernel's flush work, later: poll() on the master waits for that work,
+ * so FIONREAD and a non-blocking read find them at once, as before. */
+static void settle_output(int master)
+{
+	struct pollfd p = {.fd = master, .events = POLLIN};
+	CK_SYS3(SYS_poll, &p, 1, 0);
+}
+
 /* The slave side's output the master had not read: read, saved, and
  * written back through the slave with output processing off (it was
- * processed when the program wrote it). */
+ * processed when the program wrote it). In packet mode the data is read
+ * packet by packet and written back the same way, so the master reads it
+ * in packets again; a status not yet read fails the checkpoint. */
 static void save_output_in_flight(struct ck_writer *w, const struct ck_fd *f, int packet)
 {
 	int queued = 0;
-	if (ck_ioctl(f->fd, FIONREAD, &queued) < 0 || queued <= 0)
-		return;
-	if (packet) {
-		fail_pty(w, -EOPNOTSUPP, f->fd, "its slave wrote bytes the master has not read, in packet mode; ckrun cannot "
-					      "save them yet; the program runs on, try again when they are read");
+	if (packet && packet_status_pending(f->fd)) {
+		fail_pty(w, -EOPNOTSUPP, f->fd, "in packet mode, a status (flush, stop or start of output) its master has not "
+					      "read; ckrun cannot save it; the program runs on, try again when it is read");
 		return;
 	}
+	if (ck_ioctl(f->fd, FIONREAD, &queued) < 0 || queued <= 0)
+		return;
 	long buf = ck_mmap(0, MAX_IN_FLIGHT, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (buf < 0 && buf > -4096) {
 		ck_writer_fail(w, buf, "cannot map a buffer for a pseudo-terminal's bytes in flight");
 		return;
 	}
 	char *data = (char *)buf;
-	long n = drain_master(f->fd, f->flags, data, MAX_IN_FLIGHT);
+	long n = packet ? drain_master_packets(f->fd, f->flags, data, MAX_IN_FLIGHT)
+			: drain_master(f->fd, f->flags, data, MAX_IN_FLIGHT);
 	int slave = n > 0 ? (int)ck_ioctl(f->fd, TIOCGPTPEER, (void *)(long)(O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK)) : -1;
 	if (n > 0 && slave >= 0) {
 		struct ck_ktermios tio, raw;
@@ -177,6 +238,7 @@ static void save_output_in_flight(struct ck_writer *w, const struct ck_fd *f, in
 		}
 		ck_ioctl(slave, TCSETS, &tio);
 		ck_close(slave);
+		settle_output(f->fd);
 		ck_image_put_data(w, data, (size_t)n);
 	} else if (n != 0) {
 		fail_pty(w, n < 0 ? n : slave, f->fd, "cannot read the bytes its slave wrote");
@@ -383,12 +445,24 @@ static long lock_terminal(int master, int *fd)
 	return r;
 }
 
+/* The slave's node /dev/pts/N (its owner and mode): 1 when read. */
+static int slave_node(unsigned index, struct ck_stat *st)
+{
+	char path[32];
+	struct ck_str p;
+	ck_str_init(&p, path, sizeof path);
+	ck_str_add(&p, "/dev/pts/");
+	ck_str_dec(&p, index);
+	return CK_SYS4(SYS_newfstatat, -100 /* AT_FDCWD */, path, st, 0) == 0;
+}
+
 static void pty_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f)
 {
 	(void)t;
 	struct cb_enc *e = &w->meta;
 	unsigned index = 0;
-	int locked = 0, packet = 0;
+	int locked = 0, packet = 0, node = 0;
+	struct ck_stat slave_st;
 	if (is_master(f)) {
 		if (ck_ioctl(f->fd, TIOCGPTN, &index) < 0) {
 			fail_pty(w, -EOPNOTSUPP, f->fd, "it is not a pseudo-terminal master ckrun knows");
@@ -396,8 +470,11 @@ static void pty_save(struct ck_writer *w, const struct ck_fdtab *t, const struct
 		}
 		ck_ioctl(f->fd, TIOCGPTLCK, &locked);
 		ck_ioctl(f->fd, TIOCGPKT, &packet);
+		node = slave_node(index, &slave_st);
 	} else {
 		index = (dev_major(f->st.rdev) - PTY_MAJOR_FIRST) * 256 + dev_minor(f->st.rdev);
+		if (fails_hung_up(w, f))
+			return;
 	}
 	cb_text(e, "pty");
 	cb_map_open(e);
@@ -406,6 +483,13 @@ static void pty_save(struct ck_writer *w, const struct ck_fdtab *t, const struct
 	if (is_master(f)) {
 		cb_kv_bool(e, "locked", locked);
 		cb_kv_bool(e, "packet", packet);
+		if (node) {
+			cb_text(e, "owner");
+			cb_array(e, 3);
+			cb_uint(e, slave_st.uid);
+			cb_uint(e, slave_st.gid);
+			cb_uint(e, slave_st.mode & 07777);
+		}
 		int lock;
 		long locked_now = lock_terminal(f->fd, &lock);
 		if (locked_now < 0)
@@ -439,6 +523,8 @@ struct pty {
 	struct tty tty; /* its terminal's settings, as for the session's stdio */
 	int master, locked, packet;
 	uint64_t index;
+	int have_owner;
+	uint64_t owner[3]; /* the slave node's uid, gid, mode */
 	uint64_t data_off, data_len; /* slave output the master had not read */
 	uint32_t data_crc;
 	uint64_t input_off, input_len; /* input the slave had not read */
@@ -547,6 +633,12 @@ static int pty_parse(struct cb_dec *d, struct ck_img_file *f)
 		} else if (cbd_key_is(k, kl, "input")) {
 			if (!parse_chunk(d, MAX_INPUT, &p->input_off, &p->input_len, &p->input_crc))
 				return 0;
+		} else if (cbd_key_is(k, kl, "owner")) {
+			int64_t m;
+			if (!cbd_array(d, &m) || m != 3 || !cbd_uint_max(d, 0xffffffffu, &p->owner[0]) ||
+			    !cbd_uint_max(d, 0xffffffffu, &p->owner[1]) || !cbd_uint_max(d, 07777, &p->owner[2]))
+				return 0;
+			p->have_owner = 1;
 		} else if (!cbd_skip(d)) {
 			return 0;
 		}
@@ -642,6 +734,25 @@ static void put_back_output(struct ck_image *img, const struct pty *p, int slave
 
 /* The master and its settings; its slave side is opened (and closed) here
  * only to set them. */
+/* The slave node's owner, group and mode, as the program left them (it
+ * may have given the terminal to another user, as login programs do). */
+static void give_node_owner(const struct pty *p, int slave, unsigned now)
+{
+	struct stat st;
+	if (!p->have_owner || fstat(slave, &st) != 0)
+		return;
+	/* EINVAL: an ID this restart's user namespace does not map (an ordinary
+	 * user's restart: the tty group), which reads as the overflow ID here
+	 * as every unmapped ID does (README) */
+	if ((st.st_uid != p->owner[0] || st.st_gid != p->owner[1]) && fchown(slave, (uid_t)p->owner[0], (gid_t)p->owner[1]) != 0 &&
+	    errno != EINVAL)
+		ck_refuse("cannot give pseudo-terminal %u its owner %llu and group %llu again: %s; restart as root (or as "
+			  "that user)", now, (unsigned long long)p->owner[0], (unsigned long long)p->owner[1], strerror(errno));
+	if ((st.st_mode & 07777) != p->owner[2] && fchmod(slave, (mode_t)p->owner[2]) != 0)
+		ck_refuse("cannot give pseudo-terminal %u its mode %04llo again: %s", now, (unsigned long long)p->owner[2],
+			  strerror(errno));
+}
+
 static void make_pty(struct ck_image *img, const struct pty *p, struct ck_objects *objs, int base_fd)
 {
 	struct made_pty *m;
@@ -656,10 +767,14 @@ static void make_pty(struct ck_image *img, const struct pty *p, struct ck_object
 	int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
 	if (slave < 0)
 		ck_refuse("cannot open the slave of pseudo-terminal %u: %s", m->now, strerror(errno));
-	if (p->data_len)
+	if (p->data_len) {
 		put_back_output(img, p, slave);
+		struct pollfd settle = {.fd = master, .events = POLLIN};
+		poll(&settle, 1, 0); /* the bytes reach the master's buffer now (settle_output) */
+	}
 	if (ktcsets(slave, &p->tty.tio) < 0 || ioctl(slave, TIOCSWINSZ, p->tty.ws) < 0)
 		ck_refuse("cannot give pseudo-terminal %u its settings: %s", m->now, strerror(errno));
+	give_node_owner(p, slave, m->now);
 	if (p->input_len) {
 		char *in = read_chunk(img, p, p->input_off, p->input_len, p->input_crc, "unread input");
 		char *scratch = malloc(2 * p->input_len);

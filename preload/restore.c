@@ -800,7 +800,9 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
 	size_t nruns = 0;
 	for (size_t i = 0; i < img->nregions; i++)
 		nruns += img->regions[i].nruns;
-	uint64_t vdso_len = img->vdso[2][1] - img->vdso[0][0];
+	uint64_t vdso_len = img->vdso[2][1] - img->vdso[0][0], vdso_len_now = ck_vdso_len_now();
+	if (vdso_len_now > vdso_len) /* the spot the block moves through (bridged: this kernel's) */
+		vdso_len = vdso_len_now;
 	uint64_t plan_size = CK_PAGE_UP(sizeof(struct ck_plan) + img->nregions * sizeof(struct ck_plan_region) +
 					nruns * sizeof(struct ck_plan_run) + img->nthreads * sizeof(struct ck_plan_thread) +
 					ck_creds_plan_size(img) + ck_aio_plan_size(img) + 64);
@@ -822,6 +824,11 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
 	uint64_t stacks = core_stack_top;
 	plan->vdso_tmp = stacks + stacks_size;
 	ck_vdso_check(img, plan);
+	if (plan->vdso_proxy_len)
+		/* bridged: this kernel's vdso stays where it is unless the image needs the place */
+		ck_vdso_bridge_place(plan, ck_vdso_bridge_collides(img, plan)
+						   ? find_hole(img, plan->vdso_now[2][1] - plan->vdso_now[0][0])
+						   : plan->vdso_now[0][0]);
 
 	/* descriptors the restore needs, above every number the program uses */
 	int base = max_program_fd(img) + 1;
@@ -859,7 +866,7 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
 	ck_files_open(img, base, objs);
 
 	/* process state; from here on the restore host is becoming the program */
-	ck_process_restore(img);
+	ck_process_restore(img, objs);
 	ck_attrs_restore(img);
 	ck_signals_restore(img);
 	ck_files_install(img);
@@ -869,8 +876,13 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
 		close(ctl);
 	}
 
-	int keep[1024], nkeep = 0;
-	for (size_t i = 0; i < img->nfiles && nkeep < 900; i++)
+	/* every descriptor of the program, however many (a server's
+	 * connections), and the restore host's own that the core still needs */
+	int keep_cap = (int)img->nfiles + 1024, nkeep = 0;
+	int *keep = malloc((size_t)keep_cap * sizeof *keep);
+	if (!keep)
+		ck_refuse("no memory for the list of the %zu descriptors of process %d", img->nfiles, img->pid);
+	for (size_t i = 0; i < img->nfiles; i++)
 		keep[nkeep++] = img->files[i].fd;
 	keep[nkeep++] = img->ctl_fd;
 	keep[nkeep++] = plan->image_fd;
@@ -888,25 +900,27 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
 		plan->close_fds[plan->nclose++] = plan->exe_fd;
 	for (size_t i = 0; i < img->nregions; i++) {
 		int fd = img->regions[i].fd;
-		if (fd >= 0 && !is_kept(keep, nkeep, fd) && nkeep < 1024 && plan->nclose < 512) {
+		if (fd >= 0 && !is_kept(keep, nkeep, fd) && nkeep < keep_cap && plan->nclose < 512) {
 			keep[nkeep++] = fd;
 			plan->close_fds[plan->nclose++] = fd;
 		}
 	}
 	/* shared memory this process maps: its descriptor lives until the map */
-	for (size_t i = 0; objs && i < objs->n && nkeep < 1024 && plan->nclose < 512; i++) {
+	for (size_t i = 0; objs && i < objs->n && nkeep < keep_cap && plan->nclose < 512; i++) {
 		if (strcmp(objs->v[i].type, "shm"))
 			continue;
 		keep[nkeep++] = objs->v[i].fd;
 		plan->close_fds[plan->nclose++] = objs->v[i].fd;
 	}
 	close_others(keep, nkeep);
+	free(keep);
 
 	/* the plan */
 	ck_memory_plan(img, plan, regions, runs, objs);
 	ck_threads_plan(img, plan, threads, stacks);
 	ck_creds_plan(img, plan, groups);
 	ck_locks_plan(img, plan);
+	ck_fown_plan(img, plan);
 	ck_aio_plan(img, plan, groups + img->creds.ngroups, base);
 	plan->err_fd = 2;
 	plan->map_runs = !getenv("CKRUN_RESTORE_READ");
@@ -918,6 +932,8 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
 	plan->info.restored = 0;
 	plan->info.ctl_fd = ctl >= 0 ? img->ctl_fd : -1;
 	plan->info.track_id = img->track_id;
+	plan->info.vdso_bridge[0] = plan->vdso_proxy_len ? plan->vdso_proxy_at : 0;
+	plan->info.vdso_bridge[1] = plan->vdso_proxy_len ? plan->vdso_proxy_at + CK_PAGE_UP(plan->vdso_proxy_len) : 0;
 	plan->info.nimages = 0;
 	for (int i = -1; i < img->nimages; i++) {
 		struct stat ist;
@@ -947,14 +963,21 @@ static void create_shared(struct ck_image **imgs, size_t n, struct ck_objects *o
 	ck_shm_create_shared(imgs, n, objs, base_fd);
 }
 
-/* Turns this process into the one in img, whose checks passed. */
-static void spawn_zombies(const struct ck_image *img);
+struct tree;
+static void spawn_zombies(struct tree *t, const struct ck_image *img, int before_session);
+static void spawn_lone_placeholders(const struct ck_image *img, int *out, size_t *n);
+static void reap_placeholders(const int *pids, size_t n);
 
 CK_HIDDEN __attribute__((noreturn)) void ck_restore_loaded(struct ck_image *img)
 {
 	static struct ck_objects objs;
-	/* the children it had not reaped yet (its only children, perhaps) */
-	spawn_zombies(img);
+	/* the children it had not reaped yet (its only children, perhaps), in
+	 * their process groups (whose leaders may have been reaped) */
+	int placeholders[64];
+	size_t nplaceholders = 0;
+	spawn_lone_placeholders(img, placeholders, &nplaceholders);
+	spawn_zombies(0, img, -1);
+	reap_placeholders(placeholders, nplaceholders);
 	/* shared memory and pipes are made as a tree makes them: a memfd
 	 * mapped and held as a descriptor stays one object */
 	create_shared(&img, 1, &objs, max_program_fd(img) + 64);
@@ -972,6 +995,8 @@ CK_HIDDEN __attribute__((noreturn)) void ck_restore_image(const char *path, int 
 
 struct tree_proc {
 	int pid;
+	int born_sid; /* the session it must be forked into, when its descendants need one (-1: any; 0: one whose leader is outside the PID namespace) */
+	int spawned;  /* forked already (through a stand-in shared with its siblings) */
 	const char *image;
 	struct ck_manifest_proc entry;
 	struct ck_image img;
@@ -1000,6 +1025,7 @@ static void read_manifest(struct tree *t, const char *dir)
 		t->procs[i].pid = m.procs[i].pid;
 		t->procs[i].image = m.procs[i].image;
 		t->procs[i].entry = m.procs[i];
+		t->procs[i].born_sid = -1;
 	}
 	t->groups = m.groups;
 	t->ngroups = m.ngroups;
@@ -1030,17 +1056,29 @@ CK_HIDDEN long ck_spawn_with_pid(int pid)
 static long spawn_with_pid(int pid)
 {
 	long child = ck_spawn_with_pid(pid);
+	/* taken since the orchestrator looked (a process of this machine
+	 * forked meanwhile): ckrun restores the family in a new PID namespace */
+	if (child < 0 && errno == EEXIST) {
+		ck_verbose("PID %d was taken meanwhile", pid);
+		exit(CK_EXIT_PIDS_TAKEN);
+	}
 	if (child < 0)
 		ck_refuse("cannot create process %d with its original PID: %s", pid, strerror(errno));
 	return child;
 }
 
-/* A child that had exited and was not yet reaped: it exits again, the same
- * way, and waits for its parent's wait() like the original did. */
-static void spawn_zombie(int pid, int status)
+static void zombie_takes_its_place(struct tree *t, const struct ck_image *parent, const struct ck_img_child *z);
+
+/* A child that had exited and was not yet reaped: it takes its place in its
+ * session and group again, exits the same way, and waits for its parent's
+ * wait() like the original did. */
+static void spawn_zombie(struct tree *t, const struct ck_image *parent, const struct ck_img_child *z)
 {
-	if (spawn_with_pid(pid))
+	if (spawn_with_pid(z->pid))
 		return;
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	zombie_takes_its_place(t, parent, z);
+	int status = z->status;
 	if (WIFSIGNALED(status)) {
 		struct rlimit none = {0, 0};
 		setrlimit(RLIMIT_CORE, &none);
@@ -1053,12 +1091,85 @@ static void spawn_zombie(int pid, int status)
 	_exit(WEXITSTATUS(status));
 }
 
-/* The children that had exited and were not yet reaped. */
-static void spawn_zombies(const struct ck_image *img)
+/* A zombie that stays in the session its parent left by setsid (it was
+ * forked before it): it is forked before that setsid again. */
+static int zombie_in_old_session(const struct ck_image *parent, const struct ck_img_child *z)
+{
+	return parent->sid == parent->pid && z->sid >= 0 && z->sid != parent->pid && z->sid != z->pid;
+}
+
+/* The children that had exited and were not yet reaped (before_session:
+ * only those forked before the parent's setsid, or only the others; -1:
+ * all); the leaders of their groups or sessions first, whose members
+ * join them. */
+static void spawn_zombies(struct tree *t, const struct ck_image *img, int before_session)
+{
+	for (int leaders = 1; leaders >= 0; leaders--)
+		for (size_t i = 0; i < img->nchildren; i++) {
+			const struct ck_img_child *z = &img->children[i];
+			if (!z->zombie || (z->pgid == z->pid) != leaders ||
+			    (before_session >= 0 && zombie_in_old_session(img, z) != before_session))
+				continue;
+			spawn_zombie(t, img, z);
+		}
+}
+
+/* Whether pid is a zombie img had not reaped. */
+static int zombie_of(const struct ck_image *img, int pid)
 {
 	for (size_t i = 0; i < img->nchildren; i++)
-		if (img->children[i].zombie)
-			spawn_zombie(img->children[i].pid, img->children[i].status);
+		if (img->children[i].zombie && img->children[i].pid == pid)
+			return 1;
+	return 0;
+}
+
+/* The group a zombie of a process restored alone was in, when its leader
+ * had been reaped: made again by a placeholder with the leader's PID, which
+ * exits once the zombies joined it (0: none needed). The parent's own group
+ * is the restarter's here, and the zombie's if it was the parent's. */
+CK_HIDDEN int ck_zombie_placeholder(const struct ck_image *img, size_t i)
+{
+	const struct ck_img_child *z = &img->children[i];
+	if (!z->zombie || z->pgid <= 0 || z->pgid == z->pid || z->pgid == img->pgid || z->sid == z->pid || zombie_of(img, z->pgid))
+		return 0;
+	return z->pgid;
+}
+
+static int lone_group_complete(const struct ck_image *img, int pgid)
+{
+	for (size_t i = 0; i < img->nchildren; i++)
+		if (img->children[i].zombie && img->children[i].pgid == pgid && getpgid(img->children[i].pid) != pgid)
+			return 0;
+	return 1;
+}
+
+static void spawn_lone_placeholders(const struct ck_image *img, int *out, size_t *n)
+{
+	for (size_t i = 0; i < img->nchildren; i++) {
+		int g = ck_zombie_placeholder(img, i), seen = 0;
+		for (size_t k = 0; k < *n; k++)
+			seen |= out[k] == g;
+		if (!g || seen)
+			continue;
+		if (*n >= 64)
+			ck_refuse("the zombies of process %d are in more than 64 process groups whose leaders had exited; "
+				  "ckrun restores at most 64", img->pid);
+		if (kill(g, 0) == 0 || errno != ESRCH) {
+			ck_verbose("process ID %d (a process group of a zombie) is in use here", g);
+			exit(CK_EXIT_PIDS_TAKEN);
+		}
+		long pid = spawn_with_pid(g);
+		if (pid) {
+			out[(*n)++] = (int)pid;
+			continue;
+		}
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (setpgid(0, 0) < 0)
+			_exit(1);
+		for (int tries = 0; tries < 20000 && !lone_group_complete(img, g); tries++)
+			usleep(500);
+		_exit(lone_group_complete(img, g) ? 0 : 2);
+	}
 }
 
 static void spawn_member(struct tree *t, struct tree_proc *p);
@@ -1071,20 +1182,81 @@ static void spawn_member(struct tree *t, struct tree_proc *p);
  * be forked before the parent's setsid again. */
 static int in_parents_old_session(const struct tree_proc *p, const struct tree_proc *c)
 {
-	return p->img.sid == p->pid && c->img.sid != p->pid && c->img.sid != c->pid;
+	int need = c->born_sid >= 0 ? c->born_sid : c->img.sid != c->pid ? c->img.sid : -1;
+	return p->img.sid == p->pid && need >= 0 && need != p->pid;
+}
+
+/* A process that stays in a session its parent left (by setsid) was forked
+ * before that setsid, and so was every process between it and the session's
+ * leader: each of those must be forked into that session again before its
+ * own setsid (session00's chains). Two such needs through one process cannot
+ * both be met: refused, naming them, before any process exists. */
+static void need_born_session(struct tree *t, int pid, int ppid, int s);
+
+static void find_born_sessions(struct tree *t)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		const struct tree_proc *c = &t->procs[i];
+		need_born_session(t, c->pid, c->img.ppid, c->img.sid);
+		for (size_t j = 0; j < c->img.nchildren; j++) {
+			const struct ck_img_child *z = &c->img.children[j];
+			if (z->zombie && z->sid >= 0)
+				need_born_session(t, z->pid, c->pid, z->sid);
+		}
+	}
+}
+
+/* Process pid (parent ppid) is in session s: every ancestor up to the one
+ * in s must be forked into s. */
+static void need_born_session(struct tree *t, int pid, int ppid, int s)
+{
+	if (s == pid || !tree_find(t, ppid))
+		return;
+	struct tree_proc *q = tree_find(t, ppid);
+	for (; q && q->pid != s; q = tree_find(t, q->img.ppid)) {
+		if (q->img.sid == s)
+			break;
+		if (q->img.sid != q->pid)
+			ck_refuse("process %d is in session %d, but its ancestor %d is in session %d, which it does not "
+				  "lead: ckrun cannot make this tree again",
+				  pid, s, q->pid, q->img.sid);
+		if (q->born_sid >= 0 && q->born_sid != s)
+			ck_refuse("process %d must be forked in session %d for one of its descendants and in session %d "
+				  "for another: ckrun cannot make this tree again",
+				  q->pid, q->born_sid, s);
+		q->born_sid = s;
+	}
+	/* the chain left the family below the session's leader: only ckrun's
+	 * own session is there to be born in (the orchestrator's) */
+	if (!q && s != t->outside_sid)
+		ck_refuse("process %d is in session %d, but none of its ancestors in the family leads or is in that session "
+			  "(it was re-parented to a child subreaper): ckrun cannot make this tree again",
+			  pid, s);
 }
 
 /* Joins a process group of the family, which another restore host may
  * still be creating: the one that leads it is forked concurrently. */
-static void join_group(const struct tree_proc *p, int pgid)
+static void join_group(int pid, int pgid)
 {
 	for (int tries = 0;; tries++) {
 		if (setpgid(0, pgid) == 0)
 			return;
 		if (errno != EPERM || tries >= 10000)
-			ck_refuse("process %d cannot join its process group %d again: %s", p->pid, pgid, strerror(errno));
+			ck_refuse("process %d cannot join its process group %d again: %s", pid, pgid, strerror(errno));
 		usleep(500);
 	}
+}
+
+/* The zombie with PID pid some process of the family had not reaped, or 0. */
+static const struct ck_img_child *family_zombie(const struct tree *t, int pid)
+{
+	for (size_t i = 0; i < t->n; i++)
+		for (size_t j = 0; j < t->procs[i].img.nchildren; j++) {
+			const struct ck_img_child *z = &t->procs[i].img.children[j];
+			if (z->zombie && z->pid == pid)
+				return z;
+		}
+	return 0;
 }
 
 /* The group ckrun ran in (the root's, when it did not make its own): it
@@ -1099,21 +1271,26 @@ static int outside_group(const struct tree *t, int pgid)
  * on): a placeholder with the leader's PID makes it again. */
 static int group_needs_placeholder(struct tree *t, int pgid)
 {
-	return !tree_find(t, pgid) && !outside_group(t, pgid);
+	return !tree_find(t, pgid) && !family_zombie(t, pgid) && !outside_group(t, pgid);
 }
 
 /* A group of the family exists (or is being made) for p to join. */
 static int family_group(struct tree *t, int pgid)
 {
-	return tree_find(t, pgid) || group_needs_placeholder(t, pgid);
+	return tree_find(t, pgid) || family_zombie(t, pgid) || group_needs_placeholder(t, pgid);
 }
 
 /* Whether every process of group pgid is in it. */
 static int group_complete(struct tree *t, int pgid)
 {
-	for (size_t i = 0; i < t->n; i++)
-		if (t->procs[i].img.pgid == pgid && getpgid(t->procs[i].pid) != pgid)
+	for (size_t i = 0; i < t->n; i++) {
+		const struct ck_image *img = &t->procs[i].img;
+		if (img->pgid == pgid && getpgid(t->procs[i].pid) != pgid)
 			return 0;
+		for (size_t j = 0; j < img->nchildren; j++)
+			if (img->children[j].zombie && img->children[j].pgid == pgid && getpgid(img->children[j].pid) != pgid)
+				return 0;
+	}
 	return 1;
 }
 
@@ -1168,21 +1345,34 @@ static void wait_for_placeholder(struct tree *t, const struct tree_proc *p)
 /* The groups of session sid whose leaders had exited, made again by
  * placeholders (in the caller's session, which is sid); their PIDs in
  * out, *n of them. */
+static void spawn_placeholder_once(struct tree *t, int sid, int g, int *out, size_t *n);
+
 static void spawn_placeholders(struct tree *t, int sid, int *out, size_t *n)
 {
+	if (sid < 0)
+		return;
 	for (size_t i = 0; i < t->n; i++) {
-		int g = t->procs[i].img.pgid;
-		/* a group that is its session's (pgid = sid) comes with the session */
-		if (t->procs[i].img.sid != sid || g == sid || !group_needs_placeholder(t, g))
-			continue;
-		int seen = 0;
-		for (size_t k = 0; k < *n; k++)
-			seen |= out[k] == g;
-		if (!seen && *n >= 64)
-			ck_refuse("session %d has more than 64 process groups whose leaders had exited; ckrun restores at most 64", sid);
-		if (!seen)
-			out[(*n)++] = spawn_placeholder(t, g);
+		const struct ck_image *img = &t->procs[i].img;
+		spawn_placeholder_once(t, sid, img->sid == sid ? img->pgid : 0, out, n);
+		for (size_t j = 0; j < img->nchildren; j++)
+			if (img->children[j].zombie && img->children[j].sid == sid)
+				spawn_placeholder_once(t, sid, img->children[j].pgid, out, n);
 	}
+}
+
+/* The placeholder of group g of session sid, unless it needs none or has one. */
+static void spawn_placeholder_once(struct tree *t, int sid, int g, int *out, size_t *n)
+{
+	/* a group that is its session's (pgid = sid) comes with the session */
+	if (!g || g == sid || !group_needs_placeholder(t, g))
+		return;
+	int seen = 0;
+	for (size_t k = 0; k < *n; k++)
+		seen |= out[k] == g;
+	if (!seen && *n >= 64)
+		ck_refuse("session %d has more than 64 process groups whose leaders had exited; ckrun restores at most 64", sid);
+	if (!seen)
+		out[(*n)++] = spawn_placeholder(t, g);
 }
 
 /* Every placeholder has seen its members join and exited. */
@@ -1219,7 +1409,7 @@ static void spawn_children(struct tree *t, struct tree_proc *p, int before_sessi
  * fork, which is in another session, but the session leader's. */
 static int adopted_in_session(struct tree *t, const struct tree_proc *p, int sid)
 {
-	return !tree_find(t, p->img.ppid) && p->img.sid == sid && p->pid != sid && tree_find(t, sid);
+	return !tree_find(t, p->img.ppid) && p->img.sid == sid && p->pid != sid && (tree_find(t, sid) || family_zombie(t, sid));
 }
 
 /* A PID above every one the family has or had (processes, groups,
@@ -1265,6 +1455,37 @@ static void spawn_adopted(struct tree *t, int sid)
 	}
 }
 
+/* In a zombie forked again (before it exits): the session it led, with
+ * the groups of that session whose leaders had exited and the processes of
+ * it that had become ckrun's (zombie_leader: a session leader that exited
+ * while its child lives on), or the group it led or was in. Images of older
+ * builds do not say (pgid 0): it stays in its parent's group. */
+static void zombie_takes_its_place(struct tree *t, const struct ck_image *parent, const struct ck_img_child *z)
+{
+	if (z->pgid < 0)
+		return;
+	if (z->sid == z->pid) {
+		if (getsid(0) != z->pid && setsid() < 0)
+			ck_refuse("zombie %d cannot lead its own session again: %s", z->pid, strerror(errno));
+		if (!t)
+			return;
+		int placeholders[64];
+		size_t nplaceholders = 0;
+		spawn_placeholders(t, z->pid, placeholders, &nplaceholders);
+		spawn_adopted(t, z->pid);
+		reap_placeholders(placeholders, nplaceholders);
+		return;
+	}
+	if (getpgid(0) == z->pgid)
+		return;
+	if (z->pgid == z->pid) {
+		if (setpgid(0, 0) < 0)
+			ck_refuse("zombie %d cannot lead its process group again: %s", z->pid, strerror(errno));
+	} else if (t ? family_group(t, z->pgid) : z->pgid != parent->pgid) {
+		join_group(z->pid, z->pgid);
+	}
+}
+
 /* In the forked restore host of one process: its children that stay in
  * its old session, its session and group, its other children (they inherit
  * everything shared, and the session and group), its zombies, then it
@@ -1276,6 +1497,7 @@ static void member_main(struct tree *t, struct tree_proc *p, int via_stand_in)
 	if (!via_stand_in)
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 	spawn_children(t, p, 1);
+	spawn_zombies(t, &p->img, 1);
 	if (p->img.sid == p->pid && getsid(0) != p->pid) {
 		if (setsid() < 0)
 			ck_refuse("process %d cannot lead its own session again: %s", p->pid, strerror(errno));
@@ -1287,7 +1509,7 @@ static void member_main(struct tree *t, struct tree_proc *p, int via_stand_in)
 		if (p->img.pgid == p->pid && setpgid(0, 0) < 0)
 			ck_refuse("process %d cannot lead its process group again: %s", p->pid, strerror(errno));
 		else if (p->img.pgid != p->pid && family_group(t, p->img.pgid))
-			join_group(p, p->img.pgid);
+			join_group(p->pid, p->img.pgid);
 	}
 	if (p->img.pgid == p->pid)
 		ck_pty_group_made(p->pid, &t->objs);
@@ -1298,7 +1520,7 @@ static void member_main(struct tree *t, struct tree_proc *p, int via_stand_in)
 	spawn_children(t, p, 0);
 	if (p->img.sid == p->pid)
 		spawn_adopted(t, p->pid);
-	spawn_zombies(&p->img);
+	spawn_zombies(t, &p->img, 0);
 	reap_placeholders(placeholders, nplaceholders);
 	wait_for_placeholder(t, p);
 	become(&p->img, &t->objs);
@@ -1310,25 +1532,44 @@ static void member_main(struct tree *t, struct tree_proc *p, int via_stand_in)
 static int needs_session_stand_in(struct tree *t, struct tree_proc *p)
 {
 	int s = p->img.sid;
-	return s != p->pid && s != t->outside_sid && !tree_find(t, s) && getsid(0) != s;
+	return s != p->pid && s != t->outside_sid && !tree_find(t, s) && !family_zombie(t, s) && getsid(0) != s;
+}
+
+/* Siblings in one session whose leader is gone share its stand-in: one
+ * process can have the leader's PID (two children that became ckrun's, in
+ * the session ckrun led). */
+static int shares_stand_in(struct tree *t, const struct tree_proc *p, struct tree_proc *q)
+{
+	return !q->spawned && q->img.sid == p->img.sid && q->img.ppid == p->img.ppid && needs_session_stand_in(t, q);
 }
 
 static void spawn_member(struct tree *t, struct tree_proc *p)
 {
+	if (p->spawned)
+		return;
 	if (needs_session_stand_in(t, p)) {
+		int mine[256];
+		size_t n = 0;
+		for (size_t i = 0; i < t->n && n < sizeof mine / sizeof *mine; i++)
+			if (&t->procs[i] == p || shares_stand_in(t, p, &t->procs[i]))
+				mine[n++] = (int)i;
+		for (size_t k = 0; k < n; k++)
+			t->procs[mine[k]].spawned = 1;
 		if (spawn_with_pid(p->img.sid) == 0) {
 			if (setsid() < 0)
 				ck_refuse("cannot open session %d again for process %d: %s", p->img.sid, p->pid, strerror(errno));
 			int placeholders[64];
 			size_t nplaceholders = 0;
 			spawn_placeholders(t, p->img.sid, placeholders, &nplaceholders);
-			if (spawn_with_pid(p->pid) == 0)
-				member_main(t, p, 1);
+			for (size_t k = 0; k < n; k++)
+				if (spawn_with_pid(t->procs[mine[k]].pid) == 0)
+					member_main(t, &t->procs[mine[k]], 1);
 			reap_placeholders(placeholders, nplaceholders);
 			_exit(0);
 		}
 		return;
 	}
+	p->spawned = 1;
 	if (spawn_with_pid(p->pid) == 0)
 		member_main(t, p, 0);
 }
@@ -1378,6 +1619,7 @@ static struct ck_image **load_tree(struct tree *t, const char *dir, int verify_d
 		if (t->procs[i].pid == t->root && imgs[i]->sid != imgs[i]->pid)
 			t->outside_sid = imgs[i]->sid;
 	}
+	find_born_sessions(t);
 	return imgs;
 }
 
@@ -1598,20 +1840,142 @@ static int watch_restore(struct tree *t, int root)
 	return code;
 }
 
+/* Whether the family needs id in the new PID namespace: a process, a
+ * thread, a zombie, or a group or session that a process of it is in. */
+static int family_uses_id(const struct tree *t, int id)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		const struct ck_image *img = &t->procs[i].img;
+		if (t->procs[i].pid == id || img->pgid == id || img->sid == id)
+			return 1;
+		for (size_t j = 0; j < img->nthreads; j++)
+			if (img->threads[j].tid == id)
+				return 1;
+		for (size_t j = 0; j < img->nchildren; j++) {
+			const struct ck_img_child *c = &img->children[j];
+			if (c->pid == id || (c->zombie && (c->pgid == id || c->sid == id)))
+				return 1;
+		}
+	}
+	return 0;
+}
+
+static int has_controlling_terminal(void)
+{
+	int fd = open("/dev/tty", O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	close(fd);
+	return 1;
+}
+
+/* ---- PID 1 of a fresh PID namespace ---- */
+
+static volatile pid_t init_child;
+
+static void forward_signal(int sig)
+{
+	if (init_child > 0)
+		kill(init_child, sig);
+}
+
+/* PID 1 passes the signals ckrun forwards on to the child it follows. */
+static void forward_signals_to_init_child(void)
+{
+	for (size_t i = 0; i < sizeof forwarded_signals / sizeof forwarded_signals[0]; i++)
+		signal(forwarded_signals[i], forward_signal);
+}
+
+/* PID 1 ends as its child ends, with its status. Its other children are
+ * orphans of the program, which it reaps, or (links) the links of the
+ * orchestrator's chain, one of which failing ends it too. */
+static __attribute__((noreturn)) void init_follows(pid_t child, int links)
+{
+	init_child = child;
+	for (;;) {
+		int st;
+		pid_t w = wait(&st);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			exit(1);
+		int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		if (w == child || (links && code != 0))
+			exit(code);
+	}
+}
+
+/* In a fresh PID namespace every PID is free: the orchestrator takes the
+ * PID of the ckrun the family ran under (getppid() of the root and of the
+ * processes that had become ckrun's is unchanged) and, when there is no
+ * controlling terminal to keep, the session and group ckrun ran in, made
+ * again by a short chain of processes with those PIDs (else the family
+ * would see session and group 0: they would be outside the namespace). */
+static void take_ckrun_place(struct tree *t)
+{
+	const struct tree_proc *root = tree_find(t, t->root);
+	int s = -1, g = -1, p = root ? root->img.ppid : -1;
+	/* the program ckrun started has exited: its processes that had become
+	 * ckrun's name ckrun as their parent */
+	for (size_t i = 0; !root && p < 0 && i < t->n; i++)
+		if (!tree_find(t, t->procs[i].img.ppid))
+			p = t->procs[i].img.ppid;
+	if (root && !has_controlling_terminal()) {
+		s = t->outside_sid;
+		g = outside_group(t, root->img.pgid) ? root->img.pgid : -1;
+	}
+	int ids[3], n = 0;
+	if (s > 1)
+		ids[n++] = s;
+	if (g > 1 && g != s)
+		ids[n++] = g;
+	if (p > 1 && p != s && p != g && !family_uses_id(t, p))
+		ids[n++] = p;
+	if (n == 0)
+		return;
+	if (spawn_with_pid(ids[0]) > 0) {
+		forward_signals_to_init_child();
+		init_follows(ids[n - 1], 1);
+	}
+	for (int k = 0; k < n; k++) {
+		if (ids[k] == s) {
+			if (setsid() < 0)
+				ck_refuse("cannot open session %d again in the new PID namespace: %s", s, strerror(errno));
+		} else if (ids[k] == g && setpgid(0, 0) < 0) {
+			ck_refuse("cannot make process group %d again in the new PID namespace: %s", g, strerror(errno));
+		}
+		if (k + 1 < n && spawn_with_pid(ids[k + 1]) > 0)
+			_exit(0);
+	}
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
+}
+
 CK_HIDDEN __attribute__((noreturn)) void ck_restore_tree(const char *dir, int verify_data, int fresh_namespace)
 {
 	static struct tree t;
 	struct ck_image **imgs = load_tree(&t, dir, verify_data);
-	if (fresh_namespace)
+	if (fresh_namespace) {
 		ck_sysv_own_namespace(imgs, t.n);
+		take_ckrun_place(&t);
+	}
 	int base = 3;
 	for (size_t i = 0; i < t.n; i++) {
 		int m = max_program_fd(imgs[i]) + 1;
 		base = m > base ? m : base;
 	}
-	/* every PID and TID of the family must be free, before anything starts */
+	/* ckrun gave the orchestrator the PID of the ckrun that led the
+	 * family's session (src/restart-tree.ts), whose root has exited: that
+	 * session is ckrun's own again, which the orchestrator leads below */
+	if (!fresh_namespace && t.outside_sid == -1 && family_uses_id(&t, (int)getpid()) && !tree_find(&t, (int)getpid()))
+		t.outside_sid = (int)getpid();
+	/* every PID and TID of the family must be free, before anything starts
+	 * (a process group that outlives its leader keeps its ID taken too) */
 	for (size_t i = 0; !fresh_namespace && i < t.n; i++) {
 		struct ck_image *img = imgs[i];
+		if (kill(-img->pid, 0) == 0 || errno == EPERM) {
+			ck_verbose("PID %d is the ID of a process group here", img->pid);
+			exit(CK_EXIT_PIDS_TAKEN);
+		}
 		for (size_t j = 0; j < img->nthreads; j++)
 			if (kill(img->threads[j].tid, 0) == 0 || errno != ESRCH) {
 				ck_verbose("thread ID %d is in use here", img->threads[j].tid);
@@ -1624,6 +1988,12 @@ CK_HIDDEN __attribute__((noreturn)) void ck_restore_tree(const char *dir, int ve
 		if (img->pgid != img->sid && group_needs_placeholder(&t, img->pgid) &&
 		    (kill(img->pgid, 0) == 0 || errno != ESRCH))
 			exit(CK_EXIT_PIDS_TAKEN);
+		for (size_t j = 0; j < img->nchildren; j++) {
+			const struct ck_img_child *z = &img->children[j];
+			if (z->zombie && z->pgid > 0 && z->pgid != z->sid && group_needs_placeholder(&t, z->pgid) &&
+			    (kill(z->pgid, 0) == 0 || errno != ESRCH))
+				exit(CK_EXIT_PIDS_TAKEN);
+		}
 	}
 	struct rlimit nofile;
 	getrlimit(RLIMIT_NOFILE, &nofile);
@@ -1646,6 +2016,11 @@ CK_HIDDEN __attribute__((noreturn)) void ck_restore_tree(const char *dir, int ve
 
 	if (!fresh_namespace)
 		prctl(PR_SET_CHILD_SUBREAPER, 1);
+	/* ckrun gave the orchestrator the PID of the ckrun that led the
+	 * family's session (src/restart-tree.ts): it leads it again */
+	if (!fresh_namespace && (int)getpid() == t.outside_sid && getsid(0) != t.outside_sid && !has_controlling_terminal() &&
+	    setsid() < 0)
+		ck_refuse("cannot open session %d again: %s", t.outside_sid, strerror(errno));
 	for (size_t i = 0; i < sizeof forwarded_signals / sizeof forwarded_signals[0]; i++)
 		signal(forwarded_signals[i], forward_to_root);
 	/* groups of ckrun's session whose leaders had exited: the placeholders
@@ -1682,15 +2057,7 @@ CK_HIDDEN __attribute__((noreturn)) void ck_check_only(const char *path, int ver
 	exit(0);
 }
 
-/* ---- PID 1 of a fresh PID namespace ---- */
-
-static volatile pid_t init_child;
-
-static void forward_signal(int sig)
-{
-	if (init_child > 0)
-		kill(init_child, sig);
-}
+/* ---- PID 1 of a fresh PID namespace (continued) ---- */
 
 /* Every check of the image (not only its PID) before the namespace's first process exists. */
 static int image_pid(const char *path)
@@ -1716,9 +2083,7 @@ CK_HIDDEN __attribute__((noreturn)) void ck_run_init(const char *path, int verif
 	if (mount(0, "/", 0, MS_REC | MS_PRIVATE, 0) != 0 ||
 	    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, 0) != 0)
 		ck_refuse("cannot mount /proc for the new PID namespace: %s", strerror(errno));
-	static const int fwd[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGCONT, SIGWINCH};
-	for (size_t i = 0; i < sizeof fwd / sizeof fwd[0]; i++)
-		signal(fwd[i], forward_signal);
+	forward_signals_to_init_child();
 
 	struct ck_clone_args args;
 	pid_t want = pid;
@@ -1727,24 +2092,11 @@ CK_HIDDEN __attribute__((noreturn)) void ck_run_init(const char *path, int verif
 	if (child < 0)
 		ck_refuse("cannot create PID %d in the new PID namespace: %s", pid, strerror(errno));
 	if (child == 0) {
-		for (size_t i = 0; i < sizeof fwd / sizeof fwd[0]; i++)
-			signal(fwd[i], SIG_DFL);
+		for (size_t i = 0; i < sizeof forwarded_signals / sizeof forwarded_signals[0]; i++)
+			signal(forwarded_signals[i], SIG_DFL);
 		char *argv[] = {"ckrun-restore", verify_data ? (char *)path : "--no-verify-data", verify_data ? 0 : (char *)path, 0};
 		execv("/proc/self/exe", argv);
 		_exit(127);
 	}
-	init_child = (pid_t)child;
-	for (;;) {
-		int st;
-		pid_t w = wait(&st);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			exit(1);
-		if (w == init_child) {
-			if (WIFEXITED(st))
-				exit(WEXITSTATUS(st));
-			exit(128 + WTERMSIG(st));
-		}
-	}
+	init_follows((pid_t)child, 0);
 }

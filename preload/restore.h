@@ -17,6 +17,8 @@
 #define CK_IMAGE_META_MAX (1ULL << 30)     /* larger metadata is damage (src/image.ts: META_MAX) */
 #define CK_PID_MAX 4194304                 /* PID_MAX_LIMIT: no PID or TID is larger */
 #define CK_MANIFEST_MAX (4u << 20)         /* larger manifests are damage (src/generations.ts) */
+#define CK_VDSO_TEXT_MAX (32u << 10)       /* a vdso's bytes an image keeps (x86-64: 8 KiB) */
+#define CK_VDSO_ENTRIES 64                 /* the vdso's exported functions a bridge redirects */
 
 struct ck_img_run {
 	uint64_t addr, npages, off;
@@ -47,6 +49,7 @@ struct ck_img_region {
 
 struct ck_img_thread {
 	int tid, leader;
+	uint64_t rip; /* where the checkpoint interrupted it */
 	uint64_t fs_base, clear_tid;
 	struct ck_ctx resume;
 	int has_resume;
@@ -75,10 +78,12 @@ struct ck_img_file {
 	int newfd; /* where the restore host opened it */
 	struct ck_img_lock *locks; /* "locks" (locks.c) */
 	size_t nlocks;
+	int has_owner, owner_type, owner_id, owner_sig; /* "owner" (fown.c) */
 };
 
 struct ck_img_child {
 	int pid, zombie, status;
+	int pgid, sid; /* a zombie's (-1: not recorded; 0: outside the PID namespace) */
 };
 
 /* A process's credentials (process.c): read from the image, checked
@@ -114,8 +119,10 @@ struct ck_image {
 	struct ck_img_child *children;
 	size_t nchildren;
 	const char *exe, *cwd, *kernel;
-	int cwd_deleted; /* "cwd_deleted": [mode, uid, gid] (process.c) */
+	int cwd_deleted; /* "cwd_deleted": [mode, uid, gid, dev?, ino?] (process.c) */
 	uint32_t cwd_mode, cwd_uid, cwd_gid;
+	int cwd_has_inode; /* its dev and ino: one inode with descriptors of it (deleted.c) */
+	uint64_t cwd_dev, cwd_ino;
 	uint64_t umask, personality;
 	int has_creds;
 	struct ck_creds creds;
@@ -128,6 +135,8 @@ struct ck_image {
 	size_t auxv_len;
 	uint64_t vdso[3][2]; /* vvar, vvar_vclock, vdso; 0 when absent */
 	uint32_t vdso_crc;
+	const uint8_t *vdso_text; /* the vdso's bytes (images since issue 14), or 0 */
+	size_t vdso_text_len;
 	uint32_t mlockall;   /* CK_VM_LOCKED[|CK_VM_LOCKONFAULT]: mlockall(MCL_FUTURE[|MCL_ONFAULT]) */
 	int sig, ctl_fd, shim_abi;
 
@@ -183,6 +192,7 @@ struct ck_plan_region {
 	int sysv_id; /* a SysV segment: attached with shmat, not mapped; else -1 */
 	int sysv_write; /* attached for writing (a piece of the attachment is writable) */
 	int sysv_piece; /* a later piece of the attachment an earlier region made: only its protection */
+	int sysv_rmid;  /* the program had removed the segment while attached: removed again once attached */
 	uint32_t vm_flags; /* CK_VM_* */
 	uint64_t first_run, nruns;
 };
@@ -215,10 +225,19 @@ struct ck_plan_lock {
 };
 #define CK_PLAN_LOCKS 256
 
+/* An owner of a description's I/O signals the restore core sets (fown.c) */
+struct ck_plan_owner {
+	int fd, type, id, sig, async;
+	int done;
+};
+#define CK_PLAN_OWNERS 256
+
 struct ck_plan {
 	int image_fd;
 	int nlocks;
 	struct ck_plan_lock locks[CK_PLAN_LOCKS];
+	int nowners;
+	struct ck_plan_owner owners[CK_PLAN_OWNERS];
 	int done_fd;            /* a family's: the PID is written here once the process is rebuilt, or -1 */
 	int go_fd;              /* a family's: a byte comes here once every process is rebuilt, or -1 */
 	int map_runs;           /* 0: read every run (CKRUN_RESTORE_READ=1) */
@@ -228,6 +247,13 @@ struct ck_plan {
 	uint64_t vdso_now[3][2];
 	uint64_t vdso_want[3][2];
 	uint64_t vdso_tmp;      /* free spot inside the hole for moves */
+	/* the bridge to another kernel build's vdso (vdso.c): the image's vdso
+	 * put back at its address, each entry point jumping to this kernel's */
+	uint64_t vdso_proxy_at, vdso_proxy_len;
+	uint64_t vdso_old_vvar[2][2]; /* the image's vvar ranges: kept mapped (read-only, zero) */
+	int vdso_nentries;
+	uint32_t vdso_entry[CK_VDSO_ENTRIES][2]; /* offset in the image's vdso, in this kernel's */
+	uint8_t vdso_proxy[CK_VDSO_TEXT_MAX];
 	uint64_t mm[11];
 	uint64_t auxv[64];
 	uint64_t auxv_len;
@@ -328,6 +354,9 @@ CK_HIDDEN __attribute__((noreturn)) void ck_restore_tree(const char *dir, int ve
 CK_HIDDEN __attribute__((noreturn)) void ck_check_only(const char *path, int verify_data);
 CK_HIDDEN __attribute__((noreturn)) void ck_run_init(const char *path, int verify_data, int tree);
 CK_HIDDEN long ck_spawn_with_pid(int pid);
+/* The PID of the placeholder leader child i of img (a zombie) needs for its
+ * process group when img is restored alone, or 0 (restore.c). */
+CK_HIDDEN int ck_zombie_placeholder(const struct ck_image *img, size_t i);
 /* front.c: `ckrun-restore --front CLI ARGS...`, the fast start of `ckrun restart ARGS...` */
 CK_HIDDEN int ck_front_main(int argc, char **argv);
 CK_HIDDEN extern const char *ck_image_name;
@@ -344,8 +373,14 @@ CK_HIDDEN int ck_mm_parse(struct cb_dec *d, const char *k, size_t kl, struct ck_
 /* per-kind checks and set-up before the switch (restore host) */
 CK_HIDDEN void ck_memory_check(struct ck_image *img, int verify_data);
 CK_HIDDEN void ck_vdso_check(struct ck_image *img, struct ck_plan *plan);
+CK_HIDDEN uint64_t ck_vdso_len_now(void);
+/* vdso.c */
+CK_HIDDEN int ck_vdso_bridge_forced(void);
+CK_HIDDEN void ck_vdso_bridge_plan(struct ck_image *img, struct ck_plan *plan, const uint64_t now[3][2]);
+CK_HIDDEN int ck_vdso_bridge_collides(const struct ck_image *img, const struct ck_plan *plan);
+CK_HIDDEN void ck_vdso_bridge_place(struct ck_plan *plan, uint64_t block);
 CK_HIDDEN void ck_threads_check(struct ck_image *img);
-CK_HIDDEN void ck_process_restore(struct ck_image *img);
+CK_HIDDEN void ck_process_restore(struct ck_image *img, const struct ck_objects *objs);
 CK_HIDDEN void ck_creds_check(struct ck_image *img);
 CK_HIDDEN size_t ck_creds_plan_size(const struct ck_image *img);
 CK_HIDDEN void ck_creds_plan(const struct ck_image *img, struct ck_plan *plan, uint32_t *groups);
@@ -387,6 +422,7 @@ CK_CORE __attribute__((noreturn)) void ck_core_fail(struct ck_plan *p, const cha
 /* restore_core.c */
 CK_CORE void ck_core_unmap_all(struct ck_plan *p, uint64_t keep_lo, uint64_t keep_hi);
 CK_CORE void ck_core_move_vdso(struct ck_plan *p);
+CK_CORE void ck_core_vdso_proxy(struct ck_plan *p);
 CK_CORE void ck_core_map_regions(struct ck_plan *p);
 CK_CORE void ck_core_check_regions(struct ck_plan *p);
 CK_CORE void ck_core_set_mm(struct ck_plan *p);
@@ -399,5 +435,9 @@ CK_HIDDEN void ck_locks_check(struct ck_image *img, struct ck_img_file *f);
 CK_HIDDEN int ck_locks_any(struct ck_image **imgs, size_t n);
 CK_HIDDEN void ck_locks_plan(const struct ck_image *img, struct ck_plan *plan);
 CK_CORE void ck_core_take_locks(struct ck_plan *p);
+/* fown.c */
+CK_HIDDEN int ck_fown_parse(struct cb_dec *d, struct ck_img_file *f);
+CK_HIDDEN void ck_fown_plan(const struct ck_image *img, struct ck_plan *plan);
+CK_CORE void ck_core_set_owners(struct ck_plan *p, int last);
 
 #endif

@@ -72,6 +72,7 @@ CK_CORE __attribute__((noreturn)) void ck_core_main(struct ck_plan *p)
 {
 	ck_core_unmap_all(p, p->info.hole_start, p->info.hole_start + p->info.hole_len);
 	ck_core_move_vdso(p);
+	ck_core_vdso_proxy(p);
 	ck_core_map_regions(p);
 	ck_core_set_mm(p);
 	ck_core_aio(p);
@@ -82,12 +83,15 @@ CK_CORE __attribute__((noreturn)) void ck_core_main(struct ck_plan *p)
 	 * holds its own */
 	close_plan_fds(p);
 	ck_core_take_locks(p);
+	ck_core_set_owners(p, 0);
 	if (p->done_fd >= 0) {
 		int pid = p->pid;
 		ck_write(p->done_fd, &pid, sizeof pid);
 		ck_close(p->done_fd);
 	}
 	await_family(p);
+	/* owners that did not exist before: every process of the family does now */
+	ck_core_set_owners(p, 1);
 	if (p->go_fd >= 0)
 		ck_close(p->go_fd);
 	set_nofile(p);

@@ -57,32 +57,33 @@ enum ck_schema_record_id {
 	CK_SCHEMA_EXTENT = 22,
 	CK_SCHEMA_MEMFD = 23,
 	CK_SCHEMA_DELETED_DIR = 24,
-	CK_SCHEMA_MQUEUE = 25,
-	CK_SCHEMA_FIFO = 26,
-	CK_SCHEMA_FANOTIFY = 27,
-	CK_SCHEMA_FANOTIFY_MARK = 28,
-	CK_SCHEMA_PTY = 29,
-	CK_SCHEMA_TTY = 30,
-	CK_SCHEMA_PIPE = 31,
-	CK_SCHEMA_EVENTFD = 32,
-	CK_SCHEMA_TIMERFD = 33,
-	CK_SCHEMA_SIGNALFD = 34,
-	CK_SCHEMA_INOTIFY = 35,
-	CK_SCHEMA_PIDFD = 36,
-	CK_SCHEMA_SOCKET = 37,
-	CK_SCHEMA_INET = 38,
-	CK_SCHEMA_UNIX = 39,
-	CK_SCHEMA_PASSED = 40,
-	CK_SCHEMA_REGION = 41,
-	CK_SCHEMA_REGION_FILE = 42,
-	CK_SCHEMA_SHM_OBJECT = 43,
-	CK_SCHEMA_MANIFEST = 44,
-	CK_SCHEMA_CONTENT = 45,
-	CK_SCHEMA_FILES = 46,
-	CK_SCHEMA_SNAPSHOT_DIR = 47,
-	CK_SCHEMA_SAVED_FILE = 48,
-	CK_SCHEMA_STDIO_FILE = 49,
-	CK_SCHEMA_PROCESS = 50,
+	CK_SCHEMA_SYMLINK = 25,
+	CK_SCHEMA_MQUEUE = 26,
+	CK_SCHEMA_FIFO = 27,
+	CK_SCHEMA_FANOTIFY = 28,
+	CK_SCHEMA_FANOTIFY_MARK = 29,
+	CK_SCHEMA_PTY = 30,
+	CK_SCHEMA_TTY = 31,
+	CK_SCHEMA_PIPE = 32,
+	CK_SCHEMA_EVENTFD = 33,
+	CK_SCHEMA_TIMERFD = 34,
+	CK_SCHEMA_SIGNALFD = 35,
+	CK_SCHEMA_INOTIFY = 36,
+	CK_SCHEMA_PIDFD = 37,
+	CK_SCHEMA_SOCKET = 38,
+	CK_SCHEMA_INET = 39,
+	CK_SCHEMA_UNIX = 40,
+	CK_SCHEMA_PASSED = 41,
+	CK_SCHEMA_REGION = 42,
+	CK_SCHEMA_REGION_FILE = 43,
+	CK_SCHEMA_SHM_OBJECT = 44,
+	CK_SCHEMA_MANIFEST = 45,
+	CK_SCHEMA_CONTENT = 46,
+	CK_SCHEMA_FILES = 47,
+	CK_SCHEMA_SNAPSHOT_DIR = 48,
+	CK_SCHEMA_SAVED_FILE = 49,
+	CK_SCHEMA_STDIO_FILE = 50,
+	CK_SCHEMA_PROCESS = 51,
 };
 
 #ifdef CK_SCHEMA_TABLES
@@ -145,6 +146,8 @@ static const struct ck_schema_key ck_schema_keys_child[] = {
 	{"pid", 1, 1, 0, 0}, /* uint */
 	{"zombie", 9, 1, 0, 0}, /* bool */
 	{"status", 16, 0, 0, 0}, /* int? */
+	{"pgid", 1, 0, 0, 0}, /* uint? */
+	{"sid", 1, 0, 0, 0}, /* uint? */
 };
 static const struct ck_schema_key ck_schema_keys_creds[] = {
 	{"uid", 3, 1, 0, 0}, /* [uint] */
@@ -180,6 +183,7 @@ static const struct ck_schema_key ck_schema_keys_vdso[] = {
 	{"vvar_vclock", 3, 0, 0, 0}, /* [uint]? */
 	{"vdso", 3, 0, 0, 0}, /* [uint]? */
 	{"vdso_crc", 1, 0, 0, 0}, /* uint? */
+	{"text", 20, 0, 0, 0}, /* bytes? */
 };
 static const struct ck_schema_key ck_schema_keys_stats[] = {
 	{"pause_ns", 1, 1, 0, 0}, /* uint */
@@ -235,6 +239,7 @@ static const struct ck_schema_key ck_schema_keys_proc_attrs[] = {
 	{"mdwe", 1, 1, 0, 0}, /* uint */
 	{"memory_merge", 1, 1, 0, 0}, /* uint */
 	{"xcomp_perm", 1, 1, 0, 0}, /* uint */
+	{"loginuid", 1, 0, 0, 0}, /* uint? */
 };
 static const struct ck_schema_key ck_schema_keys_seccomp[] = {
 	{"common", 38, 1, 0, 0}, /* uint|null */
@@ -259,6 +264,7 @@ static const struct ck_schema_key ck_schema_keys_sysv_object[] = {
 	{"cgid", 1, 1, 0, 0}, /* uint */
 	{"mode", 1, 1, 0, 0}, /* uint */
 	{"size", 1, 0, 0, 0}, /* uint? */
+	{"removed", 9, 0, 0, 0}, /* bool? */
 	{"data", 17, 0, 0, 0}, /* [int]? */
 	{"values", 3, 0, 0, 0}, /* [uint]? */
 	{"qbytes", 1, 0, 0, 0}, /* uint? */
@@ -328,20 +334,22 @@ static const struct ck_schema_key ck_schema_keys_file[] = {
 	{"deleted", 45, 1, "deleted", "same_as"}, /* {deleted} */
 	{"memfd", 46, 1, "memfd", "same_as"}, /* {memfd} */
 	{"deleted_dir", 47, 1, "deleted_dir", "same_as"}, /* {deleted_dir} */
-	{"mqueue", 48, 1, "mqueue", "same_as"}, /* {mqueue} */
-	{"fifo", 49, 1, "fifo", "same_as"}, /* {fifo} */
-	{"fanotify", 50, 1, "fanotify", "same_as"}, /* {fanotify} */
-	{"locks", 53, 0, 0, 0}, /* [[text|uint]]? */
-	{"pty", 54, 1, "pty", "same_as"}, /* {pty} */
-	{"tty", 55, 0, "stdio", 0}, /* {tty}? */
-	{"pipe", 56, 1, "pipe", "same_as"}, /* {pipe} */
-	{"eventfd", 57, 1, "eventfd", "same_as"}, /* {eventfd} */
+	{"symlink", 48, 0, "opath", 0}, /* {symlink}? */
+	{"mqueue", 49, 1, "mqueue", "same_as"}, /* {mqueue} */
+	{"fifo", 50, 1, "fifo", "same_as"}, /* {fifo} */
+	{"fanotify", 51, 1, "fanotify", "same_as"}, /* {fanotify} */
+	{"locks", 54, 0, 0, 0}, /* [[text|uint]]? */
+	{"owner", 3, 0, 0, 0}, /* [uint]? */
+	{"pty", 55, 1, "pty", "same_as"}, /* {pty} */
+	{"tty", 56, 0, "stdio", 0}, /* {tty}? */
+	{"pipe", 57, 1, "pipe", "same_as"}, /* {pipe} */
+	{"eventfd", 58, 1, "eventfd", "same_as"}, /* {eventfd} */
 	{"epoll", 30, 1, "epoll", "same_as"}, /* [[uint]] */
-	{"timerfd", 58, 1, "timerfd", "same_as"}, /* {timerfd} */
-	{"signalfd", 59, 1, "signalfd", "same_as"}, /* {signalfd} */
-	{"inotify", 60, 1, "inotify", "same_as"}, /* {inotify} */
-	{"pidfd", 61, 1, "pidfd", "same_as"}, /* {pidfd} */
-	{"socket", 62, 1, "socket", "same_as"}, /* {socket} */
+	{"timerfd", 59, 1, "timerfd", "same_as"}, /* {timerfd} */
+	{"signalfd", 60, 1, "signalfd", "same_as"}, /* {signalfd} */
+	{"inotify", 61, 1, "inotify", "same_as"}, /* {inotify} */
+	{"pidfd", 62, 1, "pidfd", "same_as"}, /* {pidfd} */
+	{"socket", 63, 1, "socket", "same_as"}, /* {socket} */
 };
 static const struct ck_schema_key ck_schema_keys_deleted[] = {
 	{"size", 1, 1, 0, 0}, /* uint */
@@ -350,7 +358,7 @@ static const struct ck_schema_key ck_schema_keys_deleted[] = {
 	{"mode", 1, 1, 0, 0}, /* uint */
 	{"atime_ns", 1, 1, 0, 0}, /* uint */
 	{"mtime_ns", 1, 1, 0, 0}, /* uint */
-	{"extents", 64, 1, 0, 0}, /* [{extent}] */
+	{"extents", 65, 1, 0, 0}, /* [{extent}] */
 };
 static const struct ck_schema_key ck_schema_keys_extent[] = {
 	{"at", 1, 1, 0, 0}, /* uint */
@@ -364,7 +372,7 @@ static const struct ck_schema_key ck_schema_keys_memfd[] = {
 	{"mode", 1, 1, 0, 0}, /* uint */
 	{"atime_ns", 1, 1, 0, 0}, /* uint */
 	{"mtime_ns", 1, 1, 0, 0}, /* uint */
-	{"extents", 64, 1, 0, 0}, /* [{extent}] */
+	{"extents", 65, 1, 0, 0}, /* [{extent}] */
 };
 static const struct ck_schema_key ck_schema_keys_deleted_dir[] = {
 	{"uid", 1, 1, 0, 0}, /* uint */
@@ -373,11 +381,15 @@ static const struct ck_schema_key ck_schema_keys_deleted_dir[] = {
 	{"atime_ns", 1, 1, 0, 0}, /* uint */
 	{"mtime_ns", 1, 1, 0, 0}, /* uint */
 };
+static const struct ck_schema_key ck_schema_keys_symlink[] = {
+	{"target", 0, 1, 0, 0}, /* text */
+};
 static const struct ck_schema_key ck_schema_keys_mqueue[] = {
 	{"maxmsg", 1, 1, 0, 0}, /* uint */
 	{"msgsize", 1, 1, 0, 0}, /* uint */
 	{"uid", 1, 1, 0, 0}, /* uint */
 	{"gid", 1, 1, 0, 0}, /* uint */
+	{"deleted", 9, 0, 0, 0}, /* bool? */
 	{"messages", 30, 0, 0, 0}, /* [[uint]]? */
 	{"data", 17, 0, 0, 0}, /* [int]? */
 };
@@ -388,7 +400,7 @@ static const struct ck_schema_key ck_schema_keys_fifo[] = {
 static const struct ck_schema_key ck_schema_keys_fanotify[] = {
 	{"flags", 1, 1, 0, 0}, /* uint */
 	{"event_flags", 1, 1, 0, 0}, /* uint */
-	{"marks", 66, 1, 0, 0}, /* [{fanotify_mark}] */
+	{"marks", 67, 1, 0, 0}, /* [{fanotify_mark}] */
 };
 static const struct ck_schema_key ck_schema_keys_fanotify_mark[] = {
 	{"on", 0, 1, 0, 0}, /* text */
@@ -407,10 +419,11 @@ static const struct ck_schema_key ck_schema_keys_pty[] = {
 	{"packet", 9, 0, 0, 0}, /* bool? */
 	{"data", 17, 0, 0, 0}, /* [int]? */
 	{"input", 17, 0, 0, 0}, /* [int]? */
-	{"tty", 55, 0, 0, 0}, /* {tty}? */
+	{"tty", 56, 0, 0, 0}, /* {tty}? */
+	{"owner", 3, 0, 0, 0}, /* [uint]? */
 };
 static const struct ck_schema_key ck_schema_keys_tty[] = {
-	{"termios", 68, 1, 0, 0}, /* [uint|bytes] */
+	{"termios", 69, 1, 0, 0}, /* [uint|bytes] */
 	{"winsize", 3, 1, 0, 0}, /* [uint] */
 	{"sid", 1, 0, 0, 0}, /* uint? */
 	{"fg", 1, 0, 0, 0}, /* uint? */
@@ -438,7 +451,7 @@ static const struct ck_schema_key ck_schema_keys_signalfd[] = {
 	{"mask", 1, 1, 0, 0}, /* uint */
 };
 static const struct ck_schema_key ck_schema_keys_inotify[] = {
-	{"watches", 71, 1, 0, 0}, /* [[uint|text]] */
+	{"watches", 72, 1, 0, 0}, /* [[uint|text]] */
 	{"queued", 1, 1, 0, 0}, /* uint */
 };
 static const struct ck_schema_key ck_schema_keys_pidfd[] = {
@@ -449,18 +462,26 @@ static const struct ck_schema_key ck_schema_keys_socket[] = {
 	{"family", 1, 1, 0, 0}, /* uint */
 	{"type", 1, 1, 0, 0}, /* uint */
 	{"protocol", 1, 1, 0, 0}, /* uint */
-	{"options", 74, 1, 0, 0}, /* [[uint|bytes]] */
-	{"inet", 75, 0, 0, 0}, /* {inet}? */
-	{"unix", 76, 0, 0, 0}, /* {unix}? */
+	{"options", 75, 1, 0, 0}, /* [[uint|bytes]] */
+	{"filter", 20, 0, 0, 0}, /* bytes? */
+	{"filter_locked", 1, 0, 0, 0}, /* uint? */
+	{"inet", 76, 0, 0, 0}, /* {inet}? */
+	{"unix", 77, 0, 0, 0}, /* {unix}? */
 };
 static const struct ck_schema_key ck_schema_keys_inet[] = {
-	{"local", 78, 1, 0, 0}, /* [bytes|uint] */
-	{"peer", 80, 0, 0, 0}, /* [bytes|uint]? */
+	{"local", 79, 1, 0, 0}, /* [bytes|uint] */
+	{"peer", 81, 0, 0, 0}, /* [bytes|uint]? */
 	{"tcp_state", 1, 0, 0, 0}, /* uint? */
+	{"ended", 9, 0, 0, 0}, /* bool? */
 	{"backlog", 1, 0, 0, 0}, /* uint? */
 	{"recv_queue", 17, 0, 0, 0}, /* [int]? */
 	{"unsent_queue", 17, 0, 0, 0}, /* [int]? */
-	{"datagrams", 83, 0, 0, 0}, /* [[bytes|int]]? */
+	{"send_queue", 17, 0, 0, 0}, /* [int]? */
+	{"send_unsent", 1, 0, 0, 0}, /* uint? */
+	{"send_seq", 1, 0, 0, 0}, /* uint? */
+	{"recv_seq", 1, 0, 0, 0}, /* uint? */
+	{"repair", 3, 0, 0, 0}, /* [uint]? */
+	{"datagrams", 84, 0, 0, 0}, /* [[bytes|int]]? */
 	{"shutdown", 1, 0, 0, 0}, /* uint? */
 };
 static const struct ck_schema_key ck_schema_keys_unix[] = {
@@ -475,11 +496,12 @@ static const struct ck_schema_key ck_schema_keys_unix[] = {
 	{"backlog", 1, 0, 0, 0}, /* uint? */
 	{"pending", 3, 0, 0, 0}, /* [uint]? */
 	{"pending_bytes", 3, 0, 0, 0}, /* [uint]? */
-	{"msgs", 89, 0, 0, 0}, /* [uint|[uint|[{passed}]|bytes]]? */
+	{"msgs", 90, 0, 0, 0}, /* [uint|[uint|[{passed}]|bytes]]? */
 	{"queue", 17, 0, 0, 0}, /* [int]? */
 	{"file_mode", 1, 0, 0, 0}, /* uint? */
 	{"file_uid", 1, 0, 0, 0}, /* uint? */
 	{"file_gid", 1, 0, 0, 0}, /* uint? */
+	{"file_gone", 9, 0, 0, 0}, /* bool? */
 	{"reset", 9, 0, 0, 0}, /* bool? */
 };
 static const struct ck_schema_key ck_schema_keys_passed[] = {
@@ -501,11 +523,11 @@ static const struct ck_schema_key ck_schema_keys_region[] = {
 	{"kind", 0, 1, 0, 0}, /* text */
 	{"name", 0, 1, 0, 0}, /* text */
 	{"vmflags", 2, 0, 0, 0}, /* [text]? */
-	{"file", 90, 0, 0, 0}, /* {region_file}? */
+	{"file", 91, 0, 0, 0}, /* {region_file}? */
 	{"runs", 18, 1, 0, 0}, /* [[int]] */
 	{"bytes", 1, 1, 0, 0}, /* uint */
 	{"shm", 3, 0, 0, 0}, /* [uint]? */
-	{"shm_object", 91, 0, 0, 0}, /* {shm_object}? */
+	{"shm_object", 92, 0, 0, 0}, /* {shm_object}? */
 };
 static const struct ck_schema_key ck_schema_keys_region_file[] = {
 	{"path", 0, 1, 0, 0}, /* text */
@@ -522,7 +544,7 @@ static const struct ck_schema_key ck_schema_keys_shm_object[] = {
 	{"key", 16, 1, "sysv", 0}, /* int */
 	{"id", 16, 1, "sysv", 0}, /* int */
 	{"mode", 1, 1, "sysv", 0}, /* uint */
-	{"size", 1, 1, "sysv", 0}, /* uint */
+	{"size", 1, 0, "sysv,memfd,posix,anon", 0}, /* uint? */
 };
 static const struct ck_schema_key ck_schema_keys_manifest[] = {
 	{"format", 0, 1, 0, 0}, /* text */
@@ -532,12 +554,12 @@ static const struct ck_schema_key ck_schema_keys_manifest[] = {
 	{"argv", 2, 1, 0, 0}, /* [text] */
 	{"cwd", 0, 1, 0, 0}, /* text */
 	{"root", 1, 1, 0, 0}, /* uint */
-	{"processes", 93, 1, 0, 0}, /* [{process}] */
-	{"shared_files", 94, 0, 0, 0}, /* [[[uint]]] since=9eadff3 */
+	{"processes", 94, 1, 0, 0}, /* [{process}] */
+	{"shared_files", 95, 0, 0, 0}, /* [[[uint]]] since=9eadff3 */
 	{"shm_owners", 30, 0, 0, 0}, /* [[uint]] since=f72c03a */
 	{"compressed", 0, 0, 0, 0}, /* text? */
-	{"files", 95, 0, 0, 0}, /* {files}? */
-	{"contents", 97, 0, 0, 0}, /* [{content}]? */
+	{"files", 96, 0, 0, 0}, /* {files}? */
+	{"contents", 98, 0, 0, 0}, /* [{content}]? */
 	{"portable", 9, 0, 0, 0}, /* bool? */
 };
 static const struct ck_schema_key ck_schema_keys_content[] = {
@@ -551,9 +573,9 @@ static const struct ck_schema_key ck_schema_keys_content[] = {
 };
 static const struct ck_schema_key ck_schema_keys_files[] = {
 	{"policy", 0, 1, 0, 0}, /* text */
-	{"saved", 99, 1, 0, 0}, /* [{saved_file}] */
-	{"stdio", 101, 1, 0, 0}, /* [{stdio_file}] */
-	{"dirs", 103, 0, 0, 0}, /* [{snapshot_dir}]? */
+	{"saved", 100, 1, 0, 0}, /* [{saved_file}] */
+	{"stdio", 102, 1, 0, 0}, /* [{stdio_file}] */
+	{"dirs", 104, 0, 0, 0}, /* [{snapshot_dir}]? */
 };
 static const struct ck_schema_key ck_schema_keys_snapshot_dir[] = {
 	{"path", 0, 1, 0, 0}, /* text */
@@ -630,7 +652,7 @@ static const struct ck_schema_type ck_schema_types[] = {
 	{CKS_RECORD, 18, 0}, /* 24 */
 	{CKS_RECORD, 20, 0}, /* 25 */
 	{CKS_ARRAY, 25, 0}, /* 26 */
-	{CKS_RECORD, 41, 0}, /* 27 */
+	{CKS_RECORD, 42, 0}, /* 27 */
 	{CKS_ARRAY, 27, 0}, /* 28 */
 	{CKS_RECORD, 7, 0}, /* 29 */
 	{CKS_ARRAY, 3, 0}, /* 30 */
@@ -654,10 +676,10 @@ static const struct ck_schema_type ck_schema_types[] = {
 	{CKS_RECORD, 25, 0}, /* 48 */
 	{CKS_RECORD, 26, 0}, /* 49 */
 	{CKS_RECORD, 27, 0}, /* 50 */
-	{CKS_UNION, 8, 2}, /* 51 */
-	{CKS_ARRAY, 51, 0}, /* 52 */
+	{CKS_RECORD, 28, 0}, /* 51 */
+	{CKS_UNION, 8, 2}, /* 52 */
 	{CKS_ARRAY, 52, 0}, /* 53 */
-	{CKS_RECORD, 29, 0}, /* 54 */
+	{CKS_ARRAY, 53, 0}, /* 54 */
 	{CKS_RECORD, 30, 0}, /* 55 */
 	{CKS_RECORD, 31, 0}, /* 56 */
 	{CKS_RECORD, 32, 0}, /* 57 */
@@ -666,50 +688,51 @@ static const struct ck_schema_type ck_schema_types[] = {
 	{CKS_RECORD, 35, 0}, /* 60 */
 	{CKS_RECORD, 36, 0}, /* 61 */
 	{CKS_RECORD, 37, 0}, /* 62 */
-	{CKS_RECORD, 22, 0}, /* 63 */
-	{CKS_ARRAY, 63, 0}, /* 64 */
-	{CKS_RECORD, 28, 0}, /* 65 */
-	{CKS_ARRAY, 65, 0}, /* 66 */
-	{CKS_UNION, 10, 2}, /* 67 */
-	{CKS_ARRAY, 67, 0}, /* 68 */
-	{CKS_UNION, 12, 2}, /* 69 */
-	{CKS_ARRAY, 69, 0}, /* 70 */
+	{CKS_RECORD, 38, 0}, /* 63 */
+	{CKS_RECORD, 22, 0}, /* 64 */
+	{CKS_ARRAY, 64, 0}, /* 65 */
+	{CKS_RECORD, 29, 0}, /* 66 */
+	{CKS_ARRAY, 66, 0}, /* 67 */
+	{CKS_UNION, 10, 2}, /* 68 */
+	{CKS_ARRAY, 68, 0}, /* 69 */
+	{CKS_UNION, 12, 2}, /* 70 */
 	{CKS_ARRAY, 70, 0}, /* 71 */
-	{CKS_UNION, 14, 2}, /* 72 */
-	{CKS_ARRAY, 72, 0}, /* 73 */
+	{CKS_ARRAY, 71, 0}, /* 72 */
+	{CKS_UNION, 14, 2}, /* 73 */
 	{CKS_ARRAY, 73, 0}, /* 74 */
-	{CKS_RECORD, 38, 0}, /* 75 */
+	{CKS_ARRAY, 74, 0}, /* 75 */
 	{CKS_RECORD, 39, 0}, /* 76 */
-	{CKS_UNION, 16, 2}, /* 77 */
-	{CKS_ARRAY, 77, 0}, /* 78 */
-	{CKS_UNION, 18, 2}, /* 79 */
-	{CKS_ARRAY, 79, 0}, /* 80 */
-	{CKS_UNION, 20, 2}, /* 81 */
-	{CKS_ARRAY, 81, 0}, /* 82 */
+	{CKS_RECORD, 40, 0}, /* 77 */
+	{CKS_UNION, 16, 2}, /* 78 */
+	{CKS_ARRAY, 78, 0}, /* 79 */
+	{CKS_UNION, 18, 2}, /* 80 */
+	{CKS_ARRAY, 80, 0}, /* 81 */
+	{CKS_UNION, 20, 2}, /* 82 */
 	{CKS_ARRAY, 82, 0}, /* 83 */
-	{CKS_RECORD, 40, 0}, /* 84 */
-	{CKS_ARRAY, 84, 0}, /* 85 */
-	{CKS_UNION, 22, 3}, /* 86 */
-	{CKS_ARRAY, 86, 0}, /* 87 */
-	{CKS_UNION, 25, 2}, /* 88 */
-	{CKS_ARRAY, 88, 0}, /* 89 */
-	{CKS_RECORD, 42, 0}, /* 90 */
+	{CKS_ARRAY, 83, 0}, /* 84 */
+	{CKS_RECORD, 41, 0}, /* 85 */
+	{CKS_ARRAY, 85, 0}, /* 86 */
+	{CKS_UNION, 22, 3}, /* 87 */
+	{CKS_ARRAY, 87, 0}, /* 88 */
+	{CKS_UNION, 25, 2}, /* 89 */
+	{CKS_ARRAY, 89, 0}, /* 90 */
 	{CKS_RECORD, 43, 0}, /* 91 */
-	{CKS_RECORD, 50, 0}, /* 92 */
-	{CKS_ARRAY, 92, 0}, /* 93 */
-	{CKS_ARRAY, 30, 0}, /* 94 */
-	{CKS_RECORD, 46, 0}, /* 95 */
-	{CKS_RECORD, 45, 0}, /* 96 */
-	{CKS_ARRAY, 96, 0}, /* 97 */
-	{CKS_RECORD, 48, 0}, /* 98 */
-	{CKS_ARRAY, 98, 0}, /* 99 */
-	{CKS_RECORD, 49, 0}, /* 100 */
-	{CKS_ARRAY, 100, 0}, /* 101 */
-	{CKS_RECORD, 47, 0}, /* 102 */
-	{CKS_ARRAY, 102, 0}, /* 103 */
+	{CKS_RECORD, 44, 0}, /* 92 */
+	{CKS_RECORD, 51, 0}, /* 93 */
+	{CKS_ARRAY, 93, 0}, /* 94 */
+	{CKS_ARRAY, 30, 0}, /* 95 */
+	{CKS_RECORD, 47, 0}, /* 96 */
+	{CKS_RECORD, 46, 0}, /* 97 */
+	{CKS_ARRAY, 97, 0}, /* 98 */
+	{CKS_RECORD, 49, 0}, /* 99 */
+	{CKS_ARRAY, 99, 0}, /* 100 */
+	{CKS_RECORD, 50, 0}, /* 101 */
+	{CKS_ARRAY, 101, 0}, /* 102 */
+	{CKS_RECORD, 48, 0}, /* 103 */
+	{CKS_ARRAY, 103, 0}, /* 104 */
 };
 
-static const unsigned short ck_schema_alts[] = {1, 9, 3, 34, 1, 34, 1, 34, 0, 1, 1, 20, 1, 0, 1, 20, 20, 1, 20, 1, 20, 16, 1, 85, 20, 1, 87};
+static const unsigned short ck_schema_alts[] = {1, 9, 3, 34, 1, 34, 1, 34, 0, 1, 1, 20, 1, 0, 1, 20, 20, 1, 20, 1, 20, 16, 1, 86, 20, 1, 88};
 
 static const struct ck_schema_record ck_schema_records[] = {
 	{"header", ck_schema_keys_header, sizeof ck_schema_keys_header / sizeof ck_schema_keys_header[0]},
@@ -737,6 +760,7 @@ static const struct ck_schema_record ck_schema_records[] = {
 	{"extent", ck_schema_keys_extent, sizeof ck_schema_keys_extent / sizeof ck_schema_keys_extent[0]},
 	{"memfd", ck_schema_keys_memfd, sizeof ck_schema_keys_memfd / sizeof ck_schema_keys_memfd[0]},
 	{"deleted_dir", ck_schema_keys_deleted_dir, sizeof ck_schema_keys_deleted_dir / sizeof ck_schema_keys_deleted_dir[0]},
+	{"symlink", ck_schema_keys_symlink, sizeof ck_schema_keys_symlink / sizeof ck_schema_keys_symlink[0]},
 	{"mqueue", ck_schema_keys_mqueue, sizeof ck_schema_keys_mqueue / sizeof ck_schema_keys_mqueue[0]},
 	{"fifo", ck_schema_keys_fifo, sizeof ck_schema_keys_fifo / sizeof ck_schema_keys_fifo[0]},
 	{"fanotify", ck_schema_keys_fanotify, sizeof ck_schema_keys_fanotify / sizeof ck_schema_keys_fanotify[0]},

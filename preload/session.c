@@ -36,9 +36,31 @@ static int holds_session(void)
 
 /* Whether fd is the session connection of holder: ckrun's socket is owned
  * (for its signals) by the process that joined with it. */
+/* Whether fd is connected to ckrun's session socket (its peer's address). */
+static int connected_to_session(int fd)
+{
+	struct sockaddr_un want, got;
+	unsigned wlen = ck_session_addr(&want, ck_session.sock);
+	unsigned glen = sizeof got;
+	if (!wlen || CK_SYS3(SYS_getpeername, fd, &got, &glen) != 0 || glen != wlen)
+		return 0;
+	const unsigned char *a = (const unsigned char *)&want, *b = (const unsigned char *)&got;
+	for (unsigned i = 0; i < wlen; i++)
+		if (a[i] != b[i])
+			return 0;
+	return 1;
+}
+
 static int is_session_connection(int fd, int holder)
 {
-	return ck_fcntl(fd, F_GETOWN, 0) == holder;
+	long owner = ck_fcntl(fd, F_GETOWN, 0);
+	if (owner == holder)
+		return 1;
+	/* a holder that has exited already (a parent that forks and exits at
+	 * once, before its child runs) owns nothing any more: F_GETOWN says 0,
+	 * and the child would keep the connection, and with it ckrun's view of
+	 * its parent, for as long as it lives */
+	return owner == 0 && connected_to_session(fd);
 }
 
 /* kcmp of this process's resource of that type with pid's: 0 when shared. */
@@ -168,11 +190,14 @@ CK_HIDDEN void ck_session_forked_child(void)
 	ck_rt_sigprocmask(SIG_BLOCK, &ours, &mask);
 	int holder = ck_session.self_pid;
 	if (holder != (int)ck_getpid()) { /* else a join request came first */
-		if (ck_session.ctl_fd >= 0 && is_session_connection(ck_session.ctl_fd, holder))
+		int holders_child = ck_session.ctl_fd >= 0 && is_session_connection(ck_session.ctl_fd, holder);
+		if (holders_child)
 			ck_close(ck_session.ctl_fd);
 		/* a grandchild's copy of the number was closed (and may be
-		 * reused) in its parent */
-		if (ck_tracking.uffd >= 0 && CK_SYS0(SYS_getppid) == holder)
+		 * reused) in its parent; a child whose parent has exited
+		 * already is known by the connection it still held */
+		if (ck_tracking.uffd >= 0 &&
+		    (CK_SYS0(SYS_getppid) == holder || (holders_child && is_tracking_uffd(ck_tracking.uffd))))
 			ck_close(ck_tracking.uffd);
 	}
 	ck_rt_sigprocmask(SIG_SETMASK, &mask, 0);

@@ -16,6 +16,8 @@
  *  - madvise: memory marked MADV_DONTFORK or MADV_WIPEONFORK would not be
  *    seen as it is by the forked writer; the checkpoint then looks for such
  *    regions and lifts the marks for the moment of the fork.
+ *  - getsockopt (SO_PEERCRED): a Unix socket a restart made again names
+ *    its original peer, not the restorer (peercred.c).
  *  - inotify_add_watch: the path of each watch is recorded for the
  *    checkpoint, which cannot always find it from the kernel (events.c).
  *  - prctl (PR_SET_SECCOMP, PR_SET_PTRACER, PR_SET_IO_FLUSHER,
@@ -41,6 +43,7 @@
 #include <sys/shm.h>
 #include <sys/inotify.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "ckrun.h"
@@ -73,6 +76,7 @@ static void (*real_closefrom)(int);
 static int (*real_dup2)(int, int);
 static int (*real_dup3)(int, int, int);
 static int (*real_madvise)(void *, size_t, int);
+static int (*real_getsockopt)(int, int, int, void *, socklen_t *);
 static int (*real_prctl)(int, ...);
 static int (*real_execve)(const char *, char *const[], char *const[]);
 static int (*real_execvpe)(const char *, char *const[], char *const[]);
@@ -113,6 +117,7 @@ static void resolve_all(void)
 	RESOLVE(dup2);
 	RESOLVE(dup3);
 	RESOLVE(madvise);
+	RESOLVE(getsockopt);
 	RESOLVE(prctl);
 	RESOLVE(execve);
 	RESOLVE(execvpe);
@@ -201,6 +206,7 @@ __attribute__((constructor)) static void ck_init(void)
 		return;
 	}
 	pthread_atfork(0, 0, ck_session_forked_child);
+	ck_hold_init(getenv("CKRUN_HOLD_SIGNALS"), REAL(sigaction));
 	ck_session_hello();
 	/* ckrun's parent-death signal ended the program had ckrun died before
 	 * this connection existed; from now on the connection's hangup tells
@@ -232,7 +238,7 @@ static int preload_has_shim(const char *value)
 	return 0;
 }
 
-/* Copies envp into out (room for n + 5 entries) with the session's
+/* Copies envp into out (room for n + 6 entries) with the session's
  * variables put back. No allocation (this may run in a vfork child):
  * new strings go into buf. */
 static char *const *session_env(char *const *envp, const char **out, char *buf, size_t cap)
@@ -242,7 +248,8 @@ static char *const *session_env(char *const *envp, const char **out, char *buf, 
 	const char *preload = 0;
 	ck_str_init(&b, buf, cap);
 	for (char *const *e = envp; e && *e; e++) {
-		if (env_is(*e, "CKRUN_SOCK") || env_is(*e, "CKRUN_STDIO") || env_is(*e, "CKRUN_SIGNAL"))
+		if (env_is(*e, "CKRUN_SOCK") || env_is(*e, "CKRUN_STDIO") || env_is(*e, "CKRUN_SIGNAL") ||
+		    env_is(*e, "CKRUN_HOLD_SIGNALS"))
 			continue;
 		if (env_is(*e, "LD_PRELOAD")) {
 			preload = *e + 11;
@@ -287,6 +294,21 @@ static char *const *session_env(char *const *envp, const char **out, char *buf, 
 		out[k++] = start;
 		b.len++;
 	}
+	uint64_t held = ck_hold_mask();
+	if (held) {
+		start = b.buf + b.len;
+		ck_str_add(&b, "CKRUN_HOLD_SIGNALS=");
+		for (int sig = 1, first = 1; sig <= 64; sig++) {
+			if (!(held & (1ULL << (sig - 1))))
+				continue;
+			if (!first)
+				ck_str_add(&b, ",");
+			ck_str_dec(&b, sig);
+			first = 0;
+		}
+		out[k++] = start;
+		b.len++;
+	}
 	out[k] = 0;
 	return (char *const *)out;
 }
@@ -301,7 +323,7 @@ static size_t env_count(char *const *envp)
 
 /* In a session, every exec'd program gets the shim again. */
 #define WITH_SESSION_ENV(envp, fixed)                                                                \
-	const char *fixed##_v[ck_session.active && shim_path[0] ? env_count(envp) + 6 : 1];          \
+	const char *fixed##_v[ck_session.active && shim_path[0] ? env_count(envp) + 7 : 1];          \
 	char fixed##_buf[ck_session.active && shim_path[0] ? 8192 + sizeof shim_path : 1];           \
 	char *const *fixed = ck_session.active && shim_path[0]                                       \
 				     ? session_env(envp, fixed##_v, fixed##_buf, sizeof fixed##_buf) \
@@ -411,6 +433,8 @@ static const sigset_t *without_ours(const sigset_t *set, sigset_t *copy)
 
 CK_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
 {
+	if (ck_hold_has(sig))
+		return ck_hold_sigaction(sig, act, old, REAL(sigaction));
 	if (ours(sig)) {
 		if (old)
 			*old = ck_virtual_action;
@@ -439,22 +463,22 @@ static sighandler_t virtual_signal(int sig, sighandler_t h, int flags)
 
 CK_EXPORT sighandler_t signal(int sig, sighandler_t h)
 {
-	return ours(sig) ? virtual_signal(sig, h, SA_RESTART) : REAL(signal)(sig, h);
+	return ours(sig) || ck_hold_has(sig) ? virtual_signal(sig, h, SA_RESTART) : REAL(signal)(sig, h);
 }
 
 CK_EXPORT sighandler_t sysv_signal(int sig, sighandler_t h)
 {
-	return ours(sig) ? virtual_signal(sig, h, SA_RESETHAND | SA_NODEFER) : REAL(sysv_signal)(sig, h);
+	return ours(sig) || ck_hold_has(sig) ? virtual_signal(sig, h, SA_RESETHAND | SA_NODEFER) : REAL(sysv_signal)(sig, h);
 }
 
 CK_EXPORT sighandler_t bsd_signal(int sig, sighandler_t h)
 {
-	return ours(sig) ? virtual_signal(sig, h, SA_RESTART) : REAL(bsd_signal)(sig, h);
+	return ours(sig) || ck_hold_has(sig) ? virtual_signal(sig, h, SA_RESTART) : REAL(bsd_signal)(sig, h);
 }
 
 CK_EXPORT sighandler_t sigset(int sig, sighandler_t h)
 {
-	return ours(sig) ? virtual_signal(sig, h, 0) : REAL(sigset)(sig, h);
+	return ours(sig) || (ck_hold_has(sig) && h != SIG_HOLD) ? virtual_signal(sig, h, 0) : REAL(sigset)(sig, h);
 }
 
 CK_EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old)
@@ -583,6 +607,15 @@ CK_EXPORT int madvise(void *addr, size_t len, int advice)
 	return REAL(madvise)(addr, len, advice);
 }
 
+/* SO_PEERCRED of a Unix socket a restart made again names its original
+ * peer, not the restorer (peercred.c). */
+CK_EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
+{
+	if (level == SOL_SOCKET && name == SO_PEERCRED && ck_peercred_answer(fd, val, len))
+		return 0;
+	return REAL(getsockopt)(fd, level, name, val, len);
+}
+
 /* PR_SET_SECCOMP: the filter is recorded (seccomp.c); PR_SET_PTRACER,
  * PR_SET_IO_FLUSHER, PR_SET_SYSCALL_USER_DISPATCH, which the kernel shows
  * no one, are noted (attrs.c). */
@@ -645,8 +678,15 @@ CK_EXPORT void *shmat(int id, const void *addr, int flags)
 CK_EXPORT int shmctl(int id, int cmd, struct shmid_ds *buf)
 {
 	int r = REAL(shmctl)(id, cmd, buf);
-	if (r == 0 && cmd == IPC_RMID)
-		ck_sysv_forget(CK_SYSV_SHM, id);
+	/* a segment removed while attached lives on (SHM_DEST) until its last
+	 * detach: it stays noted, saved as removed (sysv.c) */
+	if (r == 0 && cmd == IPC_RMID) {
+		int e = errno;
+		struct shmid_ds ds;
+		if (REAL(shmctl)(id, IPC_STAT, &ds) != 0 && (errno == EINVAL || errno == EIDRM))
+			ck_sysv_forget(CK_SYSV_SHM, id);
+		errno = e;
+	}
 	return r;
 }
 

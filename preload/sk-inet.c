@@ -16,6 +16,8 @@
  * peer had closed comes back with its bytes and then EOF. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <linux/icmp.h>
+#include <linux/icmpv6.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -31,6 +33,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,8 +44,18 @@
 #ifndef SIOCOUTQNSD
 #define SIOCOUTQNSD 0x894B
 #endif
+#ifndef SO_BUF_LOCK
+#define SO_BUF_LOCK 72
+#endif
 #ifndef SO_PEEK_OFF
 #define SO_PEEK_OFF 42
+#endif
+#ifndef IPV6_FREEBIND
+#define IPV6_FREEBIND 78
+#endif
+#ifndef UDPLITE_SEND_CSCOV
+#define UDPLITE_SEND_CSCOV 10 /* linux/udp.h, which clashes with netinet's */
+#define UDPLITE_RECV_CSCOV 11
 #endif
 
 /* The kernel's struct tcp_info as far as we read it (glibc's stops
@@ -69,8 +82,49 @@ static const int tcp_options[] = {TCP_NODELAY, TCP_CORK, TCP_KEEPIDLE, TCP_KEEPI
 static const int ip_options[] = {IP_TOS, IP_FREEBIND, IP_PKTINFO, IP_RECVERR};
 static const int ipv6_options[] = {IPV6_V6ONLY, IPV6_TCLASS, IPV6_RECVPKTINFO, IPV6_RECVERR};
 
+/* The TTL an IPv4 socket gets when its program sets none (IP_TTL then
+ * reports it): only one the program set is saved, so that a socket that
+ * set none follows the sysctl on the machine it restarts on. */
+static int default_ttl(void)
+{
+	static int ttl;
+	if (!ttl) {
+		char buf[16];
+		long n = ck_read_file("/proc/sys/net/ipv4/ip_default_ttl", buf, sizeof buf - 1);
+		const char *p = buf;
+		uint64_t v = 0;
+		buf[n > 0 ? n : 0] = 0;
+		ttl = n > 0 && ck_parse_dec(&p, &v) ? (int)v : 64;
+	}
+	return ttl;
+}
+
+/* Options of raw sockets: the header the program writes itself, the ICMP
+ * types a raw ICMP socket lets through, the checksum IPv6 computes. */
+static void raw_options_save(struct cb_enc *e, const struct ck_fd *f, int family)
+{
+	int protocol = 0;
+	ck_sockopt_int(f->fd, SOL_SOCKET, SO_PROTOCOL, &protocol);
+	if (family == AF_INET) {
+		ck_sockopt_put(e, f->fd, IPPROTO_IP, IP_HDRINCL);
+		if (protocol == IPPROTO_ICMP)
+			ck_sockopt_put(e, f->fd, SOL_RAW, ICMP_FILTER);
+	} else {
+		/* a raw IPv6 socket takes the flag only at its own level */
+		ck_sockopt_put(e, f->fd, IPPROTO_IPV6, IPV6_FREEBIND);
+		ck_sockopt_put(e, f->fd, IPPROTO_IPV6, IPV6_CHECKSUM);
+		if (protocol == IPPROTO_ICMPV6)
+			ck_sockopt_put(e, f->fd, IPPROTO_ICMPV6, ICMPV6_FILTER);
+	}
+}
+
 CK_HIDDEN void ck_inet_options_save(struct cb_enc *e, const struct ck_fd *f, int family, int type)
 {
+	int ttl = 0;
+	if (family == AF_INET && ck_sockopt_int(f->fd, IPPROTO_IP, IP_TTL, &ttl) && ttl != default_ttl())
+		ck_sockopt_put(e, f->fd, IPPROTO_IP, IP_TTL);
+	if (type == SOCK_RAW)
+		raw_options_save(e, f, family);
 	if (type == SOCK_STREAM)
 		for (size_t i = 0; i < sizeof tcp_options / sizeof tcp_options[0]; i++)
 			ck_sockopt_put(e, f->fd, IPPROTO_TCP, tcp_options[i]);
@@ -84,6 +138,11 @@ CK_HIDDEN void ck_inet_options_save(struct cb_enc *e, const struct ck_fd *f, int
 		ck_sockopt_put(e, f->fd, IPPROTO_IP, IP_FREEBIND);
 	}
 	ck_sockopt_put(e, f->fd, SOL_SOCKET, SO_PEEK_OFF);
+	int protocol = 0;
+	if (type == SOCK_DGRAM && ck_sockopt_int(f->fd, SOL_SOCKET, SO_PROTOCOL, &protocol) && protocol == IPPROTO_UDPLITE) {
+		ck_sockopt_put(e, f->fd, IPPROTO_UDPLITE, UDPLITE_SEND_CSCOV);
+		ck_sockopt_put(e, f->fd, IPPROTO_UDPLITE, UDPLITE_RECV_CSCOV);
+	}
 }
 
 /* ---- addresses ---- */
@@ -214,33 +273,172 @@ static long peek_stream(int fd, char *buf, long n)
 	return got;
 }
 
-/* Reads the last n bytes of a TCP send queue (bytes written but not sent)
- * in repair mode; -EPERM without CAP_NET_ADMIN. */
-static long peek_unsent(int fd, char *buf, long outq, long n)
+/* ---- repair mode (CAP_NET_ADMIN) ---- */
+
+/* Enters TCP_REPAIR mode; 0 or -errno (-EPERM without CAP_NET_ADMIN).
+ * *reuse keeps the program's SO_REUSEADDR, which leaving forgets. */
+static long repair_on(int fd, int *reuse)
 {
-	int on = TCP_REPAIR_ON, off = TCP_REPAIR_OFF_NO_WP, q = TCP_SEND_QUEUE, noq = TCP_NO_QUEUE, reuse = 0;
-	ck_sockopt_int(fd, SOL_SOCKET, SO_REUSEADDR, &reuse);
-	long r = ck_setsockopt(fd, IPPROTO_TCP, TCP_REPAIR, &on, sizeof on);
-	if (r != 0)
-		return r;
-	long got = 0;
-	if (ck_setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, &q, sizeof q) == 0) {
-		while (got < outq) {
-			long k = ck_recvfrom(fd, buf + got, (size_t)(outq - got), MSG_PEEK | MSG_DONTWAIT);
-			if (k <= 0)
-				break;
-			got += k;
-		}
-		ck_setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, &noq, sizeof noq);
-	}
+	int on = TCP_REPAIR_ON;
+	*reuse = 0;
+	ck_sockopt_int(fd, SOL_SOCKET, SO_REUSEADDR, reuse);
+	return ck_setsockopt(fd, IPPROTO_TCP, TCP_REPAIR, &on, sizeof on);
+}
+
+/* Leaves repair mode without a window probe (the peer learns nothing). */
+static void repair_off(int fd, int reuse)
+{
+	int off = TCP_REPAIR_OFF_NO_WP, noq = TCP_NO_QUEUE;
+	ck_setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, &noq, sizeof noq);
 	ck_setsockopt(fd, IPPROTO_TCP, TCP_REPAIR, &off, sizeof off);
-	/* leaving repair mode forgets SO_REUSEADDR */
 	ck_setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, sizeof reuse);
-	if (got < outq)
-		return -EIO;
-	if (n < outq)
-		ck_memcpy(buf, buf + outq - n, (size_t)n);
-	return n;
+}
+
+/* In repair mode: the sequence number at the end of queue q (the send
+ * queue's next byte to write, the receive queue's next byte to come). */
+static int queue_seq(int fd, int q, uint32_t *seq)
+{
+	unsigned len = sizeof *seq;
+	return ck_setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, &q, sizeof q) == 0 &&
+	       ck_getsockopt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, seq, &len) == 0;
+}
+
+static int fin_written(int state)
+{
+	return state == TCP_FIN_WAIT1 || state == TCP_FIN_WAIT2 || state == TCP_CLOSING || state == TCP_LAST_ACK;
+}
+
+static int fin_received(int state)
+{
+	return state == TCP_CLOSE_WAIT || state == TCP_CLOSING || state == TCP_LAST_ACK;
+}
+
+static int has_queues(int state)
+{
+	return state == TCP_ESTABLISHED || fin_written(state) || fin_received(state);
+}
+
+/* ---- send queues, read first ----
+ *
+ * A stopped program's connection still moves bytes: TCP sends what the
+ * peer's window lets it, retransmits what the peer dropped, and the peer
+ * acknowledges. A send queue and its peer's receive queue read at two
+ * moments therefore overlap or leave a gap. Both are read with their
+ * sequence numbers instead, every send queue of the session (whole: sent
+ * but not acknowledged, then not sent) before any receive queue (ckrun
+ * says "save" only once every process is "stopped"): what the receiver
+ * lacks is then always in the sender's copy, and the restore takes from it
+ * exactly the bytes after the receiver's last one. */
+struct sendq {
+	int fd;
+	uint64_t ino;
+	long err;      /* why it could not be read: -EPERM without CAP_NET_ADMIN */
+	char *buf;     /* a mapping of cap bytes, len of them the queue's */
+	long cap, len;
+	uint32_t seq;  /* the sequence number of buf[0] */
+	long unsent;   /* its last bytes TCP had not sent yet */
+};
+#define MAX_SENDQ 1024
+static struct sendq sendqs[MAX_SENDQ];
+static int nsendq;
+
+static void take_send_queue(struct sendq *q, int state)
+{
+	int outq = 0, unsent = 0, reuse;
+	uint32_t end;
+	ck_ioctl(q->fd, TIOCOUTQ, &outq); /* only shrinks while the program stands still */
+	if ((q->err = repair_on(q->fd, &reuse)) != 0)
+		return;
+	if (!queue_seq(q->fd, TCP_SEND_QUEUE, &end)) {
+		q->err = -EIO;
+		goto out;
+	}
+	if (outq > 0) {
+		q->cap = outq;
+		q->buf = scratch_buffer(outq);
+		/* one peek copies the whole queue (a second would start again) */
+		long got = q->buf ? ck_recvfrom(q->fd, q->buf, (size_t)outq, MSG_PEEK | MSG_DONTWAIT) : -ENOMEM;
+		if (got < 0) {
+			q->err = got;
+			goto out;
+		}
+		q->len = got;
+	}
+	ck_ioctl(q->fd, SIOCOUTQNSD, &unsent);
+	/* after shutdown(SHUT_WR) the FIN takes a sequence number of its own,
+	 * counted while not sent: it is no byte (the restore's own shutdown
+	 * sends it again) */
+	if (fin_written(state)) {
+		end--;
+		if (unsent > 0)
+			unsent--;
+	}
+	q->unsent = unsent > q->len ? q->len : unsent;
+	q->seq = end - (uint32_t)q->len;
+out:
+	repair_off(q->fd, reuse);
+}
+
+static int tcp_state_of(int fd)
+{
+	struct ck_tcp_info ti;
+	unsigned len = sizeof ti;
+	int type = 0, proto = 0;
+	if (!ck_sockopt_int(fd, SOL_SOCKET, SO_TYPE, &type) || type != SOCK_STREAM ||
+	    !ck_sockopt_int(fd, SOL_SOCKET, SO_PROTOCOL, &proto) || proto != IPPROTO_TCP)
+		return -1;
+	ck_memset(&ti, 0, sizeof ti);
+	if (ck_getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
+		return -1;
+	return ti.state;
+}
+
+CK_HIDDEN void ck_inet_take_send_queues(void)
+{
+	struct ck_sock_walk walk;
+	struct ck_stat st;
+	int fd;
+	nsendq = 0;
+	if (ck_sock_walk_open(&walk) < 0)
+		return; /* each is read when saved, then */
+	while (nsendq < MAX_SENDQ && (fd = ck_sock_walk_next(&walk, &st)) >= 0) {
+		if (ck_is_session_fd(fd))
+			continue;
+		int state = tcp_state_of(fd);
+		if (state < 0 || !has_queues(state))
+			continue;
+		struct sendq *q = &sendqs[nsendq++];
+		ck_memset(q, 0, sizeof *q);
+		q->fd = fd;
+		q->ino = st.ino;
+		take_send_queue(q, state);
+	}
+	ck_sock_walk_close(&walk);
+}
+
+CK_HIDDEN void ck_inet_drop_send_queues(void)
+{
+	for (int i = 0; i < nsendq; i++)
+		if (sendqs[i].buf)
+			ck_munmap(sendqs[i].buf, CK_PAGE_UP(sendqs[i].cap));
+	nsendq = 0;
+}
+
+/* The send queue read while stopped; read now when it was not (more
+ * connections than the table holds, or a checkpoint of one process). */
+static struct sendq *send_queue_of(const struct ck_fd *f, int state)
+{
+	for (int i = 0; i < nsendq; i++)
+		if (sendqs[i].fd == f->fd && sendqs[i].ino == f->st.ino)
+			return &sendqs[i];
+	if (nsendq == MAX_SENDQ)
+		ck_inet_drop_send_queues();
+	struct sendq *q = &sendqs[nsendq++];
+	ck_memset(q, 0, sizeof *q);
+	q->fd = f->fd;
+	q->ino = f->st.ino;
+	take_send_queue(q, state);
+	return q;
 }
 
 /* A connection whose peer is a listener of this process that has not
@@ -264,20 +462,173 @@ static int peer_not_accepted(const struct ck_fdtab *t, const struct inaddr *loca
 	return listener;
 }
 
+/* The receive queue, peeked from its start, and (in repair mode) the
+ * sequence number of its first byte, read again while bytes arrive. */
+static void save_recv_queue(struct ck_writer *w, const struct ck_fd *f, int state, const struct inaddr *local,
+			    const struct inaddr *peer)
+{
+	int reuse = 0, inq = 0, inq2 = 0, steady = 0;
+	int repair = repair_on(f->fd, &reuse) == 0;
+	char *buf = 0;
+	long cap = 0, n = 0;
+	uint32_t s1 = 0, s2 = 0;
+	for (int tries = 0; tries < 1000 && !steady && n >= 0; tries++) {
+		ck_ioctl(f->fd, FIONREAD, &inq);
+		if (inq > cap) {
+			if (buf)
+				ck_munmap(buf, CK_PAGE_UP(cap));
+			cap = inq + inq / 4 + 4096;
+			if (!(buf = scratch_buffer(cap))) {
+				n = -ENOMEM;
+				break;
+			}
+		}
+		if (repair && !queue_seq(f->fd, TCP_RECV_QUEUE, &s1)) {
+			n = -EIO;
+			break;
+		}
+		n = inq > 0 ? peek_stream(f->fd, buf, inq) : 0;
+		ck_ioctl(f->fd, FIONREAD, &inq2);
+		if (repair && !queue_seq(f->fd, TCP_RECV_QUEUE, &s2))
+			n = -EIO;
+		steady = !repair || (s1 == s2 && inq2 == n);
+	}
+	if (repair)
+		repair_off(f->fd, reuse);
+	if (n < 0)
+		fail_socket(w, f, n, "cannot copy the bytes queued in a TCP connection", "peeking its receive queue failed",
+			    local, peer);
+	else if (!steady)
+		fail_socket(w, f, -EAGAIN, "cannot copy the bytes queued in a TCP connection",
+			    "bytes kept arriving while ckrun read its receive queue; try again", local, peer);
+	else {
+		if (n > 0)
+			put_queue(w, "recv_queue", buf, n);
+		if (repair)
+			cb_kv_uint(&w->meta, "recv_seq", (uint32_t)(s1 - (fin_received(state) ? 1u : 0u) - (uint32_t)n));
+	}
+	if (buf)
+		ck_munmap(buf, CK_PAGE_UP(cap));
+}
+
+/* The send queue as read while stopped (ck_inet_take_send_queues). Without
+ * CAP_NET_ADMIN it cannot be read: fine while TCP has sent every byte (on
+ * loopback the peer's receive queue holds them), a refusal otherwise. */
+static void save_send_queue(struct ck_writer *w, const struct ck_fd *f, int state, const struct inaddr *local,
+			    const struct inaddr *peer)
+{
+	struct sendq *q = send_queue_of(f, state);
+	if (q->err == 0) {
+		put_queue(w, "send_queue", q->buf ? q->buf : "", q->len);
+		cb_kv_uint(&w->meta, "send_unsent", (uint64_t)q->unsent);
+		cb_kv_uint(&w->meta, "send_seq", q->seq);
+		return;
+	}
+	int unsent = 0;
+	ck_ioctl(f->fd, SIOCOUTQNSD, &unsent);
+	if (fin_written(state) && unsent > 0)
+		unsent--;
+	if (unsent <= 0)
+		return;
+	if (q->err == -EPERM)
+		fail_socket(w, f, q->err, "the program has a TCP connection with bytes written but not sent yet",
+			    "its peer's window is full, and reading the unsent bytes needs TCP_REPAIR, which needs "
+			    "CAP_NET_ADMIN (run as root), or checkpoint once the peer has read",
+			    local, peer);
+	else
+		fail_socket(w, f, q->err, "cannot copy the bytes not yet sent on a TCP connection",
+			    "reading its send queue in repair mode failed", local, peer);
+}
+
+/* ---- connections frozen for a stop ckrun makes (docs/design.md,
+ * "Connections to peers outside the session") ---- */
+
+struct ck_repair_window {
+	uint32_t snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup;
+};
+
+/* What re-creating an established connection in repair mode needs beyond
+ * its queues, read in repair mode: "repair" = [mss, send window scale,
+ * receive window scale, tcpi_options, TCP timestamp, CLOCK_REALTIME ms of
+ * that timestamp, snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup]. Only
+ * with CAP_NET_ADMIN; a restart uses it only for a generation whose stop
+ * froze the connections (repair_frozen). */
+static void save_repair_state(struct ck_writer *w, const struct ck_fd *f, const struct ck_tcp_info *ti)
+{
+	int reuse;
+	struct ck_repair_window rw;
+	struct ck_timespec now;
+	uint32_t ts = 0;
+	unsigned len = sizeof ts, wlen = sizeof rw;
+	if (repair_on(f->fd, &reuse) != 0)
+		return;
+	int ok = ck_getsockopt(f->fd, IPPROTO_TCP, TCP_TIMESTAMP, &ts, &len) == 0 &&
+		 ck_getsockopt(f->fd, IPPROTO_TCP, TCP_REPAIR_WINDOW, &rw, &wlen) == 0 && wlen == sizeof rw;
+	ck_clock_gettime(CLOCK_REALTIME, &now);
+	repair_off(f->fd, reuse);
+	if (!ok)
+		return;
+	struct cb_enc *e = &w->meta;
+	cb_text(e, "repair");
+	cb_array(e, 11);
+	cb_uint(e, ti->snd_mss);
+	cb_uint(e, ti->wscale & 0xf);
+	cb_uint(e, ti->wscale >> 4);
+	cb_uint(e, ti->options);
+	cb_uint(e, ts);
+	cb_uint(e, (uint64_t)now.sec * 1000u + (uint64_t)now.nsec / 1000000u);
+	cb_uint(e, rw.snd_wl1);
+	cb_uint(e, rw.snd_wnd);
+	cb_uint(e, rw.max_window);
+	cb_uint(e, rw.rcv_wnd);
+	cb_uint(e, rw.rcv_wup);
+}
+
+#define MAX_FROZEN 1024
+static int frozen_fds[MAX_FROZEN], frozen_reuse[MAX_FROZEN];
+static int nfrozen;
+
+/* Just before ckrun's SIGKILL (the process held stopped after its
+ * checkpoint): every established TCP connection goes into repair mode, so
+ * that the kill closes it silently (no FIN, no RST) and a restart can
+ * continue it with the peer. The number frozen, or -errno (-EPERM
+ * without CAP_NET_ADMIN) with every one thawed again. */
+CK_HIDDEN long ck_inet_freeze(void)
+{
+	struct ck_sock_walk walk;
+	struct ck_stat st;
+	long err = ck_sock_walk_open(&walk);
+	int fd;
+	nfrozen = 0;
+	if (err < 0)
+		return err;
+	while (!err && (fd = ck_sock_walk_next(&walk, &st)) >= 0) {
+		if (ck_is_session_fd(fd) || tcp_state_of(fd) != TCP_ESTABLISHED)
+			continue;
+		if (nfrozen == MAX_FROZEN)
+			err = -ENOSPC;
+		else if ((err = repair_on(fd, &frozen_reuse[nfrozen])) == 0)
+			frozen_fds[nfrozen++] = fd;
+	}
+	ck_sock_walk_close(&walk);
+	if (err) {
+		ck_inet_thaw();
+		return err;
+	}
+	return nfrozen;
+}
+
+/* The process runs on after all: its connections leave repair mode. */
+CK_HIDDEN void ck_inet_thaw(void)
+{
+	for (int i = 0; i < nfrozen; i++)
+		repair_off(frozen_fds[i], frozen_reuse[i]);
+	nfrozen = 0;
+}
+
 static void save_tcp_queues(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f,
 			    const struct ck_tcp_info *ti, const struct inaddr *local, const struct inaddr *peer)
 {
-	int inq = 0, outq = 0, unsent = 0;
-	ck_ioctl(f->fd, FIONREAD, &inq);
-	ck_ioctl(f->fd, TIOCOUTQ, &outq);
-	ck_ioctl(f->fd, SIOCOUTQNSD, &unsent);
-	/* after shutdown(SHUT_WR), the FIN takes a sequence number of its own,
-	 * which both counts include while it is not sent: it is no byte (the
-	 * restore's own shutdown sends it again) */
-	if ((ti->state == TCP_FIN_WAIT1 || ti->state == TCP_CLOSING || ti->state == TCP_LAST_ACK) && unsent > 0) {
-		unsent--;
-		outq--;
-	}
 	if (ti->state == TCP_ESTABLISHED && ti->data_segs_out > 0 && peer->set && is_loopback(peer->addr) &&
 	    peer_not_accepted(t, local, peer)) {
 		fail_socket(w, f, -EOPNOTSUPP, "the program has a connection with bytes its own server has not accepted yet",
@@ -286,36 +637,111 @@ static void save_tcp_queues(struct ck_writer *w, const struct ck_fdtab *t, const
 			    local, peer);
 		return;
 	}
-	if (inq > 0) {
-		char *buf = scratch_buffer(inq);
-		long n = buf ? peek_stream(f->fd, buf, inq) : -ENOMEM;
-		if (n < 0)
-			fail_socket(w, f, n, "cannot copy the bytes queued in a TCP connection", "peeking its receive queue failed",
-				    local, peer);
-		else if (n > 0)
+	/* an urgent byte the program has not read is held apart from the
+	 * stream (unless SO_OOBINLINE), at a mark ckrun cannot set again */
+	char urgent;
+	if (ck_recvfrom_addr(f->fd, &urgent, 1, MSG_OOB | MSG_PEEK | MSG_DONTWAIT, 0, 0) == 1) {
+		fail_socket(w, f, -EOPNOTSUPP, "a TCP connection has urgent data the program has not read",
+			    "an urgent byte (sent with MSG_OOB) waits at its mark, which ckrun cannot make again; checkpoint "
+			    "again once the program has read it (recv with MSG_OOB); the program runs on",
+			    local, peer);
+		return;
+	}
+	save_recv_queue(w, f, ti->state, local, peer);
+	if (!w->err)
+		save_send_queue(w, f, ti->state, local, peer);
+	if (!w->err && ti->state == TCP_ESTABLISHED)
+		save_repair_state(w, f, ti);
+}
+
+/* The peer a connection in state CLOSE had (SO_PEERNAME tells it where
+ * getpeername no longer does); 0 when it never had one. */
+static int ended_peer(int fd, struct inaddr *peer)
+{
+	struct sockaddr_storage ss;
+	/* the kernel wants a length no longer than the family's address */
+	unsigned len = sizeof(struct sockaddr_in6);
+	ck_memset(&ss, 0, sizeof ss);
+	if (ck_getsockopt(fd, SOL_SOCKET, SO_PEERNAME, &ss, &len) != 0) {
+		len = sizeof(struct sockaddr_in);
+		if (ck_getsockopt(fd, SOL_SOCKET, SO_PEERNAME, &ss, &len) != 0)
+			return 0;
+	}
+	from_sockaddr(&ss, peer);
+	return peer->set && peer->port != 0;
+}
+
+/* A socket in state CLOSE that had a peer: a connection that ended, or a
+ * connect that failed. The kernel keeps its end (reads give EOF or the
+ * error) and may have let its port go; a socket made again and bound
+ * would neither end nor be free of its port, so only a pair is made
+ * again, connected and closed (save_ended). */
+static int ended_connection(const struct ck_fd *f, const struct inaddr *local, struct inaddr *peer)
+{
+	return local->set && ended_peer(f->fd, peer);
+}
+
+/* An error the connection's end left pending (a reset, a refusal), which
+ * only SO_ERROR could tell, and reading it clears it: poll says it is there. */
+static int error_pending(int fd)
+{
+	struct pollfd p = {fd, 0, 0};
+	return CK_SYS3(SYS_poll, &p, 1, 0) == 1 && (p.revents & POLLERR);
+}
+
+/* The other end of an ended connection, in this process and ended too:
+ * the restore makes both again and closes them as they were closed. */
+static int ended_partner_here(const struct ck_fdtab *t, const struct ck_fd *f, const struct inaddr *local,
+			      const struct inaddr *peer)
+{
+	for (int i = 0; i < t->n; i++) {
+		const struct ck_fd *o = &t->fds[i];
+		struct inaddr ol, op;
+		int type = 0;
+		struct ck_tcp_info ti;
+		unsigned len = sizeof ti;
+		if (o->st.ino == f->st.ino || (o->st.mode & S_IFMT) != S_IFSOCK || !ck_sockopt_int(o->fd, SOL_SOCKET, SO_TYPE, &type) ||
+		    type != SOCK_STREAM || !socket_address(o->fd, 0, &ol) || !same_address(&ol, peer))
+			continue;
+		ck_memset(&ti, 0, sizeof ti);
+		if (ck_getsockopt(o->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && ti.state == TCP_CLOSE &&
+		    ended_peer(o->fd, &op) && same_address(&op, local) && !error_pending(o->fd))
+			return 1;
+	}
+	return 0;
+}
+
+/* A connection both of whose ends this process holds, both closed
+ * (shutdown both ways, state CLOSE) with no error pending: "ended", its
+ * peer, and the bytes its end has not read. Any other ended connection
+ * fails the checkpoint. */
+static void save_ended(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f, const struct inaddr *local,
+		       const struct inaddr *peer)
+{
+	if (error_pending(f->fd) || !ended_partner_here(t, f, local, peer)) {
+		fail_socket(w, f, -EOPNOTSUPP, "a TCP connection has ended and the program has not closed it yet",
+			    "its connection ended (both sides closed it, or it was reset or refused: state CLOSE); ckrun makes "
+			    "one again only when both of its ends are in the same process and neither was reset; checkpoint "
+			    "again once the program has closed it; the program runs on",
+			    local, peer);
+		return;
+	}
+	struct cb_enc *e = &w->meta;
+	int inq = 0;
+	ck_ioctl(f->fd, FIONREAD, &inq);
+	char *buf = inq > 0 ? scratch_buffer(inq) : 0;
+	long n = buf ? peek_stream(f->fd, buf, inq) : 0;
+	if (n < 0 || (inq > 0 && n != inq)) {
+		fail_socket(w, f, n < 0 ? n : -EIO, "cannot copy the bytes queued in a TCP connection",
+			    "peeking its receive queue failed", local, peer);
+	} else {
+		put_address(e, "peer", peer);
+		cb_kv_bool(e, "ended", 1);
+		if (n > 0)
 			put_queue(w, "recv_queue", buf, n);
-		if (buf)
-			ck_munmap(buf, CK_PAGE_UP(inq));
 	}
-	if (unsent > 0) {
-		/* on loopback, bytes TCP has sent are in the peer's receive
-		 * queue; those it has not sent yet (the peer's window is full)
-		 * exist only in this send queue */
-		char *buf = scratch_buffer(outq > unsent ? outq : unsent);
-		long n = buf ? peek_unsent(f->fd, buf, outq > unsent ? outq : unsent, unsent) : -ENOMEM;
-		if (n == -EPERM)
-			fail_socket(w, f, n, "the program has a TCP connection with bytes written but not sent yet",
-				    "its peer's window is full, and reading the unsent bytes needs TCP_REPAIR, which needs "
-				    "CAP_NET_ADMIN (run as root), or checkpoint once the peer has read",
-				    local, peer);
-		else if (n < 0)
-			fail_socket(w, f, n, "cannot copy the bytes not yet sent on a TCP connection",
-				    "reading its send queue in repair mode failed", local, peer);
-		else
-			put_queue(w, "unsent_queue", buf, n);
-		if (buf)
-			ck_munmap(buf, CK_PAGE_UP(outq > unsent ? outq : unsent));
-	}
+	if (buf)
+		ck_munmap(buf, CK_PAGE_UP(inq));
 }
 
 static void save_tcp(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f, const struct inaddr *local,
@@ -329,7 +755,12 @@ static void save_tcp(struct ck_writer *w, const struct ck_fdtab *t, const struct
 		fail_socket(w, f, -EIO, "cannot read a TCP socket's state", "TCP_INFO failed", local, peer);
 		return;
 	}
+	struct inaddr had;
 	cb_kv_uint(e, "tcp_state", ti.state);
+	if (ti.state == TCP_CLOSE && ended_connection(f, local, &had)) {
+		save_ended(w, t, f, local, &had);
+		return;
+	}
 	if (ti.state == TCP_LISTEN) {
 		cb_kv_uint(e, "backlog", ti.sacked); /* a listener's sacked is its backlog */
 		return;
@@ -455,15 +886,37 @@ static void connecting_peer(int family, uint64_t ino, struct inaddr *peer)
 	peer->set = 1;
 }
 
-/* A UDP socket's shutdown (shutdown() works on one, connected or not),
- * which only sock_diag tells; 0 when it cannot tell. */
-static uint8_t udp_shutdown(int family, uint64_t ino)
+/* A UDP (or UDP-Lite) socket's shutdown (shutdown() works on one,
+ * connected or not), which only sock_diag tells; 0 when it cannot tell. */
+static uint8_t udp_shutdown(int family, int protocol, uint64_t ino)
 {
 	const struct inet_diag_msg *m;
 	uint8_t shut = 0;
-	if (!inet_diag_find(family, IPPROTO_UDP, ~0u, ino, &m, &shut))
+	if (!inet_diag_find(family, protocol, ~0u, ino, &m, &shut))
 		return 0;
 	return shut;
+}
+
+static int is_raw_or_ping(int family, int type, int protocol)
+{
+	return type == SOCK_RAW || (type == SOCK_DGRAM && ((family == AF_INET && protocol == IPPROTO_ICMP) ||
+							    (family == AF_INET6 && protocol == IPPROTO_ICMPV6)));
+}
+
+/* An echo reply queued on a ping socket cannot be put back (only the
+ * kernel makes one, for a request it saw go out): the checkpoint fails
+ * while one waits, naming the socket. */
+static void check_no_replies(struct ck_writer *w, const struct ck_fd *f, int type)
+{
+	char b;
+	if (ck_recvfrom_addr(f->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT, 0, 0) < 0)
+		return;
+	if (type == SOCK_RAW)
+		fail_socket(w, f, -EBUSY, "the program has a raw IP socket with packets it has not read",
+			    "ckrun cannot put packets the kernel delivered back; checkpoint again once the program has read them", 0, 0);
+	else
+		fail_socket(w, f, -EBUSY, "the program has an ICMP (ping) socket with a reply it has not read",
+			    "ckrun cannot put an echo reply back; checkpoint again once the program has read it", 0, 0);
 }
 
 CK_HIDDEN void ck_inet_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f, int family, int type,
@@ -472,9 +925,11 @@ CK_HIDDEN void ck_inet_save(struct ck_writer *w, const struct ck_fdtab *t, const
 	struct cb_enc *e = &w->meta;
 	struct inaddr local, peer;
 	(void)family;
-	if (!((type == SOCK_STREAM && protocol == IPPROTO_TCP) || (type == SOCK_DGRAM && protocol == IPPROTO_UDP))) {
+	int queueless = is_raw_or_ping(family, type, protocol);
+	if (!((type == SOCK_STREAM && protocol == IPPROTO_TCP) ||
+	      (type == SOCK_DGRAM && (protocol == IPPROTO_UDP || protocol == IPPROTO_UDPLITE)) || queueless)) {
 		fail_socket(w, f, -EOPNOTSUPP, "the program has an IP socket ckrun cannot save",
-			    "only TCP and UDP sockets are supported (not raw, SCTP, ICMP or UDP-Lite)", 0, 0);
+			    "only TCP, UDP, UDP-Lite, ICMP (ping) and raw sockets are supported (not SCTP or DCCP)", 0, 0);
 		return;
 	}
 	socket_address(f->fd, 0, &local);
@@ -488,8 +943,10 @@ CK_HIDDEN void ck_inet_save(struct ck_writer *w, const struct ck_fdtab *t, const
 		put_address(e, "peer", &peer);
 	if (type == SOCK_STREAM) {
 		save_tcp(w, t, f, &local, &peer);
+	} else if (queueless) {
+		check_no_replies(w, f, type);
 	} else {
-		uint8_t shut = udp_shutdown(family, f->st.ino);
+		uint8_t shut = udp_shutdown(family, protocol, f->st.ino);
 		if (shut)
 			cb_kv_uint(e, "shutdown", shut & 3);
 		save_datagrams(w, f);
@@ -563,6 +1020,17 @@ static int parse_datagrams(struct cb_dec *d, struct ck_img_inet *in)
 	return !d->error;
 }
 
+static int parse_repair(struct cb_dec *d, struct ck_img_inet *in)
+{
+	int64_t n;
+	if (!cbd_array(d, &n) || n != 11)
+		return 0;
+	for (int i = 0; i < 11; i++)
+		if (!cbd_uint_max(d, i == 5 ? UINT64_MAX : UINT32_MAX, &in->repair[i]))
+			return 0;
+	return in->has_repair = 1;
+}
+
 static int parse_inet(struct cb_dec *d, struct ck_img_inet *in)
 {
 	int64_t left;
@@ -579,12 +1047,24 @@ static int parse_inet(struct cb_dec *d, struct ck_img_inet *in)
 			ok = parse_address(d, &in->peer);
 		else if (cbd_key_is(k, kl, "tcp_state"))
 			ok = cbd_uint_max(d, INT32_MAX, &v) && (in->tcp_state = (int)v, 1);
+		else if (cbd_key_is(k, kl, "ended"))
+			ok = cbd_bool(d, &in->ended);
 		else if (cbd_key_is(k, kl, "backlog"))
 			ok = cbd_uint(d, &in->backlog) && (in->has_backlog = 1);
 		else if (cbd_key_is(k, kl, "recv_queue"))
 			ok = parse_queue(d, &in->recv_q);
 		else if (cbd_key_is(k, kl, "unsent_queue"))
 			ok = parse_queue(d, &in->unsent_q);
+		else if (cbd_key_is(k, kl, "send_queue"))
+			ok = parse_queue(d, &in->send_q);
+		else if (cbd_key_is(k, kl, "send_unsent"))
+			ok = cbd_uint(d, &in->send_unsent);
+		else if (cbd_key_is(k, kl, "send_seq"))
+			ok = cbd_uint_max(d, UINT32_MAX, &v) && (in->send_seq = (uint32_t)v, in->has_send_seq = 1);
+		else if (cbd_key_is(k, kl, "recv_seq"))
+			ok = cbd_uint_max(d, UINT32_MAX, &v) && (in->recv_seq = (uint32_t)v, in->has_recv_seq = 1);
+		else if (cbd_key_is(k, kl, "repair"))
+			ok = parse_repair(d, in);
 		else if (cbd_key_is(k, kl, "datagrams"))
 			ok = parse_datagrams(d, in);
 		else if (cbd_key_is(k, kl, "shutdown"))
@@ -612,6 +1092,7 @@ struct end {
 	const struct ck_img_socket *sock;
 	struct ck_img_inet *in;
 	int fd;
+	int reuseport_bind; /* bound with SO_REUSEPORT, which the program cleared since */
 };
 
 static const char *family_name(const struct end *e)
@@ -687,7 +1168,37 @@ static int new_socket(const struct end *e, int base_fd)
 		ck_refuse("cannot place the socket for descriptor %d: %s", e->f->fd, strerror(errno));
 	ck_sockopts_apply(moved, e->f, e->sock, -1, except_reuseaddr);
 	set_int(moved, SOL_SOCKET, SO_REUSEADDR, 1);
+	if (e->reuseport_bind)
+		set_int(moved, SOL_SOCKET, SO_REUSEPORT, 1);
 	return moved;
+}
+
+
+/* A raw socket: bound to its address (its "port" is its protocol, which
+ * bind ignores) and connected, with nothing queued (the checkpoint made
+ * sure). Making one takes CAP_NET_RAW, as it did for the program. */
+static void make_raw(struct end *e, int base_fd)
+{
+	e->fd = new_socket(e, base_fd);
+	struct sockaddr_storage ss;
+	static const uint8_t any6[16];
+	struct ck_img_inaddr a = e->in->local;
+	a.port = 0;
+	int any = !memcmp(a.addr, any6, 16) || (is_v4(a.addr) && !a.addr[12] && !a.addr[13] && !a.addr[14] && !a.addr[15]);
+	if (e->in->local.set && !any) {
+		socklen_t len = to_sockaddr(e->sock->family, &a, &ss);
+		if (bind(e->fd, (struct sockaddr *)&ss, len) != 0)
+			ck_refuse("cannot bind the raw socket at descriptor %d of process %d again: %s", e->f->fd, e->img->pid,
+				  strerror(errno));
+	}
+	if (e->in->peer.set) {
+		a = e->in->peer;
+		a.port = 0;
+		socklen_t len = to_sockaddr(e->sock->family, &a, &ss);
+		if (connect(e->fd, (struct sockaddr *)&ss, len) != 0)
+			ck_refuse("cannot connect the raw socket at descriptor %d of process %d again: %s", e->f->fd,
+				  e->img->pid, strerror(errno));
+	}
 }
 
 /* The connections and listeners this restart brings back, whose old
@@ -798,13 +1309,17 @@ static char *read_queue(struct ck_image *img, const struct ck_img_file *f, uint6
  * end's peer, or for unsent bytes the sender itself); what does not fit in
  * the peer's receive buffer waits in via's send buffer, made larger if it
  * has to be. */
-static void send_queue(const struct end *holder, int via, const struct ck_img_queue *q)
+static void send_queue_from(const struct end *holder, int via, const struct ck_img_queue *q, uint64_t skip)
 {
-	if (!q->len)
+	if (q->len <= skip)
 		return;
 	char *buf = read_queue(holder->img, holder->f, q->off, q->len, q->crc);
-	uint64_t done = 0;
-	int grows = 0, waits = 0;
+	uint64_t done = skip;
+	int grows = 0, waits = 0, sndbuf = 0, lock = 0;
+	socklen_t len = sizeof sndbuf;
+	getsockopt(via, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len);
+	len = sizeof lock;
+	getsockopt(via, SOL_SOCKET, SO_BUF_LOCK, &lock, &len);
 	while (done < q->len) {
 		ssize_t k = send(via, buf + done, q->len - done, MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (k > 0) {
@@ -836,21 +1351,52 @@ static void send_queue(const struct end *holder, int via, const struct ck_img_qu
 						   : "");
 	}
 	free(buf);
+	/* the size it had and whether the kernel tunes it (growing it locked
+	 * it): a size the program locked is set again once the queues are in
+	 * (ck_sockopts_apply_buffers); a smaller one than the bytes queued only
+	 * holds further writes until they drain */
+	if (grows && sndbuf > 0) {
+		int half = sndbuf / 2;
+		if (setsockopt(via, SOL_SOCKET, SO_SNDBUFFORCE, &half, sizeof half) != 0)
+			setsockopt(via, SOL_SOCKET, SO_SNDBUF, &half, sizeof half);
+		setsockopt(via, SOL_SOCKET, SO_BUF_LOCK, &lock, sizeof lock);
+	}
 }
 
-static int shut_write(int state)
+static void send_queue(const struct end *holder, int via, const struct ck_img_queue *q)
 {
-	return state == TCP_FIN_WAIT1 || state == TCP_FIN_WAIT2 || state == TCP_CLOSING || state == TCP_LAST_ACK;
+	send_queue_from(holder, via, q, 0);
 }
 
-static int peer_shut_write(int state)
+/* What `from` had written and `to` had not received yet, written by
+ * `from` (after to's saved receive queue): with both sequence numbers,
+ * exactly the bytes of from's send queue after to's last one; without
+ * them (an image whose process lacked CAP_NET_ADMIN), the bytes TCP had
+ * not sent. */
+static void send_rest(const struct end *from, const struct end *to)
 {
-	return state == TCP_CLOSE_WAIT || state == TCP_CLOSING || state == TCP_LAST_ACK;
+	const struct ck_img_inet *f = from->in, *t = to->in;
+	if (!f->has_send_seq) {
+		send_queue(from, from->fd, &f->unsent_q); /* an image of an older ckrun */
+		return;
+	}
+	if (!t->has_recv_seq) {
+		uint64_t unsent = f->send_unsent < f->send_q.len ? f->send_unsent : f->send_q.len;
+		send_queue_from(from, from->fd, &f->send_q, f->send_q.len - unsent);
+		return;
+	}
+	int32_t skip = (int32_t)(t->recv_seq + (uint32_t)t->recv_q.len - f->send_seq);
+	if (skip < 0 || (uint64_t)skip > f->send_q.len)
+		ck_refuse("images %s and %s do not agree on the TCP connection between descriptor %d of process %d and "
+			  "descriptor %d of process %d: %s; restart from another generation",
+			  from->img->path, to->img->path, from->f->fd, from->img->pid, to->f->fd, to->img->pid,
+			  skip < 0 ? "bytes in flight are in neither image" : "the receiver holds bytes the sender never wrote");
+	send_queue_from(from, from->fd, &f->send_q, (uint64_t)skip);
 }
 
 static int connected_state(int state)
 {
-	return state == TCP_ESTABLISHED || state == TCP_SYN_SENT || shut_write(state) || peer_shut_write(state);
+	return state == TCP_ESTABLISHED || state == TCP_SYN_SENT || fin_written(state) || fin_received(state);
 }
 
 /* A listener of the session at a (the same port, the same or a wildcard
@@ -912,15 +1458,56 @@ static void make_pair(struct end *c, struct end *s, int base_fd)
 	ck_sockopts_apply(s->fd, s->f, s->sock, IPPROTO_TCP, 0);
 	ck_sockopts_apply(s->fd, s->f, s->sock, IPPROTO_IP, 0);
 	send_queue(s, c->fd, &s->in->recv_q);
-	send_queue(c, c->fd, &c->in->unsent_q);
+	send_rest(c, s);
 	send_queue(c, s->fd, &c->in->recv_q);
-	send_queue(s, s->fd, &s->in->unsent_q);
-	if (shut_write(c->in->tcp_state))
+	send_rest(s, c);
+	if (fin_written(c->in->tcp_state))
 		shutdown(c->fd, SHUT_WR);
-	if (shut_write(s->in->tcp_state))
+	if (fin_written(s->in->tcp_state))
 		shutdown(s->fd, SHUT_WR);
 	settle(c);
 	settle(s);
+}
+
+/* Waits (a second at most) until e's end is in state `want`. */
+static int reaches(const struct end *e, int want)
+{
+	for (int i = 0; i < 1000; i++) {
+		struct tcp_info ti;
+		socklen_t len = sizeof ti;
+		if (getsockopt(e->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
+			return 0;
+		if (ti.tcpi_state == want)
+			return 1;
+		struct timespec ts = {0, 1000 * 1000};
+		nanosleep(&ts, 0);
+	}
+	return 0;
+}
+
+/* A connection both ends had closed, made again and closed the same way:
+ * each end's unread bytes, then a FIN each way, until both are in state
+ * CLOSE (reads see the bytes, then the end; writes fail with EPIPE). */
+static void make_ended_pair(struct end *c, struct end *s, int base_fd)
+{
+	make_pair(c, s, base_fd);
+	errno = 0;
+	if (shutdown(c->fd, SHUT_WR) != 0 || !reaches(c, TCP_FIN_WAIT2) || shutdown(s->fd, SHUT_WR) != 0 ||
+	    !reaches(s, TCP_CLOSE) || !reaches(c, TCP_CLOSE))
+		ck_refuse("cannot close the TCP connection between descriptors %d and %d of process %d again as it was "
+			  "closed: %s",
+			  c->f->fd, s->f->fd, c->img->pid, errno ? strerror(errno) : "it did not reach state CLOSE");
+}
+
+static struct end *ended_partner_of(struct end *ends, size_t n, const struct end *e)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct end *p = &ends[i];
+		if (p != e && p->fd < 0 && p->sock->type == SOCK_STREAM && p->in->ended && p->img == e->img &&
+		    same_address(&p->in->local, &e->in->peer) && same_address(&p->in->peer, &e->in->local))
+			return p;
+	}
+	return 0;
 }
 
 /* A connection to a peer outside the session (or to one that went away):
@@ -969,13 +1556,150 @@ listening:
 	if (peer_closed) {
 		send_queue(e, a, &e->in->recv_q);
 		shutdown(a, SHUT_WR);
-		if (shut_write(e->in->tcp_state))
+		if (fin_written(e->in->tcp_state))
 			shutdown(e->fd, SHUT_WR);
 	} else {
 		struct linger l = {1, 0};
 		setsockopt(a, SOL_SOCKET, SO_LINGER, &l, sizeof l);
 	}
 	close(a);
+}
+
+/* The generation's stop froze its connections (ckrun wrote DIR/N/repair_frozen
+ * after every process had put them in repair mode, before its SIGKILL),
+ * and no restart has used it yet: read next to the image, never through a
+ * link, and removed. */
+static int generation_frozen(const struct ck_image *img)
+{
+	static int known = -1;
+	if (known >= 0)
+		return known;
+	char path[4096];
+	const char *slash = strrchr(img->path, '/');
+	size_t dl = slash ? (size_t)(slash - img->path) : 1;
+	if (dl + sizeof "/repair_frozen" > sizeof path)
+		return known = 0;
+	memcpy(path, slash ? img->path : ".", dl);
+	memcpy(path + dl, "/repair_frozen", sizeof "/repair_frozen");
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	struct stat st;
+	known = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+	if (fd >= 0)
+		close(fd);
+	/* used once: after this restart the program runs on, and the peer
+	 * with it; the same generation restored again would be behind its
+	 * peer, and comes back reset */
+	if (known)
+		unlink(path);
+	return known;
+}
+
+static int set_repair(int fd, int name, const void *v, socklen_t len)
+{
+	return setsockopt(fd, IPPROTO_TCP, name, v, len);
+}
+
+static void repair_write(const struct end *e, const struct ck_img_queue *q, uint64_t from, uint64_t to)
+{
+	if (to <= from)
+		return;
+	char *buf = read_queue(e->img, e->f, q->off, q->len, q->crc);
+	for (uint64_t at = from; at < to;) {
+		ssize_t w = send(e->fd, buf + at, to - at, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (w <= 0)
+			ck_refuse("cannot write the queued bytes of descriptor %d of process %d back in repair mode: %s",
+				  e->f->fd, e->img->pid, w < 0 ? strerror(errno) : "nothing written");
+		at += (uint64_t)w;
+	}
+	free(buf);
+}
+
+/* A connection to a peer outside the session, frozen at the stop: made
+ * again in repair mode with its sequence numbers, options, window and
+ * queues, then repair mode left: the peer goes on with the same
+ * connection. 0 when repair mode is not allowed (no CAP_NET_ADMIN): the
+ * connection then comes back reset, as every other one. */
+static int make_repaired(struct end *e, int base_fd)
+{
+	const struct ck_img_inet *in = e->in;
+	const uint64_t *r = in->repair;
+	int on = TCP_REPAIR_ON, q;
+	uint32_t seq;
+	int fd = socket(e->sock->family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		ck_refuse("cannot create a TCP socket for descriptor %d of process %d: %s", e->f->fd, e->img->pid, strerror(errno));
+	if (set_repair(fd, TCP_REPAIR, &on, sizeof on) != 0) {
+		close(fd);
+		return 0;
+	}
+	close(fd);
+	e->fd = new_socket(e, base_fd);
+	char a1[64], a2[64];
+	const char *what = 0;
+	struct ck_repair_window rw = {(uint32_t)r[6], (uint32_t)r[7], (uint32_t)r[8], (uint32_t)r[9], (uint32_t)r[10]};
+	struct tcp_repair_opt opts[4];
+	int nopt = 0;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	struct ck_timespec now;
+	ck_clock_gettime(CLOCK_REALTIME, &now);
+	uint64_t now_ms = (uint64_t)now.sec * 1000u + (uint64_t)now.nsec / 1000000u;
+	/* the timestamp clock went on while the program was down: the peer
+	 * drops segments whose timestamps go back (PAWS) */
+	uint32_t ts = (uint32_t)(r[4] + (now_ms > r[5] ? now_ms - r[5] : 0));
+	opts[nopt++] = (struct tcp_repair_opt){TCPOPT_MAXSEG, (uint32_t)r[0]};
+	if (r[3] & TCPI_OPT_WSCALE)
+		opts[nopt++] = (struct tcp_repair_opt){TCPOPT_WINDOW, (uint32_t)(r[1] | (r[2] << 16))};
+	if (r[3] & TCPI_OPT_SACK)
+		opts[nopt++] = (struct tcp_repair_opt){TCPOPT_SACK_PERMITTED, 0};
+	if (r[3] & TCPI_OPT_TIMESTAMPS)
+		opts[nopt++] = (struct tcp_repair_opt){TCPOPT_TIMESTAMP, 0};
+	int one = 1;
+	setsockopt(e->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (set_repair(e->fd, TCP_REPAIR, &on, sizeof on) != 0)
+		what = "TCP_REPAIR";
+	q = TCP_SEND_QUEUE, seq = in->send_seq;
+	if (!what && (set_repair(e->fd, TCP_REPAIR_QUEUE, &q, sizeof q) != 0 || set_repair(e->fd, TCP_QUEUE_SEQ, &seq, sizeof seq) != 0))
+		what = "the send sequence number";
+	q = TCP_RECV_QUEUE, seq = in->recv_seq;
+	if (!what && (set_repair(e->fd, TCP_REPAIR_QUEUE, &q, sizeof q) != 0 || set_repair(e->fd, TCP_QUEUE_SEQ, &seq, sizeof seq) != 0))
+		what = "the receive sequence number";
+	if (!what) {
+		len = to_sockaddr(e->sock->family, &in->local, &ss);
+		if (bind(e->fd, (struct sockaddr *)&ss, len) != 0)
+			what = "bind to its old address";
+	}
+	if (!what) {
+		len = to_sockaddr(e->sock->family, &in->peer, &ss);
+		if (connect(e->fd, (struct sockaddr *)&ss, len) != 0)
+			what = "connect (in repair mode) to its peer";
+	}
+	if (!what && set_repair(e->fd, TCP_REPAIR_OPTIONS, opts, (socklen_t)(nopt * sizeof opts[0])) != 0)
+		what = "TCP_REPAIR_OPTIONS";
+	if (!what && (r[3] & TCPI_OPT_TIMESTAMPS) && set_repair(e->fd, TCP_TIMESTAMP, &ts, sizeof ts) != 0)
+		what = "TCP_TIMESTAMP";
+	if (!what && set_repair(e->fd, TCP_REPAIR_WINDOW, &rw, sizeof rw) != 0)
+		what = "TCP_REPAIR_WINDOW";
+	if (what)
+		ck_refuse("cannot re-create the connection of descriptor %d of process %d (%s port %d to %s port %d) in repair "
+			  "mode: %s failed: %s",
+			  e->f->fd, e->img->pid, address_text(&in->local, a1, sizeof a1), in->local.port,
+			  address_text(&in->peer, a2, sizeof a2), in->peer.port, what, strerror(errno));
+	q = TCP_RECV_QUEUE;
+	set_repair(e->fd, TCP_REPAIR_QUEUE, &q, sizeof q);
+	repair_write(e, &in->recv_q, 0, in->recv_q.len);
+	/* the bytes TCP had sent go in as sent (retransmitted if the peer
+	 * lacks them), the rest are sent once repair mode is left */
+	uint64_t sent = in->send_q.len > in->send_unsent ? in->send_q.len - in->send_unsent : 0;
+	q = TCP_SEND_QUEUE;
+	set_repair(e->fd, TCP_REPAIR_QUEUE, &q, sizeof q);
+	repair_write(e, &in->send_q, 0, sent);
+	int off = TCP_REPAIR_OFF, noq = TCP_NO_QUEUE;
+	set_repair(e->fd, TCP_REPAIR_QUEUE, &noq, sizeof noq);
+	if (set_repair(e->fd, TCP_REPAIR, &off, sizeof off) != 0)
+		ck_refuse("cannot leave repair mode on descriptor %d of process %d: %s", e->f->fd, e->img->pid, strerror(errno));
+	repair_write(e, &in->send_q, sent, in->send_q.len);
+	return 1;
 }
 
 static void make_listener(struct end *e, int base_fd)
@@ -1042,7 +1766,8 @@ static void make_udp(struct end *e, int base_fd)
 		const struct ck_img_dgram *g = &e->in->dgrams[i];
 		struct sockaddr_storage ss;
 		int hf = family == AF_INET6 || !is_v4(g->from.addr) ? AF_INET6 : AF_INET;
-		int h = socket(hf, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		/* UDP-Lite datagrams come only from a UDP-Lite socket */
+		int h = socket(hf, SOCK_DGRAM | SOCK_CLOEXEC, e->sock->protocol == IPPROTO_UDPLITE ? IPPROTO_UDPLITE : 0);
 		if (h < 0)
 			ck_refuse("cannot create a socket to put back the datagrams of descriptor %d: %s", e->f->fd, strerror(errno));
 		set_int(h, SOL_SOCKET, SO_REUSEADDR, 1);
@@ -1095,6 +1820,25 @@ static struct end *partner_of(struct end *ends, size_t n, const struct end *e)
 	return 0;
 }
 
+/* Sockets that share a port with one that has SO_REUSEPORT had it too when
+ * they were bound (the kernel allows the sharing only then), and the
+ * program cleared it since (the sockets keep the port): they are bound
+ * with it again, and given the saved value back once every socket is. */
+static void mark_reuseport_binds(struct end *ends, size_t count)
+{
+	for (size_t i = 0; i < count; i++) {
+		struct end *e = &ends[i];
+		if (!e->in->local.set || !e->in->local.port || saved_int(e->sock, SOL_SOCKET, SO_REUSEPORT) ||
+		    (e->sock->type == SOCK_STREAM && connected_state(e->in->tcp_state)))
+			continue;
+		for (size_t j = 0; j < count && !e->reuseport_bind; j++) {
+			const struct end *o = &ends[j];
+			e->reuseport_bind = o != e && o->sock->type == e->sock->type && o->in->local.set &&
+					    o->in->local.port == e->in->local.port && saved_int(o->sock, SOL_SOCKET, SO_REUSEPORT);
+		}
+	}
+}
+
 /* The kill -9 that ended the checkpointed run left TIME-WAIT entries of
  * its connections on the ports the restart binds now: they are removed
  * (as root), or waited for where a port must be had (bind_to). */
@@ -1108,7 +1852,7 @@ static void forget_time_wait(const struct end *ends, size_t count)
 			continue;
 		if (in->tcp_state == TCP_LISTEN)
 			tw_own[tw_nown++] = (struct ck_tw_own){in->local, {0, {0}, 0}};
-		else if (connected_state(in->tcp_state) && in->peer.set)
+		else if ((connected_state(in->tcp_state) || in->ended) && in->peer.set)
 			tw_own[tw_nown++] = (struct ck_tw_own){in->local, in->peer};
 	}
 	ck_tw_clear(tw_own, tw_nown);
@@ -1127,7 +1871,7 @@ static size_t collect_ends(struct ck_sock_file *list, size_t n, struct end **out
 			continue;
 		if (count == cap)
 			ends = realloc(ends, (cap *= 2) * sizeof *ends);
-		ends[count++] = (struct end){list[i].img, f, list[i].s, list[i].s->inet_part, -1};
+		ends[count++] = (struct end){list[i].img, f, list[i].s, list[i].s->inet_part, -1, 0};
 	}
 	*out = ends;
 	return count;
@@ -1146,6 +1890,7 @@ CK_HIDDEN void ck_inet_create_shared(struct ck_sock_file *list, size_t n, struct
 		return;
 	}
 	forget_time_wait(ends, count);
+	mark_reuseport_binds(ends, count);
 	for (size_t i = 0; i < count; i++) {
 		struct end *e = &ends[i], *p;
 		if (e->fd >= 0 || e->sock->type != SOCK_STREAM || !connected_state(e->in->tcp_state))
@@ -1158,6 +1903,20 @@ CK_HIDDEN void ck_inet_create_shared(struct ck_sock_file *list, size_t n, struct
 				make_pair(e, p, base_fd);
 		}
 	}
+	for (size_t i = 0; i < count; i++) {
+		struct end *e = &ends[i], *p;
+		if (e->fd >= 0 || e->sock->type != SOCK_STREAM || !e->in->ended)
+			continue;
+		/* the checkpoint saw both ends in this process */
+		if (!(p = ended_partner_of(ends, count, e)))
+			ck_refuse("image %s is inconsistent: descriptor %d of process %d is a TCP connection that had ended, and "
+				  "its other end is not in the image; restart from another generation",
+				  e->img->path, e->f->fd, e->img->pid);
+		if (listener_at(ends, count, &e->in->local) && !listener_at(ends, count, &p->in->local))
+			make_ended_pair(p, e, base_fd);
+		else
+			make_ended_pair(e, p, base_fd);
+	}
 	for (size_t i = 0; i < count; i++)
 		if (ends[i].fd < 0 && ends[i].sock->type == SOCK_STREAM && ends[i].in->tcp_state == TCP_LISTEN)
 			make_listener(&ends[i], base_fd);
@@ -1167,14 +1926,19 @@ CK_HIDDEN void ck_inet_create_shared(struct ck_sock_file *list, size_t n, struct
 			continue;
 		if (e->sock->type == SOCK_DGRAM)
 			make_udp(e, base_fd);
+		else if (e->sock->type == SOCK_RAW)
+			make_raw(e, base_fd);
 		else if (!connected_state(e->in->tcp_state))
 			make_plain(e, base_fd);
 		else if (e->in->tcp_state == TCP_SYN_SENT)
 			continue; /* below */
 		else if (e->in->tcp_state == TCP_ESTABLISHED && listener_at(ends, count, &e->in->peer))
 			make_pending(e, base_fd);
+		else if (e->in->tcp_state == TCP_ESTABLISHED && e->in->has_repair && e->in->has_send_seq &&
+			 e->in->has_recv_seq && e->in->peer.set && generation_frozen(e->img) && make_repaired(e, base_fd))
+			continue;
 		else
-			make_orphan(e, base_fd, peer_shut_write(e->in->tcp_state));
+			make_orphan(e, base_fd, fin_received(e->in->tcp_state));
 	}
 	/* connects in progress last: the connections a listener had queued
 	 * take their places in its queue first */
@@ -1183,6 +1947,8 @@ CK_HIDDEN void ck_inet_create_shared(struct ck_sock_file *list, size_t n, struct
 			make_connecting(&ends[i], base_fd);
 	for (size_t i = 0; i < count; i++) {
 		set_int(ends[i].fd, SOL_SOCKET, SO_REUSEADDR, saved_reuseaddr(ends[i].sock));
+		if (ends[i].reuseport_bind)
+			set_int(ends[i].fd, SOL_SOCKET, SO_REUSEPORT, 0);
 		ck_objects_add(objs, "socket", ends[i].f->ino, 0, ends[i].fd);
 	}
 	free(ends);

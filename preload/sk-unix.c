@@ -42,6 +42,9 @@
 #include "sockets.h"
 #include "sys.h"
 
+#ifndef SO_BUF_LOCK
+#define SO_BUF_LOCK 72
+#endif
 #define TCP_ESTABLISHED_STATE 1
 #define TCP_CLOSE_STATE 7
 #define TCP_LISTEN_STATE 10
@@ -58,6 +61,8 @@ struct udiag {
 	uint8_t name[108];
 	const uint32_t *icons; /* points into the reply buffer */
 	int nicons;
+	int has_vfs;           /* bound to a path: the inode bind made there */
+	uint32_t vfs_ino, vfs_dev;
 };
 
 /* One reply at a time: the checkpoint runs in one thread of one process. */
@@ -103,6 +108,11 @@ static void parse_diag_attrs(struct udiag *u, const struct unix_diag_msg *m, lon
 		case UNIX_DIAG_SHUTDOWN:
 			u->shutdown = *(const uint8_t *)p;
 			break;
+		case UNIX_DIAG_VFS:
+			u->vfs_ino = ((const struct unix_diag_vfs *)p)->udiag_vfs_ino;
+			u->vfs_dev = ((const struct unix_diag_vfs *)p)->udiag_vfs_dev;
+			u->has_vfs = 1;
+			break;
 		}
 	}
 }
@@ -113,7 +123,8 @@ static long diag_query(uint32_t ino, struct udiag *u)
 {
 	struct ck_unix_diag_query q;
 	struct sockaddr_nl kernel;
-	ck_unix_diag_query(&q, ino, ~0u, UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN | UDIAG_SHOW_ICONS);
+	ck_unix_diag_query(&q, ino, ~0u, UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN | UDIAG_SHOW_ICONS |
+							 UDIAG_SHOW_VFS);
 	ck_memset(&kernel, 0, sizeof kernel);
 	ck_memset(u, 0, sizeof *u);
 	kernel.nl_family = AF_NETLINK;
@@ -146,15 +157,30 @@ static void sockopt_set_int(int fd, int name, int v)
 	CK_SYS5(SYS_setsockopt, fd, SOL_SOCKET, name, &v, sizeof v);
 }
 
+/* The socket file bind made is still the one at the name: the same inode
+ * (sock_diag reports the kernel's device number, stat the encoded one). */
+static int own_file_at_name(const struct udiag *u, const struct ck_stat *st)
+{
+	uint32_t major = (uint32_t)((st->dev >> 8) & 0xfff), minor = (uint32_t)((st->dev & 0xff) | ((st->dev >> 12) & 0xfff00));
+	return !u->has_vfs || (u->vfs_ino == (uint32_t)st->ino && u->vfs_dev == (major << 20 | minor));
+}
+
 /* The mode and owner of the socket file at a path-bound socket's name
- * (what bind made of the umask, and a chmod/chown since). */
+ * (what bind made of the umask, and a chmod/chown since); or, when its
+ * file is no longer there (unlinked, or another file put at the name),
+ * "file_gone": the restart binds it and removes its file again. */
 static void put_file_attrs(struct cb_enc *e, const struct udiag *u)
 {
 	char path[sizeof u->name + 1];
 	struct ck_stat st;
 	ck_memcpy(path, u->name, (size_t)u->namelen);
 	path[u->namelen] = 0;
-	if (CK_SYS4(SYS_newfstatat, AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) != 0 || (st.mode & S_IFMT) != S_IFSOCK)
+	long r = CK_SYS4(SYS_newfstatat, AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW);
+	if (u->has_vfs && (r != 0 || (st.mode & S_IFMT) != S_IFSOCK || !own_file_at_name(u, &st))) {
+		cb_kv_bool(e, "file_gone", 1);
+		return;
+	}
+	if (r != 0 || (st.mode & S_IFMT) != S_IFSOCK)
 		return;
 	cb_kv_uint(e, "file_mode", st.mode & 07777);
 	cb_kv_uint(e, "file_uid", st.uid);
@@ -291,10 +317,20 @@ static void describe_passed(struct ck_writer *w, const struct ck_fd *f, int fd)
 		cb_kv_text(e, "kind", "socket");
 		cb_kv_uint(e, "ino", st.ino);
 		break;
-	default:
+	default: {
+		long n = ck_fd_link(fd, passed_link, sizeof passed_link - 1);
+		int first = !w->err;
+		passed_link[n > 0 ? n : 0] = 0;
 		fail_socket(w, -EOPNOTSUPP, "a descriptor in flight is of a kind ckrun cannot pass again", f->fd,
 			    "a message in its queue carries a descriptor that is neither a regular file, a pipe nor a socket "
-			    "(SCM_RIGHTS); checkpoint again once the program has received it");
+			    "(SCM_RIGHTS): ");
+		if (!first)
+			break;
+		struct ck_str m;
+		ck_str_init(&m, w->err_detail + ck_strlen(w->err_detail), sizeof w->err_detail - ck_strlen(w->err_detail));
+		ck_str_add(&m, n > 0 ? passed_link : "of an unknown kind");
+		ck_str_add(&m, "; checkpoint again once the program has received it");
+	}
 	}
 	cb_close(e);
 }
@@ -409,9 +445,9 @@ static void save_queue(struct ck_writer *w, const struct ck_fd *f, int type, uin
 	struct peek_state s;
 	int peek_off = -1, has_data = 0;
 	uint64_t limit = UNIX_QUEUE_MAX;
-	/* an unconnected seqpacket socket cannot be read (ENOTCONN): nothing
-	 * can be queued on it */
-	if (type == SOCK_SEQPACKET && state != TCP_ESTABLISHED_STATE)
+	/* an unconnected stream or seqpacket socket cannot be read (EINVAL,
+	 * ENOTCONN): nothing can be queued on it */
+	if (type != SOCK_DGRAM && state != TCP_ESTABLISHED_STATE)
 		return;
 	/* (POLLIN also means only that the peer shut down: the queue's
 	 * length is sock_diag's) */
@@ -668,6 +704,8 @@ CK_HIDDEN int ck_unix_parse(struct cb_dec *d, const char *k, size_t kl, struct c
 			ok = parse_queue(d, u);
 		else if (cbd_key_is(uk, ukl, "reset"))
 			ok = cbd_bool(d, &u->reset);
+		else if (cbd_key_is(uk, ukl, "file_gone"))
+			ok = cbd_bool(d, &u->file_gone);
 		else if (cbd_peek(d) == CB_UINT)
 			ok = parse_number(d, uk, ukl, u);
 		else
@@ -794,6 +832,8 @@ static void configure(const struct usock *s, int fd)
 	ck_sockopts_apply(fd, s->f, s->sock, SOL_SOCKET, 0);
 	set_buffer(fd, SO_SNDBUF, SO_SNDBUFFORCE, s->u->sndbuf);
 	set_buffer(fd, SO_RCVBUF, SO_RCVBUFFORCE, s->u->rcvbuf);
+	/* setting a size locks it: the locks the program had, and no more */
+	ck_sockopt_apply_one(fd, s->sock, SO_BUF_LOCK);
 }
 
 static int new_socket(const struct usock *s, int base_fd)
@@ -850,12 +890,130 @@ static void set_file_attrs(const struct usock *s, const char *path)
 	close(o);
 }
 
+/* A socket whose file was gone at the checkpoint (unlinked, or another
+ * file put at its name) is bound at its name, so getsockname and its
+ * peers' getpeername give that back; its new socket file is at once
+ * renamed to a hidden name in the same directory, through which the
+ * session's own sockets connect and send to it (several such sockets may
+ * have had one name), and removed once every socket is made. What is at
+ * the name now is moved aside for the moment of the bind; directories
+ * missing on the way are made for it and removed after. */
+struct ghost {
+	const struct usock *owner;
+	char dir[4096];   /* absolute */
+	char hidden[128]; /* the socket file's name in dir until the end */
+	char made[4096];  /* the topmost directory made for it; "" none */
+};
+static struct ghost *ghosts;
+static size_t nghosts;
+
+static void make_ghost_dirs(const struct usock *s, struct ghost *g)
+{
+	char dir[4096];
+	struct stat st;
+	for (char *p = strchr(g->dir + 1, '/');; p = strchr(p + 1, '/')) {
+		snprintf(dir, sizeof dir, "%.*s", p ? (int)(p - g->dir) : (int)strlen(g->dir), g->dir);
+		/* followed as bind follows it (/var/run is a link to /run) */
+		if (stat(dir, &st) == 0) {
+			if (!S_ISDIR(st.st_mode))
+				ck_refuse(WHO " was bound in %s, and %s is not a directory now; move it away and restart again",
+					  WHO_ARGS(s), g->dir, dir);
+		} else if (errno != ENOENT || mkdir(dir, 0700) != 0) {
+			ck_refuse("cannot make the directory %s to bind " WHO " at its name again: %s", dir, WHO_ARGS(s),
+				  strerror(errno));
+		} else if (!g->made[0]) {
+			snprintf(g->made, sizeof g->made, "%s", dir);
+		}
+		if (!p)
+			break;
+	}
+}
+
+static void ghost_bind(const struct usock *s, int fd, const struct sockaddr_un *a, socklen_t len)
+{
+	char path[4096], at[4096], aside[4096] = "";
+	struct stat st;
+	if (a->sun_path[0] == '/' || !s->img->cwd)
+		snprintf(path, sizeof path, "%s", a->sun_path);
+	else
+		snprintf(path, sizeof path, "%s/%s", s->img->cwd, a->sun_path);
+	char *slash = strrchr(path, '/');
+	if (!slash || slash == path)
+		ck_refuse(WHO " was bound to %s, which ckrun cannot bind again without its file", WHO_ARGS(s), path);
+	ghosts = realloc(ghosts, (nghosts + 1) * sizeof *ghosts);
+	struct ghost *g = &ghosts[nghosts++];
+	memset(g, 0, sizeof *g);
+	g->owner = s;
+	snprintf(g->dir, sizeof g->dir, "%.*s", (int)(slash - path), path);
+	snprintf(g->hidden, sizeof g->hidden, ".ckrun-sock-%d-%zu", (int)getpid(), nghosts);
+	make_ghost_dirs(s, g);
+	if (lstat(path, &st) == 0) {
+		snprintf(aside, sizeof aside, "%s/.ckrun-aside-%d-%zu", g->dir, (int)getpid(), nghosts);
+		if (rename(path, aside) != 0)
+			ck_refuse("cannot move %s aside for a moment to bind " WHO " there again (its file was gone at the "
+				  "checkpoint): %s",
+				  path, WHO_ARGS(s), strerror(errno));
+	}
+	int ok = bind(fd, (const struct sockaddr *)a, len) == 0;
+	int err = errno;
+	snprintf(at, sizeof at, "%s/%s", g->dir, g->hidden);
+	if (ok && rename(path, at) != 0)
+		ok = 0, err = errno;
+	if (aside[0] && rename(aside, path) != 0)
+		ck_refuse("cannot move %s back to %s: %s", aside, path, strerror(errno));
+	if (!ok)
+		ck_refuse("cannot bind " WHO " to %s again: %s", WHO_ARGS(s), path, strerror(err));
+}
+
+/* The hidden name of the newest ghost of owner, relative to its directory,
+ * entered (*here: where to return); 0 when owner is not a ghost. */
+static int ghost_addr(const struct usock *owner, struct sockaddr_un *a, socklen_t *len, int *here)
+{
+	for (size_t i = nghosts; i-- > 0;) {
+		const struct ghost *g = &ghosts[i];
+		if (g->owner != owner)
+			continue;
+		*here = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (chdir(g->dir) != 0)
+			ck_refuse("cannot enter %s to reach " WHO ": %s", g->dir, WHO_ARGS(owner), strerror(errno));
+		memset(a, 0, sizeof *a);
+		a->sun_family = AF_UNIX;
+		snprintf(a->sun_path, sizeof a->sun_path, "%s", g->hidden);
+		*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(g->hidden) + 1);
+		return 1;
+	}
+	return 0;
+}
+
+static void ghosts_finish(void)
+{
+	char at[4096 + 160];
+	while (nghosts) {
+		struct ghost *g = &ghosts[--nghosts];
+		snprintf(at, sizeof at, "%s/%s", g->dir, g->hidden);
+		if (unlink(at) != 0 && errno != ENOENT)
+			ck_refuse("cannot remove the socket file %s again: %s", at, strerror(errno));
+		/* the directories made for it, deepest first */
+		size_t top = strlen(g->made);
+		char *slash;
+		while (top && strlen(g->dir) >= top && rmdir(g->dir) == 0 && (slash = strrchr(g->dir, '/')) != 0)
+			*slash = 0;
+	}
+	free(ghosts);
+	ghosts = 0;
+}
+
 /* Binds fd to the name of s (fd may be a temporary listener for s). */
 static void bind_name(const struct usock *s, int fd)
 {
 	struct sockaddr_un a;
 	socklen_t len = to_addr(&a, s->u->name, s->u->namelen);
 	int here = enter_cwd(s, s->u->name, s->u->namelen);
+	if (a.sun_path[0] != 0 && s->u->file_gone) {
+		ghost_bind(s, fd, &a, len);
+		leave_cwd(here);
+		return;
+	}
 	clear_stale_path(s, &a, len);
 	if (bind(fd, (struct sockaddr *)&a, len) != 0)
 		ck_refuse("cannot bind " WHO " to %s again: %s", WHO_ARGS(s), name_text(s->u->name, s->u->namelen),
@@ -869,8 +1027,12 @@ static void bind_name(const struct usock *s, int fd)
 static void connect_to(const struct usock *s, int fd, const struct usock *owner)
 {
 	struct sockaddr_un a;
-	socklen_t len = to_addr(&a, owner->u->name, owner->u->namelen);
-	int here = enter_cwd(owner, owner->u->name, owner->u->namelen);
+	socklen_t len;
+	int here;
+	if (!ghost_addr(owner, &a, &len, &here)) {
+		len = to_addr(&a, owner->u->name, owner->u->namelen);
+		here = enter_cwd(owner, owner->u->name, owner->u->namelen);
+	}
 	int fl = fcntl(fd, F_GETFL);
 	fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 	int r = connect(fd, (struct sockaddr *)&a, len);
@@ -1208,9 +1370,12 @@ static void create_named(int base_fd)
 			continue;
 		if (s->u->qlen && !mutual_peer(s)) {
 			struct sockaddr_un a;
-			socklen_t len = to_addr(&a, s->u->name, s->u->namelen);
-			int tmp = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-			int here = enter_cwd(s, s->u->name, s->u->namelen);
+			socklen_t len;
+			int here, tmp = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+			if (!ghost_addr(s, &a, &len, &here)) {
+				len = to_addr(&a, s->u->name, s->u->namelen);
+				here = enter_cwd(s, s->u->name, s->u->namelen);
+			}
 			refill(s, tmp, &a, len);
 			leave_cwd(here);
 			close(tmp);
@@ -1441,6 +1606,7 @@ CK_HIDDEN void ck_unix_create_shared(struct ck_sock_file *list, size_t n, struct
 		if (socks[i].fd < 0)
 			socks[i].fd = new_socket(&socks[i], base_fd); /* never connected, never named */
 	run_deferred_refills();
+	ghosts_finish();
 	close_lone_pipes();
 	for (size_t i = 0; i < nsocks; i++) {
 		struct usock *s = &socks[i];

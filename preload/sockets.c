@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,12 +32,45 @@ static int socket_detect(const struct ck_fd *f)
  * the program set them. */
 static const int socket_level_options[] = {
 	SO_REUSEADDR, SO_REUSEPORT, SO_KEEPALIVE, SO_BROADCAST, SO_OOBINLINE, SO_PASSCRED,
-	SO_RCVTIMEO, SO_SNDTIMEO, SO_LINGER, SO_RCVLOWAT,
+	SO_RCVTIMEO, SO_SNDTIMEO, SO_LINGER, SO_RCVLOWAT, SO_DONTROUTE, SO_NO_CHECK,
 };
 
 /* Options a program rarely changes, some of which only a privileged
  * restart may set (sockopt.c): saved only when changed. */
 static const int socket_level_changed_options[] = {SO_PRIORITY, SO_MARK, SO_BINDTODEVICE};
+
+#ifndef SO_PASSPIDFD
+#define SO_PASSPIDFD 76
+#endif
+#ifndef SO_PASSRIGHTS
+#define SO_PASSRIGHTS 83
+#endif
+
+/* Options of Unix sockets only. SO_PEEK_OFF is the program's own: the
+ * checkpoint's peek puts it back as it found it (sk-unix.c), and the
+ * restart sets it before the queue is refilled, which leaves it alone. */
+static const int unix_options[] = {SO_PEEK_OFF, SO_PASSSEC, SO_PASSPIDFD, SO_PASSRIGHTS};
+
+#ifndef SO_BUF_LOCK
+#define SO_BUF_LOCK 72
+#endif
+
+/* A buffer size the program set (SO_SNDBUF, SO_RCVBUF) is locked: the
+ * kernel no longer tunes it (SO_BUF_LOCK says which, and a program may
+ * lock one without setting it). Saved then, before the lock itself, so
+ * that the restore sets them in that order (sockopt.c). An unlocked size
+ * is the kernel's to tune, and is left to it. */
+static void save_buffers(struct cb_enc *e, const struct ck_fd *f)
+{
+	int lock = 0;
+	if (!ck_sockopt_int(f->fd, SOL_SOCKET, SO_BUF_LOCK, &lock))
+		return;
+	if (lock & 1 /* SOCK_SNDBUF_LOCK */)
+		ck_sockopt_put(e, f->fd, SOL_SOCKET, SO_SNDBUF);
+	if (lock & 2 /* SOCK_RCVBUF_LOCK */)
+		ck_sockopt_put(e, f->fd, SOL_SOCKET, SO_RCVBUF);
+	ck_sockopt_put(e, f->fd, SOL_SOCKET, SO_BUF_LOCK);
+}
 
 static void save_options(struct cb_enc *e, const struct ck_fd *f, int family, int type)
 {
@@ -48,27 +82,50 @@ static void save_options(struct cb_enc *e, const struct ck_fd *f, int family, in
 		ck_sockopt_put_changed(e, f->fd, SOL_SOCKET, socket_level_changed_options[i]);
 	if (family == AF_INET || family == AF_INET6)
 		ck_inet_options_save(e, f, family, type);
+	if (family == AF_UNIX)
+		for (size_t i = 0; i < sizeof unix_options / sizeof unix_options[0]; i++)
+			ck_sockopt_put(e, f->fd, SOL_SOCKET, unix_options[i]);
+	save_buffers(e, f);
 	cb_close(e);
 }
 
+#ifndef SO_LOCK_FILTER
+#define SO_LOCK_FILTER 44
+#endif
+
 /* A classic BPF filter (SO_ATTACH_FILTER) decides which packets the
- * socket gets: not attached again yet, so the checkpoint fails rather
- * than restore a socket that lets everything through. With a length of
- * zero the kernel tells how many instructions the filter has. */
-static int has_filter(struct ck_writer *w, const struct ck_fd *f)
+ * socket gets: its instructions as the program attached them (SO_GET_FILTER
+ * gives them back; with a length of zero it tells how many), and whether
+ * it is locked (SO_LOCK_FILTER). An eBPF program (SO_ATTACH_BPF) cannot be
+ * read back: the checkpoint fails rather than restore a socket that lets
+ * everything through. Returns 0 when the checkpoint fails. */
+static int save_filter(struct ck_writer *w, const struct ck_fd *f)
 {
+	static struct sock_filter prog[BPF_MAXINSNS]; /* the writer's own copy: it is a process of its own */
 	unsigned len = 0;
-	if (ck_getsockopt(f->fd, SOL_SOCKET, SO_ATTACH_FILTER, 0, &len) != 0 || len == 0)
-		return 0;
-	ck_writer_fail(w, -EOPNOTSUPP, "the program has a socket with a packet filter ckrun cannot attach again");
+	long r = ck_getsockopt(f->fd, SOL_SOCKET, SO_GET_FILTER, 0, &len);
+	if (r == 0 && len == 0)
+		return 1;
+	if (r == 0 && len <= BPF_MAXINSNS) {
+		unsigned n = len;
+		r = ck_getsockopt(f->fd, SOL_SOCKET, SO_GET_FILTER, prog, &n);
+		if (r == 0 && n == len) {
+			int locked = 0;
+			cb_text(&w->meta, "filter");
+			cb_bytes(&w->meta, prog, (size_t)n * sizeof prog[0]);
+			if (ck_sockopt_int(f->fd, SOL_SOCKET, SO_LOCK_FILTER, &locked) && locked)
+				cb_kv_uint(&w->meta, "filter_locked", 1);
+			return 1;
+		}
+	}
+	ck_writer_fail(w, r < 0 ? r : -EIO, "the program has a socket with a packet filter ckrun cannot read");
 	struct ck_str m;
 	ck_str_init(&m, w->err_detail, sizeof w->err_detail);
 	ck_str_add(&m, "descriptor ");
 	ck_str_dec(&m, f->fd);
-	ck_str_add(&m, ": a filter of ");
-	ck_str_dec(&m, len);
-	ck_str_add(&m, " instructions (SO_ATTACH_FILTER); detach it (SO_DETACH_FILTER) before the checkpoint");
-	return 1;
+	ck_str_add(&m, r == -EACCES ? ": an eBPF program (SO_ATTACH_BPF), which the kernel does not give back; detach it (SO_DETACH_FILTER) before the checkpoint"
+				    : ": SO_GET_FILTER failed; detach the filter (SO_DETACH_FILTER) before the checkpoint");
+	return 0;
 }
 
 static void socket_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f)
@@ -80,14 +137,16 @@ static void socket_save(struct ck_writer *w, const struct ck_fdtab *t, const str
 		ck_writer_fail(w, -EIO, "cannot read a socket's family and type");
 		return;
 	}
-	if (has_filter(w, f))
-		return;
 	cb_text(e, "socket");
 	cb_map_open(e);
 	cb_kv_uint(e, "family", (uint64_t)family);
 	cb_kv_uint(e, "type", (uint64_t)type);
 	cb_kv_uint(e, "protocol", (uint64_t)protocol);
 	save_options(e, f, family, type);
+	if (!save_filter(w, f)) {
+		cb_close(e);
+		return;
+	}
 	switch (family) {
 	case AF_UNIX:
 		ck_unix_save(w, t, f, type);
@@ -154,6 +213,19 @@ static int socket_parse(struct cb_dec *d, struct ck_img_file *f)
 		} else if (cbd_key_is(k, kl, "options")) {
 			if (!parse_options(d, s))
 				return 0;
+		} else if (cbd_key_is(k, kl, "filter")) {
+			const uint8_t *p;
+			size_t len;
+			if (!cbd_bytes(d, &p, &len) || len == 0 || len % sizeof(struct sock_filter) ||
+			    len > BPF_MAXINSNS * sizeof(struct sock_filter) || s->filter)
+				return 0;
+			s->filter = malloc(len);
+			memcpy(s->filter, p, len);
+			s->filter_len = (unsigned)(len / sizeof(struct sock_filter));
+		} else if (cbd_key_is(k, kl, "filter_locked")) {
+			if (!cbd_uint_max(d, 1, &v))
+				return 0;
+			s->filter_locked = (int)v;
 		} else if ((r = ck_unix_parse(d, k, kl, s)) != 0 || (r = ck_inet_parse(d, k, kl, s)) != 0) {
 			if (r < 0)
 				return 0;
@@ -184,18 +256,53 @@ static void socket_release(struct ck_img_file *f)
 		free(s->inet_part);
 	}
 	free(s->opts);
+	free(s->filter);
 	free(s);
+}
+
+/* The program's packet filter, once the queues ckrun refilled are in (they
+ * had passed it already), and its lock after it. */
+static void attach_filter(int fd, const struct ck_img_file *f, const struct ck_img_socket *s)
+{
+	if (!s->filter)
+		return;
+	/* a socket processes of the family share is made once; its filter too */
+	struct sock_filter *now = malloc((size_t)s->filter_len * sizeof *now);
+	socklen_t n = s->filter_len;
+	int same = now && getsockopt(fd, SOL_SOCKET, SO_GET_FILTER, now, &n) == 0 && n == s->filter_len &&
+		   memcmp(now, s->filter, (size_t)n * sizeof *now) == 0;
+	free(now);
+	if (same)
+		return;
+	struct sock_fprog prog = {(unsigned short)s->filter_len, s->filter};
+	if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) != 0)
+		ck_refuse("cannot attach the packet filter (SO_ATTACH_FILTER, %u instructions) of descriptor %d again: %s", s->filter_len,
+			  f->fd, strerror(errno));
+	int one = 1;
+	if (s->filter_locked && setsockopt(fd, SOL_SOCKET, SO_LOCK_FILTER, &one, sizeof one) != 0)
+		ck_refuse("cannot lock the packet filter (SO_LOCK_FILTER) of descriptor %d again: %s", f->fd, strerror(errno));
 }
 
 static int socket_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs)
 {
 	const struct ck_img_socket *s = f->priv;
 	switch (s->family) {
-	case AF_UNIX:
-		return ck_unix_open(img, f, s, base_fd, objs);
+	case AF_UNIX: {
+		int fd = ck_unix_open(img, f, s, base_fd, objs);
+		if (fd >= 0)
+			attach_filter(fd, f, s);
+		return fd;
+	}
 	case AF_INET:
-	case AF_INET6:
-		return ck_inet_open(img, f, s, base_fd, objs);
+	case AF_INET6: {
+		/* the buffer sizes the program locked, now that the queues are back */
+		int fd = ck_inet_open(img, f, s, base_fd, objs);
+		if (fd >= 0) {
+			ck_sockopts_apply_buffers(fd, f, s);
+			attach_filter(fd, f, s);
+		}
+		return fd;
+	}
 	default:
 		ck_refuse("descriptor %d is a socket of family %d, which this ckrun cannot restore", f->fd, s->family);
 	}

@@ -34,10 +34,16 @@ struct ck_img_queue {
 struct ck_img_inet {
 	struct ck_img_inaddr local, peer;
 	int tcp_state; /* TCP_ESTABLISHED...; 0 for UDP */
+	int ended;     /* state CLOSE after both ends were shut down; its other end is in the same process */
 	uint64_t shutdown; /* UDP: the kernel's shutdown bits (1 receive, 2 send) */
 	uint64_t backlog;
 	int has_backlog;
-	struct ck_img_queue recv_q, unsent_q;
+	struct ck_img_queue recv_q, unsent_q, send_q;
+	uint64_t send_unsent;     /* send_q's last bytes TCP had not sent */
+	uint32_t send_seq, recv_seq; /* the sequence numbers of the queues' first bytes */
+	int has_send_seq, has_recv_seq;
+	uint64_t repair[11]; /* the "repair" key (sk-inet.c, save_repair_state) */
+	int has_repair;
 	struct ck_img_dgram *dgrams;
 	size_t ndgrams;
 };
@@ -69,6 +75,7 @@ struct ck_img_unix {
 	int has_msgs;
 	int reset;           /* the kernel held a reset (ECONNRESET) for it */
 	int has_file;        /* the socket file's mode and owner (path names) */
+	int file_gone;       /* its socket file was no longer at its name */
 	uint32_t file_mode, file_uid, file_gid;
 	uint64_t qoff, qlen; /* the receive queue's bytes in the image */
 	uint32_t qcrc;
@@ -77,6 +84,9 @@ struct ck_img_socket {
 	int family, type, protocol;
 	struct ck_img_sockopt *opts;
 	size_t nopts;
+	void *filter; /* a classic BPF program (struct sock_filter[]), attached again after the queues */
+	unsigned filter_len;
+	int filter_locked;
 	struct ck_img_unix *unix_part;
 	struct ck_img_inet *inet_part;
 };
@@ -97,6 +107,8 @@ CK_HIDDEN void ck_sockopt_put(struct cb_enc *e, int fd, int level, int name);
 CK_HIDDEN void ck_sockopt_put_changed(struct cb_enc *e, int fd, int level, int name);
 CK_HIDDEN void ck_sockopts_apply(int fd, const struct ck_img_file *f, const struct ck_img_socket *s, int level,
 				 const int *except);
+CK_HIDDEN void ck_sockopt_apply_one(int fd, const struct ck_img_socket *s, int name);
+CK_HIDDEN void ck_sockopts_apply_buffers(int fd, const struct ck_img_file *f, const struct ck_img_socket *s);
 
 /* sk-unix.c */
 CK_HIDDEN void ck_unix_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f, int type);

@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "sockets.h"
@@ -69,6 +70,53 @@ static const char *privileged(int level, int name)
 	}
 }
 
+/* A locked buffer size as the kernel reports it (doubled): half of it is
+ * set, past the sysctl limit (net.core.wmem_max, rmem_max) through
+ * SO_*BUFFORCE, which takes CAP_NET_ADMIN; a size the restart cannot give
+ * refuses it. Setting it locks it, as it did for the program. */
+static void set_buffer_size(int fd, const struct ck_img_file *f, const struct ck_img_sockopt *o)
+{
+	int want, now, half, force = o->name == SO_SNDBUF ? SO_SNDBUFFORCE : SO_RCVBUFFORCE;
+	socklen_t l = sizeof now;
+	if (o->len != sizeof want)
+		return;
+	memcpy(&want, o->val, sizeof want);
+	half = want / 2;
+	if (setsockopt(fd, SOL_SOCKET, force, &half, sizeof half) != 0)
+		setsockopt(fd, SOL_SOCKET, o->name, &half, sizeof half);
+	if (getsockopt(fd, SOL_SOCKET, o->name, &now, &l) == 0 && now != want)
+		ck_refuse("cannot give the socket at descriptor %d its %s buffer of %d bytes again (the program set it; this "
+			  "restart gets %d: beyond net.core.%s it takes CAP_NET_ADMIN): restart as root, or raise that limit",
+			  f->fd, o->name == SO_SNDBUF ? "send" : "receive", want, now,
+			  o->name == SO_SNDBUF ? "wmem_max" : "rmem_max");
+}
+
+#ifndef SO_BUF_LOCK
+#define SO_BUF_LOCK 72
+#endif
+
+static int is_buffer_option(const struct ck_img_sockopt *o)
+{
+	return o->level == SOL_SOCKET && (o->name == SO_SNDBUF || o->name == SO_RCVBUF || o->name == SO_BUF_LOCK);
+}
+
+static void apply_buffer_option(int fd, const struct ck_img_file *f, const struct ck_img_sockopt *o)
+{
+	if (o->name == SO_BUF_LOCK)
+		setsockopt(fd, SOL_SOCKET, SO_BUF_LOCK, o->val, o->len);
+	else
+		set_buffer_size(fd, f, o);
+}
+
+/* The locked buffer sizes and the locks, in their saved order (sizes
+ * first: setting one locks it, SO_BUF_LOCK then says which stay locked). */
+CK_HIDDEN void ck_sockopts_apply_buffers(int fd, const struct ck_img_file *f, const struct ck_img_socket *s)
+{
+	for (size_t i = 0; i < s->nopts; i++)
+		if (is_buffer_option(&s->opts[i]))
+			apply_buffer_option(fd, f, &s->opts[i]);
+}
+
 /* Sets the saved options of one level (SOL_SOCKET, IPPROTO_TCP, ...) or of
  * every level (level < 0), skipping those in except[] (ending with -1);
  * f names the descriptor in a refusal. */
@@ -82,6 +130,20 @@ CK_HIDDEN void ck_sockopts_apply(int fd, const struct ck_img_file *f, const stru
 			skip = *x == o->name && o->level == SOL_SOCKET;
 		if (skip)
 			continue;
+		if (is_buffer_option(o)) {
+			/* an IPv4/IPv6 socket's are set once its queues are
+			 * refilled (ck_sockopts_apply_buffers): a locked small
+			 * buffer could not take them back */
+			if (s->family != AF_INET && s->family != AF_INET6)
+				apply_buffer_option(fd, f, o);
+			continue;
+		}
+		/* already so (some, such as IPV6_V6ONLY of a raw socket, cannot
+		 * be set at all once the socket has its protocol) */
+		uint8_t now[sizeof o->val];
+		socklen_t nl = sizeof now;
+		if (getsockopt(fd, o->level, o->name, now, &nl) == 0 && nl == o->len && memcmp(now, o->val, nl) == 0)
+			continue;
 		if (setsockopt(fd, o->level, o->name, o->val, o->len) == 0)
 			continue;
 		if (errno == EPERM && privileged(o->level, o->name))
@@ -92,4 +154,13 @@ CK_HIDDEN void ck_sockopts_apply(int fd, const struct ck_img_file *f, const stru
 			ck_refuse("cannot set option %d:%d of the socket at descriptor %d: %s", o->level, o->name, f->fd,
 				  strerror(errno));
 	}
+}
+
+/* One saved option of SOL_SOCKET again, if the image has it (a step that
+ * changed it after ck_sockopts_apply, such as setting buffer sizes). */
+CK_HIDDEN void ck_sockopt_apply_one(int fd, const struct ck_img_socket *s, int name)
+{
+	for (size_t i = 0; i < s->nopts; i++)
+		if (s->opts[i].level == SOL_SOCKET && s->opts[i].name == name)
+			setsockopt(fd, SOL_SOCKET, name, s->opts[i].val, s->opts[i].len);
 }

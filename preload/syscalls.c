@@ -63,6 +63,9 @@ static struct call_slot call_slots[CALL_BUCKETS * CALL_WAYS];
 /* Restarts of this process: a wrapped call interrupted before one counts
  * its time left from the restart. */
 CK_HIDDEN volatile uint64_t ck_restores;
+/* Stops for a checkpoint (checkpoint.c counts them): a held signal
+ * (holdsig.c) waits on after one. */
+CK_HIDDEN volatile uint64_t ck_stops;
 /* Set once the shim is in a session: until then nothing is registered. */
 CK_HIDDEN volatile int ck_calls_enabled;
 
@@ -91,12 +94,13 @@ static int64_t mono_ns_raw(void)
 	return ts.sec * 1000000000LL + ts.nsec;
 }
 
-/* In the wrappers: libc's, through the vdso (a tenth of the cost). */
+/* In the wrappers: a raw system call too, not libc's through the vdso: a
+ * program may have unmapped its vdso (and then makes its calls with
+ * syscall()), and a call with a timeout blocks anyway (zero timeouts, which
+ * event loops poll with all the time, read no clock). */
 static int64_t mono_ns(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+	return mono_ns_raw();
 }
 
 /* ---- the wrappers' side ---- */

@@ -194,15 +194,19 @@ CK_HIDDEN void ck_sysv_save(struct ck_writer *w, struct ck_scratch *s)
 		if (!type || noted_before(i, type, id))
 			continue;
 		long r = stat_object(type, id, &ds);
-		if (r == -EINVAL || r == -EIDRM)
-			continue; /* removed meanwhile (by another process, or a raw system call) */
+		if (r == -EINVAL || r == -EIDRM) {
+			/* removed meanwhile (by another process, a raw system call, or
+			 * the last detach of a segment removed while attached) */
+			ck_sysv_forget(type, id);
+			continue;
+		}
 		if (r < 0) {
 			fail(w, r, "cannot save a SysV IPC object the program uses", type, id);
 			return;
 		}
 		const struct ipc_perm *p = &ds.shm.shm_perm; /* first in each */
-		if (!created_by_us(p) || (type == CK_SYSV_SHM && (p->mode & SHM_DEST)))
-			continue; /* another user's, or a segment removed and still attached: its mapping is memory */
+		if (!created_by_us(p))
+			continue; /* another user's */
 		if (!any) {
 			cb_text(e, "sysv");
 			cb_map_open(e);
@@ -212,6 +216,10 @@ CK_HIDDEN void ck_sysv_save(struct ck_writer *w, struct ck_scratch *s)
 		}
 		cb_map_open(e);
 		save_perm(e, type, id, p);
+		/* removed while attached: its key is IPC_PRIVATE already; the
+		 * restart removes it again once the family has attached it */
+		if (type == CK_SYSV_SHM && (p->mode & SHM_DEST))
+			cb_kv_bool(e, "removed", 1);
 		int ok = type == CK_SYSV_SHM ? save_shm(w, id, &ds.shm) : type == CK_SYSV_SEM ? save_sem(w, id, &ds.sem)
 											       : save_msg(w, id, &ds.msg);
 		cb_close(e);
@@ -249,6 +257,7 @@ struct sysv_obj {
 	uint64_t (*msgs)[2]; /* type, length */
 	size_t nmsgs;
 	int has_data;
+	int removed; /* shm: removed while attached (SHM_DEST), key IPC_PRIVATE */
 	uint64_t data_off, data_len;
 	uint32_t data_crc;
 	const struct ck_image *img; /* the image that holds it */
@@ -334,6 +343,8 @@ static int parse_object(struct cb_dec *d, struct sysv_obj *o)
 		} else if (cbd_key_is(k, kl, "values")) {
 			ok = parse_values(d, o);
 			have |= 2;
+		} else if (cbd_key_is(k, kl, "removed")) {
+			ok = cbd_bool(d, &o->removed);
 		} else if (cbd_key_is(k, kl, "messages")) {
 			ok = parse_messages(d, o);
 			have |= 4;
@@ -353,6 +364,8 @@ static int parse_object(struct cb_dec *d, struct sysv_obj *o)
 		return 0;
 	/* what each kind must have, and data that fits what it is */
 	if (o->type == CK_SYSV_SEM && (!o->values || o->has_data))
+		return 0;
+	if (o->removed && (o->type != CK_SYSV_SHM || o->key != IPC_PRIVATE || o->has_data))
 		return 0;
 	if (o->type == CK_SYSV_MSG) {
 		uint64_t sum = 0;
@@ -548,6 +561,7 @@ static long remove_object(int type, int id)
  * or the orchestrator ends the family), by the process that made them. */
 static struct {
 	int type, id;
+	int removed; /* a segment the program had removed while attached */
 } *made;
 static size_t nmade;
 static pid_t maker;
@@ -707,6 +721,7 @@ static void create_one(const struct sysv_obj *o)
 			  (unsigned long long)o->key, o->id, strerror(errno));
 	made = realloc(made, (nmade + 1) * sizeof *made);
 	made[nmade].type = o->type;
+	made[nmade].removed = 0;
 	made[nmade++].id = (int)id;
 	if (id != o->id)
 		ck_refuse("the SysV %s (key %#llx) got id %ld, not its original %d", type_words[o->type],
@@ -718,7 +733,10 @@ static void create_one(const struct sysv_obj *o)
 	else
 		fill_msg(o);
 	set_owner(o);
-	ck_verbose("SysV %s id %d (key %#llx) made again", type_words[o->type], o->id, (unsigned long long)o->key);
+	if (o->removed)
+		made[nmade - 1].removed = 1;
+	ck_verbose("SysV %s id %d (key %#llx) made again%s", type_words[o->type], o->id, (unsigned long long)o->key,
+		   o->removed ? " (to be removed once attached, as it was)" : "");
 }
 
 /* Every object of the images once (each process saved the ones it knew). */
@@ -795,7 +813,14 @@ CK_HIDDEN void ck_sysv_create_shared(struct ck_image **imgs, size_t n)
 		free(u);
 		return;
 	}
-	struct existing *ours = calloc(count, sizeof *ours);
+	/* a segment removed while attached that no process of the family
+	 * attaches was attached only outside: it is gone for the program */
+	size_t kept_count = 0;
+	for (size_t i = 0; i < count; i++)
+		if (!(u[i]->removed && !mapped_by_family(u[i]->id, imgs, n)))
+			u[kept_count++] = u[i];
+	count = kept_count;
+	struct existing *ours = calloc(count + 1, sizeof *ours);
 	for (size_t i = 0; i < count; i++) {
 		const struct sysv_obj *o = u[i];
 		if (o->type == CK_SYSV_SHM && !o->has_data && !mapped_by_family(o->id, imgs, n))
@@ -822,12 +847,13 @@ CK_HIDDEN void ck_sysv_create_shared(struct ck_image **imgs, size_t n)
 }
 
 /* Whether this restore made the segment (memory.c then maps it, and need
- * not create it). */
+ * not create it): 1, or 2 when the program had removed it while attached
+ * (the restore core removes it again once it is attached). */
 CK_HIDDEN int ck_sysv_made_shm(uint64_t id)
 {
 	for (size_t i = 0; i < nmade; i++)
 		if (made[i].type == CK_SYSV_SHM && (uint64_t)made[i].id == id)
-			return 1;
+			return made[i].removed ? 2 : 1;
 	return 0;
 }
 

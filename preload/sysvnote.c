@@ -12,7 +12,9 @@
 #include <errno.h>
 #include <signal.h>
 #include <sys/ipc.h>
+#include <sys/msg.h>
 #include <sys/sem.h>
+#include <sys/shm.h>
 #include <time.h>
 
 #include "ckrun.h"
@@ -34,6 +36,31 @@ static uint64_t known_key(int type, int id)
 	return (uint64_t)(uint32_t)type << 32 | (uint32_t)id;
 }
 
+/* Whether the noted object is gone (IPC_STAT: EINVAL or EIDRM). */
+static int gone(uint64_t k)
+{
+	union {
+		struct shmid_ds shm;
+		struct semid_ds sem;
+		struct msqid_ds msg;
+	} ds;
+	int type = (int)(k >> 32), id = (int)(uint32_t)k;
+	long r = type == CK_SYSV_SHM ? CK_SYS3(SYS_shmctl, id, IPC_STAT, &ds)
+		 : type == CK_SYSV_SEM ? CK_SYS4(SYS_semctl, id, 0, IPC_STAT, &ds)
+				       : CK_SYS3(SYS_msgctl, id, IPC_STAT, &ds);
+	return r == -EINVAL || r == -EIDRM;
+}
+
+static int note_in_free_slot(uint64_t k)
+{
+	for (int i = 0; i < KNOWN_MAX; i++) {
+		uint64_t free_ = 0;
+		if (__atomic_compare_exchange_n(&known[i], &free_, k, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+			return 1;
+	}
+	return 0;
+}
+
 CK_HIDDEN void ck_sysv_note(int type, int id)
 {
 	if (id < 0)
@@ -42,12 +69,18 @@ CK_HIDDEN void ck_sysv_note(int type, int id)
 	for (int i = 0; i < KNOWN_MAX; i++)
 		if (known[i] == k)
 			return;
+	if (note_in_free_slot(k))
+		return;
+	/* full: segments removed while attached stay noted until a checkpoint
+	 * finds them gone (a program that attaches and removes many, like an
+	 * X client's MIT-SHM images, fills the table): the gone ones make room */
 	for (int i = 0; i < KNOWN_MAX; i++) {
-		uint64_t free_ = 0;
-		if (__atomic_compare_exchange_n(&known[i], &free_, k, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
-			return;
+		uint64_t old = known[i];
+		if (old && gone(old))
+			__atomic_compare_exchange_n(&known[i], &old, 0, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
 	}
-	ck_sysv_overflow = 1;
+	if (!note_in_free_slot(k))
+		ck_sysv_overflow = 1;
 }
 
 static uint64_t adj_slot_key(int id, int num)

@@ -165,6 +165,20 @@ CK_HIDDEN void ck_thread_after_restore(struct ck_thread *t, const struct ck_rest
 
 /* ---- restore host ---- */
 
+/* Of the interrupted registers, the restore host needs where it was (vdso.c). */
+static int parse_rip(struct cb_dec *d, uint64_t *rip)
+{
+	int64_t left;
+	const char *k;
+	size_t kl;
+	if (!cbd_map(d, &left))
+		return 0;
+	while (cbd_next_key(d, &left, &k, &kl))
+		if (cbd_key_is(k, kl, "rip") ? !cbd_uint(d, rip) : !cbd_skip(d))
+			return 0;
+	return !d->error;
+}
+
 CK_HIDDEN int ck_threads_parse(struct cb_dec *d, struct ck_image *img)
 {
 	int64_t n;
@@ -201,6 +215,9 @@ CK_HIDDEN int ck_threads_parse(struct cb_dec *d, struct ck_image *img)
 					return 0;
 				memcpy(&t->resume, b, bl);
 				t->has_resume = 1;
+			} else if (cbd_key_is(k, kl, "regs")) {
+				if (!parse_rip(d, &t->rip))
+					return 0;
 			} else if (cbd_key_is(k, kl, "attrs")) {
 				if (!ck_thread_attrs_parse(d, &t->attrs))
 					return 0;

@@ -24,9 +24,10 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 
-// Where the handler's code starts: the signal handler, and fork's child
+// Where the handler's code starts: the signal handlers (the internal one,
+// and the one that holds --checkpoint-on signals, holdsig.c), and fork's child
 // handler (pthread_atfork), which runs in an async-signal context too.
-const ROOTS = ['ck_signal_handler', 'ck_session_forked_child'];
+const ROOTS = ['ck_signal_handler', 'ck_session_forked_child', 'ck_hold_handler'];
 // Symbols outside the shim the handler may refer to, each with its reason
 // (it must be async-signal-safe, take no lock and use no TLS). No function.
 const ALLOWED_EXTERNAL = new Map([

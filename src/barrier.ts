@@ -25,6 +25,7 @@ import {
   saveLine,
   socketInodes,
   sessionPidMap,
+  foreignNamespace,
   sessionProcesses,
   sharedFiles,
   shimDescriptors,
@@ -40,6 +41,7 @@ import {
 import { describeTracer, jobState, type Hold } from './hold.js';
 import type { ExitStatus } from './native.js';
 import { howItEnded, type WriterWatch } from './writer.js';
+import { unbuildableSessions } from './tree-rebuild.js';
 
 /** A connected process as the barrier sees it. */
 export interface Participant {
@@ -137,6 +139,13 @@ export interface BarrierResult<P extends Participant> {
   shmOwners: [number, number, number][];
   /** With `hold`: lets every process run on (they stay stopped until then); `false`: only stops holding them (they were killed). */
   release?: (resume?: boolean) => void;
+  /**
+   * With `hold`, just before ckrun kills them: every process puts its
+   * established TCP connections in repair mode (the kill then sends
+   * neither FIN nor RST) and answers; rejects with the first refusal
+   * (no CAP_NET_ADMIN), every process then thawed again.
+   */
+  freeze?: () => Promise<void>;
 }
 
 /** How often a held checkpoint says `hold` again (the shim waits a minute for a line). */
@@ -256,6 +265,10 @@ class Barrier<P extends Participant> {
       if (this.parts.size === 0) throw new BarrierError('no process of the session is connected to ckrun');
       const plan = this.examine();
       if (this.live().length === 0) throw new BarrierError('every process of the session exited during the checkpoint', true);
+      const foreign = foreignNamespace(plan.members);
+      if (foreign) throw new BarrierError(foreign);
+      const unbuildable = unbuildableSessions(this.live().flatMap((x) => (x.ids ? [x.ids] : [])));
+      if (unbuildable) throw new BarrierError(`${unbuildable}; the program runs on`);
       // a process not seen below ckrun holds sockets ckrun cannot list: then none are named
       const socks = plan.members.length === this.live().length ? socketInodes(plan.members.map((m) => m.outer)) : undefined;
       await this.save(plan.skip, socks);
@@ -404,6 +417,7 @@ class Barrier<P extends Participant> {
    * and fails for one that never does.
    */
   private async sweep(): Promise<void> {
+    let lastWalk = '';
     for (;;) {
       const fresh = this.host.connected().filter((p) => !p.gone && !this.parts.has(p));
       if (fresh.length > 0) {
@@ -413,7 +427,18 @@ class Barrier<P extends Participant> {
       const stoppedByPid = new Map<number, Part<P>>();
       for (const x of this.live()) if (x.stopped && !x.proc.gone) stoppedByPid.set(x.proc.pid, x);
       const unknown: TreeProcess[] = [];
-      for (const d of sessionProcesses(this.opts.self)) {
+      const walk = sessionProcesses(this.opts.self);
+      // a process that exits while /proc is walked hands its children to
+      // ckrun between two reads, and they can be missed in both: once one
+      // has left, a walk counts only when the next one finds the same
+      const walkKey = walk
+        .map((d) => `${d.outer}${d.state}`)
+        .sort()
+        .join();
+      const unsettled = walk.some((d) => !isLive(d)) || [...this.parts.values()].some((x) => x.proc.gone);
+      const settled = !unsettled || walkKey === lastWalk;
+      lastWalk = walkKey;
+      for (const d of walk) {
         if (!isLive(d)) continue;
         const ids = innerIds(d.outer);
         if (!ids) continue; // gone meanwhile
@@ -432,7 +457,7 @@ class Barrier<P extends Participant> {
           this.host.verbose(`process ${x.proc.pid} left during the checkpoint: not in this checkpoint`);
         }
       }
-      if (unknown.length === 0) return;
+      if (unknown.length === 0 && settled) return;
       if (this.trouble) throw this.trouble;
       // a stopped one is held, so that it can join
       for (const u of unknown) this.lookAt(u.outer);
@@ -466,7 +491,7 @@ class Barrier<P extends Participant> {
           `process ${shown} (${comm}, ${exe}) is not under ckrun's shim (statically linked, or started without LD_PRELOAD); it cannot be checkpointed`,
         );
       }
-      await sleep(50);
+      await sleep(unknown.length === 0 ? 5 : 50);
     }
   }
 
@@ -588,7 +613,20 @@ class Barrier<P extends Participant> {
       clearInterval(repeat);
       if (resume) for (const x of parts) if (!x.proc.gone) this.host.send(x.proc, 'resume');
     };
-    return { processes, sharedFiles: plan.sharedFiles, shmOwners: plan.owners, release };
+    const freeze = async (): Promise<void> => {
+      const live = parts.filter((x) => !x.proc.gone);
+      // a job-stopped process went back to its stop (its shim no longer listens): its connections stay as they are
+      const stopped = live.find((x) => x.outer !== undefined && this.holds.has(x.outer));
+      if (stopped) throw new BarrierError(`process ${stopped.proc.pid} is stopped (job control) and cannot put its TCP connections in repair mode`);
+      const answers = live.map((x) => this.host.expect(x.proc, ['frozen'], this.answerMs, 'freeze'));
+      for (const x of live) this.host.send(x.proc, 'freeze');
+      const results = await Promise.allSettled(answers);
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (!failed) return;
+      for (const x of live) if (!x.proc.gone) this.host.send(x.proc, 'thaw');
+      throw failed.reason;
+    };
+    return { processes, sharedFiles: plan.sharedFiles, shmOwners: plan.owners, release, freeze };
   }
 
   private async resume(word: 'resume' | 'hold' = 'resume'): Promise<SavedProcess<P>[]> {

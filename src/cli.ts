@@ -51,7 +51,11 @@ Options (first form):
                           fails, SIG is passed on to the program as without
                           this option, and ckrun exits with its status
                           (for batch jobs: USR1 with Slurm's
-                          --signal=B:USR1@120; see README.md)
+                          --signal=B:USR1@120; see README.md). SIG sent to
+                          the program too, from outside (Slurm signals
+                          every process of a job), is held back from it
+                          for up to 2 s meanwhile (a restarted program
+                          holds the signals its first launch named)
   --resume                continue the program from the newest complete
                           checkpoint in --dir when there is one (exactly
                           like ckrun restart --dir DIR: the same checks,

@@ -19,6 +19,7 @@ import { existsSync } from 'node:fs';
 import { link, mkdir, open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { writeLeasedFiles } from './files.js';
 import { asArray, asBigInt, asMap, asString, type CborMap, type CborValue, type Image } from './image.js';
 
 /** One file a generation's images map privately, with its content's SHA-256 (manifest `contents`). */
@@ -132,7 +133,10 @@ export async function recordContents(images: CborMap[]): Promise<{ entries: Cont
   for (const meta of images) for (const f of mappedFiles(meta)) seen.set(`${f.dev}:${f.ino}:${f.path}`, f);
   const entries: ContentEntry[] = [];
   let hashed = 0n;
+  // opening a file under a write lease breaks it (the program is signalled): such a file is left out, like a changed one
+  const leased = writeLeasedFiles();
   for (const f of seen.values()) {
+    if (leased.has(`${f.dev}:${f.ino}`)) continue;
     const cached = { hit: true };
     const r = await hashFile(f.path, (id) => {
       cached.hit = cache.has(cacheKey(id));

@@ -29,6 +29,8 @@ export interface SessionEnvAdditions {
   preload: string | null;
   /** Shim to remove from an inherited LD_PRELOAD (the restore host links it itself). */
   stripPreload?: string | null;
+  /** `--checkpoint-on` signals the shim holds back from the program (preload/holdsig.c). */
+  hold?: readonly number[];
 }
 
 function splitPreload(v: string | undefined): string[] {
@@ -50,6 +52,8 @@ export function sessionEnv(base: NodeJS.ProcessEnv, add: SessionEnvAdditions): s
   const root = statSync('/', { bigint: true });
   env['CKRUN_ROOT'] = `${root.dev}:${root.ino}`;
   env['CKRUN_SIGNAL'] = String(add.signal);
+  if (add.hold && add.hold.length > 0) env['CKRUN_HOLD_SIGNALS'] = add.hold.join(',');
+  else delete env['CKRUN_HOLD_SIGNALS'];
   return Object.entries(env).map(([k, v]) => `${k}=${v}`);
 }
 

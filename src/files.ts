@@ -130,6 +130,8 @@ interface Candidate {
   /** No holder writes it. */
   readOnly: boolean;
   holders: string[];
+  /** The members' descriptors of it: a file under a write lease is read through one of them (leaseSafeOpen). */
+  fds: { outer: number; fd: number; readable: boolean }[];
 }
 
 function flagsOf(outer: number, fd: number): { flags: number; pos: number } | undefined {
@@ -162,6 +164,7 @@ function addCandidate(found: Map<string, Candidate>, key: string, c: Omit<Candid
     had.append &&= c.append;
     had.readOnly &&= c.readOnly;
     had.holders.push(holder);
+    had.fds.push(...c.fds);
   } else found.set(key, { key, ...c, holders: [holder] });
 }
 
@@ -188,7 +191,8 @@ function descriptorsOf(m: Member, found: Map<string, Candidate>, skipDirs: reado
     if (!fi) continue;
     const readOnly = !isWritable(fi.flags);
     if (readOnly && st.size > BigInt(RECREATE_MAX)) continue;
-    addCandidate(found, `${st.dev}:${st.ino}`, { proc, path: link, append: (fi.flags & FS.O_APPEND) !== 0, readOnly }, `process ${m.pid} descriptor ${n}`);
+    const fds = [{ outer: m.outer, fd: Number(n), readable: (fi.flags & O_ACCMODE) !== FS.O_WRONLY }];
+    addCandidate(found, `${st.dev}:${st.ino}`, { proc, path: link, append: (fi.flags & FS.O_APPEND) !== 0, readOnly, fds }, `process ${m.pid} descriptor ${n}`);
   }
 }
 
@@ -206,7 +210,7 @@ function sharedWritableMaps(m: Member, found: Map<string, Candidate>, skipDirs: 
     const path = r[6]!;
     if (ignored(path, skipDirs)) continue;
     const key = `${makeDev(parseInt(r[3]!, 16), parseInt(r[4]!, 16))}:${r[5]}`;
-    addCandidate(found, key, { proc: `/proc/${m.outer}/map_files/${r[1]}`, path, append: false, readOnly: false }, `process ${m.pid} mapping ${r[1]}`);
+    addCandidate(found, key, { proc: `/proc/${m.outer}/map_files/${r[1]}`, path, append: false, readOnly: false, fds: [] }, `process ${m.pid} mapping ${r[1]}`);
   }
 }
 
@@ -374,6 +378,53 @@ function openCandidate(c: Candidate): number {
   }
 }
 
+/**
+ * Files under a write lease (/proc/locks), by (dev, ino): any open of one
+ * by another process breaks the lease, and the kernel signals the holder
+ * (SIGIO by default: a program without a handler dies). A read lease is
+ * broken only by an open for writing, which ckrun never does here.
+ */
+export function writeLeasedFiles(): Set<string> {
+  const out = new Set<string>();
+  let text: string;
+  try {
+    text = readFileSync('/proc/locks', 'utf8');
+  } catch {
+    return out;
+  }
+  // "1: LEASE  ACTIVE    WRITE 1234 fe:01:5678 0 EOF" (a breaking lease says BREAKING or BREAKER and its target)
+  for (const line of text.split('\n')) {
+    const r = /^\d+:\s+(?:->\s+)?LEASE\s+\S+\s+(\S+)\s+\S+\s+([0-9a-f]+):([0-9a-f]+):(\d+)\s/.exec(line);
+    if (r && r[1] !== 'READ') out.add(`${makeDev(parseInt(r[2]!, 16), parseInt(r[3]!, 16))}:${r[4]}`);
+  }
+  return out;
+}
+
+/**
+ * A file under a write lease, read without opening it: one of the
+ * members' own descriptions of it, duplicated into ckrun (pidfd_getfd).
+ * The program is stopped; the description's offset is kept (fileBlocks).
+ * A file only mapped, or held only write-only and not empty, cannot be
+ * read without breaking the lease: the checkpoint fails, saying so.
+ */
+function leaseSafeOpen(c: Candidate): number {
+  const via = c.fds.find((d) => d.readable) ?? c.fds[0];
+  if (!via)
+    throw new FilesError(
+      `the program holds a write lease on it and maps it without a descriptor: ckrun cannot read it without breaking the lease (the kernel would signal the program); ` +
+        `checkpoint with --files=none, or after the program gives the lease up`,
+    );
+  const fd = native().dupProcessFd(via.outer, via.fd);
+  if (!via.readable && fstatSync(fd).size > 0) {
+    closeSync(fd);
+    throw new FilesError(
+      `the program holds a write lease on it through a write-only descriptor: ckrun cannot read it without opening it, which breaks the lease (the kernel would signal the program); ` +
+        `checkpoint with --files=none, or after the program gives the lease up`,
+    );
+  }
+  return fd;
+}
+
 function statKey(st: { ctimeNs: bigint; mtimeNs: bigint; size: bigint }): string {
   return `${st.ctimeNs}:${st.mtimeNs}:${st.size}`;
 }
@@ -393,8 +444,8 @@ function unchangedSincePrecopy(opts: CaptureOptions, prev: SavedFile | undefined
   return t;
 }
 
-function saveOne(c: Candidate, k: number, opts: CaptureOptions, how: SavedFile['how']): SavedFile {
-  const fd = openCandidate(c);
+function saveOne(c: Candidate, k: number, opts: CaptureOptions, how: SavedFile['how'], leased: boolean): SavedFile {
+  const fd = leased ? leaseSafeOpen(c) : openCandidate(c);
   try {
     const st = fstatSync(fd, { bigint: true });
     const size = Number(st.size);
@@ -464,7 +515,9 @@ function sizeOf(c: Candidate): number {
  */
 export function captureFiles(members: readonly Member[], opts: CaptureOptions): CaptureResult {
   const t0 = Date.now();
-  const found = writtenFiles(members, opts.skipDirs);
+  const leased = writeLeasedFiles();
+  // a pre-copy runs beside the program: its leased files wait for the pause, where their descriptions can be read at rest
+  const found = writtenFiles(members, opts.skipDirs).filter((c) => !(opts.prefix && leased.has(c.key)));
   // the session's stdio files the program still has (a restarted session's own stdio need not be the program's)
   const held = new Set(found.map((c) => c.key));
   const stdio = stdioFiles(opts.stdio).filter((s) => held.has(`${s.dev}:${s.ino}`));
@@ -489,7 +542,7 @@ export function captureFiles(members: readonly Member[], opts: CaptureOptions): 
   found.forEach((c, k) => {
     let s: SavedFile;
     try {
-      s = saveOne(c, k, opts, howKept(c));
+      s = saveOne(c, k, opts, howKept(c), leased.has(c.key));
     } catch (e) {
       throw new FilesError(`cannot save ${c.path} (${c.holders[0]}), a file the program writes: ${(e as Error).message}`);
     }

@@ -1,12 +1,13 @@
 // Reading and verifying a process image (docs/image-format.md).
 import { Decoder } from 'cbor-x/decode';
 import { open, rm, stat } from 'node:fs/promises';
+import { statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { DecompressError, decompressImageFile, isCompressedImage } from './compress.js';
 import { wellFormed } from './cbor-check.js';
 import { checkRecord, SHIM_ABI } from './image-schema.js';
-import { crc32c, crc32cFile, isNativeError } from './native.js';
+import { crc32c, crc32cFileRanges, isNativeError } from './native.js';
 import { displayPath, formatBytes, hex } from './output.js';
 
 export const IMAGE_VERSION = 1;
@@ -495,8 +496,26 @@ function inDataArea(h: ImageHeader, offset: number, length: number): boolean {
   return offset >= h.data_offset && offset % PAGE_SIZE === 0 && length <= h.data_length && offset - h.data_offset <= h.data_length - length;
 }
 
+/** A page run's chunk: what it is said only when a message needs it (an image has many runs). */
+class RunChunk implements DataChunk {
+  constructor(
+    private readonly addr: CborValue,
+    private readonly where: string,
+    readonly offset: number,
+    readonly length: number,
+    readonly crc: number,
+    readonly ref?: number,
+  ) {}
+
+  get what(): string {
+    return `the pages at ${hex(asBigInt(this.addr) ?? 0n)} of ${this.where}`;
+  }
+}
+
 /** A non-negative integer of up to 64 bits as a number; Infinity when it is beyond a safe integer (beyond any file). */
 function size64(v: CborValue): number | undefined {
+  // most values are small numbers: no bigint for them (an image's runs are many)
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return v;
   const b = asBigInt(v);
   if (b === undefined || b < 0n || b >= 1n << 64n) return undefined;
   return b > BigInt(Number.MAX_SAFE_INTEGER) ? Infinity : Number(b);
@@ -541,27 +560,25 @@ class ChunkWalk {
     }
     for (const run of v) {
       const a = Array.isArray(run) && (run.length === 4 || run.length === 5) ? run : undefined;
-      const nums = a?.slice(0, 3).map(size64);
-      const crc = a ? asBigInt(a[3]) : undefined;
+      const addr = a ? size64(a[0]) : undefined;
+      const npages = a ? size64(a[1]) : undefined;
+      const offset = a ? size64(a[2]) : undefined;
+      const c = a?.[3];
+      const crc = typeof c === 'number' && Number.isInteger(c) ? c : typeof c === 'bigint' && c >= -1n && c <= BigInt(CRC_MAX) ? Number(c) : undefined;
       const ref = a?.length === 5 ? size64(a[4]) : undefined;
       const ok =
         a !== undefined &&
-        nums !== undefined &&
-        !nums.some((x) => x === undefined) &&
+        addr !== undefined &&
+        npages !== undefined &&
+        offset !== undefined &&
         crc !== undefined &&
-        (a.length === 4 ? crc >= 0n && crc <= BigInt(CRC_MAX) : crc === -1n && ref !== undefined && ref <= MAX_IMAGES) &&
-        nums[1]! <= Number.MAX_SAFE_INTEGER / PAGE_SIZE;
+        (a.length === 4 ? crc >= 0 && crc <= CRC_MAX : crc === -1 && ref !== undefined && ref <= MAX_IMAGES) &&
+        npages <= Number.MAX_SAFE_INTEGER / PAGE_SIZE;
       if (!ok) {
         this.bad ??= `a page run of ${where} is malformed`;
         return;
       }
-      this.chunks.push({
-        what: `the pages at ${hex(asBigInt(a[0]) ?? 0n)} of ${where}`,
-        offset: nums[2]!,
-        length: nums[1]! * PAGE_SIZE,
-        crc: Number(crc),
-        ...(a.length === 5 ? { ref: ref! } : {}),
-      });
+      this.chunks.push(new RunChunk(a[0]!, where, offset, npages * PAGE_SIZE, crc, a.length === 5 ? ref : undefined));
     }
   }
 
@@ -575,7 +592,7 @@ class ChunkWalk {
     for (const [k, x] of Object.entries(v)) {
       if (this.bad) return;
       const here = where === 'files' ? descriptorName(v) : where;
-      if (k === 'data' || k === 'queue' || k === 'recv_queue' || k === 'unsent_queue')
+      if (k === 'data' || k === 'queue' || k === 'recv_queue' || k === 'unsent_queue' || k === 'send_queue')
         this.triple(x, k === 'data' ? `the saved contents of ${here}` : `the ${k.replace('_', ' ')} of ${here}`);
       else if (k === 'datagrams') this.datagrams(x, here);
       else if (inMemory && k === 'runs') this.runs(x, v);
@@ -597,7 +614,7 @@ function walkChunks(meta: CborMap): { chunks: DataChunk[]; bad: string | undefin
   for (const [k, v] of Object.entries(meta)) {
     if (w.bad) break;
     if (k === 'files' && Array.isArray(v)) v.forEach((f) => w.walk(f, 'files', false));
-    else if (k === 'data' || k === 'queue' || k === 'recv_queue' || k === 'unsent_queue' || k === 'datagrams') w.walk({ [k]: v }, '', false);
+    else if (k === 'data' || k === 'queue' || k === 'recv_queue' || k === 'unsent_queue' || k === 'send_queue' || k === 'datagrams') w.walk({ [k]: v }, '', false);
     else w.walk(v, k, k === 'memory');
   }
   return { chunks: w.chunks, bad: w.bad };
@@ -606,7 +623,7 @@ function walkChunks(meta: CborMap): { chunks: DataChunk[]; bad: string | undefin
 /**
  * Every chunk of the data area the metadata names, found by key wherever
  * it is (as the restore host finds them, preload/image.c ck_meta_chunks):
- * `data`, `queue`, `recv_queue`, `unsent_queue`, `datagrams` and the page
+ * `data`, `queue`, `recv_queue`, `unsent_queue`, `send_queue`, `datagrams` and the page
  * runs of the memory regions (those held by an older image with `ref`).
  */
 export function dataChunks(img: Image): DataChunk[] {
@@ -698,20 +715,32 @@ function checkMetadata(img: Image): void {
 export function verifyImageData(img: Image, file: string = img.path): void {
   if (img.compressed && file === img.path)
     throw new ImageError(img.path, 'unreadable', 'is compressed: its data can only be verified once decompressed (readImage does both)');
-  for (const c of dataChunks(img)) {
-    if (c.ref !== undefined) continue;
+  const own = dataChunks(img).filter((c) => c.ref === undefined);
+  for (const c of own)
     if (!inDataArea(img.header, c.offset, c.length))
       throw new ImageError(img.path, 'corrupt', `is corrupted: ${c.what} lie outside the data area`);
-    let got: number;
-    try {
-      got = crc32cFile(file, c.offset, c.length);
-    } catch (e) {
-      if (isNativeError(e) && e.code === 'ERR_CKRUN_SHORT_FILE')
-        throw new ImageError(img.path, 'truncated', `is truncated: ${c.what} are missing`);
-      throw new ImageError(img.path, 'unreadable', `cannot be read: ${(e as Error).message}`);
-    }
-    if (got !== c.crc) throw new ImageError(img.path, 'corrupt', `is corrupted: ${c.what} do not match their checksum`);
+  let size: number;
+  try {
+    size = statSync(file).size;
+  } catch (e) {
+    throw new ImageError(img.path, 'unreadable', `cannot be read: ${(e as Error).message}`);
   }
+  const short = own.find((c) => c.offset + c.length > size);
+  if (short) throw new ImageError(img.path, 'truncated', `is truncated: ${short.what} are missing`);
+  const ranges = new Float64Array(own.length * 2);
+  own.forEach((c, i) => {
+    ranges[2 * i] = c.offset;
+    ranges[2 * i + 1] = c.length;
+  });
+  let got: Uint32Array;
+  try {
+    got = crc32cFileRanges(file, ranges);
+  } catch (e) {
+    if (isNativeError(e) && e.code === 'ERR_CKRUN_SHORT_FILE') throw new ImageError(img.path, 'truncated', `is truncated: ${(e as Error).message}`);
+    throw new ImageError(img.path, 'unreadable', `cannot be read: ${(e as Error).message}`);
+  }
+  const bad = own.findIndex((c, i) => got[i] !== c.crc);
+  if (bad >= 0) throw new ImageError(img.path, 'corrupt', `is corrupted: ${own[bad]!.what} do not match their checksum`);
   img.dataVerified = true;
 }
 
@@ -894,10 +923,15 @@ export function imageIds(images: Image[]): number[] {
   for (const img of images) {
     ids.add(imagePid(img));
     for (const t of imageTids(img)) ids.add(t);
-    for (const c of asArray(img.meta['children'])) {
-      const cm = asMap(c);
+    const zombies = asArray(img.meta['children']).map(asMap).filter((cm) => cm['zombie'] === true);
+    const zombiePids = new Set(zombies.map((cm) => asNumber(cm['pid'])));
+    for (const cm of zombies) {
       const pid = asNumber(cm['pid']);
-      if (pid !== undefined && cm['zombie'] === true) ids.add(pid);
+      if (pid !== undefined) ids.add(pid);
+      // the placeholder leader of a zombie's group whose leader was reaped (ck_zombie_placeholder, preload/restore.c)
+      const pgid = asNumber(cm['pgid']);
+      if (pgid !== undefined && pgid > 0 && pgid !== pid && pgid !== asNumber(img.meta['pgid']) && pgid !== asNumber(cm['sid']) && !zombiePids.has(pgid))
+        ids.add(pgid);
     }
   }
   return [...ids].sort((a, b) => a - b);

@@ -44,6 +44,7 @@ export function eventState(m: CborMap): string | undefined {
   }
   if (m['pidfd'] !== undefined) {
     const p = asMap(m['pidfd']);
+    if (asString(p['relation']) === 'dead') return 'a process that had exited';
     return `process ${asNumber(p['pid'])} (${asString(p['relation']) ?? '?'})`;
   }
   if (m['eventfd'] !== undefined) {
@@ -53,7 +54,9 @@ export function eventState(m: CborMap): string | undefined {
   if (m['epoll'] !== undefined) {
     const l = asArray(m['epoll']).map((x) => {
       const a = asArray(x);
-      return `fd ${asNumber(a[0])} events ${hex(asBigInt(a[1]) ?? 0n)}`;
+      // a fourth element: the descriptor holding the file added under fd, which fd no longer refers to
+      const held = a.length > 3 ? ` (the file of fd ${asNumber(a[3])})` : '';
+      return `fd ${asNumber(a[0])}${held} events ${hex(asBigInt(a[1]) ?? 0n)}`;
     });
     return `interest ${l.length ? l.join(', ') : 'none'}`;
   }

@@ -71,7 +71,8 @@ export function inetSockets(meta: CborMap): InetSocket[] {
       local: address(m['local'] ?? []),
       peer: m['peer'] !== undefined ? address(m['peer']) : undefined,
       queued: m['recv_queue'] !== undefined ? queueLength(m['recv_queue']) : 0,
-      unsent: m['unsent_queue'] !== undefined ? queueLength(m['unsent_queue']) : 0,
+      // send_unsent: the last bytes of send_queue TCP had not sent (unsent_queue: images of earlier versions)
+      unsent: asNumber(m['send_unsent']) ?? (m['unsent_queue'] !== undefined ? queueLength(m['unsent_queue']) : 0),
       datagrams: asArray(m['datagrams'] ?? []).length,
     });
   }

@@ -11,6 +11,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { requestCheckpoint } from './checkpoint-client.js';
 import { canonicalDir, connectAbstract, DEFAULT_DIR, NoSessionError, querySession, readLines, socketNameFor, splitLine } from './protocol.js';
+import { trace } from './output.js';
 import { RUNNING_LINE, sinkOf, StreamWriter, type SentGeneration } from './stream.js';
 
 /** The migration did not happen; the program runs on where it was. */
@@ -205,10 +206,15 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
   const t0 = Date.now();
   let final: Round;
   try {
-    final = await send(rounds.length + 1, answerPath(await race(hold.ask('checkpoint hold'))), t0);
+    trace('migrate: the last checkpoint asked for (the program stops)');
+    const held = answerPath(await race(hold.ask('checkpoint hold')));
+    trace('migrate: the last checkpoint written, the program held');
+    final = await send(rounds.length + 1, held, t0);
     await race(writer.end());
     target.child.stdin!.end();
+    trace('migrate: the last round streamed');
     await race(target.running);
+    trace('migrate: the target said the program runs');
   } catch (e) {
     // resumed by the session (also when the answer never comes: closing the connection resumes)
     await hold.ask('resume').catch(() => undefined);

@@ -35,12 +35,15 @@ export interface NativeAddon {
   unwatchSignal(id: number): void;
   crc32c(buf: Uint8Array, crc?: number): number;
   crc32cFile(path: string, offset: number, length: number): number;
+  crc32cFileRanges(path: string, ranges: Float64Array): Uint32Array;
   /** A listening socket bound to the abstract name (exact length), close-on-exec. */
   unixListen(name: string, backlog?: number): number;
   /** A socket connected to the abstract name (exact length), close-on-exec. */
   unixConnect(name: string): number;
   /** kcmp(pid1, pid2, KCMP_FILE, fd1, fd2) == 0: the two descriptors share one open file description. */
   kcmpFile(pid1: number, fd1: number, pid2: number, fd2: number): boolean;
+  /** pidfd_getfd: process pid's open file description at fd, as a close-on-exec descriptor of ckrun (opens nothing). */
+  dupProcessFd(pid: number, fd: number): number;
   /** Inodes of the client sockets of every connection accepted on the abstract name (sock_diag). */
   unixPeers(name: string): number[];
   /** Queues the shim's join request (signal, tagged); false when pid is gone. */
@@ -218,6 +221,11 @@ export function crc32c(buf: Uint8Array, crc?: number): number {
 
 export function crc32cFile(path: string, offset: number, length: number): number {
   return native().crc32cFile(path, offset, length);
+}
+
+/** CRC-32C of each [offset, length] range of one file (one open and one mapping for all). */
+export function crc32cFileRanges(path: string, ranges: Float64Array): Uint32Array {
+  return native().crc32cFileRanges(path, ranges);
 }
 
 /** True when fd1 of pid1 and fd2 of pid2 are one open file description (kcmp KCMP_FILE). */

@@ -223,6 +223,48 @@ export function describeProcess(outer: number): { comm: string; exe: string } {
 }
 
 // ---------------------------------------------------------------------------
+// Namespaces
+
+/** The namespace a process is in (`/proc/PID/ns/KIND` reads `net:[4026531840]`), or undefined when it cannot be read. */
+function namespaceOf(pid: number | 'self', kind: string): string | undefined {
+  try {
+    return readlinkSync(`/proc/${pid}/ns/${kind}`);
+  } catch {
+    return undefined; // gone, not ours to read, or a kernel without that kind
+  }
+}
+
+/** Namespaces a restart makes no new one of: the family must be in ckrun's. */
+const CKRUNS_NAMESPACES = ['net', 'uts', 'cgroup', 'time'];
+/** Namespaces a restart may make anew (a fresh PID namespace comes with a user, mount and IPC namespace of its own): the family must share one. */
+const FAMILY_NAMESPACES = ['pid', 'user', 'mnt', 'ipc'];
+
+/**
+ * A process of the family that entered a namespace of its own (unshare,
+ * clone with CLONE_NEW*, setns: a sandbox, a container runtime) cannot be
+ * restored there: ckrun makes no mount, network or other namespace again.
+ * The message naming the first such process and namespace, or undefined.
+ */
+export function foreignNamespace(members: readonly Member[]): string | undefined {
+  const first = members[0];
+  if (!first) return undefined;
+  for (const kind of [...CKRUNS_NAMESPACES, ...FAMILY_NAMESPACES]) {
+    const want = CKRUNS_NAMESPACES.includes(kind) ? namespaceOf('self', kind) : namespaceOf(first.outer, kind);
+    if (want === undefined) continue;
+    for (const m of members) {
+      const has = namespaceOf(m.outer, kind);
+      if (has !== undefined && has !== want)
+        return (
+          `process ${m.pid} (${describeProcess(m.outer).comm}) is in a ${kind} namespace of its own (${has}, not ${want}): ` +
+          `ckrun cannot make that namespace again at a restart, so it cannot checkpoint the process (a sandbox or container runtime ` +
+          `inside the program does this); the program runs on`
+        );
+    }
+  }
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------
 // Shared open file descriptions
 
 /** A process of the checkpoint: its PID as it sees it and in ckrun's namespace. */
@@ -384,6 +426,8 @@ export function makeDev(major: number, minor: number): number {
 export interface ShmObject {
   dev: number;
   ino: number;
+  /** The byte ranges [from, to) of the object this process maps (merged, ascending). */
+  ranges?: [number, number][];
 }
 
 /** Whether a shared mapping's name is a shared memory object (not a file mapped from a disk). */
@@ -410,54 +454,81 @@ export function shmObjectsOf(m: Member): ShmObject[] {
   return parseShmMaps(text);
 }
 
-/** Shared memory objects named in a maps text, each once. */
+/** Shared memory objects named in a maps text, each once, with the ranges of it mapped. */
 export function parseShmMaps(text: string): ShmObject[] {
-  const seen = new Set<string>();
-  const out: ShmObject[] = [];
+  const byKey = new Map<string, ShmObject>();
   for (const line of text.split('\n')) {
     // start-end perms offset major:minor inode name
-    const m = /^[0-9a-f]+-[0-9a-f]+ (\S{4}) [0-9a-f]+ ([0-9a-f]+):([0-9a-f]+) ([0-9]+)\s+(.*)$/.exec(line);
-    if (!m || m[1]![3] !== 's') continue;
-    const name = m[5]!;
-    if (!isShmName(name)) continue;
-    const dev = makeDev(parseInt(m[2]!, 16), parseInt(m[3]!, 16));
-    const ino = Number(m[4]);
+    const m = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) ([0-9a-f]+) ([0-9a-f]+):([0-9a-f]+) ([0-9]+)\s+(.*)$/.exec(line);
+    if (!m || m[3]![3] !== 's') continue;
+    if (!isShmName(m[8]!)) continue;
+    const dev = makeDev(parseInt(m[5]!, 16), parseInt(m[6]!, 16));
+    const ino = Number(m[7]);
     const key = `${dev}:${ino}`;
-    if (seen.has(key)) continue;
-    seen.add(key);
-    out.push({ dev, ino });
+    let o = byKey.get(key);
+    if (!o) byKey.set(key, (o = { dev, ino, ranges: [] }));
+    const from = parseInt(m[4]!, 16);
+    o.ranges!.push([from, from + parseInt(m[2]!, 16) - parseInt(m[1]!, 16)]);
+  }
+  const out = [...byKey.values()];
+  for (const o of out) o.ranges = mergeRanges(o.ranges!);
+  return out;
+}
+
+function mergeRanges(ranges: [number, number][]): [number, number][] {
+  const sorted = [...ranges].sort((a, b) => a[0] - b[0]);
+  const out: [number, number][] = [];
+  for (const [a, b] of sorted) {
+    const last = out[out.length - 1];
+    if (last && a <= last[1]) last[1] = Math.max(last[1], b);
+    else out.push([a, b]);
   }
   return out;
 }
 
+/** Whether the merged ranges `outer` cover every range of `inner`. */
+function covers(outer: [number, number][], inner: [number, number][]): boolean {
+  return inner.every(([a, b]) => outer.some(([c, d]) => c <= a && b <= d));
+}
+
 export interface ShmPlan {
-  /** [dev, ino, pid of the process whose image stores it]: the lowest PID mapping it. */
+  /** [dev, ino, pid of the process whose image stores it]: the lowest PID mapping all of it that is mapped. */
   owners: [number, number, number][];
   /** For every pid: the objects it must not store (`save skip=`). */
   skip: Map<number, ShmObject[]>;
 }
 
-/** Chooses, for every shared memory object, the one process whose image stores it. */
+/**
+ * Chooses, for every shared memory object, the one process whose image
+ * stores it: the lowest PID among those whose mappings cover every part of
+ * it any process maps. A process maps only its part of an object (the
+ * parent unmapped a piece its child still maps): a process whose part the
+ * owner does not cover stores its own part too (the restore fills the
+ * object from every image that holds pages of it), so no page is lost.
+ */
 export function shmPlan(maps: Map<number, ShmObject[]>): ShmPlan {
-  const holders = new Map<string, { obj: ShmObject; pids: number[] }>();
+  const holders = new Map<string, { obj: ShmObject; maps: { pid: number; ranges: [number, number][] }[] }>();
   for (const [pid, objs] of maps) {
     for (const o of objs) {
       const key = `${o.dev}:${o.ino}`;
       let h = holders.get(key);
-      if (!h) holders.set(key, (h = { obj: o, pids: [] }));
-      h.pids.push(pid);
+      if (!h) holders.set(key, (h = { obj: o, maps: [] }));
+      h.maps.push({ pid, ranges: o.ranges ?? [] });
     }
   }
   const owners: [number, number, number][] = [];
   const skip = new Map<number, ShmObject[]>();
-  for (const { obj, pids } of holders.values()) {
-    const owner = Math.min(...pids);
+  for (const { obj, maps: mappers } of holders.values()) {
+    const byPid = [...mappers].sort((a, b) => a.pid - b.pid);
+    const all = mergeRanges(byPid.flatMap((h) => h.ranges));
+    const owner = (byPid.find((h) => covers(h.ranges, all)) ?? byPid[0]!).pid;
+    const ownerRanges = byPid.find((h) => h.pid === owner)!.ranges;
     owners.push([obj.dev, obj.ino, owner]);
-    for (const p of pids) {
-      if (p === owner) continue;
-      let list = skip.get(p);
-      if (!list) skip.set(p, (list = []));
-      list.push(obj);
+    for (const h of byPid) {
+      if (h.pid === owner || !covers(ownerRanges, h.ranges)) continue;
+      let list = skip.get(h.pid);
+      if (!list) skip.set(h.pid, (list = []));
+      list.push({ dev: obj.dev, ino: obj.ino });
     }
   }
   owners.sort((a, b) => a[0] - b[0] || a[1] - b[1]);

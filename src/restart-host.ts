@@ -7,6 +7,9 @@ import type { Generation } from './generations.js';
 import type { Image, VerifyCache } from './image.js';
 import type { Session, SessionOptions } from './session.js';
 
+/** ckrun-restore's exit status when a PID or TID it needs is in use (preload/restore.h): ckrun restores in a new PID namespace. */
+export const EXIT_PIDS_TAKEN = 75;
+
 export interface RestartOptions extends SessionOptions {
   /**
    * IMAGE: a `.ckpt` or `.ckpt.gz` file, a generation directory, or a checkpoint DIR
@@ -71,13 +74,25 @@ export function withTrust(env: string[], trustOwner: boolean | undefined): strin
 
 type PidState = 'free' | 'dying' | 'live';
 
+/** Whether a process group with this ID has members (of any state). */
+function groupExists(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** Whether a PID/TID is free, held by a zombie or a process being killed, or by a live task. */
 export async function pidState(pid: number): Promise<PidState> {
   let stat: string;
   try {
     stat = await readFile(`/proc/${pid}/stat`, 'utf8');
   } catch {
-    return 'free';
+    // no process has it, but a process group may still bear it (its members outlive the leader, or are
+    // being killed with it): the kernel keeps the ID until the last of them is gone
+    return groupExists(pid) ? 'dying' : 'free';
   }
   const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
   if (state === 'Z' || state === 'X' || state === 'x') return 'dying';

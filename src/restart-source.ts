@@ -2,14 +2,16 @@
 // any process exists (src/verify.ts), and made ready for the restore host:
 // compressed images decompressed beside them. `restart --dir` (and a
 // checkpoint DIR named as IMAGE) uses the newest generation that verifies
-// and says on stderr which newer ones it could not use and why; a
+// and says on stderr which newer ones it could not use and why (its images,
+// or the files saved with it: written files and snapshot directories); a
 // generation or image named explicitly is used or refused, never replaced.
 import { randomBytes } from 'node:crypto';
 import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { isCompressedImage } from './compress.js';
-import { encodeManifest, isGenerationDir, MANIFEST, type Generation, type ManifestProcess } from './generations.js';
+import { encodeManifest, isGenerationDir, MANIFEST, ManifestError, type Generation, type ManifestProcess } from './generations.js';
+import { checkSavedFiles } from './files.js';
 import { decompressImage, ImageError, readImage, type Image } from './image.js';
 import { displayPath } from './output.js';
 import { DEFAULT_DIR } from './protocol.js';
@@ -172,6 +174,26 @@ async function decompressForRestore(path: string, pid: number | undefined): Prom
   }
 }
 
+/**
+ * The files saved with a generation (written files' blocks, snapshot
+ * directories' copies) are damaged or missing: the generation cannot be
+ * put back as it was, so `restart --dir` falls back past it like past a
+ * damaged image, before anything is written.
+ */
+export class SavedFilesError extends ManifestError {
+  constructor(genPath: string, problem: string) {
+    super(join(genPath, MANIFEST), '');
+    this.message = `the files saved with ${displayPath(genPath)} are damaged: ${problem}`;
+    this.name = 'SavedFilesError';
+  }
+}
+
+function checkFilesOf(g: Generation, verifyData: boolean): void {
+  const record = g.manifest.files;
+  const problem = record ? checkSavedFiles(g.path, record, verifyData) : undefined;
+  if (problem !== undefined) throw new SavedFilesError(g.path, problem);
+}
+
 /** Reads, verifies and prepares the generation in `path`. Throws ManifestError/ImageError when it cannot be used. */
 export async function prepareGeneration(path: string, verifyData: boolean, sourceDir: string | undefined, cache?: VerifyCache): Promise<Prepared> {
   const generation = await readGeneration(path);
@@ -195,6 +217,7 @@ export async function prepareGeneration(path: string, verifyData: boolean, sourc
       const t = temporary;
       images = [await verifyProcess(generation, p, { verifyData, cache, decompressed: () => t })];
     }
+    checkFilesOf(generation, verifyData);
     return { generation, images, family, sourceDir, staged, temporary, skipped: [], release };
   } catch (e) {
     await release();

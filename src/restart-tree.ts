@@ -6,24 +6,71 @@
 // family is taken) checks them all again and rebuilds the tree; the session
 // is ready once every process said `restored`, and it ends when the
 // orchestrator, which outlives the family, exits.
+import { closeSync, constants, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { sessionEnv, stdioIdentity } from './environment.js';
-import { asNumber, imageIds } from './image.js';
+import { asArray, asMap, asNumber, imageIds, type CborValue, type Image } from './image.js';
 import { exitStatus, isNativeError, spawnChild, type ExitStatus } from './native.js';
 import { displayPath } from './output.js';
 import { shimPath } from './paths.js';
 import { DEFAULT_DIR } from './protocol.js';
 import { chainOf } from './generations.js';
 import { CARRIED } from './contents.js';
-import { pidState, withTrust, type RestartedSession, type RestartOptions } from './restart-host.js';
+import { EXIT_PIDS_TAKEN, pidState, withTrust, type RestartedSession, type RestartOptions } from './restart-host.js';
 import { RestartError, type Prepared } from './restart-source.js';
 import { Coordinator, DEFAULT_INTERNAL_SIGNAL, openSession } from './session.js';
 
-/** ckrun-restore's exit status when a PID or TID of the family is in use (preload/restore.h). */
-export const EXIT_PIDS_TAKEN = 75;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Whether this process has a controlling terminal (a new session would lose it). */
+function hasControllingTerminal(): boolean {
+  try {
+    closeSync(openSync('/dev/tty', constants.O_RDONLY | constants.O_NOCTTY | constants.O_NONBLOCK));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The orchestrator takes the PID of the ckrun (or orchestrator) the family
+ * ran under, when it is free: the processes that had become ckrun's (the
+ * root, daemons, orphans of a session) find the same parent PID again.
+ * When ckrun led the session and group the root stayed in (`setsid ckrun`,
+ * a service, a terminal window), the orchestrator opens that session again
+ * itself (preload/restore.c), unless this restart has a controlling
+ * terminal to keep; any other group or session that bears the PID is made
+ * again by a stand-in with it.
+ */
+async function parentPid(root: Image, ids: number[], groups: ReadonlySet<number>): Promise<{ setTid?: number; dying?: boolean }> {
+  const pid = asNumber(root.meta['ppid']);
+  const ledByCkrun = pid !== undefined && asNumber(root.meta['sid']) === pid && asNumber(root.meta['pgid']) === pid;
+  if (pid === undefined || pid <= 1 || ids.includes(pid)) return {};
+  if (groups.has(pid) && !(ledByCkrun && !hasControllingTerminal())) return {};
+  const state = await pidState(pid);
+  return state === 'free' ? { setTid: pid } : { dying: state === 'dying' };
+}
+
+/** Every process group and session ID of the family, its zombies' too. */
+function groupAndSessionIds(images: readonly Image[]): Set<number> {
+  const out = new Set<number>();
+  const add = (v: CborValue | undefined): void => {
+    const n = asNumber(v);
+    // 0: a leader outside the PID namespace ckrun ran in
+    if (n !== undefined && n > 0) out.add(n);
+  };
+  for (const img of images) {
+    add(img.meta['pgid']);
+    add(img.meta['sid']);
+    for (const cm of asArray(img.meta['children']).map(asMap)) {
+      add(cm['pgid']);
+      add(cm['sid']);
+    }
+  }
+  return out;
 }
 
 /** Restarts a verified family and returns at once; await `session.ready` and `session.exited`. */
@@ -54,6 +101,7 @@ export async function restartFamily(opts: RestartOptions, host: string, prepared
   // ckrun has verified the data already (or was told not to): one read is enough.
   const hostArgs = ['--no-verify-data', '--tree', staged ?? generation.path];
   const ids = imageIds(images);
+  const groups = groupAndSessionIds(images);
   const root = process.geteuid?.() === 0;
   const state = { pidNamespace: opts.newPidNamespace === true || !root, ready: false };
   session.ready.then(
@@ -88,6 +136,7 @@ export async function restartFamily(opts: RestartOptions, host: string, prepared
   try {
     if (!state.pidNamespace) {
       const deadline = Date.now() + (opts.pidWaitMs ?? 3000);
+      const parentDeadline = Date.now() + 1000; // at most 1 s for a dying ckrun's PID, never holding up a restart long
       for (;;) {
         const states = await Promise.all(ids.map(async (t) => [t, await pidState(t)] as const));
         const live = states.find(([, s]) => s === 'live');
@@ -96,8 +145,17 @@ export async function restartFamily(opts: RestartOptions, host: string, prepared
           state.pidNamespace = true;
           break;
         }
-        if (states.every(([, s]) => s === 'free')) {
-          child = spawnChild({ file: host, argv: [host, ...hostArgs], env, fds: [...stdio] }, onExit);
+        // the PID of the ckrun the family ran under, for the orchestrator: one killed with the family is waited for
+        const parent = await parentPid(rootImage, ids, groups);
+        if (states.every(([, s]) => s === 'free') && (parent.dying !== true || Date.now() >= parentDeadline)) {
+          const spawn = (extra: { setTid?: number }): number => spawnChild({ file: host, argv: [host, ...hostArgs], env, fds: [...stdio], ...extra }, onExit);
+          try {
+            child = spawn(parent.setTid === undefined ? {} : { setTid: parent.setTid });
+          } catch (e) {
+            // that PID was taken meanwhile: the parent PID then differs, as documented
+            if (parent.setTid === undefined || !isNativeError(e) || e.code !== 'EEXIST') throw e;
+            child = spawn({});
+          }
           break;
         }
         if (Date.now() >= deadline) {

@@ -16,7 +16,7 @@ import { displayPath, trace, writeErr } from './output.js';
 import { restoreHostPath, shimPath } from './paths.js';
 import { DEFAULT_DIR } from './protocol.js';
 import { fallbackLines, locateTarget, prepareTarget, RestartError, type Prepared, type Target } from './restart-source.js';
-import { pidState, withTrust, type RestartedSession, type RestartOptions } from './restart-host.js';
+import { EXIT_PIDS_TAKEN, pidState, withTrust, type RestartedSession, type RestartOptions } from './restart-host.js';
 import { checkpointDirFor, Coordinator, DEFAULT_INTERNAL_SIGNAL, openSession } from './session.js';
 import { checkCredentials, checkOwners, imageFiles, TrustError, type Owned } from './trust.js';
 import { isIntegrityError, readGeneration, verifyProcess, type Skipped } from './verify.js';
@@ -332,7 +332,6 @@ async function restartFrom(opts: RestartOptions, host: string, prepared: Prepare
     }),
     opts.trustOwner,
   );
-  const onExit = (st: Parameters<Coordinator['onChildExit']>[0]): void => void session.onChildExit(st);
   // its zombies are forked again with their PIDs too
   const tids = imageIds([image]);
   // ckrun has verified the data already (or was told not to): one read is enough.
@@ -343,6 +342,31 @@ async function restartFrom(opts: RestartOptions, host: string, prepared: Prepare
   // user and PID namespace of their own.
   const root = process.geteuid?.() === 0;
   let pidNamespace = opts.newPidNamespace === true || !root;
+  let ready = false;
+  session.ready.then(
+    () => {
+      ready = true;
+    },
+    () => undefined,
+  );
+  const spawnInit = (): number =>
+    spawnChild({ file: host, argv: [host, '--init', ...hostArgs], env, fds: [...stdio], newPidNs: true, newUserNs: !root }, onExit);
+  // a thread's or zombie's ID taken after ckrun looked makes the restore
+  // host exit with EXIT_PIDS_TAKEN before the program runs: restored in a
+  // fresh PID namespace instead
+  function onExit(st: Parameters<Coordinator['onChildExit']>[0]): void {
+    if (!pidNamespace && !ready && st.code === EXIT_PIDS_TAKEN) {
+      session.verboseLog('an ID the process needs was taken meanwhile: restoring in a new PID namespace');
+      pidNamespace = true;
+      try {
+        session.pid = spawnInit();
+        return;
+      } catch (e) {
+        session.verboseLog(`cannot restore in a new PID namespace: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
+    void session.onChildExit(st);
+  }
   try {
     if (!pidNamespace) {
       const deadline = Date.now() + (opts.pidWaitMs ?? 3000);
@@ -371,12 +395,7 @@ async function restartFrom(opts: RestartOptions, host: string, prepared: Prepare
         await sleep(50);
       }
     }
-    if (child === undefined) {
-      child = spawnChild(
-        { file: host, argv: [host, '--init', ...hostArgs], env, fds: [...stdio], newPidNs: true, newUserNs: !root },
-        onExit,
-      );
-    }
+    if (child === undefined) child = spawnInit();
   } catch (e) {
     await session.close();
     if (isNativeError(e)) {
@@ -393,5 +412,9 @@ async function restartFrom(opts: RestartOptions, host: string, prepared: Prepare
   }
   trace('restore host started');
   startRestored(session, image, generation, pid, child, temporary);
-  return Object.assign(session, { image, generation, pidNamespace }) as Coordinator & RestartedSession;
+  return Object.defineProperties(session, {
+    image: { value: image, enumerable: true },
+    generation: { value: generation, enumerable: true },
+    pidNamespace: { get: () => pidNamespace, enumerable: true },
+  }) as Coordinator & RestartedSession;
 }

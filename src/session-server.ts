@@ -154,7 +154,7 @@ export class SessionServer {
     const [word, rest] = splitLine(line);
     const proc = this.procs.get(sock);
     if (proc) {
-      if (word === 'ok' || word === 'error' || word === 'stopped' || word === 'saved') {
+      if (word === 'ok' || word === 'error' || word === 'stopped' || word === 'saved' || word === 'frozen') {
         const p = proc.pending;
         if (p && (word === 'error' || p.words.includes(word))) {
           proc.pending = undefined;

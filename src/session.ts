@@ -4,7 +4,7 @@
 // signal, --interval, `ckrun checkpoint`) through the checkpoint barrier
 // (src/barrier.ts) into a generation (src/generations.ts), and ends with the
 // program's exit status.
-import { closeSync, constants as fsConstants, existsSync } from 'node:fs';
+import { closeSync, constants as fsConstants, existsSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { access, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { constants as osConstants } from 'node:os';
@@ -28,7 +28,7 @@ import {
   type ExitStatus,
   type SpawnOptions,
 } from './native.js';
-import { formatBytes, formatDuration, writeErr } from './output.js';
+import { formatBytes, formatDuration, trace, writeErr } from './output.js';
 import { shimPath } from './paths.js';
 import { catchesSignal, innerIds, isLive, sessionProcesses } from './proctree.js';
 import {
@@ -45,7 +45,7 @@ import { SessionServer, type JoinKind, type Proc } from './session-server.js';
 import { watchWriter } from './writer.js';
 import { checkUnaccepted } from './unaccepted.js';
 import { holdStopped } from './hold.js';
-import { readImage } from './image.js';
+import { readImage, VerifyCache } from './image.js';
 import { CARRIED, carryFiles, mappedCount, recordContents } from './contents.js';
 
 export { SessionError } from './errors.js';
@@ -145,6 +145,14 @@ export interface HeldCheckpoint extends CheckpointResult {
   release(how: 'resume' | 'kill'): void;
 }
 
+/**
+ * The mark in a generation directory that its stop froze every
+ * established TCP connection in repair mode before ckrun's SIGKILL
+ * (docs/design.md, "Connections to peers outside the session"): only
+ * then does a restart continue them with their peers.
+ */
+export const REPAIR_FROZEN = 'repair_frozen';
+
 export interface SessionExit extends ExitStatus {
   /** Whether the root process ever joined (said hello, or restored for a restart). */
   joined: boolean;
@@ -207,6 +215,7 @@ const PASSING_STATES = [
   /a connection not yet accepted holds bytes ckrun cannot read/,
   /a connection with bytes its own server has not accepted yet/,
   /a \/proc list of mappings is read part way/,
+  /a TCP connection has ended and the program has not closed it yet/,
 ];
 const RETRY_WAITS_MS = [100, 200, 400, 800, 1600];
 
@@ -310,6 +319,8 @@ export class Coordinator implements Session {
   private endsWithChild = false;
   private expectRestored: Set<number> | undefined;
   private readonly restoredPids = new Set<number>();
+  /** The images read after recent checkpoints (immutable once complete): an incremental image's older ones are read once, not every round. */
+  private readonly imageCache = new VerifyCache();
   private argv: string[] = [];
   private cwd = '';
   private restoredFrom: string | null = null;
@@ -441,9 +452,10 @@ export class Coordinator implements Session {
     this.stopping = stopping;
     this.scheduler.stopInterval();
     this.log(`${signalName(sig)} received: taking a checkpoint, then ending the program`);
+    let held: Awaited<ReturnType<Coordinator['checkpointToStop']>>;
     try {
-      const r = await this.checkpoint();
-      stopping.done = { generation: r.generation, path: r.path };
+      held = await this.checkpointToStop();
+      stopping.done = { generation: held.generation, path: held.path };
     } catch {
       // take() logged why
       this.log(`no checkpoint was taken on ${signalName(sig)}: passing ${signalName(sig)} on to the program`);
@@ -453,7 +465,51 @@ export class Coordinator implements Session {
       return;
     }
     this.log(`checkpoint ${stopping.done.generation} written to ${stopping.done.path}; ending the program (ckrun --resume or ckrun restart continues it)`);
+    await this.freezeConnections(held.path, held.freeze);
     this.killEveryone();
+    held.release(false);
+  }
+
+  /** One checkpoint (retried as any) whose processes stay stopped: the stop of a `checkpointOn` signal. */
+  private checkpointToStop(): Promise<CheckpointResult & { release: (resume?: boolean) => void; freeze?: () => Promise<void> }> {
+    return this.scheduler.exclusive(async () => {
+      const r = await this.runCheckpoint(true).catch((e: unknown) => {
+        this.log(`checkpoint failed: ${errorMessage(e)}`);
+        throw e;
+      });
+      this.lastGeneration = r.generation;
+      let done!: () => void;
+      const busyUntil = new Promise<void>((res) => (done = res));
+      const release = (resume?: boolean): void => {
+        r.release?.(resume);
+        done();
+      };
+      return { value: { ...r, release }, busyUntil };
+    });
+  }
+
+  /**
+   * Just before ckrun kills the held processes: their TCP connections go
+   * into repair mode, so the kill neither closes nor resets them for the
+   * peer, and the generation is marked so (a restart as root continues
+   * them). Written only once every process froze them; otherwise (no
+   * CAP_NET_ADMIN) they are thawed, and reset as always.
+   */
+  private async freezeConnections(path: string, freeze: (() => Promise<void>) | undefined): Promise<void> {
+    if (!freeze) return;
+    try {
+      await freeze();
+      const fd = openSync(join(path, REPAIR_FROZEN), 'wx', 0o600);
+      try {
+        writeSync(fd, 'the TCP connections of this generation were left in repair mode when ckrun ended the program\n');
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      this.verbose(`the program's TCP connections are frozen in repair mode: a restart as root continues them with their peers`);
+    } catch (e) {
+      this.verbose(`the program's TCP connections could not be frozen (${errorMessage(e)}): their peers see them closed, and a restart brings them back reset`);
+    }
   }
 
   /** SIGKILL to the child and every process of the session. */
@@ -537,6 +593,7 @@ export class Coordinator implements Session {
       return {
         value: {
           ...r,
+          // not frozen: the target restored them (reset) before this kill
           release: (how: 'resume' | 'kill') => {
             if (how === 'kill') this.endMoved();
             release(how === 'resume');
@@ -620,14 +677,14 @@ export class Coordinator implements Session {
    * after letting the program run a little: a few times, waiting longer
    * each time, each said in -v; the last failure says how long it waited.
    */
-  private async runCheckpoint(): Promise<CheckpointResult> {
+  private async runCheckpoint(hold = false): Promise<CheckpointResult & { release?: (resume?: boolean) => void; freeze?: () => Promise<void> }> {
     // read before anything is awaited: a request that comes later is the next checkpoint's
     const portable = this.opts.portable === true || this.portableAsked;
     this.portableAsked = false;
     let waited = 0;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.checkpointOnce(portable);
+        return await this.checkpointOnce(portable, hold);
       } catch (e) {
         const passing = errorMessage(e);
         if (!PASSING_STATES.some((r) => r.test(passing))) throw e;
@@ -641,7 +698,7 @@ export class Coordinator implements Session {
     }
   }
 
-  private async checkpointOnce(portable: boolean, hold = false): Promise<CheckpointResult & { release?: (resume?: boolean) => void }> {
+  private async checkpointOnce(portable: boolean, hold = false): Promise<CheckpointResult & { release?: (resume?: boolean) => void; freeze?: () => Promise<void> }> {
     const t0 = Date.now();
     await this.waitReady();
     this.vetDirAgain();
@@ -684,7 +741,11 @@ export class Coordinator implements Session {
       });
       // first: a held program must run on when anything below fails
       release = r.release;
-      const unaccepted = await checkUnaccepted(gen.path, r.processes.map((p) => p.image));
+      trace('checkpoint: images written');
+      // each image's metadata read once (an incremental one's runs are many): for these checks and the contents
+      const metas = await Promise.all(r.processes.map(async (p) => (await readImage(join(gen.path, p.image), { cache: this.imageCache })).meta));
+      trimCache(this.imageCache);
+      const unaccepted = checkUnaccepted(metas);
       if (unaccepted.failure) throw new SessionError(unaccepted.failure);
       for (const o of unaccepted.outside)
         this.verbose(`process ${o.pid}: a connection not yet accepted on descriptor ${o.fd} holds bytes from a client outside the session (socket inode ${o.client}); like every connection to the outside it is lost at restart`);
@@ -693,8 +754,9 @@ export class Coordinator implements Session {
       for (const p of r.processes)
         await gen.addImage({ pid: p.pid, image: p.image, pause_ns: p.pauseNs, ppid: p.ppid, pgid: p.pgid, sid: p.sid, chain: this.chains.chainAfter(p.pid) });
       // the program runs on meanwhile: each file is hashed once while it stays the same
-      const metas = await Promise.all(r.processes.map(async (p) => (await readImage(join(gen.path, p.image))).meta));
+      trace('checkpoint: images added, metadata read');
       const contents = await recordContents(metas);
+      trace('checkpoint: mapped files by content');
       this.verbose(
         `mapped files by content: ${contents.entries.length} files, ${formatBytes(Number(contents.hashed))} hashed in ${formatDuration(contents.ms * 1e6)}`,
       );
@@ -717,11 +779,12 @@ export class Coordinator implements Session {
         ...(files && (files.record.saved.length > 0 || files.record.stdio.length > 0 || files.record.policy === 'none' || files.record.dirs) ? { files: files.record } : {}),
       });
       this.chains.completed(path, processes);
+      trace('checkpoint: generation complete');
       if (files) this.lastFiles = { record: files.record, path };
       if (carried) this.lastCarried = join(path, CARRIED);
       await this.generations.keepNewest();
       const filesInfo = files ? { count: files.record.saved.length, bytes: files.bytes, ms: files.ms } : undefined;
-      return { generation: gen.number, path, processes, ms: Date.now() - t0, ...(filesInfo ? { files: filesInfo } : {}), ...(release ? { release } : {}) };
+      return { generation: gen.number, path, processes, ms: Date.now() - t0, ...(filesInfo ? { files: filesInfo } : {}), ...(release ? { release } : {}), ...(r.freeze ? { freeze: r.freeze } : {}) };
     } catch (e) {
       release?.(); // a held program runs on: the checkpoint failed
       await gen.remove().catch(() => undefined);
@@ -856,6 +919,16 @@ export class Coordinator implements Session {
     }
     this.stopTimersAndSignals();
     await this.shutdownServer();
+  }
+}
+
+/** The newest images a session keeps read (a chain of incremental images longer than this reads its oldest again). */
+const IMAGE_CACHE_MAX = 32;
+
+function trimCache(cache: VerifyCache): void {
+  for (const key of cache.results.keys()) {
+    if (cache.results.size <= IMAGE_CACHE_MAX) break;
+    cache.results.delete(key);
   }
 }
 
@@ -1020,6 +1093,7 @@ export async function launch(opts: LaunchOptions): Promise<Session> {
       stdio: stdioIdentity(stdio),
       signal: internalSignal,
       preload: shim,
+      hold: opts.checkpointOn,
     }),
     cwd,
     fds: [...stdio],

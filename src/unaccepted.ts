@@ -9,8 +9,7 @@
 // holds after all (a socket the session held but ckrun did not name) and
 // fails the checkpoint with the shim's message, a "passing state" the
 // session tries again (PASSING_STATES in session.ts).
-import { join } from 'node:path';
-import { asArray, asBigInt, asMap, asNumber, readImage, type CborMap } from './image.js';
+import { asArray, asBigInt, asMap, asNumber, type CborMap } from './image.js';
 
 export interface UnacceptedOutcome {
   /** A failure naming the listener and the client when a client in the session sent bytes. */
@@ -40,10 +39,10 @@ function unixEntries(meta: CborMap): UnixEntry[] {
   return out;
 }
 
-/** Looks at the images of a generation just written for clients in the session whose bytes no image holds. */
-export async function checkUnaccepted(genPath: string, images: string[]): Promise<UnacceptedOutcome> {
+/** Looks at the metadata of the images of a generation just written for clients in the session whose bytes no image holds. */
+export function checkUnaccepted(metas: CborMap[]): UnacceptedOutcome {
   const all: UnixEntry[] = [];
-  for (const name of images) all.push(...unixEntries((await readImage(join(genPath, name))).meta));
+  for (const meta of metas) all.push(...unixEntries(meta));
   const outside: UnacceptedOutcome['outside'] = [];
   for (const l of all)
     for (const client of l.pendingBytes) {

@@ -89,6 +89,7 @@ static __thread int depth;
 CK_HIDDEN void ck_signal_handler(int sig, siginfo_t *si, void *ucv)
 { const struct ck_fd *f = ucv; (void)si; if (kinds[sig & 1]->detect(f)) kinds[sig & 1]->save(0, 0, f); }
 CK_HIDDEN void ck_session_forked_child(void) { depth++; }
+CK_HIDDEN void ck_hold_handler(int sig, siginfo_t *si, void *ucv) { (void)sig, (void)si, (void)ucv; }
 `,
   );
   const r = run('node', [path.join(scripts, 'check-handler-code.mjs'), path.join(preload, 'fdkind.h'), kind, handler]);

@@ -42,16 +42,16 @@ test('pipes and FIFOs: separate descriptions of one end stay separate with their
   ]);
 });
 
-test('deleted while open: holes, size, owner, mode and times of a deleted file, and a write-only one; twice', async () => {
+test('deleted while open: holes, size, owner, mode and times of a deleted file, a write-only one, one in three descriptions of two processes (one inode), an O_TMPFILE file; twice', async () => {
   await releasedAfterSecondRestart('deleted', 'deleted: done', ['sparse: content and holes kept']);
 });
 
-test('memfd seals and exec flag, O_PATH descriptors of a file, a directory and a symlink, a deleted directory and a deleted cwd; twice', async () => {
+test('memfd seals and exec flag (execveat after a restart), a memfd in two descriptions, O_PATH descriptors of a file, a directory, a symlink and a removed symlink, a deleted directory (one also removed with its parent) and a deleted cwd also open as a descriptor; twice', async () => {
   await releasedAfterSecondRestart('kinds', 'kinds: done', ['kinds: memfd content and seals kept']);
 });
 
-test('POSIX message queue: attributes, mode, two descriptions with their own flags, messages in priority order; twice', async () => {
-  await releasedAfterSecondRestart('mqueue', 'mqueue: done', ['mqueue: messages kept in order'], [`/ckrun-test-${process.pid}`]);
+test('POSIX message queue: attributes, mode, two descriptions with their own flags, messages in priority order, and a queue removed while open; twice', async () => {
+  await releasedAfterSecondRestart('mqueue', 'mqueue: done', ['mqueue: messages kept in order', 'mqueue: removed queue kept its messages'], [`/ckrun-test-${process.pid}`]);
 });
 
 test('chroot: a process in a chroot is refused at the checkpoint, naming it, and runs on', async () => {

@@ -295,7 +295,7 @@ test('--files=size only cuts a written file back to its checkpoint size at resta
 
 // ---- holes, times, a file removed after the checkpoint, a refusal ------------
 
-test('a file with holes rewritten in place and grown, a scratch file removed after the checkpoint: the restarted program finds both as they were (content, holes, size, mtime, mode); twice; damaged saved data is refused before any file is touched', async () => {
+test('a file with holes rewritten in place and grown, a scratch file removed after the checkpoint: the restarted program finds both as they were (content, holes, size, mtime, mode); twice; damaged saved data is refused before any file is touched (a generation named), or passed over with a warning for the older one (restart --dir)', async () => {
   const scope = new Scope('files-state');
   try {
     const work = scope.dir('work');
@@ -317,11 +317,17 @@ test('a file with holes rewritten in place and grown, a scratch file removed aft
         const bad = Buffer.from(good);
         bad[0] = bad[0]! ^ 0xff;
         fs.writeFileSync(tabPath, bad);
-        const refused = scope.restart({ dir: ck, label: 'ckrun restart (damaged)' });
+        const refused = scope.restart({ image: gen, label: 'ckrun restart GEN (damaged)' });
         const st = await refused.waitExit();
         assert.is.not(st.code, 0, `a restart from a damaged table must refuse\n${refused.describe()}`);
         assert.match(refused.stderr, /fails its checksum/, 'the refusal names the damage');
         assert.ok(fs.readFileSync(sparse).equals(before), 'the refused restart left the file as it was');
+        // restart --dir: generation 1 instead, saying why
+        const older = scope.restart({ dir: ck, label: 'ckrun restart --dir (damaged newest)' });
+        await older.waitForLine('changed 1');
+        assert.match(older.stderr, /cannot use generation \S+\/2: the files saved with \S+\/2 are damaged: .*fails its checksum/, older.describe());
+        assert.match(older.stderr, /restarting from \S+\/1 instead/, older.describe());
+        await kill9Session(older, ck, 'filestate from generation 1');
         fs.writeFileSync(tabPath, good);
       }
       p = scope.restart({ dir: ck, label: `ckrun restart ${n}` });

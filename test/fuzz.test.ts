@@ -13,7 +13,7 @@
 //   checks accept (`ckrun-restore --check`), ckrun's reader accepts too (the
 //   fast restart in C runs the program before node reads the image).
 //
-// CKRUN_FUZZ_SECONDS (default 8) sets the time of each; README.md says how
+// CKRUN_FUZZ_SECONDS (default 5) sets the time of each; README.md says how
 // to fuzz longer.
 import { execFile, execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -30,7 +30,7 @@ import { cborDecode, crc32c } from './lib/cbor.js';
 import { HEADER_BLOCK, imagesOf, readHeaderBlock, rewriteHeader } from './lib/images.js';
 import { treeProgram, until } from './lib/tree.js';
 
-const SECONDS = Number(process.env.CKRUN_FUZZ_SECONDS ?? 8);
+const SECONDS = Number(process.env.CKRUN_FUZZ_SECONDS ?? 5);
 const HOST = path.join(ROOT, 'build', 'Release', 'ckrun-restore');
 const scope = new Scope('fuzz');
 

@@ -101,6 +101,42 @@ test('--checkpoint-on USR1,TERM: each signal to ckrun checkpoints and ends the p
   }
 });
 
+test('--checkpoint-on TERM: a SIGTERM sent to every process of the job at once (Slurm\'s requeue, preemption, time limit), the program first, is a checkpoint the program never sees; one sent to the program alone reaches it; --resume finishes the uninterrupted run', async () => {
+  const r = await reference();
+  const scope = new Scope('checkpoint-on-job');
+  try {
+    const ckpt = path.join(scope.root, 'ckpt');
+    scope.ckptDirs.push(ckpt);
+    const out = path.join(scope.root, 'job.out');
+    const args = ['--resume', '--dir', ckpt, '--checkpoint-on', 'TERM', '--', ...exampleProgram('counter', STEPS)];
+    // counter has no SIGTERM handler: had the signal reached it, it would have died of it and no checkpoint could be taken
+    const first = ckrunTo(scope, out, args, 'first run');
+    await waitLines(out, 60, first);
+    const program = programOf(first.pid);
+    process.kill(program, 'SIGTERM');
+    process.kill(first.pid, 'SIGTERM');
+    const exit = await first.waitExit(T_EXIT);
+    assert.is(exit.code, 75, `ckrun should exit 75 (checkpointed and stopped)\n${first.describe()}`);
+    assert.equal(generations(ckpt), [1]);
+    // restored while it held the signal: the program drops it and runs to its end
+    const last = ckrunTo(scope, out, args, 'requeue');
+    const end = await last.waitExit(T_EXIT);
+    assert.is(end.code, 0, last.describe());
+    assertSameAsRef(out, r, 'after a job-wide SIGTERM and a resume');
+    // the signal to the program alone, ckrun not told: the program gets it (after the hold) and dies of it, as without ckrun
+    const alone = path.join(scope.root, 'alone.out');
+    const other = ckrunTo(scope, alone, ['--dir', path.join(scope.root, 'ckpt2'), '--checkpoint-on', 'TERM', '--', ...exampleProgram('counter', STEPS)], 'signal to the program alone');
+    scope.ckptDirs.push(path.join(scope.root, 'ckpt2'));
+    await waitLines(alone, 30, other);
+    process.kill(programOf(other.pid), 'SIGTERM');
+    const died = await other.waitExit(T_EXIT);
+    assert.is(died.code, 128 + 15, `the program should have died of SIGTERM\n${other.describe()}`);
+    assert.ok(linesOf(alone).length < r.lines.length, 'the program ran to its end: it never got the signal');
+  } finally {
+    await scope.cleanup();
+  }
+});
+
 test('--resume: starts afresh over an interrupted first checkpoint, falls back past a damaged newest generation like restart, refuses when none verifies or the command differs', async () => {
   const r = await reference();
   const scope = new Scope('resume');

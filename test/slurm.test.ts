@@ -8,8 +8,10 @@
 //    which delivers it the same way: ckrun checkpoints, ends the program
 //    (status 75), and the job requeues itself;
 //  - preemption-like `scontrol requeue`: SIGTERM to every process of the
-//    job at once (the program dies of it): the requeued job continues from
-//    the last --interval checkpoint, the output file cut back to it.
+//    job at once: ckrun checkpoints on it while the shim holds it back from
+//    the program (resume.test.ts shows the program never sees it); the
+//    requeued job continues from the newest checkpoint, the output file cut
+//    back to it.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';

@@ -13,16 +13,27 @@ import { descendants, kill } from './lib/processes.js';
 import { checkpoint } from './lib/ckrun.js';
 import { Scope } from './lib/scope.js';
 
-/** TIME-WAIT entries (state 06 in /proc/net/tcp) with port on either side. */
-function timeWaitOn(port: number): string[] {
+/** The /proc/net/tcp entries in a state (hex: 01 established, 06 TIME-WAIT) with port on either side, as their fields. */
+function tcpEntriesOn(port: number, state: string): string[][] {
   const hex = port.toString(16).toUpperCase().padStart(4, '0');
   return fs
     .readFileSync('/proc/net/tcp', 'utf8')
     .split('\n')
     .slice(1)
     .map((l) => l.trim().split(/\s+/))
-    .filter((f) => f.length > 3 && f[3] === '06' && (f[1].endsWith(`:${hex}`) || f[2].endsWith(`:${hex}`)))
-    .map((f) => `${f[1]} -> ${f[2]}`);
+    .filter((f) => f.length > 4 && f[3] === state && (f[1].endsWith(`:${hex}`) || f[2].endsWith(`:${hex}`)));
+}
+
+/** TIME-WAIT entries with port on either side. */
+function timeWaitOn(port: number): string[] {
+  return tcpEntriesOn(port, '06').map((f) => `${f[1]} -> ${f[2]}`);
+}
+
+/** Established connections on port with bytes in a send or receive queue. */
+function queuedOn(port: number): string[] {
+  return tcpEntriesOn(port, '01')
+    .filter((f) => f[4] !== '00000000:00000000')
+    .map((f) => `${f[1]} -> ${f[2]} queues ${f[4]}`);
 }
 
 function noErrors(p: Proc): void {
@@ -34,9 +45,16 @@ function noErrors(p: Proc): void {
 async function killLeavingTimeWait(scope: Scope, p: Proc, port: number): Promise<void> {
   noErrors(p);
   // both stopped first, so that neither sees the other die and writes to a
-  // closed connection (a reset leaves no TIME-WAIT)
-  for (const pid of descendants(p.pid)) kill(pid, 'SIGSTOP');
-  await sleep(50);
+  // closed connection, and at an instant when no byte is queued either way:
+  // a socket closed with bytes unread sends a reset, which leaves no TIME-WAIT
+  for (let tries = 0; ; tries++) {
+    const pids = descendants(p.pid);
+    for (const pid of pids) kill(pid, 'SIGSTOP');
+    await sleep(50);
+    if (queuedOn(port).length === 0 || tries >= 40) break;
+    for (const pid of pids) kill(pid, 'SIGCONT');
+    await sleep(13);
+  }
   await scope.kill9(p);
   const held = timeWaitOn(port);
   assert.ok(held.length > 0, `prerequisite missing: no TIME-WAIT entry on port ${port} after kill -9 (nothing to test)`);

@@ -60,14 +60,14 @@ function noFailure(ctx: StageContext): void {
   if (bad) throw new Error(`stage ${ctx.stage}: the program says: ${bad}\n${ctx.proc.describe(20)}`);
 }
 
-test('children stopped by SIGTSTP (stop collected) and SIGSTOP (not collected) stay stopped through two restarts; SIGCONT continues them once', async () => {
+test('children stopped by SIGTSTP (stop collected), SIGSTOP and SIGTTIN (not collected, reported with their own signals) stay stopped through two restarts; SIGCONT continues them once', async () => {
   await spine({
     name: 'stopped',
     example: 'stopped',
     args: () => ['150'],
     first: 20,
     second: 60,
-    expectLines: ['both children continued once and ended', 'stopped: done'],
+    expectLines: ['the children continued once each and ended', 'stopped: done'],
     check: noFailure,
   });
 });

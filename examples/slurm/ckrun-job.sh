@@ -14,10 +14,12 @@
 #    whose --checkpoint-on USR1 takes a checkpoint and ends the program
 #    (ckrun then exits 75), and the job puts itself back in the queue.
 #  - Preemption (PreemptMode=REQUEUE) and `scontrol requeue` send SIGTERM
-#    to every process of the job at once: the program dies with it, and the
-#    requeued job continues from the last --interval checkpoint. With
+#    to every process of the job at once: ckrun's --checkpoint-on TERM takes
+#    a checkpoint while the shim holds the signal back from the program (up
+#    to 2 s), so the requeued job continues from that instant. With
 #    SlurmctldParameters=preempt_send_user_signal and a GraceTime, a preempted job
-#    gets the SIGUSR1 first, like at its time limit.
+#    gets the SIGUSR1 first, like at its time limit. --interval is the
+#    safety net for what gives no warning (a node that fails, SIGKILL).
 #  - --open-mode=append: a requeued job must not truncate its output file;
 #    ckrun puts it back as it was at the checkpoint, so it reads as one
 #    uninterrupted run.

@@ -17,6 +17,7 @@ export const REQUIREMENTS: readonly Requirement[] = [
   { command: 'redis-server', package: 'redis-server', usedBy: 'server-redis' },
   { command: 'redis-benchmark', package: 'redis-tools', usedBy: 'server-redis' },
   { command: 'nginx', package: 'nginx', usedBy: 'server-nginx (Debian defaults: master as root, workers as www-data)' },
+  { command: 'ip', package: 'iproute2', usedBy: 'hosts (two network namespaces joined by a veth pair)' },
   { command: 'setpriv', package: 'util-linux', usedBy: 'nonroot, trust (tests as user nobody), memory-attrs (a restart without CAP_IPC_LOCK)' },
   { command: 'script', package: 'bsdutils', usedBy: 'eintr, terminal (a program in a pseudo-terminal of its own)' },
   { command: 'tmux', package: 'tmux', usedBy: 'terminal (less in a tmux window, restarted in another), helper-threads (vim in tmux)' },

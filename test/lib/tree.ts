@@ -229,6 +229,8 @@ export interface TreeScenario {
   verify(runs: [Proc, Proc, Proc]): Promise<void> | void;
   /** the status the last run must exit with (default 0) */
   status?: number;
+  /** more arguments for restart 1 and restart 2 */
+  restartExtra?: [string[], string[]];
 }
 
 /** launch → checkpoint → kill -9 → restart → checkpoint → kill -9 → restart → verify. */
@@ -246,7 +248,7 @@ export async function treeScenario(scope: Scope, o: TreeScenario): Promise<void>
   await o.runsOn?.({ stage: 0, proc: s1, ckpt });
   await kill9Session(s1, ckpt, `${o.name}, launched run`);
 
-  const r1 = scope.restart({ dir: ckpt, cwd: elsewhere, label: `restart 1 of ${o.name}` });
+  const r1 = scope.restart({ dir: ckpt, cwd: elsewhere, label: `restart 1 of ${o.name}`, extra: o.restartExtra?.[0] });
   await o.progress({ stage: 1, proc: r1, ckpt });
   const gen2 = await checkpoint(ckpt).catch((e: Error) => {
     throw new Error(`${o.name}: the checkpoint of the restarted family failed: ${e.message}\n${r1.describe()}`);
@@ -257,7 +259,7 @@ export async function treeScenario(scope: Scope, o: TreeScenario): Promise<void>
   await kill9Session(r1, ckpt, `${o.name}, first restart`);
   if (generations(ckpt).join() !== '1,2') throw new Error(`${o.name}: generations in ${ckpt}: ${generations(ckpt).join(', ')}; expected 1, 2`);
 
-  const r2 = scope.restart({ dir: ckpt, cwd: elsewhere, label: `restart 2 of ${o.name}` });
+  const r2 = scope.restart({ dir: ckpt, cwd: elsewhere, label: `restart 2 of ${o.name}`, extra: o.restartExtra?.[1] });
   const exit = await r2.waitExit();
   if (exit.code !== (o.status ?? 0))
     throw new Error(`${o.name}: the second restart should run the family to its end and exit ${o.status ?? 0}\n${r2.describe()}`);
