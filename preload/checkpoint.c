@@ -152,7 +152,8 @@ static long next_line(char *out, size_t cap, int timeout_ms)
 		}
 		if (r == -EINTR)
 			continue;
-		if (r == 0)
+		/* ECONNRESET: ckrun died with bytes of ours unread */
+		if (r == 0 || r == -ECONNRESET)
 			session_gone = 1;
 		if (r != -EAGAIN || timeout_ms <= 0)
 			return -1;
