@@ -5,10 +5,58 @@
 import { readFile } from 'node:fs/promises';
 import type { Generation } from './generations.js';
 import type { Image, VerifyCache } from './image.js';
-import type { Session, SessionOptions } from './session.js';
+import type { ExitStatus } from './native.js';
+import type { Coordinator, Session, SessionOptions } from './session.js';
 
 /** ckrun-restore's exit status when a PID or TID it needs is in use (preload/restore.h): ckrun restores in a new PID namespace. */
 export const EXIT_PIDS_TAKEN = 75;
+
+/**
+ * Where the restore host of one restart runs: in ckrun's PID namespace
+ * (with the images' PIDs) or as PID 1 of a fresh one. An ID the images need
+ * may be taken after ckrun looked: the host then exits with EXIT_PIDS_TAKEN
+ * before the program runs, and `onExit` starts it again in a fresh PID
+ * namespace (`spawnInit`) instead of reporting that exit.
+ */
+export class HostPlacement {
+  pidNamespace: boolean;
+  private ready = false;
+
+  constructor(
+    private readonly session: Pick<Coordinator, 'ready' | 'pid' | 'verboseLog' | 'onChildExit'>,
+    pidNamespace: boolean,
+    /** what may be taken, for the verbose log: "a PID of the family" */
+    private readonly what: string,
+    private readonly spawnInit: (onExit: (st: ExitStatus) => void) => number,
+  ) {
+    this.pidNamespace = pidNamespace;
+    session.ready.then(
+      () => {
+        this.ready = true;
+      },
+      () => undefined,
+    );
+  }
+
+  readonly onExit = (st: ExitStatus): void => {
+    if (!this.pidNamespace && !this.ready && st.code === EXIT_PIDS_TAKEN) {
+      this.session.verboseLog(`${this.what} was taken meanwhile: restoring in a new PID namespace`);
+      this.pidNamespace = true;
+      try {
+        this.session.pid = this.spawnInit(this.onExit);
+        return;
+      } catch (e) {
+        this.session.verboseLog(`cannot restore in a new PID namespace: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
+    void this.session.onChildExit(st);
+  };
+
+  /** The restore host as PID 1 of a fresh PID namespace. */
+  startInFreshNamespace(): number {
+    return this.spawnInit(this.onExit);
+  }
+}
 
 export interface RestartOptions extends SessionOptions {
   /**

@@ -10,13 +10,13 @@ import { closeSync, constants, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { sessionEnv, stdioIdentity } from './environment.js';
 import { asArray, asMap, asNumber, imageIds, type CborValue, type Image } from './image.js';
-import { exitStatus, isNativeError, spawnChild, type ExitStatus } from './native.js';
+import { isNativeError, spawnChild } from './native.js';
 import { displayPath } from './output.js';
 import { shimPath } from './paths.js';
 import { DEFAULT_DIR } from './protocol.js';
 import { chainOf } from './generations.js';
 import { CARRIED } from './contents.js';
-import { EXIT_PIDS_TAKEN, pidState, withTrust, type RestartedSession, type RestartOptions } from './restart-host.js';
+import { HostPlacement, pidState, withTrust, type RestartedSession, type RestartOptions } from './restart-host.js';
 import { RestartError, type Prepared } from './restart-source.js';
 import { Coordinator, DEFAULT_INTERNAL_SIGNAL, openSession } from './session.js';
 
@@ -103,38 +103,13 @@ export async function restartFamily(opts: RestartOptions, host: string, prepared
   const ids = imageIds(images);
   const groups = groupAndSessionIds(images);
   const root = process.geteuid?.() === 0;
-  const state = { pidNamespace: opts.newPidNamespace === true || !root, ready: false };
-  session.ready.then(
-    () => {
-      state.ready = true;
-    },
-    () => undefined,
+  const place = new HostPlacement(session, opts.newPidNamespace === true || !root, 'a PID of the family', (onExit) =>
+    spawnChild({ file: host, argv: [host, '--init', ...hostArgs], env, fds: [...stdio], newPidNs: true, newUserNs: !root }, onExit),
   );
-
-  const spawnInit = (): number =>
-    spawnChild({ file: host, argv: [host, '--init', ...hostArgs], env, fds: [...stdio], newPidNs: true, newUserNs: !root }, onExit);
-  // The orchestrator checks the PIDs itself, just before it forks: one taken
-  // meanwhile makes it exit with EXIT_PIDS_TAKEN, and the family is
-  // restored in a fresh PID namespace instead.
-  function onExit(st: ExitStatus): void {
-    if (!state.pidNamespace && !state.ready && st.code === EXIT_PIDS_TAKEN) {
-      session.verboseLog('a PID of the family was taken meanwhile: restoring in a new PID namespace');
-      state.pidNamespace = true;
-      try {
-        session.pid = spawnInit();
-        return;
-      } catch (e) {
-        session.verboseLog(`cannot restore in a new PID namespace: ${e instanceof Error ? e.message : String(e)}`);
-        void session.onChildExit(exitStatus(1, null));
-        return;
-      }
-    }
-    void session.onChildExit(st);
-  }
 
   let child: number | undefined;
   try {
-    if (!state.pidNamespace) {
+    if (!place.pidNamespace) {
       const deadline = Date.now() + (opts.pidWaitMs ?? 3000);
       const parentDeadline = Date.now() + 1000; // at most 1 s for a dying ckrun's PID, never holding up a restart long
       for (;;) {
@@ -142,13 +117,13 @@ export async function restartFamily(opts: RestartOptions, host: string, prepared
         const live = states.find(([, s]) => s === 'live');
         if (live) {
           session.verboseLog(`PID ${live[0]} is in use: restoring the family in a new PID namespace`);
-          state.pidNamespace = true;
+          place.pidNamespace = true;
           break;
         }
         // the PID of the ckrun the family ran under, for the orchestrator: one killed with the family is waited for
         const parent = await parentPid(rootImage, ids, groups);
         if (states.every(([, s]) => s === 'free') && (parent.dying !== true || Date.now() >= parentDeadline)) {
-          const spawn = (extra: { setTid?: number }): number => spawnChild({ file: host, argv: [host, ...hostArgs], env, fds: [...stdio], ...extra }, onExit);
+          const spawn = (extra: { setTid?: number }): number => spawnChild({ file: host, argv: [host, ...hostArgs], env, fds: [...stdio], ...extra }, place.onExit);
           try {
             child = spawn(parent.setTid === undefined ? {} : { setTid: parent.setTid });
           } catch (e) {
@@ -160,13 +135,13 @@ export async function restartFamily(opts: RestartOptions, host: string, prepared
         }
         if (Date.now() >= deadline) {
           session.verboseLog(`the family's PIDs did not become free within ${opts.pidWaitMs ?? 3000} ms: restoring in a new PID namespace`);
-          state.pidNamespace = true;
+          place.pidNamespace = true;
           break;
         }
         await sleep(50);
       }
     }
-    if (child === undefined) child = spawnInit();
+    if (child === undefined) child = place.startInFreshNamespace();
   } catch (e) {
     await session.close();
     if (isNativeError(e)) {
@@ -200,6 +175,6 @@ export async function restartFamily(opts: RestartOptions, host: string, prepared
   return Object.defineProperties(session, {
     image: { value: rootImage, enumerable: true },
     generation: { value: generation, enumerable: true },
-    pidNamespace: { get: () => state.pidNamespace, enumerable: true },
+    pidNamespace: { get: () => place.pidNamespace, enumerable: true },
   }) as Coordinator & RestartedSession;
 }

@@ -16,7 +16,7 @@ import { displayPath, trace, writeErr } from './output.js';
 import { restoreHostPath, shimPath } from './paths.js';
 import { DEFAULT_DIR } from './protocol.js';
 import { fallbackLines, locateTarget, prepareTarget, RestartError, type Prepared, type Target } from './restart-source.js';
-import { EXIT_PIDS_TAKEN, pidState, withTrust, type RestartedSession, type RestartOptions } from './restart-host.js';
+import { HostPlacement, pidState, withTrust, type RestartedSession, type RestartOptions } from './restart-host.js';
 import { checkpointDirFor, Coordinator, DEFAULT_INTERNAL_SIGNAL, openSession } from './session.js';
 import { checkCredentials, checkOwners, imageFiles, TrustError, type Owned } from './trust.js';
 import { isIntegrityError, readGeneration, verifyProcess, type Skipped } from './verify.js';
@@ -341,46 +341,23 @@ async function restartFrom(opts: RestartOptions, host: string, prepared: Prepare
   // Choosing a PID in ckrun's own namespace takes root; anyone can in a
   // user and PID namespace of their own.
   const root = process.geteuid?.() === 0;
-  let pidNamespace = opts.newPidNamespace === true || !root;
-  let ready = false;
-  session.ready.then(
-    () => {
-      ready = true;
-    },
-    () => undefined,
+  const place = new HostPlacement(session, opts.newPidNamespace === true || !root, 'an ID the process needs', (onExit) =>
+    spawnChild({ file: host, argv: [host, '--init', ...hostArgs], env, fds: [...stdio], newPidNs: true, newUserNs: !root }, onExit),
   );
-  const spawnInit = (): number =>
-    spawnChild({ file: host, argv: [host, '--init', ...hostArgs], env, fds: [...stdio], newPidNs: true, newUserNs: !root }, onExit);
-  // a thread's or zombie's ID taken after ckrun looked makes the restore
-  // host exit with EXIT_PIDS_TAKEN before the program runs: restored in a
-  // fresh PID namespace instead
-  function onExit(st: Parameters<Coordinator['onChildExit']>[0]): void {
-    if (!pidNamespace && !ready && st.code === EXIT_PIDS_TAKEN) {
-      session.verboseLog('an ID the process needs was taken meanwhile: restoring in a new PID namespace');
-      pidNamespace = true;
-      try {
-        session.pid = spawnInit();
-        return;
-      } catch (e) {
-        session.verboseLog(`cannot restore in a new PID namespace: ${e instanceof Error ? e.message : String(e)}`);
-      }
-    }
-    void session.onChildExit(st);
-  }
   try {
-    if (!pidNamespace) {
+    if (!place.pidNamespace) {
       const deadline = Date.now() + (opts.pidWaitMs ?? 3000);
       for (;;) {
         const states = await Promise.all(tids.map(async (t) => [t, await pidState(t)] as const));
         const live = states.find(([, s]) => s === 'live');
         if (live) {
           session.verboseLog(`${await describePid(live[0])} is in use: restoring in a new PID namespace`);
-          pidNamespace = true;
+          place.pidNamespace = true;
           break;
         }
         if (states.every(([, s]) => s === 'free')) {
           try {
-            child = spawnChild({ file: host, argv: [host, ...hostArgs], env, fds: [...stdio], setTid: pid }, onExit);
+            child = spawnChild({ file: host, argv: [host, ...hostArgs], env, fds: [...stdio], setTid: pid }, place.onExit);
             break;
           } catch (e) {
             if (!isNativeError(e) || e.code !== 'EEXIST') throw e;
@@ -389,20 +366,20 @@ async function restartFrom(opts: RestartOptions, host: string, prepared: Prepare
         }
         if (Date.now() >= deadline) {
           session.verboseLog(`PID ${pid} did not become free within ${opts.pidWaitMs ?? 3000} ms: restoring in a new PID namespace`);
-          pidNamespace = true;
+          place.pidNamespace = true;
           break;
         }
         await sleep(50);
       }
     }
-    if (child === undefined) child = spawnInit();
+    if (child === undefined) child = place.startInFreshNamespace();
   } catch (e) {
     await session.close();
     if (isNativeError(e)) {
       if (e.code === 'EPERM')
         throw new RestartError(
           root
-            ? `cannot restore ${imageName}: ${pidNamespace ? 'a new PID namespace' : `creating PID ${pid}`} was refused: ${e.message}`
+            ? `cannot restore ${imageName}: ${place.pidNamespace ? 'a new PID namespace' : `creating PID ${pid}`} was refused: ${e.message}`
             : `cannot restore ${imageName}: this system does not let ordinary users create user namespaces ` +
                 `(${e.message}); run ckrun restart as root, or allow unprivileged user namespaces`,
         );
@@ -415,6 +392,6 @@ async function restartFrom(opts: RestartOptions, host: string, prepared: Prepare
   return Object.defineProperties(session, {
     image: { value: image, enumerable: true },
     generation: { value: generation, enumerable: true },
-    pidNamespace: { get: () => pidNamespace, enumerable: true },
+    pidNamespace: { get: () => place.pidNamespace, enumerable: true },
   }) as Coordinator & RestartedSession;
 }

@@ -6,12 +6,16 @@
 // session of a live process, a zombie in the group of a reaped leader. After each restart every process is in the session and
 // group it was in (the program checks with getsid/getpgid, and kill(-pgid)
 // reaches exactly its group), and the zombie is still there to be reaped.
-// Also python's subprocess.Popen(start_new_session=True).
+// Also python's subprocess.Popen(start_new_session=True), and the whole
+// of it with ckrun in a PID namespace whose session leader is outside (a
+// container, a CI runner): every session ID there reads 0.
+import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { promisify } from 'node:util';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { EXAMPLES } from './lib/paths.js';
+import { CKRUN_SH, EXAMPLES } from './lib/paths.js';
 import { python3 } from './lib/examples.js';
 import { runNative, type Proc } from './lib/proc.js';
 import { Scope } from './lib/scope.js';
@@ -106,6 +110,44 @@ test('python subprocess.Popen(start_new_session=True): the child writes on throu
         assert.is(sid, pid, 'the child leads its own session');
       },
     });
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+// One launch, checkpoint, kill -9 and restart run by a shell that is in a
+// group of its own in a fresh PID namespace, below its session's leader:
+// getsid() says 0 for the whole family, a session like any other.
+const OUTSIDE_LEADER = `set -u
+D=$1; BIN=$2; CKRUN=$3
+"$CKRUN" --dir "$D/ck" -- "$BIN" --steps 150 > "$D/out" 2>&1 &
+ck=$!
+for i in $(seq 1 600); do [ "$(grep -c '^step' "$D/out")" -ge 30 ] && break; sleep 0.1; done
+"$CKRUN" checkpoint --dir "$D/ck" > /dev/null || { echo "the checkpoint failed"; exit 1; }
+kill -9 $ck; wait $ck 2>/dev/null
+for i in $(seq 1 200); do pgrep -f "$BIN" > /dev/null || break; sleep 0.05; done
+"$CKRUN" restart --dir "$D/ck" > "$D/restart.out" 2>&1 || { echo "the restart exited $?: $(cat "$D/restart.out")"; exit 1; }
+echo "sid $(ps -o sid= -p $$)"
+`;
+
+test('the same, with ckrun in a PID namespace whose session leader is outside it (session ID 0): kill -9, restart', async () => {
+  const scope = new Scope('tree-sessions-outside');
+  try {
+    const [bin] = treeProgram('sessions');
+    const refRun = runNative([bin!, '--steps', '150']);
+    const dir = scope.dir('work');
+    const script = path.join(dir, 'run.sh');
+    fs.writeFileSync(script, OUTSIDE_LEADER);
+    // PID 1 is a shell that waits; the script runs in a group of its own below it
+    const inner = `import os; os.setpgid(0, 0); os.execvp("bash", ["bash", ${JSON.stringify(script)}, ${JSON.stringify(dir)}, ${JSON.stringify(bin)}, ${JSON.stringify(CKRUN_SH)}])`;
+    const r = await promisify(execFile)('unshare', ['-pf', '--mount-proc', 'bash', '-c', `/usr/bin/python3 -c '${inner}'; true`], { timeout: 120_000 }).catch(
+      (e: { stdout?: string; stderr?: string; message: string }) => ({ stdout: `${e.stdout ?? ''}`, stderr: `${e.stderr ?? ''}${e.message}` }),
+    );
+    assert.match(r.stdout, /^sid\s+0$/m, `the script did not finish, or not in session 0:\n${r.stdout}\n${r.stderr}`);
+    const ref = await refRun;
+    assert.is(ref.code, 0, ref.stderr);
+    // the restarted program wrote on in the same file, from its offset at the checkpoint
+    assert.is(fs.readFileSync(path.join(dir, 'out'), 'utf8'), ref.stdout, "the output is the uninterrupted run's, every group check ok");
   } finally {
     await scope.cleanup();
   }
