@@ -1186,13 +1186,17 @@ static int add_children(int pid, int *pids, int n, int cap)
 	return n;
 }
 
-/* Every descendant of this process, killed (SIGKILL). Async-signal-safe. */
+/* Every descendant of this process, killed (SIGKILL). Each is stopped
+ * first, as it is found: none sees another die (a pipe's end of file, a
+ * SIGCHLD) and acts on it before its own kill. Async-signal-safe. */
 CK_HIDDEN void ck_kill_descendants(void)
 {
 	int pids[1024];
 	int n = add_children((int)ck_getpid(), pids, 0, 1024);
-	for (int next = 0; next < n; next++)
+	for (int next = 0; next < n; next++) {
+		ck_kill(pids[next], SIGSTOP);
 		n = add_children(pids[next], pids, n, 1024);
+	}
 	for (int i = 0; i < n; i++)
 		ck_kill(pids[i], SIGKILL);
 }
