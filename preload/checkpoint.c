@@ -1055,6 +1055,11 @@ static void end_with_session(void)
 {
 	if (!session_gone)
 		return;
+	/* ckrun's exit closes one connection after another: nothing of the
+	 * family dies before every joined process has its signal pending, so
+	 * none sees another die (a pipe's end of file) and acts on it first */
+	struct ck_timespec settle = {0, 3 * 1000000L};
+	CK_SYS2(SYS_nanosleep, &settle, 0);
 	ck_kill_descendants();
 	ck_kill((int)ck_getpid(), SIGKILL);
 }
