@@ -1055,6 +1055,7 @@ static void end_with_session(void)
 {
 	if (!session_gone)
 		return;
+	ck_inet_freeze_unchanged();
 	/* ckrun's exit closes one connection after another: nothing of the
 	 * family dies before every joined process has its signal pending, so
 	 * none sees another die (a pipe's end of file) and acts on it first */
@@ -1145,6 +1146,10 @@ static void lead_checkpoint(ucontext_t *uc, int mode)
 			reply_result(s, 0, 0, 0);
 		go = ok && await_resume(s, ok, &pause_fd, &answered, t0);
 	}
+	if (ok && go)
+		ck_inet_keep_live(request_path);
+	else
+		ck_inet_forget_noted();
 	uint64_t pause = now_ns() - t0;
 	release_threads();
 	if (forked) {

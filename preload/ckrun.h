@@ -410,6 +410,9 @@ CK_HIDDEN int ck_peercred_answer(int fd, void *val, unsigned *len);
 CK_HIDDEN void ck_inet_drop_send_queues(void);
 CK_HIDDEN long ck_inet_freeze(void);
 CK_HIDDEN void ck_inet_thaw(void);
+CK_HIDDEN void ck_inet_keep_live(const char *image);
+CK_HIDDEN void ck_inet_forget_noted(void);
+CK_HIDDEN void ck_inet_freeze_unchanged(void);
 /* A descriptor table shared with another process (clone CLONE_FILES without
  * CLONE_VM): 1, with the refusal in s->msg. */
 CK_HIDDEN int ck_files_table_shared(struct ck_scratch *s);

@@ -338,6 +338,24 @@ struct sendq {
 	uint32_t seq;  /* the sequence number of buf[0] */
 	long unsent;   /* its last bytes TCP had not sent yet */
 };
+/* Where the queues of the connection being saved end (rcv_nxt, and the
+ * send queue's last byte), as its image has them: set by the two savers,
+ * taken by save_repair_state. */
+static uint32_t saved_recv_end, saved_send_end;
+static int has_saved_recv_end, has_saved_send_end;
+
+/* Connections that may outlive a kill -9 of ckrun (below, ck_inet_keep_live). */
+struct live_conn {
+	int fd;
+	uint64_t ino;
+	uint32_t send_end, recv_end;
+};
+#define MAX_LIVE 256
+static struct live_conn live_noted[MAX_LIVE], live_kept[MAX_LIVE];
+static int nlive_noted, nlive_kept;
+static long live_owner;          /* the process they were noted in (not a child forked since) */
+static char live_generation[4096]; /* DIR/N of the checkpoint they belong to */
+
 #define MAX_SENDQ 1024
 static struct sendq sendqs[MAX_SENDQ];
 static int nsendq;
@@ -399,6 +417,7 @@ CK_HIDDEN void ck_inet_take_send_queues(void)
 	struct ck_stat st;
 	int fd;
 	nsendq = 0;
+	nlive_noted = 0;
 	if (ck_sock_walk_open(&walk) < 0)
 		return; /* each is read when saved, then */
 	while (nsendq < MAX_SENDQ && (fd = ck_sock_walk_next(&walk, &st)) >= 0) {
@@ -504,8 +523,10 @@ static void save_recv_queue(struct ck_writer *w, const struct ck_fd *f, int stat
 	else {
 		if (n > 0)
 			put_queue(w, "recv_queue", buf, n);
-		if (repair)
+		if (repair) {
 			cb_kv_uint(&w->meta, "recv_seq", (uint32_t)(s1 - (fin_received(state) ? 1u : 0u) - (uint32_t)n));
+			saved_recv_end = s1, has_saved_recv_end = 1;
+		}
 	}
 	if (buf)
 		ck_munmap(buf, CK_PAGE_UP(cap));
@@ -522,6 +543,7 @@ static void save_send_queue(struct ck_writer *w, const struct ck_fd *f, int stat
 		put_queue(w, "send_queue", q->buf ? q->buf : "", q->len);
 		cb_kv_uint(&w->meta, "send_unsent", (uint64_t)q->unsent);
 		cb_kv_uint(&w->meta, "send_seq", q->seq);
+		saved_send_end = q->seq + (uint32_t)q->len, has_saved_send_end = 1;
 		return;
 	}
 	int unsent = 0;
@@ -540,12 +562,141 @@ static void save_send_queue(struct ck_writer *w, const struct ck_fd *f, int stat
 			    "reading its send queue in repair mode failed", local, peer);
 }
 
-/* ---- connections frozen for a stop ckrun makes (docs/design.md,
- * "Connections to peers outside the session") ---- */
-
 struct ck_repair_window {
 	uint32_t snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup;
 };
+
+/* ---- connections that outlive a kill -9 of ckrun (docs/design.md,
+ * "Connections to peers outside the session") ----
+ *
+ * Each checkpoint notes, for every established connection it saved with
+ * its repair state, where its queues ended. When ckrun dies the process
+ * ends itself; before that, a connection whose queues still end there
+ * (nothing sent or received since the checkpoint, so the peer knows what
+ * the image knows) goes into repair mode with a receive window of 0 (what
+ * arrives from now on is dropped, never acknowledged) and its descriptor
+ * is written to DIR/N/repair_frozen.PID: its close then sends the peer
+ * neither FIN nor RST, and a restart of generation N may continue it. */
+
+static void note_live_connection(const struct ck_fd *f, uint32_t send_end, uint32_t recv_end)
+{
+	if (nlive_noted < MAX_LIVE)
+		live_noted[nlive_noted++] = (struct live_conn){f->fd, f->st.ino, send_end, recv_end};
+}
+
+/* DIR/N from the image path DIR/.N.partial/PID.ckpt (or DIR/N/PID.ckpt). */
+static int generation_of(const char *image, char *out, size_t cap)
+{
+	size_t len = ck_strlen(image), slash = len;
+	while (slash > 0 && image[slash - 1] != '/')
+		slash--;
+	if (slash < 2 || slash >= cap)
+		return 0;
+	size_t end = slash - 1, start = end; /* the generation's name is image[start, end) */
+	while (start > 0 && image[start - 1] != '/')
+		start--;
+	const char *name = image + start;
+	size_t nl = end - start, suffix = sizeof ".partial" - 1;
+	ck_memcpy(out, image, start);
+	if (nl > 1 + suffix && name[0] == '.' && ck_strneq(name + nl - suffix, ".partial", suffix)) {
+		ck_memcpy(out + start, name + 1, nl - 1 - suffix);
+		out[start + nl - 1 - suffix] = 0;
+	} else {
+		ck_memcpy(out + start, name, nl);
+		out[start + nl] = 0;
+	}
+	return 1;
+}
+
+/* The checkpoint whose image is `image` was taken: its notes replace the last one's. */
+CK_HIDDEN void ck_inet_keep_live(const char *image)
+{
+	nlive_kept = 0;
+	if (nlive_noted > 0 && generation_of(image, live_generation, sizeof live_generation)) {
+		ck_memcpy(live_kept, live_noted, (size_t)nlive_noted * sizeof live_noted[0]);
+		nlive_kept = nlive_noted;
+		live_owner = ck_getpid();
+	}
+	nlive_noted = 0;
+}
+
+CK_HIDDEN void ck_inet_forget_noted(void)
+{
+	nlive_noted = 0;
+}
+
+/* In repair mode: nothing sent or received since the checkpoint, and from
+ * now on nothing taken in (window 0: arrivals are dropped, unacknowledged). */
+static int close_window_if_unchanged(const struct live_conn *c)
+{
+	struct ck_repair_window rw;
+	unsigned len = sizeof rw;
+	uint32_t send_end, recv_end;
+	if (ck_getsockopt(c->fd, IPPROTO_TCP, TCP_REPAIR_WINDOW, &rw, &len) != 0 || len != sizeof rw ||
+	    !queue_seq(c->fd, TCP_RECV_QUEUE, &recv_end))
+		return 0;
+	rw.rcv_wup = recv_end;
+	rw.rcv_wnd = 0;
+	if ((int32_t)(rw.snd_wl1 - recv_end) > 0)
+		rw.snd_wl1 = recv_end;
+	if (ck_setsockopt(c->fd, IPPROTO_TCP, TCP_REPAIR_WINDOW, &rw, sizeof rw) != 0)
+		return 0;
+	/* read again after the window closed: a byte that came in before counts */
+	return queue_seq(c->fd, TCP_RECV_QUEUE, &recv_end) && recv_end == c->recv_end &&
+	       queue_seq(c->fd, TCP_SEND_QUEUE, &send_end) && send_end == c->send_end;
+}
+
+static void write_live_mark(const int *fds, int n)
+{
+	char path[4096 + 64], text[MAX_LIVE * 12 + 16];
+	struct ck_str m;
+	ck_str_init(&m, path, sizeof path);
+	ck_str_add(&m, live_generation);
+	ck_str_add(&m, "/repair_frozen.");
+	ck_str_dec(&m, ck_getpid());
+	long dir = ck_openat(AT_FDCWD, live_generation, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+	if (dir < 0)
+		return; /* the generation did not complete: a restart uses an older one, whose connections moved on */
+	ck_close((int)dir);
+	long fd = ck_openat(AT_FDCWD, path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	ck_str_init(&m, text, sizeof text);
+	ck_str_add(&m, "descriptors");
+	for (int i = 0; i < n; i++) {
+		ck_str_add(&m, " ");
+		ck_str_dec(&m, fds[i]);
+	}
+	ck_str_add(&m, "\n");
+	ck_write((int)fd, text, ck_strlen(text));
+	ck_close((int)fd);
+}
+
+/* ckrun is gone and this process ends: its connections unchanged since
+ * the checkpoint are frozen for a restart to continue (as root). */
+CK_HIDDEN void ck_inet_freeze_unchanged(void)
+{
+	int fds[MAX_LIVE], n = 0;
+	if (nlive_kept == 0 || live_owner != ck_getpid())
+		return;
+	for (int i = 0; i < nlive_kept; i++) {
+		const struct live_conn *c = &live_kept[i];
+		struct ck_stat st;
+		int reuse;
+		if (ck_fstat(c->fd, &st) != 0 || st.ino != c->ino || tcp_state_of(c->fd) != TCP_ESTABLISHED ||
+		    repair_on(c->fd, &reuse) != 0)
+			continue;
+		if (close_window_if_unchanged(c))
+			fds[n++] = c->fd;
+		else
+			repair_off(c->fd, reuse);
+	}
+	if (n > 0)
+		write_live_mark(fds, n);
+}
+
+/* ---- connections frozen for a stop ckrun makes (docs/design.md,
+ * "Connections to peers outside the session") ---- */
 
 /* What re-creating an established connection in repair mode needs beyond
  * its queues, read in repair mode: "repair" = [mss, send window scale,
@@ -568,6 +719,8 @@ static void save_repair_state(struct ck_writer *w, const struct ck_fd *f, const 
 	repair_off(f->fd, reuse);
 	if (!ok)
 		return;
+	if (has_saved_recv_end && has_saved_send_end)
+		note_live_connection(f, saved_send_end, saved_recv_end);
 	struct cb_enc *e = &w->meta;
 	cb_text(e, "repair");
 	cb_array(e, 11);
@@ -647,6 +800,7 @@ static void save_tcp_queues(struct ck_writer *w, const struct ck_fdtab *t, const
 			    local, peer);
 		return;
 	}
+	has_saved_recv_end = has_saved_send_end = 0;
 	save_recv_queue(w, f, ti->state, local, peer);
 	if (!w->err)
 		save_send_queue(w, f, ti->state, local, peer);
@@ -1594,6 +1748,51 @@ static int generation_frozen(const struct ck_image *img)
 	return known;
 }
 
+/* The descriptors of process `img` whose connections it froze itself when
+ * ckrun was killed, unchanged since this generation's checkpoint
+ * (DIR/N/repair_frozen.PID, ck_inet_freeze_unchanged): read next to the
+ * image, never through a link, and removed (used once, as repair_frozen). */
+static int frozen_at_kill(const struct ck_image *img, int fd)
+{
+	static int loaded_for = -1, nfds;
+	static int fds[256];
+	if (loaded_for != img->pid) {
+		loaded_for = img->pid;
+		nfds = 0;
+		char path[4096];
+		const char *slash = strrchr(img->path, '/');
+		size_t dl = slash ? (size_t)(slash - img->path) : 1;
+		if (dl + 64 > sizeof path)
+			return 0;
+		memcpy(path, slash ? img->path : ".", dl);
+		snprintf(path + dl, sizeof path - dl, "/repair_frozen.%d", img->pid);
+		int mfd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+		struct stat st;
+		char text[4096];
+		ssize_t n = 0;
+		if (mfd >= 0 && fstat(mfd, &st) == 0 && S_ISREG(st.st_mode))
+			n = read(mfd, text, sizeof text - 1);
+		if (mfd >= 0) {
+			close(mfd);
+			unlink(path);
+		}
+		text[n > 0 ? n : 0] = 0;
+		const char *p = strncmp(text, "descriptors", 11) == 0 ? text + 11 : "";
+		while (*p == ' ' && nfds < (int)(sizeof fds / sizeof fds[0])) {
+			char *end;
+			long v = strtol(p + 1, &end, 10);
+			if (end == p + 1 || v < 0 || v > INT32_MAX)
+				break;
+			fds[nfds++] = (int)v;
+			p = end;
+		}
+	}
+	for (int i = 0; i < nfds; i++)
+		if (fds[i] == fd)
+			return 1;
+	return 0;
+}
+
 static int set_repair(int fd, int name, const void *v, socklen_t len)
 {
 	return setsockopt(fd, IPPROTO_TCP, name, v, len);
@@ -1935,7 +2134,8 @@ CK_HIDDEN void ck_inet_create_shared(struct ck_sock_file *list, size_t n, struct
 		else if (e->in->tcp_state == TCP_ESTABLISHED && listener_at(ends, count, &e->in->peer))
 			make_pending(e, base_fd);
 		else if (e->in->tcp_state == TCP_ESTABLISHED && e->in->has_repair && e->in->has_send_seq &&
-			 e->in->has_recv_seq && e->in->peer.set && generation_frozen(e->img) && make_repaired(e, base_fd))
+			 e->in->has_recv_seq && e->in->peer.set &&
+			 (generation_frozen(e->img) || frozen_at_kill(e->img, e->f->fd)) && make_repaired(e, base_fd))
 			continue;
 		else
 			make_orphan(e, base_fd, fin_received(e->in->tcp_state));

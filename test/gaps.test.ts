@@ -359,6 +359,55 @@ test('a keep-alive connection from a client outside the session survives --check
   }
 });
 
+test('a keep-alive connection from a client outside the session lives through kill -9 of ckrun and a restart when nothing passed on it since the checkpoint, twice; one that carried bytes since ends at the kill (as root: TCP_REPAIR)', async () => {
+  assert.is(process.getuid?.(), 0, 'this test needs root: CAP_NET_ADMIN, for TCP_REPAIR');
+  const scope = new Scope('keepalive-kill');
+  let client: ReturnType<typeof lineClient> | undefined;
+  try {
+    const ckpt = scope.ckptDir('ckpt');
+    const port = await freePort();
+    const killed = async (p: Proc, gen: number, frozen: boolean): Promise<void> => {
+      process.kill(p.pid, 'SIGKILL');
+      await p.waitExit();
+      await sleep(300); // the family ends itself; a FIN or RST from its kill would have reached the client by now
+      const marks = fs.readdirSync(path.join(ckpt, String(gen))).filter((n) => n.startsWith('repair_frozen.'));
+      if (frozen) {
+        assert.is(marks.length, 1, `generation ${gen}: the server's mark (repair_frozen.PID) is missing\n${p.describe()}`);
+        assert.is(client!.closed(), '', 'the client saw its connection end at the kill');
+      } else {
+        assert.is(marks.length, 0, `generation ${gen}: a connection that carried bytes since the checkpoint was marked frozen`);
+        assert.ok(client!.closed() !== '', 'a connection that carried bytes since the checkpoint did not end at the kill');
+      }
+    };
+    const restarted = async (label: string): Promise<Proc> => {
+      const p = scope.restart({ dir: ckpt, label, extra: ['-v'] });
+      await p.waitFor(() => /process \d+ restored/.test(p.stderr), 'the restore');
+      return p;
+    };
+    const first = scope.launch({ dir: ckpt, program: [socketExample('keepalive'), String(port)], label: 'ckrun keepalive' });
+    await first.waitForLine('listening');
+    client = lineClient(port);
+    await client.ready;
+    assert.is(await client.ask('a', 'first run'), '1 a');
+    assert.is(await client.ask('b', 'first run'), '2 b');
+    await checkpoint(ckpt);
+    await killed(first, 1, true);
+    const second = await restarted('restart 1');
+    assert.is(await client.ask('c', 'after the first restart'), '3 c');
+    assert.not.ok(fs.readdirSync(path.join(ckpt, '1')).some((n) => n.startsWith('repair_frozen.')), 'the mark of generation 1 is used once');
+    await checkpoint(ckpt);
+    await killed(second, 2, true);
+    const third = await restarted('restart 2');
+    assert.is(await client.ask('d', 'after the second restart'), '4 d');
+    await checkpoint(ckpt);
+    assert.is(await client.ask('e', 'after the third checkpoint'), '5 e');
+    await killed(third, 3, false);
+  } finally {
+    client?.end();
+    await scope.cleanup();
+  }
+});
+
 test('the audit login UID a process set (/proc/self/loginuid) comes back', async () => {
   await twiceThroughRestart('loginuid', exampleProgram('loginuid', ['--steps', '50']));
 });
