@@ -646,39 +646,42 @@ static int close_window_if_unchanged(const struct live_conn *c)
 	       queue_seq(c->fd, TCP_SEND_QUEUE, &send_end) && send_end == c->send_end;
 }
 
-static void write_live_mark(const int *fds, int n)
+/* DIR/N/repair_frozen.PID, made before anything is frozen: no generation
+ * (it did not complete: a restart uses an older one, whose connections
+ * moved on) or no file, nothing frozen. -1 if not. */
+static long open_live_mark(char *name, size_t cap, long *dir)
 {
-	char path[4096 + 64], text[MAX_LIVE * 12 + 16];
 	struct ck_str m;
-	ck_str_init(&m, path, sizeof path);
-	ck_str_add(&m, live_generation);
-	ck_str_add(&m, "/repair_frozen.");
+	ck_str_init(&m, name, cap);
+	ck_str_add(&m, "repair_frozen.");
 	ck_str_dec(&m, ck_getpid());
-	long dir = ck_openat(AT_FDCWD, live_generation, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
-	if (dir < 0)
-		return; /* the generation did not complete: a restart uses an older one, whose connections moved on */
-	ck_close((int)dir);
-	long fd = ck_openat(AT_FDCWD, path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	*dir = ck_openat(AT_FDCWD, live_generation, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+	if (*dir < 0)
+		return -1;
+	int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+	long fd = ck_openat((int)*dir, name, flags, 0600);
+	if (fd == -EEXIST && ck_unlinkat((int)*dir, name, 0) == 0) /* an earlier end's, never used */
+		fd = ck_openat((int)*dir, name, flags, 0600);
 	if (fd < 0)
-		return;
-	ck_str_init(&m, text, sizeof text);
-	ck_str_add(&m, "descriptors");
-	for (int i = 0; i < n; i++) {
-		ck_str_add(&m, " ");
-		ck_str_dec(&m, fds[i]);
-	}
-	ck_str_add(&m, "\n");
-	ck_write((int)fd, text, ck_strlen(text));
-	ck_close((int)fd);
+		ck_close((int)*dir);
+	return fd;
 }
 
 /* ckrun is gone and this process ends: its connections unchanged since
  * the checkpoint are frozen for a restart to continue (as root). */
 CK_HIDDEN void ck_inet_freeze_unchanged(void)
 {
-	int fds[MAX_LIVE], n = 0;
+	char name[64], text[MAX_LIVE * 12 + 16];
+	long dir;
+	int n = 0;
 	if (nlive_kept == 0 || live_owner != ck_getpid())
 		return;
+	long mark = open_live_mark(name, sizeof name, &dir);
+	if (mark < 0)
+		return;
+	struct ck_str m;
+	ck_str_init(&m, text, sizeof text);
+	ck_str_add(&m, "descriptors");
 	for (int i = 0; i < nlive_kept; i++) {
 		const struct live_conn *c = &live_kept[i];
 		struct ck_stat st;
@@ -686,13 +689,21 @@ CK_HIDDEN void ck_inet_freeze_unchanged(void)
 		if (ck_fstat(c->fd, &st) != 0 || st.ino != c->ino || tcp_state_of(c->fd) != TCP_ESTABLISHED ||
 		    repair_on(c->fd, &reuse) != 0)
 			continue;
-		if (close_window_if_unchanged(c))
-			fds[n++] = c->fd;
-		else
+		if (!close_window_if_unchanged(c)) {
 			repair_off(c->fd, reuse);
+			continue;
+		}
+		ck_str_add(&m, " ");
+		ck_str_dec(&m, c->fd);
+		n++;
 	}
+	ck_str_add(&m, "\n");
 	if (n > 0)
-		write_live_mark(fds, n);
+		ck_write((int)mark, text, ck_strlen(text));
+	ck_close((int)mark);
+	if (n == 0)
+		ck_unlinkat((int)dir, name, 0);
+	ck_close((int)dir);
 }
 
 /* ---- connections frozen for a stop ckrun makes (docs/design.md,
