@@ -94,7 +94,7 @@ export function inetFate(s: InetSocket, session: InetSocket[]): string {
   );
   if (listener && (s.state === 'ESTABLISHED' || s.state === 'SYN_SENT')) return 'in session, not accepted yet';
   if (s.state === 'CLOSE_WAIT' || s.state === 'LAST_ACK') return 'peer closed: queued bytes, then EOF';
-  return 'outside: comes back reset (alive when its stop froze it: repair_frozen, as root)';
+  return 'outside: comes back reset (alive if frozen)';
 }
 
 let sessionSockets: InetSocket[] | undefined;
