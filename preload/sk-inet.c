@@ -1765,11 +1765,22 @@ static int generation_frozen(const struct ck_image *img)
  * image, never through a link, and removed (used once, as repair_frozen). */
 static int frozen_at_kill(const struct ck_image *img, int fd)
 {
-	static int loaded_for = -1, nfds;
-	static int fds[256];
-	if (loaded_for != img->pid) {
-		loaded_for = img->pid;
-		nfds = 0;
+	/* each process's file is read once (it is removed then), even when
+	 * the ends of several processes come here in turn */
+	static struct {
+		int pid, n;
+		int fds[256];
+	} known[64];
+	static int nknown;
+	int k = 0;
+	while (k < nknown && known[k].pid != img->pid)
+		k++;
+	if (k == nknown) {
+		if (nknown == (int)(sizeof known / sizeof known[0]))
+			return 0; /* more processes than this: the rest come back reset */
+		nknown++;
+		known[k].pid = img->pid;
+		known[k].n = 0;
 		char path[4096];
 		const char *slash = strrchr(img->path, '/');
 		size_t dl = slash ? (size_t)(slash - img->path) : 1;
@@ -1789,17 +1800,17 @@ static int frozen_at_kill(const struct ck_image *img, int fd)
 		}
 		text[n > 0 ? n : 0] = 0;
 		const char *p = strncmp(text, "descriptors", 11) == 0 ? text + 11 : "";
-		while (*p == ' ' && nfds < (int)(sizeof fds / sizeof fds[0])) {
+		while (*p == ' ' && known[k].n < (int)(sizeof known[k].fds / sizeof known[k].fds[0])) {
 			char *end;
 			long v = strtol(p + 1, &end, 10);
 			if (end == p + 1 || v < 0 || v > INT32_MAX)
 				break;
-			fds[nfds++] = (int)v;
+			known[k].fds[known[k].n++] = (int)v;
 			p = end;
 		}
 	}
-	for (int i = 0; i < nfds; i++)
-		if (fds[i] == fd)
+	for (int i = 0; i < known[k].n; i++)
+		if (known[k].fds[i] == fd)
 			return 1;
 	return 0;
 }
