@@ -123,8 +123,16 @@ static int dump_tcp(uint32_t states, void (*each)(const struct diag_sock *, void
 	return 0;
 }
 
-/* Removes one TIME-WAIT entry; 0 or -errno (-EPERM without
- * CAP_NET_ADMIN over the network namespace). */
+/* The states a killed run's connection passes through after its socket
+ * was closed with the process: TIME-WAIT for a minute, and for a few
+ * moments before it the closing states of a socket no process holds any
+ * more, which hold the port as well (a restart right after the kill can
+ * meet them). */
+#define CLOSING_STATES                                                                                                  \
+	((1u << TCP_TIME_WAIT) | (1u << TCP_FIN_WAIT1) | (1u << TCP_FIN_WAIT2) | (1u << TCP_CLOSING) | (1u << TCP_LAST_ACK))
+
+/* Removes one TIME-WAIT entry or closing orphan; 0 or -errno (-EPERM
+ * without CAP_NET_ADMIN over the network namespace). */
 static int destroy(const struct diag_sock *s)
 {
 	int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
@@ -140,7 +148,7 @@ static int destroy(const struct diag_sock *s)
 	q.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
 	q.r.sdiag_family = s->m.idiag_family;
 	q.r.sdiag_protocol = IPPROTO_TCP;
-	q.r.idiag_states = 1u << TCP_TIME_WAIT;
+	q.r.idiag_states = CLOSING_STATES;
 	q.r.id = s->m.id;
 	struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
 	int err = -EIO;
@@ -182,7 +190,8 @@ static int is_own(const struct ck_tw_own *own, size_t n, const struct diag_sock 
 static void clear_one(const struct diag_sock *s, void *arg)
 {
 	struct clearing *c = arg;
-	if (!is_own(c->own, c->n, s))
+	/* a closing socket a process still holds (inode) is not the killed run's */
+	if (!is_own(c->own, c->n, s) || (s->m.idiag_state != TCP_TIME_WAIT && s->m.idiag_inode != 0))
 		return;
 	int r = destroy(s);
 	if (r == 0)
@@ -196,7 +205,7 @@ CK_HIDDEN void ck_tw_clear(const struct ck_tw_own *own, size_t n)
 	if (!n)
 		return;
 	struct clearing c = {own, n, 0, 0, 0};
-	int r = dump_tcp(1u << TCP_TIME_WAIT, clear_one, &c);
+	int r = dump_tcp(CLOSING_STATES, clear_one, &c);
 	if (r < 0)
 		ck_verbose("cannot list TIME-WAIT entries (sock_diag: %s); ports they hold may be taken", strerror(-r));
 	if (c.removed)
