@@ -388,7 +388,16 @@ class Barrier<P extends Participant> {
   // ---- stop ----------------------------------------------------------
 
   private async stopAll(procs: P[]): Promise<void> {
-    const results = await Promise.allSettled(procs.map((p) => this.stop(p)));
+    // the running ones first: holding a stopped process traces it and lets
+    // its shim run, which a process still running would see (a parent that
+    // checks its stopped child's state)
+    const isStopped = (p: P): boolean => {
+      const outer = this.outerOf.get(p.pid);
+      return outer !== undefined && jobState(outer)?.state === 'T';
+    };
+    const later = procs.filter(isStopped);
+    const results = await Promise.allSettled(procs.filter((p) => !later.includes(p)).map((p) => this.stop(p)));
+    if (later.length > 0) results.push(...(await Promise.allSettled(later.map((p) => this.stop(p)))));
     const failures = results.flatMap((r) => (r.status === 'rejected' ? [errorMessage(r.reason)] : []));
     if (failures.length > 0) throw new BarrierError(failures.join('; '));
   }
