@@ -588,7 +588,7 @@ interface Plan {
   f: SavedFile;
   table: Buffer;
   /** Absent: the file is gone and is made again. */
-  current?: { fd: number; size: number; table: Buffer };
+  current?: { fd: number; size: number; table: Buffer; mtimeNs: bigint };
   /** The file is gone: it is made again. */
   missing: boolean;
   /** Blocks to write from the image, and blocks to make holes. */
@@ -727,8 +727,9 @@ function planFile(genPath: string, f: SavedFile, srcFds: Map<string, number>, ow
     } catch (e) {
       throw new FilesError(`cannot open ${f.path} to put it back as it was at the checkpoint: ${describeWhy(e)}`);
     }
-    const size = fstatSync(fd).size;
-    p.current = { fd, size, table: native().fileBlocks(fd, size, f.block, null, -1, 0).table };
+    const cur = fstatSync(fd, { bigint: true });
+    const size = Number(cur.size);
+    p.current = { fd, size, table: native().fileBlocks(fd, size, f.block, null, -1, 0).table, mtimeNs: cur.mtimeNs };
     for (let i = 0; i < n; i++) {
       if (sameBlock(p, i)) continue;
       if (f.how === 'append')
@@ -828,7 +829,10 @@ export function restoreFiles(genPath: string, record: FilesRecord, owner?: numbe
   const plans: Plan[] = [];
   try {
     for (const f of record.saved) plans.push(planFile(genPath, f, srcFds, owner));
-    const todo = plans.filter((p) => p.missing || p.write.length || p.punch.length || (p.current && p.current.size !== p.f.size));
+    // also a file whose content is as it was but whose times are not (written again with the same bytes)
+    const todo = plans.filter(
+      (p) => p.missing || p.write.length || p.punch.length || (p.current && (p.current.size !== p.f.size || p.current.mtimeNs !== BigInt(p.f.mtime_ns))),
+    );
     if (todo.length === 0) return [];
     const undoDir = mkdtempSync(join(tmpdir(), 'ckrun-undo-'));
     const undoFd = openSync(join(undoDir, 'undo'), FS.O_RDWR | FS.O_CREAT | FS.O_EXCL, 0o600);
