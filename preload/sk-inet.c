@@ -1730,42 +1730,51 @@ listening:
 	close(a);
 }
 
-/* The generation's stop froze its connections (ckrun wrote DIR/N/repair_frozen
- * after every process had put them in repair mode, before its SIGKILL),
- * and no restart has used it yet: read next to the image, never through a
- * link, and removed. */
-static int generation_frozen(const struct ck_image *img)
+/* A mark beside the image (DIR/N/NAME), used once: read (up to cap - 1
+ * bytes into text, NUL-ended, when text is given) and removed. Only a
+ * regular file counts, never one reached through a link. 1 if it was
+ * there. After a restart the program runs on, and its peers with it: the
+ * same generation restored again would be behind them, and comes back
+ * reset. */
+static int take_mark(const struct ck_image *img, const char *name, char *text, size_t cap)
 {
-	static int known = -1;
-	if (known >= 0)
-		return known;
 	char path[4096];
 	const char *slash = strrchr(img->path, '/');
 	size_t dl = slash ? (size_t)(slash - img->path) : 1;
-	if (dl + sizeof "/repair_frozen" > sizeof path)
-		return known = 0;
+	if (dl + 1 + strlen(name) + 1 > sizeof path)
+		return 0;
 	memcpy(path, slash ? img->path : ".", dl);
-	memcpy(path + dl, "/repair_frozen", sizeof "/repair_frozen");
+	snprintf(path + dl, sizeof path - dl, "/%s", name);
 	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	struct stat st;
-	known = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+	int there = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+	ssize_t n = there && text ? read(fd, text, cap - 1) : 0;
+	if (text)
+		text[n > 0 ? n : 0] = 0;
 	if (fd >= 0)
 		close(fd);
-	/* used once: after this restart the program runs on, and the peer
-	 * with it; the same generation restored again would be behind its
-	 * peer, and comes back reset */
-	if (known)
+	if (there)
 		unlink(path);
+	return there;
+}
+
+/* The generation's stop froze its connections (ckrun wrote DIR/N/repair_frozen
+ * after every process had put them in repair mode, before its SIGKILL),
+ * and no restart has used it yet. */
+static int generation_frozen(const struct ck_image *img)
+{
+	static int known = -1;
+	if (known < 0)
+		known = take_mark(img, "repair_frozen", 0, 0);
 	return known;
 }
 
 /* The descriptors of process `img` whose connections it froze itself when
  * ckrun was killed, unchanged since this generation's checkpoint
- * (DIR/N/repair_frozen.PID, ck_inet_freeze_unchanged): read next to the
- * image, never through a link, and removed (used once, as repair_frozen). */
+ * (DIR/N/repair_frozen.PID, ck_inet_freeze_unchanged). */
 static int frozen_at_kill(const struct ck_image *img, int fd)
 {
-	/* each process's file is read once (it is removed then), even when
+	/* each process's mark is read once (it is removed then), even when
 	 * the ends of several processes come here in turn */
 	static struct {
 		int pid, n;
@@ -1781,24 +1790,9 @@ static int frozen_at_kill(const struct ck_image *img, int fd)
 		nknown++;
 		known[k].pid = img->pid;
 		known[k].n = 0;
-		char path[4096];
-		const char *slash = strrchr(img->path, '/');
-		size_t dl = slash ? (size_t)(slash - img->path) : 1;
-		if (dl + 64 > sizeof path)
-			return 0;
-		memcpy(path, slash ? img->path : ".", dl);
-		snprintf(path + dl, sizeof path - dl, "/repair_frozen.%d", img->pid);
-		int mfd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-		struct stat st;
-		char text[4096];
-		ssize_t n = 0;
-		if (mfd >= 0 && fstat(mfd, &st) == 0 && S_ISREG(st.st_mode))
-			n = read(mfd, text, sizeof text - 1);
-		if (mfd >= 0) {
-			close(mfd);
-			unlink(path);
-		}
-		text[n > 0 ? n : 0] = 0;
+		char name[64], text[4096];
+		snprintf(name, sizeof name, "repair_frozen.%d", img->pid);
+		take_mark(img, name, text, sizeof text);
 		const char *p = strncmp(text, "descriptors", 11) == 0 ? text + 11 : "";
 		while (*p == ' ' && known[k].n < (int)(sizeof known[k].fds / sizeof known[k].fds[0])) {
 			char *end;
