@@ -22,6 +22,7 @@ export const REQUIREMENTS: readonly Requirement[] = [
   { command: 'script', package: 'bsdutils', usedBy: 'eintr, terminal (a program in a pseudo-terminal of its own)' },
   { command: 'tmux', package: 'tmux', usedBy: 'terminal (less in a tmux window, restarted in another), helper-threads (vim in tmux)' },
   { command: 'less', package: 'less', usedBy: 'terminal (less in a tmux window, restarted in another)' },
+  { command: 'unshare', package: 'util-linux', usedBy: 'tree-sessions (ckrun in a PID namespace whose session leader is outside it)' },
   { command: 'chrt', package: 'util-linux', usedBy: 'attrs (a restart run under SCHED_RR; a launch under SCHED_FIFO)' },
   { command: 'choom', package: 'util-linux', usedBy: 'attrs (a restart run at another oom_score_adj)' },
   { command: 'ionice', package: 'util-linux', usedBy: 'attrs (a restart run in the real-time I/O class)' },
