@@ -1029,6 +1029,7 @@ static void after_restore_leader(struct ck_restore_info *ri)
 
 	ck_signals_after_restore(n);
 	ck_peercred_after_restore();
+	ck_written_forget();
 	if (ck_track_restore_begin(track_id))
 		ck_memory_protect_after_restore(bridge_lo, bridge_hi);
 
@@ -1151,6 +1152,7 @@ static void lead_checkpoint(ucontext_t *uc, int mode)
 	else
 		ck_inet_forget_noted();
 	uint64_t pause = now_ns() - t0;
+	ck_written_forget();
 	release_threads();
 	if (forked) {
 		/* the writer answers ckrun; without a pause to read it gives up */

@@ -422,6 +422,11 @@ CK_HIDDEN int ck_files_read_part_way(struct ck_scratch *s);
 /* events.c: the inotify_add_watch wrapper (shim.c) records each watch's path */
 CK_HIDDEN void ck_inotify_record(int fd, int wd, const char *path);
 
+/* written.c: the open wrappers (shim.c) tell ckrun of each regular file
+ * opened for writing; forgotten after each checkpoint and restore */
+CK_HIDDEN void ck_written_note(int fd, int flags);
+CK_HIDDEN void ck_written_forget(void);
+
 /* process.c */
 CK_HIDDEN void ck_process_save(struct ck_writer *w, struct ck_scratch *s);
 

@@ -18,6 +18,10 @@
  *    regions and lifts the marks for the moment of the fork.
  *  - getsockopt (SO_PEERCRED): a Unix socket a restart made again names
  *    its original peer, not the restorer (peercred.c).
+ *  - open, openat, creat (and their 64 and fortified forms), fopen,
+ *    freopen: a regular file opened for writing is told to ckrun, which
+ *    rolls it back at restart even when the program closed it before the
+ *    checkpoint (written.c).
  *  - inotify_add_watch: the path of each watch is recorded for the
  *    checkpoint, which cannot always find it from the kernel (events.c).
  *  - prctl (PR_SET_SECCOMP, PR_SET_PTRACER, PR_SET_IO_FLUSHER,
@@ -32,6 +36,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <spawn.h>
+#include <stdio.h>
 #include <sys/prctl.h>
 #include <stdarg.h>
 #include <signal.h>
@@ -71,6 +76,20 @@ static sighandler_t (*real_sysv_signal)(int, sighandler_t);
 static sighandler_t (*real_bsd_signal)(int, sighandler_t);
 static sighandler_t (*real_sigset)(int, sighandler_t);
 static int (*real_close)(int);
+static int (*real_open)(const char *, int, ...);
+static int (*real_open64)(const char *, int, ...);
+static int (*real_openat)(int, const char *, int, ...);
+static int (*real_openat64)(int, const char *, int, ...);
+static int (*real___open_2)(const char *, int);
+static int (*real___open64_2)(const char *, int);
+static int (*real___openat_2)(int, const char *, int);
+static int (*real___openat64_2)(int, const char *, int);
+static int (*real_creat)(const char *, mode_t);
+static int (*real_creat64)(const char *, mode_t);
+static FILE *(*real_fopen)(const char *, const char *);
+static FILE *(*real_fopen64)(const char *, const char *);
+static FILE *(*real_freopen)(const char *, const char *, FILE *);
+static FILE *(*real_freopen64)(const char *, const char *, FILE *);
 static int (*real_close_range)(unsigned, unsigned, int);
 static void (*real_closefrom)(int);
 static int (*real_dup2)(int, int);
@@ -112,6 +131,20 @@ static void resolve_all(void)
 	RESOLVE(bsd_signal);
 	RESOLVE(sigset);
 	RESOLVE(close);
+	RESOLVE(open);
+	RESOLVE(open64);
+	RESOLVE(openat);
+	RESOLVE(openat64);
+	RESOLVE(__open_2);
+	RESOLVE(__open64_2);
+	RESOLVE(__openat_2);
+	RESOLVE(__openat64_2);
+	RESOLVE(creat);
+	RESOLVE(creat64);
+	RESOLVE(fopen);
+	RESOLVE(fopen64);
+	RESOLVE(freopen);
+	RESOLVE(freopen64);
 	RESOLVE(close_range);
 	RESOLVE(closefrom);
 	RESOLVE(dup2);
@@ -533,6 +566,133 @@ CK_EXPORT int inotify_add_watch(int fd, const char *path, uint32_t mask)
 	if (wd >= 0 && path)
 		ck_inotify_record(fd, wd, path);
 	return wd;
+}
+
+/* ---- opens for writing: told to ckrun (written.c) ---- */
+
+static int takes_mode(int flags)
+{
+	return (flags & O_CREAT) || (flags & __O_TMPFILE) == __O_TMPFILE;
+}
+
+/* The errno of the open is the program's: telling ckrun uses raw calls. */
+#define OPEN_WRAPPER(name)                                                     \
+	CK_EXPORT int name(const char *path, int flags, ...)                  \
+	{                                                                      \
+		mode_t mode = 0;                                               \
+		if (takes_mode(flags)) {                                       \
+			va_list ap;                                            \
+			va_start(ap, flags);                                   \
+			mode = va_arg(ap, mode_t);                             \
+			va_end(ap);                                            \
+		}                                                              \
+		int fd = REAL(name)(path, flags, mode);                        \
+		ck_written_note(fd, flags);                                    \
+		return fd;                                                     \
+	}
+OPEN_WRAPPER(open)
+OPEN_WRAPPER(open64)
+
+#define OPENAT_WRAPPER(name)                                                   \
+	CK_EXPORT int name(int dirfd, const char *path, int flags, ...)       \
+	{                                                                      \
+		mode_t mode = 0;                                               \
+		if (takes_mode(flags)) {                                       \
+			va_list ap;                                            \
+			va_start(ap, flags);                                   \
+			mode = va_arg(ap, mode_t);                             \
+			va_end(ap);                                            \
+		}                                                              \
+		int fd = REAL(name)(dirfd, path, flags, mode);                 \
+		ck_written_note(fd, flags);                                    \
+		return fd;                                                     \
+	}
+OPENAT_WRAPPER(openat)
+OPENAT_WRAPPER(openat64)
+
+CK_EXPORT int __open_2(const char *path, int flags)
+{
+	int fd = REAL(__open_2)(path, flags);
+	ck_written_note(fd, flags);
+	return fd;
+}
+
+CK_EXPORT int __open64_2(const char *path, int flags)
+{
+	int fd = REAL(__open64_2)(path, flags);
+	ck_written_note(fd, flags);
+	return fd;
+}
+
+CK_EXPORT int __openat_2(int dirfd, const char *path, int flags)
+{
+	int fd = REAL(__openat_2)(dirfd, path, flags);
+	ck_written_note(fd, flags);
+	return fd;
+}
+
+CK_EXPORT int __openat64_2(int dirfd, const char *path, int flags)
+{
+	int fd = REAL(__openat64_2)(dirfd, path, flags);
+	ck_written_note(fd, flags);
+	return fd;
+}
+
+CK_EXPORT int creat(const char *path, mode_t mode)
+{
+	int fd = REAL(creat)(path, mode);
+	ck_written_note(fd, O_WRONLY | O_CREAT | O_TRUNC);
+	return fd;
+}
+
+CK_EXPORT int creat64(const char *path, mode_t mode)
+{
+	int fd = REAL(creat64)(path, mode);
+	ck_written_note(fd, O_WRONLY | O_CREAT | O_TRUNC);
+	return fd;
+}
+
+/* libc's stdio opens its files without going through open(). */
+static int stdio_mode_flags(const char *mode)
+{
+	int flags = O_RDONLY;
+	if (!mode)
+		return flags;
+	if (mode[0] == 'w')
+		flags = O_WRONLY | O_TRUNC;
+	else if (mode[0] == 'a')
+		flags = O_WRONLY | O_APPEND;
+	for (const char *m = mode + 1; *m && *m != ','; m++)
+		if (*m == '+')
+			flags = (flags & ~O_ACCMODE) | O_RDWR;
+	return flags;
+}
+
+static FILE *note_stream(FILE *f, const char *mode)
+{
+	if (f)
+		ck_written_note(fileno(f), stdio_mode_flags(mode));
+	return f;
+}
+
+CK_EXPORT FILE *fopen(const char *path, const char *mode)
+{
+	return note_stream(REAL(fopen)(path, mode), mode);
+}
+
+CK_EXPORT FILE *fopen64(const char *path, const char *mode)
+{
+	return note_stream(REAL(fopen64)(path, mode), mode);
+}
+
+CK_EXPORT FILE *freopen(const char *path, const char *mode, FILE *stream)
+{
+	return note_stream(REAL(freopen)(path, mode, stream), mode);
+}
+
+CK_EXPORT FILE *freopen64(const char *path, const char *mode, FILE *stream)
+{
+	return note_stream(REAL(freopen64)(path, mode, stream), mode);
 }
 
 CK_EXPORT int close(int fd)

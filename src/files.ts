@@ -46,6 +46,7 @@ import { crc32c, kcmpFile, native } from './native.js';
 import { formatBytes } from './output.js';
 import { makeDev, ProcessGoneError, type Member } from './proctree.js';
 import { checkSnapshots, parseDirSnapshots, type DirSnapshot } from './snapdir.js';
+import type { WrittenFiles } from './files-written.js';
 
 export { DEFAULT_FILES_POLICY, FILES_POLICIES, parseSize, type FilesPolicy } from './files-policy.js';
 import { FILES_POLICIES, type FilesPolicy } from './files-policy.js';
@@ -132,6 +133,8 @@ interface Candidate {
   holders: string[];
   /** The members' descriptors of it: a file under a write lease is read through one of them (leaseSafeOpen). */
   fds: { outer: number; fd: number; readable: boolean }[];
+  /** No process has it open or mapped: a file the program wrote and closed (its shim told ckrun), read by its path. */
+  closed?: boolean;
 }
 
 function flagsOf(outer: number, fd: number): { flags: number; pos: number } | undefined {
@@ -224,6 +227,52 @@ export function writtenFiles(members: readonly Member[], skipDirs: readonly stri
   return [...found.values()];
 }
 
+/** Why a closed file is not saved: it is gone, or its path names another file now. */
+class ClosedFileGone extends Error {}
+
+/**
+ * The files the program wrote and no process has open any more, still at
+ * the path it opened them by. A file gone from there, or replaced by
+ * another, is forgotten (not in a pre-copy, which runs beside the program).
+ */
+function closedWrittenFiles(written: WrittenFiles, open: ReadonlySet<string>, skipDirs: readonly string[], forget: boolean): Candidate[] {
+  const out: Candidate[] = [];
+  for (const w of written.list()) {
+    const key = `${w.dev}:${w.ino}`;
+    if (open.has(key) || ignored(w.path, skipDirs)) continue;
+    let st;
+    try {
+      st = lstatSync(w.path, { bigint: true });
+    } catch {
+      st = undefined;
+    }
+    if (!st || !st.isFile() || `${st.dev}:${st.ino}` !== key || st.nlink === 0n) {
+      if (forget) written.forget(key);
+      continue;
+    }
+    out.push({ key, proc: w.path, path: w.path, append: w.append, readOnly: false, holders: ['written and closed by the program'], fds: [], closed: true });
+  }
+  return out;
+}
+
+/** A closed file by its path, never through a link, and only if it is still the file the program wrote. */
+function openClosed(c: Candidate): number {
+  let fd;
+  try {
+    fd = openSync(c.path, FS.O_RDONLY | FS.O_NOFOLLOW | FS.O_NONBLOCK);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ELOOP' || code === 'ENOTDIR') throw new ClosedFileGone();
+    throw e;
+  }
+  const st = fstatSync(fd, { bigint: true });
+  if (!st.isFile() || `${st.dev}:${st.ino}` !== c.key) {
+    closeSync(fd);
+    throw new ClosedFileGone();
+  }
+  return fd;
+}
+
 /** The session's stdio (ckrun's descriptors given to the program) that are regular files. */
 export function stdioFiles(fds: readonly number[]): StdioFile[] {
   const out: StdioFile[] = [];
@@ -281,6 +330,8 @@ export interface CaptureOptions {
   previous?: Previous;
   /** The session's stdio descriptors in ckrun. */
   stdio: readonly number[];
+  /** The files the program opened for writing (its shims told them): those it closed are saved too. */
+  written?: WrittenFiles;
   /** A pre-copy: data files named `pre-<k>.dat`, tables kept here instead of written. */
   prefix?: string;
   tables?: Map<string, Buffer>;
@@ -434,8 +485,15 @@ function statKey(st: { ctimeNs: bigint; mtimeNs: bigint; size: bigint }): string
  * (every write changes ctime after an fstat: multigrain timestamps): the
  * pre-copy's table, its sources one place up (this generation's own is 0).
  */
-function unchangedSincePrecopy(opts: CaptureOptions, prev: SavedFile | undefined, prevTable: Buffer | null, st: { ctimeNs: bigint; mtimeNs: bigint; size: bigint }): Buffer | undefined {
-  if (!prev || !prevTable || prev.how !== 'recreate' || opts.previous?.stats?.get(prev.table) !== statKey(st)) return undefined;
+function unchangedSincePrecopy(
+  opts: CaptureOptions,
+  c: Candidate,
+  prev: SavedFile | undefined,
+  prevTable: Buffer | null,
+  st: { ctimeNs: bigint; mtimeNs: bigint; size: bigint },
+): Buffer | undefined {
+  // a closed file has no mapping either, whose writes could leave ctime as it was
+  if (!prev || !prevTable || !(prev.how === 'recreate' || c.closed) || opts.previous?.stats?.get(prev.table) !== statKey(st)) return undefined;
   const t = Buffer.from(prevTable);
   for (let off = 0; off < t.length; off += ENTRY) {
     const src = t.readUInt32LE(off + 8);
@@ -445,7 +503,7 @@ function unchangedSincePrecopy(opts: CaptureOptions, prev: SavedFile | undefined
 }
 
 function saveOne(c: Candidate, k: number, opts: CaptureOptions, how: SavedFile['how'], leased: boolean): SavedFile {
-  const fd = leased ? leaseSafeOpen(c) : openCandidate(c);
+  const fd = c.closed ? openClosed(c) : leased ? leaseSafeOpen(c) : openCandidate(c);
   try {
     const st = fstatSync(fd, { bigint: true });
     const size = Number(st.size);
@@ -463,7 +521,7 @@ function saveOne(c: Candidate, k: number, opts: CaptureOptions, how: SavedFile['
     if (stores(how)) out = openSync(join(opts.genPath, own), FS.O_WRONLY | FS.O_CREAT | FS.O_EXCL, 0o600);
     let r;
     try {
-      const same = unchangedSincePrecopy(opts, prevRecord, prevTable, st);
+      const same = unchangedSincePrecopy(opts, c, prevRecord, prevTable, st);
       r = same ? { table: same, written: 0 } : native().fileBlocks(fd, size, FILE_BLOCK, prevTable, out, 0);
     } finally {
       if (out >= 0) closeSync(out);
@@ -520,6 +578,11 @@ export function captureFiles(members: readonly Member[], opts: CaptureOptions): 
   const found = writtenFiles(members, opts.skipDirs).filter((c) => !(opts.prefix && leased.has(c.key)));
   // the session's stdio files the program still has (a restarted session's own stdio need not be the program's)
   const held = new Set(found.map((c) => c.key));
+  if (opts.written && opts.policy === 'snapshot') {
+    const closed = closedWrittenFiles(opts.written, held, opts.skipDirs, !opts.prefix);
+    // another process's write lease on one: reading it would break the lease (the pause reads it, and says so)
+    found.push(...closed.filter((c) => !(opts.prefix && leased.has(c.key))));
+  }
   const stdio = stdioFiles(opts.stdio).filter((s) => held.has(`${s.dev}:${s.ino}`));
   if (opts.policy !== 'snapshot') return { record: { policy: opts.policy, saved: [], stdio }, bytes: 0, ms: Date.now() - t0 };
   if (opts.maxBytes !== undefined) {
@@ -542,8 +605,14 @@ export function captureFiles(members: readonly Member[], opts: CaptureOptions): 
   found.forEach((c, k) => {
     let s: SavedFile;
     try {
+      if (c.closed && leased.has(c.key))
+        throw new FilesError(`another process holds a write lease on it: reading it would break the lease; checkpoint with --files=none, or after the lease is given up`);
       s = saveOne(c, k, opts, howKept(c), leased.has(c.key));
     } catch (e) {
+      if (e instanceof ClosedFileGone) {
+        if (!opts.prefix) opts.written?.forget(c.key);
+        return;
+      }
       throw new FilesError(`cannot save ${c.path} (${c.holders[0]}), a file the program writes: ${(e as Error).message}`);
     }
     bytes += s.stored;

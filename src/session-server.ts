@@ -7,7 +7,8 @@
 import { closeSync, constants as fsConstants, openSync, unlinkSync } from 'node:fs';
 import type { Server, Socket } from 'node:net';
 import { errorMessage, SessionError } from './errors.js';
-import { isNativeError, sendWithFd, socketFd } from './native.js';
+import { parseWrote, type WrittenFile } from './files-written.js';
+import { isNativeError, sendWithFd, socketFd, type PeerCred } from './native.js';
 import {
   checkJoin,
   clientRefusal,
@@ -61,6 +62,8 @@ export interface ServerEvents {
   checkpointHeld(): Promise<{ path: string; release(how: 'resume' | 'kill'): void }>;
   /** A client's `status`. */
   status(): SessionStatus;
+  /** A process of the session opened a regular file for writing (its shim's `wrote`). */
+  wrote(f: WrittenFile, by: PeerCred | undefined): void;
 }
 
 export class SessionServer {
@@ -152,6 +155,13 @@ export class SessionServer {
   private onLine(sock: Socket, line: string): void {
     if (this.refused.has(sock)) return;
     const [word, rest] = splitLine(line);
+    if (word === 'wrote') {
+      // from a process of the session (its connection, or one a forked child made for the line), never answered
+      const f = parseWrote(rest);
+      if (f) this.events.wrote(f, this.peers.get(sock)?.cred);
+      else this.verbose(`a malformed wrote line '${printable(oneLine(line).slice(0, 80))}'`);
+      return;
+    }
     const proc = this.procs.get(sock);
     if (proc) {
       if (word === 'ok' || word === 'error' || word === 'stopped' || word === 'saved' || word === 'frozen') {

@@ -15,6 +15,7 @@ import { errorMessage, SessionError } from './errors.js';
 import { DirectoryTrustError, trustCheckpointDir } from './dirtrust.js';
 import { GenerationWriter, ImageChains, type ManifestProcess } from './generations.js';
 import { captureDirs, linkDeferred, precopyDirs, PRECOPY_DIR, type DeferredLink, type DirSnapshot } from './snapdir.js';
+import { mayHaveWritten, WrittenFiles } from './files-written.js';
 import { captureFiles, DEFAULT_FILES_POLICY, precopyFiles, skipDirsFor, tidyFiles, type CaptureResult, type FilesPolicy, type FilesRecord } from './files.js';
 import { BarrierError, checkpointBarrier, imageName, STEP_TIMEOUT_MS, type BarrierHost } from './barrier.js';
 import {
@@ -330,7 +331,9 @@ export class Coordinator implements Session {
   /** Which image each process's next one may be incremental to. */
   private readonly chains: ImageChains;
   /** The files of the newest generation: the next one stores only the blocks that changed since. */
-  private lastFiles: { record: FilesRecord; path: string } | undefined;
+  private lastFiles: { record: FilesRecord; path: string; stats?: Map<string, string> } | undefined;
+  /** The files the program opened for writing (its shims said `wrote`): saved at each checkpoint while they exist. */
+  private readonly written = new WrittenFiles();
   /** The previous generation's copies of the mapped files (`--portable`), which the next one links. */
   private lastCarried: string | undefined;
   /** `ckrun checkpoint --portable` asked: the next checkpoint to start is portable. */
@@ -359,6 +362,10 @@ export class Coordinator implements Session {
         checkpoint: (o) => this.checkpoint(o),
         checkpointHeld: () => this.checkpointHeld(),
         status: () => this.status(),
+        wrote: (f, by) => {
+          if (mayHaveWritten(f, by)) this.written.note(f);
+          else this.verbose(`a process (${by ? `PID ${by.pid}, user ${by.uid}` : 'unknown'}) said it wrote ${f.path}, which it could not write: not saved`);
+        },
       },
       this.log,
       (l) => this.verbose(l),
@@ -391,7 +398,11 @@ export class Coordinator implements Session {
     this.cwd = info.cwd;
     this.restoredFrom = info.restoredFrom ?? null;
     const parent = info.parentImage === undefined ? info.restoredFrom : info.parentImage;
-    if (info.files) this.lastFiles = info.files;
+    if (info.files) {
+      this.lastFiles = info.files;
+      // the restarted program wrote these before the checkpoint: they stay rolled back while they exist
+      for (const f of info.files.record.saved) if (f.how !== 'recreate') this.written.note({ path: f.path, dev: f.dev, ino: f.ino, append: f.how === 'append' });
+    }
     if (info.carried) this.lastCarried = info.carried;
     if (parent) this.chains.setParent(info.programPid, parent);
     for (const [pid, image] of info.parentImages ?? []) this.chains.setParent(pid, image);
@@ -716,8 +727,11 @@ export class Coordinator implements Session {
         genPath: gen.path,
         skipDirs: skipDirsFor(this.dir),
         stdio: this.opts.stdio ?? [0, 1, 2],
+        written: this.written,
       };
       const snapDirs = this.snapshotDirs();
+      // each file's ctime, mtime and size as the capture read it: a closed file unchanged since is not read again
+      const captureStats = new Map<string, string>();
       // the bulk of the copy while the program runs; the pause copies what changed since
       const pre = policy === 'snapshot' ? precopyFiles(this.membersNow(), { ...filesOpts, previous: this.lastFiles }) : undefined;
       const deferred: DeferredLink[] = [];
@@ -731,7 +745,7 @@ export class Coordinator implements Session {
         whileStopped: (members) => {
           // the trees first: a file the program writes under one is saved by both, at one instant
           const dirs = snapDirs.length ? this.captureSnapshotDirs(snapDirs, gen.path, filesOpts.skipDirs, preDirs, deferred) : undefined;
-          files = captureFiles(members, { ...filesOpts, previous: pre ?? this.lastFiles });
+          files = captureFiles(members, { ...filesOpts, previous: pre ?? this.lastFiles, stats: captureStats });
           if (pre) tidyFiles(gen.path, files.record);
           if (dirs) files.record.dirs = dirs;
         },
@@ -780,7 +794,7 @@ export class Coordinator implements Session {
       });
       this.chains.completed(path, processes);
       trace('checkpoint: generation complete');
-      if (files) this.lastFiles = { record: files.record, path };
+      if (files) this.lastFiles = { record: files.record, path, stats: captureStats };
       if (carried) this.lastCarried = join(path, CARRIED);
       await this.generations.keepNewest();
       const filesInfo = files ? { count: files.record.saved.length, bytes: files.bytes, ms: files.ms } : undefined;

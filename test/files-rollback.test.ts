@@ -209,6 +209,52 @@ test('a line-numbered job writing to > log 2>&1 (stdout and stderr): checkpoint,
   }
 });
 
+test('files a job opens, writes and closes in every iteration (bash >> and > redirections, its own and a forked child\'s, python open(..., "a")): checkpoint, kill -9, restart; twice: each log has every line once, and the state file the job checks is as at the checkpoint', async () => {
+  const scope = new Scope('files-closed');
+  try {
+    const work = scope.dir('work');
+    const N = 160;
+    // state holds the last iteration done; the job checks it before each one (its own state)
+    const job =
+      `echo 0 > state\n` +
+      `for i in $(seq 1 ${N}); do\n` +
+      `  read v < state\n` +
+      `  if [ "$v" != $((i - 1)) ]; then echo "state says $v before iteration $i" >&2; exit 1; fi\n` +
+      `  echo "a $i" >> a.log\n` +
+      `  /bin/echo "b $i" >> b.log\n` +
+      `  ${realPython()} -c "open('c.log', 'a').write('c $i\\n')"\n` +
+      `  echo $i > state\n` +
+      `  sleep 0.01\n` +
+      `done\n` +
+      `echo end\n`;
+    fs.writeFileSync(path.join(work, 'job.sh'), job);
+    const lines = (): number => readText(path.join(work, 'a.log')).split('\n').length - 1;
+    await cycles(scope, {
+      name: 'closed-files job',
+      program: ['bash', path.join(work, 'job.sh')],
+      work,
+      units: lines,
+      ahead: 25,
+      cycles: [{}, {}],
+      done: () => readText(path.join(work, 'log')).includes('end\n'),
+    });
+    for (const k of ['a', 'b', 'c']) {
+      const want = [...Array.from({ length: N }, (_, i) => `${k} ${i + 1}`), ''].join('\n');
+      const got = readText(path.join(work, `${k}.log`));
+      if (got !== want) {
+        const a = got.split('\n');
+        const b = want.split('\n');
+        const i = a.findIndex((l, n) => l !== b[n]);
+        assert.unreachable(`${k}.log differs from the job's output at line ${i + 1}: ${JSON.stringify(a[i])} instead of ${JSON.stringify(b[i])} (${a.length} lines, not ${b.length})`);
+      }
+    }
+    assert.is(readText(path.join(work, 'state')), `${N}\n`);
+    assert.is(readText(path.join(work, 'log')), 'end\n', "the job's own output");
+  } finally {
+    await scope.cleanup();
+  }
+});
+
 // ---- the policy the user sees ---------------------------------------------------
 
 test('--files-max: a checkpoint beyond it fails naming the file and its size, the program runs on; inspect lists the files a generation saved', async () => {

@@ -1,0 +1,82 @@
+// Files the program opened for writing, as its shim told them ("wrote",
+// preload/written.c). A checkpoint saves the ones no process has open any
+// more along with those still open (src/files.ts), so that a file written,
+// closed and written again after the checkpoint (a log a job appends to in
+// every iteration) is rolled back at restart like an open one.
+import { lstatSync, readFileSync } from 'node:fs';
+import type { PeerCred } from './native.js';
+
+/** One file a process of the session opened for writing. */
+export interface WrittenFile {
+  path: string;
+  dev: number;
+  ino: number;
+  /** Every open of it was O_APPEND: a log (only cut back at restart). */
+  append: boolean;
+}
+
+/** `wrote a|w DEV INO PATH` (the rest of the line after the word). */
+export function parseWrote(rest: string): WrittenFile | undefined {
+  const m = /^([aw]) ([0-9]+) ([0-9]+) (\/.*)$/s.exec(rest);
+  if (!m) return undefined;
+  const dev = Number(m[2]);
+  const ino = Number(m[3]);
+  if (!Number.isSafeInteger(dev) || !Number.isSafeInteger(ino)) return undefined;
+  return { path: m[4]!, dev, ino, append: m[1] === 'a' };
+}
+
+/** By (dev, ino); a file leaves when a checkpoint finds its path gone or another file's. */
+export class WrittenFiles {
+  private readonly files = new Map<string, WrittenFile>();
+
+  note(f: WrittenFile): void {
+    const key = `${f.dev}:${f.ino}`;
+    const had = this.files.get(key);
+    // the latest path (renamed, or another link); a log while every open appended
+    this.files.set(key, { ...f, append: f.append && (had?.append ?? true) });
+  }
+
+  forget(key: string): void {
+    this.files.delete(key);
+  }
+
+  list(): WrittenFile[] {
+    return [...this.files.values()];
+  }
+
+  get size(): number {
+    return this.files.size;
+  }
+}
+
+/**
+ * Whether the process that told of f could write it: root, the file's
+ * owner, or a writer by its group or by everyone. A process that dropped
+ * its privileges (a web server's worker) must not make a restart by root
+ * put back a file it could not write itself.
+ */
+export function mayHaveWritten(f: WrittenFile, by: PeerCred | undefined): boolean {
+  if (!by) return false;
+  if (by.uid === 0) return true;
+  let st;
+  try {
+    st = lstatSync(f.path);
+  } catch {
+    return false;
+  }
+  if (!st.isFile() || st.dev !== f.dev || st.ino !== f.ino) return false;
+  if (st.uid === by.uid || (st.mode & 0o002) !== 0) return true;
+  return (st.mode & 0o020) !== 0 && groupsOf(by).includes(st.gid);
+}
+
+function groupsOf(by: PeerCred): number[] {
+  const groups = [by.gid];
+  if (by.pid <= 0) return groups;
+  try {
+    const m = /^Groups:\s*(.*)$/m.exec(readFileSync(`/proc/${by.pid}/status`, 'utf8'));
+    if (m) groups.push(...m[1]!.trim().split(/\s+/).filter(Boolean).map(Number));
+  } catch {
+    // exited: its group only
+  }
+  return groups;
+}
