@@ -140,7 +140,8 @@ test('user nobody against a root session: status, checkpoint, hello, a fake memb
     assertOneLine(ck, 'checkpoint as nobody');
     assert.equal(generations(ckpt), [], 'no checkpoint was taken for nobody');
 
-    const lines = [`hello ${pid} 0`, 'hello 99999 1', `restored ${pid}`, 'checkpoint', 'status'];
+    const passwd = fs.statSync('/etc/passwd');
+    const lines = [`hello ${pid} 0`, 'hello 99999 1', `restored ${pid}`, 'checkpoint', 'status', `wrote w ${passwd.dev} ${passwd.ino} /etc/passwd`];
     const raw = await asUser(NOBODY, NOGROUP, rawAttack(name, lines));
     assertRawRefused(raw.stdout, lines, 'raw lines as nobody');
     assert.not.match(raw.stdout, /counter|"argv"/, `nobody learns nothing about the program:\n${raw.stdout}`);
@@ -165,6 +166,46 @@ test('user nobody against a root session: status, checkpoint, hello, a fake memb
     const more = /^ckrun: (\d+) more connections were refused or closed/m.exec(s.stderr);
     assert.ok(logged <= 10 && more, `at most ten lines, then a sum:\n${s.stderr.slice(0, 3000)}`);
     assert.is(logged + Number(more![1]), 2 + lines.length + FLOOD, `every refused connection is counted:\n${s.stderr.slice(-2000)}`);
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+test("a process of a root session that dropped to user nobody says it wrote root's file: the file is not saved (a restart would not put it back), one of nobody's own is", async () => {
+  requireRoot();
+  const scope = new Scope('trust-wrote');
+  try {
+    fs.chmodSync(scope.root, 0o755);
+    const work = scope.dir('work');
+    fs.chmodSync(work, 0o755);
+    const rootFile = path.join(work, 'root.txt');
+    const ownFile = path.join(work, 'nobody.txt');
+    fs.writeFileSync(rootFile, 'root\n', { mode: 0o644 });
+    fs.writeFileSync(ownFile, 'nobody\n', { mode: 0o644 });
+    fs.chownSync(ownFile, NOBODY, NOGROUP);
+    const ckpt = scope.ckptDir();
+    // the member forges the shim's line on connections of its own, after it dropped its privileges
+    const py = [
+      'import os, socket, sys, time',
+      `files = [${JSON.stringify(rootFile)}, ${JSON.stringify(ownFile)}]`,
+      'stats = [os.stat(f) for f in files]',
+      'os.setgroups([]); os.setgid(65534); os.setuid(65534)',
+      'for f, st in zip(files, stats):',
+      '    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)',
+      '    s.connect("\\0" + os.environ["CKRUN_SOCK"])',
+      '    s.sendall(("wrote w %d %d %s\\n" % (st.st_dev, st.st_ino, f)).encode())',
+      '    s.close()',
+      'for i in range(1, 400):',
+      '    print("step %d" % i, flush=True)',
+      '    time.sleep(0.05)',
+    ].join('\n');
+    const s = scope.launch({ dir: ckpt, program: ['/usr/bin/python3', '-c', py], extra: ['-v'] });
+    await s.waitForStep(10);
+    const gen = await checkpoint(ckpt);
+    const saved = ((readManifest(gen).files as { saved?: { path: string }[] } | undefined)?.saved ?? []).map((f) => f.path);
+    assert.ok(saved.includes(ownFile), `the file nobody could write is saved, as the program wrote it (${saved.join(', ')})\n${s.stderr}`);
+    assert.not.ok(saved.includes(rootFile), `root's file, which nobody could not write, is not saved (${saved.join(', ')})`);
+    assert.match(s.stderr, /said it wrote .*root\.txt, which it could not write: not saved/, `ckrun says so with -v:\n${s.stderr}`);
   } finally {
     await scope.cleanup();
   }
