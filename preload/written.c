@@ -26,13 +26,23 @@
 #include "sys.h"
 
 #define TOLD_SLOTS 64
-/* (dev, ino, append) of files told since the last checkpoint, by ino; a
+/* (dev, ino, how) of files told since the last checkpoint, by ino; a
  * lost race only tells a file twice */
 static uint64_t told[TOLD_SLOTS];
 
-static uint64_t told_key(const struct stat *st, int append)
+static uint64_t told_key(const struct stat *st, char how)
 {
-	return ((uint64_t)st->st_ino * 2 + (uint64_t)append) ^ ((uint64_t)st->st_dev << 44) ^ 1;
+	return ((uint64_t)st->st_ino * 4 + (uint64_t)(how == 'a' ? 1 : how == 't' ? 2 : 3)) ^ ((uint64_t)st->st_dev << 44);
+}
+
+/* 'a': appends (O_APPEND); 't': rewrites it from the start (O_TRUNC); 'w':
+ * writes it in place, where it may read what is there first. ckrun keeps
+ * a file only truncated small enough: the program writes it whole again. */
+static char how_written(int flags)
+{
+	if (flags & O_APPEND)
+		return 'a';
+	return (flags & O_TRUNC) ? 't' : 'w';
 }
 
 /* After each checkpoint (and restore): ckrun forgets a file that is gone
@@ -84,8 +94,8 @@ CK_HIDDEN void ck_written_note(int fd, int flags)
 	struct stat st;
 	if (ck_fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink == 0)
 		return;
-	int append = (flags & O_APPEND) != 0;
-	uint64_t key = told_key(&st, append);
+	char how = how_written(flags);
+	uint64_t key = told_key(&st, how);
 	unsigned slot = (unsigned)(st.st_ino % TOLD_SLOTS);
 	if (__atomic_load_n(&told[slot], __ATOMIC_RELAXED) == key)
 		return;
@@ -101,7 +111,8 @@ CK_HIDDEN void ck_written_note(int fd, int flags)
 	char head[96];
 	struct ck_str m;
 	ck_str_init(&m, head, sizeof head);
-	ck_str_add(&m, append ? "wrote a " : "wrote w ");
+	char word[] = {'w', 'r', 'o', 't', 'e', ' ', how, ' ', 0};
+	ck_str_add(&m, word);
 	ck_str_udec(&m, (uint64_t)st.st_dev);
 	ck_str_add(&m, " ");
 	ck_str_udec(&m, (uint64_t)st.st_ino);

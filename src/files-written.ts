@@ -11,18 +11,24 @@ export interface WrittenFile {
   path: string;
   dev: number;
   ino: number;
-  /** Every open of it was O_APPEND: a log (only cut back at restart). */
-  append: boolean;
+  /**
+   * How the program opened it for writing: 'append' (every open O_APPEND:
+   * a log, only cut back at restart), 'truncate' (every open O_TRUNC: the
+   * program writes it whole again), 'inplace' (otherwise).
+   */
+  how: 'append' | 'truncate' | 'inplace';
 }
 
-/** `wrote a|w DEV INO PATH` (the rest of the line after the word). */
+const HOW = { a: 'append', t: 'truncate', w: 'inplace' } as const;
+
+/** `wrote a|t|w DEV INO PATH` (the rest of the line after the word). */
 export function parseWrote(rest: string): WrittenFile | undefined {
-  const m = /^([aw]) ([0-9]+) ([0-9]+) (\/.*)$/s.exec(rest);
+  const m = /^([atw]) ([0-9]+) ([0-9]+) (\/.*)$/s.exec(rest);
   if (!m) return undefined;
   const dev = Number(m[2]);
   const ino = Number(m[3]);
   if (!Number.isSafeInteger(dev) || !Number.isSafeInteger(ino)) return undefined;
-  return { path: m[4]!, dev, ino, append: m[1] === 'a' };
+  return { path: m[4]!, dev, ino, how: HOW[m[1] as keyof typeof HOW] };
 }
 
 /** By (dev, ino); a file leaves when a checkpoint finds its path gone or another file's. */
@@ -32,8 +38,8 @@ export class WrittenFiles {
   note(f: WrittenFile): void {
     const key = `${f.dev}:${f.ino}`;
     const had = this.files.get(key);
-    // the latest path (renamed, or another link); a log while every open appended
-    this.files.set(key, { ...f, append: f.append && (had?.append ?? true) });
+    // the latest path (renamed, or another link); opened in two ways: in place
+    this.files.set(key, { ...f, how: !had || had.how === f.how ? f.how : 'inplace' });
   }
 
   forget(key: string): void {

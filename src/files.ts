@@ -250,7 +250,9 @@ function closedWrittenFiles(written: WrittenFiles, open: ReadonlySet<string>, sk
       if (forget) written.forget(key);
       continue;
     }
-    out.push({ key, proc: w.path, path: w.path, append: w.append, readOnly: false, holders: ['written and closed by the program'], fds: [], closed: true });
+    // rewritten whole by the program each time (a result, a model's weights): a small one is kept for a program that reads it back
+    if (w.how === 'truncate' && st.size > BigInt(RECREATE_MAX)) continue;
+    out.push({ key, proc: w.path, path: w.path, append: w.how === 'append', readOnly: false, holders: ['written and closed by the program'], fds: [], closed: true });
   }
   return out;
 }

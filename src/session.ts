@@ -401,7 +401,7 @@ export class Coordinator implements Session {
     if (info.files) {
       this.lastFiles = info.files;
       // the restarted program wrote these before the checkpoint: they stay rolled back while they exist
-      for (const f of info.files.record.saved) if (f.how !== 'recreate') this.written.note({ path: f.path, dev: f.dev, ino: f.ino, append: f.how === 'append' });
+      for (const f of info.files.record.saved) if (f.how !== 'recreate') this.written.note({ path: f.path, dev: f.dev, ino: f.ino, how: f.how === 'append' ? 'append' : 'inplace' });
     }
     if (info.carried) this.lastCarried = info.carried;
     if (parent) this.chains.setParent(info.programPid, parent);

@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { checkpoint, ckrun } from './lib/ckrun.js';
+import { generations, readManifest } from './lib/images.js';
 import { python3 } from './lib/examples.js';
 import { EXAMPLES, T_STEP } from './lib/paths.js';
 import { Proc, sleep } from './lib/proc.js';
@@ -217,6 +218,8 @@ test('files a job opens, writes and closes in every iteration (bash >> and > red
     // state holds the last iteration done; the job checks it before each one (its own state)
     const job =
       `echo 0 > state\n` +
+      // a result written whole once, too big to be kept: the program would write it whole again
+      `head -c 9M /dev/zero > big.out\n` +
       `for i in $(seq 1 ${N}); do\n` +
       `  read v < state\n` +
       `  if [ "$v" != $((i - 1)) ]; then echo "state says $v before iteration $i" >&2; exit 1; fi\n` +
@@ -250,6 +253,14 @@ test('files a job opens, writes and closes in every iteration (bash >> and > red
     }
     assert.is(readText(path.join(work, 'state')), `${N}\n`);
     assert.is(readText(path.join(work, 'log')), 'end\n', "the job's own output");
+    const ck = path.join(scope.root, 'ck');
+    const gens = generations(ck);
+    assert.ok(gens.length >= 2, `two generations in ${ck}`);
+    for (const g of gens) {
+      const saved = ((readManifest(path.join(ck, String(g))).files as { saved?: { path: string }[] } | undefined)?.saved ?? []).map((f) => path.basename(f.path));
+      for (const name of ['a.log', 'b.log', 'c.log', 'state']) assert.ok(saved.includes(name), `generation ${g} keeps ${name} (${saved.join(', ')})`);
+      assert.not.ok(saved.includes('big.out'), `generation ${g} does not keep big.out, a 9 MiB file written whole (${saved.join(', ')})`);
+    }
   } finally {
     await scope.cleanup();
   }
