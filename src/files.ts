@@ -483,11 +483,13 @@ function statKey(st: { ctimeNs: bigint; mtimeNs: bigint; size: bigint }): string
 }
 
 /**
- * A file the program only reads, unchanged since the pre-copy read it
- * (every write changes ctime after an fstat: multigrain timestamps): the
- * pre-copy's table, its sources one place up (this generation's own is 0).
+ * A file the program only reads, or wrote and closed, unchanged since the
+ * pre-copy or the previous capture read it (every write changes ctime after
+ * an fstat: multigrain timestamps): that table, its sources one place up
+ * (this generation's own is 0). Not a file open for writing: a write
+ * through a shared mapping already writable changes no time.
  */
-function unchangedSincePrecopy(
+function unchangedSinceRead(
   opts: CaptureOptions,
   c: Candidate,
   prev: SavedFile | undefined,
@@ -523,7 +525,7 @@ function saveOne(c: Candidate, k: number, opts: CaptureOptions, how: SavedFile['
     if (stores(how)) out = openSync(join(opts.genPath, own), FS.O_WRONLY | FS.O_CREAT | FS.O_EXCL, 0o600);
     let r;
     try {
-      const same = unchangedSincePrecopy(opts, c, prevRecord, prevTable, st);
+      const same = unchangedSinceRead(opts, c, prevRecord, prevTable, st);
       r = same ? { table: same, written: 0 } : native().fileBlocks(fd, size, FILE_BLOCK, prevTable, out, 0);
     } finally {
       if (out >= 0) closeSync(out);
