@@ -809,7 +809,7 @@ static int write_image_state(struct ck_scratch *s, const char *path, int nthread
 	cb_map_open(e);
 	cb_kv_uint(e, "version", CK_IMAGE_VERSION);
 	ck_process_save(w, s);
-	ck_threads_save(w, nthreads);
+	ck_threads_save(w, s, nthreads);
 	ck_signals_save(w);
 	ck_jobstop_save(w);
 	ck_files_save(w, s);

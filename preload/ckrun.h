@@ -71,6 +71,7 @@ struct ck_thread {
 	uint64_t pending;        /* signals pending for this thread only */
 	char comm[16];
 	long securebits;         /* PR_GET_SECUREBITS: per thread, not in /proc */
+	int own_creds;           /* its credentials are not the leader's: saved with the thread */
 	struct ck_thread_attrs attrs; /* scheduling, affinity, timer slack, ... (attrs.h) */
 };
 
@@ -356,7 +357,7 @@ CK_HIDDEN void ck_sysv_save(struct ck_writer *w, struct ck_scratch *s);
 
 /* threads.c */
 CK_HIDDEN void ck_thread_capture(struct ck_thread *t, ucontext_t *uc);
-CK_HIDDEN void ck_threads_save(struct ck_writer *w, int n);
+CK_HIDDEN void ck_threads_save(struct ck_writer *w, struct ck_scratch *s, int n);
 CK_HIDDEN void ck_thread_after_restore(struct ck_thread *t, const struct ck_restore_info *ri);
 
 /* signals.c */
@@ -429,6 +430,8 @@ CK_HIDDEN void ck_written_forget(void);
 
 /* process.c */
 CK_HIDDEN void ck_process_save(struct ck_writer *w, struct ck_scratch *s);
+/* A thread's own "creds" key, for a thread whose own_creds ck_process_save set */
+CK_HIDDEN void ck_thread_creds_save(struct ck_writer *w, struct ck_scratch *s, const struct ck_thread *t);
 
 /* procfs.c: /proc of the process itself, raw code only */
 CK_HIDDEN long ck_read_file(const char *path, char *buf, size_t cap);

@@ -179,10 +179,9 @@ static void save_children(struct cb_enc *e, struct ck_scratch *s)
 
 /* ---- credentials ----
  * The kernel keeps them per thread. glibc keeps its threads' equal (the
- * setxid broadcast), but a raw system call, capset or a prctl changes only
- * the calling thread's: every thread's are compared, and an image holds
- * one set per process (a process whose threads differ is refused at
- * checkpoint time, naming the thread). */
+ * setxid broadcast), but a raw system call, setfsuid, capset or a prctl
+ * changes only the calling thread's: the image holds the leader's as the
+ * process's, and a thread whose own differ carries them in its map. */
 
 static const char *const cred_fields[] = {
 	"Uid:", "Gid:", "Groups:", "CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:", "NoNewPrivs:",
@@ -249,57 +248,47 @@ static uint64_t hex_value(const char *p)
 	return v;
 }
 
-/* The checkpoint fails: thread tid's field (a status line's name, with its
- * colon) is not the leader's. */
-static int creds_fail(struct ck_writer *w, const char *field, int tid, int leader)
+/* Whether thread t's credentials (its status text in other) are not the
+ * leader's (in mine). */
+static int creds_differ(const char *mine, const char *other, int t)
 {
-	ck_writer_fail(w, -EPERM, "cannot save the process's credentials");
+	if (ck_threads[t].securebits != ck_threads[0].securebits)
+		return 1;
+	for (size_t f = 0; f < sizeof cred_fields / sizeof cred_fields[0]; f++)
+		if (!same_value(status_value(mine, cred_fields[f]), status_value(other, cred_fields[f])))
+			return 1;
+	return 0;
+}
+
+static int status_fail(struct ck_writer *w, long n, int tid)
+{
+	ck_writer_fail(w, n < 0 ? n : -EIO, "cannot read a thread's credentials from /proc/self/task/TID/status");
 	struct ck_str d;
 	ck_str_init(&d, w->err_detail, sizeof w->err_detail);
 	ck_str_add(&d, "thread ");
 	ck_str_dec(&d, tid);
-	ck_str_add(&d, " has other ");
-	ck_str_addn(&d, field, ck_ends_with(field, ":") ? ck_strlen(field) - 1 : ck_strlen(field));
-	ck_str_add(&d, " than thread ");
-	ck_str_dec(&d, leader);
-	ck_str_add(&d, " (changed in one thread only, by a raw system call, setfsuid, capset or prctl, or being "
-		       "changed right now); ckrun keeps one set of credentials per process");
 	return 0;
 }
 
-/* Every thread's credentials must be the leader's (text in s->text). */
-static int threads_agree(struct ck_writer *w, struct ck_scratch *s, const char *mine)
+/* Marks every thread whose credentials are not the leader's (text in
+ * mine): each of them saves its own (ck_thread_creds_save). */
+static int mark_own_creds(struct ck_writer *w, struct ck_scratch *s, const char *mine)
 {
 	char *other = s->text + CK_SCRATCH_TEXT / 2;
-	int leader = ck_threads[0].tid;
+	ck_threads[0].own_creds = 0;
 	for (int t = 1; t < ck_nthreads; t++) {
-		int tid = ck_threads[t].tid;
-		if (ck_threads[t].securebits != ck_threads[0].securebits)
-			return creds_fail(w, "securebits", tid, leader);
-		long n = read_task_status(tid, other, CK_SCRATCH_TEXT / 2);
-		if (n <= 0) {
-			ck_writer_fail(w, n < 0 ? n : -EIO, "cannot read a thread's credentials from /proc/self/task/TID/status");
-			return 0;
-		}
-		for (size_t f = 0; f < sizeof cred_fields / sizeof cred_fields[0]; f++)
-			if (!same_value(status_value(mine, cred_fields[f]), status_value(other, cred_fields[f])))
-				return creds_fail(w, cred_fields[f], tid, leader);
+		long n = read_task_status(ck_threads[t].tid, other, CK_SCRATCH_TEXT / 2);
+		if (n <= 0 || !status_value(other, "CapAmb:"))
+			return status_fail(w, n, ck_threads[t].tid);
+		ck_threads[t].own_creds = creds_differ(mine, other, t);
 	}
 	return 1;
 }
 
-/* "creds": the process's user and group IDs, groups, capabilities,
- * securebits, no_new_privs and dumpable (docs/image-format.md). */
-static void save_creds(struct ck_writer *w, struct ck_scratch *s)
+/* A creds map from a thread's status text: the process's (with dumpable,
+ * which is the process's alone) or a thread's own (dumpable < 0). */
+static void put_creds(struct cb_enc *e, const char *st, long securebits, long dumpable)
 {
-	struct cb_enc *e = &w->meta;
-	char *mine = s->text;
-	if (read_task_status(ck_threads[0].tid, mine, CK_SCRATCH_TEXT / 2) <= 0 || !status_value(mine, "CapAmb:")) {
-		ck_writer_fail(w, -EIO, "cannot read the process's credentials from /proc/self/task/TID/status");
-		return;
-	}
-	if (!threads_agree(w, s, mine))
-		return;
 	static const struct {
 		const char *key, *field;
 	} caps[] = {
@@ -307,30 +296,59 @@ static void save_creds(struct ck_writer *w, struct ck_scratch *s)
 		{"bounding", "CapBnd:"}, {"ambient", "CapAmb:"},
 	};
 	uint64_t nnp = 0;
-	const char *q = status_value(mine, "NoNewPrivs:");
+	const char *q = status_value(st, "NoNewPrivs:");
 	if (q)
 		ck_parse_dec(&q, &nnp);
-	cb_text(e, "creds");
-	cb_map(e, 7);
+	cb_map(e, dumpable < 0 ? 6 : 7);
 	cb_text(e, "uid");
 	cb_array_open(e);
-	put_decimals(e, status_value(mine, "Uid:"));
+	put_decimals(e, status_value(st, "Uid:"));
 	cb_close(e);
 	cb_text(e, "gid");
 	cb_array_open(e);
-	put_decimals(e, status_value(mine, "Gid:"));
+	put_decimals(e, status_value(st, "Gid:"));
 	cb_close(e);
 	cb_text(e, "groups");
 	cb_array_open(e);
-	put_decimals(e, status_value(mine, "Groups:"));
+	put_decimals(e, status_value(st, "Groups:"));
 	cb_close(e);
 	cb_text(e, "caps");
 	cb_map(e, sizeof caps / sizeof caps[0]);
 	for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++)
-		cb_kv_uint(e, caps[i].key, hex_value(status_value(mine, caps[i].field)));
-	cb_kv_uint(e, "securebits", (uint64_t)ck_threads[0].securebits);
+		cb_kv_uint(e, caps[i].key, hex_value(status_value(st, caps[i].field)));
+	cb_kv_uint(e, "securebits", (uint64_t)securebits);
 	cb_kv_bool(e, "no_new_privs", nnp != 0);
-	cb_kv_uint(e, "dumpable", (uint64_t)ck_prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
+	if (dumpable >= 0)
+		cb_kv_uint(e, "dumpable", (uint64_t)dumpable);
+}
+
+/* "creds": the process's user and group IDs, groups, capabilities,
+ * securebits, no_new_privs and dumpable (docs/image-format.md): the
+ * leader's; threads whose own differ are marked to save theirs. */
+static void save_creds(struct ck_writer *w, struct ck_scratch *s)
+{
+	char *mine = s->text;
+	long n = read_task_status(ck_threads[0].tid, mine, CK_SCRATCH_TEXT / 2);
+	if (n <= 0 || !status_value(mine, "CapAmb:")) {
+		ck_writer_fail(w, -EIO, "cannot read the process's credentials from /proc/self/task/TID/status");
+		return;
+	}
+	if (!mark_own_creds(w, s, mine))
+		return;
+	cb_text(&w->meta, "creds");
+	put_creds(&w->meta, mine, ck_threads[0].securebits, ck_prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
+}
+
+CK_HIDDEN void ck_thread_creds_save(struct ck_writer *w, struct ck_scratch *s, const struct ck_thread *t)
+{
+	long n = read_task_status(t->tid, s->text, CK_SCRATCH_TEXT / 2);
+	cb_text(&w->meta, "creds");
+	if (n <= 0 || !status_value(s->text, "CapAmb:")) {
+		status_fail(w, n, t->tid);
+		cb_null(&w->meta); /* the image is not written */
+		return;
+	}
+	put_creds(&w->meta, s->text, t->securebits, -1);
 }
 
 /* Paths the process sees are relative to its root: after a chroot they
@@ -432,20 +450,25 @@ static int parse_ids(struct cb_dec *d, uint32_t out[4])
 	return i == 4 && !d->error;
 }
 
-static int parse_groups(struct cb_dec *d, struct ck_image *img)
+static int parse_groups(struct cb_dec *d, struct ck_creds *c, uint32_t **groups)
 {
 	int64_t n;
 	uint64_t v;
 	size_t cap = 16;
-	if (!cbd_array(d, &n) || !(img->groups = malloc(cap * sizeof *img->groups)))
+	free(*groups);
+	if (!cbd_array(d, &n) || !(*groups = malloc(cap * sizeof **groups)))
 		return 0;
-	img->creds.ngroups = 0;
+	c->ngroups = 0;
 	while (cbd_next_item(d, &n)) {
-		if (img->creds.ngroups >= CK_MAX_GROUPS || !cbd_uint(d, &v) || v > UINT32_MAX)
+		if (c->ngroups >= CK_MAX_GROUPS || !cbd_uint(d, &v) || v > UINT32_MAX)
 			return 0;
-		if (img->creds.ngroups == cap && !(img->groups = realloc(img->groups, (cap *= 2) * sizeof *img->groups)))
-			return 0;
-		img->groups[img->creds.ngroups++] = (uint32_t)v;
+		if (c->ngroups == cap) {
+			uint32_t *more = realloc(*groups, (cap *= 2) * sizeof **groups);
+			if (!more)
+				return 0;
+			*groups = more;
+		}
+		(*groups)[c->ngroups++] = (uint32_t)v;
 	}
 	return !d->error;
 }
@@ -471,15 +494,17 @@ static int parse_caps(struct cb_dec *d, struct ck_creds *c, int *seen)
 	return !d->error;
 }
 
-/* "creds" (docs/image-format.md); every part must be there. */
-static int parse_creds(struct cb_dec *d, struct ck_image *img)
+/* A creds map (docs/image-format.md): the process's, or a thread's own
+ * (thread: without dumpable, the process's alone). 1 when every part is
+ * there. */
+enum { CREDS_UID = 1, CREDS_GID = 2, CREDS_GROUPS = 4, CREDS_SECUREBITS = 8, CREDS_NNP = 16, CREDS_DUMPABLE = 32 };
+static int parse_creds(struct cb_dec *d, struct ck_creds *c, uint32_t **groups, int thread)
 {
 	int64_t n;
 	const char *k;
 	size_t kl;
-	int ids = 0, caps = 0, groups = 0, rest = 0; /* ids: bit 0 uid, bit 1 gid */
+	int seen = 0, caps = 0;
 	uint64_t v;
-	struct ck_creds *c = &img->creds;
 	if (!cbd_map(d, &n))
 		return 0;
 	while (cbd_next_key(d, &n, &k, &kl)) {
@@ -487,30 +512,37 @@ static int parse_creds(struct cb_dec *d, struct ck_image *img)
 		if (cbd_key_is(k, kl, "uid") || cbd_key_is(k, kl, "gid")) {
 			int uid = cbd_key_is(k, kl, "uid");
 			ok = parse_ids(d, uid ? c->uid : c->gid);
-			ids |= uid ? 1 : 2;
+			seen |= uid ? CREDS_UID : CREDS_GID;
 		} else if (cbd_key_is(k, kl, "groups")) {
-			ok = parse_groups(d, img);
-			groups = 1;
+			ok = parse_groups(d, c, groups);
+			seen |= CREDS_GROUPS;
 		} else if (cbd_key_is(k, kl, "caps")) {
 			ok = parse_caps(d, c, &caps);
 		} else if (cbd_key_is(k, kl, "securebits")) {
 			ok = cbd_uint(d, &c->securebits);
-			rest++;
+			seen |= CREDS_SECUREBITS;
 		} else if (cbd_key_is(k, kl, "no_new_privs")) {
 			ok = cbd_bool(d, &c->no_new_privs);
-			rest++;
-		} else if (cbd_key_is(k, kl, "dumpable")) {
+			seen |= CREDS_NNP;
+		} else if (!thread && cbd_key_is(k, kl, "dumpable")) {
 			ok = cbd_uint(d, &v) && v <= 2;
 			c->dumpable = (int)v;
-			rest++;
+			seen |= CREDS_DUMPABLE;
 		} else {
 			ok = cbd_skip(d);
 		}
 		if (!ok)
 			return 0;
 	}
-	img->has_creds = ids == 3 && caps == 5 && groups && rest == 3;
-	return !d->error && img->has_creds;
+	int want = CREDS_UID | CREDS_GID | CREDS_GROUPS | CREDS_SECUREBITS | CREDS_NNP | (thread ? 0 : CREDS_DUMPABLE);
+	return !d->error && seen == want && caps == 5;
+}
+
+/* A thread's own "creds" (absent: the thread has the process's). */
+CK_HIDDEN int ck_thread_creds_parse(struct cb_dec *d, struct ck_img_thread *t)
+{
+	t->has_creds = parse_creds(d, &t->creds, &t->groups, 1);
+	return t->has_creds;
 }
 
 /* Handles the top-level keys that belong to the process; returns 1 when
@@ -601,7 +633,7 @@ CK_HIDDEN int ck_process_parse(struct cb_dec *d, const char *k, size_t kl, struc
 			}
 		}
 	} else if (cbd_key_is(k, kl, "creds")) {
-		if (!parse_creds(d, img))
+		if (!(img->has_creds = parse_creds(d, &img->creds, &img->groups, 0)))
 			return -1;
 	} else if (cbd_key_is(k, kl, "shim_abi")) {
 		if (!cbd_uint_max(d, INT32_MAX, &v))
@@ -829,15 +861,26 @@ static int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static int same_groups(const struct ck_image *img, struct host_creds *h)
+/* The same groups in any order (sorts both lists). */
+static int same_group_set(uint32_t *a, uint32_t na, uint32_t *b, uint32_t nb)
 {
-	if (img->creds.ngroups != h->ngroups)
+	if (na != nb)
 		return 0;
-	uint32_t *a = malloc((h->ngroups + 1) * sizeof *a);
-	memcpy(a, img->groups, h->ngroups * sizeof *a);
-	qsort(a, h->ngroups, sizeof *a, cmp_u32);
-	qsort(h->groups, h->ngroups, sizeof *h->groups, cmp_u32);
-	int same = !memcmp(a, h->groups, h->ngroups * sizeof *a);
+	qsort(a, na, sizeof *a, cmp_u32);
+	qsort(b, nb, sizeof *b, cmp_u32);
+	return !memcmp(a, b, na * sizeof *a);
+}
+
+/* Whether groups (n of them) are the restore host's. */
+static int host_has_groups(const uint32_t *groups, uint32_t n, struct host_creds *h)
+{
+	if (n != h->ngroups)
+		return 0;
+	uint32_t *a = malloc((n + 1) * sizeof *a);
+	if (!a)
+		ck_refuse("no memory to compare %u supplementary groups", n);
+	memcpy(a, groups, n * sizeof *a);
+	int same = same_group_set(a, n, h->groups, h->ngroups);
 	free(a);
 	return same;
 }
@@ -851,11 +894,51 @@ static const char *ids_text(const uint32_t ids[4], char *buf, size_t cap)
 	return buf;
 }
 
-static void need_cap(const struct ck_image *img, const struct host_creds *h, int cap, const char *what)
+/* Whose credentials a message is about: "the process of image X", or
+ * "thread T of image X" for a thread's own (tid 0: the process's). */
+struct creds_owner {
+	const struct ck_image *img;
+	int tid;
+	char text[4200];
+};
+
+static const char *owner_text(struct creds_owner *o, const struct ck_image *img, int tid)
+{
+	o->img = img;
+	o->tid = tid;
+	if (tid)
+		snprintf(o->text, sizeof o->text, "thread %d of image %s", tid, img->path);
+	else
+		snprintf(o->text, sizeof o->text, "the process of image %s", img->path);
+	return o->text;
+}
+
+static void need_cap(const struct creds_owner *o, const struct host_creds *h, int cap, const char *what)
 {
 	if (!(h->cap_eff & (1ULL << cap)))
-		ck_refuse("image %s is of a process with %s; setting them again needs CAP_%s, which this restart does not "
-			  "have: restart it as root", img->path, what, cap_names[cap]);
+		ck_refuse("%s ran with %s; setting them again needs CAP_%s, which this restart does not have: restart it "
+			  "as root", o->text, what, cap_names[cap]);
+}
+
+static uint64_t any_caps(const struct ck_creds *c)
+{
+	return c->cap_prm | c->cap_eff | c->cap_inh | c->cap_amb;
+}
+
+/* A file an ordinary user owns (trusted with --trust-owner) cannot hold
+ * credentials of another user, or capabilities, in any thread. */
+static void check_owned_creds(const struct creds_owner *o, const char *file, uint32_t owner, const struct ck_creds *c)
+{
+	int foreign = 0;
+	char thread[32] = "";
+	for (int k = 0; k < 4; k++)
+		foreign |= c->uid[k] != owner;
+	if (o->tid)
+		snprintf(thread, sizeof thread, " (in thread %d)", o->tid);
+	if (owner != 0 && (foreign || any_caps(c)))
+		ck_refuse("image %s is owned by uid %u but holds a process that ran as uid %u%s%s: no process of that user "
+			  "can have written it (it was made or changed by hand); ckrun refuses it even with --trust-owner",
+			  file, (unsigned)owner, c->uid[1], any_caps(c) ? " with capabilities" : "", thread);
 }
 
 /* The image, and every image it refers to, must belong to the user who
@@ -867,7 +950,6 @@ static void check_owner(const struct ck_image *img)
 	struct stat st;
 	uid_t me = geteuid();
 	int trust = getenv("CKRUN_TRUST_OWNER") && !strcmp(getenv("CKRUN_TRUST_OWNER"), "1");
-	const struct ck_creds *c = &img->creds;
 	char dir[4096];
 	snprintf(dir, sizeof dir, "%s", img->path);
 	char *slash = strrchr(dir, '/');
@@ -887,87 +969,129 @@ static void check_owner(const struct ck_image *img)
 			ck_refuse("image %s is owned by uid %u, not by uid %u, who runs this restart: a restart runs the "
 				  "program an image holds, so ckrun restarts only its own user's; if you trust the owner, "
 				  "say so with ckrun restart --trust-owner", name, (unsigned)st.st_uid, (unsigned)me);
-		int foreign = 0;
-		for (int k = 0; k < 4; k++)
-			foreign |= c->uid[k] != st.st_uid;
-		if (st.st_uid != 0 && (foreign || c->cap_prm || c->cap_eff || c->cap_inh || c->cap_amb))
-			ck_refuse("image %s is owned by uid %u but holds a process that ran as uid %u%s: no process of that "
-				  "user can have written it (it was made or changed by hand); ckrun refuses it even with "
-				  "--trust-owner", name, (unsigned)st.st_uid, c->uid[1],
-				  c->cap_prm || c->cap_eff || c->cap_inh || c->cap_amb ? " with capabilities" : "");
+		struct creds_owner o;
+		owner_text(&o, img, 0);
+		check_owned_creds(&o, name, (uint32_t)st.st_uid, &img->creds);
+		for (size_t t = 0; t < img->nthreads; t++)
+			if (img->threads[t].has_creds) {
+				owner_text(&o, img, img->threads[t].tid);
+				check_owned_creds(&o, name, (uint32_t)st.st_uid, &img->threads[t].creds);
+			}
 	}
 }
 
-/* Everything the restore core will set must be possible here, and allowed:
- * refused before any process exists, never half done after the switch. */
+/* One set of credentials (the process's, or a thread's own) is one the
+ * restore core can give here, and may: each thread starts with the restore
+ * host's and sets its own, so each is compared with the host's. */
+static void check_one_creds(const struct creds_owner *o, const struct ck_creds *c, const uint32_t *groups,
+			    struct host_creds *h)
+{
+	char a[160], b[160];
+	if ((c->cap_eff & ~c->cap_prm) || (c->cap_amb & ~(c->cap_prm & c->cap_inh)))
+		ck_refuse("image %s is corrupted: the capability sets of %s are inconsistent", o->img->path, o->text);
+	int uid_change = !same_ids(c->uid, h->uid), gid_change = !same_ids(c->gid, h->gid);
+	for (int k = 0; k < 4 && h->own_userns; k++) {
+		if (!id_mapped(h->uid_map, c->uid[k]))
+			ck_refuse("%s ran as uid %s; this restart runs in a user namespace of its own, where only uid %s "
+				  "exists: an ordinary user restarts only their own processes; root can restart it",
+				  o->text, ids_text(c->uid, a, sizeof a), ids_text(h->uid, b, sizeof b));
+		if (!id_mapped(h->gid_map, c->gid[k]))
+			ck_refuse("%s ran as gid %s; this restart runs in a user namespace of its own, where only gid %s "
+				  "exists: an ordinary user restarts only with their own group; root can restart it",
+				  o->text, ids_text(c->gid, a, sizeof a), ids_text(h->gid, b, sizeof b));
+	}
+	if (uid_change) {
+		snprintf(b, sizeof b, "uid %s", ids_text(c->uid, a, sizeof a));
+		need_cap(o, h, CAP_SETUID_, b);
+		need_cap(o, h, CAP_SETPCAP_, b); /* keeps the capabilities while the uids change */
+	}
+	if (gid_change) {
+		snprintf(b, sizeof b, "gid %s", ids_text(c->gid, a, sizeof a));
+		need_cap(o, h, CAP_SETGID_, b);
+	}
+	/* a user namespace of ckrun's denies setgroups: the process keeps the
+	 * restarter's groups, which ckrun compared before (src/restart.ts) */
+	if (!h->own_userns && !host_has_groups(groups, c->ngroups, h))
+		need_cap(o, h, CAP_SETGID_, "other supplementary groups");
+	if (h->own_userns && any_caps(c))
+		ck_refuse("%s had capabilities (%s); this restart runs in a user namespace of its own, where capabilities "
+			  "are not the ones it had: restart it as root", o->text, cap_list(any_caps(c)));
+	uint64_t missing = (c->cap_prm & ~h->cap_prm) | (c->cap_inh & ~(h->cap_inh | h->cap_prm));
+	if (missing)
+		ck_refuse("%s had capabilities this restart does not have (%s): ckrun never gives a program more than its "
+			  "restarter holds; restart it where they are available", o->text, cap_list(missing));
+	if (c->cap_bnd & ~h->cap_bnd)
+		ck_refuse("%s had a capability bounding set holding %s, which this restart's lacks: ckrun never gives a "
+			  "program more than its restarter holds; restart it where they are available", o->text,
+			  cap_list(c->cap_bnd & ~h->cap_bnd));
+	if (c->cap_bnd != h->cap_bnd)
+		need_cap(o, h, CAP_SETPCAP_, "a smaller capability bounding set");
+	if ((uint64_t)h->securebits != c->securebits || uid_change) {
+		if ((uint64_t)h->securebits & SECBIT_LOCKS)
+			ck_refuse("this restart runs with locked securebits (%#lx), which keep it from setting those of %s "
+				  "(%#llx): restart it from a process without locked securebits", h->securebits, o->text,
+				  (unsigned long long)c->securebits);
+		if ((uint64_t)h->securebits != c->securebits)
+			need_cap(o, h, CAP_SETPCAP_, "other securebits");
+	}
+	if (h->no_new_privs && !c->no_new_privs)
+		ck_refuse("this restart runs with no_new_privs, which cannot be undone, and %s did not: restart it from a "
+			  "process without no_new_privs", o->text);
+}
+
+/* Inside a user namespace of ckrun's no thread's groups can be set: each
+ * keeps the restarter's, so a thread's own must be its process's. */
+static void check_thread_groups_userns(const struct creds_owner *o, const struct ck_image *img,
+				       const struct ck_img_thread *t)
+{
+	uint32_t *a = malloc((t->creds.ngroups + 1) * sizeof *a), *b = malloc((img->creds.ngroups + 1) * sizeof *b);
+	if (!a || !b)
+		ck_refuse("no memory to compare supplementary groups");
+	memcpy(a, t->groups, t->creds.ngroups * sizeof *a);
+	memcpy(b, img->groups, img->creds.ngroups * sizeof *b);
+	int same = same_group_set(a, t->creds.ngroups, b, img->creds.ngroups);
+	free(a);
+	free(b);
+	if (!same)
+		ck_refuse("%s had other supplementary groups than its process; this restart runs in a user namespace of "
+			  "its own, where setgroups is denied and every thread keeps the restarter's: restart it as root",
+			  o->text);
+}
+
+/* Everything the restore core will set must be possible here, and allowed,
+ * for the process and every thread with credentials of its own: refused
+ * before any process exists, never half done after the switch. */
 CK_HIDDEN void ck_creds_check(struct ck_image *img)
 {
 	const struct ck_creds *c = &img->creds;
-	char a[160], b[160];
 	if (!img->has_creds)
 		ck_refuse("image %s does not say which user and capabilities its process ran with (an older ckrun took "
 			  "it); ckrun restores no process with credentials it did not have: restart it with the ckrun "
 			  "that took it", img->path);
-	if ((c->cap_eff & ~c->cap_prm) || (c->cap_amb & ~(c->cap_prm & c->cap_inh)))
-		ck_refuse("image %s is corrupted: its capability sets are inconsistent", img->path);
 	check_owner(img);
 	struct host_creds h;
 	read_host_creds(&h);
-	int uid_change = !same_ids(c->uid, h.uid), gid_change = !same_ids(c->gid, h.gid);
-	for (int k = 0; k < 4 && h.own_userns; k++) {
-		if (!id_mapped(h.uid_map, c->uid[k]))
-			ck_refuse("image %s is of a process that ran as uid %s; this restart runs in a user namespace of its "
-				  "own, where only uid %s exists: an ordinary user restarts only their own processes",
-				  img->path, ids_text(c->uid, a, sizeof a), ids_text(h.uid, b, sizeof b));
-		if (!id_mapped(h.gid_map, c->gid[k]))
-			ck_refuse("image %s is of a process that ran as gid %s; this restart runs in a user namespace of its "
-				  "own, where only gid %s exists: an ordinary user restarts only with their own group",
-				  img->path, ids_text(c->gid, a, sizeof a), ids_text(h.gid, b, sizeof b));
+	struct creds_owner o;
+	owner_text(&o, img, 0);
+	check_one_creds(&o, c, img->groups, &h);
+	for (size_t t = 0; t < img->nthreads; t++) {
+		const struct ck_img_thread *th = &img->threads[t];
+		if (!th->has_creds)
+			continue;
+		owner_text(&o, img, th->tid);
+		check_one_creds(&o, &th->creds, th->groups, &h);
+		if (h.own_userns)
+			check_thread_groups_userns(&o, img, th);
 	}
-	if (uid_change) {
-		snprintf(b, sizeof b, "uid %s", ids_text(c->uid, a, sizeof a));
-		need_cap(img, &h, CAP_SETUID_, b);
-		need_cap(img, &h, CAP_SETPCAP_, b); /* keeps the capabilities while the uids change */
-	}
-	if (gid_change) {
-		snprintf(b, sizeof b, "gid %s", ids_text(c->gid, a, sizeof a));
-		need_cap(img, &h, CAP_SETGID_, b);
-	}
-	/* a user namespace of ckrun's denies setgroups: the process keeps the
-	 * restarter's groups, which ckrun compared before (src/restart.ts) */
-	if (!h.own_userns && !same_groups(img, &h))
-		need_cap(img, &h, CAP_SETGID_, "other supplementary groups");
-	uint64_t any = c->cap_prm | c->cap_eff | c->cap_inh | c->cap_amb;
-	if (h.own_userns && any)
-		ck_refuse("image %s is of a process with capabilities (%s); this restart runs in a user namespace of its "
-			  "own, where capabilities are not the ones it had: restart it as root", img->path, cap_list(any));
-	uint64_t missing = (c->cap_prm & ~h.cap_prm) | (c->cap_inh & ~(h.cap_inh | h.cap_prm));
-	if (missing)
-		ck_refuse("image %s is of a process with capabilities this restart does not have (%s): ckrun never "
-			  "gives a program more than its restarter holds; restart it where they are available", img->path,
-			  cap_list(missing));
-	if (c->cap_bnd & ~h.cap_bnd)
-		ck_refuse("image %s is of a process whose capability bounding set holds %s, which this restart's lacks: "
-			  "ckrun never gives a program more than its restarter holds; restart it where they are available",
-			  img->path, cap_list(c->cap_bnd & ~h.cap_bnd));
-	if (c->cap_bnd != h.cap_bnd)
-		need_cap(img, &h, CAP_SETPCAP_, "a smaller capability bounding set");
-	if ((uint64_t)h.securebits != c->securebits || uid_change) {
-		if ((uint64_t)h.securebits & SECBIT_LOCKS)
-			ck_refuse("this restart runs with locked securebits (%#lx), which keep it from setting those of image "
-				  "%s (%#llx): restart it from a process without locked securebits", h.securebits, img->path,
-				  (unsigned long long)c->securebits);
-		if ((uint64_t)h.securebits != c->securebits)
-			need_cap(img, &h, CAP_SETPCAP_, "other securebits");
-	}
-	if (h.no_new_privs && !c->no_new_privs)
-		ck_refuse("this restart runs with no_new_privs, which cannot be undone, and the process of image %s did "
-			  "not: restart it from a process without no_new_privs", img->path);
+	int changes = !same_ids(c->uid, h.uid) || !same_ids(c->gid, h.gid);
+	for (size_t t = 0; t < img->nthreads; t++)
+		if (img->threads[t].has_creds)
+			changes |= !same_ids(img->threads[t].creds.uid, h.uid) || !same_ids(img->threads[t].creds.gid, h.gid);
 	if (c->dumpable == 2) {
 		char *sd = slurp("/proc/sys/fs/suid_dumpable", 0);
 		int two = sd[0] == '2';
 		free(sd);
-		if (!two || (!uid_change && !gid_change))
+		if (!two || !changes)
 			ck_refuse("image %s is of a process whose dumpable setting was 2 (as fs.suid_dumpable made it after it "
 				  "changed its credentials), which this system does not give it again: restart it where "
 				  "fs.suid_dumpable is 2", img->path);
@@ -977,18 +1101,41 @@ CK_HIDDEN void ck_creds_check(struct ck_image *img)
 
 CK_HIDDEN size_t ck_creds_plan_size(const struct ck_image *img)
 {
-	return (size_t)img->creds.ngroups * sizeof(uint32_t);
+	size_t n = img->creds.ngroups;
+	for (size_t t = 0; t < img->nthreads; t++)
+		if (img->threads[t].has_creds)
+			n += img->threads[t].creds.ngroups;
+	return n * sizeof(uint32_t);
 }
 
-/* What the restore core sets (groups: an area in the hole for them). */
+/* One thread's record in the plan; returns where the next groups go. */
+static uint32_t *plan_thread_creds(struct ck_plan_creds *pc, const struct ck_creds *c, const uint32_t *groups,
+				   uint32_t *area, struct host_creds *h)
+{
+	pc->c = *c;
+	pc->groups = area;
+	memcpy(area, groups, c->ngroups * sizeof *area);
+	pc->set_groups = !h->own_userns && !host_has_groups(groups, c->ngroups, h);
+	return area + c->ngroups;
+}
+
+/* What the restore core sets in each thread (groups: an area in the hole
+ * for every thread's groups, ck_creds_plan_size bytes); after
+ * ck_threads_plan, which put the threads in the plan's order. */
 CK_HIDDEN void ck_creds_plan(const struct ck_image *img, struct ck_plan *plan, uint32_t *groups)
 {
 	struct host_creds h;
 	read_host_creds(&h);
-	plan->creds = img->creds;
-	plan->groups = groups;
-	memcpy(groups, img->groups, img->creds.ngroups * sizeof *groups);
-	plan->set_groups = !h.own_userns && !same_groups(img, &h);
+	struct ck_plan_creds process;
+	uint32_t *next = plan_thread_creds(&process, &img->creds, img->groups, groups, &h);
+	for (uint64_t j = 0; j < plan->nthreads; j++) {
+		struct ck_plan_thread *pt = &plan->threads[j];
+		pt->creds = process;
+		for (size_t t = 0; t < img->nthreads; t++)
+			if (img->threads[t].tid == pt->tid && img->threads[t].has_creds)
+				next = plan_thread_creds(&pt->creds, &img->threads[t].creds, img->threads[t].groups, next, &h);
+	}
+	plan->dumpable = img->creds.dumpable;
 	plan->creds_set = 0;
 	plan->creds_go = 0;
 	char *lc = slurp("/proc/sys/kernel/cap_last_cap", 0);
@@ -999,8 +1146,9 @@ CK_HIDDEN void ck_creds_plan(const struct ck_image *img, struct ck_plan *plan, u
 
 /* ---- credentials: set by the restore core, in every thread ----
  * Raw system calls only (no libc from here, see restore_core.c). Each
- * thread starts with the restore host's credentials and sets its own; it
- * runs no code of the image before every thread has done so. */
+ * thread starts with the restore host's credentials and sets its own (the
+ * process's, or the thread's own when the image has them); it runs no code
+ * of the image before every thread has done so. */
 
 struct ck_cap_header {
 	uint32_t version;
@@ -1041,11 +1189,11 @@ static CK_CORE_FN void core_prctl(struct ck_plan *p, int op, long arg, long arg2
 }
 
 /* Groups and group IDs (needs CAP_SETGID when they change). */
-static CK_CORE_FN void core_set_gids(struct ck_plan *p)
+static CK_CORE_FN void core_set_gids(struct ck_plan *p, const struct ck_plan_creds *pc)
 {
-	const struct ck_creds *c = &p->creds;
+	const struct ck_creds *c = &pc->c;
 	long r;
-	if (p->set_groups && (r = CK_SYS2(SYS_setgroups, c->ngroups, p->groups)) < 0)
+	if (pc->set_groups && (r = CK_SYS2(SYS_setgroups, c->ngroups, pc->groups)) < 0)
 		ck_core_fail(p, "setting the supplementary groups failed", r);
 	if ((r = CK_SYS3(SYS_setresgid, c->gid[0], c->gid[1], c->gid[2])) < 0)
 		ck_core_fail(p, "setting the group IDs failed", r);
@@ -1056,9 +1204,8 @@ static CK_CORE_FN void core_set_gids(struct ck_plan *p)
 
 /* Inheritable and ambient capabilities, the bounding set: while the
  * thread still has the restore host's permitted set. */
-static CK_CORE_FN void core_set_cap_sets(struct ck_plan *p)
+static CK_CORE_FN void core_set_cap_sets(struct ck_plan *p, const struct ck_creds *c)
 {
-	const struct ck_creds *c = &p->creds;
 	uint64_t eff, prm, inh;
 	core_capget(p, &eff, &prm, &inh);
 	if (inh != c->cap_inh)
@@ -1078,9 +1225,8 @@ static CK_CORE_FN void core_set_cap_sets(struct ck_plan *p)
 
 /* User IDs. With SECBIT_NO_SETUID_FIXUP the kernel leaves the
  * capabilities alone while they change; the final capset sets them. */
-static CK_CORE_FN void core_set_uids(struct ck_plan *p)
+static CK_CORE_FN void core_set_uids(struct ck_plan *p, const struct ck_creds *c)
 {
-	const struct ck_creds *c = &p->creds;
 	uint32_t cur[3] = {0, 0, 0};
 	CK_SYS3(SYS_getresuid, &cur[0], &cur[1], &cur[2]);
 	uint32_t fs = (uint32_t)CK_SYS1(SYS_setfsuid, -1);
@@ -1099,14 +1245,14 @@ static CK_CORE_FN void core_set_uids(struct ck_plan *p)
 		core_prctl(p, PR_SET_SECUREBITS, (long)c->securebits, 0, "setting the saved securebits failed");
 }
 
-/* This thread's credentials become the image's, in an order in which each
- * step still has the privilege it needs (ck_creds_check made sure it has). */
-CK_CORE void ck_core_set_creds(struct ck_plan *p)
+/* This thread's credentials become pc's, in an order in which each step
+ * still has the privilege it needs (ck_creds_check made sure it has). */
+CK_CORE void ck_core_set_creds(struct ck_plan *p, const struct ck_plan_creds *pc)
 {
-	const struct ck_creds *c = &p->creds;
-	core_set_gids(p);
-	core_set_cap_sets(p);
-	core_set_uids(p);
+	const struct ck_creds *c = &pc->c;
+	core_set_gids(p, pc);
+	core_set_cap_sets(p, c);
+	core_set_uids(p, c);
 	core_capset(p, c->cap_eff, c->cap_prm, c->cap_inh, "setting the capabilities failed");
 	if (c->no_new_privs)
 		core_prctl(p, PR_SET_NO_NEW_PRIVS, 1, 0, "setting no_new_privs failed");
@@ -1132,9 +1278,9 @@ CK_CORE void ck_core_creds_barrier(struct ck_plan *p, int main_thread)
 	int n;
 	while ((n = __atomic_load_n(&p->creds_set, __ATOMIC_SEQ_CST)) < (int)p->nthreads - 1)
 		ck_futex(&p->creds_set, FUTEX_WAIT_PRIVATE, n, 0);
-	if (p->creds.dumpable < 2)
-		core_prctl(p, PR_SET_DUMPABLE, p->creds.dumpable, 0, "setting dumpable failed");
-	if (ck_prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != p->creds.dumpable)
+	if (p->dumpable < 2)
+		core_prctl(p, PR_SET_DUMPABLE, p->dumpable, 0, "setting dumpable failed");
+	if (ck_prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != p->dumpable)
 		ck_core_fail(p, "the dumpable setting did not come out as saved", -EPERM);
 	__atomic_store_n(&p->creds_go, 1, __ATOMIC_SEQ_CST);
 	ck_futex(&p->creds_go, FUTEX_WAKE_PRIVATE, INT_MAX, 0);

@@ -138,7 +138,10 @@ CK_HIDDEN void ck_image_release(struct ck_image *img)
 		free((char *)img->images[i]);
 	free(img->files);
 	free(img->regions);
+	for (size_t i = 0; img->threads && i < img->nthreads; i++)
+		free(img->threads[i].groups);
 	free(img->threads);
+	free(img->groups);
 	free(img->children);
 	free(img->actions);
 	for (uint32_t i = 0; img->attrs.aio && i < img->attrs.naio; i++)
@@ -921,7 +924,7 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
 	ck_creds_plan(img, plan, groups);
 	ck_locks_plan(img, plan);
 	ck_fown_plan(img, plan);
-	ck_aio_plan(img, plan, groups + img->creds.ngroups, base);
+	ck_aio_plan(img, plan, (char *)groups + ck_creds_plan_size(img), base);
 	plan->err_fd = 2;
 	plan->map_runs = !getenv("CKRUN_RESTORE_READ");
 	plan->pid = img->pid;

@@ -47,6 +47,20 @@ struct ck_img_region {
 	char vm_unknown[4];                  /* a mark this restorer does not know */
 };
 
+/* A process's or a thread's credentials (process.c): read from the image,
+ * checked against what the restore may grant, set by the restore core in
+ * every thread before any of them returns to the program. dumpable is the
+ * process's alone. */
+#define CK_MAX_GROUPS 65536 /* NGROUPS_MAX */
+struct ck_creds {
+	uint32_t uid[4], gid[4]; /* real, effective, saved, filesystem */
+	uint64_t cap_eff, cap_prm, cap_inh, cap_bnd, cap_amb;
+	uint64_t securebits;
+	int no_new_privs;
+	int dumpable;
+	uint32_t ngroups;
+};
+
 struct ck_img_thread {
 	int tid, leader;
 	uint64_t rip; /* where the checkpoint interrupted it */
@@ -54,6 +68,9 @@ struct ck_img_thread {
 	struct ck_ctx resume;
 	int has_resume;
 	struct ck_core_attrs attrs; /* attrs.h */
+	int has_creds; /* its own credentials ("creds"); else the process's */
+	struct ck_creds creds;
+	uint32_t *groups;
 };
 
 /* One descriptor of the image. What every descriptor has is here; its
@@ -84,19 +101,6 @@ struct ck_img_file {
 struct ck_img_child {
 	int pid, zombie, status;
 	int pgid, sid; /* a zombie's (-1: not recorded; 0: outside the PID namespace) */
-};
-
-/* A process's credentials (process.c): read from the image, checked
- * against what the restore may grant, set by the restore core in every
- * thread before any of them returns to the program. */
-#define CK_MAX_GROUPS 65536 /* NGROUPS_MAX */
-struct ck_creds {
-	uint32_t uid[4], gid[4]; /* real, effective, saved, filesystem */
-	uint64_t cap_eff, cap_prm, cap_inh, cap_bnd, cap_amb;
-	uint64_t securebits;
-	int no_new_privs;
-	int dumpable;
-	uint32_t ngroups;
 };
 
 struct ck_img_action {
@@ -208,6 +212,13 @@ struct ck_plan_run {
 
 #define CK_THREAD_STACK 16384 /* each new thread's stack inside the hole */
 
+/* The credentials the restore core sets in one thread */
+struct ck_plan_creds {
+	struct ck_creds c;
+	uint32_t *groups;       /* c.ngroups of them, inside the hole */
+	int set_groups;         /* 0 where setgroups is denied (a user namespace of ckrun's) or not needed */
+};
+
 struct ck_plan_thread {
 	int tid;
 	uint64_t fs_base, clear_tid;
@@ -216,6 +227,7 @@ struct ck_plan_thread {
 	uint64_t info; /* resume value: the restore info for the shim */
 	struct ck_plan *plan;
 	struct ck_core_attrs attrs; /* set before the credentials (attrs.c) */
+	struct ck_plan_creds creds; /* its own, or a copy of the process's */
 };
 
 /* A lock the restore core takes again (locks.c) */
@@ -268,11 +280,10 @@ struct ck_plan {
 	uint64_t nruns;
 	struct ck_plan_thread *threads;
 	uint64_t nthreads;
-	/* credentials: every thread sets them, then waits until all have
-	 * (creds_set counts them) and the main thread lets them go */
-	struct ck_creds creds;
-	uint32_t *groups;
-	int set_groups;         /* 0 where setgroups is denied (a user namespace of ckrun's) */
+	/* credentials: every thread sets its own (ck_plan_thread), then
+	 * waits until all have (creds_set counts them) and the main thread
+	 * puts back the process's dumpable and lets them go */
+	int dumpable;
 	int last_cap;           /* /proc/sys/kernel/cap_last_cap */
 	volatile int creds_set;
 	volatile int creds_go;
@@ -384,6 +395,7 @@ CK_HIDDEN void ck_process_restore(struct ck_image *img, const struct ck_objects 
 CK_HIDDEN void ck_creds_check(struct ck_image *img);
 CK_HIDDEN size_t ck_creds_plan_size(const struct ck_image *img);
 CK_HIDDEN void ck_creds_plan(const struct ck_image *img, struct ck_plan *plan, uint32_t *groups);
+CK_HIDDEN int ck_thread_creds_parse(struct cb_dec *d, struct ck_img_thread *t);
 CK_HIDDEN void ck_signals_restore(struct ck_image *img);
 CK_HIDDEN void ck_memory_open(struct ck_image *img, int base_fd);
 CK_HIDDEN void ck_memory_open_refs(struct ck_image *img, int base_fd);
@@ -426,7 +438,7 @@ CK_CORE void ck_core_vdso_proxy(struct ck_plan *p);
 CK_CORE void ck_core_map_regions(struct ck_plan *p);
 CK_CORE void ck_core_check_regions(struct ck_plan *p);
 CK_CORE void ck_core_set_mm(struct ck_plan *p);
-CK_CORE void ck_core_set_creds(struct ck_plan *p);
+CK_CORE void ck_core_set_creds(struct ck_plan *p, const struct ck_plan_creds *c);
 CK_CORE void ck_core_creds_barrier(struct ck_plan *p, int main_thread);
 CK_CORE __attribute__((noreturn)) void ck_core_start_threads(struct ck_plan *p);
 /* locks.c */

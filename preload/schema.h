@@ -42,48 +42,49 @@ enum ck_schema_record_id {
 	CK_SCHEMA_STATS = 7,
 	CK_SCHEMA_INCREMENTAL = 8,
 	CK_SCHEMA_THREAD = 9,
-	CK_SCHEMA_THREAD_ATTRS = 10,
-	CK_SCHEMA_PROC_ATTRS = 11,
-	CK_SCHEMA_SECCOMP = 12,
-	CK_SCHEMA_SECCOMP_FILTER = 13,
-	CK_SCHEMA_SYSV = 14,
-	CK_SCHEMA_SYSV_OBJECT = 15,
-	CK_SCHEMA_AIO = 16,
-	CK_SCHEMA_REGS = 17,
-	CK_SCHEMA_SIGNALS = 18,
-	CK_SCHEMA_TIMER = 19,
-	CK_SCHEMA_FILE = 20,
-	CK_SCHEMA_DELETED = 21,
-	CK_SCHEMA_EXTENT = 22,
-	CK_SCHEMA_MEMFD = 23,
-	CK_SCHEMA_DELETED_DIR = 24,
-	CK_SCHEMA_SYMLINK = 25,
-	CK_SCHEMA_MQUEUE = 26,
-	CK_SCHEMA_FIFO = 27,
-	CK_SCHEMA_FANOTIFY = 28,
-	CK_SCHEMA_FANOTIFY_MARK = 29,
-	CK_SCHEMA_PTY = 30,
-	CK_SCHEMA_TTY = 31,
-	CK_SCHEMA_PIPE = 32,
-	CK_SCHEMA_EVENTFD = 33,
-	CK_SCHEMA_TIMERFD = 34,
-	CK_SCHEMA_SIGNALFD = 35,
-	CK_SCHEMA_INOTIFY = 36,
-	CK_SCHEMA_PIDFD = 37,
-	CK_SCHEMA_SOCKET = 38,
-	CK_SCHEMA_INET = 39,
-	CK_SCHEMA_UNIX = 40,
-	CK_SCHEMA_PASSED = 41,
-	CK_SCHEMA_REGION = 42,
-	CK_SCHEMA_REGION_FILE = 43,
-	CK_SCHEMA_SHM_OBJECT = 44,
-	CK_SCHEMA_MANIFEST = 45,
-	CK_SCHEMA_CONTENT = 46,
-	CK_SCHEMA_FILES = 47,
-	CK_SCHEMA_SNAPSHOT_DIR = 48,
-	CK_SCHEMA_SAVED_FILE = 49,
-	CK_SCHEMA_STDIO_FILE = 50,
-	CK_SCHEMA_PROCESS = 51,
+	CK_SCHEMA_THREAD_CREDS = 10,
+	CK_SCHEMA_THREAD_ATTRS = 11,
+	CK_SCHEMA_PROC_ATTRS = 12,
+	CK_SCHEMA_SECCOMP = 13,
+	CK_SCHEMA_SECCOMP_FILTER = 14,
+	CK_SCHEMA_SYSV = 15,
+	CK_SCHEMA_SYSV_OBJECT = 16,
+	CK_SCHEMA_AIO = 17,
+	CK_SCHEMA_REGS = 18,
+	CK_SCHEMA_SIGNALS = 19,
+	CK_SCHEMA_TIMER = 20,
+	CK_SCHEMA_FILE = 21,
+	CK_SCHEMA_DELETED = 22,
+	CK_SCHEMA_EXTENT = 23,
+	CK_SCHEMA_MEMFD = 24,
+	CK_SCHEMA_DELETED_DIR = 25,
+	CK_SCHEMA_SYMLINK = 26,
+	CK_SCHEMA_MQUEUE = 27,
+	CK_SCHEMA_FIFO = 28,
+	CK_SCHEMA_FANOTIFY = 29,
+	CK_SCHEMA_FANOTIFY_MARK = 30,
+	CK_SCHEMA_PTY = 31,
+	CK_SCHEMA_TTY = 32,
+	CK_SCHEMA_PIPE = 33,
+	CK_SCHEMA_EVENTFD = 34,
+	CK_SCHEMA_TIMERFD = 35,
+	CK_SCHEMA_SIGNALFD = 36,
+	CK_SCHEMA_INOTIFY = 37,
+	CK_SCHEMA_PIDFD = 38,
+	CK_SCHEMA_SOCKET = 39,
+	CK_SCHEMA_INET = 40,
+	CK_SCHEMA_UNIX = 41,
+	CK_SCHEMA_PASSED = 42,
+	CK_SCHEMA_REGION = 43,
+	CK_SCHEMA_REGION_FILE = 44,
+	CK_SCHEMA_SHM_OBJECT = 45,
+	CK_SCHEMA_MANIFEST = 46,
+	CK_SCHEMA_CONTENT = 47,
+	CK_SCHEMA_FILES = 48,
+	CK_SCHEMA_SNAPSHOT_DIR = 49,
+	CK_SCHEMA_SAVED_FILE = 50,
+	CK_SCHEMA_STDIO_FILE = 51,
+	CK_SCHEMA_PROCESS = 52,
 };
 
 #ifdef CK_SCHEMA_TABLES
@@ -209,6 +210,15 @@ static const struct ck_schema_key ck_schema_keys_thread[] = {
 	{"rseq", 35, 1, 0, 0}, /* [uint]|null */
 	{"attrs", 36, 0, 0, 0}, /* {thread_attrs} since=issue-11 */
 	{"queued", 18, 0, 0, 0}, /* [[int]] since=issue-11 */
+	{"creds", 37, 0, 0, 0}, /* {thread_creds}? */
+};
+static const struct ck_schema_key ck_schema_keys_thread_creds[] = {
+	{"uid", 3, 1, 0, 0}, /* [uint] */
+	{"gid", 3, 1, 0, 0}, /* [uint] */
+	{"groups", 3, 1, 0, 0}, /* [uint] */
+	{"caps", 32, 1, 0, 0}, /* {caps} */
+	{"securebits", 1, 1, 0, 0}, /* uint */
+	{"no_new_privs", 9, 1, 0, 0}, /* bool */
 };
 static const struct ck_schema_key ck_schema_keys_thread_attrs[] = {
 	{"policy", 1, 1, 0, 0}, /* uint */
@@ -228,7 +238,7 @@ static const struct ck_schema_key ck_schema_keys_thread_attrs[] = {
 	{"pdeathsig", 16, 1, 0, 0}, /* int */
 	{"cpuid", 9, 1, 0, 0}, /* bool */
 	{"gs_base", 1, 1, 0, 0}, /* uint */
-	{"seccomp", 37, 1, 0, 0}, /* uint|null */
+	{"seccomp", 38, 1, 0, 0}, /* uint|null */
 };
 static const struct ck_schema_key ck_schema_keys_proc_attrs[] = {
 	{"oom_score_adj", 16, 1, 0, 0}, /* int */
@@ -242,8 +252,8 @@ static const struct ck_schema_key ck_schema_keys_proc_attrs[] = {
 	{"loginuid", 1, 0, 0, 0}, /* uint? */
 };
 static const struct ck_schema_key ck_schema_keys_seccomp[] = {
-	{"common", 38, 1, 0, 0}, /* uint|null */
-	{"filters", 40, 1, 0, 0}, /* [{seccomp_filter}] */
+	{"common", 39, 1, 0, 0}, /* uint|null */
+	{"filters", 41, 1, 0, 0}, /* [{seccomp_filter}] */
 };
 static const struct ck_schema_key ck_schema_keys_seccomp_filter[] = {
 	{"prev", 16, 1, 0, 0}, /* int */
@@ -251,7 +261,7 @@ static const struct ck_schema_key ck_schema_keys_seccomp_filter[] = {
 	{"bpf", 20, 1, 0, 0}, /* bytes */
 };
 static const struct ck_schema_key ck_schema_keys_sysv[] = {
-	{"objects", 42, 1, 0, 0}, /* [{sysv_object}] */
+	{"objects", 43, 1, 0, 0}, /* [{sysv_object}] */
 	{"undo", 18, 1, 0, 0}, /* [[int]] */
 };
 static const struct ck_schema_key ck_schema_keys_sysv_object[] = {
@@ -303,7 +313,7 @@ static const struct ck_schema_key ck_schema_keys_signals[] = {
 	{"actions", 18, 1, 0, 0}, /* [[int]] */
 	{"pending", 1, 1, 0, 0}, /* uint */
 	{"itimers", 18, 1, 0, 0}, /* [[int]] */
-	{"timers", 44, 0, 0, 0}, /* [{timer}] since=2b765d7 */
+	{"timers", 45, 0, 0, 0}, /* [{timer}] since=2b765d7 */
 	{"queued", 18, 0, 0, 0}, /* [[int]] since=issue-11 */
 };
 static const struct ck_schema_key ck_schema_keys_timer[] = {
@@ -331,25 +341,25 @@ static const struct ck_schema_key ck_schema_keys_file[] = {
 	{"mtime_ns", 1, 1, 0, 0}, /* uint */
 	{"stdio", 1, 0, 0, 0}, /* uint? */
 	{"same_as", 1, 0, 0, 0}, /* uint? */
-	{"deleted", 45, 1, "deleted", "same_as"}, /* {deleted} */
-	{"memfd", 46, 1, "memfd", "same_as"}, /* {memfd} */
-	{"deleted_dir", 47, 1, "deleted_dir", "same_as"}, /* {deleted_dir} */
-	{"symlink", 48, 0, "opath", 0}, /* {symlink}? */
-	{"mqueue", 49, 1, "mqueue", "same_as"}, /* {mqueue} */
-	{"fifo", 50, 1, "fifo", "same_as"}, /* {fifo} */
-	{"fanotify", 51, 1, "fanotify", "same_as"}, /* {fanotify} */
-	{"locks", 54, 0, 0, 0}, /* [[text|uint]]? */
+	{"deleted", 46, 1, "deleted", "same_as"}, /* {deleted} */
+	{"memfd", 47, 1, "memfd", "same_as"}, /* {memfd} */
+	{"deleted_dir", 48, 1, "deleted_dir", "same_as"}, /* {deleted_dir} */
+	{"symlink", 49, 0, "opath", 0}, /* {symlink}? */
+	{"mqueue", 50, 1, "mqueue", "same_as"}, /* {mqueue} */
+	{"fifo", 51, 1, "fifo", "same_as"}, /* {fifo} */
+	{"fanotify", 52, 1, "fanotify", "same_as"}, /* {fanotify} */
+	{"locks", 55, 0, 0, 0}, /* [[text|uint]]? */
 	{"owner", 3, 0, 0, 0}, /* [uint]? */
-	{"pty", 55, 1, "pty", "same_as"}, /* {pty} */
-	{"tty", 56, 0, "stdio", 0}, /* {tty}? */
-	{"pipe", 57, 1, "pipe", "same_as"}, /* {pipe} */
-	{"eventfd", 58, 1, "eventfd", "same_as"}, /* {eventfd} */
+	{"pty", 56, 1, "pty", "same_as"}, /* {pty} */
+	{"tty", 57, 0, "stdio", 0}, /* {tty}? */
+	{"pipe", 58, 1, "pipe", "same_as"}, /* {pipe} */
+	{"eventfd", 59, 1, "eventfd", "same_as"}, /* {eventfd} */
 	{"epoll", 30, 1, "epoll", "same_as"}, /* [[uint]] */
-	{"timerfd", 59, 1, "timerfd", "same_as"}, /* {timerfd} */
-	{"signalfd", 60, 1, "signalfd", "same_as"}, /* {signalfd} */
-	{"inotify", 61, 1, "inotify", "same_as"}, /* {inotify} */
-	{"pidfd", 62, 1, "pidfd", "same_as"}, /* {pidfd} */
-	{"socket", 63, 1, "socket", "same_as"}, /* {socket} */
+	{"timerfd", 60, 1, "timerfd", "same_as"}, /* {timerfd} */
+	{"signalfd", 61, 1, "signalfd", "same_as"}, /* {signalfd} */
+	{"inotify", 62, 1, "inotify", "same_as"}, /* {inotify} */
+	{"pidfd", 63, 1, "pidfd", "same_as"}, /* {pidfd} */
+	{"socket", 64, 1, "socket", "same_as"}, /* {socket} */
 };
 static const struct ck_schema_key ck_schema_keys_deleted[] = {
 	{"size", 1, 1, 0, 0}, /* uint */
@@ -358,7 +368,7 @@ static const struct ck_schema_key ck_schema_keys_deleted[] = {
 	{"mode", 1, 1, 0, 0}, /* uint */
 	{"atime_ns", 1, 1, 0, 0}, /* uint */
 	{"mtime_ns", 1, 1, 0, 0}, /* uint */
-	{"extents", 65, 1, 0, 0}, /* [{extent}] */
+	{"extents", 66, 1, 0, 0}, /* [{extent}] */
 };
 static const struct ck_schema_key ck_schema_keys_extent[] = {
 	{"at", 1, 1, 0, 0}, /* uint */
@@ -372,7 +382,7 @@ static const struct ck_schema_key ck_schema_keys_memfd[] = {
 	{"mode", 1, 1, 0, 0}, /* uint */
 	{"atime_ns", 1, 1, 0, 0}, /* uint */
 	{"mtime_ns", 1, 1, 0, 0}, /* uint */
-	{"extents", 65, 1, 0, 0}, /* [{extent}] */
+	{"extents", 66, 1, 0, 0}, /* [{extent}] */
 };
 static const struct ck_schema_key ck_schema_keys_deleted_dir[] = {
 	{"uid", 1, 1, 0, 0}, /* uint */
@@ -400,7 +410,7 @@ static const struct ck_schema_key ck_schema_keys_fifo[] = {
 static const struct ck_schema_key ck_schema_keys_fanotify[] = {
 	{"flags", 1, 1, 0, 0}, /* uint */
 	{"event_flags", 1, 1, 0, 0}, /* uint */
-	{"marks", 67, 1, 0, 0}, /* [{fanotify_mark}] */
+	{"marks", 68, 1, 0, 0}, /* [{fanotify_mark}] */
 };
 static const struct ck_schema_key ck_schema_keys_fanotify_mark[] = {
 	{"on", 0, 1, 0, 0}, /* text */
@@ -419,11 +429,11 @@ static const struct ck_schema_key ck_schema_keys_pty[] = {
 	{"packet", 9, 0, 0, 0}, /* bool? */
 	{"data", 17, 0, 0, 0}, /* [int]? */
 	{"input", 17, 0, 0, 0}, /* [int]? */
-	{"tty", 56, 0, 0, 0}, /* {tty}? */
+	{"tty", 57, 0, 0, 0}, /* {tty}? */
 	{"owner", 3, 0, 0, 0}, /* [uint]? */
 };
 static const struct ck_schema_key ck_schema_keys_tty[] = {
-	{"termios", 69, 1, 0, 0}, /* [uint|bytes] */
+	{"termios", 70, 1, 0, 0}, /* [uint|bytes] */
 	{"winsize", 3, 1, 0, 0}, /* [uint] */
 	{"sid", 1, 0, 0, 0}, /* uint? */
 	{"fg", 1, 0, 0, 0}, /* uint? */
@@ -451,7 +461,7 @@ static const struct ck_schema_key ck_schema_keys_signalfd[] = {
 	{"mask", 1, 1, 0, 0}, /* uint */
 };
 static const struct ck_schema_key ck_schema_keys_inotify[] = {
-	{"watches", 72, 1, 0, 0}, /* [[uint|text]] */
+	{"watches", 73, 1, 0, 0}, /* [[uint|text]] */
 	{"queued", 1, 1, 0, 0}, /* uint */
 };
 static const struct ck_schema_key ck_schema_keys_pidfd[] = {
@@ -462,15 +472,15 @@ static const struct ck_schema_key ck_schema_keys_socket[] = {
 	{"family", 1, 1, 0, 0}, /* uint */
 	{"type", 1, 1, 0, 0}, /* uint */
 	{"protocol", 1, 1, 0, 0}, /* uint */
-	{"options", 75, 1, 0, 0}, /* [[uint|bytes]] */
+	{"options", 76, 1, 0, 0}, /* [[uint|bytes]] */
 	{"filter", 20, 0, 0, 0}, /* bytes? */
 	{"filter_locked", 1, 0, 0, 0}, /* uint? */
-	{"inet", 76, 0, 0, 0}, /* {inet}? */
-	{"unix", 77, 0, 0, 0}, /* {unix}? */
+	{"inet", 77, 0, 0, 0}, /* {inet}? */
+	{"unix", 78, 0, 0, 0}, /* {unix}? */
 };
 static const struct ck_schema_key ck_schema_keys_inet[] = {
-	{"local", 79, 1, 0, 0}, /* [bytes|uint] */
-	{"peer", 81, 0, 0, 0}, /* [bytes|uint]? */
+	{"local", 80, 1, 0, 0}, /* [bytes|uint] */
+	{"peer", 82, 0, 0, 0}, /* [bytes|uint]? */
 	{"tcp_state", 1, 0, 0, 0}, /* uint? */
 	{"ended", 9, 0, 0, 0}, /* bool? */
 	{"backlog", 1, 0, 0, 0}, /* uint? */
@@ -481,7 +491,7 @@ static const struct ck_schema_key ck_schema_keys_inet[] = {
 	{"send_seq", 1, 0, 0, 0}, /* uint? */
 	{"recv_seq", 1, 0, 0, 0}, /* uint? */
 	{"repair", 3, 0, 0, 0}, /* [uint]? */
-	{"datagrams", 84, 0, 0, 0}, /* [[bytes|int]]? */
+	{"datagrams", 85, 0, 0, 0}, /* [[bytes|int]]? */
 	{"shutdown", 1, 0, 0, 0}, /* uint? */
 };
 static const struct ck_schema_key ck_schema_keys_unix[] = {
@@ -496,7 +506,7 @@ static const struct ck_schema_key ck_schema_keys_unix[] = {
 	{"backlog", 1, 0, 0, 0}, /* uint? */
 	{"pending", 3, 0, 0, 0}, /* [uint]? */
 	{"pending_bytes", 3, 0, 0, 0}, /* [uint]? */
-	{"msgs", 90, 0, 0, 0}, /* [uint|[uint|[{passed}]|bytes]]? */
+	{"msgs", 91, 0, 0, 0}, /* [uint|[uint|[{passed}]|bytes]]? */
 	{"queue", 17, 0, 0, 0}, /* [int]? */
 	{"file_mode", 1, 0, 0, 0}, /* uint? */
 	{"file_uid", 1, 0, 0, 0}, /* uint? */
@@ -523,11 +533,11 @@ static const struct ck_schema_key ck_schema_keys_region[] = {
 	{"kind", 0, 1, 0, 0}, /* text */
 	{"name", 0, 1, 0, 0}, /* text */
 	{"vmflags", 2, 0, 0, 0}, /* [text]? */
-	{"file", 91, 0, 0, 0}, /* {region_file}? */
+	{"file", 92, 0, 0, 0}, /* {region_file}? */
 	{"runs", 18, 1, 0, 0}, /* [[int]] */
 	{"bytes", 1, 1, 0, 0}, /* uint */
 	{"shm", 3, 0, 0, 0}, /* [uint]? */
-	{"shm_object", 92, 0, 0, 0}, /* {shm_object}? */
+	{"shm_object", 93, 0, 0, 0}, /* {shm_object}? */
 };
 static const struct ck_schema_key ck_schema_keys_region_file[] = {
 	{"path", 0, 1, 0, 0}, /* text */
@@ -554,12 +564,12 @@ static const struct ck_schema_key ck_schema_keys_manifest[] = {
 	{"argv", 2, 1, 0, 0}, /* [text] */
 	{"cwd", 0, 1, 0, 0}, /* text */
 	{"root", 1, 1, 0, 0}, /* uint */
-	{"processes", 94, 1, 0, 0}, /* [{process}] */
-	{"shared_files", 95, 0, 0, 0}, /* [[[uint]]] since=9eadff3 */
+	{"processes", 95, 1, 0, 0}, /* [{process}] */
+	{"shared_files", 96, 0, 0, 0}, /* [[[uint]]] since=9eadff3 */
 	{"shm_owners", 30, 0, 0, 0}, /* [[uint]] since=f72c03a */
 	{"compressed", 0, 0, 0, 0}, /* text? */
-	{"files", 96, 0, 0, 0}, /* {files}? */
-	{"contents", 98, 0, 0, 0}, /* [{content}]? */
+	{"files", 97, 0, 0, 0}, /* {files}? */
+	{"contents", 99, 0, 0, 0}, /* [{content}]? */
 	{"portable", 9, 0, 0, 0}, /* bool? */
 };
 static const struct ck_schema_key ck_schema_keys_content[] = {
@@ -573,9 +583,9 @@ static const struct ck_schema_key ck_schema_keys_content[] = {
 };
 static const struct ck_schema_key ck_schema_keys_files[] = {
 	{"policy", 0, 1, 0, 0}, /* text */
-	{"saved", 100, 1, 0, 0}, /* [{saved_file}] */
-	{"stdio", 102, 1, 0, 0}, /* [{stdio_file}] */
-	{"dirs", 104, 0, 0, 0}, /* [{snapshot_dir}]? */
+	{"saved", 101, 1, 0, 0}, /* [{saved_file}] */
+	{"stdio", 103, 1, 0, 0}, /* [{stdio_file}] */
+	{"dirs", 105, 0, 0, 0}, /* [{snapshot_dir}]? */
 };
 static const struct ck_schema_key ck_schema_keys_snapshot_dir[] = {
 	{"path", 0, 1, 0, 0}, /* text */
@@ -629,11 +639,11 @@ static const struct ck_schema_type ck_schema_types[] = {
 	{CKS_UINT, 0, 0}, /* 1 */
 	{CKS_ARRAY, 0, 0}, /* 2 */
 	{CKS_ARRAY, 1, 0}, /* 3 */
-	{CKS_RECORD, 11, 0}, /* 4 */
-	{CKS_RECORD, 12, 0}, /* 5 */
-	{CKS_RECORD, 16, 0}, /* 6 */
+	{CKS_RECORD, 12, 0}, /* 4 */
+	{CKS_RECORD, 13, 0}, /* 5 */
+	{CKS_RECORD, 17, 0}, /* 6 */
 	{CKS_ARRAY, 6, 0}, /* 7 */
-	{CKS_RECORD, 14, 0}, /* 8 */
+	{CKS_RECORD, 15, 0}, /* 8 */
 	{CKS_BOOL, 0, 0}, /* 9 */
 	{CKS_UNION, 0, 2}, /* 10 */
 	{CKS_ARRAY, 10, 0}, /* 11 */
@@ -649,38 +659,38 @@ static const struct ck_schema_type ck_schema_types[] = {
 	{CKS_RECORD, 6, 0}, /* 21 */
 	{CKS_RECORD, 9, 0}, /* 22 */
 	{CKS_ARRAY, 22, 0}, /* 23 */
-	{CKS_RECORD, 18, 0}, /* 24 */
-	{CKS_RECORD, 20, 0}, /* 25 */
+	{CKS_RECORD, 19, 0}, /* 24 */
+	{CKS_RECORD, 21, 0}, /* 25 */
 	{CKS_ARRAY, 25, 0}, /* 26 */
-	{CKS_RECORD, 42, 0}, /* 27 */
+	{CKS_RECORD, 43, 0}, /* 27 */
 	{CKS_ARRAY, 27, 0}, /* 28 */
 	{CKS_RECORD, 7, 0}, /* 29 */
 	{CKS_ARRAY, 3, 0}, /* 30 */
 	{CKS_RECORD, 8, 0}, /* 31 */
 	{CKS_RECORD, 4, 0}, /* 32 */
-	{CKS_RECORD, 17, 0}, /* 33 */
+	{CKS_RECORD, 18, 0}, /* 33 */
 	{CKS_NULL, 0, 0}, /* 34 */
 	{CKS_UNION, 2, 2}, /* 35 */
-	{CKS_RECORD, 10, 0}, /* 36 */
-	{CKS_UNION, 4, 2}, /* 37 */
-	{CKS_UNION, 6, 2}, /* 38 */
-	{CKS_RECORD, 13, 0}, /* 39 */
-	{CKS_ARRAY, 39, 0}, /* 40 */
-	{CKS_RECORD, 15, 0}, /* 41 */
-	{CKS_ARRAY, 41, 0}, /* 42 */
-	{CKS_RECORD, 19, 0}, /* 43 */
-	{CKS_ARRAY, 43, 0}, /* 44 */
-	{CKS_RECORD, 21, 0}, /* 45 */
-	{CKS_RECORD, 23, 0}, /* 46 */
+	{CKS_RECORD, 11, 0}, /* 36 */
+	{CKS_RECORD, 10, 0}, /* 37 */
+	{CKS_UNION, 4, 2}, /* 38 */
+	{CKS_UNION, 6, 2}, /* 39 */
+	{CKS_RECORD, 14, 0}, /* 40 */
+	{CKS_ARRAY, 40, 0}, /* 41 */
+	{CKS_RECORD, 16, 0}, /* 42 */
+	{CKS_ARRAY, 42, 0}, /* 43 */
+	{CKS_RECORD, 20, 0}, /* 44 */
+	{CKS_ARRAY, 44, 0}, /* 45 */
+	{CKS_RECORD, 22, 0}, /* 46 */
 	{CKS_RECORD, 24, 0}, /* 47 */
 	{CKS_RECORD, 25, 0}, /* 48 */
 	{CKS_RECORD, 26, 0}, /* 49 */
 	{CKS_RECORD, 27, 0}, /* 50 */
 	{CKS_RECORD, 28, 0}, /* 51 */
-	{CKS_UNION, 8, 2}, /* 52 */
-	{CKS_ARRAY, 52, 0}, /* 53 */
+	{CKS_RECORD, 29, 0}, /* 52 */
+	{CKS_UNION, 8, 2}, /* 53 */
 	{CKS_ARRAY, 53, 0}, /* 54 */
-	{CKS_RECORD, 30, 0}, /* 55 */
+	{CKS_ARRAY, 54, 0}, /* 55 */
 	{CKS_RECORD, 31, 0}, /* 56 */
 	{CKS_RECORD, 32, 0}, /* 57 */
 	{CKS_RECORD, 33, 0}, /* 58 */
@@ -689,50 +699,51 @@ static const struct ck_schema_type ck_schema_types[] = {
 	{CKS_RECORD, 36, 0}, /* 61 */
 	{CKS_RECORD, 37, 0}, /* 62 */
 	{CKS_RECORD, 38, 0}, /* 63 */
-	{CKS_RECORD, 22, 0}, /* 64 */
-	{CKS_ARRAY, 64, 0}, /* 65 */
-	{CKS_RECORD, 29, 0}, /* 66 */
-	{CKS_ARRAY, 66, 0}, /* 67 */
-	{CKS_UNION, 10, 2}, /* 68 */
-	{CKS_ARRAY, 68, 0}, /* 69 */
-	{CKS_UNION, 12, 2}, /* 70 */
-	{CKS_ARRAY, 70, 0}, /* 71 */
+	{CKS_RECORD, 39, 0}, /* 64 */
+	{CKS_RECORD, 23, 0}, /* 65 */
+	{CKS_ARRAY, 65, 0}, /* 66 */
+	{CKS_RECORD, 30, 0}, /* 67 */
+	{CKS_ARRAY, 67, 0}, /* 68 */
+	{CKS_UNION, 10, 2}, /* 69 */
+	{CKS_ARRAY, 69, 0}, /* 70 */
+	{CKS_UNION, 12, 2}, /* 71 */
 	{CKS_ARRAY, 71, 0}, /* 72 */
-	{CKS_UNION, 14, 2}, /* 73 */
-	{CKS_ARRAY, 73, 0}, /* 74 */
+	{CKS_ARRAY, 72, 0}, /* 73 */
+	{CKS_UNION, 14, 2}, /* 74 */
 	{CKS_ARRAY, 74, 0}, /* 75 */
-	{CKS_RECORD, 39, 0}, /* 76 */
+	{CKS_ARRAY, 75, 0}, /* 76 */
 	{CKS_RECORD, 40, 0}, /* 77 */
-	{CKS_UNION, 16, 2}, /* 78 */
-	{CKS_ARRAY, 78, 0}, /* 79 */
-	{CKS_UNION, 18, 2}, /* 80 */
-	{CKS_ARRAY, 80, 0}, /* 81 */
-	{CKS_UNION, 20, 2}, /* 82 */
-	{CKS_ARRAY, 82, 0}, /* 83 */
+	{CKS_RECORD, 41, 0}, /* 78 */
+	{CKS_UNION, 16, 2}, /* 79 */
+	{CKS_ARRAY, 79, 0}, /* 80 */
+	{CKS_UNION, 18, 2}, /* 81 */
+	{CKS_ARRAY, 81, 0}, /* 82 */
+	{CKS_UNION, 20, 2}, /* 83 */
 	{CKS_ARRAY, 83, 0}, /* 84 */
-	{CKS_RECORD, 41, 0}, /* 85 */
-	{CKS_ARRAY, 85, 0}, /* 86 */
-	{CKS_UNION, 22, 3}, /* 87 */
-	{CKS_ARRAY, 87, 0}, /* 88 */
-	{CKS_UNION, 25, 2}, /* 89 */
-	{CKS_ARRAY, 89, 0}, /* 90 */
-	{CKS_RECORD, 43, 0}, /* 91 */
+	{CKS_ARRAY, 84, 0}, /* 85 */
+	{CKS_RECORD, 42, 0}, /* 86 */
+	{CKS_ARRAY, 86, 0}, /* 87 */
+	{CKS_UNION, 22, 3}, /* 88 */
+	{CKS_ARRAY, 88, 0}, /* 89 */
+	{CKS_UNION, 25, 2}, /* 90 */
+	{CKS_ARRAY, 90, 0}, /* 91 */
 	{CKS_RECORD, 44, 0}, /* 92 */
-	{CKS_RECORD, 51, 0}, /* 93 */
-	{CKS_ARRAY, 93, 0}, /* 94 */
-	{CKS_ARRAY, 30, 0}, /* 95 */
-	{CKS_RECORD, 47, 0}, /* 96 */
-	{CKS_RECORD, 46, 0}, /* 97 */
-	{CKS_ARRAY, 97, 0}, /* 98 */
-	{CKS_RECORD, 49, 0}, /* 99 */
-	{CKS_ARRAY, 99, 0}, /* 100 */
-	{CKS_RECORD, 50, 0}, /* 101 */
-	{CKS_ARRAY, 101, 0}, /* 102 */
-	{CKS_RECORD, 48, 0}, /* 103 */
-	{CKS_ARRAY, 103, 0}, /* 104 */
+	{CKS_RECORD, 45, 0}, /* 93 */
+	{CKS_RECORD, 52, 0}, /* 94 */
+	{CKS_ARRAY, 94, 0}, /* 95 */
+	{CKS_ARRAY, 30, 0}, /* 96 */
+	{CKS_RECORD, 48, 0}, /* 97 */
+	{CKS_RECORD, 47, 0}, /* 98 */
+	{CKS_ARRAY, 98, 0}, /* 99 */
+	{CKS_RECORD, 50, 0}, /* 100 */
+	{CKS_ARRAY, 100, 0}, /* 101 */
+	{CKS_RECORD, 51, 0}, /* 102 */
+	{CKS_ARRAY, 102, 0}, /* 103 */
+	{CKS_RECORD, 49, 0}, /* 104 */
+	{CKS_ARRAY, 104, 0}, /* 105 */
 };
 
-static const unsigned short ck_schema_alts[] = {1, 9, 3, 34, 1, 34, 1, 34, 0, 1, 1, 20, 1, 0, 1, 20, 20, 1, 20, 1, 20, 16, 1, 86, 20, 1, 88};
+static const unsigned short ck_schema_alts[] = {1, 9, 3, 34, 1, 34, 1, 34, 0, 1, 1, 20, 1, 0, 1, 20, 20, 1, 20, 1, 20, 16, 1, 87, 20, 1, 89};
 
 static const struct ck_schema_record ck_schema_records[] = {
 	{"header", ck_schema_keys_header, sizeof ck_schema_keys_header / sizeof ck_schema_keys_header[0]},
@@ -745,6 +756,7 @@ static const struct ck_schema_record ck_schema_records[] = {
 	{"stats", ck_schema_keys_stats, sizeof ck_schema_keys_stats / sizeof ck_schema_keys_stats[0]},
 	{"incremental", ck_schema_keys_incremental, sizeof ck_schema_keys_incremental / sizeof ck_schema_keys_incremental[0]},
 	{"thread", ck_schema_keys_thread, sizeof ck_schema_keys_thread / sizeof ck_schema_keys_thread[0]},
+	{"thread_creds", ck_schema_keys_thread_creds, sizeof ck_schema_keys_thread_creds / sizeof ck_schema_keys_thread_creds[0]},
 	{"thread_attrs", ck_schema_keys_thread_attrs, sizeof ck_schema_keys_thread_attrs / sizeof ck_schema_keys_thread_attrs[0]},
 	{"proc_attrs", ck_schema_keys_proc_attrs, sizeof ck_schema_keys_proc_attrs / sizeof ck_schema_keys_proc_attrs[0]},
 	{"seccomp", ck_schema_keys_seccomp, sizeof ck_schema_keys_seccomp / sizeof ck_schema_keys_seccomp[0]},

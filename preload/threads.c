@@ -93,7 +93,7 @@ static void save_regs(struct cb_enc *e, const ucontext_t *uc)
 		cb_kv_uint(e, regs[i].name, (uint64_t)uc->uc_mcontext.gregs[regs[i].reg]);
 }
 
-CK_HIDDEN void ck_threads_save(struct ck_writer *w, int n)
+CK_HIDDEN void ck_threads_save(struct ck_writer *w, struct ck_scratch *s, int n)
 {
 	struct cb_enc *e = &w->meta;
 	for (int i = 0; i < n; i++)
@@ -114,7 +114,7 @@ CK_HIDDEN void ck_threads_save(struct ck_writer *w, int n)
 		const ucontext_t *uc = t->uc;
 		uint64_t mask;
 		ck_memcpy(&mask, &uc->uc_sigmask, sizeof mask);
-		cb_map(e, 14);
+		cb_map(e, 14 + (t->own_creds != 0));
 		cb_kv_uint(e, "tid", (uint64_t)t->tid);
 		cb_kv_bool(e, "leader", i == 0);
 		cb_kv_uint(e, "fs_base", t->fs_base);
@@ -143,6 +143,8 @@ CK_HIDDEN void ck_threads_save(struct ck_writer *w, int n)
 		}
 		ck_thread_attrs_save(e, &t->attrs);
 		ck_thread_queued_save(e, t);
+		if (t->own_creds)
+			ck_thread_creds_save(w, s, t);
 	}
 }
 
@@ -221,6 +223,9 @@ CK_HIDDEN int ck_threads_parse(struct cb_dec *d, struct ck_image *img)
 			} else if (cbd_key_is(k, kl, "attrs")) {
 				if (!ck_thread_attrs_parse(d, &t->attrs))
 					return 0;
+			} else if (cbd_key_is(k, kl, "creds")) {
+				if (!ck_thread_creds_parse(d, t))
+					return 0;
 			} else if (!cbd_skip(d)) {
 				return 0;
 			}
@@ -275,13 +280,13 @@ CK_HIDDEN void ck_threads_plan(struct ck_image *img, struct ck_plan *plan,
 
 
 
-/* A new thread takes on the process's credentials and waits until every
- * thread has, before it runs any code of the image. */
+/* A new thread takes on its credentials (its own, or the process's) and
+ * waits until every thread has, before it runs any code of the image. */
 static CK_CORE_FN __attribute__((noreturn)) void thread_entry(void *arg)
 {
 	struct ck_plan_thread *t = arg;
 	ck_core_thread_attrs(t->plan, &t->attrs);
-	ck_core_set_creds(t->plan);
+	ck_core_set_creds(t->plan, &t->creds);
 	ck_core_creds_barrier(t->plan, 0);
 	ck_ctx_resume(&t->resume, (long)t->info);
 }
@@ -310,7 +315,7 @@ CK_CORE __attribute__((noreturn)) void ck_core_start_threads(struct ck_plan *p)
 	}
 	struct ck_plan_thread *m = &p->threads[0];
 	ck_core_thread_attrs(p, &m->attrs);
-	ck_core_set_creds(p);
+	ck_core_set_creds(p, &m->creds);
 	ck_core_creds_barrier(p, 1);
 	ck_arch_prctl(0x1002 /* ARCH_SET_FS */, m->fs_base);
 	CK_SYS1(SYS_set_tid_address, m->clear_tid);

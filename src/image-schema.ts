@@ -190,6 +190,18 @@ export const IMAGE_SCHEMA = {
       rseq: '[uint]|null',
       attrs: '{thread_attrs} since=issue-11',
       queued: '[[int]] since=issue-11',
+      creds: '{thread_creds}?',
+    },
+  },
+  thread_creds: {
+    doc: '### thread creds',
+    keys: {
+      uid: '[uint]',
+      gid: '[uint]',
+      groups: '[uint]',
+      caps: '{caps}',
+      securebits: 'uint',
+      no_new_privs: 'bool',
     },
   },
   thread_attrs: {

@@ -967,20 +967,17 @@ function fourIds(v: CborValue): [number, number, number, number] | undefined {
   return ids as [number, number, number, number];
 }
 
-/**
- * The credentials the image's process ran with; undefined when the image
- * does not record them (an older ckrun took it) or they are incomplete.
- */
-export function credentials(meta: CborMap): Credentials | undefined {
-  if (!isMap(meta['creds'])) return undefined;
-  const c = meta['creds'];
+/** A creds map: the process's (with dumpable) or a thread's own (without: dumpable is the process's). */
+function credsOf(v: CborValue, dumpableOf: number | undefined): Credentials | undefined {
+  if (!isMap(v)) return undefined;
+  const c = v;
   const uid = fourIds(c['uid']);
   const gid = fourIds(c['gid']);
   const groups = asArray(c['groups']).map(asNumber);
   const caps = asMap(c['caps']);
   const sets = (['effective', 'permitted', 'inheritable', 'bounding', 'ambient'] as const).map((k) => asBigInt(caps[k]));
   const securebits = asNumber(c['securebits']);
-  const dumpable = asNumber(c['dumpable']);
+  const dumpable = dumpableOf ?? asNumber(c['dumpable']);
   if (!uid || !gid || groups.some((g) => g === undefined) || sets.some((s) => s === undefined || s < 0n)) return undefined;
   if (securebits === undefined || typeof c['no_new_privs'] !== 'boolean' || dumpable === undefined) return undefined;
   const [effective, permitted, inheritable, bounding, ambient] = sets as bigint[];
@@ -993,4 +990,25 @@ export function credentials(meta: CborMap): Credentials | undefined {
     noNewPrivs: c['no_new_privs'],
     dumpable,
   };
+}
+
+/**
+ * The credentials the image's process ran with; undefined when the image
+ * does not record them (an older ckrun took it) or they are incomplete.
+ */
+export function credentials(meta: CborMap): Credentials | undefined {
+  return credsOf(meta['creds'], undefined);
+}
+
+/**
+ * The threads whose credentials are their own (a thread's `creds`): each
+ * with its TID; creds undefined when the record is incomplete. The other
+ * threads have the process's.
+ */
+export function threadCredentials(meta: CborMap): { tid: number; creds: Credentials | undefined }[] {
+  const dumpable = credentials(meta)?.dumpable ?? 0;
+  return asArray(meta['threads'])
+    .map(asMap)
+    .filter((t) => t['creds'] !== undefined)
+    .map((t) => ({ tid: asNumber(t['tid']) ?? 0, creds: credsOf(t['creds'], dumpable) }));
 }

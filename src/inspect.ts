@@ -6,6 +6,7 @@ import {
   asArray,
   asMap,
   credentials,
+  threadCredentials,
   referredImages,
   fileInfo,
   files,
@@ -55,6 +56,15 @@ function credentialLines(m: Record<string, CborValue>): [string, string][] {
       `securebits ${c.securebits ? `${hex(c.securebits)} (${bits.join(', ')})` : '0'}; no_new_privs ${c.noNewPrivs ? 'set' : 'not set'}; ` +
         `dumpable ${c.dumpable}`,
     ],
+    // threads whose credentials were not the process's (set with raw system calls)
+    ...threadCredentials(m).map(({ tid, creds: t }): [string, string] => [
+      `Thread ${tid} runs as`,
+      t
+        ? `${idsText('uid', t.uid)}, ${idsText('gid', t.gid)}, groups ${t.groups.length ? t.groups.join(', ') : 'none'}; ` +
+          `effective ${capabilityNames(t.caps.effective)}; permitted ${capabilityNames(t.caps.permitted)}; ` +
+          `securebits ${t.securebits ? hex(t.securebits) : '0'}; no_new_privs ${t.noNewPrivs ? 'set' : 'not set'}`
+        : 'incomplete (restart refuses the image)',
+    ]),
   ];
 }
 

@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { capabilityNames } from './capabilities.js';
-import { credentials, referredImages, type Credentials, type Image } from './image.js';
+import { credentials, referredImages, threadCredentials, type Credentials, type Image } from './image.js';
 import { displayPath } from './output.js';
 
 /** The restart cannot be allowed; the message names the thing, the reason and the way out. */
@@ -142,13 +142,91 @@ function groupsThroughMap(groups: number[], gid: number): number[] {
   return groups.map((g) => (g === gid ? g : overflow));
 }
 
+/** Whose credentials a check is about: the image's process, or one of its threads with credentials of its own. */
+interface Subject {
+  name: string;
+  tid?: number;
+}
+
+function ranAs(s: Subject): string {
+  return s.tid ? `thread ${s.tid} of image ${s.name} ran as` : `image ${s.name} is of a process that ran as`;
+}
+
+function had(s: Subject): string {
+  return s.tid ? `thread ${s.tid} of image ${s.name} had` : `image ${s.name} is of a process with`;
+}
+
 /**
- * The image's credentials are ones this restart may give its program:
- * recorded at all; consistent with the owner of the image's files when the
- * restarter trusts another owner; held by the restarter (root: every user
- * and group, the capabilities it has; an ordinary user, who restarts in a
- * user namespace of their own: only their own user, group and groups, no
- * capabilities).
+ * One set of credentials (the process's, or a thread's own) is one this
+ * restart may give: every thread of the restored process sets its own,
+ * starting from the restarter's.
+ */
+function checkOne(img: Image, s: Subject, c: Credentials, owners: Map<string, number>, r: Restarter): void {
+  const name = s.name;
+  if (c.caps.effective & ~c.caps.permitted || c.caps.ambient & ~(c.caps.permitted & c.caps.inheritable))
+    throw new TrustError(`image ${name} is corrupted: ${s.tid ? `the capability sets of its thread ${s.tid}` : 'its capability sets'} are inconsistent`);
+  for (const f of imageFiles(img)) {
+    const owner = owners.get(f.path);
+    if (owner === undefined || owner === r.uid || owner === 0) continue;
+    // trusted, but no process of that user can have had other credentials
+    if (c.uid.some((u) => u !== owner) || anyCapability(c) !== 0n)
+      throw new TrustError(
+        `image ${displayPath(f.path)} is owned by ${describeUser(owner)} but holds a process that ran as ${describeUser(c.uid[1])}` +
+          `${anyCapability(c) ? ` with capabilities (${capabilityNames(anyCapability(c))})` : ''}${s.tid ? ` (in thread ${s.tid})` : ''}: ` +
+          `no process of ${describeUser(owner)} can have written it (it was made or changed by hand); ckrun refuses it even with --trust-owner`,
+      );
+  }
+  if (r.noNewPrivs && !c.noNewPrivs)
+    throw new TrustError(
+      `this restart runs with no_new_privs, which cannot be undone, and ${s.tid ? `thread ${s.tid} of image ${name}` : `the process of image ${name}`} ` +
+        'did not: restart it from a process without no_new_privs',
+    );
+  if (r.uid === 0) {
+    const missing = (c.caps.permitted & ~r.permitted) | (c.caps.inheritable & ~(r.inheritable | r.permitted));
+    if (missing)
+      throw new TrustError(
+        `${had(s)} capabilities this restart does not have (${capabilityNames(missing)}): ` +
+          'ckrun never gives a program more than its restarter holds; restart it where they are available',
+      );
+    const unbounded = c.caps.bounding & ~r.bounding;
+    if (unbounded)
+      throw new TrustError(
+        `${s.tid ? `thread ${s.tid} of image ${name} had a capability bounding set that holds` : `image ${name} is of a process whose capability bounding set holds`} ` +
+          `${capabilityNames(unbounded)}, which this restart's lacks (a program could gain them by running a program with file capabilities): ` +
+          'ckrun never gives a program more than its restarter holds; restart it where they are available',
+      );
+    return;
+  }
+  // an ordinary user: a user namespace of their own maps only their user and group
+  const own = `an ordinary user restarts only their own processes, as themselves (${describeUser(r.uid)}, gid ${r.gid})`;
+  if (c.uid.some((u) => u !== r.uid)) throw new TrustError(`${ranAs(s)} uid ${idsText(c.uid)}: ${own}; root can restart it`);
+  if (c.gid.some((g) => g !== r.gid)) throw new TrustError(`${ranAs(s)} gid ${idsText(c.gid)}: ${own}; root can restart it`);
+  if (anyCapability(c))
+    throw new TrustError(
+      `${had(s)} capabilities (${capabilityNames(anyCapability(c))}), which an ordinary user's restart ` +
+        'cannot give (it runs in a user namespace of its own, where capabilities are not the ones the program had); root can restart it',
+    );
+  // the bounding set and securebits are set again inside the user
+  // namespace (its bounding set is full), where they limit only the program
+  // setgroups is denied in the user namespace: every thread keeps the
+  // restarter's groups (seen there as the overflow GID, except the user's own)
+  const theirs = sorted(c.groups);
+  if (!sameList(theirs, sorted(r.groups)) && !sameList(theirs, sorted(groupsThroughMap(r.groups, r.gid))))
+    throw new TrustError(
+      `${had(s)} the supplementary groups ${theirs.join(', ') || 'none'}, but ${describeUser(r.uid)} ` +
+        `has ${sorted(r.groups).join(', ') || 'none'}: an ordinary user's restart keeps the user's own groups; ` +
+        'restart it as that user with those groups, or as root',
+    );
+}
+
+/**
+ * The image's credentials are ones this restart may give its program, and
+ * so are those of each of its threads that had its own: recorded at all;
+ * consistent with the owner of the image's files when the restarter trusts
+ * another owner; held by the restarter (root: every user and group, the
+ * capabilities it has; an ordinary user, who restarts in a user namespace
+ * of their own: only their own user, group and groups, no capabilities).
+ * Returns the process's.
  */
 export function checkCredentials(img: Image, owners: Map<string, number>, r: Restarter = restarter()): Credentials {
   const name = displayPath(img.path);
@@ -158,62 +236,12 @@ export function checkCredentials(img: Image, owners: Map<string, number>, r: Res
       `image ${name} does not say which user and capabilities its process ran with (an older ckrun took it); ` +
         'ckrun restores no process with credentials it did not have: restart it with the ckrun that took it',
     );
-  if (c.caps.effective & ~c.caps.permitted || c.caps.ambient & ~(c.caps.permitted & c.caps.inheritable))
-    throw new TrustError(`image ${name} is corrupted: its capability sets are inconsistent`);
-  for (const f of imageFiles(img)) {
-    const owner = owners.get(f.path);
-    if (owner === undefined || owner === r.uid || owner === 0) continue;
-    // trusted, but no process of that user can have had other credentials
-    if (c.uid.some((u) => u !== owner) || anyCapability(c) !== 0n)
-      throw new TrustError(
-        `image ${displayPath(f.path)} is owned by ${describeUser(owner)} but holds a process that ran as ${describeUser(c.uid[1])}` +
-          `${anyCapability(c) ? ` with capabilities (${capabilityNames(anyCapability(c))})` : ''}: no process of ${describeUser(owner)} ` +
-          'can have written it (it was made or changed by hand); ckrun refuses it even with --trust-owner',
-      );
+  checkOne(img, { name }, c, owners, r);
+  for (const t of threadCredentials(img.meta)) {
+    if (!t.creds) throw new TrustError(`image ${name} is corrupted: the credentials of its thread ${t.tid} are incomplete`);
+    checkOne(img, { name, tid: t.tid }, t.creds, owners, r);
   }
-  if (r.noNewPrivs && !c.noNewPrivs)
-    throw new TrustError(
-      `this restart runs with no_new_privs, which cannot be undone, and the process of image ${name} did not: restart it from a process without no_new_privs`,
-    );
-  if (r.uid === 0) {
-    const missing = (c.caps.permitted & ~r.permitted) | (c.caps.inheritable & ~(r.inheritable | r.permitted));
-    if (missing)
-      throw new TrustError(
-        `image ${name} is of a process with capabilities this restart does not have (${capabilityNames(missing)}): ` +
-          'ckrun never gives a program more than its restarter holds; restart it where they are available',
-      );
-    const unbounded = c.caps.bounding & ~r.bounding;
-    if (unbounded)
-      throw new TrustError(
-        `image ${name} is of a process whose capability bounding set holds ${capabilityNames(unbounded)}, which this restart's ` +
-          'lacks (a program could gain them by running a program with file capabilities): ckrun never gives a program more ' +
-          'than its restarter holds; restart it where they are available',
-      );
-    return c;
-  }
-  // an ordinary user: a user namespace of their own maps only their user and group
-  const own = `an ordinary user restarts only their own processes, as themselves (${describeUser(r.uid)}, gid ${r.gid})`;
-  if (c.uid.some((u) => u !== r.uid))
-    throw new TrustError(`image ${name} is of a process that ran as uid ${idsText(c.uid)}: ${own}; root can restart it`);
-  if (c.gid.some((g) => g !== r.gid))
-    throw new TrustError(`image ${name} is of a process that ran as gid ${idsText(c.gid)}: ${own}; root can restart it`);
-  if (anyCapability(c))
-    throw new TrustError(
-      `image ${name} is of a process with capabilities (${capabilityNames(anyCapability(c))}), which an ordinary user's restart ` +
-        'cannot give (it runs in a user namespace of its own, where capabilities are not the ones the program had); root can restart it',
-    );
-  // the bounding set and securebits are set again inside the user
-  // namespace (its bounding set is full), where they limit only the program
-  // setgroups is denied in the user namespace: the program keeps the
-  // restarter's groups (seen there as the overflow GID, except the user's own)
-  const theirs = sorted(c.groups);
-  if (!sameList(theirs, sorted(r.groups)) && !sameList(theirs, sorted(groupsThroughMap(r.groups, r.gid))))
-    throw new TrustError(
-      `image ${name} is of a process with the supplementary groups ${theirs.join(', ') || 'none'}, but ${describeUser(r.uid)} ` +
-        `has ${sorted(r.groups).join(', ') || 'none'}: an ordinary user's restart keeps the user's own groups; ` +
-        'restart it as that user with those groups, or as root',
-    );
-  if (c.dumpable === 2)
+  if (r.uid !== 0 && c.dumpable === 2)
     throw new TrustError(
       `image ${name} is of a process whose dumpable setting was 2 (fs.suid_dumpable), which an ordinary user's restart cannot give it again; root can restart it`,
     );

@@ -273,6 +273,8 @@ test('schema: real images of the suite\'s programs keep to the schema both ways 
       deleted: c('deleted', scope.dir('deleted')),
       ptyjobs: c('ptyjobs', '--steps', '100000'),
       attrs: c('attrs', '--steps', '100000'),
+      // threads with credentials of their own (a thread's creds)
+      threadcreds: c('threadcreds', '--steps', '100000'),
       sysvshm: c('sysv', 'shm', String(0x5c000000 + process.pid), '100000'),
       sysvsem: c('sysv', 'sem', String(0x5c100000 + process.pid), '100000'),
       sysvmsg: c('sysv', 'msg', String(0x5c200000 + process.pid), '100000'),
