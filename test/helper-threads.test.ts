@@ -163,7 +163,8 @@ test('vim keeps its SIGEV_THREAD timer: checkpoint, kill -9, restart in a new wi
     tmux.run(['new-session', '-d', '-s', 't', '-x', '80', '-y', '24', '-c', work, vim]);
     await tmux.until(0, (s) => s.includes('start'), 'vim to show the file');
     tmux.keys(0, 'A one', 'Escape');
-    await tmux.until(0, (s) => s.includes('start one'), 'the first words typed');
+    // vim takes Escape only after 'timeoutlen' (it may start a key's code): a checkpoint before that finds it still inserting
+    await tmux.until(0, (s) => s.includes('start one') && !s.includes('-- INSERT --'), 'the first words typed, and vim back in normal mode');
 
     let window = 0;
     for (const [gen, word] of [
@@ -190,7 +191,7 @@ test('vim keeps its SIGEV_THREAD timer: checkpoint, kill -9, restart in a new wi
         await sleep(100);
       }
       tmux.keys(window, `A ${word}`, 'Escape');
-      await tmux.until(window, (s) => s.includes(word), `vim to take "${word}" after restart ${gen}`);
+      await tmux.until(window, (s) => s.includes(word) && !s.includes('-- INSERT --'), `vim to take "${word}" after restart ${gen}, and go back to normal mode`);
     }
     tmux.keys(window, ':wq', 'Enter');
     const status = path.join(work, 'restart-2.status');
