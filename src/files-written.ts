@@ -38,7 +38,8 @@ export class WrittenFiles {
   note(f: WrittenFile): void {
     const key = `${f.dev}:${f.ino}`;
     const had = this.files.get(key);
-    // the latest path (renamed, or another link); opened in two ways: in place
+    // the latest path (renamed, or another link); opened in two ways: in place; last in the list: the newest told
+    this.files.delete(key);
     this.files.set(key, { ...f, how: !had || had.how === f.how ? f.how : 'inplace' });
   }
 
@@ -46,6 +47,7 @@ export class WrittenFiles {
     this.files.delete(key);
   }
 
+  /** Oldest told first. */
   list(): WrittenFile[] {
     return [...this.files.values()];
   }

@@ -227,6 +227,13 @@ export function writtenFiles(members: readonly Member[], skipDirs: readonly stri
   return [...found.values()];
 }
 
+/**
+ * Closed files only ever truncated kept at most (the newest told): a job
+ * writing thousands of small results would otherwise make every pause
+ * open them all.
+ */
+export const MAX_TRUNCATED_CLOSED = 1024;
+
 /** Why a closed file is not saved: it is gone, or its path names another file now. */
 class ClosedFileGone extends Error {}
 
@@ -237,7 +244,9 @@ class ClosedFileGone extends Error {}
  */
 function closedWrittenFiles(written: WrittenFiles, open: ReadonlySet<string>, skipDirs: readonly string[], forget: boolean): Candidate[] {
   const out: Candidate[] = [];
-  for (const w of written.list()) {
+  let truncated = 0;
+  // newest first: of the files only ever truncated, the most recently written are kept
+  for (const w of written.list().reverse()) {
     const key = `${w.dev}:${w.ino}`;
     if (open.has(key) || ignored(w.path, skipDirs)) continue;
     let st;
@@ -251,7 +260,7 @@ function closedWrittenFiles(written: WrittenFiles, open: ReadonlySet<string>, sk
       continue;
     }
     // rewritten whole by the program each time (a result, a model's weights): a small one is kept for a program that reads it back
-    if (w.how === 'truncate' && st.size > BigInt(RECREATE_MAX)) continue;
+    if (w.how === 'truncate' && (st.size > BigInt(RECREATE_MAX) || ++truncated > MAX_TRUNCATED_CLOSED)) continue;
     out.push({ key, proc: w.path, path: w.path, append: w.how === 'append', readOnly: false, holders: ['written and closed by the program'], fds: [], closed: true });
   }
   return out;
