@@ -16,7 +16,9 @@
  * later checkpoint); a forked child that has none yet connects once for
  * the line. Each file is told once per process between checkpoints. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -54,16 +56,41 @@ CK_HIDDEN void ck_written_forget(void)
 		__atomic_store_n(&told[i], 0, __ATOMIC_RELAXED);
 }
 
-/* One system call: lines of threads and processes sharing the connection
- * never interleave. Never blocks: a line ckrun cannot take now is not
- * sent, and the file is told at its next open. */
+#define SEND_TRIES 100
+#define SEND_WAIT_MS 20
+
+/* On the process's own connection. A burst of opens can fill it faster
+ * than ckrun reads (each small message takes a whole buffer's worth of
+ * accounting): wait for room, at most about 2 s. The send itself never
+ * blocks: a call the kernel would restart after a checkpoint's signal
+ * would be restarted, after a restore, on a descriptor number that is no
+ * longer the connection; a wait is never restarted (EINTR), and the
+ * connection's number is read again after it. */
+static int send_on_own_connection(struct msghdr *msg, long want)
+{
+	for (int tries = 0; tries < SEND_TRIES; tries++) {
+		int fd = ck_session.ctl_fd;
+		if (fd < 0) /* refused, or ckrun is gone */
+			return 0;
+		long r = CK_SYS3(SYS_sendmsg, fd, msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (r != -EAGAIN)
+			return r == want;
+		struct pollfd p = {.fd = fd, .events = POLLOUT};
+		CK_SYS3(SYS_poll, &p, 1, SEND_WAIT_MS);
+	}
+	return 0;
+}
+
+/* One system call per line: lines of threads and processes sharing the
+ * connection never interleave. A line that cannot be sent is not: the
+ * file is told at its next open. */
 static int send_written_line(const char *head, size_t hlen, const char *path, size_t plen)
 {
 	struct iovec iov[3] = {{(void *)head, hlen}, {(void *)path, plen}, {(void *)"\n", 1}};
 	struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 3};
 	long want = (long)(hlen + plen + 1), sent;
-	if (ck_session.self_pid == (int)ck_getpid()) /* not connected: refused, or ckrun is gone */
-		return ck_session.ctl_fd >= 0 && CK_SYS3(SYS_sendmsg, ck_session.ctl_fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) == want;
+	if (ck_session.self_pid == (int)ck_getpid())
+		return send_on_own_connection(&msg, want);
 	int fd = ck_session_connect(ck_session.sock);
 	if (fd < 0)
 		return 0;

@@ -39,6 +39,7 @@ import {
   unlinkSync,
   writeFileSync,
   writeSync,
+  type BigIntStats,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve, sep } from 'node:path';
@@ -135,6 +136,8 @@ interface Candidate {
   fds: { outer: number; fd: number; readable: boolean }[];
   /** No process has it open or mapped: a file the program wrote and closed (its shim told ckrun), read by its path. */
   closed?: boolean;
+  /** A closed file's lstat when it was found. */
+  lstat?: BigIntStats;
 }
 
 function flagsOf(outer: number, fd: number): { flags: number; pos: number } | undefined {
@@ -261,7 +264,7 @@ function closedWrittenFiles(written: WrittenFiles, open: ReadonlySet<string>, sk
     }
     // rewritten whole by the program each time (a result, a model's weights): a small one is kept for a program that reads it back
     if (w.how === 'truncate' && (st.size > BigInt(RECREATE_MAX) || ++truncated > MAX_TRUNCATED_CLOSED)) continue;
-    out.push({ key, proc: w.path, path: w.path, append: w.how === 'append', readOnly: false, holders: ['written and closed by the program'], fds: [], closed: true });
+    out.push({ key, proc: w.path, path: w.path, append: w.how === 'append', readOnly: false, holders: ['written and closed by the program'], fds: [], closed: true, lstat: st });
   }
   return out;
 }
@@ -515,12 +518,64 @@ function unchangedSinceRead(
   return t;
 }
 
-function saveOne(c: Candidate, k: number, opts: CaptureOptions, how: SavedFile['how'], leased: boolean): SavedFile {
+/** The previous capture's records by (dev, ino), looked up once per file. */
+type PreviousIndex = Map<string, SavedFile[]>;
+
+function indexPrevious(opts: CaptureOptions): PreviousIndex {
+  const index: PreviousIndex = new Map();
+  for (const p of opts.previous?.record.saved ?? []) {
+    const key = `${p.dev}:${p.ino}`;
+    const list = index.get(key);
+    if (list) list.push(p);
+    else index.set(key, [p]);
+  }
+  return index;
+}
+
+function previousRecord(index: PreviousIndex, c: Candidate, how: SavedFile['how']): SavedFile | undefined {
+  return index.get(c.key)?.find((p) => p.path === c.path && p.how === how && p.block === FILE_BLOCK);
+}
+
+/**
+ * A closed file whose lstat is what the previous capture saw: its table
+ * and data are the previous ones, hard-linked without opening the file (a
+ * link costs a fiftieth of a new file here). A pre-copy writes the tables
+ * of closed files to disk too, so that the pause only links them.
+ */
+function closedUnchanged(c: Candidate, k: number, opts: CaptureOptions, prev: SavedFile | undefined): SavedFile | undefined {
+  const st = c.lstat;
+  const from = opts.previous;
+  if (!c.closed || !st || !prev || !from || from.stats?.get(prev.table) !== statKey(st)) return undefined;
+  const tab = `${FILES_DIR}/${opts.prefix ?? ''}${k}.tab`;
+  const onDisk = join(from.path, prev.table);
+  const inMemory = from.tables?.get(prev.table);
+  if (existsSync(onDisk)) linkSync(onDisk, join(opts.genPath, tab));
+  else if (inMemory) writeFileSync(join(opts.genPath, tab), inMemory, { mode: 0o600 });
+  else return undefined;
+  const sources = prev.sources.map((name) => linkSource(from.path, name, opts.genPath));
+  opts.stats?.set(tab, statKey(st));
+  return {
+    ...prev,
+    size: Number(st.size),
+    mode: Number(st.mode) & 0o7777,
+    uid: Number(st.uid),
+    gid: Number(st.gid),
+    atime_ns: st.atimeNs,
+    mtime_ns: st.mtimeNs,
+    table: tab,
+    sources,
+    stored: from.tables ? prev.stored : 0,
+  };
+}
+
+function saveOne(c: Candidate, k: number, opts: CaptureOptions, how: SavedFile['how'], leased: boolean, index: PreviousIndex): SavedFile {
+  const prevRecord = previousRecord(index, c, how);
+  const unchanged = closedUnchanged(c, k, opts, prevRecord);
+  if (unchanged) return unchanged;
   const fd = c.closed ? openClosed(c) : leased ? leaseSafeOpen(c) : openCandidate(c);
   try {
     const st = fstatSync(fd, { bigint: true });
     const size = Number(st.size);
-    const prevRecord = opts.previous?.record.saved.find((p) => `${p.dev}:${p.ino}` === c.key && p.path === c.path && p.how === how && p.block === FILE_BLOCK);
     let prevTable: Buffer | null = null;
     if (prevRecord && stores(how)) {
       try {
@@ -548,7 +603,8 @@ function saveOne(c: Candidate, k: number, opts: CaptureOptions, how: SavedFile['
     const tab = `${FILES_DIR}/${opts.prefix ?? ''}${k}.tab`;
     opts.stats?.set(tab, statKey(st));
     if (opts.tables) opts.tables.set(tab, table);
-    else writeFileSync(join(opts.genPath, tab), table, { mode: 0o600 });
+    // a closed file's too, in a pre-copy: the pause links it if the file stays as it is (closedUnchanged)
+    if (!opts.tables || c.closed) writeFileSync(join(opts.genPath, tab), table, { mode: 0o600 });
     return {
       path: c.path,
       dev: Number(st.dev),
@@ -615,12 +671,13 @@ export function captureFiles(members: readonly Member[], opts: CaptureOptions): 
   if (found.length > 0) mkdirSync(join(opts.genPath, FILES_DIR), { mode: 0o700, recursive: true });
   const saved: SavedFile[] = [];
   let bytes = 0;
+  const index = indexPrevious(opts);
   found.forEach((c, k) => {
     let s: SavedFile;
     try {
       if (c.closed && leased.has(c.key))
         throw new FilesError(`another process holds a write lease on it: reading it would break the lease; checkpoint with --files=none, or after the lease is given up`);
-      s = saveOne(c, k, opts, howKept(c), leased.has(c.key));
+      s = saveOne(c, k, opts, howKept(c), leased.has(c.key), index);
     } catch (e) {
       if (e instanceof ClosedFileGone) {
         if (!opts.prefix) opts.written?.forget(c.key);
