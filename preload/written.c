@@ -109,6 +109,8 @@ static int has_line_end(const char *s, long n)
 
 static int opens_for_writing(int flags)
 {
+	if (flags & O_PATH) /* the kernel ignores the access mode: nothing can be written through it */
+		return 0;
 	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
 }
 
