@@ -1262,21 +1262,24 @@ CK_HIDDEN void ck_signal_handler(int sig, siginfo_t *si, void *ucv)
 	ucontext_t *uc = ucv;
 	int pid = (int)ck_getpid();
 	if (si->si_code == SI_QUEUE && si->si_pid == pid && ((uint64_t)si->si_value.sival_ptr >> 32) == CK_QUEUE_MAGIC) {
-		ck_resume_interrupted_call(uc);
+		int how = ck_resume_interrupted_call(uc);
 		participate(uc, si);
+		ck_yield_interrupted_call(uc, how);
 		return;
 	}
 	/* in a forked child that has not joined, ctl_fd is its parent's number */
 	if (si->si_code > 0 && si->si_code <= POLL_HUP && si->si_fd == ck_session.ctl_fd && ck_session.ctl_fd >= 0 &&
 	    ck_session.self_pid == pid) {
-		ck_resume_interrupted_call(uc);
+		int how = ck_resume_interrupted_call(uc);
 		serve_requests(uc);
+		ck_yield_interrupted_call(uc, how);
 		return;
 	}
 	if (si->si_code == SI_QUEUE && ((uint64_t)si->si_value.sival_ptr >> 32) == CK_JOIN_MAGIC) {
-		ck_resume_interrupted_call(uc);
+		int how = ck_resume_interrupted_call(uc);
 		if (ck_join_on_request((uint64_t)si->si_value.sival_ptr)) /* a child took its parent's state over */
 			ck_requests_reset_in_child();
+		ck_yield_interrupted_call(uc, how);
 		return;
 	}
 	/* the program's own use of our signal number: its handler runs, and

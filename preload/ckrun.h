@@ -330,7 +330,14 @@ CK_HIDDEN extern volatile uint64_t ck_restores;
 /* stops of this process for a checkpoint (each one, finished or not) */
 CK_HIDDEN extern volatile uint64_t ck_stops;
 CK_HIDDEN extern volatile int ck_calls_enabled;
-CK_HIDDEN void ck_resume_interrupted_call(ucontext_t *uc);
+enum { CK_CALL_NONE, CK_CALL_WRAPPED, CK_CALL_REWOUND };
+/* How the call the handler interrupted goes on: CK_CALL_WRAPPED (its
+ * wrapper makes it again), CK_CALL_REWOUND (the context goes back to its
+ * syscall instruction), CK_CALL_NONE. */
+CK_HIDDEN int ck_resume_interrupted_call(ucontext_t *uc);
+/* At the handler's end: the call fails with EINTR after all when a handler
+ * of the program's runs next. */
+CK_HIDDEN void ck_yield_interrupted_call(ucontext_t *uc, int how);
 /* looks up libc's calls behind the wrappers (the constructor) */
 CK_HIDDEN void ck_syscalls_resolve(void);
 /* syscall(nr, a[0..5]) resumed when interrupted; a[] may be changed (remaining timeouts) */

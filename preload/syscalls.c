@@ -293,11 +293,11 @@ static struct ck_call *interrupted_call(struct call_slot *s, uint64_t rsp)
 	return c->magic == CALL_MAGIC && c->self == c ? c : 0;
 }
 
-CK_HIDDEN void ck_resume_interrupted_call(ucontext_t *uc)
+CK_HIDDEN int ck_resume_interrupted_call(ucontext_t *uc)
 {
 	greg_t *g = uc->uc_mcontext.gregs;
 	if (g[REG_RAX] != -EINTR || !is_syscall_insn_before((uint64_t)g[REG_RIP]))
-		return;
+		return CK_CALL_NONE;
 	uint64_t fs = 0;
 	ck_arch_prctl(0x1003 /* ARCH_GET_FS */, (unsigned long)&fs);
 	struct call_slot *s = fs ? slot_of(fs, 0) : 0;
@@ -312,13 +312,58 @@ CK_HIDDEN void ck_resume_interrupted_call(ucontext_t *uc)
 		s->left_ns = left;
 		s->restores = ck_restores;
 		__atomic_store_n(&s->hit, c, __ATOMIC_SEQ_CST);
-		return;
+		return CK_CALL_WRAPPED;
 	}
 	long nr = syscall_number_before((uint64_t)g[REG_RIP]);
 	if (nr < 0 || nr == SYS_restart_syscall)
-		return;
+		return CK_CALL_NONE;
 	g[REG_RAX] = nr;
 	g[REG_RIP] -= 2;
+	return CK_CALL_REWOUND;
+}
+
+/* Whether a signal with a handler of the program's will be delivered as
+ * soon as the handler returns to the context uc (the program's mask):
+ * one that came during the stop, or that a restore sent (SIGWINCH). */
+static int program_handler_follows(const ucontext_t *uc)
+{
+	uint64_t pending = 0, mask;
+	if (CK_SYS2(SYS_rt_sigpending, &pending, sizeof pending) != 0)
+		return 0;
+	ck_memcpy(&mask, &uc->uc_sigmask, sizeof mask);
+	pending &= ~mask & ~(1ULL << (ck_session.sig - 1));
+	for (int sig = 1; sig <= 64; sig++) {
+		if (!(pending >> (sig - 1) & 1))
+			continue;
+		struct ck_ksigaction ka;
+		if (CK_SYS4(SYS_rt_sigaction, sig, 0, &ka, sizeof ka.mask) == 0 && ka.handler != (unsigned long)SIG_DFL &&
+		    ka.handler != (unsigned long)SIG_IGN)
+			return 1;
+	}
+	return 0;
+}
+
+/* At the end of the handler (after the checkpoint, or the restore): a call
+ * the checkpoint interrupted, which the program would find interrupted by
+ * the signal that follows, fails with EINTR after all, as it would have
+ * without ckrun (vim learns of a new window size so, with its keys still
+ * to be read). Only the main thread: the kernel gives a signal sent to
+ * the process to the main thread first. */
+CK_HIDDEN void ck_yield_interrupted_call(ucontext_t *uc, int how)
+{
+	if (how == CK_CALL_NONE || ck_gettid() != ck_getpid() || !program_handler_follows(uc))
+		return;
+	greg_t *g = uc->uc_mcontext.gregs;
+	if (how == CK_CALL_REWOUND) {
+		g[REG_RAX] = -EINTR;
+		g[REG_RIP] += 2;
+		return;
+	}
+	uint64_t fs = 0;
+	ck_arch_prctl(0x1003 /* ARCH_GET_FS */, (unsigned long)&fs);
+	struct call_slot *s = fs ? slot_of(fs, 0) : 0;
+	if (s)
+		__atomic_store_n(&s->hit, 0, __ATOMIC_SEQ_CST);
 }
 
 /* ---- the wrapped calls ---- */

@@ -7,13 +7,14 @@
 // at a timeout that ends early or too late. util-linux's script, which kills
 // its child when its poll fails, is the real program of the lot.
 import * as fs from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { exampleProgram } from './lib/examples.js';
+import { exampleProgram, python3 } from './lib/examples.js';
 import { lastLine } from './lib/lines.js';
 import { runNative, sleep, type Proc } from './lib/proc.js';
-import { checkpoint, ckrun } from './lib/ckrun.js';
+import { checkpoint, ckrun, sessionSocketName } from './lib/ckrun.js';
 import { Scope } from './lib/scope.js';
 import { assertPrefix, assertResumed } from './lib/spine.js';
 
@@ -80,6 +81,62 @@ test('no blocking call sees EINTR: 20 checkpoints in a row, kill -9, restart, tw
       assertResumed({ beforeLines: before, requestedAt: k, after: r, ref: ref.lines, complete: true, what: `restart ${round}` });
       assert.is(lastLine(r.lines), 'done');
     }
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+/**
+ * `checkpoint hold` on the session socket (the protocol ckrun's own clients
+ * speak), then SIGUSR1 to pid while every process stands stopped, then
+ * `resume`; a python3 client (node cannot reach an abstract socket name).
+ */
+function signalWhileHeld(ckpt: string, pid: number): string {
+  const py = [
+    'import os, signal, socket, sys, time',
+    's = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)',
+    `s.connect("\\0" + ${JSON.stringify(sessionSocketName(ckpt))})`,
+    'f = s.makefile("rw")',
+    'def ask(line):',
+    '    f.write(line + "\\n"); f.flush()',
+    '    return f.readline().strip()',
+    'held = ask("checkpoint hold")',
+    'if not held.startswith("ok "): sys.exit("checkpoint hold: " + held)',
+    `os.kill(${pid}, signal.SIGUSR1)`,
+    'time.sleep(0.2)',
+    'print(ask("resume"))',
+  ].join('\n');
+  return execFileSync(python3(), ['-c', py], { encoding: 'utf8', timeout: 60_000 });
+}
+
+test("a signal with a handler that comes while the program is stopped for a checkpoint interrupts its poll, as it would without ckrun (the handler's exception ends python's poll)", async () => {
+  const scope = new Scope('eintr-signal-in-pause');
+  try {
+    const ckpt = scope.ckptDir();
+    const py = [
+      'import os, select, signal',
+      'class Woke(Exception): pass',
+      'def woke(sig, frame): raise Woke()',
+      'signal.signal(signal.SIGUSR1, woke)',
+      'r, w = os.pipe()',
+      'p = select.poll()',
+      'p.register(r, select.POLLIN)',
+      'print("ready", os.getpid(), flush=True)',
+      'try:',
+      '    p.poll()',
+      '    print("FAIL poll returned without the signal", flush=True)',
+      'except Woke:',
+      '    print("woke by SIGUSR1", flush=True)',
+    ].join('\n');
+    const p = scope.launch({ dir: ckpt, program: [python3(), '-c', py], label: 'ckrun python poll' });
+    await p.waitFor(() => p.lines.some((l) => l.startsWith('ready')), 'the program to block in poll');
+    const pid = Number(p.lines.find((l) => l.startsWith('ready'))!.split(' ')[1]);
+    await sleep(200); // in poll
+    assert.is(signalWhileHeld(ckpt, pid).trim(), 'ok', 'held, signalled, resumed');
+    await p.waitFor(() => p.lines.some((l) => l.startsWith('woke') || l.startsWith('FAIL')), 'poll to fail with EINTR once the program runs on', 10_000);
+    const st = await p.waitExit();
+    assert.equal(p.lines.filter((l) => !l.startsWith('ckrun')), [`ready ${pid}`, 'woke by SIGUSR1'], p.describe());
+    assert.is(st.code, 0, p.describe());
   } finally {
     await scope.cleanup();
   }
