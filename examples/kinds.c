@@ -8,7 +8,8 @@
  *               deleted directory (its cwd), also open as a descriptor;
  *               a directory removed with its parent; an O_PATH descriptor
  *               of a symlink removed since (zdtm symlink01); a memfd holding a
- *               script, with a second description opened through /proc.
+ *               script, with a second description opened through /proc;
+ *               its own /proc/self/fdinfo of the O_PATH file, open.
  *               It counts steps, checking all of them at every step (a
  *               write through one description of the memfd is read
  *               through the other, the cwd and its descriptor are one
@@ -142,6 +143,11 @@ int main(int argc, char **argv)
 	int script_ro = open(proc, O_RDONLY | O_CLOEXEC);
 	if (script < 0 || script_ro < 0 || write(script, SCRIPT, sizeof SCRIPT - 1) != sizeof SCRIPT - 1 || exec_memfd(script) != 0)
 		return say("error: the script memfd: %s", strerror(errno ? errno : exec_memfd(script))), 2;
+	/* the program reading its own descriptors' state (lsof-like code, zdtm's /proc/self tests) */
+	snprintf(proc, sizeof proc, "/proc/self/fdinfo/%d", pfile);
+	int info = open(proc, O_RDONLY | O_CLOEXEC);
+	if (info < 0)
+		return say("error: %s: %s", proc, strerror(errno)), 2;
 	path_in(release, sizeof release, dir, "release");
 	say("kinds: set up");
 	for (long step = 1;; step++) {
@@ -188,6 +194,16 @@ int main(int argc, char **argv)
 		if (fstat(pgone, &st) != 0 || !S_ISLNK(st.st_mode) || tl != 4 || memcmp(target, "file", 4) ||
 		    access(gonelink, F_OK) == 0)
 			say("FAIL: step %ld: the removed symlink: mode %o, target %.*s", step, st.st_mode, (int)(tl > 0 ? tl : 0), target);
+		char ib[512];
+		ssize_t il = pread(info, ib, sizeof ib - 1, 0);
+		unsigned long fl = 0;
+		if (il > 0) {
+			ib[il] = 0;
+			const char *f = strstr(ib, "flags:");
+			fl = f ? strtoul(f + 6, 0, 8) : 0;
+		}
+		if (il <= 0 || !(fl & O_PATH))
+			say("FAIL: step %ld: its own /proc/self/fdinfo of the O_PATH file: %s", step, il <= 0 ? strerror(errno) : "no O_PATH in its flags");
 		say("step %ld", step);
 		if (access(release, F_OK) == 0)
 			break;

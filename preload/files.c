@@ -377,6 +377,18 @@ static int open_flags(const struct ck_img_file *f)
 	return f->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY);
 }
 
+/* /proc/PID/fd/N or /proc/PID/fdinfo/N of the process itself (a program
+ * reading its own descriptors' state, as lsof-like code and CRIU's zdtm
+ * do): the restore host is that PID already, but N takes its number only
+ * at install. */
+static int names_own_descriptor(const struct ck_image *img, const char *path)
+{
+	char own[32];
+	snprintf(own, sizeof own, "/proc/%d/", img->pid);
+	size_t n = strlen(own);
+	return !strncmp(path, own, n) && (!strncmp(path + n, "fd/", 3) || !strncmp(path + n, "fdinfo/", 7));
+}
+
 static int open_path(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs)
 {
 	(void)img, (void)base_fd, (void)objs;
@@ -386,6 +398,14 @@ static int open_path(struct ck_image *img, struct ck_img_file *f, int base_fd, c
 		int fd = dup(k);
 		if (fd < 0)
 			ck_refuse("descriptor %d was the session's stdio %d (%s), but ckrun restart has no fd %d", f->fd, k, f->path, k);
+		return fd;
+	}
+	if (names_own_descriptor(img, f->path)) {
+		/* a stand-in until every descriptor is at its number (files_installed) */
+		f->deferred = 1;
+		int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			ck_refuse("cannot open /dev/null for descriptor %d: %s", f->fd, strerror(errno));
 		return fd;
 	}
 	char ns[64];
@@ -408,12 +428,37 @@ static void file_install(struct ck_img_file *f)
 			  strerror(errno));
 }
 
+/* The process's own /proc/PID/fd and fdinfo entries, opened now that the
+ * descriptors they name are at their numbers; duplicates of them too. */
+static void files_installed(struct ck_image *img)
+{
+	for (size_t i = 0; i < img->nfiles; i++) {
+		struct ck_img_file *f = &img->files[i];
+		if (!f->deferred)
+			continue;
+		int fd = open(f->path, open_flags(f) | O_CLOEXEC | O_NOCTTY);
+		if (fd < 0)
+			ck_refuse("cannot reopen %s as descriptor %d: %s", f->path, f->fd, strerror(errno));
+		if (f->has_offset && f->offset > 0 && lseek(fd, f->offset, SEEK_SET) < 0)
+			ck_refuse("cannot seek %s to offset %lld: %s", f->path, (long long)f->offset, strerror(errno));
+		if (dup3(fd, f->fd, f->cloexec ? O_CLOEXEC : 0) < 0)
+			ck_refuse("cannot install descriptor %d: %s", f->fd, strerror(errno));
+		close(fd);
+		for (size_t j = 0; j < img->nfiles; j++) {
+			const struct ck_img_file *g = &img->files[j];
+			if (g->same_as == f->fd && dup3(f->fd, g->fd, g->cloexec ? O_CLOEXEC : 0) < 0)
+				ck_refuse("cannot install descriptor %d: %s", g->fd, strerror(errno));
+		}
+	}
+}
+
 CK_HIDDEN const struct ck_fd_kind ck_kind_file = {
 	.name = "file",
 	.detect = file_detect,
 	.check = file_check,
 	.open = open_path,
 	.install = file_install,
+	.installed = files_installed,
 };
 
 CK_HIDDEN const struct ck_fd_kind ck_kind_dir = {

@@ -93,6 +93,7 @@ struct ck_img_file {
 	int64_t offset;
 	uint64_t size, mode, dev, ino, rdev, mtime_ns;
 	int newfd; /* where the restore host opened it */
+	int deferred; /* opened once every descriptor is at its number (files.c) */
 	struct ck_img_lock *locks; /* "locks" (locks.c) */
 	size_t nlocks;
 	int has_owner, owner_type, owner_id, owner_sig; /* "owner" (fown.c) */

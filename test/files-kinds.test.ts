@@ -46,7 +46,7 @@ test('deleted while open: holes, size, owner, mode and times of a deleted file, 
   await releasedAfterSecondRestart('deleted', 'deleted: done', ['sparse: content and holes kept']);
 });
 
-test('memfd seals and exec flag (execveat after a restart), a memfd in two descriptions, O_PATH descriptors of a file, a directory, a symlink and a removed symlink, a deleted directory (one also removed with its parent) and a deleted cwd also open as a descriptor; twice', async () => {
+test('memfd seals and exec flag (execveat after a restart), a memfd in two descriptions, O_PATH descriptors of a file, a directory, a symlink and a removed symlink, a deleted directory (one also removed with its parent), a deleted cwd also open as a descriptor, and its own /proc/self/fdinfo of another descriptor kept open; twice', async () => {
   await releasedAfterSecondRestart('kinds', 'kinds: done', ['kinds: memfd content and seals kept']);
 });
 
