@@ -364,7 +364,8 @@ export class Coordinator implements Session {
         status: () => this.status(),
         wrote: (f, by) => {
           if (mayHaveWritten(f, by)) this.written.note(f);
-          else this.verbose(`a process (${by ? `PID ${by.pid}, user ${by.uid}` : 'unknown'}) said it wrote ${f.path}, which it could not write: not saved`);
+          // the path is another process's text: no control characters reach the terminal
+          else this.verbose(`a process (${by ? `PID ${by.pid}, user ${by.uid}` : 'unknown'}) said it wrote ${f.path.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?')}, which it could not write: not saved`);
         },
       },
       this.log,
