@@ -495,21 +495,15 @@ function statKey(st: { ctimeNs: bigint; mtimeNs: bigint; size: bigint }): string
 }
 
 /**
- * A file the program only reads, or wrote and closed, unchanged since the
- * pre-copy or the previous capture read it (every write changes ctime after
- * an fstat: multigrain timestamps): that table, its sources one place up
- * (this generation's own is 0). Not a file open for writing: a write
- * through a shared mapping already writable changes no time.
+ * A file the program only reads, unchanged since the pre-copy or the
+ * previous capture read it (every write changes ctime after an fstat:
+ * multigrain timestamps): that table, its sources one place up (this
+ * generation's own is 0). Not a file open for writing: a write through a
+ * shared mapping already writable changes no time. (A closed file takes
+ * closedUnchanged before it is even opened.)
  */
-function unchangedSinceRead(
-  opts: CaptureOptions,
-  c: Candidate,
-  prev: SavedFile | undefined,
-  prevTable: Buffer | null,
-  st: { ctimeNs: bigint; mtimeNs: bigint; size: bigint },
-): Buffer | undefined {
-  // a closed file has no mapping either, whose writes could leave ctime as it was
-  if (!prev || !prevTable || !(prev.how === 'recreate' || c.closed) || opts.previous?.stats?.get(prev.table) !== statKey(st)) return undefined;
+function unchangedSinceRead(opts: CaptureOptions, prev: SavedFile | undefined, prevTable: Buffer | null, st: { ctimeNs: bigint; mtimeNs: bigint; size: bigint }): Buffer | undefined {
+  if (!prev || !prevTable || prev.how !== 'recreate' || opts.previous?.stats?.get(prev.table) !== statKey(st)) return undefined;
   const t = Buffer.from(prevTable);
   for (let off = 0; off < t.length; off += ENTRY) {
     const src = t.readUInt32LE(off + 8);
@@ -589,7 +583,7 @@ function saveOne(c: Candidate, k: number, opts: CaptureOptions, how: SavedFile['
     if (stores(how)) out = openSync(join(opts.genPath, own), FS.O_WRONLY | FS.O_CREAT | FS.O_EXCL, 0o600);
     let r;
     try {
-      const same = unchangedSinceRead(opts, c, prevRecord, prevTable, st);
+      const same = unchangedSinceRead(opts, prevRecord, prevTable, st);
       r = same ? { table: same, written: 0 } : native().fileBlocks(fd, size, FILE_BLOCK, prevTable, out, 0);
     } finally {
       if (out >= 0) closeSync(out);
