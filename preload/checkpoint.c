@@ -1029,6 +1029,7 @@ static void after_restore_leader(struct ck_restore_info *ri)
 
 	ck_signals_after_restore(n);
 	ck_peercred_after_restore();
+	ck_written_restored();
 	ck_written_forget();
 	if (ck_track_restore_begin(track_id))
 		ck_memory_protect_after_restore(bridge_lo, bridge_hi);

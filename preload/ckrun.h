@@ -434,6 +434,10 @@ CK_HIDDEN void ck_inotify_record(int fd, int wd, const char *path);
  * opened for writing; forgotten after each checkpoint and restore */
 CK_HIDDEN void ck_written_note(int fd, int flags);
 CK_HIDDEN void ck_written_forget(void);
+/* before an open for writing: ckrun keeps an existing file as it was at
+ * the last checkpoint; its request's descriptor is the shim's own */
+CK_HIDDEN void ck_written_before(int dirfd, const char *path, int flags);
+CK_HIDDEN void ck_written_restored(void);
 
 /* process.c */
 CK_HIDDEN void ck_process_save(struct ck_writer *w, struct ck_scratch *s);
@@ -524,6 +528,10 @@ CK_HIDDEN int ck_self_find(struct ck_self *self);
 
 /* session.c: the connection to ckrun (raw code only) */
 CK_HIDDEN int ck_session_connect(const char *name);
+/* a request's own connection, left out of images while it lasts (-1: no slot) */
+CK_HIDDEN int ck_session_request_begin(int fd);
+CK_HIDDEN void ck_session_request_end(int slot, int fd);
+CK_HIDDEN void ck_session_requests_gone(void);
 CK_HIDDEN void ck_session_hello(void);
 /* fork's child handler: async-signal-safe, stores nothing */
 CK_HIDDEN void ck_session_forked_child(void);

@@ -401,6 +401,15 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
+/* Files kept after the checkpoint (src/files-late.ts) are put back by node. */
+static int has_late_files(const char *gen)
+{
+	char path[PATH_MAX + 32];
+	snprintf(path, sizeof path, "%s/files-late.json", gen);
+	struct stat st;
+	return lstat(path, &st) == 0 || errno != ENOENT;
+}
+
 /* CKRUN_TRACE=1: the phases of the fast start on stderr, as node marks its own. */
 static void trace(const char *phase)
 {
@@ -526,7 +535,7 @@ CK_HIDDEN int ck_front_main(int argc, char **argv)
 	ck_manifest_read(&m, gen);
 	/* a family, a daemon without its parents, compressed, or files to put
 	 * back before the program runs (src/files.ts): node's */
-	if (m.nprocs != 1 || m.procs[0].pid != m.root || strstr(m.procs[0].image, ".gz") || m.has_files)
+	if (m.nprocs != 1 || m.procs[0].pid != m.root || strstr(m.procs[0].image, ".gz") || m.has_files || has_late_files(gen))
 		to_node(&a);
 	int pid = m.procs[0].pid;
 	snprintf(image, sizeof image, "%s/%s", gen, m.procs[0].image);

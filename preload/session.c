@@ -69,12 +69,54 @@ static long compare_with(int pid, int type)
 	return CK_SYS5(SYS_kcmp, ck_getpid(), pid, type, 0, 0);
 }
 
+/* Connections of requests to ckrun under way in some thread (written.c's
+ * "keep"): the shim's own, like the session's; descriptor + 1, 0: free. */
+#define REQUEST_SLOTS 8
+static int request_fds[REQUEST_SLOTS];
+
+static int is_request_fd(int fd)
+{
+	for (int i = 0; i < REQUEST_SLOTS; i++)
+		if (fd >= 0 && __atomic_load_n(&request_fds[i], __ATOMIC_RELAXED) == fd + 1)
+			return 1;
+	return 0;
+}
+
+/* A slot for fd, or -1 when every one is taken. */
+CK_HIDDEN int ck_session_request_begin(int fd)
+{
+	for (int i = 0; i < REQUEST_SLOTS; i++) {
+		int free_slot = 0;
+		if (__atomic_compare_exchange_n(&request_fds[i], &free_slot, fd + 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+			return i;
+	}
+	return -1;
+}
+
+/* Closes fd unless a restore emptied its slot: the number is then not the
+ * request's any more. */
+CK_HIDDEN void ck_session_request_end(int slot, int fd)
+{
+	int mine = fd + 1;
+	if (__atomic_compare_exchange_n(&request_fds[slot], &mine, 0, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+		ck_close(fd);
+}
+
+/* In a restored process: the requests' connections were never saved. */
+CK_HIDDEN void ck_session_requests_gone(void)
+{
+	for (int i = 0; i < REQUEST_SLOTS; i++)
+		__atomic_store_n(&request_fds[i], 0, __ATOMIC_RELAXED);
+}
+
 /* The shim's own descriptors: the connection to ckrun and the userfaultfd
  * that tracks changed pages. In a child that has not joined they are its
  * own copies (it may close them or use their numbers), unless it shares
  * the holder's descriptor table (clone with CLONE_FILES). */
 CK_HIDDEN int ck_is_session_fd(int fd)
 {
+	if (is_request_fd(fd))
+		return 1;
 	if (fd < 0 || (fd != ck_session.ctl_fd && fd != ck_tracking.uffd))
 		return 0;
 	return holds_session() || compare_with(ck_session.self_pid, KCMP_FILES) == 0;

@@ -586,6 +586,7 @@ static int takes_mode(int flags)
 			mode = va_arg(ap, mode_t);                             \
 			va_end(ap);                                            \
 		}                                                              \
+		ck_written_before(AT_FDCWD, path, flags);                      \
 		int fd = REAL(name)(path, flags, mode);                        \
 		ck_written_note(fd, flags);                                    \
 		return fd;                                                     \
@@ -603,6 +604,7 @@ OPEN_WRAPPER(open64)
 			mode = va_arg(ap, mode_t);                             \
 			va_end(ap);                                            \
 		}                                                              \
+		ck_written_before(dirfd, path, flags);                         \
 		int fd = REAL(name)(dirfd, path, flags, mode);                 \
 		ck_written_note(fd, flags);                                    \
 		return fd;                                                     \
@@ -612,6 +614,7 @@ OPENAT_WRAPPER(openat64)
 
 CK_EXPORT int __open_2(const char *path, int flags)
 {
+	ck_written_before(AT_FDCWD, path, flags);
 	int fd = REAL(__open_2)(path, flags);
 	ck_written_note(fd, flags);
 	return fd;
@@ -619,6 +622,7 @@ CK_EXPORT int __open_2(const char *path, int flags)
 
 CK_EXPORT int __open64_2(const char *path, int flags)
 {
+	ck_written_before(AT_FDCWD, path, flags);
 	int fd = REAL(__open64_2)(path, flags);
 	ck_written_note(fd, flags);
 	return fd;
@@ -626,6 +630,7 @@ CK_EXPORT int __open64_2(const char *path, int flags)
 
 CK_EXPORT int __openat_2(int dirfd, const char *path, int flags)
 {
+	ck_written_before(dirfd, path, flags);
 	int fd = REAL(__openat_2)(dirfd, path, flags);
 	ck_written_note(fd, flags);
 	return fd;
@@ -633,6 +638,7 @@ CK_EXPORT int __openat_2(int dirfd, const char *path, int flags)
 
 CK_EXPORT int __openat64_2(int dirfd, const char *path, int flags)
 {
+	ck_written_before(dirfd, path, flags);
 	int fd = REAL(__openat64_2)(dirfd, path, flags);
 	ck_written_note(fd, flags);
 	return fd;
@@ -640,6 +646,7 @@ CK_EXPORT int __openat64_2(int dirfd, const char *path, int flags)
 
 CK_EXPORT int creat(const char *path, mode_t mode)
 {
+	ck_written_before(AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC);
 	int fd = REAL(creat)(path, mode);
 	ck_written_note(fd, O_WRONLY | O_CREAT | O_TRUNC);
 	return fd;
@@ -647,6 +654,7 @@ CK_EXPORT int creat(const char *path, mode_t mode)
 
 CK_EXPORT int creat64(const char *path, mode_t mode)
 {
+	ck_written_before(AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC);
 	int fd = REAL(creat64)(path, mode);
 	ck_written_note(fd, O_WRONLY | O_CREAT | O_TRUNC);
 	return fd;
@@ -677,21 +685,25 @@ static FILE *note_stream(FILE *f, const char *mode)
 
 CK_EXPORT FILE *fopen(const char *path, const char *mode)
 {
+	ck_written_before(AT_FDCWD, path, stdio_mode_flags(mode));
 	return note_stream(REAL(fopen)(path, mode), mode);
 }
 
 CK_EXPORT FILE *fopen64(const char *path, const char *mode)
 {
+	ck_written_before(AT_FDCWD, path, stdio_mode_flags(mode));
 	return note_stream(REAL(fopen64)(path, mode), mode);
 }
 
 CK_EXPORT FILE *freopen(const char *path, const char *mode, FILE *stream)
 {
+	ck_written_before(AT_FDCWD, path, stdio_mode_flags(mode));
 	return note_stream(REAL(freopen)(path, mode, stream), mode);
 }
 
 CK_EXPORT FILE *freopen64(const char *path, const char *mode, FILE *stream)
 {
+	ck_written_before(AT_FDCWD, path, stdio_mode_flags(mode));
 	return note_stream(REAL(freopen64)(path, mode, stream), mode);
 }
 

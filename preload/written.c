@@ -47,6 +47,10 @@ static char how_written(int flags)
 	return (flags & O_TRUNC) ? 't' : 'w';
 }
 
+/* Checkpoints and restores this process has been through: a request to
+ * keep a file made across one is made again (for the newer generation). */
+static unsigned checkpoints_seen;
+
 /* After each checkpoint (and restore): ckrun forgets a file that is gone
  * at a checkpoint, and a file made again later at that path may get the
  * same inode number; it must be told again. */
@@ -54,6 +58,7 @@ CK_HIDDEN void ck_written_forget(void)
 {
 	for (int i = 0; i < TOLD_SLOTS; i++)
 		__atomic_store_n(&told[i], 0, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&checkpoints_seen, 1, __ATOMIC_SEQ_CST);
 }
 
 #define SEND_TRIES 100
@@ -149,4 +154,155 @@ CK_HIDDEN void ck_written_note(int fd, int flags)
 	if (!send_written_line(head, m.len, path, (size_t)n))
 		return;
 	__atomic_store_n(&told[slot], key, __ATOMIC_RELAXED);
+}
+
+/* ---- before the first open for writing after a checkpoint ----
+ *
+ * A file the program never had open for writing before the checkpoint is
+ * in no generation: a job that first appends to it, or rewrites it in
+ * place, after the checkpoint would find those writes still there after a
+ * restart, and make them again. So before such an open of an existing
+ * regular file the shim asks ckrun to keep the file as it is ("keep"),
+ * which is as it was at the last checkpoint (no process of the session
+ * has written it since: each would have asked first), and opens it only
+ * once ckrun answers "kept" (or "kept none": no checkpoint yet).
+ *
+ * The request has a connection of its own, which a checkpoint leaves out
+ * of the image like the session's (ck_is_session_fd). A restore resumes
+ * the waiting thread with that descriptor gone: it asks again, as it
+ * does after a checkpoint taken while it waited (for the new one). */
+
+#define KEEP_WAIT_MS 100
+#define KEEP_WAITS 1200 /* two minutes: ckrun copies the file before it answers */
+/* a process of the session, joined, whose ckrun had no checkpoint yet, and
+ * its checkpoints_seen then: no request until that changes */
+static int nothing_kept_pid;
+static unsigned nothing_kept_at;
+
+/* In the restored process: a request that was under way is asked again. */
+CK_HIDDEN void ck_written_restored(void)
+{
+	ck_session_requests_gone();
+	nothing_kept_pid = 0;
+}
+
+enum keep_answer { KEEP_FAILED, KEEP_DONE, KEEP_NOTHING };
+
+/* Sends the line and waits for ckrun's one-line answer. */
+static enum keep_answer ask_keep(const char *head, size_t hlen, const char *path, size_t plen)
+{
+	int fd = ck_session_connect(ck_session.sock);
+	if (fd < 0)
+		return KEEP_FAILED;
+	int slot = ck_session_request_begin(fd);
+	if (slot < 0) {
+		ck_close(fd);
+		return KEEP_FAILED;
+	}
+	struct iovec iov[3] = {{(void *)head, hlen}, {(void *)path, plen}, {(void *)"\n", 1}};
+	struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 3};
+	enum keep_answer a = KEEP_FAILED;
+	unsigned at = __atomic_load_n(&checkpoints_seen, __ATOMIC_SEQ_CST);
+	if (CK_SYS3(SYS_sendmsg, fd, &msg, MSG_NOSIGNAL) == (long)(hlen + plen + 1)) {
+		char buf[32];
+		for (int w = 0; w < KEEP_WAITS && __atomic_load_n(&checkpoints_seen, __ATOMIC_SEQ_CST) == at; w++) {
+			struct pollfd p = {.fd = fd, .events = POLLIN};
+			if (CK_SYS3(SYS_poll, &p, 1, KEEP_WAIT_MS) <= 0)
+				continue;
+			if (__atomic_load_n(&checkpoints_seen, __ATOMIC_SEQ_CST) != at)
+				break;
+			long n = ck_recvfrom(fd, buf, sizeof buf - 1, MSG_DONTWAIT);
+			if (n == -EAGAIN || n == -EINTR)
+				continue;
+			if (n > 0 && n >= 10 && buf[0] == 'k' && buf[5] == ' ' && buf[6] == 'n')
+				a = KEEP_NOTHING; /* "kept none" */
+			else if (n > 0)
+				a = KEEP_DONE;
+			break;
+		}
+	}
+	ck_session_request_end(slot, fd);
+	return a;
+}
+
+static int starts_with(const char *s, long n, const char *prefix)
+{
+	long i = 0;
+	for (; prefix[i]; i++)
+		if (i >= n || s[i] != prefix[i])
+			return 0;
+	return 1;
+}
+
+static int in_kernel_tree(const char *path, long n)
+{
+	return starts_with(path, n, "/proc/") || starts_with(path, n, "/sys/") || starts_with(path, n, "/dev/");
+}
+
+/* One request for the file path names now; 1 when it was asked (or need
+ * not be), 0 when ckrun has no checkpoint yet, -1 when not asked. */
+static int keep_once(int dirfd, const char *path, int flags)
+{
+	struct stat st;
+	if (CK_SYS4(SYS_newfstatat, dirfd, path, &st, (flags & O_NOFOLLOW) ? AT_SYMLINK_NOFOLLOW : 0) != 0 ||
+	    !S_ISREG(st.st_mode) || st.st_nlink == 0)
+		return -1; /* not there (the open makes it, or fails), or not a file ckrun keeps */
+	char how = how_written(flags);
+	if (__atomic_load_n(&told[st.st_ino % TOLD_SLOTS], __ATOMIC_RELAXED) == told_key(&st, how))
+		return 1; /* opened this way since the checkpoint: asked then */
+	/* its absolute path, as the kernel resolves it: the same file's */
+	long pf = ck_openat(dirfd, path, O_PATH | O_CLOEXEC | (flags & O_NOFOLLOW), 0);
+	if (pf < 0)
+		return -1;
+	struct stat again;
+	char proc[32], real[4096];
+	long n = -1;
+	if (ck_fstat((int)pf, &again) == 0 && again.st_dev == st.st_dev && again.st_ino == st.st_ino) {
+		struct ck_str p;
+		ck_str_init(&p, proc, sizeof proc);
+		ck_str_add(&p, "/proc/self/fd/");
+		ck_str_dec(&p, (int)pf);
+		n = ck_readlinkat(AT_FDCWD, proc, real, sizeof real);
+	}
+	ck_close((int)pf);
+	if (n <= 0 || n >= (long)sizeof real || real[0] != '/' || has_line_end(real, n))
+		return -1;
+	if (in_kernel_tree(real, n))
+		return 1; /* /proc, /sys, /dev: never the program's data (src/files.ts) */
+	char head[96];
+	struct ck_str m;
+	ck_str_init(&m, head, sizeof head);
+	char word[] = {'k', 'e', 'e', 'p', ' ', how, ' ', 0};
+	ck_str_add(&m, word);
+	ck_str_udec(&m, (uint64_t)st.st_dev);
+	ck_str_add(&m, " ");
+	ck_str_udec(&m, (uint64_t)st.st_ino);
+	ck_str_add(&m, " ");
+	enum keep_answer a = ask_keep(head, m.len, real, (size_t)n);
+	return a == KEEP_NOTHING ? 0 : a == KEEP_DONE ? 1 : -1;
+}
+
+/* path is about to be opened with flags by the program (relative to dirfd). */
+CK_HIDDEN void ck_written_before(int dirfd, const char *path, int flags)
+{
+	if (!path || !opens_for_writing(flags) || !ck_session.active || !ck_session.sock[0] ||
+	    (flags & __O_TMPFILE) == __O_TMPFILE || ck_session.ctl_fd < 0)
+		return;
+	int pid = (int)ck_getpid();
+	/* a forked child that has not joined may have missed a checkpoint its parent saw */
+	int joined = ck_session.self_pid == pid;
+	if (joined && __atomic_load_n(&nothing_kept_pid, __ATOMIC_RELAXED) == pid &&
+	    __atomic_load_n(&nothing_kept_at, __ATOMIC_RELAXED) == __atomic_load_n(&checkpoints_seen, __ATOMIC_SEQ_CST))
+		return;
+	for (int round = 0; round < 4; round++) {
+		unsigned at = __atomic_load_n(&checkpoints_seen, __ATOMIC_SEQ_CST);
+		int r = keep_once(dirfd, path, flags);
+		if (__atomic_load_n(&checkpoints_seen, __ATOMIC_SEQ_CST) != at)
+			continue; /* a checkpoint or restore came meanwhile: for that one */
+		if (r == 0 && joined) {
+			__atomic_store_n(&nothing_kept_at, at, __ATOMIC_RELAXED);
+			__atomic_store_n(&nothing_kept_pid, pid, __ATOMIC_RELAXED);
+		}
+		return;
+	}
 }

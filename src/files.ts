@@ -47,7 +47,7 @@ import { crc32c, kcmpFile, native } from './native.js';
 import { formatBytes } from './output.js';
 import { makeDev, ProcessGoneError, type Member } from './proctree.js';
 import { checkSnapshots, parseDirSnapshots, type DirSnapshot } from './snapdir.js';
-import type { WrittenFiles } from './files-written.js';
+import type { WrittenFile, WrittenFiles } from './files-written.js';
 
 export { DEFAULT_FILES_POLICY, FILES_POLICIES, parseSize, type FilesPolicy } from './files-policy.js';
 import { FILES_POLICIES, type FilesPolicy } from './files-policy.js';
@@ -683,6 +683,35 @@ export function captureFiles(members: readonly Member[], opts: CaptureOptions): 
     saved.push(s);
   });
   return { record: { policy: 'snapshot', saved, stdio }, bytes, ms: Date.now() - t0 };
+}
+
+/**
+ * A file the program opens for writing for the first time since the
+ * generation at genPath was taken (its shim asked first: src/files-late.ts),
+ * saved into that generation as files/late-<k>.*, with the policy of a
+ * closed file: a log's table, a file only ever rewritten whole up to
+ * RECREATE_MAX, anything else whole. Undefined when nothing is kept (gone,
+ * replaced, too large a result, or in the checkpoint directory).
+ */
+export function saveLateFile(genPath: string, f: WrittenFile, k: number, skipDirs: readonly string[]): SavedFile | undefined {
+  if (ignored(f.path, skipDirs)) return undefined;
+  const key = `${f.dev}:${f.ino}`;
+  let st;
+  try {
+    st = lstatSync(f.path, { bigint: true });
+  } catch {
+    return undefined;
+  }
+  if (!st.isFile() || `${st.dev}:${st.ino}` !== key || st.nlink === 0n) return undefined;
+  if (f.how === 'truncate' && st.size > BigInt(RECREATE_MAX)) return undefined;
+  const c: Candidate = { key, proc: f.path, path: f.path, append: f.how === 'append', readOnly: false, holders: ['first opened for writing after the checkpoint'], fds: [], closed: true, lstat: st };
+  mkdirSync(join(genPath, FILES_DIR), { mode: 0o700, recursive: true });
+  try {
+    return saveOne(c, k, { policy: 'snapshot', genPath, skipDirs: [...skipDirs], stdio: [], prefix: 'late-' }, howKept(c), false, new Map());
+  } catch (e) {
+    if (e instanceof ClosedFileGone) return undefined;
+    throw new FilesError(`cannot save ${f.path}, a file the program writes: ${(e as Error).message}`);
+  }
 }
 
 /**

@@ -15,6 +15,7 @@ import { asArray, asMap, asNumber, asBigInt, asString, decodeCbor, imageIdentity
 import { crc32c, tryLockExclusive } from './native.js';
 import { formatBytes, formatDuration } from './output.js';
 import { parseFilesRecord, type FilesRecord } from './files.js';
+import { readLateFiles } from './files-late.js';
 import { parseContents, type ContentEntry } from './contents.js';
 
 export const MANIFEST = 'manifest.cbor';
@@ -271,7 +272,21 @@ export async function readManifest(genDir: string): Promise<Manifest> {
     if (code === 'ENOENT') throw new ManifestError(path, 'does not exist: the generation is incomplete or damaged');
     throw new ManifestError(path, `cannot be read: ${(e as Error).message}`);
   }
-  return parseManifest(path, bytes, basename(genDir));
+  return withLateFiles(genDir, parseManifest(path, bytes, basename(genDir)));
+}
+
+/** The files kept after the generation was taken (src/files-late.ts), with those of its manifest. */
+function withLateFiles(genDir: string, m: Manifest): Manifest {
+  let late;
+  try {
+    late = readLateFiles(genDir);
+  } catch (e) {
+    throw new ManifestError(join(genDir, MANIFEST), `cannot be used: ${(e as Error).message}`);
+  }
+  if (late.length === 0 || (m.files && m.files.policy !== 'snapshot')) return m;
+  const have = new Set((m.files?.saved ?? []).map((f) => `${f.dev}:${f.ino}`));
+  const files = m.files ?? { policy: 'snapshot', saved: [], stdio: [] };
+  return { ...m, files: { ...files, saved: [...files.saved, ...late.filter((f) => !have.has(`${f.dev}:${f.ino}`))] } };
 }
 
 /** The checks of readManifest on bytes (path: for messages; dirName: the generation directory's name). */

@@ -170,6 +170,7 @@ export async function restartFamily(opts: RestartOptions, host: string, prepared
     expectRestored: m.processes.map((p) => p.pid),
     endsWithChild: true,
     ...(m.files ? { files: { record: m.files, path: generation.path } } : {}),
+    generationPath: generation.path,
     ...(m.portable ? { carried: join(generation.path, CARRIED) } : {}),
   });
   return Object.defineProperties(session, {

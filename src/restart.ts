@@ -307,6 +307,7 @@ function startRestored(
     parentImage: temporary ? null : undefined,
     chains: [[programPid, chainOf(image, entry)]],
     ...(manifest?.files && generation ? { files: { record: manifest.files, path: generation.path } } : {}),
+    ...(generation ? { generationPath: generation.path } : {}),
     ...(manifest?.portable && generation ? { carried: join(generation.path, CARRIED) } : {}),
   });
 }

@@ -64,6 +64,8 @@ export interface ServerEvents {
   status(): SessionStatus;
   /** A process of the session opened a regular file for writing (its shim's `wrote`). */
   wrote(f: WrittenFile, by: PeerCred | undefined): void;
+  /** A process of the session is about to open an existing file for writing (its shim's `keep`): the answer. */
+  keep(f: WrittenFile, by: PeerCred | undefined): 'kept' | 'kept none';
 }
 
 export class SessionServer {
@@ -160,6 +162,13 @@ export class SessionServer {
       const f = parseWrote(rest);
       if (f) this.events.wrote(f, this.peers.get(sock)?.cred);
       else this.verbose(`a malformed wrote line '${printable(oneLine(line).slice(0, 80))}'`);
+      return;
+    }
+    if (word === 'keep') {
+      // the shim waits for the answer before it opens the file; a malformed line is answered too
+      const f = parseWrote(rest);
+      if (!f) this.verbose(`a malformed keep line '${printable(oneLine(line).slice(0, 80))}'`);
+      this.send(sock, f ? this.events.keep(f, this.peers.get(sock)?.cred) : 'kept');
       return;
     }
     const proc = this.procs.get(sock);

@@ -15,7 +15,8 @@ import { errorMessage, SessionError } from './errors.js';
 import { DirectoryTrustError, trustCheckpointDir } from './dirtrust.js';
 import { GenerationWriter, ImageChains, type ManifestProcess } from './generations.js';
 import { captureDirs, linkDeferred, precopyDirs, PRECOPY_DIR, type DeferredLink, type DirSnapshot } from './snapdir.js';
-import { mayHaveWritten, WrittenFiles } from './files-written.js';
+import { LateFiles } from './files-late.js';
+import { mayHaveWritten, WrittenFiles, type WrittenFile } from './files-written.js';
 import { captureFiles, DEFAULT_FILES_POLICY, precopyFiles, skipDirsFor, tidyFiles, type CaptureResult, type FilesPolicy, type FilesRecord } from './files.js';
 import { BarrierError, checkpointBarrier, imageName, STEP_TIMEOUT_MS, type BarrierHost } from './barrier.js';
 import {
@@ -27,6 +28,7 @@ import {
   unixPeers,
   watchSignal,
   type ExitStatus,
+  type PeerCred,
   type SpawnOptions,
 } from './native.js';
 import { formatBytes, formatDuration, trace, writeErr } from './output.js';
@@ -278,6 +280,8 @@ export interface StartInfo {
   chains?: [number, number][];
   /** The restored generation's written files, which the next checkpoint's are incremental to. */
   files?: { record: FilesRecord; path: string };
+  /** The generation restored from: files first opened for writing before the next checkpoint are kept there. */
+  generationPath?: string;
   /** A restored portable generation's copies of the mapped files, which the next portable one links. */
   carried?: string;
 }
@@ -334,6 +338,8 @@ export class Coordinator implements Session {
   private lastFiles: { record: FilesRecord; path: string; stats?: Map<string, string> } | undefined;
   /** The files the program opened for writing (its shims said `wrote`): saved at each checkpoint while they exist. */
   private readonly written = new WrittenFiles();
+  /** The newest generation, where files first opened for writing after it are kept. */
+  private late: LateFiles | undefined;
   /** The previous generation's copies of the mapped files (`--portable`), which the next one links. */
   private lastCarried: string | undefined;
   /** `ckrun checkpoint --portable` asked: the next checkpoint to start is portable. */
@@ -362,6 +368,7 @@ export class Coordinator implements Session {
         checkpoint: (o) => this.checkpoint(o),
         checkpointHeld: () => this.checkpointHeld(),
         status: () => this.status(),
+        keep: (f, by) => this.keepLate(f, by),
         wrote: (f, by) => {
           if (mayHaveWritten(f, by)) this.written.note(f);
           // the path is another process's text: no control characters reach the terminal
@@ -379,6 +386,30 @@ export class Coordinator implements Session {
 
   get exited(): Promise<SessionExit> {
     return this.exitedD.promise;
+  }
+
+  /**
+   * A process is about to open an existing file for writing, its first time
+   * since the newest generation: the file is kept in it as it is (as it was
+   * then), before the process is told to go on.
+   */
+  private keepLate(f: WrittenFile, by: PeerCred | undefined): 'kept' | 'kept none' {
+    const late = this.late;
+    if (!late) return 'kept none';
+    if ((this.opts.files ?? DEFAULT_FILES_POLICY) !== 'snapshot') return 'kept';
+    // the path is another process's text: no control characters reach the terminal
+    const shown = f.path.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
+    if (!mayHaveWritten(f, by)) {
+      this.verbose(`a process (${by ? `PID ${by.pid}, user ${by.uid}` : 'unknown'}) asked to keep ${shown}, which it could not write: not kept`);
+      return 'kept';
+    }
+    try {
+      const s = late.keep(f, skipDirsFor(this.dir));
+      if (s) this.verbose(`${shown}, first opened for writing since the checkpoint, is kept in ${late.genPath} (${formatBytes(s.stored)} stored)`);
+    } catch (e) {
+      this.log(`cannot keep ${shown} as it was at the checkpoint (${errorMessage(e)}): a restart from ${late.genPath} will not put it back`);
+    }
+    return 'kept';
   }
 
   private verbose(line: string): void {
@@ -404,6 +435,7 @@ export class Coordinator implements Session {
       // the restarted program wrote these before the checkpoint: they stay rolled back while they exist
       for (const f of info.files.record.saved) if (f.how !== 'recreate') this.written.note({ path: f.path, dev: f.dev, ino: f.ino, how: f.how === 'append' ? 'append' : 'inplace' });
     }
+    if (info.generationPath) this.late = new LateFiles(info.generationPath, info.files?.record.saved ?? []);
     if (info.carried) this.lastCarried = info.carried;
     if (parent) this.chains.setParent(info.programPid, parent);
     for (const [pid, image] of info.parentImages ?? []) this.chains.setParent(pid, image);
@@ -796,6 +828,7 @@ export class Coordinator implements Session {
       this.chains.completed(path, processes);
       trace('checkpoint: generation complete');
       if (files) this.lastFiles = { record: files.record, path, stats: captureStats };
+      this.late = new LateFiles(path, files?.record.saved ?? []);
       if (carried) this.lastCarried = join(path, CARRIED);
       await this.generations.keepNewest();
       const filesInfo = files ? { count: files.record.saved.length, bytes: files.bytes, ms: files.ms } : undefined;

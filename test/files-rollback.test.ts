@@ -11,6 +11,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { checkpoint, ckrun } from './lib/ckrun.js';
 import { generations, readManifest } from './lib/images.js';
+import { readLateFiles } from '../src/files-late.js';
 import { python3 } from './lib/examples.js';
 import { EXAMPLES, T_STEP } from './lib/paths.js';
 import { Proc, sleep } from './lib/proc.js';
@@ -261,6 +262,45 @@ test('files a job opens, writes and closes in every iteration (bash >> and > red
       for (const name of ['a.log', 'b.log', 'c.log', 'state']) assert.ok(saved.includes(name), `generation ${g} keeps ${name} (${saved.join(', ')})`);
       assert.not.ok(saved.includes('big.out'), `generation ${g} does not keep big.out, a 9 MiB file written whole (${saved.join(', ')})`);
     }
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+test('files a job first opens for writing after the checkpoint (it starts appending to an existing log and rewriting an existing file in place in a later phase): checkpoint, kill -9, restart; twice: each has its lines once and its counter right', async () => {
+  const scope = new Scope('files-late');
+  try {
+    const work = scope.dir('work');
+    const N = 160;
+    const BLOCK = 20;
+    const blocks = N / BLOCK;
+    // every block's files exist before the job starts; the job opens them for writing only in that block
+    for (let b = 0; b < blocks; b++) {
+      fs.writeFileSync(path.join(work, `late-${b}.log`), 'header\n');
+      fs.writeFileSync(path.join(work, `late-${b}.db`), Buffer.alloc(4096));
+    }
+    const job =
+      `for i in $(seq 1 ${N}); do\n` +
+      `  b=$(( (i - 1) / ${BLOCK} ))\n` +
+      `  echo "a $i" >> a.log\n` +
+      `  /bin/echo "l $i" >> late-$b.log\n` +
+      `  ${realPython()} -c "f = open('late-$b.db', 'r+b'); n = int.from_bytes(f.read(8), 'little'); f.seek(0); f.write((n + 1).to_bytes(8, 'little'))"\n` +
+      `  sleep 0.01\n` +
+      `done\n` +
+      `echo end\n`;
+    fs.writeFileSync(path.join(work, 'job.sh'), job);
+    const lines = (): number => readText(path.join(work, 'a.log')).split('\n').length - 1;
+    // more than a block between checkpoint and kill: some block's files are first written after the checkpoint
+    await cycles(scope, { name: 'late-files job', program: ['bash', path.join(work, 'job.sh')], work, units: lines, ahead: BLOCK + 5, cycles: [{}, {}], done: () => readText(path.join(work, 'log')).includes('end\n') });
+    assert.is(readText(path.join(work, 'a.log')), Array.from({ length: N }, (_, i) => `a ${i + 1}\n`).join(''), 'a.log has every line once');
+    for (let b = 0; b < blocks; b++) {
+      const want = ['header', ...Array.from({ length: BLOCK }, (_, i) => `l ${b * BLOCK + i + 1}`), ''].join('\n');
+      assert.is(readText(path.join(work, `late-${b}.log`)), want, `late-${b}.log has its block's lines once`);
+      assert.is(fs.readFileSync(path.join(work, `late-${b}.db`)).readBigUInt64LE(0), BigInt(BLOCK), `late-${b}.db counted its block's iterations once`);
+    }
+    const ck = path.join(scope.root, 'ck');
+    const kept = generations(ck).flatMap((g) => readLateFiles(path.join(ck, String(g))).map((f) => path.basename(f.path)));
+    assert.ok(kept.some((n) => n.endsWith('.log')) && kept.some((n) => n.endsWith('.db')), `the generations kept files first written after them (${kept.join(', ')})`);
   } finally {
     await scope.cleanup();
   }

@@ -22,6 +22,8 @@ import { descendants } from './lib/processes.js';
 import { checkpoint, ckrun, sessionSocketName } from './lib/ckrun.js';
 import { Scope } from './lib/scope.js';
 import { generations, readManifest } from './lib/images.js';
+import { until } from './lib/tree.js';
+import { readLateFiles } from '../src/files-late.js';
 import { asUser, asUserArgv, NOBODY, NOGROUP, sharedCkrun, type UserRun } from './lib/users.js';
 
 /** An ordinary user other than nobody, for a session that is neither root's nor the attacker's. */
@@ -141,7 +143,7 @@ test('user nobody against a root session: status, checkpoint, hello, a fake memb
     assert.equal(generations(ckpt), [], 'no checkpoint was taken for nobody');
 
     const passwd = fs.statSync('/etc/passwd');
-    const lines = [`hello ${pid} 0`, 'hello 99999 1', `restored ${pid}`, 'checkpoint', 'status', `wrote w ${passwd.dev} ${passwd.ino} /etc/passwd`];
+    const lines = [`hello ${pid} 0`, 'hello 99999 1', `restored ${pid}`, 'checkpoint', 'status', `wrote w ${passwd.dev} ${passwd.ino} /etc/passwd`, `keep w ${passwd.dev} ${passwd.ino} /etc/passwd`];
     const raw = await asUser(NOBODY, NOGROUP, rawAttack(name, lines));
     assertRawRefused(raw.stdout, lines, 'raw lines as nobody');
     assert.not.match(raw.stdout, /counter|"argv"/, `nobody learns nothing about the program:\n${raw.stdout}`);
@@ -171,7 +173,7 @@ test('user nobody against a root session: status, checkpoint, hello, a fake memb
   }
 });
 
-test("a process of a root session that dropped to user nobody says it wrote root's file: the file is not saved (a restart would not put it back), one of nobody's own is", async () => {
+test("a process of a root session that dropped to user nobody says it wrote root's file, or asks to keep one after the checkpoint: the file is not saved (a restart would not put it back), one of nobody's own is", async () => {
   requireRoot();
   const scope = new Scope('trust-wrote');
   try {
@@ -183,6 +185,12 @@ test("a process of a root session that dropped to user nobody says it wrote root
     fs.writeFileSync(rootFile, 'root\n', { mode: 0o644 });
     fs.writeFileSync(ownFile, 'nobody\n', { mode: 0o644 });
     fs.chownSync(ownFile, NOBODY, NOGROUP);
+    // the same, asked to be kept after the checkpoint (the shim's `keep`, before a first open for writing)
+    const rootLate = path.join(work, 'root-late.txt');
+    const ownLate = path.join(work, 'nobody-late.txt');
+    fs.writeFileSync(rootLate, 'root\n', { mode: 0o644 });
+    fs.writeFileSync(ownLate, 'nobody\n', { mode: 0o644 });
+    fs.chownSync(ownLate, NOBODY, NOGROUP);
     const ckpt = scope.ckptDir();
     // the member forges the shim's line on connections of its own, after it dropped its privileges
     const py = [
@@ -195,7 +203,17 @@ test("a process of a root session that dropped to user nobody says it wrote root
       '    s.connect("\\0" + os.environ["CKRUN_SOCK"])',
       '    s.sendall(("wrote w %d %d %s\\n" % (st.st_dev, st.st_ino, f)).encode())',
       '    s.close()',
+      `late = [${JSON.stringify(rootLate)}, ${JSON.stringify(ownLate)}]`,
       'for i in range(1, 400):',
+      '    if os.environ.get("GO") is None and os.path.exists(late[0] + ".go"):',
+      '        os.environ["GO"] = "1"',
+      '        for f in late:',
+      '            st = os.stat(f)',
+      '            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)',
+      '            s.connect("\\0" + os.environ["CKRUN_SOCK"])',
+      '            s.sendall(("keep w %d %d %s\\n" % (st.st_dev, st.st_ino, f)).encode())',
+      '            print("answer " + s.recv(64).decode().strip(), flush=True)',
+      '            s.close()',
       '    print("step %d" % i, flush=True)',
       '    time.sleep(0.05)',
     ].join('\n');
@@ -206,6 +224,12 @@ test("a process of a root session that dropped to user nobody says it wrote root
     assert.ok(saved.includes(ownFile), `the file nobody could write is saved, as the program wrote it (${saved.join(', ')})\n${s.stderr}`);
     assert.not.ok(saved.includes(rootFile), `root's file, which nobody could not write, is not saved (${saved.join(', ')})`);
     assert.match(s.stderr, /said it wrote .*root\.txt, which it could not write: not saved/, `ckrun says so with -v:\n${s.stderr}`);
+    // after the checkpoint: a keep of each (it is answered either way: the shim waits for it)
+    fs.writeFileSync(`${rootLate}.go`, '');
+    await until(s, () => s.lines.filter((l) => l === 'answer kept').length === 2, 'both keeps answered', 20000);
+    const late = readLateFiles(gen).map((f) => f.path);
+    assert.equal(late, [ownLate], `only nobody's own file is kept after the checkpoint (${late.join(', ')})\n${s.stderr}`);
+    assert.match(s.stderr, /asked to keep .*root-late\.txt, which it could not write: not kept/, `ckrun says so with -v:\n${s.stderr}`);
   } finally {
     await scope.cleanup();
   }
