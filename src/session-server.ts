@@ -78,6 +78,12 @@ export class SessionServer {
   /** The session's user: ckrun's effective UID. Clients must be this user or root. */
   private readonly owner = process.geteuid?.() ?? 0;
   private readonly procs = new Map<Socket, Proc>();
+  /**
+   * Processes that exec'd after a checkpoint resumed them, before their
+   * image's writer answered: it answers on the old connection, which it
+   * holds; that connection serves only that answer.
+   */
+  private readonly leaving = new Map<Socket, Proc>();
   /** Clients holding a checkpoint's processes stopped (`checkpoint hold`). */
   private readonly holders = new Map<Socket, (how: 'resume' | 'kill') => void>();
   private shut = false;
@@ -171,7 +177,7 @@ export class SessionServer {
       this.send(sock, f ? this.events.keep(f, this.peers.get(sock)?.cred) : 'kept');
       return;
     }
-    const proc = this.procs.get(sock);
+    const proc = this.procs.get(sock) ?? this.leaving.get(sock);
     if (proc) {
       if (word === 'ok' || word === 'error' || word === 'stopped' || word === 'saved' || word === 'frozen') {
         const p = proc.pending;
@@ -179,8 +185,13 @@ export class SessionServer {
           proc.pending = undefined;
           p.answer(line);
         } else this.verbose(`process ${proc.pid} answered '${oneLine(line)}' to no request`);
+        if (this.leaving.delete(sock)) {
+          proc.gone = true;
+          sock.destroy();
+        }
         return;
       }
+      if (this.leaving.has(sock)) return;
       if (word === 'hello' || word === 'restored') {
         this.join(sock, word, rest, line);
         return;
@@ -259,6 +270,13 @@ export class SessionServer {
     // connection; the old one is stale.
     for (const [s, p] of this.procs) {
       if (p.pid === pid && s !== sock) {
+        if (p.pending?.words.includes('ok')) {
+          // resumed, its image still being written by its writer, which answers on the old connection
+          this.procs.delete(s);
+          this.leaving.set(s, p);
+          this.verbose(`process ${pid} started over (exec) before its image was complete: its writer's answer is awaited on its old connection`);
+          continue;
+        }
         this.dropProc(s, p, `process ${pid} started over (exec) during the checkpoint`);
         s.destroy();
       }
@@ -302,7 +320,8 @@ export class SessionServer {
     holder?.('resume');
     this.conns.delete(sock);
     this.peers.delete(sock);
-    const proc = this.procs.get(sock);
+    const proc = this.procs.get(sock) ?? this.leaving.get(sock);
+    this.leaving.delete(sock);
     if (proc) {
       this.dropProc(sock, proc, `process ${proc.pid} closed its connection during the checkpoint (it exited or exec'd)`);
       this.verbose(`process ${proc.pid} left`);
