@@ -174,16 +174,17 @@ CK_HIDDEN void ck_written_note(int fd, int flags)
 
 #define KEEP_WAIT_MS 100
 #define KEEP_WAITS 1200 /* two minutes: ckrun copies the file before it answers */
-/* a process of the session, joined, whose ckrun had no checkpoint yet, and
- * its checkpoints_seen then: no request until that changes */
-static int nothing_kept_pid;
+/* ckrun had no checkpoint yet when checkpoints_seen was this (+1; 0:
+ * not known): no request until that changes. A forked child inherits it:
+ * a checkpoint that comes after the fork saves the child too, and counts
+ * in its own copy. */
 static unsigned nothing_kept_at;
 
 /* In the restored process: a request that was under way is asked again. */
 CK_HIDDEN void ck_written_restored(void)
 {
 	ck_session_requests_gone();
-	nothing_kept_pid = 0;
+	nothing_kept_at = 0;
 }
 
 enum keep_answer { KEEP_FAILED, KEEP_DONE, KEEP_NOTHING };
@@ -288,21 +289,15 @@ CK_HIDDEN void ck_written_before(int dirfd, const char *path, int flags)
 	if (!path || !opens_for_writing(flags) || !ck_session.active || !ck_session.sock[0] ||
 	    (flags & __O_TMPFILE) == __O_TMPFILE || ck_session.ctl_fd < 0)
 		return;
-	int pid = (int)ck_getpid();
-	/* a forked child that has not joined may have missed a checkpoint its parent saw */
-	int joined = ck_session.self_pid == pid;
-	if (joined && __atomic_load_n(&nothing_kept_pid, __ATOMIC_RELAXED) == pid &&
-	    __atomic_load_n(&nothing_kept_at, __ATOMIC_RELAXED) == __atomic_load_n(&checkpoints_seen, __ATOMIC_SEQ_CST))
+	if (__atomic_load_n(&nothing_kept_at, __ATOMIC_RELAXED) == __atomic_load_n(&checkpoints_seen, __ATOMIC_SEQ_CST) + 1)
 		return;
 	for (int round = 0; round < 4; round++) {
 		unsigned at = __atomic_load_n(&checkpoints_seen, __ATOMIC_SEQ_CST);
 		int r = keep_once(dirfd, path, flags);
 		if (__atomic_load_n(&checkpoints_seen, __ATOMIC_SEQ_CST) != at)
 			continue; /* a checkpoint or restore came meanwhile: for that one */
-		if (r == 0 && joined) {
-			__atomic_store_n(&nothing_kept_at, at, __ATOMIC_RELAXED);
-			__atomic_store_n(&nothing_kept_pid, pid, __ATOMIC_RELAXED);
-		}
+		if (r == 0)
+			__atomic_store_n(&nothing_kept_at, at + 1, __ATOMIC_RELAXED);
 		return;
 	}
 }
