@@ -322,16 +322,53 @@ CK_HIDDEN int ck_resume_interrupted_call(ucontext_t *uc)
 	return CK_CALL_REWOUND;
 }
 
+/* The signals pending for this thread alone (tgkill, pthread_kill), not
+ * for the whole process: SigPnd of /proc/thread-self/status. 0 when it
+ * cannot be read. */
+static uint64_t own_pending(void)
+{
+	char buf[2048];
+	long fd = ck_openat(AT_FDCWD, "/proc/thread-self/status", O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0)
+		return 0;
+	long n = ck_read((int)fd, buf, sizeof buf - 1);
+	ck_close((int)fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	static const char key[] = "\nSigPnd:";
+	for (long i = 0; i + (long)sizeof key - 1 < n; i++) {
+		long k = 0;
+		while (key[k] && buf[i + k] == key[k])
+			k++;
+		if (key[k])
+			continue;
+		uint64_t v = 0;
+		const char *q = buf + i + k;
+		while (*q == ' ' || *q == '\t')
+			q++;
+		for (; (*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'f'); q++)
+			v = v * 16 + (uint64_t)(*q <= '9' ? *q - '0' : *q - 'a' + 10);
+		return v;
+	}
+	return 0;
+}
+
 /* Whether a signal with a handler of the program's will be delivered as
  * soon as the handler returns to the context uc (the program's mask):
- * one that came during the stop, or that a restore sent (SIGWINCH). */
-static int program_handler_follows(const ucontext_t *uc)
+ * one that came during the stop, or that a restore sent (SIGWINCH). The
+ * main thread counts the process's signals too (the kernel offers one
+ * sent to the process to the main thread first); another thread only its
+ * own. */
+static int program_handler_follows(const ucontext_t *uc, int main_thread)
 {
 	uint64_t pending = 0, mask;
 	if (CK_SYS2(SYS_rt_sigpending, &pending, sizeof pending) != 0)
 		return 0;
 	ck_memcpy(&mask, &uc->uc_sigmask, sizeof mask);
 	pending &= ~mask & ~(1ULL << (ck_session.sig - 1));
+	if (pending && !main_thread)
+		pending &= own_pending();
 	for (int sig = 1; sig <= 64; sig++) {
 		if (!(pending >> (sig - 1) & 1))
 			continue;
@@ -347,11 +384,10 @@ static int program_handler_follows(const ucontext_t *uc)
  * the checkpoint interrupted, which the program would find interrupted by
  * the signal that follows, fails with EINTR after all, as it would have
  * without ckrun (vim learns of a new window size so, with its keys still
- * to be read). Only the main thread: the kernel gives a signal sent to
- * the process to the main thread first. */
+ * to be read; a worker thread woken by pthread_kill ends its poll). */
 CK_HIDDEN void ck_yield_interrupted_call(ucontext_t *uc, int how)
 {
-	if (how == CK_CALL_NONE || ck_gettid() != ck_getpid() || !program_handler_follows(uc))
+	if (how == CK_CALL_NONE || !program_handler_follows(uc, ck_gettid() == ck_getpid()))
 		return;
 	greg_t *g = uc->uc_mcontext.gregs;
 	if (how == CK_CALL_REWOUND) {

@@ -91,7 +91,8 @@ test('no blocking call sees EINTR: 20 checkpoints in a row, kill -9, restart, tw
  * speak), then SIGUSR1 to pid while every process stands stopped, then
  * `resume`; a python3 client (node cannot reach an abstract socket name).
  */
-function signalWhileHeld(ckpt: string, pid: number): string {
+/** Holds the program stopped in a checkpoint, sends SIGUSR1 (to thread tid alone when given), resumes. */
+function signalWhileHeld(ckpt: string, pid: number, tid?: number): string {
   const py = [
     'import os, signal, socket, sys, time',
     's = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)',
@@ -102,7 +103,7 @@ function signalWhileHeld(ckpt: string, pid: number): string {
     '    return f.readline().strip()',
     'held = ask("checkpoint hold")',
     'if not held.startswith("ok "): sys.exit("checkpoint hold: " + held)',
-    `os.kill(${pid}, signal.SIGUSR1)`,
+    tid === undefined ? `os.kill(${pid}, signal.SIGUSR1)` : `import ctypes; ctypes.CDLL(None, use_errno=True).syscall(234, ${pid}, ${tid}, signal.SIGUSR1)  # tgkill`,
     'time.sleep(0.2)',
     'print(ask("resume"))',
   ].join('\n');
@@ -136,6 +137,25 @@ test("a signal with a handler that comes while the program is stopped for a chec
     await p.waitFor(() => p.lines.some((l) => l.startsWith('woke') || l.startsWith('FAIL')), 'poll to fail with EINTR once the program runs on', 10_000);
     const st = await p.waitExit();
     assert.equal(p.lines.filter((l) => !l.startsWith('ckrun')), [`ready ${pid}`, 'woke by SIGUSR1'], p.describe());
+    assert.is(st.code, 0, p.describe());
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+test("the same for a signal sent to one thread alone (pthread_kill) while the program is stopped: that thread's poll ends with EINTR", async () => {
+  const scope = new Scope('eintr-thread-signal-in-pause');
+  try {
+    const ckpt = scope.ckptDir();
+    const p = scope.launch({ dir: ckpt, program: exampleProgram('wakethread'), label: 'ckrun wakethread' });
+    await p.waitFor(() => p.lines.some((l) => l.startsWith('ready')), 'the worker to block in poll');
+    const [pid, tid] = p.lines.find((l) => l.startsWith('ready'))!.split(' ').slice(1).map(Number);
+    assert.ok(tid !== pid, 'the worker is not the main thread');
+    await sleep(200); // in poll
+    assert.is(signalWhileHeld(ckpt, pid!, tid).trim(), 'ok', 'held, signalled, resumed');
+    await p.waitFor(() => p.lines.some((l) => l.startsWith('worker') || l.startsWith('FAIL')), "the worker's poll to fail with EINTR once the program runs on", 10_000);
+    const st = await p.waitExit();
+    assert.equal(p.lines.filter((l) => !l.startsWith('ckrun')), [`ready ${pid} ${tid}`, 'worker woke by SIGUSR1'], p.describe());
     assert.is(st.code, 0, p.describe());
   } finally {
     await scope.cleanup();
