@@ -432,11 +432,11 @@ CK_HIDDEN void ck_inotify_record(int fd, int wd, const char *path);
 
 /* written.c: the open wrappers (shim.c) tell ckrun of each regular file
  * opened for writing; forgotten after each checkpoint and restore */
-CK_HIDDEN void ck_written_note(int fd, int flags);
+CK_HIDDEN void ck_written_note(int fd, int flags, int made);
 CK_HIDDEN void ck_written_forget(void);
 /* before an open for writing: ckrun keeps an existing file as it was at
  * the last checkpoint; its request's descriptor is the shim's own */
-CK_HIDDEN void ck_written_before(int dirfd, const char *path, int flags);
+CK_HIDDEN int ck_written_before(int dirfd, const char *path, int flags);
 CK_HIDDEN void ck_written_restored(void);
 
 /* process.c */

@@ -586,9 +586,9 @@ static int takes_mode(int flags)
 			mode = va_arg(ap, mode_t);                             \
 			va_end(ap);                                            \
 		}                                                              \
-		ck_written_before(AT_FDCWD, path, flags);                      \
+		int made = ck_written_before(AT_FDCWD, path, flags);           \
 		int fd = REAL(name)(path, flags, mode);                        \
-		ck_written_note(fd, flags);                                    \
+		ck_written_note(fd, flags, made);                              \
 		return fd;                                                     \
 	}
 OPEN_WRAPPER(open)
@@ -604,9 +604,9 @@ OPEN_WRAPPER(open64)
 			mode = va_arg(ap, mode_t);                             \
 			va_end(ap);                                            \
 		}                                                              \
-		ck_written_before(dirfd, path, flags);                         \
+		int made = ck_written_before(dirfd, path, flags);              \
 		int fd = REAL(name)(dirfd, path, flags, mode);                 \
-		ck_written_note(fd, flags);                                    \
+		ck_written_note(fd, flags, made);                              \
 		return fd;                                                     \
 	}
 OPENAT_WRAPPER(openat)
@@ -614,49 +614,49 @@ OPENAT_WRAPPER(openat64)
 
 CK_EXPORT int __open_2(const char *path, int flags)
 {
-	ck_written_before(AT_FDCWD, path, flags);
+	int made = ck_written_before(AT_FDCWD, path, flags);
 	int fd = REAL(__open_2)(path, flags);
-	ck_written_note(fd, flags);
+	ck_written_note(fd, flags, made);
 	return fd;
 }
 
 CK_EXPORT int __open64_2(const char *path, int flags)
 {
-	ck_written_before(AT_FDCWD, path, flags);
+	int made = ck_written_before(AT_FDCWD, path, flags);
 	int fd = REAL(__open64_2)(path, flags);
-	ck_written_note(fd, flags);
+	ck_written_note(fd, flags, made);
 	return fd;
 }
 
 CK_EXPORT int __openat_2(int dirfd, const char *path, int flags)
 {
-	ck_written_before(dirfd, path, flags);
+	int made = ck_written_before(dirfd, path, flags);
 	int fd = REAL(__openat_2)(dirfd, path, flags);
-	ck_written_note(fd, flags);
+	ck_written_note(fd, flags, made);
 	return fd;
 }
 
 CK_EXPORT int __openat64_2(int dirfd, const char *path, int flags)
 {
-	ck_written_before(dirfd, path, flags);
+	int made = ck_written_before(dirfd, path, flags);
 	int fd = REAL(__openat64_2)(dirfd, path, flags);
-	ck_written_note(fd, flags);
+	ck_written_note(fd, flags, made);
 	return fd;
 }
 
 CK_EXPORT int creat(const char *path, mode_t mode)
 {
-	ck_written_before(AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC);
+	int made = ck_written_before(AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC);
 	int fd = REAL(creat)(path, mode);
-	ck_written_note(fd, O_WRONLY | O_CREAT | O_TRUNC);
+	ck_written_note(fd, O_WRONLY | O_CREAT | O_TRUNC, made);
 	return fd;
 }
 
 CK_EXPORT int creat64(const char *path, mode_t mode)
 {
-	ck_written_before(AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC);
+	int made = ck_written_before(AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC);
 	int fd = REAL(creat64)(path, mode);
-	ck_written_note(fd, O_WRONLY | O_CREAT | O_TRUNC);
+	ck_written_note(fd, O_WRONLY | O_CREAT | O_TRUNC, made);
 	return fd;
 }
 
@@ -667,44 +667,44 @@ static int stdio_mode_flags(const char *mode)
 	if (!mode)
 		return flags;
 	if (mode[0] == 'w')
-		flags = O_WRONLY | O_TRUNC;
+		flags = O_WRONLY | O_CREAT | O_TRUNC;
 	else if (mode[0] == 'a')
-		flags = O_WRONLY | O_APPEND;
+		flags = O_WRONLY | O_CREAT | O_APPEND;
 	for (const char *m = mode + 1; *m && *m != ','; m++)
 		if (*m == '+')
 			flags = (flags & ~O_ACCMODE) | O_RDWR;
 	return flags;
 }
 
-static FILE *note_stream(FILE *f, const char *mode)
+static FILE *note_stream(FILE *f, const char *mode, int made)
 {
 	if (f)
-		ck_written_note(fileno(f), stdio_mode_flags(mode));
+		ck_written_note(fileno(f), stdio_mode_flags(mode), made);
 	return f;
 }
 
 CK_EXPORT FILE *fopen(const char *path, const char *mode)
 {
-	ck_written_before(AT_FDCWD, path, stdio_mode_flags(mode));
-	return note_stream(REAL(fopen)(path, mode), mode);
+	int made = ck_written_before(AT_FDCWD, path, stdio_mode_flags(mode));
+	return note_stream(REAL(fopen)(path, mode), mode, made);
 }
 
 CK_EXPORT FILE *fopen64(const char *path, const char *mode)
 {
-	ck_written_before(AT_FDCWD, path, stdio_mode_flags(mode));
-	return note_stream(REAL(fopen64)(path, mode), mode);
+	int made = ck_written_before(AT_FDCWD, path, stdio_mode_flags(mode));
+	return note_stream(REAL(fopen64)(path, mode), mode, made);
 }
 
 CK_EXPORT FILE *freopen(const char *path, const char *mode, FILE *stream)
 {
-	ck_written_before(AT_FDCWD, path, stdio_mode_flags(mode));
-	return note_stream(REAL(freopen)(path, mode, stream), mode);
+	int made = ck_written_before(AT_FDCWD, path, stdio_mode_flags(mode));
+	return note_stream(REAL(freopen)(path, mode, stream), mode, made);
 }
 
 CK_EXPORT FILE *freopen64(const char *path, const char *mode, FILE *stream)
 {
-	ck_written_before(AT_FDCWD, path, stdio_mode_flags(mode));
-	return note_stream(REAL(freopen64)(path, mode, stream), mode);
+	int made = ck_written_before(AT_FDCWD, path, stdio_mode_flags(mode));
+	return note_stream(REAL(freopen64)(path, mode, stream), mode, made);
 }
 
 CK_EXPORT int close(int fd)

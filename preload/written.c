@@ -119,8 +119,25 @@ static int opens_for_writing(int flags)
 	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
 }
 
-/* fd was just opened with flags by the program. */
-CK_HIDDEN void ck_written_note(int fd, int flags)
+/* A file the program made since the last checkpoint: "made DEV INO PATH".
+ * ckrun removes it at a restart from that checkpoint, when it is still
+ * that very file (src/files-late.ts). */
+static void tell_made(const struct stat *st, const char *path, size_t plen)
+{
+	char head[96];
+	struct ck_str m;
+	ck_str_init(&m, head, sizeof head);
+	ck_str_add(&m, "made ");
+	ck_str_udec(&m, (uint64_t)st->st_dev);
+	ck_str_add(&m, " ");
+	ck_str_udec(&m, (uint64_t)st->st_ino);
+	ck_str_add(&m, " ");
+	send_written_line(head, m.len, path, plen);
+}
+
+/* fd was just opened with flags by the program; made: the path had no
+ * file just before (ck_written_before). */
+CK_HIDDEN void ck_written_note(int fd, int flags, int made)
 {
 	if (fd < 0 || !opens_for_writing(flags) || !ck_session.active || !ck_session.sock[0] ||
 	    (flags & __O_TMPFILE) == __O_TMPFILE)
@@ -131,7 +148,7 @@ CK_HIDDEN void ck_written_note(int fd, int flags)
 	char how = how_written(flags);
 	uint64_t key = told_key(&st, how);
 	unsigned slot = (unsigned)(st.st_ino % TOLD_SLOTS);
-	if (__atomic_load_n(&told[slot], __ATOMIC_RELAXED) == key)
+	if (!made && __atomic_load_n(&told[slot], __ATOMIC_RELAXED) == key)
 		return;
 	char proc[32], path[4096];
 	struct ck_str p;
@@ -151,6 +168,9 @@ CK_HIDDEN void ck_written_note(int fd, int flags)
 	ck_str_add(&m, " ");
 	ck_str_udec(&m, (uint64_t)st.st_ino);
 	ck_str_add(&m, " ");
+	/* made first: ckrun must not take the file for one to keep */
+	if (made && st.st_nlink == 1)
+		tell_made(&st, path, (size_t)n);
 	if (!send_written_line(head, m.len, path, (size_t)n))
 		return;
 	__atomic_store_n(&told[slot], key, __ATOMIC_RELAXED);
@@ -241,13 +261,16 @@ static int in_kernel_tree(const char *path, long n)
 }
 
 /* One request for the file path names now; 1 when it was asked (or need
- * not be), 0 when ckrun has no checkpoint yet, -1 when not asked. */
+ * not be), 0 when ckrun has no checkpoint yet, 2 when there is no such
+ * file, -1 when not asked. */
 static int keep_once(int dirfd, const char *path, int flags)
 {
 	struct stat st;
-	if (CK_SYS4(SYS_newfstatat, dirfd, path, &st, (flags & O_NOFOLLOW) ? AT_SYMLINK_NOFOLLOW : 0) != 0 ||
-	    !S_ISREG(st.st_mode) || st.st_nlink == 0)
-		return -1; /* not there (the open makes it, or fails), or not a file ckrun keeps */
+	long e = CK_SYS4(SYS_newfstatat, dirfd, path, &st, (flags & O_NOFOLLOW) ? AT_SYMLINK_NOFOLLOW : 0);
+	if (e == -ENOENT)
+		return 2; /* not there: the open makes it, or fails */
+	if (e != 0 || !S_ISREG(st.st_mode) || st.st_nlink == 0)
+		return -1; /* not a file ckrun keeps */
 	char how = how_written(flags);
 	if (__atomic_load_n(&told[st.st_ino % TOLD_SLOTS], __ATOMIC_RELAXED) == told_key(&st, how))
 		return 1; /* opened this way since the checkpoint: asked then */
@@ -283,14 +306,16 @@ static int keep_once(int dirfd, const char *path, int flags)
 	return a == KEEP_NOTHING ? 0 : a == KEEP_DONE ? 1 : -1;
 }
 
-/* path is about to be opened with flags by the program (relative to dirfd). */
-CK_HIDDEN void ck_written_before(int dirfd, const char *path, int flags)
+/* path is about to be opened with flags by the program (relative to
+ * dirfd). 1 when the open may make the file, since a checkpoint: ckrun is
+ * told so once it is made (ck_written_note). */
+CK_HIDDEN int ck_written_before(int dirfd, const char *path, int flags)
 {
 	if (!path || !opens_for_writing(flags) || !ck_session.active || !ck_session.sock[0] ||
 	    (flags & __O_TMPFILE) == __O_TMPFILE || ck_session.ctl_fd < 0)
-		return;
+		return 0;
 	if (__atomic_load_n(&nothing_kept_at, __ATOMIC_RELAXED) == __atomic_load_n(&checkpoints_seen, __ATOMIC_SEQ_CST) + 1)
-		return;
+		return 0;
 	for (int round = 0; round < 4; round++) {
 		unsigned at = __atomic_load_n(&checkpoints_seen, __ATOMIC_SEQ_CST);
 		int r = keep_once(dirfd, path, flags);
@@ -298,6 +323,7 @@ CK_HIDDEN void ck_written_before(int dirfd, const char *path, int flags)
 			continue; /* a checkpoint or restore came meanwhile: for that one */
 		if (r == 0)
 			__atomic_store_n(&nothing_kept_at, at + 1, __ATOMIC_RELAXED);
-		return;
+		return r == 2 && (flags & O_CREAT);
 	}
+	return 0;
 }

@@ -105,10 +105,24 @@ export interface StdioFile {
   same_as?: number;
 }
 
+/**
+ * A file the program made after the checkpoint (its shim's `made`,
+ * src/files-late.ts): a restart from that checkpoint removes it while it
+ * is still that file (dev, ino, birth time).
+ */
+export interface MadeFile {
+  path: string;
+  dev: number;
+  ino: number;
+  btime_ns: bigint;
+}
+
 /** The manifest's `files`. */
 export interface FilesRecord {
   policy: FilesPolicy;
   saved: SavedFile[];
+  /** Not in the manifest: files made after the checkpoint, from files-late.json. */
+  made?: MadeFile[];
   stdio: StdioFile[];
   /** `--snapshot-dir`: the directory trees saved with the generation (src/snapdir.ts). */
   dirs?: DirSnapshot[];
@@ -158,7 +172,7 @@ function isWritable(flags: number): boolean {
 }
 
 /** Files of ckrun's own or the shim's that are not the program's: the checkpoint directory, shared memory. */
-function ignored(path: string, skipDirs: readonly string[]): boolean {
+export function ignoredPath(path: string, skipDirs: readonly string[]): boolean {
   if (!path.startsWith('/') || path.endsWith(' (deleted)')) return true;
   if (path.startsWith('/dev/') || path.startsWith('/proc/') || path.startsWith('/sys/')) return true;
   return skipDirs.some((d) => path === d || path.startsWith(d + sep));
@@ -192,7 +206,7 @@ function descriptorsOf(m: Member, found: Map<string, Candidate>, skipDirs: reado
     } catch {
       continue;
     }
-    if (!st.isFile() || st.nlink === 0n || ignored(link, skipDirs)) continue;
+    if (!st.isFile() || st.nlink === 0n || ignoredPath(link, skipDirs)) continue;
     const fi = flagsOf(m.outer, Number(n));
     if (!fi) continue;
     const readOnly = !isWritable(fi.flags);
@@ -214,7 +228,7 @@ function sharedWritableMaps(m: Member, found: Map<string, Candidate>, skipDirs: 
     const r = /^([0-9a-f]+-[0-9a-f]+) (\S{4}) [0-9a-f]+ ([0-9a-f]+):([0-9a-f]+) ([0-9]+)\s+(.*)$/.exec(line);
     if (!r || r[2]![1] !== 'w' || r[2]![3] !== 's' || r[5] === '0') continue;
     const path = r[6]!;
-    if (ignored(path, skipDirs)) continue;
+    if (ignoredPath(path, skipDirs)) continue;
     const key = `${makeDev(parseInt(r[3]!, 16), parseInt(r[4]!, 16))}:${r[5]}`;
     addCandidate(found, key, { proc: `/proc/${m.outer}/map_files/${r[1]}`, path, append: false, readOnly: false, fds: [] }, `process ${m.pid} mapping ${r[1]}`);
   }
@@ -251,7 +265,7 @@ function closedWrittenFiles(written: WrittenFiles, open: ReadonlySet<string>, sk
   // newest first: of the files only ever truncated, the most recently written are kept
   for (const w of written.list().reverse()) {
     const key = `${w.dev}:${w.ino}`;
-    if (open.has(key) || ignored(w.path, skipDirs)) continue;
+    if (open.has(key) || ignoredPath(w.path, skipDirs)) continue;
     let st;
     try {
       st = lstatSync(w.path, { bigint: true });
@@ -301,7 +315,7 @@ export function stdioFiles(fds: readonly number[]): StdioFile[] {
     if (!st.isFile()) return;
     const fi = flagsOf(process.pid, fd);
     const path = readlinkSync(proc);
-    if (!fi || ignored(path, [])) return;
+    if (!fi || ignoredPath(path, [])) return;
     const entry: StdioFile = { fd: k, path, dev: st.dev, ino: st.ino, offset: fi.pos, flags: fi.flags };
     for (const o of out)
       if (kcmpSafe(fds[o.fd]!, fd)) {
@@ -694,7 +708,7 @@ export function captureFiles(members: readonly Member[], opts: CaptureOptions): 
  * replaced, too large a result, or in the checkpoint directory).
  */
 export function saveLateFile(genPath: string, f: WrittenFile, k: number, skipDirs: readonly string[]): SavedFile | undefined {
-  if (ignored(f.path, skipDirs)) return undefined;
+  if (ignoredPath(f.path, skipDirs)) return undefined;
   const key = `${f.dev}:${f.ino}`;
   let st;
   try {

@@ -15,7 +15,7 @@ import { asArray, asMap, asNumber, asBigInt, asString, decodeCbor, imageIdentity
 import { crc32c, tryLockExclusive } from './native.js';
 import { formatBytes, formatDuration } from './output.js';
 import { parseFilesRecord, type FilesRecord } from './files.js';
-import { readLateFiles } from './files-late.js';
+import { readLate } from './files-late.js';
 import { parseContents, type ContentEntry } from './contents.js';
 
 export const MANIFEST = 'manifest.cbor';
@@ -279,14 +279,17 @@ export async function readManifest(genDir: string): Promise<Manifest> {
 function withLateFiles(genDir: string, m: Manifest): Manifest {
   let late;
   try {
-    late = readLateFiles(genDir);
+    late = readLate(genDir);
   } catch (e) {
     throw new ManifestError(join(genDir, MANIFEST), `cannot be used: ${(e as Error).message}`);
   }
-  if (late.length === 0 || (m.files && m.files.policy !== 'snapshot')) return m;
+  if ((late.saved.length === 0 && late.made.length === 0) || (m.files && m.files.policy !== 'snapshot')) return m;
   const have = new Set((m.files?.saved ?? []).map((f) => `${f.dev}:${f.ino}`));
   const files = m.files ?? { policy: 'snapshot', saved: [], stdio: [] };
-  return { ...m, files: { ...files, saved: [...files.saved, ...late.filter((f) => !have.has(`${f.dev}:${f.ino}`))] } };
+  return {
+    ...m,
+    files: { ...files, saved: [...files.saved, ...late.saved.filter((f) => !have.has(`${f.dev}:${f.ino}`))], ...(late.made.length ? { made: late.made } : {}) },
+  };
 }
 
 /** The checks of readManifest on bytes (path: for messages; dirName: the generation directory's name). */

@@ -171,6 +171,7 @@ export async function restartFamily(opts: RestartOptions, host: string, prepared
     endsWithChild: true,
     ...(m.files ? { files: { record: m.files, path: generation.path } } : {}),
     generationPath: generation.path,
+    generationNs: m.created_ns,
     ...(m.portable ? { carried: join(generation.path, CARRIED) } : {}),
   });
   return Object.defineProperties(session, {

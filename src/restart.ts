@@ -8,6 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import { sessionEnv, stdioIdentity } from './environment.js';
 import { chainOf, type Generation } from './generations.js';
 import { asArray, asNumber, asString, imageIds, imagePid, type Image } from './image.js';
+import { removeMadeFiles } from './files-late.js';
 import { FilesError, restoreFiles, skipDirsFor, stdioInheritEnv, type FilesRecord } from './files.js';
 import { restoreDirs, SnapshotDirError } from './snapdir.js';
 import { acceptedCopies, CARRIED } from './contents.js';
@@ -148,7 +149,9 @@ function putFilesBack(opts: RestartOptions, prepared: Prepared, warn: (line: str
   try {
     const owner = lstatSync(gen.path).uid;
     const dirs = record.dirs?.length ? restoreDirs(gen.path, record.dirs, { owner, keep: keptInPlace(record), skipDirs: snapshotSkips(opts, prepared) }) : undefined;
-    done = [...(dirs?.changed ?? []), ...restoreFiles(gen.path, record, owner)];
+    // first: a file made at the path of one the checkpoint had (removed, then made again) gives way to it
+    const removed = removeMadeFiles(record.made ?? [], owner, warn);
+    done = [...(dirs?.changed ?? []), ...restoreFiles(gen.path, record, owner), ...removed.map((p) => `${p} (removed: made after the checkpoint)`)];
     dirs?.finish();
   } catch (e) {
     if (e instanceof FilesError || e instanceof SnapshotDirError) throw new RestartError(e.message);
@@ -307,7 +310,7 @@ function startRestored(
     parentImage: temporary ? null : undefined,
     chains: [[programPid, chainOf(image, entry)]],
     ...(manifest?.files && generation ? { files: { record: manifest.files, path: generation.path } } : {}),
-    ...(generation ? { generationPath: generation.path } : {}),
+    ...(generation ? { generationPath: generation.path, generationNs: generation.manifest.created_ns } : {}),
     ...(manifest?.portable && generation ? { carried: join(generation.path, CARRIED) } : {}),
   });
 }

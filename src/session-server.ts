@@ -64,8 +64,10 @@ export interface ServerEvents {
   status(): SessionStatus;
   /** A process of the session opened a regular file for writing (its shim's `wrote`). */
   wrote(f: WrittenFile, by: PeerCred | undefined): void;
+  /** A process of the session made a file since the last checkpoint (its shim's `made`). */
+  made(f: WrittenFile, by: PeerCred | undefined): void;
   /** A process of the session is about to open an existing file for writing (its shim's `keep`): the answer. */
-  keep(f: WrittenFile, by: PeerCred | undefined): 'kept' | 'kept none';
+  keep(f: WrittenFile, by: PeerCred | undefined): Promise<'kept' | 'kept none'>;
 }
 
 export class SessionServer {
@@ -170,11 +172,23 @@ export class SessionServer {
       else this.verbose(`a malformed wrote line '${printable(oneLine(line).slice(0, 80))}'`);
       return;
     }
+    if (word === 'made') {
+      // like wrote: a file made since the checkpoint, never answered
+      const f = parseWrote(`w ${rest}`);
+      if (f) this.events.made(f, this.peers.get(sock)?.cred);
+      else this.verbose(`a malformed made line '${printable(oneLine(line).slice(0, 80))}'`);
+      return;
+    }
     if (word === 'keep') {
       // the shim waits for the answer before it opens the file; a malformed line is answered too
       const f = parseWrote(rest);
       if (!f) this.verbose(`a malformed keep line '${printable(oneLine(line).slice(0, 80))}'`);
-      this.send(sock, f ? this.events.keep(f, this.peers.get(sock)?.cred) : 'kept');
+      if (!f) this.send(sock, 'kept');
+      else
+        this.events.keep(f, this.peers.get(sock)?.cred).then(
+          (a) => this.send(sock, a),
+          () => this.send(sock, 'kept'),
+        );
       return;
     }
     const proc = this.procs.get(sock) ?? this.leaving.get(sock);

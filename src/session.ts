@@ -282,6 +282,8 @@ export interface StartInfo {
   files?: { record: FilesRecord; path: string };
   /** The generation restored from: files first opened for writing before the next checkpoint are kept there. */
   generationPath?: string;
+  /** When that generation was complete (its manifest's created_ns). */
+  generationNs?: bigint;
   /** A restored portable generation's copies of the mapped files, which the next portable one links. */
   carried?: string;
 }
@@ -340,6 +342,10 @@ export class Coordinator implements Session {
   private readonly written = new WrittenFiles();
   /** The newest generation, where files first opened for writing after it are kept. */
   private late: LateFiles | undefined;
+  /** The one before: a file made before the newest checkpoint but told after it is noted there. */
+  private previousLate: LateFiles | undefined;
+  /** Settles when the checkpoint under way ends. */
+  private checkpointSettled: Promise<void> | undefined;
   /** The previous generation's copies of the mapped files (`--portable`), which the next one links. */
   private lastCarried: string | undefined;
   /** `ckrun checkpoint --portable` asked: the next checkpoint to start is portable. */
@@ -369,6 +375,7 @@ export class Coordinator implements Session {
         checkpointHeld: () => this.checkpointHeld(),
         status: () => this.status(),
         keep: (f, by) => this.keepLate(f, by),
+        made: (f, by) => void this.noteMade(f, by),
         wrote: (f, by) => {
           if (mayHaveWritten(f, by)) this.written.note(f);
           // the path is another process's text: no control characters reach the terminal
@@ -393,7 +400,8 @@ export class Coordinator implements Session {
    * since the newest generation: the file is kept in it as it is (as it was
    * then), before the process is told to go on.
    */
-  private keepLate(f: WrittenFile, by: PeerCred | undefined): 'kept' | 'kept none' {
+  private async keepLate(f: WrittenFile, by: PeerCred | undefined): Promise<'kept' | 'kept none'> {
+    while (this.checkpointSettled) await this.checkpointSettled;
     const late = this.late;
     if (!late) return 'kept none';
     if ((this.opts.files ?? DEFAULT_FILES_POLICY) !== 'snapshot') return 'kept';
@@ -410,6 +418,25 @@ export class Coordinator implements Session {
       this.log(`cannot keep ${shown} as it was at the checkpoint (${errorMessage(e)}): a restart from ${late.genPath} will not put it back`);
     }
     return 'kept';
+  }
+
+  /** A process made a file since the newest generation: a restart from it removes the file. */
+  private async noteMade(f: WrittenFile, by: PeerCred | undefined): Promise<void> {
+    while (this.checkpointSettled) await this.checkpointSettled;
+    const late = this.late;
+    if (!late || (this.opts.files ?? DEFAULT_FILES_POLICY) !== 'snapshot') return;
+    const shown = f.path.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
+    if (!mayHaveWritten(f, by)) {
+      this.verbose(`a process (${by ? `PID ${by.pid}, user ${by.uid}` : 'unknown'}) said it made ${shown}, which it could not write: not noted`);
+      return;
+    }
+    try {
+      // every generation taken before it was born (the newest, and the one before when its line came late)
+      for (const l of [late, this.previousLate])
+        if (l && l.made(f, skipDirsFor(this.dir))) this.verbose(`${shown} was made since checkpoint ${l.genPath}: a restart from it removes the file`);
+    } catch (e) {
+      this.log(`cannot note ${shown} as made since the checkpoint (${errorMessage(e)}): a restart from ${late.genPath} leaves it there`);
+    }
   }
 
   private verbose(line: string): void {
@@ -435,7 +462,7 @@ export class Coordinator implements Session {
       // the restarted program wrote these before the checkpoint: they stay rolled back while they exist
       for (const f of info.files.record.saved) if (f.how !== 'recreate') this.written.note({ path: f.path, dev: f.dev, ino: f.ino, how: f.how === 'append' ? 'append' : 'inplace' });
     }
-    if (info.generationPath) this.late = new LateFiles(info.generationPath, info.files?.record.saved ?? []);
+    if (info.generationPath) this.late = new LateFiles(info.generationPath, info.files?.record.saved ?? [], info.generationNs ?? BigInt(Date.now()) * 1_000_000n);
     if (info.carried) this.lastCarried = info.carried;
     if (parent) this.chains.setParent(info.programPid, parent);
     for (const [pid, image] of info.parentImages ?? []) this.chains.setParent(pid, image);
@@ -728,7 +755,7 @@ export class Coordinator implements Session {
     let waited = 0;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.checkpointOnce(portable, hold);
+        return await this.checkpointing(() => this.checkpointOnce(portable, hold));
       } catch (e) {
         const passing = errorMessage(e);
         if (!PASSING_STATES.some((r) => r.test(passing))) throw e;
@@ -742,8 +769,28 @@ export class Coordinator implements Session {
     }
   }
 
+  /**
+   * Runs one try of a checkpoint; meanwhile `keep` and `made` requests wait
+   * (src/files-late.ts): between the stop and the generation's completion a
+   * file one of them names may be written already, so it is the new
+   * generation they are for, once there is one.
+   */
+  private async checkpointing<T>(run: () => Promise<T>): Promise<T> {
+    let settle!: () => void;
+    const settled = new Promise<void>((r) => (settle = r));
+    this.checkpointSettled = settled;
+    try {
+      return await run();
+    } finally {
+      if (this.checkpointSettled === settled) this.checkpointSettled = undefined;
+      settle();
+    }
+  }
+
   private async checkpointOnce(portable: boolean, hold = false): Promise<CheckpointResult & { release?: (resume?: boolean) => void; freeze?: () => Promise<void> }> {
     const t0 = Date.now();
+    // when every process stood stopped, rounded up: a file born after it was made after the checkpoint
+    let stoppedNs = 0n;
     await this.waitReady();
     this.vetDirAgain();
     await this.removeStalePartials();
@@ -776,6 +823,7 @@ export class Coordinator implements Session {
         answerTimeoutMs: answerMs,
         hold,
         whileStopped: (members) => {
+          stoppedNs = BigInt(Date.now() + 1) * 1_000_000n;
           // the trees first: a file the program writes under one is saved by both, at one instant
           const dirs = snapDirs.length ? this.captureSnapshotDirs(snapDirs, gen.path, filesOpts.skipDirs, preDirs, deferred) : undefined;
           files = captureFiles(members, { ...filesOpts, previous: pre ?? this.lastFiles, stats: captureStats });
@@ -828,7 +876,8 @@ export class Coordinator implements Session {
       this.chains.completed(path, processes);
       trace('checkpoint: generation complete');
       if (files) this.lastFiles = { record: files.record, path, stats: captureStats };
-      this.late = new LateFiles(path, files?.record.saved ?? []);
+      this.previousLate = this.late;
+      this.late = new LateFiles(path, files?.record.saved ?? [], stoppedNs || BigInt(Date.now()) * 1_000_000n);
       if (carried) this.lastCarried = join(path, CARRIED);
       await this.generations.keepNewest();
       const filesInfo = files ? { count: files.record.saved.length, bytes: files.bytes, ms: files.ms } : undefined;

@@ -306,6 +306,28 @@ test('files a job first opens for writing after the checkpoint (it starts append
   }
 });
 
+test("files a job makes after the checkpoint (python open(..., 'x'), which fails on a file that is there) are removed at restart: checkpoint, kill -9, restart; twice: the job makes each once and ends", async () => {
+  const scope = new Scope('files-made');
+  try {
+    const work = scope.dir('work');
+    const N = 120;
+    const job =
+      `for i in $(seq 1 ${N}); do\n` +
+      `  echo "a $i" >> a.log\n` +
+      `  ${realPython()} -c "open('made-$i.txt', 'x').write('$i')" || { echo "made-$i.txt was there" >&2; exit 1; }\n` +
+      `  sleep 0.01\n` +
+      `done\n` +
+      `echo end\n`;
+    fs.writeFileSync(path.join(work, 'job.sh'), job);
+    const lines = (): number => readText(path.join(work, 'a.log')).split('\n').length - 1;
+    await cycles(scope, { name: 'made-files job', program: ['bash', path.join(work, 'job.sh')], work, units: lines, ahead: 20, cycles: [{}, {}], done: () => readText(path.join(work, 'log')).includes('end\n') });
+    assert.is(readText(path.join(work, 'a.log')), Array.from({ length: N }, (_, i) => `a ${i + 1}\n`).join(''), 'a.log has every line once');
+    for (let i = 1; i <= N; i++) assert.is(readText(path.join(work, `made-${i}.txt`)), String(i), `made-${i}.txt`);
+  } finally {
+    await scope.cleanup();
+  }
+});
+
 // ---- the policy the user sees ---------------------------------------------------
 
 test('--files-max: a checkpoint beyond it fails naming the file and its size, the program runs on; inspect lists the files a generation saved', async () => {
