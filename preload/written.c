@@ -86,14 +86,21 @@ static int send_on_own_connection(struct msghdr *msg, long want)
 	return 0;
 }
 
-/* One system call per line: lines of threads and processes sharing the
- * connection never interleave. A line that cannot be sent is not: the
- * file is told at its next open. */
-static int send_written_line(const char *head, size_t hlen, const char *path, size_t plen)
+/* One system call for the lines (head + path each): lines of threads and
+ * processes sharing the connection never interleave, and a forked child
+ * connects once. A line that cannot be sent is not: the file is told at
+ * its next open. */
+static int send_written_lines(const char *const heads[], const size_t hlens[], int n, const char *path, size_t plen)
 {
-	struct iovec iov[3] = {{(void *)head, hlen}, {(void *)path, plen}, {(void *)"\n", 1}};
-	struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 3};
-	long want = (long)(hlen + plen + 1), sent;
+	struct iovec iov[6];
+	long want = 0, sent;
+	for (int i = 0; i < n; i++) {
+		iov[3 * i] = (struct iovec){(void *)heads[i], hlens[i]};
+		iov[3 * i + 1] = (struct iovec){(void *)path, plen};
+		iov[3 * i + 2] = (struct iovec){(void *)"\n", 1};
+		want += (long)(hlens[i] + plen + 1);
+	}
+	struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)(3 * n)};
 	if (ck_session.self_pid == (int)ck_getpid())
 		return send_on_own_connection(&msg, want);
 	int fd = ck_session_connect(ck_session.sock);
@@ -119,20 +126,17 @@ static int opens_for_writing(int flags)
 	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
 }
 
-/* A file the program made since the last checkpoint: "made DEV INO PATH".
- * ckrun removes it at a restart from that checkpoint, when it is still
- * that very file (src/files-late.ts). */
-static void tell_made(const struct stat *st, const char *path, size_t plen)
+/* "WORD DEV INO " (the path follows). */
+static size_t line_head(char *buf, size_t size, const char *word, const struct stat *st)
 {
-	char head[96];
 	struct ck_str m;
-	ck_str_init(&m, head, sizeof head);
-	ck_str_add(&m, "made ");
+	ck_str_init(&m, buf, size);
+	ck_str_add(&m, word);
 	ck_str_udec(&m, (uint64_t)st->st_dev);
 	ck_str_add(&m, " ");
 	ck_str_udec(&m, (uint64_t)st->st_ino);
 	ck_str_add(&m, " ");
-	send_written_line(head, m.len, path, plen);
+	return m.len;
 }
 
 /* fd was just opened with flags by the program; made: the path had no
@@ -159,19 +163,21 @@ CK_HIDDEN void ck_written_note(int fd, int flags, int made)
 	/* a path with a line end in it cannot be told (the protocol is lines) */
 	if (n <= 0 || n >= (long)sizeof path || path[0] != '/' || has_line_end(path, n))
 		return;
-	char head[96];
-	struct ck_str m;
-	ck_str_init(&m, head, sizeof head);
+	/* "made DEV INO PATH" first, for a file made since the last checkpoint:
+	 * ckrun removes it at a restart from that checkpoint while it is still
+	 * that very file (src/files-late.ts) */
+	char made_head[96], wrote_head[96];
 	char word[] = {'w', 'r', 'o', 't', 'e', ' ', how, ' ', 0};
-	ck_str_add(&m, word);
-	ck_str_udec(&m, (uint64_t)st.st_dev);
-	ck_str_add(&m, " ");
-	ck_str_udec(&m, (uint64_t)st.st_ino);
-	ck_str_add(&m, " ");
-	/* made first: ckrun must not take the file for one to keep */
-	if (made && st.st_nlink == 1)
-		tell_made(&st, path, (size_t)n);
-	if (!send_written_line(head, m.len, path, (size_t)n))
+	const char *heads[2];
+	size_t hlens[2];
+	int n_lines = 0;
+	if (made && st.st_nlink == 1) {
+		heads[n_lines] = made_head;
+		hlens[n_lines++] = line_head(made_head, sizeof made_head, "made ", &st);
+	}
+	heads[n_lines] = wrote_head;
+	hlens[n_lines++] = line_head(wrote_head, sizeof wrote_head, word, &st);
+	if (!send_written_lines(heads, hlens, n_lines, path, (size_t)n))
 		return;
 	__atomic_store_n(&told[slot], key, __ATOMIC_RELAXED);
 }
