@@ -432,7 +432,7 @@ CK_HIDDEN void ck_inotify_record(int fd, int wd, const char *path);
 
 /* written.c: the open wrappers (shim.c) tell ckrun of each regular file
  * opened for writing; forgotten after each checkpoint and restore */
-CK_HIDDEN void ck_written_note(int fd, int flags, int made);
+CK_HIDDEN void ck_written_note(int fd, int flags, int before);
 CK_HIDDEN void ck_written_forget(void);
 /* before an open for writing: ckrun keeps an existing file as it was at
  * the last checkpoint; its request's descriptor is the shim's own */

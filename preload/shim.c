@@ -586,9 +586,9 @@ static int takes_mode(int flags)
 			mode = va_arg(ap, mode_t);                             \
 			va_end(ap);                                            \
 		}                                                              \
-		int made = ck_written_before(AT_FDCWD, path, flags);           \
+		int before = ck_written_before(AT_FDCWD, path, flags);         \
 		int fd = REAL(name)(path, flags, mode);                        \
-		ck_written_note(fd, flags, made);                              \
+		ck_written_note(fd, flags, before);                            \
 		return fd;                                                     \
 	}
 OPEN_WRAPPER(open)
@@ -604,9 +604,9 @@ OPEN_WRAPPER(open64)
 			mode = va_arg(ap, mode_t);                             \
 			va_end(ap);                                            \
 		}                                                              \
-		int made = ck_written_before(dirfd, path, flags);              \
+		int before = ck_written_before(dirfd, path, flags);            \
 		int fd = REAL(name)(dirfd, path, flags, mode);                 \
-		ck_written_note(fd, flags, made);                              \
+		ck_written_note(fd, flags, before);                            \
 		return fd;                                                     \
 	}
 OPENAT_WRAPPER(openat)
@@ -614,49 +614,49 @@ OPENAT_WRAPPER(openat64)
 
 CK_EXPORT int __open_2(const char *path, int flags)
 {
-	int made = ck_written_before(AT_FDCWD, path, flags);
+	int before = ck_written_before(AT_FDCWD, path, flags);
 	int fd = REAL(__open_2)(path, flags);
-	ck_written_note(fd, flags, made);
+	ck_written_note(fd, flags, before);
 	return fd;
 }
 
 CK_EXPORT int __open64_2(const char *path, int flags)
 {
-	int made = ck_written_before(AT_FDCWD, path, flags);
+	int before = ck_written_before(AT_FDCWD, path, flags);
 	int fd = REAL(__open64_2)(path, flags);
-	ck_written_note(fd, flags, made);
+	ck_written_note(fd, flags, before);
 	return fd;
 }
 
 CK_EXPORT int __openat_2(int dirfd, const char *path, int flags)
 {
-	int made = ck_written_before(dirfd, path, flags);
+	int before = ck_written_before(dirfd, path, flags);
 	int fd = REAL(__openat_2)(dirfd, path, flags);
-	ck_written_note(fd, flags, made);
+	ck_written_note(fd, flags, before);
 	return fd;
 }
 
 CK_EXPORT int __openat64_2(int dirfd, const char *path, int flags)
 {
-	int made = ck_written_before(dirfd, path, flags);
+	int before = ck_written_before(dirfd, path, flags);
 	int fd = REAL(__openat64_2)(dirfd, path, flags);
-	ck_written_note(fd, flags, made);
+	ck_written_note(fd, flags, before);
 	return fd;
 }
 
 CK_EXPORT int creat(const char *path, mode_t mode)
 {
-	int made = ck_written_before(AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC);
+	int before = ck_written_before(AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC);
 	int fd = REAL(creat)(path, mode);
-	ck_written_note(fd, O_WRONLY | O_CREAT | O_TRUNC, made);
+	ck_written_note(fd, O_WRONLY | O_CREAT | O_TRUNC, before);
 	return fd;
 }
 
 CK_EXPORT int creat64(const char *path, mode_t mode)
 {
-	int made = ck_written_before(AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC);
+	int before = ck_written_before(AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC);
 	int fd = REAL(creat64)(path, mode);
-	ck_written_note(fd, O_WRONLY | O_CREAT | O_TRUNC, made);
+	ck_written_note(fd, O_WRONLY | O_CREAT | O_TRUNC, before);
 	return fd;
 }
 
@@ -676,35 +676,35 @@ static int stdio_mode_flags(const char *mode)
 	return flags;
 }
 
-static FILE *note_stream(FILE *f, const char *mode, int made)
+static FILE *note_stream(FILE *f, const char *mode, int before)
 {
 	if (f)
-		ck_written_note(fileno(f), stdio_mode_flags(mode), made);
+		ck_written_note(fileno(f), stdio_mode_flags(mode), before);
 	return f;
 }
 
 CK_EXPORT FILE *fopen(const char *path, const char *mode)
 {
-	int made = ck_written_before(AT_FDCWD, path, stdio_mode_flags(mode));
-	return note_stream(REAL(fopen)(path, mode), mode, made);
+	int before = ck_written_before(AT_FDCWD, path, stdio_mode_flags(mode));
+	return note_stream(REAL(fopen)(path, mode), mode, before);
 }
 
 CK_EXPORT FILE *fopen64(const char *path, const char *mode)
 {
-	int made = ck_written_before(AT_FDCWD, path, stdio_mode_flags(mode));
-	return note_stream(REAL(fopen64)(path, mode), mode, made);
+	int before = ck_written_before(AT_FDCWD, path, stdio_mode_flags(mode));
+	return note_stream(REAL(fopen64)(path, mode), mode, before);
 }
 
 CK_EXPORT FILE *freopen(const char *path, const char *mode, FILE *stream)
 {
-	int made = ck_written_before(AT_FDCWD, path, stdio_mode_flags(mode));
-	return note_stream(REAL(freopen)(path, mode, stream), mode, made);
+	int before = ck_written_before(AT_FDCWD, path, stdio_mode_flags(mode));
+	return note_stream(REAL(freopen)(path, mode, stream), mode, before);
 }
 
 CK_EXPORT FILE *freopen64(const char *path, const char *mode, FILE *stream)
 {
-	int made = ck_written_before(AT_FDCWD, path, stdio_mode_flags(mode));
-	return note_stream(REAL(freopen64)(path, mode, stream), mode, made);
+	int before = ck_written_before(AT_FDCWD, path, stdio_mode_flags(mode));
+	return note_stream(REAL(freopen64)(path, mode, stream), mode, before);
 }
 
 CK_EXPORT int close(int fd)

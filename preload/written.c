@@ -51,6 +51,12 @@ static char how_written(int flags)
  * keep a file made across one is made again (for the newer generation). */
 static unsigned checkpoints_seen;
 
+/* What ck_written_before learnt, for ck_written_note: bit 0, the open may
+ * make the file; bit 1, ckrun kept it; above, checkpoints_seen then. */
+#define BEFORE_MADE 1
+#define BEFORE_KEPT 2
+#define BEFORE_SEEN(at) ((int)(((at) & 0xfffffffu) << 2))
+
 /* After each checkpoint (and restore): ckrun forgets a file that is gone
  * at a checkpoint, and a file made again later at that path may get the
  * same inode number; it must be told again. */
@@ -139,13 +145,17 @@ static size_t line_head(char *buf, size_t size, const char *word, const struct s
 	return m.len;
 }
 
-/* fd was just opened with flags by the program; made: the path had no
- * file just before (ck_written_before). */
-CK_HIDDEN void ck_written_note(int fd, int flags, int made)
+static void keep_again_if_passed(int fd, int flags, int before);
+
+/* fd was just opened with flags by the program; before: what
+ * ck_written_before learnt (the path had no file: made). */
+CK_HIDDEN void ck_written_note(int fd, int flags, int before)
 {
 	if (fd < 0 || !opens_for_writing(flags) || !ck_session.active || !ck_session.sock[0] ||
 	    (flags & __O_TMPFILE) == __O_TMPFILE)
 		return;
+	keep_again_if_passed(fd, flags, before);
+	int made = before & BEFORE_MADE;
 	struct stat st;
 	if (ck_fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink == 0)
 		return;
@@ -312,16 +322,8 @@ static int keep_once(int dirfd, const char *path, int flags)
 	return a == KEEP_NOTHING ? 0 : a == KEEP_DONE ? 1 : -1;
 }
 
-/* path is about to be opened with flags by the program (relative to
- * dirfd). 1 when the open may make the file, since a checkpoint: ckrun is
- * told so once it is made (ck_written_note). */
-CK_HIDDEN int ck_written_before(int dirfd, const char *path, int flags)
+static int keep_rounds(int dirfd, const char *path, int flags)
 {
-	if (!path || !opens_for_writing(flags) || !ck_session.active || !ck_session.sock[0] ||
-	    (flags & __O_TMPFILE) == __O_TMPFILE || ck_session.ctl_fd < 0)
-		return 0;
-	if (__atomic_load_n(&nothing_kept_at, __ATOMIC_RELAXED) == __atomic_load_n(&checkpoints_seen, __ATOMIC_SEQ_CST) + 1)
-		return 0;
 	for (int round = 0; round < 4; round++) {
 		unsigned at = __atomic_load_n(&checkpoints_seen, __ATOMIC_SEQ_CST);
 		int r = keep_once(dirfd, path, flags);
@@ -329,7 +331,35 @@ CK_HIDDEN int ck_written_before(int dirfd, const char *path, int flags)
 			continue; /* a checkpoint or restore came meanwhile: for that one */
 		if (r == 0)
 			__atomic_store_n(&nothing_kept_at, at + 1, __ATOMIC_RELAXED);
-		return r == 2 && (flags & O_CREAT);
+		return BEFORE_SEEN(at) | (r == 1 ? BEFORE_KEPT : 0) | (r == 2 && (flags & O_CREAT) ? BEFORE_MADE : 0);
 	}
 	return 0;
+}
+
+/* path is about to be opened with flags by the program (relative to
+ * dirfd); what was learnt (BEFORE_*) goes to ck_written_note. */
+CK_HIDDEN int ck_written_before(int dirfd, const char *path, int flags)
+{
+	if (!path || !opens_for_writing(flags) || !ck_session.active || !ck_session.sock[0] ||
+	    (flags & __O_TMPFILE) == __O_TMPFILE || ck_session.ctl_fd < 0)
+		return 0;
+	if (__atomic_load_n(&nothing_kept_at, __ATOMIC_RELAXED) == __atomic_load_n(&checkpoints_seen, __ATOMIC_SEQ_CST) + 1)
+		return 0;
+	return keep_rounds(dirfd, path, flags);
+}
+
+/* A checkpoint came between ckrun's keep and the open itself: nothing is
+ * written yet (but what O_TRUNC cut, a file written whole again), so the
+ * file is asked for again, for that checkpoint. */
+static void keep_again_if_passed(int fd, int flags, int before)
+{
+	if (!(before & BEFORE_KEPT) || (flags & O_TRUNC) ||
+	    BEFORE_SEEN(__atomic_load_n(&checkpoints_seen, __ATOMIC_SEQ_CST)) == (before & ~3))
+		return;
+	char proc[32];
+	struct ck_str p;
+	ck_str_init(&p, proc, sizeof proc);
+	ck_str_add(&p, "/proc/self/fd/");
+	ck_str_dec(&p, fd);
+	keep_rounds(AT_FDCWD, proc, flags & ~O_CREAT);
 }
