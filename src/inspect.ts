@@ -351,6 +351,7 @@ function formatFiles(f: FilesRecord): string {
     out.push(
       `  snapshot directory ${d.path}: ${d.entries} entries, ${formatBytes(d.bytes)} in files, ${formatBytes(d.stored)} copied here (the rest linked); restart puts the tree back as it was\n`,
     );
+  for (const m of f.made ?? []) out.push(`  made after the checkpoint: ${m.path} (restart removes it while it is that file)\n`);
   return out.join('');
 }
 
