@@ -14,6 +14,10 @@
  *                 other, and the child (woken through a pipe) copies it
  *                 through its own; and an O_TMPFILE file in DIR (issue
  *                 12: zdtm unlink_fstat02, write_read10, unlink_fstat041).
+ *                 And DIR/linked, hard-linked as DIR/linked.other, then
+ *                 removed while open: the descriptor is the file the
+ *                 other name shows (zdtm unlink_fstat03), checked at
+ *                 every step through that name.
  */
 #include "common.h"
 
@@ -120,6 +124,22 @@ static void check_tmpfile(long step, int fd)
 		say("FAIL: step %ld: O_TMPFILE: flags %#x, content %.7s", step, fcntl(fd, F_GETFL), buf);
 }
 
+/* The descriptor of a removed name is the file its other name shows. */
+static void check_linked(long step, int fd, const char *dir)
+{
+	char other[4096];
+	snprintf(other, sizeof other, "%s/linked.other", dir);
+	long got = -1;
+	struct stat a, b;
+	int o = open(other, O_RDONLY | O_CLOEXEC);
+	if (pwrite(fd, &step, sizeof step, 0) != sizeof step || o < 0 || pread(o, &got, sizeof got, 0) != sizeof got || got != step ||
+	    fstat(fd, &a) != 0 || fstat(o, &b) != 0 || a.st_ino != b.st_ino || a.st_dev != b.st_dev || a.st_nlink != 1)
+		say("FAIL: step %ld: linked: read %ld through the other name, nlink %lu, same inode %d", step, got,
+		    (unsigned long)a.st_nlink, a.st_ino == b.st_ino);
+	if (o >= 0)
+		close(o);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -147,6 +167,13 @@ int main(int argc, char **argv)
 		copier(sc, down[0], up[1]);
 	}
 	close(sc), close(down[0]), close(up[1]);
+	int lfd = make(dir, "linked", O_RDWR);
+	char linked[4096], other[4096];
+	snprintf(linked, sizeof linked, "%s/linked", dir);
+	snprintf(other, sizeof other, "%s/linked.other", dir);
+	if (link(linked, other) != 0)
+		return say("error: link: %s", strerror(errno)), 2;
+	unlink_in(dir, "linked");
 	int tfd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	if (child < 0 || tfd < 0 || write(tfd, "tmpfile", 7) != 7)
 		return say("error: setting up: %s", strerror(errno)), 2;
@@ -158,6 +185,7 @@ int main(int argc, char **argv)
 		check(step, fd, wfd);
 		check_shared(step, sa, sb, down[1], up[0]);
 		check_tmpfile(step, tfd);
+		check_linked(step, lfd, dir);
 		say("step %ld", step);
 		if (access(release, F_OK) == 0)
 			break;

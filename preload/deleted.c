@@ -160,9 +160,47 @@ static void save_contents(struct ck_writer *w, const struct ck_fd *f)
 		ck_close(fd);
 }
 
-/* A name removed while another (a hard link) still shows the file: a copy
- * made at restart would not be the file that name shows (zdtm
- * unlink_fstat03), and ckrun cannot find the other name. */
+/* A name removed while another (a hard link) still shows the file (zdtm
+ * unlink_fstat03): the other name, looked for in the directory the
+ * removed one was in, where links are usually made. link (LINK
+ * (deleted), room for 4096 bytes and the NUL) becomes it; 0 when there
+ * is none there. */
+CK_HIDDEN int ck_deleted_other_name(char *link, long *len, const struct ck_stat *st)
+{
+	long n = *len - 10; /* without " (deleted)" */
+	while (n > 0 && link[n - 1] != '/')
+		n--;
+	if (n <= 0 || n > 4000)
+		return 0;
+	char dir[4096];
+	ck_memcpy(dir, link, (size_t)n);
+	dir[n] = 0;
+	long dfd = ck_openat(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	if (dfd < 0)
+		return 0;
+	char buf[2048];
+	int found = 0;
+	for (long r; !found && (r = ck_getdents64((int)dfd, buf, sizeof buf)) > 0;)
+		for (long off = 0; off < r && !found;) {
+			struct ck_dirent64 *d = (void *)(buf + off);
+			off += d->reclen;
+			struct ck_stat other;
+			size_t nl = ck_strlen(d->name);
+			if (d->ino != st->ino || (size_t)n + nl > 4096 ||
+			    CK_SYS4(SYS_newfstatat, dfd, d->name, &other, AT_SYMLINK_NOFOLLOW) != 0 || other.dev != st->dev ||
+			    other.ino != st->ino)
+				continue;
+			ck_memcpy(link + n, d->name, nl + 1);
+			*len = n + (long)nl;
+			found = 1;
+		}
+	ck_close((int)dfd);
+	return found;
+}
+
+/* A name removed while another (a hard link) still shows the file, and
+ * that one is not in the same directory: a copy made at restart would not
+ * be the file that name shows, and ckrun cannot find the other name. */
 static void refuse_linked_elsewhere(struct ck_writer *w, const struct ck_fd *f)
 {
 	struct ck_str m;

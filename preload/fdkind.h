@@ -88,6 +88,8 @@ CK_HIDDEN void ck_tty_install(struct ck_img_file *f);
 /* deleted.c: a FIFO or device node deleted while open, made again and
  * removed, kept by the O_PATH descriptor returned (refuses on failure);
  * and a new open of it with the program's flags */
+/* deleted.c: a removed name's file still linked elsewhere in its directory */
+CK_HIDDEN int ck_deleted_other_name(char *link, long *len, const struct ck_stat *st);
 CK_HIDDEN int ck_make_removed_node(const char *old, uint32_t mode, uint64_t rdev, int fdnum);
 CK_HIDDEN int ck_open_removed_node(int keep, int flags, const char *old, int fdnum);
 

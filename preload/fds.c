@@ -155,6 +155,9 @@ static void build_table(struct ck_writer *w, struct ck_scratch *s, struct ck_fdt
 		long ll = ck_fd_link(fd, links, 4097);
 		if (ck_fstat(fd, &f->st) < 0 || ll < 0)
 			continue; /* not ours to see (closed meanwhile) */
+		/* its name removed, another still there: the file is that name's */
+		if ((f->st.mode & S_IFMT) == S_IFREG && f->st.nlink > 0 && ck_ends_with(links, " (deleted)"))
+			ck_deleted_other_name(links, &ll, &f->st);
 		f->link = links;
 		links += ll + 1;
 		f->fd = fd;
