@@ -403,8 +403,8 @@ export class Coordinator implements Session {
   private async keepLate(f: WrittenFile, by: PeerCred | undefined): Promise<'kept' | 'kept none'> {
     while (this.checkpointSettled) await this.checkpointSettled;
     const late = this.late;
-    if (!late) return 'kept none';
-    if ((this.opts.files ?? DEFAULT_FILES_POLICY) !== 'snapshot') return 'kept';
+    // nothing to keep (no checkpoint yet, or files are not rolled back): the shim asks no more until its next checkpoint
+    if (!late || (this.opts.files ?? DEFAULT_FILES_POLICY) !== 'snapshot') return 'kept none';
     // the path is another process's text: no control characters reach the terminal
     const shown = f.path.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
     if (!mayHaveWritten(f, by)) {
