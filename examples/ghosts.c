@@ -14,7 +14,12 @@
  *   ghosts [--steps N]     prints "step K" per step, then "done"
  *   ghosts --linked [--steps N]
  *                          instead keeps a file whose name it removed while
- *                          a hard link still shows it (a checkpoint refuses)
+ *                          a hard link in the same directory still shows it
+ *                          (the descriptor comes back as that name's file)
+ *   ghosts --linked-elsewhere [--steps N]
+ *                          the same with the link in a subdirectory (a
+ *                          checkpoint refuses: ckrun looks for the other
+ *                          name only beside the removed one)
  */
 #include "common.h"
 #include <fcntl.h>
@@ -46,11 +51,14 @@ static void check_node(long step, const char *what, int fd, mode_t type)
 		say("FAIL step %ld: %s: mode %o, nlink %lu", step, what, st.st_mode, (unsigned long)st.st_nlink);
 }
 
-static int linked(long steps)
+static int linked(long steps, int elsewhere)
 {
-	char a[64], b[64];
+	char a[64], b[64], sub[64];
 	at(a, "a");
-	at(b, "b");
+	at(b, elsewhere ? "sub/b" : "b");
+	at(sub, "sub");
+	if (elsewhere && mkdir(sub, 0700) != 0)
+		die("mkdir");
 	int fd = open(a, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0 || link(a, b) != 0 || unlink(a) != 0)
 		die("the linked file");
@@ -62,6 +70,7 @@ static int linked(long steps)
 		pace_ms(50);
 	}
 	unlink(b);
+	rmdir(sub);
 	rmdir(dir);
 	say("done");
 	return 0;
@@ -70,13 +79,14 @@ static int linked(long steps)
 int main(int argc, char **argv)
 {
 	long steps = 40;
-	int link_case = argc > 1 && !strcmp(argv[1], "--linked");
+	int elsewhere = argc > 1 && !strcmp(argv[1], "--linked-elsewhere");
+	int link_case = argc > 1 && (!strcmp(argv[1], "--linked") || elsewhere);
 	if (argc == 3 + link_case && !strcmp(argv[1 + link_case], "--steps"))
 		steps = atol(argv[2 + link_case]);
 	if (!mkdtemp(dir))
 		die("mkdtemp");
 	if (link_case)
-		return linked(steps);
+		return linked(steps, elsewhere);
 	char fifo[64], dev[64], sock[64];
 	at(fifo, "fifo");
 	at(dev, "null");

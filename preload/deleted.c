@@ -207,8 +207,8 @@ static void refuse_linked_elsewhere(struct ck_writer *w, const struct ck_fd *f)
 	ck_writer_fail_fd(w, -EOPNOTSUPP, "the program has a file whose name was removed while another name keeps it", f, &m);
 	ck_str_add(&m, "still has ");
 	ck_str_dec(&m, (long)f->st.nlink);
-	ck_str_add(&m, " other name(s), which ckrun cannot find, so a restart would make a copy instead of the file they "
-		       "show: reopen it by one of its names, or close it before the checkpoint");
+	ck_str_add(&m, " other name(s), none in the removed name's directory (where ckrun looks), so a restart would make a "
+		       "copy instead of the file they show: reopen it by one of its names, or close it before the checkpoint");
 }
 
 static void deleted_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f)

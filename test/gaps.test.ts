@@ -206,8 +206,12 @@ test('a FIFO, a device node and a Unix socket file removed while open come back 
   await twiceThroughRestart('ghosts', exampleProgram('ghosts', ['--steps', '60']));
 });
 
-test('a file whose name was removed while a hard link keeps it fails the checkpoint, naming it, and the program runs on', async () => {
-  await refusedAndRunsOn('ghosts-linked', exampleProgram('ghosts', ['--linked', '--steps', '60']), 'ckrun ghosts --linked', /descriptor \d+ \(\/tmp\/ckrun-ghosts-\w+\/a \(deleted\)\) still has 1 other name\(s\)/);
+test('a file whose name was removed while a hard link beside it keeps it comes back as that name\'s file (zdtm unlink_fstat03)', async () => {
+  await twiceThroughRestart('ghosts-linked', exampleProgram('ghosts', ['--linked', '--steps', '60']));
+});
+
+test('a file whose name was removed while a hard link in another directory keeps it fails the checkpoint, naming it, and the program runs on', async () => {
+  await refusedAndRunsOn('ghosts-linked-elsewhere', exampleProgram('ghosts', ['--linked-elsewhere', '--steps', '60']), 'ckrun ghosts --linked-elsewhere', /descriptor \d+ \(\/tmp\/ckrun-ghosts-\w+\/a \(deleted\)\) still has 1 other name\(s\)/);
 });
 
 test('Unix sockets whose files are gone (unlinked with a regular file put at the name, or their directory removed) keep their names, connection and sender, and the names stay as the program left them', async () => {
