@@ -405,7 +405,7 @@ static uint64_t mono_ns(void)
 static int has_late_files(const char *gen)
 {
 	char path[PATH_MAX + 32];
-	snprintf(path, sizeof path, "%s/files-late.json", gen);
+	snprintf(path, sizeof path, "%s/files-late.jsonl", gen);
 	struct stat st;
 	return lstat(path, &st) == 0 || errno != ENOENT;
 }

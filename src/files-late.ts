@@ -9,25 +9,21 @@
 // asks ckrun to keep the file: as no process of the session has written it
 // since the checkpoint (each would have asked first), it is still as it was
 // then, and ckrun adds it to the newest generation, beside the manifest
-// (`files-late.json`, rewritten whole, atomically, with every addition). A
-// restart from that generation puts it back with the others.
-import { closeSync, fstatSync, fsyncSync, lstatSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeSync, constants as FS } from 'node:fs';
+// (`files-late.jsonl`, a line appended for each). A restart from that
+// generation puts it back with the others, and removes the files the
+// program made after the checkpoint (`made`).
+import { closeSync, fstatSync, lstatSync, openSync, readFileSync, rmSync, unlinkSync, writeSync, constants as FS } from 'node:fs';
 import { join } from 'node:path';
 import { FILES_DIR, FilesError, ignoredPath, parseFilesRecord, saveLateFile, type MadeFile, type SavedFile } from './files.js';
 import type { WrittenFile } from './files-written.js';
 
-/** The generation's list of files kept after it was taken. */
-export const LATE_FILES = 'files-late.json';
-const FORMAT = 'ckrun-late-files';
-
-function syncPath(path: string, flags = FS.O_RDONLY): void {
-  const fd = openSync(path, flags | FS.O_NOFOLLOW);
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
+/**
+ * The generation's log of what it learnt after it was taken: one JSON
+ * object per line, `{"saved": SavedFile}` or `{"made": MadeFile}` (times
+ * as decimal strings), appended (never rewritten) as it is learnt. A last
+ * line without its line end (ckrun died while writing it) is ignored.
+ */
+export const LATE_FILES = 'files-late.jsonl';
 
 /** What a generation learnt after it was taken: files kept, and files made. */
 export interface LateRecord {
@@ -35,19 +31,25 @@ export interface LateRecord {
   made: MadeFile[];
 }
 
-function parseMade(v: unknown): MadeFile[] | undefined {
-  if (v === undefined) return [];
-  if (!Array.isArray(v)) return undefined;
-  const out: MadeFile[] = [];
-  for (const e of v) {
-    const m = (typeof e === 'object' && e !== null ? e : {}) as Record<string, unknown>;
-    const uint = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
-    const bt = m['btime_ns'];
-    if (typeof m['path'] !== 'string' || !m['path'].startsWith('/') || !uint(m['dev']) || !uint(m['ino']) || typeof bt !== 'string' || !/^[0-9]{1,20}$/.test(bt))
-      return undefined;
-    out.push({ path: m['path'], dev: m['dev'], ino: m['ino'], btime_ns: BigInt(bt) });
-  }
-  return out;
+const uint = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
+const decimal = (x: unknown): x is string => typeof x === 'string' && /^[0-9]{1,20}$/.test(x);
+
+function parseMade(v: unknown): MadeFile | undefined {
+  const m = (typeof v === 'object' && v !== null ? v : {}) as Record<string, unknown>;
+  const bt = m['btime_ns'];
+  if (typeof m['path'] !== 'string' || !m['path'].startsWith('/') || !uint(m['dev']) || !uint(m['ino']) || !decimal(bt)) return undefined;
+  return { path: m['path'], dev: m['dev'], ino: m['ino'], btime_ns: BigInt(bt) };
+}
+
+function parseSaved(v: unknown): SavedFile | string {
+  const e = (typeof v === 'object' && v !== null ? v : {}) as Record<string, unknown>;
+  const ns = (x: unknown): unknown => (decimal(x) ? BigInt(x) : x);
+  const r = parseFilesRecord({ policy: 'snapshot', saved: [{ ...e, atime_ns: ns(e['atime_ns']), mtime_ns: ns(e['mtime_ns']) }], stdio: [] });
+  if (typeof r === 'string') return r;
+  const f = r.saved[0];
+  if (!f) return 'a malformed entry';
+  if (!f.table.startsWith(`${FILES_DIR}/late-`)) return `an entry (${f.path}) whose table is not one of its own`;
+  return f;
 }
 
 /** The files kept after the generation at genPath was taken ([] when none): see readLate. */
@@ -57,82 +59,96 @@ export function readLateFiles(genPath: string): SavedFile[] {
 
 /**
  * The files kept and made after the generation at genPath was taken;
- * FilesError when the list is damaged or not the generation owner's.
+ * FilesError when the log is damaged or not the generation owner's.
  */
 export function readLate(genPath: string): LateRecord {
   const path = join(genPath, LATE_FILES);
+  const what = `${path}, what the generation learnt after its checkpoint,`;
   let fd: number;
   try {
     fd = openSync(path, FS.O_RDONLY | FS.O_NOFOLLOW);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { saved: [], made: [] };
-    throw new FilesError(`${path}, the files kept after the checkpoint, cannot be read: ${(e as Error).message}`);
+    throw new FilesError(`${what} cannot be read: ${(e as Error).message}`);
   }
   let text: string;
   try {
     const st = fstatSync(fd);
-    if (!st.isFile() || st.uid !== lstatSync(genPath).uid)
-      throw new FilesError(`${path}, the files kept after the checkpoint, is not a file of the generation's owner: the generation was tampered with`);
+    if (!st.isFile() || st.uid !== lstatSync(genPath).uid) throw new FilesError(`${what} is not a file of the generation's owner: the generation was tampered with`);
     text = readFileSync(fd, 'utf8');
   } finally {
     closeSync(fd);
   }
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch {
-    v = undefined;
-  }
-  const m = (typeof v === 'object' && v !== null ? v : {}) as Record<string, unknown>;
-  const saved = Array.isArray(m['saved']) ? m['saved'] : undefined;
-  if (m['format'] !== FORMAT || m['version'] !== 1 || !saved) throw new FilesError(`${path}, the files kept after the checkpoint, is damaged`);
-  // times are decimal strings in the text (beyond a double's precision)
-  const ns = (x: unknown): unknown => (typeof x === 'string' && /^[0-9]{1,20}$/.test(x) ? BigInt(x) : x);
-  const r = parseFilesRecord({
-    policy: 'snapshot',
-    saved: saved.map((e) => (typeof e === 'object' && e !== null ? { ...e, atime_ns: ns((e as Record<string, unknown>)['atime_ns']), mtime_ns: ns((e as Record<string, unknown>)['mtime_ns']) } : e)),
-    stdio: [],
+  const out: LateRecord = { saved: [], made: [] };
+  const lines = text.split('\n');
+  lines.pop(); // after the last line end: empty, or a line ckrun did not finish
+  lines.forEach((line, i) => {
+    let v: unknown;
+    try {
+      v = JSON.parse(line);
+    } catch {
+      throw new FilesError(`${what} is damaged at line ${i + 1}`);
+    }
+    const o = (typeof v === 'object' && v !== null ? v : {}) as Record<string, unknown>;
+    if (o['saved'] !== undefined) {
+      const f = parseSaved(o['saved']);
+      if (typeof f === 'string') throw new FilesError(`${what} is damaged at line ${i + 1}: ${f}`);
+      out.saved.push(f);
+    } else if (o['made'] !== undefined) {
+      const m = parseMade(o['made']);
+      if (!m) throw new FilesError(`${what} is damaged at line ${i + 1}: a malformed made entry`);
+      out.made.push(m);
+    } else throw new FilesError(`${what} is damaged at line ${i + 1}`);
   });
-  if (typeof r === 'string') throw new FilesError(`${path}, the files kept after the checkpoint, is damaged: its ${r}`);
-  if (r.saved.some((f) => !f.table.startsWith(`${FILES_DIR}/late-`))) throw new FilesError(`${path}, the files kept after the checkpoint, names a table not its own`);
-  const made = parseMade(m['made']);
-  if (!made) throw new FilesError(`${path}, the files kept after the checkpoint, is damaged: its made list is malformed`);
-  return { saved: r.saved, made };
+  return out;
 }
 
-function writeLateFiles(genPath: string, late: LateRecord): void {
-  const text = JSON.stringify({ format: FORMAT, version: 1, ...late }, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x));
-  const tmp = join(genPath, `${LATE_FILES}.tmp`);
-  const fd = openSync(tmp, FS.O_WRONLY | FS.O_CREAT | FS.O_TRUNC | FS.O_NOFOLLOW, 0o600);
+/**
+ * One line appended (one write, O_APPEND). Not fsynced: a kept file's
+ * blocks are checked against their hashes at restart, so after a power
+ * failure a line or file lost is a file not put back, never a wrong one.
+ */
+function appendLate(genPath: string, entry: { saved: SavedFile } | { made: MadeFile }): void {
+  const line = JSON.stringify(entry, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x)) + '\n';
+  const fd = openSync(join(genPath, LATE_FILES), FS.O_WRONLY | FS.O_APPEND | FS.O_CREAT | FS.O_NOFOLLOW, 0o600);
   try {
-    writeSync(fd, text);
-    fsyncSync(fd);
+    writeSync(fd, line);
   } finally {
     closeSync(fd);
   }
-  renameSync(tmp, join(genPath, LATE_FILES));
-  syncPath(genPath, FS.O_DIRECTORY);
 }
 
 /** The newest generation of a session, and the files it holds (by dev:ino): what a `keep` adds to. */
 export class LateFiles {
   private readonly have: Set<string>;
+  private readonly madeHere: Set<string>;
+  /** The next files/late-<k> name. */
+  private nextK: number;
 
   /**
-   * genPath's generation, its files, and when it was complete (ns since the
-   * epoch): a file born after that was made after its checkpoint.
+   * genPath's generation, its files (with those kept after it), and the
+   * instant every process stood stopped for it (ns since the epoch, or
+   * later): a file born after that was made after its checkpoint.
    */
   constructor(
     readonly genPath: string,
     saved: readonly SavedFile[],
     readonly sinceNs: bigint,
   ) {
-    this.have = new Set(saved.map((f) => `${f.dev}:${f.ino}`));
+    let late: LateRecord = { saved: [], made: [] };
+    try {
+      late = readLate(genPath);
+    } catch {
+      // damaged: the restart says so; what is learnt now is added after it
+    }
+    this.have = new Set([...saved, ...late.saved].map((f) => `${f.dev}:${f.ino}`));
+    this.madeHere = new Set(late.made.map((m) => `${m.dev}:${m.ino}:${m.btime_ns}`));
+    this.nextK = 1 + Math.max(-1, ...late.saved.map((f) => Number(/late-(\d+)\.tab$/.exec(f.table)?.[1] ?? -1)));
   }
 
   /**
    * Notes a file the program made (its shim's `made`) if it was born after
-   * the generation was complete, and returns it; a file born before (the
+   * the generation's checkpoint, and returns it; a file born before (the
    * line came late, after a newer checkpoint that has the file) is left
    * alone: it is never removed by mistake.
    */
@@ -145,10 +161,11 @@ export class LateFiles {
       return undefined;
     }
     if (!st.isFile() || st.dev !== BigInt(f.dev) || st.ino !== BigInt(f.ino) || st.birthtimeNs <= this.sinceNs) return undefined;
-    const late = readLate(this.genPath);
-    if (late.made.some((m) => m.dev === f.dev && m.ino === f.ino && m.btime_ns === st.birthtimeNs)) return undefined;
+    const key = `${f.dev}:${f.ino}:${st.birthtimeNs}`;
+    if (this.madeHere.has(key)) return undefined;
     const m: MadeFile = { path: f.path, dev: f.dev, ino: f.ino, btime_ns: st.birthtimeNs };
-    writeLateFiles(this.genPath, { saved: late.saved, made: [...late.made, m] });
+    appendLate(this.genPath, { made: m });
+    this.madeHere.add(key);
     return m;
   }
 
@@ -160,20 +177,12 @@ export class LateFiles {
   keep(f: WrittenFile, skipDirs: readonly string[]): SavedFile | undefined {
     const key = `${f.dev}:${f.ino}`;
     if (this.have.has(key)) return undefined;
-    const late = readLate(this.genPath);
-    const list = late.saved;
-    if (list.some((s) => `${s.dev}:${s.ino}` === key)) {
-      this.have.add(key);
-      return undefined;
-    }
-    // what an earlier try left before it could list them
-    for (const ext of ['tab', 'dat']) rmSync(join(this.genPath, FILES_DIR, `late-${list.length}.${ext}`), { force: true });
-    const s = saveLateFile(this.genPath, f, list.length, skipDirs);
+    const k = this.nextK++;
+    // what a ckrun that died before it could list them left
+    for (const ext of ['tab', 'dat']) rmSync(join(this.genPath, FILES_DIR, `late-${k}.${ext}`), { force: true });
+    const s = saveLateFile(this.genPath, f, k, skipDirs);
     this.have.add(key);
-    if (!s) return undefined;
-    for (const name of [s.table, ...s.sources]) syncPath(join(this.genPath, name));
-    syncPath(join(this.genPath, FILES_DIR), FS.O_DIRECTORY);
-    writeLateFiles(this.genPath, { saved: [...list, s], made: late.made });
+    if (s) appendLate(this.genPath, { saved: s });
     return s;
   }
 }

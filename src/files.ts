@@ -121,7 +121,7 @@ export interface MadeFile {
 export interface FilesRecord {
   policy: FilesPolicy;
   saved: SavedFile[];
-  /** Not in the manifest: files made after the checkpoint, from files-late.json. */
+  /** Not in the manifest: files made after the checkpoint, from files-late.jsonl. */
   made?: MadeFile[];
   stdio: StdioFile[];
   /** `--snapshot-dir`: the directory trees saved with the generation (src/snapdir.ts). */
