@@ -1,0 +1,115 @@
+// What a generation learns after its checkpoint (src/files-late.ts): files
+// first opened for writing after it, kept into it, and files made after
+// it, which a restart removes. The log's form (a line per entry, a last
+// line ckrun did not finish ignored, anything else refused), the birth-time
+// rule that never notes a file that was there at the checkpoint, and the
+// removal that only ever takes that very file.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { LATE_FILES, LateFiles, readLate, removeMadeFiles } from '../src/files-late.js';
+import { FilesError } from '../src/files.js';
+
+function tempDir(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), 'ckrun-late-'));
+}
+
+function birth(p: string): bigint {
+  return fs.lstatSync(p, { bigint: true }).birthtimeNs;
+}
+
+/** Makes p with a birth time after since (the file system's clock is coarse: a few ms). */
+function makeAfter(p: string, since: bigint): void {
+  for (let i = 0; i < 200; i++) {
+    fs.writeFileSync(p, 'made after');
+    if (birth(p) > since) return;
+    fs.rmSync(p);
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+  }
+  throw new Error(`no birth time after ${since} for ${p}: does this file system record birth times?`);
+}
+
+test('kept files go into the generation, each once, with a line of the log; a new LateFiles of that generation knows them', () => {
+  const dir = tempDir();
+  try {
+    const gen = path.join(dir, 'ck', '1');
+    fs.mkdirSync(gen, { recursive: true });
+    const data = path.join(dir, 'data.bin');
+    fs.writeFileSync(data, Buffer.alloc(10000, 7));
+    const st = fs.statSync(data);
+    const late = new LateFiles(gen, [], 0n);
+    const f = { path: data, dev: st.dev, ino: st.ino, how: 'inplace' as const };
+    const s = late.keep(f, [path.join(dir, 'ck')]);
+    assert.ok(s, 'kept');
+    assert.is(s!.how, 'content');
+    assert.is(s!.size, 10000);
+    assert.is(late.keep(f, []), undefined, 'a second ask keeps nothing more');
+    assert.equal(
+      readLate(gen).saved.map((x) => x.path),
+      [data],
+    );
+    assert.is(new LateFiles(gen, [], 0n).keep(f, []), undefined, 'a restarted session knows it from the log');
+    // in the checkpoint directory: never the program's
+    const own = path.join(dir, 'ck', 'x');
+    fs.writeFileSync(own, 'x');
+    const ost = fs.statSync(own);
+    assert.is(late.keep({ path: own, dev: ost.dev, ino: ost.ino, how: 'inplace' }, [path.join(dir, 'ck')]), undefined);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the log: a last line without its end is ignored, a damaged line or a table not its own refuses the generation', () => {
+  const dir = tempDir();
+  try {
+    const log = path.join(dir, LATE_FILES);
+    const made = { path: '/tmp/x', dev: 1, ino: 2, btime_ns: '1796662738000000001' };
+    fs.writeFileSync(log, `${JSON.stringify({ made })}\n{"made": {"path": "/tmp/y"`);
+    assert.equal(readLate(dir).made, [{ path: '/tmp/x', dev: 1, ino: 2, btime_ns: 1796662738000000001n }]);
+    fs.writeFileSync(log, `not json\n${JSON.stringify({ made })}\n`);
+    assert.throws(() => readLate(dir), (e: unknown) => e instanceof FilesError && /damaged at line 1/.test((e as Error).message));
+    const saved = { path: '/tmp/z', dev: 1, ino: 3, size: 0, mode: 0o644, uid: 0, gid: 0, atime_ns: '1', mtime_ns: '1', how: 'content', block: 4096, table: 'files/7.tab', table_crc: 0, sources: [], stored: 0 };
+    fs.writeFileSync(log, `${JSON.stringify({ saved })}\n`);
+    assert.throws(() => readLate(dir), (e: unknown) => e instanceof FilesError && /not one of its own/.test((e as Error).message));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a made file is noted only when it was born after the checkpoint, once; a restart removes it only while its path names that very file, never through a link', () => {
+  const dir = tempDir();
+  try {
+    const gen = path.join(dir, 'gen');
+    fs.mkdirSync(gen);
+    const before = path.join(dir, 'before.txt');
+    fs.writeFileSync(before, 'there at the checkpoint');
+    const since = birth(before);
+    const made = path.join(dir, 'made.txt');
+    makeAfter(made, since);
+    const late = new LateFiles(gen, [], since);
+    const id = (p: string): { path: string; dev: number; ino: number } => ({ path: p, dev: fs.statSync(p).dev, ino: fs.statSync(p).ino });
+    assert.is(late.made(id(before), []), undefined, 'born at the checkpoint instant or before: never noted');
+    assert.ok(late.made(id(made), []), 'born after: noted');
+    assert.is(late.made(id(made), []), undefined, 'once');
+    const noted = readLate(gen).made;
+    assert.is(noted.length, 1);
+    // the same path, another file: left alone; a link put at the path: not followed
+    const again = path.join(dir, 'again.txt');
+    fs.writeFileSync(again, 'x');
+    const warnings: string[] = [];
+    const other = { ...noted[0]!, path: again };
+    assert.equal(removeMadeFiles([other], undefined, (l) => warnings.push(l)), [], 'another file at the path stays');
+    const link = path.join(dir, 'link.txt');
+    fs.symlinkSync(made, link);
+    assert.equal(removeMadeFiles(noted.map((m) => ({ ...m, path: link })), undefined, (l) => warnings.push(l)), [], 'a link is not followed');
+    assert.ok(fs.existsSync(made));
+    assert.equal(removeMadeFiles(noted, undefined, (l) => warnings.push(l)), noted.map((m) => m.path), 'the very file is removed');
+    assert.equal(warnings, []);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test.run();
