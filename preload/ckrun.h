@@ -387,7 +387,6 @@ CK_HIDDEN extern int ck_saved_pdeathsig; /* put back by the restored leader */
 CK_HIDDEN void ck_signals_capture(void);
 CK_HIDDEN void ck_signals_save(struct ck_writer *w);
 CK_HIDDEN void ck_signals_after_restore(int nthreads);
-CK_HIDDEN uint64_t ck_read_pending_mask(const char *status_path, const char *field);
 
 /* fds.c: every descriptor, as seen while the program is stopped, each
  * saved by its kind (fdkind.h) */
@@ -446,6 +445,8 @@ CK_HIDDEN void ck_thread_creds_save(struct ck_writer *w, struct ck_scratch *s, c
 
 /* procfs.c: /proc of the process itself, raw code only */
 CK_HIDDEN long ck_read_file(const char *path, char *buf, size_t cap);
+/* A hex mask from a /proc/.../status line such as "SigPnd:" (0 when not there) */
+CK_HIDDEN uint64_t ck_read_pending_mask(const char *status_path, const char *field);
 /* /proc/self/DIR/FD into path[64]. */
 CK_HIDDEN const char *ck_proc_fd_path(char *path, const char *dir, int fd);
 CK_HIDDEN long ck_read_fdinfo(int fd, char *buf, size_t cap);

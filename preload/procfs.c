@@ -34,6 +34,29 @@ CK_HIDDEN long ck_read_file(const char *path, char *buf, size_t cap)
 	return (long)len;
 }
 
+/* A hex signal mask from a /proc/.../status line such as "SigPnd:". */
+CK_HIDDEN uint64_t ck_read_pending_mask(const char *status_path, const char *field)
+{
+	char buf[4096];
+	if (ck_read_file(status_path, buf, sizeof buf) <= 0)
+		return 0;
+	size_t fl = ck_strlen(field);
+	for (const char *p = buf; *p;) {
+		if (ck_strneq(p, field, fl)) {
+			p += fl;
+			while (*p == ' ' || *p == '\t')
+				p++;
+			uint64_t v;
+			return ck_parse_hex(&p, &v) ? v : 0;
+		}
+		while (*p && *p != '\n')
+			p++;
+		if (*p)
+			p++;
+	}
+	return 0;
+}
+
 /* A file or directory under /proc/PID of a process that has exited (st is
  * what the descriptor or working directory is): its link is marked
  * deleted, or its path names another file now (the PID was reused) or

@@ -42,29 +42,6 @@ struct ck_kitimerval {
 	long isec, iusec, vsec, vusec;
 };
 
-/* A hex signal mask from a /proc/.../status line such as "SigPnd:". */
-CK_HIDDEN uint64_t ck_read_pending_mask(const char *status_path, const char *field)
-{
-	char buf[4096];
-	if (ck_read_file(status_path, buf, sizeof buf) <= 0)
-		return 0;
-	size_t fl = ck_strlen(field);
-	for (const char *p = buf; *p;) {
-		if (ck_strneq(p, field, fl)) {
-			p += fl;
-			while (*p == ' ' || *p == '\t')
-				p++;
-			uint64_t v;
-			return ck_parse_hex(&p, &v) ? v : 0;
-		}
-		while (*p && *p != '\n')
-			p++;
-		if (*p)
-			p++;
-	}
-	return 0;
-}
-
 static uint64_t sigbit(int sig)
 {
 	return 1ULL << (sig - 1);

@@ -322,38 +322,6 @@ CK_HIDDEN int ck_resume_interrupted_call(ucontext_t *uc)
 	return CK_CALL_REWOUND;
 }
 
-/* The signals pending for this thread alone (tgkill, pthread_kill), not
- * for the whole process: SigPnd of /proc/thread-self/status. 0 when it
- * cannot be read. */
-static uint64_t own_pending(void)
-{
-	char buf[2048];
-	long fd = ck_openat(AT_FDCWD, "/proc/thread-self/status", O_RDONLY | O_CLOEXEC, 0);
-	if (fd < 0)
-		return 0;
-	long n = ck_read((int)fd, buf, sizeof buf - 1);
-	ck_close((int)fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
-	static const char key[] = "\nSigPnd:";
-	for (long i = 0; i + (long)sizeof key - 1 < n; i++) {
-		long k = 0;
-		while (key[k] && buf[i + k] == key[k])
-			k++;
-		if (key[k])
-			continue;
-		uint64_t v = 0;
-		const char *q = buf + i + k;
-		while (*q == ' ' || *q == '\t')
-			q++;
-		for (; (*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'f'); q++)
-			v = v * 16 + (uint64_t)(*q <= '9' ? *q - '0' : *q - 'a' + 10);
-		return v;
-	}
-	return 0;
-}
-
 /* Whether a signal with a handler of the program's will be delivered as
  * soon as the handler returns to the context uc (the program's mask):
  * one that came during the stop, or that a restore sent (SIGWINCH). The
@@ -367,8 +335,9 @@ static int program_handler_follows(const ucontext_t *uc, int main_thread)
 		return 0;
 	ck_memcpy(&mask, &uc->uc_sigmask, sizeof mask);
 	pending &= ~mask & ~(1ULL << (ck_session.sig - 1));
+	/* the thread's own (tgkill), which rt_sigpending does not tell apart */
 	if (pending && !main_thread)
-		pending &= own_pending();
+		pending &= ck_read_pending_mask("/proc/thread-self/status", "SigPnd:");
 	for (int sig = 1; sig <= 64; sig++) {
 		if (!(pending >> (sig - 1) & 1))
 			continue;

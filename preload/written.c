@@ -164,14 +164,10 @@ CK_HIDDEN void ck_written_note(int fd, int flags, int before)
 	unsigned slot = (unsigned)(st.st_ino % TOLD_SLOTS);
 	if (!made && __atomic_load_n(&told[slot], __ATOMIC_RELAXED) == key)
 		return;
-	char proc[32], path[4096];
-	struct ck_str p;
-	ck_str_init(&p, proc, sizeof proc);
-	ck_str_add(&p, "/proc/self/fd/");
-	ck_str_dec(&p, fd);
-	long n = ck_readlinkat(AT_FDCWD, proc, path, sizeof path);
+	char path[4096];
+	long n = ck_fd_link(fd, path, sizeof path);
 	/* a path with a line end in it cannot be told (the protocol is lines) */
-	if (n <= 0 || n >= (long)sizeof path || path[0] != '/' || has_line_end(path, n))
+	if (n <= 0 || n >= (long)sizeof path - 1 || path[0] != '/' || has_line_end(path, n))
 		return;
 	/* "made DEV INO PATH" first, for a file made since the last checkpoint:
 	 * ckrun removes it at a restart from that checkpoint while it is still
@@ -262,20 +258,6 @@ static enum keep_answer ask_keep(const char *head, size_t hlen, const char *path
 	return a;
 }
 
-static int starts_with(const char *s, long n, const char *prefix)
-{
-	long i = 0;
-	for (; prefix[i]; i++)
-		if (i >= n || s[i] != prefix[i])
-			return 0;
-	return 1;
-}
-
-static int in_kernel_tree(const char *path, long n)
-{
-	return starts_with(path, n, "/proc/") || starts_with(path, n, "/sys/") || starts_with(path, n, "/dev/");
-}
-
 /* One request for the file path names now; 1 when it was asked (or need
  * not be), 0 when ckrun has no checkpoint yet, 2 when there is no such
  * file, -1 when not asked. */
@@ -295,30 +277,17 @@ static int keep_once(int dirfd, const char *path, int flags)
 	if (pf < 0)
 		return -1;
 	struct stat again;
-	char proc[32], real[4096];
+	char real[4096];
 	long n = -1;
-	if (ck_fstat((int)pf, &again) == 0 && again.st_dev == st.st_dev && again.st_ino == st.st_ino) {
-		struct ck_str p;
-		ck_str_init(&p, proc, sizeof proc);
-		ck_str_add(&p, "/proc/self/fd/");
-		ck_str_dec(&p, (int)pf);
-		n = ck_readlinkat(AT_FDCWD, proc, real, sizeof real);
-	}
+	if (ck_fstat((int)pf, &again) == 0 && again.st_dev == st.st_dev && again.st_ino == st.st_ino)
+		n = ck_fd_link((int)pf, real, sizeof real);
 	ck_close((int)pf);
-	if (n <= 0 || n >= (long)sizeof real || real[0] != '/' || has_line_end(real, n))
+	if (n <= 0 || n >= (long)sizeof real - 1 || real[0] != '/' || has_line_end(real, n))
 		return -1;
-	if (in_kernel_tree(real, n))
-		return 1; /* /proc, /sys, /dev: never the program's data (src/files.ts) */
-	char head[96];
-	struct ck_str m;
-	ck_str_init(&m, head, sizeof head);
-	char word[] = {'k', 'e', 'e', 'p', ' ', how, ' ', 0};
-	ck_str_add(&m, word);
-	ck_str_udec(&m, (uint64_t)st.st_dev);
-	ck_str_add(&m, " ");
-	ck_str_udec(&m, (uint64_t)st.st_ino);
-	ck_str_add(&m, " ");
-	enum keep_answer a = ask_keep(head, m.len, real, (size_t)n);
+	if (ck_starts_with(real, "/proc/") || ck_starts_with(real, "/sys/") || ck_starts_with(real, "/dev/"))
+		return 1; /* never the program's data (src/files.ts) */
+	char head[96], word[] = {'k', 'e', 'e', 'p', ' ', how, ' ', 0};
+	enum keep_answer a = ask_keep(head, line_head(head, sizeof head, word, &st), real, (size_t)n);
 	return a == KEEP_NOTHING ? 0 : a == KEEP_DONE ? 1 : -1;
 }
 
@@ -356,10 +325,6 @@ static void keep_again_if_passed(int fd, int flags, int before)
 	if (!(before & BEFORE_KEPT) || (flags & O_TRUNC) ||
 	    BEFORE_SEEN(__atomic_load_n(&checkpoints_seen, __ATOMIC_SEQ_CST)) == (before & ~3))
 		return;
-	char proc[32];
-	struct ck_str p;
-	ck_str_init(&p, proc, sizeof proc);
-	ck_str_add(&p, "/proc/self/fd/");
-	ck_str_dec(&p, fd);
-	keep_rounds(AT_FDCWD, proc, flags & ~O_CREAT);
+	char proc[64];
+	keep_rounds(AT_FDCWD, ck_proc_fd_path(proc, "fd", fd), flags & ~O_CREAT);
 }
