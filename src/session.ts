@@ -377,9 +377,7 @@ export class Coordinator implements Session {
         keep: (f, by) => this.keepLate(f, by),
         made: (f, by) => void this.noteMade(f, by),
         wrote: (f, by) => {
-          if (mayHaveWritten(f, by)) this.written.note(f);
-          // the path is another process's text: no control characters reach the terminal
-          else this.verbose(`a process (${by ? `PID ${by.pid}, user ${by.uid}` : 'unknown'}) said it wrote ${f.path.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?')}, which it could not write: not saved`);
+          if (this.claimedFile(f, by, 'said it wrote', 'not saved') !== undefined) this.written.note(f);
         },
       },
       this.log,
@@ -396,6 +394,18 @@ export class Coordinator implements Session {
   }
 
   /**
+   * f's path for the log (another process's text: no control characters
+   * reach the terminal), or undefined when the process that named it could
+   * not write it (`-v` says so: the file is never saved, kept or noted).
+   */
+  private claimedFile(f: WrittenFile, by: PeerCred | undefined, said: string, outcome: string): string | undefined {
+    const shown = f.path.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
+    if (mayHaveWritten(f, by)) return shown;
+    this.verbose(`a process (${by ? `PID ${by.pid}, user ${by.uid}` : 'unknown'}) ${said} ${shown}, which it could not write: ${outcome}`);
+    return undefined;
+  }
+
+  /**
    * A process is about to open an existing file for writing, its first time
    * since the newest generation: the file is kept in it as it is (as it was
    * then), before the process is told to go on.
@@ -405,12 +415,8 @@ export class Coordinator implements Session {
     const late = this.late;
     // nothing to keep (no checkpoint yet, or files are not rolled back): the shim asks no more until its next checkpoint
     if (!late || (this.opts.files ?? DEFAULT_FILES_POLICY) !== 'snapshot') return 'kept none';
-    // the path is another process's text: no control characters reach the terminal
-    const shown = f.path.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
-    if (!mayHaveWritten(f, by)) {
-      this.verbose(`a process (${by ? `PID ${by.pid}, user ${by.uid}` : 'unknown'}) asked to keep ${shown}, which it could not write: not kept`);
-      return 'kept';
-    }
+    const shown = this.claimedFile(f, by, 'asked to keep', 'not kept');
+    if (shown === undefined) return 'kept';
     try {
       const s = late.keep(f, skipDirsFor(this.dir));
       if (s) this.verbose(`${shown}, first opened for writing since the checkpoint, is kept in ${late.genPath} (${formatBytes(s.stored)} stored)`);
@@ -425,11 +431,8 @@ export class Coordinator implements Session {
     while (this.checkpointSettled) await this.checkpointSettled;
     const late = this.late;
     if (!late || (this.opts.files ?? DEFAULT_FILES_POLICY) !== 'snapshot') return;
-    const shown = f.path.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
-    if (!mayHaveWritten(f, by)) {
-      this.verbose(`a process (${by ? `PID ${by.pid}, user ${by.uid}` : 'unknown'}) said it made ${shown}, which it could not write: not noted`);
-      return;
-    }
+    const shown = this.claimedFile(f, by, 'said it made', 'not noted');
+    if (shown === undefined) return;
     try {
       // every generation taken before it was born (the newest, and the one before when its line came late)
       for (const l of [late, this.previousLate])
