@@ -110,10 +110,29 @@ function signalWhileHeld(ckpt: string, pid: number, tid?: number): string {
   return execFileSync(python3(), ['-c', py], { encoding: 'utf8', timeout: 60_000 });
 }
 
+/**
+ * Launches program, which prints "ready PID" (or "ready PID TID": that
+ * thread is signalled alone) and blocks in poll; holds it stopped in a
+ * checkpoint, signals it, resumes: its poll must fail with EINTR, the
+ * program printing `woke` and exiting 0.
+ */
+async function signalledWhileHeld(scope: Scope, program: string[], label: string, woke: string): Promise<void> {
+  const ckpt = scope.ckptDir();
+  const p = scope.launch({ dir: ckpt, program, label });
+  await p.waitFor(() => p.lines.some((l) => l.startsWith('ready')), 'the program to block in poll');
+  const [pid, tid] = p.lines.find((l) => l.startsWith('ready'))!.split(' ').slice(1).map(Number);
+  if (tid !== undefined) assert.ok(tid !== pid, 'the signalled thread is not the main thread');
+  await sleep(200); // in poll
+  assert.is(signalWhileHeld(ckpt, pid!, tid).trim(), 'ok', 'held, signalled, resumed');
+  await p.waitFor(() => p.lines.some((l) => l.startsWith(woke) || l.startsWith('FAIL')), 'poll to fail with EINTR once the program runs on', 10_000);
+  const st = await p.waitExit();
+  assert.equal(p.lines.filter((l) => !l.startsWith('ckrun')), [['ready', pid, ...(tid === undefined ? [] : [tid])].join(' '), woke], p.describe());
+  assert.is(st.code, 0, p.describe());
+}
+
 test("a signal with a handler that comes while the program is stopped for a checkpoint interrupts its poll, as it would without ckrun (the handler's exception ends python's poll)", async () => {
   const scope = new Scope('eintr-signal-in-pause');
   try {
-    const ckpt = scope.ckptDir();
     const py = [
       'import os, select, signal',
       'class Woke(Exception): pass',
@@ -129,15 +148,7 @@ test("a signal with a handler that comes while the program is stopped for a chec
       'except Woke:',
       '    print("woke by SIGUSR1", flush=True)',
     ].join('\n');
-    const p = scope.launch({ dir: ckpt, program: [python3(), '-c', py], label: 'ckrun python poll' });
-    await p.waitFor(() => p.lines.some((l) => l.startsWith('ready')), 'the program to block in poll');
-    const pid = Number(p.lines.find((l) => l.startsWith('ready'))!.split(' ')[1]);
-    await sleep(200); // in poll
-    assert.is(signalWhileHeld(ckpt, pid).trim(), 'ok', 'held, signalled, resumed');
-    await p.waitFor(() => p.lines.some((l) => l.startsWith('woke') || l.startsWith('FAIL')), 'poll to fail with EINTR once the program runs on', 10_000);
-    const st = await p.waitExit();
-    assert.equal(p.lines.filter((l) => !l.startsWith('ckrun')), [`ready ${pid}`, 'woke by SIGUSR1'], p.describe());
-    assert.is(st.code, 0, p.describe());
+    await signalledWhileHeld(scope, [python3(), '-c', py], 'ckrun python poll', 'woke by SIGUSR1');
   } finally {
     await scope.cleanup();
   }
@@ -146,17 +157,7 @@ test("a signal with a handler that comes while the program is stopped for a chec
 test("the same for a signal sent to one thread alone (pthread_kill) while the program is stopped: that thread's poll ends with EINTR", async () => {
   const scope = new Scope('eintr-thread-signal-in-pause');
   try {
-    const ckpt = scope.ckptDir();
-    const p = scope.launch({ dir: ckpt, program: exampleProgram('wakethread'), label: 'ckrun wakethread' });
-    await p.waitFor(() => p.lines.some((l) => l.startsWith('ready')), 'the worker to block in poll');
-    const [pid, tid] = p.lines.find((l) => l.startsWith('ready'))!.split(' ').slice(1).map(Number);
-    assert.ok(tid !== pid, 'the worker is not the main thread');
-    await sleep(200); // in poll
-    assert.is(signalWhileHeld(ckpt, pid!, tid).trim(), 'ok', 'held, signalled, resumed');
-    await p.waitFor(() => p.lines.some((l) => l.startsWith('worker') || l.startsWith('FAIL')), "the worker's poll to fail with EINTR once the program runs on", 10_000);
-    const st = await p.waitExit();
-    assert.equal(p.lines.filter((l) => !l.startsWith('ckrun')), [`ready ${pid} ${tid}`, 'worker woke by SIGUSR1'], p.describe());
-    assert.is(st.code, 0, p.describe());
+    await signalledWhileHeld(scope, exampleProgram('wakethread'), 'ckrun wakethread', 'worker woke by SIGUSR1');
   } finally {
     await scope.cleanup();
   }

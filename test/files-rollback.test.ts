@@ -82,6 +82,17 @@ async function cycles(
   return p;
 }
 
+/**
+ * A bash job (its text) that appends a line per iteration to a.log and ends
+ * by printing "end": launched, then checkpointed `ahead` lines on, killed
+ * `ahead` lines later and restarted, twice, and run to its end.
+ */
+async function bashJobCycles(scope: Scope, work: string, name: string, job: string, ahead: number): Promise<void> {
+  fs.writeFileSync(path.join(work, 'job.sh'), job);
+  const lines = (): number => readText(path.join(work, 'a.log')).split('\n').length - 1;
+  await cycles(scope, { name, program: ['bash', path.join(work, 'job.sh')], work, units: lines, ahead, cycles: [{}, {}], done: () => readText(path.join(work, 'log')).includes('end\n') });
+}
+
 // ---- sqlite --------------------------------------------------------------
 
 const TX = 40;
@@ -231,17 +242,7 @@ test('files a job opens, writes and closes in every iteration (bash >> and > red
       `  sleep 0.01\n` +
       `done\n` +
       `echo end\n`;
-    fs.writeFileSync(path.join(work, 'job.sh'), job);
-    const lines = (): number => readText(path.join(work, 'a.log')).split('\n').length - 1;
-    await cycles(scope, {
-      name: 'closed-files job',
-      program: ['bash', path.join(work, 'job.sh')],
-      work,
-      units: lines,
-      ahead: 25,
-      cycles: [{}, {}],
-      done: () => readText(path.join(work, 'log')).includes('end\n'),
-    });
+    await bashJobCycles(scope, work, 'closed-files job', job, 25);
     for (const k of ['a', 'b', 'c']) {
       const want = [...Array.from({ length: N }, (_, i) => `${k} ${i + 1}`), ''].join('\n');
       const got = readText(path.join(work, `${k}.log`));
@@ -288,10 +289,8 @@ test('files a job first opens for writing after the checkpoint (it starts append
       `  sleep 0.01\n` +
       `done\n` +
       `echo end\n`;
-    fs.writeFileSync(path.join(work, 'job.sh'), job);
-    const lines = (): number => readText(path.join(work, 'a.log')).split('\n').length - 1;
     // more than a block between checkpoint and kill: some block's files are first written after the checkpoint
-    await cycles(scope, { name: 'late-files job', program: ['bash', path.join(work, 'job.sh')], work, units: lines, ahead: BLOCK + 5, cycles: [{}, {}], done: () => readText(path.join(work, 'log')).includes('end\n') });
+    await bashJobCycles(scope, work, 'late-files job', job, BLOCK + 5);
     assert.is(readText(path.join(work, 'a.log')), Array.from({ length: N }, (_, i) => `a ${i + 1}\n`).join(''), 'a.log has every line once');
     for (let b = 0; b < blocks; b++) {
       const want = ['header', ...Array.from({ length: BLOCK }, (_, i) => `l ${b * BLOCK + i + 1}`), ''].join('\n');
@@ -318,9 +317,7 @@ test("files a job makes after the checkpoint (python open(..., 'x'), which fails
       `  sleep 0.01\n` +
       `done\n` +
       `echo end\n`;
-    fs.writeFileSync(path.join(work, 'job.sh'), job);
-    const lines = (): number => readText(path.join(work, 'a.log')).split('\n').length - 1;
-    await cycles(scope, { name: 'made-files job', program: ['bash', path.join(work, 'job.sh')], work, units: lines, ahead: 20, cycles: [{}, {}], done: () => readText(path.join(work, 'log')).includes('end\n') });
+    await bashJobCycles(scope, work, 'made-files job', job, 20);
     assert.is(readText(path.join(work, 'a.log')), Array.from({ length: N }, (_, i) => `a ${i + 1}\n`).join(''), 'a.log has every line once');
     for (let i = 1; i <= N; i++) assert.is(readText(path.join(work, `made-${i}.txt`)), String(i), `made-${i}.txt`);
   } finally {
