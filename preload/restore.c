@@ -926,7 +926,13 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
 	ck_fown_plan(img, plan);
 	ck_aio_plan(img, plan, (char *)groups + ck_creds_plan_size(img), base);
 	plan->err_fd = 2;
-	plan->map_runs = !getenv("CKRUN_RESTORE_READ");
+	/* Saved pages are read into the program's memory, never mapped from
+	 * the image: a private mapping of the image file would bring the
+	 * checkpoint's bytes back where the program releases pages
+	 * (MADV_DONTNEED must give zeros; allocators such as jemalloc rely on
+	 * it), refuse MADV_FREE, name the image in /proc/self/maps and leave
+	 * the pages out of core dumps. Mapping stays for measurements. */
+	plan->map_runs = getenv("CKRUN_RESTORE_MAP") != 0;
 	plan->pid = img->pid;
 	plan->nofile_cur = img->rlim[RLIMIT_NOFILE][0] < 0 ? ~0ULL : (uint64_t)img->rlim[RLIMIT_NOFILE][0];
 	plan->nofile_max = img->rlim[RLIMIT_NOFILE][1] < 0 ? ~0ULL : (uint64_t)img->rlim[RLIMIT_NOFILE][1];

@@ -253,7 +253,7 @@ struct ck_plan {
 	struct ck_plan_owner owners[CK_PLAN_OWNERS];
 	int done_fd;            /* a family's: the PID is written here once the process is rebuilt, or -1 */
 	int go_fd;              /* a family's: a byte comes here once every process is rebuilt, or -1 */
-	int map_runs;           /* 0: read every run (CKRUN_RESTORE_READ=1) */
+	int map_runs;           /* 1: map runs from the image (CKRUN_RESTORE_MAP=1, measurements only) */
 	int exe_fd;
 	int err_fd;
 	int pid;

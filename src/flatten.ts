@@ -1,7 +1,8 @@
 // Compressed images are self-contained. A shim image may refer to older
 // images for unchanged pages (`images`, hard-linked beside it as
-// `ref-<inode>.ckpt`): after a restart, memory mapped from the image
-// restarted from is referred to, not stored, even without a parent. Before
+// `ref-<inode>.ckpt`): after a restart that mapped memory from the image
+// (CKRUN_RESTORE_MAP=1, measurements only), that memory is referred to,
+// not stored, even without a parent. Before
 // such an image is compressed it is flattened: the referred pages are
 // appended to its data area and the runs point there instead, so the
 // `.ckpt.gz` needs nothing beside it. The flat image is assembled while it
