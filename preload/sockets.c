@@ -51,6 +51,13 @@ static const int socket_level_changed_options[] = {SO_PRIORITY, SO_MARK, SO_BIND
  * restart sets it before the queue is refilled, which leaves it alone. */
 static const int unix_options[] = {SO_PEEK_OFF, SO_PASSSEC, SO_PASSPIDFD, SO_PASSRIGHTS};
 
+#ifndef SOL_NETLINK
+#define SOL_NETLINK 270
+#endif
+/* Netlink's own: NETLINK_PKTINFO, BROADCAST_ERROR, NO_ENOBUFS,
+ * LISTEN_ALL_NSID, CAP_ACK, EXT_ACK, GET_STRICT_CHK */
+static const int netlink_options[] = {3, 4, 5, 8, 10, 11, 12};
+
 #ifndef SO_BUF_LOCK
 #define SO_BUF_LOCK 72
 #endif
@@ -85,6 +92,9 @@ static void save_options(struct cb_enc *e, const struct ck_fd *f, int family, in
 	if (family == AF_UNIX)
 		for (size_t i = 0; i < sizeof unix_options / sizeof unix_options[0]; i++)
 			ck_sockopt_put(e, f->fd, SOL_SOCKET, unix_options[i]);
+	if (family == AF_NETLINK)
+		for (size_t i = 0; i < sizeof netlink_options / sizeof netlink_options[0]; i++)
+			ck_sockopt_put_changed(e, f->fd, SOL_NETLINK, netlink_options[i]);
 	save_buffers(e, f);
 	cb_close(e);
 }
@@ -155,8 +165,11 @@ static void socket_save(struct ck_writer *w, const struct ck_fdtab *t, const str
 	case AF_INET6:
 		ck_inet_save(w, t, f, family, type, protocol);
 		break;
+	case AF_NETLINK:
+		ck_netlink_save(w, f);
+		break;
 	default:
-		ck_writer_fail(w, -EOPNOTSUPP, "the program has a socket of a family ckrun cannot save (only Unix, IPv4 and IPv6)");
+		ck_writer_fail(w, -EOPNOTSUPP, "the program has a socket of a family ckrun cannot save (only Unix, IPv4, IPv6 and netlink)");
 		break;
 	}
 	cb_close(e);
@@ -226,7 +239,8 @@ static int socket_parse(struct cb_dec *d, struct ck_img_file *f)
 			if (!cbd_uint_max(d, 1, &v))
 				return 0;
 			s->filter_locked = (int)v;
-		} else if ((r = ck_unix_parse(d, k, kl, s)) != 0 || (r = ck_inet_parse(d, k, kl, s)) != 0) {
+		} else if ((r = ck_unix_parse(d, k, kl, s)) != 0 || (r = ck_inet_parse(d, k, kl, s)) != 0 ||
+			   (r = ck_netlink_parse(d, k, kl, s)) != 0) {
 			if (r < 0)
 				return 0;
 		} else if (!cbd_skip(d)) {
@@ -255,6 +269,7 @@ static void socket_release(struct ck_img_file *f)
 		free(s->inet_part->dgrams);
 		free(s->inet_part);
 	}
+	free(s->netlink_part);
 	free(s->opts);
 	free(s->filter);
 	free(s);
@@ -303,6 +318,11 @@ static int socket_open(struct ck_image *img, struct ck_img_file *f, int base_fd,
 		}
 		return fd;
 	}
+	case AF_NETLINK: {
+		int fd = ck_netlink_open(img, f, objs);
+		attach_filter(fd, f, s);
+		return fd;
+	}
 	default:
 		ck_refuse("descriptor %d is a socket of family %d, which this ckrun cannot restore", f->fd, s->family);
 	}
@@ -310,8 +330,9 @@ static int socket_open(struct ck_image *img, struct ck_img_file *f, int base_fd,
 
 CK_HIDDEN extern const struct ck_fd_kind ck_kind_socket;
 
-/* The sockets of every image with their own part, for their family. */
-static size_t family_sockets(struct ck_image **imgs, size_t n, int inet, struct ck_sock_file **out)
+/* The sockets of every image with their own part, of one family (AF_INET
+ * for both IPv4 and IPv6). */
+static size_t family_sockets(struct ck_image **imgs, size_t n, int family, struct ck_sock_file **out)
 {
 	size_t count = 0;
 	*out = 0;
@@ -319,7 +340,8 @@ static size_t family_sockets(struct ck_image **imgs, size_t n, int inet, struct 
 		for (size_t j = 0; j < imgs[i]->nfiles; j++) {
 			struct ck_img_file *f = &imgs[i]->files[j];
 			struct ck_img_socket *s = f->priv;
-			if (f->ops != &ck_kind_socket || !s || f->same_as >= 0 || (inet ? !s->inet_part : s->family != AF_UNIX))
+			if (f->ops != &ck_kind_socket || !s || f->same_as >= 0 ||
+			    (family == AF_INET ? !s->inet_part : s->family != family))
 				continue;
 			*out = realloc(*out, (count + 1) * sizeof **out);
 			(*out)[count++] = (struct ck_sock_file){imgs[i], f, s};
@@ -333,11 +355,14 @@ static size_t family_sockets(struct ck_image **imgs, size_t n, int inet, struct 
 static void sockets_create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd)
 {
 	struct ck_sock_file *socks;
-	size_t count = family_sockets(imgs, n, 0, &socks);
+	size_t count = family_sockets(imgs, n, AF_UNIX, &socks);
 	ck_unix_create_shared(socks, count, objs, base_fd);
 	free(socks);
-	count = family_sockets(imgs, n, 1, &socks);
+	count = family_sockets(imgs, n, AF_INET, &socks);
 	ck_inet_create_shared(socks, count, objs, base_fd);
+	free(socks);
+	count = family_sockets(imgs, n, AF_NETLINK, &socks);
+	ck_netlink_create_shared(socks, count, objs, base_fd);
 	free(socks);
 }
 

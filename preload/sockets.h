@@ -15,6 +15,7 @@ struct ck_img_sockopt {
 };
 struct ck_img_unix; /* sk-unix.c: the "unix" map of a Unix socket */
 struct ck_img_inet;
+struct ck_img_netlink; /* sk-netlink.c: the "netlink" map of a netlink socket */
 /* sk-inet.c: an address is kept as 16 bytes (IPv4 as ::ffff:a.b.c.d) so
  * ends of one connection compare equal whatever their socket's family */
 struct ck_img_inaddr {
@@ -89,6 +90,7 @@ struct ck_img_socket {
 	int filter_locked;
 	struct ck_img_unix *unix_part;
 	struct ck_img_inet *inet_part;
+	struct ck_img_netlink *netlink_part;
 };
 
 /* One socket descriptor of an image, as sockets.c hands it to its family. */
@@ -126,6 +128,13 @@ CK_HIDDEN int ck_inet_parse(struct cb_dec *d, const char *k, size_t kl, struct c
 CK_HIDDEN void ck_inet_create_shared(struct ck_sock_file *socks, size_t n, struct ck_objects *objs, int base_fd);
 CK_HIDDEN int ck_inet_open(struct ck_image *img, struct ck_img_file *f, const struct ck_img_socket *s, int base_fd,
 			   const struct ck_objects *objs);
+
+/* sk-netlink.c */
+CK_HIDDEN void ck_netlink_save(struct ck_writer *w, const struct ck_fd *f);
+/* The "netlink" key of a socket's map; 1 when it was ours, -1 when damaged. */
+CK_HIDDEN int ck_netlink_parse(struct cb_dec *d, const char *k, size_t kl, struct ck_img_socket *s);
+CK_HIDDEN void ck_netlink_create_shared(struct ck_sock_file *socks, size_t n, struct ck_objects *objs, int base_fd);
+CK_HIDDEN int ck_netlink_open(struct ck_image *img, struct ck_img_file *f, const struct ck_objects *objs);
 
 /* sk-timewait.c: the addresses of a connection the restart brings back
  * (peer unset: a listener's address, whose accepted connections the

@@ -547,6 +547,16 @@ export const IMAGE_SCHEMA = {
       filter_locked: 'uint?',
       inet: '{inet}?',
       unix: '{unix}?',
+      netlink: '{netlink}?',
+    },
+  },
+  netlink: {
+    doc: '### socket → `netlink` (a netlink socket)',
+    keys: {
+      portid: 'uint',
+      groups: '[uint]?',
+      dst_portid: 'uint?',
+      dst_groups: 'uint?',
     },
   },
   inet: {

@@ -211,7 +211,8 @@ const SESSION_END_POLL_MS = 100;
 /**
  * Checkpoint failures the program itself ends in a moment, worth another
  * try (the reasons the shim gives: preload/sk-unix.c save_pending,
- * preload/sk-inet.c save_tcp_queues, preload/files.c file_save), and how long the program runs on
+ * preload/sk-inet.c save_tcp_queues, preload/files.c file_save, preload/sk-netlink.c
+ * nothing_pending), and how long the program runs on
  * before each new try.
  */
 const PASSING_STATES = [
@@ -219,6 +220,7 @@ const PASSING_STATES = [
   /a connection with bytes its own server has not accepted yet/,
   /a \/proc list of mappings is read part way/,
   /a TCP connection has ended and the program has not closed it yet/,
+  /a netlink socket holds messages the program has not read yet/,
 ];
 const RETRY_WAITS_MS = [100, 200, 400, 800, 1600];
 

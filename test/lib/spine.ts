@@ -56,6 +56,8 @@ export interface SpineOptions {
   check?: (ctx: StageContext) => void | Promise<void>;
   /** threads of the image may have ended by the time the restart is looked at (glibc's timer callbacks): only the PID is checked */
   shortLivedThreads?: boolean;
+  /** the uninterrupted run ends before the checkpointed one starts (programs that would hear each other: netlink multicast) */
+  refFirst?: boolean;
 }
 
 async function trigger(how: Trigger, proc: Proc, ckpt: string): Promise<string> {
@@ -188,6 +190,7 @@ export async function spine(o: SpineOptions): Promise<void> {
 
     // the uninterrupted reference, natively, in parallel
     const refRun = runNative(program(refDir), { cwd: refDir });
+    if (o.refFirst) await refRun;
 
     // 1. launch, checkpoint mid-work, kill -9
     const s1 = scope.launch({ dir: ckpt, program: program(work), cwd: work, label: `ckrun ${o.example}` });
