@@ -36,7 +36,7 @@
       "dependencies": ["ckrun_shim"],
       "sources": [
         "addon/native.c", "addon/helpers.c", "addon/reaper.c", "addon/spawn.c", "addon/sigwatch.c",
-        "addon/crc.c", "addon/unix.c", "addon/files.c", "addon/filesnap.c", "addon/procs.c", "preload/crc32c.c"
+        "addon/crc.c", "addon/unix.c", "addon/files.c", "addon/filesnap.c", "addon/procs.c", "addon/tcp.c", "preload/crc32c.c"
       ],
       "include_dirs": ["preload"],
       "cflags": ["-std=gnu11", "-fvisibility=hidden", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter"]

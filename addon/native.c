@@ -20,6 +20,8 @@
  *                            processes share one open file description?
  *   dupProcessFd(pid, fd)    process pid's description at fd, duplicated into ckrun
  *                            (pidfd_getfd: no open, no lease broken)
+ *   tcpSendQueue(fd)         a TCP connection's whole send queue, read in
+ *                            repair mode (for a process without CAP_NET_ADMIN)
  *   unixPeers(name)          inodes of the client ends of every connection
  *                            accepted on the abstract name (sock_diag)
  *   peerCred(fd)             SO_PEERCRED of a Unix socket: {pid, uid, gid}
@@ -56,6 +58,7 @@ NAPI_MODULE_INIT()
 		{ "unixConnect", NULL, js_unix_connect, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "kcmpFile", NULL, js_kcmp_file, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "dupProcessFd", NULL, js_dup_process_fd, NULL, NULL, NULL, napi_enumerable, NULL },
+		{ "tcpSendQueue", NULL, js_tcp_send_queue, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "unixPeers", NULL, js_unix_peers, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "askToJoin", NULL, js_ask_to_join, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "tryLockExclusive", NULL, js_try_lock_exclusive, NULL, NULL, NULL, napi_enumerable, NULL },

@@ -113,6 +113,9 @@ napi_value js_seek(napi_env env, napi_callback_info info);
 napi_value js_futimes_ns(napi_env env, napi_callback_info info);
 napi_value js_lutimes_ns(napi_env env, napi_callback_info info);
 
+/* tcp.c */
+napi_value js_tcp_send_queue(napi_env env, napi_callback_info info);
+
 /* procs.c */
 napi_value js_ask_to_join(napi_env env, napi_callback_info info);
 napi_value js_watch_exit(napi_env env, napi_callback_info info);

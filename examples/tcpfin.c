@@ -6,11 +6,15 @@
  * EOF, and checks the count and every byte (byte i is i * 7 mod 251).
  * A difference prints "FAIL ...". Reading unsent bytes needs root (TCP_REPAIR).
  *
- *   tcpfin [--steps N]     prints "step K" per step, then "done"
+ *   tcpfin [--steps N] [--as-nobody]     prints "step K" per step, then "done"
+ *
+ * --as-nobody: the program gives up root first (user and group nobody), as
+ * a server's worker does; ckrun, root, then reads the unsent bytes for it.
  */
 #include "common.h"
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -24,8 +28,13 @@ static unsigned char byte_at(long i)
 int main(int argc, char **argv)
 {
 	long steps = 30;
-	if (argc == 3 && !strcmp(argv[1], "--steps"))
-		steps = atol(argv[2]);
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--steps") && i + 1 < argc)
+			steps = atol(argv[++i]);
+		else if (!strcmp(argv[i], "--as-nobody") &&
+			 (setgroups(0, NULL) || setresgid(65534, 65534, 65534) || setresuid(65534, 65534, 65534)))
+			die("giving up root");
+	}
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t len = sizeof a;
 	int small = 16384;

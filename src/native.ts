@@ -44,6 +44,8 @@ export interface NativeAddon {
   kcmpFile(pid1: number, fd1: number, pid2: number, fd2: number): boolean;
   /** pidfd_getfd: process pid's open file description at fd, as a close-on-exec descriptor of ckrun (opens nothing). */
   dupProcessFd(pid: number, fd: number): number;
+  /** A TCP connection's whole send queue read in repair mode (CAP_NET_ADMIN): the sequence number after its last byte, how many of its last bytes were not sent, the bytes. */
+  tcpSendQueue(fd: number): { end: number; unsent: number; data: Buffer };
   /** Inodes of the client sockets of every connection accepted on the abstract name (sock_diag). */
   unixPeers(name: string): number[];
   /** Queues the shim's join request (signal, tagged); false when pid is gone. */

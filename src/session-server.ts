@@ -68,6 +68,12 @@ export interface ServerEvents {
   made(f: WrittenFile, by: PeerCred | undefined): void;
   /** A process of the session is about to open an existing file for writing (its shim's `keep`): the answer. */
   keep(f: WrittenFile, by: PeerCred | undefined): Promise<'kept' | 'kept none'>;
+  /**
+   * A process of the session standing stopped for a checkpoint cannot read
+   * a TCP send queue itself (no CAP_NET_ADMIN; its shim's `sendq FD`): the
+   * queue as ckrun reads it, or why not.
+   */
+  sendQueue(pid: number, fd: number): { end: number; unsent: number; data: Buffer } | string;
 }
 
 export class SessionServer {
@@ -158,6 +164,25 @@ export class SessionServer {
     setTimeout(() => sock.destroy(), 200).unref();
   }
 
+  /**
+   * `sendq FD` from a process of the session, on a connection of its own:
+   * `sendq END UNSENT LEN` and LEN bytes, or `sendq no WHY`. Only the
+   * process's own descriptor, only while it is one of the session's (the
+   * process that connected, as the kernel says: SO_PEERCRED).
+   */
+  private answerSendQueue(sock: Socket, rest: string): void {
+    const pid = this.peers.get(sock)?.cred?.pid ?? 0;
+    const fd = /^\d{1,7}$/.test(rest.trim()) ? Number(rest.trim()) : -1;
+    const member = [...this.procs.values()].some((p) => p.pid === pid);
+    const q = fd < 0 ? 'a malformed line' : !member ? `process ${pid} is not one of the session's` : this.events.sendQueue(pid, fd);
+    if (typeof q === 'string') {
+      this.send(sock, `sendq no ${oneLine(q)}`);
+      return;
+    }
+    this.send(sock, `sendq ${q.end} ${q.unsent} ${q.data.length}`);
+    if (!sock.destroyed) sock.write(q.data);
+  }
+
   send(sock: Socket, line: string): void {
     if (!sock.destroyed) sock.write(line + '\n');
   }
@@ -189,6 +214,10 @@ export class SessionServer {
           (a) => this.send(sock, a),
           () => this.send(sock, 'kept'),
         );
+      return;
+    }
+    if (word === 'sendq') {
+      this.answerSendQueue(sock, rest);
       return;
     }
     const proc = this.procs.get(sock) ?? this.leaving.get(sock);

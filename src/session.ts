@@ -377,6 +377,7 @@ export class Coordinator implements Session {
         checkpointHeld: () => this.checkpointHeld(),
         status: () => this.status(),
         keep: (f, by) => this.keepLate(f, by),
+        sendQueue: (pid, fd) => this.sendQueueFor(pid, fd),
         made: (f, by) => void this.noteMade(f, by),
         wrote: (f, by) => {
           if (this.claimedFile(f, by, 'said it wrote', 'not saved') !== undefined) this.written.note(f);
@@ -426,6 +427,31 @@ export class Coordinator implements Session {
       this.log(`cannot keep ${shown} as it was at the checkpoint (${errorMessage(e)}): a restart from ${late.genPath} will not put it back`);
     }
     return 'kept';
+  }
+
+  /**
+   * A TCP send queue of a process standing stopped for a checkpoint, which
+   * it cannot read itself (repair mode takes CAP_NET_ADMIN; a program that
+   * gave up root has it no more): read through a duplicate of its socket,
+   * only while a checkpoint is under way.
+   */
+  private sendQueueFor(pid: number, fd: number): { end: number; unsent: number; data: Buffer } | string {
+    if (!this.checkpointSettled) return 'no checkpoint is under way';
+    let dup: number;
+    try {
+      dup = native().dupProcessFd(pid, fd);
+    } catch (e) {
+      return errorMessage(e);
+    }
+    try {
+      const q = native().tcpSendQueue(dup);
+      this.verbose(`read the send queue of process ${pid}'s TCP connection at descriptor ${fd} for it (${q.data.length} bytes, ${q.unsent} not sent)`);
+      return q;
+    } catch (e) {
+      return errorMessage(e);
+    } finally {
+      closeSync(dup);
+    }
   }
 
   /** A process made a file since the newest generation: a restart from it removes the file. */

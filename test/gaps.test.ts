@@ -150,6 +150,11 @@ test('a TCP connection shut down (SHUT_WR) behind bytes not sent yet (FIN_WAIT1)
   await twiceThroughRestart('tcpfin', [socketExample('tcpfin'), '--steps', '80']);
 });
 
+test('the same connection in a program that gave up root (user nobody: no TCP_REPAIR of its own): ckrun, root, reads the unsent bytes for it', async () => {
+  assert.is(process.getuid?.(), 0, 'this test needs root: ckrun reads the queue with CAP_NET_ADMIN');
+  await twiceThroughRestart('tcpfin-nobody', [socketExample('tcpfin'), '--steps', '80', '--as-nobody']);
+});
+
 test('two processes streaming over localhost TCP with full buffers both ways: every byte in flight arrives exactly once', async () => {
   await twiceThroughRestart('tcp-stream', [socketExample('tcp-stream'), '--steps', '80']);
 });
