@@ -13,6 +13,18 @@
 
 /* The whole file (at most cap - 1 bytes), NUL-terminated: its length, or
  * a negative errno. */
+CK_HIDDEN long ck_pid_from_proc(void)
+{
+	char buf[24];
+	uint64_t v;
+	const char *p = buf;
+	long n = CK_SYS4(SYS_readlinkat, AT_FDCWD, "/proc/self", buf, sizeof buf - 1);
+	if (n <= 0)
+		return -ESRCH;
+	buf[n] = 0;
+	return ck_parse_dec(&p, &v) && !*p ? (long)v : -ESRCH;
+}
+
 CK_HIDDEN long ck_read_file(const char *path, char *buf, size_t cap)
 {
 	int fd = (int)ck_openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);

@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import {
   describeProcess,
   innerIds,
+  inStrictSeccomp,
   isLive,
   nsPids,
   ProcessGoneError,
@@ -468,6 +469,14 @@ class Barrier<P extends Participant> {
       }
       if (unknown.length === 0 && settled) return;
       if (this.trouble) throw this.trouble;
+      // ckrun's signal would kill one in seccomp strict mode (its handler makes calls strict mode forbids)
+      const strict = unknown.find((u) => inStrictSeccomp(u.outer));
+      if (strict) {
+        const { comm, exe } = describeProcess(strict.outer);
+        throw new BarrierError(
+          `process ${nsPids(strict.outer).pop() ?? strict.outer} (${comm}, ${exe}) is in seccomp strict mode (SECCOMP_MODE_STRICT): it may make no system call but read, write, _exit and sigreturn, so it cannot save itself, and ckrun cannot checkpoint it; the program runs on`,
+        );
+      }
       // a stopped one is held, so that it can join
       for (const u of unknown) this.lookAt(u.outer);
       const now = Date.now();

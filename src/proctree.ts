@@ -137,6 +137,19 @@ export function catchesSignal(pid: number, signal: number): boolean {
   }
 }
 
+/**
+ * True for a process in seccomp strict mode (SECCOMP_MODE_STRICT): it may
+ * make no system call but read, write, _exit and sigreturn, so its shim
+ * cannot save it (any other call kills it).
+ */
+export function inStrictSeccomp(pid: number): boolean {
+  try {
+    return /^Seccomp:\s*1$/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
 /** True for a process that runs (not a zombie, not being torn down). */
 export function isLive(p: TreeProcess): boolean {
   return p.state !== 'Z' && p.state !== 'X' && p.state !== 'x';

@@ -26,7 +26,7 @@ import { CKRUN, NODE } from './lib/paths.js';
 import { checkpoint, ckrun } from './lib/ckrun.js';
 import { Scope } from './lib/scope.js';
 import { generations } from './lib/images.js';
-import { assertPrefix, assertResumed } from './lib/spine.js';
+import { assertPrefix, assertResumed, spine } from './lib/spine.js';
 import { asUserArgv, NOBODY, NOGROUP, sharedCkrun } from './lib/users.js';
 
 function noFailure(p: Proc, what: string): void {
@@ -232,6 +232,28 @@ test("an ordinary user's checkpoint of a process that is not dumpable fails, say
     assert.match(run.out, /checkpoint exit 1\n/, run.out);
     assert.match(run.out, /ckrun exit 0\ndone\n/, `the program runs on to its end:\n${run.out}`);
     assert.equal(generations(ck), [], 'a failed checkpoint leaves no generation');
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+test('a process whose own seccomp filter makes getpid() fail (as zdtm\'s do), and its child that joins a checkpoint under it: kill -9, restart, twice', async () => {
+  await spine({ name: 'getpidless', example: 'getpidless', args: () => ['--steps', '120'], first: 10, second: 15 });
+});
+
+test('a process in seccomp strict mode fails the checkpoint at once, naming it (ckrun\'s signal would kill it); the program runs on', async () => {
+  const scope = new Scope('getpidless-strict');
+  try {
+    const ckpt = scope.ckptDir();
+    const s = scope.launch({ dir: ckpt, program: exampleProgram('getpidless', ['--steps', '80', '--strict-kid']), label: 'ckrun getpidless --strict-kid' });
+    await s.waitForStep(3);
+    const r = await ckrun(['checkpoint', '--dir', ckpt]);
+    assert.is(r.code, 1, r.describe());
+    assert.match(r.stderr, /process \d+ \(getpidless, [^)]+\) is in seccomp strict mode \(SECCOMP_MODE_STRICT\)/, r.stderr);
+    assert.equal(generations(ckpt), [], 'a failed checkpoint leaves no generation');
+    const exit = await s.waitExit();
+    assert.is(exit.code, 0, s.describe());
+    assert.is(lastLine(s.lines)?.split(' ')[0], 'done');
   } finally {
     await scope.cleanup();
   }
