@@ -237,7 +237,16 @@ static void save_pending(struct ck_writer *w, const struct ck_fd *f, const struc
 		cb_uint(e, clients[i]);
 	for (int i = 0; i < n && !w->err; i++) {
 		struct udiag c;
-		if (diag_query(clients[i], &c) != 0 || !c.has_rq || c.wq == 0)
+		if (!clients[i] || diag_query(clients[i], &c) != 0) {
+			/* its client closed its end: what it sent, if anything, no
+			 * query tells */
+			fail_socket(w, -EOPNOTSUPP, "a connection not yet accepted holds bytes ckrun cannot read", f->fd,
+				    "a client connected to this listening socket and closed its end before the program accepted "
+				    "the connection; whatever it sent waits where only accept() reaches it. Checkpoint again once "
+				    "the program has accepted the connection");
+			break;
+		}
+		if (!c.has_rq || c.wq == 0)
 			continue;
 		if (held_in_session(clients[i]))
 			fail_socket(w, -EOPNOTSUPP, "a connection not yet accepted holds bytes ckrun cannot read", f->fd,

@@ -9,7 +9,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { socketExample } from './lib/examples.js';
 import { type Proc } from './lib/proc.js';
-import { checkpoint } from './lib/ckrun.js';
+import { checkpoint, ckrun } from './lib/ckrun.js';
+import { generations } from './lib/images.js';
+import { lastLine } from './lib/lines.js';
 import { Scope } from './lib/scope.js';
 
 function noErrors(p: Proc): void {
@@ -54,6 +56,24 @@ test('a connection not yet accepted holding bytes: the checkpoint is tried again
     noErrors(p3);
     assert.is(exit.code, 0, `the program ends well\n${p3.describe()}`);
     assert.ok(p3.lines.includes(`step ${steps - 1}`), p3.describe());
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+test('a connection not yet accepted whose client sent a line and closed its end fails the checkpoint (what it sent cannot be read before accept), never loses the line; the program runs on', async () => {
+  const scope = new Scope('unaccepted-closed');
+  try {
+    const ckpt = scope.ckptDir();
+    const s = scope.launch({ dir: ckpt, program: [socketExample('closedclient'), scope.dir('work'), '150'], label: 'ckrun closedclient' });
+    await s.waitForStep(3);
+    const r = await ckrun(['checkpoint', '--dir', ckpt]);
+    assert.is(r.code, 1, r.describe());
+    assert.match(r.stderr, /a connection not yet accepted holds bytes ckrun cannot read: descriptor \d+ \(a Unix domain socket\): a client connected to this listening socket and closed its end/, r.stderr);
+    assert.equal(generations(ckpt), [], 'a failed checkpoint leaves no generation');
+    const exit = await s.waitExit();
+    assert.is(exit.code, 0, s.describe());
+    assert.is(lastLine(s.lines), 'done', s.describe());
   } finally {
     await scope.cleanup();
   }
