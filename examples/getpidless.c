@@ -4,7 +4,7 @@
  * after it, which inherits the filter and has to join a checkpoint without
  * getpid() too.
  *
- *   getpidless [--steps S] [--strict-kid]
+ *   getpidless [--steps S] [--strict-kid] [--prctl-thread]
  *
  * Each step the parent checks that getpid() still fails with errno 1234
  * (the filter is there) and that its child, which checks the same of
@@ -13,6 +13,8 @@
  *
  * --strict-kid: no filter; the child enters seccomp strict mode instead (it
  * may only read, write and exit): a checkpoint must fail at once, naming it.
+ * --prctl-thread: a thread's own filter makes prctl() fail in it (zdtm's
+ * seccomp_filter_threads): a checkpoint must fail, naming the thread.
  */
 #include "common.h"
 
@@ -21,6 +23,7 @@
 #include <stddef.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <pthread.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -39,6 +42,23 @@ static void filter_getpid(void)
 		die("seccomp");
 }
 
+static void *prctl_less(void *arg)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_prctl, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | MAGIC),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {sizeof f / sizeof f[0], f};
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog))
+		die("seccomp in a thread");
+	*(volatile int *)arg = 1;
+	for (;;)
+		pause();
+	return 0;
+}
+
 static int filtered(void)
 {
 	errno = 0;
@@ -47,12 +67,14 @@ static int filtered(void)
 
 int main(int argc, char **argv)
 {
-	int steps = 100, strict = 0;
+	int steps = 100, strict = 0, prctl_thread = 0;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--steps") && i + 1 < argc)
 			steps = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--strict-kid"))
 			strict = 1;
+		else if (!strcmp(argv[i], "--prctl-thread"))
+			prctl_thread = 1;
 	}
 	if (!strict)
 		filter_getpid();
@@ -77,6 +99,12 @@ int main(int argc, char **argv)
 	}
 	close(ask[0]);
 	close(answer[1]);
+	static volatile int started;
+	pthread_t th;
+	if (prctl_thread && pthread_create(&th, 0, prctl_less, (void *)&started))
+		die("pthread_create");
+	while (prctl_thread && !started)
+		pace_ms(1);
 	say("getpidless: start steps=%d", steps);
 	uint64_t h = 0;
 	for (int s = 1; s <= steps; s++) {

@@ -241,6 +241,24 @@ test('a process whose own seccomp filter makes getpid() fail (as zdtm\'s do), an
   await spine({ name: 'getpidless', example: 'getpidless', args: () => ['--steps', '120'], first: 10, second: 15 });
 });
 
+test('a thread whose own seccomp filter makes prctl() fail fails the checkpoint, naming it (its attributes would be saved wrong); the program runs on', async () => {
+  const scope = new Scope('getpidless-prctl');
+  try {
+    const ckpt = scope.ckptDir();
+    const s = scope.launch({ dir: ckpt, program: exampleProgram('getpidless', ['--steps', '60', '--prctl-thread']), label: 'ckrun getpidless --prctl-thread' });
+    await s.waitForStep(3);
+    const r = await ckrun(['checkpoint', '--dir', ckpt]);
+    assert.is(r.code, 1, r.describe());
+    assert.match(r.stderr, /a thread's own seccomp filter makes prctl\(\) fail.*: thread \d+: ckrun reads a thread's name/, r.stderr);
+    assert.equal(generations(ckpt), [], 'a failed checkpoint leaves no generation');
+    const exit = await s.waitExit();
+    assert.is(exit.code, 0, s.describe());
+    assert.is(lastLine(s.lines)?.split(' ')[0], 'done');
+  } finally {
+    await scope.cleanup();
+  }
+});
+
 test('a process in seccomp strict mode fails the checkpoint at once, naming it (ckrun\'s signal would kill it); the program runs on', async () => {
   const scope = new Scope('getpidless-strict');
   try {
