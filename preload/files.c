@@ -38,6 +38,12 @@ CK_HIDDEN int ck_fd_stdio_index(const struct ck_fd *f)
 	 * flags), its content kept by ckrun: restart opens it again */
 	if (!ck_session.have_stdio || (f->st.mode & S_IFMT) == S_IFREG)
 		return -1;
+	/* /dev/null, /dev/zero, ... (major 1) that the program opened itself
+	 * are that device, with their own access mode (a write-only /dev/null
+	 * made stdin of a restart would refuse writes): only fds 0-2 as they
+	 * were are the session's */
+	if ((f->st.mode & S_IFMT) == S_IFCHR && (((f->st.rdev >> 8) & 0xfff) | ((f->st.rdev >> 32) & ~0xfffULL)) == 1)
+		return f->fd < 3 && is_session_stdio(f, f->fd) ? f->fd : -1;
 	/* ckrun's stdio may all be one file (/dev/null): fd k is stdio k first */
 	if (f->fd < 3 && is_session_stdio(f, f->fd))
 		return f->fd;

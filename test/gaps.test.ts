@@ -39,14 +39,17 @@ function assertSameFds(before: Proc, after: Proc, what: string): void {
 }
 
 /** Launch, checkpoint, kill -9, restart (twice), then the program runs to "done" checking itself. */
-async function twiceThroughRestart(name: string, program: string[], o: { sameFds?: boolean; sessionLeader?: boolean } = {}): Promise<void> {
+async function twiceThroughRestart(name: string, program: string[], o: { sameFds?: boolean; sessionLeader?: boolean; stdinNull?: boolean } = {}): Promise<void> {
   const scope = new Scope(name);
   try {
     const ckpt = scope.ckptDir();
-    // sessionLeader: ckrun leads the family's session (started by setsid, as in a new terminal or tmux window)
+    // sessionLeader: ckrun leads the family's session (started by setsid, as in a new terminal or tmux window);
+    // stdinNull: ckrun's own stdin is /dev/null (a batch job, a service)
     let p = o.sessionLeader
       ? scope.track(new Proc('setsid', [NODE, CKRUN, '--dir', ckpt, '--', ...program], { label: `setsid ckrun ${name}` }))
-      : scope.launch({ dir: ckpt, program, label: `ckrun ${name}` });
+      : o.stdinNull
+        ? scope.track(new Proc('sh', ['-c', 'exec "$@" < /dev/null', 'sh', NODE, CKRUN, '--dir', ckpt, '--', ...program], { label: `ckrun ${name} < /dev/null` }))
+        : scope.launch({ dir: ckpt, program, label: `ckrun ${name}` });
     await p.waitForStep(3);
     await checkpoint(ckpt);
     await p.waitForStep(p.maxStep + 2);
@@ -144,6 +147,10 @@ test('a SysV segment removed (IPC_RMID) while a parent and its child attach it c
 
 test("a thread with an rseq area of its own (not glibc's) fails the checkpoint, naming the thread, and keeps its registration", async () => {
   await refusedAndRunsOn('rseqown', exampleProgram('rseqown', ['--steps', '80']), 'ckrun rseqown', /restartable-sequence \(rseq\) area of its own: thread \d+: ckrun registers only glibc's/);
+});
+
+test("/dev/null and /dev/zero the program opened itself keep their access modes when ckrun's stdin is /dev/null too (they were restored as the session's stdin: writes failed with EBADF)", async () => {
+  await twiceThroughRestart('devnull', exampleProgram('devnull', ['--steps', '60']), { stdinNull: true });
 });
 
 test('a TCP connection shut down (SHUT_WR) behind bytes not sent yet (FIN_WAIT1) delivers exactly those bytes, then EOF', async () => {
