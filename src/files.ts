@@ -443,11 +443,13 @@ function stores(how: SavedFile['how']): boolean {
  * ordinary user lacks, so then its path, if it is still that file.
  */
 function openCandidate(c: Candidate): number {
+  // O_NONBLOCK: an open that would wait for a lease to be broken (the
+  // kernel's lease-break-time, 45 s, with the program stopped) fails at once
   try {
-    return openSync(c.proc, FS.O_RDONLY);
+    return openSync(c.proc, FS.O_RDONLY | FS.O_NONBLOCK);
   } catch (e) {
     if (!c.proc.includes('/map_files/')) throw e;
-    const fd = openSync(c.path, FS.O_RDONLY | FS.O_NOFOLLOW);
+    const fd = openSync(c.path, FS.O_RDONLY | FS.O_NOFOLLOW | FS.O_NONBLOCK);
     const st = fstatSync(fd, { bigint: true });
     if (`${st.dev}:${st.ino}` !== c.key) {
       closeSync(fd);
