@@ -11,8 +11,8 @@
 #include "ckrun.h"
 #include "sys.h"
 
-/* The whole file (at most cap - 1 bytes), NUL-terminated: its length, or
- * a negative errno. */
+/* getpid() for a process whose own seccomp filter makes it fail: the PID
+ * /proc/self names (sys.h ck_getpid). */
 CK_HIDDEN long ck_pid_from_proc(void)
 {
 	char buf[24];
@@ -25,6 +25,8 @@ CK_HIDDEN long ck_pid_from_proc(void)
 	return ck_parse_dec(&p, &v) && !*p ? (long)v : -ESRCH;
 }
 
+/* The whole file (at most cap - 1 bytes), NUL-terminated: its length, or
+ * a negative errno. */
 CK_HIDDEN long ck_read_file(const char *path, char *buf, size_t cap)
 {
 	int fd = (int)ck_openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);

@@ -407,6 +407,15 @@ static long read_sendq_bytes(int fd, char *buf, long len)
 	return got;
 }
 
+/* Only a coordinator running as root can read a queue in repair mode. */
+static int coordinator_is_root(void)
+{
+	struct ucred cr;
+	unsigned len = sizeof cr;
+	return ck_session.sock[0] && ck_session.ctl_fd >= 0 &&
+	       ck_getsockopt(ck_session.ctl_fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) == 0 && len == sizeof cr && cr.uid == 0;
+}
+
 /* Without CAP_NET_ADMIN (a program that gave up root): ckrun, when it is
  * root, reads the queue through a duplicate of the socket, exactly as
  * take_send_queue would (src/session.ts sendQueueFor); 0 when it did. */
@@ -451,7 +460,9 @@ static void take_send_queue(struct sendq *q, int state)
 	uint32_t end;
 	ck_ioctl(q->fd, TIOCOUTQ, &outq); /* only shrinks while the program stands still */
 	if ((q->err = repair_on(q->fd, &reuse)) != 0) {
-		if (q->err == -EPERM && ck_session.sock[0] && (q->err = ask_send_queue(q, outq, &end, &unsent)) == 0)
+		/* every queue, so that both ends of a connection have their
+		 * sequence numbers (bytes count once however TCP moved them) */
+		if (q->err == -EPERM && coordinator_is_root() && (q->err = ask_send_queue(q, outq, &end, &unsent)) == 0)
 			goto got;
 		return;
 	}
