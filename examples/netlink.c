@@ -8,8 +8,9 @@
  * Four NETLINK_KOBJECT_UEVENT sockets, as CRIU's zdtm sk-netlink has
  * them: `own` bound to a port ID of its own choosing (its PID), `group`
  * bound to multicast group 32 (port ID chosen by the kernel), `conn`
- * connected to own's port ID and group 32, `late` never bound (the kernel
- * binds it at its first send). One NETLINK_ROUTE socket `route` listens
+ * connected to own's port ID and group 32, `late` not bound (the kernel
+ * binds it at its first send, in the first step), `never` never bound nor
+ * used. One NETLINK_ROUTE socket `route` listens
  * to RTNLGRP_LINK and to group 36 (beyond the 32 getsockname shows), with
  * NETLINK_NO_ENOBUFS and NETLINK_EXT_ACK set.
  *
@@ -41,7 +42,7 @@
 #define TEST_GROUP 32
 #define HIGH_GROUP 36
 
-static int own, group, conn, late, route;
+static int own, group, conn, late, never, route;
 static struct sockaddr_nl own_name, group_name, conn_name, late_name;
 
 static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -175,6 +176,7 @@ static void open_sockets(void)
 	group = nl_socket(NETLINK_KOBJECT_UEVENT);
 	conn = nl_socket(NETLINK_KOBJECT_UEVENT);
 	late = nl_socket(NETLINK_KOBJECT_UEVENT);
+	never = nl_socket(NETLINK_KOBJECT_UEVENT);
 	route = nl_socket(NETLINK_ROUTE);
 	struct sockaddr_nl a = nl_addr((uint32_t)getpid(), 0);
 	if (bind(own, (struct sockaddr *)&a, sizeof a))
@@ -224,6 +226,8 @@ int main(int argc, char **argv)
 		if (!unread)
 			check_name(s, "late", late, 0, &late_name);
 		check_route(s);
+		struct sockaddr_nl unbound = nl_addr(0, 0);
+		check_name(s, "never", never, 0, &unbound);
 		if (unread) {
 			say("step %d", s);
 			pace_ms(30);
