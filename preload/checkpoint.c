@@ -1265,7 +1265,7 @@ CK_HIDDEN void ck_signal_handler(int sig, siginfo_t *si, void *ucv)
 	if (si->si_code == SI_QUEUE && si->si_pid == pid && ((uint64_t)si->si_value.sival_ptr >> 32) == CK_QUEUE_MAGIC) {
 		int how = ck_resume_interrupted_call(uc);
 		participate(uc, si);
-		ck_yield_interrupted_call(uc, how);
+		ck_yield_interrupted_call(uc, how, 1);
 		return;
 	}
 	/* in a forked child that has not joined, ctl_fd is its parent's number */
@@ -1273,14 +1273,14 @@ CK_HIDDEN void ck_signal_handler(int sig, siginfo_t *si, void *ucv)
 	    ck_session.self_pid == pid) {
 		int how = ck_resume_interrupted_call(uc);
 		serve_requests(uc);
-		ck_yield_interrupted_call(uc, how);
+		ck_yield_interrupted_call(uc, how, 0);
 		return;
 	}
 	if (si->si_code == SI_QUEUE && ((uint64_t)si->si_value.sival_ptr >> 32) == CK_JOIN_MAGIC) {
 		int how = ck_resume_interrupted_call(uc);
 		if (ck_join_on_request((uint64_t)si->si_value.sival_ptr)) /* a child took its parent's state over */
 			ck_requests_reset_in_child();
-		ck_yield_interrupted_call(uc, how);
+		ck_yield_interrupted_call(uc, how, 0);
 		return;
 	}
 	/* the program's own use of our signal number: its handler runs, and

@@ -71,6 +71,7 @@ struct ck_thread {
 	uint64_t pending;        /* signals pending for this thread only */
 	char comm[16];
 	long securebits;         /* PR_GET_SECUREBITS: per thread, not in /proc */
+	uint64_t program_mask;   /* the signals the program blocked in it */
 	int own_creds;           /* its credentials are not the leader's: saved with the thread */
 	struct ck_thread_attrs attrs; /* scheduling, affinity, timer slack, ... (attrs.h) */
 };
@@ -336,8 +337,10 @@ enum { CK_CALL_NONE, CK_CALL_WRAPPED, CK_CALL_REWOUND };
  * syscall instruction), CK_CALL_NONE. */
 CK_HIDDEN int ck_resume_interrupted_call(ucontext_t *uc);
 /* At the handler's end: the call fails with EINTR after all when a handler
- * of the program's runs next. */
-CK_HIDDEN void ck_yield_interrupted_call(ucontext_t *uc, int how);
+ * of the program's runs next; threads_known: ck_threads holds every thread
+ * as this stop found it (a signal to the process that only this thread
+ * can take counts). */
+CK_HIDDEN void ck_yield_interrupted_call(ucontext_t *uc, int how, int threads_known);
 /* looks up libc's calls behind the wrappers (the constructor) */
 CK_HIDDEN void ck_syscalls_resolve(void);
 /* syscall(nr, a[0..5]) resumed when interrupted; a[] may be changed (remaining timeouts) */

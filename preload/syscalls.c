@@ -328,16 +328,38 @@ CK_HIDDEN int ck_resume_interrupted_call(ucontext_t *uc)
  * main thread counts the process's signals too (the kernel offers one
  * sent to the process to the main thread first); another thread only its
  * own. */
-static int program_handler_follows(const ucontext_t *uc, int main_thread)
+/* Signals sent to the whole process that this thread alone can take:
+ * every other thread blocks them (its mask as this checkpoint found it),
+ * so the kernel gives them to this one. */
+static uint64_t shared_taken_here(uint64_t pending)
+{
+	int n = ck_nthreads, self = (int)ck_gettid(), me = 0;
+	uint64_t others_block = ~0ULL;
+	if (n <= 1 || n > CK_MAX_THREADS)
+		return 0;
+	for (int i = 0; i < n; i++) {
+		if (ck_threads[i].tid == self)
+			me = 1;
+		else
+			others_block &= ck_threads[i].program_mask;
+	}
+	if (!me || !(pending & others_block))
+		return 0;
+	return pending & others_block & ck_read_pending_mask("/proc/self/status", "ShdPnd:");
+}
+
+static int program_handler_follows(const ucontext_t *uc, int main_thread, int threads_known)
 {
 	uint64_t pending = 0, mask;
 	if (CK_SYS2(SYS_rt_sigpending, &pending, sizeof pending) != 0)
 		return 0;
 	ck_memcpy(&mask, &uc->uc_sigmask, sizeof mask);
 	pending &= ~mask & ~(1ULL << (ck_session.sig - 1));
-	/* the thread's own (tgkill), which rt_sigpending does not tell apart */
+	/* the thread's own (tgkill), which rt_sigpending does not tell apart,
+	 * and the process's that no other thread can take */
 	if (pending && !main_thread)
-		pending &= ck_read_pending_mask("/proc/thread-self/status", "SigPnd:");
+		pending = (pending & ck_read_pending_mask("/proc/thread-self/status", "SigPnd:")) |
+			  (threads_known ? shared_taken_here(pending) : 0);
 	for (int sig = 1; sig <= 64; sig++) {
 		if (!(pending >> (sig - 1) & 1))
 			continue;
@@ -354,9 +376,9 @@ static int program_handler_follows(const ucontext_t *uc, int main_thread)
  * the signal that follows, fails with EINTR after all, as it would have
  * without ckrun (vim learns of a new window size so, with its keys still
  * to be read; a worker thread woken by pthread_kill ends its poll). */
-CK_HIDDEN void ck_yield_interrupted_call(ucontext_t *uc, int how)
+CK_HIDDEN void ck_yield_interrupted_call(ucontext_t *uc, int how, int threads_known)
 {
-	if (how == CK_CALL_NONE || !program_handler_follows(uc, ck_gettid() == ck_getpid()))
+	if (how == CK_CALL_NONE || !program_handler_follows(uc, ck_gettid() == ck_getpid(), threads_known))
 		return;
 	greg_t *g = uc->uc_mcontext.gregs;
 	if (how == CK_CALL_REWOUND) {

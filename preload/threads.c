@@ -48,6 +48,7 @@ CK_HIDDEN void ck_thread_capture(struct ck_thread *t, ucontext_t *uc)
 {
 	t->tid = (int)ck_gettid();
 	t->uc = uc;
+	ck_memcpy(&t->program_mask, &uc->uc_sigmask, sizeof t->program_mask);
 	ck_arch_prctl(0x1003 /* ARCH_GET_FS */, (unsigned long)&t->fs_base);
 	t->robust_head = 0;
 	t->robust_len = 0;

@@ -163,6 +163,15 @@ test("the same for a signal sent to one thread alone (pthread_kill) while the pr
   }
 });
 
+test("the same for a signal sent to the whole process (kill) that only a worker can take (the main thread blocks it): the worker's poll ends with EINTR", async () => {
+  const scope = new Scope('eintr-process-signal-worker');
+  try {
+    await signalledWhileHeld(scope, exampleProgram('wakethread', ['--process']), 'ckrun wakethread --process', 'worker woke by SIGUSR1');
+  } finally {
+    await scope.cleanup();
+  }
+});
+
 test('timeouts end on time through 20 checkpoints (what was left, not the whole timeout again)', async () => {
   const scope = new Scope('eintr-timeouts');
   try {
