@@ -21,6 +21,7 @@
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <sys/wait.h>
+#include <stdio.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -580,9 +581,21 @@ static void fail_watch(struct ck_writer *w, int fd, uint64_t wd, const char *rec
 	ck_str_add(&m, ", and its file handle cannot be opened (needs root); add the watch again by its path, or checkpoint as root");
 }
 
+/* A deleted file the process still holds a descriptor of: the restore
+ * makes its inode again (deleted.c, object "inode"), and a watch on it
+ * goes on that inode. */
+static int deleted_file_held(const struct ck_fdtab *t, uint64_t dev, uint64_t ino)
+{
+	for (int i = 0; i < t->n; i++) {
+		const struct ck_stat *st = &t->fds[i].st;
+		if (st->dev == dev && st->ino == ino && (st->mode & S_IFMT) == S_IFREG && st->nlink == 0)
+			return 1;
+	}
+	return 0;
+}
+
 static void inotify_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f)
 {
-	(void)t;
 	static char buf[64 * 1024];
 	static char path[4096];
 	struct cb_enc *e = &w->meta;
@@ -607,6 +620,16 @@ static void inotify_save(struct ck_writer *w, const struct ck_fdtab *t, const st
 			at = rec;
 		else if (wl.h.bytes && wl.h.bytes <= sizeof wl.h.data && path_from_handle(&wl.h, dev, wl.ino, path, sizeof path))
 			at = path;
+		if (!at && deleted_file_held(t, dev, wl.ino)) {
+			/* [wd, mask, "", dev, ino]: on the inode made again */
+			cb_array(e, 5);
+			cb_uint(e, wl.wd);
+			cb_uint(e, wl.mask);
+			cb_text(e, "");
+			cb_uint(e, dev);
+			cb_uint(e, wl.ino);
+			continue;
+		}
 		if (!at) {
 			fail_watch(w, f->fd, wl.wd, rec);
 			break;
@@ -998,7 +1021,8 @@ struct inotify {
 	struct watch {
 		int wd;
 		uint32_t mask;
-		const char *path;
+		const char *path; /* "": on a deleted file's inode (dev, ino) */
+		uint64_t dev, ino;
 	} *watches;
 	size_t nwatches;
 	uint64_t queued;
@@ -1033,12 +1057,14 @@ static int inotify_parse(struct cb_dec *d, struct ck_img_file *f)
 			uint64_t wd, mask;
 			const char *s;
 			size_t sl;
-			if (!cbd_array(d, &m) || m != 3 || !cbd_uint(d, &wd) || !cbd_uint_max(d, UINT32_MAX, &mask) ||
-			    !cbd_text(d, &s, &sl) || wd < 1 || wd > INT32_MAX)
+			uint64_t dev = 0, ino = 0;
+			if (!cbd_array(d, &m) || (m != 3 && m != 5) || !cbd_uint(d, &wd) || !cbd_uint_max(d, UINT32_MAX, &mask) ||
+			    !cbd_text(d, &s, &sl) || wd < 1 || wd > INT32_MAX || (m == 5) != (sl == 0) ||
+			    (m == 5 && (!cbd_uint(d, &dev) || !cbd_uint(d, &ino))))
 				return 0;
 			if (in->nwatches == cap)
 				in->watches = realloc(in->watches, (cap *= 2) * sizeof *in->watches);
-			in->watches[in->nwatches++] = (struct watch){(int)wd, (uint32_t)mask, ck_dup_text(s, sl)};
+			in->watches[in->nwatches++] = (struct watch){(int)wd, (uint32_t)mask, ck_dup_text(s, sl), dev, ino};
 		}
 	}
 	return !d->error;
@@ -1087,7 +1113,7 @@ static void burn_watch_number(int fd, struct ck_img_file *f, int wanted)
  * events of the spare watches are read away here). */
 static int inotify_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs)
 {
-	(void)img, (void)base_fd, (void)objs;
+	(void)img, (void)base_fd;
 	struct inotify *in = f->priv;
 	int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
 	if (fd < 0)
@@ -1103,7 +1129,17 @@ static int inotify_open(struct ck_image *img, struct ck_img_file *f, int base_fd
 				  f->fd, w->wd, w->wd - next);
 		for (; next < w->wd; next++)
 			burn_watch_number(fd, f, w->wd);
-		int wd = inotify_add_watch(fd, w->path, w->mask | IN_MASK_CREATE);
+		char proc[64];
+		const char *at = w->path;
+		if (!at[0]) {
+			int made = ck_objects_find(objs, "inode", w->dev, w->ino);
+			if (made < 0)
+				ck_refuse("inotify descriptor %d watches a deleted file (watch %d) that the restore did not make again",
+					  f->fd, w->wd);
+			snprintf(proc, sizeof proc, "/proc/self/fd/%d", made);
+			at = proc;
+		}
+		int wd = inotify_add_watch(fd, at, w->mask | IN_MASK_CREATE);
 		if (wd < 0)
 			ck_refuse("cannot watch %s again (inotify descriptor %d, watch %d): %s; put the file back or restart from an "
 				  "image taken without the watch", w->path, f->fd, w->wd, strerror(errno));

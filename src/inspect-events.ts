@@ -37,7 +37,8 @@ export function eventState(m: CborMap): string | undefined {
     const i = asMap(m['inotify']);
     const ws = asArray(i['watches']).map((w) => {
       const a = asArray(w);
-      return `${asNumber(a[0])}:${asString(a[2])} mask ${hex(asBigInt(a[1]) ?? 0n)}`;
+      const on = a.length === 5 ? `deleted file (inode ${asNumber(a[4])})` : asString(a[2]);
+      return `${asNumber(a[0])}:${on} mask ${hex(asBigInt(a[1]) ?? 0n)}`;
     });
     const queued = asNumber(i['queued']) ?? 0;
     return `watches ${ws.length ? ws.join(', ') : 'none'}` + (queued ? ` (${queued} bytes of unread events, not restored)` : '');

@@ -63,6 +63,23 @@ test('signalfd: its mask (without ckrun\'s signal) survives and signals sent aft
   });
 });
 
+test('inotify: a watch on a file deleted while the program keeps it open goes on that file (zdtm inotify00), twice', async () => {
+  await spine({
+    name: 'ev-inodel',
+    example: 'ev-inodel',
+    args: (d) => [d, '--steps', '90'],
+    first: 15,
+    second: 25,
+    check(ctx) {
+      noFailure(ctx);
+      const i = filesOf(ctx).find((f) => f.kind === 'inotify');
+      const watches = ((i?.inotify as Entry | undefined)?.watches as Cbor[][] | undefined) ?? [];
+      if (watches.length !== 1 || watches[0]!.length !== 5 || watches[0]![2] !== '')
+        throw new Error(`image ${ctx.stage}: the watch should be saved by its inode: ${JSON.stringify(watches, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}`);
+    },
+  });
+});
+
 test('inotify: watches come back with the same numbers (a gap included) and report new events, twice', async () => {
   await spine({
     name: 'ev-inotify',

@@ -8,7 +8,7 @@ import { EXAMPLE_BIN, EXAMPLES, NODE } from './paths.js';
 export const C_EXAMPLES = ['counter', 'threads', 'files', 'signals', 'mmap', 'dirty', 'idlers', 'fdnumbers', 'creds'] as const;
 export type CExample = (typeof C_EXAMPLES)[number];
 /** one program per kind of event descriptor (test/events.test.ts); built like the others, not in ALL_EXAMPLES */
-export const EVENT_C_EXAMPLES = ['ev-timerfd', 'ev-signalfd', 'ev-inotify', 'ev-ptimer', 'ev-epoll'] as const;
+export const EVENT_C_EXAMPLES = ['ev-timerfd', 'ev-signalfd', 'ev-inotify', 'ev-ptimer', 'ev-epoll', 'ev-inodel'] as const;
 export type EventExample = (typeof EVENT_C_EXAMPLES)[number];
 /** programs of the process-fidelity tests (test/eintr.test.ts, test/memory-*.test.ts); built like the others, not in ALL_EXAMPLES */
 export const PROCESS_C_EXAMPLES = ['blocking', 'sparse', 'memattrs', 'clonefiles', 'attrs', 'sysv', 'sigev-aio', 'stopped', 'setxid', 'vecregs', 'shmsplit', 'rseqown', 'mapwrite', 'sigio', 'ghosts', 'gone', 'unixghost', 'memcorners', 'guardpage', 'vdsoclock', 'netcount', 'shmrmid', 'loginuid', 'reparented', 'lease', 'ptypacket', 'peercred', 'sockfilter', 'ipkinds', 'nsown', 'threadcreds', 'wakethread', 'release', 'getpidless', 'devnull'] as const;
