@@ -1874,6 +1874,7 @@ CK_HIDDEN void ck_memory_plan(struct ck_image *img, struct ck_plan *plan,
 		p->anon = !r->has_file;
 		p->growsdown = !strcmp(r->kind, "stack") || (r->vm_flags & CK_VM_GROWSDOWN);
 		p->vm_flags = r->vm_flags;
+		p->shim_code = !strcmp(r->kind, "stored");
 		p->first_run = nruns;
 		p->nruns = r->nruns;
 		p->sysv_id = -1;
@@ -2066,13 +2067,13 @@ static CK_CORE_FN void fill_runs(struct ck_plan *p, struct ck_plan_region *r, in
 {
 	/* wipe-on-fork memory must stay anonymous (the kernel refuses the mark
 	 * on a file mapping) */
-	int mappable = p->map_runs && !r->shared && !r->growsdown && !(r->vm_flags & CK_VM_WIPEONFORK);
+	int mappable = (p->map_runs || r->shim_code) && !r->shared && !r->growsdown && !(r->vm_flags & CK_VM_WIPEONFORK);
 	struct read_batch bs[READ_BATCHES];
 	for (int i = 0; i < READ_BATCHES; i++)
 		bs[i].n = 0, bs[i].len = 0;
 	for (uint64_t i = 0; i < r->nruns; i++) {
 		struct ck_plan_run *run = &p->runs[r->first_run + i];
-		if (mappable && run->len >= CK_MAP_RUN_MIN) {
+		if (mappable && (run->len >= CK_MAP_RUN_MIN || r->shim_code)) {
 			long a = ck_mmap((void *)run->addr, run->len, prot, map_flags(r) | MAP_FIXED, run->fd, (int64_t)run->off);
 			if (a == (long)run->addr)
 				continue;

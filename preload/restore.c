@@ -931,7 +931,8 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
 	 * checkpoint's bytes back where the program releases pages
 	 * (MADV_DONTNEED must give zeros; allocators such as jemalloc rely on
 	 * it), refuse MADV_FREE, name the image in /proc/self/maps and leave
-	 * the pages out of core dumps. Mapping stays for measurements. */
+	 * the pages out of core dumps. Mapping stays for measurements, and for
+	 * the shim's own code (memory.c fill_runs). */
 	plan->map_runs = getenv("CKRUN_RESTORE_MAP") != 0;
 	plan->pid = img->pid;
 	plan->nofile_cur = img->rlim[RLIMIT_NOFILE][0] < 0 ? ~0ULL : (uint64_t)img->rlim[RLIMIT_NOFILE][0];

@@ -199,11 +199,13 @@ struct ck_plan_region {
 	int sysv_piece; /* a later piece of the attachment an earlier region made: only its protection */
 	int sysv_rmid;  /* the program had removed the segment while attached: removed again once attached */
 	uint32_t vm_flags; /* CK_VM_* */
+	int shim_code; /* the shim's own mappings (kind "stored"): mapped from the image, so that
+			* ckrun-hold finds the shim's code by its file (addon/ckrun-hold.c find_shim) */
 	uint64_t first_run, nruns;
 };
 
-/* Runs at least this long are mapped from the image (private, copy on
- * write) instead of read: restart time does not grow with memory size. */
+/* With CKRUN_RESTORE_MAP=1 (measurements), runs at least this long are
+ * mapped from the image (private, copy on write) instead of read. */
 #define CK_MAP_RUN_MIN (64UL << 10)
 
 struct ck_plan_run {
