@@ -571,6 +571,9 @@ static int stop_other_threads(struct ck_scratch *s, int pid, int self)
 	if (taskfd < 0) {
 		ck_str_add(&m, "cannot list threads in /proc/self/task: ");
 		ck_str_errno(&m, taskfd);
+		if (taskfd == -ENOENT)
+			ck_str_add(&m, " (the process sees no /proc: is it in a chroot without /proc mounted? ckrun cannot "
+				       "checkpoint a process in a chroot; the program runs on)");
 		return 0;
 	}
 	uint64_t deadline = now_ns() + (uint64_t)stop_timeout_ns();
