@@ -56,6 +56,8 @@ CK_HIDDEN void ck_sockopt_put_changed(struct cb_enc *e, int fd, int level, int n
  * write again, which it has anyway. */
 static const char *privileged(int level, int name)
 {
+	if (level == 270 /* SOL_NETLINK */ && name == 8)
+		return "NETLINK_LISTEN_ALL_NSID"; /* CAP_NET_BROADCAST */
 	if (level != SOL_SOCKET)
 		return 0;
 	switch (name) {
@@ -148,7 +150,7 @@ CK_HIDDEN void ck_sockopts_apply(int fd, const struct ck_img_file *f, const stru
 			continue;
 		if (errno == EPERM && privileged(o->level, o->name))
 			ck_refuse("cannot set %s of the socket at descriptor %d again: the program set it, and this restart "
-				  "lacks the capability it needs (CAP_NET_ADMIN or CAP_NET_RAW); restart as root",
+				  "lacks the capability it needs (CAP_NET_ADMIN, CAP_NET_RAW or CAP_NET_BROADCAST); restart as root",
 				  privileged(o->level, o->name), f->fd);
 		if (errno != ENOPROTOOPT && errno != EPERM)
 			ck_refuse("cannot set option %d:%d of the socket at descriptor %d: %s", o->level, o->name, f->fd,
