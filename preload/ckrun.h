@@ -449,6 +449,9 @@ CK_HIDDEN void ck_thread_creds_save(struct ck_writer *w, struct ck_scratch *s, c
 /* procfs.c: /proc of the process itself, raw code only */
 CK_HIDDEN long ck_read_file(const char *path, char *buf, size_t cap);
 /* A hex mask from a /proc/.../status line such as "SigPnd:" (0 when not there) */
+/* The number on a line of /proc/.../status text ("Seccomp_filters:"),
+ * hex or decimal; 0 when the line is not there. */
+CK_HIDDEN int ck_status_field(const char *text, const char *field, int hex, uint64_t *out);
 CK_HIDDEN uint64_t ck_read_pending_mask(const char *status_path, const char *field);
 /* /proc/self/DIR/FD into path[64]. */
 CK_HIDDEN const char *ck_proc_fd_path(char *path, const char *dir, int fd);

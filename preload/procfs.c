@@ -48,20 +48,15 @@ CK_HIDDEN long ck_read_file(const char *path, char *buf, size_t cap)
 	return (long)len;
 }
 
-/* A hex signal mask from a /proc/.../status line such as "SigPnd:". */
-CK_HIDDEN uint64_t ck_read_pending_mask(const char *status_path, const char *field)
+CK_HIDDEN int ck_status_field(const char *text, const char *field, int hex, uint64_t *out)
 {
-	char buf[4096];
-	if (ck_read_file(status_path, buf, sizeof buf) <= 0)
-		return 0;
 	size_t fl = ck_strlen(field);
-	for (const char *p = buf; *p;) {
+	for (const char *p = text; *p;) {
 		if (ck_strneq(p, field, fl)) {
 			p += fl;
 			while (*p == ' ' || *p == '\t')
 				p++;
-			uint64_t v;
-			return ck_parse_hex(&p, &v) ? v : 0;
+			return hex ? ck_parse_hex(&p, out) : ck_parse_dec(&p, out);
 		}
 		while (*p && *p != '\n')
 			p++;
@@ -69,6 +64,16 @@ CK_HIDDEN uint64_t ck_read_pending_mask(const char *status_path, const char *fie
 			p++;
 	}
 	return 0;
+}
+
+/* A hex signal mask from a /proc/.../status line such as "SigPnd:". */
+CK_HIDDEN uint64_t ck_read_pending_mask(const char *status_path, const char *field)
+{
+	char buf[4096];
+	uint64_t v;
+	if (ck_read_file(status_path, buf, sizeof buf) <= 0 || !ck_status_field(buf, field, 1, &v))
+		return 0;
+	return v;
 }
 
 /* A file or directory under /proc/PID of a process that has exited (st is

@@ -89,21 +89,8 @@ static long read_status(int tid, char *buf, size_t cap)
 /* A line's number in /proc/.../status text ("Seccomp_filters:"), or -1. */
 static long status_number(const char *buf, const char *field, int hex)
 {
-	size_t fl = ck_strlen(field);
-	for (const char *q = buf; *q;) {
-		if (ck_strneq(q, field, fl)) {
-			q += fl;
-			while (*q == ' ' || *q == '\t')
-				q++;
-			uint64_t v;
-			return (hex ? ck_parse_hex(&q, &v) : ck_parse_dec(&q, &v)) ? (long)v : -1;
-		}
-		while (*q && *q != '\n')
-			q++;
-		if (*q)
-			q++;
-	}
-	return -1;
+	uint64_t v;
+	return ck_status_field(buf, field, hex, &v) ? (long)v : -1;
 }
 
 /* Field 22 of /proc/self/task/TID/stat: when the thread started. */

@@ -94,30 +94,33 @@ static void save_regs(struct cb_enc *e, const ucontext_t *uc)
 		cb_kv_uint(e, regs[i].name, (uint64_t)uc->uc_mcontext.gregs[regs[i].reg]);
 }
 
+static void fail_thread(struct ck_writer *w, long err, const char *what, int tid, const char *detail)
+{
+	struct ck_str m;
+	ck_writer_fail(w, err, what);
+	ck_str_init(&m, w->err_detail, sizeof w->err_detail);
+	ck_str_add(&m, "thread ");
+	ck_str_dec(&m, tid);
+	ck_str_add(&m, detail);
+}
+
 CK_HIDDEN void ck_threads_save(struct ck_writer *w, struct ck_scratch *s, int n)
 {
 	struct cb_enc *e = &w->meta;
 	for (int i = 0; i < n; i++) {
+		/* its name, securebits, clear-child-TID, timer slack, ... are read
+		 * with prctl(): they would be saved wrong */
 		if (ck_threads[i].securebits < 0) {
-			/* its name, securebits, clear-child-TID, timer slack, ... are
-			 * read with prctl(): they would be saved wrong */
-			ck_writer_fail(w, ck_threads[i].securebits, "a thread's own seccomp filter makes prctl() fail");
-			struct ck_str m;
-			ck_str_init(&m, w->err_detail, sizeof w->err_detail);
-			ck_str_add(&m, "thread ");
-			ck_str_dec(&m, ck_threads[i].tid);
-			ck_str_add(&m, ": ckrun reads a thread's name, securebits, clear-child-TID address and timer slack with "
-				       "prctl(), so it cannot save this thread; the program runs on");
+			fail_thread(w, ck_threads[i].securebits, "a thread's own seccomp filter makes prctl() fail", ck_threads[i].tid,
+				    ": ckrun reads a thread's name, securebits, clear-child-TID address and timer slack with prctl(), "
+				    "so it cannot save this thread; the program runs on");
 			return;
 		}
 		if (ck_threads[i].rseq_foreign) {
-			ck_writer_fail(w, -EOPNOTSUPP, "a thread registered a restartable-sequence (rseq) area of its own");
-			struct ck_str m;
-			ck_str_init(&m, w->err_detail, sizeof w->err_detail);
-			ck_str_add(&m, "thread ");
-			ck_str_dec(&m, ck_threads[i].tid);
-			ck_str_add(&m, ": ckrun registers only glibc's area again, and the kernel does not tell where another is; "
-				       "leave glibc's registration in place (or unregister yours) before the checkpoint");
+			fail_thread(w, -EOPNOTSUPP, "a thread registered a restartable-sequence (rseq) area of its own",
+				    ck_threads[i].tid,
+				    ": ckrun registers only glibc's area again, and the kernel does not tell where another is; "
+				    "leave glibc's registration in place (or unregister yours) before the checkpoint");
 			return;
 		}
 	}
