@@ -106,6 +106,18 @@ static inline const char *errname(int e)
 	}
 }
 
+/* Prints "FAIL <what>" and exits 1: the program found its own state wrong. */
+__attribute__((format(printf, 1, 2), noreturn)) static inline void say_fail(const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	say("FAIL %s", buf);
+	exit(1);
+}
+
 static inline void die(const char *what)
 {
 	printf("error: %s: %s\n", what, strerror(errno));

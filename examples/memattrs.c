@@ -99,18 +99,6 @@ static int released(size_t page, int cycling, int s)
 	return page == 5 || page == 9 || page == 10 || (cycling && page == CYCLED && cycled_away(s));
 }
 
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void fail(const char *fmt, ...)
-{
-	char buf[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof buf, fmt, ap);
-	va_end(ap);
-	say("FAIL %s", buf);
-	exit(1);
-}
-
 /* --regions: the named ones only, in their order in the table */
 static size_t nreg = NREG;
 
@@ -243,10 +231,10 @@ static void check_flags(void)
 		const char *flags = at[r].flags;
 		if (!at[r].found) {
 			dump_maps();
-			fail("region %s (%p) is not mapped", g->name, (void *)g->p);
+			say_fail("region %s (%p) is not mapped", g->name, (void *)g->p);
 		}
 		if (at[r].lo != (uintptr_t)g->p || at[r].hi != (uintptr_t)g->p + LEN)
-			fail("region %s is the mapping %#lx-%#lx, not %p-%p", g->name, (unsigned long)at[r].lo,
+			say_fail("region %s is the mapping %#lx-%#lx, not %p-%p", g->name, (unsigned long)at[r].lo,
 			     (unsigned long)at[r].hi, (void *)g->p, (void *)((char *)g->p + LEN));
 		for (size_t m = 0; m < sizeof all_marks / sizeof all_marks[0]; m++) {
 			const char *mark = all_marks[m];
@@ -257,7 +245,7 @@ static void check_flags(void)
 			if (all_locked && !strcmp(mark, "lf"))
 				want = !strcmp(mlockall_mode, "onfault");
 			if (want != has_mark(flags, mark))
-				fail("region %s should %s \"%s\" in its VmFlags:%s", g->name, want ? "have" : "not have", mark, flags);
+				say_fail("region %s should %s \"%s\" in its VmFlags:%s", g->name, want ? "have" : "not have", mark, flags);
 		}
 	}
 }
@@ -283,7 +271,7 @@ static void check_locks(void)
 			if (has_mark(regions[r].flags, "lo"))
 				want += LEN / 1024;
 		if (have != want)
-			fail("VmLck is %ld kB, expected %ld kB (the locked regions)", have, want);
+			say_fail("VmLck is %ld kB, expected %ld kB (the locked regions)", have, want);
 		return;
 	}
 	if (strcmp(mlockall_mode, "current")) {
@@ -294,11 +282,11 @@ static void check_locks(void)
 			die("mmap");
 		if (!vm_flags_at(&at, 1)) {
 			dump_maps();
-			fail("a new mapping (%p) is not in /proc/self/smaps", p);
+			say_fail("a new mapping (%p) is not in /proc/self/smaps", p);
 		}
 		int onfault = !strcmp(mlockall_mode, "onfault");
 		if (!has_mark(at.flags, "lo") || has_mark(at.flags, "lf") != onfault)
-			fail("a new mapping should be locked%s (mlockall MCL_FUTURE), its VmFlags:%s", onfault ? " on fault" : "",
+			say_fail("a new mapping should be locked%s (mlockall MCL_FUTURE), its VmFlags:%s", onfault ? " on fault" : "",
 			     at.flags);
 		munmap(p, PAGE);
 	}
@@ -329,7 +317,7 @@ static void check_fork(void)
 		if (errno != EINTR)
 			die("waitpid");
 	if (!WIFEXITED(st) || WEXITSTATUS(st))
-		fail("a forked child %s", !WIFEXITED(st) ? "died" : WEXITSTATUS(st) == 3 ? "sees the wipe-on-fork region's contents"
+		say_fail("a forked child %s", !WIFEXITED(st) ? "died" : WEXITSTATUS(st) == 3 ? "sees the wipe-on-fork region's contents"
 										   : "has the don't-fork region");
 }
 
@@ -363,7 +351,7 @@ static uint64_t check_words(int s)
 		for (size_t w = 0; w < LEN / 8; w++) {
 			uint64_t want = released(w * 8 / PAGE, cycling(g), s) ? 0 : word(r, w, w == 7 ? g->writes : 0);
 			if (g->p[w] != want)
-				fail("step %d: region %s word %zu is %#" PRIx64 ", expected %#" PRIx64, s, g->name, w, g->p[w], want);
+				say_fail("step %d: region %s word %zu is %#" PRIx64 ", expected %#" PRIx64, s, g->name, w, g->p[w], want);
 		}
 		h = mix64(h, g->p[7]);
 	}

@@ -45,18 +45,6 @@
 static int own, group, conn, late, never, route;
 static struct sockaddr_nl own_name, group_name, conn_name, late_name;
 
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void fail(const char *fmt, ...)
-{
-	char buf[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof buf, fmt, ap);
-	va_end(ap);
-	say("FAIL %s", buf);
-	exit(1);
-}
-
 static int nl_socket(int protocol)
 {
 	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol);
@@ -85,7 +73,7 @@ static void check_name(int s, const char *what, int fd, int peer, const struct s
 {
 	struct sockaddr_nl a = name_of(fd, peer);
 	if (a.nl_pid != want->nl_pid || a.nl_groups != want->nl_groups)
-		fail("step %d: %s's %s is port %u groups %#x, expected port %u groups %#x", s, what, peer ? "peer" : "name",
+		say_fail("step %d: %s's %s is port %u groups %#x, expected port %u groups %#x", s, what, peer ? "peer" : "name",
 		     a.nl_pid, a.nl_groups, want->nl_pid, want->nl_groups);
 }
 
@@ -107,10 +95,10 @@ static void check_route(int s)
 		die("NETLINK_LIST_MEMBERSHIPS");
 	uint32_t want0 = 1u << (RTNLGRP_LINK - 1), want1 = 1u << (HIGH_GROUP - 33);
 	if (groups[0] != want0 || groups[1] != want1)
-		fail("step %d: route listens to groups %#x %#x, expected %#x %#x", s, groups[0], groups[1], want0, want1);
+		say_fail("step %d: route listens to groups %#x %#x, expected %#x %#x", s, groups[0], groups[1], want0, want1);
 	if (int_option(route, NETLINK_NO_ENOBUFS) != 1 || int_option(route, NETLINK_EXT_ACK) != 1 ||
 	    int_option(route, NETLINK_PKTINFO) != 0)
-		fail("step %d: route's options are NO_ENOBUFS %d EXT_ACK %d PKTINFO %d, expected 1 1 0", s,
+		say_fail("step %d: route's options are NO_ENOBUFS %d EXT_ACK %d PKTINFO %d, expected 1 1 0", s,
 		     int_option(route, NETLINK_NO_ENOBUFS), int_option(route, NETLINK_EXT_ACK),
 		     int_option(route, NETLINK_PKTINFO));
 }
@@ -125,7 +113,7 @@ static void send_note(int fd, const struct sockaddr_nl *to, int s, uint32_t from
 	struct note n = {{sizeof n, 0x1234, NLM_F_REQUEST, (uint32_t)s, 0}, (uint32_t)s, from};
 	ssize_t r = to ? sendto(fd, &n, sizeof n, 0, (const struct sockaddr *)to, sizeof *to) : send(fd, &n, sizeof n, 0);
 	if (r != (ssize_t)sizeof n)
-		fail("step %d: sending on a netlink socket failed: %s", s, strerror(errno));
+		say_fail("step %d: sending on a netlink socket failed: %s", s, strerror(errno));
 }
 
 static void expect_note(int s, const char *what, int fd, uint32_t from, uint32_t sender)
@@ -135,12 +123,12 @@ static void expect_note(int s, const char *what, int fd, uint32_t from, uint32_t
 	socklen_t al = sizeof a;
 	ssize_t r = recvfrom(fd, &n, sizeof n, MSG_DONTWAIT, (struct sockaddr *)&a, &al);
 	if (r != (ssize_t)sizeof n)
-		fail("step %d: %s got no message (%zd: %s)", s, what, r, r < 0 ? strerror(errno) : "short");
+		say_fail("step %d: %s got no message (%zd: %s)", s, what, r, r < 0 ? strerror(errno) : "short");
 	if (n.step != (uint32_t)s || n.from != from || a.nl_pid != sender)
-		fail("step %d: %s got step %u from %u sent by port %u, expected step %d from %u by port %u", s, what, n.step,
+		say_fail("step %d: %s got step %u from %u sent by port %u, expected step %d from %u by port %u", s, what, n.step,
 		     n.from, a.nl_pid, s, from, sender);
 	if (recv(fd, &n, sizeof n, MSG_DONTWAIT) >= 0 || errno != EAGAIN)
-		fail("step %d: %s got more than one message", s, what);
+		say_fail("step %d: %s got more than one message", s, what);
 }
 
 /* RTM_GETLINK, read to NLMSG_DONE: how many links (loopback at least). */
@@ -152,18 +140,18 @@ static int dump_links(int s)
 	} req = {{sizeof req, RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, (uint32_t)s, 0}, {.ifi_family = AF_UNSPEC}};
 	struct sockaddr_nl kernel = nl_addr(0, 0);
 	if (sendto(route, &req, sizeof req, 0, (struct sockaddr *)&kernel, sizeof kernel) != (ssize_t)sizeof req)
-		fail("step %d: RTM_GETLINK failed: %s", s, strerror(errno));
+		say_fail("step %d: RTM_GETLINK failed: %s", s, strerror(errno));
 	static char buf[1 << 16];
 	int links = 0;
 	for (;;) {
 		ssize_t r = recv(route, buf, sizeof buf, 0);
 		if (r < 0)
-			fail("step %d: reading the link dump failed: %s", s, strerror(errno));
+			say_fail("step %d: reading the link dump failed: %s", s, strerror(errno));
 		for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)r); h = NLMSG_NEXT(h, r)) {
 			if (h->nlmsg_type == NLMSG_DONE)
 				return links;
 			if (h->nlmsg_type == NLMSG_ERROR)
-				fail("step %d: the link dump ended with an error", s);
+				say_fail("step %d: the link dump ended with an error", s);
 			if (h->nlmsg_type == RTM_NEWLINK && h->nlmsg_seq == (uint32_t)s)
 				links++;
 		}
@@ -200,7 +188,7 @@ static void open_sockets(void)
 	conn_name = name_of(conn, 0);
 	late_name = name_of(late, 0);
 	if (late_name.nl_pid != 0)
-		fail("late is bound before its first send (port %u)", late_name.nl_pid);
+		say_fail("late is bound before its first send (port %u)", late_name.nl_pid);
 }
 
 int main(int argc, char **argv)
@@ -242,7 +230,7 @@ int main(int argc, char **argv)
 		expect_note(s, "own (from late)", own, 2, late_name.nl_pid);
 		int links = s % 4 == 0 ? dump_links(s) : 1;
 		if (links < 1)
-			fail("step %d: the link dump listed no link", s);
+			say_fail("step %d: the link dump listed no link", s);
 		h = mix64(h, (uint64_t)s);
 		say("step %d %016" PRIx64, s, h);
 		pace_ms(30);

@@ -38,18 +38,6 @@ static uint64_t *anon, *filemap;
  * words for the file region's second half); -1: released, zero */
 static int anon_gen[ANON_CHUNKS], file_gen[FILE_CHUNKS];
 
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void fail(const char *fmt, ...)
-{
-	char buf[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof buf, fmt, ap);
-	va_end(ap);
-	say("FAIL %s", buf);
-	exit(1);
-}
-
 static uint64_t anon_word(size_t w, int gen)
 {
 	return gen < 0 ? 0 : mix64(splitmix64(w), (uint64_t)gen);
@@ -73,7 +61,7 @@ static void check_region(const char *name, const uint64_t *p, const int *gens, s
 	for (size_t c = 0; c < chunks; c++)
 		for (size_t w = c * CHUNK / 8; w < (c + 1) * CHUNK / 8; w++)
 			if (p[w] != word(w, gens[c]))
-				fail("step %d: %s word %zu (chunk %zu) is %#" PRIx64 ", expected %#" PRIx64, s, name, w, c,
+				say_fail("step %d: %s word %zu (chunk %zu) is %#" PRIx64 ", expected %#" PRIx64, s, name, w, c,
 				     p[w], word(w, gens[c]));
 }
 
@@ -117,14 +105,14 @@ static void check_mapping(const char *what, void *lo, size_t len, const char *na
 			n++;
 		n[strcspn(n, "\n")] = 0;
 		if (a != (uintptr_t)lo || b != (uintptr_t)lo + len)
-			fail("step %d: the %s region shows as %lx-%lx in /proc/self/maps, not %lx-%lx (\"%s\")", s, what, a, b,
+			say_fail("step %d: the %s region shows as %lx-%lx in /proc/self/maps, not %lx-%lx (\"%s\")", s, what, a, b,
 			     (unsigned long)(uintptr_t)lo, (unsigned long)((uintptr_t)lo + len), n);
 		if (strcmp(n, name))
-			fail("step %d: the %s region is named \"%s\" in /proc/self/maps, not \"%s\"", s, what, n, name);
+			say_fail("step %d: the %s region is named \"%s\" in /proc/self/maps, not \"%s\"", s, what, n, name);
 	}
 	fclose(f);
 	if (!found)
-		fail("step %d: the %s region is not in /proc/self/maps", s, what);
+		say_fail("step %d: the %s region is not in /proc/self/maps", s, what);
 }
 
 int main(int argc, char **argv)
@@ -164,13 +152,13 @@ int main(int argc, char **argv)
 			fr = (fr + 1) % ANON_CHUNKS;
 		uint64_t *ap = anon + a * CHUNK / 8, *fp = filemap + fc * CHUNK / 8;
 		if (madvise(ap, CHUNK, MADV_DONTNEED) || madvise(fp, CHUNK, MADV_DONTNEED))
-			fail("step %d: madvise(MADV_DONTNEED) failed: %s", s, strerror(errno));
+			say_fail("step %d: madvise(MADV_DONTNEED) failed: %s", s, strerror(errno));
 		anon_gen[a] = -1;
 		file_gen[fc] = 0;
 		check_region("anonymous", anon, anon_gen, ANON_CHUNKS, anon_word, s);
 		check_region("file", filemap, file_gen, FILE_CHUNKS, file_word, s);
 		if (madvise(anon + fr * CHUNK / 8, CHUNK, MADV_FREE))
-			fail("step %d: madvise(MADV_FREE) of anonymous memory failed: %s", s, strerror(errno));
+			say_fail("step %d: madvise(MADV_FREE) of anonymous memory failed: %s", s, strerror(errno));
 		/* freed pages keep their words or read as zero until written */
 		fill(anon, fr * CHUNK / 8, CHUNK / 8, s, anon_word);
 		anon_gen[fr] = s;
