@@ -28,6 +28,7 @@ import { Scope } from './lib/scope.js';
 import { generations } from './lib/images.js';
 import { assertPrefix, assertResumed, spine } from './lib/spine.js';
 import { asUserArgv, NOBODY, NOGROUP, sharedCkrun } from './lib/users.js';
+import { refusedAndRunsOn } from './lib/refused.js';
 
 function noFailure(p: Proc, what: string): void {
   const bad = [...p.lines, ...p.stderr.split('\n')].find((l) => l.startsWith('FAIL') || l.startsWith('error:'));
@@ -241,40 +242,26 @@ test('a process whose own seccomp filter makes getpid() fail (as zdtm\'s do), an
   await spine({ name: 'getpidless', example: 'getpidless', args: () => ['--steps', '120'], first: 10, second: 15 });
 });
 
+const DONE_HASH = /^done [0-9a-f]{16}$/;
+
 test('a thread whose own seccomp filter makes prctl() fail fails the checkpoint, naming it (its attributes would be saved wrong); the program runs on', async () => {
-  const scope = new Scope('getpidless-prctl');
-  try {
-    const ckpt = scope.ckptDir();
-    const s = scope.launch({ dir: ckpt, program: exampleProgram('getpidless', ['--steps', '60', '--prctl-thread']), label: 'ckrun getpidless --prctl-thread' });
-    await s.waitForStep(3);
-    const r = await ckrun(['checkpoint', '--dir', ckpt]);
-    assert.is(r.code, 1, r.describe());
-    assert.match(r.stderr, /a thread's own seccomp filter makes prctl\(\) fail.*: thread \d+: ckrun reads a thread's name/, r.stderr);
-    assert.equal(generations(ckpt), [], 'a failed checkpoint leaves no generation');
-    const exit = await s.waitExit();
-    assert.is(exit.code, 0, s.describe());
-    assert.is(lastLine(s.lines)?.split(' ')[0], 'done');
-  } finally {
-    await scope.cleanup();
-  }
+  await refusedAndRunsOn(
+    'getpidless-prctl',
+    exampleProgram('getpidless', ['--steps', '60', '--prctl-thread']),
+    'ckrun getpidless --prctl-thread',
+    /a thread's own seccomp filter makes prctl\(\) fail.*: thread \d+: ckrun reads a thread's name/,
+    DONE_HASH,
+  );
 });
 
-test('a process in seccomp strict mode fails the checkpoint at once, naming it (ckrun\'s signal would kill it); the program runs on', async () => {
-  const scope = new Scope('getpidless-strict');
-  try {
-    const ckpt = scope.ckptDir();
-    const s = scope.launch({ dir: ckpt, program: exampleProgram('getpidless', ['--steps', '80', '--strict-kid']), label: 'ckrun getpidless --strict-kid' });
-    await s.waitForStep(3);
-    const r = await ckrun(['checkpoint', '--dir', ckpt]);
-    assert.is(r.code, 1, r.describe());
-    assert.match(r.stderr, /process \d+ \(getpidless, [^)]+\) is in seccomp strict mode \(SECCOMP_MODE_STRICT\)/, r.stderr);
-    assert.equal(generations(ckpt), [], 'a failed checkpoint leaves no generation');
-    const exit = await s.waitExit();
-    assert.is(exit.code, 0, s.describe());
-    assert.is(lastLine(s.lines)?.split(' ')[0], 'done');
-  } finally {
-    await scope.cleanup();
-  }
+test("a process in seccomp strict mode fails the checkpoint at once, naming it (ckrun's signal would kill it); the program runs on", async () => {
+  await refusedAndRunsOn(
+    'getpidless-strict',
+    exampleProgram('getpidless', ['--steps', '80', '--strict-kid']),
+    'ckrun getpidless --strict-kid',
+    /process \d+ \(getpidless, [^)]+\) is in seccomp strict mode \(SECCOMP_MODE_STRICT\)/,
+    DONE_HASH,
+  );
 });
 
 test.run();

@@ -16,11 +16,8 @@ import { Proc, sleep } from './lib/proc.js';
 import { checkpoint, ckrun } from './lib/ckrun.js';
 import { generations } from './lib/images.js';
 import { Scope } from './lib/scope.js';
+import { assertNoFailure, refusedAndRunsOn } from './lib/refused.js';
 
-function assertNoFailure(p: Proc, what: string): void {
-  const bad = [...p.lines, ...p.stderr.split('\n')].find((l) => l.startsWith('FAIL'));
-  if (bad) throw new Error(`${what}: the program found its state wrong: ${bad}\n${p.describe(8)}`);
-}
 
 /** What a step line says after "step K " ("fds ..." for a program that lists its descriptors). */
 function afterStep(line: string | undefined): string {
@@ -72,29 +69,6 @@ async function twiceThroughRestart(name: string, program: string[], o: { sameFds
       assert.is(exit.code, 0, p.describe());
       assert.is(lastLine(p.lines), 'done', p.describe());
     }
-  } finally {
-    await scope.cleanup();
-  }
-}
-
-/**
- * A checkpoint of the program fails with a message matching `why`, leaves
- * no generation, and the program runs on to its end unharmed.
- */
-async function refusedAndRunsOn(name: string, program: string[], label: string, why: RegExp): Promise<void> {
-  const scope = new Scope(name);
-  try {
-    const ckpt = scope.ckptDir();
-    const p = scope.launch({ dir: ckpt, program, label });
-    await p.waitForStep(2);
-    const r = await ckrun(['checkpoint', '--dir', ckpt]);
-    assert.is(r.code, 1, `the checkpoint must fail:\n${r.describe()}`);
-    assert.match(r.stderr, why, r.describe());
-    assert.equal(generations(ckpt), [], 'no generation is left behind');
-    const exit = await p.waitExit();
-    assertNoFailure(p, 'after the refused checkpoint');
-    assert.is(exit.code, 0, p.describe());
-    assert.is(lastLine(p.lines), 'done');
   } finally {
     await scope.cleanup();
   }

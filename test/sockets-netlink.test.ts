@@ -9,13 +9,9 @@
 // fails and the session tries again; one that always finds them fails,
 // naming the socket.
 import { test } from 'uvu';
-import * as assert from 'uvu/assert';
 import { spine } from './lib/spine.js';
 import { exampleProgram } from './lib/examples.js';
-import { ckrun } from './lib/ckrun.js';
-import { generations } from './lib/images.js';
-import { lastLine } from './lib/lines.js';
-import { Scope } from './lib/scope.js';
+import { refusedAndRunsOn } from './lib/refused.js';
 
 test('netlink sockets: port IDs, groups, peers and options come back and messages flow: kill -9, restart, twice', async () => {
   await spine({
@@ -30,21 +26,13 @@ test('netlink sockets: port IDs, groups, peers and options come back and message
 });
 
 test('a netlink socket with a message the program never reads fails the checkpoint, naming it; the program runs on', async () => {
-  const scope = new Scope('sockets-netlink-unread');
-  try {
-    const ckpt = scope.ckptDir();
-    const s = scope.launch({ dir: ckpt, program: exampleProgram('netlink', ['--steps', '150', '--unread']), label: 'ckrun netlink --unread' });
-    await s.waitForStep(3);
-    const r = await ckrun(['checkpoint', '--dir', ckpt]);
-    assert.is(r.code, 1, r.describe());
-    assert.match(r.stderr, /a netlink socket holds messages the program has not read yet.*descriptor \d+ \(socket:\[\d+\]\) \(a netlink socket\): ckrun cannot queue them again.*\(tried \d+ times/s, r.stderr);
-    assert.equal(generations(ckpt), [], 'a failed checkpoint leaves no generation');
-    const exit = await s.waitExit();
-    assert.is(exit.code, 0, s.describe());
-    assert.is(lastLine(s.lines)?.split(' ')[0], 'done');
-  } finally {
-    await scope.cleanup();
-  }
+  await refusedAndRunsOn(
+    'sockets-netlink-unread',
+    exampleProgram('netlink', ['--steps', '150', '--unread']),
+    'ckrun netlink --unread',
+    /a netlink socket holds messages the program has not read yet.*descriptor \d+ \(socket:\[\d+\]\) \(a netlink socket\): ckrun cannot queue them again.*\(tried \d+ times/s,
+    /^done [0-9a-f]{16}$/,
+  );
 });
 
 test.run();

@@ -9,9 +9,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { socketExample } from './lib/examples.js';
 import { type Proc } from './lib/proc.js';
-import { checkpoint, ckrun } from './lib/ckrun.js';
-import { generations } from './lib/images.js';
-import { lastLine } from './lib/lines.js';
+import { checkpoint } from './lib/ckrun.js';
+import { refusedAndRunsOn } from './lib/refused.js';
 import { Scope } from './lib/scope.js';
 
 function noErrors(p: Proc): void {
@@ -62,18 +61,14 @@ test('a connection not yet accepted holding bytes: the checkpoint is tried again
 });
 
 test('a connection not yet accepted whose client sent a line and closed its end fails the checkpoint (what it sent cannot be read before accept), never loses the line; the program runs on', async () => {
-  const scope = new Scope('unaccepted-closed');
+  const scope = new Scope('unaccepted-closed-work');
   try {
-    const ckpt = scope.ckptDir();
-    const s = scope.launch({ dir: ckpt, program: [socketExample('closedclient'), scope.dir('work'), '150'], label: 'ckrun closedclient' });
-    await s.waitForStep(3);
-    const r = await ckrun(['checkpoint', '--dir', ckpt]);
-    assert.is(r.code, 1, r.describe());
-    assert.match(r.stderr, /a connection not yet accepted holds bytes ckrun cannot read: descriptor \d+ \(a Unix domain socket\): a client connected to this listening socket and closed its end/, r.stderr);
-    assert.equal(generations(ckpt), [], 'a failed checkpoint leaves no generation');
-    const exit = await s.waitExit();
-    assert.is(exit.code, 0, s.describe());
-    assert.is(lastLine(s.lines), 'done', s.describe());
+    await refusedAndRunsOn(
+      'unaccepted-closed',
+      [socketExample('closedclient'), scope.dir('work'), '150'],
+      'ckrun closedclient',
+      /a connection not yet accepted holds bytes ckrun cannot read: descriptor \d+ \(a Unix domain socket\): a client connected to this listening socket and closed its end/,
+    );
   } finally {
     await scope.cleanup();
   }
