@@ -449,6 +449,8 @@ CK_HIDDEN void ck_thread_creds_save(struct ck_writer *w, struct ck_scratch *s, c
 /* procfs.c: /proc of the process itself, raw code only */
 CK_HIDDEN long ck_read_file(const char *path, char *buf, size_t cap);
 /* A hex mask from a /proc/.../status line such as "SigPnd:" (0 when not there) */
+/* Where a field's value starts in /proc/.../status text, or 0. */
+CK_HIDDEN const char *ck_status_value(const char *text, const char *field);
 /* The number on a line of /proc/.../status text ("Seccomp_filters:"),
  * hex or decimal; 0 when the line is not there. */
 CK_HIDDEN int ck_status_field(const char *text, const char *field, int hex, uint64_t *out);

@@ -187,24 +187,6 @@ static const char *const cred_fields[] = {
 	"Uid:", "Gid:", "Groups:", "CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:", "NoNewPrivs:",
 };
 
-/* Where a field's value starts in /proc/.../status text, or 0. */
-static const char *status_value(const char *buf, const char *field)
-{
-	for (const char *p = buf; *p;) {
-		if (ck_starts_with(p, field)) {
-			p += ck_strlen(field);
-			while (*p == ' ' || *p == '\t')
-				p++;
-			return p;
-		}
-		while (*p && *p != '\n')
-			p++;
-		if (*p)
-			p++;
-	}
-	return 0;
-}
-
 static int same_value(const char *a, const char *b)
 {
 	if (!a || !b)
@@ -255,7 +237,7 @@ static int creds_differ(const char *mine, const char *other, int t)
 	if (ck_threads[t].securebits != ck_threads[0].securebits)
 		return 1;
 	for (size_t f = 0; f < sizeof cred_fields / sizeof cred_fields[0]; f++)
-		if (!same_value(status_value(mine, cred_fields[f]), status_value(other, cred_fields[f])))
+		if (!same_value(ck_status_value(mine, cred_fields[f]), ck_status_value(other, cred_fields[f])))
 			return 1;
 	return 0;
 }
@@ -278,7 +260,7 @@ static int mark_own_creds(struct ck_writer *w, struct ck_scratch *s, const char 
 	ck_threads[0].own_creds = 0;
 	for (int t = 1; t < ck_nthreads; t++) {
 		long n = read_task_status(ck_threads[t].tid, other, CK_SCRATCH_TEXT / 2);
-		if (n <= 0 || !status_value(other, "CapAmb:"))
+		if (n <= 0 || !ck_status_value(other, "CapAmb:"))
 			return status_fail(w, n, ck_threads[t].tid);
 		ck_threads[t].own_creds = creds_differ(mine, other, t);
 	}
@@ -296,26 +278,26 @@ static void put_creds(struct cb_enc *e, const char *st, long securebits, long du
 		{"bounding", "CapBnd:"}, {"ambient", "CapAmb:"},
 	};
 	uint64_t nnp = 0;
-	const char *q = status_value(st, "NoNewPrivs:");
+	const char *q = ck_status_value(st, "NoNewPrivs:");
 	if (q)
 		ck_parse_dec(&q, &nnp);
 	cb_map(e, dumpable < 0 ? 6 : 7);
 	cb_text(e, "uid");
 	cb_array_open(e);
-	put_decimals(e, status_value(st, "Uid:"));
+	put_decimals(e, ck_status_value(st, "Uid:"));
 	cb_close(e);
 	cb_text(e, "gid");
 	cb_array_open(e);
-	put_decimals(e, status_value(st, "Gid:"));
+	put_decimals(e, ck_status_value(st, "Gid:"));
 	cb_close(e);
 	cb_text(e, "groups");
 	cb_array_open(e);
-	put_decimals(e, status_value(st, "Groups:"));
+	put_decimals(e, ck_status_value(st, "Groups:"));
 	cb_close(e);
 	cb_text(e, "caps");
 	cb_map(e, sizeof caps / sizeof caps[0]);
 	for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++)
-		cb_kv_uint(e, caps[i].key, hex_value(status_value(st, caps[i].field)));
+		cb_kv_uint(e, caps[i].key, hex_value(ck_status_value(st, caps[i].field)));
 	cb_kv_uint(e, "securebits", (uint64_t)securebits);
 	cb_kv_bool(e, "no_new_privs", nnp != 0);
 	if (dumpable >= 0)
@@ -329,7 +311,7 @@ static void save_creds(struct ck_writer *w, struct ck_scratch *s)
 {
 	char *mine = s->text;
 	long n = read_task_status(ck_threads[0].tid, mine, CK_SCRATCH_TEXT / 2);
-	if (n <= 0 || !status_value(mine, "CapAmb:")) {
+	if (n <= 0 || !ck_status_value(mine, "CapAmb:")) {
 		ck_writer_fail(w, -EIO, "cannot read the process's credentials from /proc/self/task/TID/status");
 		return;
 	}
@@ -343,7 +325,7 @@ CK_HIDDEN void ck_thread_creds_save(struct ck_writer *w, struct ck_scratch *s, c
 {
 	long n = read_task_status(t->tid, s->text, CK_SCRATCH_TEXT / 2);
 	cb_text(&w->meta, "creds");
-	if (n <= 0 || !status_value(s->text, "CapAmb:")) {
+	if (n <= 0 || !ck_status_value(s->text, "CapAmb:")) {
 		status_fail(w, n, t->tid);
 		cb_null(&w->meta); /* the image is not written */
 		return;
@@ -804,18 +786,18 @@ static void read_host_creds(struct host_creds *h)
 	memset(h, 0, sizeof *h);
 	char *st = slurp("/proc/self/status", 0);
 	const char *q;
-	if ((q = status_value(st, "Uid:")))
+	if ((q = ck_status_value(st, "Uid:")))
 		sscanf(q, "%u %u %u %u", &h->uid[0], &h->uid[1], &h->uid[2], &h->uid[3]);
-	if ((q = status_value(st, "Gid:")))
+	if ((q = ck_status_value(st, "Gid:")))
 		sscanf(q, "%u %u %u %u", &h->gid[0], &h->gid[1], &h->gid[2], &h->gid[3]);
-	h->cap_eff = hex_value(status_value(st, "CapEff:"));
-	h->cap_prm = hex_value(status_value(st, "CapPrm:"));
-	h->cap_inh = hex_value(status_value(st, "CapInh:"));
-	h->cap_bnd = hex_value(status_value(st, "CapBnd:"));
-	if ((q = status_value(st, "NoNewPrivs:")))
+	h->cap_eff = hex_value(ck_status_value(st, "CapEff:"));
+	h->cap_prm = hex_value(ck_status_value(st, "CapPrm:"));
+	h->cap_inh = hex_value(ck_status_value(st, "CapInh:"));
+	h->cap_bnd = hex_value(ck_status_value(st, "CapBnd:"));
+	if ((q = ck_status_value(st, "NoNewPrivs:")))
 		h->no_new_privs = *q == '1';
 	h->groups = malloc(CK_MAX_GROUPS * sizeof *h->groups);
-	for (q = status_value(st, "Groups:"); q && h->groups && h->ngroups < CK_MAX_GROUPS;) {
+	for (q = ck_status_value(st, "Groups:"); q && h->groups && h->ngroups < CK_MAX_GROUPS;) {
 		uint64_t v;
 		while (*q == ' ' || *q == '\t')
 			q++;

@@ -48,15 +48,14 @@ CK_HIDDEN long ck_read_file(const char *path, char *buf, size_t cap)
 	return (long)len;
 }
 
-CK_HIDDEN int ck_status_field(const char *text, const char *field, int hex, uint64_t *out)
+CK_HIDDEN const char *ck_status_value(const char *text, const char *field)
 {
-	size_t fl = ck_strlen(field);
 	for (const char *p = text; *p;) {
-		if (ck_strneq(p, field, fl)) {
-			p += fl;
+		if (ck_starts_with(p, field)) {
+			p += ck_strlen(field);
 			while (*p == ' ' || *p == '\t')
 				p++;
-			return hex ? ck_parse_hex(&p, out) : ck_parse_dec(&p, out);
+			return p;
 		}
 		while (*p && *p != '\n')
 			p++;
@@ -64,6 +63,12 @@ CK_HIDDEN int ck_status_field(const char *text, const char *field, int hex, uint
 			p++;
 	}
 	return 0;
+}
+
+CK_HIDDEN int ck_status_field(const char *text, const char *field, int hex, uint64_t *out)
+{
+	const char *p = ck_status_value(text, field);
+	return p && (hex ? ck_parse_hex(&p, out) : ck_parse_dec(&p, out));
 }
 
 /* A hex signal mask from a /proc/.../status line such as "SigPnd:". */
