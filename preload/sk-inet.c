@@ -360,24 +360,34 @@ static char live_generation[4096]; /* DIR/N of the checkpoint they belong to */
 static struct sendq sendqs[MAX_SENDQ];
 static int nsendq;
 
-/* The answer's head, "sendq END UNSENT LEN\n" (or "sendq no WHY\n"), read
- * byte by byte so that the queue's bytes after it stay for the caller. */
-static int read_sendq_head(int fd, uint64_t v[3])
+/* len bytes of ckrun's answer; at most 100 waits of 100 ms for them, counted
+ * in *waits across the calls for one answer. */
+static long recv_answer(int fd, char *buf, long len, int *waits)
 {
-	char line[160];
-	size_t n = 0;
-	for (int waits = 0; n < sizeof line - 1;) {
-		long r = ck_recvfrom(fd, line + n, 1, MSG_DONTWAIT);
-		if (r == 1 && line[n] == '\n')
-			break;
-		if (r == 1) {
-			n++;
+	long got = 0;
+	while (got < len) {
+		long r = ck_recvfrom(fd, buf + got, (size_t)(len - got), MSG_DONTWAIT);
+		if (r > 0) {
+			got += r;
 			continue;
 		}
 		struct pollfd p = {.fd = fd, .events = POLLIN};
-		if (r == 0 || (r != -EAGAIN && r != -EINTR) || ++waits > 100 || CK_SYS3(SYS_poll, &p, 1, 100) < 0)
-			return 0;
+		if (r == 0 || (r != -EAGAIN && r != -EINTR) || ++*waits > 100 || CK_SYS3(SYS_poll, &p, 1, 100) < 0)
+			return -EIO;
 	}
+	return got;
+}
+
+/* The answer's head, "sendq END UNSENT LEN\n" (or "sendq no WHY\n"), read
+ * byte by byte so that the queue's bytes after it stay for the caller. */
+static int read_sendq_head(int fd, uint64_t v[3], int *waits)
+{
+	char line[160];
+	size_t n = 0;
+	while (n < sizeof line - 1 && recv_answer(fd, line + n, 1, waits) == 1 && line[n] != '\n')
+		n++;
+	if (n == sizeof line - 1 || line[n] != '\n')
+		return 0;
 	line[n] = 0;
 	const char *c = line;
 	if (!ck_starts_with(c, "sendq ") || c[6] == 'n')
@@ -389,22 +399,6 @@ static int read_sendq_head(int fd, uint64_t v[3])
 		c++;
 	}
 	return 1;
-}
-
-static long read_sendq_bytes(int fd, char *buf, long len)
-{
-	long got = 0;
-	for (int waits = 0; got < len;) {
-		long r = ck_recvfrom(fd, buf + got, (size_t)(len - got), MSG_DONTWAIT);
-		if (r > 0) {
-			got += r;
-			continue;
-		}
-		struct pollfd p = {.fd = fd, .events = POLLIN};
-		if (r == 0 || (r != -EAGAIN && r != -EINTR) || ++waits > 100 || CK_SYS3(SYS_poll, &p, 1, 100) < 0)
-			return -EIO;
-	}
-	return got;
 }
 
 /* Only a coordinator running as root can read a queue in repair mode. */
@@ -437,12 +431,13 @@ static long ask_send_queue(struct sendq *q, int outq, uint32_t *end, int *unsent
 	ck_str_add(&m, "\n");
 	long err = -EPERM;
 	uint64_t v[3];
+	int waits = 0;
 	size_t len = ck_strlen(line);
-	if (CK_SYS6(SYS_sendto, fd, line, len, MSG_NOSIGNAL, 0, 0) == (long)len && read_sendq_head(fd, v) &&
+	if (CK_SYS6(SYS_sendto, fd, line, len, MSG_NOSIGNAL, 0, 0) == (long)len && read_sendq_head(fd, v, &waits) &&
 	    v[2] <= (uint64_t)outq) {
 		q->cap = outq;
 		q->buf = outq > 0 ? scratch_buffer(outq) : 0;
-		long got = outq > 0 && !q->buf ? -ENOMEM : read_sendq_bytes(fd, q->buf, (long)v[2]);
+		long got = outq > 0 && !q->buf ? -ENOMEM : recv_answer(fd, q->buf, (long)v[2], &waits);
 		if (got == (long)v[2]) {
 			q->len = got;
 			*end = (uint32_t)v[0];
