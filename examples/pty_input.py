@@ -4,24 +4,29 @@
 
 Opens a pty pair and, as a user typing into it would, writes into the
 master:
-- lines (default): "hello\n", a complete line in canonical mode;
+- lines (default), in canonical mode with "!" as its VEOL (echo on):
+  complete lines that each end another way: "hello\n", "a^V\nb\n" (a
+  quoted newline inside), "eof-line^D", "^D" (an empty line: end of
+  file), "x!" (VEOL); then "par", a line not yet ended;
 - partial: "h^V^S^V\nel", a line not yet ended in canonical mode (echo
   on), holding a ^S and a newline quoted with ^V; a child holds the same
   terminal until FLAG exists;
 - raw: "hel" with the slave in non-canonical mode (no echo).
 It prints "written" and does not read the slave until FLAG exists (it
 prints "waiting N" meanwhile); then, for partial and raw, it "types" the
-rest ("lo\n"), reads the slave, prints "read <what it read>" and
-"echo <what the master got back since>" (Python reprs), then "tick N" lines
-until N = 60. A checkpoint with complete lines waiting is refused (ckrun
-cannot save them yet); a partial line or non-canonical input is saved and
-put back exactly: after a restart the line reads "h\x13\nello\n" (partial)
-or "hello\n" (raw), and the echo is only that of "lo\n" (nothing echoed
+rest ("lo\n"; "tial\n" for lines), reads the slave, prints "read <what
+it read>" (for lines, one such line per read, as each read gives one
+line) and "echo <what the master got back since>" (Python reprs), then
+"tick N" lines until N = 60. The unread input is saved and put back
+exactly: after a restart the reads give "hello\n", "a\nb\n", "eof-line",
+"", "x!", "partial\n" (lines), "h\x13\nello\n" (partial) or "hello\n"
+(raw), and the echo is only that of what was typed last (nothing echoed
 twice).
 """
 import os
 import select
 import sys
+import termios
 import time
 import tty
 
@@ -30,6 +35,10 @@ mode = sys.argv[2] if len(sys.argv) > 2 else "lines"
 m, s = os.openpty()
 if mode == "raw":
     tty.setraw(s)
+elif mode == "lines":
+    attrs = termios.tcgetattr(s)
+    attrs[6][termios.VEOL] = b"!"
+    termios.tcsetattr(s, termios.TCSANOW, attrs)
 
 
 def drain_master():
@@ -43,14 +52,15 @@ def drain_master():
 # partial: a child holds the same master (and slave) until FLAG exists, so
 # that two processes of the family save the terminal
 child = 0
-if mode == "partial":
+if mode in ("partial", "lines"):
     child = os.fork()
     if child == 0:
         while not os.path.exists(flag):
             time.sleep(0.02)
         os._exit(0)
 if mode == "lines":
-    os.write(m, b"hello\n")
+    os.write(m, b"hello\na\x16\nb\neof-line\x04\x04x!par")
+    drain_master()
 elif mode == "partial":
     # ^V quotes the ^S (flow control) and the newline: both stay in the line
     os.write(m, b"h\x16\x13\x16\nel")
@@ -66,7 +76,11 @@ while not os.path.exists(flag):
         print("waiting", n, flush=True)
     time.sleep(0.02)
 if mode == "lines":
-    print("read", os.read(s, 100).decode().strip(), flush=True)
+    os.write(m, b"tial\n")
+    time.sleep(0.1)
+    for _ in range(6):
+        print("read", repr(os.read(s, 100)), flush=True)
+    print("echo", repr(drain_master()), flush=True)
 else:
     os.write(m, b"lo\n")
     time.sleep(0.1)

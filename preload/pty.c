@@ -56,6 +56,7 @@ _Static_assert(sizeof(struct ck_ktermios) == 36, "the kernel's struct termios");
 #define PTY_MAJOR_LAST 143
 #define MAX_IN_FLIGHT (1UL << 20)
 #define MAX_INPUT 4096 /* the line discipline's buffer (N_TTY_BUF_SIZE) */
+#define ONE_PASS_MAX 1024 /* bytes one write puts in one kernel buffer (below TTY_BUFFER_PAGE) */
 
 static unsigned dev_major(uint64_t d)
 {
@@ -257,27 +258,22 @@ static void settle_input(int slave)
 	CK_SYS3(SYS_poll, &p, 1, 0);
 }
 
-/* Settings under which bytes written to the master enter the slave's
- * buffer as they are: no echo, no signal, no input translation, no
- * special character but the quoting one (quote, 0: none) and the line end
- * canonical mode cannot turn off ('\n'). Canonical mode and flow control
- * stay as they were: changing the first would end the pending line, the
- * second would show in packet mode (it is turned off only for bytes that
- * would be taken for it and cannot be quoted: noflow). */
-static struct ck_ktermios transparent(const struct ck_ktermios *tio, unsigned char quote, int noflow)
+/* The slave's unread input as saved: its bytes, and where each complete
+ * line of canonical mode ends in them (ends[i] = end << 1 | LINE_EOF when
+ * an end-of-file character ended it: a read gives such a line without
+ * it). What follows the last line is a line not yet ended, or, in
+ * non-canonical mode, everything. */
+#define LINE_EOF 1u
+struct saved_input {
+	const char *data;
+	long n;
+	const uint32_t *ends;
+	long nends;
+};
+
+static long lines_length(const struct saved_input *in)
 {
-	static const int special[] = {VINTR, VQUIT, VERASE, VKILL, VEOF, VEOL, VEOL2, VSUSP, VWERASE, VREPRINT, VDISCARD};
-	struct ck_ktermios t = *tio;
-	t.iflag &= ~(uint32_t)(ISTRIP | INLCR | IGNCR | ICRNL | IUCLC | IXANY | PARMRK);
-	t.lflag &= ~(uint32_t)(ECHO | ECHOE | ECHOK | ECHONL | ECHOCTL | ECHOPRT | ECHOKE | ISIG | IEXTEN);
-	for (size_t i = 0; i < sizeof special / sizeof *special; i++)
-		t.cc[special[i]] = 0;
-	t.cc[VLNEXT] = quote;
-	if (quote)
-		t.lflag |= IEXTEN;
-	if (noflow)
-		t.iflag &= ~(uint32_t)IXON;
-	return t;
+	return in->nends ? (long)(in->ends[in->nends - 1] >> 1) : 0;
 }
 
 static int is_canonical(const struct ck_ktermios *tio)
@@ -285,76 +281,217 @@ static int is_canonical(const struct ck_ktermios *tio)
 	return (tio->lflag & ICANON) && !(tio->lflag & EXTPROC);
 }
 
-/* Whether byte c would be taken as a command rather than kept when
- * written under transparent(tio): a line end, or flow control. */
-static int needs_quote(const struct ck_ktermios *tio, unsigned char c)
+/* Whether c, the last byte a canonical read gave, is what ended the line
+ * (rather than an end-of-file character after it). A quoted line end
+ * right before an end-of-file character reads the same, and is taken for
+ * the line's end: the program reads the same bytes either way. */
+static int is_line_end(const struct ck_ktermios *tio, unsigned char c)
 {
-	if ((tio->iflag & IXON) && c && (c == tio->cc[VSTART] || c == tio->cc[VSTOP]))
-		return 1;
-	return is_canonical(tio) && c == '\n';
+	return c && (c == '\n' || c == tio->cc[VEOL] || ((tio->lflag & IEXTEN) && c == tio->cc[VEOL2]));
 }
 
-/* In canonical mode the quoting character (VLNEXT) keeps the bytes
- * needs_quote names (a ^V-quoted newline of the line, say); in
- * non-canonical mode nothing can be quoted: flow control is turned off
- * (*noflow) while they are written. out (2 * n bytes) receives what to
- * write; its length. */
-static long quote_input(const struct ck_ktermios *tio, const char *in, long n, char *out, unsigned char *quote,
-			int *noflow)
+/* What the settings of a put back make special: the line ends the saved
+ * lines have, an end-of-file character for lines an EOF ended, the
+ * quoting character, flow control unless it is off for the moment. */
+struct put_mode {
+	const struct ck_ktermios *tio;
+	unsigned char eol, eol2, eof, quote;
+	int noflow;
+};
+
+static int is_flow_char(const struct put_mode *m, unsigned char c)
 {
-	long m = 0, need = 0;
-	for (long i = 0; i < n; i++)
-		need |= needs_quote(tio, (unsigned char)in[i]);
-	*quote = 0;
-	*noflow = need && !is_canonical(tio);
-	if (need && is_canonical(tio))
-		for (unsigned q = 1; q < 256 && !*quote; q++)
-			if (q != '\n' && !needs_quote(tio, (unsigned char)q))
-				*quote = (unsigned char)q;
-	for (long i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)in[i];
-		if (*quote && (c == *quote || needs_quote(tio, c)))
-			out[m++] = (char)*quote;
-		out[m++] = (char)c;
+	return !m->noflow && (m->tio->iflag & IXON) && c && (c == m->tio->cc[VSTART] || c == m->tio->cc[VSTOP]);
+}
+
+/* Whether byte c would be taken as a command rather than kept: a line
+ * end, flow control. */
+static int needs_quote(const struct put_mode *m, unsigned char c)
+{
+	if (is_flow_char(m, c))
+		return 1;
+	return is_canonical(m->tio) && c && (c == '\n' || c == m->eol || c == m->eol2 || c == m->eof);
+}
+
+/* Settings under which bytes written to the master enter the slave's
+ * buffer as they are: no echo, no signal, no input translation, no
+ * special character but the quoting one and the line ends of m.
+ * Canonical mode and flow control stay as they were: changing the first
+ * would end the pending line, the second would show in packet mode (it is
+ * turned off only for bytes that would be taken for it and cannot be
+ * quoted: m->noflow). */
+static struct ck_ktermios transparent(const struct put_mode *m)
+{
+	static const int special[] = {VINTR, VQUIT, VERASE, VKILL, VEOF, VEOL, VEOL2, VSUSP, VWERASE, VREPRINT, VDISCARD};
+	struct ck_ktermios t = *m->tio;
+	t.iflag &= ~(uint32_t)(ISTRIP | INLCR | IGNCR | ICRNL | IUCLC | IXANY | PARMRK);
+	t.lflag &= ~(uint32_t)(ECHO | ECHOE | ECHOK | ECHONL | ECHOCTL | ECHOPRT | ECHOKE | ISIG | IEXTEN);
+	for (size_t i = 0; i < sizeof special / sizeof *special; i++)
+		t.cc[special[i]] = 0;
+	t.cc[VLNEXT] = m->quote;
+	t.cc[VEOL] = m->eol;
+	t.cc[VEOL2] = m->eol2;
+	t.cc[VEOF] = m->eof;
+	if (m->quote || m->eol2)
+		t.lflag |= IEXTEN;
+	if (m->noflow)
+		t.iflag &= ~(uint32_t)IXON;
+	return t;
+}
+
+/* The settings that put back in: the saved terminal's own line ends (a
+ * line's last byte ends it again), an unused end-of-file character when a
+ * line needs one, flow control off when a byte that must stay unquoted
+ * (a line end; any byte in non-canonical mode, where nothing can be
+ * quoted) would be taken for it, and a quoting character when a byte of
+ * a line needs one. */
+static struct put_mode plan_put_back(const struct ck_ktermios *tio, const struct saved_input *in)
+{
+	struct put_mode m = {.tio = tio};
+	int canonical = is_canonical(tio), any_eof = 0, need_quote = 0;
+	if (canonical) {
+		m.eol = tio->cc[VEOL];
+		m.eol2 = (tio->lflag & IEXTEN) ? tio->cc[VEOL2] : 0;
 	}
+	for (long i = 0, start = 0; i < in->nends; start = in->ends[i] >> 1, i++) {
+		long end = in->ends[i] >> 1;
+		any_eof |= (in->ends[i] & LINE_EOF) != 0;
+		if (!(in->ends[i] & LINE_EOF) && end > start)
+			m.noflow |= is_flow_char(&m, (unsigned char)in->data[end - 1]);
+	}
+	if (!canonical)
+		for (long i = 0; i < in->n && !m.noflow; i++)
+			m.noflow = is_flow_char(&m, (unsigned char)in->data[i]);
+	for (unsigned c = 1; any_eof && !m.eof && c < 256; c++)
+		if (!needs_quote(&m, (unsigned char)c))
+			m.eof = (unsigned char)c;
+	for (long i = 0; canonical && i < in->n; i++)
+		need_quote |= needs_quote(&m, (unsigned char)in->data[i]);
+	for (unsigned c = 1; need_quote && !m.quote && c < 256; c++)
+		if (!needs_quote(&m, (unsigned char)c))
+			m.quote = (unsigned char)c;
 	return m;
 }
 
-/* Writes the saved input (n bytes of the slave's buffer, processed
- * already) into the master so that the slave's buffer holds it again, as
- * it was, under the settings tio, which the slave has now and has again
- * after. The slave's buffer is empty. scratch: 2 * n bytes. 0, or a
- * negative errno. */
-static long put_back_input(int master, int slave, const struct ck_ktermios *tio, const char *data, long n, char *scratch)
+static long quote_into(const struct put_mode *m, const char *in, long n, char *out)
 {
-	unsigned char quote;
-	int noflow;
-	long m = quote_input(tio, data, n, scratch, &quote, &noflow);
-	struct ck_ktermios t = transparent(tio, quote, noflow);
-	long r = ck_ioctl(slave, TCSETS, &t);
-	for (long put = 0; r >= 0 && put < m; put += r)
-		if ((r = ck_write(master, scratch + put, (size_t)(m - put))) == 0)
+	long k = 0;
+	for (long i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)in[i];
+		if (m->quote && (c == m->quote || needs_quote(m, c)))
+			out[k++] = (char)m->quote;
+		out[k++] = (char)c;
+	}
+	return k;
+}
+
+/* What to write into the master under m: every line's bytes quoted, then
+ * its end as it is (its last byte, or m's end-of-file character), then
+ * the rest quoted. out: 3 * in->n + in->nends bytes. Its length; *last:
+ * where the last line's end is in it (0 without lines). */
+static long encode_input(const struct put_mode *m, const struct saved_input *in, char *out, long *last)
+{
+	long k = 0, start = 0;
+	*last = 0;
+	for (long i = 0; i < in->nends; i++) {
+		long end = in->ends[i] >> 1;
+		int eof = (in->ends[i] & LINE_EOF) != 0;
+		k += quote_into(m, in->data + start, end - start - !eof, out + k);
+		*last = k;
+		out[k++] = eof ? (char)m->eof : in->data[end - 1];
+		start = end;
+	}
+	return k + quote_into(m, in->data + start, in->n - start, out + k);
+}
+
+static long write_all(int fd, const char *buf, long len)
+{
+	long r = 0;
+	for (long put = 0; r >= 0 && put < len; put += r)
+		if ((r = ck_write(fd, buf + put, (size_t)(len - put))) == 0)
 			r = -EIO;
-	/* wait until the line discipline took it all: a pending line is never
-	 * readable, so one poll() does; readable bytes are counted */
+	return r < 0 ? r : 0;
+}
+
+/* Whether the line discipline took all that was written: every byte in
+ * non-canonical mode, every line in canonical mode (counted without
+ * end-of-file characters, as FIONREAD counts them). A line not yet ended
+ * is never readable: when nothing else is, one poll() took it
+ * (settle_input); after lines, it came with the last one's end
+ * (put_back_input). */
+static int input_taken(int slave, const struct ck_ktermios *tio, const struct saved_input *in)
+{
 	int queued = 0;
-	for (int tries = 0; r >= 0 && tries < 2000; tries++) {
+	settle_input(slave);
+	if (ck_ioctl(slave, FIONREAD, &queued) < 0)
+		return 0;
+	if (!is_canonical(tio))
+		return queued >= in->n;
+	struct pollfd p = {.fd = slave, .events = POLLIN};
+	return queued >= lines_length(in) && (!in->nends || CK_SYS3(SYS_poll, &p, 1, 0) > 0);
+}
+
+/* Writes the saved input into the master so that the slave's buffer holds
+ * it again, as it was (its lines as lines), under the settings tio, which
+ * the slave has now and has again after. The slave's buffer is empty.
+ * scratch: 3 * in->n + in->nends bytes. 0, or a negative errno. */
+static long put_back_input(int master, int slave, const struct ck_ktermios *tio, const struct saved_input *in,
+			   char *scratch)
+{
+	struct put_mode m = plan_put_back(tio, in);
+	long last;
+	long len = encode_input(&m, in, scratch, &last);
+	struct ck_ktermios t = transparent(&m);
+	long r = ck_ioctl(slave, TCSETS, &t);
+	/* A line not yet ended after lines shows nowhere: it is written with
+	 * the last line's end, in one write small enough for one kernel
+	 * buffer, which the line discipline takes in one pass, so it is in
+	 * once that line is readable (docs/design.md, "Terminals"). */
+	int one_pass = !in->nends || len - last <= ONE_PASS_MAX;
+	if (r >= 0 && last)
+		r = write_all(master, scratch, last);
+	if (r >= 0)
+		r = write_all(master, scratch + last, len - last);
+	int taken = 0;
+	for (int tries = 0; r >= 0 && !(taken = input_taken(slave, tio, in)) && tries < 2000; tries++) {
 		struct timespec ms = {0, 1000000};
-		settle_input(slave);
-		if (is_canonical(tio) || (ck_ioctl(slave, FIONREAD, &queued) == 0 && queued >= n))
-			break;
 		CK_SYS2(SYS_nanosleep, &ms, 0);
 	}
-	if (r >= 0 && !is_canonical(tio) && queued < n)
+	if (r >= 0 && !taken)
 		r = -ETIMEDOUT;
+	if (r >= 0 && !one_pass) {
+		struct timespec margin = {0, 20000000};
+		CK_SYS2(SYS_nanosleep, &margin, 0);
+		r = -E2BIG;
+	}
 	long back = ck_ioctl(slave, TCSETS, (void *)tio);
 	return r < 0 ? r : back;
+}
+
+/* Complete lines of a canonical slave, one read each: a read in canonical
+ * mode ends with a line's end, and gives a line an end-of-file character
+ * ended without it (an empty one as 0). Until EAGAIN: a read that finds
+ * nothing runs the kernel's pending input work first. Their length, or a
+ * negative errno. */
+static long take_lines(int slave, const struct ck_ktermios *tio, char *buf, uint32_t *ends, long *nends)
+{
+	long got = 0;
+	*nends = 0;
+	while (got < MAX_INPUT && *nends < MAX_INPUT) {
+		long k = ck_read(slave, buf + got, (size_t)(MAX_INPUT - got));
+		if (k < 0)
+			return k == -EAGAIN ? got : k;
+		int eof = k == 0 || !is_line_end(tio, (unsigned char)buf[got + k - 1]);
+		got += k;
+		ends[(*nends)++] = (uint32_t)got << 1 | (eof ? LINE_EOF : 0);
+	}
+	return got;
 }
 
 /* Reads what the slave's buffer holds: with canonical mode off for the
  * moment (the pending line becomes readable), no minimum, no timeout. Its
  * length, or a negative errno when the settings cannot be changed. */
-static long take_input(int slave, const struct ck_ktermios *tio, char *buf)
+static long take_input(int slave, const struct ck_ktermios *tio, char *buf, long cap)
 {
 	struct ck_ktermios rd = *tio;
 	long got = 0, k = 0;
@@ -364,15 +501,32 @@ static long take_input(int slave, const struct ck_ktermios *tio, char *buf)
 	long r = ck_ioctl(slave, TCSETS, &rd);
 	if (r < 0)
 		return r;
-	while (got < MAX_INPUT && (k = ck_read(slave, buf + got, (size_t)(MAX_INPUT - got))) > 0)
+	while (got < cap && (k = ck_read(slave, buf + got, (size_t)(cap - got))) > 0)
 		got += k;
 	ck_ioctl(slave, TCSETS, (void *)tio);
 	return got;
 }
 
+static void save_input_record(struct ck_writer *w, const struct saved_input *in)
+{
+	uint32_t crc = 0;
+	uint64_t off = ck_image_put_bytes(w, in->data, (size_t)in->n, &crc);
+	cb_text(&w->meta, "input");
+	cb_array(&w->meta, 3);
+	cb_uint(&w->meta, off);
+	cb_uint(&w->meta, (uint64_t)in->n);
+	cb_uint(&w->meta, crc);
+	if (!in->nends)
+		return;
+	cb_text(&w->meta, "lines");
+	cb_array(&w->meta, (uint64_t)in->nends);
+	for (long i = 0; i < in->nends; i++)
+		cb_uint(&w->meta, in->ends[i]);
+}
+
 /* Input the master wrote that the slave side has not read, saved as
- * "input" and put back at once. Complete lines in canonical mode (and
- * anything under EXTPROC) fail the checkpoint: the program runs on. */
+ * "input" (and "lines") and put back at once. Anything under EXTPROC
+ * fails the checkpoint: the program runs on. */
 static void save_input_in_flight(struct ck_writer *w, const struct ck_fd *f)
 {
 	int slave = (int)ck_ioctl(f->fd, TIOCGPTPEER, (void *)(long)(O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK));
@@ -384,36 +538,41 @@ static void save_input_in_flight(struct ck_writer *w, const struct ck_fd *f)
 		goto out;
 	settle_input(slave);
 	ck_ioctl(slave, FIONREAD, &queued);
-	if ((queued > 0 && is_canonical(&tio)) || ((tio.lflag & EXTPROC) && queued > 0)) {
-		fail_pty(w, -EAGAIN, f->fd, "complete lines written to it are not yet read by its slave side (canonical "
-					      "mode); ckrun cannot save them yet; the program runs on, try again when they "
-					      "are read");
+	if ((tio.lflag & EXTPROC) && queued > 0) {
+		fail_pty(w, -EAGAIN, f->fd, "input written to it is not yet read by its slave side, whose line editing is "
+					      "done elsewhere (EXTPROC); ckrun cannot save it; the program runs on, try "
+					      "again when it is read");
 		goto out;
 	}
 	if ((!queued && !is_canonical(&tio)) || (tio.lflag & EXTPROC))
 		goto out;
-	long map = ck_mmap(0, 3 * MAX_INPUT, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	/* bytes, what to write back (encode_input), line ends */
+	const size_t size = 8 * MAX_INPUT;
+	long map = ck_mmap(0, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (map < 0 && map > -4096) {
 		ck_writer_fail(w, map, "cannot map a buffer for a pseudo-terminal's unread input");
 		goto out;
 	}
 	char *buf = (char *)map;
-	long n = take_input(slave, &tio, buf);
-	long r = n > 0 ? put_back_input(f->fd, slave, &tio, buf, n, buf + MAX_INPUT) : 0;
-	if (n < 0)
-		fail_pty(w, n, f->fd, "cannot change its slave side's settings to read the input it has not read");
+	uint32_t *ends = (uint32_t *)(buf + 4 * MAX_INPUT);
+	long nends = 0;
+	long lines = is_canonical(&tio) ? take_lines(slave, &tio, buf, ends, &nends) : 0;
+	long rest = lines >= 0 ? take_input(slave, &tio, buf + lines, MAX_INPUT - lines) : 0;
+	struct saved_input in = {buf, lines + rest, ends, nends};
+	long r = lines >= 0 && rest >= 0 && in.n + nends > 0 ? put_back_input(f->fd, slave, &tio, &in, buf + MAX_INPUT) : 0;
+	if (lines < 0)
+		fail_pty(w, lines, f->fd, "cannot read the lines its slave side has not read");
+	else if (rest < 0)
+		fail_pty(w, rest, f->fd, "cannot change its slave side's settings to read the input it has not read");
+	else if (r == -E2BIG)
+		fail_pty(w, r, f->fd, "its slave side has complete lines it has not read, and after them an unfinished "
+				      "line too long for ckrun to tell when the terminal has taken it back; the program "
+				      "runs on, try again when the lines are read");
 	else if (r < 0)
 		fail_pty(w, r, f->fd, "cannot put back the input its slave side has not read (it may be lost)");
-	else if (n > 0) {
-		uint32_t crc = 0;
-		uint64_t off = ck_image_put_bytes(w, buf, (size_t)n, &crc);
-		cb_text(&w->meta, "input");
-		cb_array(&w->meta, 3);
-		cb_uint(&w->meta, off);
-		cb_uint(&w->meta, (uint64_t)n);
-		cb_uint(&w->meta, crc);
-	}
-	ck_munmap(buf, 3 * MAX_INPUT);
+	else if (in.n + nends > 0)
+		save_input_record(w, &in);
+	ck_munmap(buf, size);
 out:
 	ck_close(slave);
 }
@@ -529,6 +688,8 @@ struct pty {
 	uint32_t data_crc;
 	uint64_t input_off, input_len; /* input the slave had not read */
 	uint32_t input_crc;
+	uint32_t *ends; /* its complete lines (struct saved_input) */
+	long nends;
 };
 
 static int parse_termios(struct cb_dec *d, struct ck_ktermios *tio)
@@ -597,6 +758,23 @@ static int parse_chunk(struct cb_dec *d, uint64_t max, uint64_t *off, uint64_t *
 	return 1;
 }
 
+/* "lines": where each complete line ends in "input", in order */
+static int parse_line_ends(struct cb_dec *d, struct pty *p)
+{
+	int64_t m;
+	uint64_t v, last = 0;
+	if (!cbd_array(d, &m) || m < 1 || m > MAX_INPUT)
+		return 0;
+	p->ends = calloc((size_t)m, sizeof *p->ends);
+	for (p->nends = 0; p->nends < m; p->nends++) {
+		if (!cbd_uint_max(d, (MAX_INPUT << 1) | LINE_EOF, &v) || (v >> 1) < last)
+			return 0;
+		last = v >> 1;
+		p->ends[p->nends] = (uint32_t)v;
+	}
+	return 1;
+}
+
 static int pty_parse(struct cb_dec *d, struct ck_img_file *f)
 {
 	int64_t left;
@@ -633,6 +811,9 @@ static int pty_parse(struct cb_dec *d, struct ck_img_file *f)
 		} else if (cbd_key_is(k, kl, "input")) {
 			if (!parse_chunk(d, MAX_INPUT, &p->input_off, &p->input_len, &p->input_crc))
 				return 0;
+		} else if (cbd_key_is(k, kl, "lines")) {
+			if (!parse_line_ends(d, p))
+				return 0;
 		} else if (cbd_key_is(k, kl, "owner")) {
 			int64_t m;
 			if (!cbd_array(d, &m) || m != 3 || !cbd_uint_max(d, 0xffffffffu, &p->owner[0]) ||
@@ -643,6 +824,8 @@ static int pty_parse(struct cb_dec *d, struct ck_img_file *f)
 			return 0;
 		}
 	}
+	if (p->nends && ((p->ends[p->nends - 1] >> 1) > p->input_len || !is_canonical(&p->tty.tio)))
+		return 0; /* lines beyond the saved bytes, or of a terminal without lines */
 	return !d->error && have_end;
 }
 
@@ -775,15 +958,16 @@ static void make_pty(struct ck_image *img, const struct pty *p, struct ck_object
 	if (ktcsets(slave, &p->tty.tio) < 0 || ioctl(slave, TIOCSWINSZ, p->tty.ws) < 0)
 		ck_refuse("cannot give pseudo-terminal %u its settings: %s", m->now, strerror(errno));
 	give_node_owner(p, slave, m->now);
-	if (p->input_len) {
-		char *in = read_chunk(img, p, p->input_off, p->input_len, p->input_crc, "unread input");
-		char *scratch = malloc(2 * p->input_len);
-		long r = put_back_input(master, slave, &p->tty.tio, in, (long)p->input_len, scratch);
+	if (p->input_len || p->nends) {
+		char *bytes = read_chunk(img, p, p->input_off, p->input_len, p->input_crc, "unread input");
+		struct saved_input in = {bytes, (long)p->input_len, p->ends, p->nends};
+		char *scratch = malloc(3 * p->input_len + (size_t)p->nends + 1);
+		long r = put_back_input(master, slave, &p->tty.tio, &in, scratch);
 		if (r < 0)
 			ck_refuse("cannot put back the input pseudo-terminal %llu had not read (%llu bytes): %s",
 				  (unsigned long long)p->index, (unsigned long long)p->input_len, strerror((int)-r));
 		free(scratch);
-		free(in);
+		free(bytes);
 	}
 	close(slave);
 	int on = 1;

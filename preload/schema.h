@@ -430,6 +430,7 @@ static const struct ck_schema_key ck_schema_keys_pty[] = {
 	{"packet", 9, 0, 0, 0}, /* bool? */
 	{"data", 17, 0, 0, 0}, /* [int]? */
 	{"input", 17, 0, 0, 0}, /* [int]? */
+	{"lines", 3, 0, 0, 0}, /* [uint]? */
 	{"tty", 57, 0, 0, 0}, /* {tty}? */
 	{"owner", 3, 0, 0, 0}, /* [uint]? */
 };

@@ -475,6 +475,7 @@ export const IMAGE_SCHEMA = {
       packet: 'bool?',
       data: '[int]?',
       input: '[int]?',
+      lines: '[uint]?',
       tty: '{tty}?',
       owner: '[uint]?',
     },

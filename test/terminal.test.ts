@@ -269,23 +269,41 @@ test('the same pty, session and groups restarted by an ordinary user (user and P
   }
 });
 
-test('complete lines the slave side has not read yet: the checkpoint is refused, naming the descriptor, the program runs on; once read, checkpoints work', async () => {
-  const scope = new Scope('term-input');
+test('complete lines the slave side has not read, each ended another way (newline, a quoted newline inside, end of file, an empty end of file, VEOL), and a line not ended after them: checkpoints that resume leave them as they were; after kill -9 and a restart each read gives the same line; twice', async () => {
+  const scope = new Scope('term-lines');
+  const want = ["read b'hello\\n'", "read b'a\\nb\\n'", "read b'eof-line'", "read b''", "read b'x!'", "read b'partial\\n'", "echo b'tial\\r\\n'"];
   try {
-    const ckpt = scope.ckptDir();
-    const flag = path.join(scope.root, 'read-now');
-    const p = scope.launch({ dir: ckpt, program: [python3(), path.join(EXAMPLES, 'pty_input.py'), flag], label: 'ckrun pty_input' });
-    await p.waitFor(() => p.lines.includes('written'), 'the line written into the master');
-    const refused = await ckrun(['checkpoint', '--dir', ckpt]);
-    assert.is(refused.code, 1, `the checkpoint must fail: ${refused.stderr}`);
-    assert.match(refused.stderr, /descriptor \d+ \(\/dev\/ptmx\): complete lines written to it are not yet read by its slave side \(canonical mode\); ckrun cannot save them yet; the program runs on/);
-    fs.writeFileSync(flag, '');
-    await p.waitFor(() => p.lines.includes('tick 5'), 'tick 5');
-    assert.ok(p.lines.includes('read hello'), `the line was still there for the program: ${p.describe()}`);
+    const ckpt = scope.ckptDir('ckpt-resumed');
+    const flag = path.join(scope.root, 'read-resumed');
+    const p = scope.launch({ dir: ckpt, program: [python3(), path.join(EXAMPLES, 'pty_input.py'), flag, 'lines'], label: 'ckrun pty_input lines' });
+    await p.waitFor(() => p.lines.includes('written'), 'the lines written into the master');
+    const gen = await checkpoint(ckpt);
     await checkpoint(ckpt);
-    const exit = await p.waitExit();
-    assert.is(exit.code, 0, p.describe());
-    assert.ok(p.lines.includes('tick 60'), p.describe());
+    const json = execFileSync(process.execPath, [CKRUN, 'inspect', gen, '--json'], { encoding: 'utf8' }).replace(/\s/g, '');
+    assert.is(json.match(/"lines":\[12,20,37,37,40\]/g)?.length, 2, `both processes that hold the master saved its five lines: ${json.slice(0, 2000)}`);
+    fs.writeFileSync(flag, '');
+    assert.is((await p.waitExit()).code, 0, p.describe());
+    assert.equal(typed(p), want, p.describe());
+
+    const ckpt2 = scope.ckptDir('ckpt-restarted');
+    const flag2 = path.join(scope.root, 'read-restarted');
+    const s1 = scope.launch({ dir: ckpt2, program: [python3(), path.join(EXAMPLES, 'pty_input.py'), flag2, 'lines'], label: 'ckrun pty_input lines (restarted)' });
+    await s1.waitFor(() => s1.lines.includes('written'), 'the lines written into the master');
+    await checkpoint(ckpt2);
+    await kill9Session(s1, ckpt2, 'the launched run');
+    let run = s1;
+    for (const stage of [1, 2]) {
+      const r = scope.restart({ dir: ckpt2, label: `restart ${stage} of pty_input lines` });
+      await r.waitFor(() => r.lines.some((l) => l.startsWith('waiting')), 'the restarted program waiting');
+      if (stage === 1) {
+        await checkpoint(ckpt2);
+        await kill9Session(r, ckpt2, 'the first restart');
+      }
+      run = r;
+    }
+    fs.writeFileSync(flag2, '');
+    assert.is((await run.waitExit()).code, 0, run.describe());
+    assert.equal(typed(run), want, run.describe());
   } finally {
     await scope.cleanup();
   }
