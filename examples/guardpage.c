@@ -1,10 +1,11 @@
 /*
- * guardpage: private anonymous memory of 8 pages, pages 2 and 3 made guard
- * pages (madvise MADV_GUARD_INSTALL, Linux 6.13: touching them raises
- * SIGSEGV), the others filled with their marks. Every step checks the
- * marks and that page 2 still faults. A difference prints "FAIL ...".
- * ckrun cannot save guard pages yet: its checkpoint must fail, naming the
- * region, and the program must run on.
+ * guardpage: private anonymous memory of 8 pages, pages 2, 3 and 6 made
+ * guard pages (madvise MADV_GUARD_INSTALL, Linux 6.13: touching them
+ * raises SIGSEGV), the others filled with their marks; and a private
+ * mapping of 4 pages of a file deleted since (saved whole), with its page
+ * 1 guarded. Every step checks the marks and that every guard page still
+ * faults. A difference prints "FAIL ...". A checkpoint saves the guards
+ * and a restart puts them back.
  *
  * With --beyond-eof, no guard pages: a file of one page, deleted, mapped
  * privately over two pages (the second, beyond the end of the file, raises
@@ -86,22 +87,37 @@ int main(int argc, char **argv)
 	if (beyond)
 		return beyond_eof(steps);
 	char *m = mmap(NULL, 8 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (m == MAP_FAILED)
+	char path[] = "/tmp/ckrun-guardfile-XXXXXX";
+	int fd = mkstemp(path);
+	if (fd < 0 || ftruncate(fd, 4 * PAGE) != 0)
+		die("the file");
+	char *f = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+	if (m == MAP_FAILED || f == MAP_FAILED)
 		die("mmap");
+	close(fd);
+	unlink(path);
 	for (int i = 0; i < 8; i++)
 		memset(m + i * PAGE, 'a' + i, PAGE);
-	if (madvise(m + 2 * PAGE, 2 * PAGE, MADV_GUARD_INSTALL))
+	for (int i = 0; i < 4; i++)
+		memset(f + i * PAGE, 'A' + i, PAGE);
+	if (madvise(m + 2 * PAGE, 2 * PAGE, MADV_GUARD_INSTALL) || madvise(m + 6 * PAGE, PAGE, MADV_GUARD_INSTALL) ||
+	    madvise(f + PAGE, PAGE, MADV_GUARD_INSTALL))
 		die("madvise(MADV_GUARD_INSTALL) (needs Linux 6.13)");
 	say("guarded");
 	for (long k = 1; k <= steps; k++) {
-		for (int i = 0; i < 8; i++)
-			if (i != 2 && i != 3 && (m[i * PAGE] != 'a' + i || m[i * PAGE + PAGE - 1] != 'a' + i)) {
-				say("FAIL page %d lost its mark", i);
+		for (int i = 0; i < 8; i++) {
+			int guard = i == 2 || i == 3 || i == 6;
+			if (guard ? !faults(m + i * PAGE) : m[i * PAGE] != 'a' + i || m[i * PAGE + PAGE - 1] != 'a' + i) {
+				say(guard ? "FAIL guard page %d can be read" : "FAIL page %d lost its mark", i);
 				return 1;
 			}
-		if (!faults(m + 2 * PAGE)) {
-			say("FAIL the guard page can be read");
-			return 1;
+		}
+		for (int i = 0; i < 4; i++) {
+			int guard = i == 1;
+			if (guard ? !faults(f + i * PAGE) : f[i * PAGE] != 'A' + i || f[i * PAGE + PAGE - 1] != 'A' + i) {
+				say(guard ? "FAIL guard page %d of the file mapping can be read" : "FAIL page %d of the file mapping lost its mark", i);
+				return 1;
+			}
 		}
 		say("step %ld", k);
 		pace_ms(50);

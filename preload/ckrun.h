@@ -517,6 +517,10 @@ CK_HIDDEN void ck_page_scan_init(struct ck_page_scan *ps, int pmfd, uint64_t sta
 /* The next stretch of present or swapped pages; 0 at the end, or on an
  * error (ps->err). */
 CK_HIDDEN int ck_page_scan_next(struct ck_page_scan *ps, struct ck_written *out);
+/* The stretches of [start, end) behind guards (madvise
+ * MADV_GUARD_INSTALL), at most cap: their number, 0 when the kernel cannot
+ * tell them, -E2BIG when there are more. */
+CK_HIDDEN long ck_guard_ranges(int pmfd, uint64_t start, uint64_t end, struct ck_written *vec, uint64_t cap);
 
 /* memory.c */
 CK_HIDDEN void ck_memory_save_stopped(struct ck_writer *w, struct ck_scratch *s);

@@ -37,9 +37,11 @@ struct pm_scan_arg {
 #define PM_PRESENT (1ULL << 63)
 #define PM_SWAP (1ULL << 62)
 #define PM_FILE (1ULL << 61)
+#define PM_GUARD_REGION (1ULL << 58)
 
 #define PAGE_IS_PRESENT CK_PAGE_PRESENT
 #define PAGE_IS_SWAPPED CK_PAGE_SWAPPED
+#define PAGE_IS_GUARD (1 << 8)
 
 /* Tracking costs what is present, never what is reserved. Asynchronous
  * write-protection marks every page of a range it is asked to protect,
@@ -53,6 +55,62 @@ struct pm_scan_arg {
  * with MADV_DONTNEED is not present, so zero. */
 
 CK_HIDDEN struct ck_tracking ck_tracking = {.uffd = -1};
+
+/* ---- guard pages ----
+ * A page behind a guard (madvise MADV_GUARD_INSTALL) holds nothing, and
+ * reading it faults; the scans count it as swapped. Every scan for pages
+ * leaves guards out when the kernel can tell them (PAGE_IS_GUARD, 6.14). */
+
+static uint64_t scan_resume_at(const struct pm_scan_arg *a, const struct ck_written *vec, uint64_t n);
+
+static int guard_category = -1; /* PAGEMAP_SCAN knows PAGE_IS_GUARD: 1, 0; -1: not asked yet */
+
+static int knows_guard_category(int pmfd)
+{
+	if (guard_category < 0) {
+		struct pm_scan_arg a;
+		ck_memset(&a, 0, sizeof a);
+		a.size = sizeof a;
+		a.start = CK_PAGE;
+		a.end = 2 * CK_PAGE;
+		a.category_mask = PAGE_IS_GUARD;
+		a.return_mask = PAGE_IS_GUARD;
+		guard_category = CK_SYS3(SYS_ioctl, pmfd, PAGEMAP_SCAN, &a) >= 0;
+	}
+	return guard_category;
+}
+
+static void skip_guards(int pmfd, struct pm_scan_arg *a)
+{
+	if (knows_guard_category(pmfd)) {
+		a->category_inverted |= PAGE_IS_GUARD;
+		a->category_mask |= PAGE_IS_GUARD;
+	}
+}
+
+CK_HIDDEN long ck_guard_ranges(int pmfd, uint64_t start, uint64_t end, struct ck_written *vec, uint64_t cap)
+{
+	uint64_t n = 0;
+	while (start < end && n < cap && knows_guard_category(pmfd)) {
+		struct pm_scan_arg a;
+		ck_memset(&a, 0, sizeof a);
+		a.size = sizeof a;
+		a.start = start;
+		a.end = end;
+		a.vec = (uint64_t)(vec + n);
+		a.vec_len = cap - n;
+		a.category_mask = PAGE_IS_GUARD;
+		a.return_mask = PAGE_IS_GUARD;
+		long k = CK_SYS3(SYS_ioctl, pmfd, PAGEMAP_SCAN, &a);
+		if (k < 0)
+			return k;
+		n += (uint64_t)k;
+		if ((uint64_t)k < a.vec_len)
+			return (long)n;
+		start = scan_resume_at(&a, vec + n - k, (uint64_t)k);
+	}
+	return start < end && n >= cap ? -E2BIG : (long)n;
+}
 
 /* ---- which pages exist ---- */
 
@@ -72,6 +130,8 @@ CK_HIDDEN void ck_page_scan_init(struct ck_page_scan *ps, int pmfd, uint64_t sta
 
 static uint64_t pagemap_categories(uint64_t e)
 {
+	if (e & PM_GUARD_REGION)
+		return 0; /* behind a guard: nothing there */
 	return (e & PM_PRESENT ? CK_PAGE_PRESENT : 0) | (e & PM_SWAP ? CK_PAGE_SWAPPED : 0) | (e & PM_FILE ? CK_PAGE_FILE : 0);
 }
 
@@ -134,6 +194,7 @@ static int next_region(struct ck_page_scan *ps, struct ck_written *out)
 		a.vec_len = ps->cap;
 		a.category_anyof_mask = CK_PAGE_PRESENT | CK_PAGE_SWAPPED;
 		a.return_mask = CK_PAGE_PRESENT | CK_PAGE_SWAPPED | CK_PAGE_FILE | CK_PAGE_PFNZERO;
+		skip_guards(ps->pmfd, &a);
 		long n = CK_SYS3(SYS_ioctl, ps->pmfd, PAGEMAP_SCAN, &a);
 		if (n < 0) {
 			if ((n == -ENOTTY || n == -EINVAL) && !ps->n && !ps->next) {
@@ -236,6 +297,7 @@ static int protect_range(int pmfd, uint64_t start, uint64_t end)
 	a.end = end;
 	a.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
 	a.return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+	skip_guards(pmfd, &a);
 	return CK_SYS3(SYS_ioctl, pmfd, PAGEMAP_SCAN, &a) >= 0;
 }
 
@@ -273,6 +335,7 @@ CK_HIDDEN void ck_track_region(struct ck_scratch *s, int pmfd, uint64_t start, u
 		a.category_mask = PAGE_IS_WRITTEN;
 		a.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
 		a.return_mask = PAGE_IS_WRITTEN;
+		skip_guards(pmfd, &a);
 		long n = CK_SYS3(SYS_ioctl, pmfd, PAGEMAP_SCAN, &a);
 		if (n < 0) {
 			/* a region created since the last checkpoint: stored in full

@@ -317,6 +317,29 @@ static void add_pages(struct ck_writer *w, struct ck_scratch *s, struct run_buil
 	rb->off = off;
 }
 
+/* The guards of the region being saved (madvise MADV_GUARD_INSTALL): its
+ * stretches that hold nothing and cannot be read. The writer saves one
+ * region at a time. */
+#define MAX_GUARDS 1024
+static struct ck_written guards[MAX_GUARDS];
+static uint64_t nguards;
+
+/* Every page of [addr, addr + n pages) but those behind guards. */
+static void add_unguarded(struct ck_writer *w, struct ck_scratch *s, struct run_builder *rb, uint64_t addr, uint64_t n,
+			  uint64_t *bytes)
+{
+	uint64_t end = addr + n * CK_PAGE;
+	for (uint64_t i = 0; i < nguards && addr < end; i++) {
+		if (guards[i].end <= addr || guards[i].start >= end)
+			continue;
+		if (guards[i].start > addr)
+			add_pages(w, s, rb, addr, (guards[i].start - addr) / CK_PAGE, -1, 0, bytes);
+		addr = guards[i].end;
+	}
+	if (addr < end)
+		add_pages(w, s, rb, addr, (end - addr) / CK_PAGE, -1, 0, bytes);
+}
+
 /* How the pages of one region are found: by what exists alone, against the
  * image the region was mapped from, or against the parent image. */
 enum page_mode { BY_PRESENCE, BY_MAPPED_IMAGE, BY_PARENT };
@@ -347,7 +370,7 @@ static void save_runs_present(struct ck_writer *w, struct ck_scratch *s, int pmf
 {
 	struct run_builder rb = {0, 0, 0, -1, m->prot & PROT_READ};
 	if (k->store_all && mode == BY_PRESENCE) {
-		add_pages(w, s, &rb, m->start, (m->end - m->start) / CK_PAGE, -1, 0, bytes);
+		add_unguarded(w, s, &rb, m->start, (m->end - m->start) / CK_PAGE, bytes);
 		flush_run(w, s, &rb, bytes);
 		return;
 	}
@@ -639,6 +662,30 @@ static void name_unreadable(struct ck_writer *w, const struct map_line *m)
 		       "file mapping beyond the end of its file; ckrun cannot save them yet, the program runs on");
 }
 
+static void fail_at(struct ck_writer *w, const char *what, uint64_t start, uint64_t end, const char *why);
+
+/* "guards": [[start, end], ...], the region's stretches behind guards,
+ * installed again at restart. */
+static void save_guards(struct ck_writer *w, int pmfd, const struct map_line *m)
+{
+	long n = ck_guard_ranges(pmfd, m->start, m->end, guards, MAX_GUARDS);
+	nguards = n > 0 ? (uint64_t)n : 0;
+	if (n < 0) {
+		fail_at(w, "cannot list the guard pages (madvise MADV_GUARD_INSTALL) of a region", m->start, m->end,
+			n == -E2BIG ? "it has more than 1024 stretches of them" : "PAGEMAP_SCAN failed");
+		return;
+	}
+	if (!nguards)
+		return;
+	cb_text(&w->meta, "guards");
+	cb_array(&w->meta, nguards);
+	for (uint64_t i = 0; i < nguards; i++) {
+		cb_array(&w->meta, 2);
+		cb_uint(&w->meta, guards[i].start);
+		cb_uint(&w->meta, guards[i].end);
+	}
+}
+
 static void save_region(struct ck_writer *w, struct ck_scratch *s, int pmfd, const struct map_line *m, uint32_t flags)
 {
 	struct cb_enc *e = &w->meta;
@@ -678,6 +725,7 @@ static void save_region(struct ck_writer *w, struct ck_scratch *s, int pmfd, con
 		cb_kv_uint(e, "size", (uint64_t)st.size);
 		cb_kv_uint(e, "mtime_ns", st.mtime * 1000000000ULL + st.mtime_ns);
 	}
+	save_guards(w, pmfd, m);
 	cb_text(e, "runs");
 	cb_array_open(e);
 	save_runs(w, s, pmfd, m, &k, &bytes);
@@ -1132,6 +1180,34 @@ static int parse_names(struct cb_dec *d, uint32_t *flags, char unknown[4])
 	return !d->error;
 }
 
+/* [[start, end], ...]: page-aligned, in order, inside the region (checked
+ * once the region's bounds are known: check_guards). */
+static int parse_guards(struct cb_dec *d, struct ck_img_region *r)
+{
+	int64_t n, m;
+	if (!cbd_array(d, &n) || n < 1 || n > 1 << 20)
+		return 0;
+	r->guards = calloc((size_t)n, sizeof *r->guards);
+	for (r->nguards = 0; r->nguards < (size_t)n; r->nguards++) {
+		uint64_t *g = r->guards[r->nguards];
+		if (!cbd_array(d, &m) || m != 2 || !cbd_uint(d, &g[0]) || !cbd_uint(d, &g[1]))
+			return 0;
+	}
+	return 1;
+}
+
+static int check_guards(const struct ck_img_region *r)
+{
+	uint64_t at = r->start;
+	for (size_t i = 0; i < r->nguards; i++) {
+		const uint64_t *g = r->guards[i];
+		if (g[0] < at || g[1] <= g[0] || g[1] > r->end || (g[0] | g[1]) % CK_PAGE)
+			return 0;
+		at = g[1];
+	}
+	return 1;
+}
+
 static int parse_region(struct cb_dec *d, struct ck_img_region *r)
 {
 	int64_t left;
@@ -1216,6 +1292,9 @@ static int parse_region(struct cb_dec *d, struct ck_img_region *r)
 			    !cbd_uint(d, &r->shm_off))
 				return 0;
 			r->has_shm = 1;
+		} else if (cbd_key_is(k, kl, "guards")) {
+			if (!parse_guards(d, r))
+				return 0;
 		} else if (cbd_key_is(k, kl, "runs")) {
 			int64_t n;
 			size_t cap = 4;
@@ -1245,7 +1324,7 @@ static int parse_region(struct cb_dec *d, struct ck_img_region *r)
 			return 0;
 		}
 	}
-	return !d->error && r->end > r->start && r->kind[0] && (!r->has_file || r->path);
+	return !d->error && r->end > r->start && r->kind[0] && (!r->has_file || r->path) && check_guards(r);
 }
 
 static int parse_vdso(struct cb_dec *d, struct ck_image *img)
@@ -1875,6 +1954,10 @@ CK_HIDDEN void ck_memory_plan(struct ck_image *img, struct ck_plan *plan,
 		p->growsdown = !strcmp(r->kind, "stack") || (r->vm_flags & CK_VM_GROWSDOWN);
 		p->vm_flags = r->vm_flags;
 		p->shim_code = !strcmp(r->kind, "stored");
+		p->first_guard = nruns;
+		p->nguards = r->nguards;
+		for (size_t j = 0; j < r->nguards; j++, nruns++)
+			runs[nruns] = (struct ck_plan_run){r->guards[j][0], r->guards[j][1] - r->guards[j][0], 0, -1};
 		p->first_run = nruns;
 		p->nruns = r->nruns;
 		p->sysv_id = -1;
@@ -2086,6 +2169,20 @@ static CK_CORE_FN void fill_runs(struct ck_plan *p, struct ck_plan_region *r, in
 			flush_batch(p, &bs[i]);
 }
 
+/* Guards where the program had put them: after the pages (a guard drops
+ * what is under it), before locks (the kernel refuses guards in locked
+ * memory; the program installed them before it locked, or mlock would
+ * have refused). */
+static CK_CORE_FN void put_guards(struct ck_plan *p, const struct ck_plan_region *r)
+{
+	for (uint64_t i = 0; i < r->nguards; i++) {
+		const struct ck_plan_run *g = &p->runs[r->first_guard + i];
+		long e = CK_SYS3(SYS_madvise, g->addr, g->len, 102 /* MADV_GUARD_INSTALL */);
+		if (e < 0)
+			ck_core_fail(p, "putting back guard pages (madvise MADV_GUARD_INSTALL) failed", e);
+	}
+}
+
 /* The region's madvise marks, in CK_VM_* bit order. */
 static CK_CORE_FN void set_advice(struct ck_plan *p, const struct ck_plan_region *r)
 {
@@ -2151,6 +2248,7 @@ CK_CORE void ck_core_map_regions(struct ck_plan *p)
 			/* before the pages come: they may come as huge pages again */
 			CK_SYS3(SYS_madvise, r->start, r->end - r->start, MADV_HUGEPAGE);
 		fill_runs(p, r, prot);
+		put_guards(p, r);
 		if (prot != r->prot) {
 			long e = ck_mprotect((void *)r->start, r->end - r->start, r->prot);
 			if (e < 0)

@@ -133,6 +133,7 @@ CK_HIDDEN void ck_image_release(struct ck_image *img)
 		free((char *)r->path);
 		free((char *)r->shm_name);
 		free(r->runs);
+		free(r->guards);
 	}
 	for (int i = 0; i < img->nimages; i++)
 		free((char *)img->images[i]);
@@ -802,7 +803,7 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
 
 	size_t nruns = 0;
 	for (size_t i = 0; i < img->nregions; i++)
-		nruns += img->regions[i].nruns;
+		nruns += img->regions[i].nruns + img->regions[i].nguards;
 	uint64_t vdso_len = img->vdso[2][1] - img->vdso[0][0], vdso_len_now = ck_vdso_len_now();
 	if (vdso_len_now > vdso_len) /* the spot the block moves through (bridged: this kernel's) */
 		vdso_len = vdso_len_now;

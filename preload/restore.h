@@ -45,6 +45,8 @@ struct ck_img_region {
 	uint64_t shm_size;                   /* SysV: the segment's size (0: not saved) */
 	uint32_t vm_flags;                   /* CK_VM_*: madvise marks, locks, ... */
 	char vm_unknown[4];                  /* a mark this restorer does not know */
+	uint64_t (*guards)[2];               /* stretches behind guards (MADV_GUARD_INSTALL) */
+	size_t nguards;
 };
 
 /* A process's or a thread's credentials (process.c): read from the image,
@@ -202,6 +204,7 @@ struct ck_plan_region {
 	int shim_code; /* the shim's own mappings (kind "stored"): mapped from the image, so that
 			* ckrun-hold finds the shim's code by its file (addon/ckrun-hold.c find_shim) */
 	uint64_t first_run, nruns;
+	uint64_t first_guard, nguards; /* in the runs: stretches to put guards on (addr, len) */
 };
 
 /* With CKRUN_RESTORE_MAP=1 (measurements), runs at least this long are

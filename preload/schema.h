@@ -543,6 +543,7 @@ static const struct ck_schema_key ck_schema_keys_region[] = {
 	{"name", 0, 1, 0, 0}, /* text */
 	{"vmflags", 2, 0, 0, 0}, /* [text]? */
 	{"file", 93, 0, 0, 0}, /* {region_file}? */
+	{"guards", 30, 0, 0, 0}, /* [[uint]]? */
 	{"runs", 18, 1, 0, 0}, /* [[int]] */
 	{"bytes", 1, 1, 0, 0}, /* uint */
 	{"shm", 3, 0, 0, 0}, /* [uint]? */

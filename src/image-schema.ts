@@ -627,6 +627,7 @@ export const IMAGE_SCHEMA = {
       name: 'text',
       vmflags: '[text]?',
       file: '{region_file}?',
+      guards: '[[uint]]?',
       runs: '[[int]]',
       bytes: 'uint',
       shm: '[uint]?',
