@@ -658,8 +658,9 @@ static void name_unreadable(struct ck_writer *w, const struct map_line *m)
 		ck_str_add(&d, m->name);
 		ck_str_add(&d, ")");
 	}
-	ck_str_add(&d, " holds pages that cannot be read: guard pages (madvise MADV_GUARD_INSTALL), or pages of a "
-		       "file mapping beyond the end of its file; ckrun cannot save them yet, the program runs on");
+	ck_str_add(&d, " holds pages that cannot be read: pages of a file mapping beyond the end of its file, or guard "
+		       "pages (madvise MADV_GUARD_INSTALL) on a kernel that does not tell them (before 6.14); ckrun "
+		       "cannot save them yet, the program runs on");
 }
 
 static void fail_at(struct ck_writer *w, const char *what, uint64_t start, uint64_t end, const char *why);
