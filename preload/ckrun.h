@@ -367,6 +367,9 @@ CK_HIDDEN void ck_sysv_save(struct ck_writer *w, struct ck_scratch *s);
 
 /* threads.c */
 CK_HIDDEN void ck_thread_capture(struct ck_thread *t, ucontext_t *uc);
+/* After rseq() through the syscall() wrapper: the area a thread registered
+ * itself (a: its arguments, r: its result). */
+CK_HIDDEN void ck_rseq_note(const long *a, long r);
 CK_HIDDEN void ck_threads_save(struct ck_writer *w, struct ck_scratch *s, int n);
 CK_HIDDEN void ck_thread_after_restore(struct ck_thread *t, const struct ck_restore_info *ri);
 

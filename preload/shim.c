@@ -823,6 +823,8 @@ CK_EXPORT long syscall(long nr, ...)
 	if (watched)
 		ck_attrs_before(nr, a);
 	long r = ck_syscall_resumed(nr, a);
+	if (nr == SYS_rseq)
+		ck_rseq_note(a, r);
 	if (watched) {
 		int err = errno;
 		ck_attrs_after(nr, a, r == -1 ? -err : r);

@@ -44,6 +44,47 @@ static int rseq_elsewhere(uint64_t glibc_area)
 	return r == -EINVAL || r == -EPERM || r == -EBUSY ? (int)r : 0;
 }
 
+/* Areas threads registered themselves through syscall() (a thread that
+ * gave up glibc's registration, as librseq and CRIU's zdtm rseq00 do): the
+ * kernel shows no one where a thread's area is, so the syscall wrapper
+ * notes each, and the checkpoint confirms which is a thread's own
+ * (own_rseq_of). A slot by thread ID; a lost note only makes the
+ * checkpoint fail as it would without notes. */
+#define OWN_RSEQ_SLOTS 256
+static struct own_rseq {
+	int tid;
+	uint32_t len, sig;
+	uint64_t addr;
+} own_rseq[OWN_RSEQ_SLOTS];
+
+CK_HIDDEN void ck_rseq_note(const long *a, long r)
+{
+	if (r != 0)
+		return;
+	int tid = (int)ck_gettid();
+	struct own_rseq *o = &own_rseq[(unsigned)tid % OWN_RSEQ_SLOTS];
+	if (a[2] & 1 /* RSEQ_FLAG_UNREGISTER */) {
+		if (o->tid == tid)
+			o->tid = 0;
+		return;
+	}
+	*o = (struct own_rseq){tid, (uint32_t)a[1], (uint32_t)a[3], (uint64_t)a[0]};
+}
+
+/* Registering the area already registered fails with EBUSY, and only
+ * then (another area, length or signature: EINVAL or EPERM). Any noted
+ * area may be this thread's: a child of fork keeps its parent's thread's
+ * registration under another thread ID. */
+static const struct own_rseq *own_rseq_of(void)
+{
+	for (int i = 0; i < OWN_RSEQ_SLOTS; i++) {
+		const struct own_rseq *o = &own_rseq[i];
+		if (o->tid && CK_SYS4(SYS_rseq, o->addr, o->len, 0, o->sig) == -EBUSY)
+			return o;
+	}
+	return 0;
+}
+
 CK_HIDDEN void ck_thread_capture(struct ck_thread *t, ucontext_t *uc)
 {
 	t->tid = (int)ck_gettid();
@@ -67,8 +108,14 @@ CK_HIDDEN void ck_thread_capture(struct ck_thread *t, ucontext_t *uc)
 			t->rseq_sig = RSEQ_SIG;
 		}
 	}
-	if (!t->rseq_addr)
+	const struct own_rseq *own = t->rseq_addr ? 0 : own_rseq_of();
+	if (own) {
+		t->rseq_addr = own->addr;
+		t->rseq_len = own->len;
+		t->rseq_sig = own->sig;
+	} else if (!t->rseq_addr) {
 		t->rseq_foreign = rseq_elsewhere(area);
+	}
 	ck_memset(t->comm, 0, sizeof t->comm);
 	ck_prctl(PR_GET_NAME, (long)t->comm, 0, 0, 0);
 	t->securebits = ck_prctl(PR_GET_SECUREBITS, 0, 0, 0, 0);
@@ -119,8 +166,10 @@ CK_HIDDEN void ck_threads_save(struct ck_writer *w, struct ck_scratch *s, int n)
 		if (ck_threads[i].rseq_foreign) {
 			fail_thread(w, -EOPNOTSUPP, "a thread registered a restartable-sequence (rseq) area of its own",
 				    ck_threads[i].tid,
-				    ": ckrun registers only glibc's area again, and the kernel does not tell where another is; "
-				    "leave glibc's registration in place (or unregister yours) before the checkpoint");
+				    ": ckrun registers only glibc's area again and those registered through libc's syscall(); "
+				    "this one was registered another way (a system call instruction of the program's own), and "
+				    "the kernel does not tell where it is; register it through syscall(), or leave glibc's "
+				    "registration in place, before the checkpoint");
 			return;
 		}
 	}
