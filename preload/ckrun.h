@@ -442,6 +442,11 @@ CK_HIDDEN void ck_written_forget(void);
 /* before an open for writing: ckrun keeps an existing file as it was at
  * the last checkpoint; its request's descriptor is the shim's own */
 CK_HIDDEN int ck_written_before(int dirfd, const char *path, int flags);
+/* for a file an exclusive create just made (mkstemp), what
+ * ck_written_before would have learnt */
+CK_HIDDEN int ck_written_made(void);
+/* before a rename: the file at each name kept as it was at the checkpoint */
+CK_HIDDEN void ck_written_renaming(int fromdir, const char *from, int todir, const char *to);
 CK_HIDDEN void ck_written_restored(void);
 
 /* process.c */

@@ -86,6 +86,17 @@ static int (*real___openat_2)(int, const char *, int);
 static int (*real___openat64_2)(int, const char *, int);
 static int (*real_creat)(const char *, mode_t);
 static int (*real_creat64)(const char *, mode_t);
+static int (*real_mkstemp)(char *);
+static int (*real_mkstemp64)(char *);
+static int (*real_mkostemp)(char *, int);
+static int (*real_mkostemp64)(char *, int);
+static int (*real_mkstemps)(char *, int);
+static int (*real_mkstemps64)(char *, int);
+static int (*real_mkostemps)(char *, int, int);
+static int (*real_mkostemps64)(char *, int, int);
+static int (*real_rename)(const char *, const char *);
+static int (*real_renameat)(int, const char *, int, const char *);
+static int (*real_renameat2)(int, const char *, int, const char *, unsigned);
 static FILE *(*real_fopen)(const char *, const char *);
 static FILE *(*real_fopen64)(const char *, const char *);
 static FILE *(*real_freopen)(const char *, const char *, FILE *);
@@ -141,6 +152,17 @@ static void resolve_all(void)
 	RESOLVE(__openat64_2);
 	RESOLVE(creat);
 	RESOLVE(creat64);
+	RESOLVE(mkstemp);
+	RESOLVE(mkstemp64);
+	RESOLVE(mkostemp);
+	RESOLVE(mkostemp64);
+	RESOLVE(mkstemps);
+	RESOLVE(mkstemps64);
+	RESOLVE(mkostemps);
+	RESOLVE(mkostemps64);
+	RESOLVE(rename);
+	RESOLVE(renameat);
+	RESOLVE(renameat2);
 	RESOLVE(fopen);
 	RESOLVE(fopen64);
 	RESOLVE(freopen);
@@ -658,6 +680,85 @@ CK_EXPORT int creat64(const char *path, mode_t mode)
 	int fd = REAL(creat64)(path, mode);
 	ck_written_note(fd, O_WRONLY | O_CREAT | O_TRUNC, before);
 	return fd;
+}
+
+/* libc makes these files without going through open(): each is new
+ * (O_EXCL), so one a restart from an earlier checkpoint removes. */
+#define MKSTEMP_FLAGS (O_RDWR | O_CREAT | O_EXCL)
+CK_EXPORT int mkstemp(char *tmpl)
+{
+	int fd = REAL(mkstemp)(tmpl);
+	ck_written_note(fd, MKSTEMP_FLAGS, ck_written_made());
+	return fd;
+}
+
+CK_EXPORT int mkstemp64(char *tmpl)
+{
+	int fd = REAL(mkstemp64)(tmpl);
+	ck_written_note(fd, MKSTEMP_FLAGS, ck_written_made());
+	return fd;
+}
+
+CK_EXPORT int mkostemp(char *tmpl, int flags)
+{
+	int fd = REAL(mkostemp)(tmpl, flags);
+	ck_written_note(fd, MKSTEMP_FLAGS | flags, ck_written_made());
+	return fd;
+}
+
+CK_EXPORT int mkostemp64(char *tmpl, int flags)
+{
+	int fd = REAL(mkostemp64)(tmpl, flags);
+	ck_written_note(fd, MKSTEMP_FLAGS | flags, ck_written_made());
+	return fd;
+}
+
+CK_EXPORT int mkstemps(char *tmpl, int suffixlen)
+{
+	int fd = REAL(mkstemps)(tmpl, suffixlen);
+	ck_written_note(fd, MKSTEMP_FLAGS, ck_written_made());
+	return fd;
+}
+
+CK_EXPORT int mkstemps64(char *tmpl, int suffixlen)
+{
+	int fd = REAL(mkstemps64)(tmpl, suffixlen);
+	ck_written_note(fd, MKSTEMP_FLAGS, ck_written_made());
+	return fd;
+}
+
+CK_EXPORT int mkostemps(char *tmpl, int suffixlen, int flags)
+{
+	int fd = REAL(mkostemps)(tmpl, suffixlen, flags);
+	ck_written_note(fd, MKSTEMP_FLAGS | flags, ck_written_made());
+	return fd;
+}
+
+CK_EXPORT int mkostemps64(char *tmpl, int suffixlen, int flags)
+{
+	int fd = REAL(mkostemps64)(tmpl, suffixlen, flags);
+	ck_written_note(fd, MKSTEMP_FLAGS | flags, ck_written_made());
+	return fd;
+}
+
+/* A rename replaces the file at the new name and takes the old name away:
+ * both kept as they were at the checkpoint first (written.c). */
+CK_EXPORT int rename(const char *from, const char *to)
+{
+	ck_written_renaming(AT_FDCWD, from, AT_FDCWD, to);
+	return REAL(rename)(from, to);
+}
+
+CK_EXPORT int renameat(int fromdir, const char *from, int todir, const char *to)
+{
+	ck_written_renaming(fromdir, from, todir, to);
+	return REAL(renameat)(fromdir, from, todir, to);
+}
+
+CK_EXPORT int renameat2(int fromdir, const char *from, int todir, const char *to, unsigned flags)
+{
+	ck_written_renaming(fromdir, from, todir, to);
+	return REAL(renameat2)(fromdir, from, todir, to, flags);
 }
 
 /* libc's stdio opens its files without going through open(). */

@@ -317,6 +317,29 @@ CK_HIDDEN int ck_written_before(int dirfd, const char *path, int flags)
 	return keep_rounds(dirfd, path, flags);
 }
 
+CK_HIDDEN int ck_written_made(void)
+{
+	if (!ck_session.active || !ck_session.sock[0] || ck_session.ctl_fd < 0)
+		return 0;
+	unsigned at = __atomic_load_n(&checkpoints_seen, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&nothing_kept_at, __ATOMIC_RELAXED) == at + 1)
+		return 0;
+	return BEFORE_SEEN(at) | BEFORE_MADE;
+}
+
+/* The file the rename replaces is kept as a file the program rewrites
+ * whole ('t': it wrote the new one whole), the one it moves as a file
+ * written in place ('w': a restart makes it again under its old name).
+ * ckrun keeps neither when it was made after the checkpoint (a temporary
+ * file renamed over the real one: a restart removes it anyway). */
+CK_HIDDEN void ck_written_renaming(int fromdir, const char *from, int todir, const char *to)
+{
+	if (!from || !to)
+		return;
+	ck_written_before(todir, to, O_WRONLY | O_TRUNC);
+	ck_written_before(fromdir, from, O_WRONLY);
+}
+
 /* A checkpoint came between ckrun's keep and the open itself: nothing is
  * written yet (but what O_TRUNC cut, a file written whole again), so the
  * file is asked for again, for that checkpoint. */

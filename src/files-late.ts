@@ -170,13 +170,27 @@ export class LateFiles {
   }
 
   /**
+   * Whether f was born after the generation's checkpoint: it was not there
+   * then, so there is nothing to keep (a restart removes it if it was
+   * `made`; a temporary file renamed over the real one was).
+   */
+  private bornSince(f: { path: string; dev: number; ino: number }): boolean {
+    try {
+      const st = lstatSync(f.path, { bigint: true });
+      return st.dev === BigInt(f.dev) && st.ino === BigInt(f.ino) && st.birthtimeNs > this.sinceNs;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
    * Keeps f in the generation unless it holds it already (the first ask
    * decides how). The kept record, or undefined when nothing needed or
    * could be stored (see saveLateFile); FilesError when saving failed.
    */
   keep(f: WrittenFile, skipDirs: readonly string[]): SavedFile | undefined {
     const key = `${f.dev}:${f.ino}`;
-    if (this.have.has(key)) return undefined;
+    if (this.have.has(key) || this.bornSince(f)) return undefined;
     const k = this.nextK++;
     // what a ckrun that died before it could list them left
     for (const ext of ['tab', 'dat']) rmSync(join(this.genPath, FILES_DIR, `late-${k}.${ext}`), { force: true });

@@ -12,7 +12,7 @@ import * as assert from 'uvu/assert';
 import { checkpoint, ckrun } from './lib/ckrun.js';
 import { generations, readManifest } from './lib/images.js';
 import { readLateFiles } from '../src/files-late.js';
-import { python3 } from './lib/examples.js';
+import { exampleProgram, python3 } from './lib/examples.js';
 import { EXAMPLES, T_STEP } from './lib/paths.js';
 import { Proc, sleep } from './lib/proc.js';
 import { logged, readText } from './lib/logged.js';
@@ -320,6 +320,31 @@ test("files a job makes after the checkpoint (python open(..., 'x'), which fails
     await bashJobCycles(scope, work, 'made-files job', job, 20);
     assert.is(readText(path.join(work, 'a.log')), Array.from({ length: N }, (_, i) => `a ${i + 1}\n`).join(''), 'a.log has every line once');
     for (let i = 1; i <= N; i++) assert.is(readText(path.join(work, `made-${i}.txt`)), String(i), `made-${i}.txt`);
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+test('a state file a job replaces atomically (mkstemp, write, rename over it) and scratch files it makes with mkstemp: checkpoint, kill -9, restart; twice: the job finds the state and the scratch files as at the checkpoint, and ends', async () => {
+  const scope = new Scope('files-replaced');
+  try {
+    const work = scope.dir('work');
+    const N = 150;
+    const lines = (): number => readText(path.join(work, 'a.log')).split('\n').length - 1;
+    await cycles(scope, {
+      name: 'replaced',
+      program: exampleProgram('replaced', [work, String(N)]),
+      work,
+      units: lines,
+      ahead: 20,
+      cycles: [{}, {}],
+      done: () => readText(path.join(work, 'log')).includes('end\n'),
+    });
+    assert.not.match(readText(path.join(work, 'log')), /FAIL|error:/, 'the job found its files as it left them');
+    assert.is(readText(path.join(work, 'a.log')), Array.from({ length: N }, (_, i) => `a ${i + 1}\n`).join(''), 'a.log has every line once');
+    assert.is(readText(path.join(work, 'state')), `${N}\n`);
+    assert.is(fs.readdirSync(work).filter((f) => f.startsWith('scratch-')).length, N, 'one scratch file per step');
+    assert.is(fs.readdirSync(work).filter((f) => f.startsWith('state.')).length, 0, 'no temporary state file left');
   } finally {
     await scope.cleanup();
   }
