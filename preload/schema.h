@@ -73,19 +73,20 @@ enum ck_schema_record_id {
 	CK_SCHEMA_PIDFD = 38,
 	CK_SCHEMA_SOCKET = 39,
 	CK_SCHEMA_NETLINK = 40,
-	CK_SCHEMA_INET = 41,
-	CK_SCHEMA_UNIX = 42,
-	CK_SCHEMA_PASSED = 43,
-	CK_SCHEMA_REGION = 44,
-	CK_SCHEMA_REGION_FILE = 45,
-	CK_SCHEMA_SHM_OBJECT = 46,
-	CK_SCHEMA_MANIFEST = 47,
-	CK_SCHEMA_CONTENT = 48,
-	CK_SCHEMA_FILES = 49,
-	CK_SCHEMA_SNAPSHOT_DIR = 50,
-	CK_SCHEMA_SAVED_FILE = 51,
-	CK_SCHEMA_STDIO_FILE = 52,
-	CK_SCHEMA_PROCESS = 53,
+	CK_SCHEMA_PACKET = 41,
+	CK_SCHEMA_INET = 42,
+	CK_SCHEMA_UNIX = 43,
+	CK_SCHEMA_PASSED = 44,
+	CK_SCHEMA_REGION = 45,
+	CK_SCHEMA_REGION_FILE = 46,
+	CK_SCHEMA_SHM_OBJECT = 47,
+	CK_SCHEMA_MANIFEST = 48,
+	CK_SCHEMA_CONTENT = 49,
+	CK_SCHEMA_FILES = 50,
+	CK_SCHEMA_SNAPSHOT_DIR = 51,
+	CK_SCHEMA_SAVED_FILE = 52,
+	CK_SCHEMA_STDIO_FILE = 53,
+	CK_SCHEMA_PROCESS = 54,
 };
 
 #ifdef CK_SCHEMA_TABLES
@@ -480,6 +481,7 @@ static const struct ck_schema_key ck_schema_keys_socket[] = {
 	{"inet", 77, 0, 0, 0}, /* {inet}? */
 	{"unix", 78, 0, 0, 0}, /* {unix}? */
 	{"netlink", 79, 0, 0, 0}, /* {netlink}? */
+	{"packet", 80, 0, 0, 0}, /* {packet}? */
 };
 static const struct ck_schema_key ck_schema_keys_netlink[] = {
 	{"portid", 1, 1, 0, 0}, /* uint */
@@ -487,9 +489,18 @@ static const struct ck_schema_key ck_schema_keys_netlink[] = {
 	{"dst_portid", 1, 0, 0, 0}, /* uint? */
 	{"dst_groups", 1, 0, 0, 0}, /* uint? */
 };
+static const struct ck_schema_key ck_schema_keys_packet[] = {
+	{"ifname", 0, 0, 0, 0}, /* text? */
+	{"num", 1, 1, 0, 0}, /* uint */
+	{"copy_thresh", 1, 0, 0, 0}, /* uint? */
+	{"fanout", 1, 0, 0, 0}, /* uint? */
+	{"rx_ring", 3, 0, 0, 0}, /* [uint]? */
+	{"tx_ring", 3, 0, 0, 0}, /* [uint]? */
+	{"memberships", 83, 0, 0, 0}, /* [[text|uint|bytes]]? */
+};
 static const struct ck_schema_key ck_schema_keys_inet[] = {
-	{"local", 81, 1, 0, 0}, /* [bytes|uint] */
-	{"peer", 83, 0, 0, 0}, /* [bytes|uint]? */
+	{"local", 85, 1, 0, 0}, /* [bytes|uint] */
+	{"peer", 87, 0, 0, 0}, /* [bytes|uint]? */
 	{"tcp_state", 1, 0, 0, 0}, /* uint? */
 	{"ended", 9, 0, 0, 0}, /* bool? */
 	{"backlog", 1, 0, 0, 0}, /* uint? */
@@ -500,7 +511,7 @@ static const struct ck_schema_key ck_schema_keys_inet[] = {
 	{"send_seq", 1, 0, 0, 0}, /* uint? */
 	{"recv_seq", 1, 0, 0, 0}, /* uint? */
 	{"repair", 3, 0, 0, 0}, /* [uint]? */
-	{"datagrams", 86, 0, 0, 0}, /* [[bytes|int]]? */
+	{"datagrams", 90, 0, 0, 0}, /* [[bytes|int]]? */
 	{"shutdown", 1, 0, 0, 0}, /* uint? */
 };
 static const struct ck_schema_key ck_schema_keys_unix[] = {
@@ -515,7 +526,7 @@ static const struct ck_schema_key ck_schema_keys_unix[] = {
 	{"backlog", 1, 0, 0, 0}, /* uint? */
 	{"pending", 3, 0, 0, 0}, /* [uint]? */
 	{"pending_bytes", 3, 0, 0, 0}, /* [uint]? */
-	{"msgs", 92, 0, 0, 0}, /* [uint|[uint|[{passed}]|bytes]]? */
+	{"msgs", 96, 0, 0, 0}, /* [uint|[uint|[{passed}]|bytes]]? */
 	{"queue", 17, 0, 0, 0}, /* [int]? */
 	{"file_mode", 1, 0, 0, 0}, /* uint? */
 	{"file_uid", 1, 0, 0, 0}, /* uint? */
@@ -542,12 +553,12 @@ static const struct ck_schema_key ck_schema_keys_region[] = {
 	{"kind", 0, 1, 0, 0}, /* text */
 	{"name", 0, 1, 0, 0}, /* text */
 	{"vmflags", 2, 0, 0, 0}, /* [text]? */
-	{"file", 93, 0, 0, 0}, /* {region_file}? */
+	{"file", 97, 0, 0, 0}, /* {region_file}? */
 	{"guards", 30, 0, 0, 0}, /* [[uint]]? */
 	{"runs", 18, 1, 0, 0}, /* [[int]] */
 	{"bytes", 1, 1, 0, 0}, /* uint */
 	{"shm", 3, 0, 0, 0}, /* [uint]? */
-	{"shm_object", 94, 0, 0, 0}, /* {shm_object}? */
+	{"shm_object", 98, 0, 0, 0}, /* {shm_object}? */
 };
 static const struct ck_schema_key ck_schema_keys_region_file[] = {
 	{"path", 0, 1, 0, 0}, /* text */
@@ -574,12 +585,12 @@ static const struct ck_schema_key ck_schema_keys_manifest[] = {
 	{"argv", 2, 1, 0, 0}, /* [text] */
 	{"cwd", 0, 1, 0, 0}, /* text */
 	{"root", 1, 1, 0, 0}, /* uint */
-	{"processes", 96, 1, 0, 0}, /* [{process}] */
-	{"shared_files", 97, 0, 0, 0}, /* [[[uint]]] since=9eadff3 */
+	{"processes", 100, 1, 0, 0}, /* [{process}] */
+	{"shared_files", 101, 0, 0, 0}, /* [[[uint]]] since=9eadff3 */
 	{"shm_owners", 30, 0, 0, 0}, /* [[uint]] since=f72c03a */
 	{"compressed", 0, 0, 0, 0}, /* text? */
-	{"files", 98, 0, 0, 0}, /* {files}? */
-	{"contents", 100, 0, 0, 0}, /* [{content}]? */
+	{"files", 102, 0, 0, 0}, /* {files}? */
+	{"contents", 104, 0, 0, 0}, /* [{content}]? */
 	{"portable", 9, 0, 0, 0}, /* bool? */
 };
 static const struct ck_schema_key ck_schema_keys_content[] = {
@@ -593,9 +604,9 @@ static const struct ck_schema_key ck_schema_keys_content[] = {
 };
 static const struct ck_schema_key ck_schema_keys_files[] = {
 	{"policy", 0, 1, 0, 0}, /* text */
-	{"saved", 102, 1, 0, 0}, /* [{saved_file}] */
-	{"stdio", 104, 1, 0, 0}, /* [{stdio_file}] */
-	{"dirs", 106, 0, 0, 0}, /* [{snapshot_dir}]? */
+	{"saved", 106, 1, 0, 0}, /* [{saved_file}] */
+	{"stdio", 108, 1, 0, 0}, /* [{stdio_file}] */
+	{"dirs", 110, 0, 0, 0}, /* [{snapshot_dir}]? */
 };
 static const struct ck_schema_key ck_schema_keys_snapshot_dir[] = {
 	{"path", 0, 1, 0, 0}, /* text */
@@ -672,7 +683,7 @@ static const struct ck_schema_type ck_schema_types[] = {
 	{CKS_RECORD, 19, 0}, /* 24 */
 	{CKS_RECORD, 21, 0}, /* 25 */
 	{CKS_ARRAY, 25, 0}, /* 26 */
-	{CKS_RECORD, 44, 0}, /* 27 */
+	{CKS_RECORD, 45, 0}, /* 27 */
 	{CKS_ARRAY, 27, 0}, /* 28 */
 	{CKS_RECORD, 7, 0}, /* 29 */
 	{CKS_ARRAY, 3, 0}, /* 30 */
@@ -722,39 +733,43 @@ static const struct ck_schema_type ck_schema_types[] = {
 	{CKS_UNION, 14, 2}, /* 74 */
 	{CKS_ARRAY, 74, 0}, /* 75 */
 	{CKS_ARRAY, 75, 0}, /* 76 */
-	{CKS_RECORD, 41, 0}, /* 77 */
-	{CKS_RECORD, 42, 0}, /* 78 */
+	{CKS_RECORD, 42, 0}, /* 77 */
+	{CKS_RECORD, 43, 0}, /* 78 */
 	{CKS_RECORD, 40, 0}, /* 79 */
-	{CKS_UNION, 16, 2}, /* 80 */
-	{CKS_ARRAY, 80, 0}, /* 81 */
-	{CKS_UNION, 18, 2}, /* 82 */
+	{CKS_RECORD, 41, 0}, /* 80 */
+	{CKS_UNION, 16, 3}, /* 81 */
+	{CKS_ARRAY, 81, 0}, /* 82 */
 	{CKS_ARRAY, 82, 0}, /* 83 */
-	{CKS_UNION, 20, 2}, /* 84 */
+	{CKS_UNION, 19, 2}, /* 84 */
 	{CKS_ARRAY, 84, 0}, /* 85 */
-	{CKS_ARRAY, 85, 0}, /* 86 */
-	{CKS_RECORD, 43, 0}, /* 87 */
-	{CKS_ARRAY, 87, 0}, /* 88 */
-	{CKS_UNION, 22, 3}, /* 89 */
+	{CKS_UNION, 21, 2}, /* 86 */
+	{CKS_ARRAY, 86, 0}, /* 87 */
+	{CKS_UNION, 23, 2}, /* 88 */
+	{CKS_ARRAY, 88, 0}, /* 89 */
 	{CKS_ARRAY, 89, 0}, /* 90 */
-	{CKS_UNION, 25, 2}, /* 91 */
+	{CKS_RECORD, 44, 0}, /* 91 */
 	{CKS_ARRAY, 91, 0}, /* 92 */
-	{CKS_RECORD, 45, 0}, /* 93 */
-	{CKS_RECORD, 46, 0}, /* 94 */
-	{CKS_RECORD, 53, 0}, /* 95 */
+	{CKS_UNION, 25, 3}, /* 93 */
+	{CKS_ARRAY, 93, 0}, /* 94 */
+	{CKS_UNION, 28, 2}, /* 95 */
 	{CKS_ARRAY, 95, 0}, /* 96 */
-	{CKS_ARRAY, 30, 0}, /* 97 */
-	{CKS_RECORD, 49, 0}, /* 98 */
-	{CKS_RECORD, 48, 0}, /* 99 */
+	{CKS_RECORD, 46, 0}, /* 97 */
+	{CKS_RECORD, 47, 0}, /* 98 */
+	{CKS_RECORD, 54, 0}, /* 99 */
 	{CKS_ARRAY, 99, 0}, /* 100 */
-	{CKS_RECORD, 51, 0}, /* 101 */
-	{CKS_ARRAY, 101, 0}, /* 102 */
-	{CKS_RECORD, 52, 0}, /* 103 */
+	{CKS_ARRAY, 30, 0}, /* 101 */
+	{CKS_RECORD, 50, 0}, /* 102 */
+	{CKS_RECORD, 49, 0}, /* 103 */
 	{CKS_ARRAY, 103, 0}, /* 104 */
-	{CKS_RECORD, 50, 0}, /* 105 */
+	{CKS_RECORD, 52, 0}, /* 105 */
 	{CKS_ARRAY, 105, 0}, /* 106 */
+	{CKS_RECORD, 53, 0}, /* 107 */
+	{CKS_ARRAY, 107, 0}, /* 108 */
+	{CKS_RECORD, 51, 0}, /* 109 */
+	{CKS_ARRAY, 109, 0}, /* 110 */
 };
 
-static const unsigned short ck_schema_alts[] = {1, 9, 3, 34, 1, 34, 1, 34, 0, 1, 1, 20, 1, 0, 1, 20, 20, 1, 20, 1, 20, 16, 1, 88, 20, 1, 90};
+static const unsigned short ck_schema_alts[] = {1, 9, 3, 34, 1, 34, 1, 34, 0, 1, 1, 20, 1, 0, 1, 20, 0, 1, 20, 20, 1, 20, 1, 20, 16, 1, 92, 20, 1, 94};
 
 static const struct ck_schema_record ck_schema_records[] = {
 	{"header", ck_schema_keys_header, sizeof ck_schema_keys_header / sizeof ck_schema_keys_header[0]},
@@ -798,6 +813,7 @@ static const struct ck_schema_record ck_schema_records[] = {
 	{"pidfd", ck_schema_keys_pidfd, sizeof ck_schema_keys_pidfd / sizeof ck_schema_keys_pidfd[0]},
 	{"socket", ck_schema_keys_socket, sizeof ck_schema_keys_socket / sizeof ck_schema_keys_socket[0]},
 	{"netlink", ck_schema_keys_netlink, sizeof ck_schema_keys_netlink / sizeof ck_schema_keys_netlink[0]},
+	{"packet", ck_schema_keys_packet, sizeof ck_schema_keys_packet / sizeof ck_schema_keys_packet[0]},
 	{"inet", ck_schema_keys_inet, sizeof ck_schema_keys_inet / sizeof ck_schema_keys_inet[0]},
 	{"unix", ck_schema_keys_unix, sizeof ck_schema_keys_unix / sizeof ck_schema_keys_unix[0]},
 	{"passed", ck_schema_keys_passed, sizeof ck_schema_keys_passed / sizeof ck_schema_keys_passed[0]},

@@ -312,16 +312,3 @@ CK_HIDDEN void ck_netlink_create_shared(struct ck_sock_file *socks, size_t n, st
 		ck_objects_add(objs, "socket", socks[i].f->ino, 0, make_netlink(&socks[i], base_fd));
 	}
 }
-
-CK_HIDDEN int ck_netlink_open(struct ck_image *img, struct ck_img_file *f, const struct ck_objects *objs)
-{
-	int made = ck_objects_find(objs, "socket", f->ino, 0);
-	if (made < 0)
-		ck_refuse("descriptor %d of process %d is a netlink socket the restore did not make (a ckrun bug)", f->fd,
-			  img->pid);
-	int fd = dup(made);
-	if (fd < 0)
-		ck_refuse("cannot duplicate the netlink socket for descriptor %d: %s", f->fd, strerror(errno));
-	fcntl(fd, F_SETFL, f->flags & O_NONBLOCK);
-	return fd;
-}

@@ -58,6 +58,15 @@ static const int unix_options[] = {SO_PEEK_OFF, SO_PASSSEC, SO_PASSPIDFD, SO_PAS
  * LISTEN_ALL_NSID, CAP_ACK, EXT_ACK, GET_STRICT_CHK */
 static const int netlink_options[] = {3, 4, 5, 8, 10, 11, 12};
 
+#ifndef SOL_PACKET
+#define SOL_PACKET 263
+#endif
+/* Packet sockets' own, in the order a restart sets them (the frame
+ * version and reserve before any ring): PACKET_VERSION, RESERVE, AUXDATA,
+ * ORIGDEV, LOSS, VNET_HDR, TIMESTAMP, TX_HAS_OFF, QDISC_BYPASS,
+ * IGNORE_OUTGOING. Never PACKET_STATISTICS: reading it resets it. */
+static const int packet_options[] = {10, 12, 8, 9, 14, 15, 17, 19, 20, 23};
+
 #ifndef SO_BUF_LOCK
 #define SO_BUF_LOCK 72
 #endif
@@ -95,6 +104,9 @@ static void save_options(struct cb_enc *e, const struct ck_fd *f, int family, in
 	if (family == AF_NETLINK)
 		for (size_t i = 0; i < sizeof netlink_options / sizeof netlink_options[0]; i++)
 			ck_sockopt_put_changed(e, f->fd, SOL_NETLINK, netlink_options[i]);
+	if (family == AF_PACKET)
+		for (size_t i = 0; i < sizeof packet_options / sizeof packet_options[0]; i++)
+			ck_sockopt_put_changed(e, f->fd, SOL_PACKET, packet_options[i]);
 	save_buffers(e, f);
 	cb_close(e);
 }
@@ -168,8 +180,11 @@ static void socket_save(struct ck_writer *w, const struct ck_fdtab *t, const str
 	case AF_NETLINK:
 		ck_netlink_save(w, f);
 		break;
+	case AF_PACKET:
+		ck_packet_save(w, f, type);
+		break;
 	default:
-		ck_writer_fail(w, -EOPNOTSUPP, "the program has a socket of a family ckrun cannot save (only Unix, IPv4, IPv6 and netlink)");
+		ck_writer_fail(w, -EOPNOTSUPP, "the program has a socket of a family ckrun cannot save (only Unix, IPv4, IPv6, netlink and packet)");
 		break;
 	}
 	cb_close(e);
@@ -240,7 +255,7 @@ static int socket_parse(struct cb_dec *d, struct ck_img_file *f)
 				return 0;
 			s->filter_locked = (int)v;
 		} else if ((r = ck_unix_parse(d, k, kl, s)) != 0 || (r = ck_inet_parse(d, k, kl, s)) != 0 ||
-			   (r = ck_netlink_parse(d, k, kl, s)) != 0) {
+			   (r = ck_netlink_parse(d, k, kl, s)) != 0 || (r = ck_packet_parse(d, k, kl, s)) != 0) {
 			if (r < 0)
 				return 0;
 		} else if (!cbd_skip(d)) {
@@ -270,6 +285,7 @@ static void socket_release(struct ck_img_file *f)
 		free(s->inet_part);
 	}
 	free(s->netlink_part);
+	free(s->packet_part);
 	free(s->opts);
 	free(s->filter);
 	free(s);
@@ -298,6 +314,21 @@ static void attach_filter(int fd, const struct ck_img_file *f, const struct ck_i
 		ck_refuse("cannot lock the packet filter (SO_LOCK_FILTER) of descriptor %d again: %s", f->fd, strerror(errno));
 }
 
+/* A socket made once before any process (create_shared: netlink, packet),
+ * object ("socket", inode): the one description, duplicated, with the
+ * descriptor's own O_NONBLOCK. */
+static int open_made_socket(struct ck_image *img, struct ck_img_file *f, const struct ck_objects *objs)
+{
+	int made = ck_objects_find(objs, "socket", f->ino, 0);
+	if (made < 0)
+		ck_refuse("descriptor %d of process %d is a socket the restore did not make (a ckrun bug)", f->fd, img->pid);
+	int fd = dup(made);
+	if (fd < 0)
+		ck_refuse("cannot duplicate the socket for descriptor %d: %s", f->fd, strerror(errno));
+	fcntl(fd, F_SETFL, f->flags & O_NONBLOCK);
+	return fd;
+}
+
 static int socket_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs)
 {
 	const struct ck_img_socket *s = f->priv;
@@ -318,8 +349,9 @@ static int socket_open(struct ck_image *img, struct ck_img_file *f, int base_fd,
 		}
 		return fd;
 	}
-	case AF_NETLINK: {
-		int fd = ck_netlink_open(img, f, objs);
+	case AF_NETLINK:
+	case AF_PACKET: {
+		int fd = open_made_socket(img, f, objs);
 		attach_filter(fd, f, s);
 		return fd;
 	}
@@ -329,6 +361,7 @@ static int socket_open(struct ck_image *img, struct ck_img_file *f, int base_fd,
 }
 
 CK_HIDDEN extern const struct ck_fd_kind ck_kind_socket;
+
 
 /* The sockets of every image with their own part, of one family (AF_INET
  * for both IPv4 and IPv6). */
@@ -363,6 +396,9 @@ static void sockets_create_shared(struct ck_image **imgs, size_t n, struct ck_ob
 	free(socks);
 	count = family_sockets(imgs, n, AF_NETLINK, &socks);
 	ck_netlink_create_shared(socks, count, objs, base_fd);
+	free(socks);
+	count = family_sockets(imgs, n, AF_PACKET, &socks);
+	ck_packet_create_shared(socks, count, objs, base_fd);
 	free(socks);
 }
 

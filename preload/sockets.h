@@ -16,6 +16,7 @@ struct ck_img_sockopt {
 struct ck_img_unix; /* sk-unix.c: the "unix" map of a Unix socket */
 struct ck_img_inet;
 struct ck_img_netlink; /* sk-netlink.c: the "netlink" map of a netlink socket */
+struct ck_img_packet;  /* sk-packet.c: the "packet" map of a packet socket */
 /* sk-inet.c: an address is kept as 16 bytes (IPv4 as ::ffff:a.b.c.d) so
  * ends of one connection compare equal whatever their socket's family */
 struct ck_img_inaddr {
@@ -91,6 +92,7 @@ struct ck_img_socket {
 	struct ck_img_unix *unix_part;
 	struct ck_img_inet *inet_part;
 	struct ck_img_netlink *netlink_part;
+	struct ck_img_packet *packet_part;
 };
 
 /* One socket descriptor of an image, as sockets.c hands it to its family. */
@@ -134,7 +136,12 @@ CK_HIDDEN void ck_netlink_save(struct ck_writer *w, const struct ck_fd *f);
 /* The "netlink" key of a socket's map; 1 when it was ours, -1 when damaged. */
 CK_HIDDEN int ck_netlink_parse(struct cb_dec *d, const char *k, size_t kl, struct ck_img_socket *s);
 CK_HIDDEN void ck_netlink_create_shared(struct ck_sock_file *socks, size_t n, struct ck_objects *objs, int base_fd);
-CK_HIDDEN int ck_netlink_open(struct ck_image *img, struct ck_img_file *f, const struct ck_objects *objs);
+
+/* sk-packet.c */
+CK_HIDDEN void ck_packet_save(struct ck_writer *w, const struct ck_fd *f, int type);
+/* The "packet" key of a socket's map; 1 when it was ours, -1 when damaged. */
+CK_HIDDEN int ck_packet_parse(struct cb_dec *d, const char *k, size_t kl, struct ck_img_socket *s);
+CK_HIDDEN void ck_packet_create_shared(struct ck_sock_file *socks, size_t n, struct ck_objects *objs, int base_fd);
 
 /* sk-timewait.c: the addresses of a connection the restart brings back
  * (peer unset: a listener's address, whose accepted connections the

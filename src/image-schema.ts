@@ -549,6 +549,7 @@ export const IMAGE_SCHEMA = {
       inet: '{inet}?',
       unix: '{unix}?',
       netlink: '{netlink}?',
+      packet: '{packet}?',
     },
   },
   netlink: {
@@ -558,6 +559,18 @@ export const IMAGE_SCHEMA = {
       groups: '[uint]?',
       dst_portid: 'uint?',
       dst_groups: 'uint?',
+    },
+  },
+  packet: {
+    doc: '### socket → `packet` (a packet socket)',
+    keys: {
+      ifname: 'text?',
+      num: 'uint',
+      copy_thresh: 'uint?',
+      fanout: 'uint?',
+      rx_ring: '[uint]?',
+      tx_ring: '[uint]?',
+      memberships: '[[text|uint|bytes]]?',
     },
   },
   inet: {
