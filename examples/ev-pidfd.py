@@ -5,7 +5,19 @@
 # descriptions of one, one of them non-blocking, and one of the other):
 # every tick they must still be readable, name no process (ESRCH), share
 # an inode for one process and not across the two, and keep their flags.
+# The child forks a grandchild; the parent holds a pidfd of its grandchild
+# and the grandchild one of its grandparent (processes of the family that
+# are not each other's children): each must keep naming that process.
 import fcntl, os, select, signal, sys, time
+
+
+def pidfd_pid(fd):
+    """The PID a pidfd names (-1 once its process exited), from fdinfo."""
+    with open(f"/proc/self/fdinfo/{fd}") as f:
+        for line in f:
+            if line.startswith("Pid:"):
+                return int(line.split()[1])
+    return None
 
 
 def dead_pidfds():
@@ -41,12 +53,31 @@ def check_dead(fds):
 
 dead = dead_pidfds()
 
+steps = int(sys.argv[1]) if len(sys.argv) > 1 else 30
+grandparent = os.getpid()
+r, w = os.pipe()
 child = os.fork()
 if child == 0:
-    for _ in range(int(sys.argv[1]) if len(sys.argv) > 1 else 30):
+    os.close(r)
+    grandchild = os.fork()
+    if grandchild == 0:
+        up = os.pidfd_open(grandparent)
+        for _ in range(steps):
+            if pidfd_pid(up) != grandparent:
+                print(f"FAIL the grandchild's pidfd names {pidfd_pid(up)}, not its grandparent {grandparent}", flush=True)
+            time.sleep(0.2)
+        os._exit(0)
+    os.write(w, str(grandchild).encode())
+    os.close(w)
+    for _ in range(steps):
         time.sleep(0.2)
+    os.waitpid(grandchild, 0)
     os._exit(7)
 
+os.close(w)
+gpid = int(os.read(r, 32))
+os.close(r)
+gfd = os.pidfd_open(gpid)
 fd = os.pidfd_open(child)
 tick = 0
 while True:
@@ -56,5 +87,7 @@ while True:
         print(f"child exited {os.waitstatus_to_exitcode(status)}", flush=True)
         break
     check_dead(dead)
+    if pidfd_pid(gfd) not in (gpid, -1):
+        print(f"FAIL the pidfd of the grandchild names {pidfd_pid(gfd)}, not {gpid}", flush=True)
     tick += 1
     print(f"tick {tick}", flush=True)

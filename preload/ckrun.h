@@ -455,6 +455,14 @@ CK_HIDDEN void ck_process_save(struct ck_writer *w, struct ck_scratch *s);
 CK_HIDDEN void ck_thread_creds_save(struct ck_writer *w, struct ck_scratch *s, const struct ck_thread *t);
 
 /* procfs.c: /proc of the process itself, raw code only */
+/* The parent of pid (/proc/PID/stat), -1 when it cannot be read; the
+ * coordinator's PID as this process sees it (SO_PEERCRED of the session's
+ * connection; 0: not connected, or outside our PID namespace); whether
+ * pid descends from it (a process of the session: ckrun is every session
+ * process's ancestor or subreaper). */
+CK_HIDDEN int ck_parent_of(int pid);
+CK_HIDDEN int ck_coordinator_pid(void);
+CK_HIDDEN int ck_in_session(int pid, int coordinator);
 CK_HIDDEN long ck_read_file(const char *path, char *buf, size_t cap);
 /* A hex mask from a /proc/.../status line such as "SigPnd:" (0 when not there) */
 /* Where a field's value starts in /proc/.../status text, or 0. */

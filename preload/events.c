@@ -643,9 +643,9 @@ static void inotify_save(struct ck_writer *w, const struct ck_fdtab *t, const st
 }
 
 /* pidfd: only for processes a restart brings back with the same PID
- * (this process, its threads and its children, restored with it as one
- * family); any other PID may be gone or belong to another process by
- * then, so such a pidfd fails the checkpoint. */
+ * (this process, its children, any other process of the session, restored
+ * with it as one family); any other PID may be gone or belong to another
+ * process by then, so such a pidfd fails the checkpoint. */
 static int is_own_thread(int64_t pid)
 {
 	char path[64];
@@ -655,27 +655,6 @@ static int is_own_thread(int64_t pid)
 	ck_str_add(&s, "/proc/self/task/");
 	ck_str_dec(&s, pid);
 	return CK_SYS4(SYS_newfstatat, AT_FDCWD, path, &st, 0) == 0;
-}
-
-static int64_t parent_of(int64_t pid)
-{
-	char path[64], buf[1024];
-	struct ck_str s;
-	ck_str_init(&s, path, sizeof path);
-	ck_str_add(&s, "/proc/");
-	ck_str_dec(&s, pid);
-	ck_str_add(&s, "/stat");
-	if (ck_read_file(path, buf, sizeof buf) <= 0)
-		return -1;
-	const char *p = buf, *close = 0;
-	for (; *p; p++)
-		if (*p == ')')
-			close = p; /* the name may hold ')' itself: the last one ends it */
-	uint64_t ppid;
-	if (!close || !ck_starts_with(close, ") ") || !close[2] || close[3] != ' ')
-		return -1;
-	p = close + 4;
-	return ck_parse_dec(&p, &ppid) ? (int64_t)ppid : -1;
 }
 
 static void pidfd_save(struct ck_writer *w, const struct ck_fdtab *t, const struct ck_fd *f)
@@ -698,7 +677,8 @@ static void pidfd_save(struct ck_writer *w, const struct ck_fdtab *t, const stru
 	 * this PID namespace, which a restart cannot promise */
 	const char *relation = pid == -1                                    ? "dead"
 			       : pid > 0 && pid == ck_getpid()               ? "self"
-			       : pid > 0 && parent_of(pid) == ck_getpid()    ? "child"
+			       : pid > 0 && ck_parent_of((int)pid) == (int)ck_getpid() ? "child"
+			       : pid > 0 && ck_in_session((int)pid, ck_coordinator_pid()) ? "family"
 									     : 0;
 	if (!relation) {
 		struct ck_str m;
@@ -709,7 +689,7 @@ static void pidfd_save(struct ck_writer *w, const struct ck_fdtab *t, const stru
 		ck_str_add(&m, pid > 0 ? " is a pidfd of process " : " is a pidfd of a process outside this PID namespace");
 		if (pid > 0) {
 			ck_str_dec(&m, pid);
-			ck_str_add(&m, ", which is neither this process nor its child, so a restart cannot promise it exists");
+			ck_str_add(&m, ", which is not a process of the session (the family ckrun runs), so a restart cannot promise it exists");
 		}
 		ck_str_add(&m, "; close it before the checkpoint");
 		return;
@@ -1160,6 +1140,7 @@ static int inotify_open(struct ck_image *img, struct ck_img_file *f, int base_fd
 struct pidfd {
 	int pid;     /* 0 for a dead one */
 	int dead;    /* its process had exited and been reaped */
+	int family;  /* another process of the family (neither itself nor its child) */
 	size_t made; /* dead: which description made for its inode is its own */
 };
 
@@ -1185,6 +1166,7 @@ static int pidfd_parse(struct cb_dec *d, struct ck_img_file *f)
 			if (!cbd_text(d, &t, &tl))
 				return 0;
 			p->dead = tl == 4 && !memcmp(t, "dead", 4);
+			p->family = tl == 6 && !memcmp(t, "family", 6);
 		} else if (!cbd_skip(d)) {
 			return 0;
 		}
@@ -1266,6 +1248,12 @@ static int pidfd_open(struct ck_image *img, struct ck_img_file *f, int base_fd, 
 		return fd;
 	}
 	int fd = (int)syscall(SYS_pidfd_open, p->pid, f->flags & (O_NONBLOCK | O_EXCL));
+	/* another process of the family (a grandchild, a sibling) is made by
+	 * its own parent's restore, which runs beside this one: it comes */
+	for (int tries = 0; fd < 0 && errno == ESRCH && p->family && tries < 300; tries++) {
+		usleep(20000);
+		fd = (int)syscall(SYS_pidfd_open, p->pid, f->flags & (O_NONBLOCK | O_EXCL));
+	}
 	if (fd < 0)
 		ck_refuse("cannot open the pidfd of process %d for descriptor %d: %s%s", p->pid, f->fd, strerror(errno),
 			  errno == ESRCH ? " (the process is not part of this restart: restart its whole family)" : "");

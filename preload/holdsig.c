@@ -33,7 +33,6 @@
 
 #define HOLD_NS 2000000000LL
 #define WAIT_NS 50000000L
-#define ANCESTORS_MAX 64
 
 static uint64_t held_mask;
 static struct sigaction program_action[65];
@@ -73,57 +72,6 @@ static int64_t mono_ns(void)
 	return (int64_t)t.sec * 1000000000LL + t.nsec;
 }
 
-/* The parent of pid, from /proc/PID/stat; -1 when it cannot be read. */
-static int parent_of(int pid)
-{
-	char path[32], buf[512];
-	struct ck_str s;
-	ck_str_init(&s, path, sizeof path);
-	ck_str_add(&s, "/proc/");
-	ck_str_dec(&s, pid);
-	ck_str_add(&s, "/stat");
-	long fd = ck_openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	long n = ck_read((int)fd, buf, sizeof buf - 1);
-	ck_close((int)fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = 0;
-	const char *p = 0;
-	for (long i = 0; i < n; i++)
-		if (buf[i] == ')')
-			p = buf + i;
-	if (!p || p[1] != ' ' || !p[2] || p[3] != ' ')
-		return -1;
-	p += 4;
-	uint64_t v;
-	return ck_parse_dec(&p, &v) ? (int)v : -1;
-}
-
-/* The coordinator's PID as this process sees it (0: outside our PID
- * namespace, or not connected). */
-static int coordinator_pid(void)
-{
-	struct ucred cr;
-	unsigned len = sizeof cr;
-	if (ck_session.ctl_fd < 0 || ck_getsockopt(ck_session.ctl_fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0)
-		return 0;
-	return cr.pid;
-}
-
-/* Whether pid descends from the coordinator: a process of the session
- * (ckrun is every session process's ancestor or subreaper). */
-static int in_session(int pid, int coordinator)
-{
-	for (int i = 0; i < ANCESTORS_MAX && pid > 1; i++) {
-		if (pid == coordinator)
-			return 1;
-		pid = parent_of(pid);
-	}
-	return 0;
-}
-
 /* Whether the program should get this signal now rather than held. */
 static int passes_at_once(const siginfo_t *si)
 {
@@ -132,10 +80,10 @@ static int passes_at_once(const siginfo_t *si)
 	int me = (int)ck_getpid();
 	if (si->si_pid == me)
 		return 1;
-	int coordinator = coordinator_pid();
+	int coordinator = ck_coordinator_pid();
 	if (coordinator <= 0 || si->si_pid <= 0)
 		return 0;
-	return si->si_pid == coordinator || in_session(si->si_pid, coordinator);
+	return si->si_pid == coordinator || ck_in_session(si->si_pid, coordinator);
 }
 
 /* The program's disposition, applied now as the kernel would have. */
@@ -172,7 +120,7 @@ static int released_by(int sig, int64_t wait_ns)
 	siginfo_t next;
 	struct ck_timespec ts = {0, wait_ns};
 	long r = CK_SYS4(SYS_rt_sigtimedwait, &b, &next, &ts, 8);
-	return r == sig && next.si_code <= 0 && next.si_pid > 0 && next.si_pid == coordinator_pid();
+	return r == sig && next.si_code <= 0 && next.si_pid > 0 && next.si_pid == ck_coordinator_pid();
 }
 
 CK_HIDDEN void ck_hold_handler(int sig, siginfo_t *si, void *ucv)

@@ -172,3 +172,54 @@ CK_HIDDEN void ck_sock_walk_close(struct ck_sock_walk *w)
 {
 	ck_close(w->dfd);
 }
+
+/* The parent of pid, from /proc/PID/stat; -1 when it cannot be read. */
+CK_HIDDEN int ck_parent_of(int pid)
+{
+	char path[32], buf[512];
+	struct ck_str s;
+	ck_str_init(&s, path, sizeof path);
+	ck_str_add(&s, "/proc/");
+	ck_str_dec(&s, pid);
+	ck_str_add(&s, "/stat");
+	long fd = ck_openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	long n = ck_read((int)fd, buf, sizeof buf - 1);
+	ck_close((int)fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	const char *p = 0;
+	for (long i = 0; i < n; i++)
+		if (buf[i] == ')')
+			p = buf + i;
+	if (!p || p[1] != ' ' || !p[2] || p[3] != ' ')
+		return -1;
+	p += 4;
+	uint64_t v;
+	return ck_parse_dec(&p, &v) ? (int)v : -1;
+}
+
+/* The coordinator's PID as this process sees it (0: outside our PID
+ * namespace, or not connected). */
+CK_HIDDEN int ck_coordinator_pid(void)
+{
+	struct ucred cr;
+	unsigned len = sizeof cr;
+	if (ck_session.ctl_fd < 0 || ck_getsockopt(ck_session.ctl_fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0)
+		return 0;
+	return cr.pid;
+}
+
+/* Whether pid descends from the coordinator: a process of the session
+ * (ckrun is every session process's ancestor or subreaper). */
+CK_HIDDEN int ck_in_session(int pid, int coordinator)
+{
+	for (int i = 0; i < 64 /* ancestors at most */ && pid > 1; i++) {
+		if (pid == coordinator)
+			return 1;
+		pid = ck_parent_of(pid);
+	}
+	return 0;
+}

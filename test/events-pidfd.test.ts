@@ -1,4 +1,5 @@
-// pidfd (issue 4): a parent polls a pidfd of its child; across two
+// pidfd (issue 4): a parent polls a pidfd of its child, and holds one of
+// its grandchild, which holds one of it (zdtm pidfd_kill); across two
 // restarts of the family the pidfd still names the child, turns readable
 // when it exits, and waitpid gives its status. Pidfds of children that
 // exited and were reaped come back dead (zdtm pidfd_dead).
@@ -10,14 +11,14 @@ import { Scope } from './lib/scope.js';
 import { imagesOf, readImage } from './lib/images.js';
 import { treeScenario } from './lib/tree.js';
 
-test('pidfd of a child: polled across two restarts of the family, readable when the child exits, its status reaped; pidfds of reaped children stay dead, one inode per process, with their flags', async () => {
+test('pidfd of a child: polled across two restarts of the family; pidfds between a grandparent and its grandchild keep naming each other; readable when the child exits, its status reaped; pidfds of reaped children stay dead, one inode per process, with their flags', async () => {
   const scope = new Scope('events-pidfd');
   try {
     await treeScenario(scope, {
       name: 'pidfd',
       program: ['python3', path.join(EXAMPLES, 'ev-pidfd.py'), '40'],
       cwd: scope.dir('work'),
-      minProcesses: 2,
+      minProcesses: 3,
       async progress({ proc }) {
         const start = proc.lines.length;
         await proc.waitFor(() => proc.lines.length >= start + 5, 'five more ticks');
