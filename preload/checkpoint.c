@@ -1066,6 +1066,7 @@ static void end_with_session(void)
 	 * none sees another die (a pipe's end of file) and acts on it first */
 	struct ck_timespec settle = {0, 3 * 1000000L};
 	CK_SYS2(SYS_nanosleep, &settle, 0);
+	ck_written_abandon();
 	ck_kill_descendants();
 	ck_kill((int)ck_getpid(), SIGKILL);
 }

@@ -448,6 +448,9 @@ CK_HIDDEN int ck_written_made(void);
 /* before a rename: the file at each name kept as it was at the checkpoint */
 CK_HIDDEN void ck_written_renaming(int fromdir, const char *from, int todir, const char *to);
 CK_HIDDEN void ck_written_restored(void);
+/* the family ends because ckrun died: files this process made that ckrun
+ * has not noted yet are removed (async-signal-safe) */
+CK_HIDDEN void ck_written_abandon(void);
 
 /* process.c */
 CK_HIDDEN void ck_process_save(struct ck_writer *w, struct ck_scratch *s);
@@ -555,7 +558,8 @@ struct ck_self {
 };
 CK_HIDDEN int ck_self_find(struct ck_self *self);
 
-/* session.c: the connection to ckrun (raw code only) */
+/* session.c: the connection to ckrun (raw code only); a new one, or a
+ * negative errno (-ECONNREFUSED: no ckrun listens any more) */
 CK_HIDDEN int ck_session_connect(const char *name);
 /* a request's own connection, left out of images while it lasts (-1: no slot) */
 CK_HIDDEN int ck_session_request_begin(int fd);

@@ -157,19 +157,20 @@ CK_HIDDEN int ck_session_connect(const char *name)
 	struct sockaddr_un a;
 	unsigned alen = ck_session_addr(&a, name);
 	if (!alen)
-		return -1;
+		return -EINVAL;
 	long fd = CK_SYS3(SYS_socket, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return -1;
-	if (CK_SYS3(SYS_connect, fd, &a, alen) != 0 || !ck_coordinator_trusted((int)fd)) {
+		return (int)fd;
+	long r = CK_SYS3(SYS_connect, fd, &a, alen);
+	if (r != 0 || !ck_coordinator_trusted((int)fd)) {
 		ck_close((int)fd);
-		return -1;
+		return r ? (int)r : -EPERM;
 	}
 	long high = ck_fcntl((int)fd, F_DUPFD_CLOEXEC, CK_CTL_FD_MIN);
 	if (high < 0)
 		high = ck_fcntl((int)fd, F_DUPFD_CLOEXEC, 3);
 	ck_close((int)fd);
-	return high < 0 ? -1 : (int)high;
+	return (int)high;
 }
 
 /* ckrun refused this process: it is not of the session (an environment

@@ -77,7 +77,7 @@ CK_HIDDEN void ck_written_forget(void)
  * would be restarted, after a restore, on a descriptor number that is no
  * longer the connection; a wait is never restarted (EINTR), and the
  * connection's number is read again after it. */
-static int send_on_own_connection(struct msghdr *msg, long want)
+static long send_on_own_connection(struct msghdr *msg, long want)
 {
 	for (int tries = 0; tries < SEND_TRIES; tries++) {
 		int fd = ck_session.ctl_fd;
@@ -85,7 +85,7 @@ static int send_on_own_connection(struct msghdr *msg, long want)
 			return 0;
 		long r = CK_SYS3(SYS_sendmsg, fd, msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (r != -EAGAIN)
-			return r == want;
+			return r < 0 ? r : r == want;
 		struct pollfd p = {.fd = fd, .events = POLLOUT};
 		CK_SYS3(SYS_poll, &p, 1, SEND_WAIT_MS);
 	}
@@ -95,8 +95,9 @@ static int send_on_own_connection(struct msghdr *msg, long want)
 /* One system call for the lines (head + path each): lines of threads and
  * processes sharing the connection never interleave, and a forked child
  * connects once. A line that cannot be sent is not: the file is told at
- * its next open. */
-static int send_written_lines(const char *const heads[], const size_t hlens[], int n, const char *path, size_t plen)
+ * its next open. 1 when sent, 0 when not, a negative errno when ckrun is
+ * gone (ckrun_gone). */
+static long send_written_lines(const char *const heads[], const size_t hlens[], int n, const char *path, size_t plen)
 {
 	struct iovec iov[6];
 	long want = 0, sent;
@@ -111,10 +112,37 @@ static int send_written_lines(const char *const heads[], const size_t hlens[], i
 		return send_on_own_connection(&msg, want);
 	int fd = ck_session_connect(ck_session.sock);
 	if (fd < 0)
-		return 0;
+		return fd == -ECONNREFUSED ? fd : 0;
 	sent = CK_SYS3(SYS_sendmsg, fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 	ck_close(fd);
-	return sent == want;
+	return sent < 0 ? sent : sent == want;
+}
+
+/* After err on a connection to ckrun: whether ckrun is gone, which only
+ * a new connection no one takes tells (ckrun also closes a connection it
+ * refuses). */
+static int ckrun_gone(long err)
+{
+	if (err != -EPIPE && err != -ECONNRESET && err != -ENOTCONN && err != -ECONNREFUSED && err != 0)
+		return 0;
+	int fd = ck_session_connect(ck_session.sock);
+	if (fd >= 0)
+		ck_close(fd);
+	return fd == -ECONNREFUSED;
+}
+
+/* ckrun is gone (killed, crashed): the family ends with it an instant
+ * later (checkpoint.c end_with_session), and what this process changes
+ * meanwhile no restart could undo: no ckrun notes it. So it ends now,
+ * before the change, with what it forked; a file it has just made (with
+ * O_CREAT on no file, or O_EXCL: its own) is removed first, as if it had
+ * ended before it made it. */
+static void end_with_ckrun(const char *made_path)
+{
+	if (made_path)
+		CK_SYS3(SYS_unlinkat, AT_FDCWD, made_path, 0);
+	ck_kill_descendants();
+	ck_kill((int)ck_getpid(), SIGKILL);
 }
 
 static int has_line_end(const char *s, long n)
@@ -145,7 +173,43 @@ static size_t line_head(char *buf, size_t size, const char *word, const struct s
 	return m.len;
 }
 
+/* Files this process made that ckrun has not noted yet (a thread waits
+ * for its answer): removed if the family ends meanwhile because ckrun died
+ * (ck_written_abandon), as if the process had ended before it made them. */
+#define PENDING_SLOTS 8
+static char pending_path[PENDING_SLOTS][4096];
+static int pending_used[PENDING_SLOTS];
+
+static int claim_pending(const char *path, long n)
+{
+	for (int i = 0; i < PENDING_SLOTS; i++) {
+		int free_slot = 0;
+		if (!__atomic_compare_exchange_n(&pending_used[i], &free_slot, -1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+			continue;
+		ck_memcpy(pending_path[i], path, (size_t)n);
+		pending_path[i][n] = 0;
+		__atomic_store_n(&pending_used[i], 1, __ATOMIC_SEQ_CST);
+		return i;
+	}
+	return -1;
+}
+
+static void release_pending(int slot)
+{
+	if (slot >= 0)
+		__atomic_store_n(&pending_used[slot], 0, __ATOMIC_SEQ_CST);
+}
+
+CK_HIDDEN void ck_written_abandon(void)
+{
+	for (int i = 0; i < PENDING_SLOTS; i++)
+		if (__atomic_load_n(&pending_used[i], __ATOMIC_SEQ_CST) == 1)
+			CK_SYS3(SYS_unlinkat, AT_FDCWD, pending_path[i], 0);
+}
+
 static void keep_again_if_passed(int fd, int flags, int before);
+enum keep_answer { KEEP_FAILED, KEEP_DONE, KEEP_NOTHING, KEEP_GONE };
+static enum keep_answer ask_ckrun(const char *head, size_t hlen, const char *path, size_t plen);
 
 /* fd was just opened with flags by the program; before: what
  * ck_written_before learnt (the path had no file: made). */
@@ -169,21 +233,24 @@ CK_HIDDEN void ck_written_note(int fd, int flags, int before)
 	/* a path with a line end in it cannot be told (the protocol is lines) */
 	if (n <= 0 || n >= (long)sizeof path - 1 || path[0] != '/' || has_line_end(path, n))
 		return;
-	/* "made DEV INO PATH" first, for a file made since the last checkpoint:
-	 * ckrun removes it at a restart from that checkpoint while it is still
-	 * that very file (src/files-late.ts) */
-	char made_head[96], wrote_head[96];
-	char word[] = {'w', 'r', 'o', 't', 'e', ' ', how, ' ', 0};
-	const char *heads[2];
-	size_t hlens[2];
-	int n_lines = 0;
+	/* "madeq DEV INO PATH" first, for a file made since the last
+	 * checkpoint, answered once ckrun noted it: a restart from that
+	 * checkpoint removes it while it is still that very file
+	 * (src/files-late.ts). The program goes on only then: a ckrun killed
+	 * before it noted the file never answers, and the file goes with the
+	 * process (end_with_ckrun). */
 	if (made && st.st_nlink == 1) {
-		heads[n_lines] = made_head;
-		hlens[n_lines++] = line_head(made_head, sizeof made_head, "made ", &st);
+		char made_head[96];
+		int slot = claim_pending(path, n);
+		if (ask_ckrun(made_head, line_head(made_head, sizeof made_head, "madeq ", &st), path, (size_t)n) == KEEP_GONE)
+			end_with_ckrun(path);
+		release_pending(slot);
 	}
-	heads[n_lines] = wrote_head;
-	hlens[n_lines++] = line_head(wrote_head, sizeof wrote_head, word, &st);
-	if (!send_written_lines(heads, hlens, n_lines, path, (size_t)n))
+	char wrote_head[96];
+	char word[] = {'w', 'r', 'o', 't', 'e', ' ', how, ' ', 0};
+	const char *heads[1] = {wrote_head};
+	size_t hlens[1] = {line_head(wrote_head, sizeof wrote_head, word, &st)};
+	if (send_written_lines(heads, hlens, 1, path, (size_t)n) <= 0)
 		return;
 	__atomic_store_n(&told[slot], key, __ATOMIC_RELAXED);
 }
@@ -219,14 +286,12 @@ CK_HIDDEN void ck_written_restored(void)
 	nothing_kept_at = 0;
 }
 
-enum keep_answer { KEEP_FAILED, KEEP_DONE, KEEP_NOTHING };
-
 /* Sends the line and waits for ckrun's one-line answer. */
-static enum keep_answer ask_keep(const char *head, size_t hlen, const char *path, size_t plen)
+static enum keep_answer ask_ckrun(const char *head, size_t hlen, const char *path, size_t plen)
 {
 	int fd = ck_session_connect(ck_session.sock);
 	if (fd < 0)
-		return KEEP_FAILED;
+		return fd == -ECONNREFUSED ? KEEP_GONE : KEEP_FAILED;
 	int slot = ck_session_request_begin(fd);
 	if (slot < 0) {
 		ck_close(fd);
@@ -236,7 +301,10 @@ static enum keep_answer ask_keep(const char *head, size_t hlen, const char *path
 	struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 3};
 	enum keep_answer a = KEEP_FAILED;
 	unsigned at = __atomic_load_n(&checkpoints_seen, __ATOMIC_SEQ_CST);
-	if (CK_SYS3(SYS_sendmsg, fd, &msg, MSG_NOSIGNAL) == (long)(hlen + plen + 1)) {
+	long sent = CK_SYS3(SYS_sendmsg, fd, &msg, MSG_NOSIGNAL);
+	if (sent < 0 && ckrun_gone(sent))
+		a = KEEP_GONE;
+	if (sent == (long)(hlen + plen + 1)) {
 		char buf[32];
 		for (int w = 0; w < KEEP_WAITS && __atomic_load_n(&checkpoints_seen, __ATOMIC_SEQ_CST) == at; w++) {
 			struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -251,6 +319,8 @@ static enum keep_answer ask_keep(const char *head, size_t hlen, const char *path
 				a = KEEP_NOTHING; /* "kept none" */
 			else if (n > 0)
 				a = KEEP_DONE;
+			else if ((n == 0 || n < 0) && ckrun_gone(n))
+				a = KEEP_GONE; /* ckrun died before it answered */
 			break;
 		}
 	}
@@ -287,7 +357,9 @@ static int keep_once(int dirfd, const char *path, int flags)
 	if (ck_starts_with(real, "/proc/") || ck_starts_with(real, "/sys/") || ck_starts_with(real, "/dev/"))
 		return 1; /* never the program's data (src/files.ts) */
 	char head[96], word[] = {'k', 'e', 'e', 'p', ' ', how, ' ', 0};
-	enum keep_answer a = ask_keep(head, line_head(head, sizeof head, word, &st), real, (size_t)n);
+	enum keep_answer a = ask_ckrun(head, line_head(head, sizeof head, word, &st), real, (size_t)n);
+	if (a == KEEP_GONE)
+		end_with_ckrun(0); /* before the open changes the file */
 	return a == KEEP_NOTHING ? 0 : a == KEEP_DONE ? 1 : -1;
 }
 

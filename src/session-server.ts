@@ -64,8 +64,8 @@ export interface ServerEvents {
   status(): SessionStatus;
   /** A process of the session opened a regular file for writing (its shim's `wrote`). */
   wrote(f: WrittenFile, by: PeerCred | undefined): void;
-  /** A process of the session made a file since the last checkpoint (its shim's `made`). */
-  made(f: WrittenFile, by: PeerCred | undefined): void;
+  /** A process of the session made a file since the last checkpoint (its shim's `made` or `madeq`): noted when it settles. */
+  made(f: WrittenFile, by: PeerCred | undefined): Promise<void>;
   /** A process of the session is about to open an existing file for writing (its shim's `keep`): the answer. */
   keep(f: WrittenFile, by: PeerCred | undefined): Promise<'kept' | 'kept none'>;
   /**
@@ -200,8 +200,20 @@ export class SessionServer {
     if (word === 'made') {
       // like wrote: a file made since the checkpoint, never answered
       const f = parseWrote(`w ${rest}`);
-      if (f) this.events.made(f, this.peers.get(sock)?.cred);
+      if (f) void this.events.made(f, this.peers.get(sock)?.cred);
       else this.verbose(`a malformed made line '${printable(oneLine(line).slice(0, 80))}'`);
+      return;
+    }
+    if (word === 'madeq') {
+      // the same, on a connection of its own, answered once noted: the shim
+      // goes on only then (a ckrun that dies first never answers)
+      const f = parseWrote(`w ${rest}`);
+      if (!f) this.verbose(`a malformed madeq line '${printable(oneLine(line).slice(0, 80))}'`);
+      const noted = f ? this.events.made(f, this.peers.get(sock)?.cred) : Promise.resolve();
+      noted.then(
+        () => this.send(sock, 'noted'),
+        () => this.send(sock, 'noted'),
+      );
       return;
     }
     if (word === 'keep') {

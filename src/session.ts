@@ -378,7 +378,7 @@ export class Coordinator implements Session {
         status: () => this.status(),
         keep: (f, by) => this.keepLate(f, by),
         sendQueue: (pid, fd) => this.sendQueueFor(pid, fd),
-        made: (f, by) => void this.noteMade(f, by),
+        made: (f, by) => this.noteMade(f, by),
         wrote: (f, by) => {
           if (this.claimedFile(f, by, 'said it wrote', 'not saved') !== undefined) this.written.note(f);
         },

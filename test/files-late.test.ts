@@ -31,7 +31,7 @@ function makeAfter(p: string, since: bigint): void {
   throw new Error(`no birth time after ${since} for ${p}: does this file system record birth times?`);
 }
 
-test('kept files go into the generation, each once, with a line of the log; a new LateFiles of that generation knows them', () => {
+test('kept files go into the generation, each once, with a line of the log; a new LateFiles of that generation knows them; a file born after the checkpoint is not kept', () => {
   const dir = tempDir();
   try {
     const gen = path.join(dir, 'ck', '1');
@@ -39,7 +39,8 @@ test('kept files go into the generation, each once, with a line of the log; a ne
     const data = path.join(dir, 'data.bin');
     fs.writeFileSync(data, Buffer.alloc(10000, 7));
     const st = fs.statSync(data);
-    const late = new LateFiles(gen, [], 0n);
+    const since = birth(data) + 1n; // the checkpoint came after data was made
+    const late = new LateFiles(gen, [], since);
     const f = { path: data, dev: st.dev, ino: st.ino, how: 'inplace' as const };
     const s = late.keep(f, [path.join(dir, 'ck')]);
     assert.ok(s, 'kept');
@@ -50,7 +51,13 @@ test('kept files go into the generation, each once, with a line of the log; a ne
       readLate(gen).saved.map((x) => x.path),
       [data],
     );
-    assert.is(new LateFiles(gen, [], 0n).keep(f, []), undefined, 'a restarted session knows it from the log');
+    assert.is(new LateFiles(gen, [], since).keep(f, []), undefined, 'a restarted session knows it from the log');
+    // made after the checkpoint (a temporary file renamed over another): nothing to keep
+    const tmp = path.join(dir, 'state.tmp');
+    makeAfter(tmp, since);
+    const tst = fs.statSync(tmp);
+    assert.is(late.keep({ path: tmp, dev: tst.dev, ino: tst.ino, how: 'truncate' }, [path.join(dir, 'ck')]), undefined, 'a file born after the checkpoint');
+    assert.equal(readLate(gen).saved.map((x) => x.path), [data], 'not in the log either');
     // in the checkpoint directory: never the program's
     const own = path.join(dir, 'ck', 'x');
     fs.writeFileSync(own, 'x');
