@@ -143,7 +143,7 @@ test('user nobody against a root session: status, checkpoint, hello, a fake memb
     assert.equal(generations(ckpt), [], 'no checkpoint was taken for nobody');
 
     const passwd = fs.statSync('/etc/passwd');
-    const lines = [`hello ${pid} 0`, 'hello 99999 1', `restored ${pid}`, 'checkpoint', 'status', `wrote w ${passwd.dev} ${passwd.ino} /etc/passwd`, `keep w ${passwd.dev} ${passwd.ino} /etc/passwd`, `made ${passwd.dev} ${passwd.ino} /etc/passwd`, 'sendq 3'];
+    const lines = [`hello ${pid} 0`, 'hello 99999 1', `restored ${pid}`, 'checkpoint', 'status', `wrote w ${passwd.dev} ${passwd.ino} /etc/passwd`, `keep w ${passwd.dev} ${passwd.ino} /etc/passwd`, `made ${passwd.dev} ${passwd.ino} /etc/passwd`, `madeq ${passwd.dev} ${passwd.ino} /etc/passwd`, 'sendq 3'];
     const raw = await asUser(NOBODY, NOGROUP, rawAttack(name, lines));
     assertRawRefused(raw.stdout, lines, 'raw lines as nobody');
     assert.not.match(raw.stdout, /counter|"argv"/, `nobody learns nothing about the program:\n${raw.stdout}`);
