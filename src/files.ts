@@ -889,7 +889,8 @@ function planFile(genPath: string, f: SavedFile, srcFds: Map<string, number>, ow
   if (f.how !== 'recreate' || !st) checkWhose(f, st, owner);
   const p: Plan = { f, table, missing: !st, write: [], punch: [] };
   if (!st) {
-    if (f.how === 'append')
+    // an empty log needs no bytes to be made again
+    if (f.how === 'append' && f.size > 0)
       throw new FilesError(
         `${f.path}, a log the program appends to, was removed after the checkpoint; ckrun kept only its checksums: put the file back (its first ${f.size} bytes) or restart with --files=none`,
       );

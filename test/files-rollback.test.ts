@@ -381,6 +381,37 @@ test('--files-max: a checkpoint beyond it fails naming the file and its size, th
   }
 });
 
+test('an empty log the program holds open for appending and removes after the checkpoint (DMTCP syscall-tester): the restart makes it again, empty, and the program goes on', async () => {
+  const scope = new Scope('files-empty-log');
+  try {
+    const work = scope.dir('work');
+    const log = path.join(work, 'empty.log');
+    const go = path.join(work, 'go');
+    const job =
+      `import os, time\nfd = os.open(${JSON.stringify(log)}, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)\nprint('ready', flush=True)\n` +
+      `while not os.path.exists(${JSON.stringify(go)}): time.sleep(0.02)\n` +
+      `os.unlink(${JSON.stringify(log)})\nprint('removed', flush=True)\ntime.sleep(0.3)\n` +
+      `os.write(fd, b'x')\nprint('end', os.fstat(fd).st_size, flush=True)\n`;
+    const ck = scope.ckptDir('ck');
+    const p = scope.launch({ program: [realPython(), '-c', job], dir: ck, label: 'ckrun empty log' });
+    await p.waitForLine('ready');
+    await checkpoint(ck);
+    fs.writeFileSync(go, '');
+    await p.waitForLine('removed');
+    await kill9Session(p, ck, 'empty log');
+    fs.rmSync(go);
+    assert.not.ok(fs.existsSync(log), 'the log is gone before the restart');
+    const r = scope.restart({ dir: ck, label: 'ckrun restart (empty log)' });
+    await until(r, () => fs.existsSync(log), 'the log made again');
+    assert.is(fs.statSync(log).size, 0, 'made again empty');
+    fs.writeFileSync(go, '');
+    assert.is((await r.waitExit()).code, 0, r.describe());
+    assert.ok(r.lines.includes('end 1'), r.describe());
+  } finally {
+    await scope.cleanup();
+  }
+});
+
 test('a link planted on the way to a written file after the checkpoint: restart refuses before any process exists and writes nothing through it', async () => {
   const scope = new Scope('files-link');
   try {
