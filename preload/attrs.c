@@ -554,7 +554,18 @@ CK_HIDDEN int ck_proc_attrs_parse(struct cb_dec *d, const char *k, size_t kl, st
 	return d->error || !img->attrs.have ? -1 : 1;
 }
 
-/* ---- the restore host: /proc of the process and its children ---- */
+/* ---- the restore host: /proc of the process and its family ---- */
+
+/* Every process of the generation a tree restart brings back (0 for a
+ * single process): their /proc exists once the restore has made them. */
+static const int *family_pids;
+static size_t nfamily_pids;
+
+CK_HIDDEN void ck_proc_family_set(const int *pids, size_t n)
+{
+	family_pids = pids;
+	nfamily_pids = n;
+}
 
 CK_HIDDEN int ck_proc_path_of_family(const struct ck_image *img, const char *path)
 {
@@ -569,6 +580,9 @@ CK_HIDDEN int ck_proc_path_of_family(const struct ck_image *img, const char *pat
 		return 1;
 	for (size_t i = 0; i < img->nchildren; i++)
 		if (img->children[i].pid == (int)pid)
+			return 1;
+	for (size_t i = 0; i < nfamily_pids; i++)
+		if (family_pids[i] == (int)pid)
 			return 1;
 	return 0;
 }

@@ -133,6 +133,8 @@ CK_HIDDEN void ck_attrs_check(struct ck_image *img);
 /* A path under /proc/PID/ of the process itself or of a child it had
  * (live or a zombie), which the restore makes before it opens the path. */
 CK_HIDDEN int ck_proc_path_of_family(const struct ck_image *img, const char *path);
+/* the PIDs of every process a tree restart brings back (pids stays the caller's) */
+CK_HIDDEN void ck_proc_family_set(const int *pids, size_t n);
 CK_HIDDEN void ck_attrs_restore(struct ck_image *img);
 
 /* ---- the restore core ---- */

@@ -1027,8 +1027,17 @@ static void after_restore_leader(struct ck_restore_info *ri)
 	request_len = 0;
 	request_parent[0] = 0;
 	uint64_t hole = ri->hole_start, hole_len = ri->hole_len;
+	int nseeks = ri->nlate_seeks < CK_MAX_LATE_SEEKS ? ri->nlate_seeks : CK_MAX_LATE_SEEKS;
+	int seek_fd[CK_MAX_LATE_SEEKS];
+	int64_t seek_to[CK_MAX_LATE_SEEKS];
+	for (int i = 0; i < nseeks; i++)
+		seek_fd[i] = ri->late_seeks[i].fd, seek_to[i] = ri->late_seeks[i].offset;
 	/* Every thread has left the restore core: the hole can go. */
 	ck_munmap((void *)hole, hole_len);
+	/* the process's mappings are its own again, as the program left them:
+	 * a list read part way goes on from its offset (files.c seek_late) */
+	for (int i = 0; i < nseeks; i++)
+		ck_lseek(seek_fd[i], seek_to[i], SEEK_SET);
 
 	ck_signals_after_restore(n);
 	ck_peercred_after_restore();

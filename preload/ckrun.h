@@ -77,6 +77,7 @@ struct ck_thread {
 };
 
 /* ---- what the restore host hands to the restored shim ---- */
+#define CK_MAX_LATE_SEEKS 16
 struct ck_restore_info {
 	uint32_t magic;
 	uint32_t nthreads;
@@ -96,6 +97,14 @@ struct ck_restore_info {
 	 * restore wrote that no image holds, so the next checkpoint stores it
 	 * whole (left out of write tracking until then) */
 	uint64_t vdso_bridge[2];
+	/* descriptors of a /proc list of mappings read part way, and their
+	 * offsets: seeked once the memory is back, so that the text up to
+	 * there is the restored process's (files.c seek_late) */
+	int nlate_seeks;
+	struct {
+		int fd;
+		int64_t offset;
+	} late_seeks[CK_MAX_LATE_SEEKS];
 };
 
 /* ---- session state kept by the shim ---- */
@@ -430,7 +439,6 @@ CK_HIDDEN void ck_inet_freeze_unchanged(void);
  * CLONE_VM): 1, with the refusal in s->msg. */
 CK_HIDDEN int ck_files_table_shared(struct ck_scratch *s);
 /* A /proc list of mappings read part way: 1, with the refusal in s->msg. */
-CK_HIDDEN int ck_files_read_part_way(struct ck_scratch *s);
 
 /* events.c: the inotify_add_watch wrapper (shim.c) records each watch's path */
 CK_HIDDEN void ck_inotify_record(int fd, int wd, const char *path);
@@ -448,6 +456,8 @@ CK_HIDDEN int ck_written_made(void);
 /* before a rename: the file at each name kept as it was at the checkpoint */
 CK_HIDDEN void ck_written_renaming(int fromdir, const char *from, int todir, const char *to);
 CK_HIDDEN void ck_written_restored(void);
+/* fds.c: a /proc list of mappings with counts read part way: 1 (s->msg says which) */
+CK_HIDDEN int ck_files_read_part_way(struct ck_scratch *s);
 /* the family ends because ckrun died: files this process made that ckrun
  * has not noted yet are removed (async-signal-safe) */
 CK_HIDDEN void ck_written_abandon(void);

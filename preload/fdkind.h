@@ -61,8 +61,6 @@ _Static_assert(offsetof(struct ck_fd_kind, key) == CK_FD_KIND_HANDLER_END,
 CK_HIDDEN int ck_fd_stdio_index(const struct ck_fd *f);
 /* files.c: a /proc list of a process's mappings (maps, smaps, numa_maps),
  * and why one read part way cannot be restored */
-CK_HIDDEN int ck_is_process_text(const char *path);
-CK_HIDDEN extern const char ck_process_text_why[];
 
 /* pipes.c: the bytes in flight of a pipe or FIFO, copied without consuming
  * them (fifo.c saves a FIFO's the same way) */
@@ -92,5 +90,13 @@ CK_HIDDEN void ck_tty_install(struct ck_img_file *f);
 CK_HIDDEN int ck_deleted_other_name(char *link, long *len, const struct ck_stat *st);
 CK_HIDDEN int ck_make_removed_node(const char *old, uint32_t mode, uint64_t rdev, int fdnum);
 CK_HIDDEN int ck_open_removed_node(int keep, int flags, const char *old, int fdnum);
+
+/* files.c: a process's list of its mappings in /proc: CK_TEXT_MAPS
+ * (maps: the same text for the restored process, byte for byte),
+ * CK_TEXT_COUNTS (smaps, numa_maps: with counts of pages, which differ),
+ * or 0 (another file) */
+enum { CK_TEXT_MAPS = 1, CK_TEXT_COUNTS = 2 };
+CK_HIDDEN int ck_process_text(const char *path);
+CK_HIDDEN extern const char ck_process_text_why[];
 
 #endif

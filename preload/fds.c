@@ -255,10 +255,10 @@ CK_HIDDEN int ck_files_table_shared(struct ck_scratch *s)
 	return 1;
 }
 
-/* A /proc list of mappings read part way (files.c) is refused while the
- * program is stopped, before its memory is looked at: the next try starts
- * from the same change tracking, so it is incremental as this one would
- * have been. */
+/* A /proc list of mappings with counts (smaps, numa_maps) read part way
+ * (files.c) is refused while the program is stopped, before its memory
+ * is looked at: the next try starts from the same change tracking, so it
+ * is incremental as this one would have been. */
 CK_HIDDEN int ck_files_read_part_way(struct ck_scratch *s)
 {
 	int *fds = (int *)s->text;
@@ -268,7 +268,7 @@ CK_HIDDEN int ck_files_read_part_way(struct ck_scratch *s)
 		if (ck_is_session_fd(fds[i]))
 			continue;
 		long offset = ck_lseek(fds[i], 0, SEEK_CUR);
-		if (offset <= 0 || ck_fd_link(fds[i], link, 4097) < 0 || !ck_is_process_text(link))
+		if (offset <= 0 || ck_fd_link(fds[i], link, 4097) < 0 || ck_process_text(link) != CK_TEXT_COUNTS)
 			continue;
 		struct ck_str m;
 		ck_str_init(&m, s->msg, sizeof s->msg);
@@ -573,12 +573,21 @@ CK_HIDDEN void ck_files_open_shared(struct ck_image **imgs, size_t n, struct ck_
 		for (size_t k = 0; k < g; k++)
 			if (ofds[k] >= 0 && groups[k][2] == groups[g][2])
 				ofd = ofds[k];
-		for (size_t i = 0; ofd < 0 && i < n; i++) {
+		int later = 0;
+		for (size_t i = 0; ofd < 0 && !later && i < n; i++) {
 			if (imgs[i]->pid != groups[g][0])
 				continue;
 			struct ck_img_file *f = find_fd(imgs[i], groups[g][1]);
-			if (f)
+			/* a file under /proc/PID of a process of the family exists
+			 * only once the restore has made it: each process opens
+			 * its own description then, at the shared offset */
+			later = f && f->path && ck_proc_path_of_family(imgs[i], f->path);
+			if (f && !later)
 				ofd = open_entry(imgs[i], f, base_fd, objs);
+		}
+		if (later) {
+			ofds[g] = -1;
+			continue;
 		}
 		if (ofd < 0)
 			ck_refuse("the manifest says process %d shares descriptor %d, but its image has no such descriptor",
@@ -603,7 +612,7 @@ CK_HIDDEN void ck_files_install(struct ck_image *img)
 		}
 		if (f->ops->install)
 			f->ops->install(f);
-		if (f->has_offset && f->stdio < 0 && lseek(f->newfd, f->offset, SEEK_SET) < 0 && errno != ESPIPE)
+		if (f->has_offset && f->stdio < 0 && !f->seek_late && lseek(f->newfd, f->offset, SEEK_SET) < 0 && errno != ESPIPE)
 			ck_refuse("cannot seek %s to offset %lld: %s", f->path, (long long)f->offset, strerror(errno));
 	}
 	for (size_t i = 0; i < img->nfiles; i++) {

@@ -171,24 +171,27 @@ static int files_left_alone(void)
 /* ---- a process's list of mappings read part way ---- */
 
 /* /proc/PID/maps, smaps and numa_maps (also of /proc/self, a thread's
- * under task/TID): a read on from an offset carries on after the last
- * mapping the text showed, made again from the process as it is. A
- * restarted process's list is not the same (its saved pages are mapped
- * from the image files: more mappings, with paths), so the saved byte
- * offset lands at another line: a program caught between two reads of
- * its own /proc/self/smaps skipped mappings after a restart and took
- * them for gone. Refused at the checkpoint while the program is stopped
- * (fds.c), which ckrun tries again after letting the program run on
- * (src/session.ts PASSING_STATES); refused again at restart for images
- * taken before. Other files of a process (status, stat, ...) keep one
- * text per read and are reopened at their offset as before. */
+ * under task/TID) read part way: the kernel makes the text again from the
+ * process as it is at each read, and a seek to an offset makes it up to
+ * there. The restored process's maps is the same text, byte for byte (its
+ * saved pages are read, the shim's code mapped from its library again:
+ * memory.c), but only once its memory is back: the restore host opens the
+ * file, and the restored shim seeks it to its offset (seek_late,
+ * checkpoint.c after_restore_leader). smaps and numa_maps count pages,
+ * which a restart changes (the pages it read in are all there): the same
+ * offset would land in another place of the text, so one read part way is
+ * refused at the checkpoint while the program is stopped (fds.c), which
+ * ckrun tries again after letting the program run on (src/session.ts
+ * PASSING_STATES), and at restart for images taken before. Other files of
+ * a process (status, stat, ...) keep one text per read and are reopened
+ * at their offset as before. */
 static int ends_with(const char *s, const char *tail)
 {
 	size_t n = ck_strlen(s), t = ck_strlen(tail);
 	return n >= t && ck_streq(s + n - t, tail);
 }
 
-CK_HIDDEN int ck_is_process_text(const char *path)
+CK_HIDDEN int ck_process_text(const char *path)
 {
 	const char *p = path;
 	if (!ck_starts_with(p, "/proc/"))
@@ -201,12 +204,37 @@ CK_HIDDEN int ck_is_process_text(const char *path)
 		p += 11;
 	else if (!ck_parse_dec(&p, &pid) || *p != '/')
 		return 0;
-	return ends_with(p, "/maps") || ends_with(p, "/smaps") || ends_with(p, "/numa_maps");
+	if (ends_with(p, "/maps"))
+		return CK_TEXT_MAPS;
+	return ends_with(p, "/smaps") || ends_with(p, "/numa_maps") ? CK_TEXT_COUNTS : 0;
 }
 
 /* the reason, for the checkpoint's refusal (fds.c) and the restart's */
-CK_HIDDEN const char ck_process_text_why[] = "a restart lists the restored process's mappings, which are not the same "
-					     "byte for byte, so the program would read on at another line";
+CK_HIDDEN const char ck_process_text_why[] = "it counts pages, which the restored process has in other numbers (the "
+					     "pages a restart reads in are all there), so the program would read on at "
+					     "another place of the text";
+
+/* The restored process's maps is the same text only when the shim's code
+ * is mapped from the same library file as at the checkpoint (memory.c
+ * open_shim_file): 1 then; a restart that would list the image instead
+ * refuses. */
+static int shim_library_unchanged(const struct ck_image *img, const struct ck_img_file *f)
+{
+	for (size_t i = 0; i < img->nregions; i++) {
+		const struct ck_img_region *r = &img->regions[i];
+		struct stat st;
+		if (strcmp(r->kind, "stored"))
+			continue;
+		if (!r->has_shim_file || !r->name || stat(r->name, &st) != 0 || (uint64_t)st.st_dev != r->shim_file[0] ||
+		    (uint64_t)st.st_ino != r->shim_file[1])
+			ck_refuse("descriptor %d (%s) is read part way (at byte %lld), and the restored process would list "
+				  "other mappings: ckrun's library %s is not the file the program had mapped (ckrun was "
+				  "installed again since?); restart with that ckrun, or from an image taken without it",
+				  f->fd, f->path, (long long)f->offset, r->name ? r->name : "(unnamed)");
+	}
+	return 1;
+}
+
 
 /* A namespace the program opened (/proc/self/ns/net: its link reads
  * "net:[4026531833]"): the restart opens the same kind of namespace of its
@@ -266,9 +294,12 @@ static void file_check(struct ck_image *img, struct ck_img_file *f)
 		namespace_check(f, ns);
 		return;
 	}
-	if (f->has_offset && f->offset > 0 && ck_is_process_text(f->path))
+	int text = f->has_offset && f->offset > 0 ? ck_process_text(f->path) : 0;
+	if (text == CK_TEXT_COUNTS)
 		ck_refuse("descriptor %d (%s) is read part way (at byte %lld): %s; restart from another image", f->fd, f->path,
 			  (long long)f->offset, ck_process_text_why);
+	if (text == CK_TEXT_MAPS)
+		f->seek_late = shim_library_unchanged(img, f);
 	if (!stat_path(img, f, &st))
 		return;
 	if (!S_ISREG(st.st_mode))

@@ -706,6 +706,16 @@ static void save_region(struct ck_writer *w, struct ck_scratch *s, int pmfd, con
 	if (!m->shared || !ck_streq(k.kind, "file"))
 		flags &= ~CK_VM_MAYWRITE;
 	save_vm_flags(e, flags);
+	if (ck_streq(k.kind, "stored") && m->name[0] == '/') {
+		/* the library the shim's code was mapped from: mapped from it
+		 * again when a restart finds that very file, so that the program
+		 * sees the same /proc/self/maps (memory.c ck_memory_open) */
+		cb_text(e, "shim_file");
+		cb_array(e, 3);
+		cb_uint(e, m->dev);
+		cb_uint(e, m->ino);
+		cb_uint(e, m->offset);
+	}
 	if (ck_streq(k.kind, "shmem")) {
 		/* the object's identity, shared between processes, and where this
 		 * mapping starts in it */
@@ -1293,6 +1303,12 @@ static int parse_region(struct cb_dec *d, struct ck_img_region *r)
 			    !cbd_uint(d, &r->shm_off))
 				return 0;
 			r->has_shm = 1;
+		} else if (cbd_key_is(k, kl, "shim_file")) {
+			int64_t n;
+			if (!cbd_array(d, &n) || n != 3 || !cbd_uint(d, &r->shim_file[0]) || !cbd_uint(d, &r->shim_file[1]) ||
+			    !cbd_uint(d, &r->shim_file[2]))
+				return 0;
+			r->has_shim_file = 1;
 		} else if (cbd_key_is(k, kl, "guards")) {
 			if (!parse_guards(d, r))
 				return 0;
@@ -1684,16 +1700,34 @@ static int opened_for_writing(const struct ck_img_region *r)
 	return r->shared && ((r->prot & PROT_WRITE) || (r->vm_flags & CK_VM_MAYWRITE));
 }
 
+/* The shim's code, from the library it was mapped from when that very
+ * file (device and inode) is still at its path: /proc/self/maps then
+ * names it as before (a program that reads its own list, part way too:
+ * files.c). Its saved pages are read over it; otherwise the image's are
+ * mapped, as before. */
+static void open_shim_file(struct ck_img_region *r, int base_fd)
+{
+	struct stat st;
+	int fd = r->name && r->name[0] == '/' ? open(r->name, O_RDONLY | O_CLOEXEC) : -1;
+	if (fd < 0)
+		return;
+	if (fstat(fd, &st) == 0 && (uint64_t)st.st_dev == r->shim_file[0] && (uint64_t)st.st_ino == r->shim_file[1])
+		r->fd = fcntl(fd, F_DUPFD_CLOEXEC, base_fd);
+	close(fd);
+}
+
 CK_HIDDEN void ck_memory_open(struct ck_image *img, int base_fd)
 {
 	for (size_t i = 0; i < img->nregions; i++) {
 		struct ck_img_region *r = &img->regions[i];
+		if (r->has_shim_file && !strcmp(r->kind, "stored"))
+			open_shim_file(r, base_fd);
 		if (!r->has_file)
 			continue;
 		int want_rw = opened_for_writing(r);
 		for (size_t j = 0; j < i; j++) {
 			struct ck_img_region *o = &img->regions[j];
-			if (o->fd >= 0 && !strcmp(o->path, r->path) && opened_for_writing(o) == want_rw) {
+			if (o->has_file && o->fd >= 0 && !strcmp(o->path, r->path) && opened_for_writing(o) == want_rw) {
 				r->fd = o->fd;
 				break;
 			}
@@ -1955,6 +1989,13 @@ CK_HIDDEN void ck_memory_plan(struct ck_image *img, struct ck_plan *plan,
 		p->growsdown = !strcmp(r->kind, "stack") || (r->vm_flags & CK_VM_GROWSDOWN);
 		p->vm_flags = r->vm_flags;
 		p->shim_code = !strcmp(r->kind, "stored");
+		if (p->shim_code && r->fd >= 0) {
+			/* from its library (open_shim_file), its pages read over it */
+			p->fd = r->fd;
+			p->anon = 0;
+			p->foff = r->shim_file[2];
+			p->shim_code = 0;
+		}
 		p->first_guard = nruns;
 		p->nguards = r->nguards;
 		for (size_t j = 0; j < r->nguards; j++, nruns++)

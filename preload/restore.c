@@ -955,6 +955,17 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
 	}
 	plan->info.hole_start = hole;
 	plan->info.hole_len = hole_size;
+	plan->info.nlate_seeks = 0;
+	for (size_t i = 0; i < img->nfiles; i++) {
+		const struct ck_img_file *f = &img->files[i];
+		if (!f->seek_late)
+			continue;
+		if (plan->info.nlate_seeks == CK_MAX_LATE_SEEKS)
+			ck_refuse("more than %d descriptors of /proc lists of mappings are read part way (descriptor %d: %s)",
+				  CK_MAX_LATE_SEEKS, f->fd, f->path);
+		plan->info.late_seeks[plan->info.nlate_seeks].fd = f->fd;
+		plan->info.late_seeks[plan->info.nlate_seeks++].offset = f->offset;
+	}
 	fill_session_info(&plan->info);
 
 	copy_self(&ls, hole);
@@ -1620,6 +1631,11 @@ static struct ck_image **load_tree(struct tree *t, const char *dir, int verify_d
 	qsort(t->procs, t->n, sizeof *t->procs, by_pid);
 	t->outside_sid = -1;
 	struct ck_image **imgs = calloc(t->n, sizeof *imgs);
+	static int *pids;
+	pids = calloc(t->n ? t->n : 1, sizeof *pids);
+	for (size_t i = 0; i < t->n; i++)
+		pids[i] = t->procs[i].pid;
+	ck_proc_family_set(pids, t->n);
 	for (size_t i = 0; i < t->n; i++) {
 		char path[8192];
 		snprintf(path, sizeof path, "%s/%s", dir, t->procs[i].image);

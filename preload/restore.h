@@ -46,6 +46,8 @@ struct ck_img_region {
 	uint32_t vm_flags;                   /* CK_VM_*: madvise marks, locks, ... */
 	char vm_unknown[4];                  /* a mark this restorer does not know */
 	uint64_t (*guards)[2];               /* stretches behind guards (MADV_GUARD_INSTALL) */
+	int has_shim_file;                   /* kind "stored": the library's dev, inode, offset */
+	uint64_t shim_file[3];
 	size_t nguards;
 };
 
@@ -96,6 +98,7 @@ struct ck_img_file {
 	uint64_t size, mode, dev, ino, rdev, mtime_ns;
 	int newfd; /* where the restore host opened it */
 	int deferred; /* opened once every descriptor is at its number (files.c) */
+	int seek_late; /* a /proc list of mappings read part way: its offset set by the restored shim (files.c) */
 	struct ck_img_lock *locks; /* "locks" (locks.c) */
 	size_t nlocks;
 	int has_owner, owner_type, owner_id, owner_sig; /* "owner" (fown.c) */

@@ -630,8 +630,12 @@ static void save_recv_queue(struct ck_writer *w, const struct ck_fd *f, int stat
 }
 
 /* The send queue as read while stopped (ck_inet_take_send_queues). Without
- * CAP_NET_ADMIN it cannot be read: fine while TCP has sent every byte (on
- * loopback the peer's receive queue holds them), a refusal otherwise. */
+ * CAP_NET_ADMIN (and no root ckrun to read it) it cannot be read: fine
+ * once the peer has acknowledged every byte (its receive queue holds
+ * them); a byte sent and not acknowledged yet may still be on its way (a
+ * loaded machine's loopback queues, the peer's backlog), in no queue the
+ * checkpoint reads, so that fails the checkpoint for a moment (the session
+ * tries again), and a byte not sent yet fails it. */
 static void save_send_queue(struct ck_writer *w, const struct ck_fd *f, int state, const struct inaddr *local,
 			    const struct inaddr *peer)
 {
@@ -643,10 +647,20 @@ static void save_send_queue(struct ck_writer *w, const struct ck_fd *f, int stat
 		saved_send_end = q->seq + (uint32_t)q->len, has_saved_send_end = 1;
 		return;
 	}
-	int unsent = 0;
+	int unsent = 0, unacked = 0;
 	ck_ioctl(f->fd, SIOCOUTQNSD, &unsent);
+	ck_ioctl(f->fd, TIOCOUTQ, &unacked);
 	if (fin_written(state) && unsent > 0)
 		unsent--;
+	if (fin_written(state) && unacked > 0)
+		unacked--;
+	if (unsent <= 0 && unacked > 0) {
+		fail_socket(w, f, -EAGAIN, "the program has a TCP connection with bytes its peer has not acknowledged yet",
+			    "without TCP_REPAIR (CAP_NET_ADMIN) ckrun cannot read them, and they may still be on their way; "
+			    "checkpoint again in a moment",
+			    local, peer);
+		return;
+	}
 	if (unsent <= 0)
 		return;
 	if (q->err == -EPERM)

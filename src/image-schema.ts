@@ -641,6 +641,7 @@ export const IMAGE_SCHEMA = {
       vmflags: '[text]?',
       file: '{region_file}?',
       guards: '[[uint]]?',
+      shim_file: '[uint]?',
       runs: '[[int]]',
       bytes: 'uint',
       shm: '[uint]?',

@@ -221,6 +221,7 @@ const PASSING_STATES = [
   /a \/proc list of mappings is read part way/,
   /a TCP connection has ended and the program has not closed it yet/,
   /a netlink socket holds messages the program has not read yet/,
+  /a TCP connection with bytes its peer has not acknowledged yet/,
 ];
 const RETRY_WAITS_MS = [100, 200, 400, 800, 1600];
 

@@ -259,6 +259,10 @@ test('shared anonymous memory a child maps whole and its parent only in part kee
   await twiceThroughRestart('memcorners', exampleProgram('memcorners', ['--steps', '80']), { sameFds: true });
 });
 
+test('a program reading its own /proc/self/maps 64 bytes at a time reads on after a restart from where it was, and each whole pass is its list (DMTCP procfd1); twice through a restart', async () => {
+  await twiceThroughRestart('mapsread', exampleProgram('mapsread', ['--steps', '240']));
+});
+
 test('guard pages (MADV_GUARD_INSTALL) in anonymous memory and in a private mapping of a deleted file come back guarded, the pages around them with their bytes; twice through a restart', async () => {
   await twiceThroughRestart('guardpage', exampleProgram('guardpage', ['--steps', '80']));
 });
