@@ -453,7 +453,7 @@ CK_HIDDEN int ck_written_before(int dirfd, const char *path, int flags);
 /* for a file an exclusive create just made (mkstemp), what
  * ck_written_before would have learnt */
 CK_HIDDEN int ck_written_made(void);
-/* before a rename: the file at each name kept as it was at the checkpoint */
+/* before a rename: the file at each name kept as it was at the checkpoint (up to 8 MiB) */
 CK_HIDDEN void ck_written_renaming(int fromdir, const char *from, int todir, const char *to);
 CK_HIDDEN void ck_written_restored(void);
 /* fds.c: a /proc list of mappings with counts read part way: 1 (s->msg says which) */

@@ -399,17 +399,19 @@ CK_HIDDEN int ck_written_made(void)
 	return BEFORE_SEEN(at) | BEFORE_MADE;
 }
 
-/* The file the rename replaces is kept as a file the program rewrites
- * whole ('t': it wrote the new one whole), the one it moves as a file
- * written in place ('w': a restart makes it again under its old name).
- * ckrun keeps neither when it was made after the checkpoint (a temporary
- * file renamed over the real one: a restart removes it anyway). */
+/* The file the rename replaces and the one it moves are kept as files the
+ * program rewrites whole ('t': up to 8 MiB; a restart puts them back at
+ * their names, making the moved one again under its old name): a rename
+ * changes no byte, and copying a large file the program moves into place
+ * would stall it. ckrun keeps neither when it was made after the
+ * checkpoint (a temporary file renamed over the real one: a restart
+ * removes it anyway). */
 CK_HIDDEN void ck_written_renaming(int fromdir, const char *from, int todir, const char *to)
 {
 	if (!from || !to)
 		return;
 	ck_written_before(todir, to, O_WRONLY | O_TRUNC);
-	ck_written_before(fromdir, from, O_WRONLY);
+	ck_written_before(fromdir, from, O_WRONLY | O_TRUNC);
 }
 
 /* A checkpoint came between ckrun's keep and the open itself: nothing is
