@@ -568,6 +568,14 @@ struct ck_self {
 };
 CK_HIDDEN int ck_self_find(struct ck_self *self);
 
+/* sockdiag.c: sends a sock_diag dump request (req starts with its
+ * nlmsghdr) and hands each message of the answer (read into buf) to each()
+ * until it returns nonzero: that value; 0 when the dump ended first, a
+ * negative errno when it failed. */
+struct nlmsghdr;
+CK_HIDDEN long ck_sock_diag_dump(const void *req, size_t len, void *buf, size_t cap,
+				 long (*each)(const struct nlmsghdr *h, void *arg), void *arg);
+
 /* session.c: the connection to ckrun (raw code only); a new one, or a
  * negative errno (-ECONNREFUSED: no ckrun listens any more) */
 CK_HIDDEN int ck_session_connect(const char *name);

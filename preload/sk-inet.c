@@ -1093,6 +1093,27 @@ static void save_datagrams(struct ck_writer *w, const struct ck_fd *f)
  * does not tell (ENOTCONN): sock_diag's, found by inode. */
 static uint8_t inet_diag_reply[16384] __attribute__((aligned(8)));
 
+struct inet_want {
+	uint64_t ino;
+	const struct inet_diag_msg **msg;
+	uint8_t *shutdown;
+};
+
+static long take_inet_msg(const struct nlmsghdr *h, void *arg)
+{
+	struct inet_want *want = arg;
+	const struct inet_diag_msg *m = NLMSG_DATA(h);
+	if (h->nlmsg_len < NLMSG_LENGTH(sizeof *m) || m->idiag_inode != want->ino)
+		return 0;
+	*want->msg = m;
+	*want->shutdown = 0;
+	long alen = (long)h->nlmsg_len - (long)NLMSG_LENGTH(sizeof *m);
+	for (const struct rtattr *at = (const struct rtattr *)(m + 1); RTA_OK(at, alen); at = RTA_NEXT(at, alen))
+		if (at->rta_type == INET_DIAG_SHUTDOWN && RTA_PAYLOAD(at) >= 1)
+			*want->shutdown = *(const uint8_t *)RTA_DATA(at);
+	return 1;
+}
+
 /* sock_diag's record of the socket with inode ino (TCP in the given
  * states, or UDP): its message and its shutdown bits (INET_DIAG_SHUTDOWN).
  * Returns whether it was found; the message points into inet_diag_reply. */
@@ -1103,46 +1124,15 @@ static int inet_diag_find(int family, int protocol, uint32_t states, uint64_t in
 		struct nlmsghdr h;
 		struct inet_diag_req_v2 r;
 	} q;
-	struct sockaddr_nl kernel;
-	int found = 0;
 	ck_memset(&q, 0, sizeof q);
-	ck_memset(&kernel, 0, sizeof kernel);
-	kernel.nl_family = AF_NETLINK;
 	q.h.nlmsg_len = sizeof q;
 	q.h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
 	q.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
 	q.r.sdiag_family = (uint8_t)family;
 	q.r.sdiag_protocol = (uint8_t)protocol;
 	q.r.idiag_states = states;
-	long nl = CK_SYS3(SYS_socket, AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-	if (nl < 0)
-		return 0;
-	if (CK_SYS6(SYS_sendto, nl, &q, sizeof q, 0, &kernel, sizeof kernel) < 0)
-		goto out;
-	for (;;) {
-		long r = ck_recvfrom((int)nl, inet_diag_reply, sizeof inet_diag_reply, 0);
-		if (r <= 0)
-			goto out;
-		for (struct nlmsghdr *h = (struct nlmsghdr *)inet_diag_reply; NLMSG_OK(h, (unsigned long)r);
-		     h = NLMSG_NEXT(h, r)) {
-			if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR)
-				goto out;
-			const struct inet_diag_msg *m = NLMSG_DATA(h);
-			if (h->nlmsg_len < NLMSG_LENGTH(sizeof *m) || m->idiag_inode != ino)
-				continue;
-			*msg = m;
-			*shutdown = 0;
-			long alen = (long)h->nlmsg_len - (long)NLMSG_LENGTH(sizeof *m);
-			for (struct rtattr *at = (struct rtattr *)(m + 1); RTA_OK(at, alen); at = RTA_NEXT(at, alen))
-				if (at->rta_type == INET_DIAG_SHUTDOWN && RTA_PAYLOAD(at) >= 1)
-					*shutdown = *(const uint8_t *)RTA_DATA(at);
-			found = 1;
-			goto out;
-		}
-	}
-out:
-	ck_close((int)nl);
-	return found;
+	struct inet_want want = {ino, msg, shutdown};
+	return ck_sock_diag_dump(&q, sizeof q, inet_diag_reply, sizeof inet_diag_reply, take_inet_msg, &want) == 1;
 }
 
 static void connecting_peer(int family, uint64_t ino, struct inaddr *peer)

@@ -91,7 +91,7 @@ static int ifname_of(int fd, int index, char name[IFNAMSIZ])
 }
 
 static struct ck_img_packet saved; /* the writer's own: it is a process of its own */
-static char diag_reply[32768];
+static char diag_reply[32768] __attribute__((aligned(8)));
 
 static void read_ring(const struct nlattr *a, struct packet_ring *r)
 {
@@ -137,6 +137,24 @@ static int read_diag_attrs(int fd, const struct packet_diag_msg *m, long len)
 	return 1;
 }
 
+struct diag_want {
+	int fd;
+	uint64_t ino;
+	int attrs;
+};
+
+static long take_packet_msg(const struct nlmsghdr *h, void *arg)
+{
+	struct diag_want *want = arg;
+	const struct packet_diag_msg *m = NLMSG_DATA(h);
+	if (h->nlmsg_len < NLMSG_LENGTH(sizeof *m) || m->pdiag_ino != (uint32_t)want->ino)
+		return 0;
+	/* in host order here, in network order as socket() and getsockname take it */
+	saved.num = (uint16_t)(m->pdiag_num << 8 | m->pdiag_num >> 8);
+	want->attrs = read_diag_attrs(want->fd, m, (long)h->nlmsg_len - (long)NLMSG_LENGTH(sizeof *m));
+	return 1;
+}
+
 /* Asks sock_diag for every packet socket (it cannot look one up by inode)
  * and reads the one with inode ino: 1, 0 when it is not there, -errno. */
 static long diag_packet(int fd, uint64_t ino, int *attrs)
@@ -145,44 +163,16 @@ static long diag_packet(int fd, uint64_t ino, int *attrs)
 		struct nlmsghdr h;
 		struct packet_diag_req r;
 	} q;
-	struct sockaddr_nl kernel;
 	ck_memset(&q, 0, sizeof q);
-	ck_memset(&kernel, 0, sizeof kernel);
-	kernel.nl_family = AF_NETLINK;
 	q.h.nlmsg_len = sizeof q;
 	q.h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
 	q.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
 	q.r.sdiag_family = AF_PACKET;
 	q.r.pdiag_show = PACKET_SHOW_INFO | PACKET_SHOW_MCLIST | PACKET_SHOW_RING_CFG | PACKET_SHOW_FANOUT;
-	long nl = CK_SYS3(SYS_socket, AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-	if (nl < 0)
-		return nl;
-	long r = CK_SYS6(SYS_sendto, nl, &q, sizeof q, 0, &kernel, sizeof kernel), found = 0;
-	for (int done = 0; r >= 0 && !done;) {
-		r = ck_recvfrom((int)nl, diag_reply, sizeof diag_reply, 0);
-		unsigned left = r > 0 ? (unsigned)r : 0;
-		for (const struct nlmsghdr *h = (const void *)diag_reply; !done && NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
-			if (h->nlmsg_type == NLMSG_DONE) {
-				done = 1;
-			} else if (h->nlmsg_type == NLMSG_ERROR) {
-				int e = ((const struct nlmsgerr *)NLMSG_DATA(h))->error;
-				r = e ? e : -EIO;
-				done = 1;
-			} else if (h->nlmsg_len >= NLMSG_LENGTH(sizeof(struct packet_diag_msg))) {
-				const struct packet_diag_msg *m = NLMSG_DATA(h);
-				if (m->pdiag_ino == (uint32_t)ino && !found) {
-					found = 1;
-					/* in host order here, in network order as socket() and getsockname take it */
-					saved.num = (uint16_t)(m->pdiag_num << 8 | m->pdiag_num >> 8);
-					*attrs = read_diag_attrs(fd, m, (long)h->nlmsg_len - (long)NLMSG_LENGTH(sizeof *m));
-				}
-			}
-		}
-		if (r == 0)
-			done = 1;
-	}
-	ck_close((int)nl);
-	return r < 0 ? r : found;
+	struct diag_want want = {fd, ino, 1};
+	long r = ck_sock_diag_dump(&q, sizeof q, diag_reply, sizeof diag_reply, take_packet_msg, &want);
+	*attrs = want.attrs;
+	return r;
 }
 
 /* Whether the process maps the socket (a ring): /proc/self/maps names
