@@ -709,7 +709,7 @@ static void save_region(struct ck_writer *w, struct ck_scratch *s, int pmfd, con
 	if (ck_streq(k.kind, "stored") && m->name[0] == '/') {
 		/* the library the shim's code was mapped from: mapped from it
 		 * again when a restart finds that very file, so that the program
-		 * sees the same /proc/self/maps (memory.c ck_memory_open) */
+		 * sees the same /proc/self/maps (open_shim_file) */
 		cb_text(e, "shim_file");
 		cb_array(e, 3);
 		cb_uint(e, m->dev);

@@ -767,7 +767,9 @@ static int parse_line_ends(struct cb_dec *d, struct pty *p)
 		return 0;
 	p->ends = calloc((size_t)m, sizeof *p->ends);
 	for (p->nends = 0; p->nends < m; p->nends++) {
-		if (!cbd_uint_max(d, (MAX_INPUT << 1) | LINE_EOF, &v) || (v >> 1) < last)
+		/* in order; a line its last byte ended has that byte */
+		if (!cbd_uint_max(d, (MAX_INPUT << 1) | LINE_EOF, &v) || (v >> 1) < last ||
+		    (!(v & LINE_EOF) && (v >> 1) == last))
 			return 0;
 		last = v >> 1;
 		p->ends[p->nends] = (uint32_t)v;

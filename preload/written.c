@@ -77,7 +77,7 @@ CK_HIDDEN void ck_written_forget(void)
  * would be restarted, after a restore, on a descriptor number that is no
  * longer the connection; a wait is never restarted (EINTR), and the
  * connection's number is read again after it. */
-static long send_on_own_connection(struct msghdr *msg, long want)
+static int send_on_own_connection(struct msghdr *msg, long want)
 {
 	for (int tries = 0; tries < SEND_TRIES; tries++) {
 		int fd = ck_session.ctl_fd;
@@ -85,7 +85,7 @@ static long send_on_own_connection(struct msghdr *msg, long want)
 			return 0;
 		long r = CK_SYS3(SYS_sendmsg, fd, msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (r != -EAGAIN)
-			return r < 0 ? r : r == want;
+			return r == want;
 		struct pollfd p = {.fd = fd, .events = POLLOUT};
 		CK_SYS3(SYS_poll, &p, 1, SEND_WAIT_MS);
 	}
@@ -95,9 +95,8 @@ static long send_on_own_connection(struct msghdr *msg, long want)
 /* One system call for the lines (head + path each): lines of threads and
  * processes sharing the connection never interleave, and a forked child
  * connects once. A line that cannot be sent is not: the file is told at
- * its next open. 1 when sent, 0 when not, a negative errno when ckrun is
- * gone (ckrun_gone). */
-static long send_written_lines(const char *const heads[], const size_t hlens[], int n, const char *path, size_t plen)
+ * its next open. */
+static int send_written_lines(const char *const heads[], const size_t hlens[], int n, const char *path, size_t plen)
 {
 	struct iovec iov[6];
 	long want = 0, sent;
@@ -112,10 +111,10 @@ static long send_written_lines(const char *const heads[], const size_t hlens[], 
 		return send_on_own_connection(&msg, want);
 	int fd = ck_session_connect(ck_session.sock);
 	if (fd < 0)
-		return fd == -ECONNREFUSED ? fd : 0;
+		return 0;
 	sent = CK_SYS3(SYS_sendmsg, fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 	ck_close(fd);
-	return sent < 0 ? sent : sent == want;
+	return sent == want;
 }
 
 /* After err on a connection to ckrun: whether ckrun is gone, which only
@@ -250,7 +249,7 @@ CK_HIDDEN void ck_written_note(int fd, int flags, int before)
 	char word[] = {'w', 'r', 'o', 't', 'e', ' ', how, ' ', 0};
 	const char *heads[1] = {wrote_head};
 	size_t hlens[1] = {line_head(wrote_head, sizeof wrote_head, word, &st)};
-	if (send_written_lines(heads, hlens, 1, path, (size_t)n) <= 0)
+	if (!send_written_lines(heads, hlens, 1, path, (size_t)n))
 		return;
 	__atomic_store_n(&told[slot], key, __ATOMIC_RELAXED);
 }
