@@ -174,6 +174,24 @@ CK_HIDDEN void ck_sock_walk_close(struct ck_sock_walk *w)
 }
 
 /* The parent of pid, from /proc/PID/stat; -1 when it cannot be read. */
+CK_HIDDEN const char *ck_stat_field(const char *path, char *buf, size_t cap, int field)
+{
+	long n = ck_read_file(path, buf, cap);
+	const char *q = 0;
+	for (long i = 0; i < n; i++)
+		if (buf[i] == ')') /* the name may hold ')' itself: the last one ends it */
+			q = buf + i + 1;
+	for (int f = 3; q && *q && f < field; f++) {
+		while (*q == ' ')
+			q++;
+		while (*q && *q != ' ')
+			q++;
+	}
+	while (q && *q == ' ')
+		q++;
+	return q && *q ? q : 0;
+}
+
 CK_HIDDEN int ck_parent_of(int pid)
 {
 	char path[32], buf[512];
@@ -182,23 +200,9 @@ CK_HIDDEN int ck_parent_of(int pid)
 	ck_str_add(&s, "/proc/");
 	ck_str_dec(&s, pid);
 	ck_str_add(&s, "/stat");
-	long fd = ck_openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	long n = ck_read((int)fd, buf, sizeof buf - 1);
-	ck_close((int)fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = 0;
-	const char *p = 0;
-	for (long i = 0; i < n; i++)
-		if (buf[i] == ')')
-			p = buf + i;
-	if (!p || p[1] != ' ' || !p[2] || p[3] != ' ')
-		return -1;
-	p += 4;
+	const char *p = ck_stat_field(path, buf, sizeof buf, 4);
 	uint64_t v;
-	return ck_parse_dec(&p, &v) ? (int)v : -1;
+	return p && ck_parse_dec(&p, &v) ? (int)v : -1;
 }
 
 /* The coordinator's PID as this process sees it (0: outside our PID

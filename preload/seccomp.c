@@ -102,17 +102,7 @@ static uint64_t thread_start(int tid)
 	ck_str_add(&p, "/proc/self/task/");
 	ck_str_dec(&p, tid);
 	ck_str_add(&p, "/stat");
-	long n = ck_read_file(path, buf, sizeof buf);
-	const char *q = 0;
-	for (long i = 0; i < n; i++)
-		if (buf[i] == ')')
-			q = buf + i + 2;
-	for (int f = 3; q && *q && f < 22; f++) {
-		while (*q && *q != ' ')
-			q++;
-		while (*q == ' ')
-			q++;
-	}
+	const char *q = ck_stat_field(path, buf, sizeof buf, 22);
 	uint64_t v = 0;
 	if (q)
 		ck_parse_dec(&q, &v);
