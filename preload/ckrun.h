@@ -474,9 +474,9 @@ CK_HIDDEN void ck_thread_creds_save(struct ck_writer *w, struct ck_scratch *s, c
  * pid descends from it (a process of the session: ckrun is every session
  * process's ancestor or subreaper). */
 CK_HIDDEN int ck_parent_of(int pid);
-/* Field `field` (1-based, as proc(5) numbers them: 3 is the state) of a
- * /proc/.../stat file read into buf, or 0. */
-CK_HIDDEN const char *ck_stat_field(const char *path, char *buf, size_t cap, int field);
+/* Field `field` (1-based, as proc(5) numbers them: 3 is the state) of
+ * DIR<id>/stat ("/proc/", "/proc/self/task/") read into buf, or 0. */
+CK_HIDDEN const char *ck_stat_field(const char *dir, int id, char *buf, size_t cap, int field);
 CK_HIDDEN int ck_coordinator_pid(void);
 CK_HIDDEN int ck_in_session(int pid, int coordinator);
 CK_HIDDEN long ck_read_file(const char *path, char *buf, size_t cap);

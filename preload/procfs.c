@@ -174,8 +174,14 @@ CK_HIDDEN void ck_sock_walk_close(struct ck_sock_walk *w)
 }
 
 /* The parent of pid, from /proc/PID/stat; -1 when it cannot be read. */
-CK_HIDDEN const char *ck_stat_field(const char *path, char *buf, size_t cap, int field)
+CK_HIDDEN const char *ck_stat_field(const char *dir, int id, char *buf, size_t cap, int field)
 {
+	char path[64];
+	struct ck_str s;
+	ck_str_init(&s, path, sizeof path);
+	ck_str_add(&s, dir);
+	ck_str_dec(&s, id);
+	ck_str_add(&s, "/stat");
 	long n = ck_read_file(path, buf, cap);
 	const char *q = 0;
 	for (long i = 0; i < n; i++)
@@ -194,13 +200,8 @@ CK_HIDDEN const char *ck_stat_field(const char *path, char *buf, size_t cap, int
 
 CK_HIDDEN int ck_parent_of(int pid)
 {
-	char path[32], buf[512];
-	struct ck_str s;
-	ck_str_init(&s, path, sizeof path);
-	ck_str_add(&s, "/proc/");
-	ck_str_dec(&s, pid);
-	ck_str_add(&s, "/stat");
-	const char *p = ck_stat_field(path, buf, sizeof buf, 4);
+	char buf[512];
+	const char *p = ck_stat_field("/proc/", pid, buf, sizeof buf, 4);
 	uint64_t v;
 	return p && ck_parse_dec(&p, &v) ? (int)v : -1;
 }

@@ -96,13 +96,8 @@ static long status_number(const char *buf, const char *field, int hex)
 /* Field 22 of /proc/self/task/TID/stat: when the thread started. */
 static uint64_t thread_start(int tid)
 {
-	char path[64], buf[1024];
-	struct ck_str p;
-	ck_str_init(&p, path, sizeof path);
-	ck_str_add(&p, "/proc/self/task/");
-	ck_str_dec(&p, tid);
-	ck_str_add(&p, "/stat");
-	const char *q = ck_stat_field(path, buf, sizeof buf, 22);
+	char buf[1024];
+	const char *q = ck_stat_field("/proc/self/task/", tid, buf, sizeof buf, 22);
 	uint64_t v = 0;
 	if (q)
 		ck_parse_dec(&q, &v);
