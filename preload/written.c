@@ -92,21 +92,15 @@ static int send_on_own_connection(struct msghdr *msg, long want)
 	return 0;
 }
 
-/* One system call for the lines (head + path each): lines of threads and
+/* One system call for the line (head + path): lines of threads and
  * processes sharing the connection never interleave, and a forked child
  * connects once. A line that cannot be sent is not: the file is told at
  * its next open. */
-static int send_written_lines(const char *const heads[], const size_t hlens[], int n, const char *path, size_t plen)
+static int send_written_line(const char *head, size_t hlen, const char *path, size_t plen)
 {
-	struct iovec iov[6];
-	long want = 0, sent;
-	for (int i = 0; i < n; i++) {
-		iov[3 * i] = (struct iovec){(void *)heads[i], hlens[i]};
-		iov[3 * i + 1] = (struct iovec){(void *)path, plen};
-		iov[3 * i + 2] = (struct iovec){(void *)"\n", 1};
-		want += (long)(hlens[i] + plen + 1);
-	}
-	struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)(3 * n)};
+	struct iovec iov[3] = {{(void *)head, hlen}, {(void *)path, plen}, {(void *)"\n", 1}};
+	long want = (long)(hlen + plen + 1), sent;
+	struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 3};
 	if (ck_session.self_pid == (int)ck_getpid())
 		return send_on_own_connection(&msg, want);
 	int fd = ck_session_connect(ck_session.sock);
@@ -247,9 +241,7 @@ CK_HIDDEN void ck_written_note(int fd, int flags, int before)
 	}
 	char wrote_head[96];
 	char word[] = {'w', 'r', 'o', 't', 'e', ' ', how, ' ', 0};
-	const char *heads[1] = {wrote_head};
-	size_t hlens[1] = {line_head(wrote_head, sizeof wrote_head, word, &st)};
-	if (!send_written_lines(heads, hlens, 1, path, (size_t)n))
+	if (!send_written_line(wrote_head, line_head(wrote_head, sizeof wrote_head, word, &st), path, (size_t)n))
 		return;
 	__atomic_store_n(&told[slot], key, __ATOMIC_RELAXED);
 }
