@@ -259,7 +259,7 @@ static void port_taken(const struct ck_sock_file *sf, uint32_t portid)
 		  sf->f->fd, sf->img->pid, portid, sf->s->protocol, portid);
 }
 
-static int make_netlink(const struct ck_sock_file *sf, int base_fd)
+CK_HIDDEN int ck_netlink_make(const struct ck_sock_file *sf, int base_fd)
 {
 	const struct ck_img_socket *s = sf->s;
 	const struct ck_img_netlink *nl = s->netlink_part;
@@ -298,17 +298,4 @@ static int make_netlink(const struct ck_sock_file *sf, int base_fd)
 				  sf->f->fd, sf->img->pid, nl->dst_portid, strerror(errno));
 	}
 	return moved;
-}
-
-/* Each netlink socket once (processes that share it dup it). */
-CK_HIDDEN void ck_netlink_create_shared(struct ck_sock_file *socks, size_t n, struct ck_objects *objs, int base_fd)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (!socks[i].s->netlink_part)
-			ck_refuse("image %s is corrupted: the netlink socket at descriptor %d has no \"netlink\" part",
-				  socks[i].img->path, socks[i].f->fd);
-		if (ck_objects_find(objs, "socket", socks[i].f->ino, 0) >= 0)
-			continue;
-		ck_objects_add(objs, "socket", socks[i].f->ino, 0, make_netlink(&socks[i], base_fd));
-	}
 }

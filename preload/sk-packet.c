@@ -442,7 +442,7 @@ static void set_rings(const struct ck_sock_file *sf, int fd, const struct ck_img
 	}
 }
 
-static int make_packet(const struct ck_sock_file *sf, int base_fd)
+CK_HIDDEN int ck_packet_make(const struct ck_sock_file *sf, int base_fd)
 {
 	const struct ck_img_socket *s = sf->s;
 	const struct ck_img_packet *p = s->packet_part;
@@ -492,17 +492,4 @@ static int make_packet(const struct ck_sock_file *sf, int base_fd)
 				  sf->f->fd, sf->img->pid, p->fanout & 0xffff, strerror(errno));
 	}
 	return moved;
-}
-
-/* Each packet socket once (processes that share it dup it). */
-CK_HIDDEN void ck_packet_create_shared(struct ck_sock_file *socks, size_t n, struct ck_objects *objs, int base_fd)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (!socks[i].s->packet_part)
-			ck_refuse("image %s is corrupted: the packet socket at descriptor %d has no \"packet\" part",
-				  socks[i].img->path, socks[i].f->fd);
-		if (ck_objects_find(objs, "socket", socks[i].f->ino, 0) >= 0)
-			continue;
-		ck_objects_add(objs, "socket", socks[i].f->ino, 0, make_packet(&socks[i], base_fd));
-	}
 }

@@ -382,6 +382,23 @@ static size_t family_sockets(struct ck_image **imgs, size_t n, int family, struc
 	return count;
 }
 
+/* Sockets only the restart can make again (netlink, packet): each once,
+ * object ("socket", inode), which every process that has it duplicates
+ * (open_made_socket). */
+static void make_each_once(struct ck_sock_file *socks, size_t n, struct ck_objects *objs, int base_fd, const char *kind,
+			   int (*make)(const struct ck_sock_file *sf, int base_fd))
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct ck_img_socket *s = socks[i].s;
+		if (!(s->family == AF_NETLINK ? (const void *)s->netlink_part : (const void *)s->packet_part))
+			ck_refuse("image %s is corrupted: the %s socket at descriptor %d has no \"%s\" part", socks[i].img->path,
+				  kind, socks[i].f->fd, kind);
+		if (ck_objects_find(objs, "socket", socks[i].f->ino, 0) >= 0)
+			continue;
+		ck_objects_add(objs, "socket", socks[i].f->ino, 0, make(&socks[i], base_fd));
+	}
+}
+
 /* Sockets connected to each other inside the session are made once, here,
  * before any process is forked (as pipes are), and inherited: objects
  * "socket" (inode at checkpoint time, 0). */
@@ -395,10 +412,10 @@ static void sockets_create_shared(struct ck_image **imgs, size_t n, struct ck_ob
 	ck_inet_create_shared(socks, count, objs, base_fd);
 	free(socks);
 	count = family_sockets(imgs, n, AF_NETLINK, &socks);
-	ck_netlink_create_shared(socks, count, objs, base_fd);
+	make_each_once(socks, count, objs, base_fd, "netlink", ck_netlink_make);
 	free(socks);
 	count = family_sockets(imgs, n, AF_PACKET, &socks);
-	ck_packet_create_shared(socks, count, objs, base_fd);
+	make_each_once(socks, count, objs, base_fd, "packet", ck_packet_make);
 	free(socks);
 }
 

@@ -135,13 +135,15 @@ CK_HIDDEN int ck_inet_open(struct ck_image *img, struct ck_img_file *f, const st
 CK_HIDDEN void ck_netlink_save(struct ck_writer *w, const struct ck_fd *f);
 /* The "netlink" key of a socket's map; 1 when it was ours, -1 when damaged. */
 CK_HIDDEN int ck_netlink_parse(struct cb_dec *d, const char *k, size_t kl, struct ck_img_socket *s);
-CK_HIDDEN void ck_netlink_create_shared(struct ck_sock_file *socks, size_t n, struct ck_objects *objs, int base_fd);
+/* The socket made again, above base_fd (sockets.c makes each once) */
+CK_HIDDEN int ck_netlink_make(const struct ck_sock_file *sf, int base_fd);
 
 /* sk-packet.c */
 CK_HIDDEN void ck_packet_save(struct ck_writer *w, const struct ck_fd *f, int type);
 /* The "packet" key of a socket's map; 1 when it was ours, -1 when damaged. */
 CK_HIDDEN int ck_packet_parse(struct cb_dec *d, const char *k, size_t kl, struct ck_img_socket *s);
-CK_HIDDEN void ck_packet_create_shared(struct ck_sock_file *socks, size_t n, struct ck_objects *objs, int base_fd);
+/* The socket made again, above base_fd (sockets.c makes each once) */
+CK_HIDDEN int ck_packet_make(const struct ck_sock_file *sf, int base_fd);
 
 /* sk-timewait.c: the addresses of a connection the restart brings back
  * (peer unset: a listener's address, whose accepted connections the
