@@ -381,7 +381,7 @@ test('--files-max: a checkpoint beyond it fails naming the file and its size, th
   }
 });
 
-test('an empty log the program holds open for appending and removes after the checkpoint (DMTCP syscall-tester): the restart makes it again, empty, and the program goes on', async () => {
+test('an empty log the program holds open for appending and removes after the checkpoint (DMTCP syscall-tester): the restart makes it again, empty, and the program goes on; twice', async () => {
   const scope = new Scope('files-empty-log');
   try {
     const work = scope.dir('work');
@@ -393,20 +393,22 @@ test('an empty log the program holds open for appending and removes after the ch
       `os.unlink(${JSON.stringify(log)})\nprint('removed', flush=True)\ntime.sleep(0.3)\n` +
       `os.write(fd, b'x')\nprint('end', os.fstat(fd).st_size, flush=True)\n`;
     const ck = scope.ckptDir('ck');
-    const p = scope.launch({ program: [realPython(), '-c', job], dir: ck, label: 'ckrun empty log' });
+    let p = scope.launch({ program: [realPython(), '-c', job], dir: ck, label: 'ckrun empty log' });
     await p.waitForLine('ready');
-    await checkpoint(ck);
+    for (const round of [1, 2]) {
+      await checkpoint(ck);
+      fs.writeFileSync(go, '');
+      await until(p, () => p.lines.includes('removed'), 'the log removed');
+      await kill9Session(p, ck, `empty log, round ${round}`);
+      fs.rmSync(go);
+      assert.not.ok(fs.existsSync(log), 'the log is gone before the restart');
+      p = scope.restart({ dir: ck, label: `ckrun restart ${round} (empty log)` });
+      await until(p, () => fs.existsSync(log), 'the log made again');
+      assert.is(fs.statSync(log).size, 0, 'made again empty');
+    }
     fs.writeFileSync(go, '');
-    await p.waitForLine('removed');
-    await kill9Session(p, ck, 'empty log');
-    fs.rmSync(go);
-    assert.not.ok(fs.existsSync(log), 'the log is gone before the restart');
-    const r = scope.restart({ dir: ck, label: 'ckrun restart (empty log)' });
-    await until(r, () => fs.existsSync(log), 'the log made again');
-    assert.is(fs.statSync(log).size, 0, 'made again empty');
-    fs.writeFileSync(go, '');
-    assert.is((await r.waitExit()).code, 0, r.describe());
-    assert.ok(r.lines.includes('end 1'), r.describe());
+    assert.is((await p.waitExit()).code, 0, p.describe());
+    assert.ok(p.lines.includes('end 1'), p.describe());
   } finally {
     await scope.cleanup();
   }
