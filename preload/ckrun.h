@@ -453,8 +453,15 @@ CK_HIDDEN int ck_written_before(int dirfd, const char *path, int flags);
 /* for a file an exclusive create just made (mkstemp), what
  * ck_written_before would have learnt */
 CK_HIDDEN int ck_written_made(void);
-/* before a rename: the file at each name kept as it was at the checkpoint (up to 8 MiB) */
-CK_HIDDEN void ck_written_renaming(int fromdir, const char *from, int todir, const char *to);
+/* before a rename: the file at each name kept as it was at the checkpoint
+ * (up to 8 MiB), and the move told; ck_written_made()'s answer */
+CK_HIDDEN int ck_written_moving(int fromdir, const char *from, int todir, const char *to, unsigned flags);
+/* after a call that made the name path (mkdir, symlink, link, mknod), or
+ * a rename that moved an entry there; before: ck_written_made()'s */
+CK_HIDDEN void ck_written_named(int dirfd, const char *path, int before);
+/* before link(): the new name told; ck_written_made()'s answer */
+CK_HIDDEN int ck_written_linking(int fromdir, const char *from, int todir, const char *to, int flags);
+CK_HIDDEN void ck_written_moved(int dirfd, const char *path, int before);
 CK_HIDDEN void ck_written_restored(void);
 /* fds.c: a /proc list of mappings with counts read part way: 1 (s->msg says which) */
 CK_HIDDEN int ck_files_read_part_way(struct ck_scratch *s);

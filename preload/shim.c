@@ -97,6 +97,16 @@ static int (*real_mkostemps64)(char *, int, int);
 static int (*real_rename)(const char *, const char *);
 static int (*real_renameat)(int, const char *, int, const char *);
 static int (*real_renameat2)(int, const char *, int, const char *, unsigned);
+static int (*real_mkdir)(const char *, mode_t);
+static int (*real_mkdirat)(int, const char *, mode_t);
+static int (*real_symlink)(const char *, const char *);
+static int (*real_symlinkat)(const char *, int, const char *);
+static int (*real_link)(const char *, const char *);
+static int (*real_linkat)(int, const char *, int, const char *, int);
+static int (*real_mknod)(const char *, mode_t, dev_t);
+static int (*real_mknodat)(int, const char *, mode_t, dev_t);
+static int (*real_mkfifo)(const char *, mode_t);
+static int (*real_mkfifoat)(int, const char *, mode_t);
 static FILE *(*real_fopen)(const char *, const char *);
 static FILE *(*real_fopen64)(const char *, const char *);
 static FILE *(*real_freopen)(const char *, const char *, FILE *);
@@ -163,6 +173,16 @@ static void resolve_all(void)
 	RESOLVE(rename);
 	RESOLVE(renameat);
 	RESOLVE(renameat2);
+	RESOLVE(mkdir);
+	RESOLVE(mkdirat);
+	RESOLVE(symlink);
+	RESOLVE(symlinkat);
+	RESOLVE(link);
+	RESOLVE(linkat);
+	RESOLVE(mknod);
+	RESOLVE(mknodat);
+	RESOLVE(mkfifo);
+	RESOLVE(mkfifoat);
 	RESOLVE(fopen);
 	RESOLVE(fopen64);
 	RESOLVE(freopen);
@@ -742,23 +762,130 @@ CK_EXPORT int mkostemps64(char *tmpl, int suffixlen, int flags)
 }
 
 /* A rename replaces the file at the new name and takes the old name away:
- * both kept as they were at the checkpoint first (written.c). */
+ * both kept as they were at the checkpoint first, and the move told, so
+ * that a restart moves the entry back (written.c). */
 CK_EXPORT int rename(const char *from, const char *to)
 {
-	ck_written_renaming(AT_FDCWD, from, AT_FDCWD, to);
-	return REAL(rename)(from, to);
+	int before = ck_written_moving(AT_FDCWD, from, AT_FDCWD, to, 0);
+	int r = REAL(rename)(from, to);
+	if (r == 0)
+		ck_written_moved(AT_FDCWD, to, before);
+	return r;
 }
 
 CK_EXPORT int renameat(int fromdir, const char *from, int todir, const char *to)
 {
-	ck_written_renaming(fromdir, from, todir, to);
-	return REAL(renameat)(fromdir, from, todir, to);
+	int before = ck_written_moving(fromdir, from, todir, to, 0);
+	int r = REAL(renameat)(fromdir, from, todir, to);
+	if (r == 0)
+		ck_written_moved(todir, to, before);
+	return r;
 }
 
 CK_EXPORT int renameat2(int fromdir, const char *from, int todir, const char *to, unsigned flags)
 {
-	ck_written_renaming(fromdir, from, todir, to);
-	return REAL(renameat2)(fromdir, from, todir, to, flags);
+	int before = ck_written_moving(fromdir, from, todir, to, flags);
+	int r = REAL(renameat2)(fromdir, from, todir, to, flags);
+	if (r == 0) {
+		ck_written_moved(todir, to, before);
+		if (flags & RENAME_EXCHANGE)
+			ck_written_moved(fromdir, from, before);
+	}
+	return r;
+}
+
+/* Directories, symbolic links, hard links, FIFOs and device nodes made
+ * after a checkpoint are removed by a restart from it, like files
+ * (written.c): a job that makes a directory per step would otherwise find
+ * it there when it makes it again, and fail. */
+CK_EXPORT int mkdir(const char *path, mode_t mode)
+{
+	int before = ck_written_made();
+	int r = REAL(mkdir)(path, mode);
+	if (r == 0)
+		ck_written_named(AT_FDCWD, path, before);
+	return r;
+}
+
+CK_EXPORT int mkdirat(int dirfd, const char *path, mode_t mode)
+{
+	int before = ck_written_made();
+	int r = REAL(mkdirat)(dirfd, path, mode);
+	if (r == 0)
+		ck_written_named(dirfd, path, before);
+	return r;
+}
+
+CK_EXPORT int symlink(const char *target, const char *path)
+{
+	int before = ck_written_made();
+	int r = REAL(symlink)(target, path);
+	if (r == 0)
+		ck_written_named(AT_FDCWD, path, before);
+	return r;
+}
+
+CK_EXPORT int symlinkat(const char *target, int dirfd, const char *path)
+{
+	int before = ck_written_made();
+	int r = REAL(symlinkat)(target, dirfd, path);
+	if (r == 0)
+		ck_written_named(dirfd, path, before);
+	return r;
+}
+
+CK_EXPORT int link(const char *from, const char *to)
+{
+	int before = ck_written_linking(AT_FDCWD, from, AT_FDCWD, to, 0);
+	int r = REAL(link)(from, to);
+	if (r == 0)
+		ck_written_named(AT_FDCWD, to, before);
+	return r;
+}
+
+CK_EXPORT int linkat(int fromdir, const char *from, int todir, const char *to, int flags)
+{
+	int before = ck_written_linking(fromdir, from, todir, to, flags);
+	int r = REAL(linkat)(fromdir, from, todir, to, flags);
+	if (r == 0)
+		ck_written_named(todir, to, before);
+	return r;
+}
+
+CK_EXPORT int mknod(const char *path, mode_t mode, dev_t dev)
+{
+	int before = ck_written_made();
+	int r = REAL(mknod)(path, mode, dev);
+	if (r == 0)
+		ck_written_named(AT_FDCWD, path, before);
+	return r;
+}
+
+CK_EXPORT int mknodat(int dirfd, const char *path, mode_t mode, dev_t dev)
+{
+	int before = ck_written_made();
+	int r = REAL(mknodat)(dirfd, path, mode, dev);
+	if (r == 0)
+		ck_written_named(dirfd, path, before);
+	return r;
+}
+
+CK_EXPORT int mkfifo(const char *path, mode_t mode)
+{
+	int before = ck_written_made();
+	int r = REAL(mkfifo)(path, mode);
+	if (r == 0)
+		ck_written_named(AT_FDCWD, path, before);
+	return r;
+}
+
+CK_EXPORT int mkfifoat(int dirfd, const char *path, mode_t mode)
+{
+	int before = ck_written_made();
+	int r = REAL(mkfifoat)(dirfd, path, mode);
+	if (r == 0)
+		ck_written_named(dirfd, path, before);
+	return r;
 }
 
 /* libc's stdio opens its files without going through open(). */

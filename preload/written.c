@@ -27,6 +27,10 @@
 #include "ckrun.h"
 #include "sys.h"
 
+#ifndef RENAME_EXCHANGE
+#define RENAME_EXCHANGE (1 << 1)
+#endif
+
 #define TOLD_SLOTS 64
 /* (dev, ino, how) of files told since the last checkpoint, by ino; a
  * lost race only tells a file twice */
@@ -130,10 +134,16 @@ static int ckrun_gone(long err)
  * before the change, with what it forked; a file it has just made (with
  * O_CREAT on no file, or O_EXCL: its own) is removed first, as if it had
  * ended before it made it. */
+static void remove_made(const char *path)
+{
+	if (CK_SYS3(SYS_unlinkat, AT_FDCWD, path, 0) == -EISDIR)
+		CK_SYS3(SYS_unlinkat, AT_FDCWD, path, AT_REMOVEDIR);
+}
+
 static void end_with_ckrun(const char *made_path)
 {
 	if (made_path)
-		CK_SYS3(SYS_unlinkat, AT_FDCWD, made_path, 0);
+		remove_made(made_path);
 	ck_kill_descendants();
 	ck_kill((int)ck_getpid(), SIGKILL);
 }
@@ -197,12 +207,13 @@ CK_HIDDEN void ck_written_abandon(void)
 {
 	for (int i = 0; i < PENDING_SLOTS; i++)
 		if (__atomic_load_n(&pending_used[i], __ATOMIC_SEQ_CST) == 1)
-			CK_SYS3(SYS_unlinkat, AT_FDCWD, pending_path[i], 0);
+			remove_made(pending_path[i]);
 }
 
 static void keep_again_if_passed(int fd, int flags, int before);
 enum keep_answer { KEEP_FAILED, KEEP_DONE, KEEP_NOTHING, KEEP_GONE };
 static enum keep_answer ask_ckrun(const char *head, size_t hlen, const char *path, size_t plen);
+static enum keep_answer ask_ckrun_iov(struct iovec *iov, int n);
 
 /* fd was just opened with flags by the program; before: what
  * ck_written_before learnt (the path had no file: made). */
@@ -280,6 +291,13 @@ CK_HIDDEN void ck_written_restored(void)
 /* Sends the line and waits for ckrun's one-line answer. */
 static enum keep_answer ask_ckrun(const char *head, size_t hlen, const char *path, size_t plen)
 {
+	struct iovec iov[3] = {{(void *)head, hlen}, {(void *)path, plen}, {(void *)"\n", 1}};
+	return ask_ckrun_iov(iov, 3);
+}
+
+/* The line is iov[0..n), its end included. */
+static enum keep_answer ask_ckrun_iov(struct iovec *iov, int n_iov)
+{
 	int fd = ck_session_connect(ck_session.sock);
 	if (fd < 0)
 		return fd == -ECONNREFUSED ? KEEP_GONE : KEEP_FAILED;
@@ -288,14 +306,16 @@ static enum keep_answer ask_ckrun(const char *head, size_t hlen, const char *pat
 		ck_close(fd);
 		return KEEP_FAILED;
 	}
-	struct iovec iov[3] = {{(void *)head, hlen}, {(void *)path, plen}, {(void *)"\n", 1}};
-	struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 3};
+	long want = 0;
+	for (int i = 0; i < n_iov; i++)
+		want += (long)iov[i].iov_len;
+	struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n_iov};
 	enum keep_answer a = KEEP_FAILED;
 	unsigned at = __atomic_load_n(&checkpoints_seen, __ATOMIC_SEQ_CST);
 	long sent = CK_SYS3(SYS_sendmsg, fd, &msg, MSG_NOSIGNAL);
 	if (sent < 0 && ckrun_gone(sent))
 		a = KEEP_GONE;
-	if (sent == (long)(hlen + plen + 1)) {
+	if (sent == want) {
 		char buf[32];
 		for (int w = 0; w < KEEP_WAITS && __atomic_load_n(&checkpoints_seen, __ATOMIC_SEQ_CST) == at; w++) {
 			struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -390,19 +410,155 @@ CK_HIDDEN int ck_written_made(void)
 	return BEFORE_SEEN(at) | BEFORE_MADE;
 }
 
+/* The absolute path a rename gives its entry: the directory's as the
+ * kernel resolves it, and the last component; 0 when it cannot be told. */
+static long new_name_path(int dirfd, const char *to, char *out, size_t cap)
+{
+	size_t len = ck_strlen(to), end = len, start;
+	while (end > 1 && to[end - 1] == '/')
+		end--;
+	start = end;
+	while (start > 0 && to[start - 1] != '/')
+		start--;
+	size_t last = end - start;
+	if (last == 0 || (last == 1 && to[start] == '.') || (last == 2 && to[start] == '.' && to[start + 1] == '.'))
+		return 0;
+	char dir[4096];
+	if (start >= sizeof dir)
+		return 0;
+	if (start == 0) {
+		dir[0] = '.';
+		dir[1] = 0;
+	} else {
+		ck_memcpy(dir, to, start);
+		dir[start] = 0;
+	}
+	long pd = ck_openat(dirfd, dir, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+	if (pd < 0)
+		return 0;
+	long n = ck_fd_link((int)pd, out, cap);
+	ck_close((int)pd);
+	if (n <= 0 || out[0] != '/' || (size_t)n + 1 + last >= cap)
+		return 0;
+	if (n > 1)
+		out[n++] = '/';
+	ck_memcpy(out + n, to + start, last);
+	n += (long)last;
+	out[n] = 0;
+	return n;
+}
+
+/* "moveq DEV INO FROM\0TO" before a rename, answered once ckrun noted it:
+ * a restart from the newest checkpoint (and the one before) moves the
+ * entry at TO back to FROM while TO is still that very entry. Asked
+ * before the rename, so that the note is only ever in checkpoints taken
+ * before it; a checkpoint during the request: asked again for that one. A
+ * checkpoint between the answer and the rename goes without the note (the
+ * rename may have come before it). ckrun notes only an entry born before
+ * the checkpoint: one born after is told as made, at its new name. */
+static void tell_move(const char *word, int fromdir, const char *from, int follow, int todir, const char *to)
+{
+	for (int round = 0; round < 4; round++) {
+		unsigned at = __atomic_load_n(&checkpoints_seen, __ATOMIC_SEQ_CST);
+		struct stat st;
+		char src[4096], dst[4096], head[96];
+		long pf = ck_openat(fromdir, from, O_PATH | (follow ? 0 : O_NOFOLLOW) | O_CLOEXEC, 0);
+		if (pf < 0)
+			return;
+		long n = ck_fstat((int)pf, &st) == 0 ? ck_fd_link((int)pf, src, sizeof src) : -1;
+		ck_close((int)pf);
+		if (n <= 0 || n >= (long)sizeof src - 1 || src[0] != '/' || has_line_end(src, n))
+			return;
+		long m = new_name_path(todir, to, dst, sizeof dst);
+		if (m <= 0 || has_line_end(dst, m) || ck_streq(src, dst))
+			return;
+		struct iovec iov[5] = {{head, line_head(head, sizeof head, word, &st)},
+				       {src, (size_t)n},
+				       {(void *)"", 1},
+				       {dst, (size_t)m},
+				       {(void *)"\n", 1}};
+		enum keep_answer a = ask_ckrun_iov(iov, 5);
+		if (a == KEEP_GONE)
+			end_with_ckrun(0); /* before the rename */
+		if (__atomic_load_n(&checkpoints_seen, __ATOMIC_SEQ_CST) == at)
+			return;
+	}
+}
+
 /* The file the rename replaces and the one it moves are kept as files the
  * program rewrites whole ('t': up to 8 MiB; a restart puts them back at
- * their names, making the moved one again under its old name): a rename
- * changes no byte, and copying a large file the program moves into place
- * would stall it. ckrun keeps neither when it was made after the
- * checkpoint (a temporary file renamed over the real one: a restart
- * removes it anyway). */
-CK_HIDDEN void ck_written_renaming(int fromdir, const char *from, int todir, const char *to)
+ * their names): copying a large file the program moves into place would
+ * stall it. ckrun keeps neither when it was made after the checkpoint (a
+ * temporary file renamed over the real one: a restart removes it anyway).
+ * Then the move is told (tell_move). */
+CK_HIDDEN int ck_written_moving(int fromdir, const char *from, int todir, const char *to, unsigned flags)
 {
 	if (!from || !to)
-		return;
+		return 0;
 	ck_written_before(todir, to, O_WRONLY | O_TRUNC);
 	ck_written_before(fromdir, from, O_WRONLY | O_TRUNC);
+	int before = ck_written_made();
+	/* an exchange moves two entries, which a restart does not swap back */
+	if (before && !(flags & RENAME_EXCHANGE))
+		tell_move("moveq ", fromdir, from, 0, todir, to);
+	return ck_written_made();
+}
+
+/* Before link(): a new name for an existing entry is told like a move
+ * ("linkq"), and a restart from an earlier checkpoint removes that name
+ * while another still holds the entry. Only a name that is free now: a
+ * link that fails on a name that is there must not have it removed. */
+CK_HIDDEN int ck_written_linking(int fromdir, const char *from, int todir, const char *to, int flags)
+{
+	int before = ck_written_made();
+	struct stat st;
+	if (!before || !from || !to || !from[0] || (flags & AT_EMPTY_PATH) ||
+	    CK_SYS4(SYS_newfstatat, todir, to, &st, AT_SYMLINK_NOFOLLOW) != -ENOENT)
+		return before;
+	tell_move("linkq ", fromdir, from, flags & AT_SYMLINK_FOLLOW, todir, to);
+	return ck_written_made();
+}
+
+/* A name made since the checkpoint (a directory, symbolic link, hard
+ * link, FIFO, device node, or an entry a rename moved there) is told as
+ * made, like a file an open made, and the program goes on once ckrun
+ * noted it. ckrun notes only an entry born after the checkpoint (an old
+ * file moved or linked to a new name is not: it is not ckrun's to remove)
+ * and a restart removes it while the name still shows that very entry.
+ * If ckrun is gone, a new name is taken back before the process ends; an
+ * entry moved there stays, as nothing else holds it. */
+static void tell_named(int dirfd, const char *path, int before, int take_back)
+{
+	if (!(before & BEFORE_MADE) || !path || !ck_session.active || !ck_session.sock[0])
+		return;
+	long pf = ck_openat(dirfd, path, O_PATH | O_NOFOLLOW | O_CLOEXEC, 0);
+	if (pf < 0)
+		return;
+	struct stat st;
+	char real[4096];
+	long n = -1;
+	if (ck_fstat((int)pf, &st) == 0)
+		n = ck_fd_link((int)pf, real, sizeof real);
+	ck_close((int)pf);
+	if (n <= 0 || n >= (long)sizeof real - 1 || real[0] != '/' || has_line_end(real, n))
+		return;
+	if (ck_starts_with(real, "/proc/") || ck_starts_with(real, "/sys/") || ck_starts_with(real, "/dev/"))
+		return;
+	char head[96];
+	int slot = take_back ? claim_pending(real, n) : -1;
+	if (ask_ckrun(head, line_head(head, sizeof head, "madeq ", &st), real, (size_t)n) == KEEP_GONE)
+		end_with_ckrun(take_back ? real : 0);
+	release_pending(slot);
+}
+
+CK_HIDDEN void ck_written_named(int dirfd, const char *path, int before)
+{
+	tell_named(dirfd, path, before, 1);
+}
+
+CK_HIDDEN void ck_written_moved(int dirfd, const char *path, int before)
+{
+	tell_named(dirfd, path, before, 0);
 }
 
 /* A checkpoint came between ckrun's keep and the open itself: nothing is

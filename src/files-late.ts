@@ -11,15 +11,16 @@
 // then, and ckrun adds it to the newest generation, beside the manifest
 // (`files-late.jsonl`, a line appended for each). A restart from that
 // generation puts it back with the others, and removes the files the
-// program made after the checkpoint (`made`).
-import { closeSync, fstatSync, lstatSync, openSync, readFileSync, rmSync, unlinkSync, writeSync, constants as FS } from 'node:fs';
+// program made after the checkpoint (`made`), and the directories, links,
+// FIFOs and device nodes it made, and what it moved to a new name.
+import { closeSync, fstatSync, lstatSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, unlinkSync, writeSync, constants as FS, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
-import { FILES_DIR, FilesError, ignoredPath, parseFilesRecord, saveLateFile, type MadeFile, type SavedFile } from './files.js';
+import { FILES_DIR, FilesError, ignoredPath, parseFilesRecord, saveLateFile, type MadeFile, type MovedEntry, type SavedFile } from './files.js';
 import type { WrittenFile } from './files-written.js';
 
 /**
  * The generation's log of what it learnt after it was taken: one JSON
- * object per line, `{"saved": SavedFile}` or `{"made": MadeFile}` (times
+ * object per line, `{"saved": SavedFile}`, `{"made": MadeFile}` or `{"moved": MovedEntry}` (times
  * as decimal strings), appended (never rewritten) as it is learnt. A last
  * line without its line end (ckrun died while writing it) is ignored.
  */
@@ -29,6 +30,7 @@ export const LATE_FILES = 'files-late.jsonl';
 export interface LateRecord {
   saved: SavedFile[];
   made: MadeFile[];
+  moved: MovedEntry[];
 }
 
 const uint = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
@@ -39,6 +41,15 @@ function parseMade(v: unknown): MadeFile | undefined {
   const bt = m['btime_ns'];
   if (typeof m['path'] !== 'string' || !m['path'].startsWith('/') || !uint(m['dev']) || !uint(m['ino']) || !decimal(bt)) return undefined;
   return { path: m['path'], dev: m['dev'], ino: m['ino'], btime_ns: BigInt(bt) };
+}
+
+function parseMoved(v: unknown): MovedEntry | undefined {
+  const m = (typeof v === 'object' && v !== null ? v : {}) as Record<string, unknown>;
+  const bt = m['btime_ns'];
+  const abs = (x: unknown): x is string => typeof x === 'string' && x.startsWith('/');
+  if (!abs(m['from']) || !abs(m['to']) || !uint(m['dev']) || !uint(m['ino']) || !decimal(bt)) return undefined;
+  if (m['link'] !== undefined && m['link'] !== true) return undefined;
+  return { from: m['from'], to: m['to'], dev: m['dev'], ino: m['ino'], btime_ns: BigInt(bt), ...(m['link'] ? { link: true as const } : {}) };
 }
 
 function parseSaved(v: unknown): SavedFile | string {
@@ -68,7 +79,7 @@ export function readLate(genPath: string): LateRecord {
   try {
     fd = openSync(path, FS.O_RDONLY | FS.O_NOFOLLOW);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { saved: [], made: [] };
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { saved: [], made: [], moved: [] };
     throw new FilesError(`${what} cannot be read: ${(e as Error).message}`);
   }
   let text: string;
@@ -79,7 +90,7 @@ export function readLate(genPath: string): LateRecord {
   } finally {
     closeSync(fd);
   }
-  const out: LateRecord = { saved: [], made: [] };
+  const out: LateRecord = { saved: [], made: [], moved: [] };
   const lines = text.split('\n');
   lines.pop(); // after the last line end: empty, or a line ckrun did not finish
   lines.forEach((line, i) => {
@@ -98,6 +109,10 @@ export function readLate(genPath: string): LateRecord {
       const m = parseMade(o['made']);
       if (!m) throw new FilesError(`${what} is damaged at line ${i + 1}: a malformed made entry`);
       out.made.push(m);
+    } else if (o['moved'] !== undefined) {
+      const m = parseMoved(o['moved']);
+      if (!m) throw new FilesError(`${what} is damaged at line ${i + 1}: a malformed moved entry`);
+      out.moved.push(m);
     } else throw new FilesError(`${what} is damaged at line ${i + 1}`);
   });
   return out;
@@ -108,7 +123,7 @@ export function readLate(genPath: string): LateRecord {
  * blocks are checked against their hashes at restart, so after a power
  * failure a line or file lost is a file not put back, never a wrong one.
  */
-function appendLate(genPath: string, entry: { saved: SavedFile } | { made: MadeFile }): void {
+function appendLate(genPath: string, entry: { saved: SavedFile } | { made: MadeFile } | { moved: MovedEntry }): void {
   const line = JSON.stringify(entry, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x)) + '\n';
   const fd = openSync(join(genPath, LATE_FILES), FS.O_WRONLY | FS.O_APPEND | FS.O_CREAT | FS.O_NOFOLLOW, 0o600);
   try {
@@ -118,10 +133,13 @@ function appendLate(genPath: string, entry: { saved: SavedFile } | { made: MadeF
   }
 }
 
+const movedKey = (e: MovedEntry): string => `${e.dev}:${e.ino}:${e.btime_ns}:${e.link ? 'l' : 'm'}:${e.from}\0${e.to}`;
+
 /** The newest generation of a session, and the files it holds (by dev:ino): what a `keep` adds to. */
 export class LateFiles {
   private readonly have: Set<string>;
   private readonly madeHere: Set<string>;
+  private readonly movedHere: Set<string>;
   /** The next files/late-<k> name. */
   private nextK: number;
 
@@ -135,22 +153,24 @@ export class LateFiles {
     saved: readonly SavedFile[],
     readonly sinceNs: bigint,
   ) {
-    let late: LateRecord = { saved: [], made: [] };
+    let late: LateRecord = { saved: [], made: [], moved: [] };
     try {
       late = readLate(genPath);
     } catch {
       // damaged: the restart says so; what is learnt now is added after it
     }
     this.have = new Set([...saved, ...late.saved].map((f) => `${f.dev}:${f.ino}`));
-    this.madeHere = new Set(late.made.map((m) => `${m.dev}:${m.ino}:${m.btime_ns}`));
+    this.movedHere = new Set(late.moved.map(movedKey));
+    this.madeHere = new Set(late.made.map((m) => `${m.dev}:${m.ino}:${m.btime_ns}:${m.path}`));
     this.nextK = 1 + Math.max(-1, ...late.saved.map((f) => Number(/late-(\d+)\.tab$/.exec(f.table)?.[1] ?? -1)));
   }
 
   /**
-   * Notes a file the program made (its shim's `made`) if it was born after
-   * the generation's checkpoint, and returns it; a file born before (the
-   * line came late, after a newer checkpoint that has the file) is left
-   * alone: it is never removed by mistake.
+   * Notes an entry the program made (its shim's `made`: a file, directory,
+   * link, FIFO or device node, or one it moved to this name) if it was born
+   * after the generation's checkpoint, and returns it; one born before (the
+   * line came late, after a newer checkpoint that has it; an old file moved
+   * or linked to a new name) is left alone: it is never removed by mistake.
    */
   made(f: { path: string; dev: number; ino: number }, skipDirs: readonly string[]): MadeFile | undefined {
     if (ignoredPath(f.path, skipDirs)) return undefined;
@@ -160,13 +180,36 @@ export class LateFiles {
     } catch {
       return undefined;
     }
-    if (!st.isFile() || st.dev !== BigInt(f.dev) || st.ino !== BigInt(f.ino) || st.birthtimeNs <= this.sinceNs) return undefined;
-    const key = `${f.dev}:${f.ino}:${st.birthtimeNs}`;
+    if (st.dev !== BigInt(f.dev) || st.ino !== BigInt(f.ino) || st.birthtimeNs <= this.sinceNs) return undefined;
+    const key = `${f.dev}:${f.ino}:${st.birthtimeNs}:${f.path}`;
     if (this.madeHere.has(key)) return undefined;
     const m: MadeFile = { path: f.path, dev: f.dev, ino: f.ino, btime_ns: st.birthtimeNs };
     appendLate(this.genPath, { made: m });
     this.madeHere.add(key);
     return m;
+  }
+
+  /**
+   * Notes that the program is about to move the entry at m.from to m.to (its
+   * shim's `moveq`, answered before the rename) if it was born before the
+   * generation's checkpoint, and returns the note; one born after is told
+   * as made at its new name once moved.
+   */
+  moved(m: { dev: number; ino: number; from: string; to: string; link?: true }, skipDirs: readonly string[]): MovedEntry | undefined {
+    if (ignoredPath(m.from, skipDirs) || ignoredPath(m.to, skipDirs)) return undefined;
+    let st;
+    try {
+      st = lstatSync(m.from, { bigint: true });
+    } catch {
+      return undefined;
+    }
+    if (st.dev !== BigInt(m.dev) || st.ino !== BigInt(m.ino) || st.birthtimeNs > this.sinceNs) return undefined;
+    const e: MovedEntry = { from: m.from, to: m.to, dev: m.dev, ino: m.ino, btime_ns: st.birthtimeNs, ...(m.link ? { link: true as const } : {}) };
+    // told again after a checkpoint during the request: once is enough
+    if (this.movedHere.has(movedKey(e))) return undefined;
+    appendLate(this.genPath, { moved: e });
+    this.movedHere.add(movedKey(e));
+    return e;
   }
 
   /**
@@ -202,31 +245,102 @@ export class LateFiles {
 }
 
 /**
- * At restart, before any process exists: the files the program made after
- * the checkpoint are removed, each only while its path still names that
- * very file (dev, inode and birth time; never through a link) and, in a
- * restart of another user's generation, only that user's. The paths
- * removed; what could not be removed is told through warn (the restarted
- * program then finds it there).
+ * At restart, before any process exists: the entries the program made after
+ * the checkpoint are removed, and those it moved are moved back, each only
+ * while its path still names that very entry (dev, inode and birth time;
+ * never through a link) and, in a restart of another user's generation,
+ * only that user's. Files, links and the like are removed first, then the
+ * moves undone, newest first, each only onto a free name, then directories
+ * removed, deepest first, with what they hold that was born after them (so
+ * after the checkpoint: a tree made elsewhere and moved in, whose entries
+ * were told under their old names); a directory that still holds something
+ * older stays. What was done, one line each; what could not be done is
+ * told through warn (the restarted program then finds it so).
  */
-export function removeMadeFiles(made: readonly MadeFile[], owner: number | undefined, warn: (line: string) => void): string[] {
+export function removeMadeFiles(made: readonly MadeFile[], owner: number | undefined, warn: (line: string) => void, moved: readonly MovedEntry[] = []): string[] {
   const out: string[] = [];
   const me = process.geteuid?.() ?? -1;
-  for (const m of made) {
+  const dirs: MadeFile[] = [];
+  const stillThere = (m: { path: string; dev: number; ino: number; btime_ns: bigint }): BigIntStats | undefined => {
     let st;
     try {
       st = lstatSync(m.path, { bigint: true });
     } catch {
-      continue; /* gone already */
+      return undefined; /* gone already */
     }
-    if (!st.isFile() || st.dev !== BigInt(m.dev) || st.ino !== BigInt(m.ino) || st.birthtimeNs !== m.btime_ns) continue;
-    if (owner !== undefined && owner !== me && st.uid !== BigInt(owner)) continue;
+    if (st.dev !== BigInt(m.dev) || st.ino !== BigInt(m.ino) || st.birthtimeNs !== m.btime_ns) return undefined;
+    if (owner !== undefined && owner !== me && st.uid !== BigInt(owner)) return undefined;
+    return st;
+  };
+  const remove = (m: MadeFile, how: (p: string) => void): void => {
     try {
-      unlinkSync(m.path);
-      out.push(m.path);
+      how(m.path);
+      out.push(`${m.path} (removed: made after the checkpoint)`);
     } catch (e) {
-      warn(`${m.path}, made by the program after the checkpoint, cannot be removed (${(e as Error).message}): the restarted program finds it there`);
+      const code = (e as NodeJS.ErrnoException).code;
+      const why = code === 'ENOTEMPTY' ? 'it is not empty' : (e as Error).message;
+      warn(`${m.path}, made by the program after the checkpoint, cannot be removed (${why}): the restarted program finds it there`);
+    }
+  };
+  for (const m of made) {
+    const st = stillThere(m);
+    if (!st) continue;
+    if (st.isDirectory()) dirs.push(m);
+    else remove(m, unlinkSync);
+  }
+  for (const m of [...moved].reverse()) {
+    const st = stillThere({ ...m, path: m.to });
+    if (!st) continue;
+    if (m.link) {
+      // only while another name holds it: never the entry's last name
+      if (st.nlink < 2n) continue;
+      try {
+        unlinkSync(m.to);
+        out.push(`${m.to} (removed: a name of ${m.from} made after the checkpoint)`);
+      } catch (e) {
+        warn(`${m.to}, a name of ${m.from} made after the checkpoint, cannot be removed (${(e as Error).message}): the restarted program finds it there`);
+      }
+      continue;
+    }
+    try {
+      lstatSync(m.from);
+      warn(`${m.to} was moved there from ${m.from} after the checkpoint, and ${m.from} is taken now: the restarted program finds it at ${m.to}`);
+      continue;
+    } catch {
+      // free: moved back below
+    }
+    try {
+      renameSync(m.to, m.from);
+      out.push(`${m.from} (moved back from ${m.to})`);
+    } catch (e) {
+      warn(`${m.to} was moved there from ${m.from} after the checkpoint and cannot be moved back (${(e as Error).message}): the restarted program finds it at ${m.to}`);
     }
   }
+  const depth = (p: string): number => p.split('/').length;
+  for (const m of dirs.sort((a, b) => depth(b.path) - depth(a.path))) {
+    const st = stillThere(m);
+    if (st) remove(m, (p) => removeBornSince(p, st.dev, m.btime_ns, owner === me ? undefined : owner));
+  }
   return out;
+}
+
+/**
+ * Removes the directory dir (on device dev) with every entry in it born at
+ * or after bound (ns) and, when owner is given, owned by owner; never
+ * through a link or into another file system. ENOTEMPTY when something
+ * older or another user's stays.
+ */
+function removeBornSince(dir: string, dev: bigint, bound: bigint, owner: number | undefined): void {
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    const st = lstatSync(p, { bigint: true });
+    if (st.dev !== dev || st.birthtimeNs < bound || (owner !== undefined && st.uid !== BigInt(owner))) continue;
+    try {
+      if (st.isDirectory()) removeBornSince(p, dev, bound, owner);
+      else unlinkSync(p);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOTEMPTY') throw e;
+    }
+  }
+  rmdirSync(dir);
 }

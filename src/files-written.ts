@@ -31,6 +31,16 @@ export function parseWrote(rest: string): WrittenFile | undefined {
   return { path: m[4]!, dev, ino, how: HOW[m[1] as keyof typeof HOW] };
 }
 
+/** `moveq DEV INO FROM\0TO`: an entry about to be renamed (the rest of the line after the word). */
+export function parseMove(rest: string): { dev: number; ino: number; from: string; to: string } | undefined {
+  const m = /^([0-9]+) ([0-9]+) (\/[^\0]*)\0(\/[^\0]*)$/s.exec(rest);
+  if (!m) return undefined;
+  const dev = Number(m[1]);
+  const ino = Number(m[2]);
+  if (!Number.isSafeInteger(dev) || !Number.isSafeInteger(ino)) return undefined;
+  return { dev, ino, from: m[3]!, to: m[4]! };
+}
+
 /** By (dev, ino); a file leaves when a checkpoint finds its path gone or another file's. */
 export class WrittenFiles {
   private readonly files = new Map<string, WrittenFile>();
@@ -75,6 +85,24 @@ export function mayHaveWritten(f: WrittenFile, by: PeerCred | undefined): boolea
   if (!st.isFile() || st.dev !== f.dev || st.ino !== f.ino) return false;
   if (st.uid === by.uid || (st.mode & 0o002) !== 0) return true;
   return (st.mode & 0o020) !== 0 && groupsOf(by).includes(st.gid);
+}
+
+/**
+ * Whether the process by could have made the entry f names: a file it may
+ * write, or another entry (a directory, link, FIFO, device node) that is its
+ * user's, as the one who makes an entry owns it.
+ */
+export function mayHaveMade(f: WrittenFile, by: PeerCred | undefined): boolean {
+  if (!by) return false;
+  if (by.uid === 0) return true;
+  let st;
+  try {
+    st = lstatSync(f.path);
+  } catch {
+    return false;
+  }
+  if (st.dev !== f.dev || st.ino !== f.ino) return false;
+  return st.isFile() ? mayHaveWritten(f, by) : st.uid === by.uid;
 }
 
 function groupsOf(by: PeerCred): number[] {

@@ -117,12 +117,30 @@ export interface MadeFile {
   btime_ns: bigint;
 }
 
+/**
+ * An entry that was at `from` at the checkpoint and that the program moved
+ * to `to` after it (its shim's `moveq`, told before the rename): a restart
+ * moves it back while `to` is still that entry and `from` is free. With
+ * `link`, `to` is a new name the program gave it (`linkq`, before link()):
+ * a restart removes that name while another still holds the entry.
+ */
+export interface MovedEntry {
+  from: string;
+  to: string;
+  dev: number;
+  ino: number;
+  btime_ns: bigint;
+  link?: true;
+}
+
 /** The manifest's `files`. */
 export interface FilesRecord {
   policy: FilesPolicy;
   saved: SavedFile[];
   /** Not in the manifest: files made after the checkpoint, from files-late.jsonl. */
   made?: MadeFile[];
+  /** Not in the manifest: entries moved after the checkpoint, from files-late.jsonl, in the order they were told. */
+  moved?: MovedEntry[];
   stdio: StdioFile[];
   /** `--snapshot-dir`: the directory trees saved with the generation (src/snapdir.ts). */
   dirs?: DirSnapshot[];

@@ -283,12 +283,12 @@ function withLateFiles(genDir: string, m: Manifest): Manifest {
   } catch (e) {
     throw new ManifestError(join(genDir, MANIFEST), `cannot be used: ${(e as Error).message}`);
   }
-  if ((late.saved.length === 0 && late.made.length === 0) || (m.files && m.files.policy !== 'snapshot')) return m;
+  if ((late.saved.length === 0 && late.made.length === 0 && late.moved.length === 0) || (m.files && m.files.policy !== 'snapshot')) return m;
   const have = new Set((m.files?.saved ?? []).map((f) => `${f.dev}:${f.ino}`));
   const files = m.files ?? { policy: 'snapshot', saved: [], stdio: [] };
   return {
     ...m,
-    files: { ...files, saved: [...files.saved, ...late.saved.filter((f) => !have.has(`${f.dev}:${f.ino}`))], ...(late.made.length ? { made: late.made } : {}) },
+    files: { ...files, saved: [...files.saved, ...late.saved.filter((f) => !have.has(`${f.dev}:${f.ino}`))], ...(late.made.length ? { made: late.made } : {}), ...(late.moved.length ? { moved: late.moved } : {}) },
   };
 }
 

@@ -351,7 +351,13 @@ function formatFiles(f: FilesRecord): string {
     out.push(
       `  snapshot directory ${d.path}: ${d.entries} entries, ${formatBytes(d.bytes)} in files, ${formatBytes(d.stored)} copied here (the rest linked); restart puts the tree back as it was\n`,
     );
-  for (const m of f.made ?? []) out.push(`  made after the checkpoint: ${m.path} (restart removes it while it is that file)\n`);
+  for (const m of f.made ?? []) out.push(`  made after the checkpoint: ${m.path} (restart removes it while it is that entry)\n`);
+  for (const m of f.moved ?? [])
+    out.push(
+      m.link
+        ? `  named after the checkpoint: ${m.to}, a link of ${m.from} (restart removes that name while another holds it)\n`
+        : `  moved after the checkpoint: ${m.from} to ${m.to} (restart moves it back while ${m.from} is free)\n`,
+    );
   return out.join('');
 }
 

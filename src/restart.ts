@@ -150,8 +150,8 @@ function putFilesBack(opts: RestartOptions, prepared: Prepared, warn: (line: str
     const owner = lstatSync(gen.path).uid;
     const dirs = record.dirs?.length ? restoreDirs(gen.path, record.dirs, { owner, keep: keptInPlace(record), skipDirs: snapshotSkips(opts, prepared) }) : undefined;
     // first: a file made at the path of one the checkpoint had (removed, then made again) gives way to it
-    const removed = removeMadeFiles(record.made ?? [], owner, warn);
-    done = [...(dirs?.changed ?? []), ...restoreFiles(gen.path, record, owner), ...removed.map((p) => `${p} (removed: made after the checkpoint)`)];
+    const removed = removeMadeFiles(record.made ?? [], owner, warn, record.moved ?? []);
+    done = [...(dirs?.changed ?? []), ...restoreFiles(gen.path, record, owner), ...removed];
     dirs?.finish();
   } catch (e) {
     if (e instanceof FilesError || e instanceof SnapshotDirError) throw new RestartError(e.message);

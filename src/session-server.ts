@@ -7,7 +7,7 @@
 import { closeSync, constants as fsConstants, openSync, unlinkSync } from 'node:fs';
 import type { Server, Socket } from 'node:net';
 import { errorMessage, SessionError } from './errors.js';
-import { parseWrote, type WrittenFile } from './files-written.js';
+import { parseMove, parseWrote, type WrittenFile } from './files-written.js';
 import { isNativeError, sendWithFd, socketFd, type PeerCred } from './native.js';
 import {
   checkJoin,
@@ -66,6 +66,8 @@ export interface ServerEvents {
   wrote(f: WrittenFile, by: PeerCred | undefined): void;
   /** A process of the session made a file since the last checkpoint (its shim's `made` or `madeq`): noted when it settles. */
   made(f: WrittenFile, by: PeerCred | undefined): Promise<void>;
+  /** A process of the session is about to move an entry to a new name (its shim's `moveq`): noted when it settles. */
+  moved(m: { dev: number; ino: number; from: string; to: string; link?: true }, by: PeerCred | undefined): Promise<void>;
   /** A process of the session is about to open an existing file for writing (its shim's `keep`): the answer. */
   keep(f: WrittenFile, by: PeerCred | undefined): Promise<'kept' | 'kept none'>;
   /**
@@ -210,6 +212,18 @@ export class SessionServer {
       const f = parseWrote(`w ${rest}`);
       if (!f) this.verbose(`a malformed madeq line '${printable(oneLine(line).slice(0, 80))}'`);
       const noted = f ? this.events.made(f, this.peers.get(sock)?.cred) : Promise.resolve();
+      noted.then(
+        () => this.send(sock, 'noted'),
+        () => this.send(sock, 'noted'),
+      );
+      return;
+    }
+    if (word === 'moveq' || word === 'linkq') {
+      // before a rename (or link), answered once noted: the shim renames only then
+      const parsed = parseMove(rest);
+      const m = parsed && word === 'linkq' ? { ...parsed, link: true as const } : parsed;
+      if (!m) this.verbose(`a malformed ${word} line '${printable(oneLine(line).slice(0, 80))}'`);
+      const noted = m ? this.events.moved(m, this.peers.get(sock)?.cred) : Promise.resolve();
       noted.then(
         () => this.send(sock, 'noted'),
         () => this.send(sock, 'noted'),

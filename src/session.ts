@@ -16,7 +16,7 @@ import { DirectoryTrustError, trustCheckpointDir } from './dirtrust.js';
 import { GenerationWriter, ImageChains, type ManifestProcess } from './generations.js';
 import { captureDirs, linkDeferred, precopyDirs, PRECOPY_DIR, type DeferredLink, type DirSnapshot } from './snapdir.js';
 import { LateFiles } from './files-late.js';
-import { mayHaveWritten, WrittenFiles, type WrittenFile } from './files-written.js';
+import { mayHaveMade, mayHaveWritten, WrittenFiles, type WrittenFile } from './files-written.js';
 import { captureFiles, DEFAULT_FILES_POLICY, precopyFiles, skipDirsFor, tidyFiles, type CaptureResult, type FilesPolicy, type FilesRecord } from './files.js';
 import { BarrierError, checkpointBarrier, imageName, STEP_TIMEOUT_MS, type BarrierHost } from './barrier.js';
 import {
@@ -380,6 +380,7 @@ export class Coordinator implements Session {
         keep: (f, by) => this.keepLate(f, by),
         sendQueue: (pid, fd) => this.sendQueueFor(pid, fd),
         made: (f, by) => this.noteMade(f, by),
+        moved: (m, by) => this.noteMoved(m, by),
         wrote: (f, by) => {
           if (this.claimedFile(f, by, 'said it wrote', 'not saved') !== undefined) this.written.note(f);
         },
@@ -402,9 +403,9 @@ export class Coordinator implements Session {
    * reach the terminal), or undefined when the process that named it could
    * not write it (`-v` says so: the file is never saved, kept or noted).
    */
-  private claimedFile(f: WrittenFile, by: PeerCred | undefined, said: string, outcome: string): string | undefined {
+  private claimedFile(f: WrittenFile, by: PeerCred | undefined, said: string, outcome: string, may = mayHaveWritten): string | undefined {
     const shown = f.path.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
-    if (mayHaveWritten(f, by)) return shown;
+    if (may(f, by)) return shown;
     this.verbose(`a process (${by ? `PID ${by.pid}, user ${by.uid}` : 'unknown'}) ${said} ${shown}, which it could not write: ${outcome}`);
     return undefined;
   }
@@ -460,7 +461,7 @@ export class Coordinator implements Session {
     while (this.checkpointSettled) await this.checkpointSettled;
     const late = this.late;
     if (!late || (this.opts.files ?? DEFAULT_FILES_POLICY) !== 'snapshot') return;
-    const shown = this.claimedFile(f, by, 'said it made', 'not noted');
+    const shown = this.claimedFile(f, by, 'said it made', 'not noted', mayHaveMade);
     if (shown === undefined) return;
     try {
       // every generation taken before it was born (the newest, and the one before when its line came late)
@@ -468,6 +469,21 @@ export class Coordinator implements Session {
         if (l && l.made(f, skipDirsFor(this.dir))) this.verbose(`${shown} was made since checkpoint ${l.genPath}: a restart from it removes the file`);
     } catch (e) {
       this.log(`cannot note ${shown} as made since the checkpoint (${errorMessage(e)}): a restart from ${late.genPath} leaves it there`);
+    }
+  }
+
+  /** A process is about to move an entry to a new name: a restart from the newest generation (or the one before) moves it back. */
+  private async noteMoved(m: { dev: number; ino: number; from: string; to: string; link?: true }, by: PeerCred | undefined): Promise<void> {
+    while (this.checkpointSettled) await this.checkpointSettled;
+    const late = this.late;
+    if (!late || (this.opts.files ?? DEFAULT_FILES_POLICY) !== 'snapshot') return;
+    const shown = this.claimedFile({ path: m.from, dev: m.dev, ino: m.ino, how: 'inplace' }, by, 'said it moves', 'not noted', mayHaveMade);
+    if (shown === undefined) return;
+    try {
+      for (const l of [late, this.previousLate])
+        if (l && l.moved(m, skipDirsFor(this.dir))) this.verbose(m.link ? `${shown} has a new name since checkpoint ${l.genPath}: a restart from it removes that name` : `${shown} is moved since checkpoint ${l.genPath}: a restart from it moves it back`);
+    } catch (e) {
+      this.log(`cannot note that ${shown} is moved since the checkpoint (${errorMessage(e)}): a restart from ${late.genPath} leaves it at its new name`);
     }
   }
 

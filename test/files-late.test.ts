@@ -112,8 +112,65 @@ test('a made file is noted only when it was born after the checkpoint, once; a r
     fs.symlinkSync(made, link);
     assert.equal(removeMadeFiles(noted.map((m) => ({ ...m, path: link })), undefined, (l) => warnings.push(l)), [], 'a link is not followed');
     assert.ok(fs.existsSync(made));
-    assert.equal(removeMadeFiles(noted, undefined, (l) => warnings.push(l)), noted.map((m) => m.path), 'the very file is removed');
+    assert.equal(removeMadeFiles(noted, undefined, (l) => warnings.push(l)), noted.map((m) => `${m.path} (removed: made after the checkpoint)`), 'the very file is removed');
     assert.equal(warnings, []);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('entries moved after the checkpoint go back (newest first, only onto a free name), new names of old entries go while another name holds them, and a made directory goes with what was born in it after it, not with what is older', () => {
+  const dir = tempDir();
+  try {
+    const gen = path.join(dir, 'gen');
+    fs.mkdirSync(gen);
+    const p = (n: string): string => path.join(dir, n);
+    fs.mkdirSync(p('old-dir'));
+    fs.writeFileSync(p('old-dir/f'), 'old');
+    fs.writeFileSync(p('old-file'), 'old');
+    fs.writeFileSync(p('kept-out'), 'old');
+    const since = birth(p('kept-out'));
+    const late = new LateFiles(gen, [], since);
+    const id = (n: string): { dev: number; ino: number } => ({ dev: fs.lstatSync(p(n)).dev, ino: fs.lstatSync(p(n)).ino });
+    // made after: a directory, a tree made elsewhere and moved into it
+    let made = p('new-dir');
+    for (let i = 0; i < 200; i++) {
+      fs.mkdirSync(made);
+      if (birth(made) > since) break;
+      fs.rmdirSync(made);
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+    }
+    fs.mkdirSync(p('new-dir/tree/sub'), { recursive: true });
+    fs.writeFileSync(p('new-dir/tree/sub/f'), 'new');
+    assert.ok(late.made({ path: made, ...id('new-dir') }, []), 'the new directory is noted');
+    // moves: old-dir to new-dir/old-dir, then on to moved-dir (two moves, undone newest first); a link of old-file
+    assert.ok(late.moved({ ...id('old-dir'), from: p('old-dir'), to: p('new-dir/old-dir') }, []));
+    fs.renameSync(p('old-dir'), p('new-dir/old-dir'));
+    assert.ok(late.moved({ ...id('new-dir/old-dir'), from: p('new-dir/old-dir'), to: p('moved-dir') }, []));
+    assert.is(late.moved({ ...id('new-dir/old-dir'), from: p('new-dir/old-dir'), to: p('moved-dir') }, []), undefined, 'once');
+    fs.renameSync(p('new-dir/old-dir'), p('moved-dir'));
+    assert.ok(late.moved({ ...id('old-file'), from: p('old-file'), to: p('link'), link: true }, []));
+    fs.linkSync(p('old-file'), p('link'));
+    // an old file moved into the made directory, whose old name is taken again: it stays, and so does the directory
+    assert.ok(late.moved({ ...id('kept-out'), from: p('kept-out'), to: p('new-dir/kept-out') }, []));
+    fs.renameSync(p('kept-out'), p('new-dir/kept-out'));
+    fs.writeFileSync(p('kept-out'), 'another');
+    const warnings: string[] = [];
+    const record = readLate(gen);
+    const done = removeMadeFiles(record.made, undefined, (l) => warnings.push(l), record.moved);
+    assert.equal(done, [`${p('link')} (removed: a name of ${p('old-file')} made after the checkpoint)`, `${p('new-dir/old-dir')} (moved back from ${p('moved-dir')})`, `${p('old-dir')} (moved back from ${p('new-dir/old-dir')})`]);
+    assert.is(warnings.length, 2, warnings.join('\n'));
+    assert.match(warnings[0]!, /kept-out is taken now/);
+    assert.match(warnings[1]!, /new-dir, made by the program after the checkpoint, cannot be removed \(it is not empty\)/);
+    assert.is(fs.readFileSync(p('old-dir/f'), 'utf8'), 'old');
+    assert.equal(fs.readdirSync(p('new-dir')), ['kept-out'], 'the tree born in it is gone, the older file stays');
+    assert.is(fs.lstatSync(p('old-file')).nlink, 1);
+    // the old file moved out again: the directory goes; a link that is the last name stays
+    fs.rmSync(p('new-dir/kept-out'));
+    fs.linkSync(p('old-file'), p('link'));
+    fs.rmSync(p('old-file'));
+    assert.equal(removeMadeFiles(record.made, undefined, (l) => warnings.push(l), record.moved), [`${made} (removed: made after the checkpoint)`]);
+    assert.ok(fs.existsSync(p('link')), 'the last name of an entry is never removed');
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

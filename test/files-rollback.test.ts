@@ -325,6 +325,45 @@ test("files a job makes after the checkpoint (python open(..., 'x'), which fails
   }
 });
 
+test('directories, symbolic links, hard links, FIFOs and renamed entries a job makes after the checkpoint (mkdir, ln -s, ln, mkfifo, mv; each fails on a name that is there) are removed at restart: checkpoint, kill -9, restart; twice: the job makes each once and ends', async () => {
+  const scope = new Scope('files-made-names');
+  try {
+    const work = scope.dir('work');
+    const N = 150;
+    const job =
+      `set -u\n` +
+      `for i in $(seq 1 ${N}); do\n` +
+      `  echo "a $i" >> a.log\n` +
+      `  mkdir "step-$i" || exit 1\n` +
+      `  ${realPython()} -c "open('step-$i/out', 'x').write('$i')" || exit 1\n` +
+      `  mkdir -p "tmp-$i/sub" && echo "$i" > "tmp-$i/sub/f"\n` +
+      `  [ -e "moved-$i" ] && { echo "moved-$i was there" >&2; exit 1; }\n` +
+      `  mv "tmp-$i" "moved-$i" || exit 1\n` +
+      `  ln -s "step-$i" latest.new || exit 1\n` +
+      `  mv -T latest.new latest || exit 1\n` +
+      `  ln "step-$i/out" "out-$i" || exit 1\n` +
+      `  mkfifo "fifo-$i" || exit 1\n` +
+      `  sleep 0.01\n` +
+      `done\n` +
+      `echo end\n`;
+    await bashJobCycles(scope, work, 'made-names job', job, 15);
+    assert.is(readText(path.join(work, 'a.log')), Array.from({ length: N }, (_, i) => `a ${i + 1}\n`).join(''), 'a.log has every line once');
+    const names = fs.readdirSync(work);
+    const count = (prefix: string): number => names.filter((n) => n.startsWith(prefix)).length;
+    assert.equal([count('step-'), count('moved-'), count('out-'), count('fifo-'), count('tmp-')], [N, N, N, N, 0], `one of each per step (${names.length} names)`);
+    for (let i = 1; i <= N; i++) {
+      assert.is(readText(path.join(work, `step-${i}`, 'out')), String(i), `step-${i}/out`);
+      assert.is(fs.statSync(path.join(work, `out-${i}`)).ino, fs.statSync(path.join(work, `step-${i}`, 'out')).ino, `out-${i} is a link of step-${i}/out`);
+      assert.ok(fs.lstatSync(path.join(work, `fifo-${i}`)).isFIFO(), `fifo-${i}`);
+      assert.is(readText(path.join(work, `moved-${i}`, 'sub', 'f')), `${i}\n`, `moved-${i}/sub/f`);
+    }
+    assert.is(fs.readlinkSync(path.join(work, 'latest')), `step-${N}`);
+    assert.not.ok(fs.existsSync(path.join(work, 'latest.new')), 'no temporary link left');
+  } finally {
+    await scope.cleanup();
+  }
+});
+
 test('a state file a job replaces atomically (mkstemp, write, rename over it) and scratch files it makes with mkstemp: checkpoint, kill -9, restart; twice: the job finds the state and the scratch files as at the checkpoint, and ends', async () => {
   const scope = new Scope('files-replaced');
   try {

@@ -45,9 +45,11 @@ test('the shim depends on libc only and exports only what it wraps', () => {
     // a file opened for writing is told to ckrun, which rolls it back even once closed (preload/written.c)
     'open', 'open64', 'openat', 'openat64', '__open_2', '__open64_2', '__openat_2', '__openat64_2', 'creat', 'creat64',
     'fopen', 'fopen64', 'freopen', 'freopen64',
-    // files libc makes without open(), which a restart removes, and renames, which keep what they replace (preload/written.c)
+    // files libc makes without open(), which a restart removes, and renames, which keep what they replace and tell the new name (preload/written.c)
     'mkstemp', 'mkstemp64', 'mkostemp', 'mkostemp64', 'mkstemps', 'mkstemps64', 'mkostemps', 'mkostemps64',
     'rename', 'renameat', 'renameat2',
+    // directories, links, FIFOs and device nodes made after a checkpoint, which a restart removes (preload/written.c)
+    'mkdir', 'mkdirat', 'symlink', 'symlinkat', 'link', 'linkat', 'mknod', 'mknodat', 'mkfifo', 'mkfifoat',
   ];
   assert.equal(exported.filter((s) => s !== 'ckrun_restore_main').sort(), wrapped.sort());
 });
