@@ -211,7 +211,11 @@ CK_HIDDEN long ck_image_finish(struct ck_writer *w, const char *tmp_path, const 
 #define CK_VM_SEALED      (1u << 12) /* sl: mseal */
 #define CK_VM_MAYWRITE    (1u << 13) /* mw: may be made writable (saved for shared file mappings only) */
 #define CK_VM_DROPPABLE   (1u << 14) /* dp: MAP_DROPPABLE (its pages may be dropped: wiped on fork, not saved) */
-#define CK_VM_COUNT       15
+#define CK_VM_HUGETLB     (1u << 15) /* ht: hugetlb memory (MAP_HUGETLB, MFD_HUGETLB) */
+#define CK_VM_COUNT       16
+/* above the names: log2 of a hugetlb region's page size (its "huge_page") */
+#define CK_VM_HUGE_SHIFT_AT 24
+#define CK_VM_HUGE_SHIFT(f) (((f) >> CK_VM_HUGE_SHIFT_AT) & 63u)
 /* what a fork does not pass on (a forked writer cannot see it): read
  * while the program is stopped */
 #define CK_VM_NOT_INHERITED (CK_VM_DONTFORK | CK_VM_LOCKED | CK_VM_LOCKONFAULT)

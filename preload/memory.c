@@ -39,7 +39,7 @@ static const char *const mm_names[MM_COUNT] = {
 
 /* CK_VM_* in bit order, as /proc/PID/smaps names them in VmFlags */
 static const char vm_names[CK_VM_COUNT][3] = {"dc", "wf", "dd", "hg", "nh", "sr", "rr", "mg",
-					       "lo", "lf", "nr", "gd", "sl", "mw", "dp"};
+					       "lo", "lf", "nr", "gd", "sl", "mw", "dp", "ht"};
 
 struct map_line {
 	uint64_t start, end, offset, dev, ino;
@@ -468,9 +468,11 @@ static void save_shmem_runs(struct ck_writer *w, struct ck_scratch *s, int pmfd,
 }
 
 /* Memory that can be write-protected to find what changed. */
+/* hugetlb memory is not: write-protection works by huge page, and its
+ * regions are saved by the pages present (hugetlb_kind) */
 static int trackable(const struct map_line *m, const struct region_kind *k)
 {
-	return !m->shared && !from_restore_image(m) &&
+	return !m->shared && !from_restore_image(m) && !ck_starts_with(m->name, "/anon_hugepage") &&
 	       (ck_streq(k->kind, "anon") || ck_streq(k->kind, "heap") || ck_streq(k->kind, "stack"));
 }
 
@@ -687,12 +689,35 @@ static void save_guards(struct ck_writer *w, int pmfd, const struct map_line *m)
 	}
 }
 
+/* hugetlb memory comes back as hugetlb memory of the same page size: a
+ * private anonymous mapping (its name is the hugetlbfs file behind it)
+ * as anonymous memory with MAP_HUGETLB, shared memory as a memfd with
+ * MFD_HUGETLB (the object kinds say which), a file of a hugetlbfs mount
+ * mapped shared as that file, a private view of a memfd the process also
+ * maps shared as a private mapping of it. Another private mapping of a
+ * hugetlbfs file is not made again yet. */
+static struct region_kind hugetlb_kind(struct ck_writer *w, const struct map_line *m, struct region_kind k)
+{
+	if (!m->shared && ck_starts_with(m->name, "/anon_hugepage")) {
+		k.kind = "anon";
+		k.store_all = 0;
+		k.anon_only = 0;
+	} else if (!m->shared && !private_view_of_shared(m)) {
+		fail_at(w, "cannot save the program's memory", m->start, m->end,
+			"is a private mapping of a file on hugetlbfs (or a memfd made with MFD_HUGETLB); ckrun cannot "
+			"make it again yet: map it shared, or unmap it before the checkpoint; the program runs on");
+	}
+	return k;
+}
+
 static void save_region(struct ck_writer *w, struct ck_scratch *s, int pmfd, const struct map_line *m, uint32_t flags)
 {
 	struct cb_enc *e = &w->meta;
 	struct ck_stat st;
 	struct region_kind k = region_of(m, &st);
 	uint64_t bytes = 0;
+	if (flags & CK_VM_HUGETLB)
+		k = hugetlb_kind(w, m, k);
 
 	cb_map_open(e);
 	cb_kv_uint(e, "start", m->start);
@@ -706,6 +731,8 @@ static void save_region(struct ck_writer *w, struct ck_scratch *s, int pmfd, con
 	if (!m->shared || !ck_streq(k.kind, "file"))
 		flags &= ~CK_VM_MAYWRITE;
 	save_vm_flags(e, flags);
+	if (flags & CK_VM_HUGETLB)
+		cb_kv_uint(e, "huge_page", 1ull << CK_VM_HUGE_SHIFT(flags));
 	if (ck_streq(k.kind, "stored") && m->name[0] == '/') {
 		/* the library the shim's code was mapped from: mapped from it
 		 * again when a restart finds that very file, so that the program
@@ -915,7 +942,7 @@ static void read_vm_flags(struct ck_writer *w, struct ck_scratch *s, int in_writ
 	}
 	char *buf = s->text;
 	size_t len = 0;
-	uint64_t start = 0, end = 0;
+	uint64_t start = 0, end = 0, page_kb = 4;
 	for (;;) {
 		long r = ck_read(fd, buf + len, CK_SCRATCH_TEXT - 1 - len);
 		if (r < 0) {
@@ -941,8 +968,17 @@ static void read_vm_flags(struct ck_writer *w, struct ck_scratch *s, int in_writ
 					start = a;
 					end = b;
 				}
+			} else if (ck_starts_with(line, "KernelPageSize:")) {
+				q = line + 15;
+				while (*q == ' ')
+					q++;
+				if (!ck_parse_dec(&q, &page_kb))
+					page_kb = 4;
 			} else if (ck_starts_with(line, "VmFlags:")) {
-				note_vm_flags(w, s, start, end, parse_vm_flags(line + 8), in_writer);
+				uint32_t flags = parse_vm_flags(line + 8);
+				if (flags & CK_VM_HUGETLB)
+					flags |= (uint32_t)(__builtin_ctzll(page_kb) + 10) << CK_VM_HUGE_SHIFT_AT;
+				note_vm_flags(w, s, start, end, flags, in_writer);
 			}
 		}
 		len = (size_t)(buf + len - line);
@@ -1297,6 +1333,11 @@ static int parse_region(struct cb_dec *d, struct ck_img_region *r)
 		} else if (cbd_key_is(k, kl, "vmflags")) {
 			if (!parse_names(d, &r->vm_flags, r->vm_unknown))
 				return 0;
+		} else if (cbd_key_is(k, kl, "huge_page")) {
+			/* a power of two from 64 KiB to 16 GiB */
+			if (!cbd_uint(d, &v) || v < (1ull << 16) || v > (1ull << 34) || (v & (v - 1)))
+				return 0;
+			r->vm_flags |= (uint32_t)__builtin_ctzll(v) << CK_VM_HUGE_SHIFT_AT;
 		} else if (cbd_key_is(k, kl, "shm")) {
 			int64_t sn;
 			if (!cbd_array(d, &sn) || sn != 3 || !cbd_uint(d, &r->shm_dev) || !cbd_uint(d, &r->shm_ino) ||
@@ -1833,7 +1874,8 @@ static int create_shm_object(const struct ck_img_region *r)
 	}
 	/* sealable: a memfd the program holds gets its own seals back (deleted.c) */
 	fd = memfd_create(!strcmp(r->shm_kind, "memfd") && r->shm_name ? r->shm_name : "ckrun-shm",
-			  MFD_CLOEXEC | MFD_ALLOW_SEALING);
+			  MFD_CLOEXEC | MFD_ALLOW_SEALING |
+				  (r->vm_flags & CK_VM_HUGETLB ? MFD_HUGETLB | CK_VM_HUGE_SHIFT(r->vm_flags) << 26 /* MFD_HUGE_SHIFT */ : 0));
 	if (fd < 0)
 		ck_refuse("cannot create shared memory: %s", strerror(errno));
 	return fd;
@@ -1910,11 +1952,103 @@ static void plan_sysv(const struct ck_image *img, size_t i, struct ck_plan_regio
 	p->sysv_rmid = ck_sysv_made_shm(r->shm_id) == 2;
 }
 
+/* A hugetlb shared memory object mapped whole, for its pages to be read
+ * into; unmapped once every object is filled (with the SysV ones). */
+static char *map_hugetlb_object(int fd, const struct ck_img_region *r)
+{
+	struct stat st;
+	if (fstat(fd, &st) != 0 || st.st_size <= 0)
+		ck_refuse("cannot size hugetlb shared memory for the tree: %s", strerror(errno));
+	void *a = mmap(0, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (a == MAP_FAILED)
+		ck_refuse("cannot map hugetlb shared memory (%llu bytes in pages of %llu KiB) to fill it: %s",
+			  (unsigned long long)st.st_size, (1ull << CK_VM_HUGE_SHIFT(r->vm_flags)) >> 10, strerror(errno));
+	if (nsysv_att == sizeof sysv_att / sizeof sysv_att[0])
+		ck_refuse("the program has more than %zu SysV segments and hugetlb objects, more than ckrun restores", nsysv_att);
+	sysv_att[nsysv_att++] = (struct sysv_attachment){(uint64_t)-1, (uint64_t)st.st_size, a};
+	return a;
+}
+
 /* Every shared memory object once, of its kind, filled with the pages the
  * image that holds them saved; every process maps (and may hold a
  * descriptor of) the same one. */
+/* A number in a file of /sys; -1 when there is none. */
+static long long read_sys_number(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	long long v = -1;
+	if (f && fscanf(f, "%lld", &v) != 1)
+		v = -1;
+	if (f)
+		fclose(f);
+	return v;
+}
+
+/* The huge pages the family's hugetlb memory needs, of each size, must be
+ * free (and not reserved) before anything is made: a mapping the kernel
+ * cannot back fails, or kills the program later (SIGBUS). Shared objects
+ * count once. */
+static void check_huge_pages(struct ck_image **imgs, size_t n)
+{
+	uint64_t need[64] = {0};
+	uint64_t seen[256][2];
+	size_t nseen = 0;
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < imgs[i]->nregions; j++) {
+			const struct ck_img_region *r = &imgs[i]->regions[j];
+			if (!(r->vm_flags & CK_VM_HUGETLB) || (r->has_file && !r->has_shm))
+				continue;
+			uint64_t bytes = r->end - r->start;
+			unsigned shift = CK_VM_HUGE_SHIFT(r->vm_flags);
+			if (r->has_shm && !r->shared) {
+				/* a private view: its own written pages, each a copy */
+				uint64_t last = UINT64_MAX;
+				for (size_t k = 0; k < r->nruns; k++) {
+					uint64_t from = r->runs[k].addr >> shift;
+					uint64_t to = (r->runs[k].addr + r->runs[k].npages * CK_PAGE - 1) >> shift;
+					need[shift] += to - from + 1 - (from == last);
+					last = to;
+				}
+				continue;
+			}
+			if (r->has_shm) {
+				size_t k = 0;
+				while (k < nseen && !(seen[k][0] == r->shm_dev && seen[k][1] == r->shm_ino))
+					k++;
+				if (k < nseen)
+					continue;
+				if (nseen < sizeof seen / sizeof seen[0])
+					seen[nseen][0] = r->shm_dev, seen[nseen++][1] = r->shm_ino;
+				if (r->shm_size > bytes)
+					bytes = r->shm_size;
+			}
+			need[shift] += (bytes + (1ull << shift) - 1) >> shift;
+		}
+	for (unsigned shift = 0; shift < 64; shift++) {
+		if (!need[shift])
+			continue;
+		char path[128];
+		unsigned long long kb = (1ull << shift) >> 10;
+		snprintf(path, sizeof path, "/sys/kernel/mm/hugepages/hugepages-%llukB/free_hugepages", kb);
+		long long free_pages = read_sys_number(path);
+		snprintf(path, sizeof path, "/sys/kernel/mm/hugepages/hugepages-%llukB/resv_hugepages", kb);
+		long long resv = read_sys_number(path);
+		if (free_pages < 0)
+			ck_refuse("the program has hugetlb memory in pages of %llu KiB, which this kernel does not have: "
+				  "restart it on a machine that has them",
+				  kb);
+		long long avail = free_pages - (resv > 0 ? resv : 0);
+		if (avail < (long long)need[shift])
+			ck_refuse("the program has hugetlb memory that needs %llu huge pages of %llu KiB, and only %lld are "
+				  "free: reserve more (echo N > /sys/kernel/mm/hugepages/hugepages-%llukB/nr_hugepages) and "
+				  "restart again",
+				  (unsigned long long)need[shift], kb, avail < 0 ? 0 : avail, kb);
+	}
+}
+
 CK_HIDDEN void ck_shm_create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd)
 {
+	check_huge_pages(imgs, n);
 	for (size_t i = 0; i < n; i++)
 		check_whole_sysv(imgs[i]);
 	for (size_t i = 0; i < n; i++) {
@@ -1946,6 +2080,9 @@ CK_HIDDEN void ck_shm_create_shared(struct ck_image **imgs, size_t n, struct ck_
 			if (!seg && !r->shm_size && fstat(ofd, &st) == 0 && (uint64_t)st.st_size < need &&
 			    ftruncate(ofd, (off_t)need) != 0)
 				ck_refuse("cannot size shared memory for the tree: %s", strerror(errno));
+			/* hugetlbfs has no write(): filled through a mapping */
+			if (!seg && (r->vm_flags & CK_VM_HUGETLB) && r->nruns)
+				seg = map_hugetlb_object(ofd, r);
 			for (size_t k = 0; k < r->nruns; k++) {
 				struct ck_img_run *run = &r->runs[k];
 				uint64_t len = run->npages * CK_PAGE, at = r->shm_off + (run->addr - r->start);
@@ -1967,8 +2104,12 @@ CK_HIDDEN void ck_shm_create_shared(struct ck_image **imgs, size_t n, struct ck_
 			}
 		}
 	}
-	for (size_t i = 0; i < nsysv_att; i++)
-		shmdt(sysv_att[i].at);
+	for (size_t i = 0; i < nsysv_att; i++) {
+		if (sysv_att[i].id == (uint64_t)-1)
+			munmap(sysv_att[i].at, sysv_att[i].size);
+		else
+			shmdt(sysv_att[i].at);
+	}
 	nsysv_att = 0;
 }
 
@@ -2281,7 +2422,9 @@ CK_CORE void ck_core_map_regions(struct ck_plan *p)
 				a = CK_SYS3(SYS_shmctl, r->sysv_id, IPC_RMID, 0);
 		} else if (r->anon)
 			a = ck_mmap((void *)r->start, r->end - r->start, prot,
-				    flags | MAP_ANONYMOUS | (r->growsdown ? MAP_GROWSDOWN : 0), -1, 0);
+				    flags | MAP_ANONYMOUS | (r->growsdown ? MAP_GROWSDOWN : 0) |
+					    (r->vm_flags & CK_VM_HUGETLB ? MAP_HUGETLB | (int)(CK_VM_HUGE_SHIFT(r->vm_flags) << MAP_HUGE_SHIFT) : 0),
+				    -1, 0);
 		else
 			a = ck_mmap((void *)r->start, r->end - r->start, prot, flags, r->fd, (int64_t)r->foff);
 		if (a < 0 && a > -4096)

@@ -553,6 +553,7 @@ static const struct ck_schema_key ck_schema_keys_region[] = {
 	{"kind", 0, 1, 0, 0}, /* text */
 	{"name", 0, 1, 0, 0}, /* text */
 	{"vmflags", 2, 0, 0, 0}, /* [text]? */
+	{"huge_page", 1, 0, 0, 0}, /* uint? */
 	{"file", 97, 0, 0, 0}, /* {region_file}? */
 	{"guards", 30, 0, 0, 0}, /* [[uint]]? */
 	{"shim_file", 3, 0, 0, 0}, /* [uint]? */

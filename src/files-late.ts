@@ -13,8 +13,8 @@
 // generation puts it back with the others, and removes the files the
 // program made after the checkpoint (`made`), and the directories, links,
 // FIFOs and device nodes it made, and what it moved to a new name.
-import { closeSync, fstatSync, lstatSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, unlinkSync, writeSync, constants as FS, type BigIntStats } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, fstatSync, lchownSync, lstatSync, openSync, readdirSync, readFileSync, readlinkSync, realpathSync, renameSync, rmdirSync, rmSync, symlinkSync, unlinkSync, writeSync, constants as FS, type BigIntStats } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { FILES_DIR, FilesError, ignoredPath, parseFilesRecord, saveLateFile, type MadeFile, type MovedEntry, type SavedFile } from './files.js';
 import type { WrittenFile } from './files-written.js';
 
@@ -48,8 +48,19 @@ function parseMoved(v: unknown): MovedEntry | undefined {
   const bt = m['btime_ns'];
   const abs = (x: unknown): x is string => typeof x === 'string' && x.startsWith('/');
   if (!abs(m['from']) || !abs(m['to']) || !uint(m['dev']) || !uint(m['ino']) || !decimal(bt)) return undefined;
-  if (m['link'] !== undefined && m['link'] !== true) return undefined;
-  return { from: m['from'], to: m['to'], dev: m['dev'], ino: m['ino'], btime_ns: BigInt(bt), ...(m['link'] ? { link: true as const } : {}) };
+  if ((m['link'] !== undefined && m['link'] !== true) || (m['replaced'] !== undefined && m['replaced'] !== true)) return undefined;
+  if (m['target'] !== undefined && (typeof m['target'] !== 'string' || m['target'] === '' || m['target'].includes('\0'))) return undefined;
+  if (m['replaced'] && (m['target'] === undefined || m['from'] !== m['to'])) return undefined;
+  return {
+    from: m['from'],
+    to: m['to'],
+    dev: m['dev'],
+    ino: m['ino'],
+    btime_ns: BigInt(bt),
+    ...(m['link'] ? { link: true as const } : {}),
+    ...(m['replaced'] ? { replaced: true as const } : {}),
+    ...(typeof m['target'] === 'string' ? { target: m['target'] } : {}),
+  };
 }
 
 function parseSaved(v: unknown): SavedFile | string {
@@ -133,7 +144,7 @@ function appendLate(genPath: string, entry: { saved: SavedFile } | { made: MadeF
   }
 }
 
-const movedKey = (e: MovedEntry): string => `${e.dev}:${e.ino}:${e.btime_ns}:${e.link ? 'l' : 'm'}:${e.from}\0${e.to}`;
+const movedKey = (e: MovedEntry): string => `${e.dev}:${e.ino}:${e.btime_ns}:${e.link ? 'l' : e.replaced ? 'r' : 'm'}:${e.from}\0${e.to}`;
 
 /** The newest generation of a session, and the files it holds (by dev:ino): what a `keep` adds to. */
 export class LateFiles {
@@ -197,6 +208,8 @@ export class LateFiles {
    */
   moved(m: { dev: number; ino: number; from: string; to: string; link?: true }, skipDirs: readonly string[]): MovedEntry | undefined {
     if (ignoredPath(m.from, skipDirs) || ignoredPath(m.to, skipDirs)) return undefined;
+    // first: undone last, once the entry moved there has gone back
+    if (!m.link) this.keepReplacedLink(m.to);
     let st;
     try {
       st = lstatSync(m.from, { bigint: true });
@@ -204,12 +217,35 @@ export class LateFiles {
       return undefined;
     }
     if (st.dev !== BigInt(m.dev) || st.ino !== BigInt(m.ino) || st.birthtimeNs > this.sinceNs) return undefined;
-    const e: MovedEntry = { from: m.from, to: m.to, dev: m.dev, ino: m.ino, btime_ns: st.birthtimeNs, ...(m.link ? { link: true as const } : {}) };
-    // told again after a checkpoint during the request: once is enough
+    const target = !m.link && st.isSymbolicLink() ? readlinkSync(m.from) : undefined;
+    const e: MovedEntry = { from: m.from, to: m.to, dev: m.dev, ino: m.ino, btime_ns: st.birthtimeNs, ...(m.link ? { link: true as const } : {}), ...(target ? { target } : {}) };
+    return this.noteMoved(e);
+  }
+
+  /** Told again after a checkpoint during the request: noted once. */
+  private noteMoved(e: MovedEntry): MovedEntry | undefined {
     if (this.movedHere.has(movedKey(e))) return undefined;
     appendLate(this.genPath, { moved: e });
     this.movedHere.add(movedKey(e));
     return e;
+  }
+
+  /**
+   * A symbolic link a rename is about to replace, there at the checkpoint
+   * (the `latest` link a job points at its newest output): its target, for
+   * a restart to make it again. A regular file replaced is kept by `keep`.
+   */
+  private keepReplacedLink(path: string): void {
+    let st;
+    try {
+      st = lstatSync(path, { bigint: true });
+    } catch {
+      return;
+    }
+    if (!st.isSymbolicLink() || st.birthtimeNs > this.sinceNs) return;
+    const target = readlinkSync(path);
+    if (target === '') return;
+    this.noteMoved({ from: path, to: path, dev: Number(st.dev), ino: Number(st.ino), btime_ns: st.birthtimeNs, replaced: true, target });
   }
 
   /**
@@ -261,7 +297,16 @@ export function removeMadeFiles(made: readonly MadeFile[], owner: number | undef
   const out: string[] = [];
   const me = process.geteuid?.() ?? -1;
   const dirs: MadeFile[] = [];
+  // never through a link planted on the way: the paths are as the kernel resolved them
+  const direct = (p: string): boolean => {
+    try {
+      return realpathSync(dirname(p)) === dirname(p);
+    } catch {
+      return false;
+    }
+  };
   const stillThere = (m: { path: string; dev: number; ino: number; btime_ns: bigint }): BigIntStats | undefined => {
+    if (!direct(m.path)) return undefined;
     let st;
     try {
       st = lstatSync(m.path, { bigint: true });
@@ -288,9 +333,35 @@ export function removeMadeFiles(made: readonly MadeFile[], owner: number | undef
     if (st.isDirectory()) dirs.push(m);
     else remove(m, unlinkSync);
   }
+  const free = (p: string): boolean => {
+    if (!direct(p)) return false;
+    try {
+      lstatSync(p);
+      return false;
+    } catch {
+      return true;
+    }
+  };
+  // a symbolic link gone since: made again with its target (the restart's user's, or the generation's owner's when root restarts it)
+  const makeLink = (m: MovedEntry & { target: string }, why: string): void => {
+    try {
+      symlinkSync(m.target, m.from);
+      if (owner !== undefined && owner !== me && me === 0) lchownSync(m.from, owner, -1);
+      out.push(`${m.from} (made again: a symbolic link to ${m.target} ${why} after the checkpoint)`);
+    } catch (e) {
+      warn(`${m.from}, a symbolic link to ${m.target} ${why} after the checkpoint, cannot be made again (${(e as Error).message}): the restarted program does not find it`);
+    }
+  };
   for (const m of [...moved].reverse()) {
+    if (m.replaced) {
+      if (m.target !== undefined && free(m.from)) makeLink({ ...m, target: m.target }, 'a rename replaced');
+      continue;
+    }
     const st = stillThere({ ...m, path: m.to });
-    if (!st) continue;
+    if (!st) {
+      if (m.target !== undefined && !m.link && free(m.from)) makeLink({ ...m, target: m.target }, 'moved away and gone');
+      continue;
+    }
     if (m.link) {
       // only while another name holds it: never the entry's last name
       if (st.nlink < 2n) continue;
@@ -302,12 +373,9 @@ export function removeMadeFiles(made: readonly MadeFile[], owner: number | undef
       }
       continue;
     }
-    try {
-      lstatSync(m.from);
-      warn(`${m.to} was moved there from ${m.from} after the checkpoint, and ${m.from} is taken now: the restarted program finds it at ${m.to}`);
+    if (!free(m.from)) {
+      warn(`${m.to} was moved there from ${m.from} after the checkpoint, and ${m.from} is taken now (or a symbolic link leads to it): the restarted program finds it at ${m.to}`);
       continue;
-    } catch {
-      // free: moved back below
     }
     try {
       renameSync(m.to, m.from);

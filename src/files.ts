@@ -122,7 +122,10 @@ export interface MadeFile {
  * to `to` after it (its shim's `moveq`, told before the rename): a restart
  * moves it back while `to` is still that entry and `from` is free. With
  * `link`, `to` is a new name the program gave it (`linkq`, before link()):
- * a restart removes that name while another still holds the entry.
+ * a restart removes that name while another still holds the entry. A
+ * symbolic link keeps its `target`: one moved and gone since is made
+ * again at `from`, and one a rename replaced (`replaced`, `from` = `to`:
+ * the path it was at) is made again there.
  */
 export interface MovedEntry {
   from: string;
@@ -131,6 +134,8 @@ export interface MovedEntry {
   ino: number;
   btime_ns: bigint;
   link?: true;
+  replaced?: true;
+  target?: string;
 }
 
 /** The manifest's `files`. */

@@ -639,6 +639,7 @@ export const IMAGE_SCHEMA = {
       kind: 'text',
       name: 'text',
       vmflags: '[text]?',
+      huge_page: 'uint?',
       file: '{region_file}?',
       guards: '[[uint]]?',
       shim_file: '[uint]?',

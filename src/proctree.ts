@@ -447,6 +447,7 @@ export interface ShmObject {
 export function isShmName(name: string): boolean {
   return (
     name === '/dev/zero (deleted)' ||
+    name === '/anon_hugepage (deleted)' ||
     (name.startsWith('/memfd:') && name.endsWith(' (deleted)')) ||
     name.startsWith('/SYSV') ||
     name.startsWith('/dev/shm/')

@@ -176,4 +176,30 @@ test('entries moved after the checkpoint go back (newest first, only onto a free
   }
 });
 
+test('symbolic links there at the checkpoint that a rename replaced, or moved away and gone since, are made again with their targets', () => {
+  const dir = tempDir();
+  try {
+    const gen = path.join(dir, 'gen');
+    fs.mkdirSync(gen);
+    const p = (n: string): string => path.join(dir, n);
+    fs.symlinkSync('x', p('next'));
+    fs.symlinkSync('y', p('latest'));
+    const late = new LateFiles(gen, [], birth(p('latest')));
+    const st = fs.lstatSync(p('next'));
+    assert.ok(late.moved({ dev: st.dev, ino: st.ino, from: p('next'), to: p('latest') }, []));
+    fs.renameSync(p('next'), p('latest'));
+    fs.rmSync(p('latest'));
+    const record = readLate(gen);
+    assert.equal(record.moved.map((m) => [m.replaced ?? false, m.target]), [[true, 'y'], [false, 'x']]);
+    const warnings: string[] = [];
+    const done = removeMadeFiles([], undefined, (l) => warnings.push(l), record.moved);
+    assert.equal(warnings, []);
+    assert.is(done.length, 2, done.join('\n'));
+    assert.is(fs.readlinkSync(p('next')), 'x');
+    assert.is(fs.readlinkSync(p('latest')), 'y');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test.run();

@@ -267,6 +267,61 @@ test('guard pages (MADV_GUARD_INSTALL) in anonymous memory and in a private mapp
   await twiceThroughRestart('guardpage', exampleProgram('guardpage', ['--steps', '80']));
 });
 
+const NR_HUGEPAGES = '/proc/sys/vm/nr_hugepages';
+
+function freeHugePages(): number {
+  return Number(/^HugePages_Free:\s+(\d+)/m.exec(fs.readFileSync('/proc/meminfo', 'utf8'))?.[1] ?? 0);
+}
+
+/** Runs with at least n free huge pages of the default size (reserved here, as root: a machine has none by default), given back after. */
+async function withHugePages(n: number, run: () => Promise<void>): Promise<void> {
+  const before = Number(fs.readFileSync(NR_HUGEPAGES, 'utf8'));
+  if (freeHugePages() < n) fs.writeFileSync(NR_HUGEPAGES, String(before + n - freeHugePages()));
+  try {
+    if (freeHugePages() < n) throw new Error(`cannot reserve ${n} huge pages (${NR_HUGEPAGES}; free: ${freeHugePages()}): this test needs them`);
+    await run();
+  } finally {
+    fs.writeFileSync(NR_HUGEPAGES, String(before));
+  }
+}
+
+test('hugetlb memory (private and shared anonymous MAP_HUGETLB, a shared child writes to, a memfd with MFD_HUGETLB mapped shared and privately) comes back as hugetlb memory of the same page size on the same device, with its bytes; twice through a restart', async () => {
+  await withHugePages(24, () => twiceThroughRestart('hugetlb', exampleProgram('hugetlb', ['--steps', '80'])));
+});
+
+test('a restart of hugetlb memory with too few free huge pages refuses before any process exists, saying how many it needs; with them it runs on', async () => {
+  await withHugePages(24, async () => {
+    const scope = new Scope('hugetlb-short');
+    try {
+      const ckpt = scope.ckptDir();
+      let p = scope.launch({ dir: ckpt, program: exampleProgram('hugetlb', ['--steps', '60']), label: 'ckrun hugetlb' });
+      await p.waitForStep(3);
+      await checkpoint(ckpt);
+      await scope.kill9(p);
+      const reserved = Number(fs.readFileSync(NR_HUGEPAGES, 'utf8'));
+      fs.writeFileSync(NR_HUGEPAGES, '2');
+      try {
+        const r = await ckrun(['restart', '--dir', ckpt]);
+        assert.is(r.code, 2, r.describe());
+        // the parent's private memory, the child's copy of it, the shared memory and the memfd: 2 pages each;
+        // the private view of the memfd: its one written page, in the parent and in the child's copy
+        assert.match(r.stderr, /needs 10 huge pages of 2048 KiB, and only 2 are free/, r.describe());
+        const left = fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d) && fs.existsSync(`/proc/${d}/exe`) && (() => { try { return fs.readlinkSync(`/proc/${d}/exe`).endsWith('/hugetlb'); } catch { return false; } })());
+        assert.equal(left, [], 'no process of the program is left');
+      } finally {
+        fs.writeFileSync(NR_HUGEPAGES, String(reserved));
+      }
+      p = scope.restart({ dir: ckpt, label: 'hugetlb: restart with the pages' });
+      const exit = await p.waitExit();
+      assertNoFailure(p, 'hugetlb restarted');
+      assert.is(exit.code, 0, p.describe());
+      assert.is(lastLine(p.lines), 'done', p.describe());
+    } finally {
+      await scope.cleanup();
+    }
+  });
+});
+
 test('a private mapping of a deleted file that reaches beyond the end of the file fails the checkpoint, naming it, and the program runs on', async () => {
   await refusedAndRunsOn('beyond-eof', exampleProgram('guardpage', ['--steps', '60', '--beyond-eof']), 'ckrun guardpage --beyond-eof', /the region 0x[0-9a-f]+-0x[0-9a-f]+ \(\/tmp\/ckrun-guardpage-\w+ \(deleted\)\) holds pages that cannot be read/);
 });

@@ -140,6 +140,7 @@ const NOT_WRITTEN_HERE: Record<string, string> = {
   'pty.input': 'a pty with input its slave side has not read (terminal.test.ts: pty_input.py partial and raw)',
   'pty.lines': 'a pty whose slave side has complete lines it has not read (terminal.test.ts: pty_input.py lines)',
   'region.guards': 'memory with guard pages (MADV_GUARD_INSTALL: gaps.test.ts, examples/guardpage.c)',
+  'region.huge_page': 'hugetlb memory, which needs huge pages reserved (gaps.test.ts, examples/hugetlb.c)',
   'socket.packet': 'only for packet sockets (sockets-packet.test.ts: examples/packet.c)',
   'packet.ifname': 'only for packet sockets (sockets-packet.test.ts: examples/packet.c)',
   'packet.num': 'only for packet sockets (sockets-packet.test.ts: examples/packet.c)',
