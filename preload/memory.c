@@ -710,6 +710,40 @@ static struct region_kind hugetlb_kind(struct ck_writer *w, const struct map_lin
 	return k;
 }
 
+/* A private mapping of a deleted regular file that a descriptor of this
+ * process still holds: the restore makes that file again for the
+ * descriptor (deleted.c), so the mapping is made from it with only the
+ * pages the program wrote, and its other pages follow the file as before
+ * (writes through the descriptor show; zdtm unlink_mmap02). */
+static int held_open_deleted(const struct map_line *m)
+{
+	if (!ck_ends_with(m->name, " (deleted)"))
+		return 0;
+	/* the program's table: a forked writer has closed its copy */
+	char path[64];
+	struct ck_str p;
+	ck_str_init(&p, path, sizeof path);
+	ck_str_add(&p, "/proc/");
+	ck_str_udec(&p, (uint64_t)ck_session.self_pid);
+	ck_str_add(&p, "/fd");
+	long dfd = ck_openat(AT_FDCWD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	if (dfd < 0)
+		return 0;
+	char buf[2048];
+	int found = 0;
+	for (long n; !found && (n = ck_getdents64((int)dfd, buf, sizeof buf)) > 0;)
+		for (long off = 0; off < n && !found;) {
+			struct ck_dirent64 *d = (struct ck_dirent64 *)(buf + off);
+			off += d->reclen;
+			struct ck_stat st;
+			if (d->name[0] == '.' || CK_SYS4(SYS_newfstatat, dfd, d->name, &st, 0) != 0)
+				continue;
+			found = (st.mode & S_IFMT) == S_IFREG && st.dev == m->dev && st.ino == m->ino && st.nlink == 0;
+		}
+	ck_close((int)dfd);
+	return found;
+}
+
 static void save_region(struct ck_writer *w, struct ck_scratch *s, int pmfd, const struct map_line *m, uint32_t flags)
 {
 	struct cb_enc *e = &w->meta;
@@ -718,6 +752,11 @@ static void save_region(struct ck_writer *w, struct ck_scratch *s, int pmfd, con
 	uint64_t bytes = 0;
 	if (flags & CK_VM_HUGETLB)
 		k = hugetlb_kind(w, m, k);
+	int open_deleted = ck_streq(k.kind, "deleted") && !m->shared && held_open_deleted(m);
+	if (open_deleted) {
+		k.store_all = 0;
+		k.anon_only = 1;
+	}
 
 	cb_map_open(e);
 	cb_kv_uint(e, "start", m->start);
@@ -733,6 +772,13 @@ static void save_region(struct ck_writer *w, struct ck_scratch *s, int pmfd, con
 	save_vm_flags(e, flags);
 	if (flags & CK_VM_HUGETLB)
 		cb_kv_uint(e, "huge_page", 1ull << CK_VM_HUGE_SHIFT(flags));
+	if (open_deleted) {
+		cb_text(e, "open_deleted");
+		cb_array(e, 3);
+		cb_uint(e, m->dev);
+		cb_uint(e, m->ino);
+		cb_uint(e, m->offset);
+	}
 	if (ck_streq(k.kind, "stored") && m->name[0] == '/') {
 		/* the library the shim's code was mapped from: mapped from it
 		 * again when a restart finds that very file, so that the program
@@ -1350,6 +1396,12 @@ static int parse_region(struct cb_dec *d, struct ck_img_region *r)
 			    !cbd_uint(d, &r->shim_file[2]))
 				return 0;
 			r->has_shim_file = 1;
+		} else if (cbd_key_is(k, kl, "open_deleted")) {
+			int64_t n;
+			if (!cbd_array(d, &n) || n != 3 || !cbd_uint(d, &r->open_deleted[0]) ||
+			    !cbd_uint(d, &r->open_deleted[1]) || !cbd_uint(d, &r->open_deleted[2]))
+				return 0;
+			r->has_open_deleted = 1;
 		} else if (cbd_key_is(k, kl, "guards")) {
 			if (!parse_guards(d, r))
 				return 0;
@@ -1757,12 +1809,22 @@ static void open_shim_file(struct ck_img_region *r, int base_fd)
 	close(fd);
 }
 
-CK_HIDDEN void ck_memory_open(struct ck_image *img, int base_fd)
+CK_HIDDEN void ck_memory_open(struct ck_image *img, int base_fd, const struct ck_objects *objs)
 {
 	for (size_t i = 0; i < img->nregions; i++) {
 		struct ck_img_region *r = &img->regions[i];
 		if (r->has_shim_file && !strcmp(r->kind, "stored"))
 			open_shim_file(r, base_fd);
+		if (r->has_open_deleted) {
+			/* the file made again for its descriptors (deleted.c; checked
+			 * to be there by ck_shm_create_shared) */
+			int made = ck_objects_find(objs, "inode", r->open_deleted[0], r->open_deleted[1]);
+			r->fd = made < 0 ? -1 : fcntl(made, F_DUPFD_CLOEXEC, base_fd);
+			if (r->fd < 0)
+				ck_refuse("cannot map the deleted file %s again: %s", r->name ? r->name : "?",
+					  made < 0 ? "it was not made again" : strerror(errno));
+			continue;
+		}
 		if (!r->has_file)
 			continue;
 		int want_rw = opened_for_writing(r);
@@ -2046,9 +2108,25 @@ static void check_huge_pages(struct ck_image **imgs, size_t n)
 	}
 }
 
+/* A private mapping of a deleted file holds only the pages the program
+ * wrote: the file itself must have been made again (for a descriptor of
+ * the same process: deleted.c, before this), or nothing may run. */
+static void check_open_deleted(struct ck_image **imgs, size_t n, const struct ck_objects *objs)
+{
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < imgs[i]->nregions; j++) {
+			const struct ck_img_region *r = &imgs[i]->regions[j];
+			if (r->has_open_deleted && ck_objects_find(objs, "inode", r->open_deleted[0], r->open_deleted[1]) < 0)
+				ck_refuse("image %s maps the deleted file %s privately with only the pages the program wrote, "
+					  "and no descriptor of it is restored: the image is damaged",
+					  imgs[i]->path, r->name ? r->name : "?");
+		}
+}
+
 CK_HIDDEN void ck_shm_create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd)
 {
 	check_huge_pages(imgs, n);
+	check_open_deleted(imgs, n, objs);
 	for (size_t i = 0; i < n; i++)
 		check_whole_sysv(imgs[i]);
 	for (size_t i = 0; i < n; i++) {
@@ -2127,6 +2205,12 @@ CK_HIDDEN void ck_memory_plan(struct ck_image *img, struct ck_plan *plan,
 		p->fd = r->has_file ? r->fd : -1;
 		p->foff = r->foff;
 		p->anon = !r->has_file;
+		if (r->has_open_deleted) {
+			/* its own written pages over the file made again */
+			p->fd = r->fd;
+			p->foff = r->open_deleted[2];
+			p->anon = 0;
+		}
 		p->growsdown = !strcmp(r->kind, "stack") || (r->vm_flags & CK_VM_GROWSDOWN);
 		p->vm_flags = r->vm_flags;
 		p->shim_code = !strcmp(r->kind, "stored");

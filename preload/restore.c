@@ -865,7 +865,7 @@ static __attribute__((noreturn)) void become(struct ck_image *img, const struct 
 		close(ctl);
 		ctl = moved;
 	}
-	ck_memory_open(img, base);
+	ck_memory_open(img, base, objs);
 	ck_memory_open_refs(img, base);
 	ck_files_open(img, base, objs);
 

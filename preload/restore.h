@@ -48,6 +48,8 @@ struct ck_img_region {
 	uint64_t (*guards)[2];               /* stretches behind guards (MADV_GUARD_INSTALL) */
 	int has_shim_file;                   /* kind "stored": the library's dev, inode, offset */
 	uint64_t shim_file[3];
+	int has_open_deleted;                /* kind "deleted": mapped from the file a descriptor holds */
+	uint64_t open_deleted[3];            /* its dev, inode, offset */
 	size_t nguards;
 };
 
@@ -406,7 +408,7 @@ CK_HIDDEN size_t ck_creds_plan_size(const struct ck_image *img);
 CK_HIDDEN void ck_creds_plan(const struct ck_image *img, struct ck_plan *plan, uint32_t *groups);
 CK_HIDDEN int ck_thread_creds_parse(struct cb_dec *d, struct ck_img_thread *t);
 CK_HIDDEN void ck_signals_restore(struct ck_image *img);
-CK_HIDDEN void ck_memory_open(struct ck_image *img, int base_fd);
+CK_HIDDEN void ck_memory_open(struct ck_image *img, int base_fd, const struct ck_objects *objs);
 CK_HIDDEN void ck_memory_open_refs(struct ck_image *img, int base_fd);
 CK_HIDDEN void ck_memory_plan(struct ck_image *img, struct ck_plan *plan,
 			      struct ck_plan_region *regions, struct ck_plan_run *runs, const struct ck_objects *objs);

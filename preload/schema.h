@@ -557,6 +557,7 @@ static const struct ck_schema_key ck_schema_keys_region[] = {
 	{"file", 97, 0, 0, 0}, /* {region_file}? */
 	{"guards", 30, 0, 0, 0}, /* [[uint]]? */
 	{"shim_file", 3, 0, 0, 0}, /* [uint]? */
+	{"open_deleted", 3, 0, 0, 0}, /* [uint]? */
 	{"runs", 18, 1, 0, 0}, /* [[int]] */
 	{"bytes", 1, 1, 0, 0}, /* uint */
 	{"shm", 3, 0, 0, 0}, /* [uint]? */

@@ -643,6 +643,7 @@ export const IMAGE_SCHEMA = {
       file: '{region_file}?',
       guards: '[[uint]]?',
       shim_file: '[uint]?',
+      open_deleted: '[uint]?',
       runs: '[[int]]',
       bytes: 'uint',
       shm: '[uint]?',

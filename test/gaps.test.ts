@@ -267,6 +267,10 @@ test('guard pages (MADV_GUARD_INSTALL) in anonymous memory and in a private mapp
   await twiceThroughRestart('guardpage', exampleProgram('guardpage', ['--steps', '80']));
 });
 
+test('private mappings of a removed file and of a memfd that the program still holds open keep following the file in the pages it did not write (zdtm unlink_mmap02), and keep the pages it wrote; twice through a restart', async () => {
+  await twiceThroughRestart('unlinkmap', exampleProgram('unlinkmap', ['--steps', '80']));
+});
+
 const NR_HUGEPAGES = '/proc/sys/vm/nr_hugepages';
 
 function freeHugePages(): number {

@@ -141,6 +141,7 @@ const NOT_WRITTEN_HERE: Record<string, string> = {
   'pty.lines': 'a pty whose slave side has complete lines it has not read (terminal.test.ts: pty_input.py lines)',
   'region.guards': 'memory with guard pages (MADV_GUARD_INSTALL: gaps.test.ts, examples/guardpage.c)',
   'region.huge_page': 'hugetlb memory, which needs huge pages reserved (gaps.test.ts, examples/hugetlb.c)',
+  'region.open_deleted': 'a private mapping of a removed file the program holds open (gaps.test.ts, examples/unlinkmap.c)',
   'socket.packet': 'only for packet sockets (sockets-packet.test.ts: examples/packet.c)',
   'packet.ifname': 'only for packet sockets (sockets-packet.test.ts: examples/packet.c)',
   'packet.num': 'only for packet sockets (sockets-packet.test.ts: examples/packet.c)',

@@ -11,7 +11,7 @@ export type CExample = (typeof C_EXAMPLES)[number];
 export const EVENT_C_EXAMPLES = ['ev-timerfd', 'ev-signalfd', 'ev-inotify', 'ev-ptimer', 'ev-epoll', 'ev-inodel'] as const;
 export type EventExample = (typeof EVENT_C_EXAMPLES)[number];
 /** programs of the process-fidelity tests (test/eintr.test.ts, test/memory-*.test.ts); built like the others, not in ALL_EXAMPLES */
-export const PROCESS_C_EXAMPLES = ['blocking', 'sparse', 'memattrs', 'clonefiles', 'attrs', 'sysv', 'sigev-aio', 'stopped', 'setxid', 'vecregs', 'shmsplit', 'rseqown', 'mapwrite', 'sigio', 'ghosts', 'gone', 'unixghost', 'memcorners', 'guardpage', 'vdsoclock', 'netcount', 'shmrmid', 'loginuid', 'reparented', 'lease', 'ptypacket', 'peercred', 'sockfilter', 'ipkinds', 'nsown', 'threadcreds', 'wakethread', 'release', 'getpidless', 'devnull', 'replaced', 'mapsread', 'hugetlb'] as const;
+export const PROCESS_C_EXAMPLES = ['blocking', 'sparse', 'memattrs', 'clonefiles', 'attrs', 'sysv', 'sigev-aio', 'stopped', 'setxid', 'vecregs', 'shmsplit', 'rseqown', 'mapwrite', 'sigio', 'ghosts', 'gone', 'unixghost', 'memcorners', 'guardpage', 'vdsoclock', 'netcount', 'shmrmid', 'loginuid', 'reparented', 'lease', 'ptypacket', 'peercred', 'sockfilter', 'ipkinds', 'nsown', 'threadcreds', 'wakethread', 'release', 'getpidless', 'devnull', 'replaced', 'mapsread', 'hugetlb', 'unlinkmap'] as const;
 export type ProcessExample = (typeof PROCESS_C_EXAMPLES)[number];
 /** programs of the socket tests (test/sockets-*.test.ts); built like the others, not in ALL_EXAMPLES */
 export const SOCKET_C_EXAMPLES = ['tcp-twopeers', 'tcp-states', 'unix-dgram', 'unaccepted', 'freebind', 'sockopts', 'tcpfin', 'udpshut', 'unixidle', 'sockbuf', 'tcp-stream', 'keepalive', 'netlink', 'closedclient', 'packet'] as const;
