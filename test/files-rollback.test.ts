@@ -364,6 +364,32 @@ test('directories, symbolic links, hard links, FIFOs and renamed entries a job m
   }
 });
 
+test("a log rotated by python's RotatingFileHandler after the checkpoint (each file renamed to the next name, the oldest replaced, a new log made): checkpoint, kill -9, restart; twice: every line is in the logs exactly once, in order", async () => {
+  const scope = new Scope('files-rotated');
+  try {
+    const work = scope.dir('work');
+    const N = 400;
+    const job =
+      `import logging, logging.handlers, time\n` +
+      `h = logging.handlers.RotatingFileHandler('app.log', maxBytes=600, backupCount=1000)\n` +
+      `log = logging.getLogger('job'); log.addHandler(h); log.setLevel(logging.INFO)\n` +
+      `for i in range(1, ${N} + 1):\n` +
+      `    log.info('line %05d of the job', i)\n` +
+      `    with open('a.log', 'a') as f: f.write(f'a {i}\\n')\n` +
+      `    time.sleep(0.01)\n` +
+      `print('end', flush=True)\n`;
+    fs.writeFileSync(path.join(work, 'job.py'), job);
+    const lines = (): number => readText(path.join(work, 'a.log')).split('\n').length - 1;
+    await cycles(scope, { name: 'rotating log', program: [realPython(), path.join(work, 'job.py')], work, units: lines, ahead: 40, cycles: [{}, {}], done: () => readText(path.join(work, 'log')).includes('end\n') });
+    const rotated = fs.readdirSync(work).filter((f) => /^app\.log\.\d+$/.test(f)).sort((a, b) => Number(b.split('.')[2]) - Number(a.split('.')[2]));
+    assert.ok(rotated.length > 10, `the log was rotated (${rotated.length} times)`);
+    const all = [...rotated, 'app.log'].map((f) => readText(path.join(work, f))).join('');
+    assert.is(all, Array.from({ length: N }, (_, i) => `line ${String(i + 1).padStart(5, '0')} of the job\n`).join(''), 'every line once, in order, across the rotated logs');
+  } finally {
+    await scope.cleanup();
+  }
+});
+
 test('a state file a job replaces atomically (mkstemp, write, rename over it) and scratch files it makes with mkstemp: checkpoint, kill -9, restart; twice: the job finds the state and the scratch files as at the checkpoint, and ends', async () => {
   const scope = new Scope('files-replaced');
   try {
