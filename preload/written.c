@@ -410,6 +410,12 @@ CK_HIDDEN int ck_written_made(void)
 	return BEFORE_SEEN(at) | BEFORE_MADE;
 }
 
+/* Never the program's data (src/files.ts): not told. */
+static int not_program_data(const char *path)
+{
+	return ck_starts_with(path, "/proc/") || ck_starts_with(path, "/sys/") || ck_starts_with(path, "/dev/");
+}
+
 /* The absolute path a rename gives its entry: the directory's as the
  * kernel resolves it, and the last component; 0 when it cannot be told. */
 static long new_name_path(int dirfd, const char *to, char *out, size_t cap)
@@ -470,7 +476,7 @@ static void tell_move(const char *word, int fromdir, const char *from, int follo
 		if (n <= 0 || n >= (long)sizeof src - 1 || src[0] != '/' || has_line_end(src, n))
 			return;
 		long m = new_name_path(todir, to, dst, sizeof dst);
-		if (m <= 0 || has_line_end(dst, m) || ck_streq(src, dst))
+		if (m <= 0 || has_line_end(dst, m) || ck_streq(src, dst) || not_program_data(src) || not_program_data(dst))
 			return;
 		struct iovec iov[5] = {{head, line_head(head, sizeof head, word, &st)},
 				       {src, (size_t)n},
@@ -542,7 +548,7 @@ static void tell_named(int dirfd, const char *path, int before, int take_back)
 	ck_close((int)pf);
 	if (n <= 0 || n >= (long)sizeof real - 1 || real[0] != '/' || has_line_end(real, n))
 		return;
-	if (ck_starts_with(real, "/proc/") || ck_starts_with(real, "/sys/") || ck_starts_with(real, "/dev/"))
+	if (not_program_data(real))
 		return;
 	char head[96];
 	int slot = take_back ? claim_pending(real, n) : -1;
