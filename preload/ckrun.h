@@ -459,12 +459,22 @@ CK_HIDDEN int ck_written_before(int dirfd, const char *path, int flags);
 CK_HIDDEN int ck_written_made(void);
 /* before a rename: the file at each name kept as it was at the checkpoint
  * (up to 8 MiB), and the move told; ck_written_made()'s answer */
-CK_HIDDEN int ck_written_moving(int fromdir, const char *from, int todir, const char *to, unsigned flags);
+struct ck_moving {
+	int told;        /* ckrun answered, at checkpoints_seen `at` */
+	unsigned at;
+	uint64_t dev, ino; /* the entry */
+};
+CK_HIDDEN int ck_written_moving(struct ck_moving *mv, int fromdir, const char *from, int todir, const char *to,
+				unsigned flags);
+/* after the call failed with err: whether it was in fact done before a
+ * checkpoint the process was restored from (then it succeeds) */
+CK_HIDDEN int ck_written_done_before(const struct ck_moving *mv, int todir, const char *to, int err);
 /* after a call that made the name path (mkdir, symlink, link, mknod), or
  * a rename that moved an entry there; before: ck_written_made()'s */
 CK_HIDDEN void ck_written_named(int dirfd, const char *path, int before);
 /* before link(): the new name told; ck_written_made()'s answer */
-CK_HIDDEN int ck_written_linking(int fromdir, const char *from, int todir, const char *to, int flags);
+CK_HIDDEN int ck_written_linking(struct ck_moving *mv, int fromdir, const char *from, int todir, const char *to,
+				 int flags);
 CK_HIDDEN void ck_written_moved(int dirfd, const char *path, int before);
 CK_HIDDEN void ck_written_restored(void);
 /* fds.c: a /proc list of mappings with counts read part way: 1 (s->msg says which) */

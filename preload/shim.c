@@ -766,8 +766,11 @@ CK_EXPORT int mkostemps64(char *tmpl, int suffixlen, int flags)
  * that a restart moves the entry back (written.c). */
 CK_EXPORT int rename(const char *from, const char *to)
 {
-	int before = ck_written_moving(AT_FDCWD, from, AT_FDCWD, to, 0);
+	struct ck_moving mv;
+	int before = ck_written_moving(&mv, AT_FDCWD, from, AT_FDCWD, to, 0);
 	int r = REAL(rename)(from, to);
+	if (r != 0 && ck_written_done_before(&mv, AT_FDCWD, to, errno))
+		r = 0;
 	if (r == 0)
 		ck_written_moved(AT_FDCWD, to, before);
 	return r;
@@ -775,8 +778,11 @@ CK_EXPORT int rename(const char *from, const char *to)
 
 CK_EXPORT int renameat(int fromdir, const char *from, int todir, const char *to)
 {
-	int before = ck_written_moving(fromdir, from, todir, to, 0);
+	struct ck_moving mv;
+	int before = ck_written_moving(&mv, fromdir, from, todir, to, 0);
 	int r = REAL(renameat)(fromdir, from, todir, to);
+	if (r != 0 && ck_written_done_before(&mv, todir, to, errno))
+		r = 0;
 	if (r == 0)
 		ck_written_moved(todir, to, before);
 	return r;
@@ -784,8 +790,11 @@ CK_EXPORT int renameat(int fromdir, const char *from, int todir, const char *to)
 
 CK_EXPORT int renameat2(int fromdir, const char *from, int todir, const char *to, unsigned flags)
 {
-	int before = ck_written_moving(fromdir, from, todir, to, flags);
+	struct ck_moving mv;
+	int before = ck_written_moving(&mv, fromdir, from, todir, to, flags);
 	int r = REAL(renameat2)(fromdir, from, todir, to, flags);
+	if (r != 0 && ck_written_done_before(&mv, todir, to, errno))
+		r = 0;
 	if (r == 0) {
 		ck_written_moved(todir, to, before);
 		if (flags & RENAME_EXCHANGE)
@@ -836,8 +845,11 @@ CK_EXPORT int symlinkat(const char *target, int dirfd, const char *path)
 
 CK_EXPORT int link(const char *from, const char *to)
 {
-	int before = ck_written_linking(AT_FDCWD, from, AT_FDCWD, to, 0);
+	struct ck_moving mv;
+	int before = ck_written_linking(&mv, AT_FDCWD, from, AT_FDCWD, to, 0);
 	int r = REAL(link)(from, to);
+	if (r != 0 && ck_written_done_before(&mv, AT_FDCWD, to, errno))
+		r = 0;
 	if (r == 0)
 		ck_written_named(AT_FDCWD, to, before);
 	return r;
@@ -845,8 +857,11 @@ CK_EXPORT int link(const char *from, const char *to)
 
 CK_EXPORT int linkat(int fromdir, const char *from, int todir, const char *to, int flags)
 {
-	int before = ck_written_linking(fromdir, from, todir, to, flags);
+	struct ck_moving mv;
+	int before = ck_written_linking(&mv, fromdir, from, todir, to, flags);
 	int r = REAL(linkat)(fromdir, from, todir, to, flags);
+	if (r != 0 && ck_written_done_before(&mv, todir, to, errno))
+		r = 0;
 	if (r == 0)
 		ck_written_named(todir, to, before);
 	return r;

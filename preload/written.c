@@ -462,7 +462,8 @@ static long new_name_path(int dirfd, const char *to, char *out, size_t cap)
  * checkpoint between the answer and the rename goes without the note (the
  * rename may have come before it). ckrun notes only an entry born before
  * the checkpoint: one born after is told as made, at its new name. */
-static void tell_move(const char *word, int fromdir, const char *from, int follow, int todir, const char *to)
+static void tell_move(struct ck_moving *mv, const char *word, int fromdir, const char *from, int follow, int todir,
+		      const char *to)
 {
 	for (int round = 0; round < 4; round++) {
 		unsigned at = __atomic_load_n(&checkpoints_seen, __ATOMIC_SEQ_CST);
@@ -486,9 +487,28 @@ static void tell_move(const char *word, int fromdir, const char *from, int follo
 		enum keep_answer a = ask_ckrun_iov(iov, 5);
 		if (a == KEEP_GONE)
 			end_with_ckrun(0); /* before the rename */
-		if (__atomic_load_n(&checkpoints_seen, __ATOMIC_SEQ_CST) == at)
+		if (__atomic_load_n(&checkpoints_seen, __ATOMIC_SEQ_CST) == at) {
+			*mv = (struct ck_moving){1, at, (uint64_t)st.st_dev, (uint64_t)st.st_ino};
 			return;
+		}
 	}
+}
+
+/* A checkpoint that came between ckrun's answer and the call itself has
+ * no note of it, so a restart from it leaves the entry at its new name,
+ * and the restored process, taken back to before the call, makes it
+ * again: the rename finds no entry at the old name (ENOENT), the link a
+ * name that is there (EEXIST). When a checkpoint or restore came since the
+ * answer and the new name holds the very entry, the call was done: it
+ * succeeds (1). */
+CK_HIDDEN int ck_written_done_before(const struct ck_moving *mv, int todir, const char *to, int err)
+{
+	struct stat st;
+	if (!mv->told || (err != ENOENT && err != EEXIST) ||
+	    __atomic_load_n(&checkpoints_seen, __ATOMIC_SEQ_CST) == mv->at ||
+	    CK_SYS4(SYS_newfstatat, todir, to, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		return 0;
+	return (uint64_t)st.st_dev == mv->dev && (uint64_t)st.st_ino == mv->ino;
 }
 
 /* The file the rename replaces and the one it moves are kept as files the
@@ -497,8 +517,10 @@ static void tell_move(const char *word, int fromdir, const char *from, int follo
  * stall it. ckrun keeps neither when it was made after the checkpoint (a
  * temporary file renamed over the real one: a restart removes it anyway).
  * Then the move is told (tell_move). */
-CK_HIDDEN int ck_written_moving(int fromdir, const char *from, int todir, const char *to, unsigned flags)
+CK_HIDDEN int ck_written_moving(struct ck_moving *mv, int fromdir, const char *from, int todir, const char *to,
+				unsigned flags)
 {
+	mv->told = 0;
 	if (!from || !to)
 		return 0;
 	ck_written_before(todir, to, O_WRONLY | O_TRUNC);
@@ -506,7 +528,7 @@ CK_HIDDEN int ck_written_moving(int fromdir, const char *from, int todir, const 
 	int before = ck_written_made();
 	/* an exchange moves two entries, which a restart does not swap back */
 	if (before && !(flags & RENAME_EXCHANGE))
-		tell_move("moveq ", fromdir, from, 0, todir, to);
+		tell_move(mv, "moveq ", fromdir, from, 0, todir, to);
 	return ck_written_made();
 }
 
@@ -514,14 +536,16 @@ CK_HIDDEN int ck_written_moving(int fromdir, const char *from, int todir, const 
  * ("linkq"), and a restart from an earlier checkpoint removes that name
  * while another still holds the entry. Only a name that is free now: a
  * link that fails on a name that is there must not have it removed. */
-CK_HIDDEN int ck_written_linking(int fromdir, const char *from, int todir, const char *to, int flags)
+CK_HIDDEN int ck_written_linking(struct ck_moving *mv, int fromdir, const char *from, int todir, const char *to,
+				 int flags)
 {
 	int before = ck_written_made();
+	mv->told = 0;
 	struct stat st;
 	if (!before || !from || !to || !from[0] || (flags & AT_EMPTY_PATH) ||
 	    CK_SYS4(SYS_newfstatat, todir, to, &st, AT_SYMLINK_NOFOLLOW) != -ENOENT)
 		return before;
-	tell_move("linkq ", fromdir, from, flags & AT_SYMLINK_FOLLOW, todir, to);
+	tell_move(mv, "linkq ", fromdir, from, flags & AT_SYMLINK_FOLLOW, todir, to);
 	return ck_written_made();
 }
 
