@@ -794,6 +794,8 @@ export interface RegionInfo {
   file: { path: string; offset: bigint } | undefined;
   runs: RunInfo[];
   bytes: number;
+  /** hugetlb memory: its page size in bytes */
+  hugePage?: number;
 }
 
 export function regions(meta: CborMap): RegionInfo[] {
@@ -820,6 +822,7 @@ export function regions(meta: CborMap): RegionInfo[] {
         };
       }),
       bytes: asNumber(m['bytes']) ?? 0,
+      ...(asNumber(m['huge_page']) !== undefined ? { hugePage: asNumber(m['huge_page']) } : {}),
     };
   });
 }

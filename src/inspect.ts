@@ -131,9 +131,10 @@ export function protString(prot: number, shared: boolean): string {
 }
 
 function backing(r: RegionInfo): string {
-  if (r.file) return `${r.file.path} @${hex(r.file.offset)}`;
-  if (r.name) return r.name;
-  return r.kind === 'anon' ? '(anonymous)' : `(${r.kind})`;
+  const huge = r.hugePage ? ` (hugetlb, pages of ${formatBytes(r.hugePage)})` : '';
+  if (r.file) return `${r.file.path} @${hex(r.file.offset)}${huge}`;
+  if (r.name) return r.name + huge;
+  return (r.kind === 'anon' ? '(anonymous)' : `(${r.kind})`) + huge;
 }
 
 const SA_FLAGS: [number, string][] = [

@@ -300,8 +300,10 @@ test('a restart of hugetlb memory with too few free huge pages refuses before an
       const ckpt = scope.ckptDir();
       let p = scope.launch({ dir: ckpt, program: exampleProgram('hugetlb', ['--steps', '60']), label: 'ckrun hugetlb' });
       await p.waitForStep(3);
-      await checkpoint(ckpt);
+      const gen = await checkpoint(ckpt);
       await scope.kill9(p);
+      const shown = await ckrun(['inspect', gen]);
+      assert.is((shown.stdout.match(/\(hugetlb, pages of 2 MiB\)/g) ?? []).length, 8, `inspect names the hugetlb regions of both processes\n${shown.describe()}`);
       const reserved = Number(fs.readFileSync(NR_HUGEPAGES, 'utf8'));
       fs.writeFileSync(NR_HUGEPAGES, '2');
       try {
