@@ -130,21 +130,14 @@ static void fail_pty(struct ck_writer *w, long err, int fd, const char *detail)
 }
 
 /* A slave whose master side every process has closed: the terminal is
- * hung up and its /dev/pts node gone (the link says "(deleted)"). A
- * restart can make neither that terminal nor one in its state. */
-static int fails_hung_up(struct ck_writer *w, const struct ck_fd *f)
+ * hung up and its /dev/pts node gone (the link says "(deleted)"), as the
+ * terminal of an ssh login that ended is for a job left running in it.
+ * Its descriptions read end of file and fail every write and ioctl with
+ * EIO, whatever terminal it was: a restart makes a new one and hangs it up
+ * the same way (its settings are not saved: they cannot be read). */
+static int is_hung_up(const struct ck_fd *f)
 {
-	if (!ck_ends_with(f->link, " (deleted)"))
-		return 0;
-	struct ck_str m;
-	ck_writer_fail(w, -EIO, "a pseudo-terminal whose master side was closed (hung up) cannot be saved");
-	ck_str_init(&m, w->err_detail, sizeof w->err_detail);
-	ck_str_add(&m, "descriptor ");
-	ck_str_dec(&m, f->fd);
-	ck_str_add(&m, " is the slave side ");
-	ck_str_add(&m, f->link);
-	ck_str_add(&m, ", whose master no process holds any more; checkpoint again once the program has closed it; the program runs on");
-	return 1;
+	return ck_ends_with(f->link, " (deleted)");
 }
 
 /* Reads everything the master can read now, with the description made
@@ -632,13 +625,16 @@ static void pty_save(struct ck_writer *w, const struct ck_fdtab *t, const struct
 		node = slave_node(index, &slave_st);
 	} else {
 		index = (dev_major(f->st.rdev) - PTY_MAJOR_FIRST) * 256 + dev_minor(f->st.rdev);
-		if (fails_hung_up(w, f))
-			return;
 	}
 	cb_text(e, "pty");
 	cb_map_open(e);
 	cb_kv_text(e, "end", is_master(f) ? "master" : "slave");
 	cb_kv_uint(e, "index", index);
+	if (!is_master(f) && is_hung_up(f)) {
+		cb_kv_bool(e, "hung_up", 1);
+		cb_close(e);
+		return;
+	}
 	if (is_master(f)) {
 		cb_kv_bool(e, "locked", locked);
 		cb_kv_bool(e, "packet", packet);
@@ -681,6 +677,7 @@ struct tty {
 struct pty {
 	struct tty tty; /* its terminal's settings, as for the session's stdio */
 	int master, locked, packet;
+	int hung_up; /* a slave whose terminal was hung up (is_hung_up) */
 	uint64_t index;
 	int have_owner;
 	uint64_t owner[3]; /* the slave node's uid, gid, mode */
@@ -800,6 +797,9 @@ static int pty_parse(struct cb_dec *d, struct ck_img_file *f)
 				return 0;
 		} else if (cbd_key_is(k, kl, "locked")) {
 			if (!cbd_bool(d, &p->locked))
+				return 0;
+		} else if (cbd_key_is(k, kl, "hung_up")) {
+			if (!cbd_bool(d, &p->hung_up))
 				return 0;
 		} else if (cbd_key_is(k, kl, "packet")) {
 			if (!cbd_bool(d, &p->packet))
@@ -1001,7 +1001,7 @@ static void pty_create_shared(struct ck_image **imgs, size_t n, struct ck_object
 			for (size_t j = 0; j < imgs[i]->nfiles; j++) {
 				struct ck_img_file *f = &imgs[i]->files[j];
 				const struct pty *p = f->priv;
-				if (f->ops != &ck_kind_pty || !p || f->same_as >= 0 || p->master != masters)
+				if (f->ops != &ck_kind_pty || !p || f->same_as >= 0 || p->master != masters || p->hung_up)
 					continue;
 				struct made_pty *m = made_find(p->index);
 				if (!m && masters)
@@ -1027,10 +1027,28 @@ static int open_outside_slave(struct ck_img_file *f, const struct pty *p)
 	return fd;
 }
 
+/* A new terminal, hung up as the saved one was: its master closed with
+ * the slave open (the kernel hangs the slave up then, synchronously). */
+static int open_hung_up_slave(struct ck_img_file *f)
+{
+	int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+	int fd = master < 0 || unlockpt(master) != 0
+			 ? -1
+			 : ioctl(master, TIOCGPTPEER, (f->flags & (O_ACCMODE | O_NONBLOCK)) | O_NOCTTY | O_CLOEXEC);
+	int err = errno;
+	if (master >= 0)
+		close(master);
+	if (fd < 0)
+		ck_refuse("cannot make a hung-up terminal again for descriptor %d (%s): %s", f->fd, f->path, strerror(err));
+	return fd;
+}
+
 static int pty_open(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs)
 {
 	(void)img, (void)base_fd;
 	const struct pty *p = f->priv;
+	if (p->hung_up)
+		return open_hung_up_slave(f);
 	int master = ck_objects_find(objs, "pty", p->index, 0);
 	if (master < 0)
 		return p->master ? -1 : open_outside_slave(f, p);
@@ -1066,7 +1084,7 @@ static void note_session_tty(const struct tty *t, int fd)
 static void pty_install(struct ck_img_file *f)
 {
 	const struct pty *p = f->priv;
-	if (!p->master && !made_find(p->index))
+	if (!p->master && !p->hung_up && !made_find(p->index))
 		note_session_tty(&p->tty, f->fd);
 }
 

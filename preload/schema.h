@@ -427,6 +427,7 @@ static const struct ck_schema_key ck_schema_keys_fanotify_mark[] = {
 static const struct ck_schema_key ck_schema_keys_pty[] = {
 	{"end", 0, 1, 0, 0}, /* text */
 	{"index", 1, 1, 0, 0}, /* uint */
+	{"hung_up", 9, 0, 0, 0}, /* bool? */
 	{"locked", 9, 0, 0, 0}, /* bool? */
 	{"packet", 9, 0, 0, 0}, /* bool? */
 	{"data", 17, 0, 0, 0}, /* [int]? */

@@ -471,6 +471,7 @@ export const IMAGE_SCHEMA = {
     keys: {
       end: 'text',
       index: 'uint',
+      hung_up: 'bool?',
       locked: 'bool?',
       packet: 'bool?',
       data: '[int]?',

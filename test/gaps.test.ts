@@ -271,6 +271,10 @@ test('private mappings of a removed file and of a memfd that the program still h
   await twiceThroughRestart('unlinkmap', exampleProgram('unlinkmap', ['--steps', '80']));
 });
 
+test('a hung-up terminal the program still holds (its master closed, as after an ssh login ended; zdtm pty04), in two descriptions, one shared with a child, comes back hung up: end of file, EIO, POLLHUP, its flags; twice through a restart', async () => {
+  await twiceThroughRestart('ptyhup', exampleProgram('ptyhup', ['--steps', '80']));
+});
+
 const NR_HUGEPAGES = '/proc/sys/vm/nr_hugepages';
 
 function freeHugePages(): number {

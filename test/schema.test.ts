@@ -139,6 +139,7 @@ const NOT_WRITTEN_HERE: Record<string, string> = {
   'unix.shutdown': 'a Unix socket shut down in one direction; no program of the suite makes one',
   'pty.input': 'a pty with input its slave side has not read (terminal.test.ts: pty_input.py partial and raw)',
   'pty.lines': 'a pty whose slave side has complete lines it has not read (terminal.test.ts: pty_input.py lines)',
+  'pty.hung_up': 'a hung-up terminal (gaps.test.ts: examples/ptyhup.c)',
   'region.guards': 'memory with guard pages (MADV_GUARD_INSTALL: gaps.test.ts, examples/guardpage.c)',
   'region.huge_page': 'hugetlb memory, which needs huge pages reserved (gaps.test.ts, examples/hugetlb.c)',
   'region.open_deleted': 'a private mapping of a removed file the program holds open (gaps.test.ts, examples/unlinkmap.c)',
