@@ -429,17 +429,17 @@ static long new_name_path(int dirfd, const char *to, char *out, size_t cap)
 	size_t last = end - start;
 	if (last == 0 || (last == 1 && to[start] == '.') || (last == 2 && to[start] == '.' && to[start + 1] == '.'))
 		return 0;
-	char dir[4096];
-	if (start >= sizeof dir)
+	/* the directory's part first, in out (a thread's stack may be small) */
+	if (start >= cap)
 		return 0;
 	if (start == 0) {
-		dir[0] = '.';
-		dir[1] = 0;
+		out[0] = '.';
+		out[1] = 0;
 	} else {
-		ck_memcpy(dir, to, start);
-		dir[start] = 0;
+		ck_memcpy(out, to, start);
+		out[start] = 0;
 	}
-	long pd = ck_openat(dirfd, dir, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+	long pd = ck_openat(dirfd, out, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
 	if (pd < 0)
 		return 0;
 	long n = ck_fd_link((int)pd, out, cap);

@@ -362,7 +362,8 @@ export function removeMadeFiles(made: readonly MadeFile[], owner: number | undef
       if (m.target !== undefined && !m.link && free(m.from)) makeLink({ ...m, target: m.target }, 'moved away and gone');
       continue;
     }
-    if (m.link) {
+    // a new name whose old one is gone since (link, then unlink: a move that replaces nothing) is moved back like a move
+    if (m.link && (st.nlink >= 2n || !free(m.from))) {
       // only while another name holds it: never the entry's last name
       if (st.nlink < 2n) continue;
       try {

@@ -165,12 +165,12 @@ test('entries moved after the checkpoint go back (newest first, only onto a free
     assert.is(fs.readFileSync(p('old-dir/f'), 'utf8'), 'old');
     assert.equal(fs.readdirSync(p('new-dir')), ['kept-out'], 'the tree born in it is gone, the older file stays');
     assert.is(fs.lstatSync(p('old-file')).nlink, 1);
-    // the old file moved out again: the directory goes; a link that is the last name stays
+    // the old file moved out again: the directory goes; a link whose old name is gone (link, then unlink) is moved back
     fs.rmSync(p('new-dir/kept-out'));
     fs.linkSync(p('old-file'), p('link'));
     fs.rmSync(p('old-file'));
-    assert.equal(removeMadeFiles(record.made, undefined, (l) => warnings.push(l), record.moved), [`${made} (removed: made after the checkpoint)`]);
-    assert.ok(fs.existsSync(p('link')), 'the last name of an entry is never removed');
+    assert.equal(removeMadeFiles(record.made, undefined, (l) => warnings.push(l), record.moved), [`${p('old-file')} (moved back from ${p('link')})`, `${made} (removed: made after the checkpoint)`]);
+    assert.ok(fs.existsSync(p('old-file')) && !fs.existsSync(p('link')), 'the entry is at its old name again');
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
