@@ -388,22 +388,23 @@ export function removeMadeFiles(made: readonly MadeFile[], owner: number | undef
   const depth = (p: string): number => p.split('/').length;
   for (const m of dirs.sort((a, b) => depth(b.path) - depth(a.path))) {
     const st = stillThere(m);
-    if (st) remove(m, (p) => removeBornSince(p, st.dev, m.btime_ns, owner === me ? undefined : owner));
+    if (st) remove(m, (p) => removeBornSince(p, st.dev, m.btime_ns, owner ?? me));
   }
   return out;
 }
 
 /**
  * Removes the directory dir (on device dev) with every entry in it born at
- * or after bound (ns) and, when owner is given, owned by owner; never
- * through a link or into another file system. ENOTEMPTY when something
- * older or another user's stays.
+ * or after bound (ns) and owned by owner (the session's user: what another
+ * user put there is not the program's); never through a link or into
+ * another file system. ENOTEMPTY when something older or another user's
+ * stays.
  */
-function removeBornSince(dir: string, dev: bigint, bound: bigint, owner: number | undefined): void {
+function removeBornSince(dir: string, dev: bigint, bound: bigint, owner: number): void {
   for (const name of readdirSync(dir)) {
     const p = join(dir, name);
     const st = lstatSync(p, { bigint: true });
-    if (st.dev !== dev || st.birthtimeNs < bound || (owner !== undefined && st.uid !== BigInt(owner))) continue;
+    if (st.dev !== dev || st.birthtimeNs < bound || st.uid !== BigInt(owner)) continue;
     try {
       if (st.isDirectory()) removeBornSince(p, dev, bound, owner);
       else unlinkSync(p);
