@@ -3,7 +3,7 @@
 // more along with those still open (src/files.ts), so that a file written,
 // closed and written again after the checkpoint (a log a job appends to in
 // every iteration) is rolled back at restart like an open one.
-import { lstatSync, readFileSync } from 'node:fs';
+import { lstatSync, readFileSync, type Stats } from 'node:fs';
 import type { PeerCred } from './native.js';
 
 /** One file a process of the session opened for writing. */
@@ -67,6 +67,23 @@ export class WrittenFiles {
   }
 }
 
+/** What f's path names now, when that is still f's entry (never through a link). */
+function sameEntry(f: WrittenFile): Stats | undefined {
+  let st;
+  try {
+    st = lstatSync(f.path);
+  } catch {
+    return undefined;
+  }
+  return st.dev === f.dev && st.ino === f.ino ? st : undefined;
+}
+
+/** Whether by may write a file with these owner, group and mode. */
+function writableBy(st: Stats, by: PeerCred): boolean {
+  if (st.uid === by.uid || (st.mode & 0o002) !== 0) return true;
+  return (st.mode & 0o020) !== 0 && groupsOf(by).includes(st.gid);
+}
+
 /**
  * Whether the process that told of f could write it: root, the file's
  * owner, or a writer by its group or by everyone. A process that dropped
@@ -76,15 +93,8 @@ export class WrittenFiles {
 export function mayHaveWritten(f: WrittenFile, by: PeerCred | undefined): boolean {
   if (!by) return false;
   if (by.uid === 0) return true;
-  let st;
-  try {
-    st = lstatSync(f.path);
-  } catch {
-    return false;
-  }
-  if (!st.isFile() || st.dev !== f.dev || st.ino !== f.ino) return false;
-  if (st.uid === by.uid || (st.mode & 0o002) !== 0) return true;
-  return (st.mode & 0o020) !== 0 && groupsOf(by).includes(st.gid);
+  const st = sameEntry(f);
+  return st !== undefined && st.isFile() && writableBy(st, by);
 }
 
 /**
@@ -95,14 +105,9 @@ export function mayHaveWritten(f: WrittenFile, by: PeerCred | undefined): boolea
 export function mayHaveMade(f: WrittenFile, by: PeerCred | undefined): boolean {
   if (!by) return false;
   if (by.uid === 0) return true;
-  let st;
-  try {
-    st = lstatSync(f.path);
-  } catch {
-    return false;
-  }
-  if (st.dev !== f.dev || st.ino !== f.ino) return false;
-  return st.isFile() ? mayHaveWritten(f, by) : st.uid === by.uid;
+  const st = sameEntry(f);
+  if (!st) return false;
+  return st.isFile() ? writableBy(st, by) : st.uid === by.uid;
 }
 
 function groupsOf(by: PeerCred): number[] {
