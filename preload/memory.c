@@ -467,9 +467,9 @@ static void save_shmem_runs(struct ck_writer *w, struct ck_scratch *s, int pmfd,
 	save_runs_present(w, s, pmfd, m, &all, BY_PRESENCE, -1, bytes);
 }
 
-/* Memory that can be write-protected to find what changed. */
-/* hugetlb memory is not: write-protection works by huge page, and its
- * regions are saved by the pages present (hugetlb_kind) */
+/* Memory that can be write-protected to find what changed; not hugetlb
+ * memory, which write-protection covers only by whole huge page: its
+ * regions are saved by the pages present (hugetlb_kind). */
 static int trackable(const struct map_line *m, const struct region_kind *k)
 {
 	return !m->shared && !from_restore_image(m) && !ck_starts_with(m->name, "/anon_hugepage") &&
@@ -2031,9 +2031,6 @@ static char *map_hugetlb_object(int fd, const struct ck_img_region *r)
 	return a;
 }
 
-/* Every shared memory object once, of its kind, filled with the pages the
- * image that holds them saved; every process maps (and may hold a
- * descriptor of) the same one. */
 /* A number in a file of /sys; -1 when there is none. */
 static long long read_sys_number(const char *path)
 {
@@ -2123,6 +2120,9 @@ static void check_open_deleted(struct ck_image **imgs, size_t n, const struct ck
 		}
 }
 
+/* Every shared memory object once, of its kind, filled with the pages the
+ * image that holds them saved; every process maps (and may hold a
+ * descriptor of) the same one. */
 CK_HIDDEN void ck_shm_create_shared(struct ck_image **imgs, size_t n, struct ck_objects *objs, int base_fd)
 {
 	check_huge_pages(imgs, n);
