@@ -180,8 +180,13 @@ static void fail_unsupported(struct ck_writer *w, const struct ck_fd *f)
 /* The lowest descriptor sharing f's open file description, or -1. */
 static int shares_with(const struct ck_fdtab *t, const struct ck_fd *f, int pid)
 {
+	/* the session's stdio k becomes ckrun restart's own k, whatever its
+	 * sharing was: one terminal open once as stdin, stdout and stderr must
+	 * not make a restart's stdout its stdin (`ckrun restart > log`) */
+	int k = ck_fd_stdio_index(f);
 	for (const struct ck_fd *o = t->fds; o < f; o++)
-		if (o->st.dev == f->st.dev && o->st.ino == f->st.ino && same_description(pid, o->fd, f->fd))
+		if (o->st.dev == f->st.dev && o->st.ino == f->st.ino && (k < 0 || ck_fd_stdio_index(o) == k) &&
+		    same_description(pid, o->fd, f->fd))
 			return o->fd;
 	return -1;
 }
@@ -525,7 +530,9 @@ static struct ck_img_file *find_fd(struct ck_image *img, int fd)
  * base_fd. */
 static int open_entry(struct ck_image *img, struct ck_img_file *f, int base_fd, const struct ck_objects *objs)
 {
-	int fd, shared = ck_objects_find(objs, "description", (uint64_t)img->pid, (uint64_t)f->fd);
+	/* the session's stdio k is ckrun restart's own k, however the family
+	 * shared it (one terminal as stdin, stdout and stderr) */
+	int fd, shared = f->stdio >= 0 ? -1 : ck_objects_find(objs, "description", (uint64_t)img->pid, (uint64_t)f->fd);
 	if (shared >= 0) {
 		/* one description for the whole tree: inherited, duplicated here */
 		fd = dup(shared);
@@ -556,6 +563,9 @@ CK_HIDDEN void ck_files_open(struct ck_image *img, int base_fd, const struct ck_
 {
 	for (size_t i = 0; i < img->nfiles; i++) {
 		struct ck_img_file *f = &img->files[i];
+		const struct ck_img_file *src = f->same_as >= 0 ? find_fd(img, f->same_as) : 0;
+		if (f->stdio >= 0 && src && src->stdio != f->stdio)
+			f->same_as = -1; /* another stdio of the session's (see open_entry) */
 		if (f->same_as < 0)
 			f->newfd = open_entry(img, f, base_fd, objs);
 	}

@@ -17,9 +17,9 @@ import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { checkpoint, ckrun } from './lib/ckrun.js';
-import { CKRUN, CKRUN_SH, EXAMPLES } from './lib/paths.js';
+import { CKRUN, CKRUN_SH, EXAMPLES, NODE } from './lib/paths.js';
 import { python3 } from './lib/examples.js';
-import { sleep } from './lib/proc.js';
+import { Proc, sleep } from './lib/proc.js';
 import { alive, descendants, isZombie } from './lib/processes.js';
 import { Scope } from './lib/scope.js';
 import { asUserArgv, NOBODY, NOGROUP, sharedCkrun } from './lib/users.js';
@@ -401,6 +401,55 @@ test('util-linux script -q -c: its pty and its child come back; every line once,
         for (const p of [s1, r1]) assert.ok(lines(p).length > 0, p.describe());
       },
     });
+  } finally {
+    await scope.cleanup();
+  }
+});
+
+test("a job started in a terminal (one open terminal as stdin, stdout and stderr), left running after the login ended, restarted with stdout and stderr in files: each goes to its own file, from the program and its children; twice", async () => {
+  const scope = new Scope('term-stdio-split');
+  try {
+    const work = scope.dir('work');
+    const ckpt = scope.ckptDir('ck');
+    const count = path.join(work, 'count');
+    fs.writeFileSync(path.join(work, 'job.sh'), `trap '' HUP\ni=0\nwhile :; do i=$((i+1)); /bin/echo "out $i"; /bin/echo "err $i" >&2; echo $i > ${count}; sleep 0.05; done\n`);
+    const steps = (): number => Number(fs.existsSync(count) ? fs.readFileSync(count, 'utf8').trim() || 0 : 0);
+    let p = scope.track(new Proc('setsid', ['/usr/bin/script', '-qfc', `${NODE} ${CKRUN} --dir ${ckpt} -- bash ${path.join(work, 'job.sh')}`, '/dev/null'], { label: 'script: ckrun job' }));
+    await until(p, () => steps() >= 10, 'the job to run');
+    for (const round of [1, 2]) {
+      await checkpoint(ckpt);
+      // the login ends: the terminal hangs up, the job runs on; then ckrun (found by its --dir) is killed
+      if (round === 1) process.kill(p.pid, 'SIGKILL');
+      const ckrunPid = fs
+        .readdirSync('/proc')
+        .filter((d) => /^\d+$/.test(d))
+        .find((d) => {
+          try {
+            const argv = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
+            return argv.includes(CKRUN) && argv.includes(ckpt);
+          } catch {
+            return false;
+          }
+        });
+      assert.ok(ckrunPid, 'ckrun runs on after the terminal hung up');
+      const ckrunProc = round === 1 ? scope.track(new Proc('tail', [`--pid=${ckrunPid}`, '-f', '/dev/null'], { label: 'waits for ckrun' })) : p;
+      process.kill(Number(ckrunPid), 'SIGKILL');
+      await kill9Session(ckrunProc, ckpt, `stdio split, round ${round}`);
+      const out = path.join(work, `out${round}`);
+      const err = path.join(work, `err${round}`);
+      p = scope.track(new Proc('sh', ['-c', `exec ${NODE} ${CKRUN} restart --dir ${ckpt} < /dev/null > ${out} 2> ${err}`], { label: `ckrun restart ${round}` }));
+      const at = steps();
+      await until(p, () => steps() >= at + 10, `the restarted job to run on (round ${round})`);
+      // the second time the job's stdout and stderr are the files of the first restart: it goes on in them, from the checkpoint's offset
+      for (const [file, word] of [[path.join(work, 'out1'), 'out'], [path.join(work, 'err1'), 'err']] as const) {
+        const got = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l && !l.startsWith('ckrun'));
+        assert.ok(got.length >= 5 && got.every((l) => new RegExp(`^${word} \\d+$`).test(l)), `${file} has the job's ${word} lines only:\n${got.slice(0, 10).join('\n')}`);
+        const nums = got.map((l) => Number(l.split(' ')[1]));
+        for (let i = 1; i < nums.length; i++) assert.is(nums[i], nums[i - 1]! + 1, `${file}: ${nums[i - 1]} then ${nums[i]}, every line once`);
+      }
+      if (round === 2) assert.is(fs.readFileSync(out, 'utf8') + fs.readFileSync(err, 'utf8'), '', "the second restart's own stdio get nothing");
+    }
+    await kill9Session(p, ckpt, 'stdio split, end');
   } finally {
     await scope.cleanup();
   }
