@@ -125,4 +125,13 @@ static inline void die(const char *what)
 	exit(2);
 }
 
+/* The value of `--steps N` among the arguments, or dflt. */
+static inline long steps_option(int argc, char **argv, long dflt)
+{
+	for (int i = 1; i + 1 < argc; i++)
+		if (!strcmp(argv[i], "--steps"))
+			return atol(argv[i + 1]);
+	return dflt;
+}
+
 #endif

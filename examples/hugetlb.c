@@ -141,10 +141,7 @@ static void child_loop(unsigned char *shared, volatile long *child_step, long st
 
 int main(int argc, char **argv)
 {
-	long steps = 60;
-	for (int i = 1; i < argc; i++)
-		if (!strcmp(argv[i], "--steps") && i + 1 < argc)
-			steps = atol(argv[++i]);
+	long steps = steps_option(argc, argv, 60);
 	if (steps >= (long)PIECES / 2)
 		die("too many steps (at most 511: the pieces of a step stay in the first half)");
 	unsigned long huge_kb = default_huge_kb();

@@ -61,10 +61,7 @@ static int check(int fd, int flags, const char *who)
 
 int main(int argc, char **argv)
 {
-	long steps = 60;
-	for (int i = 1; i < argc; i++)
-		if (!strcmp(argv[i], "--steps") && i + 1 < argc)
-			steps = atol(argv[++i]);
+	long steps = steps_option(argc, argv, 60);
 	int master = posix_openpt(O_RDWR | O_NOCTTY);
 	if (master < 0 || grantpt(master) != 0 || unlockpt(master) != 0)
 		die("posix_openpt");

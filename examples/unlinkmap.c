@@ -69,10 +69,7 @@ static int check(const struct held *h, unsigned char step)
 
 int main(int argc, char **argv)
 {
-	long steps = 60;
-	for (int i = 1; i < argc; i++)
-		if (!strcmp(argv[i], "--steps") && i + 1 < argc)
-			steps = atol(argv[++i]);
+	long steps = steps_option(argc, argv, 60);
 	char path[] = "/tmp/ckrun-unlinkmap-XXXXXX";
 	struct held file = {"removed file", mkstemp(path), 0};
 	if (file.fd < 0)
