@@ -5,13 +5,11 @@
  *      reaped ("holding proc fd");
  *   2. a working directory /proc/PID of another such child ("holding proc
  *      cwd");
- *   3. the slave side of a pseudo-terminal whose master was closed ("holding
- *      hung-up pty");
- *   4. one end of a TCP connection over loopback whose two ends both shut
+ *   3. one end of a TCP connection over loopback whose two ends both shut
  *      down, the other end closed: ended (state CLOSE), not closed by the
  *      program, and without its other end (a pair in one process comes
  *      back: examples/tcp-states.c) ("holding ended tcp");
- *   5. an epoll entry whose file only a child holds: the program added a
+ *   4. an epoll entry whose file only a child holds: the program added a
  *      pipe, forked, and closed its own ends ("holding epoll orphan").
  * Then ("released") it holds what a restart can give back: descriptors of
  * its own network and UTS namespaces (/proc/self/ns/net, uts), which every
@@ -134,17 +132,6 @@ int main(int argc, char **argv)
 	if (fchdir(home) != 0)
 		die("fchdir");
 	close(home);
-
-	int master = posix_openpt(O_RDWR | O_NOCTTY);
-	if (master < 0 || grantpt(master) || unlockpt(master))
-		die("posix_openpt");
-	int slave = open(ptsname(master), O_RDWR | O_NOCTTY);
-	if (slave < 0)
-		die("open the slave");
-	close(master);
-	say("holding hung-up pty");
-	wait_for_next();
-	close(slave);
 
 	int tc, ts;
 	ended_tcp(&tc, &ts);
