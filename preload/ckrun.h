@@ -457,6 +457,10 @@ CK_HIDDEN int ck_written_before(int dirfd, const char *path, int flags);
 /* for a file an exclusive create just made (mkstemp), what
  * ck_written_before would have learnt */
 CK_HIDDEN int ck_written_made(void);
+/* around a call of libc's mkstemp family: the file it is making, removed
+ * if the family ends before it is noted (ck_written_abandon); -1: none */
+CK_HIDDEN int ck_written_making(char *tmpl);
+CK_HIDDEN void ck_written_making_done(int slot);
 /* before a rename: the file at each name kept as it was at the checkpoint
  * (up to 8 MiB), and the move told; ck_written_made()'s answer */
 struct ck_moving {

@@ -707,57 +707,73 @@ CK_EXPORT int creat64(const char *path, mode_t mode)
 #define MKSTEMP_FLAGS (O_RDWR | O_CREAT | O_EXCL)
 CK_EXPORT int mkstemp(char *tmpl)
 {
+	int making = ck_written_making(tmpl);
 	int fd = REAL(mkstemp)(tmpl);
 	ck_written_note(fd, MKSTEMP_FLAGS, ck_written_made());
+	ck_written_making_done(making);
 	return fd;
 }
 
 CK_EXPORT int mkstemp64(char *tmpl)
 {
+	int making = ck_written_making(tmpl);
 	int fd = REAL(mkstemp64)(tmpl);
 	ck_written_note(fd, MKSTEMP_FLAGS, ck_written_made());
+	ck_written_making_done(making);
 	return fd;
 }
 
 CK_EXPORT int mkostemp(char *tmpl, int flags)
 {
+	int making = ck_written_making(tmpl);
 	int fd = REAL(mkostemp)(tmpl, flags);
 	ck_written_note(fd, MKSTEMP_FLAGS | flags, ck_written_made());
+	ck_written_making_done(making);
 	return fd;
 }
 
 CK_EXPORT int mkostemp64(char *tmpl, int flags)
 {
+	int making = ck_written_making(tmpl);
 	int fd = REAL(mkostemp64)(tmpl, flags);
 	ck_written_note(fd, MKSTEMP_FLAGS | flags, ck_written_made());
+	ck_written_making_done(making);
 	return fd;
 }
 
 CK_EXPORT int mkstemps(char *tmpl, int suffixlen)
 {
+	int making = ck_written_making(tmpl);
 	int fd = REAL(mkstemps)(tmpl, suffixlen);
 	ck_written_note(fd, MKSTEMP_FLAGS, ck_written_made());
+	ck_written_making_done(making);
 	return fd;
 }
 
 CK_EXPORT int mkstemps64(char *tmpl, int suffixlen)
 {
+	int making = ck_written_making(tmpl);
 	int fd = REAL(mkstemps64)(tmpl, suffixlen);
 	ck_written_note(fd, MKSTEMP_FLAGS, ck_written_made());
+	ck_written_making_done(making);
 	return fd;
 }
 
 CK_EXPORT int mkostemps(char *tmpl, int suffixlen, int flags)
 {
+	int making = ck_written_making(tmpl);
 	int fd = REAL(mkostemps)(tmpl, suffixlen, flags);
 	ck_written_note(fd, MKSTEMP_FLAGS | flags, ck_written_made());
+	ck_written_making_done(making);
 	return fd;
 }
 
 CK_EXPORT int mkostemps64(char *tmpl, int suffixlen, int flags)
 {
+	int making = ck_written_making(tmpl);
 	int fd = REAL(mkostemps64)(tmpl, suffixlen, flags);
 	ck_written_note(fd, MKSTEMP_FLAGS | flags, ck_written_made());
+	ck_written_making_done(making);
 	return fd;
 }
 

@@ -21,6 +21,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 
@@ -203,8 +204,58 @@ static void release_pending(int slot)
 		__atomic_store_n(&pending_used[slot], 0, __ATOMIC_SEQ_CST);
 }
 
+/* Files libc's mkstemp family is making right now: the template, whose
+ * name libc fills in before each open, and the time (coarse, as file
+ * times are) before the call. The family may end in the instant between
+ * the open and claim_pending: the file is then removed if the template
+ * names an empty file of this user born since, which only that open can
+ * have made (a name libc tried and found taken is older). */
+#define MAKING_SLOTS 8
+static char *making_tmpl[MAKING_SLOTS];
+static int64_t making_since[MAKING_SLOTS];
+static int making_used[MAKING_SLOTS];
+
+CK_HIDDEN int ck_written_making(char *tmpl)
+{
+	if (!tmpl || !ck_written_made())
+		return -1;
+	struct timespec now;
+	if (CK_SYS2(SYS_clock_gettime, CLOCK_REALTIME_COARSE, &now) != 0)
+		return -1;
+	for (int i = 0; i < MAKING_SLOTS; i++) {
+		int free_slot = 0;
+		if (!__atomic_compare_exchange_n(&making_used[i], &free_slot, -1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+			continue;
+		making_tmpl[i] = tmpl;
+		making_since[i] = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+		__atomic_store_n(&making_used[i], 1, __ATOMIC_SEQ_CST);
+		return i;
+	}
+	return -1;
+}
+
+CK_HIDDEN void ck_written_making_done(int slot)
+{
+	if (slot >= 0)
+		__atomic_store_n(&making_used[slot], 0, __ATOMIC_SEQ_CST);
+}
+
+static void remove_if_just_made(const char *path, int64_t since)
+{
+	struct statx sx;
+	if (CK_SYS5(SYS_statx, AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS | STATX_BTIME, &sx) != 0 ||
+	    !(sx.stx_mask & STATX_BTIME) || !S_ISREG(sx.stx_mode) || sx.stx_size != 0 ||
+	    sx.stx_uid != (uint32_t)CK_SYS0(SYS_geteuid) ||
+	    (int64_t)sx.stx_btime.tv_sec * 1000000000 + sx.stx_btime.tv_nsec < since)
+		return;
+	CK_SYS3(SYS_unlinkat, AT_FDCWD, path, 0);
+}
+
 CK_HIDDEN void ck_written_abandon(void)
 {
+	for (int i = 0; i < MAKING_SLOTS; i++)
+		if (__atomic_load_n(&making_used[i], __ATOMIC_SEQ_CST) == 1)
+			remove_if_just_made(making_tmpl[i], making_since[i]);
 	for (int i = 0; i < PENDING_SLOTS; i++)
 		if (__atomic_load_n(&pending_used[i], __ATOMIC_SEQ_CST) == 1)
 			remove_made(pending_path[i]);
