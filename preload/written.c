@@ -184,24 +184,43 @@ static size_t line_head(char *buf, size_t size, const char *word, const struct s
 static char pending_path[PENDING_SLOTS][4096];
 static int pending_used[PENDING_SLOTS];
 
-static int claim_pending(const char *path, long n)
+/* A slot of used[0..n) taken (-1 while its owner fills it, then
+ * slot_filled: 1, what a signal handler may read), or -1 when all are. */
+static int take_slot(int *used, int n)
 {
-	for (int i = 0; i < PENDING_SLOTS; i++) {
+	for (int i = 0; i < n; i++) {
 		int free_slot = 0;
-		if (!__atomic_compare_exchange_n(&pending_used[i], &free_slot, -1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
-			continue;
-		ck_memcpy(pending_path[i], path, (size_t)n);
-		pending_path[i][n] = 0;
-		__atomic_store_n(&pending_used[i], 1, __ATOMIC_SEQ_CST);
-		return i;
+		if (__atomic_compare_exchange_n(&used[i], &free_slot, -1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+			return i;
 	}
 	return -1;
 }
 
-static void release_pending(int slot)
+static void slot_filled(int *used, int slot)
+{
+	__atomic_store_n(&used[slot], 1, __ATOMIC_SEQ_CST);
+}
+
+static void release_slot(int *used, int slot)
 {
 	if (slot >= 0)
-		__atomic_store_n(&pending_used[slot], 0, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&used[slot], 0, __ATOMIC_SEQ_CST);
+}
+
+static int claim_pending(const char *path, long n)
+{
+	int i = take_slot(pending_used, PENDING_SLOTS);
+	if (i < 0)
+		return -1;
+	ck_memcpy(pending_path[i], path, (size_t)n);
+	pending_path[i][n] = 0;
+	slot_filled(pending_used, i);
+	return i;
+}
+
+static void release_pending(int slot)
+{
+	release_slot(pending_used, slot);
 }
 
 /* Files libc's mkstemp family is making right now: the template, whose
@@ -222,22 +241,18 @@ CK_HIDDEN int ck_written_making(char *tmpl)
 	struct timespec now;
 	if (CK_SYS2(SYS_clock_gettime, CLOCK_REALTIME_COARSE, &now) != 0)
 		return -1;
-	for (int i = 0; i < MAKING_SLOTS; i++) {
-		int free_slot = 0;
-		if (!__atomic_compare_exchange_n(&making_used[i], &free_slot, -1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
-			continue;
-		making_tmpl[i] = tmpl;
-		making_since[i] = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
-		__atomic_store_n(&making_used[i], 1, __ATOMIC_SEQ_CST);
-		return i;
-	}
-	return -1;
+	int i = take_slot(making_used, MAKING_SLOTS);
+	if (i < 0)
+		return -1;
+	making_tmpl[i] = tmpl;
+	making_since[i] = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+	slot_filled(making_used, i);
+	return i;
 }
 
 CK_HIDDEN void ck_written_making_done(int slot)
 {
-	if (slot >= 0)
-		__atomic_store_n(&making_used[slot], 0, __ATOMIC_SEQ_CST);
+	release_slot(making_used, slot);
 }
 
 static void remove_if_just_made(const char *path, int64_t since)
