@@ -204,12 +204,14 @@ export class LateFiles {
    * Notes that the program is about to move the entry at m.from to m.to (its
    * shim's `moveq`, answered before the rename) if it was born before the
    * generation's checkpoint, and returns the note; one born after is told
-   * as made at its new name once moved.
+   * as made at its new name once moved. A symbolic link at m.to is kept
+   * only when it is replacerUid's (undefined: root's request, any link):
+   * another user's link is not the requester's to bring back.
    */
-  moved(m: { dev: number; ino: number; from: string; to: string; link?: true }, skipDirs: readonly string[]): MovedEntry | undefined {
+  moved(m: { dev: number; ino: number; from: string; to: string; link?: true }, skipDirs: readonly string[], replacerUid?: number): MovedEntry | undefined {
     if (ignoredPath(m.from, skipDirs) || ignoredPath(m.to, skipDirs)) return undefined;
     // first: undone last, once the entry moved there has gone back
-    if (!m.link) this.keepReplacedLink(m.to);
+    if (!m.link) this.keepReplacedLink(m.to, replacerUid);
     let st;
     try {
       st = lstatSync(m.from, { bigint: true });
@@ -235,14 +237,14 @@ export class LateFiles {
    * (the `latest` link a job points at its newest output): its target, for
    * a restart to make it again. A regular file replaced is kept by `keep`.
    */
-  private keepReplacedLink(path: string): void {
+  private keepReplacedLink(path: string, replacerUid: number | undefined): void {
     let st;
     try {
       st = lstatSync(path, { bigint: true });
     } catch {
       return;
     }
-    if (!st.isSymbolicLink() || st.birthtimeNs > this.sinceNs) return;
+    if (!st.isSymbolicLink() || st.birthtimeNs > this.sinceNs || (replacerUid !== undefined && st.uid !== BigInt(replacerUid))) return;
     const target = readlinkSync(path);
     if (target === '') return;
     this.noteMoved({ from: path, to: path, dev: Number(st.dev), ino: Number(st.ino), btime_ns: st.birthtimeNs, replaced: true, target });

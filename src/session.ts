@@ -481,7 +481,7 @@ export class Coordinator implements Session {
     if (shown === undefined) return;
     try {
       for (const l of [late, this.previousLate])
-        if (l && l.moved(m, skipDirsFor(this.dir))) this.verbose(m.link ? `${shown} has a new name since checkpoint ${l.genPath}: a restart from it removes that name` : `${shown} is moved since checkpoint ${l.genPath}: a restart from it moves it back`);
+        if (l && l.moved(m, skipDirsFor(this.dir), by && by.uid !== 0 ? by.uid : undefined)) this.verbose(m.link ? `${shown} has a new name since checkpoint ${l.genPath}: a restart from it removes that name` : `${shown} is moved since checkpoint ${l.genPath}: a restart from it moves it back`);
     } catch (e) {
       this.log(`cannot note that ${shown} is moved since the checkpoint (${errorMessage(e)}): a restart from ${late.genPath} leaves it at its new name`);
     }

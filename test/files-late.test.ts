@@ -202,4 +202,24 @@ test('symbolic links there at the checkpoint that a rename replaced, or moved aw
   }
 });
 
+test("a symbolic link a rename would replace is kept only when the requesting process's user owns it", () => {
+  const dir = tempDir();
+  try {
+    const gen = path.join(dir, 'gen');
+    fs.mkdirSync(gen);
+    const p = (n: string): string => path.join(dir, n);
+    fs.writeFileSync(p('new'), 'x');
+    fs.symlinkSync('y', p('cur'));
+    const late = new LateFiles(gen, [], birth(p('cur')) > birth(p('new')) ? birth(p('cur')) : birth(p('new')));
+    const st = fs.lstatSync(p('new'));
+    const owner = fs.lstatSync(p('cur')).uid;
+    late.moved({ dev: st.dev, ino: st.ino, from: p('new'), to: p('cur') }, [], owner + 1);
+    assert.equal(readLate(gen).moved.filter((m) => m.replaced), [], "another user's link is not kept");
+    late.moved({ dev: st.dev, ino: st.ino, from: p('new'), to: p('cur') }, [], owner);
+    assert.equal(readLate(gen).moved.filter((m) => m.replaced).map((m) => m.target), ['y'], "its owner's request keeps it");
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test.run();
